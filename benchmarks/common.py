@@ -1,0 +1,77 @@
+"""Shared benchmark helpers: synthetic corpora, timing and peak RSS measured in a fresh subprocess."""
+
+from __future__ import annotations
+
+import json
+import random
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "benchmarks" / "_work"
+
+_WORDS = ("the of and to in is was for on that with as by at from his her it an were are which this be or has "
+          "had not but first new after also one two time year city world people state school river music "
+          "system water history science language market village church team season album station").split()
+
+
+def make_jsonl(folder: Path, total_mb: int, file_mb: int = 25, seed: int = 0) -> list[Path]:
+    """JSONL files of ~2 KB web-like documents, `total_mb` in all; reused if already there."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    rng = random.Random(seed)
+    n_files = max(1, total_mb // file_mb)
+    for f in range(n_files):
+        path = folder / f"part-{f:04d}.jsonl"
+        files.append(path)
+        if path.exists():
+            continue
+        with open(path.with_suffix(".tmp"), "w") as fh:
+            written = 0
+            i = 0
+            while written < file_mb * 1_000_000:
+                n = rng.randint(50, 700)
+                text = " ".join(rng.choice(_WORDS) for _ in range(n)).capitalize() + "."
+                line = json.dumps({"id": f"{f}-{i}", "text": text, "url": f"https://example.com/{f}/{i}",
+                                   "date": "2026-01-01", "score": rng.random()}) + "\n"
+                fh.write(line)
+                written += len(line)
+                i += 1
+        path.with_suffix(".tmp").rename(path)
+    return files
+
+
+def measure(code: str) -> dict:
+    """Run python code in a subprocess; it must print one JSON object. Adds peak RSS over the process
+    and its children (MB) and wall seconds."""
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - start
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-3000:])
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["wall_s"] = wall
+    return result
+
+
+PEAK_RSS = """
+import resource, json
+def peak_mb():
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, kids) / 1024
+"""
+
+
+def table(rows: list[dict], cols: list[str]) -> str:
+    widths = [max(len(c), *(len(f"{r.get(c, '')}") for r in rows)) for c in cols]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))]
+    lines += ["  ".join(f"{r.get(c, '')}".ljust(w) for c, w in zip(cols, widths, strict=True)) for r in rows]
+    return "\n".join(lines)
+
+
+def rusage_children_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024

@@ -1,0 +1,126 @@
+"""The run catalog: an embedded DuckDB file (`catalog.duckdb`) in the output folder.
+
+Only the run's main process writes it, opening it briefly for each write so that `corpus status`
+can read it while a run is going (DuckDB allows one process to hold a file at a time).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+  run_id VARCHAR PRIMARY KEY, started TIMESTAMP, finished TIMESTAMP, status VARCHAR,
+  config VARCHAR, workers INTEGER, error VARCHAR);
+CREATE TABLE IF NOT EXISTS stages (
+  run_id VARCHAR, stage_idx INTEGER, stage VARCHAR, kind VARCHAR, key VARCHAR, params VARCHAR,
+  units INTEGER);
+CREATE TABLE IF NOT EXISTS unit_stats (
+  run_id VARCHAR, stage_idx INTEGER, stage VARCHAR, unit VARCHAR, source VARCHAR,
+  docs_in BIGINT, docs_out BIGINT, bytes_in BIGINT, bytes_out BIGINT, seconds DOUBLE, resumed BOOLEAN);
+CREATE TABLE IF NOT EXISTS drops (
+  run_id VARCHAR, stage_idx INTEGER, stage VARCHAR, unit VARCHAR, source VARCHAR, reason VARCHAR,
+  docs BIGINT);
+CREATE TABLE IF NOT EXISTS quarantine (
+  run_id VARCHAR, source VARCHAR, file VARCHAR, kind VARCHAR, docs BIGINT);
+CREATE TABLE IF NOT EXISTS balance (
+  run_id VARCHAR, source VARCHAR, input BIGINT, kept BIGINT, rejected BIGINT, quarantined BIGINT,
+  ok BOOLEAN);
+"""
+
+
+class Catalog:
+    def __init__(self, path: Path, create: bool = True):
+        self.path = path
+        if not create and not path.exists():
+            raise FileNotFoundError(f"no run catalog at {path}: is this a corpusforge output folder?")
+        if create:
+            with self.connect() as con:
+                con.execute(SCHEMA)
+
+    @contextmanager
+    def connect(self, read_only: bool = False, retries: int = 50) -> Iterator[duckdb.DuckDBPyConnection]:
+        for attempt in range(retries):
+            try:
+                con = duckdb.connect(str(self.path), read_only=read_only)
+                break
+            except duckdb.IOException:  # held by the writer for a moment; wait our turn
+                if attempt == retries - 1:
+                    raise
+                time.sleep(0.1)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def start_run(self, run_id: str, config: dict, workers: int, stages: list[dict]) -> None:
+        with self.connect() as con:
+            con.execute(
+                "INSERT INTO runs VALUES (?, now(), NULL, 'running', ?, ?, NULL)",
+                [run_id, json.dumps(config, default=str), workers],
+            )
+            con.executemany(
+                "INSERT INTO stages VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [[run_id, s["idx"], s["stage"], s["kind"], s["key"], json.dumps(s["params"], default=str),
+                  s["units"]] for s in stages],
+            )
+
+    def set_units(self, run_id: str, units: int) -> None:
+        """Shards are known only after reading: record how many units each later stage has."""
+        with self.connect() as con:
+            con.execute("UPDATE stages SET units = ? WHERE run_id = ? AND stage_idx > 0", [units, run_id])
+
+    def finish_run(self, run_id: str, status: str, error: str | None = None) -> None:
+        with self.connect() as con:
+            con.execute(
+                "UPDATE runs SET finished = now(), status = ?, error = ? WHERE run_id = ?", [status, error, run_id]
+            )
+
+    def record_ingest(self, run_id: str, markers: list[dict], resumed: bool) -> None:
+        rows, quar = [], []
+        for m in markers:
+            rows.append([run_id, 0, "00-read", m["file"], m["source"], m["seen"], m["docs"],
+                         m["bytes_in"], m["bytes_out"], m["seconds"], resumed])
+            quar += [[run_id, m["source"], m["file"], k, n] for k, n in m["quarantine_kinds"].items()]
+        with self.connect() as con:
+            con.executemany("INSERT INTO unit_stats VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+            if quar:
+                con.executemany("INSERT INTO quarantine VALUES (?,?,?,?,?)", quar)
+
+    def record_stage(self, run_id: str, stage_idx: int, markers: list[dict]) -> None:
+        rows, drops = [], []
+        for m in markers:
+            sources = set(m["in"]) | set(m["out"])
+            for src in sorted(sources):
+                i, o = m["in"].get(src, {}), m["out"].get(src, {})
+                rows.append([run_id, stage_idx, m["stage"], m["shard"], src, i.get("docs", 0), o.get("docs", 0),
+                             i.get("bytes", 0), o.get("bytes", 0), m["seconds"], m["resumed"]])
+            for src, reasons in m["rejected"].items():
+                drops += [[run_id, stage_idx, m["stage"], m["shard"], src, r, n] for r, n in reasons.items()]
+        with self.connect() as con:
+            if rows:
+                con.executemany("INSERT INTO unit_stats VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+            if drops:
+                con.executemany("INSERT INTO drops VALUES (?,?,?,?,?,?,?)", drops)
+
+    def record_balance(self, run_id: str, rows: list[dict]) -> None:
+        with self.connect() as con:
+            con.executemany(
+                "INSERT INTO balance VALUES (?,?,?,?,?,?,?)",
+                [[run_id, r["source"], r["input"], r["kept"], r["rejected"], r["quarantined"], r["ok"]]
+                 for r in rows],
+            )
+
+    def query(self, sql: str, params: list | None = None) -> list[tuple]:
+        with self.connect(read_only=True) as con:
+            return con.execute(sql, params or []).fetchall()
+
+    def latest_run(self) -> str | None:
+        rows = self.query("SELECT run_id FROM runs ORDER BY started DESC LIMIT 1")
+        return rows[0][0] if rows else None

@@ -1,0 +1,160 @@
+"""The `corpus` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from corpus.config import ConfigError, load_config
+
+EXAMPLES = """examples:
+  corpus run examples/quickstart.yaml            run a pipeline (resumes if interrupted)
+  corpus validate examples/quickstart.yaml       check a config without running it
+  corpus status out/quickstart                   progress of the latest run
+  corpus stats out/quickstart                    funnel per stage and source
+  corpus export out/quickstart out/jsonl         write the corpus as JSONL
+  corpus ops                                     list operators (built-in and plugins)
+"""
+
+
+def _cmd_run(args: argparse.Namespace, console: Console) -> int:
+    from corpus.executor import LocalExecutor
+    from corpus.stats import print_stats
+
+    cfg = load_config(args.config, output=args.output)
+    workers = args.workers if args.workers is not None else cfg.workers
+    executor = LocalExecutor(workers=workers, quiet=args.quiet)
+    result = executor.run(cfg.pipeline, cfg.inputs, cfg.output, cfg.shard_max_bytes, cfg.base_dir)
+    if not args.quiet:
+        print_stats(result.output, console, result.run_id)
+    m = result.manifest
+    console.print(f"[green]done[/]: {m['docs']:,} documents in {len(m['shards'])} shards, "
+                  f"{m['bytes'] / 1e6:,.2f} MB -> {result.output}/data")
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
+    from corpus.pipeline import Pipeline
+    from corpus.readers import plan_tasks
+
+    cfg = load_config(args.config)
+    Pipeline(cfg.pipeline).check()
+    tasks = plan_tasks(cfg.inputs, cfg.base_dir)
+    console.print(f"[green]ok[/]: {len(cfg.inputs)} inputs ({len(tasks)} files), {len(cfg.pipeline)} operators: "
+                  + " -> ".join(op.name for op in cfg.pipeline))
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace, console: Console) -> int:
+    from corpus.stats import print_status
+
+    print_status(Path(args.output), console)
+    return 0
+
+
+def _cmd_stats(args: argparse.Namespace, console: Console) -> int:
+    from corpus.stats import print_stats
+
+    print_stats(Path(args.output), console, args.run)
+    return 0
+
+
+def _cmd_ops(args: argparse.Namespace, console: Console) -> int:
+    from corpus import registry
+
+    for name in registry.names():
+        cls = registry.get(name)
+        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        console.print(f"[bold]{name}[/] ({cls.kind}) needs {list(cls.needs)} adds {list(cls.adds)}  {doc}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace, console: Console) -> int:
+    import polars as pl
+
+    from corpus.manifest import read_manifest
+    from corpus.writers import write_jsonl
+
+    src = Path(args.output)
+    manifest = read_manifest(src)
+    dest = Path(args.dest)
+    for shard in manifest["shards"]:
+        name = Path(shard["path"]).name.removesuffix(".parquet") + ".jsonl" + args.compression
+        write_jsonl(pl.read_parquet(src / shard["path"]), dest / name)
+    console.print(f"[green]exported[/] {manifest['docs']:,} documents to {dest}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="corpus", description="corpusforge: prepare text corpora and train language models on them.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    r = sub.add_parser("run", help="run a pipeline from a YAML config (resumes an interrupted run)")
+    r.add_argument("config", help="YAML run config")
+    r.add_argument("-o", "--output", help="output folder (overrides the config's `output`)")
+    r.add_argument("-w", "--workers", type=int, help="worker processes (default: config, else one per core)")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress bars or tables")
+    r.set_defaults(fn=_cmd_run)
+
+    v = sub.add_parser("validate", help="check a config (keys, operators, wiring, input paths) without running")
+    v.add_argument("config")
+    v.set_defaults(fn=_cmd_validate)
+
+    s = sub.add_parser("status", help="progress of the latest run in an output folder")
+    s.add_argument("output")
+    s.set_defaults(fn=_cmd_status)
+
+    st = sub.add_parser("stats", help="funnel per stage and source, drops by reason, quarantine, balance")
+    st.add_argument("output")
+    st.add_argument("--run", help="run id (default: the latest)")
+    st.set_defaults(fn=_cmd_stats)
+
+    o = sub.add_parser("ops", help="list the operators available to pipelines")
+    o.set_defaults(fn=_cmd_ops)
+
+    e = sub.add_parser("export", help="write a corpus folder's documents as JSONL")
+    e.add_argument("output", help="corpus folder (a run's output)")
+    e.add_argument("dest", help="destination folder")
+    e.add_argument("--compression", choices=["", ".gz", ".zst"], default=".zst")
+    e.set_defaults(fn=_cmd_export)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console(stderr=False)
+    if not console.is_terminal:  # piped or captured: don't squeeze tables into 80 columns
+        console = Console(stderr=False, width=160)
+    err = Console(stderr=True)
+    logging.basicConfig(level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
+                        format="%(levelname)s %(message)s")
+    from corpus.executor import LostRecordsError, PipelineError
+    from corpus.lock import LockedError
+    from corpus.readers import InputError
+    from corpus.registry import UnknownOperator
+    from corpus.work import OperatorError
+
+    expected = (ConfigError, PipelineError, LockedError, InputError, UnknownOperator, FileNotFoundError,
+                LostRecordsError, OperatorError)
+    try:
+        return args.fn(args, console)
+    except expected as exc:
+        if args.debug:
+            raise
+        msg = "\n  ".join(exc.errors) if isinstance(exc, ConfigError) else str(exc)
+        err.print(f"[bold red]error:[/] {msg}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]: rerun the same command to resume")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

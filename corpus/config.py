@@ -1,0 +1,246 @@
+"""YAML run configs: parsed safely, validated completely before anything runs.
+
+Every error names the file, the line and the key, and the run does not start:
+
+    quickstart.yaml:14: pipeline[1].min_char: unknown parameter of 'length_filter' (did you mean 'min_chars'?)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from corpus import registry
+from corpus.operators import Operator
+from corpus.readers.base import FORMATS, InputSpec
+
+
+class ConfigError(Exception):
+    def __init__(self, errors: list[str]):
+        self.errors = errors
+        super().__init__("invalid config:\n  " + "\n  ".join(errors))
+
+
+@dataclass
+class RunConfig:
+    inputs: list[InputSpec]
+    pipeline: list[Operator]
+    output: Path
+    workers: int = 0  # 0: one per CPU core
+    shard_max_bytes: int = 128 << 20  # of text per output shard; bounds a worker's memory
+    base_dir: Path = field(default_factory=Path.cwd)
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.I)
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(value: int | str) -> int:
+    """'128MB', '64 MiB', '1g' or a plain int (bytes)."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a size like '128MB', got {value!r}")
+    if isinstance(value, int):
+        return value
+    m = _SIZE.match(str(value))
+    if not m:
+        raise ValueError(f"expected a size like '128MB', got {value!r}")
+    unit = (m.group(2) or "").lower()[:1]
+    return int(float(m.group(1)) * _UNITS[unit])
+
+
+def _line_map(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dict[tuple, int]:
+    """Map each key path (('pipeline', 1, 'min_chars')) to its 1-based line in the file."""
+    out = {} if out is None else out
+    out.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            key = k.value
+            out[path + (key,)] = k.start_mark.line + 1
+            _line_map(v, path + (key,), out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            _line_map(v, path + (i,), out)
+    return out
+
+
+def _type_ok(value: Any, tp: Any) -> bool:
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if origin is typing.Literal:
+        return value in typing.get_args(tp)
+    if origin in (list, tuple):
+        args = typing.get_args(tp)
+        return isinstance(value, list) and (not args or all(_type_ok(v, args[0]) for v in value))
+    if origin is dict:
+        args = typing.get_args(tp)
+        return isinstance(value, dict) and (
+            not args or all(_type_ok(k, args[0]) and _type_ok(v, args[1]) for k, v in value.items())
+        )
+    if tp is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(tp, type):
+        return isinstance(value, tp)
+    return True
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def build_dataclass(cls: type, params: dict, where: str, lines: dict, path: tuple, errors: list[str]) -> Any:
+    """Instantiate a dataclass from YAML params, collecting every problem instead of stopping at one."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    ok = True
+    for key, value in params.items():
+        line = lines.get(path + (key,), lines.get(path, 0))
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            known = ", ".join(fields) or "none"
+            errors.append(f"{line}: {where}.{key}: unknown parameter{hint}; known: {known}")
+            ok = False
+        elif not _type_ok(value, hints[key]):
+            errors.append(
+                f"{line}: {where}.{key}: expected {_type_name(hints[key])}, got {type(value).__name__} {value!r}"
+            )
+            ok = False
+    missing = [
+        n
+        for n, f in fields.items()
+        if n not in params and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    for n in missing:
+        errors.append(f"{lines.get(path, 0)}: {where}: missing required parameter '{n}'")
+        ok = False
+    if not ok:
+        return None
+    try:
+        return cls(**params)
+    except (ValueError, TypeError) as exc:  # the operator's own __post_init__ checks
+        errors.append(f"{lines.get(path, 0)}: {where}: {exc}")
+        return None
+
+
+TOP_KEYS = {"inputs", "pipeline", "output", "workers", "shard_max_bytes"}
+
+
+def load_config(path: str | Path, output: str | Path | None = None) -> RunConfig:
+    """Parse and validate a run config; raise ConfigError listing every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"cannot read config {path}: {exc}"]) from exc
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{path}: not valid YAML: {exc}"]) from exc
+    if not isinstance(data, dict) or node is None:
+        raise ConfigError([f"{path}: expected a mapping with keys {sorted(TOP_KEYS)}"])
+    lines = _line_map(node)
+    errors: list[str] = []
+    for key in data:
+        if key not in TOP_KEYS:
+            close = difflib.get_close_matches(str(key), TOP_KEYS, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            errors.append(f"{lines.get((key,), 0)}: {key}: unknown key{hint}; known: {sorted(TOP_KEYS)}")
+
+    inputs = _inputs(data.get("inputs"), lines, errors)
+    ops = _pipeline(data.get("pipeline", []), lines, errors)
+
+    out = output if output is not None else data.get("output")
+    if not isinstance(out, str | Path) or not str(out):
+        errors.append(f"{lines.get(('output',), 1)}: output: required, a folder path (or pass --output)")
+    workers = data.get("workers", 0)
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
+        errors.append(f"{lines.get(('workers',), 0)}: workers: expected an integer >= 0, got {workers!r}")
+    shard_max = 128 << 20
+    if "shard_max_bytes" in data:
+        try:
+            shard_max = parse_size(data["shard_max_bytes"])
+            if shard_max < 1024:
+                raise ValueError(f"too small ({shard_max} bytes); use at least 1KB")
+        except ValueError as exc:
+            errors.append(f"{lines.get(('shard_max_bytes',), 0)}: shard_max_bytes: {exc}")
+
+    if errors:
+        raise ConfigError([f"{path}:{e}" for e in errors])
+    base = path.resolve().parent
+    out_path = Path(out)  # type: ignore[arg-type]
+    if output is None and not out_path.is_absolute():
+        out_path = base / out_path
+    return RunConfig(
+        inputs=inputs, pipeline=ops, output=out_path, workers=workers, shard_max_bytes=shard_max, base_dir=base
+    )
+
+
+def _inputs(raw: Any, lines: dict, errors: list[str]) -> list[InputSpec]:
+    if not isinstance(raw, list) or not raw:
+        errors.append(f"{lines.get(('inputs',), 1)}: inputs: required, a non-empty list of inputs")
+        return []
+    specs = []
+    for i, item in enumerate(raw):
+        where, path = f"inputs[{i}]", ("inputs", i)
+        if not isinstance(item, dict):
+            errors.append(f"{lines.get(path, 0)}: {where}: expected a mapping with 'source' and 'path'")
+            continue
+        if "format" in item and item["format"] not in FORMATS:
+            errors.append(
+                f"{lines.get(path + ('format',), 0)}: {where}.format: {item['format']!r} is not one of {FORMATS}"
+            )
+            continue
+        params = dict(item)
+        if "max_doc_bytes" in params:
+            try:
+                params["max_doc_bytes"] = parse_size(params["max_doc_bytes"])
+            except ValueError as exc:
+                errors.append(f"{lines.get(path + ('max_doc_bytes',), 0)}: {where}.max_doc_bytes: {exc}")
+                continue
+        spec = build_dataclass(InputSpec, params, where, lines, path, errors)
+        if spec is not None:
+            specs.append(spec)
+    seen = [s.source for s in specs]
+    for name in {s for s in seen if seen.count(s) > 1}:
+        errors.append(f"{lines.get(('inputs',), 0)}: inputs: source name '{name}' is used more than once")
+    return specs
+
+
+def _pipeline(raw: Any, lines: dict, errors: list[str]) -> list[Operator]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        errors.append(f"{lines.get(('pipeline',), 0)}: pipeline: expected a list of operators")
+        return []
+    ops = []
+    for i, item in enumerate(raw):
+        where, path = f"pipeline[{i}]", ("pipeline", i)
+        if not isinstance(item, dict) or not isinstance(item.get("op"), str):
+            errors.append(f"{lines.get(path, 0)}: {where}: expected a mapping with 'op: <operator name>'")
+            continue
+        params = {k: v for k, v in item.items() if k != "op"}
+        try:
+            cls = registry.get(item["op"])
+        except registry.UnknownOperator as exc:
+            errors.append(f"{lines.get(path + ('op',), 0)}: {where}.op: {exc.args[0]}")
+            continue
+        op = build_dataclass(cls, params, f"{where} ({item['op']})", lines, path, errors)
+        if op is not None:
+            ops.append(op)
+    return ops

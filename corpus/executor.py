@@ -1,0 +1,346 @@
+"""The local executor: runs a pipeline over a process pool, resumably, and accounts for every record.
+
+Layout of an output folder:
+
+    OUT/
+      catalog.duckdb              run catalog (runs, stages, per-unit counters, drops, quarantine)
+      manifest.json               the final corpus: schema, shards, docs, bytes, content hash
+      data/                       final shards (Parquet, zstd)
+      rejected/NN-op/             rows dropped by stage NN, with reject_stage and reject_reason
+      quarantine/                 records the readers could not parse, with file, line, raw bytes, error
+      work/00-read/               shards as read, per input file markers in done/
+      work/NN-op-<key>/           each stage's output per shard; <key> hashes its config and all upstream
+
+A unit of work (an input file, or a shard through a stage) is done when its marker exists with the
+current key; a rerun skips it. Keys chain, so a changed operator invalidates only itself and what
+follows it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from corpus.catalog import Catalog
+from corpus.lock import RunLock
+from corpus.manifest import write_manifest
+from corpus.operators import FitContext, GlobalOperator, Operator, chain_key, ensure_columns
+from corpus.progress import Progress
+from corpus.readers import InputSpec, ReadTask, plan_tasks
+from corpus.schema import CORE_COLUMNS
+from corpus.work import Stage, ingest, read_marker, run_segment, shard_rows, write_marker
+
+
+class PipelineError(ValueError):
+    """The pipeline is wired wrongly (an operator needs a column nobody provides)."""
+
+
+class LostRecordsError(RuntimeError):
+    """input != kept + rejected + quarantined for some source: a bug, never silently accepted."""
+
+
+@dataclass
+class RunResult:
+    output: Path
+    run_id: str
+    manifest: dict
+    balance: list[dict]
+
+
+# ---------------------------------------------------------------- pool
+
+
+def _die_with_parent() -> None:
+    # A SIGKILLed run must not leave workers writing into a folder the next run will lock.
+    try:
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+class Pool:
+    """Runs fn(*args) for each args tuple: in this process when workers == 1, else a spawn pool."""
+
+    def __init__(self, workers: int):
+        self.workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+        if workers > 1:
+            # Give each worker its share of the cores so polars' own threads don't oversubscribe.
+            os.environ.setdefault("POLARS_MAX_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
+            self._pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_die_with_parent)
+
+    def unordered(self, fn: Callable[..., Any], jobs: Sequence[tuple]) -> Iterator[Any]:
+        if self._pool is None:
+            for args in jobs:
+                yield fn(*args)
+            return
+        pending = {self._pool.submit(fn, *args) for args in jobs}
+        try:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    yield fut.result()
+        finally:
+            for fut in pending:
+                fut.cancel()
+
+    def ordered(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        if self._pool is None:
+            return [fn(x) for x in items]
+        return list(self._pool.map(fn, items))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+
+
+# ---------------------------------------------------------------- executor
+
+
+class LocalExecutor:
+    def __init__(self, workers: int = 0, quiet: bool = False, chunk_bytes: int = 32 << 20):
+        self.workers = workers or os.cpu_count() or 1
+        self.quiet = quiet
+        self.chunk_bytes = chunk_bytes
+
+    def run(
+        self,
+        ops: list[Operator],
+        inputs: list[InputSpec],
+        output: Path,
+        shard_max_bytes: int = 128 << 20,
+        base_dir: Path | None = None,
+    ) -> RunResult:
+        out = Path(output).resolve()
+        errors = ensure_columns(ops, CORE_COLUMNS)
+        if errors:
+            raise PipelineError("pipeline wiring:\n  " + "\n  ".join(errors))
+        tasks = plan_tasks(inputs, base_dir)
+        with RunLock(out):
+            return self._run_locked(ops, inputs, tasks, out, shard_max_bytes)
+
+    def _run_locked(
+        self, ops: list[Operator], inputs: list[InputSpec], tasks: list[ReadTask], out: Path, shard_max_bytes: int
+    ) -> RunResult:
+        work = out / "work"
+        for tmp in work.rglob(".tmp-*") if work.exists() else []:
+            tmp.unlink(missing_ok=True)  # left by a killed run; never a finished file
+        read_dir = work / "00-read"
+        task_keys = {t.index: self._task_key(t, shard_max_bytes) for t in tasks}
+        read_key = parent = hashlib.sha256(json.dumps(sorted(task_keys.items())).encode()).hexdigest()
+        stages = []
+        for i, op in enumerate(ops, 1):
+            parent = chain_key(parent, op)
+            stages.append(Stage(i, op, parent, work / f"{i:02d}-{op.name}-{parent[:12]}"))
+
+        catalog = Catalog(out / "catalog.duckdb")
+        run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+        stage_rows = [{"idx": 0, "stage": "00-read", "kind": "read", "key": read_key, "params": {
+            "inputs": [asdict(s) for s in inputs]}, "units": len(tasks)}]
+        stage_rows += [{"idx": s.idx, "stage": s.label, "kind": s.op.kind, "key": s.key, "params": s.op.params(),
+                        "units": 0} for s in stages]
+        config = {"inputs": [asdict(s) for s in inputs], "pipeline": [{"op": o.name, **o.params()} for o in ops],
+                  "shard_max_bytes": shard_max_bytes, "workers": self.workers}
+        catalog.start_run(run_id, config, self.workers, stage_rows)
+        pool = Pool(self.workers)
+        progress = Progress(quiet=self.quiet)
+        try:
+            with progress:
+                markers = self._ingest(pool, progress, catalog, run_id, tasks, task_keys, read_dir, shard_max_bytes)
+                shards = [s for m in markers for s in m["shards"]]
+                catalog.set_units(run_id, len(shards))
+                prev = read_dir / "shards"
+                for segment in _segments(stages):
+                    head = segment[0]
+                    if isinstance(head.op, GlobalOperator):
+                        self._fit(pool, progress, head, [prev / f"{s}.parquet" for s in shards])
+                    self._segment(pool, progress, catalog, run_id, segment, shards, prev)
+                    prev = segment[-1].dir / "shards"
+            manifest = _publish(out, read_dir, markers, stages, shards, run_id)
+            balance = _balance(out, markers)
+            catalog.record_balance(run_id, balance)
+            bad = [b for b in balance if not b["ok"]]
+            if bad:
+                raise LostRecordsError(
+                    "records unaccounted for: "
+                    + "; ".join(f"{b['source']}: input {b['input']} != kept {b['kept']} + rejected "
+                                f"{b['rejected']} + quarantined {b['quarantined']}" for b in bad)
+                )
+            _collect_garbage(work, {read_dir.name} | {s.dir.name for s in stages})
+            catalog.finish_run(run_id, "ok")
+            return RunResult(out, run_id, manifest, balance)
+        except BaseException as exc:
+            catalog.finish_run(run_id, "failed", f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            pool.close()
+
+    # ------------------------------------------------------------ phases
+
+    def _task_key(self, task: ReadTask, shard_max_bytes: int) -> str:
+        st = os.stat(task.path) if not task.path.startswith("duckdb:") else None
+        fingerprint = {
+            "spec": asdict(task.spec), "path": task.path, "rel": task.rel_path, "format": task.format,
+            "index": task.index, "size": st.st_size if st else None, "mtime": st.st_mtime_ns if st else None,
+            "shard_max_bytes": shard_max_bytes, "chunk_bytes": self.chunk_bytes, "reader_version": 1,
+        }
+        return hashlib.sha256(json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()
+
+    def _ingest(self, pool: Pool, progress: Progress, catalog: Catalog, run_id: str, tasks: list[ReadTask],
+                task_keys: dict[int, str], read_dir: Path, shard_max_bytes: int) -> list[dict]:
+        done: dict[int, dict] = {}
+        todo = []
+        for t in tasks:
+            m = read_marker(read_dir / "done" / f"{t.index:05d}.json", task_keys[t.index])
+            if m is not None and all((read_dir / "shards" / f"{s}.parquet").exists() for s in m["shards"]):
+                done[t.index] = m
+            else:
+                todo.append(t)
+        _drop_stale_reads(read_dir, {t.index for t in tasks})
+        if done:
+            catalog.record_ingest(run_id, list(done.values()), resumed=True)
+        bar = progress.add("read inputs", total=len(tasks), completed=len(done))
+        # Read no more than a shard at a time: a worker's memory is bounded by the shard size.
+        chunk = min(self.chunk_bytes, max(shard_max_bytes, 1 << 20))
+        jobs = [(t, task_keys[t.index], read_dir, shard_max_bytes, chunk) for t in todo]
+        for m in pool.unordered(ingest, jobs):
+            done[m["task"]] = m
+            catalog.record_ingest(run_id, [m], resumed=False)
+            progress.advance(bar, docs=m["seen"], nbytes=m["bytes_in"])
+        # Keep every shard of the current tasks, in task order: that order defines the corpus.
+        return [done[t.index] for t in tasks]
+
+    def _fit(self, pool: Pool, progress: Progress, stage: Stage, shard_paths: list[Path]) -> None:
+        fit_dir = stage.dir / "fit"
+        marker = fit_dir / "_done.json"
+        if read_marker(marker, stage.key) is not None:
+            return
+        if fit_dir.exists():
+            shutil.rmtree(fit_dir)
+        fit_dir.mkdir(parents=True)
+        bar = progress.add(f"fit {stage.label}", total=None)
+        start = time.perf_counter()
+        stage.op.setup()
+        stage.op.fit(FitContext(shard_paths, fit_dir, pool.workers, pool.ordered))  # type: ignore[attr-defined]
+        write_marker(marker, {"key": stage.key, "seconds": time.perf_counter() - start})
+        progress.finish(bar)
+
+    def _segment(self, pool: Pool, progress: Progress, catalog: Catalog, run_id: str, segment: list[Stage],
+                 shards: list[str], prev: Path) -> None:
+        names = ", ".join(s.label for s in segment)
+        bar = progress.add(names, total=len(shards))
+        jobs = [(shard, prev / f"{shard}.parquet", segment) for shard in shards]
+        for results in pool.unordered(run_segment, jobs):
+            for stage, m in zip(segment, results, strict=True):
+                catalog.record_stage(run_id, stage.idx, [m])
+            first = results[0]
+            progress.advance(bar, docs=sum(v["docs"] for v in first["in"].values()),
+                             nbytes=sum(v["bytes"] for v in first["in"].values()))
+
+
+def _segments(stages: list[Stage]) -> list[list[Stage]]:
+    """Split at global operators: each needs the whole corpus fitted before its per-shard apply."""
+    segs: list[list[Stage]] = []
+    for s in stages:
+        if not segs or isinstance(s.op, GlobalOperator):
+            segs.append([s])
+        else:
+            segs[-1].append(s)
+    return segs
+
+
+def _drop_stale_reads(read_dir: Path, current: set[int]) -> None:
+    """Forget outputs of input files no longer in the config (their index is past the current list)."""
+    for marker in (read_dir / "done").glob("*.json") if (read_dir / "done").exists() else []:
+        if int(marker.stem) not in current:
+            m = json.loads(marker.read_bytes())
+            for s in m.get("shards", []):
+                (read_dir / "shards" / f"{s}.parquet").unlink(missing_ok=True)
+            if m.get("quarantine_file"):
+                (read_dir / "quarantine" / m["quarantine_file"]).unlink(missing_ok=True)
+            marker.unlink()
+
+
+def _link(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _publish(out: Path, read_dir: Path, markers: list[dict], stages: list[Stage], shards: list[str],
+             run_id: str) -> dict:
+    """Expose the final corpus, rejected rows and quarantine as plain folders (hard links into work/)."""
+    staging = out / ".publish"
+    if staging.exists():
+        shutil.rmtree(staging)
+    final_dir = stages[-1].dir / "shards" if stages else read_dir / "shards"
+    data = []
+    for s in shards:
+        src = final_dir / f"{s}.parquet"
+        if shard_rows(src):
+            _link(src, staging / "data" / src.name)
+            data.append(out / "data" / src.name)
+    for st in stages:
+        for s in shards:
+            rej = st.dir / "rejected" / f"{s}.parquet"
+            if rej.exists():
+                _link(rej, staging / "rejected" / st.label / rej.name)
+    for m in markers:
+        if m.get("quarantine_file"):
+            _link(read_dir / "quarantine" / m["quarantine_file"], staging / "quarantine" / m["quarantine_file"])
+    for name in ("data", "rejected", "quarantine"):
+        if (out / name).exists():
+            shutil.rmtree(out / name)
+        if (staging / name).exists():
+            os.replace(staging / name, out / name)
+    shutil.rmtree(staging, ignore_errors=True)
+    pipeline = [{"stage": s.label, **s.op.params()} for s in stages]
+    return write_manifest(out, data, {"run_id": run_id, "pipeline": pipeline})
+
+
+def _count_by_source(files: list[Path]) -> dict[str, int]:
+    if not files:
+        return {}
+    rel = [str(f) for f in files]
+    rows = duckdb.execute(
+        "SELECT source, count(*) FROM read_parquet(?, union_by_name = true) GROUP BY source", [rel]
+    ).fetchall()
+    return {s: int(n) for s, n in rows}
+
+
+def _balance(out: Path, markers: list[dict]) -> list[dict]:
+    """Per source: records the readers saw == rows in data/ + rejected/ + quarantine/ (counted on disk)."""
+    seen: dict[str, int] = {}
+    for m in markers:
+        seen[m["source"]] = seen.get(m["source"], 0) + m["seen"]
+    kept = _count_by_source(sorted((out / "data").glob("*.parquet")))
+    rej = _count_by_source(sorted((out / "rejected").glob("*/*.parquet")))
+    quar = _count_by_source(sorted((out / "quarantine").glob("*.parquet")))
+    rows = []
+    for src in sorted(set(seen) | set(kept) | set(rej) | set(quar)):
+        k, r, q, n = kept.get(src, 0), rej.get(src, 0), quar.get(src, 0), seen.get(src, 0)
+        rows.append({"source": src, "input": n, "kept": k, "rejected": r, "quarantined": q, "ok": n == k + r + q})
+    return rows
+
+
+def _collect_garbage(work: Path, keep: set[str]) -> None:
+    """Remove stage folders of configs no longer in use (earlier versions of a changed pipeline)."""
+    for d in work.iterdir():
+        if d.is_dir() and d.name not in keep:
+            shutil.rmtree(d)

@@ -1,0 +1,55 @@
+"""The Python pipeline API: a list of operators, checked, then run by an executor.
+
+    from corpus import Pipeline, InputSpec
+    from stages.filter import LengthFilter
+
+    Pipeline([LengthFilter(min_chars=50)]).run(
+        inputs=[InputSpec(source="web", path="data/web/*.jsonl.gz", text_key="content")],
+        output="out/web",
+    )
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from corpus.config import load_config
+from corpus.executor import LocalExecutor, PipelineError, RunResult
+from corpus.operators import Operator, ensure_columns
+from corpus.readers import InputSpec
+from corpus.schema import CORE_COLUMNS
+
+
+class Pipeline:
+    def __init__(self, ops: list[Operator]):
+        bad = [o for o in ops if not isinstance(o, Operator)]
+        if bad:
+            raise TypeError(f"Pipeline takes Operator instances, got {[type(b).__name__ for b in bad]}")
+        self.ops = list(ops)
+
+    def check(self) -> None:
+        """Raise PipelineError if an operator needs a column nothing before it provides."""
+        errors = ensure_columns(self.ops, CORE_COLUMNS)
+        if errors:
+            raise PipelineError("pipeline wiring:\n  " + "\n  ".join(errors))
+
+    def run(
+        self,
+        inputs: list[InputSpec],
+        output: str | Path,
+        workers: int = 0,
+        shard_max_bytes: int = 128 << 20,
+        quiet: bool = False,
+        base_dir: str | Path | None = None,
+    ) -> RunResult:
+        self.check()
+        executor = LocalExecutor(workers=workers, quiet=quiet)
+        return executor.run(self.ops, inputs, Path(output), shard_max_bytes, Path(base_dir) if base_dir else None)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> tuple[Pipeline, dict]:
+        """The pipeline of a YAML run config, and the rest of the config as run() keyword arguments."""
+        cfg = load_config(path)
+        kwargs = {"inputs": cfg.inputs, "output": cfg.output, "workers": cfg.workers,
+                  "shard_max_bytes": cfg.shard_max_bytes, "base_dir": cfg.base_dir}
+        return cls(cfg.pipeline), kwargs

@@ -1,0 +1,56 @@
+"""Reader contract: an input spec expands into read tasks (one per file); a task yields chunks.
+
+Every record of an input ends up either as a row of ``ReadChunk.docs`` (DOC_SCHEMA) or as a row of
+``ReadChunk.bad`` (QUARANTINE_SCHEMA, with file, line, raw bytes and error kind). ``ReadChunk.seen``
+counts the records the reader met in that chunk (blank lines are not records), so the executor can
+check ``seen == len(docs) + len(bad)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import polars as pl
+
+FORMATS = ("jsonl", "parquet", "csv", "text", "duckdb")
+
+
+class InputError(Exception):
+    """A configured input cannot be read at all (missing path, nothing matches a glob, bad option)."""
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One configured input (a `inputs:` entry in YAML)."""
+
+    source: str
+    path: str | list[str] | None = None  # file, folder (all files below), glob, or a list of these
+    format: str | None = None  # inferred from the extension when None
+    text_key: str = "text"
+    id_key: str | None = None  # None: id = "<source>:<relative path>:<row>"
+    meta_keys: list[str] | None = None  # None: every other field goes to meta
+    text_mode: str = "file"  # text format: "file" (one doc per file) or "line" (one doc per line)
+    query: str | None = None  # duckdb: the SQL query
+    database: str | None = None  # duckdb: database file (None: in-memory, query may read files)
+    csv_delimiter: str = ","
+    max_doc_bytes: int = 64 << 20  # larger texts are quarantined as too_large
+
+
+@dataclass(frozen=True)
+class ReadTask:
+    """One unit of reading: one file of an input (or the whole DuckDB query)."""
+
+    spec: InputSpec
+    path: str  # absolute file path, or "duckdb:<db or :memory:>"
+    rel_path: str  # path relative to the input's root: used in derived ids, stable if the data moves
+    format: str
+    index: int  # position of this task in the run's task list (stable ordering)
+
+
+@dataclass
+class ReadChunk:
+    docs: pl.DataFrame
+    bad: pl.DataFrame
+    seen: int
+    bytes_read: int = 0  # input bytes consumed (compressed size for .gz/.zst), for MB/s
+    extra: dict = field(default_factory=dict)

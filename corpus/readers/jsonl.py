@@ -1,0 +1,364 @@
+"""JSONL reader, and the record checks every reader shares.
+
+Hot path: a chunk of whole lines is parsed by ``pl.read_ndjson`` and checked with vectorised
+expressions; only the rows those checks flag (or every line of a piece polars refuses) are
+re-parsed one by one with ``json.loads``, which decides their exact fate. The vectorised checks
+are a *superset* of the per-record rules, so both paths agree on every record.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import polars as pl
+
+from corpus.readers.base import ReadChunk, ReadTask
+from corpus.readers.streams import ByteSource, LineChunker
+from corpus.schema import DOC_SCHEMA, empty_docs, quarantine_frame
+
+# Lines holding only these bytes are blank: not records (polars skips exactly these too).
+JSON_BLANK = b" \t\r"
+_BLANK_START = frozenset(JSON_BLANK)
+
+# Python's str.isspace() set, so the vectorised "only whitespace" test equals `not text.strip()`.
+_WS_CLASS = (
+    r"[\t\n\x0B\x0C\r\x1C-\x1F \x{85}\x{A0}\x{1680}\x{2000}-\x{200A}"
+    r"\x{2028}\x{2029}\x{202F}\x{205F}\x{3000}]"
+)
+BLANK_TEXT_RE = rf"^{_WS_CLASS}*$"
+# polars silently turns a non-string value in a string column into text (5 -> "5", {"a":1} ->
+# '{"a": 1}'); any text that could be such a conversion is re-checked from the original line.
+RECHECK_TEXT_RE = (
+    rf"(?s)^(?:{_WS_CLASS}*|-?[0-9][0-9.eE+\-]*|-?inf|NaN|nan|true|false|\{{.*\}}|\[.*\])$"
+)
+
+# Below this size a piece polars refuses is read line by line instead of split further.
+_SPLIT_MIN = 256 << 10
+_PIECE = 8 << 20
+_ROW = "\x00row"  # scratch column name no JSON key can collide with in practice
+
+
+def type_name(value: Any) -> str:
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list | tuple):
+        return "array"
+    if isinstance(value, bool):
+        return "bool"
+    return type(value).__name__
+
+
+def _first_wins(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # polars keeps the first of duplicated keys; json.loads would keep the last.
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        out.setdefault(k, v)
+    return out
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(s: str) -> float:
+    value = float(s)
+    if math.isinf(value):
+        raise ValueError(f"number {s[:40]} is out of range")
+    return value
+
+
+def _encode_meta(items: dict[str, Any]) -> str:
+    text = json.dumps(items, ensure_ascii=False, separators=(",", ":"), default=str, allow_nan=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # unpaired surrogate escapes: keep them escaped
+        text = json.dumps(items, separators=(",", ":"), default=str, allow_nan=False)
+    return text
+
+
+class DocBuilder:
+    """Collects the documents and quarantine rows of one chunk of one task."""
+
+    def __init__(self, task: ReadTask) -> None:
+        spec = task.spec
+        self.source = spec.source
+        self.rel = task.rel_path
+        self.text_key = spec.text_key
+        self.id_key = spec.id_key
+        self.meta_keys = sorted(set(spec.meta_keys)) if spec.meta_keys is not None else None
+        self.max_bytes = spec.max_doc_bytes
+        self.frames: list[pl.DataFrame] = []
+        self.rows: list[tuple[str, str, str, int]] = []  # per-record path: id, text, meta, row
+        self.bad: list[dict] = []
+        self.seen = 0
+
+    # ----- per-record path -------------------------------------------------------------
+    def derived_id(self, row: int) -> str:
+        return f"{self.source}:{self.rel}:{row}"
+
+    def add_bad(self, row: int, kind: str, error: str, raw: bytes) -> None:
+        self.bad.append(
+            {"source": self.source, "file": self.rel, "line": row, "kind": kind, "error": error, "raw": raw}
+        )
+
+    def add_line(self, line: bytes, row: int) -> None:
+        """One non-blank JSONL line (without its newline), classified exactly."""
+        raw = line[:-1] if line.endswith(b"\r") else line
+        try:
+            s = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            bad = raw[exc.start]
+            self.add_bad(row, "invalid_utf8", f"invalid UTF-8 byte 0x{bad:02x} at byte {exc.start + 1}", raw)
+            return
+        try:
+            rec = json.loads(
+                s, object_pairs_hook=_first_wins, parse_constant=_reject_constant, parse_float=_finite_float
+            )
+        except json.JSONDecodeError as exc:
+            self.add_bad(row, "invalid_json", f"{exc.msg}: line {exc.lineno} column {exc.colno}", raw)
+            return
+        except (ValueError, RecursionError) as exc:
+            msg = "nesting too deep" if isinstance(exc, RecursionError) else str(exc)
+            self.add_bad(row, "invalid_json", msg, raw)
+            return
+        if not isinstance(rec, dict):
+            self.add_bad(row, "not_an_object", f"expected a JSON object, got {type_name(rec)}", raw)
+            return
+        self.add_record(rec, row, raw)
+
+    def add_record(self, rec: dict[str, Any], row: int, raw: bytes) -> None:
+        """A parsed record: becomes a document or one quarantine row."""
+        key = self.text_key
+        if key not in rec:
+            self.add_bad(row, "missing_text", f"no field {key!r}", raw)
+            return
+        text = rec[key]
+        if text is None:
+            self.add_bad(row, "null_text", f"text field {key!r} is null", raw)
+            return
+        if not isinstance(text, str):
+            self.add_bad(row, "non_string_text", f"text field {key!r} is {type_name(text)}, expected string", raw)
+            return
+        if "\x00" in text:
+            self.add_bad(row, "nul_bytes", f"text field {key!r} contains NUL bytes", raw)
+            return
+        try:
+            size = len(text.encode("utf-8"))
+        except UnicodeEncodeError:
+            self.add_bad(row, "invalid_utf8", f"text field {key!r} contains an unpaired surrogate", raw)
+            return
+        if size > self.max_bytes:
+            self.add_bad(row, "too_large", f"text is {size} bytes, over the {self.max_bytes} byte limit", raw)
+            return
+        if not text.strip():
+            what = "empty" if not text else "only whitespace"
+            self.add_bad(row, "empty_text", f"text field {key!r} is {what}", raw)
+            return
+        doc_id = self.derived_id(row)
+        if self.id_key is not None and rec.get(self.id_key) is not None:
+            value = rec[self.id_key]
+            if isinstance(value, dict | list):
+                msg = f"id field {self.id_key!r} is {type_name(value)}, expected a scalar"
+                self.add_bad(row, "malformed_row", msg, raw)
+                return
+            doc_id = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        keys = self.meta_keys if self.meta_keys is not None else sorted(rec)
+        skip = (key, self.id_key)
+        meta = {k: rec[k] for k in keys if k not in skip and rec.get(k) is not None}
+        self.rows.append((doc_id, text, _encode_meta(meta), row))
+
+    # ----- vectorised path -------------------------------------------------------------
+    def flags(self, df: pl.DataFrame, coerced: bool) -> pl.Series | None:
+        """Rows that need the per-record path (None: none). ``coerced``: df came from polars'
+        JSON reader, whose string columns may hold converted non-string values."""
+        key = self.text_key
+        if key not in df.columns or df.schema[key] != pl.String:
+            return pl.Series([True] * df.height, dtype=pl.Boolean)
+        t = pl.col(key)
+        expr = (
+            t.is_null()
+            | t.str.contains("\x00", literal=True)
+            | (t.str.len_bytes() > self.max_bytes)
+            | t.str.contains(RECHECK_TEXT_RE if coerced else BLANK_TEXT_RE)
+        )
+        if self.id_key is not None and self.id_key in df.columns:
+            dtype = df.schema[self.id_key]
+            if dtype.is_nested() or dtype == pl.Object:
+                return pl.Series([True] * df.height, dtype=pl.Boolean)
+            if coerced and dtype == pl.String:
+                c = pl.col(self.id_key).str
+                expr = expr | (c.starts_with("{") & c.ends_with("}")) | (c.starts_with("[") & c.ends_with("]"))
+        flags = df.select(expr.fill_null(False)).to_series()
+        return flags if flags.any() else None
+
+    def add_frame(self, df: pl.DataFrame, rows: pl.Series) -> None:
+        """Rows that passed every check (rows: their 1-based row/line numbers)."""
+        if df.height == 0:
+            return
+        df = df.with_columns(rows.cast(pl.Int64).alias(_ROW))
+        row = pl.col(_ROW)
+        derived = pl.concat_str([pl.lit(f"{self.source}:{self.rel}:"), row.cast(pl.String)])
+        doc_id = derived
+        if self.id_key is not None and self.id_key in df.columns:
+            doc_id = pl.coalesce(pl.col(self.id_key).cast(pl.String), derived)
+        docs = df.select(
+            doc_id.alias("id"),
+            pl.col(self.text_key).alias("text"),
+            pl.lit(self.source, dtype=pl.String).alias("source"),
+            self._meta_expr(df).alias("meta"),
+            pl.lit(self.rel, dtype=pl.String).alias("src_file"),
+            row.alias("src_row"),
+        )
+        self.frames.append(docs)
+
+    def _meta_columns(self, df: pl.DataFrame) -> list[str]:
+        skip = {self.text_key, self.id_key, _ROW}
+        if self.meta_keys is not None:
+            return [k for k in self.meta_keys if k in df.columns and k not in skip]
+        return sorted(c for c in df.columns if c not in skip)
+
+    def _meta_expr(self, df: pl.DataFrame) -> pl.Expr:
+        cols = self._meta_columns(df)
+        cols = [c for c in cols if df.schema[c] != pl.Null]  # all-null columns: absent everywhere
+        if not cols:
+            return pl.lit("{}", dtype=pl.String)
+        exprs = {}
+        for c in cols:
+            # polars cannot write Binary as JSON; hex keeps it lossless and readable.
+            e = pl.col(c).bin.encode("hex") if df.schema[c] == pl.Binary else pl.col(c)
+            exprs[c] = e.alias(c)
+        if all(df[c].null_count() == 0 for c in cols):
+            return pl.struct(list(exprs.values())).struct.json_encode()
+        # A null (or absent) field is left out, as the per-record path does, so a record's meta
+        # does not depend on which other records share its chunk.
+        parts = [
+            pl.when(e.is_not_null()).then(
+                pl.struct(e).struct.json_encode().str.strip_prefix("{").str.strip_suffix("}")
+            )
+            for e in exprs.values()
+        ]
+        return pl.concat_str(
+            [pl.lit("{"), pl.concat_str(parts, separator=",", ignore_nulls=True), pl.lit("}")]
+        )
+
+    # ----- output ----------------------------------------------------------------------
+    def finish(self, bytes_read: int = 0) -> ReadChunk:
+        frames = list(self.frames)
+        if self.rows:
+            ids, texts, metas, rows = zip(*self.rows, strict=True)
+            frames.append(
+                pl.DataFrame(
+                    {
+                        "id": ids,
+                        "text": texts,
+                        "source": [self.source] * len(ids),
+                        "meta": metas,
+                        "src_file": [self.rel] * len(ids),
+                        "src_row": rows,
+                    },
+                    schema=DOC_SCHEMA,
+                )
+            )
+        if not frames:
+            docs = empty_docs()
+        elif len(frames) == 1:
+            docs = frames[0]
+        else:
+            docs = pl.concat(frames, how="vertical", rechunk=False)
+            if self.rows:  # per-record rows were appended last: restore file order
+                docs = docs.sort("src_row")
+        bad = quarantine_frame(sorted(self.bad, key=lambda r: r["line"]))
+        return ReadChunk(docs=docs, bad=bad, seen=self.seen, bytes_read=bytes_read)
+
+
+# ----- JSONL ----------------------------------------------------------------------------
+def read_jsonl(task: ReadTask, chunk_bytes: int) -> Iterator[ReadChunk]:
+    # Parse in pieces of at most _PIECE: buffers of 32 MiB and more are mmap-ed afresh by malloc
+    # on every allocation, and the page faults cost more than the extra polars calls.
+    piece_bytes = min(chunk_bytes, _PIECE)
+    src = ByteSource(task.path, block_size=piece_bytes)
+    chunker = LineChunker(src, piece_bytes)
+    lines_before = 0
+    reported = 0
+    pending = 0
+    b = DocBuilder(task)
+    for piece in chunker:
+        n_lines = piece.count(b"\n")
+        _parse(b, piece, lines_before + 1, n_lines)
+        lines_before += n_lines
+        pending += len(piece)
+        if pending >= chunk_bytes:
+            yield b.finish(src.consumed - reported)
+            reported, pending, b = src.consumed, 0, DocBuilder(task)
+    tail = chunker.tail
+    if src.truncated or src.error:
+        kind = "truncated_file" if src.truncated else "unreadable_file"
+        msg = "compressed stream ends early; this partial record was cut" if src.truncated else src.error
+        b.seen += 1
+        b.add_bad(lines_before + 1, kind, msg or kind, tail)
+    elif tail:
+        _parse(b, tail, lines_before + 1)
+    if b.seen or src.consumed > reported:
+        yield b.finish(src.consumed - reported)
+
+
+def _parse(b: DocBuilder, buf: bytes, first_line: int, n_lines: int | None = None) -> None:
+    """Parse a piece of whole lines (first line numbered first_line) into b.
+
+    n_lines: the piece's number of lines, when the caller has already counted them.
+    """
+    try:
+        df = pl.read_ndjson(buf, infer_schema_length=None)
+    except (Exception, pl.exceptions.PanicException):
+        df = None
+    rows = None
+    if df is not None:
+        if n_lines is None:
+            n_lines = buf.count(b"\n") + (0 if buf.endswith(b"\n") else 1)
+        rows = _row_lines(buf, df.height, first_line, n_lines)
+    if df is None or rows is None:
+        # Split around the bad spot so one broken line does not send the whole chunk to the
+        # per-line path.
+        mid = buf.find(b"\n", len(buf) // 2)
+        if len(buf) > _SPLIT_MIN and 0 <= mid < len(buf) - 1:
+            head = buf[: mid + 1]
+            _parse(b, head, first_line)
+            _parse(b, buf[mid + 1 :], first_line + head.count(b"\n"))
+        else:
+            _per_line(b, buf, first_line)
+        return
+    b.seen += df.height
+    flags = b.flags(df, coerced=True)
+    if flags is None:
+        b.add_frame(df, rows)
+        return
+    b.add_frame(df.filter(~flags), rows.filter(~flags))
+    lines = buf.split(b"\n")
+    for row in rows.filter(flags).to_list():
+        b.add_line(lines[row - first_line], row)
+
+
+def _row_lines(buf: bytes, height: int, first_line: int, n_lines: int) -> pl.Series | None:
+    """Line number of each parsed row, or None when rows and non-blank lines disagree."""
+    if height == n_lines:  # no blank lines: row i is line first_line + i
+        return pl.int_range(first_line, first_line + height, dtype=pl.Int64, eager=True)
+    lines = buf.split(b"\n")
+    if buf.endswith(b"\n"):
+        lines.pop()
+    idx = [i for i, ln in enumerate(lines) if ln and (ln[0] not in _BLANK_START or ln.strip(JSON_BLANK))]
+    if len(idx) != height:
+        return None
+    return pl.Series(idx, dtype=pl.Int64) + first_line
+
+
+def _per_line(b: DocBuilder, buf: bytes, first_line: int) -> None:
+    lines = buf.split(b"\n")
+    if buf.endswith(b"\n"):
+        lines.pop()
+    for i, ln in enumerate(lines):
+        if ln.strip(JSON_BLANK):
+            b.seen += 1
+            b.add_line(ln, first_line + i)

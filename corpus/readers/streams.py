@@ -1,0 +1,178 @@
+"""Byte streams of input files: transparent .gz/.zst decompression and newline-aligned chunks.
+
+A damaged compressed file must not abort a run: ``ByteSource`` yields everything that decompresses
+before the damage and then records *why* it stopped (``truncated`` or ``error``), so the reader can
+keep every complete record and quarantine only the partial tail.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator
+from typing import BinaryIO
+
+import zstandard
+
+COMPRESSIONS = {".gz": "gzip", ".zst": "zstd"}
+
+# Compressed input is fed in small slices so one slice cannot expand into a huge output block.
+_ZSTD_SLICE = 128 << 10
+_COMPRESSED_READ = 1 << 20
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def compression_of(name: str) -> str | None:
+    lower = name.lower()
+    for suffix, kind in COMPRESSIONS.items():
+        if lower.endswith(suffix):
+            return kind
+    return None
+
+
+def strip_compression(name: str) -> str:
+    """File name without a trailing .gz/.zst (the format is inferred from what remains)."""
+    lower = name.lower()
+    for suffix in COMPRESSIONS:
+        if lower.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+class ByteSource:
+    """Decompressed blocks of one file, in order.
+
+    After iteration: ``consumed`` is the number of file bytes read (compressed size), ``truncated``
+    is True when a compressed stream ended mid-member, ``error`` holds the message of an I/O or
+    decompression error that stopped the read early (None when the file was read to its end).
+    """
+
+    def __init__(self, path: str, block_size: int = 1 << 20) -> None:
+        self.path = path
+        # Small blocks only cost calls: the chunker cuts at line ends whatever the block size.
+        self.block_size = max(block_size, 1 << 16)
+        self.compression = compression_of(path)
+        self.consumed = 0
+        self.truncated = False
+        self.error: str | None = None
+
+    def blocks(self) -> Iterator[bytes]:
+        try:
+            with open(self.path, "rb") as f:
+                if self.compression == "gzip":
+                    yield from self._gzip(f)
+                elif self.compression == "zstd":
+                    yield from self._zstd(f)
+                else:
+                    yield from self._plain(f)
+        except OSError as exc:
+            self.error = f"I/O error: {exc.strerror or exc}"
+        except (zlib.error, zstandard.ZstdError) as exc:
+            self.error = f"{self.compression} decompression failed: {exc}"
+
+    def _read(self, f: BinaryIO, size: int) -> bytes:
+        data = f.read(size)
+        self.consumed += len(data)
+        return data
+
+    def _plain(self, f: BinaryIO) -> Iterator[bytes]:
+        while data := self._read(f, self.block_size):
+            yield data
+
+    def _gzip(self, f: BinaryIO) -> Iterator[bytes]:
+        # Multi-member gzip (e.g. `cat a.gz b.gz`): each member ends with eof and the next member
+        # starts in unused_data. max_length bounds each output block.
+        d = zlib.decompressobj(wbits=31)
+        cap = max(self.block_size, 1 << 20)  # a small cap makes zlib re-copy its unconsumed tail
+        in_member = False
+        while data := self._read(f, _COMPRESSED_READ):
+            while data:
+                if not in_member:
+                    # Zero padding after a member is tolerated, as gzip(1) does; a member
+                    # never starts with a zero byte.
+                    data = data.lstrip(b"\0")
+                    if not data:
+                        break
+                in_member = True
+                out = d.decompress(data, cap)
+                if out:
+                    yield out
+                # Output was capped: more may be pending inside zlib with no input left.
+                while not d.eof and not d.unconsumed_tail and len(out) == cap:
+                    out = d.decompress(b"", cap)
+                    if out:
+                        yield out
+                if d.eof:
+                    data = d.unused_data
+                    d = zlib.decompressobj(wbits=31)
+                    in_member = False
+                else:
+                    data = d.unconsumed_tail
+        if in_member:
+            if tail := d.flush():
+                yield tail
+            self.truncated = True
+
+    def _zstd(self, f: BinaryIO) -> Iterator[bytes]:
+        # One decompressobj per frame (its eof marks a complete frame), so a file that stops
+        # mid-frame is detected as truncated instead of silently ending early.
+        dctx = zstandard.ZstdDecompressor()
+        d = dctx.decompressobj()
+        in_frame = False
+        while data := self._read(f, _COMPRESSED_READ):
+            for at in range(0, len(data), _ZSTD_SLICE):
+                piece = data[at : at + _ZSTD_SLICE]
+                while piece:
+                    out = d.decompress(piece)
+                    in_frame = True
+                    if out:
+                        yield out
+                    if d.eof:
+                        piece = d.unused_data
+                        d = dctx.decompressobj()
+                        in_frame = False
+                    else:
+                        piece = b""
+        if in_frame:
+            self.truncated = True
+
+
+class LineChunker:
+    """Splits a ByteSource into chunks of whole lines, about ``chunk_bytes`` each.
+
+    Every yielded chunk ends with b"\\n". A line longer than chunk_bytes is never split: its chunk
+    simply grows until the line ends. After iteration, ``tail`` holds the bytes after the last
+    newline (the last line of a file without a final newline, or the partial record of a truncated
+    stream) and ``bytes_read`` on each chunk is taken from the source's counter.
+    """
+
+    def __init__(self, source: ByteSource, chunk_bytes: int) -> None:
+        self.source = source
+        self.chunk_bytes = max(1, chunk_bytes)
+        self.tail = b""
+
+    def __iter__(self) -> Iterator[bytes]:
+        parts: list[bytes] = []
+        size = 0
+        for block in self.source.blocks():
+            start = 0
+            while True:
+                # The cut is the first newline at or after the point where the chunk is full.
+                need = self.chunk_bytes - size
+                pos = block.find(b"\n", start + max(need - 1, 0))
+                if pos < 0:
+                    break
+                parts.append(block[start : pos + 1])
+                yield b"".join(parts)
+                parts, size, start = [], 0, pos + 1
+            if start < len(block):
+                rest = block[start:] if start else block
+                parts.append(rest)
+                size += len(rest)
+        tail = b"".join(parts)
+        # The leftover (less than a chunk) may still hold complete lines before the last newline.
+        cut = tail.rfind(b"\n")
+        if cut >= 0:
+            head, tail = tail[: cut + 1], tail[cut + 1 :]
+            self.tail = tail
+            yield head
+        self.tail = tail

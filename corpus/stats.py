@@ -1,0 +1,104 @@
+"""What `corpus status` and `corpus stats` show, read from the run catalog."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from corpus.catalog import Catalog
+
+
+def _catalog(out: Path) -> Catalog:
+    return Catalog(Path(out) / "catalog.duckdb", create=False)
+
+
+def status_rows(out: Path) -> tuple[tuple, list[tuple]]:
+    cat = _catalog(out)
+    run = cat.query(
+        "SELECT run_id, status, started, finished, error FROM runs ORDER BY started DESC LIMIT 1")
+    if not run:
+        raise FileNotFoundError(f"{out}: the catalog has no runs yet")
+    run_id = run[0][0]
+    stages = cat.query(
+        """SELECT s.stage_idx, s.stage, s.kind, s.units, count(DISTINCT u.unit), coalesce(sum(u.docs_in), 0)
+           FROM stages s LEFT JOIN unit_stats u ON u.run_id = s.run_id AND u.stage_idx = s.stage_idx
+           WHERE s.run_id = ? GROUP BY ALL ORDER BY s.stage_idx""",
+        [run_id],
+    )
+    return run[0], stages
+
+
+def funnel_rows(out: Path, run_id: str | None = None) -> tuple[str, list[dict], list[tuple], list[tuple], list[tuple]]:
+    """Per stage and source: docs/bytes in and out and top drop reasons; quarantine by kind; balance."""
+    cat = _catalog(out)
+    run_id = run_id or cat.latest_run()
+    if run_id is None:
+        raise FileNotFoundError(f"{out}: the catalog has no runs yet")
+    rows = cat.query(
+        """SELECT stage_idx, stage, source, sum(docs_in), sum(docs_out), sum(bytes_in), sum(bytes_out), sum(seconds)
+           FROM unit_stats WHERE run_id = ? GROUP BY ALL ORDER BY stage_idx, source""",
+        [run_id],
+    )
+    drops = cat.query(
+        """SELECT stage_idx, source, reason, sum(docs) AS n FROM drops WHERE run_id = ?
+           GROUP BY ALL ORDER BY stage_idx, source, n DESC""",
+        [run_id],
+    )
+    reasons: dict[tuple, list[str]] = {}
+    for idx, src, reason, n in drops:
+        reasons.setdefault((idx, src), []).append(f"{reason}: {n:,}")
+    funnel = [
+        {"stage": st, "source": src, "docs_in": di, "docs_out": do, "bytes_in": bi, "bytes_out": bo,
+         "seconds": sec, "drops": reasons.get((idx, src), [])}
+        for idx, st, src, di, do, bi, bo, sec in rows
+    ]
+    quarantine = cat.query(
+        "SELECT source, kind, sum(docs) FROM quarantine WHERE run_id = ? GROUP BY ALL ORDER BY source, kind", [run_id])
+    balance = cat.query(
+        "SELECT source, input, kept, rejected, quarantined, ok FROM balance WHERE run_id = ? ORDER BY source", [run_id])
+    runs = cat.query("SELECT status, error FROM runs WHERE run_id = ?", [run_id])
+    return run_id, funnel, quarantine, balance, runs
+
+
+def _mb(n: int | None) -> str:
+    return f"{(n or 0) / 1e6:,.2f}"
+
+
+def print_status(out: Path, console: Console) -> None:
+    (run_id, status, started, finished, error), stages = status_rows(out)
+    console.print(f"run [bold]{run_id}[/] — {status}, started {started:%Y-%m-%d %H:%M:%S}"
+                  + (f", finished {finished:%H:%M:%S}" if finished else ""))
+    if error:
+        console.print(f"[red]error:[/] {error}")
+    t = Table("stage", "kind", "units done", "docs in")
+    for _idx, stage, kind, units, done, docs in stages:
+        t.add_row(stage, kind, f"{done}/{units}", f"{docs:,}")
+    console.print(t)
+
+
+def print_balance(balance: list[tuple], console: Console) -> None:
+    t = Table("source", "input", "kept", "rejected", "quarantined", "adds up", title="Nothing lost")
+    for src, inp, kept, rej, quar, ok in balance:
+        t.add_row(src, f"{inp:,}", f"{kept:,}", f"{rej:,}", f"{quar:,}", "[green]yes[/]" if ok else "[red]NO[/]")
+    console.print(t)
+
+
+def print_stats(out: Path, console: Console, run_id: str | None = None) -> None:
+    run_id, funnel, quarantine, balance, runs = funnel_rows(out, run_id)
+    status = runs[0][0] if runs else "?"
+    t = Table("stage", "source", "docs in", "docs out", "kept %", "MB in", "MB out", "drops",
+              title=f"Funnel of run {run_id} ({status})")
+    for r in funnel:
+        pct = 100.0 * r["docs_out"] / r["docs_in"] if r["docs_in"] else 0.0
+        t.add_row(r["stage"], r["source"], f"{r['docs_in']:,}", f"{r['docs_out']:,}", f"{pct:.1f}",
+                  _mb(r["bytes_in"]), _mb(r["bytes_out"]), "; ".join(r["drops"][:4]))
+    console.print(t)
+    if quarantine:
+        q = Table("source", "error kind", "records", title="Quarantined records")
+        for src, kind, n in quarantine:
+            q.add_row(src, kind, f"{n:,}")
+        console.print(q)
+    if balance:
+        print_balance(balance, console)

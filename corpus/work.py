@@ -1,0 +1,213 @@
+"""The work a worker process does: read one input file into shards, or push one shard through a run
+of stages. Plain functions of picklable arguments, so any executor (process pool, Ray) can call them.
+
+Every unit ends by writing a JSON marker (atomically) holding its counters; a marker whose key matches
+means the unit is done and is skipped on resume.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from corpus.operators import GlobalOperator, Operator, Verdict
+from corpus.readers import ReadTask, read_task
+from corpus.schema import REJECT_REASON, REJECT_STAGE, SOURCE, TEXT
+from corpus.writers import ShardWriter, write_bytes_atomic, write_parquet
+
+
+class OperatorError(RuntimeError):
+    """An operator broke the contract (wrong mask length, dropped rows in a map, missing columns)."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    idx: int  # 1-based position in the pipeline (0 is reading)
+    op: Operator
+    key: str
+    dir: Path
+
+    @property
+    def label(self) -> str:
+        return f"{self.idx:02d}-{self.op.name}"
+
+
+def read_marker(path: Path, key: str) -> dict | None:
+    try:
+        marker = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return marker if marker.get("key") == key else None
+
+
+def write_marker(path: Path, marker: dict) -> None:
+    write_bytes_atomic(path, json.dumps(marker, sort_keys=True).encode())
+
+
+def _by_source(df: pl.DataFrame) -> dict[str, dict[str, int]]:
+    if df.height == 0:
+        return {}
+    g = df.group_by(SOURCE).agg(pl.len().alias("docs"), pl.col(TEXT).str.len_bytes().sum().alias("bytes"))
+    return {r[SOURCE]: {"docs": int(r["docs"]), "bytes": int(r["bytes"] or 0)} for r in g.iter_rows(named=True)}
+
+
+# ---------------------------------------------------------------- reading
+
+
+def ingest(task: ReadTask, key: str, stage_dir: Path, shard_max_bytes: int, chunk_bytes: int) -> dict:
+    """Read one input file into `<source>-<index>-<part>.parquet` shards plus its quarantine file."""
+    start = time.perf_counter()
+    prefix = f"{_safe(task.spec.source)}-{task.index:05d}"
+    shards_dir, quar_dir = stage_dir / "shards", stage_dir / "quarantine"
+    for old in list(shards_dir.glob(f"{prefix}-*.parquet")) + list(quar_dir.glob(f"{prefix}.parquet")):
+        old.unlink()  # leftovers of an interrupted attempt; this attempt rewrites them identically
+    docs = ShardWriter(shards_dir, prefix, shard_max_bytes)
+    bad = ShardWriter(quar_dir, prefix, None)
+    seen = n_docs = n_bad = bytes_read = text_bytes = 0
+    kinds: dict[str, int] = defaultdict(int)
+    try:
+        for chunk in read_task(task, chunk_bytes=chunk_bytes):
+            if chunk.seen != chunk.docs.height + chunk.bad.height:
+                raise RuntimeError(
+                    f"reader lost records in {task.path}: saw {chunk.seen}, "
+                    f"returned {chunk.docs.height} documents + {chunk.bad.height} quarantined"
+                )
+            docs.write(chunk.docs)
+            bad.write(chunk.bad)
+            seen += chunk.seen
+            n_docs += chunk.docs.height
+            n_bad += chunk.bad.height
+            bytes_read += chunk.bytes_read
+            text_bytes += int(chunk.docs[TEXT].str.len_bytes().sum() or 0)
+            for kind, n in chunk.bad["kind"].value_counts().iter_rows():
+                kinds[kind] += n
+    except BaseException:
+        docs.abort()
+        bad.abort()
+        raise
+    shards = docs.close()
+    bad.close()
+    marker = {
+        "key": key,
+        "task": task.index,
+        "source": task.spec.source,
+        "file": task.rel_path,
+        "shards": [s["name"].removesuffix(".parquet") for s in shards],
+        "seen": seen,
+        "docs": n_docs,
+        "quarantined": n_bad,
+        "quarantine_kinds": dict(kinds),
+        "quarantine_file": f"{prefix}.parquet" if n_bad else None,
+        "bytes_in": bytes_read,
+        "bytes_out": text_bytes,
+        "seconds": time.perf_counter() - start,
+    }
+    write_marker(stage_dir / "done" / f"{task.index:05d}.json", marker)
+    return marker
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+# ---------------------------------------------------------------- stages
+
+# Operators set up (and global state loaded) in this process, by stage key: each job arrives with a
+# fresh unpickled copy, but models and fitted state are loaded once per worker.
+_ready: dict[str, Operator] = {}
+
+
+def _prepare(stage: Stage) -> Operator:
+    if stage.key not in _ready:
+        stage.op.setup()
+        if isinstance(stage.op, GlobalOperator):
+            stage.op.load(stage.dir / "fit")
+        _ready[stage.key] = stage.op
+    return _ready[stage.key]
+
+
+def apply_op(op: Operator, df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """Run one operator on a frame; returns (kept, rejected-or-None) and enforces the contract."""
+    mode = op.apply_kind if isinstance(op, GlobalOperator) else op.kind
+    if mode == "map":
+        out = op.apply(df) if isinstance(op, GlobalOperator) else op.map(df)  # type: ignore[attr-defined]
+        if not isinstance(out, pl.DataFrame) or out.height != df.height:
+            got = out.height if isinstance(out, pl.DataFrame) else type(out).__name__
+            raise OperatorError(f"map operator '{op.name}' must return a DataFrame of {df.height} rows, got {got}")
+        _check_adds(op, out)
+        return out, None
+    verdict = op.apply(df) if isinstance(op, GlobalOperator) else op.filter(df)  # type: ignore[attr-defined]
+    if not isinstance(verdict, Verdict):
+        raise OperatorError(f"filter operator '{op.name}' must return a Verdict, got {type(verdict).__name__}")
+    keep = verdict.keep
+    if keep.len() != df.height or keep.dtype != pl.Boolean or keep.null_count():
+        raise OperatorError(
+            f"filter operator '{op.name}' returned a keep mask of {keep.len()} {keep.dtype} values "
+            f"({keep.null_count()} null) for {df.height} rows; it must be one non-null bool per row"
+        )
+    if verdict.scores:
+        df = df.with_columns([s.alias(name) for name, s in verdict.scores.items()])
+    _check_adds(op, df)
+    reason = verdict.reason
+    reason_s = pl.Series(REJECT_REASON, [reason] * df.height, pl.String) if isinstance(reason, str) else reason
+    rejected = df.filter(~keep).with_columns(
+        pl.lit(op.name).alias(REJECT_STAGE), reason_s.filter(~keep).cast(pl.String).alias(REJECT_REASON)
+    )
+    return df.filter(keep), rejected
+
+
+def _check_adds(op: Operator, df: pl.DataFrame) -> None:
+    missing = [c for c in op.adds if c not in df.columns]
+    if missing:
+        raise OperatorError(f"operator '{op.name}' declares it adds {missing} but its output lacks them")
+
+
+def run_segment(shard: str, input_path: Path, stages: list[Stage]) -> list[dict]:
+    """Push one shard through consecutive per-shard stages, skipping those already done."""
+    results: list[dict] = []
+    df: pl.DataFrame | None = None
+    prev_output = input_path
+    for stage in stages:
+        marker_path = stage.dir / "done" / f"{shard}.json"
+        out_path = stage.dir / "shards" / f"{shard}.parquet"
+        marker = read_marker(marker_path, stage.key)
+        if marker is not None and out_path.exists():
+            results.append(marker | {"resumed": True})
+            df, prev_output = None, out_path
+            continue
+        start = time.perf_counter()
+        if df is None:
+            df = pl.read_parquet(prev_output)
+        kept, rejected = apply_op(_prepare(stage), df)
+        rej_path = stage.dir / "rejected" / f"{shard}.parquet"
+        rej_path.unlink(missing_ok=True)
+        if rejected is not None and rejected.height:
+            write_parquet(rejected, rej_path)
+        write_parquet(kept, out_path)
+        reasons: dict[str, dict[str, int]] = defaultdict(dict)
+        if rejected is not None and rejected.height:
+            for src, why, n in rejected.group_by(SOURCE, REJECT_REASON).len().iter_rows():
+                reasons[src][why] = n
+        marker = {
+            "key": stage.key,
+            "shard": shard,
+            "stage": stage.label,
+            "in": _by_source(df),
+            "out": _by_source(kept),
+            "rejected": dict(reasons),
+            "seconds": time.perf_counter() - start,
+        }
+        write_marker(marker_path, marker)
+        results.append(marker | {"resumed": False})
+        df, prev_output = kept, out_path
+    return results
+
+
+def shard_rows(path: Path) -> int:
+    return pq.ParquetFile(path).metadata.num_rows

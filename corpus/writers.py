@@ -1,0 +1,129 @@
+"""Writers: Parquet shards of bounded size and JSONL files, always written atomically.
+
+Atomic means a file appears under its final name only once complete (temp file in the same folder,
+fsync, rename), so a killed run never leaves a half shard that looks finished.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import zstandard
+
+PARQUET_OPTS = {"compression": "zstd", "compression_level": 3, "write_statistics": True}
+
+
+@contextmanager
+def atomic_path(final: Path) -> Iterator[Path]:
+    """Yield a temp path next to `final`; rename it into place only if the block succeeds."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".tmp-{os.getpid()}-{final.name}")
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_bytes_atomic(final: Path, data: bytes) -> None:
+    with atomic_path(final) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_parquet(df: pl.DataFrame, final: Path) -> int:
+    """Write one frame to one Parquet file atomically; returns the file size."""
+    with atomic_path(final) as tmp:
+        pq.write_table(df.to_arrow(), tmp, **PARQUET_OPTS)
+    return final.stat().st_size
+
+
+class ShardWriter:
+    """Streams frames into Parquet shards named `<prefix>-<part:05d>.parquet`, starting a new shard when
+    the current one holds `max_bytes` of text (max_bytes=None: one file, `<prefix>.parquet`).
+    Memory stays at one incoming frame."""
+
+    def __init__(self, folder: Path, prefix: str, max_bytes: int | None):
+        self.folder, self.prefix, self.max_bytes = folder, prefix, max_bytes
+        self.shards: list[dict] = []  # {"name", "docs", "text_bytes"} of finished shards
+        self._writer: pq.ParquetWriter | None = None
+        self._schema: pa.Schema | None = None
+        self._ctx = None
+        self._docs = self._bytes = 0
+
+    def _open(self) -> None:
+        name = f"{self.prefix}.parquet" if self.max_bytes is None else f"{self.prefix}-{len(self.shards):05d}.parquet"
+        self._ctx = atomic_path(self.folder / name)
+        tmp = self._ctx.__enter__()
+        self._writer = pq.ParquetWriter(tmp, self._schema, **PARQUET_OPTS)
+        self._name, self._docs, self._bytes = name, 0, 0
+
+    def _close(self) -> None:
+        if self._writer is None:
+            return
+        self._writer.close()
+        self._ctx.__exit__(None, None, None)  # type: ignore[union-attr]
+        self.shards.append({"name": self._name, "docs": self._docs, "text_bytes": self._bytes})
+        self._writer = None
+
+    def write(self, df: pl.DataFrame) -> None:
+        if df.height == 0:
+            return
+        if self.max_bytes is None or "text" not in df.columns:
+            self._append(df, int(df["text"].str.len_bytes().sum() or 0) if "text" in df.columns else 0)
+            return
+        # Split the frame where the open shard reaches max_bytes, so shards are bounded by size,
+        # not by how the reader happened to chunk its input.
+        sizes = df["text"].str.len_bytes().cast(pl.Int64)
+        while df.height:
+            room = self.max_bytes - self._bytes
+            cum = sizes.cum_sum()
+            n = max(1, int(cum.search_sorted(room, side="left")) + 1)  # rows until the shard is full
+            n = min(n, df.height)
+            self._append(df.head(n), int(cum[n - 1]))
+            if self._bytes >= self.max_bytes:
+                self._close()
+            df, sizes = df.slice(n), sizes.slice(n)
+
+    def _append(self, df: pl.DataFrame, text_bytes: int) -> None:
+        table = df.to_arrow()
+        if self._schema is None:
+            self._schema = table.schema
+        elif table.schema != self._schema:
+            table = table.cast(self._schema)
+        if self._writer is None:
+            self._open()
+        self._writer.write_table(table)  # type: ignore[union-attr]
+        self._docs += df.height
+        self._bytes += text_bytes
+
+    def close(self) -> list[dict]:
+        self._close()
+        return self.shards
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._ctx.__exit__(RuntimeError, None, None)  # type: ignore[union-attr]
+            self._writer = None
+
+
+def write_jsonl(df: pl.DataFrame, final: Path) -> None:
+    """JSONL, compressed by extension (.gz or .zst), written atomically."""
+    buf = io.BytesIO()
+    df.write_ndjson(buf)
+    data = buf.getvalue()
+    if final.name.endswith(".gz"):
+        data = gzip.compress(data, mtime=0)
+    elif final.name.endswith(".zst"):
+        data = zstandard.ZstdCompressor(level=3).compress(data)
+    write_bytes_atomic(final, data)

@@ -1,0 +1,78 @@
+"""The `corpus` CLI end to end, and third-party operators registered through entry points."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import polars as pl
+from helpers import make_jsonl_corpus, run_cli, write_config
+
+CONFIG = """\
+output: {out}
+workers: 2
+inputs:
+  - source: web
+    path: {inp}
+pipeline:
+  - op: {op}
+"""
+
+
+def test_run_stats_status_export(tmp_path: Path):
+    n = make_jsonl_corpus(tmp_path / "in", files=2, docs_per_file=60)
+    cfg = write_config(tmp_path / "c.yaml", CONFIG.format(out=tmp_path / "out", inp=tmp_path / "in",
+                                                         op="exact_dedup"))
+    res = run_cli("run", str(cfg))
+    assert res.returncode == 0, res.stderr
+    assert "Nothing lost" in res.stdout and "exact_duplicate" in res.stdout
+    stats = run_cli("stats", str(tmp_path / "out"))
+    assert stats.returncode == 0 and "01-exact_dedup" in stats.stdout and f"{n:,}" in stats.stdout
+    status = run_cli("status", str(tmp_path / "out"))
+    assert status.returncode == 0 and "ok" in status.stdout and "00-read" in status.stdout
+    exp = run_cli("export", str(tmp_path / "out"), str(tmp_path / "jsonl"), "--compression", ".gz")
+    assert exp.returncode == 0, exp.stderr
+    exported = pl.concat([pl.read_ndjson(p) for p in sorted((tmp_path / "jsonl").glob("*.jsonl.gz"))])
+    kept = pl.read_parquet(tmp_path / "out" / "data" / "*.parquet")
+    assert exported["id"].to_list() == kept["id"].to_list()
+
+
+def test_status_of_a_folder_that_is_not_an_output(tmp_path: Path):
+    res = run_cli("status", str(tmp_path))
+    assert res.returncode == 2 and "no run catalog" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_third_party_operator_from_entry_point(tmp_path: Path):
+    plug = tmp_path / "plug"
+    (plug / "shout_op").mkdir(parents=True)
+    (plug / "shout_op" / "__init__.py").write_text(textwrap.dedent("""
+        from dataclasses import dataclass
+        import polars as pl
+        from corpus.operators import MapOperator
+
+        @dataclass
+        class Shout(MapOperator):
+            name = "shout"
+            adds = ("loud",)
+            suffix: str = "!"
+
+            def map(self, df):
+                return df.with_columns((pl.col("text").str.to_uppercase() + self.suffix).alias("loud"))
+    """))
+    dist = plug / "shout_op-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: shout-op\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[corpusforge.operators]\nshout = shout_op:Shout\n")
+    make_jsonl_corpus(tmp_path / "in", files=1, docs_per_file=20)
+    cfg = write_config(tmp_path / "c.yaml", CONFIG.format(out=tmp_path / "out", inp=tmp_path / "in", op="shout")
+                       + "    suffix: '?!'\n")
+    env = {"PYTHONPATH": str(plug)}
+    ops = run_cli("ops", env=env)
+    assert "shout" in ops.stdout
+    res = run_cli("run", str(cfg), "--quiet", env=env)
+    assert res.returncode == 0, res.stderr
+    df = pl.read_parquet(tmp_path / "out" / "data" / "*.parquet")
+    assert (df["loud"] == df["text"].str.to_uppercase() + "?!").all()
+    # without the plugin installed, the config is refused with the operator's name
+    res = run_cli("run", str(cfg), "--quiet")
+    assert res.returncode == 2 and "unknown operator 'shout'" in res.stderr

@@ -1,0 +1,116 @@
+"""YAML configs: every mistake is reported with its line and key, before anything runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from helpers import make_jsonl_corpus, run_cli, write_config
+
+from corpus.config import ConfigError, load_config, parse_size
+
+GOOD = """\
+output: out
+workers: 1
+inputs:
+  - source: web
+    path: in
+pipeline:
+  - op: normalize_text
+  - op: length_filter
+    min_chars: 10
+"""
+
+
+def _errors(tmp_path: Path, body: str) -> list[str]:
+    cfg = write_config(tmp_path / "c.yaml", body)
+    with pytest.raises(ConfigError) as exc:
+        load_config(cfg)
+    return exc.value.errors
+
+
+def test_good_config_loads(tmp_path: Path):
+    cfg = load_config(write_config(tmp_path / "c.yaml", GOOD))
+    assert [o.name for o in cfg.pipeline] == ["normalize_text", "length_filter"]
+    assert cfg.pipeline[1].min_chars == 10
+    assert cfg.output == tmp_path / "out"  # relative to the config file, not the cwd
+
+
+@pytest.mark.parametrize(
+    "old,new,expected",
+    [
+        ("    min_chars: 10", "    min_char: 10", "c.yaml:9: pipeline[1] (length_filter).min_char: unknown parameter "
+                                                  "(did you mean 'min_chars'?)"),
+        ("    min_chars: 10", "    min_chars: ten", "c.yaml:9: pipeline[1] (length_filter).min_chars: expected int"),
+        ("  - op: normalize_text", "  - op: normalise_text", "c.yaml:7: pipeline[0].op: unknown operator "
+                                                             "'normalise_text' (did you mean 'normalize_text'?)"),
+        ("workers: 1", "worker: 1", "c.yaml:2: worker: unknown key (did you mean 'workers'?)"),
+        ("workers: 1", "workers: -3", "c.yaml:2: workers: expected an integer >= 0"),
+        ("    path: in", "    path: in\n    format: xml", "c.yaml:6: inputs[0].format: 'xml' is not one of"),
+        ("    path: in", "    path: in\n    txt_key: body", "c.yaml:6: inputs[0].txt_key: unknown parameter "
+                                                             "(did you mean 'text_key'?)"),
+        ("    min_chars: 10", "    min_chars: 10\n    max_chars: 5", "pipeline[1] (length_filter): max_chars (5) "
+                                                                    "is below min_chars (10)"),
+        ("workers: 1", "workers: 1\nshard_max_bytes: lots", "shard_max_bytes: expected a size like '128MB'"),
+    ],
+)
+def test_errors_name_line_and_key(tmp_path: Path, old: str, new: str, expected: str):
+    body = GOOD.replace(old, new)
+    assert body != GOOD
+    errors = _errors(tmp_path, body)
+    assert any(expected in e for e in errors), errors
+
+
+def test_all_errors_are_reported_at_once(tmp_path: Path):
+    body = GOOD.replace("min_chars: 10", "min_char: 10").replace("workers: 1", "worker: 1")
+    assert len(_errors(tmp_path, body)) == 2
+
+
+def test_missing_inputs_and_output(tmp_path: Path):
+    errors = _errors(tmp_path, "pipeline: []\n")
+    assert any("inputs: required" in e for e in errors) and any("output: required" in e for e in errors)
+
+
+def test_duplicate_source_names(tmp_path: Path):
+    body = GOOD.replace("    path: in\n", "    path: in\n  - source: web\n    path: in\n")
+    assert any("source name 'web' is used more than once" in e for e in _errors(tmp_path, body))
+
+
+def test_yaml_syntax_error(tmp_path: Path):
+    errors = _errors(tmp_path, "inputs: [\n  - source: web\n")
+    assert "not valid YAML" in errors[0] and "line" in errors[0]
+
+
+def test_unsafe_yaml_tags_are_refused(tmp_path: Path):
+    errors = _errors(tmp_path, "output: !!python/object/apply:os.system ['echo hi']\n")
+    assert "not valid YAML" in errors[0]
+
+
+def test_parse_size():
+    assert parse_size("128MB") == 128 << 20
+    assert parse_size("1.5 KiB") == 1536
+    assert parse_size(4096) == 4096
+    with pytest.raises(ValueError):
+        parse_size("12 parsecs")
+
+
+def test_cli_reports_config_errors_without_traceback(tmp_path: Path):
+    cfg = write_config(tmp_path / "c.yaml", GOOD.replace("min_chars: 10", "min_char: 10"))
+    res = run_cli("run", str(cfg), "--quiet")
+    assert res.returncode == 2
+    assert "min_char: unknown parameter" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_reports_missing_input_path(tmp_path: Path):
+    cfg = write_config(tmp_path / "c.yaml", GOOD)  # `in` does not exist
+    res = run_cli("run", str(cfg), "--quiet")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "web" in res.stderr and "in" in res.stderr
+
+
+def test_cli_validate(tmp_path: Path):
+    make_jsonl_corpus(tmp_path / "in", files=2, docs_per_file=5)
+    res = run_cli("validate", str(write_config(tmp_path / "c.yaml", GOOD)))
+    assert res.returncode == 0, res.stderr
+    assert "2 files" in res.stdout and "normalize_text -> length_filter" in res.stdout

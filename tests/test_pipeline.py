@@ -1,0 +1,140 @@
+"""End-to-end runs of the Python API on real files: routing, counts, contract checks."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+from helpers import make_jsonl_corpus, read_all
+
+from corpus import InputSpec, MapOperator, Pipeline
+from corpus.catalog import Catalog
+from corpus.executor import PipelineError, _balance
+from corpus.work import OperatorError
+from stages.clean import NormalizeText
+from stages.dedup import ExactDedup
+from stages.filter import LengthFilter
+
+
+def _run(tmp_path: Path, ops, workers: int = 1, **kw):
+    return Pipeline(ops).run(inputs=[InputSpec(source="web", path=str(tmp_path / "in"))],
+                             output=tmp_path / "out", workers=workers, quiet=True, **kw)
+
+
+def test_filter_and_dedup_route_every_document(tmp_path: Path):
+    n = make_jsonl_corpus(tmp_path / "in", files=3, docs_per_file=200)
+    res = _run(tmp_path, [NormalizeText(), LengthFilter(min_chars=10), ExactDedup()])
+    out = res.output
+    kept = pl.read_parquet(out / "data" / "*.parquet")
+    rejected = read_all(out / "rejected")
+    assert kept.height + rejected.height == n
+    assert res.balance == [{"source": "web", "input": n, "kept": kept.height, "rejected": rejected.height,
+                            "quarantined": 0, "ok": True}]
+    # the right operator and reason on every dropped row
+    reasons = {(a, b) for a, b, _ in rejected.group_by("reject_stage", "reject_reason").len().iter_rows()}
+    too_short = rejected.filter(pl.col("reject_reason") == "too_few_chars")
+    assert too_short["text"].str.len_chars().max() < 10
+    assert set(reasons) == {("length_filter", "too_few_chars"), ("exact_dedup", "exact_duplicate")}
+    # dedup keeps one copy of each text, and names the kept copy
+    assert kept["text"].n_unique() == kept.height
+    dups = rejected.filter(pl.col("reject_reason") == "exact_duplicate")
+    assert set(dups["duplicate_of"]) <= set(kept["id"])
+    assert (dups.join(kept.select("id", pl.col("text").alias("kept_text")), left_on="duplicate_of", right_on="id")
+            .filter(pl.col("text") != pl.col("kept_text")).height == 0)
+    # scores stay as columns, on kept and rejected rows alike
+    assert {"n_chars", "n_words"} <= set(kept.columns) and "n_chars" in too_short.columns
+    # ids are unique and provenance points back at the input line
+    assert kept["id"].n_unique() == kept.height
+    row = kept.row(0, named=True)
+    line = (tmp_path / "in" / row["src_file"]).read_text().splitlines()[row["src_row"] - 1]
+    assert json.loads(line)["n"] == json.loads(row["meta"])["n"]
+
+
+def test_manifest_describes_the_shards(tmp_path: Path):
+    make_jsonl_corpus(tmp_path / "in", files=2, docs_per_file=100)
+    res = _run(tmp_path, [LengthFilter(min_chars=10)])
+    m = json.loads((res.output / "manifest.json").read_text())
+    assert m["docs"] == pl.read_parquet(res.output / "data" / "*.parquet").height
+    assert [s["path"] for s in m["shards"]] == sorted(str(p.relative_to(res.output))
+                                                       for p in (res.output / "data").glob("*.parquet"))
+    assert {"id", "text", "source", "meta", "src_file", "src_row", "n_chars"} <= set(m["schema"])
+    assert len(m["content_hash"]) == 64
+
+
+def test_shards_are_bounded_in_size(tmp_path: Path):
+    make_jsonl_corpus(tmp_path / "in", files=1, docs_per_file=2000)
+    res = Pipeline([]).run(inputs=[InputSpec(source="web", path=str(tmp_path / "in"))], output=tmp_path / "out",
+                           workers=1, quiet=True, shard_max_bytes=20_000)
+    sizes = [pl.read_parquet(p)["text"].str.len_bytes().sum() for p in sorted((res.output / "data").glob("*.parquet"))]
+    assert len(sizes) > 5
+    longest = pl.read_parquet(res.output / "data" / "*.parquet")["text"].str.len_bytes().max()
+    # a shard closes as soon as it holds max bytes: it overshoots by less than one document
+    assert all(s < 20_000 + longest for s in sizes)
+    assert all(s >= 20_000 for s in sizes[:-1])  # only the last shard may be smaller
+
+
+def test_catalog_records_funnel_and_drops(tmp_path: Path):
+    n = make_jsonl_corpus(tmp_path / "in", files=2, docs_per_file=150)
+    res = _run(tmp_path, [LengthFilter(min_chars=10), ExactDedup()])
+    cat = Catalog(res.output / "catalog.duckdb", create=False)
+    rows = cat.query("SELECT stage, sum(docs_in), sum(docs_out) FROM unit_stats WHERE run_id = ? "
+                     "GROUP BY stage ORDER BY stage", [res.run_id])
+    assert rows[0] == ("00-read", n, n)
+    assert rows[1][1] == n and rows[2][1] == rows[1][2]
+    drops = dict(cat.query("SELECT reason, sum(docs) FROM drops WHERE run_id = ? GROUP BY reason", [res.run_id]))
+    assert drops["too_few_chars"] == rows[1][1] - rows[1][2]
+    assert drops["exact_duplicate"] == rows[2][1] - rows[2][2]
+    assert cat.query("SELECT status FROM runs WHERE run_id = ?", [res.run_id]) == [("ok",)]
+
+
+def test_balance_detects_a_missing_file(tmp_path: Path):
+    make_jsonl_corpus(tmp_path / "in", files=2, docs_per_file=100)
+    res = _run(tmp_path, [LengthFilter(min_chars=10)])
+    markers = [json.loads(p.read_text()) for p in sorted((res.output / "work" / "00-read" / "done").glob("*.json"))]
+    assert all(r["ok"] for r in _balance(res.output, markers))
+    next((res.output / "rejected").rglob("*.parquet")).unlink()
+    assert not _balance(res.output, markers)[0]["ok"]
+
+
+def test_wiring_is_checked_before_running(tmp_path: Path):
+    @dataclass
+    class NeedsLang(MapOperator):
+        name = "needs_lang"
+        needs = ("text", "lang")
+
+        def map(self, df):
+            return df
+
+    with pytest.raises(PipelineError, match="needs column.*lang"):
+        _run(tmp_path, [NeedsLang()])
+    assert not (tmp_path / "out").exists()
+
+
+@dataclass
+class DropsRows(MapOperator):
+    name = "drops_rows"
+
+    def map(self, df):
+        return df.head(1)
+
+
+def test_map_that_drops_rows_is_an_error(tmp_path: Path):
+    make_jsonl_corpus(tmp_path / "in", files=1, docs_per_file=50)
+    with pytest.raises(OperatorError, match="must return a DataFrame of 50 rows"):
+        _run(tmp_path, [DropsRows()])
+    status = duckdb.connect(str(tmp_path / "out" / "catalog.duckdb"), read_only=True).execute(
+        "SELECT status, error FROM runs").fetchall()
+    assert status[0][0] == "failed" and "drops_rows" in status[0][1]
+
+
+def test_parallel_and_serial_runs_give_identical_shards(tmp_path: Path):
+    make_jsonl_corpus(tmp_path / "in", files=4, docs_per_file=120)
+    a = Pipeline([NormalizeText(), LengthFilter(min_chars=10), ExactDedup()]).run(
+        inputs=[InputSpec(source="web", path=str(tmp_path / "in"))], output=tmp_path / "a", workers=1, quiet=True)
+    b = Pipeline([NormalizeText(), LengthFilter(min_chars=10), ExactDedup()]).run(
+        inputs=[InputSpec(source="web", path=str(tmp_path / "in"))], output=tmp_path / "b", workers=2, quiet=True)
+    assert a.manifest["content_hash"] == b.manifest["content_hash"]
