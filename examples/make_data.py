@@ -71,8 +71,8 @@ TOPICS = {
                "weather balloon", "ice core", "seismograph", "cell culture", "tide gauge", "meteorite"],
         adjs=["fragile", "stable", "unusual", "dense", "sensitive", "ancient", "frozen", "faint", "complex",
               "tiny", "noisy", "promising"],
-        verbs=["measured", "observed", "mapped", "tracked", "sampled", "analysed", "photographed",
-               "compared", "calibrated", "catalogued", "tested", "recorded"],
+        verbs=["measured", "observed", "mapped", "tracked", "sampled", "analysed", "photographed", "compared",
+               "calibrated", "catalogued", "tested", "recorded"],
         people=["Dr. Amara Okafor", "Professor Lena Fischer", "Dr. Kenji Watanabe", "Dr. Sofia Marques",
                 "Professor Ian Whitlock"],
         locs=["in the Atacama Desert", "on Svalbard", "in a lab in Geneva", "off the Great Barrier Reef",
@@ -105,21 +105,20 @@ TOPICS = {
                "Serve it warm with a squeeze of lemon and some crusty bread."],
     ),
     "travel": dict(
-        agents=["traveller", "guide", "backpacker", "ferry captain", "photographer", "hotel owner",
-                "cyclist", "tour operator", "hiker", "local driver"],
+        agents=["traveller", "guide", "backpacker", "ferry captain", "photographer", "hotel owner", "cyclist",
+                "tour operator", "hiker", "local driver"],
         agent_adjs=["weary", "friendly", "talkative", "lost", "adventurous", "retired", "young", "cautious"],
         nouns=["harbour", "night train", "mountain hut", "coastal path", "market", "guesthouse", "ferry",
-               "cathedral", "hiking trail", "bus station", "street food stall", "river cruise",
-               "border town", "museum", "beach", "lighthouse", "viewpoint", "old bridge", "campsite",
-               "hot spring"],
+               "cathedral", "hiking trail", "bus station", "street food stall", "river cruise", "border town",
+               "museum", "beach", "lighthouse", "viewpoint", "old bridge", "campsite", "hot spring"],
         adjs=["crowded", "peaceful", "charming", "overpriced", "remote", "lively", "affordable", "windswept",
               "sleepy", "colourful", "muddy", "sunny"],
         verbs=["visited", "explored", "photographed", "crossed", "booked", "recommended", "discovered",
                "missed", "reached", "followed", "avoided", "admired"],
-        people=["our guide Mateo", "a ranger named Aiko", "the innkeeper Mrs. Doyle", "a cyclist from Utrecht",
-                "the photographer Nadia Haddad"],
-        locs=["in Lisbon", "in Kyoto", "in Patagonia", "in the Scottish Highlands", "in Hanoi", "in Marrakesh",
-              "in Tallinn", "on the Amalfi Coast", "on Vancouver Island", "in Cappadocia"],
+        people=["our guide Mateo", "a ranger named Aiko", "the innkeeper Mrs. Doyle",
+                "a cyclist from Utrecht", "the photographer Nadia Haddad"],
+        locs=["in Lisbon", "in Kyoto", "in Patagonia", "in the Scottish Highlands", "in Hanoi",
+              "in Marrakesh", "in Tallinn", "on the Amalfi Coast", "on Vancouver Island", "in Cappadocia"],
         years=(1970, 2023),
         facts=["The trip from the airport takes about {num} minutes by taxi.",
                "A single ticket costs around {price} euros.",
@@ -129,7 +128,8 @@ TOPICS = {
     "history": dict(
         agents=["historian", "archivist", "merchant", "monk", "soldier", "town clerk", "farmer", "diplomat",
                 "scribe", "printer"],
-        agent_adjs=["diligent", "ambitious", "wealthy", "elderly", "loyal", "exiled", "forgotten", "stubborn"],
+        agent_adjs=["diligent", "ambitious", "wealthy", "elderly", "loyal", "exiled", "forgotten",
+                    "stubborn"],
         nouns=["treaty", "guild", "railway line", "printing press", "charter", "archive", "fortress",
                "census record", "abbey", "trade route", "city wall", "merchant fleet", "land deed",
                "manuscript", "tax ledger", "harbour chain", "cathedral", "coin hoard", "map", "petition"],
@@ -190,9 +190,9 @@ TOPICS = {
     ),
 }
 
-INTROS = ["However", "In practice", "For example", "At first", "Later", "Meanwhile", "In the end", "Of course",
-          "Even so", "Fortunately", "Unfortunately", "Surprisingly", "Since then", "By then", "Afterwards",
-          "Still", "In hindsight", "To be fair"]
+INTROS = ["However", "In practice", "For example", "At first", "Later", "Meanwhile", "In the end",
+          "Of course", "Even so", "Fortunately", "Unfortunately", "Surprisingly", "Since then", "By then",
+          "Afterwards", "Still", "In hindsight", "To be fair"]
 PREPS = ["near", "behind", "beside", "under", "after", "before", "with", "without", "inside", "next to",
          "opposite", "far from"]
 ADVS = ["quietly", "carefully", "quickly", "slowly", "again", "twice", "eventually", "reluctantly", "proudly",
@@ -200,23 +200,16 @@ ADVS = ["quietly", "carefully", "quickly", "slowly", "again", "twice", "eventual
 DETS = ["the", "a", "the", "this", "one", "their", "another", "every"]
 PERIODS = ["days", "weeks", "months", "years", "hours"]
 
-EN_PATTERNS = [
-    "{agent} {verb} {obj} {pp}.",
-    "{intro}, {agent} {verb} {obj}.",
-    "{agent} {verb} {obj} and then {verb2} {obj2}.",
-    "{agent} {verb} {obj} because {agent2} had {verb2} {obj2}.",
-    "{obj} was {adj} {pp}, so {agent} {verb2} it {adv}.",
-    "Nobody expected {obj} to be so {adj}.",
-    "{loc}, {agent} {verb} {obj} {adv}.",
-    "Why was {obj} so {adj}?",
-    "{agent} {verb} {num} {plural} {loc}.",
-    "According to {person}, {obj} was {adj} and {adj2}.",
-    "It took {small} {period} before {agent} {verb} {obj}.",
-    "{agent}, who had {verb} {obj} {loc}, {verb2} {obj2} {adv}.",
-    "{person} {verb} {obj} in {year}.",
-    "{obj} {pp} was {verb} by {agent} {loc}.",
-    "{intro}, {obj} turned out to be {adj2}.",
-]
+EN_PATTERNS = ["{agent} {verb} {obj} {pp}.", "{intro}, {agent} {verb} {obj}.",
+               "{agent} {verb} {obj} and then {verb2} {obj2}.",
+               "{agent} {verb} {obj} because {agent2} had {verb2} {obj2}.",
+               "{obj} was {adj} {pp}, so {agent} {verb2} it {adv}.", "Nobody expected {obj} to be so {adj}.",
+               "{loc}, {agent} {verb} {obj} {adv}.", "Why was {obj} so {adj}?",
+               "{agent} {verb} {num} {plural} {loc}.", "According to {person}, {obj} was {adj} and {adj2}.",
+               "It took {small} {period} before {agent} {verb} {obj}.",
+               "{agent}, who had {verb} {obj} {loc}, {verb2} {obj2} {adv}.",
+               "{person} {verb} {obj} in {year}.", "{obj} {pp} was {verb} by {agent} {loc}.",
+               "{intro}, {obj} turned out to be {adj2}."]
 
 TITLE_PATTERNS = ["{Adj} {plural} and the {noun}", "Notes on the {adj} {noun}", "What the {noun} taught us",
                   "The {adj} {noun}: a field report", "{small} things nobody tells you about {plural}",
@@ -254,7 +247,8 @@ def agent_np(rng: random.Random, lex: dict) -> str:
     if r < 0.15:
         return rng.choice(lex["people"])
     if r < 0.3:
-        return f"{rng.choice(['several', 'a few', 'two', 'three', 'some'])} {plural(rng.choice(lex['agents']))}"
+        many = rng.choice(["several", "a few", "two", "three", "some"])
+        return f"{many} {plural(rng.choice(lex['agents']))}"
     noun = rng.choice(lex["agents"])
     if rng.random() < 0.5:
         noun = f"{rng.choice(lex['agent_adjs'])} {noun}"
@@ -264,7 +258,8 @@ def agent_np(rng: random.Random, lex: dict) -> str:
 def numbers(rng: random.Random, years: tuple[int, int]) -> dict:
     year = rng.randint(*years)
     return dict(num=rng.randint(2, 500), num2=rng.randint(501, 2000), small=rng.randint(2, 12),
-                float=f"{rng.uniform(0.1, 99):.1f}", price=f"{rng.randint(2, 90)}.{rng.choice(['00', '50', '99'])}",
+                float=f"{rng.uniform(0.1, 99):.1f}",
+                price=f"{rng.randint(2, 90)}.{rng.choice(['00', '50', '99'])}",
                 temp=rng.choice([160, 180, 200, 220]), year=year, year2=year + rng.randint(3, 40))
 
 
@@ -276,10 +271,11 @@ def en_sentence(rng: random.Random, topic: str, seen: set[str] | None = None) ->
         if seen is None or fact not in seen:
             (seen if seen is not None else set()).add(fact)
             return fact.format(**numbers(rng, lex["years"]))
+    adjs = rng.sample(lex["adjs"], 2)
     slots = dict(
         agent=agent_np(rng, lex), agent2=agent_np(rng, lex), verb=rng.choice(lex["verbs"]),
         verb2=rng.choice(lex["verbs"]), obj=np(rng, lex), obj2=np(rng, lex),
-        pp=f"{rng.choice(PREPS)} {np(rng, lex, 0.3)}", adj=rng.choice(lex["adjs"]), adj2=rng.choice(lex["adjs"]),
+        pp=f"{rng.choice(PREPS)} {np(rng, lex, 0.3)}", adj=adjs[0], adj2=adjs[1],
         adv=rng.choice(ADVS), intro=rng.choice(INTROS), loc=rng.choice(lex["locs"]),
         plural=plural(rng.choice(lex["nouns"])), person=rng.choice(lex["people"]), period=rng.choice(PERIODS),
         **numbers(rng, lex["years"]),
@@ -287,7 +283,8 @@ def en_sentence(rng: random.Random, topic: str, seen: set[str] | None = None) ->
     return cap(rng.choice(EN_PATTERNS).format(**slots))
 
 
-def en_paragraph(rng: random.Random, topic: str, lo: int = 3, hi: int = 6, seen: set[str] | None = None) -> str:
+def en_paragraph(rng: random.Random, topic: str, lo: int = 3, hi: int = 6,
+                 seen: set[str] | None = None) -> str:
     seen = set() if seen is None else seen
     return " ".join(en_sentence(rng, topic, seen) for _ in range(rng.randint(lo, hi)))
 
@@ -295,7 +292,8 @@ def en_paragraph(rng: random.Random, topic: str, lo: int = 3, hi: int = 6, seen:
 def en_title(rng: random.Random, topic: str) -> str:
     lex = TOPICS[topic]
     noun, adj = rng.choice(lex["nouns"]), rng.choice(lex["adjs"])
-    slots = dict(adj=adj, Adj=cap(adj), a_adj=cap(article("a", adj)), noun=noun, plural=plural(rng.choice(lex["nouns"])),
+    slots = dict(adj=adj, Adj=cap(adj), a_adj=cap(article("a", adj)), noun=noun,
+                 plural=plural(rng.choice(lex["nouns"])),
                  small=rng.randint(3, 12), verb=rng.choice(lex["verbs"]), loc=rng.choice(lex["locs"]))
     return cap(rng.choice(TITLE_PATTERNS).format(**slots))
 
@@ -334,22 +332,27 @@ FOREIGN = {
         subj="die {adj}{noun}",
         time=["morgens", "abends", "oft", "selten", "im Sommer", "im Winter", "heute", "manchmal", "sonntags",
               "jedes Jahr", "gern", "meistens"],
-        place=["in der Altstadt", "am See", "in Hamburg", "auf dem Land", "in der Bibliothek", "im Wald", "im Dorf",
-               "an der Küste", "in Wien", "in der Küche", "am Bahnhof", "in Leipzig", "im Garten", "am Hafen"],
+        place=["in der Altstadt", "am See", "in Hamburg", "auf dem Land", "in der Bibliothek", "im Wald",
+               "im Dorf", "an der Küste", "in Wien", "in der Küche", "am Bahnhof", "in Leipzig", "im Garten",
+               "am Hafen"],
         vp=[("besuchen", ["den Hafen", "das Stadtmuseum", "den Wochenmarkt", "die Burgruine", "eine Galerie",
                           "den Dom", "alte Freunde"]),
-            ("kaufen", ["frisches Gemüse", "regionalen Käse", "alte Bücher", "Fahrkarten", "Blumen", "warmes Brot",
-                        "Äpfel"]),
-            ("untersuchen", ["die Wasserqualität", "alte Urkunden", "den Boden", "Bienenvölker", "die Ursachen",
-                             "seltene Pflanzen"]),
-            ("beschreiben", ["den Weg", "ein altes Rezept", "die Dorfgeschichte", "den Alltag", "ihre Reise"]),
-            ("fotografieren", ["den Sonnenuntergang", "alte Fassaden", "seltene Vögel", "die Brücke", "den Nebel"]),
+            ("kaufen", ["frisches Gemüse", "regionalen Käse", "alte Bücher", "Fahrkarten", "Blumen",
+                        "warmes Brot", "Äpfel"]),
+            ("untersuchen", ["die Wasserqualität", "alte Urkunden", "den Boden", "Bienenvölker",
+                             "die Ursachen", "seltene Pflanzen"]),
+            ("beschreiben", ["den Weg", "ein altes Rezept", "die Dorfgeschichte", "den Alltag",
+                             "ihre Reise"]),
+            ("fotografieren", ["den Sonnenuntergang", "alte Fassaden", "seltene Vögel", "die Brücke",
+                               "den Nebel"]),
             ("kochen", ["Linsensuppe", "Spätzle", "Pflaumenmarmelade", "einen Eintopf", "Kartoffelsalat"]),
             ("reparieren", ["das Fahrrad", "den Zaun", "die Software", "eine Uhr", "das Dach"]),
-            ("diskutieren", ["über Pläne", "über das Wetter", "über Preise", "über die Zukunft", "über Politik"])],
+            ("diskutieren", ["über Pläne", "über das Wetter", "über Preise", "über die Zukunft",
+                             "über Politik"])],
         orders=["{Subj} {verb} {time} {obj} {place}.", "{Time} {verb} {subj} {obj} {place}."],
-        fixed=["Das ist allerdings nicht die ganze Geschichte.", "Im Jahr {year} kamen mehr als {num} Besucher.",
-               "Die Eintrittskarte kostet {price} Euro.", "Niemand hatte mit so einem Ergebnis gerechnet.",
+        fixed=["Das ist allerdings nicht die ganze Geschichte.",
+               "Im Jahr {year} kamen mehr als {num} Besucher.", "Die Eintrittskarte kostet {price} Euro.",
+               "Niemand hatte mit so einem Ergebnis gerechnet.",
                "Die Lage hat sich seitdem deutlich verbessert.", "Warum ist das so wichtig?"],
         titles=["Neuigkeiten {place}", "Ein Wochenende {place}", "Notizen aus dem Alltag", "Bericht {place}"],
         heading="Geschichte", chapter="Kapitel {n}", sep=" ",
@@ -363,8 +366,8 @@ FOREIGN = {
         time=["le matin", "le soir", "souvent", "rarement", "en été", "en hiver", "aujourd'hui", "parfois",
               "le dimanche", "chaque année", "le lundi", "en automne"],
         place=["dans la vieille ville", "au bord du lac", "à Lyon", "à la campagne", "à la bibliothèque",
-               "en forêt", "au village", "sur la côte", "à Bruxelles", "dans la cuisine", "à la gare", "à Nantes",
-               "au jardin", "au port"],
+               "en forêt", "au village", "sur la côte", "à Bruxelles", "dans la cuisine", "à la gare",
+               "à Nantes", "au jardin", "au port"],
         vp=[("visitent", ["le port", "le musée", "le marché", "les ruines", "une galerie", "la cathédrale",
                           "de vieux amis"]),
             ("achètent", ["des légumes", "du fromage", "de vieux livres", "des billets", "des fleurs",
@@ -373,7 +376,8 @@ FOREIGN = {
                           "des plantes rares"]),
             ("décrivent", ["le chemin", "une vieille recette", "l'histoire du village", "la vie quotidienne",
                            "leur voyage"]),
-            ("photographient", ["le coucher du soleil", "les façades", "des oiseaux rares", "le pont", "la brume"]),
+            ("photographient", ["le coucher du soleil", "les façades", "des oiseaux rares", "le pont",
+                                "la brume"]),
             ("préparent", ["une soupe", "une tarte", "de la confiture", "un ragoût", "une salade"]),
             ("réparent", ["le vélo", "la clôture", "le logiciel", "une horloge", "le toit"]),
             ("discutent", ["des projets", "de la météo", "des prix", "de l'avenir", "de politique"])],
@@ -385,9 +389,9 @@ FOREIGN = {
         heading="Histoire", chapter="Chapitre {n}", sep=" ",
     ),
     "es": dict(
-        nouns=["investigadores", "cocineros", "estudiantes", "jardineros", "historiadores", "niños", "músicos",
-               "turistas", "vecinos", "pescadores", "panaderos", "profesores", "jubilados", "programadores",
-               "fotógrafos"],
+        nouns=["investigadores", "cocineros", "estudiantes", "jardineros", "historiadores", "niños",
+               "músicos", "turistas", "vecinos", "pescadores", "panaderos", "profesores", "jubilados",
+               "programadores", "fotógrafos"],
         adjs=["", "", " jóvenes", " locales", " nuevos", " extranjeros", " veteranos"],
         subj="los {noun}{adj}",
         time=["por la mañana", "por la noche", "a menudo", "pocas veces", "en verano", "en invierno", "hoy",
@@ -399,8 +403,8 @@ FOREIGN = {
                          "a viejos amigos"]),
             ("compran", ["verduras", "queso", "libros antiguos", "billetes", "flores", "pan caliente",
                          "manzanas"]),
-            ("estudian", ["la calidad del agua", "documentos antiguos", "el suelo", "las abejas", "las causas",
-                          "plantas raras"]),
+            ("estudian", ["la calidad del agua", "documentos antiguos", "el suelo", "las abejas",
+                          "las causas", "plantas raras"]),
             ("describen", ["el camino", "una receta antigua", "la historia del pueblo", "la vida diaria",
                            "su viaje"]),
             ("fotografían", ["la puesta de sol", "las fachadas", "aves raras", "el puente", "la niebla"]),
@@ -415,8 +419,8 @@ FOREIGN = {
         heading="Historia", chapter="Capítulo {n}", sep=" ",
     ),
     "ru": dict(
-        nouns=["учёные", "повара", "студенты", "садовники", "историки", "дети", "музыканты", "туристы", "соседи",
-               "рыбаки", "пекари", "учителя", "пенсионеры", "программисты", "фотографы"],
+        nouns=["учёные", "повара", "студенты", "садовники", "историки", "дети", "музыканты", "туристы",
+               "соседи", "рыбаки", "пекари", "учителя", "пенсионеры", "программисты", "фотографы"],
         adjs=["", "", "молодые ", "местные ", "новые ", "опытные ", "многие "],
         subj="{adj}{noun}",
         time=["утром", "вечером", "часто", "редко", "летом", "зимой", "сегодня", "иногда", "по воскресеньям",
@@ -426,7 +430,8 @@ FOREIGN = {
         vp=[("посещают", ["порт", "музей", "рынок", "развалины", "галерею", "собор", "старых друзей"]),
             ("покупают", ["овощи", "сыр", "старые книги", "билеты", "цветы", "тёплый хлеб", "яблоки"]),
             ("изучают", ["качество воды", "архивы", "почву", "пчёл", "причины", "редкие растения"]),
-            ("описывают", ["дорогу", "старый рецепт", "историю деревни", "повседневную жизнь", "своё путешествие"]),
+            ("описывают", ["дорогу", "старый рецепт", "историю деревни", "повседневную жизнь",
+                           "своё путешествие"]),
             ("фотографируют", ["закат", "фасады", "редких птиц", "мост", "туман"]),
             ("готовят", ["суп", "пирог", "варенье", "рагу", "салат"]),
             ("ремонтируют", ["велосипед", "забор", "программу", "часы", "крышу"]),
@@ -444,8 +449,8 @@ FOREIGN = {
         adjs=["", "", "年轻的", "当地的", "新来的", "有经验的", "附近的"],
         subj="{adj}{noun}",
         time=["每天早上", "晚上", "经常", "周末", "夏天", "冬天", "今天", "有时候", "每个星期天", "每年"],
-        place=["在老城区", "在湖边", "在杭州", "在乡下", "在图书馆", "在森林里", "在村子里", "在海边", "在成都",
-               "在厨房里", "在火车站", "在西安", "在花园里", "在港口"],
+        place=["在老城区", "在湖边", "在杭州", "在乡下", "在图书馆", "在森林里", "在村子里", "在海边",
+               "在成都", "在厨房里", "在火车站", "在西安", "在花园里", "在港口"],
         vp=[("参观", ["港口", "博物馆", "集市", "古城遗址", "画廊", "大教堂"]),
             ("购买", ["蔬菜", "奶酪", "旧书", "车票", "鲜花", "面包", "苹果"]),
             ("研究", ["水质", "档案", "土壤", "蜜蜂", "原因", "稀有植物"]),
@@ -462,8 +467,8 @@ FOREIGN = {
     ),
     "ja": dict(
         nouns=["研究者たち", "料理人たち", "学生たち", "庭師たち", "歴史家たち", "子どもたち", "音楽家たち",
-               "観光客", "近所の人たち", "漁師たち", "パン職人たち", "先生たち", "お年寄りたち", "プログラマーたち",
-               "写真家たち"],
+               "観光客", "近所の人たち", "漁師たち", "パン職人たち", "先生たち", "お年寄りたち",
+               "プログラマーたち", "写真家たち"],
         adjs=["", "", "若い", "地元の", "新しく来た", "経験豊かな", "多くの"],
         subj="{adj}{noun}は",
         time=["毎朝", "夜に", "よく", "週末に", "夏には", "冬には", "今日", "ときどき", "日曜日に", "毎年"],
@@ -501,7 +506,8 @@ def fx_sentence(rng: random.Random, lang: str, seen: set[str]) -> str:
                                              obj=rng.choice(objs), place=rng.choice(bank["place"]))
 
 
-def fx_paragraph(rng: random.Random, lang: str, lo: int = 3, hi: int = 5, seen: set[str] | None = None) -> str:
+def fx_paragraph(rng: random.Random, lang: str, lo: int = 3, hi: int = 5,
+                 seen: set[str] | None = None) -> str:
     seen = set() if seen is None else seen
     return FOREIGN[lang]["sep"].join(fx_sentence(rng, lang, seen) for _ in range(rng.randint(lo, hi)))
 
@@ -521,8 +527,9 @@ FICTION = dict(
     names=["Margaret", "Tomas", "Elena", "Isaac", "Ruth", "Henrik", "Clara", "Jonah", "Mrs. Albright",
            "Agnes", "Felix", "Nora", "Samuel", "Walter", "Ida", "Lotte", "Arthur", "Miriam", "young Peter",
            "old Bartholomew", "Rosalind", "Edmund", "Hester", "Matthias"],
-    people=["fisherman", "widow", "clerk", "innkeeper", "postman", "priest", "boy", "girl", "sailor", "carpenter",
-            "baker", "nurse", "stranger", "farmer", "lodger", "teacher", "ferryman", "captain", "doctor", "miller"],
+    people=["fisherman", "widow", "clerk", "innkeeper", "postman", "priest", "boy", "girl", "sailor",
+            "carpenter", "baker", "nurse", "stranger", "farmer", "lodger", "teacher", "ferryman", "captain",
+            "doctor", "miller"],
     verbs=[("open", "opened"), ("carry", "carried"), ("watch", "watched"), ("notice", "noticed"),
            ("follow", "followed"), ("push", "pushed"), ("lift", "lifted"), ("mend", "mended"),
            ("polish", "polished"), ("lock", "locked"), ("search", "searched"), ("study", "studied"),
@@ -532,9 +539,9 @@ FICTION = dict(
            ("examine", "examined"), ("steal", "stole"), ("return", "returned"), ("keep", "kept")],
     nouns=["lantern", "letter", "door", "boat", "gate", "window", "ledger", "compass", "kettle", "photograph",
            "scarf", "rope", "key", "map", "suitcase", "chair", "clock", "net", "candle", "basket", "telegram",
-           "violin", "ring", "umbrella", "oar", "bottle", "coat", "hammer", "bell", "notebook", "spoon", "shawl",
-           "bicycle", "pocket watch", "jar of honey", "bundle of papers", "tin box", "fiddle", "sack of flour",
-           "wooden toy"],
+           "violin", "ring", "umbrella", "oar", "bottle", "coat", "hammer", "bell", "notebook", "spoon",
+           "shawl", "bicycle", "pocket watch", "jar of honey", "bundle of papers", "tin box", "fiddle",
+           "sack of flour", "wooden toy"],
     adjs=["old", "wet", "broken", "heavy", "small", "rusty", "narrow", "dark", "yellow", "cold", "familiar",
           "empty", "borrowed", "forgotten", "silver", "crooked", "battered", "tiny", "warm", "dusty", "faded",
           "brass", "painted", "cracked", "green", "muddy", "stolen", "precious", "strange", "heavy wooden"],
@@ -548,7 +555,8 @@ FICTION = dict(
             "Afterwards", "At dawn", "Without a word", "In the end", "By noon", "Just then", "At first",
             "All the same", "Even then", "On Tuesday", "After supper", "Some days later", "Meanwhile"],
     times=["midnight", "dawn", "supper", "the first frost", "Sunday", "payday", "the next tide",
-           "the harvest", "Easter", "the funeral", "the last train", "nightfall", "the wedding", "market day"],
+           "the harvest", "Easter", "the funeral", "the last train", "nightfall", "the wedding",
+           "market day"],
     advs=["slowly", "carefully", "without a word", "at last", "once more", "in silence", "gently", "twice",
           "at once", "with great care", "clumsily", "without hurrying", "reluctantly", "from habit"],
     moves=["walked", "ran", "hurried", "drove", "rowed", "climbed", "wandered", "cycled", "limped"],
@@ -559,41 +567,35 @@ FICTION = dict(
     surfaces=["table", "floor", "step", "bench", "windowsill", "quay", "dresser", "doorstep", "counter"],
     silences=["did not answer", "said nothing", "only shrugged", "looked away", "began to laugh",
               "kept silent", "stared at the floor", "smiled a little", "turned to the window"],
-    reached=["had reached", "had crept into", "had settled over", "had covered", "had found", "lay thick over"],
+    reached=["had reached", "had crept into", "had settled over", "had covered", "had found",
+             "lay thick over"],
     lay=["lay on", "sat on", "stood on", "waited on", "had been left on", "rested on"],
     went_back=["went back to", "returned to", "came back to", "hurried back to", "drifted back to"],
     moods=["cold", "quiet", "dark", "warm", "strange", "lonely", "peaceful", "crowded", "grey", "bright"],
 )
-FICTION_PATTERNS = [
-    "{S} {past} the {adj} {noun} {loc}.",
-    "{intro}, {s} {past} the {noun} and {past2} the {adj} {noun2}.",
-    '"{line}" said {s}.',
-    '"{question}" {s} asked {adv}.',
-    "{S} had {kept} the {noun} since {time}.",
-    "The {noun} {loc} was {adj} and {adj2}.",
-    "{S} thought of the {adj} {noun} {loc}.",
-    "By {time}, the {weather} {reached} the {place}.",
-    "{S} and {s2} {move} to the {place} before {time}.",
-    "{a_adj} {noun} {lay} the {surface}, and {s} {past} it {adv}.",
-    "{S} {silence}.",
-    "Nobody {loc} remembered the {season} of {year}.",
-    "{S} {past} the {noun}, then {past2} it {adv}.",
-    "{intro}, {s} {went_back} the {place} {adv}.",
-    "The {place} smelled of {smell} and {smell2}.",
-    "{S} {past} the {noun} while {s2} {past2} the {noun2}.",
-    "{intro}, the {person} {past} {a_adj} {noun}.",
-    "{S} waited {loc} until {time}.",
-    "It was {mood} {loc} that {season}.",
-    "{S} {move} {loc}, carrying the {noun}.",
-]
+FICTION_PATTERNS = ["{S} {past} the {adj} {noun} {loc}.",
+                    "{intro}, {s} {past} the {noun} and {past2} the {adj} {noun2}.", '"{line}" said {s}.',
+                    '"{question}" {s} asked {adv}.', "{S} had {kept} the {noun} since {time}.",
+                    "The {noun} {loc} was {adj} and {adj2}.", "{S} thought of the {adj} {noun} {loc}.",
+                    "By {time}, the {weather} {reached} the {place}.",
+                    "{S} and {s2} {move} to the {place} before {time}.",
+                    "{a_adj} {noun} {lay} the {surface}, and {s} {past} it {adv}.", "{S} {silence}.",
+                    "Nobody {loc} remembered the {season} of {year}.",
+                    "{S} {past} the {noun}, then {past2} it {adv}.",
+                    "{intro}, {s} {went_back} the {place} {adv}.",
+                    "The {place} smelled of {smell} and {smell2}.",
+                    "{S} {past} the {noun} while {s2} {past2} the {noun2}.",
+                    "{intro}, the {person} {past} {a_adj} {noun}.", "{S} waited {loc} until {time}.",
+                    "It was {mood} {loc} that {season}.", "{S} {move} {loc}, carrying the {noun}."]
 FICTION_LINES = ["I {past} the {noun} {loc}.", "We should {base} the {noun} before {time}.",
                  "{Name2} never mentioned the {adj} {noun}.", "Leave the {noun} {loc}.",
                  "It was {adj}, like the {noun} {loc}.", "{Name2} will {base} the {noun} after {time}.",
                  "The {weather} is coming {loc}.", "Bring the {noun} to the {place}.",
                  "I saw {name2} {loc} with {a_adj} {noun}."]
-FICTION_QUESTIONS = ["Did you {base} the {noun}?", "Who {past} the {adj} {noun}?", "Why is the {noun} so {adj}?",
-                     "Is the {noun} {loc}?", "Will {name2} {base} the {noun} before {time}?",
-                     "Was it {mood} {loc}?", "Have you seen the {adj} {noun}?"]
+FICTION_QUESTIONS = ["Did you {base} the {noun}?", "Who {past} the {adj} {noun}?",
+                     "Why is the {noun} so {adj}?", "Is the {noun} {loc}?",
+                     "Will {name2} {base} the {noun} before {time}?", "Was it {mood} {loc}?",
+                     "Have you seen the {adj} {noun}?"]
 
 
 def fiction_sentence(rng: random.Random, cast: list[str]) -> str:
@@ -608,15 +610,19 @@ def fiction_sentence(rng: random.Random, cast: list[str]) -> str:
     def pick(name: str) -> str:
         return rng.choice(f[name])
 
+    adjs, smells = rng.sample(f["adjs"], 2), rng.sample(f["smells"], 2)
+
     slots = dict(
         s=subject(), s2=subject(), name2=rng.choice(cast), base=base, past=past, past2=past2,
-        noun=pick("nouns"), noun2=pick("nouns"), adj=pick("adjs"), adj2=pick("adjs"),
+        noun=pick("nouns"), noun2=pick("nouns"), adj=adjs[0], adj2=adjs[1],
         a_adj=article("a", pick("adjs")), place=pick("places"), loc=f"{pick('preps')} {pick('places')}",
-        intro=pick("intros"), time=pick("times"), adv=pick("advs"), move=pick("moves"), weather=pick("weather"),
-        smell=pick("smells"), smell2=pick("smells"), season=pick("seasons"), surface=pick("surfaces"),
+        intro=pick("intros"), time=pick("times"), adv=pick("advs"), move=pick("moves"),
+        weather=pick("weather"),
+        smell=smells[0], smell2=smells[1], season=pick("seasons"), surface=pick("surfaces"),
         silence=pick("silences"), mood=pick("moods"), person=pick("people"), reached=pick("reached"),
         lay=pick("lay"), went_back=pick("went_back"),
-        kept=rng.choice(["kept", "hidden", "carried", "guarded", "owned", "wanted"]), year=rng.randint(1880, 1950),
+        kept=rng.choice(["kept", "hidden", "carried", "guarded", "owned",
+                         "wanted"]), year=rng.randint(1880, 1950),
     )
     slots["S"], slots["Name2"] = cap(slots["s"]), cap(slots["name2"])
     slots["line"] = cap(rng.choice(FICTION_LINES).format(**slots))[:-1] + ","  # "I did it," said Ruth.
@@ -637,8 +643,8 @@ SHORT_WEB = ["Page not found.", "Loading...", "Click here to continue", "Coming 
              "No results found.", "Redirecting...", "Hello world", "Error 404", "Session expired.",
              "Out of stock", "Comments are closed.", "Video unavailable", "Login | Register",
              "Sorry, this page has moved.", "Follow us", "Read more", "Maintenance in progress.",
-             "This domain is for sale.", "Temporarily offline", "Subscribe", "Nothing here yet.",
-             "Gallery", "Back to top", "Index of /uploads", "Forbidden", "Service unavailable", "Tags: news",
+             "This domain is for sale.", "Temporarily offline", "Subscribe", "Nothing here yet.", "Gallery",
+             "Back to top", "Index of /uploads", "Forbidden", "Service unavailable", "Tags: news",
              "Sign in to continue", "Posted in Uncategorized", "Seite nicht gefunden.", "Page introuvable",
              "Página no encontrada", "页面未找到", "ページが見つかりません", "Страница не найдена", "OK"]
 SHORT_LANG = {"Seite nicht gefunden.": "de", "Page introuvable": "fr", "Página no encontrada": "es",
@@ -647,7 +653,7 @@ SHORT_FORUM = ["+1", "Same here.", "Thanks!", "bump", "This.", "lol", "Any updat
                "Following.", "Nice work!", "Me too", "Great post, thanks for sharing.", "What version?",
                "Works for me.", "Can confirm.", "Not sure.", "Did you try restarting?", "^ this", "Agreed.",
                "Wow.", "Bookmarked.", "Link is dead.", "Cheers mate", "haha", "Subscribed.", "Gracias!",
-               "Danke!", "Merci beaucoup", "Ok", "Good luck!"]
+               "Danke!", "Merci beaucoup", "Ok thanks", "Good luck!"]
 
 
 def spam_text(rng: random.Random) -> str:
@@ -673,7 +679,8 @@ def symbols_text(rng: random.Random) -> str:
     n = rng.randint(15, 40)
     if style == 0:
         rows = [f"Item {rng.randint(1000, 9999)} | ${rng.randint(1, 300)}.{rng.randint(0, 99):02d} | qty "
-                f"{rng.randint(1, 50)} | SKU-{rng.randint(10000, 99999)}-{rng.choice('ABCDEF')}" for _ in range(n)]
+                f"{rng.randint(1, 50)} | SKU-{rng.randint(10000, 99999)}-{rng.choice('ABCDEF')}"
+                for _ in range(n)]
         return "Price list\n" + "\n".join(rows)
     if style == 1:
         rows = [f"2023-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d} {rng.randint(0, 23):02d}:"
@@ -687,7 +694,8 @@ def symbols_text(rng: random.Random) -> str:
         for off in range(0, min(len(raw), 16 * n), 16):
             chunk = raw[off:off + 16]
             hexes = " ".join(f"{b:02x}" for b in chunk)
-            rows.append(f"{off:08x}  {hexes:<47}  |{''.join(chr(b) if 32 <= b < 127 else '.' for b in chunk)}|")
+            shown = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
+            rows.append(f"{off:08x}  {hexes:<47}  |{shown}|")
         return "\n".join(rows)
     if style == 3:
         rows = [f"| {1900 + i * rng.randint(1, 5)} | {rng.uniform(0, 99):.1f} | {rng.uniform(-5, 5):+.2f} | "
@@ -695,7 +703,7 @@ def symbols_text(rng: random.Random) -> str:
         return "| Year | Value | Change | Count |\n|---|---|---|---|\n" + "\n".join(rows)
     if style == 4:
         junk = ["★★★★☆", "!!!", "###", "@@@", "$$$", "%%%", "^^^", "&&&", "***", "(((", ")))", "<<<", ">>>",
-                "~~~", "|||", "§§", "¶", "→→", "©®™", "±0.5", "≈", "∞"]
+                "~~~", "|||", "§§", "¶", "→→", "©®™", "±", "≈", "∞"]
         return " ".join(rng.choice(junk) for _ in range(n * 4))
     blob = base64.b64encode(rng.randbytes(n * 30)).decode()
     return "data:application/octet-stream;base64," + "\n".join(textwrap.wrap(blob, 76))
@@ -807,12 +815,13 @@ BOILER = {
         cookies=["Accept cookies",
                  "We use cookies to improve your experience. Accept cookies | Manage preferences",
                  "This site uses cookies. By continuing to browse you agree to our use of cookies. Accept"],
-        footer=["Subscribe to our newsletter and never miss a story.", "Share this article: Facebook | Twitter | Email",
-                "© {year} {site}. All rights reserved.", "Privacy Policy | Terms of Use | Cookie Settings",
-                "Related articles", "Advertisement"]),
+        footer=["Subscribe to our newsletter and never miss a story.",
+                "Share this article: Facebook | Twitter | Email", "© {year} {site}. All rights reserved.",
+                "Privacy Policy | Terms of Use | Cookie Settings", "Related articles", "Advertisement"]),
     "de": dict(skip="Zum Inhalt springen", navs=["Startseite | Politik | Wirtschaft | Kultur | Kontakt"],
                cookies=["Wir verwenden Cookies. Alle akzeptieren | Einstellungen"],
-               footer=["Newsletter abonnieren", "© {year} {site}. Alle Rechte vorbehalten.", "Impressum | Datenschutz"]),
+               footer=["Newsletter abonnieren", "© {year} {site}. Alle Rechte vorbehalten.",
+                       "Impressum | Datenschutz"]),
     "fr": dict(skip="Aller au contenu", navs=["Accueil | Actualités | Culture | Contact"],
                cookies=["Ce site utilise des cookies. Tout accepter | Paramétrer"],
                footer=["Abonnez-vous à notre newsletter", "© {year} {site}. Tous droits réservés.",
@@ -821,7 +830,8 @@ BOILER = {
                cookies=["Usamos cookies para mejorar tu experiencia. Aceptar todas"],
                footer=["Suscríbete a nuestro boletín", "© {year} {site}. Todos los derechos reservados.",
                        "Aviso legal | Privacidad"]),
-    "zh": dict(skip="跳到主要内容", navs=["首页 | 新闻 | 科技 | 旅游 | 联系我们"], cookies=["本网站使用Cookie。接受全部"],
+    "zh": dict(skip="跳到主要内容", navs=["首页 | 新闻 | 科技 | 旅游 | 联系我们"],
+               cookies=["本网站使用Cookie。接受全部"],
                footer=["订阅我们的新闻通讯", "© {year} {site} 版权所有"]),
     "ja": dict(skip="メインコンテンツへスキップ", navs=["ホーム | ニュース | 旅行 | お問い合わせ"],
                cookies=["当サイトはクッキーを使用しています。すべて受け入れる"],
@@ -884,8 +894,8 @@ class Web:
 
     def date(self) -> str:
         r = self.rng
-        return (f"{r.choice([2023, 2024])}-{r.randint(1, 12):02d}-{r.randint(1, 28):02d}T{r.randint(0, 23):02d}:"
-                f"{r.randint(0, 59):02d}:{r.randint(0, 59):02d}Z")
+        day = f"{r.choice([2023, 2024])}-{r.randint(1, 12):02d}-{r.randint(1, 28):02d}"
+        return f"{day}T{r.randint(0, 23):02d}:{r.randint(0, 59):02d}:{r.randint(0, 59):02d}Z"
 
     def wrap(self, domain: str, body: str, chrome: bool = True, always: bool = False) -> str:
         """Surround a body with its site's header, cookie banner and footer (each often, not always)."""
@@ -918,18 +928,23 @@ class Web:
             topic = rng.choice(list(TOPICS))
             return self.record(en_long(rng, topic, rng.randint(15_000, 25_000)), "en", kind, topic)
         if kind == "spam":
-            domain = f"{rng.choice(['best-deals', 'top-offers', 'win-big', 'cheap-stuff'])}-{rng.randint(1, 99)}"
+            name = rng.choice(["best-deals", "top-offers", "win-big", "cheap-stuff"])
+            domain = f"{name}-{rng.randint(1, 99)}"
             return self.record(spam_text(rng), "en", kind, chrome=False,
                                site=(f"{domain}.spam.example", "", "en", "en", None))
         if kind == "short":
             text = self.short.pop()
             lang = SHORT_LANG.get(text, "en")
-            return self.record(text, lang, kind, chrome=False, site=self.site("en" if lang == "und" else lang))
+            site = self.site("en" if lang == "und" else lang)
+            return self.record(text, lang, kind, chrome=False, site=site)
         if kind == "symbols":
             return self.record(symbols_text(rng), "und", kind, chrome=False, site=self.site("en"))
         if kind == "mojibake":  # a page served as UTF-8 but decoded as Windows-1252 somewhere upstream
             lang = rng.choice(["en", "de", "fr", "es"])
-            body = smart_quotes(en_article(rng, rng.choice(list(TOPICS)))) if lang == "en" else fx_article(rng, lang)
+            if lang == "en":
+                body = smart_quotes(en_article(rng, rng.choice(list(TOPICS))))
+            else:
+                body = fx_article(rng, lang)
             return self.record(mojibake(body), lang, kind)
         if kind == "replacement":
             lang = rng.choice(["de", "fr", "es"])
@@ -937,7 +952,8 @@ class Web:
         raise ValueError(kind)
 
     def file(self, spec: dict) -> list[Rec]:
-        kinds = [k for k in ("spam", "short", "symbols", "mojibake", "replacement", "long") for _ in range(spec[k])]
+        special = ("spam", "short", "symbols", "mojibake", "replacement", "long")
+        kinds = [k for k in special for _ in range(spec[k])]
         kinds += ["article"] * (spec["n"] - len(kinds))
         self.rng.shuffle(kinds)
         return [self.doc(k) for k in kinds]
@@ -991,7 +1007,8 @@ def wiki_en(rng: random.Random, kind: str) -> tuple[str, str, list[str]]:
     lex = TOPICS[topic]
     intro = (f"{title} is {article('a', rng.choice(lex['adjs']))} {rng.choice(lex['nouns'])} associated with "
              f"{place}, first recorded in {rng.randint(*lex['years'])}.")
-    cats = [cap(topic), rng.choice([f"Culture of {place}", f"History of {place}", "Articles with short description",
+    cats = [cap(topic), rng.choice([f"Culture of {place}", f"History of {place}",
+                                    "Articles with short description",
                                     f"{rng.randint(*lex['years'])} establishments"])]
     if rng.random() < 0.05:
         cats = []  # uncategorised pages exist
@@ -1001,11 +1018,13 @@ def wiki_en(rng: random.Random, kind: str) -> tuple[str, str, list[str]]:
     for sec in rng.sample(SECTIONS[:-1], rng.randint(2, 4)):
         parts += [f"== {sec} ==", en_paragraph(rng, topic, 4, 7)]
     if kind == "table":
-        rows = [f"| {1850 + 10 * i} || {rng.randint(1000, 900000):,} || {rng.uniform(-3, 3):+.1f}%" for i in range(16)]
+        rows = [f"| {1850 + 10 * i} || {rng.randint(1000, 900000):,} || {rng.uniform(-3, 3):+.1f}%"
+                for i in range(16)]
         parts += ["== Demographics ==", '{| class="wikitable"\n! Year !! Population !! Change\n|-\n'
                   + "\n|-\n".join(rows) + "\n|}"]
     if rng.random() < 0.4:
-        parts += ["== See also ==", "\n".join(f"* {wiki_title(rng, topic, rng.choice(WIKI_PLACES))}" for _ in range(3))]
+        links = [f"* {wiki_title(rng, topic, rng.choice(WIKI_PLACES))}" for _ in range(3)]
+        parts += ["== See also ==", "\n".join(links)]
     return title, "\n\n".join(parts), cats
 
 
@@ -1021,12 +1040,14 @@ def wiki_fx(rng: random.Random, lang: str) -> tuple[str, str, list[str]]:
 def build_wiki(rng: random.Random) -> list[Rec]:
     recs, page_id = [], 1000
     kinds = ["stub"] * 12 + ["table"] * 10 + ["normal"] * (WIKI_ROWS["en"] - 22)
-    langs = [("en", k) for k in kinds] + [("de", "normal")] * WIKI_ROWS["de"] + [("fr", "normal")] * WIKI_ROWS["fr"]
+    langs = [("en", k) for k in kinds] + [("de", "normal")] * WIKI_ROWS["de"]
+    langs += [("fr", "normal")] * WIKI_ROWS["fr"]
     rng.shuffle(langs)
     for lang, kind in langs:
         title, text, cats = wiki_en(rng, kind) if lang == "en" else wiki_fx(rng, lang)
         page_id += rng.randint(1, 40)
-        recs.append(Rec({"title": title, "text": text, "categories": cats, "page_id": page_id}, "text", lang, kind))
+        fields = {"title": title, "text": text, "categories": cats, "page_id": page_id}
+        recs.append(Rec(fields, "text", lang, kind))
     return recs
 
 
@@ -1048,7 +1069,8 @@ SIGNOFFS = ["Thanks in advance!", "Cheers,", "Any help appreciated.", "", "", "T
 def forum_body(rng: random.Random, kind: str, previous: str, lang: str) -> str:
     topic = rng.choice(list(TOPICS))
     if kind == "question":
-        parts = [rng.choice(GREETINGS), en_paragraph(rng, topic, 1, 3), rng.choice(QUESTIONS), rng.choice(SIGNOFFS)]
+        parts = [rng.choice(GREETINGS), en_paragraph(rng, topic, 1, 3), rng.choice(QUESTIONS),
+                 rng.choice(SIGNOFFS)]
         return " ".join(p for p in parts if p)
     if kind == "answer":
         return (f"I had the same problem with {np(rng, TOPICS[topic])}. {en_paragraph(rng, topic, 1, 3)} "
@@ -1060,10 +1082,11 @@ def forum_body(rng: random.Random, kind: str, previous: str, lang: str) -> str:
         steps = "\n".join(f"{i}. {en_sentence(rng, topic)}" for i in range(1, rng.randint(3, 6)))
         return f"Steps I tried, in order:\n{steps}\nNone of them worked, so far."
     if kind == "code":
-        return (f'Here is my config, copied as-is:\n\n    retries = {rng.randint(1, 9)}, timeout = {rng.randint(5, 120)}\n'
+        error = rng.choice(["KeyError: name", "timeout after 30s", "invalid header, line 2"])
+        return (f"Here is my config, copied as-is:\n\n"
+                f"    retries = {rng.randint(1, 9)}, timeout = {rng.randint(5, 120)}\n"
                 f'    name = "test, with a comma"\n    path = "C:\\\\data\\\\run_{rng.randint(1, 99)}"\n\n'
-                f'It fails with "{rng.choice(["KeyError: name", "timeout after 30s", "invalid header, line 2"])}". '
-                f"{rng.choice(QUESTIONS)}")
+                f'It fails with "{error}". {rng.choice(QUESTIONS)}')
     if kind == "long":
         return "\n\n".join(en_paragraph(rng, topic, 5, 7) for _ in range(4))
     if kind == "spam":
@@ -1081,7 +1104,8 @@ def build_forum(rng: random.Random) -> list[Rec]:
     users = [f"{a}_{b}{rng.randint(1, 99)}" for a in USER_A for b in USER_B]
     rng.shuffle(users)
     weights = [1 / (i + 1) for i in range(len(users))]  # a few prolific posters
-    counts = dict(short=25, spam=15, symbols=12, mojibake=5, es=20, de=12, fr=8, long=3, code=40, list=40, quote=60)
+    counts = dict(short=25, spam=15, symbols=12, mojibake=5, es=20, de=12, fr=8, long=3, code=40, list=40,
+                  quote=60)
     kinds = [k for k, n in counts.items() for _ in range(n)]  # es/de/fr: posts in that language
     kinds += [rng.choice(["question", "answer"]) for _ in range(FORUM_POSTS - len(kinds))]
     rng.shuffle(kinds)
@@ -1109,14 +1133,17 @@ def build_forum(rng: random.Random) -> list[Rec]:
 # Books: one document per .txt file, hard-wrapped like scanned e-texts, some tens of KB.
 
 BOOK_TITLES = ["The Lighthouse Keeper", "A Winter at Elm Cove", "The Ferryman's Ledger", "Salt and Iron",
-               "The Quiet Harbour", "Letters from the Orchard", "The Clockmaker's Daughter", "North of the Mill",
-               "The Borrowed Violin", "A Map of Small Islands", "The Schoolroom Fire", "Nights at the Station",
-               "The Silver Compass", "Fog over Ashby"]
-BOOK_HEADER = ("The Open Shelf edition of {title}, by {author}\n\nThis text is in the public domain. It may be "
-               "copied, shared and changed without restriction.\n\n*** START OF THE OPEN SHELF TEXT: {upper} ***")
-BOOK_FOOTER = ("*** END OF THE OPEN SHELF TEXT: {upper} ***\n\nProduced by volunteers of the Open Shelf project. "
-               "Corrections are welcome; see the project notes for how to report errors in this edition.")
-AUTHORS = ["E. M. Hartley", "Josephine Crane", "Albert Lindqvist", "Mary Ashdown", "Harold Pike", "Winifred Shaw"]
+               "The Quiet Harbour", "Letters from the Orchard", "The Clockmaker's Daughter",
+               "North of the Mill", "The Borrowed Violin", "A Map of Small Islands", "The Schoolroom Fire",
+               "Nights at the Station", "The Silver Compass", "Fog over Ashby"]
+BOOK_HEADER = ("The Open Shelf edition of {title}, by {author}\n\n"
+               "This text is in the public domain. It may be copied, shared and changed without restriction."
+               "\n\n*** START OF THE OPEN SHELF TEXT: {upper} ***")
+BOOK_FOOTER = ("*** END OF THE OPEN SHELF TEXT: {upper} ***\n\n"
+               "Produced by volunteers of the Open Shelf project. Corrections are welcome; see the project "
+               "notes for how to report errors in this edition.")
+AUTHORS = ["E. M. Hartley", "Josephine Crane", "Albert Lindqvist", "Mary Ashdown", "Harold Pike",
+           "Winifred Shaw"]
 
 
 def wrap(paragraph: str) -> str:
@@ -1152,19 +1179,22 @@ def book_name(i: int, title: str) -> str:
 
 
 def build_books(rng: random.Random) -> list[Rec]:
-    sizes = [rng.randint(30_000, 45_000) for _ in range(4)] + [rng.randint(10_000, 25_000) for _ in range(8)]
+    sizes = [rng.randint(28_000, 36_000) for _ in range(4)] + [rng.randint(10_000, 25_000) for _ in range(8)]
     sizes += [rng.randint(2_000, 6_000) for _ in range(2)]
     recs = []
     for i, (title, size) in enumerate(zip(BOOK_TITLES, sizes, strict=True), 1):
-        recs.append(Rec({"name": book_name(i, title), "text": en_book(rng, title, size)}, "text", "en", "book"))
+        fields = {"name": book_name(i, title), "text": en_book(rng, title, size)}
+        recs.append(Rec(fields, "text", "en", "book"))
     for lang, slug in [("de", "winterreise"), ("fr", "carnet-de-voyage"), ("es", "cronicas-del-puerto"),
                        ("ru", "zapiski")]:
         name = f"{len(recs) + 1:02d}_{slug}.txt"
-        recs.append(Rec({"name": name, "text": fx_book(rng, lang, rng.randint(3_000, 6_000))}, "text", lang, "book"))
+        fields = {"name": name, "text": fx_book(rng, lang, rng.randint(3_000, 6_000))}
+        recs.append(Rec(fields, "text", lang, "book"))
     # Encoding quirks that are still valid UTF-8: a BOM, CRLF line ends, a garbled preface.
     recs[1].fields["bom"] = True
     recs[2].fields["crlf"] = True
-    recs[3].fields["text"] = mojibake("Preface — “a note on this edition”: café, naïve, façade.\n\n") + recs[3].text
+    preface = mojibake("Preface — “a note on this edition”: café, naïve, façade.\n\n")
+    recs[3].fields["text"] = preface + recs[3].text
     recs[3].kind = "book+mojibake"
     return recs
 
@@ -1175,8 +1205,10 @@ def build_books(rng: random.Random) -> list[Rec]:
 
 def plant(rng: random.Random, web: Web, files: dict[str, list[Rec]], wiki: list[Rec], forum: list[Rec],
           books: list[Rec]) -> Plants:
+    """Insert duplicate and near-duplicate copies at random positions; record the groups."""
     p = Plants()
     w0, w1, w2, w3 = (files[n] for n in WEB_FILES)
+    mirror = ("wikimirror.example.org", "", "en", "en", None)
     used: list[Rec] = []
 
     def pick(recs: list[Rec], lang: str, min_words: int = 0) -> Rec:
@@ -1187,103 +1219,106 @@ def plant(rng: random.Random, web: Web, files: dict[str, list[Rec]], wiki: list[
         return used[-1]
 
     def web_copy(rec: Rec, content: str | None = None, site: tuple | None = None) -> Rec:
-        """Same (or given) content under a new URL: mirrors, syndication, tracking-parameter variants."""
+        """Same (or given) content under a new URL: mirrors, syndication."""
         domain = (site or web.site(rec.lang))[0]
         fields = {"url": web.url(domain, "copy"), "content": rec.text if content is None else content,
                   "crawl_date": web.date(), "lang_hint": rec.fields.get("lang_hint", rec.lang)}
         return Rec(fields, "content", rec.lang, "copy")
 
+    def clone(rec: Rec, **changes) -> Rec:
+        return Rec(dict(rec.fields, **changes), rec.key, rec.lang, "copy")
+
+    def plain(topic: str, paras: tuple[int, int] = (2, 5), min_words: int = 0) -> Rec:
+        """A new English web article without site boilerplate."""
+        return web.record(en_article(rng, topic, paras, min_words), "en", "article", topic, chrome=False)
+
     # Exact duplicates.
-    release = web.record(en_article(rng, "science"), "en", "press_release", chrome=False)
-    p.exact.append(("press release syndicated to five sites (across all four web files)", [
-        put(rng, w0, release), put(rng, w0, web_copy(release)), put(rng, w1, web_copy(release)),
-        put(rng, w2, web_copy(release)), put(rng, w3, web_copy(release))]))
+    release = plain("science")
+    release.kind = "press_release"
+    copies = [put(rng, w0, release)] + [put(rng, f, web_copy(release)) for f in (w0, w1, w2, w3)]
+    p.exact.append(("press release syndicated to five sites (across all four web files)", copies))
     a = pick(w0, "en")
-    b = Rec(dict(a.fields, url=a.fields["url"] + "?utm_source=newsletter&utm_medium=email"), "content", a.lang, "copy")
+    b = clone(a, url=a.fields["url"] + "?utm_source=newsletter&utm_medium=email")
     p.exact.append(("same page crawled twice, second URL with tracking parameters", [a, put(rng, w0, b)]))
-    a = pick(w1, "en")
-    p.exact.append(("article in the .gz file repeated in the .zst file", [a, put(rng, w2, web_copy(a))]))
-    a = pick(w1, "de")
-    p.exact.append(("German article in the .gz file and in crawl-03", [a, put(rng, w3, web_copy(a))]))
-    a = pick(w2, "zh")
-    p.exact.append(("Chinese article twice in the .zst file", [a, put(rng, w2, web_copy(a))]))
+    for src, dst, lang, why in [(w1, w2, "en", "article in the .gz file repeated in the .zst file"),
+                                (w1, w3, "de", "German article in the .gz file and in crawl-03"),
+                                (w2, w2, "zh", "Chinese article twice in the .zst file")]:
+        a = pick(src, lang)
+        p.exact.append((why, [a, put(rng, dst, web_copy(a))]))
     a = pick(wiki, "en")
-    mirror = ("wikimirror.example.org", "", "en", "en", None)
     p.exact.append(("wiki article copied verbatim by a mirror site (wiki -> web)",
                     [a, put(rng, w1, web_copy(a, site=mirror))]))
     a = pick(wiki, "en")
-    twin = Rec(dict(a.fields, title=a.fields["title"] + " (disambiguation)", page_id=next_page_id(wiki)), "text",
-               a.lang, "copy")
+    twin = clone(a, title=a.fields["title"] + " (disambiguation)", page_id=next_page_id(wiki))
     p.exact.append(("two wiki pages with identical text", [a, put(rng, wiki, twin)]))
-    a = web.record(en_article(rng, "programming"), "en", "article", "programming", chrome=False)
+    a = plain("programming")
     post = Rec({"post_id": 999_001, "author": "lazy_moth7", "body": a.text, "score": 3}, "body", "en", "copy")
-    p.exact.append(("web article pasted whole into a forum post (web -> forum)", [put(rng, w3, a), put(rng, forum, post)]))
+    p.exact.append(("web article pasted whole into a forum post (web -> forum)",
+                    [put(rng, w3, a), put(rng, forum, post)]))
     spam = spam_text(rng)
-    group = []
-    for i in range(3):
-        rec = Rec({"post_id": 999_010 + i, "author": f"deals_bot{i}", "body": spam, "score": -3}, "body", "en", "spam")
-        group.append(put(rng, forum, rec))
-    p.exact.append(("spam cross-posted three times in the forum", group))
-    copy = Rec(dict(books[4].fields, name=books[4].fields["name"].replace(".txt", "-mirror.txt")), "text", "en", "copy")
-    books.insert(5, copy)
-    p.exact.append(("book file duplicated under another name", [books[4], copy]))
+    posts = [Rec({"post_id": 999_010 + i, "author": f"deals_bot{i}", "body": spam, "score": -3}, "body", "en",
+                 "spam") for i in range(3)]
+    p.exact.append(("spam cross-posted three times in the forum", [put(rng, forum, r) for r in posts]))
+    books.insert(5, clone(books[4], name=books[4].fields["name"].replace(".txt", "-mirror.txt")))
+    p.exact.append(("book file duplicated under another name", [books[4], books[5]]))
 
     # Differ only in whitespace or Unicode normalization: duplicates once text is normalized.
     a = pick(w0, "en")
-    ws = a.text.replace("\n", "  \r\n").replace(". ", ".  ") + "\n"
-    p.normalized.append(("CRLF line ends, trailing and double spaces", [a, put(rng, w3, web_copy(a, ws))]))
+    spaced = web_copy(a, a.text.replace("\n", "  \r\n").replace(". ", ".  ") + "\n")
+    p.normalized.append(("CRLF line ends, trailing and double spaces", [a, put(rng, w3, spaced)]))
     a = pick(w2, "fr")
     nfd = unicodedata.normalize("NFD", a.text)
     assert nfd != a.text
     p.normalized.append(("French article, NFC vs NFD accents", [a, put(rng, w1, web_copy(a, nfd))]))
 
-    # Near duplicates: long originals (>= 250 words) so 5-gram Jaccard stays >= 0.8.
-    orig = web.record(en_article(rng, "travel", (4, 5), min_words=300), "en", "article", "travel", chrome=False)
-    cluster = [put(rng, w0, orig),
-               put(rng, w0, web_copy(orig, edit_words(rng, orig.text, 3))),
-               put(rng, w1, web_copy(orig, insert_sentence(rng, orig.text, en_sentence(rng, "travel")))),
-               put(rng, w2, web_copy(orig, orig.text + "\n\nThis story first appeared in Wanderlog. Republished "
-                                     "with permission. Subscribe to our newsletter for more travel stories."))]
-    p.near.append(("travel story and three edited copies: 3 words changed, a sentence inserted, a footer added",
-                   cluster))
-    orig = web.record(en_article(rng, "history", (4, 5), min_words=300), "en", "article", "history", chrome=False)
-    p.near.append(("two adjacent sentences swapped", [put(rng, w1, orig),
-                                                       put(rng, w3, web_copy(orig, swap_sentences(rng, orig.text)))]))
+    # Near duplicates: long originals (>= 300 words) so 5-gram Jaccard stays >= 0.8.
+    orig = plain("travel", (4, 5), 300)
+    footer = ("\n\nThis story first appeared in Wanderlog. Republished with permission. "
+              "Subscribe to our newsletter for more travel stories.")
+    variants = [(w0, edit_words(rng, orig.text, 3)),
+                (w1, insert_sentence(rng, orig.text, en_sentence(rng, "travel"))),
+                (w2, orig.text + footer)]
+    p.near.append(("travel story and three edited copies: 3 words changed, a sentence inserted, "
+                   "a footer added",
+                   [put(rng, w0, orig)] + [put(rng, f, web_copy(orig, text)) for f, text in variants]))
+    orig = plain("history", (4, 5), 300)
+    swapped = web_copy(orig, swap_sentences(rng, orig.text))
+    p.near.append(("two adjacent sentences swapped", [put(rng, w1, orig), put(rng, w3, swapped)]))
     body = en_article(rng, "cooking", (5, 6), min_words=450)
-    a = web.record(body, "en", "article", "cooking", site=SITES[1], always=True)
-    b = web.record(body, "en", "article", "cooking", site=SITES[7], always=True)
-    p.near.append(("same recipe on two sites, each with its own boilerplate", [put(rng, w1, a), put(rng, w2, b)]))
+    a, b = (web.record(body, "en", "article", "cooking", site=site, always=True)
+            for site in (SITES[1], SITES[7]))
+    p.near.append(("same recipe on two sites, each with its own boilerplate",
+                   [put(rng, w1, a), put(rng, w2, b)]))
     body = fx_article(rng, "fr")
     while len(body.split()) < 300:
         body += "\n\n" + fx_paragraph(rng, "fr")
     orig = web.record(body, "fr", "article", chrome=False)
-    edited = edit_words(rng, body, 2, ["toujours", "vraiment", "encore", "jamais"])
-    p.near.append(("French article, two words changed", [put(rng, w2, orig), put(rng, w0, web_copy(orig, edited))]))
+    edited = web_copy(orig, edit_words(rng, body, 2, ["toujours", "vraiment", "encore", "jamais"]))
+    p.near.append(("French article, two words changed", [put(rng, w2, orig), put(rng, w0, edited)]))
     a = pick(wiki, "en", 300)
-    footer = (f"\n\nThis article uses material from the wiki article \"{a.fields['title']}\", which is released "
-              "under the Creative Commons Attribution-Share-Alike License 4.0.")
+    credit = (f'\n\nThis article uses material from the wiki article "{a.fields["title"]}", which is '
+              "released under the Creative Commons Attribution-Share-Alike License 4.0.")
     p.near.append(("wiki article on a mirror site with an attribution footer (wiki -> web)",
-                   [a, put(rng, w3, web_copy(a, a.text + footer, site=mirror))]))
+                   [a, put(rng, w3, web_copy(a, a.text + credit, site=mirror))]))
     a = pick(wiki, "en", 300)
-    rev = Rec(dict(a.fields, title=a.fields["title"] + " (old revision)", page_id=next_page_id(wiki),
-                   text=insert_sentence(rng, a.text, en_sentence(rng, "history"))), "text", "en", "copy")
+    rev = clone(a, title=a.fields["title"] + " (old revision)", page_id=next_page_id(wiki),
+                text=insert_sentence(rng, a.text, en_sentence(rng, "history")))
     p.near.append(("two wiki revisions, one sentence apart", [a, put(rng, wiki, rev)]))
     a = next(r for r in forum if r.kind == "long")
-    repost = Rec(dict(a.fields, post_id=999_020, body=a.text + "\n\nEDIT: reposting because the first thread "
-                      "got locked."), "body", "en", "copy")
+    edit = "\n\nEDIT: reposting because the first thread got locked."
+    repost = clone(a, post_id=999_020, body=a.text + edit)
     p.near.append(("long forum post reposted with an EDIT line", [a, put(rng, forum, repost)]))
     a = books[7]
-    second = insert_sentence(rng, edit_words(rng, a.text, 3), "This edition restores a passage cut from the first "
-                             "printing.")
+    second = insert_sentence(rng, edit_words(rng, a.text, 3),
+                             "This edition restores a passage cut from the first printing.")
     second = second.replace("The Open Shelf edition", "The Open Shelf second edition", 1)
-    rec = Rec({"name": a.fields["name"].replace(".txt", "-2nd-edition.txt"), "text": second}, "text", "en", "copy")
-    books.insert(8, rec)
-    p.near.append(("book and its second edition (a sentence added, 3 words changed)", [a, rec]))
+    books.insert(8, clone(a, name=a.fields["name"].replace(".txt", "-2nd-edition.txt"), text=second))
+    p.near.append(("book and its second edition (a sentence added, 3 words changed)", [a, books[8]]))
     return p
 
 
 # ---------------------------------------------------------------------------------------------
-# Writers. Each sets rec.loc for the manifest and returns the file's byte count.
+# Writers. Each sets rec.loc (where the record landed) for the manifest.
 
 
 def jsonl_bytes(recs: list[Rec], rel: str, ascii_only: bool, bad: dict[int, bytes] | None = None) -> bytes:
@@ -1305,7 +1340,8 @@ def write_web(out: Path, files: dict[str, list[Rec]], bad: dict[int, bytes]) -> 
         if name.endswith(".gz"):
             data = gzip.compress(jsonl_bytes(recs, rel, False), compresslevel=9, mtime=0)
         elif name.endswith(".zst"):  # this one escapes non-ASCII as \uXXXX, as some crawlers do
-            data = zstandard.ZstdCompressor(level=19, write_checksum=True).compress(jsonl_bytes(recs, rel, True))
+            zstd = zstandard.ZstdCompressor(level=19, write_checksum=True)
+            data = zstd.compress(jsonl_bytes(recs, rel, True))
         else:
             data = jsonl_bytes(recs, rel, False, bad if name == "crawl-00.jsonl" else None)
         (out / rel).write_bytes(data)
@@ -1351,22 +1387,29 @@ def write_books(out: Path, recs: list[Rec]) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+def tally(values) -> dict[str, int]:
+    return dict(sorted(Counter(values).items()))
+
+
 def manifest(p: Plants, sources: dict[str, list[Rec]], bad_web: dict[int, bytes], bad_csv: dict) -> dict:
     def near(why: str, recs: list[Rec]) -> dict:
         sims = [round(jaccard5(recs[0].text, r.text), 3) for r in recs[1:]]
         assert all(0.8 <= s < 1 for s in sims), (why, sims)  # planted near dups must be near, not equal
-        return {"why": why, "original": recs[0].loc, "copies": [r.loc for r in recs[1:]], "jaccard_5gram": sims}
+        return {"why": why, "original": recs[0].loc, "copies": [r.loc for r in recs[1:]],
+                "jaccard_5gram": sims}
 
     for why, recs in p.exact:
         assert len({r.text for r in recs}) == 1, why
-    malformed = [{"file": "web/crawl-00.jsonl", "line": no, "kind": kind} for no, kind in MALFORMED_WEB.items()]
+    malformed = [{"file": "web/crawl-00.jsonl", "line": no, "kind": kind}
+                 for no, kind in MALFORMED_WEB.items()]
     return {
         "counts": {src: len(recs) + (len(bad_web) if src == "web" else 1 if src == "forum" else 0)
                    for src, recs in sources.items()},
-        "languages": {src: dict(sorted(Counter(r.lang for r in recs).items())) for src, recs in sources.items()},
-        "kinds": {src: dict(sorted(Counter(r.kind for r in recs).items())) for src, recs in sources.items()},
+        "languages": {src: tally(r.lang for r in recs) for src, recs in sources.items()},
+        "kinds": {src: tally(r.kind for r in recs) for src, recs in sources.items()},
         "exact_duplicates": [{"why": why, "copies": [r.loc for r in recs]} for why, recs in p.exact],
-        "normalized_duplicates": [{"why": why, "copies": [r.loc for r in recs]} for why, recs in p.normalized],
+        "normalized_duplicates": [{"why": why, "copies": [r.loc for r in recs]}
+                                  for why, recs in p.normalized],
         "near_duplicates": [near(why, recs) for why, recs in p.near],
         "malformed": malformed + [bad_csv],
     }
@@ -1375,10 +1418,14 @@ def manifest(p: Plants, sources: dict[str, list[Rec]], bad_web: dict[int, bytes]
 def main(argv: list[str]) -> None:
     out = Path(argv[1]) if len(argv) > 1 else DEFAULT_OUT
     if out.exists():
+        # Only ever delete a folder this script wrote (or an empty one), never a mistyped path.
+        if any(out.iterdir()) and not (out / "manifest.json").exists():
+            sys.exit(f"refusing to replace {out}: not empty and not written by make_data.py")
         shutil.rmtree(out)
     out.mkdir(parents=True)
     # One generator per source, so changing one source leaves the others' bytes alone.
-    rngs = {name: random.Random(f"{SEED}:{name}") for name in ("web", "wiki", "forum", "books", "plant", "bad")}
+    names = ("web", "wiki", "forum", "books", "plant", "bad")
+    rngs = {name: random.Random(f"{SEED}:{name}") for name in names}
     web = Web(rngs["web"])
     files = build_web(rngs["web"], web)
     wiki, forum, books = build_wiki(rngs["wiki"]), build_forum(rngs["forum"]), build_books(rngs["books"])
@@ -1390,9 +1437,11 @@ def main(argv: list[str]) -> None:
     bad_csv = write_forum(out, forum)
     write_books(out, books)
 
-    sources = {"web": [r for recs in files.values() for r in recs], "wiki": wiki, "forum": forum, "books": books}
+    web_recs = [r for recs in files.values() for r in recs]
+    sources = {"web": web_recs, "wiki": wiki, "forum": forum, "books": books}
     info = manifest(plants, sources, bad_web, bad_csv)
-    (out / "manifest.json").write_text(json.dumps(info, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    text = json.dumps(info, indent=1, ensure_ascii=False) + "\n"
+    (out / "manifest.json").write_text(text, encoding="utf-8")
 
     print(f"{'file':<40} {'records':>8} {'bytes':>10}")
     per_file = Counter(r.loc.rsplit(":", 1)[0] for recs in sources.values() for r in recs)
