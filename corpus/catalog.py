@@ -36,8 +36,12 @@ CREATE TABLE IF NOT EXISTS balance (
 
 
 class Catalog:
+    FLUSH_SECONDS = 2.0  # counters are buffered: one connection per flush, not one per unit of work
+
     def __init__(self, path: Path, create: bool = True):
         self.path = path
+        self._pending: dict[str, list[list]] = {"unit_stats": [], "drops": [], "quarantine": []}
+        self._flushed = time.monotonic()
         if not create and not path.exists():
             raise FileNotFoundError(f"no run catalog at {path}: is this a corpusforge output folder?")
         if create:
@@ -77,39 +81,48 @@ class Catalog:
             con.execute("UPDATE stages SET units = ? WHERE run_id = ? AND stage_idx > 0", [units, run_id])
 
     def finish_run(self, run_id: str, status: str, error: str | None = None) -> None:
+        self.flush()
         with self.connect() as con:
             con.execute(
                 "UPDATE runs SET finished = now(), status = ?, error = ? WHERE run_id = ?", [status, error, run_id]
             )
 
     def record_ingest(self, run_id: str, markers: list[dict], resumed: bool) -> None:
-        rows, quar = [], []
         for m in markers:
-            rows.append([run_id, 0, "00-read", m["file"], m["source"], m["seen"], m["docs"],
-                         m["bytes_in"], m["bytes_out"], m["seconds"], resumed])
-            quar += [[run_id, m["source"], m["file"], k, n] for k, n in m["quarantine_kinds"].items()]
-        with self.connect() as con:
-            con.executemany("INSERT INTO unit_stats VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
-            if quar:
-                con.executemany("INSERT INTO quarantine VALUES (?,?,?,?,?)", quar)
+            self._pending["unit_stats"].append([run_id, 0, "00-read", m["file"], m["source"], m["seen"], m["docs"],
+                                                m["bytes_in"], m["bytes_out"], m["seconds"], resumed])
+            self._pending["quarantine"] += [[run_id, m["source"], m["file"], k, n]
+                                            for k, n in m["quarantine_kinds"].items()]
+        self._maybe_flush()
 
     def record_stage(self, run_id: str, stage_idx: int, markers: list[dict]) -> None:
-        rows, drops = [], []
         for m in markers:
-            sources = set(m["in"]) | set(m["out"])
-            for src in sorted(sources):
+            for src in sorted(set(m["in"]) | set(m["out"])):
                 i, o = m["in"].get(src, {}), m["out"].get(src, {})
-                rows.append([run_id, stage_idx, m["stage"], m["shard"], src, i.get("docs", 0), o.get("docs", 0),
-                             i.get("bytes", 0), o.get("bytes", 0), m["seconds"], m["resumed"]])
+                self._pending["unit_stats"].append(
+                    [run_id, stage_idx, m["stage"], m["shard"], src, i.get("docs", 0), o.get("docs", 0),
+                     i.get("bytes", 0), o.get("bytes", 0), m["seconds"], m["resumed"]])
             for src, reasons in m["rejected"].items():
-                drops += [[run_id, stage_idx, m["stage"], m["shard"], src, r, n] for r, n in reasons.items()]
-        with self.connect() as con:
-            if rows:
-                con.executemany("INSERT INTO unit_stats VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
-            if drops:
-                con.executemany("INSERT INTO drops VALUES (?,?,?,?,?,?,?)", drops)
+                self._pending["drops"] += [[run_id, stage_idx, m["stage"], m["shard"], src, r, n]
+                                           for r, n in reasons.items()]
+        self._maybe_flush()
+
+    def _maybe_flush(self) -> None:
+        if time.monotonic() - self._flushed >= self.FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        pending = {t: rows for t, rows in self._pending.items() if rows}
+        if pending:
+            with self.connect() as con:
+                for table, rows in pending.items():
+                    marks = ",".join("?" * len(rows[0]))
+                    con.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
+                    rows.clear()
+        self._flushed = time.monotonic()
 
     def record_balance(self, run_id: str, rows: list[dict]) -> None:
+        self.flush()
         with self.connect() as con:
             con.executemany(
                 "INSERT INTO balance VALUES (?,?,?,?,?,?,?)",

@@ -213,6 +213,7 @@ class LocalExecutor:
         _drop_stale_reads(read_dir, {t.index for t in tasks})
         if done:
             catalog.record_ingest(run_id, list(done.values()), resumed=True)
+            progress.log(f"resuming: {len(done)} of {len(tasks)} input files already read")
         bar = progress.add("read inputs", total=len(tasks), completed=len(done))
         # Read no more than a shard at a time: a worker's memory is bounded by the shard size.
         chunk = min(self.chunk_bytes, max(shard_max_bytes, 1 << 20))
@@ -221,6 +222,7 @@ class LocalExecutor:
             done[m["task"]] = m
             catalog.record_ingest(run_id, [m], resumed=False)
             progress.advance(bar, docs=m["seen"], nbytes=m["bytes_in"])
+        catalog.flush()
         # Keep every shard of the current tasks, in task order: that order defines the corpus.
         return [done[t.index] for t in tasks]
 
@@ -228,6 +230,7 @@ class LocalExecutor:
         fit_dir = stage.dir / "fit"
         marker = fit_dir / "_done.json"
         if read_marker(marker, stage.key) is not None:
+            progress.log(f"resuming: {stage.label} already fitted")
             return
         if fit_dir.exists():
             shutil.rmtree(fit_dir)
@@ -241,8 +244,12 @@ class LocalExecutor:
 
     def _segment(self, pool: Pool, progress: Progress, catalog: Catalog, run_id: str, segment: list[Stage],
                  shards: list[str], prev: Path) -> None:
-        names = ", ".join(s.label for s in segment)
+        names = segment[0].label if len(segment) == 1 else f"{segment[0].label}..{segment[-1].idx:02d}"
         bar = progress.add(names, total=len(shards))
+        last = segment[-1]
+        finished = sum(1 for s in shards if read_marker(last.dir / "done" / f"{s}.json", last.key) is not None)
+        if finished:
+            progress.log(f"resuming: {finished} of {len(shards)} shards already through {names}")
         jobs = [(shard, prev / f"{shard}.parquet", segment) for shard in shards]
         for results in pool.unordered(run_segment, jobs):
             for stage, m in zip(segment, results, strict=True):
@@ -250,6 +257,7 @@ class LocalExecutor:
             first = results[0]
             progress.advance(bar, docs=sum(v["docs"] for v in first["in"].values()),
                              nbytes=sum(v["bytes"] for v in first["in"].values()))
+        catalog.flush()
 
 
 def _segments(stages: list[Stage]) -> list[list[Stage]]:

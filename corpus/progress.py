@@ -52,6 +52,11 @@ class Progress:
         rate = st[1] / 1e6 / max(time.perf_counter() - st[2], 1e-9)
         self._bar.update(tid, advance=1, docs=int(st[0]), rate=rate)
 
+    def log(self, message: str) -> None:
+        """A line above the bars (or nothing when quiet)."""
+        if self._bar is not None:
+            self._bar.console.print(message, highlight=False)
+
     def finish(self, tid: int) -> None:
         if self._bar is not None:
             self._bar.update(tid, total=1, completed=1)
