@@ -16,6 +16,7 @@ EXAMPLES = """examples:
   corpus validate examples/quickstart.yaml       check a config without running it
   corpus status out/quickstart                   progress of the latest run
   corpus stats out/quickstart                    funnel per stage and source
+  corpus report out/quickstart                   rewrite the HTML data quality report
   corpus export out/quickstart out/jsonl         write the corpus as JSONL
   corpus ops                                     list operators (built-in and plugins)
 """
@@ -60,6 +61,14 @@ def _cmd_stats(args: argparse.Namespace, console: Console) -> int:
     from corpus.stats import print_stats
 
     print_stats(Path(args.output), console, args.run)
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace, console: Console) -> int:
+    from corpus.report import write_report
+
+    html, js = write_report(Path(args.output), args.run)
+    console.print(f"[green]report[/]: {html} (figures: {js})")
     return 0
 
 
@@ -115,6 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("output")
     st.add_argument("--run", help="run id (default: the latest)")
     st.set_defaults(fn=_cmd_stats)
+
+    rp = sub.add_parser("report", help="(re)write the HTML + JSON data quality report of a run")
+    rp.add_argument("output", help="a run's output folder")
+    rp.add_argument("--run", help="run id (default: the latest)")
+    rp.set_defaults(fn=_cmd_report)
 
     o = sub.add_parser("ops", help="list the operators available to pipelines")
     o.set_defaults(fn=_cmd_ops)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import json
+import logging
 import multiprocessing as mp
 import os
 import shutil
@@ -112,9 +113,10 @@ class Pool:
 
 
 class LocalExecutor:
-    def __init__(self, workers: int = 0, quiet: bool = False, chunk_bytes: int = 32 << 20):
+    def __init__(self, workers: int = 0, quiet: bool = False, chunk_bytes: int = 32 << 20, report: bool = True):
         self.workers = workers or os.cpu_count() or 1
         self.quiet = quiet
+        self.report = report
         self.chunk_bytes = chunk_bytes
 
     def run(
@@ -173,6 +175,9 @@ class LocalExecutor:
             manifest = _publish(out, read_dir, markers, stages, shards, run_id)
             balance = _balance(out, markers)
             catalog.record_balance(run_id, balance)
+            catalog.finish_run(run_id, "ok" if all(b["ok"] for b in balance) else "failed")
+            if self.report:
+                _write_report(out, run_id, progress)
             bad = [b for b in balance if not b["ok"]]
             if bad:
                 raise LostRecordsError(
@@ -181,7 +186,6 @@ class LocalExecutor:
                                 f"{b['rejected']} + quarantined {b['quarantined']}" for b in bad)
                 )
             _collect_garbage(work, {read_dir.name} | {s.dir.name for s in stages})
-            catalog.finish_run(run_id, "ok")
             return RunResult(out, run_id, manifest, balance)
         except BaseException as exc:
             catalog.finish_run(run_id, "failed", f"{type(exc).__name__}: {exc}")
@@ -258,6 +262,17 @@ class LocalExecutor:
             progress.advance(bar, docs=sum(v["docs"] for v in first["in"].values()),
                              nbytes=sum(v["bytes"] for v in first["in"].values()))
         catalog.flush()
+
+
+def _write_report(out: Path, run_id: str, progress: Progress) -> None:
+    """The quality report is part of every run, but a rendering problem must not fail a finished run."""
+    from corpus.report import write_report
+
+    try:
+        html, _ = write_report(out, run_id)
+        progress.log(f"report: {html}")
+    except Exception as exc:  # noqa: BLE001
+        logging.getLogger(__name__).warning("could not write the quality report: %s", exc)
 
 
 def _segments(stages: list[Stage]) -> list[list[Stage]]:

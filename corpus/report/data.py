@@ -1,0 +1,335 @@
+"""Gather the report's figures from an output folder: the run catalog (through corpus.stats), example
+rows from rejected/ and quarantine/, and the profiles the `profile` operator wrote into work/.
+
+`ReportContext` is what every section receives. The catalog figures are read once up front (they are
+small); examples are read lazily, only if a section asks for them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from corpus.catalog import Catalog
+from corpus.manifest import read_manifest
+from corpus.schema import CORE_COLUMNS, REJECT_REASON, REJECT_STAGE
+from corpus.stats import funnel_rows
+
+log = logging.getLogger(__name__)
+
+READ_STAGE = "00-read"
+PROFILE_FORMAT = "corpusforge.profile/"
+EXAMPLES_PER_REASON = 3
+SNIPPET_CHARS = 300
+RAW_PREVIEW_BYTES = 240
+_PROFILE_DIR = re.compile(r"^(\d+)-profile-")
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    run_id: str
+    status: str
+    started: str | None
+    finished: str | None
+    error: str | None
+    workers: int | None
+    config: dict
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One profile.json; `stage` is its work folder name (e.g. `01-profile-3fa2...`)."""
+
+    idx: int
+    stage: str
+    path: Path
+    data: dict
+
+    @property
+    def label(self) -> str:
+        return str(self.data.get("label") or self.stage)
+
+    @property
+    def overall(self) -> dict:
+        o = self.data.get("overall")
+        return o if isinstance(o, dict) else {}
+
+    @property
+    def by_source(self) -> dict[str, dict]:
+        return {k: v for k, v in (self.data.get("by_source") or {}).items() if isinstance(v, dict)}
+
+
+@dataclass
+class ReportContext:
+    """Everything a section may use. Figures come from the catalog of `run_id`; rejected/, quarantine/
+    and work/ hold the files of the latest run (`examples_current` tells whether that is this one)."""
+
+    out: Path
+    run: RunInfo
+    stages: list[dict]  # idx, stage, kind, params, units
+    funnel: list[dict]  # per stage and source: stage, source, docs_in/out, bytes_in/out, seconds
+    drops: list[dict]  # stage_idx, stage, source, reason, docs
+    quarantine: list[dict]  # source, kind, docs
+    balance: list[dict]  # source, input, kept, rejected, quarantined, ok
+    manifest: dict | None
+    profiles: list[Profile]
+    examples_current: bool
+    example_units: dict[str, list[str]] = field(default_factory=dict)  # stage -> shards worth reading
+    warnings: list[str] = field(default_factory=list)
+
+    # ------------------------------------------------------------ derived figures
+
+    @property
+    def sources(self) -> list[str]:
+        return sorted({r["source"] for r in self.funnel} | {b["source"] for b in self.balance})
+
+    @property
+    def stage_labels(self) -> list[str]:
+        """Stages in pipeline order, the read stage first; only those with recorded work."""
+        seen = {r["stage"] for r in self.funnel}
+        ordered = [s["stage"] for s in self.stages if s["stage"] in seen]
+        return ordered + sorted(seen - set(ordered))
+
+    def stage_totals(self) -> list[dict]:
+        """Per stage, summed over sources: docs/bytes in and out, dropped docs."""
+        totals: dict[str, dict] = {}
+        for r in self.funnel:
+            t = totals.setdefault(r["stage"], {"stage": r["stage"], "docs_in": 0, "docs_out": 0, "bytes_in": 0,
+                                               "bytes_out": 0, "seconds": 0.0})
+            for k in ("docs_in", "docs_out", "bytes_in", "bytes_out"):
+                t[k] += int(r[k] or 0)
+            t["seconds"] += float(r["seconds"] or 0)
+        return [totals[s] for s in self.stage_labels]
+
+    def funnel_row(self, stage: str, source: str) -> dict | None:
+        for r in self.funnel:
+            if r["stage"] == stage and r["source"] == source:
+                return r
+        return None
+
+    @property
+    def final_stage(self) -> str | None:
+        labels = self.stage_labels
+        return labels[-1] if labels else None
+
+    # ------------------------------------------------------------ examples (read lazily)
+
+    @cached_property
+    def rejected_examples(self) -> dict[tuple[str, str], list[dict]]:
+        """(stage label, reason) -> up to EXAMPLES_PER_REASON example rows."""
+        return read_rejected_examples(self.out, self.example_units or None)
+
+    @cached_property
+    def quarantine_examples(self) -> dict[str, list[dict]]:
+        """error kind -> up to EXAMPLES_PER_REASON quarantined records."""
+        return read_quarantine_examples(self.out)
+
+
+# ---------------------------------------------------------------- gathering
+
+
+def gather(out: Path, run_id: str | None = None) -> ReportContext:
+    out = Path(out)
+    run_id, funnel, quarantine, balance, _ = funnel_rows(out, run_id)
+    cat = Catalog(out / "catalog.duckdb", create=False)
+    runs = cat.query("SELECT run_id, status, started, finished, error, workers, config FROM runs WHERE run_id = ?",
+                     [run_id])
+    if not runs:
+        raise FileNotFoundError(f"{out}: no run {run_id!r} in the catalog")
+    rid, status, started, finished, error, workers, config = runs[0]
+    run = RunInfo(rid, status, _ts(started), _ts(finished), error, workers, _json(config))
+    stages = [{"idx": i, "stage": s, "kind": k, "params": _json(p), "units": u} for i, s, k, p, u in cat.query(
+        "SELECT stage_idx, stage, kind, params, units FROM stages WHERE run_id = ? ORDER BY stage_idx", [run_id])]
+    # stats.funnel_rows gives drop reasons as display strings; the report needs the numbers per stage.
+    drops = [{"stage_idx": i, "stage": s, "source": src, "reason": r, "docs": int(n)} for i, s, src, r, n in cat.query(
+        """SELECT stage_idx, stage, source, reason, sum(docs) FROM drops WHERE run_id = ?
+           GROUP BY ALL ORDER BY stage_idx, source, reason""", [run_id])]
+    # Examples come from a few shards known (from the catalog) to hold each reason: reading every rejected
+    # row of a large run to show three of them would cost minutes at the end of each run.
+    example_units: dict[str, list[str]] = {}
+    for stage, unit in cat.query(
+            """SELECT stage, unit FROM (
+                 SELECT stage, reason, source, unit,
+                        row_number() OVER (PARTITION BY stage, reason, source ORDER BY unit) AS k
+                 FROM drops WHERE run_id = ? AND docs > 0)
+               QUALIFY row_number() OVER (PARTITION BY stage, reason ORDER BY k, source) <= ?
+               ORDER BY stage, unit""", [run_id, EXAMPLES_PER_REASON]):
+        if unit not in example_units.setdefault(stage, []):
+            example_units[stage].append(unit)
+    latest = cat.latest_run()
+    try:
+        manifest = read_manifest(out)
+    except (FileNotFoundError, json.JSONDecodeError):
+        manifest = None
+    warnings: list[str] = []
+    if latest != run_id:
+        warnings.append(f"this report is for run {run_id}, not the latest ({latest}): the example documents and "
+                        "profiles come from the files on disk, which belong to the latest run")
+    profiles = find_profiles(out, warnings)
+    return ReportContext(
+        out=out,
+        run=run,
+        stages=stages,
+        funnel=[{k: r[k] for k in ("stage", "source", "docs_in", "docs_out", "bytes_in", "bytes_out", "seconds")}
+                for r in funnel],
+        drops=drops,
+        quarantine=[{"source": s, "kind": k, "docs": int(n)} for s, k, n in quarantine],
+        balance=[{"source": s, "input": i, "kept": k, "rejected": r, "quarantined": q, "ok": bool(ok)}
+                 for s, i, k, r, q, ok in balance],
+        manifest=manifest,
+        profiles=profiles,
+        examples_current=latest == run_id,
+        example_units=example_units,
+        warnings=warnings,
+    )
+
+
+def find_profiles(out: Path, warnings: list[str] | None = None) -> list[Profile]:
+    """Profiles at work/NN-profile-*/fit/profile.json, in pipeline order (NN)."""
+    found = []
+    for path in (out / "work").glob("*-profile-*/fit/profile.json"):
+        m = _PROFILE_DIR.match(path.parent.parent.name)
+        if not m:
+            continue
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            _warn(warnings, f"{path.relative_to(out)}: unreadable profile ({exc}); skipped")
+            continue
+        if not isinstance(data, dict) or not str(data.get("format", "")).startswith(PROFILE_FORMAT):
+            _warn(warnings, f"{path.relative_to(out)}: not a {PROFILE_FORMAT}* profile; skipped")
+            continue
+        found.append(Profile(int(m.group(1)), path.parent.parent.name, path, data))
+    return sorted(found, key=lambda p: p.idx)
+
+
+def read_rejected_examples(out: Path, units: dict[str, list[str]] | None = None, per_reason: int = EXAMPLES_PER_REASON,
+                           chars: int = SNIPPET_CHARS) -> dict[tuple[str, str], list[dict]]:
+    """Example rows per (stage, reason) from rejected/<stage>/; only the shards in `units` when given."""
+    result: dict[tuple[str, str], list[dict]] = {}
+    root = out / "rejected"
+    for stage_dir in sorted(root.iterdir()) if root.exists() else []:
+        if units is None:
+            files = sorted(str(p) for p in stage_dir.glob("*.parquet"))
+        else:
+            files = [str(p) for u in units.get(stage_dir.name, []) if (p := stage_dir / f"{u}.parquet").exists()]
+        if not files:
+            continue
+        con = duckdb.connect()
+        try:
+            cols = [c for c, *_ in con.execute("DESCRIBE SELECT * FROM read_parquet(?, union_by_name = true)",
+                                               [files]).fetchall()]
+            # Operators' score columns (n_words, duplicate_of, ...) explain a drop: keep them.
+            extra = [c for c in cols if c not in CORE_COLUMNS and c not in (REJECT_STAGE, REJECT_REASON)]
+            select_extra = "".join(f", {_ident(c)}" for c in extra)
+            # Cut the text before the window, so only snippets are held; pick round-robin over sources so
+            # one big source doesn't supply every example.
+            rows = con.execute(
+                f"""SELECT {REJECT_REASON}, id, source, src_file, src_row, snip, n_chars, meta{select_extra}
+                    FROM (SELECT *, row_number() OVER (PARTITION BY {REJECT_REASON}, source
+                                                       ORDER BY src_file, src_row, id) AS k
+                          FROM (SELECT * EXCLUDE (text), left(text, ?) AS snip, length(text) AS n_chars
+                                FROM read_parquet(?, union_by_name = true)))
+                    QUALIFY row_number() OVER (PARTITION BY {REJECT_REASON} ORDER BY k, source) <= ?
+                    ORDER BY {REJECT_REASON}, k, source""",
+                [chars, files, per_reason]).fetchall()
+        except duckdb.Error as exc:
+            log.warning("report: cannot read examples from %s: %s", stage_dir, exc)
+            continue
+        finally:
+            con.close()
+        for reason, doc_id, source, src_file, src_row, snip, n_chars, meta, *vals in rows:
+            scores = {c: _scalar(v) for c, v in zip(extra, vals, strict=True) if v is not None}
+            result.setdefault((stage_dir.name, str(reason)), []).append({
+                "id": doc_id, "source": source, "file": src_file, "row": src_row, "chars": n_chars,
+                "snippet": _clip(snip, n_chars, chars), "meta": _clip(meta, len(meta or ""), 200), "scores": scores,
+            })
+    return result
+
+
+def read_quarantine_examples(out: Path, per_kind: int = EXAMPLES_PER_REASON,
+                             preview: int = RAW_PREVIEW_BYTES) -> dict[str, list[dict]]:
+    files = sorted(str(p) for p in (out / "quarantine").glob("*.parquet"))
+    if not files:
+        return {}
+    con = duckdb.connect()
+    try:
+        rows = con.execute(
+            """SELECT kind, source, file, line, error, raw_head, raw_bytes, raw_truncated
+               FROM (SELECT kind, source, file, line, error, raw[1:?] AS raw_head, octet_length(raw) AS raw_bytes,
+                            raw_truncated FROM read_parquet(?, union_by_name = true))
+               QUALIFY row_number() OVER (PARTITION BY kind ORDER BY source, file, line) <= ?
+               ORDER BY kind, source, file, line""",
+            [preview, files, per_kind]).fetchall()
+    except duckdb.Error as exc:
+        log.warning("report: cannot read quarantine examples: %s", exc)
+        return {}
+    finally:
+        con.close()
+    result: dict[str, list[dict]] = {}
+    for kind, source, file, line, error, head, nbytes, truncated in rows:
+        result.setdefault(str(kind), []).append({
+            "source": source, "file": file, "line": line, "error": _clip(error, len(error or ""), 300),
+            "raw_preview": raw_preview(bytes(head or b"")), "raw_bytes": nbytes,
+            "raw_truncated": bool(truncated) or (nbytes or 0) > preview,
+        })
+    return result
+
+
+def raw_preview(raw: bytes) -> str:
+    """Bytes as readable text: valid UTF-8 as is, invalid bytes and control characters as \\xNN escapes
+    (a NUL or a stray 0xff is the very thing a reader of the report needs to see)."""
+    return "".join(_visible(c) for c in raw.decode("utf-8", errors="backslashreplace"))
+
+
+def _visible(c: str) -> str:
+    if c in "\n\t" or c.isprintable():
+        return c
+    return f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}"
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _clip(text: str | None, full_len: int | None, n: int) -> str:
+    if text is None:
+        return ""
+    text = text[:n]
+    return text + "…" if (full_len or 0) > n else text
+
+
+def _scalar(v: Any) -> Any:
+    if isinstance(v, float):
+        return round(v, 4)
+    if isinstance(v, int | bool) or v is None:
+        return v
+    return _clip(str(v), len(str(v)), 120)
+
+
+def _json(s: str | None) -> dict:
+    try:
+        v = json.loads(s) if s else {}
+    except ValueError:
+        return {}
+    return v if isinstance(v, dict) else {"value": v}
+
+
+def _ts(t: Any) -> str | None:
+    return None if t is None else t.isoformat(sep=" ", timespec="seconds")
+
+
+def _warn(warnings: list[str] | None, msg: str) -> None:
+    log.warning("report: %s", msg)
+    if warnings is not None:
+        warnings.append(msg)

@@ -1,0 +1,292 @@
+"""The quality report on a real run: figures match the catalog, examples, escaping, registry, offline."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from helpers import make_jsonl_corpus
+
+from corpus import InputSpec, Pipeline
+from corpus.catalog import Catalog
+from corpus.report import ReportContext, build_report, section, unregister, write_report
+from stages.dedup import ExactDedup
+from stages.filter import LengthFilter
+
+XSS = "<script>alert(1)</script>"
+FEATURES = ("n_chars", "n_words", "n_lines", "est_tokens", "mean_word_len", "frac_alpha", "frac_digit", "frac_upper",
+            "frac_punct", "frac_space", "frac_nonprint", "frac_lines_terminal_punct", "dup_line_ratio",
+            "frac_replacement")
+
+
+# ---------------------------------------------------------------- a hand-made profile, as docs/profile-format.md
+
+
+def _feature(rng: random.Random, lo: float, hi: float, log: bool, n: int) -> dict:
+    """A FEATURE entry with a plausible bell-shaped histogram over [lo, hi]."""
+    bins = 24
+    if log:
+        edges = [math.exp(math.log(lo) + (math.log(hi) - math.log(lo)) * i / bins) for i in range(bins + 1)]
+    else:
+        edges = [lo + (hi - lo) * i / bins for i in range(bins + 1)]
+    weights = [math.exp(-((i - bins * rng.uniform(0.35, 0.6)) ** 2) / (2 * (bins / 6) ** 2)) for i in range(bins)]
+    counts = [int(n * w / sum(weights)) for w in weights]
+    counts[bins // 2] += n - sum(counts)
+    cum, qs = 0, {}
+    targets = {"p01": 0.01, "p05": 0.05, "p25": 0.25, "p50": 0.5, "p75": 0.75, "p95": 0.95, "p99": 0.99}
+    for i, c in enumerate(counts):
+        cum += c
+        for k, t in targets.items():
+            if k not in qs and cum >= t * n:
+                qs[k] = round(edges[i + 1], 4)
+    mean = sum(c * (edges[i] + edges[i + 1]) / 2 for i, c in enumerate(counts)) / n
+    return {"mean": round(mean, 4), "min": lo, "max": hi, "quantiles": qs,
+            "histogram": {"edges": [round(e, 4) for e in edges], "counts": counts, "log": log}}
+
+
+def profile_section(docs: int, sources: dict[str, int], seed: int, xss: bool = False) -> dict:
+    rng = random.Random(seed)
+    ranges = {"n_chars": (5, 5000, True), "n_words": (1, 900, True), "n_lines": (1, 60, True),
+              "est_tokens": (2, 1300, True), "mean_word_len": (2.0, 9.0, False)}
+    feats = {f: _feature(rng, *ranges.get(f, (0.0, 1.0, False)), n=docs) for f in FEATURES}
+    nbytes = docs * 640
+    return {
+        "docs": docs, "bytes": nbytes, "chars": nbytes - docs * 3, "words": docs * 110, "lines": docs * 6,
+        "est_tokens": nbytes // 4, "null_text": 0, "empty_text": 2,
+        "features": feats,
+        "scripts": {"Latin": 0.93, "Cyrillic": 0.03, "Han": 0.02, "Greek": 0.02},
+        "encoding_error_docs": 4,
+        "languages": {"en": docs - 30, "de": 12, "fr": 10, "ru": 8},
+        "sources": sources,
+        "meta_fields": {"url": {"present": docs // 2, "types": {"string": docs // 2}},
+                        "n": {"present": docs, "types": {"int": docs - 1, "string": 1}}},
+        "exact_dup_rate": 0.012 + seed / 1000, "near_dup_rate": 0.034, "near_dup_sample": min(docs, 2000),
+        "top_lines": [{"line": "Subscribe to our newsletter", "docs": 31},
+                      {"line": XSS if xss else "Cookie settings", "docs": 7}],
+        "outliers": {"n_chars": {"count": 3, "examples": [
+            {"id": "web:part-000.jsonl:4", "source": "web", "value": 91234.0, "robust_z": 12.3,
+             "snippet": (XSS + " long tail ") if xss else "a very long document ..."}]},
+            "frac_digit": {"count": 0, "examples": []}},
+    }
+
+
+def make_profile(label: str, docs: int, seed: int, xss: bool = False) -> dict:
+    sources = {"web": docs * 3 // 4, "wiki": docs - docs * 3 // 4}
+    return {
+        "format": "corpusforge.profile/1",
+        "label": label,
+        "overall": profile_section(docs, sources, seed, xss),
+        "by_source": {s: profile_section(n, {s: n}, seed + i + 1) for i, (s, n) in enumerate(sources.items())},
+    }
+
+
+def add_profile(out: Path, idx: int, profile: dict) -> Path:
+    path = out / "work" / f"{idx:02d}-profile-x{idx}" / "fit" / "profile.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(profile))
+    return path
+
+
+# ---------------------------------------------------------------- a real small run
+
+
+def build_run(root: Path) -> Path:
+    """A real pipeline over JSONL with planted duplicates, short docs, bad lines and a <script> doc."""
+    inp = root / "in"
+    make_jsonl_corpus(inp, files=2, docs_per_file=120)
+    first = inp / "part-000.jsonl"
+    first.write_text(
+        json.dumps({"text": f"{XSS} x"}) + "\n"  # too short: dropped, and first, so it is an example
+        + json.dumps({"text": f"{XSS} hostile but long enough to keep, <b>bold</b> & more words"}) + "\n"
+        + '{"text": "broken json\n'  # line 3: invalid_json
+        + '{"n": 1}\n'  # line 4: missing_text
+        + first.read_text())
+    with open(inp / "part-001.jsonl", "ab") as fh:
+        fh.write(b'{"text": "caf\xe9 cr\xe8me with enough words to keep"}\n')  # invalid_utf8
+    res = Pipeline([LengthFilter(min_words=4), ExactDedup()]).run(
+        inputs=[InputSpec(source="web", path=str(inp))], output=root / "out", workers=1, quiet=True)
+    return res.output
+
+
+@pytest.fixture(scope="module")
+def run_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_run(tmp_path_factory.mktemp("report"))
+
+
+@pytest.fixture(scope="module")
+def report(run_out: Path) -> tuple[str, dict]:
+    html_path, json_path = write_report(run_out)
+    return html_path.read_text(), json.loads(json_path.read_text())
+
+
+def _catalog(out: Path) -> Catalog:
+    return Catalog(out / "catalog.duckdb", create=False)
+
+
+# ---------------------------------------------------------------- tests
+
+
+def test_files_written(run_out: Path, report: tuple[str, dict]):
+    html, data = report
+    assert (run_out / "report.html").is_file() and (run_out / "report.json").is_file()
+    assert html.startswith("<!doctype html>")
+    assert data["format"] == "corpusforge.report/1" and data["status"] == "ok"
+    assert data["errors"] == [] and data["warnings"] == []
+    assert not list(run_out.glob(".tmp-*"))
+    # without a profile stage the distribution sections are left out; the run sections are there
+    assert list(data["sections"]) == ["overview", "sources", "funnel", "drops", "quarantine"]
+    for key in ("profile", "features", "mix", "compare"):
+        assert f'id="{key}"' not in html
+
+
+def test_figures_equal_the_catalog(run_out: Path, report: tuple[str, dict]):
+    _, data = report
+    cat = _catalog(run_out)
+    run_id = cat.latest_run()
+    assert data["run_id"] == run_id
+    sums = {s: (d, b) for s, d, b in cat.query(
+        "SELECT stage, sum(docs_out), sum(bytes_out) FROM unit_stats WHERE run_id = ? GROUP BY stage", [run_id])}
+    per_stage = {s: d for s, (d, _) in sums.items()}
+    funnel = data["sections"]["funnel"]["figures"]
+    assert {f["stage"]: f["docs_out"] for f in funnel} == per_stage
+    assert [f["stage"] for f in funnel] == ["00-read", "01-length_filter", "02-exact_dedup"]
+    assert {f["stage"]: f["est_tokens_out"] for f in funnel} == {s: -(-b // 4) for s, (_, b) in sums.items()}
+    drops = {(s, r): n for s, r, n in cat.query(
+        "SELECT stage, reason, sum(docs) FROM drops WHERE run_id = ? GROUP BY ALL", [run_id])}
+    got = {(f["stage"], f["reason"]): f["docs"] for f in data["sections"]["drops"]["figures"]}
+    assert got == drops and set(drops) == {("01-length_filter", "too_few_words"), ("02-exact_dedup", "exact_duplicate")}
+    ov = data["sections"]["overview"]["figures"]
+    balance = cat.query("SELECT source, input, kept, rejected, quarantined FROM balance WHERE run_id = ?", [run_id])
+    assert [(b["source"], b["input"], b["kept"], b["rejected"], b["quarantined"]) for b in ov["balance"]] == balance
+    assert ov["balanced"] is True and ov["output"]["docs"] == per_stage["02-exact_dedup"]
+    assert ov["rejected"] == sum(drops.values()) and ov["quarantined"] == 3
+
+
+def test_every_drop_reason_has_examples(report: tuple[str, dict]):
+    html, data = report
+    for f in data["sections"]["drops"]["figures"]:
+        assert 1 <= len(f["examples"]) <= 3, f
+        assert all(e["snippet"] and e["id"] and e["file"] for e in f["examples"])
+        assert f["reason"] in html
+        for e in f["examples"]:
+            assert len(e["snippet"]) <= 301  # truncated snippets, never whole documents
+    dedup = next(f for f in data["sections"]["drops"]["figures"] if f["reason"] == "exact_duplicate")
+    assert all("duplicate_of" in e["scores"] for e in dedup["examples"])  # the operator's evidence travels along
+
+
+def test_quarantine_kinds_with_examples(report: tuple[str, dict]):
+    html, data = report
+    q = {f["kind"]: f for f in data["sections"]["quarantine"]["figures"]}
+    assert set(q) == {"invalid_json", "missing_text", "invalid_utf8"}
+    bad = q["invalid_json"]["examples"][0]
+    assert bad["file"] == "part-000.jsonl" and bad["line"] == 3 and bad["error"]
+    assert bad["raw_preview"].startswith('{"text": "broken json')
+    assert "invalid_json" in html and "part-000.jsonl:3" in html
+    # the raw preview shows the offending bytes instead of hiding them
+    assert "caf\\xe9 cr\\xe8me" in q["invalid_utf8"]["examples"][0]["raw_preview"]
+
+
+def test_html_escapes_documents(report: tuple[str, dict]):
+    html, data = report
+    examples = [e for f in data["sections"]["drops"]["figures"] for e in f["examples"]]
+    assert any(XSS in e["snippet"] for e in examples)  # the hostile doc is among the examples shown
+    assert XSS not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert html.count("<script") == 1  # ours, at the end of the page
+
+
+def test_no_network_references(report: tuple[str, dict]):
+    html, _ = report
+    assert not re.search(r"""(?:src|href|action|srcset)\s*=\s*["']?\s*(?:https?:)?//""", html, re.I)
+    assert not re.search(r"@import|url\(\s*['\"]?(?:https?:)?//", html, re.I)
+    assert "default-src 'none'" in html
+
+
+def test_custom_sections_register(run_out: Path):
+    @section("custom_check", title="Custom check", order=95)
+    def custom(ctx: ReportContext) -> str:
+        return f"<p>custom for {len(ctx.sources)} source(s)</p>"
+
+    @section("not_applicable", title="Not applicable here", order=96)
+    def skipped(ctx: ReportContext) -> None:
+        return None
+
+    try:
+        html, data = build_report(run_out)
+        assert 'id="custom_check"' in html and "custom for 1 source(s)" in html and 'href="#custom_check"' in html
+        assert "custom_check" in data["sections"]
+        assert 'id="not_applicable"' not in html and "Not applicable here" not in html
+        assert "not_applicable" not in data["sections"]
+        with pytest.raises(ValueError, match="already registered"):
+            section("custom_check", title="again")(lambda ctx: None)
+    finally:
+        unregister("custom_check")
+        unregister("not_applicable")
+    assert "custom_check" not in build_report(run_out)[1]["sections"]
+
+
+def test_a_failing_section_is_contained(run_out: Path):
+    @section("boom", title="Boom", order=97)
+    def boom(ctx: ReportContext) -> str:
+        raise RuntimeError("<kaput>")
+
+    try:
+        html, data = build_report(run_out)
+    finally:
+        unregister("boom")
+    assert data["errors"] == [{"section": "boom", "error": "RuntimeError: <kaput>"}]
+    assert "&lt;kaput&gt;" in html and 'id="funnel"' in html
+
+
+def test_profile_sections(run_out: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    shutil.copytree(run_out, out)
+    add_profile(out, 1, make_profile("01-profile", 240, seed=1, xss=True))
+    html, data = build_report(out)
+    secs = data["sections"]
+    for key in ("profile", "features", "mix", "top_lines", "outliers", "meta"):
+        assert key in secs, key
+    assert "compare" not in secs  # one profile: nothing to compare
+    assert set(secs["features"]["figures"]["features"]) == set(FEATURES)
+    assert secs["profile"]["figures"]["overall"]["docs"] == 240
+    assert set(secs["outliers"]["figures"]["outliers"]) == {"n_chars"}  # zero-count features are left out
+    assert XSS not in html and data["errors"] == []
+    assert html.count("<svg") >= len(FEATURES) + 3
+
+    add_profile(out, 4, make_profile("04-profile", 200, seed=7))
+    html, data = build_report(out)
+    cmp = data["sections"]["compare"]["figures"]
+    assert cmp["before"]["profile"] == "01-profile" and cmp["after"]["profile"] == "04-profile"
+    assert cmp["before"]["summary"]["docs"] == 240 and cmp["after"]["summary"]["docs"] == 200
+    assert data["sections"]["profile"]["figures"]["profile"] == "04-profile"  # single sections show the last
+    assert 'id="compare"' in html and data["errors"] == []
+
+
+def test_sparse_profile_renders(run_out: Path, tmp_path: Path):
+    """A profile of an empty corpus (nulls, no histograms) leaves parts out instead of failing."""
+    out = tmp_path / "out"
+    shutil.copytree(run_out, out)
+    empty = {"docs": 0, "bytes": 0, "est_tokens": 0, "features": {"n_chars": {"mean": None, "min": None, "max": None,
+             "quantiles": {}, "histogram": {"edges": [], "counts": [], "log": True}}, "n_words": None},
+             "scripts": {}, "languages": None, "sources": {}, "meta_fields": {}, "top_lines": [], "outliers": {},
+             "exact_dup_rate": None, "near_dup_rate": None}
+    add_profile(out, 1, {"format": "corpusforge.profile/1", "label": "01-profile", "overall": empty, "by_source": {}})
+    add_profile(out, 3, {"format": "corpusforge.profile/1", "label": "03-profile", "overall": None})
+    html, data = build_report(out)
+    assert data["errors"] == []
+    assert {"profile", "compare"} <= set(data["sections"])
+    assert not {"mix", "top_lines", "outliers", "meta"} & set(data["sections"])
+
+
+def test_bad_profile_is_skipped_with_a_warning(run_out: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    shutil.copytree(run_out, out)
+    path = add_profile(out, 2, {"format": "something-else"})
+    _, data = build_report(out)
+    assert "profile" not in data["sections"]
+    assert any(str(path.relative_to(out)) in w for w in data["warnings"])
