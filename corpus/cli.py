@@ -147,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     if not console.is_terminal:  # piped or captured: don't squeeze tables into 80 columns
         console = Console(stderr=False, width=160)
     err = Console(stderr=True)
+    if not err.is_terminal:
+        err = Console(stderr=True, width=160)
     logging.basicConfig(level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
                         format="%(levelname)s %(message)s")
     from corpus.executor import LostRecordsError, PipelineError

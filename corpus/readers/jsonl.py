@@ -3,7 +3,13 @@
 Hot path: a chunk of whole lines is parsed by ``pl.read_ndjson`` and checked with vectorised
 expressions; only the rows those checks flag (or every line of a piece polars refuses) are
 re-parsed one by one with ``json.loads``, which decides their exact fate. The vectorised checks
-are a *superset* of the per-record rules, so both paths agree on every record.
+are a *superset* of the per-record rules, so both paths agree on every record's fate, id and text.
+
+``meta`` holds the record's other fields as a JSON object (top-level keys sorted, null or absent
+fields left out). It is the same JSON value on both paths, with one caveat from polars' schema
+unification: a field whose numbers mix ints and floats within a piece is written as floats
+(1 -> 1.0), a field mixing strings with other types is written as strings, and objects nested in
+a field carry null members for keys that only other records of the piece have.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from typing import Any
 import polars as pl
 
 from corpus.readers.base import ReadChunk, ReadTask
-from corpus.readers.streams import ByteSource, LineChunker
+from corpus.readers.streams import ByteSource, LineChunker, prefetch
 from corpus.schema import DOC_SCHEMA, empty_docs, quarantine_frame
 
 # Lines holding only these bytes are blank: not records (polars skips exactly these too).
@@ -31,9 +37,7 @@ _WS_CLASS = (
 BLANK_TEXT_RE = rf"^{_WS_CLASS}*$"
 # polars silently turns a non-string value in a string column into text (5 -> "5", {"a":1} ->
 # '{"a": 1}'); any text that could be such a conversion is re-checked from the original line.
-RECHECK_TEXT_RE = (
-    rf"(?s)^(?:{_WS_CLASS}*|-?[0-9][0-9.eE+\-]*|-?inf|NaN|nan|true|false|\{{.*\}}|\[.*\])$"
-)
+RECHECK_TEXT_RE = rf"(?s)^(?:{_WS_CLASS}*|-?[0-9][0-9.eE+\-]*|-?inf|NaN|nan|true|false|\{{.*\}}|\[.*\])$"
 
 # Below this size a piece polars refuses is read line by line instead of split further.
 _SPLIT_MIN = 256 << 10
@@ -70,12 +74,19 @@ def _finite_float(s: str) -> float:
     return value
 
 
+def json_default(value: Any) -> Any:
+    """Values JSON lacks (typed Parquet/DuckDB columns): bytes as hex, like the vectorised path."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    return str(value)
+
+
 def _encode_meta(items: dict[str, Any]) -> str:
-    text = json.dumps(items, ensure_ascii=False, separators=(",", ":"), default=str, allow_nan=False)
+    text = json.dumps(items, ensure_ascii=False, separators=(",", ":"), default=json_default, allow_nan=False)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:  # unpaired surrogate escapes: keep them escaped
-        text = json.dumps(items, separators=(",", ":"), default=str, allow_nan=False)
+        text = json.dumps(items, separators=(",", ":"), default=json_default, allow_nan=False)
     return text
 
 
@@ -175,7 +186,9 @@ class DocBuilder:
         """Rows that need the per-record path (None: none). ``coerced``: df came from polars'
         JSON reader, whose string columns may hold converted non-string values."""
         key = self.text_key
-        if key not in df.columns or df.schema[key] != pl.String:
+        # pl.col() reads "*" and "^...$" as wildcards: such keys take the per-record path.
+        odd = any(c == "*" or (c.startswith("^") and c.endswith("$")) for c in df.columns)
+        if odd or key not in df.columns or df.schema[key] != pl.String:
             return pl.Series([True] * df.height, dtype=pl.Boolean)
         t = pl.col(key)
         expr = (
@@ -235,14 +248,10 @@ class DocBuilder:
         # A null (or absent) field is left out, as the per-record path does, so a record's meta
         # does not depend on which other records share its chunk.
         parts = [
-            pl.when(e.is_not_null()).then(
-                pl.struct(e).struct.json_encode().str.strip_prefix("{").str.strip_suffix("}")
-            )
+            pl.when(e.is_not_null()).then(pl.struct(e).struct.json_encode().str.strip_prefix("{").str.strip_suffix("}"))
             for e in exprs.values()
         ]
-        return pl.concat_str(
-            [pl.lit("{"), pl.concat_str(parts, separator=",", ignore_nulls=True), pl.lit("}")]
-        )
+        return pl.concat_str([pl.lit("{"), pl.concat_str(parts, separator=",", ignore_nulls=True), pl.lit("}")])
 
     # ----- output ----------------------------------------------------------------------
     def finish(self, bytes_read: int = 0) -> ReadChunk:
@@ -285,8 +294,12 @@ def read_jsonl(task: ReadTask, chunk_bytes: int) -> Iterator[ReadChunk]:
     reported = 0
     pending = 0
     b = DocBuilder(task)
-    for piece in chunker:
-        n_lines = piece.count(b"\n")
+
+    def counted() -> Iterator[tuple[bytes, int]]:
+        for piece in chunker:
+            yield piece, piece.count(b"\n")
+
+    for piece, n_lines in prefetch(counted()):
         _parse(b, piece, lines_before + 1, n_lines)
         lines_before += n_lines
         pending += len(piece)

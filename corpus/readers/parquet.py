@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from corpus.readers.base import InputError, ReadChunk, ReadTask
-from corpus.readers.jsonl import DocBuilder
+from corpus.readers.jsonl import DocBuilder, json_default
 
 
 def check_columns(task: ReadTask, names: list[str], what: str) -> None:
@@ -28,7 +28,7 @@ def check_columns(task: ReadTask, names: list[str], what: str) -> None:
 
 
 def _raw_json(rec: dict) -> bytes:
-    return json.dumps(rec, ensure_ascii=False, default=str).encode("utf-8", "surrogatepass")
+    return json.dumps(rec, ensure_ascii=False, default=json_default).encode("utf-8", "surrogatepass")
 
 
 def arrow_batch_chunk(task: ReadTask, batch: pa.RecordBatch, first_row: int, bytes_read: int) -> ReadChunk:
@@ -36,6 +36,9 @@ def arrow_batch_chunk(task: ReadTask, batch: pa.RecordBatch, first_row: int, byt
     b = DocBuilder(task)
     df = pl.from_arrow(batch)
     assert isinstance(df, pl.DataFrame)
+    key = task.spec.text_key
+    if isinstance(df.schema.get(key), pl.Categorical | pl.Enum):  # dictionary-encoded strings
+        df = df.with_columns(pl.col(key).cast(pl.String))
     b.seen = df.height
     rows = pl.int_range(first_row, first_row + df.height, dtype=pl.Int64, eager=True)
     flags = b.flags(df, coerced=False)

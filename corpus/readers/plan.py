@@ -65,7 +65,7 @@ def _expand(spec: InputSpec, base: Path) -> list[tuple[str, str, str]]:
         raise InputError(f"{where}: csv_delimiter must be one character, got {spec.csv_delimiter!r}")
     if not spec.path:
         raise InputError(f"{where}: no path given")
-    patterns = [spec.path] if isinstance(spec.path, str) else list(spec.path)
+    patterns = [spec.path] if isinstance(spec.path, str | os.PathLike) else list(spec.path)
     found: dict[str, Path] = {}  # absolute file -> root it was found under
     roots: list[Path] = []
     for pattern in patterns:
@@ -80,9 +80,7 @@ def _expand(spec: InputSpec, base: Path) -> list[tuple[str, str, str]]:
         rel = Path(abs_path).relative_to(root).as_posix()
         fmt = spec.format or infer_format(abs_path)
         if fmt is None:
-            raise InputError(
-                f"{where}: cannot infer the format of {abs_path} from its extension; set `format:`"
-            )
+            raise InputError(f"{where}: cannot infer the format of {abs_path} from its extension; set `format:`")
         if fmt == "duckdb":
             raise InputError(f"{where}: format duckdb takes a query, not files")
         _check_readable(abs_path, where)
@@ -93,13 +91,13 @@ def _expand(spec: InputSpec, base: Path) -> list[tuple[str, str, str]]:
 
 def _match(pattern: str, base: Path, where: str) -> tuple[Path, list[Path]]:
     """(root, files) for one path, folder or glob."""
-    p = Path(os.path.expanduser(pattern))
-    if not p.is_absolute():
-        p = base / p
-    if any(c in _GLOB_CHARS for c in str(p)):
-        parts = p.parts
+    given = Path(os.path.expanduser(pattern))
+    p = given if given.is_absolute() else base / given
+    # Only the configured pattern can hold wildcards; the base folder's name is taken literally.
+    if any(c in _GLOB_CHARS for c in str(given)):
+        parts = given.parts
         i = next(i for i, part in enumerate(parts) if any(c in _GLOB_CHARS for c in part))
-        root = Path(*parts[:i])
+        root = (given if given.is_absolute() else base / given).parents[len(parts) - i - 1]
         hits = sorted(glob.glob(os.path.join(glob.escape(str(root)), *parts[i:]), recursive=True))
         files = [Path(h) for h in hits if os.path.isfile(h)]
         if not files:

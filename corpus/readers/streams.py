@@ -7,9 +7,11 @@ keep every complete record and quarantine only the partial tail.
 
 from __future__ import annotations
 
+import queue
+import threading
 import zlib
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import zstandard
 
@@ -18,7 +20,7 @@ COMPRESSIONS = {".gz": "gzip", ".zst": "zstd"}
 # Compressed input is fed in small slices so one slice cannot expand into a huge output block.
 _ZSTD_SLICE = 128 << 10
 _COMPRESSED_READ = 1 << 20
-_GZIP_MAGIC = b"\x1f\x8b"
+T = TypeVar("T")
 
 
 def compression_of(name: str) -> str | None:
@@ -151,9 +153,11 @@ class LineChunker:
         self.tail = b""
 
     def __iter__(self) -> Iterator[bytes]:
-        parts: list[bytes] = []
+        # Pieces are kept as memoryviews so each chunk costs a single copy (the join).
+        parts: list[memoryview] = []
         size = 0
         for block in self.source.blocks():
+            view = memoryview(block)
             start = 0
             while True:
                 # The cut is the first newline at or after the point where the chunk is full.
@@ -161,18 +165,62 @@ class LineChunker:
                 pos = block.find(b"\n", start + max(need - 1, 0))
                 if pos < 0:
                     break
-                parts.append(block[start : pos + 1])
+                parts.append(view[start : pos + 1])
                 yield b"".join(parts)
                 parts, size, start = [], 0, pos + 1
             if start < len(block):
-                rest = block[start:] if start else block
-                parts.append(rest)
-                size += len(rest)
+                parts.append(view[start:])
+                size += len(block) - start
         tail = b"".join(parts)
         # The leftover (less than a chunk) may still hold complete lines before the last newline.
         cut = tail.rfind(b"\n")
         if cut >= 0:
-            head, tail = tail[: cut + 1], tail[cut + 1 :]
+            self.tail = tail[cut + 1 :]
+            yield tail[: cut + 1]
+        else:
             self.tail = tail
-            yield head
-        self.tail = tail
+
+
+def prefetch(items: Iterator[T], depth: int = 1) -> Iterator[T]:
+    """Produce ``items`` in a background thread, up to ``depth`` ahead of the consumer.
+
+    Reading, decompressing and counting lines of the next piece then overlap with polars parsing
+    the current one (polars releases the GIL). Errors in the producer re-raise here; closing the
+    consumer early stops the producer after the item it is working on.
+    """
+    q: queue.Queue[tuple[bool, object]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def put(entry: tuple[bool, object]) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for item in items:
+                if not put((True, item)):
+                    return
+            put((True, done))
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            put((False, exc))
+
+    thread = threading.Thread(target=run, name="corpus-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            ok, item = q.get()
+            if not ok:
+                assert isinstance(item, BaseException)
+                raise item
+            if item is done:
+                return
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        thread.join()
