@@ -36,12 +36,16 @@ CREATE TABLE IF NOT EXISTS balance (
 
 
 class Catalog:
-    FLUSH_SECONDS = 2.0  # counters are buffered: one connection per flush, not one per unit of work
+    # Counters are buffered: opening the file costs a checkpoint each time, and while a run holds it no
+    # other process can read it. `corpus status` reads the work markers instead, so flushes can be rare.
+    FLUSH_SECONDS = 30.0
 
     def __init__(self, path: Path, create: bool = True):
         self.path = path
         self._pending: dict[str, list[list]] = {"unit_stats": [], "drops": [], "quarantine": []}
         self._flushed = time.monotonic()
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._read_only = not create
         if not create and not path.exists():
             raise FileNotFoundError(f"no run catalog at {path}: is this a corpusforge output folder?")
         if create:
@@ -49,7 +53,20 @@ class Catalog:
                 con.execute(SCHEMA)
 
     @contextmanager
+    def session(self) -> Iterator[Catalog]:
+        """Hold one connection for a series of queries (a report makes a dozen)."""
+        with self.connect(read_only=self._read_only) as con:
+            self._con = con
+            try:
+                yield self
+            finally:
+                self._con = None
+
+    @contextmanager
     def connect(self, read_only: bool = False, retries: int = 50) -> Iterator[duckdb.DuckDBPyConnection]:
+        if self._con is not None:
+            yield self._con
+            return
         for attempt in range(retries):
             try:
                 con = duckdb.connect(str(self.path), read_only=read_only)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from rich.console import Console
@@ -15,24 +16,34 @@ def _catalog(out: Path) -> Catalog:
 
 
 def status_rows(out: Path) -> tuple[tuple, list[tuple]]:
+    """The latest run and, per stage, (idx, stage, kind, units, units done, docs in). Progress comes from
+    the work markers, not the catalog: a running run buffers its counters and holds the catalog briefly."""
     cat = _catalog(out)
-    run = cat.query(
-        "SELECT run_id, status, started, finished, error FROM runs ORDER BY started DESC LIMIT 1")
-    if not run:
-        raise FileNotFoundError(f"{out}: the catalog has no runs yet")
-    run_id = run[0][0]
-    stages = cat.query(
-        """SELECT s.stage_idx, s.stage, s.kind, s.units, count(DISTINCT u.unit), coalesce(sum(u.docs_in), 0)
-           FROM stages s LEFT JOIN unit_stats u ON u.run_id = s.run_id AND u.stage_idx = s.stage_idx
-           WHERE s.run_id = ? GROUP BY ALL ORDER BY s.stage_idx""",
-        [run_id],
-    )
-    return run[0], stages
+    with cat.session():
+        run = cat.query("SELECT run_id, status, started, finished, error FROM runs ORDER BY started DESC LIMIT 1")
+        if not run:
+            raise FileNotFoundError(f"{out}: the catalog has no runs yet")
+        stages = cat.query("SELECT stage_idx, stage, kind, key, units FROM stages WHERE run_id = ? ORDER BY stage_idx",
+                           [run[0][0]])
+    rows = []
+    for idx, stage, kind, key, units in stages:
+        folder = Path(out) / "work" / ("00-read" if idx == 0 else f"{stage}-{key[:12]}")
+        done = docs = 0
+        for marker in (folder / "done").glob("*.json"):
+            try:
+                m = json.loads(marker.read_bytes())
+            except ValueError:
+                continue
+            done += 1
+            docs += m["seen"] if idx == 0 else sum(v["docs"] for v in m["in"].values())
+        rows.append((idx, stage, kind, units, done, docs))
+    return run[0], rows
 
 
-def funnel_rows(out: Path, run_id: str | None = None) -> tuple[str, list[dict], list[tuple], list[tuple], list[tuple]]:
+def funnel_rows(out: Path, run_id: str | None = None, cat: Catalog | None = None
+                ) -> tuple[str, list[dict], list[tuple], list[tuple], list[tuple]]:
     """Per stage and source: docs/bytes in and out and top drop reasons; quarantine by kind; balance."""
-    cat = _catalog(out)
+    cat = cat or _catalog(out)
     run_id = run_id or cat.latest_run()
     if run_id is None:
         raise FileNotFoundError(f"{out}: the catalog has no runs yet")

@@ -56,6 +56,10 @@ def test_sigkill_then_rerun_equals_clean_run(tmp_path: Path):
         proc.wait()
         print(f"attempt {attempt}: killed after {delay:.2f}s of a {duration:.2f}s run")
 
+    status = run_cli("status", str(killed))  # a killed run's progress is readable
+    assert status.returncode == 0, status.stderr
+    assert "00-read" in status.stdout and "units done" in status.stdout
+
     resumed = run_cli("run", str(cfg), "-o", str(killed), "--quiet")
     assert resumed.returncode == 0, resumed.stderr
     assert _outputs(killed) == _outputs(tmp_path / "clean")

@@ -137,8 +137,13 @@ class ReportContext:
 
 def gather(out: Path, run_id: str | None = None) -> ReportContext:
     out = Path(out)
-    run_id, funnel, quarantine, balance, _ = funnel_rows(out, run_id)
     cat = Catalog(out / "catalog.duckdb", create=False)
+    with cat.session():  # one connection for all the report's queries
+        return _gather(out, run_id, cat)
+
+
+def _gather(out: Path, run_id: str | None, cat: Catalog) -> ReportContext:
+    run_id, funnel, quarantine, balance, _ = funnel_rows(out, run_id, cat)
     runs = cat.query("SELECT run_id, status, started, finished, error, workers, config FROM runs WHERE run_id = ?",
                      [run_id])
     if not runs:
