@@ -47,7 +47,7 @@ def test_sigkill_then_rerun_equals_clean_run(tmp_path: Path):
     rng = random.Random()  # a different kill point each time the suite runs
     killed = tmp_path / "killed"
     for attempt in range(2):
-        delay = rng.uniform(0.25, 0.85) * duration
+        delay = rng.uniform(0.25, 0.6) * duration
         proc = subprocess.Popen([sys.executable, "-m", "corpus.cli", "run", str(cfg), "-o", str(killed), "--quiet"],
                                 cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
@@ -55,6 +55,8 @@ def test_sigkill_then_rerun_equals_clean_run(tmp_path: Path):
         os.kill(proc.pid, signal.SIGKILL)  # the main process only: its workers must die with it
         proc.wait()
         print(f"attempt {attempt}: killed after {delay:.2f}s of a {duration:.2f}s run")
+        if attempt == 0:  # the kill really interrupted a run: it never recorded an end
+            assert not (killed / "manifest.json").exists()
 
     status = run_cli("status", str(killed))  # a killed run's progress is readable
     assert status.returncode == 0, status.stderr
