@@ -1,0 +1,97 @@
+"""Corpus profiling throughput on raw JSONL, side by side with a bare polars pass (the limit for reading).
+
+Limit: `polars.scan_ndjson(files).select(pl.col("text").str.len_chars().sum())`, one process (polars
+uses all cores itself): it parses only the text field and computes one number. Readers: the corpus
+readers alone (ids, meta, quarantine checks) over the same files with 2 spawn workers, which every
+profile of raw input pays. Ours: `stages.profile.profile_input` with 2 workers: readers + every
+per-document feature, the spill, DuckDB aggregation, MinHash sample, outliers, profile.json.
+Goal: >= 0.5x the limit's MB/s; peak RSS flat across sizes 10x apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+
+from benchmarks.common import PEAK_RSS, WORK, make_jsonl, measure, table
+from corpus.readers import ReadTask, read_task
+
+LIMIT = PEAK_RSS + """
+import glob, os, time, polars as pl
+files = sorted(glob.glob({folder!r} + "/*.jsonl"))
+t = time.perf_counter()
+chars = pl.scan_ndjson(files).select(pl.col("text").str.len_chars().sum()).collect().item()
+dt = time.perf_counter() - t
+size = sum(os.path.getsize(f) for f in files)
+print(json.dumps({{"seconds": dt, "mb": size / 1e6, "peak_rss_mb": peak_mb(), "chars": chars}}))
+"""
+
+READERS = PEAK_RSS + """
+import glob, os, time, multiprocessing as mp
+from concurrent.futures import ProcessPoolExecutor
+from corpus.readers import InputSpec, plan_tasks
+from benchmarks.profile import count_docs
+
+os.environ.setdefault("POLARS_MAX_THREADS", "1")  # as profile_input does: 2 workers share the cores
+files = sorted(glob.glob({folder!r} + "/*.jsonl"))
+t = time.perf_counter()
+tasks = plan_tasks([InputSpec(source="bench", path={folder!r})])
+with ProcessPoolExecutor(2, mp_context=mp.get_context("spawn")) as pool:
+    docs = sum(pool.map(count_docs, tasks))
+dt = time.perf_counter() - t
+size = sum(os.path.getsize(f) for f in files)
+print(json.dumps({{"seconds": dt, "mb": size / 1e6, "peak_rss_mb": peak_mb(), "docs": docs}}))
+"""
+
+OURS = PEAK_RSS + """
+import glob, os, time
+from pathlib import Path
+from corpus import InputSpec
+from stages.profile import profile_input
+
+files = sorted(glob.glob({folder!r} + "/*.jsonl"))
+t = time.perf_counter()
+prof = profile_input([InputSpec(source="bench", path={folder!r})], Path({out!r}), workers=2)
+dt = time.perf_counter() - t
+size = sum(os.path.getsize(f) for f in files)
+print(json.dumps({{"seconds": dt, "mb": size / 1e6, "peak_rss_mb": peak_mb(), "docs": prof["overall"]["docs"]}}))
+"""
+
+
+def count_docs(task: ReadTask) -> int:
+    """Read one input file through the corpus readers (a worker of the readers-only row)."""
+    return sum(chunk.docs.height for chunk in read_task(task))
+
+
+def run(sizes: list[int]) -> list[dict]:
+    rows = []
+    for mb in sizes:
+        folder = WORK / f"jsonl-{mb}mb"
+        make_jsonl(folder, mb)
+        out = WORK / f"profile-{mb}"
+        results = {}
+        for name, code in (("polars scan_ndjson text (limit)", LIMIT), ("corpus readers only (2 workers)", READERS),
+                           ("profile_input (2 workers)", OURS)):
+            shutil.rmtree(out, ignore_errors=True)
+            r = measure(code.format(folder=str(folder), out=str(out)))
+            results[name] = r
+            rows.append({"corpus": f"{r['mb']:.0f} MB", "path": name, "seconds": f"{r['seconds']:.2f}",
+                         "MB/s": f"{r['mb'] / r['seconds']:.1f}", "peak RSS MB": f"{r['peak_rss_mb']:.0f}",
+                         "_rate": r["mb"] / r["seconds"]})
+        shutil.rmtree(out, ignore_errors=True)
+        limit = rows[-3]["_rate"]
+        rows[-2]["vs limit"] = f"{rows[-2]['_rate'] / limit:.2f}x"
+        rows[-1]["vs limit"] = f"{rows[-1]['_rate'] / limit:.2f}x (goal >= 0.50x)"
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="50,500", help="corpus sizes in MB, comma separated")
+    args = ap.parse_args(argv)
+    rows = run([int(s) for s in args.sizes.split(",")])
+    print(table(rows, ["corpus", "path", "seconds", "MB/s", "peak RSS MB", "vs limit"]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,365 @@
+"""The profiling engine (stages/profile.py) on small corpora whose answers are known exactly.
+
+Reference values come from plain Python (str methods, the `regex` module's Unicode classes), not
+from the engine, so a vectorisation bug shows up as a mismatch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import regex
+from helpers import make_jsonl_corpus, read_all
+
+from corpus import InputSpec, Pipeline
+from corpus.registry import get as get_operator
+from stages import profile as P
+from stages.profile import FEATURES, Profile, doc_features, profile_frames, profile_input
+
+WORDS = ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau "
+         "upsilon phi chi psi omega river stone cloud bread apple train music garden window").split()
+BOILER = "Subscribe to our newsletter today"
+CYRILLIC = "Привет мир\nЭто тест: кириллица и цифры 42."
+MOJIBAKE = "Caf\u00c3\u00a9 and d\u00e2\u20ac\u2122cole \ufffd end."
+
+
+def _para(rng: random.Random, n_words: int) -> str:
+    lines, words = [], [rng.choice(WORDS) for _ in range(n_words)]
+    while words:
+        k = rng.randint(4, 12)
+        lines.append(" ".join(words[:k]).capitalize() + rng.choice([".", ".", "!", ":", ""]))
+        words = words[k:]
+    return "\n".join(lines)
+
+
+def known_corpus() -> pl.DataFrame:
+    """Docs with planted duplicates, a boilerplate line, a Cyrillic doc, mojibake, a 100x outlier,
+    null and blank text, meta of several types, and a lang column."""
+    rng = random.Random(7)
+    base = [_para(rng, rng.randint(30, 60)) for _ in range(20)]
+    for i in (3, 4, 5, 6, 7, 8):
+        base[i] += "\n" + BOILER
+    base[9] = BOILER + "\n" + base[9] + "\n" + BOILER  # twice in one doc: counts once
+    long_words = [rng.choice(WORDS) for _ in range(200)]
+    near = " ".join(long_words)
+    long_words[100] = "zebra"
+    rows = [(f"w{i}", t, "web") for i, t in enumerate(base)]
+    rows += [("w0-copy1", base[0], "web"), ("w0-copy2", base[0], "web"), ("w0-copy3", base[0], "wiki")]
+    rows += [("w1-ws", "  " + base[1].replace(" ", "  ", 3).replace("\n", " \n\n", 1) + "\n  ", "web")]
+    rows += [("near-a", near, "web"), ("near-b", " ".join(long_words), "web")]
+    rows += [("cyr", CYRILLIC, "wiki"), ("moji", MOJIBAKE, "wiki"), ("huge", _para(rng, 4500), "web")]
+    rows += [("null", None, "wiki"), ("blank", "  \n\t ", "wiki")]
+    metas = []
+    for i, (doc_id, _, _) in enumerate(rows):
+        m: dict = {"url": f"https://x/{doc_id}"}
+        if i % 3 == 0:
+            m["n"] = i
+        if i % 5 == 0:
+            m["tags"] = ["a", "b"]
+        if i % 7 == 0:
+            m["score"] = 0.5
+        metas.append(json.dumps(m))
+    metas[-1] = "not json"
+    return pl.DataFrame({
+        "id": [r[0] for r in rows], "text": [r[1] for r in rows], "source": [r[2] for r in rows],
+        "meta": metas, "lang": ["ru" if r[0] == "cyr" else "en" for r in rows],
+    })
+
+
+def norm_lines(text: str) -> list[str]:
+    return [" ".join(line.split()) for line in text.split("\n") if line.strip()]
+
+
+def n_lines(text: str) -> int:
+    return text.count("\n") + (1 if text and not text.endswith("\n") else 0)
+
+
+@pytest.fixture(scope="module")
+def known(tmp_path_factory) -> tuple[pl.DataFrame, dict, Path]:
+    df = known_corpus()
+    work = tmp_path_factory.mktemp("known")
+    # Fed in three frames of different sizes: the streaming merge must not change any figure.
+    prof = profile_frames([df.slice(0, 5), df.slice(5, 17), df.slice(22)], "test", work)
+    return df, prof, work
+
+
+# ---------------------------------------------------------------- per-document features
+
+
+def test_char_classes_match_unicode_regex_oracle():
+    pool = (list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") * 3
+            + list(" .,;:!?'\"()-_/@#%&*+=<>$^|~`") * 2 + list("\n\n\t\r \u00a0\u3000\u2009") + list("éüßñçÉÜ")
+            + list("приветМИР") + list("αβγΩ") + list("中文字漢") + list("ひらがな") + list("カタカナー")
+            + list("مرحبا") + list("नमस्ते") + list("한국어") + list("…—“”«»¿¡")
+            + ["\x01", "\x7f", "\u200b", "\ufffd", "😀", "\u0663", "५"])
+    rng = random.Random(5)
+    texts = ["".join(rng.choice(pool) for _ in range(rng.randint(0, 300))) for _ in range(400)]
+    texts += ["", " ", "\n", "a", "  a  b  ", "x" * 5000, "é" * 9]
+    cc = P._char_counts(pl.Series(texts))
+    oracle = {"alpha": r"\p{L}", "digit": r"\p{Nd}", "upper": r"\p{Lu}", "punct": r"\p{P}",
+              "space": r"\p{White_Space}", "nonprint": r"(?V1)[\p{C}--[\t\n\r]]", "words": r"[^\p{White_Space}]+"}
+    for name, rx in oracle.items():
+        want = [len(regex.findall(rx, t)) for t in texts]
+        assert cc.counts[name].tolist() == want, name
+    joined = "".join(texts)
+    want = [len(regex.findall(rf"(?V1)[\p{{L}}&&\p{{Script={s}}}]", joined)) for s in P.SCRIPTS]
+    want = [len(regex.findall(r"\p{L}", joined)) - sum(want), *want]
+    got = P._script_counts(np.zeros(len(texts), np.int64), 1, cc)[0]
+    assert got.tolist() == want
+
+
+def test_doc_features_by_hand():
+    df = pl.DataFrame({
+        "id": ["a", "b", "c", "d"], "source": ["s"] * 4,
+        "text": ["Hello world 123.\nHello world 123.\nBye!", "Привет, мир", "  spaced   out\ttext  ", None],
+    })
+    d = doc_features(df).docs
+    a, b, c, n = d.row(0, named=True), d.row(1, named=True), d.row(2, named=True), d.row(3, named=True)
+    assert (a["n_chars"], a["bytes"], a["n_words"], a["n_lines"], a["est_tokens"]) == (38, 38, 7, 3, 10)
+    assert a["frac_digit"] == pytest.approx(6 / 38) and a["frac_upper"] == pytest.approx(3 / 38)
+    assert a["frac_punct"] == pytest.approx(3 / 38) and a["frac_space"] == pytest.approx(6 / 38)
+    assert a["dup_line_ratio"] == pytest.approx(1 / 3)  # 3 lines, one repeats an earlier one
+    assert a["frac_lines_terminal_punct"] == 1.0
+    assert a["mean_word_len"] == pytest.approx((38 - 6) / 7)
+    assert (b["n_chars"], b["bytes"], b["n_words"], b["est_tokens"]) == (11, 20, 2, 5)
+    assert b["frac_alpha"] == pytest.approx(9 / 11) and b["frac_lines_terminal_punct"] == 0.0
+    assert (c["n_words"], c["frac_space"], c["n_lines"]) == (3, pytest.approx(8 / 21), 1)
+    assert n["n_chars"] is None and n["frac_alpha"] is None and n["is_null"]
+    # Same normalised text (whitespace runs collapsed, lines stripped) -> same key.
+    same = doc_features(pl.DataFrame({"id": ["x", "y"], "source": ["s", "s"],
+                                      "text": ["a b\nc", "  a \t b \n\n c  \n"]})).docs
+    assert same["h"][0] == same["h"][1]
+
+
+# ---------------------------------------------------------------- the profile of a known corpus
+
+
+def test_counts_and_sums(known):
+    df, prof, work = known
+    o = prof["overall"]
+    texts = [t for t in df["text"].to_list() if t is not None]
+    assert json.loads((work / "profile.json").read_text()) == prof
+    assert prof["format"] == "corpusforge.profile/1" and prof["label"] == "test"
+    assert o["docs"] == df.height and o["null_text"] == 1 and o["empty_text"] == 1
+    assert o["bytes"] == sum(len(t.encode()) for t in texts)
+    assert o["chars"] == sum(len(t) for t in texts)
+    assert o["words"] == sum(len(t.split()) for t in texts)
+    assert o["lines"] == sum(n_lines(t) for t in texts)
+    assert o["est_tokens"] == sum(math.ceil(len(t.encode()) / 4) for t in texts)
+    assert o["sources"] == {"web": df.filter(pl.col("source") == "web").height,
+                            "wiki": df.filter(pl.col("source") == "wiki").height}
+    assert o["languages"] == {"en": df.height - 1, "ru": 1}
+    assert o["encoding_error_docs"] == 1
+
+
+def test_duplicates(known):
+    df, prof, _ = known
+    texts = [t for t in df["text"].to_list() if t is not None]
+    distinct = len({tuple(norm_lines(t)) for t in texts})
+    assert prof["overall"]["exact_dup_rate"] == pytest.approx(1 - distinct / len(texts), abs=1e-6)
+    # w0 + 3 copies, w1 + its whitespace variant, near-a ~ near-b (one word of 200 changed: Jaccard
+    # of their 5-gram sets 0.95); every other pair is below 0.2.
+    assert prof["overall"]["near_dup_sample"] == len(texts)
+    assert prof["overall"]["near_dup_rate"] == pytest.approx(8 / len(texts), abs=1e-6)
+    wiki = prof["by_source"]["wiki"]  # only w0-copy3 there: no duplicate within wiki
+    assert wiki["exact_dup_rate"] == 0.0 and wiki["near_dup_rate"] == 0.0
+
+
+def test_top_lines_count_docs_not_occurrences(known):
+    df, prof, _ = known
+    seen = Counter()
+    for t in df["text"].to_list():
+        if t is not None:
+            seen.update({ln for ln in norm_lines(t) if len(ln) >= 10})
+    want = sorted(((n, ln) for ln, n in seen.items() if n >= 2), key=lambda x: (-x[0], x[1]))[:25]
+    assert prof["overall"]["top_lines"] == [{"line": ln, "docs": n} for n, ln in want]
+    assert prof["overall"]["top_lines"][0] == {"line": BOILER, "docs": 7}
+
+
+def test_scripts_and_replacement(known):
+    _, prof, _ = known
+    letters = Counter()
+    for t in known_corpus()["text"].to_list():
+        for ch in regex.findall(r"\p{L}", t or ""):
+            letters["Cyrillic" if regex.match(r"\p{Script=Cyrillic}", ch) else "Latin"] += 1
+    total = sum(letters.values())
+    assert prof["overall"]["scripts"] == pytest.approx({k: v / total for k, v in letters.items()}, rel=1e-5)
+    cyr = len(regex.findall(r"\p{L}", CYRILLIC))
+    wiki_latin = sum(len(regex.findall(r"\p{L}", t)) for t in (MOJIBAKE, known_corpus()["text"][0], "  \n\t "))
+    assert prof["by_source"]["wiki"]["scripts"]["Cyrillic"] == pytest.approx(cyr / (cyr + wiki_latin), abs=1e-6)
+    rep = prof["overall"]["features"]["frac_replacement"]
+    assert rep["max"] == pytest.approx(3 / len(MOJIBAKE), abs=1e-6)  # Ã©, â€, U+FFFD
+
+
+def test_outlier_planted_long_doc(known):
+    _, prof, _ = known
+    out = prof["overall"]["outliers"]["n_chars"]
+    assert out["count"] >= 1
+    top = out["examples"][0]
+    assert top["id"] == "huge" and top["source"] == "web" and top["robust_z"] > 3.5
+    assert top["value"] == len(known_corpus().filter(pl.col("id") == "huge")["text"][0])
+    assert len(top["snippet"]) == 200
+    assert set(prof["overall"]["outliers"]) == set(FEATURES)
+    assert prof["by_source"]["web"]["outliers"]["n_chars"]["examples"][0]["id"] == "huge"
+
+
+def test_meta_fields(known):
+    df, prof, _ = known
+    present, types = Counter(), Counter()
+    for m in df["meta"].to_list():
+        try:
+            obj = json.loads(m)
+        except ValueError:
+            continue
+        for k, v in obj.items():
+            present[k] += 1
+            types[(k, {str: "string", int: "integer", float: "number", list: "array"}[type(v)])] += 1
+    fields = prof["overall"]["meta_fields"]
+    assert {k: f["present"] for k, f in fields.items()} == dict(present)
+    assert {(k, t): n for k, f in fields.items() for t, n in f["types"].items()} == dict(types)
+
+
+def test_by_source_adds_up(known):
+    _, prof, _ = known
+    o, parts = prof["overall"], list(prof["by_source"].values())
+    for k in ("docs", "bytes", "chars", "words", "lines", "est_tokens", "null_text", "empty_text",
+              "encoding_error_docs"):
+        assert o[k] == sum(p[k] for p in parts), k
+    assert sum(sum(p["sources"].values()) for p in parts) == o["docs"]
+    for f in FEATURES:
+        assert sum(sum(p["features"][f]["histogram"]["counts"]) for p in parts) == \
+            sum(o["features"][f]["histogram"]["counts"]), f
+    for k in o["meta_fields"]:
+        assert o["meta_fields"][k]["present"] == sum(p["meta_fields"].get(k, {}).get("present", 0) for p in parts)
+    lang = Counter()
+    for p in parts:
+        lang.update(p["languages"])
+    assert dict(lang) == o["languages"]
+
+
+def test_feature_summaries_are_consistent(known):
+    _, prof, _ = known
+    o = prof["overall"]
+    for f, feat in o["features"].items():
+        q = [feat["quantiles"][k] for k in ("p01", "p05", "p25", "p50", "p75", "p95", "p99")]
+        assert feat["min"] <= q[0] and q == sorted(q) and q[-1] <= feat["max"], f
+        assert feat["min"] <= feat["mean"] <= feat["max"], f
+        h = feat["histogram"]
+        assert len(h["counts"]) <= 40 and len(h["edges"]) == len(h["counts"]) + 1
+        assert h["edges"][0] <= feat["min"] and feat["max"] <= h["edges"][-1], f
+        assert h["edges"] == sorted(h["edges"])
+        assert h["log"] == (f in P.LOG_FEATURES)
+    assert sum(o["features"]["n_chars"]["histogram"]["counts"]) == o["docs"] - o["null_text"]
+    assert sum(o["features"]["frac_alpha"]["histogram"]["counts"]) == o["docs"] - o["null_text"]
+    # No line at all (the blank doc): no line features.
+    assert sum(o["features"]["dup_line_ratio"]["histogram"]["counts"]) == o["docs"] - o["null_text"] - 1
+
+
+def test_quantiles_close_to_exact():
+    rng = random.Random(3)
+    lengths = [int(math.exp(rng.gauss(6, 1.2))) + 1 for _ in range(3000)]
+    df = pl.DataFrame({"id": [str(i) for i in range(len(lengths))], "source": ["s"] * len(lengths),
+                       "text": ["x" * n for n in lengths]})
+    acc = P._Acc()
+    acc.add_chunk(doc_features(df))
+    feat = P._feature(acc.sources["s"], "n_chars")
+    for k, q in P.QUANTILES.items():
+        exact = float(np.quantile(lengths, q, method="inverted_cdf"))
+        assert feat["quantiles"][k] == pytest.approx(exact, rel=0.012), k
+    assert feat["min"] == min(lengths) and feat["max"] == max(lengths)
+
+
+def test_deterministic(known, tmp_path):
+    df, prof, _ = known
+    again = profile_frames([df], "test", tmp_path)
+    assert json.dumps(again) == json.dumps(prof)
+
+
+def _shingle_set(text: str) -> set[str]:
+    w = text.lower().split()
+    return {" ".join(w[i:i + 5]) for i in range(len(w) - 4)}
+
+
+def test_minhash_estimate_and_lsh():
+    assert P._lsh_params(0.8, 128) == (9, 13)  # datasketch's MinHashLSH choice for 0.8 / 128 perms
+    rng = random.Random(11)
+    base = [[rng.choice(WORDS) + str(rng.randint(0, 99)) for _ in range(200)] for _ in range(60)]
+    texts, pairs = [], []  # (text index, its near copy's index, words changed)
+    for i, words in enumerate(base):
+        texts.append(" ".join(words))
+        if i < 30:  # a near copy: k of 200 words changed
+            k = (1, 4, 12)[i % 3]
+            copy = list(words)
+            for j in rng.sample(range(200), k):
+                copy[j] = "zz" + str(j)
+            texts.append(" ".join(copy))
+            pairs.append((len(texts) - 2, len(texts) - 1, k))
+    raw, sig = P._signatures(texts)
+    for a, b, _ in pairs:
+        sa, sb = _shingle_set(texts[a]), _shingle_set(texts[b])
+        assert P._jaccard(raw[a:a + 1], raw[b:b + 1])[0] == pytest.approx(len(sa & sb) / len(sa | sb), abs=0.08)
+    near = P._near_dups(raw, sig)
+    strong = [t for a, b, k in pairs if k == 1 for t in (a, b)]  # Jaccard 191/201 = 0.95
+    weak = [t for a, b, k in pairs if k == 12 for t in (a, b)]  # about 0.55
+    paired = {t for a, b, _ in pairs for t in (a, b)}
+    alone = [i for i in range(len(texts)) if i not in paired]
+    assert near[strong].all()
+    assert not near[weak].any() and not near[alone].any()
+
+
+# ---------------------------------------------------------------- inputs, corpus folders, the operator
+
+
+def test_profile_input_counts_quarantine_and_matches_frames(tmp_path):
+    folder = tmp_path / "in"
+    records = make_jsonl_corpus(folder, files=3, docs_per_file=60, seed=2)
+    with open(folder / "part-000.jsonl", "a") as fh:
+        fh.write("{broken json\n")
+        fh.write(json.dumps({"other": 1}) + "\n")
+        fh.write(json.dumps({"text": "   "}) + "\n")
+    prof = profile_input([InputSpec(source="web", path=str(folder))], tmp_path / "out", workers=2)
+    o = prof["overall"]
+    assert prof["label"] == "input" and (tmp_path / "out" / "profile.json").exists()
+    assert o["quarantined"] == {"empty_text": 1, "invalid_json": 1, "missing_text": 1}
+    assert o["docs"] == records
+    assert not (tmp_path / "out" / "_spill").exists()
+    # The same documents through the single-process path give the same figures.
+    from corpus.readers import plan_tasks, read_task
+
+    frames = [c.docs for t in plan_tasks([InputSpec(source="web", path=str(folder))]) for c in read_task(t)]
+    same = profile_frames(frames, "input", tmp_path / "frames")
+    o.pop("quarantined")
+    assert same["overall"] == o
+
+
+def test_profile_input_corpus_folder(tmp_path):
+    make_jsonl_corpus(tmp_path / "in", files=2, docs_per_file=40, seed=4)
+    res = Pipeline([]).run(inputs=[InputSpec(source="web", path=str(tmp_path / "in"))], output=tmp_path / "corpus",
+                           workers=1, quiet=True)
+    prof = profile_input(tmp_path / "corpus", tmp_path / "prof", workers=1)
+    assert prof["overall"]["docs"] == res.manifest["docs"]
+    assert "quarantined" not in prof["overall"]
+
+
+def test_operator_in_pipeline(tmp_path):
+    assert get_operator("profile") is Profile
+    make_jsonl_corpus(tmp_path / "in", files=3, docs_per_file=50, seed=5)
+    inputs = [InputSpec(source="web", path=str(tmp_path / "in"))]
+    res = Pipeline([Profile()]).run(inputs=inputs, output=tmp_path / "out", workers=2, quiet=True)
+    found = list((tmp_path / "out" / "work").glob("01-profile-*/fit/profile.json"))
+    assert len(found) == 1
+    prof = json.loads(found[0].read_text())
+    assert prof["label"] == "01-profile" and prof["overall"]["docs"] == res.manifest["docs"]
+    assert not (found[0].parent / "_spill").exists()
+    plain = Pipeline([]).run(inputs=inputs, output=tmp_path / "plain", workers=1, quiet=True)
+    cols = ["id", "text", "source", "meta", "src_file", "src_row"]
+    a = read_all(tmp_path / "out" / "data").select(cols).sort("id")
+    b = read_all(tmp_path / "plain" / "data").select(cols).sort("id")
+    assert plain.manifest["docs"] == res.manifest["docs"] and a.equals(b)
