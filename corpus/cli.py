@@ -17,6 +17,7 @@ EXAMPLES = """examples:
   corpus status out/quickstart                   progress of the latest run
   corpus stats out/quickstart                    funnel per stage and source
   corpus report out/quickstart                   rewrite the HTML data quality report
+  corpus profile examples/data/web --text-key content   profile raw input
   corpus export out/quickstart out/jsonl         write the corpus as JSONL
   corpus ops                                     list operators (built-in and plugins)
 """
@@ -61,6 +62,31 @@ def _cmd_stats(args: argparse.Namespace, console: Console) -> int:
     from corpus.stats import print_stats
 
     print_stats(Path(args.output), console, args.run)
+    return 0
+
+
+def _cmd_profile(args: argparse.Namespace, console: Console) -> int:
+    from rich.table import Table
+
+    from corpus.readers import InputSpec
+    from stages.profile import profile_input
+
+    target = Path(args.input)
+    if (target / "manifest.json").is_file():
+        inputs: list[InputSpec] | Path = target
+    else:
+        inputs = [InputSpec(source=args.source or target.name or "input", path=args.input, format=args.format,
+                            text_key=args.text_key)]
+    out = Path(args.out or f"{target.name or 'input'}-profile")
+    prof = profile_input(inputs, out, workers=args.workers)
+    t = Table("source", "docs", "MB", "est. tokens", "median chars", "exact dup", "near dup", "enc. errors",
+              title=f"Profile of {args.input}")
+    for name, sec in [("all", prof["overall"]), *prof["by_source"].items()]:
+        med = sec["features"]["n_chars"]["quantiles"]["p50"] if sec["docs"] else 0
+        t.add_row(name, f"{sec['docs']:,}", f"{sec['bytes'] / 1e6:,.2f}", f"{sec['est_tokens']:,}", f"{med:,.0f}",
+                  f"{sec['exact_dup_rate']:.1%}", f"{sec['near_dup_rate']:.1%}", f"{sec['encoding_error_docs']:,}")
+    console.print(t)
+    console.print(f"[green]profile[/]: {out / 'profile.json'}")
     return 0
 
 
@@ -124,6 +150,15 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("output")
     st.add_argument("--run", help="run id (default: the latest)")
     st.set_defaults(fn=_cmd_stats)
+
+    pf = sub.add_parser("profile", help="profile an input (file, folder, glob) or a corpus folder")
+    pf.add_argument("input", help="reader input (JSONL/Parquet/CSV/text/glob/folder) or a corpus folder")
+    pf.add_argument("--out", help="folder for profile.json (default: <input name>-profile)")
+    pf.add_argument("--format", choices=["jsonl", "parquet", "csv", "text"], help="input format (default: by ext.)")
+    pf.add_argument("--text-key", default="text", help="field holding the text (default: text)")
+    pf.add_argument("--source", help="source name (default: the input's name)")
+    pf.add_argument("-w", "--workers", type=int, default=2)
+    pf.set_defaults(fn=_cmd_profile)
 
     rp = sub.add_parser("report", help="(re)write the HTML + JSON data quality report of a run")
     rp.add_argument("output", help="a run's output folder")

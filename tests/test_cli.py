@@ -76,3 +76,16 @@ def test_third_party_operator_from_entry_point(tmp_path: Path):
     # without the plugin installed, the config is refused with the operator's name
     res = run_cli("run", str(cfg), "--quiet")
     assert res.returncode == 2 and "unknown operator 'shout'" in res.stderr
+
+
+def test_profile_command(tmp_path: Path):
+    n = make_jsonl_corpus(tmp_path / "in", files=2, docs_per_file=40)
+    (tmp_path / "in" / "part-000.jsonl").open("a").write("{not json\n")
+    res = run_cli("profile", str(tmp_path / "in"), "--out", str(tmp_path / "prof"), "-w", "1")
+    assert res.returncode == 0, res.stderr
+    import json
+
+    prof = json.loads((tmp_path / "prof" / "profile.json").read_text())
+    assert prof["overall"]["docs"] == n
+    assert sum(prof["overall"]["quarantined"].values()) == 1
+    assert f"{n:,}" in res.stdout
