@@ -8,6 +8,8 @@ means the unit is done and is skipped on resume.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -19,7 +21,7 @@ import pyarrow.parquet as pq
 from corpus.operators import GlobalOperator, Operator, Verdict
 from corpus.readers import ReadTask, read_task
 from corpus.schema import REJECT_REASON, REJECT_STAGE, SOURCE, TEXT
-from corpus.writers import ShardWriter, write_bytes_atomic, write_parquet
+from corpus.writers import ShardWriter, atomic_path, write_bytes_atomic, write_parquet
 
 
 class OperatorError(RuntimeError):
@@ -189,7 +191,10 @@ def run_segment(shard: str, input_path: Path, stages: list[Stage]) -> list[dict]
         rej_path.unlink(missing_ok=True)
         if rejected is not None and rejected.height:
             write_parquet(rejected, rej_path)
-        write_parquet(kept, out_path)
+        if kept is df and rejected is None:
+            _link_or_copy(prev_output, out_path)  # a pass-through stage (profile, tokenize): no rewrite
+        else:
+            write_parquet(kept, out_path)
         reasons: dict[str, dict[str, int]] = defaultdict(dict)
         if rejected is not None and rejected.height:
             for src, why, n in rejected.group_by(SOURCE, REJECT_REASON).len().iter_rows():
@@ -207,6 +212,14 @@ def run_segment(shard: str, input_path: Path, stages: list[Stage]) -> list[dict]
         results.append(marker | {"resumed": False})
         df, prev_output = kept, out_path
     return results
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    with atomic_path(dst) as tmp:
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
 
 
 def shard_rows(path: Path) -> int:
