@@ -405,7 +405,7 @@ def verify(prefix: str | Path, tokenizer: Any = None) -> list[str]:
 def _merged_meta(metas: list[dict]) -> dict[str, Any]:
     """Keys whose value all parts agree on are kept; corpus hashes and splits are listed if they differ."""
     out: dict[str, Any] = {}
-    keys = {k for m in metas for k in m} - {"documents", "tokens", "dtype", "mask", "format", "merged_from"}
+    keys = {k for m in metas for k in m} - {"documents", "tokens", "dtype", "mask", "format", "merged_from", "parts"}
     for k in sorted(keys):
         vals = [m.get(k) for m in metas]
         if all(v == vals[0] for v in vals):
@@ -418,43 +418,48 @@ def _merged_meta(metas: list[dict]) -> dict[str, Any]:
 def merge(prefixes: Sequence[str | Path], out_prefix: str | Path, extra: dict | None = None) -> dict[str, Any]:
     """Concatenate shard sets, in order, into one (documents, tokens and masks exactly appended).
 
-    All parts must share dtype and tokenizer hash, and all or none must have a mask. Streams: memory
-    stays at one chunk whatever the sizes. Returns the merged sidecar."""
+    All parts must share dtype and tokenizer hash, and all or none must have a mask. Streams one part
+    at a time (no file is held open across parts, so thousands of parts are fine). Returns the merged
+    sidecar."""
     if not prefixes:
         raise ValueError("merge needs at least one shard set")
-    parts = [IndexedDataset(p) for p in prefixes]
-    dtypes = {p.dtype for p in parts}
+    files = [paths(p) for p in prefixes]
+    heads = [read_header(f["idx"]) for f in files]
+    metas = [json.loads(f["json"].read_text()) if f["json"].exists() else {} for f in files]
+    dtypes = {h[0] for h in heads}
     if len(dtypes) > 1:
         raise ValueError(f"cannot merge shard sets of different dtypes: {sorted(d.name for d in dtypes)}")
-    hashes = {p.meta.get("tokenizer_hash") for p in parts} - {None}
-    if len(hashes) > 1:
+    if len({m.get("tokenizer_hash") for m in metas} - {None}) > 1:
         raise ValueError("cannot merge shard sets made by different tokenizers (tokenizer_hash differs)")
-    masks = {p.loss_mask is not None for p in parts}
+    masks = {f["mask"].exists() for f in files}
     if len(masks) > 1:
         raise ValueError("cannot merge shard sets where only some have a loss mask")
-    with_mask = masks.pop()
-    dtype = dtypes.pop()
+    with_mask, dtype = masks.pop(), dtypes.pop()
     out = paths(out_prefix)
     out["bin"].parent.mkdir(parents=True, exist_ok=True)
-    kinds = ["bin", "mask"] if with_mask else ["bin"]
-    for kind in kinds:
+    tokens = 0
+    for kind in ["bin", "mask"] if with_mask else ["bin"]:
         with atomic_path(out[kind]) as tmp, open(tmp, "wb") as fh:
-            for p in parts:
-                with open(p.files[kind], "rb") as src:
+            for f in files:
+                with open(f[kind], "rb") as src:
                     shutil.copyfileobj(src, fh, 16 << 20)
+            if kind == "bin":
+                tokens = fh.tell() // dtype.itemsize
     if not with_mask:
         out["mask"].unlink(missing_ok=True)
-    n = sum(len(p) for p in parts)
+    n = sum(h[1] for h in heads)
 
     def chunks() -> Iterator[np.ndarray]:
-        for p in parts:
-            for s in range(0, len(p), _CHUNK):
-                yield np.array(p.lengths[s:s + _CHUNK])
+        for f, h in zip(files, heads, strict=True):
+            for s in range(0, h[1], _CHUNK):
+                yield np.fromfile(f["idx"], dtype="<i4", count=min(_CHUNK, h[1] - s), offset=HEADER.size + 4 * s)
 
     _write_index(out["idx"], dtype, n, chunks)
-    sidecar = {"format": SIDECAR_FORMAT, **_merged_meta([p.meta for p in parts]), **(extra or {}),
-               "dtype": dtype.name, "documents": n, "tokens": sum(p.num_tokens for p in parts), "mask": with_mask,
-               "merged_from": [p.prefix.name for p in parts]}
+    sidecar = {"format": SIDECAR_FORMAT, **_merged_meta(metas), **(extra or {}),
+               "dtype": dtype.name, "documents": n, "tokens": tokens, "mask": with_mask,
+               "parts": len(prefixes)}
+    if len(prefixes) <= 100:  # provenance, kept short
+        sidecar["merged_from"] = [f"{Path(p).parent.name}/{Path(p).name}" for p in prefixes]
     write_bytes_atomic(out["json"], json.dumps(sidecar, indent=2).encode())
     return sidecar
 

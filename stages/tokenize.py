@@ -1,0 +1,393 @@
+"""Tokenize a corpus into Megatron `.bin/.idx` shard sets, one per split (train / validation / test).
+
+The unit of work is a *piece*: a row range of one Parquet shard holding about ``piece_bytes`` of text
+(planned from the Parquet metadata, so one big shard still feeds every worker). In a spawn process
+pool each worker reads its piece in record batches, assigns every document to a split, encodes with
+the tokenizer's own ``encode_batch_fast``, appends the end-of-document id and streams the tokens into
+its own shard set per split; the parts are then merged, in corpus order, into
+``<out>/<split>.bin/.idx/.json``, so the result does not depend on the piece size or the number of
+workers. A rerun skips pieces whose marker matches (keyed by the tokenizer hash, the parameters, the
+shard's sha256 and the row range), and a finished run with the same key does nothing.
+
+**Splits** are decided per *group*, not per document, so exact and near duplicates never straddle
+splits: a document's group is its ``group_column`` value (near-dup ``cluster_id``) when present,
+else the hash of its normalised text (lowercased, whitespace collapsed: at least as coarse as the
+exact-dedup normalisation, so a document and its ``duplicate_of`` copy hash together). The group
+key, salted with the seed, hashes to a point in [0, 1) that falls into one split's fraction. This
+relies on exact duplicates sharing a near-dup cluster when clusters are present (identical texts
+have identical MinHash signatures, so they do), which keeps the assignment a per-document decision:
+no global pass, any number of workers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import shutil
+import struct
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow.parquet as pq
+
+from corpus.manifest import file_sha256, read_manifest
+from corpus.operators import FitContext, GlobalOperator
+from corpus.shards import IndexedWriter, dtype_for_vocab, merge, paths
+from corpus.work import read_marker, write_marker
+from corpus.writers import write_bytes_atomic
+from stages.tokenizer import ROLE_TOKENS, eod_id, load_tokenizer, special_token_ids, tokenizer_file, tokenizer_hash
+
+SPLITS = ("train", "validation", "test")
+VERSION = "1"
+LOSS_MASKS = (None, "assistant")
+
+
+# ---------------------------------------------------------------- splits
+
+
+def normalise_for_grouping(text: str) -> str:
+    """Lowercased, whitespace runs collapsed to one space, stripped. ``str.split`` splits on every
+    character ExactDedup's ``\\s+`` matches (and a few more), so this is at least as coarse."""
+    return " ".join(text.lower().split())
+
+
+def group_keys(texts: Sequence[str | None], groups: Sequence[Any] | None = None) -> list[bytes]:
+    """The split-grouping key of each document: ``g:<group value>`` when non-null, else ``t:<text>``
+    (normalised; hashed later, so the text itself is the key)."""
+    if groups is None:
+        return [b"t:" + normalise_for_grouping(t or "").encode() for t in texts]
+    return [b"t:" + normalise_for_grouping(t or "").encode() if g is None else b"g:" + str(g).encode()
+            for t, g in zip(texts, groups, strict=True)]
+
+
+def assign_splits(keys: Sequence[bytes], fractions: Sequence[float], seed: int) -> np.ndarray:
+    """Split index (0..len(fractions)-1) of each key: a seeded hash of the key mapped into the cumulative
+    fractions. Depends only on (key, seed, fractions): not on order, shard or worker count."""
+    salt = struct.pack("<Q", seed % (1 << 64)).ljust(16, b"\0")
+    u = np.fromiter((int.from_bytes(hashlib.blake2b(k, digest_size=8, salt=salt).digest(), "little")
+                     for k in keys), dtype=np.uint64, count=len(keys))
+    points = u.astype(np.float64) / 2.0**64
+    bounds = np.cumsum(np.asarray(fractions, dtype=np.float64) / float(sum(fractions)))
+    return np.minimum(np.searchsorted(bounds, points, side="right"), len(fractions) - 1).astype(np.int8)
+
+
+def _check_split(split: Sequence[float]) -> tuple[float, ...]:
+    fr = tuple(float(x) for x in split)
+    if len(fr) != len(SPLITS) or any(x < 0 for x in fr) or sum(fr) <= 0:
+        raise ValueError(f"split must be {len(SPLITS)} non-negative fractions ({'/'.join(SPLITS)}), got {split}")
+    return fr
+
+
+# ---------------------------------------------------------------- one shard (worker side)
+
+
+@dataclass(frozen=True)
+class PieceJob:
+    """One unit of work: rows [start, stop) of one Parquet shard."""
+
+    shard: str
+    name: str
+    start: int
+    stop: int
+    parts: str
+    tokenizer: str  # path to tokenizer.json
+    key: str
+    text_column: str
+    group_column: str | None
+    split: tuple[float, ...]
+    seed: int
+    append_eod: bool
+    loss_mask: str | None
+    batch_rows: int
+    meta: dict = field(default_factory=dict)  # sidecar fields shared by every part
+    threads: int = 0  # tokenizer threads in a worker process (0: leave the default)
+
+
+_TOKENIZERS: dict[str, Any] = {}
+
+
+def _tokenizer(path: str, threads: int) -> Any:
+    if path not in _TOKENIZERS:
+        if threads:
+            # Rayon sizes its pool on first use: give each worker process its share of the cores.
+            os.environ.setdefault("RAYON_NUM_THREADS", str(threads))
+        _TOKENIZERS[path] = load_tokenizer(Path(path))
+    return _TOKENIZERS[path]
+
+
+def assistant_mask(flat: np.ndarray, lengths: np.ndarray, assistant: int, end: int) -> np.ndarray:
+    """1 for tokens after an assistant marker up to and including the next end marker, per document:
+    the assistant's replies (and their end marker) are the targets, prompts and markers are not."""
+    idx = np.arange(flat.size)
+
+    def last_before(marker: int) -> np.ndarray:  # position of the latest `marker` strictly before each token
+        last = np.maximum.accumulate(np.where(flat == marker, idx, -1)) if flat.size else idx
+        return np.concatenate([[-1], last[:-1]]) if flat.size else idx
+
+    doc_start = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    la, le = last_before(assistant), last_before(end)
+    return ((la >= doc_start) & (la > le)).astype(np.uint8)
+
+
+def encode(tok: Any, texts: list[str], eod: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """(flat token ids, lengths) of a batch, with the EOD id appended to each document when given."""
+    ids = [e.ids for e in tok.encode_batch_fast(texts, add_special_tokens=False)]
+    if eod is not None:
+        for x in ids:
+            x.append(eod)
+    lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+    flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum()))
+    return flat, lengths
+
+
+def _text_bytes(md: pq.FileMetaData, text_column: str, shard: Path) -> int:
+    col = next((j for j in range(md.num_columns) if md.schema.column(j).path == text_column), None)
+    if col is None:
+        raise ValueError(f"{shard} has no column {text_column!r}")
+    return sum(md.row_group(g).column(col).total_uncompressed_size for g in range(md.num_row_groups))
+
+
+def plan_pieces(shard: Path, text_column: str, piece_bytes: int) -> list[tuple[int, int]]:
+    """Row ranges of about ``piece_bytes`` of (uncompressed) text each, from the Parquet metadata only:
+    the unit of parallel work and of resume, so one big shard still keeps every worker busy."""
+    md = pq.ParquetFile(shard).metadata
+    n = max(1, min(md.num_rows, round(_text_bytes(md, text_column, shard) / max(piece_bytes, 1))))
+    return [(md.num_rows * k // n, md.num_rows * (k + 1) // n) for k in range(n)]
+
+
+def _batches(pf: pq.ParquetFile, start: int, stop: int, batch_rows: int, columns: list[str]) -> Iterator[Any]:
+    """Record batches covering rows [start, stop): row groups outside are not read at all."""
+    first = 0
+    for g in range(pf.metadata.num_row_groups):
+        rows = pf.metadata.row_group(g).num_rows
+        lo, hi = max(start - first, 0), min(stop - first, rows)
+        if lo < hi:
+            pos = 0
+            for batch in pf.iter_batches(batch_size=batch_rows, row_groups=[g], columns=columns):
+                a, b = max(lo - pos, 0), min(hi - pos, batch.num_rows)
+                if a < b:
+                    yield batch.slice(a, b - a)
+                pos += batch.num_rows
+                if pos >= hi:
+                    break
+        first += rows
+
+
+def tokenize_piece(job: PieceJob) -> dict[str, Any]:
+    """Tokenize rows [start, stop) of one Parquet shard into ``<parts>/<name>/<split>`` shard sets;
+    write its marker last."""
+    marker_path = Path(job.parts) / f"{job.name}.done.json"
+    marker = read_marker(marker_path, job.key)
+    if marker is not None and all(paths(Path(p))["json"].exists() for p in marker["prefixes"].values()):
+        return marker | {"resumed": True}
+    tok = _tokenizer(job.tokenizer, job.threads)
+    eod = job.meta["eod_id"] if job.append_eod else None
+    roles = job.meta.get("special_token_ids", {})
+    if job.loss_mask == "assistant" and not all(t in roles for t in ROLE_TOKENS[2:]):
+        raise ValueError("loss_mask='assistant' needs the <|assistant|> and <|end|> tokens in the tokenizer")
+    pf = pq.ParquetFile(job.shard)
+    group = job.group_column if job.group_column in pf.schema_arrow.names else None
+    columns = [job.text_column] + ([group] if group else [])
+    out_dir = Path(job.parts) / job.name
+    dtype = np.dtype(job.meta["dtype"])
+    writers = [IndexedWriter(out_dir / s, dtype, with_mask=job.loss_mask is not None) for s in SPLITS]
+    try:
+        for batch in _batches(pf, job.start, job.stop, job.batch_rows, columns):
+            texts = [t or "" for t in batch.column(0).to_pylist()]
+            groups = batch.column(1).to_pylist() if group else None
+            split = assign_splits(group_keys(texts, groups), job.split, job.seed)
+            flat, lengths = encode(tok, texts, eod)
+            mask = (assistant_mask(flat, lengths, roles["<|assistant|>"], roles["<|end|>"])
+                    if job.loss_mask == "assistant" else None)
+            token_split = np.repeat(split, lengths)
+            for s, w in enumerate(writers):
+                sel = token_split == s
+                w.add_batch(flat[sel], lengths[split == s], None if mask is None else mask[sel])
+        prefixes, counts = {}, {}
+        for s, w in zip(SPLITS, writers, strict=True):
+            side = w.finalize({**job.meta, "split": s, "source_shard": job.name})
+            prefixes[s] = str(out_dir / s)
+            counts[s] = {"documents": side["documents"], "tokens": side["tokens"]}
+    except BaseException:
+        for w in writers:
+            w.abort()
+        raise
+    marker = {"key": job.key, "shard": job.name, "prefixes": prefixes, "splits": counts}
+    write_marker(marker_path, marker)
+    return marker
+
+
+# ---------------------------------------------------------------- the whole corpus
+
+
+def _local_pool_map(workers: int) -> tuple[Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]], Callable]:
+    from corpus.executor import Pool
+
+    pool = Pool(workers)
+    return pool.ordered, pool.close
+
+
+def tokenize_shards(shards: Sequence[Path], tokenizer: Path, out: Path, *, workers: int = 2,
+                    split: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0,
+                    group_column: str | None = "cluster_id", text_column: str = "text", append_eod: bool = True,
+                    loss_mask: str | None = None, batch_rows: int = 1024, piece_bytes: int = 16 << 20,
+                    corpus_hash: str | None = None,
+                    shard_hashes: Sequence[str] | None = None, keep_parts: bool = False,
+                    pool_map: Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]] | None = None,
+                    ) -> dict[str, Any]:
+    """Tokenize Parquet ``shards`` into ``out/<split>.{bin,idx,json[,mask]}``; returns the summary that
+    is also written to ``out/tokenize.json``. See tokenize_corpus for the parameters."""
+    fractions = _check_split(split)
+    if loss_mask not in LOSS_MASKS:
+        raise ValueError(f"loss_mask must be one of {LOSS_MASKS}, got {loss_mask!r}")
+    out = Path(out)
+    tfile = tokenizer_file(Path(tokenizer)).resolve()
+    tok = load_tokenizer(tfile)
+    thash = tokenizer_hash(tfile)
+    vocab = tok.get_vocab_size()
+    specials = special_token_ids(tok)
+    hashes = list(shard_hashes) if shard_hashes is not None else [file_sha256(Path(s)) for s in shards]
+    if corpus_hash is None:  # the manifest's definition, so a corpus folder gets the same value
+        corpus_hash = hashlib.sha256("".join(hashes).encode()).hexdigest()
+    meta = {"tokenizer": str(tfile.parent if tfile.name == "tokenizer.json" else tfile), "tokenizer_hash": thash,
+            "vocab_size": vocab, "special_token_ids": specials,
+            "eod_id": eod_id(tok, tfile.parent), "eod_appended": append_eod,
+            "dtype": dtype_for_vocab(vocab).name, "corpus_hash": corpus_hash,
+            "split_fractions": list(fractions), "split_seed": seed, "group_column": group_column,
+            "loss_mask": loss_mask}
+    params = {"version": VERSION, "tokenizer_hash": thash, "split": fractions, "seed": seed,
+              "group_column": group_column, "text_column": text_column, "append_eod": append_eod,
+              "loss_mask": loss_mask}
+    run_key = _key({**params, "corpus_hash": corpus_hash, "shards": hashes})
+    summary_path = out / "tokenize.json"
+    done = read_marker(summary_path, run_key)
+    if done is not None and all(paths(out / s)["json"].exists() for s in SPLITS):
+        return done | {"resumed": True}
+    parts = out / "parts"
+    # One tokenizer thread per worker process: oversubscribing the cores measured slower.
+    threads = max(1, (os.cpu_count() or 1) // max(workers, 1)) if workers > 1 else 0
+    jobs = [PieceJob(str(Path(s).resolve()), f"{i:05d}-{k:04d}-{Path(s).stem}", a, b, str(parts), str(tfile),
+                     _key({**params, "shard": h, "rows": [a, b]}), text_column, group_column, fractions, seed,
+                     append_eod, loss_mask, batch_rows, meta, threads)
+            for i, (s, h, pieces) in enumerate(zip(shards, hashes, _pieces(shards, text_column, piece_bytes),
+                                                   strict=True))
+            for k, (a, b) in enumerate(pieces)]
+    close = None
+    if pool_map is None:
+        pool_map, close = _local_pool_map(workers)
+    try:
+        markers = pool_map(tokenize_piece, jobs)
+    finally:
+        if close is not None:
+            close()
+    result: dict[str, Any] = {"key": run_key, "params": params, "corpus_hash": corpus_hash,
+                              "tokenizer": meta["tokenizer"], "vocab_size": vocab, "dtype": meta["dtype"],
+                              "shards": len(shards), "pieces": len(jobs),
+                              "resumed_pieces": sum(1 for m in markers if m.get("resumed")),
+                              "splits": {}}
+    for s in SPLITS:
+        side = merge([m["prefixes"][s] for m in markers], out / s, extra={**meta, "split": s})
+        result["splits"][s] = {"prefix": str(out / s), "documents": side["documents"], "tokens": side["tokens"]}
+    # The summary is the run's marker: written after every split is in place.
+    write_bytes_atomic(summary_path, json.dumps(result, indent=2, sort_keys=True).encode())
+    if not keep_parts:
+        shutil.rmtree(parts, ignore_errors=True)
+    return result
+
+
+def _pieces(shards: Sequence[Path], text_column: str, piece_bytes: int) -> list[list[tuple[int, int]]]:
+    """Pieces of every shard: ``piece_bytes`` of text, or smaller for small corpora (~16 pieces in all,
+    of 1 MB or more) so the workers share them evenly; the plan depends on the data only, never on the worker count,
+    so a rerun with other workers still resumes."""
+    total = sum(_text_bytes(pq.ParquetFile(s).metadata, text_column, Path(s)) for s in shards)
+    size = min(piece_bytes, max(1 << 20, total // 16))
+    return [plan_pieces(Path(s), text_column, size) for s in shards]
+
+
+def tokenize_corpus(corpus: Path, tokenizer: Path, out: Path, *, workers: int = 2,
+                    split: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0,
+                    group_column: str | None = "cluster_id", text_column: str = "text", append_eod: bool = True,
+                    loss_mask: str | None = None, batch_rows: int = 1024, piece_bytes: int = 16 << 20,
+                    keep_parts: bool = False) -> dict[str, Any]:
+    """Tokenize a prepared corpus folder (``data/*.parquet`` + ``manifest.json``) into Megatron shards.
+
+    corpus: the corpus folder; its manifest's ``content_hash`` is recorded in every sidecar.
+    tokenizer: a tokenizer folder (HF format) or ``tokenizer.json``.
+    out: gets ``train`` / ``validation`` / ``test`` ``.bin/.idx/.json`` (+ ``.mask`` with a loss mask)
+      and ``tokenize.json`` (the summary, also the resume marker).
+    workers: spawn processes, one Parquet shard at a time each (1: in this process).
+    split: fractions for train / validation / test (normalised), decided per duplicate group.
+    seed: salts the split hash: same seed, same assignment.
+    group_column: column holding the duplicate-group id (near-dup ``cluster_id``); documents where it
+      is absent or null are grouped by normalised-text hash. None: text hash only.
+    append_eod: append the end-of-document id to every document (Megatron/nanoGPT convention).
+    loss_mask: None, or "assistant" to write a ``.mask`` sidecar marking assistant replies (SFT).
+    piece_bytes: text per unit of work (a row range of a shard): the grain of parallelism and resume.
+    keep_parts: keep the per-piece sets under ``out/parts`` (deleted after a successful merge otherwise).
+    """
+    corpus = Path(corpus)
+    manifest = read_manifest(corpus)
+    shards = [corpus / s["path"] for s in manifest["shards"]]
+    return tokenize_shards(shards, tokenizer, out, workers=workers, split=split, seed=seed,
+                           group_column=group_column, text_column=text_column, append_eod=append_eod,
+                           loss_mask=loss_mask, batch_rows=batch_rows, piece_bytes=piece_bytes,
+                           corpus_hash=manifest["content_hash"],
+                           shard_hashes=[s["sha256"] for s in manifest["shards"]], keep_parts=keep_parts)
+
+
+def _key(obj: dict) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+# ---------------------------------------------------------------- as a pipeline operator
+
+
+@dataclass
+class Tokenize(GlobalOperator):
+    """Tokenize the corpus into Megatron .bin/.idx shards per split; documents pass through unchanged.
+
+    ``fit`` tokenizes every shard of the stage's input into ``output`` (default ``<fit dir>/tokens``)
+    on the executor's pool, exactly as ``tokenize_shards`` does; ``apply`` is the identity."""
+
+    name = "tokenize"
+    needs = ("text",)
+    adds = ()
+    apply_kind = "map"
+
+    tokenizer: str = ""
+    output: str | None = None
+    split: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
+    seed: int = 0
+    group_column: str | None = "cluster_id"
+    append_eod: bool = True
+    loss_mask: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.tokenizer:
+            raise ValueError("tokenize needs 'tokenizer': a tokenizer folder or tokenizer.json")
+        _check_split(self.split)
+        if self.loss_mask not in LOSS_MASKS:
+            raise ValueError(f"loss_mask must be one of {LOSS_MASKS}")
+
+    def fit(self, ctx: FitContext) -> None:
+        out = Path(self.output) if self.output else ctx.workdir / "tokens"
+        summary = tokenize_shards(ctx.shards, Path(self.tokenizer), out, workers=ctx.workers, split=self.split,
+                                  seed=self.seed, group_column=self.group_column, append_eod=self.append_eod,
+                                  loss_mask=self.loss_mask, pool_map=ctx.pool_map)
+        write_bytes_atomic(ctx.workdir / "tokenize.json", json.dumps(summary, indent=2, sort_keys=True).encode())
+
+    def load(self, workdir: Path) -> None:
+        pass
+
+    def apply(self, df: pl.DataFrame) -> pl.DataFrame:
+        return df
+
+
+__all__ = ["SPLITS", "PieceJob", "Tokenize", "assign_splits", "group_keys", "tokenize_corpus", "tokenize_piece",
+           "tokenize_shards"]

@@ -1,0 +1,202 @@
+"""Tokenizer training and loading: byte-level BPE or Unigram with HF ``tokenizers``, saved in HF format.
+
+A trained tokenizer folder holds ``tokenizer.json`` (the tokenizer itself), ``tokenizer_config.json``
+and ``special_tokens_map.json``, so ``transformers.PreTrainedTokenizerFast.from_pretrained(folder)``
+loads it unchanged. Both kinds are byte-level (every byte is in the alphabet, no normaliser), so
+``decode(encode(text)) == text`` for any text and there is never an unknown token.
+
+Training reads the text column of a corpus folder's Parquet shards in record batches, so memory is
+bounded by the trainer's own statistics (word counts), not by the corpus.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from corpus.manifest import read_manifest
+from corpus.writers import write_bytes_atomic
+
+EOD, PAD = "<|endoftext|>", "<|pad|>"
+ROLE_TOKENS = ("<|system|>", "<|user|>", "<|assistant|>", "<|end|>")
+SPECIAL_TOKENS: tuple[str, ...] = (EOD, PAD, *ROLE_TOKENS)
+KINDS = ("bpe", "unigram")
+
+# A minimal chat template over the role markers (SFT formats conversations with it).
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+def corpus_texts(corpus: Path, text_column: str = "text", batch_rows: int = 2048,
+                 max_docs: int | None = None) -> Iterator[list[str]]:
+    """Batches of texts from a corpus folder (``data/*.parquet`` in manifest order) or one Parquet file.
+
+    Reads record batches, never whole shards, so memory stays at one batch."""
+    corpus = Path(corpus)
+    if corpus.is_file():
+        files = [corpus]
+    else:
+        try:
+            files = [corpus / s["path"] for s in read_manifest(corpus)["shards"]]
+        except FileNotFoundError:
+            files = sorted((corpus / "data").glob("*.parquet")) or sorted(corpus.glob("*.parquet"))
+    left = max_docs
+    for path in files:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=[text_column]):
+            texts = [t for t in batch.column(0).to_pylist() if t]
+            if left is not None:
+                texts = texts[:left]
+                left -= len(texts)
+            if texts:
+                yield texts
+            if left is not None and left <= 0:
+                return
+
+
+def _new_tokenizer(kind: str) -> Tokenizer:
+    if kind == "bpe":
+        tok = Tokenizer(models.BPE())
+    elif kind == "unigram":
+        tok = Tokenizer(models.Unigram())
+    else:
+        raise ValueError(f"tokenizer kind must be one of {KINDS}, got {kind!r}")
+    # GPT-2 style byte-level pre-tokenisation without a prefix space: lossless, no normaliser.
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    return tok
+
+
+def _trainer(kind: str, vocab_size: int, special_tokens: Sequence[str], min_frequency: int,
+             show_progress: bool) -> trainers.Trainer:
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    if kind == "bpe":
+        return trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
+                                   special_tokens=list(special_tokens), initial_alphabet=alphabet,
+                                   show_progress=show_progress)
+    return trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=list(special_tokens),
+                                   initial_alphabet=alphabet, show_progress=show_progress,
+                                   max_piece_length=16)
+
+
+def train_tokenizer(corpus: Path, out: Path, kind: str = "bpe", vocab_size: int = 32000,
+                    special_tokens: Sequence[str] = SPECIAL_TOKENS, min_frequency: int = 2,
+                    text_column: str = "text", max_docs: int | None = None, batch_rows: int = 2048,
+                    model_max_length: int = 2048, show_progress: bool = False) -> Path:
+    """Train a byte-level ``kind`` ("bpe" or "unigram") tokenizer on a corpus folder; save it in HF format.
+
+    corpus: a prepared corpus folder (``data/*.parquet`` + ``manifest.json``) or a Parquet file.
+    special_tokens: added first, so they get ids 0.. in order (``<|endoftext|>`` = 0 by default); the
+    first is the end-of-document token, ``<|pad|>`` (if listed) the padding token.
+    max_docs: train on the first N documents only (a sample is usually enough). Returns ``out``.
+    """
+    if EOD not in special_tokens:
+        raise ValueError(f"special_tokens must include the end-of-document token {EOD!r}")
+    tok = _new_tokenizer(kind)
+    trainer = _trainer(kind, vocab_size, special_tokens, min_frequency, show_progress)
+    tok.train_from_iterator(corpus_texts(Path(corpus), text_column, batch_rows, max_docs), trainer=trainer)
+    return save_tokenizer(tok, Path(out), special_tokens=special_tokens, model_max_length=model_max_length,
+                          extra={"corpusforge": {"kind": kind, "vocab_size": vocab_size,
+                                                 "min_frequency": min_frequency, "corpus": str(corpus),
+                                                 "corpus_hash": _corpus_hash(Path(corpus))}})
+
+
+def _corpus_hash(corpus: Path) -> str | None:
+    try:
+        return read_manifest(corpus).get("content_hash")
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def save_tokenizer(tok: Tokenizer, out: Path, special_tokens: Sequence[str] = SPECIAL_TOKENS,
+                   model_max_length: int = 2048, extra: dict | None = None) -> Path:
+    """Write ``tok`` as an HF tokenizer folder (tokenizer.json, tokenizer_config.json,
+    special_tokens_map.json), each file atomically. Special tokens absent from ``tok`` are skipped."""
+    out.mkdir(parents=True, exist_ok=True)
+    present = [t for t in special_tokens if tok.token_to_id(t) is not None]
+    write_bytes_atomic(out / "tokenizer.json", tok.to_str(pretty=False).encode())
+    roles = [t for t in present if t not in (EOD, PAD)]
+    smap: dict = {}
+    if EOD in present:
+        smap.update(bos_token=EOD, eos_token=EOD)
+    if PAD in present:
+        smap["pad_token"] = PAD
+    if roles:
+        smap["additional_special_tokens"] = roles
+    added = {str(tok.token_to_id(t)): {"content": t, "lstrip": False, "rstrip": False, "normalized": False,
+                                       "single_word": False, "special": True} for t in present}
+    config = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "model_max_length": model_max_length,
+        # Byte-level decoding is already exact; HF's clean-up would alter spaces before punctuation.
+        "clean_up_tokenization_spaces": False,
+        "add_bos_token": False,
+        "add_eos_token": False,
+        "added_tokens_decoder": added,
+        **smap,
+        **({"chat_template": CHAT_TEMPLATE} if set(ROLE_TOKENS) <= set(present) else {}),
+        **(extra or {}),
+    }
+    write_bytes_atomic(out / "tokenizer_config.json", json.dumps(config, indent=2).encode())
+    write_bytes_atomic(out / "special_tokens_map.json", json.dumps(smap, indent=2).encode())
+    return out
+
+
+def tokenizer_file(path: Path) -> Path:
+    """The ``tokenizer.json`` of a tokenizer folder, or ``path`` itself when it is the file."""
+    path = Path(path)
+    f = path / "tokenizer.json" if path.is_dir() else path
+    if not f.is_file():
+        raise FileNotFoundError(f"no tokenizer.json at {path}")
+    return f
+
+
+def load_tokenizer(path: Path) -> Tokenizer:
+    """Load a ``tokenizer.json`` file or a tokenizer folder (HF format) from a local path."""
+    return Tokenizer.from_file(str(tokenizer_file(path)))
+
+
+def import_tokenizer(src: Path, out: Path, special_tokens: Sequence[str] = SPECIAL_TOKENS) -> Path:
+    """Copy a local tokenizer (``tokenizer.json`` or an HF folder) into ``out`` in HF format.
+
+    An HF folder's own config files are kept as they are; a bare ``tokenizer.json`` gets configs
+    written for whichever of ``special_tokens`` it already has."""
+    src = Path(src)
+    if src.is_dir() and (src / "tokenizer_config.json").is_file():
+        out.mkdir(parents=True, exist_ok=True)
+        for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+            if (src / name).is_file() and (src / name).resolve() != (out / name).resolve():
+                shutil.copyfile(src / name, out / name)
+        return out
+    return save_tokenizer(load_tokenizer(src), out, special_tokens=special_tokens)
+
+
+def tokenizer_hash(path: Path) -> str:
+    """sha256 of the tokenizer.json bytes: what tokenized shards record to name their tokenizer."""
+    return hashlib.sha256(tokenizer_file(path).read_bytes()).hexdigest()
+
+
+def special_token_ids(tok: Tokenizer) -> dict[str, int]:
+    """Ids of the special tokens the tokenizer has, by token (added tokens marked special)."""
+    return {t.content: i for i, t in sorted(tok.get_added_tokens_decoder().items()) if t.special}
+
+
+def eod_id(tok: Tokenizer, path: Path | None = None) -> int:
+    """The end-of-document id: ``<|endoftext|>`` if present, else the HF config's eos_token."""
+    i = tok.token_to_id(EOD)
+    if i is not None:
+        return i
+    if path is not None and Path(path).is_dir() and (Path(path) / "tokenizer_config.json").is_file():
+        eos = json.loads((Path(path) / "tokenizer_config.json").read_text()).get("eos_token")
+        if isinstance(eos, dict):
+            eos = eos.get("content")
+        if eos and tok.token_to_id(eos) is not None:
+            return tok.token_to_id(eos)
+    raise ValueError(f"the tokenizer has no end-of-document token ({EOD!r} or a configured eos_token)")

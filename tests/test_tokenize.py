@@ -1,0 +1,216 @@
+"""Tokenizer training/loading and the tokenize step: round trip, splits, resume, dtype, loss mask."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from helpers import sentence
+from tokenizers import Tokenizer, models, pre_tokenizers
+
+from corpus.manifest import write_manifest
+from corpus.shards import IndexedDataset, verify
+from corpus.writers import write_parquet
+from stages.tokenize import SPLITS, assign_splits, group_keys, tokenize_corpus
+from stages.tokenizer import (
+    SPECIAL_TOKENS,
+    import_tokenizer,
+    load_tokenizer,
+    save_tokenizer,
+    tokenizer_hash,
+    train_tokenizer,
+)
+
+
+def make_corpus(root: Path, shards: int = 3, docs: int = 40, seed: int = 0, cluster: bool = False) -> list[dict]:
+    """A corpus folder written directly (no executor): varied texts, planted exact duplicates that differ
+    only in case/whitespace, unicode, and optionally near-dup clusters in `cluster_id`."""
+    rng = random.Random(seed)
+    rows: list[dict] = []
+    for s in range(shards):
+        for i in range(docs):
+            n = len(rows)
+            src = rows[rng.randrange(len(rows))] if rows else None
+            if src is not None and i % 5 == 0:
+                text = "  " + src["text"].upper().replace(" ", "\n ") + " "
+            elif i % 13 == 0:
+                text = f"Ünïcödé {n} — 日本語 🎉\ttabs  and  spaces\n\n"
+            else:
+                text = "\n".join(sentence(rng, rng.randint(3, 25)) for _ in range(rng.randint(1, 4)))
+            row = {"id": f"d{n}", "text": text, "shard": s}
+            if cluster:  # near-dup clusters; an exact copy is in its original's cluster, as MinHash ensures
+                row["cluster_id"] = src["cluster_id"] if i % 5 == 0 and src else (f"c{n // 4}" if n % 3 else None)
+            rows.append(row)
+    paths = []
+    for s in range(shards):
+        df = pl.DataFrame([r for r in rows if r["shard"] == s]).drop("shard")
+        paths.append(root / "data" / f"part-{s:05d}.parquet")
+        write_parquet(df, paths[-1])
+    write_manifest(root, paths)
+    return rows
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> tuple[Path, list[dict]]:
+    root = tmp_path_factory.mktemp("corpus")
+    return root, make_corpus(root)
+
+
+@pytest.fixture(scope="module")
+def bpe(corpus, tmp_path_factory) -> Path:
+    return train_tokenizer(corpus[0], tmp_path_factory.mktemp("tok") / "bpe", kind="bpe", vocab_size=400)
+
+
+def decoded(tok: Tokenizer, prefix: Path, eod: int = 0) -> list[str]:
+    ds = IndexedDataset(prefix)
+    out = []
+    for i in range(len(ds)):
+        ids = ds[i].tolist()
+        assert ids[-1] == eod  # EOD appended to every document
+        out.append(tok.decode(ids[:-1], skip_special_tokens=False))
+    return out
+
+
+def test_train_save_and_hf_load_identical(corpus, bpe, tmp_path):
+    from transformers import PreTrainedTokenizerFast
+
+    texts = [r["text"] for r in corpus[1]] + ["<|user|>hi<|end|><|assistant|>yo<|end|><|endoftext|>"]
+    for folder in (bpe, train_tokenizer(corpus[0], tmp_path / "uni", kind="unigram", vocab_size=350)):
+        assert {p.name for p in folder.iterdir()} >= {"tokenizer.json", "tokenizer_config.json",
+                                                      "special_tokens_map.json"}
+        tok = load_tokenizer(folder)
+        assert [tok.token_to_id(t) for t in SPECIAL_TOKENS] == list(range(len(SPECIAL_TOKENS)))
+        hf = PreTrainedTokenizerFast.from_pretrained(str(folder))
+        assert hf.eos_token == "<|endoftext|>" and hf.pad_token == "<|pad|>"
+        for t in texts:
+            ids = tok.encode(t, add_special_tokens=False).ids
+            assert hf(t)["input_ids"] == ids
+            assert hf.decode(ids) == t == tok.decode(ids, skip_special_tokens=False)  # byte-level: lossless
+    assert load_tokenizer(bpe / "tokenizer.json").get_vocab_size() == load_tokenizer(bpe).get_vocab_size()
+
+
+def test_import_bare_tokenizer_json(bpe, tmp_path):
+    bare = tmp_path / "bare.json"
+    bare.write_bytes((bpe / "tokenizer.json").read_bytes())
+    out = import_tokenizer(bare, tmp_path / "imported")
+    assert tokenizer_hash(out) == tokenizer_hash(bpe)
+    assert (out / "tokenizer_config.json").exists()
+
+
+def test_round_trip_in_order(corpus, bpe, tmp_path):
+    root, rows = corpus
+    res = tokenize_corpus(root, bpe, tmp_path / "tok", workers=1, split=(1, 0, 0))
+    tok = load_tokenizer(bpe)
+    assert decoded(tok, tmp_path / "tok" / "train") == [r["text"] for r in rows]
+    assert res["splits"]["validation"]["documents"] == 0 and res["splits"]["test"]["documents"] == 0
+    for s in SPLITS:
+        assert verify(tmp_path / "tok" / s, bpe) == []
+    side = IndexedDataset(tmp_path / "tok" / "train").meta
+    assert side["tokenizer_hash"] == tokenizer_hash(bpe) and side["vocab_size"] == tok.get_vocab_size()
+    assert side["corpus_hash"] == (root / "manifest.json").read_text().split('"content_hash": "')[1][:64]
+    assert side["split"] == "train" and side["dtype"] == "uint16" and side["eod_id"] == 0
+    assert side["special_token_ids"]["<|pad|>"] == 1
+
+
+def test_parallel_splits_no_duplicate_straddles_and_resume(tmp_path, bpe):
+    root = tmp_path / "corpus"
+    rows = make_corpus(root, shards=4, docs=30, seed=1, cluster=True)
+    out = tmp_path / "tok"
+    res = tokenize_corpus(root, bpe, out, workers=2, keep_parts=True)
+    tok = load_tokenizer(bpe)
+    got = {s: decoded(tok, out / s) for s in SPLITS}
+    assert sum(len(v) for v in got.values()) == len(rows)
+    # Each split holds its documents in corpus order, exactly.
+    keys = group_keys([r["text"] for r in rows], [r["cluster_id"] for r in rows])
+    assigned = assign_splits(keys, (0.8, 0.1, 0.1), 0)
+    for i, s in enumerate(SPLITS):
+        assert got[s] == [r["text"] for r, a in zip(rows, assigned, strict=True) if a == i]
+    assert min(len(got["train"]), len(got["validation"]) + len(got["test"])) > 0
+    # No exact duplicate (up to case/whitespace) and no cluster spans two splits.
+    split_of_norm: dict[str, set[str]] = {}
+    split_of_cluster: dict[str, set[str]] = {}
+    for r, a in zip(rows, assigned, strict=True):
+        split_of_norm.setdefault(" ".join(r["text"].lower().split()), set()).add(SPLITS[a])
+        if r["cluster_id"] is not None:
+            split_of_cluster.setdefault(r["cluster_id"], set()).add(SPLITS[a])
+    assert all(len(v) == 1 for v in split_of_cluster.values())
+    assert all(len(v) == 1 for v in split_of_norm.values())  # exact dups (up to case/space) together
+    assert sum(1 for r in rows if r["text"].startswith("  ")) > 5  # duplicates were planted
+
+    before = {p.name: p.read_bytes() for p in out.glob("*.*") if p.suffix in (".bin", ".idx")}
+    again = tokenize_corpus(root, bpe, out, workers=2)
+    assert again.get("resumed") is True
+    (out / "tokenize.json").unlink()
+    (out / "parts" / "00001-0000-part-00001.done.json").unlink()
+    third = tokenize_corpus(root, bpe, out, workers=1)
+    assert third["resumed_pieces"] == 3 and third["splits"] == res["splits"]
+    assert {p.name: p.read_bytes() for p in out.glob("*.*") if p.suffix in (".bin", ".idx")} == before
+    assert not (out / "parts").exists()
+    # Cutting shards into many small row ranges (units of work) gives the same bytes.
+    fine = tokenize_corpus(root, bpe, tmp_path / "fine", workers=1, piece_bytes=300, batch_rows=7)
+    assert fine["pieces"] > 20
+    assert {p.name: p.read_bytes() for p in (tmp_path / "fine").glob("*.*") if p.suffix in (".bin", ".idx")} == before
+
+
+def test_split_assignment_deterministic_by_seed():
+    keys = [f"doc {i}".encode() for i in range(2000)]
+    a, b, c = assign_splits(keys, (0.8, 0.1, 0.1), 0), assign_splits(keys, (0.8, 0.1, 0.1), 0), \
+        assign_splits(keys, (0.8, 0.1, 0.1), 1)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert np.array_equal(assign_splits(keys[::-1], (0.8, 0.1, 0.1), 0), a[::-1])  # order-independent
+    shares = np.bincount(a, minlength=3) / len(keys)
+    assert np.allclose(shares, [0.8, 0.1, 0.1], atol=0.03)
+    assert set(assign_splits(keys, (0, 1, 0), 5).tolist()) == {1}
+    g = group_keys(["A  b", "a\u00a0b\n", "x", "y"], [None, None, "k", "k"])
+    assert g[0] == g[1] and g[2] == g[3] and g[0] != g[2]
+
+
+def test_int32_shards_for_a_big_vocab(tmp_path):
+    words = [f"w{i}" for i in range(70_000)]
+    vocab = {t: i for i, t in enumerate(["<|endoftext|>", "[UNK]", *words])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    folder = save_tokenizer(tok, tmp_path / "wl")
+    root = tmp_path / "corpus"
+    texts = ["w1 w69999 w65535", "w0 w65500", "w5"]
+    write_parquet(pl.DataFrame({"id": ["a", "b", "c"], "text": texts}), root / "data" / "p.parquet")
+    write_manifest(root, [root / "data" / "p.parquet"])
+    tokenize_corpus(root, folder, tmp_path / "tok", workers=1, split=(1, 0, 0))
+    ds = IndexedDataset(tmp_path / "tok" / "train")
+    assert ds.dtype == np.int32 and (tmp_path / "tok" / "train.idx").read_bytes()[17] == 4
+    assert ds[0].tolist() == [3, 70001, 65537, 0]
+    assert verify(tmp_path / "tok" / "train", folder) == []
+
+
+def test_assistant_loss_mask(bpe, tmp_path):
+    root = tmp_path / "corpus"
+    chat = "<|system|>be brief<|end|><|user|>hi there<|end|><|assistant|>hello<|end|>"
+    write_parquet(pl.DataFrame({"id": ["a", "b"], "text": [chat, "plain"]}), root / "data" / "p.parquet")
+    write_manifest(root, [root / "data" / "p.parquet"])
+    tokenize_corpus(root, bpe, tmp_path / "tok", workers=1, split=(1, 0, 0), loss_mask="assistant")
+    ds = IndexedDataset(tmp_path / "tok" / "train")
+    tok = load_tokenizer(bpe)
+    ids, mask = ds[0].tolist(), ds.mask(0).tolist()
+    targets = [i for i, m in zip(ids, mask, strict=True) if m]
+    assert tok.decode(targets, skip_special_tokens=False) == "hello<|end|>"
+    assert ds.mask(1).tolist() == [0] * len(ds[1])
+    assert verify(tmp_path / "tok" / "train", bpe) == []
+
+
+def test_tokenize_operator_in_a_pipeline(tmp_path, bpe):
+    from corpus import InputSpec, Pipeline, registry
+    from stages.tokenize import Tokenize
+
+    assert registry.get("tokenize") is Tokenize
+
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a.jsonl").write_text("".join(f'{{"text": "document number {i} here"}}\n' for i in range(20)))
+    Pipeline([Tokenize(tokenizer=str(bpe), output=str(tmp_path / "tok"), split=[0.5, 0.25, 0.25])]).run(
+        inputs=[InputSpec(source="s", path=str(src))], output=tmp_path / "out", workers=1, quiet=True)
+    total = sum(len(IndexedDataset(tmp_path / "tok" / s)) for s in SPLITS)
+    assert total == 20 and all(verify(tmp_path / "tok" / s, bpe) == [] for s in SPLITS)
+    assert len(pl.read_parquet(tmp_path / "out" / "data")) == 20
