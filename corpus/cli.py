@@ -90,6 +90,51 @@ def _cmd_profile(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _cmd_tokenizer_train(args: argparse.Namespace, console: Console) -> int:
+    from stages.tokenizer import import_tokenizer, train_tokenizer
+
+    if args.from_path:
+        out = import_tokenizer(Path(args.from_path), Path(args.out))
+    else:
+        out = train_tokenizer(Path(args.corpus), Path(args.out), kind=args.kind, vocab_size=args.vocab_size,
+                              min_frequency=args.min_frequency, max_docs=args.max_docs)
+    console.print(f"[green]tokenizer[/]: {out} (loads with PreTrainedTokenizerFast.from_pretrained)")
+    return 0
+
+
+def _cmd_tokenize(args: argparse.Namespace, console: Console) -> int:
+    from stages.tokenize import tokenize_corpus
+
+    split = tuple(float(x) for x in args.split.split(","))
+    if len(split) != 3 or abs(sum(split) - 1.0) > 1e-6 or min(split) < 0:
+        raise ValueError(f"--split must be three non-negative fractions adding up to 1, got {args.split}")
+    summary = tokenize_corpus(Path(args.corpus), Path(args.tokenizer), Path(args.out), workers=args.workers,
+                              split=split, seed=args.seed)  # type: ignore[arg-type]
+    console.print_json(data=summary)
+    return 0
+
+
+def _cmd_shards(args: argparse.Namespace, console: Console) -> int:
+    from corpus import shards
+
+    if args.action == "inspect":
+        console.print_json(data=shards.inspect(args.prefix[0], tokenizer=args.tokenizer, samples=args.samples))
+        return 0
+    if args.action == "verify":
+        errors = []
+        for prefix in args.prefix:
+            errors += [f"{prefix}: {e}" for e in shards.verify(prefix, tokenizer=args.tokenizer)]
+        for e in errors:
+            console.print(f"[red]{e}[/]")
+        if not errors:
+            console.print(f"[green]ok[/]: {len(args.prefix)} shard set(s) verified")
+        return 1 if errors else 0
+    if not args.out:
+        raise ValueError("shards merge needs --out PREFIX")
+    console.print_json(data=shards.merge(args.prefix, args.out))
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace, console: Console) -> int:
     from corpus.report import write_report
 
@@ -160,6 +205,35 @@ def build_parser() -> argparse.ArgumentParser:
     pf.add_argument("-w", "--workers", type=int, default=2)
     pf.set_defaults(fn=_cmd_profile)
 
+    tk = sub.add_parser("tokenizer", help="train a tokenizer on a corpus, or import one from a local path")
+    tks = tk.add_subparsers(dest="action", required=True, metavar="ACTION")
+    tt = tks.add_parser("train", help="train byte-level BPE or Unigram (HF tokenizers) on a corpus folder")
+    tt.add_argument("corpus", nargs="?", help="a corpus folder (manifest.json + data/)")
+    tt.add_argument("--out", required=True, help="tokenizer folder to write (HF format)")
+    tt.add_argument("--kind", choices=["bpe", "unigram"], default="bpe")
+    tt.add_argument("--vocab-size", type=int, default=32000)
+    tt.add_argument("--min-frequency", type=int, default=2)
+    tt.add_argument("--max-docs", type=int, help="train on at most this many documents")
+    tt.add_argument("--from", dest="from_path", help="import tokenizer.json or a tokenizer folder instead")
+    tt.set_defaults(fn=_cmd_tokenizer_train)
+
+    tz = sub.add_parser("tokenize", help="tokenize a corpus into Megatron .bin/.idx shards per split")
+    tz.add_argument("corpus", help="a corpus folder (manifest.json + data/)")
+    tz.add_argument("--tokenizer", required=True, help="tokenizer folder or tokenizer.json")
+    tz.add_argument("--out", required=True, help="output folder for {train,validation,test}.bin/.idx")
+    tz.add_argument("--split", default="0.8,0.1,0.1", help="train,validation,test fractions")
+    tz.add_argument("--seed", type=int, default=0)
+    tz.add_argument("-w", "--workers", type=int, default=2)
+    tz.set_defaults(fn=_cmd_tokenize)
+
+    sh = sub.add_parser("shards", help="inspect, verify or merge tokenized .bin/.idx shard sets")
+    sh.add_argument("action", choices=["inspect", "verify", "merge"])
+    sh.add_argument("prefix", nargs="+", help="shard set prefix(es), e.g. out/tokens/train")
+    sh.add_argument("--tokenizer", help="tokenizer, to decode samples and check ids")
+    sh.add_argument("--samples", type=int, default=1, help="inspect: documents to decode")
+    sh.add_argument("--out", help="merge: output prefix")
+    sh.set_defaults(fn=_cmd_shards)
+
     rp = sub.add_parser("report", help="(re)write the HTML + JSON data quality report of a run")
     rp.add_argument("output", help="a run's output folder")
     rp.add_argument("--run", help="run id (default: the latest)")
@@ -192,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     from corpus.registry import UnknownOperator
     from corpus.work import OperatorError
 
-    expected = (ConfigError, PipelineError, LockedError, InputError, UnknownOperator, FileNotFoundError,
+    expected = (ValueError, ConfigError, PipelineError, LockedError, InputError, UnknownOperator, FileNotFoundError,
                 LostRecordsError, OperatorError)
     try:
         return args.fn(args, console)

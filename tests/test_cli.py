@@ -89,3 +89,24 @@ def test_profile_command(tmp_path: Path):
     assert prof["overall"]["docs"] == n
     assert sum(prof["overall"]["quarantined"].values()) == 1
     assert f"{n:,}" in res.stdout
+
+
+def test_tokenizer_tokenize_and_shard_tools(tmp_path: Path):
+    make_jsonl_corpus(tmp_path / "in", files=2, docs_per_file=80)
+    cfg = write_config(tmp_path / "c.yaml", CONFIG.format(out=tmp_path / "out", inp=tmp_path / "in",
+                                                         op="exact_dedup"))
+    assert run_cli("run", str(cfg), "--quiet").returncode == 0
+    tok, tokens = tmp_path / "tok", tmp_path / "tokens"
+    res = run_cli("tokenizer", "train", str(tmp_path / "out"), "--out", str(tok), "--vocab-size", "400")
+    assert res.returncode == 0, res.stderr
+    res = run_cli("tokenize", str(tmp_path / "out"), "--tokenizer", str(tok), "--out", str(tokens), "-w", "1")
+    assert res.returncode == 0, res.stderr
+    res = run_cli("shards", "verify", str(tokens / "train"), str(tokens / "test"), "--tokenizer", str(tok))
+    assert res.returncode == 0 and "2 shard set(s) verified" in res.stdout, res.stdout + res.stderr
+    res = run_cli("shards", "merge", str(tokens / "train"), str(tokens / "test"), "--out", str(tokens / "all"))
+    assert res.returncode == 0, res.stderr
+    (tokens / "all.idx").write_bytes((tokens / "all.idx").read_bytes()[:-8])  # corrupt the index
+    res = run_cli("shards", "verify", str(tokens / "all"))
+    assert res.returncode == 1 and "all" in res.stdout
+    res = run_cli("tokenize", str(tmp_path / "out"), "--tokenizer", str(tok), "--out", str(tokens), "--split", "1,1,1")
+    assert res.returncode == 2 and "--split" in res.stderr and "Traceback" not in res.stderr
