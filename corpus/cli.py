@@ -20,6 +20,7 @@ EXAMPLES = """examples:
   corpus profile examples/data/web --text-key content   profile raw input
   corpus export out/quickstart out/jsonl         write the corpus as JSONL
   corpus ops                                     list operators (built-in and plugins)
+  corpus train pretrain examples/train/pretrain.yaml   train a model (plugins: corpus train list)
 """
 
 
@@ -147,7 +148,11 @@ def _cmd_ops(args: argparse.Namespace, console: Console) -> int:
     from corpus import registry
 
     for name in registry.names():
-        cls = registry.get(name)
+        try:
+            cls = registry.get(name)
+        except registry.UnknownOperator as exc:  # one broken plugin must not hide the others
+            console.print(f"[red]{name}[/] (unavailable) {exc}")
+            continue
         doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
         console.print(f"[bold]{name}[/] ({cls.kind}) needs {list(cls.needs)} adds {list(cls.adds)}  {doc}")
     return 0
@@ -233,6 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--samples", type=int, default=1, help="inspect: documents to decode")
     sh.add_argument("--out", help="merge: output prefix")
     sh.set_defaults(fn=_cmd_shards)
+
+    from plugins.cli import add_train_parser
+
+    add_train_parser(sub)  # corpus train PLUGIN config.yaml | corpus train sweep sweep.yaml | corpus train list
 
     rp = sub.add_parser("report", help="(re)write the HTML + JSON data quality report of a run")
     rp.add_argument("output", help="a run's output folder")

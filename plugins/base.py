@@ -1,0 +1,279 @@
+"""The training-plugin contract: a named stage with a typed config validated from YAML.
+
+A plugin is a class with a ``name``, a ``config_class`` (a dataclass deriving from ``PluginConfig``)
+and ``run(config, out_dir) -> TrainResult``. Configs are YAML files, parsed safely and validated in
+full before anything runs, every error with its file, line and key (the same machinery as pipeline
+configs, ``corpus.config``)::
+
+    sft.yaml:14: train.lr: expected float, got str 'fast'
+    sft.yaml:9: model.hiden_size: unknown parameter (did you mean 'hidden_size'?); known: ...
+
+Nested mappings become nested dataclasses; lists of mappings become lists of dataclasses. Relative
+paths in a config resolve against ``base_dir`` when set, else against the config file's folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import yaml
+
+from corpus.config import ConfigError, _line_map, build_dataclass
+
+__all__ = ["ConfigError", "PluginConfig", "TrainConfig", "TrainPlugin", "TrainResult", "load_plugin_config",
+           "parse_config"]
+
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+@dataclass
+class TrainConfig:
+    """The shared trainer's knobs (the ``train:`` section of every plugin config)."""
+
+    lr: float = 3e-4
+    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
+    warmup_steps: int = 0
+    weight_decay: float = 0.1  # not applied to biases and norm weights
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    eps: float = 1e-8
+    batch_size: int = 8  # rows per micro-batch per process
+    grad_accum: int = 1  # micro-batches per optimizer step
+    grad_clip: float = 1.0  # max global grad norm; 0: off
+    epochs: float = 1.0  # used when max_steps is 0; may be fractional
+    max_steps: int = 0  # optimizer steps; 0: from epochs
+    precision: str = "auto"  # auto: bf16 autocast on CUDA with bf16 support, fp32 elsewhere
+    seed: int = 0
+    deterministic: bool = True  # deterministic kernels where torch has them (warns where it has not)
+    eval_every: int = 100  # steps between evaluations (0: only at the end)
+    eval_batches: int = 0  # validation micro-batches per evaluation (0: the whole validation set)
+    save_every: int = 0  # steps between resumable checkpoints (0: at each evaluation)
+    keep_checkpoints: int = 1  # resumable checkpoints kept (the latest N)
+    early_stopping_patience: int = 0  # evaluations without improvement before stopping (0: never stop)
+    early_stopping_min_delta: float = 0.0
+    resume: bool = True  # continue from the run folder's latest checkpoint when there is one
+    log_every: int = 10
+    progress: bool = True  # progress bar on a terminal (log lines otherwise)
+    tensorboard: bool = True
+    peak_tflops: float = 0.0  # per device, for MFU; 0: a documented guess for the device
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (0 <= self.min_lr_ratio <= 1, "min_lr_ratio must be in [0, 1]"),
+            (self.batch_size >= 1 and self.grad_accum >= 1, "batch_size and grad_accum must be >= 1"),
+            (self.max_steps > 0 or self.epochs > 0, "set max_steps or epochs (> 0)"),
+            (self.warmup_steps >= 0 and self.grad_clip >= 0, "warmup_steps and grad_clip must be >= 0"),
+            (len(self.betas) == 2, f"betas must be two numbers, got {self.betas}"),
+            (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}"),
+            (self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1"),
+            (self.log_every >= 1, "log_every must be >= 1"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(msg)
+
+
+@dataclass
+class PluginConfig:
+    """Keys every plugin config has; plugins subclass this and add their own sections."""
+
+    output: str = ""  # run folder (checkpoints, metrics, final model); relative to the config file
+    plugin: str = ""  # optional: the plugin this config is for (checked when given)
+    base_dir: str = ""  # folder relative paths resolve against (default: the config file's folder)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def path(self, value: str | Path) -> Path:
+        """A path from the config, resolved against base_dir."""
+        p = Path(value).expanduser()
+        return p if p.is_absolute() or not self.base_dir else Path(self.base_dir) / p
+
+
+@dataclass
+class TrainResult:
+    """What a training run returns (also written to ``<out>/result.json``)."""
+
+    out_dir: Path
+    steps: int
+    tokens: int
+    best_val_loss: float | None
+    final_metrics: dict[str, float]
+    final_dir: Path | None
+    best_dir: Path | None
+    stopped_early: bool = False
+    resumed_from: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        for k in ("out_dir", "final_dir", "best_dir"):
+            d[k] = None if d[k] is None else str(d[k])
+        return d
+
+
+class TrainPlugin(ABC):
+    """Subclass, set ``name`` and ``config_class``, implement ``run``; register the class under the
+    ``corpusforge.plugins`` entry-point group."""
+
+    name: ClassVar[str]
+    config_class: ClassVar[type[PluginConfig]]
+
+    @abstractmethod
+    def run(self, config: Any, out_dir: Path) -> TrainResult: ...
+
+
+# ---------------------------------------------------------------- config loading
+
+
+def _is_dataclass_type(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _accepts_float(tp: Any) -> bool:
+    if tp is float:
+        return True
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return float in typing.get_args(tp)
+    return False
+
+
+def _coerce_float(value: Any) -> Any:
+    # PyYAML reads `3e-4` (no dot) as a string: accept it where a float is expected.
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def build_section(cls: type, data: Any, where: str, lines: dict, path: tuple, errors: list[str],
+                  root: str = "") -> Any:
+    """``build_dataclass`` with nested dataclass sections (and lists of them) built first. ``where`` is
+    the dotted name of this section ('' at the top, where ``root`` names it in messages)."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        errors.append(f"{lines.get(path, 0)}: {where}: expected a mapping, got {type(data).__name__} {data!r}")
+        return None
+    hints = typing.get_type_hints(cls)
+    params = dict(data)
+    failed = False
+    for f in dataclasses.fields(cls):
+        if f.name not in params or not f.init:
+            continue
+        tp, value = hints[f.name], params[f.name]
+        sub = f"{where}.{f.name}" if where else f.name
+        if _is_dataclass_type(tp):
+            built = build_section(tp, value, sub, lines, path + (f.name,), errors)
+        elif typing.get_origin(tp) is list and _is_dataclass_type((typing.get_args(tp) or (None,))[0]):
+            item_tp = typing.get_args(tp)[0]
+            if not isinstance(value, list):
+                errors.append(f"{lines.get(path + (f.name,), 0)}: {sub}: expected a list of mappings")
+                built = None
+            else:
+                items = [build_section(item_tp, v, f"{sub}[{i}]", lines, path + (f.name, i), errors)
+                         for i, v in enumerate(value)]
+                built = None if any(x is None for x in items) else items
+        else:
+            if _accepts_float(tp):
+                params[f.name] = _coerce_float(value)
+            continue
+        if built is None:
+            failed = True
+            params.pop(f.name)  # still check the other keys of this section
+        else:
+            params[f.name] = built
+    obj = build_dataclass(cls, params, where or root or cls.__name__, lines, path, errors)
+    return None if failed else obj
+
+
+def _set_dotted(data: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = data
+    for k in keys[:-1]:
+        if not isinstance(node.get(k), dict):
+            node[k] = {}
+        node = node[k]
+    node[keys[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``train.lr=1e-4`` -> ('train.lr', 1e-4); the value is parsed as YAML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError([f"--set {text!r}: expected KEY=VALUE, e.g. train.lr=3e-4"])
+    return key.strip(), _coerce_float(yaml.safe_load(raw)) if raw.strip() else None
+
+
+def parse_config(cls: type[PluginConfig], data: Any, *, source: str, lines: dict | None = None,
+                 base_dir: Path | None = None, plugin: str = "", output: str | Path | None = None,
+                 overrides: typing.Iterable[tuple[str, Any]] = ()) -> Any:
+    """Validate a config mapping into ``cls``; raise ConfigError listing every problem (``source:line: ...``)."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"{source}: expected a mapping of config keys"])
+    data = dict(data)
+    for key, value in overrides:
+        _set_dotted(data, key, value)
+    if output is not None:
+        data["output"] = str(output)
+    lines = lines or {}
+    if plugin and data.get("plugin") not in (None, "", plugin):  # say this first: every other error would follow
+        raise ConfigError([f"{source}:{lines.get(('plugin',), 0)}: plugin: this config is for "
+                           f"'{data['plugin']}', not '{plugin}'"])
+    errors: list[str] = []
+    cfg = build_section(cls, data, "", lines, (), errors, root=plugin)
+    if cfg is not None:
+        if not cfg.output:
+            errors.append(f"{lines.get(('output',), 1)}: output: required, a folder (or pass --output)")
+    if errors:
+        raise ConfigError([f"{source}:{e}" for e in errors])
+    cfg.plugin = cfg.plugin or plugin
+    base = Path(cfg.base_dir).expanduser() if cfg.base_dir else (base_dir or Path.cwd())
+    cfg.base_dir = str(base.resolve())
+    cfg.output = os.path.abspath(cfg.path(cfg.output) if output is None else cfg.output)
+    return cfg
+
+
+def read_yaml(path: str | Path) -> tuple[Any, dict]:
+    """(data, line map) of a YAML file, parsed safely; ConfigError if unreadable or invalid."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"cannot read config {path}: {exc}"]) from exc
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{path}: not valid YAML: {exc}"]) from exc
+    return data, (_line_map(node) if node is not None else {})
+
+
+def load_plugin_config(cls: type[PluginConfig], path: str | Path, *, plugin: str = "",
+                       output: str | Path | None = None, overrides: typing.Iterable[str] = ()) -> Any:
+    """Read and validate a plugin's YAML config. ``overrides``: ``KEY=VALUE`` strings (``train.lr=1e-4``)."""
+    path = Path(path)
+    data, lines = read_yaml(path)
+    return parse_config(cls, data, source=str(path), lines=lines, base_dir=path.resolve().parent, plugin=plugin,
+                        output=output, overrides=[parse_override(o) for o in overrides])
+
+
+def suggest(name: str, known: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """A config dataclass as plain data (for snapshots and sweeps)."""
+    return dataclasses.asdict(cfg)

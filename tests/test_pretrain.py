@@ -1,0 +1,128 @@
+"""Pretraining: loss falls, HF round trip, document masking, MLM statistics, span-corruption layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from trainkit import pretrain_config, read_metrics, shards  # noqa: F401 (fixture)
+
+import plugins
+from plugins.models import ModelConfig, SpecialIds, build_model
+from plugins.packing import IGNORE, ShardRows
+from plugins.pretrain import build_task, mlm_mask, random_spans_mask, span_corrupt, span_lengths
+from plugins.trainer import Runtime, Trainer
+
+
+def test_causal_loss_falls_and_hf_round_trip(tmp_path: Path, shards):  # noqa: F811
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    _, tokens = shards
+    cfg = pretrain_config(tmp_path, tokens, train={"max_steps": 24, "eval_every": 12, "log_every": 4, "lr": 5e-3},
+                          samples={"count": 1, "max_new_tokens": 4})
+    rt = Runtime.create(cfg.train)
+    task = build_task(cfg, rt)
+    result = Trainer(task, cfg.train, tmp_path, rt).fit()
+    losses = [r["loss"] for r in read_metrics(tmp_path)]
+    evals = read_metrics(tmp_path, "eval")
+    assert losses[-1] < losses[0] - 0.8, losses
+    assert evals[-1]["val_loss"] < evals[0]["val_loss"] and evals[-1]["val_ppl"] < 80
+    assert isinstance(evals[0]["samples"][0], str) and evals[0]["samples"][0]
+
+    loaded = AutoModelForCausalLM.from_pretrained(result.final_dir).eval()
+    tok = AutoTokenizer.from_pretrained(result.final_dir)
+    ids = torch.tensor([tok("the cat sees the moon.")["input_ids"]])
+    task.model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids).logits, task.model(ids).logits, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_document_masking_matches_separate_documents(arch: str):
+    """A packed row with restarted positions gives each document exactly its stand-alone logits."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(arch=arch, hidden_size=32, layers=2, heads=4), "causal", 50, 32,
+                        SpecialIds(eos=0, pad=1)).eval()
+    a, b = torch.randint(2, 50, (1, 7)), torch.randint(2, 50, (1, 9))
+    packed = torch.cat([a, b], 1)
+    pos = torch.cat([torch.arange(7), torch.arange(9)]).unsqueeze(0)
+    with torch.no_grad():
+        both = model(input_ids=packed, position_ids=pos, use_cache=False).logits
+        torch.testing.assert_close(both[:, :7], model(a, use_cache=False).logits, atol=1e-5, rtol=0)
+        torch.testing.assert_close(both[:, 7:], model(b, use_cache=False).logits, atol=1e-5, rtol=0)
+        leaky = model(input_ids=packed, use_cache=False).logits  # without the reset, b sees a
+        assert (leaky[:, 7:] - both[:, 7:]).abs().max() > 1e-3
+
+
+def test_shard_rows_over_the_packed_dataset(shards):  # noqa: F811
+    from plugins.data import PackedDataset
+
+    _, tokens = shards
+    rows = ShardRows([tokens / "train"], 32, seed=3)
+    ds = PackedDataset([tokens / "train"], 32, seed=3, use_loss_mask=False)
+    assert len(rows) == len(ds) > 10
+    for i in (0, 5, len(ds) - 1):
+        r, ref = rows.row(0, i), ds[i]
+        assert all(np.array_equal(r[k], ref[k].numpy()) for k in ref)
+        keep = r["labels"] != IGNORE
+        starts = np.flatnonzero(np.diff(r["document_ids"])) + 1
+        assert (r["position_ids"][starts] == 0).all() and (~keep).sum() >= len(starts)
+    plain = ShardRows([tokens / "train"], 32, seed=3, document_mask=False).row(0, 5)
+    assert plain["position_ids"].tolist() == list(range(32)) and (plain["labels"] != IGNORE).all()
+    np.testing.assert_array_equal(plain["input_ids"], rows.row(0, 5)["input_ids"])
+
+
+def test_mlm_mask_rates_and_80_10_10():
+    rng = np.random.default_rng(0)
+    specials = np.array([0, 1])
+    tokens = rng.integers(0, 1000, size=200_000)
+    inputs, labels = mlm_mask(tokens, rng, rate=0.15, mask_id=1000, vocab_size=1000, special_ids=specials)
+    sel = labels != IGNORE
+    maskable = ~np.isin(tokens, specials)
+    assert not sel[~maskable].any()  # special tokens are never selected
+    assert sel[maskable].mean() == pytest.approx(0.15, abs=0.005)
+    np.testing.assert_array_equal(labels[sel], tokens[sel])
+    masked = inputs[sel] == 1000
+    unchanged = inputs[sel] == tokens[sel]
+    random_ = ~masked & ~unchanged
+    assert masked.mean() == pytest.approx(0.8, abs=0.01)
+    # "random" draws the original token 1 in 1000 times, so unchanged is 10% + a hair
+    assert unchanged.mean() == pytest.approx(0.1, abs=0.01) and random_.mean() == pytest.approx(0.1, abs=0.01)
+    assert (inputs[~sel] == tokens[~sel]).all()
+    one = mlm_mask(np.array([5, 6]), np.random.default_rng(1), rate=1e-9, mask_id=9, vocab_size=9,
+                   special_ids=specials)[1]
+    assert (one != IGNORE).sum() == 1  # never a row without targets
+
+
+def test_span_corruption_layout_known_example():
+    tokens = np.arange(10, 20)  # 10 .. 19
+    noise = np.array([0, 0, 1, 1, 0, 0, 0, 1, 0, 1], dtype=bool)
+    enc, dec = span_corrupt(tokens, noise, first_sentinel=100, eos=1)
+    assert enc.tolist() == [10, 11, 100, 14, 15, 16, 101, 18, 102, 1]
+    assert dec.tolist() == [100, 12, 13, 101, 17, 102, 19, 1]
+    rng = np.random.default_rng(0)
+    for length in (32, 64, 100):
+        n_noise, n_spans = span_lengths(length, 0.15, 3.0)
+        m = random_spans_mask(length, 0.15, 3.0, rng)
+        assert m.sum() == n_noise and not m[0]  # starts with kept text
+        assert (np.diff(m.astype(int)) == 1).sum() == n_spans
+
+
+@pytest.mark.parametrize("objective,metric,auto", [("mlm", "val_mlm_acc", "AutoModelForMaskedLM"),
+                                                   ("span", "val_span_acc", "AutoModelForSeq2SeqLM")])
+def test_other_objectives_train_and_save(tmp_path: Path, shards, objective: str, metric: str, auto: str):  # noqa: F811
+    import transformers
+
+    tok, tokens = shards
+    cfg = pretrain_config(tmp_path, tokens, objective=objective, train={"max_steps": 10, "eval_every": 5, "lr": 5e-3})
+    result = plugins.run("pretrain", cfg)
+    evals = read_metrics(tmp_path, "eval")
+    assert metric in evals[-1] and evals[-1]["val_loss"] < evals[0]["val_loss"] + 0.05
+    train = [r["loss"] for r in read_metrics(tmp_path)]
+    assert np.mean(train[-3:]) < np.mean(train[:3])
+    model = getattr(transformers, auto).from_pretrained(result.final_dir)
+    saved_tok = transformers.AutoTokenizer.from_pretrained(result.final_dir)
+    extra = "<|mask|>" if objective == "mlm" else "<extra_id_0>"
+    assert saved_tok.convert_tokens_to_ids(extra) < model.config.vocab_size

@@ -1,0 +1,230 @@
+"""SFT: target masks from token spans (known answers), truncation, packing, mixtures, few-shot, end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers
+from trainkit import QUIET, TINY_MODEL, read_metrics, shards  # noqa: F401 (fixture)
+from transformers import PreTrainedTokenizerFast
+
+import plugins
+from plugins.base import parse_config
+from plugins.packing import IGNORE, PackedExamples
+from plugins.sft import (
+    ChatEncoder,
+    ChatTemplateError,
+    SFTConfig,
+    SFTDataError,
+    SFTDataset,
+    mixture,
+    to_messages,
+    truncate,
+    with_few_shot,
+)
+from plugins.trainer import EmptyTargetsError, check_targets
+from stages.tokenizer import CHAT_TEMPLATE, SPECIAL_TOKENS
+
+# ids: 0 <|endoftext|> 1 <|pad|> 2 <|system|> 3 <|user|> 4 <|assistant|> 5 <|end|>, then the words
+WORDS = "hi hello there bye be nice ok two plus is four".split()
+ID = {w: i for i, w in enumerate(list(SPECIAL_TOKENS) + WORDS)}
+SYS, USR, AST, END = ID["<|system|>"], ID["<|user|>"], ID["<|assistant|>"], ID["<|end|>"]
+
+
+@pytest.fixture(scope="module")
+def wordtok() -> PreTrainedTokenizerFast:
+    """A word-level tokenizer, so every expected id below can be written by hand."""
+    tok = Tokenizer(models.WordLevel(ID, unk_token="<|pad|>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.add_special_tokens(list(SPECIAL_TOKENS))
+    t = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|pad|>")
+    t.chat_template = CHAT_TEMPLATE
+    return t
+
+
+def m(role: str, content: str, train: bool = True) -> dict:
+    return {"role": role, "content": content, "train": train}
+
+
+def test_single_turn_mask_known_answer(wordtok):
+    ids, mask = ChatEncoder(wordtok).encode([m("system", "be nice"), m("user", "hi"), m("assistant", "hello there")])
+    assert ids.tolist() == [SYS, ID["be"], ID["nice"], END, USR, ID["hi"], END, AST, ID["hello"], ID["there"], END]
+    assert mask.tolist() == [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1]  # the reply and its end marker; no system/prompt
+    row = PackedExamples([(ids, mask)], 16, pad_id=1).row(0, 0)
+    # the first reply token is a target: its label sits on the <|assistant|> marker
+    assert row["labels"][:11].tolist() == [IGNORE] * 7 + [ID["hello"], ID["there"], END, IGNORE]
+
+
+def test_multi_turn_and_last_only(wordtok):
+    conv = [m("user", "hi"), m("assistant", "hello"), m("user", "two plus two"), m("assistant", "four")]
+    ids, mask = ChatEncoder(wordtok).encode(conv)
+    assert ids.tolist() == [USR, ID["hi"], END, AST, ID["hello"], END, USR, ID["two"], ID["plus"], ID["two"], END,
+                            AST, ID["four"], END]
+    assert mask.tolist() == [0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 1, 1]
+    _, last = ChatEncoder(wordtok, train_on="last").encode(conv)
+    assert last.tolist() == [0] * 12 + [1, 1]
+    _, everything = ChatEncoder(wordtok, train_on="all").encode(conv)
+    assert everything.all()
+
+
+def test_truncation(wordtok):
+    ids, mask = ChatEncoder(wordtok).encode([m("user", "hi"), m("assistant", "hello there bye")])
+    assert mask.tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+    cut = truncate(ids, mask, 6, "right")
+    assert cut is not None and cut[0].tolist() == ids[:6].tolist() and cut[1].tolist() == [0, 0, 0, 0, 1, 1]
+    assert truncate(ids, mask, 4, "right") is None  # only the prompt is left: nothing to learn, dropped
+    assert truncate(ids, mask, 6, "drop") is None
+    assert truncate(ids, mask, 8, "drop") is not None
+
+
+def test_template_that_is_not_prefix_stable_is_an_error(wordtok):
+    # The generation prompt differs from how a finished reply is rendered.
+    bad = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
+           "{% if add_generation_prompt %}<|user|>{% endif %}")
+    with pytest.raises(ChatTemplateError, match="not prefix-stable at message 1"):
+        ChatEncoder(wordtok, template=bad).encode([m("user", "hi"), m("assistant", "ok")])
+
+
+def test_empty_mask_batch_raises():
+    rows = PackedExamples([(np.array([3, 6, 5, 4, 7]), np.zeros(5, dtype=np.uint8))], 8, pad_id=1)
+    batch = {k: torch.from_numpy(v[None]) for k, v in rows.row(0, 0).items()}
+    with pytest.raises(EmptyTargetsError, match="assistant mask is empty"):
+        check_targets(batch, "step 1")
+
+
+def test_records_field_mapping_and_few_shot(wordtok):
+    share = SFTDataset(path="x", role_map={"human": "user", "gpt": "assistant"}, messages_key="conversations",
+                       role_key="from", content_key="value")
+    msgs = to_messages({"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello"}]},
+                       share, system_prompt="be nice")
+    assert [(x["role"], x["content"]) for x in msgs] == [("system", "be nice"), ("user", "hi"), ("assistant", "hello")]
+    alpaca = SFTDataset(path="x", prompt_template="{instruction} {input}", response_key="output")
+    msgs = to_messages({"instruction": "two plus", "input": "two", "output": "four"}, alpaca)
+    assert [x["content"] for x in msgs] == ["two plus two", "four"]
+    with pytest.raises(SFTDataError, match="role 'bot' is not one of"):
+        to_messages({"messages": [{"role": "bot", "content": "x"}]}, SFTDataset(path="x"))
+
+    shots = [[m("user", "hi"), m("assistant", "hello")]]
+    conv = with_few_shot([m("system", "be nice"), m("user", "two plus two"), m("assistant", "four")], shots)
+    assert [x["role"] for x in conv] == ["system", "user", "assistant", "user", "assistant"]
+    ids, mask = ChatEncoder(wordtok).encode(conv)
+    assert ids[mask == 1].tolist() == [ID["four"], END]  # the exemplar's reply is context, not a target
+
+
+def test_packing_keeps_examples_whole_and_separate():
+    rng = np.random.default_rng(0)
+    ex = [(rng.integers(6, 40, size=n), (rng.random(n) < 0.5).astype(np.uint8)) for n in (5, 9, 3, 12, 7, 4)]
+    rows = PackedExamples(ex, 16, pad_id=1)
+    seen = sorted(i for b in rows.bins for i in b)
+    assert seen == list(range(6)) and all(sum(len(ex[i][0]) for i in b) <= 16 for b in rows.bins)
+    for r in range(len(rows)):
+        row = rows.row(0, r)
+        for j, e in enumerate(rows.bins[r]):
+            ids, mask = ex[e]
+            sel = row["document_ids"] == j
+            assert row["input_ids"][sel].tolist() == ids.tolist()
+            assert row["position_ids"][sel].tolist() == list(range(len(ids)))
+            expect = np.where(mask[1:] > 0, ids[1:], IGNORE).tolist() + [IGNORE]
+            assert row["labels"][sel].tolist() == expect  # no label reaches into the next example
+
+
+def test_pretokenized_shards_with_a_loss_mask(tmp_path: Path):
+    from corpus.shards import write_documents
+    from plugins.sft import _shard_examples
+
+    write_documents(tmp_path / "chat", [[3, 6, 5, 4, 7, 5], [3, 8, 5, 4, 9, 5]], 20,
+                    masks=[[0, 0, 0, 0, 1, 1], [0, 0, 0, 0, 1, 1]])
+    ex = _shard_examples(tmp_path / "chat")
+    assert [(i.tolist(), m.tolist()) for i, m in ex][1] == ([3, 8, 5, 4, 9, 5], [0, 0, 0, 0, 1, 1])
+    write_documents(tmp_path / "plain", [[3, 6, 5]], 20)
+    with pytest.raises(SFTDataError, match="need a loss mask"):
+        _shard_examples(tmp_path / "plain")
+
+
+def test_mixture_follows_weights():
+    picks = mixture([50, 10, 0], [3.0, 1.0, 5.0], 400, seed=0)
+    counts = np.bincount([d for d, _ in picks], minlength=3)
+    assert counts.tolist() == [300, 100, 0]  # an empty dataset gets nothing whatever its weight
+    firsts = [i for d, i in picks if d == 1][:10]
+    assert sorted(firsts) == list(range(10))  # a full pass before any repeat
+
+
+def _records(path: Path, n: int) -> Path:
+    rng = np.random.default_rng(0)
+    with open(path, "w") as fh:
+        for i in range(n):
+            a, b = int(rng.integers(0, 9)), int(rng.integers(0, 9))
+            if i % 3:
+                rec = {"messages": [{"role": "user", "content": f"what is {a} plus {b}?"},
+                                    {"role": "assistant", "content": f"{a} plus {b} is {a + b}."}]}
+            else:
+                rec = {"prompt": f"say {a}", "response": f"{a}."}
+            fh.write(json.dumps(rec) + "\n")
+    return path
+
+
+def _sft_config(tmp_path: Path, pretrained: Path, **over) -> SFTConfig:
+    data = {"output": str(tmp_path / "sft"), "model": {"from_pretrained": str(pretrained)},
+            "data": {"datasets": [{"path": str(_records(tmp_path / "a.jsonl", 60)), "weight": 2.0},
+                                  {"path": str(_records(tmp_path / "b.jsonl", 30)), "few_shot": 1}],
+                     "seq_len": 96, "validation_fraction": 0.2},
+            "train": {"lr": 3e-3, "max_steps": 10, "batch_size": 4, "eval_every": 5, "log_every": 1, **QUIET},
+            "samples": {"count": 0}}
+    for k, v in over.items():
+        data[k] = {**data.get(k, {}), **v}
+    return parse_config(SFTConfig, data, source="test")
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory, shards) -> Path:  # noqa: F811
+    """A tiny causal LM pretrained for a few steps: SFT starts from its HF folder (transfer)."""
+    from trainkit import pretrain_config
+
+    _, tokens = shards
+    out = tmp_path_factory.mktemp("pre")
+    cfg = pretrain_config(out, tokens, data={"seq_len": 96}, train={"max_steps": 4, "eval_every": 0})
+    return plugins.run("pretrain", cfg).final_dir
+
+
+@pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing:FutureWarning")  # peft vs transformers 5
+@pytest.mark.parametrize("lora", [False, True])
+def test_sft_end_to_end_from_pretrained(tmp_path: Path, pretrained: Path, lora: bool):
+    from transformers import AutoModelForCausalLM
+
+    cfg = _sft_config(tmp_path, pretrained, lora={"enabled": lora, "r": 4},
+                      train={"lr": 3e-2 if lora else 3e-3})
+    result = plugins.run("sft", cfg)
+    losses = [r["loss"] for r in read_metrics(tmp_path / "sft")]
+    evals = [r["val_loss"] for r in read_metrics(tmp_path / "sft", "eval")]
+    assert evals[-1] < evals[0] - 0.05, evals
+    if not lora:  # LoRA leaves the (barely pretrained) embeddings frozen: its training loss moves slowly
+        assert np.mean(losses[-3:]) < np.mean(losses[:3]) - 0.3, losses
+    stats = result.extra["data"]
+    assert [d["train"] for d in stats["datasets"]] == [48, 24] and stats["mixture"] == {"a": 48, "b": 24}
+    model = AutoModelForCausalLM.from_pretrained(result.final_dir)  # merged when trained with LoRA
+    assert not any("lora" in k for k in model.state_dict())
+    assert (result.final_dir / "adapter" / "adapter_config.json").is_file() == lora
+    if lora:  # the export is base + merged adapters: the same function as base with the adapter on top
+        from peft import PeftModel
+
+        ids = torch.tensor([[3, 40, 41, 5, 4]])
+        with torch.no_grad():
+            plain = AutoModelForCausalLM.from_pretrained(pretrained)(ids).logits
+            with_adapter = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(pretrained),
+                                                     result.final_dir / "adapter")(ids).logits
+            merged = model(ids).logits
+        torch.testing.assert_close(with_adapter, merged, atol=1e-4, rtol=1e-4)
+        assert (plain - merged).abs().max() > 1e-3  # and the adapters did learn something
+
+
+def test_sft_data_errors_name_the_line(tmp_path: Path, pretrained: Path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n'
+                   '{"prompt": "no response"}\n')
+    cfg = _sft_config(tmp_path, pretrained, data={"datasets": [{"path": str(bad)}]})
+    with pytest.raises(SFTDataError, match=r"bad.jsonl:2: needs string fields 'prompt' and 'response'"):
+        plugins.run("sft", cfg)

@@ -1,0 +1,269 @@
+"""The shared trainer: schedule, exact resume, gradient-accumulation and DDP equivalence, outputs, config errors."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from trainkit import QUIET, pretrain_config, read_metrics, shards  # noqa: F401 (fixture)
+
+import plugins
+from corpus.config import ConfigError
+from plugins.base import TrainConfig, load_plugin_config
+from plugins.models import ModelConfig, SpecialIds, build_model
+from plugins.packing import BatchIterator, PackedExamples
+from plugins.pretrain import PretrainConfig
+from plugins.trainer import EmptyTargetsError, Runtime, Task, Trainer, lr_factor, seed_everything
+from plugins.trainlog import curves_svg, diagnose
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_lr_schedule_warmup_then_cosine():
+    f = [lr_factor(s, warmup=4, total=14, min_ratio=0.1) for s in range(15)]
+    assert f[:4] == pytest.approx([0.2, 0.4, 0.6, 0.8])
+    assert f[4] == pytest.approx(1.0)
+    assert f[9] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert f[14] == pytest.approx(0.1)
+    assert all(a >= b for a, b in zip(f[4:], f[5:], strict=False))
+
+
+# ---------------------------------------------------------------- gradient accumulation
+
+
+class ToyTask(Task):
+    def __init__(self, model, rows, batch_size):
+        self.model = model
+        self.train_data = BatchIterator(rows, batch_size, seed=0)
+
+    def forward(self, model, batch):
+        return model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits, \
+            batch["labels"]
+
+
+def _toy_rows(n: int = 16, seq: int = 24) -> PackedExamples:
+    """Rows with very different numbers of targets, so a per-micro-batch mean would weigh them wrongly."""
+    rng = np.random.default_rng(0)
+    examples = []
+    for i in range(n):
+        length = int(rng.integers(6, seq + 1))
+        ids = rng.integers(3, 64, size=length)
+        mask = np.zeros(length, dtype=np.uint8)
+        mask[-(1 + i % 7 * 3):] = 1  # 1 to 19 targets
+        examples.append((ids, mask))
+    return PackedExamples(examples, seq, pad_id=0, packing=False)
+
+
+def _tiny_llama() -> torch.nn.Module:
+    m = ModelConfig(hidden_size=32, layers=2, heads=4, intermediate_size=64)
+    return build_model(m, "causal", 64, 32, SpecialIds(eos=1, pad=0))
+
+
+def _train_toy(tmp: Path, batch_size: int, accum: int, steps: int = 2) -> tuple[dict, list[dict]]:
+    cfg = TrainConfig(lr=1e-2, max_steps=steps, batch_size=batch_size, grad_accum=accum, grad_clip=1e9,
+                      eval_every=0, log_every=1, warmup_steps=0, weight_decay=0.1, **QUIET)
+    rt = Runtime.create(cfg)
+    seed_everything(0)
+    task = ToyTask(_tiny_llama(), _toy_rows(), batch_size)
+    Trainer(task, cfg, tmp, rt).fit()
+    return {k: v.clone() for k, v in task.model.state_dict().items()}, read_metrics(tmp)
+
+
+def test_grad_accumulation_1x8_equals_8x1(tmp_path: Path):
+    w_big, m_big = _train_toy(tmp_path / "8x1", batch_size=8, accum=1)
+    w_acc, m_acc = _train_toy(tmp_path / "1x8", batch_size=1, accum=8)
+    for a, b in zip(m_big, m_acc, strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], abs=1e-6)
+        assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-5)
+    for k in w_big:
+        torch.testing.assert_close(w_big[k], w_acc[k], atol=1e-6, rtol=0)
+
+    # The test can see the classic bug: averaging per-micro-batch means gives another gradient.
+    seed_everything(0)
+    model, rows = _tiny_llama(), _toy_rows()
+    it = BatchIterator(rows, 1, seed=0)
+    batches = [next(it) for _ in range(8)]
+    grads = []
+    for per_micro_mean in (False, True):
+        model.zero_grad()
+        n_all = sum(int((b["labels"] != -100).sum()) for b in batches)
+        for b in batches:
+            logits = model(input_ids=b["input_ids"], position_ids=b["position_ids"]).logits
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 64), b["labels"].reshape(-1), reduction="sum")
+            n = int((b["labels"] != -100).sum())
+            (loss / (n * 8) if per_micro_mean else loss / n_all).backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]).norm().item())
+    assert grads[0] == pytest.approx(m_acc[0]["grad_norm"], rel=1e-5)
+    assert abs(grads[1] - grads[0]) > 1e-3 * grads[0]
+
+
+# ---------------------------------------------------------------- exact resume
+
+
+class Killed(Exception):
+    pass
+
+
+def test_resume_is_exact(tmp_path: Path, shards):  # noqa: F811
+    _, tokens = shards
+    over = {"model": {"dropout": 0.1}, "train": {"max_steps": 6, "save_every": 2, "eval_every": 3}}
+    straight = pretrain_config(tmp_path / "a", tokens, **over)
+    ra = plugins.run("pretrain", straight)
+
+    def kill_at_5(step: int, row: dict) -> None:
+        if step == 5:
+            raise Killed
+
+    cfg_b = pretrain_config(tmp_path / "b", tokens, **over)
+    with pytest.raises(Killed):
+        plugins.get("pretrain")().run(cfg_b, tmp_path / "b", hooks=(kill_at_5,))
+    assert (tmp_path / "b/checkpoints/latest").read_text() == "step-00000004"
+    rb = plugins.run("pretrain", pretrain_config(tmp_path / "b", tokens, **over))
+    assert rb.resumed_from == 4 and rb.steps == ra.steps == 6
+
+    a, b = read_metrics(tmp_path / "a"), read_metrics(tmp_path / "b")
+    assert [r["step"] for r in b] == [1, 2, 3, 4, 5, 6]  # no duplicate rows from the killed attempt
+    for x, y in zip(a, b, strict=True):
+        assert (x["loss"], x["lr"], x["grad_norm"]) == (y["loss"], y["lr"], y["grad_norm"])  # bit for bit
+    assert [r["val_loss"] for r in read_metrics(tmp_path / "a", "eval")] == \
+        [r["val_loss"] for r in read_metrics(tmp_path / "b", "eval")]
+    wa = load_file(tmp_path / "a/final/model.safetensors")
+    wb = load_file(tmp_path / "b/final/model.safetensors")
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+    # A checkpoint of another config is not silently continued; more steps of the same config are.
+    with pytest.raises(ValueError, match="different config.*train.lr"):
+        plugins.run("pretrain", pretrain_config(tmp_path / "b", tokens,
+                                                **{**over, "train": {**over["train"], "max_steps": 8, "lr": 1e-3}}))
+    more = pretrain_config(tmp_path / "b", tokens, **{**over, "train": {**over["train"], "max_steps": 8}})
+    assert plugins.run("pretrain", more).resumed_from == 6
+
+
+# ---------------------------------------------------------------- empty targets, early stop, outputs
+
+
+def test_empty_target_batch_is_an_error(tmp_path: Path):
+    ids = np.arange(3, 13)
+    rows = PackedExamples([(ids, np.zeros(10, dtype=np.uint8))] * 4, 16, pad_id=0)
+    cfg = TrainConfig(max_steps=1, batch_size=2, eval_every=0, **QUIET)
+    task = ToyTask(_tiny_llama(), rows, 2)
+    with pytest.raises(EmptyTargetsError, match="step 1, micro-batch 0.*assistant mask is empty"):
+        Trainer(task, cfg, tmp_path, Runtime.create(cfg)).fit()
+
+
+def test_early_stopping_and_run_outputs(tmp_path: Path, shards):  # noqa: F811
+    _, tokens = shards
+    cfg = pretrain_config(tmp_path, tokens, train={"max_steps": 12, "eval_every": 2, "early_stopping_patience": 2,
+                                                   "early_stopping_min_delta": 100.0, "tensorboard": True})
+    r = plugins.run("pretrain", cfg)
+    assert r.stopped_early and r.steps == 6  # best at 2, no improvement of 100 at 4 and 6
+    assert json.loads((tmp_path / "best/corpusforge.json").read_text())["step"] == 2
+    assert json.loads((tmp_path / "final/corpusforge.json").read_text())["step"] == 6
+
+    rows = read_metrics(tmp_path)
+    assert [x["step"] for x in rows] == [1, 2, 3, 4, 5, 6]
+    assert all(x["tokens_per_s"] > 0 and 0 < x["mfu"] < 1 for x in rows)
+    assert rows[0]["lr"] == pytest.approx(3e-3 / 3) and rows[2]["lr"] == pytest.approx(3e-3)  # warmup 2, then peak
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    svg = ET.fromstring((tmp_path / "curves.svg").read_text())
+    assert svg.tag.endswith("svg") and len(svg.findall("{http://www.w3.org/2000/svg}polyline")) == 2
+    assert "curves.svg" in (tmp_path / "report.md").read_text()
+    assert json.loads((tmp_path / "result.json").read_text())["stopped_early"] is True
+    assert (r.final_dir / "model.safetensors").is_file() and (r.final_dir / "tokenizer.json").is_file()
+    assert (r.best_dir / "config.json").is_file()
+
+
+def test_curves_and_diagnosis():
+    train = [(s, 3.0 - 0.1 * s) for s in range(1, 11)]
+    over = [(2, 2.9), (4, 2.7), (6, 2.8), (8, 3.0)]
+    assert diagnose(train, over).startswith("overfitting")
+    assert diagnose(train, [(2, 3.0), (4, 2.8), (6, 2.6)]).startswith("still improving")
+    assert curves_svg([], []).startswith("<svg")
+
+
+# ---------------------------------------------------------------- configs and registry
+
+
+def test_config_errors_name_line_and_key(tmp_path: Path):
+    path = tmp_path / "p.yaml"
+    path.write_text("output: out\nmodel:\n  hiden_size: 64\n  layers: two\ntrain:\n  lr: 3e-4\n  batch_size: 0\n"
+                    "objective: clm\n")
+    with pytest.raises(ConfigError) as exc:
+        load_plugin_config(PretrainConfig, path, plugin="pretrain")
+    text = "\n".join(exc.value.errors)
+    assert "p.yaml:3: model.hiden_size: unknown parameter (did you mean 'hidden_size'?)" in text
+    assert "p.yaml:4: model.layers: expected int, got str 'two'" in text
+    assert "p.yaml:5: train: batch_size and grad_accum must be >= 1" in text
+    assert "objective must be one of" in text
+    path.write_text("output: out\ntrain:\n  lr: 3e-4\n")  # YAML reads 3e-4 as a string: accepted as a float
+    cfg = load_plugin_config(PretrainConfig, path, overrides=["train.warmup_steps=7"])
+    assert cfg.train.lr == 3e-4 and cfg.train.warmup_steps == 7 and cfg.output == str(tmp_path / "out")
+
+
+def test_registry_finds_builtins_and_suggests():
+    assert {"pretrain", "sft"} <= set(plugins.names())
+    assert plugins.get("sft").name == "sft"
+    with pytest.raises(plugins.UnknownPlugin, match="did you mean 'pretrain'"):
+        plugins.get("pretrian")
+
+
+def test_cli_check_and_errors(tmp_path: Path, shards):  # noqa: F811
+    import argparse
+
+    from plugins.cli import add_train_parser
+
+    _, tokens = shards
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text(f"output: out\ndata:\n  train: {tokens}\n")
+    parser = argparse.ArgumentParser()
+    add_train_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["train", "pretrain", str(cfg), "--check"])
+    printed = []
+
+    class Console:
+        def print(self, *a, **_):
+            printed.append(" ".join(map(str, a)))
+
+    assert args.fn(args, Console()) == 0 and printed[0].startswith("ok: pretrain")
+    with pytest.raises(ConfigError, match="unknown training plugin 'pretrian'"):
+        args = parser.parse_args(["train", "pretrian", str(cfg)])
+        args.fn(args, Console())
+
+
+# ---------------------------------------------------------------- DDP (gloo, 2 processes on CPU)
+
+
+def test_ddp_two_processes_match_one(tmp_path: Path, shards):  # noqa: F811
+    """torchrun -nproc 2 with batch 2 per process == one process with batch 4: same rows, same update."""
+    _, tokens = shards
+    body = (f"output: {tmp_path / 'ddp'}\nmodel: {{hidden_size: 32, layers: 2, heads: 4, intermediate_size: 64}}\n"
+            f"data: {{train: {tokens}, seq_len: 32}}\n"
+            "train: {lr: 3.0e-3, max_steps: 2, batch_size: 2, eval_every: 2, log_every: 1, progress: false, "
+            "tensorboard: false, peak_tflops: 1.0}\nsamples: {count: 0}\n")
+    (tmp_path / "ddp.yaml").write_text(body)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "plugins.cli", "pretrain", str(tmp_path / "ddp.yaml"), "--quiet"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    single = load_plugin_config(PretrainConfig, tmp_path / "ddp.yaml", output=tmp_path / "one",
+                                overrides=["train.batch_size=4"])
+    plugins.run("pretrain", single)
+    d, s = read_metrics(tmp_path / "ddp"), read_metrics(tmp_path / "one")
+    for x, y in zip(d, s, strict=True):
+        assert x["loss"] == pytest.approx(y["loss"], abs=1e-5)
+        assert x["tokens"] == y["tokens"]
+    assert read_metrics(tmp_path / "ddp", "eval")[0]["val_loss"] == \
+        pytest.approx(read_metrics(tmp_path / "one", "eval")[0]["val_loss"], abs=1e-5)
+    wd, ws = load_file(tmp_path / "ddp/final/model.safetensors"), load_file(tmp_path / "one/final/model.safetensors")
+    for k in wd:
+        torch.testing.assert_close(wd[k], ws[k], atol=1e-5, rtol=1e-4)
