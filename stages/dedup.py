@@ -1,68 +1,142 @@
 """Exact deduplication of normalised text across all shards and sources.
 
 The first copy in corpus order (inputs in config order, files sorted, rows in file order) is kept,
-so the choice is deterministic; later copies are dropped with reason `exact_duplicate` and the id of
-the kept copy in `duplicate_of`.
+so the choice is deterministic; later copies are dropped with reason ``exact_duplicate`` and the id
+of the kept copy in ``duplicate_of``.
+
+Fit, in three pool passes:
+1. per shard: normalise (polars), digest each document (blake2b-128 of the normalised bytes), write
+   (digest, document number) records partitioned by digest prefix;
+2. per partition (one in memory at a time): sort, and for every group of equal digests record
+   (member, first member);
+3. per shard with duplicates: ``results/<shard>.parquet`` (id, duplicate_of) for its dropped rows.
 """
 
 from __future__ import annotations
 
-import hashlib
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
 from corpus.operators import FitContext, GlobalOperator, Verdict
-from corpus.writers import write_parquet
+from stages.dedup_index import (
+    Layout,
+    ResultLookup,
+    load_npy,
+    n_partitions,
+    read_partition,
+    save_npy,
+    take_by_global,
+    write_json,
+    write_partitioned,
+    write_shard_results,
+    write_shards_json,
+)
+from stages.dedup_text import Normalisation, digests128
 
 
 def normalise(text: pl.Expr, lowercase: bool, collapse_whitespace: bool) -> pl.Expr:
-    if lowercase:
-        text = text.str.to_lowercase()
-    if collapse_whitespace:
-        text = text.str.replace_all(r"\s+", " ").str.strip_chars()
-    return text
+    """Kept for callers of the first version: lowercase and whitespace only."""
+    return Normalisation(lowercase=lowercase, whitespace=collapse_whitespace).expr(text)
 
 
-def _digest(text: str) -> str:
-    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+def _hash_shard(args: tuple[int, Path, int, Normalisation, Path, int]) -> dict:
+    """Pass 1: digests of one shard's normalised documents, partitioned by digest prefix."""
+    shard, path, start, norm, workdir, n_parts = args
+    pf = pq.ParquetFile(path)
+    out, first = [], None
+    g = start
+    for rg in range(pf.num_row_groups):
+        df = pl.from_arrow(pf.read_row_group(rg, columns=["id", "text"]))
+        assert isinstance(df, pl.DataFrame)
+        if df.height == 0:
+            continue
+        if first is None:
+            first = df["id"][0]
+        d = digests128(norm.apply(df["text"]))
+        out.append(np.column_stack([d, np.arange(g, g + df.height, dtype=np.uint64)]))
+        g += df.height
+    recs = np.concatenate(out) if out else np.zeros((0, 3), np.uint64)
+    part = (recs[:, 0] >> np.uint64(40)) % np.uint64(n_parts)  # the digest prefix picks the partition
+    write_partitioned(workdir / "hashes" / f"{shard:05d}", recs, part.astype(np.int64), n_parts)
+    return {"first_id": first, "rows": g - start}
 
 
-def _hash_shard(args: tuple[Path, bool, bool]) -> pl.DataFrame:
-    path, lowercase, collapse = args
-    table = pq.read_table(path, columns=["id", "text"])
-    df = pl.from_arrow(table).select("id", normalise(pl.col("text"), lowercase, collapse).alias("norm"))
-    # A stable hash (polars' own hash may change between versions, and fit state outlives a process).
-    digests = [_digest(t) for t in df["norm"]]
-    return df.select("id").with_columns(pl.Series("digest", digests, pl.String))
+def _group_partition(args: tuple[list[Path], int, Path]) -> int:
+    """Pass 2: within one partition, every document whose digest was seen earlier (in corpus order)
+    -> (document, first document with that digest)."""
+    stems, p, workdir = args
+    recs = read_partition(stems, p, 3, np.uint64)
+    if len(recs) == 0:
+        save_npy(workdir / "dups" / f"{p:05d}.npy", np.zeros((0, 2), np.int64))
+        return 0
+    order = np.lexsort((recs[:, 2], recs[:, 1], recs[:, 0]))
+    recs = recs[order]
+    same = np.zeros(len(recs), bool)
+    same[1:] = (recs[1:, 0] == recs[:-1, 0]) & (recs[1:, 1] == recs[:-1, 1])
+    head = np.maximum.accumulate(np.where(same, 0, np.arange(len(recs))))  # index of each group's first
+    dups = np.stack([recs[same, 2], recs[head[same], 2]], axis=1).astype(np.int64)
+    save_npy(workdir / "dups" / f"{p:05d}.npy", dups)
+    return len(dups)
 
 
 @dataclass
 class ExactDedup(GlobalOperator):
+    """Drop later copies of a document whose normalised text equals an earlier one's."""
+
     name = "exact_dedup"
     needs = ("id", "text")
     adds = ("duplicate_of",)
     apply_kind = "filter"
+    version = "2"
 
     lowercase: bool = False
     collapse_whitespace: bool = True
+    punctuation: bool = False  # punctuation and symbols count as spaces
+    digits: bool = False  # every number counts as "0"
+    nfkc: bool = False  # Unicode compatibility forms count as their plain equivalents
+    partitions: int = 0  # digest partitions (0: sized so each holds ~64 MB of records)
+
+    def _norm(self) -> Normalisation:
+        return Normalisation(self.lowercase, self.collapse_whitespace, self.punctuation, self.digits, self.nfkc)
 
     def fit(self, ctx: FitContext) -> None:
-        frames = ctx.pool_map(_hash_shard, [(p, self.lowercase, self.collapse_whitespace) for p in ctx.shards])
-        if frames:
-            all_docs = pl.concat(frames).with_row_index("order")
-            first = all_docs.group_by("digest").agg(pl.col("id").sort_by("order").first().alias("kept"))
-            dups = all_docs.join(first, on="digest").filter(pl.col("id") != pl.col("kept")).select("id", "kept")
-        else:
-            dups = pl.DataFrame(schema={"id": pl.String, "kept": pl.String})
-        write_parquet(dups.sort("id"), ctx.workdir / "duplicates.parquet")
+        t0 = time.perf_counter()
+        work = ctx.workdir
+        layout = Layout.of([], ctx.shards)
+        n_parts = n_partitions(layout.total, 24, ctx.workers, fixed=self.partitions)
+        infos = ctx.pool_map(_hash_shard, [(i, s.path, s.start, self._norm(), work, n_parts)
+                                           for i, s in enumerate(layout.segments)])
+        write_shards_json(work, [i["first_id"] for i in infos], [i["rows"] for i in infos])
+        stems = [work / "hashes" / f"{i:05d}" for i in range(len(ctx.shards))]
+        ctx.pool_map(_group_partition, [(stems, p, work) for p in range(n_parts)])
+        dups = [load_npy(work / "dups" / f"{p:05d}.npy") for p in range(n_parts)]
+        pairs = np.concatenate(dups) if dups else np.zeros((0, 2), np.int64)
+        pairs = pairs[np.argsort(pairs[:, 0], kind="stable")]
+        kept_ids = take_by_global(layout, pairs[:, 1], "id", ctx.pool_map)
+        seg, row = layout.locate(pairs[:, 0])
+        jobs = []
+        for s in np.unique(seg):
+            sel = seg == s
+            segment = layout.segments[int(s)]
+            kept = [kept_ids[int(k)] for k in pairs[sel, 1]]
+            jobs.append((work, segment.path, segment.shard, row[sel], {"duplicate_of": kept}))
+        ctx.pool_map(write_shard_results, jobs)
+        for sub in ("hashes", "dups"):
+            for f in (work / sub).glob("*.npy"):
+                f.unlink()
+        write_json(work / "params.json", {
+            "operator": self.name, "params": self.params(), "docs": layout.total, "duplicates": len(pairs),
+            "groups": len(np.unique(pairs[:, 1])), "partitions": n_parts, "seconds": time.perf_counter() - t0,
+        })
 
     def load(self, workdir: Path) -> None:
-        dups = pl.read_parquet(workdir / "duplicates.parquet")
-        self._map = dict(zip(dups["id"].to_list(), dups["kept"].to_list(), strict=True))
+        self._lookup = ResultLookup(workdir, {"duplicate_of": pl.String()})
 
     def apply(self, df: pl.DataFrame) -> Verdict:
-        kept_id = df["id"].replace_strict(self._map, default=None, return_dtype=pl.String).alias("duplicate_of")
+        kept_id = self._lookup.join(df)["duplicate_of"]
         return Verdict(keep=kept_id.is_null(), reason="exact_duplicate", scores={"duplicate_of": kept_id})

@@ -1,0 +1,212 @@
+"""Line / paragraph deduplication across documents (as datatrove's sentence dedup and Dolma's
+paragraph dedup): a span (line, or paragraph = text between blank lines) whose normalised text occurs
+in at least ``min_docs`` documents is removed from every document but the first (``keep: first``,
+the default, as datatrove and Dolma do) or from all of them (``keep: none``).
+
+The operator contract lets a map change text and a filter drop rows, not one step do both, so this is
+two registered operators, used together::
+
+    - op: line_dedup          # global map: rewrites text, adds dup_spans_removed, dup_chars_removed
+      unit: line
+      min_docs: 2
+      min_chars: 10
+    - op: line_dedup_filter   # filter: drops documents left too short, reason too_little_left
+      min_words: 50
+
+``line_dedup_filter`` only judges documents that lost something (``dup_chars_removed > 0``): a short
+document nobody copied is not its business. Its wiring check fails if ``line_dedup`` is not before it.
+
+Fit, in three pool passes: (1) per shard, split into spans, normalise, digest (blake2b-128), write
+(digest, document, position) records partitioned by digest prefix; (2) per partition, sort, and for
+each digest seen in >= min_docs documents list the occurrences to remove; (3) per shard, gather its
+removals into ``results/<shard>.parquet`` (id, pos). Apply splits the same way and drops those spans.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import polars as pl
+import pyarrow.parquet as pq
+
+from corpus.operators import FilterOperator, FitContext, GlobalOperator, Verdict
+from stages.dedup_index import (
+    Layout,
+    ResultLookup,
+    n_partitions,
+    read_partition,
+    write_json,
+    write_partitioned,
+    write_shard_results,
+    write_shards_json,
+)
+from stages.dedup_text import Normalisation, digests128
+
+SEPARATORS = {"line": "\n", "paragraph": "\n\n"}
+
+
+def split_spans(text: pl.Series, unit: str) -> pl.DataFrame:
+    """One row per span: (row, pos, span). Splitting on the separator and joining back is lossless."""
+    return (pl.DataFrame({"span": text.fill_null("").str.split(SEPARATORS[unit])})
+            .with_row_index("row")
+            .with_columns(pl.int_ranges(0, pl.col("span").list.len(), dtype=pl.Int32).alias("pos"))
+            .explode("span", "pos"))
+
+
+def _digest_shard(args: tuple[int, Path, int, str, Normalisation, int, Path, int]) -> dict:
+    shard, path, start, unit, norm, min_chars, workdir, n_parts = args
+    pf = pq.ParquetFile(path)
+    recs, first, g = [], None, start
+    for rg in range(pf.num_row_groups):
+        df = pl.from_arrow(pf.read_row_group(rg, columns=["id", "text"]))
+        assert isinstance(df, pl.DataFrame)
+        if df.height == 0:
+            continue
+        if first is None:
+            first = df["id"][0]
+        spans = split_spans(df["text"], unit).with_columns(norm=norm.expr(pl.col("span")))
+        spans = spans.filter(pl.col("norm").str.len_chars() >= min_chars)
+        d = digests128(spans["norm"])
+        doc = spans["row"].to_numpy().astype(np.uint64) + np.uint64(g)
+        recs.append(np.column_stack([d, doc, spans["pos"].to_numpy().astype(np.uint64)]))
+        g += df.height
+    rec = np.concatenate(recs) if recs else np.zeros((0, 4), np.uint64)
+    part = ((rec[:, 0] >> np.uint64(40)) % np.uint64(n_parts)).astype(np.int64)
+    write_partitioned(workdir / "spans" / f"{shard:05d}", rec, part, n_parts)
+    return {"first_id": first, "rows": g - start, "spans": len(rec)}
+
+
+def _find_repeats(args: tuple[list[Path], int, Path, int, bool, np.ndarray]) -> dict:
+    """Occurrences to remove in one digest partition, written partitioned by shard."""
+    stems, p, workdir, min_docs, keep_first, shard_starts = args
+    rec = read_partition(stems, p, 4, np.uint64)
+    n_shards = len(shard_starts) - 1
+    out = np.zeros((0, 2), np.int64)
+    repeated_spans = 0
+    if len(rec):
+        rec = rec[np.lexsort((rec[:, 3], rec[:, 2], rec[:, 1], rec[:, 0]))]
+        new = np.ones(len(rec), bool)
+        new[1:] = (rec[1:, 0] != rec[:-1, 0]) | (rec[1:, 1] != rec[:-1, 1])
+        group = np.cumsum(new) - 1
+        new_doc = new.copy()
+        new_doc[1:] |= rec[1:, 2] != rec[:-1, 2]
+        docs_per_group = np.bincount(group, weights=new_doc).astype(np.int64)
+        repeated = docs_per_group[group] >= min_docs
+        drop = repeated & (~new if keep_first else True)
+        out = rec[drop][:, 2:4].astype(np.int64)
+        repeated_spans = int(new[repeated].sum())
+    shard = np.searchsorted(shard_starts, out[:, 0], side="right") - 1
+    write_partitioned(workdir / "drops" / f"{p:05d}", out, shard, n_shards)
+    return {"removed": len(out), "repeated_spans": repeated_spans}
+
+
+def _gather_shard(args: tuple[list[Path], int, Path, int, Path]) -> int:
+    stems, shard, path, start, workdir = args
+    drops = read_partition(stems, shard, 2, np.int64)
+    if len(drops) == 0:
+        return 0
+    drops = drops[np.lexsort((drops[:, 1], drops[:, 0]))]
+    return write_shard_results((workdir, path, shard, drops[:, 0] - start, {"pos": drops[:, 1].astype(np.int32)}))
+
+
+@dataclass
+class LineDedup(GlobalOperator):
+    """Remove lines (or paragraphs) repeated across documents; pair with ``line_dedup_filter``."""
+
+    name = "line_dedup"
+    needs = ("id", "text")
+    adds = ("dup_spans_removed", "dup_chars_removed")
+    apply_kind = "map"
+    version = "1"
+
+    unit: Literal["line", "paragraph"] = "line"
+    min_docs: int = 2  # a span is repeated when this many documents contain it
+    min_chars: int = 10  # shorter spans (after normalisation) are never removed
+    keep: Literal["first", "none"] = "first"  # keep the first occurrence in corpus order, or none
+    lowercase: bool = True
+    punctuation: bool = False
+    digits: bool = False
+    partitions: int = 0
+
+    def __post_init__(self) -> None:
+        if self.unit not in SEPARATORS:
+            raise ValueError(f"unit must be line or paragraph, got {self.unit!r}")
+        if self.min_docs < 2 or self.min_chars < 1:
+            raise ValueError("min_docs must be >= 2 and min_chars >= 1")
+
+    def fit(self, ctx: FitContext) -> None:
+        t0 = time.perf_counter()
+        work = ctx.workdir
+        layout = Layout.of([], ctx.shards)
+        norm = Normalisation(self.lowercase, True, self.punctuation, self.digits, False)
+        # ~20 spans per document is typical of web text; only sizes the partitions
+        n_parts = n_partitions(layout.total * 20, 32, ctx.workers, fixed=self.partitions)
+        infos = ctx.pool_map(_digest_shard, [(i, s.path, s.start, self.unit, norm, self.min_chars, work, n_parts)
+                                             for i, s in enumerate(layout.segments)])
+        write_shards_json(work, [i["first_id"] for i in infos], [i["rows"] for i in infos])
+        stems = [work / "spans" / f"{i:05d}" for i in range(len(ctx.shards))]
+        found = ctx.pool_map(_find_repeats, [(stems, p, work, self.min_docs, self.keep == "first", layout.starts)
+                                             for p in range(n_parts)])
+        drop_stems = [work / "drops" / f"{p:05d}" for p in range(n_parts)]
+        ctx.pool_map(_gather_shard, [(drop_stems, i, s.path, s.start, work) for i, s in enumerate(layout.segments)])
+        for sub in ("spans", "drops"):
+            for f in (work / sub).glob("*.npy"):
+                f.unlink()
+        write_json(work / "params.json", {
+            "operator": self.name, "params": self.params(), "docs": layout.total,
+            "spans": sum(i["spans"] for i in infos), "repeated_spans": sum(f["repeated_spans"] for f in found),
+            "removed_occurrences": sum(f["removed"] for f in found), "partitions": n_parts,
+            "seconds": time.perf_counter() - t0,
+        })
+
+    def load(self, workdir: Path) -> None:
+        self._lookup = ResultLookup(workdir, {"pos": pl.Int32()})
+
+    def apply(self, df: pl.DataFrame) -> pl.DataFrame:
+        drops, by_row = self._lookup.rows_for(df)
+        if drops.height == 0:
+            return df.with_columns(pl.lit(0, pl.Int64).alias("dup_spans_removed"),
+                                   pl.lit(0, pl.Int64).alias("dup_chars_removed"))
+        spans = split_spans(df["text"], self.unit).with_columns(pl.col("row").cast(pl.Int64))
+        if by_row:
+            key = ["row", "pos"]
+        else:
+            key = ["id", "pos"]
+            ids = df.select(pl.col("id").cast(pl.String), row=pl.int_range(df.height, dtype=pl.Int64))
+            spans = spans.join(ids, on="row", how="left", maintain_order="left")
+        spans = spans.join(drops.select(*key).unique().with_columns(gone=pl.lit(True)), on=key, how="left",
+                           maintain_order="left").with_columns(pl.col("gone").fill_null(False))
+        per_row = (spans.group_by("row", maintain_order=True)
+                   .agg(pl.col("span").filter(~pl.col("gone")).str.join(SEPARATORS[self.unit]).alias("text"),
+                        pl.col("gone").sum().cast(pl.Int64).alias("n"))
+                   .sort("row"))
+        changed = per_row["n"] > 0
+        text = df["text"].zip_with(~changed, per_row["text"])
+        removed = (df["text"].str.len_chars() - text.str.len_chars()).cast(pl.Int64)
+        return df.with_columns(text.alias("text"), per_row["n"].alias("dup_spans_removed"),
+                               removed.alias("dup_chars_removed"))
+
+
+@dataclass
+class LineDedupFilter(FilterOperator):
+    """Drop documents that line_dedup left too short (only those it changed)."""
+
+    name = "line_dedup_filter"
+    needs = ("text", "dup_chars_removed")
+    adds = ("words_left",)
+
+    min_words: int = 50  # as datatrove's sentence dedup
+    min_fraction: float = 0.0  # of the original characters that must remain
+
+    def filter(self, df: pl.DataFrame) -> Verdict:
+        words = df["text"].str.count_matches(r"\S+").cast(pl.Int64).alias("words_left")
+        chars = df["text"].str.len_chars().cast(pl.Int64)
+        removed = df["dup_chars_removed"].cast(pl.Int64)
+        original = chars + removed
+        frac = pl.select(pl.when(original > 0).then(chars / original).otherwise(1.0)).to_series()
+        short = (removed > 0) & ((words < self.min_words) | (frac < self.min_fraction) | (chars == 0))
+        return Verdict(keep=~short, reason="too_little_left", scores={"words_left": words})

@@ -1,0 +1,585 @@
+"""MinHash-LSH near-duplicate removal, bounded in memory and parallel at every step.
+
+Fit (each step a pool pass; files under the fit folder; nothing holds the corpus in memory):
+
+1. **sign** (per shard): normalise, shingle (word 5-grams by default), hash and MinHash whole batches
+   in numpy (``stages.dedup_text``); write the shard's signatures, its shingle sets (for exact
+   verification) and its band keys, partitioned by band-key hash.
+2. **bucket** (per band partition): sort the partition's (band key, document) records; documents
+   sharing a key are candidate pairs (every pair in buckets up to ``bucket_all_pairs`` members, else
+   each member to the first and to its predecessor); pairs are written partitioned by pair hash.
+3. **verify** (per pair partition): exact Jaccard of the shingle sets (vectorised over pairs); pairs
+   at or above ``threshold`` are edges; connected components of the partition's edges are reduced
+   to (document, smallest document) links.
+4. **merge** (main process): components of all links (scipy), so a cluster's representative is its
+   first document in corpus order; memory ~24 bytes per document that has a near-duplicate.
+5. **results** (per shard): ``results/<shard>.parquet`` with cluster_id (the kept document's id),
+   cluster_size and duplicate_of (null for the kept one); ``clusters.json`` (largest clusters, with
+   examples) and ``params.json`` (parameters, S-curve, counts) for the report.
+
+With ``index``, the documents of a saved index come first in the order, so a new document that
+matches one is dropped as its near-duplicate; ``index_out`` saves this run's kept documents (plus the
+given index's parts) as an index for the next batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import polars as pl
+import pyarrow.parquet as pq
+
+from corpus.operators import FitContext, GlobalOperator, Verdict
+from corpus.writers import write_parquet
+from stages.dedup_index import (
+    Layout,
+    ResultLookup,
+    components,
+    link_or_copy,
+    load_npy,
+    mix64,
+    n_partitions,
+    read_column,
+    read_partition,
+    reduce_edges,
+    save_npy,
+    suffixed,
+    take_by_global,
+    write_json,
+    write_partitioned,
+    write_shard_results,
+    write_shards_json,
+)
+from stages.dedup_text import (
+    MASK32,
+    Normalisation,
+    Permutations,
+    Shingles,
+    TextColumn,
+    band_keys,
+    doc_shingles,
+    ranges,
+    signatures,
+    utf8_buffers,
+)
+from stages.lsh_params import DEFAULT_FN_WEIGHT, DEFAULT_FP_WEIGHT, explain, optimal_bands_rows, s_curve
+
+__all__ = ["MinHashDedup", "explain", "s_curve"]
+
+INDEX_FORMAT = "corpusforge-minhash-index"
+_BATCH_BYTES = 8 << 20  # text per numpy batch: temporaries are ~10x this
+_PAIR_BATCH = 20_000  # pairs verified at once (their shingle sets are in memory together)
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """What the workers need to sign and bucket documents (picklable)."""
+
+    num_perm: int
+    seed: int
+    scheme: str
+    ngram: int
+    unit: str
+    shingle_hash: str
+    norm: Normalisation
+    bands: int
+    rows: int
+    verify: bool
+
+    def compat(self) -> dict:
+        """The parameters a saved index must share with a run that uses it."""
+        return {"num_perm": self.num_perm, "seed": self.seed, "scheme": self.scheme, "ngram": self.ngram,
+                "unit": self.unit, "shingle_hash": self.shingle_hash, "norm": self.norm.__dict__}
+
+
+# ---------------------------------------------------------------- 1. sign
+
+
+def _sign_batch(spec: _Spec, perms: Permutations, text: TextColumn) -> tuple[np.ndarray, Shingles]:
+    sh = doc_shingles(text, spec.norm, spec.ngram, spec.unit, spec.shingle_hash)  # type: ignore[arg-type]
+    return signatures(sh, perms), sh  # repeats in a document do not change its minimum
+
+
+def _band_records(sig: np.ndarray, nonempty: np.ndarray, start: int, spec: _Spec) -> np.ndarray:
+    """(band key, global document) records of the documents that have shingles."""
+    rows = np.flatnonzero(nonempty)
+    keys = band_keys(sig[rows], spec.bands, spec.rows)
+    docs = np.repeat((rows + start).astype(np.uint64), spec.bands)
+    return np.stack([keys.ravel(), docs], axis=1)
+
+
+def _write_bands(workdir: Path, seg: int, recs: np.ndarray, n_parts: int) -> None:
+    part = ((recs[:, 0] >> np.uint64(40)) % np.uint64(n_parts)).astype(np.int64)
+    write_partitioned(workdir / "bands" / f"{seg:05d}", recs, part, n_parts)
+
+
+def _sign_shard(args: tuple[int, Path, int, _Spec, Path, int]) -> dict:
+    seg, path, start, spec, workdir, n_parts = args
+    perms = Permutations.make(spec.num_perm, spec.seed, spec.scheme)  # type: ignore[arg-type]
+    pf = pq.ParquetFile(path)
+    sigs, sets, lens = [], [], []
+    first = None
+    for rg in range(pf.num_row_groups):
+        table = pf.read_row_group(rg, columns=["id", "text"])
+        if table.num_rows and first is None:
+            first = table.column("id")[0].as_py()
+        text = table.column("text").combine_chunks()
+        offsets, _ = utf8_buffers(text)
+        batch = offsets[1:] // _BATCH_BYTES  # batches of about _BATCH_BYTES of text
+        bounds = np.concatenate([[0], np.flatnonzero(np.diff(batch)) + 1, [table.num_rows]])
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+            if b <= a:
+                continue
+            sig, sh = _sign_batch(spec, perms, text.slice(int(a), int(b - a)))
+            sigs.append(sig)
+            lens.append(np.diff(sh.offsets))
+            if spec.verify:
+                sets.append(sh.hashes)
+    sig = np.concatenate(sigs) if sigs else np.zeros((0, spec.num_perm), np.uint32)
+    n_sh = np.concatenate(lens) if lens else np.zeros(0, np.int64)
+    save_npy(workdir / "sig" / f"{seg:05d}.npy", sig)
+    if spec.verify:
+        off = np.zeros(len(n_sh) + 1, np.int64)
+        np.cumsum(n_sh, out=off[1:])
+        save_npy(workdir / "sh" / f"{seg:05d}.npy", np.concatenate(sets) if sets else np.zeros(0, np.uint32))
+        save_npy(workdir / "sh" / f"{seg:05d}.off.npy", off)
+    _write_bands(workdir, seg, _band_records(sig, n_sh > 0, start, spec), n_parts)
+    return {"first_id": first, "rows": len(sig), "shingles": int(n_sh.sum()), "empty": int((n_sh == 0).sum())}
+
+
+def _band_index_part(args: tuple[int, Path, int, _Spec, Path, int]) -> dict:
+    """Band keys of a saved index part, from its stored signatures (nothing is re-read or re-hashed)."""
+    seg, stem, start, spec, workdir, n_parts = args
+    sig = load_npy(suffixed(stem, ".sig.npy"), mmap=True)
+    recs = []
+    for a in range(0, len(sig), 100_000):
+        chunk = np.asarray(sig[a : a + 100_000])
+        recs.append(_band_records(chunk, ~(chunk == MASK32).all(axis=1), start + a, spec))
+    _write_bands(workdir, seg, np.concatenate(recs) if recs else np.zeros((0, 2), np.uint64), n_parts)
+    return {"rows": len(sig)}
+
+
+# ---------------------------------------------------------------- 2. bucket
+
+
+def bucket_pairs(key: np.ndarray, doc: np.ndarray, all_pairs_max: int) -> np.ndarray:
+    """Candidate pairs (u < v) from (key, doc) records sorted by key then doc."""
+    n = len(key)
+    if n < 2:
+        return np.zeros((0, 2), np.int64)
+    new = np.ones(n, bool)
+    new[1:] = key[1:] != key[:-1]
+    starts = np.flatnonzero(new)
+    sizes = np.diff(np.append(starts, n))
+    small = (sizes >= 2) & (sizes <= all_pairs_max)
+    large = sizes > all_pairs_max
+    left, right = [], []
+    # small buckets: every pair
+    pos = ranges(starts[small], sizes[small])
+    after = np.repeat(starts[small] + sizes[small], sizes[small]) - pos - 1
+    left.append(np.repeat(pos, after))
+    right.append(ranges(pos + 1, after))
+    # large buckets (mostly copies of one text): each member to the first and to its predecessor
+    st, sz = starts[large], sizes[large]
+    members = ranges(st + 1, sz - 1)
+    left += [np.repeat(st, sz - 1), members - 1]
+    right += [members, members]
+    lv, rv = doc[np.concatenate(left)], doc[np.concatenate(right)]
+    keep = lv != rv
+    return np.stack([lv[keep], rv[keep]], axis=1).astype(np.int64)
+
+
+def _unique_pairs(pairs: np.ndarray) -> np.ndarray:
+    if len(pairs) == 0:
+        return pairs.reshape(0, 2).astype(np.int64)
+    code = np.unique((pairs[:, 0].astype(np.uint64) << np.uint64(32)) | pairs[:, 1].astype(np.uint64))
+    return np.stack([(code >> np.uint64(32)).astype(np.int64), (code & np.uint64(MASK32)).astype(np.int64)], axis=1)
+
+
+def _bucket_partition(args: tuple[list[Path], int, Path, int, int, int]) -> dict:
+    stems, p, workdir, n_q, index_docs, all_pairs_max = args
+    recs = read_partition(stems, p, 2, np.uint64)
+    order = np.lexsort((recs[:, 1], recs[:, 0]))
+    pairs = bucket_pairs(recs[order, 0], recs[order, 1].astype(np.int64), all_pairs_max)
+    pairs = _unique_pairs(pairs[pairs[:, 1] >= index_docs])  # index-index pairs were settled before
+    q = ((mix64((pairs[:, 0] << 32) | pairs[:, 1]) >> np.uint64(40)) % np.uint64(n_q)).astype(np.int64)
+    write_partitioned(workdir / "pairs" / f"{p:05d}", pairs, q, n_q)
+    return {"records": len(recs), "pairs": len(pairs)}
+
+
+# ---------------------------------------------------------------- 3. verify
+
+
+@dataclass
+class _Store:
+    """Shingle sets and signatures of every segment, memory-mapped, by global document number."""
+
+    starts: np.ndarray  # global start of each segment (+ total)
+    sh_stems: list[Path | None]  # per segment: stem of sets (.npy + .off.npy), None when not stored
+    sig_paths: list[Path]
+
+    def locate(self, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        seg = np.searchsorted(self.starts, g, side="right") - 1
+        return seg, g - self.starts[seg]
+
+    def sets(self, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(flat sorted sets, offsets, has_set) of sorted unique documents."""
+        seg, row = self.locate(docs)
+        flats, lens = [], []
+        has = np.zeros(len(docs), bool)
+        for s in np.unique(seg):
+            sel = np.flatnonzero(seg == s)
+            stem = self.sh_stems[int(s)]
+            if stem is None:
+                lens.append(np.zeros(len(sel), np.int64))
+                continue
+            off = load_npy(suffixed(stem, ".off.npy"), mmap=True)
+            flat = load_npy(suffixed(stem, ".npy"), mmap=True)
+            r = row[sel]
+            a, n = np.asarray(off[r]), np.asarray(off[r + 1] - off[r])
+            flats.append(np.asarray(flat[ranges(a, n)]))
+            lens.append(n)
+            has[sel] = True
+        n_all = np.concatenate(lens) if lens else np.zeros(0, np.int64)
+        offsets = np.zeros(len(docs) + 1, np.int64)
+        np.cumsum(n_all, out=offsets[1:])
+        raw = Shingles(np.concatenate(flats) if flats else np.zeros(0, np.uint32), offsets)
+        sets = raw.unique_sorted()  # stored as shingled; sorted only for the documents compared
+        return sets.hashes, sets.offsets, has
+
+    def sigs(self, docs: np.ndarray) -> np.ndarray:
+        """Signatures of documents, in the given order."""
+        seg, row = self.locate(docs)
+        out = None
+        for s in np.unique(seg):
+            sel = np.flatnonzero(seg == s)
+            part = np.asarray(load_npy(self.sig_paths[int(s)], mmap=True)[row[sel]])
+            if out is None:
+                out = np.empty((len(docs), part.shape[1]), part.dtype)
+            out[sel] = part
+        return out if out is not None else np.zeros((0, 0), np.uint32)
+
+
+def jaccard(pairs: np.ndarray, store: _Store) -> np.ndarray:
+    """Exact Jaccard of the pairs' shingle sets, vectorised: the sets of all pairs are laid out as
+    sorted (pair, shingle) keys and intersected with one searchsorted. Pairs with a side whose sets
+    were not kept (an index saved without them) get the signature estimate instead."""
+    docs = np.unique(pairs.ravel())
+    flat, off, has = store.sets(docs)
+    iu, iv = np.searchsorted(docs, pairs[:, 0]), np.searchsorted(docs, pairs[:, 1])
+    la, lb = off[iu + 1] - off[iu], off[iv + 1] - off[iv]
+    idx = np.arange(len(pairs), dtype=np.uint64)
+    ka = (np.repeat(idx, la) << np.uint64(32)) | flat[ranges(off[iu], la)].astype(np.uint64)
+    kb = (np.repeat(idx, lb) << np.uint64(32)) | flat[ranges(off[iv], lb)].astype(np.uint64)
+    inter = np.zeros(len(pairs), np.int64)
+    if len(kb):
+        at = np.minimum(np.searchsorted(kb, ka), len(kb) - 1)
+        hit = kb[at] == ka
+        inter = np.bincount((ka[hit] >> np.uint64(32)).astype(np.int64), minlength=len(pairs))
+    union = la + lb - inter
+    j = np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+    estimated = ~(has[iu] & has[iv])
+    if estimated.any():
+        e = pairs[estimated]
+        j[estimated] = (store.sigs(e[:, 0]) == store.sigs(e[:, 1])).mean(axis=1)
+    return j
+
+
+def _verify_partition(args: tuple[list[Path], int, Path, _Store | None, float]) -> dict:
+    stems, q, workdir, store, threshold = args
+    pairs = _unique_pairs(read_partition(stems, q, 2, np.int64))
+    hist = np.zeros(20, np.int64)
+    if store is not None and len(pairs):
+        ok = np.zeros(len(pairs), bool)
+        for a in range(0, len(pairs), _PAIR_BATCH):
+            j = jaccard(pairs[a : a + _PAIR_BATCH], store)
+            ok[a : a + _PAIR_BATCH] = j >= threshold - 1e-12
+            hist += np.histogram(j, bins=20, range=(0.0, 1.0))[0]
+        edges = pairs[ok]
+    else:
+        edges = pairs
+    save_npy(workdir / "edges" / f"{q:05d}.npy", reduce_edges(edges[:, 0], edges[:, 1]))
+    return {"candidates": len(pairs), "edges": len(edges), "jaccard_hist": hist.tolist()}
+
+
+# ---------------------------------------------------------------- 5. outputs
+
+
+def _write_index_part(args: tuple[Path, Path, int, np.ndarray, Path, bool]) -> int:
+    """One index part: the signatures, ids and shingle sets of a shard's kept documents."""
+    workdir, shard_path, seg, removed_rows, out_stem, with_sets = args
+    sig = load_npy(workdir / "sig" / f"{seg:05d}.npy", mmap=True)
+    keep = np.ones(len(sig), bool)
+    keep[removed_rows] = False
+    rows = np.flatnonzero(keep)
+    save_npy(suffixed(out_stem, ".sig.npy"), np.asarray(sig[rows]))
+    ids = read_column(pq.ParquetFile(shard_path), "id").gather(rows).cast(pl.String)
+    write_parquet(pl.DataFrame({"id": ids}), suffixed(out_stem, ".ids.parquet"))
+    if with_sets:
+        off = load_npy(workdir / "sh" / f"{seg:05d}.off.npy")
+        flat = load_npy(workdir / "sh" / f"{seg:05d}.npy", mmap=True)
+        n = off[rows + 1] - off[rows]
+        new_off = np.zeros(len(rows) + 1, np.int64)
+        np.cumsum(n, out=new_off[1:])
+        save_npy(suffixed(out_stem, ".sh.npy"), np.asarray(flat[ranges(off[rows], n)]))
+        save_npy(suffixed(out_stem, ".sh.off.npy"), new_off)
+    return len(rows)
+
+
+def read_index(path: Path) -> dict:
+    meta_path = Path(path) / "index.json"
+    if not meta_path.exists():
+        raise FileNotFoundError(f"minhash index {path}: no index.json (was it written with index_out?)")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("format") != INDEX_FORMAT:
+        raise ValueError(f"{meta_path} is not a {INDEX_FORMAT} file")
+    return meta
+
+
+@dataclass
+class MinHashDedup(GlobalOperator):
+    """Drop documents whose shingle set has Jaccard >= threshold with an earlier document's
+    (transitively: clusters are connected components); every document gets cluster_id/size."""
+
+    name = "minhash_dedup"
+    needs = ("id", "text")
+    adds = ("cluster_id", "cluster_size", "duplicate_of")
+    apply_kind = "filter"
+    version = "1"
+
+    threshold: float = 0.8  # target Jaccard similarity of shingle sets
+    num_perm: int = 128
+    ngram: int = 5  # shingle length, in words (unit: word) or characters (unit: char)
+    unit: Literal["word", "char"] = "word"
+    fp_weight: float = DEFAULT_FP_WEIGHT  # datasketch optimiser weights for bands x rows
+    fn_weight: float = DEFAULT_FN_WEIGHT
+    bands: int = 0  # 0: derived from threshold, num_perm and the weights
+    rows: int = 0
+    verify: bool = True  # exact Jaccard of candidates (drops LSH false positives)
+    seed: int = 1
+    scheme: Literal["affine32", "legacy"] = "affine32"  # datasketch's permutation scheme (>= 2.0 / < 2.0)
+    shingle_hash: Literal["fast", "sha1"] = "fast"  # sha1: datasketch's default hash, far slower
+    lowercase: bool = True
+    punctuation: bool = True
+    digits: bool = True
+    nfkc: bool = False
+    bucket_all_pairs: int = 32  # buckets up to this size are paired exhaustively
+    partitions: int = 0  # band / pair partitions (0: sized to ~64 MB each, at least one per worker)
+    index: str | None = None  # a saved index to deduplicate against (its documents win)
+    index_out: str | None = None  # save this run's kept documents (+ the given index) as an index
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
+        if self.num_perm < 2 or self.ngram < 1 or self.bucket_all_pairs < 2:
+            raise ValueError("num_perm must be >= 2, ngram >= 1 and bucket_all_pairs >= 2")
+        if bool(self.bands) != bool(self.rows):
+            raise ValueError("give both bands and rows, or neither (then they are derived from threshold)")
+        if self.bands * self.rows > self.num_perm:
+            raise ValueError(f"bands x rows = {self.bands * self.rows} exceeds num_perm = {self.num_perm}")
+
+    # ------------------------------------------------------------ parameters
+
+    def band_rows(self) -> tuple[int, int]:
+        if self.bands and self.rows:
+            return self.bands, self.rows
+        return optimal_bands_rows(self.threshold, self.num_perm, self.fp_weight, self.fn_weight)
+
+    def _spec(self) -> _Spec:
+        b, r = self.band_rows()
+        norm = Normalisation(self.lowercase, True, self.punctuation, self.digits, self.nfkc)
+        return _Spec(self.num_perm, self.seed, self.scheme, self.ngram, self.unit, self.shingle_hash, norm, b, r,
+                     self.verify)
+
+    def config_key(self) -> str:
+        # A run against an index must redo its fit when the index grows, though the path is the same.
+        key = super().config_key()
+        if self.index:
+            meta = Path(self.index) / "index.json"
+            fingerprint = hashlib.sha256(meta.read_bytes()).hexdigest() if meta.exists() else "missing"
+            key = hashlib.sha256(f"{key}|{fingerprint}".encode()).hexdigest()
+        return key
+
+    def explain(self) -> str:
+        b, r = self.band_rows()
+        return explain(self.threshold, self.num_perm, self.fp_weight, self.fn_weight, b, r)
+
+    # ------------------------------------------------------------ fit
+
+    def _index_parts(self, spec: _Spec) -> list[tuple[Path, int, bool]]:
+        if not self.index:
+            return []
+        meta = read_index(Path(self.index))
+        diff = {k: (v, meta["params"].get(k)) for k, v in spec.compat().items() if meta["params"].get(k) != v}
+        if diff:
+            detail = ", ".join(f"{k}: run {a!r} vs index {b!r}" for k, (a, b) in diff.items())
+            raise ValueError(f"minhash index {self.index} was built with other parameters ({detail})")
+        return [(Path(self.index) / p["name"], int(p["docs"]), bool(p["sets"])) for p in meta["parts"]]
+
+    def fit(self, ctx: FitContext) -> None:
+        work, spec = ctx.workdir, self._spec()
+        timings: dict[str, float] = {}
+        t = time.perf_counter()
+        parts = self._index_parts(spec)
+        layout = Layout.of([(p, n) for p, n, _ in parts], ctx.shards)
+        n_idx = len(parts)
+        if layout.total >= 1 << 32:
+            raise ValueError(f"{layout.total} documents: more than 2**32 per run is not supported")
+        n_parts = n_partitions(layout.total * spec.bands, 16, ctx.workers, fixed=self.partitions)
+
+        # 1. sign
+        jobs = [(k, s.path, s.start, spec, work, n_parts) for k, s in enumerate(layout.segments) if s.kind == "shard"]
+        infos = ctx.pool_map(_sign_shard, jobs)
+        ctx.pool_map(_band_index_part, [(k, parts[k][0], layout.segments[k].start, spec, work, n_parts)
+                                        for k in range(n_idx)])
+        write_shards_json(work, [i["first_id"] for i in infos], [i["rows"] for i in infos])
+        timings["sign"] = time.perf_counter() - t
+
+        # 2. bucket
+        t = time.perf_counter()
+        band_stems = [work / "bands" / f"{k:05d}" for k in range(len(layout.segments))]
+        bucket = ctx.pool_map(_bucket_partition, [(band_stems, p, work, n_parts, layout.index_docs,
+                                                   self.bucket_all_pairs) for p in range(n_parts)])
+        shutil.rmtree(work / "bands", ignore_errors=True)
+        timings["bucket"] = time.perf_counter() - t
+
+        # 3. verify
+        t = time.perf_counter()
+        store = None
+        if self.verify:
+            sh_stems: list[Path | None] = [suffixed(p, ".sh") if sets else None for p, _, sets in parts]
+            sh_stems += [work / "sh" / f"{k:05d}" for k in range(n_idx, len(layout.segments))]
+            sig_paths = [suffixed(p, ".sig.npy") for p, _, _ in parts]
+            sig_paths += [work / "sig" / f"{k:05d}.npy" for k in range(n_idx, len(layout.segments))]
+            store = _Store(layout.starts, sh_stems, sig_paths)
+        pair_stems = [work / "pairs" / f"{p:05d}" for p in range(n_parts)]
+        checks = ctx.pool_map(_verify_partition, [(pair_stems, q, work, store, self.threshold)
+                                                  for q in range(n_parts)])
+        shutil.rmtree(work / "pairs", ignore_errors=True)
+        timings["verify"] = time.perf_counter() - t
+
+        # 4. merge
+        t = time.perf_counter()
+        links = [load_npy(work / "edges" / f"{q:05d}.npy") for q in range(n_parts)]
+        link = np.concatenate(links) if links else np.zeros((0, 2), np.int64)
+        nodes, root = components(link[:, 0], link[:, 1])
+        shutil.rmtree(work / "edges", ignore_errors=True)
+        roots, sizes = np.unique(root, return_counts=True)
+        size = sizes[np.searchsorted(roots, root)]
+        timings["merge"] = time.perf_counter() - t
+
+        # 5. results
+        t = time.perf_counter()
+        corpus = nodes >= layout.index_docs
+        nodes, root, size = nodes[corpus], root[corpus], size[corpus]
+        root_ids = take_by_global(layout, root, "id", ctx.pool_map)
+        seg, row = layout.locate(nodes)
+        jobs = []
+        for s in np.unique(seg):
+            sel = seg == s
+            cid = [root_ids[int(r)] for r in root[sel]]
+            dup = [c if n != r else None for c, n, r in zip(cid, nodes[sel], root[sel], strict=True)]
+            jobs.append((work, layout.segments[int(s)].path, layout.segments[int(s)].shard, row[sel],
+                         {"cluster_id": cid, "cluster_size": size[sel].astype(np.int64).tolist(),
+                          "duplicate_of": dup}))
+        ctx.pool_map(write_shard_results, jobs)
+        removed = nodes != root
+        self._write_clusters(work, layout, nodes, root, size, root_ids, store, ctx)
+        index_docs = self._write_index(ctx, layout, parts, nodes[removed], spec) if self.index_out else None
+        timings["results"] = time.perf_counter() - t
+
+        b, r, curve = s_curve(self.threshold, self.num_perm, self.fp_weight, self.fn_weight, spec.bands, spec.rows)
+        write_json(work / "params.json", {
+            "operator": self.name, "params": self.params(), "bands": b, "rows": r, "s_curve": curve,
+            "docs": layout.total - layout.index_docs, "index_docs": layout.index_docs,
+            "shingles": sum(i["shingles"] for i in infos), "docs_without_shingles": sum(i["empty"] for i in infos),
+            "partitions": n_parts, "band_records": sum(x["records"] for x in bucket),
+            "candidate_pairs": sum(c["candidates"] for c in checks),
+            "verified_pairs": sum(c["edges"] for c in checks),
+            "candidate_jaccard_hist": np.sum([c["jaccard_hist"] for c in checks], axis=0).tolist() if checks else [],
+            "clusters": int(len(np.unique(root))), "docs_in_clusters": int(len(nodes)),
+            "removed": int(removed.sum()), "index_out_docs": index_docs, "seconds": timings,
+        })
+        for sub in ("sig", "sh"):
+            shutil.rmtree(work / sub, ignore_errors=True)
+
+    def _write_clusters(self, work: Path, layout: Layout, nodes: np.ndarray, root: np.ndarray, size: np.ndarray,
+                        root_ids: dict, store: _Store | None, ctx: FitContext, top: int = 20,
+                        examples: int = 5) -> None:
+        """clusters.json: the largest clusters, with the kept document and a few removed ones."""
+        roots, first = np.unique(root, return_index=True)
+        order = np.lexsort((roots, -size[first]))[:top]
+        picked = []
+        for k in order:
+            members = nodes[root == roots[k]][: examples + 1]
+            picked.append((int(roots[k]), int(size[first[k]]), np.union1d(members, [roots[k]])[: examples + 1]))
+        want = np.concatenate([m for _, _, m in picked]) if picked else np.zeros(0, np.int64)
+        ids = take_by_global(layout, want, "id", ctx.pool_map)
+        texts = take_by_global(layout, want, "text", ctx.pool_map)
+        sig_paths = [suffixed(s.path, ".sig.npy") if s.kind == "index" else work / "sig" / f"{k:05d}.npy"
+                     for k, s in enumerate(layout.segments)]
+        sigs = _Store(layout.starts, [], sig_paths)
+        out = []
+        for r, n, members in picked:
+            est = (sigs.sigs(members) == sigs.sigs(np.array([r]))).mean(axis=1) if len(members) else []
+            out.append({
+                "cluster_id": root_ids.get(r), "size": n, "kept_id": root_ids.get(r),
+                "examples": [{"id": ids.get(int(m)), "kept": int(m) == r, "jaccard_estimate": round(float(e), 3),
+                              "snippet": (texts.get(int(m)) or "")[:300] or None}
+                             for m, e in zip(members, est, strict=True)],
+            })
+        write_json(work / "clusters.json", {"threshold": self.threshold, "top": out})
+
+    def _write_index(self, ctx: FitContext, layout: Layout, parts: list[tuple[Path, int, bool]],
+                     removed: np.ndarray, spec: _Spec) -> int:
+        """index_out: the given index's parts (linked) plus this run's kept documents, one part per shard."""
+        out = Path(self.index_out)  # type: ignore[arg-type]
+        same = self.index is not None and out.resolve() == Path(self.index).resolve()
+        meta = read_index(out) if same else {"format": INDEX_FORMAT, "version": 1, "params": spec.compat(),
+                                             "parts": []}
+        stage = out if same else out.with_name(f".{out.name}.tmp")
+        if not same:
+            shutil.rmtree(stage, ignore_errors=True)
+            stage.mkdir(parents=True)
+            for p, n, sets in parts:
+                for f in p.parent.glob(f"{p.name}.*"):
+                    link_or_copy(f, stage / f.name)
+                meta["parts"].append({"name": p.name, "docs": n, "sets": sets})
+        seg, row = layout.locate(removed)
+        base = len(meta["parts"])
+        jobs, names = [], []
+        for k, s in enumerate(layout.segments):
+            if s.kind != "shard":
+                continue
+            name = f"part-{base + len(names):05d}"
+            names.append(name)
+            jobs.append((ctx.workdir, s.path, k, row[seg == k], stage / name, spec.verify))
+        counts = ctx.pool_map(_write_index_part, jobs)
+        meta["parts"] += [{"name": n, "docs": c, "sets": spec.verify} for n, c in zip(names, counts, strict=True)]
+        write_json(stage / "index.json", meta)
+        if not same:
+            shutil.rmtree(out, ignore_errors=True)
+            stage.rename(out)
+        return sum(p["docs"] for p in meta["parts"])
+
+    # ------------------------------------------------------------ apply
+
+    def load(self, workdir: Path) -> None:
+        self._lookup = ResultLookup(workdir, {"cluster_id": pl.String(), "cluster_size": pl.Int64(),
+                                              "duplicate_of": pl.String()})
+
+    def apply(self, df: pl.DataFrame) -> Verdict:
+        res = self._lookup.join(df)
+        cid = res["cluster_id"]
+        cluster_id = cid.zip_with(cid.is_not_null(), df["id"].cast(pl.String)).alias("cluster_id")
+        size = res["cluster_size"].fill_null(1).cast(pl.Int64).alias("cluster_size")
+        dup = res["duplicate_of"].alias("duplicate_of")
+        return Verdict(keep=dup.is_null(), reason="near_duplicate",
+                       scores={"cluster_id": cluster_id, "cluster_size": size, "duplicate_of": dup})
