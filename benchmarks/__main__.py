@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import ingest
+from benchmarks import dedup, ingest, profile, tokenize, train
 
-BENCHMARKS = {"ingest": ingest.main}
+BENCHMARKS = {"ingest": ingest.main, "tokenize": tokenize.main, "profile": profile.main, "train": train.main}
+BENCHMARKS["dedup"] = dedup.main
 
 
 def main() -> None:

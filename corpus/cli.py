@@ -136,6 +136,16 @@ def _cmd_shards(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _cmd_dedup_explain(args: argparse.Namespace, console: Console) -> int:
+    from stages.lsh_params import explain
+
+    if not 0.0 < args.threshold < 1.0:
+        raise ValueError(f"--threshold must lie strictly between 0 and 1, got {args.threshold}")
+    console.print(explain(args.threshold, num_perm=args.num_perm, fp_weight=args.fp_weight,
+                          fn_weight=args.fn_weight, bands=args.bands, rows=args.rows), highlight=False)
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace, console: Console) -> int:
     from corpus.report import write_report
 
@@ -238,6 +248,17 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--samples", type=int, default=1, help="inspect: documents to decode")
     sh.add_argument("--out", help="merge: output prefix")
     sh.set_defaults(fn=_cmd_shards)
+
+    dd = sub.add_parser("dedup", help="dedup tools: `dedup explain` prints the MinHash S-curve of a threshold")
+    dds = dd.add_subparsers(dest="action", required=True, metavar="ACTION")
+    de = dds.add_parser("explain", help="bands x rows for a Jaccard threshold and P(caught) against Jaccard")
+    de.add_argument("--threshold", type=float, default=0.8)
+    de.add_argument("--num-perm", type=int, default=128)
+    de.add_argument("--fp-weight", type=float, default=0.1)
+    de.add_argument("--fn-weight", type=float, default=0.9)
+    de.add_argument("--bands", type=int, default=0, help="fix bands (with --rows) instead of optimising")
+    de.add_argument("--rows", type=int, default=0)
+    de.set_defaults(fn=_cmd_dedup_explain)
 
     from plugins.cli import add_train_parser
 

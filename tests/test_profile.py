@@ -1,4 +1,4 @@
-"""The profiling engine (stages/profile.py) on small corpora whose answers are known exactly.
+"""The profiling engine (stages/profile/) on small corpora whose answers are known exactly.
 
 Reference values come from plain Python (str methods, the `regex` module's Unicode classes), not
 from the engine, so a vectorisation bug shows up as a mismatch.
@@ -363,3 +363,119 @@ def test_operator_in_pipeline(tmp_path):
     a = read_all(tmp_path / "out" / "data").select(cols).sort("id")
     b = read_all(tmp_path / "plain" / "data").select(cols).sort("id")
     assert plain.manifest["docs"] == res.manifest["docs"] and a.equals(b)
+
+
+# ---------------------------------------------------------------- the raw JSONL fast path
+
+
+def _messy_jsonl(folder: Path) -> None:
+    """Records the fast path must judge exactly as the reader does: null, numeric, blank, NUL-bearing
+    and missing texts (the reader's per-record rules), ids, meta of every JSON type (ints and floats
+    mixed, lists, objects, booleans, nulls, a field first seen late), blank lines, CRLF, no final
+    newline, a gzip file."""
+    import gzip
+
+    rng = random.Random(9)
+    bad = [{"other": 1}, {"text": None}, {"text": 5}, {"text": "  \t "}, {"text": "a\u0000b"}, {"text": ""},
+           {"text": "true"}, {"text": "[1]"}, {"text": "7", "id": "x"}]
+    folder.mkdir(parents=True)
+    for f in range(3):
+        lines = []
+        for i in range(400):
+            if i % 37 == 5:
+                lines.append(json.dumps(bad[i % len(bad)]))
+                continue
+            if i % 53 == 7:
+                lines.append("")
+                continue
+            rec = {"text": _para(rng, rng.randint(3, 40)) + rng.choice(["", " \u00e9t\u00e9 \u00a0x", "\tTab  two"]),
+                   "id": None if i % 9 == 0 else f"d{f}-{i}", "n": rng.choice([1, 2.5]) if f == 1 else i,
+                   "tags": ["a"] * (i % 3), "flag": i % 2 == 0, "gone": None}
+            if i % 4 == 0:
+                rec["obj"] = {"k": i, "s": "v"}
+            if i > 300:
+                rec["late"] = "x"
+            lines.append(json.dumps(rec, ensure_ascii=i % 2 == 0))
+        body = ("\r\n" if f == 2 else "\n").join(lines) + ("" if f == 2 else "\n")
+        if f == 1:
+            with gzip.open(folder / f"part-{f}.jsonl.gz", "wt", encoding="utf-8") as fh:
+                fh.write(body)
+        else:
+            (folder / f"part-{f}.jsonl").write_text(body, encoding="utf-8")
+
+
+@pytest.mark.parametrize("keys", [{}, {"id_key": "id", "meta_keys": ["n", "tags", "obj", "late", "gone"]}])
+def test_fast_jsonl_path_equals_reader_path(tmp_path, monkeypatch, keys):
+    """Small chunks (many pieces per file, tails, line numbers across pieces): the fast path gives the
+    profile the corpus readers give, record for record, without falling back."""
+    from stages.profile import inputs, rawjsonl
+
+    _messy_jsonl(tmp_path / "in")
+    monkeypatch.setattr(inputs, "CHUNK_BYTES", 16 << 10)
+    spec = [InputSpec(source="web", path=str(tmp_path / "in"), **keys)]
+    fallbacks = []
+    fast = inputs._fast_unit
+
+    def counting(*args, **kwargs):
+        try:
+            return fast(*args, **kwargs)
+        except rawjsonl.Fallback:
+            fallbacks.append(args[0].rel_path)
+            raise
+
+    monkeypatch.setattr(inputs, "_fast_unit", counting)
+    got = profile_input(spec, tmp_path / "fast", workers=2)
+    assert fallbacks == []
+    monkeypatch.setattr(inputs, "usable", lambda task: False)
+    want = profile_input(spec, tmp_path / "reader", workers=1)
+    assert json.dumps(got) == json.dumps(want)
+    o = got["overall"]
+    assert sum(o["quarantined"].values()) > 0 and o["meta_fields"]["n"]["types"]
+    assert o["docs"] + sum(o["quarantined"].values()) == 3 * 400 - len(range(7, 400, 53)) * 3
+
+
+def test_fast_path_falls_back_per_file(tmp_path, monkeypatch):
+    """A line polars refuses sends its file (all of it, from the start) to the reader; the pieces
+    already profiled are dropped, so every record is counted once."""
+    from stages.profile import inputs, rawjsonl
+
+    _messy_jsonl(tmp_path / "in")
+    monkeypatch.setattr(inputs, "CHUNK_BYTES", 16 << 10)
+    with open(tmp_path / "in" / "part-0.jsonl", "a") as fh:
+        fh.write("{broken json\n" + json.dumps({"text": "after the break"}) + "\n")
+    spec = [InputSpec(source="web", path=str(tmp_path / "in"))]
+    got = profile_input(spec, tmp_path / "fast", workers=2, keep_features=True)
+    spilled = pl.concat([pl.read_parquet(p) for p in (tmp_path / "fast" / "_spill").glob("feat-*.parquet")])
+    assert spilled.height == got["overall"]["docs"] and spilled["id"].n_unique() == spilled.height
+    monkeypatch.setattr(inputs, "usable", lambda task: False)
+    want = profile_input(spec, tmp_path / "reader", workers=1)
+    assert json.dumps(got) == json.dumps(want)
+    assert got["overall"]["quarantined"]["invalid_json"] == 1
+    # A lone file is parsed ahead in a second thread: the fallback must cross it too.
+    one = [InputSpec(source="web", path=str(tmp_path / "in" / "part-0.jsonl"))]
+    monkeypatch.setattr(inputs, "usable", rawjsonl.usable)
+    alone = profile_input(one, tmp_path / "alone", workers=2)
+    monkeypatch.setattr(inputs, "usable", lambda task: False)
+    assert json.dumps(alone) == json.dumps(profile_input(one, tmp_path / "alone-reader", workers=1))
+
+
+def test_threads_do_not_change_the_profile(tmp_path):
+    make_jsonl_corpus(tmp_path / "in", files=5, docs_per_file=40, seed=8)
+    spec = [InputSpec(source="web", path=str(tmp_path / "in"))]
+    one = profile_input(spec, tmp_path / "one", workers=1)
+    three = profile_input(spec, tmp_path / "three", workers=3)
+    assert json.dumps(one) == json.dumps(three)
+    lone = [InputSpec(source="web", path=str(tmp_path / "in" / "part-001.jsonl"))]  # parsed ahead in a thread
+    assert json.dumps(profile_input(lone, tmp_path / "l1", workers=1)) == \
+        json.dumps(profile_input(lone, tmp_path / "l2", workers=2))
+
+
+def test_outlier_examples_break_ties_by_id(tmp_path):
+    """Ten docs share the largest length: the examples are the five smallest ids, |z| descending."""
+    texts = ["w " * 20] * 200 + ["long " * 400] * 10
+    ids = [f"a{i:03d}" for i in range(200)] + [f"z{i}" for i in (9, 3, 7, 1, 5, 0, 8, 2, 6, 4)]
+    df = pl.DataFrame({"id": ids, "text": texts, "source": ["s"] * len(ids)})
+    prof = profile_frames([df.slice(0, 100), df.slice(100)], "t", tmp_path)
+    out = prof["overall"]["outliers"]["n_chars"]
+    assert out["count"] == 10
+    assert [e["id"] for e in out["examples"]] == ["z0", "z1", "z2", "z3", "z4"]

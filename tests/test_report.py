@@ -290,3 +290,30 @@ def test_bad_profile_is_skipped_with_a_warning(run_out: Path, tmp_path: Path):
     _, data = build_report(out)
     assert "profile" not in data["sections"]
     assert any(str(path.relative_to(out)) in w for w in data["warnings"])
+
+
+def test_near_duplicate_section(tmp_path: Path):
+    from stages.minhash import MinHashDedup
+
+    rng = random.Random(5)
+    words = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(6)) for _ in range(400)]
+    inp = tmp_path / "in"
+    inp.mkdir()
+    docs = []
+    for i in range(30):
+        base = [rng.choice(words) for _ in range(120)]
+        docs.append(" ".join(base))
+        if i % 3 == 0:  # a near copy: two words changed, far above the 0.8 threshold
+            copy = list(base)
+            copy[10], copy[90] = "changed", "edited"
+            docs.append(" ".join(copy))
+    (inp / "a.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
+    res = Pipeline([MinHashDedup()]).run(inputs=[InputSpec(source="s", path=str(inp))], output=tmp_path / "out",
+                                         workers=1, quiet=True)
+    figures = json.loads((res.output / "report.json").read_text())["sections"]["dedup_clusters"]["figures"]
+    (stage,) = figures
+    assert figures[stage]["removed"] == 10 and figures[stage]["clusters"] == 10
+    assert figures[stage]["bands"] * figures[stage]["rows"] <= 128
+    assert all(c["size"] == 2 for c in figures[stage]["top_clusters"])
+    html = (res.output / "report.html").read_text()
+    assert "Near-duplicate clusters" in html and "S-curve" in html

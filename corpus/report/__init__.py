@@ -16,6 +16,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from corpus.report import dedup as _dedup  # noqa: F401  (registers the near-duplicate section)
 from corpus.report import distributions as _distributions  # noqa: F401  (registers the profile sections)
 from corpus.report.data import ReportContext, gather
 from corpus.report.html import esc, page

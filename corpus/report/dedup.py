@@ -1,0 +1,63 @@
+"""Report section for near-duplicate dedup: the S-curve of the chosen parameters and the largest
+clusters with examples, read from each `minhash_dedup` stage's fit folder (params.json, clusters.json)."""
+
+from __future__ import annotations
+
+import json
+
+from corpus.report.data import ReportContext
+from corpus.report.html import Cell, Col, esc, fmt_num, hbar_chart, histogram_chart, kpis, num_cell, snippet, table
+from corpus.report.sections import Rendered, section
+
+TOP_CLUSTERS, EXAMPLES = 10, 3
+
+
+def _fits(ctx: ReportContext) -> list[tuple[str, dict, dict]]:
+    found = []
+    for fit in sorted((ctx.out / "work").glob("*-minhash_dedup-*/fit")):
+        try:
+            params = json.loads((fit / "params.json").read_text())
+            clusters = json.loads((fit / "clusters.json").read_text())
+        except (OSError, ValueError):
+            continue
+        found.append((fit.parent.name.rsplit("-", 1)[0], params, clusters))
+    return found
+
+
+@section("dedup_clusters", title="Near-duplicate clusters", order=60)
+def dedup_clusters(ctx: ReportContext) -> Rendered | None:
+    fits = _fits(ctx)
+    if not fits:
+        return None
+    parts, figures = [], {}
+    for stage, params, clusters in fits:
+        p = params["params"]
+        curve = params["s_curve"]
+        parts.append(f"<h3>{esc(stage)}</h3>" + kpis([
+            ("Threshold", fmt_num(p["threshold"]), f"Jaccard of {p['ngram']}-{p['unit']} shingles"),
+            ("Bands x rows", f"{params['bands']} x {params['rows']}", f"of {p['num_perm']} hashes"),
+            ("Clusters", f"{params['clusters']:,}", f"{params['docs_in_clusters']:,} documents in them"),
+            ("Removed", f"{params['removed']:,}", f"of {params['docs']:,} documents"),
+            ("Candidate pairs", f"{params['candidate_pairs']:,}", f"{params['verified_pairs']:,} verified"),
+        ]))
+        charts = hbar_chart([(f"J = {j:.2f}", prob) for j, prob in curve if j >= 0.4],
+                            "P(pair becomes a candidate) against Jaccard (S-curve)", fmt=lambda v: f"{v:.3f}")
+        hist = params.get("candidate_jaccard_hist") or []
+        if hist and sum(hist):
+            edges = [i / len(hist) for i in range(len(hist) + 1)]
+            charts += histogram_chart(edges, hist, "Jaccard of candidate pairs", x_label="Jaccard")
+        parts.append(f'<div class="charts">{charts}</div>')
+        rows = []
+        for c in clusters.get("top", [])[:TOP_CLUSTERS]:
+            for ex in c["examples"][:EXAMPLES]:
+                rows.append([c["cluster_id"], num_cell(c["size"]), ex["id"], "kept" if ex["kept"] else "removed",
+                             num_cell(ex["jaccard_estimate"]), Cell(markup=snippet(ex["snippet"]))])
+        if rows:
+            cols = [Col("cluster"), Col("size", num=True), Col("document"), Col("outcome"),
+                    Col("est. Jaccard", num=True), Col("text", cls="snip")]
+            parts.append("<h4>Largest clusters, with examples</h4>" + table(cols, rows))
+        figures[stage] = {"bands": params["bands"], "rows": params["rows"], "s_curve": curve,
+                          "clusters": params["clusters"], "removed": params["removed"],
+                          "top_clusters": [{"cluster_id": c["cluster_id"], "size": c["size"]}
+                                           for c in clusters.get("top", [])]}
+    return Rendered("".join(parts), figures)

@@ -1,0 +1,175 @@
+"""Mergeable aggregates per source: everything a chunk adds that is not spilled.
+
+Per source: exact sums and counts; min/max and fine histograms per feature (histograms.py); letters
+per script; languages; meta keys and JSON types; quarantined records by kind; a Misra-Gries table
+of frequent lines (lines.py); the ``near_dup_sample`` smallest distinct text keys with their doc
+counts and a text each (the MinHash sample, neardup.py). Everything merges by addition or a bounded
+merge, so chunks, units and workers combine in any grouping; overall = merge(sources).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from .constants import FEATURES, NEAR_DUP_SAMPLE, SAMPLE_TEXT_CHARS, SCRIPTS
+from .features import Chunk
+from .histograms import bins
+from .lines import LINES_SCHEMA, chunk_candidates, compact, merge_lines
+
+COUNTS = ("docs", "null_text", "empty_text", "bytes", "chars", "words", "lines", "est_tokens", "encoding_error_docs")
+SAMPLE_SCHEMA = {"h": pl.UInt64, "n": pl.Int64, "text": pl.String}
+
+
+@dataclass
+class SourceAcc:
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTS, 0))
+    n: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FEATURES, 0))
+    sums: dict[str, float] = field(default_factory=lambda: dict.fromkeys(FEATURES, 0.0))
+    mins: dict[str, float] = field(default_factory=lambda: dict.fromkeys(FEATURES, math.inf))
+    maxs: dict[str, float] = field(default_factory=lambda: dict.fromkeys(FEATURES, -math.inf))
+    hist: dict[str, np.ndarray] = field(
+        default_factory=lambda: {f: np.zeros(len(bins(f).lo), np.int64) for f in FEATURES})
+    scripts: np.ndarray = field(default_factory=lambda: np.zeros(len(SCRIPTS) + 1, np.int64))
+    langs: dict[str, int] = field(default_factory=dict)
+    meta: dict[str, dict[str, int]] = field(default_factory=dict)
+    quarantined: dict[str, int] = field(default_factory=dict)
+    lines: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=LINES_SCHEMA))
+    sample: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=SAMPLE_SCHEMA))
+
+    def merge(self, o: SourceAcc, sample_size: int) -> None:
+        for k in COUNTS:
+            self.counts[k] += o.counts[k]
+        for f in FEATURES:
+            self.n[f] += o.n[f]
+            self.sums[f] += o.sums[f]
+            self.mins[f] = min(self.mins[f], o.mins[f])
+            self.maxs[f] = max(self.maxs[f], o.maxs[f])
+            self.hist[f] += o.hist[f]
+        self.scripts += o.scripts
+        add_counts(self.langs, o.langs)
+        add_counts(self.quarantined, o.quarantined)
+        for key, types in o.meta.items():
+            add_counts(self.meta.setdefault(key, {}), types)
+        self.lines = merge_lines(self.lines, o.lines)
+        self.sample = merge_sample(self.sample, o.sample, sample_size)
+
+
+def add_counts(into: dict[str, int], more: dict[str, int]) -> None:
+    for k, v in more.items():
+        into[k] = into.get(k, 0) + v
+
+
+def merge_sample(a: pl.DataFrame, b: pl.DataFrame, k: int) -> pl.DataFrame:
+    """The k smallest distinct text hashes, with their doc counts (exact: a hash among the k smallest
+    of the union is among the k smallest of each part it occurs in)."""
+    both = pl.concat([a, b]).group_by("h").agg(pl.col("n").sum(), pl.col("text").first())
+    return compact(both.sort("h").head(k))
+
+
+@dataclass
+class Acc:
+    """Everything a job learns, per source; merged across jobs in corpus order."""
+
+    sources: dict[str, SourceAcc] = field(default_factory=dict)
+    has_lang: bool = False
+    sample_size: int = NEAR_DUP_SAMPLE
+
+    def source(self, name: str) -> SourceAcc:
+        if name not in self.sources:
+            self.sources[name] = SourceAcc()
+        return self.sources[name]
+
+    def merge(self, o: Acc) -> None:
+        self.has_lang |= o.has_lang
+        for name, acc in o.sources.items():
+            self.source(name).merge(acc, self.sample_size)
+
+    def overall(self) -> SourceAcc:
+        total = SourceAcc()
+        for name in sorted(self.sources):
+            total.merge(self.sources[name], self.sample_size)
+        return total
+
+    def add_quarantine(self, bad: pl.DataFrame) -> None:
+        if bad.height == 0:
+            return
+        for src, kind, n in bad.group_by("source", "kind").len().rows():
+            add_counts(self.source(src).quarantined, {kind: n})
+
+    def add_chunk(self, ch: Chunk) -> None:
+        self.has_lang |= ch.has_lang
+        groups = _groups(ch.codes, len(ch.names))
+        for i, src in enumerate(ch.names):
+            acc = self.source(src)
+            acc.scripts += ch.scripts[i]
+            self._add_docs(acc, ch, groups[i])
+        if ch.has_lang:  # counted always ("unknown" without a lang): reported only if some input had it
+            langs = pl.DataFrame({"src": ch.codes, "lang": ch.lang}).group_by("src", "lang").len()
+            for code, lang, n in langs.rows():
+                add_counts(self.sources[ch.names[code]].langs, {lang if lang is not None else "unknown": n})
+        else:
+            for i, src in enumerate(ch.names):
+                rows = groups[i]
+                add_counts(self.sources[src].langs, {"unknown": len(ch.codes) if rows is None else len(rows)})
+        for src, key, typ, n in ch.meta.rows():
+            add_counts(self.source(src).meta.setdefault(key, {}), {typ: n})
+        for src, named in chunk_candidates(ch.lines.counts, ch.lines.text).items():
+            acc = self.source(src)
+            acc.lines = merge_lines(acc.lines, named)
+        self._add_sample(ch, groups)
+
+    @staticmethod
+    def _add_docs(acc: SourceAcc, ch: Chunk, rows: np.ndarray | None) -> None:
+        def pick(a: np.ndarray) -> np.ndarray:
+            return a if rows is None else a[rows]
+
+        null = pick(ch.is_null)
+        c = acc.counts
+        c["docs"] += len(null)
+        c["null_text"] += int(null.sum())
+        c["empty_text"] += int(pick(ch.is_empty).sum())
+        for k in ("bytes", "words", "lines", "est_tokens"):
+            c[k] += int(pick(ch.sums[k]).sum())
+        c["chars"] += int(pick(ch.sums["n_chars"]).sum())
+        c["encoding_error_docs"] += int((pick(ch.sums["replacements"]) > 0).sum())
+        for f in FEATURES:
+            x = pick(ch.values[f])
+            x = x[~np.isnan(x)]
+            if len(x) == 0:
+                continue
+            b = bins(f)
+            acc.n[f] += len(x)
+            acc.sums[f] += float(x.sum())
+            acc.mins[f] = min(acc.mins[f], float(x.min()))
+            acc.maxs[f] = max(acc.maxs[f], float(x.max()))
+            acc.hist[f] += np.bincount(b.index(x), minlength=len(b.lo))
+
+    def _add_sample(self, ch: Chunk, groups: list[np.ndarray | None]) -> None:
+        k = self.sample_size
+        live = ~ch.is_null
+        for i, src in enumerate(ch.names):
+            acc = self.sources[src]
+            rows = np.arange(len(ch.codes)) if groups[i] is None else groups[i]
+            rows = rows[live[rows]]
+            if acc.sample.height >= k:  # only hashes below the current k-th can enter
+                rows = rows[ch.key[rows] < np.uint64(acc.sample["h"][-1])]
+            if len(rows) == 0:
+                continue
+            part = pl.DataFrame({"h": ch.key[rows], "row": rows})
+            # Only the k smallest distinct keys can enter: take their first doc's text.
+            firsts = part.group_by("h").agg(pl.len().cast(pl.Int64).alias("n"), pl.col("row").min()).sort("h").head(k)
+            new = firsts.select("h", "n", ch.text.gather(firsts["row"]).str.slice(0, SAMPLE_TEXT_CHARS).alias("text"))
+            acc.sample = merge_sample(acc.sample, new, k)
+
+
+def _groups(codes: np.ndarray, n_sources: int) -> list[np.ndarray | None]:
+    """Row indices of each source; None for "all rows" when there is one source."""
+    if n_sources == 1:
+        return [None]
+    order = np.argsort(codes, kind="stable")
+    cuts = np.searchsorted(codes[order], np.arange(n_sources + 1))
+    return [order[cuts[i]:cuts[i + 1]] for i in range(n_sources)]

@@ -1,0 +1,35 @@
+"""Names and tunables shared by the profiling modules (the figures are specified in docs/profile-format.md)."""
+
+from __future__ import annotations
+
+FORMAT = "corpusforge.profile/1"
+LOG_FEATURES = ("n_chars", "n_words", "n_lines", "est_tokens", "mean_word_len")
+FRAC_FEATURES = ("frac_alpha", "frac_digit", "frac_upper", "frac_punct", "frac_space", "frac_nonprint",
+                 "frac_lines_terminal_punct", "dup_line_ratio", "frac_replacement")
+FEATURES = LOG_FEATURES + FRAC_FEATURES
+INT_FEATURES = frozenset({"n_chars", "n_words", "n_lines", "est_tokens"})
+QUANTILES = {"p01": 0.01, "p05": 0.05, "p25": 0.25, "p50": 0.5, "p75": 0.75, "p95": 0.95, "p99": 0.99}
+SCRIPTS = ("Latin", "Cyrillic", "Greek", "Arabic", "Hebrew", "Devanagari", "Han", "Hiragana", "Katakana", "Hangul",
+           "Thai")
+OTHER_SCRIPT = "Other"
+TERMINAL_PUNCT = (".", "!", "?", "…", "。", "！", "？", '"', "'")
+# U+FFFD, and UTF-8 read as Latin-1/cp1252: Ã© (é), Â  (nbsp), â€™ (’), ï»¿ (BOM).
+MOJIBAKE_RE = (r"\x{FFFD}|[ÃÂ][\x{80}-\x{BF}\x{152}\x{153}\x{160}\x{161}\x{178}\x{17D}\x{17E}\x{192}\x{2C6}\x{2DC}"
+               r"\x{2013}\x{2014}\x{2018}-\x{201E}\x{2020}-\x{2022}\x{2026}\x{2030}\x{2039}\x{203A}\x{20AC}\x{2122}]"
+               r"|â€|ï»¿")
+Z_THRESHOLD = 3.5
+OUTLIER_EXAMPLES = 5
+TOP_LINES = 25
+MIN_LINE_CHARS = 10  # shorter lines ("Home", "Share") are too common to say anything
+LINE_TABLE = 10_000  # Misra-Gries capacity per source: a line in over 1/10000 of all lines is kept
+NEAR_DUP_SAMPLE = 2000
+NEAR_DUP_THRESHOLD = 0.8
+NUM_PERM = 128
+SHINGLE_WORDS = 5
+SAMPLE_TEXT_CHARS = 20_000  # MinHash on the first 20k chars: bounds the sample's memory
+SNIPPET_CHARS = 200
+DISPLAY_BINS = 40
+FRAC_DISPLAY_BINS = 20
+CHUNK_BYTES = 32 << 20
+SEED = 0x5EED  # polars hash seed: fixed so every worker of a run agrees
+EMPTY_KEY = 0x9E3779B97F4A7C15  # the text key of a document without a non-blank line

@@ -1,0 +1,161 @@
+"""Units of work (an input file or a corpus shard), read as chunks of documents and profiled.
+
+A unit is profiled into its own accumulator and spill files, so units run anywhere (a thread of
+profile_input, a process of the executor's pool) and merge in unit order afterwards. Raw JSONL takes
+the fast path of rawjsonl.py, other inputs the corpus readers; shards are read as Parquet batches.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from corpus.readers import ReadTask, read_task
+from corpus.readers.streams import prefetch
+
+from .aggregate import Acc
+from .constants import CHUNK_BYTES, NEAR_DUP_SAMPLE
+from .features import doc_features
+from .rawjsonl import Fallback, read_pieces, usable
+from .spill import Spill
+
+_READ_COLUMNS = ("id", "text", "source", "meta", "lang")
+
+
+@dataclass(frozen=True)
+class Unit:
+    index: int
+    shard: str | None = None  # a Parquet file of the document schema
+    task: ReadTask | None = None  # a raw input file
+
+
+@dataclass(frozen=True)
+class Job:
+    units: tuple[Unit, ...]
+    spill: str
+    sample_size: int = NEAR_DUP_SAMPLE
+    chunk_bytes: int = CHUNK_BYTES
+
+
+def shard_frames(path: str, chunk_bytes: int) -> Iterator[pl.DataFrame]:
+    pf = pq.ParquetFile(path)
+    cols = [c for c in _READ_COLUMNS if c in pf.schema_arrow.names]
+    md = pf.metadata
+    rows, size = max(md.num_rows, 1), sum(md.row_group(i).total_byte_size for i in range(md.num_row_groups))
+    batch = max(64, int(chunk_bytes * rows / max(size, 1)))  # about chunk_bytes of data per batch
+    for rb in pf.iter_batches(batch_size=batch, columns=cols):
+        yield pl.from_arrow(rb)  # type: ignore[misc]
+
+
+def slices(df: pl.DataFrame, chunk_bytes: int) -> Iterator[pl.DataFrame]:
+    """A caller's frame in pieces of about chunk_bytes of text, so memory stays bounded."""
+    if "text" in df.columns and df.schema["text"] != pl.String:
+        df = df.with_columns(pl.col("text").cast(pl.String))
+    if df.height == 0 or "text" not in df.columns:
+        yield df
+        return
+    size = int(df["text"].str.len_bytes().sum() or 0)
+    rows = df.height if size <= chunk_bytes else max(1, df.height * chunk_bytes // size)
+    for start in range(0, df.height, rows):
+        yield df.slice(start, rows)
+
+
+def check_frame(df: pl.DataFrame) -> None:
+    missing = [c for c in ("id", "text", "source") if c not in df.columns]
+    if missing:
+        raise ValueError(f"profile: frame lacks column(s) {missing} (has {df.columns})")
+
+
+def add_frame(acc: Acc, spill: Spill, df: pl.DataFrame) -> None:
+    """One frame of documents (columns id, text, source; optional meta, lang)."""
+    check_frame(df)
+    if df.height == 0:
+        return
+    ch = doc_features(df)
+    acc.add_chunk(ch)
+    spill.write(ch)
+
+
+def profile_unit(unit: Unit, spill_dir: Path, sample_size: int, chunk_bytes: int, ahead: bool = False) -> Acc:
+    """One unit's accumulator (its spill files written on the way). ahead: parse the next pieces in a
+    thread of their own while this one computes features (for a file that has the cores to itself)."""
+    spill = Spill(spill_dir, unit.index)
+    if unit.task is not None and usable(unit.task):
+        try:
+            return _fast_unit(unit.task, spill, sample_size, chunk_bytes, ahead)
+        except Fallback:
+            spill.discard()
+    acc = Acc(sample_size=sample_size)
+    if unit.shard is not None:
+        for df in shard_frames(unit.shard, chunk_bytes):
+            add_frame(acc, spill, df)
+    elif unit.task is not None:
+        for chunk in read_task(unit.task, chunk_bytes):
+            acc.add_quarantine(chunk.bad)
+            add_frame(acc, spill, chunk.docs)
+    return acc
+
+
+def _fast_unit(task: ReadTask, spill: Spill, sample_size: int, chunk_bytes: int, ahead: bool) -> Acc:
+    acc = Acc(sample_size=sample_size)
+    docs: list[pl.DataFrame] = []
+    meta: list[pl.DataFrame] = []
+
+    def flush() -> None:
+        # The reader's chunk (several pieces) is profiled as one: fewer, larger calls, and the line
+        # counts enter the Misra-Gries tables in the same groups as from read_task.
+        if docs:
+            ch = doc_features(pl.concat(docs, rechunk=False), meta=pl.concat(meta))
+            acc.add_chunk(ch)
+            spill.write(ch)
+        docs.clear()
+        meta.clear()
+
+    pieces = read_pieces(task, chunk_bytes)
+    for piece in prefetch(pieces, depth=4) if ahead else pieces:
+        acc.add_quarantine(piece.bad)
+        if piece.docs.height:
+            docs.append(piece.docs)
+            meta.append(piece.meta)
+        if piece.end_of_chunk:
+            flush()
+    flush()
+    return acc
+
+
+def run_job(job: Job) -> Acc:
+    """A job's units, merged in order (a picklable entry point for process pools)."""
+    acc = Acc(sample_size=job.sample_size)
+    for unit in job.units:
+        acc.merge(profile_unit(unit, Path(job.spill), job.sample_size, job.chunk_bytes))
+    return acc
+
+
+def run_units(units: Iterable[Unit], spill: Path, workers: int, sample_size: int) -> Acc:
+    """Units on `workers` threads of this process, merged in unit order. Threads, not processes:
+    polars, numpy and Arrow release the GIL in everything heavy here, and a spawned worker would cost
+    a second of start-up (imports, tables) before doing anything."""
+    acc = Acc(sample_size=sample_size)
+    units = list(units)
+    if workers <= 1 or len(units) <= 1:
+        # A lone file still gets two threads: one parses ahead while the other computes features.
+        ahead = workers > 1
+        for u in units:
+            acc.merge(profile_unit(u, spill, sample_size, CHUNK_BYTES, ahead))
+        return acc
+    with ThreadPoolExecutor(workers, thread_name_prefix="profile") as pool:
+        # At most 2 units per thread in flight: finished ones wait for their turn to merge, bounded.
+        pending: deque[Future[Acc]] = deque()
+        for u in units:
+            pending.append(pool.submit(profile_unit, u, spill, sample_size, CHUNK_BYTES))
+            if len(pending) >= 2 * workers:
+                acc.merge(pending.popleft().result())
+        while pending:
+            acc.merge(pending.popleft().result())
+    return acc

@@ -1,0 +1,122 @@
+"""Estimated near-duplicate rate from a MinHash sample.
+
+The sample is the distinct texts with the smallest text keys (a uniform sample of distinct texts),
+each weighted by its number of copies. A sampled text has a near duplicate when it has an exact
+copy, or when MinHash-LSH on word 5-gram sets finds another sampled text at estimated Jaccard >= 0.8:
+128-value signatures by one-permutation hashing (densified for the bands), LSH with datasketch's
+optimal 9 bands x 13 rows, candidates confirmed by the estimate. On a section with at most
+``near_dup_sample`` distinct texts this is the rate up to MinHash error; on larger ones a near
+(non-identical) copy counts only when both fall in the sample: a lower bound. Hashes are polars'
+(stable within one polars version, which one run uses).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import cache
+
+import numpy as np
+import polars as pl
+
+from .aggregate import SAMPLE_SCHEMA
+from .constants import NEAR_DUP_THRESHOLD, NUM_PERM, SEED, SHINGLE_WORDS
+
+
+@cache
+def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
+    """(bands, rows per band) minimising the false positive + false negative areas around the
+    threshold: the same criterion as datasketch's MinHashLSH (9 x 13 for 0.8 and 128)."""
+    lo, hi = np.linspace(0, threshold, 201), np.linspace(threshold, 1, 201)
+    best = (math.inf, 1, 1)
+    for b in range(1, num_perm + 1):
+        for r in range(1, num_perm // b + 1):
+            fp = np.trapezoid(1 - (1 - lo**r) ** b, lo)
+            fn = np.trapezoid((1 - hi**r) ** b, hi)
+            best = min(best, (0.5 * fp + 0.5 * fn, b, r))
+    return best[1], best[2]
+
+
+def signatures(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """MinHash signatures (NUM_PERM values) of word 5-gram sets, by one-permutation hashing: each
+    shingle's 64-bit hash picks a bin (low bits) and competes for that bin's minimum (high bits).
+    O(shingles), all in polars/numpy. Returns (raw signatures, empty bins = all ones; densified
+    ones, where an empty bin borrows the next non-empty bin's value (rotation), for LSH bands)."""
+    n = len(texts)
+    lists = pl.Series("w", texts, dtype=pl.String).str.to_lowercase().str.extract_all(r"\S+")
+    lens = lists.list.len().fill_null(0).to_numpy().astype(np.int64)
+    starts = np.cumsum(lens) - lens
+    doc = np.repeat(np.arange(n), lens)  # words in doc order: position and count per doc by numpy
+    words = pl.DataFrame({"doc": doc, "w": lists.explode().drop_nulls(),
+                          "pos": np.arange(len(doc)) - starts[doc], "len": lens[doc]})
+    grams = pl.concat_str([pl.col("w").shift(-k) for k in range(SHINGLE_WORDS)], separator=" ")
+    short = pl.col("len") < SHINGLE_WORDS  # fewer words than a shingle: the whole text is one
+    sh = pl.concat([
+        words.with_columns(grams.alias("s")).filter(pl.col("pos") + SHINGLE_WORDS <= pl.col("len")).select("doc", "s"),
+        words.filter(short).group_by("doc").agg(pl.col("w").str.join(" ").alias("s")),
+    ]).select("doc", pl.col("s").hash(SEED).alias("h"))
+    cell = (pl.col("doc").cast(pl.Int64) * NUM_PERM + (pl.col("h") % NUM_PERM).cast(pl.Int64)).alias("cell")
+    best = sh.select(cell, (pl.col("h") // NUM_PERM).alias("v")).group_by("cell").agg(pl.col("v").min())
+    empty = np.iinfo(np.uint64).max
+    sig = np.full(n * NUM_PERM, empty, np.uint64)
+    sig[best["cell"].to_numpy()] = best["v"].to_numpy()
+    sig = sig.reshape(n, NUM_PERM)
+    raw = sig
+    has = (sig != empty).any(axis=1)
+    # Rotation: an empty bin takes the next non-empty bin's value (circularly), offset by the distance.
+    cols = np.arange(2 * NUM_PERM)
+    filled = np.where(np.tile(sig != empty, 2), cols, 2 * NUM_PERM)
+    nxt = np.minimum.accumulate(filled[:, ::-1], axis=1)[:, ::-1][:, :NUM_PERM]
+    dist = (nxt - np.arange(NUM_PERM)).astype(np.uint64)
+    src = np.take_along_axis(sig, np.minimum(nxt, 2 * NUM_PERM - 1) % NUM_PERM, axis=1)
+    return raw, np.where(has[:, None], src + dist * np.uint64(1 << 57), empty)
+
+
+def jaccard(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """One-permutation-hashing estimate: equal non-empty bins over bins non-empty in either."""
+    empty = np.iinfo(np.uint64).max
+    match = ((a == b) & (a != empty)).sum(axis=1)
+    used = ((a != empty) | (b != empty)).sum(axis=1)
+    return match / np.maximum(used, 1)
+
+
+def near_dups(raw: np.ndarray, sig: np.ndarray, window: int = 16) -> np.ndarray:
+    """Rows with another row at estimated Jaccard >= NEAR_DUP_THRESHOLD: LSH bands over the
+    densified signatures propose pairs (each row against the next `window` rows sharing a band, so
+    a huge cluster stays cheap), the raw signatures' estimate confirms them."""
+    n = len(sig)
+    near = np.zeros(n, bool)
+    rows = np.flatnonzero((raw != np.iinfo(np.uint64).max).any(axis=1))
+    if len(rows) < 2:
+        return near
+    bands, r = lsh_params(NEAR_DUP_THRESHOLD, NUM_PERM)
+    mix = (np.arange(1, r + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)) | np.uint64(1)
+    for b in range(bands):
+        key = (sig[rows, b * r:(b + 1) * r] * mix).sum(axis=1)  # wrapping: a hash of the band
+        order = rows[np.argsort(key, kind="stable")]
+        skey = np.sort(key, kind="stable")
+        for w in range(1, min(window, len(order) - 1) + 1):
+            same = skey[w:] == skey[:-w]
+            a, c = order[:-w][same], order[w:][same]
+            if len(a):
+                ok = jaccard(raw[a], raw[c]) >= NEAR_DUP_THRESHOLD
+                near[a[ok]] = True
+                near[c[ok]] = True
+    return near
+
+
+class NearDup:
+    """Signatures of the sampled texts (by text key), computed once for all sections."""
+
+    def __init__(self, samples: list[pl.DataFrame]):
+        union = pl.concat([pl.DataFrame(schema=SAMPLE_SCHEMA), *samples]).unique("h", keep="first").sort("h")
+        self.raw, self.sig = signatures(union["text"].fill_null("").to_list())
+        self.row = {h: i for i, h in enumerate(union["h"].to_list())}
+
+    def rate(self, sample: pl.DataFrame) -> tuple[float | None, int]:
+        if sample.height == 0:
+            return None, 0
+        idx = np.array([self.row[h] for h in sample["h"].to_list()], np.int64)
+        n = sample["n"].to_numpy()
+        near = (n >= 2) | near_dups(self.raw[idx], self.sig[idx])
+        total = int(n.sum())
+        return float(n[near].sum()) / total, total

@@ -1,0 +1,108 @@
+"""The spill: per-document features and per-chunk line counts on disk, read back by DuckDB.
+
+Exact figures that need every document (distinct text keys, the exact doc counts of the frequent
+line candidates, outliers against the final median and scale) cannot come from bounded in-memory
+aggregates. Each chunk writes its rows to Parquet in a scratch folder instead (uncompressed: it is
+read once, and compressing snippets cost more than the rest of the spill), and DuckDB answers
+those questions out of core (memory_limit + temp_directory): memory does not grow with the corpus.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from .constants import FEATURES, SNIPPET_CHARS
+from .features import Chunk
+
+SPILL = "_spill"
+
+
+class Spill:
+    """Writes one unit's (input file or shard) chunks, one Parquet file per chunk and kind."""
+
+    def __init__(self, folder: Path, unit: int):
+        self.folder = folder
+        self.unit = unit
+        self.chunks = 0
+
+    def write(self, ch: Chunk) -> None:
+        n = len(ch.codes)
+        if n == 0:
+            return
+        source = pl.Series(ch.names, dtype=pl.String).gather(ch.codes)
+        key = pl.Series("h", ch.key)
+        if ch.is_null.any():
+            key = key.scatter(ch.is_null.nonzero()[0], None)
+        # Features stay NaN where they do not apply (a null costs a pass; the readers know NaN).
+        feats = pl.DataFrame([ch.ids.alias("id"), source.alias("source"), key,
+                              ch.text.str.slice(0, SNIPPET_CHARS).alias("snippet"),
+                              *(pl.Series(f, ch.values[f]) for f in FEATURES)])
+        name = f"{self.unit:06d}-{self.chunks:05d}.parquet"
+        feats.write_parquet(self.folder / f"feat-{name}", compression="uncompressed", statistics=False)
+        if ch.lines.counts.height:
+            ch.lines.counts.write_parquet(self.folder / f"lines-{name}", compression="uncompressed", statistics=False)
+        self.chunks += 1
+
+    def discard(self) -> None:
+        """Forget what this unit wrote (its input is being read again another way)."""
+        for p in list(self.folder.glob(f"feat-{self.unit:06d}-*.parquet")) + list(
+                self.folder.glob(f"lines-{self.unit:06d}-*.parquet")):
+            p.unlink()
+        self.chunks = 0
+
+
+def fresh_spill(workdir: Path) -> Path:
+    spill = workdir / SPILL
+    shutil.rmtree(spill, ignore_errors=True)
+    spill.mkdir(parents=True)
+    return spill
+
+
+def done(spill: Path, keep_features: bool) -> None:
+    shutil.rmtree(spill / "duckdb-tmp", ignore_errors=True)
+    if not keep_features:
+        shutil.rmtree(spill, ignore_errors=True)
+
+
+class SpillReader:
+    """DuckDB over a spill folder, in bounded memory."""
+
+    def __init__(self, spill: Path, threads: int):
+        self.feats = sorted(spill.glob("feat-*.parquet"))
+        self.lines = sorted(spill.glob("lines-*.parquet"))
+        self.con = duckdb.connect()
+        tmp = spill / "duckdb-tmp"
+        tmp.mkdir(exist_ok=True)
+        for setting in ("memory_limit = '256MB'", f"threads = {max(1, threads)}",
+                        f"temp_directory = '{tmp.as_posix()}'", "preserve_insertion_order = false"):
+            self.con.sql(f"SET {setting}")
+
+    def close(self) -> None:
+        self.con.close()
+
+    @staticmethod
+    def scan(files: list[Path]) -> str:
+        return "read_parquet([" + ", ".join("'" + p.as_posix().replace("'", "''") + "'" for p in files) + "])"
+
+    def distinct_texts(self) -> tuple[dict[str, int], int]:
+        """Distinct text keys per source and overall (the exact duplicate rate)."""
+        if not self.feats:
+            return {}, 0
+        per = self.con.sql(f"SELECT source, count(DISTINCT h) FROM {self.scan(self.feats)} GROUP BY source").fetchall()
+        total = self.con.sql(f"SELECT count(DISTINCT h) FROM {self.scan(self.feats)}").fetchall()
+        return {s: int(n) for s, n in per}, int(total[0][0])
+
+    def line_counts(self, candidates: pl.DataFrame) -> pl.DataFrame:
+        """(source, h, docs, line): exact doc counts of the candidate lines."""
+        if not self.lines or candidates.height == 0:
+            return pl.DataFrame(schema={"source": pl.String, "h": pl.UInt64, "docs": pl.Int64, "line": pl.String})
+        self.con.register("cand", candidates.select("h").to_arrow())
+        counts = self.con.sql(
+            f"SELECT source, h, sum(n)::BIGINT AS docs FROM {self.scan(self.lines)} "
+            "WHERE h IN (SELECT h FROM cand) GROUP BY source, h").pl()
+        self.con.unregister("cand")
+        return counts.with_columns(pl.col("h").cast(pl.UInt64)).join(candidates, on="h")

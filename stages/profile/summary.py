@@ -1,0 +1,81 @@
+"""The profile itself: the merged aggregates plus the spill's exact figures, as ``profile.json``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+
+from corpus.writers import write_bytes_atomic
+
+from .aggregate import Acc, SourceAcc
+from .constants import FEATURES, FORMAT, OTHER_SCRIPT, SCRIPTS
+from .histograms import feature_summary, num
+from .lines import top_lines
+from .neardup import NearDup
+from .outliers import outliers
+from .spill import SpillReader
+
+
+def _section(acc: SourceAcc, sources: dict[str, int], has_lang: bool, distinct: int, near: tuple[float | None, int],
+             lines: list[dict], outl: dict[str, dict], quarantine: bool) -> dict:
+    c = acc.counts
+    letters = int(acc.scripts.sum())
+    names = (*SCRIPTS, OTHER_SCRIPT)
+    order = list(range(len(SCRIPTS) + 1))
+    scripts = {names[i - 1] if i else OTHER_SCRIPT: num(acc.scripts[i] / letters)
+               for i in order[1:] + [0] if letters and acc.scripts[i]}
+    texts = c["docs"] - c["null_text"]
+    meta = sorted(acc.meta.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))
+    out = {
+        **{k: int(c[k]) for k in ("docs", "bytes", "chars", "words", "lines", "est_tokens", "null_text",
+                                   "empty_text")},
+        "features": {f: feature_summary(acc, f) for f in FEATURES},
+        "scripts": scripts,
+        "encoding_error_docs": int(c["encoding_error_docs"]),
+        "languages": (dict(sorted(acc.langs.items(), key=lambda kv: (-kv[1], kv[0]))) if has_lang else None),
+        "sources": sources,
+        "meta_fields": {k: {"present": int(sum(t.values())),
+                            "types": dict(sorted(t.items(), key=lambda kv: (-kv[1], kv[0])))} for k, t in meta},
+        "exact_dup_rate": num(1 - distinct / texts) if texts else None,
+        "near_dup_rate": num(near[0]) if near[0] is not None else None,
+        "near_dup_sample": int(near[1]),
+        "top_lines": lines,
+        "outliers": outl,
+    }
+    if quarantine:
+        out["quarantined"] = dict(sorted(acc.quarantined.items()))
+    return out
+
+
+def finish(acc: Acc, spill: Path, label: str, threads: int, quarantine: bool) -> dict:
+    """The profile of everything merged into acc, whose documents were spilled into `spill`."""
+    reader = SpillReader(spill, threads)
+    try:
+        names = sorted(acc.sources)
+        overall = acc.overall()
+        per_src, total = reader.distinct_texts()
+        # Top lines: candidates from the Misra-Gries tables, exact counts from the spilled hashes.
+        cands = pl.concat([overall.lines.select("h", "line")]
+                          + [acc.sources[s].lines.select("h", "line") for s in names])
+        counts = reader.line_counts(cands.unique("h", keep="first"))
+    finally:
+        reader.close()
+    outl = outliers(reader.feats, acc, overall)
+    near = NearDup([overall.sample] + [acc.sources[s].sample for s in names])
+    by_source = {}
+    for s in names:
+        sa = acc.sources[s]
+        by_source[s] = _section(sa, {s: sa.counts["docs"]}, acc.has_lang, per_src.get(s, 0), near.rate(sa.sample),
+                                top_lines(counts.filter(pl.col("source") == s)), outl[s], quarantine)
+    all_counts = counts.group_by("h").agg(pl.col("docs").sum(), pl.col("line").first())
+    sources = {s: acc.sources[s].counts["docs"] for s in names}
+    overall_sec = _section(overall, sources, acc.has_lang, total, near.rate(overall.sample), top_lines(all_counts),
+                           outl[""], quarantine)
+    return {"format": FORMAT, "label": label, "overall": overall_sec, "by_source": by_source}
+
+
+def write_profile(profile: dict, workdir: Path) -> None:
+    workdir.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(workdir / "profile.json", json.dumps(profile, indent=2, ensure_ascii=False).encode())
