@@ -140,8 +140,8 @@ def build_dataclass(cls: type, params: dict, where: str, lines: dict, path: tupl
 TOP_KEYS = {"inputs", "pipeline", "output", "workers", "shard_max_bytes"}
 
 
-def load_config(path: str | Path, output: str | Path | None = None) -> RunConfig:
-    """Parse and validate a run config; raise ConfigError listing every problem."""
+def read_yaml(path: str | Path) -> tuple[Any, dict]:
+    """(data, line map) of a YAML file, parsed safely; ConfigError if unreadable or invalid."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -152,9 +152,15 @@ def load_config(path: str | Path, output: str | Path | None = None) -> RunConfig
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError([f"{path}: not valid YAML: {exc}"]) from exc
-    if not isinstance(data, dict) or node is None:
+    return data, (_line_map(node) if node is not None else {})
+
+
+def load_config(path: str | Path, output: str | Path | None = None) -> RunConfig:
+    """Parse and validate a run config; raise ConfigError listing every problem."""
+    path = Path(path)
+    data, lines = read_yaml(path)
+    if not isinstance(data, dict):
         raise ConfigError([f"{path}: expected a mapping with keys {sorted(TOP_KEYS)}"])
-    lines = _line_map(node)
     errors: list[str] = []
     for key in data:
         if key not in TOP_KEYS:

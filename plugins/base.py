@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 import yaml
 
-from corpus.config import ConfigError, _line_map, build_dataclass
+from corpus.config import ConfigError, build_dataclass, read_yaml
 
 __all__ = ["ConfigError", "PluginConfig", "TrainConfig", "TrainPlugin", "TrainResult", "load_plugin_config",
            "parse_config"]
@@ -243,21 +243,6 @@ def parse_config(cls: type[PluginConfig], data: Any, *, source: str, lines: dict
     cfg.base_dir = str(base.resolve())
     cfg.output = os.path.abspath(cfg.path(cfg.output) if output is None else cfg.output)
     return cfg
-
-
-def read_yaml(path: str | Path) -> tuple[Any, dict]:
-    """(data, line map) of a YAML file, parsed safely; ConfigError if unreadable or invalid."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"cannot read config {path}: {exc}"]) from exc
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"{path}: not valid YAML: {exc}"]) from exc
-    return data, (_line_map(node) if node is not None else {})
 
 
 def load_plugin_config(cls: type[PluginConfig], path: str | Path, *, plugin: str = "",
