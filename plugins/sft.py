@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,9 +31,9 @@ from corpus.shards import IndexedDataset
 from plugins.base import PluginConfig, TrainPlugin, TrainResult
 from plugins.data import BlendedDataset
 from plugins.models import ModelConfig, SpecialIds, build_model, load_tokenizer
-from plugins.packing import BatchIterator, PackedExamples, eval_batches
-from plugins.pretrain import SampleConfig
-from plugins.trainer import Runtime, Task, Trainer
+from plugins.packing import BatchIterator, PackedExamples
+from plugins.pretrain import CausalTask, SampleConfig
+from plugins.trainer import Runtime, Trainer
 
 ROLES = ("system", "user", "assistant")
 TRAIN_ON = ("assistant", "last", "all")
@@ -332,7 +331,10 @@ def mixture(sizes: list[int], weights: list[float], total: int, seed: int) -> li
 # ---------------------------------------------------------------- task and plugin
 
 
-class SFTTask(Task):
+class SFTTask(CausalTask):
+    """Next-token loss on packed conversations (labels are -100 outside assistant spans); forward,
+    validation batches and perplexity are the causal LM's."""
+
     primary_metric = "val_ppl"
 
     def __init__(self, model: torch.nn.Module, train: BatchIterator, val: PackedExamples | None, *, rt: Runtime,
@@ -341,18 +343,6 @@ class SFTTask(Task):
         self.model, self.train_data, self.val, self.rt = model, train, val, rt
         self.batch_size, self.eval_limit, self.tokenizer, self.encoder = batch_size, eval_limit, tokenizer, encoder
         self.prompts, self.samples = prompts, samples
-
-    def forward(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        out = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False)
-        return out.logits, batch["labels"]
-
-    def eval_data(self) -> Any:
-        if self.val is None:
-            return None
-        return eval_batches(self.val, self.batch_size, rank=self.rt.rank, world=self.rt.world, limit=self.eval_limit)
-
-    def eval_metrics(self, loss: float, accuracy: float) -> dict[str, float]:
-        return {"val_ppl": math.exp(min(loss, 50.0))}
 
     def on_evaluate(self, model: torch.nn.Module) -> dict[str, Any]:
         texts = []
