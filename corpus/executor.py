@@ -44,6 +44,7 @@ from corpus.progress import Progress
 from corpus.readers import InputSpec, ReadTask, plan_tasks
 from corpus.schema import CORE_COLUMNS
 from corpus.work import Stage, ingest, read_marker, run_segment, shard_rows, write_marker
+from corpus.writers import link_or_copy
 
 
 class PipelineError(ValueError):
@@ -298,14 +299,6 @@ def _drop_stale_reads(read_dir: Path, current: set[int]) -> None:
             marker.unlink()
 
 
-def _link(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
-
-
 def _publish(out: Path, read_dir: Path, markers: list[dict], stages: list[Stage], shards: list[str],
              run_id: str) -> dict:
     """Expose the final corpus, rejected rows and quarantine as plain folders (hard links into work/)."""
@@ -317,16 +310,16 @@ def _publish(out: Path, read_dir: Path, markers: list[dict], stages: list[Stage]
     for s in shards:
         src = final_dir / f"{s}.parquet"
         if shard_rows(src):
-            _link(src, staging / "data" / src.name)
+            link_or_copy(src, staging / "data" / src.name)
             data.append(out / "data" / src.name)
     for st in stages:
         for s in shards:
             rej = st.dir / "rejected" / f"{s}.parquet"
             if rej.exists():
-                _link(rej, staging / "rejected" / st.label / rej.name)
+                link_or_copy(rej, staging / "rejected" / st.label / rej.name)
     for m in markers:
         if m.get("quarantine_file"):
-            _link(read_dir / "quarantine" / m["quarantine_file"], staging / "quarantine" / m["quarantine_file"])
+            link_or_copy(read_dir / "quarantine" / m["quarantine_file"], staging / "quarantine" / m["quarantine_file"])
     for name in ("data", "rejected", "quarantine"):
         if (out / name).exists():
             shutil.rmtree(out / name)

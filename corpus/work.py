@@ -8,8 +8,6 @@ means the unit is done and is skipped on resume.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -21,7 +19,7 @@ import pyarrow.parquet as pq
 from corpus.operators import GlobalOperator, Operator, Verdict
 from corpus.readers import ReadTask, read_task
 from corpus.schema import REJECT_REASON, REJECT_STAGE, SOURCE, TEXT
-from corpus.writers import ShardWriter, atomic_path, write_bytes_atomic, write_parquet
+from corpus.writers import ShardWriter, link_or_copy, write_bytes_atomic, write_parquet
 
 
 class OperatorError(RuntimeError):
@@ -192,7 +190,7 @@ def run_segment(shard: str, input_path: Path, stages: list[Stage]) -> list[dict]
         if rejected is not None and rejected.height:
             write_parquet(rejected, rej_path)
         if kept is df and rejected is None:
-            _link_or_copy(prev_output, out_path)  # a pass-through stage (profile, tokenize): no rewrite
+            link_or_copy(prev_output, out_path)  # a pass-through stage (profile, tokenize): no rewrite
         else:
             write_parquet(kept, out_path)
         reasons: dict[str, dict[str, int]] = defaultdict(dict)
@@ -212,14 +210,6 @@ def run_segment(shard: str, input_path: Path, stages: list[Stage]) -> list[dict]
         results.append(marker | {"resumed": False})
         df, prev_output = kept, out_path
     return results
-
-
-def _link_or_copy(src: Path, dst: Path) -> None:
-    with atomic_path(dst) as tmp:
-        try:
-            os.link(src, tmp)
-        except OSError:
-            shutil.copyfile(src, tmp)
 
 
 def shard_rows(path: Path) -> int:

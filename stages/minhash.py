@@ -37,12 +37,11 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from corpus.operators import FitContext, GlobalOperator, Verdict
-from corpus.writers import write_parquet
+from corpus.writers import link_or_copy, write_parquet
 from stages.dedup_index import (
     Layout,
     ResultLookup,
     components,
-    link_or_copy,
     load_npy,
     mix64,
     n_partitions,
