@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-import pyarrow.parquet as pq
 
 from corpus.operators import FitContext, GlobalOperator, Verdict
 from stages.dedup_index import (
@@ -30,6 +29,7 @@ from stages.dedup_index import (
     n_partitions,
     read_partition,
     save_npy,
+    shard_frames,
     take_by_global,
     write_json,
     write_partitioned,
@@ -47,14 +47,9 @@ def normalise(text: pl.Expr, lowercase: bool, collapse_whitespace: bool) -> pl.E
 def _hash_shard(args: tuple[int, Path, int, Normalisation, Path, int]) -> dict:
     """Pass 1: digests of one shard's normalised documents, partitioned by digest prefix."""
     shard, path, start, norm, workdir, n_parts = args
-    pf = pq.ParquetFile(path)
     out, first = [], None
     g = start
-    for rg in range(pf.num_row_groups):
-        df = pl.from_arrow(pf.read_row_group(rg, columns=["id", "text"]))
-        assert isinstance(df, pl.DataFrame)
-        if df.height == 0:
-            continue
+    for df in shard_frames(path):
         if first is None:
             first = df["id"][0]
         d = digests128(norm.apply(df["text"]))

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,16 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from corpus.writers import atomic_path, write_bytes_atomic, write_parquet
+
+
+def shard_frames(path: Path, columns: Sequence[str] = ("id", "text")) -> Iterator[pl.DataFrame]:
+    """The non-empty row groups of one shard, in order: a fit reads a shard one row group at a time."""
+    pf = pq.ParquetFile(path)
+    for rg in range(pf.num_row_groups):
+        df = pl.from_arrow(pf.read_row_group(rg, columns=list(columns)))
+        assert isinstance(df, pl.DataFrame)
+        if df.height:
+            yield df
 
 
 def save_npy(path: Path, arr: np.ndarray, durable: bool = False) -> None:

@@ -31,7 +31,6 @@ from typing import Literal
 
 import numpy as np
 import polars as pl
-import pyarrow.parquet as pq
 
 from corpus.operators import FilterOperator, FitContext, GlobalOperator, Verdict
 from stages.dedup_index import (
@@ -39,6 +38,7 @@ from stages.dedup_index import (
     ResultLookup,
     n_partitions,
     read_partition,
+    shard_frames,
     write_json,
     write_partitioned,
     write_shard_results,
@@ -59,13 +59,8 @@ def split_spans(text: pl.Series, unit: str) -> pl.DataFrame:
 
 def _digest_shard(args: tuple[int, Path, int, str, Normalisation, int, Path, int]) -> dict:
     shard, path, start, unit, norm, min_chars, workdir, n_parts = args
-    pf = pq.ParquetFile(path)
     recs, first, g = [], None, start
-    for rg in range(pf.num_row_groups):
-        df = pl.from_arrow(pf.read_row_group(rg, columns=["id", "text"]))
-        assert isinstance(df, pl.DataFrame)
-        if df.height == 0:
-            continue
+    for df in shard_frames(path):
         if first is None:
             first = df["id"][0]
         spans = split_spans(df["text"], unit).with_columns(norm=norm.expr(pl.col("span")))
