@@ -18,8 +18,29 @@ _WORDS = ("the of and to in is was for on that with as by at from his her it an 
           "system water history science language market village church team season album station").split()
 
 
-def make_jsonl(folder: Path, total_mb: int, file_mb: int = 25, seed: int = 0) -> list[Path]:
-    """JSONL files of ~2 KB web-like documents, `total_mb` in all; reused if already there."""
+_WEB_EXTRA = ("café naïve über straße déjà señor façade müller "
+              "привет мир город история язык 東京 中文 数据 γλώσσα").split()
+
+
+def _web_text(rng: random.Random) -> str:
+    """Several paragraphs of short lines, some non-ASCII words (about 1 in 8), stray double and
+    trailing spaces: the per-line and non-ASCII work a single ASCII paragraph never asks for."""
+    lines = []
+    for _ in range(rng.randint(3, 40)):
+        words = [rng.choice(_WEB_EXTRA) if rng.random() < 0.12 else rng.choice(_WORDS)
+                 for _ in range(rng.randint(4, 16))]
+        line = " ".join(words).capitalize() + rng.choice([".", ".", "!", ":", ""])
+        if rng.random() < 0.1:
+            line = line.replace(" ", "  ", 1) + " "
+        lines.append(line)
+        if rng.random() < 0.2:
+            lines.append("")
+    return "\n".join(lines)
+
+
+def make_jsonl(folder: Path, total_mb: int, file_mb: int = 25, seed: int = 0, style: str = "para") -> list[Path]:
+    """JSONL files of ~2 KB documents, `total_mb` in all; reused if already there. style "para": one
+    ASCII paragraph per record; "web": lines, paragraphs, non-ASCII words (_web_text)."""
     folder.mkdir(parents=True, exist_ok=True)
     files = []
     rng = random.Random(seed)
@@ -33,8 +54,11 @@ def make_jsonl(folder: Path, total_mb: int, file_mb: int = 25, seed: int = 0) ->
             written = 0
             i = 0
             while written < file_mb * 1_000_000:
-                n = rng.randint(50, 700)
-                text = " ".join(rng.choice(_WORDS) for _ in range(n)).capitalize() + "."
+                if style == "web":
+                    text = _web_text(rng)
+                else:
+                    n = rng.randint(50, 700)
+                    text = " ".join(rng.choice(_WORDS) for _ in range(n)).capitalize() + "."
                 line = json.dumps({"id": f"{f}-{i}", "text": text, "url": f"https://example.com/{f}/{i}",
                                    "date": "2026-01-01", "score": rng.random()}) + "\n"
                 fh.write(line)

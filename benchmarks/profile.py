@@ -2,16 +2,22 @@
 
 Limit: `polars.scan_ndjson(files).select(pl.col("text").str.len_chars().sum())`, one process (polars
 uses all cores itself): it parses only the text field and computes one number. Readers: the corpus
-readers alone (ids, meta, quarantine checks) over the same files with 2 spawn workers, which every
-profile of raw input pays. Ours: `stages.profile.profile_input` with 2 workers: readers + every
-per-document feature, the spill, DuckDB aggregation, MinHash sample, outliers, profile.json.
+readers alone (ids, meta, quarantine checks) over the same files with 2 spawn workers. Ours:
+`stages.profile.profile_input` with 2 workers: every record's fate, every per-document feature, the
+spill, DuckDB aggregation, MinHash sample, outliers, profile.json. Its once-per-process start-up
+(numba loading its compiled kernels from the cache, about half a second) is timed apart, on a
+one-record file, and the ratio is given with and without it.
 Goal: >= 0.5x the limit's MB/s; peak RSS flat across sizes 10x apart.
+
+Corpora: "para" (one ASCII paragraph per record) and, with --style web, lines and paragraphs with
+non-ASCII words and stray spaces (more per-line work): the figures for both are worth reading.
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
+from pathlib import Path
 
 from benchmarks.common import PEAK_RSS, WORK, make_jsonl, measure, table
 from corpus.readers import ReadTask, read_task
@@ -50,11 +56,17 @@ from corpus import InputSpec
 from stages.profile import profile_input
 
 files = sorted(glob.glob({folder!r} + "/*.jsonl"))
+tiny = Path({out!r} + "-tiny.jsonl")
+tiny.write_text('{{"text": "warm up"}}\\n')
+t = time.perf_counter()
+profile_input([InputSpec(source="bench", path=str(tiny))], Path({out!r} + "-tiny"), workers=2)
+startup = time.perf_counter() - t
 t = time.perf_counter()
 prof = profile_input([InputSpec(source="bench", path={folder!r})], Path({out!r}), workers=2)
 dt = time.perf_counter() - t
 size = sum(os.path.getsize(f) for f in files)
-print(json.dumps({{"seconds": dt, "mb": size / 1e6, "peak_rss_mb": peak_mb(), "docs": prof["overall"]["docs"]}}))
+print(json.dumps({{"seconds": dt, "startup": startup, "mb": size / 1e6, "peak_rss_mb": peak_mb(),
+                  "docs": prof["overall"]["docs"]}}))
 """
 
 
@@ -63,11 +75,11 @@ def count_docs(task: ReadTask) -> int:
     return sum(chunk.docs.height for chunk in read_task(task))
 
 
-def run(sizes: list[int]) -> list[dict]:
+def run(sizes: list[int], style: str) -> list[dict]:
     rows = []
     for mb in sizes:
-        folder = WORK / f"jsonl-{mb}mb"
-        make_jsonl(folder, mb)
+        folder = WORK / (f"jsonl-{mb}mb" if style == "para" else f"jsonl-{mb}mb-{style}")
+        make_jsonl(folder, mb, style=style)
         out = WORK / f"profile-{mb}"
         results = {}
         for name, code in (("polars scan_ndjson text (limit)", LIMIT), ("corpus readers only (2 workers)", READERS),
@@ -75,22 +87,28 @@ def run(sizes: list[int]) -> list[dict]:
             shutil.rmtree(out, ignore_errors=True)
             r = measure(code.format(folder=str(folder), out=str(out)))
             results[name] = r
-            rows.append({"corpus": f"{r['mb']:.0f} MB", "path": name, "seconds": f"{r['seconds']:.2f}",
+            rows.append({"corpus": f"{r['mb']:.0f} MB {style}", "path": name, "seconds": f"{r['seconds']:.2f}",
                          "MB/s": f"{r['mb'] / r['seconds']:.1f}", "peak RSS MB": f"{r['peak_rss_mb']:.0f}",
                          "_rate": r["mb"] / r["seconds"]})
-        shutil.rmtree(out, ignore_errors=True)
+            if "startup" in r:
+                rows[-1]["start-up s"] = f"{r['startup']:.2f}"
+                with_startup = r["mb"] / (r["seconds"] + r["startup"])
+        for p in (out, Path(f"{out}-tiny"), Path(f"{out}-tiny.jsonl")):
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
         limit = rows[-3]["_rate"]
         rows[-2]["vs limit"] = f"{rows[-2]['_rate'] / limit:.2f}x"
-        rows[-1]["vs limit"] = f"{rows[-1]['_rate'] / limit:.2f}x (goal >= 0.50x)"
+        rows[-1]["vs limit"] = f"{rows[-1]['_rate'] / limit:.2f}x ({with_startup / limit:.2f}x with start-up)"
     return rows
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="50,500", help="corpus sizes in MB, comma separated")
+    ap.add_argument("--style", default="para", choices=["para", "web"], help="kind of documents (see above)")
     args = ap.parse_args(argv)
-    rows = run([int(s) for s in args.sizes.split(",")])
-    print(table(rows, ["corpus", "path", "seconds", "MB/s", "peak RSS MB", "vs limit"]))
+    rows = run([int(s) for s in args.sizes.split(",")], args.style)
+    print(table(rows, ["corpus", "path", "seconds", "start-up s", "MB/s", "peak RSS MB", "vs limit"]))
+    print("goal: profile_input >= 0.50x the limit's MB/s, peak RSS flat across sizes")
 
 
 if __name__ == "__main__":

@@ -102,17 +102,51 @@ def test_char_classes_match_unicode_regex_oracle():
     rng = random.Random(5)
     texts = ["".join(rng.choice(pool) for _ in range(rng.randint(0, 300))) for _ in range(400)]
     texts += ["", " ", "\n", "a", "  a  b  ", "x" * 5000, "é" * 9]
-    cc = P._char_counts(pl.Series(texts))
+    scan = P._scan_texts(P._Texts.from_series(pl.Series(texts)), np.zeros(len(texts), np.int64), 1,
+                         len(P.SCRIPTS) + 1)
     oracle = {"alpha": r"\p{L}", "digit": r"\p{Nd}", "upper": r"\p{Lu}", "punct": r"\p{P}",
               "space": r"\p{White_Space}", "nonprint": r"(?V1)[\p{C}--[\t\n\r]]", "words": r"[^\p{White_Space}]+"}
     for name, rx in oracle.items():
         want = [len(regex.findall(rx, t)) for t in texts]
-        assert cc.counts[name].tolist() == want, name
+        assert scan.counts[name].tolist() == want, name
     joined = "".join(texts)
     want = [len(regex.findall(rf"(?V1)[\p{{L}}&&\p{{Script={s}}}]", joined)) for s in P.SCRIPTS]
     want = [len(regex.findall(r"\p{L}", joined)) - sum(want), *want]
-    got = P._script_counts(np.zeros(len(texts), np.int64), 1, cc)[0]
+    got = doc_features(pl.DataFrame({"id": [str(i) for i in range(len(texts))], "text": texts,
+                                     "source": ["s"] * len(texts)})).scripts[0]
     assert got.tolist() == want
+
+
+def test_shipped_unicode_table_and_ascii_ranges():
+    """The shipped class table is what polars' regex engine gives today, and the kernel's ASCII
+    ranges (its vectorised path) say the same as the table."""
+    from stages.profile import chars, textscan
+
+    shipped, fresh = chars.code_point_table(), chars.build_code_point_table()
+    assert (shipped.flags == fresh.flags).all() and (shipped.script == fresh.script).all()
+    bits = [sum(int(v) << k for k, v in enumerate(textscan._ascii(np.uint8(b)))) for b in range(128)]
+    assert bits == fresh.flags[:128].tolist()
+
+
+def test_fast_kernel_path_equals_character_path():
+    """The kernel's block path (branch-free sums, lines hashed straight from the data) gives what its
+    character-at-a-time reference path gives, on texts mixing every case: runs of spaces, tabs, CRLF,
+    blank lines, non-ASCII letters and whitespace, mojibake pairs, characters across block edges."""
+    pool = (list("abcdefghijklmnopqrstuvwxyzABC0123") * 3 + list(" .,;:!?'\"()-") * 2 + list("\n\n\n\t\r   ")
+            + list("éüßñçÉÜ") + list("приветМИР") + list("中文字漢") + ["\x01", "\ufffd", "😀", "Ã", "©", "â", "€", "ï",
+                                                                    "»", "¿"])
+    rng = random.Random(11)
+    for extra in ([], ["\u00a0", "\u3000"]):
+        texts = ["".join(rng.choice(pool + extra) for _ in range(rng.randint(0, 900))) for _ in range(1500)]
+        texts += ["x" * 254 + "é" * 3, " " * 255 + "a", "a" * 255 + "  b", "\n" * 300]
+        t = P._Texts.from_series(pl.Series(texts))
+        codes = np.arange(len(texts)) % 3
+        fast, slow = (P._scan_texts(t, codes, 3, len(P.SCRIPTS) + 1, fast=f) for f in (True, False))
+        for name in fast.counts:
+            assert (fast.counts[name] == slow.counts[name]).all(), name
+        assert (fast.key == slow.key).all() and (fast.scripts == slow.scripts).all()
+        for f in ("line_doc", "line_hash", "line_lo", "line_hi", "line_chars"):
+            assert (getattr(fast, f) == getattr(slow, f)).all(), f
 
 
 def test_doc_features_by_hand():

@@ -71,6 +71,7 @@ BAD_LINES = [
     ("not_an_object", b"42", "got int"),
     ("invalid_utf8", b'{"text": "caf\xe9"}', "invalid UTF-8 byte 0xe9 at byte 14"),
     ("invalid_utf8", b'{"text": "lone \\ud800 surrogate"}', "unpaired surrogate"),
+    ("invalid_utf8", b'{"text": "ok", "id": "x\\udc00"}', "id field 'id' contains an unpaired surrogate"),
     ("missing_text", b'{"body": "no text key"}', "no field 'text'"),
     ("null_text", b'{"text": null}', "text field 'text' is null"),
     ("non_string_text", b'{"text": 5}', "text field 'text' is int, expected string"),

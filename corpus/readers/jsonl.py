@@ -176,6 +176,11 @@ class DocBuilder:
                 self.add_bad(row, "malformed_row", msg, raw)
                 return
             doc_id = ("true" if value else "false") if isinstance(value, bool) else str(value)
+            try:
+                doc_id.encode("utf-8")
+            except UnicodeEncodeError:
+                self.add_bad(row, "invalid_utf8", f"id field {self.id_key!r} contains an unpaired surrogate", raw)
+                return
         keys = self.meta_keys if self.meta_keys is not None else sorted(rec)
         skip = (key, self.id_key)
         meta = {k: rec[k] for k in keys if k not in skip and rec.get(k) is not None}

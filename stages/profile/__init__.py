@@ -2,8 +2,10 @@
 (specified in docs/profile-format.md).
 
 * constants.py: feature names and tunables.
-* chars.py: character classes, words and scripts per document, on the UTF-8 bytes (numpy).
-* lines.py: line figures, the exact-duplicate text key, the most repeated lines (Misra-Gries).
+* chars.py: class bits and script of every code point (built with polars' regex engine).
+* textscan.py: the compiled pass over a chunk's UTF-8 bytes: classes, words, lines, line hashes, text
+  keys, mojibake, scripts per document.
+* lines.py: the most repeated lines (Misra-Gries over the kernel's line hashes).
 * meta.py: meta field presence and JSON types.
 * features.py: all per-document features of a chunk.
 * histograms.py: fine fixed-bin histograms; quantiles, robust scale, display histograms from them.
@@ -18,8 +20,6 @@
 """
 
 from .aggregate import Acc as _Acc
-from .chars import char_counts as _char_counts
-from .chars import script_counts as _script_counts
 from .constants import FEATURES, FORMAT, LOG_FEATURES, QUANTILES, SCRIPTS
 from .features import doc_features
 from .histograms import feature_summary as _feature
@@ -29,8 +29,10 @@ from .neardup import near_dups as _near_dups
 from .neardup import signatures as _signatures
 from .operator import Profile
 from .run import profile_frames, profile_input
+from .textscan import Texts as _Texts
+from .textscan import scan_texts as _scan_texts
 
 __all__ = ["FEATURES", "FORMAT", "LOG_FEATURES", "QUANTILES", "SCRIPTS", "Profile", "doc_features",
            "profile_frames", "profile_input"]
 # Internals the tests check directly, under their historical names.
-_TESTED = (_Acc, _char_counts, _feature, _jaccard, _lsh_params, _near_dups, _script_counts, _signatures)
+_TESTED = (_Acc, _Texts, _feature, _jaccard, _lsh_params, _near_dups, _scan_texts, _signatures)

@@ -77,6 +77,10 @@ class Acc:
     sources: dict[str, SourceAcc] = field(default_factory=dict)
     has_lang: bool = False
     sample_size: int = NEAR_DUP_SAMPLE
+    # Shared by the accumulators of one run's threads: per source, the k-th smallest text key some
+    # accumulator already holds. No key at or above it can be among the k smallest of the whole
+    # run, so later chunks skip those docs (their texts are never copied).
+    bounds: dict[str, int] | None = None
 
     def source(self, name: str) -> SourceAcc:
         if name not in self.sources:
@@ -117,7 +121,7 @@ class Acc:
                 add_counts(self.sources[src].langs, {"unknown": len(ch.codes) if rows is None else len(rows)})
         for src, key, typ, n in ch.meta.rows():
             add_counts(self.source(src).meta.setdefault(key, {}), {typ: n})
-        for src, named in chunk_candidates(ch.lines.counts, ch.lines.text).items():
+        for src, named in chunk_candidates(ch.lines).items():
             acc = self.source(src)
             acc.lines = merge_lines(acc.lines, named)
         self._add_sample(ch, groups)
@@ -157,13 +161,19 @@ class Acc:
             rows = rows[live[rows]]
             if acc.sample.height >= k:  # only hashes below the current k-th can enter
                 rows = rows[ch.key[rows] < np.uint64(acc.sample["h"][-1])]
+            if self.bounds is not None and src in self.bounds:
+                rows = rows[ch.key[rows] < np.uint64(self.bounds[src])]
             if len(rows) == 0:
                 continue
             part = pl.DataFrame({"h": ch.key[rows], "row": rows})
             # Only the k smallest distinct keys can enter: take their first doc's text.
             firsts = part.group_by("h").agg(pl.len().cast(pl.Int64).alias("n"), pl.col("row").min()).sort("h").head(k)
-            new = firsts.select("h", "n", ch.text.gather(firsts["row"]).str.slice(0, SAMPLE_TEXT_CHARS).alias("text"))
+            text = pl.Series("text", ch.texts.prefixes(SAMPLE_TEXT_CHARS, firsts["row"].to_numpy()), dtype=pl.String)
+            new = firsts.select("h", "n").with_columns(text)
             acc.sample = merge_sample(acc.sample, new, k)
+            if self.bounds is not None and acc.sample.height >= k:
+                top = int(acc.sample["h"][-1])
+                self.bounds[src] = min(top, self.bounds.get(src, top))
 
 
 def _groups(codes: np.ndarray, n_sources: int) -> list[np.ndarray | None]:

@@ -31,5 +31,4 @@ SNIPPET_CHARS = 200
 DISPLAY_BINS = 40
 FRAC_DISPLAY_BINS = 20
 CHUNK_BYTES = 32 << 20
-SEED = 0x5EED  # polars hash seed: fixed so every worker of a run agrees
 EMPTY_KEY = 0x9E3779B97F4A7C15  # the text key of a document without a non-blank line

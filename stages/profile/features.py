@@ -1,9 +1,8 @@
-"""Every per-document feature of one chunk, vectorised: numpy arrays, one value per document.
+"""Every per-document feature of one chunk: numpy arrays, one value per document.
 
-Character classes and word counts come from chars.py (one pass over the UTF-8 bytes), line figures
-and the text key from lines.py; lengths from polars' string kernels; the mojibake regex runs only
-on documents with non-ASCII bytes. A feature that does not apply (null text, no words, no lines) is
-NaN (in the spill too: a NaN costs nothing to write, a null a pass).
+The text figures come from textscan.py's kernel (one pass over the UTF-8 bytes); this module turns
+them into the features of docs/profile-format.md. A feature that does not apply (null text, no
+words, no lines) is NaN (in the spill too: a NaN costs nothing to write, a null a pass).
 """
 
 from __future__ import annotations
@@ -12,11 +11,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
-from .chars import COUNTED, char_counts, script_counts
-from .constants import FEATURES, MOJIBAKE_RE, SNIPPET_CHARS
-from .lines import Lines, line_stats
+from .chars import COUNTED
+from .constants import FEATURES, SCRIPTS, SNIPPET_CHARS
+from .lines import Lines, count_lines
 from .meta import json_meta_types
+from .textscan import Texts, scan_texts
 
 
 @dataclass
@@ -28,8 +29,8 @@ class Chunk:
     is_null: np.ndarray
     is_empty: np.ndarray
     key: np.ndarray  # uint64 text key per doc (meaningless where is_null)
-    ids: pl.Series
-    text: pl.Series
+    ids: pa.Array
+    texts: Texts
     lang: pl.Series  # null without a lang column
     lines: Lines
     scripts: np.ndarray  # letters per (source, script)
@@ -38,13 +39,12 @@ class Chunk:
 
     @property
     def docs(self) -> pl.DataFrame:
-        """The features as a frame (id, source, features, h, snippet...): for the spill and for tests."""
-        null = pl.Series(self.is_null)
+        """The features as a frame (id, source, features, h, snippet...): for tests."""
         cols = {
-            "id": self.ids,
+            "id": pl.Series(self.ids),
             "source": pl.Series(self.names, dtype=pl.String).gather(self.codes),
             "lang": self.lang,
-            "is_null": null,
+            "is_null": pl.Series(self.is_null),
             "bytes": pl.Series(self.sums["bytes"]),
             "n_chars": _nullable(self.sums["n_chars"], self.is_null),
             "replacements": pl.Series(self.sums["replacements"]),
@@ -52,7 +52,7 @@ class Chunk:
                    else pl.Series(self.values[f], nan_to_null=True)) for f in FEATURES if f != "n_chars"},
             "is_empty": pl.Series(self.is_empty),
             "h": _nullable(self.key, self.is_null),
-            "snippet": self.text.str.slice(0, SNIPPET_CHARS),
+            "snippet": pl.Series(self.texts.prefixes(SNIPPET_CHARS)),
         }
         return pl.DataFrame(cols)
 
@@ -73,59 +73,57 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return out
 
 
+def source_codes(source: pl.Series) -> tuple[list[str], np.ndarray]:
+    """(sorted distinct sources, each doc's index into them)."""
+    source = source.cast(pl.String).fill_null("")
+    names = sorted(source.unique().to_list())
+    if len(names) == 1:
+        return names, np.zeros(len(source), np.int64)
+    return names, source.replace_strict({s: i for i, s in enumerate(names)}, return_dtype=pl.Int64).to_numpy()
+
+
 def doc_features(df: pl.DataFrame, meta: pl.DataFrame | None = None) -> Chunk:
     """Every per-document feature of one frame (columns id, text, source; optional meta, lang).
     meta: the chunk's (source, key, type, n) rows when the caller has them (else read from `meta`)."""
-    n = df.height
-    text = df["text"].cast(pl.String)
-    source = df["source"].cast(pl.String).fill_null("")
-    names = sorted(source.unique().to_list())
-    if len(names) == 1:
-        codes = np.zeros(n, np.int64)
-    else:
-        codes = source.replace_strict({s: i for i, s in enumerate(names)}, return_dtype=pl.Int64).to_numpy()
-    has_lang = "lang" in df.columns
-    lang = df["lang"].cast(pl.String) if has_lang else pl.Series("lang", [None] * n, dtype=pl.String)
-    is_null = text.is_null().to_numpy()
-    nbytes = text.str.len_bytes().fill_null(0).cast(pl.Int64).to_numpy()
-    n_chars = text.str.len_chars().fill_null(0).cast(pl.Int64).to_numpy()
-    newlines = text.str.count_matches("\n", literal=True).fill_null(0).cast(pl.Int64).to_numpy()
-    ends_nl = text.str.ends_with("\n").fill_null(False).to_numpy()
-    cc = char_counts(text, n_chars, codes, len(names))
-    c = cc.counts
-    # Docs whose lines may need stripping or collapsing: whitespace at an edge, any whitespace but
-    # " " and "\n", or a space next to a space or a newline. The rest are used as they are.
-    maybe = cc.edge_ws | (c["odd_space"] > 0)
-    if (c["space"] > newlines).any():  # some doc has a space at all
-        maybe |= text.str.contains(r"  | \n|\n ").fill_null(False).to_numpy()
-    single_line = not (newlines - ends_nl).any()
-    lines = line_stats(text, codes, names, maybe, single_line)
-    # Mojibake needs non-ASCII bytes: the regex runs on those docs only.
-    replacements = np.zeros(n, np.int64)
-    wide = np.flatnonzero(nbytes != n_chars)
-    if len(wide):
-        replacements[wide] = text.gather(wide).str.count_matches(MOJIBAKE_RE).fill_null(0).to_numpy()
-    live = ~is_null
+    names, codes = source_codes(df["source"])
+    lang = df["lang"].cast(pl.String) if "lang" in df.columns else None
+    return features(Texts.from_series(df["text"]), df["id"].cast(pl.String).to_arrow(), names, codes, lang,
+                    json_meta_types(df) if meta is None else meta)
+
+
+def features(texts: Texts, ids: pa.Array, names: list[str], codes: np.ndarray, lang: pl.Series | None,
+             meta: pl.DataFrame) -> Chunk:
+    """The features of documents given as raw texts (the fast JSONL path builds no frame)."""
+    n = len(texts)
+    scan = scan_texts(texts, codes, len(names), len(SCRIPTS) + 1)
+    c = scan.counts
+    nbytes = np.diff(texts.offs)
+    n_chars = c["n_chars"]
+    ends_nl = (nbytes > 0) & (texts.data[np.maximum(texts.offs[1:] - 1, 0)] == 10)
+    live = ~texts.null
     words = c["words"]
-    n_lines = newlines + (nbytes > 0) - ends_nl
+    n_lines = c["newlines"] + (nbytes > 0) - ends_nl
     est_tokens = (nbytes + 3) // 4
     values = {
         "n_chars": n_chars, "n_words": words, "n_lines": n_lines, "est_tokens": est_tokens,
         "mean_word_len": _ratio(n_chars - c["space"], words),
         **{f"frac_{k}": _ratio(c[k], n_chars) for k in COUNTED},
-        "frac_lines_terminal_punct": _ratio(lines.terminal_lines, lines.nb_lines),
+        "frac_lines_terminal_punct": _ratio(c["terminal_lines"], c["nb_lines"]),
         # Non-blank lines that repeat an earlier line of the same doc, over its non-blank lines.
-        "dup_line_ratio": _ratio(lines.nb_lines - lines.distinct_lines, lines.nb_lines),
-        "frac_replacement": _ratio(replacements, n_chars),
+        "dup_line_ratio": _ratio(c["nb_lines"] - c["distinct_lines"], c["nb_lines"]),
+        "frac_replacement": _ratio(c["replacements"], n_chars),
     }
     for f in ("n_chars", "n_words", "n_lines", "est_tokens"):
         values[f] = np.where(live, values[f], np.nan)
     sums = {"bytes": nbytes, "n_chars": n_chars, "words": words * live, "lines": n_lines * live,
-            "est_tokens": est_tokens * live, "replacements": replacements}
-    if meta is None:
-        meta = json_meta_types(df)
+            "est_tokens": est_tokens * live, "replacements": c["replacements"]}
+    # ASCII letters are Latin: the kernel counted only the non-ASCII ones per script.
+    scripts = scan.scripts.copy()
+    letters = np.bincount(codes, weights=c["alpha"], minlength=len(names)).astype(np.int64)
+    scripts[:, 1] += letters - scripts.sum(axis=1)
     return Chunk(
-        names=names, codes=codes, values=values, sums=sums, is_null=is_null, is_empty=live & (words == 0),
-        key=lines.key, ids=df["id"].cast(pl.String), text=text, lang=lang, lines=lines,
-        scripts=script_counts(codes, len(names), cc), meta=meta, has_lang=has_lang,
+        names=names, codes=codes, values=values, sums=sums, is_null=texts.null, is_empty=live & (words == 0),
+        key=scan.key, ids=ids, texts=texts,
+        lang=lang if lang is not None else pl.Series("lang", [None] * n, dtype=pl.String),
+        lines=count_lines(scan, codes, names), scripts=scripts, meta=meta, has_lang=lang is not None,
     )

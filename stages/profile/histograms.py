@@ -115,7 +115,7 @@ def scale(b: Bins, c: np.ndarray, med: float, vmin: float, vmax: float) -> float
     cdf = _Cdf(b, c, vmin, vmax)
     lo_d, top = 0.0, hi_d
     if cdf(med, True) - cdf(med, False) < n / 2:
-        for _ in range(60):  # bisection on the mass within [med - d, med + d]
+        while top - lo_d > 1e-9 * hi_d:  # bisection on the mass within [med - d, med + d]
             mid = (lo_d + top) / 2
             inside = cdf(med + mid, True) - cdf(med - mid, False)
             lo_d, top = (lo_d, mid) if inside >= n / 2 else (mid, top)

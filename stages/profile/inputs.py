@@ -13,7 +13,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from corpus.readers import ReadTask, read_task
@@ -21,9 +23,10 @@ from corpus.readers.streams import prefetch
 
 from .aggregate import Acc
 from .constants import CHUNK_BYTES, NEAR_DUP_SAMPLE
-from .features import doc_features
+from .features import doc_features, features
 from .rawjsonl import Fallback, read_pieces, usable
 from .spill import Spill
+from .textscan import Texts
 
 _READ_COLUMNS = ("id", "text", "source", "meta", "lang")
 
@@ -82,16 +85,17 @@ def add_frame(acc: Acc, spill: Spill, df: pl.DataFrame) -> None:
     spill.write(ch)
 
 
-def profile_unit(unit: Unit, spill_dir: Path, sample_size: int, chunk_bytes: int, ahead: bool = False) -> Acc:
+def profile_unit(unit: Unit, spill_dir: Path, sample_size: int, chunk_bytes: int, ahead: bool = False,
+                 bounds: dict[str, int] | None = None) -> Acc:
     """One unit's accumulator (its spill files written on the way). ahead: parse the next pieces in a
     thread of their own while this one computes features (for a file that has the cores to itself)."""
     spill = Spill(spill_dir, unit.index)
     if unit.task is not None and usable(unit.task):
         try:
-            return _fast_unit(unit.task, spill, sample_size, chunk_bytes, ahead)
+            return _fast_unit(unit.task, spill, sample_size, chunk_bytes, ahead, bounds)
         except Fallback:
             spill.discard()
-    acc = Acc(sample_size=sample_size)
+    acc = Acc(sample_size=sample_size, bounds=bounds)
     if unit.shard is not None:
         for df in shard_frames(unit.shard, chunk_bytes):
             add_frame(acc, spill, df)
@@ -102,26 +106,32 @@ def profile_unit(unit: Unit, spill_dir: Path, sample_size: int, chunk_bytes: int
     return acc
 
 
-def _fast_unit(task: ReadTask, spill: Spill, sample_size: int, chunk_bytes: int, ahead: bool) -> Acc:
-    acc = Acc(sample_size=sample_size)
-    docs: list[pl.DataFrame] = []
+def _fast_unit(task: ReadTask, spill: Spill, sample_size: int, chunk_bytes: int, ahead: bool,
+               bounds: dict[str, int] | None) -> Acc:
+    acc = Acc(sample_size=sample_size, bounds=bounds)
+    texts: list[Texts] = []
+    ids: list[pa.Array] = []
     meta: list[pl.DataFrame] = []
 
     def flush() -> None:
         # The reader's chunk (several pieces) is profiled as one: fewer, larger calls, and the line
         # counts enter the Misra-Gries tables in the same groups as from read_task.
-        if docs:
-            ch = doc_features(pl.concat(docs, rechunk=False), meta=pl.concat(meta))
+        if texts:
+            n = sum(len(t) for t in texts)
+            ch = features(Texts.concat(texts), pa.concat_arrays(ids), [task.spec.source], np.zeros(n, np.int64),
+                          None, pl.concat(meta))
             acc.add_chunk(ch)
             spill.write(ch)
-        docs.clear()
+        texts.clear()
+        ids.clear()
         meta.clear()
 
     pieces = read_pieces(task, chunk_bytes)
     for piece in prefetch(pieces, depth=4) if ahead else pieces:
         acc.add_quarantine(piece.bad)
-        if piece.docs.height:
-            docs.append(piece.docs)
+        if len(piece.texts):
+            texts.append(piece.texts)
+            ids.append(piece.ids)
             meta.append(piece.meta)
         if piece.end_of_chunk:
             flush()
@@ -132,8 +142,9 @@ def _fast_unit(task: ReadTask, spill: Spill, sample_size: int, chunk_bytes: int,
 def run_job(job: Job) -> Acc:
     """A job's units, merged in order (a picklable entry point for process pools)."""
     acc = Acc(sample_size=job.sample_size)
+    bounds: dict[str, int] = {}
     for unit in job.units:
-        acc.merge(profile_unit(unit, Path(job.spill), job.sample_size, job.chunk_bytes))
+        acc.merge(profile_unit(unit, Path(job.spill), job.sample_size, job.chunk_bytes, bounds=bounds))
     return acc
 
 
@@ -142,18 +153,19 @@ def run_units(units: Iterable[Unit], spill: Path, workers: int, sample_size: int
     polars, numpy and Arrow release the GIL in everything heavy here, and a spawned worker would cost
     a second of start-up (imports, tables) before doing anything."""
     acc = Acc(sample_size=sample_size)
+    bounds: dict[str, int] = {}  # shared by the units' accumulators (Acc.bounds)
     units = list(units)
     if workers <= 1 or len(units) <= 1:
         # A lone file still gets two threads: one parses ahead while the other computes features.
         ahead = workers > 1
         for u in units:
-            acc.merge(profile_unit(u, spill, sample_size, CHUNK_BYTES, ahead))
+            acc.merge(profile_unit(u, spill, sample_size, CHUNK_BYTES, ahead, bounds))
         return acc
     with ThreadPoolExecutor(workers, thread_name_prefix="profile") as pool:
         # At most 2 units per thread in flight: finished ones wait for their turn to merge, bounded.
         pending: deque[Future[Acc]] = deque()
         for u in units:
-            pending.append(pool.submit(profile_unit, u, spill, sample_size, CHUNK_BYTES))
+            pending.append(pool.submit(profile_unit, u, spill, sample_size, CHUNK_BYTES, False, bounds))
             if len(pending) >= 2 * workers:
                 acc.merge(pending.popleft().result())
         while pending:

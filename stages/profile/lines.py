@@ -1,18 +1,10 @@
-"""Lines: per-document line figures, the exact-duplicate text key, and the most repeated lines.
+"""Lines: the most repeated lines across documents, counted per chunk and merged in bounded memory.
 
-Lines are compared stripped, inner whitespace runs collapsed to one space, blank ones dropped. A
-doc's text key (exact duplicates) is the hash of its list of line hashes, so texts differing only
-in whitespace (CRLF, trailing spaces, blank lines, runs of spaces) are copies.
-
-Normalising costs string copies, so it is done only where it can change something: the caller
-flags the docs holding whitespace at an edge, whitespace other than " " and "\n", or a space next
-to a space or a newline, and only their lines are looked at; the others' lines are already in
-normal form. Documents without an inner newline (common: one paragraph per record) are their own
-single line and are not exploded at all.
-
-Most repeated lines: each chunk counts, per source, the docs holding each line (>= MIN_LINE_CHARS);
-a Misra-Gries table per source keeps the frequent ones (with their text) in bounded memory, and
-the per-chunk counts are spilled so the final counts of the candidates are exact.
+textscan.py's kernel gives every non-blank line of a chunk (stripped, inner whitespace runs
+collapsed to one space) as a hash and a span of the raw text. Each chunk counts, per source, the
+docs holding each line of >= MIN_LINE_CHARS characters (once per doc); a Misra-Gries table per
+source keeps the frequent ones in bounded memory, and the per-chunk counts are spilled so the
+final counts of the candidates are exact. Only candidates get their text: the raw span, normalised.
 """
 
 from __future__ import annotations
@@ -21,21 +13,18 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 
-from .chars import arrow_view
-from .constants import EMPTY_KEY, LINE_TABLE, MIN_LINE_CHARS, SEED, TERMINAL_PUNCT, TOP_LINES
+from .constants import LINE_TABLE, MIN_LINE_CHARS, TOP_LINES
+from .textscan import TextScan
 
-# The whitespace that regex \s and strip_chars() know besides " " and "\n" (Unicode White_Space).
+# The whitespace that strip_chars() and the kernel know besides " " and "\n" (Unicode White_Space).
 _OTHER_WS = ["\t", "\r", "\x0b", "\x0c", "\x85", "\xa0", "\u1680", *map(chr, range(0x2000, 0x200B)), "\u2028",
              "\u2029", "\u202f", "\u205f", "\u3000"]
-_ODD_LINE_RE = r"[^\S ]|  "  # whitespace other than a single space inside a stripped line
 
 
-def collapse(s: pl.Series) -> pl.Series:
-    """Inner whitespace runs to one space (exactly ``replace_all(r"\\s+", " ")`` on stripped lines,
-    without a regex: other whitespace becomes a space, then double spaces halve until none is left)."""
-    s = s.str.replace_many(_OTHER_WS, [" "] * len(_OTHER_WS))
+def normalise(s: pl.Series) -> pl.Series:
+    """Stripped, inner whitespace runs made one space (the kernel's normal form, as text)."""
+    s = s.str.strip_chars().str.replace_many(_OTHER_WS, [" "] * len(_OTHER_WS))
     while True:
         idx = s.str.contains("  ", literal=True).fill_null(False).arg_true()
         if len(idx) == 0:
@@ -43,90 +32,42 @@ def collapse(s: pl.Series) -> pl.Series:
         s = s.scatter(idx, s.gather(idx).str.replace_all("  ", " ", literal=True))
 
 
-def normalise(s: pl.Series) -> pl.Series:
-    """Stripped, collapsed; every line of the odd docs goes through this (few)."""
-    s = s.str.strip_chars()
-    odd = s.str.contains(_ODD_LINE_RE).fill_null(False)
-    if not odd.any():
-        return s
-    idx = odd.arg_true()
-    return s.scatter(idx, collapse(s.gather(idx)))
-
-
-def list_hash(h: np.ndarray, per_doc: np.ndarray) -> np.ndarray:
-    """polars' hash of each doc's list of line hashes (h: all lines in doc order; per_doc: counts)."""
-    offs = np.concatenate(([0], np.cumsum(per_doc)))
-    values = arrow_view(np.ascontiguousarray(h, np.uint64))
-    lists = pa.LargeListArray.from_arrays(arrow_view(offs.astype(np.int64)), values)
-    return pl.Series(pl.from_arrow(lists)).hash(SEED).to_numpy()
-
-
 @dataclass
 class Lines:
-    nb_lines: np.ndarray  # per doc: non-blank lines
-    distinct_lines: np.ndarray  # distinct among them
-    terminal_lines: np.ndarray  # ending in terminal punctuation
-    key: np.ndarray  # uint64 text key (EMPTY_KEY without a non-blank line)
     counts: pl.DataFrame  # source, h, n: docs holding each line >= MIN_LINE_CHARS in this chunk
-    text: pl.DataFrame  # h, line: those lines' text (raw: normalised when named)
+    h: np.ndarray  # those lines (once per doc), in doc order: hash,
+    lo: np.ndarray  # and raw span in data
+    hi: np.ndarray
+    data: np.ndarray
+
+    def named(self, hashes: pl.Series) -> pl.DataFrame:
+        """(h, line) for the given hashes: the first occurrence's text, normalised."""
+        first = (pl.DataFrame({"h": self.h, "i": np.arange(len(self.h))})
+                 .filter(pl.col("h").is_in(hashes.implode())).unique("h", keep="first"))
+        idx = first["i"].to_numpy()
+        raw = [bytes(self.data[a:b]).decode("utf-8") for a, b in zip(self.lo[idx], self.hi[idx], strict=True)]
+        return pl.DataFrame({"h": first["h"], "line": normalise(pl.Series(raw, dtype=pl.String))})
 
 
-def line_stats(text: pl.Series, codes: np.ndarray, names: list[str], odd_docs: np.ndarray,
-               single_line: bool) -> Lines:
-    """odd_docs: docs that may hold whitespace to strip or collapse (others are used as they are)."""
-    n = len(text)
-    if single_line:
-        doc = np.arange(n)
-        line = text
-    else:
-        parts = text.str.split("\n")
-        doc = np.repeat(np.arange(n), parts.list.len().fill_null(1).to_numpy())  # a null explodes to one null
-        line = parts.explode()
-        odd_docs = odd_docs[doc]
-    # Raw lines of the odd docs are normalised; the others are already stripped and collapsed
-    # (no whitespace but single spaces between words), or empty. The odd docs' lines move after
-    # the others (a scatter back would copy every line): each doc's lines stay together, in order.
-    if odd_docs.any():
-        odd, ok = np.flatnonzero(odd_docs), np.flatnonzero(~odd_docs)
-        line = pl.concat([line.gather(ok), normalise(line.gather(odd))], rechunk=False)
-        doc = np.concatenate([doc[ok], doc[odd]])
-    nonblank = (line.str.len_bytes().fill_null(0) > 0).to_numpy()
-    if not nonblank.all():
-        keep = np.flatnonzero(nonblank)
-        line, doc = line.gather(keep), doc[keep]
-    h = line.hash(SEED).to_numpy()
-    term = line.str.slice(-1).is_in(TERMINAL_PUNCT).to_numpy()
-    nb = np.bincount(doc, minlength=n)
-    terminal = np.bincount(doc, weights=term, minlength=n).astype(np.int64)
-    key = np.full(n, EMPTY_KEY, np.uint64)
-    if len(doc):
-        starts = np.flatnonzero(np.diff(doc, prepend=-1))  # each doc's run of lines
-        key[doc[starts]] = list_hash(h, np.diff(starts, append=len(doc)))
-    frame = pl.DataFrame({"doc": doc, "h": h, "line": line})
-    distinct = nb.copy()
-    multi = np.flatnonzero(nb > 1)
-    if len(multi):  # docs of several lines: count their distinct lines
-        part = frame.filter(pl.Series(nb[doc] > 1)).group_by("doc").agg(pl.col("h").n_unique().alias("d"))
-        distinct[part["doc"].to_numpy()] = part["d"].to_numpy()
-    # Lines of >= MIN_LINE_CHARS (bytes bound chars: under 10 bytes is short, 40 or more is long).
-    nbytes = line.str.len_bytes().to_numpy()
-    long = nbytes >= 4 * MIN_LINE_CHARS
-    mid = np.flatnonzero((nbytes >= MIN_LINE_CHARS) & ~long)
-    if len(mid):
-        long[mid] = line.gather(mid).str.len_chars().to_numpy() >= MIN_LINE_CHARS
-    frame = frame.filter(pl.Series(long))
-    rep = distinct < nb  # a line counts once per doc: dedupe the docs that repeat lines
-    if rep.any():
-        inner = pl.Series(rep[frame["doc"].to_numpy()])
-        frame = pl.concat([frame.filter(~inner), frame.filter(inner).unique(["doc", "h"], keep="first")])
+def count_lines(scan: TextScan, codes: np.ndarray, names: list[str]) -> Lines:
+    """Per source, the docs holding each line of >= MIN_LINE_CHARS characters in this chunk."""
+    keep = scan.line_chars >= MIN_LINE_CHARS
+    doc, h = scan.line_doc[keep], scan.line_hash[keep]
+    lo, hi = scan.line_lo[keep], scan.line_hi[keep]
+    rep = scan.counts["distinct_lines"] < scan.counts["nb_lines"]
+    if rep.any():  # a line counts once per doc: drop the repeats (the first stays, spans in order)
+        frame = pl.DataFrame({"doc": doc, "h": h, "i": np.arange(len(doc))})
+        once = frame.filter(pl.Series(rep[doc])).unique(["doc", "h"], keep="first")["i"].to_numpy()
+        sel = np.sort(np.concatenate([np.flatnonzero(~rep[doc]), once]))
+        doc, h, lo, hi = doc[sel], h[sel], lo[sel], hi[sel]
     if len(names) == 1:
-        counts = frame.group_by("h").agg(pl.len().cast(pl.Int64).alias("n")).select(
+        counts = pl.DataFrame({"h": h}).group_by("h").agg(pl.len().cast(pl.Int64).alias("n")).select(
             pl.lit(names[0], pl.String).alias("source"), "h", "n")
     else:
-        src = pl.Series("src", codes[frame["doc"].to_numpy()])
-        counts = frame.with_columns(src).group_by("src", "h").agg(pl.len().cast(pl.Int64).alias("n")).select(
+        counts = pl.DataFrame({"src": codes[doc], "h": h}).group_by("src", "h").agg(
+            pl.len().cast(pl.Int64).alias("n")).select(
             pl.col("src").replace_strict(dict(enumerate(names)), return_dtype=pl.String).alias("source"), "h", "n")
-    return Lines(nb, distinct, terminal, key, counts, frame.select("h", "line"))
+    return Lines(counts, h, lo, hi, scan.data)
 
 
 # ---------------------------------------------------------------- Misra-Gries tables of frequent lines
@@ -156,13 +97,12 @@ def merge_lines(a: pl.DataFrame, b: pl.DataFrame) -> pl.DataFrame:
     return compact(prune(both).sort("h"))
 
 
-def chunk_candidates(counts: pl.DataFrame, text: pl.DataFrame) -> dict[str, pl.DataFrame]:
+def chunk_candidates(lines: Lines) -> dict[str, pl.DataFrame]:
     """Per source: this chunk's counts pruned (the same Misra-Gries step), survivors named."""
     out = {}
-    for (src,), part in counts.partition_by("source", as_dict=True, maintain_order=True).items():
+    for (src,), part in lines.counts.partition_by("source", as_dict=True, maintain_order=True).items():
         part = prune(part.select("h", "n"))
-        named = text.filter(pl.col("h").is_in(part["h"].implode())).unique("h", keep="first")
-        out[str(src)] = part.join(named, on="h", how="left")
+        out[str(src)] = part.join(lines.named(part["h"]), on="h", how="left")
     return out
 
 

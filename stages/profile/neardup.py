@@ -6,8 +6,7 @@ copy, or when MinHash-LSH on word 5-gram sets finds another sampled text at esti
 128-value signatures by one-permutation hashing (densified for the bands), LSH with datasketch's
 optimal 9 bands x 13 rows, candidates confirmed by the estimate. On a section with at most
 ``near_dup_sample`` distinct texts this is the rate up to MinHash error; on larger ones a near
-(non-identical) copy counts only when both fall in the sample: a lower bound. Hashes are polars'
-(stable within one polars version, which one run uses).
+(non-identical) copy counts only when both fall in the sample: a lower bound.
 """
 
 from __future__ import annotations
@@ -17,9 +16,11 @@ from functools import cache
 
 import numpy as np
 import polars as pl
+from numba import njit
 
 from .aggregate import SAMPLE_SCHEMA
-from .constants import NEAR_DUP_THRESHOLD, NUM_PERM, SEED, SHINGLE_WORDS
+from .constants import NEAR_DUP_THRESHOLD, NUM_PERM, SHINGLE_WORDS
+from .textscan import _SEED, Texts, _decode, _fmix, _mix, tables
 
 
 @cache
@@ -39,27 +40,14 @@ def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
 def signatures(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """MinHash signatures (NUM_PERM values) of word 5-gram sets, by one-permutation hashing: each
     shingle's 64-bit hash picks a bin (low bits) and competes for that bin's minimum (high bits).
-    O(shingles), all in polars/numpy. Returns (raw signatures, empty bins = all ones; densified
-    ones, where an empty bin borrows the next non-empty bin's value (rotation), for LSH bands)."""
+    O(shingles), in one compiled pass over the lowercased texts. Returns (raw signatures, empty bins
+    = all ones; densified ones, where an empty bin borrows the next non-empty bin's value
+    (rotation), for LSH bands)."""
     n = len(texts)
-    lists = pl.Series("w", texts, dtype=pl.String).str.to_lowercase().str.extract_all(r"\S+")
-    lens = lists.list.len().fill_null(0).to_numpy().astype(np.int64)
-    starts = np.cumsum(lens) - lens
-    doc = np.repeat(np.arange(n), lens)  # words in doc order: position and count per doc by numpy
-    words = pl.DataFrame({"doc": doc, "w": lists.explode().drop_nulls(),
-                          "pos": np.arange(len(doc)) - starts[doc], "len": lens[doc]})
-    grams = pl.concat_str([pl.col("w").shift(-k) for k in range(SHINGLE_WORDS)], separator=" ")
-    short = pl.col("len") < SHINGLE_WORDS  # fewer words than a shingle: the whole text is one
-    sh = pl.concat([
-        words.with_columns(grams.alias("s")).filter(pl.col("pos") + SHINGLE_WORDS <= pl.col("len")).select("doc", "s"),
-        words.filter(short).group_by("doc").agg(pl.col("w").str.join(" ").alias("s")),
-    ]).select("doc", pl.col("s").hash(SEED).alias("h"))
-    cell = (pl.col("doc").cast(pl.Int64) * NUM_PERM + (pl.col("h") % NUM_PERM).cast(pl.Int64)).alias("cell")
-    best = sh.select(cell, (pl.col("h") // NUM_PERM).alias("v")).group_by("cell").agg(pl.col("v").min())
+    lower = Texts.from_series(pl.Series("w", texts, dtype=pl.String).str.to_lowercase())
+    t = tables()
+    sig = _oph(lower.data, lower.offs, t.lane_of_byte, t.lane_of_flags, t.cp_flags, NUM_PERM, SHINGLE_WORDS)
     empty = np.iinfo(np.uint64).max
-    sig = np.full(n * NUM_PERM, empty, np.uint64)
-    sig[best["cell"].to_numpy()] = best["v"].to_numpy()
-    sig = sig.reshape(n, NUM_PERM)
     raw = sig
     has = (sig != empty).any(axis=1)
     # Rotation: an empty bin takes the next non-empty bin's value (circularly), offset by the distance.
@@ -68,7 +56,70 @@ def signatures(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     nxt = np.minimum.accumulate(filled[:, ::-1], axis=1)[:, ::-1][:, :NUM_PERM]
     dist = (nxt - np.arange(NUM_PERM)).astype(np.uint64)
     src = np.take_along_axis(sig, np.minimum(nxt, 2 * NUM_PERM - 1) % NUM_PERM, axis=1)
-    return raw, np.where(has[:, None], src + dist * np.uint64(1 << 57), empty)
+    return raw, np.where(has[:, None], src + dist * np.uint64(1 << 57), empty) if n else sig
+
+
+@njit(nogil=True, cache=True)
+def _oph(data, offs, lane_of_byte, lane_of_flags, cp_flags, num_perm, k):  # noqa: ANN001, ANN202
+    """Per doc: split at whitespace, hash each word, hash each run of k words (the whole text when
+    it has fewer), and keep each bin's minimum of the shingle hashes' high bits."""
+    n = len(offs) - 1
+    empty = np.uint64(0xFFFFFFFFFFFFFFFF)
+    sig = np.full((n, num_perm), empty, np.uint64)
+    ring = np.zeros(k, np.uint64)  # the last k word hashes
+    bins = np.uint64(num_perm)
+    for d in range(n):
+        words = 0
+        i = offs[d]
+        hi = offs[d + 1]
+        while i < hi:
+            while i < hi:  # skip whitespace
+                b = data[i]
+                if b < 128:
+                    if not (lane_of_byte[b] >> np.uint64(32)) & np.uint64(1):
+                        break
+                    i += 1
+                else:
+                    cp, size = _decode(data, i)
+                    if not (lane_of_flags[cp_flags[cp]] >> np.uint64(32)) & np.uint64(1):
+                        break
+                    i += size
+            if i >= hi:
+                break
+            start = i
+            while i < hi:  # the word
+                b = data[i]
+                if b < 128:
+                    if (lane_of_byte[b] >> np.uint64(32)) & np.uint64(1):
+                        break
+                    i += 1
+                else:
+                    cp, size = _decode(data, i)
+                    if (lane_of_flags[cp_flags[cp]] >> np.uint64(32)) & np.uint64(1):
+                        break
+                    i += size
+            h = _SEED
+            for j in range(start, i):
+                h = _mix(h, np.uint64(data[j]))
+            ring[words % k] = _fmix(h)
+            words += 1
+            if words >= k:
+                _oph_add(sig, d, ring, words, k, bins)
+        if 0 < words < k:  # fewer words than a shingle: the whole text is one
+            _oph_add(sig, d, ring, words, words, bins)
+    return sig
+
+
+@njit(inline="always")
+def _oph_add(sig, d, ring, words, k, bins):  # noqa: ANN001, ANN202
+    h = _SEED
+    for j in range(words - k, words):
+        h = _mix(h, ring[j % len(ring)])
+    h = _fmix(_mix(h, np.uint64(k)))
+    b = h % bins
+    v = h // bins
+    if v < sig[d, b]:
+        sig[d, b] = v
 
 
 def jaccard(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 
 from .aggregate import Acc, SourceAcc
 from .constants import FEATURES, OUTLIER_EXAMPLES, Z_THRESHOLD
@@ -27,8 +28,9 @@ def outliers(files: list[Path], acc: Acc, overall: SourceAcc) -> dict[str, dict[
     med_src, scale_src = _params([robust_params(acc.sources[s]) for s in names])
     counts = {f: np.zeros(len(names) + 1, np.int64) for f in FEATURES}  # per source, then overall
     best: dict[tuple[str, str], list[tuple]] = {}  # (section, feature) -> its best examples so far
-    for path in files:
-        part = pl.read_parquet(path, columns=["source", *FEATURES])
+    for batch in _batches(files):
+        # Several spill files at once (polars reads them in parallel), memory bounded by BATCH_ROWS.
+        part = pl.read_parquet(batch, columns=["source", *FEATURES])
         codes = part["source"].replace_strict(code, return_dtype=pl.Int64).to_numpy()
         offers: list[tuple[tuple[str, str], np.ndarray, np.ndarray, np.ndarray]] = []
         for j, f in enumerate(FEATURES):
@@ -53,10 +55,10 @@ def outliers(files: list[Path], acc: Acc, overall: SourceAcc) -> dict[str, dict[
                     rows = _contenders(rows, az, best.get((section, f)))
                     if len(rows):
                         offers.append(((section, f), rows, z[rows], x[rows]))
-        if offers:  # ids and snippets only for the rows that may enter
-            text = pl.read_parquet(path, columns=["id", "source", "snippet"])
+        if offers:  # ids and snippets only for the rows that may enter, from their own files
+            text = _rows_text(batch, np.unique(np.concatenate([o[1] for o in offers])))
             for key, rows, zs, xs in offers:
-                got = text[rows].rows()
+                got = [text[r] for r in rows.tolist()]
                 cand = best.get(key, []) + [(-abs(z), i is not None, i or "", x, s, z, i, snip)
                                             for (i, s, snip), z, x in zip(got, zs.tolist(), xs.tolist(), strict=True)]
                 best[key] = sorted(cand, key=lambda t: t[:5])[:OUTLIER_EXAMPLES]
@@ -67,6 +69,36 @@ def outliers(files: list[Path], acc: Acc, overall: SourceAcc) -> dict[str, dict[
                                           "snippet": t[7]} for t in best.get((section, f), [])]}
                         for f in FEATURES}
     return {"": out.pop(""), **out}
+
+
+BATCH_ROWS = 2_000_000
+
+
+def _batches(files: list[Path]) -> list[list[Path]]:
+    out: list[list[Path]] = []
+    rows = BATCH_ROWS
+    for path in files:
+        n = pq.ParquetFile(path).metadata.num_rows
+        if rows + n > BATCH_ROWS:
+            out.append([])
+            rows = 0
+        out[-1].append(path)
+        rows += n
+    return out
+
+
+def _rows_text(batch: list[Path], rows: np.ndarray) -> dict[int, tuple]:
+    """(id, source, snippet) of the given rows of a batch (row numbers across its files)."""
+    out: dict[int, tuple] = {}
+    start = 0
+    for path in batch:
+        n = pq.ParquetFile(path).metadata.num_rows
+        mine = rows[(rows >= start) & (rows < start + n)]
+        if len(mine):
+            part = pl.read_parquet(path, columns=["id", "source", "snippet"])[mine - start]
+            out.update(zip(mine.tolist(), part.rows(), strict=True))
+        start += n
+    return out
 
 
 def _contenders(rows: np.ndarray, az: np.ndarray, held: list[tuple] | None) -> np.ndarray:

@@ -1,18 +1,19 @@
-"""Raw JSONL read for profiling only: the reader's parse and checks, without building documents.
+"""Raw JSONL read for profiling only: the reader's checks, without building documents.
 
 Profiling needs each record's fate (document, or quarantined and why), its id, its text, and which
-meta fields it has with which JSON types. The corpus reader (corpus/readers/jsonl.py) builds whole
-documents: ids, provenance, and meta re-encoded as a JSON string that the profiler would then parse
-again. Here the file is cut into the very pieces the reader uses (8 MiB of whole lines, so polars
-infers the same schema per piece) and each piece is parsed by ``pl.read_ndjson`` like the reader
-does; the reader's own ``DocBuilder`` flags the rows its vectorised rules cannot vouch for and
-decides their fate one by one. Meta presence and types then come from the other columns' dtypes and
-null counts (the type of the JSON the reader would have written), with no JSON encoding at all.
+meta fields it has with which JSON types. The file is cut into the very pieces the corpus reader
+uses (8 MiB of whole lines, so polars would infer the same schema per piece) and each piece goes
+through jsonscan.py's compiled scanner, which validates every line and keeps only texts, ids and
+meta key types. Lines it cannot vouch for go through the reader's own per-record rules
+(``DocBuilder.add_line``), so every record meets the fate the reader gives it. Meta types follow
+the reader's JSON: a field mixing integers and floats within a piece is "number" there (polars
+unifies the column); a piece mixing other types in one field is parsed by polars exactly as the
+reader does (``_polars_piece``), as are pieces the scanner declines.
 
-Whenever this path would have to guess (polars refuses a piece, rows and lines disagree, a column
-whose JSON form is uncertain, a damaged compressed stream), it raises ``Fallback`` and the caller
-reads the whole file again through ``corpus.readers.read_task``: every record is still counted
-exactly once, as the reader counts it.
+Whenever that polars path would have to guess (polars refuses a piece, rows and lines disagree, a
+column whose JSON form is uncertain, a damaged compressed stream), it raises ``Fallback`` and the
+caller reads the whole file again through ``corpus.readers.read_task``: every record is still
+counted exactly once, as the reader counts it.
 """
 
 from __future__ import annotations
@@ -22,12 +23,17 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+from numba import njit, uint8
 
 from corpus.readers import ReadTask
 from corpus.readers.jsonl import JSON_BLANK, DocBuilder
 from corpus.readers.streams import ByteSource, LineChunker, prefetch
+from corpus.schema import empty_quarantine
 
-from .meta import column_meta_types, empty_meta, json_meta_types
+from .jsonscan import TYPES, ScannedPiece, scan_piece
+from .meta import META_SCHEMA, column_meta_types, empty_meta, json_meta_types
+from .textscan import Texts
 
 PIECE_BYTES = 8 << 20  # the reader's piece size (corpus.readers.jsonl._PIECE): same pieces, same schemas
 _BLANK_START = frozenset(JSON_BLANK)
@@ -40,7 +46,8 @@ class Fallback(Exception):  # noqa: N818 (a signal, not an error)
 
 @dataclass
 class Piece:
-    docs: pl.DataFrame  # id, text, source: in line order
+    texts: Texts  # the documents' texts, in line order (per-record ones last)
+    ids: pa.Array  # their ids (large_string)
     meta: pl.DataFrame  # (source, key, type, n) for those docs
     bad: pl.DataFrame  # quarantined records (QUARANTINE_SCHEMA)
     end_of_chunk: bool  # the reader would close its chunk after this piece (chunk_bytes of input)
@@ -51,8 +58,21 @@ def usable(task: ReadTask) -> bool:
 
 
 def _count_lines(piece: bytes) -> tuple[bytes, int]:
-    # numpy releases the GIL (bytes.count does not): worker threads keep counting side by side.
-    return piece, int(np.count_nonzero(np.frombuffer(piece, np.uint8) == 10))
+    return piece, _newlines(np.frombuffer(piece, np.uint8))
+
+
+@njit(nogil=True, cache=True)
+def _newlines(a):  # noqa: ANN001, ANN202
+    """Count of "\n" (compiled without the GIL, unlike bytes.count: threads count side by side;
+    uint8 counts per 255 bytes let the loop vectorise)."""
+    n = 0
+    for blk in range(0, len(a), 255):
+        s = a[blk:blk + 255]
+        c = uint8(0)
+        for i in range(len(s)):
+            c = uint8(c + uint8(s[i] == uint8(10)))
+        n += c
+    return n
 
 
 def read_pieces(task: ReadTask, chunk_bytes: int) -> Iterator[Piece]:
@@ -77,6 +97,59 @@ def read_pieces(task: ReadTask, chunk_bytes: int) -> Iterator[Piece]:
 
 
 def _piece(task: ReadTask, buf: bytes, first_line: int, n_lines: int) -> Piece:
+    spec = task.spec
+    sp = scan_piece(buf, spec.text_key, spec.id_key, spec.max_doc_bytes, n_lines)
+    meta = None if sp is None else _scanned_meta(sp, spec.source, spec.meta_keys)
+    if sp is None or meta is None:
+        return _polars_piece(task, buf, first_line, n_lines)
+    texts = Texts(sp.text, sp.text_offs, np.zeros(len(sp.doc_line), bool))
+    ids = _scanned_ids(task, sp, first_line)
+    slow = np.flatnonzero(sp.status == 2)
+    if len(slow) == 0:
+        return Piece(texts, ids, meta, empty_quarantine(), False)
+    b = DocBuilder(task)
+    lines = buf.split(b"\n")
+    for i in slow.tolist():
+        b.add_line(lines[i], first_line + i)
+    extra = b.finish()
+    if extra.docs.height:
+        texts = Texts.concat([texts, Texts.from_series(extra.docs["text"])])
+        ids = pa.concat_arrays([ids, extra.docs["id"].to_arrow().cast(pa.large_string())])
+        meta = pl.concat([meta, json_meta_types(extra.docs)])
+    return Piece(texts, ids, meta, extra.bad, False)
+
+
+def _scanned_ids(task: ReadTask, sp: ScannedPiece, first_line: int) -> pa.Array:
+    """Given ids where the record has one, else the reader's `source:file:row`."""
+    rows = pl.Series(sp.doc_line + first_line).cast(pl.String)
+    derived = pl.select(pl.lit(f"{task.spec.source}:{task.rel_path}:") + pl.lit(rows)).to_series()
+    if not sp.id_given.any():
+        return derived.to_arrow().cast(pa.large_string())
+    valid = pa.py_buffer(np.packbits(sp.id_given, bitorder="little"))
+    given = pa.LargeStringArray.from_buffers(len(sp.id_given), pa.py_buffer(sp.id_offs), pa.py_buffer(sp.ids), valid)
+    return pl.Series(given).fill_null(derived).to_arrow().cast(pa.large_string())
+
+
+def _scanned_meta(sp: ScannedPiece, source: str, meta_keys: list[str] | None) -> pl.DataFrame | None:
+    """(source, key, type, n) rows as the reader's JSON would type them; None when a field mixes
+    types polars would coerce (strings with numbers, ...): that piece takes the polars path."""
+    wanted = None if meta_keys is None else set(meta_keys)
+    rows = []
+    for key, counts in zip(sp.keys, sp.key_types.tolist(), strict=True):
+        if wanted is not None and key not in wanted:
+            continue
+        by_type = {TYPES[i]: n for i, n in enumerate(counts) if n}
+        if "integer" in by_type and "number" in by_type:  # polars reads the column as floats
+            by_type["number"] += by_type.pop("integer")
+        if len(by_type) > 1:
+            return None
+        rows += [(source, key, typ, n) for typ, n in by_type.items()]
+    return pl.DataFrame(rows, schema=META_SCHEMA, orient="row") if rows else empty_meta()
+
+
+def _polars_piece(task: ReadTask, buf: bytes, first_line: int, n_lines: int) -> Piece:
+    """The piece as the reader parses it: ``pl.read_ndjson``, the vectorised checks, per-record
+    rules for the flagged rows."""
     try:
         df = pl.read_ndjson(buf, infer_schema_length=None)
     except (Exception, pl.exceptions.PanicException):
@@ -101,7 +174,8 @@ def _piece(task: ReadTask, buf: bytes, first_line: int, n_lines: int) -> Piece:
             mine = docs.with_columns(good_rows.alias("src_row"))
         docs = pl.concat([mine, extra.docs.select(mine.columns)]).sort("src_row").drop("src_row")
     assert docs is not None
-    return Piece(docs, meta, extra.bad, False)
+    return Piece(Texts.from_series(docs["text"]), docs["id"].to_arrow().cast(pa.large_string()), meta, extra.bad,
+                 False)
 
 
 def _row_lines(buf: bytes, height: int, first_line: int, n_lines: int) -> pl.Series:

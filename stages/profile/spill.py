@@ -14,6 +14,8 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from .constants import FEATURES, SNIPPET_CHARS
 from .features import Chunk
@@ -33,16 +35,14 @@ class Spill:
         n = len(ch.codes)
         if n == 0:
             return
-        source = pl.Series(ch.names, dtype=pl.String).gather(ch.codes)
-        key = pl.Series("h", ch.key)
-        if ch.is_null.any():
-            key = key.scatter(ch.is_null.nonzero()[0], None)
+        source = pa.array(ch.names, pa.string()).take(pa.array(ch.codes))
+        key = pa.array(ch.key, pa.uint64(), mask=ch.is_null if ch.is_null.any() else None)
         # Features stay NaN where they do not apply (a null costs a pass; the readers know NaN).
-        feats = pl.DataFrame([ch.ids.alias("id"), source.alias("source"), key,
-                              ch.text.str.slice(0, SNIPPET_CHARS).alias("snippet"),
-                              *(pl.Series(f, ch.values[f]) for f in FEATURES)])
+        feats = pa.table({"id": ch.ids, "source": source, "h": key, "snippet": ch.texts.prefixes(SNIPPET_CHARS),
+                          **{f: pa.array(ch.values[f], pa.float64()) for f in FEATURES}})
         name = f"{self.unit:06d}-{self.chunks:05d}.parquet"
-        feats.write_parquet(self.folder / f"feat-{name}", compression="uncompressed", statistics=False)
+        pq.write_table(feats, self.folder / f"feat-{name}", compression="none", write_statistics=False,
+                       use_dictionary=False)  # dictionary pages cost more than they save here
         if ch.lines.counts.height:
             ch.lines.counts.write_parquet(self.folder / f"lines-{name}", compression="uncompressed", statistics=False)
         self.chunks += 1
@@ -92,9 +92,9 @@ class SpillReader:
         """Distinct text keys per source and overall (the exact duplicate rate)."""
         if not self.feats:
             return {}, 0
-        per = self.con.sql(f"SELECT source, count(DISTINCT h) FROM {self.scan(self.feats)} GROUP BY source").fetchall()
-        total = self.con.sql(f"SELECT count(DISTINCT h) FROM {self.scan(self.feats)}").fetchall()
-        return {s: int(n) for s, n in per}, int(total[0][0])
+        rows = self.con.sql(f"SELECT source, count(DISTINCT h) FROM {self.scan(self.feats)} "
+                            "GROUP BY GROUPING SETS ((source), ())").fetchall()  # one scan: per source, overall
+        return {s: int(n) for s, n in rows if s is not None}, int(next(n for s, n in rows if s is None))
 
     def line_counts(self, candidates: pl.DataFrame) -> pl.DataFrame:
         """(source, h, docs, line): exact doc counts of the candidate lines."""

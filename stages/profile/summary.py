@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import polars as pl
@@ -51,19 +52,21 @@ def _section(acc: SourceAcc, sources: dict[str, int], has_lang: bool, distinct: 
 
 def finish(acc: Acc, spill: Path, label: str, threads: int, quarantine: bool) -> dict:
     """The profile of everything merged into acc, whose documents were spilled into `spill`."""
-    reader = SpillReader(spill, threads)
-    try:
-        names = sorted(acc.sources)
-        overall = acc.overall()
-        per_src, total = reader.distinct_texts()
-        # Top lines: candidates from the Misra-Gries tables, exact counts from the spilled hashes.
-        cands = pl.concat([overall.lines.select("h", "line")]
-                          + [acc.sources[s].lines.select("h", "line") for s in names])
-        counts = reader.line_counts(cands.unique("h", keep="first"))
-    finally:
-        reader.close()
-    outl = outliers(reader.feats, acc, overall)
-    near = NearDup([overall.sample] + [acc.sources[s].sample for s in names])
+    names = sorted(acc.sources)
+    overall = acc.overall()
+    with ThreadPoolExecutor(2, thread_name_prefix="profile-finish") as pool:  # independent reads of the spill
+        outl_f = pool.submit(outliers, sorted(spill.glob("feat-*.parquet")), acc, overall)
+        near_f = pool.submit(NearDup, [overall.sample] + [acc.sources[s].sample for s in names])
+        reader = SpillReader(spill, threads)
+        try:
+            per_src, total = reader.distinct_texts()
+            # Top lines: candidates from the Misra-Gries tables, exact counts from the spilled hashes.
+            cands = pl.concat([overall.lines.select("h", "line")]
+                              + [acc.sources[s].lines.select("h", "line") for s in names])
+            counts = reader.line_counts(cands.unique("h", keep="first"))
+        finally:
+            reader.close()
+        outl, near = outl_f.result(), near_f.result()
     by_source = {}
     for s in names:
         sa = acc.sources[s]

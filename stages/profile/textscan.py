@@ -1,0 +1,629 @@
+"""Every per-document text figure in one compiled pass over the UTF-8 bytes of a chunk.
+
+numpy and polars need a pass per figure (each class, words, line splitting, whitespace-normalised
+line hashes, mojibake), and those passes, not the arithmetic, were the profiler's cost. This numba
+kernel walks each document once and keeps its state in registers:
+
+* character classes: a table gives each byte (and each non-ASCII character) its class bits spread
+  over the byte lanes of a u64 (lane k counts class k), so one addition counts every class; the
+  lanes are flushed every 255 bytes, before one can overflow;
+* words: a non-space character after a space or at the start, counted without a branch;
+* lines: split at "\\n", stripped, inner whitespace runs collapsed to one space, blank ones
+  dropped. A line that is already in that form (most) is hashed straight from the data, 8 bytes
+  at a time; only the others are normalised, byte by byte, into the same hash;
+* mojibake (U+FFFD, UTF-8 read as cp1252) and letters per script: on non-ASCII characters only.
+
+The tables come from chars.py (built by polars' regex engine, so "alpha" means what ``\\p{L}``
+means). The kernel releases the GIL, so worker threads run it side by side. Hashes are our own
+(64-bit multiply-rotate words, a murmur finaliser): every path (raw JSONL, shards, frames) goes
+through this kernel, so every path agrees on them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+from numba import njit, uint8
+
+from stages.dedup_text import utf8_buffers
+
+from .chars import ALPHA, SPACE, code_point_table
+from .constants import EMPTY_KEY, TERMINAL_PUNCT
+from .nbutil import borrowed, load8
+
+# Rows of the per-document output, in kernel order.
+OUT = ("n_chars", "words", "newlines", "alpha", "digit", "upper", "punct", "space", "nonprint",
+       "nb_lines", "distinct_lines", "terminal_lines", "replacements")
+_N_CLASSES = 6  # alpha digit upper punct space nonprint: lanes 0-5; lane 4 (space) is "whitespace"
+_LEAD = np.uint64(1 << 56)  # lane 7 of a byte's entry: the lead byte of a non-ASCII character
+_EVENT = np.uint64(0x0101 << 48)  # lanes 6 and 7: whitespace other than " ", a lead byte
+_K1 = np.uint64(0x9E3779B97F4A7C15)
+_K3 = np.uint64(0xFF51AFD7ED558CCD)
+_K4 = np.uint64(0xC4CEB9FE1A85EC53)
+_SEED = np.uint64(0x243F6A8885A308D3)
+_SEED_B = np.uint64(0x13198A2E03707344)
+_EMPTY = np.uint64(EMPTY_KEY)
+_BYTE = np.uint64(0xFF)
+_TERMINAL = np.array(sorted(ord(c) for c in TERMINAL_PUNCT), np.int64)
+# cp1252 characters a UTF-8 continuation byte turns into after Ã or Â (constants.MOJIBAKE_RE).
+_MOJI = np.zeros(0x2200, np.bool_)
+_MOJI[0x80:0xC0] = True
+_MOJI[[0x152, 0x153, 0x160, 0x161, 0x178, 0x17D, 0x17E, 0x192, 0x2C6, 0x2DC, 0x2013, 0x2014, 0x2018, 0x2019,
+       0x201A, 0x201B, 0x201C, 0x201D, 0x201E, 0x2020, 0x2021, 0x2022, 0x2026, 0x2030, 0x2039, 0x203A, 0x20AC,
+       0x2122]] = True
+
+
+@njit(inline="always")
+def _mix(h, w):  # noqa: ANN001, ANN202 (numba infers the types)
+    h = (h ^ w) * _K1
+    return (h << np.uint64(29)) | (h >> np.uint64(35))
+
+
+@njit(inline="always")
+def _fmix(h):  # noqa: ANN001, ANN202
+    h ^= h >> np.uint64(33)
+    h *= _K3
+    h ^= h >> np.uint64(33)
+    h *= _K4
+    return h ^ (h >> np.uint64(33))
+
+
+@njit(inline="always")
+def _newlines(data, lo, hi):  # noqa: ANN001, ANN202
+    """At least the number of "\n" in data[lo:hi] (whole words: a bound, 8 bytes at a time)."""
+    n = 0
+    low = np.uint64(0x7F7F7F7F7F7F7F7F)
+    for p in range(lo, hi, 8):
+        x = load8(data, p) ^ np.uint64(0x0A0A0A0A0A0A0A0A)
+        t = (x & low) + low
+        n += _popcount(~(t | x | low))
+    return n
+
+
+@njit(inline="always")
+def _popcount(x):  # noqa: ANN001, ANN202
+    x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
+    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
+    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    return np.int64((x * np.uint64(0x0101010101010101)) >> np.uint64(56))
+
+
+@njit(inline="always")
+def _decode(data, i):  # noqa: ANN001, ANN202
+    """(code point, size) of the multi-byte character whose lead byte is at i (valid UTF-8)."""
+    b = np.int64(data[i])
+    if b < 0xE0:
+        return ((b & 0x1F) << 6) | (np.int64(data[i + 1]) & 0x3F), 2
+    if b < 0xF0:
+        return ((b & 0x0F) << 12) | ((np.int64(data[i + 1]) & 0x3F) << 6) | (np.int64(data[i + 2]) & 0x3F), 3
+    return (((b & 0x07) << 18) | ((np.int64(data[i + 1]) & 0x3F) << 12) | ((np.int64(data[i + 2]) & 0x3F) << 6)
+            | (np.int64(data[i + 3]) & 0x3F)), 4
+
+
+@njit(inline="always")
+def _last_char(data, lo, hi):  # noqa: ANN001, ANN202
+    """Code point of the character ending at hi (> lo)."""
+    j = hi - 1
+    while j > lo and (data[j] & 0xC0) == 0x80:
+        j -= 1
+    if data[j] < 128:
+        return np.int64(data[j])
+    return _decode(data, j)[0]
+
+
+@njit(inline="always")
+def _span_hash(data, lo, hi):  # noqa: ANN001, ANN202
+    """Hash of data[lo:hi] (a line already in normal form): its 8-byte words, even ones into one
+    lane and odd ones into another (two multiply chains run side by side), the last word padded
+    with zero bytes, then the length."""
+    a = _SEED
+    b = _SEED_B
+    p = lo
+    while p + 16 <= hi:
+        a = _mix(a, load8(data, p))
+        b = _mix(b, load8(data, p + 8))
+        p += 16
+    if p + 8 <= hi:
+        a = _mix(a, load8(data, p))
+        p += 8
+        if p < hi:
+            b = _mix(b, load8(data, p) & ((np.uint64(1) << np.uint64(8 * (hi - p))) - np.uint64(1)))
+    elif p < hi:
+        a = _mix(a, load8(data, p) & ((np.uint64(1) << np.uint64(8 * (hi - p))) - np.uint64(1)))
+    return _fmix(_mix(_mix(a, b), np.uint64(hi - lo)))
+
+
+@njit(cache=True)
+def _normal_hash(data, lo, hi, lane_of_byte, lane_of_flags, cp_flags):  # noqa: ANN001, ANN202
+    """(hash, chars, last code point) of data[lo:hi] stripped with whitespace runs made one space:
+    the same hash _span_hash gives the normal form."""
+    h = _SEED
+    h2 = _SEED_B
+    full = 0  # words hashed so far: word k goes to lane k % 2
+    acc = np.uint64(0)
+    n_acc = 0
+    size_out = 0
+    chars = 0
+    last = 0
+    pending = False
+    i = lo
+    while i < hi:
+        b = data[i]
+        if b < 128:
+            cp = np.int64(b)
+            size = 1
+            ws = (lane_of_byte[b] >> np.uint64(32)) & np.uint64(1)
+        else:
+            cp, size = _decode(data, i)
+            ws = (lane_of_flags[cp_flags[cp]] >> np.uint64(32)) & np.uint64(1)
+        if ws:
+            pending = chars > 0
+        else:
+            for j in range(-1 if pending else 0, size):  # a pending space (j = -1), then the char
+                acc |= np.uint64(32 if j < 0 else data[i + j]) << np.uint64(8 * n_acc)
+                n_acc += 1
+                if n_acc == 8:
+                    if full & 1:
+                        h2 = _mix(h2, acc)
+                    else:
+                        h = _mix(h, acc)
+                    full += 1
+                    acc = np.uint64(0)
+                    n_acc = 0
+            size_out += size + pending
+            chars += 1 + pending
+            pending = False
+            last = cp
+        i += size
+    if n_acc:
+        if full & 1:
+            h2 = _mix(h2, acc)
+        else:
+            h = _mix(h, acc)
+    return _fmix(_mix(_mix(h, h2), np.uint64(size_out))), chars, last
+
+
+@njit(inline="always")
+def _wide_char(cp, f, p1, p2, sc, cp_script, moji):  # noqa: ANN001, ANN202
+    """A non-ASCII character (class bits f; p1, p2 the two before it): its letter's script is
+    counted in sc; returns 1 where it ends a mojibake sequence (constants.MOJIBAKE_RE)."""
+    if f & ALPHA:
+        sc[cp_script[cp]] += 1
+    if cp == 0xFFFD:
+        return 1
+    if cp < 0x2200 and moji[cp] and (p1 == 0xC3 or p1 == 0xC2):
+        return 1
+    if cp == 0x20AC and p1 == 0xE2:
+        return 1
+    return int(cp == 0xBF and p1 == 0xBB and p2 == 0xEF)
+
+
+@njit(inline="always")
+def _add_line(d, lo, hi, h, chars, last, line_doc, line_hash, line_lo, line_hi, line_chars, n_lines,  # noqa: ANN001, ANN202
+              terminal):
+    """Record one non-blank line; returns 1 if it ends in terminal punctuation."""
+    line_doc[n_lines] = d
+    line_hash[n_lines] = h
+    line_lo[n_lines] = lo
+    line_hi[n_lines] = hi
+    line_chars[n_lines] = chars
+    for t in terminal:
+        if last == t:
+            return 1
+    return 0
+
+
+@njit(cache=True)
+def _doc_slow(data, lo, hi, d, lane_of_byte, lane_of_flags, cp_flags, cp_script, moji, terminal, sc,  # noqa: ANN001, ANN202, C901
+              line_doc, line_hash, line_lo, line_hi, line_chars, n_lines):
+    """One document, a character at a time: any text (the fast path's reference, and its fallback
+    for documents holding non-ASCII whitespace). Returns the counts and the new line count."""
+    c = np.zeros(6, np.int64)
+    words = newlines = cont = repl = nb = term = 0
+    prev = True
+    p1 = p2 = 0
+    dk = _SEED
+    line_start = lo
+    i = lo
+    while i <= hi:
+        if i == hi or data[i] == 10:
+            h, lc, last = _normal_hash(data, line_start, i, lane_of_byte, lane_of_flags, cp_flags)
+            if lc > 0:
+                term += _add_line(d, line_start, i, h, lc, last, line_doc, line_hash, line_lo, line_hi, line_chars,
+                                  n_lines, terminal)
+                n_lines += 1
+                nb += 1
+                dk = _mix(dk, h)
+            if i == hi:
+                break
+            newlines += 1
+            c[4] += 1
+            prev = True
+            p2, p1 = p1, 10
+            i += 1
+            line_start = i
+            continue
+        b = data[i]
+        if b < 128:
+            cp = np.int64(b)
+            size = 1
+            f = cp_flags[cp]
+        else:
+            cp, size = _decode(data, i)
+            f = cp_flags[cp]
+            repl += _wide_char(cp, f, p1, p2, sc, cp_script, moji)
+        for k in range(6):
+            c[k] += (f >> k) & 1
+        ws = (f & SPACE) != 0
+        if prev and not ws:
+            words += 1
+        prev = ws
+        cont += size - 1
+        p2, p1 = p1, cp
+        i += size
+    return (hi - lo - cont, words, newlines, c, nb, term, repl, dk, n_lines)
+
+
+@njit(inline="always")
+def _clean_line(data, lo, hi, wide):  # noqa: ANN001, ANN202
+    """(hash, chars, last code point) of a non-empty line already in normal form."""
+    chars = hi - lo
+    if wide:
+        for q in range(lo, hi):
+            chars -= (data[q] & 0xC0) == 0x80
+    return _span_hash(data, lo, hi), chars, _last_char(data, lo, hi)
+
+
+@njit(inline="always")
+def _ascii(x):  # noqa: ANN001, ANN202
+    """Class bits of an ASCII byte by ranges (vectorisable, unlike a table lookup); a test checks
+    them against the regex-built table. Bytes >= 0x80 get no class."""
+    u = uint8
+    alpha = u(u(u(x | u(32)) - u(97)) < u(26))
+    upper = u(u(x - u(65)) < u(26))
+    digit = u(u(x - u(48)) < u(10))
+    punct = u(((u(x - u(33)) < u(15)) & (x != u(36)) & (x != u(43))) | (x == u(58)) | (x == u(59)) | (x == u(63))
+              | (x == u(64)) | (u(x - u(91)) < u(3)) | (x == u(95)) | (x == u(123)) | (x == u(125)))
+    nonprint = u(((x < u(32)) & (x != u(9)) & (x != u(10)) & (x != u(13))) | (x == u(127)))
+    return alpha, digit, upper, punct, _ws(x), nonprint
+
+
+@njit(inline="always")
+def _ws(x):  # noqa: ANN001, ANN202
+    return uint8((x == uint8(32)) | (uint8(x - uint8(9)) < uint8(5)))
+
+
+@njit(inline="never", cache=True)
+def _block(data, lo, hi):  # noqa: ANN001, ANN202
+    """The branch-free, vectorised part of a block: over data[lo + 1:hi] (at most 254 bytes, so uint8
+    lanes cannot overflow), ASCII class counts, word starts, newlines, and other events: non-ASCII
+    bytes, whitespace but " " and "\\n", whitespace after whitespace (but "\\n" after "\\n", a blank
+    line). The caller adds the block's first byte."""
+    u = uint8
+    s = data[lo + 1:hi]
+    p = data[lo:hi - 1]  # each byte's predecessor
+    a0 = a1 = a2 = a3 = a4 = a5 = words = newlines = events = u(0)
+    for i in range(len(s)):
+        x = s[i]
+        al, dg, up, pu, sp, npr = _ascii(x)
+        wy = _ws(p[i])
+        a0 = u(a0 + al)
+        a1 = u(a1 + dg)
+        a2 = u(a2 + up)
+        a3 = u(a3 + pu)
+        a4 = u(a4 + sp)
+        a5 = u(a5 + npr)
+        words = u(words + (wy & (sp ^ u(1))))
+        nl = u(x == u(10))
+        newlines = u(newlines + nl)
+        other_ws = u(u(x - u(9)) < u(5)) & (nl ^ u(1))
+        doubled = sp & wy & ((nl & u(p[i] == u(10))) ^ u(1))
+        events = u(events + (u(x >= u(128)) | other_ws | doubled))
+    return a0, a1, a2, a3, a4, a5, words, newlines, events
+
+
+@njit(inline="always")
+def _line_end(data, d, lo, hi, odd, wide, lane_of_byte, lane_of_flags, cp_flags, terminal,  # noqa: ANN001, ANN202
+              line_doc, line_hash, line_lo, line_hi, line_chars, n_lines, nb, term, dk):
+    """A line data[lo:hi] ends: record it unless blank. odd: it may need normalising."""
+    if hi > lo:
+        if odd:
+            h, lc, last = _normal_hash(data, lo, hi, lane_of_byte, lane_of_flags, cp_flags)
+        else:
+            h, lc, last = _clean_line(data, lo, hi, wide)
+        if lc > 0:
+            term += _add_line(d, lo, hi, h, lc, last, line_doc, line_hash, line_lo, line_hi, line_chars, n_lines,
+                              terminal)
+            n_lines += 1
+            nb += 1
+            dk = _mix(dk, h)
+    return n_lines, nb, term, dk
+
+
+@njit(cache=True)
+def _doc_fast(data, lo, hi, d, lane_of_byte, lane_of_flags, cp_flags, cp_script, moji, terminal, sc,  # noqa: ANN001, ANN202, C901
+              line_doc, line_hash, line_lo, line_hi, line_chars, n_lines):
+    """One document in blocks of 255 bytes. A branch-free loop sums the class lanes and word starts
+    and counts "events": newlines, non-ASCII characters, and whitespace that is not a lone " "
+    inside a line. Only a block with events is walked again, byte by byte, to handle them. Returns
+    ok=False (nothing recorded) for a document holding non-ASCII whitespace: _doc_slow takes it."""
+    c0 = c1 = c2 = c3 = c4 = c5 = 0
+    words = newlines = cont = repl = nb = term = 0
+    prev = 1
+    p1 = p2 = 0
+    dk = _SEED
+    line_start = lo
+    line_odd = 0
+    wide = False
+    first_line = n_lines
+    for blk in range(lo, hi, 255):
+        end = min(blk + 255, hi)
+        prev_in = prev
+        x = data[blk]  # the block's first byte follows the previous block's last
+        f0, f1, f2, f3, f4, f5 = _ascii(x)
+        b0, b1, b2, b3, b4, b5, w, nl, ev = _block(data, blk, end)
+        c0 += np.int64(b0) + np.int64(f0)
+        c1 += np.int64(b1) + np.int64(f1)
+        c2 += np.int64(b2) + np.int64(f2)
+        c3 += np.int64(b3) + np.int64(f3)
+        c4 += np.int64(b4) + np.int64(f4)
+        c5 += np.int64(b5) + np.int64(f5)
+        words += np.int64(w) + prev * (1 - np.int64(f4))
+        blank = x == 10 and blk > lo and data[blk - 1] == 10
+        events = ev > 0 or x >= 128 or (x != 10 and 9 <= x <= 13) or (f4 and prev and not blank)
+        prev = np.int64(_ws(data[end - 1]))
+        lanes = np.uint64(0)  # the non-ASCII characters' classes, added by the walk below
+        if not events and (nl or x == 10):  # plain ASCII with line ends: only they need a look
+            for i in range(blk, end):
+                if data[i] == 10:
+                    newlines += 1
+                    n_lines, nb, term, dk = _line_end(
+                        data, d, line_start, i, line_odd, wide, lane_of_byte, lane_of_flags, cp_flags, terminal,
+                        line_doc, line_hash, line_lo, line_hi, line_chars, n_lines, nb, term, dk)
+                    line_start = i + 1
+                    line_odd = 0
+            p1 = p2 = 0
+        elif events:
+            pws = prev_in
+            i = blk
+            while i < end:
+                b = data[i]
+                if b >= 0x80:
+                    if b >= 0xC0:
+                        wide = True
+                        cp, size = _decode(data, i)
+                        f = cp_flags[cp]
+                        if f & SPACE:
+                            return False, 0, 0, 0, np.zeros(6, np.int64), 0, 0, 0, dk, first_line
+                        lanes += lane_of_flags[f]
+                        repl += _wide_char(cp, f, p1, p2, sc, cp_script, moji)
+                        p2, p1 = p1, cp
+                        cont += size - 1
+                        pws = 0
+                        i += size
+                    else:  # the tail of a character begun in the previous block
+                        i += 1
+                    continue
+                ws = np.int64(_ws(b))
+                if b == 10:
+                    newlines += 1
+                    n_lines, nb, term, dk = _line_end(
+                        data, d, line_start, i, line_odd | pws, wide, lane_of_byte, lane_of_flags, cp_flags,
+                        terminal, line_doc, line_hash, line_lo, line_hi, line_chars, n_lines, nb, term, dk)
+                    line_start = i + 1
+                    line_odd = 0
+                else:
+                    line_odd |= ws & (pws | np.int64(b != 32))  # leading, doubled or non-" " whitespace
+                pws = ws
+                p2, p1 = p1, np.int64(b)
+                i += 1
+        else:
+            p1 = p2 = 0  # plain ASCII: no mojibake pair spans into the next block
+        c0 += np.int64(lanes & _BYTE)
+        c1 += np.int64((lanes >> np.uint64(8)) & _BYTE)
+        c2 += np.int64((lanes >> np.uint64(16)) & _BYTE)
+        c3 += np.int64((lanes >> np.uint64(24)) & _BYTE)
+        c4 += np.int64((lanes >> np.uint64(32)) & _BYTE)
+        c5 += np.int64((lanes >> np.uint64(40)) & _BYTE)
+    n_lines, nb, term, dk = _line_end(  # the last line
+        data, d, line_start, hi, line_odd | prev, wide, lane_of_byte, lane_of_flags, cp_flags, terminal,
+        line_doc, line_hash, line_lo, line_hi, line_chars, n_lines, nb, term, dk)
+    c = np.empty(6, np.int64)
+    c[0], c[1], c[2], c[3], c[4], c[5] = c0, c1, c2, c3, c4, c5
+    return True, hi - lo - cont, words, newlines, c, nb, term, repl, dk, n_lines
+
+
+@njit(nogil=True, cache=True)
+def _scan(data, offs, codes, n_sources, lane_of_byte, lane_of_flags, cp_flags, cp_script,  # noqa: ANN001, ANN202
+          n_scripts, terminal, moji, fast):
+    n = len(offs) - 1
+    out_ = np.zeros((13, n), np.int64)
+    key_ = np.empty(n, np.uint64)
+    cap = n + _newlines(data, offs[0], offs[n])
+    lines_ = np.empty((5, cap), np.int64)  # per line: doc, hash (as int64), lo, hi, chars
+    scripts_ = np.zeros((n_sources, n_scripts), np.int64)
+    # Every array below is borrowed (nbutil): the helpers take them per line and per block.
+    out, key, scripts = borrowed(out_), borrowed(key_), borrowed(scripts_)
+    line_doc, line_lo, line_hi, line_chars = (borrowed(lines_[0]), borrowed(lines_[2]), borrowed(lines_[3]),
+                                              borrowed(lines_[4]))
+    line_hash = borrowed(lines_[1].view(np.uint64))
+    data, offs, codes = borrowed(data), borrowed(offs), borrowed(codes)
+    lane_of_byte, lane_of_flags, cp_flags = borrowed(lane_of_byte), borrowed(lane_of_flags), borrowed(cp_flags)
+    cp_script, terminal, moji = borrowed(cp_script), borrowed(terminal), borrowed(moji)
+    sc_ = np.zeros(n_scripts, np.int64)
+    sc = borrowed(sc_)
+    n_lines = 0
+    for d in range(n):
+        lo = offs[d]
+        hi = offs[d + 1]
+        first_line = n_lines
+        sc[:] = 0
+        ok = False
+        if fast:
+            ok, chars, words, newlines, c, nb, term, repl, dk, n_lines = _doc_fast(
+                data, lo, hi, d, lane_of_byte, lane_of_flags, cp_flags, cp_script, moji, terminal, sc,
+                line_doc, line_hash, line_lo, line_hi, line_chars, n_lines)
+        if not ok:
+            sc[:] = 0
+            chars, words, newlines, c, nb, term, repl, dk, n_lines = _doc_slow(
+                data, lo, hi, d, lane_of_byte, lane_of_flags, cp_flags, cp_script, moji, terminal, sc,
+                line_doc, line_hash, line_lo, line_hi, line_chars, n_lines)
+        scripts[codes[d]] += sc
+        distinct = nb
+        if nb > 1:
+            hs = np.sort(line_hash[first_line:n_lines])
+            for k in range(1, nb):
+                if hs[k] == hs[k - 1]:
+                    distinct -= 1
+        key[d] = _fmix(_mix(dk, np.uint64(nb))) if nb > 0 else _EMPTY
+        out[0, d] = chars
+        out[1, d] = words
+        out[2, d] = newlines
+        for k in range(6):
+            out[3 + k, d] = c[k]
+        out[9, d] = nb
+        out[10, d] = distinct
+        out[11, d] = term
+        out[12, d] = repl
+    return (out_, key_, scripts_, lines_[0, :n_lines], lines_[1, :n_lines].view(np.uint64), lines_[2, :n_lines],
+            lines_[3, :n_lines], lines_[4, :n_lines])
+
+
+@dataclass(frozen=True)
+class Tables:
+    lane_of_byte: np.ndarray  # u64 per byte: class lanes, lane 6 whitespace but " ", lane 7 a lead byte
+    lane_of_flags: np.ndarray  # u64 per class-bits value (chars.py's bits): its class lanes
+    cp_flags: np.ndarray  # class bits per code point
+    cp_script: np.ndarray  # script per code point (0 other, 1 + index in SCRIPTS)
+
+
+def _lanes(flags: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(flags), np.uint64)
+    for k in range(_N_CLASSES):
+        out |= ((flags.astype(np.uint64) >> np.uint64(k)) & np.uint64(1)) << np.uint64(8 * k)
+    return out
+
+
+@cache
+def tables() -> Tables:
+    cpt = code_point_table()
+    by_byte = _lanes(np.concatenate([cpt.flags[:128], np.zeros(128, np.uint8)]))
+    odd_ws = np.zeros(256, np.uint64)  # lane 6: ASCII whitespace other than " " (an event)
+    odd_ws[[9, 10, 11, 12, 13]] = 1
+    by_byte |= odd_ws << np.uint64(48)
+    by_byte[0xC0:] = _LEAD
+    return Tables(by_byte, _lanes(np.arange(256, dtype=np.uint8)), cpt.flags, cpt.script)
+
+
+@dataclass
+class TextScan:
+    counts: dict[str, np.ndarray]  # per doc: the OUT figures
+    key: np.ndarray  # uint64 text key per doc (EMPTY_KEY without a non-blank line)
+    scripts: np.ndarray  # non-ASCII letters per (source, script): 0 other, 1 + index in SCRIPTS
+    line_doc: np.ndarray  # per non-blank line, in doc order: its doc,
+    line_hash: np.ndarray  # the hash of its normal form,
+    line_lo: np.ndarray  # its raw span in `data`,
+    line_hi: np.ndarray
+    line_chars: np.ndarray  # and the length of its normal form in characters
+    data: np.ndarray  # the texts' bytes (line spans point into them)
+
+
+@dataclass
+class Texts:
+    """Documents' texts as the kernel reads them: UTF-8 bytes back to back (8-aligned, a spare word
+    after the end), n+1 offsets, and which documents are null (empty spans)."""
+
+    data: np.ndarray
+    offs: np.ndarray
+    null: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.offs) - 1
+
+    @classmethod
+    def from_series(cls, texts: pl.Series) -> Texts:
+        """Copied into an aligned buffer with the spare word (a copy costs less than proving an Arrow
+        buffer has the room)."""
+        offs, data = utf8_buffers(texts.cast(pl.String))
+        end = int(offs[-1])
+        padded = np.zeros((end + 7) // 8 * 8 + 8, np.uint8)
+        padded[:end] = data
+        return cls(padded, np.ascontiguousarray(offs), texts.is_null().to_numpy())
+
+    @classmethod
+    def concat(cls, parts: list[Texts]) -> Texts:
+        if len(parts) == 1:
+            return parts[0]
+        total = sum(int(t.offs[-1] - t.offs[0]) for t in parts)
+        data = np.empty((total + 7) // 8 * 8 + 8, np.uint8)
+        data[total:] = 0
+        offs = [np.zeros(1, np.int64)]
+        at = 0
+        for t in parts:
+            lo, hi = int(t.offs[0]), int(t.offs[-1])
+            data[at:at + hi - lo] = t.data[lo:hi]
+            offs.append(t.offs[1:] - lo + at)
+            at += hi - lo
+        return cls(data, np.concatenate(offs), np.concatenate([t.null for t in parts]))
+
+    def prefixes(self, max_chars: int, rows: np.ndarray | None = None) -> pa.LargeStringArray:
+        """The first max_chars characters of each document (of `rows`), null where the text is."""
+        rows = np.arange(len(self), dtype=np.int64) if rows is None else np.asarray(rows, np.int64)
+        data, offs = _prefixes(self.data, self.offs, rows, max_chars)
+        valid = ~self.null[rows]
+        bitmap = None if valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little"))
+        return pa.LargeStringArray.from_buffers(len(rows), pa.py_buffer(offs), pa.py_buffer(data), bitmap,
+                                                int(len(rows) - valid.sum()))
+
+
+@njit(nogil=True, cache=True)
+def _prefixes(data, offs, rows, max_chars):  # noqa: ANN001, ANN202
+    ends = np.empty(len(rows), np.int64)
+    total = 0
+    for j in range(len(rows)):
+        lo = offs[rows[j]]
+        hi = offs[rows[j] + 1]
+        end = hi
+        if hi - lo > max_chars:  # more bytes than max_chars: find the cut
+            head = data[lo:lo + max_chars]
+            seen = np.uint8(0)
+            for i in range(len(head)):  # over a slice, from 0: the loop vectorises
+                seen |= head[i]
+            if seen < 128:  # ASCII: a byte is a character
+                end = lo + max_chars
+            else:
+                k = 0
+                for i in range(lo, hi):
+                    if (data[i] & 0xC0) != 0x80:
+                        k += 1
+                        if k > max_chars:
+                            end = i
+                            break
+        ends[j] = end
+        total += end - lo
+    out = np.empty(total, np.uint8)
+    new = np.empty(len(rows) + 1, np.int64)
+    new[0] = 0
+    p = 0
+    for j in range(len(rows)):
+        lo = offs[rows[j]]
+        size = ends[j] - lo
+        out[p:p + size] = data[lo:ends[j]]
+        p += size
+        new[j + 1] = p
+    return out, new
+
+
+def scan_texts(texts: Texts, codes: np.ndarray, n_sources: int, n_scripts: int, fast: bool = True) -> TextScan:
+    """Every figure of every document. codes: each doc's source in 0..n_sources-1. fast=False runs
+    the character-at-a-time reference path on every document (for tests)."""
+    data, offs = texts.data, texts.offs
+    t = tables()
+    out, key, scripts, *lines = _scan(data, np.ascontiguousarray(offs, np.int64),
+                                      np.ascontiguousarray(codes, np.int64), n_sources, t.lane_of_byte,
+                                      t.lane_of_flags, t.cp_flags, t.cp_script, n_scripts, _TERMINAL, _MOJI, fast)
+    return TextScan(dict(zip(OUT, out, strict=True)), key, scripts, *lines, data)
