@@ -429,6 +429,8 @@ def _messy_jsonl(folder: Path) -> None:
                 rec["obj"] = {"k": i, "s": "v"}
             if i > 300:
                 rec["late"] = "x"
+            if f == 0 and i % 50 == 3:  # strings and numbers in one field: that piece takes the polars path
+                rec["mix"] = "a" if i % 100 == 3 else 5
             lines.append(json.dumps(rec, ensure_ascii=i % 2 == 0))
         body = ("\r\n" if f == 2 else "\n").join(lines) + ("" if f == 2 else "\n")
         if f == 1:
@@ -458,8 +460,13 @@ def test_fast_jsonl_path_equals_reader_path(tmp_path, monkeypatch, keys):
             raise
 
     monkeypatch.setattr(inputs, "_fast_unit", counting)
+    polars_pieces = []
+    whole = rawjsonl._polars_piece
+    monkeypatch.setattr(rawjsonl, "_polars_piece", lambda *a: polars_pieces.append(a[2]) or whole(*a))
     got = profile_input(spec, tmp_path / "fast", workers=2)
     assert fallbacks == []
+    # The "mix" field (strings and numbers) sends its pieces to polars, unless meta_keys leaves it out.
+    assert bool(polars_pieces) == ("meta_keys" not in keys)
     monkeypatch.setattr(inputs, "usable", lambda task: False)
     want = profile_input(spec, tmp_path / "reader", workers=1)
     assert json.dumps(got) == json.dumps(want)

@@ -10,7 +10,9 @@
 * features.py: all per-document features of a chunk.
 * histograms.py: fine fixed-bin histograms; quantiles, robust scale, display histograms from them.
 * aggregate.py: mergeable per-source accumulators.
-* rawjsonl.py: raw JSONL read for profiling (the reader's parse and checks, no document building).
+* jsonscan.py: the compiled scan of raw JSONL: each line's fate, texts, ids, meta key types.
+* rawjsonl.py: raw JSONL read for profiling (jsonscan, the reader's per-record rules where it declines).
+* nbutil.py: numba intrinsics the kernels share (borrowed arrays, unaligned loads).
 * inputs.py: units of work (input files, shards), the per-unit profiler, the thread runner.
 * spill.py: per-document rows on disk, read back by DuckDB out of core.
 * outliers.py: robust z-score outliers over the spill.

@@ -4,17 +4,21 @@ numpy and polars need a pass per figure (each class, words, line splitting, whit
 line hashes, mojibake), and those passes, not the arithmetic, were the profiler's cost. This numba
 kernel walks each document once and keeps its state in registers:
 
-* character classes: a table gives each byte (and each non-ASCII character) its class bits spread
-  over the byte lanes of a u64 (lane k counts class k), so one addition counts every class; the
-  lanes are flushed every 255 bytes, before one can overflow;
-* words: a non-space character after a space or at the start, counted without a branch;
+* blocks of 255 bytes go through a branch-free loop LLVM vectorises: ASCII character classes by
+  ranges, word starts (a non-space after a space), newlines, and "events" (non-ASCII bytes,
+  whitespace but " " and "\\n", doubled whitespace), in uint8 counters that cannot overflow;
+* a block with only newlines is searched for them; a block with other events is walked byte by
+  byte: non-ASCII characters get their classes from the code-point table (each class a lane of a
+  u64, so one addition counts them all), mojibake (U+FFFD, UTF-8 read as cp1252) and scripts;
 * lines: split at "\\n", stripped, inner whitespace runs collapsed to one space, blank ones
-  dropped. A line that is already in that form (most) is hashed straight from the data, 8 bytes
-  at a time; only the others are normalised, byte by byte, into the same hash;
-* mojibake (U+FFFD, UTF-8 read as cp1252) and letters per script: on non-ASCII characters only.
+  dropped. A line already in that form (most) is hashed straight from the data, 8 bytes at a
+  time; only the others are normalised, byte by byte, into the same hash. A document holding
+  non-ASCII whitespace goes through the character-at-a-time reference path (_doc_slow), which the
+  tests hold equal to the fast one.
 
 The tables come from chars.py (built by polars' regex engine, so "alpha" means what ``\\p{L}``
-means). The kernel releases the GIL, so worker threads run it side by side. Hashes are our own
+means). The kernel releases the GIL, so worker threads run it side by side; its arrays reach the
+helpers borrowed (nbutil.py), without per-call reference counting. Hashes are our own
 (64-bit multiply-rotate words, a murmur finaliser): every path (raw JSONL, shards, frames) goes
 through this kernel, so every path agrees on them.
 """
@@ -39,8 +43,6 @@ from .nbutil import borrowed, load8
 OUT = ("n_chars", "words", "newlines", "alpha", "digit", "upper", "punct", "space", "nonprint",
        "nb_lines", "distinct_lines", "terminal_lines", "replacements")
 _N_CLASSES = 6  # alpha digit upper punct space nonprint: lanes 0-5; lane 4 (space) is "whitespace"
-_LEAD = np.uint64(1 << 56)  # lane 7 of a byte's entry: the lead byte of a non-ASCII character
-_EVENT = np.uint64(0x0101 << 48)  # lanes 6 and 7: whitespace other than " ", a lead byte
 _K1 = np.uint64(0x9E3779B97F4A7C15)
 _K3 = np.uint64(0xFF51AFD7ED558CCD)
 _K4 = np.uint64(0xC4CEB9FE1A85EC53)
@@ -188,18 +190,44 @@ def _normal_hash(data, lo, hi, lane_of_byte, lane_of_flags, cp_flags):  # noqa: 
 
 
 @njit(inline="always")
-def _wide_char(cp, f, p1, p2, sc, cp_script, moji):  # noqa: ANN001, ANN202
-    """A non-ASCII character (class bits f; p1, p2 the two before it): its letter's script is
-    counted in sc; returns 1 where it ends a mojibake sequence (constants.MOJIBAKE_RE)."""
+def _prev_char(data, lo, i):  # noqa: ANN001, ANN202
+    """(code point, start) of the character ending at i (-1 at the document's start lo)."""
+    if i <= lo:
+        return -1, i
+    j = i - 1
+    while j > lo and (data[j] & 0xC0) == 0x80:
+        j -= 1
+    return (np.int64(data[j]) if data[j] < 128 else _decode(data, j)[0]), j
+
+
+@njit(inline="always")
+def _wide_char(data, lo, i, cp_flags, lane_of_flags, sc, cp_script, moji):  # noqa: ANN001, ANN202
+    """The non-ASCII character at data[i] of a document starting at lo: (its class lanes, 1 if it
+    ends a mojibake sequence (constants.MOJIBAKE_RE), its size; size 0 for whitespace, which the
+    fast path leaves to _doc_slow). A letter's script is counted in sc. The characters before it
+    are decoded only for the few that can end a mojibake sequence."""
+    cp, size = _decode(data, i)
+    f = cp_flags[cp]
+    if f & SPACE:
+        return np.uint64(0), 0, 0
+    return lane_of_flags[f], _moji(data, lo, i, cp, f, sc, cp_script, moji), size
+
+
+@njit(inline="always")
+def _moji(data, lo, i, cp, f, sc, cp_script, moji):  # noqa: ANN001, ANN202
+    """The non-ASCII character cp (class bits f) at data[i] of a document starting at lo: its
+    letter's script is counted in sc; returns 1 where it ends a mojibake sequence
+    (constants.MOJIBAKE_RE). The characters before it are decoded only for the few that can end one."""
     if f & ALPHA:
         sc[cp_script[cp]] += 1
     if cp == 0xFFFD:
         return 1
-    if cp < 0x2200 and moji[cp] and (p1 == 0xC3 or p1 == 0xC2):
+    if cp >= 0x2200 or not moji[cp]:
+        return 0
+    p1, s1 = _prev_char(data, lo, i)
+    if p1 == 0xC3 or p1 == 0xC2 or (cp == 0x20AC and p1 == 0xE2):
         return 1
-    if cp == 0x20AC and p1 == 0xE2:
-        return 1
-    return int(cp == 0xBF and p1 == 0xBB and p2 == 0xEF)
+    return int(cp == 0xBF and p1 == 0xBB and _prev_char(data, lo, s1)[0] == 0xEF)
 
 
 @njit(inline="always")
@@ -225,7 +253,6 @@ def _doc_slow(data, lo, hi, d, lane_of_byte, lane_of_flags, cp_flags, cp_script,
     c = np.zeros(6, np.int64)
     words = newlines = cont = repl = nb = term = 0
     prev = True
-    p1 = p2 = 0
     dk = _SEED
     line_start = lo
     i = lo
@@ -243,7 +270,6 @@ def _doc_slow(data, lo, hi, d, lane_of_byte, lane_of_flags, cp_flags, cp_script,
             newlines += 1
             c[4] += 1
             prev = True
-            p2, p1 = p1, 10
             i += 1
             line_start = i
             continue
@@ -255,7 +281,7 @@ def _doc_slow(data, lo, hi, d, lane_of_byte, lane_of_flags, cp_flags, cp_script,
         else:
             cp, size = _decode(data, i)
             f = cp_flags[cp]
-            repl += _wide_char(cp, f, p1, p2, sc, cp_script, moji)
+            repl += _moji(data, lo, i, cp, f, sc, cp_script, moji)
         for k in range(6):
             c[k] += (f >> k) & 1
         ws = (f & SPACE) != 0
@@ -263,7 +289,6 @@ def _doc_slow(data, lo, hi, d, lane_of_byte, lane_of_flags, cp_flags, cp_script,
             words += 1
         prev = ws
         cont += size - 1
-        p2, p1 = p1, cp
         i += size
     return (hi - lo - cont, words, newlines, c, nb, term, repl, dk, n_lines)
 
@@ -306,7 +331,7 @@ def _block(data, lo, hi):  # noqa: ANN001, ANN202
     u = uint8
     s = data[lo + 1:hi]
     p = data[lo:hi - 1]  # each byte's predecessor
-    a0 = a1 = a2 = a3 = a4 = a5 = words = newlines = events = u(0)
+    a0 = a1 = a2 = a3 = a4 = a5 = words = newlines = leads = events = u(0)
     for i in range(len(s)):
         x = s[i]
         al, dg, up, pu, sp, npr = _ascii(x)
@@ -320,10 +345,11 @@ def _block(data, lo, hi):  # noqa: ANN001, ANN202
         words = u(words + (wy & (sp ^ u(1))))
         nl = u(x == u(10))
         newlines = u(newlines + nl)
+        leads = u(leads + u(x >= u(0xC0)))
         other_ws = u(u(x - u(9)) < u(5)) & (nl ^ u(1))
         doubled = sp & wy & ((nl & u(p[i] == u(10))) ^ u(1))
-        events = u(events + (u(x >= u(128)) | other_ws | doubled))
-    return a0, a1, a2, a3, a4, a5, words, newlines, events
+        events = u(events + (other_ws | doubled))
+    return a0, a1, a2, a3, a4, a5, words, newlines, leads, events
 
 
 @njit(inline="always")
@@ -347,14 +373,14 @@ def _line_end(data, d, lo, hi, odd, wide, lane_of_byte, lane_of_flags, cp_flags,
 @njit(cache=True)
 def _doc_fast(data, lo, hi, d, lane_of_byte, lane_of_flags, cp_flags, cp_script, moji, terminal, sc,  # noqa: ANN001, ANN202, C901
               line_doc, line_hash, line_lo, line_hi, line_chars, n_lines):
-    """One document in blocks of 255 bytes. A branch-free loop sums the class lanes and word starts
-    and counts "events": newlines, non-ASCII characters, and whitespace that is not a lone " "
-    inside a line. Only a block with events is walked again, byte by byte, to handle them. Returns
-    ok=False (nothing recorded) for a document holding non-ASCII whitespace: _doc_slow takes it."""
+    """One document in blocks of 255 bytes. _block sums the ASCII classes and word starts and counts
+    newlines, lead bytes and "events" (whitespace that is not a lone " " inside a line). A block
+    with newlines or non-ASCII characters is searched for them; one with events is walked byte by
+    byte. Returns ok=False (nothing recorded) for a document holding non-ASCII whitespace:
+    _doc_slow takes it."""
     c0 = c1 = c2 = c3 = c4 = c5 = 0
     words = newlines = cont = repl = nb = term = 0
     prev = 1
-    p1 = p2 = 0
     dk = _SEED
     line_start = lo
     line_odd = 0
@@ -365,7 +391,7 @@ def _doc_fast(data, lo, hi, d, lane_of_byte, lane_of_flags, cp_flags, cp_script,
         prev_in = prev
         x = data[blk]  # the block's first byte follows the previous block's last
         f0, f1, f2, f3, f4, f5 = _ascii(x)
-        b0, b1, b2, b3, b4, b5, w, nl, ev = _block(data, blk, end)
+        b0, b1, b2, b3, b4, b5, w, nl, leads, ev = _block(data, blk, end)
         c0 += np.int64(b0) + np.int64(f0)
         c1 += np.int64(b1) + np.int64(f1)
         c2 += np.int64(b2) + np.int64(f2)
@@ -374,55 +400,37 @@ def _doc_fast(data, lo, hi, d, lane_of_byte, lane_of_flags, cp_flags, cp_script,
         c5 += np.int64(b5) + np.int64(f5)
         words += np.int64(w) + prev * (1 - np.int64(f4))
         blank = x == 10 and blk > lo and data[blk - 1] == 10
-        events = ev > 0 or x >= 128 or (x != 10 and 9 <= x <= 13) or (f4 and prev and not blank)
+        events = ev > 0 or (x != 10 and 9 <= x <= 13) or (f4 and prev and not blank)
         prev = np.int64(_ws(data[end - 1]))
-        lanes = np.uint64(0)  # the non-ASCII characters' classes, added by the walk below
-        if not events and (nl or x == 10):  # plain ASCII with line ends: only they need a look
+        lanes = np.uint64(0)  # the non-ASCII characters' classes, added by the walks below
+        if events or nl or leads or x == 10 or x >= 0xC0:
+            # Line ends and non-ASCII characters; with events, whitespace too (which lines need
+            # normalising). pws: the previous character was whitespace (tracked with events only).
+            pws = prev_in if events else 0
             for i in range(blk, end):
-                if data[i] == 10:
-                    newlines += 1
-                    n_lines, nb, term, dk = _line_end(
-                        data, d, line_start, i, line_odd, wide, lane_of_byte, lane_of_flags, cp_flags, terminal,
-                        line_doc, line_hash, line_lo, line_hi, line_chars, n_lines, nb, term, dk)
-                    line_start = i + 1
-                    line_odd = 0
-            p1 = p2 = 0
-        elif events:
-            pws = prev_in
-            i = blk
-            while i < end:
                 b = data[i]
                 if b >= 0x80:
-                    if b >= 0xC0:
+                    if b >= 0xC0:  # (continuation bytes belong to the character before)
                         wide = True
-                        cp, size = _decode(data, i)
-                        f = cp_flags[cp]
-                        if f & SPACE:
+                        add, moj, size = _wide_char(data, lo, i, cp_flags, lane_of_flags, sc, cp_script, moji)
+                        if size == 0:
                             return False, 0, 0, 0, np.zeros(6, np.int64), 0, 0, 0, dk, first_line
-                        lanes += lane_of_flags[f]
-                        repl += _wide_char(cp, f, p1, p2, sc, cp_script, moji)
-                        p2, p1 = p1, cp
+                        lanes += add
+                        repl += moj
                         cont += size - 1
                         pws = 0
-                        i += size
-                    else:  # the tail of a character begun in the previous block
-                        i += 1
-                    continue
-                ws = np.int64(_ws(b))
-                if b == 10:
+                elif b == 10:
                     newlines += 1
                     n_lines, nb, term, dk = _line_end(
                         data, d, line_start, i, line_odd | pws, wide, lane_of_byte, lane_of_flags, cp_flags,
                         terminal, line_doc, line_hash, line_lo, line_hi, line_chars, n_lines, nb, term, dk)
                     line_start = i + 1
                     line_odd = 0
-                else:
+                    pws = events
+                elif events:
+                    ws = np.int64(_ws(b))
                     line_odd |= ws & (pws | np.int64(b != 32))  # leading, doubled or non-" " whitespace
-                pws = ws
-                p2, p1 = p1, np.int64(b)
-                i += 1
-        else:
-            p1 = p2 = 0  # plain ASCII: no mojibake pair spans into the next block
+                    pws = ws
         c0 += np.int64(lanes & _BYTE)
         c1 += np.int64((lanes >> np.uint64(8)) & _BYTE)
         c2 += np.int64((lanes >> np.uint64(16)) & _BYTE)
@@ -495,7 +503,7 @@ def _scan(data, offs, codes, n_sources, lane_of_byte, lane_of_flags, cp_flags, c
 
 @dataclass(frozen=True)
 class Tables:
-    lane_of_byte: np.ndarray  # u64 per byte: class lanes, lane 6 whitespace but " ", lane 7 a lead byte
+    lane_of_byte: np.ndarray  # u64 per byte: its class lanes (none for bytes >= 0x80)
     lane_of_flags: np.ndarray  # u64 per class-bits value (chars.py's bits): its class lanes
     cp_flags: np.ndarray  # class bits per code point
     cp_script: np.ndarray  # script per code point (0 other, 1 + index in SCRIPTS)
@@ -512,10 +520,6 @@ def _lanes(flags: np.ndarray) -> np.ndarray:
 def tables() -> Tables:
     cpt = code_point_table()
     by_byte = _lanes(np.concatenate([cpt.flags[:128], np.zeros(128, np.uint8)]))
-    odd_ws = np.zeros(256, np.uint64)  # lane 6: ASCII whitespace other than " " (an event)
-    odd_ws[[9, 10, 11, 12, 13]] = 1
-    by_byte |= odd_ws << np.uint64(48)
-    by_byte[0xC0:] = _LEAD
     return Tables(by_byte, _lanes(np.arange(256, dtype=np.uint8)), cpt.flags, cpt.script)
 
 
