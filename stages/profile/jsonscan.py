@@ -27,11 +27,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, types
-from numba.extending import intrinsic
+from numba import njit
 
-from .nbutil import borrowed, load8
+from .nbutil import borrowed, ctz, load8
 
 TYPES = ("string", "integer", "number", "boolean", "object", "array")
 _STRING, _INTEGER, _NUMBER, _BOOLEAN, _OBJECT, _ARRAY = range(6)
@@ -62,16 +60,6 @@ _HIGH = np.uint64(0x8080808080808080)
 _SPACES = np.uint64(0x2020202020202020)
 _QUOTES = np.uint64(0x2222222222222222)
 _BACKSLASHES = np.uint64(0x5C5C5C5C5C5C5C5C)
-
-
-@intrinsic
-def _ctz(typingctx, w):
-    """Trailing zero bits of a nonzero uint64."""
-
-    def codegen(context, builder, signature, args):
-        return builder.zext(builder.cttz(args[0], ir.IntType(1)(1)), ir.IntType(64))
-
-    return types.int64(types.uint64), codegen
 
 
 @njit(inline="always")
@@ -105,7 +93,7 @@ def _first_stop(buf, p):
     for k in range(0, _BLOCK, 8):
         m = _swar_stop(load8(buf, p + k))
         if m:
-            return k + (_ctz(m) >> 3)
+            return k + (ctz(m) >> 3)
     return _BLOCK
 
 

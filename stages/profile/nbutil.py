@@ -3,7 +3,8 @@
 numba increments and decrements an array's reference count (atomic operations) around every call
 that takes it, inlined helpers included; in a loop over short lines or records those cost more
 than the work. ``borrowed`` gives a view without a reference count, valid while the caller keeps
-the array alive (the kernels borrow their own arguments). ``load8`` reads 8 unaligned bytes at once.
+the array alive (the kernels borrow their own arguments). ``load8`` reads 8 unaligned bytes at once,
+``ctz`` counts trailing zero bits.
 """
 
 from __future__ import annotations
@@ -41,3 +42,13 @@ def load8(typingctx, arr, i):
         return builder.load(ptr, align=1)
 
     return types.uint64(arr, types.intp), codegen
+
+
+@intrinsic
+def ctz(typingctx, w):
+    """Trailing zero bits of a nonzero uint64."""
+
+    def codegen(context, builder, signature, args):
+        return builder.zext(builder.cttz(args[0], ir.IntType(1)(1)), ir.IntType(64))
+
+    return types.int64(types.uint64), codegen

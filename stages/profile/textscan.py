@@ -37,7 +37,7 @@ from stages.dedup_text import utf8_buffers
 
 from .chars import ALPHA, SPACE, code_point_table
 from .constants import EMPTY_KEY, TERMINAL_PUNCT
-from .nbutil import borrowed, load8
+from .nbutil import borrowed, ctz, load8
 
 # Rows of the per-document output, in kernel order.
 OUT = ("n_chars", "words", "newlines", "alpha", "digit", "upper", "punct", "space", "nonprint",
@@ -92,6 +92,14 @@ def _popcount(x):  # noqa: ANN001, ANN202
     x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
     x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
     return np.int64((x * np.uint64(0x0101010101010101)) >> np.uint64(56))
+
+
+@njit(inline="always")
+def _stops(w):  # noqa: ANN001, ANN202
+    """High bit set in each byte of w that is "\\n" or >= 0x80 (exact: no carries between bytes)."""
+    low = np.uint64(0x7F7F7F7F7F7F7F7F)
+    x = w ^ np.uint64(0x0A0A0A0A0A0A0A0A)
+    return ~(((x & low) + low) | x | low) | (w & np.uint64(0x8080808080808080))
 
 
 @njit(inline="always")
@@ -201,16 +209,15 @@ def _prev_char(data, lo, i):  # noqa: ANN001, ANN202
 
 
 @njit(inline="always")
-def _wide_char(data, lo, i, cp_flags, lane_of_flags, sc, cp_script, moji):  # noqa: ANN001, ANN202
-    """The non-ASCII character at data[i] of a document starting at lo: (its class lanes, 1 if it
-    ends a mojibake sequence (constants.MOJIBAKE_RE), its size; size 0 for whitespace, which the
-    fast path leaves to _doc_slow). A letter's script is counted in sc. The characters before it
-    are decoded only for the few that can end a mojibake sequence."""
+def _wide_char(data, lo, i, cp_flags, lane_of_flags, sc, cp_script, moji, lanes, repl):  # noqa: ANN001, ANN202
+    """The non-ASCII character at data[i] of a document starting at lo: (its size, lanes plus its
+    class lanes, repl plus 1 if it ends a mojibake sequence); size 0 for whitespace, which the fast
+    path leaves to _doc_slow. A letter's script is counted in sc."""
     cp, size = _decode(data, i)
     f = cp_flags[cp]
     if f & SPACE:
-        return np.uint64(0), 0, 0
-    return lane_of_flags[f], _moji(data, lo, i, cp, f, sc, cp_script, moji), size
+        return 0, lanes, repl
+    return size, lanes + lane_of_flags[f], repl + _moji(data, lo, i, cp, f, sc, cp_script, moji)
 
 
 @njit(inline="always")
@@ -403,20 +410,47 @@ def _doc_fast(data, lo, hi, d, lane_of_byte, lane_of_flags, cp_flags, cp_script,
         events = ev > 0 or (x != 10 and 9 <= x <= 13) or (f4 and prev and not blank)
         prev = np.int64(_ws(data[end - 1]))
         lanes = np.uint64(0)  # the non-ASCII characters' classes, added by the walks below
-        if events or nl or leads or x == 10 or x >= 0xC0:
-            # Line ends and non-ASCII characters; with events, whitespace too (which lines need
-            # normalising). pws: the previous character was whitespace (tracked with events only).
-            pws = prev_in if events else 0
+        if not events and (nl or leads or x == 10 or x >= 0xC0):
+            # Plain whitespace: only line ends and non-ASCII characters need a look, and 8 bytes
+            # holding neither are skipped at once.
+            i = blk
+            while i < end:
+                if i + 8 <= end:
+                    m = _stops(load8(data, i))
+                    if m == 0:
+                        i += 8
+                        continue
+                    i += ctz(m) >> 3
+                b = data[i]
+                if b == 10:
+                    newlines += 1
+                    n_lines, nb, term, dk = _line_end(
+                        data, d, line_start, i, line_odd, wide, lane_of_byte, lane_of_flags, cp_flags, terminal,
+                        line_doc, line_hash, line_lo, line_hi, line_chars, n_lines, nb, term, dk)
+                    line_start = i + 1
+                    line_odd = 0
+                elif b >= 0xC0:
+                    wide = True
+                    size, lanes, repl = _wide_char(data, lo, i, cp_flags, lane_of_flags, sc, cp_script, moji, lanes,
+                                                   repl)
+                    if size == 0:
+                        return False, 0, 0, 0, np.zeros(6, np.int64), 0, 0, 0, dk, first_line
+                    cont += size - 1
+                    i += size - 1
+                i += 1
+        elif events:
+            # Line ends, non-ASCII characters and every whitespace byte (which lines need
+            # normalising). pws: the previous character was whitespace.
+            pws = prev_in
             for i in range(blk, end):
                 b = data[i]
                 if b >= 0x80:
                     if b >= 0xC0:  # (continuation bytes belong to the character before)
                         wide = True
-                        add, moj, size = _wide_char(data, lo, i, cp_flags, lane_of_flags, sc, cp_script, moji)
+                        size, lanes, repl = _wide_char(data, lo, i, cp_flags, lane_of_flags, sc, cp_script, moji,
+                                                       lanes, repl)
                         if size == 0:
                             return False, 0, 0, 0, np.zeros(6, np.int64), 0, 0, 0, dk, first_line
-                        lanes += add
-                        repl += moj
                         cont += size - 1
                         pws = 0
                 elif b == 10:
