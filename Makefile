@@ -11,6 +11,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e ".[dev]"
+	# The profiler's numba kernels compile once (about a minute) and are cached next to the sources.
+	$(BIN)/python -c "from stages.profile import warm_up; warm_up()"
 	touch $@
 
 setup: $(VENV)/.installed

@@ -30,11 +30,11 @@ from .neardup import lsh_params as _lsh_params
 from .neardup import near_dups as _near_dups
 from .neardup import signatures as _signatures
 from .operator import Profile
-from .run import profile_frames, profile_input
+from .run import profile_frames, profile_input, warm_up
 from .textscan import Texts as _Texts
 from .textscan import scan_texts as _scan_texts
 
 __all__ = ["FEATURES", "FORMAT", "LOG_FEATURES", "QUANTILES", "SCRIPTS", "Profile", "doc_features",
-           "profile_frames", "profile_input"]
+           "profile_frames", "profile_input", "warm_up"]
 # Internals the tests check directly, under their historical names.
 _TESTED = (_Acc, _Texts, _feature, _jaccard, _lsh_params, _near_dups, _scan_texts, _signatures)

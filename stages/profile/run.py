@@ -59,3 +59,14 @@ def profile_input(inputs: list[InputSpec] | Path | str, out: Path, workers: int 
     write_profile(profile, out)
     done(spill, keep_features)
     return profile
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's cache) every profiling kernel, on a two-record file: the first
+    compile takes about a minute, so `make setup` runs this once after installing."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "warm.jsonl"
+        path.write_text('{"text": "Warm up the kernels.\\nA second line."}\n{"text": "caf\\u00e9 \\u00a0 x"}\n')
+        profile_input([InputSpec(source="warm", path=str(path))], Path(tmp) / "out", workers=1)
