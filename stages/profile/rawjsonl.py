@@ -121,13 +121,45 @@ def _piece(task: ReadTask, buf: bytes, first_line: int, n_lines: int) -> Piece:
 
 def _scanned_ids(task: ReadTask, sp: ScannedPiece, first_line: int) -> pa.Array:
     """Given ids where the record has one, else the reader's `source:file:row`."""
-    rows = pl.Series(sp.doc_line + first_line).cast(pl.String)
-    derived = pl.select(pl.lit(f"{task.spec.source}:{task.rel_path}:") + pl.lit(rows)).to_series()
-    if not sp.id_given.any():
-        return derived.to_arrow().cast(pa.large_string())
-    valid = pa.py_buffer(np.packbits(sp.id_given, bitorder="little"))
-    given = pa.LargeStringArray.from_buffers(len(sp.id_given), pa.py_buffer(sp.id_offs), pa.py_buffer(sp.ids), valid)
-    return pl.Series(given).fill_null(derived).to_arrow().cast(pa.large_string())
+    prefix = np.frombuffer(f"{task.spec.source}:{task.rel_path}:".encode(), np.uint8)
+    data, offs = _ids(prefix, sp.doc_line + first_line, sp.id_given, sp.ids, sp.id_offs)
+    return pa.LargeStringArray.from_buffers(len(sp.doc_line), pa.py_buffer(offs), pa.py_buffer(data))
+
+
+@njit(nogil=True, cache=True)
+def _ids(prefix, rows, given, ids, id_offs):  # noqa: ANN001, ANN202
+    """The ids as one string buffer: the given one, or prefix + the row number in decimal."""
+    n = len(rows)
+    total = 0
+    for j in range(n):
+        total += id_offs[j + 1] - id_offs[j] if given[j] else len(prefix) + 20
+    out = np.empty(total, np.uint8)
+    offs = np.empty(n + 1, np.int64)
+    offs[0] = 0
+    p = 0
+    digits = np.empty(20, np.uint8)
+    for j in range(n):
+        if given[j]:
+            for k in range(id_offs[j], id_offs[j + 1]):
+                out[p] = ids[k]
+                p += 1
+        else:
+            for k in range(len(prefix)):
+                out[p] = prefix[k]
+                p += 1
+            r = rows[j]
+            m = 0
+            while True:
+                digits[m] = 48 + r % 10
+                m += 1
+                r //= 10
+                if r == 0:
+                    break
+            for k in range(m - 1, -1, -1):
+                out[p] = digits[k]
+                p += 1
+        offs[j + 1] = p
+    return out[:p], offs
 
 
 def _scanned_meta(sp: ScannedPiece, source: str, meta_keys: list[str] | None) -> pl.DataFrame | None:

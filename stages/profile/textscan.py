@@ -620,6 +620,7 @@ class Texts:
 
 @njit(nogil=True, cache=True)
 def _prefixes(data, offs, rows, max_chars):  # noqa: ANN001, ANN202
+    data, offs, rows = borrowed(data), borrowed(offs), borrowed(rows)  # slices below skip refcounting
     ends = np.empty(len(rows), np.int64)
     total = 0
     for j in range(len(rows)):
@@ -643,17 +644,21 @@ def _prefixes(data, offs, rows, max_chars):  # noqa: ANN001, ANN202
                             break
         ends[j] = end
         total += end - lo
-    out = np.empty(total, np.uint8)
+    out_ = np.empty(total, np.uint8)
     new = np.empty(len(rows) + 1, np.int64)
     new[0] = 0
+    out = borrowed(out_)
     p = 0
     for j in range(len(rows)):
         lo = offs[rows[j]]
         size = ends[j] - lo
-        out[p:p + size] = data[lo:ends[j]]
+        src = data[lo:ends[j]]
+        dst = out[p:p + size]
+        for k in range(size):  # from 0 over slices: LLVM makes this a memcpy
+            dst[k] = src[k]
         p += size
         new[j + 1] = p
-    return out, new
+    return out_, new
 
 
 def scan_texts(texts: Texts, codes: np.ndarray, n_sources: int, n_scripts: int, fast: bool = True) -> TextScan:
