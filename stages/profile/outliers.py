@@ -71,7 +71,7 @@ def outliers(files: list[Path], acc: Acc, overall: SourceAcc) -> dict[str, dict[
     return {"": out.pop(""), **out}
 
 
-BATCH_ROWS = 2_000_000
+BATCH_ROWS = 500_000  # about 60 MB of features per read
 
 
 def _batches(files: list[Path]) -> list[list[Path]]:
