@@ -336,7 +336,7 @@ def _parse(b: DocBuilder, buf: bytes, first_line: int, n_lines: int | None = Non
     if df is not None:
         if n_lines is None:
             n_lines = buf.count(b"\n") + (0 if buf.endswith(b"\n") else 1)
-        rows = _row_lines(buf, df.height, first_line, n_lines)
+        rows = row_lines(buf, df.height, first_line, n_lines)
     if df is None or rows is None:
         # Split around the bad spot so one broken line does not send the whole chunk to the
         # per-line path.
@@ -359,7 +359,7 @@ def _parse(b: DocBuilder, buf: bytes, first_line: int, n_lines: int | None = Non
         b.add_line(lines[row - first_line], row)
 
 
-def _row_lines(buf: bytes, height: int, first_line: int, n_lines: int) -> pl.Series | None:
+def row_lines(buf: bytes, height: int, first_line: int, n_lines: int) -> pl.Series | None:
     """Line number of each parsed row, or None when rows and non-blank lines disagree."""
     if height == n_lines:  # no blank lines: row i is line first_line + i
         return pl.int_range(first_line, first_line + height, dtype=pl.Int64, eager=True)

@@ -13,10 +13,11 @@ SCRIPTS = ("Latin", "Cyrillic", "Greek", "Arabic", "Hebrew", "Devanagari", "Han"
            "Thai")
 OTHER_SCRIPT = "Other"
 TERMINAL_PUNCT = (".", "!", "?", "…", "。", "！", "？", '"', "'")
-# U+FFFD, and UTF-8 read as Latin-1/cp1252: Ã© (é), Â  (nbsp), â€™ (’), ï»¿ (BOM).
-MOJIBAKE_RE = (r"\x{FFFD}|[ÃÂ][\x{80}-\x{BF}\x{152}\x{153}\x{160}\x{161}\x{178}\x{17D}\x{17E}\x{192}\x{2C6}\x{2DC}"
-               r"\x{2013}\x{2014}\x{2018}-\x{201E}\x{2020}-\x{2022}\x{2026}\x{2030}\x{2039}\x{203A}\x{20AC}\x{2122}]"
-               r"|â€|ï»¿")
+# Mojibake: U+FFFD, and UTF-8 read as Latin-1/cp1252: Ã or Â then one of MOJIBAKE_AFTER_A (Ã© for é,
+# Â  for nbsp), â€ (â€™ for ’), ï»¿ (a BOM). MOJIBAKE_AFTER_A: what a UTF-8 continuation byte becomes.
+MOJIBAKE_AFTER_A = (*range(0x80, 0xC0), 0x152, 0x153, 0x160, 0x161, 0x178, 0x17D, 0x17E, 0x192, 0x2C6, 0x2DC,
+                    0x2013, 0x2014, *range(0x2018, 0x201F), 0x2020, 0x2021, 0x2022, 0x2026, 0x2030, 0x2039,
+                    0x203A, 0x20AC, 0x2122)
 Z_THRESHOLD = 3.5
 OUTLIER_EXAMPLES = 5
 TOP_LINES = 25

@@ -24,19 +24,18 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 import pyarrow as pa
-from numba import njit, uint8
+from numba import njit
 
 from corpus.readers import ReadTask
-from corpus.readers.jsonl import JSON_BLANK, DocBuilder
+from corpus.readers.jsonl import DocBuilder, row_lines
 from corpus.readers.streams import ByteSource, LineChunker, prefetch
 from corpus.schema import empty_quarantine
 
 from .jsonscan import TYPES, ScannedPiece, scan_piece
 from .meta import META_SCHEMA, column_meta_types, empty_meta, json_meta_types
-from .textscan import Texts
+from .textscan import Texts, count_newlines
 
 PIECE_BYTES = 8 << 20  # the reader's piece size (corpus.readers.jsonl._PIECE): same pieces, same schemas
-_BLANK_START = frozenset(JSON_BLANK)
 _ROW = "\x00row"  # scratch column: no JSON key collides with it in practice (as in the reader)
 
 
@@ -58,21 +57,7 @@ def usable(task: ReadTask) -> bool:
 
 
 def _count_lines(piece: bytes) -> tuple[bytes, int]:
-    return piece, _newlines(np.frombuffer(piece, np.uint8))
-
-
-@njit(nogil=True, cache=True)
-def _newlines(a):  # noqa: ANN001, ANN202
-    """Count of "\n" (compiled without the GIL, unlike bytes.count: threads count side by side;
-    uint8 counts per 255 bytes let the loop vectorise)."""
-    n = 0
-    for blk in range(0, len(a), 255):
-        s = a[blk:blk + 255]
-        c = uint8(0)
-        for i in range(len(s)):
-            c = uint8(c + uint8(s[i] == uint8(10)))
-        n += c
-    return n
+    return piece, count_newlines(np.frombuffer(piece, np.uint8))
 
 
 def read_pieces(task: ReadTask, chunk_bytes: int) -> Iterator[Piece]:
@@ -186,7 +171,9 @@ def _polars_piece(task: ReadTask, buf: bytes, first_line: int, n_lines: int) -> 
         df = pl.read_ndjson(buf, infer_schema_length=None)
     except (Exception, pl.exceptions.PanicException):
         raise Fallback from None
-    rows = _row_lines(buf, df.height, first_line, n_lines)
+    rows = row_lines(buf, df.height, first_line, n_lines)
+    if rows is None:
+        raise Fallback
     b = DocBuilder(task)
     flags = b.flags(df, coerced=True)
     good = df if flags is None else df.filter(~flags)
@@ -208,19 +195,6 @@ def _polars_piece(task: ReadTask, buf: bytes, first_line: int, n_lines: int) -> 
     assert docs is not None
     return Piece(Texts.from_series(docs["text"]), docs["id"].to_arrow().cast(pa.large_string()), meta, extra.bad,
                  False)
-
-
-def _row_lines(buf: bytes, height: int, first_line: int, n_lines: int) -> pl.Series:
-    """Line number of each parsed row (the reader's rule: polars skips blank lines)."""
-    if height == n_lines:
-        return pl.int_range(first_line, first_line + height, dtype=pl.Int64, eager=True)
-    lines = buf.split(b"\n")
-    if buf.endswith(b"\n"):
-        lines.pop()
-    idx = [i for i, ln in enumerate(lines) if ln and (ln[0] not in _BLANK_START or ln.strip(JSON_BLANK))]
-    if len(idx) != height:
-        raise Fallback
-    return pl.Series(idx, dtype=pl.Int64) + first_line
 
 
 def _fast_docs(task: ReadTask, df: pl.DataFrame, rows: pl.Series) -> tuple[pl.DataFrame | None, pl.DataFrame]:
