@@ -475,6 +475,38 @@ def test_fast_jsonl_path_equals_reader_path(tmp_path, monkeypatch, keys):
     assert o["docs"] + sum(o["quarantined"].values()) == 3 * 400 - len(range(7, 400, 53)) * 3
 
 
+def test_chunk_of_several_pieces_is_split_where_a_field_mixes_types(tmp_path, monkeypatch):
+    """A chunk is scanned as one buffer, but polars infers a schema per piece: a field that is a
+    string in early pieces and a number in later ones mixes only across pieces, so the chunk is
+    split and each piece judged alone, as the reader judges it."""
+    from corpus.readers import jsonl as reader_jsonl
+    from stages.profile import inputs, rawjsonl
+
+    rng = random.Random(4)
+    lines = [json.dumps({"text": _para(rng, rng.randint(3, 12)), "m": "s" if i < 150 else i}) for i in range(300)]
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.jsonl").write_text("\n".join(lines) + "\n")
+    monkeypatch.setattr(inputs, "CHUNK_BYTES", 64 << 10)
+    monkeypatch.setattr(rawjsonl, "PIECE_BYTES", 2 << 10)
+    monkeypatch.setattr(reader_jsonl, "_PIECE", 2 << 10)
+    calls = []
+    chunk = rawjsonl._chunk
+    monkeypatch.setattr(rawjsonl, "_chunk", lambda task, buf, ends, *a: calls.append(len(ends)) or chunk(task, buf,
+                                                                                                          ends, *a))
+    polars_pieces = []
+    whole = rawjsonl._polars_piece
+    monkeypatch.setattr(rawjsonl, "_polars_piece", lambda *a: polars_pieces.append(a[2]) or whole(*a))
+    spec = [InputSpec(source="s", path=str(tmp_path / "in"))]
+    got = profile_input(spec, tmp_path / "fast", workers=1)
+    assert max(calls) > 1 and calls.count(1) > 2  # grouped, then split piece by piece
+    # Only the piece where the type changes goes to polars (which reads its numbers as strings);
+    # scanning the chunk whole would have sent all of it.
+    types = got["overall"]["meta_fields"]["m"]["types"]
+    assert len(polars_pieces) == 1 and 100 < types["integer"] < 150 and sum(types.values()) == 300
+    monkeypatch.setattr(inputs, "usable", lambda task: False)
+    assert json.dumps(got) == json.dumps(profile_input(spec, tmp_path / "reader", workers=1))
+
+
 def test_fast_path_falls_back_per_file(tmp_path, monkeypatch):
     """A line polars refuses sends its file (all of it, from the start) to the reader; the pieces
     already profiled are dropped, so every record is counted once."""

@@ -231,6 +231,28 @@ def test_chunks_are_bounded(tmp_path):
     assert sum(c.bytes_read for c in chunks) == path.stat().st_size
 
 
+@pytest.mark.parametrize("tail", ["", "no final newline"])
+def test_line_chunker_groups_are_its_chunks_joined(tmp_path, tail):
+    """groups(): the chunks of plain iteration, consecutive ones joined up to group_bytes, with each
+    chunk's end offset; the unterminated tail is left over the same way."""
+    from corpus.readers.streams import ByteSource, LineChunker
+
+    rng = __import__("random").Random(3)
+    body = "".join("x" * rng.randint(0, 300) + "\n" for _ in range(400)) + tail
+    path = write(tmp_path / "x.jsonl", body)
+    plain = LineChunker(ByteSource(str(path), block_size=1 << 16), 1000)
+    chunks = list(plain)
+    grouping = LineChunker(ByteSource(str(path), block_size=1 << 16), 1000)
+    groups = list(grouping.groups(4000))
+    assert b"".join(g for g, _ in groups) == b"".join(chunks) and grouping.tail == plain.tail == tail.encode()
+    cut = []
+    for g, ends in groups:
+        assert ends[-1] == len(g)
+        cut += [g[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+    assert cut == chunks
+    assert all(len(g) >= 4000 for g, _ in groups[:-1]) and len(groups) < len(chunks)
+
+
 def test_single_40mb_document_is_read_whole_with_sane_memory(tmp_path):
     big = "x" * (40 << 20)
     path = write(tmp_path / "big.jsonl", jsonl([{"text": "small"}, {"text": big, "id": "big"}, {"text": "after"}]))

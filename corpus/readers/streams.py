@@ -153,21 +153,34 @@ class LineChunker:
         self.tail = b""
 
     def __iter__(self) -> Iterator[bytes]:
-        # Pieces are kept as memoryviews so each chunk costs a single copy (the join).
+        for group, _ in self.groups(1):
+            yield group
+
+    def groups(self, group_bytes: int) -> Iterator[tuple[bytes, list[int]]]:
+        """The same chunks, consecutive ones joined until a group holds ``group_bytes``: (group, the
+        end offset of each chunk in it). One copy per group, so a reader that wants the chunks'
+        boundaries (the schema of each) but one large buffer pays no second copy."""
+        # Pieces are kept as memoryviews so each group costs a single copy (the join).
         parts: list[memoryview] = []
-        size = 0
+        ends: list[int] = []
+        size = grouped = 0
         for block in self.source.blocks():
             view = memoryview(block)
             start = 0
             while True:
                 # The cut is the first newline at or after the point where the chunk is full.
-                need = self.chunk_bytes - size
+                need = self.chunk_bytes - (size - grouped)
                 pos = block.find(b"\n", start + max(need - 1, 0))
                 if pos < 0:
                     break
                 parts.append(view[start : pos + 1])
-                yield b"".join(parts)
-                parts, size, start = [], 0, pos + 1
+                size += pos + 1 - start
+                start = pos + 1
+                ends.append(size)
+                grouped = size
+                if size >= group_bytes:
+                    yield b"".join(parts), ends
+                    parts, ends, size, grouped = [], [], 0, 0
             if start < len(block):
                 parts.append(view[start:])
                 size += len(block) - start
@@ -176,7 +189,9 @@ class LineChunker:
         cut = tail.rfind(b"\n")
         if cut >= 0:
             self.tail = tail[cut + 1 :]
-            yield tail[: cut + 1]
+            if cut + 1 > grouped:
+                ends.append(cut + 1)
+            yield tail[: cut + 1], ends
         else:
             self.tail = tail
 

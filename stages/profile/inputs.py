@@ -114,12 +114,12 @@ def _fast_unit(task: ReadTask, spill: Spill, sample_size: int, chunk_bytes: int,
     meta: list[pl.DataFrame] = []
 
     def flush() -> None:
-        # The reader's chunk (several pieces) is profiled as one: fewer, larger calls, and the line
-        # counts enter the Misra-Gries tables in the same groups as from read_task.
+        # The reader's chunk is profiled as one (a file's unterminated last line joins the last
+        # chunk): the line counts enter the Misra-Gries tables in the same groups as from read_task.
         if texts:
             n = sum(len(t) for t in texts)
-            ch = features(Texts.concat(texts), pa.concat_arrays(ids), [task.spec.source], np.zeros(n, np.int64),
-                          None, pl.concat(meta))
+            ch = features(Texts.concat(texts), ids[0] if len(ids) == 1 else pa.concat_arrays(ids), [task.spec.source],
+                          np.zeros(n, np.int64), None, meta[0] if len(meta) == 1 else pl.concat(meta))
             acc.add_chunk(ch)
             spill.write(ch)
         texts.clear()

@@ -2,13 +2,14 @@
 
 Profiling needs each record's fate (document, or quarantined and why), its id, its text, and which
 meta fields it has with which JSON types. The file is cut into the very pieces the corpus reader
-uses (8 MiB of whole lines, so polars would infer the same schema per piece) and each piece goes
-through jsonscan.py's compiled scanner, which validates every line and keeps only texts, ids and
-meta key types. Lines it cannot vouch for go through the reader's own per-record rules
-(``DocBuilder.add_line``), so every record meets the fate the reader gives it. Meta types follow
-the reader's JSON: a field mixing integers and floats within a piece is "number" there (polars
-unifies the column); a piece mixing other types in one field is parsed by polars exactly as the
-reader does (``_polars_piece``), as are pieces the scanner declines.
+uses (8 MiB of whole lines, so polars would infer the same schema per piece), the pieces of one
+chunk read as one buffer, and each chunk goes through jsonscan.py's compiled scanner, which
+validates every line and keeps only texts, ids and meta key types. Lines it cannot vouch for go
+through the reader's own per-record rules (``DocBuilder.add_line``), so every record meets the fate
+the reader gives it. Meta types follow the reader's JSON: a field mixing integers and floats within
+a piece is "number" there (polars unifies the column); a chunk in which a field mixes other types
+is judged piece by piece, and a piece mixing them is parsed by polars exactly as the reader does
+(``_polars_piece``), as are pieces the scanner declines.
 
 Whenever that polars path would have to guess (polars refuses a piece, rows and lines disagree, a
 column whose JSON form is uncertain, a damaged compressed stream), it raises ``Fallback`` and the
@@ -56,37 +57,52 @@ def usable(task: ReadTask) -> bool:
     return task.format == "jsonl"
 
 
-def _count_lines(piece: bytes) -> tuple[bytes, int]:
-    return piece, count_newlines(np.frombuffer(piece, np.uint8))
+def _count_lines(group: tuple[bytes, list[int]]) -> tuple[bytes, list[int], int]:
+    return group[0], group[1], count_newlines(np.frombuffer(group[0], np.uint8))
 
 
 def read_pieces(task: ReadTask, chunk_bytes: int) -> Iterator[Piece]:
-    """The file's records, a piece at a time; raises Fallback (possibly after yielding pieces)."""
-    piece_bytes = min(chunk_bytes, PIECE_BYTES)
-    src = ByteSource(task.path, block_size=piece_bytes)
-    chunker = LineChunker(src, piece_bytes)
-    lines_before = pending = 0
-    for piece, n_lines in prefetch(_count_lines(p) for p in chunker):
-        pending += len(piece)
-        out = _piece(task, piece, lines_before + 1, n_lines)
+    """The file's records, a chunk (the reader's pieces of one chunk, read as one buffer) at a time;
+    raises Fallback (possibly after yielding pieces)."""
+    src = ByteSource(task.path, block_size=min(chunk_bytes, PIECE_BYTES))
+    chunker = LineChunker(src, min(chunk_bytes, PIECE_BYTES))
+    lines_before = 0
+    for buf, ends, n_lines in prefetch(map(_count_lines, chunker.groups(chunk_bytes))):
+        out = _chunk(task, buf, ends, lines_before + 1, n_lines)
         lines_before += n_lines
-        out.end_of_chunk = pending >= chunk_bytes
-        if out.end_of_chunk:
-            pending = 0
+        out.end_of_chunk = len(buf) >= chunk_bytes
         yield out
     if src.truncated or src.error:
         raise Fallback  # the reader quarantines the partial tail: let it
     tail = chunker.tail
     if tail:
-        yield _piece(task, tail, lines_before + 1, tail.count(b"\n") + 1)
+        yield _chunk(task, tail, [len(tail)], lines_before + 1, tail.count(b"\n") + 1)
 
 
-def _piece(task: ReadTask, buf: bytes, first_line: int, n_lines: int) -> Piece:
+def _chunk(task: ReadTask, buf: bytes, ends: list[int], first_line: int, n_lines: int) -> Piece:
+    """The reader's pieces ending at `ends` in buf, scanned as one buffer when no meta field mixes
+    types across them (then none mixes within a piece either); else piece by piece, and a piece
+    the scanner cannot vouch for takes the reader's polars path."""
     spec = task.spec
     sp = scan_piece(buf, spec.text_key, spec.id_key, spec.max_doc_bytes, n_lines)
     meta = None if sp is None else _scanned_meta(sp, spec.source, spec.meta_keys)
-    if sp is None or meta is None:
+    if sp is not None and meta is not None:
+        return _scanned(task, buf, sp, meta, first_line)
+    if len(ends) == 1:
         return _polars_piece(task, buf, first_line, n_lines)
+    parts = []
+    start = 0
+    for end in ends:
+        piece = buf[start:end]
+        n = piece.count(b"\n") + (not piece.endswith(b"\n"))
+        parts.append(_chunk(task, piece, [len(piece)], first_line, n))
+        first_line += n
+        start = end
+    return Piece(Texts.concat([p.texts for p in parts]), pa.concat_arrays([p.ids for p in parts]),
+                 pl.concat([p.meta for p in parts]), pl.concat([p.bad for p in parts]), False)
+
+
+def _scanned(task: ReadTask, buf: bytes, sp: ScannedPiece, meta: pl.DataFrame, first_line: int) -> Piece:
     texts = Texts(sp.text, sp.text_offs, np.zeros(len(sp.doc_line), bool))
     ids = _scanned_ids(task, sp, first_line)
     slow = np.flatnonzero(sp.status == 2)

@@ -319,7 +319,7 @@ def _ws(x):  # noqa: ANN001, ANN202
     return uint8((x == uint8(32)) | (uint8(x - uint8(9)) < uint8(5)))
 
 
-@njit(inline="never", cache=True)
+@njit(inline="always")
 def _block(data, lo, hi):  # noqa: ANN001, ANN202
     """The branch-free, vectorised part of a block: over data[lo + 1:hi] (at most 254 bytes, so uint8
     lanes cannot overflow), ASCII class counts, word starts, newlines, and other events: non-ASCII
