@@ -296,6 +296,19 @@ def test_feature_summaries_are_consistent(known):
     assert sum(o["features"]["dup_line_ratio"]["histogram"]["counts"]) == o["docs"] - o["null_text"] - 1
 
 
+def test_count_bins_by_table_match_the_edges():
+    """Integer features are binned by a table below 2**16 and by binary search above: both agree
+    with the bins' own [lo, hi) bounds."""
+    from stages.profile.histograms import bins
+
+    x = np.concatenate([np.arange(3000), np.random.default_rng(1).integers(0, 1 << 22, 5000)]).astype(np.float64)
+    for f in ("n_chars", "n_words", "n_lines", "est_tokens"):
+        b = bins(f)
+        small, big = b.index(x[x < 1 << 16]), b.index(x)
+        assert np.array_equal(small, big[x < 1 << 16])
+        assert ((b.lo[big] <= x) & ((x < b.hi[big]) | (b.point[big] & (x == b.lo[big])))).all()
+
+
 def test_quantiles_close_to_exact():
     rng = random.Random(3)
     lengths = [int(math.exp(rng.gauss(6, 1.2))) + 1 for _ in range(3000)]

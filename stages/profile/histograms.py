@@ -43,6 +43,8 @@ class Bins:
     offset: int
 
     def index(self, x: np.ndarray) -> np.ndarray:
+        if self.integer and len(x) and x.max() < len(_int_lut()):  # counts: a table, not a binary search
+            return _int_lut()[x.astype(np.int64)]
         if self.log:
             return np.where(x < 1, 0, 1 + np.searchsorted(self.edges, x, side="right") - 1)
         n = len(self.lo)
@@ -69,6 +71,14 @@ def bins(feature: str) -> Bins:
     point = np.zeros(n + 2, bool)
     point[[0, -1]] = True
     return Bins(lo, hi, point, False, False, inner, 1)
+
+
+@cache
+def _int_lut() -> np.ndarray:
+    """The bin of every count below 2**16 (the integer features share their bins)."""
+    b = bins("n_chars")
+    x = np.arange(1 << 16, dtype=np.float64)
+    return np.where(x < 1, 0, np.searchsorted(b.edges, x, side="right")).astype(np.int64)
 
 
 class _Cdf:

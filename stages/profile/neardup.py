@@ -11,7 +11,6 @@ optimal 9 bands x 13 rows, candidates confirmed by the estimate. On a section wi
 
 from __future__ import annotations
 
-import math
 from functools import cache
 
 import numpy as np
@@ -26,15 +25,15 @@ from .textscan import _SEED, Texts, _decode, _fmix, _mix, tables
 @cache
 def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
     """(bands, rows per band) minimising the false positive + false negative areas around the
-    threshold: the same criterion as datasketch's MinHashLSH (9 x 13 for 0.8 and 128)."""
+    threshold: the same criterion as datasketch's MinHashLSH (9 x 13 for 0.8 and 128). Every
+    (bands, rows) pair at once: a loop of trapezoids took a tenth of a second."""
     lo, hi = np.linspace(0, threshold, 201), np.linspace(threshold, 1, 201)
-    best = (math.inf, 1, 1)
-    for b in range(1, num_perm + 1):
-        for r in range(1, num_perm // b + 1):
-            fp = np.trapezoid(1 - (1 - lo**r) ** b, lo)
-            fn = np.trapezoid((1 - hi**r) ** b, hi)
-            best = min(best, (0.5 * fp + 0.5 * fn, b, r))
-    return best[1], best[2]
+    pairs = np.array([(b, r) for b in range(1, num_perm + 1) for r in range(1, num_perm // b + 1)])
+    b, r = pairs[:, :1].astype(np.float64), pairs[:, 1:].astype(np.float64)
+    fp = np.trapezoid(1 - (1 - lo**r) ** b, lo, axis=1)
+    fn = np.trapezoid((1 - hi**r) ** b, hi, axis=1)
+    best = np.lexsort((pairs[:, 1], pairs[:, 0], 0.5 * fp + 0.5 * fn))[0]  # ties: fewest bands, rows
+    return int(pairs[best, 0]), int(pairs[best, 1])
 
 
 def signatures(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -35,15 +35,20 @@ def outliers(files: list[Path], acc: Acc, overall: SourceAcc) -> dict[str, dict[
         offers: list[tuple[tuple[str, str], np.ndarray, np.ndarray, np.ndarray]] = []
         for j, f in enumerate(FEATURES):
             x = part[f].cast(pl.Float64).to_numpy()  # NaN (or null) where the feature does not apply
-            for side, med, sc in (("src", med_src[codes, j], scale_src[codes, j]),
-                                  ("all", med_all[0, j], scale_all[0, j])):
+            # One source: its section is the whole corpus, the same z (only the sides' counts differ).
+            sides = (("all", med_all[0, j], scale_all[0, j]),) if len(names) == 1 else (
+                ("src", med_src[codes, j], scale_src[codes, j]), ("all", med_all[0, j], scale_all[0, j]))
+            for side, med, sc in sides:
                 with np.errstate(invalid="ignore"):
                     z = (x - med) / sc  # the scale is NaN where there are no outliers: z is NaN
                     az = np.abs(z)
                     hit = np.flatnonzero(az > Z_THRESHOLD)
                 if len(hit) == 0:
                     continue
-                if side == "all":
+                if len(names) == 1:
+                    counts[f] += len(hit)
+                    groups = [(names[0], hit), ("", hit)]
+                elif side == "all":
                     counts[f][-1] += len(hit)
                     groups = [("", hit)]
                 else:
