@@ -235,7 +235,7 @@ def test_chunks_are_bounded(tmp_path):
 def test_line_chunker_groups_are_its_chunks_joined(tmp_path, tail):
     """groups(): the chunks of plain iteration, consecutive ones joined up to group_bytes, with each
     chunk's end offset; the unterminated tail is left over the same way."""
-    from corpus.readers.streams import ByteSource, LineChunker
+    from corpus.readers.streams import ByteSource, LineChunker, MappedLines
 
     rng = __import__("random").Random(3)
     body = "".join("x" * rng.randint(0, 300) + "\n" for _ in range(400)) + tail
@@ -251,6 +251,18 @@ def test_line_chunker_groups_are_its_chunks_joined(tmp_path, tail):
         cut += [g[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
     assert cut == chunks
     assert all(len(g) >= 4000 for g, _ in groups[:-1]) and len(groups) < len(chunks)
+    # The mapped file gives the very same groups, as views.
+    mapped = MappedLines(str(path), 1000)
+    assert [(bytes(g), e) for g, e in mapped.groups(4000)] == groups and mapped.tail == plain.tail
+
+
+def test_mapped_lines_of_an_empty_file_or_one_line(tmp_path):
+    from corpus.readers.streams import MappedLines
+
+    empty = MappedLines(str(write(tmp_path / "e.jsonl", "")), 10)
+    assert list(empty.groups(100)) == [] and empty.tail == b""
+    one = MappedLines(str(write(tmp_path / "o.jsonl", "abc")), 10)
+    assert list(one.groups(100)) == [] and one.tail == b"abc"
 
 
 def test_single_40mb_document_is_read_whole_with_sane_memory(tmp_path):

@@ -7,6 +7,8 @@ keep every complete record and quarantine only the partial tail.
 
 from __future__ import annotations
 
+import mmap
+import os
 import queue
 import threading
 import zlib
@@ -194,6 +196,48 @@ class LineChunker:
             yield tail[: cut + 1], ends
         else:
             self.tail = tail
+
+
+class MappedLines:
+    """LineChunker.groups() over an uncompressed file mapped into memory: the same chunks and groups,
+    handed out as views of the mapping, without a read or a join. (The file must not shrink while
+    mapped; an input that changes under a run is outside what any reader can promise.)"""
+
+    def __init__(self, path: str, chunk_bytes: int) -> None:
+        self.path = path
+        self.chunk_bytes = max(1, chunk_bytes)
+        self.tail = b""
+
+    def groups(self, group_bytes: int) -> Iterator[tuple[memoryview, list[int]]]:
+        with open(self.path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size == 0:
+                return
+            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        # Unmapped when the last view handed out is gone (closing it under a view would fail).
+        mm.madvise(mmap.MADV_SEQUENTIAL)
+        view = memoryview(mm)
+        pos = 0
+        while True:
+            start, ends = pos, []
+            while pos - start < group_bytes:
+                cut = mm.find(b"\n", pos + self.chunk_bytes - 1)  # LineChunker's rule for each chunk
+                if cut < 0:
+                    break
+                pos = cut + 1
+                ends.append(pos - start)
+            if pos - start >= group_bytes:
+                yield view[start:pos], ends
+                continue
+            # The end of the file: its last complete lines, then the tail.
+            last = mm.rfind(b"\n", pos)
+            if last >= 0:
+                pos = last + 1
+                ends.append(pos - start)
+            self.tail = bytes(view[pos:])
+            if ends:
+                yield view[start:pos], ends
+            return
 
 
 def prefetch(items: Iterator[T], depth: int = 1) -> Iterator[T]:

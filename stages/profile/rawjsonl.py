@@ -29,7 +29,7 @@ from numba import njit
 
 from corpus.readers import ReadTask
 from corpus.readers.jsonl import DocBuilder, row_lines
-from corpus.readers.streams import ByteSource, LineChunker, prefetch
+from corpus.readers.streams import ByteSource, LineChunker, MappedLines, prefetch
 from corpus.schema import empty_quarantine
 
 from .jsonscan import TYPES, ScannedPiece, scan_piece
@@ -57,21 +57,26 @@ def usable(task: ReadTask) -> bool:
     return task.format == "jsonl"
 
 
-def _count_lines(group: tuple[bytes, list[int]]) -> tuple[bytes, list[int], int]:
+def _count_lines(group: tuple[bytes | memoryview, list[int]]) -> tuple[bytes | memoryview, list[int], int]:
     return group[0], group[1], count_newlines(np.frombuffer(group[0], np.uint8))
 
 
 def read_pieces(task: ReadTask, chunk_bytes: int) -> Iterator[Piece]:
     """The file's records, a chunk (the reader's pieces of one chunk, read as one buffer) at a time;
     raises Fallback (possibly after yielding pieces)."""
-    src = ByteSource(task.path, block_size=min(chunk_bytes, PIECE_BYTES))
-    chunker = LineChunker(src, min(chunk_bytes, PIECE_BYTES))
+    piece_bytes = min(chunk_bytes, PIECE_BYTES)
+    src = ByteSource(task.path, block_size=piece_bytes)
+    # An uncompressed file is mapped, not read: the same chunks, without a copy.
+    chunker = LineChunker(src, piece_bytes) if src.compression else MappedLines(task.path, piece_bytes)
     lines_before = 0
-    for buf, ends, n_lines in prefetch(map(_count_lines, chunker.groups(chunk_bytes))):
-        out = _chunk(task, buf, ends, lines_before + 1, n_lines)
-        lines_before += n_lines
-        out.end_of_chunk = len(buf) >= chunk_bytes
-        yield out
+    try:
+        for buf, ends, n_lines in prefetch(map(_count_lines, chunker.groups(chunk_bytes))):
+            out = _chunk(task, buf, ends, lines_before + 1, n_lines)
+            lines_before += n_lines
+            out.end_of_chunk = len(buf) >= chunk_bytes
+            yield out
+    except OSError:  # unreadable or unmappable: the reader says which records are lost, and why
+        raise Fallback from None
     if src.truncated or src.error:
         raise Fallback  # the reader quarantines the partial tail: let it
     tail = chunker.tail
@@ -79,7 +84,7 @@ def read_pieces(task: ReadTask, chunk_bytes: int) -> Iterator[Piece]:
         yield _chunk(task, tail, [len(tail)], lines_before + 1, tail.count(b"\n") + 1)
 
 
-def _chunk(task: ReadTask, buf: bytes, ends: list[int], first_line: int, n_lines: int) -> Piece:
+def _chunk(task: ReadTask, buf: bytes | memoryview, ends: list[int], first_line: int, n_lines: int) -> Piece:
     """The reader's pieces ending at `ends` in buf, scanned as one buffer when no meta field mixes
     types across them (then none mixes within a piece either); else piece by piece, and a piece
     the scanner cannot vouch for takes the reader's polars path."""
@@ -89,11 +94,11 @@ def _chunk(task: ReadTask, buf: bytes, ends: list[int], first_line: int, n_lines
     if sp is not None and meta is not None:
         return _scanned(task, buf, sp, meta, first_line)
     if len(ends) == 1:
-        return _polars_piece(task, buf, first_line, n_lines)
+        return _polars_piece(task, bytes(buf), first_line, n_lines)
     parts = []
     start = 0
     for end in ends:
-        piece = buf[start:end]
+        piece = bytes(buf[start:end])
         n = piece.count(b"\n") + (not piece.endswith(b"\n"))
         parts.append(_chunk(task, piece, [len(piece)], first_line, n))
         first_line += n
@@ -102,16 +107,18 @@ def _chunk(task: ReadTask, buf: bytes, ends: list[int], first_line: int, n_lines
                  pl.concat([p.meta for p in parts]), pl.concat([p.bad for p in parts]), False)
 
 
-def _scanned(task: ReadTask, buf: bytes, sp: ScannedPiece, meta: pl.DataFrame, first_line: int) -> Piece:
+def _scanned(task: ReadTask, buf: bytes | memoryview, sp: ScannedPiece, meta: pl.DataFrame, first_line: int) -> Piece:
     texts = Texts(sp.text, sp.text_offs, np.zeros(len(sp.doc_line), bool))
     ids = _scanned_ids(task, sp, first_line)
     slow = np.flatnonzero(sp.status == 2)
     if len(slow) == 0:
         return Piece(texts, ids, meta, empty_quarantine(), False)
     b = DocBuilder(task)
-    lines = buf.split(b"\n")
+    data = np.frombuffer(buf, np.uint8)
+    starts = np.concatenate([[0], np.flatnonzero(data == 10) + 1])  # line i: starts[i] up to its "\n"
     for i in slow.tolist():
-        b.add_line(lines[i], first_line + i)
+        end = starts[i + 1] - 1 if i + 1 < len(starts) else len(data)
+        b.add_line(bytes(buf[starts[i]:end]), first_line + i)
     extra = b.finish()
     if extra.docs.height:
         texts = Texts.concat([texts, Texts.from_series(extra.docs["text"])])
