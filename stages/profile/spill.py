@@ -88,11 +88,15 @@ class SpillReader:
     def scan(files: list[Path]) -> str:
         return "read_parquet([" + ", ".join("'" + p.as_posix().replace("'", "''") + "'" for p in files) + "])"
 
-    def distinct_texts(self) -> tuple[dict[str, int], int]:
-        """Distinct text keys per source and overall (the exact duplicate rate)."""
+    def distinct_texts(self, sources: list[str]) -> tuple[dict[str, int], int]:
+        """Distinct text keys per source and overall (the exact duplicate rate); sources: those spilled."""
         if not self.feats:
             return {}, 0
-        rows = self.con.sql(f"SELECT source, count(DISTINCT h) FROM {self.scan(self.feats)} "
+        scan = self.scan(self.feats)
+        if len(sources) == 1:  # one count (grouping sets would cost three times as much)
+            n = int(self.con.sql(f"SELECT count(DISTINCT h) FROM {scan}").fetchall()[0][0])
+            return {sources[0]: n}, n
+        rows = self.con.sql(f"SELECT source, count(DISTINCT h) FROM {scan} "
                             "GROUP BY GROUPING SETS ((source), ())").fetchall()  # one scan: per source, overall
         return {s: int(n) for s, n in rows if s is not None}, int(next(n for s, n in rows if s is None))
 

@@ -59,7 +59,7 @@ def finish(acc: Acc, spill: Path, label: str, threads: int, quarantine: bool) ->
         near_f = pool.submit(NearDup, [overall.sample] + [acc.sources[s].sample for s in names])
         reader = SpillReader(spill, threads)
         try:
-            per_src, total = reader.distinct_texts()
+            per_src, total = reader.distinct_texts(names)
             # Top lines: candidates from the Misra-Gries tables, exact counts from the spilled hashes.
             cands = pl.concat([overall.lines.select("h", "line")]
                               + [acc.sources[s].lines.select("h", "line") for s in names])

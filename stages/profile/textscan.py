@@ -322,13 +322,13 @@ def _ws(x):  # noqa: ANN001, ANN202
 @njit(inline="always")
 def _block(data, lo, hi):  # noqa: ANN001, ANN202
     """The branch-free, vectorised part of a block: over data[lo + 1:hi] (at most 254 bytes, so uint8
-    lanes cannot overflow), ASCII class counts, word starts, newlines, and other events: non-ASCII
-    bytes, whitespace but " " and "\\n", whitespace after whitespace (but "\\n" after "\\n", a blank
-    line). The caller adds the block's first byte."""
+    lanes cannot overflow), ASCII class counts, word starts, "stops" (newlines and non-ASCII lead
+    bytes) and other events: whitespace but " " and "\\n", whitespace after whitespace (but "\\n"
+    after "\\n", a blank line). The caller adds the block's first byte."""
     u = uint8
     s = data[lo + 1:hi]
     p = data[lo:hi - 1]  # each byte's predecessor
-    a0 = a1 = a2 = a3 = a4 = a5 = words = newlines = leads = events = u(0)
+    a0 = a1 = a2 = a3 = a4 = a5 = words = stops = events = u(0)
     for i in range(len(s)):
         x = s[i]
         al, dg, up, pu, sp, npr = _ascii(x)
@@ -341,12 +341,11 @@ def _block(data, lo, hi):  # noqa: ANN001, ANN202
         a5 = u(a5 + npr)
         words = u(words + (wy & (sp ^ u(1))))
         nl = u(x == u(10))
-        newlines = u(newlines + nl)
-        leads = u(leads + u(x >= u(0xC0)))
+        stops = u(stops + (nl | u(x >= u(0xC0))))  # a reason to look closer (one counter, not two)
         other_ws = u(u(x - u(9)) < u(5)) & (nl ^ u(1))
         doubled = sp & wy & ((nl & u(p[i] == u(10))) ^ u(1))
         events = u(events + (other_ws | doubled))
-    return a0, a1, a2, a3, a4, a5, words, newlines, leads, events
+    return a0, a1, a2, a3, a4, a5, words, stops, events
 
 
 @njit(inline="always")
@@ -371,7 +370,7 @@ def _line_end(data, d, lo, hi, odd, wide, lane_of_byte, lane_of_flags, cp_flags,
 def _doc_fast(data, lo, hi, d, lane_of_byte, lane_of_flags, cp_flags, cp_script, moji, terminal, sc,  # noqa: ANN001, ANN202, C901
               line_doc, line_hash, line_lo, line_hi, line_chars, n_lines):
     """One document in blocks of 255 bytes. _block sums the ASCII classes and word starts and counts
-    newlines, lead bytes and "events" (whitespace that is not a lone " " inside a line). A block
+    stops (newlines and lead bytes) and "events" (whitespace that is not a lone " " inside a line). A block
     with newlines or non-ASCII characters is searched for them; one with events is walked byte by
     byte. Returns ok=False (nothing recorded) for a document holding non-ASCII whitespace:
     _doc_slow takes it."""
@@ -388,7 +387,7 @@ def _doc_fast(data, lo, hi, d, lane_of_byte, lane_of_flags, cp_flags, cp_script,
         prev_in = prev
         x = data[blk]  # the block's first byte follows the previous block's last
         f0, f1, f2, f3, f4, f5 = _ascii(x)
-        b0, b1, b2, b3, b4, b5, w, nl, leads, ev = _block(data, blk, end)
+        b0, b1, b2, b3, b4, b5, w, stops, ev = _block(data, blk, end)
         c0 += np.int64(b0) + np.int64(f0)
         c1 += np.int64(b1) + np.int64(f1)
         c2 += np.int64(b2) + np.int64(f2)
@@ -400,7 +399,7 @@ def _doc_fast(data, lo, hi, d, lane_of_byte, lane_of_flags, cp_flags, cp_script,
         events = ev > 0 or (x != 10 and 9 <= x <= 13) or (f4 and prev and not blank)
         prev = np.int64(_ws(data[end - 1]))
         lanes = np.uint64(0)  # the non-ASCII characters' classes, added by the walks below
-        if not events and (nl or leads or x == 10 or x >= 0xC0):
+        if not events and (stops or x == 10 or x >= 0xC0):
             # Plain whitespace: only line ends and non-ASCII characters need a look, and 8 bytes
             # holding neither are skipped at once.
             i = blk
