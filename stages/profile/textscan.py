@@ -4,7 +4,7 @@ numpy and polars need a pass per figure (each class, words, line splitting, whit
 line hashes, mojibake), and those passes, not the arithmetic, were the profiler's cost. This numba
 kernel walks each document once and keeps its state in registers:
 
-* blocks of 255 bytes go through a branch-free loop LLVM vectorises: ASCII character classes by
+* blocks of 225 bytes go through a branch-free loop LLVM vectorises: ASCII character classes by
   ranges, word starts (a non-space after a space), newlines, and "events" (non-ASCII bytes,
   whitespace but " " and "\\n", doubled whitespace), in uint8 counters that cannot overflow;
 * a block with only newlines is searched for them; a block with other events is walked byte by
@@ -49,6 +49,9 @@ _K4 = np.uint64(0xC4CEB9FE1A85EC53)
 _SEED = np.uint64(0x243F6A8885A308D3)
 _SEED_B = np.uint64(0x13198A2E03707344)
 _EMPTY = np.uint64(EMPTY_KEY)
+# A document's blocks: the first byte, then 7 x 32 bytes for _block's loop (LLVM vectorises it 32 bytes at a
+# time: a remainder would run byte by byte, and 255 bytes left one of 30). Under 256: uint8 counters.
+_BLOCK = 225
 _BYTE = np.uint64(0xFF)
 _TERMINAL = np.array(sorted(ord(c) for c in TERMINAL_PUNCT), np.int64)
 _MOJI = np.zeros(0x2200, np.bool_)  # constants.MOJIBAKE_AFTER_A as a lookup table
@@ -72,11 +75,11 @@ def _fmix(h):  # noqa: ANN001, ANN202
 
 @njit(nogil=True, cache=True)
 def count_newlines(a):  # noqa: ANN001, ANN202
-    """Count of "\\n" in a uint8 array (uint8 counts per 255 bytes let the loop vectorise; no GIL,
+    """Count of "\\n" in a uint8 array (uint8 counts per 224 bytes let the loop vectorise; no GIL,
     unlike bytes.count, so threads count side by side)."""
     n = 0
-    for blk in range(0, len(a), 255):
-        s = a[blk:blk + 255]
+    for blk in range(0, len(a), 224):
+        s = a[blk:blk + 224]
         c = uint8(0)
         for i in range(len(s)):
             c = uint8(c + uint8(s[i] == uint8(10)))
@@ -339,12 +342,14 @@ def _block(data, lo, hi):  # noqa: ANN001, ANN202
         a3 = u(a3 + pu)
         a4 = u(a4 + sp)
         a5 = u(a5 + npr)
-        words = u(words + (wy & (sp ^ u(1))))
+        # Every intermediate is cast back to uint8: numba computes integer operations in 64 bits, and
+        # LLVM then left part of this loop in 64-bit lanes (four times the work).
+        words = u(words + u(wy & u(sp ^ u(1))))
         nl = u(x == u(10))
-        stops = u(stops + (nl | u(x >= u(0xC0))))  # a reason to look closer (one counter, not two)
-        other_ws = u(u(x - u(9)) < u(5)) & (nl ^ u(1))
-        doubled = sp & wy & ((nl & u(p[i] == u(10))) ^ u(1))
-        events = u(events + (other_ws | doubled))
+        stops = u(stops + u(nl | u(x >= u(0xC0))))  # a reason to look closer (one counter, not two)
+        other_ws = u(u(u(x - u(9)) < u(5)) & u(nl ^ u(1)))
+        doubled = u(u(sp & wy) & u(u(nl & u(p[i] == u(10))) ^ u(1)))
+        events = u(events + u(other_ws | doubled))
     return a0, a1, a2, a3, a4, a5, words, stops, events
 
 
@@ -369,7 +374,7 @@ def _line_end(data, d, lo, hi, odd, wide, lane_of_byte, lane_of_flags, cp_flags,
 @njit(cache=True)
 def _doc_fast(data, lo, hi, d, lane_of_byte, lane_of_flags, cp_flags, cp_script, moji, terminal, sc,  # noqa: ANN001, ANN202, C901
               line_doc, line_hash, line_lo, line_hi, line_chars, n_lines):
-    """One document in blocks of 255 bytes. _block sums the ASCII classes and word starts and counts
+    """One document in blocks of _BLOCK bytes. _block sums the ASCII classes and word starts and counts
     stops (newlines and lead bytes) and "events" (whitespace that is not a lone " " inside a line). A block
     with newlines or non-ASCII characters is searched for them; one with events is walked byte by
     byte. Returns ok=False (nothing recorded) for a document holding non-ASCII whitespace:
@@ -382,8 +387,8 @@ def _doc_fast(data, lo, hi, d, lane_of_byte, lane_of_flags, cp_flags, cp_script,
     line_odd = 0
     wide = False
     first_line = n_lines
-    for blk in range(lo, hi, 255):
-        end = min(blk + 255, hi)
+    for blk in range(lo, hi, _BLOCK):
+        end = min(blk + _BLOCK, hi)
         prev_in = prev
         x = data[blk]  # the block's first byte follows the previous block's last
         f0, f1, f2, f3, f4, f5 = _ascii(x)
