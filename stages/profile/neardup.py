@@ -43,6 +43,7 @@ def signatures(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     = all ones; densified ones, where an empty bin borrows the next non-empty bin's value
     (rotation), for LSH bands)."""
     n = len(texts)
+    assert NUM_PERM & (NUM_PERM - 1) == 0, "bins are picked by a mask: NUM_PERM must be a power of two"
     lower = Texts.from_series(pl.Series("w", texts, dtype=pl.String).str.to_lowercase())
     t = tables()
     sig = _oph(lower.data, lower.offs, t.lane_of_byte, t.lane_of_flags, t.cp_flags, NUM_PERM, SHINGLE_WORDS)
@@ -67,6 +68,9 @@ def _oph(data, offs, lane_of_byte, lane_of_flags, cp_flags, num_perm, k):  # noq
     sig = np.full((n, num_perm), empty, np.uint64)
     ring = np.zeros(k, np.uint64)  # the last k word hashes
     bins = np.uint64(num_perm)
+    shift = np.uint64(0)
+    while (np.uint64(1) << shift) < bins:
+        shift += np.uint64(1)
     for d in range(n):
         words = 0
         i = offs[d]
@@ -103,20 +107,20 @@ def _oph(data, offs, lane_of_byte, lane_of_flags, cp_flags, num_perm, k):  # noq
             ring[words % k] = _fmix(h)
             words += 1
             if words >= k:
-                _oph_add(sig, d, ring, words, k, bins)
+                _oph_add(sig, d, ring, words, k, bins, shift)
         if 0 < words < k:  # fewer words than a shingle: the whole text is one
-            _oph_add(sig, d, ring, words, words, bins)
+            _oph_add(sig, d, ring, words, words, bins, shift)
     return sig
 
 
 @njit(inline="always")
-def _oph_add(sig, d, ring, words, k, bins):  # noqa: ANN001, ANN202
+def _oph_add(sig, d, ring, words, k, bins, shift):  # noqa: ANN001, ANN202
     h = _SEED
     for j in range(words - k, words):
         h = _mix(h, ring[j % len(ring)])
     h = _fmix(_mix(h, np.uint64(k)))
-    b = h % bins
-    v = h // bins
+    b = h & (bins - np.uint64(1))  # bins is a power of two: a mask and a shift, not two divisions
+    v = h >> shift
     if v < sig[d, b]:
         sig[d, b] = v
 

@@ -30,7 +30,7 @@ def outliers(files: list[Path], acc: Acc, overall: SourceAcc) -> dict[str, dict[
     best: dict[tuple[str, str], list[tuple]] = {}  # (section, feature) -> its best examples so far
     for batch in _batches(files):
         # Several spill files at once (polars reads them in parallel), memory bounded by BATCH_ROWS.
-        part = pl.read_parquet(batch, columns=["source", *FEATURES])
+        part = pl.read_parquet([p for p, _ in batch], columns=["source", *FEATURES])
         codes = part["source"].replace_strict(code, return_dtype=pl.Int64).to_numpy()
         offers: list[tuple[tuple[str, str], np.ndarray, np.ndarray, np.ndarray]] = []
         for j, f in enumerate(FEATURES):
@@ -79,30 +79,39 @@ def outliers(files: list[Path], acc: Acc, overall: SourceAcc) -> dict[str, dict[
 BATCH_ROWS = 500_000  # about 60 MB of features per read
 
 
-def _batches(files: list[Path]) -> list[list[Path]]:
-    out: list[list[Path]] = []
+def _batches(files: list[Path]) -> list[list[tuple[Path, pq.FileMetaData]]]:
+    out: list[list[tuple[Path, pq.FileMetaData]]] = []
     rows = BATCH_ROWS
     for path in files:
-        n = pq.ParquetFile(path).metadata.num_rows
-        if rows + n > BATCH_ROWS:
+        md = pq.ParquetFile(path).metadata
+        if rows + md.num_rows > BATCH_ROWS:
             out.append([])
             rows = 0
-        out[-1].append(path)
-        rows += n
+        out[-1].append((path, md))
+        rows += md.num_rows
     return out
 
 
-def _rows_text(batch: list[Path], rows: np.ndarray) -> dict[int, tuple]:
-    """(id, source, snippet) of the given rows of a batch (row numbers across its files)."""
+def _rows_text(batch: list[tuple[Path, pq.FileMetaData]], rows: np.ndarray) -> dict[int, tuple]:
+    """(id, source, snippet) of the given rows of a batch (row numbers across its files), read from
+    the row groups that hold them only (the spill writes small ones for this)."""
     out: dict[int, tuple] = {}
     start = 0
-    for path in batch:
-        n = pq.ParquetFile(path).metadata.num_rows
-        mine = rows[(rows >= start) & (rows < start + n)]
+    for path, md in batch:
+        mine = rows[(rows >= start) & (rows < start + md.num_rows)] - start
         if len(mine):
-            part = pl.read_parquet(path, columns=["id", "source", "snippet"])[mine - start]
-            out.update(zip(mine.tolist(), part.rows(), strict=True))
-        start += n
+            sizes = [md.row_group(i).num_rows for i in range(md.num_row_groups)]
+            firsts = np.cumsum([0, *sizes])
+            groups = np.unique(np.searchsorted(firsts, mine, side="right") - 1)
+            part = pq.ParquetFile(path).read_row_groups(groups.tolist(), columns=["id", "source", "snippet"])
+            # Row r of the file is row r - firsts[g] + (rows of the groups read before g) of part.
+            before = np.cumsum([0, *[sizes[g] for g in groups]])
+            at = {int(g): int(b) for g, b in zip(groups, before, strict=False)}
+            g_of = np.searchsorted(firsts, mine, side="right") - 1
+            local = np.array([r - firsts[g] + at[int(g)] for r, g in zip(mine, g_of, strict=True)], np.int64)
+            got = pl.from_arrow(part.take(local)).rows()  # type: ignore[union-attr]
+            out.update(zip((mine + start).tolist(), got, strict=True))
+        start += md.num_rows
     return out
 
 

@@ -21,6 +21,7 @@ from .constants import FEATURES, SNIPPET_CHARS
 from .features import Chunk
 
 SPILL = "_spill"
+ROW_GROUP = 2048
 
 
 class Spill:
@@ -41,8 +42,10 @@ class Spill:
         feats = pa.table({"id": ch.ids, "source": source, "h": key, "snippet": ch.texts.prefixes(SNIPPET_CHARS),
                           **{f: pa.array(ch.values[f], pa.float64()) for f in FEATURES}})
         name = f"{self.unit:06d}-{self.chunks:05d}.parquet"
+        # No dictionary pages (they cost more than they save here); small row groups, so the few
+        # outlier examples' snippets are read without the rest (outliers._rows_text).
         pq.write_table(feats, self.folder / f"feat-{name}", compression="none", write_statistics=False,
-                       use_dictionary=False)  # dictionary pages cost more than they save here
+                       use_dictionary=False, row_group_size=ROW_GROUP)
         if ch.lines.counts.height:
             ch.lines.counts.write_parquet(self.folder / f"lines-{name}", compression="uncompressed", statistics=False)
         self.chunks += 1
