@@ -25,7 +25,9 @@ def outliers(files: list[Path], acc: Acc, overall: SourceAcc) -> dict[str, dict[
     names = sorted(acc.sources)
     code = {s: i for i, s in enumerate(names)}
     med_all, scale_all = _params([robust_params(overall)])
-    med_src, scale_src = _params([robust_params(acc.sources[s]) for s in names])
+    # One source: its figures are the overall ones (the fine histograms' search is not free).
+    med_src, scale_src = (med_all, scale_all) if len(names) == 1 else _params(
+        [robust_params(acc.sources[s]) for s in names])
     counts = {f: np.zeros(len(names) + 1, np.int64) for f in FEATURES}  # per source, then overall
     best: dict[tuple[str, str], list[tuple]] = {}  # (section, feature) -> its best examples so far
     for batch in _batches(files):

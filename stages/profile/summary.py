@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import polars as pl
@@ -50,14 +50,16 @@ def _section(acc: SourceAcc, sources: dict[str, int], has_lang: bool, distinct: 
     return out
 
 
-def finish(acc: Acc, spill: Path, label: str, threads: int, quarantine: bool) -> dict:
-    """The profile of everything merged into acc, whose documents were spilled into `spill`."""
+def finish(acc: Acc, spill: Path, label: str, threads: int, quarantine: bool,
+           reader_soon: Future[SpillReader] | None = None) -> dict:
+    """The profile of everything merged into acc, whose documents were spilled into `spill`.
+    reader_soon: a SpillReader of `spill` opened ahead (spill.open_soon)."""
     names = sorted(acc.sources)
     overall = acc.overall()
     with ThreadPoolExecutor(2, thread_name_prefix="profile-finish") as pool:  # independent reads of the spill
-        outl_f = pool.submit(outliers, sorted(spill.glob("feat-*.parquet")), acc, overall)
         near_f = pool.submit(NearDup, [overall.sample] + [acc.sources[s].sample for s in names])
-        reader = SpillReader(spill, threads)
+        outl_f = pool.submit(outliers, sorted(spill.glob("feat-*.parquet")), acc, overall)
+        reader = reader_soon.result() if reader_soon is not None else SpillReader(spill, threads)
         try:
             per_src, total = reader.distinct_texts(names)
             # Top lines: candidates from the Misra-Gries tables, exact counts from the spilled hashes.
