@@ -9,6 +9,9 @@ spill, DuckDB aggregation, MinHash sample, outliers, profile.json. Its once-per-
 one-record file, and the ratio is given with and without it.
 Goal: >= 0.5x the limit's MB/s; peak RSS flat across sizes 10x apart.
 
+Each path runs --repeat times (3): the table shows its fastest run and its largest peak RSS (the VM
+this was tuned on drifts by +-20% between runs). --sizes 50,500,5000 shows RSS over 100x.
+
 Corpora: "para" (one ASCII paragraph per record) and, with --style web, lines and paragraphs with
 non-ASCII words and stray spaces (more per-line work): the figures for both are worth reading.
 """
@@ -75,18 +78,20 @@ def count_docs(task: ReadTask) -> int:
     return sum(chunk.docs.height for chunk in read_task(task))
 
 
-def run(sizes: list[int], style: str) -> list[dict]:
+def run(sizes: list[int], style: str, repeat: int = 3) -> list[dict]:
     rows = []
     for mb in sizes:
         folder = WORK / (f"jsonl-{mb}mb" if style == "para" else f"jsonl-{mb}mb-{style}")
         make_jsonl(folder, mb, style=style)
         out = WORK / f"profile-{mb}"
-        results = {}
         for name, code in (("polars scan_ndjson text (limit)", LIMIT), ("corpus readers only (2 workers)", READERS),
                            ("profile_input (2 workers)", OURS)):
-            shutil.rmtree(out, ignore_errors=True)
-            r = measure(code.format(folder=str(folder), out=str(out)))
-            results[name] = r
+            runs = []
+            for _ in range(repeat):  # a shared VM's speed drifts: each path's fastest run, its largest RSS
+                shutil.rmtree(out, ignore_errors=True)
+                runs.append(measure(code.format(folder=str(folder), out=str(out))))
+            r = min(runs, key=lambda x: x["seconds"])
+            r["peak_rss_mb"] = max(x["peak_rss_mb"] for x in runs)
             rows.append({"corpus": f"{r['mb']:.0f} MB {style}", "path": name, "seconds": f"{r['seconds']:.2f}",
                          "MB/s": f"{r['mb'] / r['seconds']:.1f}", "peak RSS MB": f"{r['peak_rss_mb']:.0f}",
                          "_rate": r["mb"] / r["seconds"]})
@@ -105,8 +110,9 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="50,500", help="corpus sizes in MB, comma separated")
     ap.add_argument("--style", default="para", choices=["para", "web"], help="kind of documents (see above)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each path: the fastest is shown")
     args = ap.parse_args(argv)
-    rows = run([int(s) for s in args.sizes.split(",")], args.style)
+    rows = run([int(s) for s in args.sizes.split(",")], args.style, args.repeat)
     print(table(rows, ["corpus", "path", "seconds", "start-up s", "MB/s", "peak RSS MB", "vs limit"]))
     print("goal: profile_input >= 0.50x the limit's MB/s, peak RSS flat across sizes")
 
