@@ -7,10 +7,12 @@ the fast path of rawjsonl.py, other inputs the corpus readers; shards are read a
 
 from __future__ import annotations
 
+import ctypes
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +91,30 @@ def profile_unit(unit: Unit, spill_dir: Path, sample_size: int, chunk_bytes: int
                  bounds: dict[str, int] | None = None) -> Acc:
     """One unit's accumulator (its spill files written on the way). ahead: parse the next pieces in a
     thread of their own while this one computes features (for a file that has the cores to itself)."""
+    try:
+        return _profile_unit(unit, spill_dir, sample_size, chunk_bytes, ahead, bounds)
+    finally:
+        _trim()
+
+
+@cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(None).malloc_trim  # glibc
+    except (OSError, AttributeError):
+        return None
+
+
+def _trim() -> None:
+    """Hand the heap's free memory back to the system after each unit: glibc keeps it, the threads'
+    arenas fragment, and peak RSS crept up with the corpus (+15% from 500 MB to 5 GB)."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+def _profile_unit(unit: Unit, spill_dir: Path, sample_size: int, chunk_bytes: int, ahead: bool,
+                  bounds: dict[str, int] | None) -> Acc:
     spill = Spill(spill_dir, unit.index)
     if unit.task is not None and usable(unit.task):
         try:

@@ -82,7 +82,7 @@ class SpillReader:
         self.con = duckdb.connect()
         tmp = spill / "duckdb-tmp"
         tmp.mkdir(exist_ok=True)
-        for setting in ("memory_limit = '64MB'", f"threads = {max(1, threads)}",
+        for setting in ("memory_limit = '32MB'", f"threads = {max(1, threads)}",
                         f"temp_directory = '{tmp.as_posix()}'", "preserve_insertion_order = false"):
             self.con.sql(f"SET {setting}")
 
