@@ -239,8 +239,8 @@ def _add_line(d, lo, hi, h, chars, last, line_doc, line_hash, line_lo, line_hi, 
     line_lo[n_lines] = lo
     line_hi[n_lines] = hi
     line_chars[n_lines] = chars
-    for t in terminal:
-        if last == t:
+    for k in range(len(terminal)):
+        if last == terminal[k]:
             return 1
     return 0
 
@@ -473,6 +473,32 @@ def _doc_fast(data, lo, hi, d, lane_of_byte, lane_of_flags, cp_flags, cp_script,
     return True, hi - lo - cont, words, newlines, c, nb, term, repl, dk, n_lines
 
 
+_SMALL = 64  # documents with up to this many lines sort their line hashes in place
+
+
+@njit(inline="always")
+def _distinct(hashes, lo, hi, scratch):  # noqa: ANN001, ANN202
+    """Distinct values in hashes[lo:hi]: a few are insertion-sorted in scratch (np.sort would
+    allocate for every document, which cost more than the sort), many by np.sort."""
+    n = hi - lo
+    if n > len(scratch):
+        hs = np.sort(hashes[lo:hi])
+    else:
+        hs = scratch
+        for i in range(n):
+            v = hashes[lo + i]
+            j = i
+            while j > 0 and hs[j - 1] > v:
+                hs[j] = hs[j - 1]
+                j -= 1
+            hs[j] = v
+    distinct = n
+    for k in range(1, n):
+        if hs[k] == hs[k - 1]:
+            distinct -= 1
+    return distinct
+
+
 @njit(nogil=True, cache=True)
 def _scan(data, offs, codes, n_sources, lane_of_byte, lane_of_flags, cp_flags, cp_script,  # noqa: ANN001, ANN202
           n_scripts, terminal, moji, fast):
@@ -492,6 +518,8 @@ def _scan(data, offs, codes, n_sources, lane_of_byte, lane_of_flags, cp_flags, c
     cp_script, terminal, moji = borrowed(cp_script), borrowed(terminal), borrowed(moji)
     sc_ = np.zeros(n_scripts, np.int64)
     sc = borrowed(sc_)
+    scratch_ = np.empty(_SMALL, np.uint64)
+    scratch = borrowed(scratch_)
     n_lines = 0
     for d in range(n):
         lo = offs[d]
@@ -511,10 +539,7 @@ def _scan(data, offs, codes, n_sources, lane_of_byte, lane_of_flags, cp_flags, c
         scripts[codes[d]] += sc
         distinct = nb
         if nb > 1:
-            hs = np.sort(line_hash[first_line:n_lines])
-            for k in range(1, nb):
-                if hs[k] == hs[k - 1]:
-                    distinct -= 1
+            distinct = _distinct(line_hash, first_line, n_lines, scratch)
         key[d] = _fmix(_mix(dk, np.uint64(nb))) if nb > 0 else _EMPTY
         out[0, d] = chars
         out[1, d] = words
