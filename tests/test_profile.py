@@ -172,6 +172,16 @@ def test_doc_features_by_hand():
     assert same["h"][0] == same["h"][1]
 
 
+@pytest.mark.parametrize("n_lines", [2, 40, 64, 65, 300])
+def test_dup_line_ratio_counts_distinct_lines(n_lines):
+    """Repeated lines, in and out of order, below and above the kernel's in-place sort limit."""
+    rng = random.Random(n_lines)
+    distinct = max(1, n_lines * 2 // 3)
+    lines = [f"line number {rng.randrange(distinct)}" for _ in range(n_lines)]
+    d = doc_features(pl.DataFrame({"id": ["a"], "source": ["s"], "text": ["\n".join(lines)]})).docs
+    assert d["dup_line_ratio"][0] == pytest.approx((n_lines - len(set(lines))) / n_lines)
+
+
 # ---------------------------------------------------------------- the profile of a known corpus
 
 
