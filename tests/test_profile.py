@@ -306,17 +306,49 @@ def test_feature_summaries_are_consistent(known):
     assert sum(o["features"]["dup_line_ratio"]["histogram"]["counts"]) == o["docs"] - o["null_text"] - 1
 
 
-def test_count_bins_by_table_match_the_edges():
-    """Integer features are binned by a table below 2**16 and by binary search above: both agree
-    with the bins' own [lo, hi) bounds."""
+def test_bins_hold_their_values():
+    """Every count lands in the bin whose [lo, hi) holds it (or its point bin)."""
     from stages.profile.histograms import bins
 
     x = np.concatenate([np.arange(3000), np.random.default_rng(1).integers(0, 1 << 22, 5000)]).astype(np.float64)
     for f in ("n_chars", "n_words", "n_lines", "est_tokens"):
         b = bins(f)
-        small, big = b.index(x[x < 1 << 16]), b.index(x)
-        assert np.array_equal(small, big[x < 1 << 16])
-        assert ((b.lo[big] <= x) & ((x < b.hi[big]) | (b.point[big] & (x == b.lo[big])))).all()
+        i = b.index(x)
+        assert ((b.lo[i] <= x) & ((x < b.hi[i]) | (b.point[i] & (x == b.lo[i])))).all()
+
+
+def test_compiled_histograms_match_the_bins():
+    """add_values (one compiled pass for every feature; counts below 2**16 binned by a table) counts,
+    sums and bins as Bins.index does: NaN skipped, on bin edges, 0 and 1, counts past the table."""
+    from stages.profile.histograms import add_values, bins, int_lut, kernel_tables
+
+    rng = np.random.default_rng(5)
+    n = 4000
+    vals = {}
+    for f in FEATURES:
+        b = bins(f)
+        if b.log:
+            x = np.concatenate([rng.integers(0, 1 << 18, n // 2), b.edges[rng.integers(0, len(b.edges), n // 4)],
+                                rng.random(n // 4) * 3]).astype(np.float64)
+            x = np.floor(x) if b.integer else x
+        else:
+            x = np.concatenate([rng.random(n // 2), b.edges[rng.integers(0, len(b.edges), n // 4)],
+                                rng.choice([0.0, 1.0], n // 4)])
+        x[rng.random(n) < 0.05] = np.nan
+        vals[f] = x
+    rows = np.sort(rng.choice(n, n // 2, replace=False))
+    kinds, edges, offs, n_bins = kernel_tables()
+    cnt, sums = np.zeros(len(FEATURES), np.int64), np.zeros(len(FEATURES))
+    mins, maxs = np.full(len(FEATURES), np.inf), np.full(len(FEATURES), -np.inf)
+    hist = np.zeros((len(FEATURES), int(n_bins.max())), np.int64)
+    add_values(np.stack([vals[f] for f in FEATURES]), rows, kinds, edges, offs, n_bins, int_lut(), cnt, sums, mins,
+               maxs, hist)
+    for i, f in enumerate(FEATURES):
+        x = vals[f][rows]
+        x = x[~np.isnan(x)]
+        b = bins(f)
+        assert cnt[i] == len(x) and sums[i] == pytest.approx(x.sum()) and (mins[i], maxs[i]) == (x.min(), x.max())
+        assert np.array_equal(hist[i, :n_bins[i]], np.bincount(b.index(x), minlength=len(b.lo))), f
 
 
 def test_quantiles_close_to_exact():

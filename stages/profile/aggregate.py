@@ -17,7 +17,7 @@ import polars as pl
 
 from .constants import FEATURES, NEAR_DUP_SAMPLE, SAMPLE_TEXT_CHARS, SCRIPTS
 from .features import Chunk
-from .histograms import bins
+from .histograms import add_values, bins, int_lut, kernel_tables
 from .lines import LINES_SCHEMA, chunk_candidates, compact, merge_lines
 
 COUNTS = ("docs", "null_text", "empty_text", "bytes", "chars", "words", "lines", "est_tokens", "encoding_error_docs")
@@ -140,17 +140,19 @@ class Acc:
             c[k] += int(pick(ch.sums[k]).sum())
         c["chars"] += int(pick(ch.sums["n_chars"]).sum())
         c["encoding_error_docs"] += int((pick(ch.sums["replacements"]) > 0).sum())
-        for f in FEATURES:
-            x = pick(ch.values[f])
-            x = x[~np.isnan(x)]
-            if len(x) == 0:
-                continue
-            b = bins(f)
-            acc.n[f] += len(x)
-            acc.sums[f] += float(x.sum())
-            acc.mins[f] = min(acc.mins[f], float(x.min()))
-            acc.maxs[f] = max(acc.maxs[f], float(x.max()))
-            acc.hist[f] += np.bincount(b.index(x), minlength=len(b.lo))
+        kinds, edges, offs, n_bins = kernel_tables()
+        n, sums = np.zeros(len(FEATURES), np.int64), np.zeros(len(FEATURES))
+        mins, maxs = np.full(len(FEATURES), np.inf), np.full(len(FEATURES), -np.inf)
+        hist = np.zeros((len(FEATURES), int(n_bins.max())), np.int64)
+        add_values(np.stack([ch.values[f] for f in FEATURES]), np.arange(len(ch.codes)) if rows is None else rows,
+                   kinds, edges, offs, n_bins, int_lut(), n, sums, mins, maxs, hist)
+        for i, f in enumerate(FEATURES):
+            if n[i]:
+                acc.n[f] += int(n[i])
+                acc.sums[f] += float(sums[i])
+                acc.mins[f] = min(acc.mins[f], float(mins[i]))
+                acc.maxs[f] = max(acc.maxs[f], float(maxs[i]))
+                acc.hist[f] += hist[i, :n_bins[i]]
 
     def _add_sample(self, ch: Chunk, groups: list[np.ndarray | None]) -> None:
         k = self.sample_size

@@ -15,6 +15,7 @@ from functools import cache
 from typing import Protocol
 
 import numpy as np
+from numba import njit
 
 from .constants import DISPLAY_BINS, FEATURES, FRAC_DISPLAY_BINS, INT_FEATURES, LOG_FEATURES, QUANTILES
 
@@ -43,8 +44,7 @@ class Bins:
     offset: int
 
     def index(self, x: np.ndarray) -> np.ndarray:
-        if self.integer and len(x) and x.max() < len(_int_lut()):  # counts: a table, not a binary search
-            return _int_lut()[x.astype(np.int64)]
+        """Each value's bin (the definition add_values compiles, and the tests' reference)."""
         if self.log:
             return np.where(x < 1, 0, 1 + np.searchsorted(self.edges, x, side="right") - 1)
         n = len(self.lo)
@@ -74,7 +74,49 @@ def bins(feature: str) -> Bins:
 
 
 @cache
-def _int_lut() -> np.ndarray:
+def kernel_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """FEATURES' bins for add_values: (kind per feature: 0 fraction, 1 log, 2 count; their edges back
+    to back; each feature's offset into them; bins per feature)."""
+    kinds = np.array([0 if not bins(f).log else 2 if bins(f).integer else 1 for f in FEATURES], np.int64)
+    edges = [bins(f).edges for f in FEATURES]
+    offs = np.cumsum([0, *map(len, edges)]).astype(np.int64)
+    return kinds, np.concatenate(edges), offs, np.array([len(bins(f).lo) for f in FEATURES], np.int64)
+
+
+@njit(nogil=True, cache=True)
+def add_values(values, rows, kinds, edges, offs, n_bins, lut, n, sums, mins, maxs, hist):  # noqa: ANN001, ANN201
+    """Add the rows of values (feature x doc, NaN where a feature does not apply) to each feature's
+    count, sum, min, max and fine histogram, in one compiled pass: the same bins as Bins.index."""
+    for f in range(values.shape[0]):
+        x_f = values[f]
+        e = edges[offs[f]:offs[f + 1]]
+        nb = n_bins[f]
+        for j in range(len(rows)):
+            x = x_f[rows[j]]
+            if np.isnan(x):
+                continue
+            n[f] += 1
+            sums[f] += x
+            mins[f] = min(mins[f], x)
+            maxs[f] = max(maxs[f], x)
+            if kinds[f] == 0:
+                if x <= 0:
+                    b = 0
+                elif x >= 1:
+                    b = nb - 1
+                else:
+                    b = 1 + min(np.int64(np.floor(x * (nb - 2))), nb - 3)
+            elif x < 1:
+                b = 0
+            elif kinds[f] == 2 and x < len(lut):
+                b = lut[np.int64(x)]
+            else:
+                b = np.searchsorted(e, x, side="right")
+            hist[f, b] += 1
+
+
+@cache
+def int_lut() -> np.ndarray:
     """The bin of every count below 2**16 (the integer features share their bins)."""
     b = bins("n_chars")
     x = np.arange(1 << 16, dtype=np.float64)
