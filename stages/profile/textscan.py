@@ -294,13 +294,10 @@ def _doc_slow(data, lo, hi, d, lane_of_byte, lane_of_flags, cp_flags, cp_script,
 
 
 @njit(inline="always")
-def _clean_line(data, lo, hi, wide):  # noqa: ANN001, ANN202
-    """(hash, chars, last code point) of a non-empty line already in normal form."""
-    chars = hi - lo
-    if wide:
-        for q in range(lo, hi):
-            chars -= (data[q] & 0xC0) == 0x80
-    return _span_hash(data, lo, hi), chars, _last_char(data, lo, hi)
+def _clean_line(data, lo, hi, cont):  # noqa: ANN001, ANN202
+    """(hash, chars, last code point) of a non-empty line already in normal form, holding cont
+    continuation bytes (the walk counted them at their lead bytes)."""
+    return _span_hash(data, lo, hi), hi - lo - cont, _last_char(data, lo, hi)
 
 
 @njit(inline="always")
@@ -354,14 +351,15 @@ def _block(data, lo, hi):  # noqa: ANN001, ANN202
 
 
 @njit(inline="always")
-def _line_end(data, d, lo, hi, odd, wide, lane_of_byte, lane_of_flags, cp_flags, terminal,  # noqa: ANN001, ANN202
+def _line_end(data, d, lo, hi, odd, cont, lane_of_byte, lane_of_flags, cp_flags, terminal,  # noqa: ANN001, ANN202
               line_doc, line_hash, line_lo, line_hi, line_chars, n_lines, nb, term, dk):
-    """A line data[lo:hi] ends: record it unless blank. odd: it may need normalising."""
+    """A line data[lo:hi] ends: record it unless blank. odd: it may need normalising; cont: its
+    continuation bytes."""
     if hi > lo:
         if odd:
             h, lc, last = _normal_hash(data, lo, hi, lane_of_byte, lane_of_flags, cp_flags)
         else:
-            h, lc, last = _clean_line(data, lo, hi, wide)
+            h, lc, last = _clean_line(data, lo, hi, cont)
         if lc > 0:
             term += _add_line(d, lo, hi, h, lc, last, line_doc, line_hash, line_lo, line_hi, line_chars, n_lines,
                               terminal)
@@ -385,7 +383,7 @@ def _doc_fast(data, lo, hi, d, lane_of_byte, lane_of_flags, cp_flags, cp_script,
     dk = _SEED
     line_start = lo
     line_odd = 0
-    wide = False
+    line_cont = 0  # continuation bytes before the current line
     first_line = n_lines
     for blk in range(lo, hi, _BLOCK):
         end = min(blk + _BLOCK, hi)
@@ -419,12 +417,12 @@ def _doc_fast(data, lo, hi, d, lane_of_byte, lane_of_flags, cp_flags, cp_script,
                 if b == 10:
                     newlines += 1
                     n_lines, nb, term, dk = _line_end(
-                        data, d, line_start, i, line_odd, wide, lane_of_byte, lane_of_flags, cp_flags, terminal,
-                        line_doc, line_hash, line_lo, line_hi, line_chars, n_lines, nb, term, dk)
+                        data, d, line_start, i, line_odd, cont - line_cont, lane_of_byte, lane_of_flags, cp_flags,
+                        terminal, line_doc, line_hash, line_lo, line_hi, line_chars, n_lines, nb, term, dk)
                     line_start = i + 1
+                    line_cont = cont
                     line_odd = 0
                 elif b >= 0xC0:
-                    wide = True
                     size, lanes, repl = _wide_char(data, lo, i, cp_flags, lane_of_flags, sc, cp_script, moji, lanes,
                                                    repl)
                     if size == 0:
@@ -440,7 +438,6 @@ def _doc_fast(data, lo, hi, d, lane_of_byte, lane_of_flags, cp_flags, cp_script,
                 b = data[i]
                 if b >= 0x80:
                     if b >= 0xC0:  # (continuation bytes belong to the character before)
-                        wide = True
                         size, lanes, repl = _wide_char(data, lo, i, cp_flags, lane_of_flags, sc, cp_script, moji,
                                                        lanes, repl)
                         if size == 0:
@@ -450,9 +447,10 @@ def _doc_fast(data, lo, hi, d, lane_of_byte, lane_of_flags, cp_flags, cp_script,
                 elif b == 10:
                     newlines += 1
                     n_lines, nb, term, dk = _line_end(
-                        data, d, line_start, i, line_odd | pws, wide, lane_of_byte, lane_of_flags, cp_flags,
-                        terminal, line_doc, line_hash, line_lo, line_hi, line_chars, n_lines, nb, term, dk)
+                        data, d, line_start, i, line_odd | pws, cont - line_cont, lane_of_byte, lane_of_flags,
+                        cp_flags, terminal, line_doc, line_hash, line_lo, line_hi, line_chars, n_lines, nb, term, dk)
                     line_start = i + 1
+                    line_cont = cont
                     line_odd = 0
                     pws = events
                 elif events:
@@ -466,7 +464,7 @@ def _doc_fast(data, lo, hi, d, lane_of_byte, lane_of_flags, cp_flags, cp_script,
         c4 += np.int64((lanes >> np.uint64(32)) & _BYTE)
         c5 += np.int64((lanes >> np.uint64(40)) & _BYTE)
     n_lines, nb, term, dk = _line_end(  # the last line
-        data, d, line_start, hi, line_odd | prev, wide, lane_of_byte, lane_of_flags, cp_flags, terminal,
+        data, d, line_start, hi, line_odd | prev, cont - line_cont, lane_of_byte, lane_of_flags, cp_flags, terminal,
         line_doc, line_hash, line_lo, line_hi, line_chars, n_lines, nb, term, dk)
     c = np.empty(6, np.int64)
     c[0], c[1], c[2], c[3], c[4], c[5] = c0, c1, c2, c3, c4, c5
