@@ -215,7 +215,8 @@ class MappedLines:
                 return
             mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         # Unmapped when the last view handed out is gone (closing it under a view would fail).
-        mm.madvise(mmap.MADV_SEQUENTIAL)
+        if hasattr(mm, "madvise"):  # (not on Windows)
+            mm.madvise(mmap.MADV_SEQUENTIAL)
         view = memoryview(mm)
         pos = 0
         while True:
