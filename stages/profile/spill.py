@@ -15,6 +15,7 @@ from functools import cached_property
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -38,11 +39,12 @@ class Spill:
         n = len(ch.codes)
         if n == 0:
             return
-        source = pa.array(ch.names, pa.string()).take(pa.array(ch.codes))
-        key = pa.array(ch.key, pa.uint64(), mask=ch.is_null if ch.is_null.any() else None)
+        source = pl.Series(ch.names, dtype=pl.String).gather(ch.codes).to_arrow()
+        key = _arrow(ch.key, ch.is_null)
         # Features stay NaN where they do not apply (a null costs a pass; the readers know NaN).
-        feats = pa.table({"id": ch.ids, "source": source, "h": key, "snippet": ch.texts.prefixes(SNIPPET_CHARS),
-                          **{f: pa.array(ch.values[f], pa.float64()) for f in FEATURES}})
+        feats = pa.Table.from_arrays([ch.ids, source, key, ch.texts.prefixes(SNIPPET_CHARS),
+                                      *(_arrow(ch.values[f]) for f in FEATURES)],
+                                     names=["id", "source", "h", "snippet", *FEATURES])
         name = f"{self.unit:06d}-{self.chunks:05d}.parquet"
         # No dictionary pages (they cost more than they save here); small row groups, so the few
         # outlier examples' snippets are read without the rest (outliers._rows_text).
@@ -58,6 +60,14 @@ class Spill:
                 self.folder.glob(f"lines-{self.unit:06d}-*.parquet")):
             p.unlink()
         self.chunks = 0
+
+
+def _arrow(x: np.ndarray, null: np.ndarray | None = None) -> pa.Array:
+    """A numeric numpy array as Arrow, null where `null`. Not pa.array: it imports pandas (a quarter
+    of a second, once per process) to check what it was given."""
+    x = np.ascontiguousarray(x)
+    valid = None if null is None or not null.any() else pa.py_buffer(np.packbits(~null, bitorder="little"))
+    return pa.Array.from_buffers(pa.from_numpy_dtype(x.dtype), len(x), [valid, pa.py_buffer(x)])
 
 
 def fresh_spill(workdir: Path) -> Path:
