@@ -263,6 +263,13 @@ def test_mapped_lines_of_an_empty_file_or_one_line(tmp_path):
     assert list(empty.groups(100)) == [] and empty.tail == b""
     one = MappedLines(str(write(tmp_path / "o.jsonl", "abc")), 10)
     assert list(one.groups(100)) == [] and one.tail == b"abc"
+    os.mkfifo(tmp_path / "pipe")  # nothing to map: an error (the profiler then reads it), never "empty"
+    fd = os.open(tmp_path / "pipe", os.O_RDWR | os.O_NONBLOCK)  # a writer, so opening it does not block
+    try:
+        with pytest.raises(OSError, match="not a regular file"):
+            list(MappedLines(str(tmp_path / "pipe"), 10).groups(100))
+    finally:
+        os.close(fd)
 
 
 def test_single_40mb_document_is_read_whole_with_sane_memory(tmp_path):

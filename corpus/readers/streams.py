@@ -10,6 +10,7 @@ from __future__ import annotations
 import mmap
 import os
 import queue
+import stat
 import threading
 import zlib
 from collections.abc import Iterator
@@ -210,8 +211,10 @@ class MappedLines:
 
     def groups(self, group_bytes: int) -> Iterator[tuple[memoryview, list[int]]]:
         with open(self.path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size == 0:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):  # a pipe or device has no size to map: read it instead
+                raise OSError(f"{self.path}: not a regular file")
+            if st.st_size == 0:
                 return
             mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         # Unmapped when the last view handed out is gone (closing it under a view would fail).
