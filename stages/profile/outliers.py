@@ -2,9 +2,10 @@
 
 Each doc is judged against its section's median and robust scale (from the fine histograms, see
 histograms.py): the whole corpus for the overall section, its source for the per-source one. Both
-need the final figures, so the spilled features are read back one file at a time (memory bounded
-by a spill file), counting hits and keeping the OUTLIER_EXAMPLES best examples per section and
-feature: largest |z| first, ties by id, value, source (nulls first, as polars sorts).
+need the final figures, so the spilled features are read back a few files at a time (at most
+BATCH_ROWS rows: memory stays flat), counting hits and keeping the OUTLIER_EXAMPLES best examples
+per section and feature: largest |z| first, ties by id, value, source (nulls first, as polars
+sorts). Only the examples' snippets are read, from the row groups that hold them.
 """
 
 from __future__ import annotations
