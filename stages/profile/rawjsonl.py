@@ -70,7 +70,9 @@ def read_pieces(task: ReadTask, chunk_bytes: int) -> Iterator[Piece]:
     chunker = LineChunker(src, piece_bytes) if src.compression else MappedLines(task.path, piece_bytes)
     lines_before = 0
     try:
-        for buf, ends, n_lines in prefetch(map(_count_lines, chunker.groups(chunk_bytes))):
+        counted = map(_count_lines, chunker.groups(chunk_bytes))
+        # A decompressed stream is read ahead in a thread; a mapped file has nothing to wait for.
+        for buf, ends, n_lines in prefetch(counted) if src.compression else counted:
             out = _chunk(task, buf, ends, lines_before + 1, n_lines)
             lines_before += n_lines
             out.end_of_chunk = len(buf) >= chunk_bytes
