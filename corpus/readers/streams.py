@@ -165,14 +165,14 @@ class LineChunker:
         boundaries (the schema of each) but one large buffer pays no second copy."""
         # Pieces are kept as memoryviews so each group costs a single copy (the join).
         parts: list[memoryview] = []
-        ends: list[int] = []
-        size = grouped = 0
+        ends: list[int] = []  # where the group's complete chunks end
+        size = 0
         for block in self.source.blocks():
             view = memoryview(block)
             start = 0
             while True:
                 # The cut is the first newline at or after the point where the chunk is full.
-                need = self.chunk_bytes - (size - grouped)
+                need = self.chunk_bytes - (size - (ends[-1] if ends else 0))
                 pos = block.find(b"\n", start + max(need - 1, 0))
                 if pos < 0:
                     break
@@ -180,10 +180,9 @@ class LineChunker:
                 size += pos + 1 - start
                 start = pos + 1
                 ends.append(size)
-                grouped = size
                 if size >= group_bytes:
                     yield b"".join(parts), ends
-                    parts, ends, size, grouped = [], [], 0, 0
+                    parts, ends, size = [], [], 0
             if start < len(block):
                 parts.append(view[start:])
                 size += len(block) - start
@@ -192,7 +191,7 @@ class LineChunker:
         cut = tail.rfind(b"\n")
         if cut >= 0:
             self.tail = tail[cut + 1 :]
-            if cut + 1 > grouped:
+            if not ends or cut + 1 > ends[-1]:
                 ends.append(cut + 1)
             yield tail[: cut + 1], ends
         else:

@@ -103,15 +103,15 @@ def _rows_text(batch: list[tuple[Path, pq.FileMetaData]], rows: np.ndarray) -> d
     for path, md in batch:
         mine = rows[(rows >= start) & (rows < start + md.num_rows)] - start
         if len(mine):
-            sizes = [md.row_group(i).num_rows for i in range(md.num_row_groups)]
-            firsts = np.cumsum([0, *sizes])
-            groups = np.unique(np.searchsorted(firsts, mine, side="right") - 1)
+            sizes = np.array([md.row_group(i).num_rows for i in range(md.num_row_groups)], np.int64)
+            firsts = np.concatenate([[0], np.cumsum(sizes)])
+            g_of = np.searchsorted(firsts, mine, side="right") - 1
+            groups = np.unique(g_of)
             part = pq.ParquetFile(path).read_row_groups(groups.tolist(), columns=["id", "source", "snippet"])
             # Row r of the file is row r - firsts[g] + (rows of the groups read before g) of part.
-            before = np.cumsum([0, *[sizes[g] for g in groups]])
-            at = {int(g): int(b) for g, b in zip(groups, before, strict=False)}
-            g_of = np.searchsorted(firsts, mine, side="right") - 1
-            local = np.array([r - firsts[g] + at[int(g)] for r, g in zip(mine, g_of, strict=True)], np.int64)
+            before = np.zeros(len(sizes), np.int64)
+            before[groups] = np.cumsum(sizes[groups]) - sizes[groups]
+            local = mine - firsts[g_of] + before[g_of]
             got = pl.from_arrow(part)[local].rows()  # type: ignore[index]  (not Table.take: it imports pandas)
             out.update(zip((mine + start).tolist(), got, strict=True))
         start += md.num_rows
