@@ -607,3 +607,79 @@ def test_outlier_examples_break_ties_by_id(tmp_path):
     out = prof["overall"]["outliers"]["n_chars"]
     assert out["count"] == 10
     assert [e["id"] for e in out["examples"]] == ["z0", "z1", "z2", "z3", "z4"]
+
+
+def test_outliers_equal_a_full_pass_over_every_document(tmp_path):
+    """Counts and examples (kept while streaming) equal a plain pass over every document's features:
+    three sources, many ties (duplicate texts, mostly-zero fractions), shuffled ids, small chunks."""
+    from stages.profile.constants import OUTLIER_EXAMPLES, SNIPPET_CHARS, Z_THRESHOLD
+    from stages.profile.histograms import num, robust_params
+
+    rng = random.Random(3)
+    rows = []
+    for _ in range(600):
+        k = rng.random()
+        text = ("x" * rng.randint(1, 4) if k < 0.1 else "Digits 12345 " * rng.randint(1, 30) if k < 0.2
+                else _para(rng, rng.choice([5, 5, 20, 40, 400])))
+        rows.append((f"d{rng.randrange(10**6):06d}", text, rng.choice(["web", "wiki", "books"])))
+    rows += [(f"tie{i}", "same length text " * 300, "web") for i in (5, 2, 8, 1)]
+    df = pl.DataFrame({"id": [r[0] for r in rows], "text": [r[1] for r in rows], "source": [r[2] for r in rows]})
+    prof = profile_frames([df.slice(i, 97) for i in range(0, df.height, 97)], "t", tmp_path, keep_features=True)
+    feats = pl.concat([pl.read_parquet(p) for p in sorted((tmp_path / "_spill").glob("feat-*.parquet"))])
+    assert feats.height == df.height
+    text_of = dict(zip(df["id"], df["text"], strict=True))
+    # The sections' medians and scales as the profiler derives them (its fine histograms).
+    acc = P.aggregate.Acc()
+    for i in range(0, df.height, 97):
+        acc.add_chunk(doc_features(df.slice(i, 97)))
+    params = {"": robust_params(acc.overall()), **{s: robust_params(acc.sources[s]) for s in acc.sources}}
+    for section, got in [("", prof["overall"]), *prof["by_source"].items()]:
+        part = feats if not section else feats.filter(pl.col("source") == section)
+        for f in FEATURES:
+            med, sc = params[section][f]
+            want = []
+            if sc is not None:
+                for doc_id, src, x in part.select("id", "source", f).rows():
+                    if x is not None and not math.isnan(x) and abs((x - med) / sc) > Z_THRESHOLD:
+                        z = (x - med) / sc
+                        want.append((-abs(z), doc_id, x, src, z))
+            want.sort(key=lambda t: t[:4])
+            out = got["outliers"][f]
+            assert out["count"] == len(want), (section, f)
+            assert [(e["id"], e["source"], e["value"], e["robust_z"]) for e in out["examples"]] == \
+                [(i, s, num(x), num(z)) for _, i, x, s, z in want[:OUTLIER_EXAMPLES]], (section, f)
+            assert all(e["snippet"] == text_of[e["id"]][:SNIPPET_CHARS] for e in out["examples"])
+    assert [e["id"] for e in prof["overall"]["outliers"]["n_chars"]["examples"]][:4] == ["tie1", "tie2", "tie5", "tie8"]
+
+
+def test_minhash_sample_is_the_k_smallest_keys_with_exact_counts():
+    """Chunk by chunk, two accumulators sharing bounds (as threads do), merged: the sample is the k
+    smallest distinct text keys of all documents, each with its exact number of copies, even for a
+    key met again after it became the k-th (the bound admits keys equal to it)."""
+    rng = random.Random(5)
+    texts = [_para(rng, rng.randint(3, 9)) for _ in range(60)]
+    docs = [rng.choice(texts) for _ in range(400)]
+    frames = [pl.DataFrame({"id": [f"d{i + j}" for j in range(50)], "text": docs[i:i + 50], "source": "s"})
+              for i in range(0, 400, 50)]
+    chunks = [doc_features(f) for f in frames]
+    keys = np.concatenate([c.key for c in chunks])
+    distinct, counts = np.unique(keys, return_counts=True)
+    k = 11
+    assert counts[k - 1] >= 2 and len(np.unique(chunks[0].key)) >= k  # the k-th key is met again later
+    one = P.aggregate.Acc(sample_size=k)
+    for ch in chunks:
+        one.add_chunk(ch)
+    bounds: dict[str, int] = {}
+    a, b = P.aggregate.Acc(sample_size=k, bounds=bounds), P.aggregate.Acc(sample_size=k, bounds=bounds)
+    for i, ch in enumerate(chunks):
+        (a if i % 2 == 0 else b).add_chunk(ch)
+    a.merge(b)
+    for sample in (one.sources["s"].sample, a.sources["s"].sample):
+        assert sample.h.tolist() == distinct[:k].tolist()
+        assert sample.n.tolist() == counts[:k].tolist()
+    first_text = {}
+    for ch, f in zip(chunks, frames, strict=True):
+        for key, t in zip(ch.key.tolist(), f["text"].to_list(), strict=True):
+            first_text.setdefault(key, t)
+    assert all(sample.text[h] == first_text[h] for h in sample.h.tolist())
+    assert one.sources["s"].sample.text == sample.text

@@ -1,10 +1,10 @@
 """Mergeable aggregates per source: everything a chunk adds that is not spilled.
 
-Per source: exact sums and counts; min/max and fine histograms per feature (histograms.py); letters
-per script; languages; meta keys and JSON types; quarantined records by kind; a Misra-Gries table
-of frequent lines (lines.py); the ``near_dup_sample`` smallest distinct text keys with their doc
-counts and a text each (the MinHash sample, neardup.py). Everything merges by addition or a bounded
-merge, so chunks, units and workers combine in any grouping; overall = merge(sources).
+Per source: exact sums and counts; min/max and fine histograms per feature (histograms.py); the
+outlier example candidates (extremes.py); letters per script; languages; meta keys and JSON types;
+quarantined records by kind; a Misra-Gries table of frequent lines (lines.py); the MinHash sample
+(sample.py, neardup.py). Everything merges by addition or a bounded merge, so chunks, units and
+workers combine in any grouping; overall = merge(sources).
 """
 
 from __future__ import annotations
@@ -16,12 +16,14 @@ import numpy as np
 import polars as pl
 
 from .constants import FEATURES, NEAR_DUP_SAMPLE, SAMPLE_TEXT_CHARS, SCRIPTS
+from .extremes import Extremes, chunk_extremes
+from .extremes import merge as merge_extremes
 from .features import Chunk
 from .histograms import add_values, bins, int_lut, kernel_tables
-from .lines import LINES_SCHEMA, chunk_candidates, compact, merge_lines
+from .lines import LINES_SCHEMA, chunk_candidates, merge_lines
+from .sample import Sample
 
 COUNTS = ("docs", "null_text", "empty_text", "bytes", "chars", "words", "lines", "est_tokens", "encoding_error_docs")
-SAMPLE_SCHEMA = {"h": pl.UInt64, "n": pl.Int64, "text": pl.String}
 
 
 @dataclass
@@ -38,7 +40,8 @@ class SourceAcc:
     meta: dict[str, dict[str, int]] = field(default_factory=dict)
     quarantined: dict[str, int] = field(default_factory=dict)
     lines: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=LINES_SCHEMA))
-    sample: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=SAMPLE_SCHEMA))
+    sample: Sample = field(default_factory=Sample)
+    extremes: Extremes = field(default_factory=dict)  # outlier example candidates (extremes.py)
 
     def merge(self, o: SourceAcc, sample_size: int) -> None:
         for k in COUNTS:
@@ -55,19 +58,13 @@ class SourceAcc:
         for key, types in o.meta.items():
             add_counts(self.meta.setdefault(key, {}), types)
         self.lines = merge_lines(self.lines, o.lines)
-        self.sample = merge_sample(self.sample, o.sample, sample_size)
+        self.sample = self.sample.merge(o.sample, sample_size)
+        merge_extremes(self.extremes, o.extremes)
 
 
 def add_counts(into: dict[str, int], more: dict[str, int]) -> None:
     for k, v in more.items():
         into[k] = into.get(k, 0) + v
-
-
-def merge_sample(a: pl.DataFrame, b: pl.DataFrame, k: int) -> pl.DataFrame:
-    """The k smallest distinct text hashes, with their doc counts (exact: a hash among the k smallest
-    of the union is among the k smallest of each part it occurs in)."""
-    both = pl.concat([a, b]).group_by("h").agg(pl.col("n").sum(), pl.col("text").first())
-    return compact(both.sort("h").head(k))
 
 
 @dataclass
@@ -111,6 +108,8 @@ class Acc:
             acc = self.source(src)
             acc.scripts += ch.scripts[i]
             self._add_docs(acc, ch, groups[i])
+            rows = np.arange(len(ch.codes)) if groups[i] is None else groups[i]
+            merge_extremes(acc.extremes, chunk_extremes(ch.values, rows, ch.ids, ch.texts, src))
         if ch.has_lang:  # counted always ("unknown" without a lang): reported only if some input had it
             langs = pl.DataFrame({"src": ch.codes, "lang": ch.lang}).group_by("src", "lang").len()
             for code, lang, n in langs.rows():
@@ -161,20 +160,26 @@ class Acc:
             acc = self.sources[src]
             rows = np.arange(len(ch.codes)) if groups[i] is None else groups[i]
             rows = rows[live[rows]]
-            if acc.sample.height >= k:  # only hashes below the current k-th can enter
-                rows = rows[ch.key[rows] < np.uint64(acc.sample["h"][-1])]
+            # Only keys up to the k-th held (this accumulator's, or the least any other holds) can enter.
+            bound = acc.sample.bound(k)
             if self.bounds is not None and src in self.bounds:
-                rows = rows[ch.key[rows] < np.uint64(self.bounds[src])]
+                bound = self.bounds[src] if bound is None else min(bound, self.bounds[src])
+            if bound is not None:
+                rows = rows[ch.key[rows] <= np.uint64(bound)]
             if len(rows) == 0:
                 continue
-            part = pl.DataFrame({"h": ch.key[rows], "row": rows})
-            # Only the k smallest distinct keys can enter: take their first doc's text.
-            firsts = part.group_by("h").agg(pl.len().cast(pl.Int64).alias("n"), pl.col("row").min()).sort("h").head(k)
-            text = pl.Series("text", ch.texts.prefixes(SAMPLE_TEXT_CHARS, firsts["row"].to_numpy()), dtype=pl.String)
-            new = firsts.select("h", "n").with_columns(text)
-            acc.sample = merge_sample(acc.sample, new, k)
-            if self.bounds is not None and acc.sample.height >= k:
-                top = int(acc.sample["h"][-1])
+            keys = ch.key[rows]
+            order = np.argsort(keys, kind="stable")  # stable: a key's first doc comes first
+            keys, rows = keys[order], rows[order]
+            starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
+            counts = np.diff(np.append(starts, len(keys)))[:k]
+            starts = starts[:k]
+            firsts = rows[starts]
+            texts = ch.texts.prefixes(SAMPLE_TEXT_CHARS, firsts).to_pylist()
+            new = Sample(keys[starts], counts.astype(np.int64), dict(zip(keys[starts].tolist(), texts, strict=True)))
+            acc.sample = acc.sample.merge(new, k)
+            top = acc.sample.bound(k)
+            if self.bounds is not None and top is not None:
                 self.bounds[src] = min(top, self.bounds.get(src, top))
 
 

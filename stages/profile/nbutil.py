@@ -52,3 +52,13 @@ def ctz(typingctx, w):
         return builder.zext(builder.cttz(args[0], ir.IntType(1)(1)), ir.IntType(64))
 
     return types.int64(types.uint64), codegen
+
+
+@intrinsic
+def bswap(typingctx, w):
+    """The bytes of a uint64 reversed (a load8 word compared as big-endian: in byte order)."""
+
+    def codegen(context, builder, signature, args):
+        return builder.bswap(args[0])
+
+    return types.uint64(types.uint64), codegen

@@ -17,8 +17,8 @@ import numpy as np
 import polars as pl
 from numba import njit
 
-from .aggregate import SAMPLE_SCHEMA
 from .constants import NEAR_DUP_THRESHOLD, NUM_PERM, SHINGLE_WORDS
+from .sample import Sample
 from .textscan import _SEED, Texts, _decode, _fmix, _mix, tables
 
 
@@ -73,6 +73,7 @@ def _oph(data, offs, lane_of_byte, lane_of_flags, cp_flags, num_perm, k):  # noq
         shift += np.uint64(1)
     for d in range(n):
         words = 0
+        at = 0  # where the next word hash goes in ring
         i = offs[d]
         hi = offs[d + 1]
         while i < hi:
@@ -104,20 +105,24 @@ def _oph(data, offs, lane_of_byte, lane_of_flags, cp_flags, num_perm, k):  # noq
             h = _SEED
             for j in range(start, i):
                 h = _mix(h, np.uint64(data[j]))
-            ring[words % k] = _fmix(h)
+            ring[at] = _fmix(h)
+            at = at + 1 if at + 1 < k else 0  # words % k, without a division per word
             words += 1
             if words >= k:
-                _oph_add(sig, d, ring, words, k, bins, shift)
+                _oph_add(sig, d, ring, at, k, bins, shift)
         if 0 < words < k:  # fewer words than a shingle: the whole text is one
-            _oph_add(sig, d, ring, words, words, bins, shift)
+            _oph_add(sig, d, ring, 0, words, bins, shift)
     return sig
 
 
 @njit(inline="always")
-def _oph_add(sig, d, ring, words, k, bins, shift):  # noqa: ANN001, ANN202
+def _oph_add(sig, d, ring, first, k, bins, shift):  # noqa: ANN001, ANN202
+    """The shingle of the k word hashes from ring[first] on (circularly) competes for its bin."""
     h = _SEED
-    for j in range(words - k, words):
-        h = _mix(h, ring[j % len(ring)])
+    j = first
+    for _ in range(k):
+        h = _mix(h, ring[j])
+        j = j + 1 if j + 1 < len(ring) else 0
     h = _fmix(_mix(h, np.uint64(k)))
     b = h & (bins - np.uint64(1))  # bins is a power of two: a mask and a shift, not two divisions
     v = h >> shift
@@ -161,16 +166,19 @@ def near_dups(raw: np.ndarray, sig: np.ndarray, window: int = 16) -> np.ndarray:
 class NearDup:
     """Signatures of the sampled texts (by text key), computed once for all sections."""
 
-    def __init__(self, samples: list[pl.DataFrame]):
-        union = pl.concat([pl.DataFrame(schema=SAMPLE_SCHEMA), *samples]).unique("h", keep="first").sort("h")
-        self.raw, self.sig = signatures(union["text"].fill_null("").to_list())
-        self.row = {h: i for i, h in enumerate(union["h"].to_list())}
+    def __init__(self, samples: list[Sample]):
+        text: dict[int, str] = {}
+        for s in samples:
+            text.update(s.text)
+        keys = sorted(text)
+        self.raw, self.sig = signatures([text[h] or "" for h in keys])
+        self.row = {h: i for i, h in enumerate(keys)}
 
-    def rate(self, sample: pl.DataFrame) -> tuple[float | None, int]:
-        if sample.height == 0:
+    def rate(self, sample: Sample) -> tuple[float | None, int]:
+        if len(sample) == 0:
             return None, 0
-        idx = np.array([self.row[h] for h in sample["h"].to_list()], np.int64)
-        n = sample["n"].to_numpy()
+        idx = np.array([self.row[h] for h in sample.h.tolist()], np.int64)
+        n = sample.n
         near = (n >= 2) | near_dups(self.raw[idx], self.sig[idx])
         total = int(n.sum())
         return float(n[near].sum()) / total, total

@@ -2,8 +2,8 @@
 
 Exact figures that need every document (distinct text keys, the exact doc counts of the frequent
 line candidates, outliers against the final median and scale) cannot come from bounded in-memory
-aggregates. Each chunk writes its rows to Parquet in a scratch folder instead (uncompressed: it is
-read once, and compressing snippets cost more than the rest of the spill), and DuckDB answers
+aggregates. Each chunk writes its rows (id, source, text key, features: no text) to Parquet in a
+scratch folder instead (uncompressed: it is read once), and DuckDB and polars answer
 those questions out of core (memory_limit + temp_directory): memory does not grow with the corpus.
 """
 
@@ -20,11 +20,10 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .constants import FEATURES, SNIPPET_CHARS
+from .constants import FEATURES
 from .features import Chunk
 
 SPILL = "_spill"
-ROW_GROUP = 2048
 
 
 class Spill:
@@ -42,14 +41,12 @@ class Spill:
         source = pl.Series(ch.names, dtype=pl.String).gather(ch.codes).to_arrow()
         key = _arrow(ch.key, ch.is_null)
         # Features stay NaN where they do not apply (a null costs a pass; the readers know NaN).
-        feats = pa.Table.from_arrays([ch.ids, source, key, ch.texts.prefixes(SNIPPET_CHARS),
-                                      *(_arrow(ch.values[f]) for f in FEATURES)],
-                                     names=["id", "source", "h", "snippet", *FEATURES])
+        feats = pa.Table.from_arrays([ch.ids, source, key, *(_arrow(ch.values[f]) for f in FEATURES)],
+                                     names=["id", "source", "h", *FEATURES])
         name = f"{self.unit:06d}-{self.chunks:05d}.parquet"
-        # No dictionary pages (they cost more than they save here); small row groups, so the few
-        # outlier examples' snippets are read without the rest (outliers._rows_text).
+        # No dictionary pages: they cost more than they save here.
         pq.write_table(feats, self.folder / f"feat-{name}", compression="none", write_statistics=False,
-                       use_dictionary=False, row_group_size=ROW_GROUP)
+                       use_dictionary=False)
         if ch.lines.counts.height:
             ch.lines.counts.write_parquet(self.folder / f"lines-{name}", compression="uncompressed", statistics=False)
         self.chunks += 1
