@@ -174,7 +174,7 @@ def _task(text_key: str, id_key: str | None, max_bytes: int) -> ReadTask:
 
 def _split(buf: bytes) -> list[bytes]:
     lines = buf.split(b"\n")
-    if buf.endswith(b"\n"):
+    if buf.endswith(b"\n") or not buf:  # an empty buffer has no line
         lines.pop()
     return lines
 
@@ -194,9 +194,9 @@ def _type_of(value: object) -> int:
 def _check(buf: bytes, text_key: str, id_key: str | None, max_bytes: int) -> tuple[np.ndarray, list[bytes]]:
     """Scan buf and compare every line with DocBuilder; returns the statuses and the lines."""
     lines = _split(buf)
-    n_lines = buf.count(b"\n") + (0 if buf.endswith(b"\n") else 1)
+    n_lines = buf.count(b"\n") + (0 if buf.endswith(b"\n") or not buf else 1)
     assert len(lines) == n_lines
-    got = scan_piece(buf, text_key, id_key, max_bytes, n_lines)
+    got = scan_piece(buf, text_key, id_key, max_bytes)
     assert got is not None
     assert got.status.shape == (n_lines,) and got.status.dtype == np.int8
 
@@ -298,15 +298,15 @@ def test_hands_over_pieces_polars_must_read() -> None:
         return b"\n".join(json.dumps(r).encode() for r in records) + b"\n"
 
     many = piece(*({"text": "x", f"k{i}": i} for i in range(65)))
-    assert scan_piece(many, "text", None, 100, 65) is None
+    assert scan_piece(many, "text", None, 100) is None
     at_limit = piece(*({"text": "x", f"k{i}": i} for i in range(64)))
-    got = scan_piece(at_limit, "text", None, 100, 64)
+    got = scan_piece(at_limit, "text", None, 100)
     assert got is not None and len(got.keys) == 64
     for key in ("*", "^a$", "^$"):
-        assert scan_piece(piece({"text": "x"}, {"text": "y", key: 1}), "text", None, 100, 2) is None
-    assert scan_piece(piece({"text": "x"}), "*", None, 100, 1) is None
+        assert scan_piece(piece({"text": "x"}, {"text": "y", key: 1}), "text", None, 100) is None
+    assert scan_piece(piece({"text": "x"}), "*", None, 100) is None
     # Not wildcards for pl.col()
-    assert scan_piece(piece({"text": "x", "^a": 1, "a$": 2, "a*": 3}), "text", None, 100, 1) is not None
+    assert scan_piece(piece({"text": "x", "^a": 1, "a$": 2, "a*": 3}), "text", None, 100) is not None
 
 
 def test_utf8_validation() -> None:
@@ -341,3 +341,14 @@ def test_utf8_validation() -> None:
         except UnicodeDecodeError:
             ok = False
         assert (st == 0) == ok, ln
+
+
+def test_many_short_lines_grow_the_line_arrays():
+    """The scanner sizes its per-line arrays from the buffer and doubles them as lines come: short
+    records (100k lines in 1.7 MB, far more than the first guess) all get their status and text."""
+    buf = b"".join(b'{"text": "t%d"}\n' % i if i % 1000 else b"\n" for i in range(100_000))
+    got = scan_piece(buf, "text", None, 100)
+    assert len(got.status) == 100_000 and int((got.status == 1).sum()) == 100
+    assert len(got.doc_line) == 99_900 and got.doc_line[-1] == 99_999
+    last = bytes(got.text[got.text_offs[-2]:got.text_offs[-1]])
+    assert last == b"t99999"

@@ -683,3 +683,73 @@ def test_minhash_sample_is_the_k_smallest_keys_with_exact_counts():
             first_text.setdefault(key, t)
     assert all(sample.text[h] == first_text[h] for h in sample.h.tolist())
     assert one.sources["s"].sample.text == sample.text
+
+
+def test_top_lines_with_a_small_misra_gries_table(tmp_path, monkeypatch):
+    """With room for 8 lines per table and hundreds of distinct ones, in small chunks over three
+    sources: every line held by more than 1/8 of the counted line occurrences is found, with its
+    exact count of docs, overall and per source."""
+    from stages.profile import lines as L
+
+    monkeypatch.setattr(L, "LINE_TABLE", 8)
+    rng = random.Random(9)
+    heavy = [f"Heavy boilerplate line number {i}" for i in range(3)]
+    texts, sources = [], []
+    for i in range(300):
+        own = [f"unique line {i} {j} {rng.random()}" for j in range(rng.randint(1, 3))]
+        extra = [heavy[0]] * (i % 2 == 0) + [heavy[1]] * (i % 3 == 0) + [heavy[2]] * (i % 4 == 0) * 2
+        texts.append("\n".join(own + extra + own[:1]))
+        sources.append(["a", "b", "c"][i % 3])
+    df = pl.DataFrame({"id": [f"d{i}" for i in range(300)], "text": texts, "source": sources})
+    prof = profile_frames([df.slice(i, 40) for i in range(0, 300, 40)], "t", tmp_path)
+    for section, got in [(None, prof["overall"]), *prof["by_source"].items()]:
+        part = df if section is None else df.filter(pl.col("source") == section)
+        seen = Counter()
+        for t in part["text"].to_list():
+            seen.update({ln for ln in norm_lines(t) if len(ln) >= 10})
+        total = sum(seen.values())
+        found = {e["line"]: e["docs"] for e in got["top_lines"]}
+        for ln, n in seen.items():
+            if n > total / 8:
+                assert found.get(ln) == n, (section, ln)
+        assert all(seen[ln] == n for ln, n in found.items())
+    assert prof["overall"]["top_lines"][0] == {"line": heavy[0], "docs": 150}
+
+
+def test_misra_gries_tables_keep_their_guarantee(monkeypatch):
+    """Merged chunk by chunk, a table of k entries equals plain Python's Misra-Gries (add the counts,
+    take the (k+1)-th largest off each, keep the positive ones), holds every line counted more than
+    N/(k+1) times of N, and each estimate lies between the true count minus N/(k+1) and the count."""
+    from stages.profile import lines as L
+
+    k = 10
+    monkeypatch.setattr(L, "LINE_TABLE", k)
+
+    def reference(table: dict[int, int], more: dict[int, int]) -> dict[int, int]:
+        both = Counter(table) + Counter(more)
+        if len(both) <= k:
+            return dict(both)
+        cut = sorted(both.values(), reverse=True)[k]
+        return {x: c - cut for x, c in both.items() if c > cut}
+
+    rng = np.random.default_rng(4)
+    true: Counter = Counter()
+    table, ref = L.LineTable(), {}
+    for _ in range(30):
+        draws = np.minimum(rng.zipf(1.3, 200), 10_000).astype(np.uint64)
+        h, n = np.unique(draws, return_counts=True)
+        chunk = dict(zip(h.tolist(), n.tolist(), strict=True))
+        true.update(chunk)
+        kept_h, kept_n = L._prune(h, n.astype(np.int64))
+        table = table.merge(L.LineTable(kept_h, kept_n, {x: str(x) for x in kept_h.tolist()}))
+        ref = reference(ref, reference({}, chunk))
+        assert dict(zip(table.h.tolist(), table.n.tolist(), strict=True)) == ref
+        assert len(table) <= k and table.h.tolist() == sorted(ref)
+    total = sum(true.values())
+    assert any(c > total / (k + 1) for c in true.values())
+    for x, c in true.items():
+        if c > total / (k + 1):
+            assert x in ref
+    for x, est in ref.items():
+        assert true[x] - total / (k + 1) <= est <= true[x]
+        assert table.line[x] == str(x)

@@ -20,7 +20,7 @@ from .extremes import Extremes, chunk_extremes
 from .extremes import merge as merge_extremes
 from .features import Chunk
 from .histograms import add_values, bins, int_lut, kernel_tables
-from .lines import LINES_SCHEMA, chunk_candidates, merge_lines
+from .lines import LineTable, chunk_candidates
 from .sample import Sample
 
 COUNTS = ("docs", "null_text", "empty_text", "bytes", "chars", "words", "lines", "est_tokens", "encoding_error_docs")
@@ -39,7 +39,7 @@ class SourceAcc:
     langs: dict[str, int] = field(default_factory=dict)
     meta: dict[str, dict[str, int]] = field(default_factory=dict)
     quarantined: dict[str, int] = field(default_factory=dict)
-    lines: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=LINES_SCHEMA))
+    lines: LineTable = field(default_factory=LineTable)
     sample: Sample = field(default_factory=Sample)
     extremes: Extremes = field(default_factory=dict)  # outlier example candidates (extremes.py)
 
@@ -57,7 +57,7 @@ class SourceAcc:
         add_counts(self.quarantined, o.quarantined)
         for key, types in o.meta.items():
             add_counts(self.meta.setdefault(key, {}), types)
-        self.lines = merge_lines(self.lines, o.lines)
+        self.lines = self.lines.merge(o.lines)
         self.sample = self.sample.merge(o.sample, sample_size)
         merge_extremes(self.extremes, o.extremes)
 
@@ -122,7 +122,7 @@ class Acc:
             add_counts(self.source(src).meta.setdefault(key, {}), {typ: n})
         for src, named in chunk_candidates(ch.lines).items():
             acc = self.source(src)
-            acc.lines = merge_lines(acc.lines, named)
+            acc.lines = acc.lines.merge(named)
         self._add_sample(ch, groups)
 
     @staticmethod

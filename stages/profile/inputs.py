@@ -181,19 +181,29 @@ def run_units(units: Iterable[Unit], spill: Path, workers: int, sample_size: int
     acc = Acc(sample_size=sample_size)
     bounds: dict[str, int] = {}  # shared by the units' accumulators (Acc.bounds)
     units = list(units)
+
+    def merge(done: Acc) -> None:
+        acc.merge(done)
+        # The merged sample's k-th key bounds every later unit's (tighter than any one unit's).
+        for src, sa in acc.sources.items():
+            top = sa.sample.bound(sample_size)
+            if top is not None:
+                bounds[src] = min(top, bounds.get(src, top))
+
     if workers <= 1 or len(units) <= 1:
         # A lone file still gets two threads: one parses ahead while the other computes features.
         ahead = workers > 1
         for u in units:
-            acc.merge(profile_unit(u, spill, sample_size, CHUNK_BYTES, ahead, bounds))
+            merge(profile_unit(u, spill, sample_size, CHUNK_BYTES, ahead, bounds))
         return acc
+
     with ThreadPoolExecutor(workers, thread_name_prefix="profile") as pool:
         # At most 2 units per thread in flight: finished ones wait for their turn to merge, bounded.
         pending: deque[Future[Acc]] = deque()
         for u in units:
             pending.append(pool.submit(profile_unit, u, spill, sample_size, CHUNK_BYTES, False, bounds))
             if len(pending) >= 2 * workers:
-                acc.merge(pending.popleft().result())
+                merge(pending.popleft().result())
         while pending:
-            acc.merge(pending.popleft().result())
+            merge(pending.popleft().result())
     return acc

@@ -594,10 +594,18 @@ def _record(buf, p, n, tk, ik, has_id, max_bytes, text, ids, kbuf, koffs, line_k
     return _OK
 
 
+@njit(inline="always")
+def _grown(a, size):  # noqa: ANN001, ANN202
+    b = np.empty(size, a.dtype)
+    b[:len(a)] = a
+    return b
+
+
 @njit(nogil=True, cache=True)
-def _scan(buf, tk, ik, has_id, max_bytes, n_lines, status, doc_line, text, text_offs, id_given, ids,
-          id_offs, kbuf, koffs, counts, order, st, work, stack):
-    """Every line of buf; returns the number of documents, or -1 on a 65th distinct key.
+def _scan(buf, tk, ik, has_id, max_bytes, text, ids, kbuf, koffs, counts, order, st, work, stack):
+    """Every line of buf: (documents, or -1 on a 65th distinct key; lines; status, doc_line, text_offs,
+    id_given, id_offs, each with room to spare). The per-line arrays grow as lines come (a count of
+    the lines first was a pass of its own over the buffer, from memory).
     st: text end, ids end, -, -, keys in the table, -, keys in order (see _record)."""
     buf = borrowed(buf)
     tk = borrowed(tk)
@@ -613,12 +621,24 @@ def _scan(buf, tk, ik, has_id, max_bytes, n_lines, status, doc_line, text, text_
     pred = borrowed(work[2])  # previous line's meta keys
     present = borrowed(work[3])  # keys seen in a document
     n = buf.shape[0]
+    cap = n // 1024 + 64  # lines; doubled when full
+    status = np.empty(cap, np.int8)
+    doc_line = np.empty(cap, np.int64)
+    text_offs = np.empty(cap + 1, np.int64)
+    id_given = np.empty(cap, np.bool_)
+    id_offs = np.empty(cap + 1, np.int64)
     n_doc = 0
     n_order = 0
     text_offs[0] = 0
     id_offs[0] = 0
     pos = 0
-    for line in range(n_lines):
+    line = -1
+    while pos < n:
+        line += 1
+        if line == cap:
+            cap *= 2
+            status, doc_line, id_given = _grown(status, cap), _grown(doc_line, cap), _grown(id_given, cap)
+            text_offs, id_offs = _grown(text_offs, cap + 1), _grown(id_offs, cap + 1)
         p = _skip_ws(buf, pos, n)
         if p >= n or buf[p] == 10:
             status[line] = 1
@@ -627,7 +647,7 @@ def _scan(buf, tk, ik, has_id, max_bytes, n_lines, status, doc_line, text, text_
         r = _record(buf, p, n, tk, ik, has_id, max_bytes, text, ids, kbuf, koffs, line_k, line_t, pred,
                     stack, st)
         if r == _OVERFLOW:
-            return -1
+            return -1, 0, status, doc_line, text_offs, id_given, id_offs
         if r == _OK:
             status[line] = 0
             doc_line[n_doc] = line
@@ -656,12 +676,13 @@ def _scan(buf, tk, ik, has_id, max_bytes, n_lines, status, doc_line, text, text_
                     pos = i + 1
                     break
     st[6] = n_order
-    return n_doc
+    return n_doc, line + 1, status, doc_line, text_offs, id_given, id_offs
 
 
 @dataclass
 class ScannedPiece:
-    status: np.ndarray  # int8 per line: 0 a document, 1 blank, 2 needs the reader's per-record rules
+    status: np.ndarray  # int8 per line (its length: the lines; a last one may lack its newline): 0 a
+    # document, 1 blank, 2 needs the reader's per-record rules
     doc_line: np.ndarray  # int64 per document: its 0-based line index within the piece
     text: np.ndarray  # uint8: texts, unescaped UTF-8, back to back; 8-aligned, 8 zero bytes after the last
     text_offs: np.ndarray  # int64, n_docs + 1
@@ -677,8 +698,8 @@ def _wildcard(key: str) -> bool:
     return key == "*" or (key.startswith("^") and key.endswith("$"))
 
 
-def scan_piece(buf: bytes, text_key: str, id_key: str | None, max_doc_bytes: int, n_lines: int) -> ScannedPiece | None:
-    """Scan a piece of whole lines (the last may lack its newline); n_lines: its number of lines.
+def scan_piece(buf: bytes, text_key: str, id_key: str | None, max_doc_bytes: int) -> ScannedPiece | None:
+    """Scan a piece of whole lines (the last may lack its newline).
 
     None: the piece should take the polars path (more than 64 distinct top-level keys, or a key
     polars reads as a wildcard; keys of status-2 lines count too, as polars would see them)."""
@@ -692,13 +713,8 @@ def scan_piece(buf: bytes, text_key: str, id_key: str | None, max_doc_bytes: int
     tk = np.frombuffer(text_key.encode(), np.uint8).copy()
     ik = np.frombuffer((id_key or "").encode(), np.uint8).copy()
 
-    status = np.empty(n_lines, np.int8)
-    doc_line = np.empty(n_lines, np.int64)
     text = np.empty(n + 16, np.uint8)
-    text_offs = np.empty(n_lines + 1, np.int64)
-    id_given = np.empty(n_lines, np.bool_)
     ids = np.empty(n + 16, np.uint8)
-    id_offs = np.empty(n_lines + 1, np.int64)
     kbuf = np.empty(n + 16, np.uint8)
     koffs = np.zeros(MAX_KEYS + 1, np.int64)
     counts = np.zeros((MAX_KEYS, len(TYPES)), np.int64)
@@ -707,8 +723,8 @@ def scan_piece(buf: bytes, text_key: str, id_key: str | None, max_doc_bytes: int
     work = np.zeros((4, MAX_KEYS), np.int64)
     work[2] = -1
     stack = np.empty(MAX_DEPTH + 1, np.uint8)
-    n_doc = _scan(data, tk, ik, has_id, max_doc_bytes, n_lines, status, doc_line, text, text_offs,
-                  id_given, ids, id_offs, kbuf, koffs, counts, order, st, work, stack)
+    n_doc, n_lines, status, doc_line, text_offs, id_given, id_offs = _scan(
+        data, tk, ik, has_id, max_doc_bytes, text, ids, kbuf, koffs, counts, order, st, work, stack)
     if n_doc < 0:
         return None
     names = [bytes(kbuf[koffs[i] : koffs[i + 1]]).decode() for i in range(st[4])]
@@ -726,7 +742,7 @@ def scan_piece(buf: bytes, text_key: str, id_key: str | None, max_doc_bytes: int
         ids = text[:end]
         id_offs = text_offs
     return ScannedPiece(
-        status=status,
+        status=status[:n_lines],
         doc_line=doc_line[:n_doc],
         text=text[: end + 8],
         text_offs=text_offs,

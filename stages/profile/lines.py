@@ -5,16 +5,18 @@ collapsed to one space) as a hash and a span of the raw text. Each chunk counts,
 docs holding each line of >= MIN_LINE_CHARS characters (once per doc); a Misra-Gries table per
 source keeps the frequent ones in bounded memory, and the per-chunk counts are spilled so the
 final counts of the candidates are exact. Only candidates get their text: the raw span, normalised.
+Counting is sorting hashes (numpy); a table is arrays plus texts by hash, like sample.py's.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
 
 from .constants import LINE_TABLE, MIN_LINE_CHARS, TOP_LINES
+from .sample import sum_by_key
 from .textscan import TextScan
 
 # The whitespace that strip_chars() and the kernel know besides " " and "\n" (Unicode White_Space).
@@ -32,77 +34,105 @@ def normalise(s: pl.Series) -> pl.Series:
         s = s.scatter(idx, s.gather(idx).str.replace_all("  ", " ", literal=True))
 
 
+def _runs(*keys: np.ndarray) -> np.ndarray:
+    """Starts of the runs of equal rows in sorted keys (as many arrays, compared together)."""
+    n = len(keys[0])
+    new = np.zeros(n, bool)
+    new[:1] = True
+    for k in keys:
+        new[1:] |= k[1:] != k[:-1]
+    return np.flatnonzero(new)
+
+
 @dataclass
 class Lines:
-    counts: pl.DataFrame  # source, h, n: docs holding each line >= MIN_LINE_CHARS in this chunk
-    h: np.ndarray  # those lines (once per doc), in doc order: hash,
-    lo: np.ndarray  # and raw span in data
+    """A chunk's counted lines: per (source code, hash), sorted, the docs holding it and where its
+    first occurrence is (a span of data)."""
+
+    names: list[str]
+    src: np.ndarray
+    h: np.ndarray
+    n: np.ndarray
+    lo: np.ndarray
     hi: np.ndarray
     data: np.ndarray
 
-    def named(self, hashes: pl.Series) -> pl.DataFrame:
-        """(h, line) for the given hashes: the first occurrence's text, normalised."""
-        first = (pl.DataFrame({"h": self.h, "i": np.arange(len(self.h))})
-                 .filter(pl.col("h").is_in(hashes.implode())).unique("h", keep="first"))
-        idx = first["i"].to_numpy()
-        raw = [bytes(self.data[a:b]).decode("utf-8") for a, b in zip(self.lo[idx], self.hi[idx], strict=True)]
-        return pl.DataFrame({"h": first["h"], "line": normalise(pl.Series(raw, dtype=pl.String))})
+    def text(self, rows: np.ndarray) -> list[str]:
+        """The normal form of the given counted lines."""
+        raw = [bytes(self.data[a:b]).decode("utf-8") for a, b in zip(self.lo[rows], self.hi[rows], strict=True)]
+        return normalise(pl.Series(raw, dtype=pl.String)).to_list()
 
 
 def count_lines(scan: TextScan, codes: np.ndarray, names: list[str]) -> Lines:
     """Per source, the docs holding each line of >= MIN_LINE_CHARS characters in this chunk."""
-    keep = scan.line_chars >= MIN_LINE_CHARS
+    keep = np.flatnonzero(scan.line_chars >= MIN_LINE_CHARS)
     doc, h = scan.line_doc[keep], scan.line_hash[keep]
-    lo, hi = scan.line_lo[keep], scan.line_hi[keep]
-    rep = scan.counts["distinct_lines"] < scan.counts["nb_lines"]
-    if rep.any():  # a line counts once per doc: drop the repeats (the first stays, spans in order)
-        frame = pl.DataFrame({"doc": doc, "h": h, "i": np.arange(len(doc))})
-        once = frame.filter(pl.Series(rep[doc])).unique(["doc", "h"], keep="first")["i"].to_numpy()
-        sel = np.sort(np.concatenate([np.flatnonzero(~rep[doc]), once]))
-        doc, h, lo, hi = doc[sel], h[sel], lo[sel], hi[sel]
-    if len(names) == 1:
-        counts = pl.DataFrame({"h": h}).group_by("h").agg(pl.len().cast(pl.Int64).alias("n")).select(
-            pl.lit(names[0], pl.String).alias("source"), "h", "n")
-    else:
-        counts = pl.DataFrame({"src": codes[doc], "h": h}).group_by("src", "h").agg(
-            pl.len().cast(pl.Int64).alias("n")).select(
-            pl.col("src").replace_strict(dict(enumerate(names)), return_dtype=pl.String).alias("source"), "h", "n")
-    return Lines(counts, h, lo, hi, scan.data)
+    src = codes[doc] if len(names) > 1 else np.zeros(len(doc), np.int64)
+    # Sorted by source, hash, then position (stable sorts; lines come in doc order): a line counts
+    # once per doc, and each run's first row is its first occurrence.
+    order = np.argsort(h, kind="stable")
+    if len(names) > 1:
+        order = order[np.argsort(src[order], kind="stable")]
+    s_src, s_h, s_doc = src[order], h[order], doc[order]
+    once = _runs(s_src, s_h, s_doc)  # one row per (source, hash, doc)
+    s_src, s_h, first = s_src[once], s_h[once], order[once]
+    starts = _runs(s_src, s_h)
+    n = np.diff(np.append(starts, len(s_h)))
+    at = keep[first[starts]]
+    return Lines(names, s_src[starts], s_h[starts], n.astype(np.int64), scan.line_lo[at], scan.line_hi[at],
+                 scan.data)
 
 
 # ---------------------------------------------------------------- Misra-Gries tables of frequent lines
 
-LINES_SCHEMA = {"h": pl.UInt64, "n": pl.Int64, "line": pl.String}
+
+@dataclass
+class LineTable:
+    """A source's Misra-Gries table: hashes (sorted), counts, and each one's line."""
+
+    h: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
+    n: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    line: dict[int, str] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.h)
+
+    def merge(self, o: LineTable) -> LineTable:
+        """Misra-Gries merge: add counts, then prune. Bounded at LINE_TABLE entries; any line in more
+        than 1/LINE_TABLE of all counted line occurrences is kept (its exact count comes later from
+        the spilled hashes)."""
+        if len(o) == 0:
+            return self
+        if len(self) == 0:
+            return o
+        h, n = _prune(*sum_by_key(self.h, self.n, o.h, o.n))
+        return LineTable(h, n, {k: self.line[k] if k in self.line else o.line[k] for k in h.tolist()})
+
+    def frame(self) -> pl.DataFrame:
+        return pl.DataFrame({"h": self.h, "line": [self.line[k] for k in self.h.tolist()]},
+                            schema={"h": pl.UInt64, "line": pl.String})
 
 
-def compact(df: pl.DataFrame) -> pl.DataFrame:
-    """A copy owning only its own bytes: polars string slices are views that would otherwise keep
-    every chunk's whole text buffer alive (memory growing with the corpus)."""
-    return pl.from_arrow(df.to_arrow())  # type: ignore[return-value]
-
-
-def prune(t: pl.DataFrame) -> pl.DataFrame:
+def _prune(h: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Misra-Gries step: take the (k+1)-th largest count off every count, keep the positive ones."""
-    if t.height <= LINE_TABLE:
-        return t
-    cut = t["n"].top_k(LINE_TABLE + 1).min()
-    return t.with_columns(pl.col("n") - cut).filter(pl.col("n") > 0)
+    if len(n) <= LINE_TABLE:
+        return h, n
+    cut = np.partition(n, len(n) - LINE_TABLE - 1)[len(n) - LINE_TABLE - 1]
+    n = n - cut
+    keep = n > 0
+    return h[keep], n[keep]
 
 
-def merge_lines(a: pl.DataFrame, b: pl.DataFrame) -> pl.DataFrame:
-    """Misra-Gries merge: add counts, then prune. Bounded at LINE_TABLE entries; any line in more
-    than 1/LINE_TABLE of all counted line occurrences is kept (its exact count comes later from
-    the spilled hashes)."""
-    both = pl.concat([a, b]).group_by("h").agg(pl.col("n").sum(), pl.col("line").first())
-    return compact(prune(both).sort("h"))
-
-
-def chunk_candidates(lines: Lines) -> dict[str, pl.DataFrame]:
+def chunk_candidates(lines: Lines) -> dict[str, LineTable]:
     """Per source: this chunk's counts pruned (the same Misra-Gries step), survivors named."""
     out = {}
-    for (src,), part in lines.counts.partition_by("source", as_dict=True, maintain_order=True).items():
-        part = prune(part.select("h", "n"))
-        out[str(src)] = part.join(lines.named(part["h"]), on="h", how="left")
+    for s in _runs(lines.src).tolist():
+        e = s + int(np.searchsorted(lines.src[s:], lines.src[s], side="right"))
+        h, n = _prune(lines.h[s:e], lines.n[s:e])
+        if len(h) == 0:
+            continue
+        rows = s + np.searchsorted(lines.h[s:e], h)
+        out[lines.names[int(lines.src[s])]] = LineTable(h, n, dict(zip(h.tolist(), lines.text(rows), strict=True)))
     return out
 
 

@@ -57,8 +57,10 @@ def usable(task: ReadTask) -> bool:
     return task.format == "jsonl"
 
 
-def _count_lines(group: tuple[bytes | memoryview, list[int]]) -> tuple[bytes | memoryview, list[int], int]:
-    return group[0], group[1], count_newlines(np.frombuffer(group[0], np.uint8))
+def _n_lines(buf: bytes | memoryview) -> int:
+    """Lines in buf; a last one may lack its newline."""
+    data = np.frombuffer(buf, np.uint8)
+    return count_newlines(data) + int(len(data) > 0 and data[-1] != 10)
 
 
 def read_pieces(task: ReadTask, chunk_bytes: int) -> Iterator[Piece]:
@@ -70,10 +72,10 @@ def read_pieces(task: ReadTask, chunk_bytes: int) -> Iterator[Piece]:
     chunker = LineChunker(src, piece_bytes) if src.compression else MappedLines(task.path, piece_bytes)
     lines_before = 0
     try:
-        counted = map(_count_lines, chunker.groups(chunk_bytes))
+        groups = chunker.groups(chunk_bytes)
         # A decompressed stream is read ahead in a thread; a mapped file has nothing to wait for.
-        for buf, ends, n_lines in prefetch(counted) if src.compression else counted:
-            out = _chunk(task, buf, ends, lines_before + 1, n_lines)
+        for buf, ends in prefetch(groups) if src.compression else groups:
+            out, n_lines = _chunk(task, buf, ends, lines_before + 1)
             lines_before += n_lines
             out.end_of_chunk = len(buf) >= chunk_bytes
             yield out
@@ -83,30 +85,31 @@ def read_pieces(task: ReadTask, chunk_bytes: int) -> Iterator[Piece]:
         raise Fallback  # the reader quarantines the partial tail: let it
     tail = chunker.tail
     if tail:
-        yield _chunk(task, tail, [len(tail)], lines_before + 1, tail.count(b"\n") + 1)
+        yield _chunk(task, tail, [len(tail)], lines_before + 1)[0]
 
 
-def _chunk(task: ReadTask, buf: bytes | memoryview, ends: list[int], first_line: int, n_lines: int) -> Piece:
+def _chunk(task: ReadTask, buf: bytes | memoryview, ends: list[int], first_line: int) -> tuple[Piece, int]:
     """The reader's pieces ending at `ends` in buf, scanned as one buffer when no meta field mixes
     types across them (then none mixes within a piece either); else piece by piece, and a piece
-    the scanner cannot vouch for takes the reader's polars path."""
+    the scanner cannot vouch for takes the reader's polars path. Also: the lines in buf."""
     spec = task.spec
-    sp = scan_piece(buf, spec.text_key, spec.id_key, spec.max_doc_bytes, n_lines)
+    sp = scan_piece(buf, spec.text_key, spec.id_key, spec.max_doc_bytes)
     meta = None if sp is None else _scanned_meta(sp, spec.source, spec.meta_keys)
     if sp is not None and meta is not None:
-        return _scanned(task, buf, sp, meta, first_line)
+        return _scanned(task, buf, sp, meta, first_line), len(sp.status)
+    n_lines = len(sp.status) if sp is not None else _n_lines(buf)
     if len(ends) == 1:
-        return _polars_piece(task, bytes(buf), first_line, n_lines)
+        return _polars_piece(task, bytes(buf), first_line, n_lines), n_lines
     parts = []
     start = 0
     for end in ends:
         piece = bytes(buf[start:end])
-        n = piece.count(b"\n") + (not piece.endswith(b"\n"))
-        parts.append(_chunk(task, piece, [len(piece)], first_line, n))
+        part, n = _chunk(task, piece, [len(piece)], first_line)
+        parts.append(part)
         first_line += n
         start = end
     return Piece(Texts.concat([p.texts for p in parts]), pa.concat_arrays([p.ids for p in parts]),
-                 pl.concat([p.meta for p in parts]), pl.concat([p.bad for p in parts]), False)
+                 pl.concat([p.meta for p in parts]), pl.concat([p.bad for p in parts]), False), n_lines
 
 
 def _scanned(task: ReadTask, buf: bytes | memoryview, sp: ScannedPiece, meta: pl.DataFrame, first_line: int) -> Piece:

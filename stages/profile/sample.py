@@ -31,11 +31,17 @@ class Sample:
         is among the k smallest of each part it occurs in)."""
         if len(o) == 0:
             return self
-        h = np.concatenate([self.h, o.h])
-        n = np.concatenate([self.n, o.n])
-        order = np.argsort(h, kind="stable")
-        h, n = h[order], n[order]
-        starts = np.flatnonzero(np.concatenate([[True], h[1:] != h[:-1]]))
-        keep_h, keep_n = h[starts][:k], np.add.reduceat(n, starts)[:k]
+        h, n = sum_by_key(self.h, self.n, o.h, o.n)
+        keep_h, keep_n = h[:k], n[:k]
         text = {key: self.text[key] if key in self.text else o.text[key] for key in keep_h.tolist()}
         return Sample(keep_h, keep_n, text)
+
+
+def sum_by_key(h1: np.ndarray, n1: np.ndarray, h2: np.ndarray, n2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct keys sorted, summed counts) of two keyed count arrays."""
+    h = np.concatenate([h1, h2])
+    n = np.concatenate([n1, n2])
+    order = np.argsort(h, kind="stable")
+    h, n = h[order], n[order]
+    starts = np.flatnonzero(np.concatenate([[True], h[1:] != h[:-1]])) if len(h) else np.zeros(0, np.int64)
+    return h[starts], np.add.reduceat(n, starts) if len(h) else n

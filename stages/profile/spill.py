@@ -47,8 +47,12 @@ class Spill:
         # No dictionary pages: they cost more than they save here.
         pq.write_table(feats, self.folder / f"feat-{name}", compression="none", write_statistics=False,
                        use_dictionary=False)
-        if ch.lines.counts.height:
-            ch.lines.counts.write_parquet(self.folder / f"lines-{name}", compression="uncompressed", statistics=False)
+        lines = ch.lines
+        if len(lines.h):
+            src = pl.Series(lines.names, dtype=pl.String).gather(lines.src).to_arrow()
+            pq.write_table(pa.Table.from_arrays([src, _arrow(lines.h), _arrow(lines.n)], names=["source", "h", "n"]),
+                           self.folder / f"lines-{name}", compression="none", write_statistics=False,
+                           use_dictionary=False)
         self.chunks += 1
 
     def discard(self) -> None:

@@ -63,8 +63,7 @@ def finish(acc: Acc, spill: Path, label: str, threads: int, quarantine: bool,
         try:
             per_src, total = reader.distinct_texts(names)
             # Top lines: candidates from the Misra-Gries tables, exact counts from the spilled hashes.
-            cands = pl.concat([overall.lines.select("h", "line")]
-                              + [acc.sources[s].lines.select("h", "line") for s in names])
+            cands = pl.concat([overall.lines.frame()] + [acc.sources[s].lines.frame() for s in names])
             counts = reader.line_counts(cands.unique("h", keep="first"))
         finally:
             reader.close()

@@ -503,7 +503,9 @@ def _scan(data, offs, codes, n_sources, lane_of_byte, lane_of_flags, cp_flags, c
     n = len(offs) - 1
     out_ = np.zeros((13, n), np.int64)
     key_ = np.empty(n, np.uint64)
-    cap = n + count_newlines(data[offs[0]:offs[n]])
+    # Room for the lines, grown when a document might not fit (a count of every newline first was a
+    # pass of its own over the chunk).
+    cap = n + (offs[n] - offs[0]) // 128 + 64
     lines_ = np.empty((5, cap), np.int64)  # per line: doc, hash (as int64), lo, hi, chars
     scripts_ = np.zeros((n_sources, n_scripts), np.int64)
     # Every array below is borrowed (nbutil): the helpers take them per line and per block.
@@ -522,6 +524,16 @@ def _scan(data, offs, codes, n_sources, lane_of_byte, lane_of_flags, cp_flags, c
     for d in range(n):
         lo = offs[d]
         hi = offs[d + 1]
+        if n_lines + (hi - lo) + 1 > cap:  # a document has at most newlines + 1 lines
+            need = n_lines + count_newlines(data[lo:hi]) + 1
+            if need > cap:
+                cap = max(2 * cap, need)
+                grown = np.empty((5, cap), np.int64)
+                grown[:, :n_lines] = lines_[:, :n_lines]
+                lines_ = grown
+                line_doc, line_lo, line_hi, line_chars = (borrowed(lines_[0]), borrowed(lines_[2]),
+                                                          borrowed(lines_[3]), borrowed(lines_[4]))
+                line_hash = borrowed(lines_[1].view(np.uint64))
         first_line = n_lines
         sc[:] = 0
         ok = False
