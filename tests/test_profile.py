@@ -753,3 +753,15 @@ def test_misra_gries_tables_keep_their_guarantee(monkeypatch):
     for x, est in ref.items():
         assert true[x] - total / (k + 1) <= est <= true[x]
         assert table.line[x] == str(x)
+
+
+def test_distinct_texts_counted_by_key_range_equal_one_pass(known, tmp_path, monkeypatch):
+    """Past PART_KEYS documents the distinct text keys are counted in passes over disjoint key
+    ranges (flat memory): per source and overall, the same counts as one pass."""
+    from stages.profile import spill
+
+    df, prof, _ = known
+    monkeypatch.setattr(spill, "PART_KEYS", 4)  # 8 passes over the 30 documents
+    again = profile_frames([df.slice(0, 5), df.slice(5, 17), df.slice(22)], "test", tmp_path)
+    assert json.dumps(again) == json.dumps(prof)
+    assert prof["by_source"]["web"]["exact_dup_rate"] > 0 and prof["overall"]["exact_dup_rate"] > 0

@@ -47,7 +47,7 @@ class Profile(GlobalOperator):
         acc = Acc(sample_size=self.near_dup_sample)
         for part in ctx.pool_map(run_job, jobs):
             acc.merge(part)
-        profile = finish(acc, spill, _stage_label(ctx.workdir), ctx.workers, quarantine=False)
+        profile = finish(acc, spill, _stage_label(ctx.workdir), quarantine=False)
         write_profile(profile, ctx.workdir)
         done(spill, self.keep_features)
 

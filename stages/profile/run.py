@@ -13,7 +13,7 @@ from corpus.readers import InputSpec, plan_tasks
 from .aggregate import Acc
 from .constants import CHUNK_BYTES, NEAR_DUP_SAMPLE
 from .inputs import Unit, add_frame, run_units, slices
-from .spill import Spill, done, fresh_spill, open_soon
+from .spill import Spill, done, fresh_spill
 from .summary import finish, write_profile
 
 
@@ -28,7 +28,7 @@ def profile_frames(frames: Iterable[pl.DataFrame], label: str, workdir: Path,
     for df in frames:
         for part in slices(df, CHUNK_BYTES):
             add_frame(acc, spill, part)
-    profile = finish(acc, spill_dir, label, 1, quarantine=False)
+    profile = finish(acc, spill_dir, label, quarantine=False)
     write_profile(profile, workdir)
     done(spill_dir, keep_features)
     return profile
@@ -54,13 +54,8 @@ def profile_input(inputs: list[InputSpec] | Path | str, out: Path, workers: int 
                                                                           path=str(root))], base_dir)]
     else:
         units = [Unit(t.index, task=t) for t in plan_tasks(list(inputs), base_dir)]
-    reader = open_soon(spill, workers)
-    try:
-        acc = run_units(units, spill, workers, sample_size)
-    except BaseException:
-        reader.add_done_callback(lambda f: f.exception() is None and f.result().close())
-        raise
-    profile = finish(acc, spill, "input", workers, quarantine, reader)
+    acc = run_units(units, spill, workers, sample_size)
+    profile = finish(acc, spill, "input", quarantine)
     write_profile(profile, out)
     done(spill, keep_features)
     return profile

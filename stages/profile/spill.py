@@ -3,18 +3,16 @@
 Exact figures that need every document (distinct text keys, the exact doc counts of the frequent
 line candidates, outliers against the final median and scale) cannot come from bounded in-memory
 aggregates. Each chunk writes its rows (id, source, text key, features: no text) to Parquet in a
-scratch folder instead (uncompressed: it is read once), and DuckDB and polars answer
-those questions out of core (memory_limit + temp_directory): memory does not grow with the corpus.
+scratch folder instead (uncompressed: it is read once), and streaming polars scans answer those
+questions at the end (distinct keys by key range when there are many): memory does not grow with
+the corpus. (DuckDB did this before; its connection alone cost more than these scans.)
 """
 
 from __future__ import annotations
 
 import shutil
-from concurrent.futures import Future, ThreadPoolExecutor
-from functools import cached_property
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import polars as pl
 import pyarrow as pa
@@ -79,68 +77,48 @@ def fresh_spill(workdir: Path) -> Path:
 
 
 def done(spill: Path, keep_features: bool) -> None:
-    shutil.rmtree(spill / "duckdb-tmp", ignore_errors=True)
     if not keep_features:
         shutil.rmtree(spill, ignore_errors=True)
 
 
-class SpillReader:
-    """DuckDB over a spill folder, in bounded memory. It may connect before the spill is written
-    (open_soon): the files are listed when first queried."""
-
-    def __init__(self, spill: Path, threads: int):
-        self.spill = spill
-        self.con = duckdb.connect()
-        tmp = spill / "duckdb-tmp"
-        tmp.mkdir(exist_ok=True)
-        for setting in ("memory_limit = '32MB'", f"threads = {max(1, threads)}",
-                        f"temp_directory = '{tmp.as_posix()}'", "preserve_insertion_order = false"):
-            self.con.sql(f"SET {setting}")
-
-    def close(self) -> None:
-        self.con.close()
-
-    @cached_property
-    def feats(self) -> list[Path]:
-        return sorted(self.spill.glob("feat-*.parquet"))
-
-    @cached_property
-    def lines(self) -> list[Path]:
-        return sorted(self.spill.glob("lines-*.parquet"))
-
-    @staticmethod
-    def scan(files: list[Path]) -> str:
-        return "read_parquet([" + ", ".join("'" + p.as_posix().replace("'", "''") + "'" for p in files) + "])"
-
-    def distinct_texts(self, sources: list[str]) -> tuple[dict[str, int], int]:
-        """Distinct text keys per source and overall (the exact duplicate rate); sources: those spilled."""
-        if not self.feats:
-            return {}, 0
-        scan = self.scan(self.feats)
-        if len(sources) == 1:  # one count (grouping sets would cost three times as much)
-            n = int(self.con.sql(f"SELECT count(DISTINCT h) FROM {scan}").fetchall()[0][0])
-            return {sources[0]: n}, n
-        rows = self.con.sql(f"SELECT source, count(DISTINCT h) FROM {scan} "
-                            "GROUP BY GROUPING SETS ((source), ())").fetchall()  # one scan: per source, overall
-        return {s: int(n) for s, n in rows if s is not None}, int(next(n for s, n in rows if s is None))
-
-    def line_counts(self, candidates: pl.DataFrame) -> pl.DataFrame:
-        """(source, h, docs, line): exact doc counts of the candidate lines."""
-        if not self.lines or candidates.height == 0:
-            return pl.DataFrame(schema={"source": pl.String, "h": pl.UInt64, "docs": pl.Int64, "line": pl.String})
-        self.con.register("cand", candidates.select("h").to_arrow())
-        counts = self.con.sql(
-            f"SELECT source, h, sum(n)::BIGINT AS docs FROM {self.scan(self.lines)} "
-            "WHERE h IN (SELECT h FROM cand) GROUP BY source, h").pl()
-        self.con.unregister("cand")
-        return counts.with_columns(pl.col("h").cast(pl.UInt64)).join(candidates, on="h")
+PART_KEYS = 1 << 20  # text keys per in-memory distinct count: more are counted by key range, in passes
 
 
-def open_soon(spill: Path, threads: int) -> Future[SpillReader]:
-    """A SpillReader connecting in the background while the run goes on: a DuckDB connection takes
-    30-40 ms, which would otherwise sit on the run's last, serial step."""
-    pool = ThreadPoolExecutor(1, thread_name_prefix="profile-duckdb")
-    try:
-        return pool.submit(SpillReader, spill, threads)
-    finally:
-        pool.shutdown(wait=False)
+def _scan(files: list[Path]) -> pl.LazyFrame:
+    return pl.scan_parquet(files)
+
+
+def distinct_texts(files: list[Path], sources: list[str], n_docs: int) -> tuple[dict[str, int], int]:
+    """Distinct text keys per source and overall (the exact duplicate rate); sources: those spilled.
+    Up to PART_KEYS documents in one pass; more in passes over disjoint key ranges (h mod parts), so
+    memory stays flat however large the corpus."""
+    per_src = dict.fromkeys(sources, 0)
+    total = 0
+    if not files:
+        return per_src, total
+    parts = max(1, -(-n_docs // PART_KEYS))
+    for p in range(parts):
+        lf = _scan(files).select("source", "h").filter(pl.col("h").is_not_null())
+        if parts > 1:
+            lf = lf.filter(pl.col("h") % parts == p)
+        if len(sources) == 1:
+            n = int(lf.select(pl.col("h").n_unique()).collect().item())
+            per_src[sources[0]] += n
+            total += n
+            continue
+        got = lf.group_by("source").agg(pl.col("h").n_unique().alias("n")).collect()
+        for src, n in got.iter_rows():
+            per_src[src] += int(n)
+        total += int(lf.select(pl.col("h").n_unique()).collect().item())
+    return per_src, total
+
+
+def line_counts(files: list[Path], candidates: pl.DataFrame) -> pl.DataFrame:
+    """(source, h, docs, line): exact doc counts of the candidate lines (a streaming scan of the
+    spilled per-chunk counts, keeping only the candidates' rows)."""
+    if not files or candidates.height == 0:
+        return pl.DataFrame(schema={"source": pl.String, "h": pl.UInt64, "docs": pl.Int64, "line": pl.String})
+    counts = (_scan(files).filter(pl.col("h").is_in(candidates["h"].implode()))
+              .group_by("source", "h").agg(pl.col("n").sum().cast(pl.Int64).alias("docs"))
+              .collect(engine="streaming"))
+    return counts.join(candidates, on="h")

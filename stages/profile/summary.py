@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import polars as pl
@@ -16,7 +16,7 @@ from .histograms import feature_summary, num
 from .lines import top_lines
 from .neardup import NearDup
 from .outliers import outliers
-from .spill import SpillReader
+from .spill import distinct_texts, line_counts
 
 
 def _section(acc: SourceAcc, sources: dict[str, int], has_lang: bool, distinct: int, near: tuple[float | None, int],
@@ -50,23 +50,18 @@ def _section(acc: SourceAcc, sources: dict[str, int], has_lang: bool, distinct: 
     return out
 
 
-def finish(acc: Acc, spill: Path, label: str, threads: int, quarantine: bool,
-           reader_soon: Future[SpillReader] | None = None) -> dict:
-    """The profile of everything merged into acc, whose documents were spilled into `spill`.
-    reader_soon: a SpillReader of `spill` opened ahead (spill.open_soon)."""
+def finish(acc: Acc, spill: Path, label: str, quarantine: bool) -> dict:
+    """The profile of everything merged into acc, whose documents were spilled into `spill`."""
     names = sorted(acc.sources)
     overall = acc.overall()
+    feats, lines = sorted(spill.glob("feat-*.parquet")), sorted(spill.glob("lines-*.parquet"))
     with ThreadPoolExecutor(2, thread_name_prefix="profile-finish") as pool:  # independent reads of the spill
         near_f = pool.submit(NearDup, [overall.sample] + [acc.sources[s].sample for s in names])
-        outl_f = pool.submit(outliers, sorted(spill.glob("feat-*.parquet")), acc, overall)
-        reader = reader_soon.result() if reader_soon is not None else SpillReader(spill, threads)
-        try:
-            per_src, total = reader.distinct_texts(names)
-            # Top lines: candidates from the Misra-Gries tables, exact counts from the spilled hashes.
-            cands = pl.concat([overall.lines.frame()] + [acc.sources[s].lines.frame() for s in names])
-            counts = reader.line_counts(cands.unique("h", keep="first"))
-        finally:
-            reader.close()
+        outl_f = pool.submit(outliers, feats, acc, overall)
+        per_src, total = distinct_texts(feats, names, overall.counts["docs"])
+        # Top lines: candidates from the Misra-Gries tables, exact counts from the spilled hashes.
+        cands = pl.concat([overall.lines.frame()] + [acc.sources[s].lines.frame() for s in names])
+        counts = line_counts(lines, cands.unique("h", keep="first"))
         outl, near = outl_f.result(), near_f.result()
     by_source = {}
     for s in names:
