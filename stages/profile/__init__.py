@@ -6,6 +6,8 @@
 * textscan.py: the compiled pass over a chunk's UTF-8 bytes: classes, words, lines, line hashes, text
   keys, mojibake, scripts per document.
 * lines.py: the most repeated lines (Misra-Gries over the kernel's line hashes).
+* sample.py: the MinHash sample (smallest text keys, counts, texts).
+* extremes.py: outlier example candidates kept while streaming (most extreme docs per feature).
 * meta.py: meta field presence and JSON types.
 * features.py: all per-document features of a chunk.
 * histograms.py: fine fixed-bin histograms; quantiles, robust scale, display histograms from them.
@@ -14,8 +16,8 @@
 * rawjsonl.py: raw JSONL read for profiling (jsonscan, the reader's per-record rules where it declines).
 * nbutil.py: numba intrinsics the kernels share (borrowed arrays, unaligned loads).
 * inputs.py: units of work (input files, shards), the per-unit profiler, the thread runner.
-* spill.py: per-document rows on disk, read back by DuckDB out of core.
-* outliers.py: robust z-score outliers over the spill.
+* spill.py: per-document rows on disk, read back by streaming polars scans (distinct keys, line counts).
+* outliers.py: robust z-score outlier counts over the spill, examples from the candidates.
 * neardup.py: MinHash-LSH near-duplicate estimate on the sample.
 * summary.py: the profile sections and profile.json.
 * run.py: profile_frames / profile_input; operator.py: the ``profile`` pipeline operator.

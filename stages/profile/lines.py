@@ -67,19 +67,26 @@ def count_lines(scan: TextScan, codes: np.ndarray, names: list[str]) -> Lines:
     """Per source, the docs holding each line of >= MIN_LINE_CHARS characters in this chunk."""
     keep = np.flatnonzero(scan.line_chars >= MIN_LINE_CHARS)
     doc, h = scan.line_doc[keep], scan.line_hash[keep]
-    src = codes[doc] if len(names) > 1 else np.zeros(len(doc), np.int64)
-    # Sorted by source, hash, then position (stable sorts; lines come in doc order): a line counts
-    # once per doc, and each run's first row is its first occurrence.
-    order = np.argsort(h, kind="stable")
+    rep = scan.counts["distinct_lines"] < scan.counts["nb_lines"]
+    if rep.any():  # a line counts once per doc: drop the repeats of the few docs that have some
+        r = np.flatnonzero(rep[doc])
+        o = r[np.lexsort((r, h[r], doc[r]))]  # by doc, hash, position
+        again = np.flatnonzero((doc[o][1:] == doc[o][:-1]) & (h[o][1:] == h[o][:-1])) + 1
+        mask = np.ones(len(keep), bool)
+        mask[o[again]] = False
+        keep, doc, h = keep[mask], doc[mask], h[mask]
+    # By source, then hash (an unstable sort: several times faster than a stable one on 64-bit keys;
+    # each run's first occurrence is its smallest position).
+    order = np.argsort(h)
+    src = np.zeros(len(order), np.int16)
     if len(names) > 1:
-        order = order[np.argsort(src[order], kind="stable")]
-    s_src, s_h, s_doc = src[order], h[order], doc[order]
-    once = _runs(s_src, s_h, s_doc)  # one row per (source, hash, doc)
-    s_src, s_h, first = s_src[once], s_h[once], order[once]
+        src = codes[doc].astype(np.int16)
+        order = order[np.argsort(src[order], kind="stable")]  # small ints: a radix sort
+    s_src, s_h = src[order], h[order]
     starts = _runs(s_src, s_h)
-    n = np.diff(np.append(starts, len(s_h)))
-    at = keep[first[starts]]
-    return Lines(names, s_src[starts], s_h[starts], n.astype(np.int64), scan.line_lo[at], scan.line_hi[at],
+    n = np.diff(np.append(starts, len(order))).astype(np.int64)
+    at = keep[np.minimum.reduceat(order, starts)] if len(order) else keep
+    return Lines(names, s_src[starts].astype(np.int64), s_h[starts], n, scan.line_lo[at], scan.line_hi[at],
                  scan.data)
 
 
@@ -117,6 +124,9 @@ def _prune(h: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Misra-Gries step: take the (k+1)-th largest count off every count, keep the positive ones."""
     if len(n) <= LINE_TABLE:
         return h, n
+    big = np.flatnonzero(n > 1)
+    if len(big) <= LINE_TABLE:  # then the (k+1)-th largest count is 1 (most chunks: no partition)
+        return h[big], n[big] - 1
     cut = np.partition(n, len(n) - LINE_TABLE - 1)[len(n) - LINE_TABLE - 1]
     n = n - cut
     keep = n > 0

@@ -1,11 +1,12 @@
-"""The spill: per-document features and per-chunk line counts on disk, read back by DuckDB.
+"""The spill: per-document features and per-chunk line counts on disk, read back by polars.
 
 Exact figures that need every document (distinct text keys, the exact doc counts of the frequent
 line candidates, outliers against the final median and scale) cannot come from bounded in-memory
-aggregates. Each chunk writes its rows (id, source, text key, features: no text) to Parquet in a
-scratch folder instead (uncompressed: it is read once), and streaming polars scans answer those
-questions at the end (distinct keys by key range when there are many): memory does not grow with
-the corpus. (DuckDB did this before; its connection alone cost more than these scans.)
+aggregates. Each chunk writes its documents' rows (id, source, text key, features: no text) to
+Parquet (uncompressed: read once; kept for the user with keep_features) and its line counts to
+Arrow IPC in a scratch folder instead, and streaming polars scans answer those questions at the end
+(distinct keys by key range when there are many): memory does not grow with the corpus. (DuckDB
+did this before; its connection alone cost more than these scans.)
 """
 
 from __future__ import annotations
@@ -47,16 +48,18 @@ class Spill:
                        use_dictionary=False)
         lines = ch.lines
         if len(lines.h):
-            src = pl.Series(lines.names, dtype=pl.String).gather(lines.src).to_arrow()
-            pq.write_table(pa.Table.from_arrays([src, _arrow(lines.h), _arrow(lines.n)], names=["source", "h", "n"]),
-                           self.folder / f"lines-{name}", compression="none", write_statistics=False,
-                           use_dictionary=False)
+            # Arrow IPC, not Parquet: a web chunk has hundreds of thousands of lines, and Parquet's
+            # writer cost six times as much for a file read once, by us.
+            src = pa.DictionaryArray.from_arrays(_arrow(lines.src.astype(np.int32)), pl.Series(lines.names).to_arrow())
+            table = pa.Table.from_arrays([src, _arrow(lines.h), _arrow(lines.n)], names=["source", "h", "n"])
+            with pa.ipc.new_file(self.folder / f"lines-{self.unit:06d}-{self.chunks:05d}.arrow", table.schema) as out:
+                out.write_table(table)
         self.chunks += 1
 
     def discard(self) -> None:
         """Forget what this unit wrote (its input is being read again another way)."""
         for p in list(self.folder.glob(f"feat-{self.unit:06d}-*.parquet")) + list(
-                self.folder.glob(f"lines-{self.unit:06d}-*.parquet")):
+                self.folder.glob(f"lines-{self.unit:06d}-*.arrow")):
             p.unlink()
         self.chunks = 0
 
@@ -84,10 +87,6 @@ def done(spill: Path, keep_features: bool) -> None:
 PART_KEYS = 1 << 20  # text keys per in-memory distinct count: more are counted by key range, in passes
 
 
-def _scan(files: list[Path]) -> pl.LazyFrame:
-    return pl.scan_parquet(files)
-
-
 def distinct_texts(files: list[Path], sources: list[str], n_docs: int) -> tuple[dict[str, int], int]:
     """Distinct text keys per source and overall (the exact duplicate rate); sources: those spilled.
     Up to PART_KEYS documents in one pass; more in passes over disjoint key ranges (h mod parts), so
@@ -98,7 +97,7 @@ def distinct_texts(files: list[Path], sources: list[str], n_docs: int) -> tuple[
         return per_src, total
     parts = max(1, -(-n_docs // PART_KEYS))
     for p in range(parts):
-        lf = _scan(files).select("source", "h").filter(pl.col("h").is_not_null())
+        lf = pl.scan_parquet(files).select("source", "h").filter(pl.col("h").is_not_null())
         if parts > 1:
             lf = lf.filter(pl.col("h") % parts == p)
         if len(sources) == 1:
@@ -118,7 +117,7 @@ def line_counts(files: list[Path], candidates: pl.DataFrame) -> pl.DataFrame:
     spilled per-chunk counts, keeping only the candidates' rows)."""
     if not files or candidates.height == 0:
         return pl.DataFrame(schema={"source": pl.String, "h": pl.UInt64, "docs": pl.Int64, "line": pl.String})
-    counts = (_scan(files).filter(pl.col("h").is_in(candidates["h"].implode()))
-              .group_by("source", "h").agg(pl.col("n").sum().cast(pl.Int64).alias("docs"))
+    counts = (pl.scan_ipc(files).filter(pl.col("h").is_in(candidates["h"].implode()))
+              .group_by(pl.col("source").cast(pl.String), "h").agg(pl.col("n").sum().cast(pl.Int64).alias("docs"))
               .collect(engine="streaming"))
     return counts.join(candidates, on="h")

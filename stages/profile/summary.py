@@ -54,7 +54,7 @@ def finish(acc: Acc, spill: Path, label: str, quarantine: bool) -> dict:
     """The profile of everything merged into acc, whose documents were spilled into `spill`."""
     names = sorted(acc.sources)
     overall = acc.overall()
-    feats, lines = sorted(spill.glob("feat-*.parquet")), sorted(spill.glob("lines-*.parquet"))
+    feats, lines = sorted(spill.glob("feat-*.parquet")), sorted(spill.glob("lines-*.arrow"))
     with ThreadPoolExecutor(2, thread_name_prefix="profile-finish") as pool:  # independent reads of the spill
         near_f = pool.submit(NearDup, [overall.sample] + [acc.sources[s].sample for s in names])
         outl_f = pool.submit(outliers, feats, acc, overall)
