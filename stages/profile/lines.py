@@ -5,7 +5,7 @@ collapsed to one space) as a hash and a span of the raw text. Each chunk counts,
 docs holding each line of >= MIN_LINE_CHARS characters (once per doc); a Misra-Gries table per
 source keeps the frequent ones in bounded memory, and the per-chunk counts are spilled so the
 final counts of the candidates are exact. Only candidates get their text: the raw span, normalised.
-Counting is sorting hashes (numpy); a table is arrays plus texts by hash, like sample.py's.
+Counting is one compiled pass over a hash table; a table is arrays plus texts by hash, like sample.py's.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
+from numba import njit
 
 from .constants import LINE_TABLE, MIN_LINE_CHARS, TOP_LINES
 from .sample import sum_by_key
@@ -34,20 +35,10 @@ def normalise(s: pl.Series) -> pl.Series:
         s = s.scatter(idx, s.gather(idx).str.replace_all("  ", " ", literal=True))
 
 
-def _runs(*keys: np.ndarray) -> np.ndarray:
-    """Starts of the runs of equal rows in sorted keys (as many arrays, compared together)."""
-    n = len(keys[0])
-    new = np.zeros(n, bool)
-    new[:1] = True
-    for k in keys:
-        new[1:] |= k[1:] != k[:-1]
-    return np.flatnonzero(new)
-
-
 @dataclass
 class Lines:
-    """A chunk's counted lines: per (source code, hash), sorted, the docs holding it and where its
-    first occurrence is (a span of data)."""
+    """A chunk's counted lines: per (source code, hash), in first-occurrence order, the docs holding
+    it and where its first occurrence is (a span of data)."""
 
     names: list[str]
     src: np.ndarray
@@ -66,28 +57,47 @@ class Lines:
 def count_lines(scan: TextScan, codes: np.ndarray, names: list[str]) -> Lines:
     """Per source, the docs holding each line of >= MIN_LINE_CHARS characters in this chunk."""
     keep = np.flatnonzero(scan.line_chars >= MIN_LINE_CHARS)
-    doc, h = scan.line_doc[keep], scan.line_hash[keep]
-    rep = scan.counts["distinct_lines"] < scan.counts["nb_lines"]
-    if rep.any():  # a line counts once per doc: drop the repeats of the few docs that have some
-        r = np.flatnonzero(rep[doc])
-        o = r[np.lexsort((r, h[r], doc[r]))]  # by doc, hash, position
-        again = np.flatnonzero((doc[o][1:] == doc[o][:-1]) & (h[o][1:] == h[o][:-1])) + 1
-        mask = np.ones(len(keep), bool)
-        mask[o[again]] = False
-        keep, doc, h = keep[mask], doc[mask], h[mask]
-    # By source, then hash (an unstable sort: several times faster than a stable one on 64-bit keys;
-    # each run's first occurrence is its smallest position).
-    order = np.argsort(h)
-    src = np.zeros(len(order), np.int16)
-    if len(names) > 1:
-        src = codes[doc].astype(np.int16)
-        order = order[np.argsort(src[order], kind="stable")]  # small ints: a radix sort
-    s_src, s_h = src[order], h[order]
-    starts = _runs(s_src, s_h)
-    n = np.diff(np.append(starts, len(order))).astype(np.int64)
-    at = keep[np.minimum.reduceat(order, starts)] if len(order) else keep
-    return Lines(names, s_src[starts].astype(np.int64), s_h[starts], n, scan.line_lo[at], scan.line_hi[at],
-                 scan.data)
+    doc = scan.line_doc[keep]
+    src = codes[doc] if len(names) > 1 else np.zeros(len(doc), np.int64)
+    k_src, k_h, k_n, k_first = _count(doc, scan.line_hash[keep], src)
+    at = keep[k_first]
+    return Lines(names, k_src, k_h, k_n, scan.line_lo[at], scan.line_hi[at], scan.data)
+
+
+@njit(nogil=True, cache=True)
+def _count(doc, h, src):  # noqa: ANN001, ANN202
+    """Distinct (source, hash) pairs in first-occurrence order: (source, hash, docs holding it, its
+    first row). One pass over a hash table of row numbers (lines come in doc order, so a repeat in
+    the same doc is the entry's last doc); a sort of every line cost several times as much."""
+    n = len(h)
+    size = 16
+    while size < 2 * n:
+        size *= 2
+    mask = np.uint64(size - 1)
+    table = np.full(size, -1, np.int32)  # entry of each slot
+    k_src = np.empty(n, np.int64)
+    k_h = np.empty(n, np.uint64)
+    k_n = np.empty(n, np.int64)
+    k_first = np.empty(n, np.int64)
+    last_doc = np.empty(n, np.int64)
+    m = 0
+    for i in range(n):
+        key, s = h[i], src[i]
+        slot = (key ^ (np.uint64(s) * np.uint64(0x9E3779B97F4A7C15))) & mask  # the hashes are mixed already
+        while True:
+            e = table[slot]
+            if e < 0:
+                table[slot] = m
+                k_src[m], k_h[m], k_n[m], k_first[m], last_doc[m] = s, key, 1, i, doc[i]
+                m += 1
+                break
+            if k_h[e] == key and k_src[e] == s:
+                if last_doc[e] != doc[i]:
+                    k_n[e] += 1
+                    last_doc[e] = doc[i]
+                break
+            slot = (slot + np.uint64(1)) & mask
+    return k_src[:m], k_h[:m], k_n[:m], k_first[:m]
 
 
 # ---------------------------------------------------------------- Misra-Gries tables of frequent lines
@@ -122,27 +132,36 @@ class LineTable:
 
 def _prune(h: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Misra-Gries step: take the (k+1)-th largest count off every count, keep the positive ones."""
+    rows, n = _survivors(n)
+    return h[rows], n
+
+
+def _survivors(n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The Misra-Gries step on counts n: (rows kept, their counts less the (k+1)-th largest)."""
     if len(n) <= LINE_TABLE:
-        return h, n
+        return np.arange(len(n)), n
     big = np.flatnonzero(n > 1)
     if len(big) <= LINE_TABLE:  # then the (k+1)-th largest count is 1 (most chunks: no partition)
-        return h[big], n[big] - 1
+        return big, n[big] - 1
     cut = np.partition(n, len(n) - LINE_TABLE - 1)[len(n) - LINE_TABLE - 1]
-    n = n - cut
-    keep = n > 0
-    return h[keep], n[keep]
+    rows = np.flatnonzero(n > cut)
+    return rows, n[rows] - cut
 
 
 def chunk_candidates(lines: Lines) -> dict[str, LineTable]:
     """Per source: this chunk's counts pruned (the same Misra-Gries step), survivors named."""
     out = {}
-    for s in _runs(lines.src).tolist():
-        e = s + int(np.searchsorted(lines.src[s:], lines.src[s], side="right"))
-        h, n = _prune(lines.h[s:e], lines.n[s:e])
-        if len(h) == 0:
+    codes = [0] if len(lines.names) == 1 else np.unique(lines.src).tolist()
+    for c in codes:
+        mine = np.arange(len(lines.src)) if len(lines.names) == 1 else np.flatnonzero(lines.src == c)
+        rows, n = _survivors(lines.n[mine])
+        if len(rows) == 0:
             continue
-        rows = s + np.searchsorted(lines.h[s:e], h)
-        out[lines.names[int(lines.src[s])]] = LineTable(h, n, dict(zip(h.tolist(), lines.text(rows), strict=True)))
+        rows = mine[rows]
+        order = np.argsort(lines.h[rows])  # a table's hashes are sorted
+        rows, n = rows[order], n[order]
+        h = lines.h[rows]
+        out[lines.names[c]] = LineTable(h, n, dict(zip(h.tolist(), lines.text(rows), strict=True)))
     return out
 
 
