@@ -108,8 +108,9 @@ def _copy_run(buf, p, n, out, o):
             x = buf[np.uintp(p + i)]  # unsigned indices spare numba's negative-index wraparound
             out[np.uintp(o + i)] = x
             hit |= _stop(x)
-        if hit:
-            break
+        if hit:  # the whole block is copied: find the stop by words, not byte by byte
+            k = _first_stop(buf, p)
+            return p + k, o + k
         p += _BLOCK
         o += _BLOCK
     for i in range(p, n):
