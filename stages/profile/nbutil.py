@@ -62,3 +62,13 @@ def bswap(typingctx, w):
         return builder.bswap(args[0])
 
     return types.uint64(types.uint64), codegen
+
+
+@intrinsic
+def popcount(typingctx, w):
+    """Set bits of a uint64."""
+
+    def codegen(context, builder, signature, args):
+        return builder.zext(builder.ctpop(args[0]), ir.IntType(64))
+
+    return types.int64(types.uint64), codegen

@@ -37,7 +37,7 @@ from stages.dedup_text import utf8_buffers
 
 from .chars import ALPHA, SPACE, code_point_table
 from .constants import EMPTY_KEY, MOJIBAKE_AFTER_A, TERMINAL_PUNCT
-from .nbutil import borrowed, ctz, load8
+from .nbutil import borrowed, ctz, load8, popcount
 
 # Rows of the per-document output, in kernel order.
 OUT = ("n_chars", "words", "newlines", "alpha", "digit", "upper", "punct", "space", "nonprint",
@@ -53,9 +53,11 @@ _EMPTY = np.uint64(EMPTY_KEY)
 # time: a remainder would run byte by byte, and 255 bytes left one of 30). Under 256: uint8 counters.
 _BLOCK = 225
 _BYTE = np.uint64(0xFF)
+_HIGH = np.uint64(0x8080808080808080)
 _TERMINAL = np.array(sorted(ord(c) for c in TERMINAL_PUNCT), np.int64)
 _MOJI = np.zeros(0x2200, np.bool_)  # constants.MOJIBAKE_AFTER_A as a lookup table
 _MOJI[list(MOJIBAKE_AFTER_A)] = True
+MOJI_END = 64  # a class-bits flag beyond chars.py's six: U+FFFD and MOJIBAKE_AFTER_A (tables())
 
 
 @njit(inline="always")
@@ -88,11 +90,11 @@ def count_newlines(a):  # noqa: ANN001, ANN202
 
 
 @njit(inline="always")
-def _stops(w):  # noqa: ANN001, ANN202
-    """High bit set in each byte of w that is "\\n" or >= 0x80 (exact: no carries between bytes)."""
+def _newlines(w):  # noqa: ANN001, ANN202
+    """High bit set in each byte of w that is "\n" (exact: no carries between bytes)."""
     low = np.uint64(0x7F7F7F7F7F7F7F7F)
     x = w ^ np.uint64(0x0A0A0A0A0A0A0A0A)
-    return ~(((x & low) + low) | x | low) | (w & np.uint64(0x8080808080808080))
+    return ~(((x & low) + low) | x | low)
 
 
 @njit(inline="always")
@@ -201,29 +203,68 @@ def _prev_char(data, lo, i):  # noqa: ANN001, ANN202
     return (np.int64(data[j]) if data[j] < 128 else _decode(data, j)[0]), j
 
 
-@njit(inline="always")
-def _wide_char(data, lo, i, cp_flags, lane_of_flags, sc, cp_script, moji, lanes, repl):  # noqa: ANN001, ANN202
-    """The non-ASCII character at data[i] of a document starting at lo: (its size, lanes plus its
-    class lanes, repl plus 1 if it ends a mojibake sequence); size 0 for whitespace, which the fast
-    path leaves to _doc_slow. A letter's script is counted in sc."""
-    cp, size = _decode(data, i)
-    f = cp_flags[cp]
-    if f & SPACE:
-        return 0, lanes, repl
-    return size, lanes + lane_of_flags[f], repl + _moji(data, lo, i, cp, f, sc, cp_script, moji)
+@njit(cache=True)
+def _wide_pass(data, lo, hi, cp_flags, lane_of_flags, cp_script, moji, sc):  # noqa: ANN001, ANN202
+    """The non-ASCII characters of a document, in a loop of their own (done in the main walks, their
+    work made LLVM spill that loop's many live values: 3x slower on Cyrillic): (ok, their counts per
+    class, mojibake ends); letters counted per script in sc. ok False: one is whitespace (the
+    document takes _doc_slow). ASCII is skipped 8 bytes at a time."""
+    c0 = c1 = c2 = c3 = c4 = c5 = repl = 0
+    lanes = np.uint64(0)
+    held = 0  # characters in lanes (8-bit lanes: flushed before 256)
+    i = lo
+    while i < hi:
+        if i + 8 <= hi:
+            m = load8(data, i) & _HIGH
+            if m == 0:
+                i += 8
+                continue
+            i += ctz(m) >> 3
+        b = data[i]
+        if b < 0xC0:  # ASCII, or a continuation byte (of the character before)
+            i += 1
+            continue
+        cp, size = _decode(data, i)
+        f = cp_flags[cp]
+        if f & SPACE:
+            return False, 0, 0, 0, 0, 0, 0, 0
+        lanes += lane_of_flags[f]
+        held += 1
+        if held == 255:
+            c0, c1, c2, c3, c4, c5 = _add_lanes(lanes, c0, c1, c2, c3, c4, c5)
+            lanes = np.uint64(0)
+            held = 0
+        if f & ALPHA:
+            sc[cp_script[cp]] += 1
+        repl += _moji(data, lo, i, cp, f, moji)
+        i += size
+    c0, c1, c2, c3, c4, c5 = _add_lanes(lanes, c0, c1, c2, c3, c4, c5)
+    return True, c0, c1, c2, c3, c4, c5, repl
 
 
 @njit(inline="always")
-def _moji(data, lo, i, cp, f, sc, cp_script, moji):  # noqa: ANN001, ANN202
-    """The non-ASCII character cp (class bits f) at data[i] of a document starting at lo: its
-    letter's script is counted in sc; returns 1 where it ends a mojibake sequence
-    (constants.MOJIBAKE_AFTER_A). The characters before it are decoded only for the few that can end one."""
-    if f & ALPHA:
-        sc[cp_script[cp]] += 1
+def _add_lanes(lanes, c0, c1, c2, c3, c4, c5):  # noqa: ANN001, ANN202
+    return (c0 + np.int64(lanes & _BYTE), c1 + np.int64((lanes >> np.uint64(8)) & _BYTE),
+            c2 + np.int64((lanes >> np.uint64(16)) & _BYTE), c3 + np.int64((lanes >> np.uint64(24)) & _BYTE),
+            c4 + np.int64((lanes >> np.uint64(32)) & _BYTE), c5 + np.int64((lanes >> np.uint64(40)) & _BYTE))
+
+
+@njit(inline="always")
+def _moji(data, lo, i, cp, f, moji):  # noqa: ANN001, ANN202
+    """1 where the non-ASCII character cp (class bits f) at data[i] of a document starting at lo ends
+    a mojibake sequence (constants.MOJIBAKE_AFTER_A), else 0. Only characters flagged MOJI_END can
+    (U+FFFD and those after an Ã or Â)."""
+    if not f & MOJI_END:
+        return 0
+    return _moji_end(data, lo, i, cp)
+
+
+@njit(cache=True)
+def _moji_end(data, lo, i, cp):  # noqa: ANN001, ANN202
+    """_moji for a flagged character: the characters before it are decoded. Not inlined: the rare
+    path's code inlined into the walks made LLVM compile their hot loops three times slower."""
     if cp == 0xFFFD:
         return 1
-    if cp >= 0x2200 or not moji[cp]:
-        return 0
     p1, s1 = _prev_char(data, lo, i)
     if p1 == 0xC3 or p1 == 0xC2 or (cp == 0x20AC and p1 == 0xE2):
         return 1
@@ -281,7 +322,9 @@ def _doc_slow(data, lo, hi, d, lane_of_byte, lane_of_flags, cp_flags, cp_script,
         else:
             cp, size = _decode(data, i)
             f = cp_flags[cp]
-            repl += _moji(data, lo, i, cp, f, sc, cp_script, moji)
+            repl += _moji(data, lo, i, cp, f, moji)
+            if f & ALPHA:
+                sc[cp_script[cp]] += 1
         for k in range(6):
             c[k] += (f >> k) & 1
         ws = (f & SPACE) != 0
@@ -294,10 +337,10 @@ def _doc_slow(data, lo, hi, d, lane_of_byte, lane_of_flags, cp_flags, cp_script,
 
 
 @njit(inline="always")
-def _clean_line(data, lo, hi, cont):  # noqa: ANN001, ANN202
-    """(hash, chars, last code point) of a non-empty line already in normal form, holding cont
-    continuation bytes (the walk counted them at their lead bytes)."""
-    return _span_hash(data, lo, hi), hi - lo - cont, _last_char(data, lo, hi)
+def _clean_line(data, lo, hi, wide):  # noqa: ANN001, ANN202
+    """(hash, chars, last code point) of a non-empty line already in normal form; wide: it may hold
+    non-ASCII characters."""
+    return _span_hash(data, lo, hi), hi - lo - (_conts(data, lo, hi) if wide else 0), _last_char(data, lo, hi)
 
 
 @njit(inline="always")
@@ -322,13 +365,13 @@ def _ws(x):  # noqa: ANN001, ANN202
 @njit(inline="always")
 def _block(data, lo, hi):  # noqa: ANN001, ANN202
     """The branch-free, vectorised part of a block: over data[lo + 1:hi] (at most 254 bytes, so uint8
-    lanes cannot overflow), ASCII class counts, word starts, "stops" (newlines and non-ASCII lead
-    bytes) and other events: whitespace but " " and "\\n", whitespace after whitespace (but "\\n"
-    after "\\n", a blank line). The caller adds the block's first byte."""
+    lanes cannot overflow), ASCII class counts, word starts, newlines, continuation bytes (a
+    character's bytes after its first) and "events": whitespace but " " and "\n", whitespace after
+    whitespace (but "\n" after "\n", a blank line). The caller adds the block's first byte."""
     u = uint8
     s = data[lo + 1:hi]
     p = data[lo:hi - 1]  # each byte's predecessor
-    a0 = a1 = a2 = a3 = a4 = a5 = words = stops = events = u(0)
+    a0 = a1 = a2 = a3 = a4 = a5 = words = nls = conts = events = u(0)
     for i in range(len(s)):
         x = s[i]
         al, dg, up, pu, sp, npr = _ascii(x)
@@ -343,23 +386,38 @@ def _block(data, lo, hi):  # noqa: ANN001, ANN202
         # LLVM then left part of this loop in 64-bit lanes (four times the work).
         words = u(words + u(wy & u(sp ^ u(1))))
         nl = u(x == u(10))
-        stops = u(stops + u(nl | u(x >= u(0xC0))))  # a reason to look closer (one counter, not two)
+        nls = u(nls + nl)
+        conts = u(conts + u(u(x & u(0xC0)) == u(0x80)))
         other_ws = u(u(u(x - u(9)) < u(5)) & u(nl ^ u(1)))
         doubled = u(u(sp & wy) & u(u(nl & u(p[i] == u(10))) ^ u(1)))
         events = u(events + u(other_ws | doubled))
-    return a0, a1, a2, a3, a4, a5, words, stops, events
+    return a0, a1, a2, a3, a4, a5, words, nls, conts, events
 
 
 @njit(inline="always")
-def _line_end(data, d, lo, hi, odd, cont, lane_of_byte, lane_of_flags, cp_flags, terminal,  # noqa: ANN001, ANN202
+def _conts(data, lo, hi):  # noqa: ANN001, ANN202
+    """Continuation bytes (10xxxxxx) in data[lo:hi], 8 bytes at a time."""
+    n = 0
+    i = lo
+    while i + 8 <= hi:
+        w = load8(data, i)
+        n += popcount(w & ~(w << np.uint64(1)) & _HIGH)
+        i += 8
+    for j in range(i, hi):
+        n += (data[j] & 0xC0) == 0x80
+    return n
+
+
+@njit(inline="always")
+def _line_end(data, d, lo, hi, odd, wide, lane_of_byte, lane_of_flags, cp_flags, terminal,  # noqa: ANN001, ANN202
               line_doc, line_hash, line_lo, line_hi, line_chars, n_lines, nb, term, dk):
-    """A line data[lo:hi] ends: record it unless blank. odd: it may need normalising; cont: its
-    continuation bytes."""
+    """A line data[lo:hi] ends: record it unless blank. odd: it may need normalising; wide: it may
+    hold non-ASCII characters."""
     if hi > lo:
         if odd:
             h, lc, last = _normal_hash(data, lo, hi, lane_of_byte, lane_of_flags, cp_flags)
         else:
-            h, lc, last = _clean_line(data, lo, hi, cont)
+            h, lc, last = _clean_line(data, lo, hi, wide)
         if lc > 0:
             term += _add_line(d, lo, hi, h, lc, last, line_doc, line_hash, line_lo, line_hi, line_chars, n_lines,
                               terminal)
@@ -383,14 +441,14 @@ def _doc_fast(data, lo, hi, d, lane_of_byte, lane_of_flags, cp_flags, cp_script,
     dk = _SEED
     line_start = lo
     line_odd = 0
-    line_cont = 0  # continuation bytes before the current line
     first_line = n_lines
+    wide = False  # the document has non-ASCII characters (_wide_pass)
     for blk in range(lo, hi, _BLOCK):
         end = min(blk + _BLOCK, hi)
         prev_in = prev
         x = data[blk]  # the block's first byte follows the previous block's last
         f0, f1, f2, f3, f4, f5 = _ascii(x)
-        b0, b1, b2, b3, b4, b5, w, stops, ev = _block(data, blk, end)
+        b0, b1, b2, b3, b4, b5, w, nls, cb, ev = _block(data, blk, end)
         c0 += np.int64(b0) + np.int64(f0)
         c1 += np.int64(b1) + np.int64(f1)
         c2 += np.int64(b2) + np.int64(f2)
@@ -398,74 +456,61 @@ def _doc_fast(data, lo, hi, d, lane_of_byte, lane_of_flags, cp_flags, cp_script,
         c4 += np.int64(b4) + np.int64(f4)
         c5 += np.int64(b5) + np.int64(f5)
         words += np.int64(w) + prev * (1 - np.int64(f4))
+        cb = np.int64(cb) + ((x & 0xC0) == 0x80)
+        cont += cb
+        wide |= cb > 0  # (continuation bytes are counted where they are, here: no walk visits them)
         blank = x == 10 and blk > lo and data[blk - 1] == 10
         events = ev > 0 or (x != 10 and 9 <= x <= 13) or (f4 and prev and not blank)
         prev = np.int64(_ws(data[end - 1]))
-        lanes = np.uint64(0)  # the non-ASCII characters' classes, added by the walks below
-        if not events and (stops or x == 10 or x >= 0xC0):
-            # Plain whitespace: only line ends and non-ASCII characters need a look, and 8 bytes
-            # holding neither are skipped at once.
+        if not events and (nls or x == 10):
+            # Plain whitespace: only line ends need a look, and 8 bytes without one are skipped at once.
             i = blk
             while i < end:
                 if i + 8 <= end:
-                    m = _stops(load8(data, i))
+                    m = _newlines(load8(data, i))
                     if m == 0:
                         i += 8
                         continue
                     i += ctz(m) >> 3
-                b = data[i]
-                if b == 10:
-                    newlines += 1
-                    n_lines, nb, term, dk = _line_end(
-                        data, d, line_start, i, line_odd, cont - line_cont, lane_of_byte, lane_of_flags, cp_flags,
-                        terminal, line_doc, line_hash, line_lo, line_hi, line_chars, n_lines, nb, term, dk)
-                    line_start = i + 1
-                    line_cont = cont
-                    line_odd = 0
-                elif b >= 0xC0:
-                    size, lanes, repl = _wide_char(data, lo, i, cp_flags, lane_of_flags, sc, cp_script, moji, lanes,
-                                                   repl)
-                    if size == 0:
-                        return False, 0, 0, 0, np.zeros(6, np.int64), 0, 0, 0, dk, first_line
-                    cont += size - 1
-                    i += size - 1
+                elif data[i] != 10:
+                    i += 1
+                    continue
+                newlines += 1
+                n_lines, nb, term, dk = _line_end(
+                    data, d, line_start, i, line_odd, wide, lane_of_byte, lane_of_flags, cp_flags,
+                    terminal, line_doc, line_hash, line_lo, line_hi, line_chars, n_lines, nb, term, dk)
+                line_start = i + 1
+                line_odd = 0
                 i += 1
         elif events:
-            # Line ends, non-ASCII characters and every whitespace byte (which lines need
-            # normalising). pws: the previous character was whitespace.
+            # Line ends and every whitespace byte (which lines need normalising). pws: the previous
+            # character was whitespace (a non-ASCII one is not: a document with non-ASCII whitespace
+            # is left to _doc_slow).
             pws = prev_in
             for i in range(blk, end):
                 b = data[i]
                 if b >= 0x80:
-                    if b >= 0xC0:  # (continuation bytes belong to the character before)
-                        size, lanes, repl = _wide_char(data, lo, i, cp_flags, lane_of_flags, sc, cp_script, moji,
-                                                       lanes, repl)
-                        if size == 0:
-                            return False, 0, 0, 0, np.zeros(6, np.int64), 0, 0, 0, dk, first_line
-                        cont += size - 1
-                        pws = 0
+                    pws = 0
                 elif b == 10:
                     newlines += 1
                     n_lines, nb, term, dk = _line_end(
-                        data, d, line_start, i, line_odd | pws, cont - line_cont, lane_of_byte, lane_of_flags,
+                        data, d, line_start, i, line_odd | pws, wide, lane_of_byte, lane_of_flags,
                         cp_flags, terminal, line_doc, line_hash, line_lo, line_hi, line_chars, n_lines, nb, term, dk)
                     line_start = i + 1
-                    line_cont = cont
                     line_odd = 0
                     pws = events
                 elif events:
                     ws = np.int64(_ws(b))
                     line_odd |= ws & (pws | np.int64(b != 32))  # leading, doubled or non-" " whitespace
                     pws = ws
-        c0 += np.int64(lanes & _BYTE)
-        c1 += np.int64((lanes >> np.uint64(8)) & _BYTE)
-        c2 += np.int64((lanes >> np.uint64(16)) & _BYTE)
-        c3 += np.int64((lanes >> np.uint64(24)) & _BYTE)
-        c4 += np.int64((lanes >> np.uint64(32)) & _BYTE)
-        c5 += np.int64((lanes >> np.uint64(40)) & _BYTE)
     n_lines, nb, term, dk = _line_end(  # the last line
-        data, d, line_start, hi, line_odd | prev, cont - line_cont, lane_of_byte, lane_of_flags, cp_flags, terminal,
+        data, d, line_start, hi, line_odd | prev, wide, lane_of_byte, lane_of_flags, cp_flags, terminal,
         line_doc, line_hash, line_lo, line_hi, line_chars, n_lines, nb, term, dk)
+    if wide:
+        ok, w0, w1, w2, w3, w4, w5, repl = _wide_pass(data, lo, hi, cp_flags, lane_of_flags, cp_script, moji, sc)
+        if not ok:
+            return False, 0, 0, 0, np.zeros(6, np.int64), 0, 0, 0, dk, first_line
+        c0, c1, c2, c3, c4, c5 = c0 + w0, c1 + w1, c2 + w2, c3 + w3, c4 + w4, c5 + w5
     c = np.empty(6, np.int64)
     c[0], c[1], c[2], c[3], c[4], c[5] = c0, c1, c2, c3, c4, c5
     return True, hi - lo - cont, words, newlines, c, nb, term, repl, dk, n_lines
@@ -583,7 +628,9 @@ def _lanes(flags: np.ndarray) -> np.ndarray:
 def tables() -> Tables:
     cpt = code_point_table()
     by_byte = _lanes(np.concatenate([cpt.flags[:128], np.zeros(128, np.uint8)]))
-    return Tables(by_byte, _lanes(np.arange(256, dtype=np.uint8)), cpt.flags, cpt.script)
+    flags = cpt.flags.copy()
+    flags[[0xFFFD, *MOJIBAKE_AFTER_A]] |= MOJI_END  # the characters that can end a mojibake sequence
+    return Tables(by_byte, _lanes(np.arange(256, dtype=np.uint8)), flags, cpt.script)
 
 
 @dataclass
