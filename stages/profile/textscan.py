@@ -408,25 +408,6 @@ def _conts(data, lo, hi):  # noqa: ANN001, ANN202
     return n
 
 
-@njit(inline="always")
-def _line_end(data, d, lo, hi, odd, wide, lane_of_byte, lane_of_flags, cp_flags, terminal,  # noqa: ANN001, ANN202
-              line_doc, line_hash, line_lo, line_hi, line_chars, n_lines, nb, term, dk):
-    """A line data[lo:hi] ends: record it unless blank. odd: it may need normalising; wide: it may
-    hold non-ASCII characters."""
-    if hi > lo:
-        if odd:
-            h, lc, last = _normal_hash(data, lo, hi, lane_of_byte, lane_of_flags, cp_flags)
-        else:
-            h, lc, last = _clean_line(data, lo, hi, wide)
-        if lc > 0:
-            term += _add_line(d, lo, hi, h, lc, last, line_doc, line_hash, line_lo, line_hi, line_chars, n_lines,
-                              terminal)
-            n_lines += 1
-            nb += 1
-            dk = _mix(dk, h)
-    return n_lines, nb, term, dk
-
-
 @njit(cache=True)
 def _doc_fast(data, lo, hi, d, lane_of_byte, lane_of_flags, cp_flags, cp_script, moji, terminal, sc,  # noqa: ANN001, ANN202, C901
               line_doc, line_hash, line_lo, line_hi, line_chars, n_lines):
@@ -442,6 +423,7 @@ def _doc_fast(data, lo, hi, d, lane_of_byte, lane_of_flags, cp_flags, cp_script,
     line_start = lo
     line_odd = 0
     first_line = n_lines
+    k = 0  # lines recorded (spans) so far, from line_lo[n_lines]
     wide = False  # the document has non-ASCII characters (_wide_pass)
     for blk in range(lo, hi, _BLOCK):
         end = min(blk + _BLOCK, hi)
@@ -476,9 +458,9 @@ def _doc_fast(data, lo, hi, d, lane_of_byte, lane_of_flags, cp_flags, cp_script,
                     i += 1
                     continue
                 newlines += 1
-                n_lines, nb, term, dk = _line_end(
-                    data, d, line_start, i, line_odd, wide, lane_of_byte, lane_of_flags, cp_flags,
-                    terminal, line_doc, line_hash, line_lo, line_hi, line_chars, n_lines, nb, term, dk)
+                if i > line_start:
+                    line_lo[n_lines + k], line_hi[n_lines + k], line_chars[n_lines + k] = line_start, i, line_odd
+                    k += 1
                 line_start = i + 1
                 line_odd = 0
                 i += 1
@@ -487,25 +469,50 @@ def _doc_fast(data, lo, hi, d, lane_of_byte, lane_of_flags, cp_flags, cp_script,
             # character was whitespace (a non-ASCII one is not: a document with non-ASCII whitespace
             # is left to _doc_slow).
             pws = prev_in
-            for i in range(blk, end):
+            i = blk
+            while i < end:
+                if line_odd and i + 8 <= end:  # the line needs normalising already: on to its end
+                    m = _newlines(load8(data, i))
+                    if m == 0:
+                        i += 8
+                        continue
+                    i += ctz(m) >> 3
                 b = data[i]
                 if b >= 0x80:
                     pws = 0
                 elif b == 10:
                     newlines += 1
-                    n_lines, nb, term, dk = _line_end(
-                        data, d, line_start, i, line_odd | pws, wide, lane_of_byte, lane_of_flags,
-                        cp_flags, terminal, line_doc, line_hash, line_lo, line_hi, line_chars, n_lines, nb, term, dk)
+                    if i > line_start:
+                        line_lo[n_lines + k], line_hi[n_lines + k] = line_start, i
+                        line_chars[n_lines + k] = line_odd | pws
+                        k += 1
                     line_start = i + 1
                     line_odd = 0
-                    pws = events
-                elif events:
+                    pws = 1
+                else:
                     ws = np.int64(_ws(b))
                     line_odd |= ws & (pws | np.int64(b != 32))  # leading, doubled or non-" " whitespace
                     pws = ws
-    n_lines, nb, term, dk = _line_end(  # the last line
-        data, d, line_start, hi, line_odd | prev, wide, lane_of_byte, lane_of_flags, cp_flags, terminal,
-        line_doc, line_hash, line_lo, line_hi, line_chars, n_lines, nb, term, dk)
+                i += 1
+    if hi > line_start:  # the last line
+        line_lo[n_lines + k], line_hi[n_lines + k], line_chars[n_lines + k] = line_start, hi, line_odd | prev
+        k += 1
+    # The lines, from their spans (line_chars held "may need normalising"): hashed, counted, blank
+    # ones dropped. Apart from the walks, which stay small loops.
+    kept = 0
+    for j in range(n_lines, n_lines + k):
+        a, z, odd = line_lo[j], line_hi[j], line_chars[j]
+        if odd:
+            h, lc, last = _normal_hash(data, a, z, lane_of_byte, lane_of_flags, cp_flags)
+        else:
+            h, lc, last = _clean_line(data, a, z, wide)
+        if lc > 0:
+            term += _add_line(d, a, z, h, lc, last, line_doc, line_hash, line_lo, line_hi, line_chars,
+                              n_lines + kept, terminal)
+            kept += 1
+            dk = _mix(dk, h)
+    n_lines += kept
+    nb = kept
     if wide:
         ok, w0, w1, w2, w3, w4, w5, repl = _wide_pass(data, lo, hi, cp_flags, lane_of_flags, cp_script, moji, sc)
         if not ok:
