@@ -352,3 +352,19 @@ def test_many_short_lines_grow_the_line_arrays():
     assert len(got.doc_line) == 99_900 and got.doc_line[-1] == 99_999
     last = bytes(got.text[got.text_offs[-2]:got.text_offs[-1]])
     assert last == b"t99999"
+
+
+def test_output_buffers_are_reused_only_when_nothing_holds_them():
+    """A thread's next scan writes into its last buffers only once no piece or text holds them: a
+    live piece's text is never overwritten."""
+    from stages.profile import jsonscan
+
+    a = scan_piece(b'{"text": "first"}\n', "text", None, 100)
+    held = id(jsonscan._SPARE.text)
+    b = scan_piece(b'{"text": "second"}\n', "text", None, 100)
+    assert id(jsonscan._SPARE.text) != held
+    assert bytes(a.text[:5]) == b"first" and bytes(b.text[:6]) == b"second"
+    del a, b
+    free = id(jsonscan._SPARE.text)
+    c = scan_piece(b'{"text": "third"}\n', "text", None, 100)
+    assert id(jsonscan._SPARE.text) == free and bytes(c.text[:5]) == b"third"
