@@ -5,12 +5,16 @@ line hashes, mojibake), and those passes, not the arithmetic, were the profiler'
 kernel walks each document once and keeps its state in registers:
 
 * blocks of 225 bytes go through a branch-free loop LLVM vectorises: ASCII character classes by
-  ranges, word starts (a non-space after a space), newlines, and "events" (non-ASCII bytes,
-  whitespace but " " and "\\n", doubled whitespace), in uint8 counters that cannot overflow;
-* a block with only newlines is searched for them; a block with other events is walked byte by
-  byte: non-ASCII characters get their classes from the code-point table (each class a lane of a
-  u64, so one addition counts them all), mojibake (U+FFFD, UTF-8 read as cp1252) and scripts;
-* lines: split at "\\n", stripped, inner whitespace runs collapsed to one space, blank ones
+  ranges, word starts (a non-space after a space), newlines, continuation bytes (so characters are
+  counted without visiting them) and "events" (whitespace but " " and "\n", doubled whitespace),
+  in uint8 counters that cannot overflow;
+* a block with newlines is searched for them 8 bytes at a time; a block with events is walked
+  byte by byte until its line is known to need normalising. The walks only record line spans:
+  every bit of extra work in them made LLVM spill their loop's state (2-4x slower);
+* non-ASCII characters get a pass of their own per document (_wide_pass): classes from the
+  code-point table (each class a lane of a u64, so one addition counts them all), scripts,
+  mojibake (U+FFFD, UTF-8 read as cp1252, flagged MOJI_END in the table);
+* lines: split at "\n", stripped, inner whitespace runs collapsed to one space, blank ones
   dropped. A line already in that form (most) is hashed straight from the data, 8 bytes at a
   time; only the others are normalised, byte by byte, into the same hash. A document holding
   non-ASCII whitespace goes through the character-at-a-time reference path (_doc_slow), which the
