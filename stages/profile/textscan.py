@@ -559,9 +559,12 @@ def _scan(data, offs, codes, n_sources, lane_of_byte, lane_of_flags, cp_flags, c
     n = len(offs) - 1
     out_ = np.zeros((13, n), np.int64)
     key_ = np.empty(n, np.uint64)
-    # Room for the lines, grown when a document might not fit (a count of every newline first was a
-    # pass of its own over the chunk).
-    cap = n + (offs[n] - offs[0]) // 128 + 64
+    # Room for the lines, from the newlines of the first MiB (a count of all of them would be a pass
+    # of its own over the chunk; growing from a small guess copied web chunks' lines twice), grown
+    # when a document might not fit.
+    size = offs[n] - offs[0]
+    head = min(size, 1 << 20)
+    cap = n + 64 + (count_newlines(data[offs[0]:offs[0] + head]) * size // max(head, 1)) * 5 // 4
     lines_ = np.empty((5, cap), np.int64)  # per line: doc, hash (as int64), lo, hi, chars
     scripts_ = np.zeros((n_sources, n_scripts), np.int64)
     # Every array below is borrowed (nbutil): the helpers take them per line and per block.
