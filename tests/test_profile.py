@@ -765,3 +765,13 @@ def test_distinct_texts_counted_by_key_range_equal_one_pass(known, tmp_path, mon
     again = profile_frames([df.slice(0, 5), df.slice(5, 17), df.slice(22)], "test", tmp_path)
     assert json.dumps(again) == json.dumps(prof)
     assert prof["by_source"]["web"]["exact_dup_rate"] > 0 and prof["overall"]["exact_dup_rate"] > 0
+
+
+def test_top_lines_are_shown_in_normal_form(tmp_path):
+    """A repeated line first met with stray whitespace (doubled, leading, trailing, a tab, a no-break
+    space) is shown in its normal form, counted with its clean copies."""
+    messy = ["  Share  this page\t today ", "Share this\u00a0page today", "Share this page today"]
+    texts = [f"Intro number {i} here.\n{messy[i % 3]}\nBody text {i} follows." for i in range(9)]
+    df = pl.DataFrame({"id": [f"d{i}" for i in range(9)], "text": texts, "source": ["s"] * 9})
+    prof = profile_frames([df.slice(0, 4), df.slice(4)], "t", tmp_path)
+    assert prof["overall"]["top_lines"][0] == {"line": "Share this page today", "docs": 9}

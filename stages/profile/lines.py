@@ -47,11 +47,18 @@ class Lines:
     lo: np.ndarray
     hi: np.ndarray
     data: np.ndarray
+    chars: np.ndarray  # characters of each one's normal form
 
     def text(self, rows: np.ndarray) -> list[str]:
-        """The normal form of the given counted lines."""
+        """The normal form of the given counted lines. A raw span as long as its normal form is in
+        normal form already (normalising only removes characters): only the others go to polars."""
         raw = [bytes(self.data[a:b]).decode("utf-8") for a, b in zip(self.lo[rows], self.hi[rows], strict=True)]
-        return normalise(pl.Series(raw, dtype=pl.String)).to_list()
+        odd = [i for i, (t, c) in enumerate(zip(raw, self.chars[rows].tolist(), strict=True)) if len(t) != c]
+        if odd:
+            fixed = normalise(pl.Series([raw[i] for i in odd], dtype=pl.String)).to_list()
+            for i, t in zip(odd, fixed, strict=True):
+                raw[i] = t
+        return raw
 
 
 def count_lines(scan: TextScan, codes: np.ndarray, names: list[str]) -> Lines:
@@ -61,7 +68,7 @@ def count_lines(scan: TextScan, codes: np.ndarray, names: list[str]) -> Lines:
     src = codes[doc] if len(names) > 1 else np.zeros(len(doc), np.int64)
     k_src, k_h, k_n, k_first = _count(doc, scan.line_hash[keep], src)
     at = keep[k_first]
-    return Lines(names, k_src, k_h, k_n, scan.line_lo[at], scan.line_hi[at], scan.data)
+    return Lines(names, k_src, k_h, k_n, scan.line_lo[at], scan.line_hi[at], scan.data, scan.line_chars[at])
 
 
 @njit(nogil=True, cache=True)
