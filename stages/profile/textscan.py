@@ -59,8 +59,6 @@ _BLOCK = 225
 _BYTE = np.uint64(0xFF)
 _HIGH = np.uint64(0x8080808080808080)
 _TERMINAL = np.array(sorted(ord(c) for c in TERMINAL_PUNCT), np.int64)
-_MOJI = np.zeros(0x2200, np.bool_)  # constants.MOJIBAKE_AFTER_A as a lookup table
-_MOJI[list(MOJIBAKE_AFTER_A)] = True
 MOJI_END = 64  # a class-bits flag beyond chars.py's six: U+FFFD and MOJIBAKE_AFTER_A (tables())
 
 
@@ -208,7 +206,7 @@ def _prev_char(data, lo, i):  # noqa: ANN001, ANN202
 
 
 @njit(cache=True)
-def _wide_pass(data, lo, hi, cp_flags, lane_of_flags, cp_script, moji, sc):  # noqa: ANN001, ANN202
+def _wide_pass(data, lo, hi, cp_flags, lane_of_flags, cp_script, sc):  # noqa: ANN001, ANN202
     """The non-ASCII characters of a document, in a loop of their own (done in the main walks, their
     work made LLVM spill that loop's many live values: 3x slower on Cyrillic): (ok, their counts per
     class, mojibake ends); letters counted per script in sc. ok False: one is whitespace (the
@@ -240,7 +238,7 @@ def _wide_pass(data, lo, hi, cp_flags, lane_of_flags, cp_script, moji, sc):  # n
             held = 0
         if f & ALPHA:
             sc[cp_script[cp]] += 1
-        repl += _moji(data, lo, i, cp, f, moji)
+        repl += _moji(data, lo, i, cp, f)
         i += size
     c0, c1, c2, c3, c4, c5 = _add_lanes(lanes, c0, c1, c2, c3, c4, c5)
     return True, c0, c1, c2, c3, c4, c5, repl
@@ -254,7 +252,7 @@ def _add_lanes(lanes, c0, c1, c2, c3, c4, c5):  # noqa: ANN001, ANN202
 
 
 @njit(inline="always")
-def _moji(data, lo, i, cp, f, moji):  # noqa: ANN001, ANN202
+def _moji(data, lo, i, cp, f):  # noqa: ANN001, ANN202
     """1 where the non-ASCII character cp (class bits f) at data[i] of a document starting at lo ends
     a mojibake sequence (constants.MOJIBAKE_AFTER_A), else 0. Only characters flagged MOJI_END can
     (U+FFFD and those after an Ã or Â)."""
@@ -291,7 +289,7 @@ def _add_line(d, lo, hi, h, chars, last, line_doc, line_hash, line_lo, line_hi, 
 
 
 @njit(cache=True)
-def _doc_slow(data, lo, hi, d, lane_of_byte, lane_of_flags, cp_flags, cp_script, moji, terminal, sc,  # noqa: ANN001, ANN202, C901
+def _doc_slow(data, lo, hi, d, lane_of_byte, lane_of_flags, cp_flags, cp_script, terminal, sc,  # noqa: ANN001, ANN202, C901
               line_doc, line_hash, line_lo, line_hi, line_chars, n_lines):
     """One document, a character at a time: any text (the fast path's reference, and its fallback
     for documents holding non-ASCII whitespace). Returns the counts and the new line count."""
@@ -326,7 +324,7 @@ def _doc_slow(data, lo, hi, d, lane_of_byte, lane_of_flags, cp_flags, cp_script,
         else:
             cp, size = _decode(data, i)
             f = cp_flags[cp]
-            repl += _moji(data, lo, i, cp, f, moji)
+            repl += _moji(data, lo, i, cp, f)
             if f & ALPHA:
                 sc[cp_script[cp]] += 1
         for k in range(6):
@@ -413,7 +411,7 @@ def _conts(data, lo, hi):  # noqa: ANN001, ANN202
 
 
 @njit(cache=True)
-def _doc_fast(data, lo, hi, d, lane_of_byte, lane_of_flags, cp_flags, cp_script, moji, terminal, sc,  # noqa: ANN001, ANN202, C901
+def _doc_fast(data, lo, hi, d, lane_of_byte, lane_of_flags, cp_flags, cp_script, terminal, sc,  # noqa: ANN001, ANN202, C901
               line_doc, line_hash, line_lo, line_hi, line_chars, n_lines):
     """One document in blocks of _BLOCK bytes. _block sums the ASCII classes and word starts and counts
     stops (newlines and lead bytes) and "events" (whitespace that is not a lone " " inside a line). A block
@@ -518,7 +516,7 @@ def _doc_fast(data, lo, hi, d, lane_of_byte, lane_of_flags, cp_flags, cp_script,
     n_lines += kept
     nb = kept
     if wide:
-        ok, w0, w1, w2, w3, w4, w5, repl = _wide_pass(data, lo, hi, cp_flags, lane_of_flags, cp_script, moji, sc)
+        ok, w0, w1, w2, w3, w4, w5, repl = _wide_pass(data, lo, hi, cp_flags, lane_of_flags, cp_script, sc)
         if not ok:
             return False, 0, 0, 0, np.zeros(6, np.int64), 0, 0, 0, dk, first_line
         c0, c1, c2, c3, c4, c5 = c0 + w0, c1 + w1, c2 + w2, c3 + w3, c4 + w4, c5 + w5
@@ -555,7 +553,7 @@ def _distinct(hashes, lo, hi, scratch):  # noqa: ANN001, ANN202
 
 @njit(nogil=True, cache=True)
 def _scan(data, offs, codes, n_sources, lane_of_byte, lane_of_flags, cp_flags, cp_script,  # noqa: ANN001, ANN202
-          n_scripts, terminal, moji, fast):
+          n_scripts, terminal, fast):
     n = len(offs) - 1
     out_ = np.zeros((13, n), np.int64)
     key_ = np.empty(n, np.uint64)
@@ -574,7 +572,7 @@ def _scan(data, offs, codes, n_sources, lane_of_byte, lane_of_flags, cp_flags, c
     line_hash = borrowed(lines_[1].view(np.uint64))
     data, offs, codes = borrowed(data), borrowed(offs), borrowed(codes)
     lane_of_byte, lane_of_flags, cp_flags = borrowed(lane_of_byte), borrowed(lane_of_flags), borrowed(cp_flags)
-    cp_script, terminal, moji = borrowed(cp_script), borrowed(terminal), borrowed(moji)
+    cp_script, terminal = borrowed(cp_script), borrowed(terminal)
     sc_ = np.zeros(n_scripts, np.int64)
     sc = borrowed(sc_)
     scratch_ = np.empty(_SMALL, np.uint64)
@@ -598,12 +596,12 @@ def _scan(data, offs, codes, n_sources, lane_of_byte, lane_of_flags, cp_flags, c
         ok = False
         if fast:
             ok, chars, words, newlines, c, nb, term, repl, dk, n_lines = _doc_fast(
-                data, lo, hi, d, lane_of_byte, lane_of_flags, cp_flags, cp_script, moji, terminal, sc,
+                data, lo, hi, d, lane_of_byte, lane_of_flags, cp_flags, cp_script, terminal, sc,
                 line_doc, line_hash, line_lo, line_hi, line_chars, n_lines)
         if not ok:
             sc[:] = 0
             chars, words, newlines, c, nb, term, repl, dk, n_lines = _doc_slow(
-                data, lo, hi, d, lane_of_byte, lane_of_flags, cp_flags, cp_script, moji, terminal, sc,
+                data, lo, hi, d, lane_of_byte, lane_of_flags, cp_flags, cp_script, terminal, sc,
                 line_doc, line_hash, line_lo, line_hi, line_chars, n_lines)
         scripts[codes[d]] += sc
         distinct = nb
@@ -758,5 +756,5 @@ def scan_texts(texts: Texts, codes: np.ndarray, n_sources: int, n_scripts: int, 
     t = tables()
     out, key, scripts, *lines = _scan(data, np.ascontiguousarray(offs, np.int64),
                                       np.ascontiguousarray(codes, np.int64), n_sources, t.lane_of_byte,
-                                      t.lane_of_flags, t.cp_flags, t.cp_script, n_scripts, _TERMINAL, _MOJI, fast)
+                                      t.lane_of_flags, t.cp_flags, t.cp_script, n_scripts, _TERMINAL, fast)
     return TextScan(dict(zip(OUT, out, strict=True)), key, scripts, *lines, data)
