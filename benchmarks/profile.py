@@ -4,7 +4,7 @@ Limit: `polars.scan_ndjson(files).select(pl.col("text").str.len_chars().sum())`,
 uses all cores itself): it parses only the text field and computes one number. Readers: the corpus
 readers alone (ids, meta, quarantine checks) over the same files with 2 spawn workers. Ours:
 `stages.profile.profile_input` with 2 workers: every record's fate, every per-document feature, the
-spill, DuckDB aggregation, MinHash sample, outliers, profile.json. Its once-per-process start-up
+spill and the polars scans over it, MinHash sample, outliers, profile.json. Its once-per-process start-up
 (numba loading its compiled kernels from the cache, about half a second) is timed apart, on a
 one-record file, and the ratio is given with and without it.
 Goal: >= 0.5x the limit's MB/s; peak RSS flat across sizes 10x apart.
