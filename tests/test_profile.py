@@ -775,3 +775,13 @@ def test_top_lines_are_shown_in_normal_form(tmp_path):
     df = pl.DataFrame({"id": [f"d{i}" for i in range(9)], "text": texts, "source": ["s"] * 9})
     prof = profile_frames([df.slice(0, 4), df.slice(4)], "t", tmp_path)
     assert prof["overall"]["top_lines"][0] == {"line": "Share this page today", "docs": 9}
+
+
+def test_crlf_lines_hash_as_their_normal_form():
+    """Windows line ends: each line ends in "\\r", which the normal form strips, so a CRLF document
+    has the text key, line count and distinct lines of its LF copy."""
+    lf = "First line of the page here.\nSecond line, a bit longer.\nFirst line of the page here.\n"
+    df = pl.DataFrame({"id": ["lf", "crlf"], "source": ["s", "s"], "text": [lf, lf.replace("\n", "\r\n")]})
+    d = doc_features(df).docs
+    assert d["h"][0] == d["h"][1]
+    assert d["n_lines"].to_list() == [3, 3] and d["dup_line_ratio"].to_list() == [pytest.approx(1 / 3)] * 2
