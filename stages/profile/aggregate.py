@@ -109,7 +109,7 @@ class Acc:
             acc.scripts += ch.scripts[i]
             self._add_docs(acc, ch, groups[i])
             rows = np.arange(len(ch.codes)) if groups[i] is None else groups[i]
-            merge_extremes(acc.extremes, chunk_extremes(ch.values, rows, ch.ids, ch.texts, src))
+            merge_extremes(acc.extremes, chunk_extremes(ch.stacked, rows, ch.ids, ch.texts, src))
         if ch.has_lang:  # counted always ("unknown" without a lang): reported only if some input had it
             langs = pl.DataFrame({"src": ch.codes, "lang": ch.lang}).group_by("src", "lang").len()
             for code, lang, n in langs.rows():
@@ -143,7 +143,7 @@ class Acc:
         n, sums = np.zeros(len(FEATURES), np.int64), np.zeros(len(FEATURES))
         mins, maxs = np.full(len(FEATURES), np.inf), np.full(len(FEATURES), -np.inf)
         hist = np.zeros((len(FEATURES), int(n_bins.max())), np.int64)
-        add_values(np.stack([ch.values[f] for f in FEATURES]), np.arange(len(ch.codes)) if rows is None else rows,
+        add_values(ch.stacked, np.arange(len(ch.codes)) if rows is None else rows,
                    kinds, edges, offs, n_bins, int_lut(), n, sums, mins, maxs, hist)
         for i, f in enumerate(FEATURES):
             if n[i]:

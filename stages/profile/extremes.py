@@ -101,14 +101,12 @@ def _extremes(values, rows, id_data, id_offs, id_null, k):  # noqa: ANN001, ANN2
     return out
 
 
-def chunk_extremes(values: dict[str, np.ndarray], rows: np.ndarray, ids: pa.Array, texts: Texts,
-                   source: str) -> Extremes:
-    """One source's candidates in one chunk (rows: its documents)."""
+def chunk_extremes(stacked: np.ndarray, rows: np.ndarray, ids: pa.Array, texts: Texts, source: str) -> Extremes:
+    """One source's candidates in one chunk (stacked: features by FEATURES order, rows: its documents)."""
     if isinstance(ids, pa.ChunkedArray):
         ids = ids.combine_chunks()
     offs, data = utf8_buffers(ids)
     null = ids.is_null().to_numpy(zero_copy_only=False) if ids.null_count else np.zeros(len(ids), bool)
-    stacked = np.stack([values[f] for f in FEATURES]).astype(np.float64, copy=False)
     picked = _extremes(stacked, np.ascontiguousarray(rows, np.int64), data, offs, null, K)
     used = np.unique(picked[picked >= 0])
     if len(used) == 0:
@@ -124,7 +122,7 @@ def chunk_extremes(values: dict[str, np.ndarray], rows: np.ndarray, ids: pa.Arra
             for r in picked[fi, side].tolist():
                 if r < 0:
                     break
-                x = float(values[f][r])
+                x = float(stacked[fi, r])
                 i = id_of[r]
                 entries.append((-x if side == 0 else x, i is not None, i or "", source, x, i, snip[r], (chunk, r)))
             if entries:

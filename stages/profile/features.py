@@ -24,7 +24,8 @@ from .textscan import Texts, scan_texts
 class Chunk:
     names: list[str]  # the sources, sorted
     codes: np.ndarray  # each doc's source as an index into names
-    values: dict[str, np.ndarray]  # per feature: float64 per doc, NaN where it does not apply
+    stacked: np.ndarray  # float64 [feature (FEATURES order), doc], NaN where a feature does not apply
+    values: dict[str, np.ndarray]  # the rows of stacked, by feature name
     sums: dict[str, np.ndarray]  # per doc int64: bytes, n_chars, words, lines, est_tokens, replacements
     is_null: np.ndarray
     is_empty: np.ndarray
@@ -115,6 +116,8 @@ def features(texts: Texts, ids: pa.Array, names: list[str], codes: np.ndarray, l
     }
     for f in ("n_chars", "n_words", "n_lines", "est_tokens"):
         values[f] = np.where(live, values[f], np.nan)
+    # One array for the compiled passes over every feature (histograms, outlier candidates).
+    stacked = np.stack([values[f] for f in FEATURES]).astype(np.float64, copy=False)
     sums = {"bytes": nbytes, "n_chars": n_chars, "words": words * live, "lines": n_lines * live,
             "est_tokens": est_tokens * live, "replacements": c["replacements"]}
     # ASCII letters are Latin: the kernel counted only the non-ASCII ones per script.
@@ -122,7 +125,8 @@ def features(texts: Texts, ids: pa.Array, names: list[str], codes: np.ndarray, l
     letters = np.bincount(codes, weights=c["alpha"], minlength=len(names)).astype(np.int64)
     scripts[:, 1] += letters - scripts.sum(axis=1)
     return Chunk(
-        names=names, codes=codes, values=values, sums=sums, is_null=texts.null, is_empty=live & (words == 0),
+        names=names, codes=codes, stacked=stacked, values=dict(zip(FEATURES, stacked, strict=True)), sums=sums,
+        is_null=texts.null, is_empty=live & (words == 0),
         key=scan.key, ids=ids, texts=texts,
         lang=lang if lang is not None else pl.Series("lang", [None] * n, dtype=pl.String),
         lines=count_lines(scan, codes, names), scripts=scripts, meta=meta, has_lang=lang is not None,

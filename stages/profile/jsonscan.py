@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from .nbutil import borrowed, ctz, load8
+from .nbutil import HIGH, borrowed, ctz, load8
 
 TYPES = ("string", "integer", "number", "boolean", "object", "array")
 _STRING, _INTEGER, _NUMBER, _BOOLEAN, _OBJECT, _ARRAY = range(6)
@@ -59,7 +59,6 @@ _HEX[list(b"0123456789abcdefABCDEF")] = [*range(16), *range(10, 16)]
 
 _BLOCK = 32  # bytes of a string checked at once
 _ONES = np.uint64(0x0101010101010101)
-_HIGH = np.uint64(0x8080808080808080)
 _SPACES = np.uint64(0x2020202020202020)
 _QUOTES = np.uint64(0x2222222222222222)
 _BACKSLASHES = np.uint64(0x5C5C5C5C5C5C5C5C)
@@ -87,7 +86,7 @@ def _swar_stop(w):
     # ones: the classic "has a byte < n / == 0" tricks, exact up to the first hit).
     x = w ^ _QUOTES
     y = w ^ _BACKSLASHES
-    return ((w - _SPACES) & ~w | (x - _ONES) & ~x | (y - _ONES) & ~y) & _HIGH
+    return ((w - _SPACES) & ~w | (x - _ONES) & ~x | (y - _ONES) & ~y) & HIGH
 
 
 @njit(inline="always")
@@ -137,9 +136,9 @@ def _skip_run(buf, p, n):
         w3 = load8(buf, p + 24)
         bits |= w0 | w1 | w2 | w3
         if _swar_stop(w0) | _swar_stop(w1) | _swar_stop(w2) | _swar_stop(w3):
-            return p + _first_stop(buf, p), (bits & _HIGH) != 0
+            return p + _first_stop(buf, p), (bits & HIGH) != 0
         p += _BLOCK
-    high = (bits & _HIGH) != 0
+    high = (bits & HIGH) != 0
     for i in range(p, n):
         x = buf[np.uintp(i)]
         if _STOP[x]:
@@ -165,7 +164,7 @@ def _utf8_bad(b3, b2, b1, c):
 def _valid_utf8(buf, p, e):
     """buf[p:e] (preceded by ASCII) is valid UTF-8; ASCII blocks are passed by words."""
     while p + _BLOCK <= e:  # the ASCII prefix (all of most texts)
-        if (load8(buf, p) | load8(buf, p + 8) | load8(buf, p + 16) | load8(buf, p + 24)) & _HIGH:
+        if (load8(buf, p) | load8(buf, p + 8) | load8(buf, p + 16) | load8(buf, p + 24)) & HIGH:
             break
         p += _BLOCK
     bits = 0
@@ -181,7 +180,7 @@ def _valid_utf8(buf, p, e):
             return False
     i = s
     while i + _BLOCK <= e:
-        ascii_ = ((load8(buf, i) | load8(buf, i + 8) | load8(buf, i + 16) | load8(buf, i + 24)) & _HIGH) == 0
+        ascii_ = ((load8(buf, i) | load8(buf, i + 8) | load8(buf, i + 16) | load8(buf, i + 24)) & HIGH) == 0
         if not (ascii_ and buf[i - 1] < 0xC0 and buf[i - 2] < 0xE0 and buf[i - 3] < 0xF0):
             bad = False
             for j in range(i, i + _BLOCK):

@@ -1,17 +1,20 @@
-"""Two numba intrinsics the profiler's kernels share (jsonscan.py, textscan.py).
+"""The numba intrinsics and word masks the profiler's kernels share (jsonscan.py, textscan.py).
 
 numba increments and decrements an array's reference count (atomic operations) around every call
 that takes it, inlined helpers included; in a loop over short lines or records those cost more
 than the work. ``borrowed`` gives a view without a reference count, valid while the caller keeps
-the array alive (the kernels borrow their own arguments). ``load8`` reads 8 unaligned bytes at once,
-``ctz`` counts trailing zero bits.
+the array alive (the kernels borrow their own arguments). ``load8`` reads 8 unaligned bytes at once;
+``ctz``, ``popcount`` and ``bswap`` are the CPU's bit instructions.
 """
 
 from __future__ import annotations
 
+import numpy as np
 from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
+
+HIGH = np.uint64(0x8080808080808080)  # the high bit of each byte of a word (SWAR masks)
 
 
 @intrinsic

@@ -105,10 +105,12 @@ def distinct_texts(files: list[Path], sources: list[str], n_docs: int) -> tuple[
             per_src[sources[0]] += n
             total += n
             continue
-        got = lf.group_by("source").agg(pl.col("h").n_unique().alias("n")).collect()
+        # Both queries in one call: polars runs them side by side (and may share their scan).
+        got, everything = pl.collect_all([lf.group_by("source").agg(pl.col("h").n_unique().alias("n")),
+                                          lf.select(pl.col("h").n_unique())])
         for src, n in got.iter_rows():
             per_src[src] += int(n)
-        total += int(lf.select(pl.col("h").n_unique()).collect().item())
+        total += int(everything.item())
     return per_src, total
 
 

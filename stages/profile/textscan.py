@@ -41,7 +41,7 @@ from stages.dedup_text import utf8_buffers
 
 from .chars import ALPHA, SPACE, code_point_table
 from .constants import EMPTY_KEY, MOJIBAKE_AFTER_A, TERMINAL_PUNCT
-from .nbutil import borrowed, ctz, load8, popcount
+from .nbutil import HIGH, borrowed, ctz, load8, popcount
 
 # Rows of the per-document output, in kernel order.
 OUT = ("n_chars", "words", "newlines", "alpha", "digit", "upper", "punct", "space", "nonprint",
@@ -57,7 +57,6 @@ _EMPTY = np.uint64(EMPTY_KEY)
 # time: a remainder would run byte by byte, and 255 bytes left one of 30). Under 256: uint8 counters.
 _BLOCK = 225
 _BYTE = np.uint64(0xFF)
-_HIGH = np.uint64(0x8080808080808080)
 _TERMINAL = np.array(sorted(ord(c) for c in TERMINAL_PUNCT), np.int64)
 MOJI_END = 64  # a class-bits flag beyond chars.py's six: U+FFFD and MOJIBAKE_AFTER_A (tables())
 
@@ -217,7 +216,7 @@ def _wide_pass(data, lo, hi, cp_flags, lane_of_flags, cp_script, sc):  # noqa: A
     i = lo
     while i < hi:
         if i + 8 <= hi:
-            m = load8(data, i) & _HIGH
+            m = load8(data, i) & HIGH
             if m == 0:
                 i += 8
                 continue
@@ -403,7 +402,7 @@ def _conts(data, lo, hi):  # noqa: ANN001, ANN202
     i = lo
     while i + 8 <= hi:
         w = load8(data, i)
-        n += popcount(w & ~(w << np.uint64(1)) & _HIGH)
+        n += popcount(w & ~(w << np.uint64(1)) & HIGH)
         i += 8
     for j in range(i, hi):
         n += (data[j] & 0xC0) == 0x80
