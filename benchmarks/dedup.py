@@ -202,8 +202,7 @@ class Truth:
 
     def sets(self, ids: list[str]) -> None:
         import polars as pl
-
-        from stages.dedup_text import Normalisation, word_shingles_ref
+        from corpus.stages.dedup_text import Normalisation, word_shingles_ref
 
         todo = [i for i in dict.fromkeys(ids) if i not in self._sets]
         if todo:
@@ -329,7 +328,7 @@ OURS = PEAK_RSS + CPU + """
 import glob, time
 import polars as pl
 from corpus import InputSpec, Pipeline
-from stages.minhash import MinHashDedup
+from corpus.stages.minhash import MinHashDedup
 t = time.perf_counter()
 res = Pipeline([MinHashDedup(threshold={threshold})]).run(
     inputs=[InputSpec(source="bench", path={folder!r}, id_key="id")], output={out!r}, workers=2, quiet=True)

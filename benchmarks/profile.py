@@ -3,7 +3,7 @@
 Limit: `polars.scan_ndjson(files).select(pl.col("text").str.len_chars().sum())`, one process (polars
 uses all cores itself): it parses only the text field and computes one number. Readers: the corpus
 readers alone (ids, meta, quarantine checks) over the same files with 2 spawn workers. Ours:
-`stages.profile.profile_input` with 2 workers: every record's fate, every per-document feature, the
+`corpus.stages.profile.profile_input` with 2 workers: every record's fate, every per-document feature, the
 spill and the polars scans over it, MinHash sample, outliers, profile.json. Its once-per-process start-up
 (numba loading its compiled kernels from the cache, about half a second) is timed apart, on a
 one-record file, and the ratio is given with and without it.
@@ -59,7 +59,7 @@ OURS = PEAK_RSS + """
 import glob, os, time
 from pathlib import Path
 from corpus import InputSpec
-from stages.profile import profile_input
+from corpus.stages.profile import profile_input
 
 files = sorted(glob.glob({folder!r} + "/*.jsonl"))
 tiny = Path({out!r} + "-tiny.jsonl")

@@ -42,7 +42,7 @@ print(json.dumps({{"seconds": dt, "cpu_s": cpu_s() - c, "tokens": n, "docs": len
 OURS = PEAK_RSS + CPU + """
 import time
 from pathlib import Path
-from stages.tokenize import tokenize_corpus
+from corpus.stages.tokenize import tokenize_corpus
 t, c = time.perf_counter(), cpu_s()
 res = tokenize_corpus(Path({corpus!r}), Path({tok!r}), Path({out!r}), workers=2)
 dt = time.perf_counter() - t
@@ -55,7 +55,7 @@ PREPARE = """
 import json
 from pathlib import Path
 from corpus import InputSpec, Pipeline
-from stages.tokenizer import train_tokenizer
+from corpus.stages.tokenizer import train_tokenizer
 corpus, tok = Path({corpus!r}), Path({tok!r})
 if not (corpus / "manifest.json").exists():
     Pipeline([]).run(inputs=[InputSpec(source="b", path={jsonl!r})], output=corpus, workers=2, quiet=True)

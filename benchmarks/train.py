@@ -43,8 +43,8 @@ def make_tokens(folder: Path, vocab: int, n_docs: int = 3000, seed: int = 0) -> 
 
 
 def config(args: argparse.Namespace, tokens: Path, out: Path):  # -> PretrainConfig
-    from plugins.base import parse_config
-    from plugins.pretrain import PretrainConfig
+    from corpus.plugins.base import parse_config
+    from corpus.plugins.pretrain import PretrainConfig
 
     data = {"output": str(out), "samples": {"count": 0},
             "model": {"arch": "llama", "hidden_size": args.hidden, "layers": args.layers, "heads": args.heads},
@@ -66,8 +66,8 @@ def _rates(tokens: int, start: tuple[float, float], end: tuple[float, float]) ->
 
 def run_ours(cfg, warmup: int) -> tuple[float, float]:  # noqa: ANN001
     """Tokens/s of the Trainer over steps warmup+1 .. steps-1 (the last step also evaluates and saves)."""
-    from plugins.pretrain import build_task
-    from plugins.trainer import Runtime, Trainer
+    from corpus.plugins.pretrain import build_task
+    from corpus.plugins.trainer import Runtime, Trainer
 
     rt = Runtime.create(cfg.train)
     task = build_task(cfg, rt)
@@ -81,9 +81,8 @@ def run_bare(cfg, warmup: int) -> tuple[float, float, float]:  # noqa: ANN001
     """(wall tokens/s, CPU tokens/s, training FLOPs per token) of a plain loop on the same model and batches."""
     import torch
     import torch.nn.functional as F
-
-    from plugins.pretrain import build_task
-    from plugins.trainer import Runtime, matmul_params
+    from corpus.plugins.pretrain import build_task
+    from corpus.plugins.trainer import Runtime, matmul_params
 
     rt = Runtime.create(cfg.train)
     task = build_task(cfg, rt)
@@ -130,8 +129,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from plugins.trainer import Runtime
-    from plugins.trainlog import peak_tflops
+    from corpus.plugins.trainer import Runtime
+    from corpus.plugins.trainlog import peak_tflops
 
     tokens = make_tokens(WORK / f"train-tokens-{args.vocab}", args.vocab)
     out = WORK / "train-run"

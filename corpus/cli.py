@@ -70,7 +70,7 @@ def _cmd_profile(args: argparse.Namespace, console: Console) -> int:
     from rich.table import Table
 
     from corpus.readers import InputSpec
-    from stages.profile import profile_input
+    from corpus.stages.profile import profile_input
 
     target = Path(args.input)
     if (target / "manifest.json").is_file():
@@ -92,7 +92,7 @@ def _cmd_profile(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_tokenizer_train(args: argparse.Namespace, console: Console) -> int:
-    from stages.tokenizer import import_tokenizer, train_tokenizer
+    from corpus.stages.tokenizer import import_tokenizer, train_tokenizer
 
     if args.from_path:
         out = import_tokenizer(Path(args.from_path), Path(args.out))
@@ -104,7 +104,7 @@ def _cmd_tokenizer_train(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_tokenize(args: argparse.Namespace, console: Console) -> int:
-    from stages.tokenize import tokenize_corpus
+    from corpus.stages.tokenize import tokenize_corpus
 
     split = tuple(float(x) for x in args.split.split(","))
     if len(split) != 3 or abs(sum(split) - 1.0) > 1e-6 or min(split) < 0:
@@ -137,7 +137,7 @@ def _cmd_shards(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_dedup_explain(args: argparse.Namespace, console: Console) -> int:
-    from stages.lsh_params import explain
+    from corpus.stages.lsh_params import explain
 
     if not 0.0 < args.threshold < 1.0:
         raise ValueError(f"--threshold must lie strictly between 0 and 1, got {args.threshold}")
@@ -260,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--rows", type=int, default=0)
     de.set_defaults(fn=_cmd_dedup_explain)
 
-    from plugins.cli import add_train_parser
+    from corpus.plugins.cli import add_train_parser
 
     add_train_parser(sub)  # corpus train PLUGIN config.yaml | corpus train sweep sweep.yaml | corpus train list
 

@@ -1,7 +1,7 @@
 """The Python pipeline API: a list of operators, checked, then run by an executor.
 
     from corpus import Pipeline, InputSpec
-    from stages.filter import LengthFilter
+    from corpus.stages.filter import LengthFilter
 
     Pipeline([LengthFilter(min_chars=50)]).run(
         inputs=[InputSpec(source="web", path="data/web/*.jsonl.gz", text_key="content")],

@@ -5,7 +5,7 @@ package declares its own. Importing this package is cheap: torch loads only when
 
 Python API::
 
-    import plugins
+    from corpus import plugins
     result = plugins.run("sft", "examples/train/sft.yaml", overrides=["train.lr=1e-4"])
 """
 
@@ -21,7 +21,7 @@ GROUP = "corpusforge.plugins"
 
 # Used only when the installed metadata predates these entries (a source checkout not yet
 # reinstalled); the entry points win whenever they are there.
-_BUILTIN = {"pretrain": "plugins.pretrain:Pretrain", "sft": "plugins.sft:SFT"}
+_BUILTIN = {"pretrain": "corpus.plugins.pretrain:Pretrain", "sft": "corpus.plugins.sft:SFT"}
 
 
 class UnknownPlugin(KeyError):
@@ -42,7 +42,7 @@ def names() -> list[str]:
 
 def get(name: str) -> type:
     """The plugin class registered as ``name``; UnknownPlugin with a suggestion if there is none."""
-    from plugins.base import TrainPlugin, suggest
+    from corpus.plugins.base import TrainPlugin, suggest
 
     eps = _entry_points()
     if name not in eps:
@@ -61,7 +61,7 @@ def get(name: str) -> type:
 def load_config(name: str, config: str | Path, output: str | Path | None = None,
                 overrides: Iterable[str] = ()) -> Any:
     """Validate a YAML config for plugin ``name`` (raises corpus.config.ConfigError with line numbers)."""
-    from plugins.base import load_plugin_config
+    from corpus.plugins.base import load_plugin_config
 
     cls = get(name)
     return load_plugin_config(cls.config_class, config, plugin=name, output=output, overrides=overrides)

@@ -2,14 +2,14 @@
 
 The CLI owner wires it with one call in ``corpus/cli.py``::
 
-    from plugins.cli import add_train_parser
+    from corpus.plugins.cli import add_train_parser
     add_train_parser(sub)            # sub = the `corpus` subparsers
 
 which adds ``corpus train PLUGIN config.yaml`` and ``corpus train sweep sweep.yaml``. The same
-command runs standalone (``python -m plugins.cli sft config.yaml``), which is what ``torchrun``
+command runs standalone (``python -m corpus.plugins.cli sft config.yaml``), which is what ``torchrun``
 launches for multi-GPU training::
 
-    torchrun --nproc_per_node 8 -m plugins.cli pretrain examples/train/pretrain.yaml
+    torchrun --nproc_per_node 8 -m corpus.plugins.cli pretrain examples/train/pretrain.yaml
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import logging
 import sys
 from typing import Any
 
-import plugins
+from corpus import plugins
 from corpus.config import ConfigError
 
 HELP = "train a model: `train PLUGIN config.yaml` (plugins: pretrain, sft, ...) or `train sweep sweep.yaml`"
@@ -63,7 +63,7 @@ def cmd_train(args: argparse.Namespace, console: Any) -> int:
     if args.quiet:
         logging.getLogger("corpusforge.train").setLevel(logging.WARNING)
     if args.plugin == "sweep":
-        from plugins.sweep import load_sweep, run_sweep
+        from corpus.plugins.sweep import load_sweep, run_sweep
 
         if args.output or args.set or args.fresh:
             raise ConfigError(["corpus train sweep: --output, --set and --fresh apply to plugin runs; "
@@ -81,8 +81,8 @@ def cmd_train(args: argparse.Namespace, console: Any) -> int:
         if summary.get("best_config"):
             console.print(f"best: trial {summary['best']['trial']} -> {summary['best_config']}")
         return 0 if summary.get("best") else 1
-    from plugins.sft import ChatTemplateError, SFTDataError
-    from plugins.trainer import EmptyTargetsError, ResumeMismatchError
+    from corpus.plugins.sft import ChatTemplateError, SFTDataError
+    from corpus.plugins.trainer import EmptyTargetsError, ResumeMismatchError
 
     try:
         sets = list(args.set) + (["train.resume=false"] if args.fresh else [])
@@ -102,8 +102,8 @@ def cmd_train(args: argparse.Namespace, console: Any) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Standalone entry (``python -m plugins.cli``), used by torchrun and by parallel sweeps."""
-    p = argparse.ArgumentParser(prog="python -m plugins.cli", description=HELP)
+    """Standalone entry (``python -m corpus.plugins.cli``), used by torchrun and by parallel sweeps."""
+    p = argparse.ArgumentParser(prog="python -m corpus.plugins.cli", description=HELP)
     _arguments(p)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -128,7 +128,7 @@ def check_positions(model: torch.nn.Module, seq_len: int) -> None:
 
 
 def load_tokenizer(folder: str | Path) -> Any:
-    """An HF fast tokenizer from a local folder (as ``stages.tokenizer`` saves them)."""
+    """An HF fast tokenizer from a local folder (as ``corpus.stages.tokenizer`` saves them)."""
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     folder = Path(folder)

@@ -1,10 +1,10 @@
 """Rows and batches for the trainer, on top of the shared data layer (``plugins/data.py``).
 
-* ``ShardRows``: pretraining rows from token shards, through ``plugins.data.PackedDataset``
+* ``ShardRows``: pretraining rows from token shards, through ``corpus.plugins.data.PackedDataset``
   (documents concatenated in a seeded order, cut into ``seq_len`` rows, positions restarting and no
   target crossing a document boundary);
 * ``PackedExamples``: whole tokenized examples (SFT) packed into rows, never split;
-* ``BatchIterator``: micro-batches in the order of ``plugins.data.ResumableSampler`` (seeded per
+* ``BatchIterator``: micro-batches in the order of ``corpus.plugins.data.ResumableSampler`` (seeded per
   epoch, strided over processes, exact resume).
 
 A *row source* gives ``len(source)`` rows and ``source.row(epoch, i)``: a dict of equal-length
@@ -26,8 +26,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-
-from plugins.data import IGNORE_INDEX, PackedDataset, ResumableSampler
+from corpus.plugins.data import IGNORE_INDEX, PackedDataset, ResumableSampler
 
 IGNORE = IGNORE_INDEX
 
@@ -47,7 +46,7 @@ def segment_positions(doc: np.ndarray) -> np.ndarray:
 
 
 class ShardRows:
-    """Pretraining rows from token shard sets: ``plugins.data.PackedDataset`` seen as a row source.
+    """Pretraining rows from token shard sets: ``corpus.plugins.data.PackedDataset`` seen as a row source.
 
     With ``document_mask`` (the default) rows are the dataset's samples as they are. Without it,
     positions run 0..S-1 over the whole row and targets cross document boundaries (plain packing)."""
@@ -156,7 +155,7 @@ def count_targets(batch: dict[str, torch.Tensor]) -> int:
 class BatchIterator:
     """Micro-batches of rows for this process, resumable.
 
-    The order is ``plugins.data.ResumableSampler``'s: a seeded permutation per epoch, process r of W
+    The order is ``corpus.plugins.data.ResumableSampler``'s: a seeded permutation per epoch, process r of W
     taking every W-th index. A global batch (batch_size x W rows) is therefore the same set of rows
     whatever W is, so a run on 2 processes makes the same updates as on 1 with twice the batch. An
     epoch ends when no full global batch is left; the state is the sampler's (epoch, consumed)."""

@@ -24,11 +24,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-
-from plugins.base import PluginConfig, TrainPlugin, TrainResult
-from plugins.models import ModelConfig, SpecialIds, add_tokens, build_model, load_tokenizer
-from plugins.packing import IGNORE, BatchIterator, ShardRows, eval_batches, segment_positions
-from plugins.trainer import Runtime, Task, Trainer, matmul_params
+from corpus.plugins.base import PluginConfig, TrainPlugin, TrainResult
+from corpus.plugins.models import ModelConfig, SpecialIds, add_tokens, build_model, load_tokenizer
+from corpus.plugins.packing import IGNORE, BatchIterator, ShardRows, eval_batches, segment_positions
+from corpus.plugins.trainer import Runtime, Task, Trainer, matmul_params
 
 OBJECTIVES = ("causal", "mlm", "span")
 

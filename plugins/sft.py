@@ -26,14 +26,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from corpus.plugins.base import PluginConfig, TrainPlugin, TrainResult
+from corpus.plugins.data import BlendedDataset
+from corpus.plugins.models import ModelConfig, SpecialIds, build_model, load_tokenizer
+from corpus.plugins.packing import BatchIterator, PackedExamples
+from corpus.plugins.pretrain import CausalTask, SampleConfig
+from corpus.plugins.trainer import Runtime, Trainer
 
 from corpus.shards import IndexedDataset
-from plugins.base import PluginConfig, TrainPlugin, TrainResult
-from plugins.data import BlendedDataset
-from plugins.models import ModelConfig, SpecialIds, build_model, load_tokenizer
-from plugins.packing import BatchIterator, PackedExamples
-from plugins.pretrain import CausalTask, SampleConfig
-from plugins.trainer import Runtime, Trainer
 
 ROLES = ("system", "user", "assistant")
 TRAIN_ON = ("assistant", "last", "all")
@@ -362,7 +362,7 @@ def _template(tokenizer: Any, cfg: SFTConfig) -> str | None:
         return cfg.data.chat_template
     if getattr(tokenizer, "chat_template", None):
         return None  # the tokenizer's own
-    from stages.tokenizer import CHAT_TEMPLATE, ROLE_TOKENS
+    from corpus.stages.tokenizer import CHAT_TEMPLATE, ROLE_TOKENS
 
     if all(t in tokenizer.get_vocab() for t in ROLE_TOKENS):
         return CHAT_TEMPLATE

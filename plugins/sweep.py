@@ -34,9 +34,9 @@ from typing import Any
 
 import numpy as np
 import yaml
+from corpus.plugins.base import ConfigError, build_section, parse_config, read_yaml
 
-import plugins
-from plugins.base import ConfigError, build_section, parse_config, read_yaml
+from corpus import plugins
 
 DISTRIBUTIONS = ("uniform", "log_uniform", "int_uniform")
 
@@ -162,7 +162,7 @@ def _run_inline(cfg: SweepConfig, base: Path, base_data: dict, params: dict, out
 
 def _command(cfg: SweepConfig, base: Path, params: dict, out: Path) -> list[str]:
     sets = [a for k, v in params.items() for a in ("--set", f"{k}={json.dumps(v)}")]
-    return [sys.executable, "-m", "plugins.cli", cfg.plugin, str(base), "--output", str(out), "--quiet", *sets]
+    return [sys.executable, "-m", "corpus.plugins.cli", cfg.plugin, str(base), "--output", str(out), "--quiet", *sets]
 
 
 def _run_parallel(cfg: SweepConfig, base: Path, jobs: list[tuple[int, dict, Path]]) -> dict[int, str | None]:

@@ -31,11 +31,10 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-
-from plugins import checkpoint as ckpt
-from plugins.base import TrainConfig, TrainResult
-from plugins.packing import IGNORE, BatchIterator, count_targets
-from plugins.trainlog import MetricsLog, Progress, peak_tflops, write_report
+from corpus.plugins import checkpoint as ckpt
+from corpus.plugins.base import TrainConfig, TrainResult
+from corpus.plugins.packing import IGNORE, BatchIterator, count_targets
+from corpus.plugins.trainlog import MetricsLog, Progress, peak_tflops, write_report
 
 
 class EmptyTargetsError(RuntimeError):

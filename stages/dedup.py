@@ -20,9 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-
-from corpus.operators import FitContext, GlobalOperator, Verdict
-from stages.dedup_index import (
+from corpus.stages.dedup_index import (
     Layout,
     ResultLookup,
     load_npy,
@@ -36,7 +34,9 @@ from stages.dedup_index import (
     write_shard_results,
     write_shards_json,
 )
-from stages.dedup_text import Normalisation, digests128
+from corpus.stages.dedup_text import Normalisation, digests128
+
+from corpus.operators import FitContext, GlobalOperator, Verdict
 
 
 def normalise(text: pl.Expr, lowercase: bool, collapse_whitespace: bool) -> pl.Expr:

@@ -31,9 +31,7 @@ from typing import Literal
 
 import numpy as np
 import polars as pl
-
-from corpus.operators import FilterOperator, FitContext, GlobalOperator, Verdict
-from stages.dedup_index import (
+from corpus.stages.dedup_index import (
     Layout,
     ResultLookup,
     n_partitions,
@@ -44,7 +42,9 @@ from stages.dedup_index import (
     write_shard_results,
     write_shards_json,
 )
-from stages.dedup_text import Normalisation, digests128
+from corpus.stages.dedup_text import Normalisation, digests128
+
+from corpus.operators import FilterOperator, FitContext, GlobalOperator, Verdict
 
 SEPARATORS = {"line": "\n", "paragraph": "\n\n"}
 

@@ -3,7 +3,7 @@
 Fit (each step a pool pass; files under the fit folder; nothing holds the corpus in memory):
 
 1. **sign** (per shard): normalise, shingle (word 5-grams by default), hash and MinHash whole batches
-   in numpy (``stages.dedup_text``); write the shard's signatures, its shingle sets (for exact
+   in numpy (``corpus.stages.dedup_text``); write the shard's signatures, its shingle sets (for exact
    verification) and its band keys, partitioned by band-key hash.
 2. **bucket** (per band partition): sort the partition's (band key, document) records; documents
    sharing a key are candidate pairs (every pair in buckets up to ``bucket_all_pairs`` members, else
@@ -35,10 +35,7 @@ from typing import Literal
 import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
-
-from corpus.operators import FitContext, GlobalOperator, Verdict
-from corpus.writers import link_or_copy, write_parquet
-from stages.dedup_index import (
+from corpus.stages.dedup_index import (
     Layout,
     ResultLookup,
     components,
@@ -56,7 +53,7 @@ from stages.dedup_index import (
     write_shard_results,
     write_shards_json,
 )
-from stages.dedup_text import (
+from corpus.stages.dedup_text import (
     MASK32,
     Normalisation,
     Permutations,
@@ -68,7 +65,10 @@ from stages.dedup_text import (
     signatures,
     utf8_buffers,
 )
-from stages.lsh_params import DEFAULT_FN_WEIGHT, DEFAULT_FP_WEIGHT, explain, optimal_bands_rows, s_curve
+from corpus.stages.lsh_params import DEFAULT_FN_WEIGHT, DEFAULT_FP_WEIGHT, explain, optimal_bands_rows, s_curve
+
+from corpus.operators import FitContext, GlobalOperator, Verdict
+from corpus.writers import link_or_copy, write_parquet
 
 __all__ = ["MinHashDedup", "explain", "s_curve"]
 

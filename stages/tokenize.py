@@ -35,13 +35,20 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
+from corpus.stages.tokenizer import (
+    ROLE_TOKENS,
+    eod_id,
+    load_tokenizer,
+    special_token_ids,
+    tokenizer_file,
+    tokenizer_hash,
+)
 
 from corpus.manifest import file_sha256, read_manifest
 from corpus.operators import FitContext, GlobalOperator
 from corpus.shards import IndexedWriter, dtype_for_vocab, merge, paths
 from corpus.work import read_marker, write_marker
 from corpus.writers import write_bytes_atomic
-from stages.tokenizer import ROLE_TOKENS, eod_id, load_tokenizer, special_token_ids, tokenizer_file, tokenizer_hash
 
 SPLITS = ("train", "validation", "test")
 VERSION = "1"

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from corpus.stages.dedup import ExactDedup
+from corpus.stages.dedup_text import digests128
 
 from corpus import InputSpec, Pipeline
 from corpus.operators import FitContext
 from corpus.writers import write_parquet
-from stages.dedup import ExactDedup
-from stages.dedup_text import digests128
 
 
 def fit_apply(tmp: Path, texts: list[list[str]], op: ExactDedup) -> pl.DataFrame:

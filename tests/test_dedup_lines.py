@@ -8,10 +8,10 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from corpus.stages.dedup_lines import LineDedup, LineDedupFilter
 
 from corpus import InputSpec, Pipeline
 from corpus.executor import PipelineError
-from stages.dedup_lines import LineDedup, LineDedupFilter
 
 BOILER = "Subscribe to our newsletter for weekly updates"
 FOOTER = "Copyright 2024 Example Corp. All rights reserved."

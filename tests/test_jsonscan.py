@@ -7,10 +7,10 @@ import random
 
 import numpy as np
 import pytest
+from corpus.stages.profile.jsonscan import TYPES, scan_piece
 
 from corpus.readers.base import InputSpec, ReadTask
 from corpus.readers.jsonl import JSON_BLANK, DocBuilder
-from stages.profile.jsonscan import TYPES, scan_piece
 
 WORDS = ["alpha", "beta", "gamma", "x", "naïve", "café", "中文", "日本語", "😀", "𝔘", "\u2028", "Ωmega", "déjà"]
 SPICE = ['"', "\\", "/", "\n", "\t", "\r", "\b", "\f", "\x01", "\x1f", "\x7f", "\u00a0", " ", "\u3000", "\ud7ff"]
@@ -357,7 +357,7 @@ def test_many_short_lines_grow_the_line_arrays():
 def test_output_buffers_are_reused_only_when_nothing_holds_them():
     """A thread's next scan writes into its last buffers only once no piece or text holds them: a
     live piece's text is never overwritten."""
-    from stages.profile import jsonscan
+    from corpus.stages.profile import jsonscan
 
     a = scan_piece(b'{"text": "first"}\n', "text", None, 100)
     held = id(jsonscan._SPARE.text)

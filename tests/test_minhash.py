@@ -11,11 +11,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from datasketch import MinHash
-
-from corpus import InputSpec, Pipeline
-from stages.dedup_index import components, reduce_edges
-from stages.dedup_text import (
+from corpus.stages.dedup_index import components, reduce_edges
+from corpus.stages.dedup_text import (
     Normalisation,
     Permutations,
     char_shingles_ref,
@@ -24,8 +21,11 @@ from stages.dedup_text import (
     signatures,
     word_shingles_ref,
 )
-from stages.lsh_params import explain, s_curve
-from stages.minhash import MinHashDedup, bucket_pairs
+from corpus.stages.lsh_params import explain, s_curve
+from corpus.stages.minhash import MinHashDedup, bucket_pairs
+from datasketch import MinHash
+
+from corpus import InputSpec, Pipeline
 
 THRESHOLD = 0.8
 NORM = Normalisation(lowercase=True, whitespace=True, punctuation=True, digits=True)
@@ -195,9 +195,8 @@ def test_s_curve_and_explain():
 
 
 def test_optimiser_equals_datasketch():
+    from corpus.stages.lsh_params import optimal_bands_rows
     from datasketch.lsh import _optimal_param
-
-    from stages.lsh_params import optimal_bands_rows
 
     for t, n, w in itertools.product([0.5, 0.7, 0.8, 0.9], [64, 128], [(0.5, 0.5), (0.1, 0.9), (0.3, 0.7)]):
         assert optimal_bands_rows(t, n, *w) == _optimal_param(t, n, *w), (t, n, w)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from corpus.plugins.data import BlendedDataset, PackedDataset, ResumableSampler, block_causal_mask
 from torch.utils.data import DataLoader
 
 from corpus.shards import write_documents
-from plugins.data import BlendedDataset, PackedDataset, ResumableSampler, block_causal_mask
 
 EOD = 0
 DOCS = [[10, 11, 12, EOD], [20, 21, EOD], [30, 31, 32, 33, 34, EOD]]  # stream of 13 tokens

@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from corpus.plugins.models import ModelConfig, SpecialIds, build_model
+from corpus.plugins.packing import IGNORE, ShardRows
+from corpus.plugins.pretrain import build_task, mlm_mask, random_spans_mask, span_corrupt, span_lengths
+from corpus.plugins.trainer import Runtime, Trainer
 from trainkit import pretrain_config, read_metrics, shards  # noqa: F401 (fixture)
 
-import plugins
-from plugins.models import ModelConfig, SpecialIds, build_model
-from plugins.packing import IGNORE, ShardRows
-from plugins.pretrain import build_task, mlm_mask, random_spans_mask, span_corrupt, span_lengths
-from plugins.trainer import Runtime, Trainer
+from corpus import plugins
 
 
 def test_causal_loss_falls_and_hf_round_trip(tmp_path: Path, shards):  # noqa: F811
@@ -57,7 +57,7 @@ def test_document_masking_matches_separate_documents(arch: str):
 
 
 def test_shard_rows_over_the_packed_dataset(shards):  # noqa: F811
-    from plugins.data import PackedDataset
+    from corpus.plugins.data import PackedDataset
 
     _, tokens = shards
     rows = ShardRows([tokens / "train"], 32, seed=3)

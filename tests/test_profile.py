@@ -16,12 +16,12 @@ import numpy as np
 import polars as pl
 import pytest
 import regex
+from corpus.stages import profile as P
+from corpus.stages.profile import FEATURES, Profile, doc_features, profile_frames, profile_input
 from helpers import make_jsonl_corpus, read_all
 
 from corpus import InputSpec, Pipeline
 from corpus.registry import get as get_operator
-from stages import profile as P
-from stages.profile import FEATURES, Profile, doc_features, profile_frames, profile_input
 
 WORDS = ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau "
          "upsilon phi chi psi omega river stone cloud bread apple train music garden window").split()
@@ -120,7 +120,7 @@ def test_char_classes_match_unicode_regex_oracle():
 def test_shipped_unicode_table_and_ascii_ranges():
     """The shipped class table is what polars' regex engine gives today, and the kernel's ASCII
     ranges (its vectorised path) say the same as the table."""
-    from stages.profile import chars, textscan
+    from corpus.stages.profile import chars, textscan
 
     shipped, fresh = chars.code_point_table(), chars.build_code_point_table()
     assert (shipped.flags == fresh.flags).all() and (shipped.script == fresh.script).all()
@@ -308,7 +308,7 @@ def test_feature_summaries_are_consistent(known):
 
 def test_bins_hold_their_values():
     """Every count lands in the bin whose [lo, hi) holds it (or its point bin)."""
-    from stages.profile.histograms import bins
+    from corpus.stages.profile.histograms import bins
 
     x = np.concatenate([np.arange(3000), np.random.default_rng(1).integers(0, 1 << 22, 5000)]).astype(np.float64)
     for f in ("n_chars", "n_words", "n_lines", "est_tokens"):
@@ -320,7 +320,7 @@ def test_bins_hold_their_values():
 def test_compiled_histograms_match_the_bins():
     """add_values (one compiled pass for every feature; counts below 2**16 binned by a table) counts,
     sums and bins as Bins.index does: NaN skipped, on bin edges, 0 and 1, counts past the table."""
-    from stages.profile.histograms import add_values, bins, int_lut, kernel_tables
+    from corpus.stages.profile.histograms import add_values, bins, int_lut, kernel_tables
 
     rng = np.random.default_rng(5)
     n = 4000
@@ -499,7 +499,7 @@ def _messy_jsonl(folder: Path) -> None:
 def test_fast_jsonl_path_equals_reader_path(tmp_path, monkeypatch, keys):
     """Small chunks (many pieces per file, tails, line numbers across pieces): the fast path gives the
     profile the corpus readers give, record for record, without falling back."""
-    from stages.profile import inputs, rawjsonl
+    from corpus.stages.profile import inputs, rawjsonl
 
     _messy_jsonl(tmp_path / "in")
     monkeypatch.setattr(inputs, "CHUNK_BYTES", 16 << 10)
@@ -534,8 +534,9 @@ def test_chunk_of_several_pieces_is_split_where_a_field_mixes_types(tmp_path, mo
     """A chunk is scanned as one buffer, but polars infers a schema per piece: a field that is a
     string in early pieces and a number in later ones mixes only across pieces, so the chunk is
     split and each piece judged alone, as the reader judges it."""
+    from corpus.stages.profile import inputs, rawjsonl
+
     from corpus.readers import jsonl as reader_jsonl
-    from stages.profile import inputs, rawjsonl
 
     rng = random.Random(4)
     lines = [json.dumps({"text": _para(rng, rng.randint(3, 12)), "m": "s" if i < 150 else i}) for i in range(300)]
@@ -565,7 +566,7 @@ def test_chunk_of_several_pieces_is_split_where_a_field_mixes_types(tmp_path, mo
 def test_fast_path_falls_back_per_file(tmp_path, monkeypatch):
     """A line polars refuses sends its file (all of it, from the start) to the reader; the pieces
     already profiled are dropped, so every record is counted once."""
-    from stages.profile import inputs, rawjsonl
+    from corpus.stages.profile import inputs, rawjsonl
 
     _messy_jsonl(tmp_path / "in")
     monkeypatch.setattr(inputs, "CHUNK_BYTES", 16 << 10)
@@ -612,8 +613,8 @@ def test_outlier_examples_break_ties_by_id(tmp_path):
 def test_outliers_equal_a_full_pass_over_every_document(tmp_path):
     """Counts and examples (kept while streaming) equal a plain pass over every document's features:
     three sources, many ties (duplicate texts, mostly-zero fractions), shuffled ids, small chunks."""
-    from stages.profile.constants import OUTLIER_EXAMPLES, SNIPPET_CHARS, Z_THRESHOLD
-    from stages.profile.histograms import num, robust_params
+    from corpus.stages.profile.constants import OUTLIER_EXAMPLES, SNIPPET_CHARS, Z_THRESHOLD
+    from corpus.stages.profile.histograms import num, robust_params
 
     rng = random.Random(3)
     rows = []
@@ -689,7 +690,7 @@ def test_top_lines_with_a_small_misra_gries_table(tmp_path, monkeypatch):
     """With room for 8 lines per table and hundreds of distinct ones, in small chunks over three
     sources: every line held by more than 1/8 of the counted line occurrences is found, with its
     exact count of docs, overall and per source."""
-    from stages.profile import lines as L
+    from corpus.stages.profile import lines as L
 
     monkeypatch.setattr(L, "LINE_TABLE", 8)
     rng = random.Random(9)
@@ -720,7 +721,7 @@ def test_misra_gries_tables_keep_their_guarantee(monkeypatch):
     """Merged chunk by chunk, a table of k entries equals plain Python's Misra-Gries (add the counts,
     take the (k+1)-th largest off each, keep the positive ones), holds every line counted more than
     N/(k+1) times of N, and each estimate lies between the true count minus N/(k+1) and the count."""
-    from stages.profile import lines as L
+    from corpus.stages.profile import lines as L
 
     k = 10
     monkeypatch.setattr(L, "LINE_TABLE", k)
@@ -758,7 +759,7 @@ def test_misra_gries_tables_keep_their_guarantee(monkeypatch):
 def test_distinct_texts_counted_by_key_range_equal_one_pass(known, tmp_path, monkeypatch):
     """Past PART_KEYS documents the distinct text keys are counted in passes over disjoint key
     ranges (flat memory): per source and overall, the same counts as one pass."""
-    from stages.profile import spill
+    from corpus.stages.profile import spill
 
     df, prof, _ = known
     monkeypatch.setattr(spill, "PART_KEYS", 4)  # 8 passes over the 30 documents

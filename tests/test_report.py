@@ -10,13 +10,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+from corpus.stages.dedup import ExactDedup
+from corpus.stages.filter import LengthFilter
 from helpers import make_jsonl_corpus
 
 from corpus import InputSpec, Pipeline
 from corpus.catalog import Catalog
 from corpus.report import ReportContext, build_report, section, unregister, write_report
-from stages.dedup import ExactDedup
-from stages.filter import LengthFilter
 
 XSS = "<script>alert(1)</script>"
 FEATURES = ("n_chars", "n_words", "n_lines", "est_tokens", "mean_word_len", "frac_alpha", "frac_digit", "frac_upper",
@@ -293,7 +293,7 @@ def test_bad_profile_is_skipped_with_a_warning(run_out: Path, tmp_path: Path):
 
 
 def test_near_duplicate_section(tmp_path: Path):
-    from stages.minhash import MinHashDedup
+    from corpus.stages.minhash import MinHashDedup
 
     rng = random.Random(5)
     words = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(6)) for _ in range(400)]

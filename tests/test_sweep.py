@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from corpus.plugins.sweep import SweepConfig, load_sweep, run_sweep, trial_params
 from trainkit import shards  # noqa: F401 (fixture)
 
-import plugins
+from corpus import plugins
 from corpus.config import ConfigError
-from plugins.sweep import SweepConfig, load_sweep, run_sweep, trial_params
 
 
 def _base(tmp_path: Path, tokens: Path) -> Path:
@@ -72,10 +72,10 @@ def test_random_space_is_seeded_and_checked(tmp_path: Path, shards):  # noqa: F8
 
 def test_parallel_trials_run_as_processes(tmp_path: Path, shards, monkeypatch):  # noqa: F811
     """The process pool (2 at a time, logs, failures) with a stand-in trial command: the real one,
-    `python -m plugins.cli`, is what the DDP test launches under torchrun."""
+    `python -m corpus.plugins.cli`, is what the DDP test launches under torchrun."""
     import sys
 
-    import plugins.sweep as sweep_mod
+    import corpus.plugins.sweep as sweep_mod
 
     _, tokens = shards
     _base(tmp_path, tokens)

@@ -8,14 +8,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from helpers import sentence
-from tokenizers import Tokenizer, models, pre_tokenizers
-
-from corpus.manifest import write_manifest
-from corpus.shards import IndexedDataset, verify
-from corpus.writers import write_parquet
-from stages.tokenize import SPLITS, assign_splits, group_keys, tokenize_corpus
-from stages.tokenizer import (
+from corpus.stages.tokenize import SPLITS, assign_splits, group_keys, tokenize_corpus
+from corpus.stages.tokenizer import (
     SPECIAL_TOKENS,
     import_tokenizer,
     load_tokenizer,
@@ -23,6 +17,12 @@ from stages.tokenizer import (
     tokenizer_hash,
     train_tokenizer,
 )
+from helpers import sentence
+from tokenizers import Tokenizer, models, pre_tokenizers
+
+from corpus.manifest import write_manifest
+from corpus.shards import IndexedDataset, verify
+from corpus.writers import write_parquet
 
 
 def make_corpus(root: Path, shards: int = 3, docs: int = 40, seed: int = 0, cluster: bool = False) -> list[dict]:
@@ -201,8 +201,9 @@ def test_assistant_loss_mask(bpe, tmp_path):
 
 
 def test_tokenize_operator_in_a_pipeline(tmp_path, bpe):
+    from corpus.stages.tokenize import Tokenize
+
     from corpus import InputSpec, Pipeline, registry
-    from stages.tokenize import Tokenize
 
     assert registry.get("tokenize") is Tokenize
 

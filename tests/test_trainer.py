@@ -13,17 +13,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from corpus.plugins.base import TrainConfig, load_plugin_config
+from corpus.plugins.models import ModelConfig, SpecialIds, build_model
+from corpus.plugins.packing import BatchIterator, PackedExamples
+from corpus.plugins.pretrain import PretrainConfig
+from corpus.plugins.trainer import EmptyTargetsError, Runtime, Task, Trainer, lr_factor, seed_everything
+from corpus.plugins.trainlog import curves_svg, diagnose
 from safetensors.torch import load_file
 from trainkit import QUIET, pretrain_config, read_metrics, shards  # noqa: F401 (fixture)
 
-import plugins
+from corpus import plugins
 from corpus.config import ConfigError
-from plugins.base import TrainConfig, load_plugin_config
-from plugins.models import ModelConfig, SpecialIds, build_model
-from plugins.packing import BatchIterator, PackedExamples
-from plugins.pretrain import PretrainConfig
-from plugins.trainer import EmptyTargetsError, Runtime, Task, Trainer, lr_factor, seed_everything
-from plugins.trainlog import curves_svg, diagnose
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -219,7 +219,7 @@ def test_registry_finds_builtins_and_suggests():
 def test_cli_check_and_errors(tmp_path: Path, shards):  # noqa: F811
     import argparse
 
-    from plugins.cli import add_train_parser
+    from corpus.plugins.cli import add_train_parser
 
     _, tokens = shards
     cfg = tmp_path / "p.yaml"
@@ -252,7 +252,7 @@ def test_ddp_two_processes_match_one(tmp_path: Path, shards):  # noqa: F811
     (tmp_path / "ddp.yaml").write_text(body)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           "-m", "plugins.cli", "pretrain", str(tmp_path / "ddp.yaml"), "--quiet"],
+                           "-m", "corpus.plugins.cli", "pretrain", str(tmp_path / "ddp.yaml"), "--quiet"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     single = load_plugin_config(PretrainConfig, tmp_path / "ddp.yaml", output=tmp_path / "one",

@@ -6,10 +6,10 @@ import random
 from pathlib import Path
 
 import pytest
+from corpus.stages.tokenizer import SPECIAL_TOKENS, save_tokenizer, special_token_ids
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from corpus.shards import write_documents
-from stages.tokenizer import SPECIAL_TOKENS, save_tokenizer, special_token_ids
 
 SUBJECTS = ["the cat", "a dog", "the bird", "my friend", "the teacher", "a child"]
 VERBS = ["sees", "likes", "finds", "follows", "draws", "hears"]
@@ -64,8 +64,8 @@ QUIET = {"progress": False, "tensorboard": False}
 
 def pretrain_config(out: Path, tokens: Path, **over: dict):
     """A validated tiny pretrain config (llama, hidden 32, seq 32); nested keys in ``over`` merge."""
-    from plugins.base import parse_config
-    from plugins.pretrain import PretrainConfig
+    from corpus.plugins.base import parse_config
+    from corpus.plugins.pretrain import PretrainConfig
 
     data = {"output": str(out), "model": dict(TINY_MODEL), "data": {"train": str(tokens), "seq_len": 32},
             "samples": {"count": 0},

@@ -3,7 +3,7 @@
 The tables are built by running the class regexes (``\\p{L}``, ``\\p{Nd}``...) through polars' own
 engine, so "alpha" means exactly what polars (and Unicode) mean by it. Each code point gets a byte
 of class bits; letters also get a script. Building them takes a second, so the package ships them
-(``unicode_classes.npz``, 6 KB; ``python -m stages.profile.chars`` writes it again, and a test
+(``unicode_classes.npz``, 6 KB; ``python -m corpus.stages.profile.chars`` writes it again, and a test
 checks it against a fresh build).
 """
 

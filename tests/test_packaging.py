@@ -1,0 +1,102 @@
+"""Packaging: one import namespace, and what is imported is exactly what is declared."""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+import tomllib
+import zipfile
+from importlib.metadata import packages_distributions
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+MAPPED = {"corpus": "corpus", "stages": "corpus.stages", "plugins": "corpus.plugins", "validation": "corpus.validation"}
+# Declared for their side effects or their command, never imported by name.
+NOT_IMPORTED = {"pytest-timeout", "ruff"}
+
+
+def _dist_name(req: str) -> str:
+    return re.split(r"[<>=!~\[; ]", req, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def _declared() -> dict[str, str]:
+    """dist name -> where it is declared ('core' or the extra's name)."""
+    out = {_dist_name(r): "core" for r in PYPROJECT["project"]["dependencies"]}
+    for extra, reqs in PYPROJECT["project"].get("optional-dependencies", {}).items():
+        for r in reqs:
+            out.setdefault(_dist_name(r), extra)
+    return out
+
+
+def _imports(folders: list[str]) -> dict[str, set[str]]:
+    """top-level module -> files importing it, for the given folders."""
+    found: dict[str, set[str]] = {}
+    for folder in folders:
+        for path in (ROOT / folder).rglob("*.py"):
+            tree = ast.parse(path.read_text(), str(path))
+            for node in ast.walk(tree):
+                names = []
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names = [node.module]
+                for n in names:
+                    found.setdefault(n.split(".")[0], set()).add(str(path.relative_to(ROOT)))
+    return found
+
+
+def _third_party(modules: dict[str, set[str]]) -> dict[str, set[str]]:
+    """dist name -> files, for modules that come from an installed distribution other than ours."""
+    dists = packages_distributions()
+    out: dict[str, set[str]] = {}
+    for mod, files in modules.items():
+        if mod in sys.stdlib_module_names or mod in ("corpus", "benchmarks", "helpers", "trainkit", "test_report"):
+            continue
+        for d in dists.get(mod, []):
+            name = d.lower().replace("_", "-")
+            if name != "corpusforge":
+                out.setdefault(name, set()).update(files)
+    return out
+
+
+def test_package_list_covers_every_folder():
+    listed = set(PYPROJECT["tool"]["setuptools"]["packages"])
+    on_disk = set()
+    for top, name in MAPPED.items():
+        for init in (ROOT / top).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT / top).parts
+            on_disk.add(".".join((name, *rel)))
+    assert listed == on_disk
+
+
+def test_every_import_is_declared_and_every_declaration_imported():
+    declared = _declared()
+    product = _third_party(_imports(["corpus", "stages", "plugins", "validation"]))
+    everything = _third_party(_imports(["corpus", "stages", "plugins", "validation", "tests", "benchmarks",
+                                        "examples"]))
+    undeclared = {d: sorted(f)[:3] for d, f in product.items() if d not in declared}
+    assert not undeclared, f"imported by the product but not declared: {undeclared}"
+    test_only = {d: sorted(f)[:3] for d, f in everything.items() if d not in declared and not d.startswith("datatrove")}
+    assert not test_only, f"imported by tests/benchmarks but declared nowhere (add to [dev]): {test_only}"
+    unused = sorted(d for d in declared if d not in everything and d not in NOT_IMPORTED)
+    assert not unused, f"declared but never imported: {unused}"
+    core_users = {d for d, where in declared.items() if where == "core"}
+    torch_in_core = {"torch", "transformers"} & core_users
+    assert not torch_in_core, "the data toolkit must install without torch"
+
+
+@pytest.mark.slow
+def test_wheel_installs_one_namespace(tmp_path):
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path), str(ROOT)], check=True, capture_output=True, timeout=300)
+    wheel = next(tmp_path.glob("corpusforge-*.whl"))
+    tops = {n.split("/")[0] for n in zipfile.ZipFile(wheel).namelist()}
+    assert {t for t in tops if not t.endswith(".dist-info")} == {"corpus"}
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "corpus/stages/minhash.py" in names and "corpus/plugins/trainer.py" in names
+    assert "corpus/stages/profile/unicode_classes.npz" in names
