@@ -16,8 +16,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 MAPPED = {"corpus": "corpus", "stages": "corpus.stages", "plugins": "corpus.plugins", "validation": "corpus.validation"}
-# Declared for their side effects or their command, never imported by name.
-NOT_IMPORTED = {"pytest-timeout", "ruff"}
+# Declared for their side effects or their command, never imported by name (tensorboard: through
+# torch.utils.tensorboard).
+NOT_IMPORTED = {"pytest-timeout", "ruff", "tensorboard"}
 
 
 def _dist_name(req: str) -> str:
@@ -45,6 +46,9 @@ def _imports(folders: list[str]) -> dict[str, set[str]]:
                     names = [a.name for a in node.names]
                 elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                     names = [node.module]
+                elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                      and node.func.attr == "importorskip" and node.args and isinstance(node.args[0], ast.Constant)):
+                    names = [node.args[0].value]
                 for n in names:
                     found.setdefault(n.split(".")[0], set()).add(str(path.relative_to(ROOT)))
     return found
