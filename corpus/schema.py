@@ -5,7 +5,10 @@ from __future__ import annotations
 import polars as pl
 
 # Core columns of every document batch, in this order. Operators add attribute columns after them.
-ID, TEXT, SOURCE, META, SRC_FILE, SRC_ROW = "id", "text", "source", "meta", "src_file", "src_row"
+ID, TEXT, SOURCE, META, SRC_FILE, SRC_ROW, ROW_ID = "id", "text", "source", "meta", "src_file", "src_row", "row_id"
+# A row's identity within a run, unique by construction: (input file number << ROW_BITS) | row. Internal
+# work (dedup results, joins) is keyed by it, never by the user's id, which may repeat.
+ROW_BITS = 40
 
 DOC_SCHEMA: dict[str, pl.DataType] = {
     ID: pl.String(),  # unique; "<source>:<relative file>:<row>" when the input has no id
@@ -14,6 +17,7 @@ DOC_SCHEMA: dict[str, pl.DataType] = {
     META: pl.String(),  # JSON object: the input record's other fields
     SRC_FILE: pl.String(),  # provenance: input file (or "duckdb:<query hash>")
     SRC_ROW: pl.Int64(),  # provenance: 1-based line (JSONL/text), record (CSV) or row (Parquet/DuckDB)
+    ROW_ID: pl.Int64(),  # (task index << ROW_BITS) | src_row: unique in the run
 }
 CORE_COLUMNS: tuple[str, ...] = tuple(DOC_SCHEMA)
 
@@ -47,6 +51,10 @@ QUARANTINE_KINDS = (
 
 # Columns the executor adds to rejected rows.
 REJECT_STAGE, REJECT_REASON = "reject_stage", "reject_reason"
+
+
+def row_id(task_index: int, row: int) -> int:
+    return (task_index << ROW_BITS) | row
 
 
 def empty_docs() -> pl.DataFrame:

@@ -50,6 +50,7 @@ def read(task: ReadTask, chunk_bytes: int = 32 << 20) -> tuple[pl.DataFrame, pl.
         assert c.docs.schema == pl.Schema(DOC_SCHEMA)
         assert c.bad.schema == pl.Schema(QUARANTINE_SCHEMA)
         assert c.seen == c.docs.height + c.bad.height
+        assert c.docs["row_id"].to_list() == [(task.index << 40) | r for r in c.docs["src_row"].to_list()]
     docs = pl.concat([c.docs for c in chunks]) if chunks else pl.DataFrame(schema=DOC_SCHEMA)
     bad = pl.concat([c.bad for c in chunks]) if chunks else pl.DataFrame(schema=QUARANTINE_SCHEMA)
     return docs, bad, sum(c.seen for c in chunks)

@@ -23,7 +23,7 @@ import polars as pl
 
 from corpus.readers.base import ReadChunk, ReadTask
 from corpus.readers.streams import ByteSource, LineChunker, prefetch
-from corpus.schema import DOC_SCHEMA, empty_docs, quarantine_frame
+from corpus.schema import DOC_SCHEMA, ROW_BITS, empty_docs, quarantine_frame
 
 # Lines holding only these bytes are blank: not records (polars skips exactly these too).
 JSON_BLANK = b" \t\r"
@@ -97,6 +97,7 @@ class DocBuilder:
         spec = task.spec
         self.source = spec.source
         self.rel = task.rel_path
+        self.row_base = task.index << ROW_BITS
         self.text_key = spec.text_key
         self.id_key = spec.id_key
         self.meta_keys = sorted(set(spec.meta_keys)) if spec.meta_keys is not None else None
@@ -229,6 +230,7 @@ class DocBuilder:
             self._meta_expr(df).alias("meta"),
             pl.lit(self.rel, dtype=pl.String).alias("src_file"),
             row.alias("src_row"),
+            (row + self.row_base).alias("row_id"),
         )
         self.frames.append(docs)
 
@@ -272,6 +274,7 @@ class DocBuilder:
                         "meta": metas,
                         "src_file": [self.rel] * len(ids),
                         "src_row": rows,
+                        "row_id": [self.row_base + r for r in rows],
                     },
                     schema=DOC_SCHEMA,
                 )
