@@ -96,6 +96,8 @@ def _cmd_tokenizer_train(args: argparse.Namespace, console: Console) -> int:
 
     if args.from_path:
         out = import_tokenizer(Path(args.from_path), Path(args.out))
+    elif not args.corpus:
+        raise ValueError("corpus tokenizer train: give a corpus folder (or --from a tokenizer to import)")
     else:
         out = train_tokenizer(Path(args.corpus), Path(args.out), kind=args.kind, vocab_size=args.vocab_size,
                               min_frequency=args.min_frequency, max_docs=args.max_docs)

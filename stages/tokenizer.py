@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -25,6 +26,7 @@ from corpus.writers import write_bytes_atomic
 
 EOD, PAD = "<|endoftext|>", "<|pad|>"
 ROLE_TOKENS = ("<|system|>", "<|user|>", "<|assistant|>", "<|end|>")
+log = logging.getLogger(__name__)
 SPECIAL_TOKENS: tuple[str, ...] = (EOD, PAD, *ROLE_TOKENS)
 KINDS = ("bpe", "unigram")
 
@@ -39,8 +41,12 @@ def corpus_texts(corpus: Path, text_column: str = "text", batch_rows: int = 2048
                  max_docs: int | None = None) -> Iterator[list[str]]:
     """Batches of texts from a corpus folder (``data/*.parquet`` in manifest order) or one Parquet file.
 
-    Reads record batches, never whole shards, so memory stays at one batch."""
+    Reads record batches, never whole shards, so memory stays at one batch. A missing path, or a
+    folder that holds no corpus, is a FileNotFoundError (never an empty stream)."""
     corpus = Path(corpus)
+    if not corpus.exists():
+        raise FileNotFoundError(f"no corpus at {corpus}: give a corpus folder (a `corpus run` output, with "
+                                "manifest.json) or a Parquet file")
     if corpus.is_file():
         files = [corpus]
     else:
@@ -48,6 +54,9 @@ def corpus_texts(corpus: Path, text_column: str = "text", batch_rows: int = 2048
             files = [corpus / s["path"] for s in read_manifest(corpus)["shards"]]
         except FileNotFoundError:
             files = sorted((corpus / "data").glob("*.parquet")) or sorted(corpus.glob("*.parquet"))
+            if not files:
+                raise FileNotFoundError(f"{corpus} holds no corpus: no manifest.json and no data/*.parquet "
+                                        "(run `corpus run CONFIG` first)") from None
     left = max_docs
     for path in files:
         for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=[text_column]):
@@ -101,11 +110,24 @@ def train_tokenizer(corpus: Path, out: Path, kind: str = "bpe", vocab_size: int 
         raise ValueError(f"special_tokens must include the end-of-document token {EOD!r}")
     tok = _new_tokenizer(kind)
     trainer = _trainer(kind, vocab_size, special_tokens, min_frequency, show_progress)
-    tok.train_from_iterator(corpus_texts(Path(corpus), text_column, batch_rows, max_docs), trainer=trainer)
+    seen = [0]
+
+    def counted() -> Iterator[list[str]]:
+        for batch in corpus_texts(Path(corpus), text_column, batch_rows, max_docs):
+            seen[0] += len(batch)
+            yield batch
+
+    tok.train_from_iterator(counted(), trainer=trainer)
+    if not seen[0]:
+        raise ValueError(f"{corpus} has no documents with text in column {text_column!r}: nothing to train on")
+    got = tok.get_vocab_size()
+    if got < vocab_size:
+        log.warning("the trained vocabulary has %d tokens, fewer than the %d asked: %d documents are too few "
+                    "(or min_frequency=%d too high) for more merges", got, vocab_size, seen[0], min_frequency)
     return save_tokenizer(tok, Path(out), special_tokens=special_tokens, model_max_length=model_max_length,
-                          extra={"corpusforge": {"kind": kind, "vocab_size": vocab_size,
-                                                 "min_frequency": min_frequency, "corpus": str(corpus),
-                                                 "corpus_hash": _corpus_hash(Path(corpus))}})
+                          extra={"corpusforge": {"kind": kind, "vocab_size": vocab_size, "trained_vocab_size": got,
+                                                 "documents": seen[0], "min_frequency": min_frequency,
+                                                 "corpus": str(corpus), "corpus_hash": _corpus_hash(Path(corpus))}})
 
 
 def _corpus_hash(corpus: Path) -> str | None:
