@@ -35,3 +35,22 @@ def test_tokenizer_train_warns_when_the_vocabulary_is_smaller_than_asked(tmp_pat
     assert "fewer than the 8000 asked" in r.stderr
     cfg = json.loads((tmp_path / "tok" / "tokenizer_config.json").read_text())["corpusforge"]
     assert cfg["vocab_size"] == 8000 and cfg["trained_vocab_size"] < 8000 and cfg["documents"] == 40
+
+
+def test_benchmark_options_are_parsed_before_anything_runs():
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    def bench(*args):
+        return subprocess.run([sys.executable, "-m", "benchmarks", *args], cwd=ROOT, capture_output=True, text=True,
+                              timeout=60)
+
+    h = bench("ingest", "--help")
+    assert h.returncode == 0 and "--sizes" in h.stdout
+    top = bench("--help")
+    assert top.returncode == 0 and "ingest" in top.stdout and "profile" in top.stdout
+    bad = bench("ingest", "nope")
+    assert bad.returncode != 0 and "unknown benchmark 'nope'" in bad.stderr
+    assert bench("ingest", "--bogus").returncode != 0
