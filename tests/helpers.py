@@ -40,6 +40,29 @@ def make_jsonl_corpus(folder: Path, files: int, docs_per_file: int, seed: int = 
     return n
 
 
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def require_browser():
+    """playwright's sync_api for a module of browser tests: skipped (and named at the end of the run) when
+    Chromium or playwright is missing, a failure instead where CORPUS_REQUIRE_BROWSER is set (CI)."""
+    import pytest
+
+    missing = None
+    if not CHROMIUM.exists():
+        missing = f"{CHROMIUM} is absent (apt-get install chromium)"
+    else:
+        try:
+            from playwright import sync_api
+        except ImportError:
+            missing = "playwright is not installed (pip install playwright)"
+    if missing:
+        if os.environ.get("CORPUS_REQUIRE_BROWSER"):
+            pytest.fail(f"browser test cannot run: {missing}", pytrace=False)
+        pytest.skip(f"browser test skipped: {missing}", allow_module_level=True)
+    return sync_api
+
+
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 240):
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "corpus.cli", *args], cwd=cwd or ROOT, env=full_env,
