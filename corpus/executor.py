@@ -30,6 +30,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -39,11 +40,21 @@ import duckdb
 from corpus.catalog import Catalog
 from corpus.lock import RunLock
 from corpus.manifest import write_manifest
-from corpus.operators import FitContext, GlobalOperator, Operator, chain_key, ensure_columns
+from corpus.operators import FITTED, Operator, SinkOperator, StageContext, chain_key, ensure_columns, is_global
 from corpus.progress import Progress
 from corpus.readers import InputSpec, ReadTask, plan_tasks
-from corpus.schema import CORE_COLUMNS
-from corpus.work import Stage, ingest, read_marker, run_segment, shard_rows, write_marker
+from corpus.schema import DOC_SCHEMA
+from corpus.work import (
+    IngestJob,
+    SegmentJob,
+    Stage,
+    ingest,
+    read_marker,
+    run_segment,
+    shard_rows,
+    stage_dir,
+    write_marker,
+)
 from corpus.writers import link_or_copy
 
 
@@ -85,12 +96,12 @@ class Pool:
             os.environ.setdefault("POLARS_MAX_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
             self._pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_die_with_parent)
 
-    def unordered(self, fn: Callable[..., Any], jobs: Sequence[tuple]) -> Iterator[Any]:
+    def unordered(self, fn: Callable[[Any], Any], jobs: Sequence[Any]) -> Iterator[Any]:
         if self._pool is None:
-            for args in jobs:
-                yield fn(*args)
+            for job in jobs:
+                yield fn(job)
             return
-        pending = {self._pool.submit(fn, *args) for args in jobs}
+        pending = {self._pool.submit(fn, job) for job in jobs}
         try:
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -108,6 +119,17 @@ class Pool:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
+
+
+@contextmanager
+def worker_pool(workers: int) -> Iterator[Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]]:
+    """``pool_map(fn, items)`` over a spawn pool of ``workers`` processes (in this process for 1): what
+    a whole-corpus stage run outside a pipeline (``corpus tokenize``) gets as ``StageContext.pool_map``."""
+    pool = Pool(workers)
+    try:
+        yield pool.ordered
+    finally:
+        pool.close()
 
 
 # ---------------------------------------------------------------- executor
@@ -129,7 +151,7 @@ class LocalExecutor:
         base_dir: Path | None = None,
     ) -> RunResult:
         out = Path(output).resolve()
-        errors = ensure_columns(ops, CORE_COLUMNS)
+        errors = ensure_columns(ops, DOC_SCHEMA)
         if errors:
             raise PipelineError("pipeline wiring:\n  " + "\n  ".join(errors))
         tasks = plan_tasks(inputs, base_dir)
@@ -148,7 +170,7 @@ class LocalExecutor:
         stages = []
         for i, op in enumerate(ops, 1):
             parent = chain_key(parent, op)
-            stages.append(Stage(i, op, parent, work / f"{i:02d}-{op.name}-{parent[:12]}"))
+            stages.append(Stage(i, op, parent, stage_dir(work, i, op.name, parent)))
 
         catalog = Catalog(out / "catalog.duckdb")
         run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
@@ -169,8 +191,12 @@ class LocalExecutor:
                 prev = read_dir / "shards"
                 for segment in _segments(stages):
                     head = segment[0]
-                    if isinstance(head.op, GlobalOperator):
-                        self._fit(pool, progress, head, [prev / f"{s}.parquet" for s in shards])
+                    inputs_now = tuple(prev / f"{s}.parquet" for s in shards)
+                    if isinstance(head.op, SinkOperator):
+                        self._consume(pool, progress, catalog, run_id, head, inputs_now)
+                        continue  # documents pass on unchanged: the next stage reads the same shards
+                    if isinstance(head.op, FITTED):
+                        self._fit(pool, progress, catalog, run_id, head, inputs_now)
                     self._segment(pool, progress, catalog, run_id, segment, shards, prev)
                     prev = segment[-1].dir / "shards"
             manifest = _publish(out, read_dir, markers, stages, shards, run_id)
@@ -222,7 +248,7 @@ class LocalExecutor:
         bar = progress.add("read inputs", total=len(tasks), completed=len(done))
         # Read no more than a shard at a time: a worker's memory is bounded by the shard size.
         chunk = min(self.chunk_bytes, max(shard_max_bytes, 1 << 20))
-        jobs = [(t, task_keys[t.index], read_dir, shard_max_bytes, chunk) for t in todo]
+        jobs = [IngestJob(t, task_keys[t.index], read_dir, shard_max_bytes, chunk) for t in todo]
         for m in pool.unordered(ingest, jobs):
             done[m["task"]] = m
             catalog.record_ingest(run_id, [m], resumed=False)
@@ -231,21 +257,35 @@ class LocalExecutor:
         # Keep every shard of the current tasks, in task order: that order defines the corpus.
         return [done[t.index] for t in tasks]
 
-    def _fit(self, pool: Pool, progress: Progress, stage: Stage, shard_paths: list[Path]) -> None:
-        fit_dir = stage.dir / "fit"
-        marker = fit_dir / "_done.json"
-        if read_marker(marker, stage.key) is not None:
-            progress.log(f"resuming: {stage.label} already fitted")
-            return
-        if fit_dir.exists():
-            shutil.rmtree(fit_dir)
-        fit_dir.mkdir(parents=True)
-        bar = progress.add(f"fit {stage.label}", total=None)
-        start = time.perf_counter()
-        stage.op.setup()
-        stage.op.fit(FitContext(shard_paths, fit_dir, pool.workers, pool.ordered))  # type: ignore[attr-defined]
-        write_marker(marker, {"key": stage.key, "seconds": time.perf_counter() - start})
-        progress.finish(bar)
+    def _fit(self, pool: Pool, progress: Progress, catalog: Catalog, run_id: str, stage: Stage,
+             shards: tuple[Path, ...]) -> None:
+        """A global operator's fit over the whole corpus, into the stage's artifacts folder."""
+        self._whole(pool, progress, catalog, run_id, stage, shards, lambda ctx: stage.op.fit(ctx) or {},  # type: ignore[attr-defined]
+                    "fit")
+
+    def _consume(self, pool: Pool, progress: Progress, catalog: Catalog, run_id: str, stage: Stage,
+                 shards: tuple[Path, ...]) -> None:
+        """A sink over the whole corpus: its side output goes into the stage's artifacts folder."""
+        self._whole(pool, progress, catalog, run_id, stage, shards, stage.op.consume, "write")  # type: ignore[attr-defined]
+
+    def _whole(self, pool: Pool, progress: Progress, catalog: Catalog, run_id: str, stage: Stage,
+               shards: tuple[Path, ...], fn: Callable[[StageContext], dict], verb: str) -> None:
+        marker = stage.dir / "_done.json"
+        done = read_marker(marker, stage.key)
+        if done is not None:
+            progress.log(f"resuming: {stage.label} already done")
+        else:
+            if stage.artifacts.exists():
+                shutil.rmtree(stage.artifacts)  # a fit or write that died: started over, never half-used
+            stage.artifacts.mkdir(parents=True)
+            bar = progress.add(f"{verb} {stage.label}", total=None)
+            start = time.perf_counter()
+            stage.op.setup()
+            summary = fn(StageContext(stage.label, stage.artifacts, shards, pool.workers, pool.ordered))
+            done = {"key": stage.key, "seconds": time.perf_counter() - start, "summary": summary or {}}
+            write_marker(marker, done)
+            progress.finish(bar)
+        catalog.record_figures(run_id, stage.idx, stage.label, type(stage.op).figures(stage.artifacts))
 
     def _segment(self, pool: Pool, progress: Progress, catalog: Catalog, run_id: str, segment: list[Stage],
                  shards: list[str], prev: Path) -> None:
@@ -255,7 +295,7 @@ class LocalExecutor:
         finished = sum(1 for s in shards if read_marker(last.dir / "done" / f"{s}.json", last.key) is not None)
         if finished:
             progress.log(f"resuming: {finished} of {len(shards)} shards already through {names}")
-        jobs = [(shard, prev / f"{shard}.parquet", segment) for shard in shards]
+        jobs = [SegmentJob(shard, prev / f"{shard}.parquet", tuple(segment)) for shard in shards]
         for results in pool.unordered(run_segment, jobs):
             for stage, m in zip(segment, results, strict=True):
                 catalog.record_stage(run_id, stage.idx, [m])
@@ -277,10 +317,11 @@ def _write_report(out: Path, run_id: str, progress: Progress) -> None:
 
 
 def _segments(stages: list[Stage]) -> list[list[Stage]]:
-    """Split at global operators: each needs the whole corpus fitted before its per-shard apply."""
+    """Split at global operators (each needs the whole corpus fitted before its per-shard apply) and
+    sinks (each a segment of its own: it reads the whole corpus and passes it on unchanged)."""
     segs: list[list[Stage]] = []
     for s in stages:
-        if not segs or isinstance(s.op, GlobalOperator):
+        if not segs or is_global(s.op) or isinstance(segs[-1][0].op, SinkOperator):
             segs.append([s])
         else:
             segs[-1].append(s)
@@ -305,14 +346,15 @@ def _publish(out: Path, read_dir: Path, markers: list[dict], stages: list[Stage]
     staging = out / ".publish"
     if staging.exists():
         shutil.rmtree(staging)
-    final_dir = stages[-1].dir / "shards" if stages else read_dir / "shards"
+    per_shard = [s for s in stages if not isinstance(s.op, SinkOperator)]
+    final_dir = per_shard[-1].dir / "shards" if per_shard else read_dir / "shards"
     data = []
     for s in shards:
         src = final_dir / f"{s}.parquet"
         if shard_rows(src):
             link_or_copy(src, staging / "data" / src.name)
             data.append(out / "data" / src.name)
-    for st in stages:
+    for st in per_shard:
         for s in shards:
             rej = st.dir / "rejected" / f"{s}.parquet"
             if rej.exists():
@@ -320,7 +362,11 @@ def _publish(out: Path, read_dir: Path, markers: list[dict], stages: list[Stage]
     for m in markers:
         if m.get("quarantine_file"):
             link_or_copy(read_dir / "quarantine" / m["quarantine_file"], staging / "quarantine" / m["quarantine_file"])
-    for name in ("data", "rejected", "quarantine"):
+    published = _sink_outputs(stages)
+    for name, st in published.items():
+        for f in sorted(p for p in st.artifacts.rglob("*") if p.is_file()):
+            link_or_copy(f, staging / name / f.relative_to(st.artifacts))
+    for name in ("data", "rejected", "quarantine", *published):
         if (out / name).exists():
             shutil.rmtree(out / name)
         if (staging / name).exists():
@@ -328,6 +374,18 @@ def _publish(out: Path, read_dir: Path, markers: list[dict], stages: list[Stage]
     shutil.rmtree(staging, ignore_errors=True)
     pipeline = [{"stage": s.label, **s.op.params()} for s in stages]
     return write_manifest(out, data, {"run_id": run_id, "pipeline": pipeline})
+
+
+def _sink_outputs(stages: list[Stage]) -> dict[str, Stage]:
+    """Folders of the output folder that expose a sink's artifacts (e.g. ``tokens``), by name."""
+    out: dict[str, Stage] = {}
+    for st in stages:
+        name = st.op.publish if isinstance(st.op, SinkOperator) else None
+        if name:
+            if name in out:
+                raise PipelineError(f"stages {out[name].label} and {st.label} both publish {name}/: keep one")
+            out[name] = st
+    return out
 
 
 def _count_by_source(files: list[Path]) -> dict[str, int]:

@@ -36,7 +36,7 @@ from corpus.stages.dedup_index import (
 )
 from corpus.stages.dedup_text import Normalisation, digests128
 
-from corpus.operators import FitContext, GlobalOperator, Verdict
+from corpus.operators import GlobalFilterOperator, StageContext, Verdict
 
 
 def normalise(text: pl.Expr, lowercase: bool, collapse_whitespace: bool) -> pl.Expr:
@@ -80,13 +80,12 @@ def _group_partition(args: tuple[list[Path], int, Path]) -> int:
 
 
 @dataclass
-class ExactDedup(GlobalOperator):
+class ExactDedup(GlobalFilterOperator):
     """Drop later copies of a document whose normalised text equals an earlier one's."""
 
     name = "exact_dedup"
-    needs = ("id", "text")
-    adds = ("duplicate_of",)
-    apply_kind = "filter"
+    needs = {"id": pl.String, "text": pl.String}
+    adds = {"duplicate_of": pl.String}
     version = "2"
 
     lowercase: bool = False
@@ -99,9 +98,9 @@ class ExactDedup(GlobalOperator):
     def _norm(self) -> Normalisation:
         return Normalisation(self.lowercase, self.collapse_whitespace, self.punctuation, self.digits, self.nfkc)
 
-    def fit(self, ctx: FitContext) -> None:
+    def fit(self, ctx: StageContext) -> None:
         t0 = time.perf_counter()
-        work = ctx.workdir
+        work = ctx.artifacts
         layout = Layout.of([], ctx.shards)
         n_parts = n_partitions(layout.total, 24, ctx.workers, fixed=self.partitions)
         infos = ctx.pool_map(_hash_shard, [(i, s.path, s.start, self._norm(), work, n_parts)
@@ -129,9 +128,9 @@ class ExactDedup(GlobalOperator):
             "groups": len(np.unique(pairs[:, 1])), "partitions": n_parts, "seconds": time.perf_counter() - t0,
         })
 
-    def load(self, workdir: Path) -> None:
-        self._lookup = ResultLookup(workdir, {"duplicate_of": pl.String()})
+    def load(self, artifacts: Path) -> None:
+        self._lookup = ResultLookup(artifacts, {"duplicate_of": pl.String()})
 
-    def apply(self, df: pl.DataFrame) -> Verdict:
+    def filter(self, df: pl.DataFrame) -> Verdict:
         kept_id = self._lookup.join(df)["duplicate_of"]
         return Verdict(keep=kept_id.is_null(), reason="exact_duplicate", scores={"duplicate_of": kept_id})

@@ -45,7 +45,7 @@ from corpus.stages.tokenizer import (
 )
 
 from corpus.manifest import file_sha256, read_manifest
-from corpus.operators import FitContext, GlobalOperator
+from corpus.operators import PoolMap, SinkOperator, StageContext
 from corpus.shards import IndexedWriter, dtype_for_vocab, merge, paths
 from corpus.work import read_marker, write_marker
 from corpus.writers import write_bytes_atomic
@@ -233,11 +233,8 @@ def tokenize_piece(job: PieceJob) -> dict[str, Any]:
 # ---------------------------------------------------------------- the whole corpus
 
 
-def _local_pool_map(workers: int) -> tuple[Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]], Callable]:
-    from corpus.executor import Pool
-
-    pool = Pool(workers)
-    return pool.ordered, pool.close
+def _in_process(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+    return [fn(x) for x in items]
 
 
 def tokenize_shards(shards: Sequence[Path], tokenizer: Path, out: Path, *, workers: int = 2,
@@ -246,7 +243,7 @@ def tokenize_shards(shards: Sequence[Path], tokenizer: Path, out: Path, *, worke
                     loss_mask: str | None = None, batch_rows: int = 1024, piece_bytes: int = 16 << 20,
                     corpus_hash: str | None = None,
                     shard_hashes: Sequence[str] | None = None, keep_parts: bool = False,
-                    pool_map: Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]] | None = None,
+                    pool_map: PoolMap = _in_process,
                     ) -> dict[str, Any]:
     """Tokenize Parquet ``shards`` into ``out/<split>.{bin,idx,json[,mask]}``; returns the summary that
     is also written to ``out/tokenize.json``. See tokenize_corpus for the parameters."""
@@ -285,14 +282,7 @@ def tokenize_shards(shards: Sequence[Path], tokenizer: Path, out: Path, *, worke
             for i, (s, h, pieces) in enumerate(zip(shards, hashes, _pieces(shards, text_column, piece_bytes),
                                                    strict=True))
             for k, (a, b) in enumerate(pieces)]
-    close = None
-    if pool_map is None:
-        pool_map, close = _local_pool_map(workers)
-    try:
-        markers = pool_map(tokenize_piece, jobs)
-    finally:
-        if close is not None:
-            close()
+    markers = pool_map(tokenize_piece, jobs)
     result: dict[str, Any] = {"key": run_key, "params": params, "corpus_hash": corpus_hash,
                               "tokenizer": meta["tokenizer"], "vocab_size": vocab, "dtype": meta["dtype"],
                               "shards": len(shards), "pieces": len(jobs),
@@ -321,14 +311,15 @@ def tokenize_corpus(corpus: Path, tokenizer: Path, out: Path, *, workers: int = 
                     split: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0,
                     group_column: str | None = "cluster_id", text_column: str = "text", append_eod: bool = True,
                     loss_mask: str | None = None, batch_rows: int = 1024, piece_bytes: int = 16 << 20,
-                    keep_parts: bool = False) -> dict[str, Any]:
+                    keep_parts: bool = False, pool_map: PoolMap = _in_process) -> dict[str, Any]:
     """Tokenize a prepared corpus folder (``data/*.parquet`` + ``manifest.json``) into Megatron shards.
 
     corpus: the corpus folder; its manifest's ``content_hash`` is recorded in every sidecar.
     tokenizer: a tokenizer folder (HF format) or ``tokenizer.json``.
     out: gets ``train`` / ``validation`` / ``test`` ``.bin/.idx/.json`` (+ ``.mask`` with a loss mask)
       and ``tokenize.json`` (the summary, also the resume marker).
-    workers: spawn processes, one Parquet shard at a time each (1: in this process).
+    workers: worker processes sharing the cores (sizes each one's tokenizer threads).
+    pool_map: runs the pieces (``corpus.executor.worker_pool(workers)`` for a process pool; default: here).
     split: fractions for train / validation / test (normalised), decided per duplicate group.
     seed: salts the split hash: same seed, same assignment.
     group_column: column holding the duplicate-group id (near-dup ``cluster_id``); documents where it
@@ -345,7 +336,8 @@ def tokenize_corpus(corpus: Path, tokenizer: Path, out: Path, *, workers: int = 
                            group_column=group_column, text_column=text_column, append_eod=append_eod,
                            loss_mask=loss_mask, batch_rows=batch_rows, piece_bytes=piece_bytes,
                            corpus_hash=manifest["content_hash"],
-                           shard_hashes=[s["sha256"] for s in manifest["shards"]], keep_parts=keep_parts)
+                           shard_hashes=[s["sha256"] for s in manifest["shards"]], keep_parts=keep_parts,
+                           pool_map=pool_map)
 
 
 def _key(obj: dict) -> str:
@@ -356,19 +348,15 @@ def _key(obj: dict) -> str:
 
 
 @dataclass
-class Tokenize(GlobalOperator):
-    """Tokenize the corpus into Megatron .bin/.idx shards per split; documents pass through unchanged.
-
-    ``fit`` tokenizes every shard of the stage's input into ``output`` (default ``<fit dir>/tokens``)
-    on the executor's pool, exactly as ``tokenize_shards`` does; ``apply`` is the identity."""
+class Tokenize(SinkOperator):
+    """Tokenize the corpus at this point into Megatron .bin/.idx shard sets per split (published as
+    ``OUT/tokens/``); documents pass on unchanged. Same work as ``corpus tokenize`` on a corpus folder."""
 
     name = "tokenize"
-    needs = ("text",)
-    adds = ()
-    apply_kind = "map"
+    needs = {"text": pl.String}
+    publish = "tokens"
 
     tokenizer: str = ""
-    output: str | None = None
     split: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
     seed: int = 0
     group_column: str | None = "cluster_id"
@@ -382,18 +370,18 @@ class Tokenize(GlobalOperator):
         if self.loss_mask not in LOSS_MASKS:
             raise ValueError(f"loss_mask must be one of {LOSS_MASKS}")
 
-    def fit(self, ctx: FitContext) -> None:
-        out = Path(self.output) if self.output else ctx.workdir / "tokens"
-        summary = tokenize_shards(ctx.shards, Path(self.tokenizer), out, workers=ctx.workers, split=self.split,
-                                  seed=self.seed, group_column=self.group_column, append_eod=self.append_eod,
-                                  loss_mask=self.loss_mask, pool_map=ctx.pool_map)
-        write_bytes_atomic(ctx.workdir / "tokenize.json", json.dumps(summary, indent=2, sort_keys=True).encode())
+    def consume(self, ctx: StageContext) -> dict:
+        return tokenize_shards(ctx.shards, Path(self.tokenizer), ctx.artifacts, workers=ctx.workers, split=self.split,
+                               seed=self.seed, group_column=self.group_column, append_eod=self.append_eod,
+                               loss_mask=self.loss_mask, pool_map=ctx.pool_map)
 
-    def load(self, workdir: Path) -> None:
-        pass
-
-    def apply(self, df: pl.DataFrame) -> pl.DataFrame:
-        return df
+    @classmethod
+    def figures(cls, artifacts: Path) -> dict[str, float]:
+        path = artifacts / "tokenize.json"
+        if not path.exists():
+            return {}
+        summary = json.loads(path.read_text())
+        return {f"{s}_tokens": v["tokens"] for s, v in summary.get("splits", {}).items()}
 
 
 __all__ = ["SPLITS", "PieceJob", "Tokenize", "assign_splits", "group_keys", "tokenize_corpus", "tokenize_piece",

@@ -56,9 +56,9 @@ def test_lines_removed_from_all_but_first_and_short_docs_dropped(tmp_path):
     assert chars["d2"] == len(texts[2]) - len(got["d2"])
     # a frame that is not a fitted shard (here: reversed) is matched by id instead of by position
     op = LineDedup()
-    op.load(next((tmp_path / "out" / "work").glob("01-line_dedup-*/fit")))
+    op.load(next((tmp_path / "out" / "work").glob("01-line_dedup-*/artifacts")))
     shard = pl.read_parquet(tmp_path / "out" / "work" / "00-read" / "shards" / "*.parquet").reverse()
-    again = op.apply(shard)
+    again = op.map(shard)
     assert {i: t for i, t in zip(again["id"], again["text"], strict=True) if i in got} == got
 
 

@@ -287,7 +287,7 @@ def test_rejected_rows_carry_reason_cluster_and_kept_id(corpus):
     assert (counted["len"] == counted["cluster_size"]).all()
     singles = kept.filter(pl.col("cluster_size") == 1)
     assert (singles["cluster_id"] == singles["id"]).all() and kept["duplicate_of"].is_null().all()
-    fit = next((tmp / "out-w1" / "work").glob("01-minhash_dedup-*/fit"))
+    fit = next((tmp / "out-w1" / "work").glob("01-minhash_dedup-*/artifacts"))
     params = json.loads((fit / "params.json").read_text())
     assert params["bands"] * params["rows"] <= 128 and len(params["s_curve"]) == 21
     assert params["removed"] == rej.height and params["verified_pairs"] <= params["candidate_pairs"]

@@ -442,7 +442,7 @@ def test_operator_in_pipeline(tmp_path):
     make_jsonl_corpus(tmp_path / "in", files=3, docs_per_file=50, seed=5)
     inputs = [InputSpec(source="web", path=str(tmp_path / "in"))]
     res = Pipeline([Profile()]).run(inputs=inputs, output=tmp_path / "out", workers=2, quiet=True)
-    found = list((tmp_path / "out" / "work").glob("01-profile-*/fit/profile.json"))
+    found = list((tmp_path / "out" / "work").glob("01-profile-*/artifacts/profile.json"))
     assert len(found) == 1
     prof = json.loads(found[0].read_text())
     assert prof["label"] == "01-profile" and prof["overall"]["docs"] == res.manifest["docs"]

@@ -86,7 +86,7 @@ def make_profile(label: str, docs: int, seed: int, xss: bool = False) -> dict:
 
 
 def add_profile(out: Path, idx: int, profile: dict) -> Path:
-    path = out / "work" / f"{idx:02d}-profile-x{idx}" / "fit" / "profile.json"
+    path = out / "work" / f"{idx:02d}-profile-x{idx}" / "artifacts" / "profile.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(profile))
     return path
@@ -310,7 +310,7 @@ def test_near_duplicate_section(tmp_path: Path):
     (inp / "a.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
     res = Pipeline([MinHashDedup()]).run(inputs=[InputSpec(source="s", path=str(inp))], output=tmp_path / "out",
                                          workers=1, quiet=True)
-    figures = json.loads((res.output / "report.json").read_text())["sections"]["dedup_clusters"]["figures"]
+    figures = json.loads((res.output / "report.json").read_text())["sections"]["stage-minhash_dedup"]["figures"]
     (stage,) = figures
     assert figures[stage]["removed"] == 10 and figures[stage]["clusters"] == 10
     assert figures[stage]["bands"] * figures[stage]["rows"] <= 128
