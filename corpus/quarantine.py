@@ -103,6 +103,15 @@ def _quarantine_files(out: Path) -> tuple[Path, list[Path]]:
 _LIST_COLUMNS = ["source", "file", "line", "kind", "raw_bytes", "raw_file", "raw_unit"]
 
 
+def _read_list_columns(path: Path) -> pl.DataFrame:
+    try:
+        return pl.read_parquet(path, columns=_LIST_COLUMNS)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{path}: not a quarantine file of this version ({first}); rerun the pipeline to "
+                         "rewrite it") from None
+
+
 def summary(out: Path) -> pl.DataFrame:
     """Quarantined records per source, file and kind: records, bytes, how many in side files."""
     _, files = _quarantine_files(out)
@@ -110,7 +119,7 @@ def summary(out: Path) -> pl.DataFrame:
               "raw_bytes": pl.Int64, "side_files": pl.UInt32}
     if not files:
         return pl.DataFrame(schema=schema)
-    df = pl.concat([pl.read_parquet(f, columns=_LIST_COLUMNS) for f in files])
+    df = pl.concat([_read_list_columns(f) for f in files])
     return (df.group_by("source", "file", "kind")
             .agg(pl.len().alias("records"), pl.col("raw_bytes").sum(), pl.col("raw_file").count().alias("side_files"))
             .sort("source", "file", "kind").select(list(schema)))
@@ -140,7 +149,7 @@ def export(out: Path, dest: Path, source: str | None = None, kind: str | None = 
     dest = Path(dest)
     done = []
     for f in files:
-        meta = pl.read_parquet(f, columns=_LIST_COLUMNS).with_row_index("i")
+        meta = _read_list_columns(f).with_row_index("i")
         if source is not None:
             meta = meta.filter(pl.col("source") == source)
         if kind is not None:

@@ -194,3 +194,13 @@ def test_a_resumed_run_reads_again_a_file_whose_side_file_is_gone(tmp_path):
     assert side.is_file()
     done = export(tmp_path / "out", tmp_path / "fix")
     assert (tmp_path / "fix" / "web" / "a.jsonl").read_bytes() == big + b"\n" and done[0].records == 1
+
+
+def test_an_old_quarantine_file_is_a_clear_error(tmp_path):
+    q = tmp_path / "out" / "quarantine"
+    q.mkdir(parents=True)
+    pq.write_table(pa.table({"source": ["s"], "file": ["a.jsonl"], "line": [1], "kind": ["invalid_json"],
+                             "raw": [b"{"], "raw_truncated": [False]}), q / "s-00000.parquet")
+    res = run_cli("quarantine", "list", str(tmp_path / "out"))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "s-00000.parquet: not a quarantine file of this version" in " ".join(res.stderr.split())
