@@ -19,9 +19,11 @@ from helpers import run_cli, write_config
 
 from corpus import InputSpec, Pipeline
 from corpus.quarantine import export, summary
+from corpus.readers.duckdb import query_label
 
 BOM = b"\xef\xbb\xbf"
 HUGE = 50_000_000  # bytes of the one bad JSONL line that must come back exactly
+QUERY = "SELECT * FROM (VALUES ('typed row three', 3), ('', 4)) AS t(text, n)"
 
 
 def _write(path: Path, data: bytes) -> Path:
@@ -54,6 +56,7 @@ def run(tmp_path_factory) -> tuple[Path, dict[str, bytes], Path]:
         InputSpec(source="notes", path=str(inp / "notes"), max_doc_bytes=1000),
         InputSpec(source="lines", path=str(inp / "lines"), text_mode="line"),
         InputSpec(source="tab", path=str(inp / "tab")),
+        InputSpec(source="sql", format="duckdb", query=QUERY),
     ]
     out = tmp_path_factory.mktemp("out")
     Pipeline([LengthFilter(min_words=3)]).run(inputs, out, workers=1, quiet=True)
@@ -64,6 +67,7 @@ def run(tmp_path_factory) -> tuple[Path, dict[str, bytes], Path]:
         "notes/latin1.txt": b"caf\xe9 au lait\n",
         "lines/l.txt": b"bad \xff byte\n",
         "tab/good.parquet.jsonl": json.dumps({"text": None, "n": 2}).encode() + b"\n",
+        f"sql/{query_label(QUERY).replace(':', '-')}.jsonl": json.dumps({"text": "", "n": 4}).encode() + b"\n",
     }
     return out, expected, inp
 
@@ -79,6 +83,7 @@ def test_balance_counts_blank_lines(run):
         ("forum", 5, 2, 0, 2, 1, True),  # 4 records (one re-read after the broken quote) + 1 blank line
         ("lines", 5, 2, 0, 1, 2, True),
         ("notes", 3, 1, 0, 2, 0, True),
+        ("sql", 2, 1, 0, 1, 0, True),
         ("tab", 3, 1, 0, 2, 0, True),  # 2 rows + the file without a text column
         ("web", 8, 2, 0, 3, 3, True),  # the 8 lines of a.jsonl: 5 records + 3 blank (the BOM starts none)
     ]
@@ -144,7 +149,7 @@ def test_quarantine_list(run):
         ("invalid_json", 2, 1), ("not_an_object", 1, 0)]
     res = run_cli("quarantine", "list", str(out))
     assert res.returncode == 0, res.stderr
-    assert "10 quarantined records in 7 files" in res.stdout
+    assert "11 quarantined records in 8 files" in res.stdout
 
 
 def test_a_damaged_side_file_is_an_error_naming_it(run, tmp_path):
