@@ -32,7 +32,12 @@ CREATE TABLE IF NOT EXISTS quarantine (
 CREATE TABLE IF NOT EXISTS balance (
   run_id VARCHAR, source VARCHAR, input BIGINT, kept BIGINT, rejected BIGINT, quarantined BIGINT,
   ok BOOLEAN);
+ALTER TABLE balance ADD COLUMN IF NOT EXISTS blank BIGINT DEFAULT 0;
+CREATE TABLE IF NOT EXISTS blank_lines (
+  run_id VARCHAR, source VARCHAR, file VARCHAR, lines BIGINT);
 """
+# balance.input counts what the readers met: records and blank lines (skipped, not records), so that
+# input = kept + rejected + quarantined + blank. (`blank` was added later: ALTER keeps old catalogs.)
 
 
 class Catalog:
@@ -42,7 +47,7 @@ class Catalog:
 
     def __init__(self, path: Path, create: bool = True):
         self.path = path
-        self._pending: dict[str, list[list]] = {"unit_stats": [], "drops": [], "quarantine": []}
+        self._pending: dict[str, list[list]] = {"unit_stats": [], "drops": [], "quarantine": [], "blank_lines": []}
         self._flushed = time.monotonic()
         self._con: duckdb.DuckDBPyConnection | None = None
         self._read_only = not create
@@ -110,6 +115,8 @@ class Catalog:
                                                 m["bytes_in"], m["bytes_out"], m["seconds"], resumed])
             self._pending["quarantine"] += [[run_id, m["source"], m["file"], k, n]
                                             for k, n in m["quarantine_kinds"].items()]
+            if m.get("blank"):
+                self._pending["blank_lines"].append([run_id, m["source"], m["file"], m["blank"]])
         self._maybe_flush()
 
     def record_stage(self, run_id: str, stage_idx: int, markers: list[dict]) -> None:
@@ -142,8 +149,9 @@ class Catalog:
         self.flush()
         with self.connect() as con:
             con.executemany(
-                "INSERT INTO balance VALUES (?,?,?,?,?,?,?)",
-                [[run_id, r["source"], r["input"], r["kept"], r["rejected"], r["quarantined"], r["ok"]]
+                "INSERT INTO balance (run_id, source, input, kept, rejected, quarantined, blank, ok) "
+                "VALUES (?,?,?,?,?,?,?,?)",
+                [[run_id, r["source"], r["input"], r["kept"], r["rejected"], r["quarantined"], r["blank"], r["ok"]]
                  for r in rows],
             )
 

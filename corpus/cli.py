@@ -19,6 +19,7 @@ EXAMPLES = """examples:
   corpus report out/quickstart                   rewrite the HTML data quality report
   corpus profile examples/data/web --text-key content   profile raw input
   corpus export out/quickstart out/jsonl         write the corpus as JSONL
+  corpus quarantine export out/quickstart out/fix   give back the quarantined records' bytes
   corpus ops                                     list operators (built-in and plugins)
   corpus train pretrain examples/train/pretrain.yaml   train a model (plugins: corpus train list)
 """
@@ -42,11 +43,15 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
 
 def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
     from corpus.pipeline import Pipeline
-    from corpus.readers import plan_tasks
+    from corpus.readers import InputError, plan_tasks, whole_file_problem
 
     cfg = load_config(args.config)
     Pipeline(cfg.pipeline).check()
     tasks = plan_tasks(cfg.inputs, cfg.base_dir)
+    # A run would quarantine such a file whole and go on; before a run it is a config mistake.
+    problems = [f"input {t.spec.source!r}: {p}" for t in tasks if (p := whole_file_problem(t)) is not None]
+    if problems:
+        raise InputError("\n  ".join(problems))
     console.print(f"[green]ok[/]: {len(cfg.inputs)} inputs ({len(tasks)} files), {len(cfg.pipeline)} operators: "
                   + " -> ".join(op.name for op in cfg.pipeline))
     return 0
@@ -186,6 +191,30 @@ def _cmd_export(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _cmd_quarantine(args: argparse.Namespace, console: Console) -> int:
+    from rich.table import Table
+
+    from corpus import quarantine
+
+    if args.action == "list":
+        df = quarantine.summary(Path(args.output))
+        t = Table("source", "file", "error kind", "records", "bytes", "in side files",
+                  title=f"Quarantine of {args.output}")
+        for src, file, kind, n, nbytes, side in df.iter_rows():
+            t.add_row(src, file, kind, f"{n:,}", f"{nbytes:,}", f"{side:,}")
+        console.print(t)
+        console.print(f"{df['records'].sum():,} quarantined records in {df['file'].n_unique():,} files")
+        return 0
+    done = quarantine.export(Path(args.output), Path(args.dest), source=args.source, kind=args.kind)
+    for e in done:
+        where = str(e.path) if e.path else "-"
+        console.print(f"{e.source}/{e.file}: {e.records:,} records, {e.bytes:,} bytes -> {where}"
+                      + (f" ({e.note})" if e.note else ""), highlight=False)
+    console.print(f"[green]exported[/] {sum(e.records for e in done):,} quarantined records "
+                  f"from {sum(1 for e in done if e.path):,} files to {args.dest}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="corpus", description="corpusforge: prepare text corpora and train language models on them.",
@@ -273,6 +302,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     o = sub.add_parser("ops", help="list the operators available to pipelines")
     o.set_defaults(fn=_cmd_ops)
+
+    q = sub.add_parser("quarantine", help="list quarantined records, or export their exact bytes to fix and re-read")
+    qs = q.add_subparsers(dest="action", required=True, metavar="ACTION")
+    ql = qs.add_parser("list", help="quarantined records per source, file and error kind")
+    ql.add_argument("output", help="a run's output folder")
+    ql.set_defaults(fn=_cmd_quarantine)
+    qe = qs.add_parser("export", help="write each input file's quarantined records back in its own format")
+    qe.add_argument("output", help="a run's output folder")
+    qe.add_argument("dest", help="destination folder (DEST/<source>/<file>)")
+    qe.add_argument("--source", help="only this source")
+    qe.add_argument("--kind", help="only this error kind (e.g. invalid_json)")
+    qe.set_defaults(fn=_cmd_quarantine)
 
     e = sub.add_parser("export", help="write a corpus folder's documents as JSONL")
     e.add_argument("output", help="corpus folder (a run's output)")

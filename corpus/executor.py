@@ -8,6 +8,7 @@ Layout of an output folder:
       data/                       final shards (Parquet, zstd)
       rejected/NN-op/             rows dropped by stage NN, with reject_stage and reject_reason
       quarantine/                 records the readers could not parse, with file, line, raw bytes, error
+      quarantine/raw/<src>-<n>/   bytes of quarantined records over max_doc_bytes (<line>.zst)
       work/00-read/               shards as read, per input file markers in done/
       work/NN-op-<key>/           each stage's output per shard; <key> hashes its config and all upstream
 
@@ -184,7 +185,8 @@ class LocalExecutor:
                 raise LostRecordsError(
                     "records unaccounted for: "
                     + "; ".join(f"{b['source']}: input {b['input']} != kept {b['kept']} + rejected "
-                                f"{b['rejected']} + quarantined {b['quarantined']}" for b in bad)
+                                f"{b['rejected']} + quarantined {b['quarantined']} + blank lines {b['blank']}"
+                                for b in bad)
                 )
             _collect_garbage(work, {read_dir.name} | {s.dir.name for s in stages})
             return RunResult(out, run_id, manifest, balance)
@@ -201,7 +203,7 @@ class LocalExecutor:
         fingerprint = {
             "spec": asdict(task.spec), "path": task.path, "rel": task.rel_path, "format": task.format,
             "index": task.index, "size": st.st_size if st else None, "mtime": st.st_mtime_ns if st else None,
-            "shard_max_bytes": shard_max_bytes, "chunk_bytes": self.chunk_bytes, "reader_version": 1,
+            "shard_max_bytes": shard_max_bytes, "chunk_bytes": self.chunk_bytes, "reader_version": 2,
         }
         return hashlib.sha256(json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -211,7 +213,7 @@ class LocalExecutor:
         todo = []
         for t in tasks:
             m = read_marker(read_dir / "done" / f"{t.index:05d}.json", task_keys[t.index])
-            if m is not None and all((read_dir / "shards" / f"{s}.parquet").exists() for s in m["shards"]):
+            if m is not None and all(p.exists() for p in _read_outputs(read_dir, m)):
                 done[t.index] = m
             else:
                 todo.append(t)
@@ -287,15 +289,23 @@ def _segments(stages: list[Stage]) -> list[list[Stage]]:
     return segs
 
 
+def _quarantine_names(marker: dict) -> list[str]:
+    """An input file's quarantine (relative to quarantine/): its Parquet and the side files of big records."""
+    return ([marker["quarantine_file"]] if marker.get("quarantine_file") else []) + marker.get("quarantine_raw", [])
+
+
+def _read_outputs(read_dir: Path, marker: dict) -> list[Path]:
+    """The files an input file's read wrote."""
+    return ([read_dir / "shards" / f"{s}.parquet" for s in marker["shards"]]
+            + [read_dir / "quarantine" / name for name in _quarantine_names(marker)])
+
+
 def _drop_stale_reads(read_dir: Path, current: set[int]) -> None:
     """Forget outputs of input files no longer in the config (their index is past the current list)."""
     for marker in (read_dir / "done").glob("*.json") if (read_dir / "done").exists() else []:
         if int(marker.stem) not in current:
-            m = json.loads(marker.read_bytes())
-            for s in m.get("shards", []):
-                (read_dir / "shards" / f"{s}.parquet").unlink(missing_ok=True)
-            if m.get("quarantine_file"):
-                (read_dir / "quarantine" / m["quarantine_file"]).unlink(missing_ok=True)
+            for path in _read_outputs(read_dir, json.loads(marker.read_bytes())):
+                path.unlink(missing_ok=True)
             marker.unlink()
 
 
@@ -318,8 +328,8 @@ def _publish(out: Path, read_dir: Path, markers: list[dict], stages: list[Stage]
             if rej.exists():
                 link_or_copy(rej, staging / "rejected" / st.label / rej.name)
     for m in markers:
-        if m.get("quarantine_file"):
-            link_or_copy(read_dir / "quarantine" / m["quarantine_file"], staging / "quarantine" / m["quarantine_file"])
+        for name in _quarantine_names(m):
+            link_or_copy(read_dir / "quarantine" / name, staging / "quarantine" / name)
     for name in ("data", "rejected", "quarantine"):
         if (out / name).exists():
             shutil.rmtree(out / name)
@@ -341,17 +351,22 @@ def _count_by_source(files: list[Path]) -> dict[str, int]:
 
 
 def _balance(out: Path, markers: list[dict]) -> list[dict]:
-    """Per source: records the readers saw == rows in data/ + rejected/ + quarantine/ (counted on disk)."""
+    """Per source: what the readers met (records and blank lines) == rows in data/ + rejected/ +
+    quarantine/ (counted on disk) + the blank lines they skipped."""
     seen: dict[str, int] = {}
+    blank: dict[str, int] = {}
     for m in markers:
         seen[m["source"]] = seen.get(m["source"], 0) + m["seen"]
+        blank[m["source"]] = blank.get(m["source"], 0) + m.get("blank", 0)
     kept = _count_by_source(sorted((out / "data").glob("*.parquet")))
     rej = _count_by_source(sorted((out / "rejected").glob("*/*.parquet")))
     quar = _count_by_source(sorted((out / "quarantine").glob("*.parquet")))
     rows = []
     for src in sorted(set(seen) | set(kept) | set(rej) | set(quar)):
-        k, r, q, n = kept.get(src, 0), rej.get(src, 0), quar.get(src, 0), seen.get(src, 0)
-        rows.append({"source": src, "input": n, "kept": k, "rejected": r, "quarantined": q, "ok": n == k + r + q})
+        k, r, q, b = kept.get(src, 0), rej.get(src, 0), quar.get(src, 0), blank.get(src, 0)
+        n = seen.get(src, 0) + b
+        rows.append({"source": src, "input": n, "kept": k, "rejected": r, "quarantined": q, "blank": b,
+                     "ok": n == k + r + q + b})
     return rows
 
 

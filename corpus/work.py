@@ -8,6 +8,7 @@ means the unit is done and is skipped on resume.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from corpus.operators import GlobalOperator, Operator, Verdict
+from corpus.quarantine import RawStore
 from corpus.readers import ReadTask, read_task
 from corpus.schema import REJECT_REASON, REJECT_STAGE, SOURCE, TEXT
 from corpus.writers import ShardWriter, link_or_copy, write_bytes_atomic, write_parquet
@@ -61,18 +63,21 @@ def _by_source(df: pl.DataFrame) -> dict[str, dict[str, int]]:
 
 
 def ingest(task: ReadTask, key: str, stage_dir: Path, shard_max_bytes: int, chunk_bytes: int) -> dict:
-    """Read one input file into `<source>-<index>-<part>.parquet` shards plus its quarantine file."""
+    """Read one input file into `<source>-<index>-<part>.parquet` shards plus its quarantine file (and
+    the side files of quarantined records over max_doc_bytes, in quarantine/raw/<source>-<index>/)."""
     start = time.perf_counter()
     prefix = f"{_safe(task.spec.source)}-{task.index:05d}"
     shards_dir, quar_dir = stage_dir / "shards", stage_dir / "quarantine"
     for old in list(shards_dir.glob(f"{prefix}-*.parquet")) + list(quar_dir.glob(f"{prefix}.parquet")):
         old.unlink()  # leftovers of an interrupted attempt; this attempt rewrites them identically
+    raw = RawStore(quar_dir, prefix)
+    shutil.rmtree(raw.folder, ignore_errors=True)
     docs = ShardWriter(shards_dir, prefix, shard_max_bytes)
     bad = ShardWriter(quar_dir, prefix, None)
-    seen = n_docs = n_bad = bytes_read = text_bytes = 0
+    seen = blank = n_docs = n_bad = bytes_read = text_bytes = 0
     kinds: dict[str, int] = defaultdict(int)
     try:
-        for chunk in read_task(task, chunk_bytes=chunk_bytes):
+        for chunk in read_task(task, chunk_bytes=chunk_bytes, sink=raw):
             if chunk.seen != chunk.docs.height + chunk.bad.height:
                 raise RuntimeError(
                     f"reader lost records in {task.path}: saw {chunk.seen}, "
@@ -81,6 +86,7 @@ def ingest(task: ReadTask, key: str, stage_dir: Path, shard_max_bytes: int, chun
             docs.write(chunk.docs)
             bad.write(chunk.bad)
             seen += chunk.seen
+            blank += chunk.blank
             n_docs += chunk.docs.height
             n_bad += chunk.bad.height
             bytes_read += chunk.bytes_read
@@ -90,6 +96,7 @@ def ingest(task: ReadTask, key: str, stage_dir: Path, shard_max_bytes: int, chun
     except BaseException:
         docs.abort()
         bad.abort()
+        shutil.rmtree(raw.folder, ignore_errors=True)
         raise
     shards = docs.close()
     bad.close()
@@ -99,11 +106,13 @@ def ingest(task: ReadTask, key: str, stage_dir: Path, shard_max_bytes: int, chun
         "source": task.spec.source,
         "file": task.rel_path,
         "shards": [s["name"].removesuffix(".parquet") for s in shards],
-        "seen": seen,
+        "seen": seen,  # records; input = seen + blank
+        "blank": blank,  # blank lines skipped
         "docs": n_docs,
         "quarantined": n_bad,
         "quarantine_kinds": dict(kinds),
         "quarantine_file": f"{prefix}.parquet" if n_bad else None,
+        "quarantine_raw": raw.names,  # side files, relative to quarantine/
         "bytes_in": bytes_read,
         "bytes_out": text_bytes,
         "seconds": time.perf_counter() - start,
