@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from corpus.config import ConfigError, load_config
 
@@ -347,7 +348,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         msg = "\n  ".join(exc.errors) if isinstance(exc, ConfigError) else str(exc)
-        err.print(f"[bold red]error:[/] {msg}", highlight=False)
+        # one line however long (no wrapping at the console width), brackets in paths kept as text
+        err.print(f"[bold red]error:[/] {escape(msg)}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]: rerun the same command to resume")

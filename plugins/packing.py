@@ -55,6 +55,7 @@ class ShardRows:
                  document_mask: bool = True):
         if not prefixes:
             raise ValueError("no token shard sets given")
+        # PackedDataset checks each set against its sidecar (sizes, sha256, id range) before the first step.
         self.ds = PackedDataset(list(prefixes), seq_len, seed=seed, shuffle_documents=shuffle, use_loss_mask=False)
         self.seq_len, self.document_mask = seq_len, document_mask
         if len(self.ds) < 1:

@@ -7,7 +7,9 @@ the tokenizer's own ``encode_batch_fast``, appends the end-of-document id and st
 its own shard set per split; the parts are then merged, in corpus order, into
 ``<out>/<split>.bin/.idx/.json``, so the result does not depend on the piece size or the number of
 workers. A rerun skips pieces whose marker matches (keyed by the tokenizer hash, the parameters, the
-shard's sha256 and the row range), and a finished run with the same key does nothing.
+shard's sha256 and the row range) and whose part sets still match their sidecars' hashes, and a
+finished run with the same key and intact outputs does nothing. The output folder is locked
+(``corpus/lock.py``) for the whole run, as ``corpus run`` locks its own.
 
 **Splits** are decided per *group*, not per document, so exact and near duplicates never straddle
 splits: a document's group is its ``group_column`` value (near-dup ``cluster_id``) when present,
@@ -27,7 +29,7 @@ import json
 import os
 import shutil
 import struct
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,14 +46,15 @@ from corpus.stages.tokenizer import (
     tokenizer_hash,
 )
 
+from corpus.lock import RunLock
 from corpus.manifest import file_sha256, read_manifest
 from corpus.operators import FitContext, GlobalOperator
-from corpus.shards import IndexedWriter, dtype_for_vocab, merge, paths
+from corpus.shards import IndexedWriter, check_content, dtype_for_vocab, merge
 from corpus.work import read_marker, write_marker
 from corpus.writers import write_bytes_atomic
 
 SPLITS = ("train", "validation", "test")
-VERSION = "1"
+VERSION = "2"  # 2: sidecars record the files' sha256; sets from version 1 are rewritten, not resumed
 LOSS_MASKS = (None, "assistant")
 
 
@@ -191,7 +194,7 @@ def tokenize_piece(job: PieceJob) -> dict[str, Any]:
     write its marker last."""
     marker_path = Path(job.parts) / f"{job.name}.done.json"
     marker = read_marker(marker_path, job.key)
-    if marker is not None and all(paths(Path(p))["json"].exists() for p in marker["prefixes"].values()):
+    if marker is not None and intact(marker["prefixes"].values()):
         return marker | {"resumed": True}
     tok = _tokenizer(job.tokenizer, job.threads)
     eod = job.meta["eod_id"] if job.append_eod else None
@@ -230,6 +233,17 @@ def tokenize_piece(job: PieceJob) -> dict[str, Any]:
     return marker
 
 
+def intact(prefixes: Iterable[str | Path]) -> bool:
+    """Whether every shard set matches its sidecar (sizes and sha256): only then is a marker trusted, so
+    a rerun rewrites a damaged set instead of reusing it."""
+    try:
+        for p in prefixes:
+            check_content(p)
+    except (ValueError, OSError):
+        return False
+    return True
+
+
 # ---------------------------------------------------------------- the whole corpus
 
 
@@ -254,58 +268,59 @@ def tokenize_shards(shards: Sequence[Path], tokenizer: Path, out: Path, *, worke
     if loss_mask not in LOSS_MASKS:
         raise ValueError(f"loss_mask must be one of {LOSS_MASKS}, got {loss_mask!r}")
     out = Path(out)
-    tfile = tokenizer_file(Path(tokenizer)).resolve()
-    tok = load_tokenizer(tfile)
-    thash = tokenizer_hash(tfile)
-    vocab = tok.get_vocab_size()
-    specials = special_token_ids(tok)
-    hashes = list(shard_hashes) if shard_hashes is not None else [file_sha256(Path(s)) for s in shards]
-    if corpus_hash is None:  # the manifest's definition, so a corpus folder gets the same value
-        corpus_hash = hashlib.sha256("".join(hashes).encode()).hexdigest()
-    meta = {"tokenizer": str(tfile.parent if tfile.name == "tokenizer.json" else tfile), "tokenizer_hash": thash,
-            "vocab_size": vocab, "special_token_ids": specials,
-            "eod_id": eod_id(tok, tfile.parent), "eod_appended": append_eod,
-            "dtype": dtype_for_vocab(vocab).name, "corpus_hash": corpus_hash,
-            "split_fractions": list(fractions), "split_seed": seed, "group_column": group_column,
-            "loss_mask": loss_mask}
-    params = {"version": VERSION, "tokenizer_hash": thash, "split": fractions, "seed": seed,
-              "group_column": group_column, "text_column": text_column, "append_eod": append_eod,
-              "loss_mask": loss_mask}
-    run_key = _key({**params, "corpus_hash": corpus_hash, "shards": hashes})
-    summary_path = out / "tokenize.json"
-    done = read_marker(summary_path, run_key)
-    if done is not None and all(paths(out / s)["json"].exists() for s in SPLITS):
-        return done | {"resumed": True}
-    parts = out / "parts"
-    # One tokenizer thread per worker process: oversubscribing the cores measured slower.
-    threads = max(1, (os.cpu_count() or 1) // max(workers, 1)) if workers > 1 else 0
-    jobs = [PieceJob(str(Path(s).resolve()), f"{i:05d}-{k:04d}-{Path(s).stem}", a, b, str(parts), str(tfile),
-                     _key({**params, "shard": h, "rows": [a, b]}), text_column, group_column, fractions, seed,
-                     append_eod, loss_mask, batch_rows, meta, threads)
-            for i, (s, h, pieces) in enumerate(zip(shards, hashes, _pieces(shards, text_column, piece_bytes),
-                                                   strict=True))
-            for k, (a, b) in enumerate(pieces)]
-    close = None
-    if pool_map is None:
-        pool_map, close = _local_pool_map(workers)
-    try:
-        markers = pool_map(tokenize_piece, jobs)
-    finally:
-        if close is not None:
-            close()
-    result: dict[str, Any] = {"key": run_key, "params": params, "corpus_hash": corpus_hash,
-                              "tokenizer": meta["tokenizer"], "vocab_size": vocab, "dtype": meta["dtype"],
-                              "shards": len(shards), "pieces": len(jobs),
-                              "resumed_pieces": sum(1 for m in markers if m.get("resumed")),
-                              "splits": {}}
-    for s in SPLITS:
-        side = merge([m["prefixes"][s] for m in markers], out / s, extra={**meta, "split": s})
-        result["splits"][s] = {"prefix": str(out / s), "documents": side["documents"], "tokens": side["tokens"]}
-    # The summary is the run's marker: written after every split is in place.
-    write_bytes_atomic(summary_path, json.dumps(result, indent=2, sort_keys=True).encode())
-    if not keep_parts:
-        shutil.rmtree(parts, ignore_errors=True)
-    return result
+    with RunLock(out):  # one writer per output folder, as for `corpus run`: a second fails at once
+        tfile = tokenizer_file(Path(tokenizer)).resolve()
+        tok = load_tokenizer(tfile)
+        thash = tokenizer_hash(tfile)
+        vocab = tok.get_vocab_size()
+        specials = special_token_ids(tok)
+        hashes = list(shard_hashes) if shard_hashes is not None else [file_sha256(Path(s)) for s in shards]
+        if corpus_hash is None:  # the manifest's definition, so a corpus folder gets the same value
+            corpus_hash = hashlib.sha256("".join(hashes).encode()).hexdigest()
+        meta = {"tokenizer": str(tfile.parent if tfile.name == "tokenizer.json" else tfile), "tokenizer_hash": thash,
+                "vocab_size": vocab, "special_token_ids": specials,
+                "eod_id": eod_id(tok, tfile.parent), "eod_appended": append_eod,
+                "dtype": dtype_for_vocab(vocab).name, "corpus_hash": corpus_hash,
+                "split_fractions": list(fractions), "split_seed": seed, "group_column": group_column,
+                "loss_mask": loss_mask}
+        params = {"version": VERSION, "tokenizer_hash": thash, "split": fractions, "seed": seed,
+                  "group_column": group_column, "text_column": text_column, "append_eod": append_eod,
+                  "loss_mask": loss_mask}
+        run_key = _key({**params, "corpus_hash": corpus_hash, "shards": hashes})
+        summary_path = out / "tokenize.json"
+        done = read_marker(summary_path, run_key)
+        if done is not None and intact(out / s for s in SPLITS):
+            return done | {"resumed": True}
+        parts = out / "parts"
+        # One tokenizer thread per worker process: oversubscribing the cores measured slower.
+        threads = max(1, (os.cpu_count() or 1) // max(workers, 1)) if workers > 1 else 0
+        jobs = [PieceJob(str(Path(s).resolve()), f"{i:05d}-{k:04d}-{Path(s).stem}", a, b, str(parts), str(tfile),
+                         _key({**params, "shard": h, "rows": [a, b]}), text_column, group_column, fractions, seed,
+                         append_eod, loss_mask, batch_rows, meta, threads)
+                for i, (s, h, pieces) in enumerate(zip(shards, hashes, _pieces(shards, text_column, piece_bytes),
+                                                       strict=True))
+                for k, (a, b) in enumerate(pieces)]
+        close = None
+        if pool_map is None:
+            pool_map, close = _local_pool_map(workers)
+        try:
+            markers = pool_map(tokenize_piece, jobs)
+        finally:
+            if close is not None:
+                close()
+        result: dict[str, Any] = {"key": run_key, "params": params, "corpus_hash": corpus_hash,
+                                  "tokenizer": meta["tokenizer"], "vocab_size": vocab, "dtype": meta["dtype"],
+                                  "shards": len(shards), "pieces": len(jobs),
+                                  "resumed_pieces": sum(1 for m in markers if m.get("resumed")),
+                                  "splits": {}}
+        for s in SPLITS:
+            side = merge([m["prefixes"][s] for m in markers], out / s, extra={**meta, "split": s})
+            result["splits"][s] = {"prefix": str(out / s), "documents": side["documents"], "tokens": side["tokens"]}
+        # The summary is the run's marker: written after every split is in place.
+        write_bytes_atomic(summary_path, json.dumps(result, indent=2, sort_keys=True).encode())
+        if not keep_parts:
+            shutil.rmtree(parts, ignore_errors=True)
+        return result
 
 
 def _pieces(shards: Sequence[Path], text_column: str, piece_bytes: int) -> list[list[tuple[int, int]]]:
