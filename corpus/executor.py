@@ -201,7 +201,7 @@ class LocalExecutor:
         fingerprint = {
             "spec": asdict(task.spec), "path": task.path, "rel": task.rel_path, "format": task.format,
             "index": task.index, "size": st.st_size if st else None, "mtime": st.st_mtime_ns if st else None,
-            "shard_max_bytes": shard_max_bytes, "chunk_bytes": self.chunk_bytes, "reader_version": 1,
+            "shard_max_bytes": shard_max_bytes, "chunk_bytes": self.chunk_bytes, "reader_version": 2,  # 2: row_id
         }
         return hashlib.sha256(json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()
 

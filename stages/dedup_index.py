@@ -7,7 +7,8 @@
   a document's global number is its rank in that order, so "smallest number" = "first in corpus".
 * Connected components (vectorised union-find), reduced per partition then merged.
 * Per-shard results: fit writes ``results/<shard>.parquet`` (only documents that are duplicates or
-  in clusters); apply finds its shard by the first id and joins on id.
+  in clusters), keyed by ``row_id``; apply reads the files whose row_id range holds its rows and joins
+  on row_id. Nothing is keyed by the user's id, which may repeat.
 
 Everything is .npy (``allow_pickle=False``), Parquet or JSON: nothing is unpickled from disk.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,7 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
+from corpus.schema import ID, ROW_ID
 from corpus.writers import atomic_path, write_bytes_atomic, write_parquet
 
 
@@ -124,6 +127,12 @@ class Segment:
     def ids_path(self) -> Path:
         return self.path if self.kind == "shard" else suffixed(self.path, ".ids.parquet")
 
+    def file_for(self, column: str) -> Path | None:
+        """The file holding a column of this segment's documents (an index part keeps ids only)."""
+        if self.kind == "shard":
+            return self.path
+        return self.ids_path if column == ID else None
+
 
 @dataclass
 class Layout:
@@ -152,6 +161,28 @@ class Layout:
         seg = np.searchsorted(self.starts, g, side="right") - 1
         return seg, g - self.starts[seg]
 
+    def save(self, path: Path) -> tuple[Path, str]:
+        """Write the layout for the pool's workers; returns (path, token) to pass in their jobs (a
+        worker reads each layout once, however many jobs name it)."""
+        token = uuid.uuid4().hex
+        write_json(path, {"token": token, "segments": [
+            {"kind": s.kind, "path": str(s.path), "rows": s.rows, "shard": s.shard} for s in self.segments]})
+        return path, token
+
+
+_LAYOUTS: dict[str, Layout] = {}
+
+
+def load_layout(path: Path, token: str) -> Layout:
+    if token not in _LAYOUTS:
+        data = json.loads(Path(path).read_bytes())
+        if data["token"] != token:
+            raise RuntimeError(f"{path} was rewritten while a fit was using it")
+        _LAYOUTS.clear()  # one fit at a time
+        _LAYOUTS[token] = Layout([Segment(s["kind"], Path(s["path"]), s["rows"], shard=s["shard"])
+                                  for s in data["segments"]])
+    return _LAYOUTS[token]
+
 
 def read_column(pf: pq.ParquetFile, column: str, row_group: int | None = None) -> pl.Series:
     """One column as a polars Series (pyarrow's own take() imports pandas: over a second per worker)."""
@@ -161,27 +192,37 @@ def read_column(pf: pq.ParquetFile, column: str, row_group: int | None = None) -
     return s
 
 
-def take_column(args: tuple[Path, str, np.ndarray]) -> list:
-    """Values of one column at the given rows of one Parquet file (a pool task). Reads only the row
-    groups holding those rows: a few snippets must not cost a whole text column."""
-    path, column, rows = args
+def take_columns(path: Path, columns: Sequence[str], rows: np.ndarray) -> pl.DataFrame:
+    """Values of some columns at the given rows of one Parquet file, in the order of ``rows``. Reads
+    only the row groups holding those rows: a few snippets must not cost a whole text column."""
     rows = np.asarray(rows, dtype=np.int64)
     pf = pq.ParquetFile(path)
     sizes = [pf.metadata.row_group(i).num_rows for i in range(pf.num_row_groups)]
     bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     group = np.searchsorted(bounds, rows, side="right") - 1
-    out: list = [None] * len(rows)
+    parts, where = [], []
     for g in np.unique(group):
         sel = np.flatnonzero(group == g)
-        col = read_column(pf, column, int(g))
-        for i, v in zip(sel.tolist(), col.gather(rows[sel] - bounds[g]).to_list(), strict=True):
-            out[i] = v
-    return out
+        df = pl.from_arrow(pf.read_row_group(int(g), columns=list(columns)))
+        assert isinstance(df, pl.DataFrame)
+        parts.append(df.select(pl.all().gather(rows[sel] - bounds[g])))
+        where.append(sel)
+    if not parts:
+        return pl.from_arrow(pf.schema_arrow.empty_table().select(list(columns)))  # type: ignore[return-value]
+    out = pl.concat(parts)
+    return out.select(pl.all().gather(np.argsort(np.concatenate(where), kind="stable")))
 
 
-def take_by_global(layout: Layout, g: np.ndarray, column: str,
-                   pool_map: Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]) -> dict[int, Any]:
-    """{global number: value of column} for documents g (one task per segment involved)."""
+def take_rows(args: tuple[Path, list[str], np.ndarray]) -> list[dict]:
+    """take_columns as a list of row dicts (a pool task)."""
+    path, columns, rows = args
+    return take_columns(path, columns, rows).to_dicts()
+
+
+def take_by_global(layout: Layout, g: np.ndarray, columns: Sequence[str],
+                   pool_map: Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]) -> dict[int, dict]:
+    """{global number: {column: value}} for documents g (one task per segment involved); a column a
+    segment lacks (an index part keeps ids only) is left out of its documents' dicts."""
     g = np.unique(g)
     if len(g) == 0:
         return {}
@@ -190,13 +231,12 @@ def take_by_global(layout: Layout, g: np.ndarray, column: str,
     for s in np.unique(seg):
         sel = seg == s
         segment = layout.segments[int(s)]
-        path = segment.ids_path if column == "id" else segment.path
-        if column != "id" and segment.kind != "shard":
-            continue  # index parts keep ids only
-        jobs.append((path, column, row[sel]))
-        keys.append(g[sel])
-    out: dict[int, Any] = {}
-    for k, vals in zip(keys, pool_map(take_column, jobs), strict=True):
+        have = [c for c in columns if segment.file_for(c) is not None]
+        if have:
+            jobs.append((segment.file_for(have[0]), have, row[sel]))
+            keys.append(g[sel])
+    out: dict[int, dict] = {}
+    for k, vals in zip(keys, pool_map(take_rows, jobs), strict=True):
         out.update(zip(k.tolist(), vals, strict=True))
     return out
 
@@ -243,80 +283,130 @@ def reduce_edges(u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------- per-shard results
 
+# A fit's results are keyed by row_id, the row's identity unique by construction, never by the user's id
+# (which may repeat across files, shards and sources): ``results/<shard>.parquet`` holds one row per
+# (document, result) with row_id, and ``results.json`` the row_id range of each file, so apply reads
+# the files whose range holds its rows and joins on row_id, whatever frame it is given.
 
 RESULTS = "results"
-SHARDS_JSON = "shards.json"
-
-
-def write_shards_json(workdir: Path, first_ids: list[str | None], rows: list[int]) -> None:
-    write_json(workdir / SHARDS_JSON, [{"first_id": f, "rows": n} for f, n in zip(first_ids, rows, strict=True)])
-
-
-def first_id(path: Path) -> str | None:
-    pf = pq.ParquetFile(path)
-    if pf.metadata.num_rows == 0:
-        return None
-    for rg in range(pf.num_row_groups):
-        col = pf.read_row_group(rg, columns=["id"]).column("id")
-        if len(col):
-            return col[0].as_py()
-    return None
+RESULTS_JSON = "results.json"
+LAYOUT_JSON = "layout.json"
+# Columns a result gets when it names another document (the kept copy, the cluster's first document).
+KEPT_COLUMNS: dict[str, pl.DataType] = {
+    "kept_id": pl.String(),  # its user id (for people; may repeat)
+    "kept_row": pl.Int64(),  # its row_id; null when it is a document of a saved index
+    "kept_index": pl.Int64(),  # its position in the saved index; null when it is in this corpus
+}
 
 
 def results_path(workdir: Path, shard: int) -> Path:
     return workdir / RESULTS / f"{shard:05d}.parquet"
 
 
-def write_shard_results(args: tuple[Path, Path, int, np.ndarray, dict[str, list]]) -> int:
-    """A pool task: results/<shard>.parquet with the shard's ids at ``rows`` and the given columns."""
-    workdir, shard_path, shard, rows, columns = args
-    if len(rows) == 0:
-        return 0
-    ids = read_column(pq.ParquetFile(shard_path), "id").gather(rows).cast(pl.String)
-    frame = pl.DataFrame({"row": np.asarray(rows, dtype=np.int64), "id": ids, **columns})
-    # an all-null column would be typed Null; ids are strings
-    frame = frame.with_columns([pl.col(c).cast(pl.String) for c, t in frame.schema.items() if t == pl.Null])
-    write_parquet(frame, results_path(workdir, shard))
-    return frame.height
+@dataclass(frozen=True)
+class ResultsJob:
+    """One shard's results, from its slice of records partitioned by segment (global document number
+    first; then, when ``kept``, the global number of the document it points to; then ``names``)."""
+
+    workdir: Path
+    layout: tuple[Path, str]  # Layout.save()
+    seg: int  # the shard's segment number (its partition in the record files)
+    stems: tuple[Path, ...]
+    width: int
+    names: tuple[str, ...] = ()
+    kept: bool = True
+    same_id: bool = False  # keep only rows whose user id equals the kept document's (exact check of digests)
+
+
+def _kept_columns(layout: Layout, g: np.ndarray) -> dict[str, pl.Series]:
+    """KEPT_COLUMNS of documents g (global numbers), read from the segments holding them."""
+    seg, row = layout.locate(g)
+    ids: list[Any] = [None] * len(g)
+    rows = np.full(len(g), -1, np.int64)
+    for s in np.unique(seg):
+        sel = np.flatnonzero(seg == s)
+        segment = layout.segments[int(s)]
+        cols = [ID, ROW_ID] if segment.kind == "shard" else [ID]
+        got = take_columns(segment.ids_path, cols, row[sel])
+        for i, v in zip(sel.tolist(), got[ID].cast(pl.String).to_list(), strict=True):
+            ids[i] = v
+        if segment.kind == "shard":
+            rows[sel] = got[ROW_ID].to_numpy()
+    in_index = g < layout.index_docs
+    return {"kept_id": pl.Series(ids, dtype=pl.String),
+            "kept_row": pl.Series(rows, dtype=pl.Int64).scatter(np.flatnonzero(in_index), None),
+            "kept_index": pl.Series(g, dtype=pl.Int64).scatter(np.flatnonzero(~in_index), None)}
+
+
+def write_results(job: ResultsJob) -> dict | None:
+    """A pool task: ``results/<shard>.parquet``; returns its entry of results.json (None: no results)."""
+    layout = load_layout(*job.layout)
+    segment = layout.segments[job.seg]
+    recs = read_partition(job.stems, job.seg, job.width, np.int64)
+    if len(recs) == 0:
+        return None
+    recs = recs[np.lexsort(recs.T[::-1])]
+    rows = recs[:, 0] - segment.start
+    own = take_columns(segment.path, [ID, ROW_ID] if job.same_id else [ROW_ID], rows)
+    data: dict[str, Any] = {ROW_ID: own[ROW_ID]}
+    first = 1
+    if job.kept:
+        data.update(_kept_columns(layout, recs[:, 1]))
+        first = 2
+    data.update({name: recs[:, first + i] for i, name in enumerate(job.names)})
+    frame = pl.DataFrame(data)
+    if job.same_id:
+        frame = frame.filter(own[ID].cast(pl.String) == frame["kept_id"])
+        if frame.height == 0:
+            return None
+    path = results_path(job.workdir, segment.shard)
+    write_parquet(frame, path)
+    return {"file": path.name, "rows": frame.height, "lo": int(frame[ROW_ID].min()),  # type: ignore[arg-type]
+            "hi": int(frame[ROW_ID].max())}  # type: ignore[arg-type]
+
+
+def write_all_results(ctx_pool_map: Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]], workdir: Path,
+                      layout: Layout, stems: Sequence[Path], width: int, names: tuple[str, ...] = (),
+                      kept: bool = True, same_id: bool = False) -> list[dict]:
+    """Write every shard's results (one pool task per shard) and results.json; returns its entries."""
+    saved = layout.save(workdir / LAYOUT_JSON)
+    jobs = [ResultsJob(workdir, saved, k, tuple(stems), width, names, kept, same_id)
+            for k, s in enumerate(layout.segments) if s.kind == "shard"]
+    entries = [e for e in ctx_pool_map(write_results, jobs) if e is not None]
+    write_json(workdir / RESULTS_JSON, entries)
+    return entries
 
 
 class ResultLookup:
-    """apply()'s side: the results rows of the shard a frame came from.
-
-    A global operator's apply sees exactly the shards its fit saw (it heads its segment), so the first
-    id names the shard and results align by row position (ids need not even be unique). Any other
-    frame falls back to matching every results file by id."""
+    """apply()'s side: the results of the rows of a frame, found by row_id (the files whose row_id range
+    holds some of the frame's rows are read, then joined on row_id): any frame gets exactly its rows'
+    results, whichever shard, order or mix it comes in."""
 
     def __init__(self, workdir: Path, schema: dict[str, pl.DataType]):
         self.workdir = Path(workdir)
-        self.schema = {"row": pl.Int64(), "id": pl.String(), **schema}
-        shards = json.loads((self.workdir / SHARDS_JSON).read_text())
-        self.rows = [s["rows"] for s in shards]
-        self.by_first = {s["first_id"]: i for i, s in enumerate(shards) if s["first_id"] is not None}
+        self.schema = {ROW_ID: pl.Int64(), **schema}
+        entries = json.loads((self.workdir / RESULTS_JSON).read_text())
+        self.files = [self.workdir / RESULTS / e["file"] for e in entries]
+        self.lo = np.array([e["lo"] for e in entries], dtype=np.int64)
+        self.hi = np.array([e["hi"] for e in entries], dtype=np.int64)
 
-    def rows_for(self, df: pl.DataFrame) -> tuple[pl.DataFrame, bool]:
-        """(results rows, whether their ``row`` column indexes df)."""
-        empty = pl.DataFrame(schema=self.schema)
-        if df.height == 0:
-            return empty, True
-        shard = self.by_first.get(df["id"][0])
-        if shard is not None and self.rows[shard] == df.height:
-            path = results_path(self.workdir, shard)
-            res = pl.read_parquet(path) if path.exists() else empty
-            return res.select([pl.col(c).cast(t) for c, t in self.schema.items()]), True
-        files = sorted((self.workdir / RESULTS).glob("*.parquet"))
-        if not files:
-            return empty, False
-        res = pl.scan_parquet(files).filter(pl.col("id").is_in(df["id"].cast(pl.String).implode())).collect()
-        return res.select([pl.col(c).cast(t) for c, t in self.schema.items()]), False
+    def rows_for(self, df: pl.DataFrame) -> pl.DataFrame:
+        """The results rows of df's rows (any order)."""
+        if ROW_ID not in df.columns:
+            raise ValueError(f"this frame has no {ROW_ID} column (a corpus read before row ids existed): "
+                             "rerun from the inputs")
+        ids = np.sort(df[ROW_ID].to_numpy())
+        hit = np.searchsorted(ids, self.hi, side="right") > np.searchsorted(ids, self.lo, side="left")
+        frames = [pl.read_parquet(f) for f, h in zip(self.files, hit, strict=True) if h]
+        if not frames:
+            return pl.DataFrame(schema=self.schema)
+        res = pl.concat(frames, how="diagonal_relaxed").filter(pl.col(ROW_ID).is_in(df[ROW_ID].implode()))
+        return res.select([pl.col(c).cast(t) for c, t in self.schema.items()])
 
     def join(self, df: pl.DataFrame) -> pl.DataFrame:
-        """The results columns aligned with df's rows (nulls where the document has no result)."""
-        res, by_row = self.rows_for(df)
-        if by_row:
-            base = pl.DataFrame({"row": np.arange(df.height, dtype=np.int64)})
-            return base.join(res.drop("id"), on="row", how="left", maintain_order="left")
-        base = df.select(pl.col("id").cast(pl.String))
-        return base.join(res.drop("row"), on="id", how="left", maintain_order="left")
-
-
+        """The results columns aligned with df's rows (nulls where a row has no result)."""
+        res = self.rows_for(df)
+        out = df.select(pl.col(ROW_ID)).join(res, on=ROW_ID, how="left", maintain_order="left")
+        if out.height != df.height:
+            raise RuntimeError(f"{self.workdir}: a row_id has more than one result (row ids must be unique)")
+        return out
