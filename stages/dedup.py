@@ -27,6 +27,7 @@ from corpus.stages.dedup_index import (
     ResultLookup,
     n_partitions,
     read_partition,
+    save_identity,
     shard_frames,
     write_all_results,
     write_json,
@@ -35,6 +36,7 @@ from corpus.stages.dedup_index import (
 from corpus.stages.dedup_text import Normalisation, digests128
 
 from corpus.operators import FitContext, GlobalOperator, Verdict
+from corpus.schema import ID, ROW_ID
 
 
 def normalise(text: pl.Expr, lowercase: bool, collapse_whitespace: bool) -> pl.Expr:
@@ -46,13 +48,16 @@ def _hash_shard(args: tuple[int, Path, int, Normalisation | None, Path, int, str
     """Pass 1: digests of one shard's values of ``column`` (normalised unless norm is None),
     partitioned by digest prefix."""
     shard, path, start, norm, workdir, n_parts, column = args
-    out = []
+    out, ids, rows = [], [], []
     g = start
-    for df in shard_frames(path, (column,)):
+    for df in shard_frames(path, tuple(dict.fromkeys((column, ID, ROW_ID)))):
         values = df[column].cast(pl.String).fill_null("")
         d = digests128(values if norm is None else norm.apply(values))
         out.append(np.column_stack([d, np.arange(g, g + df.height, dtype=np.uint64)]))
+        ids.append(df[ID])
+        rows.append(df[ROW_ID].to_numpy())
         g += df.height
+    save_identity(workdir, shard, ids, rows)
     recs = np.concatenate(out) if out else np.zeros((0, 3), np.uint64)
     part = (recs[:, 0] >> np.uint64(40)) % np.uint64(n_parts)  # the digest prefix picks the partition
     write_partitioned(workdir / "hashes" / f"{shard:05d}", recs, part.astype(np.int64), n_parts)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -25,7 +26,9 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
+from corpus.stages.dedup_text import ranges, utf8_buffers
 
 from corpus.schema import ID, ROW_ID
 from corpus.writers import atomic_path, write_bytes_atomic, write_parquet
@@ -291,6 +294,7 @@ def reduce_edges(u: np.ndarray, v: np.ndarray) -> np.ndarray:
 RESULTS = "results"
 RESULTS_JSON = "results.json"
 LAYOUT_JSON = "layout.json"
+IDENTITY = "identity"
 # Columns a result gets when it names another document (the kept copy, the cluster's first document).
 KEPT_COLUMNS: dict[str, pl.DataType] = {
     "kept_id": pl.String(),  # its user id (for people; may repeat)
@@ -301,6 +305,42 @@ KEPT_COLUMNS: dict[str, pl.DataType] = {
 
 def results_path(workdir: Path, shard: int) -> Path:
     return workdir / RESULTS / f"{shard:05d}.parquet"
+
+
+def save_identity(workdir: Path, seg: int, ids: Sequence[pl.Series], row_ids: Sequence[np.ndarray] | None) -> None:
+    """A segment's user ids (UTF-8 bytes + offsets) and row_ids (-1: an index document) as .npy, written
+    by a fit's first pass, which reads the segment anyway: any task can then look up a few documents of
+    any segment by memory-mapping, instead of decoding Parquet row groups of every shard it points to."""
+    whole = pl.concat(ids).cast(pl.String).fill_null("") if ids else pl.Series([], dtype=pl.String)
+    offsets, data = utf8_buffers(whole)
+    stem = workdir / IDENTITY / f"{seg:05d}"
+    save_npy(suffixed(stem, ".off.npy"), offsets)
+    save_npy(suffixed(stem, ".ids.npy"), data)
+    rows = np.concatenate(row_ids) if row_ids else np.full(len(whole), -1, np.int64)
+    save_npy(suffixed(stem, ".row.npy"), rows.astype(np.int64))
+
+
+def identity(workdir: Path, layout: Layout, g: np.ndarray) -> tuple[pl.Series, np.ndarray]:
+    """(user ids, row_ids) of documents g (global numbers), from the segments' identity files."""
+    seg, row = layout.locate(g)
+    rows = np.empty(len(g), np.int64)
+    offs, blobs, where = [np.zeros(1, np.int64)], [], []
+    for s in np.unique(seg):
+        sel = np.flatnonzero(seg == s)
+        stem = workdir / IDENTITY / f"{s:05d}"
+        off = load_npy(suffixed(stem, ".off.npy"), mmap=True)
+        a, n = np.asarray(off[row[sel]]), np.asarray(off[row[sel] + 1] - off[row[sel]])
+        blobs.append(np.asarray(load_npy(suffixed(stem, ".ids.npy"), mmap=True)[ranges(a, n)]))
+        offs.append(offs[-1][-1] + np.cumsum(n))
+        rows[sel] = load_npy(suffixed(stem, ".row.npy"), mmap=True)[row[sel]]
+        where.append(sel)
+    blob = np.concatenate(blobs) if blobs else np.zeros(0, np.uint8)
+    arr = pa.LargeStringArray.from_buffers(len(g), pa.py_buffer(np.concatenate(offs).astype(np.int64)),
+                                           pa.py_buffer(blob))
+    ids = pl.Series(arr, dtype=pl.String)
+    if where:
+        ids = ids.gather(np.argsort(np.concatenate(where), kind="stable"))
+    return ids, rows
 
 
 @dataclass(frozen=True)
@@ -318,48 +358,30 @@ class ResultsJob:
     same_id: bool = False  # keep only rows whose user id equals the kept document's (exact check of digests)
 
 
-def _kept_columns(layout: Layout, g: np.ndarray) -> dict[str, pl.Series]:
-    """KEPT_COLUMNS of documents g (global numbers), read from the segments holding them."""
-    seg, row = layout.locate(g)
-    ids: list[Any] = [None] * len(g)
-    rows = np.full(len(g), -1, np.int64)
-    for s in np.unique(seg):
-        sel = np.flatnonzero(seg == s)
-        segment = layout.segments[int(s)]
-        cols = [ID, ROW_ID] if segment.kind == "shard" else [ID]
-        got = take_columns(segment.ids_path, cols, row[sel])
-        for i, v in zip(sel.tolist(), got[ID].cast(pl.String).to_list(), strict=True):
-            ids[i] = v
-        if segment.kind == "shard":
-            rows[sel] = got[ROW_ID].to_numpy()
-    in_index = g < layout.index_docs
-    return {"kept_id": pl.Series(ids, dtype=pl.String),
-            "kept_row": pl.Series(rows, dtype=pl.Int64).scatter(np.flatnonzero(in_index), None),
-            "kept_index": pl.Series(g, dtype=pl.Int64).scatter(np.flatnonzero(~in_index), None)}
-
-
 def write_results(job: ResultsJob) -> dict | None:
     """A pool task: ``results/<shard>.parquet``; returns its entry of results.json (None: no results)."""
     layout = load_layout(*job.layout)
-    segment = layout.segments[job.seg]
     recs = read_partition(job.stems, job.seg, job.width, np.int64)
     if len(recs) == 0:
         return None
     recs = recs[np.lexsort(recs.T[::-1])]
-    rows = recs[:, 0] - segment.start
-    own = take_columns(segment.path, [ID, ROW_ID] if job.same_id else [ROW_ID], rows)
-    data: dict[str, Any] = {ROW_ID: own[ROW_ID]}
+    own_ids, own_rows = identity(job.workdir, layout, recs[:, 0])
+    data: dict[str, Any] = {ROW_ID: own_rows}
     first = 1
     if job.kept:
-        data.update(_kept_columns(layout, recs[:, 1]))
+        kept_ids, kept_rows = identity(job.workdir, layout, recs[:, 1])
+        in_index = recs[:, 1] < layout.index_docs
+        data["kept_id"] = kept_ids
+        data["kept_row"] = pl.Series(kept_rows, dtype=pl.Int64).scatter(np.flatnonzero(in_index), None)
+        data["kept_index"] = pl.Series(recs[:, 1], dtype=pl.Int64).scatter(np.flatnonzero(~in_index), None)
         first = 2
     data.update({name: recs[:, first + i] for i, name in enumerate(job.names)})
     frame = pl.DataFrame(data)
     if job.same_id:
-        frame = frame.filter(own[ID].cast(pl.String) == frame["kept_id"])
+        frame = frame.filter(own_ids == frame["kept_id"])
         if frame.height == 0:
             return None
-    path = results_path(job.workdir, segment.shard)
+    path = results_path(job.workdir, layout.segments[job.seg].shard)
     write_parquet(frame, path)
     return {"file": path.name, "rows": frame.height, "lo": int(frame[ROW_ID].min()),  # type: ignore[arg-type]
             "hi": int(frame[ROW_ID].max())}  # type: ignore[arg-type]
@@ -368,12 +390,14 @@ def write_results(job: ResultsJob) -> dict | None:
 def write_all_results(ctx_pool_map: Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]], workdir: Path,
                       layout: Layout, stems: Sequence[Path], width: int, names: tuple[str, ...] = (),
                       kept: bool = True, same_id: bool = False) -> list[dict]:
-    """Write every shard's results (one pool task per shard) and results.json; returns its entries."""
+    """Write every shard's results (one pool task per shard) and results.json; returns its entries. Needs
+    every segment's identity files (save_identity); removes them when done."""
     saved = layout.save(workdir / LAYOUT_JSON)
     jobs = [ResultsJob(workdir, saved, k, tuple(stems), width, names, kept, same_id)
             for k, s in enumerate(layout.segments) if s.kind == "shard"]
     entries = [e for e in ctx_pool_map(write_results, jobs) if e is not None]
     write_json(workdir / RESULTS_JSON, entries)
+    shutil.rmtree(workdir / IDENTITY, ignore_errors=True)
     return entries
 
 

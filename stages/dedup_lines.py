@@ -37,6 +37,7 @@ from corpus.stages.dedup_index import (
     ResultLookup,
     n_partitions,
     read_partition,
+    save_identity,
     shard_frames,
     write_all_results,
     write_json,
@@ -45,6 +46,7 @@ from corpus.stages.dedup_index import (
 from corpus.stages.dedup_text import Normalisation, digests128
 
 from corpus.operators import FilterOperator, FitContext, GlobalOperator, Verdict
+from corpus.schema import ID, ROW_ID
 
 SEPARATORS = {"line": "\n", "paragraph": "\n\n"}
 
@@ -59,14 +61,17 @@ def split_spans(text: pl.Series, unit: str) -> pl.DataFrame:
 
 def _digest_shard(args: tuple[int, Path, int, str, Normalisation, int, Path, int]) -> dict:
     shard, path, start, unit, norm, min_chars, workdir, n_parts = args
-    recs, g = [], start
-    for df in shard_frames(path, ("text",)):
+    recs, ids, rows, g = [], [], [], start
+    for df in shard_frames(path, ("text", ID, ROW_ID)):
+        ids.append(df[ID])
+        rows.append(df[ROW_ID].to_numpy())
         spans = split_spans(df["text"], unit).with_columns(norm=norm.expr(pl.col("span")))
         spans = spans.filter(pl.col("norm").str.len_chars() >= min_chars)
         d = digests128(spans["norm"])
         doc = spans["row"].to_numpy().astype(np.uint64) + np.uint64(g)
         recs.append(np.column_stack([d, doc, spans["pos"].to_numpy().astype(np.uint64)]))
         g += df.height
+    save_identity(workdir, shard, ids, rows)
     rec = np.concatenate(recs) if recs else np.zeros((0, 4), np.uint64)
     part = ((rec[:, 0] >> np.uint64(40)) % np.uint64(n_parts)).astype(np.int64)
     write_partitioned(workdir / "spans" / f"{shard:05d}", rec, part, n_parts)
@@ -102,7 +107,7 @@ class LineDedup(GlobalOperator):
     """Remove lines (or paragraphs) repeated across documents; pair with ``line_dedup_filter``."""
 
     name = "line_dedup"
-    needs = ("text", "row_id")
+    needs = ("id", "text", "row_id")
     adds = ("dup_spans_removed", "dup_chars_removed")
     apply_kind = "map"
     version = "2"  # 2: results keyed by row_id

@@ -51,6 +51,7 @@ from corpus.stages.dedup_index import (
     read_column,
     read_partition,
     reduce_edges,
+    save_identity,
     save_npy,
     suffixed,
     take_by_global,
@@ -73,6 +74,7 @@ from corpus.stages.dedup_text import (
 from corpus.stages.lsh_params import DEFAULT_FN_WEIGHT, DEFAULT_FP_WEIGHT, explain, optimal_bands_rows, s_curve
 
 from corpus.operators import FitContext, GlobalOperator, Verdict
+from corpus.schema import ID, ROW_ID
 from corpus.writers import link_or_copy, write_parquet
 
 __all__ = ["MinHashDedup", "explain", "s_curve"]
@@ -128,9 +130,11 @@ def _sign_shard(args: tuple[int, Path, int, _Spec, Path, int]) -> dict:
     seg, path, start, spec, workdir, n_parts = args
     perms = Permutations.make(spec.num_perm, spec.seed, spec.scheme)  # type: ignore[arg-type]
     pf = pq.ParquetFile(path)
-    sigs, sets, lens = [], [], []
+    sigs, sets, lens, ids, row_ids = [], [], [], [], []
     for rg in range(pf.num_row_groups):
-        table = pf.read_row_group(rg, columns=["text"])
+        table = pf.read_row_group(rg, columns=["text", ID, ROW_ID])
+        ids.append(pl.Series(table.column(ID), dtype=pl.String))
+        row_ids.append(table.column(ROW_ID).to_numpy())
         text = table.column("text").combine_chunks()
         offsets, _ = utf8_buffers(text)
         batch = offsets[1:] // _BATCH_BYTES  # batches of about _BATCH_BYTES of text
@@ -152,6 +156,7 @@ def _sign_shard(args: tuple[int, Path, int, _Spec, Path, int]) -> dict:
         save_npy(workdir / "sh" / f"{seg:05d}.npy", np.concatenate(sets) if sets else np.zeros(0, np.uint32))
         save_npy(workdir / "sh" / f"{seg:05d}.off.npy", off)
     _write_bands(workdir, seg, _band_records(sig, n_sh > 0, start, spec), n_parts)
+    save_identity(workdir, seg, ids, row_ids)
     return {"rows": len(sig), "shingles": int(n_sh.sum()), "empty": int((n_sh == 0).sum())}
 
 
@@ -164,6 +169,7 @@ def _band_index_part(args: tuple[int, Path, int, _Spec, Path, int]) -> dict:
         chunk = np.asarray(sig[a : a + 100_000])
         recs.append(_band_records(chunk, ~(chunk == MASK32).all(axis=1), start + a, spec))
     _write_bands(workdir, seg, np.concatenate(recs) if recs else np.zeros((0, 2), np.uint64), n_parts)
+    save_identity(workdir, seg, [read_column(pq.ParquetFile(suffixed(stem, ".ids.parquet")), ID)], None)
     return {"rows": len(sig)}
 
 
