@@ -9,6 +9,8 @@
 * Per-shard results: fit writes ``results/<shard>.parquet`` (only documents that are duplicates or
   in clusters), keyed by ``row_id``; apply reads the files whose row_id range holds its rows and joins
   on row_id. Nothing is keyed by the user's id, which may repeat.
+* Identity: a fit's first pass saves each segment's user ids and row_ids; they are sealed into three
+  files indexed by global number, so a results task finds the kept rows it names by memory-mapping.
 
 Everything is .npy (``allow_pickle=False``), Parquet or JSON: nothing is unpickled from disk.
 """
@@ -20,7 +22,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +142,7 @@ class Segment:
 @dataclass
 class Layout:
     segments: list[Segment]
+    identity: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False)  # see identity()
 
     def __post_init__(self) -> None:
         start = 0
@@ -320,27 +323,46 @@ def save_identity(workdir: Path, seg: int, ids: Sequence[pl.Series], row_ids: Se
     save_npy(suffixed(stem, ".row.npy"), rows.astype(np.int64))
 
 
+def seal_identity(workdir: Path, layout: Layout) -> None:
+    """Concatenate the segments' identity files into three indexed by global number (offsets, UTF-8
+    bytes, row_ids), one segment in memory at a time: a task then maps three files, however many
+    segments its documents point to."""
+    folder = workdir / IDENTITY
+    offsets = np.lib.format.open_memmap(folder / "all.off.npy", mode="w+", dtype=np.int64, shape=(layout.total + 1,))
+    rows = np.lib.format.open_memmap(folder / "all.row.npy", mode="w+", dtype=np.int64, shape=(layout.total,))
+    base = 0
+    with open(folder / "all.ids", "wb") as blob:
+        for k, seg in enumerate(layout.segments):
+            stem = folder / f"{k:05d}"
+            offsets[seg.start : seg.start + seg.rows + 1] = load_npy(suffixed(stem, ".off.npy")) + base
+            rows[seg.start : seg.start + seg.rows] = load_npy(suffixed(stem, ".row.npy"))
+            data = load_npy(suffixed(stem, ".ids.npy"))
+            blob.write(data.tobytes())
+            base += len(data)
+            for suffix in (".off.npy", ".row.npy", ".ids.npy"):
+                suffixed(stem, suffix).unlink()
+    offsets.flush()
+    rows.flush()
+    del offsets, rows
+
+
 def identity(workdir: Path, layout: Layout, g: np.ndarray) -> tuple[pl.Series, np.ndarray]:
-    """(user ids, row_ids) of documents g (global numbers), from the segments' identity files."""
-    seg, row = layout.locate(g)
-    rows = np.empty(len(g), np.int64)
-    offs, blobs, where = [np.zeros(1, np.int64)], [], []
-    for s in np.unique(seg):
-        sel = np.flatnonzero(seg == s)
-        stem = workdir / IDENTITY / f"{s:05d}"
-        off = load_npy(suffixed(stem, ".off.npy"), mmap=True)
-        a, n = np.asarray(off[row[sel]]), np.asarray(off[row[sel] + 1] - off[row[sel]])
-        blobs.append(np.asarray(load_npy(suffixed(stem, ".ids.npy"), mmap=True)[ranges(a, n)]))
-        offs.append(offs[-1][-1] + np.cumsum(n))
-        rows[sel] = load_npy(suffixed(stem, ".row.npy"), mmap=True)[row[sel]]
-        where.append(sel)
-    blob = np.concatenate(blobs) if blobs else np.zeros(0, np.uint8)
-    arr = pa.LargeStringArray.from_buffers(len(g), pa.py_buffer(np.concatenate(offs).astype(np.int64)),
-                                           pa.py_buffer(blob))
-    ids = pl.Series(arr, dtype=pl.String)
-    if where:
-        ids = ids.gather(np.argsort(np.concatenate(where), kind="stable"))
-    return ids, rows
+    """(user ids, row_ids) of documents g (global numbers), from the sealed identity files (mapped once
+    per layout, i.e. once per fit in each process)."""
+    if layout.identity is None:
+        folder = workdir / IDENTITY
+        size = (folder / "all.ids").stat().st_size
+        blob = np.memmap(folder / "all.ids", dtype=np.uint8, mode="r") if size else np.zeros(0, np.uint8)
+        layout.identity = (load_npy(folder / "all.off.npy", mmap=True), blob,
+                           load_npy(folder / "all.row.npy", mmap=True))
+    offsets, blob, rows = layout.identity
+    a = np.asarray(offsets[g])
+    n = np.asarray(offsets[g + 1]) - a
+    new_off = np.zeros(len(g) + 1, np.int64)
+    np.cumsum(n, out=new_off[1:])
+    data = np.asarray(blob[ranges(a, n)])
+    arr = pa.LargeStringArray.from_buffers(len(g), pa.py_buffer(new_off), pa.py_buffer(data))
+    return pl.Series(arr, dtype=pl.String), np.asarray(rows[g])
 
 
 @dataclass(frozen=True)
@@ -392,11 +414,13 @@ def write_all_results(ctx_pool_map: Callable[[Callable[[Any], Any], Sequence[Any
                       kept: bool = True, same_id: bool = False) -> list[dict]:
     """Write every shard's results (one pool task per shard) and results.json; returns its entries. Needs
     every segment's identity files (save_identity); removes them when done."""
+    seal_identity(workdir, layout)
     saved = layout.save(workdir / LAYOUT_JSON)
     jobs = [ResultsJob(workdir, saved, k, tuple(stems), width, names, kept, same_id)
             for k, s in enumerate(layout.segments) if s.kind == "shard"]
     entries = [e for e in ctx_pool_map(write_results, jobs) if e is not None]
     write_json(workdir / RESULTS_JSON, entries)
+    _LAYOUTS.clear()  # this process's maps of the identity files
     shutil.rmtree(workdir / IDENTITY, ignore_errors=True)
     return entries
 
