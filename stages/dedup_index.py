@@ -328,6 +328,7 @@ def seal_identity(workdir: Path, layout: Layout) -> None:
     bytes, row_ids), one segment in memory at a time: a task then maps three files, however many
     segments its documents point to."""
     folder = workdir / IDENTITY
+    folder.mkdir(parents=True, exist_ok=True)  # no segments, no files yet
     offsets = np.lib.format.open_memmap(folder / "all.off.npy", mode="w+", dtype=np.int64, shape=(layout.total + 1,))
     rows = np.lib.format.open_memmap(folder / "all.row.npy", mode="w+", dtype=np.int64, shape=(layout.total,))
     base = 0

@@ -116,3 +116,13 @@ def test_saved_index_with_repeated_ids(tmp_path):
     assert in_index["duplicate_of"].is_in(kept_old["id"].implode()).all()
     here = rej.filter(pl.col("cluster_id") >= 0)
     assert (here["duplicate_of_row"] == here["cluster_id"]).all()
+
+
+@pytest.mark.parametrize("policy", ["keep", "reject"])
+def test_no_documents_at_all(tmp_path, policy):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.jsonl").write_text('{"text": ""}\nnot json\n')  # both quarantined: no shard at all
+    for name, make in OPS.items():
+        res = Pipeline([make()]).run([InputSpec("s", str(tmp_path / "in"))], tmp_path / name, workers=1, quiet=True,
+                                     on_duplicate_id=policy)
+        assert res.balance == [{"source": "s", "input": 2, "kept": 0, "rejected": 0, "quarantined": 2, "ok": True}]
