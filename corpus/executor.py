@@ -39,7 +39,7 @@ from typing import Any
 import duckdb
 
 from corpus.catalog import Catalog
-from corpus.ids import DuplicateIdError, RepeatedIds, check_policy, describe, located
+from corpus.ids import SUMMARY, DuplicateIdError, RepeatedIds, check_policy, describe, located
 from corpus.lock import RunLock
 from corpus.manifest import write_manifest
 from corpus.operators import FitContext, GlobalOperator, Operator, chain_key, ensure_columns
@@ -155,8 +155,9 @@ class LocalExecutor:
         read_key = parent = hashlib.sha256(json.dumps(sorted(task_keys.items())).encode()).hexdigest()
         # The repeated-id check runs after reading whatever the policy; with reject it is also stage 1.
         reject = self.on_duplicate_id == "reject"
-        id_key = chain_key(read_key, RepeatedIds())
-        id_stage = Stage(int(reject), RepeatedIds(), id_key, work / f"00-ids-{id_key[:12]}")
+        id_op = RepeatedIds()
+        id_key = chain_key(read_key, id_op)
+        id_stage = Stage(int(reject), id_op, id_key, work / f"00-ids-{id_key[:12]}")
         stages = [id_stage] if reject else []
         parent = id_key if reject else read_key
         for i, op in enumerate(ops, len(stages) + 1):
@@ -251,7 +252,7 @@ class LocalExecutor:
                    shard_paths: list[Path], markers: list[dict]) -> None:
         """Find repeated ids (before any stage), record them, and warn or stop as the policy says."""
         self._fit(pool, progress, stage, shard_paths)
-        summary = json.loads((stage.dir / "fit" / "summary.json").read_bytes())
+        summary = json.loads((stage.dir / "fit" / SUMMARY).read_bytes())
         examples = located(summary, markers)
         catalog.record_id_check(run_id, self.on_duplicate_id, summary, examples)
         if summary["rows"] and self.on_duplicate_id == "fail":
