@@ -35,6 +35,11 @@ CREATE TABLE IF NOT EXISTS balance (
 ALTER TABLE balance ADD COLUMN IF NOT EXISTS blank BIGINT DEFAULT 0;
 CREATE TABLE IF NOT EXISTS blank_lines (
   run_id VARCHAR, source VARCHAR, file VARCHAR, lines BIGINT);
+CREATE TABLE IF NOT EXISTS id_check (
+  run_id VARCHAR, policy VARCHAR, docs BIGINT, repeated_ids BIGINT, later_rows BIGINT);
+CREATE TABLE IF NOT EXISTS repeated_ids (
+  run_id VARCHAR, id VARCHAR, occurrences BIGINT, occurrence INTEGER, source VARCHAR, file VARCHAR,
+  row BIGINT, row_id BIGINT);
 """
 # balance.input counts what the readers met: records and blank lines (skipped, not records), so that
 # input = kept + rejected + quarantined + blank. (`blank` was added later: ALTER keeps old catalogs.)
@@ -154,6 +159,16 @@ class Catalog:
                 [[run_id, r["source"], r["input"], r["kept"], r["rejected"], r["quarantined"], r["blank"], r["ok"]]
                  for r in rows],
             )
+
+    def record_id_check(self, run_id: str, policy: str, summary: dict, examples: list[dict]) -> None:
+        """The repeated-id check (corpus/ids.py): counts, and examples with where each occurrence was read."""
+        with self.connect() as con:
+            con.execute("INSERT INTO id_check VALUES (?,?,?,?,?)",
+                        [run_id, policy, summary["docs"], summary["ids"], summary["rows"]])
+            rows = [[run_id, e["id"], e["occurrences"], k, a["source"], a["file"], a["row"], a["row_id"]]
+                    for e in examples for k, a in enumerate(e["at"], 1)]
+            if rows:
+                con.executemany("INSERT INTO repeated_ids VALUES (?,?,?,?,?,?,?,?)", rows)
 
     def query(self, sql: str, params: list | None = None) -> list[tuple]:
         with self.connect(read_only=True) as con:

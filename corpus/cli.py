@@ -32,7 +32,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
 
     cfg = load_config(args.config, output=args.output)
     workers = args.workers if args.workers is not None else cfg.workers
-    executor = LocalExecutor(workers=workers, quiet=args.quiet)
+    executor = LocalExecutor(workers=workers, quiet=args.quiet, on_duplicate_id=cfg.on_duplicate_id)
     result = executor.run(cfg.pipeline, cfg.inputs, cfg.output, cfg.shard_max_bytes, cfg.base_dir)
     if not args.quiet:
         print_stats(result.output, console, result.run_id)

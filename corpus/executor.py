@@ -10,6 +10,8 @@ Layout of an output folder:
       quarantine/                 records the readers could not parse, with file, line, raw bytes, error
       quarantine/raw/<src>-<n>/   bytes of quarantined records over max_doc_bytes (<line>.zst)
       work/00-read/               shards as read, per input file markers in done/
+      work/00-ids-<key>/          the repeated-id check (corpus/ids.py); with on_duplicate_id: reject,
+                                  also the first stage (01-duplicate_id), which drops later occurrences
       work/NN-op-<key>/           each stage's output per shard; <key> hashes its config and all upstream
 
 A unit of work (an input file, or a shard through a stage) is done when its marker exists with the
@@ -38,6 +40,7 @@ from typing import Any
 import duckdb
 
 from corpus.catalog import Catalog
+from corpus.ids import SUMMARY, DuplicateIdError, RepeatedIds, check_policy, describe, located
 from corpus.lock import RunLock
 from corpus.manifest import write_manifest
 from corpus.operators import FitContext, GlobalOperator, Operator, chain_key, ensure_columns
@@ -114,12 +117,17 @@ class Pool:
 # ---------------------------------------------------------------- executor
 
 
+log = logging.getLogger(__name__)
+
+
 class LocalExecutor:
-    def __init__(self, workers: int = 0, quiet: bool = False, chunk_bytes: int = 32 << 20, report: bool = True):
+    def __init__(self, workers: int = 0, quiet: bool = False, chunk_bytes: int = 32 << 20, report: bool = True,
+                 on_duplicate_id: str = "keep"):
         self.workers = workers or os.cpu_count() or 1
         self.quiet = quiet
         self.report = report
         self.chunk_bytes = chunk_bytes
+        self.on_duplicate_id = check_policy(on_duplicate_id)  # keep | reject | fail: see corpus/ids.py
 
     def run(
         self,
@@ -146,8 +154,14 @@ class LocalExecutor:
         read_dir = work / "00-read"
         task_keys = {t.index: self._task_key(t, shard_max_bytes) for t in tasks}
         read_key = parent = hashlib.sha256(json.dumps(sorted(task_keys.items())).encode()).hexdigest()
-        stages = []
-        for i, op in enumerate(ops, 1):
+        # The repeated-id check runs after reading whatever the policy; with reject it is also stage 1.
+        reject = self.on_duplicate_id == "reject"
+        id_op = RepeatedIds()
+        id_key = chain_key(read_key, id_op)
+        id_stage = Stage(int(reject), id_op, id_key, work / f"00-ids-{id_key[:12]}")
+        stages = [id_stage] if reject else []
+        parent = id_key if reject else read_key
+        for i, op in enumerate(ops, len(stages) + 1):
             parent = chain_key(parent, op)
             stages.append(Stage(i, op, parent, work / f"{i:02d}-{op.name}-{parent[:12]}"))
 
@@ -158,7 +172,8 @@ class LocalExecutor:
         stage_rows += [{"idx": s.idx, "stage": s.label, "kind": s.op.kind, "key": s.key, "params": s.op.params(),
                         "units": 0} for s in stages]
         config = {"inputs": [asdict(s) for s in inputs], "pipeline": [{"op": o.name, **o.params()} for o in ops],
-                  "shard_max_bytes": shard_max_bytes, "workers": self.workers}
+                  "shard_max_bytes": shard_max_bytes, "workers": self.workers,
+                  "on_duplicate_id": self.on_duplicate_id}
         catalog.start_run(run_id, config, self.workers, stage_rows)
         pool = Pool(self.workers)
         progress = Progress(quiet=self.quiet)
@@ -168,9 +183,11 @@ class LocalExecutor:
                 shards = [s for m in markers for s in m["shards"]]
                 catalog.set_units(run_id, len(shards))
                 prev = read_dir / "shards"
+                self._check_ids(pool, progress, catalog, run_id, id_stage, [prev / f"{s}.parquet" for s in shards],
+                                markers)
                 for segment in _segments(stages):
                     head = segment[0]
-                    if isinstance(head.op, GlobalOperator):
+                    if isinstance(head.op, GlobalOperator) and head is not id_stage:  # that one is fitted
                         self._fit(pool, progress, head, [prev / f"{s}.parquet" for s in shards])
                     self._segment(pool, progress, catalog, run_id, segment, shards, prev)
                     prev = segment[-1].dir / "shards"
@@ -188,7 +205,7 @@ class LocalExecutor:
                                 f"{b['rejected']} + quarantined {b['quarantined']} + blank lines {b['blank']}"
                                 for b in bad)
                 )
-            _collect_garbage(work, {read_dir.name} | {s.dir.name for s in stages})
+            _collect_garbage(work, {read_dir.name, id_stage.dir.name} | {s.dir.name for s in stages})
             return RunResult(out, run_id, manifest, balance)
         except BaseException as exc:
             catalog.finish_run(run_id, "failed", f"{type(exc).__name__}: {exc}")
@@ -203,7 +220,7 @@ class LocalExecutor:
         fingerprint = {
             "spec": asdict(task.spec), "path": task.path, "rel": task.rel_path, "format": task.format,
             "index": task.index, "size": st.st_size if st else None, "mtime": st.st_mtime_ns if st else None,
-            "shard_max_bytes": shard_max_bytes, "chunk_bytes": self.chunk_bytes, "reader_version": 2,
+            "shard_max_bytes": shard_max_bytes, "chunk_bytes": self.chunk_bytes, "reader_version": 3,
         }
         return hashlib.sha256(json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -232,6 +249,18 @@ class LocalExecutor:
         catalog.flush()
         # Keep every shard of the current tasks, in task order: that order defines the corpus.
         return [done[t.index] for t in tasks]
+
+    def _check_ids(self, pool: Pool, progress: Progress, catalog: Catalog, run_id: str, stage: Stage,
+                   shard_paths: list[Path], markers: list[dict]) -> None:
+        """Find repeated ids (before any stage), record them, and warn or stop as the policy says."""
+        self._fit(pool, progress, stage, shard_paths)
+        summary = json.loads((stage.dir / "fit" / SUMMARY).read_bytes())
+        examples = located(summary, markers)
+        catalog.record_id_check(run_id, self.on_duplicate_id, summary, examples)
+        if summary["rows"] and self.on_duplicate_id == "fail":
+            raise DuplicateIdError(describe(summary, examples, "fail"))
+        if summary["rows"]:
+            log.warning("%s", describe(summary, examples, self.on_duplicate_id, one_line=True))
 
     def _fit(self, pool: Pool, progress: Progress, stage: Stage, shard_paths: list[Path]) -> None:
         fit_dir = stage.dir / "fit"
@@ -275,7 +304,7 @@ def _write_report(out: Path, run_id: str, progress: Progress) -> None:
         html, _ = write_report(out, run_id)
         progress.log(f"report: {html}")
     except Exception as exc:  # noqa: BLE001
-        logging.getLogger(__name__).warning("could not write the quality report: %s", exc)
+        log.warning("could not write the quality report: %s", exc)
 
 
 def _segments(stages: list[Stage]) -> list[list[Stage]]:

@@ -12,13 +12,14 @@ finished run with the same key and intact outputs does nothing. The output folde
 (``corpus/lock.py``) for the whole run, as ``corpus run`` locks its own.
 
 **Splits** are decided per *group*, not per document, so exact and near duplicates never straddle
-splits: a document's group is its ``group_column`` value (near-dup ``cluster_id``) when present,
-else the hash of its normalised text (lowercased, whitespace collapsed: at least as coarse as the
-exact-dedup normalisation, so a document and its ``duplicate_of`` copy hash together). The group
-key, salted with the seed, hashes to a point in [0, 1) that falls into one split's fraction. This
-relies on exact duplicates sharing a near-dup cluster when clusters are present (identical texts
-have identical MinHash signatures, so they do), which keeps the assignment a per-document decision:
-no global pass, any number of workers.
+splits: a document's group is its ``group_column`` value (near-dup ``cluster_id``: the row_id of its
+cluster's kept document, unique by construction, so documents that merely share a user id never
+share a group) when present, else the hash of its normalised text (lowercased, whitespace
+collapsed: at least as coarse as the exact-dedup normalisation, so a document and its
+``duplicate_of`` copy hash together). The group key, salted with the seed, hashes to a point in
+[0, 1) that falls into one split's fraction. This relies on exact duplicates sharing a near-dup
+cluster when clusters are present (identical texts have identical MinHash signatures, so they do),
+which keeps the assignment a per-document decision: no global pass, any number of workers.
 """
 
 from __future__ import annotations
@@ -68,8 +69,9 @@ def normalise_for_grouping(text: str) -> str:
 
 
 def group_keys(texts: Sequence[str | None], groups: Sequence[Any] | None = None) -> list[bytes]:
-    """The split-grouping key of each document: ``g:<group value>`` when non-null, else ``t:<text>``
-    (normalised; hashed later, so the text itself is the key)."""
+    """The split-grouping key of each document: ``g:<group value>`` when non-null (a cluster_id is a row
+    identity, never a user id, which may repeat), else ``t:<text>`` (normalised; hashed later, so the
+    text itself is the key)."""
     if groups is None:
         return [b"t:" + normalise_for_grouping(t or "").encode() for t in texts]
     return [b"t:" + normalise_for_grouping(t or "").encode() if g is None else b"g:" + str(g).encode()
@@ -346,7 +348,7 @@ def tokenize_corpus(corpus: Path, tokenizer: Path, out: Path, *, workers: int = 
     workers: spawn processes, one Parquet shard at a time each (1: in this process).
     split: fractions for train / validation / test (normalised), decided per duplicate group.
     seed: salts the split hash: same seed, same assignment.
-    group_column: column holding the duplicate-group id (near-dup ``cluster_id``); documents where it
+    group_column: column holding the duplicate-group id (near-dup ``cluster_id``, a row_id); documents where it
       is absent or null are grouped by normalised-text hash. None: text hash only.
     append_eod: append the end-of-document id to every document (Megatron/nanoGPT convention).
     loss_mask: None, or "assistant" to write a ``.mask`` sidecar marking assistant replies (SFT).

@@ -144,7 +144,8 @@ def run(tmp: Path, inputs: list[InputSpec], op: MinHashDedup, workers: int, name
 
 
 def _read(files: list[Path]) -> pl.DataFrame:
-    cols = {"id": pl.String, "cluster_id": pl.String, "cluster_size": pl.Int64, "duplicate_of": pl.String}
+    cols = {"id": pl.String, "row_id": pl.Int64, "cluster_id": pl.Int64, "cluster_size": pl.Int64,
+            "duplicate_of": pl.String, "duplicate_of_row": pl.Int64}
     return pl.concat([pl.read_parquet(p) for p in files]) if files else pl.DataFrame(schema=cols)
 
 
@@ -235,7 +236,7 @@ def corpus(tmp_path_factory):
     return tmp, texts, fams, inputs, runs
 
 
-def _clusters(kept: pl.DataFrame, rej: pl.DataFrame) -> dict[str, str]:
+def _clusters(kept: pl.DataFrame, rej: pl.DataFrame) -> dict[str, int]:
     both = pl.concat([kept.select("id", "cluster_id"), rej.select("id", "cluster_id")])
     return dict(zip(both["id"].to_list(), both["cluster_id"].to_list(), strict=True))
 
@@ -250,7 +251,7 @@ def test_accuracy_on_planted_near_duplicates(corpus):
     positives = [p for p, j in truth.items() if j >= THRESHOLD + 0.05]
     found = [p for p in positives if cluster[f"d{p[0]}"] == cluster[f"d{p[1]}"]]
     recall = len(found) / len(positives)
-    members: dict[str, list[int]] = {}
+    members: dict[int, list[int]] = {}
     for doc_id, c in cluster.items():
         members.setdefault(c, []).append(int(doc_id[1:]))
     merged = [(a, b) for m in members.values() if len(m) > 1 for a, b in itertools.combinations(sorted(m), 2)]
@@ -278,7 +279,11 @@ def test_rejected_rows_carry_reason_cluster_and_kept_id(corpus):
     assert res.balance[0]["input"] == len(texts) == kept.height + rej.height
     assert rej.height > 50 and set(rej["reject_reason"]) == {"near_duplicate"}
     assert set(rej["reject_stage"]) == {"minhash_dedup"}
-    assert (rej["duplicate_of"] == rej["cluster_id"]).all() and rej["duplicate_of"].is_in(kept["id"].implode()).all()
+    # the cluster is named by its kept row's identity; duplicate_of is that row's user id
+    assert (rej["duplicate_of_row"] == rej["cluster_id"]).all()
+    kept_of = rej.join(kept.select(pl.col("row_id").alias("duplicate_of_row"), pl.col("id").alias("kept_id")),
+                       on="duplicate_of_row", how="left")
+    assert kept_of.height == rej.height and (kept_of["kept_id"] == kept_of["duplicate_of"]).all()
     # the kept copy is the first of its cluster in corpus order, and sizes add up
     order = {f"d{i}": k for k, i in enumerate(sorted(range(len(texts)), key=lambda i: (i % 3, i)))}
     assert all(order[r["duplicate_of"]] < order[r["id"]] for r in rej.iter_rows(named=True))
@@ -286,7 +291,8 @@ def test_rejected_rows_carry_reason_cluster_and_kept_id(corpus):
     counted = sizes.group_by("cluster_id").agg(pl.len(), pl.col("cluster_size").first())
     assert (counted["len"] == counted["cluster_size"]).all()
     singles = kept.filter(pl.col("cluster_size") == 1)
-    assert (singles["cluster_id"] == singles["id"]).all() and kept["duplicate_of"].is_null().all()
+    assert (singles["cluster_id"] == singles["row_id"]).all() and kept["duplicate_of"].is_null().all()
+    assert kept["duplicate_of_row"].is_null().all()
     fit = next((tmp / "out-w1" / "work").glob("01-minhash_dedup-*/fit"))
     params = json.loads((fit / "params.json").read_text())
     assert params["bands"] * params["rows"] <= 128 and len(params["s_curve"]) == 21
@@ -298,7 +304,7 @@ def test_rejected_rows_carry_reason_cluster_and_kept_id(corpus):
 
 def test_identical_across_runs_and_worker_counts(corpus):
     tmp, _, _, inputs, runs = corpus
-    cols = ["id", "cluster_id", "cluster_size", "duplicate_of"]
+    cols = ["id", "cluster_id", "cluster_size", "duplicate_of", "duplicate_of_row"]
 
     def frame(kept, rej):
         return pl.concat([kept.select(cols), rej.select(cols)]).sort("id")
