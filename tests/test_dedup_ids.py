@@ -125,4 +125,5 @@ def test_no_documents_at_all(tmp_path, policy):
     for name, make in OPS.items():
         res = Pipeline([make()]).run([InputSpec("s", str(tmp_path / "in"))], tmp_path / name, workers=1, quiet=True,
                                      on_duplicate_id=policy)
-        assert res.balance == [{"source": "s", "input": 2, "kept": 0, "rejected": 0, "quarantined": 2, "ok": True}]
+        assert res.balance == [{"source": "s", "input": 2, "kept": 0, "rejected": 0, "quarantined": 2, "blank": 0,
+                                "ok": True}]
