@@ -1,7 +1,9 @@
 """Writers: Parquet shards of bounded size and JSONL files, always written atomically.
 
 Atomic means a file appears under its final name only once complete (temp file in the same folder,
-fsync, rename), so a killed run never leaves a half shard that looks finished.
+fsync, rename), so a killed run never leaves a half shard that looks finished. Parquet writers return
+the file's integrity record (corpus/integrity.py), taken from the temp file before the rename, and write
+page checksums so any pyarrow reader can detect a damaged page.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zstandard
 
-PARQUET_OPTS = {"compression": "zstd", "compression_level": 3, "write_statistics": True}
+from corpus.integrity import record
+
+PARQUET_OPTS = {"compression": "zstd", "compression_level": 3, "write_statistics": True, "write_page_checksum": True}
 
 
 @contextmanager
@@ -32,6 +36,10 @@ def atomic_path(final: Path) -> Iterator[Path]:
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, final)
+    except OSError as exc:
+        if exc.filename is None and exc.errno is not None:  # pyarrow's errors carry no file name: name it
+            raise OSError(exc.errno, os.strerror(exc.errno), str(final)) from exc
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -50,11 +58,12 @@ def write_bytes_atomic(final: Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
-def write_parquet(df: pl.DataFrame, final: Path) -> int:
-    """Write one frame to one Parquet file atomically; returns the file size."""
+def write_parquet(df: pl.DataFrame, final: Path) -> dict:
+    """Write one frame to one Parquet file atomically; returns its integrity record."""
     with atomic_path(final) as tmp:
         pq.write_table(df.to_arrow(), tmp, **PARQUET_OPTS)
-    return final.stat().st_size
+        rec = record(tmp, df.height)
+    return rec
 
 
 class ShardWriter:
@@ -64,25 +73,27 @@ class ShardWriter:
 
     def __init__(self, folder: Path, prefix: str, max_bytes: int | None):
         self.folder, self.prefix, self.max_bytes = folder, prefix, max_bytes
-        self.shards: list[dict] = []  # {"name", "docs", "text_bytes"} of finished shards
+        self.shards: list[dict] = []  # {"name", "docs", "text_bytes", "record"} of finished shards
         self._writer: pq.ParquetWriter | None = None
         self._schema: pa.Schema | None = None
         self._ctx = None
+        self._tmp = folder
         self._docs = self._bytes = 0
 
     def _open(self) -> None:
         name = f"{self.prefix}.parquet" if self.max_bytes is None else f"{self.prefix}-{len(self.shards):05d}.parquet"
         self._ctx = atomic_path(self.folder / name)
-        tmp = self._ctx.__enter__()
-        self._writer = pq.ParquetWriter(tmp, self._schema, **PARQUET_OPTS)
+        self._tmp = self._ctx.__enter__()
+        self._writer = pq.ParquetWriter(self._tmp, self._schema, **PARQUET_OPTS)
         self._name, self._docs, self._bytes = name, 0, 0
 
     def _close(self) -> None:
         if self._writer is None:
             return
         self._writer.close()
+        rec = record(self._tmp, self._docs)
         self._ctx.__exit__(None, None, None)  # type: ignore[union-attr]
-        self.shards.append({"name": self._name, "docs": self._docs, "text_bytes": self._bytes})
+        self.shards.append({"name": self._name, "docs": self._docs, "text_bytes": self._bytes, "record": rec})
         self._writer = None
 
     def write(self, df: pl.DataFrame) -> None:

@@ -44,7 +44,7 @@ from corpus.stages.tokenizer import (
     tokenizer_hash,
 )
 
-from corpus.manifest import file_sha256, read_manifest
+from corpus.manifest import file_sha256, require_intact
 from corpus.operators import FitContext, GlobalOperator
 from corpus.shards import IndexedWriter, dtype_for_vocab, merge, paths
 from corpus.work import read_marker, write_marker
@@ -339,7 +339,8 @@ def tokenize_corpus(corpus: Path, tokenizer: Path, out: Path, *, workers: int = 
     keep_parts: keep the per-piece sets under ``out/parts`` (deleted after a successful merge otherwise).
     """
     corpus = Path(corpus)
-    manifest = read_manifest(corpus)
+    # Every shard hashed against the manifest first: a damaged shard is named, never tokenized.
+    manifest = require_intact(corpus, level="hash")
     shards = [corpus / s["path"] for s in manifest["shards"]]
     return tokenize_shards(shards, tokenizer, out, workers=workers, split=split, seed=seed,
                            group_column=group_column, text_column=text_column, append_eod=append_eod,
