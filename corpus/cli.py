@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from corpus.config import ConfigError, load_config
 
@@ -346,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
             msg = describe_os_error(exc)
         else:
             msg = str(exc).strip().splitlines()[0] if isinstance(exc, duckdb.Error) else str(exc)
-        err.print(f"[bold red]error:[/] {msg}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(msg)}", highlight=False, soft_wrap=True)  # one line, however long
         return 2
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]: rerun the same command to resume")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import signal
 
-RESUME = "finished work is kept: rerun the same command to resume"
+RESUME = "rerun the same command to resume (finished work is kept)"
 
 _CAUSES = {
     errno.ENOSPC: ("no space left on device writing {file}", "free some space (or use a bigger disk), then " + RESUME),

@@ -32,16 +32,24 @@ def atomic_path(final: Path) -> Iterator[Path]:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".tmp-{os.getpid()}-{final.name}")
     try:
-        yield tmp
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-    except OSError as exc:
-        if exc.filename is None and exc.errno is not None:  # pyarrow's errors carry no file name: name it
-            raise OSError(exc.errno, os.strerror(exc.errno), str(final)) from exc
-        raise
+        with _naming(final):
+            yield tmp
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """pyarrow's write errors carry no file name: give them the file being written (for `error:` lines)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None or exc.errno is None:
+            raise
+        raise OSError(exc.errno, os.strerror(exc.errno), str(path)) from exc
 
 
 def link_or_copy(src: Path, dst: Path) -> None:
@@ -90,7 +98,8 @@ class ShardWriter:
     def _close(self) -> None:
         if self._writer is None:
             return
-        self._writer.close()
+        with _naming(self.folder / self._name):
+            self._writer.close()
         rec = record(self._tmp, self._docs)
         self._ctx.__exit__(None, None, None)  # type: ignore[union-attr]
         self.shards.append({"name": self._name, "docs": self._docs, "text_bytes": self._bytes, "record": rec})
@@ -123,7 +132,8 @@ class ShardWriter:
             table = table.cast(self._schema)
         if self._writer is None:
             self._open()
-        self._writer.write_table(table)  # type: ignore[union-attr]
+        with _naming(self.folder / self._name):
+            self._writer.write_table(table)  # type: ignore[union-attr]
         self._docs += df.height
         self._bytes += text_bytes
 
@@ -133,7 +143,10 @@ class ShardWriter:
 
     def abort(self) -> None:
         if self._writer is not None:
-            self._writer.close()
+            try:
+                self._writer.close()
+            except OSError:  # the disk that failed the write may fail this too: the first error is the one to tell
+                pass
             self._ctx.__exit__(RuntimeError, None, None)  # type: ignore[union-attr]
             self._writer = None
 
