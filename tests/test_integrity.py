@@ -16,22 +16,11 @@ from corpus.stages.clean import NormalizeText
 from corpus.stages.filter import LengthFilter
 from corpus.stages.tokenize import tokenize_corpus
 from corpus.stages.tokenizer import train_tokenizer
-from helpers import make_jsonl_corpus, run_cli, tree_digest, write_config
+from helpers import make_jsonl_corpus, run_cli, tree_digest
+from test_resume import _config as resume_config
 
 from corpus import InputSpec, MapOperator, Pipeline
 from corpus.integrity import CorruptFileError
-
-CONFIG = """\
-workers: 2
-inputs:
-  - source: web
-    path: {inp}
-pipeline:
-  - op: normalize_text
-  - op: length_filter
-    min_chars: 10
-  - op: exact_dedup
-"""
 
 
 def flip_text_byte(path: Path, keep_mtime: bool = False) -> tuple[str, str]:
@@ -65,7 +54,7 @@ def clean(tmp_path_factory) -> tuple[Path, Path, dict]:
     """A corpus run once; returns (config, its output, digests of data/ and rejected/)."""
     root = tmp_path_factory.mktemp("clean")
     make_jsonl_corpus(root / "in", files=3, docs_per_file=200, seed=5)
-    cfg = write_config(root / "c.yaml", CONFIG.format(inp=root / "in"))
+    cfg = resume_config(root)  # normalize, length filter, exact dedup; two workers
     res = run_cli("run", str(cfg), "-o", str(root / "out"), "--quiet")
     assert res.returncode == 0, res.stderr
     return cfg, root / "out", _digests(root / "out")
