@@ -84,11 +84,10 @@ def check_output(out: Path) -> None:
                 f"output folder {out} holds files no run wrote, in folders a run replaces: {_listing(foreign)}; "
                 "move them out of the output folder and rerun")
         return
-    if set(entries) <= {".lock"}:  # empty, or only the lock of a run stopped before it marked the folder
-        return
-    # An output of a version before the marker: adopted only when everything in it is a run's own.
     every = sorted(p for e in entries for p in _walk(out, out / e) if not is_own(p))
-    if "catalog.duckdb" in entries and not every:
+    # Empty but for the lock (and marker temp file) of a run stopped before it marked the folder; or an
+    # output of a version before the marker: adopted only when everything in it is a run's own.
+    if not every and ("catalog.duckdb" in entries or all(e == ".lock" or e.startswith(".tmp-") for e in entries)):
         return
     shown = every or entries
     raise ForeignFilesError(
