@@ -72,6 +72,11 @@ def test_new_empty_and_earlier_output_folders_are_accepted(tmp_path: Path):
     (tmp_path / "empty" / "data" / "keep.txt").write_text("mine")
     with pytest.raises(ForeignFilesError, match="data/keep.txt"):
         check_output(tmp_path / "empty")
+    killed = tmp_path / "killed"  # stopped after taking the lock, before marking the folder
+    killed.mkdir()
+    (killed / ".lock").write_text("123")
+    (killed / f".tmp-123-{MARKER}").write_text("{")
+    _run(tmp_path, killed)
     (tmp_path / "file").write_text("not a folder")
     with pytest.raises(ForeignFilesError, match="is a file"):
         _run(tmp_path, tmp_path / "file")
