@@ -115,6 +115,9 @@ class Pool:
         """Which worker died, how, and what it was running: exit codes from the pool's process table
         (the others were terminated by the pool itself, with SIGTERM)."""
         procs = dict(getattr(self._pool, "_processes", None) or {})
+        deadline = time.monotonic() + 5.0  # a dead worker's pipe closes a moment before it can be reaped
+        while any(p.exitcode is None for p in procs.values()) and time.monotonic() < deadline:
+            time.sleep(0.02)
         dead = [(pid, p.exitcode) for pid, p in procs.items() if p.exitcode not in (None, 0, -signal.SIGTERM)]
         pid, code = dead[0] if dead else (None, None)
         unit = None
@@ -218,7 +221,8 @@ class LocalExecutor:
         progress = Progress(quiet=self.quiet)
         try:
             with progress:
-                check_finished_work(read_dir, tasks, task_keys, _segments(stages), pool.ordered, _warn)
+                check_finished_work(read_dir, tasks, task_keys, _segments(stages),
+                                    functools.partial(pool.ordered, label="checking finished work"), _warn)
                 markers = self._ingest(pool, progress, catalog, run_id, tasks, task_keys, read_dir, shard_max_bytes)
                 files = _files(read_dir, markers)  # every work file of this run, as its writer recorded it
                 shards = [s for m in markers for s in m["shards"]]
