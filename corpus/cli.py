@@ -325,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(message)s")
     import duckdb
 
-    from corpus.errors import WorkerDiedError, describe_os_error
+    from corpus.errors import WorkerDiedError, describe_duckdb_error, describe_os_error
     from corpus.executor import LostRecordsError, PipelineError
     from corpus.integrity import CorruptFileError
     from corpus.lock import LockedError
@@ -335,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # OSError: the environment (disk full, read-only or missing folder), said in one line with its file.
     expected = (ValueError, ConfigError, PipelineError, LockedError, InputError, UnknownOperator, OSError,
-                LostRecordsError, OperatorError, CorruptFileError, WorkerDiedError, duckdb.IOException)
+                LostRecordsError, OperatorError, CorruptFileError, WorkerDiedError, duckdb.Error)
     try:
         return args.fn(args, console)
     except expected as exc:
@@ -345,8 +345,10 @@ def main(argv: list[str] | None = None) -> int:
             msg = "\n  ".join(exc.errors)
         elif isinstance(exc, OSError):
             msg = describe_os_error(exc)
+        elif isinstance(exc, duckdb.Error):
+            msg = describe_duckdb_error(exc)
         else:
-            msg = str(exc).strip().splitlines()[0] if isinstance(exc, duckdb.Error) else str(exc)
+            msg = str(exc)
         err.print(f"[bold red]error:[/] {escape(msg)}", highlight=False, soft_wrap=True)  # one line, however long
         return 2
     except KeyboardInterrupt:

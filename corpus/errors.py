@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import os
+import re
 import signal
 
 RESUME = "rerun the same command to resume (finished work is kept)"
@@ -29,6 +31,16 @@ def describe_os_error(exc: OSError) -> str:
         return str(exc)
     what, todo = cause
     return f"{what.format(file=exc.filename)}; {todo}"
+
+
+def describe_duckdb_error(exc: Exception) -> str:
+    """DuckDB says which file it could not write but not as an errno: word it like the OSError it was."""
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    for code in _CAUSES:
+        m = re.search(r'file "([^"]+)": ' + re.escape(os.strerror(code)), msg)
+        if m:
+            return describe_os_error(OSError(code, os.strerror(code), m.group(1)))
+    return msg
 
 
 def worker_death(pid: int | None, exitcode: int | None, unit: str | None) -> str:

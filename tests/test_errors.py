@@ -78,6 +78,11 @@ def test_disk_full_names_the_first_failure(tmp_path: Path):
     line = _one_error_line(res.stderr)
     assert line.startswith(f"error: no space left on device writing {mnt}/out/"), line
     assert "rerun the same command to resume" in line and "WAL" not in res.stderr and "duckdb" not in line.lower()
+    # so small that the run catalog is what fills it: DuckDB's error said as the same one line
+    res = _on_tmpfs(mnt, "size=100k", f"$CORPUS run {cfg} -o {mnt}/out -q")
+    assert res.returncode == 2
+    line = _one_error_line(res.stderr)
+    assert line.startswith(f"error: no space left on device writing {mnt}/out/catalog.duckdb"), line
 
 
 PLUGIN = '''
