@@ -92,7 +92,12 @@ class ShardWriter:
         name = f"{self.prefix}.parquet" if self.max_bytes is None else f"{self.prefix}-{len(self.shards):05d}.parquet"
         self._ctx = atomic_path(self.folder / name)
         self._tmp = self._ctx.__enter__()
-        self._writer = pq.ParquetWriter(self._tmp, self._schema, **PARQUET_OPTS)
+        try:
+            with _naming(self.folder / name):
+                self._writer = pq.ParquetWriter(self._tmp, self._schema, **PARQUET_OPTS)
+        except BaseException:
+            self._tmp.unlink(missing_ok=True)
+            raise
         self._name, self._docs, self._bytes = name, 0, 0
 
     def _close(self) -> None:

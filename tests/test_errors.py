@@ -78,11 +78,20 @@ def test_disk_full_names_the_first_failure(tmp_path: Path):
     line = _one_error_line(res.stderr)
     assert line.startswith(f"error: no space left on device writing {mnt}/out/"), line
     assert "rerun the same command to resume" in line and "WAL" not in res.stderr and "duckdb" not in line.lower()
-    # so small that the run catalog is what fills it: DuckDB's error said as the same one line
-    res = _on_tmpfs(mnt, "size=100k", f"$CORPUS run {cfg} -o {mnt}/out -q")
-    assert res.returncode == 2
-    line = _one_error_line(res.stderr)
-    assert line.startswith(f"error: no space left on device writing {mnt}/out/catalog.duckdb"), line
+    # the run catalog can be what fills the disk: DuckDB's error is worded like the OSError it was
+    probe = tmp_path / "probe.py"
+    probe.write_text(textwrap.dedent(f"""
+        import duckdb
+        from corpus.errors import describe_duckdb_error
+        con = duckdb.connect("{mnt}/catalog.duckdb")
+        con.execute("CREATE TABLE t (s VARCHAR)")
+        try:
+            con.execute("INSERT INTO t SELECT repeat('x', 1000) || range FROM range(100000)")
+        except duckdb.Error as exc:
+            print(describe_duckdb_error(exc))
+    """))
+    res = _on_tmpfs(mnt, "size=64k", f"{sys.executable} {probe}")
+    assert res.stdout.startswith(f"no space left on device writing {mnt}/catalog.duckdb"), res.stdout + res.stderr
 
 
 PLUGIN = '''
