@@ -48,11 +48,12 @@ def check_finished_work(read_dir: Path, tasks: Sequence[ReadTask], task_keys: di
         unit.marker_path.unlink(missing_ok=True)
         redone += 1
 
+    unrecorded: list[_Unit] = []  # markers of an older version, which recorded nothing to check against
+
     def consider(key: Key, unit: _Unit) -> None:
         files = unit.marker.get("files")
-        if files is None:  # written by an older version, which recorded nothing to check against
-            done[key] = unit
-            redo(key, f"{unit.marker_path} records no file hashes")
+        if files is None:
+            unrecorded.append(unit)
             return
         done[key] = unit
         for rel, rec in files.items():
@@ -74,6 +75,13 @@ def check_finished_work(read_dir: Path, tasks: Sequence[ReadTask], task_keys: di
             if marker is not None:
                 consider((st.idx, path.stem), _Unit(f"shard {path.stem} through {st.label}", st.dir, path, marker))
                 shards.add(path.stem)
+
+    if unrecorded:
+        say(f"resuming: {len(unrecorded)} finished units were recorded without file hashes (an older version): "
+            "redoing them")
+        for unit in unrecorded:
+            unit.marker_path.unlink(missing_ok=True)
+        redone += len(unrecorded)
 
     def producer(j: int, shard: str) -> tuple[Key, str]:
         """The unit that wrote stage j's output of a shard (j = 0: reading), and the file's name in it."""

@@ -168,3 +168,19 @@ def test_a_cut_work_file_is_redone(tmp_path: Path, caplog):
     assert any("redoing reading" in r.getMessage() for r in caplog.records)
     assert pq.ParquetFile(read).metadata.num_rows > 0  # whole again
     assert again.manifest["content_hash"] == _pipeline_run(tmp_path, tmp_path / "fresh", 40).manifest["content_hash"]
+
+
+def test_markers_of_an_older_version_are_redone_once(tmp_path: Path, caplog):
+    make_jsonl_corpus(tmp_path / "in", files=2, docs_per_file=60)
+    out = tmp_path / "out"
+    first = _pipeline_run(tmp_path, out)
+    markers = [p for p in (out / "work").rglob("done/*.json")]
+    for p in markers:
+        m = json.loads(p.read_text())
+        m.pop("files")
+        p.write_text(json.dumps(m))
+    again = _pipeline_run(tmp_path, out)
+    said = [r.getMessage() for r in caplog.records if "without file hashes" in r.getMessage()]
+    assert len(said) == 1 and f"{len(markers)} finished units" in said[0]
+    assert again.manifest["content_hash"] == first.manifest["content_hash"]
+    assert all("files" in json.loads(p.read_text()) for p in markers)
