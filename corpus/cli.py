@@ -21,6 +21,7 @@ EXAMPLES = """examples:
   corpus profile examples/data/web --text-key content   profile raw input
   corpus export out/quickstart out/jsonl         write the corpus as JSONL
   corpus quarantine export out/quickstart out/fix   give back the quarantined records' bytes
+  corpus verify out/quickstart                   check every file of a corpus against its manifest
   corpus ops                                     list operators (built-in and plugins)
   corpus train pretrain examples/train/pretrain.yaml   train a model (plugins: corpus train list)
 """
@@ -66,9 +67,13 @@ def _cmd_status(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_stats(args: argparse.Namespace, console: Console) -> int:
+    from corpus.manifest import require_intact
     from corpus.stats import print_stats
 
-    print_stats(Path(args.output), console, args.run)
+    out = Path(args.output)
+    if (out / "manifest.json").is_file():  # a finished run: its figures describe these files
+        require_intact(out)
+    print_stats(out, console, args.run)
     return 0
 
 
@@ -177,17 +182,21 @@ def _cmd_ops(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_export(args: argparse.Namespace, console: Console) -> int:
+    import io
+
     import polars as pl
 
-    from corpus.manifest import read_manifest
+    from corpus.integrity import read_verified
+    from corpus.manifest import require_intact
     from corpus.writers import write_jsonl
 
     src = Path(args.output)
-    manifest = read_manifest(src)
+    manifest = require_intact(src)  # sizes first: a missing or cut shard stops the export before it writes
     dest = Path(args.dest)
     for shard in manifest["shards"]:
         name = Path(shard["path"]).name.removesuffix(".parquet") + ".jsonl" + args.compression
-        write_jsonl(pl.read_parquet(src / shard["path"]), dest / name)
+        data = read_verified(src / shard["path"], shard)  # hashed as read: the bytes exported are the ones checked
+        write_jsonl(pl.read_parquet(io.BytesIO(data)), dest / name)
     console.print(f"[green]exported[/] {manifest['docs']:,} documents to {dest}")
     return 0
 
@@ -214,6 +223,22 @@ def _cmd_quarantine(args: argparse.Namespace, console: Console) -> int:
     console.print(f"[green]exported[/] {sum(e.records for e in done):,} quarantined records "
                   f"from {sum(1 for e in done if e.path):,} files to {args.dest}")
     return 0
+def _cmd_verify(args: argparse.Namespace, console: Console) -> int:
+    from corpus.manifest import check_corpus, read_manifest
+
+    out = Path(args.output)
+    manifest = read_manifest(out)
+    problems = check_corpus(out, manifest, level="full")
+    files = sum(len(manifest.get(k, [])) for k in ("shards", "rejected", "quarantine"))
+    if args.json:
+        console.print_json(data={"ok": not problems, "files": files,
+                                 "problems": [{"path": p, "problem": w} for p, w in problems]})
+    else:
+        for path, why in problems:
+            console.print(f"[red]bad[/] {out / path}: {why}", highlight=False)
+        if not problems:
+            console.print(f"[green]ok[/]: {files} files of {out} match manifest.json", highlight=False)
+    return 1 if problems else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -321,6 +346,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("dest", help="destination folder")
     e.add_argument("--compression", choices=["", ".gz", ".zst"], default=".zst")
     e.set_defaults(fn=_cmd_export)
+
+    vf = sub.add_parser("verify", help="check every file of a corpus folder against manifest.json (full hashes)")
+    vf.add_argument("output", help="corpus folder (a run's output)")
+    vf.add_argument("--json", action="store_true", help="print {ok, files, problems: [{path, problem}]}")
+    vf.set_defaults(fn=_cmd_verify)
     return p
 
 
@@ -334,22 +364,33 @@ def main(argv: list[str] | None = None) -> int:
         err = Console(stderr=True, width=160)
     logging.basicConfig(level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
                         format="%(levelname)s %(message)s")
+    import duckdb
+
+    from corpus.errors import WorkerDiedError, describe_duckdb_error, describe_os_error
     from corpus.executor import LostRecordsError, PipelineError
+    from corpus.integrity import CorruptFileError
     from corpus.lock import LockedError
     from corpus.readers import InputError
     from corpus.registry import UnknownOperator
     from corpus.work import OperatorError
 
-    expected = (ValueError, ConfigError, PipelineError, LockedError, InputError, UnknownOperator, FileNotFoundError,
-                LostRecordsError, OperatorError)
+    # OSError: the environment (disk full, read-only or missing folder), said in one line with its file.
+    expected = (ValueError, ConfigError, PipelineError, LockedError, InputError, UnknownOperator, OSError,
+                LostRecordsError, OperatorError, CorruptFileError, WorkerDiedError, duckdb.Error)
     try:
         return args.fn(args, console)
     except expected as exc:
         if args.debug:
             raise
-        msg = "\n  ".join(exc.errors) if isinstance(exc, ConfigError) else str(exc)
-        # one line however long (no wrapping at the console width), brackets in paths kept as text
-        err.print(f"[bold red]error:[/] {escape(msg)}", highlight=False, soft_wrap=True)
+        if isinstance(exc, ConfigError):
+            msg = "\n  ".join(exc.errors)
+        elif isinstance(exc, OSError):
+            msg = describe_os_error(exc)
+        elif isinstance(exc, duckdb.Error):
+            msg = describe_duckdb_error(exc)
+        else:
+            msg = str(exc)
+        err.print(f"[bold red]error:[/] {escape(msg)}", highlight=False, soft_wrap=True)  # one line, however long
         return 2
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]: rerun the same command to resume")

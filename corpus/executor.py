@@ -3,8 +3,9 @@
 Layout of an output folder:
 
     OUT/
+      .corpusforge                marks the folder as a run's own (corpus/owner.py)
       catalog.duckdb              run catalog (runs, stages, per-unit counters, drops, quarantine)
-      manifest.json               the final corpus: schema, shards, docs, bytes, content hash
+      manifest.json               the final corpus: schema, docs, every file's bytes and sha256 as written
       data/                       final shards (Parquet, zstd)
       rejected/NN-op/             rows dropped by stage NN, with reject_stage and reject_reason
       quarantine/                 records the readers could not parse, with file, line, raw bytes, error
@@ -15,13 +16,15 @@ Layout of an output folder:
       work/NN-op-<key>/           each stage's output per shard; <key> hashes its config and all upstream
 
 A unit of work (an input file, or a shard through a stage) is done when its marker exists with the
-current key; a rerun skips it. Keys chain, so a changed operator invalidates only itself and what
-follows it.
+current key; a rerun skips it, after checking the files it takes from it against the sizes and hashes
+the marker recorded (corpus/resume.py). Keys chain, so a changed operator invalidates only itself and
+what follows it.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import json
 import logging
@@ -29,10 +32,12 @@ import multiprocessing as mp
 import os
 import shutil
 import signal
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -40,14 +45,17 @@ from typing import Any
 import duckdb
 
 from corpus.catalog import Catalog
+from corpus.errors import WorkerDiedError, worker_death
 from corpus.ids import SUMMARY, DuplicateIdError, RepeatedIds, check_policy, describe, located
 from corpus.lock import RunLock
-from corpus.manifest import write_manifest
+from corpus.manifest import build_manifest
 from corpus.operators import FitContext, GlobalOperator, Operator, chain_key, ensure_columns
+from corpus.owner import check_output, claim, remove_own
 from corpus.progress import Progress
 from corpus.readers import InputSpec, ReadTask, plan_tasks
+from corpus.resume import check_finished_work
 from corpus.schema import CORE_COLUMNS
-from corpus.work import Stage, ingest, read_marker, run_segment, shard_rows, write_marker
+from corpus.work import Stage, ingest, read_marker, run_segment, write_marker
 from corpus.writers import link_or_copy
 
 
@@ -70,7 +78,12 @@ class RunResult:
 # ---------------------------------------------------------------- pool
 
 
-def _die_with_parent() -> None:
+_RUNNING: Path | None = None  # in a worker: where it notes the unit it is running (see Pool._died)
+
+
+def _start_worker(running: str) -> None:
+    global _RUNNING
+    _RUNNING = Path(running)
     # A SIGKILLed run must not leave workers writing into a folder the next run will lock.
     try:
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -78,8 +91,15 @@ def _die_with_parent() -> None:
         pass
 
 
+def _job(fn: Callable[..., Any], label: str, args: tuple) -> Any:
+    if _RUNNING is not None:  # a file per worker survives the worker being killed; a queue might not
+        (_RUNNING / str(os.getpid())).write_text(label)
+    return fn(*args)
+
+
 class Pool:
-    """Runs fn(*args) for each args tuple: in this process when workers == 1, else a spawn pool."""
+    """Runs fn(*args) for each args tuple: in this process when workers == 1, else a spawn pool. A worker
+    that dies (the OOM killer) becomes a WorkerDiedError naming the unit it was running."""
 
     def __init__(self, workers: int):
         self.workers = workers
@@ -87,31 +107,67 @@ class Pool:
         if workers > 1:
             # Give each worker its share of the cores so polars' own threads don't oversubscribe.
             os.environ.setdefault("POLARS_MAX_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
-            self._pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_die_with_parent)
+            self._running = tempfile.mkdtemp(prefix="corpusforge-pool-")
+            self._pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_start_worker,
+                                             initargs=(self._running,))
 
-    def unordered(self, fn: Callable[..., Any], jobs: Sequence[tuple]) -> Iterator[Any]:
+    def _submit(self, fn: Callable[..., Any], label: str, args: tuple) -> Future:
+        assert self._pool is not None
+        return self._pool.submit(_job, fn, label, args)
+
+    def _died(self) -> WorkerDiedError:
+        """Which worker died, how, and what it was running: exit codes from the pool's process table
+        (the others were terminated by the pool itself, with SIGTERM)."""
+        procs = dict(getattr(self._pool, "_processes", None) or {})
+        deadline = time.monotonic() + 5.0  # a dead worker's pipe closes a moment before it can be reaped
+        while any(p.exitcode is None for p in procs.values()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        dead = [(pid, p.exitcode) for pid, p in procs.items() if p.exitcode not in (None, 0, -signal.SIGTERM)]
+        pid, code = dead[0] if dead else (None, None)
+        unit = None
+        if pid is not None:
+            try:
+                unit = (Path(self._running) / str(pid)).read_text()
+            except OSError:
+                pass
+        return WorkerDiedError(worker_death(pid, code, unit))
+
+    def unordered(self, fn: Callable[..., Any], jobs: Sequence[tuple], labels: Sequence[str] | None = None
+                  ) -> Iterator[Any]:
         if self._pool is None:
             for args in jobs:
                 yield fn(*args)
             return
-        pending = {self._pool.submit(fn, *args) for args in jobs}
+        labels = labels or [f"{fn.__name__} {args[0]!r:.80}" for args in jobs]
+        pending = {self._submit(fn, label, args) for label, args in zip(labels, jobs, strict=True)}
         try:
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
                     yield fut.result()
+        except BrokenProcessPool:
+            raise self._died() from None
         finally:
             for fut in pending:
                 fut.cancel()
 
-    def ordered(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+    def ordered(self, fn: Callable[[Any], Any], items: Sequence[Any], label: str = "") -> list[Any]:
         if self._pool is None:
             return [fn(x) for x in items]
-        return list(self._pool.map(fn, items))
+        what = label or fn.__name__
+        futures = [self._submit(fn, f"{what} (part {i + 1} of {len(items)})", (x,)) for i, x in enumerate(items)]
+        try:
+            return [f.result() for f in futures]
+        except BrokenProcessPool:
+            raise self._died() from None
+        finally:
+            for f in futures:
+                f.cancel()
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
+            shutil.rmtree(self._running, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- executor
@@ -142,7 +198,9 @@ class LocalExecutor:
         if errors:
             raise PipelineError("pipeline wiring:\n  " + "\n  ".join(errors))
         tasks = plan_tasks(inputs, base_dir)
+        check_output(out)  # before the lock: it would write into a folder that may not be ours
         with RunLock(out):
+            claim(out)
             return self._run_locked(ops, inputs, tasks, out, shard_max_bytes)
 
     def _run_locked(
@@ -179,7 +237,10 @@ class LocalExecutor:
         progress = Progress(quiet=self.quiet)
         try:
             with progress:
+                check_finished_work(read_dir, tasks, task_keys, _segments(stages),
+                                    functools.partial(pool.ordered, label="checking finished work"), _warn)
                 markers = self._ingest(pool, progress, catalog, run_id, tasks, task_keys, read_dir, shard_max_bytes)
+                files = _files(read_dir, markers)  # every work file of this run, as its writer recorded it
                 shards = [s for m in markers for s in m["shards"]]
                 catalog.set_units(run_id, len(shards))
                 prev = read_dir / "shards"
@@ -189,9 +250,11 @@ class LocalExecutor:
                     head = segment[0]
                     if isinstance(head.op, GlobalOperator) and head is not id_stage:  # that one is fitted
                         self._fit(pool, progress, head, [prev / f"{s}.parquet" for s in shards])
-                    self._segment(pool, progress, catalog, run_id, segment, shards, prev)
+                    for results in self._segment(pool, progress, catalog, run_id, segment, shards, prev):
+                        for stage, m in zip(segment, results, strict=True):
+                            files.update(_files(stage.dir, [m]))
                     prev = segment[-1].dir / "shards"
-            manifest = _publish(out, read_dir, markers, stages, shards, run_id)
+            manifest = _publish(out, read_dir, markers, stages, shards, run_id, files)
             balance = _balance(out, markers)
             catalog.record_balance(run_id, balance)
             catalog.finish_run(run_id, "ok" if all(b["ok"] for b in balance) else "failed")
@@ -208,7 +271,10 @@ class LocalExecutor:
             _collect_garbage(work, {read_dir.name, id_stage.dir.name} | {s.dir.name for s in stages})
             return RunResult(out, run_id, manifest, balance)
         except BaseException as exc:
-            catalog.finish_run(run_id, "failed", f"{type(exc).__name__}: {exc}")
+            try:
+                catalog.finish_run(run_id, "failed", f"{type(exc).__name__}: {exc}")
+            except Exception:  # noqa: BLE001 - e.g. the catalog's disk is the full one: report the first error
+                logging.getLogger(__name__).debug("could not record the failure in the catalog", exc_info=True)
             raise
         finally:
             pool.close()
@@ -242,7 +308,7 @@ class LocalExecutor:
         # Read no more than a shard at a time: a worker's memory is bounded by the shard size.
         chunk = min(self.chunk_bytes, max(shard_max_bytes, 1 << 20))
         jobs = [(t, task_keys[t.index], read_dir, shard_max_bytes, chunk) for t in todo]
-        for m in pool.unordered(ingest, jobs):
+        for m in pool.unordered(ingest, jobs, [f"reading {t.path}" for t in todo]):
             done[m["task"]] = m
             catalog.record_ingest(run_id, [m], resumed=False)
             progress.advance(bar, docs=m["seen"], nbytes=m["bytes_in"])
@@ -274,12 +340,14 @@ class LocalExecutor:
         bar = progress.add(f"fit {stage.label}", total=None)
         start = time.perf_counter()
         stage.op.setup()
-        stage.op.fit(FitContext(shard_paths, fit_dir, pool.workers, pool.ordered))  # type: ignore[attr-defined]
+        pool_map = functools.partial(pool.ordered, label=f"fitting {stage.label}")
+        stage.op.fit(FitContext(shard_paths, fit_dir, pool.workers, pool_map))  # type: ignore[attr-defined]
         write_marker(marker, {"key": stage.key, "seconds": time.perf_counter() - start})
         progress.finish(bar)
 
     def _segment(self, pool: Pool, progress: Progress, catalog: Catalog, run_id: str, segment: list[Stage],
-                 shards: list[str], prev: Path) -> None:
+                 shards: list[str], prev: Path) -> Iterator[list[dict]]:
+        """Push every shard through the segment; yields each shard's markers (one per stage)."""
         names = segment[0].label if len(segment) == 1 else f"{segment[0].label}..{segment[-1].idx:02d}"
         bar = progress.add(names, total=len(shards))
         last = segment[-1]
@@ -287,13 +355,22 @@ class LocalExecutor:
         if finished:
             progress.log(f"resuming: {finished} of {len(shards)} shards already through {names}")
         jobs = [(shard, prev / f"{shard}.parquet", segment) for shard in shards]
-        for results in pool.unordered(run_segment, jobs):
+        for results in pool.unordered(run_segment, jobs, [f"shard {shard} through {names}" for shard in shards]):
             for stage, m in zip(segment, results, strict=True):
                 catalog.record_stage(run_id, stage.idx, [m])
             first = results[0]
             progress.advance(bar, docs=sum(v["docs"] for v in first["in"].values()),
                              nbytes=sum(v["bytes"] for v in first["in"].values()))
+            yield results
         catalog.flush()
+
+
+def _warn(message: str) -> None:
+    logging.getLogger(__name__).warning(message)
+
+
+def _files(folder: Path, markers: list[dict]) -> dict[Path, dict]:
+    return {folder / rel: rec for m in markers for rel, rec in m["files"].items()}
 
 
 def _write_report(out: Path, run_id: str, progress: Progress) -> None:
@@ -339,34 +416,39 @@ def _drop_stale_reads(read_dir: Path, current: set[int]) -> None:
 
 
 def _publish(out: Path, read_dir: Path, markers: list[dict], stages: list[Stage], shards: list[str],
-             run_id: str) -> dict:
-    """Expose the final corpus, rejected rows and quarantine as plain folders (hard links into work/)."""
+             run_id: str, files: dict[Path, dict]) -> dict:
+    """Expose the final corpus, rejected rows and quarantine as plain folders (hard links into work/),
+    described in the manifest by the records their writers took (never by hashing them again here)."""
     staging = out / ".publish"
-    if staging.exists():
-        shutil.rmtree(staging)
+    remove_own(out, staging)
     final_dir = stages[-1].dir / "shards" if stages else read_dir / "shards"
-    data = []
+    published: dict[str, list[tuple[Path, dict]]] = {"data": [], "rejected": [], "quarantine": []}
+
+    def put(src: Path, rel: str) -> None:
+        link_or_copy(src, staging / rel)
+        published[rel.split("/")[0]].append((out / rel, files[src]))
+
     for s in shards:
         src = final_dir / f"{s}.parquet"
-        if shard_rows(src):
-            link_or_copy(src, staging / "data" / src.name)
-            data.append(out / "data" / src.name)
+        if files[src]["rows"]:
+            put(src, f"data/{src.name}")
     for st in stages:
         for s in shards:
             rej = st.dir / "rejected" / f"{s}.parquet"
-            if rej.exists():
-                link_or_copy(rej, staging / "rejected" / st.label / rej.name)
+            if rej in files:
+                put(rej, f"rejected/{st.label}/{rej.name}")
     for m in markers:
-        for name in _quarantine_names(m):
-            link_or_copy(read_dir / "quarantine" / name, staging / "quarantine" / name)
-    for name in ("data", "rejected", "quarantine"):
-        if (out / name).exists():
-            shutil.rmtree(out / name)
+        for rel in sorted(m["files"]):
+            if rel.startswith("quarantine/"):
+                put(read_dir / rel, rel)
+    for name in published:
+        remove_own(out, out / name)
         if (staging / name).exists():
             os.replace(staging / name, out / name)
-    shutil.rmtree(staging, ignore_errors=True)
+    remove_own(out, staging)
     pipeline = [{"stage": s.label, **s.op.params()} for s in stages]
-    return write_manifest(out, data, {"run_id": run_id, "pipeline": pipeline})
+    return build_manifest(out, published["data"], published["rejected"], published["quarantine"],
+                          {"run_id": run_id, "pipeline": pipeline})
 
 
 def _count_by_source(files: list[Path]) -> dict[str, int]:
@@ -403,4 +485,4 @@ def _collect_garbage(work: Path, keep: set[str]) -> None:
     """Remove stage folders of configs no longer in use (earlier versions of a changed pipeline)."""
     for d in work.iterdir():
         if d.is_dir() and d.name not in keep:
-            shutil.rmtree(d)
+            remove_own(work.parent, d)

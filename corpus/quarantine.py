@@ -21,6 +21,7 @@ import polars as pl
 import pyarrow.parquet as pq
 import zstandard
 
+from corpus.integrity import record
 from corpus.readers.streams import strip_compression
 from corpus.schema import RAW_FILE, RAW_ROW
 from corpus.writers import atomic_path
@@ -37,6 +38,7 @@ class RawStore:
         self.root = quarantine_dir
         self.prefix = prefix
         self.names: list[str] = []  # raw_file of each side file written, relative to quarantine_dir
+        self.records: dict[str, dict] = {}  # name -> integrity record taken as it was written
 
     @property
     def folder(self) -> Path:
@@ -52,12 +54,13 @@ class RawStore:
             name = f"{RAW_DIR}/{self.prefix}/{line}-{n}.zst"
         digest = hashlib.sha256()
         size = 0
-        with atomic_path(self.root / name) as tmp, open(tmp, "wb") as fh:
-            with zstandard.ZstdCompressor(level=_LEVEL).stream_writer(fh, closefd=False) as w:
+        with atomic_path(self.root / name) as tmp:
+            with open(tmp, "wb") as fh, zstandard.ZstdCompressor(level=_LEVEL).stream_writer(fh, closefd=False) as w:
                 for block in blocks:
                     digest.update(block)
                     size += len(block)
                     w.write(block)
+            self.records[name] = record(tmp)
         self.names.append(name)
         return {"raw": None, "raw_file": name, "raw_bytes": size, "raw_sha256": digest.hexdigest()}
 

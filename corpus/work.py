@@ -17,6 +17,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 
+from corpus.integrity import record
 from corpus.operators import GlobalOperator, Operator, Verdict
 from corpus.quarantine import RawStore
 from corpus.readers import ReadTask, read_task
@@ -99,7 +100,7 @@ def ingest(task: ReadTask, key: str, stage_dir: Path, shard_max_bytes: int, chun
         shutil.rmtree(raw.folder, ignore_errors=True)
         raise
     shards = docs.close()
-    bad.close()
+    quarantine = bad.close()
     marker = {
         "key": key,
         "task": task.index,
@@ -113,6 +114,9 @@ def ingest(task: ReadTask, key: str, stage_dir: Path, shard_max_bytes: int, chun
         "quarantine_kinds": dict(kinds),
         "quarantine_file": f"{prefix}.parquet" if n_bad else None,
         "quarantine_raw": raw.names,  # side files, relative to quarantine/
+        # what this unit wrote, as written (paths relative to the stage folder): resume and publish check these
+        "files": {**{f"{d}/{s['name']}": s["record"] for d, out in (("shards", shards), ("quarantine", quarantine))
+                     for s in out}, **{f"quarantine/{n}": rec for n, rec in raw.records.items()}},
         "bytes_in": bytes_read,
         "bytes_out": text_bytes,
         "seconds": time.perf_counter() - start,
@@ -196,12 +200,14 @@ def run_segment(shard: str, input_path: Path, stages: list[Stage]) -> list[dict]
         kept, rejected = apply_op(_prepare(stage), df)
         rej_path = stage.dir / "rejected" / f"{shard}.parquet"
         rej_path.unlink(missing_ok=True)
+        files = {}
         if rejected is not None and rejected.height:
-            write_parquet(rejected, rej_path)
+            files[f"rejected/{shard}.parquet"] = write_parquet(rejected, rej_path)
         if kept is df and rejected is None:
             link_or_copy(prev_output, out_path)  # a pass-through stage (profile, tokenize): no rewrite
+            files[f"shards/{shard}.parquet"] = record(out_path, kept.height)  # the input, checked before it ran
         else:
-            write_parquet(kept, out_path)
+            files[f"shards/{shard}.parquet"] = write_parquet(kept, out_path)
         reasons: dict[str, dict[str, int]] = defaultdict(dict)
         if rejected is not None and rejected.height:
             for src, why, n in rejected.group_by(SOURCE, REJECT_REASON).len().iter_rows():
@@ -213,6 +219,7 @@ def run_segment(shard: str, input_path: Path, stages: list[Stage]) -> list[dict]
             "in": _by_source(df),
             "out": _by_source(kept),
             "rejected": dict(reasons),
+            "files": files,
             "seconds": time.perf_counter() - start,
         }
         write_marker(marker_path, marker)

@@ -48,7 +48,7 @@ from corpus.stages.tokenizer import (
 )
 
 from corpus.lock import RunLock
-from corpus.manifest import file_sha256, read_manifest
+from corpus.manifest import file_sha256, require_intact
 from corpus.operators import FitContext, GlobalOperator
 from corpus.shards import IndexedWriter, check_content, dtype_for_vocab, merge
 from corpus.work import read_marker, write_marker
@@ -356,7 +356,8 @@ def tokenize_corpus(corpus: Path, tokenizer: Path, out: Path, *, workers: int = 
     keep_parts: keep the per-piece sets under ``out/parts`` (deleted after a successful merge otherwise).
     """
     corpus = Path(corpus)
-    manifest = read_manifest(corpus)
+    # Every shard hashed against the manifest first: a damaged shard is named, never tokenized.
+    manifest = require_intact(corpus, level="hash")
     shards = [corpus / s["path"] for s in manifest["shards"]]
     return tokenize_shards(shards, tokenizer, out, workers=workers, split=split, seed=seed,
                            group_column=group_column, text_column=text_column, append_eod=append_eod,
