@@ -90,7 +90,10 @@ def test_a_flipped_byte_is_named_by_every_reader_and_redone_by_a_rerun(clean, tm
     assert res.returncode == 1
     report = json.loads(res.stdout)
     assert report["ok"] is False and [p["path"] for p in report["problems"]] == [f"data/{name}"]
-    tok = train_tokenizer(out, tmp_path / "tok", kind="bpe", vocab_size=300)
+    with pytest.raises(CorruptFileError, match=name):
+        train_tokenizer(out, tmp_path / "bad-tok", kind="bpe", vocab_size=300)
+    assert not (tmp_path / "bad-tok" / "tokenizer.json").exists()
+    tok = train_tokenizer(clean[1], tmp_path / "tok", kind="bpe", vocab_size=300)
     with pytest.raises(CorruptFileError, match=name):
         tokenize_corpus(out, tok, tmp_path / "tokens", workers=1)
     assert not (tmp_path / "tokens" / "train.bin").exists()
