@@ -37,7 +37,17 @@ CREATE TABLE IF NOT EXISTS stage_figures (
 CREATE TABLE IF NOT EXISTS balance (
   run_id VARCHAR, source VARCHAR, input BIGINT, kept BIGINT, rejected BIGINT, quarantined BIGINT,
   ok BOOLEAN);
+ALTER TABLE balance ADD COLUMN IF NOT EXISTS blank BIGINT DEFAULT 0;
+CREATE TABLE IF NOT EXISTS blank_lines (
+  run_id VARCHAR, source VARCHAR, file VARCHAR, lines BIGINT);
+CREATE TABLE IF NOT EXISTS id_check (
+  run_id VARCHAR, policy VARCHAR, docs BIGINT, repeated_ids BIGINT, later_rows BIGINT);
+CREATE TABLE IF NOT EXISTS repeated_ids (
+  run_id VARCHAR, id VARCHAR, occurrences BIGINT, occurrence INTEGER, source VARCHAR, file VARCHAR,
+  row BIGINT, row_id BIGINT);
 """
+# balance.input counts what the readers met: records and blank lines (skipped, not records), so that
+# input = kept + rejected + quarantined + blank. (`blank` was added later: ALTER keeps old catalogs.)
 
 
 class Catalog:
@@ -47,7 +57,8 @@ class Catalog:
 
     def __init__(self, path: Path, create: bool = True):
         self.path = path
-        self._pending: dict[str, list[list]] = {"unit_stats": [], "drops": [], "quarantine": [], "stage_counters": []}
+        self._pending: dict[str, list[list]] = {"unit_stats": [], "drops": [], "quarantine": [], "blank_lines": [],
+                                             "stage_counters": []}
         self._flushed = time.monotonic()
         self._con: duckdb.DuckDBPyConnection | None = None
         self._read_only = not create
@@ -115,6 +126,8 @@ class Catalog:
                                                 m["bytes_in"], m["bytes_out"], m["seconds"], resumed])
             self._pending["quarantine"] += [[run_id, m["source"], m["file"], k, n]
                                             for k, n in m["quarantine_kinds"].items()]
+            if m.get("blank"):
+                self._pending["blank_lines"].append([run_id, m["source"], m["file"], m["blank"]])
         self._maybe_flush()
 
     def record_stage(self, run_id: str, stage_idx: int, markers: list[dict]) -> None:
@@ -158,10 +171,21 @@ class Catalog:
         self.flush()
         with self.connect() as con:
             con.executemany(
-                "INSERT INTO balance VALUES (?,?,?,?,?,?,?)",
-                [[run_id, r["source"], r["input"], r["kept"], r["rejected"], r["quarantined"], r["ok"]]
+                "INSERT INTO balance (run_id, source, input, kept, rejected, quarantined, blank, ok) "
+                "VALUES (?,?,?,?,?,?,?,?)",
+                [[run_id, r["source"], r["input"], r["kept"], r["rejected"], r["quarantined"], r["blank"], r["ok"]]
                  for r in rows],
             )
+
+    def record_id_check(self, run_id: str, policy: str, summary: dict, examples: list[dict]) -> None:
+        """The repeated-id check (corpus/ids.py): counts, and examples with where each occurrence was read."""
+        with self.connect() as con:
+            con.execute("INSERT INTO id_check VALUES (?,?,?,?,?)",
+                        [run_id, policy, summary["docs"], summary["ids"], summary["rows"]])
+            rows = [[run_id, e["id"], e["occurrences"], k, a["source"], a["file"], a["row"], a["row_id"]]
+                    for e in examples for k, a in enumerate(e["at"], 1)]
+            if rows:
+                con.executemany("INSERT INTO repeated_ids VALUES (?,?,?,?,?,?,?,?)", rows)
 
     def query(self, sql: str, params: list | None = None) -> list[tuple]:
         with self.connect(read_only=True) as con:

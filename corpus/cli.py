@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from corpus.config import ConfigError, load_config
 
@@ -19,6 +20,8 @@ EXAMPLES = """examples:
   corpus report out/quickstart                   rewrite the HTML data quality report
   corpus profile examples/data/web --text-key content   profile raw input
   corpus export out/quickstart out/jsonl         write the corpus as JSONL
+  corpus quarantine export out/quickstart out/fix   give back the quarantined records' bytes
+  corpus verify out/quickstart                   check every file of a corpus against its manifest
   corpus ops                                     list operators (built-in and plugins)
   corpus train pretrain examples/train/pretrain.yaml   train a model (plugins: corpus train list)
 """
@@ -30,7 +33,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
 
     cfg = load_config(args.config, output=args.output)
     workers = args.workers if args.workers is not None else cfg.workers
-    executor = LocalExecutor(workers=workers, quiet=args.quiet)
+    executor = LocalExecutor(workers=workers, quiet=args.quiet, on_duplicate_id=cfg.on_duplicate_id)
     result = executor.run(cfg.pipeline, cfg.inputs, cfg.output, cfg.shard_max_bytes, cfg.base_dir)
     if not args.quiet:
         print_stats(result.output, console, result.run_id)
@@ -42,11 +45,15 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
 
 def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
     from corpus.pipeline import Pipeline
-    from corpus.readers import plan_tasks
+    from corpus.readers import InputError, plan_tasks, whole_file_problem
 
     cfg = load_config(args.config)
     Pipeline(cfg.pipeline).check()
     tasks = plan_tasks(cfg.inputs, cfg.base_dir)
+    # A run would quarantine such a file whole and go on; before a run it is a config mistake.
+    problems = [f"input {t.spec.source!r}: {p}" for t in tasks if (p := whole_file_problem(t)) is not None]
+    if problems:
+        raise InputError("\n  ".join(problems))
     console.print(f"[green]ok[/]: {len(cfg.inputs)} inputs ({len(tasks)} files), {len(cfg.pipeline)} operators: "
                   + " -> ".join(op.name for op in cfg.pipeline))
     return 0
@@ -60,9 +67,13 @@ def _cmd_status(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_stats(args: argparse.Namespace, console: Console) -> int:
+    from corpus.manifest import require_intact
     from corpus.stats import print_stats
 
-    print_stats(Path(args.output), console, args.run)
+    out = Path(args.output)
+    if (out / "manifest.json").is_file():  # a finished run: its figures describe these files
+        require_intact(out)
+    print_stats(out, console, args.run)
     return 0
 
 
@@ -173,19 +184,63 @@ def _cmd_ops(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_export(args: argparse.Namespace, console: Console) -> int:
+    import io
+
     import polars as pl
 
-    from corpus.manifest import read_manifest
+    from corpus.integrity import read_verified
+    from corpus.manifest import require_intact
     from corpus.writers import write_jsonl
 
     src = Path(args.output)
-    manifest = read_manifest(src)
+    manifest = require_intact(src)  # sizes first: a missing or cut shard stops the export before it writes
     dest = Path(args.dest)
     for shard in manifest["shards"]:
         name = Path(shard["path"]).name.removesuffix(".parquet") + ".jsonl" + args.compression
-        write_jsonl(pl.read_parquet(src / shard["path"]), dest / name)
+        data = read_verified(src / shard["path"], shard)  # hashed as read: the bytes exported are the ones checked
+        write_jsonl(pl.read_parquet(io.BytesIO(data)), dest / name)
     console.print(f"[green]exported[/] {manifest['docs']:,} documents to {dest}")
     return 0
+
+
+def _cmd_quarantine(args: argparse.Namespace, console: Console) -> int:
+    from rich.table import Table
+
+    from corpus import quarantine
+
+    if args.action == "list":
+        df = quarantine.summary(Path(args.output))
+        t = Table("source", "file", "error kind", "records", "bytes", "in side files",
+                  title=f"Quarantine of {args.output}")
+        for src, file, kind, n, nbytes, side in df.iter_rows():
+            t.add_row(src, file, kind, f"{n:,}", f"{nbytes:,}", f"{side:,}")
+        console.print(t)
+        console.print(f"{df['records'].sum():,} quarantined records in {df['file'].n_unique():,} files")
+        return 0
+    done = quarantine.export(Path(args.output), Path(args.dest), source=args.source, kind=args.kind)
+    for e in done:
+        where = str(e.path) if e.path else "-"
+        console.print(f"{e.source}/{e.file}: {e.records:,} records, {e.bytes:,} bytes -> {where}"
+                      + (f" ({e.note})" if e.note else ""), highlight=False)
+    console.print(f"[green]exported[/] {sum(e.records for e in done):,} quarantined records "
+                  f"from {sum(1 for e in done if e.path):,} files to {args.dest}")
+    return 0
+def _cmd_verify(args: argparse.Namespace, console: Console) -> int:
+    from corpus.manifest import check_corpus, read_manifest
+
+    out = Path(args.output)
+    manifest = read_manifest(out)
+    problems = check_corpus(out, manifest, level="full")
+    files = sum(len(manifest.get(k, [])) for k in ("shards", "rejected", "quarantine"))
+    if args.json:
+        console.print_json(data={"ok": not problems, "files": files,
+                                 "problems": [{"path": p, "problem": w} for p, w in problems]})
+    else:
+        for path, why in problems:
+            console.print(f"[red]bad[/] {out / path}: {why}", highlight=False)
+        if not problems:
+            console.print(f"[green]ok[/]: {files} files of {out} match manifest.json", highlight=False)
+    return 1 if problems else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -276,11 +331,28 @@ def build_parser() -> argparse.ArgumentParser:
     o = sub.add_parser("ops", help="list the operators available to pipelines")
     o.set_defaults(fn=_cmd_ops)
 
+    q = sub.add_parser("quarantine", help="list quarantined records, or export their exact bytes to fix and re-read")
+    qs = q.add_subparsers(dest="action", required=True, metavar="ACTION")
+    ql = qs.add_parser("list", help="quarantined records per source, file and error kind")
+    ql.add_argument("output", help="a run's output folder")
+    ql.set_defaults(fn=_cmd_quarantine)
+    qe = qs.add_parser("export", help="write each input file's quarantined records back in its own format")
+    qe.add_argument("output", help="a run's output folder")
+    qe.add_argument("dest", help="destination folder (DEST/<source>/<file>)")
+    qe.add_argument("--source", help="only this source")
+    qe.add_argument("--kind", help="only this error kind (e.g. invalid_json)")
+    qe.set_defaults(fn=_cmd_quarantine)
+
     e = sub.add_parser("export", help="write a corpus folder's documents as JSONL")
     e.add_argument("output", help="corpus folder (a run's output)")
     e.add_argument("dest", help="destination folder")
     e.add_argument("--compression", choices=["", ".gz", ".zst"], default=".zst")
     e.set_defaults(fn=_cmd_export)
+
+    vf = sub.add_parser("verify", help="check every file of a corpus folder against manifest.json (full hashes)")
+    vf.add_argument("output", help="corpus folder (a run's output)")
+    vf.add_argument("--json", action="store_true", help="print {ok, files, problems: [{path, problem}]}")
+    vf.set_defaults(fn=_cmd_verify)
     return p
 
 
@@ -294,21 +366,33 @@ def main(argv: list[str] | None = None) -> int:
         err = Console(stderr=True, width=160)
     logging.basicConfig(level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
                         format="%(levelname)s %(message)s")
+    import duckdb
+
+    from corpus.errors import WorkerDiedError, describe_duckdb_error, describe_os_error
     from corpus.executor import LostRecordsError, PipelineError
+    from corpus.integrity import CorruptFileError
     from corpus.lock import LockedError
     from corpus.readers import InputError
     from corpus.registry import UnknownOperator
     from corpus.work import OperatorError
 
-    expected = (ValueError, ConfigError, PipelineError, LockedError, InputError, UnknownOperator, FileNotFoundError,
-                LostRecordsError, OperatorError)
+    # OSError: the environment (disk full, read-only or missing folder), said in one line with its file.
+    expected = (ValueError, ConfigError, PipelineError, LockedError, InputError, UnknownOperator, OSError,
+                LostRecordsError, OperatorError, CorruptFileError, WorkerDiedError, duckdb.Error)
     try:
         return args.fn(args, console)
     except expected as exc:
         if args.debug:
             raise
-        msg = "\n  ".join(exc.errors) if isinstance(exc, ConfigError) else str(exc)
-        err.print(f"[bold red]error:[/] {msg}", highlight=False)
+        if isinstance(exc, ConfigError):
+            msg = "\n  ".join(exc.errors)
+        elif isinstance(exc, OSError):
+            msg = describe_os_error(exc)
+        elif isinstance(exc, duckdb.Error):
+            msg = describe_duckdb_error(exc)
+        else:
+            msg = str(exc)
+        err.print(f"[bold red]error:[/] {escape(msg)}", highlight=False, soft_wrap=True)  # one line, however long
         return 2
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]: rerun the same command to resume")

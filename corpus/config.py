@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from corpus import registry
+from corpus.ids import POLICIES
 from corpus.operators import Operator
 from corpus.readers.base import FORMATS, InputSpec
 
@@ -37,6 +38,7 @@ class RunConfig:
     workers: int = 0  # 0: one per CPU core
     shard_max_bytes: int = 128 << 20  # of text per output shard; bounds a worker's memory
     base_dir: Path = field(default_factory=Path.cwd)
+    on_duplicate_id: str = "keep"  # keep | reject | fail: what happens to repeated user ids (corpus/ids.py)
 
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.I)
@@ -137,7 +139,7 @@ def build_dataclass(cls: type, params: dict, where: str, lines: dict, path: tupl
         return None
 
 
-TOP_KEYS = {"inputs", "pipeline", "output", "workers", "shard_max_bytes"}
+TOP_KEYS = {"inputs", "pipeline", "output", "workers", "shard_max_bytes", "on_duplicate_id"}
 
 
 def read_yaml(path: str | Path) -> tuple[Any, dict]:
@@ -185,6 +187,10 @@ def load_config(path: str | Path, output: str | Path | None = None) -> RunConfig
                 raise ValueError(f"too small ({shard_max} bytes); use at least 1KB")
         except ValueError as exc:
             errors.append(f"{lines.get(('shard_max_bytes',), 0)}: shard_max_bytes: {exc}")
+    on_duplicate_id = data.get("on_duplicate_id", "keep")
+    if on_duplicate_id not in POLICIES:
+        errors.append(f"{lines.get(('on_duplicate_id',), 0)}: on_duplicate_id: expected one of {', '.join(POLICIES)}, "
+                      f"got {on_duplicate_id!r}")
 
     if errors:
         raise ConfigError([f"{path}:{e}" for e in errors])
@@ -192,9 +198,8 @@ def load_config(path: str | Path, output: str | Path | None = None) -> RunConfig
     out_path = Path(out)  # type: ignore[arg-type]
     if output is None and not out_path.is_absolute():
         out_path = base / out_path
-    return RunConfig(
-        inputs=inputs, pipeline=ops, output=out_path, workers=workers, shard_max_bytes=shard_max, base_dir=base
-    )
+    return RunConfig(inputs=inputs, pipeline=ops, output=out_path, workers=workers, shard_max_bytes=shard_max,
+                     base_dir=base, on_duplicate_id=on_duplicate_id)
 
 
 def _inputs(raw: Any, lines: dict, errors: list[str]) -> list[InputSpec]:

@@ -3,22 +3,28 @@
 Layout of an output folder:
 
     OUT/
+      .corpusforge                marks the folder as a run's own (corpus/owner.py)
       catalog.duckdb              run catalog (runs, stages, per-unit counters, drops, quarantine)
-      manifest.json               the final corpus: schema, shards, docs, bytes, content hash
+      manifest.json               the final corpus: schema, docs, every file's bytes and sha256 as written
       data/                       final shards (Parquet, zstd)
       rejected/NN-op/             rows dropped by stage NN, with reject_stage and reject_reason
       quarantine/                 records the readers could not parse, with file, line, raw bytes, error
+      quarantine/raw/<src>-<n>/   bytes of quarantined records over max_doc_bytes (<line>.zst)
       work/00-read/               shards as read, per input file markers in done/
+      work/00-ids-<key>/          the repeated-id check (corpus/ids.py); with on_duplicate_id: reject,
+                                  also the first stage (01-duplicate_id), which drops later occurrences
       work/NN-op-<key>/           each stage's output per shard; <key> hashes its config and all upstream
 
 A unit of work (an input file, or a shard through a stage) is done when its marker exists with the
-current key; a rerun skips it. Keys chain, so a changed operator invalidates only itself and what
-follows it.
+current key; a rerun skips it, after checking the files it takes from it against the sizes and hashes
+the marker recorded (corpus/resume.py). Keys chain, so a changed operator invalidates only itself and
+what follows it.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import json
 import logging
@@ -26,10 +32,12 @@ import multiprocessing as mp
 import os
 import shutil
 import signal
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,23 +46,17 @@ from typing import Any
 import duckdb
 
 from corpus.catalog import Catalog
+from corpus.errors import WorkerDiedError, worker_death
+from corpus.ids import SUMMARY, DuplicateIdError, RepeatedIds, check_policy, describe, located
 from corpus.lock import RunLock
-from corpus.manifest import write_manifest
+from corpus.manifest import build_manifest
 from corpus.operators import FITTED, Operator, SinkOperator, StageContext, chain_key, ensure_columns, is_global
+from corpus.owner import check_output, claim, remove_own, write_listing
 from corpus.progress import Progress
 from corpus.readers import InputSpec, ReadTask, plan_tasks
+from corpus.resume import check_finished_work
 from corpus.schema import DOC_SCHEMA
-from corpus.work import (
-    IngestJob,
-    SegmentJob,
-    Stage,
-    ingest,
-    read_marker,
-    run_segment,
-    shard_rows,
-    stage_dir,
-    write_marker,
-)
+from corpus.work import IngestJob, SegmentJob, Stage, ingest, read_marker, run_segment, stage_dir, write_marker
 from corpus.writers import link_or_copy
 
 
@@ -77,7 +79,12 @@ class RunResult:
 # ---------------------------------------------------------------- pool
 
 
-def _die_with_parent() -> None:
+_RUNNING: Path | None = None  # in a worker: where it notes the unit it is running (see Pool._died)
+
+
+def _start_worker(running: str) -> None:
+    global _RUNNING
+    _RUNNING = Path(running)
     # A SIGKILLed run must not leave workers writing into a folder the next run will lock.
     try:
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -85,8 +92,16 @@ def _die_with_parent() -> None:
         pass
 
 
+def _job(fn: Callable[[Any], Any], label: str, job: Any) -> Any:
+    if _RUNNING is not None:  # a file per worker survives the worker being killed; a queue might not
+        (_RUNNING / str(os.getpid())).write_text(label)
+    return fn(job)
+
+
 class Pool:
-    """Runs fn(*args) for each args tuple: in this process when workers == 1, else a spawn pool."""
+    """Runs fn(job) for each job (a frozen dataclass, or any picklable item): in this process when
+    workers == 1, else a spawn pool. A worker that dies (the OOM killer) becomes a WorkerDiedError naming
+    the unit it was running."""
 
     def __init__(self, workers: int):
         self.workers = workers
@@ -94,31 +109,67 @@ class Pool:
         if workers > 1:
             # Give each worker its share of the cores so polars' own threads don't oversubscribe.
             os.environ.setdefault("POLARS_MAX_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
-            self._pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_die_with_parent)
+            self._running = tempfile.mkdtemp(prefix="corpusforge-pool-")
+            self._pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_start_worker,
+                                             initargs=(self._running,))
 
-    def unordered(self, fn: Callable[[Any], Any], jobs: Sequence[Any]) -> Iterator[Any]:
+    def _submit(self, fn: Callable[[Any], Any], label: str, job: Any) -> Future:
+        assert self._pool is not None
+        return self._pool.submit(_job, fn, label, job)
+
+    def _died(self) -> WorkerDiedError:
+        """Which worker died, how, and what it was running: exit codes from the pool's process table
+        (the others were terminated by the pool itself, with SIGTERM)."""
+        procs = dict(getattr(self._pool, "_processes", None) or {})
+        deadline = time.monotonic() + 5.0  # a dead worker's pipe closes a moment before it can be reaped
+        while any(p.exitcode is None for p in procs.values()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        dead = [(pid, p.exitcode) for pid, p in procs.items() if p.exitcode not in (None, 0, -signal.SIGTERM)]
+        pid, code = dead[0] if dead else (None, None)
+        unit = None
+        if pid is not None:
+            try:
+                unit = (Path(self._running) / str(pid)).read_text()
+            except OSError:
+                pass
+        return WorkerDiedError(worker_death(pid, code, unit))
+
+    def unordered(self, fn: Callable[[Any], Any], jobs: Sequence[Any], labels: Sequence[str] | None = None
+                  ) -> Iterator[Any]:
         if self._pool is None:
             for job in jobs:
                 yield fn(job)
             return
-        pending = {self._pool.submit(fn, job) for job in jobs}
+        labels = labels or [f"{fn.__name__} {job!r:.80}" for job in jobs]
+        pending = {self._submit(fn, label, job) for label, job in zip(labels, jobs, strict=True)}
         try:
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
                     yield fut.result()
+        except BrokenProcessPool:
+            raise self._died() from None
         finally:
             for fut in pending:
                 fut.cancel()
 
-    def ordered(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+    def ordered(self, fn: Callable[[Any], Any], items: Sequence[Any], label: str = "") -> list[Any]:
         if self._pool is None:
             return [fn(x) for x in items]
-        return list(self._pool.map(fn, items))
+        what = label or fn.__name__
+        futures = [self._submit(fn, f"{what} (part {i + 1} of {len(items)})", x) for i, x in enumerate(items)]
+        try:
+            return [f.result() for f in futures]
+        except BrokenProcessPool:
+            raise self._died() from None
+        finally:
+            for f in futures:
+                f.cancel()
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
+            shutil.rmtree(self._running, ignore_errors=True)
 
 
 @contextmanager
@@ -135,12 +186,17 @@ def worker_pool(workers: int) -> Iterator[Callable[[Callable[[Any], Any], Sequen
 # ---------------------------------------------------------------- executor
 
 
+log = logging.getLogger(__name__)
+
+
 class LocalExecutor:
-    def __init__(self, workers: int = 0, quiet: bool = False, chunk_bytes: int = 32 << 20, report: bool = True):
+    def __init__(self, workers: int = 0, quiet: bool = False, chunk_bytes: int = 32 << 20, report: bool = True,
+                 on_duplicate_id: str = "keep"):
         self.workers = workers or os.cpu_count() or 1
         self.quiet = quiet
         self.report = report
         self.chunk_bytes = chunk_bytes
+        self.on_duplicate_id = check_policy(on_duplicate_id)  # keep | reject | fail: see corpus/ids.py
 
     def run(
         self,
@@ -151,11 +207,13 @@ class LocalExecutor:
         base_dir: Path | None = None,
     ) -> RunResult:
         out = Path(output).resolve()
-        errors = ensure_columns(ops, DOC_SCHEMA)
+        errors = ensure_columns(ops, DOC_SCHEMA) + _publish_clashes(ops)
         if errors:
             raise PipelineError("pipeline wiring:\n  " + "\n  ".join(errors))
         tasks = plan_tasks(inputs, base_dir)
+        check_output(out, tuple(_sink_folders(ops)))  # before the lock: the folder may not be ours
         with RunLock(out):
+            claim(out)
             return self._run_locked(ops, inputs, tasks, out, shard_max_bytes)
 
     def _run_locked(
@@ -167,8 +225,14 @@ class LocalExecutor:
         read_dir = work / "00-read"
         task_keys = {t.index: self._task_key(t, shard_max_bytes) for t in tasks}
         read_key = parent = hashlib.sha256(json.dumps(sorted(task_keys.items())).encode()).hexdigest()
-        stages = []
-        for i, op in enumerate(ops, 1):
+        # The repeated-id check runs after reading whatever the policy; with reject it is also stage 1.
+        reject = self.on_duplicate_id == "reject"
+        id_op = RepeatedIds()
+        id_key = chain_key(read_key, id_op)
+        id_stage = Stage(int(reject), id_op, id_key, stage_dir(work, 0, "ids", id_key))
+        stages = [id_stage] if reject else []
+        parent = id_key if reject else read_key
+        for i, op in enumerate(ops, len(stages) + 1):
             parent = chain_key(parent, op)
             stages.append(Stage(i, op, parent, stage_dir(work, i, op.name, parent)))
 
@@ -179,27 +243,35 @@ class LocalExecutor:
         stage_rows += [{"idx": s.idx, "stage": s.label, "kind": s.op.kind, "key": s.key, "params": s.op.params(),
                         "units": 0} for s in stages]
         config = {"inputs": [asdict(s) for s in inputs], "pipeline": [{"op": o.name, **o.params()} for o in ops],
-                  "shard_max_bytes": shard_max_bytes, "workers": self.workers}
+                  "shard_max_bytes": shard_max_bytes, "workers": self.workers,
+                  "on_duplicate_id": self.on_duplicate_id}
         catalog.start_run(run_id, config, self.workers, stage_rows)
         pool = Pool(self.workers)
         progress = Progress(quiet=self.quiet)
         try:
             with progress:
+                check_finished_work(read_dir, tasks, task_keys, _segments(stages),
+                                    functools.partial(pool.ordered, label="checking finished work"), _warn)
                 markers = self._ingest(pool, progress, catalog, run_id, tasks, task_keys, read_dir, shard_max_bytes)
+                files = _files(read_dir, markers)  # every work file of this run, as its writer recorded it
                 shards = [s for m in markers for s in m["shards"]]
                 catalog.set_units(run_id, len(shards))
                 prev = read_dir / "shards"
+                self._check_ids(pool, progress, catalog, run_id, id_stage, [prev / f"{s}.parquet" for s in shards],
+                                markers)
                 for segment in _segments(stages):
                     head = segment[0]
                     inputs_now = tuple(prev / f"{s}.parquet" for s in shards)
                     if isinstance(head.op, SinkOperator):
-                        self._consume(pool, progress, catalog, run_id, head, inputs_now)
+                        self._whole(pool, progress, catalog, run_id, head, inputs_now)
                         continue  # documents pass on unchanged: the next stage reads the same shards
-                    if isinstance(head.op, FITTED):
-                        self._fit(pool, progress, catalog, run_id, head, inputs_now)
-                    self._segment(pool, progress, catalog, run_id, segment, shards, prev)
+                    if isinstance(head.op, FITTED) and head is not id_stage:  # that one is fitted already
+                        self._whole(pool, progress, catalog, run_id, head, inputs_now)
+                    for results in self._segment(pool, progress, catalog, run_id, segment, shards, prev):
+                        for stage, m in zip(segment, results, strict=True):
+                            files.update(_files(stage.dir, [m]))
                     prev = segment[-1].dir / "shards"
-            manifest = _publish(out, read_dir, markers, stages, shards, run_id)
+            manifest = _publish(out, read_dir, markers, stages, shards, run_id, files)
             balance = _balance(out, markers)
             catalog.record_balance(run_id, balance)
             catalog.finish_run(run_id, "ok" if all(b["ok"] for b in balance) else "failed")
@@ -210,12 +282,16 @@ class LocalExecutor:
                 raise LostRecordsError(
                     "records unaccounted for: "
                     + "; ".join(f"{b['source']}: input {b['input']} != kept {b['kept']} + rejected "
-                                f"{b['rejected']} + quarantined {b['quarantined']}" for b in bad)
+                                f"{b['rejected']} + quarantined {b['quarantined']} + blank lines {b['blank']}"
+                                for b in bad)
                 )
-            _collect_garbage(work, {read_dir.name} | {s.dir.name for s in stages})
+            _collect_garbage(work, {read_dir.name, id_stage.dir.name} | {s.dir.name for s in stages})
             return RunResult(out, run_id, manifest, balance)
         except BaseException as exc:
-            catalog.finish_run(run_id, "failed", f"{type(exc).__name__}: {exc}")
+            try:
+                catalog.finish_run(run_id, "failed", f"{type(exc).__name__}: {exc}")
+            except Exception:  # noqa: BLE001 - e.g. the catalog's disk is the full one: report the first error
+                logging.getLogger(__name__).debug("could not record the failure in the catalog", exc_info=True)
             raise
         finally:
             pool.close()
@@ -227,7 +303,7 @@ class LocalExecutor:
         fingerprint = {
             "spec": asdict(task.spec), "path": task.path, "rel": task.rel_path, "format": task.format,
             "index": task.index, "size": st.st_size if st else None, "mtime": st.st_mtime_ns if st else None,
-            "shard_max_bytes": shard_max_bytes, "chunk_bytes": self.chunk_bytes, "reader_version": 1,
+            "shard_max_bytes": shard_max_bytes, "chunk_bytes": self.chunk_bytes, "reader_version": 3,
         }
         return hashlib.sha256(json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -237,7 +313,7 @@ class LocalExecutor:
         todo = []
         for t in tasks:
             m = read_marker(read_dir / "done" / f"{t.index:05d}.json", task_keys[t.index])
-            if m is not None and all((read_dir / "shards" / f"{s}.parquet").exists() for s in m["shards"]):
+            if m is not None and all(p.exists() for p in _read_outputs(read_dir, m)):
                 done[t.index] = m
             else:
                 todo.append(t)
@@ -249,7 +325,7 @@ class LocalExecutor:
         # Read no more than a shard at a time: a worker's memory is bounded by the shard size.
         chunk = min(self.chunk_bytes, max(shard_max_bytes, 1 << 20))
         jobs = [IngestJob(t, task_keys[t.index], read_dir, shard_max_bytes, chunk) for t in todo]
-        for m in pool.unordered(ingest, jobs):
+        for m in pool.unordered(ingest, jobs, [f"reading {t.path}" for t in todo]):
             done[m["task"]] = m
             catalog.record_ingest(run_id, [m], resumed=False)
             progress.advance(bar, docs=m["seen"], nbytes=m["bytes_in"])
@@ -257,38 +333,43 @@ class LocalExecutor:
         # Keep every shard of the current tasks, in task order: that order defines the corpus.
         return [done[t.index] for t in tasks]
 
-    def _fit(self, pool: Pool, progress: Progress, catalog: Catalog, run_id: str, stage: Stage,
-             shards: tuple[Path, ...]) -> None:
-        """A global operator's fit over the whole corpus, into the stage's artifacts folder."""
-        self._whole(pool, progress, catalog, run_id, stage, shards, lambda ctx: stage.op.fit(ctx) or {},  # type: ignore[attr-defined]
-                    "fit")
-
-    def _consume(self, pool: Pool, progress: Progress, catalog: Catalog, run_id: str, stage: Stage,
-                 shards: tuple[Path, ...]) -> None:
-        """A sink over the whole corpus: its side output goes into the stage's artifacts folder."""
-        self._whole(pool, progress, catalog, run_id, stage, shards, stage.op.consume, "write")  # type: ignore[attr-defined]
+    def _check_ids(self, pool: Pool, progress: Progress, catalog: Catalog, run_id: str, stage: Stage,
+                   shard_paths: list[Path], markers: list[dict]) -> None:
+        """Find repeated ids (before any stage), record them, and warn or stop as the policy says."""
+        self._whole(pool, progress, catalog, run_id, stage, tuple(shard_paths))
+        summary = json.loads((stage.artifacts / SUMMARY).read_bytes())
+        examples = located(summary, markers)
+        catalog.record_id_check(run_id, self.on_duplicate_id, summary, examples)
+        if summary["rows"] and self.on_duplicate_id == "fail":
+            raise DuplicateIdError(describe(summary, examples, "fail"))
+        if summary["rows"]:
+            log.warning("%s", describe(summary, examples, self.on_duplicate_id, one_line=True))
 
     def _whole(self, pool: Pool, progress: Progress, catalog: Catalog, run_id: str, stage: Stage,
-               shards: tuple[Path, ...], fn: Callable[[StageContext], dict], verb: str) -> None:
+               shards: tuple[Path, ...]) -> None:
+        """A global operator's fit, or a sink's consume, over the whole corpus into the stage's artifacts
+        folder; its figures go to the catalog."""
         marker = stage.dir / "_done.json"
-        done = read_marker(marker, stage.key)
-        if done is not None:
+        if read_marker(marker, stage.key) is not None:
             progress.log(f"resuming: {stage.label} already done")
         else:
             if stage.artifacts.exists():
                 shutil.rmtree(stage.artifacts)  # a fit or write that died: started over, never half-used
             stage.artifacts.mkdir(parents=True)
+            verb = "write" if isinstance(stage.op, SinkOperator) else "fit"
             bar = progress.add(f"{verb} {stage.label}", total=None)
             start = time.perf_counter()
             stage.op.setup()
-            summary = fn(StageContext(stage.label, stage.artifacts, shards, pool.workers, pool.ordered))
-            done = {"key": stage.key, "seconds": time.perf_counter() - start, "summary": summary or {}}
-            write_marker(marker, done)
+            ctx = StageContext(stage.label, stage.artifacts, shards, pool.workers,
+                               functools.partial(pool.ordered, label=f"{verb} {stage.label}"))
+            summary = stage.op.consume(ctx) if isinstance(stage.op, SinkOperator) else stage.op.fit(ctx)  # type: ignore[attr-defined]
+            write_marker(marker, {"key": stage.key, "seconds": time.perf_counter() - start, "summary": summary or {}})
             progress.finish(bar)
         catalog.record_figures(run_id, stage.idx, stage.label, type(stage.op).figures(stage.artifacts))
 
     def _segment(self, pool: Pool, progress: Progress, catalog: Catalog, run_id: str, segment: list[Stage],
-                 shards: list[str], prev: Path) -> None:
+                 shards: list[str], prev: Path) -> Iterator[list[dict]]:
+        """Push every shard through the segment; yields each shard's markers (one per stage)."""
         names = segment[0].label if len(segment) == 1 else f"{segment[0].label}..{segment[-1].idx:02d}"
         bar = progress.add(names, total=len(shards))
         last = segment[-1]
@@ -296,13 +377,22 @@ class LocalExecutor:
         if finished:
             progress.log(f"resuming: {finished} of {len(shards)} shards already through {names}")
         jobs = [SegmentJob(shard, prev / f"{shard}.parquet", tuple(segment)) for shard in shards]
-        for results in pool.unordered(run_segment, jobs):
+        for results in pool.unordered(run_segment, jobs, [f"shard {shard} through {names}" for shard in shards]):
             for stage, m in zip(segment, results, strict=True):
                 catalog.record_stage(run_id, stage.idx, [m])
             first = results[0]
             progress.advance(bar, docs=sum(v["docs"] for v in first["in"].values()),
                              nbytes=sum(v["bytes"] for v in first["in"].values()))
+            yield results
         catalog.flush()
+
+
+def _warn(message: str) -> None:
+    logging.getLogger(__name__).warning(message)
+
+
+def _files(folder: Path, markers: list[dict]) -> dict[Path, dict]:
+    return {folder / rel: rec for m in markers for rel, rec in m["files"].items()}
 
 
 def _write_report(out: Path, run_id: str, progress: Progress) -> None:
@@ -313,7 +403,7 @@ def _write_report(out: Path, run_id: str, progress: Progress) -> None:
         html, _ = write_report(out, run_id)
         progress.log(f"report: {html}")
     except Exception as exc:  # noqa: BLE001
-        logging.getLogger(__name__).warning("could not write the quality report: %s", exc)
+        log.warning("could not write the quality report: %s", exc)
 
 
 def _segments(stages: list[Stage]) -> list[list[Stage]]:
@@ -328,64 +418,85 @@ def _segments(stages: list[Stage]) -> list[list[Stage]]:
     return segs
 
 
+def _sink_folders(ops: list[Operator]) -> dict[str, int]:
+    """Folders of the output that sinks publish their artifacts into (``tokens``), with the sink's position."""
+    return {op.publish: i for i, op in enumerate(ops) if isinstance(op, SinkOperator) and op.publish}
+
+
+def _publish_clashes(ops: list[Operator]) -> list[str]:
+    """Two sinks may not publish into the same folder of the output."""
+    seen: dict[str, str] = {}
+    errors = []
+    for i, op in enumerate(ops):
+        name = op.publish if isinstance(op, SinkOperator) else None
+        if name and name in seen:
+            errors.append(f"pipeline[{i}] '{op.name}' publishes {name}/ like {seen[name]}: keep one")
+        elif name:
+            seen[name] = f"pipeline[{ops.index(op)}] '{op.name}'"
+    return errors
+
+
+def _quarantine_names(marker: dict) -> list[str]:
+    """An input file's quarantine (relative to quarantine/): its Parquet and the side files of big records."""
+    return ([marker["quarantine_file"]] if marker.get("quarantine_file") else []) + marker.get("quarantine_raw", [])
+
+
+def _read_outputs(read_dir: Path, marker: dict) -> list[Path]:
+    """The files an input file's read wrote."""
+    return ([read_dir / "shards" / f"{s}.parquet" for s in marker["shards"]]
+            + [read_dir / "quarantine" / name for name in _quarantine_names(marker)])
+
+
 def _drop_stale_reads(read_dir: Path, current: set[int]) -> None:
     """Forget outputs of input files no longer in the config (their index is past the current list)."""
     for marker in (read_dir / "done").glob("*.json") if (read_dir / "done").exists() else []:
         if int(marker.stem) not in current:
-            m = json.loads(marker.read_bytes())
-            for s in m.get("shards", []):
-                (read_dir / "shards" / f"{s}.parquet").unlink(missing_ok=True)
-            if m.get("quarantine_file"):
-                (read_dir / "quarantine" / m["quarantine_file"]).unlink(missing_ok=True)
+            for path in _read_outputs(read_dir, json.loads(marker.read_bytes())):
+                path.unlink(missing_ok=True)
             marker.unlink()
 
 
 def _publish(out: Path, read_dir: Path, markers: list[dict], stages: list[Stage], shards: list[str],
-             run_id: str) -> dict:
-    """Expose the final corpus, rejected rows and quarantine as plain folders (hard links into work/)."""
+             run_id: str, files: dict[Path, dict]) -> dict:
+    """Expose the final corpus, rejected rows and quarantine as plain folders (hard links into work/),
+    described in the manifest by the records their writers took (never by hashing them again here)."""
     staging = out / ".publish"
-    if staging.exists():
-        shutil.rmtree(staging)
+    remove_own(out, staging)
     per_shard = [s for s in stages if not isinstance(s.op, SinkOperator)]
     final_dir = per_shard[-1].dir / "shards" if per_shard else read_dir / "shards"
-    data = []
+    published: dict[str, list[tuple[Path, dict]]] = {"data": [], "rejected": [], "quarantine": []}
+
+    def put(src: Path, rel: str) -> None:
+        link_or_copy(src, staging / rel)
+        published[rel.split("/")[0]].append((out / rel, files[src]))
+
     for s in shards:
         src = final_dir / f"{s}.parquet"
-        if shard_rows(src):
-            link_or_copy(src, staging / "data" / src.name)
-            data.append(out / "data" / src.name)
+        if files[src]["rows"]:
+            put(src, f"data/{src.name}")
     for st in per_shard:
         for s in shards:
             rej = st.dir / "rejected" / f"{s}.parquet"
-            if rej.exists():
-                link_or_copy(rej, staging / "rejected" / st.label / rej.name)
+            if rej in files:
+                put(rej, f"rejected/{st.label}/{rej.name}")
     for m in markers:
-        if m.get("quarantine_file"):
-            link_or_copy(read_dir / "quarantine" / m["quarantine_file"], staging / "quarantine" / m["quarantine_file"])
-    published = _sink_outputs(stages)
-    for name, st in published.items():
-        for f in sorted(p for p in st.artifacts.rglob("*") if p.is_file()):
-            link_or_copy(f, staging / name / f.relative_to(st.artifacts))
-    for name in ("data", "rejected", "quarantine", *published):
-        if (out / name).exists():
-            shutil.rmtree(out / name)
+        for rel in sorted(m["files"]):
+            if rel.startswith("quarantine/"):
+                put(read_dir / rel, rel)
+    sinks = {s.op.publish: s for s in stages if isinstance(s.op, SinkOperator) and s.op.publish}
+    for name, st in sinks.items():  # a sink's artifacts, exposed as OUT/<name>/ (its own files listed there)
+        rels = sorted(p.relative_to(st.artifacts).as_posix() for p in st.artifacts.rglob("*") if p.is_file())
+        for rel in rels:
+            link_or_copy(st.artifacts / rel, staging / name / rel)
+        write_listing(staging / name, rels)
+    for name in (*published, *sinks):
+        remove_own(out, out / name)
         if (staging / name).exists():
             os.replace(staging / name, out / name)
-    shutil.rmtree(staging, ignore_errors=True)
+    remove_own(out, staging)
     pipeline = [{"stage": s.label, **s.op.params()} for s in stages]
-    return write_manifest(out, data, {"run_id": run_id, "pipeline": pipeline})
-
-
-def _sink_outputs(stages: list[Stage]) -> dict[str, Stage]:
-    """Folders of the output folder that expose a sink's artifacts (e.g. ``tokens``), by name."""
-    out: dict[str, Stage] = {}
-    for st in stages:
-        name = st.op.publish if isinstance(st.op, SinkOperator) else None
-        if name:
-            if name in out:
-                raise PipelineError(f"stages {out[name].label} and {st.label} both publish {name}/: keep one")
-            out[name] = st
-    return out
+    return build_manifest(out, published["data"], published["rejected"], published["quarantine"],
+                          {"run_id": run_id, "pipeline": pipeline})
 
 
 def _count_by_source(files: list[Path]) -> dict[str, int]:
@@ -399,17 +510,22 @@ def _count_by_source(files: list[Path]) -> dict[str, int]:
 
 
 def _balance(out: Path, markers: list[dict]) -> list[dict]:
-    """Per source: records the readers saw == rows in data/ + rejected/ + quarantine/ (counted on disk)."""
+    """Per source: what the readers met (records and blank lines) == rows in data/ + rejected/ +
+    quarantine/ (counted on disk) + the blank lines they skipped."""
     seen: dict[str, int] = {}
+    blank: dict[str, int] = {}
     for m in markers:
         seen[m["source"]] = seen.get(m["source"], 0) + m["seen"]
+        blank[m["source"]] = blank.get(m["source"], 0) + m.get("blank", 0)
     kept = _count_by_source(sorted((out / "data").glob("*.parquet")))
     rej = _count_by_source(sorted((out / "rejected").glob("*/*.parquet")))
     quar = _count_by_source(sorted((out / "quarantine").glob("*.parquet")))
     rows = []
     for src in sorted(set(seen) | set(kept) | set(rej) | set(quar)):
-        k, r, q, n = kept.get(src, 0), rej.get(src, 0), quar.get(src, 0), seen.get(src, 0)
-        rows.append({"source": src, "input": n, "kept": k, "rejected": r, "quarantined": q, "ok": n == k + r + q})
+        k, r, q, b = kept.get(src, 0), rej.get(src, 0), quar.get(src, 0), blank.get(src, 0)
+        n = seen.get(src, 0) + b
+        rows.append({"source": src, "input": n, "kept": k, "rejected": r, "quarantined": q, "blank": b,
+                     "ok": n == k + r + q + b})
     return rows
 
 
@@ -417,4 +533,4 @@ def _collect_garbage(work: Path, keep: set[str]) -> None:
     """Remove stage folders of configs no longer in use (earlier versions of a changed pipeline)."""
     for d in work.iterdir():
         if d.is_dir() and d.name not in keep:
-            shutil.rmtree(d)
+            remove_own(work.parent, d)

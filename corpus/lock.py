@@ -1,9 +1,14 @@
-"""One run per output folder: an exclusive flock, released by the kernel even on SIGKILL."""
+"""One run per output folder: an exclusive flock, released by the kernel even on SIGKILL.
+
+Taken by ``corpus run`` (the executor), ``corpus tokenize`` (its output folder) and ``corpus train``
+(every plugin run through ``corpus.plugins.run``; a sweep its folder, and each trial its own)."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -40,3 +45,14 @@ class RunLock:
             fcntl.flock(self._fh, fcntl.LOCK_UN)
             self._fh.close()
             self._fh = None
+
+
+@contextlib.contextmanager
+def main_process_lock(folder: Path) -> Iterator[None]:
+    """``RunLock(folder)`` in the first process of a torchrun job (``RANK`` 0, or no torchrun), nothing in
+    the others: they share rank 0's run, and a lock per process would lock each other out."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        yield
+        return
+    with RunLock(folder):
+        yield

@@ -1,4 +1,9 @@
-"""The corpus manifest: `manifest.json` next to `data/`, describing the shards exactly."""
+"""The corpus manifest: `manifest.json` next to `data/`, describing the shards exactly.
+
+Each file's entry (bytes, sha256, mtime_ns, rows) is the record its writer took when it wrote it
+(corpus/integrity.py), so the manifest never vouches for a file as it happens to be on disk now.
+Readers of a corpus check the files against it: `check_corpus`.
+"""
 
 from __future__ import annotations
 
@@ -8,42 +13,49 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from corpus.integrity import CorruptFileError, file_sha256, parquet_problem, problem, record
 from corpus.writers import write_bytes_atomic
 
 FORMAT = "corpusforge.corpus/1"
+LISTS = ("shards", "rejected", "quarantine")  # manifest keys listing files; shards use "docs" for rows
+
+__all__ = ["FORMAT", "build_manifest", "check_corpus", "file_sha256", "read_manifest", "require_intact",
+           "write_manifest"]
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def _entry(root: Path, path: Path, rec: dict, rows_key: str) -> dict:
+    return {"path": path.relative_to(root).as_posix(), rows_key: rec.get("rows"), "bytes": rec["bytes"],
+            "sha256": rec["sha256"], "mtime_ns": rec.get("mtime_ns")}
 
 
-def write_manifest(root: Path, shard_paths: list[Path], extra: dict | None = None) -> dict:
-    """Describe `shard_paths` (relative to root in the manifest): schema, docs, bytes, hashes."""
-    shards, schema = [], None
-    for p in shard_paths:
-        meta = pq.ParquetFile(p).metadata
-        if schema is None:
-            schema = {f.name: str(f.type) for f in pq.read_schema(p)}
-        shards.append(
-            {"path": str(p.relative_to(root)), "docs": meta.num_rows, "bytes": p.stat().st_size,
-             "sha256": file_sha256(p)}
-        )
-    content = hashlib.sha256("".join(s["sha256"] for s in shards).encode()).hexdigest()
+def content_hash(shards: list[dict]) -> str:
+    return hashlib.sha256("".join(s["sha256"] for s in shards).encode()).hexdigest()
+
+
+def build_manifest(root: Path, shards: list[tuple[Path, dict]], rejected: list[tuple[Path, dict]] = (),
+                   quarantine: list[tuple[Path, dict]] = (), extra: dict | None = None) -> dict:
+    """Write `root/manifest.json` from the files' write-time records ((path, record) pairs)."""
+    entries = [_entry(root, p, r, "docs") for p, r in shards]
+    schema = {f.name: str(f.type) for f in pq.read_schema(shards[0][0])} if shards else {}
     manifest = {
         "format": FORMAT,
-        "schema": schema or {},
-        "docs": sum(s["docs"] for s in shards),
-        "bytes": sum(s["bytes"] for s in shards),
-        "content_hash": content,
-        "shards": shards,
+        "schema": schema,
+        "docs": sum(s["docs"] for s in entries),
+        "bytes": sum(s["bytes"] for s in entries),
+        "content_hash": content_hash(entries),
+        "shards": entries,
+        "rejected": [_entry(root, p, r, "rows") for p, r in rejected],
+        "quarantine": [_entry(root, p, r, "rows") for p, r in quarantine],
         **(extra or {}),
     }
     write_bytes_atomic(root / "manifest.json", json.dumps(manifest, indent=2).encode())
     return manifest
+
+
+def write_manifest(root: Path, shard_paths: list[Path], extra: dict | None = None) -> dict:
+    """Describe Parquet files the caller has just written (hashed now: only for files it vouches for)."""
+    return build_manifest(root, [(p, record(p, pq.ParquetFile(p).metadata.num_rows)) for p in shard_paths],
+                          extra=extra)
 
 
 def read_manifest(root: Path) -> dict:
@@ -52,3 +64,54 @@ def read_manifest(root: Path) -> dict:
         return json.loads(path.read_text())
     except FileNotFoundError:
         raise FileNotFoundError(f"{root} has no manifest.json: not a corpusforge corpus folder") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CorruptFileError(f"{path}: not valid JSON ({exc})") from None
+
+
+LEVELS = ("cheap", "hash", "full")
+
+
+def check_corpus(root: Path, manifest: dict | None = None, level: str = "cheap") -> list[tuple[str, str]]:
+    """(file, problem) for every file of the corpus that does not match its manifest entry.
+
+    cheap: the shards' sizes, and a hash of those whose mtime changed since they were written.
+    hash: every shard hashed. full: every file the manifest lists (shards, rejected, quarantine) hashed,
+    every Parquet page decoded with its checksum verified and its rows counted, and no file in data/
+    that the manifest does not list."""
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
+    root = Path(root)
+    manifest = manifest if manifest is not None else read_manifest(root)
+    full = level == "full"
+    found: list[tuple[str, str]] = []
+    shards = manifest.get("shards", [])
+    if content_hash(shards) != manifest.get("content_hash"):
+        found.append(("manifest.json", "content_hash does not match the shards it lists (the manifest was edited)"))
+    for key in LISTS if full else ("shards",):
+        for entry in manifest.get(key, []):
+            path = root / entry["path"]
+            why = problem(path, entry, full=level != "cheap")
+            if why is None and full and path.suffix == ".parquet":
+                why = parquet_problem(path)
+                rows, found_rows = entry.get("docs", entry.get("rows")), pq.ParquetFile(path).metadata.num_rows
+                if why is None and rows is not None and found_rows != rows:
+                    why = f"{found_rows:,} rows, manifest says {rows:,}"
+            if why:
+                found.append((entry["path"], why))
+    if full:
+        listed = {e["path"] for e in shards}
+        found += [(p.relative_to(root).as_posix(), "not listed in manifest.json")
+                  for p in sorted((root / "data").glob("*")) if p.relative_to(root).as_posix() not in listed]
+    return found
+
+
+def require_intact(root: Path, manifest: dict | None = None, level: str = "cheap") -> dict:
+    """The manifest, after checking the corpus against it; CorruptFileError naming the first bad file."""
+    manifest = manifest if manifest is not None else read_manifest(root)
+    bad = check_corpus(root, manifest, level)
+    if bad:
+        path, why = bad[0]
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise CorruptFileError(f"{Path(root) / path}: {why}{more}; `corpus verify {root}` lists every problem, "
+                               "and rerunning the pipeline on this folder redoes the damaged work")
+    return manifest

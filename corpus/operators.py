@@ -221,7 +221,7 @@ def _compatible(have: Any, want: Any) -> bool:
     return have is None or want is None or have == want
 
 
-def check_output(op: Operator, before: pl.DataFrame, after: pl.DataFrame) -> str | None:
+def output_problem(op: Operator, before: pl.DataFrame, after: pl.DataFrame) -> str | None:
     """What is wrong with an operator's output frame against its declaration, or None.
 
     The output has the input's columns plus the declared adds; added columns have their declared

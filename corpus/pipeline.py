@@ -41,9 +41,12 @@ class Pipeline:
         shard_max_bytes: int = 128 << 20,
         quiet: bool = False,
         base_dir: str | Path | None = None,
+        on_duplicate_id: str = "keep",
     ) -> RunResult:
+        """Run the pipeline. on_duplicate_id: what happens to a user id seen more than once (keep, with a
+        warning; reject the later occurrences; or fail before any stage): see corpus/ids.py."""
         self.check()
-        executor = LocalExecutor(workers=workers, quiet=quiet)
+        executor = LocalExecutor(workers=workers, quiet=quiet, on_duplicate_id=on_duplicate_id)
         return executor.run(self.ops, inputs, Path(output), shard_max_bytes, Path(base_dir) if base_dir else None)
 
     @classmethod
@@ -51,5 +54,6 @@ class Pipeline:
         """The pipeline of a YAML run config, and the rest of the config as run() keyword arguments."""
         cfg = load_config(path)
         kwargs = {"inputs": cfg.inputs, "output": cfg.output, "workers": cfg.workers,
-                  "shard_max_bytes": cfg.shard_max_bytes, "base_dir": cfg.base_dir}
+                  "shard_max_bytes": cfg.shard_max_bytes, "base_dir": cfg.base_dir,
+                  "on_duplicate_id": cfg.on_duplicate_id}
         return cls(cfg.pipeline), kwargs

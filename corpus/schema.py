@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import polars as pl
 
 # Core columns of every document batch, in this order. Operators add attribute columns after them.
@@ -21,17 +23,25 @@ DOC_SCHEMA: dict[str, pl.DataType] = {
 }
 CORE_COLUMNS: tuple[str, ...] = tuple(DOC_SCHEMA)
 
-# Rows a reader could not turn into documents. `raw` holds the input bytes (capped, see RAW_CAP).
+# Rows a reader could not turn into documents, with the record's input bytes whole, so that
+# `corpus quarantine export` can give them back exactly (see corpus/quarantine.py).
 QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
     SOURCE: pl.String(),
-    "file": pl.String(),
-    "line": pl.Int64(),
-    "kind": pl.String(),
-    "error": pl.String(),
-    "raw": pl.Binary(),
-    "raw_truncated": pl.Boolean(),
+    "file": pl.String(),  # the input file, relative to its input's root (as src_file)
+    "line": pl.Int64(),  # as src_row: the line (JSONL/text), record (CSV) or row (Parquet/DuckDB)
+    "kind": pl.String(),  # one of QUARANTINE_KINDS
+    "error": pl.String(),  # one line: the cause, with file lines where they help
+    "raw": pl.Binary(),  # the record's bytes; null when they are in raw_file
+    "raw_bytes": pl.Int64(),  # size of the record's bytes (inline or in raw_file)
+    "raw_sha256": pl.String(),  # hex sha256 of the record's bytes
+    "raw_file": pl.String(),  # records over the input's max_doc_bytes: zstd file, relative to quarantine/
+    "raw_unit": pl.String(),  # what raw is: RAW_LINE, RAW_FILE or RAW_ROW
+    "header": pl.Binary(),  # CSV: the file's header line (export writes it first); else null
 }
-RAW_CAP = 1 << 20
+# A line of the file without its line end (a CSV record: its lines joined by "\n"), the whole file
+# (text files read one document per file; also files quarantined as a whole, with raw empty), or a
+# typed row (Parquet, DuckDB) written as a JSON object.
+RAW_LINE, RAW_FILE, RAW_ROW = "line", "file", "row"
 
 # Error kinds a reader reports; `corpus stats` groups quarantine by these.
 QUARANTINE_KINDS = (
@@ -66,11 +76,13 @@ def empty_quarantine() -> pl.DataFrame:
 
 
 def quarantine_frame(rows: list[dict]) -> pl.DataFrame:
-    """Build a quarantine frame from dicts with keys source, file, line, kind, error, raw (bytes)."""
+    """A quarantine frame from dicts with at least source, file, line, kind, error, raw (bytes or None)
+    and raw_unit; raw_bytes and raw_sha256 are computed from raw when not given."""
     if not rows:
         return empty_quarantine()
     for r in rows:
-        raw = r.get("raw") or b""
-        r["raw_truncated"] = len(raw) > RAW_CAP
-        r["raw"] = raw[:RAW_CAP]
+        raw = r.get("raw")
+        if "raw_sha256" not in r:
+            r["raw_bytes"] = len(raw or b"")
+            r["raw_sha256"] = hashlib.sha256(raw or b"").hexdigest()
     return pl.DataFrame(rows, schema=QUARANTINE_SCHEMA)

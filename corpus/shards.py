@@ -2,7 +2,8 @@
 
 A shard set is ``<prefix>.bin`` (the token ids of every document, concatenated, no header),
 ``<prefix>.idx`` (layout below, as Megatron's ``indexed_dataset.py`` writes it), ``<prefix>.json``
-(our sidecar: tokenizer hash, vocab size, special ids, dtype, counts, corpus hash, split) and, for SFT,
+(our sidecar: tokenizer hash, vocab size, special ids, dtype, counts, corpus hash, split, and ``files``:
+the size and sha256 of ``.bin``, ``.idx`` and ``.mask``, recorded as they are written) and, for SFT,
 an optional ``<prefix>.mask`` (one uint8 per token: 1 where the token is a training target).
 
 ``.idx``, little-endian::
@@ -19,6 +20,10 @@ an optional ``<prefix>.mask`` (one uint8 per token: 1 where the token is a train
 so an index is exactly 34 + 20 N + 8 bytes. Tokens are uint16 when the vocab is below 65500, else
 int32 (Megatron's own rule). Everything is streamed: the writer keeps no per-document state in
 memory, and merge copies files and index arrays chunk by chunk.
+
+Readers check what they read: ``check_content`` (the training data loader) and ``verify`` (``corpus shards
+verify``) compare every file's size and sha256 with the sidecar's ``files`` and find the token id range
+in the same single pass over the ``.bin``.
 """
 
 from __future__ import annotations
@@ -26,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import struct
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -34,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from corpus.manifest import file_sha256
 from corpus.writers import atomic_path, write_bytes_atomic
 
 MAGIC = b"MMIDIDX\x00\x00"
@@ -43,8 +48,13 @@ DTYPES: dict[int, type] = {1: np.uint8, 2: np.int8, 3: np.int16, 4: np.int32, 5:
                            7: np.float32, 8: np.uint16}
 CODES: dict[np.dtype, int] = {np.dtype(t): c for c, t in DTYPES.items()}
 UINT16_VOCAB_LIMIT = 65500
-SIDECAR_FORMAT = "corpusforge.tokens/1"
+SIDECAR_FORMAT = "corpusforge.tokens/2"  # /2: the sidecar records the files' sizes and sha256
 _CHUNK = 1 << 20  # index entries / tokens handled at a time when streaming
+_READ = 16 << 20  # bytes read at a time when hashing
+
+
+class ShardError(ValueError):
+    """A shard set whose files do not match its sidecar (or hold ids the model cannot embed)."""
 
 
 def dtype_for_vocab(vocab_size: int) -> np.dtype:
@@ -65,10 +75,37 @@ def paths(prefix: str | Path) -> dict[str, Path]:
 # ---------------------------------------------------------------- writing
 
 
-def _write_index(final: Path, dtype: np.dtype, n: int, length_chunks: Callable[[], Iterable[np.ndarray]]) -> None:
-    """Write a .idx atomically from lengths given in chunks (called twice: lengths, then pointers)."""
+class _Hashed:
+    """A binary file being written, with the sha256 and size of what went into it."""
+
+    def __init__(self, path: Path):
+        self.fh = open(path, "wb")  # noqa: SIM115 - closed by close() or the with block
+        self.sha, self.bytes = hashlib.sha256(), 0
+
+    def write(self, data: bytes) -> None:
+        self.fh.write(data)
+        self.sha.update(data)
+        self.bytes += len(data)
+
+    def close(self) -> None:
+        self.fh.close()
+
+    def record(self) -> dict[str, Any]:
+        return {"bytes": self.bytes, "sha256": self.sha.hexdigest()}
+
+    def __enter__(self) -> _Hashed:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def _write_index(final: Path, dtype: np.dtype, n: int,
+                 length_chunks: Callable[[], Iterable[np.ndarray]]) -> dict[str, Any]:
+    """Write a .idx atomically from lengths given in chunks (called twice: lengths, then pointers);
+    returns its size and sha256."""
     itemsize = dtype.itemsize
-    with atomic_path(final) as tmp, open(tmp, "wb") as fh:
+    with atomic_path(final) as tmp, _Hashed(tmp) as fh:
         fh.write(HEADER.pack(MAGIC, VERSION, CODES[dtype], n, n + 1))
         for c in length_chunks():
             fh.write(np.asarray(c, dtype="<i4").tobytes())
@@ -82,6 +119,7 @@ def _write_index(final: Path, dtype: np.dtype, n: int, length_chunks: Callable[[
             fh.write(starts.astype("<i8").tobytes())
         for start in range(0, n + 1, _CHUNK):
             fh.write(np.arange(start, min(n + 1, start + _CHUNK), dtype="<i8").tobytes())
+    return fh.record()
 
 
 def _tmp(final: Path) -> Path:
@@ -109,9 +147,9 @@ class IndexedWriter:
         self.prefix.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = {k: _tmp(self.files[k]) for k in ("bin", "mask")}
         self._len_tmp = _tmp(self.files["idx"]).with_name(_tmp(self.files["idx"]).name + ".len")
-        self._bin = open(self._tmp["bin"], "wb")
-        self._mask = open(self._tmp["mask"], "wb") if with_mask else None
-        self._lens = open(self._len_tmp, "wb")
+        self._bin = _Hashed(self._tmp["bin"])
+        self._mask = _Hashed(self._tmp["mask"]) if with_mask else None
+        self._lens = open(self._len_tmp, "wb")  # noqa: SIM115 - closed by finalize/abort
         self._hi = np.iinfo(self.dtype).max if self.dtype.kind in "iu" else None
         self.documents = self.tokens = 0
         self._closed = False
@@ -140,7 +178,8 @@ class IndexedWriter:
         self.tokens += int(flat.size)
 
     def finalize(self, meta: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Close, write the index and the sidecar (``meta`` plus counts), rename into place."""
+        """Close, write the index and the sidecar (``meta`` plus counts and each file's size and sha256,
+        hashed as it was written), rename into place."""
         for fh in (self._bin, self._mask, self._lens):
             if fh is not None:
                 fh.close()
@@ -154,17 +193,19 @@ class IndexedWriter:
             for s in range(0, n, _CHUNK):
                 yield np.array(lens[s:s + _CHUNK])
 
+        files = {"bin": self._bin.record()}
         try:
             _commit(self._tmp["bin"], self.files["bin"])
-            if self.with_mask:
+            if self._mask is not None:
                 _commit(self._tmp["mask"], self.files["mask"])
+                files["mask"] = self._mask.record()
             else:
                 self.files["mask"].unlink(missing_ok=True)
-            _write_index(self.files["idx"], self.dtype, n, chunks)
+            files["idx"] = _write_index(self.files["idx"], self.dtype, n, chunks)
         finally:
             self._cleanup()
         sidecar = {"format": SIDECAR_FORMAT, **(meta or {}), "dtype": self.dtype.name, "documents": n,
-                   "tokens": self.tokens, "mask": self.with_mask}
+                   "tokens": self.tokens, "mask": self.with_mask, "files": files}
         write_bytes_atomic(self.files["json"], json.dumps(sidecar, indent=2).encode())
         return sidecar
 
@@ -274,6 +315,101 @@ class IndexedDataset:
         for i in range(len(self)):
             yield self[i]
 
+    def find_token(self, limit: int) -> tuple[int, int, int] | None:
+        """The first token whose id is negative or >= ``limit``: (document, position in it, id), else None."""
+        for s in range(0, self.num_tokens, _CHUNK * 16):
+            chunk = np.asarray(self.tokens[s:s + _CHUNK * 16], dtype=np.int64)
+            bad = np.flatnonzero((chunk < 0) | (chunk >= limit))
+            if bad.size:
+                pos = s + int(bad[0])
+                doc = int(np.searchsorted(self.pointers // self.dtype.itemsize, pos, side="right")) - 1
+                return doc, pos - self.start(doc), int(chunk[bad[0]])
+        return None
+
+    def describe_token(self, limit: int, what: str, hint: str = "") -> str:
+        """'<bin>: document D (token T of it) has id X, outside <what> [0, limit)' for the first such token."""
+        doc, pos, tid = self.find_token(limit) or (-1, -1, -1)
+        return (f"{self.files['bin']}: document {doc} (token {pos} of it) has id {tid}, outside {what} [0, {limit})"
+                + (f" {hint}" if hint else ""))
+
+
+# ---------------------------------------------------------------- checking content against the sidecar
+
+
+def _scan_bin(path: Path, dtype: np.dtype) -> tuple[str, int, int]:
+    """(sha256, smallest id, largest id) of a .bin in one streaming pass; (sha, 0, -1) when empty."""
+    sha, lo, hi = hashlib.sha256(), None, None
+    buf = bytearray(_READ)
+    view = memoryview(buf)
+    le = dtype.newbyteorder("<")
+    with open(path, "rb", buffering=0) as fh:
+        while n := fh.readinto(buf):
+            sha.update(view[:n])
+            ids = np.frombuffer(buf, dtype=le, count=n // dtype.itemsize)
+            if ids.size:
+                a, b = int(ids.min()), int(ids.max())
+                lo, hi = a if lo is None else min(lo, a), b if hi is None else max(hi, b)
+    return sha.hexdigest(), (0 if lo is None else lo), (-1 if hi is None else hi)
+
+
+STALE = "re-run `corpus tokenize` to rewrite this shard set"
+
+
+def _size_errors(files: dict[str, Path], meta: dict[str, Any]) -> list[str]:
+    """The files against the sidecar's ``files`` record by size (a stat each); an error if there is no record."""
+    rec = meta.get("files")
+    if not isinstance(rec, dict) or not {"bin", "idx"} <= set(rec):
+        return [f"{files['json']}: no content hashes (sidecar format {meta.get('format', 'unknown')}, from before "
+                f"they were recorded): {STALE}"]
+    if bool(meta.get("mask")) != ("mask" in rec):
+        return [f"{files['json']}: sidecar mask={meta.get('mask')} but its files record "
+                f"{'lacks' if meta.get('mask') else 'has'} a .mask"]
+    errors = []
+    for ext, r in rec.items():
+        f = files[ext]
+        if not f.exists():
+            errors.append(f"{f}: missing (the sidecar records {r['bytes']} bytes)")
+        elif f.stat().st_size != r["bytes"]:
+            errors.append(f"{f}: {f.stat().st_size} bytes, the sidecar records {r['bytes']}: {STALE}")
+    return errors
+
+
+def _hash_errors(files: dict[str, Path], meta: dict[str, Any], bin_sha: str) -> list[str]:
+    """sha256 of each file (the .bin's given, from its scan) against the sidecar's record."""
+    errors = []
+    for ext, r in meta["files"].items():
+        digest = bin_sha if ext == "bin" else file_sha256(files[ext])
+        if digest != r["sha256"]:
+            errors.append(f"{files[ext]}: sha256 differs from the one recorded in {files['json'].name} when it was "
+                          f"written: the file is corrupt; {STALE}")
+    return errors
+
+
+def check_content(prefix: str | Path) -> tuple[int, int]:
+    """Check a shard set before reading it: every file's size (first, cheap) and sha256 against the
+    sidecar, and every token id within the sidecar's vocab_size. The .bin is read once, its hash and id
+    range in the same pass. Returns (smallest id, largest id); raises ShardError naming the file (and
+    the document, for an id out of range)."""
+    files = paths(prefix)
+    if not files["json"].exists():
+        raise ShardError(f"{files['json']}: missing, so the shard set cannot be checked: {STALE}")
+    meta = json.loads(files["json"].read_text())
+    errors = _size_errors(files, meta)
+    if errors:
+        raise ShardError("; ".join(errors))
+    try:
+        dtype = read_header(files["idx"])[0]
+    except ValueError as exc:
+        raise ShardError(str(exc)) from None
+    bin_sha, lo, hi = _scan_bin(files["bin"], dtype)
+    errors = _hash_errors(files, meta, bin_sha)
+    if errors:
+        raise ShardError("; ".join(errors))
+    vocab = meta.get("vocab_size")
+    if vocab is not None and (lo < 0 or hi >= vocab):
+        raise ShardError(IndexedDataset(prefix).describe_token(int(vocab), "the sidecar's vocab_size"))
+    return lo, hi
+
 
 # ---------------------------------------------------------------- tools
 
@@ -324,8 +460,9 @@ def verify(prefix: str | Path, tokenizer: Any = None) -> list[str]:
     """Check a shard set; returns the errors found (empty when it is sound).
 
     Header and index size, pointers consistent with lengths, .bin size, document indices, token ids
-    within the vocab, the sidecar's counts/dtype/tokenizer, the mask's size and values, and that every
-    document ends with the EOD id when the sidecar says it was appended."""
+    within the vocab, every file's size and sha256 against the sidecar's record (so a flipped bit that
+    keeps ids in range is caught), the sidecar's counts/dtype/tokenizer, the mask's size and values, and
+    that every document ends with the EOD id when the sidecar says it was appended."""
     files = paths(prefix)
     errors: list[str] = []
     for ext in ("bin", "idx"):
@@ -361,16 +498,14 @@ def verify(prefix: str | Path, tokenizer: Any = None) -> list[str]:
     meta = ds.meta
     tok = _as_tokenizer(tokenizer)
     vocab = tok.get_vocab_size() if tok is not None else meta.get("vocab_size")
-    if vocab is not None:
-        for s in range(0, total, _CHUNK * 16):
-            chunk = ds.tokens[s:s + _CHUNK * 16]
-            lo, hi = int(chunk.min()), int(chunk.max())
-            if lo < 0 or hi >= vocab:
-                errors.append(f"token ids out of range [0, {vocab}): saw [{lo}, {hi}] in tokens {s}..")
-                break
+    bin_sha, lo, hi = _scan_bin(files["bin"], dtype)  # one pass: the hash and the id range
+    if vocab is not None and total and (lo < 0 or hi >= vocab):
+        errors.append(f"token ids out of range [0, {vocab}): saw [{lo}, {hi}]; first: "
+                      + ds.describe_token(int(vocab), "the vocab"))
     if not files["json"].exists():
         errors.append(f"missing sidecar {files['json']}")
     else:
+        errors += _size_errors(files, meta) or _hash_errors(files, meta, bin_sha)
         for key, actual in (("documents", n), ("tokens", total), ("dtype", dtype.name)):
             if meta.get(key) != actual:
                 errors.append(f"sidecar {key}={meta.get(key)!r}, the shards have {actual!r}")
@@ -405,7 +540,8 @@ def verify(prefix: str | Path, tokenizer: Any = None) -> list[str]:
 def _merged_meta(metas: list[dict]) -> dict[str, Any]:
     """Keys whose value all parts agree on are kept; corpus hashes and splits are listed if they differ."""
     out: dict[str, Any] = {}
-    keys = {k for m in metas for k in m} - {"documents", "tokens", "dtype", "mask", "format", "merged_from", "parts"}
+    keys = {k for m in metas for k in m} - {"documents", "tokens", "dtype", "mask", "format", "merged_from", "parts",
+                                           "files"}
     for k in sorted(keys):
         vals = [m.get(k) for m in metas]
         if all(v == vals[0] for v in vals):
@@ -418,14 +554,17 @@ def _merged_meta(metas: list[dict]) -> dict[str, Any]:
 def merge(prefixes: Sequence[str | Path], out_prefix: str | Path, extra: dict | None = None) -> dict[str, Any]:
     """Concatenate shard sets, in order, into one (documents, tokens and masks exactly appended).
 
-    All parts must share dtype and tokenizer hash, and all or none must have a mask. Streams one part
-    at a time (no file is held open across parts, so thousands of parts are fine). Returns the merged
-    sidecar."""
+    All parts must share dtype and tokenizer hash, and all or none must have a mask. Each part is
+    checked against its sidecar first (``check_content``: sizes, sha256, id range), so a corrupt part
+    is named, never merged. Streams one part at a time (no file is held open across parts, so
+    thousands of parts are fine). Returns the merged sidecar, with the merged files' hashes."""
     if not prefixes:
         raise ValueError("merge needs at least one shard set")
+    for p in prefixes:
+        check_content(p)
     files = [paths(p) for p in prefixes]
     heads = [read_header(f["idx"]) for f in files]
-    metas = [json.loads(f["json"].read_text()) if f["json"].exists() else {} for f in files]
+    metas = [json.loads(f["json"].read_text()) for f in files]
     dtypes = {h[0] for h in heads}
     if len(dtypes) > 1:
         raise ValueError(f"cannot merge shard sets of different dtypes: {sorted(d.name for d in dtypes)}")
@@ -437,14 +576,15 @@ def merge(prefixes: Sequence[str | Path], out_prefix: str | Path, extra: dict | 
     with_mask, dtype = masks.pop(), dtypes.pop()
     out = paths(out_prefix)
     out["bin"].parent.mkdir(parents=True, exist_ok=True)
-    tokens = 0
+    record: dict[str, Any] = {}
     for kind in ["bin", "mask"] if with_mask else ["bin"]:
-        with atomic_path(out[kind]) as tmp, open(tmp, "wb") as fh:
+        with atomic_path(out[kind]) as tmp, _Hashed(tmp) as fh:
             for f in files:
                 with open(f[kind], "rb") as src:
-                    shutil.copyfileobj(src, fh, 16 << 20)
-            if kind == "bin":
-                tokens = fh.tell() // dtype.itemsize
+                    while block := src.read(_READ):
+                        fh.write(block)
+        record[kind] = fh.record()
+    tokens = record["bin"]["bytes"] // dtype.itemsize
     if not with_mask:
         out["mask"].unlink(missing_ok=True)
     n = sum(h[1] for h in heads)
@@ -454,10 +594,10 @@ def merge(prefixes: Sequence[str | Path], out_prefix: str | Path, extra: dict | 
             for s in range(0, h[1], _CHUNK):
                 yield np.fromfile(f["idx"], dtype="<i4", count=min(_CHUNK, h[1] - s), offset=HEADER.size + 4 * s)
 
-    _write_index(out["idx"], dtype, n, chunks)
+    record["idx"] = _write_index(out["idx"], dtype, n, chunks)
     sidecar = {"format": SIDECAR_FORMAT, **_merged_meta(metas), **(extra or {}),
                "dtype": dtype.name, "documents": n, "tokens": tokens, "mask": with_mask,
-               "parts": len(prefixes)}
+               "parts": len(prefixes), "files": record}
     if len(prefixes) <= 100:  # provenance, kept short
         sidecar["merged_from"] = [f"{Path(p).parent.name}/{Path(p).name}" for p in prefixes]
     write_bytes_atomic(out["json"], json.dumps(sidecar, indent=2).encode())

@@ -67,8 +67,12 @@ def funnel_rows(out: Path, run_id: str | None = None, cat: Catalog | None = None
     ]
     quarantine = cat.query(
         "SELECT source, kind, sum(docs) FROM quarantine WHERE run_id = ? GROUP BY ALL ORDER BY source, kind", [run_id])
+    # Catalogs written before blank lines were counted have no `blank` column (read-only here: no ALTER).
+    has_blank = cat.query("SELECT count(*) FROM information_schema.columns WHERE table_name = 'balance' "
+                          "AND column_name = 'blank'")[0][0]
     balance = cat.query(
-        "SELECT source, input, kept, rejected, quarantined, ok FROM balance WHERE run_id = ? ORDER BY source", [run_id])
+        f"SELECT source, input, kept, rejected, quarantined, ok, {'blank' if has_blank else '0'} FROM balance "
+        "WHERE run_id = ? ORDER BY source", [run_id])
     runs = cat.query("SELECT status, error FROM runs WHERE run_id = ?", [run_id])
     return run_id, funnel, quarantine, balance, runs
 
@@ -90,9 +94,11 @@ def print_status(out: Path, console: Console) -> None:
 
 
 def print_balance(balance: list[tuple], console: Console) -> None:
-    t = Table("source", "input", "kept", "rejected", "quarantined", "adds up", title="Nothing lost")
-    for src, inp, kept, rej, quar, ok in balance:
-        t.add_row(src, f"{inp:,}", f"{kept:,}", f"{rej:,}", f"{quar:,}", "[green]yes[/]" if ok else "[red]NO[/]")
+    t = Table("source", "input", "kept", "rejected", "quarantined", "blank lines", "adds up",
+              title="Nothing lost: input = kept + rejected + quarantined + blank lines")
+    for src, inp, kept, rej, quar, ok, blank in balance:
+        t.add_row(src, f"{inp:,}", f"{kept:,}", f"{rej:,}", f"{quar:,}", f"{blank:,}",
+                  "[green]yes[/]" if ok else "[red]NO[/]")
     console.print(t)
 
 

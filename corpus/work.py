@@ -9,6 +9,7 @@ means the unit is done and is skipped on resume.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -17,10 +18,12 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 
-from corpus.operators import FITTED, FilterOperator, MapOperator, Operator, Verdict, check_output
+from corpus.integrity import record
+from corpus.operators import FITTED, FilterOperator, MapOperator, Operator, Verdict, output_problem
+from corpus.quarantine import RawStore
 from corpus.readers import ReadTask, read_task
 from corpus.schema import REJECT_REASON, REJECT_STAGE, SOURCE, TEXT
-from corpus.writers import ShardWriter, write_bytes_atomic, write_parquet
+from corpus.writers import ShardWriter, link_or_copy, write_bytes_atomic, write_parquet
 
 
 class OperatorError(RuntimeError):
@@ -92,7 +95,8 @@ def _by_source(df: pl.DataFrame) -> dict[str, dict[str, int]]:
 
 
 def ingest(job: IngestJob) -> dict:
-    """Read one input file into `<source>-<index>-<part>.parquet` shards plus its quarantine file."""
+    """Read one input file into `<source>-<index>-<part>.parquet` shards plus its quarantine file (and
+    the side files of quarantined records over max_doc_bytes, in quarantine/raw/<source>-<index>/)."""
     task, key, stage_dir, shard_max_bytes, chunk_bytes = (job.task, job.key, job.stage_dir, job.shard_max_bytes,
                                                           job.chunk_bytes)
     start = time.perf_counter()
@@ -100,12 +104,14 @@ def ingest(job: IngestJob) -> dict:
     shards_dir, quar_dir = stage_dir / "shards", stage_dir / "quarantine"
     for old in list(shards_dir.glob(f"{prefix}-*.parquet")) + list(quar_dir.glob(f"{prefix}.parquet")):
         old.unlink()  # leftovers of an interrupted attempt; this attempt rewrites them identically
+    raw = RawStore(quar_dir, prefix)
+    shutil.rmtree(raw.folder, ignore_errors=True)
     docs = ShardWriter(shards_dir, prefix, shard_max_bytes)
     bad = ShardWriter(quar_dir, prefix, None)
-    seen = n_docs = n_bad = bytes_read = text_bytes = 0
+    seen = blank = n_docs = n_bad = bytes_read = text_bytes = 0
     kinds: dict[str, int] = defaultdict(int)
     try:
-        for chunk in read_task(task, chunk_bytes=chunk_bytes):
+        for chunk in read_task(task, chunk_bytes=chunk_bytes, sink=raw):
             if chunk.seen != chunk.docs.height + chunk.bad.height:
                 raise RuntimeError(
                     f"reader lost records in {task.path}: saw {chunk.seen}, "
@@ -114,6 +120,7 @@ def ingest(job: IngestJob) -> dict:
             docs.write(chunk.docs)
             bad.write(chunk.bad)
             seen += chunk.seen
+            blank += chunk.blank
             n_docs += chunk.docs.height
             n_bad += chunk.bad.height
             bytes_read += chunk.bytes_read
@@ -123,20 +130,26 @@ def ingest(job: IngestJob) -> dict:
     except BaseException:
         docs.abort()
         bad.abort()
+        shutil.rmtree(raw.folder, ignore_errors=True)
         raise
     shards = docs.close()
-    bad.close()
+    quarantine = bad.close()
     marker = {
         "key": key,
         "task": task.index,
         "source": task.spec.source,
         "file": task.rel_path,
         "shards": [s["name"].removesuffix(".parquet") for s in shards],
-        "seen": seen,
+        "seen": seen,  # records; input = seen + blank
+        "blank": blank,  # blank lines skipped
         "docs": n_docs,
         "quarantined": n_bad,
         "quarantine_kinds": dict(kinds),
         "quarantine_file": f"{prefix}.parquet" if n_bad else None,
+        "quarantine_raw": raw.names,  # side files, relative to quarantine/
+        # what this unit wrote, as written (paths relative to the stage folder): resume and publish check these
+        "files": {**{f"{d}/{s['name']}": s["record"] for d, out in (("shards", shards), ("quarantine", quarantine))
+                     for s in out}, **{f"quarantine/{n}": rec for n, rec in raw.records.items()}},
         "bytes_in": bytes_read,
         "bytes_out": text_bytes,
         "seconds": time.perf_counter() - start,
@@ -196,7 +209,7 @@ def apply_op(op: Operator, df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame
 
 
 def _check(op: Operator, before: pl.DataFrame, after: pl.DataFrame) -> None:
-    problem = check_output(op, before, after)
+    problem = output_problem(op, before, after)
     if problem:
         raise OperatorError(problem)
 
@@ -235,9 +248,14 @@ def run_segment(job: SegmentJob) -> list[dict]:
         kept, rejected = apply_op(_prepare(stage), df)
         rej_path = stage.dir / "rejected" / f"{shard}.parquet"
         rej_path.unlink(missing_ok=True)
+        files = {}
         if rejected is not None and rejected.height:
-            write_parquet(rejected, rej_path)
-        write_parquet(kept, out_path)
+            files[f"rejected/{shard}.parquet"] = write_parquet(rejected, rej_path)
+        if kept is df and rejected is None:
+            link_or_copy(prev_output, out_path)  # a pass-through stage (profile, tokenize): no rewrite
+            files[f"shards/{shard}.parquet"] = record(out_path, kept.height)  # the input, checked before it ran
+        else:
+            files[f"shards/{shard}.parquet"] = write_parquet(kept, out_path)
         reasons: dict[str, dict[str, int]] = defaultdict(dict)
         if rejected is not None and rejected.height:
             for src, why, n in rejected.group_by(SOURCE, REJECT_REASON).len().iter_rows():
@@ -250,6 +268,7 @@ def run_segment(job: SegmentJob) -> list[dict]:
             "out": _by_source(kept),
             "rejected": dict(reasons),
             "counters": _counters(stage.op, [kept, rejected]),
+            "files": files,
             "seconds": time.perf_counter() - start,
         }
         write_marker(marker_path, marker)

@@ -1,7 +1,9 @@
 """Writers: Parquet shards of bounded size and JSONL files, always written atomically.
 
 Atomic means a file appears under its final name only once complete (temp file in the same folder,
-fsync, rename), so a killed run never leaves a half shard that looks finished.
+fsync, rename), so a killed run never leaves a half shard that looks finished. Parquet writers return
+the file's integrity record (corpus/integrity.py), taken from the temp file before the rename, and write
+page checksums so any pyarrow reader can detect a damaged page.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zstandard
 
-PARQUET_OPTS = {"compression": "zstd", "compression_level": 3, "write_statistics": True}
+from corpus.integrity import record
+
+PARQUET_OPTS = {"compression": "zstd", "compression_level": 3, "write_statistics": True, "write_page_checksum": True}
 
 
 @contextmanager
@@ -28,12 +32,24 @@ def atomic_path(final: Path) -> Iterator[Path]:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".tmp-{os.getpid()}-{final.name}")
     try:
-        yield tmp
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
+        with _naming(final):
+            yield tmp
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """pyarrow's write errors carry no file name: give them the file being written (for `error:` lines)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None or exc.errno is None:
+            raise
+        raise OSError(exc.errno, os.strerror(exc.errno), str(path)) from exc
 
 
 def link_or_copy(src: Path, dst: Path) -> None:
@@ -50,11 +66,12 @@ def write_bytes_atomic(final: Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
-def write_parquet(df: pl.DataFrame, final: Path) -> int:
-    """Write one frame to one Parquet file atomically; returns the file size."""
+def write_parquet(df: pl.DataFrame, final: Path) -> dict:
+    """Write one frame to one Parquet file atomically; returns its integrity record."""
     with atomic_path(final) as tmp:
         pq.write_table(df.to_arrow(), tmp, **PARQUET_OPTS)
-    return final.stat().st_size
+        rec = record(tmp, df.height)
+    return rec
 
 
 class ShardWriter:
@@ -64,25 +81,33 @@ class ShardWriter:
 
     def __init__(self, folder: Path, prefix: str, max_bytes: int | None):
         self.folder, self.prefix, self.max_bytes = folder, prefix, max_bytes
-        self.shards: list[dict] = []  # {"name", "docs", "text_bytes"} of finished shards
+        self.shards: list[dict] = []  # {"name", "docs", "text_bytes", "record"} of finished shards
         self._writer: pq.ParquetWriter | None = None
         self._schema: pa.Schema | None = None
         self._ctx = None
+        self._tmp = folder
         self._docs = self._bytes = 0
 
     def _open(self) -> None:
         name = f"{self.prefix}.parquet" if self.max_bytes is None else f"{self.prefix}-{len(self.shards):05d}.parquet"
         self._ctx = atomic_path(self.folder / name)
-        tmp = self._ctx.__enter__()
-        self._writer = pq.ParquetWriter(tmp, self._schema, **PARQUET_OPTS)
+        self._tmp = self._ctx.__enter__()
+        try:
+            with _naming(self.folder / name):
+                self._writer = pq.ParquetWriter(self._tmp, self._schema, **PARQUET_OPTS)
+        except BaseException:
+            self._tmp.unlink(missing_ok=True)
+            raise
         self._name, self._docs, self._bytes = name, 0, 0
 
     def _close(self) -> None:
         if self._writer is None:
             return
-        self._writer.close()
+        with _naming(self.folder / self._name):
+            self._writer.close()
+        rec = record(self._tmp, self._docs)
         self._ctx.__exit__(None, None, None)  # type: ignore[union-attr]
-        self.shards.append({"name": self._name, "docs": self._docs, "text_bytes": self._bytes})
+        self.shards.append({"name": self._name, "docs": self._docs, "text_bytes": self._bytes, "record": rec})
         self._writer = None
 
     def write(self, df: pl.DataFrame) -> None:
@@ -112,7 +137,8 @@ class ShardWriter:
             table = table.cast(self._schema)
         if self._writer is None:
             self._open()
-        self._writer.write_table(table)  # type: ignore[union-attr]
+        with _naming(self.folder / self._name):
+            self._writer.write_table(table)  # type: ignore[union-attr]
         self._docs += df.height
         self._bytes += text_bytes
 
@@ -122,7 +148,10 @@ class ShardWriter:
 
     def abort(self) -> None:
         if self._writer is not None:
-            self._writer.close()
+            try:
+                self._writer.close()
+            except OSError:  # the disk that failed the write may fail this too: the first error is the one to tell
+                pass
             self._ctx.__exit__(RuntimeError, None, None)  # type: ignore[union-attr]
             self._writer = None
 

@@ -5,15 +5,22 @@ A checkpoint folder ``checkpoints/step-00000120/`` holds:
 * ``model.safetensors``: every parameter and buffer (LoRA adapters included), via safetensors;
 * ``optimizer.pt``, ``scheduler.pt``, ``trainer.pt``: state dicts of tensors and primitives only,
   read back with ``torch.load(weights_only=True)``: nothing is unpickled as code;
-* ``rng-rank<R>.pt``: each process's python, numpy, torch and CUDA generator states.
+* ``rng-rank<R>.pt``: each process's python, numpy, torch and CUDA generator states;
+* ``manifest.json``, written last: every file's size and sha256. Its presence means complete.
 
-It is written under a temporary name and renamed, then ``checkpoints/latest`` is updated: a run
-killed mid-save resumes from the previous checkpoint.
+It is written under a temporary name and renamed, then ``checkpoints/latest`` is updated (for people;
+resume does not trust it). Resume takes the newest checkpoint whose files match their manifest
+(``find_resumable``), says which and why it skipped newer ones, and deletes nothing: a run killed
+mid-save, a missing file or flipped bytes only cost the steps since the previous good checkpoint.
+Pruning (``keep``) counts only complete checkpoints. Exported HF folders (``final/``, ``best/``) carry
+the same manifest, checked when a model or tokenizer is loaded from them (``check_export``).
 """
 
 from __future__ import annotations
 
 import copy
+import json
+import logging
 import random
 import shutil
 from pathlib import Path
@@ -23,7 +30,85 @@ import numpy as np
 import torch
 from safetensors.torch import load_model, save_model
 
+from corpus.manifest import file_sha256
 from corpus.writers import write_bytes_atomic
+
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = "corpusforge.files/1"
+REQUIRED = ("model.safetensors", "optimizer.pt", "scheduler.pt", "trainer.pt")
+log = logging.getLogger("corpusforge.train")
+
+
+class CheckpointError(ValueError):
+    """No usable checkpoint to resume from, or an exported model folder that does not match its manifest."""
+
+
+# ---------------------------------------------------------------- file manifests
+
+
+def write_manifest(folder: Path, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """List every file under ``folder`` with its size and sha256 in ``folder/manifest.json``. Call it
+    last: the manifest's presence says the folder is complete."""
+    files = {p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size, "sha256": file_sha256(p)}
+             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}
+    manifest = {"format": MANIFEST_FORMAT, **(extra or {}), "files": files}
+    write_bytes_atomic(folder / MANIFEST, json.dumps(manifest, indent=2).encode())
+    return manifest
+
+
+def read_manifest(folder: Path) -> dict[str, Any] | None:
+    """The folder's manifest, or None when it has none of ours."""
+    try:
+        m = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    return m if isinstance(m, dict) and m.get("format") == MANIFEST_FORMAT and isinstance(m.get("files"), dict) \
+        else None
+
+
+def folder_errors(folder: Path, required: tuple[str, ...] = (), hashes: bool = True) -> list[str]:
+    """What is wrong with ``folder`` against its manifest (empty: intact): no manifest (an incomplete
+    folder), required files it does not list, missing or resized files (a stat each), then, with
+    ``hashes``, files whose sha256 differs."""
+    m = read_manifest(folder)
+    if m is None:
+        return [f"no {MANIFEST}: incomplete (a save that did not finish, or from before manifests)"]
+    files: dict[str, dict[str, Any]] = m["files"]
+    errors = [f"{name} is not in its {MANIFEST}" for name in required if name not in files]
+    for name, rec in files.items():
+        f = folder / name
+        if not f.is_file():
+            errors.append(f"{name} is missing")
+        elif f.stat().st_size != rec["bytes"]:
+            errors.append(f"{name} has {f.stat().st_size} bytes, its {MANIFEST} records {rec['bytes']}")
+    if errors or not hashes:
+        return errors
+    return [f"{name}: sha256 differs from its {MANIFEST} (corrupt)" for name, rec in files.items()
+            if file_sha256(folder / name) != rec["sha256"]]
+
+
+_checked: dict[Path, tuple | None] = {}  # folders found intact, by the state of their files: hash each once
+
+
+def check_export(folder: Path) -> None:
+    """Check an exported model folder (``final/``, ``best/``) against its manifest before loading it;
+    CheckpointError naming the damaged files. A folder without our manifest (a model from elsewhere)
+    is loaded unchecked."""
+    folder = Path(folder).resolve()
+    m = read_manifest(folder)
+    if m is None:
+        return
+    try:
+        state = tuple((n, (folder / n).stat().st_size, (folder / n).stat().st_mtime_ns) for n in sorted(m["files"]))
+    except OSError:
+        state = None
+    if state is not None and _checked.get(folder) == state:
+        return
+    errors = folder_errors(folder)
+    if errors:
+        raise CheckpointError(f"{folder} does not match its {MANIFEST}: {'; '.join(errors)}; export it again "
+                              "(or use another checkpoint)")
+    _checked[folder] = state
 
 
 def rng_state() -> dict[str, Any]:
@@ -54,12 +139,31 @@ def read_trainer_state(path: Path) -> dict[str, Any]:
     return _load(path / "trainer.pt")
 
 
-def latest(ckpt_root: Path) -> Path | None:
-    marker = ckpt_root / "latest"
-    if not marker.is_file():
-        return None
-    path = ckpt_root / marker.read_text().strip()
-    return path if (path / "trainer.pt").is_file() else None
+def find_resumable(ckpt_root: Path) -> tuple[Path | None, list[str]]:
+    """The newest checkpoint whose files all match its manifest, and why each newer one was skipped
+    ('step-00000006: trainer.pt is missing'). Nothing is deleted."""
+    skipped = []
+    for path in sorted((p for p in ckpt_root.glob("step-*") if p.is_dir()), reverse=True):
+        errors = folder_errors(path, REQUIRED)
+        if not errors:
+            return path, skipped
+        skipped.append(f"{path.name}: {'; '.join(errors[:3])}" + (f" (+{len(errors) - 3} more)" if len(errors) > 3
+                                                                   else ""))
+    return None, skipped
+
+
+def _step(path: Path) -> int:
+    return int(path.name.removeprefix("step-"))
+
+
+def prune(ckpt_root: Path, keep: int, step: int) -> None:
+    """Keep the newest ``keep`` complete checkpoints up to ``step``. Incomplete ones and any newer than
+    ``step`` (left by an earlier attempt, so skipped as invalid when this run resumed) are not counted:
+    a valid checkpoint is never deleted to make room for them."""
+    done = [p for p in sorted(ckpt_root.glob("step-*")) if p.is_dir() and _step(p) <= step
+            and not folder_errors(p, REQUIRED, hashes=False)]
+    for old in done[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def save_checkpoint(ckpt_root: Path, step: int, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -77,22 +181,22 @@ def save_checkpoint(ckpt_root: Path, step: int, *, model: torch.nn.Module, optim
         save_model(model, str(tmp / "model.safetensors"))
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-        torch.save({**trainer_state, "world": world}, tmp / "trainer.pt")  # last: its presence marks completeness
+        torch.save({**trainer_state, "world": world}, tmp / "trainer.pt")
     barrier()
     if rank == 0:
+        write_manifest(tmp, {"step": step, "world": world})  # last, once every rank's files are there
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
         write_bytes_atomic(ckpt_root / "latest", name.encode())
-        steps = sorted(p for p in ckpt_root.glob("step-*") if p.is_dir())
-        for old in steps[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
+        prune(ckpt_root, keep, step)
     barrier()
     return final
 
 
 def load_checkpoint(path: Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
                     rank: int) -> dict[str, Any]:
-    """Restore model, optimizer, scheduler and this rank's RNG; returns the trainer state."""
+    """Restore model, optimizer, scheduler and this rank's RNG; returns the trainer state. ``path`` must
+    have passed ``folder_errors`` (``find_resumable`` does that)."""
     missing, unexpected = load_model(model, str(path / "model.safetensors"), strict=False)
     if missing or unexpected:
         raise ValueError(f"checkpoint {path} does not match the model: missing {sorted(missing)[:5]}, "
@@ -114,7 +218,8 @@ def export_pretrained(model: torch.nn.Module, folder: Path, tokenizer: Any = Non
                       extra: dict[str, Any] | None = None) -> Path:
     """Save in HF format (config.json, model.safetensors, tokenizer files) so that
     ``AutoModelFor*.from_pretrained(folder)`` loads it. A LoRA model is saved merged (its adapter too,
-    under ``adapter/``). Written beside the target and swapped in, so a reader never sees half a model."""
+    under ``adapter/``). Written beside the target, with a manifest of its files last, and swapped in, so
+    a reader never sees half a model."""
     model = unwrap(model)
     tmp = folder.with_name(f".tmp-{folder.name}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -125,9 +230,8 @@ def export_pretrained(model: torch.nn.Module, folder: Path, tokenizer: Any = Non
     if tokenizer is not None:
         tokenizer.save_pretrained(str(tmp))
     if extra:
-        import json
-
         write_bytes_atomic(tmp / "corpusforge.json", json.dumps(extra, indent=2, default=str).encode())
+    write_manifest(tmp)
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
     return folder

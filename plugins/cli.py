@@ -73,7 +73,12 @@ def cmd_train(args: argparse.Namespace, console: Any) -> int:
             _, _, _, params = load_sweep(args.config)
             console.print(f"ok: {len(params)} trials")
             return 0
-        summary = run_sweep(args.config)
+        from corpus.lock import LockedError
+
+        try:
+            summary = run_sweep(args.config)
+        except LockedError as exc:
+            raise ConfigError([str(exc)]) from exc
         for t in summary["trials"]:
             loss = "failed" if t["best_val_loss"] is None else f"{t['best_val_loss']:.4f}"
             console.print(f"trial {t['trial']:3d}  val_loss {loss}  {t['params']}" + (f"  {t['error']}" if t["error"]
@@ -81,8 +86,11 @@ def cmd_train(args: argparse.Namespace, console: Any) -> int:
         if summary.get("best_config"):
             console.print(f"best: trial {summary['best']['trial']} -> {summary['best_config']}")
         return 0 if summary.get("best") else 1
+    from corpus.lock import LockedError
+    from corpus.plugins.checkpoint import CheckpointError
     from corpus.plugins.sft import ChatTemplateError, SFTDataError
     from corpus.plugins.trainer import EmptyTargetsError, ResumeMismatchError
+    from corpus.shards import ShardError
 
     try:
         sets = list(args.set) + (["train.resume=false"] if args.fresh else [])
@@ -93,7 +101,8 @@ def cmd_train(args: argparse.Namespace, console: Any) -> int:
         if args.quiet:
             cfg.train.progress = False
         result = plugins.run(args.plugin, cfg)
-    except (plugins.UnknownPlugin, SFTDataError, ChatTemplateError, EmptyTargetsError, ResumeMismatchError) as exc:
+    except (plugins.UnknownPlugin, SFTDataError, ChatTemplateError, EmptyTargetsError, ResumeMismatchError,
+            LockedError, CheckpointError, ShardError) as exc:
         raise ConfigError([str(exc)]) from exc  # the user's to fix: a message, not a traceback
     best = f", best val_loss {result.best_val_loss:.4f} (that model: {result.best_dir})" \
         if result.best_val_loss is not None else ""

@@ -13,6 +13,10 @@ overlap by one (Megatron's GPTDataset layout): sample j covers stream tokens ``[
   document step, which the model cannot predict when it cannot see across documents), is padding,
   or has loss mask 0 (SFT prompts).
 
+Before anything is read, every shard set is checked against its sidecar (``corpus.shards.check_content``:
+sizes, sha256 and the token id range, one streaming pass over each ``.bin``, logged because a multi-GB
+set takes seconds); ``check_vocab`` then refuses ids the model cannot embed, naming shard and document.
+
 ``ResumableSampler`` gives the seeded sample order, strided across DDP ranks (equal-length,
 disjoint), with an exact resume position that survives a change of world size.
 ``BlendedDataset`` mixes several datasets Megatron-style (``corpus.shards.blend_indices``).
@@ -20,6 +24,8 @@ disjoint), with an exact resume position that survives a change of world size.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,9 +34,21 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from corpus.shards import IndexedDataset, blend_indices, epoch_permuted
+from corpus.shards import IndexedDataset, ShardError, blend_indices, check_content, epoch_permuted, paths
 
 IGNORE_INDEX = -100
+log = logging.getLogger("corpusforge.train")
+
+
+def check_sets(prefixes: Sequence[str | Path]) -> list[tuple[int, int]]:
+    """``check_content`` of each shard set, timed and logged: (smallest id, largest id) per set."""
+    size = sum(f.stat().st_size for p in prefixes for k, f in paths(p).items() if k != "json" and f.exists())
+    log.info("checking %d token shard set(s), %.2f GB: sizes, sha256 and token ids against the sidecars "
+             "(one read of each file)", len(prefixes), size / 1e9)
+    t0 = time.perf_counter()
+    ranges = [check_content(p) for p in prefixes]
+    log.info("token shards intact (%.1f s)", time.perf_counter() - t0)
+    return ranges
 
 
 class PackedDataset(Dataset):
@@ -42,14 +60,16 @@ class PackedDataset(Dataset):
     drop_last: drop the final incomplete sample (else it is padded with ``pad_id``).
     pad_id: padding id (default: the sidecar's ``<|pad|>`` id, else its EOD id, else 0).
     use_loss_mask: honour the sets' ``.mask`` files when present.
+    check: check every set against its sidecar first (``check_sets``); ShardError names a bad file.
     """
 
     def __init__(self, prefixes: str | Path | Sequence[str | Path], seq_len: int, *, seed: int = 0,
                  shuffle_documents: bool = True, drop_last: bool = True, pad_id: int | None = None,
-                 use_loss_mask: bool = True):
+                 use_loss_mask: bool = True, check: bool = True):
         if seq_len < 1:
             raise ValueError("seq_len must be at least 1")
         plist = [prefixes] if isinstance(prefixes, str | Path) else list(prefixes)
+        self.token_ranges = check_sets(plist) if check else None
         self.sets = [IndexedDataset(p) for p in plist]
         self.seq_len = seq_len
         self.use_loss_mask = use_loss_mask and any(s.loss_mask is not None for s in self.sets)
@@ -71,6 +91,17 @@ class PackedDataset(Dataset):
 
     def __len__(self) -> int:
         return self._n
+
+    def check_vocab(self, limit: int, what: str = "the model's vocabulary", hint: str = "") -> None:
+        """Raise ShardError naming the shard and the document of the first id outside [0, limit)."""
+        for i, ds in enumerate(self.sets):
+            if self.token_ranges is not None:
+                lo, hi = self.token_ranges[i]
+                bad = lo < 0 or hi >= limit
+            else:
+                bad = ds.find_token(limit) is not None
+            if bad:
+                raise ShardError(ds.describe_token(limit, what, hint))
 
     def window(self, j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(tokens, local document index, position, loss mask) of the S+1 stream tokens of sample j."""

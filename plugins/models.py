@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 
+from corpus.plugins.checkpoint import check_export
+
 ARCHS = {"llama": "causal", "gpt2": "causal", "bert": "mlm", "t5": "span"}
 DEFAULT_ARCH = {"causal": "llama", "mlm": "bert", "span": "t5"}
 
@@ -91,6 +93,7 @@ def build_model(m: ModelConfig, objective: str, vocab: int, positions: int, ids:
             folder = base_dir / folder
         if not (folder / "config.json").is_file():
             raise FileNotFoundError(f"model.from_pretrained: no HF model folder (config.json) at {folder}")
+        check_export(folder)  # an export of ours (final/, best/) must match its manifest
         model = cls.from_pretrained(str(folder), attn_implementation=m.attn_implementation, dtype=torch.float32)
         if model.get_input_embeddings().num_embeddings < vocab:
             model.resize_token_embeddings(vocab)
@@ -136,6 +139,7 @@ def load_tokenizer(folder: str | Path) -> Any:
         return PreTrainedTokenizerFast(tokenizer_file=str(folder))
     if not folder.is_dir():
         raise FileNotFoundError(f"no tokenizer at {folder}")
+    check_export(folder)  # a model export of ours (SFT's tokenizer is often its base model's folder)
     try:
         return AutoTokenizer.from_pretrained(str(folder))
     except (OSError, ValueError):

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
+
 from corpus.plugins.data import IGNORE_INDEX, PackedDataset, ResumableSampler
 
 IGNORE = IGNORE_INDEX
@@ -55,6 +56,7 @@ class ShardRows:
                  document_mask: bool = True):
         if not prefixes:
             raise ValueError("no token shard sets given")
+        # PackedDataset checks each set against its sidecar (sizes, sha256, id range) before the first step.
         self.ds = PackedDataset(list(prefixes), seq_len, seed=seed, shuffle_documents=shuffle, use_loss_mask=False)
         self.seq_len, self.document_mask = seq_len, document_mask
         if len(self.ds) < 1:

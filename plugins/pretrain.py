@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+
 from corpus.plugins.base import PluginConfig, TrainPlugin, TrainResult
 from corpus.plugins.models import ModelConfig, SpecialIds, add_tokens, build_model, load_tokenizer
 from corpus.plugins.packing import IGNORE, BatchIterator, ShardRows, eval_batches, segment_positions
@@ -306,6 +307,13 @@ def build_task(cfg: PretrainConfig, rt: Runtime) -> Task:
     base_vocab = len(tokenizer) if tokenizer is not None else int(meta.get("vocab_size") or 0)
     if base_vocab <= 0:
         raise ValueError("vocabulary size unknown: give data.tokenizer or shards whose sidecar has vocab_size")
+    # The model's embedding has base_vocab rows (plus any mask/sentinel ids added below): a larger id
+    # would be an IndexError deep in the forward pass, or silently read as a mask or sentinel.
+    hint = (f"(the tokenizer {tok_path}): were the shards made with another tokenizer?" if tok_path is not None
+            else "(the shards' vocab_size)")
+    for rows in (stream, val):
+        if rows is not None:
+            rows.ds.check_vocab(base_vocab, "the model's vocabulary", hint)
     specials = meta.get("special_token_ids") or {}
     eos = int(meta.get("eod_id", specials.get("<|endoftext|>", 0)))
     pad = int(specials.get("<|pad|>", eos))

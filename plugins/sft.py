@@ -26,14 +26,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+
 from corpus.plugins.base import PluginConfig, TrainPlugin, TrainResult
-from corpus.plugins.data import BlendedDataset
+from corpus.plugins.data import BlendedDataset, check_sets
 from corpus.plugins.models import ModelConfig, SpecialIds, build_model, load_tokenizer
 from corpus.plugins.packing import BatchIterator, PackedExamples
 from corpus.plugins.pretrain import CausalTask, SampleConfig
 from corpus.plugins.trainer import Runtime, Trainer
-
-from corpus.shards import IndexedDataset
+from corpus.shards import IndexedDataset, ShardError
 
 ROLES = ("system", "user", "assistant")
 TRAIN_ON = ("assistant", "last", "all")
@@ -248,8 +248,13 @@ class Encoded:
     stats: dict[str, Any]
 
 
-def _shard_examples(prefix: Path) -> list[tuple[np.ndarray, np.ndarray]]:
+def _shard_examples(prefix: Path, vocab: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The documents of a token shard set with a loss mask, checked against their sidecar first and
+    against the tokenizer's ``vocab`` (the model embeds exactly those ids)."""
+    (lo, hi), = check_sets([prefix])
     ds = IndexedDataset(prefix)
+    if vocab is not None and (lo < 0 or hi >= vocab):
+        raise ShardError(ds.describe_token(vocab, "the tokenizer's vocabulary"))
     if ds.loss_mask is None:
         raise SFTDataError(f"{prefix}: token shards for SFT need a loss mask (.mask): "
                            "tokenize with loss_mask=assistant")
@@ -273,7 +278,7 @@ def encode_dataset(k: int, ds: SFTDataset, cfg: SFTConfig, enc: ChatEncoder) -> 
         return out
 
     if path.with_name(path.name + ".idx").is_file():  # pre-tokenized shards with a loss mask
-        examples = _shard_examples(path)
+        examples = _shard_examples(path, len(enc.tok))
         stats["records"] = len(examples)
         order = np.random.default_rng([seed, 6, k]).permutation(len(examples))
         n_val = int(len(examples) * d.validation_fraction)

@@ -34,9 +34,10 @@ from typing import Any
 
 import numpy as np
 import yaml
-from corpus.plugins.base import ConfigError, build_section, parse_config, read_yaml
 
 from corpus import plugins
+from corpus.lock import RunLock
+from corpus.plugins.base import ConfigError, build_section, parse_config, read_yaml
 
 DISTRIBUTIONS = ("uniform", "log_uniform", "int_uniform")
 
@@ -157,7 +158,7 @@ def _run_inline(cfg: SweepConfig, base: Path, base_data: dict, params: dict, out
     cls = plugins.get(cfg.plugin)
     conf = parse_config(cls.config_class, base_data, source=str(base), base_dir=base.parent, plugin=cfg.plugin,
                         output=out, overrides=list(params.items()))
-    return cls().run(conf, out).to_json()
+    return plugins.run(cfg.plugin, conf).to_json()  # locks the trial folder, as a process trial does
 
 
 def _command(cfg: SweepConfig, base: Path, params: dict, out: Path) -> list[str]:
@@ -191,7 +192,12 @@ def run_sweep(path: str | Path) -> dict[str, Any]:
     """Run a sweep; returns {"trials": [...ranked...], "best": {...}, "best_config": path}."""
     cfg, base, base_data, params = load_sweep(path)
     out = Path(cfg.output)
-    out.mkdir(parents=True, exist_ok=True)
+    with RunLock(out):  # one sweep per folder; each trial locks its own folder too
+        return _run_sweep(cfg, base, base_data, params, out, Path(path))
+
+
+def _run_sweep(cfg: SweepConfig, base: Path, base_data: dict, params: list[dict[str, Any]], out: Path,
+               path: Path) -> dict[str, Any]:
     jobs = [(i, p, out / f"trial-{i:03d}") for i, p in enumerate(params)]
     trials = []
     if cfg.parallel > 1:

@@ -31,10 +31,11 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+
 from corpus.plugins import checkpoint as ckpt
 from corpus.plugins.base import TrainConfig, TrainResult
 from corpus.plugins.packing import IGNORE, BatchIterator, count_targets
-from corpus.plugins.trainlog import MetricsLog, Progress, peak_tflops, write_report
+from corpus.plugins.trainlog import MetricsLog, Progress, log, peak_tflops, write_report
 
 
 class EmptyTargetsError(RuntimeError):
@@ -108,6 +109,14 @@ class Runtime:
     def barrier(self) -> None:
         if self.world > 1:
             dist.barrier()
+
+    def broadcast(self, obj: Any) -> Any:
+        """Rank 0's ``obj`` on every process (plain data: strings, lists)."""
+        if self.world == 1:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
 
     def close(self) -> None:
         if self.owns_group and dist.is_initialized():
@@ -260,6 +269,7 @@ class Trainer:
         self.best: float | None = None
         self.best_step: int | None = None
         self.bad_evals = 0
+        self.skipped: list[str] = []  # newer checkpoints passed over at resume, and why
 
     # ---- state
 
@@ -269,7 +279,16 @@ class Trainer:
                 "config": flatten(self.run_config)}
 
     def _resume(self) -> int | None:
-        path = ckpt.latest(self.ckpt_root) if self.cfg.resume else None
+        found, skipped = None, []
+        if self.cfg.resume and self.rt.is_main:  # rank 0 checks the files, every rank loads the same one
+            path, skipped = ckpt.find_resumable(self.ckpt_root)
+            found = None if path is None else path.name
+        found, self.skipped = self.rt.broadcast([found, skipped])
+        if found is None and self.skipped:  # never start over silently on top of a run's checkpoints
+            raise ckpt.CheckpointError(
+                f"no usable checkpoint in {self.ckpt_root}: {' | '.join(self.skipped)}. Nothing was deleted: "
+                "restore one, or start over with --fresh (train.resume: false), which deletes them")
+        path = None if found is None else self.ckpt_root / found
         if path is None:
             if self.rt.is_main:  # a fresh run: nothing of an earlier one may leak into it
                 shutil.rmtree(self.ckpt_root, ignore_errors=True)
@@ -335,8 +354,11 @@ class Trainer:
         if main:
             (self.out_dir / "config.json").write_text(json.dumps(self.run_config, indent=2, default=str))
         bar = Progress(self.total, self.step, enabled=main, bar=cfg.progress)
+        for why in self.skipped if main else []:
+            log.warning("skipped checkpoint %s; kept for inspection", why)
         if resumed is not None:
-            bar.message(f"resumed from step {resumed} ({self.ckpt_root / f'step-{resumed:08d}'})")
+            bar.message(f"resumed from step {resumed} ({self.ckpt_root / f'step-{resumed:08d}'}: the newest "
+                        "checkpoint whose files match its manifest)")
         peak = peak_tflops(rt.device, cfg.peak_tflops) * 1e12 * rt.world
         flops_tok = task.flops_per_token()
         self.raw_model.train()

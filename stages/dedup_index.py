@@ -7,7 +7,10 @@
   a document's global number is its rank in that order, so "smallest number" = "first in corpus".
 * Connected components (vectorised union-find), reduced per partition then merged.
 * Per-shard results: fit writes ``results/<shard>.parquet`` (only documents that are duplicates or
-  in clusters); apply finds its shard by the first id and joins on id.
+  in clusters), keyed by ``row_id``; apply reads the files whose row_id range holds its rows and joins
+  on row_id. Nothing is keyed by the user's id, which may repeat.
+* Identity: a fit's first pass saves each segment's user ids and row_ids; they are sealed into three
+  files indexed by global number, so a results task finds the kept rows it names by memory-mapping.
 
 Everything is .npy (``allow_pickle=False``), Parquet or JSON: nothing is unpickled from disk.
 """
@@ -16,15 +19,20 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 
+from corpus.schema import ID, ROW_ID
+from corpus.stages.dedup_text import ranges, utf8_buffers
 from corpus.writers import atomic_path, write_bytes_atomic, write_parquet
 
 
@@ -124,10 +132,17 @@ class Segment:
     def ids_path(self) -> Path:
         return self.path if self.kind == "shard" else suffixed(self.path, ".ids.parquet")
 
+    def file_for(self, column: str) -> Path | None:
+        """The file holding a column of this segment's documents (an index part keeps ids only)."""
+        if self.kind == "shard":
+            return self.path
+        return self.ids_path if column == ID else None
+
 
 @dataclass
 class Layout:
     segments: list[Segment]
+    identity: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False)  # see identity()
 
     def __post_init__(self) -> None:
         start = 0
@@ -152,6 +167,28 @@ class Layout:
         seg = np.searchsorted(self.starts, g, side="right") - 1
         return seg, g - self.starts[seg]
 
+    def save(self, path: Path) -> tuple[Path, str]:
+        """Write the layout for the pool's workers; returns (path, token) to pass in their jobs (a
+        worker reads each layout once, however many jobs name it)."""
+        token = uuid.uuid4().hex
+        write_json(path, {"token": token, "segments": [
+            {"kind": s.kind, "path": str(s.path), "rows": s.rows, "shard": s.shard} for s in self.segments]})
+        return path, token
+
+
+_LAYOUTS: dict[str, Layout] = {}
+
+
+def load_layout(path: Path, token: str) -> Layout:
+    if token not in _LAYOUTS:
+        data = json.loads(Path(path).read_bytes())
+        if data["token"] != token:
+            raise RuntimeError(f"{path} was rewritten while a fit was using it")
+        _LAYOUTS.clear()  # one fit at a time
+        _LAYOUTS[token] = Layout([Segment(s["kind"], Path(s["path"]), s["rows"], shard=s["shard"])
+                                  for s in data["segments"]])
+    return _LAYOUTS[token]
+
 
 def read_column(pf: pq.ParquetFile, column: str, row_group: int | None = None) -> pl.Series:
     """One column as a polars Series (pyarrow's own take() imports pandas: over a second per worker)."""
@@ -161,27 +198,37 @@ def read_column(pf: pq.ParquetFile, column: str, row_group: int | None = None) -
     return s
 
 
-def take_column(args: tuple[Path, str, np.ndarray]) -> list:
-    """Values of one column at the given rows of one Parquet file (a pool task). Reads only the row
-    groups holding those rows: a few snippets must not cost a whole text column."""
-    path, column, rows = args
+def take_columns(path: Path, columns: Sequence[str], rows: np.ndarray) -> pl.DataFrame:
+    """Values of some columns at the given rows of one Parquet file, in the order of ``rows``. Reads
+    only the row groups holding those rows: a few snippets must not cost a whole text column."""
     rows = np.asarray(rows, dtype=np.int64)
     pf = pq.ParquetFile(path)
     sizes = [pf.metadata.row_group(i).num_rows for i in range(pf.num_row_groups)]
     bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     group = np.searchsorted(bounds, rows, side="right") - 1
-    out: list = [None] * len(rows)
+    parts, where = [], []
     for g in np.unique(group):
         sel = np.flatnonzero(group == g)
-        col = read_column(pf, column, int(g))
-        for i, v in zip(sel.tolist(), col.gather(rows[sel] - bounds[g]).to_list(), strict=True):
-            out[i] = v
-    return out
+        df = pl.from_arrow(pf.read_row_group(int(g), columns=list(columns)))
+        assert isinstance(df, pl.DataFrame)
+        parts.append(df.select(pl.all().gather(rows[sel] - bounds[g])))
+        where.append(sel)
+    if not parts:
+        return pl.from_arrow(pf.schema_arrow.empty_table().select(list(columns)))  # type: ignore[return-value]
+    out = pl.concat(parts)
+    return out.select(pl.all().gather(np.argsort(np.concatenate(where), kind="stable")))
 
 
-def take_by_global(layout: Layout, g: np.ndarray, column: str,
-                   pool_map: Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]) -> dict[int, Any]:
-    """{global number: value of column} for documents g (one task per segment involved)."""
+def take_rows(args: tuple[Path, list[str], np.ndarray]) -> list[dict]:
+    """take_columns as a list of row dicts (a pool task)."""
+    path, columns, rows = args
+    return take_columns(path, columns, rows).to_dicts()
+
+
+def take_by_global(layout: Layout, g: np.ndarray, columns: Sequence[str],
+                   pool_map: Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]) -> dict[int, dict]:
+    """{global number: {column: value}} for documents g (one task per segment involved); a column a
+    segment lacks (an index part keeps ids only) is left out of its documents' dicts."""
     g = np.unique(g)
     if len(g) == 0:
         return {}
@@ -190,13 +237,12 @@ def take_by_global(layout: Layout, g: np.ndarray, column: str,
     for s in np.unique(seg):
         sel = seg == s
         segment = layout.segments[int(s)]
-        path = segment.ids_path if column == "id" else segment.path
-        if column != "id" and segment.kind != "shard":
-            continue  # index parts keep ids only
-        jobs.append((path, column, row[sel]))
-        keys.append(g[sel])
-    out: dict[int, Any] = {}
-    for k, vals in zip(keys, pool_map(take_column, jobs), strict=True):
+        have = [c for c in columns if segment.file_for(c) is not None]
+        if have:
+            jobs.append((segment.file_for(have[0]), have, row[sel]))
+            keys.append(g[sel])
+    out: dict[int, dict] = {}
+    for k, vals in zip(keys, pool_map(take_rows, jobs), strict=True):
         out.update(zip(k.tolist(), vals, strict=True))
     return out
 
@@ -243,80 +289,173 @@ def reduce_edges(u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------- per-shard results
 
+# A fit's results are keyed by row_id, the row's identity unique by construction, never by the user's id
+# (which may repeat across files, shards and sources): ``results/<shard>.parquet`` holds one row per
+# (document, result) with row_id, and ``results.json`` the row_id range of each file, so apply reads
+# the files whose range holds its rows and joins on row_id, whatever frame it is given.
 
 RESULTS = "results"
-SHARDS_JSON = "shards.json"
-
-
-def write_shards_json(workdir: Path, first_ids: list[str | None], rows: list[int]) -> None:
-    write_json(workdir / SHARDS_JSON, [{"first_id": f, "rows": n} for f, n in zip(first_ids, rows, strict=True)])
-
-
-def first_id(path: Path) -> str | None:
-    pf = pq.ParquetFile(path)
-    if pf.metadata.num_rows == 0:
-        return None
-    for rg in range(pf.num_row_groups):
-        col = pf.read_row_group(rg, columns=["id"]).column("id")
-        if len(col):
-            return col[0].as_py()
-    return None
+RESULTS_JSON = "results.json"
+LAYOUT_JSON = "layout.json"
+IDENTITY = "identity"
+# Columns a result gets when it names another document (the kept copy, the cluster's first document).
+KEPT_COLUMNS: dict[str, pl.DataType] = {
+    "kept_id": pl.String(),  # its user id (for people; may repeat)
+    "kept_row": pl.Int64(),  # its row_id; null when it is a document of a saved index
+    "kept_index": pl.Int64(),  # its position in the saved index; null when it is in this corpus
+}
 
 
 def results_path(workdir: Path, shard: int) -> Path:
     return workdir / RESULTS / f"{shard:05d}.parquet"
 
 
-def write_shard_results(args: tuple[Path, Path, int, np.ndarray, dict[str, list]]) -> int:
-    """A pool task: results/<shard>.parquet with the shard's ids at ``rows`` and the given columns."""
-    workdir, shard_path, shard, rows, columns = args
-    if len(rows) == 0:
-        return 0
-    ids = read_column(pq.ParquetFile(shard_path), "id").gather(rows).cast(pl.String)
-    frame = pl.DataFrame({"row": np.asarray(rows, dtype=np.int64), "id": ids, **columns})
-    # an all-null column would be typed Null; ids are strings
-    frame = frame.with_columns([pl.col(c).cast(pl.String) for c, t in frame.schema.items() if t == pl.Null])
-    write_parquet(frame, results_path(workdir, shard))
-    return frame.height
+def save_identity(workdir: Path, seg: int, ids: Sequence[pl.Series], row_ids: Sequence[np.ndarray] | None) -> None:
+    """A segment's user ids (UTF-8 bytes + offsets) and row_ids (-1: an index document) as .npy, written
+    by a fit's first pass, which reads the segment anyway: any task can then look up a few documents of
+    any segment by memory-mapping, instead of decoding Parquet row groups of every shard it points to."""
+    whole = pl.concat(ids).cast(pl.String).fill_null("") if ids else pl.Series([], dtype=pl.String)
+    offsets, data = utf8_buffers(whole)
+    stem = workdir / IDENTITY / f"{seg:05d}"
+    save_npy(suffixed(stem, ".off.npy"), offsets)
+    save_npy(suffixed(stem, ".ids.npy"), data)
+    rows = np.concatenate(row_ids) if row_ids else np.full(len(whole), -1, np.int64)
+    save_npy(suffixed(stem, ".row.npy"), rows.astype(np.int64))
+
+
+def seal_identity(workdir: Path, layout: Layout) -> None:
+    """Concatenate the segments' identity files into three indexed by global number (offsets, UTF-8
+    bytes, row_ids), one segment in memory at a time: a task then maps three files, however many
+    segments its documents point to."""
+    folder = workdir / IDENTITY
+    folder.mkdir(parents=True, exist_ok=True)  # no segments, no files yet
+    offsets = np.lib.format.open_memmap(folder / "all.off.npy", mode="w+", dtype=np.int64, shape=(layout.total + 1,))
+    rows = np.lib.format.open_memmap(folder / "all.row.npy", mode="w+", dtype=np.int64, shape=(layout.total,))
+    base = 0
+    with open(folder / "all.ids", "wb") as blob:
+        for k, seg in enumerate(layout.segments):
+            stem = folder / f"{k:05d}"
+            offsets[seg.start : seg.start + seg.rows + 1] = load_npy(suffixed(stem, ".off.npy")) + base
+            rows[seg.start : seg.start + seg.rows] = load_npy(suffixed(stem, ".row.npy"))
+            data = load_npy(suffixed(stem, ".ids.npy"))
+            blob.write(data.tobytes())
+            base += len(data)
+            for suffix in (".off.npy", ".row.npy", ".ids.npy"):
+                suffixed(stem, suffix).unlink()
+    offsets.flush()
+    rows.flush()
+    del offsets, rows
+
+
+def identity(workdir: Path, layout: Layout, g: np.ndarray) -> tuple[pl.Series, np.ndarray]:
+    """(user ids, row_ids) of documents g (global numbers), from the sealed identity files (mapped once
+    per layout, i.e. once per fit in each process)."""
+    if layout.identity is None:
+        folder = workdir / IDENTITY
+        size = (folder / "all.ids").stat().st_size
+        blob = np.memmap(folder / "all.ids", dtype=np.uint8, mode="r") if size else np.zeros(0, np.uint8)
+        layout.identity = (load_npy(folder / "all.off.npy", mmap=True), blob,
+                           load_npy(folder / "all.row.npy", mmap=True))
+    offsets, blob, rows = layout.identity
+    a = np.asarray(offsets[g])
+    n = np.asarray(offsets[g + 1]) - a
+    new_off = np.zeros(len(g) + 1, np.int64)
+    np.cumsum(n, out=new_off[1:])
+    data = np.asarray(blob[ranges(a, n)])
+    arr = pa.LargeStringArray.from_buffers(len(g), pa.py_buffer(new_off), pa.py_buffer(data))
+    return pl.Series(arr, dtype=pl.String), np.asarray(rows[g])
+
+
+@dataclass(frozen=True)
+class ResultsJob:
+    """One shard's results, from its slice of records partitioned by segment (global document number
+    first; then, when ``kept``, the global number of the document it points to; then ``names``)."""
+
+    workdir: Path
+    layout: tuple[Path, str]  # Layout.save()
+    seg: int  # the shard's segment number (its partition in the record files)
+    stems: tuple[Path, ...]
+    width: int
+    names: tuple[str, ...] = ()
+    kept: bool = True
+    same_id: bool = False  # keep only rows whose user id equals the kept document's (exact check of digests)
+
+
+def write_results(job: ResultsJob) -> dict | None:
+    """A pool task: ``results/<shard>.parquet``; returns its entry of results.json (None: no results)."""
+    layout = load_layout(*job.layout)
+    recs = read_partition(job.stems, job.seg, job.width, np.int64)
+    if len(recs) == 0:
+        return None
+    recs = recs[np.lexsort(recs.T[::-1])]
+    own_ids, own_rows = identity(job.workdir, layout, recs[:, 0])
+    data: dict[str, Any] = {ROW_ID: own_rows}
+    first = 1
+    if job.kept:
+        kept_ids, kept_rows = identity(job.workdir, layout, recs[:, 1])
+        in_index = recs[:, 1] < layout.index_docs
+        data["kept_id"] = kept_ids
+        data["kept_row"] = pl.Series(kept_rows, dtype=pl.Int64).scatter(np.flatnonzero(in_index), None)
+        data["kept_index"] = pl.Series(recs[:, 1], dtype=pl.Int64).scatter(np.flatnonzero(~in_index), None)
+        first = 2
+    data.update({name: recs[:, first + i] for i, name in enumerate(job.names)})
+    frame = pl.DataFrame(data)
+    if job.same_id:
+        frame = frame.filter(own_ids == frame["kept_id"])
+        if frame.height == 0:
+            return None
+    path = results_path(job.workdir, layout.segments[job.seg].shard)
+    write_parquet(frame, path)
+    return {"file": path.name, "rows": frame.height, "lo": int(frame[ROW_ID].min()),  # type: ignore[arg-type]
+            "hi": int(frame[ROW_ID].max())}  # type: ignore[arg-type]
+
+
+def write_all_results(ctx_pool_map: Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]], workdir: Path,
+                      layout: Layout, stems: Sequence[Path], width: int, names: tuple[str, ...] = (),
+                      kept: bool = True, same_id: bool = False) -> list[dict]:
+    """Write every shard's results (one pool task per shard) and results.json; returns its entries. Needs
+    every segment's identity files (save_identity); removes them when done."""
+    seal_identity(workdir, layout)
+    saved = layout.save(workdir / LAYOUT_JSON)
+    jobs = [ResultsJob(workdir, saved, k, tuple(stems), width, names, kept, same_id)
+            for k, s in enumerate(layout.segments) if s.kind == "shard"]
+    entries = [e for e in ctx_pool_map(write_results, jobs) if e is not None]
+    write_json(workdir / RESULTS_JSON, entries)
+    _LAYOUTS.clear()  # this process's maps of the identity files
+    shutil.rmtree(workdir / IDENTITY, ignore_errors=True)
+    return entries
 
 
 class ResultLookup:
-    """apply()'s side: the results rows of the shard a frame came from.
-
-    A global operator's apply sees exactly the shards its fit saw (it heads its segment), so the first
-    id names the shard and results align by row position (ids need not even be unique). Any other
-    frame falls back to matching every results file by id."""
+    """apply()'s side: the results of the rows of a frame, found by row_id (the files whose row_id range
+    holds some of the frame's rows are read, then joined on row_id): any frame gets exactly its rows'
+    results, whichever shard, order or mix it comes in."""
 
     def __init__(self, workdir: Path, schema: dict[str, pl.DataType]):
         self.workdir = Path(workdir)
-        self.schema = {"row": pl.Int64(), "id": pl.String(), **schema}
-        shards = json.loads((self.workdir / SHARDS_JSON).read_text())
-        self.rows = [s["rows"] for s in shards]
-        self.by_first = {s["first_id"]: i for i, s in enumerate(shards) if s["first_id"] is not None}
+        self.schema = {ROW_ID: pl.Int64(), **schema}
+        entries = json.loads((self.workdir / RESULTS_JSON).read_text())
+        self.files = [self.workdir / RESULTS / e["file"] for e in entries]
+        self.lo = np.array([e["lo"] for e in entries], dtype=np.int64)
+        self.hi = np.array([e["hi"] for e in entries], dtype=np.int64)
 
-    def rows_for(self, df: pl.DataFrame) -> tuple[pl.DataFrame, bool]:
-        """(results rows, whether their ``row`` column indexes df)."""
-        empty = pl.DataFrame(schema=self.schema)
-        if df.height == 0:
-            return empty, True
-        shard = self.by_first.get(df["id"][0])
-        if shard is not None and self.rows[shard] == df.height:
-            path = results_path(self.workdir, shard)
-            res = pl.read_parquet(path) if path.exists() else empty
-            return res.select([pl.col(c).cast(t) for c, t in self.schema.items()]), True
-        files = sorted((self.workdir / RESULTS).glob("*.parquet"))
-        if not files:
-            return empty, False
-        res = pl.scan_parquet(files).filter(pl.col("id").is_in(df["id"].cast(pl.String).implode())).collect()
-        return res.select([pl.col(c).cast(t) for c, t in self.schema.items()]), False
+    def rows_for(self, df: pl.DataFrame) -> pl.DataFrame:
+        """The results rows of df's rows (any order)."""
+        if ROW_ID not in df.columns:
+            raise ValueError(f"this frame has no {ROW_ID} column (a corpus read before row ids existed): "
+                             "rerun from the inputs")
+        ids = np.sort(df[ROW_ID].to_numpy())
+        hit = np.searchsorted(ids, self.hi, side="right") > np.searchsorted(ids, self.lo, side="left")
+        frames = [pl.read_parquet(f) for f, h in zip(self.files, hit, strict=True) if h]
+        if not frames:
+            return pl.DataFrame(schema=self.schema)
+        res = pl.concat(frames, how="diagonal_relaxed").filter(pl.col(ROW_ID).is_in(df[ROW_ID].implode()))
+        return res.select([pl.col(c).cast(t) for c, t in self.schema.items()])
 
     def join(self, df: pl.DataFrame) -> pl.DataFrame:
-        """The results columns aligned with df's rows (nulls where the document has no result)."""
-        res, by_row = self.rows_for(df)
-        if by_row:
-            base = pl.DataFrame({"row": np.arange(df.height, dtype=np.int64)})
-            return base.join(res.drop("id"), on="row", how="left", maintain_order="left")
-        base = df.select(pl.col("id").cast(pl.String))
-        return base.join(res.drop("row"), on="id", how="left", maintain_order="left")
-
-
+        """The results columns aligned with df's rows (nulls where a row has no result)."""
+        res = self.rows_for(df)
+        out = df.select(pl.col(ROW_ID)).join(res, on=ROW_ID, how="left", maintain_order="left")
+        if out.height != df.height:
+            raise RuntimeError(f"{self.workdir}: a row_id has more than one result (row ids must be unique)")
+        return out

@@ -19,7 +19,8 @@ document nobody copied is not its business. Its wiring check fails if ``line_ded
 Fit, in three pool passes: (1) per shard, split into spans, normalise, digest (blake2b-128), write
 (digest, document, position) records partitioned by digest prefix; (2) per partition, sort, and for
 each digest seen in >= min_docs documents list the occurrences to remove; (3) per shard, gather its
-removals into ``results/<shard>.parquet`` (id, pos). Apply splits the same way and drops those spans.
+removals into ``results/<shard>.parquet`` (row_id, pos). Apply splits the same way and drops those
+spans, matched by row_id (never by the user's id, which may repeat).
 """
 
 from __future__ import annotations
@@ -31,20 +32,21 @@ from typing import Literal
 
 import numpy as np
 import polars as pl
+
+from corpus.operators import FilterOperator, GlobalMapOperator, StageContext, Verdict
+from corpus.schema import ID, ROW_ID
 from corpus.stages.dedup_index import (
     Layout,
     ResultLookup,
     n_partitions,
     read_partition,
+    save_identity,
     shard_frames,
+    write_all_results,
     write_json,
     write_partitioned,
-    write_shard_results,
-    write_shards_json,
 )
 from corpus.stages.dedup_text import Normalisation, digests128
-
-from corpus.operators import FilterOperator, GlobalMapOperator, StageContext, Verdict
 
 SEPARATORS = {"line": "\n", "paragraph": "\n\n"}
 
@@ -59,20 +61,21 @@ def split_spans(text: pl.Series, unit: str) -> pl.DataFrame:
 
 def _digest_shard(args: tuple[int, Path, int, str, Normalisation, int, Path, int]) -> dict:
     shard, path, start, unit, norm, min_chars, workdir, n_parts = args
-    recs, first, g = [], None, start
-    for df in shard_frames(path):
-        if first is None:
-            first = df["id"][0]
+    recs, ids, rows, g = [], [], [], start
+    for df in shard_frames(path, ("text", ID, ROW_ID)):
+        ids.append(df[ID])
+        rows.append(df[ROW_ID].to_numpy())
         spans = split_spans(df["text"], unit).with_columns(norm=norm.expr(pl.col("span")))
         spans = spans.filter(pl.col("norm").str.len_chars() >= min_chars)
         d = digests128(spans["norm"])
         doc = spans["row"].to_numpy().astype(np.uint64) + np.uint64(g)
         recs.append(np.column_stack([d, doc, spans["pos"].to_numpy().astype(np.uint64)]))
         g += df.height
+    save_identity(workdir, shard, ids, rows)
     rec = np.concatenate(recs) if recs else np.zeros((0, 4), np.uint64)
     part = ((rec[:, 0] >> np.uint64(40)) % np.uint64(n_parts)).astype(np.int64)
     write_partitioned(workdir / "spans" / f"{shard:05d}", rec, part, n_parts)
-    return {"first_id": first, "rows": g - start, "spans": len(rec)}
+    return {"rows": g - start, "spans": len(rec)}
 
 
 def _find_repeats(args: tuple[list[Path], int, Path, int, bool, np.ndarray]) -> dict:
@@ -99,25 +102,16 @@ def _find_repeats(args: tuple[list[Path], int, Path, int, bool, np.ndarray]) -> 
     return {"removed": len(out), "repeated_spans": repeated_spans}
 
 
-def _gather_shard(args: tuple[list[Path], int, Path, int, Path]) -> int:
-    stems, shard, path, start, workdir = args
-    drops = read_partition(stems, shard, 2, np.int64)
-    if len(drops) == 0:
-        return 0
-    drops = drops[np.lexsort((drops[:, 1], drops[:, 0]))]
-    return write_shard_results((workdir, path, shard, drops[:, 0] - start, {"pos": drops[:, 1].astype(np.int32)}))
-
-
 @dataclass
 class LineDedup(GlobalMapOperator):
     """Remove lines (or paragraphs) repeated across documents; pair with ``line_dedup_filter``."""
 
     name = "line_dedup"
-    needs = {"id": pl.String, "text": pl.String}
+    needs = {"id": pl.String, "text": pl.String, "row_id": pl.Int64}
     adds = {"dup_spans_removed": pl.Int64, "dup_chars_removed": pl.Int64}
     modifies = ("text",)
     counters = ("dup_spans_removed", "dup_chars_removed")
-    version = "1"
+    version = "2"  # 2: results keyed by row_id
 
     unit: Literal["line", "paragraph"] = "line"
     min_docs: int = 2  # a span is repeated when this many documents contain it
@@ -143,12 +137,11 @@ class LineDedup(GlobalMapOperator):
         n_parts = n_partitions(layout.total * 20, 32, ctx.workers, fixed=self.partitions)
         infos = ctx.pool_map(_digest_shard, [(i, s.path, s.start, self.unit, norm, self.min_chars, work, n_parts)
                                              for i, s in enumerate(layout.segments)])
-        write_shards_json(work, [i["first_id"] for i in infos], [i["rows"] for i in infos])
         stems = [work / "spans" / f"{i:05d}" for i in range(len(ctx.shards))]
         found = ctx.pool_map(_find_repeats, [(stems, p, work, self.min_docs, self.keep == "first", layout.starts)
                                              for p in range(n_parts)])
         drop_stems = [work / "drops" / f"{p:05d}" for p in range(n_parts)]
-        ctx.pool_map(_gather_shard, [(drop_stems, i, s.path, s.start, work) for i, s in enumerate(layout.segments)])
+        write_all_results(ctx.pool_map, work, layout, drop_stems, 2, ("pos",), kept=False)
         for sub in ("spans", "drops"):
             for f in (work / sub).glob("*.npy"):
                 f.unlink()
@@ -163,19 +156,16 @@ class LineDedup(GlobalMapOperator):
         self._lookup = ResultLookup(artifacts, {"pos": pl.Int32()})
 
     def map(self, df: pl.DataFrame) -> pl.DataFrame:
-        drops, by_row = self._lookup.rows_for(df)
+        drops = self._lookup.rows_for(df)
         if drops.height == 0:
             return df.with_columns(pl.lit(0, pl.Int64).alias("dup_spans_removed"),
                                    pl.lit(0, pl.Int64).alias("dup_chars_removed"))
         spans = split_spans(df["text"], self.unit).with_columns(pl.col("row").cast(pl.Int64))
-        if by_row:
-            key = ["row", "pos"]
-        else:
-            key = ["id", "pos"]
-            ids = df.select(pl.col("id").cast(pl.String), row=pl.int_range(df.height, dtype=pl.Int64))
-            spans = spans.join(ids, on="row", how="left", maintain_order="left")
-        spans = spans.join(drops.select(*key).unique().with_columns(gone=pl.lit(True)), on=key, how="left",
-                           maintain_order="left").with_columns(pl.col("gone").fill_null(False))
+        rows = df.select(pl.col("row_id"), row=pl.int_range(df.height, dtype=pl.Int64))
+        spans = spans.join(rows, on="row", how="left", maintain_order="left")
+        spans = spans.join(drops.select("row_id", "pos").unique().with_columns(gone=pl.lit(True)),
+                           on=["row_id", "pos"], how="left", maintain_order="left").with_columns(
+            pl.col("gone").fill_null(False))
         per_row = (spans.group_by("row", maintain_order=True)
                    .agg(pl.col("span").filter(~pl.col("gone")).str.join(SEPARATORS[self.unit]).alias("text"),
                         pl.col("gone").sum().cast(pl.Int64).alias("n"))

@@ -11,11 +11,16 @@ Fit (each step a pool pass; files under the fit folder; nothing holds the corpus
 3. **verify** (per pair partition): exact Jaccard of the shingle sets (vectorised over pairs); pairs
    at or above ``threshold`` are edges; connected components of the partition's edges are reduced
    to (document, smallest document) links.
-4. **merge** (main process): components of all links (scipy), so a cluster's representative is its
-   first document in corpus order; memory ~24 bytes per document that has a near-duplicate.
-5. **results** (per shard): ``results/<shard>.parquet`` with cluster_id (the kept document's id),
-   cluster_size and duplicate_of (null for the kept one); ``clusters.json`` (largest clusters, with
+4. **merge** (main process): components of all links, so a cluster's representative is its first
+   document in corpus order; memory ~24 bytes per document that has a near-duplicate.
+5. **results** (per shard): ``results/<shard>.parquet`` keyed by row_id, naming each clustered
+   document's kept one (``dedup_index.write_results``); ``clusters.json`` (largest clusters, with
    examples) and ``params.json`` (parameters, S-curve, counts) for the report.
+
+Columns added: ``cluster_id`` (Int64) identifies the cluster by its kept document's ``row_id`` (the row
+identity, unique in the run; a document alone is its own cluster), or by ``-1 - position`` when the
+kept document is in a saved index; ``cluster_size``; ``duplicate_of`` (the kept document's user id,
+for people: ids may repeat) and ``duplicate_of_row`` (its row_id; null when it is in the index).
 
 With ``index``, the documents of a saved index come first in the order, so a new document that
 matches one is dropped as its near-duplicate; ``index_out`` saves this run's kept documents (plus the
@@ -35,7 +40,11 @@ from typing import Literal
 import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
+
+from corpus.operators import GlobalFilterOperator, StageContext, StageView, Verdict
+from corpus.schema import ID, ROW_ID
 from corpus.stages.dedup_index import (
+    KEPT_COLUMNS,
     Layout,
     ResultLookup,
     components,
@@ -45,13 +54,13 @@ from corpus.stages.dedup_index import (
     read_column,
     read_partition,
     reduce_edges,
+    save_identity,
     save_npy,
     suffixed,
     take_by_global,
+    write_all_results,
     write_json,
     write_partitioned,
-    write_shard_results,
-    write_shards_json,
 )
 from corpus.stages.dedup_text import (
     MASK32,
@@ -66,8 +75,6 @@ from corpus.stages.dedup_text import (
     utf8_buffers,
 )
 from corpus.stages.lsh_params import DEFAULT_FN_WEIGHT, DEFAULT_FP_WEIGHT, explain, optimal_bands_rows, s_curve
-
-from corpus.operators import GlobalFilterOperator, StageContext, StageView, Verdict
 from corpus.writers import link_or_copy, write_parquet
 
 __all__ = ["MinHashDedup", "explain", "s_curve"]
@@ -123,12 +130,11 @@ def _sign_shard(args: tuple[int, Path, int, _Spec, Path, int]) -> dict:
     seg, path, start, spec, workdir, n_parts = args
     perms = Permutations.make(spec.num_perm, spec.seed, spec.scheme)  # type: ignore[arg-type]
     pf = pq.ParquetFile(path)
-    sigs, sets, lens = [], [], []
-    first = None
+    sigs, sets, lens, ids, row_ids = [], [], [], [], []
     for rg in range(pf.num_row_groups):
-        table = pf.read_row_group(rg, columns=["id", "text"])
-        if table.num_rows and first is None:
-            first = table.column("id")[0].as_py()
+        table = pf.read_row_group(rg, columns=["text", ID, ROW_ID])
+        ids.append(pl.Series(table.column(ID), dtype=pl.String))
+        row_ids.append(table.column(ROW_ID).to_numpy())
         text = table.column("text").combine_chunks()
         offsets, _ = utf8_buffers(text)
         batch = offsets[1:] // _BATCH_BYTES  # batches of about _BATCH_BYTES of text
@@ -150,7 +156,8 @@ def _sign_shard(args: tuple[int, Path, int, _Spec, Path, int]) -> dict:
         save_npy(workdir / "sh" / f"{seg:05d}.npy", np.concatenate(sets) if sets else np.zeros(0, np.uint32))
         save_npy(workdir / "sh" / f"{seg:05d}.off.npy", off)
     _write_bands(workdir, seg, _band_records(sig, n_sh > 0, start, spec), n_parts)
-    return {"first_id": first, "rows": len(sig), "shingles": int(n_sh.sum()), "empty": int((n_sh == 0).sum())}
+    save_identity(workdir, seg, ids, row_ids)
+    return {"rows": len(sig), "shingles": int(n_sh.sum()), "empty": int((n_sh == 0).sum())}
 
 
 def _band_index_part(args: tuple[int, Path, int, _Spec, Path, int]) -> dict:
@@ -162,6 +169,7 @@ def _band_index_part(args: tuple[int, Path, int, _Spec, Path, int]) -> dict:
         chunk = np.asarray(sig[a : a + 100_000])
         recs.append(_band_records(chunk, ~(chunk == MASK32).all(axis=1), start + a, spec))
     _write_bands(workdir, seg, np.concatenate(recs) if recs else np.zeros((0, 2), np.uint64), n_parts)
+    save_identity(workdir, seg, [read_column(pq.ParquetFile(suffixed(stem, ".ids.parquet")), ID)], None)
     return {"rows": len(sig)}
 
 
@@ -348,9 +356,9 @@ class MinHashDedup(GlobalFilterOperator):
     (transitively: clusters are connected components); every document gets cluster_id/size."""
 
     name = "minhash_dedup"
-    needs = {"id": pl.String, "text": pl.String}
-    adds = {"cluster_id": pl.String, "cluster_size": pl.Int64, "duplicate_of": pl.String}
-    version = "1"
+    needs = {"id": pl.String, "text": pl.String, "row_id": pl.Int64}
+    adds = {"cluster_id": pl.Int64, "cluster_size": pl.Int64, "duplicate_of": pl.String, "duplicate_of_row": pl.Int64}
+    version = "2"  # 2: results keyed by row_id; cluster_id is the kept row's row_id
 
     threshold: float = 0.8  # target Jaccard similarity of shingle sets
     num_perm: int = 128
@@ -437,7 +445,6 @@ class MinHashDedup(GlobalFilterOperator):
         infos = ctx.pool_map(_sign_shard, jobs)
         ctx.pool_map(_band_index_part, [(k, parts[k][0], layout.segments[k].start, spec, work, n_parts)
                                         for k in range(n_idx)])
-        write_shards_json(work, [i["first_id"] for i in infos], [i["rows"] for i in infos])
         timings["sign"] = time.perf_counter() - t
 
         # 2. bucket
@@ -477,19 +484,13 @@ class MinHashDedup(GlobalFilterOperator):
         t = time.perf_counter()
         corpus = nodes >= layout.index_docs
         nodes, root, size = nodes[corpus], root[corpus], size[corpus]
-        root_ids = take_by_global(layout, root, "id", ctx.pool_map)
-        seg, row = layout.locate(nodes)
-        jobs = []
-        for s in np.unique(seg):
-            sel = seg == s
-            cid = [root_ids[int(r)] for r in root[sel]]
-            dup = [c if n != r else None for c, n, r in zip(cid, nodes[sel], root[sel], strict=True)]
-            jobs.append((work, layout.segments[int(s)].path, layout.segments[int(s)].shard, row[sel],
-                         {"cluster_id": cid, "cluster_size": size[sel].astype(np.int64).tolist(),
-                          "duplicate_of": dup}))
-        ctx.pool_map(write_shard_results, jobs)
+        members = np.stack([nodes, root, size.astype(np.int64)], axis=1)
+        seg, _ = layout.locate(nodes)
+        write_partitioned(work / "members" / "all", members, seg, len(layout.segments))
+        write_all_results(ctx.pool_map, work, layout, [work / "members" / "all"], 3, ("cluster_size",))
+        shutil.rmtree(work / "members", ignore_errors=True)
         removed = nodes != root
-        self._write_clusters(work, layout, nodes, root, size, root_ids, store, ctx)
+        self._write_clusters(work, layout, nodes, root, size, store, ctx)
         index_docs = self._write_index(ctx, layout, parts, nodes[removed], spec) if self.index_out else None
         timings["results"] = time.perf_counter() - t
 
@@ -509,9 +510,9 @@ class MinHashDedup(GlobalFilterOperator):
             shutil.rmtree(work / sub, ignore_errors=True)
 
     def _write_clusters(self, work: Path, layout: Layout, nodes: np.ndarray, root: np.ndarray, size: np.ndarray,
-                        root_ids: dict, store: _Store | None, ctx: StageContext, top: int = 20,
-                        examples: int = 5) -> None:
-        """clusters.json: the largest clusters, with the kept document and a few removed ones."""
+                        store: _Store | None, ctx: StageContext, top: int = 20, examples: int = 5) -> None:
+        """clusters.json: the largest clusters, with the kept document and a few removed ones (each with
+        its user id, row_id and where it was read)."""
         roots, first = np.unique(root, return_index=True)
         order = np.lexsort((roots, -size[first]))[:top]
         picked = []
@@ -519,19 +520,22 @@ class MinHashDedup(GlobalFilterOperator):
             members = nodes[root == roots[k]][: examples + 1]
             picked.append((int(roots[k]), int(size[first[k]]), np.union1d(members, [roots[k]])[: examples + 1]))
         want = np.concatenate([m for _, _, m in picked]) if picked else np.zeros(0, np.int64)
-        ids = take_by_global(layout, want, "id", ctx.pool_map)
-        texts = take_by_global(layout, want, "text", ctx.pool_map)
+        docs = take_by_global(layout, want, ["id", "row_id", "source", "src_file", "src_row", "text"], ctx.pool_map)
         sig_paths = [suffixed(s.path, ".sig.npy") if s.kind == "index" else work / "sig" / f"{k:05d}.npy"
                      for k, s in enumerate(layout.segments)]
         sigs = _Store(layout.starts, [], sig_paths)
         out = []
         for r, n, members in picked:
             est = (sigs.sigs(members) == sigs.sigs(np.array([r]))).mean(axis=1) if len(members) else []
+            kept = docs.get(r, {})
             out.append({
-                "cluster_id": root_ids.get(r), "size": n, "kept_id": root_ids.get(r),
-                "examples": [{"id": ids.get(int(m)), "kept": int(m) == r, "jaccard_estimate": round(float(e), 3),
-                              "snippet": (texts.get(int(m)) or "")[:300] or None}
-                             for m, e in zip(members, est, strict=True)],
+                "cluster_id": kept.get("row_id") if r >= layout.index_docs else -1 - r, "size": n,
+                "kept_id": kept.get("id"), "kept_in_index": r < layout.index_docs,
+                "examples": [{"id": d.get("id"), "row_id": d.get("row_id"), "source": d.get("source"),
+                              "file": d.get("src_file"), "row": d.get("src_row"), "kept": int(m) == r,
+                              "jaccard_estimate": round(float(e), 3),
+                              "snippet": (d.get("text") or "")[:300] or None}
+                             for m, e in zip(members, est, strict=True) for d in [docs.get(int(m), {})]],
             })
         write_json(work / "clusters.json", {"threshold": self.threshold, "top": out})
 
@@ -587,14 +591,17 @@ class MinHashDedup(GlobalFilterOperator):
         return render(stages)
 
     def load(self, artifacts: Path) -> None:
-        self._lookup = ResultLookup(artifacts, {"cluster_id": pl.String(), "cluster_size": pl.Int64(),
-                                              "duplicate_of": pl.String()})
+        self._lookup = ResultLookup(artifacts, {**KEPT_COLUMNS, "cluster_size": pl.Int64()})
 
     def filter(self, df: pl.DataFrame) -> Verdict:
         res = self._lookup.join(df)
-        cid = res["cluster_id"]
-        cluster_id = cid.zip_with(cid.is_not_null(), df["id"].cast(pl.String)).alias("cluster_id")
-        size = res["cluster_size"].fill_null(1).cast(pl.Int64).alias("cluster_size")
-        dup = res["duplicate_of"].alias("duplicate_of")
-        return Verdict(keep=dup.is_null(), reason="near_duplicate",
-                       scores={"cluster_id": cluster_id, "cluster_size": size, "duplicate_of": dup})
+        row_id, kept_row = df["row_id"], res["kept_row"]
+        clustered = res["cluster_size"].is_not_null()
+        copy = clustered & (kept_row != row_id).fill_null(True)  # kept_row null: the kept one is in the index
+        cols = pl.select(
+            pl.coalesce(kept_row, -1 - res["kept_index"], row_id).alias("cluster_id"),
+            res["cluster_size"].fill_null(1).alias("cluster_size"),
+            pl.when(copy).then(res["kept_id"]).alias("duplicate_of"),
+            pl.when(copy).then(kept_row).alias("duplicate_of_row"),
+        )
+        return Verdict(keep=~copy, reason="near_duplicate", scores={c: cols[c] for c in cols.columns})

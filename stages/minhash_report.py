@@ -48,13 +48,15 @@ def render(stages: list[StageView]) -> Rendered | None:
             charts += histogram_chart(edges, hist, "Jaccard of candidate pairs", x_label="Jaccard")
         parts.append(f'<div class="charts">{charts}</div>')
         rows = []
-        for c in clusters.get("top", [])[:TOP_CLUSTERS]:
+        for k, c in enumerate(clusters.get("top", [])[:TOP_CLUSTERS], 1):
             for ex in c["examples"][:EXAMPLES]:
-                rows.append([c["cluster_id"], num_cell(c["size"]), ex["id"], "kept" if ex["kept"] else "removed",
+                # ids may repeat: where the document was read tells copies apart
+                where = f"{ex['source']} {ex['file']}:{ex['row']}" if ex.get("file") else "saved index"
+                rows.append([k, num_cell(c["size"]), ex["id"], where, "kept" if ex["kept"] else "removed",
                              num_cell(ex["jaccard_estimate"]), Cell(markup=snippet(ex["snippet"]))])
         if rows:
-            cols = [Col("cluster"), Col("size", num=True), Col("document"), Col("outcome"),
-                    Col("est. Jaccard", num=True), Col("text", cls="snip")]
+            cols = [Col("cluster", num=True), Col("size", num=True), Col("id"), Col("read from", cls="wrap"),
+                    Col("outcome"), Col("est. Jaccard", num=True), Col("text", cls="snip")]
             parts.append("<h4>Largest clusters, with examples</h4>" + table(cols, rows))
         figures[stage] = {"bands": params["bands"], "rows": params["rows"], "s_curve": curve,
                           "clusters": params["clusters"], "removed": params["removed"],

@@ -7,16 +7,19 @@ the tokenizer's own ``encode_batch_fast``, appends the end-of-document id and st
 its own shard set per split; the parts are then merged, in corpus order, into
 ``<out>/<split>.bin/.idx/.json``, so the result does not depend on the piece size or the number of
 workers. A rerun skips pieces whose marker matches (keyed by the tokenizer hash, the parameters, the
-shard's sha256 and the row range), and a finished run with the same key does nothing.
+shard's sha256 and the row range) and whose part sets still match their sidecars' hashes, and a
+finished run with the same key and intact outputs does nothing. The output folder is locked
+(``corpus/lock.py``) for the whole run, as ``corpus run`` locks its own.
 
 **Splits** are decided per *group*, not per document, so exact and near duplicates never straddle
-splits: a document's group is its ``group_column`` value (near-dup ``cluster_id``) when present,
-else the hash of its normalised text (lowercased, whitespace collapsed: at least as coarse as the
-exact-dedup normalisation, so a document and its ``duplicate_of`` copy hash together). The group
-key, salted with the seed, hashes to a point in [0, 1) that falls into one split's fraction. This
-relies on exact duplicates sharing a near-dup cluster when clusters are present (identical texts
-have identical MinHash signatures, so they do), which keeps the assignment a per-document decision:
-no global pass, any number of workers.
+splits: a document's group is its ``group_column`` value (near-dup ``cluster_id``: the row_id of its
+cluster's kept document, unique by construction, so documents that merely share a user id never
+share a group) when present, else the hash of its normalised text (lowercased, whitespace
+collapsed: at least as coarse as the exact-dedup normalisation, so a document and its
+``duplicate_of`` copy hash together). The group key, salted with the seed, hashes to a point in
+[0, 1) that falls into one split's fraction. This relies on exact duplicates sharing a near-dup
+cluster when clusters are present (identical texts have identical MinHash signatures, so they do),
+which keeps the assignment a per-document decision: no global pass, any number of workers.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import json
 import os
 import shutil
 import struct
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,11 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
+
+from corpus.lock import RunLock
+from corpus.manifest import file_sha256, require_intact
+from corpus.operators import PoolMap, SinkOperator, StageContext
+from corpus.shards import IndexedWriter, check_content, dtype_for_vocab, merge
 from corpus.stages.tokenizer import (
     ROLE_TOKENS,
     eod_id,
@@ -43,15 +51,11 @@ from corpus.stages.tokenizer import (
     tokenizer_file,
     tokenizer_hash,
 )
-
-from corpus.manifest import file_sha256, read_manifest
-from corpus.operators import PoolMap, SinkOperator, StageContext
-from corpus.shards import IndexedWriter, dtype_for_vocab, merge, paths
 from corpus.work import read_marker, write_marker
 from corpus.writers import write_bytes_atomic
 
 SPLITS = ("train", "validation", "test")
-VERSION = "1"
+VERSION = "2"  # 2: sidecars record the files' sha256; sets from version 1 are rewritten, not resumed
 LOSS_MASKS = (None, "assistant")
 
 
@@ -65,8 +69,9 @@ def normalise_for_grouping(text: str) -> str:
 
 
 def group_keys(texts: Sequence[str | None], groups: Sequence[Any] | None = None) -> list[bytes]:
-    """The split-grouping key of each document: ``g:<group value>`` when non-null, else ``t:<text>``
-    (normalised; hashed later, so the text itself is the key)."""
+    """The split-grouping key of each document: ``g:<group value>`` when non-null (a cluster_id is a row
+    identity, never a user id, which may repeat), else ``t:<text>`` (normalised; hashed later, so the
+    text itself is the key)."""
     if groups is None:
         return [b"t:" + normalise_for_grouping(t or "").encode() for t in texts]
     return [b"t:" + normalise_for_grouping(t or "").encode() if g is None else b"g:" + str(g).encode()
@@ -191,7 +196,7 @@ def tokenize_piece(job: PieceJob) -> dict[str, Any]:
     write its marker last."""
     marker_path = Path(job.parts) / f"{job.name}.done.json"
     marker = read_marker(marker_path, job.key)
-    if marker is not None and all(paths(Path(p))["json"].exists() for p in marker["prefixes"].values()):
+    if marker is not None and intact(marker["prefixes"].values()):
         return marker | {"resumed": True}
     tok = _tokenizer(job.tokenizer, job.threads)
     eod = job.meta["eod_id"] if job.append_eod else None
@@ -230,6 +235,17 @@ def tokenize_piece(job: PieceJob) -> dict[str, Any]:
     return marker
 
 
+def intact(prefixes: Iterable[str | Path]) -> bool:
+    """Whether every shard set matches its sidecar (sizes and sha256): only then is a marker trusted, so
+    a rerun rewrites a damaged set instead of reusing it."""
+    try:
+        for p in prefixes:
+            check_content(p)
+    except (ValueError, OSError):
+        return False
+    return True
+
+
 # ---------------------------------------------------------------- the whole corpus
 
 
@@ -243,8 +259,7 @@ def tokenize_shards(shards: Sequence[Path], tokenizer: Path, out: Path, *, worke
                     loss_mask: str | None = None, batch_rows: int = 1024, piece_bytes: int = 16 << 20,
                     corpus_hash: str | None = None,
                     shard_hashes: Sequence[str] | None = None, keep_parts: bool = False,
-                    pool_map: PoolMap = _in_process,
-                    ) -> dict[str, Any]:
+                    pool_map: PoolMap = _in_process) -> dict[str, Any]:
     """Tokenize Parquet ``shards`` into ``out/<split>.{bin,idx,json[,mask]}``; returns the summary that
     is also written to ``out/tokenize.json``. See tokenize_corpus for the parameters."""
     fractions = _check_split(split)
@@ -271,7 +286,7 @@ def tokenize_shards(shards: Sequence[Path], tokenizer: Path, out: Path, *, worke
     run_key = _key({**params, "corpus_hash": corpus_hash, "shards": hashes})
     summary_path = out / "tokenize.json"
     done = read_marker(summary_path, run_key)
-    if done is not None and all(paths(out / s)["json"].exists() for s in SPLITS):
+    if done is not None and intact(out / s for s in SPLITS):
         return done | {"resumed": True}
     parts = out / "parts"
     # One tokenizer thread per worker process: oversubscribing the cores measured slower.
@@ -319,25 +334,27 @@ def tokenize_corpus(corpus: Path, tokenizer: Path, out: Path, *, workers: int = 
     out: gets ``train`` / ``validation`` / ``test`` ``.bin/.idx/.json`` (+ ``.mask`` with a loss mask)
       and ``tokenize.json`` (the summary, also the resume marker).
     workers: worker processes sharing the cores (sizes each one's tokenizer threads).
-    pool_map: runs the pieces (``corpus.executor.worker_pool(workers)`` for a process pool; default: here).
+    pool_map: runs the pieces (``corpus.executor.worker_pool(workers)`` gives a process pool; default: here).
     split: fractions for train / validation / test (normalised), decided per duplicate group.
     seed: salts the split hash: same seed, same assignment.
-    group_column: column holding the duplicate-group id (near-dup ``cluster_id``); documents where it
+    group_column: column holding the duplicate-group id (near-dup ``cluster_id``, a row_id); documents where it
       is absent or null are grouped by normalised-text hash. None: text hash only.
     append_eod: append the end-of-document id to every document (Megatron/nanoGPT convention).
     loss_mask: None, or "assistant" to write a ``.mask`` sidecar marking assistant replies (SFT).
     piece_bytes: text per unit of work (a row range of a shard): the grain of parallelism and resume.
     keep_parts: keep the per-piece sets under ``out/parts`` (deleted after a successful merge otherwise).
     """
-    corpus = Path(corpus)
-    manifest = read_manifest(corpus)
-    shards = [corpus / s["path"] for s in manifest["shards"]]
-    return tokenize_shards(shards, tokenizer, out, workers=workers, split=split, seed=seed,
-                           group_column=group_column, text_column=text_column, append_eod=append_eod,
-                           loss_mask=loss_mask, batch_rows=batch_rows, piece_bytes=piece_bytes,
-                           corpus_hash=manifest["content_hash"],
-                           shard_hashes=[s["sha256"] for s in manifest["shards"]], keep_parts=keep_parts,
-                           pool_map=pool_map)
+    corpus, out = Path(corpus), Path(out)
+    with RunLock(out):  # one writer per output folder, as for `corpus run`: a second fails at once
+        # Every shard hashed against the manifest first: a damaged shard is named, never tokenized.
+        manifest = require_intact(corpus, level="hash")
+        shards = [corpus / s["path"] for s in manifest["shards"]]
+        return tokenize_shards(shards, tokenizer, out, workers=workers, split=split, seed=seed,
+                               group_column=group_column, text_column=text_column, append_eod=append_eod,
+                               loss_mask=loss_mask, batch_rows=batch_rows, piece_bytes=piece_bytes,
+                               corpus_hash=manifest["content_hash"],
+                               shard_hashes=[s["sha256"] for s in manifest["shards"]], keep_parts=keep_parts,
+                               pool_map=pool_map)
 
 
 def _key(obj: dict) -> str:
@@ -371,9 +388,10 @@ class Tokenize(SinkOperator):
             raise ValueError(f"loss_mask must be one of {LOSS_MASKS}")
 
     def consume(self, ctx: StageContext) -> dict:
-        return tokenize_shards(ctx.shards, Path(self.tokenizer), ctx.artifacts, workers=ctx.workers, split=self.split,
-                               seed=self.seed, group_column=self.group_column, append_eod=self.append_eod,
-                               loss_mask=self.loss_mask, pool_map=ctx.pool_map)
+        summary = tokenize_shards(ctx.shards, Path(self.tokenizer), ctx.artifacts, workers=ctx.workers,
+                                  split=self.split, seed=self.seed, group_column=self.group_column,
+                                  append_eod=self.append_eod, loss_mask=self.loss_mask, pool_map=ctx.pool_map)
+        return {s: v["tokens"] for s, v in summary["splits"].items()}
 
     @classmethod
     def figures(cls, artifacts: Path) -> dict[str, float]:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from corpus.manifest import read_manifest
+from corpus.manifest import read_manifest, require_intact
 from corpus.writers import write_bytes_atomic
 
 EOD, PAD = "<|endoftext|>", "<|pad|>"
@@ -51,12 +51,14 @@ def corpus_texts(corpus: Path, text_column: str = "text", batch_rows: int = 2048
         files = [corpus]
     else:
         try:
-            files = [corpus / s["path"] for s in read_manifest(corpus)["shards"]]
+            manifest = read_manifest(corpus)
         except FileNotFoundError:
             files = sorted((corpus / "data").glob("*.parquet")) or sorted(corpus.glob("*.parquet"))
             if not files:
                 raise FileNotFoundError(f"{corpus} holds no corpus: no manifest.json and no data/*.parquet "
                                         "(run `corpus run CONFIG` first)") from None
+        else:  # a corpus folder: every shard checked against its manifest before a byte is trained on
+            files = [corpus / s["path"] for s in require_intact(corpus, manifest, level="hash")["shards"]]
     left = max_docs
     for path in files:
         for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=[text_column]):

@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from corpus.stages.dedup import ExactDedup
-from corpus.stages.dedup_text import digests128
 
 from corpus import InputSpec, Pipeline
 from corpus.operators import StageContext
+from corpus.schema import row_id
+from corpus.stages.dedup import ExactDedup
+from corpus.stages.dedup_text import digests128
 from corpus.writers import write_parquet
 
 
@@ -23,8 +24,9 @@ def fit_apply(tmp: Path, texts: list[list[str]], op: ExactDedup) -> pl.DataFrame
     shards = []
     for s, group in enumerate(texts):
         path = tmp / "shards" / f"s{s}.parquet"
-        write_parquet(pl.DataFrame({"id": [f"{s}-{i}" for i in range(len(group))], "text": group},
-                                   schema={"id": pl.String, "text": pl.String}), path)
+        write_parquet(pl.DataFrame({"id": [f"{s}-{i}" for i in range(len(group))], "text": group,
+                                    "row_id": [row_id(s, i) for i in range(len(group))]},
+                                   schema={"id": pl.String, "text": pl.String, "row_id": pl.Int64}), path)
         shards.append(path)
     (tmp / "fit").mkdir()
     op.fit(StageContext("01-exact_dedup", tmp / "fit", tuple(shards), 1, lambda fn, xs: [fn(x) for x in xs]))
@@ -60,7 +62,7 @@ def test_kept_copy_is_first_in_corpus_order_across_shards(tmp_path):
     res = fit_apply(tmp_path, [a, b], ExactDedup(partitions=3))
     got = dict(zip(res["id"], res["duplicate_of"], strict=True))
     assert got == {"0-0": None, "0-1": None, "0-2": None, "0-3": "0-1", "1-0": "0-1", "1-1": "0-0", "1-2": None}
-    # a frame that is not one of the fitted shards is matched by id instead of by position
+    # any frame (here: every shard, reversed) gets its rows' results, matched by row_id
     mixed = pl.concat([pl.read_parquet(p) for p in sorted((tmp_path / "shards").glob("*.parquet"))]).reverse()
     op_apply = ExactDedup(partitions=3)
     op_apply.load(tmp_path / "fit")

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from corpus.stages.dedup_lines import LineDedup, LineDedupFilter
 
 from corpus import InputSpec, Pipeline
 from corpus.executor import PipelineError
+from corpus.stages.dedup_lines import LineDedup, LineDedupFilter
 
 BOILER = "Subscribe to our newsletter for weekly updates"
 FOOTER = "Copyright 2024 Example Corp. All rights reserved."
@@ -54,7 +54,7 @@ def test_lines_removed_from_all_but_first_and_short_docs_dropped(tmp_path):
     assert counts == {"d0": 0, "d1": 0, "d2": 2, "d4": 1, "d5": 0}
     chars = dict(zip(kept["id"], kept["dup_chars_removed"], strict=True))
     assert chars["d2"] == len(texts[2]) - len(got["d2"])
-    # a frame that is not a fitted shard (here: reversed) is matched by id instead of by position
+    # any frame (here: the shard reversed) gets its rows' results, matched by row_id
     op = LineDedup()
     op.load(next((tmp_path / "out" / "work").glob("01-line_dedup-*/artifacts")))
     shard = pl.read_parquet(tmp_path / "out" / "work" / "00-read" / "shards" / "*.parquet").reverse()

@@ -11,6 +11,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from datasketch import MinHash
+
+from corpus import InputSpec, Pipeline
 from corpus.stages.dedup_index import components, reduce_edges
 from corpus.stages.dedup_text import (
     Normalisation,
@@ -23,9 +26,6 @@ from corpus.stages.dedup_text import (
 )
 from corpus.stages.lsh_params import explain, s_curve
 from corpus.stages.minhash import MinHashDedup, bucket_pairs
-from datasketch import MinHash
-
-from corpus import InputSpec, Pipeline
 
 THRESHOLD = 0.8
 NORM = Normalisation(lowercase=True, whitespace=True, punctuation=True, digits=True)
@@ -144,7 +144,8 @@ def run(tmp: Path, inputs: list[InputSpec], op: MinHashDedup, workers: int, name
 
 
 def _read(files: list[Path]) -> pl.DataFrame:
-    cols = {"id": pl.String, "cluster_id": pl.String, "cluster_size": pl.Int64, "duplicate_of": pl.String}
+    cols = {"id": pl.String, "row_id": pl.Int64, "cluster_id": pl.Int64, "cluster_size": pl.Int64,
+            "duplicate_of": pl.String, "duplicate_of_row": pl.Int64}
     return pl.concat([pl.read_parquet(p) for p in files]) if files else pl.DataFrame(schema=cols)
 
 
@@ -195,8 +196,9 @@ def test_s_curve_and_explain():
 
 
 def test_optimiser_equals_datasketch():
-    from corpus.stages.lsh_params import optimal_bands_rows
     from datasketch.lsh import _optimal_param
+
+    from corpus.stages.lsh_params import optimal_bands_rows
 
     for t, n, w in itertools.product([0.5, 0.7, 0.8, 0.9], [64, 128], [(0.5, 0.5), (0.1, 0.9), (0.3, 0.7)]):
         assert optimal_bands_rows(t, n, *w) == _optimal_param(t, n, *w), (t, n, w)
@@ -235,7 +237,7 @@ def corpus(tmp_path_factory):
     return tmp, texts, fams, inputs, runs
 
 
-def _clusters(kept: pl.DataFrame, rej: pl.DataFrame) -> dict[str, str]:
+def _clusters(kept: pl.DataFrame, rej: pl.DataFrame) -> dict[str, int]:
     both = pl.concat([kept.select("id", "cluster_id"), rej.select("id", "cluster_id")])
     return dict(zip(both["id"].to_list(), both["cluster_id"].to_list(), strict=True))
 
@@ -250,7 +252,7 @@ def test_accuracy_on_planted_near_duplicates(corpus):
     positives = [p for p, j in truth.items() if j >= THRESHOLD + 0.05]
     found = [p for p in positives if cluster[f"d{p[0]}"] == cluster[f"d{p[1]}"]]
     recall = len(found) / len(positives)
-    members: dict[str, list[int]] = {}
+    members: dict[int, list[int]] = {}
     for doc_id, c in cluster.items():
         members.setdefault(c, []).append(int(doc_id[1:]))
     merged = [(a, b) for m in members.values() if len(m) > 1 for a, b in itertools.combinations(sorted(m), 2)]
@@ -278,7 +280,11 @@ def test_rejected_rows_carry_reason_cluster_and_kept_id(corpus):
     assert res.balance[0]["input"] == len(texts) == kept.height + rej.height
     assert rej.height > 50 and set(rej["reject_reason"]) == {"near_duplicate"}
     assert set(rej["reject_stage"]) == {"minhash_dedup"}
-    assert (rej["duplicate_of"] == rej["cluster_id"]).all() and rej["duplicate_of"].is_in(kept["id"].implode()).all()
+    # the cluster is named by its kept row's identity; duplicate_of is that row's user id
+    assert (rej["duplicate_of_row"] == rej["cluster_id"]).all()
+    kept_of = rej.join(kept.select(pl.col("row_id").alias("duplicate_of_row"), pl.col("id").alias("kept_id")),
+                       on="duplicate_of_row", how="left")
+    assert kept_of.height == rej.height and (kept_of["kept_id"] == kept_of["duplicate_of"]).all()
     # the kept copy is the first of its cluster in corpus order, and sizes add up
     order = {f"d{i}": k for k, i in enumerate(sorted(range(len(texts)), key=lambda i: (i % 3, i)))}
     assert all(order[r["duplicate_of"]] < order[r["id"]] for r in rej.iter_rows(named=True))
@@ -286,7 +292,8 @@ def test_rejected_rows_carry_reason_cluster_and_kept_id(corpus):
     counted = sizes.group_by("cluster_id").agg(pl.len(), pl.col("cluster_size").first())
     assert (counted["len"] == counted["cluster_size"]).all()
     singles = kept.filter(pl.col("cluster_size") == 1)
-    assert (singles["cluster_id"] == singles["id"]).all() and kept["duplicate_of"].is_null().all()
+    assert (singles["cluster_id"] == singles["row_id"]).all() and kept["duplicate_of"].is_null().all()
+    assert kept["duplicate_of_row"].is_null().all()
     fit = next((tmp / "out-w1" / "work").glob("01-minhash_dedup-*/artifacts"))
     params = json.loads((fit / "params.json").read_text())
     assert params["bands"] * params["rows"] <= 128 and len(params["s_curve"]) == 21
@@ -298,7 +305,7 @@ def test_rejected_rows_carry_reason_cluster_and_kept_id(corpus):
 
 def test_identical_across_runs_and_worker_counts(corpus):
     tmp, _, _, inputs, runs = corpus
-    cols = ["id", "cluster_id", "cluster_size", "duplicate_of"]
+    cols = ["id", "cluster_id", "cluster_size", "duplicate_of", "duplicate_of_row"]
 
     def frame(kept, rej):
         return pl.concat([kept.select(cols), rej.select(cols)]).sort("id")

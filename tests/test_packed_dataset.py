@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from corpus.plugins.data import BlendedDataset, PackedDataset, ResumableSampler, block_causal_mask
 from torch.utils.data import DataLoader
 
+from corpus.plugins.data import BlendedDataset, PackedDataset, ResumableSampler, block_causal_mask
 from corpus.shards import write_documents
 
 EOD = 0
@@ -183,3 +183,33 @@ def test_blended_dataset_shares_and_determinism(tmp_path):
     again = BlendedDataset([a, b], [0.75, 0.25], num_samples=400, seed=0)
     assert np.array_equal(mix.sample_index, again.sample_index)
     assert not np.array_equal(mix.sample_index, BlendedDataset([a, b], [0.75, 0.25], 400, seed=1).sample_index)
+
+
+def test_loader_checks_the_shards_before_the_first_sample(prefix, caplog):
+    import logging
+
+    from corpus.shards import ShardError
+
+    with caplog.at_level(logging.INFO, logger="corpusforge.train"):
+        ds = PackedDataset(prefix, seq_len=4)
+    assert ds.token_ranges == [(0, 34)]
+    assert any("checking 1 token shard set(s)" in r.message and "sha256" in r.message for r in caplog.records)
+    raw = bytearray(prefix.with_name("s.bin").read_bytes())
+    raw[2 * 4] ^= 0x01  # token 4: 20 -> 21, still a valid id
+    prefix.with_name("s.bin").write_bytes(bytes(raw))
+    with pytest.raises(ShardError, match=r"s\.bin: sha256 differs"):
+        PackedDataset(prefix, seq_len=4)
+    unchecked = PackedDataset(prefix, seq_len=4, shuffle_documents=False, check=False)
+    assert unchecked[1]["input_ids"].tolist() == [21, 21, 0, 30]  # what training would have read
+
+
+def test_ids_the_model_cannot_embed_name_shard_and_document(prefix):
+    from corpus.shards import ShardError
+
+    ds = PackedDataset(prefix, seq_len=4)
+    ds.check_vocab(35)
+    with pytest.raises(ShardError, match=r"s\.bin: document 1 \(token 0 of it\) has id 20, outside the model's "
+                                         r"vocabulary \[0, 20\)"):
+        ds.check_vocab(20)
+    with pytest.raises(ShardError, match="document 2 \\(token 4 of it\\) has id 34"):
+        PackedDataset(prefix, seq_len=4, check=False).check_vocab(34)

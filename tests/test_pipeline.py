@@ -9,14 +9,14 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
-from corpus.stages.clean import NormalizeText
-from corpus.stages.dedup import ExactDedup
-from corpus.stages.filter import LengthFilter
 from helpers import make_jsonl_corpus, read_all
 
 from corpus import InputSpec, MapOperator, Pipeline
 from corpus.catalog import Catalog
 from corpus.executor import PipelineError, _balance
+from corpus.stages.clean import NormalizeText
+from corpus.stages.dedup import ExactDedup
+from corpus.stages.filter import LengthFilter
 from corpus.work import OperatorError
 
 
@@ -33,7 +33,7 @@ def test_filter_and_dedup_route_every_document(tmp_path: Path):
     rejected = read_all(out / "rejected")
     assert kept.height + rejected.height == n
     assert res.balance == [{"source": "web", "input": n, "kept": kept.height, "rejected": rejected.height,
-                            "quarantined": 0, "ok": True}]
+                            "quarantined": 0, "blank": 0, "ok": True}]
     # the right operator and reason on every dropped row
     reasons = {(a, b) for a, b, _ in rejected.group_by("reject_stage", "reject_reason").len().iter_rows()}
     too_short = rejected.filter(pl.col("reject_reason") == "too_few_chars")

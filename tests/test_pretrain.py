@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from trainkit import pretrain_config, read_metrics, shards  # noqa: F401 (fixture)
+
+from corpus import plugins
 from corpus.plugins.models import ModelConfig, SpecialIds, build_model
 from corpus.plugins.packing import IGNORE, ShardRows
 from corpus.plugins.pretrain import build_task, mlm_mask, random_spans_mask, span_corrupt, span_lengths
 from corpus.plugins.trainer import Runtime, Trainer
-from trainkit import pretrain_config, read_metrics, shards  # noqa: F401 (fixture)
-
-from corpus import plugins
 
 
 def test_causal_loss_falls_and_hf_round_trip(tmp_path: Path, shards):  # noqa: F811
@@ -126,3 +127,41 @@ def test_other_objectives_train_and_save(tmp_path: Path, shards, objective: str,
     saved_tok = transformers.AutoTokenizer.from_pretrained(result.final_dir)
     extra = "<|mask|>" if objective == "mlm" else "<extra_id_0>"
     assert saved_tok.convert_tokens_to_ids(extra) < model.config.vocab_size
+
+
+def test_corrupt_shards_stop_training_before_the_first_step(tmp_path: Path, shards):  # noqa: F811
+    import shutil
+
+    from corpus.shards import ShardError
+
+    _, tokens = shards
+    mine = shutil.copytree(tokens, tmp_path / "tokens")  # the fixture is shared: damage a copy
+    raw = bytearray((mine / "train.bin").read_bytes())
+    for k in range(0, 40, 2):  # 20 in-vocab bit flips (bit 0 of low bytes; the vocab size is even)
+        raw[100 * k] ^= 0x01
+    (mine / "train.bin").write_bytes(bytes(raw))
+    with pytest.raises(ShardError, match=r"train\.bin: sha256 differs"):
+        plugins.run("pretrain", pretrain_config(tmp_path / "run", mine))
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_out_of_vocab_ids_are_a_clear_error_not_an_index_error(tmp_path: Path, shards):  # noqa: F811
+    from helpers import run_cli
+
+    from corpus.shards import write_documents
+
+    tok, tokens = shards
+    # Shards that claim a vocabulary of 1000 while their tokenizer (the model's) has 320 ids.
+    meta = json.loads((tokens / "train.json").read_text())
+    docs = [list(range(3, 40)) + [0]] * 30 + [[5, 6, 700, 0]] + [list(range(3, 40)) + [0]] * 10
+    write_documents(tmp_path / "big" / "train", docs, 1000, meta={"tokenizer": str(tok), "eod_id": meta["eod_id"],
+                                                                  "special_token_ids": meta["special_token_ids"]})
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text(f"output: {tmp_path / 'run'}\nmodel: {{hidden_size: 32, layers: 2, heads: 4}}\n"
+                   f"data: {{train: {tmp_path / 'big'}, seq_len: 32}}\n"
+                   "train: {max_steps: 2, progress: false, tensorboard: false}\nsamples: {count: 0}\n")
+    res = run_cli("train", "pretrain", str(cfg))
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    err = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and ("big/train.bin: document 30 (token 2 of it) has id 700, outside the model's vocabulary "
+                              f"[0, 320) (the tokenizer {tok}): were the shards made with another tokenizer?") in err[0]

@@ -7,6 +7,7 @@ number and its raw bytes.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
 import subprocess
@@ -139,6 +140,98 @@ def test_blank_lines_crlf_and_missing_final_newline(tmp_path):
     # A bad CRLF line keeps its bytes without the line terminator.
     _, bad, _ = read_path(write(tmp_path / "y.jsonl", b'{"text": "a"}\r\n[1]\r\n'))
     assert bad.select("line", "raw").rows() == [(2, b"[1]")]
+
+
+# ----- blank lines and byte order marks --------------------------------------------------------
+def blank_of(task: ReadTask, chunk_bytes: int = 32 << 20) -> int:
+    return sum(c.blank for c in read_task(task, chunk_bytes))
+
+
+@pytest.mark.parametrize("chunk_bytes", [32 << 20, 16])
+def test_blank_lines_are_counted(tmp_path, chunk_bytes):
+    # lines = records + blank lines, whichever path (polars piece, per-line, tail) reads them
+    jl = write(tmp_path / "x.jsonl", b'\n  \n{"text": "a"}\r\n\t\r\n[1]\n\n{"text": "c"}\n \n')
+    docs, bad, seen = read_path(jl, chunk_bytes)
+    assert (docs.height, bad.height, seen, blank_of(one_task(jl), chunk_bytes)) == (2, 1, 3, 5)
+    tl = write(tmp_path / "l.txt", "one\n\n \u3000\ntwo\nbad \xff\n\n".encode("utf-8", "surrogateescape"))
+    docs, bad, seen = read_path(tl, chunk_bytes, text_mode="line")
+    assert (docs.height, seen, blank_of(one_task(tl, text_mode="line"), chunk_bytes)) == (3, 3, 3)
+    cs = write(tmp_path / "c.csv", b"\ntext,n\n\na,1\n  \nb,2\n")
+    docs, bad, seen = read_path(cs, chunk_bytes)
+    assert (docs["text"].to_list(), seen, blank_of(one_task(cs), chunk_bytes)) == (["a", "b"], 2, 3)
+
+
+BOM = b"\xef\xbb\xbf"
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+def test_a_byte_order_mark_starts_no_record(tmp_path, suffix):
+    def put(name: str, data: bytes) -> Path:
+        return write(tmp_path / (name + suffix), gzip.compress(data) if suffix else data)
+
+    docs, bad, _ = read_path(put("a.jsonl", BOM + b'{"text": "first"}\n{"text": "second"}\n'))
+    assert (docs["text"].to_list(), bad.height) == (["first", "second"], 0)
+    docs, bad, _ = read_path(put("b.jsonl", BOM + b'[1]\n{"text": "x"}\n'))  # the per-line path
+    assert bad.select("line", "kind", "raw").rows() == [(1, "not_an_object", b"[1]")]
+    docs, bad, _ = read_path(put("c.csv", BOM + b'"text",n\nhello,1\n'))
+    assert (docs.select("text", "meta").rows(), bad.height) == ([("hello", '{"n":"1"}')], 0)
+    docs, bad, _ = read_path(put("d.txt", BOM + b"Title\nbody\n"))
+    assert (docs["text"].to_list(), bad.height) == (["Title\nbody\n"], 0)
+    docs, bad, _ = read_path(put("e.txt", BOM + b"one\ntwo\n"), text_mode="line")
+    assert (docs["text"].to_list(), bad.height) == (["one", "two"], 0)
+    docs, bad, _ = read_path(put("f.jsonl", BOM + b"\n"))  # a file of just a mark and a newline
+    assert (docs.height, bad.height, blank_of(one_task(tmp_path / ("f.jsonl" + suffix)))) == (0, 0, 1)
+
+
+def test_mapped_lines_skip_a_byte_order_mark(tmp_path):
+    from corpus.readers.streams import MappedLines
+
+    path = write(tmp_path / "m.jsonl", BOM + b'{"a": 1}\n{"b": 2}\n')
+    assert [bytes(g) for g, _ in MappedLines(str(path), 4).groups(1 << 20)] == [b'{"a": 1}\n{"b": 2}\n']
+
+
+# ----- quarantined records keep their bytes whole ------------------------------------------------
+def test_quarantine_keeps_raw_bytes_whole(tmp_path):
+    big = b'{"text": "' + b"x" * (3 << 20) + b'", "oops"}'  # 3 MiB of invalid JSON
+    docs, bad, _ = read_path(write(tmp_path / "b.jsonl", GOOD + b"\n" + big + b"\n"))
+    row = bad.row(0, named=True)
+    assert (row["line"], row["kind"], row["raw"], row["raw_bytes"], row["raw_file"]) == (2, "invalid_json", big,
+                                                                                        len(big), None)
+    assert row["raw_sha256"] == hashlib.sha256(big).hexdigest()
+    text = b"y" * 5000
+    docs, bad, _ = read_path(write(tmp_path / "big.txt", text), max_doc_bytes=1000)
+    assert bad.select("kind", "raw", "raw_bytes", "raw_unit", "error").rows() == [
+        ("too_large", text, 5000, "file", "text is 5000 bytes, over the 1000 byte limit")]
+
+
+def test_records_over_max_doc_bytes_go_to_side_files(tmp_path):
+    from corpus.quarantine import RawStore, raw_blocks
+
+    lines = [b'{"text": "' + b"z" * 3000 + b'"}', b"not json " * 500, b"[1]"]
+    path = write(tmp_path / "s.jsonl", b"\n".join(lines) + b"\n")
+    store = RawStore(tmp_path / "q", "src-00000")
+    bad = pl.concat([c.bad for c in read_task(one_task(path, max_doc_bytes=1000), 32 << 20, sink=store)])
+    assert bad.select("line", "kind", "raw_file", "raw_bytes").rows() == [
+        (1, "too_large", "raw/src-00000/1.zst", len(lines[0])),
+        (2, "invalid_json", "raw/src-00000/2.zst", len(lines[1])),
+        (3, "not_an_object", None, 3)]
+    assert bad["raw"].to_list() == [None, None, b"[1]"]
+    assert store.names == ["raw/src-00000/1.zst", "raw/src-00000/2.zst"]
+    for row, line in zip(bad.to_dicts(), lines, strict=True):
+        assert b"".join(raw_blocks(tmp_path / "q", row)) == line
+    # A text file too large for a document is streamed to its side file whole.
+    text = "w" * 1_000_000
+    store = RawStore(tmp_path / "q", "src-00001")
+    big = write(tmp_path / "t.txt.zst", zstandard.ZstdCompressor().compress(text.encode()))
+    bad = pl.concat([c.bad for c in read_task(one_task(big, max_doc_bytes=10_000), 32 << 20, sink=store)])
+    row = bad.row(0, named=True)
+    assert (row["kind"], row["raw_bytes"], row["raw_file"]) == ("too_large", 1_000_000, "raw/src-00001/1.zst")
+    assert b"".join(raw_blocks(tmp_path / "q", row)) == text.encode()
+    # A damaged side file is named, not read as if it were the record.
+    (tmp_path / "q" / row["raw_file"]).write_bytes(zstandard.ZstdCompressor().compress(b"w" * 999_999 + b"v"))
+    damaged = r"record t.txt.zst:1 is damaged in quarantine/raw/src-00001/1.zst: 1000000 bytes, stored as 1000000"
+    with pytest.raises(ValueError, match=damaged):
+        b"".join(raw_blocks(tmp_path / "q", row))
 
 
 # ----- field mapping -----------------------------------------------------------------------
@@ -395,10 +488,13 @@ def test_parquet_non_string_text_column(tmp_path):
 
 
 def test_parquet_missing_text_column_and_corrupt_file(tmp_path):
+    # A file without the text column is one quarantined record naming what it has; the run goes on.
     path = tmp_path / "m.parquet"
-    pq.write_table(pa.table({"body": ["x"], "url": ["u"]}), path)
-    with pytest.raises(InputError, match=r"no column 'text' \(columns: body, url\)"):
-        read_path(path)
+    pq.write_table(pa.table({"body": ["x", "y"], "url": ["u", "v"]}), path)
+    docs, bad, seen = read_path(path)
+    assert (docs.height, seen) == (0, 1)
+    assert bad.select("line", "kind", "error", "raw", "raw_unit").rows() == [
+        (1, "unreadable_file", "Parquet file 'm.parquet' has no column 'text' (columns: body, url)", b"", "file")]
     corrupt = write(tmp_path / "c.parquet", b"PAR1 definitely not parquet")
     docs, bad, seen = read_path(corrupt)
     assert (docs.height, seen) == (0, 1)
@@ -440,8 +536,10 @@ def test_tsv_and_custom_delimiter_and_missing_column(tmp_path):
     assert docs.select("text", "meta").rows() == [("a, b", '{"src":"web"}')]
     semi = write(tmp_path / "y.csv", "text;n\nx;1\n")
     assert read_path(semi, csv_delimiter=";")[0]["text"].to_list() == ["x"]
-    with pytest.raises(InputError, match="no column 'text'"):
-        read_path(write(tmp_path / "z.csv", "body,n\nx,1\n"))
+    docs, bad, seen = read_path(write(tmp_path / "z.csv", "body,n\nx,1\ny,2\n"))
+    assert (docs.height, seen) == (0, 1)
+    assert bad.select("line", "kind", "error").rows() == [
+        (1, "unreadable_file", "CSV file 'z.csv' header has no column 'text' (columns: body, n)")]
 
 
 def test_truncated_csv_gz(tmp_path):
@@ -452,6 +550,95 @@ def test_truncated_csv_gz(tmp_path):
     assert docs["text"].to_list() == [f"row {i}" for i in range(docs.height)]
     assert bad.select("kind", "line").rows() == [("truncated_file", docs.height + 1)]
     assert seen == docs.height + 1
+
+
+# CSV quotes: a quote that never closes properly quarantines its first line; the lines it swallowed
+# are read again. Header id,text,lang; record numbers count every record (good or bad) after it.
+UNCLOSED = [
+    # end of file inside the quote
+    (b'1,"broken,en\n2,fine,de\n3,ok,fr\n',
+     "quote never closes (file line 2; lines 3-4 read again)"),
+    # a later quoted field: strict parsing stops at its quote (',' expected after '"')
+    (b'1,"broken,en\n2,"fine",de\n3,ok,fr\n',
+     "quote does not close properly: ',' expected after '\"' on file line 3 (file line 2; line 3 read again)"),
+    # a later field that starts with the delimiter closes the quote cleanly: auto sees that the lines
+    # after the first are records of their own
+    (b'1,"broken,en\n2,",fine",de\n3,ok,fr\n',
+     "quote swallows lines that are records of their own (file line 2; line 3 read again)"),
+]
+
+
+@pytest.mark.parametrize(("data", "error"), UNCLOSED, ids=["eof", "strict", "clean-merge"])
+@pytest.mark.parametrize("chunk_bytes", [32 << 20, 8])
+def test_csv_unclosed_quote_quarantines_its_line_and_rereads_the_rest(tmp_path, data, error, chunk_bytes):
+    path = write(tmp_path / "q.csv", b"id,text,lang\n" + data)
+    docs, bad, seen = read_path(path, chunk_bytes, id_key="id")
+    second = "fine" if b'2,fine' in data or b'"fine"' in data else ",fine"
+    assert docs.select("id", "text", "meta", "src_row").rows() == [
+        ("2", second, '{"lang":"de"}', 2), ("3", "ok", '{"lang":"fr"}', 3)]
+    assert bad.select("line", "kind", "error", "raw").rows() == [(1, "malformed_row", error, b'1,"broken,en')]
+    assert seen == 3
+
+
+def test_csv_unclosed_quote_on_the_last_line_and_without_final_newline(tmp_path):
+    docs, bad, seen = read_path(write(tmp_path / "a.csv", b'text,n\nfine,1\n"open,2'))
+    assert docs["text"].to_list() == ["fine"]
+    assert bad.select("line", "kind", "error", "raw").rows() == [
+        (2, "malformed_row", "quote never closes (file line 3)", b'"open,2')]
+    assert seen == 2
+
+
+def test_csv_multiline_values_are_still_one_record(tmp_path):
+    data = (b'id,text,lang\n'
+            b'1,"para one,\nsecond line, with ""quotes"", commas\n""end""",en\n'  # lines after the first: 5 quotes
+            b'2,"a\n\nb",de\n'  # a blank line inside a value
+            b'3,"x, y, z\n4, fake, row",fr\n')  # a line inside the value looks like a record: odd quotes
+    for mode in ("auto", True):
+        docs, bad, seen = read_path(write(tmp_path / "m.csv", data), id_key="id", csv_multiline=mode)
+        assert docs.select("id", "text", "src_row").rows() == [
+            ("1", 'para one,\nsecond line, with "quotes", commas\n"end"', 1),
+            ("2", "a\n\nb", 2),
+            ("3", "x, y, z\n4, fake, row", 3),
+        ]
+        assert (bad.height, seen) == (0, 3)
+    # The bundled forum posts: 159 bodies over several lines, one planted malformed row.
+    docs, bad, _ = read_path(ROOT / "examples/data/forum/posts.csv", text_key="body", id_key="post_id")
+    assert (docs.height, int(docs["text"].str.contains("\n").sum())) == (705, 159)
+    assert bad.select("kind", "error").rows() == [("malformed_row", "expected 4 fields, got 5 (file line 729)")]
+
+
+def test_csv_multiline_option_true_and_false(tmp_path):
+    # A broken quote closed cleanly by a later line with the header's width: ambiguous on its own.
+    data = b'a,b,c\n1,"broken\nx,y,",z"\n3,4,5\n'
+    path = write(tmp_path / "t.csv", data)
+    docs, bad, _ = read_path(path, text_key="b", csv_multiline=True)  # believed: one merged record
+    assert docs.select("text", "src_row").rows() == [("broken\nx,y,", 1), ("4", 2)]
+    assert bad.height == 0
+    docs, bad, _ = read_path(path, text_key="b")  # auto: x,y,",z" is a record of its own
+    assert docs.select("text", "src_row").rows() == [("y", 2), ("4", 3)]
+    assert bad.select("line", "raw").rows() == [(1, b'1,"broken')]
+    # false: every record is one line, so a legitimate value over two lines is two bad lines.
+    two = write(tmp_path / "f.csv", b'text,n\n"one\ntwo",1\nok,2\n')
+    docs, bad, seen = read_path(two, csv_multiline=False)
+    assert docs.select("text", "src_row").rows() == [('two"', 2), ("ok", 3)]  # a stray quote is a character
+    assert bad.select("line", "error", "raw").rows() == [
+        (1, "quote still open at the end of the line, and csv_multiline is false (file line 2)", b'"one')]
+    assert seen == 3
+    with pytest.raises(InputError, match="csv_multiline must be true, false or 'auto', got 'yes'"):
+        one_task(two, csv_multiline="yes")
+
+
+def test_csv_quoted_value_running_past_the_size_limit(tmp_path):
+    # An unclosed quote with no quote after it would hold the rest of the file: it stops at
+    # 2 x max_doc_bytes + 1 MiB.
+    rows = b"".join(b"%d,row %d %s\n" % (i, i, b"x" * 90) for i in range(2, 20000))
+    docs, bad, seen = read_path(write(tmp_path / "big.csv", b'id,text\n1,"open\n' + rows), id_key="id",
+                                max_doc_bytes=1000)
+    assert docs["id"].to_list() == [str(i) for i in range(2, 20000)]
+    assert bad.select("line", "raw").rows() == [(1, b'1,"open')]
+    assert bad["error"][0].startswith(f"quoted value runs past {2 * 1000 + (1 << 20)} bytes without closing (file "
+                                      "line 2; lines 3-")
+    assert seen == 19999
 
 
 # ----- text ----------------------------------------------------------------------------------

@@ -10,13 +10,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from corpus.stages.dedup import ExactDedup
-from corpus.stages.filter import LengthFilter
 from helpers import make_jsonl_corpus
 
 from corpus import InputSpec, Pipeline
 from corpus.catalog import Catalog
 from corpus.report import ReportContext, build_report, section, unregister, write_report
+from corpus.stages.dedup import ExactDedup
+from corpus.stages.filter import LengthFilter
 
 XSS = "<script>alert(1)</script>"
 FEATURES = ("n_chars", "n_words", "n_lines", "est_tokens", "mean_word_len", "frac_alpha", "frac_digit", "frac_upper",

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import run_cli
 
 from corpus.shards import (
     IndexedDataset,
     IndexedWriter,
+    ShardError,
     blend,
     blend_indices,
+    check_content,
     dtype_for_vocab,
     inspect,
     load_blend,
@@ -135,6 +139,66 @@ def test_verify_catches_corruption(tmp_path):
     assert any("sidecar documents" in e for e in verify(p))
 
 
+def flip_low_bits(path: Path, count: int, seed: int = 0) -> None:
+    """Flip bit 0 of ``count`` tokens' low bytes (uint16, little-endian): with an even vocab size every id
+    stays in the vocab, so only a content hash can tell."""
+    raw = bytearray(path.read_bytes())
+    for k in np.random.default_rng(seed).choice(len(raw) // 2, size=count, replace=False):
+        raw[2 * int(k)] ^= 0x01
+    path.write_bytes(bytes(raw))
+
+
+def test_verify_and_check_content_catch_in_vocab_bit_flips(tmp_path):
+    p = corrupt(tmp_path, "flip")
+    assert verify(p) == [] and check_content(p)[1] < 500
+    before = [d.tolist() for d in IndexedDataset(p)]
+    flip_low_bits(Path(f"{p}.bin"), 20)
+    after = IndexedDataset(p)
+    assert [d.tolist() for d in after] != before and int(after.tokens.max()) < 500  # still in vocab
+    errors = verify(p)
+    assert len(errors) == 1 and "flip.bin: sha256 differs" in errors[0] and "corpus tokenize" in errors[0]
+    with pytest.raises(ShardError, match=r"flip\.bin: sha256 differs"):
+        check_content(p)
+    res = run_cli("shards", "verify", str(p))
+    assert res.returncode == 1 and "flip.bin: sha256 differs" in res.stdout and "Traceback" not in res.stderr
+
+    # a loss mask flipped 0 <-> 1 keeps every value valid: again only the hash tells
+    write_documents(tmp_path / "m", [[5, 6, 7, 0], [8, 0]], vocab_size=100, masks=[[0, 1, 1, 1], [1, 1]])
+    raw = bytearray((tmp_path / "m.mask").read_bytes())
+    raw[0] ^= 1
+    (tmp_path / "m.mask").write_bytes(bytes(raw))
+    assert any("m.mask: sha256 differs" in e for e in verify(tmp_path / "m"))
+
+
+def test_sidecar_records_hashes_and_old_sidecars_are_refused(tmp_path):
+    side = write_documents(tmp_path / "s", [[1, 2, 3], [4]], vocab_size=10)
+    assert side["format"] == "corpusforge.tokens/2"
+    assert side["files"]["bin"] == {"bytes": 8, "sha256": hashlib.sha256((tmp_path / "s.bin").read_bytes()).hexdigest()}
+    assert side["files"]["idx"]["sha256"] == hashlib.sha256((tmp_path / "s.idx").read_bytes()).hexdigest()
+    old = {k: v for k, v in side.items() if k != "files"} | {"format": "corpusforge.tokens/1"}
+    (tmp_path / "s.json").write_text(json.dumps(old))
+    errors = verify(tmp_path / "s")
+    assert errors == [f"{tmp_path}/s.json: no content hashes (sidecar format corpusforge.tokens/1, from before they "
+                      "were recorded): re-run `corpus tokenize` to rewrite this shard set"]
+    with pytest.raises(ShardError, match="no content hashes.*re-run `corpus tokenize`"):
+        check_content(tmp_path / "s")
+    (tmp_path / "s.json").unlink()
+    with pytest.raises(ShardError, match="s.json: missing"):
+        check_content(tmp_path / "s")
+
+
+def test_out_of_vocab_id_names_the_document(tmp_path):
+    docs = [[1, 2], [3, 4, 5], [6, 99, 7], [99]]
+    write_documents(tmp_path / "s", docs, vocab_size=100)
+    assert check_content(tmp_path / "s") == (1, 99)
+    side = json.loads((tmp_path / "s.json").read_text())
+    (tmp_path / "s.json").write_text(json.dumps(side | {"vocab_size": 50}))  # the ids disagree with the sidecar
+    with pytest.raises(ShardError, match=r"s\.bin: document 2 \(token 1 of it\) has id 99, outside the sidecar's "
+                                         r"vocab_size \[0, 50\)"):
+        check_content(tmp_path / "s")
+    assert any("document 2 (token 1 of it)" in e for e in verify(tmp_path / "s"))
+
+
 def test_mask_roundtrip_verify_and_eod_check(tmp_path):
     docs = [[5, 6, 7, 0], [8, 0], [9, 9, 9, 0]]
     masks = [[0, 1, 1, 1], [1, 1], [0, 0, 1, 1]]
@@ -167,6 +231,11 @@ def test_merge_is_exact_concatenation(tmp_path):
     write_documents(tmp_path / "other", [[1]], vocab_size=3000, meta={"tokenizer_hash": "zzz"})
     with pytest.raises(ValueError, match="different tokenizers|loss mask"):
         merge([tmp_path / "part0", tmp_path / "other"], tmp_path / "bad")
+    # a part that changed since it was written is named, and nothing is merged
+    flip_low_bits(tmp_path / "part2.bin", 3)
+    with pytest.raises(ShardError, match=r"part2\.bin: sha256 differs"):
+        merge([tmp_path / f"part{i}" for i in range(4)], tmp_path / "merged2")
+    assert not list(tmp_path.glob("merged2*"))
 
 
 def test_inspect_reports_counts_and_sample(tmp_path):

@@ -9,6 +9,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from helpers import sentence
+from tokenizers import Tokenizer, models, pre_tokenizers
+
+from corpus.manifest import write_manifest
+from corpus.shards import IndexedDataset, verify
 from corpus.stages.tokenize import SPLITS, assign_splits, group_keys, tokenize_corpus
 from corpus.stages.tokenizer import (
     SPECIAL_TOKENS,
@@ -18,11 +23,6 @@ from corpus.stages.tokenizer import (
     tokenizer_hash,
     train_tokenizer,
 )
-from helpers import sentence
-from tokenizers import Tokenizer, models, pre_tokenizers
-
-from corpus.manifest import write_manifest
-from corpus.shards import IndexedDataset, verify
 from corpus.writers import write_parquet
 
 
@@ -156,6 +156,47 @@ def test_parallel_splits_no_duplicate_straddles_and_resume(tmp_path, bpe):
     assert {p.name: p.read_bytes() for p in (tmp_path / "fine").glob("*.*") if p.suffix in (".bin", ".idx")} == before
 
 
+def _flip(path: Path, at: int = 0) -> None:
+    raw = bytearray(path.read_bytes())
+    raw[at] ^= 0x01  # bit 0 of a token's low byte: still a valid id
+    path.write_bytes(bytes(raw))
+
+
+def test_rerun_rewrites_damaged_outputs_and_parts(tmp_path, corpus, bpe):
+    root, _ = corpus
+    out = tmp_path / "tok"
+    first = tokenize_corpus(root, bpe, out, workers=1, keep_parts=True)
+    good = {p.name: p.read_bytes() for p in out.glob("*.*") if p.suffix in (".bin", ".idx")}
+    _flip(out / "train.bin", 10)
+    again = tokenize_corpus(root, bpe, out, workers=1, keep_parts=True)  # not "resumed" over a corrupt set
+    assert not again.get("resumed") and again["resumed_pieces"] == first["pieces"]
+    assert {p.name: p.read_bytes() for p in out.glob("*.*") if p.suffix in (".bin", ".idx")} == good
+    part = sorted((out / "parts").glob("*/train.bin"))[1]
+    _flip(part, 4)
+    (out / "tokenize.json").unlink()
+    third = tokenize_corpus(root, bpe, out, workers=1)
+    assert third["resumed_pieces"] == first["pieces"] - 1  # that piece was redone, not merged corrupt
+    assert {p.name: p.read_bytes() for p in out.glob("*.*") if p.suffix in (".bin", ".idx")} == good
+    assert all(verify(out / s) == [] for s in SPLITS)
+
+
+def test_a_second_tokenize_into_a_locked_folder_fails_clearly(tmp_path, corpus, bpe):
+    import os
+
+    from helpers import run_cli
+
+    from corpus.lock import RunLock
+
+    root, _ = corpus
+    out = tmp_path / "tok"
+    with RunLock(out):
+        res = run_cli("tokenize", str(root), "--tokenizer", str(bpe), "--out", str(out), "-w", "1")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines() == [f"error: another run (pid {os.getpid()}) is writing {out}; wait for it "
+                                               "or stop it first"]
+    assert sorted(p.name for p in out.iterdir()) == [".lock"]  # nothing written
+
+
 def test_split_assignment_deterministic_by_seed():
     keys = [f"doc {i}".encode() for i in range(2000)]
     a, b, c = assign_splits(keys, (0.8, 0.1, 0.1), 0), assign_splits(keys, (0.8, 0.1, 0.1), 0), \
@@ -202,9 +243,8 @@ def test_assistant_loss_mask(bpe, tmp_path):
 
 
 def test_tokenize_operator_in_a_pipeline(tmp_path, bpe):
-    from corpus.stages.tokenize import Tokenize
-
     from corpus import InputSpec, Pipeline, registry
+    from corpus.stages.tokenize import Tokenize
 
     assert registry.get("tokenize") is Tokenize
 

@@ -2,13 +2,15 @@
 
 Every record of an input ends up either as a row of ``ReadChunk.docs`` (DOC_SCHEMA) or as a row of
 ``ReadChunk.bad`` (QUARANTINE_SCHEMA, with file, line, raw bytes and error kind). ``ReadChunk.seen``
-counts the records the reader met in that chunk (blank lines are not records), so the executor can
-check ``seen == len(docs) + len(bad)``.
+counts the records the reader met in that chunk, so the executor can check ``seen == len(docs) +
+len(bad)``; ``ReadChunk.blank`` counts the blank lines it skipped (they are not records, but they are
+input: a file's lines = records + blank lines for JSONL and text read by line).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import polars as pl
 
@@ -33,6 +35,10 @@ class InputSpec:
     query: str | None = None  # duckdb: the SQL query
     database: str | None = None  # duckdb: database file (None: in-memory, query may read files)
     csv_delimiter: str = ","
+    # May a quoted CSV value span lines? true: yes (RFC 4180); false: no, a quote still open at the end
+    # of a line makes that line malformed; "auto": yes, unless the lines after the first read as
+    # records of their own (see corpus/readers/csv.py).
+    csv_multiline: bool | Literal["auto"] = "auto"
     max_doc_bytes: int = 64 << 20  # larger texts are quarantined as too_large
 
 
@@ -53,4 +59,5 @@ class ReadChunk:
     bad: pl.DataFrame
     seen: int
     bytes_read: int = 0  # input bytes consumed (compressed size for .gz/.zst), for MB/s
+    blank: int = 0  # blank lines skipped (not records)
     extra: dict = field(default_factory=dict)

@@ -1,22 +1,48 @@
 """CSV / TSV reader: the header row names the fields; every later record is one document.
 
 Rows are numbered by record (1 = first record after the header), the same number in ``src_row``
-and in the quarantine ``line`` column; the error message adds the physical file line. Not a hot
+and in the quarantine ``line`` column; the error message adds the physical file lines. Not a hot
 path, so it uses the stdlib csv module over the decompressed line stream.
+
+Parsing is strict (RFC 4180): a closing quote must be followed by the delimiter or the end of the
+line. A quoted value may span lines; ``csv_multiline`` says when such a record is believed:
+
+* ``true``: whenever it parses;
+* ``false``: never: a record is one line, and a quote still open at the end of a line makes that
+  line malformed;
+* ``"auto"`` (default): when it parses, unless the lines after its first one are records of their
+  own: an even number of quote characters that parse, strictly and on their own, into records of the
+  header's width. A well-formed value spanning lines never looks like that (after its first line come
+  its closing quote and doubled quotes: an odd number), while a line whose quote never closes,
+  followed by well-formed records, does.
+
+A record spanning lines that is not believed (a parse error inside it, the end of the file inside
+its quotes, more than 2 x max_doc_bytes + 1 MiB of lines, or auto's test) has its first line
+quarantined as ``malformed_row``, and reading resumes at the next line: the lines it swallowed are
+read again as records of their own. What stays ambiguous: a broken quote that a later stray quote
+closes cleanly, with the right number of fields, reads as one record (with ``true`` always; with
+``"auto"`` when the lines it swallowed are not well-formed records, e.g. a second mistake).
 """
 
 from __future__ import annotations
 
 import csv
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, NamedTuple
 
 from corpus.readers.base import ReadChunk, ReadTask
 from corpus.readers.jsonl import DocBuilder
-from corpus.readers.parquet import check_columns
+from corpus.readers.parquet import missing_column
 from corpus.readers.streams import ByteSource, LineChunker, strip_compression
+from corpus.schema import RAW_FILE
+
+if TYPE_CHECKING:
+    from corpus.quarantine import RawStore
 
 # Documents can be far larger than csv's 128 KiB default field limit.
 csv.field_size_limit(2**31 - 1)
+
+_SLACK = 1 << 20  # a record's other fields, beyond twice its text (every quote doubled)
 
 
 def delimiter_for(task: ReadTask) -> str:
@@ -25,95 +51,244 @@ def delimiter_for(task: ReadTask) -> str:
     return task.spec.csv_delimiter
 
 
-class _Lines:
-    """The decompressed lines fed to csv.reader, remembering the raw bytes of the current record."""
+class _Line(NamedTuple):
+    no: int  # physical line of the file, from 1
+    raw: bytes  # without the newline
+    newline: bool  # False for a last line without one
 
-    def __init__(self, task: ReadTask, chunk_bytes: int) -> None:
+
+class _Refused(Exception):  # noqa: N818 (a signal to the reading loop)
+    """The record being read may not take another line."""
+
+
+def _record_bytes(lines: list[_Line]) -> bytes:
+    raw = b"\n".join(ln.raw for ln in lines)
+    return raw[:-1] if raw.endswith(b"\r") else raw
+
+
+def _decode(ln: _Line) -> str:
+    # surrogateescape keeps going past bad bytes; the record is then checked strictly.
+    return ln.raw.decode("utf-8", "surrogateescape") + ("\n" if ln.newline else "")
+
+
+class _Lines:
+    """The physical lines fed to csv.reader, remembering those of the record being read, with lines
+    handed back to be read again."""
+
+    def __init__(self, task: ReadTask, chunk_bytes: int, one_line: bool, max_record: int) -> None:
         self.src = ByteSource(task.path, block_size=min(chunk_bytes, 1 << 20))
         self.chunker = LineChunker(self.src, chunk_bytes)
-        self.pending: list[bytes] = []  # raw lines of the record being read
-        self.line = 0  # physical lines handed out
+        self._fresh = self._physical()
+        self.back: list[_Line] = []  # to read again, the next one last
+        self.pending: list[_Line] = []  # lines of the record being read
+        self.pending_bytes = 0
+        self.line = 0  # physical lines read from the file
+        self.at_end = False  # the last request found no line left
+        self.one_line, self.max_record = one_line, max_record
+        self.refusal = ""
 
-    def __iter__(self) -> Iterator[str]:
+    def _physical(self) -> Iterator[_Line]:
         for chunk in self.chunker:
             pieces = chunk.split(b"\n")
             pieces.pop()  # chunk ends with a newline
             for raw in pieces:
-                yield self._give(raw) + "\n"
+                self.line += 1
+                yield _Line(self.line, raw, True)
         if self.chunker.tail and not (self.src.truncated or self.src.error):
-            yield self._give(self.chunker.tail)
+            self.line += 1
+            yield _Line(self.line, self.chunker.tail, False)
 
-    def _give(self, raw: bytes) -> str:
-        self.pending.append(raw)
-        self.line += 1
-        # surrogateescape keeps going past bad bytes; the record is then checked strictly.
-        return raw.decode("utf-8", "surrogateescape")
+    def __iter__(self) -> _Lines:
+        return self
 
-    def take(self) -> bytes:
-        raw = b"\n".join(self.pending)
-        self.pending = []
-        return raw[:-1] if raw.endswith(b"\r") else raw
+    def __next__(self) -> str:
+        if self.pending and self.one_line:
+            self.refusal = "quote still open at the end of the line, and csv_multiline is false"
+            raise _Refused
+        if self.pending_bytes > self.max_record:
+            self.refusal = f"quoted value runs past {self.max_record} bytes without closing"
+            raise _Refused
+        if self.back:
+            ln = self.back.pop()
+        else:
+            try:
+                ln = next(self._fresh)
+            except StopIteration:
+                self.at_end = True
+                raise
+        self.at_end = False
+        self.pending.append(ln)
+        self.pending_bytes += len(ln.raw) + 1
+        return _decode(ln)
+
+    def take(self) -> list[_Line]:
+        lines, self.pending, self.pending_bytes = self.pending, [], 0
+        return lines
+
+    def again(self, lines: list[_Line]) -> None:
+        self.back.extend(reversed(lines))
 
 
-def read_csv(task: ReadTask, chunk_bytes: int) -> Iterator[ReadChunk]:
-    lines = _Lines(task, chunk_bytes)
-    reader = csv.reader(iter(lines), delimiter=delimiter_for(task))
-    header: list[str] | None = None
-    record = 0
-    b = DocBuilder(task)
-    size = 0
-    reported = 0
-    while True:
-        try:
-            fields = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            raw = lines.take()
-            if lines.src.truncated or lines.src.error:
-                break  # an unfinished quoted record at the cut: reported below with the tail
-            record += 1
-            b.seen += 1
-            b.add_bad(record, "malformed_row", f"{exc} (file line {lines.line})", raw)
-            continue
-        raw = lines.take()
-        size += len(raw) + 1
-        if not fields or (len(fields) == 1 and not fields[0].strip()):
-            continue  # blank line: not a record
-        if header is None:
-            header = [f.lstrip("\ufeff") if i == 0 else f for i, f in enumerate(fields)]
-            check_columns(task, header, f"CSV file {task.rel_path!r} header")
-            continue
-        record += 1
-        b.seen += 1
-        _add_row(b, task, header, fields, record, lines.line, raw)
-        if size >= chunk_bytes:
-            yield b.finish(lines.src.consumed - reported)
-            reported = lines.src.consumed
-            b, size = DocBuilder(task), 0
-    if lines.src.truncated or lines.src.error:
-        kind = "truncated_file" if lines.src.truncated else "unreadable_file"
-        msg = "compressed stream ends early; this partial record was cut" if lines.src.truncated else None
-        pending = lines.take()
-        tail = lines.chunker.tail
-        raw = pending + b"\n" + tail if pending else tail
-        b.seen += 1
-        b.add_bad(record + 1, kind, msg or lines.src.error or kind, raw)
-    if b.seen or lines.src.consumed > reported:
-        yield b.finish(lines.src.consumed - reported)
+def _own_records(lines: list[_Line], width: int, delimiter: str) -> bool:
+    """Do these lines read, on their own, as well-formed records of `width` fields?"""
+    if sum(ln.raw.count(b'"') for ln in lines) % 2:
+        return False
+    try:
+        rows = list(csv.reader([_decode(ln) for ln in lines], delimiter=delimiter, strict=True))
+    except csv.Error:
+        return False
+    rows = [r for r in rows if not _blank(r)]
+    return bool(rows) and all(len(r) == width for r in rows)
+
+
+def _blank(fields: list[str]) -> bool:
+    return not fields or (len(fields) == 1 and not fields[0].strip())
+
+
+def _span(lines: list[_Line]) -> str:
+    a, z = lines[0].no, lines[-1].no
+    return f"file line {a}" if a == z else f"file lines {a}-{z}"
+
+
+class _CsvReader:
+    def __init__(self, task: ReadTask, chunk_bytes: int, sink: RawStore | None) -> None:
+        spec = task.spec
+        self.task, self.sink, self.chunk_bytes = task, sink, chunk_bytes
+        self.mode = spec.csv_multiline
+        self.delimiter = delimiter_for(task)
+        self.lines = _Lines(task, chunk_bytes, spec.csv_multiline is False, 2 * spec.max_doc_bytes + _SLACK)
+        self.reader = csv.reader(self.lines, delimiter=self.delimiter, strict=True)
+        self.header: list[str] | None = None
+        self.header_raw: bytes | None = None
+        self.record = 0
+        self.stopped = False  # the file was quarantined whole
+        self.b = self._builder()
+
+    def _builder(self) -> DocBuilder:
+        b = DocBuilder(self.task, self.sink)
+        b.header = self.header_raw
+        return b
+
+    def records(self) -> Iterator[tuple[list[str], list[_Line]]]:
+        """Each parsed record (the header first) with its lines; records that do not parse are
+        quarantined on the way. Stops at the end of the input, at a cut in a damaged compressed
+        stream, or when the header is broken (``stopped``)."""
+        src = self.lines.src
+        while True:
+            try:
+                fields = next(self.reader)
+            except StopIteration:
+                return
+            except (csv.Error, _Refused) as exc:
+                if self.lines.at_end and (src.truncated or src.error):
+                    return  # an unfinished quoted record at the cut: reported with the tail
+                if not self._broken(exc):
+                    self.stopped = True
+                    return
+                continue
+            lines = self.lines.take()
+            if len(lines) == 1 and _blank(fields):
+                self.b.blank += 1
+                continue
+            yield fields, lines
+
+    def chunks(self) -> Iterator[ReadChunk]:
+        src = self.lines.src
+        size = reported = 0
+        for fields, lines in self.records():
+            raw = _record_bytes(lines)
+            if self.header is None:
+                if not self._set_header(fields, raw):
+                    self.stopped = True
+                    break
+                continue
+            if len(lines) > 1 and self.mode == "auto" and _own_records(lines[1:], len(self.header), self.delimiter):
+                self._quarantine_first(lines, "quote swallows lines that are records of their own")
+                continue
+            size += len(raw) + 1
+            self.record += 1
+            self.b.seen += 1
+            _add_row(self.b, self.task, self.header, fields, self.record, _span(lines), raw)
+            if size >= self.chunk_bytes:
+                yield self.b.finish(src.consumed - reported)
+                reported = src.consumed
+                self.b, size = self._builder(), 0
+        if (src.truncated or src.error) and not self.stopped:
+            kind = "truncated_file" if src.truncated else "unreadable_file"
+            msg = "compressed stream ends early; this partial record was cut" if src.truncated else None
+            pending = _record_bytes(self.lines.take())
+            tail = self.lines.chunker.tail
+            raw = pending + b"\n" + tail if pending else tail
+            self.b.seen += 1
+            self.b.add_bad(self.record + 1, kind, msg or src.error or kind, raw)
+        if self.b.seen or self.b.blank or src.consumed > reported:
+            yield self.b.finish(src.consumed - reported)
+
+    def _broken(self, exc: Exception) -> bool:
+        """A record that does not parse: quarantine its first line, read the rest again. False when it
+        is the header (the file is then quarantined whole)."""
+        lines = self.lines.take()
+        if isinstance(exc, _Refused):
+            why = self.lines.refusal
+        elif self.lines.at_end:
+            why = "quote never closes"
+        elif len(lines) > 1:
+            why = f"quote does not close properly: {exc} on file line {lines[-1].no}"
+        else:
+            why = str(exc)
+        if self.header is None:
+            self._whole_file(f"CSV file {self.task.rel_path!r} has a malformed header: {why} ({_span(lines)})")
+            return False
+        self._quarantine_first(lines, why)
+        return True
+
+    def _quarantine_first(self, lines: list[_Line], why: str) -> None:
+        first, rest = lines[0], lines[1:]
+        self.lines.again(rest)
+        again = f"; {_span(rest).replace('file ', '')} read again" if rest else ""
+        self.record += 1
+        self.b.seen += 1
+        self.b.add_bad(self.record, "malformed_row", f"{why} (file line {first.no}{again})", _record_bytes([first]))
+
+    def _set_header(self, fields: list[str], raw: bytes) -> bool:
+        problem = missing_column(self.task, fields, f"CSV file {self.task.rel_path!r} header")
+        if problem is not None:
+            self._whole_file(problem)
+            return False
+        self.header, self.header_raw = fields, raw
+        self.b.header = raw
+        return True
+
+    def _whole_file(self, why: str) -> None:
+        self.b.seen += 1
+        self.b.add_bad(1, "unreadable_file", why, b"", unit=RAW_FILE)
+
+
+def read_csv(task: ReadTask, chunk_bytes: int, sink: RawStore | None = None) -> Iterator[ReadChunk]:
+    return _CsvReader(task, chunk_bytes, sink).chunks()
+
+
+def csv_problem(task: ReadTask) -> str | None:
+    """Why this CSV file would be quarantined whole (broken header, no text column), from its first
+    lines (for `corpus validate`)."""
+    r = _CsvReader(task, 1 << 16, None)
+    for fields, lines in r.records():
+        r._set_header(fields, _record_bytes(lines))
+        break
+    return r.b.bad[-1]["error"] if r.b.bad else None
 
 
 def _add_row(
-    b: DocBuilder, task: ReadTask, header: list[str], fields: list[str], record: int, line: int, raw: bytes
+    b: DocBuilder, task: ReadTask, header: list[str], fields: list[str], record: int, where: str, raw: bytes
 ) -> None:
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        msg = f"invalid UTF-8 byte 0x{raw[exc.start]:02x} at byte {exc.start + 1} (file line {line})"
+        msg = f"invalid UTF-8 byte 0x{raw[exc.start]:02x} at byte {exc.start + 1} ({where})"
         b.add_bad(record, "invalid_utf8", msg, raw)
         return
     if len(fields) != len(header):
-        msg = f"expected {len(header)} fields, got {len(fields)} (file line {line})"
+        msg = f"expected {len(header)} fields, got {len(fields)} ({where})"
         b.add_bad(record, "malformed_row", msg, raw)
         return
     rec: dict[str, str | None] = {}

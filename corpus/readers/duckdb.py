@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import duckdb
 
 from corpus.readers.base import InputError, ReadChunk, ReadTask
 from corpus.readers.parquet import check_columns, read_batches
+
+if TYPE_CHECKING:
+    from corpus.quarantine import RawStore
 
 PREFIX = "duckdb:"
 MEMORY = ":memory:"
@@ -25,7 +29,7 @@ def one_line(exc: BaseException) -> str:
     return " ".join(ln for ln in lines if ln and not ln.startswith("LINE ") and set(ln) != {"^"})
 
 
-def read_duckdb(task: ReadTask, chunk_bytes: int) -> Iterator[ReadChunk]:
+def read_duckdb(task: ReadTask, chunk_bytes: int, sink: RawStore | None = None) -> Iterator[ReadChunk]:
     spec = task.spec
     database = task.path[len(PREFIX) :] if task.path.startswith(PREFIX) else task.path
     where = f"input {spec.source!r}"
@@ -46,7 +50,7 @@ def read_duckdb(task: ReadTask, chunk_bytes: int) -> Iterator[ReadChunk]:
         # Row width is unknown before the first batch; ~2 KB per row is a typical document.
         batch_rows = max(1, min(chunk_bytes // 2048, 1 << 20))
         try:
-            yield from read_batches(task, rel.to_arrow_reader(batch_rows), None, 0)
+            yield from read_batches(task, rel.to_arrow_reader(batch_rows), None, 0, sink)
         except duckdb.Error as exc:
             raise InputError(f"{where}: DuckDB query failed while reading: {one_line(exc)}") from None
     finally:

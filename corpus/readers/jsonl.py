@@ -17,13 +17,16 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from corpus.readers.base import ReadChunk, ReadTask
 from corpus.readers.streams import ByteSource, LineChunker, prefetch
-from corpus.schema import DOC_SCHEMA, ROW_BITS, empty_docs, quarantine_frame
+from corpus.schema import DOC_SCHEMA, RAW_FILE, RAW_LINE, RAW_ROW, ROW_BITS, empty_docs, quarantine_frame
+
+if TYPE_CHECKING:
+    from corpus.quarantine import RawStore
 
 # Lines holding only these bytes are blank: not records (polars skips exactly these too).
 JSON_BLANK = b" \t\r"
@@ -91,9 +94,13 @@ def _encode_meta(items: dict[str, Any]) -> str:
 
 
 class DocBuilder:
-    """Collects the documents and quarantine rows of one chunk of one task."""
+    """Collects the documents and quarantine rows of one chunk of one task.
 
-    def __init__(self, task: ReadTask) -> None:
+    ``sink``: where records larger than max_doc_bytes keep their bytes (a side file); without one
+    (profiling, tests) they stay in the frame.
+    """
+
+    def __init__(self, task: ReadTask, sink: RawStore | None = None) -> None:
         spec = task.spec
         self.source = spec.source
         self.rel = task.rel_path
@@ -106,15 +113,23 @@ class DocBuilder:
         self.rows: list[tuple[str, str, str, int]] = []  # per-record path: id, text, meta, row
         self.bad: list[dict] = []
         self.seen = 0
+        self.blank = 0
+        self.sink = sink
+        self.header: bytes | None = None  # CSV: the header line, kept with each quarantined record
+        whole = task.format == "text" and spec.text_mode == "file"
+        self.unit = RAW_FILE if whole else RAW_ROW if task.format in ("parquet", "duckdb") else RAW_LINE
 
     # ----- per-record path -------------------------------------------------------------
     def derived_id(self, row: int) -> str:
         return f"{self.source}:{self.rel}:{row}"
 
-    def add_bad(self, row: int, kind: str, error: str, raw: bytes) -> None:
-        self.bad.append(
-            {"source": self.source, "file": self.rel, "line": row, "kind": kind, "error": error, "raw": raw}
-        )
+    def add_bad(self, row: int, kind: str, error: str, raw: bytes, unit: str | None = None,
+                stored: dict | None = None) -> None:
+        """One quarantined record with its bytes whole (``stored``: already in a side file)."""
+        if stored is None and self.sink is not None and len(raw) > self.max_bytes:
+            stored = self.sink.put(row, [raw])
+        self.bad.append({"source": self.source, "file": self.rel, "line": row, "kind": kind, "error": error,
+                         "raw_unit": unit or self.unit, "header": self.header, **(stored or {"raw": raw})})
 
     def add_line(self, line: bytes, row: int) -> None:
         """One non-blank JSONL line (without its newline), classified exactly."""
@@ -288,11 +303,11 @@ class DocBuilder:
             if self.rows:  # per-record rows were appended last: restore file order
                 docs = docs.sort("src_row")
         bad = quarantine_frame(sorted(self.bad, key=lambda r: r["line"]))
-        return ReadChunk(docs=docs, bad=bad, seen=self.seen, bytes_read=bytes_read)
+        return ReadChunk(docs=docs, bad=bad, seen=self.seen, bytes_read=bytes_read, blank=self.blank)
 
 
 # ----- JSONL ----------------------------------------------------------------------------
-def read_jsonl(task: ReadTask, chunk_bytes: int) -> Iterator[ReadChunk]:
+def read_jsonl(task: ReadTask, chunk_bytes: int, sink: RawStore | None = None) -> Iterator[ReadChunk]:
     # Parse in pieces of at most _PIECE: buffers of 32 MiB and more are mmap-ed afresh by malloc
     # on every allocation, and the page faults cost more than the extra polars calls.
     piece_bytes = min(chunk_bytes, _PIECE)
@@ -301,7 +316,7 @@ def read_jsonl(task: ReadTask, chunk_bytes: int) -> Iterator[ReadChunk]:
     lines_before = 0
     reported = 0
     pending = 0
-    b = DocBuilder(task)
+    b = DocBuilder(task, sink)
 
     def counted() -> Iterator[tuple[bytes, int]]:
         for piece in chunker:
@@ -313,7 +328,7 @@ def read_jsonl(task: ReadTask, chunk_bytes: int) -> Iterator[ReadChunk]:
         pending += len(piece)
         if pending >= chunk_bytes:
             yield b.finish(src.consumed - reported)
-            reported, pending, b = src.consumed, 0, DocBuilder(task)
+            reported, pending, b = src.consumed, 0, DocBuilder(task, sink)
     tail = chunker.tail
     if src.truncated or src.error:
         kind = "truncated_file" if src.truncated else "unreadable_file"
@@ -322,7 +337,7 @@ def read_jsonl(task: ReadTask, chunk_bytes: int) -> Iterator[ReadChunk]:
         b.add_bad(lines_before + 1, kind, msg or kind, tail)
     elif tail:
         _parse(b, tail, lines_before + 1)
-    if b.seen or src.consumed > reported:
+    if b.seen or b.blank or src.consumed > reported:
         yield b.finish(src.consumed - reported)
 
 
@@ -352,6 +367,7 @@ def _parse(b: DocBuilder, buf: bytes, first_line: int, n_lines: int | None = Non
             _per_line(b, buf, first_line)
         return
     b.seen += df.height
+    b.blank += n_lines - df.height
     flags = b.flags(df, coerced=True)
     if flags is None:
         b.add_frame(df, rows)
@@ -383,3 +399,5 @@ def _per_line(b: DocBuilder, buf: bytes, first_line: int) -> None:
         if ln.strip(JSON_BLANK):
             b.seen += 1
             b.add_line(ln, first_line + i)
+        else:
+            b.blank += 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import polars as pl
 import pyarrow as pa
@@ -17,23 +18,36 @@ import pyarrow.parquet as pq
 
 from corpus.readers.base import InputError, ReadChunk, ReadTask
 from corpus.readers.jsonl import DocBuilder, json_default
+from corpus.schema import RAW_FILE
+
+if TYPE_CHECKING:
+    from corpus.quarantine import RawStore
+
+
+def missing_column(task: ReadTask, names: list[str], what: str) -> str | None:
+    """Why `what` cannot give documents, when it lacks the text column (else None). A file without
+    it is quarantined whole, not thousands of bad rows; a query without it is a config error."""
+    key = task.spec.text_key
+    if key in names:
+        return None
+    shown = ", ".join(names[:30]) + (", ..." if len(names) > 30 else "")
+    return f"{what} has no column {key!r} (columns: {shown or 'none'})"
 
 
 def check_columns(task: ReadTask, names: list[str], what: str) -> None:
-    """A missing text column is a configuration error, not thousands of bad rows."""
-    key = task.spec.text_key
-    if key not in names:
-        shown = ", ".join(names[:30]) + (", ..." if len(names) > 30 else "")
-        raise InputError(f"input {task.spec.source!r}: {what} has no column {key!r} (columns: {shown})")
+    """Raise InputError when `what` lacks the text column."""
+    if (problem := missing_column(task, names, what)) is not None:
+        raise InputError(f"input {task.spec.source!r}: {problem}")
 
 
 def _raw_json(rec: dict) -> bytes:
     return json.dumps(rec, ensure_ascii=False, default=json_default).encode("utf-8", "surrogatepass")
 
 
-def arrow_batch_chunk(task: ReadTask, batch: pa.RecordBatch, first_row: int, bytes_read: int) -> ReadChunk:
+def arrow_batch_chunk(task: ReadTask, batch: pa.RecordBatch, first_row: int, bytes_read: int,
+                      sink: RawStore | None = None) -> ReadChunk:
     """One Arrow batch (rows numbered from first_row) as a ReadChunk."""
-    b = DocBuilder(task)
+    b = DocBuilder(task, sink)
     df = pl.from_arrow(batch)
     assert isinstance(df, pl.DataFrame)
     key = task.spec.text_key
@@ -57,15 +71,17 @@ def arrow_batch_chunk(task: ReadTask, batch: pa.RecordBatch, first_row: int, byt
     return b.finish(bytes_read)
 
 
-def unreadable_chunk(task: ReadTask, row: int, error: str) -> ReadChunk:
+def unreadable_chunk(task: ReadTask, row: int, error: str, bytes_read: int = 0) -> ReadChunk:
+    """The file (or what is left of it from `row` on) as one quarantined record without bytes."""
     b = DocBuilder(task)
     b.seen = 1
-    b.add_bad(row, "unreadable_file", error, b"")
-    return b.finish()
+    b.add_bad(row, "unreadable_file", error, b"", unit=RAW_FILE)
+    return b.finish(bytes_read)
 
 
 def read_batches(
-    task: ReadTask, batches: Iterable[pa.RecordBatch], total_rows: int | None, size: int
+    task: ReadTask, batches: Iterable[pa.RecordBatch], total_rows: int | None, size: int,
+    sink: RawStore | None = None,
 ) -> Iterator[ReadChunk]:
     """ReadChunks from Arrow batches; bytes_read is the file size spread over the rows."""
     row = 1
@@ -75,19 +91,31 @@ def read_batches(
             continue
         done = row - 1 + batch.num_rows
         consumed = size * done // total_rows if total_rows else 0
-        yield arrow_batch_chunk(task, batch, row, consumed - reported)
+        yield arrow_batch_chunk(task, batch, row, consumed - reported, sink)
         reported = consumed
         row += batch.num_rows
 
 
-def read_parquet(task: ReadTask, chunk_bytes: int) -> Iterator[ReadChunk]:
+def parquet_problem(task: ReadTask) -> str | None:
+    """Why this Parquet file would be quarantined whole (unreadable, no text column), from its footer."""
+    try:
+        names = pq.read_schema(task.path).names
+    except (OSError, pa.ArrowException) as exc:
+        return f"not a readable Parquet file: {exc}"
+    return missing_column(task, names, f"Parquet file {task.rel_path!r}")
+
+
+def read_parquet(task: ReadTask, chunk_bytes: int, sink: RawStore | None = None) -> Iterator[ReadChunk]:
     try:
         pf = pq.ParquetFile(task.path)
     except (OSError, pa.ArrowException) as exc:
         yield unreadable_chunk(task, 1, f"not a readable Parquet file: {exc}")
         return
     names = pf.schema_arrow.names
-    check_columns(task, names, f"Parquet file {task.rel_path!r}")
+    if (problem := missing_column(task, names, f"Parquet file {task.rel_path!r}")) is not None:
+        pf.close()
+        yield unreadable_chunk(task, 1, problem, os.path.getsize(task.path))
+        return
     spec = task.spec
     columns = None
     if spec.meta_keys is not None:  # read only what ends up in the document
@@ -100,7 +128,7 @@ def read_parquet(task: ReadTask, chunk_bytes: int) -> Iterator[ReadChunk]:
     batch_rows = max(1, min(chunk_bytes // per_row, 1 << 20))
     size = os.path.getsize(task.path)
     batches = pf.iter_batches(batch_size=batch_rows, columns=columns)
-    it = read_batches(task, batches, total, size)
+    it = read_batches(task, batches, total, size, sink)
     row = 1
     try:
         for chunk in it:

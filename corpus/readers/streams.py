@@ -3,6 +3,9 @@
 A damaged compressed file must not abort a run: ``ByteSource`` yields everything that decompresses
 before the damage and then records *why* it stopped (``truncated`` or ``error``), so the reader can
 keep every complete record and quarantine only the partial tail.
+
+A UTF-8 byte order mark at the start of a file is an encoding signature, not data: both readers of
+bytes here drop it, so no reader sees it in its first record.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import BinaryIO, TypeVar
 import zstandard
 
 COMPRESSIONS = {".gz": "gzip", ".zst": "zstd"}
+BOM = b"\xef\xbb\xbf"
 
 # Compressed input is fed in small slices so one slice cannot expand into a huge output block.
 _ZSTD_SLICE = 128 << 10
@@ -61,6 +65,20 @@ class ByteSource:
         self.error: str | None = None
 
     def blocks(self) -> Iterator[bytes]:
+        """The decompressed bytes, a leading byte order mark dropped."""
+        blocks = self._blocks()
+        head = b""
+        for block in blocks:
+            head += block
+            if len(head) >= len(BOM):
+                break
+        if head.startswith(BOM):
+            head = head[len(BOM) :]
+        if head:
+            yield head
+        yield from blocks
+
+    def _blocks(self) -> Iterator[bytes]:
         try:
             with open(self.path, "rb") as f:
                 if self.compression == "gzip":
@@ -220,7 +238,7 @@ class MappedLines:
         if hasattr(mm, "madvise"):  # (not on Windows)
             mm.madvise(mmap.MADV_SEQUENTIAL)
         view = memoryview(mm)
-        pos = 0
+        pos = len(BOM) if mm[: len(BOM)] == BOM else 0
         while True:
             start, ends = pos, []
             while pos - start < group_bytes:

@@ -3,43 +3,57 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import chain
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from corpus.readers.base import ReadChunk, ReadTask
 from corpus.readers.jsonl import BLANK_TEXT_RE, DocBuilder
 from corpus.readers.streams import ByteSource, LineChunker
-from corpus.schema import RAW_CAP
+
+if TYPE_CHECKING:
+    from corpus.quarantine import RawStore
 
 _CUT = "compressed stream ends early; this partial record was cut"
 
 
-def read_text(task: ReadTask, chunk_bytes: int) -> Iterator[ReadChunk]:
+def read_text(task: ReadTask, chunk_bytes: int, sink: RawStore | None = None) -> Iterator[ReadChunk]:
     if task.spec.text_mode == "line":
-        yield from _read_lines(task, chunk_bytes)
+        yield from _read_lines(task, chunk_bytes, sink)
     else:
-        yield _read_file(task)
+        yield _read_file(task, sink)
 
 
-def _read_file(task: ReadTask) -> ReadChunk:
+def _read_file(task: ReadTask, sink: RawStore | None) -> ReadChunk:
     src = ByteSource(task.path)
     limit = task.spec.max_doc_bytes
     parts: list[bytes] = []
     size = 0
-    for block in src.blocks():
+    blocks = src.blocks()
+    for block in blocks:
         size += len(block)
         parts.append(block)
         if size > limit:
-            break  # too large anyway: no need to hold (or decompress) the rest
-    data = b"".join(parts)
-    b = DocBuilder(task)
+            break
+    b = DocBuilder(task, sink)
     b.seen = 1
+    stored = None
+    if size > limit:
+        # Too large for a document, but quarantined whole: streamed to a side file when there is one.
+        if sink is not None:
+            stored = sink.put(1, chain(parts, blocks))
+            size = stored["raw_bytes"]
+        else:
+            parts += list(blocks)
+            size = sum(map(len, parts))
+    data = b"".join(parts) if stored is None else b""
     if src.error:
-        b.add_bad(1, "unreadable_file", src.error, data)
+        b.add_bad(1, "unreadable_file", src.error, data, stored=stored)
     elif src.truncated:
-        b.add_bad(1, "truncated_file", _CUT, data)
+        b.add_bad(1, "truncated_file", _CUT, data, stored=stored)
     elif size > limit:
-        b.add_bad(1, "too_large", f"text is over the {limit} byte limit", data[: RAW_CAP + 1])
+        b.add_bad(1, "too_large", f"text is {size} bytes, over the {limit} byte limit", data, stored=stored)
     else:
         try:
             text = data.decode("utf-8")
@@ -51,25 +65,25 @@ def _read_file(task: ReadTask) -> ReadChunk:
     return b.finish(src.consumed)
 
 
-def _read_lines(task: ReadTask, chunk_bytes: int) -> Iterator[ReadChunk]:
+def _read_lines(task: ReadTask, chunk_bytes: int, sink: RawStore | None) -> Iterator[ReadChunk]:
     src = ByteSource(task.path, block_size=min(chunk_bytes, 1 << 20))
     chunker = LineChunker(src, chunk_bytes)
     lines_before = 0
     reported = 0
     for chunk in chunker:
-        b = DocBuilder(task)
+        b = DocBuilder(task, sink)
         _lines_chunk(b, task, chunk, lines_before + 1)
         lines_before += chunk.count(b"\n")
         yield b.finish(src.consumed - reported)
         reported = src.consumed
-    b = DocBuilder(task)
+    b = DocBuilder(task, sink)
     if src.truncated or src.error:
         b.seen += 1
         kind = "truncated_file" if src.truncated else "unreadable_file"
         b.add_bad(lines_before + 1, kind, _CUT if src.truncated else str(src.error), chunker.tail)
     elif chunker.tail:
         _lines_chunk(b, task, chunker.tail, lines_before + 1)
-    if b.seen or src.consumed > reported:
+    if b.seen or b.blank or src.consumed > reported:
         yield b.finish(src.consumed - reported)
 
 
@@ -91,6 +105,7 @@ def _lines_chunk(b: DocBuilder, task: ReadTask, buf: bytes, first_line: int) -> 
     rows = df.get_column("\x00line")
     df = df.drop("\x00line")
     b.seen += df.height
+    b.blank += len(pieces) - df.height
     flags = b.flags(df, coerced=False)
     if flags is None:
         b.add_frame(df, rows)
@@ -116,3 +131,5 @@ def _lines_slow(b: DocBuilder, key: str, buf: bytes, first_line: int) -> None:
         if value.strip():
             b.seen += 1
             b.add_record({key: value}, row, raw)
+        else:
+            b.blank += 1

@@ -20,6 +20,7 @@ import duckdb
 from corpus.catalog import Catalog
 from corpus.manifest import read_manifest
 from corpus.operators import StageView
+from corpus.quarantine import raw_blocks
 from corpus.schema import CORE_COLUMNS, REJECT_REASON, REJECT_STAGE
 from corpus.stats import funnel_rows
 from corpus.work import stage_dir as stage_folder
@@ -79,7 +80,7 @@ class ReportContext:
     funnel: list[dict]  # per stage and source: stage, source, docs_in/out, bytes_in/out, seconds
     drops: list[dict]  # stage_idx, stage, source, reason, docs
     quarantine: list[dict]  # source, kind, docs
-    balance: list[dict]  # source, input, kept, rejected, quarantined, ok
+    balance: list[dict]  # source, input (records + blank lines), kept, rejected, quarantined, blank, ok
     manifest: dict | None
     profiles: list[Profile]
     examples_current: bool
@@ -201,8 +202,8 @@ def _gather(out: Path, run_id: str | None, cat: Catalog) -> ReportContext:
                 for r in funnel],
         drops=drops,
         quarantine=[{"source": s, "kind": k, "docs": int(n)} for s, k, n in quarantine],
-        balance=[{"source": s, "input": i, "kept": k, "rejected": r, "quarantined": q, "ok": bool(ok)}
-                 for s, i, k, r, q, ok in balance],
+        balance=[{"source": s, "input": i, "kept": k, "rejected": r, "quarantined": q, "blank": int(b or 0),
+                  "ok": bool(ok)} for s, i, k, r, q, ok, b in balance],
         manifest=manifest,
         profiles=profiles,
         examples_current=latest == run_id,
@@ -276,15 +277,16 @@ def read_rejected_examples(out: Path, units: dict[str, list[str]] | None = None,
 
 def read_quarantine_examples(out: Path, per_kind: int = EXAMPLES_PER_REASON,
                              preview: int = RAW_PREVIEW_BYTES) -> dict[str, list[dict]]:
-    files = sorted(str(p) for p in (out / "quarantine").glob("*.parquet"))
+    qdir = out / "quarantine"
+    files = sorted(str(p) for p in qdir.glob("*.parquet"))
     if not files:
         return {}
     con = duckdb.connect()
     try:
         rows = con.execute(
-            """SELECT kind, source, file, line, error, raw_head, raw_bytes, raw_truncated
-               FROM (SELECT kind, source, file, line, error, raw[1:?] AS raw_head, octet_length(raw) AS raw_bytes,
-                            raw_truncated FROM read_parquet(?, union_by_name = true))
+            """SELECT kind, source, file, line, error, raw_head, raw_bytes, raw_file
+               FROM (SELECT kind, source, file, line, error, raw[1:?] AS raw_head, raw_bytes, raw_file
+                     FROM read_parquet(?, union_by_name = true))
                QUALIFY row_number() OVER (PARTITION BY kind ORDER BY source, file, line) <= ?
                ORDER BY kind, source, file, line""",
             [preview, files, per_kind]).fetchall()
@@ -294,11 +296,17 @@ def read_quarantine_examples(out: Path, per_kind: int = EXAMPLES_PER_REASON,
     finally:
         con.close()
     result: dict[str, list[dict]] = {}
-    for kind, source, file, line, error, head, nbytes, truncated in rows:
+    for kind, source, file, line, error, head, nbytes, raw_file in rows:
+        if raw_file:  # the record's bytes are in a side file: its first block is enough
+            row = {"file": file, "line": line, "raw_file": raw_file}
+            try:
+                head = next(raw_blocks(qdir, row), b"")[:preview]
+            except ValueError as exc:
+                log.warning("report: %s", exc)
         result.setdefault(str(kind), []).append({
             "source": source, "file": file, "line": line, "error": _clip(error, len(error or ""), 300),
             "raw_preview": raw_preview(bytes(head or b"")), "raw_bytes": nbytes,
-            "raw_truncated": bool(truncated) or (nbytes or 0) > preview,
+            "raw_truncated": (nbytes or 0) > preview,
         })
     return result
 

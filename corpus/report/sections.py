@@ -151,6 +151,7 @@ def overview(ctx: ReportContext) -> Rendered:
     read, final = _read_totals(ctx), _final_totals(ctx)
     rejected = sum(d["docs"] for d in ctx.drops)
     quarantined = sum(q["docs"] for q in ctx.quarantine)
+    blank = sum(b["blank"] for b in ctx.balance)
     balanced = bool(ctx.balance) and all(b["ok"] for b in ctx.balance)
     m = ctx.manifest or {}
     figures = {
@@ -164,6 +165,7 @@ def overview(ctx: ReportContext) -> Rendered:
                    "shards": len(m.get("shards", [])), "parquet_bytes": m.get("bytes")},
         "rejected": rejected,
         "quarantined": quarantined,
+        "blank_lines": blank,
         "balance": ctx.balance,
         "balanced": balanced,
     }
@@ -182,7 +184,8 @@ def overview(ctx: ReportContext) -> Rendered:
         ("Rejected", fmt_int(rejected), "dropped by an operator, with a reason"),
         ("Quarantined", fmt_int(quarantined), "could not be read as documents"),
         ("Nothing lost", "yes" if balanced else ("no" if ctx.balance else "not checked"),
-         "input = kept + rejected + quarantined"),
+         "input = kept + rejected + quarantined + blank lines"),
+        ("Blank lines", fmt_int(blank), "skipped: not records"),
     ]))
     parts.append(_note(f"Run {ctx.run.run_id}, started {ctx.run.started}, workers: {ctx.run.workers}. Pipeline: "
                        + " → ".join(ctx.stage_labels)
@@ -190,11 +193,12 @@ def overview(ctx: ReportContext) -> Rendered:
                          "compressed); text sizes are UTF-8 bytes."))
     if ctx.balance:
         cols = [Col("source"), Col("input", True), Col("kept", True), Col("rejected", True),
-                Col("quarantined", True), Col("adds up")]
-        rows = [[b["source"], b["input"], b["kept"], b["rejected"], b["quarantined"],
+                Col("quarantined", True), Col("blank lines", True), Col("adds up")]
+        rows = [[b["source"], b["input"], b["kept"], b["rejected"], b["quarantined"], b["blank"],
                  Cell("yes" if b["ok"] else "NO", markup=badge("yes" if b["ok"] else "NO", b["ok"]))]
                 for b in ctx.balance]
-        foot = [["total"] + [sum(b[k] for b in ctx.balance) for k in ("input", "kept", "rejected", "quarantined")]
+        foot = [["total"] + [sum(b[k] for b in ctx.balance)
+                             for k in ("input", "kept", "rejected", "quarantined", "blank")]
                 + [Cell(markup=badge("yes" if balanced else "NO", balanced))]]
         parts.append("<h3>Nothing lost: every input record is accounted for</h3>"
                      + table(cols, rows, foot, caption="Counted on disk at the end of the run"))
@@ -222,7 +226,7 @@ def sources(ctx: ReportContext) -> Rendered | None:
         last = (ctx.funnel_row(final, src) if final else None) or {}
         b = balance.get(src, {})
         figures.append({
-            "source": src, "input": b.get("input", read.get("docs_in", 0)),
+            "source": src, "input": b.get("input", read.get("docs_in", 0)) - b.get("blank", 0),
             "quarantined": quarantined.get(src, 0), "rejected": rejected.get(src, 0),
             "kept": b.get("kept", last.get("docs_out", 0)), "bytes_read": read.get("bytes_out", 0),
             "bytes_kept": last.get("bytes_out", 0), "est_tokens_kept": est_tokens(last.get("bytes_out", 0)),
@@ -356,7 +360,8 @@ def quarantine(ctx: ReportContext) -> Rendered | None:
     cols = [Col("error kind"), Col("records", True)] + [Col(s, True) for s in srcs]
     rows = [[f["kind"], f["records"]] + [f["by_source"].get(s, 0) for s in srcs] for f in figures]
     parts = [f'<div class="charts">{chart}</div>',
-             _note("Records the readers could not turn into documents; the raw bytes are in quarantine/*.parquet."),
+             _note("Records the readers could not turn into documents. Their bytes are kept whole in "
+                   "quarantine/ (over max_doc_bytes in quarantine/raw/); `corpus quarantine export` gives them back."),
              table(cols, rows), "<h3>Examples</h3>"]
     ex_cols = [Col("source"), Col("file:line", cls="wrap"), Col("error", cls="wrap"), Col("raw bytes", True),
                Col("raw (preview)", cls="snip")]

@@ -1,0 +1,63 @@
+"""Operational failures said in one line: the cause, the file, and what to do about it."""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import signal
+
+RESUME = "rerun the same command to resume (finished work is kept)"
+
+_CAUSES = {
+    errno.ENOSPC: ("no space left on device writing {file}", "free some space (or use a bigger disk), then " + RESUME),
+    errno.EDQUOT: ("disk quota exceeded writing {file}", "free some space, then " + RESUME),
+    errno.EROFS: ("{file} is on a read-only file system", "choose a writable output folder"),
+    errno.EACCES: ("permission denied: {file}", "check the folder's owner and permissions"),
+    errno.EPERM: ("operation not permitted: {file}", "check the folder's owner and permissions"),
+    errno.EFBIG: ("file too large: {file}", "the file system or `ulimit -f` limits file size; use smaller shards"),
+    errno.EIO: ("input/output error on {file}", "the disk may be failing; check `dmesg`"),
+}
+
+
+class WorkerDiedError(RuntimeError):
+    """A worker process ended abruptly (killed by a signal, most often the out-of-memory killer)."""
+
+
+def describe_os_error(exc: OSError) -> str:
+    """`[Errno 28] No space left on device: 'x'` as `no space left on device writing x; free some space...`."""
+    cause = _CAUSES.get(exc.errno) if exc.errno is not None else None
+    if cause is None or exc.filename is None:
+        return str(exc)
+    what, todo = cause
+    return f"{what.format(file=exc.filename)}; {todo}"
+
+
+def describe_duckdb_error(exc: Exception) -> str:
+    """DuckDB says which file it could not write but not as an errno: word it like the OSError it was."""
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    for code in _CAUSES:
+        m = re.search(r'file "([^"]+)": ' + re.escape(os.strerror(code)), msg)
+        if m:
+            return describe_os_error(OSError(code, os.strerror(code), m.group(1)))
+    return msg
+
+
+def worker_death(pid: int | None, exitcode: int | None, unit: str | None) -> str:
+    """The message for a worker that ended abruptly while running `unit`."""
+    who = f"a worker process (pid {pid})" if pid else "a worker process"
+    doing = f" while running {unit}" if unit else ""
+    if exitcode is not None and exitcode < 0:
+        try:
+            sig = signal.Signals(-exitcode).name
+        except ValueError:
+            sig = f"signal {-exitcode}"
+        how = f"was killed by {sig}"
+        if -exitcode == signal.SIGKILL:
+            how += " (most likely by the out-of-memory killer: see `dmesg`)"
+    elif exitcode:
+        how = f"exited with status {exitcode}"
+    else:
+        how = "ended abruptly"
+    return (f"{who} {how}{doing}; {RESUME}, with fewer workers (-w) or smaller shards (shard_max_bytes) "
+            "if memory is short")

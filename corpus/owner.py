@@ -1,0 +1,145 @@
+"""Ownership of an output folder: a run writes only into a folder that is empty (or absent) or that a
+corpusforge run marked as its own (`.corpusforge`, written at first use), and deletes only files named
+by its own patterns (shards, markers, stage folders) inside the folders it manages. Anything else found
+there is refused before any work, with the foreign paths listed: a run never deletes what it did not write.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+from corpus.writers import write_bytes_atomic
+
+MARKER = ".corpusforge"
+FORMAT = "corpusforge.output/1"
+
+_NAME = r"[A-Za-z0-9_.-]+"
+_SHARD = rf"{_NAME}-\d{{5,}}-\d{{5,}}\.parquet"  # <source>-<input file>-<part>, corpus/work.py
+_QUAR = rf"({_NAME}-\d{{5,}}\.parquet|raw/{_NAME}-\d{{5,}}/\d+(-\d+)?\.zst)"  # per input file, and its big records
+_PUBLISHED = rf"(data/{_SHARD}|rejected/\d{{2,}}-{_NAME}/{_SHARD}|quarantine/{_QUAR})"
+_OWN = re.compile("|".join([
+    rf"{re.escape(MARKER)}|\.lock|manifest\.json|report\.html|report\.json",
+    r"catalog\.duckdb(\.wal)?|catalog\.duckdb\.tmp/.+",
+    _PUBLISHED,
+    rf"\.publish/{_PUBLISHED}",
+    rf"work/00-read/(shards/{_SHARD}|quarantine/{_QUAR}|done/\d{{5,}}\.json)",
+    rf"work/\d{{2,}}-{_NAME}-[0-9a-f]{{12}}/((shards|rejected)/{_SHARD}|done/{_NAME}\.json|artifacts/.+|_done\.json)",
+]))
+PUBLISHED = ".published.json"  # in a folder a sink published (OUT/tokens/): the files that are the run's
+_TMP = re.compile(r"\.tmp-\d+-")  # corpus.writers.atomic_path's temp names
+MANAGED = ("data", "rejected", "quarantine", "work", ".publish", "catalog.duckdb.tmp")  # folders a run rewrites
+SHOW = 12
+
+
+class ForeignFilesError(ValueError):
+    """The output folder holds files no corpusforge run wrote, where a run would write or delete."""
+
+
+def _listed(out: Path, rel: str) -> bool:
+    """Whether `rel` lies in a folder a run published for a sink and is named in its file list."""
+    parts = rel.split("/")
+    for i in range(1, len(parts)):
+        listing = out.joinpath(*parts[:i]) / PUBLISHED
+        if listing.is_file():
+            inner = "/".join(parts[i:])
+            try:
+                return inner == PUBLISHED or inner in json.loads(listing.read_text())["files"]
+            except (OSError, ValueError, KeyError, TypeError):
+                return False
+    return False
+
+
+def write_listing(folder: Path, files: list[str]) -> None:
+    """Mark a folder a sink's artifacts were published into: these files (relative to it) are a run's."""
+    write_bytes_atomic(folder / PUBLISHED, json.dumps({"format": FORMAT, "files": sorted(files)}, indent=1).encode())
+
+
+def is_own(rel: str) -> bool:
+    """Whether a path (relative to the output folder, '/'-separated) is one a run writes."""
+    head, _, name = rel.rpartition("/")
+    name = _TMP.sub("", name, count=1) if name.startswith(".tmp-") else name
+    return _OWN.fullmatch(f"{head}/{name}" if head else name) is not None
+
+
+def _walk(out: Path, top: Path) -> list[str]:
+    """Files under `top` (links and special files too), relative to `out`; empty folders are not listed."""
+    if not top.is_dir() or top.is_symlink():
+        return [top.relative_to(out).as_posix()] if top.exists() or top.is_symlink() else []
+    found = []
+    for root, dirs, files in os.walk(top):
+        base = Path(root)
+        for d in list(dirs):
+            if (base / d).is_symlink():  # never followed, never ours
+                dirs.remove(d)
+                files.append(d)
+        found += [(base / f).relative_to(out).as_posix() for f in files]
+    return found
+
+
+def foreign_paths(out: Path, published: tuple[str, ...] = ()) -> list[str]:
+    """Files in the folders a run manages (and those its sinks publish into) that a run would not have
+    written."""
+    return sorted(p for d in (*MANAGED, *published) for p in _walk(out, out / d)
+                  if not is_own(p) and not _listed(out, p))
+
+
+def _listing(paths: list[str]) -> str:
+    more = f" and {len(paths) - SHOW} more" if len(paths) > SHOW else ""
+    return ", ".join(paths[:SHOW]) + more
+
+
+def check_output(out: Path, published: tuple[str, ...] = ()) -> None:
+    """Raise ForeignFilesError unless a run may use `out`: absent, empty, or marked by a run and holding
+    nothing foreign where a run writes. Reads only; `claim` marks the folder once the run holds its lock."""
+    if not out.exists() and not out.is_symlink():
+        return
+    if not out.is_dir():
+        raise ForeignFilesError(f"output {out} is a file, not a folder; name a new or empty folder")
+    entries = sorted(p.name for p in out.iterdir())
+    if (out / MARKER).is_file():
+        foreign = foreign_paths(out, published)
+        if foreign:
+            raise ForeignFilesError(
+                f"output folder {out} holds files no run wrote, in folders a run replaces: {_listing(foreign)}; "
+                "move them out of the output folder and rerun")
+        return
+    every = sorted(p for e in entries for p in _walk(out, out / e) if not is_own(p))
+    # Empty but for the lock (and marker temp file) of a run stopped before it marked the folder; or an
+    # output of a version before the marker: adopted only when everything in it is a run's own.
+    if not every and ("catalog.duckdb" in entries or all(e == ".lock" or e.startswith(".tmp-") for e in entries)):
+        return
+    shown = every or entries
+    raise ForeignFilesError(
+        f"output folder {out} is not empty and no corpusforge run has used it (found: {_listing(shown)}); "
+        "a run writes only into a new or empty folder, or one an earlier run created: choose another folder")
+
+
+def claim(out: Path) -> None:
+    """Mark `out` as a run's own (first use); called with the run lock held, after check_output."""
+    if not (out / MARKER).is_file():
+        write_bytes_atomic(out / MARKER, json.dumps({
+            "format": FORMAT, "note": "written by corpusforge: this folder is a run's output; files in "
+            "data/, rejected/, quarantine/ and work/ are rewritten by the next run"}, indent=2).encode())
+
+
+def remove_own(out: Path, path: Path) -> None:
+    """Delete `path` (a file or folder inside `out`) but only what a run writes; anything else stays and is
+    reported with ForeignFilesError (check_output refused such folders, so this is a last guard)."""
+    if not path.exists() and not path.is_symlink():
+        return
+    foreign = [p for p in _walk(out, path) if not is_own(p) and not _listed(out, p)]
+    if foreign:
+        raise ForeignFilesError(f"not deleting {path}: it holds files no run wrote: {_listing(foreign)}")
+    if not path.is_dir() or path.is_symlink():
+        path.unlink()
+        return
+    for root, dirs, files in os.walk(path, topdown=False):
+        for f in files:
+            os.unlink(os.path.join(root, f))
+        for d in dirs:
+            sub = os.path.join(root, d)
+            os.unlink(sub) if os.path.islink(sub) else os.rmdir(sub)
+    path.rmdir()

@@ -1,0 +1,137 @@
+"""Operational failures end in one `error:` line naming the cause and the file, never a traceback.
+
+The conditions are real: a tmpfs mounted small or read-only in a private mount namespace (unshare, so
+nothing leaks when a test dies), and a worker process that is SIGKILLed the way the OOM killer does it."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from helpers import ROOT, make_jsonl_corpus, run_cli, write_config
+
+
+def _can_mount() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(["unshare", "--mount", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"],
+                           capture_output=True)
+    return probe.returncode == 0
+
+
+needs_mount = pytest.mark.skipif(not _can_mount(), reason="needs unshare and mount (root in a container)")
+
+
+def _on_tmpfs(mnt: Path, options: str, script: str, timeout: int = 240) -> subprocess.CompletedProcess:
+    """Run `script` (sh, with $CORPUS = the CLI) with a private tmpfs mounted on `mnt`."""
+    mnt.mkdir(parents=True, exist_ok=True)
+    corpus = f"{sys.executable} -m corpus.cli"
+    body = f"mount -t tmpfs -o {options} tmpfs {mnt} && CORPUS='{corpus}' && {script}"
+    return subprocess.run(["unshare", "--mount", "sh", "-c", body], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _one_error_line(stderr: str) -> str:
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    assert "Traceback" not in stderr, stderr
+    errors = [ln for ln in lines if ln.startswith("error:")]
+    assert len(errors) == 1, stderr
+    return errors[0]
+
+
+@needs_mount
+def test_read_only_output_folder(tmp_path: Path):
+    make_jsonl_corpus(tmp_path / "in", files=1, docs_per_file=50)
+    cfg = write_config(tmp_path / "c.yaml", f"inputs:\n  - source: web\n    path: {tmp_path / 'in'}\n")
+    mnt = tmp_path / "mnt"
+    # a finished run, then the folder turns read-only (a full disk remounted, a read-only share)
+    res = _on_tmpfs(mnt, "size=8m", f"$CORPUS run {cfg} -o {mnt}/out -q && mount -o remount,ro {mnt} && "
+                                    f"$CORPUS run {cfg} -o {mnt}/out -q; echo rc=$? >&2; "
+                                    f"$CORPUS run {cfg} -o {mnt}/new -q")
+    first, second = res.stderr.split("rc=2")
+    line = _one_error_line(first)
+    assert "read-only file system" in line and f"{mnt}/out" in line, line
+    line = _one_error_line(second)
+    assert "read-only file system" in line and f"{mnt}/new" in line, line
+    assert res.returncode == 2
+
+
+@needs_mount
+def test_disk_full_names_the_first_failure(tmp_path: Path):
+    rng = random.Random(0)
+    (tmp_path / "in").mkdir()
+    with open(tmp_path / "in" / "big.jsonl", "w") as fh:  # incompressible text: 6 MB of shards on a 2 MB disk
+        for i in range(3000):
+            fh.write(json.dumps({"text": rng.randbytes(1000).hex(), "n": i}) + "\n")
+    cfg = write_config(tmp_path / "c.yaml", f"workers: 1\nshard_max_bytes: 1MB\ninputs:\n  - source: web\n"
+                                            f"    path: {tmp_path / 'in'}\n")
+    mnt = tmp_path / "mnt"
+    res = _on_tmpfs(mnt, "size=2m", f"$CORPUS run {cfg} -o {mnt}/out -q")
+    assert res.returncode == 2
+    line = _one_error_line(res.stderr)
+    assert line.startswith(f"error: no space left on device writing {mnt}/out/"), line
+    assert "rerun the same command to resume" in line and "WAL" not in res.stderr and "duckdb" not in line.lower()
+    # the run catalog can be what fills the disk: DuckDB's error is worded like the OSError it was
+    probe = tmp_path / "probe.py"
+    probe.write_text(textwrap.dedent(f"""
+        import duckdb
+        from corpus.errors import describe_duckdb_error
+        con = duckdb.connect("{mnt}/catalog.duckdb")
+        con.execute("CREATE TABLE t (s VARCHAR)")
+        try:
+            con.execute("INSERT INTO t SELECT repeat('x', 1000) || range FROM range(100000)")
+        except duckdb.Error as exc:
+            print(describe_duckdb_error(exc))
+    """))
+    res = _on_tmpfs(mnt, "size=64k", f"{sys.executable} {probe}")
+    assert res.stdout.startswith(f"no space left on device writing {mnt}/catalog.duckdb"), res.stdout + res.stderr
+
+
+PLUGIN = '''
+import os
+import signal
+from dataclasses import dataclass
+
+from corpus.operators import MapOperator
+
+
+@dataclass
+class Crash(MapOperator):
+    """Dies like a worker the OOM killer picked, on the shard of the second input file."""
+
+    name = "crash"
+
+    def map(self, df):
+        if os.environ.get("CRASH_NOW") and df.height and df["src_file"][0] == "part-001.jsonl":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return df
+'''
+
+
+def test_a_worker_killed_like_the_oom_killer_does(tmp_path: Path):
+    plug = tmp_path / "plug"
+    (plug / "crash_op").mkdir(parents=True)
+    (plug / "crash_op" / "__init__.py").write_text(textwrap.dedent(PLUGIN))
+    dist = plug / "crash_op-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: crash-op\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[corpusforge.operators]\ncrash = crash_op:Crash\n")
+    n = make_jsonl_corpus(tmp_path / "in", files=3, docs_per_file=40)
+    cfg = write_config(tmp_path / "c.yaml", f"workers: 2\ninputs:\n  - source: web\n    path: {tmp_path / 'in'}\n"
+                                            "pipeline:\n  - op: crash\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(plug), os.environ.get("PYTHONPATH", "")])}
+    res = run_cli("run", str(cfg), "-o", str(tmp_path / "out"), "--quiet", env={**env, "CRASH_NOW": "1"})
+    assert res.returncode == 2
+    line = _one_error_line(res.stderr)
+    assert "killed by SIGKILL" in line and "out-of-memory" in line, line
+    assert "shard web-00001-00000 through 01-crash" in line and "rerun the same command to resume" in line, line
+    res = run_cli("run", str(cfg), "-o", str(tmp_path / "out"), "--quiet", env=env)
+    assert res.returncode == 0, res.stderr
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["docs"] == n  # resumed, nothing lost
