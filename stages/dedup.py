@@ -39,11 +39,6 @@ from corpus.stages.dedup_index import (
 from corpus.stages.dedup_text import Normalisation, digests128
 
 
-def normalise(text: pl.Expr, lowercase: bool, collapse_whitespace: bool) -> pl.Expr:
-    """Kept for callers of the first version: lowercase and whitespace only."""
-    return Normalisation(lowercase=lowercase, whitespace=collapse_whitespace).expr(text)
-
-
 def _hash_shard(args: tuple[int, Path, int, Normalisation | None, Path, int, str]) -> int:
     """Pass 1: digests of one shard's values of ``column`` (normalised unless norm is None),
     partitioned by digest prefix."""
