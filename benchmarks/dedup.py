@@ -202,6 +202,7 @@ class Truth:
 
     def sets(self, ids: list[str]) -> None:
         import polars as pl
+
         from corpus.stages.dedup_text import Normalisation, word_shingles_ref
 
         todo = [i for i in dict.fromkeys(ids) if i not in self._sets]

@@ -81,6 +81,7 @@ def run_bare(cfg, warmup: int) -> tuple[float, float, float]:  # noqa: ANN001
     """(wall tokens/s, CPU tokens/s, training FLOPs per token) of a plain loop on the same model and batches."""
     import torch
     import torch.nn.functional as F
+
     from corpus.plugins.pretrain import build_task
     from corpus.plugins.trainer import Runtime, matmul_params
 

@@ -1,19 +1,30 @@
 """corpusforge core: documents, readers, writers, operators, pipelines, executors, catalog, CLI."""
 
 from corpus.executor import LocalExecutor, RunResult
-from corpus.operators import FilterOperator, FitContext, GlobalOperator, MapOperator, Operator, Verdict
+from corpus.operators import (
+    FilterOperator,
+    GlobalFilterOperator,
+    GlobalMapOperator,
+    MapOperator,
+    Operator,
+    SinkOperator,
+    StageContext,
+    Verdict,
+)
 from corpus.pipeline import Pipeline
 from corpus.readers import InputSpec
 
 __all__ = [
     "FilterOperator",
-    "FitContext",
-    "GlobalOperator",
+    "GlobalFilterOperator",
+    "GlobalMapOperator",
     "InputSpec",
     "LocalExecutor",
     "MapOperator",
     "Operator",
     "Pipeline",
     "RunResult",
+    "SinkOperator",
+    "StageContext",
     "Verdict",
 ]

@@ -29,6 +29,11 @@ CREATE TABLE IF NOT EXISTS drops (
   docs BIGINT);
 CREATE TABLE IF NOT EXISTS quarantine (
   run_id VARCHAR, source VARCHAR, file VARCHAR, kind VARCHAR, docs BIGINT);
+CREATE TABLE IF NOT EXISTS stage_counters (
+  run_id VARCHAR, stage_idx INTEGER, stage VARCHAR, unit VARCHAR, source VARCHAR, counter VARCHAR,
+  value BIGINT);
+CREATE TABLE IF NOT EXISTS stage_figures (
+  run_id VARCHAR, stage_idx INTEGER, stage VARCHAR, name VARCHAR, value DOUBLE);
 CREATE TABLE IF NOT EXISTS balance (
   run_id VARCHAR, source VARCHAR, input BIGINT, kept BIGINT, rejected BIGINT, quarantined BIGINT,
   ok BOOLEAN);
@@ -52,7 +57,8 @@ class Catalog:
 
     def __init__(self, path: Path, create: bool = True):
         self.path = path
-        self._pending: dict[str, list[list]] = {"unit_stats": [], "drops": [], "quarantine": [], "blank_lines": []}
+        self._pending: dict[str, list[list]] = {"unit_stats": [], "drops": [], "quarantine": [], "blank_lines": [],
+                                             "stage_counters": []}
         self._flushed = time.monotonic()
         self._con: duckdb.DuckDBPyConnection | None = None
         self._read_only = not create
@@ -134,6 +140,9 @@ class Catalog:
             for src, reasons in m["rejected"].items():
                 self._pending["drops"] += [[run_id, stage_idx, m["stage"], m["shard"], src, r, n]
                                            for r, n in reasons.items()]
+            for src, sums in m.get("counters", {}).items():
+                self._pending["stage_counters"] += [[run_id, stage_idx, m["stage"], m["shard"], src, c, n]
+                                                    for c, n in sums.items()]
         self._maybe_flush()
 
     def _maybe_flush(self) -> None:
@@ -149,6 +158,14 @@ class Catalog:
                     con.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
                     rows.clear()
         self._flushed = time.monotonic()
+
+    def record_figures(self, run_id: str, stage_idx: int, stage: str, figures: dict[str, float]) -> None:
+        """A whole-corpus stage's figures (from its artifacts, through the operator's ``figures``)."""
+        rows = [[run_id, stage_idx, stage, k, float(v)] for k, v in figures.items() if v is not None]
+        if rows:
+            with self.connect() as con:
+                con.execute("DELETE FROM stage_figures WHERE run_id = ? AND stage_idx = ?", [run_id, stage_idx])
+                con.executemany("INSERT INTO stage_figures VALUES (?, ?, ?, ?, ?)", rows)
 
     def record_balance(self, run_id: str, rows: list[dict]) -> None:
         self.flush()

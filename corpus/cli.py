@@ -117,13 +117,15 @@ def _cmd_tokenizer_train(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_tokenize(args: argparse.Namespace, console: Console) -> int:
+    from corpus.executor import worker_pool
     from corpus.stages.tokenize import tokenize_corpus
 
     split = tuple(float(x) for x in args.split.split(","))
     if len(split) != 3 or abs(sum(split) - 1.0) > 1e-6 or min(split) < 0:
         raise ValueError(f"--split must be three non-negative fractions adding up to 1, got {args.split}")
-    summary = tokenize_corpus(Path(args.corpus), Path(args.tokenizer), Path(args.out), workers=args.workers,
-                              split=split, seed=args.seed)  # type: ignore[arg-type]
+    with worker_pool(args.workers) as pool_map:
+        summary = tokenize_corpus(Path(args.corpus), Path(args.tokenizer), Path(args.out), workers=args.workers,
+                                  split=split, seed=args.seed, pool_map=pool_map)  # type: ignore[arg-type]
     console.print_json(data=summary)
     return 0
 

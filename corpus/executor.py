@@ -38,6 +38,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -49,13 +50,13 @@ from corpus.errors import WorkerDiedError, worker_death
 from corpus.ids import SUMMARY, DuplicateIdError, RepeatedIds, check_policy, describe, located
 from corpus.lock import RunLock
 from corpus.manifest import build_manifest
-from corpus.operators import FitContext, GlobalOperator, Operator, chain_key, ensure_columns
-from corpus.owner import check_output, claim, remove_own
+from corpus.operators import FITTED, Operator, SinkOperator, StageContext, chain_key, ensure_columns, is_global
+from corpus.owner import check_output, claim, remove_own, write_listing
 from corpus.progress import Progress
 from corpus.readers import InputSpec, ReadTask, plan_tasks
 from corpus.resume import check_finished_work
-from corpus.schema import CORE_COLUMNS
-from corpus.work import Stage, ingest, read_marker, run_segment, write_marker
+from corpus.schema import DOC_SCHEMA
+from corpus.work import IngestJob, SegmentJob, Stage, ingest, read_marker, run_segment, stage_dir, write_marker
 from corpus.writers import link_or_copy
 
 
@@ -91,15 +92,16 @@ def _start_worker(running: str) -> None:
         pass
 
 
-def _job(fn: Callable[..., Any], label: str, args: tuple) -> Any:
+def _job(fn: Callable[[Any], Any], label: str, job: Any) -> Any:
     if _RUNNING is not None:  # a file per worker survives the worker being killed; a queue might not
         (_RUNNING / str(os.getpid())).write_text(label)
-    return fn(*args)
+    return fn(job)
 
 
 class Pool:
-    """Runs fn(*args) for each args tuple: in this process when workers == 1, else a spawn pool. A worker
-    that dies (the OOM killer) becomes a WorkerDiedError naming the unit it was running."""
+    """Runs fn(job) for each job (a frozen dataclass, or any picklable item): in this process when
+    workers == 1, else a spawn pool. A worker that dies (the OOM killer) becomes a WorkerDiedError naming
+    the unit it was running."""
 
     def __init__(self, workers: int):
         self.workers = workers
@@ -111,9 +113,9 @@ class Pool:
             self._pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_start_worker,
                                              initargs=(self._running,))
 
-    def _submit(self, fn: Callable[..., Any], label: str, args: tuple) -> Future:
+    def _submit(self, fn: Callable[[Any], Any], label: str, job: Any) -> Future:
         assert self._pool is not None
-        return self._pool.submit(_job, fn, label, args)
+        return self._pool.submit(_job, fn, label, job)
 
     def _died(self) -> WorkerDiedError:
         """Which worker died, how, and what it was running: exit codes from the pool's process table
@@ -132,14 +134,14 @@ class Pool:
                 pass
         return WorkerDiedError(worker_death(pid, code, unit))
 
-    def unordered(self, fn: Callable[..., Any], jobs: Sequence[tuple], labels: Sequence[str] | None = None
+    def unordered(self, fn: Callable[[Any], Any], jobs: Sequence[Any], labels: Sequence[str] | None = None
                   ) -> Iterator[Any]:
         if self._pool is None:
-            for args in jobs:
-                yield fn(*args)
+            for job in jobs:
+                yield fn(job)
             return
-        labels = labels or [f"{fn.__name__} {args[0]!r:.80}" for args in jobs]
-        pending = {self._submit(fn, label, args) for label, args in zip(labels, jobs, strict=True)}
+        labels = labels or [f"{fn.__name__} {job!r:.80}" for job in jobs]
+        pending = {self._submit(fn, label, job) for label, job in zip(labels, jobs, strict=True)}
         try:
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -155,7 +157,7 @@ class Pool:
         if self._pool is None:
             return [fn(x) for x in items]
         what = label or fn.__name__
-        futures = [self._submit(fn, f"{what} (part {i + 1} of {len(items)})", (x,)) for i, x in enumerate(items)]
+        futures = [self._submit(fn, f"{what} (part {i + 1} of {len(items)})", x) for i, x in enumerate(items)]
         try:
             return [f.result() for f in futures]
         except BrokenProcessPool:
@@ -168,6 +170,17 @@ class Pool:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             shutil.rmtree(self._running, ignore_errors=True)
+
+
+@contextmanager
+def worker_pool(workers: int) -> Iterator[Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]]:
+    """``pool_map(fn, items)`` over a spawn pool of ``workers`` processes (in this process for 1): what
+    a whole-corpus stage run outside a pipeline (``corpus tokenize``) gets as ``StageContext.pool_map``."""
+    pool = Pool(workers)
+    try:
+        yield pool.ordered
+    finally:
+        pool.close()
 
 
 # ---------------------------------------------------------------- executor
@@ -194,11 +207,11 @@ class LocalExecutor:
         base_dir: Path | None = None,
     ) -> RunResult:
         out = Path(output).resolve()
-        errors = ensure_columns(ops, CORE_COLUMNS)
+        errors = ensure_columns(ops, DOC_SCHEMA) + _publish_clashes(ops)
         if errors:
             raise PipelineError("pipeline wiring:\n  " + "\n  ".join(errors))
         tasks = plan_tasks(inputs, base_dir)
-        check_output(out)  # before the lock: it would write into a folder that may not be ours
+        check_output(out, tuple(_sink_folders(ops)))  # before the lock: the folder may not be ours
         with RunLock(out):
             claim(out)
             return self._run_locked(ops, inputs, tasks, out, shard_max_bytes)
@@ -216,12 +229,12 @@ class LocalExecutor:
         reject = self.on_duplicate_id == "reject"
         id_op = RepeatedIds()
         id_key = chain_key(read_key, id_op)
-        id_stage = Stage(int(reject), id_op, id_key, work / f"00-ids-{id_key[:12]}")
+        id_stage = Stage(int(reject), id_op, id_key, stage_dir(work, 0, "ids", id_key))
         stages = [id_stage] if reject else []
         parent = id_key if reject else read_key
         for i, op in enumerate(ops, len(stages) + 1):
             parent = chain_key(parent, op)
-            stages.append(Stage(i, op, parent, work / f"{i:02d}-{op.name}-{parent[:12]}"))
+            stages.append(Stage(i, op, parent, stage_dir(work, i, op.name, parent)))
 
         catalog = Catalog(out / "catalog.duckdb")
         run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
@@ -248,8 +261,12 @@ class LocalExecutor:
                                 markers)
                 for segment in _segments(stages):
                     head = segment[0]
-                    if isinstance(head.op, GlobalOperator) and head is not id_stage:  # that one is fitted
-                        self._fit(pool, progress, head, [prev / f"{s}.parquet" for s in shards])
+                    inputs_now = tuple(prev / f"{s}.parquet" for s in shards)
+                    if isinstance(head.op, SinkOperator):
+                        self._whole(pool, progress, catalog, run_id, head, inputs_now)
+                        continue  # documents pass on unchanged: the next stage reads the same shards
+                    if isinstance(head.op, FITTED) and head is not id_stage:  # that one is fitted already
+                        self._whole(pool, progress, catalog, run_id, head, inputs_now)
                     for results in self._segment(pool, progress, catalog, run_id, segment, shards, prev):
                         for stage, m in zip(segment, results, strict=True):
                             files.update(_files(stage.dir, [m]))
@@ -307,7 +324,7 @@ class LocalExecutor:
         bar = progress.add("read inputs", total=len(tasks), completed=len(done))
         # Read no more than a shard at a time: a worker's memory is bounded by the shard size.
         chunk = min(self.chunk_bytes, max(shard_max_bytes, 1 << 20))
-        jobs = [(t, task_keys[t.index], read_dir, shard_max_bytes, chunk) for t in todo]
+        jobs = [IngestJob(t, task_keys[t.index], read_dir, shard_max_bytes, chunk) for t in todo]
         for m in pool.unordered(ingest, jobs, [f"reading {t.path}" for t in todo]):
             done[m["task"]] = m
             catalog.record_ingest(run_id, [m], resumed=False)
@@ -319,8 +336,8 @@ class LocalExecutor:
     def _check_ids(self, pool: Pool, progress: Progress, catalog: Catalog, run_id: str, stage: Stage,
                    shard_paths: list[Path], markers: list[dict]) -> None:
         """Find repeated ids (before any stage), record them, and warn or stop as the policy says."""
-        self._fit(pool, progress, stage, shard_paths)
-        summary = json.loads((stage.dir / "fit" / SUMMARY).read_bytes())
+        self._whole(pool, progress, catalog, run_id, stage, tuple(shard_paths))
+        summary = json.loads((stage.artifacts / SUMMARY).read_bytes())
         examples = located(summary, markers)
         catalog.record_id_check(run_id, self.on_duplicate_id, summary, examples)
         if summary["rows"] and self.on_duplicate_id == "fail":
@@ -328,22 +345,27 @@ class LocalExecutor:
         if summary["rows"]:
             log.warning("%s", describe(summary, examples, self.on_duplicate_id, one_line=True))
 
-    def _fit(self, pool: Pool, progress: Progress, stage: Stage, shard_paths: list[Path]) -> None:
-        fit_dir = stage.dir / "fit"
-        marker = fit_dir / "_done.json"
+    def _whole(self, pool: Pool, progress: Progress, catalog: Catalog, run_id: str, stage: Stage,
+               shards: tuple[Path, ...]) -> None:
+        """A global operator's fit, or a sink's consume, over the whole corpus into the stage's artifacts
+        folder; its figures go to the catalog."""
+        marker = stage.dir / "_done.json"
         if read_marker(marker, stage.key) is not None:
-            progress.log(f"resuming: {stage.label} already fitted")
-            return
-        if fit_dir.exists():
-            shutil.rmtree(fit_dir)
-        fit_dir.mkdir(parents=True)
-        bar = progress.add(f"fit {stage.label}", total=None)
-        start = time.perf_counter()
-        stage.op.setup()
-        pool_map = functools.partial(pool.ordered, label=f"fitting {stage.label}")
-        stage.op.fit(FitContext(shard_paths, fit_dir, pool.workers, pool_map))  # type: ignore[attr-defined]
-        write_marker(marker, {"key": stage.key, "seconds": time.perf_counter() - start})
-        progress.finish(bar)
+            progress.log(f"resuming: {stage.label} already done")
+        else:
+            if stage.artifacts.exists():
+                shutil.rmtree(stage.artifacts)  # a fit or write that died: started over, never half-used
+            stage.artifacts.mkdir(parents=True)
+            verb = "write" if isinstance(stage.op, SinkOperator) else "fit"
+            bar = progress.add(f"{verb} {stage.label}", total=None)
+            start = time.perf_counter()
+            stage.op.setup()
+            ctx = StageContext(stage.label, stage.artifacts, shards, pool.workers,
+                               functools.partial(pool.ordered, label=f"{verb} {stage.label}"))
+            summary = stage.op.consume(ctx) if isinstance(stage.op, SinkOperator) else stage.op.fit(ctx)  # type: ignore[attr-defined]
+            write_marker(marker, {"key": stage.key, "seconds": time.perf_counter() - start, "summary": summary or {}})
+            progress.finish(bar)
+        catalog.record_figures(run_id, stage.idx, stage.label, type(stage.op).figures(stage.artifacts))
 
     def _segment(self, pool: Pool, progress: Progress, catalog: Catalog, run_id: str, segment: list[Stage],
                  shards: list[str], prev: Path) -> Iterator[list[dict]]:
@@ -354,7 +376,7 @@ class LocalExecutor:
         finished = sum(1 for s in shards if read_marker(last.dir / "done" / f"{s}.json", last.key) is not None)
         if finished:
             progress.log(f"resuming: {finished} of {len(shards)} shards already through {names}")
-        jobs = [(shard, prev / f"{shard}.parquet", segment) for shard in shards]
+        jobs = [SegmentJob(shard, prev / f"{shard}.parquet", tuple(segment)) for shard in shards]
         for results in pool.unordered(run_segment, jobs, [f"shard {shard} through {names}" for shard in shards]):
             for stage, m in zip(segment, results, strict=True):
                 catalog.record_stage(run_id, stage.idx, [m])
@@ -385,14 +407,33 @@ def _write_report(out: Path, run_id: str, progress: Progress) -> None:
 
 
 def _segments(stages: list[Stage]) -> list[list[Stage]]:
-    """Split at global operators: each needs the whole corpus fitted before its per-shard apply."""
+    """Split at global operators (each needs the whole corpus fitted before its per-shard apply) and
+    sinks (each a segment of its own: it reads the whole corpus and passes it on unchanged)."""
     segs: list[list[Stage]] = []
     for s in stages:
-        if not segs or isinstance(s.op, GlobalOperator):
+        if not segs or is_global(s.op) or isinstance(segs[-1][0].op, SinkOperator):
             segs.append([s])
         else:
             segs[-1].append(s)
     return segs
+
+
+def _sink_folders(ops: list[Operator]) -> dict[str, int]:
+    """Folders of the output that sinks publish their artifacts into (``tokens``), with the sink's position."""
+    return {op.publish: i for i, op in enumerate(ops) if isinstance(op, SinkOperator) and op.publish}
+
+
+def _publish_clashes(ops: list[Operator]) -> list[str]:
+    """Two sinks may not publish into the same folder of the output."""
+    seen: dict[str, str] = {}
+    errors = []
+    for i, op in enumerate(ops):
+        name = op.publish if isinstance(op, SinkOperator) else None
+        if name and name in seen:
+            errors.append(f"pipeline[{i}] '{op.name}' publishes {name}/ like {seen[name]}: keep one")
+        elif name:
+            seen[name] = f"pipeline[{ops.index(op)}] '{op.name}'"
+    return errors
 
 
 def _quarantine_names(marker: dict) -> list[str]:
@@ -421,7 +462,8 @@ def _publish(out: Path, read_dir: Path, markers: list[dict], stages: list[Stage]
     described in the manifest by the records their writers took (never by hashing them again here)."""
     staging = out / ".publish"
     remove_own(out, staging)
-    final_dir = stages[-1].dir / "shards" if stages else read_dir / "shards"
+    per_shard = [s for s in stages if not isinstance(s.op, SinkOperator)]
+    final_dir = per_shard[-1].dir / "shards" if per_shard else read_dir / "shards"
     published: dict[str, list[tuple[Path, dict]]] = {"data": [], "rejected": [], "quarantine": []}
 
     def put(src: Path, rel: str) -> None:
@@ -432,7 +474,7 @@ def _publish(out: Path, read_dir: Path, markers: list[dict], stages: list[Stage]
         src = final_dir / f"{s}.parquet"
         if files[src]["rows"]:
             put(src, f"data/{src.name}")
-    for st in stages:
+    for st in per_shard:
         for s in shards:
             rej = st.dir / "rejected" / f"{s}.parquet"
             if rej in files:
@@ -441,7 +483,13 @@ def _publish(out: Path, read_dir: Path, markers: list[dict], stages: list[Stage]
         for rel in sorted(m["files"]):
             if rel.startswith("quarantine/"):
                 put(read_dir / rel, rel)
-    for name in published:
+    sinks = {s.op.publish: s for s in stages if isinstance(s.op, SinkOperator) and s.op.publish}
+    for name, st in sinks.items():  # a sink's artifacts, exposed as OUT/<name>/ (its own files listed there)
+        rels = sorted(p.relative_to(st.artifacts).as_posix() for p in st.artifacts.rglob("*") if p.is_file())
+        for rel in rels:
+            link_or_copy(st.artifacts / rel, staging / name / rel)
+        write_listing(staging / name, rels)
+    for name in (*published, *sinks):
         remove_own(out, out / name)
         if (staging / name).exists():
             os.replace(staging / name, out / name)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import polars as pl
 
-from corpus.operators import FitContext, GlobalOperator, Verdict
+from corpus.operators import GlobalFilterOperator, StageContext, Verdict
 from corpus.schema import ROW_BITS
 from corpus.stages.dedup import find_copies
 from corpus.stages.dedup_index import KEPT_COLUMNS, RESULTS, RESULTS_JSON, ResultLookup, write_json
@@ -48,28 +48,27 @@ def check_policy(policy: str) -> str:
 
 
 @dataclass
-class RepeatedIds(GlobalOperator):
+class RepeatedIds(GlobalFilterOperator):
     """Find ids that occur more than once; as a stage, reject every occurrence after the first."""
 
     name = "duplicate_id"
-    needs = ("id", "row_id")
-    adds = ("id_first_row",)
-    apply_kind = "filter"
+    needs = {"id": pl.String, "row_id": pl.Int64}
+    adds = {"id_first_row": pl.Int64}
     version = "1"
 
     partitions: int = 0  # digest partitions (0: sized so each holds ~64 MB of records)
 
-    def fit(self, ctx: FitContext) -> None:
+    def fit(self, ctx: StageContext) -> None:
         t0 = time.perf_counter()
         counts = find_copies(ctx, "id", None, self.partitions, same_id=True)
-        write_json(ctx.workdir / SUMMARY, {"ids": counts["groups"], "rows": counts["duplicates"],
-                                           "docs": counts["docs"], "examples": _examples(ctx.workdir),
+        write_json(ctx.artifacts / SUMMARY, {"ids": counts["groups"], "rows": counts["duplicates"],
+                                             "docs": counts["docs"], "examples": _examples(ctx.artifacts),
                                            "seconds": time.perf_counter() - t0})
 
-    def load(self, workdir: Path) -> None:
-        self._lookup = ResultLookup(workdir, KEPT_COLUMNS)
+    def load(self, artifacts: Path) -> None:
+        self._lookup = ResultLookup(artifacts, KEPT_COLUMNS)
 
-    def apply(self, df: pl.DataFrame) -> Verdict:
+    def filter(self, df: pl.DataFrame) -> Verdict:
         first = self._lookup.join(df)["kept_row"].alias("id_first_row")
         return Verdict(keep=first.is_null(), reason="duplicate_id", scores={"id_first_row": first})
 

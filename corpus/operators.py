@@ -1,17 +1,25 @@
 """The operator contract: the one interface every data step implements.
 
-Three kinds, all working on polars DataFrames (one shard, or a slice of one, at a time):
+Five kinds, all working on polars DataFrames (one shard at a time, except ``fit`` and ``consume``):
 
-* ``MapOperator.map(df) -> df``: same rows, added or changed columns.
+* ``MapOperator.map(df) -> df``: same rows; it may add the columns it declares in ``adds`` and
+  rewrite those it declares in ``modifies``, nothing else.
 * ``FilterOperator.filter(df) -> Verdict``: a keep mask and a reason per dropped row; the executor
   routes dropped rows to ``rejected/`` with the operator's name and the reason.
-* ``GlobalOperator``: needs a pass over the whole corpus first (dedup, tokenizer training, profiling):
-  ``fit(ctx)`` sees every shard and writes its state to ``ctx.workdir``; ``load(workdir)`` then
-  ``apply(df)`` run per shard in the workers, as a map (returns a df) or a filter (returns a Verdict).
+* ``GlobalMapOperator`` / ``GlobalFilterOperator``: need a pass over the whole corpus first (dedup):
+  ``fit(ctx)`` sees every shard and writes its state into ``ctx.artifacts``; then, in each worker,
+  ``load(artifacts)`` once and ``map``/``filter`` per shard, as above.
+* ``SinkOperator.consume(ctx)``: reads the whole corpus at its place in the pipeline and writes a side
+  output into ``ctx.artifacts`` (a profile, token shards, embeddings); documents pass on unchanged.
 
 Operators are dataclasses: their fields are their parameters (validated from YAML by type), and the
-hash of those fields keys resume markers. Each declares the columns it ``needs`` and ``adds`` so a
-pipeline is checked before it runs.
+hash of those fields keys resume markers. Columns are declared with their polars types
+(``needs``/``adds``, plus ``modifies`` for columns rewritten in place), checked before a run and
+again on every output. ``counters`` names added integer or boolean columns that the executor sums
+per stage and source into the run catalog (what a cleaner changed, what a filter measured).
+
+A stage that has something to show contributes its own report section (``report``) and catalog
+figures (``figures``) from its artifacts: nothing reads another stage's folder by name.
 """
 
 from __future__ import annotations
@@ -19,13 +27,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import polars as pl
-import pyarrow.parquet as pq
+
+Columns = Mapping[str, Any]  # column name -> polars type (None: any type)
+PoolMap = Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]
 
 
 @dataclass
@@ -34,7 +44,8 @@ class Verdict:
 
     keep: boolean Series, one per row. reason: why a row is dropped (a Series aligned with the rows,
     or one string for all). scores: columns added to every row, kept or dropped (Dolma-style
-    attributes, so a threshold can be re-run without recomputing the score).
+    attributes, so a threshold can be re-run without recomputing the score); each must be declared
+    in the operator's ``adds``.
     """
 
     keep: pl.Series
@@ -42,13 +53,37 @@ class Verdict:
     scores: dict[str, pl.Series] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class StageContext:
+    """What ``fit`` and ``consume`` get: the stage's label (``03-minhash_dedup``), its own artifacts
+    folder, its input shards (Parquet, the document schema plus earlier stages' columns), and the
+    executor's process pool (``pool_map(fn, items)``: results in order)."""
+
+    label: str
+    artifacts: Path
+    shards: tuple[Path, ...]
+    workers: int
+    pool_map: PoolMap
+
+
+@dataclass(frozen=True)
+class StageView:
+    """A finished stage as the report sees it: label, parameters and artifacts folder (read only)."""
+
+    label: str
+    params: dict
+    artifacts: Path
+
+
 class Operator:
-    """Base of all operators. Subclasses are dataclasses and set ``name``, ``needs`` and ``adds``."""
+    """Base of all operators. Subclasses are dataclasses and set ``name`` and their columns."""
 
     name: ClassVar[str] = ""
     kind: ClassVar[str] = ""
-    needs: ClassVar[tuple[str, ...]] = ("text",)
-    adds: ClassVar[tuple[str, ...]] = ()
+    needs: ClassVar[Columns] = {"text": pl.String}
+    adds: ClassVar[Columns] = {}
+    modifies: ClassVar[tuple[str, ...]] = ()
+    counters: ClassVar[tuple[str, ...]] = ()
     # Bump when the operator's behaviour changes, so old cached outputs are not reused.
     version: ClassVar[str] = "1"
 
@@ -58,19 +93,31 @@ class Operator:
         return {}
 
     def config_key(self) -> str:
-        blob = json.dumps(
-            {"op": self.name, "version": self.version, "params": self.params()},
-            sort_keys=True,
-            default=str,
-        )
+        blob = json.dumps({"op": self.name, "version": self.version, "params": self.params()}, sort_keys=True,
+                          default=str)
         return hashlib.sha256(blob.encode()).hexdigest()
+
+    def columns(self) -> tuple[Columns, Columns, tuple[str, ...]]:
+        """(needs, adds, modifies) of this instance: the class's, unless its parameters change them.
+        A plain sequence of names declares columns of any type."""
+        return _as_columns(self.needs), _as_columns(self.adds), tuple(self.modifies)
 
     def setup(self) -> None:
         """Called once per worker before the first batch (load models, compile regexes)."""
 
-    def describe(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
-        return f"{self.name}({args})"
+    @classmethod
+    def figures(cls, artifacts: Path) -> dict[str, float]:
+        """Numbers from this stage's artifacts for the run catalog (``stage_figures``)."""
+        return {}
+
+    @classmethod
+    def report(cls, stages: list[StageView]) -> Any:
+        """This operator's report section over all its stages in the run (in pipeline order):
+        ``corpus.report.Rendered``, HTML, or None for no section."""
+        return None
+
+    report_title: ClassVar[str] = ""
+    report_order: ClassVar[int] = 60
 
 
 class MapOperator(Operator):
@@ -87,41 +134,40 @@ class FilterOperator(Operator):
         raise NotImplementedError
 
 
-@dataclass
-class FitContext:
-    """What a global operator's ``fit`` gets: the stage's input shards, a folder for its state,
-    and a way to run work on the executor's process pool."""
+class _Fitted:
+    """What the two global kinds add: a fit over the corpus, then its state loaded in each worker."""
 
-    shards: list[Path]
-    workdir: Path
-    workers: int
-    pool_map: Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]
-
-    def iter_frames(self, columns: Sequence[str] | None = None) -> Iterator[tuple[int, pl.DataFrame]]:
-        """(shard index, frame) for every row group of every shard, in order."""
-        for i, path in enumerate(self.shards):
-            pf = pq.ParquetFile(path)
-            for rg in range(pf.num_row_groups):
-                table = pf.read_row_group(rg, columns=list(columns) if columns else None)
-                yield i, pl.from_arrow(table)  # type: ignore[misc]
-
-
-class GlobalOperator(Operator):
-    kind = "global"
-    # How apply() behaves per shard once fitted: "map" returns a DataFrame, "filter" a Verdict.
-    apply_kind: ClassVar[str] = "filter"
-
-    def fit(self, ctx: FitContext) -> None:
+    def fit(self, ctx: StageContext) -> None:
         raise NotImplementedError
 
-    def load(self, workdir: Path) -> None:
-        raise NotImplementedError
-
-    def apply(self, df: pl.DataFrame) -> pl.DataFrame | Verdict:
+    def load(self, artifacts: Path) -> None:
         raise NotImplementedError
 
 
-OPERATOR_KINDS = ("map", "filter", "global")
+class GlobalMapOperator(_Fitted, MapOperator):
+    kind = "global_map"
+
+
+class GlobalFilterOperator(_Fitted, FilterOperator):
+    kind = "global_filter"
+
+
+class SinkOperator(Operator):
+    kind = "sink"
+    # The folder of the output folder where the executor exposes the artifacts (e.g. "tokens"), if any.
+    publish: ClassVar[str | None] = None
+
+    def consume(self, ctx: StageContext) -> dict:
+        """Read ``ctx.shards``, write into ``ctx.artifacts``; returns a JSON-able summary."""
+        raise NotImplementedError
+
+
+FITTED = (GlobalMapOperator, GlobalFilterOperator)
+
+
+def is_global(op: Operator) -> bool:
+    """Does the stage need the whole corpus before it runs (fit or consume)?"""
+    return isinstance(op, (*FITTED, SinkOperator))
 
 
 def chain_key(parent: str, op: Operator) -> str:
@@ -129,16 +175,72 @@ def chain_key(parent: str, op: Operator) -> str:
     return hashlib.sha256(f"{parent}|{op.config_key()}".encode()).hexdigest()
 
 
-def ensure_columns(ops: Iterable[Operator], available: Iterable[str]) -> list[str]:
-    """Check each operator's needs against the columns available at that point. Returns errors."""
-    have = set(available)
+# ---------------------------------------------------------------- column checks
+
+
+def _as_columns(cols: Columns | Sequence[str]) -> Columns:
+    return cols if isinstance(cols, Mapping) else dict.fromkeys(cols)
+
+
+def type_name(dtype: Any) -> str:
+    return "any" if dtype is None else str(dtype)
+
+
+def ensure_columns(ops: Iterable[Operator], available: Columns) -> list[str]:
+    """Check each operator's declared columns against what is available at that point (names and
+    types); returns the problems. ``available``: the input's columns (the document schema)."""
+    have = {k: _dtype(v) for k, v in available.items()}
     errors: list[str] = []
     for i, op in enumerate(ops):
-        missing = [c for c in op.needs if c not in have]
-        if missing:
-            errors.append(
-                f"pipeline[{i}] '{op.name}' needs column(s) {missing} that neither the input nor an "
-                f"earlier operator provides (available: {sorted(have)})"
-            )
-        have.update(op.adds)
+        needs, adds, modifies = op.columns()
+        where = f"pipeline[{i}] '{op.name}'"
+        for col, want in needs.items():
+            if col not in have:
+                errors.append(f"{where} needs column {col!r} ({type_name(want)}) that neither the input nor an "
+                              f"earlier operator provides (available: {sorted(have)})")
+            elif not _compatible(have[col], _dtype(want)):
+                errors.append(f"{where} needs column {col!r} as {type_name(want)}, but it is {type_name(have[col])}")
+        for col in modifies:
+            if col not in have:
+                errors.append(f"{where} modifies column {col!r}, which does not exist at that point")
+        for col, dtype in adds.items():
+            if col in have and not _compatible(have[col], _dtype(dtype)):
+                errors.append(f"{where} adds column {col!r} as {type_name(dtype)}, but an earlier stage made it "
+                              f"{type_name(have[col])}")
+            have[col] = _dtype(dtype)
     return errors
+
+
+def _dtype(t: Any) -> Any:
+    if t is None:
+        return None
+    return t() if isinstance(t, type) else t
+
+
+def _compatible(have: Any, want: Any) -> bool:
+    return have is None or want is None or have == want
+
+
+def output_problem(op: Operator, before: pl.DataFrame, after: pl.DataFrame) -> str | None:
+    """What is wrong with an operator's output frame against its declaration, or None.
+
+    The output has the input's columns plus the declared adds; added columns have their declared
+    types; untouched columns keep theirs (a modified one too)."""
+    _, adds, _ = op.columns()
+    missing = [c for c in before.columns if c not in after.columns]
+    if missing:
+        return f"operator '{op.name}' dropped column(s) {missing}"
+    undeclared = [c for c in after.columns if c not in before.columns and c not in adds]
+    if undeclared:
+        return f"operator '{op.name}' added undeclared column(s) {undeclared} (declare them in `adds`)"
+    absent = [c for c in adds if c not in after.columns]
+    if absent:
+        return f"operator '{op.name}' declares it adds {absent} but its output lacks them"
+    for c, t in adds.items():
+        want = _dtype(t)
+        if want is not None and after.schema[c] != want:
+            return f"operator '{op.name}' adds {c!r} as {after.schema[c]}, declared {want}"
+    for c in before.columns:
+        if c not in adds and after.schema[c] != before.schema[c]:
+            return f"operator '{op.name}' changed the type of {c!r} from {before.schema[c]} to {after.schema[c]}"
+    return None

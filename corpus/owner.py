@@ -26,8 +26,9 @@ _OWN = re.compile("|".join([
     _PUBLISHED,
     rf"\.publish/{_PUBLISHED}",
     rf"work/00-read/(shards/{_SHARD}|quarantine/{_QUAR}|done/\d{{5,}}\.json)",
-    rf"work/\d{{2,}}-{_NAME}-[0-9a-f]{{12}}/((shards|rejected)/{_SHARD}|done/{_NAME}\.json|fit/.+)",
+    rf"work/\d{{2,}}-{_NAME}-[0-9a-f]{{12}}/((shards|rejected)/{_SHARD}|done/{_NAME}\.json|artifacts/.+|_done\.json)",
 ]))
+PUBLISHED = ".published.json"  # in a folder a sink published (OUT/tokens/): the files that are the run's
 _TMP = re.compile(r"\.tmp-\d+-")  # corpus.writers.atomic_path's temp names
 MANAGED = ("data", "rejected", "quarantine", "work", ".publish", "catalog.duckdb.tmp")  # folders a run rewrites
 SHOW = 12
@@ -35,6 +36,25 @@ SHOW = 12
 
 class ForeignFilesError(ValueError):
     """The output folder holds files no corpusforge run wrote, where a run would write or delete."""
+
+
+def _listed(out: Path, rel: str) -> bool:
+    """Whether `rel` lies in a folder a run published for a sink and is named in its file list."""
+    parts = rel.split("/")
+    for i in range(1, len(parts)):
+        listing = out.joinpath(*parts[:i]) / PUBLISHED
+        if listing.is_file():
+            inner = "/".join(parts[i:])
+            try:
+                return inner == PUBLISHED or inner in json.loads(listing.read_text())["files"]
+            except (OSError, ValueError, KeyError, TypeError):
+                return False
+    return False
+
+
+def write_listing(folder: Path, files: list[str]) -> None:
+    """Mark a folder a sink's artifacts were published into: these files (relative to it) are a run's."""
+    write_bytes_atomic(folder / PUBLISHED, json.dumps({"format": FORMAT, "files": sorted(files)}, indent=1).encode())
 
 
 def is_own(rel: str) -> bool:
@@ -59,9 +79,11 @@ def _walk(out: Path, top: Path) -> list[str]:
     return found
 
 
-def foreign_paths(out: Path) -> list[str]:
-    """Files in the folders a run manages that a run would not have written."""
-    return sorted(p for d in MANAGED for p in _walk(out, out / d) if not is_own(p))
+def foreign_paths(out: Path, published: tuple[str, ...] = ()) -> list[str]:
+    """Files in the folders a run manages (and those its sinks publish into) that a run would not have
+    written."""
+    return sorted(p for d in (*MANAGED, *published) for p in _walk(out, out / d)
+                  if not is_own(p) and not _listed(out, p))
 
 
 def _listing(paths: list[str]) -> str:
@@ -69,7 +91,7 @@ def _listing(paths: list[str]) -> str:
     return ", ".join(paths[:SHOW]) + more
 
 
-def check_output(out: Path) -> None:
+def check_output(out: Path, published: tuple[str, ...] = ()) -> None:
     """Raise ForeignFilesError unless a run may use `out`: absent, empty, or marked by a run and holding
     nothing foreign where a run writes. Reads only; `claim` marks the folder once the run holds its lock."""
     if not out.exists() and not out.is_symlink():
@@ -78,7 +100,7 @@ def check_output(out: Path) -> None:
         raise ForeignFilesError(f"output {out} is a file, not a folder; name a new or empty folder")
     entries = sorted(p.name for p in out.iterdir())
     if (out / MARKER).is_file():
-        foreign = foreign_paths(out)
+        foreign = foreign_paths(out, published)
         if foreign:
             raise ForeignFilesError(
                 f"output folder {out} holds files no run wrote, in folders a run replaces: {_listing(foreign)}; "
@@ -108,7 +130,7 @@ def remove_own(out: Path, path: Path) -> None:
     reported with ForeignFilesError (check_output refused such folders, so this is a last guard)."""
     if not path.exists() and not path.is_symlink():
         return
-    foreign = [p for p in _walk(out, path) if not is_own(p)]
+    foreign = [p for p in _walk(out, path) if not is_own(p) and not _listed(out, p)]
     if foreign:
         raise ForeignFilesError(f"not deleting {path}: it holds files no run wrote: {_listing(foreign)}")
     if not path.is_dir() or path.is_symlink():

@@ -17,7 +17,7 @@ from corpus.config import load_config
 from corpus.executor import LocalExecutor, PipelineError, RunResult
 from corpus.operators import Operator, ensure_columns
 from corpus.readers import InputSpec
-from corpus.schema import CORE_COLUMNS
+from corpus.schema import DOC_SCHEMA
 
 
 class Pipeline:
@@ -29,7 +29,7 @@ class Pipeline:
 
     def check(self) -> None:
         """Raise PipelineError if an operator needs a column nothing before it provides."""
-        errors = ensure_columns(self.ops, CORE_COLUMNS)
+        errors = ensure_columns(self.ops, DOC_SCHEMA)
         if errors:
             raise PipelineError("pipeline wiring:\n  " + "\n  ".join(errors))
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from corpus.integrity import cheap_problem, file_sha256
-from corpus.operators import GlobalOperator
+from corpus.operators import SinkOperator, is_global
 from corpus.readers import ReadTask
 from corpus.work import Stage, read_marker
 
@@ -83,27 +83,34 @@ def check_finished_work(read_dir: Path, tasks: Sequence[ReadTask], task_keys: di
             unit.marker_path.unlink(missing_ok=True)
         redone += len(unrecorded)
 
+    sinks = {st.idx for st in stages if isinstance(st.op, SinkOperator)}
+
     def producer(j: int, shard: str) -> tuple[Key, str]:
-        """The unit that wrote stage j's output of a shard (j = 0: reading), and the file's name in it."""
+        """The unit that wrote the shard stage j passes on (j = 0: reading; a sink passes on its input),
+        and the file's name in it."""
+        while j in sinks:
+            j -= 1
         return ((0, task_of.get(shard, "")) if j == 0 else (j, shard)), f"shards/{shard}.parquet"
 
-    fitted = {st.idx for st in stages if isinstance(st.op, GlobalOperator)
-              and read_marker(st.dir / "fit" / "_done.json", st.key) is not None}
+    fitted = {st.idx for st in stages if is_global(st.op)
+              and read_marker(st.dir / "_done.json", st.key) is not None}
 
     def needed() -> dict[Path, tuple[Key, str]]:
         """Files the run will take from finished units without rewriting them."""
         want: list[tuple[Key, str]] = []
         for shard in shards:
             want.append(producer(len(stages), shard))  # published
-            for seg in segments:  # read by the first stage of a segment that runs again
+            for seg in segments:  # read by the first stage of a segment that runs again (a sink: below)
+                if seg[0].idx in sinks:
+                    continue
                 first = next((st.idx for st in seg if (st.idx, shard) not in done), None)
                 if first is not None:
                     want.append(producer(first - 1, shard))
-            want += [((st.idx, shard), f"rejected/{shard}.parquet") for st in stages]
+            want += [((st.idx, shard), f"rejected/{shard}.parquet") for st in stages if st.idx not in sinks]
         want += [(key, rel) for key, unit in done.items() if key[0] == 0 for rel in unit.marker["files"]
                  if rel.startswith("quarantine/")]
-        for st in stages:  # read by a fit that runs again
-            if isinstance(st.op, GlobalOperator) and st.idx not in fitted:
+        for st in stages:  # read by a fit (or a sink) that runs again
+            if is_global(st.op) and st.idx not in fitted:
                 want += [producer(st.idx - 1, shard) for shard in shards]
         return {done[k].folder / rel: (k, rel) for k, rel in want
                 if k in done and rel in done[k].marker["files"]}

@@ -1,5 +1,6 @@
 """The work a worker process does: read one input file into shards, or push one shard through a run
-of stages. Plain functions of picklable arguments, so any executor (process pool, Ray) can call them.
+of stages. Plain functions of one frozen job each (``IngestJob``, ``SegmentJob``), so any executor
+(process pool, Ray) can call them.
 
 Every unit ends by writing a JSON marker (atomically) holding its counters; a marker whose key matches
 means the unit is done and is skipped on resume.
@@ -18,7 +19,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from corpus.integrity import record
-from corpus.operators import GlobalOperator, Operator, Verdict
+from corpus.operators import FITTED, FilterOperator, MapOperator, Operator, Verdict, output_problem
 from corpus.quarantine import RawStore
 from corpus.readers import ReadTask, read_task
 from corpus.schema import REJECT_REASON, REJECT_STAGE, SOURCE, TEXT
@@ -39,6 +40,36 @@ class Stage:
     @property
     def label(self) -> str:
         return f"{self.idx:02d}-{self.op.name}"
+
+    @property
+    def artifacts(self) -> Path:
+        """The stage's own folder for what it writes besides documents (fitted state, side outputs)."""
+        return self.dir / "artifacts"
+
+
+def stage_dir(work: Path, idx: int, name: str, key: str) -> Path:
+    """Where stage ``idx`` (operator ``name``, chain key ``key``) keeps its shards, markers and artifacts."""
+    return work / f"{idx:02d}-{name}-{key[:12]}"
+
+
+@dataclass(frozen=True)
+class IngestJob:
+    """Read one input file into shards of at most ``shard_max_bytes`` of text."""
+
+    task: ReadTask
+    key: str
+    stage_dir: Path
+    shard_max_bytes: int
+    chunk_bytes: int
+
+
+@dataclass(frozen=True)
+class SegmentJob:
+    """Push one shard (``input_path``) through consecutive per-shard stages."""
+
+    shard: str
+    input_path: Path
+    stages: tuple[Stage, ...]
 
 
 def read_marker(path: Path, key: str) -> dict | None:
@@ -63,9 +94,11 @@ def _by_source(df: pl.DataFrame) -> dict[str, dict[str, int]]:
 # ---------------------------------------------------------------- reading
 
 
-def ingest(task: ReadTask, key: str, stage_dir: Path, shard_max_bytes: int, chunk_bytes: int) -> dict:
+def ingest(job: IngestJob) -> dict:
     """Read one input file into `<source>-<index>-<part>.parquet` shards plus its quarantine file (and
     the side files of quarantined records over max_doc_bytes, in quarantine/raw/<source>-<index>/)."""
+    task, key, stage_dir, shard_max_bytes, chunk_bytes = (job.task, job.key, job.stage_dir, job.shard_max_bytes,
+                                                          job.chunk_bytes)
     start = time.perf_counter()
     prefix = f"{_safe(task.spec.source)}-{task.index:05d}"
     shards_dir, quar_dir = stage_dir / "shards", stage_dir / "quarantine"
@@ -139,23 +172,24 @@ _ready: dict[str, Operator] = {}
 def _prepare(stage: Stage) -> Operator:
     if stage.key not in _ready:
         stage.op.setup()
-        if isinstance(stage.op, GlobalOperator):
-            stage.op.load(stage.dir / "fit")
+        if isinstance(stage.op, FITTED):
+            stage.op.load(stage.artifacts)
         _ready[stage.key] = stage.op
     return _ready[stage.key]
 
 
 def apply_op(op: Operator, df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame | None]:
     """Run one operator on a frame; returns (kept, rejected-or-None) and enforces the contract."""
-    mode = op.apply_kind if isinstance(op, GlobalOperator) else op.kind
-    if mode == "map":
-        out = op.apply(df) if isinstance(op, GlobalOperator) else op.map(df)  # type: ignore[attr-defined]
+    if isinstance(op, MapOperator):
+        out = op.map(df)
         if not isinstance(out, pl.DataFrame) or out.height != df.height:
             got = out.height if isinstance(out, pl.DataFrame) else type(out).__name__
             raise OperatorError(f"map operator '{op.name}' must return a DataFrame of {df.height} rows, got {got}")
-        _check_adds(op, out)
+        _check(op, df, out)
         return out, None
-    verdict = op.apply(df) if isinstance(op, GlobalOperator) else op.filter(df)  # type: ignore[attr-defined]
+    if not isinstance(op, FilterOperator):
+        raise OperatorError(f"operator '{op.name}' of kind {op.kind!r} does not run per shard")
+    verdict = op.filter(df)
     if not isinstance(verdict, Verdict):
         raise OperatorError(f"filter operator '{op.name}' must return a Verdict, got {type(verdict).__name__}")
     keep = verdict.keep
@@ -164,25 +198,39 @@ def apply_op(op: Operator, df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame
             f"filter operator '{op.name}' returned a keep mask of {keep.len()} {keep.dtype} values "
             f"({keep.null_count()} null) for {df.height} rows; it must be one non-null bool per row"
         )
-    if verdict.scores:
-        df = df.with_columns([s.alias(name) for name, s in verdict.scores.items()])
-    _check_adds(op, df)
+    scored = df.with_columns([s.alias(name) for name, s in verdict.scores.items()]) if verdict.scores else df
+    _check(op, df, scored)
     reason = verdict.reason
     reason_s = pl.Series(REJECT_REASON, [reason] * df.height, pl.String) if isinstance(reason, str) else reason
-    rejected = df.filter(~keep).with_columns(
+    rejected = scored.filter(~keep).with_columns(
         pl.lit(op.name).alias(REJECT_STAGE), reason_s.filter(~keep).cast(pl.String).alias(REJECT_REASON)
     )
-    return df.filter(keep), rejected
+    return scored.filter(keep), rejected
 
 
-def _check_adds(op: Operator, df: pl.DataFrame) -> None:
-    missing = [c for c in op.adds if c not in df.columns]
-    if missing:
-        raise OperatorError(f"operator '{op.name}' declares it adds {missing} but its output lacks them")
+def _check(op: Operator, before: pl.DataFrame, after: pl.DataFrame) -> None:
+    problem = output_problem(op, before, after)
+    if problem:
+        raise OperatorError(problem)
 
 
-def run_segment(shard: str, input_path: Path, stages: list[Stage]) -> list[dict]:
+def _counters(op: Operator, frames: list[pl.DataFrame | None]) -> dict[str, dict[str, int]]:
+    """Per source, the sums of the operator's counter columns over every row it saw (kept and rejected)."""
+    out: dict[str, dict[str, int]] = {}
+    for df in frames:
+        if not op.counters or df is None or df.height == 0:
+            continue
+        sums = df.group_by(SOURCE).agg([pl.col(c).cast(pl.Int64).sum() for c in op.counters])
+        for r in sums.iter_rows(named=True):
+            acc = out.setdefault(r[SOURCE], dict.fromkeys(op.counters, 0))
+            for c in op.counters:
+                acc[c] += int(r[c] or 0)
+    return out
+
+
+def run_segment(job: SegmentJob) -> list[dict]:
     """Push one shard through consecutive per-shard stages, skipping those already done."""
+    shard, input_path, stages = job.shard, job.input_path, job.stages
     results: list[dict] = []
     df: pl.DataFrame | None = None
     prev_output = input_path
@@ -219,6 +267,7 @@ def run_segment(shard: str, input_path: Path, stages: list[Stage]) -> list[dict]
             "in": _by_source(df),
             "out": _by_source(kept),
             "rejected": dict(reasons),
+            "counters": _counters(stage.op, [kept, rejected]),
             "files": files,
             "seconds": time.perf_counter() - start,
         }

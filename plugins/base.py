@@ -258,7 +258,3 @@ def suggest(name: str, known: typing.Iterable[str]) -> str:
     close = difflib.get_close_matches(name, list(known), n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
-
-def config_to_dict(cfg: Any) -> dict[str, Any]:
-    """A config dataclass as plain data (for snapshots and sweeps)."""
-    return dataclasses.asdict(cfg)

@@ -86,11 +86,10 @@ def cmd_train(args: argparse.Namespace, console: Any) -> int:
         if summary.get("best_config"):
             console.print(f"best: trial {summary['best']['trial']} -> {summary['best_config']}")
         return 0 if summary.get("best") else 1
+    from corpus.lock import LockedError
     from corpus.plugins.checkpoint import CheckpointError
     from corpus.plugins.sft import ChatTemplateError, SFTDataError
     from corpus.plugins.trainer import EmptyTargetsError, ResumeMismatchError
-
-    from corpus.lock import LockedError
     from corpus.shards import ShardError
 
     try:

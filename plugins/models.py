@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from corpus.plugins.checkpoint import check_export
 
 ARCHS = {"llama": "causal", "gpt2": "causal", "bert": "mlm", "t5": "span"}

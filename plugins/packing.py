@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
+
 from corpus.plugins.data import IGNORE_INDEX, PackedDataset, ResumableSampler
 
 IGNORE = IGNORE_INDEX

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+
 from corpus.plugins.base import PluginConfig, TrainPlugin, TrainResult
 from corpus.plugins.models import ModelConfig, SpecialIds, add_tokens, build_model, load_tokenizer
 from corpus.plugins.packing import IGNORE, BatchIterator, ShardRows, eval_batches, segment_positions

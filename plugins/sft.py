@@ -26,13 +26,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+
 from corpus.plugins.base import PluginConfig, TrainPlugin, TrainResult
 from corpus.plugins.data import BlendedDataset, check_sets
 from corpus.plugins.models import ModelConfig, SpecialIds, build_model, load_tokenizer
 from corpus.plugins.packing import BatchIterator, PackedExamples
 from corpus.plugins.pretrain import CausalTask, SampleConfig
 from corpus.plugins.trainer import Runtime, Trainer
-
 from corpus.shards import IndexedDataset, ShardError
 
 ROLES = ("system", "user", "assistant")

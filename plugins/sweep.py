@@ -34,10 +34,10 @@ from typing import Any
 
 import numpy as np
 import yaml
-from corpus.plugins.base import ConfigError, build_section, parse_config, read_yaml
 
 from corpus import plugins
 from corpus.lock import RunLock
+from corpus.plugins.base import ConfigError, build_section, parse_config, read_yaml
 
 DISTRIBUTIONS = ("uniform", "log_uniform", "int_uniform")
 

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+
 from corpus.plugins import checkpoint as ckpt
 from corpus.plugins.base import TrainConfig, TrainResult
 from corpus.plugins.packing import IGNORE, BatchIterator, count_targets

@@ -14,8 +14,8 @@ class NormalizeText(MapOperator):
     """Unicode NFC, unify line endings, trim trailing spaces per line and collapse runs of blank lines."""
 
     name = "normalize_text"
-    needs = ("text",)
-    adds = ()
+    needs = {"text": pl.String}
+    modifies = ("text",)
 
     nfc: bool = True
     max_blank_lines: int = 1

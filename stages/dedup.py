@@ -21,6 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+
+from corpus.operators import GlobalFilterOperator, StageContext, Verdict
+from corpus.schema import ID, ROW_ID
 from corpus.stages.dedup_index import (
     KEPT_COLUMNS,
     Layout,
@@ -34,14 +37,6 @@ from corpus.stages.dedup_index import (
     write_partitioned,
 )
 from corpus.stages.dedup_text import Normalisation, digests128
-
-from corpus.operators import FitContext, GlobalOperator, Verdict
-from corpus.schema import ID, ROW_ID
-
-
-def normalise(text: pl.Expr, lowercase: bool, collapse_whitespace: bool) -> pl.Expr:
-    """Kept for callers of the first version: lowercase and whitespace only."""
-    return Normalisation(lowercase=lowercase, whitespace=collapse_whitespace).expr(text)
 
 
 def _hash_shard(args: tuple[int, Path, int, Normalisation | None, Path, int, str]) -> int:
@@ -83,13 +78,13 @@ def _group_partition(args: tuple[list[Path], int, Path, np.ndarray]) -> dict:
     return {"duplicates": len(dups), "groups": int((dups[:, 2] == 1).sum())}
 
 
-def find_copies(ctx: FitContext, column: str, norm: Normalisation | None, partitions: int = 0,
+def find_copies(ctx: StageContext, column: str, norm: Normalisation | None, partitions: int = 0,
                 same_id: bool = False) -> dict:
     """Later copies of equal (normalised) values of ``column`` over ctx.shards, first in corpus order
     kept: writes ``results/`` (row_id, kept_id, kept_row, kept_index, occurrence) and results.json into
-    ctx.workdir; returns counts. ``same_id``: keep only results whose ids are equal (checks the digests
+    ctx.artifacts; returns counts. ``same_id``: keep only results whose ids are equal (checks the digests
     exactly when the column is the id)."""
-    work = ctx.workdir
+    work = ctx.artifacts
     layout = Layout.of([], ctx.shards)
     n_parts = n_partitions(layout.total, 24, ctx.workers, fixed=partitions)
     ctx.pool_map(_hash_shard, [(i, s.path, s.start, norm, work, n_parts, column)
@@ -106,13 +101,12 @@ def find_copies(ctx: FitContext, column: str, norm: Normalisation | None, partit
 
 
 @dataclass
-class ExactDedup(GlobalOperator):
+class ExactDedup(GlobalFilterOperator):
     """Drop later copies of a document whose normalised text equals an earlier one's."""
 
     name = "exact_dedup"
-    needs = ("id", "text", "row_id")
-    adds = ("duplicate_of", "duplicate_of_row")
-    apply_kind = "filter"
+    needs = {"id": pl.String, "text": pl.String, "row_id": pl.Int64}
+    adds = {"duplicate_of": pl.String, "duplicate_of_row": pl.Int64}
     version = "3"  # 3: results keyed by row_id; duplicate_of_row
 
     lowercase: bool = False
@@ -125,16 +119,16 @@ class ExactDedup(GlobalOperator):
     def _norm(self) -> Normalisation:
         return Normalisation(self.lowercase, self.collapse_whitespace, self.punctuation, self.digits, self.nfkc)
 
-    def fit(self, ctx: FitContext) -> None:
+    def fit(self, ctx: StageContext) -> None:
         t0 = time.perf_counter()
         counts = find_copies(ctx, "text", self._norm(), self.partitions)
-        write_json(ctx.workdir / "params.json", {"operator": self.name, "params": self.params(), **counts,
+        write_json(ctx.artifacts / "params.json", {"operator": self.name, "params": self.params(), **counts,
                                                  "seconds": time.perf_counter() - t0})
 
-    def load(self, workdir: Path) -> None:
-        self._lookup = ResultLookup(workdir, KEPT_COLUMNS)
+    def load(self, artifacts: Path) -> None:
+        self._lookup = ResultLookup(artifacts, KEPT_COLUMNS)
 
-    def apply(self, df: pl.DataFrame) -> Verdict:
+    def filter(self, df: pl.DataFrame) -> Verdict:
         res = self._lookup.join(df)
         kept_row = res["kept_row"]
         return Verdict(keep=kept_row.is_null(), reason="exact_duplicate",

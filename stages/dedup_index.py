@@ -30,9 +30,9 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
-from corpus.stages.dedup_text import ranges, utf8_buffers
 
 from corpus.schema import ID, ROW_ID
+from corpus.stages.dedup_text import ranges, utf8_buffers
 from corpus.writers import atomic_path, write_bytes_atomic, write_parquet
 
 

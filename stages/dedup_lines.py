@@ -32,6 +32,9 @@ from typing import Literal
 
 import numpy as np
 import polars as pl
+
+from corpus.operators import FilterOperator, GlobalMapOperator, StageContext, Verdict
+from corpus.schema import ID, ROW_ID
 from corpus.stages.dedup_index import (
     Layout,
     ResultLookup,
@@ -44,9 +47,6 @@ from corpus.stages.dedup_index import (
     write_partitioned,
 )
 from corpus.stages.dedup_text import Normalisation, digests128
-
-from corpus.operators import FilterOperator, FitContext, GlobalOperator, Verdict
-from corpus.schema import ID, ROW_ID
 
 SEPARATORS = {"line": "\n", "paragraph": "\n\n"}
 
@@ -103,13 +103,14 @@ def _find_repeats(args: tuple[list[Path], int, Path, int, bool, np.ndarray]) -> 
 
 
 @dataclass
-class LineDedup(GlobalOperator):
+class LineDedup(GlobalMapOperator):
     """Remove lines (or paragraphs) repeated across documents; pair with ``line_dedup_filter``."""
 
     name = "line_dedup"
-    needs = ("id", "text", "row_id")
-    adds = ("dup_spans_removed", "dup_chars_removed")
-    apply_kind = "map"
+    needs = {"id": pl.String, "text": pl.String, "row_id": pl.Int64}
+    adds = {"dup_spans_removed": pl.Int64, "dup_chars_removed": pl.Int64}
+    modifies = ("text",)
+    counters = ("dup_spans_removed", "dup_chars_removed")
     version = "2"  # 2: results keyed by row_id
 
     unit: Literal["line", "paragraph"] = "line"
@@ -127,9 +128,9 @@ class LineDedup(GlobalOperator):
         if self.min_docs < 2 or self.min_chars < 1:
             raise ValueError("min_docs must be >= 2 and min_chars >= 1")
 
-    def fit(self, ctx: FitContext) -> None:
+    def fit(self, ctx: StageContext) -> None:
         t0 = time.perf_counter()
-        work = ctx.workdir
+        work = ctx.artifacts
         layout = Layout.of([], ctx.shards)
         norm = Normalisation(self.lowercase, True, self.punctuation, self.digits, False)
         # ~20 spans per document is typical of web text; only sizes the partitions
@@ -151,10 +152,10 @@ class LineDedup(GlobalOperator):
             "seconds": time.perf_counter() - t0,
         })
 
-    def load(self, workdir: Path) -> None:
-        self._lookup = ResultLookup(workdir, {"pos": pl.Int32()})
+    def load(self, artifacts: Path) -> None:
+        self._lookup = ResultLookup(artifacts, {"pos": pl.Int32()})
 
-    def apply(self, df: pl.DataFrame) -> pl.DataFrame:
+    def map(self, df: pl.DataFrame) -> pl.DataFrame:
         drops = self._lookup.rows_for(df)
         if drops.height == 0:
             return df.with_columns(pl.lit(0, pl.Int64).alias("dup_spans_removed"),
@@ -181,8 +182,8 @@ class LineDedupFilter(FilterOperator):
     """Drop documents that line_dedup left too short (only those it changed)."""
 
     name = "line_dedup_filter"
-    needs = ("text", "dup_chars_removed")
-    adds = ("words_left",)
+    needs = {"text": pl.String, "dup_chars_removed": pl.Int64}
+    adds = {"words_left": pl.Int64}
 
     min_words: int = 50  # as datatrove's sentence dedup
     min_fraction: float = 0.0  # of the original characters that must remain

@@ -15,8 +15,8 @@ class LengthFilter(FilterOperator):
     """Keep documents whose length in characters and words lies within bounds."""
 
     name = "length_filter"
-    needs = ("text",)
-    adds = ("n_chars", "n_words")
+    needs = {"text": pl.String}
+    adds = {"n_chars": pl.Int64, "n_words": pl.Int64}
 
     min_chars: int = 0
     max_chars: int | None = None

@@ -40,6 +40,9 @@ from typing import Literal
 import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
+
+from corpus.operators import GlobalFilterOperator, StageContext, StageView, Verdict
+from corpus.schema import ID, ROW_ID
 from corpus.stages.dedup_index import (
     KEPT_COLUMNS,
     Layout,
@@ -72,9 +75,6 @@ from corpus.stages.dedup_text import (
     utf8_buffers,
 )
 from corpus.stages.lsh_params import DEFAULT_FN_WEIGHT, DEFAULT_FP_WEIGHT, explain, optimal_bands_rows, s_curve
-
-from corpus.operators import FitContext, GlobalOperator, Verdict
-from corpus.schema import ID, ROW_ID
 from corpus.writers import link_or_copy, write_parquet
 
 __all__ = ["MinHashDedup", "explain", "s_curve"]
@@ -351,14 +351,13 @@ def read_index(path: Path) -> dict:
 
 
 @dataclass
-class MinHashDedup(GlobalOperator):
+class MinHashDedup(GlobalFilterOperator):
     """Drop documents whose shingle set has Jaccard >= threshold with an earlier document's
     (transitively: clusters are connected components); every document gets cluster_id/size."""
 
     name = "minhash_dedup"
-    needs = ("id", "text", "row_id")
-    adds = ("cluster_id", "cluster_size", "duplicate_of", "duplicate_of_row")
-    apply_kind = "filter"
+    needs = {"id": pl.String, "text": pl.String, "row_id": pl.Int64}
+    adds = {"cluster_id": pl.Int64, "cluster_size": pl.Int64, "duplicate_of": pl.String, "duplicate_of_row": pl.Int64}
     version = "2"  # 2: results keyed by row_id; cluster_id is the kept row's row_id
 
     threshold: float = 0.8  # target Jaccard similarity of shingle sets
@@ -430,8 +429,8 @@ class MinHashDedup(GlobalOperator):
             raise ValueError(f"minhash index {self.index} was built with other parameters ({detail})")
         return [(Path(self.index) / p["name"], int(p["docs"]), bool(p["sets"])) for p in meta["parts"]]
 
-    def fit(self, ctx: FitContext) -> None:
-        work, spec = ctx.workdir, self._spec()
+    def fit(self, ctx: StageContext) -> None:
+        work, spec = ctx.artifacts, self._spec()
         timings: dict[str, float] = {}
         t = time.perf_counter()
         parts = self._index_parts(spec)
@@ -511,7 +510,7 @@ class MinHashDedup(GlobalOperator):
             shutil.rmtree(work / sub, ignore_errors=True)
 
     def _write_clusters(self, work: Path, layout: Layout, nodes: np.ndarray, root: np.ndarray, size: np.ndarray,
-                        store: _Store | None, ctx: FitContext, top: int = 20, examples: int = 5) -> None:
+                        store: _Store | None, ctx: StageContext, top: int = 20, examples: int = 5) -> None:
         """clusters.json: the largest clusters, with the kept document and a few removed ones (each with
         its user id, row_id and where it was read)."""
         roots, first = np.unique(root, return_index=True)
@@ -540,7 +539,7 @@ class MinHashDedup(GlobalOperator):
             })
         write_json(work / "clusters.json", {"threshold": self.threshold, "top": out})
 
-    def _write_index(self, ctx: FitContext, layout: Layout, parts: list[tuple[Path, int, bool]],
+    def _write_index(self, ctx: StageContext, layout: Layout, parts: list[tuple[Path, int, bool]],
                      removed: np.ndarray, spec: _Spec) -> int:
         """index_out: the given index's parts (linked) plus this run's kept documents, one part per shard."""
         out = Path(self.index_out)  # type: ignore[arg-type]
@@ -563,7 +562,7 @@ class MinHashDedup(GlobalOperator):
                 continue
             name = f"part-{base + len(names):05d}"
             names.append(name)
-            jobs.append((ctx.workdir, s.path, k, row[seg == k], stage / name, spec.verify))
+            jobs.append((ctx.artifacts, s.path, k, row[seg == k], stage / name, spec.verify))
         counts = ctx.pool_map(_write_index_part, jobs)
         meta["parts"] += [{"name": n, "docs": c, "sets": spec.verify} for n, c in zip(names, counts, strict=True)]
         write_json(stage / "index.json", meta)
@@ -574,10 +573,27 @@ class MinHashDedup(GlobalOperator):
 
     # ------------------------------------------------------------ apply
 
-    def load(self, workdir: Path) -> None:
-        self._lookup = ResultLookup(workdir, {**KEPT_COLUMNS, "cluster_size": pl.Int64()})
+    @classmethod
+    def figures(cls, artifacts: Path) -> dict[str, float]:
+        try:
+            params = json.loads((artifacts / "params.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return {k: params[k] for k in ("docs", "clusters", "removed", "candidate_pairs", "verified_pairs")
+                if isinstance(params.get(k), int | float)}
 
-    def apply(self, df: pl.DataFrame) -> Verdict:
+    report_title = "Near-duplicate clusters"
+
+    @classmethod
+    def report(cls, stages: list[StageView]) -> object:
+        from corpus.stages.minhash_report import render
+
+        return render(stages)
+
+    def load(self, artifacts: Path) -> None:
+        self._lookup = ResultLookup(artifacts, {**KEPT_COLUMNS, "cluster_size": pl.Int64()})
+
+    def filter(self, df: pl.DataFrame) -> Verdict:
         res = self._lookup.join(df)
         row_id, kept_row = df["row_id"], res["kept_row"]
         clustered = res["cluster_size"].is_not_null()

@@ -38,6 +38,11 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
+
+from corpus.lock import RunLock
+from corpus.manifest import file_sha256, require_intact
+from corpus.operators import PoolMap, SinkOperator, StageContext
+from corpus.shards import IndexedWriter, check_content, dtype_for_vocab, merge
 from corpus.stages.tokenizer import (
     ROLE_TOKENS,
     eod_id,
@@ -46,11 +51,6 @@ from corpus.stages.tokenizer import (
     tokenizer_file,
     tokenizer_hash,
 )
-
-from corpus.lock import RunLock
-from corpus.manifest import file_sha256, require_intact
-from corpus.operators import FitContext, GlobalOperator
-from corpus.shards import IndexedWriter, check_content, dtype_for_vocab, merge
 from corpus.work import read_marker, write_marker
 from corpus.writers import write_bytes_atomic
 
@@ -249,11 +249,8 @@ def intact(prefixes: Iterable[str | Path]) -> bool:
 # ---------------------------------------------------------------- the whole corpus
 
 
-def _local_pool_map(workers: int) -> tuple[Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]], Callable]:
-    from corpus.executor import Pool
-
-    pool = Pool(workers)
-    return pool.ordered, pool.close
+def _in_process(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+    return [fn(x) for x in items]
 
 
 def tokenize_shards(shards: Sequence[Path], tokenizer: Path, out: Path, *, workers: int = 2,
@@ -262,67 +259,58 @@ def tokenize_shards(shards: Sequence[Path], tokenizer: Path, out: Path, *, worke
                     loss_mask: str | None = None, batch_rows: int = 1024, piece_bytes: int = 16 << 20,
                     corpus_hash: str | None = None,
                     shard_hashes: Sequence[str] | None = None, keep_parts: bool = False,
-                    pool_map: Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]] | None = None,
-                    ) -> dict[str, Any]:
+                    pool_map: PoolMap = _in_process) -> dict[str, Any]:
     """Tokenize Parquet ``shards`` into ``out/<split>.{bin,idx,json[,mask]}``; returns the summary that
     is also written to ``out/tokenize.json``. See tokenize_corpus for the parameters."""
     fractions = _check_split(split)
     if loss_mask not in LOSS_MASKS:
         raise ValueError(f"loss_mask must be one of {LOSS_MASKS}, got {loss_mask!r}")
     out = Path(out)
-    with RunLock(out):  # one writer per output folder, as for `corpus run`: a second fails at once
-        tfile = tokenizer_file(Path(tokenizer)).resolve()
-        tok = load_tokenizer(tfile)
-        thash = tokenizer_hash(tfile)
-        vocab = tok.get_vocab_size()
-        specials = special_token_ids(tok)
-        hashes = list(shard_hashes) if shard_hashes is not None else [file_sha256(Path(s)) for s in shards]
-        if corpus_hash is None:  # the manifest's definition, so a corpus folder gets the same value
-            corpus_hash = hashlib.sha256("".join(hashes).encode()).hexdigest()
-        meta = {"tokenizer": str(tfile.parent if tfile.name == "tokenizer.json" else tfile), "tokenizer_hash": thash,
-                "vocab_size": vocab, "special_token_ids": specials,
-                "eod_id": eod_id(tok, tfile.parent), "eod_appended": append_eod,
-                "dtype": dtype_for_vocab(vocab).name, "corpus_hash": corpus_hash,
-                "split_fractions": list(fractions), "split_seed": seed, "group_column": group_column,
-                "loss_mask": loss_mask}
-        params = {"version": VERSION, "tokenizer_hash": thash, "split": fractions, "seed": seed,
-                  "group_column": group_column, "text_column": text_column, "append_eod": append_eod,
-                  "loss_mask": loss_mask}
-        run_key = _key({**params, "corpus_hash": corpus_hash, "shards": hashes})
-        summary_path = out / "tokenize.json"
-        done = read_marker(summary_path, run_key)
-        if done is not None and intact(out / s for s in SPLITS):
-            return done | {"resumed": True}
-        parts = out / "parts"
-        # One tokenizer thread per worker process: oversubscribing the cores measured slower.
-        threads = max(1, (os.cpu_count() or 1) // max(workers, 1)) if workers > 1 else 0
-        jobs = [PieceJob(str(Path(s).resolve()), f"{i:05d}-{k:04d}-{Path(s).stem}", a, b, str(parts), str(tfile),
-                         _key({**params, "shard": h, "rows": [a, b]}), text_column, group_column, fractions, seed,
-                         append_eod, loss_mask, batch_rows, meta, threads)
-                for i, (s, h, pieces) in enumerate(zip(shards, hashes, _pieces(shards, text_column, piece_bytes),
-                                                       strict=True))
-                for k, (a, b) in enumerate(pieces)]
-        close = None
-        if pool_map is None:
-            pool_map, close = _local_pool_map(workers)
-        try:
-            markers = pool_map(tokenize_piece, jobs)
-        finally:
-            if close is not None:
-                close()
-        result: dict[str, Any] = {"key": run_key, "params": params, "corpus_hash": corpus_hash,
-                                  "tokenizer": meta["tokenizer"], "vocab_size": vocab, "dtype": meta["dtype"],
-                                  "shards": len(shards), "pieces": len(jobs),
-                                  "resumed_pieces": sum(1 for m in markers if m.get("resumed")),
-                                  "splits": {}}
-        for s in SPLITS:
-            side = merge([m["prefixes"][s] for m in markers], out / s, extra={**meta, "split": s})
-            result["splits"][s] = {"prefix": str(out / s), "documents": side["documents"], "tokens": side["tokens"]}
-        # The summary is the run's marker: written after every split is in place.
-        write_bytes_atomic(summary_path, json.dumps(result, indent=2, sort_keys=True).encode())
-        if not keep_parts:
-            shutil.rmtree(parts, ignore_errors=True)
-        return result
+    tfile = tokenizer_file(Path(tokenizer)).resolve()
+    tok = load_tokenizer(tfile)
+    thash = tokenizer_hash(tfile)
+    vocab = tok.get_vocab_size()
+    specials = special_token_ids(tok)
+    hashes = list(shard_hashes) if shard_hashes is not None else [file_sha256(Path(s)) for s in shards]
+    if corpus_hash is None:  # the manifest's definition, so a corpus folder gets the same value
+        corpus_hash = hashlib.sha256("".join(hashes).encode()).hexdigest()
+    meta = {"tokenizer": str(tfile.parent if tfile.name == "tokenizer.json" else tfile), "tokenizer_hash": thash,
+            "vocab_size": vocab, "special_token_ids": specials,
+            "eod_id": eod_id(tok, tfile.parent), "eod_appended": append_eod,
+            "dtype": dtype_for_vocab(vocab).name, "corpus_hash": corpus_hash,
+            "split_fractions": list(fractions), "split_seed": seed, "group_column": group_column,
+            "loss_mask": loss_mask}
+    params = {"version": VERSION, "tokenizer_hash": thash, "split": fractions, "seed": seed,
+              "group_column": group_column, "text_column": text_column, "append_eod": append_eod,
+              "loss_mask": loss_mask}
+    run_key = _key({**params, "corpus_hash": corpus_hash, "shards": hashes})
+    summary_path = out / "tokenize.json"
+    done = read_marker(summary_path, run_key)
+    if done is not None and intact(out / s for s in SPLITS):
+        return done | {"resumed": True}
+    parts = out / "parts"
+    # One tokenizer thread per worker process: oversubscribing the cores measured slower.
+    threads = max(1, (os.cpu_count() or 1) // max(workers, 1)) if workers > 1 else 0
+    jobs = [PieceJob(str(Path(s).resolve()), f"{i:05d}-{k:04d}-{Path(s).stem}", a, b, str(parts), str(tfile),
+                     _key({**params, "shard": h, "rows": [a, b]}), text_column, group_column, fractions, seed,
+                     append_eod, loss_mask, batch_rows, meta, threads)
+            for i, (s, h, pieces) in enumerate(zip(shards, hashes, _pieces(shards, text_column, piece_bytes),
+                                                   strict=True))
+            for k, (a, b) in enumerate(pieces)]
+    markers = pool_map(tokenize_piece, jobs)
+    result: dict[str, Any] = {"key": run_key, "params": params, "corpus_hash": corpus_hash,
+                              "tokenizer": meta["tokenizer"], "vocab_size": vocab, "dtype": meta["dtype"],
+                              "shards": len(shards), "pieces": len(jobs),
+                              "resumed_pieces": sum(1 for m in markers if m.get("resumed")),
+                              "splits": {}}
+    for s in SPLITS:
+        side = merge([m["prefixes"][s] for m in markers], out / s, extra={**meta, "split": s})
+        result["splits"][s] = {"prefix": str(out / s), "documents": side["documents"], "tokens": side["tokens"]}
+    # The summary is the run's marker: written after every split is in place.
+    write_bytes_atomic(summary_path, json.dumps(result, indent=2, sort_keys=True).encode())
+    if not keep_parts:
+        shutil.rmtree(parts, ignore_errors=True)
+    return result
 
 
 def _pieces(shards: Sequence[Path], text_column: str, piece_bytes: int) -> list[list[tuple[int, int]]]:
@@ -338,14 +326,15 @@ def tokenize_corpus(corpus: Path, tokenizer: Path, out: Path, *, workers: int = 
                     split: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0,
                     group_column: str | None = "cluster_id", text_column: str = "text", append_eod: bool = True,
                     loss_mask: str | None = None, batch_rows: int = 1024, piece_bytes: int = 16 << 20,
-                    keep_parts: bool = False) -> dict[str, Any]:
+                    keep_parts: bool = False, pool_map: PoolMap = _in_process) -> dict[str, Any]:
     """Tokenize a prepared corpus folder (``data/*.parquet`` + ``manifest.json``) into Megatron shards.
 
     corpus: the corpus folder; its manifest's ``content_hash`` is recorded in every sidecar.
     tokenizer: a tokenizer folder (HF format) or ``tokenizer.json``.
     out: gets ``train`` / ``validation`` / ``test`` ``.bin/.idx/.json`` (+ ``.mask`` with a loss mask)
       and ``tokenize.json`` (the summary, also the resume marker).
-    workers: spawn processes, one Parquet shard at a time each (1: in this process).
+    workers: worker processes sharing the cores (sizes each one's tokenizer threads).
+    pool_map: runs the pieces (``corpus.executor.worker_pool(workers)`` gives a process pool; default: here).
     split: fractions for train / validation / test (normalised), decided per duplicate group.
     seed: salts the split hash: same seed, same assignment.
     group_column: column holding the duplicate-group id (near-dup ``cluster_id``, a row_id); documents where it
@@ -355,15 +344,17 @@ def tokenize_corpus(corpus: Path, tokenizer: Path, out: Path, *, workers: int = 
     piece_bytes: text per unit of work (a row range of a shard): the grain of parallelism and resume.
     keep_parts: keep the per-piece sets under ``out/parts`` (deleted after a successful merge otherwise).
     """
-    corpus = Path(corpus)
-    # Every shard hashed against the manifest first: a damaged shard is named, never tokenized.
-    manifest = require_intact(corpus, level="hash")
-    shards = [corpus / s["path"] for s in manifest["shards"]]
-    return tokenize_shards(shards, tokenizer, out, workers=workers, split=split, seed=seed,
-                           group_column=group_column, text_column=text_column, append_eod=append_eod,
-                           loss_mask=loss_mask, batch_rows=batch_rows, piece_bytes=piece_bytes,
-                           corpus_hash=manifest["content_hash"],
-                           shard_hashes=[s["sha256"] for s in manifest["shards"]], keep_parts=keep_parts)
+    corpus, out = Path(corpus), Path(out)
+    with RunLock(out):  # one writer per output folder, as for `corpus run`: a second fails at once
+        # Every shard hashed against the manifest first: a damaged shard is named, never tokenized.
+        manifest = require_intact(corpus, level="hash")
+        shards = [corpus / s["path"] for s in manifest["shards"]]
+        return tokenize_shards(shards, tokenizer, out, workers=workers, split=split, seed=seed,
+                               group_column=group_column, text_column=text_column, append_eod=append_eod,
+                               loss_mask=loss_mask, batch_rows=batch_rows, piece_bytes=piece_bytes,
+                               corpus_hash=manifest["content_hash"],
+                               shard_hashes=[s["sha256"] for s in manifest["shards"]], keep_parts=keep_parts,
+                               pool_map=pool_map)
 
 
 def _key(obj: dict) -> str:
@@ -374,19 +365,15 @@ def _key(obj: dict) -> str:
 
 
 @dataclass
-class Tokenize(GlobalOperator):
-    """Tokenize the corpus into Megatron .bin/.idx shards per split; documents pass through unchanged.
-
-    ``fit`` tokenizes every shard of the stage's input into ``output`` (default ``<fit dir>/tokens``)
-    on the executor's pool, exactly as ``tokenize_shards`` does; ``apply`` is the identity."""
+class Tokenize(SinkOperator):
+    """Tokenize the corpus at this point into Megatron .bin/.idx shard sets per split (published as
+    ``OUT/tokens/``); documents pass on unchanged. Same work as ``corpus tokenize`` on a corpus folder."""
 
     name = "tokenize"
-    needs = ("text",)
-    adds = ()
-    apply_kind = "map"
+    needs = {"text": pl.String}
+    publish = "tokens"
 
     tokenizer: str = ""
-    output: str | None = None
     split: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
     seed: int = 0
     group_column: str | None = "cluster_id"
@@ -400,18 +387,19 @@ class Tokenize(GlobalOperator):
         if self.loss_mask not in LOSS_MASKS:
             raise ValueError(f"loss_mask must be one of {LOSS_MASKS}")
 
-    def fit(self, ctx: FitContext) -> None:
-        out = Path(self.output) if self.output else ctx.workdir / "tokens"
-        summary = tokenize_shards(ctx.shards, Path(self.tokenizer), out, workers=ctx.workers, split=self.split,
-                                  seed=self.seed, group_column=self.group_column, append_eod=self.append_eod,
-                                  loss_mask=self.loss_mask, pool_map=ctx.pool_map)
-        write_bytes_atomic(ctx.workdir / "tokenize.json", json.dumps(summary, indent=2, sort_keys=True).encode())
+    def consume(self, ctx: StageContext) -> dict:
+        summary = tokenize_shards(ctx.shards, Path(self.tokenizer), ctx.artifacts, workers=ctx.workers,
+                                  split=self.split, seed=self.seed, group_column=self.group_column,
+                                  append_eod=self.append_eod, loss_mask=self.loss_mask, pool_map=ctx.pool_map)
+        return {s: v["tokens"] for s, v in summary["splits"].items()}
 
-    def load(self, workdir: Path) -> None:
-        pass
-
-    def apply(self, df: pl.DataFrame) -> pl.DataFrame:
-        return df
+    @classmethod
+    def figures(cls, artifacts: Path) -> dict[str, float]:
+        path = artifacts / "tokenize.json"
+        if not path.exists():
+            return {}
+        summary = json.loads(path.read_text())
+        return {f"{s}_tokens": v["tokens"] for s, v in summary.get("splits", {}).items()}
 
 
 __all__ = ["SPLITS", "PieceJob", "Tokenize", "assign_splits", "group_keys", "tokenize_corpus", "tokenize_piece",

@@ -9,11 +9,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from corpus.plugins.checkpoint import CheckpointError, find_resumable
-from corpus.plugins.models import ModelConfig, SpecialIds, build_model, load_tokenizer
 from trainkit import pretrain_config, read_metrics, shards  # noqa: F401 (fixture)
 
 from corpus import plugins
+from corpus.plugins.checkpoint import CheckpointError, find_resumable
+from corpus.plugins.models import ModelConfig, SpecialIds, build_model, load_tokenizer
 
 OVER = {"train": {"save_every": 2, "keep_checkpoints": 3, "eval_every": 0}}
 

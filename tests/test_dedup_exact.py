@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from corpus.stages.dedup import ExactDedup
-from corpus.stages.dedup_text import digests128
 
 from corpus import InputSpec, Pipeline
-from corpus.operators import FitContext
+from corpus.operators import StageContext
 from corpus.schema import row_id
+from corpus.stages.dedup import ExactDedup
+from corpus.stages.dedup_text import digests128
 from corpus.writers import write_parquet
 
 
@@ -29,12 +29,12 @@ def fit_apply(tmp: Path, texts: list[list[str]], op: ExactDedup) -> pl.DataFrame
                                    schema={"id": pl.String, "text": pl.String, "row_id": pl.Int64}), path)
         shards.append(path)
     (tmp / "fit").mkdir()
-    op.fit(FitContext(shards, tmp / "fit", 1, lambda fn, xs: [fn(x) for x in xs]))
+    op.fit(StageContext("01-exact_dedup", tmp / "fit", tuple(shards), 1, lambda fn, xs: [fn(x) for x in xs]))
     op.load(tmp / "fit")
     out = []
     for path in shards:
         df = pl.read_parquet(path)
-        v = op.apply(df)
+        v = op.filter(df)
         out.append(df.with_columns(v.scores["duplicate_of"], keep=v.keep))
     return pl.concat(out)
 
@@ -66,7 +66,7 @@ def test_kept_copy_is_first_in_corpus_order_across_shards(tmp_path):
     mixed = pl.concat([pl.read_parquet(p) for p in sorted((tmp_path / "shards").glob("*.parquet"))]).reverse()
     op_apply = ExactDedup(partitions=3)
     op_apply.load(tmp_path / "fit")
-    v = op_apply.apply(mixed)
+    v = op_apply.filter(mixed)
     assert dict(zip(mixed["id"], v.scores["duplicate_of"], strict=True)) == got
 
 
@@ -109,7 +109,7 @@ def test_pipeline_across_sources(tmp_path, workers):
     assert kept.filter(pl.col("source") == "b").height == 10  # docs 40..49 exist only in b
     # source a comes first in config order, so its copies are the ones kept
     assert rej.filter(pl.col("source") == "b")["duplicate_of"].str.starts_with("a:").sum() == 50
-    fit = next((tmp_path / "out" / "work").glob("01-exact_dedup-*/fit"))
+    fit = next((tmp_path / "out" / "work").glob("01-exact_dedup-*/artifacts"))
     params = json.loads((fit / "params.json").read_text())
     assert params["duplicates"] == 130 and params["groups"] == 40
     assert not list(fit.glob("hashes/*.npy"))  # the partitioned hashes are removed after the fit

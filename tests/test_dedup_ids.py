@@ -11,15 +11,15 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from corpus.stages.dedup import ExactDedup
-from corpus.stages.dedup_lines import LineDedup
-from corpus.stages.minhash import MinHashDedup
-from corpus.stages.tokenize import group_keys
 from dedup_reference import line_dedup, near_kept, norm
 from helpers import read_all
 from test_dedup_property import make_corpus
 
 from corpus import InputSpec, Pipeline
+from corpus.stages.dedup import ExactDedup
+from corpus.stages.dedup_lines import LineDedup
+from corpus.stages.minhash import MinHashDedup
+from corpus.stages.tokenize import group_keys
 
 
 def _write(folder: Path, texts: list[str], files: int = 2) -> None:

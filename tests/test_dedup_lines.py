@@ -8,10 +8,10 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from corpus.stages.dedup_lines import LineDedup, LineDedupFilter
 
 from corpus import InputSpec, Pipeline
 from corpus.executor import PipelineError
+from corpus.stages.dedup_lines import LineDedup, LineDedupFilter
 
 BOILER = "Subscribe to our newsletter for weekly updates"
 FOOTER = "Copyright 2024 Example Corp. All rights reserved."
@@ -56,9 +56,9 @@ def test_lines_removed_from_all_but_first_and_short_docs_dropped(tmp_path):
     assert chars["d2"] == len(texts[2]) - len(got["d2"])
     # any frame (here: the shard reversed) gets its rows' results, matched by row_id
     op = LineDedup()
-    op.load(next((tmp_path / "out" / "work").glob("01-line_dedup-*/fit")))
+    op.load(next((tmp_path / "out" / "work").glob("01-line_dedup-*/artifacts")))
     shard = pl.read_parquet(tmp_path / "out" / "work" / "00-read" / "shards" / "*.parquet").reverse()
-    again = op.apply(shard)
+    again = op.map(shard)
     assert {i: t for i, t in zip(again["id"], again["text"], strict=True) if i in got} == got
 
 

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from corpus.stages.dedup import ExactDedup
-from corpus.stages.dedup_lines import LineDedup
-from corpus.stages.minhash import MinHashDedup
 from dedup_reference import exact_kept, line_dedup, near_kept
 from helpers import read_all
 
 from corpus import InputSpec, Pipeline
+from corpus.stages.dedup import ExactDedup
+from corpus.stages.dedup_lines import LineDedup
+from corpus.stages.minhash import MinHashDedup
 
 WORDS = [w + s for w in ("river stone cloud bread apple train music garden window paper lamp road field coat "
                          "shell glass mirror candle orchard harbour ledger violin island winter").split()

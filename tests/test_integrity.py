@@ -12,15 +12,15 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
-from corpus.stages.clean import NormalizeText
-from corpus.stages.filter import LengthFilter
-from corpus.stages.tokenize import tokenize_corpus
-from corpus.stages.tokenizer import train_tokenizer
 from helpers import make_jsonl_corpus, run_cli, tree_digest
 from test_resume import _config as resume_config
 
 from corpus import InputSpec, MapOperator, Pipeline
 from corpus.integrity import CorruptFileError
+from corpus.stages.clean import NormalizeText
+from corpus.stages.filter import LengthFilter
+from corpus.stages.tokenize import tokenize_corpus
+from corpus.stages.tokenizer import train_tokenizer
 
 
 def flip_text_byte(path: Path, keep_mtime: bool = False) -> tuple[str, str]:

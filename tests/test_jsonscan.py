@@ -7,10 +7,10 @@ import random
 
 import numpy as np
 import pytest
-from corpus.stages.profile.jsonscan import TYPES, scan_piece
 
 from corpus.readers.base import InputSpec, ReadTask
 from corpus.readers.jsonl import JSON_BLANK, DocBuilder
+from corpus.stages.profile.jsonscan import TYPES, scan_piece
 
 WORDS = ["alpha", "beta", "gamma", "x", "naïve", "café", "中文", "日本語", "😀", "𝔘", "\u2028", "Ωmega", "déjà"]
 SPICE = ['"', "\\", "/", "\n", "\t", "\r", "\b", "\f", "\x01", "\x1f", "\x7f", "\u00a0", " ", "\u3000", "\ud7ff"]

@@ -11,6 +11,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from datasketch import MinHash
+
+from corpus import InputSpec, Pipeline
 from corpus.stages.dedup_index import components, reduce_edges
 from corpus.stages.dedup_text import (
     Normalisation,
@@ -23,9 +26,6 @@ from corpus.stages.dedup_text import (
 )
 from corpus.stages.lsh_params import explain, s_curve
 from corpus.stages.minhash import MinHashDedup, bucket_pairs
-from datasketch import MinHash
-
-from corpus import InputSpec, Pipeline
 
 THRESHOLD = 0.8
 NORM = Normalisation(lowercase=True, whitespace=True, punctuation=True, digits=True)
@@ -196,8 +196,9 @@ def test_s_curve_and_explain():
 
 
 def test_optimiser_equals_datasketch():
-    from corpus.stages.lsh_params import optimal_bands_rows
     from datasketch.lsh import _optimal_param
+
+    from corpus.stages.lsh_params import optimal_bands_rows
 
     for t, n, w in itertools.product([0.5, 0.7, 0.8, 0.9], [64, 128], [(0.5, 0.5), (0.1, 0.9), (0.3, 0.7)]):
         assert optimal_bands_rows(t, n, *w) == _optimal_param(t, n, *w), (t, n, w)
@@ -293,7 +294,7 @@ def test_rejected_rows_carry_reason_cluster_and_kept_id(corpus):
     singles = kept.filter(pl.col("cluster_size") == 1)
     assert (singles["cluster_id"] == singles["row_id"]).all() and kept["duplicate_of"].is_null().all()
     assert kept["duplicate_of_row"].is_null().all()
-    fit = next((tmp / "out-w1" / "work").glob("01-minhash_dedup-*/fit"))
+    fit = next((tmp / "out-w1" / "work").glob("01-minhash_dedup-*/artifacts"))
     params = json.loads((fit / "params.json").read_text())
     assert params["bands"] * params["rows"] <= 128 and len(params["s_curve"]) == 21
     assert params["removed"] == rej.height and params["verified_pairs"] <= params["candidate_pairs"]

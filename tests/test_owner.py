@@ -7,11 +7,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from corpus.stages.filter import LengthFilter
 from helpers import make_jsonl_corpus, run_cli, tree_digest, write_config
 
 from corpus import InputSpec, Pipeline
 from corpus.owner import MARKER, ForeignFilesError, check_output, is_own
+from corpus.stages.filter import LengthFilter
 
 FOREIGN = {"data/important.txt": "x", "rejected/notes.txt": "y", "work/myproject/main.c": "z"}
 
@@ -105,7 +105,7 @@ def test_own_name_patterns():
            "quarantine/web-00007.parquet", ".publish/data/web-00000-00000.parquet",
            "work/00-read/done/00003.json", "work/00-read/shards/web-00003-00000.parquet",
            "work/01-exact_dedup-0123456789ab/done/web-00003-00000.json",
-           "work/01-exact_dedup-0123456789ab/fit/buckets/part-1.npy"]
+           "work/01-exact_dedup-0123456789ab/artifacts/buckets/part-1.npy"]
     foreign = ["data/important.txt", "data/web.parquet", "rejected/notes.txt", "work/myproject/main.c",
                "work/00-read/notes.txt", "work/01-exact_dedup-0123456789ab/main.c", "quarantine/mine.parquet",
                "data/sub/web-00000-00000.parquet", "work/01-exact_dedup-xyz/done/a.json"]

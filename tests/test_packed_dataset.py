@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from corpus.plugins.data import BlendedDataset, PackedDataset, ResumableSampler, block_causal_mask
 from torch.utils.data import DataLoader
 
+from corpus.plugins.data import BlendedDataset, PackedDataset, ResumableSampler, block_causal_mask
 from corpus.shards import write_documents
 
 EOD = 0

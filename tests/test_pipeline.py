@@ -9,14 +9,14 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
-from corpus.stages.clean import NormalizeText
-from corpus.stages.dedup import ExactDedup
-from corpus.stages.filter import LengthFilter
 from helpers import make_jsonl_corpus, read_all
 
 from corpus import InputSpec, MapOperator, Pipeline
 from corpus.catalog import Catalog
 from corpus.executor import PipelineError, _balance
+from corpus.stages.clean import NormalizeText
+from corpus.stages.dedup import ExactDedup
+from corpus.stages.filter import LengthFilter
 from corpus.work import OperatorError
 
 

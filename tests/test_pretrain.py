@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from trainkit import pretrain_config, read_metrics, shards  # noqa: F401 (fixture)
+
+from corpus import plugins
 from corpus.plugins.models import ModelConfig, SpecialIds, build_model
 from corpus.plugins.packing import IGNORE, ShardRows
 from corpus.plugins.pretrain import build_task, mlm_mask, random_spans_mask, span_corrupt, span_lengths
 from corpus.plugins.trainer import Runtime, Trainer
-from trainkit import pretrain_config, read_metrics, shards  # noqa: F401 (fixture)
-
-from corpus import plugins
 
 
 def test_causal_loss_falls_and_hf_round_trip(tmp_path: Path, shards):  # noqa: F811

@@ -16,12 +16,12 @@ import numpy as np
 import polars as pl
 import pytest
 import regex
-from corpus.stages import profile as P
-from corpus.stages.profile import FEATURES, Profile, doc_features, profile_frames, profile_input
 from helpers import make_jsonl_corpus, read_all
 
 from corpus import InputSpec, Pipeline
 from corpus.registry import get as get_operator
+from corpus.stages import profile as P
+from corpus.stages.profile import FEATURES, Profile, doc_features, profile_frames, profile_input
 
 WORDS = ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau "
          "upsilon phi chi psi omega river stone cloud bread apple train music garden window").split()
@@ -442,7 +442,7 @@ def test_operator_in_pipeline(tmp_path):
     make_jsonl_corpus(tmp_path / "in", files=3, docs_per_file=50, seed=5)
     inputs = [InputSpec(source="web", path=str(tmp_path / "in"))]
     res = Pipeline([Profile()]).run(inputs=inputs, output=tmp_path / "out", workers=2, quiet=True)
-    found = list((tmp_path / "out" / "work").glob("01-profile-*/fit/profile.json"))
+    found = list((tmp_path / "out" / "work").glob("01-profile-*/artifacts/profile.json"))
     assert len(found) == 1
     prof = json.loads(found[0].read_text())
     assert prof["label"] == "01-profile" and prof["overall"]["docs"] == res.manifest["docs"]
@@ -534,9 +534,8 @@ def test_chunk_of_several_pieces_is_split_where_a_field_mixes_types(tmp_path, mo
     """A chunk is scanned as one buffer, but polars infers a schema per piece: a field that is a
     string in early pieces and a number in later ones mixes only across pieces, so the chunk is
     split and each piece judged alone, as the reader judges it."""
-    from corpus.stages.profile import inputs, rawjsonl
-
     from corpus.readers import jsonl as reader_jsonl
+    from corpus.stages.profile import inputs, rawjsonl
 
     rng = random.Random(4)
     lines = [json.dumps({"text": _para(rng, rng.randint(3, 12)), "m": "s" if i < 150 else i}) for i in range(300)]

@@ -14,12 +14,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import zstandard
-from corpus.stages.filter import LengthFilter
 from helpers import run_cli, write_config
 
 from corpus import InputSpec, Pipeline
 from corpus.quarantine import export, summary
 from corpus.readers.duckdb import query_label
+from corpus.stages.filter import LengthFilter
 
 BOM = b"\xef\xbb\xbf"
 HUGE = 50_000_000  # bytes of the one bad JSONL line that must come back exactly

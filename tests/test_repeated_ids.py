@@ -10,12 +10,12 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
-from corpus.stages.filter import LengthFilter
 from helpers import read_all, run_cli, write_config
 
 from corpus import InputSpec, Pipeline
 from corpus.config import ConfigError, load_config
 from corpus.ids import DuplicateIdError
+from corpus.stages.filter import LengthFilter
 
 
 def _inputs(tmp: Path) -> list[InputSpec]:

@@ -10,13 +10,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from corpus.stages.dedup import ExactDedup
-from corpus.stages.filter import LengthFilter
 from helpers import make_jsonl_corpus
 
 from corpus import InputSpec, Pipeline
 from corpus.catalog import Catalog
 from corpus.report import ReportContext, build_report, section, unregister, write_report
+from corpus.stages.dedup import ExactDedup
+from corpus.stages.filter import LengthFilter
 
 XSS = "<script>alert(1)</script>"
 FEATURES = ("n_chars", "n_words", "n_lines", "est_tokens", "mean_word_len", "frac_alpha", "frac_digit", "frac_upper",
@@ -86,7 +86,7 @@ def make_profile(label: str, docs: int, seed: int, xss: bool = False) -> dict:
 
 
 def add_profile(out: Path, idx: int, profile: dict) -> Path:
-    path = out / "work" / f"{idx:02d}-profile-x{idx}" / "fit" / "profile.json"
+    path = out / "work" / f"{idx:02d}-profile-x{idx}" / "artifacts" / "profile.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(profile))
     return path
@@ -310,7 +310,7 @@ def test_near_duplicate_section(tmp_path: Path):
     (inp / "a.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
     res = Pipeline([MinHashDedup()]).run(inputs=[InputSpec(source="s", path=str(inp))], output=tmp_path / "out",
                                          workers=1, quiet=True)
-    figures = json.loads((res.output / "report.json").read_text())["sections"]["dedup_clusters"]["figures"]
+    figures = json.loads((res.output / "report.json").read_text())["sections"]["stage-minhash_dedup"]["figures"]
     (stage,) = figures
     assert figures[stage]["removed"] == 10 and figures[stage]["clusters"] == 10
     assert figures[stage]["bands"] * figures[stage]["rows"] <= 128

@@ -8,6 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tokenizers import Tokenizer, models, pre_tokenizers
+from trainkit import QUIET, TINY_MODEL, read_metrics, shards  # noqa: F401 (fixture)
+from transformers import PreTrainedTokenizerFast
+
+from corpus import plugins
 from corpus.plugins.base import parse_config
 from corpus.plugins.packing import IGNORE, PackedExamples
 from corpus.plugins.sft import (
@@ -23,11 +28,6 @@ from corpus.plugins.sft import (
 )
 from corpus.plugins.trainer import EmptyTargetsError, check_targets
 from corpus.stages.tokenizer import CHAT_TEMPLATE, SPECIAL_TOKENS
-from tokenizers import Tokenizer, models, pre_tokenizers
-from trainkit import QUIET, TINY_MODEL, read_metrics, shards  # noqa: F401 (fixture)
-from transformers import PreTrainedTokenizerFast
-
-from corpus import plugins
 
 # ids: 0 <|endoftext|> 1 <|pad|> 2 <|system|> 3 <|user|> 4 <|assistant|> 5 <|end|>, then the words
 WORDS = "hi hello there bye be nice ok two plus is four".split()
@@ -134,7 +134,6 @@ def test_packing_keeps_examples_whole_and_separate():
 
 def test_pretokenized_shards_with_a_loss_mask(tmp_path: Path):
     from corpus.plugins.sft import _shard_examples
-
     from corpus.shards import write_documents
 
     write_documents(tmp_path / "chat", [[3, 6, 5, 4, 7, 5], [3, 8, 5, 4, 9, 5]], 20,

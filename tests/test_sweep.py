@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from corpus.plugins.sweep import SweepConfig, load_sweep, run_sweep, trial_params
 from trainkit import shards  # noqa: F401 (fixture)
 
 from corpus import plugins
 from corpus.config import ConfigError
+from corpus.plugins.sweep import SweepConfig, load_sweep, run_sweep, trial_params
 
 
 def _base(tmp_path: Path, tokens: Path) -> Path:

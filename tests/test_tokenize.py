@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
+from helpers import sentence
+from tokenizers import Tokenizer, models, pre_tokenizers
+
+from corpus.manifest import write_manifest
+from corpus.shards import IndexedDataset, verify
 from corpus.stages.tokenize import SPLITS, assign_splits, group_keys, tokenize_corpus
 from corpus.stages.tokenizer import (
     SPECIAL_TOKENS,
@@ -17,11 +23,6 @@ from corpus.stages.tokenizer import (
     tokenizer_hash,
     train_tokenizer,
 )
-from helpers import sentence
-from tokenizers import Tokenizer, models, pre_tokenizers
-
-from corpus.manifest import write_manifest
-from corpus.shards import IndexedDataset, verify
 from corpus.writers import write_parquet
 
 
@@ -242,17 +243,24 @@ def test_assistant_loss_mask(bpe, tmp_path):
 
 
 def test_tokenize_operator_in_a_pipeline(tmp_path, bpe):
-    from corpus.stages.tokenize import Tokenize
-
     from corpus import InputSpec, Pipeline, registry
+    from corpus.stages.tokenize import Tokenize
 
     assert registry.get("tokenize") is Tokenize
 
     src = tmp_path / "in"
     src.mkdir()
     (src / "a.jsonl").write_text("".join(f'{{"text": "document number {i} here"}}\n' for i in range(20)))
-    Pipeline([Tokenize(tokenizer=str(bpe), output=str(tmp_path / "tok"), split=[0.5, 0.25, 0.25])]).run(
+    res = Pipeline([Tokenize(tokenizer=str(bpe), split=[0.5, 0.25, 0.25])]).run(
         inputs=[InputSpec(source="s", path=str(src))], output=tmp_path / "out", workers=1, quiet=True)
-    total = sum(len(IndexedDataset(tmp_path / "tok" / s)) for s in SPLITS)
-    assert total == 20 and all(verify(tmp_path / "tok" / s, bpe) == [] for s in SPLITS)
+    tok = tmp_path / "out" / "tokens"  # a sink's artifacts, published in the output folder
+    total = sum(len(IndexedDataset(tok / s)) for s in SPLITS)
+    assert total == 20 and all(verify(tok / s, bpe) == [] for s in SPLITS)
     assert len(pl.read_parquet(tmp_path / "out" / "data")) == 20
+    assert res.balance[0]["kept"] == 20  # documents pass a sink unchanged
+    from corpus.catalog import Catalog
+
+    figures = dict(Catalog(tmp_path / "out" / "catalog.duckdb", create=False).query(
+        "SELECT name, value FROM stage_figures WHERE stage = '01-tokenize'"))
+    sidecars = [json.loads((tok / f"{s}.json").read_text()) for s in SPLITS]
+    assert sum(figures[f"{s}_tokens"] for s in SPLITS) == sum(side["tokens"] for side in sidecars)

@@ -10,12 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
-from corpus.plugins.sweep import run_sweep
 from helpers import ROOT, run_cli
 from trainkit import shards  # noqa: F401 (fixture)
 
 from corpus import plugins
 from corpus.lock import LockedError, RunLock
+from corpus.plugins.sweep import run_sweep
 
 
 def _config(tmp_path: Path, tokens: Path, out: Path, steps: int = 2) -> Path:

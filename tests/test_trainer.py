@@ -13,17 +13,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
+from trainkit import QUIET, pretrain_config, read_metrics, shards  # noqa: F401 (fixture)
+
+from corpus import plugins
+from corpus.config import ConfigError
 from corpus.plugins.base import TrainConfig, load_plugin_config
 from corpus.plugins.models import ModelConfig, SpecialIds, build_model
 from corpus.plugins.packing import BatchIterator, PackedExamples
 from corpus.plugins.pretrain import PretrainConfig
 from corpus.plugins.trainer import EmptyTargetsError, Runtime, Task, Trainer, lr_factor, seed_everything
 from corpus.plugins.trainlog import curves_svg, diagnose
-from safetensors.torch import load_file
-from trainkit import QUIET, pretrain_config, read_metrics, shards  # noqa: F401 (fixture)
-
-from corpus import plugins
-from corpus.config import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -6,10 +6,10 @@ import random
 from pathlib import Path
 
 import pytest
-from corpus.stages.tokenizer import SPECIAL_TOKENS, save_tokenizer, special_token_ids
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from corpus.shards import write_documents
+from corpus.stages.tokenizer import SPECIAL_TOKENS, save_tokenizer, special_token_ids
 
 SUBJECTS = ["the cat", "a dog", "the bird", "my friend", "the teacher", "a child"]
 VERBS = ["sees", "likes", "finds", "follows", "draws", "hears"]

@@ -16,7 +16,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from corpus.report import dedup as _dedup  # noqa: F401  (registers the near-duplicate section)
+from corpus.operators import Operator
 from corpus.report import distributions as _distributions  # noqa: F401  (registers the profile sections)
 from corpus.report import ids as _ids  # noqa: F401  (registers the repeated-id section)
 from corpus.report.data import ReportContext, gather
@@ -38,7 +38,7 @@ def build_report(out: Path, run_id: str | None = None) -> tuple[str, dict]:
     nav: list[tuple[str, str]] = []
     sections: dict[str, dict] = {}
     errors: list[dict] = []
-    for sec in registered():
+    for sec in sorted(registered() + _stage_sections(ctx), key=lambda s: (s.order, s.key)):
         try:
             result = sec.render(ctx)
         except Exception as exc:
@@ -69,6 +69,28 @@ def build_report(out: Path, run_id: str | None = None) -> tuple[str, dict]:
     title = f"Data quality report — {ctx.out.name}"
     subtitle = f"run {ctx.run.run_id} · {ctx.run.status} · {ctx.run.started or ''} · {ctx.out}"
     return page(title, subtitle, nav, "".join(parts)), _finite(figures)
+
+
+def _stage_sections(ctx: ReportContext) -> list[Section]:
+    """One section per operator of the run that shows something (``Operator.report``), over its
+    stages in pipeline order: the operator reads its own artifacts."""
+    from corpus import registry
+
+    by_op: dict[str, list] = {}
+    for name, view in ctx.stage_views():
+        by_op.setdefault(name, []).append(view)
+    out = []
+    for name, views in by_op.items():
+        try:
+            cls = registry.get(name)
+        except registry.UnknownOperator:
+            continue  # an operator defined in a script, not registered: it has no section
+        if cls.report.__func__ is Operator.report.__func__:  # type: ignore[attr-defined]
+            continue
+        title = cls.report_title or name
+        out.append(Section(f"stage-{name}", title, cls.report_order,
+                           lambda _ctx, cls=cls, views=views: cls.report(views)))
+    return out
 
 
 def write_report(out: Path, run_id: str | None = None) -> tuple[Path, Path]:

@@ -19,9 +19,11 @@ import duckdb
 
 from corpus.catalog import Catalog
 from corpus.manifest import read_manifest
+from corpus.operators import StageView
 from corpus.quarantine import raw_blocks
 from corpus.schema import CORE_COLUMNS, REJECT_REASON, REJECT_STAGE
 from corpus.stats import funnel_rows
+from corpus.work import stage_dir as stage_folder
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +111,18 @@ class ReportContext:
             t["seconds"] += float(r["seconds"] or 0)
         return [totals[s] for s in self.stage_labels]
 
+    def stage_views(self) -> list[tuple[str, StageView]]:
+        """(operator name, view) of every stage of the run after reading, in pipeline order: what an
+        operator's own report section gets (its artifacts folder, never another stage's)."""
+        out = []
+        for s in self.stages:
+            if s["idx"] == 0:
+                continue
+            name = s["stage"].split("-", 1)[1]
+            folder = stage_folder(self.out / "work", s["idx"], name, s["key"] or "")
+            out.append((name, StageView(s["stage"], s["params"] or {}, folder / "artifacts")))
+        return out
+
     def funnel_row(self, stage: str, source: str) -> dict | None:
         for r in self.funnel:
             if r["stage"] == stage and r["source"] == source:
@@ -151,8 +165,9 @@ def _gather(out: Path, run_id: str | None, cat: Catalog) -> ReportContext:
         raise FileNotFoundError(f"{out}: no run {run_id!r} in the catalog")
     rid, status, started, finished, error, workers, config = runs[0]
     run = RunInfo(rid, status, _ts(started), _ts(finished), error, workers, _json(config))
-    stages = [{"idx": i, "stage": s, "kind": k, "params": _json(p), "units": u} for i, s, k, p, u in cat.query(
-        "SELECT stage_idx, stage, kind, params, units FROM stages WHERE run_id = ? ORDER BY stage_idx", [run_id])]
+    stages = [{"idx": i, "stage": s, "kind": k, "key": key, "params": _json(p), "units": u}
+              for i, s, k, key, p, u in cat.query(
+        "SELECT stage_idx, stage, kind, key, params, units FROM stages WHERE run_id = ? ORDER BY stage_idx", [run_id])]
     # stats.funnel_rows gives drop reasons as display strings; the report needs the numbers per stage.
     drops = [{"stage_idx": i, "stage": s, "source": src, "reason": r, "docs": int(n)} for i, s, src, r, n in cat.query(
         """SELECT stage_idx, stage, source, reason, sum(docs) FROM drops WHERE run_id = ?
@@ -200,7 +215,7 @@ def _gather(out: Path, run_id: str | None, cat: Catalog) -> ReportContext:
 def find_profiles(out: Path, warnings: list[str] | None = None) -> list[Profile]:
     """Profiles at work/NN-profile-*/fit/profile.json, in pipeline order (NN)."""
     found = []
-    for path in (out / "work").glob("*-profile-*/fit/profile.json"):
+    for path in (out / "work").glob("*-profile-*/artifacts/profile.json"):
         m = _PROFILE_DIR.match(path.parent.parent.name)
         if not m:
             continue

@@ -172,7 +172,6 @@ def snippet(text: str | None) -> str:
 
 # ---------------------------------------------------------------- charts
 
-_FONT = 12  # px, in SVG user units; the SVGs scale with their width, so keep text proportionate
 
 
 def _svg(width: int, height: int, title: str, body: str) -> str:

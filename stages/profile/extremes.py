@@ -14,8 +14,9 @@ import itertools
 
 import numpy as np
 import pyarrow as pa
-from corpus.stages.dedup_text import utf8_buffers
 from numba import njit
+
+from corpus.stages.dedup_text import utf8_buffers
 
 from .constants import FEATURES, OUTLIER_EXAMPLES, SNIPPET_CHARS
 from .nbutil import borrowed, bswap, load8

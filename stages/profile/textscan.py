@@ -35,8 +35,9 @@ from functools import cache
 import numpy as np
 import polars as pl
 import pyarrow as pa
-from corpus.stages.dedup_text import utf8_buffers
 from numba import njit, uint8
+
+from corpus.stages.dedup_text import utf8_buffers
 
 from .chars import ALPHA, SPACE, code_point_table
 from .constants import EMPTY_KEY, MOJIBAKE_AFTER_A, TERMINAL_PUNCT

@@ -1,32 +1,32 @@
-"""Report section for near-duplicate dedup: the S-curve of the chosen parameters and the largest
-clusters with examples, read from each `minhash_dedup` stage's fit folder (params.json, clusters.json)."""
+"""The `minhash_dedup` stage's report section: the S-curve of the chosen parameters and the largest
+clusters with examples, from each stage's artifacts (``params.json``, ``clusters.json``: written by
+``MinHashDedup.fit``, their fields documented in docs/report.md)."""
 
 from __future__ import annotations
 
 import json
 
-from corpus.report.data import ReportContext
+from corpus.operators import StageView
 from corpus.report.html import Cell, Col, esc, fmt_num, hbar_chart, histogram_chart, kpis, num_cell, snippet, table
-from corpus.report.sections import Rendered, section
+from corpus.report.sections import Rendered
 
 TOP_CLUSTERS, EXAMPLES = 10, 3
 
 
-def _fits(ctx: ReportContext) -> list[tuple[str, dict, dict]]:
+def _fits(stages: list[StageView]) -> list[tuple[str, dict, dict]]:
     found = []
-    for fit in sorted((ctx.out / "work").glob("*-minhash_dedup-*/fit")):
+    for st in stages:
         try:
-            params = json.loads((fit / "params.json").read_text())
-            clusters = json.loads((fit / "clusters.json").read_text())
+            params = json.loads((st.artifacts / "params.json").read_text())
+            clusters = json.loads((st.artifacts / "clusters.json").read_text())
         except (OSError, ValueError):
             continue
-        found.append((fit.parent.name.rsplit("-", 1)[0], params, clusters))
+        found.append((st.label, params, clusters))
     return found
 
 
-@section("dedup_clusters", title="Near-duplicate clusters", order=60)
-def dedup_clusters(ctx: ReportContext) -> Rendered | None:
-    fits = _fits(ctx)
+def render(stages: list[StageView]) -> Rendered | None:
+    fits = _fits(stages)
     if not fits:
         return None
     parts, figures = [], {}

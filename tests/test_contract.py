@@ -1,0 +1,144 @@
+"""The operator contract: five kinds, typed column declarations checked before a run and on every
+output, counters into the catalog, sinks with their own artifacts folder, and stage figures."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from corpus import InputSpec, MapOperator, Pipeline, SinkOperator, StageContext
+from corpus.catalog import Catalog
+from corpus.executor import PipelineError
+from corpus.operators import FilterOperator, Verdict, ensure_columns
+from corpus.owner import ForeignFilesError
+from corpus.schema import DOC_SCHEMA
+from corpus.stages.filter import LengthFilter
+from corpus.work import OperatorError
+
+
+def _input(tmp_path: Path, n: int = 30) -> list[InputSpec]:
+    src = tmp_path / "in"
+    src.mkdir(exist_ok=True)
+    texts = [f"document {i} " + "word " * (i % 7) for i in range(n)]
+    pl.DataFrame({"text": texts}).write_ndjson(src / "a.jsonl")
+    return [InputSpec(source="s", path=str(src))]
+
+
+@dataclass
+class Shout(MapOperator):
+    name = "shout"
+    needs = {"text": pl.String}
+    modifies = ("text",)
+    adds = {"upper_chars": pl.Int64}
+    counters = ("upper_chars",)
+
+    def map(self, df: pl.DataFrame) -> pl.DataFrame:
+        return df.with_columns(pl.col("text").str.to_uppercase(),
+                               pl.col("text").str.len_chars().cast(pl.Int64).alias("upper_chars"))
+
+
+@dataclass
+class Sneaky(MapOperator):
+    """Adds a column it does not declare."""
+
+    name = "sneaky"
+    needs = {"text": pl.String}
+
+    def map(self, df: pl.DataFrame) -> pl.DataFrame:
+        return df.with_columns(pl.lit(1).alias("surprise"))
+
+
+@dataclass
+class WrongType(FilterOperator):
+    name = "wrong_type"
+    needs = {"text": pl.String}
+    adds = {"score": pl.Float64}
+
+    def filter(self, df: pl.DataFrame) -> Verdict:
+        return Verdict(keep=pl.Series([True] * df.height), scores={"score": pl.Series([1] * df.height)})
+
+
+@dataclass
+class Count(SinkOperator):
+    """A sink: counts documents into its artifacts folder."""
+
+    name = "count"
+    needs = {"text": pl.String}
+    publish = "counts"
+
+    def consume(self, ctx: StageContext) -> dict:
+        n = sum(pl.read_parquet(p).height for p in ctx.shards)
+        (ctx.artifacts / "count.json").write_text(json.dumps({"label": ctx.label, "docs": n}))
+        return {"docs": n}
+
+    @classmethod
+    def figures(cls, artifacts: Path) -> dict[str, float]:
+        return {"docs": json.loads((artifacts / "count.json").read_text())["docs"]}
+
+
+def test_declared_types_are_checked_before_a_run():
+    needs_int = type("NeedsInt", (FilterOperator,), {"name": "needs_int", "needs": {"text": pl.Int64}})
+    errors = ensure_columns([needs_int()], DOC_SCHEMA)
+    assert errors and "needs column 'text' as Int64, but it is String" in errors[0]
+    clash = ensure_columns([LengthFilter(), WrongType(), type("T", (MapOperator,), {
+        "name": "t", "needs": {"n_chars": pl.String}})()], DOC_SCHEMA)
+    assert any("'n_chars' as String, but it is Int64" in e for e in clash)
+    assert "modifies column 'nope'" in ensure_columns(
+        [type("M", (MapOperator,), {"name": "m", "modifies": ("nope",)})()], DOC_SCHEMA)[0]
+    with pytest.raises(PipelineError, match="needs column 'missing'"):
+        Pipeline([type("N", (MapOperator,), {"name": "n", "needs": {"missing": None}})()]).check()
+
+
+def test_outputs_are_checked_against_the_declaration(tmp_path):
+    with pytest.raises(OperatorError, match=r"added undeclared column\(s\) \['surprise'\]"):
+        Pipeline([Sneaky()]).run(_input(tmp_path), tmp_path / "a", workers=1, quiet=True)
+    with pytest.raises(OperatorError, match="adds 'score' as Int64, declared Float64"):
+        Pipeline([WrongType()]).run(_input(tmp_path), tmp_path / "b", workers=1, quiet=True)
+
+
+def test_counters_are_summed_per_stage_and_source(tmp_path):
+    res = Pipeline([Shout()]).run(_input(tmp_path), tmp_path / "out", workers=2, quiet=True)
+    data = pl.read_parquet(tmp_path / "out" / "data")
+    rows = Catalog(tmp_path / "out" / "catalog.duckdb", create=False).query(
+        "SELECT stage, source, counter, sum(value) FROM stage_counters WHERE run_id = ? GROUP BY ALL",
+        [res.run_id])
+    assert rows == [("01-shout", "s", "upper_chars", int(data["upper_chars"].sum()))]
+    assert data["text"].str.contains("DOCUMENT").all()
+
+
+def test_a_sink_passes_documents_on_and_publishes_its_artifacts(tmp_path):
+    ops = [Count(), LengthFilter(min_words=3), Count()]
+    with pytest.raises(PipelineError, match="publishes counts/ like"):
+        Pipeline(ops).run(_input(tmp_path), tmp_path / "clash", workers=1, quiet=True)
+    inputs = _input(tmp_path)
+    res = Pipeline([Count(), LengthFilter(min_words=3)]).run(inputs, tmp_path / "out", workers=2, quiet=True)
+    out = tmp_path / "out"
+    assert json.loads((out / "counts" / "count.json").read_text()) == {"label": "01-count", "docs": 30}
+    assert res.balance[0]["kept"] + res.balance[0]["rejected"] == 30  # the filter after it saw every document
+    figures = Catalog(out / "catalog.duckdb", create=False).query(
+        "SELECT stage, name, value FROM stage_figures WHERE run_id = ?", [res.run_id])
+    assert figures == [("01-count", "docs", 30.0)]
+    assert not list((out / "work").glob("01-count-*/shards"))  # a sink writes no documents
+    # a rerun resumes: nothing to do, the same corpus
+    before = sorted((out / "data").iterdir())
+    again = Pipeline([Count(), LengthFilter(min_words=3)]).run(inputs, out, workers=1, quiet=True)
+    assert again.manifest["shards"] == res.manifest["shards"] and sorted((out / "data").iterdir()) == before
+    # files a user leaves in a published folder are not the run's: refused, never deleted
+    (out / "counts" / "mine.txt").write_text("keep me")
+    with pytest.raises(ForeignFilesError, match="counts/mine.txt"):
+        Pipeline([Count(), LengthFilter(min_words=3)]).run(inputs, out, workers=1, quiet=True)
+    assert (out / "counts" / "mine.txt").read_text() == "keep me"
+
+
+def test_a_foreign_folder_where_a_sink_publishes_is_refused(tmp_path):
+    out = tmp_path / "out"
+    Pipeline([]).run(_input(tmp_path), out, workers=1, quiet=True)
+    (out / "counts").mkdir()
+    (out / "counts" / "theirs.csv").write_text("a,b")
+    with pytest.raises(ForeignFilesError, match="counts/theirs.csv"):
+        Pipeline([Count()]).run(_input(tmp_path), out, workers=1, quiet=True)
+    assert (out / "counts" / "theirs.csv").exists()
