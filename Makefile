@@ -10,7 +10,7 @@ $(VENV)/.installed: pyproject.toml
 	# The CPU build of torch first: a bare `torch` requirement could pull a multi-GB CUDA build.
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[train,dev]"
+	$(BIN)/pip install -q -e ".[all,dev]"
 	# The profiler's numba kernels compile once (about a minute) and are cached next to the sources.
 	$(BIN)/python -c "from corpus.stages.profile import warm_up; warm_up()"
 	touch $@

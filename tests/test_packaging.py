@@ -30,7 +30,8 @@ def _declared() -> dict[str, str]:
     out = {_dist_name(r): "core" for r in PYPROJECT["project"]["dependencies"]}
     for extra, reqs in PYPROJECT["project"].get("optional-dependencies", {}).items():
         for r in reqs:
-            out.setdefault(_dist_name(r), extra)
+            if _dist_name(r) != "corpusforge":  # `all` names our own extras
+                out.setdefault(_dist_name(r), extra)
     return out
 
 
@@ -66,6 +67,12 @@ def _third_party(modules: dict[str, set[str]]) -> dict[str, set[str]]:
             if name != "corpusforge":
                 out.setdefault(name, set()).update(files)
     return out
+
+
+def test_all_installs_every_extra():
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    listed = {e for r in extras["all"] for e in re.findall(r"\[(.*)\]", r)[0].split(",")}
+    assert listed == set(extras) - {"all", "dev"}
 
 
 def test_package_list_covers_every_folder():
