@@ -44,17 +44,17 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
+    from corpus.config import check_inputs
     from corpus.pipeline import Pipeline
-    from corpus.readers import InputError, plan_tasks, whole_file_problem
+    from corpus.readers import InputError
 
     cfg = load_config(args.config)
     Pipeline(cfg.pipeline).check()
-    tasks = plan_tasks(cfg.inputs, cfg.base_dir)
-    # A run would quarantine such a file whole and go on; before a run it is a config mistake.
-    problems = [f"input {t.spec.source!r}: {p}" for t in tasks if (p := whole_file_problem(t)) is not None]
+    # A run would quarantine such files or records and go on; before a run they are config mistakes.
+    files, problems = check_inputs(cfg)
     if problems:
         raise InputError("\n  ".join(problems))
-    console.print(f"[green]ok[/]: {len(cfg.inputs)} inputs ({len(tasks)} files), {len(cfg.pipeline)} operators: "
+    console.print(f"[green]ok[/]: {len(cfg.inputs)} inputs ({files} files), {len(cfg.pipeline)} operators: "
                   + " -> ".join(op.name for op in cfg.pipeline))
     return 0
 
@@ -170,16 +170,27 @@ def _cmd_report(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_ops(args: argparse.Namespace, console: Console) -> int:
-    from corpus import registry
+    from rich.table import Table
 
+    from corpus import opdoc, registry
+
+    if args.name:
+        cls = registry.get(args.name)
+        head, params = opdoc.full(cls, registry.where(args.name))
+        console.print("\n".join(head), highlight=False, markup=False)
+        t = Table("parameter", "type", "default", "note", title=f"Parameters of {cls.name}", title_justify="left")
+        for p in params:
+            t.add_row(p.name, escape(p.type), escape(p.default), escape(p.note))
+        console.print(t if params else "parameters: none")
+        return 0
     for name in registry.names():
         try:
             cls = registry.get(name)
         except registry.UnknownOperator as exc:  # one broken plugin must not hide the others
-            console.print(f"[red]{name}[/] (unavailable) {exc}")
+            console.print(f"[red]{name}[/] (unavailable) {escape(str(exc))}")
             continue
-        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-        console.print(f"[bold]{name}[/] ({cls.kind}) needs {list(cls.needs)} adds {list(cls.adds)}  {doc}")
+        console.print("\n".join(opdoc.short(cls, min(console.width, 120))), highlight=False, markup=False)
+    console.print("\n`corpus ops NAME`: one operator in full (docstring, columns, each parameter with its note)")
     return 0
 
 
@@ -328,7 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--run", help="run id (default: the latest)")
     rp.set_defaults(fn=_cmd_report)
 
-    o = sub.add_parser("ops", help="list the operators available to pipelines")
+    o = sub.add_parser("ops", help="list the operators available to pipelines (`ops NAME`: one in full)")
+    o.add_argument("name", nargs="?", help="an operator: show its docstring, columns and parameters in full")
     o.set_defaults(fn=_cmd_ops)
 
     q = sub.add_parser("quarantine", help="list quarantined records, or export their exact bytes to fix and re-read")
@@ -390,6 +402,8 @@ def main(argv: list[str] | None = None) -> int:
             msg = describe_os_error(exc)
         elif isinstance(exc, duckdb.Error):
             msg = describe_duckdb_error(exc)
+        elif isinstance(exc, KeyError) and exc.args:
+            msg = str(exc.args[0])  # str() of a KeyError is its repr, in quotes
         else:
             msg = str(exc)
         err.print(f"[bold red]error:[/] {escape(msg)}", highlight=False, soft_wrap=True)  # one line, however long
