@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from pathlib import Path
 
 from rich.console import Console
@@ -29,7 +30,8 @@ EXAMPLES = """examples:
 
 def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     from corpus.executor import LocalExecutor
-    from corpus.stats import print_stats
+    from corpus.stats import final_text_bytes, print_stats
+    from corpus.units import mb
 
     cfg = load_config(args.config, output=args.output)
     workers = args.workers if args.workers is not None else cfg.workers
@@ -38,8 +40,9 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     if not args.quiet:
         print_stats(result.output, console, result.run_id)
     m = result.manifest
-    console.print(f"[green]done[/]: {m['docs']:,} documents in {len(m['shards'])} shards, "
-                  f"{m['bytes'] / 1e6:,.2f} MB -> {result.output}/data")
+    text = final_text_bytes(result.output, result.run_id)
+    console.print(f"[green]done[/]: {m['docs']:,} documents ({mb(text)} MB of text, UTF-8) in {len(m['shards'])} "
+                  f"shards ({mb(m['bytes'])} MB of Parquet on disk) -> {result.output}/data", highlight=False)
     return 0
 
 
@@ -123,11 +126,40 @@ def _cmd_tokenize(args: argparse.Namespace, console: Console) -> int:
     split = tuple(float(x) for x in args.split.split(","))
     if len(split) != 3 or abs(sum(split) - 1.0) > 1e-6 or min(split) < 0:
         raise ValueError(f"--split must be three non-negative fractions adding up to 1, got {args.split}")
+    start = time.perf_counter()
     with worker_pool(args.workers) as pool_map:
         summary = tokenize_corpus(Path(args.corpus), Path(args.tokenizer), Path(args.out), workers=args.workers,
                                   split=split, seed=args.seed, pool_map=pool_map)  # type: ignore[arg-type]
-    console.print_json(data=summary)
+    seconds = time.perf_counter() - start
+    if args.json:
+        console.print_json(data={**summary, "seconds": seconds})
+        return 0
+    _print_tokenized(summary, seconds, console)
     return 0
+
+
+def _print_tokenized(summary: dict, seconds: float, console: Console) -> None:
+    from rich.table import Table
+
+    from corpus.stages.tokenize import SPLITS
+
+    splits = {s: summary["splits"][s] for s in SPLITS if s in summary["splits"]}
+    docs, tokens = (sum(v[k] for v in splits.values()) for k in ("documents", "tokens"))
+    t = Table("split", "documents", "tokens", "tokens / doc", "shard set (.bin + .idx + .json)",
+              title=f"Tokenized with {summary['tokenizer']} (vocabulary {summary['vocab_size']:,}, {summary['dtype']})",
+              caption=f"from {summary['shards']:,} corpus shards in {summary['pieces']:,} pieces",
+              caption_justify="left")
+    for name, v in splits.items():
+        t.add_row(name, f"{v['documents']:,}", f"{v['tokens']:,}", f"{v['tokens'] / max(v['documents'], 1):,.1f}",
+                  v["prefix"])
+    t.add_row("total", f"{docs:,}", f"{tokens:,}", f"{tokens / max(docs, 1):,.1f}", "", style="bold")
+    console.print(t)
+    if summary.get("resumed"):
+        console.print("[green]done[/]: already tokenized (nothing to do)")
+    else:
+        resumed = summary.get("resumed_pieces", 0)
+        console.print(f"[green]done[/]: {tokens:,} tokens in {seconds:,.1f} s ({tokens / max(seconds, 1e-9):,.0f} "
+                      f"tokens/s{f', {resumed} of the pieces resumed' if resumed else ''})", highlight=False)
 
 
 def _cmd_shards(args: argparse.Namespace, console: Console) -> int:
@@ -309,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     tz.add_argument("--split", default="0.8,0.1,0.1", help="train,validation,test fractions")
     tz.add_argument("--seed", type=int, default=0)
     tz.add_argument("-w", "--workers", type=int, default=2)
+    tz.add_argument("--json", action="store_true", help="print the summary as JSON (tokenize.json + seconds)")
     tz.set_defaults(fn=_cmd_tokenize)
 
     sh = sub.add_parser("shards", help="inspect, verify or merge tokenized .bin/.idx shard sets")

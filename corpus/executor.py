@@ -324,7 +324,7 @@ class LocalExecutor:
         if done:
             catalog.record_ingest(run_id, list(done.values()), resumed=True)
             progress.log(f"resuming: {len(done)} of {len(tasks)} input files already read")
-        bar = progress.add("read inputs", total=len(tasks), completed=len(done))
+        bar = progress.add("read inputs", total=len(tasks), completed=len(done), unit="input MB/s")
         # Read no more than a shard at a time: a worker's memory is bounded by the shard size.
         chunk = min(self.chunk_bytes, max(shard_max_bytes, 1 << 20))
         # A source's quarantine share is judged as its files finish; an input of one file, in its worker.
@@ -381,7 +381,7 @@ class LocalExecutor:
                  shards: list[str], prev: Path) -> Iterator[list[dict]]:
         """Push every shard through the segment; yields each shard's markers (one per stage)."""
         names = segment[0].label if len(segment) == 1 else f"{segment[0].label}..{segment[-1].idx:02d}"
-        bar = progress.add(names, total=len(shards))
+        bar = progress.add(names, total=len(shards), unit="text MB/s")
         last = segment[-1]
         finished = sum(1 for s in shards if read_marker(last.dir / "done" / f"{s}.json", last.key) is not None)
         if finished:

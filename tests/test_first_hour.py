@@ -246,3 +246,40 @@ def test_histograms_concentrated_near_zero_get_a_log_count_axis():
     # before/after pairs share one scale: both log or both linear
     forced = histogram_chart(edges, [40, 55, 30, 20, 10], "n_words", log_counts=True)
     assert "docs (log scale)" in forced
+
+
+# ---------------------------------------------------------------- item 8: units and tables
+
+
+def test_run_output_labels_every_size(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    pl.DataFrame({"text": [f"document {i} about rivers and stones" for i in range(30)]}).write_ndjson(src / "a.jsonl")
+    cfg = _config(tmp_path, f"  - source: a\n    path: {src}\n")
+    res = run_cli("run", str(cfg), "--quiet")
+    assert res.returncode == 0, res.stderr
+    text_mb = sum(len(f"document {i} about rivers and stones") for i in range(30)) / 1e6
+    assert f"documents ({text_mb:,.2f} MB of text, UTF-8) in 1 shards (" in res.stdout
+    assert "MB of Parquet on disk) ->" in res.stdout
+    stats = run_cli("stats", str(tmp_path / "out"))
+    assert stats.returncode == 0, stats.stderr
+    header = next(ln for ln in stats.stdout.splitlines() if "docs in" in ln)
+    assert [h.strip() for h in header.strip("┃ ").split("┃")][5:8] == ["input MB", "text MB in", "text MB out"]
+    assert "input: the files as stored (.gz/.zst count compressed); text: UTF-8 bytes" in " ".join(stats.stdout.split())
+
+
+def test_tokenize_prints_a_table_and_keeps_json_for_machines(tmp_path):
+    out = _tiny_corpus(tmp_path)
+    tok = tmp_path / "tok"
+    assert run_cli("tokenizer", "train", str(out), "--out", str(tok), "--vocab-size", "300").returncode == 0
+    res = run_cli("tokenize", str(out), "--tokenizer", str(tok), "--out", str(tmp_path / "tokens"), "-w", "1")
+    assert res.returncode == 0, res.stderr
+    rows = {ln.split("│")[1].strip(): [c.strip() for c in ln.split("│")[2:-1]]
+            for ln in res.stdout.splitlines() if ln.startswith("│")}
+    assert list(rows) == ["train", "validation", "test", "total"]
+    assert int(rows["total"][0]) == 40  # documents
+    assert "tokens/s" in res.stdout and not res.stdout.lstrip().startswith("{")
+    again = run_cli("tokenize", str(out), "--tokenizer", str(tok), "--out", str(tmp_path / "tokens"), "--json")
+    summary = json.loads(again.stdout)
+    assert summary["resumed"] is True and sum(v["documents"] for v in summary["splits"].values()) == 40
+    assert int(rows["total"][1].replace(",", "")) == sum(v["tokens"] for v in summary["splits"].values())

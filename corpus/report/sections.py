@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
-from corpus.report.data import READ_STAGE, ReportContext
+from corpus.report.data import ReportContext
 from corpus.report.html import (
     Cell,
     Col,
@@ -41,6 +41,7 @@ from corpus.report.html import (
     stacked_hbar_chart,
     table,
 )
+from corpus.stats import READ_STAGE
 from corpus.units import est_tokens
 
 log = logging.getLogger(__name__)
