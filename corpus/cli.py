@@ -444,6 +444,42 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]: rerun the same command to resume")
         return 130
+    except Exception as exc:
+        hint = None if args.debug else _missing_extra(exc)
+        if hint is None:
+            raise
+        err.print(f"[bold red]error:[/] {escape(hint)}", highlight=False, soft_wrap=True)
+        return 2
+
+
+CPU_TORCH = "https://download.pytorch.org/whl/cpu"
+
+
+def _missing_extra(exc: BaseException) -> str | None:
+    """'needs torch from the train extra: pip install ...' when exc comes from a module of an extra
+    that this install lacks (a plain `pip install corpusforge` is the data toolkit alone)."""
+    import re
+    from importlib.metadata import PackageNotFoundError, requires
+
+    seen: BaseException | None = exc
+    while seen is not None and not isinstance(seen, ModuleNotFoundError):
+        seen = seen.__cause__ or seen.__context__
+    if seen is None or not seen.name:
+        return None
+    module = seen.name.split(".")[0].lower().replace("_", "-")
+    try:
+        reqs = requires("corpusforge") or []
+    except PackageNotFoundError:
+        return None
+    for req in reqs:
+        dist = re.split(r"[<>=!~\[; ]", req, maxsplit=1)[0].lower().replace("_", "-")
+        extra = re.search(r'extra == "([^"]+)"', req)
+        if extra and extra.group(1) not in ("all", "dev") and (dist == module or dist.startswith(module + "-")):
+            name = extra.group(1)
+            cpu = f" (a machine without a GPU: add --extra-index-url {CPU_TORCH})" if name == "train" else ""
+            return (f"this needs {dist}, from the {name!r} extra, which this install lacks: "
+                    f"pip install 'corpusforge[{name}]'{cpu}")
+    return None
 
 
 if __name__ == "__main__":
