@@ -253,8 +253,9 @@ def _cmd_quarantine(args: argparse.Namespace, console: Console) -> int:
 
     if args.action == "list":
         df = quarantine.summary(Path(args.output))
-        t = Table("source", "file", "error kind", "records", "bytes", "in side files",
-                  title=f"Quarantine of {args.output}")
+        t = Table("source", "file", "error kind", "records", "raw bytes", "in side files",
+                  title=f"Quarantine of {args.output}", caption_justify="left",
+                  caption="raw bytes: the records as the reader met them (decompressed), kept whole")
         for src, file, kind, n, nbytes, side in df.iter_rows():
             t.add_row(src, file, kind, f"{n:,}", f"{nbytes:,}", f"{side:,}")
         console.print(t)
