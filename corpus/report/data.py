@@ -27,7 +27,6 @@ from corpus.work import stage_dir as stage_folder
 
 log = logging.getLogger(__name__)
 
-READ_STAGE = "00-read"
 PROFILE_FORMAT = "corpusforge.profile/"
 EXAMPLES_PER_REASON = 3
 SNIPPET_CHARS = 300
