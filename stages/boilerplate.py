@@ -1,0 +1,175 @@
+"""Boilerplate lines: the ones a source repeats in many documents (navigation, footers, cookie banners),
+found in the corpus itself by the line-dedup machinery; and C4's line rules.
+
+``boilerplate_lines`` is ``line_dedup`` counting documents within each source and removing every
+occurrence (``scope: source``, ``keep: none``), with counters of its own.
+
+``c4_lines`` applies the line rules of C4 (Raffel et al. 2020; TFDS ``c4_utils.clean_page``, datatrove's
+``C4QualityFilter``), exactly as they define them, to each line stripped of surrounding whitespace and
+with its citation markers removed, in their order:
+
+1. citation markers ``[1]``, ``[]``, ``[edit]``, ``[citation needed]`` are removed (``remove_citations``);
+2. (``terminal_punct``, off by default as in FineWeb) a line not ending in ``. ? ! " '``, or ending in
+   ``...``, is removed;
+3. (``min_words_per_line``, 0 by default; C4 uses 3) a line of fewer words is removed;
+4. a line containing "lorem ipsum" (any case) marks the document: C4 drops such a page whole, which a
+   map cannot do, so ``c4_lines_filter`` drops it (reason ``lorem_ipsum``);
+5. a line containing "javascript" (any case) is removed;
+6. a line containing a policy phrase (``POLICY``, any case) is removed.
+
+Kept lines keep their own whitespace; only citation markers are cut out of them. C4's other rules
+(a word over 1000 characters, a ``{``, fewer than 5 sentences) judge whole documents: quality filters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import polars as pl
+
+from corpus.operators import FilterOperator, MapOperator, StageView, Verdict
+from corpus.stages.dedup_lines import LineDedup, split_spans
+
+CITATION = r"\[\d*\]|\[edit\]|\[citation needed\]"
+POLICY = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
+END_PUNCTUATION = (".", "?", "!", '"', "'")
+ELLIPSIS = "..."
+LOREM = "lorem ipsum"
+JAVASCRIPT = "javascript"
+# A superset of the lines any rule touches (case-insensitive matching folds at least what lowercasing
+# does): the other documents are not split at all when the per-line rules 2 and 3 are off.
+_ANY_RULE = "(?i)" + "|".join([CITATION, LOREM, JAVASCRIPT, *POLICY])
+
+C4_COUNTERS = {"c4_citations_removed": "citation markers removed", "c4_no_punct_lines": "lines without end punctuation",
+               "c4_short_lines": "short lines", "c4_javascript_lines": "javascript lines",
+               "c4_policy_lines": "policy and cookie lines", "c4_lorem_ipsum": "documents with lorem ipsum"}
+
+
+@dataclass
+class C4Lines(MapOperator):
+    """Remove lines by C4's rules (javascript, policy and cookie notices; optionally lines without end
+    punctuation or with too few words), strip citation markers, and flag lorem ipsum; counts per rule."""
+
+    name = "c4_lines"
+    needs = {"text": pl.String}
+    modifies = ("text",)
+    adds = dict.fromkeys(C4_COUNTERS, pl.Int64)
+    counters = tuple(C4_COUNTERS)
+
+    remove_citations: bool = True
+    javascript: bool = True
+    policy: bool = True
+    terminal_punct: bool = False  # C4: true; FineWeb turns it off
+    min_words_per_line: int = 0  # C4: 3
+
+    def __post_init__(self) -> None:
+        if self.min_words_per_line < 0:
+            raise ValueError("min_words_per_line must be >= 0")
+
+    def map(self, df: pl.DataFrame) -> pl.DataFrame:
+        text = df["text"].fill_null("")
+        zeros = [pl.lit(0, pl.Int64).alias(c) for c in C4_COUNTERS]
+        if self.terminal_punct or self.min_words_per_line:
+            rows = pl.int_range(0, df.height, dtype=pl.UInt32, eager=True)
+        else:
+            rows = text.str.contains(_ANY_RULE).arg_true()
+        if rows.len() == 0:
+            return df.with_columns(zeros)
+        lines = split_spans(text.gather(rows), "line")
+        per_row = self._judge(lines).group_by("row", maintain_order=True).agg(
+            pl.col("out").filter(pl.col("keep")).str.join("\n").alias("text"),
+            *(pl.col(c).sum().cast(pl.Int64) for c in C4_COUNTERS if c != "c4_lorem_ipsum"),
+            pl.col("c4_lorem_ipsum").any().cast(pl.Int64)).sort("row")
+        out = df.with_columns(zeros)
+        cols = ["text", *C4_COUNTERS]
+        return out.with_columns(*(out[c].clone().scatter(rows, per_row[c]) for c in cols))
+
+    def _judge(self, lines: pl.DataFrame) -> pl.DataFrame:
+        """Per line: the line to write (``out``), whether it stays, and which rule removed it."""
+        span = pl.col("span")
+        cites = span.str.count_matches(CITATION) if self.remove_citations else pl.lit(0)
+        out = span.str.replace_all(CITATION, "") if self.remove_citations else span
+        lines = lines.with_columns(out.alias("out"), cites.cast(pl.Int64).alias("c4_citations_removed"))
+        line = pl.col("out").str.strip_chars()
+        lower = line.str.to_lowercase()
+        no_punct = (~line.str.ends_with(END_PUNCTUATION[0]) & ~line.str.ends_with(END_PUNCTUATION[1])
+                    & ~line.str.ends_with(END_PUNCTUATION[2]) & ~line.str.ends_with(END_PUNCTUATION[3])
+                    & ~line.str.ends_with(END_PUNCTUATION[4])) | line.str.ends_with(ELLIPSIS)
+        rules = [  # (counter, removes the line?, expression), in C4's order: the first that applies counts
+            ("c4_no_punct_lines", no_punct if self.terminal_punct else pl.lit(False)),
+            ("c4_short_lines", line.str.count_matches(r"\S+") < self.min_words_per_line),
+            ("c4_lorem_ipsum", lower.str.contains(LOREM, literal=True)),
+            ("c4_javascript_lines", lower.str.contains(JAVASCRIPT, literal=True) if self.javascript else pl.lit(False)),
+            ("c4_policy_lines", lower.str.contains("|".join(POLICY)) if self.policy else pl.lit(False)),
+        ]
+        earlier = pl.lit(False)
+        flags = []
+        for name, hit in rules:
+            flags.append((hit & ~earlier).cast(pl.Int64).alias(name))
+            earlier = earlier | hit
+        lines = lines.with_columns(flags)
+        removed = pl.sum_horizontal(c for c, _ in rules if c != "c4_lorem_ipsum") > 0
+        return lines.with_columns(keep=~removed)
+
+    report_title = "C4 line rules"
+    report_order = 63
+
+    @classmethod
+    def report(cls, stages: list[StageView]) -> object:
+        from corpus.stages.clean_report import counters_section
+
+        return counters_section(stages, C4_COUNTERS, "removed")
+
+
+@dataclass
+class C4LinesFilter(FilterOperator):
+    """Drop what ``c4_lines`` marked: documents with lorem ipsum (as C4 drops them, reason ``lorem_ipsum``)
+    and documents it left without text (reason ``no_lines_left``)."""
+
+    name = "c4_lines_filter"
+    needs = {"text": pl.String, "c4_lorem_ipsum": pl.Int64}
+
+    lorem_ipsum: bool = True
+    drop_empty: bool = True
+
+    def filter(self, df: pl.DataFrame) -> Verdict:
+        lorem = (df["c4_lorem_ipsum"] > 0) & self.lorem_ipsum
+        empty = (df["text"].str.strip_chars().str.len_chars() == 0) & self.drop_empty
+        reason = pl.select(pl.when(lorem).then(pl.lit("lorem_ipsum")).when(empty).then(pl.lit("no_lines_left"))
+                           .otherwise(pl.lit(None, pl.String))).to_series()
+        return Verdict(keep=reason.is_null(), reason=reason)
+
+
+BOILERPLATE_COUNTERS = {"boilerplate_lines_removed": "lines removed", "boilerplate_chars_removed": "characters removed"}
+
+
+@dataclass
+class BoilerplateLines(LineDedup):
+    """Remove lines that ``min_docs`` or more documents of one source contain (navigation, footers,
+    banners), from all of them: ``line_dedup`` with ``scope: source`` and ``keep: none``."""
+
+    name = "boilerplate_lines"
+    adds = dict.fromkeys(BOILERPLATE_COUNTERS, pl.Int64)
+    counters = tuple(BOILERPLATE_COUNTERS)
+    version = "1"
+
+    min_docs: int = 10
+    keep: Literal["first", "none"] = "none"
+    scope: Literal["corpus", "source"] = "source"
+
+    def map(self, df: pl.DataFrame) -> pl.DataFrame:
+        # line_dedup's own columns, if an earlier line_dedup stage added them, stay as they were
+        earlier = [c for c in ("dup_spans_removed", "dup_chars_removed") if c in df.columns]
+        out = super().map(df.drop(earlier)).rename({"dup_spans_removed": "boilerplate_lines_removed",
+                                                    "dup_chars_removed": "boilerplate_chars_removed"})
+        return out.with_columns(df.select(earlier)) if earlier else out
+
+    report_title = "Boilerplate lines"
+    report_order = 64
+
+    @classmethod
+    def report(cls, stages: list[StageView]) -> object:
+        from corpus.stages.clean_report import counters_section
+
+        return counters_section(stages, BOILERPLATE_COUNTERS, "removed")
