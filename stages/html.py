@@ -2,9 +2,11 @@
 
 One pathological page must not stall a worker, and a pure-Python extractor cannot be interrupted from
 a thread, so extraction runs in a child process (one per worker, started on first use and reused): the
-worker sends one page at a time and waits for the answer until the deadline; past it, the child is
-killed (the page gets status ``timeout``) and a fresh one is started for the next page. A child that
-crashes costs only its page (status ``error``). Pages travel as UTF-8 frames over pipes, never pickled.
+worker sends one page at a time and waits for the answer; once the child has spent ``timeout_s`` of
+CPU time on the page (read from /proc, so a busy machine does not fail pages a quiet one extracts), or
+ten times that in wall-clock time, the child is killed (the page gets status ``timeout``) and a fresh
+one is started for the next page. A child that crashes costs only its page (status ``error``). Pages
+travel as UTF-8 frames over pipes, never pickled.
 
 Two registered operators, used together (a map cannot drop rows)::
 
@@ -41,12 +43,51 @@ REASONS = {EMPTY: "html_no_text", TIMEOUT: "html_timeout", ERROR: "html_error"}
 START_TIMEOUT_S = 120.0  # importing the extractor and a first page; not part of any page's limit
 
 
+WALL_FACTOR = 10  # a page waiting (not computing) is stopped after this many times its CPU limit in wall time
+
+
 class _Died(Exception):
     pass
 
 
 class _Late(Exception):
     pass
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) a process has used so far, from /proc; None where that is unavailable."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()  # after the command name, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class _Budget:
+    """A page's time: up when the child has spent ``cpu_s`` of CPU on it (measured, so that a busy
+    machine does not fail pages a quiet one extracts), or ``wall_s`` have passed; wall time alone
+    where CPU time cannot be read."""
+
+    def __init__(self, pid: int, cpu_s: float, wall_s: float):
+        self.pid, self.cpu_s, self.wall_s = pid, cpu_s, wall_s
+        self.cpu0 = _cpu_seconds(pid)
+        self.wall_end = time.monotonic() + wall_s
+        self.why = ""
+
+    def wait(self) -> float | None:
+        """How long to wait for the child before looking again; None when the time is up."""
+        left = self.wall_end - time.monotonic()
+        if left <= 0:
+            self.why = "wall-clock"
+            return None
+        if self.cpu0 is None:
+            return left
+        used = _cpu_seconds(self.pid)
+        if used is not None and used - self.cpu0 > self.cpu_s:
+            self.why = "CPU"
+            return None
+        return min(left, 0.05)
 
 
 class Extractor:
@@ -71,7 +112,7 @@ class Extractor:
         self._finalizer = weakref.finalize(self, _kill, self.proc)
         try:
             self._send(self.config)
-            status, payload = self._receive(time.monotonic() + START_TIMEOUT_S)
+            status, payload = self._receive(_Budget(self.proc.pid, START_TIMEOUT_S, START_TIMEOUT_S))
         except (_Died, _Late):
             status, payload = b"e", f"the extraction process did not start (exit code {self._stop()})"
         if status != b"r":
@@ -101,33 +142,37 @@ class Extractor:
         except (BrokenPipeError, OSError) as exc:
             raise _Died from exc
 
-    def _read(self, n: int, deadline: float) -> bytes:
+    def _read(self, n: int, budget: _Budget) -> bytes:
         assert self.proc is not None and self.proc.stdout is not None
         fd = self.proc.stdout.fileno()
         buf = bytearray()
         while len(buf) < n:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
+            wait = budget.wait()
+            if wait is None:
                 raise _Late
+            if not select.select([fd], [], [], wait)[0]:
+                continue
             chunk = os.read(fd, n - len(buf))
             if not chunk:
                 raise _Died
             buf += chunk
         return bytes(buf)
 
-    def _receive(self, deadline: float) -> tuple[bytes, str]:
-        status = self._read(1, deadline)
-        (n,) = LENGTH.unpack(self._read(4, deadline))
-        return status, self._read(n, deadline).decode()
+    def _receive(self, budget: _Budget) -> tuple[bytes, str]:
+        status = self._read(1, budget)
+        (n,) = LENGTH.unpack(self._read(4, budget))
+        return status, self._read(n, budget).decode()
 
     def extract(self, html: str) -> tuple[str, str]:
         """(status, text) with status ok, empty, timeout or error (text: the error's line)."""
         for attempt in (0, 1):
             if self.proc is None:
                 self._start()
+            assert self.proc is not None
+            budget = _Budget(self.proc.pid, self.timeout_s, max(WALL_FACTOR * self.timeout_s, 5.0))
             try:
                 self._send(html.encode())
-                status, payload = self._receive(time.monotonic() + self.timeout_s)
+                status, payload = self._receive(budget)
             except _Died:
                 code = self._stop()
                 if attempt == 0 and code == 0:  # the child had left on its own (idle); not this page's doing
@@ -135,7 +180,9 @@ class Extractor:
                 return ERROR, f"the extraction process died (exit code {code})"
             except _Late:
                 self._stop()
-                return TIMEOUT, f"no result within {self.timeout_s:g} s"
+                if budget.why == "CPU":
+                    return TIMEOUT, f"over {self.timeout_s:g} s of CPU"
+                return TIMEOUT, f"no result within {budget.wall_s:g} s (wall clock)"
             return {b"o": OK, b"n": EMPTY}.get(status, ERROR), payload
         raise AssertionError("unreachable")
 
@@ -163,7 +210,7 @@ class HtmlToText(MapOperator):
     adds = {"html_status": pl.String, **{c: pl.Int64 for c in COUNTERS.values()}}
     counters = tuple(COUNTERS.values())
 
-    timeout_s: float = 1.0  # per page (datatrove's sandboxed extractor defaults to 1 s as well)
+    timeout_s: float = 1.0  # CPU seconds per page (datatrove's sandboxed extractor allows 1 s as well)
     favor_precision: bool = True  # as FineWeb: less boilerplate, at some cost in recall
     include_tables: bool = True
     include_comments: bool = False

@@ -37,12 +37,14 @@ def test_trafilatura_keeps_the_article_and_drops_the_navigation():
 
 
 def test_a_page_past_its_time_limit_is_killed_and_the_next_page_gets_a_fresh_child(fake):
+    """The time limit stops the extractor itself (a busy loop in Python), and costs only its page."""
     ex = Extractor(FAKE, {}, timeout_s=1.0)
     try:
         assert ex.extract("<p>one</p>") == ("ok", "ONE")
         stuck = ex.proc
+        assert ex.extract("wait a while") == ("ok", "WAITED")  # the limit is CPU time, not a busy machine's clock
         status, why = ex.extract("spin forever")
-        assert (status, why) == ("timeout", "no result within 1 s")
+        assert (status, why) == ("timeout", "over 1 s of CPU")
         assert stuck is not None and stuck.poll() is not None  # the spinning process is dead, not abandoned
         assert ex.extract("<p>two</p>") == ("ok", "TWO") and ex.starts == 2
         assert ex.extract("crash the process") == ("error", "the extraction process died (exit code 3)")
@@ -50,6 +52,11 @@ def test_a_page_past_its_time_limit_is_killed_and_the_next_page_gets_a_fresh_chi
         assert ex.extract("no text") == ("empty", "") and ex.starts == 3
     finally:
         ex.close()
+    quick = Extractor(FAKE, {}, timeout_s=0.2)
+    try:  # a page that waits without computing: stopped by the wall clock, 10x the limit but at least 5 s
+        assert quick.extract("sleep forever") == ("timeout", "no result within 5 s (wall clock)")
+    finally:
+        quick.close()
 
 
 def test_pages_without_text_are_rejected_with_their_reason(tmp_path: Path, fake):
