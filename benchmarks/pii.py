@@ -28,6 +28,7 @@ import polars as pl
 from benchmarks.common import table
 from corpus.stages import pii
 
+W = pii.WORD
 LABELLED = Path(__file__).resolve().parent.parent / "tests" / "data" / "pii_labelled.jsonl"
 
 
@@ -59,28 +60,28 @@ def _check(kind: str, rule: pii.Rule, hit: str, before: str, after: str, context
         return not re.match(r"[0-9A-Za-z_-]", after)
     if kind == "email":
         local, tld = hit.split("@")[0], hit.rsplit(".", 1)[-1].lower()
-        return (_isolated(before, after, r"\w.%+-", r"\w@-") and ".." not in local and not local.endswith(".")
+        return (_isolated(before, after, f"{W}.%+-", f"{W}@-") and ".." not in local and not local.endswith(".")
                 and tld not in pii.FILE_EXTENSIONS)
     if kind == "iban":
         compact = hit.replace(" ", "")
         numeric = "".join(str(int(c, 36)) for c in compact[4:] + compact[:4])
-        return (_isolated(before, after, r"\w", r"\w") and len(compact) == pii.IBAN_LENGTHS.get(compact[:2], 0)
+        return (_isolated(before, after, f"{W}", f"{W}") and len(compact) == pii.IBAN_LENGTHS.get(compact[:2], 0)
                 and int(numeric) % 97 == 1)
     if kind == "credit_card":
         issuer = any(re.match(f"(?:{p})", digits) and len(digits) in lengths for p, lengths in pii.CARD_ISSUERS)
-        return _isolated(before, after, r"\w-", r"\w-") and issuer and _luhn(digits) and _one_separator(hit)
+        return _isolated(before, after, f"{W}-", f"{W}-") and issuer and _luhn(digits) and _one_separator(hit)
     if kind == "us_ssn":
         area, group, serial = digits[:3], digits[3:5], digits[5:]
-        return (_isolated(before, after, r"\w-", r"\w-") and area not in ("000", "666") and area[0] != "9"
+        return (_isolated(before, after, f"{W}-", f"{W}-") and area not in ("000", "666") and area[0] != "9"
                 and group != "00" and serial != "0000" and digits not in pii.SSN_NEVER_ISSUED
                 and _one_separator(hit))
     if kind == "ip" and ":" in hit:
-        return _isolated(before, after, r"\w:.", r"\w:") and pii.public_ipv6(hit) and hit.count(":") >= 2
+        return _isolated(before, after, f"{W}:.", f"{W}:") and pii.public_ipv6(hit) and hit.count(":") >= 2
     if kind == "ip":
         octets = hit.split(".")
         if re.search(r"(?:^|\.)0\d", hit) or max(map(int, octets)) > 255:
             return False
-        return _isolated(before, after, r"\w.", r"\w") and pii.public_ipv4(int(ipaddress.IPv4Address(hit)))
+        return _isolated(before, after, f"{W}.", f"{W}") and pii.public_ipv4(int(ipaddress.IPv4Address(hit)))
     if kind == "phone":
         n = len(digits)
         if re.match(r"(?:\+|00[1-9])", hit):
@@ -91,7 +92,7 @@ def _check(kind: str, rule: pii.Rule, hit: str, before: str, after: str, context
             local = digits[1:11] if n == 11 else digits[:10]
             size = not hit.startswith("0") and bool(re.match(r"[2-9]\d\d[2-9]", local))
         other = re.fullmatch(r"\d{3}-\d{2}-\d{4}|\d{1,3}(?:\.\d{1,3}){3}", hit)
-        return (_isolated(before, after, r"\w/#.+-", r"\w/-") and size and not other
+        return (_isolated(before, after, f"{W}/#.+-", f"{W}/-") and size and not other
                 and not re.search(pii.PHONE_CONTEXT, context))
     raise ValueError(kind)
 
@@ -102,7 +103,7 @@ def redact_plain(text: str, kinds: tuple[str, ...] = pii.KINDS) -> tuple[str, di
     for rule in pii.RULES:
         if rule.kind not in kinds:
             continue
-        pattern = re.compile(rule.pattern)
+        pattern = re.compile(rule.pattern.replace(pii.ASCII_BOUNDARY, r"(?a:\b)"))
         last_hit_end = [0]
         current = text
 

@@ -48,6 +48,11 @@ class Rule:
 HIT, BEFORE, AFTER, CONTEXT = pl.col("hit"), pl.col("before"), pl.col("after"), pl.col("context")
 
 
+# Letters and digits that glue a hit into a longer token. ASCII only: in Chinese or Japanese text an
+# address or a number often touches the words around it without a space.
+WORD = "0-9A-Za-z_"
+
+
 def _isolated(before_bad: str, after_bad: str) -> pl.Expr:
     """The hit is not part of a longer token: the characters around it are not in these classes, and it
     is not followed by a dot and a digit (a longer version number, a decimal)."""
@@ -84,7 +89,7 @@ def _card(_: pl.DataFrame) -> pl.Expr:
     issuer = pl.lit(False)
     for prefix, lengths in CARD_ISSUERS:
         issuer = issuer | (d.str.contains(f"^(?:{prefix})") & d.str.len_chars().is_in(lengths))
-    return _isolated(r"\w-", r"\w-") & issuer & luhn_ok(d) & _same_separator()
+    return _isolated(f"{WORD}-", f"{WORD}-") & issuer & luhn_ok(d) & _same_separator()
 
 
 def _same_separator() -> pl.Expr:
@@ -123,7 +128,7 @@ def _iban(hits: pl.DataFrame) -> pl.Expr:
     want = compact.str.slice(0, 2).replace_strict(IBAN_LENGTHS, default=0, return_dtype=pl.Int64)
     moved = compact.str.slice(4) + compact.str.slice(0, 4)
     numeric = moved.str.replace_many(_LETTERS, [str(10 + i) for i in range(26)])
-    return _isolated(r"\w", r"\w") & pl.lit((compact.str.len_chars() == want) & (mod97(numeric) == 1))
+    return _isolated(f"{WORD}", f"{WORD}") & pl.lit((compact.str.len_chars() == want) & (mod97(numeric) == 1))
 
 
 # Numbers the SSA never issued but that circulate (advertising, examples).
@@ -133,7 +138,7 @@ SSN_NEVER_ISSUED = ("078051120", "219099999", "123456789")
 def _ssn(_: pl.DataFrame) -> pl.Expr:
     d = _digits()
     area, group, serial = d.str.slice(0, 3), d.str.slice(3, 2), d.str.slice(5, 4)
-    return (_isolated(r"\w-", r"\w-") & (area != "000") & (area != "666") & ~area.str.starts_with("9")
+    return (_isolated(f"{WORD}-", f"{WORD}-") & (area != "000") & (area != "666") & ~area.str.starts_with("9")
             & (group != "00") & (serial != "0000") & ~d.is_in(SSN_NEVER_ISSUED) & _same_separator())
 
 
@@ -159,7 +164,7 @@ def _ipv4(_: pl.DataFrame) -> pl.Expr:
     public = pl.lit(True)
     for lo, hi in _V4_RANGES:
         public = public & ~value.is_between(lo, hi)
-    return _isolated(r"\w.", r"\w") & well_formed & in_range & public
+    return _isolated(f"{WORD}.", f"{WORD}") & well_formed & in_range & public
 
 
 # IPv6: global unicast (2000::/3), less documentation (2001:db8::/32, 3fff::/20) and IETF protocol
@@ -180,7 +185,7 @@ def public_ipv6(text: str) -> bool:
 def _ipv6(hits: pl.DataFrame) -> pl.Expr:
     # Parsing IPv6 (with "::" and its forms) is the ipaddress module's job; candidates are few.
     public = pl.Series([public_ipv6(h) for h in hits["hit"]], dtype=pl.Boolean)
-    return _isolated(r"\w:.", r"\w:") & pl.lit(public) & (HIT.str.count_matches(":") >= 2)
+    return _isolated(f"{WORD}:.", f"{WORD}:") & pl.lit(public) & (HIT.str.count_matches(":") >= 2)
 
 
 # Words before a number that make it a code, not a phone number; digits just before it (it is the tail
@@ -204,13 +209,13 @@ def _phone(_: pl.DataFrame) -> pl.Expr:
             .when(trunk).then(n.is_between(9, 12))
             .otherwise(~HIT.str.starts_with("0") & local.str.contains(r"^[2-9]\d\d[2-9]")))
     other_shape = HIT.str.contains(r"^\d{3}-\d{2}-\d{4}$|^\d{1,3}(?:\.\d{1,3}){3}$")  # an SSN, an IPv4 address
-    return _isolated(r"\w/#.+-", r"\w/-") & size & ~other_shape & ~CONTEXT.str.contains(PHONE_CONTEXT)
+    return _isolated(f"{WORD}/#.+-", f"{WORD}/-") & size & ~other_shape & ~CONTEXT.str.contains(PHONE_CONTEXT)
 
 
 def _email(_: pl.DataFrame) -> pl.Expr:
     local = HIT.str.extract(r"^([^@]+)@")
     tld = HIT.str.extract(r"\.([A-Za-z]+)$").str.to_lowercase()
-    return (_isolated(r"\w.%+-", r"\w@-") & ~local.str.contains(r"\.\.|\.$")
+    return (_isolated(f"{WORD}.%+-", f"{WORD}@-") & ~local.str.contains(r"\.\.|\.$")
             & ~tld.is_in(FILE_EXTENSIONS))
 
 
@@ -237,7 +242,14 @@ _TOKENS = "|".join((
     r"eyJ[0-9A-Za-z_-]{10,}\.eyJ[0-9A-Za-z_-]{10,}\.[0-9A-Za-z_-]{10,}",  # JSON web token
 ))
 
-RULES: tuple[Rule, ...] = (
+def _ascii_boundaries(rules: tuple[Rule, ...]) -> tuple[Rule, ...]:
+    """Word boundaries as ASCII's: Unicode ones send Rust's regex engine to a slow path on non-ASCII text
+    (15x on Cyrillic). A hit next to a non-ASCII letter is then refused by its check (``_isolated``)."""
+    return tuple(Rule(r.kind, r.pattern.replace(r"\b", ASCII_BOUNDARY), r.check) for r in rules)
+
+
+ASCII_BOUNDARY = r"(?-u:\b)"
+RULES: tuple[Rule, ...] = _ascii_boundaries((
     Rule("secret", r"(?P<hit>-----BEGIN[A-Z ]*PRIVATE KEY(?: BLOCK)?-----(?s:.*?)-----END[A-Z ]*PRIVATE KEY"
                    r"(?: BLOCK)?-----)"),
     Rule("secret", rf"\b(?P<hit>{_TOKENS})", _token),
@@ -252,7 +264,7 @@ RULES: tuple[Rule, ...] = (
     Rule("ip", r"(?P<hit>\b[0-9A-Fa-f]{1,4}(?:::?[0-9A-Fa-f]{1,4}){2,7}(?:::)?)", _ipv6),
     Rule("ip", r"\b(?P<hit>(?:\d{1,3}\.){3}\d{1,3})\b", _ipv4),
     Rule("phone", rf"(?P<hit>{_INTL}|{_NANP}|{_TRUNK})", _phone),
-)
+))
 
 CONTEXT_CHARS = 16  # text before a hit that a check may look at (product-code words before a phone number)
 

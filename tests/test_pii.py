@@ -52,6 +52,15 @@ def test_each_type_and_its_near_misses():
     assert [sum(c) for c in zip(*(counts[k] for k in KINDS), strict=True)] == [1, 2, 1, 1, 1, 2, 1, 1, 0]
 
 
+def test_hits_touching_words_of_other_scripts():
+    """Chinese and Japanese put no space between words: a hit touching them is still a hit (only ASCII
+    letters and digits glue a hit into a longer token)."""
+    out, _ = redact(pl.Series(["服务器8.8.8.8已阻止，请联系ann@example.com。", "電話番号は03-1234-5678です",
+                               "abc8.8.8.8 and 4111111111111111x"]))
+    assert out.to_list() == ["服务器<IP>已阻止，请联系<EMAIL>。", "電話番号は<PHONE>です",
+                             "abc8.8.8.8 and 4111111111111111x"]
+
+
 def test_vectorised_rules_equal_the_plain_per_document_rules():
     """The batch engine (candidates marked, split into rows, checked as columns, joined back) gives
     exactly what the same rules give applied one document at a time with re.sub, counts included,
@@ -59,7 +68,8 @@ def test_vectorised_rules_equal_the_plain_per_document_rules():
     rng = random.Random(7)
     texts = [r["text"] for r in load_labelled()]
     docs = make_docs(400, seed=3)
-    docs += [rng.choice(["", " ", ".", "-", "\n", ",", "x", "5"]).join(rng.sample(texts, 3)) for _ in range(600)]
+    glue = ["", " ", ".", "-", "\n", ",", "x", "5", "é", "日"]
+    docs += [rng.choice(glue).join(rng.sample(texts, 3)) for _ in range(600)]
     docs += ["1.2.3.4.5.6.7.8", "8.8.8.8.9.9.9.9", "4111111111111111 4111111111111111", "a@b.com,c@d.org", "", "x"]
     out, counts = redact(pl.Series(docs))
     for i, doc in enumerate(docs):
