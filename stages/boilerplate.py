@@ -48,8 +48,9 @@ C4_COUNTERS = {"c4_citations_removed": "citation markers removed", "c4_no_punct_
 
 @dataclass
 class C4Lines(MapOperator):
-    """Remove lines by C4's rules (javascript, policy and cookie notices; optionally lines without end
-    punctuation or with too few words), strip citation markers, and flag lorem ipsum; counts per rule."""
+    """C4's line rules: drop javascript and policy/cookie lines, strip citation markers, flag lorem ipsum.
+
+    Optionally (as C4 itself) lines without end punctuation or with too few words; counts per rule."""
 
     name = "c4_lines"
     needs = {"text": pl.String}
@@ -124,8 +125,9 @@ class C4Lines(MapOperator):
 
 @dataclass
 class C4LinesFilter(FilterOperator):
-    """Drop what ``c4_lines`` marked: documents with lorem ipsum (as C4 drops them, reason ``lorem_ipsum``)
-    and documents it left without text (reason ``no_lines_left``)."""
+    """Drop documents c4_lines flagged with lorem ipsum (as C4 does) or left without text.
+
+    Reasons ``lorem_ipsum`` and ``no_lines_left``."""
 
     name = "c4_lines_filter"
     needs = {"text": pl.String, "c4_lorem_ipsum": pl.Int64}
@@ -146,8 +148,10 @@ BOILERPLATE_COUNTERS = {"boilerplate_lines_removed": "lines removed", "boilerpla
 
 @dataclass
 class BoilerplateLines(LineDedup):
-    """Remove lines that ``min_docs`` or more documents of one source contain (navigation, footers,
-    banners), from all of them: ``line_dedup`` with ``scope: source`` and ``keep: none``."""
+    """Remove lines that many documents of one source repeat (navigation, footers) from all of them.
+
+    A line is boilerplate when ``min_docs`` or more documents of its source contain it: ``line_dedup``
+    with ``scope: source`` and ``keep: none``."""
 
     name = "boilerplate_lines"
     adds = dict.fromkeys(BOILERPLATE_COUNTERS, pl.Int64)

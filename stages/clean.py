@@ -83,10 +83,11 @@ def _normalise_form(text: pl.Series, form: str) -> pl.Series:
 
 @dataclass
 class NormalizeText(MapOperator):
-    """Text hygiene, in this order: repair mojibake (ftfy, on the rows that need it), remove control
-    characters, Unicode normalisation (NFC or NFKC), whitespace (line endings, other spaces, trailing
-    spaces, runs of blank lines, the ends). Counts per kind: documents changed by each step, and control
-    characters removed."""
+    """Text hygiene: mojibake repair (ftfy), control characters, NFC/NFKC, whitespace; counts per kind.
+
+    In this order: repair mojibake (ftfy, on the rows that need it), remove control characters,
+    Unicode normalisation (NFC or NFKC), whitespace (line endings, other spaces, trailing spaces, runs
+    of blank lines, the ends). Counts: documents changed by each step, and control characters removed."""
 
     name = "normalize_text"
     needs = {"text": pl.String}

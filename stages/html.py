@@ -200,7 +200,8 @@ COUNTERS = {OK: "html_extracted", EMPTY: "html_empty", TIMEOUT: "html_timeout", 
 
 @dataclass
 class HtmlToText(MapOperator):
-    """Extract the main text of HTML pages with trafilatura, each page within ``timeout_s`` seconds.
+    """Extract the main text of HTML pages with trafilatura, within a CPU-time limit per page.
+
     Adds ``html_status`` (ok, empty, timeout, error, skipped) and a counter per status; pair with
     ``html_filter`` to drop the pages that gave no text."""
 
@@ -269,8 +270,9 @@ class HtmlToText(MapOperator):
 
 @dataclass
 class HtmlFilter(FilterOperator):
-    """Drop pages ``html_to_text`` could not turn into text: reasons html_timeout, html_error and (with
-    ``drop_empty``) html_no_text."""
+    """Drop pages html_to_text could not turn into text, with the reason (timeout, error, no text).
+
+    Reasons html_timeout, html_error and (with ``drop_empty``) html_no_text."""
 
     name = "html_filter"
     needs = {"html_status": pl.String}
