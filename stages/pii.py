@@ -39,7 +39,9 @@ Check = Callable[[pl.DataFrame], pl.Expr]
 @dataclass(frozen=True)
 class Rule:
     kind: str
-    pattern: str  # polars (Rust) regex with a group named `hit`
+    # polars (Rust) regex with a group named `hit`; all else it matches must be in groups `pre` or `post`
+    # (kept as they are): the rest of a match is not written back
+    pattern: str
     check: Check | None = None  # hits frame (hit, before, after, context) -> keep expression
 
 
@@ -242,13 +244,15 @@ _TOKENS = "|".join((
     r"eyJ[0-9A-Za-z_-]{10,}\.eyJ[0-9A-Za-z_-]{10,}\.[0-9A-Za-z_-]{10,}",  # JSON web token
 ))
 
+ASCII_BOUNDARY = r"(?-u:\b)"
+
+
 def _ascii_boundaries(rules: tuple[Rule, ...]) -> tuple[Rule, ...]:
-    """Word boundaries as ASCII's: Unicode ones send Rust's regex engine to a slow path on non-ASCII text
-    (15x on Cyrillic). A hit next to a non-ASCII letter is then refused by its check (``_isolated``)."""
+    """Word boundaries as ASCII's, as ``WORD``: Unicode ones would also send Rust's regex engine to a slow
+    path on non-ASCII text (15x on Cyrillic)."""
     return tuple(Rule(r.kind, r.pattern.replace(r"\b", ASCII_BOUNDARY), r.check) for r in rules)
 
 
-ASCII_BOUNDARY = r"(?-u:\b)"
 RULES: tuple[Rule, ...] = _ascii_boundaries((
     Rule("secret", r"(?P<hit>-----BEGIN[A-Z ]*PRIVATE KEY(?: BLOCK)?-----(?s:.*?)-----END[A-Z ]*PRIVATE KEY"
                    r"(?: BLOCK)?-----)"),

@@ -77,6 +77,13 @@ def test_vectorised_rules_equal_the_plain_per_document_rules():
         assert (out[i], {k: counts[k][i] for k in KINDS}) == (text, want), doc
 
 
+def test_every_rule_writes_back_all_it_matches():
+    """A rule rewrites a match as pre + hit + post: text matched outside those groups would be lost."""
+    texts = pl.Series([r["text"] for r in load_labelled()])
+    for rule in pii.RULES:
+        assert texts.str.replace_all(rule.pattern, "${pre}${hit}${post}").to_list() == texts.to_list(), rule.pattern
+
+
 def test_untouched_rows_stay_byte_identical_and_the_sentinel_may_occur():
     marker = pii.SENTINELS[0]
     docs = [f"text with the marker {marker} and mail a.b@example.org", "plain text, nothing to see", "é\u0301 ü"]
