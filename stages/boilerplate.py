@@ -39,7 +39,8 @@ LOREM = "lorem ipsum"
 JAVASCRIPT = "javascript"
 # A superset of the lines any rule touches (case-insensitive matching folds at least what lowercasing
 # does): the other documents are not split at all when the per-line rules 2 and 3 are off.
-_ANY_RULE = "(?i)" + "|".join([CITATION, LOREM, JAVASCRIPT, *POLICY])
+_PHRASES = "(?i)" + "|".join([LOREM, JAVASCRIPT, *POLICY])
+_ANY_RULE = f"{_PHRASES}|{CITATION}"
 
 C4_COUNTERS = {"c4_citations_removed": "citation markers removed", "c4_no_punct_lines": "lines without end punctuation",
                "c4_short_lines": "short lines", "c4_javascript_lines": "javascript lines",
@@ -88,30 +89,39 @@ class C4Lines(MapOperator):
 
     def _judge(self, lines: pl.DataFrame) -> pl.DataFrame:
         """Per line: the line to write (``out``), whether it stays, and which rule removed it."""
-        span = pl.col("span")
-        cites = span.str.count_matches(CITATION) if self.remove_citations else pl.lit(0)
+        span = lines["span"]
         out = span.str.replace_all(CITATION, "") if self.remove_citations else span
-        lines = lines.with_columns(out.alias("out"), cites.cast(pl.Int64).alias("c4_citations_removed"))
-        line = pl.col("out").str.strip_chars()
-        lower = line.str.to_lowercase()
-        no_punct = (~line.str.ends_with(END_PUNCTUATION[0]) & ~line.str.ends_with(END_PUNCTUATION[1])
-                    & ~line.str.ends_with(END_PUNCTUATION[2]) & ~line.str.ends_with(END_PUNCTUATION[3])
-                    & ~line.str.ends_with(END_PUNCTUATION[4])) | line.str.ends_with(ELLIPSIS)
-        rules = [  # (counter, removes the line?, expression), in C4's order: the first that applies counts
-            ("c4_no_punct_lines", no_punct if self.terminal_punct else pl.lit(False)),
-            ("c4_short_lines", line.str.count_matches(r"\S+") < self.min_words_per_line),
-            ("c4_lorem_ipsum", lower.str.contains(LOREM, literal=True)),
-            ("c4_javascript_lines", lower.str.contains(JAVASCRIPT, literal=True) if self.javascript else pl.lit(False)),
-            ("c4_policy_lines", lower.str.contains("|".join(POLICY)) if self.policy else pl.lit(False)),
+        cites = span.str.count_matches(CITATION) if self.remove_citations else pl.Series([0] * span.len())
+        no = pl.Series([False] * span.len())
+        no_punct, short = no, no
+        if self.terminal_punct or self.min_words_per_line:  # rules 2 and 3 judge every line
+            line = out.str.strip_chars()
+            if self.terminal_punct:
+                ends = pl.select(pl.any_horizontal(pl.lit(line).str.ends_with(p) for p in END_PUNCTUATION)).to_series()
+                no_punct = ~ends | line.str.ends_with(ELLIPSIS)
+            if self.min_words_per_line:
+                short = line.str.count_matches(r"\S+") < self.min_words_per_line
+        # Rules 4-6 look for phrases: lower-case (as C4 does) only the lines that may hold one.
+        maybe = out.str.contains(_PHRASES).arg_true()
+        lower = out.gather(maybe).str.to_lowercase()
+
+        def phrase(found: pl.Series) -> pl.Series:
+            return no.clone().scatter(maybe, found)  # scatter works in place
+
+        rules = [  # in C4's order: the first rule that applies to a line counts it
+            ("c4_no_punct_lines", no_punct),
+            ("c4_short_lines", short),
+            ("c4_lorem_ipsum", phrase(lower.str.contains(LOREM, literal=True))),
+            ("c4_javascript_lines", phrase(lower.str.contains(JAVASCRIPT, literal=True)) if self.javascript else no),
+            ("c4_policy_lines", phrase(lower.str.contains_any(list(POLICY))) if self.policy else no),
         ]
-        earlier = pl.lit(False)
-        flags = []
+        earlier, flags = no, {}
         for name, hit in rules:
-            flags.append((hit & ~earlier).cast(pl.Int64).alias(name))
+            flags[name] = (hit & ~earlier).cast(pl.Int64)
             earlier = earlier | hit
-        lines = lines.with_columns(flags)
-        removed = pl.sum_horizontal(c for c, _ in rules if c != "c4_lorem_ipsum") > 0
-        return lines.with_columns(keep=~removed)
+        removed = earlier & ~(flags["c4_lorem_ipsum"] > 0)  # a lorem ipsum line stays: the filter drops its page
+        return lines.with_columns(out.alias("out"), cites.cast(pl.Int64).alias("c4_citations_removed"),
+                                  *(v.alias(k) for k, v in flags.items()), (~removed).alias("keep"))
 
     report_title = "C4 line rules"
     report_order = 63
