@@ -7,11 +7,13 @@ from dataclasses import dataclass
 import polars as pl
 
 from corpus.operators import MapOperator
+from corpus.stages.normalise import clean_document
 
 
 @dataclass
 class NormalizeText(MapOperator):
-    """Unicode NFC, unify line endings, trim trailing spaces per line and collapse runs of blank lines."""
+    """Unicode NFC, unify line endings, trim trailing spaces per line and collapse runs of blank lines
+    (``corpus.stages.normalise.clean_document``: it changes only what exact dedup ignores)."""
 
     name = "normalize_text"
     needs = {"text": pl.String}
@@ -25,9 +27,4 @@ class NormalizeText(MapOperator):
             raise ValueError("max_blank_lines must be >= 0")
 
     def map(self, df: pl.DataFrame) -> pl.DataFrame:
-        t = pl.col("text")
-        if self.nfc:
-            t = t.str.normalize("NFC")
-        t = t.str.replace_all(r"\r\n?", "\n").str.replace_all(r"[ \t]+\n", "\n")
-        t = t.str.replace_all(r"\n{" + str(self.max_blank_lines + 2) + r",}", "\n" * (self.max_blank_lines + 1))
-        return df.with_columns(t.str.strip_chars().alias("text"))
+        return df.with_columns(clean_document(df["text"], self.nfc, self.max_blank_lines).alias("text"))

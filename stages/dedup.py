@@ -36,7 +36,8 @@ from corpus.stages.dedup_index import (
     write_json,
     write_partitioned,
 )
-from corpus.stages.dedup_text import Normalisation, digests128
+from corpus.stages.dedup_text import digests128
+from corpus.stages.normalise import Level, Normalisation
 
 
 def _hash_shard(args: tuple[int, Path, int, Normalisation | None, Path, int, str]) -> int:
@@ -107,21 +108,17 @@ class ExactDedup(GlobalFilterOperator):
     name = "exact_dedup"
     needs = {"id": pl.String, "text": pl.String, "row_id": pl.Int64}
     adds = {"duplicate_of": pl.String, "duplicate_of_row": pl.Int64}
-    version = "3"  # 3: results keyed by row_id; duplicate_of_row
+    version = "4"  # 4: normalisation levels (exact adds NFC)
 
-    lowercase: bool = False
-    collapse_whitespace: bool = True
-    punctuation: bool = False  # punctuation and symbols count as spaces
-    digits: bool = False  # every number counts as "0"
-    nfkc: bool = False  # Unicode compatibility forms count as their plain equivalents
+    normalise: Level = "exact"  # texts equal at this level are copies (stages/normalise.py)
     partitions: int = 0  # digest partitions (0: sized so each holds ~64 MB of records)
 
-    def _norm(self) -> Normalisation:
-        return Normalisation(self.lowercase, self.collapse_whitespace, self.punctuation, self.digits, self.nfkc)
+    def __post_init__(self) -> None:
+        Normalisation(self.normalise)
 
     def fit(self, ctx: StageContext) -> None:
         t0 = time.perf_counter()
-        counts = find_copies(ctx, "text", self._norm(), self.partitions)
+        counts = find_copies(ctx, "text", Normalisation(self.normalise), self.partitions)
         write_json(ctx.artifacts / "params.json", {"operator": self.name, "params": self.params(), **counts,
                                                  "seconds": time.perf_counter() - t0})
 

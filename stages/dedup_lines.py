@@ -46,7 +46,8 @@ from corpus.stages.dedup_index import (
     write_json,
     write_partitioned,
 )
-from corpus.stages.dedup_text import Normalisation, digests128
+from corpus.stages.dedup_text import digests128
+from corpus.stages.normalise import Level, Normalisation
 
 SEPARATORS = {"line": "\n", "paragraph": "\n\n"}
 
@@ -65,7 +66,8 @@ def _digest_shard(args: tuple[int, Path, int, str, Normalisation, int, Path, int
     for df in shard_frames(path, ("text", ID, ROW_ID)):
         ids.append(df[ID])
         rows.append(df[ROW_ID].to_numpy())
-        spans = split_spans(df["text"], unit).with_columns(norm=norm.expr(pl.col("span")))
+        spans = split_spans(df["text"], unit)
+        spans = spans.with_columns(norm.apply(spans["span"]).alias("norm"))
         spans = spans.filter(pl.col("norm").str.len_chars() >= min_chars)
         d = digests128(spans["norm"])
         doc = spans["row"].to_numpy().astype(np.uint64) + np.uint64(g)
@@ -111,15 +113,13 @@ class LineDedup(GlobalMapOperator):
     adds = {"dup_spans_removed": pl.Int64, "dup_chars_removed": pl.Int64}
     modifies = ("text",)
     counters = ("dup_spans_removed", "dup_chars_removed")
-    version = "2"  # 2: results keyed by row_id
+    version = "3"  # 3: normalisation levels (loose adds NFC)
 
     unit: Literal["line", "paragraph"] = "line"
     min_docs: int = 2  # a span is repeated when this many documents contain it
     min_chars: int = 10  # shorter spans (after normalisation) are never removed
     keep: Literal["first", "none"] = "first"  # keep the first occurrence in corpus order, or none
-    lowercase: bool = True
-    punctuation: bool = False
-    digits: bool = False
+    normalise: Level = "loose"  # spans equal at this level are repeats (stages/normalise.py)
     partitions: int = 0
 
     def __post_init__(self) -> None:
@@ -127,12 +127,13 @@ class LineDedup(GlobalMapOperator):
             raise ValueError(f"unit must be line or paragraph, got {self.unit!r}")
         if self.min_docs < 2 or self.min_chars < 1:
             raise ValueError("min_docs must be >= 2 and min_chars >= 1")
+        Normalisation(self.normalise)
 
     def fit(self, ctx: StageContext) -> None:
         t0 = time.perf_counter()
         work = ctx.artifacts
         layout = Layout.of([], ctx.shards)
-        norm = Normalisation(self.lowercase, True, self.punctuation, self.digits, False)
+        norm = Normalisation(self.normalise)
         # ~20 spans per document is typical of web text; only sizes the partitions
         n_parts = n_partitions(layout.total * 20, 32, ctx.workers, fixed=self.partitions)
         infos = ctx.pool_map(_digest_shard, [(i, s.path, s.start, self.unit, norm, self.min_chars, work, n_parts)

@@ -64,7 +64,6 @@ from corpus.stages.dedup_index import (
 )
 from corpus.stages.dedup_text import (
     MASK32,
-    Normalisation,
     Permutations,
     Shingles,
     TextColumn,
@@ -75,6 +74,7 @@ from corpus.stages.dedup_text import (
     utf8_buffers,
 )
 from corpus.stages.lsh_params import DEFAULT_FN_WEIGHT, DEFAULT_FP_WEIGHT, explain, optimal_bands_rows, s_curve
+from corpus.stages.normalise import Level, Normalisation
 from corpus.writers import link_or_copy, write_parquet
 
 __all__ = ["MinHashDedup", "explain", "s_curve"]
@@ -102,7 +102,7 @@ class _Spec:
     def compat(self) -> dict:
         """The parameters a saved index must share with a run that uses it."""
         return {"num_perm": self.num_perm, "seed": self.seed, "scheme": self.scheme, "ngram": self.ngram,
-                "unit": self.unit, "shingle_hash": self.shingle_hash, "norm": self.norm.__dict__}
+                "unit": self.unit, "shingle_hash": self.shingle_hash, "normalise": self.norm.level}
 
 
 # ---------------------------------------------------------------- 1. sign
@@ -358,7 +358,7 @@ class MinHashDedup(GlobalFilterOperator):
     name = "minhash_dedup"
     needs = {"id": pl.String, "text": pl.String, "row_id": pl.Int64}
     adds = {"cluster_id": pl.Int64, "cluster_size": pl.Int64, "duplicate_of": pl.String, "duplicate_of_row": pl.Int64}
-    version = "2"  # 2: results keyed by row_id; cluster_id is the kept row's row_id
+    version = "3"  # 3: normalisation levels (fuzzy adds NFKC)
 
     threshold: float = 0.8  # target Jaccard similarity of shingle sets
     num_perm: int = 128
@@ -372,10 +372,7 @@ class MinHashDedup(GlobalFilterOperator):
     seed: int = 1
     scheme: Literal["affine32", "legacy"] = "affine32"  # datasketch's permutation scheme (>= 2.0 / < 2.0)
     shingle_hash: Literal["fast", "sha1"] = "fast"  # sha1: datasketch's default hash, far slower
-    lowercase: bool = True
-    punctuation: bool = True
-    digits: bool = True
-    nfkc: bool = False
+    normalise: Level = "fuzzy"  # texts are shingled at this level (stages/normalise.py)
     bucket_all_pairs: int = 32  # buckets up to this size are paired exhaustively
     partitions: int = 0  # band / pair partitions (0: sized to ~64 MB each, at least one per worker)
     index: str | None = None  # a saved index to deduplicate against (its documents win)
@@ -390,6 +387,7 @@ class MinHashDedup(GlobalFilterOperator):
             raise ValueError("give both bands and rows, or neither (then they are derived from threshold)")
         if self.bands * self.rows > self.num_perm:
             raise ValueError(f"bands x rows = {self.bands * self.rows} exceeds num_perm = {self.num_perm}")
+        Normalisation(self.normalise)
 
     # ------------------------------------------------------------ parameters
 
@@ -400,9 +398,8 @@ class MinHashDedup(GlobalFilterOperator):
 
     def _spec(self) -> _Spec:
         b, r = self.band_rows()
-        norm = Normalisation(self.lowercase, True, self.punctuation, self.digits, self.nfkc)
-        return _Spec(self.num_perm, self.seed, self.scheme, self.ngram, self.unit, self.shingle_hash, norm, b, r,
-                     self.verify)
+        return _Spec(self.num_perm, self.seed, self.scheme, self.ngram, self.unit, self.shingle_hash,
+                     Normalisation(self.normalise), b, r, self.verify)
 
     def config_key(self) -> str:
         # A run against an index must redo its fit when the index grows, though the path is the same.

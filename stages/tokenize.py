@@ -14,10 +14,10 @@ finished run with the same key and intact outputs does nothing. The output folde
 **Splits** are decided per *group*, not per document, so exact and near duplicates never straddle
 splits: a document's group is its ``group_column`` value (near-dup ``cluster_id``: the row_id of its
 cluster's kept document, unique by construction, so documents that merely share a user id never
-share a group) when present, else the hash of its normalised text (lowercased, whitespace
-collapsed: at least as coarse as the exact-dedup normalisation, so a document and its
-``duplicate_of`` copy hash together). The group key, salted with the seed, hashes to a point in
-[0, 1) that falls into one split's fraction. This relies on exact duplicates sharing a near-dup
+share a group) when present, else the digest of its text at normalisation level ``fuzzy`` (the
+coarsest level, so a document and any copy exact dedup would find, at whatever level, hash
+together). The group key, salted with the seed, hashes to a point in [0, 1) that falls into one
+split's fraction. This relies on exact duplicates sharing a near-dup
 cluster when clusters are present (identical texts have identical MinHash signatures, so they do),
 which keeps the assignment a per-document decision: no global pass, any number of workers.
 """
@@ -43,6 +43,8 @@ from corpus.lock import RunLock
 from corpus.manifest import file_sha256, require_intact
 from corpus.operators import PoolMap, SinkOperator, StageContext
 from corpus.shards import IndexedWriter, check_content, dtype_for_vocab, merge
+from corpus.stages.dedup_text import digests128
+from corpus.stages.normalise import Normalisation
 from corpus.stages.tokenizer import (
     ROLE_TOKENS,
     eod_id,
@@ -55,27 +57,26 @@ from corpus.work import read_marker, write_marker
 from corpus.writers import write_bytes_atomic
 
 SPLITS = ("train", "validation", "test")
-VERSION = "2"  # 2: sidecars record the files' sha256; sets from version 1 are rewritten, not resumed
+VERSION = "3"  # 3: split groups by text at normalisation level fuzzy; older sets are rewritten, not resumed
 LOSS_MASKS = (None, "assistant")
 
 
 # ---------------------------------------------------------------- splits
 
 
-def normalise_for_grouping(text: str) -> str:
-    """Lowercased, whitespace runs collapsed to one space, stripped. ``str.split`` splits on every
-    character ExactDedup's ``\\s+`` matches (and a few more), so this is at least as coarse."""
-    return " ".join(text.lower().split())
+# Coarser than every level exact dedup can use, so copies it would find never straddle splits.
+GROUPING = Normalisation("fuzzy")
 
 
-def group_keys(texts: Sequence[str | None], groups: Sequence[Any] | None = None) -> list[bytes]:
+def group_keys(texts: pl.Series | Sequence[str | None], groups: Sequence[Any] | None = None) -> list[bytes]:
     """The split-grouping key of each document: ``g:<group value>`` when non-null (a cluster_id is a row
-    identity, never a user id, which may repeat), else ``t:<text>`` (normalised; hashed later, so the
-    text itself is the key)."""
-    if groups is None:
-        return [b"t:" + normalise_for_grouping(t or "").encode() for t in texts]
-    return [b"t:" + normalise_for_grouping(t or "").encode() if g is None else b"g:" + str(g).encode()
-            for t, g in zip(texts, groups, strict=True)]
+    identity, never a user id, which may repeat), else ``t:<digest of the text at level fuzzy>``."""
+    s = texts if isinstance(texts, pl.Series) else pl.Series(texts, dtype=pl.String)
+    raw = digests128(GROUPING.apply(s)).tobytes()
+    keys = [b"t:" + raw[16 * i : 16 * i + 16] for i in range(len(s))]
+    if groups is not None:
+        keys = [k if g is None else b"g:" + str(g).encode() for k, g in zip(keys, groups, strict=True)]
+    return keys
 
 
 def assign_splits(keys: Sequence[bytes], fractions: Sequence[float], seed: int) -> np.ndarray:
@@ -213,7 +214,7 @@ def tokenize_piece(job: PieceJob) -> dict[str, Any]:
         for batch in _batches(pf, job.start, job.stop, job.batch_rows, columns):
             texts = [t or "" for t in batch.column(0).to_pylist()]
             groups = batch.column(1).to_pylist() if group else None
-            split = assign_splits(group_keys(texts, groups), job.split, job.seed)
+            split = assign_splits(group_keys(pl.Series(batch.column(0)), groups), job.split, job.seed)
             flat, lengths = encode(tok, texts, eod)
             mask = (assistant_mask(flat, lengths, roles["<|assistant|>"], roles["<|end|>"])
                     if job.loss_mask == "assistant" else None)
