@@ -33,15 +33,16 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
+from corpus import frames
 from corpus.operators import FilterOperator, GlobalMapOperator, StageContext, Verdict
 from corpus.schema import ID, ROW_ID
 from corpus.stages.dedup_index import (
     Layout,
     ResultLookup,
     n_partitions,
+    partition_of,
     read_partition,
     save_identity,
-    shard_frames,
     write_all_results,
     write_json,
     write_partitioned,
@@ -60,31 +61,56 @@ def split_spans(text: pl.Series, unit: str) -> pl.DataFrame:
             .explode("span", "pos"))
 
 
-def _digest_shard(args: tuple[int, Path, int, str, Normalisation, int, Path, int]) -> dict:
-    shard, path, start, unit, norm, min_chars, workdir, n_parts = args
-    recs, ids, rows, g = [], [], [], start
-    for df in shard_frames(path, ("text", ID, ROW_ID)):
+@dataclass(frozen=True)
+class DigestJob:
+    """Pass 1 over one shard."""
+
+    shard: int
+    path: Path
+    start: int  # the global number of its first document
+    unit: str
+    norm: Normalisation
+    min_chars: int
+    workdir: Path
+    n_parts: int
+
+
+def _digest_shard(job: DigestJob) -> dict:
+    """(digest, document, position) of every span long enough, partitioned by digest prefix."""
+    recs, ids, rows, g = [], [], [], job.start
+    for df in frames.frames(job.path, ["text", ID, ROW_ID]):
         ids.append(df[ID])
         rows.append(df[ROW_ID].to_numpy())
-        spans = split_spans(df["text"], unit)
-        spans = spans.with_columns(norm.apply(spans["span"]).alias("norm"))
-        spans = spans.filter(pl.col("norm").str.len_chars() >= min_chars)
+        spans = split_spans(df["text"], job.unit)
+        spans = spans.with_columns(job.norm.apply(spans["span"]).alias("norm"))
+        spans = spans.filter(pl.col("norm").str.len_chars() >= job.min_chars)
         d = digests128(spans["norm"])
         doc = spans["row"].to_numpy().astype(np.uint64) + np.uint64(g)
         recs.append(np.column_stack([d, doc, spans["pos"].to_numpy().astype(np.uint64)]))
         g += df.height
-    save_identity(workdir, shard, ids, rows)
+    save_identity(job.workdir, job.shard, ids, rows)
     rec = np.concatenate(recs) if recs else np.zeros((0, 4), np.uint64)
-    part = ((rec[:, 0] >> np.uint64(40)) % np.uint64(n_parts)).astype(np.int64)
-    write_partitioned(workdir / "spans" / f"{shard:05d}", rec, part, n_parts)
-    return {"rows": g - start, "spans": len(rec)}
+    part = partition_of(rec[:, 0], job.n_parts)
+    write_partitioned(job.workdir / "spans" / f"{job.shard:05d}", rec, part, job.n_parts)
+    return {"rows": g - job.start, "spans": len(rec)}
 
 
-def _find_repeats(args: tuple[list[Path], int, Path, int, bool, np.ndarray]) -> dict:
+@dataclass(frozen=True)
+class RepeatJob:
+    """Pass 2 over one digest partition."""
+
+    stems: tuple[Path, ...]  # every shard's partitioned span file
+    part: int
+    workdir: Path
+    min_docs: int
+    keep_first: bool
+    shard_starts: np.ndarray  # the global number of each shard's first document (+ the total)
+
+
+def _find_repeats(job: RepeatJob) -> dict:
     """Occurrences to remove in one digest partition, written partitioned by shard."""
-    stems, p, workdir, min_docs, keep_first, shard_starts = args
-    rec = read_partition(stems, p, 4, np.uint64)
-    n_shards = len(shard_starts) - 1
+    rec = read_partition(job.stems, job.part, 4, np.uint64)
+    n_shards = len(job.shard_starts) - 1
     out = np.zeros((0, 2), np.int64)
     repeated_spans = 0
     if len(rec):
@@ -95,12 +121,12 @@ def _find_repeats(args: tuple[list[Path], int, Path, int, bool, np.ndarray]) -> 
         new_doc = new.copy()
         new_doc[1:] |= rec[1:, 2] != rec[:-1, 2]
         docs_per_group = np.bincount(group, weights=new_doc).astype(np.int64)
-        repeated = docs_per_group[group] >= min_docs
-        drop = repeated & (~new if keep_first else True)
+        repeated = docs_per_group[group] >= job.min_docs
+        drop = repeated & (~new if job.keep_first else True)
         out = rec[drop][:, 2:4].astype(np.int64)
         repeated_spans = int(new[repeated].sum())
-    shard = np.searchsorted(shard_starts, out[:, 0], side="right") - 1
-    write_partitioned(workdir / "drops" / f"{p:05d}", out, shard, n_shards)
+    shard = np.searchsorted(job.shard_starts, out[:, 0], side="right") - 1
+    write_partitioned(job.workdir / "drops" / f"{job.part:05d}", out, shard, n_shards)
     return {"removed": len(out), "repeated_spans": repeated_spans}
 
 
@@ -136,11 +162,11 @@ class LineDedup(GlobalMapOperator):
         norm = Normalisation(self.normalise)
         # ~20 spans per document is typical of web text; only sizes the partitions
         n_parts = n_partitions(layout.total * 20, 32, ctx.workers, fixed=self.partitions)
-        infos = ctx.pool_map(_digest_shard, [(i, s.path, s.start, self.unit, norm, self.min_chars, work, n_parts)
-                                             for i, s in enumerate(layout.segments)])
-        stems = [work / "spans" / f"{i:05d}" for i in range(len(ctx.shards))]
-        found = ctx.pool_map(_find_repeats, [(stems, p, work, self.min_docs, self.keep == "first", layout.starts)
-                                             for p in range(n_parts)])
+        infos = ctx.pool_map(_digest_shard, [DigestJob(i, s.path, s.start, self.unit, norm, self.min_chars, work,
+                                                       n_parts) for i, s in enumerate(layout.segments)])
+        stems = tuple(work / "spans" / f"{i:05d}" for i in range(len(ctx.shards)))
+        found = ctx.pool_map(_find_repeats, [RepeatJob(stems, p, work, self.min_docs, self.keep == "first",
+                                                       layout.starts) for p in range(n_parts)])
         drop_stems = [work / "drops" / f"{p:05d}" for p in range(n_parts)]
         write_all_results(ctx.pool_map, work, layout, drop_stems, 2, ("pos",), kept=False)
         for sub in ("spans", "drops"):

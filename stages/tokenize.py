@@ -30,7 +30,7 @@ import json
 import os
 import shutil
 import struct
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
+from corpus import frames
 from corpus.lock import RunLock
 from corpus.manifest import file_sha256, require_intact
 from corpus.operators import PoolMap, SinkOperator, StageContext
@@ -174,24 +175,6 @@ def plan_pieces(shard: Path, text_column: str, piece_bytes: int) -> list[tuple[i
     return [(md.num_rows * k // n, md.num_rows * (k + 1) // n) for k in range(n)]
 
 
-def _batches(pf: pq.ParquetFile, start: int, stop: int, batch_rows: int, columns: list[str]) -> Iterator[Any]:
-    """Record batches covering rows [start, stop): row groups outside are not read at all."""
-    first = 0
-    for g in range(pf.metadata.num_row_groups):
-        rows = pf.metadata.row_group(g).num_rows
-        lo, hi = max(start - first, 0), min(stop - first, rows)
-        if lo < hi:
-            pos = 0
-            for batch in pf.iter_batches(batch_size=batch_rows, row_groups=[g], columns=columns):
-                a, b = max(lo - pos, 0), min(hi - pos, batch.num_rows)
-                if a < b:
-                    yield batch.slice(a, b - a)
-                pos += batch.num_rows
-                if pos >= hi:
-                    break
-        first += rows
-
-
 def tokenize_piece(job: PieceJob) -> dict[str, Any]:
     """Tokenize rows [start, stop) of one Parquet shard into ``<parts>/<name>/<split>`` shard sets;
     write its marker last."""
@@ -204,16 +187,15 @@ def tokenize_piece(job: PieceJob) -> dict[str, Any]:
     roles = job.meta.get("special_token_ids", {})
     if job.loss_mask == "assistant" and not all(t in roles for t in ROLE_TOKENS[2:]):
         raise ValueError("loss_mask='assistant' needs the <|assistant|> and <|end|> tokens in the tokenizer")
-    pf = pq.ParquetFile(job.shard)
-    group = job.group_column if job.group_column in pf.schema_arrow.names else None
-    columns = [job.text_column] + ([group] if group else [])
+    group = job.group_column
     out_dir = Path(job.parts) / job.name
     dtype = np.dtype(job.meta["dtype"])
     writers = [IndexedWriter(out_dir / s, dtype, with_mask=job.loss_mask is not None) for s in SPLITS]
     try:
-        for batch in _batches(pf, job.start, job.stop, job.batch_rows, columns):
+        for batch in frames.batches(job.shard, [job.text_column], optional=[group] if group else [],
+                                    rows=(job.start, job.stop), batch_rows=job.batch_rows):
             texts = [t or "" for t in batch.column(0).to_pylist()]
-            groups = batch.column(1).to_pylist() if group else None
+            groups = batch.column(group).to_pylist() if group in batch.column_names else None
             split = assign_splits(group_keys(pl.Series(batch.column(0)), groups), job.split, job.seed)
             flat, lengths = encode(tok, texts, eod)
             mask = (assistant_mask(flat, lengths, roles["<|assistant|>"], roles["<|end|>"])
