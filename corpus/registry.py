@@ -90,7 +90,6 @@ def _operator_base() -> type:
 
 
 OPERATORS = Registry("corpusforge.operators", "operator", _operator_base, UnknownOperator)
-GROUP = OPERATORS.group
 
 
 def names() -> list[str]:

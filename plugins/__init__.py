@@ -30,7 +30,6 @@ def _plugin_base() -> type:
 
 
 PLUGINS = Registry("corpusforge.plugins", "training plugin", _plugin_base, UnknownPlugin)
-GROUP = PLUGINS.group
 
 
 def names() -> list[str]:
