@@ -107,7 +107,9 @@ def measure_in(python: Path, code: str, cwd: Path | None = None) -> dict:
 PEAK_RSS = """
 import resource, json
 def peak_mb():
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork and exec, so a child of a big
+    # benchmark process would report its parent's size
+    own = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return max(own, kids) / 1024
 """
