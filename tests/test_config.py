@@ -52,6 +52,9 @@ def test_good_config_loads(tmp_path: Path):
         ("    min_chars: 10", "    min_chars: 10\n    max_chars: 5", "pipeline[1] (length_filter): max_chars (5) "
                                                                     "is below min_chars (10)"),
         ("workers: 1", "workers: 1\nshard_max_bytes: lots", "shard_max_bytes: expected a size like '128MB'"),
+        ("    min_chars: 10", "    min_chars: 10\n  - op: exact_dedup\n    normalise: lower",
+         "c.yaml:11: pipeline[2] (exact_dedup).normalise: expected one of 'none', 'exact', 'loose', 'fuzzy', "
+         "got str 'lower'"),
     ],
 )
 def test_errors_name_line_and_key(tmp_path: Path, old: str, new: str, expected: str):
