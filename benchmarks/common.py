@@ -86,10 +86,16 @@ def make_jsonl(folder: Path, total_mb: int, file_mb: int = 25, seed: int = 0, st
 
 
 def measure(code: str) -> dict:
-    """Run python code in a subprocess; it must print one JSON object. Adds peak RSS over the process
-    and its children (MB) and wall seconds."""
+    """Run python code in a subprocess; it must print one JSON object. Adds wall seconds (the code
+    measures its own peak RSS, with PEAK_RSS)."""
+    return measure_in(Path(sys.executable), code, ROOT)
+
+
+def measure_in(python: Path, code: str, cwd: Path | None = None) -> dict:
+    """``measure`` with another interpreter (datatrove's venv), or in another checkout (its own .venv,
+    run from its folder so ``import corpus`` finds that checkout's code)."""
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False)
+    out = subprocess.run([str(python), "-c", code], cwd=cwd, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - start
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-3000:])
@@ -101,7 +107,9 @@ def measure(code: str) -> dict:
 PEAK_RSS = """
 import resource, json
 def peak_mb():
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork and exec, so a child of a big
+    # benchmark process would report its parent's size
+    own = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return max(own, kids) / 1024
 """

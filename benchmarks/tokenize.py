@@ -6,7 +6,8 @@ workers: read the corpus's Parquet shards, assign splits, encode, append EOD, wr
 shard piece and split, merge per split. Goal: >= 0.8x the limit's tokens/s (limit = ``encode_batch``),
 peak RSS flat across corpus sizes 10x apart. CPU seconds (process + children) are reported too: tokens
 per CPU-second do not depend on what else runs on shared cores. Each path runs ``--repeat`` times,
-interleaved, and the fastest run is reported. The corpus (``make_jsonl`` -> ``corpus run``) and a
+interleaved, and the fastest run is reported (``--compare-with DIR`` adds ours from another checkout
+with its own .venv, e.g. the previous commit, to the interleaving). The corpus (``make_jsonl`` -> ``corpus run``) and a
 small BPE tokenizer are built once and reused.
 """
 
@@ -16,7 +17,7 @@ import argparse
 import shutil
 from pathlib import Path
 
-from benchmarks.common import PEAK_RSS, WORK, make_jsonl, measure, table
+from benchmarks.common import PEAK_RSS, WORK, make_jsonl, measure, measure_in, table
 
 CPU = """
 def cpu_s():
@@ -73,27 +74,36 @@ def prepare(mb: int, tok: Path, train: bool) -> Path:
     return corpus
 
 
-def run(sizes: list[int], repeat: int) -> list[dict]:
+def _measure_at(code: str, checkout: Path | None) -> dict:
+    if checkout is None:
+        return measure(code)
+    return measure_in(checkout / ".venv" / "bin" / "python", code, checkout)
+
+
+def run(sizes: list[int], repeat: int, checkout: Path | None = None) -> list[dict]:
     tok = WORK / "tokenizer-bpe-8k"
-    paths = (("encode_batch, texts in memory (limit)", LIMIT, "encode_batch"),
-             ("encode_batch_fast, texts in memory", LIMIT, "encode_batch_fast"),
-             ("tokenize_corpus (2 workers)", OURS, None))
+    paths: list[tuple[str, str, str | None, Path | None]] = [
+        ("encode_batch, texts in memory (limit)", LIMIT, "encode_batch", None),
+        ("encode_batch_fast, texts in memory", LIMIT, "encode_batch_fast", None),
+        ("tokenize_corpus (2 workers)", OURS, None, None)]
+    if checkout is not None:  # the same path in another checkout (the previous commit), interleaved
+        paths.append((f"tokenize_corpus at {checkout} (2 workers)", OURS, None, checkout))
     rows = []
     for i, mb in enumerate(sizes):
         corpus = prepare(mb, tok, train=i == 0)
         best: dict[str, dict] = {}
         # Interleaved repeats, best of each: the cores are shared, so one slow run says little.
         for _ in range(repeat):
-            for name, code, method in paths:
+            for name, code, method, at in paths:
                 out = WORK / f"tokens-{mb}mb"
                 shutil.rmtree(out, ignore_errors=True)
-                r = measure(code.format(corpus=str(corpus), tok=str(tok), out=str(out), method=method))
+                r = _measure_at(code.format(corpus=str(corpus), tok=str(tok), out=str(out), method=method), at)
                 shutil.rmtree(out, ignore_errors=True)
                 if name not in best or r["seconds"] < best[name]["seconds"]:
                     best[name] = r
         limit = best[paths[0][0]]
         assert best[paths[2][0]]["tokens"] == limit["tokens"], "both paths must encode the same tokens"
-        for name, _, _ in paths:
+        for name, *_ in paths:
             r = best[name]
             rate, cpu_rate = r["tokens"] / r["seconds"], r["tokens"] / r["cpu_s"]
             rows.append({"corpus": f"{mb} MB", "path": name, "docs": r["docs"], "Mtokens": f"{r['tokens'] / 1e6:.1f}",
@@ -109,8 +119,10 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="25,250", help="corpus sizes in MB (multiples of 25), comma separated")
     ap.add_argument("--repeat", type=int, default=2, help="runs per path; the fastest is reported")
+    ap.add_argument("--compare-with", type=Path, default=None,
+                    help="another checkout with its own .venv (e.g. the previous commit): ours runs there too")
     args = ap.parse_args(argv)
-    rows = run([int(s) for s in args.sizes.split(",")], args.repeat)
+    rows = run([int(s) for s in args.sizes.split(",")], args.repeat, args.compare_with)
     print(table(rows, ["corpus", "path", "docs", "Mtokens", "seconds", "Mtok/s", "vs limit", "CPU s", "Mtok/CPU-s",
                        "vs limit per CPU-s", "peak RSS MB"]))
     print("goal: tokenize_corpus >= 0.80x the limit (encode_batch) in tokens/s; peak RSS flat across sizes.\n"

@@ -8,7 +8,6 @@ Every error names the file, the line and the key, and the run does not start:
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 import types
 import typing
@@ -22,6 +21,7 @@ from corpus import registry
 from corpus.ids import POLICIES
 from corpus.operators import Operator
 from corpus.readers.base import FORMATS, InputSpec
+from corpus.registry import suggest
 
 
 class ConfigError(Exception):
@@ -105,6 +105,10 @@ def hint_name(tp: Any) -> str:
     if typing.get_origin(tp) is None and isinstance(tp, type):
         return tp.__name__
     return str(tp).replace("typing.", "")
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is typing.Literal:
+        return "one of " + ", ".join(map(repr, typing.get_args(tp)))
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
 def build_dataclass(cls: type, params: dict, where: str, lines: dict, path: tuple, errors: list[str]) -> Any:
@@ -115,10 +119,8 @@ def build_dataclass(cls: type, params: dict, where: str, lines: dict, path: tupl
     for key, value in params.items():
         line = lines.get(path + (key,), lines.get(path, 0))
         if key not in fields:
-            close = difflib.get_close_matches(str(key), list(fields), n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
             known = ", ".join(fields) or "none"
-            errors.append(f"{line}: {where}.{key}: unknown parameter{hint}; known: {known}")
+            errors.append(f"{line}: {where}.{key}: unknown parameter{suggest(key, fields)}; known: {known}")
             ok = False
         elif not _type_ok(value, hints[key]):
             errors.append(
@@ -169,9 +171,8 @@ def load_config(path: str | Path, output: str | Path | None = None) -> RunConfig
     errors: list[str] = []
     for key in data:
         if key not in TOP_KEYS:
-            close = difflib.get_close_matches(str(key), TOP_KEYS, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            errors.append(f"{lines.get((key,), 0)}: {key}: unknown key{hint}; known: {sorted(TOP_KEYS)}")
+            errors.append(f"{lines.get((key,), 0)}: {key}: unknown key{suggest(key, TOP_KEYS)}; "
+                          f"known: {sorted(TOP_KEYS)}")
 
     inputs = _inputs(data.get("inputs"), lines, errors)
     ops = _pipeline(data.get("pipeline", []), lines, errors)

@@ -1,51 +1,108 @@
-"""Operators by name, discovered through the ``corpusforge.operators`` entry-point group.
+"""Things found by name through entry points: operators (``corpusforge.operators``), training plugins
+(``corpusforge.plugins``) and report-section modules (``corpusforge.report_sections``).
 
-Built-in operators are declared in our own pyproject.toml the same way a third-party package
-declares its own, so there is one way to register an operator.
+Built-ins are declared in our own pyproject.toml exactly as a third-party package declares its own,
+so there is one way to register anything. A wrong name gets the same error everywhere, with a
+did-you-mean and the known names; an entry point that fails to import, or points at the wrong kind
+of thing, is named with its target instead of a traceback.
 """
 
 from __future__ import annotations
 
 import difflib
-from functools import cache
+from collections.abc import Callable, Iterable
+from functools import cached_property
 from importlib.metadata import EntryPoint, entry_points
+from typing import TYPE_CHECKING, Any
 
-from corpus.operators import Operator
+if TYPE_CHECKING:
+    from corpus.operators import Operator
 
-GROUP = "corpusforge.operators"
+
+class UnknownName(KeyError):
+    """A name no entry point has, or one whose entry point is broken."""
+
+    def __str__(self) -> str:  # KeyError's own would quote the message
+        return str(self.args[0])
 
 
-class UnknownOperator(KeyError):
+def suggest(name: str, known: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest known name, or ""."""
+    close = difflib.get_close_matches(str(name), list(known), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+class Registry:
+    """The entry points of one group, by name. ``what`` names the kind in messages ("operator");
+    ``base`` (called on first use, so importing the registry stays cheap) is the class every entry
+    must subclass, with a ``name`` equal to its entry point's."""
+
+    def __init__(self, group: str, what: str, base: Callable[[], type], error: type[UnknownName] = UnknownName):
+        self.group, self.what, self.base, self.error = group, what, base, error
+
+    @cached_property
+    def entries(self) -> dict[str, EntryPoint]:
+        return {ep.name: ep for ep in entry_points(group=self.group)}
+
+    def names(self) -> list[str]:
+        return sorted(self.entries)
+
+    def get(self, name: str) -> Any:
+        eps = self.entries
+        if name not in eps:
+            raise self.error(f"unknown {self.what} '{name}'{suggest(name, eps)}; known: {', '.join(sorted(eps))}")
+        ep = eps[name]
+        try:
+            obj = ep.load()
+        except Exception as exc:  # a broken plugin should say which one, not crash with a traceback
+            raise self.error(f"{self.what} '{name}' ({ep.value}) failed to import: {exc}") from exc
+        base = self.base()
+        if not (isinstance(obj, type) and issubclass(obj, base)):
+            raise self.error(f"entry point '{name}' ({ep.value}) is not a subclass of {base.__name__}")
+        if obj.name != name:
+            raise self.error(f"entry point '{name}' ({ep.value}) points at a class named '{obj.name}'")
+        return obj
+
+
+def load_modules(group: str) -> list[tuple[str, Exception]]:
+    """Import every module an entry point of ``group`` names (importing one registers what it holds);
+    returns (target, error) of those that failed, so one broken plugin costs only itself."""
+    failed = []
+    for ep in entry_points(group=group):
+        try:
+            ep.load()
+        except Exception as exc:
+            failed.append((ep.value, exc))
+    return failed
+
+
+# ---------------------------------------------------------------- operators
+
+
+class UnknownOperator(UnknownName):
     pass
 
 
-@cache
-def _entry_points() -> dict[str, EntryPoint]:
-    return {ep.name: ep for ep in entry_points(group=GROUP)}
+def _operator_base() -> type:
+    from corpus.operators import Operator
+
+    return Operator
+
+
+OPERATORS = Registry("corpusforge.operators", "operator", _operator_base, UnknownOperator)
 
 
 def names() -> list[str]:
-    return sorted(_entry_points())
+    """The registered operators' names."""
+    return OPERATORS.names()
 
 
 def get(name: str) -> type[Operator]:
-    eps = _entry_points()
-    if name not in eps:
-        close = difflib.get_close_matches(name, list(eps), n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise UnknownOperator(f"unknown operator '{name}'{hint}; known: {', '.join(sorted(eps))}")
-    try:
-        cls = eps[name].load()
-    except Exception as exc:  # a broken plugin should say which one, not crash with a traceback
-        raise UnknownOperator(f"operator '{name}' ({eps[name].value}) failed to import: {exc}") from exc
-    if not (isinstance(cls, type) and issubclass(cls, Operator)):
-        raise UnknownOperator(f"entry point '{name}' ({eps[name].value}) is not an Operator subclass")
-    if cls.name != name:
-        raise UnknownOperator(f"entry point '{name}' points at an operator named '{cls.name}'")
-    return cls
+    """The operator class registered as ``name``; UnknownOperator (with a suggestion) otherwise."""
+    return OPERATORS.get(name)
 
 
 def where(name: str) -> str:
     """Where an operator comes from (its entry point: module:Class)."""
-    ep = _entry_points().get(name)
+    ep = OPERATORS.entries().get(name)
     return ep.value if ep is not None else ""

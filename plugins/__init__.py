@@ -1,7 +1,8 @@
 """Training plugins by name, discovered through the ``corpusforge.plugins`` entry-point group.
 
 Built-ins (``pretrain``, ``sft``) are declared in our pyproject.toml the same way a third-party
-package declares its own. Importing this package is cheap: torch loads only when a plugin does.
+package declares its own; discovery is ``corpus.registry``'s, as for operators. Importing this
+package is cheap: torch loads only when a plugin does.
 
 Python API::
 
@@ -12,50 +13,32 @@ Python API::
 from __future__ import annotations
 
 from collections.abc import Iterable
-from functools import cache
-from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any
 
-GROUP = "corpusforge.plugins"
-
-# Used only when the installed metadata predates these entries (a source checkout not yet
-# reinstalled); the entry points win whenever they are there.
-_BUILTIN = {"pretrain": "corpus.plugins.pretrain:Pretrain", "sft": "corpus.plugins.sft:SFT"}
+from corpus.registry import Registry, UnknownName
 
 
-class UnknownPlugin(KeyError):
-    def __str__(self) -> str:
-        return str(self.args[0])
+class UnknownPlugin(UnknownName):
+    pass
 
 
-@cache
-def _entry_points() -> dict[str, EntryPoint]:
-    eps = {name: EntryPoint(name, value, GROUP) for name, value in _BUILTIN.items()}
-    eps.update({ep.name: ep for ep in entry_points(group=GROUP)})
-    return eps
+def _plugin_base() -> type:
+    from corpus.plugins.base import TrainPlugin
+
+    return TrainPlugin
+
+
+PLUGINS = Registry("corpusforge.plugins", "training plugin", _plugin_base, UnknownPlugin)
 
 
 def names() -> list[str]:
-    return sorted(_entry_points())
+    return PLUGINS.names()
 
 
-def get(name: str) -> type:
+def get(name: str) -> Any:
     """The plugin class registered as ``name``; UnknownPlugin with a suggestion if there is none."""
-    from corpus.plugins.base import TrainPlugin, suggest
-
-    eps = _entry_points()
-    if name not in eps:
-        raise UnknownPlugin(f"unknown training plugin '{name}'{suggest(name, eps)}; known: {', '.join(sorted(eps))}")
-    try:
-        cls = eps[name].load()
-    except Exception as exc:  # a broken third-party plugin should say which one, not crash with a traceback
-        raise UnknownPlugin(f"plugin '{name}' ({eps[name].value}) failed to import: {exc}") from exc
-    if not (isinstance(cls, type) and issubclass(cls, TrainPlugin)):
-        raise UnknownPlugin(f"entry point '{name}' ({eps[name].value}) is not a TrainPlugin subclass")
-    if cls.name != name:
-        raise UnknownPlugin(f"entry point '{name}' points at a plugin named '{cls.name}'")
-    return cls
+    return PLUGINS.get(name)
 
 
 def load_config(name: str, config: str | Path, output: str | Path | None = None,

@@ -15,7 +15,6 @@ paths in a config resolve against ``base_dir`` when set, else against the config
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
 import types
 import typing
@@ -252,9 +251,4 @@ def load_plugin_config(cls: type[PluginConfig], path: str | Path, *, plugin: str
     data, lines = read_yaml(path)
     return parse_config(cls, data, source=str(path), lines=lines, base_dir=path.resolve().parent, plugin=plugin,
                         output=output, overrides=[parse_override(o) for o in overrides])
-
-
-def suggest(name: str, known: typing.Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(known), n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
 

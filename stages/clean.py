@@ -9,13 +9,12 @@ from typing import Literal
 import polars as pl
 
 from corpus.operators import MapOperator, StageView
+from corpus.stages.normalise import clean_document, unicode_form
 
 # C0 and C1 control characters (tab, line feed, vertical tab, form feed and carriage return are
 # whitespace, handled below), DEL, zero-width space, word joiner, a byte order mark inside the text,
 # and the noncharacters U+FFFE/U+FFFF.
 CONTROL = r"[\x00-\x08\x0e-\x1f\x7f-\x9f\u200b\u2060\ufeff\ufffe\uffff]"
-# Spaces other than U+0020 (no-break, en/em and the other typographic spaces, ideographic space).
-UNICODE_SPACES = r"[\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]"
 
 
 @cache
@@ -73,14 +72,6 @@ def fix_mojibake(text: pl.Series) -> pl.Series:
     return text.clone().scatter(rows, fixed)  # scatter works in place
 
 
-def _normalise_form(text: pl.Series, form: str) -> pl.Series:
-    # Both forms leave ASCII unchanged: normalise only the rows with other characters.
-    rows = text.str.contains(r"[^\x00-\x7F]").fill_null(False).arg_true()
-    if rows.len() == 0:
-        return text
-    return text.clone().scatter(rows, text.gather(rows).str.normalize(form))
-
-
 @dataclass
 class NormalizeText(MapOperator):
     """Text hygiene: mojibake repair (ftfy), control characters, NFC/NFKC, whitespace; counts per kind.
@@ -126,20 +117,13 @@ class NormalizeText(MapOperator):
             text = text.str.replace_all(CONTROL, "")
         else:
             counts["control_chars_removed"] = pl.Series([0] * text.len())
-        fixed = _normalise_form(text, self.form) if self.form != "none" else text
+        fixed = unicode_form(text, self.form) if self.form != "none" else text
         counts["unicode_normalised"] = fixed != text
-        text, fixed = fixed, self._whitespace(fixed)
+        text, fixed = fixed, clean_document(fixed, nfc=False, max_blank_lines=self.max_blank_lines,
+                                            unicode_spaces=self.unicode_spaces)
         counts["whitespace_fixed"] = fixed != text
         return df.with_columns(fixed.alias("text"), *(s.fill_null(False).cast(pl.Int64).alias(name)
                                                       for name, s in counts.items()))
-
-    def _whitespace(self, text: pl.Series) -> pl.Series:
-        t = pl.lit(text).str.replace_all(r"\r\n?|[\x0b\x0c\u2028\u2029\x85]", "\n")
-        if self.unicode_spaces:
-            t = t.str.replace_all(UNICODE_SPACES, " ")
-        t = t.str.replace_all(r"[ \t]+\n", "\n")
-        t = t.str.replace_all(r"\n{" + str(self.max_blank_lines + 2) + r",}", "\n" * (self.max_blank_lines + 1))
-        return pl.select(t.str.strip_chars()).to_series()
 
     report_title = "Text hygiene"
     report_order = 62

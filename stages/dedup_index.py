@@ -21,7 +21,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,19 +31,11 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from corpus import frames
+from corpus.operators import PoolMap
 from corpus.schema import ID, ROW_ID
 from corpus.stages.dedup_text import ranges, utf8_buffers
 from corpus.writers import atomic_path, write_bytes_atomic, write_parquet
-
-
-def shard_frames(path: Path, columns: Sequence[str] = ("id", "text")) -> Iterator[pl.DataFrame]:
-    """The non-empty row groups of one shard, in order: a fit reads a shard one row group at a time."""
-    pf = pq.ParquetFile(path)
-    for rg in range(pf.num_row_groups):
-        df = pl.from_arrow(pf.read_row_group(rg, columns=list(columns)))
-        assert isinstance(df, pl.DataFrame)
-        if df.height:
-            yield df
 
 
 def save_npy(path: Path, arr: np.ndarray, durable: bool = False) -> None:
@@ -102,6 +94,11 @@ def read_partition(stems: Sequence[Path], p: int, width: int, dtype: Any) -> np.
     if not parts:
         return np.zeros((0, width), dtype)
     return np.concatenate(parts)
+
+
+def partition_of(keys: np.ndarray, n_parts: int) -> np.ndarray:
+    """The partition of well-mixed 64-bit keys (digests, band keys): taken from their high bits."""
+    return ((keys.astype(np.uint64) >> np.uint64(40)) % np.uint64(n_parts)).astype(np.int64)
 
 
 def mix64(x: np.ndarray) -> np.ndarray:
@@ -190,43 +187,20 @@ def load_layout(path: Path, token: str) -> Layout:
     return _LAYOUTS[token]
 
 
-def read_column(pf: pq.ParquetFile, column: str, row_group: int | None = None) -> pl.Series:
-    """One column as a polars Series (pyarrow's own take() imports pandas: over a second per worker)."""
-    table = pf.read(columns=[column]) if row_group is None else pf.read_row_group(row_group, columns=[column])
-    s = pl.from_arrow(table.column(column))
-    assert isinstance(s, pl.Series)
-    return s
+@dataclass(frozen=True)
+class TakeJob:
+    """Some rows of one Parquet file (a pool task: ``take_rows``)."""
+
+    path: Path
+    columns: tuple[str, ...]
+    rows: np.ndarray
 
 
-def take_columns(path: Path, columns: Sequence[str], rows: np.ndarray) -> pl.DataFrame:
-    """Values of some columns at the given rows of one Parquet file, in the order of ``rows``. Reads
-    only the row groups holding those rows: a few snippets must not cost a whole text column."""
-    rows = np.asarray(rows, dtype=np.int64)
-    pf = pq.ParquetFile(path)
-    sizes = [pf.metadata.row_group(i).num_rows for i in range(pf.num_row_groups)]
-    bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    group = np.searchsorted(bounds, rows, side="right") - 1
-    parts, where = [], []
-    for g in np.unique(group):
-        sel = np.flatnonzero(group == g)
-        df = pl.from_arrow(pf.read_row_group(int(g), columns=list(columns)))
-        assert isinstance(df, pl.DataFrame)
-        parts.append(df.select(pl.all().gather(rows[sel] - bounds[g])))
-        where.append(sel)
-    if not parts:
-        return pl.from_arrow(pf.schema_arrow.empty_table().select(list(columns)))  # type: ignore[return-value]
-    out = pl.concat(parts)
-    return out.select(pl.all().gather(np.argsort(np.concatenate(where), kind="stable")))
+def take_rows(job: TakeJob) -> list[dict]:
+    return frames.take(job.path, job.columns, job.rows).to_dicts()
 
 
-def take_rows(args: tuple[Path, list[str], np.ndarray]) -> list[dict]:
-    """take_columns as a list of row dicts (a pool task)."""
-    path, columns, rows = args
-    return take_columns(path, columns, rows).to_dicts()
-
-
-def take_by_global(layout: Layout, g: np.ndarray, columns: Sequence[str],
-                   pool_map: Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]) -> dict[int, dict]:
+def take_by_global(layout: Layout, g: np.ndarray, columns: Sequence[str], pool_map: PoolMap) -> dict[int, dict]:
     """{global number: {column: value}} for documents g (one task per segment involved); a column a
     segment lacks (an index part keeps ids only) is left out of its documents' dicts."""
     g = np.unique(g)
@@ -238,8 +212,9 @@ def take_by_global(layout: Layout, g: np.ndarray, columns: Sequence[str],
         sel = seg == s
         segment = layout.segments[int(s)]
         have = [c for c in columns if segment.file_for(c) is not None]
-        if have:
-            jobs.append((segment.file_for(have[0]), have, row[sel]))
+        file = segment.file_for(have[0]) if have else None
+        if file is not None:
+            jobs.append(TakeJob(file, tuple(have), row[sel]))
             keys.append(g[sel])
     out: dict[int, dict] = {}
     for k, vals in zip(keys, pool_map(take_rows, jobs), strict=True):
@@ -410,7 +385,7 @@ def write_results(job: ResultsJob) -> dict | None:
             "hi": int(frame[ROW_ID].max())}  # type: ignore[arg-type]
 
 
-def write_all_results(ctx_pool_map: Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]], workdir: Path,
+def write_all_results(pool_map: PoolMap, workdir: Path,
                       layout: Layout, stems: Sequence[Path], width: int, names: tuple[str, ...] = (),
                       kept: bool = True, same_id: bool = False) -> list[dict]:
     """Write every shard's results (one pool task per shard) and results.json; returns its entries. Needs
@@ -419,7 +394,7 @@ def write_all_results(ctx_pool_map: Callable[[Callable[[Any], Any], Sequence[Any
     saved = layout.save(workdir / LAYOUT_JSON)
     jobs = [ResultsJob(workdir, saved, k, tuple(stems), width, names, kept, same_id)
             for k, s in enumerate(layout.segments) if s.kind == "shard"]
-    entries = [e for e in ctx_pool_map(write_results, jobs) if e is not None]
+    entries = [e for e in pool_map(write_results, jobs) if e is not None]
     write_json(workdir / RESULTS_JSON, entries)
     _LAYOUTS.clear()  # this process's maps of the identity files
     shutil.rmtree(workdir / IDENTITY, ignore_errors=True)

@@ -36,20 +36,22 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
+from corpus import frames
 from corpus.operators import FilterOperator, GlobalMapOperator, StageContext, Verdict
 from corpus.schema import ID, ROW_ID, SOURCE
 from corpus.stages.dedup_index import (
     Layout,
     ResultLookup,
     n_partitions,
+    partition_of,
     read_partition,
     save_identity,
-    shard_frames,
     write_all_results,
     write_json,
     write_partitioned,
 )
-from corpus.stages.dedup_text import Normalisation, digests128
+from corpus.stages.dedup_text import digests128
+from corpus.stages.normalise import Level, Normalisation
 
 SEPARATORS = {"line": "\n", "paragraph": "\n\n"}
 
@@ -62,33 +64,60 @@ def split_spans(text: pl.Series, unit: str) -> pl.DataFrame:
             .explode("span", "pos"))
 
 
-def _digest_shard(args: tuple[int, Path, int, str, Normalisation, int, Path, int, bool]) -> dict:
-    shard, path, start, unit, norm, min_chars, workdir, n_parts, by_source = args
-    recs, ids, rows, g = [], [], [], start
-    for df in shard_frames(path, ("text", ID, ROW_ID) + ((SOURCE,) if by_source else ())):
+@dataclass(frozen=True)
+class DigestJob:
+    """Pass 1 over one shard."""
+
+    shard: int
+    path: Path
+    start: int  # the global number of its first document
+    unit: str
+    norm: Normalisation
+    min_chars: int
+    workdir: Path
+    n_parts: int
+    by_source: bool = False  # the same span in two sources is two keys: it repeats only within its source
+
+
+def _digest_shard(job: DigestJob) -> dict:
+    """(digest, document, position) of every span long enough, partitioned by digest prefix."""
+    recs, ids, rows, g = [], [], [], job.start
+    for df in frames.frames(job.path, ["text", ID, ROW_ID] + ([SOURCE] if job.by_source else [])):
         ids.append(df[ID])
         rows.append(df[ROW_ID].to_numpy())
-        spans = split_spans(df["text"], unit).with_columns(norm=norm.expr(pl.col("span")))
-        spans = spans.filter(pl.col("norm").str.len_chars() >= min_chars)
+        spans = split_spans(df["text"], job.unit)
+        spans = spans.with_columns(job.norm.apply(spans["span"]).alias("norm"))
+        spans = spans.filter(pl.col("norm").str.len_chars() >= job.min_chars)
         key = spans["norm"]
-        if by_source:  # the same line in two sources is two keys: it repeats only within its source
+        if job.by_source:
             key = df[SOURCE].gather(spans["row"]) + "\x00" + key
         d = digests128(key)
         doc = spans["row"].to_numpy().astype(np.uint64) + np.uint64(g)
         recs.append(np.column_stack([d, doc, spans["pos"].to_numpy().astype(np.uint64)]))
         g += df.height
-    save_identity(workdir, shard, ids, rows)
+    save_identity(job.workdir, job.shard, ids, rows)
     rec = np.concatenate(recs) if recs else np.zeros((0, 4), np.uint64)
-    part = ((rec[:, 0] >> np.uint64(40)) % np.uint64(n_parts)).astype(np.int64)
-    write_partitioned(workdir / "spans" / f"{shard:05d}", rec, part, n_parts)
-    return {"rows": g - start, "spans": len(rec)}
+    part = partition_of(rec[:, 0], job.n_parts)
+    write_partitioned(job.workdir / "spans" / f"{job.shard:05d}", rec, part, job.n_parts)
+    return {"rows": g - job.start, "spans": len(rec)}
 
 
-def _find_repeats(args: tuple[list[Path], int, Path, int, bool, np.ndarray]) -> dict:
+@dataclass(frozen=True)
+class RepeatJob:
+    """Pass 2 over one digest partition."""
+
+    stems: tuple[Path, ...]  # every shard's partitioned span file
+    part: int
+    workdir: Path
+    min_docs: int
+    keep_first: bool
+    shard_starts: np.ndarray  # the global number of each shard's first document (+ the total)
+
+
+def _find_repeats(job: RepeatJob) -> dict:
     """Occurrences to remove in one digest partition, written partitioned by shard."""
-    stems, p, workdir, min_docs, keep_first, shard_starts = args
-    rec = read_partition(stems, p, 4, np.uint64)
-    n_shards = len(shard_starts) - 1
+    rec = read_partition(job.stems, job.part, 4, np.uint64)
+    n_shards = len(job.shard_starts) - 1
     out = np.zeros((0, 2), np.int64)
     repeated_spans = 0
     if len(rec):
@@ -99,12 +128,12 @@ def _find_repeats(args: tuple[list[Path], int, Path, int, bool, np.ndarray]) -> 
         new_doc = new.copy()
         new_doc[1:] |= rec[1:, 2] != rec[:-1, 2]
         docs_per_group = np.bincount(group, weights=new_doc).astype(np.int64)
-        repeated = docs_per_group[group] >= min_docs
-        drop = repeated & (~new if keep_first else True)
+        repeated = docs_per_group[group] >= job.min_docs
+        drop = repeated & (~new if job.keep_first else True)
         out = rec[drop][:, 2:4].astype(np.int64)
         repeated_spans = int(new[repeated].sum())
-    shard = np.searchsorted(shard_starts, out[:, 0], side="right") - 1
-    write_partitioned(workdir / "drops" / f"{p:05d}", out, shard, n_shards)
+    shard = np.searchsorted(job.shard_starts, out[:, 0], side="right") - 1
+    write_partitioned(job.workdir / "drops" / f"{job.part:05d}", out, shard, n_shards)
     return {"removed": len(out), "repeated_spans": repeated_spans}
 
 
@@ -117,16 +146,14 @@ class LineDedup(GlobalMapOperator):
     adds = {"dup_spans_removed": pl.Int64, "dup_chars_removed": pl.Int64}
     modifies = ("text",)
     counters = ("dup_spans_removed", "dup_chars_removed")
-    version = "2"  # 2: results keyed by row_id
+    version = "3"  # 3: normalisation levels (loose adds NFC)
 
     unit: Literal["line", "paragraph"] = "line"
     min_docs: int = 2  # a span is repeated when this many documents contain it
     min_chars: int = 10  # shorter spans (after normalisation) are never removed
     keep: Literal["first", "none"] = "first"  # keep the first occurrence in corpus order, or none
     scope: Literal["corpus", "source"] = "corpus"  # count documents over the corpus, or within each source
-    lowercase: bool = True
-    punctuation: bool = False
-    digits: bool = False
+    normalise: Level = "loose"  # spans equal at this level are repeats (stages/normalise.py)
     partitions: int = 0
 
     def __post_init__(self) -> None:
@@ -134,6 +161,7 @@ class LineDedup(GlobalMapOperator):
             raise ValueError(f"unit must be line or paragraph, got {self.unit!r}")
         if self.min_docs < 2 or self.min_chars < 1:
             raise ValueError("min_docs must be >= 2 and min_chars >= 1")
+        Normalisation(self.normalise)
         if self.scope not in ("corpus", "source"):
             raise ValueError(f"scope must be corpus or source, got {self.scope!r}")
 
@@ -141,15 +169,15 @@ class LineDedup(GlobalMapOperator):
         t0 = time.perf_counter()
         work = ctx.artifacts
         layout = Layout.of([], ctx.shards)
-        norm = Normalisation(self.lowercase, True, self.punctuation, self.digits, False)
+        norm = Normalisation(self.normalise)
         # ~20 spans per document is typical of web text; only sizes the partitions
         n_parts = n_partitions(layout.total * 20, 32, ctx.workers, fixed=self.partitions)
-        by_source = self.scope == "source"
-        infos = ctx.pool_map(_digest_shard, [(i, s.path, s.start, self.unit, norm, self.min_chars, work, n_parts,
-                                              by_source) for i, s in enumerate(layout.segments)])
-        stems = [work / "spans" / f"{i:05d}" for i in range(len(ctx.shards))]
-        found = ctx.pool_map(_find_repeats, [(stems, p, work, self.min_docs, self.keep == "first", layout.starts)
-                                             for p in range(n_parts)])
+        infos = ctx.pool_map(_digest_shard, [DigestJob(i, s.path, s.start, self.unit, norm, self.min_chars, work,
+                                                       n_parts, self.scope == "source")
+                                             for i, s in enumerate(layout.segments)])
+        stems = tuple(work / "spans" / f"{i:05d}" for i in range(len(ctx.shards)))
+        found = ctx.pool_map(_find_repeats, [RepeatJob(stems, p, work, self.min_docs, self.keep == "first",
+                                                       layout.starts) for p in range(n_parts)])
         drop_stems = [work / "drops" / f"{p:05d}" for p in range(n_parts)]
         write_all_results(ctx.pool_map, work, layout, drop_stems, 2, ("pos",), kept=False)
         for sub in ("spans", "drops"):

@@ -1,9 +1,9 @@
 """Text to numbers for deduplication, vectorised over a batch of documents.
 
-Normalisation runs in polars; document digests hash the Arrow buffer of the normalised text; shingle
-hashes and MinHash signatures are numpy kernels over one flat array per batch (with per-document
-offsets), never a Python loop per shingle (except the opt-in ``sha1`` shingle hash, kept for strict
-compatibility with datasketch's default hash function).
+Normalisation is ``corpus.stages.normalise``'s; document digests hash the Arrow buffer of the
+normalised text; shingle hashes and MinHash signatures are numpy kernels over one flat array per
+batch (with per-document offsets), never a Python loop per shingle (except the opt-in ``sha1``
+shingle hash, kept for strict compatibility with datasketch's default hash function).
 
 Definitions (stable across versions and platforms; a saved index depends on them):
 
@@ -27,6 +27,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from corpus.stages.normalise import Normalisation
+
 Scheme = Literal["affine32", "legacy"]
 Unit = Literal["word", "char"]
 ShingleHash = Literal["fast", "sha1"]
@@ -39,46 +41,6 @@ _F1, _F2 = 0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53  # MurmurHash3 fmix64
 _MERSENNE = (1 << 61) - 1
 
 u64 = np.uint64
-
-
-# ---------------------------------------------------------------- normalisation
-
-
-@dataclass(frozen=True)
-class Normalisation:
-    """How text is normalised before hashing. Whitespace collapse also strips the ends."""
-
-    lowercase: bool = True
-    whitespace: bool = True
-    punctuation: bool = False  # punctuation and symbols become spaces
-    digits: bool = False  # every run of digits becomes "0" (dates, counters, prices)
-    nfkc: bool = False  # Unicode NFKC: full-width forms, ligatures, compatibility characters
-
-    def expr(self, e: pl.Expr, nfkc: bool | None = None) -> pl.Expr:
-        e = e.fill_null("")
-        if self.nfkc if nfkc is None else nfkc:
-            e = e.str.normalize("NFKC")
-        if self.lowercase:
-            e = e.str.to_lowercase()
-        if self.punctuation:
-            e = e.str.replace_all(r"[\p{P}\p{S}]+", " ")
-        if self.digits:
-            e = e.str.replace_all(r"\p{Nd}+", "0")
-        if self.whitespace:
-            # Only runs and non-space whitespace: replacing every single space is 5x slower.
-            e = e.str.replace_all(r"\s{2,}|[^\S ]", " ").str.strip_chars(" ")
-        return e
-
-    def apply(self, s: pl.Series) -> pl.Series:
-        s = s.fill_null("")
-        if not self.nfkc:
-            return pl.select(self.expr(pl.lit(s))).to_series()
-        # NFKC is slow in polars and the identity on ASCII: normalise only the rows that need it.
-        wide = s.str.contains(r"[^\x00-\x7F]")
-        if not wide.any():
-            return pl.select(self.expr(pl.lit(s), nfkc=False)).to_series()
-        s = s.scatter(wide.arg_true(), s.filter(wide).str.normalize("NFKC"))
-        return pl.select(self.expr(pl.lit(s), nfkc=False)).to_series()
 
 
 TextColumn = pl.Series | pa.Array | pa.ChunkedArray
@@ -316,29 +278,15 @@ def shingle_batch(norm: pl.Series, k: int, unit: Unit = "word", hash_fn: Shingle
     return Shingles(*ngram_hashes(words.hashes, words.doc_offsets, k))
 
 
-def _ascii_lut(norm: Normalisation) -> np.ndarray:
-    """Byte map for pure-ASCII text equal to ``norm`` (whitespace and punctuation become spaces; the
-    words are then the runs of non-space bytes, exactly as after ``norm.apply`` and a split)."""
-    lut = np.arange(256, dtype=np.uint8)
-    if norm.lowercase:
-        lut[65:91] += 32
-    if norm.punctuation:  # every ASCII punctuation character is in Unicode's P or S categories
-        lut[[ord(c) for c in "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"]] = 32
-    lut[[9, 10, 11, 12, 13]] = 32  # the ASCII characters of \s
-    if norm.digits:
-        lut[48:58] = 48  # every digit becomes "0"; runs of "0" are then collapsed
-    return lut
-
-
-_lut16_cache: dict[tuple, np.ndarray] = {}
+_lut16_cache: dict[str, np.ndarray] = {}
 
 
 def _ascii_normalise(offsets: np.ndarray, data: np.ndarray, norm: Normalisation) -> tuple[np.ndarray, np.ndarray]:
     """``norm`` on pure-ASCII documents with numpy: one table lookup (two bytes at a time), plus one
     compaction when digit runs collapse to "0". Runs of spaces stay (split_words does not mind)."""
-    key = (norm.lowercase, norm.punctuation, norm.digits)
+    key = norm.level
     if key not in _lut16_cache:
-        lut = _ascii_lut(norm).astype(np.uint16)
+        lut = norm.ascii_table().astype(np.uint16)
         i = np.arange(1 << 16)
         _lut16_cache[key] = lut[i & 255] | (lut[i >> 8] << np.uint16(8))
     n = len(data)
@@ -347,7 +295,7 @@ def _ascii_normalise(offsets: np.ndarray, data: np.ndarray, norm: Normalisation)
     if n & 1:
         padded[n] = 32
     out = _lut16_cache[key][padded.view("<u2")].view(np.uint8)[:n]
-    if not norm.digits or n == 0:
+    if not norm.fuzzy or n == 0:  # only fuzzy maps digits to "0", whose runs collapse
         return offsets, out
     zero = out == 48
     drop = np.flatnonzero(zero[1:] & zero[:-1]) + 1
@@ -364,7 +312,7 @@ def doc_shingles(text: TextColumn, norm: Normalisation, k: int, unit: Unit = "wo
     """Shingle hashes of raw texts under ``norm``. Word shingles of pure-ASCII documents take a numpy
     fast path (polars' Unicode regexes cost ~5 ns a byte each); the others go through polars. Both give
     the same words, so the shingles are those of ``shingle_batch(norm.apply(text))``."""
-    if unit != "word" or hash_fn != "fast" or not norm.whitespace:
+    if unit != "word" or hash_fn != "fast" or norm.level == "none":
         return shingle_batch(norm.apply(as_series(text)), k, unit, hash_fn)
     if isinstance(text, pl.Series) or text.null_count:
         text = as_series(text).fill_null("")

@@ -39,8 +39,8 @@ from typing import Literal
 
 import numpy as np
 import polars as pl
-import pyarrow.parquet as pq
 
+from corpus import frames
 from corpus.operators import GlobalFilterOperator, StageContext, StageView, Verdict
 from corpus.schema import ID, ROW_ID
 from corpus.stages.dedup_index import (
@@ -51,7 +51,7 @@ from corpus.stages.dedup_index import (
     load_npy,
     mix64,
     n_partitions,
-    read_column,
+    partition_of,
     read_partition,
     reduce_edges,
     save_identity,
@@ -64,7 +64,6 @@ from corpus.stages.dedup_index import (
 )
 from corpus.stages.dedup_text import (
     MASK32,
-    Normalisation,
     Permutations,
     Shingles,
     TextColumn,
@@ -72,9 +71,9 @@ from corpus.stages.dedup_text import (
     doc_shingles,
     ranges,
     signatures,
-    utf8_buffers,
 )
 from corpus.stages.lsh_params import DEFAULT_FN_WEIGHT, DEFAULT_FP_WEIGHT, explain, optimal_bands_rows, s_curve
+from corpus.stages.normalise import Level, Normalisation
 from corpus.writers import link_or_copy, write_parquet
 
 __all__ = ["MinHashDedup", "explain", "s_curve"]
@@ -102,7 +101,7 @@ class _Spec:
     def compat(self) -> dict:
         """The parameters a saved index must share with a run that uses it."""
         return {"num_perm": self.num_perm, "seed": self.seed, "scheme": self.scheme, "ngram": self.ngram,
-                "unit": self.unit, "shingle_hash": self.shingle_hash, "norm": self.norm.__dict__}
+                "unit": self.unit, "shingle_hash": self.shingle_hash, "normalise": self.norm.level}
 
 
 # ---------------------------------------------------------------- 1. sign
@@ -122,31 +121,35 @@ def _band_records(sig: np.ndarray, nonempty: np.ndarray, start: int, spec: _Spec
 
 
 def _write_bands(workdir: Path, seg: int, recs: np.ndarray, n_parts: int) -> None:
-    part = ((recs[:, 0] >> np.uint64(40)) % np.uint64(n_parts)).astype(np.int64)
+    part = partition_of(recs[:, 0], n_parts)
     write_partitioned(workdir / "bands" / f"{seg:05d}", recs, part, n_parts)
 
 
-def _sign_shard(args: tuple[int, Path, int, _Spec, Path, int]) -> dict:
-    seg, path, start, spec, workdir, n_parts = args
+@dataclass(frozen=True)
+class SignJob:
+    """Step 1 for one shard (or, with ``index_part``, the band keys of one part of a saved index)."""
+
+    seg: int  # its segment number in the layout
+    path: Path  # the shard, or the index part's stem
+    start: int  # the global number of its first document
+    spec: _Spec
+    workdir: Path
+    n_parts: int
+
+
+def _sign_shard(job: SignJob) -> dict:
+    spec, workdir, seg = job.spec, job.workdir, job.seg
     perms = Permutations.make(spec.num_perm, spec.seed, spec.scheme)  # type: ignore[arg-type]
-    pf = pq.ParquetFile(path)
     sigs, sets, lens, ids, row_ids = [], [], [], [], []
-    for rg in range(pf.num_row_groups):
-        table = pf.read_row_group(rg, columns=["text", ID, ROW_ID])
+    # batches of about _BATCH_BYTES of text: the numpy temporaries are a multiple of the batch
+    for table in frames.batches(job.path, ["text", ID, ROW_ID], batch_bytes=_BATCH_BYTES):
         ids.append(pl.Series(table.column(ID), dtype=pl.String))
         row_ids.append(table.column(ROW_ID).to_numpy())
-        text = table.column("text").combine_chunks()
-        offsets, _ = utf8_buffers(text)
-        batch = offsets[1:] // _BATCH_BYTES  # batches of about _BATCH_BYTES of text
-        bounds = np.concatenate([[0], np.flatnonzero(np.diff(batch)) + 1, [table.num_rows]])
-        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
-            if b <= a:
-                continue
-            sig, sh = _sign_batch(spec, perms, text.slice(int(a), int(b - a)))
-            sigs.append(sig)
-            lens.append(np.diff(sh.offsets))
-            if spec.verify:
-                sets.append(sh.hashes)
+        sig, sh = _sign_batch(spec, perms, table.column("text").combine_chunks())
+        sigs.append(sig)
+        lens.append(np.diff(sh.offsets))
+        if spec.verify:
+            sets.append(sh.hashes)
     sig = np.concatenate(sigs) if sigs else np.zeros((0, spec.num_perm), np.uint32)
     n_sh = np.concatenate(lens) if lens else np.zeros(0, np.int64)
     save_npy(workdir / "sig" / f"{seg:05d}.npy", sig)
@@ -155,21 +158,20 @@ def _sign_shard(args: tuple[int, Path, int, _Spec, Path, int]) -> dict:
         np.cumsum(n_sh, out=off[1:])
         save_npy(workdir / "sh" / f"{seg:05d}.npy", np.concatenate(sets) if sets else np.zeros(0, np.uint32))
         save_npy(workdir / "sh" / f"{seg:05d}.off.npy", off)
-    _write_bands(workdir, seg, _band_records(sig, n_sh > 0, start, spec), n_parts)
+    _write_bands(workdir, seg, _band_records(sig, n_sh > 0, job.start, spec), job.n_parts)
     save_identity(workdir, seg, ids, row_ids)
     return {"rows": len(sig), "shingles": int(n_sh.sum()), "empty": int((n_sh == 0).sum())}
 
 
-def _band_index_part(args: tuple[int, Path, int, _Spec, Path, int]) -> dict:
+def _band_index_part(job: SignJob) -> dict:
     """Band keys of a saved index part, from its stored signatures (nothing is re-read or re-hashed)."""
-    seg, stem, start, spec, workdir, n_parts = args
-    sig = load_npy(suffixed(stem, ".sig.npy"), mmap=True)
+    sig = load_npy(suffixed(job.path, ".sig.npy"), mmap=True)
     recs = []
     for a in range(0, len(sig), 100_000):
         chunk = np.asarray(sig[a : a + 100_000])
-        recs.append(_band_records(chunk, ~(chunk == MASK32).all(axis=1), start + a, spec))
-    _write_bands(workdir, seg, np.concatenate(recs) if recs else np.zeros((0, 2), np.uint64), n_parts)
-    save_identity(workdir, seg, [read_column(pq.ParquetFile(suffixed(stem, ".ids.parquet")), ID)], None)
+        recs.append(_band_records(chunk, ~(chunk == MASK32).all(axis=1), job.start + a, job.spec))
+    _write_bands(job.workdir, job.seg, np.concatenate(recs) if recs else np.zeros((0, 2), np.uint64), job.n_parts)
+    save_identity(job.workdir, job.seg, [frames.column(suffixed(job.path, ".ids.parquet"), ID)], None)
     return {"rows": len(sig)}
 
 
@@ -210,21 +212,33 @@ def _unique_pairs(pairs: np.ndarray) -> np.ndarray:
     return np.stack([(code >> np.uint64(32)).astype(np.int64), (code & np.uint64(MASK32)).astype(np.int64)], axis=1)
 
 
-def _bucket_partition(args: tuple[list[Path], int, Path, int, int, int]) -> dict:
-    stems, p, workdir, n_q, index_docs, all_pairs_max = args
-    recs = read_partition(stems, p, 2, np.uint64)
+@dataclass(frozen=True)
+class BucketJob:
+    """Step 2 for one band partition."""
+
+    stems: tuple[Path, ...]  # every segment's partitioned band file
+    part: int
+    workdir: Path
+    n_pair_parts: int
+    index_docs: int  # documents of the saved index (numbered first)
+    all_pairs_max: int
+
+
+def _bucket_partition(job: BucketJob) -> dict:
+    recs = read_partition(job.stems, job.part, 2, np.uint64)
     order = np.lexsort((recs[:, 1], recs[:, 0]))
-    pairs = bucket_pairs(recs[order, 0], recs[order, 1].astype(np.int64), all_pairs_max)
-    pairs = _unique_pairs(pairs[pairs[:, 1] >= index_docs])  # index-index pairs were settled before
-    q = ((mix64((pairs[:, 0] << 32) | pairs[:, 1]) >> np.uint64(40)) % np.uint64(n_q)).astype(np.int64)
-    write_partitioned(workdir / "pairs" / f"{p:05d}", pairs, q, n_q)
+    pairs = bucket_pairs(recs[order, 0], recs[order, 1].astype(np.int64), job.all_pairs_max)
+    pairs = _unique_pairs(pairs[pairs[:, 1] >= job.index_docs])  # index-index pairs were settled before
+    n_q = job.n_pair_parts
+    q = partition_of(mix64((pairs[:, 0] << 32) | pairs[:, 1]), n_q)
+    write_partitioned(job.workdir / "pairs" / f"{job.part:05d}", pairs, q, n_q)
     return {"records": len(recs), "pairs": len(pairs)}
 
 
 # ---------------------------------------------------------------- 3. verify
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Store:
     """Shingle sets and signatures of every segment, memory-mapped, by global document number."""
 
@@ -299,9 +313,20 @@ def jaccard(pairs: np.ndarray, store: _Store) -> np.ndarray:
     return j
 
 
-def _verify_partition(args: tuple[list[Path], int, Path, _Store | None, float]) -> dict:
-    stems, q, workdir, store, threshold = args
-    pairs = _unique_pairs(read_partition(stems, q, 2, np.int64))
+@dataclass(frozen=True)
+class VerifyJob:
+    """Step 3 for one pair partition."""
+
+    stems: tuple[Path, ...]  # every band partition's pair file
+    part: int
+    workdir: Path
+    store: _Store | None  # None: no verification, every candidate is an edge
+    threshold: float
+
+
+def _verify_partition(job: VerifyJob) -> dict:
+    store, threshold = job.store, job.threshold
+    pairs = _unique_pairs(read_partition(job.stems, job.part, 2, np.int64))
     hist = np.zeros(20, np.int64)
     if store is not None and len(pairs):
         ok = np.zeros(len(pairs), bool)
@@ -312,24 +337,36 @@ def _verify_partition(args: tuple[list[Path], int, Path, _Store | None, float]) 
         edges = pairs[ok]
     else:
         edges = pairs
-    save_npy(workdir / "edges" / f"{q:05d}.npy", reduce_edges(edges[:, 0], edges[:, 1]))
+    save_npy(job.workdir / "edges" / f"{job.part:05d}.npy", reduce_edges(edges[:, 0], edges[:, 1]))
     return {"candidates": len(pairs), "edges": len(edges), "jaccard_hist": hist.tolist()}
 
 
 # ---------------------------------------------------------------- 5. outputs
 
 
-def _write_index_part(args: tuple[Path, Path, int, np.ndarray, Path, bool]) -> int:
+@dataclass(frozen=True)
+class IndexPartJob:
+    """One part of index_out: a shard's kept documents."""
+
+    workdir: Path
+    shard: Path
+    seg: int
+    removed_rows: np.ndarray  # rows of the shard removed as near-duplicates
+    out_stem: Path
+    with_sets: bool
+
+
+def _write_index_part(job: IndexPartJob) -> int:
     """One index part: the signatures, ids and shingle sets of a shard's kept documents."""
-    workdir, shard_path, seg, removed_rows, out_stem, with_sets = args
+    workdir, seg, out_stem = job.workdir, job.seg, job.out_stem
     sig = load_npy(workdir / "sig" / f"{seg:05d}.npy", mmap=True)
     keep = np.ones(len(sig), bool)
-    keep[removed_rows] = False
+    keep[job.removed_rows] = False
     rows = np.flatnonzero(keep)
     save_npy(suffixed(out_stem, ".sig.npy"), np.asarray(sig[rows]))
-    ids = read_column(pq.ParquetFile(shard_path), "id").gather(rows).cast(pl.String)
-    write_parquet(pl.DataFrame({"id": ids}), suffixed(out_stem, ".ids.parquet"))
-    if with_sets:
+    ids = frames.column(job.shard, ID).gather(rows).cast(pl.String)
+    write_parquet(pl.DataFrame({ID: ids}), suffixed(out_stem, ".ids.parquet"))
+    if job.with_sets:
         off = load_npy(workdir / "sh" / f"{seg:05d}.off.npy")
         flat = load_npy(workdir / "sh" / f"{seg:05d}.npy", mmap=True)
         n = off[rows + 1] - off[rows]
@@ -358,7 +395,7 @@ class MinHashDedup(GlobalFilterOperator):
     name = "minhash_dedup"
     needs = {"id": pl.String, "text": pl.String, "row_id": pl.Int64}
     adds = {"cluster_id": pl.Int64, "cluster_size": pl.Int64, "duplicate_of": pl.String, "duplicate_of_row": pl.Int64}
-    version = "2"  # 2: results keyed by row_id; cluster_id is the kept row's row_id
+    version = "3"  # 3: normalisation levels (fuzzy adds NFKC)
 
     threshold: float = 0.8  # target Jaccard similarity of shingle sets
     num_perm: int = 128
@@ -372,10 +409,7 @@ class MinHashDedup(GlobalFilterOperator):
     seed: int = 1
     scheme: Literal["affine32", "legacy"] = "affine32"  # datasketch's permutation scheme (>= 2.0 / < 2.0)
     shingle_hash: Literal["fast", "sha1"] = "fast"  # sha1: datasketch's default hash, far slower
-    lowercase: bool = True
-    punctuation: bool = True
-    digits: bool = True
-    nfkc: bool = False
+    normalise: Level = "fuzzy"  # texts are shingled at this level (stages/normalise.py)
     bucket_all_pairs: int = 32  # buckets up to this size are paired exhaustively
     partitions: int = 0  # band / pair partitions (0: sized to ~64 MB each, at least one per worker)
     index: str | None = None  # a saved index to deduplicate against (its documents win)
@@ -390,6 +424,7 @@ class MinHashDedup(GlobalFilterOperator):
             raise ValueError("give both bands and rows, or neither (then they are derived from threshold)")
         if self.bands * self.rows > self.num_perm:
             raise ValueError(f"bands x rows = {self.bands * self.rows} exceeds num_perm = {self.num_perm}")
+        Normalisation(self.normalise)
 
     # ------------------------------------------------------------ parameters
 
@@ -400,9 +435,8 @@ class MinHashDedup(GlobalFilterOperator):
 
     def _spec(self) -> _Spec:
         b, r = self.band_rows()
-        norm = Normalisation(self.lowercase, True, self.punctuation, self.digits, self.nfkc)
-        return _Spec(self.num_perm, self.seed, self.scheme, self.ngram, self.unit, self.shingle_hash, norm, b, r,
-                     self.verify)
+        return _Spec(self.num_perm, self.seed, self.scheme, self.ngram, self.unit, self.shingle_hash,
+                     Normalisation(self.normalise), b, r, self.verify)
 
     def config_key(self) -> str:
         # A run against an index must redo its fit when the index grows, though the path is the same.
@@ -441,17 +475,16 @@ class MinHashDedup(GlobalFilterOperator):
         n_parts = n_partitions(layout.total * spec.bands, 16, ctx.workers, fixed=self.partitions)
 
         # 1. sign
-        jobs = [(k, s.path, s.start, spec, work, n_parts) for k, s in enumerate(layout.segments) if s.kind == "shard"]
-        infos = ctx.pool_map(_sign_shard, jobs)
-        ctx.pool_map(_band_index_part, [(k, parts[k][0], layout.segments[k].start, spec, work, n_parts)
-                                        for k in range(n_idx)])
+        jobs = [SignJob(k, s.path, s.start, spec, work, n_parts) for k, s in enumerate(layout.segments)]
+        infos = ctx.pool_map(_sign_shard, [j for j, s in zip(jobs, layout.segments, strict=True) if s.kind == "shard"])
+        ctx.pool_map(_band_index_part, [j for j, s in zip(jobs, layout.segments, strict=True) if s.kind == "index"])
         timings["sign"] = time.perf_counter() - t
 
         # 2. bucket
         t = time.perf_counter()
-        band_stems = [work / "bands" / f"{k:05d}" for k in range(len(layout.segments))]
-        bucket = ctx.pool_map(_bucket_partition, [(band_stems, p, work, n_parts, layout.index_docs,
-                                                   self.bucket_all_pairs) for p in range(n_parts)])
+        band_stems = tuple(work / "bands" / f"{k:05d}" for k in range(len(layout.segments)))
+        bucket = ctx.pool_map(_bucket_partition, [BucketJob(band_stems, p, work, n_parts, layout.index_docs,
+                                                            self.bucket_all_pairs) for p in range(n_parts)])
         shutil.rmtree(work / "bands", ignore_errors=True)
         timings["bucket"] = time.perf_counter() - t
 
@@ -464,8 +497,8 @@ class MinHashDedup(GlobalFilterOperator):
             sig_paths = [suffixed(p, ".sig.npy") for p, _, _ in parts]
             sig_paths += [work / "sig" / f"{k:05d}.npy" for k in range(n_idx, len(layout.segments))]
             store = _Store(layout.starts, sh_stems, sig_paths)
-        pair_stems = [work / "pairs" / f"{p:05d}" for p in range(n_parts)]
-        checks = ctx.pool_map(_verify_partition, [(pair_stems, q, work, store, self.threshold)
+        pair_stems = tuple(work / "pairs" / f"{p:05d}" for p in range(n_parts))
+        checks = ctx.pool_map(_verify_partition, [VerifyJob(pair_stems, q, work, store, self.threshold)
                                                   for q in range(n_parts)])
         shutil.rmtree(work / "pairs", ignore_errors=True)
         timings["verify"] = time.perf_counter() - t
@@ -562,7 +595,7 @@ class MinHashDedup(GlobalFilterOperator):
                 continue
             name = f"part-{base + len(names):05d}"
             names.append(name)
-            jobs.append((ctx.artifacts, s.path, k, row[seg == k], stage / name, spec.verify))
+            jobs.append(IndexPartJob(ctx.artifacts, s.path, k, row[seg == k], stage / name, spec.verify))
         counts = ctx.pool_map(_write_index_part, jobs)
         meta["parts"] += [{"name": n, "docs": c, "sets": spec.verify} for n, c in zip(names, counts, strict=True)]
         write_json(stage / "index.json", meta)

@@ -14,10 +14,10 @@ finished run with the same key and intact outputs does nothing. The output folde
 **Splits** are decided per *group*, not per document, so exact and near duplicates never straddle
 splits: a document's group is its ``group_column`` value (near-dup ``cluster_id``: the row_id of its
 cluster's kept document, unique by construction, so documents that merely share a user id never
-share a group) when present, else the hash of its normalised text (lowercased, whitespace
-collapsed: at least as coarse as the exact-dedup normalisation, so a document and its
-``duplicate_of`` copy hash together). The group key, salted with the seed, hashes to a point in
-[0, 1) that falls into one split's fraction. This relies on exact duplicates sharing a near-dup
+share a group) when present, else the digest of its text at normalisation level ``fuzzy`` (the
+coarsest level, so a document and any copy exact dedup would find, at whatever level, hash
+together). The group key, salted with the seed, hashes to a point in [0, 1) that falls into one
+split's fraction. This relies on exact duplicates sharing a near-dup
 cluster when clusters are present (identical texts have identical MinHash signatures, so they do),
 which keeps the assignment a per-document decision: no global pass, any number of workers.
 """
@@ -30,7 +30,7 @@ import json
 import os
 import shutil
 import struct
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,10 +39,13 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
+from corpus import frames
 from corpus.lock import RunLock
 from corpus.manifest import file_sha256, require_intact
 from corpus.operators import PoolMap, SinkOperator, StageContext
 from corpus.shards import IndexedWriter, check_content, dtype_for_vocab, merge
+from corpus.stages.dedup_text import digests128
+from corpus.stages.normalise import Normalisation
 from corpus.stages.tokenizer import (
     ROLE_TOKENS,
     eod_id,
@@ -55,27 +58,26 @@ from corpus.work import read_marker, write_marker
 from corpus.writers import write_bytes_atomic
 
 SPLITS = ("train", "validation", "test")
-VERSION = "2"  # 2: sidecars record the files' sha256; sets from version 1 are rewritten, not resumed
+VERSION = "3"  # 3: split groups by text at normalisation level fuzzy; older sets are rewritten, not resumed
 LOSS_MASKS = (None, "assistant")
 
 
 # ---------------------------------------------------------------- splits
 
 
-def normalise_for_grouping(text: str) -> str:
-    """Lowercased, whitespace runs collapsed to one space, stripped. ``str.split`` splits on every
-    character ExactDedup's ``\\s+`` matches (and a few more), so this is at least as coarse."""
-    return " ".join(text.lower().split())
+# Coarser than every level exact dedup can use, so copies it would find never straddle splits.
+GROUPING = Normalisation("fuzzy")
 
 
-def group_keys(texts: Sequence[str | None], groups: Sequence[Any] | None = None) -> list[bytes]:
+def group_keys(texts: pl.Series | Sequence[str | None], groups: Sequence[Any] | None = None) -> list[bytes]:
     """The split-grouping key of each document: ``g:<group value>`` when non-null (a cluster_id is a row
-    identity, never a user id, which may repeat), else ``t:<text>`` (normalised; hashed later, so the
-    text itself is the key)."""
-    if groups is None:
-        return [b"t:" + normalise_for_grouping(t or "").encode() for t in texts]
-    return [b"t:" + normalise_for_grouping(t or "").encode() if g is None else b"g:" + str(g).encode()
-            for t, g in zip(texts, groups, strict=True)]
+    identity, never a user id, which may repeat), else ``t:<digest of the text at level fuzzy>``."""
+    s = texts if isinstance(texts, pl.Series) else pl.Series(texts, dtype=pl.String)
+    raw = digests128(GROUPING.apply(s)).tobytes()
+    keys = [b"t:" + raw[16 * i : 16 * i + 16] for i in range(len(s))]
+    if groups is not None:
+        keys = [k if g is None else b"g:" + str(g).encode() for k, g in zip(keys, groups, strict=True)]
+    return keys
 
 
 def assign_splits(keys: Sequence[bytes], fractions: Sequence[float], seed: int) -> np.ndarray:
@@ -173,24 +175,6 @@ def plan_pieces(shard: Path, text_column: str, piece_bytes: int) -> list[tuple[i
     return [(md.num_rows * k // n, md.num_rows * (k + 1) // n) for k in range(n)]
 
 
-def _batches(pf: pq.ParquetFile, start: int, stop: int, batch_rows: int, columns: list[str]) -> Iterator[Any]:
-    """Record batches covering rows [start, stop): row groups outside are not read at all."""
-    first = 0
-    for g in range(pf.metadata.num_row_groups):
-        rows = pf.metadata.row_group(g).num_rows
-        lo, hi = max(start - first, 0), min(stop - first, rows)
-        if lo < hi:
-            pos = 0
-            for batch in pf.iter_batches(batch_size=batch_rows, row_groups=[g], columns=columns):
-                a, b = max(lo - pos, 0), min(hi - pos, batch.num_rows)
-                if a < b:
-                    yield batch.slice(a, b - a)
-                pos += batch.num_rows
-                if pos >= hi:
-                    break
-        first += rows
-
-
 def tokenize_piece(job: PieceJob) -> dict[str, Any]:
     """Tokenize rows [start, stop) of one Parquet shard into ``<parts>/<name>/<split>`` shard sets;
     write its marker last."""
@@ -203,17 +187,16 @@ def tokenize_piece(job: PieceJob) -> dict[str, Any]:
     roles = job.meta.get("special_token_ids", {})
     if job.loss_mask == "assistant" and not all(t in roles for t in ROLE_TOKENS[2:]):
         raise ValueError("loss_mask='assistant' needs the <|assistant|> and <|end|> tokens in the tokenizer")
-    pf = pq.ParquetFile(job.shard)
-    group = job.group_column if job.group_column in pf.schema_arrow.names else None
-    columns = [job.text_column] + ([group] if group else [])
+    group = job.group_column
     out_dir = Path(job.parts) / job.name
     dtype = np.dtype(job.meta["dtype"])
     writers = [IndexedWriter(out_dir / s, dtype, with_mask=job.loss_mask is not None) for s in SPLITS]
     try:
-        for batch in _batches(pf, job.start, job.stop, job.batch_rows, columns):
+        for batch in frames.batches(job.shard, [job.text_column], optional=[group] if group else [],
+                                    rows=(job.start, job.stop), batch_rows=job.batch_rows):
             texts = [t or "" for t in batch.column(0).to_pylist()]
-            groups = batch.column(1).to_pylist() if group else None
-            split = assign_splits(group_keys(texts, groups), job.split, job.seed)
+            groups = batch.column(group).to_pylist() if group in batch.column_names else None
+            split = assign_splits(group_keys(pl.Series(batch.column(0)), groups), job.split, job.seed)
             flat, lengths = encode(tok, texts, eod)
             mask = (assistant_mask(flat, lengths, roles["<|assistant|>"], roles["<|end|>"])
                     if job.loss_mask == "assistant" else None)

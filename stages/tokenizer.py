@@ -18,9 +18,9 @@ import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import pyarrow.parquet as pq
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from corpus import frames
 from corpus.manifest import read_manifest, require_intact
 from corpus.writers import write_bytes_atomic
 
@@ -61,7 +61,7 @@ def corpus_texts(corpus: Path, text_column: str = "text", batch_rows: int = 2048
             files = [corpus / s["path"] for s in require_intact(corpus, manifest, level="hash")["shards"]]
     left = max_docs
     for path in files:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=[text_column]):
+        for batch in frames.batches(path, [text_column], batch_rows=batch_rows):
             texts = [t for t in batch.column(0).to_pylist() if t]
             if left is not None:
                 texts = texts[:left]

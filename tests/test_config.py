@@ -52,6 +52,9 @@ def test_good_config_loads(tmp_path: Path):
         ("    min_chars: 10", "    min_chars: 10\n    max_chars: 5", "pipeline[1] (length_filter): max_chars (5) "
                                                                     "is below min_chars (10)"),
         ("workers: 1", "workers: 1\nshard_max_bytes: lots", "shard_max_bytes: expected a size like '128MB'"),
+        ("    min_chars: 10", "    min_chars: 10\n  - op: exact_dedup\n    normalise: lower",
+         "c.yaml:11: pipeline[2] (exact_dedup).normalise: expected one of 'none', 'exact', 'loose', 'fuzzy', "
+         "got str 'lower'"),
     ],
 )
 def test_errors_name_line_and_key(tmp_path: Path, old: str, new: str, expected: str):
@@ -114,3 +117,56 @@ def test_cli_validate(tmp_path: Path):
     res = run_cli("validate", str(write_config(tmp_path / "c.yaml", GOOD)))
     assert res.returncode == 0, res.stderr
     assert "2 files" in res.stdout and "normalize_text -> length_filter" in res.stdout
+
+
+# ---------------------------------------------------------------- entry-point discovery (corpus/registry.py)
+
+
+@pytest.fixture
+def fake_plugins(tmp_path, monkeypatch):
+    """An installed distribution with entry points of every kind the registry must tell apart."""
+    dist = tmp_path / "fakeplugins-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: fakeplugins\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(
+        "[corpusforge.test_things]\n"
+        "shout = fakeplug:Shout\nbroken = fakeplug_missing:Thing\nplain = fakeplug:NotAnOperator\n"
+        "renamed = fakeplug:Shout\n"
+        "[corpusforge.test_sections]\n"
+        "good = fakeplug\nbad = fakeplug_missing\n")
+    (tmp_path / "fakeplug.py").write_text(
+        "from dataclasses import dataclass\nfrom corpus.operators import MapOperator\nLOADED = True\n"
+        "@dataclass\nclass Shout(MapOperator):\n    name = 'shout'\n    def map(self, df):\n        return df\n"
+        "class NotAnOperator:\n    name = 'plain'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+def test_one_discovery_for_every_kind_of_entry_point(fake_plugins):
+    from corpus import plugins
+    from corpus.operators import Operator
+    from corpus.registry import Registry, UnknownName, UnknownOperator, load_modules
+
+    reg = Registry("corpusforge.test_things", "operator", lambda: Operator, UnknownOperator)
+    assert reg.names() == ["broken", "plain", "renamed", "shout"]
+    assert reg.get("shout").__name__ == "Shout"
+    expected = {
+        "shuot": "unknown operator 'shuot' (did you mean 'shout'?); known: broken, plain, renamed, shout",
+        "broken": "operator 'broken' (fakeplug_missing:Thing) failed to import: No module named 'fakeplug_missing'",
+        "plain": "entry point 'plain' (fakeplug:NotAnOperator) is not a subclass of Operator",
+        "renamed": "entry point 'renamed' (fakeplug:Shout) points at a class named 'shout'",
+    }
+    for name, message in expected.items():
+        with pytest.raises(UnknownOperator) as exc:
+            reg.get(name)
+        assert str(exc.value) == message
+    # training plugins and operators answer alike (one class of error, the same wording)
+    with pytest.raises(UnknownName, match=r"^unknown training plugin 'pretrian' \(did you mean 'pretrain'\?\); "):
+        plugins.get("pretrian")
+    assert issubclass(plugins.UnknownPlugin, UnknownName) and issubclass(UnknownOperator, UnknownName)
+    # report-section modules: every one imported, a broken one reported, not raised
+    failed = load_modules("corpusforge.test_sections")
+    assert [(target, type(e).__name__) for target, e in failed] == [("fakeplug_missing", "ModuleNotFoundError")]
+    import fakeplug  # type: ignore[import-not-found]
+
+    assert fakeplug.LOADED

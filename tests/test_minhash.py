@@ -16,7 +16,6 @@ from datasketch import MinHash
 from corpus import InputSpec, Pipeline
 from corpus.stages.dedup_index import components, reduce_edges
 from corpus.stages.dedup_text import (
-    Normalisation,
     Permutations,
     char_shingles_ref,
     shingle_batch,
@@ -26,9 +25,10 @@ from corpus.stages.dedup_text import (
 )
 from corpus.stages.lsh_params import explain, s_curve
 from corpus.stages.minhash import MinHashDedup, bucket_pairs
+from corpus.stages.normalise import Normalisation
 
 THRESHOLD = 0.8
-NORM = Normalisation(lowercase=True, whitespace=True, punctuation=True, digits=True)
+NORM = Normalisation("fuzzy")
 
 
 # ---------------------------------------------------------------- corpus with planted near-duplicates

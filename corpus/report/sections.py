@@ -19,9 +19,9 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from typing import Any
 
+from corpus.registry import load_modules
 from corpus.report.data import ReportContext
 from corpus.report.html import (
     Cell,
@@ -110,11 +110,8 @@ def _load_plugins() -> None:
     if _plugins_loaded:
         return
     _plugins_loaded = True
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            ep.load()
-        except Exception as exc:  # a broken plugin must not cost the whole report
-            log.warning("report: cannot load section plugin %s: %s", ep.value, exc)
+    for target, exc in load_modules(ENTRY_POINT_GROUP):  # a broken plugin must not cost the whole report
+        log.warning("report: cannot load section plugin %s: %s", target, exc)
 
 
 # ---------------------------------------------------------------- helpers shared by the sections
