@@ -35,8 +35,9 @@ from corpus.catalog import Catalog
 from corpus.operators import Operator
 from corpus.stages import boilerplate
 from corpus.stages.boilerplate import C4Lines
-from corpus.stages.clean import CONTROL, UNICODE_SPACES, NormalizeText
+from corpus.stages.clean import CONTROL, NormalizeText
 from corpus.stages.html import HtmlToText
+from corpus.stages.normalise import UNICODE_SPACES
 from corpus.stages.pii import PiiRedact
 
 # ---------------------------------------------------------------- plain per-document implementations

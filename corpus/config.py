@@ -106,9 +106,10 @@ def hint_name(tp: Any) -> str:
         return tp.__name__
     return str(tp).replace("typing.", "")
 def _type_name(tp: Any) -> str:
+    """What an error message says was expected: the choices of a Literal, else the annotation."""
     if typing.get_origin(tp) is typing.Literal:
         return "one of " + ", ".join(map(repr, typing.get_args(tp)))
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+    return hint_name(tp)
 
 
 def build_dataclass(cls: type, params: dict, where: str, lines: dict, path: tuple, errors: list[str]) -> Any:
@@ -124,7 +125,7 @@ def build_dataclass(cls: type, params: dict, where: str, lines: dict, path: tupl
             ok = False
         elif not _type_ok(value, hints[key]):
             errors.append(
-                f"{line}: {where}.{key}: expected {hint_name(hints[key])}, got {type(value).__name__} {value!r}"
+                f"{line}: {where}.{key}: expected {_type_name(hints[key])}, got {type(value).__name__} {value!r}"
             )
             ok = False
     missing = [

@@ -104,5 +104,5 @@ def get(name: str) -> type[Operator]:
 
 def where(name: str) -> str:
     """Where an operator comes from (its entry point: module:Class)."""
-    ep = OPERATORS.entries().get(name)
+    ep = OPERATORS.entries.get(name)
     return ep.value if ep is not None else ""
