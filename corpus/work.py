@@ -22,7 +22,9 @@ from corpus.integrity import record
 from corpus.operators import FITTED, FilterOperator, MapOperator, Operator, Verdict, output_problem
 from corpus.quarantine import RawStore
 from corpus.readers import ReadTask, read_task
-from corpus.schema import REJECT_REASON, REJECT_STAGE, SOURCE, TEXT
+from corpus.readers.fields import FieldStats
+from corpus.readers.fields import merge as merge_fields
+from corpus.schema import COPY_OF, REJECT_REASON, REJECT_STAGE, ROW_ID, SOURCE, TEXT
 from corpus.writers import ShardWriter, link_or_copy, write_bytes_atomic, write_parquet
 
 
@@ -110,6 +112,7 @@ def ingest(job: IngestJob) -> dict:
     bad = ShardWriter(quar_dir, prefix, None)
     seen = blank = n_docs = n_bad = bytes_read = text_bytes = 0
     kinds: dict[str, int] = defaultdict(int)
+    fields: FieldStats = {}
     try:
         for chunk in read_task(task, chunk_bytes=chunk_bytes, sink=raw):
             if chunk.seen != chunk.docs.height + chunk.bad.height:
@@ -127,6 +130,7 @@ def ingest(job: IngestJob) -> dict:
             text_bytes += int(chunk.docs[TEXT].str.len_bytes().sum() or 0)
             for kind, n in chunk.bad["kind"].value_counts().iter_rows():
                 kinds[kind] += n
+            merge_fields(fields, chunk.extra.get("fields", {}))
     except BaseException:
         docs.abort()
         bad.abort()
@@ -145,6 +149,7 @@ def ingest(job: IngestJob) -> dict:
         "docs": n_docs,
         "quarantined": n_bad,
         "quarantine_kinds": dict(kinds),
+        "fields": fields,  # top-level fields of the file's records, with their types (schema drift)
         "quarantine_file": f"{prefix}.parquet" if n_bad else None,
         "quarantine_raw": raw.names,  # side files, relative to quarantine/
         # what this unit wrote, as written (paths relative to the stage folder): resume and publish check these
@@ -205,7 +210,26 @@ def apply_op(op: Operator, df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame
     rejected = scored.filter(~keep).with_columns(
         pl.lit(op.name).alias(REJECT_STAGE), reason_s.filter(~keep).cast(pl.String).alias(REJECT_REASON)
     )
-    return scored.filter(keep), rejected
+    kept = scored.filter(keep)
+    if verdict.copies is not None and verdict.copies.height:
+        _check_copies(op, kept, verdict.copies)
+        kept = pl.concat([kept, verdict.copies])
+    return kept, rejected
+
+
+def _check_copies(op: Operator, kept: pl.DataFrame, copies: pl.DataFrame) -> None:
+    """Copies (upsampling) have the kept rows' columns, name a kept row in copy_of_row and have row_ids
+    of their own: every row keeps a unique identity, and the balance can count originals only."""
+    where = f"filter operator '{op.name}' returned copies"
+    if copies.schema != kept.schema:
+        raise OperatorError(f"{where} with columns {dict(copies.schema)}, not the kept rows' {dict(kept.schema)}")
+    if COPY_OF not in copies.columns or copies[COPY_OF].null_count():
+        raise OperatorError(f"{where} without {COPY_OF!r} naming each one's original")
+    if not copies[COPY_OF].is_in(kept[ROW_ID].implode()).all():
+        raise OperatorError(f"{where} of rows it did not keep")
+    ids = pl.concat([kept[ROW_ID], copies[ROW_ID]])
+    if ids.n_unique() != ids.len():
+        raise OperatorError(f"{where} whose {ROW_ID} repeats another row's")
 
 
 def _check(op: Operator, before: pl.DataFrame, after: pl.DataFrame) -> None:

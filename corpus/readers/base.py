@@ -31,6 +31,7 @@ class InputSpec:
     text_key: str = "text"
     id_key: str | None = None  # None: id = "<source>:<relative path>:<row>"
     meta_keys: list[str] | None = None  # None: every other field goes to meta
+    meta_rename: dict[str, str] = field(default_factory=dict)  # input field -> its name in meta
     text_mode: str = "file"  # text format: "file" (one doc per file) or "line" (one doc per line)
     query: str | None = None  # duckdb: the SQL query
     database: str | None = None  # duckdb: database file (None: in-memory, query may read files)
