@@ -203,6 +203,11 @@ def apply_op(op: Operator, df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame
             f"filter operator '{op.name}' returned a keep mask of {keep.len()} {keep.dtype} values "
             f"({keep.null_count()} null) for {df.height} rows; it must be one non-null bool per row"
         )
+    _, adds, modifies = op.columns()
+    undeclared = [name for name in verdict.scores if name not in adds and name not in modifies]
+    if undeclared:
+        raise OperatorError(f"filter operator '{op.name}' returned score(s) {undeclared} it declares neither in "
+                            "`adds` nor in `modifies`")
     scored = df.with_columns([s.alias(name) for name, s in verdict.scores.items()]) if verdict.scores else df
     _check(op, df, scored)
     reason = verdict.reason

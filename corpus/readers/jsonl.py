@@ -107,6 +107,7 @@ class DocBuilder:
         self.rel = task.rel_path
         self.row_base = task.index << ROW_BITS
         self.text_key = spec.text_key
+        self.text_json = spec.text_json
         self.id_key = spec.id_key
         self.meta_keys = sorted(set(spec.meta_keys)) if spec.meta_keys is not None else None
         self.rename = dict(spec.meta_rename)  # input field -> its name in meta
@@ -173,6 +174,11 @@ class DocBuilder:
         if text is None:
             self.add_bad(row, "null_text", f"text field {key!r} is null", raw)
             return
+        if self.text_json and isinstance(text, list | dict):
+            if not text:
+                self.add_bad(row, "empty_text", f"text field {key!r} is an empty {type_name(text)}", raw)
+                return
+            text = json.dumps(text, ensure_ascii=False, default=json_default)
         if not isinstance(text, str):
             self.add_bad(row, "non_string_text", f"text field {key!r} is {type_name(text)}, expected string", raw)
             return
