@@ -161,3 +161,36 @@ def signals(text: str, meta: str = "{}", url_field: str = "url", terminal_punct:
     url = json.loads(meta).get(url_field)
     out["url_domain"], out["url_tld"] = url_parts(url if isinstance(url, str) else None)
     return out
+
+
+def langid(model, text: str) -> tuple[str | None, float | None]:  # noqa: ANN001 - a fastText model
+    """Language and probability of one document, as the langid operator's document mode defines them."""
+    line = text.replace("\n", " ")
+    if not line.strip():
+        return None, None
+    (prob, label), = model.f.predict(line + "\n", 1, 0.0, "replace")
+    return label.removeprefix("__label__"), min(float(prob), 1.0)
+
+
+def join(table: dict[str, dict], ambiguous: set[str], meta: str, field: str) -> tuple[dict | None, str | None]:
+    """(the table row, None) for a document whose meta field is a key of the table, else (None, reason)."""
+    key = json.loads(meta).get(field)
+    key = None if key is None else str(key)
+    if key in ambiguous:
+        return None, "join_ambiguous_key"
+    row = table.get(key) if key is not None else None
+    return (row, None) if row is not None else (None, "join_missing_key")
+
+
+_M64 = (1 << 64) - 1
+
+
+def sample_times(row_id: int, weight: float, seed: int) -> int:
+    """How many times the sample operator keeps a document (splitmix64 of row_id and seed)."""
+    x = (row_id + (seed * 0x9E3779B97F4A7C15 + 0x9E3779B97F4A7C15)) & _M64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
+    x ^= x >> 31
+    u = (x >> 11) / float(1 << 53)
+    whole = int(weight)
+    return whole + (1 if u < weight - whole else 0)

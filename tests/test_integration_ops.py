@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 
 import duckdb
 import polars as pl
 import pytest
-from helpers import read_all, run_cli, tree_digest, write_config
+from helpers import ROOT, read_all, run_cli, tree_digest, write_config
 
 from corpus import InputSpec, Pipeline
 from corpus.operators import FilterOperator, Verdict
@@ -21,6 +22,8 @@ from corpus.stages.filter import LengthFilter
 from corpus.stages.join import Join, JoinError
 from corpus.stages.sample import Sample
 from corpus.work import OperatorError, apply_op
+
+sys.path.insert(0, str(ROOT))
 
 
 def _jsonl(path, records):
@@ -131,6 +134,17 @@ def test_copies_rejected_later_keep_the_balance(tmp_path, two_sources):
     assert (b["input"], b["kept"], b["rejected"], b["copies"], b["ok"]) == (100, 0, 100, 0, True)
 
 
+def test_sample_draw_equals_the_plain_reference():
+    from benchmarks.enrich_plain import sample_times
+
+    rows = pl.DataFrame({"source": ["a", "b", "c"] * 2000, "row_id": [(i % 7) << 40 | i for i in range(6000)]})
+    op = Sample(weights={"a": 0.3, "b": 2.75}, default=1.5, seed=11)
+    verdict = op.filter(rows)
+    times = (verdict.scores["sample_copies"] + verdict.keep.cast(pl.Int64)).to_list()
+    want = [sample_times(r, {"a": 0.3, "b": 2.75}.get(s, 1.5), 11) for s, r in rows.iter_rows()]
+    assert times == want
+
+
 def test_sample_parameters():
     with pytest.raises(ValueError, match=">= 0"):
         Sample(weights={"a": -1})
@@ -194,6 +208,24 @@ def test_join_csv_and_parquet_tables(tmp_path, web):
         "SELECT name, value FROM stage_figures WHERE stage = '02-join'").fetchall()
     assert dict(figures) == {"table_rows": 2, "ambiguous_keys": 0, "docs_missing": 2, "docs_ambiguous": 0}
     assert "Joined tables" in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_join_equals_the_plain_reference(tmp_path, web):
+    from benchmarks.enrich_plain import join as plain_join
+
+    (tmp_path / "t.csv").write_text("domain,licence\na.org,cc-by\na.org,gpl\nb.org,mit\n")
+    op = Join(table=str(tmp_path / "t.csv"), key="domain", doc_key="meta.domain", on_duplicate="reject")
+    from corpus.operators import StageContext
+
+    (tmp_path / "art").mkdir()
+    op.fit(StageContext("j", tmp_path / "art", (), 1, lambda f, xs: [f(x) for x in xs]))
+    op.load(tmp_path / "art")
+    metas = [json.dumps(m) for m in ({"domain": "a.org"}, {"domain": "b.org"}, {"domain": "c.org"}, {}, {"domain": 5})]
+    df = pl.DataFrame({"meta": metas})
+    v = op.filter(df)
+    want = [plain_join({"b.org": {"licence": "mit"}}, {"a.org"}, m, "domain") for m in metas]
+    assert v.reason.to_list() == [why for _, why in want]
+    assert v.scores["licence"].to_list() == [row["licence"] if row else None for row, _ in want]
 
 
 def test_join_missing_keys_keep_or_fail(tmp_path, web):
