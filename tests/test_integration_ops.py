@@ -178,6 +178,26 @@ def test_the_executor_checks_copies(how, msg):
         apply_op(_BadCopies(how), df)
 
 
+class _Rewrites(FilterOperator):
+    name = "rewrites"
+
+    def filter(self, df: pl.DataFrame) -> Verdict:
+        return Verdict(keep=pl.Series([True] * df.height), scores={"text": df["text"].str.to_uppercase()})
+
+
+def test_a_filter_rewrites_only_what_it_declares():
+    df = pl.DataFrame({"id": ["x"], "text": ["t"], "source": ["s"], "meta": ["{}"], "src_file": ["f"],
+                       "src_row": [1], "row_id": [1]}, schema=DOC_SCHEMA)
+    with pytest.raises(OperatorError, match=r"score\(s\) \['text'\] it declares neither"):
+        apply_op(_Rewrites(), df)
+    _Rewrites.modifies = ("text",)
+    try:
+        kept, _ = apply_op(_Rewrites(), df)
+        assert kept["text"].to_list() == ["T"]
+    finally:
+        _Rewrites.modifies = ()
+
+
 # ---------------------------------------------------------------- joins through DuckDB
 
 
