@@ -538,8 +538,11 @@ def _balance(out: Path, markers: list[dict]) -> list[dict]:
     for src in sorted(set(seen) | set(kept) | set(rej) | set(quar)):
         k, r, q, b = kept.get(src, 0), rej.get(src, 0), quar.get(src, 0), blank.get(src, 0)
         n = seen.get(src, 0) + b
-        rows.append({"source": src, "input": n, "kept": k, "rejected": r, "quarantined": q, "blank": b,
-                     "copies": copies.get(src, 0), "ok": n == k + r + q + b})
+        row = {"source": src, "input": n, "kept": k, "rejected": r, "quarantined": q, "blank": b,
+               "ok": n == k + r + q + b}
+        if copies:  # only runs that up-sample have copies to show
+            row = {**row, "copies": copies.get(src, 0)}
+        rows.append(row)
     return rows
 
 

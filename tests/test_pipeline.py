@@ -33,7 +33,7 @@ def test_filter_and_dedup_route_every_document(tmp_path: Path):
     rejected = read_all(out / "rejected")
     assert kept.height + rejected.height == n
     assert res.balance == [{"source": "web", "input": n, "kept": kept.height, "rejected": rejected.height,
-                            "quarantined": 0, "blank": 0, "copies": 0, "ok": True}]
+                            "quarantined": 0, "blank": 0, "ok": True}]
     # the right operator and reason on every dropped row
     reasons = {(a, b) for a, b, _ in rejected.group_by("reject_stage", "reject_reason").len().iter_rows()}
     too_short = rejected.filter(pl.col("reject_reason") == "too_few_chars")
