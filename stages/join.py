@@ -51,6 +51,7 @@ class Join(GlobalFilterOperator):
 
     name = "join"
     version = "1"
+    needs = {"id": pl.String}  # the default doc_key; columns() gives each instance's own
     report_title: ClassVar[str] = "Joined tables"
     report_order: ClassVar[int] = 66
 

@@ -87,6 +87,7 @@ class LangId(MapOperator):
 
     name = "langid"
     version = "1"
+    adds = {"lang": pl.String, "lang_score": pl.Float64}  # document mode; columns() adds lang_paragraphs
     report_title: ClassVar[str] = "Languages"
     report_order: ClassVar[int] = 62
 

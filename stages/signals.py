@@ -367,6 +367,9 @@ class QualitySignals(MapOperator):
 
     name = "quality_signals"
     version = "1"
+    # with the default groups (what `corpus ops` shows); columns() gives each instance's own
+    needs = {TEXT: pl.String, META: pl.String}
+    adds = {c: t for g in GROUPS.values() for c, t in g.items()}
 
     groups: list[str] = field(default_factory=lambda: list(ALL_GROUPS))
     url_field: str = "url"  # meta field holding the page URL; "id": the document id is the URL
