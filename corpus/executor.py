@@ -53,10 +53,10 @@ from corpus.manifest import build_manifest
 from corpus.operators import FITTED, Operator, SinkOperator, StageContext, chain_key, ensure_columns, is_global
 from corpus.owner import check_output, claim, remove_own, write_listing
 from corpus.progress import Progress
-from corpus.readers import InputSpec, ReadTask, plan_tasks
+from corpus.readers import InputSpec, ReadTask, fields, plan_tasks
 from corpus.readers.check import QuarantineShare
 from corpus.resume import check_finished_work
-from corpus.schema import DOC_SCHEMA
+from corpus.schema import COPY_OF, DOC_SCHEMA
 from corpus.work import IngestJob, SegmentJob, Stage, ingest, read_marker, run_segment, stage_dir, write_marker
 from corpus.writers import link_or_copy
 
@@ -254,6 +254,10 @@ class LocalExecutor:
                 check_finished_work(read_dir, tasks, task_keys, _segments(stages),
                                     functools.partial(pool.ordered, label="checking finished work"), _warn)
                 markers = self._ingest(pool, progress, catalog, run_id, tasks, task_keys, read_dir, shard_max_bytes)
+                drift = fields.drift(markers)
+                catalog.record_fields(run_id, markers, drift)
+                for line in fields.describe(drift):
+                    log.warning("%s", line)
                 files = _files(read_dir, markers)  # every work file of this run, as its writer recorded it
                 shards = [s for m in markers for s in m["shards"]]
                 catalog.set_units(run_id, len(shards))
@@ -509,12 +513,21 @@ def _publish(out: Path, read_dir: Path, markers: list[dict], stages: list[Stage]
                           {"run_id": run_id, "pipeline": pipeline})
 
 
-def _count_by_source(files: list[Path]) -> dict[str, int]:
+def _count_by_source(files: list[Path], copies: bool = False) -> dict[str, int]:
+    """Rows per source in these Parquet files: originals, or (copies=True) the copies upsampling made."""
     if not files:
         return {}
     rel = [str(f) for f in files]
+    cols = [d[0] for d in duckdb.execute("SELECT * FROM read_parquet(?, union_by_name = true) LIMIT 0",
+                                         [rel]).description]
+    if COPY_OF not in cols:
+        if copies:
+            return {}
+        where = ""
+    else:
+        where = f"WHERE {COPY_OF} IS {'NOT ' if copies else ''}NULL"
     rows = duckdb.execute(
-        "SELECT source, count(*) FROM read_parquet(?, union_by_name = true) GROUP BY source", [rel]
+        f"SELECT source, count(*) FROM read_parquet(?, union_by_name = true) {where} GROUP BY source", [rel]
     ).fetchall()
     return {s: int(n) for s, n in rows}
 
@@ -527,15 +540,19 @@ def _balance(out: Path, markers: list[dict]) -> list[dict]:
     for m in markers:
         seen[m["source"]] = seen.get(m["source"], 0) + m["seen"]
         blank[m["source"]] = blank.get(m["source"], 0) + m.get("blank", 0)
-    kept = _count_by_source(sorted((out / "data").glob("*.parquet")))
-    rej = _count_by_source(sorted((out / "rejected").glob("*/*.parquet")))
+    data, rejected = sorted((out / "data").glob("*.parquet")), sorted((out / "rejected").glob("*/*.parquet"))
+    kept, rej = _count_by_source(data), _count_by_source(rejected)
     quar = _count_by_source(sorted((out / "quarantine").glob("*.parquet")))
+    copies = _count_by_source(data, copies=True)  # upsampled copies: not input, kept beside it
     rows = []
     for src in sorted(set(seen) | set(kept) | set(rej) | set(quar)):
         k, r, q, b = kept.get(src, 0), rej.get(src, 0), quar.get(src, 0), blank.get(src, 0)
         n = seen.get(src, 0) + b
-        rows.append({"source": src, "input": n, "kept": k, "rejected": r, "quarantined": q, "blank": b,
-                     "ok": n == k + r + q + b})
+        row = {"source": src, "input": n, "kept": k, "rejected": r, "quarantined": q, "blank": b,
+               "ok": n == k + r + q + b}
+        if copies:  # only runs that up-sample have copies to show
+            row = {**row, "copies": copies.get(src, 0)}
+        rows.append(row)
     return rows
 
 

@@ -45,12 +45,16 @@ class Verdict:
     keep: boolean Series, one per row. reason: why a row is dropped (a Series aligned with the rows,
     or one string for all). scores: columns added to every row, kept or dropped (Dolma-style
     attributes, so a threshold can be re-run without recomputing the score); each must be declared
-    in the operator's ``adds``.
+    in the operator's ``adds`` (or in ``modifies``: a filter that rewrites what it keeps). copies:
+    extra rows to append after the kept ones (upsampling): the kept frame's columns, each row naming
+    a kept row's row_id in ``copy_of_row`` (declared in ``adds``) and carrying a new row_id of its
+    own; the executor checks both.
     """
 
     keep: pl.Series
     reason: pl.Series | str = "filtered"
     scores: dict[str, pl.Series] = field(default_factory=dict)
+    copies: pl.DataFrame | None = None
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,9 @@ QUARANTINE_KINDS = (
 
 # Columns the executor adds to rejected rows.
 REJECT_STAGE, REJECT_REASON = "reject_stage", "reject_reason"
+# An extra copy of a document made by upsampling (stages/sample.py) names its original's row_id here
+# (null on originals); it has a row_id of its own. The balance counts originals only.
+COPY_OF = "copy_of_row"
 
 
 def row_id(task_index: int, row: int) -> int:

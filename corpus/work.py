@@ -23,7 +23,9 @@ from corpus.operators import FITTED, FilterOperator, MapOperator, Operator, Verd
 from corpus.quarantine import RawStore
 from corpus.readers import ReadTask, read_task
 from corpus.readers.check import QuarantineShare
-from corpus.schema import REJECT_REASON, REJECT_STAGE, SOURCE, TEXT
+from corpus.readers.fields import FieldStats
+from corpus.readers.fields import merge as merge_fields
+from corpus.schema import COPY_OF, REJECT_REASON, REJECT_STAGE, ROW_ID, SOURCE, TEXT
 from corpus.writers import ShardWriter, link_or_copy, write_bytes_atomic, write_parquet
 
 
@@ -113,6 +115,7 @@ def ingest(job: IngestJob) -> dict:
     seen = blank = n_docs = n_bad = bytes_read = text_bytes = 0
     kinds: dict[str, int] = defaultdict(int)
     share = QuarantineShare([task]) if job.watch else None
+    fields: FieldStats = {}
     try:
         for chunk in read_task(task, chunk_bytes=chunk_bytes, sink=raw):
             if chunk.seen != chunk.docs.height + chunk.bad.height:
@@ -134,6 +137,7 @@ def ingest(job: IngestJob) -> dict:
             if share is not None:
                 share.add(task.spec.source, chunk.seen, chunk_kinds)
                 share.check(task.spec.source)
+            merge_fields(fields, chunk.extra.get("fields", {}))
     except BaseException:
         docs.abort()
         bad.abort()
@@ -152,6 +156,7 @@ def ingest(job: IngestJob) -> dict:
         "docs": n_docs,
         "quarantined": n_bad,
         "quarantine_kinds": dict(kinds),
+        "fields": fields,  # top-level fields of the file's records, with their types (schema drift)
         "quarantine_file": f"{prefix}.parquet" if n_bad else None,
         "quarantine_raw": raw.names,  # side files, relative to quarantine/
         # what this unit wrote, as written (paths relative to the stage folder): resume and publish check these
@@ -205,6 +210,11 @@ def apply_op(op: Operator, df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame
             f"filter operator '{op.name}' returned a keep mask of {keep.len()} {keep.dtype} values "
             f"({keep.null_count()} null) for {df.height} rows; it must be one non-null bool per row"
         )
+    _, adds, modifies = op.columns()
+    undeclared = [name for name in verdict.scores if name not in adds and name not in modifies]
+    if undeclared:
+        raise OperatorError(f"filter operator '{op.name}' returned score(s) {undeclared} it declares neither in "
+                            "`adds` nor in `modifies`")
     scored = df.with_columns([s.alias(name) for name, s in verdict.scores.items()]) if verdict.scores else df
     _check(op, df, scored)
     reason = verdict.reason
@@ -212,7 +222,26 @@ def apply_op(op: Operator, df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame
     rejected = scored.filter(~keep).with_columns(
         pl.lit(op.name).alias(REJECT_STAGE), reason_s.filter(~keep).cast(pl.String).alias(REJECT_REASON)
     )
-    return scored.filter(keep), rejected
+    kept = scored.filter(keep)
+    if verdict.copies is not None and verdict.copies.height:
+        _check_copies(op, kept, verdict.copies)
+        kept = pl.concat([kept, verdict.copies])
+    return kept, rejected
+
+
+def _check_copies(op: Operator, kept: pl.DataFrame, copies: pl.DataFrame) -> None:
+    """Copies (upsampling) have the kept rows' columns, name a kept row in copy_of_row and have row_ids
+    of their own: every row keeps a unique identity, and the balance can count originals only."""
+    where = f"filter operator '{op.name}' returned copies"
+    if copies.schema != kept.schema:
+        raise OperatorError(f"{where} with columns {dict(copies.schema)}, not the kept rows' {dict(kept.schema)}")
+    if COPY_OF not in copies.columns or copies[COPY_OF].null_count():
+        raise OperatorError(f"{where} without {COPY_OF!r} naming each one's original")
+    if not copies[COPY_OF].is_in(kept[ROW_ID].implode()).all():
+        raise OperatorError(f"{where} of rows it did not keep")
+    ids = pl.concat([kept[ROW_ID], copies[ROW_ID]])
+    if ids.n_unique() != ids.len():
+        raise OperatorError(f"{where} whose {ROW_ID} repeats another row's")
 
 
 def _check(op: Operator, before: pl.DataFrame, after: pl.DataFrame) -> None:

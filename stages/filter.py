@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from corpus.operators import FilterOperator, Verdict
+from corpus.stages.signals import WORD_RE
 
 
 @dataclass
@@ -31,7 +32,7 @@ class LengthFilter(FilterOperator):
 
     def filter(self, df: pl.DataFrame) -> Verdict:
         chars = df["text"].str.len_chars().cast(pl.Int64).alias("n_chars")
-        words = df["text"].str.count_matches(r"\S+").cast(pl.Int64).alias("n_words")
+        words = df["text"].str.count_matches(WORD_RE).cast(pl.Int64).alias("n_words")
         max_c = self.max_chars if self.max_chars is not None else 2**62
         max_w = self.max_words if self.max_words is not None else 2**62
         reason = (

@@ -56,16 +56,20 @@ def _imports(folders: list[str]) -> dict[str, set[str]]:
 
 
 def _third_party(modules: dict[str, set[str]]) -> dict[str, set[str]]:
-    """dist name -> files, for modules that come from an installed distribution other than ours."""
+    """dist name -> files, for modules that come from an installed distribution other than ours. A module
+    several distributions provide (fasttext: fasttext-wheel and fasttext-predict) counts for the one
+    declared, if any."""
     dists = packages_distributions()
+    declared = _declared()
     out: dict[str, set[str]] = {}
     for mod, files in modules.items():
         if mod in sys.stdlib_module_names or mod in ("corpus", "benchmarks", "helpers", "trainkit", "test_report"):
             continue
-        for d in dists.get(mod, []):
-            name = d.lower().replace("_", "-")
-            if name != "corpusforge":
-                out.setdefault(name, set()).update(files)
+        names = [d.lower().replace("_", "-") for d in dists.get(mod, [])]
+        names = [n for n in names if n != "corpusforge"]
+        chosen = [n for n in names if n in declared] or names
+        for name in chosen:
+            out.setdefault(name, set()).update(files)
     return out
 
 

@@ -31,6 +31,10 @@ class InputSpec:
     text_key: str = "text"
     id_key: str | None = None  # None: id = "<source>:<relative path>:<row>"
     meta_keys: list[str] | None = None  # None: every other field goes to meta
+    meta_rename: dict[str, str] = field(default_factory=dict)  # input field -> its name in meta
+    # May the text field hold a JSON array or object (chat `messages`)? It is then kept as its JSON text
+    # (for the chat_template operator to render); else such a record is quarantined as non_string_text.
+    text_json: bool = False
     text_mode: str = "file"  # text format: "file" (one doc per file) or "line" (one doc per line)
     query: str | None = None  # duckdb: the SQL query
     database: str | None = None  # duckdb: database file (None: in-memory, query may read files)

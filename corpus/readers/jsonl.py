@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from corpus.readers.base import ReadChunk, ReadTask
+from corpus.readers.fields import FieldCounter
 from corpus.readers.streams import ByteSource, LineChunker, prefetch
 from corpus.schema import DOC_SCHEMA, RAW_FILE, RAW_LINE, RAW_ROW, ROW_BITS, empty_docs, quarantine_frame
 
@@ -106,8 +107,14 @@ class DocBuilder:
         self.rel = task.rel_path
         self.row_base = task.index << ROW_BITS
         self.text_key = spec.text_key
+        self.text_json = spec.text_json
         self.id_key = spec.id_key
         self.meta_keys = sorted(set(spec.meta_keys)) if spec.meta_keys is not None else None
+        self.rename = dict(spec.meta_rename)  # input field -> its name in meta
+        # a field named like a rename target (and not renamed itself) -> the field renamed to it: a record
+        # with both would have two values for one meta key
+        self.clashes = {new: old for old, new in self.rename.items() if new not in self.rename}
+        self.fields = FieldCounter()  # the file's fields and their types (schema drift, corpus/readers/fields.py)
         self.max_bytes = spec.max_doc_bytes
         self.frames: list[pl.DataFrame] = []
         self.rows: list[tuple[str, str, str, int]] = []  # per-record path: id, text, meta, row
@@ -158,6 +165,7 @@ class DocBuilder:
 
     def add_record(self, rec: dict[str, Any], row: int, raw: bytes) -> None:
         """A parsed record: becomes a document or one quarantine row."""
+        self.fields.record(rec)
         key = self.text_key
         if key not in rec:
             self.add_bad(row, "missing_text", f"no field {key!r}", raw)
@@ -166,6 +174,11 @@ class DocBuilder:
         if text is None:
             self.add_bad(row, "null_text", f"text field {key!r} is null", raw)
             return
+        if self.text_json and isinstance(text, list | dict):
+            if not text:
+                self.add_bad(row, "empty_text", f"text field {key!r} is an empty {type_name(text)}", raw)
+                return
+            text = json.dumps(text, ensure_ascii=False, default=json_default)
         if not isinstance(text, str):
             self.add_bad(row, "non_string_text", f"text field {key!r} is {type_name(text)}, expected string", raw)
             return
@@ -199,7 +212,15 @@ class DocBuilder:
                 return
         keys = self.meta_keys if self.meta_keys is not None else sorted(rec)
         skip = (key, self.id_key)
-        meta = {k: rec[k] for k in keys if k not in skip and rec.get(k) is not None}
+        meta = {self.rename.get(k, k): rec[k] for k in keys if k not in skip and rec.get(k) is not None}
+        if self.rename:
+            clash = [k for k in keys if k in self.clashes and k not in skip and rec.get(k) is not None
+                     and rec.get(self.clashes[k]) is not None and self.clashes[k] in keys]
+            if clash:
+                msg = f"field {self.clashes[clash[0]]!r} is renamed to {clash[0]!r}, which the record has too"
+                self.add_bad(row, "malformed_row", msg, raw)
+                return
+            meta = dict(sorted(meta.items()))
         self.rows.append((doc_id, text, _encode_meta(meta), row))
 
     # ----- vectorised path -------------------------------------------------------------
@@ -209,6 +230,7 @@ class DocBuilder:
         key = self.text_key
         # pl.col() reads "*" and "^...$" as wildcards: such keys take the per-record path.
         odd = any(c == "*" or (c.startswith("^") and c.endswith("$")) for c in df.columns)
+        odd = odd or any(c in self.clashes for c in df.columns)  # a possible rename clash: checked per record
         if odd or key not in df.columns or df.schema[key] != pl.String:
             return pl.Series([True] * df.height, dtype=pl.Boolean)
         t = pl.col(key)
@@ -248,6 +270,7 @@ class DocBuilder:
             (row + self.row_base).alias("row_id"),
         )
         self.frames.append(docs)
+        self.fields.frame(df, {_ROW})
 
     def _meta_columns(self, df: pl.DataFrame) -> list[str]:
         skip = {self.text_key, self.id_key, _ROW}
@@ -261,10 +284,10 @@ class DocBuilder:
         if not cols:
             return pl.lit("{}", dtype=pl.String)
         exprs = {}
-        for c in cols:
+        for c in sorted(cols, key=lambda c: self.rename.get(c, c)):  # meta's keys sorted as named there
             # polars cannot write Binary as JSON; hex keeps it lossless and readable.
             e = pl.col(c).bin.encode("hex") if df.schema[c] == pl.Binary else pl.col(c)
-            exprs[c] = e.alias(c)
+            exprs[c] = e.alias(self.rename.get(c, c))
         if all(df[c].null_count() == 0 for c in cols):
             return pl.struct(list(exprs.values())).struct.json_encode()
         # A null (or absent) field is left out, as the per-record path does, so a record's meta
@@ -303,7 +326,8 @@ class DocBuilder:
             if self.rows:  # per-record rows were appended last: restore file order
                 docs = docs.sort("src_row")
         bad = quarantine_frame(sorted(self.bad, key=lambda r: r["line"]))
-        return ReadChunk(docs=docs, bad=bad, seen=self.seen, bytes_read=bytes_read, blank=self.blank)
+        return ReadChunk(docs=docs, bad=bad, seen=self.seen, bytes_read=bytes_read, blank=self.blank,
+                         extra={"fields": self.fields.stats()})
 
 
 # ----- JSONL ----------------------------------------------------------------------------

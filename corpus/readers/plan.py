@@ -62,6 +62,7 @@ def _expand(spec: InputSpec, base: Path) -> list[tuple[str, str, str]]:
     if not 0 <= spec.max_quarantine_fraction <= 1:
         raise InputError(f"{where}: max_quarantine_fraction must lie between 0 and 1, "
                          f"got {spec.max_quarantine_fraction}")
+    _check_rename(spec, where)
     if spec.format == "duckdb":
         return [_duckdb(spec, base, where)]
     if spec.format == "csv" and len(spec.csv_delimiter) != 1:
@@ -92,6 +93,25 @@ def _expand(spec: InputSpec, base: Path) -> list[tuple[str, str, str]]:
         out.append((abs_path, rel, fmt))
     out.sort(key=lambda t: t[1])
     return out
+
+
+def _check_rename(spec: InputSpec, where: str) -> None:
+    """meta_rename: input field -> its name in meta; one name per field, never the text or id field."""
+    rename = spec.meta_rename
+    if not isinstance(rename, dict) or not all(isinstance(k, str) and isinstance(v, str) and k and v
+                                                for k, v in rename.items()):
+        raise InputError(f"{where}: meta_rename must map field names to new names (strings), got {rename!r}")
+    named = [k for k in rename if k in (spec.text_key, spec.id_key)]
+    if named:
+        raise InputError(f"{where}: meta_rename renames {named[0]!r}, the text or id field, which is not in meta")
+    targets = list(rename.values())
+    twice = sorted({t for t in targets if targets.count(t) > 1})
+    if twice:
+        raise InputError(f"{where}: meta_rename gives two fields the name {twice[0]!r}")
+    if spec.meta_keys is not None:
+        unused = sorted(set(rename) - set(spec.meta_keys))
+        if unused:
+            raise InputError(f"{where}: meta_rename renames {unused[0]!r}, which meta_keys leaves out of meta")
 
 
 def _match(pattern: str, base: Path, where: str) -> tuple[Path, list[Path]]:

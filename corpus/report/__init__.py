@@ -18,6 +18,7 @@ from typing import Any
 
 from corpus.operators import Operator
 from corpus.report import distributions as _distributions  # noqa: F401  (registers the profile sections)
+from corpus.report import drift as _drift  # noqa: F401  (registers the schema-drift section)
 from corpus.report import ids as _ids  # noqa: F401  (registers the repeated-id section)
 from corpus.report.data import ReportContext, gather
 from corpus.report.html import esc, page

@@ -1,0 +1,113 @@
+"""`corpus export`: a prepared corpus in the formats people train from elsewhere.
+
+* ``jsonl``: one ``<shard>.jsonl[.gz|.zst]`` per shard, written atomically;
+* ``parquet``: one ``<shard>.parquet`` (zstd) per shard, written atomically;
+* ``hf``: a Hugging Face ``datasets`` folder (``datasets.load_from_disk(DEST)`` opens it), one Arrow
+  file per shard, written into a temporary folder beside DEST and renamed into place when complete.
+
+Every shard is checked against ``manifest.json`` first (sizes, the cheap check) and hashed as it is
+read, so the bytes exported are the bytes checked; a damaged shard stops the export naming the file.
+``columns`` picks the columns (in that order); unknown names are an error listing the ones there are.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from corpus.integrity import read_verified
+from corpus.manifest import require_intact
+from corpus.writers import write_jsonl, write_parquet
+
+FORMATS = ("jsonl", "parquet", "hf")
+COMPRESSIONS = ("", ".gz", ".zst")
+
+
+class ExportError(ValueError):
+    """The export cannot be made as asked (unknown column, destination in use)."""
+
+
+@dataclass
+class Exported:
+    dest: Path
+    format: str
+    docs: int
+    files: int
+    columns: list[str]
+
+
+def shard_frames(corpus: Path, columns: list[str] | None = None):  # type: ignore[no-untyped-def]
+    """(shard name, frame) for every shard of a corpus folder, each hashed against the manifest as read."""
+    corpus = Path(corpus)
+    manifest = require_intact(corpus)  # sizes first: a missing or cut shard stops before anything is written
+    available = list(manifest.get("schema", {}))
+    if columns is not None:
+        unknown = [c for c in columns if c not in available]
+        if unknown or not columns:
+            raise ExportError(f"{corpus}: no column(s) {unknown} in this corpus; it has {', '.join(available)}")
+    for shard in manifest["shards"]:
+        data = read_verified(corpus / shard["path"], shard)
+        df = pl.read_parquet(io.BytesIO(data), columns=columns)
+        yield Path(shard["path"]).name.removesuffix(".parquet"), df
+
+
+def export(corpus: Path, dest: Path, fmt: str = "jsonl", columns: list[str] | None = None,
+           compression: str = ".zst") -> Exported:
+    """Write the corpus at ``corpus`` to ``dest`` in ``fmt`` (see the module docstring)."""
+    if fmt not in FORMATS:
+        raise ExportError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if compression not in COMPRESSIONS:
+        raise ExportError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
+    dest = Path(dest)
+    if fmt == "hf":
+        return _export_hf(Path(corpus), dest, columns)
+    docs = files = 0
+    names: list[str] = []
+    for name, df in shard_frames(corpus, columns):
+        if fmt == "jsonl":
+            write_jsonl(df, dest / f"{name}.jsonl{compression}")
+        else:
+            write_parquet(df, dest / f"{name}.parquet")
+        docs, files, names = docs + df.height, files + 1, df.columns
+    return Exported(dest, fmt, docs, files, names)
+
+
+def _export_hf(corpus: Path, dest: Path, columns: list[str] | None) -> Exported:
+    try:
+        import datasets
+        import pyarrow as pa
+    except ImportError as exc:
+        raise ExportError("--format hf needs the 'export' extra (pip install 'corpusforge[export]')") from exc
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise ExportError(f"{dest} exists and is not an empty folder: a datasets folder is written whole")
+    datasets.disable_progress_bars()
+    work = dest.parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}"
+    work.mkdir(parents=True)
+    try:
+        parts, docs, names = [], 0, []
+        for i, (_, df) in enumerate(shard_frames(corpus, columns)):
+            # Each shard becomes an Arrow stream file that datasets memory-maps: the corpus is never
+            # all in memory at once.
+            path = work / "arrow" / f"{i:05d}.arrow"
+            path.parent.mkdir(exist_ok=True)
+            table = df.to_arrow()
+            with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+                writer.write_table(table)
+            parts.append(datasets.Dataset.from_file(str(path)))
+            docs, names = docs + df.height, df.columns
+        ds = datasets.concatenate_datasets(parts) if parts else datasets.Dataset.from_dict({})
+        out = work / "dataset"
+        ds.save_to_disk(str(out), num_shards=max(1, len(parts)))
+        del ds, parts
+        if dest.exists():
+            dest.rmdir()  # empty (checked above): replaced by the finished folder
+        os.replace(out, dest)
+        return Exported(dest, "hf", docs, sum(1 for p in dest.glob("*.arrow")), names)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

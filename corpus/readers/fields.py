@@ -1,0 +1,138 @@
+"""The fields each input file holds, and schema drift across the files of one source.
+
+Readers note, per file, every top-level field of its records with the JSON-ish type of its values
+(``int``, ``float``, ``string``, ``bool``, ``object``, ``array``, or a typed column's own type such as
+``binary`` or ``datetime``) and how many records have it non-null: typed frames by their column types
+(JSONL pieces as polars reads them, so one piece mixing numbers and strings in a field reads as
+``string``), records on the per-record path by their values. The executor keeps them in each read
+marker and compares the files of a source with its first file (``drift``): a field that file has
+and a later one lacks is *missing*, one a later file adds is *extra*, one whose types differ is
+*retyped*. Nothing is coerced or dropped for it: a missing field is absent from ``meta``, an extra one
+lands in ``meta``, and every value keeps its own type there; the drift is recorded in the catalog
+(``source_fields``), reported, and logged as one warning line per source.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+
+FieldStats = dict[str, dict[str, Any]]  # field -> {"types": [..], "rows": n}
+
+
+def value_type(value: Any) -> str:
+    """The type name of a decoded record value (None is no value and has no type)."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list | tuple):
+        return "array"
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "binary"
+    return type(value).__name__.lower()
+
+
+def dtype_type(dtype: pl.DataType) -> str | None:
+    """The same names for a typed column (None for an all-null column: no values, no type)."""
+    if dtype == pl.Null:
+        return None
+    if dtype.is_integer():
+        return "int"
+    if dtype.is_float():
+        return "float"
+    if dtype in (pl.String, pl.Categorical, pl.Enum) or isinstance(dtype, pl.Categorical | pl.Enum):
+        return "string"
+    if dtype == pl.Boolean:
+        return "bool"
+    if isinstance(dtype, pl.Struct):
+        return "object"
+    if isinstance(dtype, pl.List | pl.Array):
+        return "array"
+    return str(dtype.base_type()).lower()
+
+
+class FieldCounter:
+    """Accumulates one file's fields (a DocBuilder holds one per chunk; chunks merge with ``merge``)."""
+
+    def __init__(self) -> None:
+        self.types: dict[str, set[str]] = {}
+        self.rows: dict[str, int] = {}
+
+    def frame(self, df: pl.DataFrame, skip: set[str]) -> None:
+        for name, dtype in df.schema.items():
+            t = None if name in skip else dtype_type(dtype)
+            if t is not None:
+                self.types.setdefault(name, set()).add(t)
+                self.rows[name] = self.rows.get(name, 0) + df.height - df[name].null_count()
+
+    def record(self, rec: dict[str, Any]) -> None:
+        for name, value in rec.items():
+            if value is not None:
+                self.types.setdefault(name, set()).add(value_type(value))
+                self.rows[name] = self.rows.get(name, 0) + 1
+
+    def stats(self) -> FieldStats:
+        return {k: {"types": sorted(self.types[k]), "rows": self.rows[k]} for k in sorted(self.types)}
+
+
+def merge(into: FieldStats, more: FieldStats) -> FieldStats:
+    for name, s in more.items():
+        have = into.setdefault(name, {"types": [], "rows": 0})
+        have["types"] = sorted(set(have["types"]) | set(s["types"]))
+        have["rows"] += s["rows"]
+    return into
+
+
+def drift(markers: list[dict]) -> list[dict]:
+    """Per source with more than one file: each later file's missing, extra and retyped fields against
+    the source's first file (read markers in corpus order; files read before fields were noted are
+    left out). Only files that differ are listed."""
+    by_source: dict[str, list[dict]] = {}
+    for m in markers:
+        if m.get("fields") is not None and m.get("docs", 0) + m.get("quarantined", 0) > 0:
+            by_source.setdefault(m["source"], []).append(m)
+    out = []
+    for source, files in by_source.items():
+        ref = files[0]
+        base = ref["fields"]
+        for m in files[1:]:
+            fields = m["fields"]
+            missing = sorted(set(base) - set(fields))
+            extra = sorted(set(fields) - set(base))
+            retyped = {k: {"reference": base[k]["types"], "file": fields[k]["types"]}
+                       for k in sorted(set(base) & set(fields)) if base[k]["types"] != fields[k]["types"]}
+            if missing or extra or retyped:
+                out.append({"source": source, "reference": ref["file"], "file": m["file"], "missing": missing,
+                            "extra": extra, "retyped": retyped})
+    return out
+
+
+def describe(found: list[dict]) -> list[str]:
+    """One line per source with drift, for the run's warning."""
+    lines = []
+    for source in dict.fromkeys(d["source"] for d in found):
+        mine = [d for d in found if d["source"] == source]
+        parts = []
+        for kind in ("missing", "extra"):
+            names = sorted({f for d in mine for f in d[kind]})
+            if names:
+                n = sum(1 for d in mine if d[kind])
+                parts.append(f"{kind} {', '.join(names[:5])}{' ...' if len(names) > 5 else ''} in {n} file(s)")
+        retyped = sorted({f for d in mine for f in d["retyped"]})
+        if retyped:
+            ex = next(d for d in mine if d["retyped"])
+            k = next(iter(ex["retyped"]))
+            t = ex["retyped"][k]
+            parts.append(f"retyped {', '.join(retyped[:5])} (e.g. {k}: {'/'.join(t['reference'])} in "
+                         f"{ex['reference']}, {'/'.join(t['file'])} in {ex['file']})")
+        lines.append(f"schema drift in source {source!r} against its first file {mine[0]['reference']}: "
+                     + "; ".join(parts) + " (nothing was coerced or dropped; see the report)")
+    return lines
