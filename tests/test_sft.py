@@ -14,7 +14,8 @@ from transformers import PreTrainedTokenizerFast
 
 from corpus import plugins
 from corpus.plugins.base import parse_config
-from corpus.plugins.packing import IGNORE, PackedExamples
+from corpus.plugins.data import IGNORE_INDEX as IGNORE
+from corpus.plugins.data import PackedExamples
 from corpus.plugins.sft import (
     ChatEncoder,
     ChatTemplateError,
@@ -26,6 +27,7 @@ from corpus.plugins.sft import (
     truncate,
     with_few_shot,
 )
+from corpus.plugins.tasks import SFT
 from corpus.plugins.trainer import EmptyTargetsError, check_targets
 from corpus.stages.tokenizer import CHAT_TEMPLATE, SPECIAL_TOKENS
 
@@ -54,7 +56,7 @@ def test_single_turn_mask_known_answer(wordtok):
     ids, mask = ChatEncoder(wordtok).encode([m("system", "be nice"), m("user", "hi"), m("assistant", "hello there")])
     assert ids.tolist() == [SYS, ID["be"], ID["nice"], END, USR, ID["hi"], END, AST, ID["hello"], ID["there"], END]
     assert mask.tolist() == [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1]  # the reply and its end marker; no system/prompt
-    row = PackedExamples([(ids, mask)], 16, pad_id=1).row(0, 0)
+    row = PackedExamples([(ids, mask)], 16, pad_id=1)[0]
     # the first reply token is a target: its label sits on the <|assistant|> marker
     assert row["labels"][:11].tolist() == [IGNORE] * 7 + [ID["hello"], ID["there"], END, IGNORE]
 
@@ -91,9 +93,9 @@ def test_template_that_is_not_prefix_stable_is_an_error(wordtok):
 
 def test_empty_mask_batch_raises():
     rows = PackedExamples([(np.array([3, 6, 5, 4, 7]), np.zeros(5, dtype=np.uint8))], 8, pad_id=1)
-    batch = {k: torch.from_numpy(v[None]) for k, v in rows.row(0, 0).items()}
-    with pytest.raises(EmptyTargetsError, match="assistant mask is empty"):
-        check_targets(batch, "step 1")
+    batch = {k: v[None] for k, v in rows[0].items()}
+    with pytest.raises(EmptyTargetsError, match="step 1: every label .* assistant mask is empty"):
+        check_targets(SFT(torch.nn.Linear(1, 1), rows), batch, "step 1")
 
 
 def test_records_field_mapping_and_few_shot(wordtok):
@@ -122,7 +124,7 @@ def test_packing_keeps_examples_whole_and_separate():
     seen = sorted(i for b in rows.bins for i in b)
     assert seen == list(range(6)) and all(sum(len(ex[i][0]) for i in b) <= 16 for b in rows.bins)
     for r in range(len(rows)):
-        row = rows.row(0, r)
+        row = {k: v.numpy() for k, v in rows[r].items()}
         for j, e in enumerate(rows.bins[r]):
             ids, mask = ex[e]
             sel = row["document_ids"] == j

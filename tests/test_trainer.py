@@ -19,10 +19,12 @@ from trainkit import QUIET, pretrain_config, read_metrics, shards  # noqa: F401 
 from corpus import plugins
 from corpus.config import ConfigError
 from corpus.plugins.base import TrainConfig, load_plugin_config
+from corpus.plugins.data import PackedExamples, TrainLoader
 from corpus.plugins.models import ModelConfig, SpecialIds, build_model
-from corpus.plugins.packing import BatchIterator, PackedExamples
 from corpus.plugins.pretrain import PretrainConfig
-from corpus.plugins.trainer import EmptyTargetsError, Runtime, Task, Trainer, lr_factor, seed_everything
+from corpus.plugins.runtime import Runtime, seed_everything
+from corpus.plugins.tasks import SFT, CausalLM
+from corpus.plugins.trainer import EmptyTargetsError, Trainer, lr_factor
 from corpus.plugins.trainlog import curves_svg, diagnose
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,16 +40,6 @@ def test_lr_schedule_warmup_then_cosine():
 
 
 # ---------------------------------------------------------------- gradient accumulation
-
-
-class ToyTask(Task):
-    def __init__(self, model, rows, batch_size):
-        self.model = model
-        self.train_data = BatchIterator(rows, batch_size, seed=0)
-
-    def forward(self, model, batch):
-        return model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits, \
-            batch["labels"]
 
 
 def _toy_rows(n: int = 16, seq: int = 24) -> PackedExamples:
@@ -73,7 +65,7 @@ def _train_toy(tmp: Path, batch_size: int, accum: int, steps: int = 2) -> tuple[
                       eval_every=0, log_every=1, warmup_steps=0, weight_decay=0.1, **QUIET)
     rt = Runtime.create(cfg)
     seed_everything(0)
-    task = ToyTask(_tiny_llama(), _toy_rows(), batch_size)
+    task = CausalLM(_tiny_llama(), _toy_rows())
     Trainer(task, cfg, tmp, rt).fit()
     return {k: v.clone() for k, v in task.model.state_dict().items()}, read_metrics(tmp)
 
@@ -90,7 +82,7 @@ def test_grad_accumulation_1x8_equals_8x1(tmp_path: Path):
     # The test can see the classic bug: averaging per-micro-batch means gives another gradient.
     seed_everything(0)
     model, rows = _tiny_llama(), _toy_rows()
-    it = BatchIterator(rows, 1, seed=0)
+    it = TrainLoader(rows, 1, seed=0)
     batches = [next(it) for _ in range(8)]
     grads = []
     for per_micro_mean in (False, True):
@@ -155,7 +147,7 @@ def test_empty_target_batch_is_an_error(tmp_path: Path):
     ids = np.arange(3, 13)
     rows = PackedExamples([(ids, np.zeros(10, dtype=np.uint8))] * 4, 16, pad_id=0)
     cfg = TrainConfig(max_steps=1, batch_size=2, eval_every=0, **QUIET)
-    task = ToyTask(_tiny_llama(), rows, 2)
+    task = SFT(_tiny_llama(), rows)
     with pytest.raises(EmptyTargetsError, match="step 1, micro-batch 0.*assistant mask is empty"):
         Trainer(task, cfg, tmp_path, Runtime.create(cfg)).fit()
 
