@@ -18,6 +18,7 @@ paths in a config resolve against ``base_dir`` when set, else against the config
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import json
@@ -318,7 +319,7 @@ def parse_config(cls: type[PluginConfig], data: Any, *, source: str, lines: dict
         data = {}
     if not isinstance(data, dict):
         raise ConfigError([f"{source}: expected a mapping of config keys"])
-    data = dict(data)
+    data = copy.deepcopy(data)  # overrides must not reach into the caller's nested mappings
     for key, value in overrides:
         _set_dotted(data, key, value)
     if output is not None:

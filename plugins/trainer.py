@@ -319,14 +319,14 @@ class Trainer:
         self.peak = peak_tflops(self.rt.device, cfg.peak_tflops) * 1e12 * self.rt.world
         self.flops_per_token = self.task.flops_per_token()
         self.raw_model.train()
-        self.bar = self.progress.add(self.name or "train", total=self.total, completed=self.global_step)
+        self.bar = self.progress.add("step", total=self.total, completed=self.global_step)
 
     def banner(self) -> list[str]:
         """What is about to happen: the model's size, tokens per step, steps, where the models go."""
         cfg, rt, task, model = self.cfg, self.rt, self.task, self.raw_model
         n, trainable = parameters(model)
         kind = getattr(getattr(model, "config", None), "model_type", type(model).__name__)
-        size = f"{n / 1e6:,.2f}M parameters" + (f" ({trainable / 1e6:,.2f}M trained)" if trainable != n else "")
+        size = f"{n:,} parameters" + (f" ({trainable:,} trained)" if trainable != n else "")
         where = f"{rt.device}" + (" bf16" if rt.bf16 else "") + (f" x {rt.world} processes" if rt.world > 1 else "")
         row = task.tokens_in(task.collate_fn([task.train[(0, 0)]]))
         rows = cfg.batch_size * cfg.grad_accum * rt.world

@@ -230,3 +230,34 @@ def test_sft_data_errors_name_the_line(tmp_path: Path, pretrained: Path):
     cfg = _sft_config(tmp_path, pretrained, data={"datasets": [{"path": str(bad)}]})
     with pytest.raises(SFTDataError, match=r"bad.jsonl:2: needs string fields 'prompt' and 'response'"):
         plugins.run("sft", cfg)
+
+
+def test_missing_inputs_name_the_command_that_makes_them(tmp_path: Path, monkeypatch, capsys, shards):  # noqa: F811
+    """`corpus train sft` before the pretraining it starts from has finished says which command makes the
+    model (found among the configs beside it); pretraining without token shards says how to make them."""
+    from corpus.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "pre.yaml").write_text("plugin: pretrain\noutput: ../out/pre\ndata: {train: ../out/tokens}\n")
+    (conf / "sft.yaml").write_text("plugin: sft\noutput: ../out/sft\nmodel: {from_pretrained: ../out/pre/final}\n"
+                                   "data: {datasets: [{path: chat.jsonl}]}\n")
+
+    def error(*args: str) -> str:
+        assert main(["train", *args]) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        return err.strip()
+
+    assert error("sft", "conf/sft.yaml") == \
+        "error: no model at out/pre/final: run `corpus train pretrain conf/pre.yaml` first"
+    (tmp_path / "out/pre/checkpoints").mkdir(parents=True)  # the pretraining started and has not finished
+    assert error("sft", "conf/sft.yaml") == ("error: no model at out/pre/final: the run in out/pre has not finished "
+                                             "(it writes final/ at its end): rerun `corpus train pretrain "
+                                             "conf/pre.yaml` to resume it")
+    assert error("pretrain", "conf/pre.yaml") == ("error: no token shards at out/tokens: make them with `corpus "
+                                                  "tokenize CORPUS --tokenizer TOKENIZER --out out/tokens`")
+    _, tokens = shards
+    assert error("pretrain", "conf/pre.yaml", "--set", f"data.train={tokens}", "--set", "data.tokenizer=../out/tok") \
+        == "error: no tokenizer at out/tok: train one with `corpus tokenizer train CORPUS --out out/tok`"

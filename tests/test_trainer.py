@@ -15,6 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from trainkit import QUIET, pretrain_config, read_metrics, shards  # noqa: F401 (fixture)
+from transformers import AutoModelForCausalLM
 
 from corpus import plugins
 from corpus.config import ConfigError
@@ -136,7 +137,9 @@ def test_resume_is_exact(tmp_path: Path, shards):  # noqa: F811
     with pytest.raises(ValueError, match="different config.*train.lr"):
         plugins.run("pretrain", pretrain_config(tmp_path / "b", tokens,
                                                 **{**over, "train": {**over["train"], "max_steps": 8, "lr": 1e-3}}))
-    more = pretrain_config(tmp_path / "b", tokens, **{**over, "train": {**over["train"], "max_steps": 8}})
+    # The plugin's own resumable keys (pretrain: samples) are its to declare; the trainer knows none.
+    more = pretrain_config(tmp_path / "b", tokens, **{**over, "train": {**over["train"], "max_steps": 8}},
+                           samples={"count": 1, "max_new_tokens": 2})
     assert plugins.run("pretrain", more).resumed_from == 6
 
 
@@ -229,6 +232,50 @@ def test_cli_check_and_errors(tmp_path: Path, shards):  # noqa: F811
     with pytest.raises(ConfigError, match="unknown training plugin 'pretrian'"):
         args = parser.parse_args(["train", "pretrian", str(cfg)])
         args.fn(args, Console())
+
+
+def test_cli_run_says_what_it_does_and_max_steps_overrides(tmp_path: Path, shards, capsys, caplog):  # noqa: F811
+    """The first line comes before torch loads; a banner gives the model's size, tokens per step, the
+    steps and where the models go; step lines carry an ETA; --max-steps overrides the config."""
+    import logging
+
+    from corpus.cli import main
+
+    _, tokens = shards
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text(f"output: run\nmodel: {{hidden_size: 32, layers: 2, heads: 4, intermediate_size: 64}}\n"
+                   f"data: {{train: {tokens}, seq_len: 32}}\nsamples: {{count: 0}}\n"
+                   "train: {max_steps: 500, batch_size: 4, eval_every: 2, log_every: 2, progress: false, "
+                   "tensorboard: false}\n")
+    with caplog.at_level(logging.INFO, logger="corpusforge.train"):
+        assert main(["train", "pretrain", str(cfg), "--max-steps", "3"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"corpus train pretrain {cfg}: loading PyTorch and the data...\n")
+    assert "done: 3 steps, 384 tokens" in out
+    lines = [r.getMessage() for r in caplog.records]
+    params = sum(p.numel() for p in {id(p): p for p in AutoModelForCausalLM.from_pretrained(tmp_path / "run/final")
+                                     .parameters()}.values())
+    assert f"pretrain: llama, {params:,} parameters, on cpu" in lines
+    assert "3 steps of 128 tokens (4 rows x 32 tokens x 1 accumulated x 1 processes): 384 tokens" in "\n".join(lines)
+    run = tmp_path / "run"
+    assert any(f"checkpoints: {run}/checkpoints/ (every 2 steps and at the end); best model: {run}/best/; final "
+               f"model: {run}/final/" in line for line in lines)
+    steps = [line for line in lines if line.startswith("step ") and " loss " in line]
+    assert [s.split()[1] for s in steps] == ["1/3", "2/3", "3/3"]  # step 1 at once, then every log_every
+    assert all(" ETA " in s and "tok/s" in s for s in steps)
+
+
+def test_no_plugin_imports_another_plugin():
+    import ast
+    import importlib
+
+    modules = {name: plugins._entry_points()[name].value.split(":")[0] for name in plugins.names()}
+    for name, module in modules.items():
+        tree = ast.parse(Path(importlib.import_module(module).__file__).read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module} | \
+            {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        others = set(modules.values()) - {module}
+        assert not imported & others, f"plugin {name} imports {imported & others}"
 
 
 # ---------------------------------------------------------------- DDP (gloo, 2 processes on CPU)
