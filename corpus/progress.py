@@ -59,6 +59,9 @@ class Progress:
                 console=console, transient=False)
 
     def __enter__(self) -> Progress:
+        return self.start()
+
+    def start(self) -> Progress:
         if self._bar is not None:
             self._bar.start()
         return self

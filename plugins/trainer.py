@@ -308,7 +308,7 @@ class Trainer:
         if main:
             write_bytes_atomic(self.out_dir / "config.json",
                                json.dumps(self.run_config, indent=2, default=str).encode())
-        self.progress = Progress(quiet=not main, bars=cfg.progress, logger=log)
+        self.progress = Progress(quiet=not main, bars=cfg.progress, logger=log).start()
         for why in self.skipped if main else []:
             log.warning("skipped checkpoint %s; kept for inspection", why)
         for line in self.banner() if main else []:
