@@ -64,13 +64,20 @@ def _rates(tokens: int, start: tuple[float, float], end: tuple[float, float]) ->
     return tokens / (end[0] - start[0]), tokens / (end[1] - start[1])
 
 
-def run_ours(cfg, warmup: int) -> tuple[float, float]:  # noqa: ANN001
-    """Tokens/s of the Trainer over steps warmup+1 .. steps-1 (the last step also evaluates and saves)."""
-    from corpus.plugins.pretrain import build_task
-    from corpus.plugins.trainer import Runtime, Trainer
+def build(cfg):  # noqa: ANN001, ANN201
+    """The pretrain plugin's runtime and task for ``cfg``."""
+    from corpus.plugins.pretrain import Pretrain
+    from corpus.plugins.runtime import Runtime
 
     rt = Runtime.create(cfg.train)
-    task = build_task(cfg, rt)
+    return rt, Pretrain().build(cfg, rt)
+
+
+def run_ours(cfg, warmup: int) -> tuple[float, float]:  # noqa: ANN001
+    """Tokens/s of the Trainer over steps warmup+1 .. steps-1 (the last step also evaluates and saves)."""
+    from corpus.plugins.trainer import Trainer
+
+    rt, task = build(cfg)
     marks: dict[int, tuple[float, float]] = {}
     Trainer(task, cfg.train, Path(cfg.output), rt, hooks=[lambda step, _: marks.__setitem__(step, _clock())]).fit()
     steps = cfg.train.max_steps - 1 - warmup
@@ -82,13 +89,13 @@ def run_bare(cfg, warmup: int) -> tuple[float, float, float]:  # noqa: ANN001
     import torch
     import torch.nn.functional as F
 
-    from corpus.plugins.pretrain import build_task
-    from corpus.plugins.trainer import Runtime, matmul_params
+    from corpus.plugins.data import TrainLoader
+    from corpus.plugins.tasks import matmul_params
 
-    rt = Runtime.create(cfg.train)
-    task = build_task(cfg, rt)
+    rt, task = build(cfg)
     model = task.model.to(rt.device).train()
-    batches = [{k: v.to(rt.device) for k, v in next(task.train_data).items()} for _ in range(cfg.train.max_steps)]
+    rows = TrainLoader(task.train, cfg.train.batch_size, seed=cfg.train.seed)
+    batches = [{k: v.to(rt.device) for k, v in next(rows).items()} for _ in range(cfg.train.max_steps)]
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, betas=(0.9, 0.95), weight_decay=0.1,
                             **({"fused": True} if rt.device.type == "cuda" else {}))
     sync = torch.cuda.synchronize if rt.device.type == "cuda" else (lambda: None)
@@ -130,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from corpus.plugins.trainer import Runtime
+    from corpus.plugins.runtime import Runtime
     from corpus.plugins.trainlog import peak_tflops
 
     tokens = make_tokens(WORK / f"train-tokens-{args.vocab}", args.vocab)

@@ -53,12 +53,7 @@ def load_config(name: str, config: str | Path, output: str | Path | None = None,
 def run(name: str, config: Any, output: str | Path | None = None, overrides: Iterable[str] = ()) -> Any:
     """Run plugin ``name`` with a YAML path or an already-built config object; returns its TrainResult.
 
-    The run folder is locked for the whole run (``corpus.lock``, as ``corpus run`` locks its own; under
-    torchrun by rank 0 only): a second run into the same folder fails at once with LockedError."""
-    from corpus.lock import main_process_lock
-
-    cls = get(name)
+    The run folder is locked for the whole run (``TrainPlugin.run``, as ``corpus run`` locks its own):
+    a second run into the same folder fails at once with LockedError."""
     cfg = load_config(name, config, output, overrides) if isinstance(config, str | Path) else config
-    out = Path(cfg.output)
-    with main_process_lock(out):
-        return cls().run(cfg, out)
+    return get(name)().run(cfg)

@@ -1,9 +1,13 @@
 """The training-plugin contract: a named stage with a typed config validated from YAML.
 
 A plugin is a class with a ``name``, a ``config_class`` (a dataclass deriving from ``PluginConfig``)
-and ``run(config, out_dir) -> TrainResult``. Configs are YAML files, parsed safely and validated in
-full before anything runs, every error with its file, line and key (the same machinery as pipeline
-configs, ``corpus.config``)::
+and ``build(config, runtime) -> Task`` (``corpus.plugins.tasks``): its file is its config, its data and
+its choice of task. ``TrainPlugin.run`` is the same for every plugin: lock the run folder, start the
+runtime, build the task, train it with the shared trainer (resuming from the newest intact
+checkpoint), export the final model.
+
+Configs are YAML files, parsed safely and validated in full before anything runs, every error with
+its file, line and key (the same machinery as pipeline configs, ``corpus.config``)::
 
     sft.yaml:14: train.lr: expected float, got str 'fast'
     sft.yaml:9: model.hiden_size: unknown parameter (did you mean 'hidden_size'?); known: ...
@@ -14,21 +18,28 @@ paths in a config resolve against ``base_dir`` when set, else against the config
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import json
 import os
 import types
 import typing
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import yaml
 
 from corpus.config import ConfigError, build_dataclass, read_yaml
+from corpus.writers import write_bytes_atomic
 
-__all__ = ["ConfigError", "PluginConfig", "TrainConfig", "TrainPlugin", "TrainResult", "load_plugin_config",
-           "parse_config"]
+if TYPE_CHECKING:
+    from corpus.plugins.runtime import Runtime
+    from corpus.plugins.tasks import Task
+
+__all__ = ["ConfigError", "MissingInputError", "PluginConfig", "SampleConfig", "TrainConfig", "TrainPlugin",
+           "TrainResult", "load_plugin_config", "parse_config"]
 
 PRECISIONS = ("auto", "bf16", "fp32")
 
@@ -58,11 +69,12 @@ class TrainConfig:
     early_stopping_patience: int = 0  # evaluations without improvement before stopping (0: never stop)
     early_stopping_min_delta: float = 0.0
     resume: bool = True  # continue from the run folder's latest checkpoint when there is one
-    log_every: int = 10
+    log_every: int = 10  # steps between metric rows and progress lines (and at step 1)
     progress: bool = True  # progress bar on a terminal (log lines otherwise)
     tensorboard: bool = True
     peak_tflops: float = 0.0  # per device, for MFU; 0: a documented guess for the device
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    data_workers: int = 0  # DataLoader worker processes reading rows (0: in the training process)
 
     def __post_init__(self) -> None:
         checks = [
@@ -75,6 +87,7 @@ class TrainConfig:
             (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}"),
             (self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1"),
             (self.log_every >= 1, "log_every must be >= 1"),
+            (self.data_workers >= 0, "data_workers must be >= 0"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -94,6 +107,15 @@ class PluginConfig:
         """A path from the config, resolved against base_dir."""
         p = Path(value).expanduser()
         return p if p.is_absolute() or not self.base_dir else Path(self.base_dir) / p
+
+
+@dataclass
+class SampleConfig:
+    """Greedy generations shown at each evaluation (the ``samples:`` section of the language-model plugins)."""
+
+    count: int = 2  # prompts (validation openings or conversations); 0: no samples
+    prompt_tokens: int = 8
+    max_new_tokens: int = 24
 
 
 @dataclass
@@ -119,14 +141,89 @@ class TrainResult:
 
 
 class TrainPlugin(ABC):
-    """Subclass, set ``name`` and ``config_class``, implement ``run``; register the class under the
+    """Subclass, set ``name`` and ``config_class``, implement ``build``; register the class under the
     ``corpusforge.plugins`` entry-point group."""
 
     name: ClassVar[str]
     config_class: ClassVar[type[PluginConfig]]
+    resumable: ClassVar[tuple[str, ...]] = ()  # the plugin's own keys (dotted prefixes) a resumed run may change
 
     @abstractmethod
-    def run(self, config: Any, out_dir: Path) -> TrainResult: ...
+    def build(self, config: Any, runtime: Runtime) -> Task:
+        """The task to train: its model, its datasets and its objective."""
+
+    def run(self, config: Any, out_dir: str | Path | None = None, hooks: tuple = ()) -> TrainResult:
+        """Train ``config`` into ``out_dir`` (default: ``config.output``), which is locked for the whole run
+        (``corpus.lock``; under torchrun by rank 0 only): a second run into it fails at once with LockedError.
+        ``hooks``: ``hook(step, metrics_row)`` after every step (tests use them to interrupt a run)."""
+        from corpus.lock import main_process_lock
+        from corpus.plugins.runtime import Runtime
+        from corpus.plugins.trainer import Trainer
+
+        out = Path(config.output if out_dir is None else out_dir)
+        with main_process_lock(out):
+            rt = Runtime.create(config.train)
+            try:
+                task = self.build(config, rt)
+                if task.stats and rt.is_main:
+                    out.mkdir(parents=True, exist_ok=True)
+                    write_bytes_atomic(out / "data_stats.json", json.dumps(task.stats, indent=2).encode())
+                result = Trainer(task, config.train, out, rt, name=self.name, run_config=dataclasses.asdict(config),
+                                 resumable=self.resumable, hooks=hooks).fit()
+                if task.stats:
+                    result.extra["data"] = task.stats
+                return result
+            finally:
+                rt.close()
+
+
+# ---------------------------------------------------------------- inputs a run needs
+
+
+class MissingInputError(FileNotFoundError):
+    """An input of a run does not exist (yet); the message says which command makes it."""
+
+
+class PluginInputError(ValueError):
+    """The user's data or config is wrong in a way only the plugin sees (a record, a chat template):
+    ``corpus train`` says it in one line, never with a traceback."""
+
+
+def shown(path: str | Path) -> str:
+    """A path as a user typed it: relative to the working folder when inside it."""
+    p = Path(os.path.abspath(path))
+    try:
+        return str(p.relative_to(Path.cwd()))
+    except ValueError:
+        return str(p)
+
+
+def model_hint(path: Path, config_dir: Path) -> str:
+    """How to get the model folder ``path``: the ``corpus train`` command of a plugin config beside
+    ``config_dir`` whose run writes it (as ``final/`` or ``best/``), else what the folder must hold."""
+    run = (path.parent if path.name in ("final", "best") else path).resolve()
+    for yml in sorted(Path(config_dir).glob("*.yaml")):
+        try:
+            data = yaml.safe_load(yml.read_text())
+        except (OSError, yaml.YAMLError):
+            continue
+        if not (isinstance(data, dict) and data.get("plugin") and isinstance(data.get("output"), str)) \
+                or "base" in data:  # a sweep's runs are its trials
+            continue
+        if (Path(data.get("base_dir") or yml.parent) / data["output"]).resolve() == run:
+            command = f"corpus train {data['plugin']} {shown(yml)}"
+            if (run / "checkpoints").is_dir():
+                return (f"the run in {shown(run)} has not finished (it writes {path.name}/ at its end): rerun "
+                        f"`{command}` to resume it")
+            return f"run `{command}` first"
+    return "give a local HF model folder (config.json, weights, tokenizer), e.g. the final/ of a `corpus train` run"
+
+
+def require(path: Path, what: str, how: str) -> Path:
+    """``path``, or MissingInputError: ``no {what} at {path}: {how}``."""
+    if not path.exists():
+        raise MissingInputError(f"no {what} at {shown(path)}: {how}")
+    return path
 
 
 # ---------------------------------------------------------------- config loading
@@ -221,7 +318,7 @@ def parse_config(cls: type[PluginConfig], data: Any, *, source: str, lines: dict
         data = {}
     if not isinstance(data, dict):
         raise ConfigError([f"{source}: expected a mapping of config keys"])
-    data = dict(data)
+    data = copy.deepcopy(data)  # overrides must not reach into the caller's nested mappings
     for key, value in overrides:
         _set_dotted(data, key, value)
     if output is not None:

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import Any
 
 from corpus import plugins
 from corpus.config import ConfigError
+from corpus.plugins.base import MissingInputError, PluginInputError, shown
 
 HELP = "train a model: `train PLUGIN config.yaml` (plugins: pretrain, sft, ...) or `train sweep sweep.yaml`"
 
@@ -39,6 +41,8 @@ def _arguments(t: argparse.ArgumentParser) -> None:
     t.add_argument("-o", "--output", help="run folder (overrides the config's `output`)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set train.lr=1e-4 (repeatable)")
+    t.add_argument("--max-steps", type=int, metavar="N",
+                   help="train N optimizer steps (overrides train.max_steps and epochs; a sweep: every trial)")
     t.add_argument("--check", action="store_true", help="validate the config and exit")
     t.add_argument("--fresh", action="store_true", help="start over even if the run folder has a checkpoint")
     t.add_argument("-q", "--quiet", action="store_true", help="no progress bar or log lines")
@@ -62,6 +66,10 @@ def cmd_train(args: argparse.Namespace, console: Any) -> int:
         raise ConfigError([f"corpus train {args.plugin}: give the YAML config file"])
     if args.quiet:
         logging.getLogger("corpusforge.train").setLevel(logging.WARNING)
+    elif not args.check and int(os.environ.get("RANK", "0")) == 0:  # torch takes seconds to import: say so
+        console.print(f"corpus train {args.plugin} {args.config}: loading PyTorch and the data...")
+    if args.max_steps is not None and args.max_steps < 1:
+        raise ConfigError([f"--max-steps {args.max_steps}: give a number of steps >= 1"])
     if args.plugin == "sweep":
         from corpus.plugins.sweep import load_sweep, run_sweep
 
@@ -76,7 +84,7 @@ def cmd_train(args: argparse.Namespace, console: Any) -> int:
         from corpus.lock import LockedError
 
         try:
-            summary = run_sweep(args.config)
+            summary = run_sweep(args.config, max_steps=args.max_steps)
         except LockedError as exc:
             raise ConfigError([str(exc)]) from exc
         for t in summary["trials"]:
@@ -88,12 +96,13 @@ def cmd_train(args: argparse.Namespace, console: Any) -> int:
         return 0 if summary.get("best") else 1
     from corpus.lock import LockedError
     from corpus.plugins.checkpoint import CheckpointError
-    from corpus.plugins.sft import ChatTemplateError, SFTDataError
     from corpus.plugins.trainer import EmptyTargetsError, ResumeMismatchError
     from corpus.shards import ShardError
 
     try:
         sets = list(args.set) + (["train.resume=false"] if args.fresh else [])
+        if args.max_steps is not None:
+            sets.append(f"train.max_steps={args.max_steps}")
         cfg = plugins.load_config(args.plugin, args.config, args.output, sets)
         if args.check:
             console.print(f"ok: {args.plugin} config {args.config} -> {cfg.output}")
@@ -101,12 +110,12 @@ def cmd_train(args: argparse.Namespace, console: Any) -> int:
         if args.quiet:
             cfg.train.progress = False
         result = plugins.run(args.plugin, cfg)
-    except (plugins.UnknownPlugin, SFTDataError, ChatTemplateError, EmptyTargetsError, ResumeMismatchError,
+    except (plugins.UnknownPlugin, PluginInputError, MissingInputError, EmptyTargetsError, ResumeMismatchError,
             LockedError, CheckpointError, ShardError) as exc:
         raise ConfigError([str(exc)]) from exc  # the user's to fix: a message, not a traceback
-    best = f", best val_loss {result.best_val_loss:.4f} (that model: {result.best_dir})" \
-        if result.best_val_loss is not None else ""
-    console.print(f"done: {result.steps} steps, {result.tokens:,} tokens{best}; model in {result.final_dir}")
+    best = f", best val_loss {result.best_val_loss:.4f} (that model: {shown(result.best_dir)})" \
+        if result.best_val_loss is not None and result.best_dir is not None else ""
+    console.print(f"done: {result.steps} steps, {result.tokens:,} tokens{best}; model in {shown(result.final_dir)}")
     return 0
 
 

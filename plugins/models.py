@@ -1,5 +1,6 @@
 """Models and tokenizers for the plugins: built from a small config with ``transformers``, or loaded
-from a local folder. Nothing is downloaded."""
+from a local folder (checked against its manifest when it is one of our exports); LoRA adapters.
+Nothing is downloaded. Tokenizers load through ``corpus.stages.tokenizer``, the one loader."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 import torch
 
+from corpus.plugins.base import model_hint, require
 from corpus.plugins.checkpoint import check_export
 
 ARCHS = {"llama": "causal", "gpt2": "causal", "bert": "mlm", "t5": "span"}
@@ -81,6 +83,14 @@ def auto_class(objective: str) -> Any:
             "span": tf.AutoModelForSeq2SeqLM}[objective]
 
 
+def pretrained_folder(m: ModelConfig, base_dir: Path | None = None) -> Path:
+    """The ``from_pretrained`` folder, resolved; MissingInputError naming the command that makes it."""
+    folder = Path(m.from_pretrained).expanduser()
+    if base_dir is not None and not folder.is_absolute():
+        folder = base_dir / folder
+    return require(folder, "model", model_hint(folder, base_dir or Path.cwd()))
+
+
 def build_model(m: ModelConfig, objective: str, vocab: int, positions: int, ids: SpecialIds,
                 base_dir: Path | None = None) -> torch.nn.Module:
     """A fresh model from the config (seeded by the caller), or the ``from_pretrained`` folder's
@@ -88,9 +98,7 @@ def build_model(m: ModelConfig, objective: str, vocab: int, positions: int, ids:
     quiet_transformers()
     cls = auto_class(objective)
     if m.from_pretrained:
-        folder = Path(m.from_pretrained)
-        if base_dir is not None and not folder.is_absolute():
-            folder = base_dir / folder
+        folder = pretrained_folder(m, base_dir)
         if not (folder / "config.json").is_file():
             raise FileNotFoundError(f"model.from_pretrained: no HF model folder (config.json) at {folder}")
         check_export(folder)  # an export of ours (final/, best/) must match its manifest
@@ -130,20 +138,25 @@ def check_positions(model: torch.nn.Module, seq_len: int) -> None:
         logging.getLogger("corpusforge.train").warning("%s: rotary positions extrapolate, quality may drop", msg)
 
 
-def load_tokenizer(folder: str | Path) -> Any:
-    """An HF fast tokenizer from a local folder (as ``corpus.stages.tokenizer`` saves them)."""
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+def load_tokenizer(path: str | Path) -> Any:
+    """The HF fast tokenizer of a local folder or ``tokenizer.json``; a folder that is one of our model
+    exports (SFT's tokenizer is often its base model's) is checked against its manifest first."""
+    from corpus.stages.tokenizer import load_hf_tokenizer
 
-    folder = Path(folder)
-    if folder.is_file():  # a bare tokenizer.json
-        return PreTrainedTokenizerFast(tokenizer_file=str(folder))
-    if not folder.is_dir():
-        raise FileNotFoundError(f"no tokenizer at {folder}")
-    check_export(folder)  # a model export of ours (SFT's tokenizer is often its base model's folder)
-    try:
-        return AutoTokenizer.from_pretrained(str(folder))
-    except (OSError, ValueError):
-        return PreTrainedTokenizerFast.from_pretrained(str(folder))
+    path = Path(path)
+    if path.is_dir():
+        check_export(path)
+    return load_hf_tokenizer(path)
+
+
+END_OF_TURN = ("<|end|>", "<|im_end|>", "<|eot_id|>", "<end_of_turn>")
+
+
+def stop_ids(tokenizer: Any) -> list[int]:
+    """The eos id plus the end-of-turn markers the tokenizer knows (where a generated reply ends)."""
+    vocab = tokenizer.get_vocab()
+    ids = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    return ids + [vocab[t] for t in END_OF_TURN if t in vocab and vocab[t] not in ids]
 
 
 def add_tokens(tokenizer: Any, tokens: list[str]) -> list[int]:
@@ -152,3 +165,26 @@ def add_tokens(tokenizer: Any, tokens: list[str]) -> list[int]:
     if missing:
         tokenizer.add_tokens(missing, special_tokens=True)
     return [tokenizer.convert_tokens_to_ids(t) for t in tokens]
+
+
+@dataclass
+class LoraSettings:
+    """The ``lora:`` section: train low-rank adapters (peft) instead of every weight."""
+
+    enabled: bool = False
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: str | list[str] = "all-linear"
+
+
+def apply_lora(model: torch.nn.Module, lora: LoraSettings) -> torch.nn.Module:
+    import warnings
+
+    import peft
+
+    cfg = peft.LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                          target_modules=lora.target_modules, task_type="CAUSAL_LM")
+    with warnings.catch_warnings():  # peft still asks transformers 5 a deprecated question
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        return peft.get_peft_model(model, cfg)

@@ -1,4 +1,5 @@
-"""Supervised fine-tuning on chat / instruction records.
+"""Supervised fine-tuning on chat / instruction records: this file is the plugin's config and its
+data (records -> chat template -> token ids + target mask); the task is ``corpus.plugins.tasks.SFT``.
 
 Records (JSONL) are either ``messages`` (a list of ``{role, content}``, roles mapped through
 ``role_map``) or prompt/response pairs (field names configurable, optional ``prompt_template``).
@@ -17,7 +18,6 @@ LoRA adapters (``peft``).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from dataclasses import dataclass, field
@@ -25,14 +25,21 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
 
-from corpus.plugins.base import PluginConfig, TrainPlugin, TrainResult
-from corpus.plugins.data import BlendedDataset, check_sets
-from corpus.plugins.models import ModelConfig, SpecialIds, build_model, load_tokenizer
-from corpus.plugins.packing import BatchIterator, PackedExamples
-from corpus.plugins.pretrain import CausalTask, SampleConfig
-from corpus.plugins.trainer import Runtime, Trainer
+from corpus.plugins.base import PluginConfig, PluginInputError, SampleConfig, TrainPlugin
+from corpus.plugins.data import BlendedDataset, PackedExamples, check_sets
+from corpus.plugins.models import (
+    LoraSettings,
+    ModelConfig,
+    SpecialIds,
+    apply_lora,
+    build_model,
+    load_tokenizer,
+    pretrained_folder,
+    stop_ids,
+)
+from corpus.plugins.runtime import Runtime
+from corpus.plugins.tasks import SFT as SFTTask
 from corpus.shards import IndexedDataset, ShardError
 
 ROLES = ("system", "user", "assistant")
@@ -40,11 +47,11 @@ TRAIN_ON = ("assistant", "last", "all")
 FORMATS = ("auto", "messages", "prompt_response")
 
 
-class SFTDataError(ValueError):
+class SFTDataError(PluginInputError):
     pass
 
 
-class ChatTemplateError(ValueError):
+class ChatTemplateError(PluginInputError):
     pass
 
 
@@ -97,15 +104,6 @@ class SFTData:
             raise ValueError(f"truncation must be 'right' or 'drop', got {self.truncation!r}")
         if not 0 <= self.validation_fraction < 1:
             raise ValueError("validation_fraction must be in [0, 1)")
-
-
-@dataclass
-class LoraSettings:
-    enabled: bool = False
-    r: int = 8
-    alpha: int = 16
-    dropout: float = 0.0
-    target_modules: str | list[str] = "all-linear"
 
 
 @dataclass
@@ -333,33 +331,7 @@ def mixture(sizes: list[int], weights: list[float], total: int, seed: int) -> li
     return list(zip(blended.dataset_index.tolist(), blended.sample_index.tolist(), strict=True))
 
 
-# ---------------------------------------------------------------- task and plugin
-
-
-class SFTTask(CausalTask):
-    """Next-token loss on packed conversations (labels are -100 outside assistant spans); forward,
-    validation batches and perplexity are the causal LM's."""
-
-    primary_metric = "val_ppl"
-
-    def __init__(self, model: torch.nn.Module, train: BatchIterator, val: PackedExamples | None, *, rt: Runtime,
-                 batch_size: int, eval_limit: int, tokenizer: Any, encoder: ChatEncoder,
-                 prompts: list[list[dict[str, Any]]], samples: SampleConfig):
-        self.model, self.train_data, self.val, self.rt = model, train, val, rt
-        self.batch_size, self.eval_limit, self.tokenizer, self.encoder = batch_size, eval_limit, tokenizer, encoder
-        self.prompts, self.samples = prompts, samples
-
-    def on_evaluate(self, model: torch.nn.Module) -> dict[str, Any]:
-        texts = []
-        for conv in self.prompts[:self.samples.count]:
-            ids = self.encoder.render(conv, generation_prompt=True)
-            prompt = torch.tensor([ids], device=self.rt.device)
-            out = model.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False,
-                                 max_new_tokens=self.samples.max_new_tokens, eos_token_id=stop_ids(self.tokenizer),
-                                 pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id)
-            texts.append(self.tokenizer.decode(out[0, len(ids):].tolist()))
-        model.train()
-        return {"samples": texts} if texts else {}
+# ---------------------------------------------------------------- the plugin
 
 
 def _template(tokenizer: Any, cfg: SFTConfig) -> str | None:
@@ -374,82 +346,46 @@ def _template(tokenizer: Any, cfg: SFTConfig) -> str | None:
     raise ChatTemplateError("the tokenizer has no chat template: set data.chat_template (a jinja template)")
 
 
-END_OF_TURN = ("<|end|>", "<|im_end|>", "<|eot_id|>", "<end_of_turn>")
-
-
-def stop_ids(tokenizer: Any) -> list[int]:
-    """The eos id plus the end-of-turn markers the tokenizer knows."""
-    vocab = tokenizer.get_vocab()
-    ids = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-    return ids + [vocab[t] for t in END_OF_TURN if t in vocab and vocab[t] not in ids]
-
-
-def apply_lora(model: torch.nn.Module, lora: LoraSettings) -> torch.nn.Module:
-    import warnings
-
-    import peft
-
-    cfg = peft.LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                          target_modules=lora.target_modules, task_type="CAUSAL_LM")
-    with warnings.catch_warnings():  # peft still asks transformers 5 a deprecated question
-        warnings.filterwarnings("ignore", category=FutureWarning)
-        return peft.get_peft_model(model, cfg)
-
-
-def build_task(cfg: SFTConfig, rt: Runtime) -> tuple[SFTTask, dict[str, Any]]:
-    d, t = cfg.data, cfg.train
-    tok_dir = cfg.tokenizer or cfg.model.from_pretrained
-    if not tok_dir:
-        raise FileNotFoundError("tokenizer: required (or model.from_pretrained, whose folder has one)")
-    tokenizer = load_tokenizer(cfg.path(tok_dir))
-    encoder = ChatEncoder(tokenizer, _template(tokenizer, cfg), d.train_on)
-    parts = [encode_dataset(k, ds, cfg, encoder) for k, ds in enumerate(d.datasets)]
-    sizes = [len(p.train) for p in parts]
-    total = d.mixture_size or sum(sizes)
-    picks = mixture(sizes, [ds.weight for ds in d.datasets], total, t.seed)
-    train_ex = [parts[k].train[i] for k, i in picks]
-    val_ex = [ex for p in parts for ex in p.validation]
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    train_rows = PackedExamples(train_ex, d.seq_len, pad, packing=d.packing)
-    val_rows = PackedExamples(val_ex, d.seq_len, pad, packing=d.packing) if val_ex else None
-    ids = SpecialIds(eos=tokenizer.eos_token_id, pad=pad)
-    model = build_model(cfg.model, "causal", len(tokenizer), cfg.model.max_positions or d.seq_len, ids,
-                        Path(cfg.base_dir))
-    stops = stop_ids(tokenizer)
-    if stops and getattr(model, "generation_config", None) is not None:
-        model.generation_config.eos_token_id = stops  # generate() ends a reply at its end-of-turn marker
-    if cfg.lora.enabled:
-        model = apply_lora(model, cfg.lora)
-    train_it = BatchIterator(train_rows, t.batch_size, seed=t.seed, rank=rt.rank, world=rt.world)
-    targets = sum(int(m[1:].sum()) for _, m in train_ex)
-    stats = {"datasets": [p.stats | {"train": len(p.train), "validation": len(p.validation)} for p in parts],
-             "mixture": {n: c for n, c in zip([p.stats["name"] for p in parts],
-                                              np.bincount([k for k, _ in picks], minlength=len(parts)).tolist(),
-                                              strict=True)},
-             "train_rows": len(train_rows), "train_target_tokens": targets,
-             "row_fill": sum(len(x) for x, _ in train_ex) / max(1, len(train_rows) * d.seq_len)}
-    prompts = [p for part in parts for p in part.prompts]
-    task = SFTTask(model, train_it, val_rows, rt=rt, batch_size=t.batch_size, eval_limit=t.eval_batches,
-                   tokenizer=tokenizer, encoder=encoder, prompts=prompts, samples=cfg.samples)
-    return task, stats
-
-
 class SFT(TrainPlugin):
     """Supervised fine-tuning on chat/instruction data: loss on assistant tokens only, packing, mixtures, LoRA."""
 
     name: ClassVar[str] = "sft"
     config_class = SFTConfig
+    resumable = ("samples.",)
 
-    def run(self, config: SFTConfig, out_dir: Path, hooks: tuple = ()) -> TrainResult:
-        rt = Runtime.create(config.train)
-        try:
-            task, stats = build_task(config, rt)
-            if rt.is_main:
-                out_dir.mkdir(parents=True, exist_ok=True)
-                (out_dir / "data_stats.json").write_text(json.dumps(stats, indent=2))
-            result = Trainer(task, config.train, out_dir, rt, run_config=dataclasses.asdict(config),
-                             hooks=hooks).fit()
-            result.extra["data"] = stats
-            return result
-        finally:
-            rt.close()
+    def build(self, config: SFTConfig, runtime: Runtime) -> SFTTask:
+        d, t = config.data, config.train
+        base = Path(config.base_dir)
+        if config.tokenizer:
+            tok_dir = config.path(config.tokenizer)
+        elif config.model.from_pretrained:
+            tok_dir = pretrained_folder(config.model, base)  # names the command that makes it when missing
+        else:
+            raise FileNotFoundError("tokenizer: required (or model.from_pretrained, whose folder has one)")
+        tokenizer = load_tokenizer(tok_dir)
+        encoder = ChatEncoder(tokenizer, _template(tokenizer, config), d.train_on)
+        parts = [encode_dataset(k, ds, config, encoder) for k, ds in enumerate(d.datasets)]
+        sizes = [len(p.train) for p in parts]
+        picks = mixture(sizes, [ds.weight for ds in d.datasets], d.mixture_size or sum(sizes), t.seed)
+        train_ex = [parts[k].train[i] for k, i in picks]
+        val_ex = [ex for p in parts for ex in p.validation]
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        train = PackedExamples(train_ex, d.seq_len, pad, packing=d.packing)
+        val = PackedExamples(val_ex, d.seq_len, pad, packing=d.packing) if val_ex else None
+        model = build_model(config.model, "causal", len(tokenizer), config.model.max_positions or d.seq_len,
+                            SpecialIds(eos=tokenizer.eos_token_id, pad=pad), base)
+        stops = stop_ids(tokenizer)
+        if stops and getattr(model, "generation_config", None) is not None:
+            model.generation_config.eos_token_id = stops  # generate() ends a reply at its end-of-turn marker
+        if config.lora.enabled:
+            model = apply_lora(model, config.lora)
+        names = [p.stats["name"] for p in parts]
+        stats = {"datasets": [p.stats | {"train": len(p.train), "validation": len(p.validation)} for p in parts],
+                 "mixture": dict(zip(names, np.bincount([k for k, _ in picks], minlength=len(parts)).tolist(),
+                                     strict=True)),
+                 "train_rows": len(train), "train_target_tokens": sum(int(m[1:].sum()) for _, m in train_ex),
+                 "row_fill": sum(len(x) for x, _ in train_ex) / max(1, len(train) * d.seq_len)}
+        prompts = [encoder.render(conv, generation_prompt=True)
+                   for conv in [c for part in parts for c in part.prompts][:config.samples.count]]
+        return SFTTask(model, train, val, tokenizer=tokenizer, pad_id=pad, stats=stats, prompts=prompts,
+                       max_new_tokens=config.samples.max_new_tokens, stop_ids=stops)

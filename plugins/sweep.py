@@ -188,25 +188,27 @@ def _run_parallel(cfg: SweepConfig, base: Path, jobs: list[tuple[int, dict, Path
     return errors
 
 
-def run_sweep(path: str | Path) -> dict[str, Any]:
-    """Run a sweep; returns {"trials": [...ranked...], "best": {...}, "best_config": path}."""
+def run_sweep(path: str | Path, max_steps: int | None = None) -> dict[str, Any]:
+    """Run a sweep; returns {"trials": [...ranked...], "best": {...}, "best_config": path}.
+    ``max_steps``: every trial trains that many steps (a quick look; best.yaml keeps the base's length)."""
     cfg, base, base_data, params = load_sweep(path)
     out = Path(cfg.output)
     with RunLock(out):  # one sweep per folder; each trial locks its own folder too
-        return _run_sweep(cfg, base, base_data, params, out, Path(path))
+        return _run_sweep(cfg, base, base_data, params, out, Path(path),
+                          {"train.max_steps": max_steps} if max_steps else {})
 
 
 def _run_sweep(cfg: SweepConfig, base: Path, base_data: dict, params: list[dict[str, Any]], out: Path,
-               path: Path) -> dict[str, Any]:
+               path: Path, fixed: dict[str, Any]) -> dict[str, Any]:
     jobs = [(i, p, out / f"trial-{i:03d}") for i, p in enumerate(params)]
     trials = []
     if cfg.parallel > 1:
-        errors = _run_parallel(cfg, base, jobs)
+        errors = _run_parallel(cfg, base, [(i, {**p, **fixed}, trial_out) for i, p, trial_out in jobs])
     else:
         errors = {}
         for i, p, trial_out in jobs:
             try:
-                _run_inline(cfg, base, base_data, p, trial_out)
+                _run_inline(cfg, base, base_data, {**p, **fixed}, trial_out)
                 errors[i] = None
             except Exception as exc:  # one failed trial must not stop the sweep
                 errors[i] = f"{type(exc).__name__}: {exc}"

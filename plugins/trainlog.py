@@ -1,4 +1,5 @@
-"""What a training run reports: metrics (JSONL + TensorBoard), a progress line, MFU, curves, a report.
+"""What a training run reports: metrics (JSONL + TensorBoard), MFU, curves, a report (the progress
+display is the toolkit's one, ``corpus.progress``).
 
 Everything here runs on rank 0 only (the trainer passes ``enabled=False`` elsewhere).
 """
@@ -90,44 +91,6 @@ class MetricsLog:
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
-
-
-class Progress:
-    """A rich progress bar on a terminal; a log line every ``log_every`` steps otherwise."""
-
-    def __init__(self, total: int, start: int, *, enabled: bool, bar: bool):
-        self.enabled = enabled
-        self._bar = None
-        if enabled and bar:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
-            from rich.progress import Progress as RichProgress
-
-            if Console().is_terminal:
-                self._bar = RichProgress(TextColumn("train"), BarColumn(), MofNCompleteColumn(),
-                                         TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
-                self._task = self._bar.add_task("train", total=total, completed=start, info="")
-                self._bar.start()
-
-    def update(self, step: int, info: str) -> None:
-        if not self.enabled:
-            return
-        if self._bar is not None:
-            self._bar.update(self._task, completed=step, info=info)
-        else:
-            log.info("step %d %s", step, info)
-
-    def message(self, text: str) -> None:
-        if not self.enabled:
-            return
-        if self._bar is not None:
-            self._bar.console.print(text, highlight=False)
-        else:
-            log.info("%s", text)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
 
 
 # ---------------------------------------------------------------- curves and report

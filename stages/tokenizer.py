@@ -17,6 +17,7 @@ import logging
 import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
@@ -185,6 +186,23 @@ def tokenizer_file(path: Path) -> Path:
 def load_tokenizer(path: Path) -> Tokenizer:
     """Load a ``tokenizer.json`` file or a tokenizer folder (HF format) from a local path."""
     return Tokenizer.from_file(str(tokenizer_file(path)))
+
+
+def load_hf_tokenizer(path: Path) -> Any:
+    """The same local tokenizer as a ``transformers`` fast tokenizer (what training uses: special
+    tokens, padding, the chat template): a folder's own tokenizer class when its config names one,
+    else ``PreTrainedTokenizerFast`` over its ``tokenizer.json``. Needs the ``train`` extra."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    path = Path(path)
+    if path.is_file():  # a bare tokenizer.json
+        return PreTrainedTokenizerFast(tokenizer_file=str(path))
+    if not path.is_dir():
+        raise FileNotFoundError(f"no tokenizer at {path}")
+    try:
+        return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    except (OSError, ValueError):
+        return PreTrainedTokenizerFast.from_pretrained(str(path), local_files_only=True)
 
 
 def import_tokenizer(src: Path, out: Path, special_tokens: Sequence[str] = SPECIAL_TOKENS) -> Path:

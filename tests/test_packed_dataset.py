@@ -7,7 +7,14 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from corpus.plugins.data import BlendedDataset, PackedDataset, ResumableSampler, block_causal_mask
+from corpus.plugins.data import (
+    BlendedDataset,
+    PackedDataset,
+    ResumableSampler,
+    TrainLoader,
+    block_causal_mask,
+    collate,
+)
 from corpus.shards import write_documents
 
 EOD = 0
@@ -165,12 +172,49 @@ def test_resume_yields_exactly_the_remaining_samples(tmp_path):
         rest += list(s)
     order = ResumableSampler(len(ds), seed=9).order().tolist()
     assert sorted(seen) == sorted(order[:10]) and sorted(rest) == sorted(order[10:10 + (len(ds) - 10) // 3 * 3])
-    # With a prefetching DataLoader, the loop's own count gives the position.
-    pre = ResumableSampler(len(ds), seed=9)
-    it = iter(pre)
-    for _ in range(7):
-        next(it)
-    assert pre.state_dict(seen_per_rank=4)["consumed"] == 4
+
+
+def tagged_row(w, epoch: int, index: int) -> dict:
+    """A row function that shows which (epoch, row) it was asked for (module level: workers copy it)."""
+    return {"input_ids": torch.from_numpy(w.tokens[:-1]), "key": torch.tensor([epoch, index])}
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_train_loader_resumes_exactly_across_epochs(tmp_path, workers: int):
+    """Through a real DataLoader (with prefetching worker processes too): a loader stopped anywhere and
+    restored from its state gives what an uninterrupted one gives, across epoch boundaries."""
+    rng = np.random.default_rng(3)
+    docs = [rng.integers(2, 99, size=int(rng.integers(1, 30))).tolist() + [EOD] for _ in range(40)]
+    write_documents(tmp_path / "r", docs, vocab_size=100)
+    ds = PackedDataset(tmp_path / "r", seq_len=8, seed=1, row=tagged_row)
+
+    def take(loader: TrainLoader, n: int) -> list[list[int]]:
+        return [next(loader)["key"].tolist() for _ in range(n)]
+
+    first = TrainLoader(ds, 3, seed=9, workers=workers)
+    assert isinstance(first.loader, DataLoader) and first.loader.num_workers == workers
+    per_epoch = first.per_epoch
+    straight = take(TrainLoader(ds, 3, seed=9, workers=workers), 2 * per_epoch + 3)
+    head = take(first, per_epoch + 2)  # stopped inside the second epoch, the workers ahead of it
+    state = first.state_dict()
+    assert (state["epoch"], state["consumed"]) == (1, 6)
+    again = TrainLoader(ds, 3, seed=9, workers=workers)
+    again.load_state_dict(state)
+    assert head + take(again, per_epoch + 1) == straight
+    epochs = [[e for e, _ in b] for b in straight]
+    assert epochs[0] == [0, 0, 0] and epochs[per_epoch] == [1, 1, 1]  # rows are asked for as (epoch, index)
+    rows = [sorted(i for _, i in b) for b in straight]
+    assert rows[:per_epoch] != rows[per_epoch:2 * per_epoch]  # reshuffled per epoch
+
+
+def test_collate_stacks_rows_and_pads_unequal_ones():
+    rows = [{"input_ids": torch.tensor([5, 6, 7]), "labels": torch.tensor([6, 7, -100])},
+            {"input_ids": torch.tensor([8]), "labels": torch.tensor([-100])}]
+    batch = collate(rows, pad_id=1)
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 1, 1]]
+    assert batch["labels"].tolist() == [[6, 7, -100], [-100, -100, -100]]
+    same = collate([rows[0], rows[0]])
+    assert same["input_ids"].shape == (2, 3)
 
 
 def test_blended_dataset_shares_and_determinism(tmp_path):

@@ -11,10 +11,12 @@ import torch
 from trainkit import pretrain_config, read_metrics, shards  # noqa: F401 (fixture)
 
 from corpus import plugins
+from corpus.plugins.data import IGNORE_INDEX as IGNORE
+from corpus.plugins.data import PackedDataset
 from corpus.plugins.models import ModelConfig, SpecialIds, build_model
-from corpus.plugins.packing import IGNORE, ShardRows
-from corpus.plugins.pretrain import build_task, mlm_mask, random_spans_mask, span_corrupt, span_lengths
-from corpus.plugins.trainer import Runtime, Trainer
+from corpus.plugins.runtime import Runtime
+from corpus.plugins.tasks import mlm_mask, random_spans_mask, span_corrupt, span_lengths
+from corpus.plugins.trainer import Trainer
 
 
 def test_causal_loss_falls_and_hf_round_trip(tmp_path: Path, shards):  # noqa: F811
@@ -24,7 +26,7 @@ def test_causal_loss_falls_and_hf_round_trip(tmp_path: Path, shards):  # noqa: F
     cfg = pretrain_config(tmp_path, tokens, train={"max_steps": 24, "eval_every": 12, "log_every": 4, "lr": 5e-3},
                           samples={"count": 1, "max_new_tokens": 4})
     rt = Runtime.create(cfg.train)
-    task = build_task(cfg, rt)
+    task = plugins.get("pretrain")().build(cfg, rt)
     result = Trainer(task, cfg.train, tmp_path, rt).fit()
     losses = [r["loss"] for r in read_metrics(tmp_path)]
     evals = read_metrics(tmp_path, "eval")
@@ -57,22 +59,18 @@ def test_document_masking_matches_separate_documents(arch: str):
         assert (leaky[:, 7:] - both[:, 7:]).abs().max() > 1e-3
 
 
-def test_shard_rows_over_the_packed_dataset(shards):  # noqa: F811
-    from corpus.plugins.data import PackedDataset
-
+def test_rows_with_and_without_document_masking(shards):  # noqa: F811
     _, tokens = shards
-    rows = ShardRows([tokens / "train"], 32, seed=3)
-    ds = PackedDataset([tokens / "train"], 32, seed=3, use_loss_mask=False)
-    assert len(rows) == len(ds) > 10
-    for i in (0, 5, len(ds) - 1):
-        r, ref = rows.row(0, i), ds[i]
-        assert all(np.array_equal(r[k], ref[k].numpy()) for k in ref)
+    rows = PackedDataset([tokens / "train"], 32, seed=3, use_loss_mask=False)
+    assert len(rows) > 10
+    for i in (0, 5, len(rows) - 1):
+        r = rows[i]
         keep = r["labels"] != IGNORE
-        starts = np.flatnonzero(np.diff(r["document_ids"])) + 1
+        starts = torch.nonzero(torch.diff(r["document_ids"])).flatten() + 1
         assert (r["position_ids"][starts] == 0).all() and (~keep).sum() >= len(starts)
-    plain = ShardRows([tokens / "train"], 32, seed=3, document_mask=False).row(0, 5)
+    plain = PackedDataset([tokens / "train"], 32, seed=3, use_loss_mask=False, document_mask=False)[5]
     assert plain["position_ids"].tolist() == list(range(32)) and (plain["labels"] != IGNORE).all()
-    np.testing.assert_array_equal(plain["input_ids"], rows.row(0, 5)["input_ids"])
+    assert torch.equal(plain["input_ids"], rows[5]["input_ids"])
 
 
 def test_mlm_mask_rates_and_80_10_10():

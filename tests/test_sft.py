@@ -14,7 +14,8 @@ from transformers import PreTrainedTokenizerFast
 
 from corpus import plugins
 from corpus.plugins.base import parse_config
-from corpus.plugins.packing import IGNORE, PackedExamples
+from corpus.plugins.data import IGNORE_INDEX as IGNORE
+from corpus.plugins.data import PackedExamples
 from corpus.plugins.sft import (
     ChatEncoder,
     ChatTemplateError,
@@ -26,6 +27,7 @@ from corpus.plugins.sft import (
     truncate,
     with_few_shot,
 )
+from corpus.plugins.tasks import SFT
 from corpus.plugins.trainer import EmptyTargetsError, check_targets
 from corpus.stages.tokenizer import CHAT_TEMPLATE, SPECIAL_TOKENS
 
@@ -54,7 +56,7 @@ def test_single_turn_mask_known_answer(wordtok):
     ids, mask = ChatEncoder(wordtok).encode([m("system", "be nice"), m("user", "hi"), m("assistant", "hello there")])
     assert ids.tolist() == [SYS, ID["be"], ID["nice"], END, USR, ID["hi"], END, AST, ID["hello"], ID["there"], END]
     assert mask.tolist() == [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1]  # the reply and its end marker; no system/prompt
-    row = PackedExamples([(ids, mask)], 16, pad_id=1).row(0, 0)
+    row = PackedExamples([(ids, mask)], 16, pad_id=1)[0]
     # the first reply token is a target: its label sits on the <|assistant|> marker
     assert row["labels"][:11].tolist() == [IGNORE] * 7 + [ID["hello"], ID["there"], END, IGNORE]
 
@@ -91,9 +93,9 @@ def test_template_that_is_not_prefix_stable_is_an_error(wordtok):
 
 def test_empty_mask_batch_raises():
     rows = PackedExamples([(np.array([3, 6, 5, 4, 7]), np.zeros(5, dtype=np.uint8))], 8, pad_id=1)
-    batch = {k: torch.from_numpy(v[None]) for k, v in rows.row(0, 0).items()}
-    with pytest.raises(EmptyTargetsError, match="assistant mask is empty"):
-        check_targets(batch, "step 1")
+    batch = {k: v[None] for k, v in rows[0].items()}
+    with pytest.raises(EmptyTargetsError, match="step 1: every label .* assistant mask is empty"):
+        check_targets(SFT(torch.nn.Linear(1, 1), rows), batch, "step 1")
 
 
 def test_records_field_mapping_and_few_shot(wordtok):
@@ -122,7 +124,7 @@ def test_packing_keeps_examples_whole_and_separate():
     seen = sorted(i for b in rows.bins for i in b)
     assert seen == list(range(6)) and all(sum(len(ex[i][0]) for i in b) <= 16 for b in rows.bins)
     for r in range(len(rows)):
-        row = rows.row(0, r)
+        row = {k: v.numpy() for k, v in rows[r].items()}
         for j, e in enumerate(rows.bins[r]):
             ids, mask = ex[e]
             sel = row["document_ids"] == j
@@ -228,3 +230,34 @@ def test_sft_data_errors_name_the_line(tmp_path: Path, pretrained: Path):
     cfg = _sft_config(tmp_path, pretrained, data={"datasets": [{"path": str(bad)}]})
     with pytest.raises(SFTDataError, match=r"bad.jsonl:2: needs string fields 'prompt' and 'response'"):
         plugins.run("sft", cfg)
+
+
+def test_missing_inputs_name_the_command_that_makes_them(tmp_path: Path, monkeypatch, capsys, shards):  # noqa: F811
+    """`corpus train sft` before the pretraining it starts from has finished says which command makes the
+    model (found among the configs beside it); pretraining without token shards says how to make them."""
+    from corpus.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "pre.yaml").write_text("plugin: pretrain\noutput: ../out/pre\ndata: {train: ../out/tokens}\n")
+    (conf / "sft.yaml").write_text("plugin: sft\noutput: ../out/sft\nmodel: {from_pretrained: ../out/pre/final}\n"
+                                   "data: {datasets: [{path: chat.jsonl}]}\n")
+
+    def error(*args: str) -> str:
+        assert main(["train", *args]) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        return err.strip()
+
+    assert error("sft", "conf/sft.yaml") == \
+        "error: no model at out/pre/final: run `corpus train pretrain conf/pre.yaml` first"
+    (tmp_path / "out/pre/checkpoints").mkdir(parents=True)  # the pretraining started and has not finished
+    assert error("sft", "conf/sft.yaml") == ("error: no model at out/pre/final: the run in out/pre has not finished "
+                                             "(it writes final/ at its end): rerun `corpus train pretrain "
+                                             "conf/pre.yaml` to resume it")
+    assert error("pretrain", "conf/pre.yaml") == ("error: no token shards at out/tokens: make them with `corpus "
+                                                  "tokenize CORPUS --tokenizer TOKENIZER --out out/tokens`")
+    _, tokens = shards
+    assert error("pretrain", "conf/pre.yaml", "--set", f"data.train={tokens}", "--set", "data.tokenizer=../out/tok") \
+        == "error: no tokenizer at out/tok: train one with `corpus tokenizer train CORPUS --out out/tok`"

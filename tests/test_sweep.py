@@ -45,6 +45,11 @@ def test_grid_sweep_ranks_and_writes_best(tmp_path: Path, shards):  # noqa: F811
     cfg = plugins.load_config("pretrain", out / "best.yaml")  # the best config is a valid, runnable config
     assert cfg.data.train == str(tokens) and cfg.output == str(out / "best") and cfg.train.lr == 5e-3
 
+    short = tmp_path / "short.yaml"  # `corpus train sweep --max-steps N`: every trial trains N steps
+    short.write_text("plugin: pretrain\nbase: base.yaml\noutput: out/short\nspace:\n  train.lr: [1.0e-3]\n")
+    assert [t["steps"] for t in run_sweep(short, max_steps=1)["trials"]] == [1]
+    assert yaml.safe_load((tmp_path / "out/short/best.yaml").read_text())["train"]["max_steps"] == 4  # the base's
+
 
 def test_random_space_is_seeded_and_checked(tmp_path: Path, shards):  # noqa: F811
     cfg = SweepConfig(plugin="sft", base="b.yaml", output="o", method="random", trials=5, seed=3,

@@ -15,14 +15,17 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from trainkit import QUIET, pretrain_config, read_metrics, shards  # noqa: F401 (fixture)
+from transformers import AutoModelForCausalLM
 
 from corpus import plugins
 from corpus.config import ConfigError
 from corpus.plugins.base import TrainConfig, load_plugin_config
+from corpus.plugins.data import PackedExamples, TrainLoader
 from corpus.plugins.models import ModelConfig, SpecialIds, build_model
-from corpus.plugins.packing import BatchIterator, PackedExamples
 from corpus.plugins.pretrain import PretrainConfig
-from corpus.plugins.trainer import EmptyTargetsError, Runtime, Task, Trainer, lr_factor, seed_everything
+from corpus.plugins.runtime import Runtime, seed_everything
+from corpus.plugins.tasks import SFT, CausalLM
+from corpus.plugins.trainer import EmptyTargetsError, Trainer, lr_factor
 from corpus.plugins.trainlog import curves_svg, diagnose
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,16 +41,6 @@ def test_lr_schedule_warmup_then_cosine():
 
 
 # ---------------------------------------------------------------- gradient accumulation
-
-
-class ToyTask(Task):
-    def __init__(self, model, rows, batch_size):
-        self.model = model
-        self.train_data = BatchIterator(rows, batch_size, seed=0)
-
-    def forward(self, model, batch):
-        return model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits, \
-            batch["labels"]
 
 
 def _toy_rows(n: int = 16, seq: int = 24) -> PackedExamples:
@@ -73,7 +66,7 @@ def _train_toy(tmp: Path, batch_size: int, accum: int, steps: int = 2) -> tuple[
                       eval_every=0, log_every=1, warmup_steps=0, weight_decay=0.1, **QUIET)
     rt = Runtime.create(cfg)
     seed_everything(0)
-    task = ToyTask(_tiny_llama(), _toy_rows(), batch_size)
+    task = CausalLM(_tiny_llama(), _toy_rows())
     Trainer(task, cfg, tmp, rt).fit()
     return {k: v.clone() for k, v in task.model.state_dict().items()}, read_metrics(tmp)
 
@@ -90,7 +83,7 @@ def test_grad_accumulation_1x8_equals_8x1(tmp_path: Path):
     # The test can see the classic bug: averaging per-micro-batch means gives another gradient.
     seed_everything(0)
     model, rows = _tiny_llama(), _toy_rows()
-    it = BatchIterator(rows, 1, seed=0)
+    it = TrainLoader(rows, 1, seed=0)
     batches = [next(it) for _ in range(8)]
     grads = []
     for per_micro_mean in (False, True):
@@ -144,7 +137,9 @@ def test_resume_is_exact(tmp_path: Path, shards):  # noqa: F811
     with pytest.raises(ValueError, match="different config.*train.lr"):
         plugins.run("pretrain", pretrain_config(tmp_path / "b", tokens,
                                                 **{**over, "train": {**over["train"], "max_steps": 8, "lr": 1e-3}}))
-    more = pretrain_config(tmp_path / "b", tokens, **{**over, "train": {**over["train"], "max_steps": 8}})
+    # The plugin's own resumable keys (pretrain: samples) are its to declare; the trainer knows none.
+    more = pretrain_config(tmp_path / "b", tokens, **{**over, "train": {**over["train"], "max_steps": 8}},
+                           samples={"count": 1, "max_new_tokens": 2})
     assert plugins.run("pretrain", more).resumed_from == 6
 
 
@@ -155,7 +150,7 @@ def test_empty_target_batch_is_an_error(tmp_path: Path):
     ids = np.arange(3, 13)
     rows = PackedExamples([(ids, np.zeros(10, dtype=np.uint8))] * 4, 16, pad_id=0)
     cfg = TrainConfig(max_steps=1, batch_size=2, eval_every=0, **QUIET)
-    task = ToyTask(_tiny_llama(), rows, 2)
+    task = SFT(_tiny_llama(), rows)
     with pytest.raises(EmptyTargetsError, match="step 1, micro-batch 0.*assistant mask is empty"):
         Trainer(task, cfg, tmp_path, Runtime.create(cfg)).fit()
 
@@ -237,6 +232,50 @@ def test_cli_check_and_errors(tmp_path: Path, shards):  # noqa: F811
     with pytest.raises(ConfigError, match="unknown training plugin 'pretrian'"):
         args = parser.parse_args(["train", "pretrian", str(cfg)])
         args.fn(args, Console())
+
+
+def test_cli_run_says_what_it_does_and_max_steps_overrides(tmp_path: Path, shards, capsys, caplog):  # noqa: F811
+    """The first line comes before torch loads; a banner gives the model's size, tokens per step, the
+    steps and where the models go; step lines carry an ETA; --max-steps overrides the config."""
+    import logging
+
+    from corpus.cli import main
+
+    _, tokens = shards
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text(f"output: run\nmodel: {{hidden_size: 32, layers: 2, heads: 4, intermediate_size: 64}}\n"
+                   f"data: {{train: {tokens}, seq_len: 32}}\nsamples: {{count: 0}}\n"
+                   "train: {max_steps: 500, batch_size: 4, eval_every: 2, log_every: 2, progress: false, "
+                   "tensorboard: false}\n")
+    with caplog.at_level(logging.INFO, logger="corpusforge.train"):
+        assert main(["train", "pretrain", str(cfg), "--max-steps", "3"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"corpus train pretrain {cfg}: loading PyTorch and the data...\n")
+    assert "done: 3 steps, 384 tokens" in out
+    lines = [r.getMessage() for r in caplog.records]
+    params = sum(p.numel() for p in {id(p): p for p in AutoModelForCausalLM.from_pretrained(tmp_path / "run/final")
+                                     .parameters()}.values())
+    assert f"pretrain: llama, {params:,} parameters, on cpu" in lines
+    assert "3 steps of 128 tokens (4 rows x 32 tokens x 1 accumulated x 1 processes): 384 tokens" in "\n".join(lines)
+    run = tmp_path / "run"
+    assert any(f"checkpoints: {run}/checkpoints/ (every 2 steps and at the end); best model: {run}/best/; final "
+               f"model: {run}/final/" in line for line in lines)
+    steps = [line for line in lines if line.startswith("step ") and " loss " in line]
+    assert [s.split()[1] for s in steps] == ["1/3", "2/3", "3/3"]  # step 1 at once, then every log_every
+    assert all(" ETA " in s and "tok/s" in s for s in steps)
+
+
+def test_no_plugin_imports_another_plugin():
+    import ast
+    import importlib
+
+    modules = {name: plugins._entry_points()[name].value.split(":")[0] for name in plugins.names()}
+    for name, module in modules.items():
+        tree = ast.parse(Path(importlib.import_module(module).__file__).read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module} | \
+            {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        others = set(modules.values()) - {module}
+        assert not imported & others, f"plugin {name} imports {imported & others}"
 
 
 # ---------------------------------------------------------------- DDP (gloo, 2 processes on CPU)
