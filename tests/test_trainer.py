@@ -269,7 +269,7 @@ def test_no_plugin_imports_another_plugin():
     import ast
     import importlib
 
-    modules = {name: plugins._entry_points()[name].value.split(":")[0] for name in plugins.names()}
+    modules = {name: plugins.PLUGINS.entries[name].value.split(":")[0] for name in plugins.names()}
     for name, module in modules.items():
         tree = ast.parse(Path(importlib.import_module(module).__file__).read_text())
         imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module} | \
