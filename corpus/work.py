@@ -198,6 +198,9 @@ def apply_op(op: Operator, df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame
             f"filter operator '{op.name}' returned a keep mask of {keep.len()} {keep.dtype} values "
             f"({keep.null_count()} null) for {df.height} rows; it must be one non-null bool per row"
         )
+    if not verdict.scores and keep.all():  # drops nothing and adds nothing: the shard passes on (hard-linked)
+        _check(op, df, df)
+        return df, None
     scored = df.with_columns([s.alias(name) for name, s in verdict.scores.items()]) if verdict.scores else df
     _check(op, df, scored)
     reason = verdict.reason
