@@ -76,7 +76,7 @@ def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
         suite = suggest_suite(target, out, workers=args.workers)
         console.print(f"[green]suite[/]: {out} ({len(suite['expectations'])} expectations proposed from {target}; "
                       "review every bound, then check data with `corpus validate INPUT --suite "
-                      f"{out}`)", highlight=False)
+                      f"{out}`)", highlight=False, soft_wrap=True)
         return 0
     if len(args.input) != 1:
         raise ValueError(f"corpus validate takes one INPUT, got {len(args.input)}: {' '.join(args.input)}")

@@ -23,10 +23,11 @@ import pyarrow.parquet as pq
 
 from corpus.integrity import read_verified
 from corpus.manifest import require_intact
-from corpus.schema import ID, SOURCE, TEXT
+from corpus.schema import ID, ROW_BITS, ROW_ID, SOURCE, TEXT
 from corpus.validation.engine import BATCH_BYTES, Part, Table
 
 TEXT_KEY = "text_key"
+GROUP_BYTES = 16 << 20  # Parquet/JSONL bytes on disk per part (a 128 MB shard of text is a part of its own)
 
 
 def _features() -> tuple[str, ...]:
@@ -63,8 +64,58 @@ def derive(df: pl.DataFrame, names: Sequence[str]) -> pl.DataFrame:
     return df.with_columns(cols)
 
 
-def _table(parts: list[Part], columns: dict, where: str) -> Table:
+File = tuple[int, str, str, "dict | None", str]  # number, path, format, manifest record, name shown
+
+
+def _table(files: list[File], columns: dict, where: str) -> Table:
+    """Parts of consecutive files holding about GROUP_BYTES on disk each: many small shards make one
+    batch for GX, whose every call costs the same."""
+    parts: list[Part] = []
+    group: list[File] = []
+    size = 0
+    for f in files:
+        group.append(f)
+        size += Path(f[1]).stat().st_size
+        if size >= GROUP_BYTES:
+            parts.append(_part(len(parts), group))
+            group, size = [], 0
+    if group:
+        parts.append(_part(len(parts), group))
     return Table("documents", columns, tuple(parts), derived_columns(), derive, ID if ID in columns else None, where)
+
+
+def _part(k: int, files: list[File]) -> Part:
+    name = files[0][4] if len(files) == 1 else f"{files[0][4]} .. {files[-1][4]}"
+    return Part(k, name, file_frames, (tuple(files),))
+
+
+def file_frames(files: tuple[File, ...]) -> Iterator[pl.DataFrame]:
+    """The frames of a part's files, small ones together up to about BATCH_BYTES (files of one schema
+    only: the schema expectations judge each batch), each row named by its file's number when the data
+    has no row_id."""
+    buf: list[pl.DataFrame] = []
+    size = 0
+    for number, path, fmt, record, _ in files:
+        frames = parquet_frames(path, record) if fmt == "parquet" else jsonl_frames(path)
+        for start, df in _numbered(frames):
+            if ROW_ID not in df.columns:
+                df = df.with_columns(((pl.int_range(1, df.height + 1, dtype=pl.Int64) + start)
+                                      | (number << ROW_BITS)).alias(ROW_ID))
+            if buf and (df.schema != buf[0].schema or size >= BATCH_BYTES):
+                yield pl.concat(buf)
+                buf, size = [], 0
+            buf.append(df)
+            size += df.estimated_size()
+    if buf:
+        yield pl.concat(buf)
+
+
+def _numbered(frames: Iterator[pl.DataFrame]) -> Iterator[tuple[int, pl.DataFrame]]:
+    """(rows before it in its file, frame)."""
+    start = 0
+    for df in frames:
+        yield start, df
+        start += df.height
 
 
 # ---------------------------------------------------------------- sources
@@ -73,17 +124,16 @@ def _table(parts: list[Part], columns: dict, where: str) -> Table:
 def shards_table(shards: Sequence[Path], where: str = "the documents at this point of the pipeline") -> Table:
     """A pipeline stage's input shards (Parquet, the document schema plus earlier stages' columns)."""
     columns = dict(pl.read_parquet_schema(shards[0])) if shards else {}
-    parts = [Part(k, Path(p).name, parquet_frames, (str(p), None)) for k, p in enumerate(shards)]
-    return _table(parts, columns, where)
+    return _table([(k, str(p), "parquet", None, Path(p).name) for k, p in enumerate(shards)], columns, where)
 
 
 def corpus_table(root: Path) -> Table:
     """A corpus folder: its manifest's shards, sizes checked first and each hashed as it is read."""
     manifest = require_intact(root)
     shards = manifest.get("shards", [])
-    parts = [Part(k, s["path"], parquet_frames, (str(root / s["path"]), s)) for k, s in enumerate(shards)]
     columns = dict(pl.read_parquet_schema(root / shards[0]["path"])) if shards else {}
-    return _table(parts, columns, f"the corpus {root}")
+    return _table([(k, str(root / s["path"]), "parquet", s, s["path"]) for k, s in enumerate(shards)], columns,
+                  f"the corpus {root}")
 
 
 def files_table(target: str) -> Table:
@@ -97,12 +147,10 @@ def files_table(target: str) -> Table:
                          f"{', '.join(other)}; run a pipeline over them and validate its output folder")
     if not tasks:
         raise ValueError(f"{target}: no Parquet or JSONL files there")
-    parts = [Part(t.index, t.rel_path, parquet_frames if t.format == "parquet" else jsonl_frames, (t.path, None))
-             for t in tasks]
     first = tasks[0]
     columns = dict(pl.read_parquet_schema(first.path) if first.format == "parquet"
-                   else next(jsonl_frames(first.path, None)).schema)
-    return _table(parts, columns, target)
+                   else next(jsonl_frames(first.path)).schema)
+    return _table([(t.index, t.path, t.format, None, t.rel_path) for t in tasks], columns, target)
 
 
 def parquet_frames(path: str, record: dict | None) -> Iterator[pl.DataFrame]:
@@ -131,7 +179,7 @@ def _frame(table: pa.Table) -> pl.DataFrame:
     return df
 
 
-def jsonl_frames(path: str, record: dict | None = None) -> Iterator[pl.DataFrame]:
+def jsonl_frames(path: str) -> Iterator[pl.DataFrame]:
     """A JSONL file (plain, .gz or .zst) with the types polars infers, in slices of about BATCH_BYTES."""
     from corpus.readers.streams import ByteSource
 
