@@ -86,6 +86,24 @@ def test_great_expectations_makes_no_connection_and_writes_nothing(corpus, tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["docs.json"]  # no gx/ folder, no uncommitted/
 
 
+def test_a_damaged_shard_is_named_not_validated(corpus, tmp_path):
+    import os
+    import shutil
+
+    from corpus.integrity import CorruptFileError
+
+    copy = tmp_path / "copy"
+    shutil.copytree(corpus, copy)
+    shard = sorted((copy / "data").glob("*.parquet"))[0]
+    st = shard.stat()
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size and mtime: only its hash tells
+    shard.write_bytes(bytes(data))
+    os.utime(shard, ns=(st.st_atime_ns, st.st_mtime_ns))
+    with pytest.raises(CorruptFileError, match=f"{shard}: content changed since it was written"):
+        validate_input(copy, documents_suite(tmp_path), workers=1)
+
+
 # ---------------------------------------------------------------- bad suites
 
 

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from corpus.integrity import read_verified
 from corpus.manifest import require_intact
-from corpus.schema import ID, ROW_BITS, ROW_ID, SOURCE, TEXT
+from corpus.schema import DOC_SCHEMA, ID, ROW_BITS, ROW_ID, SOURCE, TEXT
 from corpus.validation.engine import BATCH_BYTES, Part, Table
 
 TEXT_KEY = "text_key"
@@ -46,6 +46,8 @@ def derive(df: pl.DataFrame, names: Sequence[str]) -> pl.DataFrame:
     from corpus.stages.profile.constants import INT_FEATURES
     from corpus.stages.profile.features import doc_features
 
+    if TEXT not in df.columns:
+        raise ValueError("they are computed from the 'text' column, which this data does not have")
     n = df.height
     base = pl.DataFrame({
         ID: df[ID].cast(pl.String, strict=False) if ID in df.columns else pl.Series(ID, [None] * n, pl.String),
@@ -123,7 +125,7 @@ def _numbered(frames: Iterator[pl.DataFrame]) -> Iterator[tuple[int, pl.DataFram
 
 def shards_table(shards: Sequence[Path], where: str = "the documents at this point of the pipeline") -> Table:
     """A pipeline stage's input shards (Parquet, the document schema plus earlier stages' columns)."""
-    columns = dict(pl.read_parquet_schema(shards[0])) if shards else {}
+    columns = dict(pl.read_parquet_schema(shards[0])) if shards else dict(DOC_SCHEMA)
     return _table([(k, str(p), "parquet", None, Path(p).name) for k, p in enumerate(shards)], columns, where)
 
 
@@ -131,7 +133,9 @@ def corpus_table(root: Path) -> Table:
     """A corpus folder: its manifest's shards, sizes checked first and each hashed as it is read."""
     manifest = require_intact(root)
     shards = manifest.get("shards", [])
-    columns = dict(pl.read_parquet_schema(root / shards[0]["path"])) if shards else {}
+    # The columns from the first shard, hashed first like every shard read here.
+    columns = dict(pl.read_parquet_schema(io.BytesIO(read_verified(root / shards[0]["path"], shards[0])))) \
+        if shards else {}
     return _table([(k, str(root / s["path"]), "parquet", s, s["path"]) for k, s in enumerate(shards)], columns,
                   f"the corpus {root}")
 
@@ -148,8 +152,11 @@ def files_table(target: str) -> Table:
     if not tasks:
         raise ValueError(f"{target}: no Parquet or JSONL files there")
     first = tasks[0]
-    columns = dict(pl.read_parquet_schema(first.path) if first.format == "parquet"
-                   else next(jsonl_frames(first.path)).schema)
+    try:
+        columns = dict(pl.read_parquet_schema(first.path) if first.format == "parquet"
+                       else next(jsonl_frames(first.path)).schema)
+    except pl.exceptions.PolarsError as exc:
+        raise ValueError(f"{first.path}: not a readable {first.format} file ({exc})") from None
     return _table([(t.index, t.path, t.format, None, t.rel_path) for t in tasks], columns, target)
 
 

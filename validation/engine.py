@@ -137,7 +137,12 @@ def _table(suite: Suite, table: Table, own: list[int], pool_map: Callable, workd
     out = {i: _merge(suite, i, [d["results"][i] for d in done], examples) for i in local}
     todo = whole if done else own  # no parts at all: everything runs on an empty frame of the table's columns
     if todo:
-        frame = _projection(table, project, [p for d in done for p in d["projection"]])
+        written = [p for d in done for p in d["projection"]]
+        frame = _projection(table, project, written)
+        for path in written:  # read: the whole pass holds them in memory now
+            Path(path).unlink()
+        if written:
+            Path(written[0]).parent.rmdir()
         fmt = _format(show, examples, complete=bool(set(crit) & set(todo)))
         schema = [i for i in todo if suite.scope(i) == "schema"]
         found = gx.run(gx.to_pandas(frame), [(i, suite.entries[i]) for i in todo if i not in schema], fmt)
@@ -192,7 +197,10 @@ def check_part(job: PartJob) -> dict:
                                   | (part.index << ROW_BITS)).alias(ROW_ID))
         missing(suite, [i for i, _ in per_row] + _whole_indexes(job), set(df.columns) | set(job.derive), part.name)
         if job.derive and job.derive_fn is not None:
-            df = job.derive_fn(df, job.derive)
+            try:
+                df = job.derive_fn(df, job.derive)
+            except (ValueError, pl.exceptions.PolarsError) as exc:
+                raise SuiteError(f"{part.name}: cannot compute {', '.join(job.derive)}: {exc}") from None
         rows += df.height
         found |= gx.run(gx.to_pandas(df), per_row, fmt)
         for i in job.local:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -81,7 +82,7 @@ class Validate(GlobalFilterOperator):
 
     def fit(self, ctx: StageContext) -> None:
         from corpus.validation.documents import shards_table
-        from corpus.validation.engine import names_rows, rejected_rows, validate
+        from corpus.validation.engine import REJECTS, names_rows, rejected_rows, validate
         from corpus.validation.results import describe
 
         suite = self._suite
@@ -101,6 +102,7 @@ class Validate(GlobalFilterOperator):
                                     .alias("reason"))
                 table.write_parquet(ctx.artifacts / QUARANTINE)
                 quarantined = dict(table["reason"].value_counts().iter_rows())
+        shutil.rmtree(ctx.artifacts / REJECTS, ignore_errors=True)  # what load needs is in QUARANTINE now
         doc.update(input=ctx.label, stage=ctx.label, on_fail=self.on_fail, action=action,
                    quarantined=sum(quarantined.values()), quarantined_by=quarantined)
         (ctx.artifacts / RESULTS).write_text(json.dumps(doc, indent=2, default=str))
