@@ -21,7 +21,9 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 demo: setup
+	$(BIN)/corpus check examples/quickstart.yaml
 	$(BIN)/corpus run examples/quickstart.yaml
+	$(BIN)/corpus validate out/quickstart --suite examples/suites/quickstart.json
 
 test: setup
 	$(BIN)/ruff check .

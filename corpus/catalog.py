@@ -51,7 +51,19 @@ CREATE TABLE IF NOT EXISTS source_fields (
 CREATE TABLE IF NOT EXISTS schema_drift (
   run_id VARCHAR, source VARCHAR, reference VARCHAR, file VARCHAR, field VARCHAR, kind VARCHAR,
   reference_types VARCHAR, file_types VARCHAR);
+CREATE TABLE IF NOT EXISTS validation (
+  run_id VARCHAR, stage_idx INTEGER, stage VARCHAR, suite VARCHAR, suite_sha256 VARCHAR,
+  expectation_index INTEGER, expectation VARCHAR, type VARCHAR, kwargs VARCHAR, severity VARCHAR,
+  scope VARCHAR, success BOOLEAN, observed VARCHAR, element_count BIGINT, unexpected_count BIGINT,
+  unexpected_percent DOUBLE, examples VARCHAR, action VARCHAR, quarantined BIGINT);
 """
+# Tables whole-corpus stages fill through ``Operator.catalog_rows`` (each row: these columns after
+# run_id, stage_idx, stage). validation: one row per expectation of a `validate` gate (corpus/validation).
+STAGE_TABLES: dict[str, tuple[str, ...]] = {
+    "validation": ("suite", "suite_sha256", "expectation_index", "expectation", "type", "kwargs", "severity",
+                   "scope", "success", "observed", "element_count", "unexpected_count", "unexpected_percent",
+                   "examples", "action", "quarantined"),
+}
 # balance.input counts what the readers met: records and blank lines (skipped, not records), so that
 # input = kept + rejected + quarantined + blank. (`blank` was added later: ALTER keeps old catalogs.)
 
@@ -172,6 +184,18 @@ class Catalog:
             with self.connect() as con:
                 con.execute("DELETE FROM stage_figures WHERE run_id = ? AND stage_idx = ?", [run_id, stage_idx])
                 con.executemany("INSERT INTO stage_figures VALUES (?, ?, ?, ?, ?)", rows)
+
+    def record_stage_rows(self, run_id: str, stage_idx: int, stage: str, table: str, rows: list[dict]) -> None:
+        """A whole-corpus stage's rows for one of STAGE_TABLES (replacing the stage's earlier rows of this run)."""
+        if table not in STAGE_TABLES:
+            raise ValueError(f"stage {stage}: no catalog table {table!r} (known: {', '.join(STAGE_TABLES)})")
+        cols = STAGE_TABLES[table]
+        with self.connect() as con:
+            con.execute(f"DELETE FROM {table} WHERE run_id = ? AND stage_idx = ?", [run_id, stage_idx])
+            if rows:
+                marks = ",".join("?" * (len(cols) + 3))
+                con.executemany(f"INSERT INTO {table} (run_id, stage_idx, stage, {', '.join(cols)}) VALUES ({marks})",
+                                [[run_id, stage_idx, stage, *(r.get(c) for c in cols)] for r in rows])
 
     def record_balance(self, run_id: str, rows: list[dict]) -> None:
         self.flush()

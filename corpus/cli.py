@@ -15,7 +15,9 @@ from corpus.config import ConfigError, load_config
 
 EXAMPLES = """examples:
   corpus run examples/quickstart.yaml            run a pipeline (resumes if interrupted)
-  corpus validate examples/quickstart.yaml       check a config without running it
+  corpus check examples/quickstart.yaml          check a config without running it
+  corpus validate out/quickstart --suite examples/suites/quickstart.json   check data against a contract
+  corpus validate suggest out/quickstart --out suite.json   propose a contract from a trusted corpus
   corpus status out/quickstart                   progress of the latest run
   corpus stats out/quickstart                    funnel per stage and source
   corpus report out/quickstart                   rewrite the HTML data quality report
@@ -46,7 +48,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
+def _cmd_check(args: argparse.Namespace, console: Console) -> int:
     from corpus.config import check_inputs
     from corpus.pipeline import Pipeline
     from corpus.readers import InputError
@@ -60,6 +62,42 @@ def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
     console.print(f"[green]ok[/]: {len(cfg.inputs)} inputs ({files} files), {len(cfg.pipeline)} operators: "
                   + " -> ".join(op.name for op in cfg.pipeline))
     return 0
+
+
+def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
+    """`corpus validate INPUT --suite FILE` (exit 1 when a critical expectation fails) and
+    `corpus validate suggest INPUT [--out FILE]`."""
+    from corpus.validation import suggest_suite, validate_input
+    from corpus.validation.results import text_summary
+
+    if args.input[0] == "suggest":
+        if len(args.input) != 2:
+            raise ValueError("usage: corpus validate suggest INPUT [--out FILE]: profile a trusted corpus (or token "
+                             "shards) and write a suite to review")
+        target = args.input[1]
+        out = Path(args.out or f"{Path(target).name or 'corpus'}.suite.json")
+        suite = suggest_suite(target, out, workers=args.workers)
+        console.print(f"[green]suite[/]: {out} ({len(suite['expectations'])} expectations proposed from {target}; "
+                      "review every bound, then check data with `corpus validate INPUT --suite "
+                      f"{out}`)", highlight=False, soft_wrap=True)
+        return 0
+    if len(args.input) != 1:
+        raise ValueError(f"corpus validate takes one INPUT, got {len(args.input)}: {' '.join(args.input)}")
+    target = args.input[0]
+    if not args.suite:
+        if target.endswith((".yaml", ".yml")):
+            raise ValueError(f"{target}: corpus validate checks data against a suite; to check a pipeline config, "
+                             f"run `corpus check {target}`")
+        raise ValueError("corpus validate INPUT needs --suite FILE (a Great Expectations suite; "
+                         "`corpus validate suggest INPUT` proposes one)")
+    doc = validate_input(target, args.suite, workers=args.workers, examples=args.examples)
+    if args.json:
+        import json
+
+        print(json.dumps(doc, indent=2, default=str))
+    else:
+        console.print(text_summary(doc), highlight=False, markup=False, soft_wrap=True)
+    return 0 if doc["success"] else 1
 
 
 def _cmd_status(args: argparse.Namespace, console: Console) -> int:
@@ -291,8 +329,20 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bars or tables")
     r.set_defaults(fn=_cmd_run)
 
-    v = sub.add_parser("validate", help="check a config (keys, operators, wiring, input paths) without running")
-    v.add_argument("config")
+    c = sub.add_parser("check", help="check a config (keys, operators, wiring, input paths) without running")
+    c.add_argument("config")
+    c.set_defaults(fn=_cmd_check)
+
+    v = sub.add_parser("validate", help="check data against a Great Expectations suite (exit 1 when it fails); "
+                                        "`validate suggest INPUT` proposes a suite from a trusted corpus")
+    v.add_argument("input", nargs="+", metavar="INPUT",
+                   help="a corpus folder, Parquet/JSONL files (file, folder, glob) or token shards (a prefix or a "
+                        "folder); or `suggest INPUT`")
+    v.add_argument("--suite", help="the suite (GX JSON) to check against")
+    v.add_argument("--json", action="store_true", help="print the results document (for CI)")
+    v.add_argument("--out", help="suggest: the suite file to write (default: <input name>.suite.json)")
+    v.add_argument("--examples", type=int, default=5, help="example rows per failed expectation")
+    v.add_argument("-w", "--workers", type=int, default=2)
     v.set_defaults(fn=_cmd_validate)
 
     s = sub.add_parser("status", help="progress of the latest run in an output folder")
@@ -411,13 +461,14 @@ def main(argv: list[str] | None = None) -> int:
     from corpus.executor import LostRecordsError, PipelineError
     from corpus.integrity import CorruptFileError
     from corpus.lock import LockedError
+    from corpus.operators import StopRun
     from corpus.readers import InputError
     from corpus.registry import UnknownOperator
     from corpus.work import OperatorError
 
     # OSError: the environment (disk full, read-only or missing folder), said in one line with its file.
     expected = (ValueError, ConfigError, PipelineError, LockedError, InputError, UnknownOperator, OSError,
-                LostRecordsError, OperatorError, CorruptFileError, WorkerDiedError, duckdb.Error)
+                LostRecordsError, OperatorError, CorruptFileError, WorkerDiedError, duckdb.Error, StopRun)
     try:
         return args.fn(args, console)
     except expected as exc:

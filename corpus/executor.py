@@ -50,7 +50,16 @@ from corpus.errors import WorkerDiedError, worker_death
 from corpus.ids import SUMMARY, DuplicateIdError, RepeatedIds, check_policy, describe, located
 from corpus.lock import RunLock
 from corpus.manifest import build_manifest
-from corpus.operators import FITTED, Operator, SinkOperator, StageContext, chain_key, ensure_columns, is_global
+from corpus.operators import (
+    FITTED,
+    Operator,
+    SinkOperator,
+    StageContext,
+    StopRun,
+    chain_key,
+    ensure_columns,
+    is_global,
+)
 from corpus.owner import check_output, claim, remove_own, write_listing
 from corpus.progress import Progress
 from corpus.readers import InputSpec, ReadTask, fields, plan_tasks
@@ -297,6 +306,8 @@ class LocalExecutor:
                 catalog.finish_run(run_id, "failed", f"{type(exc).__name__}: {exc}")
             except Exception:  # noqa: BLE001 - e.g. the catalog's disk is the full one: report the first error
                 logging.getLogger(__name__).debug("could not record the failure in the catalog", exc_info=True)
+            if isinstance(exc, StopRun) and self.report:  # a gate stopped it: the report shows why
+                _write_report(out, run_id, progress)
             raise
         finally:
             pool.close()
@@ -376,10 +387,21 @@ class LocalExecutor:
             stage.op.setup()
             ctx = StageContext(stage.label, stage.artifacts, shards, pool.workers,
                                functools.partial(pool.ordered, label=f"{verb} {stage.label}"))
-            summary = stage.op.consume(ctx) if isinstance(stage.op, SinkOperator) else stage.op.fit(ctx)  # type: ignore[attr-defined]
+            try:
+                summary = stage.op.consume(ctx) if isinstance(stage.op, SinkOperator) else stage.op.fit(ctx)  # type: ignore[attr-defined]
+            except StopRun:
+                self._record_whole(catalog, run_id, stage)  # a gate that stopped the run: its results count
+                raise
             write_marker(marker, {"key": stage.key, "seconds": time.perf_counter() - start, "summary": summary or {}})
             progress.finish(bar)
-        catalog.record_figures(run_id, stage.idx, stage.label, type(stage.op).figures(stage.artifacts))
+        self._record_whole(catalog, run_id, stage)
+
+    @staticmethod
+    def _record_whole(catalog: Catalog, run_id: str, stage: Stage) -> None:
+        cls = type(stage.op)
+        catalog.record_figures(run_id, stage.idx, stage.label, cls.figures(stage.artifacts))
+        for table, rows in cls.catalog_rows(stage.artifacts).items():
+            catalog.record_stage_rows(run_id, stage.idx, stage.label, table, rows)
 
     def _segment(self, pool: Pool, progress: Progress, catalog: Catalog, run_id: str, segment: list[Stage],
                  shards: list[str], prev: Path) -> Iterator[list[dict]]:

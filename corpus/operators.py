@@ -70,6 +70,12 @@ class StageContext:
     pool_map: PoolMap
 
 
+class StopRun(RuntimeError):
+    """Raised by a whole-corpus stage (``fit`` or ``consume``) that has decided the run must not go on: a
+    validation gate that failed with ``on_fail: stop``. The stage has written its artifacts: the executor
+    records its figures and catalog rows and writes the report before the run fails with this message."""
+
+
 @dataclass(frozen=True)
 class StageView:
     """A finished stage as the report sees it: label, parameters, artifacts folder (read only) and its
@@ -114,6 +120,12 @@ class Operator:
     @classmethod
     def figures(cls, artifacts: Path) -> dict[str, float]:
         """Numbers from this stage's artifacts for the run catalog (``stage_figures``)."""
+        return {}
+
+    @classmethod
+    def catalog_rows(cls, artifacts: Path) -> dict[str, list[dict]]:
+        """Rows for the run catalog's stage tables (table -> rows; ``corpus.catalog.STAGE_TABLES`` lists
+        the tables and their columns) from this stage's artifacts."""
         return {}
 
     @classmethod

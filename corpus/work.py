@@ -215,6 +215,9 @@ def apply_op(op: Operator, df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame
     if undeclared:
         raise OperatorError(f"filter operator '{op.name}' returned score(s) {undeclared} it declares neither in "
                             "`adds` nor in `modifies`")
+    if not verdict.scores and verdict.copies is None and keep.all():  # changes nothing: passes on (hard-linked)
+        _check(op, df, df)
+        return df, None
     scored = df.with_columns([s.alias(name) for name, s in verdict.scores.items()]) if verdict.scores else df
     _check(op, df, scored)
     reason = verdict.reason

@@ -112,9 +112,9 @@ def test_cli_reports_missing_input_path(tmp_path: Path):
     assert "web" in res.stderr and "in" in res.stderr
 
 
-def test_cli_validate(tmp_path: Path):
+def test_cli_check(tmp_path: Path):
     make_jsonl_corpus(tmp_path / "in", files=2, docs_per_file=5)
-    res = run_cli("validate", str(write_config(tmp_path / "c.yaml", GOOD)))
+    res = run_cli("check", str(write_config(tmp_path / "c.yaml", GOOD)))
     assert res.returncode == 0, res.stderr
     assert "2 files" in res.stdout and "normalize_text -> length_filter" in res.stdout
 

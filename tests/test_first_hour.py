@@ -89,7 +89,7 @@ def test_config_check_names_the_fields_it_found(tmp_path):
     id_key: page
     meta_keys: [page_id, lang]
 """)
-    res = run_cli("validate", str(cfg))
+    res = run_cli("check", str(cfg))
     assert res.returncode == 2 and "Traceback" not in res.stderr
     err = " ".join(res.stderr.split())
     assert ("error: input 'web': no field 'text' in the first 20 records of crawl-0.jsonl; fields seen: content, url, "

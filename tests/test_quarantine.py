@@ -1,6 +1,6 @@
 """Quarantine and input accounting through whole runs: bytes kept whole (side files published with the
 quarantine), `corpus quarantine list/export` giving back the exact bytes of every reader's records,
-blank lines in the balance, files without the text column quarantined and reported by `validate`."""
+blank lines in the balance, files without the text column quarantined and reported by `corpus check`."""
 
 from __future__ import annotations
 
@@ -167,7 +167,7 @@ def test_a_damaged_side_file_is_an_error_naming_it(run, tmp_path):
     assert not (tmp_path / "fix" / "notes" / "big.txt").exists()  # nothing half-written
 
 
-def test_validate_reports_files_without_the_text_column(tmp_path):
+def test_check_reports_files_without_the_text_column(tmp_path):
     (tmp_path / "in" / "p").mkdir(parents=True)
     pq.write_table(pa.table({"body": ["x"]}), tmp_path / "in" / "p" / "a.parquet")
     pq.write_table(pa.table({"text": ["fine"]}), tmp_path / "in" / "p" / "b.parquet")
@@ -180,7 +180,7 @@ inputs:
   - source: sheet
     path: {tmp_path / 'in' / 'c'}
 """)
-    res = run_cli("validate", str(cfg))
+    res = run_cli("check", str(cfg))
     assert res.returncode == 2, res.stdout
     assert "error: input 'tab': Parquet file 'a.parquet' has no column 'text' (columns: body)" in res.stderr
     assert "input 'sheet': CSV file 'x.csv' header has no column 'text' (columns: content, n)" in res.stderr

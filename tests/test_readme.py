@@ -152,7 +152,7 @@ def test_the_data_toolkit_runs_without_the_train_extra(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(f"output: {tmp_path / 'out'}\nworkers: 1\ninputs:\n  - source: a\n    path: {tmp_path / 'in'}\n"
                    "pipeline:\n  - op: exact_dedup\n")
-    for args in (("validate", str(cfg)), ("run", str(cfg), "-q"), ("ops",), ("verify", str(tmp_path / "out"))):
+    for args in (("check", str(cfg)), ("run", str(cfg), "-q"), ("ops",), ("verify", str(tmp_path / "out"))):
         res = _without_training(*args, cwd=tmp_path)
         assert res.returncode == 0, f"{args}: {res.stderr[-2000:]}"
     res = _without_training("train", "pretrain", str(ROOT / "examples" / "train" / "pretrain.yaml"), cwd=tmp_path)

@@ -270,7 +270,7 @@ def read_csv(task: ReadTask, chunk_bytes: int, sink: RawStore | None = None) -> 
 
 def csv_problem(task: ReadTask) -> str | None:
     """Why this CSV file would be quarantined whole (broken header, no text column), from its first
-    lines (for `corpus validate`)."""
+    lines (for `corpus check`)."""
     r = _CsvReader(task, 1 << 16, None)
     for fields, lines in r.records():
         r._set_header(fields, _record_bytes(lines))

@@ -1,0 +1,186 @@
+"""``corpus validate suggest INPUT``: profile a trusted corpus and propose a suite for a person to review.
+
+Bounds come from the corpus's own quantiles (polars, over every document; the per-document figures are
+the profiler's, see documents.py), with room to spare, and each proposed expectation says in ``notes``
+where its numbers came from. What is proposed, for documents:
+
+* the schema: the columns (others allowed) and each one's type; non-null for columns without nulls;
+  unique ids when they are;
+* text: not blank, length (characters) within [p0.1, p99.9] for 99% of documents;
+* encoding damage (``frac_replacement``) at most max(p99.9, 0.001) for 99% of documents;
+* residual PII (``PII_PATTERNS``): no more documents matching than twice the share found, at least 1%
+  allowed to go unremarked only if the corpus already had some;
+* the exact-duplicate rate (``text_key``, as the profile counts it): at most max(2 x found, found + 1%);
+* languages (``lang``) seen in at least 0.1% of documents, for 99% of documents; ``lang_score`` at least
+  its p1 for 99%;
+* the source mix: each source's share within +-max(5 points, a quarter of it), and no new source;
+* other numeric columns within [p0.1, p99.9] for 99%; other text columns with at most 20 distinct
+  values: those values, for 99%.
+
+For token shard sets the suite is the token contract (tokens.default_entries).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import polars as pl
+
+from corpus.schema import ID, META, ROW_ID, SOURCE, SRC_FILE, SRC_ROW, TEXT
+from corpus.validation.documents import TEXT_KEY
+from corpus.validation.engine import Part, Table
+
+# Patterns of residual PII. No \b, \d, \w, \s or $: pandas hands patterns without them to pyarrow's RE2 (Python's
+# re, document by document, is about 10x slower on text with non-ASCII characters).
+PII_PATTERNS = {
+    "email": r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:[.][A-Za-z0-9-]+)*[.][A-Za-z]{2,}",
+    "ipv4": r"(?:^|[^0-9.])(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])[.]){3}"
+            r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(?:\Z|[^0-9.])",
+    "phone": r"(?:^|[^0-9])(?:[+]1[ .-]?)?[(]?[2-9][0-9]{2}[)]?[ .-][0-9]{3}[ .-][0-9]{4}(?:\Z|[^0-9])",
+}
+NOT_PROFILED = {ROW_ID, SRC_FILE, SRC_ROW, META, TEXT, ID}  # provenance and free text: no bounds proposed
+MOSTLY = 0.99
+CATEGORIES = 20
+LANG_SHARE = 0.001
+TYPE_NAMES = {pl.String: "str", pl.Int64: "int64", pl.Int32: "int32", pl.Int16: "int16", pl.Int8: "int8",
+              pl.UInt64: "uint64", pl.UInt32: "uint32", pl.Float64: "float64", pl.Float32: "float32",
+              pl.Boolean: "bool"}
+
+
+def _profile_part(args: tuple[Part, tuple[str, ...], tuple[str, ...]]) -> pl.DataFrame:
+    """One part's per-document figures: its own columns ``keep``, text length, the derived ``features``
+    and a flag per PII pattern (the text itself stays behind)."""
+    from corpus.validation.documents import derive
+
+    part, keep, features = args
+    frames = []
+    for df in part.read(*part.args):
+        if TEXT in df.columns and df.schema[TEXT] == pl.String:
+            df = derive(df, features)
+            text = df[TEXT].to_pandas()  # the patterns run as GX will run them (pandas, RE2 through pyarrow)
+            df = df.with_columns(pl.col(TEXT).str.len_chars().alias("_chars"),
+                                 (pl.col(TEXT).str.strip_chars() == "").alias("_blank"),
+                                 *[pl.Series(f"_pii_{k}", text.str.contains(p).fillna(False).to_numpy(), pl.Boolean)
+                                   for k, p in PII_PATTERNS.items()])
+        frames.append(df.select([c for c in df.columns if c in keep or c.startswith("_") or c in features]))
+    return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
+
+
+def entry(expectation: str, notes: str, meta: dict | None = None, **kwargs: object) -> dict:
+    """One proposed expectation, with the reason for its numbers in ``notes``."""
+    return {"type": expectation, "kwargs": kwargs, "notes": notes, **({"meta": meta} if meta else {})}
+
+
+def suggest_documents(table: Table, pool_map: Callable[[Callable, Sequence], list], source: str) -> list[dict]:
+    """Proposed expectations (suite entries) for a trusted documents table."""
+    has_text = table.columns.get(TEXT) == pl.String
+    features = ("frac_replacement", TEXT_KEY) if has_text else ()
+    keep = tuple(c for c in table.columns if c not in (TEXT, META))
+    parts = pool_map(_profile_part, [(p, keep, features) for p in table.parts])
+    df = pl.concat([p for p in parts if p.width], how="diagonal_relaxed") if parts else pl.DataFrame()
+    n = df.height
+    where = f"{n:,} documents of {source}"
+    out = [entry("expect_table_columns_to_match_set", f"the columns of {source} (others allowed)",
+                 column_set=list(table.columns), exact_match=False),
+           entry("expect_table_row_count_to_be_between", "a corpus with documents in it", min_value=1)]
+    for col, dtype in table.columns.items():
+        name = TYPE_NAMES.get(type(dtype))
+        if name:
+            out.append(entry("expect_column_values_to_be_of_type", f"{col} is {dtype} in {source}", column=col,
+                             type_=name))
+    for col in table.columns:
+        if col == TEXT or (n and col in df.columns and df[col].null_count() == 0):
+            out.append(entry("expect_column_values_to_not_be_null", f"no nulls in {where}", column=col))
+    if ID in df.columns and n and df[ID].n_unique() == n:
+        out.append(entry("expect_column_values_to_be_unique", f"unique in {where}", column=ID))
+    if has_text and n:
+        out += _text(df, where)
+    if SOURCE in df.columns and n:
+        out += _sources(df, where)
+    if "lang" in df.columns and n:
+        out += _languages(df, where)
+    for col, dtype in table.columns.items():
+        if col in NOT_PROFILED or col in (SOURCE, "lang") or col not in df.columns or not n:
+            continue
+        if col == "lang_score" and "lang" in df.columns:
+            continue
+        if dtype.is_numeric() and df[col].drop_nulls().len():
+            lo, hi = _q(df[col], 0.001), _q(df[col], 0.999)
+            out.append(entry("expect_column_values_to_be_between", f"p0.1 = {lo:g}, p99.9 = {hi:g} over {where}",
+                             column=col, min_value=_floor(lo), max_value=_ceil(hi), mostly=MOSTLY))
+        elif dtype == pl.String and 0 < df[col].drop_nulls().n_unique() <= CATEGORIES:
+            values = sorted(df[col].drop_nulls().unique().to_list())
+            out.append(entry("expect_column_values_to_be_in_set", f"the {len(values)} values of {col} in {where}",
+                             column=col, value_set=values, mostly=MOSTLY))
+    return out
+
+
+def _q(s: pl.Series, q: float) -> float:
+    v = s.drop_nulls().cast(pl.Float64).quantile(q, "nearest")
+    return float(v) if v is not None else 0.0
+
+
+def _floor(x: float, digits: int = 4) -> float | int:
+    return int(math.floor(x)) if abs(x) >= 10 else math.floor(x * 10**digits) / 10**digits
+
+
+def _ceil(x: float, digits: int = 4) -> float | int:
+    return int(math.ceil(x)) if abs(x) >= 10 else math.ceil(x * 10**digits) / 10**digits
+
+
+def _text(df: pl.DataFrame, where: str) -> list[dict]:
+    lo, hi = _q(df["_chars"], 0.001), _q(df["_chars"], 0.999)
+    rep = _q(df["frac_replacement"], 0.999)
+    pii = df.select(pl.any_horizontal(pl.col(f"_pii_{k}") for k in PII_PATTERNS).mean()).item() or 0.0
+    keys = df[TEXT_KEY].drop_nulls()
+    dup = 1 - keys.n_unique() / max(keys.len(), 1)
+    allowed = min(1.0, max(2 * dup, dup + 0.01))
+    return [
+        entry("expect_column_values_to_match_regex", f"no blank texts ({int(df['_blank'].sum()):,} in {where})",
+              column=TEXT, regex=r"\S"),
+        entry("expect_column_value_lengths_to_be_between",
+              f"p0.1 = {lo:,.0f}, p99.9 = {hi:,.0f} characters over {where}",
+              column=TEXT, min_value=max(1, int(lo)), max_value=int(math.ceil(hi)), mostly=MOSTLY),
+        entry("expect_column_values_to_be_between",
+              f"p99.9 = {rep:.4g} (U+FFFD and mojibake per character) over {where}",
+              column="frac_replacement", max_value=_ceil(max(rep, 0.001)), mostly=MOSTLY),
+        entry("expect_column_values_to_not_match_regex_list",
+              f"{pii:.2%} of {where} match one of: {', '.join(PII_PATTERNS)}"
+              + (" (twice that, plus 1%, allowed)" if pii else ""),
+              column=TEXT, regex_list=list(PII_PATTERNS.values()),
+              **({"mostly": _floor(max(0.0, 1 - 2 * pii - 0.01))} if pii else {})),
+        entry("expect_column_proportion_of_unique_values_to_be_between",
+              f"exact-duplicate rate {dup:.2%} in {where} (the profile's exact_dup_rate); at most {allowed:.2%} "
+              "allowed", column=TEXT_KEY, min_value=_floor(1 - allowed)),
+    ]
+
+
+def _sources(df: pl.DataFrame, where: str) -> list[dict]:
+    shares = df[SOURCE].value_counts(normalize=True, name="share").sort(SOURCE)
+    out = [entry("expect_column_distinct_values_to_be_in_set", f"the sources of {where}", column=SOURCE,
+                 value_set=shares[SOURCE].to_list())]
+    share_only = {"scope": "corpus"}  # a share of the corpus: failing it names no rows to quarantine
+    for src, share in shares.iter_rows():
+        band = max(0.05, share / 4)
+        lo, hi = max(0.0, share - band), min(1.0, share + band)
+        note = f"{src} is {share:.1%} of {where}; its share between {lo:.1%} and {hi:.1%}"
+        if lo > 0:
+            out.append(entry("expect_column_values_to_be_in_set", f"{note} (lower bound)", share_only,
+                             column=SOURCE, value_set=[src], mostly=_floor(lo)))
+        if hi < 1:
+            out.append(entry("expect_column_values_to_not_be_in_set", f"{note} (upper bound)", share_only,
+                             column=SOURCE, value_set=[src], mostly=_floor(1 - hi)))
+    return out
+
+
+def _languages(df: pl.DataFrame, where: str) -> list[dict]:
+    shares = df["lang"].drop_nulls().value_counts(normalize=True, name="share")
+    langs = sorted(shares.filter(pl.col("share") >= LANG_SHARE)["lang"].to_list())
+    out = [entry("expect_column_values_to_be_in_set", f"languages in at least {LANG_SHARE:.1%} of {where}",
+                 column="lang", value_set=langs, mostly=MOSTLY)]
+    if "lang_score" in df.columns and df["lang_score"].drop_nulls().len():
+        p1 = _q(df["lang_score"], 0.01)
+        out.append(entry("expect_column_values_to_be_between", f"p1 = {p1:.3f} over {where}", column="lang_score",
+                         min_value=_floor(p1, 3), mostly=MOSTLY))
+    return out
