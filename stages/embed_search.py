@@ -71,10 +71,12 @@ def search(folder: Path, queries: Sequence[str], k: int = 10, pool_map: PoolMap 
 def describe(corpus: Path, results: list[list[dict]]) -> list[list[dict]]:
     """The hits with what the corpus folder says of them: source, text, and ``status`` ("kept", or
     "dropped by <stage>: <reason>"); "not in this corpus" when neither data/ nor rejected/ has the row
-    (a store read without its run folder)."""
+    (a store read without its run folder). ``corpus``: the run's folder, or its ``embeddings/``."""
     wanted = sorted({h["row_id"] for hits in results for h in hits})
     found: dict[int, dict] = {}
     corpus = Path(corpus)
+    if not (corpus / "manifest.json").is_file() and (corpus.parent / "manifest.json").is_file():
+        corpus = corpus.parent  # the run's embeddings/ folder was named
     if wanted and (corpus / "manifest.json").is_file():
         manifest = require_intact(corpus)  # sizes: a cut or missing shard is named before it is read
         for key, kind in (("shards", "kept"), ("rejected", "dropped")):

@@ -69,7 +69,8 @@ from corpus.stages.embed import Embeddings, kmeans, nearest, unit_rows
 EMBEDDINGS = "embeddings"  # the side output it uses (what `embed` publishes)
 REASON = "semantic_duplicate"
 SWEEP = (0.75, 0.8, 0.85, 0.9, 0.95)
-SAMPLE_PER_CLUSTER = 256  # k-means trains on at most this many documents per centroid
+SAMPLE_PER_CLUSTER = 256  # k-means trains on at most this many documents per centroid (faiss's default)
+MAX_SAMPLE = 400_000  # and on at most this many in all (~600 MB of 384-d vectors in the main process)
 EXAMPLES = 3  # example pairs per threshold band
 SNIPPET = 300
 
@@ -145,6 +146,9 @@ def _load_shard(job: LoadJob) -> dict:
     if job.keep == "longest":
         prio = -df[TEXT].str.len_chars().cast(pl.Float64).to_numpy()
     elif job.keep == "score":
+        if not df.schema[job.score_column].is_numeric():
+            raise ValueError(f"semantic_dedup keep: score needs a numeric score_column; {job.score_column!r} is "
+                             f"{df.schema[job.score_column]} in {job.shard}")
         prio = -df[job.score_column].cast(pl.Float64).fill_nan(None).fill_null(-math.inf).to_numpy()
     else:
         prio = np.zeros(df.height)
@@ -280,7 +284,7 @@ class SemanticDedup(GlobalFilterOperator):
         work, timings = ctx.artifacts, {}
         layout = Layout.of([], list(ctx.shards))
         k = self.cluster_count(layout.total)
-        cut = min(1.0, SAMPLE_PER_CLUSTER * k / max(layout.total, 1))
+        cut = min(1.0, min(SAMPLE_PER_CLUSTER * k, MAX_SAMPLE) / max(layout.total, 1))
         cut_bits = (1 << 64) - 1 if cut >= 1.0 else int(cut * float(1 << 64))
 
         t = time.perf_counter()
