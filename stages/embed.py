@@ -392,8 +392,9 @@ def nearest(vectors: np.ndarray, centroids: np.ndarray, block: int = 65536) -> t
 
 @dataclass
 class Embed(SinkOperator):
-    """Embed every document with a local sentence-transformers model into ``OUT/embeddings/`` (row_id,
-    id, vector; a map of the corpus in the report); documents pass on unchanged."""
+    """Embed every document with a local sentence-transformers model into OUT/embeddings/ (by row_id).
+
+    Documents pass on unchanged; the report gets a map of the corpus. See docs/embeddings.md."""
 
     name = "embed"
     needs = {ID: pl.String, TEXT: pl.String, ROW_ID: pl.Int64, SOURCE: pl.String}

@@ -231,8 +231,9 @@ def _dedup_partition(job: DedupJob) -> dict:
 
 @dataclass
 class SemanticDedup(GlobalFilterOperator):
-    """Drop documents whose embedding has cosine >= threshold with a kept document of higher priority in
-    its k-means cluster (vectors from an earlier `embed` stage); reason semantic_duplicate."""
+    """Drop documents within a cosine threshold of a kept one of higher priority in their k-means cluster.
+
+    Vectors from an earlier `embed` stage; reason semantic_duplicate. See docs/embeddings.md."""
 
     name = "semantic_dedup"
     needs = {ID: pl.String, ROW_ID: pl.Int64, TEXT: pl.String, SOURCE: pl.String}
