@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import dedup, embed, ingest, profile, tokenize, train
+from benchmarks import clean, dedup, embed, ingest, pii, profile, tokenize, train
 
 BENCHMARKS = {"ingest": ingest.main, "tokenize": tokenize.main, "profile": profile.main, "train": train.main,
-              "dedup": dedup.main, "embed": embed.main}
+              "dedup": dedup.main, "clean": clean.main, "pii": pii.main, "embed": embed.main}
 USAGE = f"usage: python -m benchmarks [NAME ...] [OPTIONS]   (NAME: {', '.join(BENCHMARKS)}; all by default)"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from pathlib import Path
 
 from rich.console import Console
@@ -31,7 +32,8 @@ EXAMPLES = """examples:
 
 def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     from corpus.executor import LocalExecutor
-    from corpus.stats import print_stats
+    from corpus.stats import final_text_bytes, print_stats
+    from corpus.units import mb
 
     cfg = load_config(args.config, output=args.output)
     workers = args.workers if args.workers is not None else cfg.workers
@@ -40,23 +42,24 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     if not args.quiet:
         print_stats(result.output, console, result.run_id)
     m = result.manifest
-    console.print(f"[green]done[/]: {m['docs']:,} documents in {len(m['shards'])} shards, "
-                  f"{m['bytes'] / 1e6:,.2f} MB -> {result.output}/data")
+    text = final_text_bytes(result.output, result.run_id)
+    console.print(f"[green]done[/]: {m['docs']:,} documents ({mb(text)} MB of text, UTF-8) in {len(m['shards'])} "
+                  f"shards ({mb(m['bytes'])} MB of Parquet on disk) -> {result.output}/data", highlight=False)
     return 0
 
 
 def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
+    from corpus.config import check_inputs
     from corpus.pipeline import Pipeline
-    from corpus.readers import InputError, plan_tasks, whole_file_problem
+    from corpus.readers import InputError
 
     cfg = load_config(args.config)
     Pipeline(cfg.pipeline).check()
-    tasks = plan_tasks(cfg.inputs, cfg.base_dir)
-    # A run would quarantine such a file whole and go on; before a run it is a config mistake.
-    problems = [f"input {t.spec.source!r}: {p}" for t in tasks if (p := whole_file_problem(t)) is not None]
+    # A run would quarantine such files or records and go on; before a run they are config mistakes.
+    files, problems = check_inputs(cfg)
     if problems:
         raise InputError("\n  ".join(problems))
-    console.print(f"[green]ok[/]: {len(cfg.inputs)} inputs ({len(tasks)} files), {len(cfg.pipeline)} operators: "
+    console.print(f"[green]ok[/]: {len(cfg.inputs)} inputs ({files} files), {len(cfg.pipeline)} operators: "
                   + " -> ".join(op.name for op in cfg.pipeline))
     return 0
 
@@ -125,11 +128,40 @@ def _cmd_tokenize(args: argparse.Namespace, console: Console) -> int:
     split = tuple(float(x) for x in args.split.split(","))
     if len(split) != 3 or abs(sum(split) - 1.0) > 1e-6 or min(split) < 0:
         raise ValueError(f"--split must be three non-negative fractions adding up to 1, got {args.split}")
+    start = time.perf_counter()
     with worker_pool(args.workers) as pool_map:
         summary = tokenize_corpus(Path(args.corpus), Path(args.tokenizer), Path(args.out), workers=args.workers,
                                   split=split, seed=args.seed, pool_map=pool_map)  # type: ignore[arg-type]
-    console.print_json(data=summary)
+    seconds = time.perf_counter() - start
+    if args.json:
+        console.print_json(data={**summary, "seconds": seconds})
+        return 0
+    _print_tokenized(summary, seconds, console)
     return 0
+
+
+def _print_tokenized(summary: dict, seconds: float, console: Console) -> None:
+    from rich.table import Table
+
+    from corpus.stages.tokenize import SPLITS
+
+    splits = {s: summary["splits"][s] for s in SPLITS if s in summary["splits"]}
+    docs, tokens = (sum(v[k] for v in splits.values()) for k in ("documents", "tokens"))
+    t = Table("split", "documents", "tokens", "tokens / doc", "shard set (.bin + .idx + .json)",
+              title=f"Tokenized with {summary['tokenizer']} (vocabulary {summary['vocab_size']:,}, {summary['dtype']})",
+              caption=f"from {summary['shards']:,} corpus shards in {summary['pieces']:,} pieces",
+              caption_justify="left")
+    for name, v in splits.items():
+        t.add_row(name, f"{v['documents']:,}", f"{v['tokens']:,}", f"{v['tokens'] / max(v['documents'], 1):,.1f}",
+                  v["prefix"])
+    t.add_row("total", f"{docs:,}", f"{tokens:,}", f"{tokens / max(docs, 1):,.1f}", "", style="bold")
+    console.print(t)
+    if summary.get("resumed"):
+        console.print("[green]done[/]: already tokenized (nothing to do)")
+    else:
+        resumed = summary.get("resumed_pieces", 0)
+        console.print(f"[green]done[/]: {tokens:,} tokens in {seconds:,.1f} s ({tokens / max(seconds, 1e-9):,.0f} "
+                      f"tokens/s{f', {resumed} of the pieces resumed' if resumed else ''})", highlight=False)
 
 
 def _cmd_shards(args: argparse.Namespace, console: Console) -> int:
@@ -244,16 +276,27 @@ def _cmd_report(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_ops(args: argparse.Namespace, console: Console) -> int:
-    from corpus import registry
+    from rich.table import Table
 
+    from corpus import opdoc, registry
+
+    if args.name:
+        cls = registry.get(args.name)
+        head, params = opdoc.full(cls, registry.where(args.name))
+        console.print("\n".join(head), highlight=False, markup=False)
+        t = Table("parameter", "type", "default", "note", title=f"Parameters of {cls.name}", title_justify="left")
+        for p in params:
+            t.add_row(p.name, escape(p.type), escape(p.default), escape(p.note))
+        console.print(t if params else "parameters: none")
+        return 0
     for name in registry.names():
         try:
             cls = registry.get(name)
         except registry.UnknownOperator as exc:  # one broken plugin must not hide the others
-            console.print(f"[red]{name}[/] (unavailable) {exc}")
+            console.print(f"[red]{name}[/] (unavailable) {escape(str(exc))}")
             continue
-        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-        console.print(f"[bold]{name}[/] ({cls.kind}) needs {list(cls.needs)} adds {list(cls.adds)}  {doc}")
+        console.print("\n".join(opdoc.short(cls, min(console.width, 120))), highlight=False, markup=False)
+    console.print("\n`corpus ops NAME`: one operator in full (docstring, columns, each parameter with its note)")
     return 0
 
 
@@ -284,8 +327,9 @@ def _cmd_quarantine(args: argparse.Namespace, console: Console) -> int:
 
     if args.action == "list":
         df = quarantine.summary(Path(args.output))
-        t = Table("source", "file", "error kind", "records", "bytes", "in side files",
-                  title=f"Quarantine of {args.output}")
+        t = Table("source", "file", "error kind", "records", "raw bytes", "in side files",
+                  title=f"Quarantine of {args.output}", caption_justify="left",
+                  caption="raw bytes: the records as the reader met them (decompressed), kept whole")
         for src, file, kind, n, nbytes, side in df.iter_rows():
             t.add_row(src, file, kind, f"{n:,}", f"{nbytes:,}", f"{side:,}")
         console.print(t)
@@ -372,6 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     tz.add_argument("--split", default="0.8,0.1,0.1", help="train,validation,test fractions")
     tz.add_argument("--seed", type=int, default=0)
     tz.add_argument("-w", "--workers", type=int, default=2)
+    tz.add_argument("--json", action="store_true", help="print the summary as JSON (tokenize.json + seconds)")
     tz.set_defaults(fn=_cmd_tokenize)
 
     sh = sub.add_parser("shards", help="inspect, verify or merge tokenized .bin/.idx shard sets")
@@ -421,7 +466,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--run", help="run id (default: the latest)")
     rp.set_defaults(fn=_cmd_report)
 
-    o = sub.add_parser("ops", help="list the operators available to pipelines")
+    o = sub.add_parser("ops", help="list the operators available to pipelines (`ops NAME`: one in full)")
+    o.add_argument("name", nargs="?", help="an operator: show its docstring, columns and parameters in full")
     o.set_defaults(fn=_cmd_ops)
 
     q = sub.add_parser("quarantine", help="list quarantined records, or export their exact bytes to fix and re-read")
@@ -483,6 +529,8 @@ def main(argv: list[str] | None = None) -> int:
             msg = describe_os_error(exc)
         elif isinstance(exc, duckdb.Error):
             msg = describe_duckdb_error(exc)
+        elif isinstance(exc, KeyError) and exc.args:
+            msg = str(exc.args[0])  # str() of a KeyError is its repr, in quotes
         else:
             msg = str(exc)
         err.print(f"[bold red]error:[/] {escape(msg)}", highlight=False, soft_wrap=True)  # one line, however long
@@ -490,6 +538,42 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]: rerun the same command to resume")
         return 130
+    except Exception as exc:
+        hint = None if args.debug else _missing_extra(exc)
+        if hint is None:
+            raise
+        err.print(f"[bold red]error:[/] {escape(hint)}", highlight=False, soft_wrap=True)
+        return 2
+
+
+CPU_TORCH = "https://download.pytorch.org/whl/cpu"
+
+
+def _missing_extra(exc: BaseException) -> str | None:
+    """'needs torch from the train extra: pip install ...' when exc comes from a module of an extra
+    that this install lacks (a plain `pip install corpusforge` is the data toolkit alone)."""
+    import re
+    from importlib.metadata import PackageNotFoundError, requires
+
+    seen: BaseException | None = exc
+    while seen is not None and not isinstance(seen, ModuleNotFoundError):
+        seen = seen.__cause__ or seen.__context__
+    if seen is None or not seen.name:
+        return None
+    module = seen.name.split(".")[0].lower().replace("_", "-")
+    try:
+        reqs = requires("corpusforge") or []
+    except PackageNotFoundError:
+        return None
+    for req in reqs:
+        dist = re.split(r"[<>=!~\[; ]", req, maxsplit=1)[0].lower().replace("_", "-")
+        extra = re.search(r'extra == "([^"]+)"', req)
+        if extra and extra.group(1) not in ("all", "dev") and (dist == module or dist.startswith(module + "-")):
+            name = extra.group(1)
+            cpu = f" (a machine without a GPU: add --extra-index-url {CPU_TORCH})" if name == "train" else ""
+            return (f"this needs {dist}, from the {name!r} extra, which this install lacks: "
+                    f"pip install 'corpusforge[{name}]'{cpu}")
+    return None
 
 
 if __name__ == "__main__":

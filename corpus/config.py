@@ -100,8 +100,11 @@ def _type_ok(value: Any, tp: Any) -> bool:
     return True
 
 
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+def hint_name(tp: Any) -> str:
+    """A type annotation as written: int, str | None, Literal['word', 'char'], list[float]."""
+    if typing.get_origin(tp) is None and isinstance(tp, type):
+        return tp.__name__
+    return str(tp).replace("typing.", "")
 
 
 def build_dataclass(cls: type, params: dict, where: str, lines: dict, path: tuple, errors: list[str]) -> Any:
@@ -119,7 +122,7 @@ def build_dataclass(cls: type, params: dict, where: str, lines: dict, path: tupl
             ok = False
         elif not _type_ok(value, hints[key]):
             errors.append(
-                f"{line}: {where}.{key}: expected {_type_name(hints[key])}, got {type(value).__name__} {value!r}"
+                f"{line}: {where}.{key}: expected {hint_name(hints[key])}, got {type(value).__name__} {value!r}"
             )
             ok = False
     missing = [
@@ -200,6 +203,24 @@ def load_config(path: str | Path, output: str | Path | None = None) -> RunConfig
         out_path = base / out_path
     return RunConfig(inputs=inputs, pipeline=ops, output=out_path, workers=workers, shard_max_bytes=shard_max,
                      base_dir=base, on_duplicate_id=on_duplicate_id)
+
+
+def check_inputs(cfg: RunConfig) -> tuple[int, list[str]]:
+    """(files, problems) of a config's inputs, from each file's footer or first lines and each input's
+    first records: files a run would quarantine whole, and text_key / id_key / meta_keys that name no
+    field of the data (with the fields seen). Missing paths and bad options raise InputError."""
+    from corpus.readers import plan_tasks, whole_file_problem
+    from corpus.readers.check import field_problems
+
+    tasks = plan_tasks(cfg.inputs, cfg.base_dir)
+    problems = []
+    for spec in cfg.inputs:
+        mine = [t for t in tasks if t.spec.source == spec.source]
+        whole = {t.index: p for t in mine if (p := whole_file_problem(t)) is not None}
+        problems += [f"input {spec.source!r}: {p}" for p in whole.values()]
+        # A file quarantined whole is reported above; the others show what the settings meet.
+        problems += [f"input {spec.source!r}: {p}" for p in field_problems([t for t in mine if t.index not in whole])]
+    return len(tasks), problems
 
 
 def _inputs(raw: Any, lines: dict, errors: list[str]) -> list[InputSpec]:

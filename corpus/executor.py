@@ -54,6 +54,7 @@ from corpus.operators import FITTED, Operator, SinkOperator, StageContext, chain
 from corpus.owner import check_output, claim, remove_own, write_listing
 from corpus.progress import Progress
 from corpus.readers import InputSpec, ReadTask, plan_tasks
+from corpus.readers.check import QuarantineShare
 from corpus.resume import check_finished_work
 from corpus.schema import DOC_SCHEMA
 from corpus.work import IngestJob, SegmentJob, Stage, ingest, read_marker, run_segment, stage_dir, write_marker
@@ -309,7 +310,9 @@ class LocalExecutor:
     def _task_key(self, task: ReadTask, shard_max_bytes: int) -> str:
         st = os.stat(task.path) if not task.path.startswith("duckdb:") else None
         fingerprint = {
-            "spec": asdict(task.spec), "path": task.path, "rel": task.rel_path, "format": task.format,
+            # max_quarantine_fraction only decides whether a run goes on, never what a read writes
+            "spec": {k: v for k, v in asdict(task.spec).items() if k != "max_quarantine_fraction"},
+            "path": task.path, "rel": task.rel_path, "format": task.format,
             "index": task.index, "size": st.st_size if st else None, "mtime": st.st_mtime_ns if st else None,
             "shard_max_bytes": shard_max_bytes, "chunk_bytes": self.chunk_bytes, "reader_version": 3,
         }
@@ -329,14 +332,21 @@ class LocalExecutor:
         if done:
             catalog.record_ingest(run_id, list(done.values()), resumed=True)
             progress.log(f"resuming: {len(done)} of {len(tasks)} input files already read")
-        bar = progress.add("read inputs", total=len(tasks), completed=len(done))
+        bar = progress.add("read inputs", total=len(tasks), completed=len(done), unit="input MB/s")
         # Read no more than a shard at a time: a worker's memory is bounded by the shard size.
         chunk = min(self.chunk_bytes, max(shard_max_bytes, 1 << 20))
-        jobs = [IngestJob(t, task_keys[t.index], read_dir, shard_max_bytes, chunk) for t in todo]
+        # A source's quarantine share is judged as its files finish; an input of one file, in its worker.
+        share = QuarantineShare(tasks)
+        for m in done.values():
+            share.add(m["source"], m["seen"], m["quarantine_kinds"])
+        jobs = [IngestJob(t, task_keys[t.index], read_dir, shard_max_bytes, chunk,
+                          watch=len(share.tasks[t.spec.source]) == 1) for t in todo]
         for m in pool.unordered(ingest, jobs, [f"reading {t.path}" for t in todo]):
             done[m["task"]] = m
             catalog.record_ingest(run_id, [m], resumed=False)
             progress.advance(bar, docs=m["seen"], nbytes=m["bytes_in"])
+            share.add(m["source"], m["seen"], m["quarantine_kinds"])
+            share.check(m["source"])
         catalog.flush()
         # Keep every shard of the current tasks, in task order: that order defines the corpus.
         return [done[t.index] for t in tasks]
@@ -380,7 +390,7 @@ class LocalExecutor:
                  shards: list[str], prev: Path) -> Iterator[list[dict]]:
         """Push every shard through the segment; yields each shard's markers (one per stage)."""
         names = segment[0].label if len(segment) == 1 else f"{segment[0].label}..{segment[-1].idx:02d}"
-        bar = progress.add(names, total=len(shards))
+        bar = progress.add(names, total=len(shards), unit="text MB/s")
         last = segment[-1]
         finished = sum(1 for s in shards if read_marker(last.dir / "done" / f"{s}.json", last.key) is not None)
         if finished:

@@ -73,11 +73,13 @@ class StageContext:
 
 @dataclass(frozen=True)
 class StageView:
-    """A finished stage as the report sees it: label, parameters and artifacts folder (read only)."""
+    """A finished stage as the report sees it: label, parameters, artifacts folder (read only) and its
+    counters as the catalog summed them (source -> counter -> total)."""
 
     label: str
     params: dict
     artifacts: Path
+    counters: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 class Operator:

@@ -21,7 +21,7 @@ class Progress:
                 BarColumn(),
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[docs]:>10,} docs"),
-                TextColumn("{task.fields[rate]:>8.1f} MB/s"),
+                TextColumn("{task.fields[rate]:>8.1f} {task.fields[unit]}"),
                 TimeElapsedColumn(),
                 console=Console(file=sys.stderr),
                 transient=False,
@@ -36,10 +36,11 @@ class Progress:
         if self._bar is not None:
             self._bar.stop()
 
-    def add(self, description: str, total: int | None, completed: int = 0) -> int:
+    def add(self, description: str, total: int | None, completed: int = 0, unit: str = "MB/s") -> int:
+        """A bar; ``unit`` names what its rate counts (input files as stored, or document text)."""
         if self._bar is None:
             return 0
-        tid = self._bar.add_task(description, total=total, completed=completed, docs=0, rate=0.0)
+        tid = self._bar.add_task(description, total=total, completed=completed, docs=0, rate=0.0, unit=unit)
         self._stats[tid] = [0, 0, time.perf_counter()]
         return tid
 

@@ -43,3 +43,9 @@ def get(name: str) -> type[Operator]:
     if cls.name != name:
         raise UnknownOperator(f"entry point '{name}' points at an operator named '{cls.name}'")
     return cls
+
+
+def where(name: str) -> str:
+    """Where an operator comes from (its entry point: module:Class)."""
+    ep = _entry_points().get(name)
+    return ep.value if ep is not None else ""

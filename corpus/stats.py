@@ -9,6 +9,11 @@ from rich.console import Console
 from rich.table import Table
 
 from corpus.catalog import Catalog
+from corpus.units import mb
+
+READ_STAGE = "00-read"
+SIZES = ("MB = 10^6 bytes. input: the files as stored (.gz/.zst count compressed); "
+         "text: UTF-8 bytes of the documents' texts.")
 
 
 def _catalog(out: Path) -> Catalog:
@@ -77,8 +82,13 @@ def funnel_rows(out: Path, run_id: str | None = None, cat: Catalog | None = None
     return run_id, funnel, quarantine, balance, runs
 
 
-def _mb(n: int | None) -> str:
-    return f"{(n or 0) / 1e6:,.2f}"
+def final_text_bytes(out: Path, run_id: str) -> int:
+    """Text bytes (UTF-8) of the documents the run kept: the last stage's output, from the catalog."""
+    cat = _catalog(out)
+    with cat.session():
+        rows = cat.query("SELECT sum(bytes_out) FROM unit_stats WHERE run_id = ? AND stage_idx = "
+                         "(SELECT max(stage_idx) FROM unit_stats WHERE run_id = ?)", [run_id, run_id])
+    return int(rows[0][0] or 0) if rows else 0
 
 
 def print_status(out: Path, console: Console) -> None:
@@ -105,12 +115,15 @@ def print_balance(balance: list[tuple], console: Console) -> None:
 def print_stats(out: Path, console: Console, run_id: str | None = None) -> None:
     run_id, funnel, quarantine, balance, runs = funnel_rows(out, run_id)
     status = runs[0][0] if runs else "?"
-    t = Table("stage", "source", "docs in", "docs out", "kept %", "MB in", "MB out", "drops",
-              title=f"Funnel of run {run_id} ({status})")
+    # The read stage meets the input files as stored; every stage after it, document texts.
+    t = Table("stage", "source", "docs in", "docs out", "kept %", "input MB", "text MB in", "text MB out", "drops",
+              title=f"Funnel of run {run_id} ({status})", caption=SIZES, caption_justify="left")
     for r in funnel:
         pct = 100.0 * r["docs_out"] / r["docs_in"] if r["docs_in"] else 0.0
+        read = r["stage"] == READ_STAGE
         t.add_row(r["stage"], r["source"], f"{r['docs_in']:,}", f"{r['docs_out']:,}", f"{pct:.1f}",
-                  _mb(r["bytes_in"]), _mb(r["bytes_out"]), "; ".join(r["drops"][:4]))
+                  mb(r["bytes_in"]) if read else "", "" if read else mb(r["bytes_in"]), mb(r["bytes_out"]),
+                  "; ".join(r["drops"][:4]))
     console.print(t)
     if quarantine:
         q = Table("source", "error kind", "records", title="Quarantined records")

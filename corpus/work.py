@@ -22,6 +22,7 @@ from corpus.integrity import record
 from corpus.operators import FITTED, FilterOperator, MapOperator, Operator, Verdict, output_problem
 from corpus.quarantine import RawStore
 from corpus.readers import ReadTask, read_task
+from corpus.readers.check import QuarantineShare
 from corpus.schema import REJECT_REASON, REJECT_STAGE, SOURCE, TEXT
 from corpus.writers import ShardWriter, link_or_copy, write_bytes_atomic, write_parquet
 
@@ -61,6 +62,7 @@ class IngestJob:
     stage_dir: Path
     shard_max_bytes: int
     chunk_bytes: int
+    watch: bool = False  # judge this file's quarantine share as it is read (its input's only file)
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,7 @@ def ingest(job: IngestJob) -> dict:
     bad = ShardWriter(quar_dir, prefix, None)
     seen = blank = n_docs = n_bad = bytes_read = text_bytes = 0
     kinds: dict[str, int] = defaultdict(int)
+    share = QuarantineShare([task]) if job.watch else None
     try:
         for chunk in read_task(task, chunk_bytes=chunk_bytes, sink=raw):
             if chunk.seen != chunk.docs.height + chunk.bad.height:
@@ -125,8 +128,12 @@ def ingest(job: IngestJob) -> dict:
             n_bad += chunk.bad.height
             bytes_read += chunk.bytes_read
             text_bytes += int(chunk.docs[TEXT].str.len_bytes().sum() or 0)
-            for kind, n in chunk.bad["kind"].value_counts().iter_rows():
+            chunk_kinds = dict(chunk.bad["kind"].value_counts().iter_rows())
+            for kind, n in chunk_kinds.items():
                 kinds[kind] += n
+            if share is not None:
+                share.add(task.spec.source, chunk.seen, chunk_kinds)
+                share.check(task.spec.source)
     except BaseException:
         docs.abort()
         bad.abort()

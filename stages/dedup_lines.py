@@ -13,6 +13,9 @@ two registered operators, used together::
     - op: line_dedup_filter   # filter: drops documents left too short, reason too_little_left
       min_words: 50
 
+With ``scope: source`` a span counts as repeated when ``min_docs`` documents of one source contain it
+(the ``boilerplate_lines`` operator is that, with ``keep: none``).
+
 ``line_dedup_filter`` only judges documents that lost something (``dup_chars_removed > 0``): a short
 document nobody copied is not its business. Its wiring check fails if ``line_dedup`` is not before it.
 
@@ -34,7 +37,7 @@ import numpy as np
 import polars as pl
 
 from corpus.operators import FilterOperator, GlobalMapOperator, StageContext, Verdict
-from corpus.schema import ID, ROW_ID
+from corpus.schema import ID, ROW_ID, SOURCE
 from corpus.stages.dedup_index import (
     Layout,
     ResultLookup,
@@ -59,15 +62,18 @@ def split_spans(text: pl.Series, unit: str) -> pl.DataFrame:
             .explode("span", "pos"))
 
 
-def _digest_shard(args: tuple[int, Path, int, str, Normalisation, int, Path, int]) -> dict:
-    shard, path, start, unit, norm, min_chars, workdir, n_parts = args
+def _digest_shard(args: tuple[int, Path, int, str, Normalisation, int, Path, int, bool]) -> dict:
+    shard, path, start, unit, norm, min_chars, workdir, n_parts, by_source = args
     recs, ids, rows, g = [], [], [], start
-    for df in shard_frames(path, ("text", ID, ROW_ID)):
+    for df in shard_frames(path, ("text", ID, ROW_ID) + ((SOURCE,) if by_source else ())):
         ids.append(df[ID])
         rows.append(df[ROW_ID].to_numpy())
         spans = split_spans(df["text"], unit).with_columns(norm=norm.expr(pl.col("span")))
         spans = spans.filter(pl.col("norm").str.len_chars() >= min_chars)
-        d = digests128(spans["norm"])
+        key = spans["norm"]
+        if by_source:  # the same line in two sources is two keys: it repeats only within its source
+            key = df[SOURCE].gather(spans["row"]) + "\x00" + key
+        d = digests128(key)
         doc = spans["row"].to_numpy().astype(np.uint64) + np.uint64(g)
         recs.append(np.column_stack([d, doc, spans["pos"].to_numpy().astype(np.uint64)]))
         g += df.height
@@ -117,6 +123,7 @@ class LineDedup(GlobalMapOperator):
     min_docs: int = 2  # a span is repeated when this many documents contain it
     min_chars: int = 10  # shorter spans (after normalisation) are never removed
     keep: Literal["first", "none"] = "first"  # keep the first occurrence in corpus order, or none
+    scope: Literal["corpus", "source"] = "corpus"  # count documents over the corpus, or within each source
     lowercase: bool = True
     punctuation: bool = False
     digits: bool = False
@@ -127,6 +134,8 @@ class LineDedup(GlobalMapOperator):
             raise ValueError(f"unit must be line or paragraph, got {self.unit!r}")
         if self.min_docs < 2 or self.min_chars < 1:
             raise ValueError("min_docs must be >= 2 and min_chars >= 1")
+        if self.scope not in ("corpus", "source"):
+            raise ValueError(f"scope must be corpus or source, got {self.scope!r}")
 
     def fit(self, ctx: StageContext) -> None:
         t0 = time.perf_counter()
@@ -135,8 +144,9 @@ class LineDedup(GlobalMapOperator):
         norm = Normalisation(self.lowercase, True, self.punctuation, self.digits, False)
         # ~20 spans per document is typical of web text; only sizes the partitions
         n_parts = n_partitions(layout.total * 20, 32, ctx.workers, fixed=self.partitions)
-        infos = ctx.pool_map(_digest_shard, [(i, s.path, s.start, self.unit, norm, self.min_chars, work, n_parts)
-                                             for i, s in enumerate(layout.segments)])
+        by_source = self.scope == "source"
+        infos = ctx.pool_map(_digest_shard, [(i, s.path, s.start, self.unit, norm, self.min_chars, work, n_parts,
+                                              by_source) for i, s in enumerate(layout.segments)])
         stems = [work / "spans" / f"{i:05d}" for i in range(len(ctx.shards))]
         found = ctx.pool_map(_find_repeats, [(stems, p, work, self.min_docs, self.keep == "first", layout.starts)
                                              for p in range(n_parts)])

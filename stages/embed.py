@@ -404,15 +404,15 @@ class Embed(SinkOperator):
 
     model: str = ""  # a local sentence-transformers folder ("": the shipped all-MiniLM-L6-v2)
     max_tokens: int = 0  # embed the first N tokens of each document (0: the model's limit, 256 for MiniLM)
-    dtype: Literal["float32", "float16"] = "float32"
+    dtype: Literal["float32", "float16"] = "float32"  # float16: half the size, cosines within 1e-3
     normalize: bool = True  # unit-length vectors (cosine similarity = dot product)
-    batch_size: int = 64
+    batch_size: int = 64  # texts per forward pass (encode sorts them by length first)
     piece_bytes: int = 4 << 20  # text per unit of work: the grain of parallelism and resume
     map_sample: int = 2000  # documents in the report's map (0: no map)
-    map_method: Literal["umap", "pca"] = "umap"
+    map_method: Literal["umap", "pca"] = "umap"  # the map's projection: umap (clearer, ~30 s more) or pca
     map_clusters: int = 7  # k-means clusters of the map's sample, with example titles (7: a colour each)
     map_color: list[str] = field(default_factory=lambda: ["source", "cluster"])  # columns (or "cluster")
-    seed: int = 0
+    seed: int = 0  # the map's UMAP and k-means
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:

@@ -243,10 +243,10 @@ class SemanticDedup(GlobalFilterOperator):
 
     threshold: float = 0.9  # cosine similarity at or above which a document is a duplicate
     clusters: int = 0  # k-means clusters (0: about sqrt(documents), at least 40 documents each)
-    keep: Literal["first", "longest", "score"] = "first"
+    keep: Literal["first", "longest", "score"] = "first"  # which stays: first in corpus order, longest, best score
     score_column: str = ""  # keep: score, the highest value of this column is kept
     sweep: list[float] = field(default_factory=lambda: list(SWEEP))  # thresholds counted for the report
-    seed: int = 0
+    seed: int = 0  # k-means
     niter: int = 20  # k-means iterations
 
     def __post_init__(self) -> None:

@@ -40,6 +40,9 @@ class InputSpec:
     # records of their own (see corpus/readers/csv.py).
     csv_multiline: bool | Literal["auto"] = "auto"
     max_doc_bytes: int = 64 << 20  # larger texts are quarantined as too_large
+    # A run stops when more than this share of the records read so far was quarantined (judged from
+    # corpus.readers.check.MIN_RECORDS records on): a wrong text_key or format, not bad data. 1: never.
+    max_quarantine_fraction: float = 0.5
 
 
 @dataclass(frozen=True)

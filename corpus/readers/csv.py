@@ -278,6 +278,13 @@ def csv_problem(task: ReadTask) -> str | None:
     return r.b.bad[-1]["error"] if r.b.bad else None
 
 
+def csv_header(task: ReadTask) -> list[str]:
+    """The field names of the header line ([] when the file has none that parses)."""
+    for fields, _lines in _CsvReader(task, 1 << 16, None).records():
+        return fields
+    return []
+
+
 def _add_row(
     b: DocBuilder, task: ReadTask, header: list[str], fields: list[str], record: int, where: str, raw: bytes
 ) -> None:

@@ -59,6 +59,9 @@ def _expand(spec: InputSpec, base: Path) -> list[tuple[str, str, str]]:
         raise InputError(f"{where}: invalid text_mode {spec.text_mode!r} (expected 'file' or 'line')")
     if spec.max_doc_bytes <= 0:
         raise InputError(f"{where}: max_doc_bytes must be positive, got {spec.max_doc_bytes}")
+    if not 0 <= spec.max_quarantine_fraction <= 1:
+        raise InputError(f"{where}: max_quarantine_fraction must lie between 0 and 1, "
+                         f"got {spec.max_quarantine_fraction}")
     if spec.format == "duckdb":
         return [_duckdb(spec, base, where)]
     if spec.format == "csv" and len(spec.csv_delimiter) != 1:

@@ -27,7 +27,6 @@ from corpus.work import stage_dir as stage_folder
 
 log = logging.getLogger(__name__)
 
-READ_STAGE = "00-read"
 PROFILE_FORMAT = "corpusforge.profile/"
 EXAMPLES_PER_REASON = 3
 SNIPPET_CHARS = 300
@@ -86,6 +85,7 @@ class ReportContext:
     examples_current: bool
     example_units: dict[str, list[str]] = field(default_factory=dict)  # stage -> shards worth reading
     warnings: list[str] = field(default_factory=list)
+    counters: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)  # stage -> source -> counter
 
     # ------------------------------------------------------------ derived figures
 
@@ -120,7 +120,8 @@ class ReportContext:
                 continue
             name = s["stage"].split("-", 1)[1]
             folder = stage_folder(self.out / "work", s["idx"], name, s["key"] or "")
-            out.append((name, StageView(s["stage"], s["params"] or {}, folder / "artifacts")))
+            out.append((name, StageView(s["stage"], s["params"] or {}, folder / "artifacts",
+                                        self.counters.get(s["stage"], {}))))
         return out
 
     def funnel_row(self, stage: str, source: str) -> dict | None:
@@ -184,6 +185,11 @@ def _gather(out: Path, run_id: str | None, cat: Catalog) -> ReportContext:
                ORDER BY stage, unit""", [run_id, EXAMPLES_PER_REASON]):
         if unit not in example_units.setdefault(stage, []):
             example_units[stage].append(unit)
+    counters: dict[str, dict[str, dict[str, int]]] = {}
+    for stage, source, counter, total in cat.query(
+            "SELECT stage, source, counter, sum(value) FROM stage_counters WHERE run_id = ? GROUP BY ALL ORDER BY ALL",
+            [run_id]):
+        counters.setdefault(stage, {}).setdefault(source, {})[counter] = int(total)
     latest = cat.latest_run()
     try:
         manifest = read_manifest(out)
@@ -209,6 +215,7 @@ def _gather(out: Path, run_id: str | None, cat: Catalog) -> ReportContext:
         examples_current=latest == run_id,
         example_units=example_units,
         warnings=warnings,
+        counters=counters,
     )
 
 

@@ -25,6 +25,7 @@ from corpus.report.html import (
     hbar_chart,
     histogram_chart,
     kpis,
+    needs_log_counts,
     num_cell,
     pct_cell,
     plural,
@@ -33,6 +34,7 @@ from corpus.report.html import (
     truncate,
 )
 from corpus.report.sections import Rendered, section
+from corpus.units import est_tokens
 
 # The documented features, in the doc's order; features a newer profile adds follow, sorted.
 FEATURES = ("n_chars", "n_words", "n_lines", "est_tokens", "mean_word_len", "frac_alpha", "frac_digit", "frac_upper",
@@ -59,7 +61,10 @@ def _features(sec: dict) -> list[str]:
 
 
 def _summary(sec: dict) -> dict:
-    return {k: sec.get(k) for k in SUMMARY}
+    s = {k: sec.get(k) for k in SUMMARY}
+    if s["bytes"] is not None:  # the one definition (corpus.units), so the overview and the profile agree
+        s["est_tokens"] = est_tokens(s["bytes"])
+    return s
 
 
 def _summary_cells(s: dict) -> list[object]:
@@ -87,7 +92,7 @@ def profile_summary(ctx: ReportContext) -> Rendered | None:
     sample = f"MinHash estimate on {fmt_int(s['near_dup_sample'])} docs" if s["near_dup_sample"] else "MinHash estimate"
     cards = kpis([
         ("Documents", fmt_int(s["docs"]), None),
-        ("Est. tokens", fmt_int(s["est_tokens"]), "UTF-8 bytes / 4"),
+        ("Est. tokens", fmt_int(s["est_tokens"]), "text bytes (UTF-8) / 4"),
         ("Words", fmt_int(s["words"]), f"{fmt_int(s['lines'])} lines"),
         ("Empty or null text", fmt_int((s["empty_text"] or 0) + (s["null_text"] or 0)), None),
         ("Encoding errors", fmt_int(s["encoding_error_docs"]), "docs with U+FFFD or mojibake"),
@@ -285,7 +290,9 @@ def compare(ctx: ReportContext) -> Rendered | None:
         qrows.append([n, num_cell(fa.get("mean")), num_cell(fb.get("mean")), num_cell(qa.get("p05")),
                       num_cell(qb.get("p05")), num_cell(qa.get("p50")), num_cell(qb.get("p50")),
                       num_cell(qa.get("p95")), num_cell(qb.get("p95"))])
-        same = {"ymax": _hist_max(fa, fb), "width": 236}  # one scale: the bars compare directly
+        counts = [(f.get("histogram") or {}).get("counts") or [] for f in (fa, fb)]
+        # one scale, linear or log for both: the bars compare directly
+        same = {"ymax": _hist_max(fa, fb), "width": 236, "log_counts": needs_log_counts(*counts)}
         pairs.append(f'<div class="pair"><h4>{esc(n)}</h4>{_hist(fa, "before", n, color=BEFORE, **same)}'
                      f'{_hist(fb, "after", n, color=AFTER, **same)}</div>')
     if feats:

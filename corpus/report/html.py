@@ -65,11 +65,6 @@ def fmt_pct(x: float | None, digits: int = 1) -> str:
     return "—" if x is None else f"{100 * x:.{digits}f}%"
 
 
-def est_tokens(nbytes: int | None) -> int:
-    """Tokens estimated as UTF-8 bytes / 4 (rounded up): no tokenizer is involved."""
-    return -(-(nbytes or 0) // 4)
-
-
 def plural(n: int, noun: str) -> str:
     return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
@@ -272,24 +267,47 @@ def grouped_hbar_chart(labels: Sequence[str], series: dict[str, Sequence[float]]
     return _svg(width, height, title, "".join(parts))
 
 
+# A non-empty bin drawn under this share of the tallest is invisible on a linear axis.
+LOG_COUNTS_BELOW = 0.02
+
+
+def needs_log_counts(*counts: Sequence[int]) -> bool:
+    """Would a linear count axis hide a non-empty bin (a feature concentrated near zero with a tail)?
+    Several histograms drawn on one scale are decided together."""
+    values = [c for cs in counts for c in cs]
+    nonzero = [c for c in values if c > 0]
+    return bool(nonzero) and min(nonzero) < LOG_COUNTS_BELOW * max(nonzero)
+
+
 def histogram_chart(edges: Sequence[float], counts: Sequence[int], title: str, x_label: str = "",
                     log: bool = False, width: int = 320, height: int = 190, color: str = BAR,
-                    ymax: int | None = None) -> str:
+                    ymax: int | None = None, log_counts: bool | None = None) -> str:
     """Bars of equal width per bin (log-spaced bins stay readable); the x axis names the edges.
-    `ymax` puts several histograms on one scale (before/after side by side)."""
+    `ymax` puts several histograms on one scale (before/after side by side). `log_counts`: a log count
+    axis (log(1 + count)), so a tail beside one tall bin stays visible; None decides by `needs_log_counts`."""
     if not counts or len(edges) != len(counts) + 1:
         return ""
     left, right, top, bottom = 48, 12, 22, 38
     pw, ph = width - left - right, height - top - bottom
     cmax = ymax or max(counts) or 1
+    if log_counts is None:
+        log_counts = needs_log_counts(counts)
+
+    def scale(c: float) -> float:
+        return math.log1p(c) / math.log1p(cmax) if log_counts else c / cmax
+
     bw = pw / len(counts)
     parts = [_text(left, 14, _label(title, width - left), cls="ctitle")]
     parts.append(f'<line x1="{left}" y1="{top + ph}" x2="{left + pw}" y2="{top + ph}" class="axis"/>'
                  f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + ph}" class="axis"/>')
     parts.append(_text(left - 4, top + 8, fmt_int(cmax), "end", "tick")
                  + _text(left - 4, top + ph, "0", "end", "tick"))
+    if log_counts:
+        mid = 10 ** round(math.log10(cmax) / 2) if cmax >= 100 else None  # one tick between 0 and the top
+        if mid is not None:
+            parts.append(_text(left - 4, top + ph * (1 - scale(mid)) + 4, fmt_int(mid), "end", "tick"))
     for i, c in enumerate(counts):
-        h = ph * c / cmax
+        h = ph * scale(c)
         x = left + i * bw
         # Every bin gets a full-height hover target, so near-empty bins still show their tooltip.
         parts.append(f'<g><title>[{esc(fmt_num(edges[i]))}, {esc(fmt_num(edges[i + 1]))}): {c:,} docs</title>'
@@ -302,7 +320,7 @@ def histogram_chart(edges: Sequence[float], counts: Sequence[int], title: str, x
     axis = x_label + (" (log-spaced bins)" if log else "")
     parts.append(_text(left + pw / 2, height - 4, axis, "middle", "axis-label"))
     parts.append(f'<text transform="translate(12 {top + ph / 2:.1f}) rotate(-90)" text-anchor="middle" '
-                 f'class="axis-label">docs</text>')
+                 f'class="axis-label">{"docs (log scale)" if log_counts else "docs"}</text>')
     return _svg(width, height, title, "".join(parts))
 
 

@@ -22,14 +22,13 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
-from corpus.report.data import READ_STAGE, ReportContext
+from corpus.report.data import ReportContext
 from corpus.report.html import (
     Cell,
     Col,
     badge,
     bytes_cell,
     esc,
-    est_tokens,
     fmt_bytes,
     fmt_int,
     fmt_pct,
@@ -42,6 +41,8 @@ from corpus.report.html import (
     stacked_hbar_chart,
     table,
 )
+from corpus.stats import READ_STAGE
+from corpus.units import est_tokens
 
 log = logging.getLogger(__name__)
 
@@ -177,9 +178,10 @@ def overview(ctx: ReportContext) -> Rendered:
         ("Run status", ctx.run.status, f"finished {ctx.run.finished}" if ctx.run.finished else "not finished"),
         ("Documents kept", fmt_int(final["docs_out"]),
          f"of {records:,} input records ({fmt_pct(_ratio(final['docs_out'], records))})"),
-        ("Text kept", fmt_bytes(final["bytes_out"]), f"of {fmt_bytes(read['bytes_out'])} read"),
+        ("Text kept (UTF-8)", fmt_bytes(final["bytes_out"]),
+         f"of {fmt_bytes(read['bytes_out'])} read; {fmt_bytes(m.get('bytes'))} of Parquet on disk"),
         ("Est. tokens kept", fmt_int(est_tokens(final["bytes_out"])),
-         f"of {fmt_int(est_tokens(read['bytes_out']))} read (bytes / 4)"),
+         f"of {fmt_int(est_tokens(read['bytes_out']))} read (text bytes / 4)"),
         ("Sources", fmt_int(len(ctx.sources)), ", ".join(ctx.sources)),
         ("Rejected", fmt_int(rejected), "dropped by an operator, with a reason"),
         ("Quarantined", fmt_int(quarantined), "could not be read as documents"),
@@ -231,7 +233,7 @@ def sources(ctx: ReportContext) -> Rendered | None:
             "kept": b.get("kept", last.get("docs_out", 0)), "bytes_read": read.get("bytes_out", 0),
             "bytes_kept": last.get("bytes_out", 0), "est_tokens_kept": est_tokens(last.get("bytes_out", 0)),
         })
-    total_tokens = sum(f["est_tokens_kept"] for f in figures)
+    total_tokens = est_tokens(sum(f["bytes_kept"] for f in figures))  # of the total, like the overview
     for f in figures:
         f["token_share"] = _ratio(f["est_tokens_kept"], total_tokens)
     cols = [Col("source"), Col("input records", True), Col("quarantined", True), Col("rejected", True),
@@ -241,10 +243,10 @@ def sources(ctx: ReportContext) -> Rendered | None:
              pct_cell(_ratio(f["kept"], f["input"])), bytes_cell(f["bytes_read"]), bytes_cell(f["bytes_kept"]),
              f["est_tokens_kept"], pct_cell(f["token_share"])] for f in figures]
     tot = {k: sum(f[k] for f in figures) for k in ("input", "quarantined", "rejected", "kept", "bytes_read",
-                                                    "bytes_kept", "est_tokens_kept")}
+                                                    "bytes_kept")}
     foot = [["total", tot["input"], tot["quarantined"], tot["rejected"], tot["kept"],
              pct_cell(_ratio(tot["kept"], tot["input"])), bytes_cell(tot["bytes_read"]), bytes_cell(tot["bytes_kept"]),
-             tot["est_tokens_kept"], pct_cell(1.0 if total_tokens else None)]]
+             total_tokens, pct_cell(1.0 if total_tokens else None)]]
     chart = stacked_hbar_chart([(f["source"], [f["kept"], f["rejected"], f["quarantined"]]) for f in figures],
                                ["kept", "rejected", "quarantined"], "Input records per source, by outcome")
     return Rendered(f'<div class="charts">{chart}</div>' + table(cols, rows, foot), figures)

@@ -1,0 +1,197 @@
+"""What the first records of an input say about its settings, before and early in a run.
+
+``field_problems``: the config check reads the first records of an input's first files and names the
+fields it found when ``text_key``, ``id_key`` or a ``meta_keys`` entry is in none of them ("no field
+'text' in the first 100 records of a.jsonl; fields seen: content, url, ts — set text_key").
+
+``QuarantineShare``: a run stops when more than an input's ``max_quarantine_fraction`` of the records
+read so far went to quarantine (counted once at least ``MIN_RECORDS`` were read, so one bad line in a
+tiny file does not stop it), with the share, the top error kinds and the field problems as the hint.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from corpus.readers.base import InputError, ReadTask
+from corpus.readers.jsonl import JSON_BLANK
+from corpus.readers.streams import ByteSource
+
+SAMPLE_RECORDS = 100  # records read per file
+SAMPLE_FILES = 4  # files read per input
+MIN_RECORDS = 100  # records read from an input before its quarantine share is judged
+_SAMPLE_BYTES = 4 << 20  # a JSONL sample stops here even with fewer records (very long lines)
+
+
+class QuarantineShareError(InputError):
+    """Too much of an input went to quarantine early in a run: its settings are likely wrong."""
+
+
+@dataclass
+class FieldSample:
+    """The fields of a file's first records, in the order first seen."""
+
+    file: str
+    fields: list[str] = field(default_factory=list)
+    records: int = 0  # records sampled (JSONL objects); 0 for a schema (Parquet, CSV header, DuckDB columns)
+    lines: int = 0  # JSONL: non-blank lines read
+
+    @property
+    def where(self) -> str:
+        if self.records or self.lines:
+            return f"the first {self.records:,} records of {self.file}"
+        return self.file
+
+
+def sample_fields(task: ReadTask, records: int = SAMPLE_RECORDS) -> FieldSample | None:
+    """The fields of a task's first records (None: the file cannot be sampled: the run reports that itself)."""
+    sample = FieldSample(task.rel_path)
+    if task.format == "jsonl":
+        _jsonl_fields(task, records, sample)
+    elif task.format == "parquet":
+        try:
+            sample.fields = pq.read_schema(task.path).names
+        except (OSError, pa.ArrowException):
+            return None
+    elif task.format == "csv":
+        from corpus.readers.csv import csv_header
+
+        sample.fields = csv_header(task)
+        sample.file = f"the header of {task.rel_path}"
+    elif task.format == "text":
+        sample.fields = [task.spec.text_key]  # the reader makes each file or line this one field
+        sample.file = f"{task.rel_path} (plain text: one field, the text)"
+    elif task.format == "duckdb":
+        columns = _duckdb_columns(task)
+        if columns is None:
+            return None
+        sample.fields, sample.file = columns, "the DuckDB query result"
+    return sample
+
+
+def _jsonl_fields(task: ReadTask, records: int, sample: FieldSample) -> None:
+    seen: dict[str, None] = {}
+    size = 0
+    buf = b""
+    for block in ByteSource(task.path, block_size=1 << 16).blocks():
+        buf += block
+        size += len(block)
+        *lines, buf = buf.split(b"\n")
+        for line in lines:
+            if not line.strip(JSON_BLANK):
+                continue
+            sample.lines += 1
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(rec, dict):
+                sample.records += 1
+                seen.update(dict.fromkeys(rec))
+            if sample.lines >= records:
+                break
+        if sample.lines >= records or size >= _SAMPLE_BYTES:
+            break
+    else:
+        if buf.strip(JSON_BLANK) and sample.lines < records:  # a last line without a newline
+            sample.lines += 1
+            try:
+                rec = json.loads(buf)
+            except ValueError:
+                rec = None
+            if isinstance(rec, dict):
+                sample.records += 1
+                seen.update(dict.fromkeys(rec))
+    sample.fields = list(seen)
+
+
+def _duckdb_columns(task: ReadTask) -> list[str] | None:
+    import duckdb
+
+    from corpus.readers.duckdb import MEMORY, PREFIX
+
+    database = task.path.removeprefix(PREFIX)
+    try:
+        con = duckdb.connect(database, read_only=database != MEMORY)
+        try:
+            return list(con.sql(task.spec.query or "").columns)
+        finally:
+            con.close()
+    except (duckdb.Error, AttributeError):  # a broken query, or no result set: the run says which
+        return None
+
+
+def _shown(fields: Sequence[str], limit: int = 20) -> str:
+    return ", ".join(fields[:limit]) + (", ..." if len(fields) > limit else "") if fields else "none"
+
+
+def field_problems(tasks: Sequence[ReadTask], files: int = SAMPLE_FILES) -> list[str]:
+    """What the first records of the first ``files`` files of one input say against its settings
+    (``text_key``, ``id_key``, ``meta_keys``): one line per problem, without the input's name."""
+    if not tasks:
+        return []
+    spec = tasks[0].spec
+    samples = [s for t in tasks[:files] if (s := sample_fields(t)) is not None]
+    problems = []
+    not_json = [s for s in samples if s.lines and not s.records]
+    if not_json:
+        s = not_json[0]
+        problems.append(f"none of the first {s.lines:,} lines of {s.file} is a JSON object — is the format right?")
+    samples = [s for s in samples if s not in not_json]
+    wanted = [("text_key", spec.text_key)]
+    if spec.id_key is not None:
+        wanted.append(("id_key", spec.id_key))
+    wanted += [("meta_keys", k) for k in spec.meta_keys or []]
+    for setting, key in wanted:
+        lacking = [s for s in samples if key not in s.fields]
+        if not lacking:
+            continue
+        s = lacking[0]
+        more = f" (and {len(lacking) - 1} more of the {len(samples)} files read)" if len(lacking) > 1 else ""
+        fix = f"set {setting}" if setting != "meta_keys" else "check meta_keys"
+        problems.append(f"no field {key!r} in {s.where}{more}; fields seen: {_shown(s.fields)} — {fix}")
+    return problems
+
+
+class QuarantineShare:
+    """Records read and quarantined per input, as a run goes; ``check`` stops it when an input's share
+    passes its ``max_quarantine_fraction``."""
+
+    def __init__(self, tasks: Sequence[ReadTask]) -> None:
+        self.tasks: dict[str, list[ReadTask]] = {}
+        for t in tasks:
+            self.tasks.setdefault(t.spec.source, []).append(t)
+        self.seen: dict[str, int] = {}
+        self.kinds: dict[str, dict[str, int]] = {}
+
+    def add(self, source: str, seen: int, kinds: dict[str, int]) -> None:
+        self.seen[source] = self.seen.get(source, 0) + seen
+        acc = self.kinds.setdefault(source, {})
+        for kind, n in kinds.items():
+            acc[kind] = acc.get(kind, 0) + n
+
+    def check(self, source: str, where: str = "") -> None:
+        """Raise QuarantineShareError when ``source`` is over its limit (``where``: a file, when the
+        counts are that file's alone)."""
+        tasks = self.tasks[source]
+        limit = tasks[0].spec.max_quarantine_fraction
+        seen, kinds = self.seen.get(source, 0), self.kinds.get(source, {})
+        bad = sum(kinds.values())
+        if seen < MIN_RECORDS or bad <= limit * seen:
+            return
+        top = ", ".join(f"{k} {n:,}" for k, n in _top(kinds.items(), 3))
+        hints = field_problems(tasks) or [
+            "see what went wrong with `corpus quarantine list OUT`; if this input is expected to be that bad, "
+            "raise its max_quarantine_fraction (1 never stops)"]
+        raise QuarantineShareError(
+            f"input {source!r}{where}: {bad:,} of the first {seen:,} records quarantined ({bad / seen:.1%}), over its "
+            f"max_quarantine_fraction {limit:g} ({top}): " + "; ".join(hints))
+
+
+def _top(items: Iterable[tuple[str, int]], n: int) -> list[tuple[str, int]]:
+    return sorted(items, key=lambda kv: (-kv[1], kv[0]))[:n]

@@ -1,0 +1,29 @@
+"""Sizes and token estimates as every command and the report show them: one definition each.
+
+A run meets three kinds of bytes, and each figure says which it is:
+
+* input bytes: the input files as stored (a .gz/.zst file counts compressed);
+* text bytes: the UTF-8 bytes of the documents' texts;
+* Parquet bytes: the shards on disk (zstd-compressed).
+
+MB is 10^6 bytes.
+"""
+
+from __future__ import annotations
+
+INPUT = "input MB (files as stored)"
+TEXT = "text MB (UTF-8)"
+PARQUET = "MB of Parquet on disk"
+
+
+def est_tokens(text_bytes: int | None) -> int:
+    """Estimated tokens of a text of ``text_bytes`` UTF-8 bytes: bytes / 4, rounded up once.
+
+    Applied to the total of whatever is counted (a corpus, a source, a stage's output), never summed
+    from per-document estimates, so every figure of the same text agrees."""
+    return -(-(text_bytes or 0) // 4)
+
+
+def mb(nbytes: int | float | None) -> str:
+    """Bytes as MB (10^6) with two decimals: 1,234.57."""
+    return f"{(nbytes or 0) / 1e6:,.2f}"
