@@ -25,6 +25,8 @@ EXAMPLES = """examples:
   corpus export out/quickstart out/hf --format hf --columns id,text   a HF datasets folder
   corpus quarantine export out/quickstart out/fix   give back the quarantined records' bytes
   corpus verify out/quickstart                   check every file of a corpus against its manifest
+  corpus search out/quickstart "query text" -k 10   nearest documents (needs an `embed` stage)
+  corpus dedup explain --semantic out/quickstart    semantic duplicates removed at several thresholds
   corpus ops                                     list operators (built-in and plugins)
   corpus train pretrain examples/train/pretrain.yaml   train a model (plugins: corpus train list)
 """
@@ -224,10 +226,82 @@ def _cmd_shards(args: argparse.Namespace, console: Console) -> int:
 def _cmd_dedup_explain(args: argparse.Namespace, console: Console) -> int:
     from corpus.stages.lsh_params import explain
 
+    if args.semantic:
+        return _semantic_explain(args, console)
     if not 0.0 < args.threshold < 1.0:
         raise ValueError(f"--threshold must lie strictly between 0 and 1, got {args.threshold}")
     console.print(explain(args.threshold, num_perm=args.num_perm, fp_weight=args.fp_weight,
                           fn_weight=args.fn_weight, bands=args.bands, rows=args.rows), highlight=False)
+    return 0
+
+
+def _floats(text: str, what: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"{what} must be numbers separated by commas, got {text!r}") from None
+
+
+def _semantic_explain(args: argparse.Namespace, console: Console) -> int:
+    from rich.table import Table
+
+    from corpus.executor import worker_pool
+    from corpus.stages.semdedup import explain_corpus
+
+    thresholds = _floats(args.thresholds, "--thresholds")
+    if not thresholds or any(not -1.0 < t <= 1.0 for t in thresholds):
+        raise ValueError(f"--thresholds must be cosine similarities in (-1, 1], got {args.thresholds}")
+    with worker_pool(args.workers) as pool_map:
+        res = explain_corpus(Path(args.semantic), thresholds, clusters=args.clusters, keep=args.keep,
+                             score_column=args.score_column or "", seed=args.seed, workers=args.workers,
+                             pool_map=pool_map)  # type: ignore[arg-type]
+    if args.json:
+        console.print_json(data=res)
+        return 0
+    examples = {e["threshold"]: e["pairs"] for e in res["examples"]}
+    t = Table("cosine >=", "removed", "of docs", "e.g. dropped  <-  kept (cosine)",
+              title=f"semantic_dedup on {res['corpus']}: {res['docs']:,} documents, {res['clusters']:,} clusters, "
+                    f"keep {res['keep']}")
+    for row in res["sweep"]:
+        pair = (examples.get(row["threshold"]) or [None])[0]
+        eg = (f"{_clip(pair['dropped']['snippet'])}  <-  {_clip(pair['kept']['snippet'])} ({pair['similarity']:.3f})"
+              if pair else "")
+        t.add_row(f"{row['threshold']:.3f}", f"{row['removed']:,}", f"{row['removed'] / max(res['docs'], 1):.1%}",
+                  escape(eg))
+    console.print(t)
+    console.print("Each example is dropped at its threshold but kept at the next one up. Set the stage's "
+                  "`threshold` to the row you want; nothing was dropped.", highlight=False)
+    return 0
+
+
+def _clip(text: str | None, n: int = 60) -> str:
+    one = " ".join((text or "").split())
+    return one if len(one) <= n else one[: n - 1] + "…"
+
+
+def _cmd_search(args: argparse.Namespace, console: Console) -> int:
+    from rich.table import Table
+
+    from corpus.executor import worker_pool
+    from corpus.stages.embed_search import describe, search
+
+    queries = [args.query] if args.query else []
+    if args.queries:
+        lines = Path(args.queries).read_text(encoding="utf-8").splitlines()
+        queries += [line.strip() for line in lines if line.strip()]
+    if not queries:
+        raise ValueError("corpus search: give a query, or --queries FILE (one query per line)")
+    with worker_pool(args.workers) as pool_map:
+        hits = describe(Path(args.corpus), search(Path(args.corpus), queries, args.k, pool_map))  # type: ignore[arg-type]
+    if args.json:
+        console.print_json(data=[{"query": q, "hits": h} for q, h in zip(queries, hits, strict=True)])
+        return 0
+    for q, found in zip(queries, hits, strict=True):
+        t = Table("#", "cosine", "id", "source", "status", "text", title=f"nearest to: {_clip(q, 100)}")
+        for h in found:
+            t.add_row(str(h["rank"]), f"{h['score']:.3f}", escape(str(h["id"])), escape(str(h["source"] or "")),
+                      escape(h["status"]), escape(_clip(h["text"], 90)))
+        console.print(t)
     return 0
 
 
@@ -393,9 +467,19 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--out", help="merge: output prefix")
     sh.set_defaults(fn=_cmd_shards)
 
-    dd = sub.add_parser("dedup", help="dedup tools: `dedup explain` prints the MinHash S-curve of a threshold")
+    dd = sub.add_parser("dedup", help="dedup tools: `dedup explain` prints the MinHash S-curve of a threshold, "
+                                      "or with --semantic what semantic dedup removes at several thresholds")
     dds = dd.add_subparsers(dest="action", required=True, metavar="ACTION")
-    de = dds.add_parser("explain", help="bands x rows for a Jaccard threshold and P(caught) against Jaccard")
+    de = dds.add_parser("explain", help="bands x rows for a Jaccard threshold and P(caught) against Jaccard; "
+                                        "--semantic CORPUS: documents removed at each cosine threshold")
+    de.add_argument("--semantic", metavar="CORPUS", help="a corpus folder with embeddings/ (an `embed` stage)")
+    de.add_argument("--thresholds", default="0.8,0.85,0.9,0.95", help="--semantic: cosine thresholds to count")
+    de.add_argument("--clusters", type=int, default=0, help="--semantic: k-means clusters (0: automatic)")
+    de.add_argument("--keep", choices=["first", "longest", "score"], default="first", help="--semantic: keep rule")
+    de.add_argument("--score-column", help="--semantic with --keep score: the column whose highest value is kept")
+    de.add_argument("--seed", type=int, default=0, help="--semantic: k-means seed")
+    de.add_argument("-w", "--workers", type=int, default=2, help="--semantic: worker processes")
+    de.add_argument("--json", action="store_true", help="--semantic: print the counts and examples as JSON")
     de.add_argument("--threshold", type=float, default=0.8)
     de.add_argument("--num-perm", type=int, default=128)
     de.add_argument("--fp-weight", type=float, default=0.1)
@@ -403,6 +487,15 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--bands", type=int, default=0, help="fix bands (with --rows) instead of optimising")
     de.add_argument("--rows", type=int, default=0)
     de.set_defaults(fn=_cmd_dedup_explain)
+
+    se = sub.add_parser("search", help="nearest documents to a query in a corpus's embeddings (an `embed` stage)")
+    se.add_argument("corpus", help="a corpus folder with embeddings/ (or an embeddings folder)")
+    se.add_argument("query", nargs="?", help="query text")
+    se.add_argument("-k", type=int, default=10, help="hits per query (default: 10)")
+    se.add_argument("--queries", help="a text file of queries, one per line (e.g. an evaluation set)")
+    se.add_argument("--json", action="store_true", help="print [{query, hits: [{rank, score, id, ...}]}]")
+    se.add_argument("-w", "--workers", type=int, default=1)
+    se.set_defaults(fn=_cmd_search)
 
     from corpus.plugins.cli import add_train_parser
 

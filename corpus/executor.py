@@ -163,13 +163,20 @@ class Pool:
             for fut in pending:
                 fut.cancel()
 
-    def ordered(self, fn: Callable[[Any], Any], items: Sequence[Any], label: str = "") -> list[Any]:
+    def ordered(self, fn: Callable[[Any], Any], items: Sequence[Any], label: str = "",
+                each: Callable[[Any], None] | None = None) -> list[Any]:
+        """fn over items, results in order; ``each(result)`` is called as each one arrives (progress)."""
+        def seen(result: Any) -> Any:
+            if each is not None:
+                each(result)
+            return result
+
         if self._pool is None:
-            return [fn(x) for x in items]
+            return [seen(fn(x)) for x in items]
         what = label or fn.__name__
         futures = [self._submit(fn, f"{what} (part {i + 1} of {len(items)})", x) for i, x in enumerate(items)]
         try:
-            return [f.result() for f in futures]
+            return [seen(f.result()) for f in futures]
         except BrokenProcessPool:
             raise self._died() from None
         finally:
@@ -276,11 +283,12 @@ class LocalExecutor:
                 for segment in _segments(stages):
                     head = segment[0]
                     inputs_now = tuple(prev / f"{s}.parquet" for s in shards)
+                    side = _side_inputs(stages, head)
                     if isinstance(head.op, SinkOperator):
-                        self._whole(pool, progress, catalog, run_id, head, inputs_now)
+                        self._whole(pool, progress, catalog, run_id, head, inputs_now, side)
                         continue  # documents pass on unchanged: the next stage reads the same shards
                     if isinstance(head.op, FITTED) and head is not id_stage:  # that one is fitted already
-                        self._whole(pool, progress, catalog, run_id, head, inputs_now)
+                        self._whole(pool, progress, catalog, run_id, head, inputs_now, side)
                     for results in self._segment(pool, progress, catalog, run_id, segment, shards, prev):
                         for stage, m in zip(segment, results, strict=True):
                             files.update(_files(stage.dir, [m]))
@@ -371,22 +379,23 @@ class LocalExecutor:
             log.warning("%s", describe(summary, examples, self.on_duplicate_id, one_line=True))
 
     def _whole(self, pool: Pool, progress: Progress, catalog: Catalog, run_id: str, stage: Stage,
-               shards: tuple[Path, ...]) -> None:
+               shards: tuple[Path, ...], side_inputs: dict[str, Path] | None = None) -> None:
         """A global operator's fit, or a sink's consume, over the whole corpus into the stage's artifacts
         folder; its figures go to the catalog."""
         marker = stage.dir / "_done.json"
-        if read_marker(marker, stage.key) is not None:
+        itself = stage.op.resumes_itself  # it checks its own units: called again, its artifacts kept
+        if read_marker(marker, stage.key) is not None and not itself:
             progress.log(f"resuming: {stage.label} already done")
         else:
-            if stage.artifacts.exists():
+            if stage.artifacts.exists() and not itself:
                 shutil.rmtree(stage.artifacts)  # a fit or write that died: started over, never half-used
-            stage.artifacts.mkdir(parents=True)
+            stage.artifacts.mkdir(parents=True, exist_ok=True)
             verb = "write" if isinstance(stage.op, SinkOperator) else "fit"
             bar = progress.add(f"{verb} {stage.label}", total=None)
             start = time.perf_counter()
             stage.op.setup()
             ctx = StageContext(stage.label, stage.artifacts, shards, pool.workers,
-                               functools.partial(pool.ordered, label=f"{verb} {stage.label}"))
+                               _tracked(pool, progress, f"{verb} {stage.label}"), side_inputs or {})
             try:
                 summary = stage.op.consume(ctx) if isinstance(stage.op, SinkOperator) else stage.op.fit(ctx)  # type: ignore[attr-defined]
             except StopRun:
@@ -421,6 +430,27 @@ class LocalExecutor:
                              nbytes=sum(v["bytes"] for v in first["in"].values()))
             yield results
         catalog.flush()
+
+
+def _tracked(pool: Pool, progress: Progress, label: str) -> Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]:
+    """A fit's pool_map that shows a bar per pass (units done, and documents when a result counts them)."""
+    def pool_map(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        bar = progress.add(f"  {label}: {fn.__name__.strip('_').replace('_', ' ')}", total=len(items))
+
+        def tick(result: Any) -> None:
+            docs = result.get("docs") if isinstance(result, dict) else None
+            progress.advance(bar, docs=docs if isinstance(docs, int) else 0)
+
+        return pool.ordered(fn, items, label=label, each=tick)
+
+    return pool_map
+
+
+def _side_inputs(stages: list[Stage], stage: Stage) -> dict[str, Path]:
+    """The side outputs a stage ``uses``: the artifacts folder of the latest earlier sink publishing each."""
+    found = {s.op.publish: s.artifacts for s in stages if s.idx < stage.idx
+             and isinstance(s.op, SinkOperator) and s.op.publish}
+    return {name: found[name] for name in stage.op.uses if name in found}
 
 
 def _warn(message: str) -> None:

@@ -128,4 +128,6 @@ def full(cls: type[Operator], where: str = "") -> tuple[list[str], list[Param]]:
         lines.append(f"counters:  {', '.join(cls.counters)} (summed per stage and source into the catalog)")
     if issubclass(cls, SinkOperator) and cls.publish:
         lines.append(f"publishes: OUT/{cls.publish}/")
+    if cls.uses:
+        lines.append(f"uses:      {', '.join(f'{u}/' for u in cls.uses)} (published by an earlier stage)")
     return lines, params(cls)

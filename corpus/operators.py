@@ -19,7 +19,10 @@ again on every output. ``counters`` names added integer or boolean columns that 
 per stage and source into the run catalog (what a cleaner changed, what a filter measured).
 
 A stage that has something to show contributes its own report section (``report``) and catalog
-figures (``figures``) from its artifacts: nothing reads another stage's folder by name.
+figures (``figures``) from its artifacts: nothing reads another stage's folder by name. A fit that needs
+what an earlier sink wrote names it in ``uses`` (the sink's ``publish`` name, e.g. ``embeddings``) and
+gets that sink's folder in ``StageContext.side_inputs``; the wiring check refuses a ``uses`` that no
+earlier sink publishes, or whose sink read a column that a stage in between rewrites.
 """
 
 from __future__ import annotations
@@ -68,6 +71,8 @@ class StageContext:
     shards: tuple[Path, ...]
     workers: int
     pool_map: PoolMap
+    # The folders of earlier sinks' side outputs this stage ``uses``, by publish name (read only).
+    side_inputs: Mapping[str, Path] = field(default_factory=dict)
 
 
 class StopRun(RuntimeError):
@@ -96,6 +101,12 @@ class Operator:
     adds: ClassVar[Columns] = {}
     modifies: ClassVar[tuple[str, ...]] = ()
     counters: ClassVar[tuple[str, ...]] = ()
+    # Side outputs of earlier sinks (their ``publish`` names) this stage's fit reads: StageContext.side_inputs.
+    uses: ClassVar[tuple[str, ...]] = ()
+    # A fit or consume that keeps per-unit markers in its artifacts and checks them itself: the executor
+    # keeps its artifacts after a killed run and calls it again on a finished one (it redoes only what is
+    # missing or damaged) instead of starting it over or skipping it.
+    resumes_itself: ClassVar[bool] = False
     # Bump when the operator's behaviour changes, so old cached outputs are not reused.
     version: ClassVar[str] = "1"
 
@@ -209,9 +220,18 @@ def ensure_columns(ops: Iterable[Operator], available: Columns) -> list[str]:
     types); returns the problems. ``available``: the input's columns (the document schema)."""
     have = {k: _dtype(v) for k, v in available.items()}
     errors: list[str] = []
+    published: dict[str, tuple[str, set[str]]] = {}  # side output -> (its sink, the columns it read)
+    stale: dict[str, str] = {}  # side output -> the later stage that rewrites a column it was made from
     for i, op in enumerate(ops):
         needs, adds, modifies = op.columns()
         where = f"pipeline[{i}] '{op.name}'"
+        for name in op.uses:
+            if name not in published:
+                errors.append(f"{where} uses the side output {name}/, which no earlier sink publishes "
+                              f"(put the stage that publishes it before this one)")
+            elif name in stale:
+                errors.append(f"{where} uses {name}/ from {published[name][0]}, but {stale[name]} rewrites a "
+                              f"column it was made from in between")
         for col, want in needs.items():
             if col not in have:
                 errors.append(f"{where} needs column {col!r} ({type_name(want)}) that neither the input nor an "
@@ -226,6 +246,13 @@ def ensure_columns(ops: Iterable[Operator], available: Columns) -> list[str]:
                 errors.append(f"{where} adds column {col!r} as {type_name(dtype)}, but an earlier stage made it "
                               f"{type_name(have[col])}")
             have[col] = _dtype(dtype)
+        for name, (_, read) in published.items():
+            if read & set(modifies) and name not in stale:
+                stale[name] = where
+        publish = getattr(op, "publish", None)
+        if publish:
+            published[publish] = (where, set(needs))
+            stale.pop(publish, None)
     return errors
 
 

@@ -277,7 +277,7 @@ def tokenize_shards(shards: Sequence[Path], tokenizer: Path, out: Path, *, worke
     jobs = [PieceJob(str(Path(s).resolve()), f"{i:05d}-{k:04d}-{Path(s).stem}", a, b, str(parts), str(tfile),
                      _key({**params, "shard": h, "rows": [a, b]}), text_column, group_column, fractions, seed,
                      append_eod, loss_mask, batch_rows, meta, threads)
-            for i, (s, h, pieces) in enumerate(zip(shards, hashes, _pieces(shards, text_column, piece_bytes),
+            for i, (s, h, pieces) in enumerate(zip(shards, hashes, corpus_pieces(shards, text_column, piece_bytes),
                                                    strict=True))
             for k, (a, b) in enumerate(pieces)]
     markers = pool_map(tokenize_piece, jobs)
@@ -296,7 +296,7 @@ def tokenize_shards(shards: Sequence[Path], tokenizer: Path, out: Path, *, worke
     return result
 
 
-def _pieces(shards: Sequence[Path], text_column: str, piece_bytes: int) -> list[list[tuple[int, int]]]:
+def corpus_pieces(shards: Sequence[Path], text_column: str, piece_bytes: int) -> list[list[tuple[int, int]]]:
     """Pieces of every shard: ``piece_bytes`` of text, or smaller for small corpora (~16 pieces in all,
     of 1 MB or more) so the workers share them evenly; the plan depends on the data only, never on the worker count,
     so a rerun with other workers still resumes."""

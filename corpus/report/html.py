@@ -324,6 +324,55 @@ def histogram_chart(edges: Sequence[float], counts: Sequence[int], title: str, x
     return _svg(width, height, title, "".join(parts))
 
 
+def scatter_chart(xs: Sequence[float], ys: Sequence[float], groups: Sequence[str], title: str,
+                  labels: Sequence[tuple[float, float, str]] = (), width: int = 460, height: int = 400,
+                  max_groups: int = len(PALETTE) - 1) -> str:
+    """Points in [0, 1] x [0, 1] coloured by group: the most frequent ``max_groups`` get a colour each, the
+    rest share grey as "(other)". ``labels`` (x, y, text) are drawn over the points (cluster numbers).
+    Each group is one path of round dots, so thousands of points stay a small page."""
+    if not xs:
+        return ""
+    counts: dict[str, int] = {}
+    for g in groups:
+        counts[g] = counts.get(g, 0) + 1
+    named = sorted(counts, key=lambda g: (-counts[g], g))[:max_groups]
+    colour = {g: PALETTE[i] for i, g in enumerate(named)}
+    legend = [f"{g} ({counts[g]:,})" for g in named]
+    if len(counts) > len(named):
+        legend.append(f"(other) ({sum(n for g, n in counts.items() if g not in colour):,})")
+    colours = [colour[g] for g in named] + [PALETTE[-1]]
+    rows = _legend_rows(legend, colours, width - 8)
+    left, top, size = 8, 24 + 16 * len(rows), min(width - 16, height - 32 - 16 * len(rows))
+    paths: dict[str, list[str]] = {}
+    for x, y, g in zip(xs, ys, groups, strict=True):
+        paths.setdefault(colour.get(g, PALETTE[-1]), []).append(f"M{left + x * size:.1f} {top + (1 - y) * size:.1f}h0")
+    parts = [_text(4, 15, title, cls="ctitle")]
+    parts += [_legend(row_names, row_colours, 8, 34 + 16 * i) for i, (row_names, row_colours) in enumerate(rows)]
+    parts.append(f'<rect x="{left}" y="{top}" width="{size}" height="{size}" fill="none" class="frame"/>')
+    for c in colours[::-1]:  # grey under the named groups
+        if c in paths:
+            parts.append(f'<path d="{"".join(paths[c])}" stroke="{c}" stroke-width="4" stroke-linecap="round" '
+                         'stroke-opacity="0.7"/>')
+    for x, y, text in labels:
+        parts.append(_text(left + x * size, top + (1 - y) * size + 4, text, "middle", "maplabel"))
+    return _svg(width, top + size + 6, title, "".join(parts))
+
+
+def _legend_rows(names: Sequence[str], colors: Sequence[str], width: int) -> list[tuple[list[str], list[str]]]:
+    """Legend entries wrapped into rows that fit the width (as _legend lays them out)."""
+    rows: list[tuple[list[str], list[str]]] = [([], [])]
+    used = 0
+    for name, color in zip(names, colors, strict=False):
+        w = 24 + 7 * len(truncate(name, 24))
+        if rows[-1][0] and used + w > width:
+            rows.append(([], []))
+            used = 0
+        rows[-1][0].append(name)
+        rows[-1][1].append(color)
+        used += w
+    return rows
+
+
 # ---------------------------------------------------------------- page
 
 CSS = """
@@ -387,6 +436,8 @@ svg.chart .small { font-size: 9px; }
 svg.chart .ctitle { font-weight: 600; }
 svg.chart .axis-label { fill: var(--muted); font-size: 11px; }
 svg.chart line.axis { stroke: #9aa4ae; stroke-width: 1; }
+svg.chart .frame { stroke: var(--line); }
+svg.chart .maplabel { font-weight: 700; font-size: 13px; paint-order: stroke; stroke: #fff; stroke-width: 3px; }
 details.examples { margin: 4px 0 12px; }
 details.examples > summary { cursor: pointer; color: var(--accent); }
 @media print { nav.toc { display: none; } .layout { display: block; } }
