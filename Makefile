@@ -11,7 +11,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e ".[train,dev]"
-	# The profiler's numba kernels compile once (about a minute) and are cached next to the sources.
+	# The profiler's numba kernel compiles once (seconds) and is cached next to the sources.
 	$(BIN)/python -c "from corpus.stages.profile import warm_up; warm_up()"
 	touch $@
 

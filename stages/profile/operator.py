@@ -27,7 +27,7 @@ def _stage_label(workdir: Path) -> str:
 @dataclass
 class Profile(GlobalOperator):
     """Profiles the corpus at its place in the pipeline into ``fit/profile.json``; documents pass
-    through unchanged. ``near_dup_sample``: distinct texts in the MinHash sample."""
+    through unchanged. ``near_dup_sample``: documents sampled per section for the near-duplicate rate."""
 
     name = "profile"
     needs = ("id", "text", "source")
@@ -45,11 +45,13 @@ class Profile(GlobalOperator):
         groups = [tuple(units[i::n_jobs]) for i in range(n_jobs)] if n_jobs else []
         jobs = [Job(g, str(spill), self.near_dup_sample) for g in groups]
         acc = Acc(sample_size=self.near_dup_sample)
-        for part in ctx.pool_map(run_job, jobs):
-            acc.merge(part)
-        profile = finish(acc, spill, _stage_label(ctx.workdir), quarantine=False)
-        write_profile(profile, ctx.workdir)
-        done(spill, self.keep_features)
+        try:
+            for part in ctx.pool_map(run_job, jobs):
+                acc.merge(part)
+            profile = finish(acc, spill, _stage_label(ctx.workdir), quarantine=False)
+            write_profile(profile, ctx.workdir)
+        finally:
+            done(spill, self.keep_features)
 
     def load(self, workdir: Path) -> None:
         """Nothing to load: the profile is a report, not state for apply."""
