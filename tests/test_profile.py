@@ -118,17 +118,30 @@ def _pool_texts(seed: int, n: int, extra: list[str] | None = None) -> list[str]:
 
 
 def test_kernel_equals_its_plain_python_definition_and_unicode():
-    """The compiled pass (classes, words, scripts, sketch) equals scan_ref, character by character,
-    and its classes mean what the `regex` module's Unicode properties mean."""
+    """The compiled pass (classes, words, scripts, sketch, lines) equals scan_ref, character by
+    character; its classes mean what the `regex` module's Unicode properties mean; a line it vouches
+    is in normal form is left unchanged by Normalisation, and its hash is hash_ref's."""
     from corpus.stages.profile import kernel
+    from corpus.stages.profile.lines import LINE_NORM
 
-    texts = _pool_texts(5, 400)
-    got = kernel.scan(pl.Series(texts, dtype=pl.String).to_arrow())
+    texts = _pool_texts(5, 400) + ["a\r\nb c\r\n", "x\r", "a \r\n", "\r\n\r", " lead\ntrail \nin  ner\nok line."]
+    series = pl.Series(texts, dtype=pl.String)
+    got = kernel.scan(series.to_arrow(), int(series.str.count_matches("\n", literal=True).sum()))
+    lines = got.lines
     for i, t in enumerate(texts):
-        counts, scripts, sketch = kernel.scan_ref(t)
+        counts, scripts, sketch, want = kernel.scan_ref(t)
         assert {k: int(v[i]) for k, v in got.counts.items()} == counts, i
         assert got.scripts[i].tolist() == scripts, i
         assert [int(v) for v in got.sketch[i] if v != kernel.NONE] == sketch, i
+        mine = np.flatnonzero(lines.doc == i)
+        spans = [bytes(got.data[lines.lo[j]:lines.hi[j]]).decode() for j in mine]
+        assert list(zip(spans, lines.chars[mine].tolist(), lines.odd[mine].tolist(), lines.terminal[mine].tolist(),
+                        strict=True)) == want, i
+        for j, (line, *_) in zip(mine, want, strict=True):
+            if not lines.odd[j]:
+                assert int(lines.hash[j]) == kernel.hash_ref(line)
+    clean = [ln for t in texts for ln, _, odd, _ in kernel.scan_ref(t)[3] if not odd]
+    assert LINE_NORM.apply(pl.Series(clean, dtype=pl.String)).to_list() == clean
     oracle = {"alpha": r"\p{L}", "digit": r"\p{Nd}", "upper": r"\p{Lu}", "punct": r"\p{P}",
               "space": r"\p{White_Space}", "nonprint": r"(?V1)[\p{C}--[\t\n\r]]", "words": r"[^\p{White_Space}]+"}
     for name, rx in oracle.items():
@@ -136,17 +149,23 @@ def test_kernel_equals_its_plain_python_definition_and_unicode():
     joined = "".join(texts)
     want = [len(regex.findall(rf"(?V1)[\p{{L}}&&\p{{Script={s}}}]", joined)) for s in SCRIPTS]
     assert got.scripts.sum(axis=0).tolist() == [len(regex.findall(r"\p{L}", joined)) - sum(want), *want]
+    docs = ["one two", "alpha  beta\n\n gamma ", ""]
+    lines = kernel.scan(pl.Series(docs).to_arrow(), 2).lines
+    keys = kernel.join_hashes(lines.doc, np.array([kernel.hash_ref(x) for x in ("one two", "alpha beta", "gamma")],
+                                                  np.uint64), np.array([7, 10, 5]), 3)
+    assert keys.tolist() == [kernel.hash_ref(" ".join(d.split())) for d in docs[:2]] + [0]
 
 
 def test_kernel_checks_its_bounds():
-    """An offset past the data raises (numba's bounds checking is on) instead of reading on."""
+    """A string cut inside a character at the end of the buffer (Arrow checks offsets, not UTF-8): the
+    pass raises (numba's bounds checking is on) instead of reading past the buffer."""
+    import pyarrow as pa
     from corpus.stages.profile import kernel
 
-    t = kernel.tables()
-    data = np.frombuffer(b"abc", np.uint8)
+    offsets = pa.py_buffer(np.array([0, 4], np.int64))
+    bad = pa.LargeStringArray.from_buffers(1, offsets, pa.py_buffer(b"abc\xe4"))
     with pytest.raises(IndexError):
-        kernel._scan(data, np.array([0, 9], np.int64), t.lanes, t.flags, t.script, t.gear, len(SCRIPTS) + 1,
-                     kernel.SKETCH, kernel.WINDOW)
+        kernel.scan(bad, 0)
 
 
 def test_sketches_of_near_duplicates_overlap():
@@ -160,7 +179,8 @@ def test_sketches_of_near_duplicates_overlap():
     variants = [base.upper(), base.replace(" ", "  \n"), base.replace(" ", ", "), base.replace("a", "a7", 1)]
     edited = words.copy()
     edited[150] = "zzzzzz"
-    sk = kernel.scan(pl.Series([base, *variants, " ".join(edited)]).to_arrow()).sketch
+    texts = pl.Series([base, *variants, " ".join(edited)])
+    sk = kernel.scan(texts.to_arrow(), int(texts.str.count_matches("\n", literal=True).sum())).sketch
     first = set(sk[0].tolist())
     for row in sk[1:4]:
         assert set(row.tolist()) == first
@@ -758,8 +778,8 @@ def test_misra_gries_tables_keep_their_guarantee():
         h, n = np.unique(draws, return_counts=True)
         chunk = dict(zip(h.tolist(), n.tolist(), strict=True))
         true.update(chunk)
-        counts = pl.DataFrame({"h": h, "n": n.astype(np.int64), "line": [str(x) for x in h.tolist()]})
-        table = table.merge(LineTable.of(counts, capacity=k))
+        counts = pl.DataFrame({"h": h, "n": n.astype(np.int64), "row": np.arange(len(h))})
+        table = table.merge(LineTable.of(counts, lambda rows, h=h: [str(h[r]) for r in rows], capacity=k))
         ref = reference(ref, reference({}, chunk))
         assert dict(zip(table.h.tolist(), table.n.tolist(), strict=True)) == ref
         assert len(table) <= k and table.h.tolist() == sorted(ref)

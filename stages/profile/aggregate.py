@@ -123,6 +123,11 @@ class Acc:
             total.merge(self.sources[name], self.sample_size)
         return total
 
+    def add_meta(self, types: pl.DataFrame) -> None:
+        """Meta fields and their JSON types: (source, key, type, n) rows (meta.meta_types)."""
+        for src, key, typ, n in types.rows():
+            add_counts(self.source(src).meta.setdefault(key, {}), {typ: n})
+
     def add_quarantine(self, bad: pl.DataFrame) -> None:
         if bad.height == 0:
             return
@@ -142,8 +147,6 @@ class Acc:
                 add_counts(acc.langs, {lang if lang is not None else "unknown": n})
         for src, ex in chunk_extremes(ch.docs, ch.text).items():
             merge_extremes(self.source(src).extremes, ex)
-        for src, key, typ, n in ch.meta.rows():
-            add_counts(self.source(src).meta.setdefault(key, {}), {typ: n})
-        for (src,), counts in ch.lines.partition_by("source", as_dict=True).items():
+        for (src,), counts in ch.lines.counts.partition_by("source", as_dict=True).items():
             acc = self.source(src)
-            acc.lines = acc.lines.merge(LineTable.of(counts))
+            acc.lines = acc.lines.merge(LineTable.of(counts, ch.lines.texts))

@@ -34,4 +34,6 @@ NEAR_DUP_CANDIDATES = 8  # earlier documents compared per sampled one (those sha
 SNIPPET_CHARS = 200
 DISPLAY_BINS = 40
 FRAC_DISPLAY_BINS = 20
-CHUNK_BYTES = 24 << 20  # input read per chunk (the readers' chunk_bytes): memory per thread stays bounded
+# Input per chunk: the readers' own piece, so a chunk is one polars parse; memory per thread is a few
+# chunks' worth (sizes measured in docs/benchmarks.md).
+CHUNK_BYTES = 8 << 20

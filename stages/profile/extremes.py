@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
 import polars as pl
 
 from .constants import FEATURES, OUTLIER_EXAMPLES, SNIPPET_CHARS
@@ -36,29 +37,39 @@ def merge(into: Extremes, more: Extremes) -> None:
         into[key] = sorted(into.get(key, []) + entries)[:K]
 
 
+def _side(key: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Rows of the K smallest keys (NaN never), ties to the smaller order, best first."""
+    ok = np.flatnonzero(~np.isnan(key))
+    if len(ok) > K:
+        kth = np.partition(key[ok], K - 1)[K - 1]
+        ok = ok[key[ok] <= kth]  # the K smallest and every tie of the K-th
+    return ok[np.lexsort((order[ok], key[ok]))][:K]
+
+
 def chunk_extremes(docs: pl.DataFrame, text: pl.Series) -> dict[str, Extremes]:
     """Per source, one chunk's candidates (docs: features.Chunk.docs, text: its texts)."""
-    frame = docs.select("order", "id", "source", *FEATURES).with_row_index("row")
-    picked: dict[tuple[str, int], pl.DataFrame] = {}
-    for f in FEATURES:
-        have = frame.filter(pl.col(f).is_not_null())
-        if have.height == 0:
-            continue
-        for side, sign in ((0, -1.0), (1, 1.0)):
-            key = (pl.col(f) * sign).alias("key")
-            picked[(f, side)] = (have.with_columns(key).select("key", "order", f, "row", "source")
-                                 .group_by("source").agg(pl.all().top_k_by(["key", "order"], K, reverse=True))
-                                 .explode(pl.exclude("source")))
+    order = docs["order"].to_numpy()
+    source = docs["source"]
+    groups = ({source[0]: np.arange(docs.height)} if source.n_unique() == 1 else
+              {s: np.flatnonzero((source == s).to_numpy()) for s in source.unique(maintain_order=True)})
+    picked: dict[str, dict[tuple[str, int], np.ndarray]] = {}
+    for src, rows in groups.items():
+        for f in FEATURES:
+            x = docs[f].to_numpy()[rows]  # NaN where null
+            for side, sign in ((0, -1.0), (1, 1.0)):
+                got = rows[_side(sign * x, order[rows])]
+                if len(got):
+                    picked.setdefault(src, {})[(f, side)] = got
     if not picked:
         return {}
-    rows = pl.concat([p.select("row") for p in picked.values()]).unique()["row"]
-    snip = dict(zip(rows.to_list(), text.gather(rows).str.slice(0, SNIPPET_CHARS).to_list(), strict=True))
-    ids = dict(zip(rows.to_list(), docs["id"].gather(rows).to_list(), strict=True))
+    used = np.unique(np.concatenate([r for per in picked.values() for r in per.values()]))
+    snip = dict(zip(used.tolist(), text.gather(used).str.slice(0, SNIPPET_CHARS).to_list(), strict=True))
+    ids = dict(zip(used.tolist(), docs["id"].gather(used).to_list(), strict=True))
     out: dict[str, Extremes] = {}
-    for (f, side), p in picked.items():
-        for key, order, x, row, src in p.select("key", "order", f, "row", "source").rows():
-            out.setdefault(src, {}).setdefault((f, side), []).append(Entry(key, order, x, ids[row], src, snip[row]))
-    for per in out.values():
-        for k in per:
-            per[k].sort()
+    for src, per in picked.items():
+        for (f, side), rows in per.items():
+            x = docs[f].to_numpy()
+            out.setdefault(src, {})[(f, side)] = [
+                Entry(-x[r] if side == 0 else x[r], int(order[r]), float(x[r]), ids[r], src, snip[r])
+                for r in rows.tolist()]
     return out

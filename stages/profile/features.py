@@ -17,13 +17,12 @@ from corpus.stages.dedup_text import fmix64
 
 from . import kernel
 from .constants import FEATURES, MOJIBAKE_AFTER_A
-from .lines import LINE_NORM, chunk_lines
-from .meta import empty_meta, json_meta_types
+from .lines import LINE_NORM, ChunkLines, chunk_lines
+from .meta import meta_column
 
-# The exact-duplicate key: a hash of exact_dedup's normal form (its defaults), so the rate is what it
-# would drop.
-EXACT_NORM = ExactDedup()._norm()
-_EMPTY_KEY = pl.select(pl.lit("").hash()).item()  # a text without a non-blank line: normal form ""
+# The exact-duplicate key is a hash of the lines' normal form joined (lines.py): exact_dedup's normal form
+# while its normalisation is the lines' (its defaults), so the rate is what it would drop.
+assert ExactDedup()._norm() == LINE_NORM, "exact_dedup's normal form is no longer its lines' joined"
 MOJIBAKE = "\ufffd|[\u00c3\u00c2][{}]|\u00e2\u20ac|\u00ef\u00bb\u00bf".format(
     "".join(f"\\x{{{c:x}}}" for c in MOJIBAKE_AFTER_A))
 SKETCH_COLS = tuple(f"s{i}" for i in range(kernel.SKETCH))
@@ -35,8 +34,7 @@ class Chunk:
     docs: pl.DataFrame  # one row per document (columns: doc_frame's)
     text: pl.Series  # the documents' texts (for outlier example snippets)
     scripts: dict[str, np.ndarray]  # letters per script (kernel.Scan.scripts columns), per source
-    lines: pl.DataFrame  # lines.COUNTS_SCHEMA: documents holding each frequent-enough line, per source
-    meta: pl.DataFrame  # (source, key, type, n): meta fields present and their JSON types
+    lines: ChunkLines  # per-document line figures, and the documents holding each line
     has_lang: bool  # the frame had a lang column
 
 
@@ -72,23 +70,18 @@ def chunk_features(df: pl.DataFrame, order: np.ndarray | None = None) -> Chunk:
         t.str.ends_with("\n").fill_null(False).alias("ends_nl"),
         t.str.count_matches(MOJIBAKE).fill_null(0).cast(pl.Int64).alias("replacements"),
     )
-    scan = kernel.scan(text.to_arrow())
-    lines = chunk_lines(text, base["source"])
-    docs = _frame(base, scan, lines.per_doc, order)
-    if EXACT_NORM == LINE_NORM:  # the lines joined are the normal form: their hash is the key
-        key = pl.Series("h", np.full(n, _EMPTY_KEY, np.uint64)).scatter(lines.per_doc["doc"], lines.per_doc["key"])
-    else:
-        key = df.select(EXACT_NORM.expr(t).hash()).to_series()
-    docs = docs.with_columns(pl.when(~pl.col("null")).then(key).alias("h"))
+    scan = kernel.scan(text.to_arrow(), int(base["newlines"].sum()))
+    lines = chunk_lines(scan, base["source"])
+    docs = _frame(base, scan, lines, order)
+    docs = docs.with_columns(pl.when(~pl.col("null")).then(pl.Series(lines.key)).alias("h"))
     scripts = _by_source(scan.scripts, base["source"])
-    meta = json_meta_types(df) if "meta" in df.columns else empty_meta()
-    return Chunk(docs, text, scripts, lines.counts, meta, has_lang)
+    return Chunk(docs.with_columns(meta_column(df)), text, scripts, lines, has_lang)
 
 
 def doc_features(df: pl.DataFrame) -> pl.DataFrame:
     """The per-document features of a frame, one row per document: id, source, lang, null, empty,
     bytes, replacements (mojibake), the FEATURES, h (the exact-duplicate key), order, pick and the
-    sketch columns (near-duplicate sampling)."""
+    sketch columns (near-duplicate sampling), meta (as given)."""
     return chunk_features(df).docs
 
 
@@ -100,12 +93,9 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return out
 
 
-def _frame(base: pl.DataFrame, scan: kernel.Scan, per_doc: pl.DataFrame, order: np.ndarray) -> pl.DataFrame:
-    n = base.height
+def _frame(base: pl.DataFrame, scan: kernel.Scan, lines: ChunkLines, order: np.ndarray) -> pl.DataFrame:
     c = scan.counts
-    nb, distinct, term = (np.zeros(n, np.int64) for _ in range(3))
-    rows = per_doc["doc"].to_numpy()
-    nb[rows], distinct[rows], term[rows] = (per_doc[k].to_numpy() for k in ("nb", "distinct", "term"))
+    nb, distinct, term = lines.nb, lines.distinct, lines.term
     null = base["null"].to_numpy()
     nbytes, chars, words = base["bytes"].to_numpy(), base["chars"].to_numpy(), c["words"]
     n_lines = base["newlines"].to_numpy() + ((nbytes > 0) & ~base["ends_nl"].to_numpy())

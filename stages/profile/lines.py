@@ -2,54 +2,72 @@
 
 A document's lines are its "\\n"-separated parts in the whitespace normal form of
 ``dedup_text.Normalisation`` (exact_dedup's default: stripped, whitespace runs made one space, case
-kept); blank ones are dropped. Joined by " ", they are the document's own normal form. Per chunk,
-polars counts for each source the documents holding each line of >= MIN_LINE_CHARS characters (once
-per document); a Misra-Gries table per source keeps the frequent ones in bounded memory, and the
-per-chunk counts are spilled, so the final counts of the candidates are exact (spill.line_counts).
+kept); blank ones are dropped. Joined by " ", they are the document's own normal form, whose hash is
+the exact-duplicate key. The kernel splits and hashes the lines; those it cannot vouch are in normal
+form already are normalised here by Normalisation. Per chunk, polars counts for each source the
+documents holding each line of >= MIN_LINE_CHARS characters (once per document); a Misra-Gries
+table per source keeps the frequent ones in bounded memory, and the per-chunk counts are spilled, so
+the final counts of the candidates are exact (spill.line_counts).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
-from corpus.stages.dedup_text import Normalisation
+from corpus.stages.dedup_text import Normalisation, fmix64
 
-from .constants import LINE_TABLE, MIN_LINE_CHARS, TERMINAL_PUNCT, TOP_LINES
+from . import kernel
+from .constants import LINE_TABLE, MIN_LINE_CHARS, TOP_LINES
 
 LINE_NORM = Normalisation(lowercase=False)
-COUNTS_SCHEMA = {"source": pl.String, "h": pl.UInt64, "n": pl.Int64, "line": pl.String}
-
-
-# A line without leading, trailing, doubled or non-" " whitespace is in normal form already: only the
-# others go through LINE_NORM (a regex replace per line cost more than the rest of the line figures).
-_NOT_NORMAL = r"^\s|\s$|\s\s|[^\S ]"
 
 
 @dataclass
 class ChunkLines:
-    per_doc: pl.DataFrame  # doc (row in the chunk), nb (non-blank lines), distinct, term (ending in
-    #                        TERMINAL_PUNCT), key (hash of the document's normal form: its lines joined by " ")
-    counts: pl.DataFrame  # COUNTS_SCHEMA: documents holding each line of >= MIN_LINE_CHARS chars, per source
+    nb: np.ndarray  # per doc: non-blank lines,
+    distinct: np.ndarray  # distinct ones among them,
+    term: np.ndarray  # those ending in TERMINAL_PUNCT,
+    key: np.ndarray  # and the hash of the document's normal form (its lines joined by " ")
+    counts: pl.DataFrame  # (source, h, n, row): documents holding each line of >= MIN_LINE_CHARS chars,
+    #                       per source, and the row (in this chunk's lines) of its first occurrence
+    texts: Callable[[np.ndarray], list[str]]  # the normal form of lines, by row
 
 
-def chunk_lines(text: pl.Series, source: pl.Series) -> ChunkLines:
-    lines = pl.DataFrame({"doc": pl.int_range(len(text), dtype=pl.UInt32, eager=True), "source": source,
-                          "line": text.str.split("\n")}).explode("line")
-    line = lines["line"]
-    odd = line.str.contains(_NOT_NORMAL).fill_null(False).arg_true()
+def chunk_lines(scan: kernel.Scan, source: pl.Series) -> ChunkLines:
+    """The lines the kernel split (odd ones normalised by LINE_NORM here), per document and counted."""
+    lines, n = scan.lines, len(scan.sketch)
+    h, chars, size = lines.hash.copy(), lines.chars.copy(), lines.hi - lines.lo
+    odd = np.flatnonzero(lines.odd)
+    fixed = pl.Series(dtype=pl.String)
     if len(odd):
-        line = line.scatter(odd, pl.select(LINE_NORM.expr(pl.lit(line.gather(odd)))).to_series())
-    lines = lines.with_columns(line).filter(pl.col("line") != "").with_columns(pl.col("line").hash().alias("h"))
-    per_doc = lines.group_by("doc").agg(
-        pl.len().cast(pl.Int64).alias("nb"), pl.col("h").n_unique().cast(pl.Int64).alias("distinct"),
-        pl.col("line").str.slice(-1).is_in(TERMINAL_PUNCT).sum().cast(pl.Int64).alias("term"),
-        pl.col("line").str.join(" ").hash().alias("key"))
-    counts = (lines.filter(pl.col("line").str.len_chars() >= MIN_LINE_CHARS)
-              .group_by("source", "h")
-              .agg(pl.col("doc").n_unique().cast(pl.Int64).alias("n"), pl.col("line").first()))
-    return ChunkLines(per_doc, counts)
+        raw = pl.Series(kernel.spans(scan.data, lines.lo[odd], lines.hi[odd]))
+        fixed = pl.select(LINE_NORM.expr(pl.lit(raw))).to_series()
+        h[odd] = kernel.hash_strings(fixed.to_arrow())
+        chars[odd] = fixed.str.len_chars().to_numpy()
+        size[odd] = fixed.str.len_bytes().to_numpy()
+    nb = np.bincount(lines.doc, minlength=n)
+    term = np.bincount(lines.doc, weights=lines.terminal, minlength=n).astype(np.int64)
+    first = kernel.first_lines(lines.doc, h)  # a line repeated in its document counts once
+    distinct = np.bincount(lines.doc, weights=first, minlength=n).astype(np.int64)
+    key = fmix64(kernel.join_hashes(lines.doc, h, size, n))
+    long = np.flatnonzero(first & (chars >= MIN_LINE_CHARS))
+    frame = pl.DataFrame({"h": h[long], "row": long})
+    if source.n_unique() == 1:
+        counts = frame.group_by("h").agg(pl.len().cast(pl.Int64).alias("n"), pl.col("row").first())
+        counts = counts.select(pl.lit(source[0] if len(source) else "", pl.String).alias("source"), "h", "n", "row")
+    else:
+        counts = (frame.with_columns(source.gather(lines.doc[long]).alias("source")).group_by("source", "h")
+                  .agg(pl.len().cast(pl.Int64).alias("n"), pl.col("row").first()))
+
+    def texts(rows: np.ndarray) -> list[str]:
+        at = np.minimum(np.searchsorted(odd, rows), max(len(odd) - 1, 0))
+        return [fixed[int(a)] if len(odd) and odd[a] == r else bytes(scan.data[lines.lo[r]:lines.hi[r]]).decode()
+                for r, a in zip(rows.tolist(), at.tolist(), strict=True)]
+
+    return ChunkLines(nb, distinct, term, key, counts, texts)
 
 
 # ---------------------------------------------------------------- Misra-Gries tables of frequent lines
@@ -68,12 +86,14 @@ class LineTable:
         return len(self.h)
 
     @classmethod
-    def of(cls, counts: pl.DataFrame, capacity: int = LINE_TABLE) -> LineTable:
-        """One chunk's counts of one source (h, n, line), pruned by the same Misra-Gries step."""
+    def of(cls, counts: pl.DataFrame, texts: Callable[[np.ndarray], list[str]],
+           capacity: int = LINE_TABLE) -> LineTable:
+        """One chunk's counts of one source (h, n, row), pruned by the same Misra-Gries step; texts:
+        the lines' normal forms by row (only the survivors' are made)."""
         rows, n = _survivors(counts["n"].to_numpy(), capacity)
         part = counts[rows].with_columns(pl.Series("n", n)).sort("h")
-        return cls(part["h"].to_numpy(), part["n"].to_numpy(), dict(zip(part["h"], part["line"], strict=True)),
-                   capacity)
+        lines = texts(part["row"].to_numpy())
+        return cls(part["h"].to_numpy(), part["n"].to_numpy(), dict(zip(part["h"], lines, strict=True)), capacity)
 
     def merge(self, o: LineTable) -> LineTable:
         """Misra-Gries merge: add counts, then prune. Bounded at `capacity` entries; any line in more

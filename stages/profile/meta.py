@@ -1,12 +1,14 @@
-"""Field presence and JSON types of ``meta``: (source, key, type, n) rows per chunk.
+"""Field presence and JSON types of ``meta``: (source, key, type, n) rows for the whole corpus.
 
-Documents carry meta as a JSON object string (the readers write it); DuckDB's vectorised JSON
-functions read its top-level keys and their types.
+Documents carry meta as a JSON object string (the readers write it). Each chunk spills it beside its
+features (spill.py); at the end one DuckDB query reads every spilled meta string with its vectorised
+JSON functions (its top-level keys, and each value's type). One connection, after the chunks: a
+connection per thread held its buffers through the whole run (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
-import threading
+from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -14,38 +16,27 @@ import polars as pl
 META_SCHEMA = {"source": pl.String, "key": pl.String, "type": pl.String, "n": pl.Int64}
 _JSON_TYPES = {"VARCHAR": "string", "BIGINT": "integer", "UBIGINT": "integer", "HUGEINT": "integer",
                "DOUBLE": "number", "BOOLEAN": "boolean", "NULL": "null", "OBJECT": "object", "ARRAY": "array"}
-_local = threading.local()
 
 
-def _connection() -> duckdb.DuckDBPyConnection:
-    """One in-memory DuckDB per thread (a connection is not shared between threads; one per chunk
-    would cost its start-up every time)."""
-    con = getattr(_local, "con", None)
-    if con is None:
-        con = _local.con = duckdb.connect()
-        con.sql("SET threads = 1")
-    return con
+def meta_column(df: pl.DataFrame) -> pl.Series:
+    """The frame's meta JSON strings (null where it has none)."""
+    if "meta" in df.columns and df.schema["meta"] == pl.String:
+        return df["meta"]
+    return pl.Series("meta", [None] * df.height, dtype=pl.String)
 
 
-def empty_meta() -> pl.DataFrame:
-    return pl.DataFrame(schema=META_SCHEMA)
-
-
-def json_meta_types(df: pl.DataFrame) -> pl.DataFrame:
-    """From a `meta` column of JSON object strings (a JSON pointer per key, so any key name works)."""
-    if "meta" not in df.columns or df.schema["meta"] != pl.String:
-        return empty_meta()
-    con = _connection()
-    con.register("chunk_meta", df.select(pl.col("source").cast(pl.String).fill_null(""), "meta").to_arrow())
-    try:
-        rows = con.sql(
-            "SELECT source, k AS key, json_type(meta, '/' || replace(replace(k, '~', '~0'), '/', '~1')) AS type, "
-            "count(*) AS n FROM (SELECT source, meta, unnest(json_keys(meta)) AS k FROM chunk_meta "
-            "WHERE json_valid(meta)) GROUP BY ALL"
-        ).pl()
-    finally:
-        con.unregister("chunk_meta")
+def meta_types(files: list[Path]) -> pl.DataFrame:
+    """(source, key, type, n) over the spilled features' `meta` column (a JSON pointer per key, so any
+    key name works)."""
+    if not files:
+        return pl.DataFrame(schema=META_SCHEMA)
+    query = ("SELECT source, k AS key, json_type(meta, '/' || replace(replace(k, '~', '~0'), '/', '~1')) AS type, "
+             "count(*) AS n FROM (SELECT source, meta, unnest(json_keys(meta)) AS k FROM read_parquet(?) "
+             "WHERE meta IS NOT NULL AND json_valid(meta)) GROUP BY ALL")
+    with duckdb.connect() as con:
+        con.execute("SET threads = 2")
+        rows = con.sql(query, params=[[str(f) for f in files]]).pl()
     if rows.height == 0:
-        return empty_meta()
+        return pl.DataFrame(schema=META_SCHEMA)
     return rows.with_columns(pl.col("type").replace_strict(_JSON_TYPES, default=pl.col("type").str.to_lowercase()),
                              pl.col("n").cast(pl.Int64))

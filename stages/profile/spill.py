@@ -5,7 +5,7 @@ line candidates, outliers against the final bounds, the near-duplicate clusters)
 bounded in-memory aggregates. Each chunk writes its documents' features to Parquet (uncompressed:
 read once; kept for the user with keep_features), its line counts to Arrow IPC, and its texts to
 Parquet (by order, in small row groups: the near-duplicate check reads a few thousand of them back,
-which cost a sixth of reading the input again), in a scratch folder; streaming polars scans answer
+far cheaper than reading the input again), in a scratch folder; streaming polars scans answer
 those questions at the end: memory does not grow with the corpus.
 """
 
@@ -40,9 +40,9 @@ class Spill:
         # No dictionary pages, no statistics: they cost more than they save for a file read once.
         ch.docs.write_parquet(self.name("feat", "parquet"), compression="uncompressed", statistics=False,
                               use_pyarrow=False)
-        if ch.lines.height:
+        if ch.lines.counts.height:
             # Arrow IPC, not Parquet: a web chunk has hundreds of thousands of lines, read once, by us.
-            ch.lines.select("source", "h", "n").write_ipc(self.name("lines", "arrow"))
+            ch.lines.counts.select("source", "h", "n").write_ipc(self.name("lines", "arrow"))
         texts = pl.DataFrame({"order": ch.docs["order"], "text": ch.text})
         texts.write_parquet(self.name("text", "parquet"), compression="uncompressed", row_group_size=1024)
         self.chunks += 1

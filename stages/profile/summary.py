@@ -14,6 +14,7 @@ from .aggregate import Acc, SourceAcc
 from .constants import FEATURES, FORMAT, OTHER_SCRIPT, SCRIPTS
 from .histograms import feature_summary, num
 from .lines import top_lines
+from .meta import meta_types
 from .neardup import Estimate, estimate
 from .outliers import RULE, outliers
 from .spill import distinct_texts, features, line_counts, text_fetch
@@ -52,9 +53,10 @@ def _section(acc: SourceAcc, sources: dict[str, int], has_lang: bool, distinct: 
 
 def finish(acc: Acc, spill: Path, label: str, quarantine: bool) -> dict:
     """The profile of everything merged into acc, whose documents were spilled into `spill`."""
+    feats, lines = features(spill), sorted(spill.glob("lines-*.arrow"))
+    acc.add_meta(meta_types(feats))
     names = sorted(acc.sources)
     overall = acc.overall()
-    feats, lines = features(spill), sorted(spill.glob("lines-*.arrow"))
     samples = {"": overall.picks.order}
     if len(names) > 1:
         samples.update({s: acc.sources[s].picks.order for s in names})
