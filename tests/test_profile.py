@@ -704,6 +704,13 @@ def test_operator_in_pipeline(tmp_path):
     assert prof["label"] == "01-profile" and prof["overall"]["docs"] == res.manifest["docs"]
     assert prof["overall"]["near_dup_rate"] > 0  # make_jsonl_corpus plants exact copies
     assert not (found[0].parent / "_spill").exists()
+    # The report shows the interval beside the near-duplicate rate, and the outlier rule and bounds.
+    report = json.loads((tmp_path / "out" / "report.json").read_text())["sections"]
+    lo, hi = prof["overall"]["near_dup_ci95"]
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert f"95% CI {100 * lo:.1f}%–{100 * hi:.1f}%" in html
+    assert report["outliers"]["figures"]["rule"] == prof["overall"]["outlier_rule"]
+    assert "flagged when" in html
     plain = Pipeline([]).run(inputs=inputs, output=tmp_path / "plain", workers=1, quiet=True)
     cols = ["id", "text", "source", "meta", "src_file", "src_row"]
     a = read_all(tmp_path / "out" / "data").select(cols).sort("id")

@@ -38,6 +38,7 @@ from .features import SKETCH_COLS
 Fetch = Callable[[np.ndarray], dict[int, str]]  # orders -> their texts
 MAX_DEPTH = 4
 MAX_CLUSTER = 64
+PER_VALUE = 64
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,9 @@ class _Graph:
                           for c in SKETCH_COLS])
         if scope:
             hits = hits.filter(pl.col("source") == scope)
+        # A value many documents share (a big cluster, boilerplate) proposes its earliest PER_VALUE ones:
+        # what an earlier member is looked for among, and the pairs stay few.
+        hits = hits.group_by("v").agg(pl.col("w", "w_n").bottom_k_by("w", PER_VALUE)).explode("w", "w_n")
         pairs = (hits.join(own.lazy(), on="v").filter(pl.col("w") != pl.col("u"))
                  .group_by("u", "w").agg(pl.len().alias("shared"), pl.first("u_n", "w_n"))
                  .filter(pl.col("shared") >= pl.min_horizontal(2, "u_n", "w_n"))
