@@ -1,9 +1,9 @@
 """Every per-document feature of one chunk of documents, as one polars frame.
 
-Lengths, line ends, mojibake and the exact-duplicate key are polars expressions over the text
-column; lines come from lines.py (polars); character classes, words, scripts and the near-duplicate
-sketch from kernel.py, the one compiled pass. A feature that does not apply (null text, no words,
-no lines) is null.
+Lengths, line ends and mojibake are polars expressions over the text column; character classes,
+words, scripts, lines and the near-duplicate sketch come from kernel.py, the one compiled pass; the
+line figures and the exact-duplicate key (the lines' normal form joined) from lines.py. A feature
+that does not apply (null text, no words, no lines) is null.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ _PICK_SEED = np.uint64(0x5851F42D4C957F2D)
 
 @dataclass
 class Chunk:
-    docs: pl.DataFrame  # one row per document (columns: doc_frame's)
+    docs: pl.DataFrame  # one row per document (the columns of doc_features)
     text: pl.Series  # the documents' texts (for outlier example snippets)
     scripts: dict[str, np.ndarray]  # letters per script (kernel.Scan.scripts columns), per source
     lines: ChunkLines  # per-document line figures, and the documents holding each line
