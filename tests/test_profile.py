@@ -475,6 +475,7 @@ def share_dropped(docs: list[str], threshold: float = 0.8) -> float:
     return sum(find(i) != i for i in range(len(docs))) / len(docs)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2])
 def test_near_dup_rate_holds_the_truth_in_its_interval(tmp_path, seed):
     """A corpus ten times larger than the sample: the estimate checks sampled documents against the
@@ -544,6 +545,7 @@ def _scale(f: str):  # noqa: ANN202
     return (lambda x: np.log((x + e) / (1 - x + e))), (lambda y: ((1 + e) * np.exp(y) - e) / (1 + np.exp(y)))
 
 
+@pytest.mark.slow
 def test_outliers_flag_a_few_percent_of_realistic_documents(tmp_path):
     """On web-like documents every feature flags at most 2.5% of them, per source and overall; the
     bounds are the rule computed in plain numpy (robust z on the log / logit scale, capped at the

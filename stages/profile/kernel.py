@@ -11,9 +11,9 @@ buffer raises instead of reading on); ``scan_ref`` is its plain-Python definitio
 hold it equal to.
 
 Lines: the pass splits at "\\n" and hashes each line (a polynomial hash of its bytes, so a document's
-hash composes from its lines', see ``join_hashes``). It does not normalise: a line it cannot vouch is
-in ``dedup_text.Normalisation``'s whitespace normal form already (any whitespace but single inner
-spaces; a "\\r" before the line end is dropped) is marked ``odd``, and lines.py normalises those with
+hash composes from its lines', see ``join_hashes``). It does not normalise: a line whose whitespace is
+anything but single spaces between words (a "\\r" before the line end dropped first), so that
+``dedup_text.Normalisation`` might change it, is marked ``odd``; lines.py normalises those with
 Normalisation and hashes them again (``hash_strings``). Blank lines are left out.
 
 The sketch (``SKETCH`` values per document, for neardup.py) only picks which documents get
