@@ -39,6 +39,9 @@ Fetch = Callable[[np.ndarray], dict[int, str]]  # orders -> their texts
 MAX_DEPTH = 4
 MAX_CLUSTER = 64
 PER_VALUE = 64
+BATCH_NODES = 8192  # documents per sketch join (each meets at most 8 x PER_VALUE others)
+BATCH_PAIRS = 2048  # pairs checked together (their shingle sets are laid out together)
+SIGN_BYTES = 8 << 20  # text signed together
 
 
 @dataclass(frozen=True)
@@ -87,8 +90,7 @@ class _Graph:
     as minhash_dedup checks them (each pair once)."""
 
     def __init__(self, files: list[Path], fetch: Fetch, threshold: float):
-        n_sketch = pl.sum_horizontal(pl.col(c).is_not_null() for c in SKETCH_COLS).alias("n")
-        self.lf = pl.scan_parquet(files).select("order", "source", *SKETCH_COLS, n_sketch) if files else None
+        self.lf = pl.scan_parquet(files).select("order", "source", *SKETCH_COLS) if files else None
         self.fetch = fetch
         self.threshold = threshold
         self.op = MinHashDedup(threshold=threshold)
@@ -105,7 +107,10 @@ class _Graph:
         for _ in range(MAX_DEPTH):
             if not frontier:
                 break
-            near = self._neighbours(np.unique(np.concatenate([np.array(f) for f in frontier.values()])), scope)
+            nodes = np.unique(np.concatenate([np.array(f) for f in frontier.values()]))
+            near: dict[int, list[int]] = {}
+            for a in range(0, len(nodes), BATCH_NODES):
+                near.update(self._neighbours(nodes[a:a + BATCH_NODES], scope))
             proposals = {d: {v for u in f for v in near.get(u, ()) if v not in members[d]}
                          for d, f in frontier.items()}
             ok = self._check({(u, v) for d, f in frontier.items() for u in f for v in near.get(u, ())
@@ -127,60 +132,70 @@ class _Graph:
         min(2, either sketch's size); ties: the earlier document)."""
         if self.lf is None:
             return {}
-        own = (self.lf.filter(pl.col("order").is_in(pl.Series(nodes).implode())).collect()
-               .unpivot(index=["order", "n"], on=list(SKETCH_COLS), value_name="v").drop_nulls("v")
-               .select(pl.col("order").alias("u"), pl.col("n").alias("u_n"), "v"))
+        own = self._sketches(pl.col("order").is_in(pl.Series(nodes).implode()))
         if own.height == 0:
             return {}
         values = own["v"].unique().implode()
-        hits = pl.concat([self.lf.select(pl.col("order").alias("w"), "source", pl.col("n").alias("w_n"),
-                                         pl.col(c).alias("v")).filter(pl.col("v").is_in(values))
-                          for c in SKETCH_COLS])
-        if scope:
-            hits = hits.filter(pl.col("source") == scope)
+        # One streaming scan: the documents sharing any of these values (of the scope's source).
+        near = pl.any_horizontal(pl.col(c).is_in(values) for c in SKETCH_COLS)
+        hits = self._sketches(near & (pl.col("source") == scope) if scope else near).filter(pl.col("v").is_in(values))
         # A value many documents share (a big cluster, boilerplate) proposes its earliest PER_VALUE ones:
         # what an earlier member is looked for among, and the pairs stay few.
-        hits = hits.group_by("v").agg(pl.col("w", "w_n").bottom_k_by("w", PER_VALUE)).explode("w", "w_n")
-        pairs = (hits.join(own.lazy(), on="v").filter(pl.col("w") != pl.col("u"))
+        hits = hits.sort("order").group_by("v", maintain_order=True).head(PER_VALUE)
+        pairs = (hits.rename({"order": "w", "n": "w_n"})
+                 .join(own.rename({"order": "u", "n": "u_n"}), on="v").filter(pl.col("w") != pl.col("u"))
                  .group_by("u", "w").agg(pl.len().alias("shared"), pl.first("u_n", "w_n"))
                  .filter(pl.col("shared") >= pl.min_horizontal(2, "u_n", "w_n"))
                  .sort(["u", "shared", "w"], descending=[False, True, False])
-                 .group_by("u", maintain_order=True).head(NEAR_DUP_CANDIDATES)
-                 .collect(engine="streaming"))
+                 .group_by("u", maintain_order=True).head(NEAR_DUP_CANDIDATES))
         out: dict[int, list[int]] = {}
         for u, w in pairs.select("u", "w").iter_rows():
             out.setdefault(u, []).append(w)
         return out
 
+    def _sketches(self, where: pl.Expr) -> pl.DataFrame:
+        """(order, n: sketch values, v: one of them) of the documents `where` holds, one row per value."""
+        rows = self.lf.filter(where).collect(engine="streaming")  # type: ignore[union-attr]
+        n = pl.sum_horizontal(pl.col(c).is_not_null() for c in SKETCH_COLS).alias("n")
+        return (rows.with_columns(n).unpivot(index=["order", "n"], on=list(SKETCH_COLS), value_name="v")
+                .drop_nulls("v").select("order", "n", "v"))
+
     def _check(self, pairs: set[tuple[int, int]]) -> dict[tuple[int, int], bool]:
         """Each pair: would minhash_dedup link it (a shared LSH band, then exact Jaccard >= threshold)?"""
         todo = sorted({p for p in pairs if p not in self.checked and (p[1], p[0]) not in self.checked})
-        if todo:
-            self._sign(np.unique(np.array(todo, np.int64).ravel()))
-            a, b = (np.array([p[i] for p in todo], np.int64) for i in (0, 1))
-            banded = np.array([self.keys[u] is not None and self.keys[v] is not None
-                               and bool((self.keys[u] == self.keys[v]).any()) for u, v in todo], bool)
-            ok = np.zeros(len(todo), bool)
-            if banded.any():
-                nodes = np.unique(np.concatenate([a[banded], b[banded]]))
-                sets = [self.sets[int(n)] for n in nodes]
-                off = np.zeros(len(nodes) + 1, np.int64)
-                np.cumsum([len(s) for s in sets], out=off[1:])
-                flat = np.concatenate(sets) if sets else np.zeros(0, np.uint32)
-                ia, ib = np.searchsorted(nodes, a[banded]), np.searchsorted(nodes, b[banded])
-                ok[banded] = Shingles(flat, off).jaccard(ia, ib) >= self.threshold
-            self.checked.update(zip(todo, ok.tolist(), strict=True))
+        for a in range(0, len(todo), BATCH_PAIRS):  # the pairs' shingle sets are laid out together
+            part = todo[a:a + BATCH_PAIRS]
+            self._sign(np.unique(np.array(part, np.int64).ravel()))
+            self.checked.update(zip(part, self._linked(part).tolist(), strict=True))
         return {p: self.checked.get(p, self.checked.get((p[1], p[0]), False)) for p in pairs}
+
+    def _linked(self, pairs: list[tuple[int, int]]) -> np.ndarray:
+        a, b = (np.array([p[i] for p in pairs], np.int64) for i in (0, 1))
+        banded = np.array([self.keys[u] is not None and self.keys[v] is not None
+                           and bool((self.keys[u] == self.keys[v]).any()) for u, v in pairs], bool)
+        ok = np.zeros(len(pairs), bool)
+        if banded.any():
+            nodes = np.unique(np.concatenate([a[banded], b[banded]]))
+            sets = [self.sets[int(n)] for n in nodes]
+            off = np.zeros(len(nodes) + 1, np.int64)
+            np.cumsum([len(s) for s in sets], out=off[1:])
+            ia, ib = np.searchsorted(nodes, a[banded]), np.searchsorted(nodes, b[banded])
+            ok[banded] = Shingles(np.concatenate(sets), off).jaccard(ia, ib) >= self.threshold
+        return ok
 
     def _sign(self, nodes: np.ndarray) -> None:
         new = np.array([n for n in nodes.tolist() if n not in self.keys], np.int64)
         if len(new) == 0:
             return
         texts = self.fetch(new)
-        sig, shingles = self.op.sign(pl.Series([texts[int(n)] for n in new], dtype=pl.String))
-        sets = shingles.unique_sorted()
-        keys = band_keys(sig, *self.op.band_rows())
-        for i, n in enumerate(new.tolist()):
-            s = sets.hashes[sets.offsets[i]:sets.offsets[i + 1]]
-            self.sets[n] = s
-            self.keys[n] = keys[i] if len(s) else None  # documents without shingles are never banded
+        # In batches of about SIGN_BYTES of text: shingling holds several arrays per word of a batch.
+        batch = np.cumsum([len(texts[int(n)]) for n in new]) // SIGN_BYTES
+        for b in np.unique(batch):
+            part = new[batch == b]
+            sig, shingles = self.op.sign(pl.Series([texts.pop(int(n)) for n in part], dtype=pl.String))
+            sets = shingles.unique_sorted()
+            keys = band_keys(sig, *self.op.band_rows())
+            for i, n in enumerate(part.tolist()):
+                s = sets.hashes[sets.offsets[i]:sets.offsets[i + 1]]
+                self.sets[n] = s
+                self.keys[n] = keys[i] if len(s) else None  # documents without shingles are never banded

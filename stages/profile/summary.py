@@ -54,7 +54,6 @@ def _section(acc: SourceAcc, sources: dict[str, int], has_lang: bool, distinct: 
 def finish(acc: Acc, spill: Path, label: str, quarantine: bool) -> dict:
     """The profile of everything merged into acc, whose documents were spilled into `spill`."""
     feats, lines = features(spill), sorted(spill.glob("lines-*.arrow"))
-    acc.add_meta(meta_types(feats))
     names = sorted(acc.sources)
     overall = acc.overall()
     samples = {"": overall.picks.order}
@@ -62,14 +61,17 @@ def finish(acc: Acc, spill: Path, label: str, quarantine: bool) -> dict:
         samples.update({s: acc.sources[s].picks.order for s in names})
     docs = {"": overall.counts["docs"] - overall.counts["null_text"],
             **{s: acc.sources[s].counts["docs"] - acc.sources[s].counts["null_text"] for s in names}}
-    with ThreadPoolExecutor(2, thread_name_prefix="profile-finish") as pool:  # independent reads of the spill
+    with ThreadPoolExecutor(3, thread_name_prefix="profile-finish") as pool:  # independent reads of the spill
         near_f = pool.submit(estimate, samples, docs, feats, text_fetch(spill))
+        meta_f = pool.submit(meta_types, feats)
         outl_f = pool.submit(outliers, feats, acc, overall)
         per_src, total = distinct_texts(feats, names, overall.counts["docs"])
         # Top lines: candidates from the Misra-Gries tables, exact counts from the spilled counts.
         cands = pl.concat([overall.lines.frame()] + [acc.sources[s].lines.frame() for s in names])
         counts = line_counts(lines, cands.unique("h", keep="first"))
         outl, near = outl_f.result(), near_f.result()
+        acc.add_meta(meta_f.result())
+    overall = acc.overall()  # again, with the meta fields
     if len(names) == 1:
         near[names[0]] = near[""]
     by_source = {}
