@@ -1,4 +1,9 @@
-"""The local executor: runs a pipeline over a process pool, resumably, and accounts for every record.
+"""The executor: runs a pipeline resumably and accounts for every record.
+
+``Executor`` holds the phases every executor shares (plan, ingest, check ids, segments, fits and sinks,
+publish, balance, report); only *how units run* differs, behind the ``Runner`` interface: ``LocalExecutor``
+runs them on a process pool (``Pool``), ``RayExecutor`` (corpus/ray_executor.py) as Ray tasks. Units of
+work are plain functions of frozen jobs (corpus/work.py), so both call the same code.
 
 Layout of an output folder:
 
@@ -41,7 +46,7 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import duckdb
 
@@ -53,6 +58,7 @@ from corpus.manifest import build_manifest
 from corpus.operators import (
     FITTED,
     Operator,
+    PoolMap,
     SinkOperator,
     StageContext,
     StopRun,
@@ -86,7 +92,28 @@ class RunResult:
     balance: list[dict]
 
 
-# ---------------------------------------------------------------- pool
+# ---------------------------------------------------------------- how units run
+
+
+class Runner(Protocol):
+    """How units of work run: ``fn(job)`` for each job, where ``fn`` is a plain module-level function
+    and a job a frozen dataclass (or any picklable item). ``Pool`` (processes) and ``RayPool`` (Ray
+    tasks) implement it; the executor's phases use nothing else."""
+
+    workers: int  # how many units run at once (a fit sizes its partitions by it)
+
+    def unordered(self, fn: Callable[[Any], Any], jobs: Sequence[Any], labels: Sequence[str] | None = None
+                  ) -> Iterator[Any]:
+        """Results as they finish; a failure raises the unit's own exception (a died worker: WorkerDiedError)."""
+        ...
+
+    def ordered(self, fn: Callable[[Any], Any], items: Sequence[Any], label: str = "",
+                each: Callable[[Any], None] | None = None) -> list[Any]:
+        """Results in order; ``each(result)`` as each arrives (progress)."""
+        ...
+
+    def close(self) -> None: ...
+
 
 
 _RUNNING: Path | None = None  # in a worker: where it notes the unit it is running (see Pool._died)
@@ -206,7 +233,11 @@ def worker_pool(workers: int) -> Iterator[Callable[[Callable[[Any], Any], Sequen
 log = logging.getLogger(__name__)
 
 
-class LocalExecutor:
+class Executor:
+    """The phases of a run, shared by every executor; subclasses say how units run (``_runner``)."""
+
+    name = ""
+
     def __init__(self, workers: int = 0, quiet: bool = False, chunk_bytes: int = 32 << 20, report: bool = True,
                  on_duplicate_id: str = "keep"):
         self.workers = workers or os.cpu_count() or 1
@@ -232,6 +263,10 @@ class LocalExecutor:
         with RunLock(out):
             claim(out)
             return self._run_locked(ops, inputs, tasks, out, shard_max_bytes)
+
+    def _runner(self, shard_max_bytes: int) -> Runner:
+        """What runs this run's units (started here, closed when the run ends)."""
+        raise NotImplementedError
 
     def _run_locked(
         self, ops: list[Operator], inputs: list[InputSpec], tasks: list[ReadTask], out: Path, shard_max_bytes: int
@@ -259,13 +294,13 @@ class LocalExecutor:
             "inputs": [asdict(s) for s in inputs]}, "units": len(tasks)}]
         stage_rows += [{"idx": s.idx, "stage": s.label, "kind": s.op.kind, "key": s.key, "params": s.op.params(),
                         "units": 0} for s in stages]
+        pool = self._runner(shard_max_bytes)
         config = {"inputs": [asdict(s) for s in inputs], "pipeline": [{"op": o.name, **o.params()} for o in ops],
-                  "shard_max_bytes": shard_max_bytes, "workers": self.workers,
+                  "shard_max_bytes": shard_max_bytes, "workers": pool.workers, "executor": self.name,
                   "on_duplicate_id": self.on_duplicate_id}
-        catalog.start_run(run_id, config, self.workers, stage_rows)
-        pool = Pool(self.workers)
         progress = Progress(quiet=self.quiet)
         try:
+            catalog.start_run(run_id, config, pool.workers, stage_rows)
             with progress:
                 check_finished_work(read_dir, tasks, task_keys, _segments(stages),
                                     functools.partial(pool.ordered, label="checking finished work"), _warn)
@@ -333,7 +368,7 @@ class LocalExecutor:
         }
         return hashlib.sha256(json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()
 
-    def _ingest(self, pool: Pool, progress: Progress, catalog: Catalog, run_id: str, tasks: list[ReadTask],
+    def _ingest(self, pool: Runner, progress: Progress, catalog: Catalog, run_id: str, tasks: list[ReadTask],
                 task_keys: dict[int, str], read_dir: Path, shard_max_bytes: int) -> list[dict]:
         done: dict[int, dict] = {}
         todo = []
@@ -366,7 +401,7 @@ class LocalExecutor:
         # Keep every shard of the current tasks, in task order: that order defines the corpus.
         return [done[t.index] for t in tasks]
 
-    def _check_ids(self, pool: Pool, progress: Progress, catalog: Catalog, run_id: str, stage: Stage,
+    def _check_ids(self, pool: Runner, progress: Progress, catalog: Catalog, run_id: str, stage: Stage,
                    shard_paths: list[Path], markers: list[dict]) -> None:
         """Find repeated ids (before any stage), record them, and warn or stop as the policy says."""
         self._whole(pool, progress, catalog, run_id, stage, tuple(shard_paths))
@@ -378,7 +413,7 @@ class LocalExecutor:
         if summary["rows"]:
             log.warning("%s", describe(summary, examples, self.on_duplicate_id, one_line=True))
 
-    def _whole(self, pool: Pool, progress: Progress, catalog: Catalog, run_id: str, stage: Stage,
+    def _whole(self, pool: Runner, progress: Progress, catalog: Catalog, run_id: str, stage: Stage,
                shards: tuple[Path, ...], side_inputs: dict[str, Path] | None = None) -> None:
         """A global operator's fit, or a sink's consume, over the whole corpus into the stage's artifacts
         folder; its figures go to the catalog."""
@@ -412,7 +447,7 @@ class LocalExecutor:
         for table, rows in cls.catalog_rows(stage.artifacts).items():
             catalog.record_stage_rows(run_id, stage.idx, stage.label, table, rows)
 
-    def _segment(self, pool: Pool, progress: Progress, catalog: Catalog, run_id: str, segment: list[Stage],
+    def _segment(self, pool: Runner, progress: Progress, catalog: Catalog, run_id: str, segment: list[Stage],
                  shards: list[str], prev: Path) -> Iterator[list[dict]]:
         """Push every shard through the segment; yields each shard's markers (one per stage)."""
         names = segment[0].label if len(segment) == 1 else f"{segment[0].label}..{segment[-1].idx:02d}"
@@ -432,7 +467,16 @@ class LocalExecutor:
         catalog.flush()
 
 
-def _tracked(pool: Pool, progress: Progress, label: str) -> Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]:
+class LocalExecutor(Executor):
+    """Units run on a spawn pool of ``workers`` processes on this machine (in this process for 1)."""
+
+    name = "local"
+
+    def _runner(self, shard_max_bytes: int) -> Runner:
+        return Pool(self.workers)
+
+
+def _tracked(pool: Runner, progress: Progress, label: str) -> PoolMap:
     """A fit's pool_map that shows a bar per pass (units done, and documents when a result counts them)."""
     def pool_map(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
         bar = progress.add(f"  {label}: {fn.__name__.strip('_').replace('_', ' ')}", total=len(items))
