@@ -42,6 +42,7 @@ class RunConfig:
     shard_max_bytes: int = 128 << 20  # of text per output shard; bounds a worker's memory
     base_dir: Path = field(default_factory=Path.cwd)
     on_duplicate_id: str = "keep"  # keep | reject | fail: what happens to repeated user ids (corpus/ids.py)
+    split_bytes: int = 64 << 20  # input files over this are read in parts (corpus/readers/plan.py); 0: never
     executor: str = "local"  # local (a process pool) | ray (Ray tasks: corpus/ray_executor.py)
     ray: dict[str, Any] = field(default_factory=dict)  # RayExecutor's settings (RAY_KEYS), sizes in bytes
 
@@ -52,7 +53,7 @@ class RunConfig:
 
         kind = executor or self.executor
         common = {"workers": self.workers if workers is None else workers, "quiet": quiet,
-                  "on_duplicate_id": self.on_duplicate_id}
+                  "on_duplicate_id": self.on_duplicate_id, "split_bytes": self.split_bytes}
         if kind == "local":
             return LocalExecutor(**common)
         if kind != "ray":
@@ -169,7 +170,8 @@ def build_dataclass(cls: type, params: dict, where: str, lines: dict, path: tupl
         return None
 
 
-TOP_KEYS = {"inputs", "pipeline", "output", "workers", "shard_max_bytes", "on_duplicate_id", "executor", "ray"}
+TOP_KEYS = {"inputs", "pipeline", "output", "workers", "shard_max_bytes", "on_duplicate_id", "executor", "ray",
+            "split_bytes"}
 EXECUTORS = ("local", "ray")
 # The `ray:` mapping: RayExecutor's keyword arguments, with what each takes.
 RAY_KEYS = {"address": "a string ('auto', 'host:port', 'ray://host:port')", "cpus_per_task": "a number > 0",
@@ -220,6 +222,14 @@ def load_config(path: str | Path, output: str | Path | None = None) -> RunConfig
                 raise ValueError(f"too small ({shard_max} bytes); use at least 1KB")
         except ValueError as exc:
             errors.append(f"{lines.get(('shard_max_bytes',), 0)}: shard_max_bytes: {exc}")
+    split_bytes = 64 << 20
+    if "split_bytes" in data:
+        try:
+            split_bytes = parse_size(data["split_bytes"])
+            if 0 < split_bytes < 1 << 20:
+                raise ValueError(f"too small ({split_bytes} bytes); use at least 1MB, or 0 to never split")
+        except ValueError as exc:
+            errors.append(f"{lines.get(('split_bytes',), 0)}: split_bytes: {exc}")
     on_duplicate_id = data.get("on_duplicate_id", "keep")
     if on_duplicate_id not in POLICIES:
         errors.append(f"{lines.get(('on_duplicate_id',), 0)}: on_duplicate_id: expected one of {', '.join(POLICIES)}, "
@@ -238,7 +248,8 @@ def load_config(path: str | Path, output: str | Path | None = None) -> RunConfig
     if output is None and not out_path.is_absolute():
         out_path = base / out_path
     return RunConfig(inputs=inputs, pipeline=ops, output=out_path, workers=workers, shard_max_bytes=shard_max,
-                     base_dir=base, on_duplicate_id=on_duplicate_id, executor=executor, ray=ray)
+                     base_dir=base, on_duplicate_id=on_duplicate_id, split_bytes=split_bytes, executor=executor,
+                     ray=ray)
 
 
 def _ray_settings(data: Any, lines: dict, errors: list[str]) -> dict[str, Any]:
