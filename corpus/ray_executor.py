@@ -76,7 +76,8 @@ class RayPool:
         except (exc_types.WorkerCrashedError, exc_types.OutOfMemoryError, exc_types.NodeDiedError,
                 exc_types.ObjectLostError, exc_types.LocalRayletDiedError) as exc:
             why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            unit = f"{label} (tried {self.max_retries + 1} times; Ray: {why})"
+            tries = "once" if not self.max_retries else f"{self.max_retries + 1} times"
+            unit = f"{label} (tried {tries}; Ray: {why})"
             raise WorkerDiedError(worker_death(None, None, unit)) from None
 
     def _wait(self, refs: list[Any]) -> Iterator[Any]:

@@ -210,18 +210,20 @@ def _safe(name: str) -> str:
 
 # ---------------------------------------------------------------- stages
 
-# Operators set up (and global state loaded) in this process, by stage key: each job arrives with a
-# fresh unpickled copy, but models and fitted state are loaded once per worker.
-_ready: dict[str, Operator] = {}
+# Operators set up (and global state loaded) in this process, by stage key and folder: each job arrives
+# with a fresh unpickled copy, but models and fitted state are loaded once per worker. (A Ray worker
+# outlives a run: the folder tells apart two runs of one config into two outputs.)
+_ready: dict[tuple[str, Path], Operator] = {}
 
 
 def _prepare(stage: Stage) -> Operator:
-    if stage.key not in _ready:
+    key = (stage.key, stage.dir)
+    if key not in _ready:
         stage.op.setup()
         if isinstance(stage.op, FITTED):
             stage.op.load(stage.artifacts)
-        _ready[stage.key] = stage.op
-    return _ready[stage.key]
+        _ready[key] = stage.op
+    return _ready[key]
 
 
 def apply_op(op: Operator, df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame | None]:

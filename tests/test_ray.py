@@ -16,6 +16,7 @@ from helpers import make_jsonl_corpus
 
 from corpus import InputSpec, MapOperator, Pipeline
 from corpus.config import ConfigError, load_config
+from corpus.errors import WorkerDiedError
 from corpus.executor import LocalExecutor
 from corpus.ray_executor import RayExecutor
 from corpus.stages.clean import NormalizeText
@@ -146,6 +147,16 @@ def test_a_killed_ray_worker_is_retried_with_the_same_output(ray_cluster, corpus
         os.kill(pid, 0)
     assert all(b["ok"] for b in res.balance)
     assert _kept(tmp_path / "out") == _kept(local_out)  # as a run without the kill (KillOnce passes through)
+
+
+def test_a_worker_that_dies_past_its_retries_is_named_in_one_line(ray_cluster, corpus_in: Path, tmp_path: Path):
+    flag = tmp_path / "killed"
+    ex = RayExecutor(quiet=True, max_retries=0, report=False)
+    with pytest.raises(WorkerDiedError) as err:
+        ex.run([KillOnce(flag=str(flag))], _inputs(corpus_in), tmp_path / "out", shard_max_bytes=16 << 10)
+    msg = str(err.value)
+    assert "\n" not in msg and "through 01-kill_once" in msg and "tried once" in msg
+    assert "rerun the same command to resume" in msg
 
 
 def test_yaml_and_cli_select_the_ray_executor(ray_cluster, corpus_in: Path, tmp_path: Path, capsys):
