@@ -25,6 +25,7 @@ from corpus.stages.dedup import ExactDedup
 CHUNK = 16 << 10  # the reader's pieces: small, so a small file has many
 SPLIT = 64 << 10
 WORDS = ["river", "stone", "cloud", "apple", "train"]
+BAD = [i + 1 for i in range(3000) if i % 97 == 5 or (i % 89 != 7 and i % 83 == 3)]  # _jsonl's quarantined lines
 
 
 def _jsonl(path: Path, n: int = 3000, seed: int = 0) -> None:
@@ -109,8 +110,15 @@ def test_jsonl_parts_give_the_rows_of_the_file_read_whole(whole: Path, parts: Pa
     assert not any("-p0" in p for p in _hashes(whole))
     _same_rows(parts, whole)  # ids, row_ids, meta (floats where a piece mixes), quarantine lines
     q = _rows(parts, "quarantine").filter(pl.col("file") == "big.jsonl")
-    bad = [i + 1 for i in range(3000) if i % 97 == 5 or (i % 89 != 7 and i % 83 == 3)]
-    assert q["line"].to_list() == bad  # the file's own line numbers, in every part
+    assert q["line"].to_list() == BAD  # the file's own line numbers, in every part
+
+
+def test_quarantine_export_gives_back_a_split_files_records_whole(whole: Path, parts: Path, tmp_path: Path):
+    from corpus.quarantine import export
+
+    got = {e.file: e.path.read_bytes() for e in export(parts, tmp_path / "parts") if e.path}
+    want = {e.file: e.path.read_bytes() for e in export(whole, tmp_path / "whole") if e.path}
+    assert got == want and got["big.jsonl"].count(b"\n") == len(BAD)  # every part's records, in one file
 
 
 def test_parts_give_the_same_shard_bytes_with_any_worker_count(jsonl_dir: Path, parts: Path, tmp_path: Path):
