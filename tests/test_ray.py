@@ -12,7 +12,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
-from helpers import make_jsonl_corpus
+from helpers import make_jsonl_corpus, run_cli
 
 from corpus import InputSpec, MapOperator, Pipeline
 from corpus.config import ConfigError, load_config
@@ -172,6 +172,20 @@ def test_yaml_and_cli_select_the_ray_executor(ray_cluster, corpus_in: Path, tmp_
     # --executor local on the command line wins over the config's
     assert main(["run", str(cfg), "-q", "--executor", "local", "-o", str(tmp_path / "local")]) == 0
     assert _files(tmp_path / "out") == _files(tmp_path / "local")
+
+
+def test_the_cli_starts_and_stops_a_local_cluster_of_its_own(corpus_in: Path, local_out: Path, tmp_path: Path):
+    """`corpus run --executor ray` from a shell: no cluster yet, so it starts one of -w CPUs and stops it."""
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(f"output: {tmp_path / 'out'}\ninputs:\n  - source: web\n    path: {corpus_in}\n"
+                   "shard_max_bytes: 16KB\npipeline:\n" + "".join(f"  - {json.dumps({'op': op.name, **op.params()})}\n"
+                                                          for op in _ops()))
+    env = {"RAY_ADDRESS": ""}  # (an address in the environment would join that cluster instead)
+    res = run_cli("run", str(cfg), "-q", "--executor", "ray", "-w", "2", env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert _files(tmp_path / "out") == _files(local_out)
+    bad = run_cli("run", str(cfg), "-q", "--address", "auto", env=env)
+    assert bad.returncode == 2 and "error: --address names a Ray cluster: use it with --executor ray" in bad.stderr
 
 
 def test_python_pipeline_takes_an_executor(ray_cluster, corpus_in: Path, tmp_path: Path):
