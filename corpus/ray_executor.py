@@ -86,6 +86,9 @@ class RayPool:
         try:
             while pending:
                 done, pending = self._ray.wait(pending, num_returns=1)
+                if pending:  # and whatever else has finished meanwhile: one scan of the list per batch
+                    more, pending = self._ray.wait(pending, num_returns=len(pending), timeout=0)
+                    done += more
                 yield from done
         finally:
             for ref in pending:
