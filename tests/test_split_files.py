@@ -148,6 +148,19 @@ def test_a_resumed_run_reads_only_the_missing_part_and_counts_no_line_twice(json
     assert all(m["lines"] is not None for m in markers[:-1])
 
 
+def test_reading_a_split_file_whole_again_forgets_its_parts(jsonl_dir: Path, parts: Path, whole: Path,
+                                                          tmp_path: Path):
+    import os
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(parts, out, copy_function=os.link)
+    _run(jsonl_dir, out, workers=1, split=0)
+    assert _hashes(out) == _hashes(whole)
+    read = out / "work" / "00-read"
+    assert not [p.name for p in read.rglob("*-p0*")]  # the parts' shards, quarantine and markers are gone
+
+
 def test_text_lines_and_parquet_row_groups_in_parts(tmp_path: Path):
     src = tmp_path / "in"
     src.mkdir()
