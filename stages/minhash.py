@@ -295,17 +295,7 @@ def jaccard(pairs: np.ndarray, store: _Store) -> np.ndarray:
     docs = np.unique(pairs.ravel())
     flat, off, has = store.sets(docs)
     iu, iv = np.searchsorted(docs, pairs[:, 0]), np.searchsorted(docs, pairs[:, 1])
-    la, lb = off[iu + 1] - off[iu], off[iv + 1] - off[iv]
-    idx = np.arange(len(pairs), dtype=np.uint64)
-    ka = (np.repeat(idx, la) << np.uint64(32)) | flat[ranges(off[iu], la)].astype(np.uint64)
-    kb = (np.repeat(idx, lb) << np.uint64(32)) | flat[ranges(off[iv], lb)].astype(np.uint64)
-    inter = np.zeros(len(pairs), np.int64)
-    if len(kb):
-        at = np.minimum(np.searchsorted(kb, ka), len(kb) - 1)
-        hit = kb[at] == ka
-        inter = np.bincount((ka[hit] >> np.uint64(32)).astype(np.int64), minlength=len(pairs))
-    union = la + lb - inter
-    j = np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+    j = Shingles(flat, off).jaccard(iu, iv)
     estimated = ~(has[iu] & has[iv])
     if estimated.any():
         e = pairs[estimated]
@@ -446,6 +436,12 @@ class MinHashDedup(GlobalFilterOperator):
             fingerprint = hashlib.sha256(meta.read_bytes()).hexdigest() if meta.exists() else "missing"
             key = hashlib.sha256(f"{key}|{fingerprint}".encode()).hexdigest()
         return key
+
+    def sign(self, text: TextColumn) -> tuple[np.ndarray, Shingles]:
+        """Signatures and shingles of a batch of texts, as fit signs a shard's (for estimates of what
+        this operator would do, such as the profiler's near-duplicate rate)."""
+        spec = self._spec()
+        return _sign_batch(spec, Permutations.make(spec.num_perm, spec.seed, spec.scheme), text)  # type: ignore[arg-type]
 
     def explain(self) -> str:
         b, r = self.band_rows()

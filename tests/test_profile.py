@@ -1,7 +1,9 @@
-"""The profiling engine (stages/profile/) on small corpora whose answers are known exactly.
+"""The profiling engine (stages/profile/) through its public entry points, on corpora whose answers
+are known exactly.
 
-Reference values come from plain Python (str methods, the `regex` module's Unicode classes), not
-from the engine, so a vectorisation bug shows up as a mismatch.
+Reference values come from plain Python (str methods, the `regex` module's Unicode classes, exact
+Jaccard over every pair), not from the engine, so a vectorisation or sampling bug shows up as a
+mismatch.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -16,12 +19,23 @@ import numpy as np
 import polars as pl
 import pytest
 import regex
-from helpers import make_jsonl_corpus, read_all
+from helpers import make_jsonl_corpus, read_all, run_cli
 
 from corpus import InputSpec, Pipeline
 from corpus.registry import get as get_operator
-from corpus.stages import profile as P
-from corpus.stages.profile import FEATURES, Profile, doc_features, profile_frames, profile_input
+from corpus.stages.dedup_text import word_shingles_ref
+from corpus.stages.minhash import MinHashDedup
+from corpus.stages.normalise import Normalisation
+from corpus.stages.profile import (
+    FEATURES,
+    LOG_FEATURES,
+    QUANTILES,
+    SCRIPTS,
+    Profile,
+    doc_features,
+    profile_frames,
+    profile_input,
+)
 
 WORDS = ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau "
          "upsilon phi chi psi omega river stone cloud bread apple train music garden window").split()
@@ -93,60 +107,94 @@ def known(tmp_path_factory) -> tuple[pl.DataFrame, dict, Path]:
 # ---------------------------------------------------------------- per-document features
 
 
-def test_char_classes_match_unicode_regex_oracle():
+def _pool_texts(seed: int, n: int, extra: list[str] | None = None) -> list[str]:
     pool = (list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") * 3
             + list(" .,;:!?'\"()-_/@#%&*+=<>$^|~`") * 2 + list("\n\n\t\r \u00a0\u3000\u2009") + list("éüßñçÉÜ")
             + list("приветМИР") + list("αβγΩ") + list("中文字漢") + list("ひらがな") + list("カタカナー")
             + list("مرحبا") + list("नमस्ते") + list("한국어") + list("…—“”«»¿¡")
-            + ["\x01", "\x7f", "\u200b", "\ufffd", "😀", "\u0663", "५"])
-    rng = random.Random(5)
-    texts = ["".join(rng.choice(pool) for _ in range(rng.randint(0, 300))) for _ in range(400)]
-    texts += ["", " ", "\n", "a", "  a  b  ", "x" * 5000, "é" * 9]
-    scan = P._scan_texts(P._Texts.from_series(pl.Series(texts)), np.zeros(len(texts), np.int64), 1,
-                         len(P.SCRIPTS) + 1)
+            + ["\x01", "\x7f", "\u200b", "\ufffd", "😀", "\u0663", "५"] + (extra or []))
+    rng = random.Random(seed)
+    texts = ["".join(rng.choice(pool) for _ in range(rng.randint(0, 300))) for _ in range(n)]
+    return texts + ["", " ", "\n", "a", "  a  b  ", "x" * 5000, "é" * 9, "ab" * 40, "A B. C, d!"]
+
+
+def test_kernel_equals_its_plain_python_definition_and_unicode():
+    """The compiled pass (classes, words, scripts, sketch, lines) equals scan_ref, character by
+    character; its classes mean what the `regex` module's Unicode properties mean; a line it vouches
+    is in normal form is left unchanged by Normalisation, and its hash is hash_ref's."""
+    from corpus.stages.profile import kernel
+    from corpus.stages.profile.lines import LINE_NORM
+
+    texts = _pool_texts(5, 400) + ["a\r\nb c\r\n", "x\r", "a \r\n", "\r\n\r", " lead\ntrail \nin  ner\nok line."]
+    series = pl.Series(texts, dtype=pl.String)
+    got = kernel.scan(series.to_arrow(), int(series.str.count_matches("\n", literal=True).sum()))
+    lines = got.lines
+    for i, t in enumerate(texts):
+        counts, scripts, sketch, want = kernel.scan_ref(t)
+        assert {k: int(v[i]) for k, v in got.counts.items()} == counts, i
+        assert got.scripts[i].tolist() == scripts, i
+        assert [int(v) for v in got.sketch[i] if v != kernel.NONE] == sketch, i
+        mine = np.flatnonzero(lines.doc == i)
+        spans = [bytes(got.data[lines.lo[j]:lines.hi[j]]).decode() for j in mine]
+        assert list(zip(spans, lines.chars[mine].tolist(), lines.odd[mine].tolist(), lines.terminal[mine].tolist(),
+                        strict=True)) == want, i
+        for j, (line, *_) in zip(mine, want, strict=True):
+            if not lines.odd[j]:
+                assert int(lines.hash[j]) == kernel.hash_ref(line)
+    clean = [ln for t in texts for ln, _, odd, _ in kernel.scan_ref(t)[3] if not odd]
+    assert LINE_NORM.apply(pl.Series(clean, dtype=pl.String)).to_list() == clean
     oracle = {"alpha": r"\p{L}", "digit": r"\p{Nd}", "upper": r"\p{Lu}", "punct": r"\p{P}",
               "space": r"\p{White_Space}", "nonprint": r"(?V1)[\p{C}--[\t\n\r]]", "words": r"[^\p{White_Space}]+"}
     for name, rx in oracle.items():
-        want = [len(regex.findall(rx, t)) for t in texts]
-        assert scan.counts[name].tolist() == want, name
+        assert got.counts[name].tolist() == [len(regex.findall(rx, t)) for t in texts], name
     joined = "".join(texts)
-    want = [len(regex.findall(rf"(?V1)[\p{{L}}&&\p{{Script={s}}}]", joined)) for s in P.SCRIPTS]
-    want = [len(regex.findall(r"\p{L}", joined)) - sum(want), *want]
-    got = doc_features(pl.DataFrame({"id": [str(i) for i in range(len(texts))], "text": texts,
-                                     "source": ["s"] * len(texts)})).scripts[0]
-    assert got.tolist() == want
+    want = [len(regex.findall(rf"(?V1)[\p{{L}}&&\p{{Script={s}}}]", joined)) for s in SCRIPTS]
+    assert got.scripts.sum(axis=0).tolist() == [len(regex.findall(r"\p{L}", joined)) - sum(want), *want]
+    docs = ["one two", "alpha  beta\n\n gamma ", ""]
+    lines = kernel.scan(pl.Series(docs).to_arrow(), 2).lines
+    keys = kernel.join_hashes(lines.doc, np.array([kernel.hash_ref(x) for x in ("one two", "alpha beta", "gamma")],
+                                                  np.uint64), np.array([7, 10, 5]), 3)
+    assert keys.tolist() == [kernel.hash_ref(" ".join(d.split())) for d in docs[:2]] + [0]
 
 
-def test_shipped_unicode_table_and_ascii_ranges():
-    """The shipped class table is what polars' regex engine gives today, and the kernel's ASCII
-    ranges (its vectorised path) say the same as the table."""
-    from corpus.stages.profile import chars, textscan
+def test_kernel_checks_its_bounds():
+    """A string cut inside a character at the end of the buffer (Arrow checks offsets, not UTF-8): the
+    pass raises (numba's bounds checking is on) instead of reading past the buffer."""
+    import pyarrow as pa
+
+    from corpus.stages.profile import kernel
+
+    offsets = pa.py_buffer(np.array([0, 4], np.int64))
+    bad = pa.LargeStringArray.from_buffers(1, offsets, pa.py_buffer(b"abc\xe4"))
+    with pytest.raises(IndexError):
+        kernel.scan(bad, 0)
+
+
+def test_sketches_of_near_duplicates_overlap():
+    """The sketch keeps what minhash_dedup's normalisation ignores out of the way (case, digits,
+    whitespace, punctuation) and near copies share most of it."""
+    from corpus.stages.profile import kernel
+
+    rng = random.Random(3)
+    words = ["".join(rng.choice("abcdefghij") for _ in range(6)) for _ in range(300)]
+    base = " ".join(words)
+    variants = [base.upper(), base.replace(" ", "  \n"), base.replace(" ", ", "), base.replace("a", "a7", 1)]
+    edited = words.copy()
+    edited[150] = "zzzzzz"
+    texts = pl.Series([base, *variants, " ".join(edited)])
+    sk = kernel.scan(texts.to_arrow(), int(texts.str.count_matches("\n", literal=True).sum())).sketch
+    first = set(sk[0].tolist())
+    for row in sk[1:4]:
+        assert set(row.tolist()) == first
+    assert len(first & set(sk[5].tolist())) >= 6
+
+
+def test_shipped_unicode_table():
+    """The shipped class table is what polars' regex engine gives today."""
+    from corpus.stages.profile import chars
 
     shipped, fresh = chars.code_point_table(), chars.build_code_point_table()
     assert (shipped.flags == fresh.flags).all() and (shipped.script == fresh.script).all()
-    bits = [sum(int(v) << k for k, v in enumerate(textscan._ascii(np.uint8(b)))) for b in range(128)]
-    assert bits == fresh.flags[:128].tolist()
-
-
-def test_fast_kernel_path_equals_character_path():
-    """The kernel's block path (branch-free sums, lines hashed straight from the data) gives what its
-    character-at-a-time reference path gives, on texts mixing every case: runs of spaces, tabs, CRLF,
-    blank lines, non-ASCII letters and whitespace, mojibake pairs, characters across block edges."""
-    pool = (list("abcdefghijklmnopqrstuvwxyzABC0123") * 3 + list(" .,;:!?'\"()-") * 2 + list("\n\n\n\t\r   ")
-            + list("éüßñçÉÜ") + list("приветМИР") + list("中文字漢") + ["\x01", "\ufffd", "😀", "Ã", "©", "â", "€", "ï",
-                                                                    "»", "¿"])
-    rng = random.Random(11)
-    for extra in ([], ["\u00a0", "\u3000"]):
-        texts = ["".join(rng.choice(pool + extra) for _ in range(rng.randint(0, 900))) for _ in range(1500)]
-        texts += ["x" * 254 + "é" * 3, " " * 255 + "a", "a" * 255 + "  b", "\n" * 300]
-        t = P._Texts.from_series(pl.Series(texts))
-        codes = np.arange(len(texts)) % 3
-        fast, slow = (P._scan_texts(t, codes, 3, len(P.SCRIPTS) + 1, fast=f) for f in (True, False))
-        for name in fast.counts:
-            assert (fast.counts[name] == slow.counts[name]).all(), name
-        assert (fast.key == slow.key).all() and (fast.scripts == slow.scripts).all()
-        for f in ("line_doc", "line_hash", "line_lo", "line_hi", "line_chars"):
-            assert (getattr(fast, f) == getattr(slow, f)).all(), f
 
 
 def test_doc_features_by_hand():
@@ -154,7 +202,7 @@ def test_doc_features_by_hand():
         "id": ["a", "b", "c", "d"], "source": ["s"] * 4,
         "text": ["Hello world 123.\nHello world 123.\nBye!", "Привет, мир", "  spaced   out\ttext  ", None],
     })
-    d = doc_features(df).docs
+    d = doc_features(df)
     a, b, c, n = d.row(0, named=True), d.row(1, named=True), d.row(2, named=True), d.row(3, named=True)
     assert (a["n_chars"], a["bytes"], a["n_words"], a["n_lines"], a["est_tokens"]) == (38, 38, 7, 3, 10)
     assert a["frac_digit"] == pytest.approx(6 / 38) and a["frac_upper"] == pytest.approx(3 / 38)
@@ -165,21 +213,44 @@ def test_doc_features_by_hand():
     assert (b["n_chars"], b["bytes"], b["n_words"], b["est_tokens"]) == (11, 20, 2, 5)
     assert b["frac_alpha"] == pytest.approx(9 / 11) and b["frac_lines_terminal_punct"] == 0.0
     assert (c["n_words"], c["frac_space"], c["n_lines"]) == (3, pytest.approx(8 / 21), 1)
-    assert n["n_chars"] is None and n["frac_alpha"] is None and n["is_null"]
-    # Same normalised text (whitespace runs collapsed, lines stripped) -> same key.
-    same = doc_features(pl.DataFrame({"id": ["x", "y"], "source": ["s", "s"],
-                                      "text": ["a b\nc", "  a \t b \n\n c  \n"]})).docs
-    assert same["h"][0] == same["h"][1]
+    assert n["n_chars"] is None and n["frac_alpha"] is None and n["null"] and n["h"] is None
+    # The exact-duplicate key is exact_dedup's: equal whitespace normal forms, equal keys.
+    same = doc_features(pl.DataFrame({"id": ["x", "y", "z"], "source": ["s"] * 3,
+                                      "text": ["a b\nc", "  a \t b \n\n c  \n", "A b c"]}))
+    assert same["h"][0] == same["h"][1] != same["h"][2]
 
 
 @pytest.mark.parametrize("n_lines", [2, 40, 64, 65, 300])
 def test_dup_line_ratio_counts_distinct_lines(n_lines):
-    """Repeated lines, in and out of order, below and above the kernel's in-place sort limit."""
+    """Repeated lines, in and out of order."""
     rng = random.Random(n_lines)
     distinct = max(1, n_lines * 2 // 3)
     lines = [f"line number {rng.randrange(distinct)}" for _ in range(n_lines)]
-    d = doc_features(pl.DataFrame({"id": ["a"], "source": ["s"], "text": ["\n".join(lines)]})).docs
+    d = doc_features(pl.DataFrame({"id": ["a"], "source": ["s"], "text": ["\n".join(lines)]}))
     assert d["dup_line_ratio"][0] == pytest.approx((n_lines - len(set(lines))) / n_lines)
+
+
+def test_crlf_lines_count_as_their_normal_form():
+    """Windows line ends: each line ends in "\\r", which the normal form strips, so a CRLF document
+    has the text key, line count and distinct lines of its LF copy."""
+    lf = "First line of the page here.\nSecond line, a bit longer.\nFirst line of the page here.\n"
+    d = doc_features(pl.DataFrame({"id": ["lf", "crlf"], "source": ["s", "s"], "text": [lf, lf.replace("\n", "\r\n")]}))
+    assert d["h"][0] == d["h"][1]
+    assert d["n_lines"].to_list() == [3, 3] and d["dup_line_ratio"].to_list() == [pytest.approx(1 / 3)] * 2
+
+
+def test_figures_of_a_large_document_are_exact(tmp_path):
+    """A document of 2,000,001 characters: its n_chars (max, min, every quantile) is Python's len, not
+    2,000,000 (figures were rounded to 6 significant digits, whole numbers included)."""
+    rng = random.Random(2)
+    text = " ".join(rng.choice(WORDS) for _ in range(400_000))[:2_000_000] + "é"
+    assert len(text) == 2_000_001
+    prof = profile_frames([pl.DataFrame({"id": ["big"], "text": [text], "source": ["s"]})], "t", tmp_path)
+    feat = prof["overall"]["features"]["n_chars"]
+    assert feat["max"] == feat["min"] == len(text) == prof["overall"]["chars"]
+    assert set(feat["quantiles"].values()) == {len(text)}
+    assert prof["overall"]["features"]["n_words"]["max"] == len(text.split())
+    assert prof["overall"]["features"]["est_tokens"]["max"] == -(-len(text.encode()) // 4)
 
 
 # ---------------------------------------------------------------- the profile of a known corpus
@@ -190,7 +261,8 @@ def test_counts_and_sums(known):
     o = prof["overall"]
     texts = [t for t in df["text"].to_list() if t is not None]
     assert json.loads((work / "profile.json").read_text()) == prof
-    assert prof["format"] == "corpusforge.profile/1" and prof["label"] == "test"
+    assert prof["format"] == "corpusforge.profile/2" and prof["label"] == "test"
+    assert not (work / "_spill").exists()
     assert o["docs"] == df.height and o["null_text"] == 1 and o["empty_text"] == 1
     assert o["bytes"] == sum(len(t.encode()) for t in texts)
     assert o["chars"] == sum(len(t) for t in texts)
@@ -206,13 +278,18 @@ def test_counts_and_sums(known):
 def test_duplicates(known):
     df, prof, _ = known
     texts = [t for t in df["text"].to_list() if t is not None]
-    distinct = len({tuple(norm_lines(t)) for t in texts})
+    distinct = len({" ".join(t.split()) for t in texts})  # exact_dedup's whitespace normal form
     assert prof["overall"]["exact_dup_rate"] == pytest.approx(1 - distinct / len(texts), abs=1e-6)
-    # w0 + 3 copies, w1 + its whitespace variant, near-a ~ near-b (one word of 200 changed: Jaccard
-    # of their 5-gram sets 0.95); every other pair is below 0.2.
-    assert prof["overall"]["near_dup_sample"] == len(texts)
-    assert prof["overall"]["near_dup_rate"] == pytest.approx(8 / len(texts), abs=1e-6)
-    wiki = prof["by_source"]["wiki"]  # only w0-copy3 there: no duplicate within wiki
+    # Documents with an earlier near duplicate: w0-copy1..3 (w0), w1-ws (w1), near-b (near-a: one word
+    # of 200 changed, Jaccard of their 5-gram sets 0.95); every other pair is below 0.2. The sample is
+    # the whole corpus: the rate is exact, its interval a point.
+    o = prof["overall"]
+    assert o["near_dup_sample"] == len(texts)
+    assert o["near_dup_rate"] == pytest.approx(5 / len(texts), abs=1e-6)
+    assert o["near_dup_ci95"] == [o["near_dup_rate"]] * 2
+    web = prof["by_source"]["web"]
+    assert web["near_dup_rate"] == pytest.approx(4 / 26, abs=1e-6)  # w0-copy3 is in wiki
+    wiki = prof["by_source"]["wiki"]  # w0-copy3's partner is in web: no duplicate within wiki
     assert wiki["exact_dup_rate"] == 0.0 and wiki["near_dup_rate"] == 0.0
 
 
@@ -245,13 +322,15 @@ def test_scripts_and_replacement(known):
 def test_outlier_planted_long_doc(known):
     _, prof, _ = known
     out = prof["overall"]["outliers"]["n_chars"]
-    assert out["count"] >= 1
+    huge = len(known_corpus().filter(pl.col("id") == "huge")["text"][0])
+    assert out["count"] >= 1 and out["high"] < huge
     top = out["examples"][0]
     assert top["id"] == "huge" and top["source"] == "web" and top["robust_z"] > 3.5
-    assert top["value"] == len(known_corpus().filter(pl.col("id") == "huge")["text"][0])
+    assert top["value"] == huge
     assert len(top["snippet"]) == 200
     assert set(prof["overall"]["outliers"]) == set(FEATURES)
     assert prof["by_source"]["web"]["outliers"]["n_chars"]["examples"][0]["id"] == "huge"
+    assert "robust z" in prof["overall"]["outlier_rule"]
 
 
 def test_meta_fields(known):
@@ -299,7 +378,7 @@ def test_feature_summaries_are_consistent(known):
         assert len(h["counts"]) <= 40 and len(h["edges"]) == len(h["counts"]) + 1
         assert h["edges"][0] <= feat["min"] and feat["max"] <= h["edges"][-1], f
         assert h["edges"] == sorted(h["edges"])
-        assert h["log"] == (f in P.LOG_FEATURES)
+        assert h["log"] == (f in LOG_FEATURES)
     assert sum(o["features"]["n_chars"]["histogram"]["counts"]) == o["docs"] - o["null_text"]
     assert sum(o["features"]["frac_alpha"]["histogram"]["counts"]) == o["docs"] - o["null_text"]
     # No line at all (the blank doc): no line features.
@@ -317,49 +396,13 @@ def test_bins_hold_their_values():
         assert ((b.lo[i] <= x) & ((x < b.hi[i]) | (b.point[i] & (x == b.lo[i])))).all()
 
 
-def test_compiled_histograms_match_the_bins():
-    """add_values (one compiled pass for every feature; counts below 2**16 binned by a table) counts,
-    sums and bins as Bins.index does: NaN skipped, on bin edges, 0 and 1, counts past the table."""
-    from corpus.stages.profile.histograms import add_values, bins, int_lut, kernel_tables
-
-    rng = np.random.default_rng(5)
-    n = 4000
-    vals = {}
-    for f in FEATURES:
-        b = bins(f)
-        if b.log:
-            x = np.concatenate([rng.integers(0, 1 << 18, n // 2), b.edges[rng.integers(0, len(b.edges), n // 4)],
-                                rng.random(n // 4) * 3]).astype(np.float64)
-            x = np.floor(x) if b.integer else x
-        else:
-            x = np.concatenate([rng.random(n // 2), b.edges[rng.integers(0, len(b.edges), n // 4)],
-                                rng.choice([0.0, 1.0], n // 4)])
-        x[rng.random(n) < 0.05] = np.nan
-        vals[f] = x
-    rows = np.sort(rng.choice(n, n // 2, replace=False))
-    kinds, edges, offs, n_bins = kernel_tables()
-    cnt, sums = np.zeros(len(FEATURES), np.int64), np.zeros(len(FEATURES))
-    mins, maxs = np.full(len(FEATURES), np.inf), np.full(len(FEATURES), -np.inf)
-    hist = np.zeros((len(FEATURES), int(n_bins.max())), np.int64)
-    add_values(np.stack([vals[f] for f in FEATURES]), rows, kinds, edges, offs, n_bins, int_lut(), cnt, sums, mins,
-               maxs, hist)
-    for i, f in enumerate(FEATURES):
-        x = vals[f][rows]
-        x = x[~np.isnan(x)]
-        b = bins(f)
-        assert cnt[i] == len(x) and sums[i] == pytest.approx(x.sum()) and (mins[i], maxs[i]) == (x.min(), x.max())
-        assert np.array_equal(hist[i, :n_bins[i]], np.bincount(b.index(x), minlength=len(b.lo))), f
-
-
-def test_quantiles_close_to_exact():
+def test_quantiles_close_to_exact(tmp_path):
     rng = random.Random(3)
     lengths = [int(math.exp(rng.gauss(6, 1.2))) + 1 for _ in range(3000)]
     df = pl.DataFrame({"id": [str(i) for i in range(len(lengths))], "source": ["s"] * len(lengths),
                        "text": ["x" * n for n in lengths]})
-    acc = P._Acc()
-    acc.add_chunk(doc_features(df))
-    feat = P._feature(acc.sources["s"], "n_chars")
-    for k, q in P.QUANTILES.items():
+    feat = profile_frames([df], "t", tmp_path)["overall"]["features"]["n_chars"]
+    for k, q in QUANTILES.items():
         exact = float(np.quantile(lengths, q, method="inverted_cdf"))
         assert feat["quantiles"][k] == pytest.approx(exact, rel=0.012), k
     assert feat["min"] == min(lengths) and feat["max"] == max(lengths)
@@ -371,42 +414,256 @@ def test_deterministic(known, tmp_path):
     assert json.dumps(again) == json.dumps(prof)
 
 
-def _shingle_set(text: str) -> set[str]:
-    w = text.lower().split()
-    return {" ".join(w[i:i + 5]) for i in range(len(w) - 4)}
+def test_top_lines_are_shown_in_normal_form(tmp_path):
+    """A repeated line first met with stray whitespace (doubled, leading, trailing, a tab, a no-break
+    space) is shown in its normal form, counted with its clean copies."""
+    messy = ["  Share  this page\t today ", "Share this\u00a0page today", "Share this page today"]
+    texts = [f"Intro number {i} here.\n{messy[i % 3]}\nBody text {i} follows." for i in range(9)]
+    df = pl.DataFrame({"id": [f"d{i}" for i in range(9)], "text": texts, "source": ["s"] * 9})
+    prof = profile_frames([df.slice(0, 4), df.slice(4)], "t", tmp_path)
+    assert prof["overall"]["top_lines"][0] == {"line": "Share this page today", "docs": 9}
 
 
-def test_minhash_estimate_and_lsh():
-    assert P._lsh_params(0.8, 128) == (9, 13)  # datasketch's MinHashLSH choice for 0.8 / 128 perms
-    rng = random.Random(11)
-    base = [[rng.choice(WORDS) + str(rng.randint(0, 99)) for _ in range(200)] for _ in range(60)]
-    texts, pairs = [], []  # (text index, its near copy's index, words changed)
-    for i, words in enumerate(base):
-        texts.append(" ".join(words))
-        if i < 30:  # a near copy: k of 200 words changed
-            k = (1, 4, 12)[i % 3]
-            copy = list(words)
-            for j in rng.sample(range(200), k):
-                copy[j] = "zz" + str(j)
-            texts.append(" ".join(copy))
-            pairs.append((len(texts) - 2, len(texts) - 1, k))
-    raw, sig = P._signatures(texts)
-    for a, b, _ in pairs:
-        sa, sb = _shingle_set(texts[a]), _shingle_set(texts[b])
-        assert P._jaccard(raw[a:a + 1], raw[b:b + 1])[0] == pytest.approx(len(sa & sb) / len(sa | sb), abs=0.08)
-    near = P._near_dups(raw, sig)
-    strong = [t for a, b, k in pairs if k == 1 for t in (a, b)]  # Jaccard 191/201 = 0.95
-    weak = [t for a, b, k in pairs if k == 12 for t in (a, b)]  # about 0.55
-    paired = {t for a, b, _ in pairs for t in (a, b)}
-    alone = [i for i in range(len(texts)) if i not in paired]
-    assert near[strong].all()
-    assert not near[weak].any() and not near[alone].any()
+# ---------------------------------------------------------------- the near-duplicate rate against the truth
+
+
+def _letters(rng: random.Random) -> str:
+    return "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 9)))
+
+
+def planted_corpus(seed: int, clusters: int, singles: int) -> list[str]:
+    """Documents of random words (no two documents share a 5-gram by chance), and clusters of a base
+    with variants that change 1 to 4 of its words (Jaccard of their 5-gram sets about 0.95 to 0.7,
+    so pairs fall either side of 0.8), shuffled."""
+    rng = random.Random(seed)
+    docs = []
+    for _ in range(clusters):
+        base = [_letters(rng) for _ in range(rng.randint(100, 200))]
+        docs.append(" ".join(base).capitalize() + ".")
+        for _ in range(rng.randint(1, 4)):
+            words = list(base)
+            for j in rng.sample(range(len(words)), rng.randint(1, 4)):
+                words[j] = _letters(rng)
+            docs.append(" ".join(words).capitalize() + ".")
+    docs += [" ".join(_letters(rng) for _ in range(rng.randint(20, 200))) for _ in range(singles)]
+    rng.shuffle(docs)
+    return docs
+
+
+def share_dropped(docs: list[str], threshold: float = 0.8) -> float:
+    """The truth: the share of documents whose cluster (connected by exact Jaccard >= threshold of
+    minhash_dedup's word 5-gram sets, its normalisation) holds an earlier document, over every pair
+    of documents that share a word."""
+    op = MinHashDedup()
+    norm = Normalisation(op.normalise)
+    texts = norm.apply(pl.Series(docs)).to_list()
+    sets = [set(word_shingles_ref(t, op.ngram)) for t in texts]
+    by_word: dict[str, list[int]] = {}
+    for i, t in enumerate(texts):
+        for w in set(t.split()):
+            by_word.setdefault(w, []).append(i)
+    root = list(range(len(docs)))
+
+    def find(i: int) -> int:
+        while root[i] != i:
+            i = root[i]
+        return i
+
+    for i in range(len(docs)):
+        for j in {j for w in set(texts[i].split()) for j in by_word[w] if j < i}:
+            if sets[i] and len(sets[i] & sets[j]) >= threshold * len(sets[i] | sets[j]):
+                a, b = find(i), find(j)
+                root[max(a, b)] = min(a, b)  # a cluster's root is its first document
+    return sum(find(i) != i for i in range(len(docs))) / len(docs)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2])
+def test_near_dup_rate_holds_the_truth_in_its_interval(tmp_path, seed):
+    """A corpus ten times larger than the sample: the estimate checks sampled documents against the
+    whole corpus, so the true share (exact Jaccard over all pairs) and the share minhash_dedup
+    drops both lie in the reported 95% interval; the within-sample estimate fell far below."""
+    docs = planted_corpus(seed, clusters=500, singles=1300)
+    (tmp_path / "in").mkdir()
+    with open(tmp_path / "in" / "a.jsonl", "w") as fh:
+        for d in docs:
+            fh.write(json.dumps({"text": d}) + "\n")
+    spec = [InputSpec(source="s", path=str(tmp_path / "in"))]
+    o = profile_input(spec, tmp_path / "prof", workers=2, sample_size=300)["overall"]
+    truth = share_dropped(docs)
+    res = Pipeline([MinHashDedup()]).run(inputs=spec, output=tmp_path / "run", workers=1, quiet=True)
+    dropped = 1 - res.manifest["docs"] / len(docs)
+    lo, hi = o["near_dup_ci95"]
+    assert o["near_dup_sample"] == 300 and len(docs) >= 10 * 300
+    assert 0.15 < truth < 0.5
+    assert lo <= truth <= hi and lo <= dropped <= hi, (truth, dropped, o["near_dup_rate"], lo, hi)
+    assert hi - lo < 0.12
+
+
+def test_near_dup_rate_of_a_section_sampled_whole_is_what_minhash_dedup_drops(tmp_path):
+    """Sampled whole, the rate is exact: the share minhash_dedup drops (its LSH misses included, which
+    the all-pairs truth does not have), and the interval is that point."""
+    docs = planted_corpus(3, clusters=40, singles=60)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
+    spec = [InputSpec(source="s", path=str(tmp_path / "in"))]
+    res = Pipeline([MinHashDedup()]).run(inputs=spec, output=tmp_path / "run", workers=1, quiet=True)
+    df = pl.DataFrame({"id": [str(i) for i in range(len(docs))], "text": docs, "source": ["s"] * len(docs)})
+    o = profile_frames([df.slice(0, 50), df.slice(50)], "t", tmp_path / "p")["overall"]
+    assert o["near_dup_sample"] == len(docs)
+    assert o["near_dup_rate"] == pytest.approx(1 - res.manifest["docs"] / len(docs), abs=1e-6)
+    assert o["near_dup_ci95"] == [o["near_dup_rate"]] * 2
+    assert abs(o["near_dup_rate"] - share_dropped(docs)) < 0.03
+
+
+# ---------------------------------------------------------------- outliers on realistic distributions
+
+
+def realistic_docs(seed: int, n: int) -> list[str]:
+    """Web-like documents: lognormal lengths, lines of 5-15 words, digits in 60% of documents, a quarter
+    with repeated lines, a few in capitals, a few tiny ones."""
+    rng = random.Random(seed)
+    docs = []
+    for _ in range(n):
+        words = [_letters(rng) for _ in range(max(1, min(20_000, int(math.exp(rng.gauss(5, 1.0))))))]
+        if rng.random() < 0.6:
+            words = [str(rng.randint(0, 10 ** rng.randint(1, 5))) if rng.random() < 0.04 else w for w in words]
+        lines = []
+        while words:
+            k = rng.randint(5, 15)
+            lines.append(" ".join(words[:k]).capitalize() + rng.choice([".", ".", ".", "!", "?", ":", ""]))
+            words = words[k:]
+        if rng.random() < 0.25:
+            lines += rng.choices(lines, k=rng.randint(1, max(1, len(lines) // 3)))
+        text = "\n".join(lines)
+        docs.append(text.upper() if rng.random() < 0.01 else text)
+    return docs
+
+
+def _scale(f: str):  # noqa: ANN202
+    if f in LOG_FEATURES:
+        return np.log1p, np.expm1
+    e = 1e-3
+    return (lambda x: np.log((x + e) / (1 - x + e))), (lambda y: ((1 + e) * np.exp(y) - e) / (1 + np.exp(y)))
+
+
+@pytest.mark.slow
+def test_outliers_flag_a_few_percent_of_realistic_documents(tmp_path):
+    """On web-like documents every feature flags at most 2.5% of them, per source and overall; the
+    bounds are the rule computed in plain numpy (robust z on the log / logit scale, capped at the
+    1% most extreme a side) up to the fine histograms' resolution, and the counts are exactly the
+    documents outside the bounds."""
+    docs = realistic_docs(4, 4000)
+    src = ["a" if i % 3 else "b" for i in range(len(docs))]
+    df = pl.DataFrame({"id": [f"d{i}" for i in range(len(docs))], "text": docs, "source": src})
+    prof = profile_frames([df.slice(i, 700) for i in range(0, df.height, 700)], "t", tmp_path)
+    feats = doc_features(df)
+    for section, sec in [("", prof["overall"]), *prof["by_source"].items()]:
+        part = feats if not section else feats.filter(pl.col("source") == section)
+        for f in FEATURES:
+            out = sec["outliers"][f]
+            x = part[f].drop_nulls().to_numpy()
+            assert out["count"] <= 0.025 * len(x) + 1, (section, f, out["count"])
+            assert out["count"] == int(((x < out["low"]) | (x > out["high"])).sum()), (section, f)
+            t, inv = _scale(f)
+            m = float(np.median(t(x)))
+            sigma = 1.4826 * float(np.median(np.abs(t(x) - m)))
+            for q, k in ((0.1, 2.5631), (0.01, 4.6527)):
+                if sigma <= 1e-12:
+                    sigma = float(t(np.quantile(x, 1 - q)) - t(np.quantile(x, q))) / k
+            share = max(0.01, 5 / len(x))
+            lo_z, hi_z = (inv(m - 3.5 * sigma), inv(m + 3.5 * sigma)) if sigma > 1e-12 else (np.median(x),) * 2
+            low = max(0.0, min(lo_z, np.quantile(x, share)))
+            high = max(hi_z, np.quantile(x, 1 - share))
+            tol = 0.03 * (high - low) + (0.002 if f not in LOG_FEATURES else 0.0)
+            assert out["low"] == pytest.approx(low, rel=0.03, abs=tol), (section, f)
+            assert out["high"] == pytest.approx(min(high, 1.0) if f not in LOG_FEATURES else high, rel=0.03,
+                                                abs=tol), (section, f)
+    assert prof["overall"]["outliers"]["frac_upper"]["count"] >= 0.8 * sum(d.isupper() for d in docs)
+
+
+def test_outlier_examples_break_ties_by_corpus_order(tmp_path):
+    """Ten docs share the largest length: all are flagged, the examples are the five earliest."""
+    texts = ["w " * 20] * 1200 + ["long " * 400] * 10
+    ids = [f"a{i:04d}" for i in range(1200)] + [f"z{i}" for i in (9, 3, 7, 1, 5, 0, 8, 2, 6, 4)]
+    df = pl.DataFrame({"id": ids, "text": texts, "source": ["s"] * len(ids)})
+    prof = profile_frames([df.slice(0, 1100), df.slice(1100)], "t", tmp_path)
+    out = prof["overall"]["outliers"]["n_chars"]
+    assert out["count"] == 10
+    assert [e["id"] for e in out["examples"]] == ["z9", "z3", "z7", "z1", "z5"]
+
+
+def test_outlier_examples_equal_a_full_pass_over_every_document(tmp_path):
+    """Counts and examples (kept while streaming) equal a plain pass over every document's features
+    against the reported bounds: three sources, many ties, small chunks."""
+    rng = random.Random(3)
+    rows = []
+    for _ in range(600):
+        k = rng.random()
+        text = ("x" * rng.randint(1, 4) if k < 0.1 else "Digits 12345 " * rng.randint(1, 30) if k < 0.2
+                else _para(rng, rng.choice([5, 5, 20, 40, 400])))
+        rows.append((f"d{rng.randrange(10**6):06d}", text, rng.choice(["web", "wiki", "books"])))
+    rows += [(f"tie{i}", "same length text " * 30_000, "web") for i in (5, 2, 8, 1)]
+    df = pl.DataFrame({"id": [r[0] for r in rows], "text": [r[1] for r in rows], "source": [r[2] for r in rows]})
+    prof = profile_frames([df.slice(i, 97) for i in range(0, df.height, 97)], "t", tmp_path)
+    feats = doc_features(df).with_row_index("pos")
+    text_of = dict(zip(df["id"], df["text"], strict=True))
+    for section, got in [("", prof["overall"]), *prof["by_source"].items()]:
+        part = feats if not section else feats.filter(pl.col("source") == section)
+        for f in FEATURES:
+            out = got["outliers"][f]
+            t = _scale(f)[0]
+            flagged = part.filter((pl.col(f) < out["low"]) | (pl.col(f) > out["high"]))
+            assert out["count"] == flagged.height, (section, f)
+            p50 = got["features"][f]["quantiles"]["p50"]
+            m = t(p50) if p50 is not None else 0.0  # the section's median, as the profile has it
+            want = sorted(flagged.select("pos", "id", "source", f).rows(), key=lambda r: (-abs(t(r[3]) - m), r[0]))
+            assert [(e["id"], e["source"]) for e in out["examples"]] == [(r[1], r[2]) for r in want[:5]], (section, f)
+            assert all(e["snippet"] == text_of[e["id"]][:200] for e in out["examples"])
+    assert [e["id"] for e in prof["overall"]["outliers"]["n_chars"]["examples"]][:4] == ["tie5", "tie2", "tie8", "tie1"]
 
 
 # ---------------------------------------------------------------- inputs, corpus folders, the operator
 
 
-def test_profile_input_counts_quarantine_and_matches_frames(tmp_path):
+def messy_folder(folder: Path) -> None:
+    """Everything the readers judge: malformed JSON, invalid UTF-8, missing / null / non-string / empty
+    / whitespace text, NUL bytes, a non-object, a BOM, CRLF line ends, blank lines, no final newline,
+    a gzip file, a huge document and one over max_doc_bytes."""
+    import gzip
+
+    rng = random.Random(9)
+    folder.mkdir(parents=True)
+    good = [json.dumps({"text": _para(rng, rng.randint(3, 40)), "id": f"r{i}", "n": i}) for i in range(300)]
+    bad = ["{broken json", json.dumps({"other": 1}), json.dumps({"text": None}), json.dumps({"text": 5}),
+           json.dumps({"text": ""}), json.dumps({"text": "  \t "}), json.dumps({"text": "a\u0000b"}), "[1, 2]",
+           json.dumps({"text": "x" * 3000, "id": "xs"})]
+    lines = good[:100] + bad + [""] * 3 + good[100:150]
+    (folder / "a.jsonl").write_bytes("\n".join(lines).encode() + b"\n" + b'{"text": "caf\xe9 latin-1"}\n')
+    (folder / "b.jsonl").write_bytes(b"\xef\xbb\xbf" + "\r\n".join(good[150:200]).encode() + b"\r\n\r\n")
+    with gzip.open(folder / "c.jsonl.gz", "wt", encoding="utf-8") as fh:
+        fh.write("\n".join(good[200:]))  # no final newline
+    huge = " ".join(rng.choice(WORDS) for _ in range(300_000))
+    (folder / "d.jsonl").write_text(json.dumps({"text": huge, "id": "huge"}) + "\n" + good[0] + "\n")
+
+
+def test_profile_reads_what_a_run_reads(tmp_path):
+    """A profile and a run with no operators agree on every record: the documents, and the records
+    quarantined, by kind (the profiler reads raw input through the corpus readers only)."""
+    messy_folder(tmp_path / "in")
+    spec = [InputSpec(source="m", path=str(tmp_path / "in"), id_key="id", max_doc_bytes=2000)]
+    o = profile_input(spec, tmp_path / "prof", workers=2)["overall"]
+    res = Pipeline([]).run(inputs=spec, output=tmp_path / "run", workers=1, quiet=True)
+    quarantine = pl.concat([pl.read_parquet(p) for p in (tmp_path / "run" / "quarantine").glob("*.parquet")])
+    assert o["docs"] == res.manifest["docs"]
+    assert o["quarantined"] == dict(quarantine.group_by("kind").len().sort("kind").rows())
+    assert sum(o["quarantined"].values()) >= 8
+    data = read_all(tmp_path / "run" / "data")
+    assert o["chars"] == int(data["text"].str.len_chars().sum())
+    assert o["bytes"] == int(data["text"].str.len_bytes().sum())
+
+
+def test_profile_input_matches_frames(tmp_path):
     folder = tmp_path / "in"
     records = make_jsonl_corpus(folder, files=3, docs_per_file=60, seed=2)
     with open(folder / "part-000.jsonl", "a") as fh:
@@ -435,6 +692,9 @@ def test_profile_input_corpus_folder(tmp_path):
     prof = profile_input(tmp_path / "corpus", tmp_path / "prof", workers=1)
     assert prof["overall"]["docs"] == res.manifest["docs"]
     assert "quarantined" not in prof["overall"]
+    raw = profile_input([InputSpec(source="web", path=str(tmp_path / "in"))], tmp_path / "raw", workers=1)
+    for k in ("near_dup_rate", "exact_dup_rate", "chars", "top_lines"):
+        assert prof["overall"][k] == raw["overall"][k], k
 
 
 def test_operator_in_pipeline(tmp_path):
@@ -446,145 +706,20 @@ def test_operator_in_pipeline(tmp_path):
     assert len(found) == 1
     prof = json.loads(found[0].read_text())
     assert prof["label"] == "01-profile" and prof["overall"]["docs"] == res.manifest["docs"]
+    assert prof["overall"]["near_dup_rate"] > 0  # make_jsonl_corpus plants exact copies
     assert not (found[0].parent / "_spill").exists()
+    # The report shows the interval beside the near-duplicate rate, and the outlier rule and bounds.
+    report = json.loads((tmp_path / "out" / "report.json").read_text())["sections"]
+    lo, hi = prof["overall"]["near_dup_ci95"]
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert f"95% CI {100 * lo:.1f}%–{100 * hi:.1f}%" in html
+    assert report["outliers"]["figures"]["rule"] == prof["overall"]["outlier_rule"]
+    assert "flagged when" in html
     plain = Pipeline([]).run(inputs=inputs, output=tmp_path / "plain", workers=1, quiet=True)
     cols = ["id", "text", "source", "meta", "src_file", "src_row"]
     a = read_all(tmp_path / "out" / "data").select(cols).sort("id")
     b = read_all(tmp_path / "plain" / "data").select(cols).sort("id")
     assert plain.manifest["docs"] == res.manifest["docs"] and a.equals(b)
-
-
-# ---------------------------------------------------------------- the raw JSONL fast path
-
-
-def _messy_jsonl(folder: Path) -> None:
-    """Records the fast path must judge exactly as the reader does: null, numeric, blank, NUL-bearing
-    and missing texts (the reader's per-record rules), ids, meta of every JSON type (ints and floats
-    mixed, lists, objects, booleans, nulls, a field first seen late), blank lines, CRLF, no final
-    newline, a gzip file."""
-    import gzip
-
-    rng = random.Random(9)
-    bad = [{"other": 1}, {"text": None}, {"text": 5}, {"text": "  \t "}, {"text": "a\u0000b"}, {"text": ""},
-           {"text": "true"}, {"text": "[1]"}, {"text": "7", "id": "x"}]
-    folder.mkdir(parents=True)
-    for f in range(3):
-        lines = []
-        for i in range(400):
-            if i % 37 == 5:
-                lines.append(json.dumps(bad[i % len(bad)]))
-                continue
-            if i % 53 == 7:
-                lines.append("")
-                continue
-            rec = {"text": _para(rng, rng.randint(3, 40)) + rng.choice(["", " \u00e9t\u00e9 \u00a0x", "\tTab  two"]),
-                   "id": None if i % 9 == 0 else f"d{f}-{i}", "n": rng.choice([1, 2.5]) if f == 1 else i,
-                   "tags": ["a"] * (i % 3), "flag": i % 2 == 0, "gone": None}
-            if i % 4 == 0:
-                rec["obj"] = {"k": i, "s": "v"}
-            if i > 300:
-                rec["late"] = "x"
-            if f == 0 and i % 50 == 3:  # strings and numbers in one field: that piece takes the polars path
-                rec["mix"] = "a" if i % 100 == 3 else 5
-            lines.append(json.dumps(rec, ensure_ascii=i % 2 == 0))
-        body = ("\r\n" if f == 2 else "\n").join(lines) + ("" if f == 2 else "\n")
-        if f == 1:
-            with gzip.open(folder / f"part-{f}.jsonl.gz", "wt", encoding="utf-8") as fh:
-                fh.write(body)
-        else:
-            (folder / f"part-{f}.jsonl").write_text(body, encoding="utf-8")
-
-
-@pytest.mark.parametrize("keys", [{}, {"id_key": "id", "meta_keys": ["n", "tags", "obj", "late", "gone"]}])
-def test_fast_jsonl_path_equals_reader_path(tmp_path, monkeypatch, keys):
-    """Small chunks (many pieces per file, tails, line numbers across pieces): the fast path gives the
-    profile the corpus readers give, record for record, without falling back."""
-    from corpus.stages.profile import inputs, rawjsonl
-
-    _messy_jsonl(tmp_path / "in")
-    monkeypatch.setattr(inputs, "CHUNK_BYTES", 16 << 10)
-    spec = [InputSpec(source="web", path=str(tmp_path / "in"), **keys)]
-    fallbacks = []
-    fast = inputs._fast_unit
-
-    def counting(*args, **kwargs):
-        try:
-            return fast(*args, **kwargs)
-        except rawjsonl.Fallback:
-            fallbacks.append(args[0].rel_path)
-            raise
-
-    monkeypatch.setattr(inputs, "_fast_unit", counting)
-    polars_pieces = []
-    whole = rawjsonl._polars_piece
-    monkeypatch.setattr(rawjsonl, "_polars_piece", lambda *a: polars_pieces.append(a[2]) or whole(*a))
-    got = profile_input(spec, tmp_path / "fast", workers=2)
-    assert fallbacks == []
-    # The "mix" field (strings and numbers) sends its pieces to polars, unless meta_keys leaves it out.
-    assert bool(polars_pieces) == ("meta_keys" not in keys)
-    monkeypatch.setattr(inputs, "usable", lambda task: False)
-    want = profile_input(spec, tmp_path / "reader", workers=1)
-    assert json.dumps(got) == json.dumps(want)
-    o = got["overall"]
-    assert sum(o["quarantined"].values()) > 0 and o["meta_fields"]["n"]["types"]
-    assert o["docs"] + sum(o["quarantined"].values()) == 3 * 400 - len(range(7, 400, 53)) * 3
-
-
-def test_chunk_of_several_pieces_is_split_where_a_field_mixes_types(tmp_path, monkeypatch):
-    """A chunk is scanned as one buffer, but polars infers a schema per piece: a field that is a
-    string in early pieces and a number in later ones mixes only across pieces, so the chunk is
-    split and each piece judged alone, as the reader judges it."""
-    from corpus.readers import jsonl as reader_jsonl
-    from corpus.stages.profile import inputs, rawjsonl
-
-    rng = random.Random(4)
-    lines = [json.dumps({"text": _para(rng, rng.randint(3, 12)), "m": "s" if i < 150 else i}) for i in range(300)]
-    (tmp_path / "in").mkdir()
-    (tmp_path / "in" / "a.jsonl").write_text("\n".join(lines) + "\n")
-    monkeypatch.setattr(inputs, "CHUNK_BYTES", 64 << 10)
-    monkeypatch.setattr(rawjsonl, "PIECE_BYTES", 2 << 10)
-    monkeypatch.setattr(reader_jsonl, "_PIECE", 2 << 10)
-    calls = []
-    chunk = rawjsonl._chunk
-    monkeypatch.setattr(rawjsonl, "_chunk", lambda task, buf, ends, *a: calls.append(len(ends)) or chunk(task, buf,
-                                                                                                          ends, *a))
-    polars_pieces = []
-    whole = rawjsonl._polars_piece
-    monkeypatch.setattr(rawjsonl, "_polars_piece", lambda *a: polars_pieces.append(a[2]) or whole(*a))
-    spec = [InputSpec(source="s", path=str(tmp_path / "in"))]
-    got = profile_input(spec, tmp_path / "fast", workers=1)
-    assert max(calls) > 1 and calls.count(1) > 2  # grouped, then split piece by piece
-    # Only the piece where the type changes goes to polars (which reads its numbers as strings);
-    # scanning the chunk whole would have sent all of it.
-    types = got["overall"]["meta_fields"]["m"]["types"]
-    assert len(polars_pieces) == 1 and 100 < types["integer"] < 150 and sum(types.values()) == 300
-    monkeypatch.setattr(inputs, "usable", lambda task: False)
-    assert json.dumps(got) == json.dumps(profile_input(spec, tmp_path / "reader", workers=1))
-
-
-def test_fast_path_falls_back_per_file(tmp_path, monkeypatch):
-    """A line polars refuses sends its file (all of it, from the start) to the reader; the pieces
-    already profiled are dropped, so every record is counted once."""
-    from corpus.stages.profile import inputs, rawjsonl
-
-    _messy_jsonl(tmp_path / "in")
-    monkeypatch.setattr(inputs, "CHUNK_BYTES", 16 << 10)
-    with open(tmp_path / "in" / "part-0.jsonl", "a") as fh:
-        fh.write("{broken json\n" + json.dumps({"text": "after the break"}) + "\n")
-    spec = [InputSpec(source="web", path=str(tmp_path / "in"))]
-    got = profile_input(spec, tmp_path / "fast", workers=2, keep_features=True)
-    spilled = pl.concat([pl.read_parquet(p) for p in (tmp_path / "fast" / "_spill").glob("feat-*.parquet")])
-    assert spilled.height == got["overall"]["docs"] and spilled["id"].n_unique() == spilled.height
-    monkeypatch.setattr(inputs, "usable", lambda task: False)
-    want = profile_input(spec, tmp_path / "reader", workers=1)
-    assert json.dumps(got) == json.dumps(want)
-    assert got["overall"]["quarantined"]["invalid_json"] == 1
-    # A lone file is parsed ahead in a second thread: the fallback must cross it too.
-    one = [InputSpec(source="web", path=str(tmp_path / "in" / "part-0.jsonl"))]
-    monkeypatch.setattr(inputs, "usable", rawjsonl.usable)
-    alone = profile_input(one, tmp_path / "alone", workers=2)
-    monkeypatch.setattr(inputs, "usable", lambda task: False)
-    assert json.dumps(alone) == json.dumps(profile_input(one, tmp_path / "alone-reader", workers=1))
 
 
 def test_threads_do_not_change_the_profile(tmp_path):
@@ -593,137 +728,51 @@ def test_threads_do_not_change_the_profile(tmp_path):
     one = profile_input(spec, tmp_path / "one", workers=1)
     three = profile_input(spec, tmp_path / "three", workers=3)
     assert json.dumps(one) == json.dumps(three)
-    lone = [InputSpec(source="web", path=str(tmp_path / "in" / "part-001.jsonl"))]  # parsed ahead in a thread
-    assert json.dumps(profile_input(lone, tmp_path / "l1", workers=1)) == \
-        json.dumps(profile_input(lone, tmp_path / "l2", workers=2))
 
 
-def test_outlier_examples_break_ties_by_id(tmp_path):
-    """Ten docs share the largest length: the examples are the five smallest ids, |z| descending."""
-    texts = ["w " * 20] * 200 + ["long " * 400] * 10
-    ids = [f"a{i:03d}" for i in range(200)] + [f"z{i}" for i in (9, 3, 7, 1, 5, 0, 8, 2, 6, 4)]
-    df = pl.DataFrame({"id": ids, "text": texts, "source": ["s"] * len(ids)})
-    prof = profile_frames([df.slice(0, 100), df.slice(100)], "t", tmp_path)
-    out = prof["overall"]["outliers"]["n_chars"]
-    assert out["count"] == 10
-    assert [e["id"] for e in out["examples"]] == ["z0", "z1", "z2", "z3", "z4"]
+def test_a_missing_input_leaves_nothing_behind(tmp_path):
+    from corpus.readers import InputError
+
+    with pytest.raises(InputError, match="does not exist"):
+        profile_input([InputSpec(source="x", path=str(tmp_path / "nope"))], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "keep.txt").write_text("the user's")
+    with pytest.raises(InputError):
+        profile_input([InputSpec(source="x", path=str(tmp_path / "nope"))], tmp_path / "mine")
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["keep.txt"]
 
 
-def test_outliers_equal_a_full_pass_over_every_document(tmp_path):
-    """Counts and examples (kept while streaming) equal a plain pass over every document's features:
-    three sources, many ties (duplicate texts, mostly-zero fractions), shuffled ids, small chunks."""
-    from corpus.stages.profile.constants import OUTLIER_EXAMPLES, SNIPPET_CHARS, Z_THRESHOLD
-    from corpus.stages.profile.histograms import num, robust_params
-
-    rng = random.Random(3)
-    rows = []
-    for _ in range(600):
-        k = rng.random()
-        text = ("x" * rng.randint(1, 4) if k < 0.1 else "Digits 12345 " * rng.randint(1, 30) if k < 0.2
-                else _para(rng, rng.choice([5, 5, 20, 40, 400])))
-        rows.append((f"d{rng.randrange(10**6):06d}", text, rng.choice(["web", "wiki", "books"])))
-    rows += [(f"tie{i}", "same length text " * 300, "web") for i in (5, 2, 8, 1)]
-    df = pl.DataFrame({"id": [r[0] for r in rows], "text": [r[1] for r in rows], "source": [r[2] for r in rows]})
-    prof = profile_frames([df.slice(i, 97) for i in range(0, df.height, 97)], "t", tmp_path, keep_features=True)
-    feats = pl.concat([pl.read_parquet(p) for p in sorted((tmp_path / "_spill").glob("feat-*.parquet"))])
-    assert feats.height == df.height
-    text_of = dict(zip(df["id"], df["text"], strict=True))
-    # The sections' medians and scales as the profiler derives them (its fine histograms).
-    acc = P.aggregate.Acc()
-    for i in range(0, df.height, 97):
-        acc.add_chunk(doc_features(df.slice(i, 97)))
-    params = {"": robust_params(acc.overall()), **{s: robust_params(acc.sources[s]) for s in acc.sources}}
-    for section, got in [("", prof["overall"]), *prof["by_source"].items()]:
-        part = feats if not section else feats.filter(pl.col("source") == section)
-        for f in FEATURES:
-            med, sc = params[section][f]
-            want = []
-            if sc is not None:
-                for doc_id, src, x in part.select("id", "source", f).rows():
-                    if x is not None and not math.isnan(x) and abs((x - med) / sc) > Z_THRESHOLD:
-                        z = (x - med) / sc
-                        want.append((-abs(z), doc_id, x, src, z))
-            want.sort(key=lambda t: t[:4])
-            out = got["outliers"][f]
-            assert out["count"] == len(want), (section, f)
-            assert [(e["id"], e["source"], e["value"], e["robust_z"]) for e in out["examples"]] == \
-                [(i, s, num(x), num(z)) for _, i, x, s, z in want[:OUTLIER_EXAMPLES]], (section, f)
-            assert all(e["snippet"] == text_of[e["id"]][:SNIPPET_CHARS] for e in out["examples"])
-    assert [e["id"] for e in prof["overall"]["outliers"]["n_chars"]["examples"]][:4] == ["tie1", "tie2", "tie5", "tie8"]
+def test_profile_command(tmp_path):
+    """`corpus profile`: --id-key shows the records' own ids, quarantine counts by kind, the outlier
+    rule and bounds, the default output folder (printed); a missing path: one error line, no folder."""
+    messy_folder(tmp_path / "in")
+    res = run_cli("profile", str(tmp_path / "in"), "--id-key", "id", "-w", "1", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    out = tmp_path / "in-profile"
+    assert str(out) in res.stdout and (out / "profile.json").exists() and not (out / "_spill").exists()
+    prof = json.loads((out / "profile.json").read_text())
+    ids = {e["id"] for f in prof["overall"]["outliers"].values() for e in f["examples"]}
+    assert "huge" in ids and all(i.startswith("r") or i in ("huge", "xs") for i in ids)  # the records' own
+    table = res.stdout[res.stdout.index("Quarantined"):]
+    for kind, n in prof["overall"]["quarantined"].items():
+        assert re.search(rf"{kind}\s+│\s+{n}\s", table), kind
+    assert "robust z" in res.stdout and "flagged when" in res.stdout
+    bad = run_cli("profile", str(tmp_path / "missing"), cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stderr.startswith("error:") and "does not exist" in bad.stderr
+    assert "Traceback" not in bad.stderr and not (tmp_path / "missing-profile").exists()
 
 
-def test_minhash_sample_is_the_k_smallest_keys_with_exact_counts():
-    """Chunk by chunk, two accumulators sharing bounds (as threads do), merged: the sample is the k
-    smallest distinct text keys of all documents, each with its exact number of copies, even for a
-    key met again after it became the k-th (the bound admits keys equal to it)."""
-    rng = random.Random(5)
-    texts = [_para(rng, rng.randint(3, 9)) for _ in range(60)]
-    docs = [rng.choice(texts) for _ in range(400)]
-    frames = [pl.DataFrame({"id": [f"d{i + j}" for j in range(50)], "text": docs[i:i + 50], "source": "s"})
-              for i in range(0, 400, 50)]
-    chunks = [doc_features(f) for f in frames]
-    keys = np.concatenate([c.key for c in chunks])
-    distinct, counts = np.unique(keys, return_counts=True)
-    k = 11
-    assert counts[k - 1] >= 2 and len(np.unique(chunks[0].key)) >= k  # the k-th key is met again later
-    one = P.aggregate.Acc(sample_size=k)
-    for ch in chunks:
-        one.add_chunk(ch)
-    bounds: dict[str, int] = {}
-    a, b = P.aggregate.Acc(sample_size=k, bounds=bounds), P.aggregate.Acc(sample_size=k, bounds=bounds)
-    for i, ch in enumerate(chunks):
-        (a if i % 2 == 0 else b).add_chunk(ch)
-    a.merge(b)
-    for sample in (one.sources["s"].sample, a.sources["s"].sample):
-        assert sample.h.tolist() == distinct[:k].tolist()
-        assert sample.n.tolist() == counts[:k].tolist()
-    first_text = {}
-    for ch, f in zip(chunks, frames, strict=True):
-        for key, t in zip(ch.key.tolist(), f["text"].to_list(), strict=True):
-            first_text.setdefault(key, t)
-    assert all(sample.text[h] == first_text[h] for h in sample.h.tolist())
-    assert one.sources["s"].sample.text == sample.text
+# ---------------------------------------------------------------- bounded memory: Misra-Gries, key ranges
 
 
-def test_top_lines_with_a_small_misra_gries_table(tmp_path, monkeypatch):
-    """With room for 8 lines per table and hundreds of distinct ones, in small chunks over three
-    sources: every line held by more than 1/8 of the counted line occurrences is found, with its
-    exact count of docs, overall and per source."""
-    from corpus.stages.profile import lines as L
-
-    monkeypatch.setattr(L, "LINE_TABLE", 8)
-    rng = random.Random(9)
-    heavy = [f"Heavy boilerplate line number {i}" for i in range(3)]
-    texts, sources = [], []
-    for i in range(300):
-        own = [f"unique line {i} {j} {rng.random()}" for j in range(rng.randint(1, 3))]
-        extra = [heavy[0]] * (i % 2 == 0) + [heavy[1]] * (i % 3 == 0) + [heavy[2]] * (i % 4 == 0) * 2
-        texts.append("\n".join(own + extra + own[:1]))
-        sources.append(["a", "b", "c"][i % 3])
-    df = pl.DataFrame({"id": [f"d{i}" for i in range(300)], "text": texts, "source": sources})
-    prof = profile_frames([df.slice(i, 40) for i in range(0, 300, 40)], "t", tmp_path)
-    for section, got in [(None, prof["overall"]), *prof["by_source"].items()]:
-        part = df if section is None else df.filter(pl.col("source") == section)
-        seen = Counter()
-        for t in part["text"].to_list():
-            seen.update({ln for ln in norm_lines(t) if len(ln) >= 10})
-        total = sum(seen.values())
-        found = {e["line"]: e["docs"] for e in got["top_lines"]}
-        for ln, n in seen.items():
-            if n > total / 8:
-                assert found.get(ln) == n, (section, ln)
-        assert all(seen[ln] == n for ln, n in found.items())
-    assert prof["overall"]["top_lines"][0] == {"line": heavy[0], "docs": 150}
-
-
-def test_misra_gries_tables_keep_their_guarantee(monkeypatch):
+def test_misra_gries_tables_keep_their_guarantee():
     """Merged chunk by chunk, a table of k entries equals plain Python's Misra-Gries (add the counts,
     take the (k+1)-th largest off each, keep the positive ones), holds every line counted more than
     N/(k+1) times of N, and each estimate lies between the true count minus N/(k+1) and the count."""
-    from corpus.stages.profile import lines as L
+    from corpus.stages.profile.lines import LineTable
 
     k = 10
-    monkeypatch.setattr(L, "LINE_TABLE", k)
 
     def reference(table: dict[int, int], more: dict[int, int]) -> dict[int, int]:
         both = Counter(table) + Counter(more)
@@ -734,14 +783,14 @@ def test_misra_gries_tables_keep_their_guarantee(monkeypatch):
 
     rng = np.random.default_rng(4)
     true: Counter = Counter()
-    table, ref = L.LineTable(), {}
+    table, ref = LineTable(capacity=k), {}
     for _ in range(30):
         draws = np.minimum(rng.zipf(1.3, 200), 10_000).astype(np.uint64)
         h, n = np.unique(draws, return_counts=True)
         chunk = dict(zip(h.tolist(), n.tolist(), strict=True))
         true.update(chunk)
-        kept_h, kept_n = L._prune(h, n.astype(np.int64))
-        table = table.merge(L.LineTable(kept_h, kept_n, {x: str(x) for x in kept_h.tolist()}))
+        counts = pl.DataFrame({"h": h, "n": n.astype(np.int64), "row": np.arange(len(h))})
+        table = table.merge(LineTable.of(counts, lambda rows, h=h: [str(h[r]) for r in rows], capacity=k))
         ref = reference(ref, reference({}, chunk))
         assert dict(zip(table.h.tolist(), table.n.tolist(), strict=True)) == ref
         assert len(table) <= k and table.h.tolist() == sorted(ref)
@@ -755,33 +804,15 @@ def test_misra_gries_tables_keep_their_guarantee(monkeypatch):
         assert table.line[x] == str(x)
 
 
-def test_distinct_texts_counted_by_key_range_equal_one_pass(known, tmp_path, monkeypatch):
-    """Past PART_KEYS documents the distinct text keys are counted in passes over disjoint key
-    ranges (flat memory): per source and overall, the same counts as one pass."""
-    from corpus.stages.profile import spill
+def test_distinct_texts_counted_by_key_range_equal_one_pass(known, tmp_path):
+    """Past part_keys documents the distinct text keys are counted in passes over disjoint key ranges
+    (flat memory): per source and overall, the same counts as one pass."""
+    from corpus.stages.profile.spill import distinct_texts
 
     df, prof, _ = known
-    monkeypatch.setattr(spill, "PART_KEYS", 4)  # 8 passes over the 30 documents
-    again = profile_frames([df.slice(0, 5), df.slice(5, 17), df.slice(22)], "test", tmp_path)
-    assert json.dumps(again) == json.dumps(prof)
-    assert prof["by_source"]["web"]["exact_dup_rate"] > 0 and prof["overall"]["exact_dup_rate"] > 0
-
-
-def test_top_lines_are_shown_in_normal_form(tmp_path):
-    """A repeated line first met with stray whitespace (doubled, leading, trailing, a tab, a no-break
-    space) is shown in its normal form, counted with its clean copies."""
-    messy = ["  Share  this page\t today ", "Share this\u00a0page today", "Share this page today"]
-    texts = [f"Intro number {i} here.\n{messy[i % 3]}\nBody text {i} follows." for i in range(9)]
-    df = pl.DataFrame({"id": [f"d{i}" for i in range(9)], "text": texts, "source": ["s"] * 9})
-    prof = profile_frames([df.slice(0, 4), df.slice(4)], "t", tmp_path)
-    assert prof["overall"]["top_lines"][0] == {"line": "Share this page today", "docs": 9}
-
-
-def test_crlf_lines_hash_as_their_normal_form():
-    """Windows line ends: each line ends in "\\r", which the normal form strips, so a CRLF document
-    has the text key, line count and distinct lines of its LF copy."""
-    lf = "First line of the page here.\nSecond line, a bit longer.\nFirst line of the page here.\n"
-    df = pl.DataFrame({"id": ["lf", "crlf"], "source": ["s", "s"], "text": [lf, lf.replace("\n", "\r\n")]})
-    d = doc_features(df).docs
-    assert d["h"][0] == d["h"][1]
-    assert d["n_lines"].to_list() == [3, 3] and d["dup_line_ratio"].to_list() == [pytest.approx(1 / 3)] * 2
+    profile_frames([df], "test", tmp_path, keep_features=True)
+    files = sorted((tmp_path / "_spill").glob("feat-*.parquet"))
+    assert files and not list((tmp_path / "_spill").glob("text-*"))
+    one = distinct_texts(files, ["web", "wiki"], df.height)
+    assert distinct_texts(files, ["web", "wiki"], df.height, part_keys=4) == one
+    assert one[1] == round((1 - prof["overall"]["exact_dup_rate"]) * (df.height - 1))

@@ -17,6 +17,7 @@ from corpus.catalog import Catalog
 from corpus.report import ReportContext, build_report, section, unregister, write_report
 from corpus.stages.dedup import ExactDedup
 from corpus.stages.filter import LengthFilter
+from corpus.work import stage_dir
 
 XSS = "<script>alert(1)</script>"
 FEATURES = ("n_chars", "n_words", "n_lines", "est_tokens", "mean_word_len", "frac_alpha", "frac_digit", "frac_upper",
@@ -86,7 +87,14 @@ def make_profile(label: str, docs: int, seed: int, xss: bool = False) -> dict:
 
 
 def add_profile(out: Path, idx: int, profile: dict) -> Path:
-    path = out / "work" / f"{idx:02d}-profile-x{idx}" / "artifacts" / "profile.json"
+    """A profile stage of the latest run: its row in the catalog's stages (the report finds a stage's
+    artifacts from there, never by globbing work/) and its profile.json."""
+    key = f"{idx:012x}"
+    cat = _catalog(out)
+    run_id = cat.latest_run()
+    with cat.connect() as con:
+        con.execute("INSERT INTO stages VALUES (?, ?, ?, 'sink', ?, '{}', 1)", [run_id, idx, f"{idx:02d}-profile", key])
+    path = stage_dir(out / "work", idx, "profile", key) / "artifacts" / "profile.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(profile))
     return path

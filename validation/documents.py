@@ -16,7 +16,6 @@ import io
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -54,14 +53,13 @@ def derive(df: pl.DataFrame, names: Sequence[str]) -> pl.DataFrame:
         TEXT: df[TEXT].cast(pl.String, strict=False),
         SOURCE: df[SOURCE].cast(pl.String, strict=False) if SOURCE in df.columns else pl.Series(SOURCE, [""] * n),
     })
-    chunk = doc_features(base)
+    docs = doc_features(base)
     cols = []
     for name in names:
-        if name == TEXT_KEY:
-            s = pl.Series(TEXT_KEY, chunk.key.view(np.int64))
-            cols.append(s.scatter(np.flatnonzero(chunk.is_null), None) if chunk.is_null.any() else s)
+        if name == TEXT_KEY:  # the exact-duplicate key, null for a null text
+            cols.append(docs["h"].reinterpret(signed=True).alias(TEXT_KEY))
         else:
-            s = pl.Series(name, chunk.values[name], nan_to_null=True)
+            s = docs[name].fill_nan(None).alias(name)
             cols.append(s.cast(pl.Int64) if name in INT_FEATURES else s)
     return df.with_columns(cols)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -31,7 +30,6 @@ PROFILE_FORMAT = "corpusforge.profile/"
 EXAMPLES_PER_REASON = 3
 SNIPPET_CHARS = 300
 RAW_PREVIEW_BYTES = 240
-_PROFILE_DIR = re.compile(r"^(\d+)-profile-")
 
 
 @dataclass(frozen=True)
@@ -199,7 +197,7 @@ def _gather(out: Path, run_id: str | None, cat: Catalog) -> ReportContext:
     if latest != run_id:
         warnings.append(f"this report is for run {run_id}, not the latest ({latest}): the example documents and "
                         "profiles come from the files on disk, which belong to the latest run")
-    profiles = find_profiles(out, warnings)
+    profiles = find_profiles(out, stages, warnings)
     return ReportContext(
         out=out,
         run=run,
@@ -219,12 +217,17 @@ def _gather(out: Path, run_id: str | None, cat: Catalog) -> ReportContext:
     )
 
 
-def find_profiles(out: Path, warnings: list[str] | None = None) -> list[Profile]:
-    """Profiles at work/NN-profile-*/fit/profile.json, in pipeline order (NN)."""
+def find_profiles(out: Path, stages: list[dict], warnings: list[str] | None = None) -> list[Profile]:
+    """The profile.json of each `profile` stage of the run (its artifacts folder, found from the
+    catalog's stages like every stage's view), in pipeline order."""
     found = []
-    for path in (out / "work").glob("*-profile-*/artifacts/profile.json"):
-        m = _PROFILE_DIR.match(path.parent.parent.name)
-        if not m:
+    for s in stages:
+        name = s["stage"].split("-", 1)[1] if "-" in s["stage"] else ""
+        if s["idx"] == 0 or name != "profile":
+            continue
+        folder = stage_folder(out / "work", s["idx"], name, s["key"] or "")
+        path = folder / "artifacts" / "profile.json"
+        if not path.exists():
             continue
         try:
             data = json.loads(path.read_text())
@@ -234,8 +237,8 @@ def find_profiles(out: Path, warnings: list[str] | None = None) -> list[Profile]
         if not isinstance(data, dict) or not str(data.get("format", "")).startswith(PROFILE_FORMAT):
             _warn(warnings, f"{path.relative_to(out)}: not a {PROFILE_FORMAT}* profile; skipped")
             continue
-        found.append(Profile(int(m.group(1)), path.parent.parent.name, path, data))
-    return sorted(found, key=lambda p: p.idx)
+        found.append(Profile(int(s["idx"]), folder.name, path, data))
+    return found
 
 
 def read_rejected_examples(out: Path, units: dict[str, list[str]] | None = None, per_reason: int = EXAMPLES_PER_REASON,

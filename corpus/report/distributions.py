@@ -42,7 +42,8 @@ FEATURES = ("n_chars", "n_words", "n_lines", "est_tokens", "mean_word_len", "fra
             "frac_replacement")
 QUANTILES = ("p01", "p05", "p25", "p50", "p75", "p95", "p99")
 SUMMARY = ("docs", "bytes", "chars", "words", "lines", "est_tokens", "null_text", "empty_text", "encoding_error_docs",
-           "exact_dup_rate", "near_dup_rate", "near_dup_sample")
+           "exact_dup_rate", "near_dup_rate", "near_dup_ci95", "near_dup_sample")
+_NOT_COMPARED = ("near_dup_ci95",)  # shown beside its rate
 TOP_LANGUAGES = 20
 
 
@@ -67,10 +68,22 @@ def _summary(sec: dict) -> dict:
     return s
 
 
+def _ci(s: dict) -> str:
+    """The near-duplicate rate's 95% interval, "a–b", or "" without one."""
+    ci = s.get("near_dup_ci95")
+    return f"{fmt_pct(ci[0])}–{fmt_pct(ci[1])}" if isinstance(ci, list) and len(ci) == 2 else ""
+
+
+def _near_cell(s: dict) -> Cell:
+    ci = _ci(s)
+    return Cell(fmt_pct(s["near_dup_rate"]) + (f" ({ci})" if ci else ""), s["near_dup_rate"],
+                f"95% confidence interval {ci}" if ci else None)
+
+
 def _summary_cells(s: dict) -> list[object]:
     return [num_cell(s["docs"]), bytes_cell(s["bytes"]), num_cell(s["words"]), num_cell(s["est_tokens"]),
             num_cell(s["empty_text"]), num_cell(s["null_text"]), num_cell(s["encoding_error_docs"]),
-            pct_cell(s["exact_dup_rate"]), pct_cell(s["near_dup_rate"])]
+            pct_cell(s["exact_dup_rate"]), _near_cell(s)]
 
 
 _SUMMARY_COLS = [Col("docs", True), Col("text", True), Col("words", True), Col("est. tokens", True),
@@ -89,7 +102,10 @@ def profile_summary(ctx: ReportContext) -> Rendered | None:
     s = _summary(p.overall)
     figures = {"profile": p.label, "stage": p.stage, "overall": s,
                "by_source": {src: _summary(sec) for src, sec in sorted(p.by_source.items())}}
-    sample = f"MinHash estimate on {fmt_int(s['near_dup_sample'])} docs" if s["near_dup_sample"] else "MinHash estimate"
+    sample = (f"would minhash_dedup drop: {fmt_int(s['near_dup_sample'])} sampled docs checked against all"
+              if s["near_dup_sample"] else "share minhash_dedup would drop")
+    if _ci(s):
+        sample += f"; 95% CI {_ci(s)}"
     cards = kpis([
         ("Documents", fmt_int(s["docs"]), None),
         ("Est. tokens", fmt_int(s["est_tokens"]), "text bytes (UTF-8) / 4"),
@@ -207,11 +223,11 @@ def outliers(ctx: ReportContext) -> Rendered | None:
     if p is None or not found:
         return None
     docs = p.overall.get("docs") or 0
-    summary = table([Col("feature"), Col("outlier docs", True), Col("% of docs", True)],
-                    [[k, v["count"], pct_cell(v["count"] / docs if docs else None)] for k, v in found.items()])
-    parts = [_source_note(p, ctx),
-             '<p class="note">Documents whose feature lies more than 3.5 robust z-scores (median / MAD) from the '
-             "median.</p>", summary]
+    summary = table([Col("feature"), Col("outlier docs", True), Col("% of docs", True), Col("flagged when")],
+                    [[k, v["count"], pct_cell(v["count"] / docs if docs else None), _flagged_when(v)]
+                     for k, v in found.items()])
+    rule = p.overall.get("outlier_rule") or "more than 3.5 robust z-scores (median / MAD) from the median"
+    parts = [_source_note(p, ctx), f'<p class="note">Outliers: {esc(rule)}.</p>', summary]
     ex_cols = [Col("id", cls="wrap"), Col("source"), Col("value", True), Col("robust z", True),
                Col("text", cls="snip")]
     for k, v in found.items():
@@ -221,7 +237,14 @@ def outliers(ctx: ReportContext) -> Rendered | None:
             parts.append(f'<details class="examples"><summary><b>{esc(k)}</b> — '
                          f'{plural(v["count"], "doc")}</summary>'
                          + table(ex_cols, rows, sortable=False) + "</details>")
-    return Rendered("".join(parts), {"profile": p.label, "outliers": found})
+    return Rendered("".join(parts), {"profile": p.label, "rule": rule, "outliers": found})
+
+
+def _flagged_when(v: dict) -> str:
+    lo, hi = v.get("low"), v.get("high")
+    if lo is None or hi is None:
+        return "—"
+    return f"< {fmt_num(lo)} or > {fmt_num(hi)}"
 
 
 # ---------------------------------------------------------------- meta fields
@@ -263,7 +286,7 @@ def compare(ctx: ReportContext) -> Rendered | None:
     la, lb = f"before ({first.label})", f"after ({last.label})"
     sa, sb = _summary(a), _summary(b)
     rows = []
-    for k in SUMMARY:
+    for k in (k for k in SUMMARY if k not in _NOT_COMPARED):
         rate = k.endswith("_rate")
         diff = None if sa[k] is None or sb[k] is None else sb[k] - sa[k]
         shown = "—" if diff is None else (f"{100 * diff:+.2f} pp" if rate else fmt_num(diff))

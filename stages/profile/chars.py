@@ -1,4 +1,4 @@
-"""Character classes and scripts of every code point: the tables textscan.py's kernel counts with.
+"""Character classes and scripts of every code point: the tables kernel.py counts with.
 
 The tables are built by running the class regexes (``\\p{L}``, ``\\p{Nd}``...) through polars' own
 engine, so "alpha" means exactly what polars (and Unicode) mean by it. Each code point gets a byte

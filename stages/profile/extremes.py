@@ -1,130 +1,75 @@
-"""Outlier example candidates, kept while streaming: per source and feature, the documents with the
-OUTLIER_EXAMPLES largest and the OUTLIER_EXAMPLES smallest values (ties: null id first, then the
-smaller id, then the earlier document), with their ids and snippets.
+"""Outlier example candidates, kept while streaming: per source and feature, the OUTLIER_EXAMPLES
+documents with the largest values and the OUTLIER_EXAMPLES with the smallest (ties: the earlier
+document), with their ids and snippets.
 
-A section's outlier examples are its documents furthest from its median (largest |robust z|), so
-they are among the section's largest or smallest values, and each among the largest or smallest of
-its own source under the same order. The final examples (outliers.py) are picked from these
-candidates: no pass over the texts or the spill at the end, and no snippet per document spilled.
+A section's outlier examples are its flagged documents furthest from its median, which are among
+its largest or smallest values (the outlier scale is monotone), and so among the largest or
+smallest of their own source. The examples (outliers.py) are picked from these candidates: no
+pass over the texts at the end.
 """
 
 from __future__ import annotations
 
-import itertools
+from typing import NamedTuple
 
 import numpy as np
-import pyarrow as pa
-from numba import njit
-
-from corpus.stages.dedup_text import utf8_buffers
+import polars as pl
 
 from .constants import FEATURES, OUTLIER_EXAMPLES, SNIPPET_CHARS
-from .nbutil import borrowed, bswap, load8
-from .textscan import Texts
 
 K = OUTLIER_EXAMPLES
-# One candidate: (order key: x for the low side, -x for the high side; has id; id or ""; source;
-# x; id; snippet; tag). Sorting by the first four is the side's order; the tag tells one document
-# apart from another (a document may be a candidate on both sides), and is never compared.
-Entry = tuple[float, bool, str, str, float, str | None, str | None, tuple[int, int]]
+
+
+class Entry(NamedTuple):
+    key: float  # the side's order: -x on the high side, x on the low side (smaller first)
+    order: int  # the document's place in the corpus (ties: earlier first)
+    x: float
+    id: str | None
+    source: str
+    snippet: str | None
+
+
 Extremes = dict[tuple[str, int], list[Entry]]  # (feature, side: 0 high, 1 low) -> up to K entries
-
-
-_CHUNKS = itertools.count()  # tags: (chunk, row), unique within the process
 
 
 def merge(into: Extremes, more: Extremes) -> None:
     for key, entries in more.items():
-        into[key] = sorted(into.get(key, []) + entries, key=lambda e: e[:4])[:K]
+        into[key] = sorted(into.get(key, []) + entries)[:K]
 
 
-@njit(inline="always")
-def _id_less(a, b, id_data, id_offs, id_null):  # noqa: ANN001, ANN202
-    """Document a's id sorts before b's: null first, then by UTF-8 bytes (code point order), then a
-    before b when equal (the earlier document)."""
-    if id_null[a] != id_null[b]:
-        return id_null[a]
-    if not id_null[a]:
-        i, ie = id_offs[a], id_offs[a + 1]
-        j, je = id_offs[b], id_offs[b + 1]
-        # 8 bytes at a time while both have them (ids often share a long "source:file:" prefix).
-        while i + 8 <= ie and j + 8 <= je:
-            x = bswap(load8(id_data, i))
-            y = bswap(load8(id_data, j))
-            if x != y:
-                return x < y
-            i += 8
-            j += 8
-        while i < ie and j < je:
-            if id_data[i] != id_data[j]:
-                return id_data[i] < id_data[j]
-            i += 1
-            j += 1
-        if (i < ie) != (j < je):
-            return i == ie
-    return a < b
+def _side(key: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Rows of the K smallest keys (NaN never), ties to the smaller order, best first."""
+    ok = np.flatnonzero(~np.isnan(key))
+    if len(ok) > K:
+        kth = np.partition(key[ok], K - 1)[K - 1]
+        ok = ok[key[ok] <= kth]  # the K smallest and every tie of the K-th
+    return ok[np.lexsort((order[ok], key[ok]))][:K]
 
 
-@njit(nogil=True, cache=True)
-def _extremes(values, rows, id_data, id_offs, id_null, k):  # noqa: ANN001, ANN202
-    """Per feature (row of values) and side (0: largest first, 1: smallest first), the rows of the
-    k most extreme values among `rows` (NaN skipped), best first; -1 pads."""
-    values, rows = borrowed(values), borrowed(rows)
-    id_data, id_offs, id_null = borrowed(id_data), borrowed(id_offs), borrowed(id_null)
-    n_f = values.shape[0]
-    out = np.full((n_f, 2, k), -1, np.int64)
-    for f in range(n_f):
-        for side in range(2):
-            sign = 1.0 if side == 0 else -1.0
-            held = 0
-            for r in rows:
-                v = sign * values[f, r]
-                if v != v:
-                    continue
-                if held == k:  # the worst held one must lose to r
-                    w = out[f, side, k - 1]
-                    wv = sign * values[f, w]
-                    if v < wv or (v == wv and not _id_less(r, w, id_data, id_offs, id_null)):
-                        continue
-                    j = k - 1
-                else:
-                    j = held
-                    held += 1
-                while j > 0:  # insertion: move worse ones down
-                    p = out[f, side, j - 1]
-                    pv = sign * values[f, p]
-                    if pv > v or (pv == v and _id_less(p, r, id_data, id_offs, id_null)):
-                        break
-                    out[f, side, j] = p
-                    j -= 1
-                out[f, side, j] = r
-    return out
-
-
-def chunk_extremes(stacked: np.ndarray, rows: np.ndarray, ids: pa.Array, texts: Texts, source: str) -> Extremes:
-    """One source's candidates in one chunk (stacked: features by FEATURES order, rows: its documents)."""
-    if isinstance(ids, pa.ChunkedArray):
-        ids = ids.combine_chunks()
-    offs, data = utf8_buffers(ids)
-    null = ids.is_null().to_numpy(zero_copy_only=False) if ids.null_count else np.zeros(len(ids), bool)
-    picked = _extremes(stacked, np.ascontiguousarray(rows, np.int64), data, offs, null, K)
-    used = np.unique(picked[picked >= 0])
-    if len(used) == 0:
+def chunk_extremes(docs: pl.DataFrame, text: pl.Series) -> dict[str, Extremes]:
+    """Per source, one chunk's candidates (docs: features.Chunk.docs, text: its texts)."""
+    order = docs["order"].to_numpy()
+    source = docs["source"]
+    groups = ({source[0]: np.arange(docs.height)} if source.n_unique() == 1 else
+              {s: np.flatnonzero((source == s).to_numpy()) for s in source.unique(maintain_order=True)})
+    picked: dict[str, dict[tuple[str, int], np.ndarray]] = {}
+    for src, rows in groups.items():
+        for f in FEATURES:
+            x = docs[f].to_numpy()[rows]  # NaN where null
+            for side, sign in ((0, -1.0), (1, 1.0)):
+                got = rows[_side(sign * x, order[rows])]
+                if len(got):
+                    picked.setdefault(src, {})[(f, side)] = got
+    if not picked:
         return {}
-    snippets = texts.prefixes(SNIPPET_CHARS, used).to_pylist()
-    snip = dict(zip(used.tolist(), snippets, strict=True))
-    id_of = {r: None if null[r] else bytes(data[offs[r]:offs[r + 1]]).decode() for r in used.tolist()}
-    chunk = next(_CHUNKS)
-    out: Extremes = {}
-    for fi, f in enumerate(FEATURES):
-        for side in (0, 1):
-            entries = []
-            for r in picked[fi, side].tolist():
-                if r < 0:
-                    break
-                x = float(stacked[fi, r])
-                i = id_of[r]
-                entries.append((-x if side == 0 else x, i is not None, i or "", source, x, i, snip[r], (chunk, r)))
-            if entries:
-                out[(f, side)] = entries
+    used = np.unique(np.concatenate([r for per in picked.values() for r in per.values()]))
+    snip = dict(zip(used.tolist(), text.gather(used).str.slice(0, SNIPPET_CHARS).to_list(), strict=True))
+    ids = dict(zip(used.tolist(), docs["id"].gather(used).to_list(), strict=True))
+    out: dict[str, Extremes] = {}
+    for src, per in picked.items():
+        for (f, side), rows in per.items():
+            x = docs[f].to_numpy()
+            out.setdefault(src, {})[(f, side)] = [
+                Entry(-x[r] if side == 0 else x[r], int(order[r]), float(x[r]), ids[r], src, snip[r])
+                for r in rows.tolist()]
     return out

@@ -1,8 +1,9 @@
-"""Every per-document feature of one chunk: numpy arrays, one value per document.
+"""Every per-document feature of one chunk of documents, as one polars frame.
 
-The text figures come from textscan.py's kernel (one pass over the UTF-8 bytes); this module turns
-them into the features of docs/profile-format.md. A feature that does not apply (null text, no
-words, no lines) is NaN (in the spill too: a NaN costs nothing to write, a null a pass).
+Lengths, line ends and mojibake are polars expressions over the text column; character classes,
+words, scripts, lines and the near-duplicate sketch come from kernel.py, the one compiled pass; the
+line figures and the exact-duplicate key (the lines' normal form joined) from lines.py. A feature
+that does not apply (null text, no words, no lines) is null.
 """
 
 from __future__ import annotations
@@ -11,123 +12,121 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 
-from .chars import COUNTED
-from .constants import FEATURES, SCRIPTS, SNIPPET_CHARS
-from .lines import Lines, count_lines
-from .meta import json_meta_types
-from .textscan import Texts, scan_texts
+from corpus.stages.dedup import ExactDedup
+from corpus.stages.dedup_text import fmix64
+from corpus.stages.normalise import Normalisation
+
+from . import kernel
+from .constants import FEATURES, MOJIBAKE_AFTER_A
+from .lines import LINE_NORM, ChunkLines, chunk_lines
+from .meta import meta_column
+
+# The exact-duplicate key is a hash of the lines' normal form joined (lines.py): exact_dedup's normal form
+# while its normalisation is the lines' (its defaults), so the rate is what it would drop.
+assert Normalisation(ExactDedup().normalise) == LINE_NORM, "exact_dedup's normal form is no longer its lines' joined"
+MOJIBAKE = "\ufffd|[\u00c3\u00c2][{}]|\u00e2\u20ac|\u00ef\u00bb\u00bf".format(
+    "".join(f"\\x{{{c:x}}}" for c in MOJIBAKE_AFTER_A))
+SKETCH_COLS = tuple(f"s{i}" for i in range(kernel.SKETCH))
+_PICK_SEED = np.uint64(0x5851F42D4C957F2D)
 
 
 @dataclass
 class Chunk:
-    names: list[str]  # the sources, sorted
-    codes: np.ndarray  # each doc's source as an index into names
-    stacked: np.ndarray  # float64 [feature (FEATURES order), doc], NaN where a feature does not apply
-    values: dict[str, np.ndarray]  # the rows of stacked, by feature name
-    sums: dict[str, np.ndarray]  # per doc int64: bytes, n_chars, words, lines, est_tokens, replacements
-    is_null: np.ndarray
-    is_empty: np.ndarray
-    key: np.ndarray  # uint64 text key per doc (meaningless where is_null)
-    ids: pa.Array
-    texts: Texts
-    lang: pl.Series  # null without a lang column
-    lines: Lines
-    scripts: np.ndarray  # letters per (source, script)
-    meta: pl.DataFrame  # (source, key, type, n)
+    docs: pl.DataFrame  # one row per document (the columns of doc_features)
+    text: pl.Series  # the documents' texts (for outlier example snippets)
+    scripts: dict[str, np.ndarray]  # letters per script (kernel.Scan.scripts columns), per source
+    lines: ChunkLines  # per-document line figures, and the documents holding each line
     has_lang: bool  # the frame had a lang column
 
-    @property
-    def docs(self) -> pl.DataFrame:
-        """The features as a frame (id, source, features, h, snippet...): for tests."""
-        cols = {
-            "id": pl.Series(self.ids),
-            "source": pl.Series(self.names, dtype=pl.String).gather(self.codes),
-            "lang": self.lang,
-            "is_null": pl.Series(self.is_null),
-            "bytes": pl.Series(self.sums["bytes"]),
-            "n_chars": _nullable(self.sums["n_chars"], self.is_null),
-            "replacements": pl.Series(self.sums["replacements"]),
-            **{f: (_nullable(np.nan_to_num(self.values[f]).astype(np.int64), self.is_null) if f in _INT_COLUMNS
-                   else pl.Series(self.values[f], nan_to_null=True)) for f in FEATURES if f != "n_chars"},
-            "is_empty": pl.Series(self.is_empty),
-            "h": _nullable(self.key, self.is_null),
-            "snippet": pl.Series(self.texts.prefixes(SNIPPET_CHARS)),
-        }
-        return pl.DataFrame(cols)
+
+def check_frame(df: pl.DataFrame) -> None:
+    missing = [c for c in ("id", "text", "source") if c not in df.columns]
+    if missing:
+        raise ValueError(f"profile: frame lacks column(s) {missing} (has {df.columns})")
 
 
-_INT_COLUMNS = ("n_words", "n_lines", "est_tokens")
+def pick_keys(order: np.ndarray) -> np.ndarray:
+    """Each document's sampling key (a hash of its place in the corpus): the near-duplicate sample is
+    the documents with the smallest keys, a uniform sample whatever the order of the input."""
+    return fmix64(order.astype(np.uint64) ^ _PICK_SEED)
 
 
-def _nullable(values: np.ndarray, null: np.ndarray) -> pl.Series:
-    s = pl.Series(values)
-    return s.scatter(np.flatnonzero(null), None) if null.any() else s
+def chunk_features(df: pl.DataFrame, order: np.ndarray | None = None) -> Chunk:
+    """The features of one frame of documents (columns id, text, source; optional meta, lang).
+    order: each document's place in the corpus (int64, increasing), default its row."""
+    check_frame(df)
+    n = df.height
+    order = np.arange(n, dtype=np.int64) if order is None else np.asarray(order, np.int64)
+    text = df["text"].cast(pl.String)
+    has_lang = "lang" in df.columns
+    t = pl.col("text")
+    base = df.select(
+        pl.col("id").cast(pl.String),
+        pl.col("source").cast(pl.String).fill_null(""),
+        (pl.col("lang").cast(pl.String) if has_lang else pl.lit(None, pl.String)).alias("lang"),
+        t.is_null().alias("null"),
+        t.str.len_bytes().fill_null(0).cast(pl.Int64).alias("bytes"),
+        t.str.len_chars().fill_null(0).cast(pl.Int64).alias("chars"),
+        t.str.count_matches("\n", literal=True).fill_null(0).cast(pl.Int64).alias("newlines"),
+        t.str.ends_with("\n").fill_null(False).alias("ends_nl"),
+        t.str.count_matches(MOJIBAKE).fill_null(0).cast(pl.Int64).alias("replacements"),
+    )
+    scan = kernel.scan(text.to_arrow(), int(base["newlines"].sum()))
+    lines = chunk_lines(scan, base["source"])
+    docs = _frame(base, scan, lines, order)
+    docs = docs.with_columns(pl.when(~pl.col("null")).then(pl.Series(lines.key)).alias("h"))
+    scripts = _by_source(scan.scripts, base["source"])
+    return Chunk(docs.with_columns(meta_column(df)), text, scripts, lines, has_lang)
+
+
+def doc_features(df: pl.DataFrame) -> pl.DataFrame:
+    """The per-document features of a frame, one row per document: id, source, lang, null, empty,
+    bytes, replacements (mojibake), the FEATURES, h (the exact-duplicate key), order, pick and the
+    sketch columns (near-duplicate sampling), meta (as given)."""
+    return chunk_features(df).docs
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     """num / den where den > 0, else NaN (the feature does not apply)."""
     out = np.full(len(den), np.nan)
     ok = den > 0
-    out[ok] = num[ok].astype(np.float64) / den[ok].astype(np.float64)
+    out[ok] = num[ok] / den[ok]
     return out
 
 
-def source_codes(source: pl.Series) -> tuple[list[str], np.ndarray]:
-    """(sorted distinct sources, each doc's index into them)."""
-    source = source.cast(pl.String).fill_null("")
-    names = sorted(source.unique().to_list())
-    if len(names) == 1:
-        return names, np.zeros(len(source), np.int64)
-    return names, source.replace_strict({s: i for i, s in enumerate(names)}, return_dtype=pl.Int64).to_numpy()
-
-
-def doc_features(df: pl.DataFrame, meta: pl.DataFrame | None = None) -> Chunk:
-    """Every per-document feature of one frame (columns id, text, source; optional meta, lang).
-    meta: the chunk's (source, key, type, n) rows when the caller has them (else read from `meta`)."""
-    names, codes = source_codes(df["source"])
-    lang = df["lang"].cast(pl.String) if "lang" in df.columns else None
-    return features(Texts.from_series(df["text"]), df["id"].cast(pl.String).to_arrow(), names, codes, lang,
-                    json_meta_types(df) if meta is None else meta)
-
-
-def features(texts: Texts, ids: pa.Array, names: list[str], codes: np.ndarray, lang: pl.Series | None,
-             meta: pl.DataFrame) -> Chunk:
-    """The features of documents given as raw texts (the fast JSONL path builds no frame)."""
-    n = len(texts)
-    scan = scan_texts(texts, codes, len(names), len(SCRIPTS) + 1)
+def _frame(base: pl.DataFrame, scan: kernel.Scan, lines: ChunkLines, order: np.ndarray) -> pl.DataFrame:
     c = scan.counts
-    nbytes = np.diff(texts.offs)
-    n_chars = c["n_chars"]
-    ends_nl = (nbytes > 0) & (texts.data[np.maximum(texts.offs[1:] - 1, 0)] == 10)
-    live = ~texts.null
-    words = c["words"]
-    n_lines = c["newlines"] + (nbytes > 0) - ends_nl
-    est_tokens = (nbytes + 3) // 4
+    nb, distinct, term = lines.nb, lines.distinct, lines.term
+    null = base["null"].to_numpy()
+    nbytes, chars, words = base["bytes"].to_numpy(), base["chars"].to_numpy(), c["words"]
+    n_lines = base["newlines"].to_numpy() + ((nbytes > 0) & ~base["ends_nl"].to_numpy())
+    est_tokens = (nbytes + 3) // 4  # corpus.units.est_tokens, per document
     values = {
-        "n_chars": n_chars, "n_words": words, "n_lines": n_lines, "est_tokens": est_tokens,
-        "mean_word_len": _ratio(n_chars - c["space"], words),
-        **{f"frac_{k}": _ratio(c[k], n_chars) for k in COUNTED},
-        "frac_lines_terminal_punct": _ratio(c["terminal_lines"], c["nb_lines"]),
+        "n_chars": chars, "n_words": words, "n_lines": n_lines, "est_tokens": est_tokens,
+        "mean_word_len": _ratio(chars - c["space"], words),
+        **{f"frac_{k}": _ratio(c[k], chars) for k in kernel.CLASSES},
+        "frac_lines_terminal_punct": _ratio(term, nb),
         # Non-blank lines that repeat an earlier line of the same doc, over its non-blank lines.
-        "dup_line_ratio": _ratio(c["nb_lines"] - c["distinct_lines"], c["nb_lines"]),
-        "frac_replacement": _ratio(c["replacements"], n_chars),
+        "dup_line_ratio": _ratio(nb - distinct, nb),
+        "frac_replacement": _ratio(base["replacements"].to_numpy(), chars),
     }
-    for f in ("n_chars", "n_words", "n_lines", "est_tokens"):
-        values[f] = np.where(live, values[f], np.nan)
-    # One array for the compiled passes over every feature (histograms, outlier candidates).
-    stacked = np.stack([values[f] for f in FEATURES]).astype(np.float64, copy=False)
-    sums = {"bytes": nbytes, "n_chars": n_chars, "words": words * live, "lines": n_lines * live,
-            "est_tokens": est_tokens * live, "replacements": c["replacements"]}
-    # ASCII letters are Latin: the kernel counted only the non-ASCII ones per script.
-    scripts = scan.scripts.copy()
-    letters = np.bincount(codes, weights=c["alpha"], minlength=len(names)).astype(np.int64)
-    scripts[:, 1] += letters - scripts.sum(axis=1)
-    return Chunk(
-        names=names, codes=codes, stacked=stacked, values=dict(zip(FEATURES, stacked, strict=True)), sums=sums,
-        is_null=texts.null, is_empty=live & (words == 0),
-        key=scan.key, ids=ids, texts=texts,
-        lang=lang if lang is not None else pl.Series("lang", [None] * n, dtype=pl.String),
-        lines=count_lines(scan, codes, names), scripts=scripts, meta=meta, has_lang=lang is not None,
-    )
+    feats = {f: pl.Series(f, np.where(null, np.nan, values[f]).astype(np.float64), nan_to_null=True)
+             for f in FEATURES}
+    live = ~null
+    sketch = {name: pl.Series(name, scan.sketch[:, i]).scatter(np.flatnonzero(scan.sketch[:, i] == kernel.NONE), None)
+              for i, name in enumerate(SKETCH_COLS)}
+    return pl.DataFrame([
+        pl.Series("order", order), base["id"], base["source"], base["lang"],
+        pl.Series("pick", pick_keys(order)), *sketch.values(),
+        base["null"], pl.Series("empty", live & (words == 0)), pl.Series("bytes", nbytes), base["replacements"],
+        *feats.values(),
+    ])
+
+
+def _by_source(per_doc: np.ndarray, source: pl.Series) -> dict[str, np.ndarray]:
+    if source.n_unique() == 1:
+        return {source[0]: per_doc.sum(axis=0)}
+    cols = [f"c{i}" for i in range(per_doc.shape[1])]
+    sums = pl.DataFrame(per_doc, schema=cols).with_columns(source).group_by("source").agg(pl.col(cols).sum())
+    return {row[0]: np.array(row[1:], np.int64) for row in sums.iter_rows()}

@@ -1,110 +1,75 @@
-"""Lines: the most repeated lines across documents, counted per chunk and merged in bounded memory.
+"""Lines: per-document line figures, and the most repeated lines across documents in bounded memory.
 
-textscan.py's kernel gives every non-blank line of a chunk (stripped, inner whitespace runs
-collapsed to one space) as a hash and a span of the raw text. Each chunk counts, per source, the
-docs holding each line of >= MIN_LINE_CHARS characters (once per doc); a Misra-Gries table per
-source keeps the frequent ones in bounded memory, and the per-chunk counts are spilled so the
-final counts of the candidates are exact. Only candidates get their text: the raw span, normalised.
-Counting is one compiled pass over a hash table; a table is arrays plus texts by hash, like sample.py's.
+A document's lines are its "\\n"-separated parts in the whitespace normal form of
+the ``exact`` level of ``stages/normalise.py`` (exact_dedup's default: NFC, stripped, whitespace runs
+made one space); blank ones are dropped. Joined by " ", they are the document's own normal form, whose hash is
+the exact-duplicate key. The kernel splits and hashes the lines; those it cannot vouch are in normal
+form already are normalised here by Normalisation. Per chunk, polars counts for each source the
+documents holding each line of >= MIN_LINE_CHARS characters (once per document); a Misra-Gries
+table per source keeps the frequent ones in bounded memory, and the per-chunk counts are spilled, so
+the final counts of the candidates are exact (spill.line_counts).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
-from numba import njit
 
+from corpus.stages.dedup_text import fmix64
+from corpus.stages.normalise import Normalisation
+
+from . import kernel
 from .constants import LINE_TABLE, MIN_LINE_CHARS, TOP_LINES
-from .sample import sum_by_key
-from .textscan import TextScan
 
-# The whitespace that strip_chars() and the kernel know besides " " and "\n" (Unicode White_Space).
-_OTHER_WS = ["\t", "\r", "\x0b", "\x0c", "\x85", "\xa0", "\u1680", *map(chr, range(0x2000, 0x200B)), "\u2028",
-             "\u2029", "\u202f", "\u205f", "\u3000"]
-
-
-def normalise(s: pl.Series) -> pl.Series:
-    """Stripped, inner whitespace runs made one space (the kernel's normal form, as text)."""
-    s = s.str.strip_chars().str.replace_many(_OTHER_WS, [" "] * len(_OTHER_WS))
-    while True:
-        idx = s.str.contains("  ", literal=True).fill_null(False).arg_true()
-        if len(idx) == 0:
-            return s
-        s = s.scatter(idx, s.gather(idx).str.replace_all("  ", " ", literal=True))
+LINE_NORM = Normalisation("exact")
 
 
 @dataclass
-class Lines:
-    """A chunk's counted lines: per (source code, hash), in first-occurrence order, the docs holding
-    it and where its first occurrence is (a span of data)."""
-
-    names: list[str]
-    src: np.ndarray
-    h: np.ndarray
-    n: np.ndarray
-    lo: np.ndarray
-    hi: np.ndarray
-    data: np.ndarray
-    chars: np.ndarray  # characters of each one's normal form
-
-    def text(self, rows: np.ndarray) -> list[str]:
-        """The normal form of the given counted lines. A raw span as long as its normal form is in
-        normal form already (normalising only removes characters): only the others go to polars."""
-        raw = [bytes(self.data[a:b]).decode("utf-8") for a, b in zip(self.lo[rows], self.hi[rows], strict=True)]
-        odd = [i for i, (t, c) in enumerate(zip(raw, self.chars[rows].tolist(), strict=True)) if len(t) != c]
-        if odd:
-            fixed = normalise(pl.Series([raw[i] for i in odd], dtype=pl.String)).to_list()
-            for i, t in zip(odd, fixed, strict=True):
-                raw[i] = t
-        return raw
+class ChunkLines:
+    nb: np.ndarray  # per doc: non-blank lines,
+    distinct: np.ndarray  # distinct ones among them,
+    term: np.ndarray  # those ending in TERMINAL_PUNCT,
+    key: np.ndarray  # and the hash of the document's normal form (its lines joined by " ")
+    counts: pl.DataFrame  # (source, h, n, row): documents holding each line of >= MIN_LINE_CHARS chars,
+    #                       per source, and the row (in this chunk's lines) of its first occurrence
+    texts: Callable[[np.ndarray], list[str]]  # the normal form of lines, by row
 
 
-def count_lines(scan: TextScan, codes: np.ndarray, names: list[str]) -> Lines:
-    """Per source, the docs holding each line of >= MIN_LINE_CHARS characters in this chunk."""
-    keep = np.flatnonzero(scan.line_chars >= MIN_LINE_CHARS)
-    doc = scan.line_doc[keep]
-    src = codes[doc] if len(names) > 1 else np.zeros(len(doc), np.int64)
-    k_src, k_h, k_n, k_first = _count(doc, scan.line_hash[keep], src)
-    at = keep[k_first]
-    return Lines(names, k_src, k_h, k_n, scan.line_lo[at], scan.line_hi[at], scan.data, scan.line_chars[at])
+def chunk_lines(scan: kernel.Scan, source: pl.Series) -> ChunkLines:
+    """The lines the kernel split (odd ones normalised by LINE_NORM here), per document and counted."""
+    lines, n = scan.lines, len(scan.sketch)
+    h, chars, size = lines.hash.copy(), lines.chars.copy(), lines.hi - lines.lo
+    odd = np.flatnonzero(lines.odd)
+    fixed = pl.Series(dtype=pl.String)
+    if len(odd):
+        raw = pl.Series(kernel.spans(scan.data, lines.lo[odd], lines.hi[odd]))
+        fixed = LINE_NORM.apply(raw)
+        h[odd] = kernel.hash_strings(fixed.to_arrow())
+        chars[odd] = fixed.str.len_chars().to_numpy()
+        size[odd] = fixed.str.len_bytes().to_numpy()
+    nb = np.bincount(lines.doc, minlength=n)
+    term = np.bincount(lines.doc, weights=lines.terminal, minlength=n).astype(np.int64)
+    first = kernel.first_lines(lines.doc, h)  # a line repeated in its document counts once
+    distinct = np.bincount(lines.doc, weights=first, minlength=n).astype(np.int64)
+    key = fmix64(kernel.join_hashes(lines.doc, h, size, n))
+    long = np.flatnonzero(first & (chars >= MIN_LINE_CHARS))
+    frame = pl.DataFrame({"h": h[long], "row": long})
+    if source.n_unique() == 1:
+        counts = frame.group_by("h").agg(pl.len().cast(pl.Int64).alias("n"), pl.col("row").first())
+        counts = counts.select(pl.lit(source[0] if len(source) else "", pl.String).alias("source"), "h", "n", "row")
+    else:
+        counts = (frame.with_columns(source.gather(lines.doc[long]).alias("source")).group_by("source", "h")
+                  .agg(pl.len().cast(pl.Int64).alias("n"), pl.col("row").first()))
 
+    def texts(rows: np.ndarray) -> list[str]:
+        at = np.minimum(np.searchsorted(odd, rows), max(len(odd) - 1, 0))
+        return [fixed[int(a)] if len(odd) and odd[a] == r else bytes(scan.data[lines.lo[r]:lines.hi[r]]).decode()
+                for r, a in zip(rows.tolist(), at.tolist(), strict=True)]
 
-@njit(nogil=True, cache=True)
-def _count(doc, h, src):  # noqa: ANN001, ANN202
-    """Distinct (source, hash) pairs in first-occurrence order: (source, hash, docs holding it, its
-    first row). One pass over a hash table of row numbers (lines come in doc order, so a repeat in
-    the same doc is the entry's last doc); a sort of every line cost several times as much."""
-    n = len(h)
-    size = 16
-    while size < 2 * n:
-        size *= 2
-    mask = np.uint64(size - 1)
-    table = np.full(size, -1, np.int32)  # entry of each slot
-    k_src = np.empty(n, np.int64)
-    k_h = np.empty(n, np.uint64)
-    k_n = np.empty(n, np.int64)
-    k_first = np.empty(n, np.int64)
-    last_doc = np.empty(n, np.int64)
-    m = 0
-    for i in range(n):
-        key, s = h[i], src[i]
-        slot = (key ^ (np.uint64(s) * np.uint64(0x9E3779B97F4A7C15))) & mask  # the hashes are mixed already
-        while True:
-            e = table[slot]
-            if e < 0:
-                table[slot] = m
-                k_src[m], k_h[m], k_n[m], k_first[m], last_doc[m] = s, key, 1, i, doc[i]
-                m += 1
-                break
-            if k_h[e] == key and k_src[e] == s:
-                if last_doc[e] != doc[i]:
-                    k_n[e] += 1
-                    last_doc[e] = doc[i]
-                break
-            slot = (slot + np.uint64(1)) & mask
-    return k_src[:m], k_h[:m], k_n[:m], k_first[:m]
+    return ChunkLines(nb, distinct, term, key, counts, texts)
 
 
 # ---------------------------------------------------------------- Misra-Gries tables of frequent lines
@@ -112,64 +77,64 @@ def _count(doc, h, src):  # noqa: ANN001, ANN202
 
 @dataclass
 class LineTable:
-    """A source's Misra-Gries table: hashes (sorted), counts, and each one's line."""
+    """A source's Misra-Gries table: line hashes (sorted), counts, and each one's line."""
 
     h: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
     n: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     line: dict[int, str] = field(default_factory=dict)
+    capacity: int = LINE_TABLE
 
     def __len__(self) -> int:
         return len(self.h)
 
+    @classmethod
+    def of(cls, counts: pl.DataFrame, texts: Callable[[np.ndarray], list[str]],
+           capacity: int = LINE_TABLE) -> LineTable:
+        """One chunk's counts of one source (h, n, row), pruned by the same Misra-Gries step; texts:
+        the lines' normal forms by row (only the survivors' are made)."""
+        rows, n = _survivors(counts["n"].to_numpy(), capacity)
+        part = counts[rows].with_columns(pl.Series("n", n)).sort("h")
+        lines = texts(part["row"].to_numpy())
+        return cls(part["h"].to_numpy(), part["n"].to_numpy(), dict(zip(part["h"], lines, strict=True)), capacity)
+
     def merge(self, o: LineTable) -> LineTable:
-        """Misra-Gries merge: add counts, then prune. Bounded at LINE_TABLE entries; any line in more
-        than 1/LINE_TABLE of all counted line occurrences is kept (its exact count comes later from
-        the spilled hashes)."""
+        """Misra-Gries merge: add counts, then prune. Bounded at `capacity` entries; any line in more
+        than 1/capacity of all counted line occurrences is kept (its exact count comes later from the
+        spilled counts)."""
         if len(o) == 0:
             return self
         if len(self) == 0:
             return o
-        h, n = _prune(*sum_by_key(self.h, self.n, o.h, o.n))
-        return LineTable(h, n, {k: self.line[k] if k in self.line else o.line[k] for k in h.tolist()})
+        h, n = sum_by_key(self.h, self.n, o.h, o.n)
+        rows, n = _survivors(n, self.capacity)
+        h = h[rows]
+        return LineTable(h, n, {k: self.line[k] if k in self.line else o.line[k] for k in h.tolist()}, self.capacity)
 
     def frame(self) -> pl.DataFrame:
         return pl.DataFrame({"h": self.h, "line": [self.line[k] for k in self.h.tolist()]},
                             schema={"h": pl.UInt64, "line": pl.String})
 
 
-def _prune(h: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Misra-Gries step: take the (k+1)-th largest count off every count, keep the positive ones."""
-    rows, n = _survivors(n)
-    return h[rows], n
+def sum_by_key(h1: np.ndarray, n1: np.ndarray, h2: np.ndarray, n2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct keys sorted, summed counts) of two keyed count arrays."""
+    h = np.concatenate([h1, h2])
+    n = np.concatenate([n1, n2])
+    order = np.argsort(h, kind="stable")
+    h, n = h[order], n[order]
+    starts = np.flatnonzero(np.concatenate([[True], h[1:] != h[:-1]])) if len(h) else np.zeros(0, np.int64)
+    return h[starts], np.add.reduceat(n, starts) if len(h) else n
 
 
-def _survivors(n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _survivors(n: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The Misra-Gries step on counts n: (rows kept, their counts less the (k+1)-th largest)."""
-    if len(n) <= LINE_TABLE:
+    if len(n) <= k:
         return np.arange(len(n)), n
     big = np.flatnonzero(n > 1)
-    if len(big) <= LINE_TABLE:  # then the (k+1)-th largest count is 1 (most chunks: no partition)
+    if len(big) <= k:  # then the (k+1)-th largest count is 1 (most chunks: no partition)
         return big, n[big] - 1
-    cut = np.partition(n, len(n) - LINE_TABLE - 1)[len(n) - LINE_TABLE - 1]
+    cut = np.partition(n, len(n) - k - 1)[len(n) - k - 1]
     rows = np.flatnonzero(n > cut)
     return rows, n[rows] - cut
-
-
-def chunk_candidates(lines: Lines) -> dict[str, LineTable]:
-    """Per source: this chunk's counts pruned (the same Misra-Gries step), survivors named."""
-    out = {}
-    codes = [0] if len(lines.names) == 1 else np.unique(lines.src).tolist()
-    for c in codes:
-        mine = np.arange(len(lines.src)) if len(lines.names) == 1 else np.flatnonzero(lines.src == c)
-        rows, n = _survivors(lines.n[mine])
-        if len(rows) == 0:
-            continue
-        rows = mine[rows]
-        order = np.argsort(lines.h[rows])  # a table's hashes are sorted
-        rows, n = rows[order], n[order]
-        h = lines.h[rows]
-        out[lines.names[c]] = LineTable(h, n, dict(zip(h.tolist(), lines.text(rows), strict=True)))
-    return out
 
 
 def top_lines(counts: pl.DataFrame) -> list[dict]:

@@ -1,14 +1,14 @@
-"""Field presence and JSON types of ``meta``: (source, key, type, n) rows per chunk.
+"""Field presence and JSON types of ``meta``: (source, key, type, n) rows for the whole corpus.
 
-Documents carry meta as a JSON object string; DuckDB's vectorised JSON functions read its top-level
-keys and their types. Raw JSONL read by the profiler's own fast path never builds that string: the
-other fields are typed polars columns, and a field's JSON type follows from its dtype (the string
-the reader would have written for it has exactly that type), its presence from its null count.
+Documents carry meta as a JSON object string (the readers write it). Each chunk spills it beside its
+features (spill.py); at the end one DuckDB query reads every spilled meta string with its vectorised
+JSON functions (its top-level keys, and each value's type). One connection, after the chunks: a
+connection per thread held its buffers through the whole run (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
-import threading
+from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -16,74 +16,27 @@ import polars as pl
 META_SCHEMA = {"source": pl.String, "key": pl.String, "type": pl.String, "n": pl.Int64}
 _JSON_TYPES = {"VARCHAR": "string", "BIGINT": "integer", "UBIGINT": "integer", "HUGEINT": "integer",
                "DOUBLE": "number", "BOOLEAN": "boolean", "NULL": "null", "OBJECT": "object", "ARRAY": "array"}
-_local = threading.local()
 
 
-def _connection() -> duckdb.DuckDBPyConnection:
-    """One in-memory DuckDB per thread (a connection is not shared between threads; one per chunk
-    would cost its start-up every time)."""
-    con = getattr(_local, "con", None)
-    if con is None:
-        con = _local.con = duckdb.connect()
-        con.sql("SET threads = 1")
-    return con
+def meta_column(df: pl.DataFrame) -> pl.Series:
+    """The frame's meta JSON strings (null where it has none)."""
+    if "meta" in df.columns and df.schema["meta"] == pl.String:
+        return df["meta"]
+    return pl.Series("meta", [None] * df.height, dtype=pl.String)
 
 
-def empty_meta() -> pl.DataFrame:
-    return pl.DataFrame(schema=META_SCHEMA)
-
-
-def json_meta_types(df: pl.DataFrame) -> pl.DataFrame:
-    """From a `meta` column of JSON object strings (a JSON pointer per key, so any key name works)."""
-    if "meta" not in df.columns or df.schema["meta"] != pl.String:
-        return empty_meta()
-    con = _connection()
-    con.register("chunk_meta", df.select(pl.col("source").cast(pl.String).fill_null(""), "meta").to_arrow())
-    try:
-        rows = con.sql(
-            "SELECT source, k AS key, json_type(meta, '/' || replace(replace(k, '~', '~0'), '/', '~1')) AS type, "
-            "count(*) AS n FROM (SELECT source, meta, unnest(json_keys(meta)) AS k FROM chunk_meta "
-            "WHERE json_valid(meta)) GROUP BY ALL"
-        ).pl()
-    finally:
-        con.unregister("chunk_meta")
+def meta_types(files: list[Path]) -> pl.DataFrame:
+    """(source, key, type, n) over the spilled features' `meta` column (a JSON pointer per key, so any
+    key name works)."""
+    if not files:
+        return pl.DataFrame(schema=META_SCHEMA)
+    query = ("SELECT source, k AS key, json_type(meta, '/' || replace(replace(k, '~', '~0'), '/', '~1')) AS type, "
+             "count(*) AS n FROM (SELECT source, meta, unnest(json_keys(meta)) AS k FROM read_parquet(?) "
+             "WHERE meta IS NOT NULL AND json_valid(meta)) GROUP BY ALL")
+    with duckdb.connect() as con:
+        con.execute("SET threads = 2")
+        rows = con.sql(query, params=[[str(f) for f in files]]).pl()
     if rows.height == 0:
-        return empty_meta()
+        return pl.DataFrame(schema=META_SCHEMA)
     return rows.with_columns(pl.col("type").replace_strict(_JSON_TYPES, default=pl.col("type").str.to_lowercase()),
                              pl.col("n").cast(pl.Int64))
-
-
-def dtype_json_type(dtype: pl.DataType) -> str | None:
-    """The JSON type polars writes a non-null value of this dtype as; None where not certain."""
-    if dtype == pl.String:
-        return "string"
-    if dtype == pl.Boolean:
-        return "boolean"
-    if dtype.is_integer():
-        return "integer"
-    if dtype.is_float():
-        return "number"
-    if isinstance(dtype, pl.List | pl.Array):
-        return "array"
-    if isinstance(dtype, pl.Struct):
-        return "object"
-    return None
-
-
-def column_meta_types(df: pl.DataFrame, columns: list[str], source: str) -> pl.DataFrame | None:
-    """Meta rows from typed columns (each non-null value is one present field); None when a column's
-    JSON form is not certain (then the caller builds the JSON strings instead)."""
-    rows = []
-    for c in columns:
-        dtype = df.schema[c]
-        if dtype == pl.Null:
-            continue  # null everywhere: absent from every record's meta
-        typ = dtype_json_type(dtype)
-        if typ is None:
-            return None
-        if dtype.is_float() and not df[c].is_finite().fill_null(True).all():
-            return None  # inf/NaN have no JSON form
-        n = df.height - df[c].null_count()
-        if n:
-            rows.append((source, c, typ, n))
-    return pl.DataFrame(rows, schema=META_SCHEMA, orient="row") if rows else empty_meta()

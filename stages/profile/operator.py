@@ -18,8 +18,8 @@ from .summary import finish, write_profile
 @dataclass
 class Profile(SinkOperator):
     """Profiles the corpus at its place in the pipeline into ``profile.json`` in its artifacts folder
-    (format: docs/profile-format.md); documents pass on unchanged. ``near_dup_sample``: distinct texts
-    in the MinHash sample."""
+    (format: docs/profile-format.md); documents pass on unchanged. ``near_dup_sample``: documents
+    sampled per section for the near-duplicate rate."""
 
     name = "profile"
     needs = {"id": pl.String, "text": pl.String, "source": pl.String}
@@ -35,9 +35,11 @@ class Profile(SinkOperator):
         groups = [tuple(units[i::n_jobs]) for i in range(n_jobs)] if n_jobs else []
         jobs = [Job(g, str(spill), self.near_dup_sample) for g in groups]
         acc = Acc(sample_size=self.near_dup_sample)
-        for part in ctx.pool_map(run_job, jobs):
-            acc.merge(part)
-        profile = finish(acc, spill, ctx.label, quarantine=False)
-        write_profile(profile, ctx.artifacts)
-        done(spill, self.keep_features)
+        try:
+            for part in ctx.pool_map(run_job, jobs):
+                acc.merge(part)
+            profile = finish(acc, spill, ctx.label, quarantine=False)
+            write_profile(profile, ctx.artifacts)
+        finally:
+            done(spill, self.keep_features)
         return {"docs": profile["overall"]["docs"]}

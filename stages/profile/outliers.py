@@ -1,99 +1,188 @@
-"""Outliers: documents with |robust z| > 3.5 on a feature, counted and shown, per section.
+"""Outliers: documents far from their section's bulk on a feature, counted and shown, per section.
 
-Each doc is judged against its section's median and robust scale (from the fine histograms, see
-histograms.py): the whole corpus for the overall section, its source for the per-source one. Both
-need the final figures, so the counts come from one streaming polars query over the spilled
-features. The examples (OUTLIER_EXAMPLES per section and feature: largest |z| first, ties by id
-(null first), value, source) are the section's furthest documents from its median, so they are
-picked from the candidates kept while streaming (extremes.py): no text is read again.
+The rule (RULE), per section (a source, or the whole corpus) and feature: on a log scale for counts
+and lengths (log(1 + x)) or a logit scale for fractions (log((x + eps) / (1 - x + eps))), a document
+is flagged when its robust z-score (distance from the median over 1.4826 * MAD; where over half the
+documents share the median, the 10-90% or 1-99% quantile spread stands in for the MAD) is beyond
+Z_THRESHOLD *and* it is among the OUTLIER_SHARE most extreme documents on its side (OUTLIER_MIN_DOCS
+in a small section). On the raw scale this is two bounds, ``low`` and ``high``: flagged means
+x < low or x > high. (Raw z-scores flagged up to a quarter of a corpus: skewed lengths, and
+fractions that are mostly 0.)
+
+Medians, spreads and quantiles come from the fine histograms (histograms.py); the counts from one
+streaming polars query over the spilled features; the examples (OUTLIER_EXAMPLES per section and
+feature: largest |z| first, then the earlier document) from the candidates kept while streaming
+(extremes.py).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from .aggregate import Acc, SourceAcc
-from .constants import FEATURES, OUTLIER_EXAMPLES, Z_THRESHOLD
+from .constants import (
+    FEATURES,
+    LOG_FEATURES,
+    LOGIT_EPS,
+    OUTLIER_EXAMPLES,
+    OUTLIER_MIN_DOCS,
+    OUTLIER_SHARE,
+    Z_THRESHOLD,
+)
 from .extremes import Entry
-from .histograms import num, robust_params
+from .histograms import Cdf, bins, num, quantile
+
+RULE = (f"|robust z| > {Z_THRESHOLD:g} on log(1 + x) for counts and lengths, logit(x) for fractions (median, "
+        f"1.4826 x MAD, per section), and among the {100 * OUTLIER_SHARE:g}% (at least {OUTLIER_MIN_DOCS}) most "
+        f"extreme documents on its side: flagged when x < low or x > high")
+_NORMAL_SPREADS = ((0.1, 2.5631), (0.01, 4.6527))  # quantile q: (Q(1-q) - Q(q)) / c estimates sigma
+
+
+def to_scale(f: str) -> tuple[Callable[[float], float], Callable[[float], float]]:
+    """(t, inverse of t): the feature's outlier scale."""
+    if f in LOG_FEATURES:
+        return math.log1p, math.expm1
+    e = LOGIT_EPS
+
+    def logit(x: float) -> float:
+        return math.log((x + e) / (1 - x + e))
+
+    def inverse(y: float) -> float:
+        if y > 700:
+            return 1.0 + e
+        w = math.exp(y)
+        return ((1 + e) * w - e) / (1 + w)
+
+    return logit, inverse
+
+
+@dataclass(frozen=True)
+class Bounds:
+    low: float
+    high: float
+    centre: float  # median on the scale
+    scale: float  # robust sigma on the scale (0: none; then only the quantile bounds apply)
+
+    def z(self, f: str, x: float) -> float | None:
+        return (to_scale(f)[0](x) - self.centre) / self.scale if self.scale > 0 else None
+
+
+def bounds(acc: SourceAcc, f: str) -> Bounds | None:
+    """The section's outlier bounds for feature f (None: no values)."""
+    if acc.n[f] == 0:
+        return None
+    b, c, vmin, vmax = bins(f), acc.hist[f], acc.mins[f], acc.maxs[f]
+    t, inv = to_scale(f)
+
+    def q(p: float) -> float:
+        return quantile(b, c, p, vmin, vmax)
+
+    med = q(0.5)
+    m = t(med)
+    sigma = _mad(b, c, vmin, vmax, f, m) * 1.4826
+    for p, k in _NORMAL_SPREADS:
+        if sigma > 1e-12:
+            break
+        sigma = (t(q(1 - p)) - t(q(p))) / k
+    sigma = sigma if sigma > 1e-12 else 0.0
+    lo_z, hi_z = (inv(m - Z_THRESHOLD * sigma), inv(m + Z_THRESHOLD * sigma)) if sigma else (med, med)
+    # At most OUTLIER_SHARE of the documents a side (OUTLIER_MIN_DOCS in a small section): beyond the
+    # z bound and beyond that quantile.
+    share = max(OUTLIER_SHARE, OUTLIER_MIN_DOCS / acc.n[f])
+    lo_q, hi_q = (q(share), q(1 - share)) if share < 0.5 else (med, med)
+    top = math.inf if f in LOG_FEATURES else 1.0  # a logit bound can fall a hair outside [0, 1]
+    return Bounds(max(0.0, min(lo_z, lo_q)), min(top, max(hi_z, hi_q)), m, sigma)
+
+
+def _mad(b, c: np.ndarray, vmin: float, vmax: float, f: str, m: float) -> float:  # noqa: ANN001
+    """Median absolute deviation from m on the feature's scale (0 when half the mass is at the median)."""
+    t, inv = to_scale(f)
+    n = float(c.sum())
+    cdf = Cdf(b, c, vmin, vmax)
+    med = inv(m)
+    if cdf(med, True) - cdf(med, False) >= n / 2:
+        return 0.0
+    lo_d, hi_d = 0.0, max(t(vmax) - m, m - t(vmin))
+    while hi_d - lo_d > 1e-9 * max(hi_d, 1.0):  # bisection on the mass within [m - d, m + d]
+        mid = (lo_d + hi_d) / 2
+        inside = cdf(inv(m + mid), True) - cdf(inv(m - mid), False)
+        lo_d, hi_d = (lo_d, mid) if inside >= n / 2 else (mid, hi_d)
+    return hi_d
 
 
 def outliers(files: list[Path], acc: Acc, overall: SourceAcc) -> dict[str, dict[str, dict]]:
-    """{section: {feature: {count, examples}}}; section "" is the whole corpus."""
+    """{section: {feature: {count, low, high, examples}}}; section "" is the whole corpus."""
     names = sorted(acc.sources)
-    med_all, scale_all = _params([robust_params(overall)])
-    # One source: its figures are the overall ones (the fine histograms' search is not free).
-    med_src, scale_src = (med_all, scale_all) if len(names) == 1 else _params(
-        [robust_params(acc.sources[s]) for s in names])
-    counts = _counts(files, names, med_src, scale_src, med_all, scale_all)
+    sections = {"": overall, **{s: acc.sources[s] for s in names}}
+    found = {s: {f: bounds(a, f) for f in FEATURES} for s, a in sections.items()}
+    counts = _counts(files, names, found)
     out: dict[str, dict[str, dict]] = {}
-    for i, section in enumerate([*names, ""]):
-        src = acc.sources[section] if section else overall
-        med, sc = (med_src[i], scale_src[i]) if section else (med_all[0], scale_all[0])
-        out[section] = {f: {"count": int(counts[i, j]), "examples": _examples(
-            src.extremes.get((f, 0), []) + src.extremes.get((f, 1), []), med[j], sc[j])}
-            for j, f in enumerate(FEATURES)}
-    return {"": out.pop(""), **out}
+    for s, a in sections.items():
+        out[s] = {}
+        for f in FEATURES:
+            bd = found[s][f]
+            entries = a.extremes.get((f, 0), []) + a.extremes.get((f, 1), [])
+            out[s][f] = {"count": int(counts[s][f]), "low": _bound(f, bd, "low"), "high": _bound(f, bd, "high"),
+                         "examples": _examples(f, entries, bd)}
+    return out
 
 
-def _examples(entries: list[Entry], med: float, sc: float) -> list[dict]:
-    """The best OUTLIER_EXAMPLES outliers among a section's candidates (both sides)."""
-    if math.isnan(sc):
+def _bound(f: str, bd: Bounds | None, side: str) -> float | None:
+    if bd is None:
+        return None
+    return num(getattr(bd, side))
+
+
+def _examples(f: str, entries: list[Entry], bd: Bounds | None) -> list[dict]:
+    """The OUTLIER_EXAMPLES flagged candidates furthest from the median (both sides)."""
+    if bd is None:
         return []
+    t = to_scale(f)[0]
     seen, cand = set(), []
-    for _, has_id, id_key, source, x, i, snip, tag in entries:
-        z = (x - med) / sc
-        if tag in seen or not abs(z) > Z_THRESHOLD:
+    for e in entries:
+        if e.order in seen or not (e.x < bd.low or e.x > bd.high):
             continue
-        seen.add(tag)
-        cand.append((-abs(z), has_id, id_key, x, source, z, i, snip))
-    best = sorted(cand, key=lambda t: t[:5])[:OUTLIER_EXAMPLES]
-    return [{"id": i, "source": s, "value": num(x), "robust_z": num(z), "snippet": snip}
-            for _, _, _, x, s, z, i, snip in best]
+        seen.add(e.order)
+        cand.append((-abs(t(e.x) - bd.centre), e.order, e))
+    return [{"id": e.id, "source": e.source, "value": num(e.x), "robust_z": num(bd.z(f, e.x)), "snippet": e.snippet}
+            for _, _, e in sorted(cand)[:OUTLIER_EXAMPLES]]
 
 
-def _counts(files: list[Path], names: list[str], med_src: np.ndarray, scale_src: np.ndarray,
-            med_all: np.ndarray, scale_all: np.ndarray) -> np.ndarray:
-    """[section (sources, then overall), feature] counts of |z| > Z_THRESHOLD, in one streaming
-    scan of the spill (float64, z computed as the examples' is)."""
-    counts = np.zeros((len(names) + 1, len(FEATURES)), np.int64)
+def _counts(files: list[Path], names: list[str], found: dict[str, dict[str, Bounds | None]]) -> dict[str, dict]:
+    """Flagged documents per section and feature, in one streaming scan of the spill."""
+    counts = {s: dict.fromkeys(FEATURES, 0) for s in found}
     if not files:
         return counts
 
-    def hits(f: str, med: pl.Expr | float, sc: pl.Expr | float) -> pl.Expr:
+    def flagged(f: str, bd: Bounds | None, lo: pl.Expr | None = None, hi: pl.Expr | None = None) -> pl.Expr:
+        if bd is None and lo is None:
+            return pl.lit(0, pl.UInt32)
         x = pl.col(f)
-        # NaN: a feature that does not apply, or a section without outliers (polars orders NaN last).
-        ok = x.is_not_nan() & (sc.is_not_nan() if isinstance(sc, pl.Expr) else not math.isnan(sc))
-        return (ok & (((x - med) / sc).abs() > Z_THRESHOLD)).sum()
+        low = lo if lo is not None else pl.lit(bd.low)  # type: ignore[union-attr]
+        high = hi if hi is not None else pl.lit(bd.high)  # type: ignore[union-attr]
+        return ((x < low) | (x > high)).fill_null(False).sum()
 
     lf = pl.scan_parquet(files).select("source", *FEATURES)
-    overall = [hits(f, float(med_all[0, j]), float(scale_all[0, j])).alias(f"all:{f}")
-               for j, f in enumerate(FEATURES)]
+    overall = [flagged(f, found[""][f]).alias(f"all:{f}") for f in FEATURES]
     if len(names) == 1:
-        row = lf.select(overall).collect(engine="streaming")
-        counts[:] = row.row(0)
+        row = lf.select(overall).collect(engine="streaming").row(0)
+        counts[""] = dict(zip(FEATURES, row, strict=True))
+        counts[names[0]] = dict(counts[""])
         return counts
-    params = pl.LazyFrame({"source": names, **{f"med:{f}": med_src[:, j] for j, f in enumerate(FEATURES)},
-                           **{f"sc:{f}": scale_src[:, j] for j, f in enumerate(FEATURES)}})
-    per_src = [hits(f, pl.col(f"med:{f}"), pl.col(f"sc:{f}")).alias(f"src:{f}") for f in FEATURES]
-    got = (lf.join(params, on="source").group_by("source").agg(per_src + overall)
-           .collect(engine="streaming"))
-    row_of = {s: i for i, s in enumerate(names)}
+    nan = float("nan")
+    params = pl.LazyFrame({"source": names, **{
+        f"{side}:{f}": [getattr(found[s][f], side) if found[s][f] else nan for s in names]
+        for f in FEATURES for side in ("low", "high")}})
+    per_src = [flagged(f, None, pl.col(f"low:{f}"), pl.col(f"high:{f}")).alias(f"src:{f}") for f in FEATURES]
+    got = lf.join(params, on="source").group_by("source").agg(per_src + overall).collect(engine="streaming")
     for r in got.iter_rows(named=True):
-        i = row_of[r["source"]]
-        for j, f in enumerate(FEATURES):
-            counts[i, j] = r[f"src:{f}"]
-            counts[-1, j] += r[f"all:{f}"]
+        for f in FEATURES:
+            counts[r["source"]][f] = r[f"src:{f}"]
+            counts[""][f] += r[f"all:{f}"]
     return counts
-
-
-def _params(per_section: list[dict[str, tuple[float, float | None]]]) -> tuple[np.ndarray, np.ndarray]:
-    """(medians, scales) as [section, feature] arrays; a missing scale is NaN (no outliers)."""
-    med = np.array([[p[f][0] for f in FEATURES] for p in per_section], np.float64).reshape(-1, len(FEATURES))
-    sc = np.array([[np.nan if p[f][1] is None else p[f][1] for f in FEATURES] for p in per_section],
-                  np.float64).reshape(-1, len(FEATURES))
-    return med, sc

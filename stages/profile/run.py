@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from corpus.manifest import read_manifest
@@ -12,7 +14,8 @@ from corpus.readers import InputSpec, plan_tasks
 
 from .aggregate import Acc
 from .constants import CHUNK_BYTES, NEAR_DUP_SAMPLE
-from .inputs import Unit, add_frame, run_units, slices
+from .features import chunk_features
+from .inputs import Unit, run_units, slices
 from .spill import Spill, done, fresh_spill
 from .summary import finish, write_profile
 
@@ -20,53 +23,70 @@ from .summary import finish, write_profile
 def profile_frames(frames: Iterable[pl.DataFrame], label: str, workdir: Path,
                    sample_size: int = NEAR_DUP_SAMPLE, keep_features: bool = False) -> dict:
     """Profile document frames (columns id, text, source; optional meta, lang), streaming, in this
-    process. Writes ``workdir/profile.json`` and returns the profile."""
+    process; a document's place in the corpus is its place in the frames. Writes
+    ``workdir/profile.json`` and returns the profile."""
     workdir = Path(workdir)
     spill_dir = fresh_spill(workdir)
-    acc = Acc(sample_size=sample_size)
-    spill = Spill(spill_dir, 0)
-    for df in frames:
-        for part in slices(df, CHUNK_BYTES):
-            add_frame(acc, spill, part)
-    profile = finish(acc, spill_dir, label, quarantine=False)
-    write_profile(profile, workdir)
-    done(spill_dir, keep_features)
+    try:
+        acc = Acc(sample_size=sample_size)
+        spill = Spill(spill_dir, 0)
+        start = 0
+        for df in frames:
+            for part in slices(df, CHUNK_BYTES):
+                if part.height == 0:
+                    continue
+                ch = chunk_features(part, np.arange(start, start + part.height, dtype=np.int64))
+                start += part.height
+                acc.add_chunk(ch)
+                spill.write(ch)
+        profile = finish(acc, spill_dir, label, quarantine=False)
+        write_profile(profile, workdir)
+    finally:
+        done(spill_dir, keep_features)
     return profile
 
 
 def profile_input(inputs: list[InputSpec] | Path | str, out: Path, workers: int = 2,
                   sample_size: int = NEAR_DUP_SAMPLE, keep_features: bool = False,
                   base_dir: Path | None = None) -> dict:
-    """Profile raw inputs (quarantined records counted by kind) or a corpus folder (one with
-    manifest.json), files/shards in parallel on `workers` threads. Writes ``out/profile.json``."""
+    """Profile raw inputs (read by the corpus readers; quarantined records counted by kind) or a
+    corpus folder (one with manifest.json), files/shards in parallel on `workers` threads. Writes
+    ``out/profile.json``; a bad input raises before anything is written."""
     out = Path(out)
+    units, quarantine = _units(inputs, base_dir)
+    made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     spill = fresh_spill(out)
-    quarantine = True
-    if isinstance(inputs, str | Path):
-        root = Path(inputs)
-        if (root / "manifest.json").is_file():
-            manifest = read_manifest(root)
-            units = [Unit(i, shard=str(root / s["path"])) for i, s in enumerate(manifest["shards"])]
-            quarantine = False
-        else:
-            units = [Unit(t.index, task=t) for t in plan_tasks([InputSpec(source=root.name or "input",
-                                                                          path=str(root))], base_dir)]
-    else:
-        units = [Unit(t.index, task=t) for t in plan_tasks(list(inputs), base_dir)]
-    acc = run_units(units, spill, workers, sample_size)
-    profile = finish(acc, spill, "input", quarantine)
-    write_profile(profile, out)
-    done(spill, keep_features)
+    ok = False
+    try:
+        acc = run_units(units, spill, workers, sample_size)
+        profile = finish(acc, spill, "input", quarantine)
+        write_profile(profile, out)
+        ok = True
+    finally:
+        done(spill, keep_features and ok)
+        if not ok and made:
+            shutil.rmtree(out, ignore_errors=True)  # we made it and it holds nothing of use
     return profile
 
 
+def _units(inputs: list[InputSpec] | Path | str, base_dir: Path | None) -> tuple[list[Unit], bool]:
+    """(units, whether records can be quarantined): a corpus folder's shards, or the inputs' files."""
+    if isinstance(inputs, str | Path):
+        root = Path(inputs)
+        if (root / "manifest.json").is_file():
+            shards = read_manifest(root)["shards"]
+            return [Unit(i, shard=str(root / s["path"])) for i, s in enumerate(shards)], False
+        inputs = [InputSpec(source=root.name or "input", path=str(root))]
+    return [Unit(t.index, task=t) for t in plan_tasks(list(inputs), base_dir)], True
+
+
 def warm_up() -> None:
-    """Compile (or load from numba's cache) every profiling kernel, on a two-record file: the first
-    compile takes about a minute, so `make setup` runs this once after installing."""
+    """Compile (or load from numba's cache) the profiling kernel, on a two-record file, so the first
+    profile does not pay for it (`make setup` runs this once after installing)."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "warm.jsonl"
-        path.write_text('{"text": "Warm up the kernels.\\nA second line."}\n{"text": "caf\\u00e9 \\u00a0 x"}\n')
+        path.write_text('{"text": "Warm up the kernel.\\nA second line."}\n{"text": "caf\\u00e9 \\u00a0 x"}\n')
         profile_input([InputSpec(source="warm", path=str(path))], Path(tmp) / "out", workers=1)

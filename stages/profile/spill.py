@@ -1,75 +1,51 @@
 """The spill: per-document features and per-chunk line counts on disk, read back by polars.
 
 Exact figures that need every document (distinct text keys, the exact doc counts of the frequent
-line candidates, outliers against the final median and scale) cannot come from bounded in-memory
-aggregates. Each chunk writes its documents' rows (id, source, text key, features: no text) to
-Parquet (uncompressed: read once; kept for the user with keep_features) and its line counts to
-Arrow IPC in a scratch folder instead, and streaming polars scans answer those questions at the end
-(distinct keys by key range when there are many): memory does not grow with the corpus. (DuckDB
-did this before; its connection alone cost more than these scans.)
+line candidates, outliers against the final bounds, the near-duplicate clusters) cannot come from
+bounded in-memory aggregates. Each chunk writes its documents' features to Parquet (uncompressed:
+read once; kept for the user with keep_features), its line counts to Arrow IPC, and its texts to
+Parquet (by order, in small row groups: the near-duplicate check reads a few thousand of them back,
+far cheaper than reading the input again), in a scratch folder; streaming polars scans answer
+those questions at the end: memory does not grow with the corpus.
 """
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from .constants import FEATURES
 from .features import Chunk
 
 SPILL = "_spill"
 
 
 class Spill:
-    """Writes one unit's (input file or shard) chunks, one Parquet file per chunk and kind."""
+    """Writes one unit's (input file, shard, or a caller's frames) chunks, one file per chunk and kind."""
 
     def __init__(self, folder: Path, unit: int):
         self.folder = folder
         self.unit = unit
         self.chunks = 0
 
+    def name(self, kind: str, ext: str) -> Path:
+        return self.folder / f"{kind}-{self.unit:06d}-{self.chunks:05d}.{ext}"
+
     def write(self, ch: Chunk) -> None:
-        n = len(ch.codes)
-        if n == 0:
+        if ch.docs.height == 0:
             return
-        source = pl.Series(ch.names, dtype=pl.String).gather(ch.codes).to_arrow()
-        key = _arrow(ch.key, ch.is_null)
-        # Features stay NaN where they do not apply (a null costs a pass; the readers know NaN).
-        feats = pa.Table.from_arrays([ch.ids, source, key, *(_arrow(ch.values[f]) for f in FEATURES)],
-                                     names=["id", "source", "h", *FEATURES])
-        name = f"{self.unit:06d}-{self.chunks:05d}.parquet"
-        # No dictionary pages: they cost more than they save here.
-        pq.write_table(feats, self.folder / f"feat-{name}", compression="none", write_statistics=False,
-                       use_dictionary=False)
-        lines = ch.lines
-        if len(lines.h):
-            # Arrow IPC, not Parquet: a web chunk has hundreds of thousands of lines, and Parquet's
-            # writer cost six times as much for a file read once, by us.
-            src = pa.DictionaryArray.from_arrays(_arrow(lines.src.astype(np.int32)), pl.Series(lines.names).to_arrow())
-            table = pa.Table.from_arrays([src, _arrow(lines.h), _arrow(lines.n)], names=["source", "h", "n"])
-            with pa.ipc.new_file(self.folder / f"lines-{self.unit:06d}-{self.chunks:05d}.arrow", table.schema) as out:
-                out.write_table(table)
+        # No dictionary pages, no statistics: they cost more than they save for a file read once.
+        ch.docs.write_parquet(self.name("feat", "parquet"), compression="uncompressed", statistics=False,
+                              use_pyarrow=False)
+        if ch.lines.counts.height:
+            # Arrow IPC, not Parquet: a web chunk has hundreds of thousands of lines, read once, by us.
+            ch.lines.counts.select("source", "h", "n").write_ipc(self.name("lines", "arrow"))
+        texts = pl.DataFrame({"order": ch.docs["order"], "text": ch.text})
+        texts.write_parquet(self.name("text", "parquet"), compression="uncompressed", row_group_size=1024)
         self.chunks += 1
-
-    def discard(self) -> None:
-        """Forget what this unit wrote (its input is being read again another way)."""
-        for p in list(self.folder.glob(f"feat-{self.unit:06d}-*.parquet")) + list(
-                self.folder.glob(f"lines-{self.unit:06d}-*.arrow")):
-            p.unlink()
-        self.chunks = 0
-
-
-def _arrow(x: np.ndarray, null: np.ndarray | None = None) -> pa.Array:
-    """A numeric numpy array as Arrow, null where `null`. Not pa.array: it imports pandas (a quarter
-    of a second, once per process) to check what it was given."""
-    x = np.ascontiguousarray(x)
-    valid = None if null is None or not null.any() else pa.py_buffer(np.packbits(~null, bitorder="little"))
-    return pa.Array.from_buffers(pa.from_numpy_dtype(x.dtype), len(x), [valid, pa.py_buffer(x)])
 
 
 def fresh_spill(workdir: Path) -> Path:
@@ -82,20 +58,41 @@ def fresh_spill(workdir: Path) -> Path:
 def done(spill: Path, keep_features: bool) -> None:
     if not keep_features:
         shutil.rmtree(spill, ignore_errors=True)
+        return
+    for p in spill.glob("text-*.parquet"):  # copies of the input, not features
+        p.unlink()
+
+
+def text_fetch(spill: Path) -> Callable[[np.ndarray], dict[int, str]]:
+    """Texts by order, from the spilled texts (row groups pruned by the order's statistics)."""
+
+    def fetch(orders: np.ndarray) -> dict[int, str]:
+        files = sorted(spill.glob("text-*.parquet"))
+        if not files or len(orders) == 0:
+            return {}
+        got = pl.scan_parquet(files).filter(pl.col("order").is_in(pl.Series(orders).implode())).collect()
+        return dict(zip(got["order"].to_list(), got["text"].to_list(), strict=True))
+
+    return fetch
+
+
+def features(spill: Path) -> list[Path]:
+    return sorted(spill.glob("feat-*.parquet"))
 
 
 PART_KEYS = 1 << 20  # text keys per in-memory distinct count: more are counted by key range, in passes
 
 
-def distinct_texts(files: list[Path], sources: list[str], n_docs: int) -> tuple[dict[str, int], int]:
+def distinct_texts(files: list[Path], sources: list[str], n_docs: int,
+                   part_keys: int = PART_KEYS) -> tuple[dict[str, int], int]:
     """Distinct text keys per source and overall (the exact duplicate rate); sources: those spilled.
-    Up to PART_KEYS documents in one pass; more in passes over disjoint key ranges (h mod parts), so
+    Up to part_keys documents in one pass; more in passes over disjoint key ranges (h mod parts), so
     memory stays flat however large the corpus."""
     per_src = dict.fromkeys(sources, 0)
     total = 0
     if not files:
         return per_src, total
-    parts = max(1, -(-n_docs // PART_KEYS))
+    parts = max(1, -(-n_docs // part_keys))
     for p in range(parts):
         lf = pl.scan_parquet(files).select("source", "h").filter(pl.col("h").is_not_null())
         if parts > 1:
@@ -120,6 +117,6 @@ def line_counts(files: list[Path], candidates: pl.DataFrame) -> pl.DataFrame:
     if not files or candidates.height == 0:
         return pl.DataFrame(schema={"source": pl.String, "h": pl.UInt64, "docs": pl.Int64, "line": pl.String})
     counts = (pl.scan_ipc(files).filter(pl.col("h").is_in(candidates["h"].implode()))
-              .group_by(pl.col("source").cast(pl.String), "h").agg(pl.col("n").sum().cast(pl.Int64).alias("docs"))
+              .group_by("source", "h").agg(pl.col("n").sum().cast(pl.Int64).alias("docs"))
               .collect(engine="streaming"))
     return counts.join(candidates, on="h")

@@ -14,12 +14,13 @@ from .aggregate import Acc, SourceAcc
 from .constants import FEATURES, FORMAT, OTHER_SCRIPT, SCRIPTS
 from .histograms import feature_summary, num
 from .lines import top_lines
-from .neardup import NearDup
-from .outliers import outliers
-from .spill import distinct_texts, line_counts
+from .meta import meta_types
+from .neardup import Estimate, estimate
+from .outliers import RULE, outliers
+from .spill import distinct_texts, features, line_counts, text_fetch
 
 
-def _section(acc: SourceAcc, sources: dict[str, int], has_lang: bool, distinct: int, near: tuple[float | None, int],
+def _section(acc: SourceAcc, sources: dict[str, int], has_lang: bool, distinct: int, near: Estimate,
              lines: list[dict], outl: dict[str, dict], quarantine: bool) -> dict:
     c = acc.counts
     letters = int(acc.scripts.sum())
@@ -40,9 +41,9 @@ def _section(acc: SourceAcc, sources: dict[str, int], has_lang: bool, distinct: 
         "meta_fields": {k: {"present": int(sum(t.values())),
                             "types": dict(sorted(t.items(), key=lambda kv: (-kv[1], kv[0])))} for k, t in meta},
         "exact_dup_rate": num(1 - distinct / texts) if texts else None,
-        "near_dup_rate": num(near[0]) if near[0] is not None else None,
-        "near_dup_sample": int(near[1]),
+        **near.fields(),
         "top_lines": lines,
+        "outlier_rule": RULE,
         "outliers": outl,
     }
     if quarantine:
@@ -52,26 +53,36 @@ def _section(acc: SourceAcc, sources: dict[str, int], has_lang: bool, distinct: 
 
 def finish(acc: Acc, spill: Path, label: str, quarantine: bool) -> dict:
     """The profile of everything merged into acc, whose documents were spilled into `spill`."""
+    feats, lines = features(spill), sorted(spill.glob("lines-*.arrow"))
     names = sorted(acc.sources)
     overall = acc.overall()
-    feats, lines = sorted(spill.glob("feat-*.parquet")), sorted(spill.glob("lines-*.arrow"))
-    with ThreadPoolExecutor(2, thread_name_prefix="profile-finish") as pool:  # independent reads of the spill
-        near_f = pool.submit(NearDup, [overall.sample] + [acc.sources[s].sample for s in names])
+    samples = {"": overall.picks.order}
+    if len(names) > 1:
+        samples.update({s: acc.sources[s].picks.order for s in names})
+    docs = {"": overall.counts["docs"] - overall.counts["null_text"],
+            **{s: acc.sources[s].counts["docs"] - acc.sources[s].counts["null_text"] for s in names}}
+    with ThreadPoolExecutor(3, thread_name_prefix="profile-finish") as pool:  # independent reads of the spill
+        near_f = pool.submit(estimate, samples, docs, feats, text_fetch(spill))
+        meta_f = pool.submit(meta_types, feats)
         outl_f = pool.submit(outliers, feats, acc, overall)
         per_src, total = distinct_texts(feats, names, overall.counts["docs"])
-        # Top lines: candidates from the Misra-Gries tables, exact counts from the spilled hashes.
+        # Top lines: candidates from the Misra-Gries tables, exact counts from the spilled counts.
         cands = pl.concat([overall.lines.frame()] + [acc.sources[s].lines.frame() for s in names])
         counts = line_counts(lines, cands.unique("h", keep="first"))
         outl, near = outl_f.result(), near_f.result()
+        acc.add_meta(meta_f.result())
+    overall = acc.overall()  # again, with the meta fields
+    if len(names) == 1:
+        near[names[0]] = near[""]
     by_source = {}
     for s in names:
         sa = acc.sources[s]
-        by_source[s] = _section(sa, {s: sa.counts["docs"]}, acc.has_lang, per_src.get(s, 0), near.rate(sa.sample),
+        by_source[s] = _section(sa, {s: sa.counts["docs"]}, acc.has_lang, per_src.get(s, 0), near[s],
                                 top_lines(counts.filter(pl.col("source") == s)), outl[s], quarantine)
     all_counts = counts.group_by("h").agg(pl.col("docs").sum(), pl.col("line").first())
     sources = {s: acc.sources[s].counts["docs"] for s in names}
-    overall_sec = _section(overall, sources, acc.has_lang, total, near.rate(overall.sample), top_lines(all_counts),
-                           outl[""], quarantine)
+    overall_sec = _section(overall, sources, acc.has_lang, total, near[""], top_lines(all_counts), outl[""],
+                           quarantine)
     return {"format": FORMAT, "label": label, "overall": overall_sec, "by_source": by_source}
 
 

@@ -1,0 +1,431 @@
+"""The profiler's one compiled pass over the Arrow buffers of the text column: character classes,
+words, letters per script, the lines, and the near-duplicate sketch of every document.
+
+Why compiled (measured in docs/benchmarks.md): in polars, a character class is a regex pass whose cost
+grows with the matches, and the lines family (split, normalise, hash, distinct per document, the
+documents' joined normal form) is a pass each; these two families dominated the profile. Everything
+else the profiler computes is polars expressions.
+
+The pass reads each document's UTF-8 bytes once with numba's bounds checking on (an index past a
+buffer raises instead of reading on); ``scan_ref`` is its plain-Python definition, which the tests
+hold it equal to.
+
+Lines: the pass splits at "\\n" and hashes each line (a polynomial hash of its bytes, so a document's
+hash composes from its lines', see ``join_hashes``). It does not normalise: a line whose whitespace is
+anything but single spaces between words (a "\\r" before the line end dropped first), or that is not
+all ASCII (NFC might change it), so that the ``exact`` level of ``stages/normalise.py`` might change it,
+is marked ``odd``; lines.py normalises those with
+Normalisation and hashes them again (``hash_strings``). Blank lines are left out.
+
+The sketch (``SKETCH`` values per document, for neardup.py) only picks which documents get
+compared: the smallest hashes of the document's windows of ``WINDOW`` bytes once whitespace and
+punctuation are left out, ASCII letters lowercased and digits made one (a rolling "gear" hash; the
+choices follow what minhash_dedup's normalisation ignores). Near duplicates share most windows, so
+they share sketch values; the comparison itself is minhash_dedup's (neardup.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+import pyarrow as pa
+from numba import njit
+
+from corpus.stages.dedup_text import utf8_buffers
+
+from .chars import ALPHA, DIGIT, NONPRINT, PUNCT, SPACE, UPPER, code_point_table
+from .constants import SCRIPTS, TERMINAL_PUNCT
+
+CLASSES = ("alpha", "digit", "upper", "punct", "space", "nonprint")
+_BITS = (ALPHA, DIGIT, UPPER, PUNCT, SPACE, NONPRINT)
+TERMINAL = 64  # a class bit of our own: the character is in TERMINAL_PUNCT
+SKETCH = 8
+WINDOW = 32  # bytes per window: the gear hash shifts 2 bits a byte, so 32 bytes fill its 64 bits
+NONE = np.uint64(0xFFFFFFFFFFFFFFFF)  # an empty sketch slot
+BASE = 0x100000001B3  # the line hash's base (odd: its powers are too)
+_MIX = 0xFF51AFD7ED558CCD
+_M64 = (1 << 64) - 1
+
+
+@dataclass
+class Lines:
+    """The non-blank lines of a chunk, in document order."""
+
+    doc: np.ndarray  # int64: the line's document
+    lo: np.ndarray  # int64: its bytes in the chunk's buffer (without "\n" or a "\r" before it)
+    hi: np.ndarray
+    hash: np.ndarray  # uint64: hash_strings of the line (0 where odd)
+    chars: np.ndarray  # int64: characters (of the raw line where odd)
+    odd: np.ndarray  # bool: maybe not in normal form
+    terminal: np.ndarray  # bool: its last non-whitespace character is in TERMINAL_PUNCT
+
+
+@dataclass
+class Scan:
+    counts: dict[str, np.ndarray]  # per doc int64: the CLASSES and "words"
+    scripts: np.ndarray  # int64 [doc, 1 + len(SCRIPTS)]: letters per script, column 0 other scripts
+    sketch: np.ndarray  # uint64 [doc, SKETCH]: smallest window hashes ascending, NONE where fewer
+    lines: Lines
+    data: np.ndarray  # the chunk's UTF-8 bytes (the lines' spans point into them)
+
+
+@dataclass(frozen=True)
+class Tables:
+    lanes: np.ndarray  # u64 per class-bits value: bit k of the class bits in byte lane k (one add counts
+    #                    all), and 1 in lane 7 (characters)
+    ascii_lanes: np.ndarray  # u64 per ASCII byte: its lanes, and 1 in lane 6 for " "
+    flags: np.ndarray  # class bits per code point (chars.py), plus TERMINAL
+    script: np.ndarray  # script per code point (0 other, 1 + index in SCRIPTS)
+    gear: np.ndarray  # u64 per byte: the rolling hash's value of a byte (A-Z as a-z, digits as "0")
+
+
+def _gear_of(byte: int) -> int:
+    if 65 <= byte <= 90:
+        byte += 32
+    elif 48 <= byte <= 57:
+        byte = 48
+    return _mix_int((byte + 1) * 0x9E3779B97F4A7C15 & _M64)
+
+
+@cache
+def tables() -> Tables:
+    cpt = code_point_table()
+    bits = np.arange(256, dtype=np.uint64)
+    lanes = np.full(256, np.uint64(1) << np.uint64(56), np.uint64)
+    for k in range(len(_BITS)):
+        lanes |= ((bits >> np.uint64(k)) & np.uint64(1)) << np.uint64(8 * k)
+    flags = cpt.flags.copy()
+    flags[[ord(c) for c in TERMINAL_PUNCT]] |= TERMINAL
+    ascii_lanes = lanes[flags[:256] & 63].copy()
+    ascii_lanes[128:] = 0
+    ascii_lanes[32] |= np.uint64(1) << np.uint64(48)
+    gear = np.array([_gear_of(b) for b in range(256)], np.uint64)
+    return Tables(lanes, ascii_lanes, flags, cpt.script, gear)
+
+
+@njit(nogil=True, boundscheck=True, cache=True)
+def _keep(sk, d, v):  # noqa: ANN001, ANN202 (numba infers the types)
+    """Insert v into document d's ascending sketch row unless held; returns the row's largest value."""
+    m = sk.shape[1]
+    for j in range(m):
+        if sk[d, j] == v:
+            return sk[d, m - 1]
+    j = m - 1
+    while j > 0 and sk[d, j - 1] > v:
+        sk[d, j] = sk[d, j - 1]
+        j -= 1
+    sk[d, j] = v
+    return sk[d, m - 1]
+
+
+@njit(inline="always")
+def _span_hash(data, lo, hi, base):  # noqa: ANN001, ANN202
+    """hash_strings of data[lo:hi], four bytes a step (h * BASE**4 + their own polynomial: the four
+    multiplications do not wait on each other)."""
+    b2 = base * base
+    b3 = b2 * base
+    b4 = b2 * b2
+    h = np.uint64(0)
+    i = lo
+    while i + 4 <= hi:
+        h = (h * b4 + np.uint64(data[i]) * b3 + np.uint64(data[i + 1]) * b2 + np.uint64(data[i + 2]) * base
+             + np.uint64(data[i + 3]))
+        i += 4
+    while i < hi:
+        h = h * base + np.uint64(data[i])
+        i += 1
+    return h
+
+
+@njit(inline="always")
+def _decode(data, i):  # noqa: ANN001, ANN202
+    """The code point of the character whose first byte is data[i] (not ASCII)."""
+    b = np.int64(data[i])
+    if b < 0xE0:
+        return ((b & 0x1F) << 6) | (np.int64(data[i + 1]) & 0x3F)
+    if b < 0xF0:
+        return ((b & 0x0F) << 12) | ((np.int64(data[i + 1]) & 0x3F) << 6) | (np.int64(data[i + 2]) & 0x3F)
+    return (((b & 0x07) << 18) | ((np.int64(data[i + 1]) & 0x3F) << 12) | ((np.int64(data[i + 2]) & 0x3F) << 6)
+            | (np.int64(data[i + 3]) & 0x3F))
+
+
+@njit(inline="always")
+def _terminal(data, lo, hi, flags):  # noqa: ANN001, ANN202
+    """1 if the last non-whitespace character of data[lo:hi] (there is one) is terminal punctuation."""
+    j = hi - 1
+    while j >= lo:
+        while j > lo and (data[j] & 0xC0) == 0x80:
+            j -= 1
+        cp = np.int64(data[j]) if data[j] < 0x80 else _decode(data, j)
+        f = flags[cp]
+        if not f & SPACE:
+            return np.int64((f >> 6) & 1)
+        j -= 1
+    return np.int64(0)
+
+
+@njit(nogil=True, boundscheck=True, cache=True)
+def _scan(data, offs, cap, lanes, ascii_lanes, flags, script, gear, n_scripts, m, window):  # noqa: ANN001, ANN202, C901
+    n = len(offs) - 1
+    counts = np.zeros((n, 7), np.int64)
+    scripts = np.zeros((n, n_scripts), np.int64)
+    sk = np.full((n, m), np.uint64(0xFFFFFFFFFFFFFFFF), np.uint64)
+    # Per line (cap: at least the lines of the chunk): doc, start, end, and its words, whitespace
+    # characters, spaces (" ") and characters; the lines are judged after the walk (_lines).
+    raw = np.zeros((7, cap), np.int64)
+    n_lines = 0
+    byte = np.uint64(255)
+    mix = np.uint64(_MIX)
+    for d in range(n):
+        # Byte lanes of acc (flushed into c every 255 characters and at each line end): the six
+        # classes, spaces (" "), and characters.
+        c = np.zeros(8, np.int64)
+        acc = np.uint64(0)
+        held = 0
+        words = 0
+        prev_ws = np.uint64(1)
+        keep = np.uint64(0)  # the current character goes into the windows
+        g = np.uint64(0)
+        filled = 0
+        top = np.uint64(0xFFFFFFFFFFFFFFFF)
+        lo = offs[d]
+        hi = offs[d + 1]
+        start = lo  # the current line: where it starts, and the counts before it
+        words0 = ws0 = sp0 = ch0 = 0
+        for i in range(lo, hi):
+            b = data[i]
+            if b == 10:  # a line ends: its counts so far
+                for k in range(8):
+                    c[k] += np.int64((acc >> np.uint64(8 * k)) & byte)
+                acc = np.uint64(0)
+                held = 0
+                if words > words0:  # not blank
+                    raw[0, n_lines], raw[1, n_lines], raw[2, n_lines], raw[3, n_lines] = d, start, i, words - words0
+                    raw[4, n_lines], raw[5, n_lines], raw[6, n_lines] = c[4] - ws0, c[6] - sp0, c[7] - ch0
+                    n_lines += 1
+                start = i + 1
+                words0, ws0, sp0, ch0 = words, c[4] + 1, c[6], c[7] + 1  # the "\n" is not the next line's
+            if b < 0x80 or b >= 0xC0:  # a character starts (continuation bytes follow their lead)
+                if b < 0x80:
+                    ln = ascii_lanes[b]
+                else:
+                    cp = _decode(data, i)
+                    f = flags[cp]
+                    if f & ALPHA:
+                        scripts[d, script[cp]] += 1
+                    ln = lanes[f & 63]
+                acc += ln
+                ws = (ln >> np.uint64(32)) & np.uint64(1)
+                words += np.int64(prev_ws & (ws ^ np.uint64(1)))
+                prev_ws = ws
+                keep = (ws | ((ln >> np.uint64(24)) & np.uint64(1))) ^ np.uint64(1)
+                held += 1
+                if held == 255:
+                    for k in range(8):
+                        c[k] += np.int64((acc >> np.uint64(8 * k)) & byte)
+                    acc = np.uint64(0)
+                    held = 0
+            # Branch-free: a byte left out shifts nothing in and adds nothing.
+            g = (g << (keep + keep)) + gear[b] * keep
+            filled += np.int64(keep)
+            v = g * mix
+            v ^= v >> np.uint64(29)
+            if v < top and filled >= window:
+                top = _keep(sk, d, v)
+        for k in range(8):
+            c[k] += np.int64((acc >> np.uint64(8 * k)) & byte)
+        if words > words0:  # the last line
+            raw[0, n_lines], raw[1, n_lines], raw[2, n_lines], raw[3, n_lines] = d, start, hi, words - words0
+            raw[4, n_lines], raw[5, n_lines], raw[6, n_lines] = c[4] - ws0, c[6] - sp0, c[7] - ch0
+            n_lines += 1
+        if 0 < filled < window:  # shorter than a window: the whole text is one
+            v = g * mix
+            _keep(sk, d, v ^ (v >> np.uint64(29)))
+        for k in range(6):
+            counts[d, k] = c[k]
+        counts[d, 6] = words
+    li, lh = _lines(data, raw[:, :n_lines], flags)
+    return counts, scripts, sk, li, lh
+
+
+@njit(nogil=True, boundscheck=True, cache=True)
+def _lines(data, raw, flags):  # noqa: ANN001, ANN202
+    """The lines' (doc, lo, hi, chars, odd, terminal) and hashes, from the walk's raw counts."""
+    n = raw.shape[1]
+    li = np.zeros((6, n), np.int64)
+    lh = np.zeros(n, np.uint64)
+    base = np.uint64(BASE)
+    for j in range(n):
+        start, end = raw[1, j], raw[2, j]
+        cr = np.int64(data[end - 1] == 13)  # a "\r" before the line end is not part of the line
+        end -= cr
+        n_ws = raw[4, j] - cr
+        # In normal form (odd = 0): its whitespace all " ", one between each two words, and all ASCII
+        # (bytes == characters), which NFC leaves as it is.
+        chars = raw[6, j] - cr
+        odd = np.int64(n_ws != raw[5, j] or n_ws != raw[3, j] - 1 or end - start != chars)
+        li[0, j], li[1, j], li[2, j], li[3, j] = raw[0, j], start, end, chars
+        li[4, j], li[5, j] = odd, _terminal(data, start, end, flags)
+        if not odd:  # an odd line is hashed again once normalised
+            lh[j] = _span_hash(data, start, end, base)
+    return li, lh
+
+
+@njit(nogil=True, boundscheck=True, cache=True)
+def _hash_strings(data, offs):  # noqa: ANN001, ANN202
+    n = len(offs) - 1
+    out = np.zeros(n, np.uint64)
+    base = np.uint64(BASE)
+    for d in range(n):
+        h = np.uint64(0)
+        for i in range(offs[d], offs[d + 1]):
+            h = h * base + np.uint64(data[i])
+        out[d] = h
+    return out
+
+
+def hash_strings(texts: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """The line hash of each string: sum of its bytes b_i * BASE**(n - 1 - i), mod 2**64."""
+    offs, data = utf8_buffers(texts)
+    return _hash_strings(data, np.ascontiguousarray(offs, np.int64))
+
+
+@njit(nogil=True, boundscheck=True, cache=True)
+def _join(doc, h, size, n_docs):  # noqa: ANN001, ANN202
+    out = np.zeros(n_docs, np.uint64)
+    base = np.uint64(BASE)
+    last = -1
+    for j in range(len(doc)):
+        d = doc[j]
+        if d == last:  # H(x + " " + y) = (H(x) * BASE + 32) * BASE ** len(y) + H(y)
+            p = np.uint64(1)
+            x = base
+            e = size[j]
+            while e:
+                if e & 1:
+                    p *= x
+                x *= x
+                e >>= 1
+            out[d] = (out[d] * base + np.uint64(32)) * p + h[j]
+        else:
+            out[d] = h[j]
+            last = d
+    return out
+
+
+def join_hashes(doc: np.ndarray, h: np.ndarray, size: np.ndarray, n_docs: int) -> np.ndarray:
+    """Per document, hash_strings of its lines joined by " " (doc: each line's document, in order;
+    h, size: each line's hash and length in bytes); 0 for a document without lines."""
+    return _join(np.ascontiguousarray(doc, np.int64), np.ascontiguousarray(h, np.uint64),
+                 np.ascontiguousarray(size, np.int64), n_docs)
+
+
+@njit(nogil=True, boundscheck=True, cache=True)
+def _firsts(doc, h):  # noqa: ANN001, ANN202
+    """Whether each line is the first with its hash in its document (documents' lines are contiguous)."""
+    first = np.ones(len(doc), np.bool_)
+    j = 0
+    while j < len(doc):
+        k = j
+        while k < len(doc) and doc[k] == doc[j]:
+            k += 1
+        if k - j > 1:
+            order = np.argsort(h[j:k], kind="mergesort")  # stable: the earliest of equal hashes first
+            for t in range(1, len(order)):
+                if h[j + order[t]] == h[j + order[t - 1]]:
+                    first[j + order[t]] = False
+        j = k
+    return first
+
+
+def first_lines(doc: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """Whether each line (doc: its document, lines of a document together, in order) is the first of
+    its document with its hash."""
+    return _firsts(np.ascontiguousarray(doc, np.int64), np.ascontiguousarray(h, np.uint64))
+
+
+@njit(nogil=True, boundscheck=True, cache=True)
+def _copy_spans(data, lo, hi):  # noqa: ANN001, ANN202
+    offs = np.zeros(len(lo) + 1, np.int64)
+    for j in range(len(lo)):
+        offs[j + 1] = offs[j] + hi[j] - lo[j]
+    out = np.empty(offs[-1], np.uint8)
+    for j in range(len(lo)):
+        out[offs[j]:offs[j + 1]] = data[lo[j]:hi[j]]
+    return offs, out
+
+
+def spans(data: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> pa.LargeStringArray:
+    """The byte spans [lo, hi) of data (whole characters) as strings."""
+    offs, out = _copy_spans(data, np.ascontiguousarray(lo, np.int64), np.ascontiguousarray(hi, np.int64))
+    return pa.LargeStringArray.from_buffers(len(lo), pa.py_buffer(offs), pa.py_buffer(out))
+
+
+def scan(texts: pa.Array | pa.ChunkedArray, newlines: int) -> Scan:
+    """Every document's class counts, words, letters per script, lines and sketch (null texts:
+    nothing). newlines: the "\\n" in the texts (bounds the lines)."""
+    offs, data = utf8_buffers(texts)
+    t = tables()
+    n = len(offs) - 1
+    counts, scripts, sketch, li, lh = _scan(data, np.ascontiguousarray(offs, np.int64), newlines + n, t.lanes,
+                                            t.ascii_lanes, t.flags, t.script, t.gear, len(SCRIPTS) + 1, SKETCH, WINDOW)
+    # ASCII letters were not looked up per script in the loop: they are Latin.
+    scripts[:, 1 + SCRIPTS.index("Latin")] += counts[:, 0] - scripts.sum(axis=1)
+    lines = Lines(li[0], li[1], li[2], lh, li[3], li[4].astype(bool), li[5].astype(bool))
+    return Scan({c: counts[:, i] for i, c in enumerate((*CLASSES, "words"))}, scripts, sketch, lines, data)
+
+
+# ---------------------------------------------------------------- the plain-Python definition
+
+
+def _mix_int(h: int) -> int:
+    h = (h * _MIX) & _M64
+    return h ^ (h >> 29)
+
+
+def hash_ref(s: str) -> int:
+    h = 0
+    for b in s.encode():
+        h = (h * BASE + b) & _M64
+    return h
+
+
+def scan_ref(text: str) -> tuple[dict[str, int], list[int], list[int], list[tuple[str, int, bool, bool]]]:
+    """One document, a character at a time: (counts by CLASSES and "words", letters per script as in
+    Scan.scripts, sketch ascending, non-blank lines as (line, characters, odd, terminal))."""
+    t = tables()
+    counts = dict.fromkeys((*CLASSES, "words"), 0)
+    scripts = [0] * (len(SCRIPTS) + 1)
+    kept = bytearray()  # the bytes that go into the windows
+    prev_ws = True
+    for ch in text:
+        f = int(t.flags[ord(ch)])
+        for name, bit in zip(CLASSES, _BITS, strict=True):
+            counts[name] += bool(f & bit)
+        if f & ALPHA:
+            scripts[int(t.script[ord(ch)])] += 1
+        ws = bool(f & SPACE)
+        counts["words"] += prev_ws and not ws
+        prev_ws = ws
+        if not (ws or f & PUNCT):
+            kept += ch.encode()
+    hashes = set()
+    for end in range(min(WINDOW, len(kept)), len(kept) + 1) if kept else ():
+        g = 0
+        for byte in kept[max(0, end - WINDOW):end]:
+            g = ((g << 2) + _gear_of(byte)) & _M64
+        hashes.add(_mix_int(g))
+    lines = []
+    for line in text.split("\n"):
+        line = line[:-1] if line.endswith("\r") else line
+        space = [bool(t.flags[ord(ch)] & SPACE) for ch in line]
+        if all(space):
+            continue
+        odd = (not line.isascii() or space[0] or space[-1]
+               or any(s and ch != " " for s, ch in zip(space, line, strict=True))
+               or any(a and b for a, b in zip(space, space[1:], strict=False)))
+        last = next(ch for ch, s in zip(reversed(line), reversed(space), strict=True) if not s)
+        lines.append((line, len(line), odd, last in TERMINAL_PUNCT))
+    return counts, scripts, sorted(hashes)[:SKETCH], lines
