@@ -49,6 +49,17 @@ def connect(address: str | None, workers: int, threads: int) -> bool:
     return True
 
 
+def fits(cpus: float, memory: int, nodes: list[dict]) -> None:
+    """Raise ValueError when no node of the cluster has the CPUs and memory one task declares: Ray would
+    wait for such a node for ever (an autoscaling cluster that adds bigger nodes: lower the ask)."""
+    if any(n.get("CPU", 0) >= cpus and n.get("memory", 0) >= memory for n in nodes):
+        return
+    best = max(nodes, key=lambda n: (n.get("memory", 0), n.get("CPU", 0)), default={})
+    raise ValueError(f"no node of the Ray cluster can run a task of {cpus:g} CPUs and {memory / 2**30:.2f} GiB "
+                     f"(the largest has {best.get('CPU', 0):g} CPUs and {best.get('memory', 0) / 2**30:.2f} GiB for "
+                     "tasks): lower ray.memory_per_task or shard_max_bytes, or ray.cpus_per_task")
+
+
 class RayPool:
     """The ``Runner`` of corpus/executor.py over Ray tasks: ``fn(job)`` per job, each a task of
     ``cpus`` CPUs and ``memory`` bytes (Ray's scheduling resources), retried when its worker dies."""
@@ -58,6 +69,7 @@ class RayPool:
 
         self._ray = ray
         self._started = started
+        fits(cpus, memory, [n["Resources"] for n in ray.nodes() if n.get("Alive")])
         self.workers = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus))
         self.max_retries = max_retries
         self._task = ray.remote(_call).options(num_cpus=cpus, memory=memory, max_retries=max_retries)

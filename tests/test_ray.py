@@ -204,3 +204,14 @@ def test_bad_executor_settings_are_config_errors(tmp_path: Path):
     assert "ray.adress: unknown key (did you mean 'address'?)" in text
     with pytest.raises(ValueError, match="cpus_per_task must be positive"):
         RayExecutor(cpus_per_task=0)
+
+
+def test_a_task_no_node_can_hold_is_refused_not_left_waiting():
+    from corpus.ray_executor import fits
+
+    fits(1, 1 << 30, [{"CPU": 2.0, "memory": 4.0 * 2**30}])
+    with pytest.raises(ValueError, match=r"no node of the Ray cluster can run a task of 1 CPUs and 8.00 GiB .*"
+                                         r"largest has 2 CPUs and 4.00 GiB.*lower ray.memory_per_task"):
+        fits(1, 8 << 30, [{"CPU": 2.0, "memory": 4.0 * 2**30}, {"CPU": 8.0, "memory": 1.0 * 2**30}])
+    with pytest.raises(ValueError, match="task of 4 CPUs"):
+        fits(4, 1 << 30, [{"CPU": 2.0, "memory": 4.0 * 2**30}])
