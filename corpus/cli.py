@@ -33,13 +33,13 @@ EXAMPLES = """examples:
 
 
 def _cmd_run(args: argparse.Namespace, console: Console) -> int:
-    from corpus.executor import LocalExecutor
     from corpus.stats import final_text_bytes, print_stats
     from corpus.units import mb
 
     cfg = load_config(args.config, output=args.output)
-    workers = args.workers if args.workers is not None else cfg.workers
-    executor = LocalExecutor(workers=workers, quiet=args.quiet, on_duplicate_id=cfg.on_duplicate_id)
+    if args.address and (args.executor or cfg.executor) != "ray":
+        raise ValueError("--address names a Ray cluster: use it with --executor ray (or `executor: ray`)")
+    executor = cfg.make_executor(args.workers, args.quiet, args.executor, args.address)
     result = executor.run(cfg.pipeline, cfg.inputs, cfg.output, cfg.shard_max_bytes, cfg.base_dir)
     if not args.quiet:
         print_stats(result.output, console, result.run_id)
@@ -429,6 +429,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--output", help="output folder (overrides the config's `output`)")
     r.add_argument("-w", "--workers", type=int, help="worker processes (default: config, else one per core)")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bars or tables")
+    r.add_argument("--executor", choices=("local", "ray"),
+                   help="how units run: a local process pool, or Ray tasks (default: the config's, else local)")
+    r.add_argument("--address", help="--executor ray: the cluster to join ('auto', 'host:port'); default: the "
+                   "config's ray.address, else RAY_ADDRESS, else a local cluster of -w CPUs (docs/ray.md)")
     r.set_defaults(fn=_cmd_run)
 
     c = sub.add_parser("check", help="check a config (keys, operators, wiring, input paths) without running")

@@ -13,7 +13,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -22,6 +22,9 @@ from corpus.ids import POLICIES
 from corpus.operators import Operator
 from corpus.readers.base import FORMATS, InputSpec
 from corpus.registry import suggest
+
+if TYPE_CHECKING:
+    from corpus.executor import Executor
 
 
 class ConfigError(Exception):
@@ -39,6 +42,28 @@ class RunConfig:
     shard_max_bytes: int = 128 << 20  # of text per output shard; bounds a worker's memory
     base_dir: Path = field(default_factory=Path.cwd)
     on_duplicate_id: str = "keep"  # keep | reject | fail: what happens to repeated user ids (corpus/ids.py)
+    split_bytes: int = 64 << 20  # input files over this are read in parts (corpus/readers/plan.py); 0: never
+    executor: str = "local"  # local (a process pool) | ray (Ray tasks: corpus/ray_executor.py)
+    ray: dict[str, Any] = field(default_factory=dict)  # RayExecutor's settings (RAY_KEYS), sizes in bytes
+
+    def make_executor(self, workers: int | None = None, quiet: bool = False, executor: str | None = None,
+                      address: str | None = None) -> Executor:
+        """The executor this config names (``executor`` and ``address`` override it, as the CLI does)."""
+        from corpus.executor import LocalExecutor
+
+        kind = executor or self.executor
+        common = {"workers": self.workers if workers is None else workers, "quiet": quiet,
+                  "on_duplicate_id": self.on_duplicate_id, "split_bytes": self.split_bytes}
+        if kind == "local":
+            return LocalExecutor(**common)
+        if kind != "ray":
+            raise ValueError(f"unknown executor {kind!r}; expected one of {', '.join(EXECUTORS)}")
+        from corpus.ray_executor import RayExecutor
+
+        settings = dict(self.ray)
+        if address is not None:
+            settings["address"] = address
+        return RayExecutor(**settings, **common)
 
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.I)
@@ -145,7 +170,12 @@ def build_dataclass(cls: type, params: dict, where: str, lines: dict, path: tupl
         return None
 
 
-TOP_KEYS = {"inputs", "pipeline", "output", "workers", "shard_max_bytes", "on_duplicate_id"}
+TOP_KEYS = {"inputs", "pipeline", "output", "workers", "shard_max_bytes", "on_duplicate_id", "executor", "ray",
+            "split_bytes"}
+EXECUTORS = ("local", "ray")
+# The `ray:` mapping: RayExecutor's keyword arguments, with what each takes.
+RAY_KEYS = {"address": "a string ('auto', 'host:port', 'ray://host:port')", "cpus_per_task": "a number > 0",
+            "memory_per_task": "a size like '2GB'", "max_retries": "an integer >= 0"}
 
 
 def read_yaml(path: str | Path) -> tuple[Any, dict]:
@@ -192,10 +222,24 @@ def load_config(path: str | Path, output: str | Path | None = None) -> RunConfig
                 raise ValueError(f"too small ({shard_max} bytes); use at least 1KB")
         except ValueError as exc:
             errors.append(f"{lines.get(('shard_max_bytes',), 0)}: shard_max_bytes: {exc}")
+    split_bytes = 64 << 20
+    if "split_bytes" in data:
+        try:
+            split_bytes = parse_size(data["split_bytes"])
+            if 0 < split_bytes < 1 << 20:
+                raise ValueError(f"too small ({split_bytes} bytes); use at least 1MB, or 0 to never split")
+        except ValueError as exc:
+            errors.append(f"{lines.get(('split_bytes',), 0)}: split_bytes: {exc}")
     on_duplicate_id = data.get("on_duplicate_id", "keep")
     if on_duplicate_id not in POLICIES:
         errors.append(f"{lines.get(('on_duplicate_id',), 0)}: on_duplicate_id: expected one of {', '.join(POLICIES)}, "
                       f"got {on_duplicate_id!r}")
+
+    executor = data.get("executor", "local")
+    if executor not in EXECUTORS:
+        errors.append(f"{lines.get(('executor',), 0)}: executor: expected one of {', '.join(EXECUTORS)}, "
+                      f"got {executor!r}")
+    ray = _ray_settings(data.get("ray", {}), lines, errors)
 
     if errors:
         raise ConfigError([f"{path}:{e}" for e in errors])
@@ -204,7 +248,35 @@ def load_config(path: str | Path, output: str | Path | None = None) -> RunConfig
     if output is None and not out_path.is_absolute():
         out_path = base / out_path
     return RunConfig(inputs=inputs, pipeline=ops, output=out_path, workers=workers, shard_max_bytes=shard_max,
-                     base_dir=base, on_duplicate_id=on_duplicate_id)
+                     base_dir=base, on_duplicate_id=on_duplicate_id, split_bytes=split_bytes, executor=executor,
+                     ray=ray)
+
+
+def _ray_settings(data: Any, lines: dict, errors: list[str]) -> dict[str, Any]:
+    """The `ray:` mapping, checked: RayExecutor's settings (sizes in bytes)."""
+    if not isinstance(data, dict):
+        errors.append(f"{lines.get(('ray',), 0)}: ray: expected a mapping with keys {sorted(RAY_KEYS)}")
+        return {}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        where = f"{lines.get(('ray', key), 0)}: ray.{key}"
+        if key not in RAY_KEYS:
+            errors.append(f"{where}: unknown key{suggest(key, RAY_KEYS)}; known: {sorted(RAY_KEYS)}")
+            continue
+        try:
+            if key == "memory_per_task":
+                value = parse_size(value)
+            ok = {"address": isinstance(value, str) and value,
+                  "cpus_per_task": _type_ok(value, float) and value > 0,
+                  "memory_per_task": value > 0,
+                  "max_retries": _type_ok(value, int) and value >= 0}[key]
+        except ValueError:
+            ok = False
+        if not ok:
+            errors.append(f"{where}: expected {RAY_KEYS[key]}, got {data[key]!r}")
+        else:
+            out[key] = value
+    return out
 
 
 def check_inputs(cfg: RunConfig) -> tuple[int, list[str]]:

@@ -1,4 +1,9 @@
-"""The local executor: runs a pipeline over a process pool, resumably, and accounts for every record.
+"""The executor: runs a pipeline resumably and accounts for every record.
+
+``Executor`` holds the phases every executor shares (plan, ingest, check ids, segments, fits and sinks,
+publish, balance, report); only *how units run* differs, behind the ``Runner`` interface: ``LocalExecutor``
+runs them on a process pool (``Pool``), ``RayExecutor`` (corpus/ray_executor.py) as Ray tasks. Units of
+work are plain functions of frozen jobs (corpus/work.py), so both call the same code.
 
 Layout of an output folder:
 
@@ -39,9 +44,9 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import duckdb
 
@@ -53,6 +58,7 @@ from corpus.manifest import build_manifest
 from corpus.operators import (
     FITTED,
     Operator,
+    PoolMap,
     SinkOperator,
     StageContext,
     StopRun,
@@ -64,9 +70,20 @@ from corpus.owner import check_output, claim, remove_own, write_listing
 from corpus.progress import Progress
 from corpus.readers import InputSpec, ReadTask, fields, plan_tasks
 from corpus.readers.check import QuarantineShare
+from corpus.readers.plan import number_lines, split_tasks
 from corpus.resume import check_finished_work
 from corpus.schema import COPY_OF, DOC_SCHEMA
-from corpus.work import IngestJob, SegmentJob, Stage, ingest, read_marker, run_segment, stage_dir, write_marker
+from corpus.work import (
+    IngestJob,
+    SegmentJob,
+    Stage,
+    ingest,
+    merge_parts,
+    read_marker,
+    run_segment,
+    stage_dir,
+    write_marker,
+)
 from corpus.writers import link_or_copy
 
 
@@ -84,9 +101,44 @@ class RunResult:
     run_id: str
     manifest: dict
     balance: list[dict]
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time per phase, in run order
 
 
-# ---------------------------------------------------------------- pool
+class _Laps:
+    """Wall time per phase of a run (what a run on another executor gains or pays, per stage)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = self.seconds.get(name, 0.0) + now - self._last
+        self._last = now
+
+
+# ---------------------------------------------------------------- how units run
+
+
+class Runner(Protocol):
+    """How units of work run: ``fn(job)`` for each job, where ``fn`` is a plain module-level function
+    and a job a frozen dataclass (or any picklable item). ``Pool`` (processes) and ``RayPool`` (Ray
+    tasks) implement it; the executor's phases use nothing else."""
+
+    workers: int  # how many units run at once (a fit sizes its partitions by it)
+
+    def unordered(self, fn: Callable[[Any], Any], jobs: Sequence[Any], labels: Sequence[str] | None = None
+                  ) -> Iterator[Any]:
+        """Results as they finish; a failure raises the unit's own exception (a died worker: WorkerDiedError)."""
+        ...
+
+    def ordered(self, fn: Callable[[Any], Any], items: Sequence[Any], label: str = "",
+                each: Callable[[Any], None] | None = None) -> list[Any]:
+        """Results in order; ``each(result)`` as each arrives (progress)."""
+        ...
+
+    def close(self) -> None: ...
+
 
 
 _RUNNING: Path | None = None  # in a worker: where it notes the unit it is running (see Pool._died)
@@ -206,9 +258,20 @@ def worker_pool(workers: int) -> Iterator[Callable[[Callable[[Any], Any], Sequen
 log = logging.getLogger(__name__)
 
 
-class LocalExecutor:
+# Input files over this many bytes are read in parts of about this size, one unit of work each.
+SPLIT_BYTES = 64 << 20
+
+
+class Executor:
+    """The phases of a run, shared by every executor; subclasses say how units run (``_runner``)."""
+
+    name = ""
+
     def __init__(self, workers: int = 0, quiet: bool = False, chunk_bytes: int = 32 << 20, report: bool = True,
-                 on_duplicate_id: str = "keep"):
+                 on_duplicate_id: str = "keep", split_bytes: int = SPLIT_BYTES):
+        if split_bytes < 0:
+            raise ValueError(f"split_bytes must be 0 (never split) or more, got {split_bytes}")
+        self.split_bytes = split_bytes  # files over this are read in parts (corpus/readers/plan.py)
         self.workers = workers or os.cpu_count() or 1
         self.quiet = quiet
         self.report = report
@@ -233,6 +296,10 @@ class LocalExecutor:
             claim(out)
             return self._run_locked(ops, inputs, tasks, out, shard_max_bytes)
 
+    def _runner(self, shard_max_bytes: int) -> Runner:
+        """What runs this run's units (started here, closed when the run ends)."""
+        raise NotImplementedError
+
     def _run_locked(
         self, ops: list[Operator], inputs: list[InputSpec], tasks: list[ReadTask], out: Path, shard_max_bytes: int
     ) -> RunResult:
@@ -240,7 +307,12 @@ class LocalExecutor:
         for tmp in work.rglob(".tmp-*") if work.exists() else []:
             tmp.unlink(missing_ok=True)  # left by a killed run; never a finished file
         read_dir = work / "00-read"
-        task_keys = {t.index: self._task_key(t, shard_max_bytes) for t in tasks}
+        units, notes = split_tasks(tasks, self.split_bytes, self._read_chunk(shard_max_bytes))
+        bounds: dict[int, list] = {}
+        for u in units:
+            if u.part is not None:
+                bounds.setdefault(u.index, []).append([u.start, u.end])
+        task_keys = {t.index: self._task_key(t, shard_max_bytes, bounds.get(t.index)) for t in tasks}
         read_key = parent = hashlib.sha256(json.dumps(sorted(task_keys.items())).encode()).hexdigest()
         # The repeated-id check runs after reading whatever the policy; with reject it is also stage 1.
         reject = self.on_duplicate_id == "reject"
@@ -256,20 +328,26 @@ class LocalExecutor:
         catalog = Catalog(out / "catalog.duckdb")
         run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
         stage_rows = [{"idx": 0, "stage": "00-read", "kind": "read", "key": read_key, "params": {
-            "inputs": [asdict(s) for s in inputs]}, "units": len(tasks)}]
+            "inputs": [asdict(s) for s in inputs]}, "units": len(units)}]
         stage_rows += [{"idx": s.idx, "stage": s.label, "kind": s.op.kind, "key": s.key, "params": s.op.params(),
                         "units": 0} for s in stages]
+        pool = self._runner(shard_max_bytes)
         config = {"inputs": [asdict(s) for s in inputs], "pipeline": [{"op": o.name, **o.params()} for o in ops],
-                  "shard_max_bytes": shard_max_bytes, "workers": self.workers,
-                  "on_duplicate_id": self.on_duplicate_id}
-        catalog.start_run(run_id, config, self.workers, stage_rows)
-        pool = Pool(self.workers)
+                  "shard_max_bytes": shard_max_bytes, "workers": pool.workers, "executor": self.name,
+                  "on_duplicate_id": self.on_duplicate_id, "split_bytes": self.split_bytes}
         progress = Progress(quiet=self.quiet)
+        laps = _Laps()
         try:
+            catalog.start_run(run_id, config, pool.workers, stage_rows)
             with progress:
-                check_finished_work(read_dir, tasks, task_keys, _segments(stages),
+                for note in notes:
+                    progress.log(note)
+                check_finished_work(read_dir, units, task_keys, _segments(stages),
                                     functools.partial(pool.ordered, label="checking finished work"), _warn)
-                markers = self._ingest(pool, progress, catalog, run_id, tasks, task_keys, read_dir, shard_max_bytes)
+                laps.lap("check finished work")
+                markers = merge_parts(self._ingest(pool, progress, catalog, run_id, units, task_keys, read_dir,
+                                                   shard_max_bytes))
+                laps.lap("00-read")
                 drift = fields.drift(markers)
                 catalog.record_fields(run_id, markers, drift)
                 for line in fields.describe(drift):
@@ -280,25 +358,32 @@ class LocalExecutor:
                 prev = read_dir / "shards"
                 self._check_ids(pool, progress, catalog, run_id, id_stage, [prev / f"{s}.parquet" for s in shards],
                                 markers)
+                laps.lap("00-ids (repeated ids)")
                 for segment in _segments(stages):
                     head = segment[0]
                     inputs_now = tuple(prev / f"{s}.parquet" for s in shards)
                     side = _side_inputs(stages, head)
                     if isinstance(head.op, SinkOperator):
                         self._whole(pool, progress, catalog, run_id, head, inputs_now, side)
+                        laps.lap(f"{head.label} write")
                         continue  # documents pass on unchanged: the next stage reads the same shards
                     if isinstance(head.op, FITTED) and head is not id_stage:  # that one is fitted already
                         self._whole(pool, progress, catalog, run_id, head, inputs_now, side)
+                        laps.lap(f"{head.label} fit")
                     for results in self._segment(pool, progress, catalog, run_id, segment, shards, prev):
                         for stage, m in zip(segment, results, strict=True):
                             files.update(_files(stage.dir, [m]))
                     prev = segment[-1].dir / "shards"
+                    laps.lap(" ".join(st.label for st in segment))
             manifest = _publish(out, read_dir, markers, stages, shards, run_id, files)
+            laps.lap("publish")
             balance = _balance(out, markers)
             catalog.record_balance(run_id, balance)
             catalog.finish_run(run_id, "ok" if all(b["ok"] for b in balance) else "failed")
+            laps.lap("balance")
             if self.report:
                 _write_report(out, run_id, progress)
+                laps.lap("report")
             bad = [b for b in balance if not b["ok"]]
             if bad:
                 raise LostRecordsError(
@@ -308,7 +393,7 @@ class LocalExecutor:
                                 for b in bad)
                 )
             _collect_garbage(work, {read_dir.name, id_stage.dir.name} | {s.dir.name for s in stages})
-            return RunResult(out, run_id, manifest, balance)
+            return RunResult(out, run_id, manifest, balance, laps.seconds)
         except BaseException as exc:
             try:
                 catalog.finish_run(run_id, "failed", f"{type(exc).__name__}: {exc}")
@@ -322,7 +407,11 @@ class LocalExecutor:
 
     # ------------------------------------------------------------ phases
 
-    def _task_key(self, task: ReadTask, shard_max_bytes: int) -> str:
+    def _read_chunk(self, shard_max_bytes: int) -> int:
+        """How much a read takes at a time: no more than a shard, so a worker's memory is bounded by it."""
+        return min(self.chunk_bytes, max(shard_max_bytes, 1 << 20))
+
+    def _task_key(self, task: ReadTask, shard_max_bytes: int, parts: list | None = None) -> str:
         st = os.stat(task.path) if not task.path.startswith("duckdb:") else None
         fingerprint = {
             # max_quarantine_fraction only decides whether a run goes on, never what a read writes
@@ -331,42 +420,46 @@ class LocalExecutor:
             "index": task.index, "size": st.st_size if st else None, "mtime": st.st_mtime_ns if st else None,
             "shard_max_bytes": shard_max_bytes, "chunk_bytes": self.chunk_bytes, "reader_version": 3,
         }
+        if parts:  # read in parts: their bounds (a whole file's key is as it always was)
+            fingerprint["parts"] = parts
         return hashlib.sha256(json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()
 
-    def _ingest(self, pool: Pool, progress: Progress, catalog: Catalog, run_id: str, tasks: list[ReadTask],
+    def _ingest(self, pool: Runner, progress: Progress, catalog: Catalog, run_id: str, tasks: list[ReadTask],
                 task_keys: dict[int, str], read_dir: Path, shard_max_bytes: int) -> list[dict]:
-        done: dict[int, dict] = {}
-        todo = []
+        """Read every unit (a file, or a part of a big one); returns their markers in unit order."""
+        done: dict[str, dict] = {}
         for t in tasks:
-            m = read_marker(read_dir / "done" / f"{t.index:05d}.json", task_keys[t.index])
+            m = read_marker(read_dir / "done" / f"{t.unit}.json", task_keys[t.index])
             if m is not None and all(p.exists() for p in _read_outputs(read_dir, m)):
-                done[t.index] = m
-            else:
-                todo.append(t)
-        _drop_stale_reads(read_dir, {t.index for t in tasks})
+                done[t.unit] = m
+        _drop_stale_reads(read_dir, {t.unit for t in tasks})
         if done:
             catalog.record_ingest(run_id, list(done.values()), resumed=True)
-            progress.log(f"resuming: {len(done)} of {len(tasks)} input files already read")
+            progress.log(f"resuming: {len(done)} of {len(tasks)} input files (or parts) already read")
+        # Parts of big line files start at their file's own line numbers: count the lines before them.
+        known = {u: m["lines"] for u, m in done.items() if m.get("lines") is not None}
+        tasks, lines = number_lines(tasks, known, set(done), functools.partial(pool.ordered, label="counting lines"))
+        todo = [t for t in tasks if t.unit not in done]
         bar = progress.add("read inputs", total=len(tasks), completed=len(done), unit="input MB/s")
-        # Read no more than a shard at a time: a worker's memory is bounded by the shard size.
-        chunk = min(self.chunk_bytes, max(shard_max_bytes, 1 << 20))
-        # A source's quarantine share is judged as its files finish; an input of one file, in its worker.
+        chunk = self._read_chunk(shard_max_bytes)
+        # A source's quarantine share is judged as its files finish; an input of one unit, in its worker.
         share = QuarantineShare(tasks)
         for m in done.values():
             share.add(m["source"], m["seen"], m["quarantine_kinds"])
         jobs = [IngestJob(t, task_keys[t.index], read_dir, shard_max_bytes, chunk,
-                          watch=len(share.tasks[t.spec.source]) == 1) for t in todo]
-        for m in pool.unordered(ingest, jobs, [f"reading {t.path}" for t in todo]):
-            done[m["task"]] = m
+                          watch=len(share.tasks[t.spec.source]) == 1, lines=lines.get(t.unit)) for t in todo]
+        labels = [f"reading {t.path}" + (f" (part {t.part + 1})" if t.part is not None else "") for t in todo]
+        for m in pool.unordered(ingest, jobs, labels):
+            done[m["unit"]] = m
             catalog.record_ingest(run_id, [m], resumed=False)
             progress.advance(bar, docs=m["seen"], nbytes=m["bytes_in"])
             share.add(m["source"], m["seen"], m["quarantine_kinds"])
             share.check(m["source"])
         catalog.flush()
-        # Keep every shard of the current tasks, in task order: that order defines the corpus.
-        return [done[t.index] for t in tasks]
+        # Keep every shard of the current units, in unit order: that order defines the corpus.
+        return [done[t.unit] for t in tasks]
 
-    def _check_ids(self, pool: Pool, progress: Progress, catalog: Catalog, run_id: str, stage: Stage,
+    def _check_ids(self, pool: Runner, progress: Progress, catalog: Catalog, run_id: str, stage: Stage,
                    shard_paths: list[Path], markers: list[dict]) -> None:
         """Find repeated ids (before any stage), record them, and warn or stop as the policy says."""
         self._whole(pool, progress, catalog, run_id, stage, tuple(shard_paths))
@@ -378,7 +471,7 @@ class LocalExecutor:
         if summary["rows"]:
             log.warning("%s", describe(summary, examples, self.on_duplicate_id, one_line=True))
 
-    def _whole(self, pool: Pool, progress: Progress, catalog: Catalog, run_id: str, stage: Stage,
+    def _whole(self, pool: Runner, progress: Progress, catalog: Catalog, run_id: str, stage: Stage,
                shards: tuple[Path, ...], side_inputs: dict[str, Path] | None = None) -> None:
         """A global operator's fit, or a sink's consume, over the whole corpus into the stage's artifacts
         folder; its figures go to the catalog."""
@@ -412,7 +505,7 @@ class LocalExecutor:
         for table, rows in cls.catalog_rows(stage.artifacts).items():
             catalog.record_stage_rows(run_id, stage.idx, stage.label, table, rows)
 
-    def _segment(self, pool: Pool, progress: Progress, catalog: Catalog, run_id: str, segment: list[Stage],
+    def _segment(self, pool: Runner, progress: Progress, catalog: Catalog, run_id: str, segment: list[Stage],
                  shards: list[str], prev: Path) -> Iterator[list[dict]]:
         """Push every shard through the segment; yields each shard's markers (one per stage)."""
         names = segment[0].label if len(segment) == 1 else f"{segment[0].label}..{segment[-1].idx:02d}"
@@ -432,7 +525,16 @@ class LocalExecutor:
         catalog.flush()
 
 
-def _tracked(pool: Pool, progress: Progress, label: str) -> Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]:
+class LocalExecutor(Executor):
+    """Units run on a spawn pool of ``workers`` processes on this machine (in this process for 1)."""
+
+    name = "local"
+
+    def _runner(self, shard_max_bytes: int) -> Runner:
+        return Pool(self.workers)
+
+
+def _tracked(pool: Runner, progress: Progress, label: str) -> PoolMap:
     """A fit's pool_map that shows a bar per pass (units done, and documents when a result counts them)."""
     def pool_map(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
         bar = progress.add(f"  {label}: {fn.__name__.strip('_').replace('_', ' ')}", total=len(items))
@@ -513,10 +615,11 @@ def _read_outputs(read_dir: Path, marker: dict) -> list[Path]:
             + [read_dir / "quarantine" / name for name in _quarantine_names(marker)])
 
 
-def _drop_stale_reads(read_dir: Path, current: set[int]) -> None:
-    """Forget outputs of input files no longer in the config (their index is past the current list)."""
+def _drop_stale_reads(read_dir: Path, current: set[str]) -> None:
+    """Forget outputs of units no longer planned: input files no longer in the config (their index is past
+    the current list), and a file's parts when it is now read otherwise (split differently, or whole)."""
     for marker in (read_dir / "done").glob("*.json") if (read_dir / "done").exists() else []:
-        if int(marker.stem) not in current:
+        if marker.stem not in current:
             for path in _read_outputs(read_dir, json.loads(marker.read_bytes())):
                 path.unlink(missing_ok=True)
             marker.unlink()

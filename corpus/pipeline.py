@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from corpus.config import load_config
-from corpus.executor import LocalExecutor, PipelineError, RunResult
+from corpus.executor import SPLIT_BYTES, Executor, LocalExecutor, PipelineError, RunResult
 from corpus.operators import Operator, ensure_columns
 from corpus.readers import InputSpec
 from corpus.schema import DOC_SCHEMA
@@ -42,11 +42,18 @@ class Pipeline:
         quiet: bool = False,
         base_dir: str | Path | None = None,
         on_duplicate_id: str = "keep",
+        executor: Executor | None = None,
+        split_bytes: int = SPLIT_BYTES,
     ) -> RunResult:
         """Run the pipeline. on_duplicate_id: what happens to a user id seen more than once (keep, with a
-        warning; reject the later occurrences; or fail before any stage): see corpus/ids.py."""
+        warning; reject the later occurrences; or fail before any stage): see corpus/ids.py. executor: what
+        runs it (default: ``LocalExecutor`` of ``workers`` processes; ``RayExecutor(address=...)`` for Ray:
+        then its own workers, quiet, on_duplicate_id and split_bytes settings apply). split_bytes: input files
+        over this are read in parts, several workers sharing a file (0: never; corpus/readers/plan.py)."""
         self.check()
-        executor = LocalExecutor(workers=workers, quiet=quiet, on_duplicate_id=on_duplicate_id)
+        if executor is None:
+            executor = LocalExecutor(workers=workers, quiet=quiet, on_duplicate_id=on_duplicate_id,
+                                     split_bytes=split_bytes)
         return executor.run(self.ops, inputs, Path(output), shard_max_bytes, Path(base_dir) if base_dir else None)
 
     @classmethod
@@ -55,5 +62,7 @@ class Pipeline:
         cfg = load_config(path)
         kwargs = {"inputs": cfg.inputs, "output": cfg.output, "workers": cfg.workers,
                   "shard_max_bytes": cfg.shard_max_bytes, "base_dir": cfg.base_dir,
-                  "on_duplicate_id": cfg.on_duplicate_id}
+                  "on_duplicate_id": cfg.on_duplicate_id, "split_bytes": cfg.split_bytes}
+        if cfg.executor != "local":
+            kwargs["executor"] = cfg.make_executor()
         return cls(cfg.pipeline), kwargs

@@ -150,19 +150,23 @@ def export(out: Path, dest: Path, source: str | None = None, kind: str | None = 
     ``dest/<source>/<file>``, one file per input file, each record's exact bytes."""
     qdir, files = _quarantine_files(out)
     dest = Path(dest)
-    done = []
-    for f in files:
-        meta = _read_list_columns(f).with_row_index("i")
+    metas = []
+    for f in files:  # one per input file, or per part of a big one (corpus/readers/plan.py)
+        meta = _read_list_columns(f).with_row_index("i").with_columns(pl.lit(str(f)).alias("parquet"))
         if source is not None:
             meta = meta.filter(pl.col("source") == source)
         if kind is not None:
             meta = meta.filter(pl.col("kind") == kind)
-        for (src, name), group in meta.group_by("source", "file", maintain_order=True):
-            done.append(_export_file(f, qdir, dest, str(src), str(name), group))
-    return done
+        metas.append(meta)
+    if not metas:
+        return []
+    # An input file's records, from all its parts, in line order.
+    ordered = pl.concat(metas).sort("source", "file", "line", maintain_order=True)
+    return [_export_file(qdir, dest, str(src), str(name), group)
+            for (src, name), group in ordered.group_by("source", "file", maintain_order=True)]
 
 
-def _export_file(parquet: Path, qdir: Path, dest: Path, source: str, file: str, group: pl.DataFrame) -> Exported:
+def _export_file(qdir: Path, dest: Path, source: str, file: str, group: pl.DataFrame) -> Exported:
     # A file quarantined as a whole (missing text column, unreadable) has no bytes to give back.
     empty = group.filter((pl.col("raw_unit") == RAW_FILE) & (pl.col("raw_bytes") == 0))
     group = group.filter(~pl.col("i").is_in(empty["i"].implode()))
@@ -172,12 +176,12 @@ def _export_file(parquet: Path, qdir: Path, dest: Path, source: str, file: str, 
     target = (dest / source / export_name(file, group["raw_unit"][0])).resolve()
     if not target.is_relative_to(dest.resolve()):
         raise ValueError(f"quarantine row names a file outside the export folder: {source}/{file}")
-    wanted = set(group["i"].to_list())
     whole = units == {RAW_FILE} and group.height == 1  # a text file read whole: as it was
     size = 0
     with atomic_path(target) as tmp, open(tmp, "wb") as fh:
         header_done = False
-        for row in _rows(parquet, wanted):
+        parts = [(Path(p), set(g["i"].to_list())) for (p,), g in group.group_by("parquet", maintain_order=True)]
+        for row in (r for parquet, wanted in parts for r in _rows(parquet, wanted)):
             if row.get("header") is not None and not header_done:
                 fh.write(bytes(row["header"]) + b"\n")
                 header_done = True

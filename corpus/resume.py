@@ -19,7 +19,7 @@ from corpus.operators import SinkOperator, is_global
 from corpus.readers import ReadTask
 from corpus.work import Stage, read_marker
 
-Key = tuple[int, str]  # (stage index, unit): (0, task index as text) for reading, (j, shard) for stage j
+Key = tuple[int, str]  # (stage index, unit): (0, ReadTask.unit) for reading, (j, shard) for stage j
 
 
 @dataclass
@@ -62,12 +62,12 @@ def check_finished_work(read_dir: Path, tasks: Sequence[ReadTask], task_keys: di
                 redo(key, f"{unit.folder / rel} is {why}")
                 return
 
-    for t in tasks:
-        path = read_dir / "done" / f"{t.index:05d}.json"
+    for t in tasks:  # each unit of reading: a file, or a part of a big one
+        path = read_dir / "done" / f"{t.unit}.json"
         marker = read_marker(path, task_keys[t.index])
         if marker is not None:
-            consider((0, str(t.index)), _Unit(f"reading {t.path}", read_dir, path, marker))
-            task_of.update({s: str(t.index) for s in marker["shards"]})
+            consider((0, t.unit), _Unit(f"reading {t.path}", read_dir, path, marker))
+            task_of.update({s: t.unit for s in marker["shards"]})
     shards = set(task_of)
     for st in stages:
         for path in sorted((st.dir / "done").glob("*.json")) if (st.dir / "done").is_dir() else []:

@@ -25,6 +25,7 @@ from corpus.readers import ReadTask, read_task
 from corpus.readers.check import QuarantineShare
 from corpus.readers.fields import FieldStats
 from corpus.readers.fields import merge as merge_fields
+from corpus.readers.plan import CountJob, count_lines
 from corpus.schema import COPY_OF, REJECT_REASON, REJECT_STAGE, ROW_ID, SOURCE, TEXT
 from corpus.writers import ShardWriter, link_or_copy, write_bytes_atomic, write_parquet
 
@@ -65,6 +66,7 @@ class IngestJob:
     shard_max_bytes: int
     chunk_bytes: int
     watch: bool = False  # judge this file's quarantine share as it is read (its input's only file)
+    lines: int | None = None  # a part of a line file: its line ends (recorded, so a resume need not count)
 
 
 @dataclass(frozen=True)
@@ -99,14 +101,16 @@ def _by_source(df: pl.DataFrame) -> dict[str, dict[str, int]]:
 
 
 def ingest(job: IngestJob) -> dict:
-    """Read one input file into `<source>-<index>-<part>.parquet` shards plus its quarantine file (and
-    the side files of quarantined records over max_doc_bytes, in quarantine/raw/<source>-<index>/)."""
+    """Read one input file (or one part of a big one) into `<source>-<unit>-<n>.parquet` shards plus its
+    quarantine file (and the side files of quarantined records over max_doc_bytes, in
+    quarantine/raw/<source>-<unit>/); <unit> is the file's number, and `-p<part>` for a part."""
     task, key, stage_dir, shard_max_bytes, chunk_bytes = (job.task, job.key, job.stage_dir, job.shard_max_bytes,
                                                           job.chunk_bytes)
     start = time.perf_counter()
-    prefix = f"{_safe(task.spec.source)}-{task.index:05d}"
+    prefix = f"{_safe(task.spec.source)}-{task.unit}"
     shards_dir, quar_dir = stage_dir / "shards", stage_dir / "quarantine"
-    for old in list(shards_dir.glob(f"{prefix}-*.parquet")) + list(quar_dir.glob(f"{prefix}.parquet")):
+    # (-[0-9]*: a whole file's leftovers, never the shards of its parts, -p<part>-<n>)
+    for old in list(shards_dir.glob(f"{prefix}-[0-9]*.parquet")) + list(quar_dir.glob(f"{prefix}.parquet")):
         old.unlink()  # leftovers of an interrupted attempt; this attempt rewrites them identically
     raw = RawStore(quar_dir, prefix)
     shutil.rmtree(raw.folder, ignore_errors=True)
@@ -145,9 +149,15 @@ def ingest(job: IngestJob) -> dict:
         raise
     shards = docs.close()
     quarantine = bad.close()
+    lines = job.lines
+    if lines is None and task.part is not None and task.end is not None and task.format != "parquet":
+        lines = count_lines(CountJob(task.path, task.start, task.end))  # for a resume that reads later parts
     marker = {
         "key": key,
         "task": task.index,
+        "unit": task.unit,
+        "part": task.part,
+        "lines": lines,
         "source": task.spec.source,
         "file": task.rel_path,
         "shards": [s["name"].removesuffix(".parquet") for s in shards],
@@ -166,8 +176,32 @@ def ingest(job: IngestJob) -> dict:
         "bytes_out": text_bytes,
         "seconds": time.perf_counter() - start,
     }
-    write_marker(stage_dir / "done" / f"{task.index:05d}.json", marker)
+    write_marker(stage_dir / "done" / f"{task.unit}.json", marker)
     return marker
+
+
+_SUMMED = ("seen", "blank", "docs", "quarantined", "bytes_in", "bytes_out", "seconds")
+
+
+def merge_parts(markers: list[dict]) -> list[dict]:
+    """Read markers per input file: the markers of a big file's parts (consecutive, in part order) as one,
+    as if it had been read whole (its shards in order, counts summed, fields merged)."""
+    out: list[dict] = []
+    for m in markers:
+        if m.get("part") and out and out[-1]["task"] == m["task"]:
+            acc = out[-1]
+            acc["shards"] = acc["shards"] + m["shards"]
+            acc["files"] = {**acc["files"], **m["files"]}
+            for k in _SUMMED:
+                acc[k] = acc[k] + m[k]
+            acc["quarantine_kinds"] = {k: acc["quarantine_kinds"].get(k, 0) + m["quarantine_kinds"].get(k, 0)
+                                       for k in {**acc["quarantine_kinds"], **m["quarantine_kinds"]}}
+            fields: FieldStats = json.loads(json.dumps(acc.get("fields") or {}))
+            merge_fields(fields, m.get("fields") or {})
+            acc["fields"] = fields
+        else:
+            out.append(dict(m))
+    return out
 
 
 def _safe(name: str) -> str:
@@ -176,18 +210,20 @@ def _safe(name: str) -> str:
 
 # ---------------------------------------------------------------- stages
 
-# Operators set up (and global state loaded) in this process, by stage key: each job arrives with a
-# fresh unpickled copy, but models and fitted state are loaded once per worker.
-_ready: dict[str, Operator] = {}
+# Operators set up (and global state loaded) in this process, by stage key and folder: each job arrives
+# with a fresh unpickled copy, but models and fitted state are loaded once per worker. (A Ray worker
+# outlives a run: the folder tells apart two runs of one config into two outputs.)
+_ready: dict[tuple[str, Path], Operator] = {}
 
 
 def _prepare(stage: Stage) -> Operator:
-    if stage.key not in _ready:
+    key = (stage.key, stage.dir)
+    if key not in _ready:
         stage.op.setup()
         if isinstance(stage.op, FITTED):
             stage.op.load(stage.artifacts)
-        _ready[stage.key] = stage.op
-    return _ready[stage.key]
+        _ready[key] = stage.op
+    return _ready[key]
 
 
 def apply_op(op: Operator, df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame | None]:

@@ -1,5 +1,8 @@
+import os
 import sys
 from pathlib import Path
+
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -16,3 +19,16 @@ def pytest_unconfigure(config):
         reporter.write_line(
             f"NOTE: {len(skipped)} browser test module(s) skipped: Chromium or playwright is missing "
             "(apt-get install chromium; CI sets CORPUS_REQUIRE_BROWSER=1 and fails instead)", yellow=True, bold=True)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray cluster of 2 CPUs for the whole test session (it takes seconds to start); tests run
+    RayExecutor on it (a driver already connected keeps its connection)."""
+    ray = pytest.importorskip("ray")
+    # Workers import test modules by name (an operator defined in a test), as this process does.
+    path = os.pathsep.join(p for p in (str(Path(__file__).resolve().parent), os.environ.get("PYTHONPATH")) if p)
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=256 << 20, log_to_driver=False,
+             runtime_env={"env_vars": {"POLARS_MAX_THREADS": "1", "PYTHONPATH": path}})
+    yield ray
+    ray.shutdown()

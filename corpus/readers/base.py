@@ -51,13 +51,23 @@ class InputSpec:
 
 @dataclass(frozen=True)
 class ReadTask:
-    """One unit of reading: one file of an input (or the whole DuckDB query)."""
+    """One unit of reading: one file of an input (or the whole DuckDB query), or one part of a big file
+    (corpus/readers/plan.py ``split_tasks``): a byte range of whole lines, or a run of Parquet row groups."""
 
     spec: InputSpec
     path: str  # absolute file path, or "duckdb:<db or :memory:>"
     rel_path: str  # path relative to the input's root: used in derived ids, stable if the data moves
     format: str
-    index: int  # position of this task in the run's task list (stable ordering)
+    index: int  # position of this task's file in the run's task list (stable ordering; row_id's high bits)
+    part: int | None = None  # which part of its file (None: the whole file)
+    start: int = 0  # a part: its first byte (JSONL, text) or row group (Parquet)
+    end: int | None = None  # ... and the byte or row group after its last (None: the file's end)
+    first_row: int = 1  # the file's line (JSONL, text) or row (Parquet) number of the part's first
+
+    @property
+    def unit(self) -> str:
+        """The unit's name: its markers' and shard prefix's (``00003``, or ``00003-p0001`` for a part)."""
+        return f"{self.index:05d}" if self.part is None else f"{self.index:05d}-p{self.part:04d}"
 
 
 @dataclass

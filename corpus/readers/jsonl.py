@@ -331,13 +331,19 @@ class DocBuilder:
 
 
 # ----- JSONL ----------------------------------------------------------------------------
+def jsonl_piece_bytes(chunk_bytes: int) -> int:
+    """The size of the pieces polars parses: a part of a big file starts where a piece would (polars
+    unifies a field's types within a piece, so the same pieces give the same meta)."""
+    return min(chunk_bytes, _PIECE)
+
+
 def read_jsonl(task: ReadTask, chunk_bytes: int, sink: RawStore | None = None) -> Iterator[ReadChunk]:
     # Parse in pieces of at most _PIECE: buffers of 32 MiB and more are mmap-ed afresh by malloc
     # on every allocation, and the page faults cost more than the extra polars calls.
-    piece_bytes = min(chunk_bytes, _PIECE)
-    src = ByteSource(task.path, block_size=piece_bytes)
+    piece_bytes = jsonl_piece_bytes(chunk_bytes)
+    src = ByteSource(task.path, block_size=piece_bytes, start=task.start, end=task.end)
     chunker = LineChunker(src, piece_bytes)
-    lines_before = 0
+    lines_before = task.first_row - 1  # a part of a big file starts at its own line
     reported = 0
     pending = 0
     b = DocBuilder(task, sink)

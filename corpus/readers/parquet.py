@@ -81,15 +81,16 @@ def unreadable_chunk(task: ReadTask, row: int, error: str, bytes_read: int = 0) 
 
 def read_batches(
     task: ReadTask, batches: Iterable[pa.RecordBatch], total_rows: int | None, size: int,
-    sink: RawStore | None = None,
+    sink: RawStore | None = None, first_row: int = 1,
 ) -> Iterator[ReadChunk]:
-    """ReadChunks from Arrow batches; bytes_read is the file size spread over the rows."""
-    row = 1
+    """ReadChunks from Arrow batches (rows numbered from first_row); bytes_read is the file size spread
+    over the rows."""
+    row = first_row
     reported = 0
     for batch in batches:
         if batch.num_rows == 0:
             continue
-        done = row - 1 + batch.num_rows
+        done = row - first_row + batch.num_rows
         consumed = size * done // total_rows if total_rows else 0
         yield arrow_batch_chunk(task, batch, row, consumed - reported, sink)
         reported = consumed
@@ -122,14 +123,16 @@ def read_parquet(task: ReadTask, chunk_bytes: int, sink: RawStore | None = None)
         wanted = {spec.text_key, spec.id_key, *spec.meta_keys}
         columns = [n for n in names if n in wanted]
     md = pf.metadata
-    total = md.num_rows
-    data_bytes = sum(md.row_group(i).total_byte_size for i in range(md.num_row_groups))
+    # A part of a big file (corpus/readers/plan.py) reads its run of row groups, numbering from its first row.
+    groups = range(task.start, md.num_row_groups if task.end is None else task.end)
+    total = sum(md.row_group(i).num_rows for i in groups)
+    data_bytes = sum(md.row_group(i).total_byte_size for i in groups)
     per_row = max(1, data_bytes // total) if total else 1
     batch_rows = max(1, min(chunk_bytes // per_row, 1 << 20))
-    size = os.path.getsize(task.path)
-    batches = pf.iter_batches(batch_size=batch_rows, columns=columns)
-    it = read_batches(task, batches, total, size, sink)
-    row = 1
+    size = os.path.getsize(task.path) * total // max(1, md.num_rows)  # the part's share, for MB/s
+    batches = pf.iter_batches(batch_size=batch_rows, row_groups=list(groups), columns=columns)
+    it = read_batches(task, batches, total, size, sink, first_row=task.first_row)
+    row = task.first_row
     try:
         for chunk in it:
             row += chunk.seen

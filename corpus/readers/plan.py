@@ -1,18 +1,40 @@
-"""Expand configured inputs into read tasks: one per file, in a stable order.
+"""Expand configured inputs into read tasks: one per file, in a stable order; split big files into parts.
 
 Everything that would make an input unreadable as a whole (missing path, empty glob, unknown
 format, unreadable file, bad option) is raised here as InputError, before any work starts.
+
+A big file is read in parts, so that several workers share it (``split_tasks``): uncompressed JSONL and
+text read by line as byte ranges of whole lines, Parquet as runs of row groups. Each part numbers its
+lines (rows) from the file's own count, so ids, row_ids and quarantine line numbers are those of the file
+read whole: a line part's first line number is 1 + the newlines of the parts before it, counted by the
+workers first (``number_lines``, a plain count of bytes); a Parquet part's comes from the footer. A part
+starts where the reader's own pieces would start reading the file whole (the first line end after each
+piece's size), so every record is parsed in the same piece as ever, with the same rows, ids and meta.
+The parts of a file are fixed by the file and ``split_bytes`` alone, never by the worker count, so any
+executor and any number of workers write the same shards. Kept whole, and said so: compressed streams
+(a stream cannot be entered mid-way) and CSV (a quoted value may span lines, so where a record starts
+depends on every quote before it; and ``csv_multiline: auto`` decides an unclosed quote by reading the
+lines after it).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import glob
+import mmap
 import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from corpus.readers.base import FORMATS, InputError, InputSpec, ReadTask
 from corpus.readers.duckdb import MEMORY, PREFIX, query_label
-from corpus.readers.streams import strip_compression
+from corpus.readers.jsonl import jsonl_piece_bytes
+from corpus.readers.streams import BOM, compression_of, strip_compression
 
 EXTENSIONS = {
     ".jsonl": "jsonl",
@@ -26,6 +48,7 @@ EXTENSIONS = {
 }
 TEXT_MODES = ("file", "line")
 _GLOB_CHARS = frozenset("*?[")
+PoolMap = Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]
 
 
 def infer_format(path: str) -> str | None:
@@ -175,3 +198,123 @@ def _duckdb(spec: InputSpec, base: Path, where: str) -> tuple[str, str, str]:
         _check_readable(str(p), where)
         db = str(p)
     return PREFIX + db, query_label(spec.query), "duckdb"
+
+
+# ---------------------------------------------------------------- big files in parts
+
+
+def split_tasks(tasks: Sequence[ReadTask], split_bytes: int, chunk_bytes: int) -> tuple[list[ReadTask], list[str]]:
+    """(units, notes): each task, or the parts of a file over ``split_bytes`` (0: never split), in file
+    order; notes say which big files stay whole, and why. Line parts are not numbered yet (number_lines).
+    ``chunk_bytes``: the ingest's read size, which sets the reader's pieces that parts must start on."""
+    units: list[ReadTask] = []
+    notes: list[str] = []
+    for t in tasks:
+        parts: list[ReadTask] = []
+        size = os.path.getsize(t.path) if split_bytes and not t.path.startswith(PREFIX) else 0
+        if size > split_bytes > 0:
+            line_format = t.format == "jsonl" or (t.format == "text" and t.spec.text_mode == "line")
+            if compression_of(t.path) and line_format:
+                notes.append(f"{t.rel_path}: compressed, read as one unit (a compressed stream cannot be "
+                             "entered mid-way; split it into several files to share it among workers)")
+            elif t.format == "csv":
+                notes.append(f"{t.rel_path}: CSV, read as one unit (a quoted value may span lines, so a "
+                             "record's start depends on every quote before it)")
+            elif line_format:
+                piece = jsonl_piece_bytes(chunk_bytes) if t.format == "jsonl" else max(1, chunk_bytes)
+                parts = _line_parts(t, _line_cuts(t.path, piece, split_bytes))
+            elif t.format == "parquet":
+                parts = _row_group_parts(t, split_bytes)
+        units += parts if len(parts) > 1 else [t]
+    return units, notes
+
+
+def _line_cuts(path: str, piece: int, split_bytes: int) -> list[int]:
+    """Where the parts of a line file start: the reader's piece boundaries (the first line end at or
+    after each piece's size, LineChunker's rule), one every ``split_bytes`` or so. Only the bytes around
+    each boundary are read."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    try:
+        pos = len(BOM) if mm[: len(BOM)] == BOM else 0
+        cuts, last = [0], pos
+        while (cut := mm.find(b"\n", pos + piece - 1)) >= 0 and cut + 1 < size:
+            pos = cut + 1
+            if pos - last >= split_bytes:
+                cuts.append(pos)
+                last = pos
+        return cuts
+    finally:
+        mm.close()
+
+
+def _line_parts(task: ReadTask, cuts: list[int]) -> list[ReadTask]:
+    ends: list[int | None] = [*cuts[1:], None]
+    return [dataclasses.replace(task, part=i, start=a, end=b, first_row=0)
+            for i, (a, b) in enumerate(zip(cuts, ends, strict=True))]
+
+
+def _row_group_parts(task: ReadTask, split_bytes: int) -> list[ReadTask]:
+    """Runs of row groups of about ``split_bytes`` on disk; none when the footer cannot say (the reader
+    then quarantines the whole file, as ever)."""
+    try:
+        md = pq.ParquetFile(task.path).metadata
+    except (OSError, pa.ArrowException):
+        return []
+    parts: list[ReadTask] = []
+    start = row = size = 0
+    first = 1
+    for g in range(md.num_row_groups):
+        rg = md.row_group(g)
+        size += sum(rg.column(c).total_compressed_size for c in range(rg.num_columns))
+        row += rg.num_rows
+        if size >= split_bytes or g == md.num_row_groups - 1:
+            end = None if g == md.num_row_groups - 1 else g + 1
+            parts.append(dataclasses.replace(task, part=len(parts), start=start, end=end, first_row=first))
+            start, first, size = g + 1, row + 1, 0
+    return parts
+
+
+@dataclass(frozen=True)
+class CountJob:
+    """Count the line ends in one byte range of a file (a part's lines)."""
+
+    path: str
+    start: int
+    end: int | None
+
+
+def count_lines(job: CountJob) -> int:
+    n = 0
+    with open(job.path, "rb") as f:
+        f.seek(job.start)
+        left = None if job.end is None else job.end - job.start
+        while block := f.read(16 << 20 if left is None else min(16 << 20, left)):
+            n += block.count(b"\n")
+            if left is not None:
+                left -= len(block)
+    return n
+
+
+def number_lines(units: Sequence[ReadTask], known: dict[str, int], done: set[str], pool_map: PoolMap
+                 ) -> tuple[list[ReadTask], dict[str, int]]:
+    """Give each line part its first line number: 1 + the line ends of the parts before it in its file.
+    ``known``: parts' line counts already recorded (finished parts' markers); ``done``: the units already
+    read. The other counts are counted on the pool, only those a later unread part needs (a part counts
+    its own as it is read). Returns the numbered units and the counts known."""
+    line_parts = [u for u in units if u.part is not None and u.format != "parquet"]
+    last = {u.index: u.part for u in line_parts}
+    # Only the parts before a file's last unread part matter (a finished part's count is in its marker).
+    need = {u.index: u.part for u in line_parts if u.unit not in done}
+    todo = [u for u in line_parts if u.unit not in known and u.part < need.get(u.index, -1)]
+    counts = dict(known)
+    counts.update(zip([u.unit for u in todo], pool_map(count_lines, [CountJob(u.path, u.start, u.end) for u in todo]),
+                      strict=True))
+    out, before = [], dict.fromkeys(last, 0)
+    for u in units:
+        if u.part is not None and u.format != "parquet":
+            u = dataclasses.replace(u, first_row=1 + before[u.index])
+            before[u.index] += counts.get(u.unit, 0)
+        out.append(u)
+    return out, counts

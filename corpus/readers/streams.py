@@ -55,8 +55,10 @@ class ByteSource:
     decompression error that stopped the read early (None when the file was read to its end).
     """
 
-    def __init__(self, path: str, block_size: int = 1 << 20) -> None:
+    def __init__(self, path: str, block_size: int = 1 << 20, start: int = 0, end: int | None = None) -> None:
         self.path = path
+        # A byte range of an uncompressed file (a part of a big file: corpus/readers/plan.py).
+        self.start, self.end = start, end
         # Small blocks only cost calls: the chunker cuts at line ends whatever the block size.
         self.block_size = max(block_size, 1 << 16)
         self.compression = compression_of(path)
@@ -67,6 +69,9 @@ class ByteSource:
     def blocks(self) -> Iterator[bytes]:
         """The decompressed bytes, a leading byte order mark dropped."""
         blocks = self._blocks()
+        if self.start:  # a later part: the file's byte order mark is the first part's
+            yield from blocks
+            return
         head = b""
         for block in blocks:
             head += block
@@ -81,6 +86,8 @@ class ByteSource:
     def _blocks(self) -> Iterator[bytes]:
         try:
             with open(self.path, "rb") as f:
+                if self.compression and (self.start or self.end is not None):
+                    raise ValueError(f"{self.path}: a compressed stream is read whole, never from a byte range")
                 if self.compression == "gzip":
                     yield from self._gzip(f)
                 elif self.compression == "zstd":
@@ -98,8 +105,12 @@ class ByteSource:
         return data
 
     def _plain(self, f: BinaryIO) -> Iterator[bytes]:
-        while data := self._read(f, self.block_size):
+        f.seek(self.start)
+        left = None if self.end is None else self.end - self.start
+        while data := self._read(f, self.block_size if left is None else min(self.block_size, left)):
             yield data
+            if left is not None:
+                left -= len(data)
 
     def _gzip(self, f: BinaryIO) -> Iterator[bytes]:
         # Multi-member gzip (e.g. `cat a.gz b.gz`): each member ends with eof and the next member

@@ -66,9 +66,9 @@ def _read_file(task: ReadTask, sink: RawStore | None) -> ReadChunk:
 
 
 def _read_lines(task: ReadTask, chunk_bytes: int, sink: RawStore | None) -> Iterator[ReadChunk]:
-    src = ByteSource(task.path, block_size=min(chunk_bytes, 1 << 20))
+    src = ByteSource(task.path, block_size=min(chunk_bytes, 1 << 20), start=task.start, end=task.end)
     chunker = LineChunker(src, chunk_bytes)
-    lines_before = 0
+    lines_before = task.first_row - 1  # a part of a big file starts at its own line
     reported = 0
     for chunk in chunker:
         b = DocBuilder(task, sink)
