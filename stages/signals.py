@@ -168,7 +168,7 @@ def _gopher_quality(b: Batch) -> dict[str, pl.Series | np.ndarray]:
     v = pl.col("v")
     per_word = w.values.to_frame().with_columns(v.str.replace_all(f"^[{PUNCT}]+|[{PUNCT}]+$", "").alias("s"))
     per_word = per_word.select(
-        (pl.col("s").str.len_bytes() > 0).alias("word"), pl.col("s").str.len_chars().alias("len"),
+        pl.col("s"), (pl.col("s").str.len_bytes() > 0).alias("word"), pl.col("s").str.len_chars().alias("len"),
         v.str.contains(r"\p{L}").alias("alpha"), pl.col("s").is_in(list(STOP_WORDS)).alias("stop"))
     non_symbol = w.sum(per_word["word"])
     ws = v.str.strip_chars_start(PY_WS)
@@ -185,8 +185,16 @@ def _gopher_quality(b: Batch) -> dict[str, pl.Series | np.ndarray]:
         "gopher_bullet_lines": _ratio(lines.sum(per_line["bullet"]), lines.lens),
         "gopher_ellipsis_lines": _ratio(lines.sum(per_line["ellipsis"]), lines.lens),
         "gopher_alpha_words": _ratio(w.sum(per_word["alpha"]), w.lens),
-        "gopher_stop_words": w.sum(per_word["stop"]),
+        "gopher_stop_words": _distinct_stop_words(w, per_word),
     }
+
+
+def _distinct_stop_words(w: Flat, per_word: pl.DataFrame) -> np.ndarray:
+    """How many *different* stop words each document holds (datatrove intersects the word set with
+    the stop words: "the the" has one)."""
+    found = pl.DataFrame({"d": w.doc, "s": per_word["s"], "stop": per_word["stop"]})
+    found = found.filter(pl.col("stop")).unique(["d", "s"])
+    return np.bincount(found["d"].to_numpy(), minlength=w.n).astype(np.int64)
 
 
 def _gopher_repetition(b: Batch) -> dict[str, pl.Series | np.ndarray]:
@@ -205,7 +213,10 @@ def _gopher_repetition(b: Batch) -> dict[str, pl.Series | np.ndarray]:
     return out
 
 
-def _c4(b: Batch, terminal_punct: bool) -> dict[str, pl.Series | np.ndarray]:
+def c4_line_rules(b: Batch, terminal_punct: bool) -> tuple[Flat, pl.DataFrame]:
+    """Each ``splitlines`` line of the batch through C4's line rules: the frame has, per line, the
+    line as kept (``cleaned``: stripped, citations removed), whether it is kept (``kept``), marks
+    ``lorem`` and ``curly`` and its ``sentences`` (0 unless kept)."""
     lines = b.flat("splitlines")
     nonspace, space = f"[^{WS_CLASS}]", f"[{WS_CLASS}]"
     # Step by step (each intermediate a column once): C4's rules in datatrove's order, per line.
@@ -225,6 +236,11 @@ def _c4(b: Batch, terminal_punct: bool) -> dict[str, pl.Series | np.ndarray]:
                                           | _contains_any(lower, C4_POLICY)).not_()).alias("kept"))
     f = f.with_columns(pl.when(pl.col("kept")).then(cleaned.str.count_matches(_SENTENCE_BREAK) + 1).otherwise(0)
                        .alias("sentences"))
+    return lines, f
+
+
+def _c4(b: Batch, terminal_punct: bool) -> dict[str, pl.Series | np.ndarray]:
+    lines, f = c4_line_rules(b, terminal_punct)
     nl = b.flat("lines")
     third = pl.DataFrame({"d": nl.doc, "n": nl.values.str.len_chars()}).group_by("d").agg(
         pl.col("n").sort(descending=True).get(2, null_on_oob=True))
@@ -242,10 +258,13 @@ def _fineweb(b: Batch, short_line_chars: int) -> dict[str, pl.Series | np.ndarra
         _ends_with_any(v, FINEWEB_END).alias("punct"), (v.str.len_chars() <= short_line_chars).alias("short"),
         (v.str.strip_chars(PY_WS) != "").alias("non_empty"))
     # duplicates among the non-empty lines: an empty line never repeats a non-empty one
-    rep = lines.repeats() & per_line["non_empty"]
+    # datatrove's FineWebQualityFilter judges the non-blank lines only (none at all: null, its "empty")
+    non_empty = per_line["non_empty"]
+    rep = lines.repeats() & non_empty
     newlines = lines.lens - 1
-    return {"fineweb_line_punct_frac": _ratio(lines.sum(per_line["punct"]), lines.lens),
-            "fineweb_short_line_frac": _ratio(lines.sum(per_line["short"]), lines.lens),
+    n_lines = lines.sum(non_empty)
+    return {"fineweb_line_punct_frac": _ratio(lines.sum(per_line["punct"] & non_empty), n_lines),
+            "fineweb_short_line_frac": _ratio(lines.sum(per_line["short"] & non_empty), n_lines),
             "fineweb_dup_line_char_frac": _ratio(lines.sum(lines.values.str.len_chars() * rep), b.n_chars - newlines),
             "fineweb_newline_word_ratio": _ratio(newlines, w.lens)}
 
@@ -366,7 +385,7 @@ class QualitySignals(MapOperator):
     counts, gopher_quality, gopher_repetition, c4, fineweb, url. Filters are then thresholds on them."""
 
     name = "quality_signals"
-    version = "1"
+    version = "2"  # 2: distinct stop words; FineWeb's line shares over non-blank lines (as datatrove)
     # with the default groups (what `corpus ops` shows); columns() gives each instance's own
     needs = {TEXT: pl.String, META: pl.String}
     adds = {c: t for g in GROUPS.values() for c, t in g.items()}
