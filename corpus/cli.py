@@ -24,6 +24,7 @@ EXAMPLES = """examples:
   corpus quarantine export out/quickstart out/fix   give back the quarantined records' bytes
   corpus verify out/quickstart                   check every file of a corpus against its manifest
   corpus ops                                     list operators (built-in and plugins)
+  corpus quality train --positive good.jsonl --negative bad.jsonl --out models/q   a fastText classifier
   corpus train pretrain examples/train/pretrain.yaml   train a model (plugins: corpus train list)
 """
 
@@ -357,6 +358,10 @@ def build_parser() -> argparse.ArgumentParser:
     from corpus.plugins.cli import add_train_parser
 
     add_train_parser(sub)  # corpus train PLUGIN config.yaml | corpus train sweep sweep.yaml | corpus train list
+
+    from corpus.quality_cli import add_quality_parser
+
+    add_quality_parser(sub)  # corpus quality train | presets | outliers CONFIG --dry-run
 
     rp = sub.add_parser("report", help="(re)write the HTML + JSON data quality report of a run")
     rp.add_argument("output", help="a run's output folder")
