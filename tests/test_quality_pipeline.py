@@ -62,3 +62,23 @@ def test_rule_sets_in_a_run_report_and_resume(tmp_path: Path):
                        "03-gopher_repetition_filter": False}
     again = pl.read_parquet(out / "rejected" / "*" / "*.parquet")
     assert again.filter(pl.col("reject_reason") == "gopher_quality:mean_word_length<3.4").height > 0
+
+
+def test_config_errors_name_the_rule(tmp_path: Path):
+    from helpers import run_cli
+
+    make_corpus(tmp_path / "in", 5)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"""
+inputs: [{{source: web, path: {tmp_path / 'in'}}}]
+output: {tmp_path / 'out'}
+pipeline:
+  - op: quality_signals
+  - op: gopher_quality_filter
+    rules: {{stop_wrds: {{enabled: false}}}}
+  - op: rule_filter
+    rules: [{{column: n_words, min: "50"}}]
+""")
+    res = run_cli("validate", str(cfg))
+    assert res.returncode == 2 and res.stderr.startswith("error:")
+    assert "did you mean 'stop_words'" in res.stderr and "min must be a number" in res.stderr
