@@ -16,6 +16,9 @@ from urllib.parse import urlsplit
 STOP_WORDS = {"the", "be", "to", "of", "and", "that", "have", "with"}
 C4_CITATION = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
 C4_POLICY = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
+# datatrove-like words: the same pattern as signals.DATATROVE_WORD_RE, written out for Python's re
+DATATROVE_WORD = re.compile(r"(?:https?://|www\.)\S+|\b[A-Za-z]\.\B|(?:^|\s)-+\w+(?:[.'\u2019/_:@]\w+)*"
+                            r"|\w+(?:[.'\u2019/_:@]\w+)*|\.\.\.|-{2,}|[^\w\s]")
 SENTENCE_BREAK = re.compile(r"[.!?]+[\"'\u201d\u2019)\]]*\s+\S")
 
 
@@ -86,9 +89,9 @@ def url_parts(url: str | None) -> tuple[str | None, str | None]:
 
 
 def signals(text: str, meta: str = "{}", url_field: str = "url", terminal_punct: bool = True,
-            short_line_chars: int = 30) -> dict:
+            short_line_chars: int = 30, words_mode: str = "whitespace") -> dict:
     """Every quality-signal column of one document (docs/operators.md, "Quality signals")."""
-    words = text.split()
+    words = text.split() if words_mode == "whitespace" else [w.strip() for w in DATATROVE_WORD.findall(text)]
     n_words = len(words)
     nbytes = len(text.encode())
     out: dict = {

@@ -34,6 +34,13 @@ PY_WS = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\
          "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
 WS_CLASS = "".join(f"\\x{{{ord(c):x}}}" for c in PY_WS)
 WORD_RE = f"[^{WS_CLASS}]+"
+# words: "datatrove" splits punctuation off the way datatrove's English word tokenizer (spaCy) mostly
+# does: a URL, a single letter with its full stop ("e."), a word led by hyphens ("-p", "--enable"),
+# a word with inner . ' / _ : @ ("3.14", "it's", "/dev" is "/", "dev"), "...", a run of hyphens, else
+# one punctuation character. Whitespace a match takes (no lookaround in the regex engine) is stripped.
+DATATROVE_WORD_RE = (r"(?:https?://|www\.)\S+|\b[A-Za-z]\.\B|(?:^|\s)-+\w+(?:[.'’/_:@]\w+)*"
+                     r"|\w+(?:[.'’/_:@]\w+)*|\.\.\.|-{2,}|[^\w\s]")
+WORD_MODES = ("whitespace", "datatrove")
 # Punctuation and symbols (Unicode P* and S*): a word made only of these is a "symbol word".
 PUNCT = r"\p{P}\p{S}"
 # Line breaks of str.splitlines() other than "\n" ("\r\n" is replaced first).
@@ -128,8 +135,9 @@ def splitlines(text: pl.Series) -> pl.Series:
 class Batch:
     """The texts of one batch and their flattened words and lines, each made once on first use."""
 
-    def __init__(self, text: pl.Series):
+    def __init__(self, text: pl.Series, words: str = "whitespace"):
         self.text = text
+        self.words = words
         self.n = len(text)
         self.n_chars = text.str.len_chars().cast(pl.Int64).to_numpy()
         self._flats: dict[str, Flat] = {}
@@ -138,7 +146,8 @@ class Batch:
         if kind not in self._flats:
             t = self.text
             lists = {
-                "words": lambda: t.str.extract_all(WORD_RE),
+                "words": lambda: (t.str.extract_all(WORD_RE) if self.words == "whitespace" else
+                                  t.str.extract_all(DATATROVE_WORD_RE).list.eval(pl.element().str.strip_chars())),
                 "splitlines": lambda: splitlines(t),
                 "lines": lambda: t.str.split("\n"),  # text.split("\n")
                 "line_runs": lambda: t.str.replace_all(r"\n+", "\n").str.split("\n"),  # re.split("\n+", text)
@@ -394,6 +403,7 @@ class QualitySignals(MapOperator):
     url_field: str = "url"  # meta field holding the page URL; "id": the document id is the URL
     c4_terminal_punct: bool = True  # C4's line rule "ends in terminal punctuation" (FineWeb turns it off)
     short_line_chars: int = 30  # FineWeb: a line this long or shorter is short
+    words: str = "whitespace"  # or "datatrove": punctuation split off as datatrove's English tokenizer does
 
     def __post_init__(self) -> None:
         unknown = [g for g in self.groups if g not in GROUPS]
@@ -401,6 +411,8 @@ class QualitySignals(MapOperator):
             raise ValueError(f"groups: unknown {unknown}; choose among {list(GROUPS)}")
         if not self.url_field:
             raise ValueError("url_field must name a meta field (or 'id')")
+        if self.words not in WORD_MODES:
+            raise ValueError(f"words must be one of {WORD_MODES}, got {self.words!r}")
         if self.short_line_chars < 0:
             raise ValueError("short_line_chars must be >= 0")
 
@@ -419,7 +431,7 @@ class QualitySignals(MapOperator):
         return df.drop([c for c in added.columns if c in df.columns]).hstack(added)  # recomputed in place
 
     def _batch(self, df: pl.DataFrame) -> pl.DataFrame:
-        b = Batch(df[TEXT])
+        b = Batch(df[TEXT], self.words)
         cols: dict[str, pl.Series | np.ndarray] = {}
         g = self.groups
         if "counts" in g:

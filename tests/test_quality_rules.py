@@ -403,3 +403,24 @@ def test_rule_filter_bounds_sets_and_conditions():
 def test_rule_filter_refuses_bad_rules(rules, message):
     with pytest.raises(ValueError, match=message):
         RuleFilter(rules=rules)
+
+
+def test_datatrove_words_split_punctuation_and_match_the_plain_version():
+    from benchmarks.enrich_plain import signals as plain
+
+    texts = ["Hello, world. It's e. g. -p --enable command-line https://x.org/a?b=1 ... ---- /dev (x) a.b x.",
+             *(t for _, t, _ in GOPHER_QUALITY[:12]), *(t for _, t, _ in GOPHER_REPETITION[:10]),
+             "The end.\n\nSee § 3.2 (above), 'quoted' and \"double\" -- dashes — too!?"]
+    df = pl.DataFrame({"text": texts, "meta": ["{}"] * len(texts)})
+    op = QualitySignals(groups=["counts", "gopher_quality", "gopher_repetition", "fineweb"], words="datatrove")
+    got = op.map(df)
+    for i, t in enumerate(texts):
+        want = plain(t, words_mode="datatrove")
+        for col in op.columns()[1]:
+            if col == "content_hash":
+                continue
+            g, w = got[col][i], want[col]
+            assert (g == pytest.approx(w)) if isinstance(w, float) else g == w, (i, col, g, w)
+    # "end." is two words, the full stop a word without a letter: datatrove's alpha share
+    row = op.map(pl.DataFrame({"text": ["The cat sat."], "meta": ["{}"]})).row(0, named=True)
+    assert row["n_words"] == 4 and row["gopher_alpha_words"] == 0.75
