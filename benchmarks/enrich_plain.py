@@ -13,12 +13,13 @@ import unicodedata
 from collections import Counter
 from urllib.parse import urlsplit
 
+from corpus.stages.signals import DATATROVE_WORD_RE
+
 STOP_WORDS = {"the", "be", "to", "of", "and", "that", "have", "with"}
 C4_CITATION = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
 C4_POLICY = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
-# datatrove-like words: the same pattern as signals.DATATROVE_WORD_RE, written out for Python's re
-DATATROVE_WORD = re.compile(r"(?:https?://|www\.)\S+|\b[A-Za-z]\.\B|(?:^|\s)-+\w+(?:[.'\u2019/_:@]\w+)*"
-                            r"|\w+(?:[.'\u2019/_:@]\w+)*|\.\.\.|-{2,}|[^\w\s]")
+# datatrove-like words: the operator's pattern (its syntax means the same to Python's re)
+DATATROVE_WORD = re.compile(DATATROVE_WORD_RE)
 SENTENCE_BREAK = re.compile(r"[.!?]+[\"'\u201d\u2019)\]]*\s+\S")
 
 

@@ -344,6 +344,7 @@ class QualityScoreFilter(RuleReport, FilterOperator):
     made from a seeded hash of its row_id (the same verdict whatever the shards or workers)."""
 
     name = "quality_score_filter"
+    reason_prefix = "quality_score"
     needs = {ROW_ID: pl.Int64, "quality_score": pl.Float64}
     adds = {RULE_VALUE: pl.Float64}
     report_title = "Classifier score filter"

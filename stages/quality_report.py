@@ -24,9 +24,8 @@ def _rules_of(view: StageView) -> tuple[str, list[tuple[str, str]]]:
     except (registry.UnknownOperator, TypeError, ValueError) as exc:
         log.warning("report: cannot rebuild %s from its parameters: %s", view.label, exc)
         return name, []
-    prefix = getattr(op, "PRESET", "") or getattr(op, "label", "") or {"language_filter": "language",
-                                                                        "badwords_filter": "badwords"}.get(name, name)
-    items = op.active_rules() if hasattr(op, "active_rules") else getattr(op, "_items", [])
+    prefix = op.prefix() if hasattr(op, "prefix") else name
+    items = op.active_rules() if hasattr(op, "active_rules") else []
     rows = [(i.name, i.describe()) if isinstance(i, Rule) else (i[0], "condition") for i in items]
     return prefix, rows
 

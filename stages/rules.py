@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import polars as pl
 
@@ -217,6 +217,10 @@ class RuleReport:
     Put it first among the bases, so its ``report`` wins over the operator base's."""
 
     report_order = 62
+    reason_prefix: ClassVar[str] = ""  # what every reason of the filter starts with, before ':'
+
+    def prefix(self) -> str:
+        return self.reason_prefix
 
     @classmethod
     def report(cls, stages: list[StageView]) -> Any:
@@ -248,6 +252,12 @@ class RuleFilter(RuleReport, FilterOperator):
         for item in self._items:
             cols |= {item.column} if isinstance(item, Rule) else item[1].columns()
         return dict.fromkeys(sorted(cols)), dict(self.adds), ()
+
+    def prefix(self) -> str:
+        return self.label
+
+    def active_rules(self) -> list[Rule | tuple[str, Condition]]:
+        return list(self._items)
 
     def filter(self, df: pl.DataFrame) -> Verdict:
         return evaluate(df, self.label, self._items)

@@ -125,6 +125,9 @@ class RuleSetFilter(RuleReport, FilterOperator):
     def active_rules(self) -> list[Rule]:
         return list(self._rules)
 
+    def prefix(self) -> str:
+        return self.PRESET
+
     def columns(self) -> tuple[Columns, Columns, tuple[str, ...]]:
         return {r.column: SIGNAL_TYPES.get(r.column) for r in self._rules}, dict(self.adds), ()
 

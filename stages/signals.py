@@ -35,11 +35,13 @@ PY_WS = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\
 WS_CLASS = "".join(f"\\x{{{ord(c):x}}}" for c in PY_WS)
 WORD_RE = f"[^{WS_CLASS}]+"
 # words: "datatrove" splits punctuation off the way datatrove's English word tokenizer (spaCy) mostly
-# does: a URL, a single letter with its full stop ("e."), a word led by hyphens ("-p", "--enable"),
-# a word with inner . ' / _ : @ ("3.14", "it's", "/dev" is "/", "dev"), "...", a run of hyphens, else
-# one punctuation character. Whitespace a match takes (no lookaround in the regex engine) is stripped.
-DATATROVE_WORD_RE = (r"(?:https?://|www\.)\S+|\b[A-Za-z]\.\B|(?:^|\s)-+\w+(?:[.'’/_:@]\w+)*"
-                     r"|\w+(?:[.'’/_:@]\w+)*|\.\.\.|-{2,}|[^\w\s]")
+# does: a URL, letters with full stops ("e.g.", "e."), a word led by hyphens or a plus ("-p", "--enable",
+# "+0100"), a word with inner . ' / _ : @ or a hyphen before a digit ("3.14", "it's", "bash-5.2"), "...",
+# a run of hyphens, else one punctuation character ("/dev" is "/", "dev"). Whitespace a match takes (the
+# regex engine has no lookaround) is stripped.
+DATATROVE_WORD_RE = (r"(?:https?://|www\.)\S+|(?:[A-Za-z]\.){2,}|\b[A-Za-z]\.\B"
+                     r"|(?:^|\s)[-+]+\w+(?:[.'\u2019/_:@]\w+|-\d\w*)*|\w+(?:[.'\u2019/_:@]\w+|-\d\w*)*"
+                     r"|\.\.\.|-{2,}|[^\w\s]")
 WORD_MODES = ("whitespace", "datatrove")
 # Punctuation and symbols (Unicode P* and S*): a word made only of these is a "symbol word".
 PUNCT = r"\p{P}\p{S}"

@@ -24,6 +24,7 @@ class LanguageFilter(RuleReport, FilterOperator):
     Needs langid's columns."""
 
     name = "language_filter"
+    reason_prefix = "language"
     needs = {"lang": pl.String, "lang_score": pl.Float64}
     adds = {RULE_VALUE: pl.Float64}
 
@@ -56,6 +57,7 @@ class BadWordsFilter(RuleReport, FilterOperator):
     ``substring: true`` (C4 does so for Chinese, Japanese and Thai). Adds ``badwords_count``."""
 
     name = "badwords_filter"
+    reason_prefix = "badwords"
     needs = {TEXT: pl.String}
     adds = {"badwords_count": pl.Int64, RULE_VALUE: pl.Float64}
 

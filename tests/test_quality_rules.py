@@ -409,6 +409,7 @@ def test_datatrove_words_split_punctuation_and_match_the_plain_version():
     from benchmarks.enrich_plain import signals as plain
 
     texts = ["Hello, world. It's e. g. -p --enable command-line https://x.org/a?b=1 ... ---- /dev (x) a.b x.",
+             "See e.g. bash-5.2 at +0100, H.J. Lu's patch; l’Opera -- done.",
              *(t for _, t, _ in GOPHER_QUALITY[:12]), *(t for _, t, _ in GOPHER_REPETITION[:10]),
              "The end.\n\nSee § 3.2 (above), 'quoted' and \"double\" -- dashes — too!?"]
     df = pl.DataFrame({"text": texts, "meta": ["{}"] * len(texts)})
