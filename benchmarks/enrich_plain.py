@@ -13,6 +13,8 @@ import unicodedata
 from collections import Counter
 from urllib.parse import urlsplit
 
+import regex
+
 from corpus.stages.signals import DATATROVE_WORD_RE
 
 STOP_WORDS = {"the", "be", "to", "of", "and", "that", "have", "with"}
@@ -20,6 +22,7 @@ C4_CITATION = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
 C4_POLICY = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
 # datatrove-like words: the operator's pattern (its syntax means the same to Python's re)
 DATATROVE_WORD = re.compile(DATATROVE_WORD_RE)
+FINEWEB_END = regex.compile(r"[\p{Sentence_Terminal}\u17d6\u17d9\u17da]\Z")  # datatrove's TERMINAL_PUNCTUATION
 SENTENCE_BREAK = re.compile(r"[.!?]+[\"'\u201d\u2019)\]]*\s+\S")
 
 
@@ -156,7 +159,7 @@ def signals(text: str, meta: str = "{}", url_field: str = "url", terminal_punct:
     out["c4_third_longest_line"] = by_len[2] if len(by_len) >= 3 else 0
     # FineWeb
     nl = [x for x in text.split("\n") if x.strip() != ""]  # datatrove: non-blank lines
-    out["fineweb_line_punct_frac"] = ratio(sum(x.endswith((".", "'", '"', "!", "?")) for x in nl), len(nl))
+    out["fineweb_line_punct_frac"] = ratio(sum(bool(FINEWEB_END.search(x)) for x in nl), len(nl))
     out["fineweb_short_line_frac"] = ratio(sum(len(x) <= short_line_chars for x in nl), len(nl))
     out["fineweb_dup_line_char_frac"] = ratio(find_duplicates(nl)[1],
                                               len(text.replace("\n", "")))

@@ -53,7 +53,9 @@ DUP_NGRAMS = (5, 6, 7, 8, 9, 10)
 C4_END = (".", "?", "!", '"', "'")
 C4_CITATION = r"\[\d*\]|\[edit\]|\[citation needed\]"
 C4_POLICY = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
-FINEWEB_END = (".", "'", '"', "!", "?")
+# FineWeb's "ends in terminal punctuation": datatrove's TERMINAL_PUNCTUATION, which is Unicode's
+# Sentence_Terminal (. ! ? and their kin in other scripts; not quotes) plus three Khmer signs
+FINEWEB_END = r"[\p{Sentence_Terminal}\x{17D6}\x{17D9}\x{17DA}]$"
 # A sentence ends at . ! or ? (then closing quotes or brackets) followed by whitespace and more text.
 _SENTENCE_BREAK = r"[.!?]+[\"'\u201d\u2019)\]]*[" + WS_CLASS + r"]+[^" + WS_CLASS + r"]"
 _URL_HOST = r"^[A-Za-z][A-Za-z0-9+.\-]*://(?:[^@/?#]*@)?(\[[^\]]*\]|[^:/?#\[\]]*)"
@@ -266,7 +268,7 @@ def _fineweb(b: Batch, short_line_chars: int) -> dict[str, pl.Series | np.ndarra
     lines, w = b.flat("lines"), b.flat("words")
     v = pl.col("v")
     per_line = lines.values.to_frame().select(
-        _ends_with_any(v, FINEWEB_END).alias("punct"), (v.str.len_chars() <= short_line_chars).alias("short"),
+        v.str.contains(FINEWEB_END).alias("punct"), (v.str.len_chars() <= short_line_chars).alias("short"),
         (v.str.strip_chars(PY_WS) != "").alias("non_empty"))
     # duplicates among the non-empty lines: an empty line never repeats a non-empty one
     # datatrove's FineWebQualityFilter judges the non-blank lines only (none at all: null, its "empty")
@@ -396,7 +398,7 @@ class QualitySignals(MapOperator):
     counts, gopher_quality, gopher_repetition, c4, fineweb, url. Filters are then thresholds on them."""
 
     name = "quality_signals"
-    version = "2"  # 2: distinct stop words; FineWeb's line shares over non-blank lines (as datatrove)
+    version = "2"  # 2: distinct stop words; FineWeb's lines: non-blank ones, terminal punctuation as datatrove
     # with the default groups (what `corpus ops` shows); columns() gives each instance's own
     needs = {TEXT: pl.String, META: pl.String}
     adds = {c: t for g in GROUPS.values() for c, t in g.items()}

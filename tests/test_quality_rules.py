@@ -288,6 +288,11 @@ FINEWEB = [
     ("punct=3/25 + blank lines", "\n\n".join([long_line(i) for i in range(3)]
                                              + [long_line(i, "") for i in range(3, 25)]), KEEP),
     ("no visible line", " \n\n  \n", "fineweb:line_punct_frac=null"),
+    # terminal punctuation is datatrove's (Unicode Sentence_Terminal): a closing quote is not, "。" is
+    ("punct=3/26, quotes", lines_doc([long_line(i) for i in range(3)] + [long_line(i, '"') for i in range(3, 26)]),
+     "fineweb:line_punct_frac<0.12"),
+    ("punct=4/26 with 。", lines_doc([long_line(i) for i in range(3)] + [long_line(3, "。")]
+                                     + [long_line(i, "'") for i in range(4, 26)]), KEEP),
     # lines of <= 30 characters <= 0.67: 67/100 kept, 68/100 dropped (4 words a line: newlines/words 0.25)
     ("short=67/100", lines_doc([f"Short one {i} here." for i in range(67)] + [long_line(i) for i in range(33)]), KEEP),
     ("short=68/100", lines_doc([f"Short one {i} here." for i in range(68)] + [long_line(i) for i in range(32)]),
