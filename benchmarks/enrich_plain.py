@@ -13,9 +13,16 @@ import unicodedata
 from collections import Counter
 from urllib.parse import urlsplit
 
+import regex
+
+from corpus.stages.signals import DATATROVE_WORD_RE
+
 STOP_WORDS = {"the", "be", "to", "of", "and", "that", "have", "with"}
 C4_CITATION = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
 C4_POLICY = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
+# datatrove-like words: the operator's pattern (its syntax means the same to Python's re)
+DATATROVE_WORD = re.compile(DATATROVE_WORD_RE)
+FINEWEB_END = regex.compile(r"[\p{Sentence_Terminal}\u17d6\u17d9\u17da]\Z")  # datatrove's TERMINAL_PUNCTUATION
 SENTENCE_BREAK = re.compile(r"[.!?]+[\"'\u201d\u2019)\]]*\s+\S")
 
 
@@ -86,9 +93,9 @@ def url_parts(url: str | None) -> tuple[str | None, str | None]:
 
 
 def signals(text: str, meta: str = "{}", url_field: str = "url", terminal_punct: bool = True,
-            short_line_chars: int = 30) -> dict:
+            short_line_chars: int = 30, words_mode: str = "whitespace") -> dict:
     """Every quality-signal column of one document (docs/operators.md, "Quality signals")."""
-    words = text.split()
+    words = text.split() if words_mode == "whitespace" else [w.strip() for w in DATATROVE_WORD.findall(text)]
     n_words = len(words)
     nbytes = len(text.encode())
     out: dict = {
@@ -107,7 +114,7 @@ def signals(text: str, meta: str = "{}", url_field: str = "url", terminal_punct:
     out["gopher_bullet_lines"] = ratio(sum(s.lstrip().startswith(("\u2022", "-")) for s in lines), len(lines))
     out["gopher_ellipsis_lines"] = ratio(sum(s.rstrip().endswith(("...", "\u2026")) for s in lines), len(lines))
     out["gopher_alpha_words"] = ratio(sum(any(c.isalpha() for c in w) for w in words), n_words)
-    out["gopher_stop_words"] = sum(strip_punct(w) in STOP_WORDS for w in words)
+    out["gopher_stop_words"] = len({strip_punct(w) for w in words} & set(STOP_WORDS))
     # Gopher repetition
     paras = re.split(r"\n{2,}", text.strip())
     n, chars = find_duplicates(paras)
@@ -151,10 +158,10 @@ def signals(text: str, meta: str = "{}", url_field: str = "url", terminal_punct:
     by_len = sorted((len(x) for x in text.split("\n")), reverse=True)
     out["c4_third_longest_line"] = by_len[2] if len(by_len) >= 3 else 0
     # FineWeb
-    nl = text.split("\n")
-    out["fineweb_line_punct_frac"] = ratio(sum(x.endswith((".", "'", '"', "!", "?")) for x in nl), len(nl))
+    nl = [x for x in text.split("\n") if x.strip() != ""]  # datatrove: non-blank lines
+    out["fineweb_line_punct_frac"] = ratio(sum(bool(FINEWEB_END.search(x)) for x in nl), len(nl))
     out["fineweb_short_line_frac"] = ratio(sum(len(x) <= short_line_chars for x in nl), len(nl))
-    out["fineweb_dup_line_char_frac"] = ratio(find_duplicates([x for x in nl if x.strip() != ""])[1],
+    out["fineweb_dup_line_char_frac"] = ratio(find_duplicates(nl)[1],
                                               len(text.replace("\n", "")))
     out["fineweb_newline_word_ratio"] = ratio(text.count("\n"), n_words)
     # URL

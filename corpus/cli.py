@@ -28,6 +28,7 @@ EXAMPLES = """examples:
   corpus search out/quickstart "query text" -k 10   nearest documents (needs an `embed` stage)
   corpus dedup explain --semantic out/quickstart    semantic duplicates removed at several thresholds
   corpus ops                                     list operators (built-in and plugins)
+  corpus quality train --positive good.jsonl --negative bad.jsonl --out models/q   a fastText classifier
   corpus train pretrain examples/train/pretrain.yaml   train a model (plugins: corpus train list)
 """
 
@@ -245,10 +246,35 @@ def _cmd_shards(args: argparse.Namespace, console: Console) -> int:
         if not errors:
             console.print(f"[green]ok[/]: {len(args.prefix)} shard set(s) verified")
         return 1 if errors else 0
+    if args.action == "leakage":
+        return _shards_leakage(args, console)
     if not args.out:
         raise ValueError("shards merge needs --out PREFIX")
     console.print_json(data=shards.merge(args.prefix, args.out))
     return 0
+
+
+def _shards_leakage(args: argparse.Namespace, console: Console) -> int:
+    import json
+
+    from corpus.stages.decontam import leakage
+
+    if len(args.prefix) < 2:
+        raise ValueError("shards leakage needs the training set and at least one held-out set: TRAIN VALID [TEST]")
+    result = leakage(args.prefix[0], args.prefix[1:], n=args.ngram)
+    if args.json:
+        console.print(json.dumps(result), highlight=False, soft_wrap=True)
+    leaked = False
+    for prefix, r in result["splits"].items():
+        leaked |= bool(r["sharing_ngrams"] or r["identical_to_train"])
+        if not args.json:
+            color = "red" if r["sharing_ngrams"] or r["identical_to_train"] else "green"
+            console.print(f"[{color}]{prefix}[/]: {r['sharing_ngrams']:,} of {r['documents']:,} documents share a "
+                          f"{args.ngram}-token n-gram with {args.prefix[0]}, {r['identical_to_train']:,} are identical "
+                          "to a training document" + "".join(f"; e.g. document {e['document']} ~ training document "
+                                                             f"{e['train_document']}" for e in r["examples"][:2]),
+                          highlight=False)
+    return 1 if leaked else 0
 
 
 def _cmd_dedup_explain(args: argparse.Namespace, console: Console) -> int:
@@ -492,9 +518,12 @@ def build_parser() -> argparse.ArgumentParser:
     tz.add_argument("--json", action="store_true", help="print the summary as JSON (tokenize.json + seconds)")
     tz.set_defaults(fn=_cmd_tokenize)
 
-    sh = sub.add_parser("shards", help="inspect, verify or merge tokenized .bin/.idx shard sets")
-    sh.add_argument("action", choices=["inspect", "verify", "merge"])
-    sh.add_argument("prefix", nargs="+", help="shard set prefix(es), e.g. out/tokens/train")
+    sh = sub.add_parser("shards", help="inspect, verify, merge tokenized .bin/.idx shard sets, or check "
+                                               "them for leakage between splits")
+    sh.add_argument("action", choices=["inspect", "verify", "merge", "leakage"])
+    sh.add_argument("prefix", nargs="+", help="shard set prefix(es), e.g. out/tokens/train (leakage: TRAIN first)")
+    sh.add_argument("--ngram", type=int, default=13, help="leakage: token n-gram length")
+    sh.add_argument("--json", action="store_true", help="leakage: print the figures as JSON")
     sh.add_argument("--tokenizer", help="tokenizer, to decode samples and check ids")
     sh.add_argument("--samples", type=int, default=1, help="inspect: documents to decode")
     sh.add_argument("--out", help="merge: output prefix")
@@ -533,6 +562,10 @@ def build_parser() -> argparse.ArgumentParser:
     from corpus.plugins.cli import add_train_parser
 
     add_train_parser(sub)  # corpus train PLUGIN config.yaml | corpus train sweep sweep.yaml | corpus train list
+
+    from corpus.quality_cli import add_quality_parser
+
+    add_quality_parser(sub)  # corpus quality train | presets | outliers CONFIG --dry-run
 
     rp = sub.add_parser("report", help="(re)write the HTML + JSON data quality report of a run")
     rp.add_argument("output", help="a run's output folder")

@@ -83,13 +83,16 @@ class StopRun(RuntimeError):
 
 @dataclass(frozen=True)
 class StageView:
-    """A finished stage as the report sees it: label, parameters, artifacts folder (read only) and its
-    counters as the catalog summed them (source -> counter -> total)."""
+    """A finished stage as the report sees it: label, parameters, artifacts folder (read only), its
+    counters as the catalog summed them (source -> counter -> total), its drops (reason -> source ->
+    documents) and a few rejected rows per reason (reason -> rows: id, source, snippet, scores)."""
 
     label: str
     params: dict
     artifacts: Path
     counters: dict[str, dict[str, int]] = field(default_factory=dict)
+    drops: dict[str, dict[str, int]] = field(default_factory=dict)
+    examples: dict[str, list[dict]] = field(default_factory=dict)
 
 
 class Operator:

@@ -42,17 +42,17 @@ def shipped_model() -> Path:
     return Path(spec.origin).parent / "resources" / "lid.176.ftz"
 
 
-def load_model(path: Path) -> Any:
+def load_model(path: Path, what: str = "langid") -> Any:
     try:
         import fasttext
     except ImportError as exc:
-        raise ValueError("langid needs the 'quality' extra (pip install 'corpusforge[quality]')") from exc
+        raise ValueError(f"{what} needs the 'quality' extra (pip install 'corpusforge[quality]')") from exc
     if not path.is_file():
-        raise ValueError(f"langid: model file {path} does not exist")
+        raise ValueError(f"{what}: model file {path} does not exist")
     try:
         return fasttext.load_model(str(path))
     except (ValueError, RuntimeError) as exc:
-        raise ValueError(f"langid: cannot load the fastText model {path}: {exc}") from exc
+        raise ValueError(f"{what}: cannot load the fastText model {path}: {exc}") from exc
 
 
 def predict(model: Any, lines: list[str]) -> tuple[list[str | None], list[float | None]]:

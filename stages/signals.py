@@ -34,6 +34,15 @@ PY_WS = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\
          "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
 WS_CLASS = "".join(f"\\x{{{ord(c):x}}}" for c in PY_WS)
 WORD_RE = f"[^{WS_CLASS}]+"
+# words: "datatrove" splits punctuation off the way datatrove's English word tokenizer (spaCy) mostly
+# does: a URL, letters with full stops ("e.g.", "e."), a word led by hyphens or a plus ("-p", "--enable",
+# "+0100"), a word with inner . ' / _ : @ or a hyphen before a digit ("3.14", "it's", "bash-5.2"), "...",
+# a run of hyphens, else one punctuation character ("/dev" is "/", "dev"). Whitespace a match takes (the
+# regex engine has no lookaround) is stripped.
+DATATROVE_WORD_RE = (r"(?:https?://|www\.)\S+|(?:[A-Za-z]\.){2,}|\b[A-Za-z]\.\B"
+                     r"|(?:^|\s)[-+]+\w+(?:[.'\u2019/_:@]\w+|-\d\w*)*|\w+(?:[.'\u2019/_:@]\w+|-\d\w*)*"
+                     r"|\.\.\.|-{2,}|[^\w\s]")
+WORD_MODES = ("whitespace", "datatrove")
 # Punctuation and symbols (Unicode P* and S*): a word made only of these is a "symbol word".
 PUNCT = r"\p{P}\p{S}"
 # Line breaks of str.splitlines() other than "\n" ("\r\n" is replaced first).
@@ -44,7 +53,9 @@ DUP_NGRAMS = (5, 6, 7, 8, 9, 10)
 C4_END = (".", "?", "!", '"', "'")
 C4_CITATION = r"\[\d*\]|\[edit\]|\[citation needed\]"
 C4_POLICY = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
-FINEWEB_END = (".", "'", '"', "!", "?")
+# FineWeb's "ends in terminal punctuation": datatrove's TERMINAL_PUNCTUATION, which is Unicode's
+# Sentence_Terminal (. ! ? and their kin in other scripts; not quotes) plus three Khmer signs
+FINEWEB_END = r"[\p{Sentence_Terminal}\x{17D6}\x{17D9}\x{17DA}]$"
 # A sentence ends at . ! or ? (then closing quotes or brackets) followed by whitespace and more text.
 _SENTENCE_BREAK = r"[.!?]+[\"'\u201d\u2019)\]]*[" + WS_CLASS + r"]+[^" + WS_CLASS + r"]"
 _URL_HOST = r"^[A-Za-z][A-Za-z0-9+.\-]*://(?:[^@/?#]*@)?(\[[^\]]*\]|[^:/?#\[\]]*)"
@@ -128,8 +139,9 @@ def splitlines(text: pl.Series) -> pl.Series:
 class Batch:
     """The texts of one batch and their flattened words and lines, each made once on first use."""
 
-    def __init__(self, text: pl.Series):
+    def __init__(self, text: pl.Series, words: str = "whitespace"):
         self.text = text
+        self.words = words
         self.n = len(text)
         self.n_chars = text.str.len_chars().cast(pl.Int64).to_numpy()
         self._flats: dict[str, Flat] = {}
@@ -138,7 +150,8 @@ class Batch:
         if kind not in self._flats:
             t = self.text
             lists = {
-                "words": lambda: t.str.extract_all(WORD_RE),
+                "words": lambda: (t.str.extract_all(WORD_RE) if self.words == "whitespace" else
+                                  t.str.extract_all(DATATROVE_WORD_RE).list.eval(pl.element().str.strip_chars())),
                 "splitlines": lambda: splitlines(t),
                 "lines": lambda: t.str.split("\n"),  # text.split("\n")
                 "line_runs": lambda: t.str.replace_all(r"\n+", "\n").str.split("\n"),  # re.split("\n+", text)
@@ -168,7 +181,7 @@ def _gopher_quality(b: Batch) -> dict[str, pl.Series | np.ndarray]:
     v = pl.col("v")
     per_word = w.values.to_frame().with_columns(v.str.replace_all(f"^[{PUNCT}]+|[{PUNCT}]+$", "").alias("s"))
     per_word = per_word.select(
-        (pl.col("s").str.len_bytes() > 0).alias("word"), pl.col("s").str.len_chars().alias("len"),
+        pl.col("s"), (pl.col("s").str.len_bytes() > 0).alias("word"), pl.col("s").str.len_chars().alias("len"),
         v.str.contains(r"\p{L}").alias("alpha"), pl.col("s").is_in(list(STOP_WORDS)).alias("stop"))
     non_symbol = w.sum(per_word["word"])
     ws = v.str.strip_chars_start(PY_WS)
@@ -185,8 +198,16 @@ def _gopher_quality(b: Batch) -> dict[str, pl.Series | np.ndarray]:
         "gopher_bullet_lines": _ratio(lines.sum(per_line["bullet"]), lines.lens),
         "gopher_ellipsis_lines": _ratio(lines.sum(per_line["ellipsis"]), lines.lens),
         "gopher_alpha_words": _ratio(w.sum(per_word["alpha"]), w.lens),
-        "gopher_stop_words": w.sum(per_word["stop"]),
+        "gopher_stop_words": _distinct_stop_words(w, per_word),
     }
+
+
+def _distinct_stop_words(w: Flat, per_word: pl.DataFrame) -> np.ndarray:
+    """How many *different* stop words each document holds (datatrove intersects the word set with
+    the stop words: "the the" has one)."""
+    found = pl.DataFrame({"d": w.doc, "s": per_word["s"], "stop": per_word["stop"]})
+    found = found.filter(pl.col("stop")).unique(["d", "s"])
+    return np.bincount(found["d"].to_numpy(), minlength=w.n).astype(np.int64)
 
 
 def _gopher_repetition(b: Batch) -> dict[str, pl.Series | np.ndarray]:
@@ -205,7 +226,10 @@ def _gopher_repetition(b: Batch) -> dict[str, pl.Series | np.ndarray]:
     return out
 
 
-def _c4(b: Batch, terminal_punct: bool) -> dict[str, pl.Series | np.ndarray]:
+def c4_line_rules(b: Batch, terminal_punct: bool) -> tuple[Flat, pl.DataFrame]:
+    """Each ``splitlines`` line of the batch through C4's line rules: the frame has, per line, the
+    line as kept (``cleaned``: stripped, citations removed), whether it is kept (``kept``), marks
+    ``lorem`` and ``curly`` and its ``sentences`` (0 unless kept)."""
     lines = b.flat("splitlines")
     nonspace, space = f"[^{WS_CLASS}]", f"[{WS_CLASS}]"
     # Step by step (each intermediate a column once): C4's rules in datatrove's order, per line.
@@ -225,6 +249,11 @@ def _c4(b: Batch, terminal_punct: bool) -> dict[str, pl.Series | np.ndarray]:
                                           | _contains_any(lower, C4_POLICY)).not_()).alias("kept"))
     f = f.with_columns(pl.when(pl.col("kept")).then(cleaned.str.count_matches(_SENTENCE_BREAK) + 1).otherwise(0)
                        .alias("sentences"))
+    return lines, f
+
+
+def _c4(b: Batch, terminal_punct: bool) -> dict[str, pl.Series | np.ndarray]:
+    lines, f = c4_line_rules(b, terminal_punct)
     nl = b.flat("lines")
     third = pl.DataFrame({"d": nl.doc, "n": nl.values.str.len_chars()}).group_by("d").agg(
         pl.col("n").sort(descending=True).get(2, null_on_oob=True))
@@ -239,13 +268,16 @@ def _fineweb(b: Batch, short_line_chars: int) -> dict[str, pl.Series | np.ndarra
     lines, w = b.flat("lines"), b.flat("words")
     v = pl.col("v")
     per_line = lines.values.to_frame().select(
-        _ends_with_any(v, FINEWEB_END).alias("punct"), (v.str.len_chars() <= short_line_chars).alias("short"),
+        v.str.contains(FINEWEB_END).alias("punct"), (v.str.len_chars() <= short_line_chars).alias("short"),
         (v.str.strip_chars(PY_WS) != "").alias("non_empty"))
     # duplicates among the non-empty lines: an empty line never repeats a non-empty one
-    rep = lines.repeats() & per_line["non_empty"]
+    # datatrove's FineWebQualityFilter judges the non-blank lines only (none at all: null, its "empty")
+    non_empty = per_line["non_empty"]
+    rep = lines.repeats() & non_empty
     newlines = lines.lens - 1
-    return {"fineweb_line_punct_frac": _ratio(lines.sum(per_line["punct"]), lines.lens),
-            "fineweb_short_line_frac": _ratio(lines.sum(per_line["short"]), lines.lens),
+    n_lines = lines.sum(non_empty)
+    return {"fineweb_line_punct_frac": _ratio(lines.sum(per_line["punct"] & non_empty), n_lines),
+            "fineweb_short_line_frac": _ratio(lines.sum(per_line["short"] & non_empty), n_lines),
             "fineweb_dup_line_char_frac": _ratio(lines.sum(lines.values.str.len_chars() * rep), b.n_chars - newlines),
             "fineweb_newline_word_ratio": _ratio(newlines, w.lens)}
 
@@ -366,7 +398,7 @@ class QualitySignals(MapOperator):
     counts, gopher_quality, gopher_repetition, c4, fineweb, url. Filters are then thresholds on them."""
 
     name = "quality_signals"
-    version = "1"
+    version = "2"  # 2: distinct stop words; FineWeb's lines: non-blank ones, terminal punctuation as datatrove
     # with the default groups (what `corpus ops` shows); columns() gives each instance's own
     needs = {TEXT: pl.String, META: pl.String}
     adds = {c: t for g in GROUPS.values() for c, t in g.items()}
@@ -375,6 +407,7 @@ class QualitySignals(MapOperator):
     url_field: str = "url"  # meta field holding the page URL; "id": the document id is the URL
     c4_terminal_punct: bool = True  # C4's line rule "ends in terminal punctuation" (FineWeb turns it off)
     short_line_chars: int = 30  # FineWeb: a line this long or shorter is short
+    words: str = "whitespace"  # or "datatrove": punctuation split off as datatrove's English tokenizer does
 
     def __post_init__(self) -> None:
         unknown = [g for g in self.groups if g not in GROUPS]
@@ -382,6 +415,8 @@ class QualitySignals(MapOperator):
             raise ValueError(f"groups: unknown {unknown}; choose among {list(GROUPS)}")
         if not self.url_field:
             raise ValueError("url_field must name a meta field (or 'id')")
+        if self.words not in WORD_MODES:
+            raise ValueError(f"words must be one of {WORD_MODES}, got {self.words!r}")
         if self.short_line_chars < 0:
             raise ValueError("short_line_chars must be >= 0")
 
@@ -400,7 +435,7 @@ class QualitySignals(MapOperator):
         return df.drop([c for c in added.columns if c in df.columns]).hstack(added)  # recomputed in place
 
     def _batch(self, df: pl.DataFrame) -> pl.DataFrame:
-        b = Batch(df[TEXT])
+        b = Batch(df[TEXT], self.words)
         cols: dict[str, pl.Series | np.ndarray] = {}
         g = self.groups
         if "counts" in g:

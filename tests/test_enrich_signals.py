@@ -105,7 +105,7 @@ def test_values_by_hand():
     assert r["c4_lines_kept"] == 3  # the line without end punctuation is kept too
     fw = "Line one.\nline two\n\nLine one.\n"
     r = QualitySignals(groups=["fineweb", "counts"]).map(_frame([fw])).row(0, named=True)
-    assert r["fineweb_line_punct_frac"] == pytest.approx(2 / 5)
+    assert r["fineweb_line_punct_frac"] == pytest.approx(2 / 3)  # of the 3 non-blank lines, as datatrove
     assert r["fineweb_dup_line_char_frac"] == pytest.approx(9 / (len(fw) - 4))
     assert r["fineweb_newline_word_ratio"] == pytest.approx(4 / 6)
 

@@ -40,6 +40,8 @@ def _imports(folders: list[str]) -> dict[str, set[str]]:
     found: dict[str, set[str]] = {}
     for folder in folders:
         for path in (ROOT / folder).rglob("*.py"):
+            if "_work" in path.relative_to(ROOT).parts:  # benchmarks' scratch (git-ignored): other venvs live there
+                continue
             tree = ast.parse(path.read_text(), str(path))
             for node in ast.walk(tree):
                 names = []

@@ -118,8 +118,14 @@ class ReportContext:
                 continue
             name = s["stage"].split("-", 1)[1]
             folder = stage_folder(self.out / "work", s["idx"], name, s["key"] or "")
+            drops: dict[str, dict[str, int]] = {}
+            for d in self.drops:
+                if d["stage"] == s["stage"]:
+                    drops.setdefault(d["reason"], {})[d["source"]] = d["docs"]
+            examples = ({r: rows for (st, r), rows in self.rejected_examples.items() if st == s["stage"]}
+                        if drops else {})
             out.append((name, StageView(s["stage"], s["params"] or {}, folder / "artifacts",
-                                        self.counters.get(s["stage"], {}))))
+                                        self.counters.get(s["stage"], {}), drops, examples)))
         return out
 
     def funnel_row(self, stage: str, source: str) -> dict | None:

@@ -1,0 +1,380 @@
+"""fastText text classifiers: train one from labelled examples with held-out metrics (``corpus quality
+train``), score documents with it (``quality_score``) and filter on the score (``quality_score_filter``,
+a threshold or GPT-3-style Pareto sampling).
+
+The same machinery trains any text classifier: two labels (quality: ``hq`` against ``lq``, the
+default) or more (topic, domain). Examples come from files (JSONL, Parquet, text with one document a
+line, a corpus folder: positive and negative sets, or one set with a label column) or from a DuckDB
+query returning ``text`` and ``label``; every source is read through DuckDB (a corpus folder through
+its manifest check). Exact duplicate texts are kept once, so no held-out text is also a training text.
+
+The model folder holds ``model.bin`` and ``metrics.json`` (labels, parameters, counts, held-out
+precision, recall, F1 and ROC AUC, and the model's sha256, which the scorer checks before use).
+
+fastText reads one line per text: newlines and whitespace runs become one space, lower-cased by
+default (``langid.one_line``). Scores come from the binding's batch call with k=1 (its batch
+probabilities beyond the top label are wrong in fasttext-wheel 0.9.2): with two labels the positive
+label's probability is the top one's or its complement.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import polars as pl
+
+from corpus.integrity import file_sha256
+from corpus.operators import Columns, FilterOperator, MapOperator, Verdict
+from corpus.schema import ROW_ID, TEXT
+from corpus.stages.langid import load_model, one_line
+from corpus.stages.rules import RULE_VALUE, Rule, RuleReport, evaluate
+from corpus.writers import atomic_path, write_bytes_atomic
+
+MODEL_FILE, METRICS_FILE = "model.bin", "metrics.json"
+_LABEL = "__label__"
+
+
+# ---------------------------------------------------------------- reading examples
+
+
+def _relation(path: Path, text_key: str) -> str:
+    """A DuckDB relation over a file or a folder of files (JSONL, Parquet, text: one document a line)."""
+    p = str(path)
+    if path.is_dir():
+        parquet, jsonl = sorted(path.glob("*.parquet")), sorted(path.glob("*.json*"))
+        if not parquet and not jsonl:
+            raise ValueError(f"{path}: no .parquet or .jsonl files in this folder")
+        p = str(path / ("*.parquet" if parquet else "*.json*"))
+    name = path.name if not path.is_dir() else p
+    if name.endswith(".parquet"):
+        return f"read_parquet({_q(p)})"
+    if ".json" in name:
+        return f"read_json_auto({_q(p)}, format = 'newline_delimited')"
+    if name.endswith(".txt"):
+        return f"(SELECT column0 AS {_ident(text_key)} FROM read_csv({_q(p)}, header = false, columns = " \
+               f"{{'column0': 'VARCHAR'}}, delim = '\\x1f', quote = '', escape = ''))"
+    raise ValueError(f"{path}: read .jsonl(.gz/.zst), .parquet, .txt files, a folder of them, or a corpus folder")
+
+
+def _q(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def _ident(s: str) -> str:
+    return '"' + s.replace('"', '""') + '"'
+
+
+def read_texts(path: str | Path, text_key: str = TEXT, label_key: str | None = None) -> pl.DataFrame:
+    """``text`` (and ``label``) of every record of a file, folder or corpus folder (checked)."""
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"{path}: no such file or folder")
+    cols = [text_key] + ([label_key] if label_key else [])
+    if (path / "manifest.json").is_file():
+        from corpus.export import shard_frames
+
+        df = pl.concat([f for _, f in shard_frames(path, columns=cols)])
+    else:
+        sql = f"SELECT {', '.join(_ident(c) for c in cols)} FROM {_relation(path, text_key)}"
+        try:
+            df = duckdb.sql(sql).pl()
+        except duckdb.Error as exc:
+            raise ValueError(f"{path}: cannot read {cols} ({str(exc).splitlines()[0]})") from exc
+    df = df.rename({text_key: "text"} | ({label_key: "label"} if label_key else {}))
+    return df.with_columns(pl.col("text").cast(pl.String), *([pl.col("label").cast(pl.String)] if label_key else []))
+
+
+def load_examples(positive: list[str] = (), negative: list[str] = (), labelled: list[str] = (),
+                  query: str | None = None, text_key: str = TEXT, label_key: str = "label",
+                  positive_label: str = "hq", negative_label: str = "lq") -> pl.DataFrame:
+    """Examples as ``text``, ``label``: positive and negative files, files with a label column, or a
+    DuckDB query (its columns ``text`` and ``label``)."""
+    parts = [read_texts(p, text_key).with_columns(pl.lit(positive_label).alias("label")) for p in positive]
+    parts += [read_texts(p, text_key).with_columns(pl.lit(negative_label).alias("label")) for p in negative]
+    parts += [read_texts(p, text_key, label_key) for p in labelled]
+    if query:
+        try:
+            q = duckdb.sql(query).pl()
+        except duckdb.Error as exc:
+            raise ValueError(f"query: {str(exc).splitlines()[0]}") from exc
+        missing = [c for c in ("text", "label") if c not in q.columns]
+        if missing:
+            raise ValueError(f"query: its result needs columns text and label; it has {q.columns}")
+        parts.append(q.select(pl.col("text").cast(pl.String), pl.col("label").cast(pl.String)))
+    if not parts:
+        raise ValueError("no examples: give --positive and --negative files, --labelled files or --query")
+    df = pl.concat([p.select("text", "label") for p in parts])
+    return df.filter(pl.col("text").is_not_null() & pl.col("label").is_not_null()
+                     & pl.col("text").str.contains(r"\S"))
+
+
+def fasttext_lines(text: pl.Series, lowercase: bool = True) -> pl.Series:
+    """Each text as the one line fastText reads (whitespace runs as one space), ending in a newline."""
+    t = text.str.replace_all(r"\s+", " ")
+    if lowercase:
+        t = t.str.to_lowercase()
+    return pl.DataFrame({"t": t}).select(one_line(pl.col("t"), None)).to_series()
+
+
+# ---------------------------------------------------------------- training and metrics
+
+
+@dataclass
+class TrainConfig:
+    epoch: int = 10
+    lr: float = 0.5
+    word_ngrams: int = 2
+    dim: int = 64
+    min_count: int = 1
+    # hash buckets of the word n-grams: fastText's 2,000,000 makes a 512 MB model at dim 64
+    bucket: int = 200_000
+    holdout: float = 0.1
+    seed: int = 0
+    lowercase: bool = True
+    positive_label: str = "hq"
+
+
+def split_holdout(df: pl.DataFrame, fraction: float, seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(train, held out): exact duplicate texts kept once, then a seeded hash of each text decides, per
+    label, so both sides see every label in about the same proportion."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"holdout must lie strictly between 0 and 1, got {fraction}")
+    df = df.unique("text", keep="first", maintain_order=True)
+    rank = pl.col("text").hash(seed).rank("ordinal").over("label")
+    held = (rank <= (pl.len().over("label") * fraction).ceil()).alias("held")
+    df = df.with_columns(held)
+    return df.filter(~pl.col("held")).drop("held"), df.filter(pl.col("held")).drop("held")
+
+
+def train(df: pl.DataFrame, out: Path, cfg: TrainConfig) -> dict:
+    """Train on ``df`` (text, label) less a held-out share, evaluate on that share, write
+    ``out/model.bin`` and ``out/metrics.json``; returns the metrics."""
+    try:
+        import fasttext
+    except ImportError as exc:
+        raise ValueError("corpus quality train needs the 'quality' extra (pip install 'corpusforge[quality]')") \
+            from exc
+    labels = sorted(df["label"].unique().to_list())
+    if len(labels) < 2:
+        raise ValueError(f"need at least two labels to train a classifier, got {labels}")
+    train_df, held = split_holdout(df, cfg.holdout, cfg.seed)
+    if held.height == 0 or train_df.height == 0:
+        raise ValueError(f"too few examples ({df.height}) to hold {cfg.holdout:.0%} out")
+    out.mkdir(parents=True, exist_ok=True)
+    lines = (pl.lit(_LABEL) + pl.col("label").str.replace_all(r"\s", "_") + " "
+             + pl.col("line").str.strip_suffix("\n")).alias("x")
+    train_lines = train_df.with_columns(fasttext_lines(train_df["text"], cfg.lowercase).alias("line"))
+    with tempfile.TemporaryDirectory(dir=out) as tmp:
+        path = Path(tmp) / "train.txt"
+        train_lines.filter(pl.col("line") != "").select(lines).write_csv(path, include_header=False,
+                                                                          quote_style="never")
+        model = fasttext.train_supervised(input=str(path), epoch=cfg.epoch, lr=cfg.lr, wordNgrams=cfg.word_ngrams,
+                                          dim=cfg.dim, minCount=cfg.min_count, bucket=cfg.bucket, thread=1,
+                                          seed=cfg.seed, verbose=0)
+    with atomic_path(out / MODEL_FILE) as tmp_model:
+        model.save_model(str(tmp_model))
+    top, prob = predict_top(model, fasttext_lines(held["text"], cfg.lowercase))
+    metrics = evaluate_predictions(held["label"], top, prob, labels, cfg.positive_label)
+    report = {
+        "format": "corpusforge.classifier/1",
+        "labels": labels,
+        "positive_label": cfg.positive_label if cfg.positive_label in labels else None,
+        "params": cfg.__dict__,
+        "examples": {"total": df.height, "unique": train_df.height + held.height, "train": train_df.height,
+                     "held_out": held.height,
+                     "per_label": dict(df.group_by("label").len().sort("label").iter_rows())},
+        "held_out": metrics,
+        "model_sha256": file_sha256(out / MODEL_FILE),
+    }
+    write_bytes_atomic(out / METRICS_FILE, (json.dumps(report, indent=2) + "\n").encode())
+    return report
+
+
+def predict_top(model: Any, lines: pl.Series) -> tuple[list[str | None], np.ndarray]:
+    """The top label and its probability for each line (one batch call; "" lines get None and NaN)."""
+    todo = [ln for ln in lines.to_list() if ln]
+    got_labels, got_probs = model.f.multilinePredict(todo, 1, 0.0, "replace") if todo else ([], [])
+    it = iter(zip(got_labels, got_probs, strict=True))
+    top: list[str | None] = []
+    prob = np.full(len(lines), np.nan)
+    for i, ln in enumerate(lines.to_list()):
+        if not ln:
+            top.append(None)
+            continue
+        lab, p = next(it)
+        top.append(lab[0].removeprefix(_LABEL) if lab else None)
+        prob[i] = min(float(p[0]), 1.0) if len(p) else np.nan
+    return top, prob
+
+
+def evaluate_predictions(truth: pl.Series, top: list[str | None], prob: np.ndarray, labels: list[str],
+                         positive: str) -> dict:
+    """Precision, recall, F1 per label (and macro), accuracy; with two labels also those of the positive
+    label at 0.5 and ROC AUC of its probability."""
+    f = pl.DataFrame({"truth": truth, "pred": pl.Series(top, dtype=pl.String)})
+    per_label = {}
+    for lab in labels:
+        tp = f.filter((pl.col("truth") == lab) & (pl.col("pred") == lab)).height
+        fp = f.filter((pl.col("truth") != lab) & (pl.col("pred") == lab)).height
+        fn = f.filter((pl.col("truth") == lab) & (pl.col("pred").ne_missing(lab))).height
+        p = tp / (tp + fp) if tp + fp else 0.0
+        r = tp / (tp + fn) if tp + fn else 0.0
+        per_label[lab] = {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r else 0.0,
+                          "support": tp + fn}
+    out: dict[str, Any] = {"accuracy": f.filter(pl.col("truth") == pl.col("pred")).height / max(f.height, 1),
+                           "macro_f1": float(np.mean([m["f1"] for m in per_label.values()])),
+                           "per_label": per_label, "n": f.height}
+    if len(labels) == 2 and positive in labels:
+        score = positive_probability(top, prob, positive)
+        out |= {k: per_label[positive][k] for k in ("precision", "recall", "f1")}
+        out["roc_auc"] = roc_auc((truth == positive).to_numpy(), score)
+        out["positive_label"] = positive
+    return out
+
+
+def positive_probability(top: list[str | None], prob: np.ndarray, positive: str) -> np.ndarray:
+    """P(positive) of a two-label model from its top label and probability."""
+    is_pos = np.array([t == positive for t in top])
+    return np.where(is_pos, prob, 1.0 - prob)
+
+
+def roc_auc(y: np.ndarray, score: np.ndarray) -> float | None:
+    """Area under the ROC curve: the chance a random positive scores above a random negative (ties
+    half), from the ranks of the scores (Mann-Whitney U). None without both classes."""
+    ok = ~np.isnan(score)
+    y, score = y[ok], score[ok]
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if not n_pos or not n_neg:
+        return None
+    ranks = pl.Series(score).rank("average").to_numpy()
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+# ---------------------------------------------------------------- the operators
+
+
+def read_model_card(folder: Path) -> dict:
+    """metrics.json of a model folder, after checking model.bin against its sha256."""
+    card_path = folder / METRICS_FILE
+    try:
+        card = json.loads(card_path.read_text())
+    except FileNotFoundError as exc:
+        raise ValueError(f"{folder}: no {METRICS_FILE} (train the model with `corpus quality train`)") from exc
+    except ValueError as exc:
+        raise ValueError(f"{card_path}: not valid JSON ({exc})") from exc
+    model = folder / MODEL_FILE
+    if not model.is_file():
+        raise ValueError(f"{model}: missing (retrain with `corpus quality train`)")
+    if file_sha256(model) != card.get("model_sha256"):
+        raise ValueError(f"{model}: its sha256 differs from the one in {METRICS_FILE}: the file was changed or "
+                         "damaged after training; retrain it")
+    return card
+
+
+@dataclass
+class QualityScore(MapOperator):
+    """Score each document with a fastText classifier trained by ``corpus quality train`` (``model``:
+    its folder): ``score_column`` gets the probability of ``label`` (default: the model's positive
+    label; a model of more labels: the top label's probability), and ``label_column``, when set, the
+    top label (a topic or domain classifier)."""
+
+    name = "quality_score"
+    adds = {"quality_score": pl.Float64}
+
+    model: str = ""
+    label: str | None = None
+    score_column: str = "quality_score"
+    label_column: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise ValueError("model: the folder `corpus quality train` wrote")
+        card = read_model_card(Path(self.model))
+        self._labels = card["labels"]
+        self._lowercase = card["params"].get("lowercase", True)
+        self._label = self.label or card.get("positive_label")
+        if self._label is not None and self._label not in self._labels:
+            raise ValueError(f"label {self._label!r} is not one of the model's labels {self._labels}")
+        self._sha = card["model_sha256"]
+        self._model: Any = None
+
+    def config_key(self) -> str:
+        """Parameters and the model's bytes: a retrained model rescores."""
+        return hashlib.sha256((super().config_key() + "|" + self._sha).encode()).hexdigest()
+
+    def columns(self) -> tuple[Columns, Columns, tuple[str, ...]]:
+        adds: dict[str, Any] = {self.score_column: pl.Float64}
+        if self.label_column:
+            adds[self.label_column] = pl.String
+        return {TEXT: pl.String}, adds, ()
+
+    def setup(self) -> None:
+        path = Path(self.model) / MODEL_FILE
+        if file_sha256(path) != self._sha:
+            raise ValueError(f"{path}: changed since the pipeline was configured; rerun it")
+        self._model = load_model(path, "quality_score")
+
+    def map(self, df: pl.DataFrame) -> pl.DataFrame:
+        if self._model is None:
+            self.setup()
+        top, prob = predict_top(self._model, fasttext_lines(df[TEXT], self._lowercase))
+        if self._label is not None and len(self._labels) == 2:
+            score = positive_probability(top, prob, self._label)
+        elif self._label is not None:
+            score = np.where(np.array([t == self._label for t in top]), prob, np.nan)  # not the top: unknown
+        else:
+            score = prob
+        cols = [pl.Series(self.score_column, score, pl.Float64).fill_nan(None)]
+        if self.label_column:
+            cols.append(pl.Series(self.label_column, top, pl.String))
+        return df.with_columns(cols)
+
+
+@dataclass
+class QualityScoreFilter(RuleReport, FilterOperator):
+    """Keep documents whose ``column`` (``quality_score``) is at least ``min_score``; or, with
+    ``pareto_alpha`` (GPT-3: 9), keep each with GPT-3's rule ``pareto(alpha) > 1 - score``, the draw
+    made from a seeded hash of its row_id (the same verdict whatever the shards or workers)."""
+
+    name = "quality_score_filter"
+    reason_prefix = "quality_score"
+    needs = {ROW_ID: pl.Int64, "quality_score": pl.Float64}
+    adds = {RULE_VALUE: pl.Float64}
+    report_title = "Classifier score filter"
+
+    column: str = "quality_score"
+    min_score: float = 0.5
+    pareto_alpha: float | None = None
+    seed: int = 0
+    drop_missing: bool = True  # a document without a score (empty text)
+
+    def __post_init__(self) -> None:
+        if self.pareto_alpha is not None and self.pareto_alpha <= 0:
+            raise ValueError("pareto_alpha must be positive (GPT-3 used 9)")
+
+    def columns(self) -> tuple[Columns, Columns, tuple[str, ...]]:
+        return {ROW_ID: pl.Int64, self.column: pl.Float64}, dict(self.adds), ()
+
+    def active_rules(self) -> list[Rule]:
+        on_null = "drop" if self.drop_missing else "keep"
+        if self.pareto_alpha is None:
+            return [Rule("score", self.column, min=self.min_score, on_null=on_null)]
+        return [Rule("score", self.column, on_null=on_null), Rule("pareto", "_pareto_keep", isin=(True,))]
+
+    def filter(self, df: pl.DataFrame) -> Verdict:
+        if self.pareto_alpha is None:
+            return evaluate(df, "quality_score", self.active_rules())
+        # numpy's pareto(a) is (1 - U) ** (-1 / a) - 1 for U uniform in [0, 1)
+        u = (pl.col(ROW_ID).hash(self.seed) // 2048).cast(pl.Float64) / float(1 << 53)
+        draw = (1.0 - u).pow(-1.0 / self.pareto_alpha) - 1.0
+        keep = (draw > 1.0 - pl.col(self.column)).fill_null(False).alias("_pareto_keep")
+        frame = df.select(pl.col(self.column), keep)
+        return evaluate(frame, "quality_score", self.active_rules())
+

@@ -1,0 +1,95 @@
+"""Outliers: per-source robust thresholds fitted on the data, reviewed with a dry run before anything
+is dropped, then applied (or only marked) with the feature and bound in the reason."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+from helpers import run_cli
+
+from corpus.stages.outliers import ALL, MAD_SCALE, fit_thresholds, flag
+
+
+def test_mad_and_iqr_thresholds_per_source_by_hand():
+    df = pl.DataFrame({"source": ["a"] * 6 + ["b"] * 4, "n": [10, 11, 12, 13, 14, 100, 1, 2, 3, 4]})
+    th = fit_thresholds(df.lazy(), ["n"], "mad", 3.5, True, 5, "both")
+    # a: median 12.5; |x - 12.5| = 2.5 1.5 .5 .5 1.5 87.5 -> MAD 1.5; bounds 12.5 -+ 3.5 * 1.4826 * 1.5
+    a = th["a"]["n"]
+    assert a["center"] == 12.5 and a["spread"] == pytest.approx(1.5 * MAD_SCALE)
+    half = 3.5 * 1.5 * MAD_SCALE
+    assert (a["low"], a["high"]) == (pytest.approx(12.5 - half), pytest.approx(12.5 + half))
+    # b has 4 documents (< min_docs 5): it takes all sources' thresholds
+    assert th["b"]["n"]["borrowed"] and th["b"]["n"]["center"] == th[ALL]["n"]["center"] == 10.5
+    reason, value = flag(df, ["n"], th, True)
+    assert reason.to_list()[5] == "outlier:n>20.28" and value[5] == 100
+    assert reason.null_count() == 9
+    # IQR: a's quartiles (linear) 11.25 and 13.75, IQR 2.5; fences 7.5 and 17.5
+    th = fit_thresholds(df.lazy(), ["n"], "iqr", 1.5, True, 1, "high")
+    assert th["a"]["n"]["low"] is None and th["a"]["n"]["high"] == pytest.approx(17.5)
+    # no spread (most values equal): no thresholds, nothing flagged
+    flat = pl.DataFrame({"source": ["a"] * 5, "n": [0, 0, 0, 0, 9]})
+    th = fit_thresholds(flat.lazy(), ["n"], "mad", 3.5, True, 1, "both")
+    assert flag(flat, ["n"], th, True)[0].null_count() == 5
+
+
+def _setup(tmp_path: Path, report_only: bool = False) -> Path:
+    (tmp_path / "in").mkdir()
+    rows = [{"text": " ".join(["word"] * (40 + i % 7)), "src": "web"} for i in range(60)]
+    rows += [{"text": " ".join(["word"] * 900), "src": "web"}, {"text": "tiny", "src": "web"}]
+    (tmp_path / "in" / "docs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return _config(tmp_path, report_only)
+
+
+def _config(tmp_path: Path, report_only: bool) -> Path:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"""
+inputs: [{{source: web, path: {tmp_path / 'in'}}}]
+output: {tmp_path / 'out'}
+workers: 1
+pipeline:
+  - {{op: quality_signals, groups: [counts]}}
+  - {{op: outlier_filter, features: [n_words], report_only: {str(report_only).lower()}}}
+""")
+    return cfg
+
+
+def test_dry_run_prints_thresholds_then_the_run_applies_them(tmp_path: Path):
+    cfg = _setup(tmp_path)
+    res = run_cli("quality", "outliers", str(cfg), "--dry-run")
+    assert res.returncode == 0, res.stderr
+    assert "n_words" in res.stdout and "2 documents would be dropped" in res.stdout
+    # nothing dropped: the corpus so far holds every document
+    assert pl.read_parquet(tmp_path / "out" / "data" / "*.parquet").height == 62
+    assert not list((tmp_path / "out" / "rejected").glob("*/*.parquet"))
+    res = run_cli("run", str(cfg), "--quiet")
+    assert res.returncode == 0, res.stderr
+    rejected = pl.read_parquet(tmp_path / "out" / "rejected" / "*" / "*.parquet")
+    assert sorted(rejected["n_words"].to_list()) == [1, 900]
+    assert all(r.startswith(("outlier:n_words<", "outlier:n_words>")) for r in rejected["reject_reason"])
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    fig = next(iter(report["sections"]["stage-outlier_filter"]["figures"].values()))
+    assert fig["thresholds"]["web"]["n_words"]["center"] == 43
+    # the signals computed for the dry run were reused
+    from corpus.catalog import Catalog
+
+    cat = Catalog(tmp_path / "out" / "catalog.duckdb", create=False)
+    resumed = dict(cat.query("SELECT stage, bool_and(resumed) FROM unit_stats WHERE run_id = ? GROUP BY stage",
+                             [cat.latest_run()]))
+    assert resumed["01-quality_signals"] is True
+
+
+def test_report_only_marks_and_keeps(tmp_path: Path):
+    cfg = _setup(tmp_path, report_only=True)
+    assert run_cli("run", str(cfg), "--quiet").returncode == 0
+    data = pl.read_parquet(tmp_path / "out" / "data" / "*.parquet")
+    assert data.height == 62 and data["outlier"].drop_nulls().len() == 2
+
+
+def test_dry_run_needs_an_outlier_stage(tmp_path: Path):
+    cfg = _setup(tmp_path)
+    cfg.write_text(cfg.read_text().replace("  - {op: outlier_filter, features: [n_words], report_only: false}\n", ""))
+    res = run_cli("quality", "outliers", str(cfg), "--dry-run")
+    assert res.returncode == 2 and res.stderr.startswith("error:") and "no outlier_filter" in res.stderr
