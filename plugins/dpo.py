@@ -27,8 +27,7 @@ from corpus.plugins.models import (
     SpecialIds,
     auto_class,
     build_model,
-    load_tokenizer,
-    pretrained_folder,
+    plugin_tokenizer,
 )
 from corpus.plugins.rlhf_data import PairEncoder, PreferenceData, RankedItem, load_items, response_labels
 from corpus.plugins.runtime import Runtime
@@ -164,13 +163,7 @@ class DPO(TrainPlugin):
 
     def build(self, config: DPOConfig, runtime: Runtime) -> DPOTask:
         d, s, base = config.data, config.dpo, Path(config.base_dir)
-        if config.tokenizer:
-            tok_dir = config.path(config.tokenizer)
-        elif config.model.from_pretrained:
-            tok_dir = pretrained_folder(config.model, base)
-        else:
-            raise FileNotFoundError("tokenizer: required (or model.from_pretrained, whose folder has one)")
-        tokenizer = load_tokenizer(tok_dir)
+        tokenizer = plugin_tokenizer(config)
         out = Path(config.output) if runtime.is_main else None
         train_items, val_items, stats = load_items(d, config.path, config.train.seed, out)
         enc = PairEncoder(tokenizer, chat_template(tokenizer, d.chat_template), d.max_len)

@@ -155,6 +155,16 @@ def load_tokenizer(path: str | Path) -> Any:
     return load_hf_tokenizer(path)
 
 
+def plugin_tokenizer(config: Any) -> Any:
+    """A plugin config's tokenizer: its ``tokenizer`` folder, else the ``model.from_pretrained`` folder's
+    (MissingInputError naming the command that makes it)."""
+    if config.tokenizer:
+        return load_tokenizer(config.path(config.tokenizer))
+    if config.model.from_pretrained:
+        return load_tokenizer(pretrained_folder(config.model, Path(config.base_dir)))
+    raise FileNotFoundError("tokenizer: required (or model.from_pretrained, whose folder has one)")
+
+
 END_OF_TURN = ("<|end|>", "<|im_end|>", "<|eot_id|>", "<end_of_turn>")
 
 

@@ -20,7 +20,7 @@ from corpus.plugins import rl_math as M
 from corpus.plugins.base import PluginConfig, TrainPlugin
 from corpus.plugins.chat import chat_template
 from corpus.plugins.checkpoint import export_pretrained
-from corpus.plugins.models import ModelConfig, SpecialIds, build_model, load_tokenizer, pretrained_folder
+from corpus.plugins.models import ModelConfig, SpecialIds, build_model, plugin_tokenizer
 from corpus.plugins.rlhf_data import (
     PairEncoder,
     PreferenceData,
@@ -156,13 +156,7 @@ class Reward(TrainPlugin):
 
     def build(self, config: RewardConfig, runtime: Runtime) -> RewardTask:
         d, base = config.data, Path(config.base_dir)
-        if config.tokenizer:
-            tok_dir = config.path(config.tokenizer)
-        elif config.model.from_pretrained:
-            tok_dir = pretrained_folder(config.model, base)
-        else:
-            raise FileNotFoundError("tokenizer: required (or model.from_pretrained, whose folder has one)")
-        tokenizer = load_tokenizer(tok_dir)
+        tokenizer = plugin_tokenizer(config)
         out = Path(config.output) if runtime.is_main else None
         train_items, val_items, stats = load_items(d, config.path, config.train.seed, out)
         train_items = [it for it in train_items if len(set(it.ranks)) > 1]  # all tied: nothing to learn

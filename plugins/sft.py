@@ -35,8 +35,7 @@ from corpus.plugins.models import (
     SpecialIds,
     apply_lora,
     build_model,
-    load_tokenizer,
-    pretrained_folder,
+    plugin_tokenizer,
     stop_ids,
 )
 from corpus.plugins.runtime import Runtime
@@ -313,13 +312,7 @@ class SFT(TrainPlugin):
     def build(self, config: SFTConfig, runtime: Runtime) -> SFTTask:
         d, t = config.data, config.train
         base = Path(config.base_dir)
-        if config.tokenizer:
-            tok_dir = config.path(config.tokenizer)
-        elif config.model.from_pretrained:
-            tok_dir = pretrained_folder(config.model, base)  # names the command that makes it when missing
-        else:
-            raise FileNotFoundError("tokenizer: required (or model.from_pretrained, whose folder has one)")
-        tokenizer = load_tokenizer(tok_dir)
+        tokenizer = plugin_tokenizer(config)
         encoder = ChatEncoder(tokenizer, _template(tokenizer, config), d.train_on)
         parts = [encode_dataset(k, ds, config, encoder) for k, ds in enumerate(d.datasets)]
         sizes = [len(p.train) for p in parts]

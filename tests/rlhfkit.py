@@ -55,3 +55,32 @@ def pref_config(cls, out: Path, data: dict, tokenizer: Path, **over):
             "train": {"lr": 3e-3, "max_steps": 6, "batch_size": 8, "eval_every": 3, "log_every": 1,
                       "warmup_steps": 2, **QUIET}}
     return parse_config(cls, merge(base, over), source="test")
+
+
+class Killed(Exception):
+    pass
+
+
+def assert_resumes_exactly(plugin: str, make, root: Path, kill_at: int = 5, resumed_from: int = 4) -> None:
+    """Run ``make(out)`` straight into root/a, and killed after step ``kill_at`` then rerun into root/b:
+    the losses, gradient norms and final weights must be equal bit for bit."""
+    import pytest
+    import torch
+    from safetensors.torch import load_file
+    from trainkit import read_metrics
+
+    from corpus import plugins
+
+    plugins.run(plugin, make(root / "a"))
+
+    def kill(step: int, row: dict) -> None:
+        if step == kill_at:
+            raise Killed
+
+    with pytest.raises(Killed):
+        plugins.get(plugin)().run(make(root / "b"), hooks=(kill,))
+    assert plugins.run(plugin, make(root / "b")).resumed_from == resumed_from
+    a, b = read_metrics(root / "a"), read_metrics(root / "b")
+    assert [(x["step"], x["loss"], x["grad_norm"]) for x in a] == [(y["step"], y["loss"], y["grad_norm"]) for y in b]
+    wa, wb = load_file(root / "a/final/model.safetensors"), load_file(root / "b/final/model.safetensors")
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)

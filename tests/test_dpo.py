@@ -7,18 +7,12 @@ import math
 from pathlib import Path
 
 import pytest
-import torch
-from rlhfkit import pref_config, ranking_records, write_jsonl
-from safetensors.torch import load_file
+from rlhfkit import assert_resumes_exactly, pref_config, ranking_records, write_jsonl
 from trainkit import read_metrics, shards  # noqa: F401 (fixture)
 
 from corpus import plugins
 from corpus.plugins.dpo import DPOConfig, item_pairs
 from corpus.plugins.rlhf_data import RankedItem
-
-
-class Killed(Exception):
-    pass
 
 
 @pytest.fixture(scope="module")
@@ -62,18 +56,5 @@ def test_dpo_resumes_exactly(tmp_path: Path, shards, prefs):  # noqa: F811
     tok, _ = shards
     train, _ = prefs
     over = {"train": {"max_steps": 6, "save_every": 2, "eval_every": 3}, "model": {"dropout": 0.1}}
-    plugins.run("dpo", pref_config(DPOConfig, tmp_path / "a", {"train": str(train)}, tok, **over))
-
-    def kill_at_5(step: int, row: dict) -> None:
-        if step == 5:
-            raise Killed
-
-    with pytest.raises(Killed):
-        plugins.get("dpo")().run(pref_config(DPOConfig, tmp_path / "b", {"train": str(train)}, tok, **over),
-                                 hooks=(kill_at_5,))
-    rb = plugins.run("dpo", pref_config(DPOConfig, tmp_path / "b", {"train": str(train)}, tok, **over))
-    assert rb.resumed_from == 4
-    a, b = read_metrics(tmp_path / "a"), read_metrics(tmp_path / "b")
-    assert [(x["loss"], x["grad_norm"]) for x in a] == [(y["loss"], y["grad_norm"]) for y in b]
-    wa, wb = load_file(tmp_path / "a/final/model.safetensors"), load_file(tmp_path / "b/final/model.safetensors")
-    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert_resumes_exactly("dpo", lambda out: pref_config(DPOConfig, out, {"train": str(train)}, tok, **over),
+                           tmp_path)

@@ -9,17 +9,12 @@ from pathlib import Path
 import polars as pl
 import pytest
 import torch
-from rlhfkit import pref_config, ranking_records, response, write_jsonl
-from safetensors.torch import load_file
+from rlhfkit import assert_resumes_exactly, pref_config, ranking_records, response, write_jsonl
 from trainkit import read_metrics, shards  # noqa: F401 (fixture)
 
 from corpus import plugins
 from corpus.plugins.reward import RewardConfig, ranks_from_ratings
 from corpus.plugins.rlhf_data import RewardScorer
-
-
-class Killed(Exception):
-    pass
 
 
 @pytest.fixture(scope="module")
@@ -56,21 +51,8 @@ def test_reward_model_resumes_exactly(tmp_path: Path, shards, rankings):  # noqa
     tok, _ = shards
     train, _ = rankings
     over = {"train": {"max_steps": 6, "save_every": 2, "eval_every": 3}}
-    ra = plugins.run("reward", pref_config(RewardConfig, tmp_path / "a", {"train": str(train)}, tok, **over))
-
-    def kill_at_5(step: int, row: dict) -> None:
-        if step == 5:
-            raise Killed
-
-    with pytest.raises(Killed):
-        plugins.get("reward")().run(pref_config(RewardConfig, tmp_path / "b", {"train": str(train)}, tok, **over),
-                                    hooks=(kill_at_5,))
-    rb = plugins.run("reward", pref_config(RewardConfig, tmp_path / "b", {"train": str(train)}, tok, **over))
-    assert rb.resumed_from == 4 and ra.steps == rb.steps == 6
-    a, b = read_metrics(tmp_path / "a"), read_metrics(tmp_path / "b")
-    assert [(x["loss"], x["grad_norm"]) for x in a] == [(y["loss"], y["grad_norm"]) for y in b]
-    wa, wb = load_file(tmp_path / "a/final/model.safetensors"), load_file(tmp_path / "b/final/model.safetensors")
-    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert_resumes_exactly("reward", lambda out: pref_config(RewardConfig, out, {"train": str(train)}, tok, **over),
+                           tmp_path)
 
 
 def test_aspect_heads_and_the_preference_report(tmp_path: Path, shards):  # noqa: F811
