@@ -165,6 +165,18 @@ def plugin_tokenizer(config: Any) -> Any:
     raise FileNotFoundError("tokenizer: required (or model.from_pretrained, whose folder has one)")
 
 
+def reference_model(config: Any, path: str, policy: torch.nn.Module) -> torch.nn.Module:
+    """The frozen reference of DPO and PPO: the causal LM in ``path`` (checked against its manifest),
+    or a copy of the policy as built (its from_pretrained weights, or the seeded initial ones)."""
+    import copy
+
+    if not path:
+        return copy.deepcopy(policy)
+    folder = require(config.path(path), "reference model", model_hint(config.path(path), Path(config.base_dir)))
+    check_export(folder)
+    return auto_class("causal").from_pretrained(str(folder), dtype=torch.float32)
+
+
 END_OF_TURN = ("<|end|>", "<|im_end|>", "<|eot_id|>", "<end_of_turn>")
 
 
