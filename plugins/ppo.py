@@ -15,7 +15,6 @@ the KL coefficient, so a killed run resumes exactly. The export is the policy al
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +29,15 @@ from corpus.plugins.chat import chat_template
 from corpus.plugins.checkpoint import export_pretrained, unwrap
 from corpus.plugins.data import TrainLoader, eval_loader
 from corpus.plugins.models import ModelConfig, SpecialIds, build_model, plugin_tokenizer, reference_model, stop_ids
-from corpus.plugins.rlhf_data import PairEncoder, RewardScorer, read_prompts
+from corpus.plugins.rlhf_data import (
+    PairEncoder,
+    RewardScorer,
+    left_pad,
+    load_function,
+    read_prompts,
+    response_texts,
+    sample,
+)
 from corpus.plugins.runtime import Runtime
 from corpus.plugins.tasks import Task
 
@@ -124,25 +131,6 @@ class PromptDataset(Dataset):
         return {"input_ids": torch.tensor(self.prompts[i]), "row": torch.tensor(i)}
 
 
-def left_pad(rows: list[dict[str, torch.Tensor]], pad_id: int) -> dict[str, torch.Tensor]:
-    """Prompts left-padded (generation continues every row at the same position)."""
-    t = max(r["input_ids"].numel() for r in rows)
-    ids = torch.full((len(rows), t), pad_id, dtype=torch.long)
-    attn = torch.zeros((len(rows), t), dtype=torch.long)
-    for i, r in enumerate(rows):
-        n = r["input_ids"].numel()
-        ids[i, t - n:], attn[i, t - n:] = r["input_ids"], 1
-    return {"input_ids": ids, "attention_mask": attn, "row": torch.stack([r["row"] for r in rows])}
-
-
-def load_reward_fn(spec: str) -> Callable[[list[str], list[str]], Any]:
-    module, _, name = spec.partition(":")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as exc:
-        raise PluginInputError(f"ppo.reward_fn {spec!r}: {exc}") from exc
-
-
 class PPOTask(Task):
     primary_metric = "val_reward"
     eval_keys = ("n", "reward", "kl", "length", "eos")
@@ -188,28 +176,10 @@ class PPOTask(Task):
             out.append({k: v[idx] for k, v in self.buffer.items()})
         return out
 
-    @torch.no_grad()
     def generate(self, model: PolicyWithValue, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Sampled responses to a left-padded prompt batch: the full sequences, their attention mask and
-        positions, and the response part's mask (up to and including the first stop token)."""
-        policy = unwrap(model).policy
-        ids, attn = batch["input_ids"].to(self.rt.device), batch["attention_mask"].to(self.rt.device)
-        was_training = policy.training
-        policy.eval()
-        out = policy.generate(input_ids=ids, attention_mask=attn, do_sample=True, temperature=self.s.temperature,
-                              top_k=self.s.top_k, top_p=1.0, max_new_tokens=self.s.max_new_tokens,
-                              min_new_tokens=1, eos_token_id=self.stops, pad_token_id=self.pad_id, use_cache=True)
-        policy.train(was_training)
-        p = ids.shape[1]
-        mask, has_stop = M.response_mask(out[:, p:], self.stops)
-        full_attn = torch.cat([attn, mask], dim=1)
-        return {"input_ids": out, "attention_mask": full_attn, "position_ids": (full_attn.cumsum(1) - 1).clamp(min=0),
-                "response_mask": mask, "has_eos": has_stop, "prompt_len": torch.tensor(p)}
-
-    def responses(self, seq: dict[str, torch.Tensor]) -> list[str]:
-        p = int(seq["prompt_len"])
-        resp = seq["input_ids"][:, p:] * seq["response_mask"] + self.pad_id * (1 - seq["response_mask"])
-        return self.tokenizer.batch_decode(resp, skip_special_tokens=True)
+        return sample(unwrap(model).policy, batch["input_ids"].to(self.rt.device),
+                      batch["attention_mask"].to(self.rt.device), stops=self.stops, pad_id=self.pad_id,
+                      max_new_tokens=self.s.max_new_tokens, temperature=self.s.temperature, top_k=self.s.top_k)
 
     def response_logps(self, model: torch.nn.Module, seq: dict[str, torch.Tensor],
                        with_values: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -231,7 +201,8 @@ class PPOTask(Task):
         mask = seq["response_mask"].float()
         logp, values = self.response_logps(model, seq)
         ref_logp, _ = self.response_logps(self.reference, seq, with_values=False)
-        raw = torch.as_tensor(self.score_fn(prompts, self.responses(seq)), dtype=torch.float32).to(mask.device)
+        responses = response_texts(self.tokenizer, seq, self.pad_id)
+        raw = torch.as_tensor(self.score_fn(prompts, responses), dtype=torch.float32).to(mask.device)
         score = M.score_penalties(raw, seq["response_mask"].sum(1), seq["has_eos"], max_len=self.s.max_new_tokens,
                                   missing_eos=self.s.missing_eos_penalty, overlong_buffer=self.s.overlong_buffer,
                                   overlong_factor=self.s.overlong_penalty)
@@ -356,7 +327,7 @@ class PPO(TrainPlugin):
             scorer = RewardScorer(folder, runtime.device)
             score: Callable[[list[str], list[str]], Any] = scorer.score
         else:
-            score = load_reward_fn(s.reward_fn)
+            score = load_function(s.reward_fn, "ppo.reward_fn")
         stats = {"prompts": len(prompts), "validation_prompts": len(val_p)}
         train, val = PromptDataset(prompts, enc, d.max_prompt_len), PromptDataset(val_p, enc, d.max_prompt_len)
         return PPOTask(PolicyWithValue(policy), train, val if val_p else None,

@@ -112,6 +112,12 @@ def ranking_json(p: Preference) -> dict[str, Any]:
     return out
 
 
+def write_records(path: Path, records: Iterable[dict[str, Any]]) -> None:
+    """Task, ranking or pair objects as JSONL, written atomically."""
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    write_bytes_atomic(Path(path), text.encode())
+
+
 # ---------------------------------------------------------------- checks
 
 
