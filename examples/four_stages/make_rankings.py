@@ -32,7 +32,6 @@ def labels(n: int = 120, seed: int = 18) -> list[dict]:
     out = []
     for i, (prompt, responses) in enumerate(items(n, rng)):
         order = rng.sample(range(3), 3)  # responses in a random order per item
-        shown = [order.index(k) for k in range(3)]
         resp = [responses[k] for k in order]
         truth = [order.index(k) for k in range(3)]  # index of the right, the off-by-one, the non-answer
         for name in ("ana", "ben", "cyd"):
@@ -47,7 +46,7 @@ def labels(n: int = 120, seed: int = 18) -> list[dict]:
             if name == "cyd":
                 rank = [seen.index(k) + 1 for k in range(3)]
             out.append({"item_id": f"sum-{i:03d}", "annotator": name, "prompt": prompt, "responses": resp,
-                        "ranking": rank, "shown_order": seen if name != "ana" else shown})
+                        "ranking": rank, "shown_order": seen})
     return out
 
 
