@@ -327,7 +327,7 @@ class PPO(TrainPlugin):
             scorer = RewardScorer(folder, runtime.device)
             score: Callable[[list[str], list[str]], Any] = scorer.score
         else:
-            score = load_function(s.reward_fn, "ppo.reward_fn")
+            score = load_function(s.reward_fn, "ppo.reward_fn", base)
         stats = {"prompts": len(prompts), "validation_prompts": len(val_p)}
         train, val = PromptDataset(prompts, enc, d.max_prompt_len), PromptDataset(val_p, enc, d.max_prompt_len)
         return PPOTask(PolicyWithValue(policy), train, val if val_p else None,

@@ -130,11 +130,11 @@ class Policy:
         return [out[i * k:(i + 1) * k] for i in range(len(prompts))]
 
 
-def scripted_rankings(tasks: list[Task], judge: Judge, seed: int) -> list[Preference]:
+def scripted_rankings(tasks: list[Task], judge: Judge, seed: int, base: Path | None = None) -> list[Preference]:
     """Each simulated annotator ranks each task by the judge's scores plus its own seeded noise."""
     from corpus.plugins.rlhf_data import load_function
 
-    fn = load_function(judge.function, "judge.function")
+    fn = load_function(judge.function, "judge.function", base)
     rng = random.Random(seed)
     labels = []
     for t in tasks:
@@ -234,7 +234,8 @@ class Cycle:
         if self.cfg.judge.kind == "annotation":
             raise PluginInputError(f"round {r}: rank the tasks in {shown(d / 'tasks.jsonl')} (the annotation app), "
                                    f"export the rankings to {shown(path)}, then rerun to continue")
-        write_records(path, [ranking_json(p) for p in scripted_rankings(tasks, self.cfg.judge, seed)])
+        labels = scripted_rankings(tasks, self.cfg.judge, seed, Path(self.cfg.base_dir))
+        write_records(path, [ranking_json(p) for p in labels])
         return path
 
     def sub_config(self, plugin: str, out: Path, data: dict[str, Any], overrides: dict[str, Any]) -> Any:
