@@ -223,7 +223,8 @@ class PPOTask(Task):
         adv, returns = M.gae(rewards, sc["values"], mask, self.s.gamma, self.s.lam)
         if self.s.whiten_advantages:
             adv = M.whiten(adv, mask)
-        kl_seq = float(sc["kl"].sum(1).mean())
+        kl_sum = self.rt.all_sum(sc["kl"].sum(1).mean().double().reshape(1))  # one controller on every process
+        kl_seq = float(kl_sum) / self.rt.world
         self.last = {"reward": float(sc["raw"].mean()), "score": float(sc["score"].mean()), "kl": kl_seq,
                      "kl_coef": self.kl.value, "response_len": float(mask.sum(1).mean()),
                      "eos_rate": float(seq["has_eos"].float().mean())}
