@@ -133,6 +133,15 @@ class PairEncoder:
     def prompt(self, prompt: str) -> list[int]:
         return self.chat.render([{"role": "user", "content": prompt}], generation_prompt=True)
 
+    def full_ids(self, prompts: list[str], responses: list[str]) -> list[list[int]]:
+        """The ids ``encode`` gives, without the response mask, for many exchanges at once (one render
+        each and one batched tokenizer call: what scoring needs), cut to their last ``max_len`` tokens."""
+        tok = self.chat.tok
+        texts = [tok.apply_chat_template([{"role": "user", "content": p}, {"role": "assistant", "content": r}],
+                                         tokenize=False, chat_template=self.chat.template)
+                 for p, r in zip(prompts, responses, strict=True)]
+        return [ids[-self.max_len:] for ids in self.chat.tok(texts, add_special_tokens=False)["input_ids"]]
+
     def encode(self, prompt: str, response: str) -> tuple[np.ndarray, np.ndarray]:
         """(ids, response mask) of one exchange."""
         ids, mask = self.chat.encode([{"role": "user", "content": prompt, "train": False},
@@ -250,8 +259,7 @@ class RewardScorer:
     def score(self, prompts: list[str], responses: list[str], batch: int = 32) -> torch.Tensor:
         out = []
         for s in range(0, len(prompts), batch):
-            rows = [torch.from_numpy(self.enc.encode(p, r)[0]) for p, r in zip(prompts[s:s + batch],
-                                                                                responses[s:s + batch], strict=True)]
+            rows = [torch.tensor(x) for x in self.enc.full_ids(prompts[s:s + batch], responses[s:s + batch])]
             t = max(x.numel() for x in rows)
             ids = torch.full((len(rows), t), self.pad, dtype=torch.long)
             attn = torch.zeros((len(rows), t), dtype=torch.long)
