@@ -566,6 +566,9 @@ def build_parser() -> argparse.ArgumentParser:
     from corpus.quality_cli import add_quality_parser
 
     add_quality_parser(sub)  # corpus quality train | presets | outliers CONFIG --dry-run
+    from corpus.plugins.rlhf import add_rlhf_parser
+
+    add_rlhf_parser(sub)  # corpus rlhf config.yaml: rounds of sampling, ranking, reward model, PPO/DPO
 
     rp = sub.add_parser("report", help="(re)write the HTML + JSON data quality report of a run")
     rp.add_argument("output", help="a run's output folder")

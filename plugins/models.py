@@ -4,6 +4,8 @@ Nothing is downloaded. Tokenizers load through ``corpus.stages.tokenizer``, the 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,7 +82,7 @@ def auto_class(objective: str) -> Any:
     import transformers as tf
 
     return {"causal": tf.AutoModelForCausalLM, "mlm": tf.AutoModelForMaskedLM,
-            "span": tf.AutoModelForSeq2SeqLM}[objective]
+            "span": tf.AutoModelForSeq2SeqLM, "reward": tf.AutoModelForSequenceClassification}[objective]
 
 
 def pretrained_folder(m: ModelConfig, base_dir: Path | None = None) -> Path:
@@ -92,26 +94,33 @@ def pretrained_folder(m: ModelConfig, base_dir: Path | None = None) -> Path:
 
 
 def build_model(m: ModelConfig, objective: str, vocab: int, positions: int, ids: SpecialIds,
-                base_dir: Path | None = None) -> torch.nn.Module:
+                base_dir: Path | None = None, num_labels: int = 1) -> torch.nn.Module:
     """A fresh model from the config (seeded by the caller), or the ``from_pretrained`` folder's
-    weights; the embedding is resized when the tokenizer has more ids than the model."""
+    weights; the embedding is resized when the tokenizer has more ids than the model. ``reward``: a
+    causal architecture with a sequence-classification head of ``num_labels`` outputs (new when the
+    folder holds a language model)."""
     quiet_transformers()
     cls = auto_class(objective)
+    head = {"num_labels": num_labels} if objective == "reward" else {}
     if m.from_pretrained:
         folder = pretrained_folder(m, base_dir)
         if not (folder / "config.json").is_file():
             raise FileNotFoundError(f"model.from_pretrained: no HF model folder (config.json) at {folder}")
         check_export(folder)  # an export of ours (final/, best/) must match its manifest
-        model = cls.from_pretrained(str(folder), attn_implementation=m.attn_implementation, dtype=torch.float32)
+        with _quiet_load(bool(head)):  # a language model's folder has no reward head yet: a new one is expected
+            model = cls.from_pretrained(str(folder), attn_implementation=m.attn_implementation, dtype=torch.float32,
+                                        **head)
         if model.get_input_embeddings().num_embeddings < vocab:
             model.resize_token_embeddings(vocab)
         check_positions(model, positions)
         return model
-    arch = m.arch or DEFAULT_ARCH[objective]
-    if ARCHS[arch] != objective:
+    arch = m.arch or DEFAULT_ARCH["causal" if objective == "reward" else objective]
+    if ARCHS[arch] != ("causal" if objective == "reward" else objective):
         raise ValueError(f"model.arch {arch!r} is a {ARCHS[arch]} model; the objective {objective!r} needs "
                          f"{[a for a, o in ARCHS.items() if o == objective]}")
     cfg = _hf_config(m, arch, vocab, positions, ids)
+    for k, v in head.items():
+        setattr(cfg, k, v)
     return cls.from_config(cfg, attn_implementation=m.attn_implementation)
 
 
@@ -120,6 +129,19 @@ def quiet_transformers() -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+
+
+@contextmanager
+def _quiet_load(quiet: bool) -> Iterator[None]:
+    from transformers.utils import logging as hf_logging
+
+    before = hf_logging.get_verbosity()
+    if quiet:
+        hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(before)
 
 
 # Learned absolute position tables cannot go past their size; rotary models can (with some loss).
@@ -147,6 +169,28 @@ def load_tokenizer(path: str | Path) -> Any:
     if path.is_dir():
         check_export(path)
     return load_hf_tokenizer(path)
+
+
+def plugin_tokenizer(config: Any) -> Any:
+    """A plugin config's tokenizer: its ``tokenizer`` folder, else the ``model.from_pretrained`` folder's
+    (MissingInputError naming the command that makes it)."""
+    if config.tokenizer:
+        return load_tokenizer(config.path(config.tokenizer))
+    if config.model.from_pretrained:
+        return load_tokenizer(pretrained_folder(config.model, Path(config.base_dir)))
+    raise FileNotFoundError("tokenizer: required (or model.from_pretrained, whose folder has one)")
+
+
+def reference_model(config: Any, path: str, policy: torch.nn.Module) -> torch.nn.Module:
+    """The frozen reference of DPO and PPO: the causal LM in ``path`` (checked against its manifest),
+    or a copy of the policy as built (its from_pretrained weights, or the seeded initial ones)."""
+    import copy
+
+    if not path:
+        return copy.deepcopy(policy)
+    folder = require(config.path(path), "reference model", model_hint(config.path(path), Path(config.base_dir)))
+    check_export(folder)
+    return auto_class("causal").from_pretrained(str(folder), dtype=torch.float32)
 
 
 END_OF_TURN = ("<|end|>", "<|im_end|>", "<|eot_id|>", "<end_of_turn>")
