@@ -251,3 +251,39 @@ def test_cli_load_add_status_export(tmp_path: Path):
         r = run_cli("annotate", "export", proj, str(tmp_path / "out.jsonl"))
     assert r.returncode == 2 and "corpus annotate serve` holds its project" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_a_restarted_store_rebuilds_assignment_from_the_database(tmp_path: Path):
+    store, tokens = make_project(tmp_path / "p", write_tasks(tmp_path / "t.jsonl", 6), ["ann", "bea"], per_item=2)
+    ann, bea = Annotator(create_app(store), tokens["ann"]), Annotator(create_app(store), tokens["bea"])
+    first = ann.next()
+    ann.rank(first)
+    skipped = ann.next()
+    ann.post("/api/skip", {"item_id": skipped["item_id"], "submission_id": "replayed-skip"})
+    opened = ann.next()
+    bea.rank(bea.next())
+    before = {n: store.progress(n) for n in ("ann", "bea")}
+    store.close()
+    again = Store(tmp_path / "p")
+    assert {n: again.progress(n) for n in ("ann", "bea")} == before
+    assert again.current_or_next("ann").item_id == opened["item_id"]  # still their open item
+    assert again.current_or_next("ann").shown_order == [s["index"] for s in opened["shown"]]
+    assert not again.skip("ann", skipped["item_id"], "replayed-skip")  # the retry is known after a restart
+    again.close()
+
+
+def test_an_abandoned_item_goes_to_another_annotator_after_the_lease(project):
+    store, tokens, app = project
+    store.set_setting("per_item", "1")
+    ann, bea = Annotator(app, tokens["ann"]), Annotator(app, tokens["bea"])
+    held = ann.next()
+    assert bea.next()["item_id"] != held["item_id"]
+    bea.rank(bea.next())
+    store.set_setting("lease_minutes", "0")  # ann's lease is over
+    bea_items = []
+    while (item := bea.next()) is not None:
+        bea_items.append(item["item_id"])
+        bea.rank(item)
+    assert held["item_id"] in bea_items
+    assert ann.next()["item_id"] == held["item_id"]  # ann may still finish it: an extra label, nothing lost
+    assert ann.rank(held).status_code == 200
