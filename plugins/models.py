@@ -80,7 +80,7 @@ def auto_class(objective: str) -> Any:
     import transformers as tf
 
     return {"causal": tf.AutoModelForCausalLM, "mlm": tf.AutoModelForMaskedLM,
-            "span": tf.AutoModelForSeq2SeqLM}[objective]
+            "span": tf.AutoModelForSeq2SeqLM, "reward": tf.AutoModelForSequenceClassification}[objective]
 
 
 def pretrained_folder(m: ModelConfig, base_dir: Path | None = None) -> Path:
@@ -92,26 +92,32 @@ def pretrained_folder(m: ModelConfig, base_dir: Path | None = None) -> Path:
 
 
 def build_model(m: ModelConfig, objective: str, vocab: int, positions: int, ids: SpecialIds,
-                base_dir: Path | None = None) -> torch.nn.Module:
+                base_dir: Path | None = None, num_labels: int = 1) -> torch.nn.Module:
     """A fresh model from the config (seeded by the caller), or the ``from_pretrained`` folder's
-    weights; the embedding is resized when the tokenizer has more ids than the model."""
+    weights; the embedding is resized when the tokenizer has more ids than the model. ``reward``: a
+    causal architecture with a sequence-classification head of ``num_labels`` outputs (new when the
+    folder holds a language model)."""
     quiet_transformers()
     cls = auto_class(objective)
+    head = {"num_labels": num_labels} if objective == "reward" else {}
     if m.from_pretrained:
         folder = pretrained_folder(m, base_dir)
         if not (folder / "config.json").is_file():
             raise FileNotFoundError(f"model.from_pretrained: no HF model folder (config.json) at {folder}")
         check_export(folder)  # an export of ours (final/, best/) must match its manifest
-        model = cls.from_pretrained(str(folder), attn_implementation=m.attn_implementation, dtype=torch.float32)
+        model = cls.from_pretrained(str(folder), attn_implementation=m.attn_implementation, dtype=torch.float32,
+                                    **head)
         if model.get_input_embeddings().num_embeddings < vocab:
             model.resize_token_embeddings(vocab)
         check_positions(model, positions)
         return model
-    arch = m.arch or DEFAULT_ARCH[objective]
-    if ARCHS[arch] != objective:
+    arch = m.arch or DEFAULT_ARCH["causal" if objective == "reward" else objective]
+    if ARCHS[arch] != ("causal" if objective == "reward" else objective):
         raise ValueError(f"model.arch {arch!r} is a {ARCHS[arch]} model; the objective {objective!r} needs "
                          f"{[a for a, o in ARCHS.items() if o == objective]}")
     cfg = _hf_config(m, arch, vocab, positions, ids)
+    for k, v in head.items():
+        setattr(cfg, k, v)
     return cls.from_config(cfg, attn_implementation=m.attn_implementation)
 
 
@@ -147,6 +153,16 @@ def load_tokenizer(path: str | Path) -> Any:
     if path.is_dir():
         check_export(path)
     return load_hf_tokenizer(path)
+
+
+def plugin_tokenizer(config: Any) -> Any:
+    """A plugin config's tokenizer: its ``tokenizer`` folder, else the ``model.from_pretrained`` folder's
+    (MissingInputError naming the command that makes it)."""
+    if config.tokenizer:
+        return load_tokenizer(config.path(config.tokenizer))
+    if config.model.from_pretrained:
+        return load_tokenizer(pretrained_folder(config.model, Path(config.base_dir)))
+    raise FileNotFoundError("tokenizer: required (or model.from_pretrained, whose folder has one)")
 
 
 END_OF_TURN = ("<|end|>", "<|im_end|>", "<|eot_id|>", "<end_of_turn>")

@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from corpus.plugins.base import PluginConfig, PluginInputError, SampleConfig, TrainPlugin
+from corpus.plugins.chat import ChatEncoder, ChatTemplateError, chat_template  # noqa: F401 (sft API)
 from corpus.plugins.data import BlendedDataset, PackedExamples, check_sets
 from corpus.plugins.models import (
     LoraSettings,
@@ -34,8 +35,7 @@ from corpus.plugins.models import (
     SpecialIds,
     apply_lora,
     build_model,
-    load_tokenizer,
-    pretrained_folder,
+    plugin_tokenizer,
     stop_ids,
 )
 from corpus.plugins.runtime import Runtime
@@ -48,10 +48,6 @@ FORMATS = ("auto", "messages", "prompt_response")
 
 
 class SFTDataError(PluginInputError):
-    pass
-
-
-class ChatTemplateError(PluginInputError):
     pass
 
 
@@ -191,38 +187,6 @@ def read_jsonl(path: Path, limit: int = 0) -> list[tuple[int, dict[str, Any]]]:
 # ---------------------------------------------------------------- messages -> tokens + target mask
 
 
-class ChatEncoder:
-    """Token ids and a target mask for a conversation, from the chat template, by token spans."""
-
-    def __init__(self, tokenizer: Any, template: str | None = None, train_on: str = "assistant"):
-        self.tok, self.template, self.train_on = tokenizer, template, train_on
-
-    def render(self, messages: list[dict[str, Any]], generation_prompt: bool = False) -> list[int]:
-        plain = [{"role": m["role"], "content": m["content"]} for m in messages]
-        text = self.tok.apply_chat_template(plain, tokenize=False, add_generation_prompt=generation_prompt,
-                                            chat_template=self.template)
-        return list(self.tok(text, add_special_tokens=False)["input_ids"])
-
-    def encode(self, messages: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
-        full = self.render(messages)
-        mask = np.zeros(len(full), dtype=np.uint8)
-        if self.train_on == "all":
-            mask[:] = 1
-            return np.asarray(full, dtype=np.int64), mask
-        targets = [k for k, m in enumerate(messages) if m["role"] == "assistant" and m["train"]]
-        if self.train_on == "last":
-            targets = targets[-1:]
-        for k in targets:
-            before = self.render(messages[:k], generation_prompt=True)
-            upto = self.render(messages[:k + 1])
-            if upto[:len(before)] != before or full[:len(upto)] != upto:
-                raise ChatTemplateError(
-                    f"the chat template is not prefix-stable at message {k}: rendering the conversation up to "
-                    "a reply does not give a token prefix of the whole, so reply tokens cannot be located exactly")
-            mask[len(before):len(upto)] = 1
-        return np.asarray(full, dtype=np.int64), mask
-
-
 def truncate(ids: np.ndarray, mask: np.ndarray, seq_len: int, how: str) -> tuple[np.ndarray, np.ndarray] | None:
     """Fit an example into seq_len tokens; None when it cannot be used (too long with ``drop``, or
     no target left: the first token can never be a target, it has no predecessor)."""
@@ -335,15 +299,7 @@ def mixture(sizes: list[int], weights: list[float], total: int, seed: int) -> li
 
 
 def _template(tokenizer: Any, cfg: SFTConfig) -> str | None:
-    if cfg.data.chat_template:
-        return cfg.data.chat_template
-    if getattr(tokenizer, "chat_template", None):
-        return None  # the tokenizer's own
-    from corpus.stages.tokenizer import CHAT_TEMPLATE, ROLE_TOKENS
-
-    if all(t in tokenizer.get_vocab() for t in ROLE_TOKENS):
-        return CHAT_TEMPLATE
-    raise ChatTemplateError("the tokenizer has no chat template: set data.chat_template (a jinja template)")
+    return chat_template(tokenizer, cfg.data.chat_template)
 
 
 class SFT(TrainPlugin):
@@ -356,13 +312,7 @@ class SFT(TrainPlugin):
     def build(self, config: SFTConfig, runtime: Runtime) -> SFTTask:
         d, t = config.data, config.train
         base = Path(config.base_dir)
-        if config.tokenizer:
-            tok_dir = config.path(config.tokenizer)
-        elif config.model.from_pretrained:
-            tok_dir = pretrained_folder(config.model, base)  # names the command that makes it when missing
-        else:
-            raise FileNotFoundError("tokenizer: required (or model.from_pretrained, whose folder has one)")
-        tokenizer = load_tokenizer(tok_dir)
+        tokenizer = plugin_tokenizer(config)
         encoder = ChatEncoder(tokenizer, _template(tokenizer, config), d.train_on)
         parts = [encode_dataset(k, ds, config, encoder) for k, ds in enumerate(d.datasets)]
         sizes = [len(p.train) for p in parts]

@@ -1,0 +1,93 @@
+"""The reward model plugin: learns a rule from K-wise rankings (pairwise accuracy >= 0.9), exports an HF
+folder that scores texts, resumes exactly, trains aspect heads, and reports what it read."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+import torch
+from rlhfkit import assert_resumes_exactly, pref_config, ranking_records, response, write_jsonl
+from trainkit import read_metrics, shards  # noqa: F401 (fixture)
+
+from corpus import plugins
+from corpus.plugins.reward import RewardConfig, ranks_from_ratings
+from corpus.plugins.rlhf_data import RewardScorer
+
+
+@pytest.fixture(scope="module")
+def rankings(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rm-data")
+    train = write_jsonl(root / "train.jsonl", ranking_records(160, seed=1))
+    val = write_jsonl(root / "val.jsonl", ranking_records(40, seed=2))
+    return train, val
+
+
+@pytest.mark.slow
+def test_reward_model_learns_the_rule_and_its_export_scores_texts(tmp_path: Path, shards, rankings):  # noqa: F811
+    tok, _ = shards
+    train, val = rankings
+    cfg = pref_config(RewardConfig, tmp_path, {"train": str(train), "validation": str(val)}, tok,
+                      train={"max_steps": 60, "eval_every": 30, "lr": 3e-3})
+    r = plugins.run("reward", cfg)
+    assert r.final_metrics["val_pair_acc"] >= 0.9, r.final_metrics
+    assert 0 <= r.final_metrics["val_ece"] <= 1 and r.final_metrics["val_brier"] < 0.25
+    scorer = RewardScorer(tmp_path / "final")
+    import random
+
+    rng = random.Random(5)
+    lo, hi = [response(rng, 0) for _ in range(20)], [response(rng, 2) for _ in range(20)]
+    s_lo, s_hi = scorer.score(["say something"] * 20, lo), scorer.score(["say something"] * 20, hi)
+    assert (s_hi > s_lo).float().mean() >= 0.9
+    info = json.loads((tmp_path / "final" / "corpusforge.json").read_text())
+    assert info["reward"] == {"heads": ["reward"], "weights": [1.0]}
+    stats = json.loads((tmp_path / "data_stats.json").read_text())
+    assert stats["labels"] == 160 and stats["validation_items"] == 40
+
+
+def test_reward_model_resumes_exactly(tmp_path: Path, shards, rankings):  # noqa: F811
+    tok, _ = shards
+    train, _ = rankings
+    over = {"train": {"max_steps": 6, "save_every": 2, "eval_every": 3}}
+    assert_resumes_exactly("reward", lambda out: pref_config(RewardConfig, out, {"train": str(train)}, tok, **over),
+                           tmp_path)
+
+
+def test_aspect_heads_and_the_preference_report(tmp_path: Path, shards):  # noqa: F811
+    tok, _ = shards
+    recs = ranking_records(24, seed=3, annotators=("a1", "a2"), aspects=True)
+    bad = '{"item_id": "x", "prompt": "p", "responses": ["a", "b"], "ranking": [1, 3]}'
+    lines = [json.dumps(r) for r in recs] + [bad, "not json"]
+    path = tmp_path / "labels.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    cfg = pref_config(RewardConfig, tmp_path / "run", {"train": str(path), "validation_fraction": 0.25}, tok,
+                      loss={"aspects": {"length": 0.5}, "center": 0.01}, train={"max_steps": 2, "eval_every": 2})
+    r = plugins.run("reward", cfg)
+    run = tmp_path / "run"
+    stats = json.loads((run / "data_stats.json").read_text())
+    assert stats["quarantined_by_kind"] == {"bad_ranking": 1, "invalid_json": 1}
+    assert stats["items"] == 24 and stats["annotators"] == 2 and stats["kendalls_w"] == pytest.approx(1.0)
+    assert stats["train_items"] + stats["validation_items"] == 24  # split by item: both labels on one side
+    q = pl.read_parquet(run / "quarantine.parquet")
+    assert sorted(q["line"].to_list()) == [49, 50]
+    assert "Kendall" in (run / "preferences.html").read_text()
+    info = json.loads((run / "final" / "corpusforge.json").read_text())
+    assert info["reward"] == {"heads": ["length"], "weights": [0.5]}
+    assert "val_pair_acc" in r.final_metrics
+
+
+def test_ranks_from_ratings():
+    ranks, rated = ranks_from_ratings(torch.tensor([[3.0, float("nan"), 5.0, 3.0]]))
+    assert ranks.tolist() == [[2, 0, 1, 2]] and rated.tolist() == [[True, False, True, True]]
+
+
+def test_missing_preference_data_is_one_clear_error(tmp_path: Path, shards):  # noqa: F811
+    tok, _ = shards
+    path = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "p", "responses": ["a"]}])
+    from corpus.plugins.base import PluginInputError
+
+    with pytest.raises(PluginInputError, match=r"bad.jsonl: no usable preference record \(1 quarantined: "
+                                                r"missing_responses 1\)"):
+        plugins.run("reward", pref_config(RewardConfig, tmp_path / "run", {"train": str(path)}, tok))
