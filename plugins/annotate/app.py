@@ -35,7 +35,7 @@ MAX_BODY = 64 * 1024  # a label with a long comment is a few KB
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 DB_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="annotate-db")
-HEADERS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
+HEADERS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"same-origin"),
            (b"x-frame-options", b"DENY"), (b"cache-control", b"no-store")]
 
 

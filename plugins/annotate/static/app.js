@@ -63,6 +63,7 @@
 
   // ------------------------------------------------------------ the item
   function render(item) {
+    if (document.activeElement && document.activeElement !== document.body) document.activeElement.blur();  // keys are shortcuts again
     state.item = item;
     const k = item.shown.length;
     state.ranks = new Array(k).fill(0);
