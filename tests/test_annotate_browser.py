@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from helpers import CHROMIUM, require_browser
+from helpers import chromium, require_browser
 from rlhfkit import pref_config
 from test_annotate import make_project, write_tasks
 from trainkit import shards  # noqa: F401 (fixture)
@@ -27,8 +27,6 @@ from corpus.plugins.preferences import read_preferences
 
 sync_api = require_browser()
 
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--no-first-run", "--disable-sync"]
 XSS = '<script>alert("from the model")</script><img src=x onerror=alert(1)>'
 
 
@@ -64,12 +62,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, obje
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+    yield from chromium(sync_api)
 
 
 def open_page(browser, base: str, problems: list[str]):
