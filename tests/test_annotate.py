@@ -287,3 +287,36 @@ def test_an_abandoned_item_goes_to_another_annotator_after_the_lease(project):
     assert held["item_id"] in bea_items
     assert ann.next()["item_id"] == held["item_id"]  # ann may still finish it: an extra label, nothing lost
     assert ann.rank(held).status_code == 200
+
+
+def test_a_batch_commits_together_and_a_database_error_fails_only_its_call(tmp_path: Path):
+    from concurrent.futures import Future
+
+    import duckdb
+
+    store, _ = make_project(tmp_path / "p", write_tasks(tmp_path / "t.jsonl", 4), ["ann", "bea"], per_item=1)
+    a, b = store.current_or_next("ann"), store.current_or_next("bea")
+    label = lambda k: {"ranking": list(range(1, k + 1)), "aspects": {}, "comment": ""}  # noqa: E731
+
+    def broken() -> None:  # a write the database refuses, between two good ones
+        store.con.execute("INSERT INTO labels (item_id) VALUES (NULL)")
+
+    jobs = [(store.submit, ("ann", a.item_id, "sub-ann-1", label), Future()),
+            (store.submit, ("ann", "no-such-item", "sub-ann-2", label), Future()),
+            (broken, (), Future()),
+            (store.current_or_next, ("bea",), Future()),
+            (store.submit, ("bea", b.item_id, "sub-bea-1", label), Future())]
+    store.run_batch(jobs)
+    results = [j[2] for j in jobs]
+    assert results[0].result() is True and results[4].result() is True
+    assert results[3].result().item_id == b.item_id
+    with pytest.raises(Exception, match="no-such-item"):
+        results[1].result()
+    with pytest.raises(duckdb.Error):
+        results[2].result()
+    assert sorted((p.annotator, p.item_id) for p in store.preferences()) == [("ann", a.item_id), ("bea", b.item_id)]
+    assert store.progress("ann") == {"labelled": 1, "skipped": 0, "available": 2}  # the pool matches the tables
+    store.close()
+    again = Store(tmp_path / "p")
+    assert again.progress("ann") == {"labelled": 1, "skipped": 0, "available": 2}
+    again.close()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from corpus.plugins.annotate.admin import admin_page
 from corpus.plugins.annotate.export import jsonl_bytes
 from corpus.plugins.annotate.label import BadLabel, check_label, submission_id
 from corpus.plugins.annotate.store import Conflict, Item, NotFound, Store
+from corpus.plugins.annotate.writer import Writer
 from corpus.plugins.preferences import ranking_json
 from corpus.report.html import esc
 
@@ -34,7 +34,6 @@ STATIC = Path(__file__).resolve().parent / "static"
 MAX_BODY = 64 * 1024  # a label with a long comment is a few KB
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
-DB_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="annotate-db")
 HEADERS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"same-origin"),
            (b"x-frame-options", b"DENY"), (b"cache-control", b"no-store")]
 
@@ -151,10 +150,9 @@ def _page(name: str) -> Response:
     return FileResponse(STATIC / name, media_type="text/html")
 
 
-async def _db(fn: Any, *args: Any) -> Any:
-    """Run a store call on the app's one database thread: calls queue there in order instead of many pool
-    threads taking turns at the store's lock (and the GIL), which costs more than the queries do."""
-    return await asyncio.get_running_loop().run_in_executor(DB_THREAD, fn, *args)
+async def _db(request: Request, fn: Any, *args: Any) -> Any:
+    """Run a store call on the app's one database thread (``writer.Writer``: queued, group-committed)."""
+    return await asyncio.wrap_future(request.app.state.writer.submit(fn, *args))
 
 
 # ---------------------------------------------------------------- sign-in
@@ -191,11 +189,11 @@ async def login(request: Request) -> Response:
     token = str(form.get("token", "")).strip()
     store, sessions = _state(request)
     digest = auth.token_hash(token)
-    admin = await _db(store.admin_hash)
+    admin = await _db(request, store.admin_hash)
     if token and auth.same(digest, admin):
         role, name, home = auth.ADMIN, auth.ADMIN, "/admin"
     else:
-        name = await _db(store.annotator_by_hash, digest) if token else None
+        name = await _db(request, store.annotator_by_hash, digest) if token else None
         if name is None:
             return _login_page("Unknown token.", 401)
         role, home = auth.ANNOTATOR, "/"
@@ -234,7 +232,7 @@ async def me(request: Request) -> Response:
     session = _session(request, auth.ANNOTATOR)
     store, _ = _state(request)
     settings = store.settings()
-    progress = await _db(store.progress, session.name)
+    progress = await _db(request, store.progress, session.name)
     return JSONResponse({"annotator": session.name, "csrf": session.csrf, "aspects": settings.aspects,
                          "scale": settings.scale, "per_item": settings.per_item, "progress": progress})
 
@@ -242,8 +240,8 @@ async def me(request: Request) -> Response:
 async def next_item(request: Request) -> Response:
     session = _session(request, auth.ANNOTATOR)
     store, _ = _state(request)
-    item = await _db(store.current_or_next, session.name)
-    progress = await _db(store.progress, session.name)
+    item = await _db(request, store.current_or_next, session.name)
+    progress = await _db(request, store.progress, session.name)
     return JSONResponse({"item": _item_json(item, None) if item else None, "progress": progress})
 
 
@@ -251,10 +249,9 @@ async def submit(request: Request) -> Response:
     session = _posting(request, auth.ANNOTATOR)
     body = await _json_body(request)
     store, _ = _state(request)
-    sid = submission_id(body)
-    item = await _db(store.item_for, session.name, str(body.get("item_id", "")))
-    label = check_label(body, len(item.responses), store.settings())
-    stored = await _db(store.submit, session.name, item.item_id, sid, label)
+    sid, settings = submission_id(body), store.settings()
+    stored = await _db(request, store.submit, session.name, str(body.get("item_id", "")), sid,
+                       lambda k: check_label(body, k, settings))
     return JSONResponse({"ok": True, "stored": stored})
 
 
@@ -262,22 +259,22 @@ async def skip(request: Request) -> Response:
     session = _posting(request, auth.ANNOTATOR)
     body = await _json_body(request)
     store, _ = _state(request)
-    stored = await _db(store.skip, session.name, str(body.get("item_id", "")), submission_id(body))
+    stored = await _db(request, store.skip, session.name, str(body.get("item_id", "")), submission_id(body))
     return JSONResponse({"ok": True, "stored": stored})
 
 
 async def my_labels(request: Request) -> Response:
     session = _session(request, auth.ANNOTATOR)
     store, _ = _state(request)
-    return JSONResponse({"labels": await _db(store.labels_of, session.name)})
+    return JSONResponse({"labels": await _db(request, store.labels_of, session.name)})
 
 
 async def my_label(request: Request) -> Response:
     """One of the annotator's own items with their label, to review or change it."""
     session = _session(request, auth.ANNOTATOR)
     store, _ = _state(request)
-    item = await _db(store.item_for, session.name, request.path_params["item_id"])
-    return JSONResponse({"item": _item_json(item, await _db(store.label_of, session.name, item.item_id))})
+    item = await _db(request, store.item_for, session.name, request.path_params["item_id"])
+    return JSONResponse({"item": _item_json(item, await _db(request, store.label_of, session.name, item.item_id))})
 
 
 # ---------------------------------------------------------------- admin
@@ -288,20 +285,20 @@ async def admin(request: Request) -> Response:
         return RedirectResponse("/login", status_code=303)
     _session(request, auth.ADMIN)
     store, _ = _state(request)
-    html, csp = await _db(admin_page, store)
+    html, csp = await _db(request, admin_page, store)
     return HTMLResponse(html, headers={"content-security-policy": csp})
 
 
 async def admin_overview(request: Request) -> Response:
     _session(request, auth.ADMIN)
     store, _ = _state(request)
-    return JSONResponse(await _db(store.overview))
+    return JSONResponse(await _db(request, store.overview))
 
 
 async def admin_export(request: Request) -> Response:
     _session(request, auth.ADMIN)
     store, _ = _state(request)
-    records = [ranking_json(p) for p in await _db(store.preferences)]
+    records = [ranking_json(p) for p in await _db(request, store.preferences)]
     return Response(jsonl_bytes(records), media_type="application/x-ndjson",
                     headers={"content-disposition": 'attachment; filename="rankings.jsonl"'})
 
@@ -338,4 +335,5 @@ def create_app(store: Store, sessions: auth.Sessions | None = None) -> ASGIApp:
     app = Starlette(routes=routes, exception_handlers=errors)
     app.state.store = store
     app.state.sessions = sessions or auth.Sessions()
+    app.state.writer = Writer(store)
     return Guard(app)

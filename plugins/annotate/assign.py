@@ -17,9 +17,10 @@ OPEN, DONE, SKIPPED = "open", "done", "skipped"
 
 
 class Pool:
-    def __init__(self, items: list[str], per_item: int, lease_seconds: float):
+    def __init__(self, items: dict[str, int], per_item: int, lease_seconds: float):
         self.order: list[str] = []
         self.pos: dict[str, int] = {}
+        self.k: dict[str, int] = {}  # item -> number of responses
         self.per_item = per_item
         self.lease = lease_seconds
         self.done: Counter[str] = Counter()  # item -> done labels
@@ -35,10 +36,12 @@ class Pool:
         self.skipped: Counter[str] = Counter()
         self.add_items(items)
 
-    def add_items(self, items: list[str]) -> None:
-        for item in items:
+    def add_items(self, items: dict[str, int]) -> None:
+        """New items (id -> number of responses), in load order."""
+        for item, k in items.items():
             self.pos[item] = len(self.order)
             self.order.append(item)
+            self.k[item] = k
 
     def record(self, item: str, annotator: str, state: str, at: float, shown: list[int] | None = None) -> None:
         """Apply one committed change of an (item, annotator) assignment (``shown``: when it is made)."""

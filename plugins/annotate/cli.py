@@ -129,8 +129,12 @@ def _cmd_serve(args: argparse.Namespace, console: Any) -> int:
         console.print(f"serving {args.project} on http://{args.host}:{args.port}/ (Ctrl+C stops)")
         if not local:
             console.print("note: tokens and labels travel in plain HTTP: put a TLS proxy in front beyond loopback")
-        uvicorn.run(create_app(store), host=args.host, port=args.port, log_level="warning",
-                    limit_concurrency=args.max_connections)
+        app = create_app(store)
+        try:
+            uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
+                        limit_concurrency=args.max_connections)
+        finally:
+            app.app.state.writer.close()  # the queued calls finish and commit before the store closes
     return 0
 
 

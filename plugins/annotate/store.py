@@ -13,7 +13,8 @@ import json
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,6 +37,7 @@ CREATE TABLE IF NOT EXISTS items (
     response_ids VARCHAR, meta VARCHAR, source_file VARCHAR, source_line BIGINT, loaded_at VARCHAR);
 CREATE TABLE IF NOT EXISTS annotators (
     name VARCHAR PRIMARY KEY, token_hash VARCHAR NOT NULL UNIQUE, created_at VARCHAR NOT NULL);
+-- state: 'open' or 'skipped'; an assignment with a label is done (one write less per label)
 CREATE TABLE IF NOT EXISTS assignments (
     item_id VARCHAR NOT NULL, annotator VARCHAR NOT NULL, shown_order VARCHAR NOT NULL,
     state VARCHAR NOT NULL, assigned_at DOUBLE NOT NULL, PRIMARY KEY (item_id, annotator));
@@ -93,16 +95,25 @@ class Store:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.path = self.folder / DB_NAME
         self.con = duckdb.connect(str(self.path))
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
+        self._batch = False  # inside run_batch: transaction() joins the batch's transaction
+        self._dirty = False  # the open transaction changed the in-memory pool
         with self.lock:
             self.con.execute(SCHEMA)
             for key, value in DEFAULTS.items():
                 self.con.execute("INSERT INTO settings VALUES (?, ?) ON CONFLICT DO NOTHING", [key, value])
         self._settings = self._read_settings()
-        items = [r[0] for r in self._all("SELECT item_id FROM items ORDER BY seq")]
-        self.pool = Pool(items, self._settings.per_item, self._settings.lease_minutes * 60)
+        self._load_memory()
+
+    def _load_memory(self) -> None:
+        """The in-memory indexes, from the tables: the assignment pool and the submission ids."""
+        s = self._settings
+        items = dict(self._all("SELECT item_id, json_array_length(responses) FROM items ORDER BY seq"))
+        self.pool = Pool(items, s.per_item, s.lease_minutes * 60)
         for item, annotator, state, at, shown in self._all(
-                "SELECT item_id, annotator, state, assigned_at, shown_order FROM assignments ORDER BY assigned_at"):
+                """SELECT a.item_id, a.annotator, CASE WHEN l.item_id IS NULL THEN a.state ELSE 'done' END,
+                          a.assigned_at, a.shown_order
+                   FROM assignments a LEFT JOIN labels l USING (item_id, annotator) ORDER BY a.assigned_at"""):
             self.pool.record(item, annotator, state, at, json.loads(shown))
         # (annotator, submission id) -> item: a retry is recognised without a query
         rows = self._all("SELECT annotator, submission_id, item_id FROM submissions")
@@ -114,22 +125,70 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """One transaction under the lock; the assignment changes it queued in ``_after_commit`` reach the
-        pool only once it committed, so the pool never runs ahead of the database."""
+        """One transaction under the lock (inside ``run_batch``: the batch's). The in-memory indexes change
+        with the statements; a rollback after such a change rebuilds them from the tables."""
+        if self._batch:
+            yield self.con
+            return
         with self.lock:
-            self._after_commit: list[tuple[str, str, str, float, list[int] | None]] = []
-            self._submitted: list[tuple[str, str, str]] = []
+            self._dirty = False
             self.con.execute("BEGIN")
             try:
                 yield self.con
+                self.con.execute("COMMIT")
             except BaseException:
-                self.con.execute("ROLLBACK")
+                self._rollback()
                 raise
-            self.con.execute("COMMIT")
-            for change in self._after_commit:
-                self.pool.record(*change)
-            for annotator, sid, item in self._submitted:
-                self.submitted[(annotator, sid)] = item
+
+    def _rollback(self) -> None:
+        self.con.execute("ROLLBACK")
+        if self._dirty:
+            self._load_memory()
+            self._dirty = False
+
+    def _record(self, item: str, annotator: str, state: str, shown: list[int] | None = None,
+                at: float | None = None) -> None:
+        """An assignment change of the open transaction, in the pool (after its statement succeeded)."""
+        self.pool.record(item, annotator, state, time.time() if at is None else at, shown)
+        self._dirty = True
+
+    def run_batch(self, jobs: list[tuple[Callable[..., Any], tuple, Future]]) -> None:
+        """Run store calls in one transaction and one commit (group commit: the commit's fsync is most of a
+        label's cost), then answer their futures. A call's own refusal (NotFound, BadLabel, ...) comes
+        before it writes anything, so it fails alone; a database error rolls the batch back and each
+        call runs again in its own transaction. No future is answered before its writes committed."""
+        with self.lock:
+            done: list[tuple[Future, bool, Any]] = []
+            self._batch, self._dirty = True, False
+            try:
+                self.con.execute("BEGIN")
+                for fn, args, fut in jobs:
+                    try:
+                        done.append((fut, True, fn(*args)))
+                    except duckdb.Error:
+                        raise
+                    except Exception as exc:  # the caller's to see, through its future
+                        done.append((fut, False, exc))
+                self.con.execute("COMMIT")
+            except duckdb.Error:
+                self._batch = False
+                try:
+                    self._rollback()
+                except duckdb.Error:
+                    self._load_memory()
+                done = []
+                for fn, args, fut in jobs:
+                    try:
+                        done.append((fut, True, fn(*args)))
+                    except Exception as exc:
+                        done.append((fut, False, exc))
+            finally:
+                self._batch = False
+        for fut, ok, value in done:
+            if ok:
+                fut.set_result(value)
+            else:
+                fut.set_exception(value)
 
     def _one(self, sql: str, params: list[Any] | None = None) -> tuple | None:
         with self.lock:
@@ -204,7 +263,8 @@ class Store:
             finally:
                 con.unregister("new_items")
                 con.unregister("new_problems")
-            self.pool.add_items([r["item_id"] for r in rows])
+            self.pool.add_items({r["item_id"]: len(json.loads(r["responses"])) for r in rows})
+            self._dirty = True
 
     # ---------------------------------------------------------------- assignment
     def current_or_next(self, annotator: str) -> Item | None:
@@ -216,13 +276,12 @@ class Store:
                 item = self.pool.pick(annotator, now)
                 if item is None:
                     return None
-                sql = "SELECT json_array_length(responses) FROM items WHERE item_id = ?"
-                order = list(range(con.execute(sql, [item]).fetchone()[0]))
+                order = list(range(self.pool.k[item]))
                 random.SystemRandom().shuffle(order)  # per (annotator, item), kept: position bias is measurable
                 con.execute("INSERT INTO assignments VALUES (?, ?, ?, 'open', ?)",
                             [item, annotator, json.dumps(order), now])
                 row = con.execute("SELECT prompt, responses FROM items WHERE item_id = ?", [item]).fetchone()
-                self._after_commit.append((item, annotator, OPEN, now, order))
+                self._record(item, annotator, OPEN, order, now)
                 return Item(item, row[0], json.loads(row[1]), order, OPEN)
             return self._item(con, item, annotator)
 
@@ -247,28 +306,32 @@ class Store:
             raise Conflict(f"submission {submission_id!r} was for another item")
         return True
 
-    def submit(self, annotator: str, item_id: str, submission_id: str, label: dict) -> bool:
-        """Store a checked label (``ranking``, ``aspects``, ``comment``); False when this submission was
-        stored before (a retry): nothing changes then."""
+    def submit(self, annotator: str, item_id: str, submission_id: str, check: Callable[[int], dict]) -> bool:
+        """Store a label of one of the annotator's items: ``check(k)`` makes it (``ranking``, ``aspects``,
+        ``comment``) from the request for an item of k responses, or raises. False when this submission
+        was stored before (a retry): nothing changes then."""
         with self.transaction() as con:
             if self._replayed(annotator, submission_id, item_id):
                 return False
-            item = self._item(con, item_id, annotator)
-            self._submitted.append((annotator, submission_id, item_id))
+            state = self.pool.state.get((item_id, annotator))
+            if state is None:
+                raise NotFound(item_id)
+            label = check(self.pool.k[item_id])
             at = now_iso()
             aspects = json.dumps(label["aspects"]) if label.get("aspects") else None
             con.execute("INSERT INTO submissions VALUES (?, ?, ?, 'label', ?, ?)",
                         [annotator, submission_id, item_id, json.dumps(label), at])
-            con.execute(
-                """INSERT INTO labels VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET
-                   ranking = excluded.ranking, aspects = excluded.aspects, comment = excluded.comment,
-                   submission_id = excluded.submission_id, updated_at = excluded.updated_at""",
-                [item_id, annotator, json.dumps(label["ranking"]), aspects, label.get("comment") or None,
-                 json.dumps(item.shown_order), submission_id, at, at])
-            if item.state != DONE:
-                con.execute("UPDATE assignments SET state = 'done' WHERE item_id = ? AND annotator = ?",
-                            [item_id, annotator])
-                self._after_commit.append((item_id, annotator, DONE, time.time(), None))
+            values = [json.dumps(label["ranking"]), aspects, label.get("comment") or None, submission_id, at]
+            if state == DONE:  # a change of the label (the log above keeps the old one)
+                con.execute("UPDATE labels SET ranking = ?, aspects = ?, comment = ?, submission_id = ?, "
+                            "updated_at = ? WHERE item_id = ? AND annotator = ?", [*values, item_id, annotator])
+            else:
+                shown = json.dumps(self.pool.shown[(item_id, annotator)])
+                con.execute("INSERT INTO labels VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            [item_id, annotator, *values[:3], shown, submission_id, at, at])
+                self._record(item_id, annotator, DONE)
+            self.submitted[(annotator, submission_id)] = item_id
+            self._dirty = True
             return True
 
     def skip(self, annotator: str, item_id: str, submission_id: str) -> bool:
@@ -276,14 +339,17 @@ class Store:
         with self.transaction() as con:
             if self._replayed(annotator, submission_id, item_id):
                 return False
-            item = self._item(con, item_id, annotator)
-            self._submitted.append((annotator, submission_id, item_id))
+            state = self.pool.state.get((item_id, annotator))
+            if state is None:
+                raise NotFound(item_id)
             con.execute("INSERT INTO submissions VALUES (?, ?, ?, 'skip', NULL, ?)",
                         [annotator, submission_id, item_id, now_iso()])
-            if item.state == OPEN:
+            self.submitted[(annotator, submission_id)] = item_id
+            self._dirty = True
+            if state == OPEN:
                 con.execute("UPDATE assignments SET state = 'skipped' WHERE item_id = ? AND annotator = ?",
                             [item_id, annotator])
-                self._after_commit.append((item_id, annotator, SKIPPED, time.time(), None))
+                self._record(item_id, annotator, SKIPPED)
             return True
 
     def label_of(self, annotator: str, item_id: str) -> dict | None:
@@ -311,8 +377,8 @@ class Store:
             "SELECT count(*), count(*) FILTER (WHERE coalesce(n, 0) >= ?) FROM items LEFT JOIN "
             "(SELECT item_id, count(*) AS n FROM labels GROUP BY item_id) USING (item_id)", [s.per_item])
         people = self._all(
-            """SELECT n.name, count(*) FILTER (WHERE a.state = 'done'), count(*) FILTER (WHERE a.state = 'skipped'),
-                      count(*) FILTER (WHERE a.state = 'open'), max(l.updated_at)
+            """SELECT n.name, count(l.item_id), count(*) FILTER (WHERE l.item_id IS NULL AND a.state = 'skipped'),
+                      count(*) FILTER (WHERE l.item_id IS NULL AND a.state = 'open'), max(l.updated_at)
                FROM annotators n LEFT JOIN assignments a ON a.annotator = n.name
                LEFT JOIN labels l ON l.annotator = a.annotator AND l.item_id = a.item_id
                GROUP BY n.name ORDER BY n.name""")
