@@ -320,3 +320,28 @@ def test_a_batch_commits_together_and_a_database_error_fails_only_its_call(tmp_p
     again = Store(tmp_path / "p")
     assert again.progress("ann") == {"labelled": 1, "skipped": 0, "available": 2}
     again.close()
+
+
+def test_the_admin_page_flags_an_annotator_who_always_picks_the_first_shown(tmp_path: Path):
+    store, tokens = make_project(tmp_path / "p", write_tasks(tmp_path / "t.jsonl", 8, k=4), ["ann", "bea", "cid"],
+                                 per_item=3)
+    app = create_app(store)
+    for name in ("ann", "bea", "cid"):
+        a = Annotator(app, tokens[name])
+        while (item := a.next()) is not None:
+            if name == "cid":  # whatever comes first on the screen is best
+                ranking = [0] * 4
+                for pos, s in enumerate(item["shown"]):
+                    ranking[s["index"]] = pos + 1
+            else:  # honest: the longer response is better (write_tasks makes response j longer with j)
+                ranking = [4, 3, 2, 1]
+            a.rank(item, ranking)
+    admin = Annotator(app, tokens["admin"])
+    page = admin.http.get("/admin").text.split('<section id="agreement">')[1]
+    row = re.search(r"<tr><td>cid</td>.*?</tr>", page).group(0)
+    assert "position_bias" in row and "length_bias" in row  # cid ignores what the others reward
+    assert "position_bias" not in re.search(r"<tr><td>ann</td>.*?</tr>", page).group(0)
+    assert "Least agreed items" in page and "Krippendorff" in page
+    overview = admin.http.get("/admin/api/overview").json()
+    assert [(a["name"], a["labelled"]) for a in overview["annotators"]] == [("ann", 8), ("bea", 8), ("cid", 8)]
+    assert overview["complete"] == 8
