@@ -56,7 +56,7 @@ class Annotator:
         r = self.http.post("/login", data={"token": token, "csrf": csrf}, follow_redirects=False)
         assert r.status_code == 303, r.text
         self.home = r.headers["location"]
-        self.csrf = self.http.get("/api/me").json().get("csrf") if self.home == "/" else None
+        self.csrf = self.http.get("/api/me" if self.home == "/" else "/admin/api/me").json()["csrf"]
 
     def post(self, path: str, body: dict):
         return self.http.post(path, json=body, headers={"X-CSRF-Token": self.csrf or ""})

@@ -167,6 +167,11 @@ def test_two_annotators_rank_in_a_browser_and_the_reward_model_trains_on_the_exp
     assert "ann" in table and "bea" in table
     assert "Kendall" in admin.text_content("#agreement")
     assert admin.locator("img[src=x]").count() == 0
+    admin.click("text=Add an annotator")  # while the app runs (the CLI cannot: the app holds the project)
+    admin.fill("#name", "cy")
+    admin.click("#add")
+    admin.wait_for_selector("#made:not([hidden])")
+    assert admin.text_content("#who") == "cy" and len(admin.text_content("#token")) >= 40
     admin.context.close()
     assert problems == []
 

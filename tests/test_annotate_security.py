@@ -167,3 +167,26 @@ def test_text_is_escaped_on_the_server_and_written_as_text_on_the_client(project
     assert not re.search(r"innerHTML|outerHTML|insertAdjacentHTML|document\.write|eval\(", code)
     login = TestClient(app).get("/login")
     assert "<script" not in login.text  # the sign-in page runs no script at all
+
+
+def test_the_admin_adds_and_rotates_annotators_while_the_app_runs(project):
+    store, tokens, app = project
+    admin = Annotator(app, tokens["admin"])
+    assert admin.http.get("/admin/annotators").status_code == 200
+    r = admin.post("/admin/api/annotators", {"name": "dan"})
+    assert r.status_code == 200 and r.json()["name"] == "dan"
+    first = r.json()["token"]
+    dan = Annotator(app, first)
+    assert dan.next() is not None
+    assert admin.post("/admin/api/annotators", {"name": "dan"}).status_code == 409  # exists: rotate explicitly
+    assert admin.post("/admin/api/annotators", {"name": " x\n"}).status_code == 400
+    assert admin.http.post("/admin/api/annotators", json={"name": "eve"}).status_code == 403  # no CSRF token
+    ann = Annotator(app, tokens["ann"])
+    assert ann.post("/admin/api/annotators", {"name": "eve"}).status_code == 403  # not the admin
+    new = admin.post("/admin/api/annotators", {"name": "dan", "rotate": True}).json()["token"]
+    assert dan.http.get("/api/next").status_code == 401  # the old session ended with the old token
+    http = TestClient(app)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', http.get("/login").text).group(1)
+    old = http.post("/login", data={"token": first, "csrf": csrf}, follow_redirects=False)
+    assert old.status_code == 401
+    assert Annotator(app, new).next() is not None

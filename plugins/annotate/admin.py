@@ -27,7 +27,8 @@ def progress_html(store: Store) -> str:
             for a in ov["annotators"]]
     parts.append(H.table(cols, rows))
     parts.append('<p><a href="/admin/export.jsonl" download="rankings.jsonl">Download the labels</a> '
-                 "(Ranking JSONL; <code>corpus annotate export</code> writes it too, and pairs).</p>")
+                 "(Ranking JSONL; <code>corpus annotate export</code> writes it too, and pairs). "
+                 '<a href="/admin/annotators">Add an annotator</a>.</p>')
     return "\n".join(parts)
 
 

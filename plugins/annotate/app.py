@@ -25,7 +25,7 @@ from corpus.plugins.annotate import auth
 from corpus.plugins.annotate.admin import admin_page
 from corpus.plugins.annotate.export import jsonl_bytes
 from corpus.plugins.annotate.label import BadLabel, check_label, submission_id
-from corpus.plugins.annotate.store import Conflict, Item, NotFound, Store
+from corpus.plugins.annotate.store import Conflict, Item, NotFound, Store, annotator_name_ok
 from corpus.plugins.annotate.writer import Writer
 from corpus.plugins.preferences import ranking_json
 from corpus.report.html import esc
@@ -303,6 +303,33 @@ async def admin_export(request: Request) -> Response:
                     headers={"content-disposition": 'attachment; filename="rankings.jsonl"'})
 
 
+async def admin_me(request: Request) -> Response:
+    session = _session(request, auth.ADMIN)
+    return JSONResponse({"csrf": session.csrf})
+
+
+async def admin_annotators(request: Request) -> Response:
+    _session(request, auth.ADMIN)
+    return _page("admin.html")
+
+
+async def add_annotator(request: Request) -> Response:
+    """A new annotator's token, shown once (``rotate``: a new token for one who exists; their sessions end)."""
+    _posting(request, auth.ADMIN)
+    body = await _json_body(request)
+    name = body.get("name")
+    if not isinstance(name, str) or not annotator_name_ok(name):
+        raise HTTPException(400, "name: 1 to 64 printable characters")
+    token = auth.new_token()
+    store, sessions = _state(request)
+    try:
+        await _db(request, store.add_annotator, name, auth.token_hash(token), bool(body.get("rotate")))
+    except ValueError as exc:
+        raise HTTPException(409, str(exc)) from None
+    sessions.close_for(auth.ANNOTATOR, name)
+    return JSONResponse({"name": name, "token": token})
+
+
 async def _error(request: Request, exc: Exception) -> Response:
     """HTTP errors and the store's refusals as {"error": why}. NotFound has one wording whether the item
     exists or not, so an annotator learns nothing of others' items."""
@@ -329,6 +356,9 @@ def create_app(store: Store, sessions: auth.Sessions | None = None) -> ASGIApp:
         Route("/admin", admin),
         Route("/admin/api/overview", admin_overview),
         Route("/admin/export.jsonl", admin_export),
+        Route("/admin/api/me", admin_me),
+        Route("/admin/annotators", admin_annotators),
+        Route("/admin/api/annotators", add_annotator, methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     errors = {e: _error for e in (HTTPException, NotFound, BadLabel, Conflict)}

@@ -78,6 +78,12 @@ class Sessions:
             with self._lock:
                 self._by_hash.pop(token_hash(sid), None)
 
+    def close_for(self, role: str, name: str) -> None:
+        """End every session of one person (their token was replaced)."""
+        with self._lock:
+            for key in [k for k, s in self._by_hash.items() if s.role == role and s.name == name]:
+                del self._by_hash[key]
+
     def _expire(self) -> None:
         now = time.monotonic()
         for key in [k for k, s in self._by_hash.items() if now - s.seen > self.ttl]:

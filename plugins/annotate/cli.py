@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from corpus.lock import LockedError, RunLock
-from corpus.plugins.annotate.store import DB_NAME, Store
+from corpus.plugins.annotate.store import DB_NAME, Store, annotator_name_ok
 
 DEFAULT_PORT = 8765
 
@@ -36,7 +36,7 @@ def project(folder: str, create: bool = False) -> Iterator[Store]:
                 store.close()
     except LockedError as exc:
         raise ValueError(f"{exc} (`corpus annotate serve` holds its project while it runs: "
-                         "stop it first, or use its admin page)") from None
+                         "stop it first, or use its admin page: /admin/annotators adds annotators)") from None
 
 
 def _cmd_load(args: argparse.Namespace, console: Any) -> int:
@@ -80,8 +80,9 @@ def _cmd_add(args: argparse.Namespace, console: Any) -> int:
             store.set_setting("admin_token_hash", token_hash(token))
             who = "admin (any earlier admin token stops working)"
         else:
-            if len(args.name) > 64 or not args.name.isprintable():
-                raise ValueError(f"annotator name {args.name[:64]!r}: at most 64 printable characters")
+            if not annotator_name_ok(args.name):
+                raise ValueError(f"annotator name {args.name[:64]!r}: 1 to 64 printable characters, no spaces "
+                                 "around them")
             store.add_annotator(args.name, token_hash(token), rotate=args.rotate)
             who = f"annotator {args.name!r}"
     console.print(f"token for {who}; shown once, the project keeps only its hash:", markup=False, highlight=False)

@@ -66,6 +66,10 @@ class Conflict(ValueError):
     """A submission id reused for another item."""
 
 
+def annotator_name_ok(name: str) -> bool:
+    return 0 < len(name) <= 64 and name.isprintable() and name.strip() == name
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
