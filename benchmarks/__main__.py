@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import annotate_load, clean, dedup, enrich, ingest, pii, profile, tokenize, train
+from benchmarks import annotate_load, clean, dedup, enrich, ingest, pii, profile, rlhf, tokenize, train
 
 BENCHMARKS = {"ingest": ingest.main, "tokenize": tokenize.main, "profile": profile.main, "train": train.main,
               "dedup": dedup.main, "clean": clean.main, "pii": pii.main, "enrich": enrich.main,
-              "annotate": annotate_load.main}
+              "rlhf": rlhf.main, "annotate": annotate_load.main}
 USAGE = f"usage: python -m benchmarks [NAME ...] [OPTIONS]   (NAME: {', '.join(BENCHMARKS)}; all by default)"
 
 

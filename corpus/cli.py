@@ -358,6 +358,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_train_parser(sub)  # corpus train PLUGIN config.yaml | corpus train sweep sweep.yaml | corpus train list
 
+    from corpus.plugins.rlhf import add_rlhf_parser
+
+    add_rlhf_parser(sub)  # corpus rlhf config.yaml: rounds of sampling, ranking, reward model, PPO/DPO
+
     from corpus.plugins.annotate.cli import add_annotate_parser
 
     add_annotate_parser(sub)  # corpus annotate serve|add-annotator|load|export|status PROJECT ...

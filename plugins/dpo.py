@@ -10,7 +10,6 @@ without gradients.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -19,15 +18,14 @@ import torch
 from torch.utils.data import Dataset
 
 from corpus.plugins import rl_math as M
-from corpus.plugins.base import PluginConfig, TrainConfig, TrainPlugin, model_hint, require
+from corpus.plugins.base import PluginConfig, TrainConfig, TrainPlugin
 from corpus.plugins.chat import chat_template
-from corpus.plugins.checkpoint import check_export
 from corpus.plugins.models import (
     ModelConfig,
     SpecialIds,
-    auto_class,
     build_model,
     plugin_tokenizer,
+    reference_model,
 )
 from corpus.plugins.rlhf_data import PairEncoder, PreferenceData, RankedItem, load_items, response_labels
 from corpus.plugins.runtime import Runtime
@@ -170,12 +168,7 @@ class DPO(TrainPlugin):
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         model = build_model(config.model, "causal", len(tokenizer), config.model.max_positions or d.max_len,
                             SpecialIds(eos=tokenizer.eos_token_id, pad=pad), base)
-        if s.reference:
-            folder = require(config.path(s.reference), "reference model", model_hint(config.path(s.reference), base))
-            check_export(folder)
-            reference = auto_class("causal").from_pretrained(str(folder), dtype=torch.float32)
-        else:  # the policy's starting point (from_pretrained, or the seeded initial weights)
-            reference = copy.deepcopy(model)
+        reference = reference_model(config, s.reference, model)
         train = PairDataset(train_items, enc, s.pairs)
         val = PairDataset(val_items, enc, s.pairs) if val_items else None
         stats |= {"train_pairs": len(train), "validation_pairs": len(val) if val is not None else 0}

@@ -4,6 +4,8 @@ Nothing is downloaded. Tokenizers load through ``corpus.stages.tokenizer``, the 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,8 +107,9 @@ def build_model(m: ModelConfig, objective: str, vocab: int, positions: int, ids:
         if not (folder / "config.json").is_file():
             raise FileNotFoundError(f"model.from_pretrained: no HF model folder (config.json) at {folder}")
         check_export(folder)  # an export of ours (final/, best/) must match its manifest
-        model = cls.from_pretrained(str(folder), attn_implementation=m.attn_implementation, dtype=torch.float32,
-                                    **head)
+        with _quiet_load(bool(head)):  # a language model's folder has no reward head yet: a new one is expected
+            model = cls.from_pretrained(str(folder), attn_implementation=m.attn_implementation, dtype=torch.float32,
+                                        **head)
         if model.get_input_embeddings().num_embeddings < vocab:
             model.resize_token_embeddings(vocab)
         check_positions(model, positions)
@@ -126,6 +129,19 @@ def quiet_transformers() -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+
+
+@contextmanager
+def _quiet_load(quiet: bool) -> Iterator[None]:
+    from transformers.utils import logging as hf_logging
+
+    before = hf_logging.get_verbosity()
+    if quiet:
+        hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(before)
 
 
 # Learned absolute position tables cannot go past their size; rotary models can (with some loss).
@@ -163,6 +179,18 @@ def plugin_tokenizer(config: Any) -> Any:
     if config.model.from_pretrained:
         return load_tokenizer(pretrained_folder(config.model, Path(config.base_dir)))
     raise FileNotFoundError("tokenizer: required (or model.from_pretrained, whose folder has one)")
+
+
+def reference_model(config: Any, path: str, policy: torch.nn.Module) -> torch.nn.Module:
+    """The frozen reference of DPO and PPO: the causal LM in ``path`` (checked against its manifest),
+    or a copy of the policy as built (its from_pretrained weights, or the seeded initial ones)."""
+    import copy
+
+    if not path:
+        return copy.deepcopy(policy)
+    folder = require(config.path(path), "reference model", model_hint(config.path(path), Path(config.base_dir)))
+    check_export(folder)
+    return auto_class("causal").from_pretrained(str(folder), dtype=torch.float32)
 
 
 END_OF_TURN = ("<|end|>", "<|im_end|>", "<|eot_id|>", "<end_of_turn>")

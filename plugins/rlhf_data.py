@@ -260,3 +260,67 @@ class RewardScorer:
             scores = sequence_scores(self.model, ids.to(self.device), attn.to(self.device))
             out.append(scores @ self.weights)
         return torch.cat(out).float().cpu() if out else torch.zeros(0)
+
+
+# ---------------------------------------------------------------- sampling
+
+
+@torch.no_grad()
+def sample(policy: torch.nn.Module, ids: torch.Tensor, attn: torch.Tensor, *, stops: list[int], pad_id: int,
+           max_new_tokens: int, temperature: float = 1.0, top_k: int = 0) -> dict[str, torch.Tensor]:
+    """KV-cached batched sampling from left-padded prompts (``generate``, in eval mode): the full
+    sequences, their attention mask and positions, the response mask (up to and including the first
+    stop token), whether each response stopped, and the prompt length."""
+    from corpus.plugins import rl_math as M
+
+    was_training = policy.training
+    policy.eval()
+    out = policy.generate(input_ids=ids, attention_mask=attn, do_sample=True, temperature=temperature, top_k=top_k,
+                          top_p=1.0, max_new_tokens=max_new_tokens, min_new_tokens=1, eos_token_id=stops,
+                          pad_token_id=pad_id, use_cache=True)
+    policy.train(was_training)
+    p = ids.shape[1]
+    mask, has_stop = M.response_mask(out[:, p:], stops)
+    full = torch.cat([attn, mask], dim=1)
+    return {"input_ids": out, "attention_mask": full, "position_ids": (full.cumsum(1) - 1).clamp(min=0),
+            "response_mask": mask, "has_eos": has_stop, "prompt_len": torch.tensor(p)}
+
+
+def left_pad(rows: list[dict[str, torch.Tensor]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Prompts left-padded (generation continues every row at the same position)."""
+    t = max(r["input_ids"].numel() for r in rows)
+    ids = torch.full((len(rows), t), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(rows), t), dtype=torch.long)
+    for i, r in enumerate(rows):
+        n = r["input_ids"].numel()
+        ids[i, t - n:], attn[i, t - n:] = r["input_ids"], 1
+    return {"input_ids": ids, "attention_mask": attn, "row": torch.stack([r["row"] for r in rows])}
+
+
+def response_texts(tokenizer: Any, seq: dict[str, torch.Tensor], pad_id: int) -> list[str]:
+    """The decoded responses of ``sample``'s output (special tokens, the stop marker among them, dropped)."""
+    p = int(seq["prompt_len"])
+    mask = seq["response_mask"]
+    return tokenizer.batch_decode(seq["input_ids"][:, p:] * mask + pad_id * (1 - mask), skip_special_tokens=True)
+
+
+def load_function(spec: str, key: str, base: Path | None = None) -> Any:
+    """A function named in a config, ``module:function`` or ``file.py:function`` (relative to ``base``):
+    a reward or a judge, trusted code as a plugin is."""
+    import importlib
+    import importlib.util
+
+    module, _, name = spec.rpartition(":")
+    try:
+        if module.endswith(".py"):
+            path = Path(module) if base is None or Path(module).is_absolute() else base / module
+            found = importlib.util.spec_from_file_location(f"corpusforge_fn_{path.stem}", path)
+            if found is None or found.loader is None or not path.is_file():
+                raise ImportError(f"no Python file at {shown(path)}")
+            mod = importlib.util.module_from_spec(found)
+            found.loader.exec_module(mod)
+        else:
+            mod = importlib.import_module(module)
+        return getattr(mod, name)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise PluginInputError(f"{key} {spec!r}: {exc}") from exc

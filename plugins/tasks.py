@@ -144,6 +144,10 @@ class Task:
     def tokens_in(self, batch: Row) -> int:
         return int(batch["input_ids"].numel())
 
+    def step_metrics(self) -> dict[str, Any]:
+        """Extra figures for the train metrics row of the step just taken (PPO: its rollout's reward, KL)."""
+        return {}
+
     def flops_per_token(self) -> float:
         """Training FLOPs per input token: 6 N (forward 2N + backward 4N, N = matmul parameters)."""
         return 6.0 * matmul_params(ckpt.unwrap(self.model))

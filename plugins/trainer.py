@@ -206,7 +206,7 @@ class Trainer:
         tok_s = tokens / max(seconds, 1e-9)
         row = {"loss": loss_val, "lr": lr, "grad_norm": float(grad_norm) if grad_norm is not None else None,
                "epoch": task.epochs_done, "tokens": self.tokens, "tokens_per_s": tok_s,
-               "mfu": self.flops_per_token * tok_s / self.peak if self.peak else None}
+               "mfu": self.flops_per_token * tok_s / self.peak if self.peak else None, **task.step_metrics()}
         self.logs.write("train", self.global_step, row)
         metric = task.primary_metric
         val = f" {metric} {self.last_eval[metric]:.4g}" if metric in self.last_eval else ""

@@ -84,3 +84,29 @@ def assert_resumes_exactly(plugin: str, make, root: Path, kill_at: int = 5, resu
     assert [(x["step"], x["loss"], x["grad_norm"]) for x in a] == [(y["step"], y["loss"], y["grad_norm"]) for y in b]
     wa, wb = load_file(root / "a/final/model.safetensors"), load_file(root / "b/final/model.safetensors")
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def vowel_share(prompts: list[str], responses: list[str]) -> list[float]:
+    """The PPO toy task's known reward: the share of a response's letters that are vowels."""
+    out = []
+    for r in responses:
+        letters = [c for c in r.lower() if c.isalpha()]
+        out.append(sum(c in "aeiou" for c in letters) / len(letters) if letters else 0.0)
+    return out
+
+
+def ppo_config(out: Path, prompts: Path, tokenizer: Path, **over):
+    from corpus.plugins.base import parse_config
+    from corpus.plugins.ppo import PPOConfig
+
+    base = {"output": str(out), "tokenizer": str(tokenizer), "model": dict(TINY_MODEL),
+            "data": {"prompts": str(prompts), "validation_fraction": 0.2, "max_prompt_len": 16},
+            "ppo": {"reward_fn": "rlhfkit:vowel_share", "max_new_tokens": 12, "epochs": 2, "rollout_batch": 16,
+                    "kl_coef": 0.05},
+            "train": {"lr": 3e-3, "max_steps": 4, "batch_size": 8, "eval_every": 4, "log_every": 1,
+                      "warmup_steps": 0, **QUIET}}
+    return parse_config(PPOConfig, merge(base, over), source="test")
+
+
+def prompt_file(path: Path, n: int = 80) -> Path:
+    return write_jsonl(path, [{"prompt": f"{PROMPTS[i % len(PROMPTS)]} {i}"} for i in range(n)])

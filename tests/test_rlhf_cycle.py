@@ -1,0 +1,121 @@
+"""The RLHF cycle: two rounds end to end (sample -> scripted judge with three annotators -> reward model ->
+PPO or DPO -> win rate), every round versioned in the run folder; a cycle killed inside a round's reward
+training resumes at that step and ends with the same models as an uninterrupted one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from rlhfkit import prompt_file
+from safetensors.torch import load_file
+from trainkit import QUIET, pretrain_config, shards  # noqa: F401 (fixture)
+
+from corpus import plugins
+from corpus.plugins.base import PluginInputError
+from corpus.plugins.preferences import read_preferences, read_tasks
+from corpus.plugins.rlhf import load_cycle_config, run_cycle, win_rate
+
+TINY_TRAIN = {"max_steps": 4, "batch_size": 4, "eval_every": 4, "save_every": 2, "log_every": 1, **QUIET}
+
+
+@pytest.fixture(scope="module")
+def start(tmp_path_factory, shards):  # noqa: F811
+    """A tiny pretrained policy (the cycle's SFT stand-in) and a prompt file."""
+    _, tokens = shards
+    root = tmp_path_factory.mktemp("cycle")
+    plugins.run("pretrain", pretrain_config(root / "pre", tokens, train={"max_steps": 2, "eval_every": 2}))
+    return root / "pre" / "final", prompt_file(root / "prompts.jsonl", 40)
+
+
+def cycle_yaml(path: Path, policy: Path, prompts: Path, method: str = "ppo", judge: str = "scripted") -> Path:
+    cfg = {"output": "run", "policy": str(policy), "prompts": str(prompts), "rounds": 2, "method": method,
+           "sampling": {"responses": 3, "prompts_per_round": 8, "max_new_tokens": 6, "eval_prompts": 8},
+           "judge": {"kind": judge, "function": "rlhfkit:vowel_share", "annotators": ["a1", "a2", "a3"],
+                     "noise": 0.05},
+           "train": TINY_TRAIN, "reward": {"data": {"max_len": 48, "validation_fraction": 0.25}},
+           "ppo": {"ppo": {"rollout_batch": 4, "epochs": 1, "max_new_tokens": 6}, "data": {"max_prompt_len": 16}},
+           "dpo": {"data": {"max_len": 48}}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(cfg))  # JSON is YAML
+    return path
+
+
+@pytest.mark.slow
+def test_two_rounds_end_to_end_and_resume_inside_a_round(tmp_path: Path, start, monkeypatch):
+    policy, prompts = start
+    straight = run_cycle(load_cycle_config(cycle_yaml(tmp_path / "a" / "c.yaml", policy, prompts)))
+    run = tmp_path / "a" / "run"
+    assert [r["round"] for r in straight["rounds"]] == [1, 2]
+    for r in (1, 2):
+        d = run / f"round-{r:03d}"
+        tasks, bad = read_tasks(d / "tasks.jsonl")
+        labels, bad2 = read_preferences(d / "rankings.jsonl")
+        assert tasks and bad.height == bad2.height == 0
+        assert len(labels) == 3 * len(tasks) and {p.annotator for p in labels} == {"a1", "a2", "a3"}
+        assert all(t.meta["round"] == r for t in tasks)
+        for sub in ("reward", "policy"):
+            assert (d / sub / "final" / "manifest.json").is_file()
+        assert (d / "reward" / "preferences.html").is_file()
+        ev = json.loads((d / "eval.json").read_text())
+        assert 0 <= ev["win_rate"] <= 1 and ev["eval_prompts"] == 8
+    # round 2 started from round 1's policy
+    assert json.loads((run / "round-002/policy/config.json").read_text())["model"]["from_pretrained"] == \
+        str(run / "round-001/policy/final")
+    assert json.loads((run / "cycle.json").read_text())["policy"] == str(run / "round-002/policy/final")
+
+    # the same cycle, killed at step 3 of round 2's reward training, then rerun
+    real = plugins.run
+    calls = []
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_3(step: int, row: dict) -> None:
+        if step == 3:
+            raise Killed
+
+    def killing_run(name, cfg):
+        calls.append(name)
+        if len(calls) == 3:  # round 1: reward, ppo; round 2: reward
+            return plugins.get(name)().run(cfg, hooks=(kill_at_3,))
+        return real(name, cfg)
+
+    monkeypatch.setattr(plugins, "run", killing_run)
+    cfg_b = load_cycle_config(cycle_yaml(tmp_path / "b" / "c.yaml", policy, prompts))
+    with pytest.raises(Killed):
+        run_cycle(cfg_b)
+    monkeypatch.setattr(plugins, "run", real)
+    run_b = tmp_path / "b" / "run"
+    tasks_before = (run_b / "round-002/tasks.jsonl").stat().st_mtime_ns
+    assert not (run_b / "round-002/round.json").exists()
+    run_cycle(load_cycle_config(cycle_yaml(tmp_path / "b" / "c.yaml", policy, prompts)))
+    assert (run_b / "round-002/tasks.jsonl").stat().st_mtime_ns == tasks_before  # not sampled again
+    assert json.loads((run_b / "round-002/reward/result.json").read_text())["resumed_from"] == 2
+    for sub in ("round-002/reward/final", "round-002/policy/final"):
+        wa, wb = load_file(run / sub / "model.safetensors"), load_file(run_b / sub / "model.safetensors")
+        assert all(torch.equal(wa[k], wb[k]) for k in wa), sub
+    for f in ("round-001/rankings.jsonl", "round-002/rankings.jsonl", "round-002/eval.json"):
+        assert (run / f).read_text().replace(str(run), "") == (run_b / f).read_text().replace(str(run_b), ""), f
+
+
+@pytest.mark.slow
+def test_dpo_cycle_and_the_annotation_handoff(tmp_path: Path, start):
+    policy, prompts = start
+    cfg = load_cycle_config(cycle_yaml(tmp_path / "c.yaml", policy, prompts, judge="annotation"))
+    with pytest.raises(PluginInputError, match=r"round 1: rank the tasks in .*round-001/tasks.jsonl .* export the "
+                                               r"rankings to .*round-001/rankings.jsonl, then rerun"):
+        run_cycle(cfg)
+    tasks, _ = read_tasks(tmp_path / "run/round-001/tasks.jsonl")
+    assert len(tasks) >= 4
+    dpo = load_cycle_config(cycle_yaml(tmp_path / "d" / "c.yaml", policy, prompts, method="dpo"),
+                            overrides=["rounds=1"])
+    out = run_cycle(dpo)
+    assert out["rounds"][0]["round"] == 1
+    assert json.loads((tmp_path / "d/run/round-001/policy/config.json").read_text())["plugin"] == "dpo"
+
+
+def test_win_rate():
+    assert win_rate([1.0, 2.0, 3.0, 0.0], [0.0, 2.0, 4.0, -1.0]) == pytest.approx((1 + 0.5 + 0 + 1) / 4)
