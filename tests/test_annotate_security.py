@@ -142,6 +142,9 @@ def test_request_sizes_are_bounded(project):
                             headers={"X-CSRF-Token": ann.csrf, "Content-Type": "application/json"})
     assert chunked.status_code == 413  # no Content-Length: counted as it arrives
     assert TestClient(app).post("/login", content=b"x" * (MAX_BODY + 1)).status_code == 413
+    deep = ann.http.post("/api/label", content=b"[" * 30_000, headers={"X-CSRF-Token": ann.csrf,
+                                                                       "Content-Type": "application/json"})
+    assert deep.status_code == 400 and "not valid JSON" in deep.json()["error"]  # within the bound, still refused
     assert store.preferences() == []
 
 

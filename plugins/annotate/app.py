@@ -134,7 +134,7 @@ async def _json_body(request: Request) -> dict[str, Any]:
         raise HTTPException(415, "send application/json")
     try:
         body = json.loads(await request.body())
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # RecursionError: nesting deep enough to exhaust the parser's stack
         raise HTTPException(400, "the body is not valid JSON") from None
     if not isinstance(body, dict):
         raise HTTPException(400, "expected a JSON object")
