@@ -83,7 +83,7 @@ async def sign_in(http: httpx.AsyncClient, token: str) -> dict[str, str]:
 
 
 async def annotator(http: httpx.AsyncClient, headers: dict[str, str], name: str, until: float, stats: Stats,
-                    rng: random.Random) -> None:
+                    rng: random.Random, think: float = 0.0) -> None:
     while time.monotonic() < until:
         try:
             t0 = time.perf_counter()
@@ -157,21 +157,21 @@ def pct(xs: list[float], q: float) -> float:
 
 
 async def all_users(base: str, tokens: dict[str, str], seconds: float, stats: Stats, pid: int,
-                    times: dict[str, float]) -> None:
+                    times: dict[str, float], think: float = 0.0) -> None:
     """Everyone signs in first; then all rank for ``seconds`` (only that phase is timed)."""
     clients = [httpx.AsyncClient(base_url=base, timeout=30) for _ in tokens]
     try:
         headers = await asyncio.gather(*(sign_in(c, t) for c, t in zip(clients, tokens.values(), strict=True)))
         cpu0, t0 = cpu_seconds(pid), time.monotonic()
         until = t0 + seconds
-        await asyncio.gather(*(annotator(c, h, n, until, stats, random.Random(i))
+        await asyncio.gather(*(annotator(c, h, n, until, stats, random.Random(i), think)
                                for i, (c, h, n) in enumerate(zip(clients, headers, tokens, strict=True))))
         times["wall"], times["server_cpu"] = time.monotonic() - t0, cpu_seconds(pid) - cpu0
     finally:
         await asyncio.gather(*(c.aclose() for c in clients))
 
 
-def run(users: int, seconds: float, items: int, per_item: int, keep: Path | None = None) -> dict:
+def run(users: int, seconds: float, items: int, per_item: int, keep: Path | None = None, think: float = 0.0) -> dict:
     """Run the load test; returns the figures and the database check (``problems`` empty when sound)."""
     work = Path(tempfile.mkdtemp(prefix="annotate-load-"))
     server = None
@@ -195,7 +195,7 @@ def run(users: int, seconds: float, items: int, per_item: int, keep: Path | None
             time.sleep(0.1)
         stats = Stats()
         times: dict[str, float] = {}
-        asyncio.run(all_users(base, tokens, seconds, stats, server.pid, times))
+        asyncio.run(all_users(base, tokens, seconds, stats, server.pid, times, think))
         wall, server_cpu = times["wall"], times["server_cpu"]
         server.send_signal(signal.SIGINT)
         server.wait(timeout=30)
@@ -224,10 +224,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seconds", type=float, default=120, help="how long they rank")
     ap.add_argument("--items", type=int, default=20000, help="items loaded (enough that none runs out)")
     ap.add_argument("--per-item", type=int, default=3, help="annotators per item")
+    ap.add_argument("--think", type=float, default=0.0,
+                    help="mean seconds an annotator spends on an item before submitting (0: none, the worst case)")
     args = ap.parse_args(argv)
     print(f"load average before: {os.getloadavg()[0]:.2f} (figures are meaningful under ~1.5)")
-    r = run(args.users, args.seconds, args.items, args.per_item)
-    print(f"{r['users']} annotators for {r['seconds']} s: {r['requests']} requests ({r['requests_per_s']}/s), "
+    r = run(args.users, args.seconds, args.items, args.per_item, think=args.think)
+    print(f"{r['users']} annotators ({args.think} s per item) for {r['seconds']} s: "
+          f"{r['requests']} requests ({r['requests_per_s']}/s), "
           f"{r['labels']} labels, {r['retries']} retried submissions, {r['errors']} errors")
     print(f"latency p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms (next {r['p95_next_ms']} ms, "
           f"label {r['p95_label_ms']} ms); goal: p95 under 200 ms")
