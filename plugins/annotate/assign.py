@@ -1,9 +1,10 @@
 """Assignment: which item an annotator gets next, so that each item gets ``per_item`` annotators and no
 annotator sees an item twice.
 
-``Pool`` is an in-memory index of the ``assignments`` table, built from it when the store opens and
-updated by the store after each committed change (the store is the database's single writer, under
-its lock), so picking an item costs no query however many items a project holds. An item counts
+``Pool`` is an in-memory index of the ``assignments`` and ``labels`` tables, built from them when the
+store opens and changed by the store with each write (the store is the database's single writer,
+under its lock; a rolled-back transaction rebuilds it from the tables), so picking an item costs no
+query however many items a project holds. An item counts
 toward its ``per_item`` by its done labels plus its open assignments younger than the lease; a skipped
 or abandoned item goes back to the others, never to the annotator who had it. Items partly labelled
 come first (the most labelled first, then load order), so items are finished rather than started.

@@ -4,7 +4,10 @@ DuckDB has a single writer, so the app owns the only connection and every statem
 ``Store.lock``. Labels are keyed by (item_id, annotator) with a primary key, and every submission by
 (annotator, submission_id): a retried request finds its own submission and changes nothing, so
 labels are never lost or duplicated. ``submissions`` is the append-only log of what each annotator
-sent; ``labels`` holds each annotator's current label per item (an edit replaces it).
+sent; ``labels`` holds each annotator's current label per item (an edit replaces it). In memory: the
+assignment pool (``assign.Pool``) and the submission ids seen, so a request needs no query to know
+whose an item is or whether it is a retry. ``run_batch`` is the group commit of the app's database
+thread (``writer.Writer``).
 """
 
 from __future__ import annotations
