@@ -345,3 +345,18 @@ def test_the_admin_page_flags_an_annotator_who_always_picks_the_first_shown(tmp_
     overview = admin.http.get("/admin/api/overview").json()
     assert [(a["name"], a["labelled"]) for a in overview["annotators"]] == [("ann", 8), ("bea", 8), ("cid", 8)]
     assert overview["complete"] == 8
+
+
+def test_the_database_thread_survives_a_failing_batch(tmp_path: Path):
+    from corpus.plugins.annotate.writer import Writer
+
+    store = Store(tmp_path / "p")
+    writer = Writer(store)
+    real = store.run_batch
+    store.run_batch = lambda batch: (_ for _ in ()).throw(RuntimeError("disk on fire"))  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        writer.submit(store.settings).result(timeout=10)
+    store.run_batch = real  # type: ignore[method-assign]
+    assert writer.submit(store.settings).result(timeout=10).per_item == 2  # later calls still run
+    writer.close()
+    store.close()

@@ -43,7 +43,15 @@ class Writer:
                 except queue.Empty:
                     break
                 if more is None:
-                    self.store.run_batch(batch)
+                    self._run_batch(batch)
                     return
                 batch.append(more)
+            self._run_batch(batch)
+
+    def _run_batch(self, batch: list) -> None:
+        try:
             self.store.run_batch(batch)
+        except Exception as exc:  # anything unforeseen fails these calls, never the thread (or all later ones)
+            for _, _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
