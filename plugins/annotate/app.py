@@ -240,8 +240,7 @@ async def me(request: Request) -> Response:
 async def next_item(request: Request) -> Response:
     session = _session(request, auth.ANNOTATOR)
     store, _ = _state(request)
-    item = await _db(request, store.current_or_next, session.name)
-    progress = await _db(request, store.progress, session.name)
+    item, progress = await _db(request, store.next_with_progress, session.name)
     return JSONResponse({"item": _item_json(item, None) if item else None, "progress": progress})
 
 

@@ -292,6 +292,12 @@ class Store:
                 return Item(item, row[0], json.loads(row[1]), order, OPEN)
             return self._item(con, item, annotator)
 
+    def next_with_progress(self, annotator: str) -> tuple[Item | None, dict]:
+        """``current_or_next`` and the annotator's progress after it, in one call (one trip to the DB thread)."""
+        with self.lock:
+            item = self.current_or_next(annotator)
+            return item, self.pool.progress(annotator)
+
     def _item(self, con: duckdb.DuckDBPyConnection, item_id: str, annotator: str) -> Item:
         state = self.pool.state.get((item_id, annotator))
         if state is None:
