@@ -98,6 +98,8 @@ async def annotator(http: httpx.AsyncClient, headers: dict[str, str], name: str,
             k = len(item["shown"])
             ranks = rng.sample(range(1, k + 1), k)
             body = {"item_id": item["item_id"], "submission_id": uuid.uuid4().hex, "ranking": ranks}
+            if think:  # reading and ranking, about `think` seconds
+                await asyncio.sleep(rng.uniform(0.5, 1.5) * think)
             for attempt in range(2 if rng.random() < 0.05 else 1):
                 t0 = time.perf_counter()
                 r = await http.post("/api/label", json=body, headers=headers)

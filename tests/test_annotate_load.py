@@ -13,6 +13,12 @@ def test_a_short_load_run_loses_and_duplicates_nothing():
     assert r["problems"] == []
 
 
+def test_annotators_who_think_pause_before_each_ranking():
+    slow = annotate_load.run(users=2, seconds=2, items=100, per_item=1, think=0.5)
+    assert slow["errors"] == 0 and slow["problems"] == []
+    assert 0 < slow["labels"] <= 2 * 2 / 0.25  # each pause is at least half of 0.5 s
+
+
 def test_the_database_check_sees_a_lost_label(tmp_path):
     r = annotate_load.run(users=2, seconds=1, items=50, per_item=2, keep=tmp_path / "proj")
     assert r["problems"] == []
