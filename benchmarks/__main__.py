@@ -8,12 +8,27 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import clean, dedup, embed, enrich, ingest, pii, profile, quality, ray, rlhf, tokenize, train, validate
+from benchmarks import (
+    annotate_load,
+    clean,
+    dedup,
+    embed,
+    enrich,
+    ingest,
+    pii,
+    profile,
+    quality,
+    ray,
+    rlhf,
+    tokenize,
+    train,
+    validate,
+)
 
 BENCHMARKS = {"ingest": ingest.main, "tokenize": tokenize.main, "profile": profile.main, "train": train.main,
               "dedup": dedup.main, "clean": clean.main, "pii": pii.main, "enrich": enrich.main,
               "validate": validate.main, "embed": embed.main, "ray": ray.main, "quality": quality.main,
-              "rlhf": rlhf.main}
+              "rlhf": rlhf.main, "annotate": annotate_load.main}
 USAGE = f"usage: python -m benchmarks [NAME ...] [OPTIONS]   (NAME: {', '.join(BENCHMARKS)}; all by default)"
 
 

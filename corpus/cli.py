@@ -570,6 +570,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_rlhf_parser(sub)  # corpus rlhf config.yaml: rounds of sampling, ranking, reward model, PPO/DPO
 
+    from corpus.plugins.annotate.cli import add_annotate_parser
+
+    add_annotate_parser(sub)  # corpus annotate serve|add-annotator|load|export|status PROJECT ...
+
     rp = sub.add_parser("report", help="(re)write the HTML + JSON data quality report of a run")
     rp.add_argument("output", help="a run's output folder")
     rp.add_argument("--run", help="run id (default: the latest)")

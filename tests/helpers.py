@@ -41,6 +41,18 @@ def make_jsonl_corpus(folder: Path, files: int, docs_per_file: int, seed: int = 
 
 
 CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run", "--disable-sync"]
+
+
+def chromium(sync_api):
+    """A generator for a module-scoped ``browser`` fixture: headless Chromium, closed at the end."""
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
 
 
 def require_browser():

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import CHROMIUM, require_browser
+from helpers import chromium, require_browser
 from test_report import add_profile, build_run, make_profile
 
 from corpus.report import write_report
@@ -15,8 +15,6 @@ from corpus.report import write_report
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 sync_api = require_browser()
 
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--no-first-run", "--disable-sync"]
 
 
 @pytest.fixture(scope="module")
@@ -30,12 +28,7 @@ def report_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+    yield from chromium(sync_api)
 
 
 def test_report_in_a_browser(browser, report_path: Path):

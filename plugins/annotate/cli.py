@@ -1,0 +1,180 @@
+"""``corpus annotate``: serve, add-annotator, load, export, status.
+
+Wired into ``corpus/cli.py`` with one call, ``add_annotate_parser(sub)``. Each command holds the
+project's lock (``corpus/lock.py``) while it runs: DuckDB has a single writer, so while ``serve``
+runs the other commands say so at once (the admin page has the progress and a download of the labels).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from corpus.lock import LockedError, RunLock
+from corpus.plugins.annotate.store import DB_NAME, Store, annotator_name_ok
+
+DEFAULT_PORT = 8765
+
+
+@contextmanager
+def project(folder: str, create: bool = False) -> Iterator[Store]:
+    path = Path(folder)
+    if not create and not (path / DB_NAME).is_file():
+        raise ValueError(f"no annotation project in {path} (no {DB_NAME}): "
+                         f"create one with `corpus annotate load {path} TASKS.jsonl`")
+    try:
+        with RunLock(path):
+            store = Store(path)
+            try:
+                yield store
+            finally:
+                store.close()
+    except LockedError as exc:
+        raise ValueError(f"{exc} (`corpus annotate serve` holds its project while it runs: "
+                         "stop it first, or use its admin page: /admin/annotators adds annotators)") from None
+
+
+def _cmd_load(args: argparse.Namespace, console: Any) -> int:
+    from corpus.plugins.annotate.load import load_tasks
+
+    if args.per_item is not None and args.per_item < 1:
+        raise ValueError(f"--per-item {args.per_item}: give at least 1 annotator per item")
+    if args.scale is not None and not 2 <= args.scale <= 10:
+        raise ValueError(f"--scale {args.scale}: give a rating scale from 2 to 10")
+    with project(args.project, create=True) as store:
+        if args.per_item is not None:
+            store.set_setting("per_item", str(args.per_item))
+        if args.aspects is not None:
+            names = [a.strip() for a in args.aspects.split(",") if a.strip()]
+            store.set_setting("aspects", json.dumps(names))
+        if args.scale is not None:
+            store.set_setting("scale", str(args.scale))
+        total = 0
+        for tasks in args.tasks:
+            r = load_tasks(store, Path(tasks))
+            total += r.loaded
+            problems = ", ".join(f"{k}: {v}" for k, v in sorted(r.problems.items())) or "none"
+            console.print(f"{tasks}: {r.records} records: {r.loaded} loaded, {r.already} already there, "
+                          f"problems {problems}")
+            for line in r.examples:
+                console.print(f"  {line}", markup=False, highlight=False)
+        s = store.settings()
+        console.print(f"{store.overview()['items']} items in {args.project}; {s.per_item} annotators per item"
+                      + (f"; aspects {', '.join(s.aspects)} (1..{s.scale})" if s.aspects else ""))
+    return 0
+
+
+def _cmd_add(args: argparse.Namespace, console: Any) -> int:
+    from corpus.plugins.annotate.auth import new_token, token_hash
+
+    if args.admin == bool(args.name):
+        raise ValueError("corpus annotate add-annotator: give a NAME, or --admin for the admin token")
+    token = new_token()
+    with project(args.project, create=True) as store:
+        if args.admin:
+            store.set_setting("admin_token_hash", token_hash(token))
+            who = "admin (any earlier admin token stops working)"
+        else:
+            if not annotator_name_ok(args.name):
+                raise ValueError(f"annotator name {args.name[:64]!r}: 1 to 64 printable characters, no spaces "
+                                 "around them")
+            store.add_annotator(args.name, token_hash(token), rotate=args.rotate)
+            who = f"annotator {args.name!r}"
+    console.print(f"token for {who}; shown once, the project keeps only its hash:", markup=False, highlight=False)
+    console.print(token, markup=False, highlight=False)
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace, console: Any) -> int:
+    from corpus.plugins.annotate.export import export
+
+    with project(args.project) as store:
+        n = export(store, Path(args.dest), args.format)
+    console.print(f"{n} {args.format} records -> {args.dest}", markup=False, highlight=False)
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace, console: Any) -> int:
+    with project(args.project) as store:
+        ov = store.overview()
+    if args.json:
+        console.print(json.dumps(ov), markup=False, highlight=False, soft_wrap=True)
+        return 0
+    console.print(f"{ov['items']} items, {ov['complete']} with {ov['per_item']}+ labels; {ov['labels']} labels")
+    for a in ov["annotators"]:
+        console.print(f"  {a['name']}: {a['labelled']} labelled, {a['skipped']} skipped, {a['open']} open"
+                      f" (last {a['last'] or '-'})", markup=False, highlight=False)
+    if ov["load_problems"]:
+        console.print("load problems: " + ", ".join(f"{k}: {v}" for k, v in ov["load_problems"].items()))
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace, console: Any) -> int:
+    import uvicorn
+
+    from corpus.plugins.annotate.app import create_app
+
+    with project(args.project) as store:
+        if store.admin_hash() is None and not store.overview()["annotators"]:
+            raise ValueError(f"no one can sign in to {args.project}: "
+                             f"`corpus annotate add-annotator {args.project} NAME` first")
+        try:
+            local = ipaddress.ip_address(args.host).is_loopback
+        except ValueError:
+            local = args.host == "localhost"
+        console.print(f"serving {args.project} on http://{args.host}:{args.port}/ (Ctrl+C stops)")
+        if not local:
+            console.print("note: tokens and labels travel in plain HTTP: put a TLS proxy in front beyond loopback")
+        app = create_app(store)
+        try:
+            uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
+                        limit_concurrency=args.max_connections)
+        finally:
+            app.app.state.writer.close()  # the queued calls finish and commit before the store closes
+    return 0
+
+
+def add_annotate_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``corpus annotate ...`` to the ``corpus`` subparsers (commands dispatch through ``fn``)."""
+    a = subparsers.add_parser("annotate", help="the ranking web app for human feedback: serve, add-annotator, "
+                              "load, export, status (docs/annotate.md)")
+    sub = a.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    s = sub.add_parser("serve", help="run the web app for a project")
+    s.add_argument("project", help="project folder")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=DEFAULT_PORT)
+    s.add_argument("--max-connections", type=int, default=256, help="more concurrent requests get 503")
+    s.set_defaults(fn=_cmd_serve)
+
+    ad = sub.add_parser("add-annotator", help="make an annotator's sign-in token (or the admin's: --admin)")
+    ad.add_argument("project", help="project folder (made if new)")
+    ad.add_argument("name", nargs="?", help="the annotator's name (their id in the export)")
+    ad.add_argument("--admin", action="store_true", help="make the admin token instead (replaces the old one)")
+    ad.add_argument("--rotate", action="store_true", help="replace an existing annotator's token")
+    ad.set_defaults(fn=_cmd_add)
+
+    ld = sub.add_parser("load", help="load Task JSONL (item_id, prompt, responses) into a project (made if new)")
+    ld.add_argument("project", help="project folder")
+    ld.add_argument("tasks", nargs="+", help="Task JSONL files, folders or globs")
+    ld.add_argument("--per-item", type=int, help="annotators wanted per item (default 2)")
+    ld.add_argument("--aspects", help="comma-separated aspects to rate, e.g. helpful,harmless ('' for none)")
+    ld.add_argument("--scale", type=int, help="aspect ratings run from 1 to this (default 5)")
+    ld.set_defaults(fn=_cmd_load)
+
+    ex = sub.add_parser("export", help="write the labels as Ranking JSONL (or Pair JSONL) for the reward model")
+    ex.add_argument("project", help="project folder")
+    ex.add_argument("dest", help="output .jsonl file")
+    ex.add_argument("--format", choices=["rankings", "pairs"], default="rankings")
+    ex.set_defaults(fn=_cmd_export)
+
+    st = sub.add_parser("status", help="items, labels and progress per annotator")
+    st.add_argument("project", help="project folder")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(fn=_cmd_status)
+    return a

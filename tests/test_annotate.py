@@ -1,0 +1,362 @@
+"""The annotation app through its HTTP API (Starlette's test client): loading tasks, assignment (N
+annotators per item, never one twice), idempotent labels, skips, edits, export in the shared
+preference formats; the CLI. Security rules are in test_annotate_security.py."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from helpers import run_cli
+from starlette.testclient import TestClient
+
+from corpus.lock import RunLock
+from corpus.plugins.annotate.app import create_app
+from corpus.plugins.annotate.auth import new_token, token_hash
+from corpus.plugins.annotate.export import export
+from corpus.plugins.annotate.load import load_tasks
+from corpus.plugins.annotate.store import Store
+from corpus.plugins.preferences import read_preferences
+
+
+def write_tasks(path: Path, n: int, k: int = 3, extra: list[str] = ()) -> Path:
+    lines = [json.dumps({"item_id": f"item-{i}", "prompt": f"prompt {i}",
+                         "responses": [f"response {i}.{j}" + " word" * j for j in range(k)]}) for i in range(n)]
+    path.write_text("\n".join([*lines, *extra]) + "\n")
+    return path
+
+
+def make_project(folder: Path, tasks: Path, annotators: list[str], per_item: int = 2,
+                 aspects: list[str] = ()) -> tuple[Store, dict[str, str]]:
+    """A project with tokens: {name: token}, the admin's under 'admin'."""
+    store = Store(folder)
+    store.set_setting("per_item", str(per_item))
+    store.set_setting("aspects", json.dumps(list(aspects)))
+    load_tasks(store, tasks)
+    tokens = {}
+    for name in annotators:
+        tokens[name] = new_token()
+        store.add_annotator(name, token_hash(tokens[name]))
+    tokens["admin"] = new_token()
+    store.set_setting("admin_token_hash", token_hash(tokens["admin"]))
+    return store, tokens
+
+
+class Annotator:
+    """A signed-in browser-like client: the session cookie plus the CSRF header on POSTs."""
+
+    def __init__(self, app, token: str):
+        self.http = TestClient(app, base_url="http://testserver")
+        page = self.http.get("/login")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+        r = self.http.post("/login", data={"token": token, "csrf": csrf}, follow_redirects=False)
+        assert r.status_code == 303, r.text
+        self.home = r.headers["location"]
+        self.csrf = self.http.get("/api/me" if self.home == "/" else "/admin/api/me").json()["csrf"]
+
+    def post(self, path: str, body: dict):
+        return self.http.post(path, json=body, headers={"X-CSRF-Token": self.csrf or ""})
+
+    def next(self) -> dict | None:
+        return self.http.get("/api/next").json()["item"]
+
+    def rank(self, item: dict, ranking: list[int] | None = None, sid: str | None = None, **extra):
+        k = len(item["shown"])
+        body = {"item_id": item["item_id"], "submission_id": sid or uuid.uuid4().hex,
+                "ranking": ranking or list(range(1, k + 1)), **extra}
+        return self.post("/api/label", body)
+
+
+@pytest.fixture
+def project(tmp_path: Path):
+    store, tokens = make_project(tmp_path / "proj", write_tasks(tmp_path / "tasks.jsonl", 4), ["ann", "bea", "cid"],
+                                 aspects=["helpful"])
+    yield store, tokens, create_app(store)
+    store.close()
+
+
+def test_load_accounts_for_every_record_and_never_overwrites(tmp_path: Path):
+    bad = ['{"item_id": "x", "prompt": "p", "responses": ["one"]}', "{not json",
+           '{"item_id": "y", "responses": ["a", "b"]}']
+    tasks = write_tasks(tmp_path / "t.jsonl", 3, extra=bad)
+    store = Store(tmp_path / "p")
+    r = load_tasks(store, tasks)
+    assert (r.records, r.loaded, r.already) == (6, 3, 0) and r.balanced
+    assert r.problems == {"missing_responses": 1, "invalid_json": 1, "missing_text": 1}
+    assert any(e.startswith("t.jsonl:5: ") for e in r.examples)  # file and line in every problem
+    again = load_tasks(store, tasks)
+    assert (again.loaded, again.already) == (0, 3) and again.balanced
+    changed = tmp_path / "changed.jsonl"
+    changed.write_text(json.dumps({"item_id": "item-0", "prompt": "other", "responses": ["a", "b"]}) + "\n")
+    r3 = load_tasks(store, changed)
+    assert r3.problems == {"item_conflict": 1} and r3.loaded == 0
+    assert store.known_items(["item-0"])["item-0"][0] == "prompt 0"  # the first content stays
+    assert store.overview()["load_problems"] == {"invalid_json": 1, "item_conflict": 1, "missing_responses": 1,
+                                                 "missing_text": 1}  # a reload replaces its file's problems
+    store.close()
+
+
+def test_each_item_gets_n_annotators_and_nobody_sees_one_twice(project):
+    store, tokens, app = project
+    people = {n: Annotator(app, tokens[n]) for n in ("ann", "bea", "cid")}
+    seen: dict[str, list[str]] = {n: [] for n in people}
+    active = set(people)
+    while active:  # interleaved, as in real use
+        for name in sorted(active):
+            item = people[name].next()
+            if item is None:
+                active.discard(name)
+                continue
+            assert people[name].next()["item_id"] == item["item_id"]  # an open item stays theirs until done
+            seen[name].append(item["item_id"])
+            assert people[name].rank(item).status_code == 200
+    for name, items in seen.items():
+        assert len(items) == len(set(items)), f"{name} saw an item twice"
+    per_item = Counter(i for items in seen.values() for i in items)
+    assert per_item == {f"item-{i}": 2 for i in range(4)}
+    assert store.overview()["complete"] == 4
+    assert people["ann"].http.get("/api/me").json()["progress"]["available"] == 0
+
+
+def test_a_skipped_item_goes_to_someone_else_never_back(project):
+    store, tokens, app = project
+    store.set_setting("per_item", "1")
+    ann, bea = Annotator(app, tokens["ann"]), Annotator(app, tokens["bea"])
+    first = ann.next()
+    assert ann.post("/api/skip", {"item_id": first["item_id"], "submission_id": uuid.uuid4().hex}).json()["stored"]
+    got = []
+    while (item := ann.next()) is not None:
+        got.append(item["item_id"])
+        ann.rank(item)
+    assert first["item_id"] not in got and len(got) == 3
+    assert bea.next()["item_id"] == first["item_id"]  # back in the pool for the others
+    assert ann.http.get("/api/me").json()["progress"] == {"labelled": 3, "skipped": 1, "available": 0}
+
+
+def test_a_retried_submission_is_stored_once(project):
+    store, tokens, app = project
+    ann = Annotator(app, tokens["ann"])
+    item = ann.next()
+    sid = uuid.uuid4().hex
+    first = ann.rank(item, [2, 1, 3], sid=sid)
+    retry = ann.rank(item, [2, 1, 3], sid=sid)
+    assert first.json()["stored"] is True and retry.json()["stored"] is False
+    assert store._one("SELECT count(*) FROM submissions")[0] == 1
+    assert store._one("SELECT count(*) FROM labels")[0] == 1
+    other = ann.next()
+    assert ann.rank(other, sid=sid).status_code == 409  # one id, one item
+    assert store._one("SELECT count(*) FROM labels")[0] == 1
+
+
+def test_an_annotator_changes_their_label(project):
+    store, tokens, app = project
+    ann = Annotator(app, tokens["ann"])
+    item = ann.next()
+    ann.rank(item, [1, 2, 2], comment="close call", aspects={"helpful": {"0": 5, "2": 1}})
+    mine = ann.http.get("/api/labels").json()["labels"]
+    assert [m["item_id"] for m in mine] == [item["item_id"]]
+    again = ann.http.get(f"/api/labels/{item['item_id']}").json()["item"]
+    assert again["label"]["ranking"] == [1, 2, 2] and again["label"]["comment"] == "close call"
+    assert again["label"]["aspects"] == {"helpful": {"0": 5.0, "2": 1.0}}
+    assert again["shown"] == item["shown"]  # the same order as before
+    assert ann.rank(again, [3, 1, 2]).status_code == 200
+    prefs = store.preferences()
+    assert [(p.ranking, p.comment) for p in prefs] == [((3, 1, 2), None)]
+    assert store._one("SELECT count(*) FROM submissions")[0] == 2  # both kept in the log
+
+
+@pytest.mark.parametrize("body, why", [
+    ({"ranking": [1, 2]}, "expected a list of 3"),
+    ({"ranking": [1, 3, 3]}, "not a ranking"),
+    ({"ranking": [0, 1, 2]}, "whole number from 1"),
+    ({"ranking": [True, 2, 3]}, "whole number from 1"),
+    ({"ranking": [1, 2, 3], "aspects": {"nope": {"0": 1}}}, "unknown aspect"),
+    ({"ranking": [1, 2, 3], "aspects": {"helpful": {"7": 1}}}, "response index"),
+    ({"ranking": [1, 2, 3], "aspects": {"helpful": {"0": 9}}}, "from 1 to 5"),
+    ({"ranking": [1, 2, 3], "comment": "x" * 2001}, "at most 2000"),
+    ({"ranking": [1, 2, 3], "submission_id": "short"}, "submission_id"),
+])
+def test_bad_labels_are_refused_with_the_reason(project, body, why):
+    store, tokens, app = project
+    ann = Annotator(app, tokens["ann"])
+    item = ann.next()
+    r = ann.post("/api/label", {"item_id": item["item_id"], "submission_id": uuid.uuid4().hex, **body})
+    assert r.status_code == 400 and why in r.json()["error"]
+    assert store._one("SELECT count(*) FROM labels")[0] == 0
+
+
+def test_order_is_random_per_annotator_and_exported(tmp_path: Path):
+    store, tokens = make_project(tmp_path / "p", write_tasks(tmp_path / "t.jsonl", 30, k=4), ["ann"], per_item=1)
+    ann = Annotator(create_app(store), tokens["ann"])
+    shown = {}
+    while (item := ann.next()) is not None:
+        order = [s["index"] for s in item["shown"]]
+        shown[item["item_id"]] = order
+        # rank what is shown first as best: the ranking is in the given order, so it follows shown_order
+        ranking = [0] * 4
+        for pos, idx in enumerate(order):
+            ranking[idx] = pos + 1
+        ann.rank(item, ranking)
+    assert len({tuple(o) for o in shown.values()}) > 5  # 30 items, 24 orders: not one fixed order
+    prefs = {p.item_id: p for p in store.preferences()}
+    assert all(list(prefs[i].shown_order) == o for i, o in shown.items())
+    from corpus.plugins.preferences import aggregate
+
+    assert aggregate(list(prefs.values())).annotators["ann"].position_bias == pytest.approx(1.0)
+    store.close()
+
+
+def test_export_is_read_back_by_the_shared_reader(project, tmp_path: Path):
+    store, tokens, app = project
+    for name in ("ann", "bea"):
+        a = Annotator(app, tokens[name])
+        while (item := a.next()) is not None:
+            a.rank(item, [1, 2, 2], aspects={"helpful": {"1": 3}}, comment=f"by {name}")
+    n = export(store, tmp_path / "r.jsonl")
+    prefs, bad = read_preferences(tmp_path / "r.jsonl")
+    assert n == 8 and bad.height == 0 and len(prefs) == 8
+    assert Counter(p.annotator for p in prefs) == {"ann": 4, "bea": 4}
+    assert all(p.ranking == (1, 2, 2) and p.aspects == {"helpful": {1: 3.0}} and p.shown_order for p in prefs)
+    assert {p.comment for p in prefs} == {"by ann", "by bea"}
+    pairs_n = export(store, tmp_path / "p.jsonl", "pairs")
+    pairs, bad = read_preferences(tmp_path / "p.jsonl")
+    assert pairs_n == 16 and bad.height == 0 and all(p.ranking == (1, 2) for p in pairs)  # (0,1), (0,2) per label
+
+
+def test_cli_load_add_status_export(tmp_path: Path):
+    tasks = write_tasks(tmp_path / "t.jsonl", 3, extra=["[1, 2]"])
+    proj = str(tmp_path / "proj")
+    r = run_cli("annotate", "load", proj, str(tasks), "--per-item", "3", "--aspects", "helpful,honest")
+    assert r.returncode == 0, r.stderr
+    assert "4 records: 3 loaded, 0 already there, problems not_an_object: 1" in r.stdout
+    assert "t.jsonl:4: expected a JSON object" in r.stdout
+    r = run_cli("annotate", "add-annotator", proj, "ann")
+    token = r.stdout.strip().splitlines()[-1]
+    assert r.returncode == 0 and len(token) >= 40
+    assert token not in (tmp_path / "proj" / "annotate.duckdb").read_bytes().decode("latin-1")  # only its hash
+    r = run_cli("annotate", "add-annotator", proj, "ann")
+    assert r.returncode == 2 and "error: annotator 'ann' exists already; --rotate" in r.stderr
+    r = run_cli("annotate", "status", proj, "--json")
+    status = json.loads(r.stdout)
+    assert (status["items"], status["per_item"], status["load_problems"]) == (3, 3, {"not_an_object": 1})
+    r = run_cli("annotate", "export", proj, str(tmp_path / "out.jsonl"))
+    assert r.returncode == 0 and (tmp_path / "out.jsonl").read_text() == ""
+    r = run_cli("annotate", "status", str(tmp_path / "nothing"))
+    assert r.returncode == 2 and "error: no annotation project in" in r.stderr
+    with RunLock(tmp_path / "proj"):  # as `serve` holds it
+        r = run_cli("annotate", "export", proj, str(tmp_path / "out.jsonl"))
+    assert r.returncode == 2 and "corpus annotate serve` holds its project" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_a_restarted_store_rebuilds_assignment_from_the_database(tmp_path: Path):
+    store, tokens = make_project(tmp_path / "p", write_tasks(tmp_path / "t.jsonl", 6), ["ann", "bea"], per_item=2)
+    ann, bea = Annotator(create_app(store), tokens["ann"]), Annotator(create_app(store), tokens["bea"])
+    first = ann.next()
+    ann.rank(first)
+    skipped = ann.next()
+    ann.post("/api/skip", {"item_id": skipped["item_id"], "submission_id": "replayed-skip"})
+    opened = ann.next()
+    bea.rank(bea.next())
+    before = {n: store.progress(n) for n in ("ann", "bea")}
+    store.close()
+    again = Store(tmp_path / "p")
+    assert {n: again.progress(n) for n in ("ann", "bea")} == before
+    assert again.current_or_next("ann").item_id == opened["item_id"]  # still their open item
+    assert again.current_or_next("ann").shown_order == [s["index"] for s in opened["shown"]]
+    assert not again.skip("ann", skipped["item_id"], "replayed-skip")  # the retry is known after a restart
+    again.close()
+
+
+def test_an_abandoned_item_goes_to_another_annotator_after_the_lease(project):
+    store, tokens, app = project
+    store.set_setting("per_item", "1")
+    ann, bea = Annotator(app, tokens["ann"]), Annotator(app, tokens["bea"])
+    held = ann.next()
+    assert bea.next()["item_id"] != held["item_id"]
+    bea.rank(bea.next())
+    store.set_setting("lease_minutes", "0")  # ann's lease is over
+    bea_items = []
+    while (item := bea.next()) is not None:
+        bea_items.append(item["item_id"])
+        bea.rank(item)
+    assert held["item_id"] in bea_items
+    assert ann.next()["item_id"] == held["item_id"]  # ann may still finish it: an extra label, nothing lost
+    assert ann.rank(held).status_code == 200
+
+
+def test_a_batch_commits_together_and_a_database_error_fails_only_its_call(tmp_path: Path):
+    from concurrent.futures import Future
+
+    import duckdb
+
+    store, _ = make_project(tmp_path / "p", write_tasks(tmp_path / "t.jsonl", 4), ["ann", "bea"], per_item=1)
+    a, b = store.current_or_next("ann"), store.current_or_next("bea")
+    label = lambda k: {"ranking": list(range(1, k + 1)), "aspects": {}, "comment": ""}  # noqa: E731
+
+    def broken() -> None:  # a write the database refuses, between two good ones
+        store.con.execute("INSERT INTO labels (item_id) VALUES (NULL)")
+
+    jobs = [(store.submit, ("ann", a.item_id, "sub-ann-1", label), Future()),
+            (store.submit, ("ann", "no-such-item", "sub-ann-2", label), Future()),
+            (broken, (), Future()),
+            (store.current_or_next, ("bea",), Future()),
+            (store.submit, ("bea", b.item_id, "sub-bea-1", label), Future())]
+    store.run_batch(jobs)
+    results = [j[2] for j in jobs]
+    assert results[0].result() is True and results[4].result() is True
+    assert results[3].result().item_id == b.item_id
+    with pytest.raises(Exception, match="no-such-item"):
+        results[1].result()
+    with pytest.raises(duckdb.Error):
+        results[2].result()
+    assert sorted((p.annotator, p.item_id) for p in store.preferences()) == [("ann", a.item_id), ("bea", b.item_id)]
+    assert store.progress("ann") == {"labelled": 1, "skipped": 0, "available": 2}  # the pool matches the tables
+    store.close()
+    again = Store(tmp_path / "p")
+    assert again.progress("ann") == {"labelled": 1, "skipped": 0, "available": 2}
+    again.close()
+
+
+def test_the_admin_page_flags_an_annotator_who_always_picks_the_first_shown(tmp_path: Path):
+    store, tokens = make_project(tmp_path / "p", write_tasks(tmp_path / "t.jsonl", 8, k=4), ["ann", "bea", "cid"],
+                                 per_item=3)
+    app = create_app(store)
+    for name in ("ann", "bea", "cid"):
+        a = Annotator(app, tokens[name])
+        while (item := a.next()) is not None:
+            if name == "cid":  # whatever comes first on the screen is best
+                ranking = [0] * 4
+                for pos, s in enumerate(item["shown"]):
+                    ranking[s["index"]] = pos + 1
+            else:  # honest: the longer response is better (write_tasks makes response j longer with j)
+                ranking = [4, 3, 2, 1]
+            a.rank(item, ranking)
+    admin = Annotator(app, tokens["admin"])
+    page = admin.http.get("/admin").text.split('<section id="agreement">')[1]
+    row = re.search(r"<tr><td>cid</td>.*?</tr>", page).group(0)
+    assert "position_bias" in row and "length_bias" in row  # cid ignores what the others reward
+    assert "position_bias" not in re.search(r"<tr><td>ann</td>.*?</tr>", page).group(0)
+    assert "Least agreed items" in page and "Krippendorff" in page
+    overview = admin.http.get("/admin/api/overview").json()
+    assert [(a["name"], a["labelled"]) for a in overview["annotators"]] == [("ann", 8), ("bea", 8), ("cid", 8)]
+    assert overview["complete"] == 8
+
+
+def test_the_database_thread_survives_a_failing_batch(tmp_path: Path):
+    from corpus.plugins.annotate.writer import Writer
+
+    store = Store(tmp_path / "p")
+    writer = Writer(store)
+    real = store.run_batch
+    store.run_batch = lambda batch: (_ for _ in ()).throw(RuntimeError("disk on fire"))  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        writer.submit(store.settings).result(timeout=10)
+    store.run_batch = real  # type: ignore[method-assign]
+    assert writer.submit(store.settings).result(timeout=10).per_item == 2  # later calls still run
+    writer.close()
+    store.close()

@@ -1,0 +1,188 @@
+"""The annotation app end to end in a real browser (Debian's headless Chromium driven by playwright):
+two annotators sign in and rank the same items with the keyboard (ties, undo, pick-the-best, an
+aspect rating, a comment), a model output holding a script stays text, nothing is fetched from
+elsewhere, the admin page shows progress and agreement; the export is read by the reward-model plugin,
+which trains on it."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from helpers import chromium, require_browser
+from rlhfkit import pref_config
+from test_annotate import make_project, write_tasks
+from trainkit import shards  # noqa: F401 (fixture)
+
+from corpus import plugins
+from corpus.plugins.annotate.app import create_app
+from corpus.plugins.annotate.export import export
+from corpus.plugins.preferences import read_preferences
+
+sync_api = require_browser()
+
+XSS = '<script>alert("from the model")</script><img src=x onerror=alert(1)>'
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, object, dict, Path]]:
+    root = tmp_path_factory.mktemp("annotate-browser")
+    tasks = write_tasks(root / "tasks.jsonl", 3)
+    with open(tasks, "a") as fh:
+        fh.write(json.dumps({"item_id": "xss", "prompt": f"Summarise {XSS}",
+                             "responses": [f"Sure: {XSS}", "A summary.", "No."]}) + "\n")
+    store, tokens = make_project(root / "proj", tasks, ["ann", "bea"], per_item=2, aspects=["helpful"])
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(store), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the app did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}", store, tokens, root
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        store.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    yield from chromium(sync_api)
+
+
+def open_page(browser, base: str, problems: list[str]):
+    page = browser.new_context().new_page()
+    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))  # alert() lands here
+
+    def only_ours(route) -> None:
+        if route.request.url.startswith((base, "data:")):
+            route.continue_()
+        else:
+            problems.append(f"outside request: {route.request.url}")
+            route.abort()
+
+    page.route("**/*", only_ours)
+    return page
+
+
+def sign_in(page, base: str, token: str, home: str = "/") -> None:
+    page.goto(base + "/login")
+    page.fill("#token", token)
+    page.click("button[type=submit]")
+    page.wait_for_url(base + home)
+
+
+def rank_all(page, keys_for_item) -> dict[str, dict[str, int]]:
+    """Rank every item offered with the keys ``keys_for_item(page)`` presses; returns, per item, the rank
+    each response text should get."""
+    expected = {}
+    while True:
+        page.wait_for_selector("#task:not([hidden]), #empty:not([hidden])")  # (the app's CSP forbids eval)
+        if page.is_visible("#empty"):
+            return expected
+        item = page.text_content("#item-id")
+        texts = page.locator("#responses .card pre.text").all_text_contents()
+        if item == "xss":  # the model's markup is shown as text, never run or parsed
+            assert page.text_content("#prompt") == f"Summarise {XSS}"
+            assert f"Sure: {XSS}" in texts
+            assert page.locator("#responses img, #responses script, #prompt *").count() == 0
+        ranks = keys_for_item(page)
+        expected[item] = {text: ranks[pos] for pos, text in enumerate(texts)}
+        deadline = time.monotonic() + 30
+        while page.text_content("#item-id") == item and not page.is_visible("#empty"):
+            assert time.monotonic() < deadline, f"item {item} was not submitted: {page.text_content('#status')}"
+            page.wait_for_timeout(50)
+
+
+def ann_keys(page) -> list[int]:
+    """3, undo, 2, tie, 3: the second and third shown share the best rank; Enter puts the first last.
+    Rates the first shown response's helpfulness and comments (C, then Ctrl+Enter submits)."""
+    for key in ("3", "Backspace", "2", "=", "3"):
+        page.keyboard.press(key)
+    assert page.locator("#responses .card.best").count() == 2
+    page.select_option("#responses .card >> nth=0 >> select.aspect", "4")
+    page.click("#prompt")  # out of the select: keys are shortcuts again
+    page.keyboard.press("c")
+    page.keyboard.type("close <b>call</b>")
+    page.keyboard.press("Control+Enter")
+    return [2, 1, 1]
+
+
+def bea_keys(page) -> list[int]:
+    """Pick the best: its number, then Enter (the others share the last place)."""
+    page.keyboard.press("1")
+    page.keyboard.press("Enter")
+    return [1, 2, 2]
+
+
+@pytest.mark.slow
+def test_two_annotators_rank_in_a_browser_and_the_reward_model_trains_on_the_export(
+        served, browser, shards, tmp_path: Path):  # noqa: F811
+    base, store, tokens, root = served
+    problems: list[str] = []
+    expected = {}
+    for name, keys in (("ann", ann_keys), ("bea", bea_keys)):
+        page = open_page(browser, base, problems)
+        sign_in(page, base, tokens[name])
+        expected[name] = rank_all(page, keys)
+        assert "4 labelled" in page.text_content("#progress")
+        page.keyboard.press("l")  # my labels: four, each reopened with the ranks given
+        page.wait_for_selector("#history:not([hidden])")
+        assert page.locator("#history-list li").count() == 4
+        page.context.close()
+    assert set(expected["ann"]) == set(expected["bea"]) == {"item-0", "item-1", "item-2", "xss"}
+
+    dest = root / "rankings.jsonl"
+    assert export(store, dest) == 8
+    prefs, bad = read_preferences(dest)
+    assert bad.height == 0 and len(prefs) == 8
+    for p in prefs:
+        assert {r: rank for r, rank in zip(p.responses, p.ranking, strict=True)} == expected[p.annotator][p.item_id]
+        if p.annotator == "ann":
+            assert p.comment == "close <b>call</b>" and list(p.aspects) == ["helpful"]
+            assert list(p.aspects["helpful"].values()) == [4.0]
+            assert list(p.aspects["helpful"]) == [p.shown_order[0]]  # the first card shown, by its given index
+
+    admin = open_page(browser, base, problems)
+    sign_in(admin, base, tokens["admin"], "/admin")
+    admin.wait_for_selector("#agreement")
+    table = admin.text_content("#progress table")
+    assert "ann" in table and "bea" in table
+    assert "Kendall" in admin.text_content("#agreement")
+    assert admin.locator("img[src=x]").count() == 0
+    admin.click("text=Add an annotator")  # while the app runs (the CLI cannot: the app holds the project)
+    admin.fill("#name", "cy")
+    admin.click("#add")
+    admin.wait_for_selector("#made:not([hidden])")
+    assert admin.text_content("#who") == "cy" and len(admin.text_content("#token")) >= 40
+    admin.context.close()
+    assert problems == []
+
+    # the reward model reads the export (shared Ranking JSONL) and trains on it
+    from corpus.plugins.reward import RewardConfig
+
+    tok, _ = shards
+    cfg = pref_config(RewardConfig, tmp_path / "rm", {"train": str(dest), "validation_fraction": 0.25,
+                                                      "use": "labels"}, tok,
+                      train={"max_steps": 2, "eval_every": 2, "batch_size": 2})
+    result = plugins.run("reward", cfg)
+    assert result.steps == 2 and (tmp_path / "rm" / "final").is_dir()
+    stats = json.loads((tmp_path / "rm" / "data_stats.json").read_text())
+    assert stats["labels"] == 8 and stats["annotators"] == 2 and stats["quarantined"] == 0
