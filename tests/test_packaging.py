@@ -18,7 +18,7 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 MAPPED = {"corpus": "corpus", "stages": "corpus.stages", "plugins": "corpus.plugins", "validation": "corpus.validation"}
 # Declared for their side effects or their command, never imported by name (tensorboard: through
 # torch.utils.tensorboard; python-multipart: through starlette's request.form()).
-NOT_IMPORTED = {"pytest-timeout", "ruff", "tensorboard", "python-multipart"}
+NOT_IMPORTED = {"pytest-timeout", "pytest-xdist", "ruff", "tensorboard", "python-multipart"}
 
 
 def _dist_name(req: str) -> str:
