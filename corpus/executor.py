@@ -52,7 +52,7 @@ import duckdb
 
 from corpus.catalog import Catalog
 from corpus.errors import WorkerDiedError, worker_death
-from corpus.ids import SUMMARY, DuplicateIdError, RepeatedIds, check_policy, describe, located
+from corpus.ids import SUMMARY, DuplicateIdError, RepeatedIds, check_policy, derived_unique, describe, located
 from corpus.lock import RunLock
 from corpus.manifest import build_manifest
 from corpus.operators import (
@@ -316,7 +316,7 @@ class Executor:
         read_key = parent = hashlib.sha256(json.dumps(sorted(task_keys.items())).encode()).hexdigest()
         # The repeated-id check runs after reading whatever the policy; with reject it is also stage 1.
         reject = self.on_duplicate_id == "reject"
-        id_op = RepeatedIds()
+        id_op = RepeatedIds(derived=derived_unique(tasks))
         id_key = chain_key(read_key, id_op)
         id_stage = Stage(int(reject), id_op, id_key, stage_dir(work, 0, "ids", id_key))
         stages = [id_stage] if reject else []
@@ -438,7 +438,7 @@ class Executor:
             progress.log(f"resuming: {len(done)} of {len(tasks)} input files (or parts) already read")
         # Parts of big line files start at their file's own line numbers: count the lines before them.
         known = {u: m["lines"] for u, m in done.items() if m.get("lines") is not None}
-        tasks, lines = number_lines(tasks, known, set(done), functools.partial(pool.ordered, label="counting lines"))
+        tasks, lines = number_lines(tasks, known, set(done))
         todo = [t for t in tasks if t.unit not in done]
         bar = progress.add("read inputs", total=len(tasks), completed=len(done), unit="input MB/s")
         chunk = self._read_chunk(shard_max_bytes)

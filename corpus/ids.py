@@ -5,8 +5,9 @@ repeated user id (the same file twice, ids that restart in every file, two sourc
 nothing; but a user who joins on ids needs to know. After reading and before any stage, `RepeatedIds`
 finds every id seen earlier in corpus order with the exact-dedup engine over the id column (blake2b-128
 digests per shard on the executor's pool, grouped one partition at a time: bounded memory); every
-reported row is checked against its first occurrence's id exactly. Derived ids (no ``id_key``) are
-unique by construction but are checked all the same. Then, per ``on_duplicate_id``:
+reported row is checked against its first occurrence's id exactly. Derived ids (no ``id_key``) need no
+reading when the inputs prove them unique (``derived_unique``): the check then records none found. Then,
+per ``on_duplicate_id``:
 
 * ``keep`` (default): the rows stay; a warning line says how many ids repeat, with examples;
 * ``reject``: a first stage ``duplicate_id`` keeps the first occurrence in corpus order and rejects
@@ -26,8 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from corpus.operators import GlobalFilterOperator, StageContext, Verdict
+from corpus.readers import ReadTask
 from corpus.schema import ROW_BITS
 from corpus.stages.dedup import find_copies
 from corpus.stages.dedup_index import KEPT_COLUMNS, RESULTS, RESULTS_JSON, ResultLookup, write_json
@@ -57,10 +60,16 @@ class RepeatedIds(GlobalFilterOperator):
     version = "1"
 
     partitions: int = 0  # digest partitions (0: sized so each holds ~64 MB of records)
+    derived: bool = False  # every id is derived and proven unique (derived_unique): nothing to read
 
     def fit(self, ctx: StageContext) -> None:
         t0 = time.perf_counter()
-        counts = find_copies(ctx, "id", None, self.partitions, same_id=True)
+        if self.derived:
+            write_json(ctx.artifacts / RESULTS_JSON, [])  # no result files: every row_id looks up none
+            docs = sum(pq.ParquetFile(p).metadata.num_rows for p in ctx.shards)
+            counts = {"groups": 0, "duplicates": 0, "docs": docs}
+        else:
+            counts = find_copies(ctx, "id", None, self.partitions, same_id=True)
         write_json(ctx.artifacts / SUMMARY, {"ids": counts["groups"], "rows": counts["duplicates"],
                                              "docs": counts["docs"], "examples": _examples(ctx.artifacts),
                                            "seconds": time.perf_counter() - t0})
@@ -71,6 +80,17 @@ class RepeatedIds(GlobalFilterOperator):
     def filter(self, df: pl.DataFrame) -> Verdict:
         first = self._lookup.join(df)["kept_row"].alias("id_first_row")
         return Verdict(keep=first.is_null(), reason="duplicate_id", scores={"id_first_row": first})
+
+
+def derived_unique(tasks: list[ReadTask]) -> bool:
+    """Are the ids unique by construction? When no input names an ``id_key``, every id is derived,
+    ``<source>:<file>:<row>`` (corpus/readers/jsonl.py ``DocBuilder``), and a file's rows are distinct.
+    A row is digits, so the text up to an id's last ``:`` names its file: ids are unique when those
+    prefixes are (a source or file name with a ``:`` in it could make two files share one)."""
+    if any(t.spec.id_key is not None for t in tasks):
+        return False
+    files = {t.index: f"{t.spec.source}:{t.rel_path}:" for t in tasks}  # a big file's parts share one
+    return len(set(files.values())) == len(files)
 
 
 def _examples(workdir: Path) -> list[dict]:

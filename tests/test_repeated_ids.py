@@ -108,6 +108,24 @@ def test_derived_ids_are_checked_too(tmp_path):
     assert _catalog(res.output, "SELECT repeated_ids, later_rows FROM id_check") == [(0, 0)]
 
 
+def test_derived_ids_proven_unique_are_not_read_but_colons_in_names_are_checked(tmp_path, monkeypatch):
+    import corpus.ids as ids
+
+    for folder, name in (("x", "y:z.jsonl"), ("xy", "z.jsonl")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / name).write_text(json.dumps({"text": f"a document in {folder}"}) + "\n")
+    # Sources "x:y" and "x" with files "z.jsonl" and "y:z.jsonl": both derive the id "x:y:z.jsonl:1".
+    clash = [InputSpec(source="x:y", path=str(tmp_path / "xy")), InputSpec(source="x", path=str(tmp_path / "x"))]
+    with pytest.raises(DuplicateIdError, match="id 'x:y:z.jsonl:1' 2 times"):
+        Pipeline([]).run(clash, tmp_path / "clash", workers=1, quiet=True, on_duplicate_id="fail")
+    # Distinct prefixes: unique by construction, proven without reading a single id.
+    monkeypatch.setattr(ids, "find_copies", lambda *a, **k: pytest.fail("derived unique ids were read"))
+    plain = [InputSpec(source="xy", path=str(tmp_path / "xy")), InputSpec(source="x", path=str(tmp_path / "x"))]
+    res = Pipeline([]).run(plain, tmp_path / "plain", workers=1, quiet=True, on_duplicate_id="reject")
+    assert res.manifest["docs"] == 2 and all(b["ok"] for b in res.balance)
+    assert _catalog(res.output, "SELECT docs, repeated_ids, later_rows FROM id_check") == [(2, 0, 0)]
+
+
 def test_yaml_key_and_cli(tmp_path):
     _inputs(tmp_path)
     body = """output: out

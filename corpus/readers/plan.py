@@ -6,8 +6,8 @@ format, unreadable file, bad option) is raised here as InputError, before any wo
 A big file is read in parts, so that several workers share it (``split_tasks``): uncompressed JSONL and
 text read by line as byte ranges of whole lines, Parquet as runs of row groups. Each part numbers its
 lines (rows) from the file's own count, so ids, row_ids and quarantine line numbers are those of the file
-read whole: a line part's first line number is 1 + the newlines of the parts before it, counted by the
-workers first (``number_lines``, a plain count of bytes); a Parquet part's comes from the footer. A part
+read whole: a line part's first line number is 1 + the newlines of the parts before it, counted first
+(``number_lines``, a vectorised count over the mapped file); a Parquet part's comes from the footer. A part
 starts where the reader's own pieces would start reading the file whole (the first line end after each
 piece's size), so every record is parsed in the same piece as ever, with the same rows, ids and meta.
 The parts of a file are fixed by the file and ``split_bytes`` alone, never by the worker count, so any
@@ -23,11 +23,11 @@ import dataclasses
 import glob
 import mmap
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -48,7 +48,8 @@ EXTENSIONS = {
 }
 TEXT_MODES = ("file", "line")
 _GLOB_CHARS = frozenset("*?[")
-PoolMap = Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]
+_COUNT_BLOCK = 4 << 20  # bytes compared at a time when counting line ends
+_NEWLINE = ord("\n")
 
 
 def infer_format(path: str) -> str | None:
@@ -286,31 +287,37 @@ class CountJob:
 
 
 def count_lines(job: CountJob) -> int:
-    n = 0
+    """The line ends in the job's byte range: numpy over the mapped file, a few MB at a time (no copy of
+    the bytes; about 4 GB/s, so counting in the driver costs less than a pool's round trip)."""
     with open(job.path, "rb") as f:
-        f.seek(job.start)
-        left = None if job.end is None else job.end - job.start
-        while block := f.read(16 << 20 if left is None else min(16 << 20, left)):
-            n += block.count(b"\n")
-            if left is not None:
-                left -= len(block)
-    return n
+        size = os.fstat(f.fileno()).st_size
+        end = size if job.end is None else min(job.end, size)
+        if end <= job.start:
+            return 0
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    data = np.frombuffer(mm, dtype=np.uint8)
+    try:
+        return sum(int(np.count_nonzero(data[s:min(end, s + _COUNT_BLOCK)] == _NEWLINE))
+                   for s in range(job.start, end, _COUNT_BLOCK))
+    finally:
+        del data  # a live view would keep the mapping from closing
+        mm.close()
 
 
-def number_lines(units: Sequence[ReadTask], known: dict[str, int], done: set[str], pool_map: PoolMap
+def number_lines(units: Sequence[ReadTask], known: dict[str, int], done: set[str]
                  ) -> tuple[list[ReadTask], dict[str, int]]:
     """Give each line part its first line number: 1 + the line ends of the parts before it in its file.
     ``known``: parts' line counts already recorded (finished parts' markers); ``done``: the units already
-    read. The other counts are counted on the pool, only those a later unread part needs (a part counts
-    its own as it is read). Returns the numbered units and the counts known."""
+    read. The other counts are counted here, only those a later unread part needs (a part counts its own
+    as it is read): in the driver, as the pool's workers start, since a pass of the pool costs more than
+    the count. Returns the numbered units and the counts known."""
     line_parts = [u for u in units if u.part is not None and u.format != "parquet"]
     last = {u.index: u.part for u in line_parts}
     # Only the parts before a file's last unread part matter (a finished part's count is in its marker).
     need = {u.index: u.part for u in line_parts if u.unit not in done}
     todo = [u for u in line_parts if u.unit not in known and u.part < need.get(u.index, -1)]
     counts = dict(known)
-    counts.update(zip([u.unit for u in todo], pool_map(count_lines, [CountJob(u.path, u.start, u.end) for u in todo]),
-                      strict=True))
+    counts.update({u.unit: count_lines(CountJob(u.path, u.start, u.end)) for u in todo})
     out, before = [], dict.fromkeys(last, 0)
     for u in units:
         if u.part is not None and u.format != "parquet":
