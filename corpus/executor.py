@@ -28,7 +28,6 @@ what follows it.
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import hashlib
 import json
@@ -78,10 +77,13 @@ from corpus.work import (
     SegmentJob,
     Stage,
     ingest,
+    job_in_worker,
     merge_parts,
     read_marker,
     run_segment,
     stage_dir,
+    start_worker,
+    worker_ready,
     write_marker,
 )
 from corpus.writers import link_or_copy
@@ -141,25 +143,6 @@ class Runner(Protocol):
 
 
 
-_RUNNING: Path | None = None  # in a worker: where it notes the unit it is running (see Pool._died)
-
-
-def _start_worker(running: str) -> None:
-    global _RUNNING
-    _RUNNING = Path(running)
-    # A SIGKILLed run must not leave workers writing into a folder the next run will lock.
-    try:
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
-def _job(fn: Callable[[Any], Any], label: str, job: Any) -> Any:
-    if _RUNNING is not None:  # a file per worker survives the worker being killed; a queue might not
-        (_RUNNING / str(os.getpid())).write_text(label)
-    return fn(job)
-
-
 class Pool:
     """Runs fn(job) for each job (a frozen dataclass, or any picklable item): in this process when
     workers == 1, else a spawn pool. A worker that dies (the OOM killer) becomes a WorkerDiedError naming
@@ -172,12 +155,14 @@ class Pool:
             # Give each worker its share of the cores so polars' own threads don't oversubscribe.
             os.environ.setdefault("POLARS_MAX_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
             self._running = tempfile.mkdtemp(prefix="corpusforge-pool-")
-            self._pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_start_worker,
+            self._pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=start_worker,
                                              initargs=(self._running,))
+            for _ in range(workers):  # start every worker now: they import while the driver plans the run
+                self._pool.submit(worker_ready)
 
     def _submit(self, fn: Callable[[Any], Any], label: str, job: Any) -> Future:
         assert self._pool is not None
-        return self._pool.submit(_job, fn, label, job)
+        return self._pool.submit(job_in_worker, fn, label, job)
 
     def _died(self) -> WorkerDiedError:
         """Which worker died, how, and what it was running: exit codes from the pool's process table
@@ -303,6 +288,14 @@ class Executor:
     def _run_locked(
         self, ops: list[Operator], inputs: list[InputSpec], tasks: list[ReadTask], out: Path, shard_max_bytes: int
     ) -> RunResult:
+        pool = self._runner(shard_max_bytes)  # first: its workers start up while the run is planned
+        try:
+            return self._run_on(pool, ops, inputs, tasks, out, shard_max_bytes)
+        finally:
+            pool.close()
+
+    def _run_on(self, pool: Runner, ops: list[Operator], inputs: list[InputSpec], tasks: list[ReadTask], out: Path,
+                shard_max_bytes: int) -> RunResult:
         work = out / "work"
         for tmp in work.rglob(".tmp-*") if work.exists() else []:
             tmp.unlink(missing_ok=True)  # left by a killed run; never a finished file
@@ -331,7 +324,6 @@ class Executor:
             "inputs": [asdict(s) for s in inputs]}, "units": len(units)}]
         stage_rows += [{"idx": s.idx, "stage": s.label, "kind": s.op.kind, "key": s.key, "params": s.op.params(),
                         "units": 0} for s in stages]
-        pool = self._runner(shard_max_bytes)
         config = {"inputs": [asdict(s) for s in inputs], "pipeline": [{"op": o.name, **o.params()} for o in ops],
                   "shard_max_bytes": shard_max_bytes, "workers": pool.workers, "executor": self.name,
                   "on_duplicate_id": self.on_duplicate_id, "split_bytes": self.split_bytes}
@@ -349,12 +341,14 @@ class Executor:
                                                    shard_max_bytes))
                 laps.lap("00-read")
                 drift = fields.drift(markers)
-                catalog.record_fields(run_id, markers, drift)
-                for line in fields.describe(drift):
-                    log.warning("%s", line)
                 files = _files(read_dir, markers)  # every work file of this run, as its writer recorded it
                 shards = [s for m in markers for s in m["shards"]]
-                catalog.set_units(run_id, len(shards))
+                with catalog.session():  # one connection for these (opening the file costs a checkpoint)
+                    catalog.flush()
+                    catalog.record_fields(run_id, markers, drift)
+                    catalog.set_units(run_id, len(shards))
+                for line in fields.describe(drift):
+                    log.warning("%s", line)
                 prev = read_dir / "shards"
                 self._check_ids(pool, progress, catalog, run_id, id_stage, [prev / f"{s}.parquet" for s in shards],
                                 markers)
@@ -378,8 +372,9 @@ class Executor:
             manifest = _publish(out, read_dir, markers, stages, shards, run_id, files)
             laps.lap("publish")
             balance = _balance(out, markers)
-            catalog.record_balance(run_id, balance)
-            catalog.finish_run(run_id, "ok" if all(b["ok"] for b in balance) else "failed")
+            with catalog.session():
+                catalog.record_balance(run_id, balance)
+                catalog.finish_run(run_id, "ok" if all(b["ok"] for b in balance) else "failed")
             laps.lap("balance")
             if self.report:
                 _write_report(out, run_id, progress)
@@ -402,8 +397,6 @@ class Executor:
             if isinstance(exc, StopRun) and self.report:  # a gate stopped it: the report shows why
                 _write_report(out, run_id, progress)
             raise
-        finally:
-            pool.close()
 
     # ------------------------------------------------------------ phases
 
@@ -455,7 +448,6 @@ class Executor:
             progress.advance(bar, docs=m["seen"], nbytes=m["bytes_in"])
             share.add(m["source"], m["seen"], m["quarantine_kinds"])
             share.check(m["source"])
-        catalog.flush()
         # Keep every shard of the current units, in unit order: that order defines the corpus.
         return [done[t.unit] for t in tasks]
 

@@ -2,18 +2,26 @@
 of stages. Plain functions of one frozen job each (``IngestJob``, ``SegmentJob``), so any executor
 (process pool, Ray) can call them.
 
+``start_worker`` and ``job_in_worker`` are the process pool's side of a worker (corpus/executor.py
+``Pool``): here, so a worker imports what units need and not the executor.
+
 Every unit ends by writing a JSON marker (atomically) holding its counters; a marker whose key matches
 means the unit is done and is skipped on resume.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
+import os
 import shutil
+import signal
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -28,6 +36,31 @@ from corpus.readers.fields import merge as merge_fields
 from corpus.readers.plan import CountJob, count_lines
 from corpus.schema import COPY_OF, REJECT_REASON, REJECT_STAGE, ROW_ID, SOURCE, TEXT
 from corpus.writers import ShardWriter, link_or_copy, write_bytes_atomic, write_parquet
+
+_RUNNING: Path | None = None  # in a worker: where it notes the unit it is running (see Pool._died)
+
+
+def start_worker(running: str) -> None:
+    """A pool worker's initializer."""
+    global _RUNNING
+    _RUNNING = Path(running)
+    # A SIGKILLed run must not leave workers writing into a folder the next run will lock.
+    try:
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def worker_ready() -> None:
+    """Nothing: submitted once per worker so that the pool starts them all at once."""
+
+
+def job_in_worker(fn: Callable[[Any], Any], label: str, job: Any) -> Any:
+    """Run one unit in a pool worker, noting which (a file per worker survives the worker being killed;
+    a queue might not)."""
+    if _RUNNING is not None:
+        (_RUNNING / str(os.getpid())).write_text(label)
+    return fn(job)
 
 
 class OperatorError(RuntimeError):

@@ -183,11 +183,12 @@ def test_a_byte_order_mark_starts_no_record(tmp_path, suffix):
     assert (docs.height, bad.height, blank_of(one_task(tmp_path / ("f.jsonl" + suffix)))) == (0, 0, 1)
 
 
-def test_mapped_lines_skip_a_byte_order_mark(tmp_path):
-    from corpus.readers.streams import MappedLines
+def test_file_pieces_skip_a_byte_order_mark_and_count_it_read(tmp_path):
+    from corpus.readers.streams import FilePieces
 
     path = write(tmp_path / "m.jsonl", BOM + b'{"a": 1}\n{"b": 2}\n')
-    assert [bytes(g) for g, _ in MappedLines(str(path), 4).groups(1 << 20)] == [b'{"a": 1}\n{"b": 2}\n']
+    pieces = FilePieces(str(path), 1 << 20)
+    assert list(pieces) == [b'{"a": 1}\n{"b": 2}\n'] and pieces.consumed == path.stat().st_size
 
 
 # ----- quarantined records keep their bytes whole ------------------------------------------------
@@ -329,7 +330,7 @@ def test_chunks_are_bounded(tmp_path):
 def test_line_chunker_groups_are_its_chunks_joined(tmp_path, tail):
     """groups(): the chunks of plain iteration, consecutive ones joined up to group_bytes, with each
     chunk's end offset; the unterminated tail is left over the same way."""
-    from corpus.readers.streams import ByteSource, LineChunker, MappedLines
+    from corpus.readers.streams import ByteSource, FilePieces, LineChunker
 
     rng = __import__("random").Random(3)
     body = "".join("x" * rng.randint(0, 300) + "\n" for _ in range(400)) + tail
@@ -345,25 +346,25 @@ def test_line_chunker_groups_are_its_chunks_joined(tmp_path, tail):
         cut += [g[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
     assert cut == chunks
     assert all(len(g) >= 4000 for g, _ in groups[:-1]) and len(groups) < len(chunks)
-    # The mapped file gives the very same groups, as views.
-    mapped = MappedLines(str(path), 1000)
-    assert [(bytes(g), e) for g, e in mapped.groups(4000)] == groups and mapped.tail == plain.tail
+    # Read piece by piece from the file: the very same chunks, tail and bytes read, whole or in a byte range.
+    pieces = FilePieces(str(path), 1000)
+    assert list(pieces) == chunks and pieces.tail == plain.tail and pieces.consumed == path.stat().st_size
+    a, b = 3000, 9000
+    ranged = LineChunker(ByteSource(str(path), block_size=1 << 16, start=a, end=b), 1000)
+    mapped = FilePieces(str(path), 1000, start=a, end=b)
+    assert list(mapped) == list(ranged) and mapped.tail == ranged.tail and mapped.consumed == b - a
 
 
-def test_mapped_lines_of_an_empty_file_or_one_line(tmp_path):
-    from corpus.readers.streams import MappedLines
+def test_file_pieces_of_an_empty_file_or_one_line_and_never_a_pipe(tmp_path):
+    from corpus.readers.streams import FilePieces
 
-    empty = MappedLines(str(write(tmp_path / "e.jsonl", "")), 10)
-    assert list(empty.groups(100)) == [] and empty.tail == b""
-    one = MappedLines(str(write(tmp_path / "o.jsonl", "abc")), 10)
-    assert list(one.groups(100)) == [] and one.tail == b"abc"
-    os.mkfifo(tmp_path / "pipe")  # nothing to map: an error (the profiler then reads it), never "empty"
-    fd = os.open(tmp_path / "pipe", os.O_RDWR | os.O_NONBLOCK)  # a writer, so opening it does not block
-    try:
-        with pytest.raises(OSError, match="not a regular file"):
-            list(MappedLines(str(tmp_path / "pipe"), 10).groups(100))
-    finally:
-        os.close(fd)
+    empty = FilePieces(str(write(tmp_path / "e.jsonl", "")), 10)
+    assert list(empty) == [] and empty.tail == b"" and empty.error is None
+    one = FilePieces(str(write(tmp_path / "o.jsonl", "abc")), 10)
+    assert list(one) == [] and one.tail == b"abc"
+    os.mkfifo(tmp_path / "pipe")  # nothing to map: read by ByteSource instead
+    assert FilePieces.usable(str(tmp_path / "o.jsonl")) and not FilePieces.usable(str(tmp_path / "pipe"))
+    assert not FilePieces.usable(str(write(tmp_path / "c.jsonl.gz", gzip.compress(b"{}\n"))))
 
 
 def test_single_40mb_document_is_read_whole_with_sane_memory(tmp_path):

@@ -6,8 +6,6 @@ import hashlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-import duckdb
-
 from corpus.readers.base import InputError, ReadChunk, ReadTask
 from corpus.readers.parquet import check_columns, read_batches
 
@@ -30,6 +28,8 @@ def one_line(exc: BaseException) -> str:
 
 
 def read_duckdb(task: ReadTask, chunk_bytes: int, sink: RawStore | None = None) -> Iterator[ReadChunk]:
+    import duckdb  # here: a worker reading files never needs it
+
     spec = task.spec
     database = task.path[len(PREFIX) :] if task.path.startswith(PREFIX) else task.path
     where = f"input {spec.source!r}"

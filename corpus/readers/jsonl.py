@@ -23,7 +23,7 @@ import polars as pl
 
 from corpus.readers.base import ReadChunk, ReadTask
 from corpus.readers.fields import FieldCounter
-from corpus.readers.streams import ByteSource, LineChunker, prefetch
+from corpus.readers.streams import ByteSource, FilePieces, LineChunker, newlines, prefetch
 from corpus.schema import DOC_SCHEMA, RAW_FILE, RAW_LINE, RAW_ROW, ROW_BITS, empty_docs, quarantine_frame
 
 if TYPE_CHECKING:
@@ -341,8 +341,13 @@ def read_jsonl(task: ReadTask, chunk_bytes: int, sink: RawStore | None = None) -
     # Parse in pieces of at most _PIECE: buffers of 32 MiB and more are mmap-ed afresh by malloc
     # on every allocation, and the page faults cost more than the extra polars calls.
     piece_bytes = jsonl_piece_bytes(chunk_bytes)
-    src = ByteSource(task.path, block_size=piece_bytes, start=task.start, end=task.end)
-    chunker = LineChunker(src, piece_bytes)
+    src: ByteSource | FilePieces
+    chunker: LineChunker | FilePieces
+    if FilePieces.usable(task.path):  # each piece read whole, no join
+        src = chunker = FilePieces(task.path, piece_bytes, start=task.start, end=task.end)
+    else:
+        src = ByteSource(task.path, block_size=piece_bytes, start=task.start, end=task.end)
+        chunker = LineChunker(src, piece_bytes)
     lines_before = task.first_row - 1  # a part of a big file starts at its own line
     reported = 0
     pending = 0
@@ -350,7 +355,7 @@ def read_jsonl(task: ReadTask, chunk_bytes: int, sink: RawStore | None = None) -
 
     def counted() -> Iterator[tuple[bytes, int]]:
         for piece in chunker:
-            yield piece, piece.count(b"\n")
+            yield piece, newlines(piece)
 
     for piece, n_lines in prefetch(counted()):
         _parse(b, piece, lines_before + 1, n_lines)

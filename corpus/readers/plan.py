@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 from corpus.readers.base import FORMATS, InputError, InputSpec, ReadTask
 from corpus.readers.duckdb import MEMORY, PREFIX, query_label
 from corpus.readers.jsonl import jsonl_piece_bytes
-from corpus.readers.streams import BOM, compression_of, strip_compression
+from corpus.readers.streams import BOM, compression_of, newlines, strip_compression
 
 EXTENSIONS = {
     ".jsonl": "jsonl",
@@ -49,7 +49,6 @@ EXTENSIONS = {
 TEXT_MODES = ("file", "line")
 _GLOB_CHARS = frozenset("*?[")
 _COUNT_BLOCK = 4 << 20  # bytes compared at a time when counting line ends
-_NEWLINE = ord("\n")
 
 
 def infer_format(path: str) -> str | None:
@@ -297,8 +296,7 @@ def count_lines(job: CountJob) -> int:
         mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     data = np.frombuffer(mm, dtype=np.uint8)
     try:
-        return sum(int(np.count_nonzero(data[s:min(end, s + _COUNT_BLOCK)] == _NEWLINE))
-                   for s in range(job.start, end, _COUNT_BLOCK))
+        return sum(newlines(data[s:min(end, s + _COUNT_BLOCK)]) for s in range(job.start, end, _COUNT_BLOCK))
     finally:
         del data  # a live view would keep the mapping from closing
         mm.close()
