@@ -151,6 +151,7 @@ class Pool:
     def __init__(self, workers: int):
         self.workers = workers
         self._pool: ProcessPoolExecutor | None = None
+        self._in_flight: set[Future] = set()
         if workers > 1:
             # Give each worker its share of the cores so polars' own threads don't oversubscribe.
             os.environ.setdefault("POLARS_MAX_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
@@ -162,7 +163,10 @@ class Pool:
 
     def _submit(self, fn: Callable[[Any], Any], label: str, job: Any) -> Future:
         assert self._pool is not None
-        return self._pool.submit(job_in_worker, fn, label, job)
+        fut = self._pool.submit(job_in_worker, fn, label, job)
+        self._in_flight.add(fut)
+        fut.add_done_callback(self._in_flight.discard)
+        return fut
 
     def _died(self) -> WorkerDiedError:
         """Which worker died, how, and what it was running: exit codes from the pool's process table
@@ -222,7 +226,11 @@ class Pool:
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
+            # With no unit running, nothing is left to wait for but the workers' interpreters tearing
+            # down (a few tenths of a second): they exit in the background. A unit still running (a run
+            # that failed) is waited for, so that nothing writes into the output once its lock is gone.
+            idle = not any(not f.done() for f in list(self._in_flight))
+            self._pool.shutdown(wait=not idle, cancel_futures=True)
             shutil.rmtree(self._running, ignore_errors=True)
 
 
