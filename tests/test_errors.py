@@ -135,3 +135,20 @@ def test_a_worker_killed_like_the_oom_killer_does(tmp_path: Path):
     res = run_cli("run", str(cfg), "-o", str(tmp_path / "out"), "--quiet", env=env)
     assert res.returncode == 0, res.stderr
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["docs"] == n  # resumed, nothing lost
+
+
+def test_closing_the_pool_waits_for_a_unit_still_running():
+    """A failed run closes its pool while another unit may still be running: close waits for it, so
+    nothing writes into the output once the run (and its lock) is gone. (Idle workers exit unwaited.)"""
+    import time
+
+    from corpus.executor import Pool
+
+    pool = Pool(2)
+    try:
+        fut = pool._submit(time.sleep, "a unit still running", 1.0)
+        while not fut.running():
+            time.sleep(0.01)
+    finally:
+        pool.close()
+    assert fut.done() and fut.exception() is None
