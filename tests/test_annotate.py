@@ -447,3 +447,40 @@ def test_item_texts_come_right_past_the_cache_s_bound(tmp_path: Path, monkeypatc
     first = store.item_for("ann", "item-0")  # long evicted: read again
     assert first.prompt == "prompt 0"
     store.close()
+
+
+def test_a_batch_is_answered_on_the_event_loop_in_one_wake_up(tmp_path: Path):
+    import asyncio
+    import threading
+
+    from corpus.plugins.annotate.store import NotFound
+    from corpus.plugins.annotate.writer import Writer
+
+    store, _ = make_project(tmp_path / "p", write_tasks(tmp_path / "t.jsonl", 30), [f"a{i}" for i in range(20)])
+    writer = Writer(store)
+    gate = threading.Event()
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        wakeups = []
+        real = loop.call_soon_threadsafe
+        loop.call_soon_threadsafe = lambda *a, **k: (wakeups.append(a[0]), real(*a, **k))[1]
+        held = writer.submit(gate.wait)  # the database thread is busy: the calls below queue up
+        calls = [asyncio.ensure_future(writer.call(store.next_with_progress, f"a{i}")) for i in range(20)]
+        missing = asyncio.ensure_future(writer.call(store.item_for, "a0", "no-such-item"))
+        gone = asyncio.ensure_future(writer.call(store.progress, "a1"))
+        await asyncio.sleep(0.05)
+        gone.cancel()  # its client went away before the answer
+        gate.set()
+        items = await asyncio.gather(*calls)
+        with pytest.raises(NotFound):
+            await missing
+        assert held.result(timeout=10) is True
+        return items, wakeups
+
+    items, wakeups = asyncio.run(main())
+    assert set(Counter(item.item_id for item, _ in items).values()) == {2}  # per_item 2, everyone a new item
+    assert all(p["available"] == 29 for _, p in items)
+    assert len(wakeups) == 1  # one wake-up for the batch of 22 answers, not one per call
+    writer.close()
+    store.close()
