@@ -484,3 +484,25 @@ def test_a_batch_is_answered_on_the_event_loop_in_one_wake_up(tmp_path: Path):
     assert len(wakeups) == 1  # one wake-up for the batch of 22 answers, not one per call
     writer.close()
     store.close()
+
+
+def test_a_call_failing_inside_a_batch_leaves_no_write_behind(tmp_path: Path, monkeypatch):
+    from concurrent.futures import Future
+
+    from corpus.plugins.annotate import store as store_module
+
+    monkeypatch.setattr(store_module, "READ_AHEAD", 1)
+    store, _ = make_project(tmp_path / "p", write_tasks(tmp_path / "t.jsonl", 2), ["ann", "bea"], per_item=1)
+    item = lambda k: {"ranking": list(range(1, k + 1)), "aspects": {}, "comment": ""}  # noqa: E731
+    bea = store.current_or_next("bea")  # item-0; ann's next is item-1, whose text cannot be read any more:
+    store.con.execute("DELETE FROM items WHERE item_id = 'item-1'")
+    jobs = [(store.current_or_next, ("ann",), Future()), (store.submit, ("bea", bea.item_id, "sub-bea-1", item),
+                                                          Future())]
+    store.run_batch(jobs)
+    with pytest.raises(LookupError):
+        jobs[0][2].result()
+    assert jobs[1][2].result() is True
+    assignments = store.con.execute("SELECT item_id, annotator FROM assignments").fetchall()
+    assert assignments == [(bea.item_id, "bea")]  # ann's failed call wrote nothing
+    assert store.pool.open.get("ann") is None
+    store.close()

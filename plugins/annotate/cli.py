@@ -135,11 +135,13 @@ def _cmd_serve(args: argparse.Namespace, console: Any) -> int:
         app = create_app(store)
         # Each statement of the database thread gives up the GIL and then waits for the event loop's
         # thread to yield it, by default after up to 5 ms: a batch of 4 statements waited ~20 ms.
+        interval = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL)
         try:
             uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
                         limit_concurrency=args.max_connections)
         finally:
+            sys.setswitchinterval(interval)
             app.app.state.writer.close()  # the queued calls finish and commit before the store closes
     return 0
 

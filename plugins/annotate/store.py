@@ -334,8 +334,8 @@ class Store:
                     return None
                 order = list(range(self.pool.k[item]))
                 random.SystemRandom().shuffle(order)  # per (annotator, item), kept: position bias is measurable
+                prompt, responses = self._text(item)  # before the write: a failure here leaves nothing behind
                 self._insert("assignments", [item, annotator, json.dumps(order), "open", now])
-                prompt, responses = self._text(item)
                 self._record(item, annotator, OPEN, order, now)
                 return Item(item, prompt, responses, order, OPEN)
             return self._item(item, annotator)
