@@ -362,3 +362,147 @@ def test_the_database_thread_survives_a_failing_batch(tmp_path: Path):
     assert writer.submit(store.settings).result(timeout=10).per_item == 2  # later calls still run
     writer.close()
     store.close()
+
+
+class CountingConnection:
+    """The store's connection, counting the statements it runs (each one gives up the GIL and waits to
+    get it back: under load, a statement per request made the database thread the bottleneck)."""
+
+    def __init__(self, con):
+        self.con, self.statements = con, []
+
+    def execute(self, sql, *args):
+        words = sql.split()
+        self.statements.append(f"INSERT {words[2]}" if words[0] == "INSERT" else words[0])
+        return self.con.execute(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self.con, name)
+
+
+def _label(k: int) -> dict:
+    return {"ranking": list(range(1, k + 1)), "aspects": {}, "comment": ""}
+
+
+def test_a_batch_costs_a_few_statements_however_many_requests_it_holds(tmp_path: Path):
+    from concurrent.futures import Future
+
+    names = [f"a{i}" for i in range(20)]
+    store, _ = make_project(tmp_path / "p", write_tasks(tmp_path / "t.jsonl", 30), names, per_item=3)
+    store.con = counting = CountingConnection(store.con)
+    nexts = [(store.next_with_progress, (n,), Future()) for n in names]
+    store.run_batch(nexts)
+    items = {n: j[2].result()[0] for n, j in zip(names, nexts, strict=True)}
+    before = len(counting.statements)
+    labels = [(store.submit, (n, items[n].item_id, f"sub-{n}-1", _label), Future()) for n in names]
+    store.run_batch(labels)
+    assert all(j[2].result() is True for j in labels)
+    # BEGIN, one INSERT per table, COMMIT: not two statements per label
+    assert sorted(counting.statements[before:]) == ["BEGIN", "COMMIT", "INSERT labels", "INSERT submissions"]
+    # 20 assignments: BEGIN, the item texts read ahead at once, one INSERT, COMMIT
+    assert sorted(counting.statements[:before]) == ["BEGIN", "COMMIT", "INSERT assignments", "SELECT"]
+    store.con = counting.con
+    store.close()
+    again = Store(tmp_path / "p")  # everything reached the tables
+    assert sorted((p.annotator, p.item_id) for p in again.preferences()) == sorted((n, items[n].item_id) for n in names)
+    assert all(again.progress(n)["labelled"] == 1 for n in names)
+    again.close()
+
+
+def test_a_batch_reads_and_changes_what_it_wrote_itself(tmp_path: Path):
+    """Inserts wait for the end of the batch: a read or an update of the same rows within it sees them."""
+    from concurrent.futures import Future
+
+    store, _ = make_project(tmp_path / "p", write_tasks(tmp_path / "t.jsonl", 3), ["ann"], per_item=1)
+    item = store.current_or_next("ann")
+    first = {"ranking": [1, 2, 3], "aspects": {}, "comment": "first"}
+    second = {"ranking": [3, 2, 1], "aspects": {}, "comment": "changed"}
+    jobs = [(store.submit, ("ann", item.item_id, "sub-ann-1", lambda k: first), Future()),
+            (store.label_of, ("ann", item.item_id), Future()),
+            (store.submit, ("ann", item.item_id, "sub-ann-2", lambda k: second), Future()),
+            (store.label_of, ("ann", item.item_id), Future())]
+    store.run_batch(jobs)
+    assert jobs[1][2].result()["comment"] == "first" and jobs[3][2].result()["comment"] == "changed"
+    store.close()
+    again = Store(tmp_path / "p")
+    assert again.label_of("ann", item.item_id)["ranking"] == [3, 2, 1]
+    assert again.con.execute("SELECT count(*) FROM submissions").fetchone()[0] == 2
+    again.close()
+
+
+def test_item_texts_come_right_past_the_cache_s_bound(tmp_path: Path, monkeypatch):
+    from corpus.plugins.annotate import store as store_module
+
+    monkeypatch.setattr(store_module, "TEXT_CACHE_CHARS", 200)  # a few items at a time
+    monkeypatch.setattr(store_module, "READ_AHEAD", 4)
+    store, _ = make_project(tmp_path / "p", write_tasks(tmp_path / "t.jsonl", 12), ["ann"], per_item=1)
+    seen = []
+    while (item := store.current_or_next("ann")) is not None:
+        i = item.item_id.split("-")[1]
+        assert item.prompt == f"prompt {i}" and item.responses == [f"response {i}.{j}" + " word" * j for j in range(3)]
+        assert store._text_chars <= 200 or len(store._texts) == 1
+        store.submit("ann", item.item_id, f"sub-{i}-xx", _label)
+        seen.append(item.item_id)
+    assert len(seen) == 12
+    first = store.item_for("ann", "item-0")  # long evicted: read again
+    assert first.prompt == "prompt 0"
+    store.close()
+
+
+def test_a_batch_is_answered_on_the_event_loop_in_one_wake_up(tmp_path: Path):
+    import asyncio
+    import threading
+
+    from corpus.plugins.annotate.store import NotFound
+    from corpus.plugins.annotate.writer import Writer
+
+    store, _ = make_project(tmp_path / "p", write_tasks(tmp_path / "t.jsonl", 30), [f"a{i}" for i in range(20)])
+    writer = Writer(store)
+    gate = threading.Event()
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        wakeups = []
+        real = loop.call_soon_threadsafe
+        loop.call_soon_threadsafe = lambda *a, **k: (wakeups.append(a[0]), real(*a, **k))[1]
+        held = writer.submit(gate.wait)  # the database thread is busy: the calls below queue up
+        calls = [asyncio.ensure_future(writer.call(store.next_with_progress, f"a{i}")) for i in range(20)]
+        missing = asyncio.ensure_future(writer.call(store.item_for, "a0", "no-such-item"))
+        gone = asyncio.ensure_future(writer.call(store.progress, "a1"))
+        await asyncio.sleep(0.05)
+        gone.cancel()  # its client went away before the answer
+        gate.set()
+        items = await asyncio.gather(*calls)
+        with pytest.raises(NotFound):
+            await missing
+        assert held.result(timeout=10) is True
+        return items, wakeups
+
+    items, wakeups = asyncio.run(main())
+    assert set(Counter(item.item_id for item, _ in items).values()) == {2}  # per_item 2, everyone a new item
+    assert all(p["available"] == 29 for _, p in items)
+    assert len(wakeups) == 1  # one wake-up for the batch of 22 answers, not one per call
+    writer.close()
+    store.close()
+
+
+def test_a_call_failing_inside_a_batch_leaves_no_write_behind(tmp_path: Path, monkeypatch):
+    from concurrent.futures import Future
+
+    from corpus.plugins.annotate import store as store_module
+
+    monkeypatch.setattr(store_module, "READ_AHEAD", 1)
+    store, _ = make_project(tmp_path / "p", write_tasks(tmp_path / "t.jsonl", 2), ["ann", "bea"], per_item=1)
+    item = lambda k: {"ranking": list(range(1, k + 1)), "aspects": {}, "comment": ""}  # noqa: E731
+    bea = store.current_or_next("bea")  # item-0; ann's next is item-1, whose text cannot be read any more:
+    store.con.execute("DELETE FROM items WHERE item_id = 'item-1'")
+    jobs = [(store.current_or_next, ("ann",), Future()), (store.submit, ("bea", bea.item_id, "sub-bea-1", item),
+                                                          Future())]
+    store.run_batch(jobs)
+    with pytest.raises(LookupError):
+        jobs[0][2].result()
+    assert jobs[1][2].result() is True
+    assignments = store.con.execute("SELECT item_id, annotator FROM assignments").fetchall()
+    assert assignments == [(bea.item_id, "bea")]  # ann's failed call wrote nothing
+    assert store.pool.open.get("ann") is None
+    store.close()

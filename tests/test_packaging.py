@@ -17,8 +17,10 @@ ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 MAPPED = {"corpus": "corpus", "stages": "corpus.stages", "plugins": "corpus.plugins", "validation": "corpus.validation"}
 # Declared for their side effects or their command, never imported by name (tensorboard: through
-# torch.utils.tensorboard; python-multipart: through starlette's request.form()).
-NOT_IMPORTED = {"pytest-timeout", "pytest-xdist", "ruff", "tensorboard", "python-multipart"}
+# torch.utils.tensorboard; python-multipart: through starlette's request.form(); httpx: through
+# starlette's TestClient; httptools, uvloop: uvicorn's choice of HTTP parser and event loop).
+NOT_IMPORTED = {"pytest-timeout", "pytest-xdist", "ruff", "tensorboard", "python-multipart", "httpx", "httptools",
+                "uvloop"}
 
 
 def _dist_name(req: str) -> str:

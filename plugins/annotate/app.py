@@ -8,7 +8,6 @@ that allows only the app's own script files; the client writes all text with ``t
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -152,7 +151,7 @@ def _page(name: str) -> Response:
 
 async def _db(request: Request, fn: Any, *args: Any) -> Any:
     """Run a store call on the app's one database thread (``writer.Writer``: queued, group-committed)."""
-    return await asyncio.wrap_future(request.app.state.writer.submit(fn, *args))
+    return await request.app.state.writer.call(fn, *args)
 
 
 # ---------------------------------------------------------------- sign-in

@@ -7,7 +7,10 @@ labels are never lost or duplicated. ``submissions`` is the append-only log of w
 sent; ``labels`` holds each annotator's current label per item (an edit replaces it). In memory: the
 assignment pool (``assign.Pool``) and the submission ids seen, so a request needs no query to know
 whose an item is or whether it is a retry. ``run_batch`` is the group commit of the app's database
-thread (``writer.Writer``).
+thread (``writer.Writer``): the batch's inserts wait and go in one statement per table before its
+commit, and item texts (never changed once loaded) are read ahead into a bounded cache, so a batch
+costs a handful of statements however many requests it holds (each statement gives up the GIL and
+waits to get it back from the event loop's thread).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import json
 import random
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -31,6 +35,8 @@ from corpus.plugins.annotate.assign import DONE, OPEN, SKIPPED, Pool
 from corpus.plugins.preferences import Preference
 
 DB_NAME = "annotate.duckdb"
+READ_AHEAD = 128  # item texts read at once: the ones after a missed item in load order come next
+TEXT_CACHE_CHARS = 32 << 20  # the cache of item texts holds at most this many characters
 DEFAULTS = {"per_item": "2", "aspects": "[]", "scale": "5", "lease_minutes": "30"}
 
 SCHEMA = """
@@ -105,6 +111,7 @@ class Store:
         self.lock = threading.RLock()
         self._batch = False  # inside run_batch: transaction() joins the batch's transaction
         self._dirty = False  # the open transaction changed the in-memory pool
+        self._pending: dict[str, list[list[Any]]] = {}  # inside run_batch: table -> rows to insert before COMMIT
         with self.lock:
             self.con.execute(SCHEMA)
             for key, value in DEFAULTS.items():
@@ -115,6 +122,8 @@ class Store:
     def _load_memory(self) -> None:
         """The in-memory indexes, from the tables: the assignment pool and the submission ids."""
         s = self._settings
+        self._texts: OrderedDict[str, tuple[str, list[str], int]] = OrderedDict()  # item -> (prompt, responses, chars)
+        self._text_chars = 0
         items = dict(self._all("SELECT item_id, json_array_length(responses) FROM items ORDER BY seq"))
         self.pool = Pool(items, s.per_item, s.lease_minutes * 60)
         for item, annotator, state, at, shown in self._all(
@@ -148,10 +157,49 @@ class Store:
                 raise
 
     def _rollback(self) -> None:
+        self._pending.clear()
         self.con.execute("ROLLBACK")
         if self._dirty:
             self._load_memory()
             self._dirty = False
+
+    def _insert(self, table: str, row: list[Any]) -> None:
+        """Insert a row now, or inside ``run_batch`` with the batch's other rows of the table before COMMIT."""
+        if self._batch:
+            self._pending.setdefault(table, []).append(row)
+        else:
+            self.con.execute(f"INSERT INTO {table} VALUES ({', '.join('?' * len(row))})", row)
+
+    def _flush(self) -> None:
+        """The batch's waiting inserts, one statement per table (a statement reading or changing those
+        tables runs after this)."""
+        for table, rows in self._pending.items():
+            marks = f"({', '.join('?' * len(rows[0]))})"
+            self.con.execute(f"INSERT INTO {table} VALUES {', '.join([marks] * len(rows))}",
+                             [v for row in rows for v in row])
+        self._pending.clear()
+
+    def _execute(self, sql: str, params: list[Any] | None = None) -> duckdb.DuckDBPyConnection:
+        self._flush()
+        return self.con.execute(sql, params or [])
+
+    def _text(self, item_id: str) -> tuple[str, list[str]]:
+        """An item's prompt and responses, from the cache or read with the next items in load order."""
+        hit = self._texts.get(item_id)
+        if hit is not None:
+            self._texts.move_to_end(item_id)
+            return hit[0], hit[1]
+        start = self.pool.pos[item_id]
+        ids = [item_id] + [i for i in self.pool.order[start + 1:start + READ_AHEAD] if i not in self._texts]
+        for item, prompt, responses in self.con.execute(  # items only: no waiting insert touches them
+                "SELECT item_id, prompt, responses FROM items WHERE item_id IN (SELECT unnest(?))", [ids]).fetchall():
+            self._texts[item] = (prompt, json.loads(responses), len(prompt) + len(responses))
+            self._text_chars += len(prompt) + len(responses)
+        self._texts.move_to_end(item_id)
+        while self._text_chars > TEXT_CACHE_CHARS and len(self._texts) > 1:
+            self._text_chars -= self._texts.popitem(last=False)[1][2]
+        hit = self._texts[item_id]
+        return hit[0], hit[1]
 
     def _record(self, item: str, annotator: str, state: str, shown: list[int] | None = None,
                 at: float | None = None) -> None:
@@ -176,6 +224,7 @@ class Store:
                         raise
                     except Exception as exc:  # the caller's to see, through its future
                         done.append((fut, False, exc))
+                self._flush()
                 self.con.execute("COMMIT")
             except duckdb.Error:
                 self._batch = False
@@ -199,11 +248,11 @@ class Store:
 
     def _one(self, sql: str, params: list[Any] | None = None) -> tuple | None:
         with self.lock:
-            return self.con.execute(sql, params or []).fetchone()
+            return self._execute(sql, params).fetchone()
 
     def _all(self, sql: str, params: list[Any] | None = None) -> list[tuple]:
         with self.lock:
-            return self.con.execute(sql, params or []).fetchall()
+            return self._execute(sql, params).fetchall()
 
     # ---------------------------------------------------------------- settings and accounts
     def _read_settings(self) -> Settings:
@@ -276,7 +325,7 @@ class Store:
     # ---------------------------------------------------------------- assignment
     def current_or_next(self, annotator: str) -> Item | None:
         """The annotator's open item, else a new one (``assign.Pool.pick``); None: nothing left for them."""
-        with self.transaction() as con:
+        with self.transaction():
             item = self.pool.open.get(annotator)
             if item is None:
                 now = time.time()
@@ -285,12 +334,11 @@ class Store:
                     return None
                 order = list(range(self.pool.k[item]))
                 random.SystemRandom().shuffle(order)  # per (annotator, item), kept: position bias is measurable
-                con.execute("INSERT INTO assignments VALUES (?, ?, ?, 'open', ?)",
-                            [item, annotator, json.dumps(order), now])
-                row = con.execute("SELECT prompt, responses FROM items WHERE item_id = ?", [item]).fetchone()
+                prompt, responses = self._text(item)  # before the write: a failure here leaves nothing behind
+                self._insert("assignments", [item, annotator, json.dumps(order), "open", now])
                 self._record(item, annotator, OPEN, order, now)
-                return Item(item, row[0], json.loads(row[1]), order, OPEN)
-            return self._item(con, item, annotator)
+                return Item(item, prompt, responses, order, OPEN)
+            return self._item(item, annotator)
 
     def next_with_progress(self, annotator: str) -> tuple[Item | None, dict]:
         """``current_or_next`` and the annotator's progress after it, in one call (one trip to the DB thread)."""
@@ -298,17 +346,17 @@ class Store:
             item = self.current_or_next(annotator)
             return item, self.pool.progress(annotator)
 
-    def _item(self, con: duckdb.DuckDBPyConnection, item_id: str, annotator: str) -> Item:
+    def _item(self, item_id: str, annotator: str) -> Item:
         state = self.pool.state.get((item_id, annotator))
         if state is None:
             raise NotFound(item_id)
-        row = con.execute("SELECT prompt, responses FROM items WHERE item_id = ?", [item_id]).fetchone()
-        return Item(item_id, row[0], json.loads(row[1]), self.pool.shown[(item_id, annotator)], state)
+        prompt, responses = self._text(item_id)
+        return Item(item_id, prompt, responses, self.pool.shown[(item_id, annotator)], state)
 
     def item_for(self, annotator: str, item_id: str) -> Item:
         """An item assigned to this annotator (NotFound otherwise)."""
         with self.lock:
-            return self._item(self.con, item_id, annotator)
+            return self._item(item_id, annotator)
 
     # ---------------------------------------------------------------- labels
     def _replayed(self, annotator: str, submission_id: str, item_id: str) -> bool:
@@ -323,7 +371,7 @@ class Store:
         """Store a label of one of the annotator's items: ``check(k)`` makes it (``ranking``, ``aspects``,
         ``comment``) from the request for an item of k responses, or raises. False when this submission
         was stored before (a retry): nothing changes then."""
-        with self.transaction() as con:
+        with self.transaction():
             if self._replayed(annotator, submission_id, item_id):
                 return False
             state = self.pool.state.get((item_id, annotator))
@@ -332,16 +380,14 @@ class Store:
             label = check(self.pool.k[item_id])
             at = now_iso()
             aspects = json.dumps(label["aspects"]) if label.get("aspects") else None
-            con.execute("INSERT INTO submissions VALUES (?, ?, ?, 'label', ?, ?)",
-                        [annotator, submission_id, item_id, json.dumps(label), at])
+            self._insert("submissions", [annotator, submission_id, item_id, "label", json.dumps(label), at])
             values = [json.dumps(label["ranking"]), aspects, label.get("comment") or None, submission_id, at]
             if state == DONE:  # a change of the label (the log above keeps the old one)
-                con.execute("UPDATE labels SET ranking = ?, aspects = ?, comment = ?, submission_id = ?, "
-                            "updated_at = ? WHERE item_id = ? AND annotator = ?", [*values, item_id, annotator])
+                self._execute("UPDATE labels SET ranking = ?, aspects = ?, comment = ?, submission_id = ?, "
+                              "updated_at = ? WHERE item_id = ? AND annotator = ?", [*values, item_id, annotator])
             else:
                 shown = json.dumps(self.pool.shown[(item_id, annotator)])
-                con.execute("INSERT INTO labels VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            [item_id, annotator, *values[:3], shown, submission_id, at, at])
+                self._insert("labels", [item_id, annotator, *values[:3], shown, submission_id, at, at])
                 self._record(item_id, annotator, DONE)
             self.submitted[(annotator, submission_id)] = item_id
             self._dirty = True
@@ -349,19 +395,18 @@ class Store:
 
     def skip(self, annotator: str, item_id: str, submission_id: str) -> bool:
         """Skip an open item: it goes back to the pool for others, never to this annotator."""
-        with self.transaction() as con:
+        with self.transaction():
             if self._replayed(annotator, submission_id, item_id):
                 return False
             state = self.pool.state.get((item_id, annotator))
             if state is None:
                 raise NotFound(item_id)
-            con.execute("INSERT INTO submissions VALUES (?, ?, ?, 'skip', NULL, ?)",
-                        [annotator, submission_id, item_id, now_iso()])
+            self._insert("submissions", [annotator, submission_id, item_id, "skip", None, now_iso()])
             self.submitted[(annotator, submission_id)] = item_id
             self._dirty = True
             if state == OPEN:
-                con.execute("UPDATE assignments SET state = 'skipped' WHERE item_id = ? AND annotator = ?",
-                            [item_id, annotator])
+                self._execute("UPDATE assignments SET state = 'skipped' WHERE item_id = ? AND annotator = ?",
+                              [item_id, annotator])
                 self._record(item_id, annotator, SKIPPED)
             return True
 
