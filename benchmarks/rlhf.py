@@ -13,16 +13,18 @@ each and the median ratio of adjacent pairs are shown.
 * DPO: ours = the dpo plugin's task; bare = policy forward on chosen + rejected, reference forward
   without grad, sigmoid DPO loss, backward, AdamW. Goal >= 0.95x (TRL 1.16's DPOTrainer: 0.62x).
 * PPO: ours = the ppo plugin end to end (prompts of 224 tokens, 32 sampled tokens with the KV cache,
-  a reward model of the same size, reference, 4 PPO epochs over each rollout of 8): samples/s and
-  seconds per rollout-and-update, wall (as TRL's figure is; run it with ``--threads 0``, torch's default,
-  as TRL ran) and per CPU second. Goal >= 2x TRL 1.12.0's PPOTrainer on the same model, batch and
-  epochs (3.3 samples/s, 2.45 s/step on this CPU, measured by the issue's author), printed as the
-  reference: TRL is not run here (it would need its own venv under benchmarks/_work, never the
-  project's).
+  a reward model of the same size, reference, 4 PPO epochs over each rollout of 8); TRL = TRL 1.12.0's
+  PPOTrainer (``benchmarks/trl_ppo.py``, run by its own venv ``benchmarks/_work/trl-venv``, never the
+  project's) on the same policy and reward weights, prompts, batch, epochs, precision and threads, with
+  a value model of the reward model's size. They alternate (TRL, ours, TRL, ours, ...); samples per CPU
+  second of each process over the iterations after the first (wall beside it). Goal: ours >= 2x TRL.
+  ``--precision bf16`` runs both updates under bf16 autocast (ours: ``train.precision: bf16``);
+  ``--no-trl`` shows the issue's quoted TRL figure (3.3 samples/s wall) instead of running TRL.
 
     .venv/bin/python -m benchmarks rlhf                              # the issue's sizes
     .venv/bin/python -m benchmarks rlhf --hidden 64 --layers 2 --seq 64 --steps 8 --repeats 1 --vocab 1024
-    .venv/bin/python -m benchmarks rlhf --only ppo
+    .venv/bin/python -m benchmarks rlhf --only ppo                   # fp32, ours and TRL paired
+    .venv/bin/python -m benchmarks rlhf --only ppo --precision bf16
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from typing import Any
 
 from benchmarks.common import WORK, table
 
-TRL_PPO = {"samples/s": 3.3, "s/step": 2.45}  # TRL 1.12.0 PPOTrainer, the issue's measurement on this CPU
+TRL_PPO = {"samples/s": 3.3, "s/step": 2.45}  # TRL 1.12.0 PPOTrainer as quoted by the issue (not measured here)
 
 
 def _clock() -> tuple[float, float]:
@@ -298,7 +300,10 @@ def ppo_trl(args: argparse.Namespace) -> dict[str, Any]:
                          capture_output=True, text=True, check=False, timeout=3600)
     if res.returncode or not out.is_file():
         raise RuntimeError(f"TRL's PPO failed: {res.stderr[-3000:]}")
-    return json.loads(out.read_text())
+    got = json.loads(out.read_text())
+    if got["precision"] != ("bf16" if args.precision == "bf16" else "no"):
+        raise RuntimeError(f"TRL ran with precision {got['precision']!r}, not {args.precision}")
+    return got
 
 
 def ppo_table(args: argparse.Namespace, model: str) -> str:
@@ -307,20 +312,24 @@ def ppo_table(args: argparse.Namespace, model: str) -> str:
     machine) and wall."""
     pairs = []
     for _ in range(args.repeats):
-        trl = ppo_trl(args) if not args.no_trl else {"samples/s": TRL_PPO["samples/s"], "cpu samples/s": float("nan")}
+        trl = {"samples/s": TRL_PPO["samples/s"]} if args.no_trl else ppo_trl(args)
         pairs.append((trl, ppo_ours(args)))
-    trl_cpu, ours_cpu = max(t["cpu samples/s"] for t, _ in pairs), max(o[1] for _, o in pairs)
-    trl_wall, ours_wall = max(t["samples/s"] for t, _ in pairs), max(o[0] for _, o in pairs)
-    ratios = sorted(o[1] / t["cpu samples/s"] for t, o in pairs)
-    source = "the issue's 3.3 (not run here)" if args.no_trl else "measured, paired"
+    ours_cpu, ours_wall = max(o[1] for _, o in pairs), max(o[0] for _, o in pairs)
+    trl_wall = max(t["samples/s"] for t, _ in pairs)
     row = {"what": f"ppo {args.precision}", "model": model,
            "rollout x prompt + response": f"{args.batch} x {args.seq - 32} + 32, 4 epochs",
-           "TRL 1.12 samples/s (CPU; wall)": f"{trl_cpu:.2f}; {trl_wall:.2f} ({source})",
            "ours samples/s (CPU; wall)": f"{ours_cpu:.2f}; {ours_wall:.2f}",
-           "ours s/iteration (CPU)": f"{args.batch / ours_cpu:.2f}",
-           "ours / TRL": f"{ours_cpu / trl_cpu:.2f}x best, {ratios[len(ratios) // 2]:.2f}x median pair "
-                         f"(wall {ours_wall / trl_wall:.2f}x)",
-           "goal": ">= 2x"}
+           "ours s/iteration (CPU)": f"{args.batch / ours_cpu:.2f}"}
+    if args.no_trl:
+        row |= {"TRL 1.12 samples/s": f"{trl_wall:.2f} wall (the issue's figure, not run here)",
+                "ours / TRL": f"{ours_wall / trl_wall:.2f}x (wall)"}
+    else:
+        trl_cpu = max(t["cpu samples/s"] for t, _ in pairs)
+        ratios = sorted(o[1] / t["cpu samples/s"] for t, o in pairs)
+        row |= {"TRL 1.12 samples/s (CPU; wall)": f"{trl_cpu:.2f}; {trl_wall:.2f} (measured, paired)",
+                "ours / TRL (CPU)": f"{ours_cpu / trl_cpu:.2f}x best, {ratios[len(ratios) // 2]:.2f}x median pair "
+                                    f"(wall {ours_wall / trl_wall:.2f}x)"}
+    row["goal"] = ">= 2x"
     return table([row], list(row))
 
 

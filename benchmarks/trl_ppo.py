@@ -15,6 +15,7 @@ per wall second and per CPU second, and seconds per iteration, over the iteratio
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 import time
@@ -22,6 +23,10 @@ import time
 
 def main(spec_path: str, out_path: str) -> None:
     spec = json.loads(open(spec_path).read())
+    if spec["bf16"]:
+        # PPOTrainer builds its Accelerator without the config's precision: `accelerate launch
+        # --mixed_precision bf16` is how its users get bf16 autocast, and this is what that sets
+        os.environ["ACCELERATE_MIXED_PRECISION"] = "bf16"
     import torch
 
     torch.set_num_threads(spec["threads"]) if spec["threads"] else None
@@ -58,10 +63,14 @@ def main(spec_path: str, out_path: str) -> None:
                              train_dataset=train, value_model=value, eval_dataset=train.select(range(batch)),
                              callbacks=[Marks()])
         trainer.train()
+        precision = trainer.accelerator.mixed_precision
     n = (len(marks) - 1) * batch  # iteration 1 is the warm-up
     wall, cpu = marks[-1][0] - marks[0][0], marks[-1][1] - marks[0][1]
+    import trl
+
     result = {"samples/s": n / wall, "cpu samples/s": n / cpu, "s/step": wall / (len(marks) - 1),
-              "iterations": len(marks), "threads": torch.get_num_threads(), "trl": __import__("trl").__version__}
+              "iterations": len(marks), "precision": precision, "threads": torch.get_num_threads(),
+              "trl": trl.__version__}
     open(out_path, "w").write(json.dumps(result))
 
 

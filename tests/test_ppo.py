@@ -76,6 +76,17 @@ def test_ppo_exports_the_policy_and_checkpoints_the_value_head(tmp_path: Path, s
     assert torch.isfinite(torch.tensor(row["loss"]))
 
 
+def test_ppo_bf16_updates_train_fp32_weights(tmp_path: Path, shards, prompts):  # noqa: F811
+    """precision bf16 (the benchmark's bf16 setting): autocast updates, fp32 weights and finite losses."""
+    tok, _ = shards
+    plugins.run("ppo", ppo_config(tmp_path, prompts, tok, train={"max_steps": 2, "eval_every": 2,
+                                                                 "precision": "bf16"}))
+    rows = read_metrics(tmp_path)
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in rows)
+    final = load_file(tmp_path / "final/model.safetensors")
+    assert {t.dtype for t in final.values()} == {torch.float32}
+
+
 def test_ppo_config_needs_exactly_one_reward(tmp_path: Path, shards, prompts):  # noqa: F811
     tok, _ = shards
     with pytest.raises(ConfigError, match="exactly one of reward_model"):
