@@ -224,8 +224,9 @@ class PPOTask(Task):
     def rollout(self) -> None:
         model = self.model  # the raw module; the trainer moved it to the device
         batch = next(self.loader)
-        seq = self.generate(model, batch)  # in eval mode: no dropout in the log-probabilities and values
-        sc = self.scored(seq, [self.train.texts[i] for i in batch["row"].tolist()])
+        with self.rt.autocast():  # the run's precision, as evaluation has it (the maths after it is fp32)
+            seq = self.generate(model, batch)  # in eval mode: no dropout in the log-probabilities and values
+            sc = self.scored(seq, [self.train.texts[i] for i in batch["row"].tolist()])
         mask = sc["mask"]
         rewards = M.sequence_rewards(sc["score"], sc["kl"], mask, self.kl.value)
         adv, returns = M.gae(rewards, sc["values"], mask, self.s.gamma, self.s.lam)
