@@ -1,8 +1,9 @@
 """PPO: a policy from an SFT checkpoint with a value head on its last hidden state, a frozen reference,
 and a reward from a trained reward model (the ``reward`` plugin's export) or a Python function.
 
-One rollout: ``rollout_batch`` prompts -> KV-cached batched sampling (``generate``, left-padded) ->
-one no-grad pass of the policy (log-probabilities, values) and of the reference -> score, less the
+One rollout: ``rollout_batch`` prompts -> KV-cached batched sampling (``rlhf_data.sample``, left-padded),
+whose passes also give the policy's log-probabilities and values -> one no-grad pass of the reference
+(its output layer on the response positions only) -> score, less the
 missing-EOS and overlong penalties -> per-token rewards (-beta KL, k1 or k3, the score at the last
 token; beta from the adaptive KL controller) -> GAE -> whitened advantages. The rollout then serves
 ``ppo.epochs`` passes of micro-batches of ``train.batch_size`` rows; every trainer step is one
@@ -180,9 +181,15 @@ class PPOTask(Task):
         return out
 
     def generate(self, model: PolicyWithValue, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return sample(unwrap(model).policy, batch["input_ids"].to(self.rt.device),
-                      batch["attention_mask"].to(self.rt.device), stops=self.stops, pad_id=self.pad_id,
-                      max_new_tokens=self.s.max_new_tokens, temperature=self.s.temperature, top_k=self.s.top_k)
+        """Sampled responses with the policy's log-probabilities and values from the sampling passes
+        themselves (the same numbers a full pass gives, to float rounding: tests/test_ppo.py)."""
+        m = unwrap(model)
+        seq = sample(m.policy, batch["input_ids"].to(self.rt.device), batch["attention_mask"].to(self.rt.device),
+                     stops=self.stops, pad_id=self.pad_id, max_new_tokens=self.s.max_new_tokens,
+                     temperature=self.s.temperature, top_k=self.s.top_k)
+        with torch.no_grad():
+            seq["values"] = m.value_head(seq.pop("hidden")).squeeze(-1).float()
+        return seq
 
     def response_logps(self, model: torch.nn.Module, seq: dict[str, torch.Tensor],
                        with_values: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -199,11 +206,11 @@ class PPOTask(Task):
         logp = M.token_logprobs(logits, labels)
         return logp, (values.float() if with_values and values is not None else None)
 
-    def scored(self, model: PolicyWithValue, seq: dict[str, torch.Tensor],
-               prompts: list[str]) -> dict[str, torch.Tensor]:
-        """Score (with penalties), per-token KL against the reference, old log-probs and values."""
+    def scored(self, seq: dict[str, torch.Tensor], prompts: list[str]) -> dict[str, torch.Tensor]:
+        """Score (with penalties), per-token KL against the reference, old log-probs and values (those
+        of the sampling passes)."""
         mask = seq["response_mask"].float()
-        logp, values = self.response_logps(model, seq)
+        logp, values = seq["logp"], seq["values"]
         ref_logp, _ = self.response_logps(self.reference, seq, with_values=False)
         responses = response_texts(self.tokenizer, seq, self.pad_id)
         raw = torch.as_tensor(self.score_fn(prompts, responses), dtype=torch.float32).to(mask.device)
@@ -217,11 +224,9 @@ class PPOTask(Task):
     def rollout(self) -> None:
         model = self.model  # the raw module; the trainer moved it to the device
         batch = next(self.loader)
-        seq = self.generate(model, batch)
-        was_training = model.training
-        model.eval()  # no dropout in the rollout's log-probabilities and values
-        sc = self.scored(model, seq, [self.train.texts[i] for i in batch["row"].tolist()])
-        model.train(was_training)
+        with self.rt.autocast():  # the run's precision, as evaluation has it (the maths after it is fp32)
+            seq = self.generate(model, batch)  # in eval mode: no dropout in the log-probabilities and values
+            sc = self.scored(seq, [self.train.texts[i] for i in batch["row"].tolist()])
         mask = sc["mask"]
         rewards = M.sequence_rewards(sc["score"], sc["kl"], mask, self.kl.value)
         adv, returns = M.gae(rewards, sc["values"], mask, self.s.gamma, self.s.lam)
@@ -287,7 +292,7 @@ class PPOTask(Task):
     def eval_sums(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         torch.manual_seed(self.seed * 7919 + int(batch["row"][0]))  # the same samples at every evaluation
         seq = self.generate(model, batch)
-        sc = self.scored(model, seq, [self.val.texts[i] for i in batch["row"].tolist()])
+        sc = self.scored(seq, [self.val.texts[i] for i in batch["row"].tolist()])
         return {"n": torch.tensor(sc["score"].numel()), "reward": sc["raw"].sum(), "kl": sc["kl"].sum(),
                 "length": sc["mask"].sum(), "eos": seq["has_eos"].sum()}
 

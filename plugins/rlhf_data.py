@@ -276,22 +276,55 @@ class RewardScorer:
 @torch.no_grad()
 def sample(policy: torch.nn.Module, ids: torch.Tensor, attn: torch.Tensor, *, stops: list[int], pad_id: int,
            max_new_tokens: int, temperature: float = 1.0, top_k: int = 0) -> dict[str, torch.Tensor]:
-    """KV-cached batched sampling from left-padded prompts (``generate``, in eval mode): the full
-    sequences, their attention mask and positions, the response mask (up to and including the first
-    stop token), whether each response stopped, and the prompt length."""
+    """KV-cached batched sampling from left-padded prompts, in eval mode: the prompts in one pass, then
+    one token per row and step on the cache until every row has stopped (``generate``'s draws: at least
+    one token, temperature, then top-k; a stopped row continues with padding), without its per-step
+    machinery. Returns the full sequences, their attention mask and positions, the response mask (up to
+    and including the first stop token), whether each response stopped, the prompt length, and from the
+    same passes the log-probabilities of the drawn tokens (untempered, 0 after the response) and the
+    hidden states that predicted them (what a value head reads)."""
+    import warnings
+
+    from transformers import DynamicCache
+
     from corpus.plugins import rl_math as M
 
     was_training = policy.training
     policy.eval()
-    out = policy.generate(input_ids=ids, attention_mask=attn, do_sample=True, temperature=temperature, top_k=top_k,
-                          top_p=1.0, max_new_tokens=max_new_tokens, min_new_tokens=1, eos_token_id=stops,
-                          pad_token_id=pad_id, use_cache=True)
+    base, head = getattr(policy, policy.base_model_prefix), policy.get_output_embeddings()
+    b, p = ids.shape
+    stop = torch.tensor(stops, dtype=torch.long, device=ids.device)
+    done = torch.zeros(b, dtype=torch.bool, device=ids.device)
+    cache = DynamicCache()
+    mask, step_ids, pos = attn, ids, (attn.cumsum(1) - 1).clamp(min=0)
+    tokens, states, logits = [], [], []
+    for t in range(max_new_tokens):
+        with warnings.catch_warnings():  # transformers 5 renames past_key_values (4.x knows only that name)
+            warnings.simplefilter("ignore", FutureWarning)
+            h = base(input_ids=step_ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
+                     use_cache=True).last_hidden_state[:, -1]
+        states.append(h)
+        logits.append(head(h).float())
+        scores = logits[-1] / temperature
+        if t == 0 and stops:
+            scores[:, stop] = -float("inf")
+        if top_k:
+            scores = scores.masked_fill(scores < scores.topk(top_k).values[:, -1:], -float("inf"))
+        tok = torch.multinomial(scores.softmax(-1), 1).squeeze(1).masked_fill(done, pad_id)
+        tokens.append(tok)
+        done |= torch.isin(tok, stop)
+        if bool(done.all()) or t == max_new_tokens - 1:
+            break
+        mask = torch.cat([mask, mask.new_ones(b, 1)], dim=1)
+        step_ids, pos = tok[:, None], pos[:, -1:] + 1
     policy.train(was_training)
-    p = ids.shape[1]
-    mask, has_stop = M.response_mask(out[:, p:], stops)
-    full = torch.cat([attn, mask], dim=1)
-    return {"input_ids": out, "attention_mask": full, "position_ids": (full.cumsum(1) - 1).clamp(min=0),
-            "response_mask": mask, "has_eos": has_stop, "prompt_len": torch.tensor(p)}
+    response = torch.stack(tokens, 1)
+    resp_mask, has_stop = M.response_mask(response, stops)
+    full = torch.cat([attn, resp_mask], dim=1)
+    logp = M.token_logprobs(torch.stack(logits, 1), response.masked_fill(resp_mask == 0, -100))
+    return {"input_ids": torch.cat([ids, response], dim=1), "attention_mask": full,
+            "position_ids": (full.cumsum(1) - 1).clamp(min=0), "response_mask": resp_mask, "has_eos": has_stop,
+            "prompt_len": torch.tensor(p), "logp": logp, "hidden": torch.stack(states, 1)}
 
 
 def left_pad(rows: list[dict[str, torch.Tensor]], pad_id: int) -> dict[str, torch.Tensor]:

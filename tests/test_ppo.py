@@ -76,7 +76,78 @@ def test_ppo_exports_the_policy_and_checkpoints_the_value_head(tmp_path: Path, s
     assert torch.isfinite(torch.tensor(row["loss"]))
 
 
+def test_ppo_bf16_updates_train_fp32_weights(tmp_path: Path, shards, prompts):  # noqa: F811
+    """precision bf16 (the benchmark's bf16 setting): autocast updates, fp32 weights and finite losses."""
+    tok, _ = shards
+    plugins.run("ppo", ppo_config(tmp_path, prompts, tok, train={"max_steps": 2, "eval_every": 2,
+                                                                 "precision": "bf16"}))
+    rows = read_metrics(tmp_path)
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in rows)
+    final = load_file(tmp_path / "final/model.safetensors")
+    assert {t.dtype for t in final.values()} == {torch.float32}
+
+
 def test_ppo_config_needs_exactly_one_reward(tmp_path: Path, shards, prompts):  # noqa: F811
     tok, _ = shards
     with pytest.raises(ConfigError, match="exactly one of reward_model"):
         ppo_config(tmp_path, prompts, tok, ppo={"reward_model": "rm/final"})
+
+
+def tiny_policy(vocab: int = 50):
+    from corpus.plugins.models import ModelConfig, SpecialIds, build_model
+
+    torch.manual_seed(0)
+    return build_model(ModelConfig(arch="llama", hidden_size=32, layers=2, heads=2), "causal", vocab, 64,
+                       SpecialIds(eos=0, pad=1))
+
+
+def ragged_prompts(vocab: int = 50):
+    from corpus.plugins.rlhf_data import left_pad
+
+    g = torch.Generator().manual_seed(1)
+    return left_pad([{"input_ids": torch.randint(2, vocab, (n,), generator=g), "row": torch.tensor(i)}
+                     for i, n in enumerate([5, 9, 7, 3])], pad_id=1)
+
+
+@pytest.mark.parametrize(("stops", "temperature", "top_k"), [
+    ([0, 3, 4, 5], 1.0, 0),  # some rows stop, others run to max_new_tokens
+    ([0], 0.7, 5),  # temperature and top-k
+    (list(range(0, 40)), 1.0, 0),  # every row stops within a few tokens: the loop ends early, as generate does
+])
+def test_sampling_loop_draws_what_generate_draws(stops, temperature, top_k):
+    from corpus.plugins.rlhf_data import sample
+
+    model, b = tiny_policy(), ragged_prompts()
+    torch.manual_seed(5)
+    ours = sample(model, b["input_ids"], b["attention_mask"], stops=stops, pad_id=1, max_new_tokens=12,
+                  temperature=temperature, top_k=top_k)
+    torch.manual_seed(5)
+    hf = model.generate(input_ids=b["input_ids"], attention_mask=b["attention_mask"], do_sample=True,
+                        temperature=temperature, top_k=top_k, top_p=1.0, max_new_tokens=12, min_new_tokens=1,
+                        eos_token_id=stops, pad_token_id=1, use_cache=True)
+    assert torch.equal(ours["input_ids"], hf)
+    response = hf[:, b["input_ids"].shape[1]:]
+    assert not torch.isin(response[:, 0], torch.tensor(stops)).any()  # at least one token before a stop
+    if len(stops) > 4:
+        assert response.shape[1] < 12 and bool(ours["has_eos"].all())
+
+
+def test_rollout_logprobs_and_values_are_those_of_a_full_pass():
+    """The rollout takes the policy's old log-probabilities and values from the sampling passes: they must
+    be the numbers a full no-grad pass over the sampled sequences gives (to float rounding)."""
+    from corpus.plugins import rl_math as M
+    from corpus.plugins.ppo import PolicyWithValue
+    from corpus.plugins.rlhf_data import sample
+
+    model, b = PolicyWithValue(tiny_policy()), ragged_prompts()
+    torch.manual_seed(3)
+    seq = sample(model.policy, b["input_ids"], b["attention_mask"], stops=[0, 3, 4, 5], pad_id=1, max_new_tokens=12)
+    p, mask = int(seq["prompt_len"]), seq["response_mask"].bool()
+    assert 0 < mask.sum() < mask.numel()  # some responses stopped early
+    with torch.no_grad():
+        logits, values = model.eval()(seq["input_ids"], seq["attention_mask"], seq["position_ids"], p - 1)
+        step_values = model.value_head(seq["hidden"]).squeeze(-1)
+    full = M.token_logprobs(logits, seq["input_ids"][:, p:].masked_fill(~mask, -100))
+    assert torch.allclose(seq["logp"], full, atol=1e-5, rtol=0)
+    assert torch.equal(seq["logp"][~mask], torch.zeros_like(seq["logp"][~mask]))
+    assert torch.allclose(step_values[mask], values[mask], atol=1e-5, rtol=0)
