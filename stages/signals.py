@@ -27,6 +27,7 @@ import pyarrow as pa
 from corpus.operators import Columns, MapOperator
 from corpus.schema import ID, META, TEXT
 from corpus.stages.dedup_text import digests128
+from corpus.stages.words import split_words
 
 # Python's whitespace (str.isspace), so "words" are exactly str.split()'s and strip() is str.strip()
 # (tests/test_enrich_signals.py checks this against every code point).
@@ -34,14 +35,7 @@ PY_WS = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\
          "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
 WS_CLASS = "".join(f"\\x{{{ord(c):x}}}" for c in PY_WS)
 WORD_RE = f"[^{WS_CLASS}]+"
-# words: "datatrove" splits punctuation off the way datatrove's English word tokenizer (spaCy) mostly
-# does: a URL, letters with full stops ("e.g.", "e."), a word led by hyphens or a plus ("-p", "--enable",
-# "+0100"), a word with inner . ' / _ : @ or a hyphen before a digit ("3.14", "it's", "bash-5.2"), "...",
-# a run of hyphens, else one punctuation character ("/dev" is "/", "dev"). Whitespace a match takes (the
-# regex engine has no lookaround) is stripped.
-DATATROVE_WORD_RE = (r"(?:https?://|www\.)\S+|(?:[A-Za-z]\.){2,}|\b[A-Za-z]\.\B"
-                     r"|(?:^|\s)[-+]+\w+(?:[.'\u2019/_:@]\w+|-\d\w*)*|\w+(?:[.'\u2019/_:@]\w+|-\d\w*)*"
-                     r"|\.\.\.|-{2,}|[^\w\s]")
+# words: "datatrove" splits as datatrove's English word tokenizer (spaCy's) does: stages/words.py
 WORD_MODES = ("whitespace", "datatrove")
 # Punctuation and symbols (Unicode P* and S*): a word made only of these is a "symbol word".
 PUNCT = r"\p{P}\p{S}"
@@ -136,6 +130,12 @@ def splitlines(text: pl.Series) -> pl.Series:
     return frame.select(lines.list.head(lines.list.len() - drop_last)).to_series()
 
 
+def datatrove_words(text: pl.Series) -> pl.Series:
+    """Each text's words as datatrove's English word tokenizer (spaCy's, tokens stripped, empty ones
+    dropped) splits them."""
+    return split_words(text, WORD_RE)
+
+
 class Batch:
     """The texts of one batch and their flattened words and lines, each made once on first use."""
 
@@ -150,8 +150,7 @@ class Batch:
         if kind not in self._flats:
             t = self.text
             lists = {
-                "words": lambda: (t.str.extract_all(WORD_RE) if self.words == "whitespace" else
-                                  t.str.extract_all(DATATROVE_WORD_RE).list.eval(pl.element().str.strip_chars())),
+                "words": lambda: t.str.extract_all(WORD_RE) if self.words == "whitespace" else datatrove_words(t),
                 "splitlines": lambda: splitlines(t),
                 "lines": lambda: t.str.split("\n"),  # text.split("\n")
                 "line_runs": lambda: t.str.replace_all(r"\n+", "\n").str.split("\n"),  # re.split("\n+", text)
