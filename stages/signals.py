@@ -397,7 +397,9 @@ class QualitySignals(MapOperator):
     counts, gopher_quality, gopher_repetition, c4, fineweb, url. Filters are then thresholds on them."""
 
     name = "quality_signals"
-    version = "2"  # 2: distinct stop words; FineWeb's lines: non-blank ones, terminal punctuation as datatrove
+    # 2: distinct stop words; FineWeb's lines: non-blank ones, terminal punctuation as datatrove
+    # 3: words "datatrove" split by spaCy's English rules (stages/words.py)
+    version = "3"
     # with the default groups (what `corpus ops` shows); columns() gives each instance's own
     needs = {TEXT: pl.String, META: pl.String}
     adds = {c: t for g in GROUPS.values() for c, t in g.items()}

@@ -220,8 +220,24 @@ def split_chunks(chunks: pl.Series) -> pl.Series:
     todo = (whole.is_null() & chunks.str.contains(r"^(?:\p{L}+|[0-9]+)$").not_()).arg_true()
     out = whole.fill_null(chunks)
     if len(todo):
-        out.scatter(todo, _merge(_tidy(_affixes(chunks.gather(todo), specials=True))))
+        part = chunks.gather(todo)
+        out.scatter(todo, _first_affix_special(part).fill_null(_merge(_tidy(_affixes(part, specials=True)))))
     return out
+
+
+def _first_affix_special(words: pl.Series) -> pl.Series:
+    """spaCy stops stripping as soon as what is left is a special case; the runs above check the core
+    only, so here the chunk less its first prefix ("(" then ":)"), else less its last suffix."""
+    lookup = _lookup()
+    pre = words.str.extract(f"^(?:{PREFIX})", 0).fill_null("")
+    minus_pre = words.str.slice(pre.str.len_chars())
+    suf = words.str.extract(f"(?:{SUFFIX})$", 0).fill_null("")
+    minus_suf = words.str.head(words.str.len_chars() - suf.str.len_chars())
+    special_pre = minus_pre.replace_strict(lookup, default=None, return_dtype=pl.String)
+    special_suf = minus_suf.replace_strict(lookup, default=None, return_dtype=pl.String)
+    return pl.select(
+        pl.when((pre != "") & special_pre.is_not_null()).then(pre + SEP + special_pre)
+        .when((suf != "") & special_suf.is_not_null()).then(special_suf + SEP + suf)).to_series()
 
 
 @cache
@@ -238,7 +254,7 @@ def _merge(marked: pl.Series) -> pl.Series:
         if found.len() == 0:
             break
         mapping = {f: SEP + forms[f.strip(SEP)] + SEP for f in sorted(found.to_list(), key=len, reverse=True)}
-        out = out.str.replace_many(list(mapping), list(mapping.values()))
+        out = out.str.replace_many(list(mapping), list(mapping.values()), leftmost=True)
     return _tidy(out)
 
 
