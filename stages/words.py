@@ -221,7 +221,7 @@ def split_chunks(chunks: pl.Series) -> pl.Series:
     out = whole.fill_null(chunks)
     if len(todo):
         part = chunks.gather(todo)
-        out.scatter(todo, _first_affix_special(part).fill_null(_merge(_tidy(_affixes(part, specials=True)))))
+        out.scatter(todo, _merge(_first_affix_special(part).fill_null(_tidy(_affixes(part, specials=True)))))
     return out
 
 

@@ -41,6 +41,7 @@ CASES = {
     "object\u2019s": ["object", "\u2019s"],
     "l'Opera": ["l'Opera"],
     "cannot": ["can", "not"],
+    "id.": ["i", "d."],  # "id" is "i" "d", then "d" "." spell the special case "d."
     "Wed,": ["We", "d", ","],
     # neighbouring tokens that spell an emoticon merge: "):" "[:" ":)"
     "f(x):": ["f(x", "):"],
@@ -48,6 +49,10 @@ CASES = {
     "lst[:]": ["lst", "[:", "]"],
     ":)": [":)"],
     "8)": ["8)"],
+    "postfatal:().": ["postfatal", ":()", "."],  # the longest first
+    # stripping stops where the rest is a special case: "(" then ":)", not "(:" then ")"
+    "(:)": ["(", ":)"],
+    "'''": ["'", "''"],
     # underscores: a prefix and a suffix, never an infix
     "__init__": ["_", "_", "init", "_", "_"],
     "snake_case": ["snake_case"],
