@@ -191,21 +191,26 @@ def _affixes(words: pl.Series, specials: bool) -> pl.Series:
 def _infixes(core: pl.Series) -> pl.Series:
     out = core.str.replace_all(_ANYWHERE_INFIX, f"{SEP}$0{SEP}")
     for before, infix, after in _INFIXES:
-        for _ in range(2):  # a neighbour taken by one match is the next one's: a second pass finds it
-            out = out.str.replace_all(f"({before})({infix})({after})", f"${{1}}{SEP}${{2}}{SEP}${{3}}")
+        pattern = f"({before})({infix})({after})"
+
+        def split(c: pl.Series, pattern: str = pattern) -> pl.Series:
+            for _ in range(2):  # a neighbour taken by one match is the next one's: a second pass finds it
+                c = c.str.replace_all(pattern, f"${{1}}{SEP}${{2}}{SEP}${{3}}")
+            return c
+
+        out = _on(out.str.contains(infix), out, split)
     return out
 
 
 @cache
-def _merge_forms() -> tuple[str, dict[str, str]]:
-    """Special cases that the affix rules cut into several tokens (")" and ":" for "):"): the pattern
-    of their cut forms between NULs (longest first: spaCy takes the longest match, then the first) and
-    each one's tokens."""
+def _merge_forms() -> dict[str, str]:
+    """Special cases that the affix rules cut into several tokens (")" and ":" for "):"): each cut
+    form between NULs, longest first (spaCy takes the longest match, then the first), and the special
+    case's tokens between NULs."""
     keys = [k for k in SPECIALS if len(k) > 1]
     cut = _tidy(_affixes(pl.Series(keys, dtype=pl.String), specials=False)).to_list()
     forms = {c: _join(SPECIALS[k]) for k, c in zip(keys, cut, strict=True) if SEP in c}
-    alternatives = sorted(forms, key=len, reverse=True)
-    return f"{SEP}(?:{'|'.join(re.escape(a) for a in alternatives)}){SEP}", forms
+    return {f"{SEP}{c}{SEP}": f"{SEP}{forms[c]}{SEP}" for c in sorted(forms, key=len, reverse=True)}
 
 
 def _tidy(marked: pl.Series) -> pl.Series:
@@ -247,14 +252,10 @@ def _lookup() -> dict[str, str]:
 
 def _merge(marked: pl.Series) -> pl.Series:
     """Neighbouring tokens that spell a special case become its tokens."""
-    pattern, forms = _merge_forms()
+    forms = _merge_forms()
     out = SEP + marked + SEP
     for _ in range(2):  # overlapping neighbours: the second pass takes what the first one's match touched
-        found = out.str.extract_all(pattern).explode(empty_as_null=False).drop_nulls().unique()
-        if found.len() == 0:
-            break
-        mapping = {f: SEP + forms[f.strip(SEP)] + SEP for f in sorted(found.to_list(), key=len, reverse=True)}
-        out = out.str.replace_many(list(mapping), list(mapping.values()), leftmost=True)
+        out = out.str.replace_many(list(forms), list(forms.values()), leftmost=True)
     return _tidy(out)
 
 
@@ -262,10 +263,13 @@ def split_words(text: pl.Series, whitespace_word: str) -> pl.Series:
     """Each text's tokens (a list per text), as datatrove's ``split_into_words`` for English.
     ``whitespace_word`` is the pattern of a whitespace-separated chunk."""
     chunks = text.str.extract_all(whitespace_word)
-    flat = chunks.explode(empty_as_null=False).rename("w")
-    distinct = flat.unique()
-    table = pl.DataFrame({"w": distinct, "t": split_chunks(distinct).str.split(SEP)})
-    tokens = flat.to_frame().join(table, on="w", how="left", maintain_order="left")["t"]
+    flat = chunks.explode(empty_as_null=False)
+    # chunks keyed by a 64-bit hash (a collision: about k^2 / 2^65 for k distinct chunks), which
+    # joins much faster than the strings
+    key = flat.hash(seed=0).rename("k")
+    first = key.is_first_distinct().arg_true()
+    table = pl.DataFrame({"k": key.gather(first), "t": split_chunks(flat.gather(first)).str.split(SEP)})
+    tokens = key.to_frame().join(table, on="k", how="left", maintain_order="left")["t"]
     per_doc = np.bincount(np.repeat(np.arange(len(text)), chunks.list.len().to_numpy()),
                           weights=tokens.list.len().to_numpy(), minlength=len(text))
     offsets = np.concatenate([[0], np.cumsum(per_doc)]).astype(np.int32)
