@@ -170,11 +170,17 @@ if __name__ == "__main__":
 """
 
 
-def datatrove(folder: Path) -> tuple[float, pl.DataFrame]:
+def dt_python() -> Path:
+    """The datatrove venv's python (datatrove, regex, nltk, spacy installed), or a clear error."""
     python = DT_VENV / "bin" / "python"
     if not python.exists():
         raise RuntimeError(f"no datatrove venv at {DT_VENV}: python -m venv {DT_VENV} && "
                            f"{DT_VENV}/bin/pip install datatrove regex nltk spacy")
+    return python
+
+
+def datatrove(folder: Path) -> tuple[float, pl.DataFrame]:
+    python = dt_python()
     out = folder / "datatrove.json"
     script = folder / "dt_filters.py"  # a file: spawned workers import the function from it
     script.write_text(DT_SCRIPT)

@@ -3,7 +3,8 @@
 ``quality_signals(words: datatrove)``, the differing tokens counted by class, and the Gopher
 repetition verdicts compared three ways (ours; datatrove's filter on our words; datatrove's own).
 
-A development tool (not a speed figure): ``python -m benchmarks quality_tokens [--docs 600] [--show 30]``.
+A development tool (not a speed figure): ``python -m benchmarks quality_tokens [--docs 600] [--show 30]``;
+the corpus (``benchmarks.quality.make_corpus``) is kept in ``benchmarks/_work/quality-tokens-N``.
 Token disagreement is what moves the verdicts near a bound, so it is the figure to drive down; ours
 against "datatrove's filter on our words" isolates the repetition arithmetic from the words.
 """
@@ -20,7 +21,7 @@ from collections import Counter
 import polars as pl
 
 from benchmarks.common import WORK, table
-from benchmarks.quality import DT_VENV, make_corpus
+from benchmarks.quality import dt_python, make_corpus
 
 # Classes of a differing stretch of text, first match wins (checked on the text both sides cover).
 CLASSES = [
@@ -84,6 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     from corpus.stages.signals import QualitySignals, datatrove_words
     from corpus.stages.words import SEP, split_chunks
 
+    python = dt_python()
     folder = WORK / f"quality-tokens-{args.docs}"
     if not (folder / "part-1.jsonl").exists():
         make_corpus(folder, args.docs)
@@ -93,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     pl.DataFrame({"id": df["id"], "words": ours_words}).write_ndjson(ours_path)
     script, out = folder / "dt_tokens.py", folder / "dt_tokens.jsonl"
     script.write_text(DT_SCRIPT)
-    subprocess.run([str(DT_VENV / "bin" / "python"), str(script), str(ours_path), str(out),
+    subprocess.run([str(python), str(script), str(ours_path), str(out),
                     *(str(folder / f"part-{h}.jsonl") for h in (0, 1))], check=True)
     rows = list(map(json.loads, out.read_text().splitlines()))
     dt = {r["id"]: r for r in rows if "id" in r}

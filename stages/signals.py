@@ -408,7 +408,7 @@ class QualitySignals(MapOperator):
     url_field: str = "url"  # meta field holding the page URL; "id": the document id is the URL
     c4_terminal_punct: bool = True  # C4's line rule "ends in terminal punctuation" (FineWeb turns it off)
     short_line_chars: int = 30  # FineWeb: a line this long or shorter is short
-    words: str = "whitespace"  # or "datatrove": punctuation split off as datatrove's English tokenizer does
+    words: str = "whitespace"  # or "datatrove": as datatrove's English tokenizer (spaCy) splits
 
     def __post_init__(self) -> None:
         unknown = [g for g in self.groups if g not in GROUPS]
