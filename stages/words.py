@@ -221,13 +221,30 @@ def _tidy(marked: pl.Series) -> pl.Series:
 def split_chunks(chunks: pl.Series) -> pl.Series:
     """Each whitespace-free chunk as its tokens joined by NUL."""
     whole = chunks.replace_strict(_lookup(), default=None, return_dtype=pl.String)  # a special case as it stands
-    # letters only, or digits only: no affix, infix or unit applies (most chunks of a text)
-    todo = (whole.is_null() & chunks.str.contains(r"^(?:\p{L}+|[0-9]+)$").not_()).arg_true()
+    # letters only, or letters and digits ending in a digit: no affix, infix or unit applies (most
+    # chunks of a text)
+    todo = (whole.is_null() & chunks.str.contains(r"^(?:\p{L}+|[\p{L}0-9]*[0-9])$").not_()).arg_true()
     out = whole.fill_null(chunks)
     if len(todo):
         part = chunks.gather(todo)
-        out.scatter(todo, _merge(_first_affix_special(part).fill_null(_tidy(_affixes(part, specials=True)))))
+        simple = _one_affix(part)  # "(see", "here," "end.": many of the rest, without the full passes
+        rest = simple.is_null()
+        out.scatter(todo, _merge(simple.fill_null(_on(rest, part, lambda p: _first_affix_special(p).fill_null(
+            _tidy(_affixes(p, specials=True))), otherwise=simple))))
     return out
+
+
+def _one_affix(words: pl.Series) -> pl.Series:
+    """Letters with one bracket or quote before them, or one punctuation mark after them, split (null
+    for any other chunk): the prefix or suffix comes off, the letters are a special case or a token."""
+    g = words.str.extract_groups(r"^([(\[\"']?)(\p{L}+)([,;:!?)\]\"'.]?)$")
+    pre, core, suf = g.struct.field("1"), g.struct.field("2"), g.struct.field("3")
+    one = (pre == "") ^ (suf == "")
+    # a full stop after a capital that follows no capital stays on the word ("A.")
+    dot_stays = (suf == ".") & core.str.contains(_DOT_AFTER).not_()
+    core_tokens = core.replace_strict(_lookup(), default=None, return_dtype=pl.String).fill_null(core)
+    split = _tidy(pre + SEP + core_tokens + SEP + suf)
+    return pl.select(pl.when(one & dot_stays).then(words).when(one).then(split)).to_series()
 
 
 def _first_affix_special(words: pl.Series) -> pl.Series:

@@ -82,6 +82,17 @@ CASES = {
     "100%": ["100", "%"],
     "5pm": ["5", "pm"],
     "$5": ["$", "5"],
+    # letters and digits: one token unless a unit follows the last digit
+    "94d364f157f0": ["94d364f157f0"],
+    "v8": ["v8"],
+    "abc5m": ["abc5", "m"],
+    "5K.": ["5K."],
+    # one affix on letters: off, and the letters may be a special case
+    "Wed.": ["We", "d."],
+    "dogs'": ["dogs", "'"],
+    "'tis": ["'", "tis"],
+    "'Cause,": ["'Cause", ","],
+    "upstream:": ["upstream", ":"],
     # quotes and brackets
     "'quoted'": ["'", "quoted", "'"],
     '"double"': ['"', "double", '"'],
