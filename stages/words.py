@@ -276,17 +276,28 @@ def _merge(marked: pl.Series) -> pl.Series:
     return _tidy(out)
 
 
+def _chunk_tokens(flat: pl.Series, key: pl.Series) -> pl.Series | None:
+    """Each chunk's tokens, each distinct chunk split once and joined back by ``key``. A 64-bit hash
+    joins much faster than the strings; it is checked to have sent every chunk its own tokens (None
+    where a collision would have sent another chunk's)."""
+    key = key.rename("k")
+    first = key.is_first_distinct().arg_true()
+    distinct = flat.gather(first)
+    table = pl.DataFrame({"k": key.gather(first), "c": distinct, "t": split_chunks(distinct).str.split(SEP)})
+    joined = key.to_frame().join(table, on="k", how="left", maintain_order="left")
+    if not joined["c"].eq_missing(flat).all():
+        return None
+    return joined["t"]
+
+
 def split_words(text: pl.Series, whitespace_word: str) -> pl.Series:
     """Each text's tokens (a list per text), as datatrove's ``split_into_words`` for English.
     ``whitespace_word`` is the pattern of a whitespace-separated chunk."""
     chunks = text.str.extract_all(whitespace_word)
     flat = chunks.explode(empty_as_null=False)
-    # chunks keyed by a 64-bit hash (a collision: about k^2 / 2^65 for k distinct chunks), which
-    # joins much faster than the strings
-    key = flat.hash(seed=0).rename("k")
-    first = key.is_first_distinct().arg_true()
-    table = pl.DataFrame({"k": key.gather(first), "t": split_chunks(flat.gather(first)).str.split(SEP)})
-    tokens = key.to_frame().join(table, on="k", how="left", maintain_order="left")["t"]
+    tokens = _chunk_tokens(flat, flat.hash(seed=0))
+    if tokens is None:  # two distinct chunks share a 64-bit hash: key by the strings themselves
+        tokens = _chunk_tokens(flat, flat)
     per_doc = np.bincount(np.repeat(np.arange(len(text)), chunks.list.len().to_numpy()),
                           weights=tokens.list.len().to_numpy(), minlength=len(text))
     offsets = np.concatenate([[0], np.cumsum(per_doc)]).astype(np.int32)

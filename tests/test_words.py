@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 from corpus.stages.signals import datatrove_words
-from corpus.stages.words import SEP, split_chunks
+from corpus.stages.words import SEP, _chunk_tokens, split_chunks
 
 CASES = {
     # slashes: an infix only between a letter or digit and a letter; a leading "/" is no prefix
@@ -123,3 +123,12 @@ def test_a_chunk_splits_the_same_alone_and_among_others(chunk):
     alone = datatrove_words(pl.Series([chunk])).to_list()[0]
     among = datatrove_words(pl.Series([f"x {chunk} {chunk} y", chunk])).to_list()
     assert among == [["x", *alone, *alone, "y"], alone]
+
+
+def test_chunks_sharing_a_hash_never_take_each_other_s_tokens():
+    flat = pl.Series(["don't", "a/b", "don't", None])
+    colliding = pl.Series([7, 7, 7, None], dtype=pl.UInt64)  # as if "don't" and "a/b" hashed alike
+    assert _chunk_tokens(flat, colliding) is None
+    tokens = _chunk_tokens(flat, flat)
+    assert tokens.to_list() == [["do", "n't"], ["a", "/", "b"], ["do", "n't"], None]
+    assert _chunk_tokens(flat, flat.hash(seed=0)).to_list() == tokens.to_list()
