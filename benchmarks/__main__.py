@@ -18,6 +18,7 @@ from benchmarks import (
     pii,
     profile,
     quality,
+    quality_tokens,
     ray,
     rlhf,
     tokenize,
@@ -28,6 +29,7 @@ from benchmarks import (
 BENCHMARKS = {"ingest": ingest.main, "tokenize": tokenize.main, "profile": profile.main, "train": train.main,
               "dedup": dedup.main, "clean": clean.main, "pii": pii.main, "enrich": enrich.main,
               "validate": validate.main, "embed": embed.main, "ray": ray.main, "quality": quality.main,
+              "quality_tokens": quality_tokens.main,
               "rlhf": rlhf.main, "annotate": annotate_load.main}
 USAGE = f"usage: python -m benchmarks [NAME ...] [OPTIONS]   (NAME: {', '.join(BENCHMARKS)}; all by default)"
 

@@ -13,15 +13,14 @@ import unicodedata
 from collections import Counter
 from urllib.parse import urlsplit
 
+import polars as pl
 import regex
 
-from corpus.stages.signals import DATATROVE_WORD_RE
+from corpus.stages.signals import datatrove_words
 
 STOP_WORDS = {"the", "be", "to", "of", "and", "that", "have", "with"}
 C4_CITATION = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
 C4_POLICY = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
-# datatrove-like words: the operator's pattern (its syntax means the same to Python's re)
-DATATROVE_WORD = re.compile(DATATROVE_WORD_RE)
 FINEWEB_END = regex.compile(r"[\p{Sentence_Terminal}\u17d6\u17d9\u17da]\Z")  # datatrove's TERMINAL_PUNCTUATION
 SENTENCE_BREAK = re.compile(r"[.!?]+[\"'\u201d\u2019)\]]*\s+\S")
 
@@ -95,7 +94,8 @@ def url_parts(url: str | None) -> tuple[str | None, str | None]:
 def signals(text: str, meta: str = "{}", url_field: str = "url", terminal_punct: bool = True,
             short_line_chars: int = 30, words_mode: str = "whitespace") -> dict:
     """Every quality-signal column of one document (docs/operators.md, "Quality signals")."""
-    words = text.split() if words_mode == "whitespace" else [w.strip() for w in DATATROVE_WORD.findall(text)]
+    # datatrove-like words: the operator's own splitting (stages/words.py), one text
+    words = text.split() if words_mode == "whitespace" else datatrove_words(pl.Series([text]))[0].to_list()
     n_words = len(words)
     nbytes = len(text.encode())
     out: dict = {

@@ -7,13 +7,14 @@ blank lines into pieces of at most 8,000 characters), Python's documentation top
 and web-like pages (``benchmarks.common._web_text``) for the rest. Each worker gets its own half (a
 Parquet shard for us, the same texts as JSONL for datatrove, read before the clock starts).
 
-Ours: ``quality_signals`` (the four groups, ``words: datatrove``: punctuation split off as datatrove's
-spaCy tokenizer does; the default whitespace words count "end." as one word with a letter, so datatrove
-drops more text for too few alphabetic words) then the four filters' ``filter`` on every document. datatrove
-(its own venv, ``benchmarks/_work/dt-venv``: ``pip install datatrove regex nltk spacy``): every document
-through ``GopherQualityFilter``, ``GopherRepetitionFilter``, ``C4QualityFilter`` and
-``FineWebQualityFilter``, each on its own copy of the document (C4 rewrites the text), defaults
-throughout. Both sides judge every document with every rule set, so the verdicts compare one to one.
+Ours: ``quality_signals`` (the four groups, ``words: datatrove``: words split by spaCy's English rules
+as datatrove's tokenizer splits them, ``stages/words.py``; the default whitespace words count "end." as
+one word with a letter, so datatrove drops more text for too few alphabetic words) then the four
+filters' ``filter`` on every document. datatrove (its own venv, ``benchmarks/_work/dt-venv``: ``pip
+install datatrove regex nltk spacy``): every document through ``GopherQualityFilter``,
+``GopherRepetitionFilter``, ``C4QualityFilter`` and ``FineWebQualityFilter``, each on its own copy of
+the document (C4 rewrites the text), defaults throughout. Both sides judge every document with every
+rule set, so the verdicts compare one to one.
 Each figure is the best of ``--rounds`` alternated rounds. Measure only when ``uptime`` shows a load
 under ~1.5.
 """
@@ -107,7 +108,7 @@ def _our_ops() -> list:
     from corpus.stages.rulesets import C4Filter, FineWebFilter, GopherQualityFilter, GopherRepetitionFilter
     from corpus.stages.signals import QualitySignals
 
-    # words as datatrove's English tokenizer splits them (punctuation apart), as the comparison asks
+    # words as datatrove's English tokenizer (spaCy's) splits them, as the comparison asks
     return [QualitySignals(groups=["gopher_quality", "gopher_repetition", "c4", "fineweb"], words="datatrove"),
             GopherQualityFilter(), GopherRepetitionFilter(), C4Filter(), FineWebFilter()]
 
@@ -169,11 +170,17 @@ if __name__ == "__main__":
 """
 
 
-def datatrove(folder: Path) -> tuple[float, pl.DataFrame]:
+def dt_python() -> Path:
+    """The datatrove venv's python (datatrove, regex, nltk, spacy installed), or a clear error."""
     python = DT_VENV / "bin" / "python"
     if not python.exists():
         raise RuntimeError(f"no datatrove venv at {DT_VENV}: python -m venv {DT_VENV} && "
                            f"{DT_VENV}/bin/pip install datatrove regex nltk spacy")
+    return python
+
+
+def datatrove(folder: Path) -> tuple[float, pl.DataFrame]:
+    python = dt_python()
     out = folder / "datatrove.json"
     script = folder / "dt_filters.py"  # a file: spawned workers import the function from it
     script.write_text(DT_SCRIPT)

@@ -27,6 +27,7 @@ import pyarrow as pa
 from corpus.operators import Columns, MapOperator
 from corpus.schema import ID, META, TEXT
 from corpus.stages.dedup_text import digests128
+from corpus.stages.words import split_words
 
 # Python's whitespace (str.isspace), so "words" are exactly str.split()'s and strip() is str.strip()
 # (tests/test_enrich_signals.py checks this against every code point).
@@ -34,14 +35,7 @@ PY_WS = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\
          "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
 WS_CLASS = "".join(f"\\x{{{ord(c):x}}}" for c in PY_WS)
 WORD_RE = f"[^{WS_CLASS}]+"
-# words: "datatrove" splits punctuation off the way datatrove's English word tokenizer (spaCy) mostly
-# does: a URL, letters with full stops ("e.g.", "e."), a word led by hyphens or a plus ("-p", "--enable",
-# "+0100"), a word with inner . ' / _ : @ or a hyphen before a digit ("3.14", "it's", "bash-5.2"), "...",
-# a run of hyphens, else one punctuation character ("/dev" is "/", "dev"). Whitespace a match takes (the
-# regex engine has no lookaround) is stripped.
-DATATROVE_WORD_RE = (r"(?:https?://|www\.)\S+|(?:[A-Za-z]\.){2,}|\b[A-Za-z]\.\B"
-                     r"|(?:^|\s)[-+]+\w+(?:[.'\u2019/_:@]\w+|-\d\w*)*|\w+(?:[.'\u2019/_:@]\w+|-\d\w*)*"
-                     r"|\.\.\.|-{2,}|[^\w\s]")
+# words: "datatrove" splits as datatrove's English word tokenizer (spaCy's) does: stages/words.py
 WORD_MODES = ("whitespace", "datatrove")
 # Punctuation and symbols (Unicode P* and S*): a word made only of these is a "symbol word".
 PUNCT = r"\p{P}\p{S}"
@@ -136,6 +130,12 @@ def splitlines(text: pl.Series) -> pl.Series:
     return frame.select(lines.list.head(lines.list.len() - drop_last)).to_series()
 
 
+def datatrove_words(text: pl.Series) -> pl.Series:
+    """Each text's words as datatrove's English word tokenizer (spaCy's, tokens stripped, empty ones
+    dropped) splits them."""
+    return split_words(text, WORD_RE)
+
+
 class Batch:
     """The texts of one batch and their flattened words and lines, each made once on first use."""
 
@@ -150,8 +150,7 @@ class Batch:
         if kind not in self._flats:
             t = self.text
             lists = {
-                "words": lambda: (t.str.extract_all(WORD_RE) if self.words == "whitespace" else
-                                  t.str.extract_all(DATATROVE_WORD_RE).list.eval(pl.element().str.strip_chars())),
+                "words": lambda: t.str.extract_all(WORD_RE) if self.words == "whitespace" else datatrove_words(t),
                 "splitlines": lambda: splitlines(t),
                 "lines": lambda: t.str.split("\n"),  # text.split("\n")
                 "line_runs": lambda: t.str.replace_all(r"\n+", "\n").str.split("\n"),  # re.split("\n+", text)
@@ -398,7 +397,9 @@ class QualitySignals(MapOperator):
     counts, gopher_quality, gopher_repetition, c4, fineweb, url. Filters are then thresholds on them."""
 
     name = "quality_signals"
-    version = "2"  # 2: distinct stop words; FineWeb's lines: non-blank ones, terminal punctuation as datatrove
+    # 2: distinct stop words; FineWeb's lines: non-blank ones, terminal punctuation as datatrove
+    # 3: words "datatrove" split by spaCy's English rules (stages/words.py)
+    version = "3"
     # with the default groups (what `corpus ops` shows); columns() gives each instance's own
     needs = {TEXT: pl.String, META: pl.String}
     adds = {c: t for g in GROUPS.values() for c, t in g.items()}
@@ -407,7 +408,7 @@ class QualitySignals(MapOperator):
     url_field: str = "url"  # meta field holding the page URL; "id": the document id is the URL
     c4_terminal_punct: bool = True  # C4's line rule "ends in terminal punctuation" (FineWeb turns it off)
     short_line_chars: int = 30  # FineWeb: a line this long or shorter is short
-    words: str = "whitespace"  # or "datatrove": punctuation split off as datatrove's English tokenizer does
+    words: str = "whitespace"  # or "datatrove": as datatrove's English tokenizer (spaCy) splits
 
     def __post_init__(self) -> None:
         unknown = [g for g in self.groups if g not in GROUPS]
