@@ -125,7 +125,9 @@ def test_kernel_equals_its_plain_python_definition_and_unicode():
     from corpus.stages.profile import kernel
     from corpus.stages.profile.lines import LINE_NORM
 
-    texts = _pool_texts(5, 400) + ["a\r\nb c\r\n", "x\r", "a \r\n", "\r\n\r", " lead\ntrail \nin  ner\nok line."]
+    # Combining marks, the second of a canonical pair, Hangul jamo, a singleton: NFC changes or composes them.
+    texts = _pool_texts(5, 400, extra=["\u0301", "\u0308", "e\u0301", "\u1100", "\u1161", "\u0b3e", "\u212b"])
+    texts += ["a\r\nb c\r\n", "x\r", "a \r\n", "\r\n\r", " lead\ntrail \nin  ner\nok line."]
     series = pl.Series(texts, dtype=pl.String)
     got = kernel.scan(series.to_arrow(), int(series.str.count_matches("\n", literal=True).sum()))
     lines = got.lines
@@ -155,6 +157,17 @@ def test_kernel_equals_its_plain_python_definition_and_unicode():
     keys = kernel.join_hashes(lines.doc, np.array([kernel.hash_ref(x) for x in ("one two", "alpha beta", "gamma")],
                                                   np.uint64), np.array([7, 10, 5]), 3)
     assert keys.tolist() == [kernel.hash_ref(" ".join(d.split())) for d in docs[:2]] + [0]
+
+
+def test_kernel_vouches_lines_in_nfc_whatever_their_script():
+    """A line of non-ASCII characters NFC leaves alone (most text) is not odd (not normalised and hashed
+    again); one holding a character NFC changes or composes is."""
+    from corpus.stages.profile import kernel
+
+    docs = ["café naïve straße\nпривет мир 東京 γλώσσα", "cafe\u0301\n\u1100\u1161 x\n\u212b"]
+    lines = kernel.scan(pl.Series(docs).to_arrow(), 3).lines
+    assert lines.odd.tolist() == [False, False, True, True, True]
+    assert lines.hash[:2].tolist() == [kernel.hash_ref("café naïve straße"), kernel.hash_ref("привет мир 東京 γλώσσα")]
 
 
 def test_kernel_checks_its_bounds():
