@@ -12,6 +12,7 @@ import json
 import math
 import random
 import re
+import unicodedata
 from collections import Counter
 from pathlib import Path
 
@@ -437,6 +438,34 @@ def test_top_lines_are_shown_in_normal_form(tmp_path):
     assert prof["overall"]["top_lines"][0] == {"line": "Share this page today", "docs": 9}
 
 
+def test_top_lines_equal_a_plain_count_when_many_tie(tmp_path):
+    """More lines tie at the last place shown than there are places: the shown ones are a plain count's
+    (documents holding each line, then the line's normal form), across sources and chunks, with their
+    texts in normal form and from the right documents (the texts are looked up only at the end)."""
+    from corpus.stages.profile.constants import TOP_LINES
+
+    rng = random.Random(9)
+    pool = [f"Repeated line {_letters(rng)} {i} é\u0301" if i % 5 == 0 else f"Repeated  line {_letters(rng)} {i}"
+            for i in range(3 * TOP_LINES)]
+    texts, sources = [], []
+    for d in range(60):
+        held = rng.sample(pool, 12)
+        texts.append(f"Unique line of document {d}.\n" + "\n".join(held))
+        sources.append("ab"[d % 2])
+    df = pl.DataFrame({"id": [str(i) for i in range(60)], "text": texts, "source": sources})
+    prof = profile_frames([df.slice(0, 25), df.slice(25)], "t", tmp_path)
+
+    def plain(docs: list[str]) -> list[dict]:
+        normal = [{unicodedata.normalize("NFC", " ".join(x.split())) for x in t.split("\n")} for t in docs]
+        n = Counter(ln for lines in normal for ln in lines)
+        ranked = sorted(((c, ln) for ln, c in n.items() if c >= 2), key=lambda x: (-x[0], x[1]))[:TOP_LINES]
+        return [{"line": ln, "docs": c} for c, ln in ranked]
+
+    assert prof["overall"]["top_lines"] == plain(texts)
+    for s in "ab":
+        assert prof["by_source"][s]["top_lines"] == plain([t for t, x in zip(texts, sources, strict=True) if x == s])
+
+
 # ---------------------------------------------------------------- the near-duplicate rate against the truth
 
 
@@ -803,7 +832,8 @@ def test_misra_gries_tables_keep_their_guarantee():
         chunk = dict(zip(h.tolist(), n.tolist(), strict=True))
         true.update(chunk)
         counts = pl.DataFrame({"h": h, "n": n.astype(np.int64), "row": np.arange(len(h))})
-        table = table.merge(LineTable.of(counts, lambda rows, h=h: [str(h[r]) for r in rows], capacity=k))
+        where = lambda rows, h=h: np.stack([h[rows]] * 3, 1).astype(np.int64)  # noqa: E731
+        table = table.merge(LineTable.of(counts, where, capacity=k))
         ref = reference(ref, reference({}, chunk))
         assert dict(zip(table.h.tolist(), table.n.tolist(), strict=True)) == ref
         assert len(table) <= k and table.h.tolist() == sorted(ref)
@@ -814,7 +844,7 @@ def test_misra_gries_tables_keep_their_guarantee():
             assert x in ref
     for x, est in ref.items():
         assert true[x] - total / (k + 1) <= est <= true[x]
-        assert table.line[x] == str(x)
+        assert table.where[table.h.tolist().index(x)].tolist() == [x] * 3  # where travels with its line
 
 
 def test_distinct_texts_counted_by_key_range_equal_one_pass(known, tmp_path):

@@ -71,6 +71,7 @@ class Scan:
     sketch: np.ndarray  # uint64 [doc, SKETCH]: smallest window hashes ascending, NONE where fewer
     lines: Lines
     data: np.ndarray  # the chunk's UTF-8 bytes (the lines' spans point into them)
+    offs: np.ndarray  # int64: where each document's bytes start in data (and the last one ends)
 
 
 @dataclass(frozen=True)
@@ -381,7 +382,8 @@ def scan(texts: pa.Array | pa.ChunkedArray, newlines: int) -> Scan:
     # ASCII letters were not looked up per script in the loop: they are Latin.
     scripts[:, 1 + SCRIPTS.index("Latin")] += counts[:, 0] - scripts.sum(axis=1)
     lines = Lines(li[0], li[1], li[2], lh, li[3], li[4].astype(bool), li[5].astype(bool))
-    return Scan({c: counts[:, i] for i, c in enumerate((*CLASSES, "words"))}, scripts, sketch, lines, data)
+    return Scan({c: counts[:, i] for i, c in enumerate((*CLASSES, "words"))}, scripts, sketch, lines, data,
+                np.asarray(offs, np.int64))
 
 
 # ---------------------------------------------------------------- the plain-Python definition
