@@ -13,7 +13,7 @@ hold it equal to.
 Lines: the pass splits at "\\n" and hashes each line (a polynomial hash of its bytes, so a document's
 hash composes from its lines', see ``join_hashes``). It does not normalise: a line whose whitespace is
 anything but single spaces between words (a "\\r" before the line end dropped first), or that holds a
-character NFC might change or compose (``normalise.nfc_unstable_points``), so that the ``exact`` level of
+character NFC might change or compose (``chars.UNSTABLE``), so that the ``exact`` level of
 ``stages/normalise.py`` might change it, is marked ``odd``; lines.py normalises those with
 Normalisation and hashes them again (``hash_strings``). Blank lines are left out.
 
@@ -34,15 +34,13 @@ import pyarrow as pa
 from numba import njit
 
 from corpus.stages.dedup_text import utf8_buffers
-from corpus.stages.normalise import nfc_unstable_points
 
-from .chars import ALPHA, DIGIT, NONPRINT, PUNCT, SPACE, UPPER, code_point_table
+from .chars import ALPHA, DIGIT, NONPRINT, PUNCT, SPACE, UNSTABLE, UPPER, code_point_table
 from .constants import SCRIPTS, TERMINAL_PUNCT
 
 CLASSES = ("alpha", "digit", "upper", "punct", "space", "nonprint")
 _BITS = (ALPHA, DIGIT, UPPER, PUNCT, SPACE, NONPRINT)
 TERMINAL = 64  # a class bit of our own: the character is in TERMINAL_PUNCT
-UNSTABLE = 128  # and another: NFC might change a text holding it (normalise.nfc_unstable_points)
 SKETCH = 8
 WINDOW = 32  # bytes per window: the gear hash shifts 2 bits a byte, so 32 bytes fill its 64 bits
 NONE = np.uint64(0xFFFFFFFFFFFFFFFF)  # an empty sketch slot
@@ -101,7 +99,6 @@ def tables() -> Tables:
         lanes |= ((bits >> np.uint64(k)) & np.uint64(1)) << np.uint64(8 * k)
     flags = cpt.flags.copy()
     flags[[ord(c) for c in TERMINAL_PUNCT]] |= TERMINAL
-    flags[nfc_unstable_points()] |= UNSTABLE
     ascii_lanes = lanes[flags[:256] & 63].copy()
     ascii_lanes[128:] = 0
     ascii_lanes[32] |= np.uint64(1) << np.uint64(48)
