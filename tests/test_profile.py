@@ -466,6 +466,29 @@ def test_top_lines_equal_a_plain_count_when_many_tie(tmp_path):
         assert prof["by_source"][s]["top_lines"] == plain([t for t, x in zip(texts, sources, strict=True) if x == s])
 
 
+def test_line_texts_are_cut_from_their_documents_batch_by_batch():
+    """Each candidate's line comes from its own document's bytes (non-ASCII before it), in normal form,
+    however many documents are fetched at a time; the documents are fetched once each."""
+    from corpus.stages.profile.lines import line_texts
+
+    docs = {7: "héllo\n  Second   line\u00a0here \nthird", 9: "only  line", 12: "x\ncafe\u0301 au lait"}
+    fetched: list[int] = []
+
+    def fetch(orders: np.ndarray) -> dict[int, str]:
+        fetched.extend(orders.tolist())
+        return {int(o): docs[int(o)] for o in orders}
+
+    spans = [(12, 2, 17), (7, 7, 29), (9, 0, 10), (7, 0, 6), (7, 7, 29)]
+    cands = pl.DataFrame(spans, schema={"order": pl.Int64, "lo": pl.Int64, "hi": pl.Int64}, orient="row")
+    want = {(7, 0, 6): "héllo", (7, 7, 29): "Second line here", (9, 0, 10): "only line", (12, 2, 17): "café au lait"}
+    for batch in (1, 2, 256):
+        fetched.clear()
+        got = line_texts(cands, fetch, batch)
+        assert {(o, lo, hi): ln for o, lo, hi, ln in got.rows()} == want
+        assert sorted(fetched) == [7, 9, 12]
+    assert line_texts(cands.clear(), fetch).height == 0
+
+
 # ---------------------------------------------------------------- the near-duplicate rate against the truth
 
 

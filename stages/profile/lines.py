@@ -149,11 +149,26 @@ def top_candidates(counts: pl.DataFrame) -> pl.DataFrame:
     return live
 
 
-def top_lines(candidates: pl.DataFrame, texts: dict[int, str]) -> list[dict]:
-    """The TOP_LINES of top_candidates, in normal form; texts: their documents' texts by order."""
-    utf8: dict[int, bytes] = {}
-    raw = [utf8.setdefault(o, texts[o].encode())[lo:hi].decode()
-           for o, lo, hi in candidates.select("order", "lo", "hi").iter_rows()]
-    top = (candidates.with_columns(LINE_NORM.apply(pl.Series(raw, dtype=pl.String)).alias("line"))
+FETCH_DOCS = 256  # documents' texts in memory at once while their lines are cut out (documents can be large)
+
+
+def line_texts(candidates: pl.DataFrame, fetch: Callable[[np.ndarray], dict[int, str]],
+               batch: int = FETCH_DOCS) -> pl.DataFrame:
+    """(order, lo, hi, line): the normal form of each candidate's line, cut from its document's text
+    (fetch: texts by order), `batch` documents at a time."""
+    at = candidates.select("order", "lo", "hi").unique().sort("order", "lo", "hi")
+    order = at["order"].to_numpy()
+    starts = np.flatnonzero(np.diff(order, prepend=-1))  # each document's first row (orders are >= 0)
+    ends = np.append(starts[batch::batch], len(order))
+    raw: list[str] = []
+    for k, first in enumerate(starts[::batch]):
+        utf8 = {o: t.encode() for o, t in fetch(order[starts[k * batch:(k + 1) * batch]]).items()}
+        raw += [utf8[o][lo:hi].decode() for o, lo, hi in at.slice(first, ends[k] - first).iter_rows()]
+    return at.with_columns(LINE_NORM.apply(pl.Series(raw, dtype=pl.String)).alias("line"))
+
+
+def top_lines(candidates: pl.DataFrame, lines: pl.DataFrame) -> list[dict]:
+    """The TOP_LINES of top_candidates, in normal form; lines: their texts (line_texts)."""
+    top = (candidates.join(lines, on=["order", "lo", "hi"], how="left")
            .sort(["docs", "line", "h"], descending=[True, False, False]).head(TOP_LINES))
     return [{"line": line, "docs": int(n)} for line, n in top.select("line", "docs").rows()]

@@ -13,7 +13,7 @@ from corpus.writers import write_bytes_atomic
 from .aggregate import Acc, SourceAcc
 from .constants import FEATURES, FORMAT, OTHER_SCRIPT, SCRIPTS
 from .histograms import feature_summary, num
-from .lines import top_candidates, top_lines
+from .lines import line_texts, top_candidates, top_lines
 from .meta import meta_types
 from .neardup import Estimate, estimate
 from .outliers import RULE, outliers
@@ -77,7 +77,7 @@ def finish(acc: Acc, spill: Path, label: str, quarantine: bool) -> dict:
     # The lines each section can show, then their documents' texts in one read of the spill.
     tops = {s: top_candidates(counts.filter(pl.col("source") == s)) for s in names}
     tops[""] = top_candidates(counts.group_by("h").agg(pl.col("docs").sum(), pl.col("order", "lo", "hi").first()))
-    texts = text_fetch(spill)(pl.concat([t["order"] for t in tops.values()]).unique().to_numpy())
+    texts = line_texts(pl.concat([t.select("order", "lo", "hi") for t in tops.values()]), text_fetch(spill))
     by_source = {}
     for s in names:
         sa = acc.sources[s]
