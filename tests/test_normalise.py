@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 
 from corpus.stages.dedup_text import doc_shingles, shingle_batch
-from corpus.stages.normalise import LEVELS, Normalisation, clean_document
+from corpus.stages.normalise import LEVELS, Normalisation, clean_document, nfc_unstable_points, unicode_form
 
 # Characters where the steps could interact: whitespace of every kind, combining marks, compatibility
 # forms that NFKC turns into spaces, letters or digits, case pairs with odd mappings, digits of other
@@ -128,3 +128,19 @@ def test_split_grouping_is_at_least_as_coarse_as_every_dedup_level():
             assert first.setdefault(n, k) == k, level
     assert group_keys(["Hello, world! 2024", "hello world 1999", "other"])[:2] == group_keys(["hello world 0"] * 2)
     assert len(set(group_keys(["a b", "a c", "ab"]))) == 3
+
+
+def test_nfc_skips_only_texts_already_in_nfc():
+    """unicode_form sends to unicodedata only texts holding an nfc_unstable_points character; on texts
+    made of the characters that take part in composition (both halves of every canonical pair,
+    combining marks, Hangul jamo and syllables) mixed with others, it equals unicodedata's NFC."""
+    pairs = [unicodedata.decomposition(chr(c)).split() for c in range(0x110000)]
+    parts = {int(x, 16) for p in pairs if p and not p[0].startswith("<") for x in p}
+    parts |= {c for c in range(0x110000) if unicodedata.combining(chr(c))} | set(range(0x1100, 0x1200))
+    pool = [chr(c) for c in sorted(parts)] + [chr(c) for c in range(0xAC00, 0xAC60)] + list("aé東 ")
+    rng = random.Random(3)
+    texts = ["".join(rng.choice(pool) for _ in range(rng.randint(1, 4))) for _ in range(100_000)]
+    texts += ["".join(chr(rng.randrange(0x3000)) for _ in range(3)) for _ in range(20_000)]
+    assert unicode_form(pl.Series(texts), "NFC").to_list() == [unicodedata.normalize("NFC", t) for t in texts]
+    stable = np.setdiff1d(np.arange(0x3000), nfc_unstable_points())
+    assert all(unicodedata.is_normalized("NFC", chr(c)) for c in stable)

@@ -12,6 +12,7 @@ import json
 import math
 import random
 import re
+import unicodedata
 from collections import Counter
 from pathlib import Path
 
@@ -125,7 +126,9 @@ def test_kernel_equals_its_plain_python_definition_and_unicode():
     from corpus.stages.profile import kernel
     from corpus.stages.profile.lines import LINE_NORM
 
-    texts = _pool_texts(5, 400) + ["a\r\nb c\r\n", "x\r", "a \r\n", "\r\n\r", " lead\ntrail \nin  ner\nok line."]
+    # Combining marks, the second of a canonical pair, Hangul jamo, a singleton: NFC changes or composes them.
+    texts = _pool_texts(5, 400, extra=["\u0301", "\u0308", "e\u0301", "\u1100", "\u1161", "\u0b3e", "\u212b"])
+    texts += ["a\r\nb c\r\n", "x\r", "a \r\n", "\r\n\r", " lead\ntrail \nin  ner\nok line."]
     series = pl.Series(texts, dtype=pl.String)
     got = kernel.scan(series.to_arrow(), int(series.str.count_matches("\n", literal=True).sum()))
     lines = got.lines
@@ -155,6 +158,17 @@ def test_kernel_equals_its_plain_python_definition_and_unicode():
     keys = kernel.join_hashes(lines.doc, np.array([kernel.hash_ref(x) for x in ("one two", "alpha beta", "gamma")],
                                                   np.uint64), np.array([7, 10, 5]), 3)
     assert keys.tolist() == [kernel.hash_ref(" ".join(d.split())) for d in docs[:2]] + [0]
+
+
+def test_kernel_vouches_lines_in_nfc_whatever_their_script():
+    """A line of non-ASCII characters NFC leaves alone (most text) is not odd (not normalised and hashed
+    again); one holding a character NFC changes or composes is."""
+    from corpus.stages.profile import kernel
+
+    docs = ["café naïve straße\nпривет мир 東京 γλώσσα", "cafe\u0301\n\u1100\u1161 x\n\u212b"]
+    lines = kernel.scan(pl.Series(docs).to_arrow(), 3).lines
+    assert lines.odd.tolist() == [False, False, True, True, True]
+    assert lines.hash[:2].tolist() == [kernel.hash_ref("café naïve straße"), kernel.hash_ref("привет мир 東京 γλώσσα")]
 
 
 def test_kernel_checks_its_bounds():
@@ -422,6 +436,57 @@ def test_top_lines_are_shown_in_normal_form(tmp_path):
     df = pl.DataFrame({"id": [f"d{i}" for i in range(9)], "text": texts, "source": ["s"] * 9})
     prof = profile_frames([df.slice(0, 4), df.slice(4)], "t", tmp_path)
     assert prof["overall"]["top_lines"][0] == {"line": "Share this page today", "docs": 9}
+
+
+def test_top_lines_equal_a_plain_count_when_many_tie(tmp_path):
+    """More lines tie at the last place shown than there are places: the shown ones are a plain count's
+    (documents holding each line, then the line's normal form), across sources and chunks, with their
+    texts in normal form and from the right documents (the texts are looked up only at the end)."""
+    from corpus.stages.profile.constants import TOP_LINES
+
+    rng = random.Random(9)
+    pool = [f"Repeated line {_letters(rng)} {i} é\u0301" if i % 5 == 0 else f"Repeated  line {_letters(rng)} {i}"
+            for i in range(3 * TOP_LINES)]
+    texts, sources = [], []
+    for d in range(60):
+        held = rng.sample(pool, 12)
+        texts.append(f"Unique line of document {d}.\n" + "\n".join(held))
+        sources.append("ab"[d % 2])
+    df = pl.DataFrame({"id": [str(i) for i in range(60)], "text": texts, "source": sources})
+    prof = profile_frames([df.slice(0, 25), df.slice(25)], "t", tmp_path)
+
+    def plain(docs: list[str]) -> list[dict]:
+        normal = [{unicodedata.normalize("NFC", " ".join(x.split())) for x in t.split("\n")} for t in docs]
+        n = Counter(ln for lines in normal for ln in lines)
+        ranked = sorted(((c, ln) for ln, c in n.items() if c >= 2), key=lambda x: (-x[0], x[1]))[:TOP_LINES]
+        return [{"line": ln, "docs": c} for c, ln in ranked]
+
+    assert prof["overall"]["top_lines"] == plain(texts)
+    for s in "ab":
+        assert prof["by_source"][s]["top_lines"] == plain([t for t, x in zip(texts, sources, strict=True) if x == s])
+
+
+def test_line_texts_are_cut_from_their_documents_batch_by_batch():
+    """Each candidate's line comes from its own document's bytes (non-ASCII before it), in normal form,
+    however many documents are fetched at a time; the documents are fetched once each."""
+    from corpus.stages.profile.lines import line_texts
+
+    docs = {7: "héllo\n  Second   line\u00a0here \nthird", 9: "only  line", 12: "x\ncafe\u0301 au lait"}
+    fetched: list[int] = []
+
+    def fetch(orders: np.ndarray) -> dict[int, str]:
+        fetched.extend(orders.tolist())
+        return {int(o): docs[int(o)] for o in orders}
+
+    spans = [(12, 2, 17), (7, 7, 29), (9, 0, 10), (7, 0, 6), (7, 7, 29)]
+    cands = pl.DataFrame(spans, schema={"order": pl.Int64, "lo": pl.Int64, "hi": pl.Int64}, orient="row")
+    want = {(7, 0, 6): "héllo", (7, 7, 29): "Second line here", (9, 0, 10): "only line", (12, 2, 17): "café au lait"}
+    for batch in (1, 2, 256):
+        fetched.clear()
+        got = line_texts(cands, fetch, batch)
+        assert {(o, lo, hi): ln for o, lo, hi, ln in got.rows()} == want
+        assert sorted(fetched) == [7, 9, 12]
+    assert line_texts(cands.clear(), fetch).height == 0
 
 
 # ---------------------------------------------------------------- the near-duplicate rate against the truth
@@ -790,7 +855,8 @@ def test_misra_gries_tables_keep_their_guarantee():
         chunk = dict(zip(h.tolist(), n.tolist(), strict=True))
         true.update(chunk)
         counts = pl.DataFrame({"h": h, "n": n.astype(np.int64), "row": np.arange(len(h))})
-        table = table.merge(LineTable.of(counts, lambda rows, h=h: [str(h[r]) for r in rows], capacity=k))
+        where = lambda rows, h=h: np.stack([h[rows]] * 3, 1).astype(np.int64)  # noqa: E731
+        table = table.merge(LineTable.of(counts, where, capacity=k))
         ref = reference(ref, reference({}, chunk))
         assert dict(zip(table.h.tolist(), table.n.tolist(), strict=True)) == ref
         assert len(table) <= k and table.h.tolist() == sorted(ref)
@@ -801,7 +867,7 @@ def test_misra_gries_tables_keep_their_guarantee():
             assert x in ref
     for x, est in ref.items():
         assert true[x] - total / (k + 1) <= est <= true[x]
-        assert table.line[x] == str(x)
+        assert table.where[table.h.tolist().index(x)].tolist() == [x] * 3  # where travels with its line
 
 
 def test_distinct_texts_counted_by_key_range_equal_one_pass(known, tmp_path):

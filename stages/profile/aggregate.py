@@ -149,4 +149,4 @@ class Acc:
             merge_extremes(self.source(src).extremes, ex)
         for (src,), counts in ch.lines.counts.partition_by("source", as_dict=True).items():
             acc = self.source(src)
-            acc.lines = acc.lines.merge(LineTable.of(counts, ch.lines.texts))
+            acc.lines = acc.lines.merge(LineTable.of(counts, ch.lines.where))

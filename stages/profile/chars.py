@@ -2,7 +2,8 @@
 
 The tables are built by running the class regexes (``\\p{L}``, ``\\p{Nd}``...) through polars' own
 engine, so "alpha" means exactly what polars (and Unicode) mean by it. Each code point gets a byte
-of class bits; letters also get a script. Building them takes a second, so the package ships them
+of class bits (and UNSTABLE: NFC might change a text holding it, ``normalise.nfc_unstable_points``);
+letters also get a script. Building them takes a second, so the package ships them
 (``unicode_classes.npz``, 6 KB; ``python -m corpus.stages.profile.chars`` writes it again, and a test
 checks it against a fresh build).
 """
@@ -16,11 +17,14 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from corpus.stages.normalise import nfc_unstable_points
+
 from .constants import SCRIPTS
 
 ALPHA, DIGIT, UPPER, PUNCT, SPACE, NONPRINT = (1 << i for i in range(6))  # SPACE: words and lines split there
 CLASS_RE = {ALPHA: r"\p{L}", DIGIT: r"\p{Nd}", UPPER: r"\p{Lu}", PUNCT: r"\p{P}", SPACE: r"\s",
             NONPRINT: r"[\p{C}--[\t\n\r]]"}
+UNSTABLE = 1 << 7  # not a class: see the module docstring (bit 6 is kernel.TERMINAL)
 COUNTED = {"alpha": ALPHA, "digit": DIGIT, "upper": UPPER, "punct": PUNCT, "space": SPACE, "nonprint": NONPRINT}
 
 
@@ -36,7 +40,7 @@ def _class_bits(cps: np.ndarray) -> tuple[np.ndarray, pl.DataFrame]:
 
 @dataclass(frozen=True)
 class CodePoints:
-    flags: np.ndarray  # uint8 class bits per code point
+    flags: np.ndarray  # uint8 class bits (and UNSTABLE) per code point
     script: np.ndarray  # uint8 per code point: 1 + index in SCRIPTS, 0 for other (letters only)
 
 
@@ -57,6 +61,7 @@ def build_code_point_table() -> CodePoints:
     bits, chars = _class_bits(cps)
     flags = np.full(0x110000, NONPRINT, np.uint8)
     flags[cps] = bits
+    flags[nfc_unstable_points()] |= UNSTABLE
     letters = cps[(bits & ALPHA) != 0]
     scr = chars.filter(pl.Series((bits & ALPHA) != 0)).select(
         *(pl.col("c").str.contains(rf"^\p{{{s}}}$").alias(s) for s in SCRIPTS))

@@ -73,7 +73,7 @@ def chunk_features(df: pl.DataFrame, order: np.ndarray | None = None) -> Chunk:
         t.str.count_matches(MOJIBAKE).fill_null(0).cast(pl.Int64).alias("replacements"),
     )
     scan = kernel.scan(text.to_arrow(), int(base["newlines"].sum()))
-    lines = chunk_lines(scan, base["source"])
+    lines = chunk_lines(scan, base["source"], order)
     docs = _frame(base, scan, lines, order)
     docs = docs.with_columns(pl.when(~pl.col("null")).then(pl.Series(lines.key)).alias("h"))
     scripts = _by_source(scan.scripts, base["source"])

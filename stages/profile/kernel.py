@@ -12,9 +12,9 @@ hold it equal to.
 
 Lines: the pass splits at "\\n" and hashes each line (a polynomial hash of its bytes, so a document's
 hash composes from its lines', see ``join_hashes``). It does not normalise: a line whose whitespace is
-anything but single spaces between words (a "\\r" before the line end dropped first), or that is not
-all ASCII (NFC might change it), so that the ``exact`` level of ``stages/normalise.py`` might change it,
-is marked ``odd``; lines.py normalises those with
+anything but single spaces between words (a "\\r" before the line end dropped first), or that holds a
+character NFC might change or compose (``chars.UNSTABLE``), so that the ``exact`` level of
+``stages/normalise.py`` might change it, is marked ``odd``; lines.py normalises those with
 Normalisation and hashes them again (``hash_strings``). Blank lines are left out.
 
 The sketch (``SKETCH`` values per document, for neardup.py) only picks which documents get
@@ -35,7 +35,7 @@ from numba import njit
 
 from corpus.stages.dedup_text import utf8_buffers
 
-from .chars import ALPHA, DIGIT, NONPRINT, PUNCT, SPACE, UPPER, code_point_table
+from .chars import ALPHA, DIGIT, NONPRINT, PUNCT, SPACE, UNSTABLE, UPPER, code_point_table
 from .constants import SCRIPTS, TERMINAL_PUNCT
 
 CLASSES = ("alpha", "digit", "upper", "punct", "space", "nonprint")
@@ -69,6 +69,7 @@ class Scan:
     sketch: np.ndarray  # uint64 [doc, SKETCH]: smallest window hashes ascending, NONE where fewer
     lines: Lines
     data: np.ndarray  # the chunk's UTF-8 bytes (the lines' spans point into them)
+    offs: np.ndarray  # int64: where each document's bytes start in data (and the last one ends)
 
 
 @dataclass(frozen=True)
@@ -173,8 +174,8 @@ def _scan(data, offs, cap, lanes, ascii_lanes, flags, script, gear, n_scripts, m
     scripts = np.zeros((n, n_scripts), np.int64)
     sk = np.full((n, m), np.uint64(0xFFFFFFFFFFFFFFFF), np.uint64)
     # Per line (cap: at least the lines of the chunk): doc, start, end, and its words, whitespace
-    # characters, spaces (" ") and characters; the lines are judged after the walk (_lines).
-    raw = np.zeros((7, cap), np.int64)
+    # characters, spaces (" "), characters and UNSTABLE ones; the lines are judged after the walk (_lines).
+    raw = np.zeros((8, cap), np.int64)
     n_lines = 0
     byte = np.uint64(255)
     mix = np.uint64(_MIX)
@@ -185,6 +186,7 @@ def _scan(data, offs, cap, lanes, ascii_lanes, flags, script, gear, n_scripts, m
         acc = np.uint64(0)
         held = 0
         words = 0
+        unstable = 0
         prev_ws = np.uint64(1)
         keep = np.uint64(0)  # the current character goes into the windows
         g = np.uint64(0)
@@ -193,7 +195,7 @@ def _scan(data, offs, cap, lanes, ascii_lanes, flags, script, gear, n_scripts, m
         lo = offs[d]
         hi = offs[d + 1]
         start = lo  # the current line: where it starts, and the counts before it
-        words0 = ws0 = sp0 = ch0 = 0
+        words0 = ws0 = sp0 = ch0 = un0 = 0
         for i in range(lo, hi):
             b = data[i]
             if b == 10:  # a line ends: its counts so far
@@ -204,9 +206,10 @@ def _scan(data, offs, cap, lanes, ascii_lanes, flags, script, gear, n_scripts, m
                 if words > words0:  # not blank
                     raw[0, n_lines], raw[1, n_lines], raw[2, n_lines], raw[3, n_lines] = d, start, i, words - words0
                     raw[4, n_lines], raw[5, n_lines], raw[6, n_lines] = c[4] - ws0, c[6] - sp0, c[7] - ch0
+                    raw[7, n_lines] = unstable - un0
                     n_lines += 1
                 start = i + 1
-                words0, ws0, sp0, ch0 = words, c[4] + 1, c[6], c[7] + 1  # the "\n" is not the next line's
+                words0, ws0, sp0, ch0, un0 = words, c[4] + 1, c[6], c[7] + 1, unstable  # "\n" is not the next line's
             if b < 0x80 or b >= 0xC0:  # a character starts (continuation bytes follow their lead)
                 if b < 0x80:
                     ln = ascii_lanes[b]
@@ -215,6 +218,7 @@ def _scan(data, offs, cap, lanes, ascii_lanes, flags, script, gear, n_scripts, m
                     f = flags[cp]
                     if f & ALPHA:
                         scripts[d, script[cp]] += 1
+                    unstable += np.int64(f >> 7)
                     ln = lanes[f & 63]
                 acc += ln
                 ws = (ln >> np.uint64(32)) & np.uint64(1)
@@ -239,6 +243,7 @@ def _scan(data, offs, cap, lanes, ascii_lanes, flags, script, gear, n_scripts, m
         if words > words0:  # the last line
             raw[0, n_lines], raw[1, n_lines], raw[2, n_lines], raw[3, n_lines] = d, start, hi, words - words0
             raw[4, n_lines], raw[5, n_lines], raw[6, n_lines] = c[4] - ws0, c[6] - sp0, c[7] - ch0
+            raw[7, n_lines] = unstable - un0
             n_lines += 1
         if 0 < filled < window:  # shorter than a window: the whole text is one
             v = g * mix
@@ -262,10 +267,10 @@ def _lines(data, raw, flags):  # noqa: ANN001, ANN202
         cr = np.int64(data[end - 1] == 13)  # a "\r" before the line end is not part of the line
         end -= cr
         n_ws = raw[4, j] - cr
-        # In normal form (odd = 0): its whitespace all " ", one between each two words, and all ASCII
-        # (bytes == characters), which NFC leaves as it is.
+        # In normal form (odd = 0): its whitespace all " ", one between each two words, and no
+        # UNSTABLE character (then NFC leaves it as it is).
         chars = raw[6, j] - cr
-        odd = np.int64(n_ws != raw[5, j] or n_ws != raw[3, j] - 1 or end - start != chars)
+        odd = np.int64(n_ws != raw[5, j] or n_ws != raw[3, j] - 1 or raw[7, j] > 0)
         li[0, j], li[1, j], li[2, j], li[3, j] = raw[0, j], start, end, chars
         li[4, j], li[5, j] = odd, _terminal(data, start, end, flags)
         if not odd:  # an odd line is hashed again once normalised
@@ -374,7 +379,8 @@ def scan(texts: pa.Array | pa.ChunkedArray, newlines: int) -> Scan:
     # ASCII letters were not looked up per script in the loop: they are Latin.
     scripts[:, 1 + SCRIPTS.index("Latin")] += counts[:, 0] - scripts.sum(axis=1)
     lines = Lines(li[0], li[1], li[2], lh, li[3], li[4].astype(bool), li[5].astype(bool))
-    return Scan({c: counts[:, i] for i, c in enumerate((*CLASSES, "words"))}, scripts, sketch, lines, data)
+    return Scan({c: counts[:, i] for i, c in enumerate((*CLASSES, "words"))}, scripts, sketch, lines, data,
+                np.asarray(offs, np.int64))
 
 
 # ---------------------------------------------------------------- the plain-Python definition
@@ -423,7 +429,7 @@ def scan_ref(text: str) -> tuple[dict[str, int], list[int], list[int], list[tupl
         space = [bool(t.flags[ord(ch)] & SPACE) for ch in line]
         if all(space):
             continue
-        odd = (not line.isascii() or space[0] or space[-1]
+        odd = (any(t.flags[ord(ch)] & UNSTABLE for ch in line) or space[0] or space[-1]
                or any(s and ch != " " for s, ch in zip(space, line, strict=True))
                or any(a and b for a, b in zip(space, space[1:], strict=False)))
         last = next(ch for ch, s in zip(reversed(line), reversed(space), strict=True) if not s)

@@ -7,7 +7,9 @@ the exact-duplicate key. The kernel splits and hashes the lines; those it cannot
 form already are normalised here by Normalisation. Per chunk, polars counts for each source the
 documents holding each line of >= MIN_LINE_CHARS characters (once per document); a Misra-Gries
 table per source keeps the frequent ones in bounded memory, and the per-chunk counts are spilled, so
-the final counts of the candidates are exact (spill.line_counts).
+the final counts of the candidates are exact (spill.line_counts). The tables hold hashes and where
+one occurrence of each line is (its document's order, its bytes in that text), not texts: only the
+lines that can be shown get their text, from the spilled texts, at the end (top_lines).
 """
 
 from __future__ import annotations
@@ -35,11 +37,13 @@ class ChunkLines:
     key: np.ndarray  # and the hash of the document's normal form (its lines joined by " ")
     counts: pl.DataFrame  # (source, h, n, row): documents holding each line of >= MIN_LINE_CHARS chars,
     #                       per source, and the row (in this chunk's lines) of its first occurrence
-    texts: Callable[[np.ndarray], list[str]]  # the normal form of lines, by row
+    where: Callable[[np.ndarray], np.ndarray]  # lines by row -> int64 [row, (order, lo, hi)]: the
+    #                                            document's order and the line's bytes in its text
 
 
-def chunk_lines(scan: kernel.Scan, source: pl.Series) -> ChunkLines:
-    """The lines the kernel split (odd ones normalised by LINE_NORM here), per document and counted."""
+def chunk_lines(scan: kernel.Scan, source: pl.Series, order: np.ndarray) -> ChunkLines:
+    """The lines the kernel split (odd ones normalised by LINE_NORM here), per document and counted;
+    order: the documents' places in the corpus."""
     lines, n = scan.lines, len(scan.sketch)
     h, chars, size = lines.hash.copy(), lines.chars.copy(), lines.hi - lines.lo
     odd = np.flatnonzero(lines.odd)
@@ -64,38 +68,42 @@ def chunk_lines(scan: kernel.Scan, source: pl.Series) -> ChunkLines:
         counts = (frame.with_columns(source.gather(lines.doc[long]).alias("source")).group_by("source", "h")
                   .agg(pl.len().cast(pl.Int64).alias("n"), pl.col("row").first()))
 
-    def texts(rows: np.ndarray) -> list[str]:
-        at = np.minimum(np.searchsorted(odd, rows), max(len(odd) - 1, 0))
-        return [fixed[int(a)] if len(odd) and odd[a] == r else bytes(scan.data[lines.lo[r]:lines.hi[r]]).decode()
-                for r, a in zip(rows.tolist(), at.tolist(), strict=True)]
+    def where(rows: np.ndarray) -> np.ndarray:
+        doc = lines.doc[rows]
+        start = scan.offs[doc]
+        return np.stack([order[doc], lines.lo[rows] - start, lines.hi[rows] - start], axis=1).astype(np.int64)
 
-    return ChunkLines(nb, distinct, term, key, counts, texts)
+    return ChunkLines(nb, distinct, term, key, counts, where)
 
 
 # ---------------------------------------------------------------- Misra-Gries tables of frequent lines
 
 
+def _no_where() -> np.ndarray:
+    return np.zeros((0, 3), np.int64)
+
+
 @dataclass
 class LineTable:
-    """A source's Misra-Gries table: line hashes (sorted), counts, and each one's line."""
+    """A source's Misra-Gries table: line hashes (sorted), counts, and where one occurrence of each is
+    (ChunkLines.where)."""
 
     h: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
     n: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    line: dict[int, str] = field(default_factory=dict)
+    where: np.ndarray = field(default_factory=_no_where)
     capacity: int = LINE_TABLE
 
     def __len__(self) -> int:
         return len(self.h)
 
     @classmethod
-    def of(cls, counts: pl.DataFrame, texts: Callable[[np.ndarray], list[str]],
+    def of(cls, counts: pl.DataFrame, where: Callable[[np.ndarray], np.ndarray],
            capacity: int = LINE_TABLE) -> LineTable:
-        """One chunk's counts of one source (h, n, row), pruned by the same Misra-Gries step; texts:
-        the lines' normal forms by row (only the survivors' are made)."""
+        """One chunk's counts of one source (h, n, row), pruned by the same Misra-Gries step; where: the
+        lines' places by row (ChunkLines.where)."""
         rows, n = _survivors(counts["n"].to_numpy(), capacity)
         part = counts[rows].with_columns(pl.Series("n", n)).sort("h")
-        lines = texts(part["row"].to_numpy())
-        return cls(part["h"].to_numpy(), part["n"].to_numpy(), dict(zip(part["h"], lines, strict=True)), capacity)
+        return cls(part["h"].to_numpy(), part["n"].to_numpy(), where(part["row"].to_numpy()), capacity)
 
     def merge(self, o: LineTable) -> LineTable:
         """Misra-Gries merge: add counts, then prune. Bounded at `capacity` entries; any line in more
@@ -105,24 +113,18 @@ class LineTable:
             return self
         if len(self) == 0:
             return o
-        h, n = sum_by_key(self.h, self.n, o.h, o.n)
-        rows, n = _survivors(n, self.capacity)
-        h = h[rows]
-        return LineTable(h, n, {k: self.line[k] if k in self.line else o.line[k] for k in h.tolist()}, self.capacity)
+        h = np.concatenate([self.h, o.h])
+        by = np.argsort(h, kind="stable")  # a line in both keeps self's place (the earlier)
+        h, n, where = h[by], np.concatenate([self.n, o.n])[by], np.concatenate([self.where, o.where])[by]
+        starts = np.flatnonzero(np.concatenate([[True], h[1:] != h[:-1]]))
+        rows, n = _survivors(np.add.reduceat(n, starts), self.capacity)
+        return LineTable(h[starts][rows], n, where[starts][rows], self.capacity)
 
     def frame(self) -> pl.DataFrame:
-        return pl.DataFrame({"h": self.h, "line": [self.line[k] for k in self.h.tolist()]},
-                            schema={"h": pl.UInt64, "line": pl.String})
-
-
-def sum_by_key(h1: np.ndarray, n1: np.ndarray, h2: np.ndarray, n2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(distinct keys sorted, summed counts) of two keyed count arrays."""
-    h = np.concatenate([h1, h2])
-    n = np.concatenate([n1, n2])
-    order = np.argsort(h, kind="stable")
-    h, n = h[order], n[order]
-    starts = np.flatnonzero(np.concatenate([[True], h[1:] != h[:-1]])) if len(h) else np.zeros(0, np.int64)
-    return h[starts], np.add.reduceat(n, starts) if len(h) else n
+        """(h, order, lo, hi): the lines and where one occurrence of each is."""
+        w = self.where
+        return pl.DataFrame({"h": self.h, "order": w[:, 0], "lo": w[:, 1], "hi": w[:, 2]},
+                            schema={"h": pl.UInt64, "order": pl.Int64, "lo": pl.Int64, "hi": pl.Int64})
 
 
 def _survivors(n: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -137,7 +139,36 @@ def _survivors(n: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return rows, n[rows] - cut
 
 
-def top_lines(counts: pl.DataFrame) -> list[dict]:
-    top = (counts.filter(pl.col("docs") >= 2).sort(["docs", "line", "h"], descending=[True, False, False])
-           .head(TOP_LINES))
+def top_candidates(counts: pl.DataFrame) -> pl.DataFrame:
+    """The counted lines (h, docs, order, lo, hi) that can be among the TOP_LINES shown (most documents
+    first, ties by their text): those in at least 2 documents and in at least as many as the
+    TOP_LINES-th. Only these get their text (top_lines)."""
+    live = counts.filter(pl.col("docs") >= 2)
+    if live.height > TOP_LINES:
+        live = live.filter(pl.col("docs") >= live["docs"].top_k(TOP_LINES).min())
+    return live
+
+
+FETCH_DOCS = 256  # documents' texts in memory at once while their lines are cut out (documents can be large)
+
+
+def line_texts(candidates: pl.DataFrame, fetch: Callable[[np.ndarray], dict[int, str]],
+               batch: int = FETCH_DOCS) -> pl.DataFrame:
+    """(order, lo, hi, line): the normal form of each candidate's line, cut from its document's text
+    (fetch: texts by order), `batch` documents at a time."""
+    at = candidates.select("order", "lo", "hi").unique().sort("order", "lo", "hi")
+    order = at["order"].to_numpy()
+    starts = np.flatnonzero(np.diff(order, prepend=-1))  # each document's first row (orders are >= 0)
+    ends = np.append(starts[batch::batch], len(order))
+    raw: list[str] = []
+    for k, first in enumerate(starts[::batch]):
+        utf8 = {o: t.encode() for o, t in fetch(order[starts[k * batch:(k + 1) * batch]]).items()}
+        raw += [utf8[o][lo:hi].decode() for o, lo, hi in at.slice(first, ends[k] - first).iter_rows()]
+    return at.with_columns(LINE_NORM.apply(pl.Series(raw, dtype=pl.String)).alias("line"))
+
+
+def top_lines(candidates: pl.DataFrame, lines: pl.DataFrame) -> list[dict]:
+    """The TOP_LINES of top_candidates, in normal form; lines: their texts (line_texts)."""
+    top = (candidates.join(lines, on=["order", "lo", "hi"], how="left")
+           .sort(["docs", "line", "h"], descending=[True, False, False]).head(TOP_LINES))
     return [{"line": line, "docs": int(n)} for line, n in top.select("line", "docs").rows()]

@@ -112,10 +112,11 @@ def distinct_texts(files: list[Path], sources: list[str], n_docs: int,
 
 
 def line_counts(files: list[Path], candidates: pl.DataFrame) -> pl.DataFrame:
-    """(source, h, docs, line): exact doc counts of the candidate lines (a streaming scan of the
-    spilled per-chunk counts, keeping only the candidates' rows)."""
+    """(source, h, docs, order, lo, hi): exact doc counts of the candidate lines (h, order, lo, hi: where
+    one occurrence is), a streaming scan of the spilled per-chunk counts keeping only the candidates' rows."""
     if not files or candidates.height == 0:
-        return pl.DataFrame(schema={"source": pl.String, "h": pl.UInt64, "docs": pl.Int64, "line": pl.String})
+        return pl.DataFrame(schema={"source": pl.String, "h": pl.UInt64, "docs": pl.Int64, "order": pl.Int64,
+                                    "lo": pl.Int64, "hi": pl.Int64})
     counts = (pl.scan_ipc(files).filter(pl.col("h").is_in(candidates["h"].implode()))
               .group_by("source", "h").agg(pl.col("n").sum().cast(pl.Int64).alias("docs"))
               .collect(engine="streaming"))

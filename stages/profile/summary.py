@@ -13,7 +13,7 @@ from corpus.writers import write_bytes_atomic
 from .aggregate import Acc, SourceAcc
 from .constants import FEATURES, FORMAT, OTHER_SCRIPT, SCRIPTS
 from .histograms import feature_summary, num
-from .lines import top_lines
+from .lines import line_texts, top_candidates, top_lines
 from .meta import meta_types
 from .neardup import Estimate, estimate
 from .outliers import RULE, outliers
@@ -74,14 +74,17 @@ def finish(acc: Acc, spill: Path, label: str, quarantine: bool) -> dict:
     overall = acc.overall()  # again, with the meta fields
     if len(names) == 1:
         near[names[0]] = near[""]
+    # The lines each section can show, then their documents' texts in one read of the spill.
+    tops = {s: top_candidates(counts.filter(pl.col("source") == s)) for s in names}
+    tops[""] = top_candidates(counts.group_by("h").agg(pl.col("docs").sum(), pl.col("order", "lo", "hi").first()))
+    texts = line_texts(pl.concat([t.select("order", "lo", "hi") for t in tops.values()]), text_fetch(spill))
     by_source = {}
     for s in names:
         sa = acc.sources[s]
         by_source[s] = _section(sa, {s: sa.counts["docs"]}, acc.has_lang, per_src.get(s, 0), near[s],
-                                top_lines(counts.filter(pl.col("source") == s)), outl[s], quarantine)
-    all_counts = counts.group_by("h").agg(pl.col("docs").sum(), pl.col("line").first())
+                                top_lines(tops[s], texts), outl[s], quarantine)
     sources = {s: acc.sources[s].counts["docs"] for s in names}
-    overall_sec = _section(overall, sources, acc.has_lang, total, near[""], top_lines(all_counts), outl[""],
+    overall_sec = _section(overall, sources, acc.has_lang, total, near[""], top_lines(tops[""], texts), outl[""],
                            quarantine)
     return {"format": FORMAT, "label": label, "overall": overall_sec, "by_source": by_source}
 
