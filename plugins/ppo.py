@@ -87,6 +87,8 @@ class PPOSettings:
             raise ValueError(f"kl_estimator must be one of {M.KL_ESTIMATORS}, got {self.kl_estimator!r}")
         if self.epochs < 1 or self.max_new_tokens < 1 or self.rollout_batch < 0:
             raise ValueError("epochs and max_new_tokens must be >= 1, rollout_batch >= 0")
+        if not self.temperature > 0 or self.top_k < 0:  # the sampling loop divides by the temperature
+            raise ValueError(f"temperature must be > 0 and top_k >= 0, got {self.temperature} and {self.top_k}")
 
 
 @dataclass

@@ -55,6 +55,11 @@ class Sampling:
     temperature: float = 1.0
     eval_prompts: int = 16  # prompts for the win rate (one sample per policy each)
 
+    def __post_init__(self) -> None:
+        if not self.temperature > 0 or self.max_new_tokens < 1:  # the sampling loop divides by the temperature
+            raise ValueError(f"sampling needs temperature > 0 and max_new_tokens >= 1, got {self.temperature} "
+                             f"and {self.max_new_tokens}")
+
 
 @dataclass
 class RLHFConfig(PluginConfig):

@@ -93,6 +93,13 @@ def test_ppo_config_needs_exactly_one_reward(tmp_path: Path, shards, prompts):  
         ppo_config(tmp_path, prompts, tok, ppo={"reward_model": "rm/final"})
 
 
+@pytest.mark.parametrize("temperature", [0.0, -1.0])
+def test_ppo_config_refuses_a_temperature_sampling_cannot_divide_by(tmp_path: Path, shards, prompts, temperature):  # noqa: F811
+    tok, _ = shards
+    with pytest.raises(ConfigError, match="temperature must be > 0"):
+        ppo_config(tmp_path, prompts, tok, ppo={"temperature": temperature})
+
+
 def tiny_policy(vocab: int = 50):
     from corpus.plugins.models import ModelConfig, SpecialIds, build_model
 
@@ -151,3 +158,10 @@ def test_rollout_logprobs_and_values_are_those_of_a_full_pass():
     assert torch.allclose(seq["logp"], full, atol=1e-5, rtol=0)
     assert torch.equal(seq["logp"][~mask], torch.zeros_like(seq["logp"][~mask]))
     assert torch.allclose(step_values[mask], values[mask], atol=1e-5, rtol=0)
+
+
+def test_rlhf_cycle_sampling_refuses_a_zero_temperature():
+    from corpus.plugins.rlhf import Sampling
+
+    with pytest.raises(ValueError, match="temperature > 0"):
+        Sampling(temperature=0.0)
