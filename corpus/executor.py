@@ -229,7 +229,7 @@ class Pool:
             # With no unit running, nothing is left to wait for but the workers' interpreters tearing
             # down (a few tenths of a second): they exit in the background. A unit still running (a run
             # that failed) is waited for, so that nothing writes into the output once its lock is gone.
-            idle = not any(not f.done() for f in list(self._in_flight))
+            idle = all(f.done() for f in list(self._in_flight))
             self._pool.shutdown(wait=not idle, cancel_futures=True)
             shutil.rmtree(self._running, ignore_errors=True)
 
