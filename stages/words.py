@@ -293,7 +293,7 @@ def _chunk_tokens(flat: pl.Series, key: pl.Series) -> pl.Series | None:
 def split_words(text: pl.Series, whitespace_word: str) -> pl.Series:
     """Each text's tokens (a list per text), as datatrove's ``split_into_words`` for English.
     ``whitespace_word`` is the pattern of a whitespace-separated chunk."""
-    chunks = text.str.extract_all(whitespace_word)
+    chunks = text.str.extract_all(whitespace_word).fill_null([])  # a null text has no words
     flat = chunks.explode(empty_as_null=False)
     tokens = _chunk_tokens(flat, flat.hash(seed=0))
     if tokens is None:  # two distinct chunks share a 64-bit hash: key by the strings themselves

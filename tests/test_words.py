@@ -132,3 +132,10 @@ def test_chunks_sharing_a_hash_never_take_each_other_s_tokens():
     tokens = _chunk_tokens(flat, flat)
     assert tokens.to_list() == [["do", "n't"], ["a", "/", "b"], ["do", "n't"], None]
     assert _chunk_tokens(flat, flat.hash(seed=0)).to_list() == tokens.to_list()
+
+
+def test_a_null_or_empty_text_has_no_words():
+    from corpus.stages.signals import datatrove_words
+
+    got = datatrove_words(pl.Series(["", "  \n", None, "it's"], dtype=pl.String)).to_list()
+    assert got == [[], [], [], ["it", "'s"]]
