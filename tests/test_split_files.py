@@ -103,6 +103,11 @@ def test_parts_start_on_the_readers_own_piece_boundaries(jsonl_dir: Path):
     assert all(u.start in ends for u in units[1:])
     assert units[0].start == 0 and units[-1].end is None
     assert [u.end for u in units[:-1]] == [u.start for u in units[1:]]
+    # ceil(size / split) parts of about equal size (within a piece): no short last part to idle a worker
+    size = Path(task.path).stat().st_size
+    sizes = [(u.end or size) - u.start for u in units]
+    assert len(units) == -(-(size - 3) // SPLIT)
+    assert max(sizes) - min(sizes) <= piece + 400  # a piece, and the lines that end them
 
 
 def test_jsonl_parts_give_the_rows_of_the_file_read_whole(whole: Path, parts: Path):

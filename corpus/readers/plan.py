@@ -19,6 +19,7 @@ lines after it).
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import glob
 import mmap
@@ -231,22 +232,30 @@ def split_tasks(tasks: Sequence[ReadTask], split_bytes: int, chunk_bytes: int) -
 
 def _line_cuts(path: str, piece: int, split_bytes: int) -> list[int]:
     """Where the parts of a line file start: the reader's piece boundaries (the first line end at or
-    after each piece's size, LineChunker's rule), one every ``split_bytes`` or so. Only the bytes around
-    each boundary are read."""
+    after each piece's size, LineChunker's rule). The file is cut into ceil(size / split_bytes) parts
+    of about equal size, each at the boundary nearest its share: equal parts keep every worker busy to
+    the end (a short last part would leave one idle while another reads a full one). Only the bytes
+    around each boundary are read."""
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     try:
-        pos = len(BOM) if mm[: len(BOM)] == BOM else 0
-        cuts, last = [0], pos
+        pos = first = len(BOM) if mm[: len(BOM)] == BOM else 0
+        bounds = []
         while (cut := mm.find(b"\n", pos + piece - 1)) >= 0 and cut + 1 < size:
             pos = cut + 1
-            if pos - last >= split_bytes:
-                cuts.append(pos)
-                last = pos
-        return cuts
+            bounds.append(pos)
     finally:
         mm.close()
+    n = -(-(size - first) // split_bytes)
+    cuts = [0]
+    for k in range(1, n):
+        target = first + k * (size - first) / n
+        i = bisect.bisect_left(bounds, target)
+        near = min(bounds[max(0, i - 1):i + 1], key=lambda b: abs(b - target), default=None)
+        if near is not None and near > cuts[-1]:
+            cuts.append(near)
+    return cuts
 
 
 def _line_parts(task: ReadTask, cuts: list[int]) -> list[ReadTask]:
