@@ -122,21 +122,24 @@ def run_job(job: Job) -> Acc:
 
 
 def run_units(units: Iterable[Unit], spill: Path, workers: int, sample_size: int) -> Acc:
-    """Units on `workers` threads of this process, merged in unit order. Threads, not processes:
-    polars, numpy and the kernel release the GIL in everything heavy here, and a spawned worker
-    would cost a second of start-up before doing anything."""
+    """Units on threads of this process (``workers`` cores' worth), merged in unit order. Threads, not
+    processes: polars, numpy and the kernel release the GIL in everything heavy here, and a spawned
+    worker would cost a second of start-up before doing anything. One thread more than ``workers``:
+    each thread also waits (on the GIL between polars calls, on numba's lock for the kernels' first
+    load), and a spare keeps the cores busy meanwhile (docs/benchmarks.md)."""
     acc = Acc(sample_size=sample_size)
     units = list(units)
     if workers <= 1 or len(units) <= 1:
         for u in units:
             acc.merge(profile_unit(u, spill, sample_size))
         return acc
-    with ThreadPoolExecutor(workers, thread_name_prefix="profile") as pool:
+    threads = workers + 1
+    with ThreadPoolExecutor(threads, thread_name_prefix="profile") as pool:
         # At most 2 units per thread in flight: finished ones wait for their turn to merge, bounded.
         pending: deque[Future[Acc]] = deque()
         for u in units:
             pending.append(pool.submit(profile_unit, u, spill, sample_size))
-            if len(pending) >= 2 * workers:
+            if len(pending) >= 2 * threads:
                 acc.merge(pending.popleft().result())
         while pending:
             acc.merge(pending.popleft().result())

@@ -50,8 +50,8 @@ def profile_input(inputs: list[InputSpec] | Path | str, out: Path, workers: int 
                   sample_size: int = NEAR_DUP_SAMPLE, keep_features: bool = False,
                   base_dir: Path | None = None) -> dict:
     """Profile raw inputs (read by the corpus readers; quarantined records counted by kind) or a
-    corpus folder (one with manifest.json), files/shards in parallel on `workers` threads. Writes
-    ``out/profile.json``; a bad input raises before anything is written."""
+    corpus folder (one with manifest.json), files/shards in parallel on threads (``workers`` cores'
+    worth, run_units). Writes ``out/profile.json``; a bad input raises before anything is written."""
     out = Path(out)
     units, quarantine = _units(inputs, base_dir)
     made = not out.exists()
