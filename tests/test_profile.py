@@ -882,3 +882,30 @@ def test_distinct_texts_counted_by_key_range_equal_one_pass(known, tmp_path):
     one = distinct_texts(files, ["web", "wiki"], df.height)
     assert distinct_texts(files, ["web", "wiki"], df.height, part_keys=4) == one
     assert one[1] == round((1 - prof["overall"]["exact_dup_rate"]) * (df.height - 1))
+
+
+def test_spilled_texts_come_back_by_order_whatever_file_holds_them(tmp_path):
+    """The near-duplicate check and the top lines read texts back by order from the spill (memory-mapped
+    Arrow files): every order asked for that was spilled comes back with its own text, from any file, in
+    any order within a file; orders never spilled are simply absent."""
+    from types import SimpleNamespace
+
+    from corpus.stages.profile.spill import Spill, text_fetch
+
+    rng = random.Random(3)
+    texts = {}
+    for unit in range(3):
+        spill = Spill(tmp_path, unit)
+        for _ in range(2):
+            orders = [(unit << 40) + rng.randrange(1 << 30) for _ in range(50)]
+            if unit == 1:
+                rng.shuffle(orders)  # not sorted within this file
+            body = [f"doc {o} " + "é" * rng.randrange(5) for o in orders]
+            texts.update(zip(orders, body, strict=True))
+            docs = pl.DataFrame({"order": orders}, schema={"order": pl.Int64})
+            empty = pl.DataFrame(schema={"source": pl.String, "h": pl.UInt64, "n": pl.Int64})
+            spill.write(SimpleNamespace(docs=docs, text=pl.Series(body), lines=SimpleNamespace(counts=empty)))
+    fetch = text_fetch(tmp_path)
+    asked = rng.sample(sorted(texts), 120) + [5, (1 << 40) + 7]  # two orders never spilled
+    assert fetch(np.array(asked)) == {o: texts[o] for o in asked if o in texts}
+    assert fetch(np.array([], np.int64)) == {}

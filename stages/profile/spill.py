@@ -4,9 +4,10 @@ Exact figures that need every document (distinct text keys, the exact doc counts
 line candidates, outliers against the final bounds, the near-duplicate clusters) cannot come from
 bounded in-memory aggregates. Each chunk writes its documents' features to Parquet (uncompressed:
 read once; kept for the user with keep_features), its line counts to Arrow IPC, and its texts to
-Parquet (by order, in small row groups: the near-duplicate check reads a few thousand of them back,
-far cheaper than reading the input again), in a scratch folder; streaming polars scans answer
-those questions at the end: memory does not grow with the corpus.
+Arrow IPC (uncompressed, by order: the near-duplicate check and the top lines read a few thousand
+back from memory maps, each text alone, far cheaper than reading the input again; Parquet row groups
+made each one read its neighbours too), in a scratch folder; streaming polars scans answer those
+questions at the end: memory does not grow with the corpus.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from .features import Chunk
 
@@ -43,8 +45,9 @@ class Spill:
         if ch.lines.counts.height:
             # Arrow IPC, not Parquet: a web chunk has hundreds of thousands of lines, read once, by us.
             ch.lines.counts.select("source", "h", "n").write_ipc(self.name("lines", "arrow"))
-        texts = pl.DataFrame({"order": ch.docs["order"], "text": ch.text})
-        texts.write_parquet(self.name("text", "parquet"), compression="uncompressed", row_group_size=1024)
+        texts = pa.table({"order": ch.docs["order"].to_arrow(), "text": ch.text.to_arrow()})
+        with pa.OSFile(str(self.name("text", "arrow")), "wb") as sink, pa.ipc.new_file(sink, texts.schema) as w:
+            w.write_table(texts)
         self.chunks += 1
 
 
@@ -59,19 +62,42 @@ def done(spill: Path, keep_features: bool) -> None:
     if not keep_features:
         shutil.rmtree(spill, ignore_errors=True)
         return
-    for p in spill.glob("text-*.parquet"):  # copies of the input, not features
+    for p in spill.glob("text-*.arrow"):  # copies of the input, not features
         p.unlink()
 
 
+def _texts(path: Path) -> pa.Table:
+    """A spilled texts file, memory-mapped: nothing is read until a text is taken."""
+    with pa.memory_map(str(path)) as src:
+        return pa.ipc.open_file(src).read_all()
+
+
 def text_fetch(spill: Path) -> Callable[[np.ndarray], dict[int, str]]:
-    """Texts by order, from the spilled texts (row groups pruned by the order's statistics)."""
+    """Texts by order, from the spilled texts: each file is mapped once (on the first call) with its
+    order range; a call takes the rows found by their orders in the files whose range holds them."""
+    files: list[tuple[int, int, pa.Table, np.ndarray, np.ndarray | None]] = []  # lo, hi, texts, order, sort
 
     def fetch(orders: np.ndarray) -> dict[int, str]:
-        files = sorted(spill.glob("text-*.parquet"))
-        if not files or len(orders) == 0:
-            return {}
-        got = pl.scan_parquet(files).filter(pl.col("order").is_in(pl.Series(orders).implode())).collect()
-        return dict(zip(got["order"].to_list(), got["text"].to_list(), strict=True))
+        if not files:
+            for p in sorted(spill.glob("text-*.arrow")):
+                t = _texts(p)
+                order = t.column("order").to_numpy()
+                if len(order):
+                    by = None if bool(np.all(order[1:] >= order[:-1])) else np.argsort(order, kind="stable")
+                    files.append((int(order.min()), int(order.max()), t, order, by))
+        want = np.unique(np.asarray(orders, np.int64))
+        out: dict[int, str] = {}
+        for lo, hi, t, order, by in files:
+            mine = want[(want >= lo) & (want <= hi)]
+            if len(mine) == 0:
+                continue
+            at = np.minimum(np.searchsorted(order, mine, sorter=by), len(order) - 1)
+            if by is not None:
+                at = by[at]
+            found = order[at] == mine
+            texts = t.column("text").take(pa.array(at[found])).to_pylist()
+            out.update(zip(mine[found].tolist(), texts, strict=True))
+        return out
 
     return fetch
 
