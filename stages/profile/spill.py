@@ -12,6 +12,7 @@ questions at the end: memory does not grow with the corpus.
 
 from __future__ import annotations
 
+import mmap
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -66,40 +67,55 @@ def done(spill: Path, keep_features: bool) -> None:
         p.unlink()
 
 
-def _texts(path: Path) -> pa.Table:
-    """A spilled texts file, memory-mapped: nothing is read until a text is taken."""
-    with pa.memory_map(str(path)) as src:
-        return pa.ipc.open_file(src).read_all()
+def _texts(path: Path) -> tuple[mmap.mmap, pa.Table]:
+    """A spilled texts file, memory-mapped: nothing is read until a text is taken, and then only its
+    own pages (no readahead around it: a fetch touches a few texts per file)."""
+    with open(path, "rb") as f:
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    if hasattr(mm, "madvise"):
+        mm.madvise(mmap.MADV_RANDOM)
+    return mm, pa.ipc.open_file(pa.BufferReader(pa.py_buffer(mm))).read_all()
 
 
 def text_fetch(spill: Path) -> Callable[[np.ndarray], dict[int, str]]:
     """Texts by order, from the spilled texts: each file is mapped once (on the first call) with its
-    order range; a call takes the rows found by their orders in the files whose range holds them."""
-    files: list[tuple[int, int, pa.Table, np.ndarray, np.ndarray | None]] = []  # lo, hi, texts, order, sort
+    order range; a call takes the rows found by their orders in the files whose range holds them, then
+    hands the pages it touched back (they stay in the page cache, out of this process's memory)."""
+    files: list[tuple[int, int, mmap.mmap, pa.Table, np.ndarray | None]] = []  # lo, hi, map, texts, sort
 
     def fetch(orders: np.ndarray) -> dict[int, str]:
         if not files:
             for p in sorted(spill.glob("text-*.arrow")):
-                t = _texts(p)
+                mm, t = _texts(p)
                 order = t.column("order").to_numpy()
                 if len(order):
                     by = None if bool(np.all(order[1:] >= order[:-1])) else np.argsort(order, kind="stable")
-                    files.append((int(order.min()), int(order.max()), t, order, by))
+                    files.append((int(order.min()), int(order.max()), mm, t, by))
+                _release(mm)
         want = np.unique(np.asarray(orders, np.int64))
         out: dict[int, str] = {}
-        for lo, hi, t, order, by in files:
+        for lo, hi, mm, t, by in files:
             mine = want[(want >= lo) & (want <= hi)]
             if len(mine) == 0:
                 continue
+            order = t.column("order").to_numpy()
             at = np.minimum(np.searchsorted(order, mine, sorter=by), len(order) - 1)
             if by is not None:
                 at = by[at]
             found = order[at] == mine
-            texts = t.column("text").take(pa.array(at[found])).to_pylist()
-            out.update(zip(mine[found].tolist(), texts, strict=True))
+            # One value at a time: take() would join a file's batches, reading all of it.
+            col = t.column("text")
+            out.update((o, col[r].as_py()) for o, r in zip(mine[found].tolist(), at[found].tolist(), strict=True))
+            _release(mm)
         return out
 
     return fetch
+
+
+def _release(mm: mmap.mmap) -> None:
+    """Unmap the pages a fetch touched (a read-only file mapping: they are read again if needed)."""
+    if hasattr(mm, "madvise"):
+        mm.madvise(mmap.MADV_DONTNEED)
 
 
 def features(spill: Path) -> list[Path]:
