@@ -351,15 +351,17 @@ class Executor:
                 drift = fields.drift(markers)
                 files = _files(read_dir, markers)  # every work file of this run, as its writer recorded it
                 shards = [s for m in markers for s in m["shards"]]
-                with catalog.session():  # one connection for these (opening the file costs a checkpoint)
+                prev = read_dir / "shards"
+                # One connection for the reading's records and the id check's (opening the file costs a
+                # checkpoint).
+                with catalog.session():
                     catalog.flush()
                     catalog.record_fields(run_id, markers, drift)
                     catalog.set_units(run_id, len(shards))
-                for line in fields.describe(drift):
-                    log.warning("%s", line)
-                prev = read_dir / "shards"
-                self._check_ids(pool, progress, catalog, run_id, id_stage, [prev / f"{s}.parquet" for s in shards],
-                                markers)
+                    for line in fields.describe(drift):
+                        log.warning("%s", line)
+                    self._check_ids(pool, progress, catalog, run_id, id_stage,
+                                    [prev / f"{s}.parquet" for s in shards], markers)
                 laps.lap("00-ids (repeated ids)")
                 for segment in _segments(stages):
                     head = segment[0]
