@@ -78,44 +78,40 @@ def _texts(path: Path) -> tuple[mmap.mmap, pa.Table]:
 
 
 def text_fetch(spill: Path) -> Callable[[np.ndarray], dict[int, str]]:
-    """Texts by order, from the spilled texts: each file is mapped once (on the first call) with its
-    order range; a call takes the rows found by their orders in the files whose range holds them, then
-    hands the pages it touched back (they stay in the page cache, out of this process's memory)."""
-    files: list[tuple[int, int, mmap.mmap, pa.Table, np.ndarray | None]] = []  # lo, hi, map, texts, sort
+    """Texts by order, from the spilled texts: each file's order range (learnt on the first call); a call
+    maps the files whose range holds an order asked for, one at a time (a corpus may spill thousands of
+    files: none is held open between calls), and takes the rows found by their orders."""
+    ranges: list[tuple[int, int, Path]] = []
 
     def fetch(orders: np.ndarray) -> dict[int, str]:
-        if not files:
+        if not ranges:
             for p in sorted(spill.glob("text-*.arrow")):
-                mm, t = _texts(p)
-                order = t.column("order").to_numpy()
+                order = _texts(p)[1].column("order").to_numpy()
                 if len(order):
-                    by = None if bool(np.all(order[1:] >= order[:-1])) else np.argsort(order, kind="stable")
-                    files.append((int(order.min()), int(order.max()), mm, t, by))
-                _release(mm)
+                    ranges.append((int(order.min()), int(order.max()), p))
         want = np.unique(np.asarray(orders, np.int64))
         out: dict[int, str] = {}
-        for lo, hi, mm, t, by in files:
+        for lo, hi, p in ranges:
             mine = want[(want >= lo) & (want <= hi)]
-            if len(mine) == 0:
-                continue
-            order = t.column("order").to_numpy()
-            at = np.minimum(np.searchsorted(order, mine, sorter=by), len(order) - 1)
-            if by is not None:
-                at = by[at]
-            found = order[at] == mine
-            # One value at a time: take() would join a file's batches, reading all of it.
-            col = t.column("text")
-            out.update((o, col[r].as_py()) for o, r in zip(mine[found].tolist(), at[found].tolist(), strict=True))
-            _release(mm)
+            if len(mine):
+                out.update(_take(p, mine))
         return out
 
     return fetch
 
 
-def _release(mm: mmap.mmap) -> None:
-    """Unmap the pages a fetch touched (a read-only file mapping: they are read again if needed)."""
-    if hasattr(mm, "madvise"):
-        mm.madvise(mmap.MADV_DONTNEED)
+def _take(path: Path, orders: np.ndarray) -> dict[int, str]:
+    """The texts of these orders that the file holds. One value at a time: take() would join the file's
+    batches, reading all of it. The map goes when this returns (nothing else refers to it)."""
+    mm, t = _texts(path)
+    order = t.column("order").to_numpy()
+    by = None if bool(np.all(order[1:] >= order[:-1])) else np.argsort(order, kind="stable")
+    at = np.minimum(np.searchsorted(order, orders, sorter=by), len(order) - 1)
+    if by is not None:
+        at = by[at]
+    found = order[at] == orders
+    col = t.column("text")
+    return {o: col[r].as_py() for o, r in zip(orders[found].tolist(), at[found].tolist(), strict=True)}
 
 
 def features(spill: Path) -> list[Path]:
