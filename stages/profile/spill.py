@@ -46,9 +46,8 @@ class Spill:
         if ch.lines.counts.height:
             # Arrow IPC, not Parquet: a web chunk has hundreds of thousands of lines, read once, by us.
             ch.lines.counts.select("source", "h", "n").write_ipc(self.name("lines", "arrow"))
-        texts = pa.table({"order": ch.docs["order"].to_arrow(), "text": ch.text.to_arrow()})
-        with pa.OSFile(str(self.name("text", "arrow")), "wb") as sink, pa.ipc.new_file(sink, texts.schema) as w:
-            w.write_table(texts)
+        texts = pl.DataFrame({"order": ch.docs["order"], "text": ch.text})
+        texts.write_ipc(self.name("text", "arrow"), compat_level=pl.CompatLevel.oldest())  # large_string
         self.chunks += 1
 
 
@@ -67,14 +66,15 @@ def done(spill: Path, keep_features: bool) -> None:
         p.unlink()
 
 
-def _texts(path: Path) -> tuple[mmap.mmap, pa.Table]:
+def _texts(path: Path) -> pa.Table:
     """A spilled texts file, memory-mapped: nothing is read until a text is taken, and then only its
-    own pages (no readahead around it: a fetch touches a few texts per file)."""
+    own pages (no readahead around it: a fetch touches a few texts per file). The map lives as long
+    as the table."""
     with open(path, "rb") as f:
         mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     if hasattr(mm, "madvise"):
         mm.madvise(mmap.MADV_RANDOM)
-    return mm, pa.ipc.open_file(pa.BufferReader(pa.py_buffer(mm))).read_all()
+    return pa.ipc.open_file(pa.BufferReader(pa.py_buffer(mm))).read_all()
 
 
 def text_fetch(spill: Path) -> Callable[[np.ndarray], dict[int, str]]:
@@ -86,7 +86,7 @@ def text_fetch(spill: Path) -> Callable[[np.ndarray], dict[int, str]]:
     def fetch(orders: np.ndarray) -> dict[int, str]:
         if not ranges:
             for p in sorted(spill.glob("text-*.arrow")):
-                order = _texts(p)[1].column("order").to_numpy()
+                order = _texts(p).column("order").to_numpy()
                 if len(order):
                     ranges.append((int(order.min()), int(order.max()), p))
         want = np.unique(np.asarray(orders, np.int64))
@@ -103,7 +103,7 @@ def text_fetch(spill: Path) -> Callable[[np.ndarray], dict[int, str]]:
 def _take(path: Path, orders: np.ndarray) -> dict[int, str]:
     """The texts of these orders that the file holds. One value at a time: take() would join the file's
     batches, reading all of it. The map goes when this returns (nothing else refers to it)."""
-    mm, t = _texts(path)
+    t = _texts(path)
     order = t.column("order").to_numpy()
     by = None if bool(np.all(order[1:] >= order[:-1])) else np.argsort(order, kind="stable")
     at = np.minimum(np.searchsorted(order, orders, sorter=by), len(order) - 1)

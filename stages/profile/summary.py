@@ -61,8 +61,9 @@ def finish(acc: Acc, spill: Path, label: str, quarantine: bool) -> dict:
         samples.update({s: acc.sources[s].picks.order for s in names})
     docs = {"": overall.counts["docs"] - overall.counts["null_text"],
             **{s: acc.sources[s].counts["docs"] - acc.sources[s].counts["null_text"] for s in names}}
+    fetch = text_fetch(spill)  # the near-duplicate check's, then the top lines' (one after the other)
     with ThreadPoolExecutor(3, thread_name_prefix="profile-finish") as pool:  # independent reads of the spill
-        near_f = pool.submit(estimate, samples, docs, feats, text_fetch(spill))
+        near_f = pool.submit(estimate, samples, docs, feats, fetch)
         meta_f = pool.submit(meta_types, feats)
         outl_f = pool.submit(outliers, feats, acc, overall)
         per_src, total = distinct_texts(feats, names, overall.counts["docs"])
@@ -77,7 +78,7 @@ def finish(acc: Acc, spill: Path, label: str, quarantine: bool) -> dict:
     # The lines each section can show, then their documents' texts in one read of the spill.
     tops = {s: top_candidates(counts.filter(pl.col("source") == s)) for s in names}
     tops[""] = top_candidates(counts.group_by("h").agg(pl.col("docs").sum(), pl.col("order", "lo", "hi").first()))
-    texts = line_texts(pl.concat([t.select("order", "lo", "hi") for t in tops.values()]), text_fetch(spill))
+    texts = line_texts(pl.concat([t.select("order", "lo", "hi") for t in tops.values()]), fetch)
     by_source = {}
     for s in names:
         sa = acc.sources[s]
