@@ -69,7 +69,7 @@ from corpus.owner import check_output, claim, remove_own, write_listing
 from corpus.progress import Progress
 from corpus.readers import InputSpec, ReadTask, fields, plan_tasks
 from corpus.readers.check import QuarantineShare
-from corpus.readers.plan import number_lines, split_tasks
+from corpus.readers.plan import largest_first, number_lines, split_tasks
 from corpus.resume import check_finished_work
 from corpus.schema import COPY_OF, DOC_SCHEMA
 from corpus.work import (
@@ -442,7 +442,7 @@ class Executor:
         # Parts of big line files start at their file's own line numbers: count the lines before them.
         known = {u: m["lines"] for u, m in done.items() if m.get("lines") is not None}
         tasks, lines = number_lines(tasks, known, set(done))
-        todo = [t for t in tasks if t.unit not in done]
+        todo = largest_first([t for t in tasks if t.unit not in done])  # the pool hands them out in this order
         bar = progress.add("read inputs", total=len(tasks), completed=len(done), unit="input MB/s")
         chunk = self._read_chunk(shard_max_bytes)
         # A source's quarantine share is judged as its files finish; an input of one unit, in its worker.

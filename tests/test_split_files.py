@@ -15,10 +15,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from corpus import InputSpec
-from corpus.executor import LocalExecutor
+from corpus.executor import LocalExecutor, Pool
 from corpus.readers import plan_tasks
 from corpus.readers.jsonl import jsonl_piece_bytes
-from corpus.readers.plan import split_tasks
+from corpus.readers.plan import largest_first, split_tasks
 from corpus.readers.streams import ByteSource, LineChunker
 from corpus.stages.dedup import ExactDedup
 
@@ -108,6 +108,33 @@ def test_parts_start_on_the_readers_own_piece_boundaries(jsonl_dir: Path):
     sizes = [(u.end or size) - u.start for u in units]
     assert len(units) == -(-(size - 3) // SPLIT)
     assert max(sizes) - min(sizes) <= piece + 400  # a piece, and the lines that end them
+
+
+def test_workers_get_the_largest_units_first(jsonl_dir: Path, tmp_path: Path):
+    """A pool hands each unit to the next free worker: largest first, the small ones even out the end."""
+    tasks = plan_tasks([InputSpec(source="big", path=str(jsonl_dir))])
+    units, _ = split_tasks(tasks, SPLIT, CHUNK)
+    size = {u.unit: (u.end or Path(u.path).stat().st_size) - u.start for u in units}
+    order = [u.unit for u in largest_first(units)]
+    assert sorted(order) == sorted(size) and order[-1] == "00001"  # small.jsonl, whole, goes last
+    assert [size[u] for u in order] == sorted(size.values(), reverse=True)
+    ties = [u for u in order if size[u] == size[order[0]]]
+    assert ties == sorted(ties)  # equal sizes keep file order
+
+    seen: list[str] = []
+
+    class Recording(Pool):
+        def unordered(self, fn, jobs, labels=None):
+            seen.extend(j.task.unit for j in jobs if hasattr(j, "task"))
+            return super().unordered(fn, jobs, labels)
+
+    class Executor(LocalExecutor):
+        def _runner(self, shard_max_bytes):
+            return Recording(self.workers)
+
+    _run(jsonl_dir, tmp_path / "out", executor=Executor(workers=1, quiet=True, chunk_bytes=CHUNK, split_bytes=SPLIT,
+                                                         report=False))
+    assert seen == order
 
 
 def test_jsonl_parts_give_the_rows_of_the_file_read_whole(whole: Path, parts: Path):
