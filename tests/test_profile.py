@@ -905,7 +905,8 @@ def test_spilled_texts_come_back_by_order_whatever_file_holds_them(tmp_path):
             texts.update(zip(orders, body, strict=True))
             docs = pl.DataFrame({"order": orders}, schema={"order": pl.Int64})
             empty = pl.DataFrame(schema={"source": pl.String, "h": pl.UInt64, "n": pl.Int64})
-            spill.write(SimpleNamespace(docs=docs, text=pl.Series(body), lines=SimpleNamespace(counts=empty)))
+            spill.write(SimpleNamespace(docs=docs, text=pl.Series(body), arrow=pl.Series(body).to_arrow(),
+                                        lines=SimpleNamespace(counts=empty)))
     fetch = text_fetch(tmp_path)
     asked = rng.sample(sorted(texts), 120) + [5, (1 << 40) + 7]  # two orders never spilled
     fds = len(os.listdir("/proc/self/fd"))

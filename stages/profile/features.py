@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from corpus.stages.dedup import ExactDedup
 from corpus.stages.dedup_text import fmix64
@@ -35,6 +36,7 @@ _PICK_SEED = np.uint64(0x5851F42D4C957F2D)
 class Chunk:
     docs: pl.DataFrame  # one row per document (the columns of doc_features)
     text: pl.Series  # the documents' texts (for outlier example snippets)
+    arrow: pa.Array  # the same as Arrow large strings, as the kernel read them (spilled without a second copy)
     scripts: dict[str, np.ndarray]  # letters per script (kernel.Scan.scripts columns), per source
     lines: ChunkLines  # per-document line figures, and the documents holding each line
     has_lang: bool  # the frame had a lang column
@@ -72,12 +74,13 @@ def chunk_features(df: pl.DataFrame, order: np.ndarray | None = None) -> Chunk:
         t.str.ends_with("\n").fill_null(False).alias("ends_nl"),
         t.str.count_matches(MOJIBAKE).fill_null(0).cast(pl.Int64).alias("replacements"),
     )
-    scan = kernel.scan(text.to_arrow(), int(base["newlines"].sum()))
+    arrow = text.to_arrow()
+    scan = kernel.scan(arrow, int(base["newlines"].sum()))
     lines = chunk_lines(scan, base["source"], order)
     docs = _frame(base, scan, lines, order)
     docs = docs.with_columns(pl.when(~pl.col("null")).then(pl.Series(lines.key)).alias("h"))
     scripts = _by_source(scan.scripts, base["source"])
-    return Chunk(docs.with_columns(meta_column(df)), text, scripts, lines, has_lang)
+    return Chunk(docs.with_columns(meta_column(df)), text, arrow, scripts, lines, has_lang)
 
 
 def doc_features(df: pl.DataFrame) -> pl.DataFrame:
