@@ -80,6 +80,8 @@ class Tables:
     flags: np.ndarray  # class bits per code point (chars.py), plus TERMINAL
     script: np.ndarray  # script per code point (0 other, 1 + index in SCRIPTS)
     gear: np.ndarray  # u64 per byte: the rolling hash's value of a byte (A-Z as a-z, digits as "0")
+    ascii_shift: np.ndarray  # u64 per ASCII byte: 2 if it goes into the windows (not space or punctuation), else 0
+    ascii_gear: np.ndarray  # u64 per ASCII byte: its gear value if it goes into the windows, else 0
 
 
 def _gear_of(byte: int) -> int:
@@ -103,7 +105,9 @@ def tables() -> Tables:
     ascii_lanes[128:] = 0
     ascii_lanes[32] |= np.uint64(1) << np.uint64(48)
     gear = np.array([_gear_of(b) for b in range(256)], np.uint64)
-    return Tables(lanes, ascii_lanes, flags, cpt.script, gear)
+    keep = ((ascii_lanes >> np.uint64(24)) | (ascii_lanes >> np.uint64(32))) & np.uint64(1) ^ np.uint64(1)
+    keep[128:] = 0
+    return Tables(lanes, ascii_lanes, flags, cpt.script, gear, keep * np.uint64(2), gear * keep)
 
 
 @njit(nogil=True, boundscheck=True, cache=True)
@@ -168,7 +172,8 @@ def _terminal(data, lo, hi, flags):  # noqa: ANN001, ANN202
 
 
 @njit(nogil=True, boundscheck=True, cache=True)
-def _scan(data, offs, cap, lanes, ascii_lanes, flags, script, gear, n_scripts, m, window):  # noqa: ANN001, ANN202, C901
+def _scan(data, offs, cap, lanes, ascii_lanes, flags, script, gear, ascii_shift, ascii_gear, n_scripts, m,
+          window):  # noqa: ANN001, ANN202, C901
     n = len(offs) - 1
     counts = np.zeros((n, 7), np.int64)
     scripts = np.zeros((n, n_scripts), np.int64)
@@ -180,11 +185,10 @@ def _scan(data, offs, cap, lanes, ascii_lanes, flags, script, gear, n_scripts, m
     byte = np.uint64(255)
     mix = np.uint64(_MIX)
     for d in range(n):
-        # Byte lanes of acc (flushed into c every 255 characters and at each line end): the six
-        # classes, spaces (" "), and characters.
+        # Byte lanes of acc (flushed into c every 255 bytes and at each line end): the six classes,
+        # spaces (" "), and characters.
         c = np.zeros(8, np.int64)
         acc = np.uint64(0)
-        held = 0
         words = 0
         unstable = 0
         prev_ws = np.uint64(1)
@@ -196,56 +200,63 @@ def _scan(data, offs, cap, lanes, ascii_lanes, flags, script, gear, n_scripts, m
         hi = offs[d + 1]
         start = lo  # the current line: where it starts, and the counts before it
         words0 = ws0 = sp0 = ch0 = un0 = 0
-        for i in range(lo, hi):
-            b = data[i]
-            if b == 10:  # a line ends: its counts so far
-                for k in range(8):
-                    c[k] += np.int64((acc >> np.uint64(8 * k)) & byte)
-                acc = np.uint64(0)
-                held = 0
-                if words > words0:  # not blank
-                    raw[0, n_lines], raw[1, n_lines], raw[2, n_lines], raw[3, n_lines] = d, start, i, words - words0
-                    raw[4, n_lines], raw[5, n_lines], raw[6, n_lines] = c[4] - ws0, c[6] - sp0, c[7] - ch0
-                    raw[7, n_lines] = unstable - un0
-                    n_lines += 1
-                start = i + 1
-                words0, ws0, sp0, ch0, un0 = words, c[4] + 1, c[6], c[7] + 1, unstable  # "\n" is not the next line's
-            if b < 0x80 or b >= 0xC0:  # a character starts (continuation bytes follow their lead)
-                if b < 0x80:
-                    ln = ascii_lanes[b]
-                else:
-                    cp = _decode(data, i)
-                    f = flags[cp]
-                    if f & ALPHA:
-                        scripts[d, script[cp]] += 1
-                    unstable += np.int64(f >> 7)
-                    ln = lanes[f & 63]
-                acc += ln
-                ws = (ln >> np.uint64(32)) & np.uint64(1)
-                words += np.int64(prev_ws & (ws ^ np.uint64(1)))
-                prev_ws = ws
-                keep = (ws | ((ln >> np.uint64(24)) & np.uint64(1))) ^ np.uint64(1)
-                held += 1
-                if held == 255:
+        # In blocks of at most 255 bytes (so of characters): no lane of acc can pass 255 before the
+        # flush at each block's end (and at each line end).
+        blk = lo
+        while blk < hi:
+            stop = min(hi, blk + 255)
+            for i in range(blk, stop):
+                b = data[i]
+                if b == 10:  # a line ends: its counts so far
                     for k in range(8):
                         c[k] += np.int64((acc >> np.uint64(8 * k)) & byte)
                     acc = np.uint64(0)
-                    held = 0
-            # Branch-free: a byte left out shifts nothing in and adds nothing.
-            g = (g << (keep + keep)) + gear[b] * keep
-            filled += np.int64(keep)
-            v = g * mix
-            v ^= v >> np.uint64(29)
-            if v < top and filled >= window:
-                top = _keep(sk, d, v)
-        for k in range(8):
-            c[k] += np.int64((acc >> np.uint64(8 * k)) & byte)
+                    if words > words0:  # not blank
+                        raw[0, n_lines], raw[1, n_lines], raw[2, n_lines], raw[3, n_lines] = d, start, i, words - words0
+                        raw[4, n_lines], raw[5, n_lines], raw[6, n_lines] = c[4] - ws0, c[6] - sp0, c[7] - ch0
+                        raw[7, n_lines] = unstable - un0
+                        n_lines += 1
+                    start = i + 1  # "\n" is not the next line's
+                    words0, ws0, sp0, ch0, un0 = words, c[4] + 1, c[6], c[7] + 1, unstable
+                if b < 0x80:  # ASCII: whether it goes into the windows is in its byte's tables
+                    ln = ascii_lanes[b]
+                    acc += ln
+                    ws = (ln >> np.uint64(32)) & np.uint64(1)
+                    words += np.int64(prev_ws & (ws ^ np.uint64(1)))
+                    prev_ws = ws
+                    shift = ascii_shift[b]
+                    g = (g << shift) + ascii_gear[b]
+                    filled += np.int64(shift)
+                else:
+                    if b >= 0xC0:  # a character starts (continuation bytes follow their lead)
+                        cp = _decode(data, i)
+                        f = flags[cp]
+                        if f & ALPHA:
+                            scripts[d, script[cp]] += 1
+                        unstable += np.int64(f >> 7)
+                        ln = lanes[f & 63]
+                        acc += ln
+                        ws = (ln >> np.uint64(32)) & np.uint64(1)
+                        words += np.int64(prev_ws & (ws ^ np.uint64(1)))
+                        prev_ws = ws
+                        keep = (ws | ((ln >> np.uint64(24)) & np.uint64(1))) ^ np.uint64(1)
+                    # Branch-free: a byte left out shifts nothing in and adds nothing.
+                    g = (g << (keep + keep)) + gear[b] * keep
+                    filled += np.int64(keep + keep)
+                v = g * mix
+                v ^= v >> np.uint64(29)
+                if v < top and filled >= 2 * window:  # filled: twice the bytes in the windows
+                    top = _keep(sk, d, v)
+            for k in range(8):
+                c[k] += np.int64((acc >> np.uint64(8 * k)) & byte)
+            acc = np.uint64(0)
+            blk = stop
         if words > words0:  # the last line
             raw[0, n_lines], raw[1, n_lines], raw[2, n_lines], raw[3, n_lines] = d, start, hi, words - words0
             raw[4, n_lines], raw[5, n_lines], raw[6, n_lines] = c[4] - ws0, c[6] - sp0, c[7] - ch0
             raw[7, n_lines] = unstable - un0
             n_lines += 1
-        if 0 < filled < window:  # shorter than a window: the whole text is one
+        if 0 < filled < 2 * window:  # shorter than a window: the whole text is one
             v = g * mix
             _keep(sk, d, v ^ (v >> np.uint64(29)))
         for k in range(6):
@@ -375,7 +386,8 @@ def scan(texts: pa.Array | pa.ChunkedArray, newlines: int) -> Scan:
     t = tables()
     n = len(offs) - 1
     counts, scripts, sketch, li, lh = _scan(data, np.ascontiguousarray(offs, np.int64), newlines + n, t.lanes,
-                                            t.ascii_lanes, t.flags, t.script, t.gear, len(SCRIPTS) + 1, SKETCH, WINDOW)
+                                            t.ascii_lanes, t.flags, t.script, t.gear, t.ascii_shift, t.ascii_gear,
+                                            len(SCRIPTS) + 1, SKETCH, WINDOW)
     # ASCII letters were not looked up per script in the loop: they are Latin.
     scripts[:, 1 + SCRIPTS.index("Latin")] += counts[:, 0] - scripts.sum(axis=1)
     lines = Lines(li[0], li[1], li[2], lh, li[3], li[4].astype(bool), li[5].astype(bool))
