@@ -83,6 +83,7 @@ from corpus.work import (
     run_segment,
     stage_dir,
     start_worker,
+    worker_env,
     worker_ready,
     write_marker,
 )
@@ -153,13 +154,14 @@ class Pool:
         self._pool: ProcessPoolExecutor | None = None
         self._in_flight: set[Future] = set()
         if workers > 1:
-            # Give each worker its share of the cores so polars' own threads don't oversubscribe.
-            os.environ.setdefault("POLARS_MAX_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
             self._running = tempfile.mkdtemp(prefix="corpusforge-pool-")
             self._pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=start_worker,
                                              initargs=(self._running,))
-            for _ in range(workers):  # start every worker now: they import while the driver plans the run
-                self._pool.submit(worker_ready)
+            # Each worker gets its share of the cores for its libraries' threads (a user's own setting
+            # stands); the driver's environment is as it was once they have started.
+            with _environ(worker_env((os.cpu_count() or 1) // workers)):
+                for _ in range(workers):  # start every worker now: they import while the driver plans the run
+                    self._pool.submit(worker_ready)
 
     def _submit(self, fn: Callable[[Any], Any], label: str, job: Any) -> Future:
         assert self._pool is not None
@@ -232,6 +234,18 @@ class Pool:
             idle = all(f.done() for f in list(self._in_flight))
             self._pool.shutdown(wait=not idle, cancel_futures=True)
             shutil.rmtree(self._running, ignore_errors=True)
+
+
+@contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    """``values`` in os.environ for processes started in the block (those already set are kept)."""
+    added = {k: v for k, v in values.items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for k in added:
+            os.environ.pop(k, None)
 
 
 @contextmanager

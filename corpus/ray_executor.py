@@ -22,6 +22,7 @@ from typing import Any
 
 from corpus.errors import WorkerDiedError, worker_death
 from corpus.executor import Executor, Runner
+from corpus.work import worker_env
 
 # How much a task may hold, beyond its shard: a shard as a frame, its copy on the way out, and buffers.
 _MEMORY_SHARDS = 4
@@ -40,8 +41,8 @@ def connect(address: str | None, workers: int, threads: int) -> bool:
 
     if ray.is_initialized():
         return False
-    # polars in each task uses the CPUs the task declared, not every core of the node.
-    env = {"env_vars": {"POLARS_MAX_THREADS": str(threads)}}
+    # polars and OpenBLAS in each task use the CPUs the task declared, not every core of the node.
+    env = {"env_vars": worker_env(threads)}
     if address is None and not os.environ.get("RAY_ADDRESS"):
         ray.init(num_cpus=workers or None, include_dashboard=False, runtime_env=env)
     else:

@@ -40,6 +40,15 @@ from corpus.writers import ShardWriter, link_or_copy, write_bytes_atomic, write_
 _RUNNING: Path | None = None  # in a worker: where it notes the unit it is running (see Pool._died)
 
 
+def worker_env(threads: int) -> dict[str, str]:
+    """The environment a worker process starts with, given its share of the cores: polars' and OpenBLAS's
+    thread pools sized to it. OpenBLAS starts a thread per core when numpy loads, and each spins for
+    about 0.1 s before it sleeps: 0.2 CPU s per worker on a 2-core machine, while the workers start up
+    side by side (docs/benchmarks.md). One thread each: no such threads at all."""
+    n = str(max(1, threads))
+    return {"POLARS_MAX_THREADS": n, "OPENBLAS_NUM_THREADS": n}
+
+
 def start_worker(running: str) -> None:
     """A pool worker's initializer."""
     global _RUNNING

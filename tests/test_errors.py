@@ -152,3 +152,22 @@ def test_closing_the_pool_waits_for_a_unit_still_running():
     finally:
         pool.close()
     assert fut.done() and fut.exception() is None
+
+
+def test_workers_get_their_share_of_the_cores_and_the_driver_keeps_its_environment(monkeypatch):
+    """Each worker starts with polars' and OpenBLAS's thread pools sized to its share of the cores (OpenBLAS's
+    own threads spin as numpy loads); a user's own setting stands, and the driver's environment is left as
+    it was."""
+    import os
+
+    from corpus.executor import Pool
+
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    monkeypatch.setenv("POLARS_MAX_THREADS", "3")  # the user's
+    pool = Pool(2)
+    try:
+        got = pool.ordered(os.getenv, ["OPENBLAS_NUM_THREADS", "POLARS_MAX_THREADS"])
+    finally:
+        pool.close()
+    assert got == [str(max(1, (os.cpu_count() or 1) // 2)), "3"]
+    assert "OPENBLAS_NUM_THREADS" not in os.environ and os.environ["POLARS_MAX_THREADS"] == "3"
