@@ -183,6 +183,12 @@ def test_kernel_checks_its_bounds():
     bad = pa.LargeStringArray.from_buffers(1, offsets, pa.py_buffer(b"abc\xe4"))
     with pytest.raises(IndexError):
         kernel.scan(bad, 0)
+    # Offsets that pass the buffer (the walk reads each document as a slice, which would stop short).
+    data, offs = np.frombuffer(b"ab\n\n\n", np.uint8), np.array([0, 3, 9], np.int64)  # blank: nothing else reads on
+    t = kernel.tables()
+    with pytest.raises(IndexError):
+        kernel._scan(data, offs, 8, t.lanes, t.ascii_lanes, t.flags, t.script, t.gear, t.ascii_shift, t.ascii_gear,
+                     12, kernel.SKETCH, kernel.WINDOW)
 
 
 def test_sketches_of_near_duplicates_overlap():
