@@ -42,9 +42,9 @@ _RUNNING: Path | None = None  # in a worker: where it notes the unit it is runni
 
 def worker_env(threads: int) -> dict[str, str]:
     """The environment a worker process starts with, given its share of the cores: polars' and OpenBLAS's
-    thread pools sized to it. OpenBLAS starts a thread per core when numpy loads, and each spins for
-    about 0.1 s before it sleeps: 0.2 CPU s per worker on a 2-core machine, while the workers start up
-    side by side (docs/benchmarks.md). One thread each: no such threads at all."""
+    thread pools sized to it. OpenBLAS starts a thread per core when numpy loads, and they spin up to
+    0.1 s before they sleep, while the workers start up side by side (0.1 CPU s over the two workers of
+    a 2-core machine, docs/benchmarks.md). At one thread it starts none."""
     n = str(max(1, threads))
     return {"POLARS_MAX_THREADS": n, "OPENBLAS_NUM_THREADS": n}
 
