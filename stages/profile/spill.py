@@ -45,13 +45,16 @@ class Spill:
                               use_pyarrow=False)
         if ch.lines.counts.height:
             # Arrow IPC, not Parquet: a web chunk has hundreds of thousands of lines, read once, by us.
-            ch.lines.counts.select("source", "h", "n").write_ipc(self.name("lines", "arrow"))
-        # pyarrow, from the Arrow copy the kernel read: polars' write_ipc converts its string views
-        # again, 6x the cost (docs/benchmarks.md).
-        texts = pa.table({"order": ch.docs["order"].to_arrow(), "text": ch.arrow})
-        with pa.ipc.new_file(self.name("text", "arrow"), texts.schema) as w:
-            w.write_table(texts)
+            _ipc(ch.lines.counts.select("source", "h", "n").to_arrow(), self.name("lines", "arrow"))
+        # The texts from the Arrow copy the kernel read (polars' write_ipc would convert its string
+        # views again: 6x the cost, docs/benchmarks.md).
+        _ipc(pa.table({"order": ch.docs["order"].to_arrow(), "text": ch.arrow}), self.name("text", "arrow"))
         self.chunks += 1
+
+
+def _ipc(table: pa.Table, path: Path) -> None:
+    with pa.ipc.new_file(path, table.schema) as w:
+        w.write_table(table)
 
 
 def fresh_spill(workdir: Path) -> Path:
