@@ -24,6 +24,7 @@ import dataclasses
 import glob
 import mmap
 import os
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -235,22 +236,21 @@ def largest_first(units: Sequence[ReadTask]) -> list[ReadTask]:
     each unit to the next free worker, so the small ones left for the end even out the workers' loads;
     in file order, a file cut into parts of 7 and 8 pieces alternately gave one of two workers 4 pieces
     more than the other, and it ran alone at the end (docs/benchmarks.md)."""
-    parts: dict[int, int] = {}
+    parts = Counter(u.index for u in units)
+    whole: dict[str, int] = {}  # one stat per file, however many parts
     for u in units:
-        parts[u.index] = parts.get(u.index, 0) + 1
+        if u.path not in whole:
+            try:
+                whole[u.path] = 0 if u.path.startswith(PREFIX) else os.path.getsize(u.path)
+            except OSError:
+                whole[u.path] = 0
 
     def size(u: ReadTask) -> float:
-        if u.path.startswith(PREFIX):
-            return 0.0
-        try:
-            whole = os.path.getsize(u.path)
-        except OSError:
-            return 0.0
-        if u.part is None:
-            return float(whole)
+        if u.part is None or not whole[u.path]:
+            return float(whole[u.path])
         if u.format == "parquet":  # runs of row groups of about split_bytes: their share of the file
-            return whole / parts[u.index]
-        return float((whole if u.end is None else u.end) - u.start)
+            return whole[u.path] / parts[u.index]
+        return float((whole[u.path] if u.end is None else u.end) - u.start)
 
     return sorted(units, key=lambda u: -size(u))
 
