@@ -13,6 +13,10 @@ the rounds ran under. --sizes 500,5000 shows RSS over 10x. History of the figure
 
 Corpora: "para" (one ASCII paragraph per record) and, with --style web, lines and paragraphs with
 non-ASCII words and stray spaces (more per-line work): the figures for both are worth reading.
+
+--cli also times the two commands the goal names, end to end as a user runs them (interpreter start,
+imports, the run's worker processes, the report): `corpus run` on a config with no operators and
+`corpus profile` on the same folder, both with 2 workers, back to back in each round.
 """
 
 from __future__ import annotations
@@ -21,6 +25,10 @@ import argparse
 import os
 import shutil
 import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 from benchmarks.common import PEAK_RSS, WORK, make_jsonl, measure, table
 
@@ -84,13 +92,53 @@ def run(sizes: list[int], style: str, repeat: int = 3) -> list[dict]:
     return rows
 
 
+def _timed(cmd: list[str]) -> float:
+    start = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{out.stderr[-3000:]}")
+    return time.perf_counter() - start
+
+
+def cli(mb: int, style: str, repeat: int = 3) -> list[dict]:
+    """`corpus run` (no operators) and `corpus profile` on one corpus, as commands, in rounds."""
+    folder = WORK / (f"jsonl-{mb}mb" if style == "para" else f"jsonl-{mb}mb-{style}")
+    files = make_jsonl(folder, mb, style=style)
+    size = sum(f.stat().st_size for f in files) / 1e6
+    exe = Path(sys.executable).with_name("corpus")
+    corpus = str(exe) if exe.exists() else shutil.which("corpus") or "corpus"
+    config, out = WORK / "profile-cli.yaml", WORK / "profile-cli"
+    config.write_text(f"inputs:\n  - source: bench\n    path: {folder}\npipeline: []\nworkers: 2\n")
+    cmds = {"corpus run CONFIG (no operators, 2 workers)": [corpus, "run", str(config), "--output", str(out)],
+            "corpus profile INPUT -w 2": [corpus, "profile", str(folder), "--out", str(out), "-w", "2"]}
+    times: dict[str, list[float]] = {name: [] for name in cmds}
+    loads = []
+    for _ in range(repeat):
+        loads.append(os.getloadavg()[0])
+        for name, cmd in cmds.items():
+            shutil.rmtree(out, ignore_errors=True)
+            times[name].append(_timed(cmd))
+    shutil.rmtree(out, ignore_errors=True)
+    config.unlink()
+    rows = [{"corpus": f"{size:.0f} MB {style}", "path": name, "seconds": f"{min(t):.2f}",
+             "MB/s": f"{size / min(t):.1f}", "load": f"{min(loads):.1f}-{max(loads):.1f}"} for name, t in times.items()]
+    run_s, prof_s = times.values()
+    ratios = sorted(a / b for a, b in zip(run_s, prof_s, strict=True))
+    rows[-1]["vs ingest"] = f"{statistics.median(ratios):.2f}x (best {ratios[-1]:.2f}x)"
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="50,500", help="corpus sizes in MB, comma separated")
     ap.add_argument("--style", default="para", choices=["para", "web"], help="kind of documents (see above)")
     ap.add_argument("--repeat", type=int, default=3, help="rounds of both paths: the fastest run is shown")
+    ap.add_argument("--cli", action="store_true", help="also time the two commands end to end (see above)")
     args = ap.parse_args(argv)
-    rows = run([int(s) for s in args.sizes.split(",")], args.style, args.repeat)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    rows = run(sizes, args.style, args.repeat)
+    if args.cli:
+        rows += [r for mb in sizes for r in cli(mb, args.style, args.repeat)]
     print(table(rows, ["corpus", "path", "seconds", "MB/s", "peak RSS MB", "load", "vs ingest"]))
     print("goal: profile_input no slower than ingest (vs ingest >= 1.00x), peak RSS flat across sizes")
 
