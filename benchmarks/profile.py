@@ -22,6 +22,7 @@ imports, the run's worker processes, the report): `corpus run` on a config with 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -108,7 +109,7 @@ def cli(mb: int, style: str, repeat: int = 3) -> list[dict]:
     exe = Path(sys.executable).with_name("corpus")
     corpus = str(exe) if exe.exists() else shutil.which("corpus") or "corpus"
     config, out = WORK / "profile-cli.yaml", WORK / "profile-cli"
-    config.write_text(f"inputs:\n  - source: bench\n    path: {folder}\npipeline: []\nworkers: 2\n")
+    config.write_text(f"inputs:\n  - source: bench\n    path: {json.dumps(str(folder))}\npipeline: []\nworkers: 2\n")
     cmds = {"corpus run CONFIG (no operators, 2 workers)": [corpus, "run", str(config), "--output", str(out)],
             "corpus profile INPUT -w 2": [corpus, "profile", str(folder), "--out", str(out), "-w", "2"]}
     times: dict[str, list[float]] = {name: [] for name in cmds}
