@@ -64,12 +64,18 @@ print(json.dumps({{"seconds": dt, "mb": size / 1e6, "peak_rss_mb": peak_mb(), "d
 """
 
 
+def _corpus(mb: int, style: str) -> Path:
+    """The benchmark's corpus of ``mb`` MB in this style (made the first time)."""
+    folder = WORK / (f"jsonl-{mb}mb" if style == "para" else f"jsonl-{mb}mb-{style}")
+    make_jsonl(folder, mb, style=style)
+    return folder
+
+
 def run(sizes: list[int], style: str, repeat: int = 3) -> list[dict]:
     rows = []
     paths = (("corpus run, no operators (2 workers)", INGEST), ("profile_input (2 workers)", OURS))
     for mb in sizes:
-        folder = WORK / (f"jsonl-{mb}mb" if style == "para" else f"jsonl-{mb}mb-{style}")
-        make_jsonl(folder, mb, style=style)
+        folder = _corpus(mb, style)
         out = WORK / f"profile-{mb}"
         runs: list[list[dict]] = [[] for _ in paths]
         loads = []
@@ -103,9 +109,8 @@ def _timed(cmd: list[str]) -> float:
 
 def cli(mb: int, style: str, repeat: int = 3) -> list[dict]:
     """`corpus run` (no operators) and `corpus profile` on one corpus, as commands, in rounds."""
-    folder = WORK / (f"jsonl-{mb}mb" if style == "para" else f"jsonl-{mb}mb-{style}")
-    files = make_jsonl(folder, mb, style=style)
-    size = sum(f.stat().st_size for f in files) / 1e6
+    folder = _corpus(mb, style)
+    size = sum(f.stat().st_size for f in folder.glob("*.jsonl")) / 1e6
     exe = Path(sys.executable).with_name("corpus")
     corpus = str(exe) if exe.exists() else shutil.which("corpus") or "corpus"
     config, out = WORK / "profile-cli.yaml", WORK / "profile-cli"
