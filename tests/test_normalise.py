@@ -13,7 +13,14 @@ import polars as pl
 import pytest
 
 from corpus.stages.dedup_text import doc_shingles, shingle_batch
-from corpus.stages.normalise import LEVELS, Normalisation, clean_document, nfc_unstable_points, unicode_form
+from corpus.stages.normalise import (
+    CHARACTER_RANGES,
+    LEVELS,
+    Normalisation,
+    clean_document,
+    nfc_unstable_points,
+    unicode_form,
+)
 
 # Characters where the steps could interact: whitespace of every kind, combining marks, compatibility
 # forms that NFKC turns into spaces, letters or digits, case pairs with odd mappings, digits of other
@@ -144,3 +151,7 @@ def test_nfc_skips_only_texts_already_in_nfc():
     assert unicode_form(pl.Series(texts), "NFC").to_list() == [unicodedata.normalize("NFC", t) for t in texts]
     stable = np.setdiff1d(np.arange(0x3000), nfc_unstable_points())
     assert all(unicodedata.is_normalized("NFC", chr(c)) for c in stable)
+    # nfc_unstable_points looks only at CHARACTER_RANGES: nothing outside them composes or decomposes.
+    outside = np.setdiff1d(np.arange(0x110000), np.concatenate([np.arange(r.start, r.stop) for r in CHARACTER_RANGES]))
+    assert len(outside) > 800_000
+    assert not any(unicodedata.combining(chr(c)) or unicodedata.decomposition(chr(c)) for c in outside.tolist())

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from corpus.stages.normalise import nfc_unstable_points
+from corpus.stages.normalise import CHARACTER_RANGES, nfc_unstable_points
 
 from .constants import SCRIPTS
 
@@ -57,7 +57,7 @@ def code_point_table() -> CodePoints:
 def build_code_point_table() -> CodePoints:
     """Class bits and script of every code point, from polars' regex engine (~1 s).
     Planes 4-13 and 15-16 hold only unassigned and private-use code points (all \\p{C})."""
-    cps = np.concatenate([np.arange(0xD800), np.arange(0xE000, 0x40000), np.arange(0xE0000, 0xE1000)])
+    cps = np.concatenate([np.arange(r.start, r.stop) for r in CHARACTER_RANGES])
     bits, chars = _class_bits(cps)
     flags = np.full(0x110000, NONPRINT, np.uint8)
     flags[cps] = bits
