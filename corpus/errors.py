@@ -20,8 +20,16 @@ _CAUSES = {
 }
 
 
+MAIN_GUARD = ('put the run under `if __name__ == "__main__":` in the script that starts it: worker processes are '
+              "spawned, and each one imports that script")
+
+
 class WorkerDiedError(RuntimeError):
     """A worker process ended abruptly (killed by a signal, most often the out-of-memory killer)."""
+
+
+class SpawnedImportError(RuntimeError):
+    """A run started by a worker process while it imported the script that started the parent run."""
 
 
 def describe_os_error(exc: OSError) -> str:
@@ -57,6 +65,8 @@ def worker_death(pid: int | None, exitcode: int | None, unit: str | None) -> str
             how += " (most likely by the out-of-memory killer: see `dmesg`)"
     elif exitcode:
         how = f"exited with status {exitcode}"
+        if not unit:  # it failed while starting up: most often a script without the main guard
+            return f"{who} {how} before it ran anything (its error is printed above; most often: {MAIN_GUARD})"
     else:
         how = "ended abruptly"
     return (f"{who} {how}{doing}; {RESUME}, with fewer workers (-w) or smaller shards (shard_max_bytes) "

@@ -50,7 +50,7 @@ from typing import Any, Protocol
 import duckdb
 
 from corpus.catalog import Catalog
-from corpus.errors import WorkerDiedError, worker_death
+from corpus.errors import MAIN_GUARD, SpawnedImportError, WorkerDiedError, worker_death
 from corpus.ids import SUMMARY, DuplicateIdError, RepeatedIds, check_policy, derived_unique, describe, located
 from corpus.lock import RunLock
 from corpus.manifest import build_manifest
@@ -293,6 +293,8 @@ class Executor:
         shard_max_bytes: int = 128 << 20,
         base_dir: Path | None = None,
     ) -> RunResult:
+        if getattr(mp.current_process(), "_inheriting", False):  # multiprocessing's own test of this
+            raise SpawnedImportError(f"a worker process started a run while importing its run's script; {MAIN_GUARD}")
         out = Path(output).resolve()
         errors = ensure_columns(ops, DOC_SCHEMA) + _publish_clashes(ops)
         if errors:

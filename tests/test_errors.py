@@ -137,6 +137,27 @@ def test_a_worker_killed_like_the_oom_killer_does(tmp_path: Path):
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["docs"] == n  # resumed, nothing lost
 
 
+def test_a_script_without_the_main_guard_is_told_so(tmp_path: Path):
+    """Spawned workers import the script that started the run. Without `if __name__ == "__main__":` each
+    would start the run again (and meet its lock): each refuses with the reason instead, and the run's
+    error says what to do. The same script under the guard runs."""
+    make_jsonl_corpus(tmp_path / "in", files=2, docs_per_file=5)
+    body = (f"from corpus import InputSpec\nfrom corpus.pipeline import Pipeline\n\n"
+            f"def main():\n    Pipeline([]).run([InputSpec(source='s', path={str(tmp_path / 'in')!r})], "
+            f"{str(tmp_path / 'out')!r}, workers=2, quiet=True)\n\n")
+    (tmp_path / "bare.py").write_text(body + "main()\n")
+    res = subprocess.run([sys.executable, str(tmp_path / "bare.py")], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("corpus.errors.WorkerDiedError") and "before it ran anything" in last, last
+    assert 'if __name__ == "__main__":' in last, last
+    assert "SpawnedImportError" in res.stderr and "LockedError" not in res.stderr, res.stderr
+    (tmp_path / "guarded.py").write_text(body + 'if __name__ == "__main__":\n    main()\n')
+    res = subprocess.run([sys.executable, str(tmp_path / "guarded.py")], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["docs"] == 10
+
+
 def test_closing_the_pool_waits_for_a_unit_still_running():
     """A failed run closes its pool while another unit may still be running: close waits for it, so
     nothing writes into the output once the run (and its lock) is gone. (Idle workers exit unwaited.)"""
