@@ -67,7 +67,7 @@ from corpus.operators import (
 )
 from corpus.owner import check_output, claim, remove_own, write_listing
 from corpus.progress import Progress
-from corpus.readers import InputSpec, ReadTask, fields, plan_tasks
+from corpus.readers import Inputs, InputSpec, ReadTask, as_specs, fields, plan_tasks
 from corpus.readers.check import QuarantineShare
 from corpus.readers.plan import largest_first, number_lines, split_tasks
 from corpus.resume import check_finished_work
@@ -288,13 +288,14 @@ class Executor:
     def run(
         self,
         ops: list[Operator],
-        inputs: list[InputSpec],
+        inputs: Inputs,
         output: Path,
         shard_max_bytes: int = 128 << 20,
         base_dir: Path | None = None,
     ) -> RunResult:
         if getattr(mp.current_process(), "_inheriting", False):  # multiprocessing's own test of this
             raise SpawnedImportError(f"a worker process started a run while importing its run's script; {MAIN_GUARD}")
+        inputs = as_specs(inputs)
         out = Path(output).resolve()
         errors = ensure_columns(ops, DOC_SCHEMA) + _publish_clashes(ops)
         if errors:

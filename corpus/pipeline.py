@@ -16,7 +16,7 @@ from pathlib import Path
 from corpus.config import load_config
 from corpus.executor import SPLIT_BYTES, Executor, LocalExecutor, PipelineError, RunResult
 from corpus.operators import Operator, ensure_columns
-from corpus.readers import InputSpec
+from corpus.readers import Inputs
 from corpus.schema import DOC_SCHEMA
 
 
@@ -35,7 +35,7 @@ class Pipeline:
 
     def run(
         self,
-        inputs: list[InputSpec],
+        inputs: Inputs,
         output: str | Path,
         workers: int = 0,
         shard_max_bytes: int = 128 << 20,
@@ -45,11 +45,13 @@ class Pipeline:
         executor: Executor | None = None,
         split_bytes: int = SPLIT_BYTES,
     ) -> RunResult:
-        """Run the pipeline. on_duplicate_id: what happens to a user id seen more than once (keep, with a
-        warning; reject the later occurrences; or fail before any stage): see corpus/ids.py. executor: what
-        runs it (default: ``LocalExecutor`` of ``workers`` processes; ``RayExecutor(address=...)`` for Ray:
-        then its own workers, quiet, on_duplicate_id and split_bytes settings apply). split_bytes: input files
-        over this are read in parts, several workers sharing a file (0: never; corpus/readers/plan.py)."""
+        """Run the pipeline. inputs: InputSpecs, or paths (files, folders, globs: each a source named after
+        it, every option at its default), or one of these. on_duplicate_id: what happens to a user id seen
+        more than once (keep, with a warning; reject the later occurrences; or fail before any stage): see
+        corpus/ids.py. executor: what runs it (default: ``LocalExecutor`` of ``workers`` processes;
+        ``RayExecutor(address=...)`` for Ray: then its own workers, quiet, on_duplicate_id and split_bytes
+        settings apply). split_bytes: input files over this are read in parts, several workers sharing a
+        file (0: never; corpus/readers/plan.py)."""
         self.check()
         if executor is None:
             executor = LocalExecutor(workers=workers, quiet=quiet, on_duplicate_id=on_duplicate_id,

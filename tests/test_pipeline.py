@@ -54,6 +54,32 @@ def test_filter_and_dedup_route_every_document(tmp_path: Path):
     assert json.loads(line)["n"] == json.loads(row["meta"])["n"]
 
 
+def test_inputs_may_be_paths_or_one_spec(tmp_path: Path):
+    """A run reads what it is given as InputSpecs, as paths (each a source named after it, as `corpus
+    profile` names one) or as one of either, with the same shards; anything else is an InputError that
+    names it, before anything is written."""
+    from corpus.readers import InputError
+    from corpus.stages.profile import profile_input
+
+    n = make_jsonl_corpus(tmp_path / "in", files=2, docs_per_file=30)
+    make_jsonl_corpus(tmp_path / "more", files=1, docs_per_file=10, seed=1)
+    spec = InputSpec(source="in", path=str(tmp_path / "in"))
+    runs = {"spec": [spec], "one spec": spec, "path": tmp_path / "in", "str": str(tmp_path / "in")}
+    for name, inputs in runs.items():
+        res = Pipeline([]).run(inputs, tmp_path / name, workers=1, quiet=True)
+        assert res.balance[0]["source"] == "in" and res.balance[0]["kept"] == n, name
+    shards = {name: sorted(p.read_bytes() for p in (tmp_path / name / "data").glob("*.parquet")) for name in runs}
+    assert all(v == shards["spec"] for v in shards.values())
+    res = Pipeline([]).run([tmp_path / "in", InputSpec(source="extra", path=str(tmp_path / "more"))],
+                           tmp_path / "mixed", workers=1, quiet=True)
+    assert [(b["source"], b["kept"]) for b in res.balance] == [("extra", 10), ("in", n)]
+    assert profile_input([tmp_path / "in"], tmp_path / "prof", workers=1)["overall"]["docs"] == n
+    for bad, says in ((5, "got int"), ([spec, None], "inputs[1]: expected an InputSpec or a path, got NoneType")):
+        with pytest.raises(InputError, match=says.replace("[", r"\[").replace("]", r"\]")):
+            Pipeline([]).run(bad, tmp_path / "bad", workers=1, quiet=True)
+    assert not (tmp_path / "bad").exists()
+
+
 def test_manifest_describes_the_shards(tmp_path: Path):
     make_jsonl_corpus(tmp_path / "in", files=2, docs_per_file=100)
     res = _run(tmp_path, [LengthFilter(min_chars=10)])

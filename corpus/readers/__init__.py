@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from corpus.readers.base import FORMATS, InputError, InputSpec, ReadChunk, ReadTask
+from corpus.readers.base import FORMATS, InputError, Inputs, InputSpec, ReadChunk, ReadTask, as_specs
 from corpus.readers.csv import csv_problem, read_csv
 from corpus.readers.duckdb import read_duckdb
 from corpus.readers.jsonl import read_jsonl
@@ -17,8 +17,8 @@ from corpus.readers.text import read_text
 if TYPE_CHECKING:
     from corpus.quarantine import RawStore
 
-__all__ = ["FORMATS", "InputError", "InputSpec", "ReadChunk", "ReadTask", "plan_tasks", "read_task",
-           "whole_file_problem"]
+__all__ = ["FORMATS", "InputError", "InputSpec", "Inputs", "ReadChunk", "ReadTask", "as_specs", "plan_tasks",
+           "read_task", "whole_file_problem"]
 
 _READERS: dict[str, Callable[[ReadTask, int, RawStore | None], Iterator[ReadChunk]]] = {
     "jsonl": read_jsonl,

@@ -9,8 +9,11 @@ input: a file's lines = records + blank lines for JSONL and text read by line).
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from pathlib import Path
+from typing import Literal, TypeAlias
 
 import polars as pl
 
@@ -47,6 +50,26 @@ class InputSpec:
     # A run stops when more than this share of the records read so far was quarantined (judged from
     # corpus.readers.check.MIN_RECORDS records on): a wrong text_key or format, not bad data. 1: never.
     max_quarantine_fraction: float = 0.5
+
+
+Inputs: TypeAlias = InputSpec | str | os.PathLike[str] | Sequence[InputSpec | str | os.PathLike[str]]
+
+
+def as_specs(inputs: Inputs) -> list[InputSpec]:
+    """What a run or a profile reads, as InputSpecs: a spec, a path (a file, folder or glob, its source
+    named after it as ``corpus profile`` names one), or a list of these."""
+    items = [inputs] if isinstance(inputs, InputSpec | str | os.PathLike) else inputs
+    if not isinstance(items, Sequence):
+        raise InputError(f"inputs: expected an InputSpec, a path or a list of them, got {type(inputs).__name__}")
+    specs = []
+    for i, x in enumerate(items):
+        if isinstance(x, InputSpec):
+            specs.append(x)
+        elif isinstance(x, str | os.PathLike):
+            specs.append(InputSpec(source=Path(x).name or "input", path=os.fspath(x)))
+        else:
+            raise InputError(f"inputs[{i}]: expected an InputSpec or a path, got {type(x).__name__} ({x!r:.60})")
+    return specs
 
 
 @dataclass(frozen=True)

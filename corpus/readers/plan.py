@@ -33,7 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from corpus.readers.base import FORMATS, InputError, InputSpec, ReadTask
+from corpus.readers.base import FORMATS, InputError, Inputs, InputSpec, ReadTask, as_specs
 from corpus.readers.duckdb import MEMORY, PREFIX, query_label
 from corpus.readers.jsonl import jsonl_piece_bytes
 from corpus.readers.streams import BOM, compression_of, newlines, strip_compression
@@ -61,7 +61,8 @@ def infer_format(path: str) -> str | None:
     return None
 
 
-def plan_tasks(specs: list[InputSpec], base_dir: Path | None = None) -> list[ReadTask]:
+def plan_tasks(specs: Inputs, base_dir: Path | None = None) -> list[ReadTask]:
+    specs = as_specs(specs)
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     seen: set[str] = set()
     tasks: list[ReadTask] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
@@ -10,7 +11,7 @@ import numpy as np
 import polars as pl
 
 from corpus.manifest import read_manifest
-from corpus.readers import InputSpec, plan_tasks
+from corpus.readers import Inputs, InputSpec, plan_tasks
 
 from .aggregate import Acc
 from .constants import CHUNK_BYTES, NEAR_DUP_SAMPLE
@@ -46,12 +47,13 @@ def profile_frames(frames: Iterable[pl.DataFrame], label: str, workdir: Path,
     return profile
 
 
-def profile_input(inputs: list[InputSpec] | Path | str, out: Path, workers: int = 2,
+def profile_input(inputs: Inputs, out: Path, workers: int = 2,
                   sample_size: int = NEAR_DUP_SAMPLE, keep_features: bool = False,
                   base_dir: Path | None = None) -> dict:
-    """Profile raw inputs (read by the corpus readers; quarantined records counted by kind) or a
-    corpus folder (one with manifest.json), files/shards in parallel on threads (``workers`` cores'
-    worth, run_units). Writes ``out/profile.json``; a bad input raises before anything is written."""
+    """Profile raw inputs (InputSpecs or paths, as ``Pipeline.run`` takes them; read by the corpus readers,
+    quarantined records counted by kind) or a corpus folder (one with manifest.json), files/shards in
+    parallel on threads (``workers`` cores' worth, run_units). Writes ``out/profile.json``; a bad input
+    raises before anything is written."""
     out = Path(out)
     units, quarantine = _units(inputs, base_dir)
     made = not out.exists()
@@ -70,15 +72,12 @@ def profile_input(inputs: list[InputSpec] | Path | str, out: Path, workers: int 
     return profile
 
 
-def _units(inputs: list[InputSpec] | Path | str, base_dir: Path | None) -> tuple[list[Unit], bool]:
+def _units(inputs: Inputs, base_dir: Path | None) -> tuple[list[Unit], bool]:
     """(units, whether records can be quarantined): a corpus folder's shards, or the inputs' files."""
-    if isinstance(inputs, str | Path):
-        root = Path(inputs)
-        if (root / "manifest.json").is_file():
-            shards = read_manifest(root)["shards"]
-            return [Unit(i, shard=str(root / s["path"])) for i, s in enumerate(shards)], False
-        inputs = [InputSpec(source=root.name or "input", path=str(root))]
-    return [Unit(t.index, task=t) for t in plan_tasks(list(inputs), base_dir)], True
+    if isinstance(inputs, str | os.PathLike) and (Path(inputs) / "manifest.json").is_file():
+        shards = read_manifest(Path(inputs))["shards"]
+        return [Unit(i, shard=str(Path(inputs) / s["path"])) for i, s in enumerate(shards)], False
+    return [Unit(t.index, task=t) for t in plan_tasks(inputs, base_dir)], True
 
 
 def warm_up() -> None:
