@@ -108,9 +108,9 @@ def _type_ok(value: Any, tp: Any) -> bool:
         return value is None
     if origin is typing.Literal:
         return value in typing.get_args(tp)
-    if origin in (list, tuple):
+    if origin in (list, tuple):  # either for either: YAML gives lists, Python callers may pass tuples
         args = typing.get_args(tp)
-        return isinstance(value, list) and (not args or all(_type_ok(v, args[0]) for v in value))
+        return isinstance(value, list | tuple) and (not args or all(_type_ok(v, args[0]) for v in value))
     if origin is dict:
         args = typing.get_args(tp)
         return isinstance(value, dict) and (
@@ -123,6 +123,20 @@ def _type_ok(value: Any, tp: Any) -> bool:
     if isinstance(tp, type):
         return isinstance(value, tp)
     return True
+
+
+def param_problems(op: Any) -> list[str]:
+    """An operator built in Python, checked as a config's would be: each parameter against its type."""
+    if not dataclasses.is_dataclass(op):
+        return []
+    hints = typing.get_type_hints(type(op))
+    out = []
+    for f in dataclasses.fields(op):
+        value = getattr(op, f.name, None)
+        if f.init and f.name in hints and not _type_ok(value, hints[f.name]):
+            out.append(f"{type(op).__name__}.{f.name}: expected {_type_name(hints[f.name])}, "
+                       f"got {type(value).__name__} {value!r:.80}")
+    return out
 
 
 def hint_name(tp: Any) -> str:

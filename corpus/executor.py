@@ -50,6 +50,7 @@ from typing import Any, Protocol
 import duckdb
 
 from corpus.catalog import Catalog
+from corpus.config import param_problems
 from corpus.errors import MAIN_GUARD, SpawnedImportError, WorkerDiedError, worker_death
 from corpus.ids import SUMMARY, DuplicateIdError, RepeatedIds, check_policy, derived_unique, describe, located
 from corpus.lock import RunLock
@@ -278,6 +279,8 @@ class Executor:
                  on_duplicate_id: str = "keep", split_bytes: int = SPLIT_BYTES):
         if split_bytes < 0:
             raise ValueError(f"split_bytes must be 0 (never split) or more, got {split_bytes}")
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+            raise ValueError(f"workers must be 0 (one per core) or more, got {workers!r}")
         self.split_bytes = split_bytes  # files over this are read in parts (corpus/readers/plan.py)
         self.workers = workers or os.cpu_count() or 1
         self.quiet = quiet
@@ -297,7 +300,7 @@ class Executor:
             raise SpawnedImportError(f"a worker process started a run while importing its run's script; {MAIN_GUARD}")
         inputs = as_specs(inputs)
         out = Path(output).resolve()
-        errors = ensure_columns(ops, DOC_SCHEMA) + _publish_clashes(ops)
+        errors = [p for o in ops for p in param_problems(o)] + ensure_columns(ops, DOC_SCHEMA) + _publish_clashes(ops)
         if errors:
             raise PipelineError("pipeline wiring:\n  " + "\n  ".join(errors))
         tasks = plan_tasks(inputs, base_dir)

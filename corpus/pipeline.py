@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from corpus.config import load_config
+from corpus.config import load_config, param_problems
 from corpus.executor import SPLIT_BYTES, Executor, LocalExecutor, PipelineError, RunResult
 from corpus.operators import Operator, ensure_columns
 from corpus.readers import Inputs
@@ -22,9 +22,16 @@ from corpus.schema import DOC_SCHEMA
 
 class Pipeline:
     def __init__(self, ops: list[Operator]):
-        bad = [o for o in ops if not isinstance(o, Operator)]
+        if not isinstance(ops, list | tuple):
+            raise TypeError(f"Pipeline takes a list of operators, as in Pipeline([ExactDedup()]); got "
+                            f"{type(ops).__name__}")
+        bad = [f"{o.__name__} (a class: write {o.__name__}())" if isinstance(o, type) else type(o).__name__
+               for o in ops if not isinstance(o, Operator)]
         if bad:
-            raise TypeError(f"Pipeline takes Operator instances, got {[type(b).__name__ for b in bad]}")
+            raise TypeError(f"Pipeline takes Operator instances, got {', '.join(bad)}")
+        problems = [p for o in ops for p in param_problems(o)]  # what a config's loader would refuse
+        if problems:
+            raise TypeError("operator parameters:\n  " + "\n  ".join(problems))
         self.ops = list(ops)
 
     def check(self) -> None:

@@ -140,6 +140,31 @@ def test_wiring_is_checked_before_running(tmp_path: Path):
     assert not (tmp_path / "out").exists()
 
 
+def test_python_built_pipelines_are_checked_like_a_configs(tmp_path: Path):
+    """What the YAML loader refuses is refused from Python too, before anything is written: a parameter of
+    the wrong type (it used to run, comparing with a string), an operator class instead of an instance, a
+    single operator instead of a list, a negative worker count (it used to run serially)."""
+    from corpus.executor import LocalExecutor
+
+    with pytest.raises(TypeError, match=r"LengthFilter.min_words: expected int, got str '5'"):
+        Pipeline([LengthFilter(min_words="5")])
+    with pytest.raises(PipelineError, match=r"LengthFilter.min_words: expected int"):  # the executor, directly
+        LocalExecutor(workers=1, quiet=True).run([LengthFilter(min_words="5")], [], tmp_path / "out")
+    with pytest.raises(TypeError, match=r"ExactDedup \(a class: write ExactDedup\(\)\)"):
+        Pipeline([ExactDedup])
+    with pytest.raises(TypeError, match=r"a list of operators.*got ExactDedup"):
+        Pipeline(ExactDedup())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="workers must be 0 .* got -1"):
+        _run(tmp_path, [], workers=-1)
+    assert not (tmp_path / "out").exists()
+    # a tuple where a list is declared passes, as do right types
+    from corpus.stages.textfilters import BadWordsFilter
+
+    Pipeline([LengthFilter(min_words=5), ExactDedup(), NormalizeText(), BadWordsFilter(words=("spam", "eggs"))])
+    with pytest.raises(TypeError, match=r"BadWordsFilter.max_ratio: expected float \| None, got str '0.1'"):
+        Pipeline([BadWordsFilter(words=["spam"], max_ratio="0.1")])
+
+
 @dataclass
 class DropsRows(MapOperator):
     name = "drops_rows"
