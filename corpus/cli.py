@@ -33,6 +33,16 @@ EXAMPLES = """examples:
 """
 
 
+def workers_arg(text: str) -> int:
+    """-w/--workers of every command: 0 (one per core) or more."""
+    from corpus.work import resolve_workers
+
+    try:
+        return resolve_workers(int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 0 (one per core) or more, got {text!r}") from None
+
+
 def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     from corpus.stats import final_text_bytes, print_stats
     from corpus.units import mb
@@ -453,7 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run a pipeline from a YAML config (resumes an interrupted run)")
     r.add_argument("config", help="YAML run config")
     r.add_argument("-o", "--output", help="output folder (overrides the config's `output`)")
-    r.add_argument("-w", "--workers", type=int, help="worker processes (default: config, else one per core)")
+    r.add_argument("-w", "--workers", type=workers_arg, help="worker processes (default: config, else one per core)")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bars or tables")
     r.add_argument("--executor", choices=("local", "ray"),
                    help="how units run: a local process pool, or Ray tasks (default: the config's, else local)")
@@ -474,7 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--json", action="store_true", help="print the results document (for CI)")
     v.add_argument("--out", help="suggest: the suite file to write (default: <input name>.suite.json)")
     v.add_argument("--examples", type=int, default=5, help="example rows per failed expectation")
-    v.add_argument("-w", "--workers", type=int, default=2)
+    v.add_argument("-w", "--workers", type=workers_arg, default=2, help="workers (default 2; 0: one per core)")
     v.set_defaults(fn=_cmd_validate)
 
     s = sub.add_parser("status", help="progress of the latest run in an output folder")
@@ -493,7 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
     pf.add_argument("--text-key", default="text", help="field holding the text (default: text)")
     pf.add_argument("--id-key", help="field holding the record's id (default: derived source:file:row)")
     pf.add_argument("--source", help="source name (default: the input's name)")
-    pf.add_argument("-w", "--workers", type=int, default=2)
+    pf.add_argument("-w", "--workers", type=workers_arg, default=2, help="workers (default 2; 0: one per core)")
     pf.set_defaults(fn=_cmd_profile)
 
     tk = sub.add_parser("tokenizer", help="train a tokenizer on a corpus, or import one from a local path")
@@ -514,7 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
     tz.add_argument("--out", required=True, help="output folder for {train,validation,test}.bin/.idx")
     tz.add_argument("--split", default="0.8,0.1,0.1", help="train,validation,test fractions")
     tz.add_argument("--seed", type=int, default=0)
-    tz.add_argument("-w", "--workers", type=int, default=2)
+    tz.add_argument("-w", "--workers", type=workers_arg, default=2, help="workers (default 2; 0: one per core)")
     tz.add_argument("--json", action="store_true", help="print the summary as JSON (tokenize.json + seconds)")
     tz.set_defaults(fn=_cmd_tokenize)
 
@@ -540,7 +550,7 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--keep", choices=["first", "longest", "score"], default="first", help="--semantic: keep rule")
     de.add_argument("--score-column", help="--semantic with --keep score: the column whose highest value is kept")
     de.add_argument("--seed", type=int, default=0, help="--semantic: k-means seed")
-    de.add_argument("-w", "--workers", type=int, default=2, help="--semantic: worker processes")
+    de.add_argument("-w", "--workers", type=workers_arg, default=2, help="--semantic: workers (0: one per core)")
     de.add_argument("--json", action="store_true", help="--semantic: print the counts and examples as JSON")
     de.add_argument("--threshold", type=float, default=0.8)
     de.add_argument("--num-perm", type=int, default=128)
@@ -556,7 +566,7 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("-k", type=int, default=10, help="hits per query (default: 10)")
     se.add_argument("--queries", help="a text file of queries, one per line (e.g. an evaluation set)")
     se.add_argument("--json", action="store_true", help="print [{query, hits: [{rank, score, id, ...}]}]")
-    se.add_argument("-w", "--workers", type=int, default=1)
+    se.add_argument("-w", "--workers", type=workers_arg, default=1, help="workers (default 1; 0: one per core)")
     se.set_defaults(fn=_cmd_search)
 
     from corpus.plugins.cli import add_train_parser

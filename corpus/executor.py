@@ -81,6 +81,7 @@ from corpus.work import (
     job_in_worker,
     merge_parts,
     read_marker,
+    resolve_workers,
     run_segment,
     stage_dir,
     start_worker,
@@ -252,8 +253,9 @@ def _environ(values: dict[str, str]) -> Iterator[None]:
 @contextmanager
 def worker_pool(workers: int) -> Iterator[Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]]:
     """``pool_map(fn, items)`` over a spawn pool of ``workers`` processes (in this process for 1): what
-    a whole-corpus stage run outside a pipeline (``corpus tokenize``) gets as ``StageContext.pool_map``."""
-    pool = Pool(workers)
+    a whole-corpus stage run outside a pipeline (``corpus tokenize``) gets as ``StageContext.pool_map``
+    (0 workers: one per core)."""
+    pool = Pool(resolve_workers(workers))
     try:
         yield pool.ordered
     finally:
@@ -279,10 +281,8 @@ class Executor:
                  on_duplicate_id: str = "keep", split_bytes: int = SPLIT_BYTES):
         if split_bytes < 0:
             raise ValueError(f"split_bytes must be 0 (never split) or more, got {split_bytes}")
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-            raise ValueError(f"workers must be 0 (one per core) or more, got {workers!r}")
         self.split_bytes = split_bytes  # files over this are read in parts (corpus/readers/plan.py)
-        self.workers = workers or os.cpu_count() or 1
+        self.workers = resolve_workers(workers)
         self.quiet = quiet
         self.report = report
         self.chunk_bytes = chunk_bytes

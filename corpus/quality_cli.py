@@ -12,6 +12,8 @@ from rich.table import Table
 
 
 def add_quality_parser(sub: argparse._SubParsersAction) -> None:
+    from corpus.cli import workers_arg  # corpus.cli imports this module when it builds its parser
+
     q = sub.add_parser("quality", help="quality tools: train a classifier, list rule presets, review outliers")
     qs = q.add_subparsers(dest="action", required=True, metavar="ACTION")
 
@@ -44,7 +46,7 @@ def add_quality_parser(sub: argparse._SubParsersAction) -> None:
     o.add_argument("config", help="a pipeline config with an outlier_filter stage")
     o.add_argument("--dry-run", action="store_true", help="print the thresholds and would-be drops, drop nothing "
                                                          "(the only mode: `corpus run` applies them)")
-    o.add_argument("-w", "--workers", type=int, default=2)
+    o.add_argument("-w", "--workers", type=workers_arg, default=2, help="workers (default 2; 0: one per core)")
     o.add_argument("--json", action="store_true")
     o.set_defaults(fn=_cmd_outliers)
 

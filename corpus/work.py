@@ -40,6 +40,13 @@ from corpus.writers import ShardWriter, link_or_copy, write_bytes_atomic, write_
 _RUNNING: Path | None = None  # in a worker: where it notes the unit it is running (see Pool._died)
 
 
+def resolve_workers(workers: int) -> int:
+    """A worker count as every command and API takes it: 0 is one per core."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ValueError(f"workers must be 0 (one per core) or more, got {workers!r}")
+    return workers or os.cpu_count() or 1
+
+
 def worker_env(threads: int) -> dict[str, str]:
     """The environment a worker process starts with, given its share of the cores: polars' and OpenBLAS's
     thread pools sized to it. OpenBLAS starts a thread per core when numpy loads, and they spin up to

@@ -91,6 +91,31 @@ def test_profile_command(tmp_path: Path):
     assert f"{n:,}" in res.stdout
 
 
+def test_workers_mean_the_same_everywhere(tmp_path: Path):
+    """-w and workers= take 0 (one per core) or more in every command and API; anything else is refused
+    by name (a negative count used to run in one process, or profile's 0 in one thread)."""
+    import os
+
+    import pytest
+
+    from corpus.executor import LocalExecutor
+    from corpus.stages.profile import profile_input
+    from corpus.work import resolve_workers
+
+    assert resolve_workers(0) == (os.cpu_count() or 1) and resolve_workers(3) == 3
+    for bad in (-1, "2", 1.5, True):
+        with pytest.raises(ValueError, match="workers must be 0 \\(one per core\\) or more"):
+            resolve_workers(bad)  # type: ignore[arg-type]
+    assert LocalExecutor(workers=0).workers == os.cpu_count()
+    make_jsonl_corpus(tmp_path / "in", files=1, docs_per_file=5)
+    for cmd in (["profile", str(tmp_path / "in")], ["run", str(tmp_path / "c.yaml")]):
+        res = run_cli(*cmd, "-w", "-3")
+        assert res.returncode == 2 and "-w/--workers: expected 0 (one per core) or more, got '-3'" in res.stderr
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        profile_input(tmp_path / "in", tmp_path / "in" / "part-000.jsonl", workers=0)
+    assert profile_input(tmp_path / "in", tmp_path / "prof", workers=0)["overall"]["docs"] == 5
+
+
 def test_tokenizer_tokenize_and_shard_tools(tmp_path: Path):
     make_jsonl_corpus(tmp_path / "in", files=2, docs_per_file=80)
     cfg = write_config(tmp_path / "c.yaml", CONFIG.format(out=tmp_path / "out", inp=tmp_path / "in",

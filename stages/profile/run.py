@@ -12,6 +12,7 @@ import polars as pl
 
 from corpus.manifest import read_manifest
 from corpus.readers import Inputs, InputSpec, plan_tasks
+from corpus.work import resolve_workers
 
 from .aggregate import Acc
 from .constants import CHUNK_BYTES, NEAR_DUP_SAMPLE
@@ -52,9 +53,12 @@ def profile_input(inputs: Inputs, out: Path, workers: int = 2,
                   base_dir: Path | None = None) -> dict:
     """Profile raw inputs (InputSpecs or paths, as ``Pipeline.run`` takes them; read by the corpus readers,
     quarantined records counted by kind) or a corpus folder (one with manifest.json), files/shards in
-    parallel on threads (``workers`` cores' worth, run_units). Writes ``out/profile.json``; a bad input
-    raises before anything is written."""
+    parallel on threads (``workers`` cores' worth, 0: one per core; run_units). Writes
+    ``out/profile.json``; a bad input raises before anything is written."""
     out = Path(out)
+    workers = resolve_workers(workers)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"profile: the output {out} is a file, not a folder")
     units, quarantine = _units(inputs, base_dir)
     made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
