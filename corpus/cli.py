@@ -576,7 +576,7 @@ def build_parser() -> argparse.ArgumentParser:
     from corpus.quality_cli import add_quality_parser
 
     add_quality_parser(sub)  # corpus quality train | presets | outliers CONFIG --dry-run
-    from corpus.plugins.rlhf import add_rlhf_parser
+    from corpus.plugins.rlhf_cli import add_rlhf_parser
 
     add_rlhf_parser(sub)  # corpus rlhf config.yaml: rounds of sampling, ranking, reward model, PPO/DPO
 

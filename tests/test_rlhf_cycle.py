@@ -117,5 +117,20 @@ def test_dpo_cycle_and_the_annotation_handoff(tmp_path: Path, start):
     assert json.loads((tmp_path / "d/run/round-001/policy/config.json").read_text())["plugin"] == "dpo"
 
 
+def test_the_command(tmp_path: Path, start):
+    """`corpus rlhf CONFIG` (its parser built without importing the cycle): --check validates and says where
+    the run goes; a bad override is one error line."""
+    from helpers import run_cli
+
+    policy, prompts = start
+    cfg = cycle_yaml(tmp_path / "c.yaml", policy, prompts)
+    res = run_cli("rlhf", str(cfg), "--check", "-o", str(tmp_path / "out"))
+    assert res.returncode == 0, res.stderr
+    assert f"ok: rlhf config {cfg}" in res.stdout and "out" in res.stdout
+    res = run_cli("rlhf", str(cfg), "--check", "--set", "rounds=many")
+    assert res.returncode == 2 and res.stderr.strip().startswith("error:") and "rounds" in res.stderr, res.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_win_rate():
     assert win_rate([1.0, 2.0, 3.0, 0.0], [0.0, 2.0, 4.0, -1.0]) == pytest.approx((1 + 0.5 + 0 + 1) / 4)
