@@ -35,6 +35,11 @@ def test_run_stats_status_export(tmp_path: Path):
     exported = pl.concat([pl.read_ndjson(p) for p in sorted((tmp_path / "jsonl").glob("*.jsonl.gz"))])
     kept = pl.read_parquet(tmp_path / "out" / "data" / "*.parquet")
     assert exported["id"].to_list() == kept["id"].to_list()
+    (tmp_path / "out" / "report.html").unlink()
+    rep = run_cli("report", str(tmp_path / "out"))
+    assert rep.returncode == 0 and (tmp_path / "out" / "report.html").stat().st_size > 1000, rep.stderr
+    rep = run_cli("report", str(tmp_path / "out"), "--run", "no-such-run")
+    assert rep.returncode == 2 and "no run 'no-such-run' in the catalog" in rep.stderr
 
 
 def test_status_of_a_folder_that_is_not_an_output(tmp_path: Path):
