@@ -300,7 +300,7 @@ def check_inputs(cfg: RunConfig) -> tuple[int, list[str]]:
     from corpus.readers import plan_tasks, whole_file_problem
     from corpus.readers.check import field_problems
 
-    tasks = plan_tasks(cfg.inputs, cfg.base_dir)
+    tasks = plan_tasks(cfg.inputs, cfg.base_dir, output=cfg.output)
     problems = []
     for spec in cfg.inputs:
         mine = [t for t in tasks if t.spec.source == spec.source]

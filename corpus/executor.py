@@ -303,7 +303,7 @@ class Executor:
         errors = [p for o in ops for p in param_problems(o)] + ensure_columns(ops, DOC_SCHEMA) + _publish_clashes(ops)
         if errors:
             raise PipelineError("pipeline wiring:\n  " + "\n  ".join(errors))
-        tasks = plan_tasks(inputs, base_dir)
+        tasks = plan_tasks(inputs, base_dir, output=out)
         check_output(out, tuple(_sink_folders(ops)))  # before the lock: the folder may not be ours
         with RunLock(out):
             claim(out)

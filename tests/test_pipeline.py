@@ -80,6 +80,34 @@ def test_inputs_may_be_paths_or_one_spec(tmp_path: Path):
     assert not (tmp_path / "bad").exists()
 
 
+def test_an_input_may_not_read_the_output_folder(tmp_path: Path):
+    """An input folder read whole that holds the output folder would read the run's own files from the next
+    run on (the catalog, the manifest, the shards): refused before anything is written, by the run, the
+    profile and `corpus check`. A glob that cannot reach into the output is fine, run after run."""
+    from corpus.readers import InputError
+    from corpus.stages.profile import profile_input
+
+    n = make_jsonl_corpus(tmp_path / "in", files=2, docs_per_file=10)
+    for out in (tmp_path / "in" / "out", tmp_path / "in"):
+        with pytest.raises(InputError, match=r"input 'in': it reads .*/in, which holds the output folder"):
+            Pipeline([]).run(tmp_path / "in", out, workers=1, quiet=True)
+    with pytest.raises(InputError, match="which holds the output folder"):
+        profile_input(tmp_path / "in", tmp_path / "in" / "prof", workers=1)
+    with pytest.raises(InputError, match="which holds the output folder"):  # a ** glob reads below too
+        Pipeline([]).run(InputSpec(source="s", path=str(tmp_path / "in" / "**" / "*.jsonl")), tmp_path / "in" / "o",
+                         workers=1, quiet=True)
+    assert sorted(p.name for p in (tmp_path / "in").iterdir()) == ["part-000.jsonl", "part-001.jsonl"]
+    glob = InputSpec(source="s", path=str(tmp_path / "in" / "*.jsonl"))
+    for _ in range(2):
+        assert Pipeline([]).run(glob, tmp_path / "in" / "out", workers=1, quiet=True).balance[0]["kept"] == n
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"output: {tmp_path / 'in' / 'out2'}\ninputs:\n  - source: s\n    path: {tmp_path / 'in'}\n")
+    from helpers import run_cli
+
+    res = run_cli("check", str(cfg))
+    assert res.returncode == 2 and "which holds the output folder" in res.stderr, res.stderr
+
+
 def test_manifest_describes_the_shards(tmp_path: Path):
     make_jsonl_corpus(tmp_path / "in", files=2, docs_per_file=100)
     res = _run(tmp_path, [LengthFilter(min_chars=10)])

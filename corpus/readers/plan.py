@@ -61,9 +61,11 @@ def infer_format(path: str) -> str | None:
     return None
 
 
-def plan_tasks(specs: Inputs, base_dir: Path | None = None) -> list[ReadTask]:
+def plan_tasks(specs: Inputs, base_dir: Path | None = None, output: Path | None = None) -> list[ReadTask]:
+    """output: the folder the run writes, which no input may read (its files would be input next time)."""
     specs = as_specs(specs)
     base = Path(base_dir) if base_dir is not None else Path.cwd()
+    output = Path(os.path.abspath(output)) if output is not None else None
     seen: set[str] = set()
     tasks: list[ReadTask] = []
     for spec in specs:
@@ -72,12 +74,12 @@ def plan_tasks(specs: Inputs, base_dir: Path | None = None) -> list[ReadTask]:
         if spec.source in seen:
             raise InputError(f"input {spec.source!r} is defined more than once (source names must be unique)")
         seen.add(spec.source)
-        for path, rel, fmt in _expand(spec, base):
+        for path, rel, fmt in _expand(spec, base, output):
             tasks.append(ReadTask(spec=spec, path=path, rel_path=rel, format=fmt, index=len(tasks)))
     return tasks
 
 
-def _expand(spec: InputSpec, base: Path) -> list[tuple[str, str, str]]:
+def _expand(spec: InputSpec, base: Path, output: Path | None = None) -> list[tuple[str, str, str]]:
     where = f"input {spec.source!r}"
     if spec.format is not None and spec.format not in FORMATS:
         raise InputError(f"{where}: unknown format {spec.format!r} (expected one of {', '.join(FORMATS)})")
@@ -102,6 +104,8 @@ def _expand(spec: InputSpec, base: Path) -> list[tuple[str, str, str]]:
     roots: list[Path] = []
     for pattern in patterns:
         root, files = _match(str(pattern), base, where)
+        if output is not None:
+            _refuse_output(str(pattern), base, root, files, output, where)
         roots.append(root)
         for f in files:
             found.setdefault(str(f), root)
@@ -119,6 +123,19 @@ def _expand(spec: InputSpec, base: Path) -> list[tuple[str, str, str]]:
         out.append((abs_path, rel, fmt))
     out.sort(key=lambda t: t[1])
     return out
+
+
+def _refuse_output(pattern: str, base: Path, root: Path, files: list[Path], output: Path, where: str) -> None:
+    """No input may read the run's output folder: a file found in it, or a folder (or ``**`` glob) read whole
+    that holds it, would make the run's own files input (from its next run on)."""
+    given = Path(os.path.expanduser(pattern))
+    if any(c in _GLOB_CHARS for c in str(given)):
+        whole = "**" in str(given)
+    else:
+        whole = Path(os.path.abspath(given if given.is_absolute() else base / given)).is_dir()
+    if any(f.is_relative_to(output) for f in files) or (whole and output.is_relative_to(root)):
+        raise InputError(f"{where}: it reads {root}, which holds the output folder {output}: the output would "
+                         f"become input; choose an output folder outside it, or a narrower path or glob")
 
 
 def _check_rename(spec: InputSpec, where: str) -> None:

@@ -59,7 +59,7 @@ def profile_input(inputs: Inputs, out: Path, workers: int = 2,
     workers = resolve_workers(workers)
     if out.exists() and not out.is_dir():
         raise ValueError(f"profile: the output {out} is a file, not a folder")
-    units, quarantine = _units(inputs, base_dir)
+    units, quarantine = _units(inputs, base_dir, out)
     made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     spill = fresh_spill(out)
@@ -76,12 +76,12 @@ def profile_input(inputs: Inputs, out: Path, workers: int = 2,
     return profile
 
 
-def _units(inputs: Inputs, base_dir: Path | None) -> tuple[list[Unit], bool]:
+def _units(inputs: Inputs, base_dir: Path | None, out: Path) -> tuple[list[Unit], bool]:
     """(units, whether records can be quarantined): a corpus folder's shards, or the inputs' files."""
     if isinstance(inputs, str | os.PathLike) and (Path(inputs) / "manifest.json").is_file():
         shards = read_manifest(Path(inputs))["shards"]
         return [Unit(i, shard=str(Path(inputs) / s["path"])) for i, s in enumerate(shards)], False
-    return [Unit(t.index, task=t) for t in plan_tasks(inputs, base_dir)], True
+    return [Unit(t.index, task=t) for t in plan_tasks(inputs, base_dir, output=out)], True
 
 
 def warm_up() -> None:
