@@ -8,6 +8,8 @@
 Every shard is checked against ``manifest.json`` first (sizes, the cheap check) and hashed as it is
 read, so the bytes exported are the bytes checked; a damaged shard stops the export naming the file.
 ``columns`` picks the columns (in that order); unknown names are an error listing the ones there are.
+DEST is a folder of the export's own (``check_dest``): outside the corpus folder, and new, empty or holding
+only an earlier export of the same corpus (hf: new or empty), so an export never writes over other files.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 import polars as pl
 
 from corpus.integrity import read_verified
-from corpus.manifest import require_intact
+from corpus.manifest import read_manifest, require_intact
 from corpus.writers import write_jsonl, write_parquet
 
 FORMATS = ("jsonl", "parquet", "hf")
@@ -65,6 +67,10 @@ def export(corpus: Path, dest: Path, fmt: str = "jsonl", columns: list[str] | No
     if compression not in COMPRESSIONS:
         raise ExportError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
     dest = Path(dest)
+    suffix = {"hf": None, "parquet": ".parquet", "jsonl": f".jsonl{compression}"}[fmt]
+    own = ({Path(s["path"]).name.removesuffix(".parquet") + suffix for s in read_manifest(Path(corpus))["shards"]}
+           if suffix is not None else None)  # hf: a datasets folder is written whole
+    check_dest(Path(corpus), dest, own)
     if fmt == "hf":
         return _export_hf(Path(corpus), dest, columns)
     docs = files = 0
@@ -78,14 +84,31 @@ def export(corpus: Path, dest: Path, fmt: str = "jsonl", columns: list[str] | No
     return Exported(dest, fmt, docs, files, names)
 
 
+def check_dest(corpus: Path, dest: Path, own: set[str] | None = None) -> None:
+    """An export writes only into a folder of its own: never into the corpus folder (its shards would be
+    overwritten, or its manifest no longer list its data/), and never over files it does not write. A folder
+    holding only names in ``own`` (an earlier or interrupted export of the same corpus) is fine; without
+    ``own`` the folder must be new or empty."""
+    if dest.resolve().is_relative_to(corpus.resolve()):
+        raise ExportError(f"{dest} lies inside the corpus folder {corpus}: export into a folder outside it")
+    if not dest.exists():
+        return
+    if not dest.is_dir():
+        raise ExportError(f"{dest} exists and is not a folder")
+    foreign = sorted(p.name for p in dest.iterdir() if own is None or (p.name not in own and not
+                                                                      p.name.startswith(".tmp-")))
+    if foreign:
+        more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
+        raise ExportError(f"{dest} holds files this export would not write ({foreign[0]}{more}): export into a "
+                          f"new or empty folder")
+
+
 def _export_hf(corpus: Path, dest: Path, columns: list[str] | None) -> Exported:
     try:
         import datasets
         import pyarrow as pa
     except ImportError as exc:
         raise ExportError("--format hf needs the 'export' extra (pip install 'corpusforge[export]')") from exc
-    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        raise ExportError(f"{dest} exists and is not an empty folder: a datasets folder is written whole")
     datasets.disable_progress_bars()
     work = dest.parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}"
     work.mkdir(parents=True)

@@ -21,6 +21,7 @@ import polars as pl
 import pyarrow.parquet as pq
 import zstandard
 
+from corpus.export import check_dest
 from corpus.integrity import record
 from corpus.readers.streams import strip_compression
 from corpus.schema import RAW_FILE, RAW_ROW
@@ -150,6 +151,7 @@ def export(out: Path, dest: Path, source: str | None = None, kind: str | None = 
     ``dest/<source>/<file>``, one file per input file, each record's exact bytes."""
     qdir, files = _quarantine_files(out)
     dest = Path(dest)
+    check_dest(Path(out), dest)  # a new or empty folder outside the corpus: never over an input file
     metas = []
     for f in files:  # one per input file, or per part of a big one (corpus/readers/plan.py)
         meta = _read_list_columns(f).with_row_index("i").with_columns(pl.lit(str(f)).alias("parquet"))

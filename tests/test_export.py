@@ -53,7 +53,30 @@ def test_hf_folder_opens_with_load_from_disk(corpus_dir, tmp_path):
     assert ds["id"] == want["id"].to_list() and ds["n_chars"] == want["n_chars"].to_list()
     assert not list(tmp_path.glob(".hf.tmp-*"))  # the temporary folder is gone
     again = run_cli("export", str(corpus_dir), str(tmp_path / "hf"), "--format", "hf")
-    assert again.returncode == 2 and "not an empty folder" in again.stderr
+    assert again.returncode == 2 and "export into a new or empty folder" in again.stderr
+
+
+def test_an_export_writes_only_into_a_folder_of_its_own(corpus_dir, tmp_path):
+    """Never into the corpus folder (into data/ it overwrote the shards), never over files it does not write;
+    an earlier export of the same corpus to the same folder is written again."""
+    import shutil
+
+    corpus = tmp_path / "c"
+    shutil.copytree(corpus_dir, corpus)
+    files = sorted(p for p in corpus.rglob("*") if p.is_file())
+    before = [p.read_bytes() for p in files]
+    for dest, fmt in ((corpus / "data", "parquet"), (corpus, "jsonl"), (corpus / "hf", "hf")):
+        with pytest.raises(ExportError, match="lies inside the corpus folder"):
+            export(corpus, dest, fmt)
+    assert sorted(p for p in corpus.rglob("*") if p.is_file()) == files and [p.read_bytes() for p in files] == before
+    first = export(corpus, tmp_path / "j", "jsonl")
+    assert export(corpus, tmp_path / "j", "jsonl").files == first.files  # its own files, again
+    with pytest.raises(ExportError, match=r"would not write \(.*\.jsonl\.zst and \d+ more\)"):
+        export(corpus, tmp_path / "j", "parquet")  # other names than the jsonl ones
+    (tmp_path / "j" / "notes.txt").write_text("mine")
+    with pytest.raises(ExportError, match=r"would not write \(notes\.txt\)"):
+        export(corpus, tmp_path / "j", "jsonl")
+    assert (tmp_path / "j" / "notes.txt").read_text() == "mine"
 
 
 def test_every_format_checks_the_shards(corpus_dir, tmp_path):

@@ -131,6 +131,18 @@ def test_export_gives_back_the_exact_bytes_of_every_reader(run, tmp_path):
     assert not export(out, tmp_path / "none", kind="no_such_kind")
 
 
+def test_export_never_writes_over_an_input_or_into_the_corpus(run, tmp_path):
+    """`quarantine export` into the input folder would have overwritten each input file with its bad records
+    alone; into the corpus folder it would have mixed with the corpus's files. Both are refused."""
+    out, _, inp = run
+    files = sorted(p for p in inp.rglob("*") if p.is_file())
+    before = [p.read_bytes() for p in files]
+    for dest, says in ((inp, "would not write"), (out / "fix", "lies inside the corpus folder")):
+        res = run_cli("quarantine", "export", str(out), str(dest))
+        assert res.returncode == 2 and says in res.stderr, res.stderr
+    assert [p.read_bytes() for p in files] == before and not (out / "fix").exists()
+
+
 def test_fixed_records_read_again(run, tmp_path):
     out, _, _ = run
     export(out, tmp_path / "fix", source="forum")
