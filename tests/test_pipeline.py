@@ -88,9 +88,11 @@ def test_an_input_may_not_read_the_output_folder(tmp_path: Path):
     from corpus.stages.profile import profile_input
 
     n = make_jsonl_corpus(tmp_path / "in", files=2, docs_per_file=10)
-    for out in (tmp_path / "in" / "out", tmp_path / "in"):
-        with pytest.raises(InputError, match=r"input 'in': it reads .*/in, which holds the output folder"):
-            Pipeline([]).run(tmp_path / "in", out, workers=1, quiet=True)
+    with pytest.raises(InputError, match=r"input 'in': it reads .*/in, which holds the output folder"):
+        Pipeline([]).run(tmp_path / "in", tmp_path / "in" / "out", workers=1, quiet=True)
+    for inputs in (tmp_path / "in", tmp_path / "in" / "part-000.jsonl"):  # the output folder holds an input file
+        with pytest.raises(InputError, match=r"part-000.jsonl lies inside the output folder .*/in, whose files"):
+            Pipeline([]).run(inputs, tmp_path / "in", workers=1, quiet=True)
     with pytest.raises(InputError, match="which holds the output folder"):
         profile_input(tmp_path / "in", tmp_path / "in" / "prof", workers=1)
     with pytest.raises(InputError, match="which holds the output folder"):  # a ** glob reads below too

@@ -133,7 +133,11 @@ def _refuse_output(pattern: str, base: Path, root: Path, files: list[Path], outp
         whole = "**" in str(given)
     else:
         whole = Path(os.path.abspath(given if given.is_absolute() else base / given)).is_dir()
-    if any(f.is_relative_to(output) for f in files) or (whole and output.is_relative_to(root)):
+    inside = [f for f in files if f.is_relative_to(output)]
+    if inside:
+        raise InputError(f"{where}: {inside[0]} lies inside the output folder {output}, whose files are the run's "
+                         f"own; choose an output folder that holds no input")
+    if whole and output.is_relative_to(root):
         raise InputError(f"{where}: it reads {root}, which holds the output folder {output}: the output would "
                          f"become input; choose an output folder outside it, or a narrower path or glob")
 
