@@ -478,6 +478,8 @@ class Executor:
             progress.advance(bar, docs=m["seen"], nbytes=m["bytes_in"])
             share.add(m["source"], m["seen"], m["quarantine_kinds"])
             share.check(m["source"])
+        for source in share.tasks:  # every record read: small inputs are judged now too
+            share.check(source, final=True)
         # Keep every shard of the current units, in unit order: that order defines the corpus.
         return [done[t.unit] for t in tasks]
 

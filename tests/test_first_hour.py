@@ -154,6 +154,22 @@ def test_one_big_file_stops_early_and_a_tiny_file_does_not(tmp_path):
     assert result.balance[0]["quarantined"] == 2 and result.balance[0]["kept"] == 1
 
 
+def test_a_small_input_with_a_wrong_key_stops_once_it_is_read(tmp_path):
+    """Under MIN_RECORDS the share is judged once every record is read, and only when the settings name a
+    field the records lack: a wrong text_key on a small file kept nothing and looked like a success."""
+    web = _content_records(tmp_path / "web", 30)
+    res = run_cli("run", str(_config(tmp_path, f"  - source: web\n    path: {web}\n")), "--quiet")
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    err = " ".join(res.stderr.split())
+    assert err.startswith("error: input 'web': 30 of its 30 records quarantined (100.0%), over its "
+                          "max_quarantine_fraction 0.5 (missing_text 30): no field 'text' in the first 30 records of "
+                          "crawl-0.jsonl; fields seen: content, url, ts — set text_key"), err
+    assert not (tmp_path / "out" / "data").exists()
+    res = run_cli("run", str(_config(tmp_path, f"  - source: web\n    path: {web}\n    text_key: content\n")),
+                  "--quiet")
+    assert res.returncode == 0, res.stderr
+
+
 def test_quarantine_fraction_is_checked_and_does_not_change_what_a_run_resumes(tmp_path):
     import dataclasses
 

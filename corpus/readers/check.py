@@ -175,21 +175,27 @@ class QuarantineShare:
         for kind, n in kinds.items():
             acc[kind] = acc.get(kind, 0) + n
 
-    def check(self, source: str, where: str = "") -> None:
+    def check(self, source: str, where: str = "", final: bool = False) -> None:
         """Raise QuarantineShareError when ``source`` is over its limit (``where``: a file, when the
-        counts are that file's alone)."""
+        counts are that file's alone). ``final``: every record of the source has been read; an input of
+        fewer than MIN_RECORDS is then judged too, when none of its records was kept and its settings name
+        a field its records lack (a wrong text_key kept nothing, and the run looked like a success)."""
         tasks = self.tasks[source]
         limit = tasks[0].spec.max_quarantine_fraction
         seen, kinds = self.seen.get(source, 0), self.kinds.get(source, {})
         bad = sum(kinds.values())
-        if seen < MIN_RECORDS or bad <= limit * seen:
+        if bad <= limit * seen:
             return
+        problems = field_problems(tasks) if seen < MIN_RECORDS and final and bad == seen else []
+        if seen < MIN_RECORDS and not problems:
+            return  # a few bad records in a small input: its data, not its settings
         top = ", ".join(f"{k} {n:,}" for k, n in _top(kinds.items(), 3))
-        hints = field_problems(tasks) or [
+        hints = problems or field_problems(tasks) or [
             "see what went wrong with `corpus quarantine list OUT`; if this input is expected to be that bad, "
             "raise its max_quarantine_fraction (1 never stops)"]
+        which = f"its {seen:,}" if final else f"the first {seen:,}"
         raise QuarantineShareError(
-            f"input {source!r}{where}: {bad:,} of the first {seen:,} records quarantined ({bad / seen:.1%}), over its "
+            f"input {source!r}{where}: {bad:,} of {which} records quarantined ({bad / seen:.1%}), over its "
             f"max_quarantine_fraction {limit:g} ({top}): " + "; ".join(hints))
 
 
