@@ -70,7 +70,7 @@ from corpus.owner import check_output, claim, remove_own, write_listing
 from corpus.progress import Progress
 from corpus.readers import Inputs, InputSpec, ReadTask, as_specs, fields, plan_tasks
 from corpus.readers.check import QuarantineShare
-from corpus.readers.plan import largest_first, number_lines, split_tasks
+from corpus.readers.plan import SPLIT_BYTES, largest_first, number_lines, split_tasks
 from corpus.resume import check_finished_work
 from corpus.schema import COPY_OF, DOC_SCHEMA
 from corpus.work import (
@@ -268,8 +268,6 @@ def worker_pool(workers: int) -> Iterator[Callable[[Callable[[Any], Any], Sequen
 log = logging.getLogger(__name__)
 
 
-# Input files over this many bytes are read in parts of about this size, one unit of work each.
-SPLIT_BYTES = 64 << 20
 
 
 class Executor:

@@ -802,6 +802,29 @@ def test_threads_do_not_change_the_profile(tmp_path):
     assert json.dumps(one) == json.dumps(three)
 
 
+def test_a_big_file_is_profiled_in_parts_as_if_read_whole(tmp_path):
+    """One big file is read in parts on every thread, as a run reads it (it used to be one thread's), and its
+    profile is the same as read whole: the same documents, ids and orders, so the same figures, near
+    duplicates, top lines and examples (the reader's pieces are 8 MiB: 20 MB make 2 parts or more)."""
+    import shutil
+
+    make_jsonl_corpus(tmp_path / "small", files=1, docs_per_file=4000, seed=3)
+    one = (tmp_path / "small" / "part-000.jsonl").read_bytes()
+    with open(tmp_path / "big.jsonl", "wb") as fh:  # copies of the same records: near and exact duplicates
+        while fh.tell() < 20 << 20:
+            fh.write(one)
+    shutil.rmtree(tmp_path / "small")
+    from corpus.readers import plan_tasks
+    from corpus.readers.plan import split_tasks
+    from corpus.stages.profile.constants import CHUNK_BYTES
+
+    assert len(split_tasks(plan_tasks(tmp_path / "big.jsonl"), 1 << 20, CHUNK_BYTES)[0]) >= 2
+    whole = profile_input(tmp_path / "big.jsonl", tmp_path / "whole", workers=2, split_bytes=0)
+    parts = profile_input(tmp_path / "big.jsonl", tmp_path / "parts", workers=2, split_bytes=1 << 20)
+    assert whole["overall"]["docs"] > 20_000 and whole["overall"]["exact_dup_rate"] > 0.5
+    assert json.dumps(parts) == json.dumps(whole)
+
+
 def test_a_missing_input_leaves_nothing_behind(tmp_path):
     from corpus.readers import InputError
 

@@ -49,6 +49,8 @@ EXTENSIONS = {
     ".md": "text",
 }
 TEXT_MODES = ("file", "line")
+# Input files over this many bytes are read in parts of about this size, one unit of work each.
+SPLIT_BYTES = 64 << 20
 _GLOB_CHARS = frozenset("*?[")
 _COUNT_BLOCK = 4 << 20  # bytes compared at a time when counting line ends
 

@@ -12,6 +12,7 @@ import polars as pl
 
 from corpus.manifest import read_manifest
 from corpus.readers import Inputs, InputSpec, plan_tasks
+from corpus.readers.plan import SPLIT_BYTES, number_lines, split_tasks
 from corpus.work import resolve_workers
 
 from .aggregate import Acc
@@ -50,16 +51,17 @@ def profile_frames(frames: Iterable[pl.DataFrame], label: str, workdir: Path,
 
 def profile_input(inputs: Inputs, out: Path, workers: int = 2,
                   sample_size: int = NEAR_DUP_SAMPLE, keep_features: bool = False,
-                  base_dir: Path | None = None) -> dict:
+                  base_dir: Path | None = None, split_bytes: int = SPLIT_BYTES) -> dict:
     """Profile raw inputs (InputSpecs or paths, as ``Pipeline.run`` takes them; read by the corpus readers,
     quarantined records counted by kind) or a corpus folder (one with manifest.json), files/shards in
-    parallel on threads (``workers`` cores' worth, 0: one per core; run_units). Writes
-    ``out/profile.json``; a bad input raises before anything is written."""
+    parallel on threads (``workers`` cores' worth, 0: one per core; run_units); a file over ``split_bytes``
+    is read in parts, as a run reads it (0: never). Writes ``out/profile.json``; a bad input raises before
+    anything is written."""
     out = Path(out)
     workers = resolve_workers(workers)
     if out.exists() and not out.is_dir():
         raise ValueError(f"profile: the output {out} is a file, not a folder")
-    units, quarantine = _units(inputs, base_dir, out)
+    units, quarantine = _units(inputs, base_dir, out, split_bytes)
     made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     spill = fresh_spill(out)
@@ -76,12 +78,16 @@ def profile_input(inputs: Inputs, out: Path, workers: int = 2,
     return profile
 
 
-def _units(inputs: Inputs, base_dir: Path | None, out: Path) -> tuple[list[Unit], bool]:
+def _units(inputs: Inputs, base_dir: Path | None, out: Path, split_bytes: int) -> tuple[list[Unit], bool]:
     """(units, whether records can be quarantined): a corpus folder's shards, or the inputs' files."""
     if isinstance(inputs, str | os.PathLike) and (Path(inputs) / "manifest.json").is_file():
         shards = read_manifest(Path(inputs))["shards"]
         return [Unit(i, shard=str(Path(inputs) / s["path"])) for i, s in enumerate(shards)], False
-    return [Unit(t.index, task=t) for t in plan_tasks(inputs, base_dir, output=out)], True
+    # A big file is read in parts, as a run reads it (corpus/readers/plan.py), so that every thread
+    # shares it; a part's documents keep their row ids, so the profile is the same as read whole.
+    parts, _ = split_tasks(plan_tasks(inputs, base_dir, output=out), split_bytes, CHUNK_BYTES)
+    parts, _ = number_lines(parts, {}, set())
+    return [Unit(i, task=t) for i, t in enumerate(parts)], True
 
 
 def warm_up() -> None:
