@@ -110,6 +110,25 @@ def test_an_input_may_not_read_the_output_folder(tmp_path: Path):
     assert res.returncode == 2 and "which holds the output folder" in res.stderr, res.stderr
 
 
+def test_another_runs_output_is_read_by_its_documents_only(tmp_path: Path):
+    """A run's output folder as input: its data/ shards chain into a new run (ids kept with id_key: id); the
+    folder whole, or a glob reaching its work shards, quarantine or catalog, is refused by name (a ** glob
+    used to read every document twice, from data/ and from work/)."""
+    from corpus.readers import InputError
+
+    n = make_jsonl_corpus(tmp_path / "in", files=2, docs_per_file=10)
+    first = Pipeline([]).run(tmp_path / "in", tmp_path / "a", workers=1, quiet=True)
+    for path in (tmp_path / "a", tmp_path / "a" / "**" / "*.parquet", tmp_path / "a" / "work"):
+        with pytest.raises(InputError, match=r"lies in the corpusforge output folder .*/a but is not one of its "
+                                             r"documents; to read them, give path: .*/a/data"):
+            Pipeline([]).run(InputSpec(source="s", path=str(path)), tmp_path / "b", workers=1, quiet=True)
+    again = Pipeline([]).run(InputSpec(source="s", path=str(tmp_path / "a" / "data"), id_key="id"), tmp_path / "b",
+                             workers=1, quiet=True)
+    assert again.balance[0]["kept"] == first.balance[0]["kept"] == n
+    assert (pl.read_parquet(tmp_path / "b" / "data" / "*.parquet")["id"].to_list()
+            == pl.read_parquet(tmp_path / "a" / "data" / "*.parquet")["id"].to_list())
+
+
 def test_manifest_describes_the_shards(tmp_path: Path):
     make_jsonl_corpus(tmp_path / "in", files=2, docs_per_file=100)
     res = _run(tmp_path, [LengthFilter(min_chars=10)])

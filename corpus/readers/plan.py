@@ -33,6 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from corpus.owner import MARKER as OUTPUT_MARKER
 from corpus.readers.base import FORMATS, InputError, Inputs, InputSpec, ReadTask, as_specs
 from corpus.readers.duckdb import MEMORY, PREFIX, query_label
 from corpus.readers.jsonl import jsonl_piece_bytes
@@ -108,6 +109,7 @@ def _expand(spec: InputSpec, base: Path, output: Path | None = None) -> list[tup
         root, files = _match(str(pattern), base, where)
         if output is not None:
             _refuse_output(str(pattern), base, root, files, output, where)
+        _refuse_work_files(files, where)
         roots.append(root)
         for f in files:
             found.setdefault(str(f), root)
@@ -142,6 +144,23 @@ def _refuse_output(pattern: str, base: Path, root: Path, files: list[Path], outp
     if whole and output.is_relative_to(root):
         raise InputError(f"{where}: it reads {root}, which holds the output folder {output}: the output would "
                          f"become input; choose an output folder outside it, or a narrower path or glob")
+
+
+def _refuse_work_files(files: list[Path], where: str) -> None:
+    """Inside a run's output folder only its published documents (``data/``) are input: its work shards,
+    rejected and quarantine files would bring documents twice, or records that are not documents."""
+    marked: dict[Path, Path | None] = {}  # folder -> the output folder holding it (None: none)
+
+    def output_of(d: Path) -> Path | None:
+        if d not in marked:
+            marked[d] = d if (d / OUTPUT_MARKER).is_file() else (None if d.parent == d else output_of(d.parent))
+        return marked[d]
+
+    for f in files:
+        out = output_of(f.parent)
+        if out is not None and not f.is_relative_to(out / "data"):
+            raise InputError(f"{where}: {f} lies in the corpusforge output folder {out} but is not one of its "
+                             f"documents; to read them, give path: {out / 'data'} (with id_key: id to keep their ids)")
 
 
 def _check_rename(spec: InputSpec, where: str) -> None:
