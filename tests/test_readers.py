@@ -786,6 +786,10 @@ def test_plan_input_errors(tmp_path):
     _raises([S("a", format="duckdb", query="SELECT 1", database="no.duckdb")], tmp_path, r"no.duckdb does not exist")
     _raises([S("a", format="duckdb", query="SELECT 1", database="dbdir")], tmp_path, r"dbdir is a directory")
     _raises([S("a", path="ok.jsonl"), S("a", path="ok.jsonl")], tmp_path, r"input 'a' is defined more than once")
+    # one file in two inputs: every record of it would come in twice
+    _raises([S("a", path="ok.jsonl"), S("b", path="*.jsonl")], tmp_path,
+            r"ok.jsonl is read by inputs 'a' and 'b': a file belongs to one input")
+    assert len(plan_tasks([S("a", path=["ok.jsonl", "*.jsonl"])], tmp_path)) == 1  # within one input: once
     _raises([S("a", path="ok.jsonl", text_mode="para")], tmp_path, r"input 'a': invalid text_mode 'para'")
     _raises([S("a")], tmp_path, r"input 'a': no path given")
 

@@ -70,6 +70,7 @@ def plan_tasks(specs: Inputs, base_dir: Path | None = None, output: Path | None 
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     output = Path(os.path.abspath(output)) if output is not None else None
     seen: set[str] = set()
+    read_by: dict[str, str] = {}  # file -> the input that reads it
     tasks: list[ReadTask] = []
     for spec in specs:
         if not spec.source:
@@ -78,6 +79,9 @@ def plan_tasks(specs: Inputs, base_dir: Path | None = None, output: Path | None 
             raise InputError(f"input {spec.source!r} is defined more than once (source names must be unique)")
         seen.add(spec.source)
         for path, rel, fmt in _expand(spec, base, output):
+            if read_by.setdefault(path, spec.source) != spec.source:  # every record of it would come in twice
+                raise InputError(f"{path} is read by inputs {read_by[path]!r} and {spec.source!r}: a file belongs "
+                                 f"to one input (to weigh a source up or down, use the sample operator)")
             tasks.append(ReadTask(spec=spec, path=path, rel_path=rel, format=fmt, index=len(tasks)))
     return tasks
 
