@@ -35,6 +35,17 @@ MANAGED = ("data", "rejected", "quarantine", "work", ".publish", "catalog.duckdb
 SHOW = 12
 
 
+def managed_by(folder: Path) -> tuple[Path, str] | None:
+    """(output folder, its folder) when ``folder`` lies in one of the MANAGED folders of a run's output, where
+    anything a run did not write stops the next run (and a file in data/ fails the corpus's verification)."""
+    folder = Path(os.path.abspath(folder))
+    for parent in (folder, *folder.parents):
+        if (parent / MARKER).is_file():
+            parts = folder.relative_to(parent).parts
+            return (parent, parts[0]) if parts and parts[0] in MANAGED else None
+    return None
+
+
 class ForeignFilesError(ValueError):
     """The output folder holds files no corpusforge run wrote, where a run would write or delete."""
 

@@ -30,3 +30,23 @@ def test_lock_in_process(tmp_path: Path):
                 pass
     with RunLock(tmp_path):
         pass
+
+
+def test_nothing_locks_a_folder_a_run_rewrites(tmp_path: Path):
+    """Training, tokenizing or anything else that locks its output folder refuses one inside a run output's
+    data/, work/, rejected/ or quarantine/: its files there would stop the next run (and fail the corpus's
+    verification). The output folder itself, and other folders in it, stay usable."""
+    from corpus import Pipeline
+
+    make_jsonl_corpus(tmp_path / "in", files=1, docs_per_file=5)
+    out = tmp_path / "out"
+    Pipeline([]).run(tmp_path / "in", out, workers=1, quiet=True)
+    for inside in (out / "data", out / "work" / "tokens", out / "quarantine"):
+        with pytest.raises(ValueError, match=r"the runs of the output folder .*/out rewrite its \w+/ folder"):
+            with RunLock(inside):
+                pass
+        assert not (inside / ".lock").exists()
+    with RunLock(out / "models"):  # beside the managed folders: the owner check lets it be
+        pass
+    assert run_cli("verify", str(out)).returncode == 0
+    assert Pipeline([]).run(tmp_path / "in", out, workers=1, quiet=True).balance[0]["kept"] == 5
