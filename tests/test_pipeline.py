@@ -122,6 +122,11 @@ def test_another_runs_output_is_read_by_its_documents_only(tmp_path: Path):
         with pytest.raises(InputError, match=r"lies in the corpusforge output folder .*/a but is not one of its "
                                              r"documents; to read them, give path: .*/a/data"):
             Pipeline([]).run(InputSpec(source="s", path=str(path)), tmp_path / "b", workers=1, quiet=True)
+    (tmp_path / "a" / "raw").mkdir()  # a folder of the user's own beside the run's: read as any other
+    (tmp_path / "a" / "raw" / "x.jsonl").write_text('{"text": "one of mine"}\n')
+    mine = Pipeline([]).run(InputSpec(source="s", path=str(tmp_path / "a" / "raw")), tmp_path / "c", workers=1,
+                            quiet=True)
+    assert mine.balance[0]["kept"] == 1
     again = Pipeline([]).run(InputSpec(source="s", path=str(tmp_path / "a" / "data"), id_key="id"), tmp_path / "b",
                              workers=1, quiet=True)
     assert again.balance[0]["kept"] == first.balance[0]["kept"] == n

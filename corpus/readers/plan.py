@@ -33,6 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from corpus.owner import MANAGED
 from corpus.owner import MARKER as OUTPUT_MARKER
 from corpus.readers.base import FORMATS, InputError, Inputs, InputSpec, ReadTask, as_specs
 from corpus.readers.duckdb import MEMORY, PREFIX, query_label
@@ -151,8 +152,9 @@ def _refuse_output(pattern: str, base: Path, root: Path, files: list[Path], outp
 
 
 def _refuse_work_files(files: list[Path], where: str) -> None:
-    """Inside a run's output folder only its published documents (``data/``) are input: its work shards,
-    rejected and quarantine files would bring documents twice, or records that are not documents."""
+    """Of a run's own files in its output folder, only its published documents (``data/``) are input: its
+    work shards, rejected and quarantine files would bring documents twice, or records that are not
+    documents, and its catalog and reports are not records. Other folders there are the user's."""
     marked: dict[Path, Path | None] = {}  # folder -> the output folder holding it (None: none)
 
     def output_of(d: Path) -> Path | None:
@@ -162,7 +164,10 @@ def _refuse_work_files(files: list[Path], where: str) -> None:
 
     for f in files:
         out = output_of(f.parent)
-        if out is not None and not f.is_relative_to(out / "data"):
+        if out is None:
+            continue
+        rel = f.relative_to(out).parts  # the run's own files: at its top, or in a folder it manages
+        if rel[0] != "data" and (len(rel) == 1 or rel[0] in MANAGED):
             raise InputError(f"{where}: {f} lies in the corpusforge output folder {out} but is not one of its "
                              f"documents; to read them, give path: {out / 'data'} (with id_key: id to keep their ids)")
 
