@@ -134,6 +134,7 @@ def _cmd_stats(args: argparse.Namespace, console: Console) -> int:
 def _cmd_profile(args: argparse.Namespace, console: Console) -> int:
     from rich.table import Table
 
+    from corpus.progress import Progress
     from corpus.readers import InputSpec
     from corpus.stages.profile import OUTLIER_RULE, profile_input
 
@@ -145,7 +146,7 @@ def _cmd_profile(args: argparse.Namespace, console: Console) -> int:
                             text_key=args.text_key, id_key=args.id_key)]
     out = Path(args.out) if args.out else Path.cwd() / f"{target.resolve().name or 'input'}-profile"
     console.print(f"profiling {args.input} into {out}")
-    prof = profile_input(inputs, out, workers=args.workers)
+    prof = profile_input(inputs, out, workers=args.workers, progress=Progress())
     t = Table("source", "docs", "quarantined", "MB", "est. tokens", "median chars", "exact dup",
               "near dup (95% CI)", "enc. errors", title=f"Profile of {args.input}")
     for name, sec in [("all", prof["overall"]), *prof["by_source"].items()]:

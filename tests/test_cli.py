@@ -94,6 +94,7 @@ def test_profile_command(tmp_path: Path):
     assert prof["overall"]["docs"] == n
     assert sum(prof["overall"]["quarantined"].values()) == 1
     assert f"{n:,}" in res.stdout
+    assert "profile: finishing" in res.stderr and f"{n:,} docs" in res.stderr  # the progress bar, as files finish
 
 
 def test_workers_mean_the_same_everywhere(tmp_path: Path):

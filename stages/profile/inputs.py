@@ -10,6 +10,7 @@ and shard number << 40 | row for a shard: the corpus order minhash_dedup keeps f
 from __future__ import annotations
 
 import ctypes
+import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -106,6 +107,17 @@ def _trim() -> None:
         trim(0)
 
 
+def unit_bytes(unit: Unit) -> int:
+    """The input bytes a unit reads (a part's share of its file), for progress."""
+    try:
+        if unit.task is not None:
+            size = os.path.getsize(unit.task.path)
+            return (size if unit.task.end is None else unit.task.end) - (unit.task.start or 0)
+        return os.path.getsize(str(unit.shard))
+    except (OSError, TypeError):
+        return 0
+
+
 @dataclass(frozen=True)
 class Job:
     units: tuple[Unit, ...]
@@ -121,7 +133,8 @@ def run_job(job: Job) -> Acc:
     return acc
 
 
-def run_units(units: Iterable[Unit], spill: Path, workers: int, sample_size: int) -> Acc:
+def run_units(units: Iterable[Unit], spill: Path, workers: int, sample_size: int,
+              each: Callable[[Unit, Acc], None] | None = None) -> Acc:
     """Units on threads of this process (``workers`` cores' worth), merged in unit order. Threads, not
     processes: polars, numpy and the kernel release the GIL in everything heavy here, and a spawned
     worker would cost a second of start-up before doing anything. One thread more than ``workers``:
@@ -129,18 +142,26 @@ def run_units(units: Iterable[Unit], spill: Path, workers: int, sample_size: int
     load), and a spare keeps the cores busy meanwhile (docs/benchmarks.md)."""
     acc = Acc(sample_size=sample_size)
     units = list(units)
+
+    def merge(u: Unit, a: Acc) -> None:
+        acc.merge(a)
+        if each is not None:
+            each(u, a)  # in this thread, as units merge (in order)
+
     if workers <= 1 or len(units) <= 1:
         for u in units:
-            acc.merge(profile_unit(u, spill, sample_size))
+            merge(u, profile_unit(u, spill, sample_size))
         return acc
     threads = workers + 1
     with ThreadPoolExecutor(threads, thread_name_prefix="profile") as pool:
         # At most 2 units per thread in flight: finished ones wait for their turn to merge, bounded.
-        pending: deque[Future[Acc]] = deque()
+        pending: deque[tuple[Unit, Future[Acc]]] = deque()
         for u in units:
-            pending.append(pool.submit(profile_unit, u, spill, sample_size))
+            pending.append((u, pool.submit(profile_unit, u, spill, sample_size)))
             if len(pending) >= 2 * threads:
-                acc.merge(pending.popleft().result())
+                v, fut = pending.popleft()
+                merge(v, fut.result())
         while pending:
-            acc.merge(pending.popleft().result())
+            v, fut = pending.popleft()
+            merge(v, fut.result())
     return acc

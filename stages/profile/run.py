@@ -11,6 +11,7 @@ import numpy as np
 import polars as pl
 
 from corpus.manifest import read_manifest
+from corpus.progress import Progress
 from corpus.readers import Inputs, InputSpec, plan_tasks
 from corpus.readers.plan import SPLIT_BYTES, number_lines, split_tasks
 from corpus.work import resolve_workers
@@ -18,7 +19,7 @@ from corpus.work import resolve_workers
 from .aggregate import Acc
 from .constants import CHUNK_BYTES, NEAR_DUP_SAMPLE
 from .features import chunk_features
-from .inputs import Unit, run_units, slices
+from .inputs import Unit, run_units, slices, unit_bytes
 from .spill import Spill, done, fresh_spill
 from .summary import finish, write_profile
 
@@ -51,12 +52,14 @@ def profile_frames(frames: Iterable[pl.DataFrame], label: str, workdir: Path,
 
 def profile_input(inputs: Inputs, out: Path, workers: int = 2,
                   sample_size: int = NEAR_DUP_SAMPLE, keep_features: bool = False,
-                  base_dir: Path | None = None, split_bytes: int = SPLIT_BYTES) -> dict:
+                  base_dir: Path | None = None, split_bytes: int = SPLIT_BYTES, progress: Progress | None = None
+                  ) -> dict:
     """Profile raw inputs (InputSpecs or paths, as ``Pipeline.run`` takes them; read by the corpus readers,
     quarantined records counted by kind) or a corpus folder (one with manifest.json), files/shards in
     parallel on threads (``workers`` cores' worth, 0: one per core; run_units); a file over ``split_bytes``
     is read in parts, as a run reads it (0: never). Writes ``out/profile.json``; a bad input raises before
-    anything is written."""
+    anything is written. ``progress``: shows a bar advanced as each file or part is done (``corpus profile``);
+    started once the input is planned (a bad input: its error line alone), closed at the end."""
     out = Path(out)
     workers = resolve_workers(workers)
     if out.exists() and not out.is_dir():
@@ -67,11 +70,23 @@ def profile_input(inputs: Inputs, out: Path, workers: int = 2,
     spill = fresh_spill(out)
     ok = False
     try:
-        acc = run_units(units, spill, workers, sample_size)
+        each = None
+        if progress is not None:
+            progress.start()
+            bar = progress.add("profile", total=len(units), unit="input MB/s")
+
+            def each(u: Unit, a: Acc) -> None:
+                progress.advance(bar, docs=sum(s.counts["docs"] for s in a.sources.values()), nbytes=unit_bytes(u))
+
+        acc = run_units(units, spill, workers, sample_size, each)
+        if progress is not None:
+            progress.log("profile: finishing (near duplicates, top lines, outliers)")
         profile = finish(acc, spill, "input", quarantine)
         write_profile(profile, out)
         ok = True
     finally:
+        if progress is not None:
+            progress.close()
         done(spill, keep_features and ok)
         if not ok and made:
             shutil.rmtree(out, ignore_errors=True)  # we made it and it holds nothing of use
