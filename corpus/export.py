@@ -44,10 +44,11 @@ class Exported:
     columns: list[str]
 
 
-def shard_frames(corpus: Path, columns: list[str] | None = None):  # type: ignore[no-untyped-def]
+def shard_frames(corpus: Path, columns: list[str] | None = None,  # type: ignore[no-untyped-def]
+                 manifest: dict | None = None):
     """(shard name, frame) for every shard of a corpus folder, each hashed against the manifest as read."""
     corpus = Path(corpus)
-    manifest = require_intact(corpus)  # sizes first: a missing or cut shard stops before anything is written
+    manifest = require_intact(corpus, manifest)  # sizes first: a missing or cut shard stops before anything is written
     available = list(manifest.get("schema", {}))
     if columns is not None:
         unknown = [c for c in columns if c not in available]
@@ -67,15 +68,16 @@ def export(corpus: Path, dest: Path, fmt: str = "jsonl", columns: list[str] | No
     if compression not in COMPRESSIONS:
         raise ExportError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
     dest = Path(dest)
+    manifest = read_manifest(Path(corpus))
     suffix = {"hf": None, "parquet": ".parquet", "jsonl": f".jsonl{compression}"}[fmt]
-    own = ({Path(s["path"]).name.removesuffix(".parquet") + suffix for s in read_manifest(Path(corpus))["shards"]}
+    own = ({Path(s["path"]).name.removesuffix(".parquet") + suffix for s in manifest["shards"]}
            if suffix is not None else None)  # hf: a datasets folder is written whole
     check_dest(Path(corpus), dest, own)
     if fmt == "hf":
-        return _export_hf(Path(corpus), dest, columns)
+        return _export_hf(Path(corpus), dest, columns, manifest)
     docs = files = 0
     names: list[str] = []
-    for name, df in shard_frames(corpus, columns):
+    for name, df in shard_frames(corpus, columns, manifest):
         if fmt == "jsonl":
             write_jsonl(df, dest / f"{name}.jsonl{compression}")
         else:
@@ -103,7 +105,7 @@ def check_dest(corpus: Path, dest: Path, own: set[str] | None = None) -> None:
                           f"new or empty folder")
 
 
-def _export_hf(corpus: Path, dest: Path, columns: list[str] | None) -> Exported:
+def _export_hf(corpus: Path, dest: Path, columns: list[str] | None, manifest: dict) -> Exported:
     try:
         import datasets
         import pyarrow as pa
@@ -114,7 +116,7 @@ def _export_hf(corpus: Path, dest: Path, columns: list[str] | None) -> Exported:
     work.mkdir(parents=True)
     try:
         parts, docs, names = [], 0, []
-        for i, (_, df) in enumerate(shard_frames(corpus, columns)):
+        for i, (_, df) in enumerate(shard_frames(corpus, columns, manifest)):
             # Each shard becomes an Arrow stream file that datasets memory-maps: the corpus is never
             # all in memory at once.
             path = work / "arrow" / f"{i:05d}.arrow"

@@ -186,11 +186,14 @@ class QuarantineShare:
         bad = sum(kinds.values())
         if bad <= limit * seen:
             return
-        problems = field_problems(tasks) if seen < MIN_RECORDS and final and bad == seen else []
-        if seen < MIN_RECORDS and not problems:
+        small = seen < MIN_RECORDS
+        if small and not (final and bad == seen):
+            return
+        hints = field_problems(tasks)
+        if small and not hints:
             return  # a few bad records in a small input: its data, not its settings
         top = ", ".join(f"{k} {n:,}" for k, n in _top(kinds.items(), 3))
-        hints = problems or field_problems(tasks) or [
+        hints = hints or [
             "see what went wrong with `corpus quarantine list OUT`; if this input is expected to be that bad, "
             "raise its max_quarantine_fraction (1 never stops)"]
         which = f"its {seen:,}" if final else f"the first {seen:,}"

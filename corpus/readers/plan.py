@@ -111,9 +111,9 @@ def _expand(spec: InputSpec, base: Path, output: Path | None = None) -> list[tup
     found: dict[str, Path] = {}  # absolute file -> root it was found under
     roots: list[Path] = []
     for pattern in patterns:
-        root, files = _match(str(pattern), base, where)
+        root, files, whole = _match(str(pattern), base, where)
         if output is not None:
-            _refuse_output(str(pattern), base, root, files, output, where)
+            _refuse_output(root, files, whole, output, where)
         _refuse_work_files(files, where)
         roots.append(root)
         for f in files:
@@ -134,14 +134,9 @@ def _expand(spec: InputSpec, base: Path, output: Path | None = None) -> list[tup
     return out
 
 
-def _refuse_output(pattern: str, base: Path, root: Path, files: list[Path], output: Path, where: str) -> None:
+def _refuse_output(root: Path, files: list[Path], whole: bool, output: Path, where: str) -> None:
     """No input may read the run's output folder: a file found in it, or a folder (or ``**`` glob) read whole
-    that holds it, would make the run's own files input (from its next run on)."""
-    given = Path(os.path.expanduser(pattern))
-    if any(c in _GLOB_CHARS for c in str(given)):
-        whole = "**" in str(given)
-    else:
-        whole = Path(os.path.abspath(given if given.is_absolute() else base / given)).is_dir()
+    (``whole``) that holds it, would make the run's own files input (from its next run on)."""
     inside = [f for f in files if f.is_relative_to(output)]
     if inside:
         raise InputError(f"{where}: {inside[0]} lies inside the output folder {output}, whose files are the run's "
@@ -191,8 +186,9 @@ def _check_rename(spec: InputSpec, where: str) -> None:
             raise InputError(f"{where}: meta_rename renames {unused[0]!r}, which meta_keys leaves out of meta")
 
 
-def _match(pattern: str, base: Path, where: str) -> tuple[Path, list[Path]]:
-    """(root, files) for one path, folder or glob."""
+def _match(pattern: str, base: Path, where: str) -> tuple[Path, list[Path], bool]:
+    """(root, files, whether everything below root is read: a folder or a ``**`` glob) for one path, folder or
+    glob."""
     given = Path(os.path.expanduser(pattern))
     p = given if given.is_absolute() else base / given
     # Only the configured pattern can hold wildcards; the base folder's name is taken literally.
@@ -204,17 +200,17 @@ def _match(pattern: str, base: Path, where: str) -> tuple[Path, list[Path]]:
         files = [Path(h) for h in hits if os.path.isfile(h)]
         if not files:
             raise InputError(f"{where}: glob {pattern!r} matches no files (under {root})")
-        return Path(os.path.abspath(root)), [Path(os.path.abspath(f)) for f in files]
+        return Path(os.path.abspath(root)), [Path(os.path.abspath(f)) for f in files], "**" in parts[i:]
     p = Path(os.path.abspath(p))
     if p.is_dir():
         files = sorted(f for f in _walk(p))
         if not files:
             raise InputError(f"{where}: folder {p} holds no readable files")
-        return p, files
+        return p, files, True
     if p.exists():
         if not p.is_file():
             raise InputError(f"{where}: {p} is not a regular file")
-        return p.parent, [p]
+        return p.parent, [p], False
     raise InputError(f"{where}: path {pattern!r} does not exist (looked for {p})")
 
 
