@@ -77,7 +77,7 @@ def require_browser():
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 240):
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "corpus.cli", *args], cwd=cwd or ROOT, env=full_env,
+    return subprocess.run([sys.executable, "-m", "corpus", *args], cwd=cwd or ROOT, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
 
 

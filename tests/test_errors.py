@@ -32,7 +32,7 @@ needs_mount = pytest.mark.skipif(not _can_mount(), reason="needs unshare and mou
 def _on_tmpfs(mnt: Path, options: str, script: str, timeout: int = 240) -> subprocess.CompletedProcess:
     """Run `script` (sh, with $CORPUS = the CLI) with a private tmpfs mounted on `mnt`."""
     mnt.mkdir(parents=True, exist_ok=True)
-    corpus = f"{sys.executable} -m corpus.cli"
+    corpus = f"{sys.executable} -m corpus"
     body = f"mount -t tmpfs -o {options} tmpfs {mnt} && CORPUS='{corpus}' && {script}"
     return subprocess.run(["unshare", "--mount", "sh", "-c", body], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout)

@@ -119,3 +119,26 @@ def test_wheel_installs_one_namespace(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "corpus/stages/minhash.py" in names and "corpus/plugins/trainer.py" in names
     assert "corpus/stages/profile/unicode_classes.npz" in names
+
+
+def test_command_workers_do_not_import_the_cli(tmp_path):
+    """The `corpus` script pip writes imports its entry point's module, and a run's spawned workers run
+    that script again (as ``__mp_main__``): the entry module must be light, the CLI imported only once
+    main() is called (it cost each worker of a 500 MB `corpus run` about 0.1 s, docs/benchmarks.md)."""
+    assert PYPROJECT["project"]["scripts"]["corpus"] == "corpus.__main__:main"
+    (tmp_path / "probe.py").write_text(
+        "import sys\n\ndef loaded(_):\n"
+        "    return 'corpus.cli' in sys.modules, getattr(sys.modules.get('__mp_main__'), '__file__', None)\n")
+    script = tmp_path / "corpus"  # what pip writes for `corpus = "corpus.__main__:main"`, plus a pool
+    script.write_text("import sys\nfrom corpus.__main__ import main\n"
+                      "if __name__ == '__main__':\n"
+                      "    from corpus.executor import worker_pool\n"
+                      "    from probe import loaded\n"
+                      "    with worker_pool(2) as pool_map:\n"
+                      "        print(pool_map(loaded, [0, 1]))\n")
+    env = {"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == repr([(False, str(script)), (False, str(script))])
+    cli = subprocess.run([sys.executable, "-m", "corpus", "--help"], capture_output=True, text=True, timeout=60)
+    assert cli.returncode == 0 and "corpus run" in cli.stdout

@@ -73,7 +73,7 @@ def workspace(tmp_path_factory) -> Path:
 def _run(line: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
     argv = shlex.split(line)
     assert argv[0] == "corpus", line
-    return subprocess.run([sys.executable, "-m", "corpus.cli", *argv[1:]], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "corpus", *argv[1:]], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, "COLUMNS": "160"})
 
 

@@ -48,7 +48,7 @@ def test_sigkill_then_rerun_equals_clean_run(tmp_path: Path):
     killed = tmp_path / "killed"
     for attempt in range(2):
         delay = rng.uniform(0.25, 0.6) * duration
-        proc = subprocess.Popen([sys.executable, "-m", "corpus.cli", "run", str(cfg), "-o", str(killed), "--quiet"],
+        proc = subprocess.Popen([sys.executable, "-m", "corpus", "run", str(cfg), "-o", str(killed), "--quiet"],
                                 cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         time.sleep(delay)

@@ -31,7 +31,7 @@ def test_two_concurrent_pretrain_runs_into_one_folder(tmp_path: Path, shards):  
     _, tokens = shards
     out = tmp_path / "run"
     cfg = _config(tmp_path, tokens, out, steps=100_000)  # the first run is still training when the second starts
-    first = subprocess.Popen([sys.executable, "-m", "corpus.cli", "train", "pretrain", str(cfg), "--quiet"],
+    first = subprocess.Popen([sys.executable, "-m", "corpus", "train", "pretrain", str(cfg), "--quiet"],
                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120

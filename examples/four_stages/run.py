@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, cmd in stages(out, args.quick):
         t = time.perf_counter()
         print(f"== {name}: corpus {' '.join(cmd)}", flush=True)
-        res = subprocess.run([sys.executable, "-m", "corpus.cli", *cmd], cwd=ROOT)
+        res = subprocess.run([sys.executable, "-m", "corpus", *cmd], cwd=ROOT)
         if res.returncode != 0:
             print(f"error: stage {name} failed (exit {res.returncode}); rerun to resume", file=sys.stderr)
             return res.returncode
