@@ -52,6 +52,8 @@ class Progress:
         self._tasks: dict[int, _Task] = {}
         self._bar: RichProgress | None = None
         console = Console(file=sys.stderr)
+        if not console.is_terminal:  # a log's final bars: 80 columns cut their counts, times and ETA
+            console = Console(file=sys.stderr, width=160)
         self._live = not quiet and bars and console.is_terminal  # bars redraw in place
         if not quiet and bars:
             self._bar = RichProgress(

@@ -26,6 +26,9 @@ def test_run_stats_status_export(tmp_path: Path):
     res = run_cli("run", str(cfg))
     assert res.returncode == 0, res.stderr
     assert "Nothing lost" in res.stdout and "exact_duplicate" in res.stdout
+    # Off a terminal (a log), each bar's final line is whole: counts, elapsed time and ETA, none cut short.
+    bar = next(line for line in res.stderr.splitlines() if line.startswith("read inputs"))
+    assert f"{n:,} docs" in bar and bar.endswith("ETA 0:00:00") and "…" not in res.stderr, res.stderr
     stats = run_cli("stats", str(tmp_path / "out"))
     assert stats.returncode == 0 and "01-exact_dedup" in stats.stdout and f"{n:,}" in stats.stdout
     status = run_cli("status", str(tmp_path / "out"))
