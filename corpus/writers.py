@@ -12,6 +12,7 @@ import gzip
 import io
 import os
 import shutil
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,7 +29,10 @@ PARQUET_OPTS = {"compression": "zstd", "compression_level": 3, "write_statistics
 
 @contextmanager
 def atomic_path(final: Path) -> Iterator[Path]:
-    """Yield a temp path next to `final`; rename it into place only if the block succeeds."""
+    """Yield a temp path next to `final`; rename it into place only if the block succeeds. A symlink
+    is followed (the file it points to is replaced, the link kept); anything else that is not a regular
+    file (a device such as /dev/full, a pipe, a folder) is refused: the rename would replace it."""
+    final = _destination(Path(final))
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".tmp-{os.getpid()}-{final.name}")
     try:
@@ -39,6 +43,21 @@ def atomic_path(final: Path) -> Iterator[Path]:
             os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _destination(final: Path) -> Path:
+    if final.is_symlink():
+        final = final.resolve()
+    try:
+        mode = final.stat().st_mode
+    except FileNotFoundError:
+        return final
+    if stat.S_ISREG(mode):
+        return final
+    kind = ("a folder" if stat.S_ISDIR(mode) else "a character device" if stat.S_ISCHR(mode)
+            else "a block device" if stat.S_ISBLK(mode) else "a pipe" if stat.S_ISFIFO(mode) else "a socket")
+    raise OSError(f"{final} is {kind}, not a file: an output file is written whole, then renamed into place, "
+                  "which would replace it; give the path of a file")
 
 
 @contextmanager
