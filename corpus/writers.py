@@ -29,10 +29,12 @@ PARQUET_OPTS = {"compression": "zstd", "compression_level": 3, "write_statistics
 
 @contextmanager
 def atomic_path(final: Path) -> Iterator[Path]:
-    """Yield a temp path next to `final`; rename it into place only if the block succeeds. A symlink
-    is followed (the file it points to is replaced, the link kept); anything else that is not a regular
-    file (a device such as /dev/full, a pipe, a folder) is refused: the rename would replace it."""
-    final = _destination(Path(final))
+    """Yield a temp path next to `final`; rename it into place only if the block succeeds. What is not
+    a regular file (a device such as /dev/full, a pipe, a folder, or a link to one) is refused: the
+    rename would replace it. A link to a file is replaced itself, never written through (it may point
+    out of the folder a run owns)."""
+    final = Path(final)
+    _check_destination(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".tmp-{os.getpid()}-{final.name}")
     try:
@@ -45,18 +47,17 @@ def atomic_path(final: Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def _destination(final: Path) -> Path:
-    if final.is_symlink():
-        final = final.resolve()
+def _check_destination(final: Path) -> None:
     try:
-        mode = final.stat().st_mode
-    except FileNotFoundError:
-        return final
+        mode = final.stat().st_mode  # through a link: what it points to
+    except (FileNotFoundError, NotADirectoryError):
+        return
     if stat.S_ISREG(mode):
-        return final
+        return
     kind = ("a folder" if stat.S_ISDIR(mode) else "a character device" if stat.S_ISCHR(mode)
             else "a block device" if stat.S_ISBLK(mode) else "a pipe" if stat.S_ISFIFO(mode) else "a socket")
-    raise OSError(f"{final} is {kind}, not a file: an output file is written whole, then renamed into place, "
+    what = f"a link to {kind}" if final.is_symlink() else kind
+    raise OSError(f"{final} is {what}, not a file: an output file is written whole, then renamed into place, "
                   "which would replace it; give the path of a file")
 
 

@@ -194,24 +194,27 @@ def test_workers_get_their_share_of_the_cores_and_the_driver_keeps_its_environme
     assert "OPENBLAS_NUM_THREADS" not in os.environ and os.environ["POLARS_MAX_THREADS"] == "3"
 
 
-def test_an_output_file_that_is_a_device_pipe_or_folder_is_refused_and_a_link_followed(tmp_path: Path):
-    """Output files are written whole, then renamed into place: over a pipe (or /dev/full, a folder)
-    the rename would replace it (as root, /dev/full became a regular file). Refused with its kind; a
-    symlink is followed, so the file it points to gets the suite and the link stays."""
+def test_an_output_file_that_is_a_device_pipe_or_folder_is_refused(tmp_path: Path):
+    """Output files are written whole, then renamed into place: over a pipe (or /dev/full, a folder, a
+    link to one) the rename would replace it (as root, /dev/full became a regular file). Refused with
+    its kind. A link to a file is replaced itself: never written through, it may point anywhere."""
+    from corpus.writers import write_bytes_atomic
+
     make_jsonl_corpus(tmp_path / "in", files=1, docs_per_file=40)
     cfg = write_config(tmp_path / "c.yaml", f"inputs:\n  - source: web\n    path: {tmp_path / 'in'}\n")
     assert run_cli("run", str(cfg), "-o", str(tmp_path / "out"), "-q").returncode == 0
     os.mkfifo(tmp_path / "pipe")
+    res = run_cli("validate", "suggest", str(tmp_path / "out"), "--out", str(tmp_path / "pipe"))
+    assert res.returncode == 2
+    assert f"{tmp_path / 'pipe'} is a pipe, not a file" in _one_error_line(res.stderr)
     (tmp_path / "folder").mkdir()
-    for dest, kind in (("pipe", "a pipe"), ("folder", "a folder")):
-        res = run_cli("validate", "suggest", str(tmp_path / "out"), "--out", str(tmp_path / dest))
-        assert res.returncode == 2
-        assert f"{tmp_path / dest} is {kind}, not a file" in _one_error_line(res.stderr)
-    assert (tmp_path / "pipe").is_fifo() and (tmp_path / "folder").is_dir()
-    (tmp_path / "suites").mkdir()
-    (tmp_path / "suites" / "web.json").write_text("{}")
-    (tmp_path / "link.json").symlink_to(tmp_path / "suites" / "web.json")
-    res = run_cli("validate", "suggest", str(tmp_path / "out"), "--out", str(tmp_path / "link.json"))
-    assert res.returncode == 0, res.stderr
-    assert (tmp_path / "link.json").is_symlink()
-    assert json.loads((tmp_path / "suites" / "web.json").read_text())["expectations"]
+    (tmp_path / "to-pipe").symlink_to(tmp_path / "pipe")
+    for dest, what in (("folder", "a folder"), ("to-pipe", "a link to a pipe")):
+        with pytest.raises(OSError, match=f"{tmp_path / dest} is {what}, not a file"):
+            write_bytes_atomic(tmp_path / dest, b"x")
+    assert (tmp_path / "pipe").is_fifo() and (tmp_path / "folder").is_dir() and (tmp_path / "to-pipe").is_symlink()
+    (tmp_path / "elsewhere.json").write_text("{}")
+    (tmp_path / "link.json").symlink_to(tmp_path / "elsewhere.json")
+    write_bytes_atomic(tmp_path / "link.json", b"[]")
+    assert not (tmp_path / "link.json").is_symlink() and (tmp_path / "link.json").read_text() == "[]"
+    assert (tmp_path / "elsewhere.json").read_text() == "{}"
