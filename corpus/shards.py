@@ -264,6 +264,15 @@ def _map(path: Path, dtype: np.dtype) -> np.ndarray:
     return np.memmap(path, dtype=dtype.newbyteorder("<"), mode="r")
 
 
+def _near(prefix: Path) -> str:
+    """A hint for a prefix that names no shard set: the sets in the folder it names (or in its folder)."""
+    where = prefix if prefix.is_dir() else prefix.parent
+    found = sorted(p.with_name(p.name[:-4]) for p in where.glob("*.idx") if p.with_name(p.name[:-4] + ".bin").is_file())
+    if found:
+        return "; shard sets there: " + ", ".join(str(p) for p in found[:5]) + (" ..." if len(found) > 5 else "")
+    return "; a shard set is PREFIX.bin + PREFIX.idx, as `corpus tokenize` writes them (OUT/train, OUT/validation)"
+
+
 class IndexedDataset:
     """Memory-mapped reader: ``len(ds)`` documents, ``ds[i]`` the token ids of document i (a view).
 
@@ -272,6 +281,10 @@ class IndexedDataset:
     def __init__(self, prefix: str | Path):
         self.prefix = Path(prefix)
         self.files = paths(self.prefix)
+        missing = [self.files[k].name for k in ("bin", "idx") if not self.files[k].is_file()]
+        if missing:
+            raise ShardError(f"{self.prefix}: not a token shard set ({' and '.join(missing)} not found)"
+                             + _near(self.prefix))
         self.dtype, n, self.document_count = read_header(self.files["idx"])
         idx = np.memmap(self.files["idx"], dtype=np.uint8, mode="r")
         off = HEADER.size

@@ -284,6 +284,9 @@ class Embeddings:
     def open(cls, folder: Path) -> Embeddings:
         """``folder``: a store (``embeddings.json``), or a run's output folder that published one."""
         folder = Path(folder)
+        if not folder.is_dir():
+            raise ValueError(f"{folder}: {'not a folder' if folder.exists() else 'no such folder'} (give a corpus "
+                             "folder whose pipeline had an `embed` stage, or its embeddings folder)")
         if not (folder / LISTING).is_file() and (folder / "embeddings" / LISTING).is_file():
             folder = folder / "embeddings"
         try:

@@ -225,6 +225,8 @@ def test_search_finds_the_nearest_and_says_what_became_of_it(runs, capsys):
                                                                              "semantic_duplicate")
     assert main(["search", str(tmp / "in"), "x"]) == 2
     assert "no embeddings.json" in capsys.readouterr().err
+    assert main(["search", str(tmp / "no-such-run"), "x"]) == 2
+    assert f"{tmp / 'no-such-run'}: no such folder" in capsys.readouterr().err
 
 
 def test_explain_counts_each_threshold_without_dropping_anything(tmp_path, capsys):

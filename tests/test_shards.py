@@ -249,6 +249,11 @@ def test_inspect_reports_counts_and_sample(tmp_path):
     assert info["documents"] == 2 and info["tokens"] == 4 and info["dtype"] == "uint16"
     assert [s["text"] for s in info["sample"]] == ["1-2-3", "4"]
     assert info["doc_tokens"] == {"min": 1, "mean": 2.0, "max": 3}
+    # A folder or a misspelt prefix: named, with the shard sets found there
+    for wrong in (tmp_path, tmp_path / "t"):
+        with pytest.raises(ShardError, match=rf"{wrong.name}\.bin and {wrong.name}\.idx not found\); shard sets there: "
+                                             rf"{tmp_path / 's'}$"):
+            inspect(wrong)
 
 
 def test_blend_converges_to_weights_and_is_deterministic(tmp_path):
