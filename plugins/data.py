@@ -390,7 +390,9 @@ class TrainLoader:
         self.global_batch = batch_size * world
         self.per_epoch = n // self.global_batch  # micro-batches per epoch on each process
         if self.per_epoch < 1:
-            raise ValueError(f"{n} rows cannot fill one batch of {batch_size} rows x {world} processes")
+            raise ValueError(f"the training data makes {n} rows, too few for one batch of {batch_size} rows x {world} "
+                             "processes: lower train.batch_size (or data.seq_len: packed data then makes more rows), "
+                             "or give more data")
         self.sampler = ResumableSampler(n, seed=seed, shuffle=shuffle, rank=rank, world_size=world)
         # A private generator: creating a DataLoader iterator draws a seed, which must not move the
         # global torch RNG (dropout), or a resumed run would differ from an uninterrupted one.

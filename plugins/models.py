@@ -39,7 +39,18 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.arch and self.arch not in ARCHS:
             raise ValueError(f"arch must be one of {sorted(ARCHS)}, got {self.arch!r}")
-        if not self.from_pretrained and self.hidden_size % max(self.heads, 1):
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
+        if min(self.kv_heads, self.intermediate_size, self.max_positions) < 0:
+            raise ValueError("kv_heads, intermediate_size and max_positions must be >= 0 (0: the default)")
+        if self.from_pretrained:
+            return
+        if min(self.hidden_size, self.layers, self.heads) < 1:
+            raise ValueError(f"hidden_size, layers and heads must be >= 1, got {self.hidden_size}, {self.layers}, "
+                             f"{self.heads}")
+        if self.kv_heads and self.heads % self.kv_heads:
+            raise ValueError(f"heads {self.heads} is not a multiple of kv_heads {self.kv_heads}")
+        if self.hidden_size % self.heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of heads {self.heads}")
 
 

@@ -207,6 +207,14 @@ def test_train_loader_resumes_exactly_across_epochs(tmp_path, workers: int):
     assert rows[:per_epoch] != rows[per_epoch:2 * per_epoch]  # reshuffled per epoch
 
 
+def test_train_loader_too_small_for_one_batch_says_what_to_change(tmp_path):
+    write_documents(tmp_path / "r", [[5, 6, 7, EOD]] * 5, vocab_size=100)
+    ds = PackedDataset(tmp_path / "r", seq_len=8, seed=1)
+    with pytest.raises(ValueError, match=rf"the training data makes {len(ds)} rows, too few for one batch of 4 rows "
+                                         r"x 2 processes: lower train\.batch_size \(or data\.seq_len"):
+        TrainLoader(ds, 4, world=2)
+
+
 def test_collate_stacks_rows_and_pads_unequal_ones():
     rows = [{"input_ids": torch.tensor([5, 6, 7]), "labels": torch.tensor([6, 7, -100])},
             {"input_ids": torch.tensor([8]), "labels": torch.tensor([-100])}]

@@ -199,6 +199,20 @@ def test_config_errors_name_line_and_key(tmp_path: Path):
     assert "p.yaml:4: model.layers: expected int, got str 'two'" in text
     assert "p.yaml:5: train: batch_size and grad_accum must be >= 1" in text
     assert "objective must be one of" in text
+    # Out-of-range values are refused before anything runs (negative max_steps trained a whole epoch, a
+    # model with no layers trained, dropout 1.5 ended in torch's traceback)
+    bad = {"train:\n  max_steps: -5\n": "train: max_steps must be >= 0 (0: from epochs), got -5",
+           "train:\n  weight_decay: -1\n": "train: weight_decay must be >= 0",
+           "train:\n  betas: [0.9, 1.5]\n": "train: betas must lie in [0, 1), got [0.9, 1.5]",
+           "train:\n  eval_every: -1\n": "train: eval_every, eval_batches, save_every and early_stopping_patience",
+           "model:\n  layers: 0\n": "model: hidden_size, layers and heads must be >= 1, got 256, 0, 4",
+           "model:\n  dropout: 1.5\n": "model: dropout must lie in [0, 1), got 1.5",
+           "model:\n  kv_heads: 3\n": "model: heads 4 is not a multiple of kv_heads 3"}
+    for body, msg in bad.items():
+        path.write_text("output: out\n" + body)
+        with pytest.raises(ConfigError) as exc:
+            load_plugin_config(PretrainConfig, path, plugin="pretrain")
+        assert f"p.yaml:2: {msg}" in "\n".join(exc.value.errors)
     path.write_text("output: out\ntrain:\n  lr: 3e-4\n")  # YAML reads 3e-4 as a string: accepted as a float
     cfg = load_plugin_config(PretrainConfig, path, overrides=["train.warmup_steps=7"])
     assert cfg.train.lr == 3e-4 and cfg.train.warmup_steps == 7 and cfg.output == str(tmp_path / "out")
