@@ -19,7 +19,7 @@ import yaml
 
 from corpus import registry
 from corpus.ids import POLICIES
-from corpus.operators import Operator
+from corpus.operators import Operator, source_problems
 from corpus.readers.base import FORMATS, InputSpec
 from corpus.registry import suggest
 
@@ -254,6 +254,9 @@ def load_config(path: str | Path, output: str | Path | None = None) -> RunConfig
         errors.append(f"{lines.get(('executor',), 0)}: executor: expected one of {', '.join(EXECUTORS)}, "
                       f"got {executor!r}")
     ray = _ray_settings(data.get("ray", {}), lines, errors)
+    if inputs:
+        for i, problem in source_problems(ops, [s.source for s in inputs]):
+            errors.append(f"{lines.get(('pipeline', i), 0)}: {problem}")
 
     if errors:
         raise ConfigError([f"{path}:{e}" for e in errors])

@@ -65,6 +65,7 @@ from corpus.operators import (
     chain_key,
     ensure_columns,
     is_global,
+    source_problems,
 )
 from corpus.owner import check_output, claim, remove_own, write_listing
 from corpus.progress import Progress
@@ -299,6 +300,7 @@ class Executor:
         inputs = as_specs(inputs)
         out = Path(output).resolve()
         errors = [p for o in ops for p in param_problems(o)] + ensure_columns(ops, DOC_SCHEMA) + _publish_clashes(ops)
+        errors += [p for _, p in source_problems(ops, [s.source for s in inputs])]
         if errors:
             raise PipelineError("pipeline wiring:\n  " + "\n  ".join(errors))
         tasks = plan_tasks(inputs, base_dir, output=out)

@@ -110,6 +110,9 @@ class Operator:
     # keeps its artifacts after a killed run and calls it again on a finished one (it redoes only what is
     # missing or damaged) instead of starting it over or skipping it.
     resumes_itself: ClassVar[bool] = False
+    # Parameters that name input sources (a list of names, or a mapping keyed by them): each name is
+    # checked against the run's inputs before it starts (a misspelt source would match no document).
+    source_params: ClassVar[tuple[str, ...]] = ()
     # Bump when the operator's behaviour changes, so old cached outputs are not reused.
     version: ClassVar[str] = "1"
 
@@ -256,6 +259,19 @@ def ensure_columns(ops: Iterable[Operator], available: Columns) -> list[str]:
         if publish:
             published[publish] = (where, set(needs))
             stale.pop(publish, None)
+    return errors
+
+
+def source_problems(ops: Iterable[Operator], sources: Sequence[str]) -> list[tuple[int, str]]:
+    """Source names in the operators' ``source_params`` that no input has: (the operator's place, problem)."""
+    from corpus.registry import suggest
+
+    errors = []
+    for i, op in enumerate(ops):
+        for param in op.source_params:
+            unknown = [str(n) for n in getattr(op, param) or () if n not in sources]
+            errors += [(i, f"pipeline[{i}] '{op.name}': {param} names the source {n!r}, which no input has"
+                           f"{suggest(n, sources)}; sources: {', '.join(sources)}") for n in unknown]
     return errors
 
 

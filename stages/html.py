@@ -210,6 +210,7 @@ class HtmlToText(MapOperator):
     modifies = ("text",)
     adds = {"html_status": pl.String, **{c: pl.Int64 for c in COUNTERS.values()}}
     counters = tuple(COUNTERS.values())
+    source_params = ("sources",)
 
     timeout_s: float = 1.0  # CPU seconds per page (datatrove's sandboxed extractor allows 1 s as well)
     favor_precision: bool = True  # as FineWeb: less boilerplate, at some cost in recall

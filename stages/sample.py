@@ -56,6 +56,7 @@ class Sample(GlobalFilterOperator):
     counters = ("sample_copies",)
     report_title: ClassVar[str] = "Sampling"
     report_order: ClassVar[int] = 64
+    source_params = ("weights",)
 
     weights: dict[str, float] = field(default_factory=dict)  # source -> weight; others get `default`
     default: float = 1.0

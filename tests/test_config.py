@@ -52,6 +52,11 @@ def test_good_config_loads(tmp_path: Path):
         ("    min_chars: 10", "    min_chars: 10\n    max_chars: 5", "pipeline[1] (length_filter): max_chars (5) "
                                                                     "is below min_chars (10)"),
         ("workers: 1", "workers: 1\nshard_max_bytes: lots", "shard_max_bytes: expected a size like '128MB'"),
+        ("    min_chars: 10", "    min_chars: 10\n  - op: sample\n    weights: {wbe: 0.5}",
+         "c.yaml:10: pipeline[2] 'sample': weights names the source 'wbe', which no input has (did you mean 'web'?); "
+         "sources: web"),
+        ("  - op: normalize_text", "  - op: html_to_text\n    sources: [web, forum]",
+         "c.yaml:7: pipeline[0] 'html_to_text': sources names the source 'forum', which no input has; sources: web"),
         ("    min_chars: 10", "    min_chars: 10\n  - op: exact_dedup\n    normalise: lower",
          "c.yaml:11: pipeline[2] (exact_dedup).normalise: expected one of 'none', 'exact', 'loose', 'fuzzy', "
          "got str 'lower'"),
@@ -77,6 +82,18 @@ def test_missing_inputs_and_output(tmp_path: Path):
 def test_duplicate_source_names(tmp_path: Path):
     body = GOOD.replace("    path: in\n", "    path: in\n  - source: web\n    path: in\n")
     assert any("source name 'web' is used more than once" in e for e in _errors(tmp_path, body))
+
+
+def test_a_source_no_input_has_stops_a_python_run_too(tmp_path: Path):
+    from corpus import InputSpec, Pipeline
+    from corpus.executor import PipelineError
+    from corpus.stages.sample import Sample
+
+    make_jsonl_corpus(tmp_path / "in", files=1, docs_per_file=5)
+    with pytest.raises(PipelineError, match="'sample': weights names the source 'forum', which no input has"):
+        Pipeline([Sample(weights={"forum": 0.5})]).run(inputs=[InputSpec(source="web", path=str(tmp_path / "in"))],
+                                                        output=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_yaml_syntax_error(tmp_path: Path):
