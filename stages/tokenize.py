@@ -366,6 +366,10 @@ class Tokenize(SinkOperator):
     def __post_init__(self) -> None:
         if not self.tokenizer:
             raise ValueError("tokenize needs 'tokenizer': a tokenizer folder or tokenizer.json")
+        try:  # before the run reads anything, not when its last stage starts
+            tokenizer_file(Path(self.tokenizer))
+        except FileNotFoundError as exc:
+            raise ValueError(f"{exc} (train one with `corpus tokenizer train`)") from None
         _check_split(self.split)
         if self.loss_mask not in LOSS_MASKS:
             raise ValueError(f"loss_mask must be one of {LOSS_MASKS}")

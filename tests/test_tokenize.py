@@ -247,6 +247,9 @@ def test_tokenize_operator_in_a_pipeline(tmp_path, bpe):
     from corpus.stages.tokenize import Tokenize
 
     assert registry.get("tokenize") is Tokenize
+    # a missing tokenizer stops the pipeline as it is built, not once every document is read
+    with pytest.raises(ValueError, match=r"no tokenizer.json at .*nope \(train one with `corpus tokenizer train`\)"):
+        Tokenize(tokenizer=str(tmp_path / "nope"))
 
     src = tmp_path / "in"
     src.mkdir()
