@@ -261,6 +261,9 @@ def _cmd_shards(args: argparse.Namespace, console: Console) -> int:
         return _shards_leakage(args, console)
     if not args.out:
         raise ValueError("shards merge needs --out PREFIX")
+    from corpus.owner import refuse_managed
+
+    refuse_managed(Path(args.out))  # the tokenize sink merges into its own artifacts: checked here, not in merge
     console.print_json(data=shards.merge(args.prefix, args.out))
     return 0
 

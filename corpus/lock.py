@@ -2,7 +2,7 @@
 
 Taken by ``corpus run`` (the executor), ``corpus tokenize`` (its output folder) and ``corpus train``
 (every plugin run through ``corpus.plugins.run``; a sweep its folder, and each trial its own). No lock is
-taken in a folder a run's output manages (``owner.managed_by``): what another command wrote there would stop
+taken in a folder a run's output manages (``owner.refuse_managed``): what another command wrote there would stop
 that output's next run."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from corpus.owner import managed_by
+from corpus.owner import refuse_managed
 
 
 class LockedError(RuntimeError):
@@ -26,10 +26,7 @@ class RunLock:
         self._fh = None
 
     def __enter__(self) -> RunLock:
-        inside = managed_by(self.path.parent)
-        if inside is not None:
-            raise ValueError(f"{self.path.parent}: the runs of the output folder {inside[0]} rewrite its "
-                             f"{inside[1]}/ folder (anything else there stops them); write into a folder outside it")
+        refuse_managed(self.path.parent)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fh = open(self.path, "a+")  # noqa: SIM115 - held for the whole run
         try:

@@ -46,6 +46,15 @@ def managed_by(folder: Path) -> tuple[Path, str] | None:
     return None
 
 
+def refuse_managed(path: Path) -> None:
+    """Refuse a command's output (a folder or a file) inside a folder a run's output manages: what it wrote
+    there would stop that output's next run, and a file in data/ fails the corpus's verification."""
+    inside = managed_by(Path(path))
+    if inside is not None:
+        raise ValueError(f"{path}: the runs of the output folder {inside[0]} rewrite its {inside[1]}/ folder "
+                         "(anything else there stops them); write into a folder outside it")
+
+
 class ForeignFilesError(ValueError):
     """The output folder holds files no corpusforge run wrote, where a run would write or delete."""
 

@@ -32,6 +32,7 @@ import polars as pl
 
 from corpus.integrity import file_sha256
 from corpus.operators import Columns, FilterOperator, MapOperator, Verdict
+from corpus.owner import refuse_managed
 from corpus.schema import ROW_ID, TEXT
 from corpus.stages.langid import load_model, one_line
 from corpus.stages.rules import RULE_VALUE, Rule, RuleReport, evaluate
@@ -156,6 +157,7 @@ def split_holdout(df: pl.DataFrame, fraction: float, seed: int) -> tuple[pl.Data
 def train(df: pl.DataFrame, out: Path, cfg: TrainConfig) -> dict:
     """Train on ``df`` (text, label) less a held-out share, evaluate on that share, write
     ``out/model.bin`` and ``out/metrics.json``; returns the metrics."""
+    refuse_managed(out)
     try:
         import fasttext
     except ImportError as exc:

@@ -23,6 +23,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from corpus import frames
 from corpus.manifest import read_manifest, require_intact
+from corpus.owner import refuse_managed
 from corpus.writers import write_bytes_atomic
 
 EOD, PAD = "<|endoftext|>", "<|pad|>"
@@ -111,6 +112,11 @@ def train_tokenizer(corpus: Path, out: Path, kind: str = "bpe", vocab_size: int 
     """
     if EOD not in special_tokens:
         raise ValueError(f"special_tokens must include the end-of-document token {EOD!r}")
+    base = len(pre_tokenizers.ByteLevel.alphabet()) + len(special_tokens)
+    if vocab_size <= base:
+        raise ValueError(f"vocab_size {vocab_size} leaves no room for learned tokens: the byte alphabet and the "
+                         f"{len(special_tokens)} special tokens take {base}; ask for more (8000 to 64000 is usual)")
+    refuse_managed(out)
     tok = _new_tokenizer(kind)
     trainer = _trainer(kind, vocab_size, special_tokens, min_frequency, show_progress)
     seen = [0]
@@ -211,6 +217,7 @@ def import_tokenizer(src: Path, out: Path, special_tokens: Sequence[str] = SPECI
     An HF folder's own config files are kept as they are; a bare ``tokenizer.json`` gets configs
     written for whichever of ``special_tokens`` it already has."""
     src = Path(src)
+    refuse_managed(out)
     if src.is_dir() and (src / "tokenizer_config.json").is_file():
         out.mkdir(parents=True, exist_ok=True)
         for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):

@@ -50,3 +50,47 @@ def test_nothing_locks_a_folder_a_run_rewrites(tmp_path: Path):
         pass
     assert run_cli("verify", str(out)).returncode == 0
     assert Pipeline([]).run(tmp_path / "in", out, workers=1, quiet=True).balance[0]["kept"] == 5
+
+
+def test_commands_that_write_without_a_lock_refuse_a_folder_a_run_rewrites(tmp_path: Path):
+    """The same rule for what writes a file or a folder without locking it: a tokenizer, a profile, a
+    suite, merged shards, a quality model, exported labels. `corpus tokenizer train out --out out/data/tok`
+    left the corpus failing its verification and its next run refusing to start."""
+    import polars as pl
+
+    from corpus import Pipeline
+    from corpus.plugins.annotate.export import export
+    from corpus.shards import write_documents
+    from corpus.stages.classifier import TrainConfig, train
+    from corpus.stages.profile import profile_input
+    from corpus.stages.tokenizer import train_tokenizer
+    from corpus.validation.suites import write_suite
+
+    make_jsonl_corpus(tmp_path / "in", files=1, docs_per_file=5)
+    out = tmp_path / "out"
+    Pipeline([]).run(tmp_path / "in", out, workers=1, quiet=True)
+    write_documents(tmp_path / "s", [[1, 2]], vocab_size=10)
+    writers = {
+        "tokenizer": lambda dest: train_tokenizer(out, dest, vocab_size=1000),
+        "profile": lambda dest: profile_input(tmp_path / "in", dest, workers=1),
+        "suite": lambda dest: write_suite(dest / "s.json", "s", "contract", []),
+        "merged shards": lambda dest: _cli_error(run_cli("shards", "merge", str(tmp_path / "s"), "--out",
+                                                         str(dest / "m"))),
+        "quality model": lambda dest: train(pl.DataFrame({"text": ["a", "b"], "label": ["x", "y"]}), dest,
+                                            TrainConfig()),
+        "labels": lambda dest: export(None, dest / "labels.jsonl"),  # type: ignore[arg-type]
+    }
+    for what, write in writers.items():
+        for inside in (out / "data" / "x", out / "rejected"):
+            with pytest.raises(ValueError, match=r"the runs of the output folder .*/out rewrite its \w+/ folder"):
+                write(inside)
+            assert not (out / "data" / "x").exists(), what
+    assert run_cli("verify", str(out)).returncode == 0
+    with pytest.raises(ValueError, match="vocab_size 262 leaves no room for learned tokens: the byte alphabet and "
+                                         "the 6 special tokens take 262"):
+        train_tokenizer(out, tmp_path / "tok", vocab_size=262)
+
+
+def _cli_error(res) -> None:  # noqa: ANN001
+    if res.returncode == 2 and res.stderr.startswith("error: "):
+        raise ValueError(res.stderr)

@@ -11,6 +11,7 @@ import numpy as np
 import polars as pl
 
 from corpus.manifest import read_manifest
+from corpus.owner import refuse_managed
 from corpus.progress import Progress
 from corpus.readers import Inputs, InputSpec, plan_tasks
 from corpus.readers.plan import SPLIT_BYTES, number_lines, split_tasks
@@ -61,6 +62,7 @@ def profile_input(inputs: Inputs, out: Path, workers: int = 2,
     anything is written. ``progress``: shows a bar advanced as each file or part is done (``corpus profile``);
     started once the input is planned (a bad input: its error line alone), closed at the end."""
     out = Path(out)
+    refuse_managed(out)
     workers = resolve_workers(workers)
     if out.exists() and not out.is_dir():
         raise ValueError(f"profile: the output {out} is a file, not a folder")
