@@ -247,6 +247,10 @@ def test_cli_load_add_status_export(tmp_path: Path):
     assert r.returncode == 0 and (tmp_path / "out.jsonl").read_text() == ""
     r = run_cli("annotate", "status", str(tmp_path / "nothing"))
     assert r.returncode == 2 and "error: no annotation project in" in r.stderr
+    (tmp_path / "prompts.jsonl").write_text('{"prompt": "a"}\n{"prompt": "b"}\n')  # prompts alone: nothing to rank
+    r = run_cli("annotate", "load", proj, str(tmp_path / "prompts.jsonl"))
+    assert r.returncode == 2 and "prompts.jsonl: none of its 2 records could be loaded" in r.stderr
+    assert "prompts.jsonl:1: no 'responses'" in r.stdout  # the summary and examples still print
     with RunLock(tmp_path / "proj"):  # as `serve` holds it
         r = run_cli("annotate", "export", proj, str(tmp_path / "out.jsonl"))
     assert r.returncode == 2 and "corpus annotate serve` holds its project" in r.stderr

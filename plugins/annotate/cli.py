@@ -56,10 +56,12 @@ def _cmd_load(args: argparse.Namespace, console: Any) -> int:
             store.set_setting("aspects", json.dumps(names))
         if args.scale is not None:
             store.set_setting("scale", str(args.scale))
-        total = 0
+        total, useless = 0, []
         for tasks in args.tasks:
             r = load_tasks(store, Path(tasks))
             total += r.loaded
+            if r.records and not r.loaded and not r.already:
+                useless.append(f"{tasks}: none of its {r.records:,} records could be loaded")
             problems = ", ".join(f"{k}: {v}" for k, v in sorted(r.problems.items())) or "none"
             console.print(f"{tasks}: {r.records} records: {r.loaded} loaded, {r.already} already there, "
                           f"problems {problems}")
@@ -68,6 +70,9 @@ def _cmd_load(args: argparse.Namespace, console: Any) -> int:
         s = store.settings()
         console.print(f"{store.overview()['items']} items in {args.project}; {s.per_item} annotators per item"
                       + (f"; aspects {', '.join(s.aspects)} (1..{s.scale})" if s.aspects else ""))
+    if useless:  # a wrong file (prompts alone, another format) must not end as a success
+        raise ValueError("; ".join(useless) + " (a task is a JSON object with a prompt and 2+ responses, or chosen "
+                         "and rejected: docs/annotate.md)")
     return 0
 
 
