@@ -289,13 +289,29 @@ def build_section(cls: type, data: Any, where: str, lines: dict, path: tuple, er
             if _accepts_float(tp):
                 params[f.name] = _coerce_float(value)
             continue
-        if built is None:
+        if built is None:  # said already; this section's own checks still run, on a stand-in for it
             failed = True
-            params.pop(f.name)  # still check the other keys of this section
+            params[f.name] = _stand_in(tp) if _is_dataclass_type(tp) else []
         else:
             params[f.name] = built
     obj = build_dataclass(cls, params, where or root or cls.__name__, lines, path, errors)
     return None if failed else obj
+
+
+def _stand_in(cls: type) -> Any:
+    """A section with its defaults and none of its checks, in place of one that failed: a default section
+    may not pass them (a judge without its function), and its parent would report that too."""
+    obj = object.__new__(cls)
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if _is_dataclass_type(hints[f.name]):
+            value = _stand_in(hints[f.name])
+        elif f.default is not dataclasses.MISSING:
+            value = f.default
+        else:
+            value = f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+        object.__setattr__(obj, f.name, value)
+    return obj
 
 
 def _set_dotted(data: dict, dotted: str, value: Any) -> None:

@@ -89,6 +89,16 @@ class PPOSettings:
             raise ValueError("epochs and max_new_tokens must be >= 1, rollout_batch >= 0")
         if not self.temperature > 0 or self.top_k < 0:  # the sampling loop divides by the temperature
             raise ValueError(f"temperature must be > 0 and top_k >= 0, got {self.temperature} and {self.top_k}")
+        nonneg = {k: getattr(self, k) for k in ("kl_coef", "value_clip", "vf_coef", "missing_eos_penalty",
+                                                  "overlong_buffer", "overlong_penalty")}
+        bad = {k: v for k, v in nonneg.items() if not v >= 0}
+        if bad:  # a negative KL coefficient rewards drifting from the reference; a negative penalty is a bonus
+            raise ValueError(f"{', '.join(bad)} must be >= 0, got {', '.join(str(v) for v in bad.values())}")
+        if not (0 <= self.gamma <= 1 and 0 <= self.lam <= 1 and self.clip > 0 and self.kl_horizon >= 1):
+            raise ValueError(f"gamma and lam must lie in [0, 1], clip be > 0 and kl_horizon >= 1, got {self.gamma}, "
+                             f"{self.lam}, {self.clip}, {self.kl_horizon}")
+        if self.kl_target is not None and not self.kl_target > 0:
+            raise ValueError(f"kl_target must be > 0 (or null for a fixed kl_coef), got {self.kl_target}")
 
 
 @dataclass

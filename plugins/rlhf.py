@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from corpus.plugins.base import PluginConfig, PluginInputError, load_plugin_config, parse_config, shown
+from corpus.plugins.base import ConfigError, PluginConfig, PluginInputError, load_plugin_config, parse_config, shown
 from corpus.plugins.preferences import Preference, Task, item_id_for, ranking_json, write_records
 from corpus.writers import write_bytes_atomic
 
@@ -45,6 +45,10 @@ class Judge:
             raise ValueError(f"kind must be one of {JUDGES}, got {self.kind!r}")
         if self.kind == "scripted" and ":" not in self.function:
             raise ValueError("a scripted judge needs function: 'module:function'")
+        if not self.noise >= 0:
+            raise ValueError(f"noise must be >= 0 (a score's standard deviation), got {self.noise}")
+        if not self.annotators or len(set(self.annotators)) != len(self.annotators):
+            raise ValueError(f"annotators must be one or more distinct names, got {self.annotators}")
 
 
 @dataclass
@@ -59,6 +63,9 @@ class Sampling:
         if not self.temperature > 0 or self.max_new_tokens < 1:  # the sampling loop divides by the temperature
             raise ValueError(f"sampling needs temperature > 0 and max_new_tokens >= 1, got {self.temperature} "
                              f"and {self.max_new_tokens}")
+        if self.prompts_per_round < 1 or self.eval_prompts < 1:
+            raise ValueError(f"prompts_per_round and eval_prompts must be >= 1, got {self.prompts_per_round} and "
+                             f"{self.eval_prompts}")
 
 
 @dataclass
@@ -81,10 +88,44 @@ class RLHFConfig(PluginConfig):
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         if self.rounds < 1 or self.sampling.responses < 2:
             raise ValueError("rounds must be >= 1 and sampling.responses >= 2")
+        if self.min_agreement is not None and not 0 <= self.min_agreement <= 1:
+            raise ValueError(f"min_agreement is a Kendall's W, in [0, 1]: got {self.min_agreement}")
 
 
 def load_cycle_config(path: str | Path, output: str | None = None, overrides: list[str] = ()) -> RLHFConfig:
-    return load_plugin_config(RLHFConfig, path, plugin="rlhf", output=output, overrides=overrides)
+    """The cycle's config, with its rounds' runs checked as they will be built (the reward, ppo and dpo
+    sections' keys and values) and its scripted judge loaded: a mistake there stops the cycle now, not
+    after a round's sampling."""
+    cfg = load_plugin_config(RLHFConfig, path, plugin="rlhf", output=output, overrides=overrides)
+    placeholder = "<from the round>"
+    data = {"model": {"from_pretrained": placeholder}}
+    runs = {"reward": ({**data, "data": {"train": placeholder}}, cfg.reward),
+            "ppo": ({**data, "data": {"prompts": placeholder}, "ppo": {"reward_model": placeholder,
+                                                                        "reference": placeholder}}, cfg.ppo),
+            "dpo": ({**data, "data": {"train": placeholder}, "dpo": {"reference": placeholder}}, cfg.dpo)}
+    errors = []
+    for plugin in ("reward", cfg.method):
+        try:
+            sub_config(cfg, plugin, Path(cfg.output), *runs[plugin])
+        except ConfigError as exc:  # said of the cycle's config, where the section is
+            errors += [e.replace(f"rlhf config: {plugin}:0: ", f"{path}: {plugin} (each round's {plugin} run): ")
+                       for e in exc.errors]
+    if errors:
+        raise ConfigError(errors)
+    if cfg.judge.kind == "scripted":
+        from corpus.plugins.rlhf_data import load_function
+
+        load_function(cfg.judge.function, "judge.function", Path(cfg.base_dir))
+    return cfg
+
+
+def sub_config(cfg: RLHFConfig, plugin: str, out: Path, data: dict[str, Any], overrides: dict[str, Any]) -> Any:
+    """A round's reward, PPO or DPO run config: the cycle's train section, the round's data, the overrides."""
+    from corpus import plugins
+
+    base = {"output": str(out), "train": asdict(cfg.train), **data}
+    return parse_config(plugins.get(plugin).config_class, base, source=f"rlhf config: {plugin}",
+                        base_dir=Path(cfg.base_dir), plugin=plugin, overrides=dotted(overrides))
 
 
 # ---------------------------------------------------------------- pieces
@@ -244,11 +285,7 @@ class Cycle:
         return path
 
     def sub_config(self, plugin: str, out: Path, data: dict[str, Any], overrides: dict[str, Any]) -> Any:
-        from corpus import plugins
-
-        base = {"output": str(out), "train": asdict(self.cfg.train), **data}
-        return parse_config(plugins.get(plugin).config_class, base, source=f"rlhf config: {plugin}",
-                            base_dir=Path(self.cfg.base_dir), plugin=plugin, overrides=dotted(overrides))
+        return sub_config(self.cfg, plugin, out, data, overrides)
 
     def train_reward(self, r: int, d: Path, rankings: Path) -> Path:
         from corpus import plugins

@@ -16,6 +16,7 @@ def add_rlhf_parser(subparsers: Any) -> Any:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set rounds=3 (repeatable)")
     p.add_argument("--check", action="store_true", help="validate the config and exit")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or log lines (as corpus train -q)")
     p.set_defaults(fn=cmd_rlhf)
     return p
 
@@ -32,6 +33,11 @@ def cmd_rlhf(args: Any, console: Any) -> int:
     if args.check:
         console.print(f"ok: rlhf config {args.config} -> {cfg.output}")
         return 0
+    if args.quiet:  # the rounds' runs take the cycle's train section
+        import logging
+
+        logging.getLogger("corpusforge.train").setLevel(logging.WARNING)
+        cfg.train.progress = False
     console.print(f"corpus rlhf {args.config}: {cfg.rounds} rounds of {cfg.method} into {shown(cfg.output)}")
     try:
         summary = run_cycle(cfg)

@@ -120,16 +120,47 @@ def test_dpo_cycle_and_the_annotation_handoff(tmp_path: Path, start):
 def test_the_command(tmp_path: Path, start):
     """`corpus rlhf CONFIG` (its parser built without importing the cycle): --check validates and says where
     the run goes; a bad override is one error line."""
-    from helpers import run_cli
+    from helpers import ROOT, run_cli
 
     policy, prompts = start
     cfg = cycle_yaml(tmp_path / "c.yaml", policy, prompts)
-    res = run_cli("rlhf", str(cfg), "--check", "-o", str(tmp_path / "out"))
+    judge = {"PYTHONPATH": str(ROOT / "tests")}  # the check loads the judge function (tests/rlhfkit.py)
+    res = run_cli("rlhf", str(cfg), "--check", "-q", "-o", str(tmp_path / "out"), env=judge)  # -q: as train -q
     assert res.returncode == 0, res.stderr
     assert f"ok: rlhf config {cfg}" in res.stdout and "out" in res.stdout
-    res = run_cli("rlhf", str(cfg), "--check", "--set", "rounds=many")
+    res = run_cli("rlhf", str(cfg), "--check", "--set", "rounds=many", env=judge)
     assert res.returncode == 2 and res.stderr.strip().startswith("error:") and "rounds" in res.stderr, res.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("key,value,error", [
+    ("judge.noise", -1, "c.yaml:1: judge: noise must be >= 0 (a score's standard deviation), got -1"),
+    ("judge.annotators", [], "judge: annotators must be one or more distinct names, got []"),
+    ("sampling.prompts_per_round", 0, "sampling: prompts_per_round and eval_prompts must be >= 1, got 0 and 8"),
+    ("min_agreement", 2, "rlhf: min_agreement is a Kendall's W, in [0, 1]: got 2"),
+    ("judge.function", "rlhfkit:nope", "judge.function 'rlhfkit:nope': module 'rlhfkit' has no attribute 'nope'"),
+    ("ppo.ppo.kl_coef", -1, "c.yaml: ppo (each round's ppo run): ppo: kl_coef must be >= 0, got -1"),
+    ("ppo.ppo.epochs", 0, "c.yaml: ppo (each round's ppo run): ppo: epochs and max_new_tokens must be >= 1"),
+    ("ppo.data.max_prompt_lne", 8, "ppo (each round's ppo run): data.max_prompt_lne: unknown parameter (did you "
+                                   "mean 'max_prompt_len'?)"),
+    ("reward.data.validation_fraction", 1.5, "reward (each round's reward run): data: validation_fraction must be "
+                                            "in [0, 1)"),
+])
+def test_every_section_is_checked_before_a_round_starts(tmp_path: Path, key: str, value, error: str):
+    """The rounds' reward, PPO and DPO runs are built from the cycle's config once a round has sampled
+    (minutes in): their sections are checked at load time, each mistake said once, with no knock-on
+    errors from the sections around it."""
+    from corpus.config import ConfigError
+    from corpus.plugins.base import _set_dotted
+
+    path = cycle_yaml(tmp_path / "c.yaml", tmp_path / "policy", tmp_path / "prompts.jsonl")
+    cfg = json.loads(path.read_text())
+    _set_dotted(cfg, key, value)
+    path.write_text(json.dumps(cfg))
+    with pytest.raises((ConfigError, PluginInputError)) as exc:
+        load_cycle_config(path)
+    errors = exc.value.errors if isinstance(exc.value, ConfigError) else [str(exc.value)]
+    assert len(errors) == 1 and error in errors[0], errors
 
 
 def test_win_rate():
