@@ -22,6 +22,7 @@ import copy
 import dataclasses
 import json
 import os
+import re
 import types
 import typing
 from abc import ABC, abstractmethod
@@ -268,7 +269,7 @@ def build_section(cls: type, data: Any, where: str, lines: dict, path: tuple, er
         return None
     hints = typing.get_type_hints(cls)
     params = dict(data)
-    failed = False
+    failed: list[str] = []  # the sections of this one that failed
     for f in dataclasses.fields(cls):
         if f.name not in params or not f.init:
             continue
@@ -290,12 +291,18 @@ def build_section(cls: type, data: Any, where: str, lines: dict, path: tuple, er
                 params[f.name] = _coerce_float(value)
             continue
         if built is None:  # said already; this section's own checks still run, on a stand-in for it
-            failed = True
+            failed.append(f.name)
             params[f.name] = _stand_in(tp) if _is_dataclass_type(tp) else []
         else:
             params[f.name] = built
-    obj = build_dataclass(cls, params, where or root or cls.__name__, lines, path, errors)
-    return None if failed else obj
+    if not failed:
+        return build_dataclass(cls, params, where or root or cls.__name__, lines, path, errors)
+    own: list[str] = []
+    build_dataclass(cls, params, where or root or cls.__name__, lines, path, own)
+    # A check that names a failed section would judge its stand-in's defaults, not the config: left out.
+    named = re.compile(r"\b(" + "|".join(map(re.escape, failed)) + r")\b")
+    errors += [e for e in own if not named.search(e.split(": ", 2)[-1])]
+    return None
 
 
 def _stand_in(cls: type) -> Any:

@@ -232,6 +232,13 @@ class LoraSettings:
     dropout: float = 0.0
     target_modules: str | list[str] = "all-linear"
 
+    def __post_init__(self) -> None:
+        if self.r < 1 or self.alpha <= 0 or not 0 <= self.dropout < 1:
+            raise ValueError(f"r must be >= 1, alpha > 0 and dropout in [0, 1), got {self.r}, {self.alpha}, "
+                             f"{self.dropout}")
+        if not self.target_modules:
+            raise ValueError("target_modules: give module names (or 'all-linear')")
+
 
 def apply_lora(model: torch.nn.Module, lora: LoraSettings) -> torch.nn.Module:
     import warnings

@@ -100,6 +100,8 @@ class SFTData:
             raise ValueError(f"truncation must be 'right' or 'drop', got {self.truncation!r}")
         if not 0 <= self.validation_fraction < 1:
             raise ValueError("validation_fraction must be in [0, 1)")
+        if self.seq_len < 8 or self.mixture_size < 0:
+            raise ValueError(f"seq_len must be >= 8 and mixture_size >= 0, got {self.seq_len} and {self.mixture_size}")
 
 
 @dataclass
