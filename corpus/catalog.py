@@ -14,6 +14,8 @@ from pathlib import Path
 
 import duckdb
 
+from corpus.integrity import CorruptFileError
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
   run_id VARCHAR PRIMARY KEY, started TIMESTAMP, finished TIMESTAMP, status VARCHAR,
@@ -68,6 +70,17 @@ STAGE_TABLES: dict[str, tuple[str, ...]] = {
 # input = kept + rejected + quarantined + blank. (`blank` was added later: ALTER keeps old catalogs.)
 
 
+class CatalogDamagedError(CorruptFileError):
+    """The catalog file cannot be read (truncated, overwritten, a block failing its checksum)."""
+
+
+def damaged(path: Path, exc: Exception) -> str:
+    why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return (f"{path}: the run catalog is damaged ({why}). It holds the runs' history and figures, not the corpus "
+            f"(`corpus verify {path.parent}` checks that): move it aside and rerun the pipeline, which resumes "
+            "from its finished work and starts a new catalog")
+
+
 class Catalog:
     # Counters are buffered: opening the file costs a checkpoint each time, and while a run holds it no
     # other process can read it. `corpus status` reads the work markers instead, so flushes can be rare.
@@ -105,12 +118,18 @@ class Catalog:
             try:
                 con = duckdb.connect(str(self.path), read_only=read_only)
                 break
-            except duckdb.IOException:  # held by the writer for a moment; wait our turn
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower():  # not held by another process: damaged
+                    raise CatalogDamagedError(damaged(self.path, exc)) from None
                 if attempt == retries - 1:
                     raise
-                time.sleep(0.1)
+                time.sleep(0.1)  # held by the writer for a moment; wait our turn
         try:
             yield con
+        except duckdb.IOException as exc:  # a block that fails its checksum shows when it is read
+            if "corrupt" in str(exc).lower() or "checksum" in str(exc).lower():
+                raise CatalogDamagedError(damaged(self.path, exc)) from None
+            raise
         finally:
             con.close()
 

@@ -218,3 +218,25 @@ def test_an_output_file_that_is_a_device_pipe_or_folder_is_refused(tmp_path: Pat
     write_bytes_atomic(tmp_path / "link.json", b"[]")
     assert not (tmp_path / "link.json").is_symlink() and (tmp_path / "link.json").read_text() == "[]"
     assert (tmp_path / "elsewhere.json").read_text() == "{}"
+
+
+def test_a_damaged_catalog_is_named_and_the_way_out_works(tmp_path: Path):
+    """A truncated catalog.duckdb (a full disk, a bad copy) read as 'IO Error: Could not read enough bytes'
+    with no way out, after 5 s of retries meant for a lock. Now one line says what the file holds and what
+    to do; doing it (moving it aside, rerunning) resumes the run from its finished work."""
+    make_jsonl_corpus(tmp_path / "in", files=2, docs_per_file=30)
+    cfg = write_config(tmp_path / "c.yaml", f"inputs:\n  - source: web\n    path: {tmp_path / 'in'}\n")
+    out = tmp_path / "out"
+    assert run_cli("run", str(cfg), "-o", str(out), "-q").returncode == 0
+    with open(out / "catalog.duckdb", "r+b") as f:
+        f.truncate(1000)
+    for args in (("stats", str(out)), ("run", str(cfg), "-o", str(out), "-q")):
+        res = run_cli(*args)
+        assert res.returncode == 2
+        line = _one_error_line(res.stderr)
+        assert f"{out / 'catalog.duckdb'}: the run catalog is damaged (IO Error: " in line, line
+        assert "move it aside and rerun the pipeline" in line
+    (out / "catalog.duckdb").rename(out / "catalog-damaged.duckdb")
+    res = run_cli("run", str(cfg), "-o", str(out))
+    assert res.returncode == 0 and "resuming: 2 of 2 input files (or parts) already read" in res.stderr, res.stderr
+    assert run_cli("stats", str(out)).returncode == 0
