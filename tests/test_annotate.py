@@ -255,6 +255,11 @@ def test_cli_load_add_status_export(tmp_path: Path):
         r = run_cli("annotate", "export", proj, str(tmp_path / "out.jsonl"))
     assert r.returncode == 2 and "corpus annotate serve` holds its project" in r.stderr
     assert "Traceback" not in r.stderr
+    with open(tmp_path / "proj" / "annotate.duckdb", "r+b") as f:  # a bad copy: named, and left as it is
+        f.truncate(2000)
+    r = run_cli("annotate", "status", proj)
+    assert r.returncode == 2 and "annotate.duckdb: the annotation project's database is damaged (IO Error" in r.stderr
+    assert (tmp_path / "proj" / "annotate.duckdb").stat().st_size == 2000
 
 
 def test_a_restarted_store_rebuilds_assignment_from_the_database(tmp_path: Path):

@@ -31,6 +31,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from corpus.integrity import CorruptFileError
 from corpus.plugins.annotate.assign import DONE, OPEN, SKIPPED, Pool
 from corpus.plugins.preferences import Preference
 
@@ -107,7 +108,13 @@ class Store:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.path = self.folder / DB_NAME
-        self.con = duckdb.connect(str(self.path))
+        try:
+            self.con = duckdb.connect(str(self.path))
+        except duckdb.IOException as exc:  # truncated or overwritten (another process is kept out by RunLock)
+            why = str(exc).strip().splitlines()[0]
+            raise CorruptFileError(f"{self.path}: the annotation project's database is damaged ({why}); it holds "
+                                   "the labels, so nothing was changed: restore it from a copy, or load the tasks "
+                                   "into a new project (rankings exported earlier stay usable)") from None
         self.lock = threading.RLock()
         self._batch = False  # inside run_batch: transaction() joins the batch's transaction
         self._dirty = False  # the open transaction changed the in-memory pool
