@@ -4,10 +4,12 @@
 (function () {
   const $ = (id) => document.getElementById(id);
   let csrf = "";
+  let ready = null;  // the sign-in check that brings the CSRF token: a click before it ends waits for it
 
   async function add() {
     $("status").textContent = "";
     $("made").hidden = true;
+    await ready;
     const r = await fetch("/admin/api/annotators", {
       method: "POST", credentials: "same-origin",
       headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
@@ -20,10 +22,12 @@
     $("made").hidden = false;
   }
 
-  document.addEventListener("DOMContentLoaded", async () => {
+  document.addEventListener("DOMContentLoaded", () => {
+    ready = (async () => {
+      const r = await fetch("/admin/api/me", { credentials: "same-origin" });
+      if (r.status === 401) { window.location.href = "/login"; return; }
+      csrf = (await r.json()).csrf;
+    })();
     $("add").addEventListener("click", add);
-    const r = await fetch("/admin/api/me", { credentials: "same-origin" });
-    if (r.status === 401) { window.location.href = "/login"; return; }
-    csrf = (await r.json()).csrf;
   });
 })();
