@@ -148,6 +148,25 @@ def test_two_annotators_rank_in_a_browser_and_the_reward_model_trains_on_the_exp
         assert page.locator("#history-list li").count() == 4
         page.context.close()
     assert set(expected["ann"]) == set(expected["bea"]) == {"item-0", "item-1", "item-2", "xss"}
+    # Log out before the page's sign-in check (which brings the CSRF token) has answered: the request
+    # waits for it and the session ends (it went without a token, was refused, and the session lived on)
+    page = open_page(browser, base, [])  # (its first item's request may meet the ended session: a 401 logged)
+    held = []
+    page.route("**/api/me", lambda route: held.append(route))
+    sign_in(page, base, tokens["ann"])
+    while not held:
+        page.wait_for_timeout(20)
+    page.click("#logout")
+    page.wait_for_timeout(200)
+    page.unroute("**/api/me")
+    held[0].continue_()
+    for _ in range(200):  # polled: the page may be sent to /login twice (log out, and its next item's 401)
+        if page.url == base + "/login":
+            break
+        page.wait_for_timeout(50)
+    page.goto(base + "/")
+    page.wait_for_url(base + "/login")  # signed out for good
+    page.context.close()
 
     dest = root / "rankings.jsonl"
     assert export(store, dest) == 8

@@ -5,7 +5,7 @@
 
 (function () {
   const $ = (id) => document.getElementById(id);
-  const state = { me: null, item: null, ranks: [], picks: [], tie: false, submissionId: null, busy: false };
+  const state = { me: null, ready: Promise.resolve(null), item: null, ranks: [], picks: [], tie: false, submissionId: null, busy: false };
 
   function newId() {
     if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
@@ -29,9 +29,10 @@
   async function api(path, body) {
     const opts = { credentials: "same-origin", headers: {} };
     if (body !== undefined) {
+      const me = await state.ready;  // the sign-in check brings the CSRF token: a POST before it waits for it
       opts.method = "POST";
       opts.headers["Content-Type"] = "application/json";
-      opts.headers["X-CSRF-Token"] = state.me ? state.me.csrf : "";
+      opts.headers["X-CSRF-Token"] = me ? me.csrf : "";
       opts.body = JSON.stringify(body);
     }
     let last;
@@ -262,8 +263,10 @@
     $("logout").addEventListener("click", async () => {
       try { await api("/logout", {}); } finally { window.location.href = "/login"; }
     });
+    const me = api("/api/me");
+    state.ready = me.catch(() => null);
     try {
-      state.me = await api("/api/me");
+      state.me = await me;
       $("who").textContent = state.me.annotator;
       showProgress(state.me.progress);
       await next("");
