@@ -378,7 +378,7 @@ class Executor:
                     catalog.flush()
                     catalog.record_fields(run_id, markers, drift)
                     catalog.set_units(run_id, len(shards))
-                    for line in fields.describe(drift):
+                    for line in fields.describe(drift) + fields.unused_keys(inputs, markers):
                         log.warning("%s", line)
                     self._check_ids(pool, progress, catalog, run_id, id_stage,
                                     [prev / f"{s}.parquet" for s in shards], markers)

@@ -134,6 +134,27 @@ def test_another_runs_output_is_read_by_its_documents_only(tmp_path: Path):
             == pl.read_parquet(tmp_path / "a" / "data" / "*.parquet")["id"].to_list())
 
 
+def test_an_id_key_or_meta_key_no_record_has_is_said(tmp_path: Path, caplog):
+    """A misspelt id_key gave every document a derived id without a word (`corpus check` samples the first
+    records; a run had read them all and said nothing). Now the run warns, from every record it read."""
+    make_jsonl_corpus(tmp_path / "in", files=2, docs_per_file=10)
+    spec = InputSpec(source="web", path=str(tmp_path / "in"), id_key="nid", meta_keys=["tag", "tags"])
+    with caplog.at_level("WARNING"):
+        res = Pipeline([]).run(inputs=[spec], output=tmp_path / "out", workers=1, quiet=True)
+    assert res.balance[0]["kept"] == 20
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert ("input 'web': no record has the field 'nid' that id_key names, so every document got a derived id "
+            "(web:FILE:LINE); fields: n, tag, text — check id_key") in said
+    assert "input 'web': no record has the field 'tags' that meta_keys names; fields: n, tag, text — check meta_keys" \
+        in said
+    assert not any("'tag' that" in m for m in said)
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        Pipeline([]).run(inputs=[InputSpec(source="web", path=str(tmp_path / "in"), id_key="n")],
+                         output=tmp_path / "out2", workers=1, quiet=True)
+    assert not [r for r in caplog.records if "no record has" in r.getMessage()]
+
+
 def test_manifest_describes_the_shards(tmp_path: Path):
     make_jsonl_corpus(tmp_path / "in", files=2, docs_per_file=100)
     res = _run(tmp_path, [LengthFilter(min_chars=10)])

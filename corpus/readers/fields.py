@@ -136,3 +136,24 @@ def describe(found: list[dict]) -> list[str]:
         lines.append(f"schema drift in source {source!r} against its first file {mine[0]['reference']}: "
                      + "; ".join(parts) + " (nothing was coerced or dropped; see the report)")
     return lines
+
+
+def unused_keys(specs: list[Any], markers: list[dict]) -> list[str]:
+    """Settings that named a field no record of their input has, from what was read (not a sample):
+    ``id_key`` (every document then gets a derived id) and ``meta_keys`` entries. One line each."""
+    lines = []
+    for spec in specs:
+        seen: FieldStats = {}
+        read = [m["fields"] for m in markers if m["source"] == spec.source and m.get("fields") is not None]
+        for f in read:
+            merge(seen, f)
+        if not read or not seen:
+            continue
+        shown = ", ".join(sorted(seen)[:12]) + (" ..." if len(seen) > 12 else "")
+        if spec.id_key is not None and spec.id_key not in seen:
+            lines.append(f"input {spec.source!r}: no record has the field {spec.id_key!r} that id_key names, so every "
+                         f"document got a derived id ({spec.source}:FILE:LINE); fields: {shown} — check id_key")
+        for key in [k for k in spec.meta_keys or [] if k not in seen]:
+            lines.append(f"input {spec.source!r}: no record has the field {key!r} that meta_keys names; fields: "
+                         f"{shown} — check meta_keys")
+    return lines
