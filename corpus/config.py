@@ -280,14 +280,15 @@ def _ray_settings(data: Any, lines: dict, errors: list[str]) -> dict[str, Any]:
         if key not in RAY_KEYS:
             errors.append(f"{where}: unknown key{suggest(key, RAY_KEYS)}; known: {sorted(RAY_KEYS)}")
             continue
+        checks = {"address": lambda v: isinstance(v, str) and bool(v),  # only this key's check runs
+                  "cpus_per_task": lambda v: _type_ok(v, float) and v > 0,
+                  "memory_per_task": lambda v: v > 0,
+                  "max_retries": lambda v: _type_ok(v, int) and v >= 0}
         try:
             if key == "memory_per_task":
                 value = parse_size(value)
-            ok = {"address": isinstance(value, str) and value,
-                  "cpus_per_task": _type_ok(value, float) and value > 0,
-                  "memory_per_task": value > 0,
-                  "max_retries": _type_ok(value, int) and value >= 0}[key]
-        except ValueError:
+            ok = checks[key](value)
+        except (ValueError, TypeError):
             ok = False
         if not ok:
             errors.append(f"{where}: expected {RAY_KEYS[key]}, got {data[key]!r}")

@@ -46,8 +46,26 @@ def connect(address: str | None, workers: int, threads: int) -> bool:
     if address is None and not os.environ.get("RAY_ADDRESS"):
         ray.init(num_cpus=workers or None, include_dashboard=False, runtime_env=env)
     else:
+        reachable(address or os.environ["RAY_ADDRESS"])
         ray.init(address=address, runtime_env=env)
     return True
+
+
+def reachable(address: str) -> None:
+    """Raise ConnectionError when nothing answers at a 'host:port' or 'ray://host:port' address: ray.init
+    would retry for minutes, printing its C++ client's warnings. ('auto' is Ray's to resolve: it fails fast.)"""
+    import socket
+
+    where = address.removeprefix("ray://")
+    host, sep, port = where.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        raise ConnectionError(f"no Ray cluster answers at {address} ({why}): start one there (`ray start --head`), "
+                              "or leave ray.address and RAY_ADDRESS unset for a local cluster of -w CPUs") from None
 
 
 def fits(cpus: float, memory: int, nodes: list[dict]) -> None:

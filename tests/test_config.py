@@ -96,6 +96,21 @@ def test_a_source_no_input_has_stops_a_python_run_too(tmp_path: Path):
     assert not (tmp_path / "out").exists()
 
 
+def test_ray_settings_load_and_a_dead_address_is_said_at_once(tmp_path: Path):
+    """Any `ray:` mapping with an address crashed the config check (every key's test ran on every value: a
+    string compared with 0); an address nothing answers at had ray.init retry for minutes."""
+    from corpus.ray_executor import reachable
+
+    body = GOOD + "executor: ray\nray:\n  address: 127.0.0.1:1\n  memory_per_task: 2GB\n  max_retries: 2\n"
+    cfg = load_config(write_config(tmp_path / "c.yaml", body))
+    assert cfg.ray == {"address": "127.0.0.1:1", "memory_per_task": 2 << 30, "max_retries": 2}
+    errors = _errors(tmp_path, body.replace("max_retries: 2", "max_retries: two").replace("2GB", "lots"))
+    assert len(errors) == 2 and "ray.memory_per_task: expected a size like '2GB'" in errors[0] + errors[1]
+    with pytest.raises(ConnectionError, match=r"no Ray cluster answers at ray://127.0.0.1:1 \(Connection refused\)"):
+        reachable("ray://127.0.0.1:1")
+    reachable("auto")  # Ray's own to resolve
+
+
 def test_yaml_syntax_error(tmp_path: Path):
     errors = _errors(tmp_path, "inputs: [\n  - source: web\n")
     assert "not valid YAML" in errors[0] and "line" in errors[0]
