@@ -92,6 +92,12 @@ def _check_space(cfg: SweepConfig, config_cls: type, lines: dict) -> list[str]:
                               f"{{{', '.join(DISTRIBUTIONS)}: [low, high]}}")
             elif cfg.method == "grid":
                 errors.append(f"{line}: space.{key}: a distribution needs method: random (grid takes lists)")
+            elif not all(isinstance(b, int | float) and not isinstance(b, bool) for b in bounds) \
+                    or not bounds[0] <= bounds[1] or (kind == "log_uniform" and not bounds[0] > 0):
+                need = "0 < low <= high" if kind == "log_uniform" else "numbers, low <= high"
+                errors.append(f"{line}: space.{key}: {kind} needs [low, high] with {need}, got {bounds}")
+            elif kind == "int_uniform" and not all(float(b).is_integer() for b in bounds):
+                errors.append(f"{line}: space.{key}: int_uniform needs whole numbers, got {bounds}")
         elif not isinstance(spec, list) or not spec:
             errors.append(f"{line}: space.{key}: expected a non-empty list of values")
     return errors

@@ -70,6 +70,13 @@ def test_random_space_is_seeded_and_checked(tmp_path: Path, shards):  # noqa: F8
     text = "\n".join(exc.value.errors)
     assert "s.yaml:5: space.train.lrr: not a key of the pretrain config" in text
     assert "space.train.warmup_steps: a distribution needs method: random" in text
+    sweep.write_text("plugin: pretrain\nbase: base.yaml\noutput: o\nmethod: random\nspace:\n"
+                     "  train.lr: {log_uniform: [0, 1.0e-3]}\n  train.epochs: {int_uniform: [1.5, 3]}\n")
+    with pytest.raises(ConfigError) as exc:  # log(0) was "error: math domain error"
+        load_sweep(sweep)
+    assert exc.value.errors == [f"{sweep}:6: space.train.lr: log_uniform needs [low, high] with 0 < low <= high, got "
+                                "[0, 0.001]", f"{sweep}:7: space.train.epochs: int_uniform needs whole numbers, got "
+                                "[1.5, 3]"]
     sweep.write_text("plugin: pretrain\nbase: base.yaml\noutput: o\nspace:\n  train.batch_size: [0]\n")
     with pytest.raises(ConfigError, match="trial 0.*batch_size and grad_accum must be >= 1"):
         load_sweep(sweep)  # every trial's config is validated before any runs
