@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,7 @@ from corpus.writers import atomic_path, write_bytes_atomic
 
 MODEL_FILE, METRICS_FILE = "model.bin", "metrics.json"
 _LABEL = "__label__"
+log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------- reading examples
@@ -141,6 +143,12 @@ class TrainConfig:
     lowercase: bool = True
     positive_label: str = "hq"
 
+    def __post_init__(self) -> None:
+        if min(self.epoch, self.word_ngrams, self.dim, self.min_count) < 1 or self.bucket < 0 or not self.lr > 0:
+            got = (self.epoch, self.word_ngrams, self.dim, self.min_count, self.bucket, self.lr)
+            raise ValueError("epoch, word_ngrams, dim and min_count must be >= 1, bucket >= 0 and lr > 0, got "
+                             + ", ".join(map(str, got)))
+
 
 def split_holdout(df: pl.DataFrame, fraction: float, seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(train, held out): exact duplicate texts kept once, then a seeded hash of each text decides, per
@@ -166,6 +174,14 @@ def train(df: pl.DataFrame, out: Path, cfg: TrainConfig) -> dict:
     labels = sorted(df["label"].unique().to_list())
     if len(labels) < 2:
         raise ValueError(f"need at least two labels to train a classifier, got {labels}")
+    both = df.group_by("text").agg(pl.col("label").n_unique().alias("n")).filter(pl.col("n") > 1)
+    if both.height:  # a text keeps its first label only (split_holdout): say so, and stop if a label is gone
+        kept = sorted(df.unique("text", keep="first")["label"].unique().to_list())
+        what = f"{both.height:,} texts are given under more than one label"
+        if len(kept) < 2:
+            raise ValueError(f"{what}: kept once each, under the first, they leave only {kept}; are the positive "
+                             "and negative inputs the same documents?")
+        log.warning("%s: each is kept once, under the first label it was given", what)
     train_df, held = split_holdout(df, cfg.holdout, cfg.seed)
     if held.height == 0 or train_df.height == 0:
         raise ValueError(f"too few examples ({df.height}) to hold {cfg.holdout:.0%} out")

@@ -97,6 +97,25 @@ def test_holdout_is_per_label_and_without_repeated_texts():
     assert tr.height + held.height == 100 and not set(tr["text"]) & set(held["text"])
 
 
+def test_texts_under_two_labels_and_bad_settings_are_said(tmp_path: Path, caplog):
+    """The same files as positives and negatives trained a one-label model and reported it (accuracy
+    1.000); a negative lr or 0 epochs went to fastText as they were."""
+    good, bad = labelled_set(50, 2)
+    same = pl.DataFrame({"text": good * 2, "label": ["hq"] * 50 + ["lq"] * 50})
+    with pytest.raises(ValueError, match=r"50 texts are given under more than one label: kept once each, under the "
+                                         r"first, they leave only \['hq'\]; are the positive and negative"):
+        train(same, tmp_path / "m1", TrainConfig(bucket=1000))
+    some = pl.DataFrame({"text": good + bad + good[:3], "label": ["hq"] * 50 + ["lq"] * 53})
+    with caplog.at_level("WARNING"):
+        report = train(some, tmp_path / "m2", TrainConfig(epoch=2, bucket=1000))
+    assert "3 texts are given under more than one label: each is kept once, under the first label it was given" \
+        in caplog.text
+    assert report["examples"]["unique"] == 100
+    for bad_setting in ({"lr": -1.0}, {"epoch": 0}, {"dim": 0}, {"bucket": -1}):
+        with pytest.raises(ValueError, match="epoch, word_ngrams, dim and min_count must be >= 1, bucket >= 0 and lr"):
+            TrainConfig(**bad_setting)
+
+
 def test_cli_trains_a_topic_classifier_from_a_query_and_a_label_column(tmp_path: Path):
     rng = random.Random(3)
     topics = {"sport": "match goal team player score league coach season win".split(),
