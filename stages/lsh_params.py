@@ -49,6 +49,14 @@ def optimal_bands_rows(threshold: float, num_perm: int, fp_weight: float = DEFAU
     return _optimal_param(threshold, num_perm, fp_weight, fn_weight)
 
 
+def check_bands(num_perm: int, bands: int, rows: int) -> None:
+    """Given bands and rows (0 and 0: the optimiser's), they must fit in num_perm hashes."""
+    if bool(bands) != bool(rows) or bands < 0 or rows < 0:
+        raise ValueError("give both bands and rows (>= 1), or neither (then they are derived from threshold)")
+    if bands * rows > num_perm:
+        raise ValueError(f"bands x rows = {bands * rows} exceeds num_perm = {num_perm}")
+
+
 def p_candidate(j: float, bands: int, rows: int) -> float:
     return 1.0 - (1.0 - j**rows) ** bands
 
@@ -58,6 +66,7 @@ def s_curve(threshold: float, num_perm: int = 128, fp_weight: float = DEFAULT_FP
             step: float = 0.05) -> tuple[int, int, list[tuple[float, float]]]:
     """(bands, rows, [(J, P(candidate)) for J in 0, step, ..., 1]). Given bands and rows win over
     the optimiser."""
+    check_bands(num_perm, bands, rows)
     if not (bands and rows):
         bands, rows = optimal_bands_rows(threshold, num_perm, fp_weight, fn_weight)
     n = round(1 / step)

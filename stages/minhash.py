@@ -72,7 +72,14 @@ from corpus.stages.dedup_text import (
     ranges,
     signatures,
 )
-from corpus.stages.lsh_params import DEFAULT_FN_WEIGHT, DEFAULT_FP_WEIGHT, explain, optimal_bands_rows, s_curve
+from corpus.stages.lsh_params import (
+    DEFAULT_FN_WEIGHT,
+    DEFAULT_FP_WEIGHT,
+    check_bands,
+    explain,
+    optimal_bands_rows,
+    s_curve,
+)
 from corpus.stages.normalise import Level, Normalisation
 from corpus.writers import link_or_copy, write_parquet
 
@@ -410,10 +417,7 @@ class MinHashDedup(GlobalFilterOperator):
             raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
         if self.num_perm < 2 or self.ngram < 1 or self.bucket_all_pairs < 2:
             raise ValueError("num_perm must be >= 2, ngram >= 1 and bucket_all_pairs >= 2")
-        if bool(self.bands) != bool(self.rows):
-            raise ValueError("give both bands and rows, or neither (then they are derived from threshold)")
-        if self.bands * self.rows > self.num_perm:
-            raise ValueError(f"bands x rows = {self.bands * self.rows} exceeds num_perm = {self.num_perm}")
+        check_bands(self.num_perm, self.bands, self.rows)
         Normalisation(self.normalise)
 
     # ------------------------------------------------------------ parameters

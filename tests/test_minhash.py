@@ -193,6 +193,14 @@ def test_s_curve_and_explain():
     text = explain(0.8)
     assert "bands=14 x rows=9" in text and "◀ threshold" in text and "█" in text
     assert s_curve(0.7, 256, bands=20, rows=10)[:2] == (20, 10)
+    # `corpus dedup explain --bands 7` used the optimiser's without a word; 7 x 30 of 128 was drawn as a curve.
+    # The stage and the command share one check.
+    with pytest.raises(ValueError, match="give both bands and rows"):
+        explain(0.8, bands=7)
+    with pytest.raises(ValueError, match="bands x rows = 210 exceeds num_perm = 128"):
+        explain(0.8, bands=7, rows=30)
+    with pytest.raises(ValueError, match="bands x rows = 210 exceeds num_perm = 128"):
+        MinHashDedup(bands=7, rows=30)
 
 
 def test_optimiser_equals_datasketch():
