@@ -203,7 +203,10 @@ def _cmd_tokenize(args: argparse.Namespace, console: Console) -> int:
     from corpus.executor import worker_pool
     from corpus.stages.tokenize import tokenize_corpus
 
-    split = tuple(float(x) for x in args.split.split(","))
+    try:
+        split = tuple(float(x) for x in args.split.split(","))
+    except ValueError:
+        split = ()
     if len(split) != 3 or abs(sum(split) - 1.0) > 1e-6 or min(split) < 0:
         raise ValueError(f"--split must be three non-negative fractions adding up to 1, got {args.split}")
     start = time.perf_counter()

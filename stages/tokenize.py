@@ -367,7 +367,7 @@ class Tokenize(SinkOperator):
         if not self.tokenizer:
             raise ValueError("tokenize needs 'tokenizer': a tokenizer folder or tokenizer.json")
         try:  # before the run reads anything, not when its last stage starts
-            tokenizer_file(Path(self.tokenizer))
+            load_tokenizer(Path(self.tokenizer))
         except FileNotFoundError as exc:
             raise ValueError(f"{exc} (train one with `corpus tokenizer train`)") from None
         _check_split(self.split)

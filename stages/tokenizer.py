@@ -191,7 +191,11 @@ def tokenizer_file(path: Path) -> Path:
 
 def load_tokenizer(path: Path) -> Tokenizer:
     """Load a ``tokenizer.json`` file or a tokenizer folder (HF format) from a local path."""
-    return Tokenizer.from_file(str(tokenizer_file(path)))
+    f = tokenizer_file(path)
+    try:
+        return Tokenizer.from_file(str(f))
+    except Exception as exc:  # the tokenizers library raises a bare Exception with serde's message
+        raise ValueError(f"{f}: not a tokenizer.json the tokenizers library reads ({exc})") from None
 
 
 def load_hf_tokenizer(path: Path) -> Any:

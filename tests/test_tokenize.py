@@ -250,6 +250,9 @@ def test_tokenize_operator_in_a_pipeline(tmp_path, bpe):
     # a missing tokenizer stops the pipeline as it is built, not once every document is read
     with pytest.raises(ValueError, match=r"no tokenizer.json at .*nope \(train one with `corpus tokenizer train`\)"):
         Tokenize(tokenizer=str(tmp_path / "nope"))
+    (tmp_path / "other.json").write_text('{"version": "1.0"}')  # JSON, not a tokenizer: was a traceback
+    with pytest.raises(ValueError, match=r"other.json: not a tokenizer.json the tokenizers library reads \(Model"):
+        Tokenize(tokenizer=str(tmp_path / "other.json"))
 
     src = tmp_path / "in"
     src.mkdir()
