@@ -56,6 +56,14 @@ def _by_bytes(table: pa.Table, column: str, batch_bytes: int) -> Iterator[pa.Tab
             yield table.slice(int(a), int(b - a))
 
 
+def parquet_file(path: Path | str) -> pq.ParquetFile:
+    """A Parquet file opened for reading; one that is not Parquet (or is cut short) is named in the error."""
+    try:
+        return pq.ParquetFile(path)
+    except pa.ArrowInvalid as exc:
+        raise ValueError(f"{path}: not a readable Parquet file ({exc})") from None
+
+
 def batches(path: Path | str, columns: Sequence[str], *, optional: Sequence[str] = (),
             rows: tuple[int, int] | None = None, batch_rows: int = 0, batch_bytes: int = 0) -> Iterator[pa.Table]:
     """Arrow tables covering ``rows`` (default: all) of ``columns`` (+ ``optional`` ones the file has),
@@ -63,7 +71,7 @@ def batches(path: Path | str, columns: Sequence[str], *, optional: Sequence[str]
     column's values (give at most one of the two)."""
     if batch_rows and batch_bytes:
         raise ValueError("give batch_rows or batch_bytes, not both")
-    pf = pq.ParquetFile(path)
+    pf = parquet_file(path)
     cols = _columns(pf, path, columns, optional)
     start, stop = rows if rows is not None else (0, pf.metadata.num_rows)
     for g, lo, hi in _row_groups(pf, start, stop):
@@ -99,7 +107,7 @@ def take(path: Path | str, columns: Sequence[str], rows: np.ndarray | Sequence[i
     """Values of ``columns`` at the given rows, in the order of ``rows``. Reads only the row groups
     holding those rows: a few snippets must not cost a whole text column."""
     rows = np.asarray(rows, dtype=np.int64)
-    pf = pq.ParquetFile(path)
+    pf = parquet_file(path)
     cols = _columns(pf, path, columns, ())
     sizes = [pf.metadata.row_group(i).num_rows for i in range(pf.num_row_groups)]
     bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
@@ -120,7 +128,7 @@ def take(path: Path | str, columns: Sequence[str], rows: np.ndarray | Sequence[i
 def column(path: Path | str, name: str) -> pl.Series:
     """One whole column as a polars Series (pyarrow's own take() on it would import pandas: over a
     second in every worker)."""
-    pf = pq.ParquetFile(path)
+    pf = parquet_file(path)
     s = pl.from_arrow(pf.read(columns=_columns(pf, path, [name], ())).column(name))
     assert isinstance(s, pl.Series)
     return s

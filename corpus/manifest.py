@@ -60,6 +60,9 @@ def write_manifest(root: Path, shard_paths: list[Path], extra: dict | None = Non
 
 def read_manifest(root: Path) -> dict:
     path = root / "manifest.json"
+    if root.is_file():
+        raise NotADirectoryError(f"{root} is a file, not a corpus folder (a `corpus run` output: manifest.json "
+                                 "and data/)")
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:

@@ -240,3 +240,17 @@ def test_a_damaged_catalog_is_named_and_the_way_out_works(tmp_path: Path):
     res = run_cli("run", str(cfg), "-o", str(out))
     assert res.returncode == 0 and "resuming: 2 of 2 input files (or parts) already read" in res.stderr, res.stderr
     assert run_cli("stats", str(out)).returncode == 0
+
+
+def test_a_file_given_for_a_corpus_or_a_shard_is_named(tmp_path: Path):
+    """`corpus verify FILE` said '[Errno 20] Not a directory: FILE/manifest.json'; `corpus tokenizer train
+    FILE` said 'Parquet magic bytes not found in footer...' without naming the file."""
+    text = tmp_path / "notes.md"
+    text.write_text("# notes\n")
+    res = run_cli("verify", str(text))
+    assert res.returncode == 2
+    assert _one_error_line(res.stderr) == f"error: {text} is a file, not a corpus folder (a `corpus run` output: " \
+                                          "manifest.json and data/)"
+    res = run_cli("tokenizer", "train", str(text), "--out", str(tmp_path / "tok"), "--vocab-size", "1000")
+    assert res.returncode == 2
+    assert _one_error_line(res.stderr).startswith(f"error: {text}: not a readable Parquet file (Parquet magic bytes")
