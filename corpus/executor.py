@@ -298,6 +298,8 @@ class Executor:
         if getattr(mp.current_process(), "_inheriting", False):  # multiprocessing's own test of this
             raise SpawnedImportError(f"a worker process started a run while importing its run's script; {MAIN_GUARD}")
         inputs = as_specs(inputs)
+        if not isinstance(output, str | os.PathLike) or not str(output):
+            raise PipelineError(f"output: give the folder to write the corpus into (a path), got {output!r}")
         out = Path(output).resolve()
         errors = [p for o in ops for p in param_problems(o)] + ensure_columns(ops, DOC_SCHEMA) + _publish_clashes(ops)
         errors += [p for _, p in source_problems(ops, [s.source for s in inputs])]

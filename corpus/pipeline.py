@@ -63,7 +63,7 @@ class Pipeline:
         if executor is None:
             executor = LocalExecutor(workers=workers, quiet=quiet, on_duplicate_id=on_duplicate_id,
                                      split_bytes=split_bytes)
-        return executor.run(self.ops, inputs, Path(output), shard_max_bytes, Path(base_dir) if base_dir else None)
+        return executor.run(self.ops, inputs, output, shard_max_bytes, Path(base_dir) if base_dir else None)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> tuple[Pipeline, dict]:

@@ -78,6 +78,8 @@ def test_inputs_may_be_paths_or_one_spec(tmp_path: Path):
         with pytest.raises(InputError, match=says.replace("[", r"\[").replace("]", r"\]")):
             Pipeline([]).run(bad, tmp_path / "bad", workers=1, quiet=True)
     assert not (tmp_path / "bad").exists()
+    with pytest.raises(PipelineError, match="output: give the folder to write the corpus into"):  # was pathlib's
+        Pipeline([]).run(spec, None, workers=1, quiet=True)  # type: ignore[arg-type]
 
 
 def test_an_input_may_not_read_the_output_folder(tmp_path: Path):
