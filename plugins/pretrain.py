@@ -142,6 +142,27 @@ def sample_prompts(val: PackedDataset | None, samples: SampleConfig) -> list[lis
 # ---------------------------------------------------------------- the plugin
 
 
+def same_tokenizer(meta: dict[str, Any], tokenizer: Any, path: Path) -> None:
+    """Raise ValueError when the shards were tokenized by another tokenizer than data.tokenizer: its ids
+    would name other tokens (a vocabulary that fits in the model's trains without an error). Compared by
+    vocabulary when the shards' tokenizer is still where they say, else by its size."""
+    theirs = Path(meta["tokenizer"]) if meta.get("tokenizer") else None
+    differ = ""
+    if theirs is not None and theirs.exists() and theirs.resolve() != Path(path).resolve():
+        try:
+            other = load_tokenizer(theirs)
+        except (OSError, ValueError):
+            other = None
+        if other is not None and other.get_vocab() != tokenizer.get_vocab():
+            differ = "their vocabularies differ"
+    elif meta.get("vocab_size") and int(meta["vocab_size"]) != len(tokenizer):
+        differ = f"{int(meta['vocab_size']):,} tokens against {len(tokenizer):,}"
+    if differ:
+        raise ValueError(f"the shards were tokenized with {shown(theirs) if theirs else 'another tokenizer'}, not "
+                         f"data.tokenizer {shown(path)} ({differ}): their ids would name other tokens; point "
+                         "data.tokenizer at the shards' tokenizer, or tokenize the corpus again with this one")
+
+
 class Pretrain(TrainPlugin):
     """Pretrain a language model from scratch on token shards (causal LM, masked LM or span corruption)."""
 
@@ -159,6 +180,8 @@ class Pretrain(TrainPlugin):
         if tok_path is not None:
             require(tok_path, "tokenizer", f"train one with `corpus tokenizer train CORPUS --out {shown(tok_path)}`")
             tokenizer = load_tokenizer(tok_path)
+            if d.tokenizer:
+                same_tokenizer(meta, tokenizer, tok_path)
         base_vocab = len(tokenizer) if tokenizer is not None else int(meta.get("vocab_size") or 0)
         if base_vocab <= 0:
             raise ValueError("vocabulary size unknown: give data.tokenizer or shards whose sidecar has vocab_size")

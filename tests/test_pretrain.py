@@ -163,3 +163,27 @@ def test_out_of_vocab_ids_are_a_clear_error_not_an_index_error(tmp_path: Path, s
     err = [line for line in res.stderr.splitlines() if line.startswith("error:")]
     assert len(err) == 1 and ("big/train.bin: document 30 (token 2 of it) has id 700, outside the model's vocabulary "
                               f"[0, 320) (the tokenizer {tok}): were the shards made with another tokenizer?") in err[0]
+
+
+def test_shards_of_another_tokenizer_are_refused(tmp_path: Path, shards):  # noqa: F811
+    """data.tokenizer naming another tokenizer than the shards were made with trained without a word when
+    its vocabulary held every id: each id then names another token. Compared by vocabulary while the
+    shards' tokenizer is where their sidecar says, else by size."""
+    from trainkit import make_tokenizer
+
+    tok, tokens = shards
+    other = make_tokenizer(tmp_path / "other", vocab_size=400)
+    with pytest.raises(ValueError, match=r"the shards were tokenized with .*tokenizer, not data.tokenizer .*other "
+                                         r"\(their vocabularies differ\): their ids would name other tokens"):
+        plugins.run("pretrain", pretrain_config(tmp_path / "run", tokens, data={"tokenizer": str(other)}))
+    moved = tmp_path / "moved"
+    for name in ("train", "validation"):  # the same shards, their sidecar naming a tokenizer no longer there
+        for ext in ("bin", "idx"):
+            (moved / f"{name}.{ext}").parent.mkdir(exist_ok=True)
+            (moved / f"{name}.{ext}").write_bytes((tokens / f"{name}.{ext}").read_bytes())
+        meta = json.loads((tokens / f"{name}.json").read_text())
+        (moved / f"{name}.json").write_text(json.dumps({**meta, "tokenizer": str(tmp_path / "gone")}))
+    with pytest.raises(ValueError, match=r"\(320 tokens against \d+\)"):
+        plugins.run("pretrain", pretrain_config(tmp_path / "run2", moved, data={"tokenizer": str(other)}))
+    assert plugins.run("pretrain", pretrain_config(tmp_path / "run3", tokens, data={"tokenizer": str(tok)},
+                                                   train={"max_steps": 1}))
