@@ -156,6 +156,10 @@ class Pool:
         self.workers = workers
         self._pool: ProcessPoolExecutor | None = None
         self._in_flight: set[Future] = set()
+        cores = os.cpu_count() or 1
+        if workers > cores:  # a config written for a bigger machine: many times slower here (docs/benchmarks.md)
+            log.warning("%d workers on %d cores: the worker processes take turns on the cores, each holding "
+                        "its own memory, which is slower than one per core (workers: 0)", workers, cores)
         if workers > 1:
             self._running = tempfile.mkdtemp(prefix="corpusforge-pool-")
             self._pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=start_worker,

@@ -194,6 +194,20 @@ def test_workers_get_their_share_of_the_cores_and_the_driver_keeps_its_environme
     assert "OPENBLAS_NUM_THREADS" not in os.environ and os.environ["POLARS_MAX_THREADS"] == "3"
 
 
+def test_more_workers_than_cores_is_said(caplog):
+    """A config written for a bigger machine (workers: 16 on 2 cores ran the quickstart 3x slower) warns."""
+    import os
+
+    from corpus.executor import Pool
+
+    cores = os.cpu_count() or 1
+    with caplog.at_level("WARNING"):
+        Pool(1).close()
+        assert not caplog.records
+        Pool(cores + 1).close()
+    assert f"{cores + 1} workers on {cores} cores: the worker processes take turns" in caplog.text
+
+
 def test_an_output_file_that_is_a_device_pipe_or_folder_is_refused(tmp_path: Path):
     """Output files are written whole, then renamed into place: over a pipe (or /dev/full, a folder, a
     link to one) the rename would replace it (as root, /dev/full became a regular file). Refused with
