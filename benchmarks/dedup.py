@@ -10,7 +10,8 @@ normalisation) is the ground truth. Each contender runs in a fresh subprocess, a
     ``MinHashLSH`` (128 perms, default weights): query, then insert if no match. Single process.
 (b) datatrove: ``MinhashDedupSignature -> Buckets -> Cluster -> Filter`` with its defaults
     (``MinhashConfig()``: 5-grams, 14 x 8 hashes), JSONL in and out, ``LocalPipelineExecutor`` with
-    2 workers, installed in its own venv (``benchmarks/_work/dt-venv``; skipped when absent). Only
+    2 workers, installed in its own venv (``benchmarks/_work/dt-venv``: ``pip install datatrove tokenizers
+    orjson "xxhash<3.5"``, datatrove 0.10 hashes str, which xxhash 4 refuses; skipped when absent). Only
     ``start_method="fork"`` differs from its defaults (forkserver): so its workers are our children
     and their CPU time and memory are measured.
 (c) rensa (Rust): ``RMinHash.from_token_sets`` over word 5-grams made in Python (lowercase,
@@ -453,7 +454,8 @@ def _contenders(n: int, folder: Path, result: Path, truth: Truth, meta: dict, sk
             ev = evaluate(truth, meta["planted"], json.loads(result.read_text()))
             rows.append(_row(BASELINES["datatrove"], 2, r, meta, ev))
         except (RuntimeError, FileNotFoundError) as exc:
-            print(f"datatrove skipped: {str(exc)[:200]} (its venv: {DT_VENV})")
+            last = (str(exc).strip().splitlines() or [""])[-1]  # the exception itself, not the traceback's top
+            print(f"datatrove skipped: {last[:300]} (its venv: {DT_VENV})")
         shutil.rmtree(work, ignore_errors=True)
     for key, code in (("rensa", RENSA), ("gaoya", GAOYA)):
         if key not in skip:
