@@ -119,7 +119,7 @@ class Catalog:
                 con = duckdb.connect(str(self.path), read_only=read_only)
                 break
             except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower():  # not held by another process: damaged
+                if "could not set lock" not in str(exc).lower():  # not held by another process: damaged
                     raise CatalogDamagedError(damaged(self.path, exc)) from None
                 if attempt == retries - 1:
                     raise
