@@ -18,7 +18,9 @@ binding returns labels without probabilities); everything around it is polars.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -50,7 +52,8 @@ def load_model(path: Path, what: str = "langid") -> Any:
     if not path.is_file():
         raise ValueError(f"{what}: model file {path} does not exist")
     try:
-        return fasttext.load_model(str(path))
+        with contextlib.redirect_stderr(io.StringIO()):  # its notice that load_model returns a FastText object,
+            return fasttext.load_model(str(path))          # printed in every worker of every run
     except (ValueError, RuntimeError) as exc:
         raise ValueError(f"{what}: cannot load the fastText model {path}: {exc}") from exc
 

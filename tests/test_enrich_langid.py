@@ -89,6 +89,14 @@ def test_bad_parameters_and_model():
         LangId(model="/nonexistent/lid.bin").setup()
 
 
+def test_loading_the_model_prints_nothing(capfd):
+    """fastText's load_model prints a notice about its return type: it came once per worker in every run."""
+    from corpus.stages.langid import load_model, shipped_model
+
+    load_model(shipped_model())
+    assert capfd.readouterr().err == ""
+
+
 def test_pipeline_and_report_section(tmp_path):
     src = tmp_path / "in.jsonl"
     src.write_text("".join(json.dumps({"text": t}) + "\n" for t in [EN, FR, DE, EN + " Again."]))
