@@ -342,6 +342,10 @@ def _semantic_explain(args: argparse.Namespace, console: Console) -> int:
     console.print(t)
     console.print("Each example is dropped at its threshold but kept at the next one up. Set the stage's "
                   "`threshold` to the row you want; nothing was dropped.", highlight=False)
+    for stage in res.get("already", []):  # counts of what is left: explain the corpus before the stage instead
+        console.print(f"This corpus's pipeline ran semantic_dedup already ({stage['stage']}, threshold "
+                      f"{stage.get('threshold')}): the counts are of the documents it kept. To choose its threshold, "
+                      "explain the output of a run whose pipeline ends at `embed`.", highlight=False)
     return 0
 
 

@@ -412,7 +412,8 @@ def explain_corpus(corpus: Path, thresholds: list[float], *, clusters: int = 0, 
     with tempfile.TemporaryDirectory(prefix="corpusforge-explain-", dir=workdir) as tmp:
         ctx = StageContext("explain", Path(tmp), shards, workers, pool_map or (lambda fn, xs: [fn(x) for x in xs]),
                            {EMBEDDINGS: store.folder})
-        return {"corpus": str(corpus), "keep": keep, **op.run(ctx, ts)}
+        ran = [s for s in manifest.get("pipeline", []) if str(s.get("stage", "")).endswith("-semantic_dedup")]
+        return {"corpus": str(corpus), "keep": keep, "already": ran, **op.run(ctx, ts)}
 
 
 __all__ = ["REASON", "SWEEP", "SemanticDedup", "explain_corpus", "greedy"]

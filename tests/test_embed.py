@@ -244,7 +244,17 @@ def test_explain_counts_each_threshold_without_dropping_anything(tmp_path, capsy
     assert all(p["dropped"]["id"].endswith("-para") and p["similarity"] >= 0.9 for p in pairs[0.9])
     assert sorted((p.relative_to(out), p.stat().st_mtime_ns) for p in out.rglob("*")) == before
     assert main(["dedup", "explain", "--semantic", str(out), "-w", "1"]) == 0
-    assert "0.900" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "0.900" in text and "ran semantic_dedup already" not in text and res["already"] == []
+
+
+def test_explain_says_when_the_corpus_was_deduplicated_already(runs, capsys):
+    """Explained after its own semantic_dedup, a corpus shows nothing left to remove: say why."""
+    tmp, _, _ = runs
+    assert main(["dedup", "explain", "--semantic", str(tmp / "out1"), "-w", "1"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "This corpus's pipeline ran semantic_dedup already (02-semantic_dedup, threshold 0.9): the counts are " \
+           "of the documents it kept" in text
 
 
 def test_a_model_folder_that_is_not_one_is_a_clear_error(tmp_path):
