@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from corpus.plugins.base import PluginConfig, SampleConfig, TrainPlugin, require, shown
+from corpus.plugins.base import MissingInputError, PluginConfig, SampleConfig, TrainPlugin, require, shown
 from corpus.plugins.data import PackedDataset
 from corpus.plugins.models import ModelConfig, SpecialIds, add_tokens, build_model, load_tokenizer
 from corpus.plugins.runtime import Runtime
@@ -98,6 +98,12 @@ def shard_sets(cfg: PretrainConfig) -> tuple[list[Path], list[Path]]:
     if not train:
         raise FileNotFoundError("data.train: required, token shard prefix(es) or a tokenize output folder")
     make = "make them with `corpus tokenize CORPUS --tokenizer TOKENIZER --out {}`"
+    for p in train + val:
+        if p.suffix in (".bin", ".idx") and p.is_file():  # a shard set is named by its prefix
+            raise MissingInputError(f"{shown(p)}: name the shard set by its prefix, {shown(p.with_suffix(''))}")
+        if (p / "manifest.json").is_file():  # a prepared corpus: tokenized into shards first
+            raise MissingInputError(f"{shown(p)} is a corpus folder, not token shards: tokenize it (`corpus tokenize "
+                                    f"{shown(p)} --tokenizer TOKENIZER --out {shown(p)}-tokens`) and give that folder")
     if len(train) == 1 and train[0].is_dir():
         folder = train[0]
         train = [folder / "train"]

@@ -187,3 +187,17 @@ def test_shards_of_another_tokenizer_are_refused(tmp_path: Path, shards):  # noq
         plugins.run("pretrain", pretrain_config(tmp_path / "run2", moved, data={"tokenizer": str(other)}))
     assert plugins.run("pretrain", pretrain_config(tmp_path / "run3", tokens, data={"tokenizer": str(tok)},
                                                    train={"max_steps": 1}))
+
+
+def test_data_train_naming_a_corpus_or_a_bin_file_says_what_to_give(tmp_path: Path, shards):  # noqa: F811
+    from corpus.plugins.base import MissingInputError
+
+    _, tokens = shards
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "manifest.json").write_text("{}")  # a prepared corpus, not yet tokenized
+    with pytest.raises(MissingInputError, match=r"corpus is a corpus folder, not token shards: tokenize it "
+                                                r"\(`corpus tokenize .*corpus --tokenizer TOKENIZER --out "
+                                                r".*corpus-tokens`"):
+        plugins.run("pretrain", pretrain_config(tmp_path / "run", tmp_path / "corpus"))
+    with pytest.raises(MissingInputError, match=r"train.bin: name the shard set by its prefix, .*tokens/train$"):
+        plugins.run("pretrain", pretrain_config(tmp_path / "run", tokens / "train.bin"))
