@@ -157,6 +157,8 @@ def to_messages(rec: dict[str, Any], ds: SFTDataset, system_prompt: str = "") ->
         msgs.insert(0, {"role": "system", "content": system_prompt, "train": False})
     if not any(m["role"] == "assistant" for m in msgs):
         raise SFTDataError("has no assistant message: nothing to train on")
+    if msgs[0]["role"] == "assistant":  # a reply needs what it answers (chat templates refuse an empty prompt)
+        raise SFTDataError("opens with an assistant message: a conversation starts with a user (or system) message")
     return msgs
 
 

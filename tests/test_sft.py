@@ -109,6 +109,10 @@ def test_records_field_mapping_and_few_shot(wordtok):
     assert [x["content"] for x in msgs] == ["two plus two", "four"]
     with pytest.raises(SFTDataError, match="role 'bot' is not one of"):
         to_messages({"messages": [{"role": "bot", "content": "x"}]}, SFTDataset(path="x"))
+    opening = {"messages": [{"role": "assistant", "content": "hello"}, {"role": "user", "content": "hi"}]}
+    with pytest.raises(SFTDataError, match="opens with an assistant message"):  # was the template's own error
+        to_messages(opening, SFTDataset(path="x"))
+    assert to_messages(opening, SFTDataset(path="x"), system_prompt="be nice")[0]["role"] == "system"
 
     shots = [[m("user", "hi"), m("assistant", "hello")]]
     conv = with_few_shot([m("system", "be nice"), m("user", "two plus two"), m("assistant", "four")], shots)
