@@ -391,8 +391,8 @@ class TrainLoader:
         self.per_epoch = n // self.global_batch  # micro-batches per epoch on each process
         if self.per_epoch < 1:
             raise ValueError(f"the training data makes {n} rows, too few for one batch of {batch_size} rows x {world} "
-                             "processes: lower train.batch_size (or data.seq_len: packed data then makes more rows), "
-                             "or give more data")
+                             "processes: lower train.batch_size, or give more data (packed token shards also make "
+                             "more rows with a shorter data.seq_len)")
         self.sampler = ResumableSampler(n, seed=seed, shuffle=shuffle, rank=rank, world_size=world)
         # A private generator: creating a DataLoader iterator draws a seed, which must not move the
         # global torch RNG (dropout), or a resumed run would differ from an uninterrupted one.

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import Dataset
 
 from corpus.plugins import rl_math as M
-from corpus.plugins.base import PluginConfig, TrainConfig, TrainPlugin
+from corpus.plugins.base import PluginConfig, PluginInputError, TrainConfig, TrainPlugin
 from corpus.plugins.chat import chat_template
 from corpus.plugins.models import (
     ModelConfig,
@@ -170,6 +170,9 @@ class DPO(TrainPlugin):
                             SpecialIds(eos=tokenizer.eos_token_id, pad=pad), base)
         reference = reference_model(config, s.reference, model)
         train = PairDataset(train_items, enc, s.pairs)
+        if train_items and not len(train):
+            raise PluginInputError(f"{config.data.train}: every training item's ranking is a tie "
+                                   f"({len(train_items):,} items): no (chosen, rejected) pair to learn from")
         val = PairDataset(val_items, enc, s.pairs) if val_items else None
         stats |= {"train_pairs": len(train), "validation_pairs": len(val) if val is not None else 0}
         return DPOTask(model, train, val, reference=reference, settings=s, tokenizer=tokenizer, pad_id=pad,

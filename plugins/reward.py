@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import torch
 
 from corpus.plugins import rl_math as M
-from corpus.plugins.base import PluginConfig, TrainPlugin
+from corpus.plugins.base import PluginConfig, PluginInputError, TrainPlugin
 from corpus.plugins.chat import chat_template
 from corpus.plugins.checkpoint import export_pretrained
 from corpus.plugins.models import ModelConfig, SpecialIds, build_model, plugin_tokenizer
@@ -159,8 +159,12 @@ class Reward(TrainPlugin):
         tokenizer = plugin_tokenizer(config)
         out = Path(config.output) if runtime.is_main else None
         train_items, val_items, stats = load_items(d, config.path, config.train.seed, out)
+        tied = sum(len(set(it.ranks)) <= 1 for it in train_items)
         train_items = [it for it in train_items if len(set(it.ranks)) > 1]  # all tied: nothing to learn
         val_items = [it for it in val_items if len(set(it.ranks)) > 1]
+        if not train_items and tied:
+            raise PluginInputError(f"{d.train}: every training item's ranking is a tie ({tied:,} items): no "
+                                   "preference to learn from")
         heads = list(config.loss.aspects)
         weights = [config.loss.aspects[h] for h in heads] or [1.0]
         enc = PairEncoder(tokenizer, chat_template(tokenizer, d.chat_template), d.max_len)

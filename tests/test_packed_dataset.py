@@ -211,7 +211,7 @@ def test_train_loader_too_small_for_one_batch_says_what_to_change(tmp_path):
     write_documents(tmp_path / "r", [[5, 6, 7, EOD]] * 5, vocab_size=100)
     ds = PackedDataset(tmp_path / "r", seq_len=8, seed=1)
     with pytest.raises(ValueError, match=rf"the training data makes {len(ds)} rows, too few for one batch of 4 rows "
-                                         r"x 2 processes: lower train\.batch_size \(or data\.seq_len"):
+                                         r"x 2 processes: lower train\.batch_size, or give more data"):
         TrainLoader(ds, 4, world=2)
 
 

@@ -91,3 +91,12 @@ def test_missing_preference_data_is_one_clear_error(tmp_path: Path, shards):  # 
     with pytest.raises(PluginInputError, match=r"bad.jsonl: no usable preference record \(1 quarantined: "
                                                 r"missing_responses 1\)"):
         plugins.run("reward", pref_config(RewardConfig, tmp_path / "run", {"train": str(path)}, tok))
+    # Rankings that are all ties: said as such, for both learners (they said the data made 0 rows, and to
+    # lower batch_size)
+    from corpus.plugins.dpo import DPOConfig
+
+    ties = write_jsonl(tmp_path / "ties.jsonl", [{"item_id": f"i{i}", "prompt": f"p{i}", "responses": ["a", "b"],
+                                                  "ranking": [1, 1], "annotator": "x"} for i in range(12)])
+    for name, cls in (("reward", RewardConfig), ("dpo", DPOConfig)):
+        with pytest.raises(PluginInputError, match=r"ties.jsonl: every training item's ranking is a tie \(\d+ items\)"):
+            plugins.run(name, pref_config(cls, tmp_path / f"run-{name}", {"train": str(ties)}, tok))
