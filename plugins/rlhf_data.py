@@ -9,6 +9,7 @@ What a run read is written into its folder: ``preferences.html`` (the aggregatio
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,8 @@ from corpus.plugins.chat import ChatEncoder
 from corpus.plugins.preferences import Aggregate, aggregate, read_preferences, write_preference_report
 from corpus.readers import InputSpec, plan_tasks, read_task
 from corpus.writers import write_bytes_atomic, write_parquet
+
+log = logging.getLogger("corpusforge.train")
 
 USES = ("consensus", "labels")
 
@@ -211,9 +214,17 @@ def read_prompts(path: Path) -> list[str]:
     spec = InputSpec(source="prompts", path=str(path), format="jsonl", text_key="prompt",
                      max_quarantine_fraction=1.0)
     out: list[str] = []
+    skipped: dict[str, int] = {}
     for task in plan_tasks([spec]):
         for chunk in read_task(task):
             out += chunk.docs["text"].to_list()
+            for kind in chunk.bad["kind"].to_list():
+                skipped[kind] = skipped.get(kind, 0) + 1
+    if skipped:  # a file of mixed formats (chat records among prompts) is used in part: say how much
+        n = sum(skipped.values())
+        kinds = ", ".join(f"{k} {v:,}" for k, v in sorted(skipped.items()))
+        log.warning("%s: %s of %s records skipped, without a usable 'prompt' field (%s)", path, f"{n:,}",
+                    f"{n + len(out):,}", kinds)
     return out
 
 
@@ -244,6 +255,10 @@ class RewardScorer:
 
         quiet_transformers()
         check_export(folder)
+        arch = json.loads((folder / "config.json").read_text()).get("architectures") or ["?"]
+        if not any(a.endswith("ForSequenceClassification") for a in arch):  # loaded as one, it would score at random
+            raise PluginInputError(f"{shown(folder)} is not a reward model (a {arch[0]}; a reward model is a sequence "
+                                   "classifier): give the final/ of a `corpus train reward` run")
         self.tokenizer = load_tokenizer(folder)
         self.model = tf.AutoModelForSequenceClassification.from_pretrained(str(folder), dtype=torch.float32)
         self.model.to(device).eval().requires_grad_(False)

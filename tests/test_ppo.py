@@ -67,6 +67,13 @@ def test_ppo_exports_the_policy_and_checkpoints_the_value_head(tmp_path: Path, s
     ckpt = load_file(next((tmp_path / "checkpoints").glob("step-*")) / "model.safetensors")
     final = load_file(tmp_path / "final/model.safetensors")
     assert "value_head.weight" in ckpt and not any("value" in k for k in final)
+    # the export is a policy, not a reward model: given as ppo.reward_model, it is refused (it was loaded as a
+    # sequence classifier with a new, random head, and scored responses at random)
+    from corpus.plugins.base import PluginInputError
+    from corpus.plugins.rlhf_data import RewardScorer
+
+    with pytest.raises(PluginInputError, match=r"final is not a reward model \(a LlamaForCausalLM; a reward model"):
+        RewardScorer(tmp_path / "final")
     row = read_metrics(tmp_path)[0]
     # a response without an end marker runs to max_new_tokens: it loses the missing-EOS penalty (1) and
     # the full overlong penalty (0.5); one that ends loses at most the overlong penalty
@@ -85,6 +92,19 @@ def test_ppo_bf16_updates_train_fp32_weights(tmp_path: Path, shards, prompts):  
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in rows)
     final = load_file(tmp_path / "final/model.safetensors")
     assert {t.dtype for t in final.values()} == {torch.float32}
+
+
+def test_records_without_a_prompt_are_counted(tmp_path: Path, caplog):
+    """A prompts file of mixed formats (chat records among prompts) was used in part, silently."""
+    from rlhfkit import write_jsonl
+
+    from corpus.plugins.rlhf_data import read_prompts
+
+    path = write_jsonl(tmp_path / "mixed.jsonl", [{"prompt": "a"}, {"messages": [{"role": "user", "content": "b"}]},
+                                                   {"prompt": "c"}])
+    with caplog.at_level("WARNING"):
+        assert read_prompts(path) == ["a", "c"]
+    assert "mixed.jsonl: 1 of 3 records skipped, without a usable 'prompt' field (missing_text 1)" in caplog.text
 
 
 def test_ppo_config_needs_exactly_one_reward(tmp_path: Path, shards, prompts):  # noqa: F811
