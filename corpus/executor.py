@@ -163,7 +163,7 @@ class Pool:
         if workers > 1:
             self._running = tempfile.mkdtemp(prefix="corpusforge-pool-")
             self._pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=start_worker,
-                                             initargs=(self._running,))
+                                             initargs=(self._running, os.getpid()))
             # Each worker gets its share of the cores for its libraries' threads (a user's own setting
             # stands); the driver's environment is as it was once they have started.
             with _environ(worker_env((os.cpu_count() or 1) // workers)):

@@ -56,8 +56,8 @@ def worker_env(threads: int) -> dict[str, str]:
     return {"POLARS_MAX_THREADS": n, "OPENBLAS_NUM_THREADS": n}
 
 
-def start_worker(running: str) -> None:
-    """A pool worker's initializer."""
+def start_worker(running: str, parent: int | None = None) -> None:
+    """A pool worker's initializer (``parent``: the driver's pid)."""
     global _RUNNING
     _RUNNING = Path(running)
     # A SIGKILLed run must not leave workers writing into a folder the next run will lock.
@@ -65,6 +65,10 @@ def start_worker(running: str) -> None:
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except OSError:
         pass
+    # A driver killed while this worker was still importing is gone before the signal was asked for: the
+    # worker would wait for work for ever (it holds the queue's write end itself, so it never sees EOF).
+    if parent is not None and os.getppid() != parent:
+        os._exit(1)
 
 
 def worker_ready() -> None:

@@ -268,3 +268,37 @@ def test_a_file_given_for_a_corpus_or_a_shard_is_named(tmp_path: Path):
     res = run_cli("tokenizer", "train", str(text), "--out", str(tmp_path / "tok"), "--vocab-size", "1000")
     assert res.returncode == 2
     assert _one_error_line(res.stderr).startswith(f"error: {text}: not a readable Parquet file (Parquet magic bytes")
+
+
+def test_workers_of_a_driver_killed_while_they_start_do_not_stay(tmp_path: Path):
+    """A driver SIGKILLed while its workers were still importing left them waiting for work for ever (the
+    kernel's parent-death signal was asked for only after the parent had gone): each now sees its parent
+    gone, and exits."""
+    import signal
+    import time
+
+    script = tmp_path / "driver.py"
+    script.write_text("import os, signal\nfrom corpus.executor import Pool\n"
+                      "if __name__ == '__main__':\n"
+                      "    pool = Pool(2)\n"
+                      "    print(' '.join(str(p) for p in pool._pool._processes), flush=True)\n"
+                      "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == -signal.SIGKILL
+    pids = [int(p) for p in out.stdout.split()]
+    assert len(pids) == 2
+
+    def alive(pid: int) -> bool:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return False
+        return state != "Z"
+
+    deadline = time.monotonic() + 30
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = [p for p in pids if alive(p)]
+    for p in left:
+        os.kill(p, signal.SIGKILL)
+    assert not left, f"workers {left} outlived their driver"
