@@ -52,6 +52,22 @@ class RunLock:
             self._fh = None
 
 
+def holder_alive(folder: Path) -> bool | None:
+    """Whether the process that last took ``folder``'s lock is alive (None: no lock, or no pid in it). Read
+    from the pid it wrote, never by taking the lock: a run starting at that moment must not meet it."""
+    try:
+        pid = int((Path(folder) / ".lock").read_text().strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
 @contextlib.contextmanager
 def main_process_lock(folder: Path) -> Iterator[None]:
     """``RunLock(folder)`` in the first process of a torchrun job (``RANK`` 0, or no torchrun), nothing in

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from corpus.catalog import Catalog
+from corpus.lock import holder_alive
 from corpus.units import mb
 
 READ_STAGE = "00-read"
@@ -93,6 +94,8 @@ def final_text_bytes(out: Path, run_id: str) -> int:
 
 def print_status(out: Path, console: Console) -> None:
     (run_id, status, started, finished, error), stages = status_rows(out)
+    if status == "running" and holder_alive(out) is False:  # SIGKILL, OOM: no process left to finish it
+        status = "stopped (its process is gone: killed or crashed; rerun the same command to resume)"
     console.print(f"run [bold]{run_id}[/] — {status}, started {started:%Y-%m-%d %H:%M:%S}"
                   + (f", finished {finished:%H:%M:%S}" if finished else ""))
     if error:

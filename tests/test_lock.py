@@ -94,3 +94,18 @@ def test_commands_that_write_without_a_lock_refuse_a_folder_a_run_rewrites(tmp_p
 def _cli_error(res) -> None:  # noqa: ANN001
     if res.returncode == 2 and res.stderr.startswith("error: "):
         raise ValueError(res.stderr)
+
+
+def test_the_lock_says_whether_its_holder_lives(tmp_path: Path):
+    """`corpus status` of a SIGKILLed run said "running": the lock names its holder's pid."""
+    import subprocess
+    import sys
+
+    from corpus.lock import holder_alive
+
+    assert holder_alive(tmp_path) is None
+    with RunLock(tmp_path):
+        assert holder_alive(tmp_path) is True
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (tmp_path / ".lock").write_text(gone.stdout.strip())
+    assert holder_alive(tmp_path) is False

@@ -61,6 +61,8 @@ def test_sigkill_then_rerun_equals_clean_run(tmp_path: Path):
     status = run_cli("status", str(killed))  # a killed run's progress is readable
     assert status.returncode == 0, status.stderr
     assert "00-read" in status.stdout and "units done" in status.stdout
+    if not (killed / "manifest.json").exists():  # killed before its end: not shown as running (it was)
+        assert "stopped (its process is gone: killed or crashed; rerun the same command to resume)" in status.stdout
 
     resumed = run_cli("run", str(cfg), "-o", str(killed), "--quiet")
     assert resumed.returncode == 0, resumed.stderr
