@@ -218,6 +218,10 @@ def test_wrong_type_and_nulls_in_files_name_their_expectations(tmp_path):
     typed, nulls = doc["expectations"]
     assert typed["observed"] == "str" and nulls["unexpected_count"] == 1
     assert nulls["examples"] == [{"row_id": 2, "id": "b", "value": None}]
+    # A JSONL file with a broken line is named with that line (polars said "Syntax at character 0")
+    (tmp_path / "broken.jsonl").write_text('{"id": "a", "text": "one"}\n\n{"id": "b", "text": "tw\n')
+    with pytest.raises(ValueError, match=r"broken.jsonl: not readable as JSON lines \(line 3: Unterminated string"):
+        validate_input(tmp_path / "broken.jsonl", suite, workers=1)
 
 
 # ---------------------------------------------------------------- suggest

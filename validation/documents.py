@@ -13,6 +13,7 @@ lines), so ``1 - proportion of unique text_key`` is the profile's ``exact_dup_ra
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -184,6 +185,20 @@ def _frame(table: pa.Table) -> pl.DataFrame:
     return df
 
 
+def _first_bad_line(data: bytes) -> str | None:
+    """Where a JSONL buffer stops being JSON objects, as "line N: why" (polars says only "Syntax at character 0")."""
+    for n, line in enumerate(data.split(b"\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError as exc:
+            return f"line {n}: {exc}"
+        if not isinstance(value, dict):
+            return f"line {n}: a JSON {type(value).__name__}, not an object"
+    return None
+
+
 def jsonl_frames(path: str) -> Iterator[pl.DataFrame]:
     """A JSONL file (plain, .gz or .zst) with the types polars infers, in slices of about BATCH_BYTES."""
     from corpus.readers.streams import ByteSource
@@ -195,7 +210,9 @@ def jsonl_frames(path: str) -> Iterator[pl.DataFrame]:
     try:
         df = pl.read_ndjson(io.BytesIO(data), infer_schema_length=None) if data.strip() else pl.DataFrame()
     except pl.exceptions.PolarsError as exc:
-        raise ValueError(f"{path}: not readable as JSON lines ({exc})") from None
+        raise ValueError(f"{path}: not readable as JSON lines ({_first_bad_line(data) or exc}); files are validated "
+                         "as they are: run a pipeline over them (bad records go to quarantine) and validate its "
+                         "output") from None
     rows = max(1, int(df.height * BATCH_BYTES / max(len(data), 1)))
     for start in range(0, max(df.height, 1), rows):
         yield df.slice(start, rows)
