@@ -56,11 +56,12 @@ def _by_bytes(table: pa.Table, column: str, batch_bytes: int) -> Iterator[pa.Tab
             yield table.slice(int(a), int(b - a))
 
 
-def parquet_file(path: Path | str) -> pq.ParquetFile:
-    """A Parquet file opened for reading; one that is not Parquet (or is cut short) is named in the error."""
+def parquet_file(path: Path | str, source: pa.BufferReader | None = None) -> pq.ParquetFile:
+    """A Parquet file opened for reading (from ``source`` when given: its bytes, already checked); one that
+    is not Parquet (or is cut short) is named in the error."""
     try:
-        return pq.ParquetFile(path)
-    except pa.ArrowInvalid as exc:
+        return pq.ParquetFile(path if source is None else source)
+    except pa.ArrowException as exc:
         raise ValueError(f"{path}: not a readable Parquet file ({exc})") from None
 
 

@@ -214,12 +214,11 @@ def read_prompts(path: Path) -> list[str]:
     spec = InputSpec(source="prompts", path=str(path), format="jsonl", text_key="prompt",
                      max_quarantine_fraction=1.0)
     out: list[str] = []
-    skipped: dict[str, int] = {}
+    skipped: Counter[str] = Counter()
     for task in plan_tasks([spec]):
         for chunk in read_task(task):
             out += chunk.docs["text"].to_list()
-            for kind in chunk.bad["kind"].to_list():
-                skipped[kind] = skipped.get(kind, 0) + 1
+            skipped.update(chunk.bad["kind"].to_list())
     if skipped:  # a file of mixed formats (chat records among prompts) is used in part: say how much
         n = sum(skipped.values())
         kinds = ", ".join(f"{k} {v:,}" for k, v in sorted(skipped.items()))

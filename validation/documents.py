@@ -13,14 +13,13 @@ lines), so ``1 - proportion of unique text_key`` is the profile's ``exact_dup_ra
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from corpus.frames import parquet_file
 from corpus.integrity import read_verified
 from corpus.manifest import require_intact
 from corpus.schema import DOC_SCHEMA, ID, ROW_BITS, ROW_ID, SOURCE, TEXT
@@ -162,11 +161,7 @@ def files_table(target: str) -> Table:
 def parquet_frames(path: str, record: dict | None) -> Iterator[pl.DataFrame]:
     """A Parquet file in batches of row groups of about BATCH_BYTES (one empty frame when it has no rows),
     hashed against ``record`` first when given (a corpus shard)."""
-    try:
-        source = pa.BufferReader(read_verified(Path(path), record)) if record else path
-        pf = pq.ParquetFile(source)
-    except pa.ArrowException as exc:
-        raise ValueError(f"{path}: not a readable Parquet file ({exc})") from None
+    pf = parquet_file(path, pa.BufferReader(read_verified(Path(path), record)) if record else None)
     groups: list[int] = []
     size = 0
     for rg in range(pf.num_row_groups):
@@ -185,17 +180,17 @@ def _frame(table: pa.Table) -> pl.DataFrame:
     return df
 
 
-def _first_bad_line(data: bytes) -> str | None:
-    """Where a JSONL buffer stops being JSON objects, as "line N: why" (polars says only "Syntax at character 0")."""
-    for n, line in enumerate(data.split(b"\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except ValueError as exc:
-            return f"line {n}: {exc}"
-        if not isinstance(value, dict):
-            return f"line {n}: a JSON {type(value).__name__}, not an object"
+def _first_bad_line(path: str) -> str | None:
+    """The first record the corpus readers would quarantine as not JSON, as "line N: why" (polars says only
+    "Syntax at character 0"); read again, through the one parse path, only once the file has failed."""
+    from corpus.readers import InputSpec, plan_tasks, read_task
+
+    spec = InputSpec(source="validate", path=path, format="jsonl", max_quarantine_fraction=1.0)
+    for task in plan_tasks([spec]):
+        for chunk in read_task(task):
+            bad = chunk.bad.filter(pl.col("kind").is_in(["invalid_json", "invalid_utf8", "not_an_object"]))
+            if bad.height:
+                return f"line {bad['line'][0]}: {bad['error'][0]}"
     return None
 
 
@@ -210,7 +205,7 @@ def jsonl_frames(path: str) -> Iterator[pl.DataFrame]:
     try:
         df = pl.read_ndjson(io.BytesIO(data), infer_schema_length=None) if data.strip() else pl.DataFrame()
     except pl.exceptions.PolarsError as exc:
-        raise ValueError(f"{path}: not readable as JSON lines ({_first_bad_line(data) or exc}); files are validated "
+        raise ValueError(f"{path}: not readable as JSON lines ({_first_bad_line(path) or exc}); files are validated "
                          "as they are: run a pipeline over them (bad records go to quarantine) and validate its "
                          "output") from None
     rows = max(1, int(df.height * BATCH_BYTES / max(len(data), 1)))
