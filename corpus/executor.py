@@ -36,6 +36,7 @@ import multiprocessing as mp
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import time
 import uuid
@@ -81,6 +82,7 @@ from corpus.work import (
     ingest,
     job_in_worker,
     merge_parts,
+    pack_job,
     read_marker,
     resolve_workers,
     run_segment,
@@ -166,13 +168,16 @@ class Pool:
                                              initargs=(self._running, os.getpid()))
             # Each worker gets its share of the cores for its libraries' threads (a user's own setting
             # stands); the driver's environment is as it was once they have started.
-            with _environ(worker_env((os.cpu_count() or 1) // workers)):
+            with _environ(worker_env((os.cpu_count() or 1) // workers)), _main_without_file():
                 for _ in range(workers):  # start every worker now: they import while the driver plans the run
                     self._pool.submit(worker_ready)
 
     def _submit(self, fn: Callable[[Any], Any], label: str, job: Any) -> Future:
         assert self._pool is not None
-        fut = self._pool.submit(job_in_worker, fn, label, job)
+        try:
+            fut = self._pool.submit(job_in_worker, pack_job(fn, label, job))
+        except BrokenProcessPool:  # a worker died before this unit was handed out
+            raise self._died() from None
         self._in_flight.add(fut)
         fut.add_done_callback(self._in_flight.discard)
         return fut
@@ -253,6 +258,23 @@ def _environ(values: dict[str, str]) -> Iterator[None]:
     finally:
         for k in added:
             os.environ.pop(k, None)
+
+
+@contextmanager
+def _main_without_file() -> Iterator[None]:
+    """A spawned worker runs the driver's main script again, found by its ``__file__``; a script read
+    from stdin (`python - < run.py`) has "<stdin>" there, no file, and every worker died at start. Such
+    a main is left out, as `python -c` and notebooks are (their operators travel by value: pack_job)."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or path is None or getattr(main, "__spec__", None) is not None or os.path.isfile(path):
+        yield
+        return
+    del main.__file__
+    try:
+        yield
+    finally:
+        main.__file__ = path
 
 
 @contextmanager

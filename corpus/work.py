@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import pickle
 import shutil
 import signal
 import time
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cloudpickle
 import polars as pl
 import pyarrow.parquet as pq
 
@@ -75,12 +77,24 @@ def worker_ready() -> None:
     """Nothing: submitted once per worker so that the pool starts them all at once."""
 
 
-def job_in_worker(fn: Callable[[Any], Any], label: str, job: Any) -> Any:
+def job_in_worker(payload: bytes) -> Any:
     """Run one unit in a pool worker, noting which (a file per worker survives the worker being killed;
-    a queue might not)."""
+    a queue might not). payload: (fn, label, job) as the driver pickled them (``pack_job``)."""
+    fn, label, job = pickle.loads(payload)  # noqa: S301 (the driver's own bytes, as the pool's queue carries)
     if _RUNNING is not None:
         (_RUNNING / str(os.getpid())).write_text(label)
-    return fn(job)
+    try:
+        return fn(job)
+    except Exception as exc:
+        exc.add_note(f"(in a worker process, running {label})")
+        raise
+
+
+def pack_job(fn: Callable[[Any], Any], label: str, job: Any) -> bytes:
+    """A unit for job_in_worker. By cloudpickle: an operator defined in a notebook, `python -c` or a
+    script read from stdin lives in a ``__main__`` that a spawned worker cannot import, so its class
+    travels by value (as Ray's and Dask's tasks do); everything importable still goes by reference."""
+    return cloudpickle.dumps((fn, label, job))
 
 
 class OperatorError(RuntimeError):

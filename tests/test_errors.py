@@ -302,3 +302,25 @@ def test_workers_of_a_driver_killed_while_they_start_do_not_stay(tmp_path: Path)
     for p in left:
         os.kill(p, signal.SIGKILL)
     assert not left, f"workers {left} outlived their driver"
+
+
+def test_a_pool_whose_worker_died_before_a_unit_was_handed_out_says_so():
+    """A worker dead before the next unit is submitted (the pool already broken): the same WorkerDiedError
+    as a death mid-unit, not concurrent.futures' BrokenProcessPool traceback."""
+    import signal
+    import time
+
+    from corpus.errors import WorkerDiedError
+    from corpus.executor import Pool
+
+    pool = Pool(2)
+    try:
+        assert pool.ordered(abs, [-1, -2]) == [1, 2]
+        os.kill(next(iter(pool._pool._processes)), signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while not pool._pool._broken and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with pytest.raises(WorkerDiedError, match="killed by SIGKILL"):
+            pool.ordered(abs, [-3])
+    finally:
+        pool.close()

@@ -266,3 +266,56 @@ def test_parallel_and_serial_runs_give_identical_shards(tmp_path: Path):
     b = Pipeline([NormalizeText(), LengthFilter(min_chars=10), ExactDedup()]).run(
         inputs=[InputSpec(source="web", path=str(tmp_path / "in"))], output=tmp_path / "b", workers=2, quiet=True)
     assert a.manifest["content_hash"] == b.manifest["content_hash"]
+
+
+_INTERACTIVE = '''
+from dataclasses import dataclass
+from typing import ClassVar
+import json, sys
+import polars as pl
+from corpus import InputSpec, MapOperator, Pipeline
+
+@dataclass
+class Shout(MapOperator):
+    name: ClassVar[str] = "shout"
+    needs: ClassVar = {"text": pl.String}
+    adds: ClassVar = {"n_chars": pl.Int64}
+    fail: bool = False
+
+    def map(self, df):
+        if self.fail:
+            raise KeyError("no such thing")
+        return df.with_columns(pl.col("text").str.len_chars().cast(pl.Int64).alias("n_chars"))
+
+res = Pipeline([Shout(fail=FAIL)]).run([InputSpec(source="s", path=INPUT)], OUT, workers=2, quiet=True)
+print(json.dumps({"docs": res.manifest["docs"]}))
+'''
+
+
+@pytest.mark.parametrize("how", ["-c", "stdin"])
+def test_an_operator_defined_where_workers_cannot_import_it_runs_on_them(tmp_path: Path, how: str):
+    """A notebook, `python -c` and a script read from stdin define their operators in a __main__ that a
+    spawned worker cannot import: `-c` workers died unpickling the operator, and a stdin script's
+    workers died at start (looking for a file named "<stdin>"). Both run now, with the same output as
+    in one process; an operator's own error names the unit it failed in."""
+    import subprocess
+    import sys
+
+    n = make_jsonl_corpus(tmp_path / "in", files=2, docs_per_file=30)
+
+    def run(out: str, fail: bool) -> subprocess.CompletedProcess:
+        code = (f"INPUT, OUT, FAIL = {str(tmp_path / 'in')!r}, {str(tmp_path / out)!r}, {fail}\n"
+                + _INTERACTIVE)
+        cmd, stdin = ([sys.executable, "-c", code], None) if how == "-c" else ([sys.executable, "-"], code)
+        return subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=180, cwd=tmp_path)
+
+    res = run("out", False)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout.strip().splitlines()[-1]) == {"docs": n}
+    df = read_all(tmp_path / "out", "data/*.parquet")
+    assert (df["n_chars"] == df["text"].str.len_chars()).all() and df.height == n
+    res = run("bad", True)
+    assert res.returncode == 1
+    tail = res.stderr.strip().splitlines()
+    assert tail[-2] == "KeyError: 'no such thing'", res.stderr
+    assert tail[-1].startswith("(in a worker process, running shard s-") and "through 01-shout" in tail[-1], res.stderr
