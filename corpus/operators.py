@@ -289,8 +289,9 @@ def output_problem(op: Operator, before: pl.DataFrame, after: pl.DataFrame) -> s
     """What is wrong with an operator's output frame against its declaration, or None.
 
     The output has the input's columns plus the declared adds; added columns have their declared
-    types; untouched columns keep theirs (a modified one too)."""
-    _, adds, _ = op.columns()
+    types; untouched columns keep theirs (a modified one too), and their values unless declared in
+    ``modifies``."""
+    _, adds, modifies = op.columns()
     missing = [c for c in before.columns if c not in after.columns]
     if missing:
         return f"operator '{op.name}' dropped column(s) {missing}"
@@ -307,4 +308,11 @@ def output_problem(op: Operator, before: pl.DataFrame, after: pl.DataFrame) -> s
     for c in before.columns:
         if c not in adds and after.schema[c] != before.schema[c]:
             return f"operator '{op.name}' changed the type of {c!r} from {before.schema[c]} to {after.schema[c]}"
+    # Values too: the wiring check trusts `modifies` (a sink's `uses`), so an undeclared rewrite is a
+    # broken contract. Unchanged columns share their buffers: about 10 ms per 100 MB of text.
+    changed = [c for c in before.columns if c not in adds and c not in modifies and not after[c].equals(before[c])]
+    if "row_id" in changed:
+        return f"operator '{op.name}' reordered or replaced rows (their row_id changed): a map keeps its rows, in order"
+    if changed:
+        return f"operator '{op.name}' rewrote column(s) {changed} without declaring them in `modifies`"
     return None

@@ -259,6 +259,37 @@ def test_map_that_drops_rows_is_an_error(tmp_path: Path):
     assert status[0][0] == "failed" and "drops_rows" in status[0][1]
 
 
+@dataclass
+class Rewrites(MapOperator):
+    """Rewrites the text, declared or not; or reorders its rows."""
+
+    name = "rewrites"
+    declare: bool = False
+    reorder: bool = False
+
+    def columns(self):
+        return {}, {}, ("text",) if self.declare else ()
+
+    def map(self, df):
+        if self.reorder:
+            return df.reverse()
+        return df.with_columns(pl.col("text").str.to_uppercase())
+
+
+def test_a_map_that_rewrites_a_column_it_does_not_declare_is_an_error(tmp_path: Path):
+    """The wiring check trusts `modifies` (a sink's `uses` is refused when a later stage rewrites what it
+    read), so an undeclared rewrite broke the contract unseen; so did reordering the rows."""
+    make_jsonl_corpus(tmp_path / "in", files=1, docs_per_file=50)
+    undeclared = r"'rewrites' rewrote column\(s\) \['text'\] without declaring them in `modifies`"
+    with pytest.raises(OperatorError, match=undeclared):
+        _run(tmp_path, [Rewrites()])
+    with pytest.raises(OperatorError, match="'rewrites' reordered or replaced rows"):
+        _run(tmp_path, [Rewrites(reorder=True)])
+    res = _run(tmp_path, [Rewrites(declare=True)])
+    texts = read_all(res.output, "data/*.parquet")["text"]
+    assert res.manifest["docs"] == 50 and (texts == texts.str.to_uppercase()).all()
+
+
 def test_parallel_and_serial_runs_give_identical_shards(tmp_path: Path):
     make_jsonl_corpus(tmp_path / "in", files=4, docs_per_file=120)
     a = Pipeline([NormalizeText(), LengthFilter(min_chars=10), ExactDedup()]).run(
