@@ -26,7 +26,7 @@ def add_quality_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--text-key", default="text", help="the text column of the files")
     t.add_argument("--positive-label", default="hq")
     t.add_argument("--negative-label", default="lq")
-    t.add_argument("--out", required=True, help="model folder: model.bin and metrics.json")
+    t.add_argument("-o", "--out", required=True, help="model folder: model.bin and metrics.json")
     t.add_argument("--epoch", type=int, default=10)
     t.add_argument("--lr", type=float, default=0.5)
     t.add_argument("--word-ngrams", type=int, default=2)

@@ -89,7 +89,7 @@ def test_third_party_operator_from_entry_point(tmp_path: Path):
 def test_profile_command(tmp_path: Path):
     n = make_jsonl_corpus(tmp_path / "in", files=2, docs_per_file=40)
     (tmp_path / "in" / "part-000.jsonl").open("a").write("{not json\n")
-    res = run_cli("profile", str(tmp_path / "in"), "--out", str(tmp_path / "prof"), "-w", "1")
+    res = run_cli("profile", str(tmp_path / "in"), "-o", str(tmp_path / "prof"), "-w", "1")  # -o as in `corpus run`
     assert res.returncode == 0, res.stderr
     import json
 
@@ -98,6 +98,25 @@ def test_profile_command(tmp_path: Path):
     assert sum(prof["overall"]["quarantined"].values()) == 1
     assert f"{n:,}" in res.stdout
     assert "profile: finishing" in res.stderr and f"{n:,} docs" in res.stderr  # the progress bar, as files finish
+
+
+def test_every_command_that_writes_an_output_takes_dash_o():
+    """`corpus run -o` names the output; the commands that wrote theirs with --out alone refused -o."""
+    import argparse
+
+    from corpus.cli import build_parser
+
+    def sub(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+        choices = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+        return choices[name]
+
+    for path in (["run"], ["profile"], ["validate"], ["tokenizer", "train"], ["tokenize"], ["shards"],
+                 ["quality", "train"]):
+        parser = build_parser()
+        for name in path:
+            parser = sub(parser, name)
+        dash_o = [a for a in parser._actions if "-o" in a.option_strings]
+        assert dash_o and dash_o[0].dest in ("out", "output"), path
 
 
 def test_workers_mean_the_same_everywhere(tmp_path: Path):
