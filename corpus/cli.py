@@ -480,7 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how units run: a local process pool, or Ray tasks (default: the config's, else local)")
     r.add_argument("--address", help="--executor ray: the cluster to join ('auto', 'host:port'); default: the "
                    "config's ray.address, else RAY_ADDRESS, else a local cluster of -w CPUs (docs/ray.md)")
-    r.set_defaults(fn=_cmd_run)
+    r.set_defaults(fn=_cmd_run, resumes=True)
 
     c = sub.add_parser("check", help="check a config (keys, operators, wiring, input paths) without running")
     c.add_argument("config")
@@ -537,7 +537,7 @@ def build_parser() -> argparse.ArgumentParser:
     tz.add_argument("--seed", type=int, default=0)
     tz.add_argument("-w", "--workers", type=workers_arg, default=2, help="workers (default 2; 0: one per core)")
     tz.add_argument("--json", action="store_true", help="print the summary as JSON (tokenize.json + seconds)")
-    tz.set_defaults(fn=_cmd_tokenize)
+    tz.set_defaults(fn=_cmd_tokenize, resumes=True)
 
     sh = sub.add_parser("shards", help="inspect, verify, merge tokenized .bin/.idx shard sets, or check "
                                                "them for leakage between splits")
@@ -674,7 +674,9 @@ def main(argv: list[str] | None = None) -> int:
         err.print(f"[bold red]error:[/] {escape(msg)}", highlight=False, soft_wrap=True)  # one line, however long
         return 2
     except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/]: rerun the same command to resume")
+        # Only the commands that keep finished work (markers, checkpoints) resume; the others start over.
+        err.print("[yellow]interrupted[/]" + (": rerun the same command to resume" if getattr(args, "resumes", False)
+                                              else ""))
         return 130
     except Exception as exc:
         hint = None if args.debug else _missing_extra(exc)

@@ -31,7 +31,7 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``train`` command to an argparse subparsers object; dispatches through ``fn(args, console)``."""
     t = subparsers.add_parser("train", help=HELP, description=HELP)
     _arguments(t)
-    t.set_defaults(fn=cmd_train)
+    t.set_defaults(fn=cmd_train, resumes=True)
     return t
 
 

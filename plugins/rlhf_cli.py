@@ -17,7 +17,7 @@ def add_rlhf_parser(subparsers: Any) -> Any:
                    help="override a config key, e.g. --set rounds=3 (repeatable)")
     p.add_argument("--check", action="store_true", help="validate the config and exit")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or log lines (as corpus train -q)")
-    p.set_defaults(fn=cmd_rlhf)
+    p.set_defaults(fn=cmd_rlhf, resumes=True)
     return p
 
 

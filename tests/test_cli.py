@@ -163,3 +163,20 @@ def test_tokenizer_tokenize_and_shard_tools(tmp_path: Path):
     assert res.returncode == 1 and "all" in res.stdout
     res = run_cli("tokenize", str(tmp_path / "out"), "--tokenizer", str(tok), "--out", str(tokens), "--split", "1,1,1")
     assert res.returncode == 2 and "--split" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_ctrl_c_says_resume_only_where_a_rerun_resumes(monkeypatch, capsys, tmp_path: Path):
+    """Ctrl-C said "rerun the same command to resume" after every command; a profile or an export starts
+    over. (The commands are stood in for by ones interrupted at once: the handler is what is tested.)"""
+    from corpus import cli
+
+    def interrupted(args, console):
+        raise KeyboardInterrupt
+
+    for name in ("_cmd_run", "_cmd_profile"):
+        monkeypatch.setattr(cli, name, interrupted)
+    assert cli.main(["run", str(tmp_path / "c.yaml")]) == 130
+    assert "interrupted: rerun the same command to resume" in capsys.readouterr().err
+    assert cli.main(["profile", str(tmp_path)]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "resume" not in err, err
