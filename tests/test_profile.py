@@ -24,6 +24,7 @@ import regex
 from helpers import make_jsonl_corpus, read_all, run_cli
 
 from corpus import InputSpec, Pipeline
+from corpus.integrity import CorruptFileError
 from corpus.registry import get as get_operator
 from corpus.stages.dedup_text import word_shingles_ref
 from corpus.stages.minhash import MinHashDedup
@@ -767,6 +768,14 @@ def test_profile_input_corpus_folder(tmp_path):
     raw = profile_input([InputSpec(source="web", path=str(tmp_path / "in"))], tmp_path / "raw", workers=1)
     for k in ("near_dup_rate", "exact_dup_rate", "chars", "top_lines"):
         assert prof["overall"][k] == raw["overall"][k], k
+    # A shard changed since the run wrote it (same size, other bytes) is named, not profiled.
+    shard = tmp_path / "corpus" / res.manifest["shards"][0]["path"]
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    with pytest.raises(CorruptFileError, match=f"{shard}: content changed since it was written"):
+        profile_input(tmp_path / "corpus", tmp_path / "prof2", workers=1)
+    assert not (tmp_path / "prof2").exists()
 
 
 def test_operator_in_pipeline(tmp_path):

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from corpus.manifest import read_manifest
+from corpus.manifest import require_intact
 from corpus.owner import refuse_managed
 from corpus.progress import Progress
 from corpus.readers import Inputs, InputSpec, plan_tasks
@@ -98,7 +98,9 @@ def profile_input(inputs: Inputs, out: Path, workers: int = 2,
 def _units(inputs: Inputs, base_dir: Path | None, out: Path, split_bytes: int) -> tuple[list[Unit], bool]:
     """(units, whether records can be quarantined): a corpus folder's shards, or the inputs' files."""
     if isinstance(inputs, str | os.PathLike) and (Path(inputs) / "manifest.json").is_file():
-        shards = read_manifest(Path(inputs))["shards"]
+        # Checked against its manifest first (sizes, and hashes of shards touched since): a damaged
+        # shard is named, never profiled as if it were the corpus.
+        shards = require_intact(Path(inputs))["shards"]
         return [Unit(i, shard=str(Path(inputs) / s["path"])) for i, s in enumerate(shards)], False
     # A big file is read in parts, as a run reads it (corpus/readers/plan.py), so that every thread
     # shares it; a part's documents keep their row ids, so the profile is the same as read whole.
