@@ -796,6 +796,9 @@ def test_operator_in_pipeline(tmp_path):
     assert f"95% CI {100 * lo:.1f}%–{100 * hi:.1f}%" in html
     assert report["outliers"]["figures"]["rule"] == prof["overall"]["outlier_rule"]
     assert "flagged when" in html
+    # The overview lists the profile stage in the pipeline (a sink: no funnel rows of its own).
+    assert report["overview"]["figures"]["pipeline"] == ["00-read", "01-profile"]
+    assert "Pipeline: 00-read → 01-profile." in html
     plain = Pipeline([]).run(inputs=inputs, output=tmp_path / "plain", workers=1, quiet=True)
     cols = ["id", "text", "source", "meta", "src_file", "src_row"]
     a = read_all(tmp_path / "out" / "data").select(cols).sort("id")

@@ -171,6 +171,7 @@ def test_figures_equal_the_catalog(run_out: Path, report: tuple[str, dict]):
     ov = data["sections"]["overview"]["figures"]
     balance = cat.query("SELECT source, input, kept, rejected, quarantined FROM balance WHERE run_id = ?", [run_id])
     assert [(b["source"], b["input"], b["kept"], b["rejected"], b["quarantined"]) for b in ov["balance"]] == balance
+    assert ov["pipeline"] == ["00-read", "01-length_filter", "02-exact_dedup"]
     assert ov["balanced"] is True and ov["output"]["docs"] == per_stage["02-exact_dedup"]
     assert ov["rejected"] == sum(drops.values()) and ov["quarantined"] == 3
 

@@ -98,6 +98,13 @@ class ReportContext:
         ordered = [s["stage"] for s in self.stages if s["stage"] in seen]
         return ordered + sorted(seen - set(ordered))
 
+    @property
+    def pipeline(self) -> list[str]:
+        """Every stage in pipeline order, the read stage first: sinks (a profile) too, which pass documents
+        on without funnel rows of their own."""
+        ordered = [s["stage"] for s in sorted(self.stages, key=lambda s: s["idx"])]
+        return ordered + [s for s in self.stage_labels if s not in ordered]
+
     def stage_totals(self) -> list[dict]:
         """Per stage, summed over sources: docs/bytes in and out, dropped docs."""
         totals: dict[str, dict] = {}

@@ -155,7 +155,7 @@ def overview(ctx: ReportContext) -> Rendered:
     figures = {
         "run": {"run_id": ctx.run.run_id, "status": ctx.run.status, "started": ctx.run.started,
                 "finished": ctx.run.finished, "error": ctx.run.error, "workers": ctx.run.workers},
-        "pipeline": ctx.stage_labels,
+        "pipeline": ctx.pipeline,
         "sources": ctx.sources,
         "input": {"records": read["docs_in"], "docs": read["docs_out"], "bytes": read["bytes_out"],
                   "est_tokens": est_tokens(read["bytes_out"]), "file_bytes": read["bytes_in"]},
@@ -187,7 +187,7 @@ def overview(ctx: ReportContext) -> Rendered:
         ("Blank lines", fmt_int(blank), "skipped: not records"),
     ]))
     parts.append(_note(f"Run {ctx.run.run_id}, started {ctx.run.started}, workers: {ctx.run.workers}. Pipeline: "
-                       + " → ".join(ctx.stage_labels)
+                       + " → ".join(ctx.pipeline)
                        + f". Input files: {fmt_bytes(read['bytes_in'])} as stored (compressed files count "
                          "compressed); text sizes are UTF-8 bytes."))
     if ctx.balance:
