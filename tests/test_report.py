@@ -326,3 +326,11 @@ def test_near_duplicate_section(tmp_path: Path):
     assert all(c["size"] == 2 for c in figures[stage]["top_clusters"])
     html = (res.output / "report.html").read_text()
     assert "Near-duplicate clusters" in html and "S-curve" in html
+
+
+def test_numbers_read_with_about_three_significant_digits():
+    """A bound of 9 words read "9.000" (nine thousand, to many readers) and 98 chars "98.00"."""
+    from corpus.report.html import fmt_num
+
+    got = [fmt_num(x) for x in (9.0, 98.0, 568.04, 1518.4, 0.5, 0.125, 0.0, 0.0001, 5, -2.5, float("nan"), None)]
+    assert got == ["9.00", "98.0", "568", "1,518", "0.500", "0.125", "0", "1.00e-04", "5", "-2.50", "—", "—"]

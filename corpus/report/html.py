@@ -44,11 +44,13 @@ def fmt_num(x: float | None) -> str:
     if a >= 1000:
         return f"{x:,.0f}"
     if a >= 100:
-        return f"{x:.1f}"
+        return f"{x:.0f}"
     if a >= 10:
-        return f"{x:.2f}"
+        return f"{x:.1f}"
+    if a >= 1:
+        return f"{x:.2f}"  # "9.00", never "9.000" (nine thousand to many readers)
     if a >= 0.001:
-        return f"{x:.3f}"  # fractions (frac_*) share one look: 0.500, 0.125, 1.000
+        return f"{x:.3f}"  # fractions (frac_*) share one look: 0.500, 0.125
     return f"{x:.2e}"
 
 
