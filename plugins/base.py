@@ -331,6 +331,9 @@ def _set_dotted(data: dict, dotted: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
+_SET = "<--set>"  # the "line" of a value given by --set
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """``train.lr=1e-4`` -> ('train.lr', 1e-4); the value is parsed as YAML."""
     key, sep, raw = text.partition("=")
@@ -341,18 +344,22 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 def parse_config(cls: type[PluginConfig], data: Any, *, source: str, lines: dict | None = None,
                  base_dir: Path | None = None, plugin: str = "", output: str | Path | None = None,
-                 overrides: typing.Iterable[tuple[str, Any]] = ()) -> Any:
-    """Validate a config mapping into ``cls``; raise ConfigError listing every problem (``source:line: ...``)."""
+                 overrides: typing.Iterable[tuple[str, Any]] = (), said_by_set: bool = False) -> Any:
+    """Validate a config mapping into ``cls``; raise ConfigError listing every problem (``source:line: ...``;
+    ``said_by_set``: the overrides came from ``--set``, and their problems say so rather than a line)."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError([f"{source}: expected a mapping of config keys"])
     data = copy.deepcopy(data)  # overrides must not reach into the caller's nested mappings
+    lines = dict(lines or {})
     for key, value in overrides:
         _set_dotted(data, key, value)
+        if said_by_set:  # the command line's value, not the file's: its errors say `--set KEY`
+            path = tuple(key.split("."))
+            lines = {p: n for p, n in lines.items() if p[:len(path)] != path} | {path: _SET}
     if output is not None:
         data["output"] = str(output)
-    lines = lines or {}
     if plugin and data.get("plugin") not in (None, "", plugin):  # say this first: every other error would follow
         raise ConfigError([f"{source}:{lines.get(('plugin',), 0)}: plugin: this config is for "
                            f"'{data['plugin']}', not '{plugin}'"])
@@ -362,7 +369,8 @@ def parse_config(cls: type[PluginConfig], data: Any, *, source: str, lines: dict
         if not cfg.output:
             errors.append(f"{lines.get(('output',), 1)}: output: required, a folder (or pass --output)")
     if errors:
-        raise ConfigError([f"{source}:{e}" for e in errors])
+        raise ConfigError([f"--set {e.removeprefix(f'{_SET}: ')}" if e.startswith(f"{_SET}: ") else f"{source}:{e}"
+                           for e in errors])
     cfg.plugin = cfg.plugin or plugin
     base = Path(cfg.base_dir).expanduser() if cfg.base_dir else (base_dir or Path.cwd())
     cfg.base_dir = str(base.resolve())
@@ -376,5 +384,5 @@ def load_plugin_config(cls: type[PluginConfig], path: str | Path, *, plugin: str
     path = Path(path)
     data, lines = read_yaml(path)
     return parse_config(cls, data, source=str(path), lines=lines, base_dir=path.resolve().parent, plugin=plugin,
-                        output=output, overrides=[parse_override(o) for o in overrides])
+                        output=output, overrides=[parse_override(o) for o in overrides], said_by_set=True)
 

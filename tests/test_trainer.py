@@ -225,6 +225,13 @@ def test_config_errors_name_line_and_key(tmp_path: Path):
     path.write_text("output: out\ntrain:\n  lr: 3e-4\n")  # YAML reads 3e-4 as a string: accepted as a float
     cfg = load_plugin_config(PretrainConfig, path, overrides=["train.warmup_steps=7"])
     assert cfg.train.lr == 3e-4 and cfg.train.warmup_steps == 7 and cfg.output == str(tmp_path / "out")
+    # A bad value given by --set is named as the command line's, not as a line of the file.
+    with pytest.raises(ConfigError) as exc:
+        load_plugin_config(PretrainConfig, path, overrides=["train.lr=fast", "model.layerz=2", "model.layers=2"])
+    assert sorted(exc.value.errors) == [
+        "--set model.layerz: unknown parameter (did you mean 'layers'?); known: arch, from_pretrained, hidden_size, "
+        "layers, heads, kv_heads, intermediate_size, max_positions, dropout, tie_embeddings, attn_implementation, extra",
+        "--set train.lr: expected float, got str 'fast'"]
 
 
 def test_registry_finds_builtins_and_suggests():
