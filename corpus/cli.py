@@ -56,8 +56,10 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         print_stats(result.output, console, result.run_id)
     m = result.manifest
     text = final_text_bytes(result.output, result.run_id)
-    console.print(f"[green]done[/]: {m['docs']:,} documents ({mb(text)} MB of text, UTF-8) in {len(m['shards'])} "
-                  f"shards ({mb(m['bytes'])} MB of Parquet on disk) -> {result.output}/data", highlight=False)
+    docs, shards = m["docs"], len(m["shards"])
+    console.print(f"[green]done[/]: {docs:,} document{'s' * (docs != 1)} ({mb(text)} MB of text, UTF-8) in {shards:,} "
+                  f"shard{'s' * (shards != 1)} ({mb(m['bytes'])} MB of Parquet on disk) -> {result.output}/data",
+                  highlight=False)
     return 0
 
 

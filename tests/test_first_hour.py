@@ -113,6 +113,29 @@ def test_config_check_names_the_fields_it_found(tmp_path):
     assert check_inputs(load_config(good)) == (2, [])
 
 
+def test_a_dotted_key_names_the_way_to_read_a_nested_field(tmp_path):
+    """Keys are top-level fields; `text_key: doc.body` on nested records said only that no such field was
+    seen. The hint gives the DuckDB input that reads it, and that input works as given."""
+    import json
+
+    (tmp_path / "in").mkdir()
+    path = tmp_path / "in" / "n.jsonl"
+    path.write_text("".join(json.dumps({"doc": {"body": f"text number {i}"}, "m": {"url": f"u{i}"}}) + "\n"
+                            for i in range(5)))
+    cfg = _config(tmp_path, f"  - source: n\n    path: {path}\n    text_key: doc.body\n")
+    res = run_cli("check", str(cfg))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    hint = (f"set text_key to a top-level field; to read a nested one, select it with a DuckDB input (format: "
+            f"duckdb, query: SELECT doc.body AS text, ... FROM read_json_auto('{path}'))")
+    assert hint in " ".join(res.stderr.split()), res.stderr
+    query = f"SELECT doc.body AS text, m.url AS url FROM read_json_auto('{path}')"
+    cfg = _config(tmp_path, f'  - source: n\n    format: duckdb\n    query: "{query}"\n    id_key: url\n')
+    res = run_cli("run", str(cfg), "--quiet")
+    assert res.returncode == 0, res.stderr
+    docs = pl.read_parquet(tmp_path / "out" / "data" / "*.parquet").sort("id")
+    assert docs["text"].to_list() == [f"text number {i}" for i in range(5)] and docs["id"][0] == "u0"
+
+
 def test_a_run_stops_when_most_of_a_source_is_quarantined(tmp_path):
     web = _content_records(tmp_path / "web", 1080, files=4)
     res = run_cli("run", str(_config(tmp_path, f"  - source: web\n    path: {web}\n")), "--quiet")
@@ -275,7 +298,7 @@ def test_run_output_labels_every_size(tmp_path):
     res = run_cli("run", str(cfg), "--quiet")
     assert res.returncode == 0, res.stderr
     text_mb = sum(len(f"document {i} about rivers and stones") for i in range(30)) / 1e6
-    assert f"documents ({text_mb:,.2f} MB of text, UTF-8) in 1 shards (" in res.stdout
+    assert f"documents ({text_mb:,.2f} MB of text, UTF-8) in 1 shard (" in res.stdout
     assert "MB of Parquet on disk) ->" in res.stdout
     stats = run_cli("stats", str(tmp_path / "out"))
     assert stats.returncode == 0, stats.stderr

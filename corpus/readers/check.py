@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -154,6 +155,12 @@ def field_problems(tasks: Sequence[ReadTask], files: int = SAMPLE_FILES) -> list
         s = lacking[0]
         more = f" (and {len(lacking) - 1} more of the {len(samples)} files read)" if len(lacking) > 1 else ""
         fix = f"set {setting}" if setting != "meta_keys" else "check meta_keys"
+        head = key.split(".")[0]
+        if "." in key and head in s.fields:  # a path into nested objects: keys are top-level fields
+            path = next((str(t.path) for t in tasks if Path(t.path).name == s.file), s.file)
+            alias = {"text_key": "text", "id_key": "id"}.get(setting, key.split(".")[-1])
+            fix += (f" to a top-level field; to read a nested one, select it with a DuckDB input (format: duckdb, "
+                    f"query: SELECT {key} AS {alias}, ... FROM read_json_auto('{path}'))")
         problems.append(f"no field {key!r} in {s.where}{more}; fields seen: {_shown(s.fields)} — {fix}")
     return problems
 
