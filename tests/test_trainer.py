@@ -230,7 +230,8 @@ def test_config_errors_name_line_and_key(tmp_path: Path):
         load_plugin_config(PretrainConfig, path, overrides=["train.lr=fast", "model.layerz=2", "model.layers=2"])
     assert sorted(exc.value.errors) == [
         "--set model.layerz: unknown parameter (did you mean 'layers'?); known: arch, from_pretrained, hidden_size, "
-        "layers, heads, kv_heads, intermediate_size, max_positions, dropout, tie_embeddings, attn_implementation, extra",
+        "layers, heads, kv_heads, intermediate_size, max_positions, dropout, tie_embeddings, attn_implementation, "
+        "extra",
         "--set train.lr: expected float, got str 'fast'"]
 
 
