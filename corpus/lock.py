@@ -1,9 +1,9 @@
 """One run per output folder: an exclusive flock, released by the kernel even on SIGKILL.
 
-Taken by ``corpus run`` (the executor), ``corpus tokenize`` (its output folder) and ``corpus train``
-(every plugin run through ``corpus.plugins.run``; a sweep its folder, and each trial its own). No lock is
-taken in a folder a run's output manages (``owner.refuse_managed``): what another command wrote there would stop
-that output's next run."""
+Taken by ``corpus run`` (the executor), ``corpus tokenize`` and ``corpus profile`` (their output folders)
+and ``corpus train`` (every plugin run through ``corpus.plugins.run``; a sweep its folder, and each trial its
+own). No lock is taken in a folder a run's output manages (``owner.refuse_managed``): what another command
+wrote there would stop that output's next run."""
 
 from __future__ import annotations
 

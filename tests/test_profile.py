@@ -778,6 +778,22 @@ def test_profile_input_corpus_folder(tmp_path):
     assert not (tmp_path / "prof2").exists()
 
 
+def test_a_second_profile_into_the_same_folder_is_refused(tmp_path):
+    """Two profiles into one folder: the second deleted the first's spill as it started (both then reported
+    success, from each other's files). It is refused now, and the first's files are left alone."""
+    from corpus.lock import LockedError, RunLock
+
+    make_jsonl_corpus(tmp_path / "in", files=1, docs_per_file=20)
+    out = tmp_path / "prof"
+    with RunLock(out):  # a profile under way
+        (out / "_spill").mkdir()
+        (out / "_spill" / "feat-000000-00000.parquet").write_bytes(b"its file")
+        with pytest.raises(LockedError, match=f"is writing {out}"):
+            profile_input(tmp_path / "in", out, workers=1)
+        assert (out / "_spill" / "feat-000000-00000.parquet").read_bytes() == b"its file"
+    assert profile_input(tmp_path / "in", out, workers=1)["overall"]["docs"] == 20
+
+
 def test_operator_in_pipeline(tmp_path):
     assert get_operator("profile") is Profile
     make_jsonl_corpus(tmp_path / "in", files=3, docs_per_file=50, seed=5)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from corpus.lock import RunLock
 from corpus.manifest import require_intact
 from corpus.owner import refuse_managed
 from corpus.progress import Progress
@@ -68,7 +69,12 @@ def profile_input(inputs: Inputs, out: Path, workers: int = 2,
         raise ValueError(f"profile: the output {out} is a file, not a folder")
     units, quarantine = _units(inputs, base_dir, out, split_bytes)
     made = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
+    with RunLock(out):  # one writer per folder: a second profile into it would delete this one's spill
+        return _profile_units(units, quarantine, out, made, workers, sample_size, keep_features, progress)
+
+
+def _profile_units(units: list[Unit], quarantine: bool, out: Path, made: bool, workers: int, sample_size: int,
+                   keep_features: bool, progress: Progress | None) -> dict:
     spill = fresh_spill(out)
     ok = False
     try:
