@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import json
+import marshal
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,9 +124,11 @@ class Operator:
         return {}
 
     def config_key(self) -> str:
-        blob = json.dumps({"op": self.name, "version": self.version, "params": self.params()}, sort_keys=True,
-                          default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()
+        key = {"op": self.name, "version": self.version, "params": self.params()}
+        code = main_code(type(self))
+        if code is not None:
+            key["code"] = code
+        return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 
     def columns(self) -> tuple[Columns, Columns, tuple[str, ...]]:
         """(needs, adds, modifies) of this instance: the class's, unless its parameters change them.
@@ -198,6 +202,26 @@ class SinkOperator(Operator):
 
 
 FITTED = (GlobalMapOperator, GlobalFilterOperator)
+
+
+def main_code(cls: type) -> str | None:
+    """A hash of the code of an operator class defined in ``__main__`` (a notebook, a script), or None.
+    Resuming keys a stage by its parameters and ``version``; an operator being written in a notebook
+    changes its code between runs, and a rerun into the same folder kept the old output. Its source
+    (or, where there is none, as in `python -c`, its methods' bytecode) joins the key instead."""
+    own = [c for c in cls.__mro__ if c.__module__ == "__main__"]
+    if not own:
+        return None
+    h = hashlib.sha256()
+    for c in own:
+        try:
+            h.update(inspect.getsource(c).encode())
+        except (OSError, TypeError):
+            for name, value in sorted(vars(c).items()):
+                code = getattr(value, "__code__", None)
+                if code is not None:
+                    h.update(name.encode() + marshal.dumps(code))
+    return h.hexdigest()
 
 
 def is_global(op: Operator) -> bool:

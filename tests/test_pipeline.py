@@ -350,3 +350,52 @@ def test_an_operator_defined_where_workers_cannot_import_it_runs_on_them(tmp_pat
     tail = res.stderr.strip().splitlines()
     assert tail[-2] == "KeyError: 'no such thing'", res.stderr
     assert tail[-1].startswith("(in a worker process, running shard s-") and "through 01-shout" in tail[-1], res.stderr
+
+
+_CASE = '''
+from dataclasses import dataclass
+from typing import ClassVar
+import polars as pl
+from corpus import InputSpec, MapOperator, Pipeline
+
+@dataclass
+class Case(MapOperator):
+    name: ClassVar[str] = "case"
+    modifies: ClassVar = ("text",)
+
+    def map(self, df):
+        return df.with_columns(pl.col("text").str.METHOD())
+
+if __name__ == "__main__":
+    Pipeline([Case()]).run([InputSpec(source="s", path=INPUT)], OUT, workers=1, quiet=True)
+'''
+
+
+@pytest.mark.parametrize("how", ["script", "-c"])
+def test_an_operator_whose_code_changed_in_main_is_run_again(tmp_path: Path, how: str):
+    """Resuming keys a stage by its parameters and version. An operator being written in a notebook or a
+    script changes its code between runs, and a rerun into the same folder kept the old output; its code
+    (the source, or the bytecode where there is none) is part of the key now. Unchanged, it resumes."""
+    import subprocess
+    import sys
+
+    make_jsonl_corpus(tmp_path / "in", files=1, docs_per_file=20)
+
+    def run(method: str) -> list[str]:
+        code = (f"INPUT, OUT = {str(tmp_path / 'in')!r}, {str(tmp_path / 'out')!r}\n"
+                + _CASE.replace("METHOD", method))
+        if how == "script":
+            (tmp_path / "run.py").write_text(code)
+            cmd = [sys.executable, str(tmp_path / "run.py")]
+        else:
+            cmd = [sys.executable, "-c", code]
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        assert res.returncode == 0, res.stderr
+        return read_all(tmp_path / "out", "data/*.parquet")["text"].to_list()
+
+    upper = run("to_uppercase")
+    assert upper == [t.upper() for t in upper]
+    lower = run("to_lowercase")
+    assert lower == [t.lower() for t in upper]
+    marker = next((tmp_path / "out" / "work").glob("01-case-*"))
+    assert run("to_lowercase") == lower and next((tmp_path / "out" / "work").glob("01-case-*")) == marker
