@@ -145,7 +145,8 @@ class Runner(Protocol):
         """Results in order; ``each(result)`` as each arrives (progress)."""
         ...
 
-    def close(self) -> None: ...
+    def close(self, stop: bool = False) -> None:
+        """Release the workers (stop: at once, units still running killed)."""
 
 
 
@@ -209,7 +210,7 @@ class Pool:
         pending = {self._submit(fn, label, job) for label, job in zip(labels, jobs, strict=True)}
         try:
             while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                done, pending = wait(pending, timeout=_WAKE, return_when=FIRST_COMPLETED)
                 for fut in done:
                     yield fut.result()
         except BrokenProcessPool:
@@ -231,21 +232,41 @@ class Pool:
         what = label or fn.__name__
         futures = [self._submit(fn, f"{what} (part {i + 1} of {len(items)})", x) for i, x in enumerate(items)]
         try:
-            return [seen(f.result()) for f in futures]
+            return [seen(_result(f)) for f in futures]
         except BrokenProcessPool:
             raise self._died() from None
         finally:
             for f in futures:
                 f.cancel()
 
-    def close(self) -> None:
+    def close(self, stop: bool = False) -> None:
+        """stop: kill the workers first (an interrupted run: Ctrl-C, a notebook's interrupt, which signals
+        the driver alone), as a SIGKILLed run's die; a rerun resumes, their temp files removed."""
         if self._pool is not None:
+            if stop:
+                for proc in list((getattr(self._pool, "_processes", None) or {}).values()):
+                    proc.kill()
             # With no unit running, nothing is left to wait for but the workers' interpreters tearing
             # down (a few tenths of a second): they exit in the background. A unit still running (a run
             # that failed) is waited for, so that nothing writes into the output once its lock is gone.
             idle = all(f.done() for f in list(self._in_flight))
-            self._pool.shutdown(wait=not idle, cancel_futures=True)
+            self._pool.shutdown(wait=not idle or stop, cancel_futures=True)
             shutil.rmtree(self._running, ignore_errors=True)
+            self._pool = None
+
+
+# A wait wakes this often. A signal may reach another thread of the driver (the pool's own), which cannot
+# interrupt a wait without a timeout: a notebook's interrupt (SIGINT to the driver alone) surfaced only
+# once the units running had ended, minutes with slow ones.
+_WAKE = 0.25
+
+
+def _result(fut: Future) -> Any:
+    while True:
+        try:
+            return fut.result(timeout=_WAKE)
+        except TimeoutError:
+            continue
 
 
 @contextmanager
@@ -347,6 +368,9 @@ class Executor:
         pool = self._runner(shard_max_bytes)  # first: its workers start up while the run is planned
         try:
             return self._run_on(pool, ops, inputs, tasks, out, shard_max_bytes)
+        except KeyboardInterrupt:
+            pool.close(stop=True)  # out now, not once the units running have ended (minutes, with slow ones)
+            raise
         finally:
             pool.close()
 

@@ -16,6 +16,7 @@ the same bytes. See docs/ray.md.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -88,6 +89,7 @@ class RayPool:
 
         self._ray = ray
         self._started = started
+        self._left: list[Any] = []  # refs cancelled unfinished when a wait stopped early (close(stop=True) kills them)
         fits(cpus, memory, [n["Resources"] for n in ray.nodes() if n.get("Alive")])
         self.workers = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus))
         self.max_retries = max_retries
@@ -123,7 +125,8 @@ class RayPool:
                 yield from done
         finally:
             for ref in pending:
-                self._ray.cancel(ref)
+                self._ray.cancel(ref)  # queued ones; a running one ends its unit (unless close(stop=True))
+            self._left = pending
 
     def unordered(self, fn: Callable[[Any], Any], jobs: Sequence[Any], labels: Sequence[str] | None = None
                   ) -> Iterator[Any]:
@@ -146,9 +149,16 @@ class RayPool:
                 each(results[i])
         return results
 
-    def close(self) -> None:
-        if self._started:
+    def close(self, stop: bool = False) -> None:
+        """stop (an interrupted run): the tasks still running are killed, on a cluster the driver joined too."""
+        if stop:
+            for ref in self._left:
+                with contextlib.suppress(Exception):  # finished meanwhile, or its worker already gone
+                    self._ray.cancel(ref, force=True)
+            self._left = []
+        if self._started:  # a local cluster started for the run: its tasks end with it
             self._ray.shutdown()
+            self._started = False
 
 
 class RayExecutor(Executor):

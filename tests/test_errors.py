@@ -324,3 +324,70 @@ def test_a_pool_whose_worker_died_before_a_unit_was_handed_out_says_so():
             pool.ordered(abs, [-3])
     finally:
         pool.close()
+
+
+_SLOW = '''
+import os, sys, time
+from dataclasses import dataclass
+from typing import ClassVar
+from corpus import InputSpec, MapOperator, Pipeline
+
+@dataclass
+class Slow(MapOperator):
+    name: ClassVar[str] = "slow"
+    seconds: float = 0
+
+    def map(self, df):
+        with open(os.path.join(FLAGS, str(os.getpid())), "w") as fh:
+            fh.write("started")
+        time.sleep(self.seconds)
+        return df
+
+if __name__ == "__main__":
+    Pipeline([Slow(seconds=float(sys.argv[1]))]).run([InputSpec(source="s", path=INPUT)], OUT, workers=2, quiet=True)
+'''
+
+
+def test_an_interrupt_of_the_driver_alone_stops_the_run_at_once(tmp_path: Path):
+    """A notebook's interrupt is a SIGINT to the driver alone (a terminal's Ctrl-C reaches the workers too).
+    It surfaced only once the units running had ended (their whole length: minutes with slow ones), since
+    the signal may land on a thread of the pool that cannot wake the driver's wait. Now the run stops at
+    once, its workers killed, and a rerun resumes."""
+    import signal
+    import time
+
+    make_jsonl_corpus(tmp_path / "in", files=2, docs_per_file=10)
+    flags = tmp_path / "flags"
+    flags.mkdir()
+    script = tmp_path / "slow.py"
+    script.write_text(f"INPUT, OUT, FLAGS = {str(tmp_path / 'in')!r}, {str(tmp_path / 'out')!r}, {str(flags)!r}\n"
+                      + _SLOW)
+    proc = subprocess.Popen([sys.executable, str(script), "300"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while len(list(flags.iterdir())) < 2 and time.monotonic() < deadline:  # both workers inside a unit
+        time.sleep(0.1)
+    workers = [int(p.name) for p in flags.iterdir()]
+    assert len(workers) == 2, proc.communicate(timeout=30)
+    proc.send_signal(signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=60)  # the units would run 300 s
+    finally:
+        if proc.poll() is None:  # it did not stop: leave no 300 s units behind
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode != 0 and "KeyboardInterrupt" in err, err
+
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    deadline = time.monotonic() + 10
+    while any(alive(p) for p in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(p) for p in workers)
+    res = subprocess.run([sys.executable, str(script), "0"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["docs"] == 20
