@@ -74,7 +74,10 @@ def test_inputs_may_be_paths_or_one_spec(tmp_path: Path):
                            tmp_path / "mixed", workers=1, quiet=True)
     assert [(b["source"], b["kept"]) for b in res.balance] == [("extra", 10), ("in", n)]
     assert profile_input([tmp_path / "in"], tmp_path / "prof", workers=1)["overall"]["docs"] == n
-    for bad, says in ((5, "got int"), ([spec, None], "inputs[1]: expected an InputSpec or a path, got NoneType")):
+    frame = pl.DataFrame({"text": ["a document in memory"]})  # says how to read one (it listed what it takes)
+    for bad, says in ((5, "got int"), ([spec, None], "inputs[1]: expected an InputSpec or a path, got NoneType"),
+                      (frame, "a DataFrame in memory is not read directly: write it as Parquet"),
+                      (frame.to_arrow(), "a Table in memory is not read directly")):
         with pytest.raises(InputError, match=says.replace("[", r"\[").replace("]", r"\]")):
             Pipeline([]).run(bad, tmp_path / "bad", workers=1, quiet=True)
     assert not (tmp_path / "bad").exists()

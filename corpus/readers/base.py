@@ -59,6 +59,10 @@ def as_specs(inputs: Inputs) -> list[InputSpec]:
     """What a run or a profile reads, as InputSpecs: a spec, a path (a file, folder or glob, its source
     named after it as ``corpus profile`` names one), or a list of these."""
     items = [inputs] if isinstance(inputs, InputSpec | str | os.PathLike) else inputs
+    if hasattr(inputs, "columns") or hasattr(inputs, "schema"):  # a polars/pandas frame or an Arrow table
+        raise InputError(f"inputs: a {type(inputs).__name__} in memory is not read directly: write it as Parquet "
+                         "(df.write_parquet('docs.parquet')) and pass that path, so a run can resume from it and "
+                         "account for its every record")
     if not isinstance(items, Sequence):
         raise InputError(f"inputs: expected an InputSpec, a path or a list of them, got {type(inputs).__name__}")
     specs = []
