@@ -8,6 +8,7 @@ Python API::
 
     from corpus import plugins
     result = plugins.run("sft", "examples/train/sft.yaml", overrides=["train.lr=1e-4"])
+    result = plugins.run(MyPlugin, "my.yaml")  # a TrainPlugin subclass of one's own, no entry point needed
 """
 
 from __future__ import annotations
@@ -41,19 +42,32 @@ def get(name: str) -> Any:
     return PLUGINS.get(name)
 
 
-def load_config(name: str, config: str | Path, output: str | Path | None = None,
+def _plugin(name: str | type) -> Any:
+    """A registered plugin by name, or a TrainPlugin subclass itself (one written in a notebook or a
+    script, with no entry point)."""
+    if isinstance(name, type):
+        if not issubclass(name, _plugin_base()):
+            raise TypeError(f"{name.__name__} is not a TrainPlugin subclass (corpus.plugins.base.TrainPlugin)")
+        return name
+    return get(name)
+
+
+def load_config(name: str | type, config: str | Path, output: str | Path | None = None,
                 overrides: Iterable[str] = ()) -> Any:
-    """Validate a YAML config for plugin ``name`` (raises corpus.config.ConfigError with line numbers)."""
+    """Validate a YAML config for plugin ``name`` (a registered name, or the class itself; raises
+    corpus.config.ConfigError with line numbers)."""
     from corpus.plugins.base import load_plugin_config
 
-    cls = get(name)
-    return load_plugin_config(cls.config_class, config, plugin=name, output=output, overrides=overrides)
+    cls = _plugin(name)
+    return load_plugin_config(cls.config_class, config, plugin=cls.name, output=output, overrides=overrides)
 
 
-def run(name: str, config: Any, output: str | Path | None = None, overrides: Iterable[str] = ()) -> Any:
-    """Run plugin ``name`` with a YAML path or an already-built config object; returns its TrainResult.
+def run(name: str | type, config: Any, output: str | Path | None = None, overrides: Iterable[str] = ()) -> Any:
+    """Run plugin ``name`` (a registered name, or a TrainPlugin subclass itself) with a YAML path or an
+    already-built config object; returns its TrainResult.
 
     The run folder is locked for the whole run (``TrainPlugin.run``, as ``corpus run`` locks its own):
     a second run into the same folder fails at once with LockedError."""
-    cfg = load_config(name, config, output, overrides) if isinstance(config, str | Path) else config
-    return get(name)().run(cfg)
+    cls = _plugin(name)
+    cfg = load_config(cls, config, output, overrides) if isinstance(config, str | Path) else config
+    return cls().run(cfg)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-from trainkit import QUIET, pretrain_config, read_metrics, shards  # noqa: F401 (fixture)
+from trainkit import QUIET, TINY_MODEL, pretrain_config, read_metrics, shards  # noqa: F401 (fixture)
 from transformers import AutoModelForCausalLM
 
 from corpus import plugins
@@ -153,6 +153,31 @@ def test_empty_target_batch_is_an_error(tmp_path: Path):
     task = SFT(_tiny_llama(), rows)
     with pytest.raises(EmptyTargetsError, match="step 1, micro-batch 0.*assistant mask is empty"):
         Trainer(task, cfg, tmp_path, Runtime.create(cfg)).fit()
+
+
+def test_a_plugin_of_ones_own_runs_from_its_class(tmp_path: Path, shards):  # noqa: F811
+    """plugins.run took a registered name only: a plugin written in a notebook or a script needed an entry
+    point first. Its class is taken as well, its config checked as its own."""
+    from corpus.plugins.pretrain import Pretrain
+
+    class Warmed(Pretrain):  # a plugin of one's own: here, pretraining with a longer warmup
+        name = "warmed"
+
+        def build(self, config, runtime):
+            config.train.warmup_steps = 3
+            return super().build(config, runtime)
+
+    _, tokens = shards
+    cfg = tmp_path / "w.yaml"
+    cfg.write_text(json.dumps({"plugin": "warmed", "output": str(tmp_path / "run"), "model": dict(TINY_MODEL),
+                               "data": {"train": str(tokens), "seq_len": 32}, "samples": {"count": 0},
+                               "train": {"lr": 3e-3, "max_steps": 2, "batch_size": 2, "eval_every": 0, **QUIET}}))
+    r = plugins.run(Warmed, cfg)
+    assert r.steps == 2 and read_metrics(tmp_path / "run")[0]["lr"] == pytest.approx(3e-3 / 4)  # its warmup, 3
+    with pytest.raises(ConfigError, match="this config is for 'warmed', not 'pretrain'"):
+        plugins.run("pretrain", cfg)
+    with pytest.raises(TypeError, match="dict is not a TrainPlugin subclass"):
+        plugins.run(dict, cfg)
 
 
 def test_early_stopping_and_run_outputs(tmp_path: Path, shards):  # noqa: F811
