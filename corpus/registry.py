@@ -4,15 +4,19 @@
 Built-ins are declared in our own pyproject.toml exactly as a third-party package declares its own,
 so there is one way to register anything. A wrong name gets the same error everywhere, with a
 did-you-mean and the known names; an entry point that fails to import, or points at the wrong kind
-of thing, is named with its target instead of a traceback.
+of thing, is named with its target instead of a traceback. ``load_object`` is the one loader of a
+function a config names itself (``module:function``: a judge, a reward, an HTML extractor).
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
+import importlib.util
 from collections.abc import Callable, Iterable
 from functools import cached_property
 from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -30,6 +34,24 @@ def suggest(name: str, known: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest known name, or ""."""
     close = difflib.get_close_matches(str(name), list(known), n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def load_object(spec: str, base: Path | None = None) -> Any:
+    """What a config names as ``module:name`` or ``file.py:name`` (relative to ``base``): trusted code, as a
+    plugin is. ImportError, AttributeError or ValueError say what is missing."""
+    module, sep, name = str(spec).rpartition(":")
+    if not sep or not module or not name:
+        raise ValueError("expected 'module:name' or 'file.py:name'")
+    if module.endswith(".py"):
+        path = Path(module) if base is None or Path(module).is_absolute() else Path(base) / module
+        found = importlib.util.spec_from_file_location(f"corpusforge_fn_{path.stem}", path)
+        if found is None or found.loader is None or not path.is_file():
+            raise ImportError(f"no Python file at {path}")
+        mod = importlib.util.module_from_spec(found)
+        found.loader.exec_module(mod)
+    else:
+        mod = importlib.import_module(module)
+    return getattr(mod, name)
 
 
 class Registry:

@@ -361,21 +361,10 @@ def response_texts(tokenizer: Any, seq: dict[str, torch.Tensor], pad_id: int) ->
 
 def load_function(spec: str, key: str, base: Path | None = None) -> Any:
     """A function named in a config, ``module:function`` or ``file.py:function`` (relative to ``base``):
-    a reward or a judge, trusted code as a plugin is."""
-    import importlib
-    import importlib.util
+    a reward or a judge, trusted code as a plugin is (``corpus.registry.load_object``)."""
+    from corpus.registry import load_object
 
-    module, _, name = spec.rpartition(":")
     try:
-        if module.endswith(".py"):
-            path = Path(module) if base is None or Path(module).is_absolute() else base / module
-            found = importlib.util.spec_from_file_location(f"corpusforge_fn_{path.stem}", path)
-            if found is None or found.loader is None or not path.is_file():
-                raise ImportError(f"no Python file at {shown(path)}")
-            mod = importlib.util.module_from_spec(found)
-            found.loader.exec_module(mod)
-        else:
-            mod = importlib.import_module(module)
-        return getattr(mod, name)
+        return load_object(spec, base)
     except (ImportError, AttributeError, ValueError) as exc:
         raise PluginInputError(f"{key} {spec!r}: {exc}") from exc

@@ -228,8 +228,16 @@ class HtmlToText(MapOperator):
                 import trafilatura  # noqa: F401
             except ImportError:
                 raise ValueError("html_to_text needs trafilatura: pip install 'corpusforge[clean]'") from None
-        elif ":" not in self.extractor:
-            raise ValueError(f"extractor must be 'trafilatura' or 'module:function', got {self.extractor!r}")
+        else:  # loaded here too, so a wrong name is a config error, not a failed run (the child loads its own)
+            from corpus.registry import load_object
+
+            try:
+                fn = load_object(self.extractor)
+            except (ImportError, AttributeError, ValueError) as exc:
+                raise ValueError(f"extractor must be 'trafilatura' or 'module:function' (an importable function "
+                                 f"of one HTML string), got {self.extractor!r}: {exc}") from None
+            if not callable(fn):
+                raise ValueError(f"extractor {self.extractor!r} is not a function")
 
     def __getstate__(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k != "_child"}  # a worker starts its own child

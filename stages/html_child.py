@@ -6,7 +6,6 @@ closes, when its parent dies or after CHILD_IDLE_S seconds without a page."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import struct
@@ -36,8 +35,9 @@ def load_extractor(spec: str, options: dict[str, Any]):
     """``trafilatura``, or ``module:function`` naming a function of one HTML string returning text or None."""
     if spec == "trafilatura":
         return _trafilatura(options)
-    module, _, name = spec.partition(":")
-    return getattr(importlib.import_module(module), name)
+    from corpus.registry import load_object
+
+    return load_object(spec)
 
 
 def _child() -> None:

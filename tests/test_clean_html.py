@@ -8,6 +8,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from helpers import run_cli
 
 from corpus import InputSpec, Pipeline
 from corpus.catalog import Catalog
@@ -88,10 +89,25 @@ def test_sources_and_empty_pages_options(fake):
     assert HtmlFilter().filter(out).keep.to_list() == [True, True, False]
 
 
-def test_an_extractor_that_cannot_start_is_one_clear_error():
-    with pytest.raises(RuntimeError, match="cannot start the extractor: ModuleNotFoundError: No module named 'nope'"):
-        HtmlToText(extractor="nope:extract").map(pl.DataFrame({"text": ["<p>a</p>"], "source": ["s"]}))
+def test_an_extractor_that_cannot_start_is_one_clear_error(tmp_path):
+    """An extractor that cannot be imported is a config error: `corpus check` said ok and the run ended in
+    a RuntimeError traceback from the extraction child."""
+    with pytest.raises(ValueError, match="got 'nope:extract': No module named 'nope'"):
+        HtmlToText(extractor="nope:extract")
+    with pytest.raises(ValueError, match="got 'json:nothing': module 'json' has no attribute 'nothing'"):
+        HtmlToText(extractor="json:nothing")
+    with pytest.raises(ValueError, match="extractor 'json:decoder' is not a function"):
+        HtmlToText(extractor="json:decoder")
     with pytest.raises(ValueError, match="module:function"):
         HtmlToText(extractor="nope")
+    cfg = tmp_path / "c.yaml"
+    (tmp_path / "in.jsonl").write_text('{"text": "<p>a</p>"}\n')
+    cfg.write_text(f"output: {tmp_path / 'out'}\ninputs:\n  - source: s\n    path: {tmp_path / 'in.jsonl'}\n"
+                   "pipeline:\n  - op: html_to_text\n    extractor: nope:extract\n")
+    for cmd in ("check", "run"):
+        res = run_cli(cmd, str(cfg))
+        assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+        assert "got 'nope:extract': No module named 'nope'" in res.stderr
+    assert not (tmp_path / "out").exists()
     with pytest.raises(ValueError, match="timeout_s"):
         HtmlToText(timeout_s=0)
