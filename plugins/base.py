@@ -115,6 +115,11 @@ class PluginConfig:
         p = Path(value).expanduser()
         return p if p.is_absolute() or not self.base_dir else Path(self.base_dir) / p
 
+    def late_problems(self) -> list[str]:
+        """What is wrong that only the resolved config shows (a function it names that cannot be loaded):
+        checked at load, so `--check` says it rather than a run minutes in."""
+        return []
+
 
 @dataclass
 class SampleConfig:
@@ -375,6 +380,9 @@ def parse_config(cls: type[PluginConfig], data: Any, *, source: str, lines: dict
     base = Path(cfg.base_dir).expanduser() if cfg.base_dir else (base_dir or Path.cwd())
     cfg.base_dir = str(base.resolve())
     cfg.output = os.path.abspath(cfg.path(cfg.output) if output is None else cfg.output)
+    late = cfg.late_problems()
+    if late:
+        raise ConfigError([f"{source}: {p}" for p in late])
     return cfg
 
 

@@ -108,6 +108,15 @@ class PPOConfig(PluginConfig):
     data: PPOData = field(default_factory=PPOData)
     ppo: PPOSettings = field(default_factory=PPOSettings)
 
+    def late_problems(self) -> list[str]:
+        if not self.ppo.reward_fn:
+            return []
+        try:  # a wrong name was found only once the models had loaded
+            load_function(self.ppo.reward_fn, "ppo.reward_fn", Path(self.base_dir))
+        except PluginInputError as exc:
+            return [str(exc)]
+        return []
+
 
 class PolicyWithValue(torch.nn.Module):
     """A causal LM and a scalar value head on its last hidden state: one pass gives both."""

@@ -365,6 +365,9 @@ def load_function(spec: str, key: str, base: Path | None = None) -> Any:
     from corpus.registry import load_object
 
     try:
-        return load_object(spec, base)
+        fn = load_object(spec, base)
     except (ImportError, AttributeError, ValueError) as exc:
         raise PluginInputError(f"{key} {spec!r}: {exc}") from exc
+    if not callable(fn):
+        raise PluginInputError(f"{key} {spec!r} is not a function")
+    return fn

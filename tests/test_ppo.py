@@ -113,6 +113,17 @@ def test_ppo_config_needs_exactly_one_reward(tmp_path: Path, shards, prompts):  
         ppo_config(tmp_path, prompts, tok, ppo={"reward_model": "rm/final"})
 
 
+@pytest.mark.parametrize("fn,says", [("rlhfkit:nope", "module 'rlhfkit' has no attribute 'nope'"),
+                                      ("json:decoder", "is not a function"),
+                                      ("missing.py:score", "no Python file at")])
+def test_ppo_config_loads_its_reward_function(tmp_path: Path, shards, prompts, fn, says):  # noqa: F811
+    """A reward_fn that cannot be loaded was found once the models had loaded, minutes into a run; the
+    config check (`corpus train ppo --check`) says it now."""
+    tok, _ = shards
+    with pytest.raises(ConfigError, match=f"ppo.reward_fn '{fn}'.*{says}"):
+        ppo_config(tmp_path, prompts, tok, ppo={"reward_fn": fn})
+
+
 @pytest.mark.parametrize("temperature", [0.0, -1.0])
 def test_ppo_config_refuses_a_temperature_sampling_cannot_divide_by(tmp_path: Path, shards, prompts, temperature):  # noqa: F811
     tok, _ = shards
