@@ -301,6 +301,32 @@ def test_bad_profile_is_skipped_with_a_warning(run_out: Path, tmp_path: Path):
     assert any(str(path.relative_to(out)) in w for w in data["warnings"])
 
 
+def test_a_damaged_rejected_or_quarantine_file_is_named_and_the_others_still_give_examples(run_out: Path,
+                                                                                         tmp_path: Path):
+    """A changed rejected file made DuckDB fail on the whole stage ("cannot read examples from
+    rejected/01-length_filter: don't know what type", in the log alone): every example of the stage was
+    lost and no file was named. The file is named in the report's warnings now, and left out."""
+    out = tmp_path / "out"
+    shutil.copytree(run_out, out)
+    _, before = build_report(out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    bad = next(e["path"] for e in manifest["rejected"] if e["path"].startswith("rejected/02-exact_dedup/"))
+    data = bytearray((out / bad).read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 32] = bytes(32)
+    (out / bad).write_bytes(bytes(data))
+    quarantine = manifest["quarantine"][0]["path"]
+    (out / quarantine).unlink()
+    html, after = build_report(out)
+    assert any(w.startswith(f"{bad}: content changed since it was written") and "corpus verify" in w
+               for w in after["warnings"]), after["warnings"]
+    assert any(w.startswith(f"{quarantine}: missing; its examples are left out") for w in after["warnings"])
+    assert bad in html and after["errors"] == []
+    shown = {f["reason"]: f for f in after["sections"]["drops"]["figures"]}
+    assert shown["too_few_words"] == {f["reason"]: f for f in before["sections"]["drops"]["figures"]}["too_few_words"]
+    dups = shown["exact_duplicate"]["examples"]  # from the stage's other file (part-001's documents)
+    assert dups and all(e["file"] == "part-001.jsonl" for e in dups)
+
+
 def test_near_duplicate_section(tmp_path: Path):
     from corpus.stages.minhash import MinHashDedup
 

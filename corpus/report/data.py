@@ -17,6 +17,7 @@ from typing import Any
 import duckdb
 
 from corpus.catalog import Catalog
+from corpus.integrity import problem
 from corpus.manifest import read_manifest
 from corpus.operators import StageView
 from corpus.quarantine import raw_blocks
@@ -84,6 +85,7 @@ class ReportContext:
     example_units: dict[str, list[str]] = field(default_factory=dict)  # stage -> shards worth reading
     warnings: list[str] = field(default_factory=list)
     counters: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)  # stage -> source -> counter
+    damaged: frozenset[str] = frozenset()  # rejected/quarantine files unlike the manifest: no examples read
 
     # ------------------------------------------------------------ derived figures
 
@@ -151,12 +153,12 @@ class ReportContext:
     @cached_property
     def rejected_examples(self) -> dict[tuple[str, str], list[dict]]:
         """(stage label, reason) -> up to EXAMPLES_PER_REASON example rows."""
-        return read_rejected_examples(self.out, self.example_units or None)
+        return read_rejected_examples(self.out, self.example_units or None, skip=self.damaged)
 
     @cached_property
     def quarantine_examples(self) -> dict[str, list[dict]]:
         """error kind -> up to EXAMPLES_PER_REASON quarantined records."""
-        return read_quarantine_examples(self.out)
+        return read_quarantine_examples(self.out, skip=self.damaged)
 
 
 # ---------------------------------------------------------------- gathering
@@ -211,6 +213,7 @@ def _gather(out: Path, run_id: str | None, cat: Catalog) -> ReportContext:
         warnings.append(f"this report is for run {run_id}, not the latest ({latest}): the example documents and "
                         "profiles come from the files on disk, which belong to the latest run")
     profiles = find_profiles(out, stages, warnings)
+    damaged = damaged_files(out, manifest, warnings)
     return ReportContext(
         out=out,
         run=run,
@@ -227,7 +230,23 @@ def _gather(out: Path, run_id: str | None, cat: Catalog) -> ReportContext:
         example_units=example_units,
         warnings=warnings,
         counters=counters,
+        damaged=damaged,
     )
+
+
+def damaged_files(out: Path, manifest: dict | None, warnings: list[str] | None = None) -> frozenset[str]:
+    """The rejected and quarantine files that differ from the manifest (sizes; a hash where the mtime
+    moved): their examples are left out, each named in a warning, rather than DuckDB's error on the lot."""
+    bad = set()
+    for key in ("rejected", "quarantine"):
+        for entry in (manifest or {}).get(key, []):
+            path = out / entry["path"]
+            why = problem(path, entry, full=False) if path.exists() else "missing"
+            if why:
+                bad.add(str(path))
+                _warn(warnings, f"{entry['path']}: {why}; its examples are left out (`corpus verify {out}` lists "
+                                "every problem)")
+    return frozenset(bad)
 
 
 def find_profiles(out: Path, stages: list[dict], warnings: list[str] | None = None) -> list[Profile]:
@@ -255,8 +274,10 @@ def find_profiles(out: Path, stages: list[dict], warnings: list[str] | None = No
 
 
 def read_rejected_examples(out: Path, units: dict[str, list[str]] | None = None, per_reason: int = EXAMPLES_PER_REASON,
-                           chars: int = SNIPPET_CHARS) -> dict[tuple[str, str], list[dict]]:
-    """Example rows per (stage, reason) from rejected/<stage>/; only the shards in `units` when given."""
+                           chars: int = SNIPPET_CHARS, skip: frozenset[str] = frozenset()
+                           ) -> dict[tuple[str, str], list[dict]]:
+    """Example rows per (stage, reason) from rejected/<stage>/; only the shards in `units` when given, none
+    of the files in `skip`."""
     result: dict[tuple[str, str], list[dict]] = {}
     root = out / "rejected"
     for stage_dir in sorted(root.iterdir()) if root.exists() else []:
@@ -264,6 +285,7 @@ def read_rejected_examples(out: Path, units: dict[str, list[str]] | None = None,
             files = sorted(str(p) for p in stage_dir.glob("*.parquet"))
         else:
             files = [str(p) for u in units.get(stage_dir.name, []) if (p := stage_dir / f"{u}.parquet").exists()]
+        files = [f for f in files if f not in skip]
         if not files:
             continue
         con = duckdb.connect()
@@ -298,10 +320,10 @@ def read_rejected_examples(out: Path, units: dict[str, list[str]] | None = None,
     return result
 
 
-def read_quarantine_examples(out: Path, per_kind: int = EXAMPLES_PER_REASON,
-                             preview: int = RAW_PREVIEW_BYTES) -> dict[str, list[dict]]:
+def read_quarantine_examples(out: Path, per_kind: int = EXAMPLES_PER_REASON, preview: int = RAW_PREVIEW_BYTES,
+                             skip: frozenset[str] = frozenset()) -> dict[str, list[dict]]:
     qdir = out / "quarantine"
-    files = sorted(str(p) for p in qdir.glob("*.parquet"))
+    files = sorted(str(p) for p in qdir.glob("*.parquet") if str(p) not in skip)
     if not files:
         return {}
     con = duckdb.connect()
