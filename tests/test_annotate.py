@@ -515,3 +515,48 @@ def test_a_call_failing_inside_a_batch_leaves_no_write_behind(tmp_path: Path, mo
     assert assignments == [(bea.item_id, "bea")]  # ann's failed call wrote nothing
     assert store.pool.open.get("ann") is None
     store.close()
+
+
+def test_serve_listens_before_it_says_so(tmp_path: Path):
+    """`serve` said "serving on ..." and then: on a port in use or a host that does not resolve, a uvicorn
+    ERROR line (exit 3); on a port over 65535, nothing, for ever. It binds first now: an `error:` line, exit
+    2. --port 0 takes a free port, and the line names the one it got."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    proj = str(tmp_path / "proj")
+    assert run_cli("annotate", "load", proj, str(write_tasks(tmp_path / "t.jsonl", 2))).returncode == 0
+    assert run_cli("annotate", "add-annotator", proj, "ann").returncode == 0
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    for args, says in ((["--port", "99999"], "error: --port must lie in 0..65535 (0: a free one), got 99999"),
+                       (["--host", "no-such-host.invalid"], "error: --host 'no-such-host.invalid': "),
+                       (["--port", str(taken.getsockname()[1])], f"error: cannot listen on 127.0.0.1:"
+                                                                 f"{taken.getsockname()[1]}: Address already in use")):
+        r = run_cli("annotate", "serve", proj, *args, timeout=60)
+        assert r.returncode == 2 and says in r.stderr and "serving" not in r.stdout, (args, r.stdout, r.stderr)
+    taken.close()
+    proc = subprocess.Popen([sys.executable, "-m", "corpus", "annotate", "serve", proj, "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        port = int(re.search(r"http://127\.0\.0\.1:(\d+)/", line).group(1))
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/login") as resp:
+                    assert resp.status == 200
+                break
+            except urllib.error.URLError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()

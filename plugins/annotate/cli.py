@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -134,7 +135,9 @@ def _cmd_serve(args: argparse.Namespace, console: Any) -> int:
             local = ipaddress.ip_address(args.host).is_loopback
         except ValueError:
             local = args.host == "localhost"
-        console.print(f"serving {args.project} on http://{args.host}:{args.port}/ (Ctrl+C stops)")
+        sock = _listen(args.host, args.port)  # bound before saying so: a port in use was an ERROR after "serving"
+        port = sock.getsockname()[1]
+        console.print(f"serving {args.project} on http://{args.host}:{port}/ (Ctrl+C stops)")
         if not local:
             console.print("note: tokens and labels travel in plain HTTP: put a TLS proxy in front beyond loopback")
         app = create_app(store)
@@ -143,12 +146,36 @@ def _cmd_serve(args: argparse.Namespace, console: Any) -> int:
         interval = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL)
         try:
-            uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
-                        limit_concurrency=args.max_connections)
+            config = uvicorn.Config(app, log_level="warning", limit_concurrency=args.max_connections)
+            uvicorn.Server(config).run(sockets=[sock])
+        except KeyboardInterrupt:  # uvicorn stops on Ctrl+C, then raises it again: the way to stop, not a failure
+            console.print("stopped")
         finally:
+            sock.close()
             sys.setswitchinterval(interval)
             app.app.state.writer.close()  # the queued calls finish and commit before the store closes
     return 0
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket listening on host:port (0: a free port), or ValueError saying why not: an out-of-range
+    port (uvicorn then said it was serving and hung), a host that does not resolve, a port in use."""
+    if not 0 <= port <= 65535:
+        raise ValueError(f"--port must lie in 0..65535 (0: a free one), got {port}")
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise ValueError(f"--host {host!r}: {exc.strerror}") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(addr)
+        sock.listen(2048)  # uvicorn's own backlog
+    except OSError as exc:
+        sock.close()
+        raise ValueError(f"cannot listen on {host}:{port}: {exc.strerror} (another server holds it? choose "
+                         "another --port)") from None
+    return sock
 
 
 def add_annotate_parser(subparsers: Any) -> argparse.ArgumentParser:
