@@ -536,6 +536,7 @@ def test_serve_listens_before_it_says_so(tmp_path: Path):
     taken.bind(("127.0.0.1", 0))
     taken.listen()
     for args, says in ((["--port", "99999"], "error: --port must lie in 0..65535 (0: a free one), got 99999"),
+                       (["--max-connections", "0"], "error: --max-connections must be 1 or more, got 0"),
                        (["--host", "no-such-host.invalid"], "error: --host 'no-such-host.invalid': "),
                        (["--port", str(taken.getsockname()[1])], f"error: cannot listen on 127.0.0.1:"
                                                                  f"{taken.getsockname()[1]}: Address already in use")):

@@ -135,6 +135,8 @@ def _cmd_serve(args: argparse.Namespace, console: Any) -> int:
             local = ipaddress.ip_address(args.host).is_loopback
         except ValueError:
             local = args.host == "localhost"
+        if args.max_connections < 1:  # 0 answered every request with 503
+            raise ValueError(f"--max-connections must be 1 or more, got {args.max_connections}")
         sock = _listen(args.host, args.port)  # bound before saying so: a port in use was an ERROR after "serving"
         port = sock.getsockname()[1]
         console.print(f"serving {args.project} on http://{args.host}:{port}/ (Ctrl+C stops)")
