@@ -74,8 +74,12 @@ def _cmd_check(args: argparse.Namespace, console: Console) -> int:
     files, problems = check_inputs(cfg)
     if problems:
         raise InputError("\n  ".join(problems))
-    console.print(f"[green]ok[/]: {len(cfg.inputs)} inputs ({files} files), {len(cfg.pipeline)} operators: "
-                  + " -> ".join(op.name for op in cfg.pipeline))
+    n_in, n_ops = len(cfg.inputs), len(cfg.pipeline)
+    ops = f"{n_ops} operator{'s' * (n_ops != 1)}"
+    if n_ops:
+        ops += ": " + " -> ".join(op.name for op in cfg.pipeline)
+    console.print(f"[green]ok[/]: {n_in} input{'s' * (n_in != 1)} ({files} file{'s' * (files != 1)}), {ops}",
+                  highlight=False)
     return 0
 
 

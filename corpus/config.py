@@ -207,6 +207,12 @@ def read_yaml(path: str | Path) -> tuple[Any, dict]:
     return data, (_line_map(node) if node is not None else {})
 
 
+def config_dir(path: Path) -> Path:
+    """What a config's relative paths resolve against: its file's folder, or the working folder for a
+    config read from a pipe (`corpus run /dev/stdin`, `<(...)`), whose "folder" was /proc/PID/fd."""
+    return path.resolve().parent if path.is_file() else Path.cwd()
+
+
 def load_config(path: str | Path, output: str | Path | None = None) -> RunConfig:
     """Parse and validate a run config; raise ConfigError listing every problem."""
     path = Path(path)
@@ -260,7 +266,7 @@ def load_config(path: str | Path, output: str | Path | None = None) -> RunConfig
 
     if errors:
         raise ConfigError([f"{path}:{e}" for e in errors])
-    base = path.resolve().parent
+    base = config_dir(path)
     out_path = Path(out)  # type: ignore[arg-type]
     if output is None and not out_path.is_absolute():
         out_path = base / out_path

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import yaml
 
-from corpus.config import ConfigError, build_dataclass, read_yaml
+from corpus.config import ConfigError, build_dataclass, config_dir, read_yaml
 from corpus.writers import write_bytes_atomic
 
 if TYPE_CHECKING:
@@ -391,6 +391,6 @@ def load_plugin_config(cls: type[PluginConfig], path: str | Path, *, plugin: str
     """Read and validate a plugin's YAML config. ``overrides``: ``KEY=VALUE`` strings (``train.lr=1e-4``)."""
     path = Path(path)
     data, lines = read_yaml(path)
-    return parse_config(cls, data, source=str(path), lines=lines, base_dir=path.resolve().parent, plugin=plugin,
+    return parse_config(cls, data, source=str(path), lines=lines, base_dir=config_dir(path), plugin=plugin,
                         output=output, overrides=[parse_override(o) for o in overrides], said_by_set=True)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
@@ -180,3 +181,23 @@ def test_ctrl_c_says_resume_only_where_a_rerun_resumes(monkeypatch, capsys, tmp_
     assert cli.main(["profile", str(tmp_path)]) == 130
     err = capsys.readouterr().err
     assert "interrupted" in err and "resume" not in err, err
+
+
+def test_a_config_read_from_a_pipe_resolves_paths_against_the_working_folder(tmp_path: Path):
+    """`corpus run /dev/stdin` (or `<(...)`): relative paths resolved against the "folder" of the pipe,
+    /proc/PID/fd, so no input was ever found. They resolve against the working folder now."""
+    import subprocess
+    import sys
+
+    n = make_jsonl_corpus(tmp_path / "in", files=1, docs_per_file=5)
+    config = "output: out\ninputs:\n  - source: web\n    path: in\npipeline: []\n"
+
+    def corpus(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "corpus", *args], input=config, capture_output=True, text=True,
+                              cwd=tmp_path, timeout=120)
+
+    res = corpus("check", "/dev/stdin")
+    assert res.returncode == 0 and "ok: 1 input (1 file), 0 operators" in res.stdout, res.stderr
+    res = corpus("run", "/dev/stdin", "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["docs"] == n

@@ -276,4 +276,4 @@ def test_cli_errors_and_the_config_check_under_its_own_name(corpus, tmp_path):
     hint = run_cli("validate", str(config))
     assert hint.returncode == 2 and f"run `corpus check {config}`" in hint.stderr
     checked = run_cli("check", str(config))
-    assert checked.returncode == 0 and "ok: 1 inputs" in checked.stdout
+    assert checked.returncode == 0 and "ok: 1 input (" in checked.stdout
