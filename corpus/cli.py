@@ -43,6 +43,17 @@ def workers_arg(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected 0 (one per core) or more, got {text!r}") from None
 
 
+def count_arg(text: str) -> int:
+    """A count option: 0 or more."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {text!r}")
+    return n
+
+
 def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     from corpus.stats import final_text_bytes, print_stats
     from corpus.units import mb
@@ -423,6 +434,8 @@ def _cmd_export(args: argparse.Namespace, console: Console) -> int:
     from corpus.export import export
 
     columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns is not None else None
+    if columns == []:
+        raise ValueError("--columns: name at least one column (e.g. --columns id,text), or leave it out for all")
     done = export(Path(args.output), Path(args.dest), args.format, columns, args.compression)
     console.print(f"[green]exported[/] {done.docs:,} documents ({', '.join(done.columns)}) as {done.format} "
                   f"to {done.dest}", highlight=False)
@@ -500,7 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--suite", help="the suite (GX JSON) to check against")
     v.add_argument("--json", action="store_true", help="print the results document (for CI)")
     v.add_argument("-o", "--out", help="suggest: the suite file to write (default: <input name>.suite.json)")
-    v.add_argument("--examples", type=int, default=5, help="example rows per failed expectation")
+    v.add_argument("--examples", type=count_arg, default=5, help="example rows per failed expectation")
     v.add_argument("-w", "--workers", type=workers_arg, default=2, help="workers (default 2; 0: one per core)")
     v.set_defaults(fn=_cmd_validate)
 

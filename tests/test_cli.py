@@ -201,3 +201,11 @@ def test_a_config_read_from_a_pipe_resolves_paths_against_the_working_folder(tmp
     res = corpus("run", "/dev/stdin", "--quiet")
     assert res.returncode == 0, res.stderr
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["docs"] == n
+
+
+def test_empty_columns_and_negative_counts_are_refused(tmp_path: Path):
+    """`export --columns ""` said "no column(s) [] in this corpus"; `validate --examples -1` was taken."""
+    res = run_cli("export", str(tmp_path / "corpus"), str(tmp_path / "dest"), "--columns", " , ")
+    assert res.returncode == 2 and "error: --columns: name at least one column" in res.stderr, res.stderr
+    res = run_cli("validate", str(tmp_path), "--suite", "s.json", "--examples", "-1")
+    assert res.returncode == 2 and "argument --examples: expected 0 or more, got '-1'" in res.stderr, res.stderr
