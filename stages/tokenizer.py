@@ -112,6 +112,10 @@ def train_tokenizer(corpus: Path, out: Path, kind: str = "bpe", vocab_size: int 
     """
     if EOD not in special_tokens:
         raise ValueError(f"special_tokens must include the end-of-document token {EOD!r}")
+    if min_frequency < 0:  # the tokenizers library took it as unsigned: an OverflowError traceback
+        raise ValueError(f"min_frequency must be 0 or more, got {min_frequency}")
+    if max_docs is not None and max_docs < 1:  # 0 said the corpus had no documents; -5 was read as all of them
+        raise ValueError(f"max_docs must be 1 or more (or left out for every document), got {max_docs}")
     base = len(pre_tokenizers.ByteLevel.alphabet()) + len(special_tokens)
     if vocab_size <= base:
         raise ValueError(f"vocab_size {vocab_size} leaves no room for learned tokens: the byte alphabet and the "

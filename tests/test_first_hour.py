@@ -26,6 +26,15 @@ def test_tokenizer_train_refuses_a_missing_or_empty_corpus(tmp_path):
     empty = run_cli("tokenizer", "train", str(tmp_path / "empty"), "--out", str(tmp_path / "tok"))
     assert empty.returncode == 2 and "holds no corpus" in empty.stderr
     assert not (tmp_path / "tok" / "tokenizer.json").exists()
+    # Counts out of range: --min-frequency -3 was an OverflowError traceback; --max-docs 0 said the corpus
+    # had no documents, and -5 trained on every one.
+    out = _tiny_corpus(tmp_path)
+    for option, value, says in (("--min-frequency", "-3", "min_frequency must be 0 or more, got -3"),
+                                ("--max-docs", "0", "max_docs must be 1 or more"),
+                                ("--max-docs", "-5", "max_docs must be 1 or more")):
+        r = run_cli("tokenizer", "train", str(out), "--out", str(tmp_path / "tok"), option, value)
+        assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "tok" / "tokenizer.json").exists()
 
 
 def test_tokenizer_train_warns_when_the_vocabulary_is_smaller_than_asked(tmp_path):
