@@ -152,14 +152,17 @@ def export(out: Path, dest: Path, source: str | None = None, kind: str | None = 
     qdir, files = _quarantine_files(out)
     dest = Path(dest)
     check_dest(Path(out), dest)  # a new or empty folder outside the corpus: never over an input file
-    metas = []
-    for f in files:  # one per input file, or per part of a big one (corpus/readers/plan.py)
-        meta = _read_list_columns(f).with_row_index("i").with_columns(pl.lit(str(f)).alias("parquet"))
-        if source is not None:
-            meta = meta.filter(pl.col("source") == source)
-        if kind is not None:
-            meta = meta.filter(pl.col("kind") == kind)
-        metas.append(meta)
+    metas = [_read_list_columns(f).with_row_index("i").with_columns(pl.lit(str(f)).alias("parquet")) for f in files]
+    # A filter that names nothing quarantined is a typo, not an empty export: say what there is.
+    for value, column, option in ((source, "source", "--source"), (kind, "kind", "--kind")):
+        have = sorted({v for m in metas for v in m[column].unique().to_list()})
+        if value is not None and value not in have:
+            raise ValueError(f"{option} {value!r}: no quarantined record has it in {out}; there are: "
+                             f"{', '.join(have) if have else 'none'}")
+    if source is not None:
+        metas = [m.filter(pl.col("source") == source) for m in metas]
+    if kind is not None:
+        metas = [m.filter(pl.col("kind") == kind) for m in metas]
     if not metas:
         return []
     # An input file's records, from all its parts, in line order.

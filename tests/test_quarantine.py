@@ -128,7 +128,13 @@ def test_export_gives_back_the_exact_bytes_of_every_reader(run, tmp_path):
     assert len(written["web/a.jsonl"]) == HUGE + 4 + 13
     done = export(out, tmp_path / "only", source="forum", kind="malformed_row")
     assert [(e.source, e.file, e.records) for e in done] == [("forum", "posts.csv", 2)]
-    assert not export(out, tmp_path / "none", kind="no_such_kind")
+    # A filter that matches nothing quarantined is a typo: it exported nothing and said "exported 0".
+    with pytest.raises(ValueError, match="--kind 'no_such_kind': no quarantined record has it in .*; there are: "
+                                         ".*invalid_json.*malformed_row"):
+        export(out, tmp_path / "none", kind="no_such_kind")
+    res = run_cli("quarantine", "export", str(out), str(tmp_path / "none"), "--source", "foro")
+    assert res.returncode == 2 and "error: --source 'foro': no quarantined record has it" in res.stderr
+    assert "forum" in res.stderr and not (tmp_path / "none").exists()
 
 
 def test_export_never_writes_over_an_input_or_into_the_corpus(run, tmp_path):
