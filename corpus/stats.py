@@ -50,9 +50,14 @@ def funnel_rows(out: Path, run_id: str | None = None, cat: Catalog | None = None
                 ) -> tuple[str, list[dict], list[tuple], list[tuple], list[tuple]]:
     """Per stage and source: docs/bytes in and out and top drop reasons; quarantine by kind; balance."""
     cat = cat or _catalog(out)
-    run_id = run_id or cat.latest_run()
-    if run_id is None:
+    latest = cat.latest_run()
+    if latest is None:
         raise FileNotFoundError(f"{out}: the catalog has no runs yet")
+    if run_id is not None and not cat.query("SELECT 1 FROM runs WHERE run_id = ?", [run_id]):
+        # An empty funnel "of run nope (?)" read like a run that did nothing.
+        known = [r for (r,) in cat.query("SELECT run_id FROM runs ORDER BY started DESC LIMIT 5")]
+        raise FileNotFoundError(f"{out}: no run {run_id!r} in the catalog; the latest: {', '.join(known)}")
+    run_id = run_id or latest
     rows = cat.query(
         """SELECT stage_idx, stage, source, sum(docs_in), sum(docs_out), sum(bytes_in), sum(bytes_out), sum(seconds)
            FROM unit_stats WHERE run_id = ? GROUP BY ALL ORDER BY stage_idx, source""",

@@ -44,6 +44,8 @@ def test_run_stats_status_export(tmp_path: Path):
     assert rep.returncode == 0 and (tmp_path / "out" / "report.html").stat().st_size > 1000, rep.stderr
     rep = run_cli("report", str(tmp_path / "out"), "--run", "no-such-run")
     assert rep.returncode == 2 and "no run 'no-such-run' in the catalog" in rep.stderr
+    stats = run_cli("stats", str(tmp_path / "out"), "--run", "no-such-run")  # was an empty funnel "(?)"
+    assert stats.returncode == 2 and "no run 'no-such-run' in the catalog; the latest: " in stats.stderr
 
 
 def test_status_of_a_folder_that_is_not_an_output(tmp_path: Path):
