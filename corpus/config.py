@@ -75,6 +75,8 @@ def parse_size(value: int | str) -> int:
     if isinstance(value, bool):
         raise ValueError(f"expected a size like '128MB', got {value!r}")
     if isinstance(value, int):
+        if value < 0:  # split_bytes: -5 was taken, and read as "never split"
+            raise ValueError(f"expected a size >= 0, got {value}")
         return value
     m = _SIZE.match(str(value))
     if not m:

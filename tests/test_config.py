@@ -127,6 +127,8 @@ def test_parse_size():
     assert parse_size(4096) == 4096
     with pytest.raises(ValueError):
         parse_size("12 parsecs")
+    with pytest.raises(ValueError, match="expected a size >= 0, got -5"):  # split_bytes: -5 read as "never"
+        parse_size(-5)
 
 
 def test_cli_reports_config_errors_without_traceback(tmp_path: Path):
