@@ -22,6 +22,7 @@ from corpus.ids import POLICIES
 from corpus.operators import Operator, source_problems
 from corpus.readers.base import FORMATS, InputSpec
 from corpus.registry import suggest
+from corpus.writers import check_shard_max
 
 if TYPE_CHECKING:
     from corpus.executor import Executor
@@ -239,9 +240,7 @@ def load_config(path: str | Path, output: str | Path | None = None) -> RunConfig
     shard_max = 128 << 20
     if "shard_max_bytes" in data:
         try:
-            shard_max = parse_size(data["shard_max_bytes"])
-            if shard_max < 1024:
-                raise ValueError(f"too small ({shard_max} bytes); use at least 1KB")
+            shard_max = check_shard_max(parse_size(data["shard_max_bytes"]), least=1024)
         except ValueError as exc:
             errors.append(f"{lines.get(('shard_max_bytes',), 0)}: shard_max_bytes: {exc}")
     split_bytes = 64 << 20

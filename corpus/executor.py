@@ -92,7 +92,7 @@ from corpus.work import (
     worker_ready,
     write_marker,
 )
-from corpus.writers import link_or_copy
+from corpus.writers import check_shard_max, link_or_copy
 
 
 class PipelineError(ValueError):
@@ -347,6 +347,10 @@ class Executor:
         inputs = as_specs(inputs)
         if not isinstance(output, str | os.PathLike) or not str(output):
             raise PipelineError(f"output: give the folder to write the corpus into (a path), got {output!r}")
+        try:
+            check_shard_max(shard_max_bytes)  # as a config's: -1 or 10 bytes ran, a shard per chunk
+        except ValueError as exc:
+            raise PipelineError(f"shard_max_bytes: {exc}") from None
         out = Path(output).resolve()
         errors = [p for o in ops for p in param_problems(o)] + ensure_columns(ops, DOC_SCHEMA) + _publish_clashes(ops)
         errors += [p for _, p in source_problems(ops, [s.source for s in inputs])]

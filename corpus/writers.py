@@ -94,6 +94,16 @@ def write_parquet(df: pl.DataFrame, final: Path) -> dict:
     return rec
 
 
+def check_shard_max(n: int, least: int = 1) -> int:
+    """A run's shard_max_bytes, or ValueError (a config asks for ``least`` 1KB: '128' meant MB; tests cut
+    tiny shards on purpose)."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise ValueError(f"expected a number of bytes, got {n!r}")
+    if n < least:
+        raise ValueError(f"too small ({n} bytes); use at least {'1KB' if least == 1024 else f'{least} byte'}")
+    return n
+
+
 class ShardWriter:
     """Streams frames into Parquet shards named `<prefix>-<part:05d>.parquet`, starting a new shard when
     the current one holds `max_bytes` of text (max_bytes=None: one file, `<prefix>.parquet`).

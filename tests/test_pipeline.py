@@ -83,6 +83,11 @@ def test_inputs_may_be_paths_or_one_spec(tmp_path: Path):
     assert not (tmp_path / "bad").exists()
     with pytest.raises(PipelineError, match="output: give the folder to write the corpus into"):  # was pathlib's
         Pipeline([]).run(spec, None, workers=1, quiet=True)  # type: ignore[arg-type]
+    for size, says in ((0, r"too small \(0 bytes\)"), (-1, r"too small \(-1 bytes\)"),
+                       ("1MB", "expected a number of bytes, got '1MB'")):  # -1 and 0 ran, a shard per chunk
+        with pytest.raises(PipelineError, match=f"shard_max_bytes: {says}"):
+            Pipeline([]).run(spec, tmp_path / "bad", workers=1, quiet=True, shard_max_bytes=size)
+    assert not (tmp_path / "bad").exists()
 
 
 def test_an_input_may_not_read_the_output_folder(tmp_path: Path):
