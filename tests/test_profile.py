@@ -970,3 +970,15 @@ def test_spilled_texts_come_back_by_order_whatever_file_holds_them(tmp_path):
     assert fetch(np.array(asked)) == {o: texts[o] for o in asked if o in texts}
     assert fetch(np.array([], np.int64)) == {}
     assert len(os.listdir("/proc/self/fd")) == fds  # no file held open (a big corpus spills thousands)
+
+
+def test_a_negative_near_duplicate_sample_is_refused(tmp_path):
+    """sample_size -5 (or the operator's near_dup_sample) gave a near-duplicate rate of 0.5 on any corpus; 0
+    means no estimate."""
+    make_jsonl_corpus(tmp_path / "in", files=1, docs_per_file=20)
+    with pytest.raises(ValueError, match="near_dup_sample must be 0 \\(no near-duplicate estimate\\) or more"):
+        profile_input(tmp_path / "in", tmp_path / "prof", workers=1, sample_size=-5)
+    assert not (tmp_path / "prof").exists()
+    with pytest.raises(ValueError, match="got -1"):
+        Profile(near_dup_sample=-1)
+    assert profile_input(tmp_path / "in", tmp_path / "prof", workers=1, sample_size=0)["overall"]["near_dup_rate"] is None

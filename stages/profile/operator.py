@@ -9,7 +9,7 @@ import polars as pl
 from corpus.operators import SinkOperator, StageContext
 
 from .aggregate import Acc
-from .constants import NEAR_DUP_SAMPLE
+from .constants import NEAR_DUP_SAMPLE, check_sample
 from .inputs import Job, Unit, run_job
 from .spill import done, fresh_spill
 from .summary import finish, write_profile
@@ -26,6 +26,9 @@ class Profile(SinkOperator):
 
     near_dup_sample: int = NEAR_DUP_SAMPLE
     keep_features: bool = False  # keep the per-doc features Parquet files in fit/_spill
+
+    def __post_init__(self) -> None:
+        check_sample(self.near_dup_sample)
 
     def consume(self, ctx: StageContext) -> dict:
         spill = fresh_spill(ctx.artifacts)

@@ -19,7 +19,7 @@ from corpus.readers.plan import SPLIT_BYTES, number_lines, split_tasks
 from corpus.work import resolve_workers
 
 from .aggregate import Acc
-from .constants import CHUNK_BYTES, NEAR_DUP_SAMPLE
+from .constants import CHUNK_BYTES, NEAR_DUP_SAMPLE, check_sample
 from .features import chunk_features
 from .inputs import Unit, run_units, slices, unit_bytes
 from .spill import Spill, done, fresh_spill
@@ -65,6 +65,7 @@ def profile_input(inputs: Inputs, out: Path, workers: int = 2,
     out = Path(out)
     refuse_managed(out)
     workers = resolve_workers(workers)
+    check_sample(sample_size)
     if out.exists() and not out.is_dir():
         raise ValueError(f"profile: the output {out} is a file, not a folder")
     units, quarantine = _units(inputs, base_dir, out, split_bytes)
