@@ -981,4 +981,5 @@ def test_a_negative_near_duplicate_sample_is_refused(tmp_path):
     assert not (tmp_path / "prof").exists()
     with pytest.raises(ValueError, match="got -1"):
         Profile(near_dup_sample=-1)
-    assert profile_input(tmp_path / "in", tmp_path / "prof", workers=1, sample_size=0)["overall"]["near_dup_rate"] is None
+    none = profile_input(tmp_path / "in", tmp_path / "prof", workers=1, sample_size=0)
+    assert none["overall"]["near_dup_rate"] is None
