@@ -95,6 +95,11 @@ class TrainConfig:
             (self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1"),
             (self.log_every >= 1, "log_every must be >= 1"),
             (self.data_workers >= 0, "data_workers must be >= 0"),
+            (self.epochs >= 0, f"epochs must be >= 0, got {self.epochs}"),
+            # numpy's range: -1 was a bare "expected non-negative integer" as the run started
+            (0 <= self.seed < 2**32, f"seed must lie in [0, 2**32), got {self.seed}"),
+            (re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device) is not None,
+             f"device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -128,6 +133,11 @@ class SampleConfig:
     count: int = 2  # prompts (validation openings or conversations); 0: no samples
     prompt_tokens: int = 8
     max_new_tokens: int = 24
+
+    def __post_init__(self) -> None:
+        if min(self.count, self.prompt_tokens, self.max_new_tokens) < 0:
+            raise ValueError(f"count, prompt_tokens and max_new_tokens must be >= 0, got {self.count}, "
+                             f"{self.prompt_tokens}, {self.max_new_tokens}")
 
 
 @dataclass

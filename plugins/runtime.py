@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from corpus.plugins.base import TrainConfig
+from corpus.plugins.base import PluginInputError, TrainConfig
 
 
 def seed_everything(seed: int) -> None:
@@ -38,6 +38,9 @@ class Runtime:
         """Pick the device, join the process group under torchrun, seed everything, set determinism."""
         world = int(os.environ.get("WORLD_SIZE", "1"))
         local = int(os.environ.get("LOCAL_RANK", "0"))
+        if cfg.device.startswith("cuda") and not torch.cuda.is_available():  # was an AttributeError deep in torch
+            why = "this PyTorch is built without CUDA" if torch.version.cuda is None else "no CUDA device is visible"
+            raise PluginInputError(f"train.device {cfg.device!r}: {why}; use 'auto' (a GPU when there is one) or 'cpu'")
         want_cuda = cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())
         if want_cuda and cfg.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # must precede the first cuBLAS call

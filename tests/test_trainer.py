@@ -260,6 +260,29 @@ def test_config_errors_name_line_and_key(tmp_path: Path):
         "--set train.lr: expected float, got str 'fast'"]
 
 
+@pytest.mark.parametrize("override,says", [
+    ("train.device=tpu", "device must be auto, cpu, cuda, cuda:N or mps, got 'tpu'"),  # a traceback as it started
+    ("train.seed=-1", "seed must lie in [0, 2**32), got -1"),  # "expected non-negative integer", nothing more
+    ("train.epochs=-1", "epochs must be >= 0, got -1"),
+    ("samples.count=-1", "count, prompt_tokens and max_new_tokens must be >= 0, got -1, 8, 24"),
+])
+def test_training_settings_out_of_range_are_config_errors(tmp_path: Path, override: str, says: str):
+    path = tmp_path / "p.yaml"
+    path.write_text("output: out\ntrain:\n  max_steps: 2\n")
+    with pytest.raises(ConfigError) as exc:
+        load_plugin_config(PretrainConfig, path, overrides=[override])
+    assert any(says in e for e in exc.value.errors), exc.value.errors
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a machine with CUDA runs on it")
+def test_a_cuda_device_without_cuda_says_so():
+    """train.device cuda on a machine without it was an AttributeError from inside torch."""
+    from corpus.plugins.base import PluginInputError
+
+    with pytest.raises(PluginInputError, match="train.device 'cuda': .*; use 'auto' .* or 'cpu'"):
+        Runtime.create(TrainConfig(device="cuda", max_steps=1))
+
+
 def test_registry_finds_builtins_and_suggests():
     assert {"pretrain", "sft"} <= set(plugins.names())
     assert plugins.get("sft").name == "sft"
