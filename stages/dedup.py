@@ -29,6 +29,7 @@ from corpus.stages.dedup_index import (
     KEPT_COLUMNS,
     Layout,
     ResultLookup,
+    check_partitions,
     n_partitions,
     partition_of,
     read_partition,
@@ -136,6 +137,7 @@ class ExactDedup(GlobalFilterOperator):
 
     def __post_init__(self) -> None:
         Normalisation(self.normalise)
+        check_partitions(self.partitions)
 
     def fit(self, ctx: StageContext) -> None:
         t0 = time.perf_counter()

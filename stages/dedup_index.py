@@ -60,6 +60,12 @@ def write_json(path: Path, obj: Any) -> None:
     write_bytes_atomic(path, json.dumps(obj, indent=1, sort_keys=False, default=str).encode())
 
 
+def check_partitions(n: int) -> None:
+    """A dedup stage's ``partitions``: 0 (sized for it) or more; -1 was an OverflowError in the fit."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"partitions must be 0 (sized to the corpus) or more, got {n!r}")
+
+
 def n_partitions(records: int, bytes_per_record: int, workers: int, target_bytes: int = 64 << 20,
                  fixed: int = 0) -> int:
     """Enough partitions that one fits in ``target_bytes``, and at least one per worker."""

@@ -42,6 +42,7 @@ from corpus.schema import ID, ROW_ID, SOURCE
 from corpus.stages.dedup_index import (
     Layout,
     ResultLookup,
+    check_partitions,
     n_partitions,
     partition_of,
     read_partition,
@@ -164,6 +165,7 @@ class LineDedup(GlobalMapOperator):
         Normalisation(self.normalise)
         if self.scope not in ("corpus", "source"):
             raise ValueError(f"scope must be corpus or source, got {self.scope!r}")
+        check_partitions(self.partitions)
 
     def fit(self, ctx: StageContext) -> None:
         t0 = time.perf_counter()

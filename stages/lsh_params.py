@@ -44,9 +44,13 @@ def optimal_bands_rows(threshold: float, num_perm: int, fp_weight: float = DEFAU
         raise ValueError(f"threshold must be in (0, 1), got {threshold}")
     if num_perm < 2:
         raise ValueError(f"num_perm must be at least 2, got {num_perm}")
+    check_weights(fp_weight, fn_weight)
+    return _optimal_param(threshold, num_perm, fp_weight, fn_weight)
+
+
+def check_weights(fp_weight: float, fn_weight: float) -> None:
     if fp_weight < 0 or fn_weight < 0 or fp_weight + fn_weight == 0:
         raise ValueError(f"fp_weight and fn_weight must be >= 0 and not both 0, got {fp_weight}, {fn_weight}")
-    return _optimal_param(threshold, num_perm, fp_weight, fn_weight)
 
 
 def check_bands(num_perm: int, bands: int, rows: int) -> None:

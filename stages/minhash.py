@@ -47,6 +47,7 @@ from corpus.stages.dedup_index import (
     KEPT_COLUMNS,
     Layout,
     ResultLookup,
+    check_partitions,
     components,
     load_npy,
     mix64,
@@ -76,6 +77,7 @@ from corpus.stages.lsh_params import (
     DEFAULT_FN_WEIGHT,
     DEFAULT_FP_WEIGHT,
     check_bands,
+    check_weights,
     explain,
     optimal_bands_rows,
     s_curve,
@@ -418,6 +420,11 @@ class MinHashDedup(GlobalFilterOperator):
         if self.num_perm < 2 or self.ngram < 1 or self.bucket_all_pairs < 2:
             raise ValueError("num_perm must be >= 2, ngram >= 1 and bucket_all_pairs >= 2")
         check_bands(self.num_perm, self.bands, self.rows)
+        if not (self.bands and self.rows):  # the weights pick bands x rows: a bad one failed only in the fit
+            check_weights(self.fp_weight, self.fn_weight)
+        if not 0 <= self.seed < 2**32:  # numpy's seed range: -1 failed in the fit
+            raise ValueError(f"seed must lie in [0, 2**32), got {self.seed}")
+        check_partitions(self.partitions)
         Normalisation(self.normalise)
 
     # ------------------------------------------------------------ parameters

@@ -204,3 +204,21 @@ def test_one_discovery_for_every_kind_of_entry_point(fake_plugins):
     import fakeplug  # type: ignore[import-not-found]
 
     assert fakeplug.LOADED
+
+
+@pytest.mark.parametrize("op,params,says", [
+    ("exact_dedup", {"partitions": -1}, "partitions must be 0 (sized to the corpus) or more, got -1"),
+    ("line_dedup", {"partitions": -2}, "partitions must be 0 (sized to the corpus) or more, got -2"),
+    ("boilerplate_lines", {"partitions": -1}, "partitions must be 0"),
+    ("minhash_dedup", {"partitions": -1}, "partitions must be 0"),
+    ("minhash_dedup", {"seed": -1}, "seed must lie in [0, 2**32), got -1"),
+    ("minhash_dedup", {"fp_weight": -1.0}, "fp_weight and fn_weight must be >= 0 and not both 0, got -1.0, 0.9"),
+])
+def test_dedup_settings_a_fit_would_fail_on_are_refused_when_made(op: str, params: dict, says: str):
+    """They passed `corpus check` and failed in the fit, after the whole corpus was read (partitions -1:
+    an OverflowError traceback from a worker)."""
+    from corpus.registry import get
+
+    with pytest.raises(ValueError) as exc:
+        get(op)(**params)
+    assert says in str(exc.value)
