@@ -154,15 +154,14 @@ def export(out: Path, dest: Path, source: str | None = None, kind: str | None = 
     check_dest(Path(out), dest)  # a new or empty folder outside the corpus: never over an input file
     metas = [_read_list_columns(f).with_row_index("i").with_columns(pl.lit(str(f)).alias("parquet")) for f in files]
     # A filter that names nothing quarantined is a typo, not an empty export: say what there is.
-    for value, column, option in ((source, "source", "--source"), (kind, "kind", "--kind")):
+    for value, column in ((source, "source"), (kind, "kind")):
+        if value is None:
+            continue
         have = sorted({v for m in metas for v in m[column].unique().to_list()})
-        if value is not None and value not in have:
-            raise ValueError(f"{option} {value!r}: no quarantined record has it in {out}; there are: "
+        if value not in have:
+            raise ValueError(f"--{column} {value!r}: no quarantined record has it in {out}; there are: "
                              f"{', '.join(have) if have else 'none'}")
-    if source is not None:
-        metas = [m.filter(pl.col("source") == source) for m in metas]
-    if kind is not None:
-        metas = [m.filter(pl.col("kind") == kind) for m in metas]
+        metas = [m.filter(pl.col(column) == value) for m in metas]
     if not metas:
         return []
     # An input file's records, from all its parts, in line order.

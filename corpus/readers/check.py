@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -38,6 +37,7 @@ class FieldSample:
     """The fields of a file's first records, in the order first seen."""
 
     file: str
+    path: str = ""  # the file itself (file: as the input names it)
     fields: list[str] = field(default_factory=list)
     records: int = 0  # records sampled (JSONL objects); 0 for a schema (Parquet, CSV header, DuckDB columns)
     lines: int = 0  # JSONL: non-blank lines read
@@ -51,7 +51,7 @@ class FieldSample:
 
 def sample_fields(task: ReadTask, records: int = SAMPLE_RECORDS) -> FieldSample | None:
     """The fields of a task's first records (None: the file cannot be sampled: the run reports that itself)."""
-    sample = FieldSample(task.rel_path)
+    sample = FieldSample(task.rel_path, str(task.path))
     if task.format == "jsonl":
         _jsonl_fields(task, records, sample)
     elif task.format == "parquet":
@@ -157,10 +157,9 @@ def field_problems(tasks: Sequence[ReadTask], files: int = SAMPLE_FILES) -> list
         fix = f"set {setting}" if setting != "meta_keys" else "check meta_keys"
         head = key.split(".")[0]
         if "." in key and head in s.fields:  # a path into nested objects: keys are top-level fields
-            path = next((str(t.path) for t in tasks if Path(t.path).name == s.file), s.file)
             alias = {"text_key": "text", "id_key": "id"}.get(setting, key.split(".")[-1])
             fix += (f" to a top-level field; to read a nested one, select it with a DuckDB input (format: duckdb, "
-                    f"query: SELECT {key} AS {alias}, ... FROM read_json_auto('{path}'))")
+                    f"query: SELECT {key} AS {alias}, ... FROM read_json_auto('{s.path}'))")
         problems.append(f"no field {key!r} in {s.where}{more}; fields seen: {_shown(s.fields)} — {fix}")
     return problems
 
