@@ -259,9 +259,24 @@ def read_header(idx: Path) -> tuple[np.dtype, int, int]:
 
 
 def _map(path: Path, dtype: np.dtype) -> np.ndarray:
-    if path.stat().st_size == 0:  # mmap cannot map an empty file
+    size = path.stat().st_size
+    if size % dtype.itemsize:
+        raise ShardError(f"{path}: {size:,} bytes, not a whole number of {dtype.name} values ({dtype.itemsize} bytes "
+                         f"each): the file is truncated or damaged ({STALE})")
+    if size == 0:  # mmap cannot map an empty file
         return np.empty(0, dtype=dtype)
     return np.memmap(path, dtype=dtype.newbyteorder("<"), mode="r")
+
+
+def read_sidecar(path: Path) -> dict[str, Any]:
+    """A shard set's JSON sidecar; a file that is not a JSON object raises ShardError naming it."""
+    try:
+        meta = json.loads(path.read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ShardError(f"{path}: not a readable sidecar ({exc}); {STALE}") from None
+    if not isinstance(meta, dict):
+        raise ShardError(f"{path}: not a readable sidecar (a JSON {type(meta).__name__}, not an object); {STALE}")
+    return meta
 
 
 def _near(prefix: Path) -> str:
@@ -286,6 +301,10 @@ class IndexedDataset:
             raise ShardError(f"{self.prefix}: not a token shard set ({' and '.join(missing)} not found)"
                              + _near(self.prefix))
         self.dtype, n, self.document_count = read_header(self.files["idx"])
+        size = self.files["idx"].stat().st_size
+        if size != idx_size(n) or self.document_count != n + 1:
+            raise ShardError(f"{self.files['idx']}: {size:,} bytes for the {n:,} sequences its header counts "
+                             f"(expected {idx_size(n):,}): the file is truncated or damaged ({STALE})")
         idx = np.memmap(self.files["idx"], dtype=np.uint8, mode="r")
         off = HEADER.size
         self.lengths = np.frombuffer(idx, dtype="<i4", count=n, offset=off)
@@ -295,8 +314,7 @@ class IndexedDataset:
         self.doc_idx = np.frombuffer(idx, dtype="<i8", count=self.document_count, offset=off)
         self.tokens = _map(self.files["bin"], self.dtype)
         self.loss_mask = _map(self.files["mask"], np.dtype(np.uint8)) if self.files["mask"].exists() else None
-        self.meta: dict[str, Any] = (json.loads(self.files["json"].read_text())
-                                     if self.files["json"].exists() else {})
+        self.meta: dict[str, Any] = read_sidecar(self.files["json"]) if self.files["json"].exists() else {}
 
     def __len__(self) -> int:
         return int(self.lengths.size)
@@ -406,7 +424,7 @@ def check_content(prefix: str | Path) -> tuple[int, int]:
     files = paths(prefix)
     if not files["json"].exists():
         raise ShardError(f"{files['json']}: missing, so the shard set cannot be checked: {STALE}")
-    meta = json.loads(files["json"].read_text())
+    meta = read_sidecar(files["json"])
     errors = _size_errors(files, meta)
     if errors:
         raise ShardError("; ".join(errors))
@@ -491,7 +509,10 @@ def verify(prefix: str | Path, tokenizer: Any = None) -> list[str]:
     if size != idx_size(n) or n_docs != n + 1:
         return [f"{files['idx']}: {size} bytes for {n} sequences / {n_docs} documents; "
                 f"expected {idx_size(n)} bytes and {n + 1} documents (34 + 20N + 8)"]
-    ds = IndexedDataset(prefix)
+    try:
+        ds = IndexedDataset(prefix)
+    except ShardError as exc:
+        return [str(exc)]
     lens = ds.lengths.astype(np.int64)
     if lens.size and lens.min() < 0:
         errors.append(f"negative sequence lengths at {np.flatnonzero(lens < 0)[:5].tolist()}")
@@ -573,11 +594,15 @@ def merge(prefixes: Sequence[str | Path], out_prefix: str | Path, extra: dict | 
     thousands of parts are fine). Returns the merged sidecar, with the merged files' hashes."""
     if not prefixes:
         raise ValueError("merge needs at least one shard set")
+    into = [p for p in prefixes if Path(p).resolve() == Path(out_prefix).resolve()]
+    if into:
+        raise ValueError(f"merge: the output {out_prefix} is one of the shard sets to merge; "
+                         "name a new prefix (merging into an input would overwrite it as it is read)")
     for p in prefixes:
         check_content(p)
     files = [paths(p) for p in prefixes]
     heads = [read_header(f["idx"]) for f in files]
-    metas = [json.loads(f["json"].read_text()) for f in files]
+    metas = [read_sidecar(f["json"]) for f in files]
     dtypes = {h[0] for h in heads}
     if len(dtypes) > 1:
         raise ValueError(f"cannot merge shard sets of different dtypes: {sorted(d.name for d in dtypes)}")

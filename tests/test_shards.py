@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import struct
 from pathlib import Path
 
@@ -287,3 +288,32 @@ def test_blend_converges_to_weights_and_is_deterministic(tmp_path):
     assert small.max() < 3
     loaded = load_blend(tmp_path / "mix")
     assert np.array_equal(loaded["dataset_index"], a["dataset_index"]) and loaded["seed"] == 1
+
+
+def test_damaged_files_are_named_by_every_reader(tmp_path):
+    """A truncated .bin or .idx, or a sidecar that is not JSON: verify lists it, inspect and the training
+    reader name the file (numpy's 'not a multiple of the data-type size' named nothing)."""
+    write_documents(tmp_path / "s", [[1, 2, 3], [4, 5]], vocab_size=10)
+    good = {ext: Path(f"{tmp_path}/s.{ext}").read_bytes() for ext in ("bin", "idx", "json")}
+    for ext, bad, why in (("bin", good["bin"][:-1], r"s\.bin: 9 bytes, not a whole number of uint16"),
+                          ("idx", good["idx"][:-3], r"s\.idx: 79 bytes for (the )?2 sequences"),
+                          ("json", b"[1", r"s\.json: not a readable sidecar"),
+                          ("json", b"[1]", r"s\.json: not a readable sidecar")):
+        Path(f"{tmp_path}/s.{ext}").write_bytes(bad)
+        errors = verify(tmp_path / "s")
+        assert errors and any(re.search(why, e) for e in errors), (ext, errors)
+        with pytest.raises(ShardError, match=why):
+            IndexedDataset(tmp_path / "s")
+        res = run_cli("shards", "inspect", str(tmp_path / "s"))
+        assert res.returncode != 0 and "Traceback" not in res.stderr and f"s.{ext}" in res.stderr, res.stderr
+        Path(f"{tmp_path}/s.{ext}").write_bytes(good[ext])
+    assert verify(tmp_path / "s") == []
+
+
+def test_merge_refuses_an_output_that_is_an_input(tmp_path):
+    write_documents(tmp_path / "a", [[1, 2]], vocab_size=10)
+    write_documents(tmp_path / "b", [[3]], vocab_size=10)
+    before = Path(f"{tmp_path}/a.bin").read_bytes()
+    with pytest.raises(ValueError, match="is one of the shard sets to merge"):
+        merge([tmp_path / "a", tmp_path / "b"], tmp_path / "sub" / ".." / "a")
+    assert Path(f"{tmp_path}/a.bin").read_bytes() == before and verify(tmp_path / "a") == []
