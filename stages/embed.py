@@ -3,8 +3,9 @@
 The unit of work is a *piece*: a row range of one shard holding about ``piece_bytes`` of text, planned
 from the Parquet metadata as tokenize plans its own, so a one-shard corpus still feeds every worker and
 the plan never depends on the worker count. Each worker process loads the model once (its share of the
-cores as torch and tokenizer threads), embeds its piece's documents, each cut to its first ``max_tokens``
-tokens, with ``SentenceTransformer.encode`` (which batches by length), and writes
+cores as tokenizer threads), embeds its piece's documents on one torch thread (a matmul's sums are
+ordered by its thread count, so more threads would make the vectors' last bits depend on the workers),
+each cut to its first ``max_tokens`` tokens, with ``SentenceTransformer.encode`` (which batches by length), and writes
 ``vectors/<piece>.parquet`` (``row_id``, ``id``, ``embedding``: a fixed-size float32 or float16 array)
 and then a marker. A killed run redoes only the pieces without an intact file; the listing
 ``embeddings.json`` (model and its hash, dimension, dtype, each file's rows, row_id range, size and
@@ -48,7 +49,7 @@ LISTING = "embeddings.json"
 VECTORS = "vectors"
 EMBEDDING = "embedding"
 CHARS_PER_TOKEN = 64
-VERSION = "1"
+VERSION = "2"  # 2: one torch thread per piece (1 let the vectors depend on the worker count)
 DTYPES = ("float32", "float16")
 EXTRA = "the embed stages need the [embed] extra: pip install 'corpusforge[embed]'"
 
@@ -93,19 +94,16 @@ _MODELS: dict[tuple[str, int], Any] = {}
 
 def load_model(path: str, max_tokens: int = 0, threads: int = 0) -> Any:
     """The model, once per process; ``max_tokens`` (0: the model's own limit) truncates every text.
-    ``threads``: torch and tokenizer threads in a worker process (0: leave the default)."""
+    ``threads``: tokenizer threads in a worker process (0: leave the default)."""
     key = (path, max_tokens)
     if key not in _MODELS:
         if threads:
             os.environ.setdefault("RAYON_NUM_THREADS", str(threads))  # the tokenizer's pool, sized on first use
         try:
-            import torch
             from sentence_transformers import SentenceTransformer
             from transformers.utils import logging as hf_logging
         except ImportError:
             raise ValueError(EXTRA) from None
-        if threads:
-            torch.set_num_threads(threads)
         logging.getLogger("sentence_transformers").setLevel(logging.WARNING)  # "Loading model ..." on every load
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
@@ -127,9 +125,16 @@ def _dimension(model: Any) -> int:
 
 def encode(model: Any, texts: list[str], batch_size: int, normalize: bool) -> np.ndarray:
     """float32 vectors of texts (``encode`` sorts them by length into batches, then restores the order)."""
+    import torch
+
     cut = model.max_seq_length * CHARS_PER_TOKEN
-    return model.encode([t[:cut] for t in texts], batch_size=batch_size, normalize_embeddings=normalize,
-                        convert_to_numpy=True, show_progress_bar=False).astype(np.float32, copy=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the same sums in every process, whatever the worker count (see above)
+    try:
+        return model.encode([t[:cut] for t in texts], batch_size=batch_size, normalize_embeddings=normalize,
+                            convert_to_numpy=True, show_progress_bar=False).astype(np.float32, copy=False)
+    finally:
+        torch.set_num_threads(threads)
 
 
 # ---------------------------------------------------------------- one piece (worker side)
