@@ -3,10 +3,11 @@ train``), score documents with it (``quality_score``) and filter on the score (`
 a threshold or GPT-3-style Pareto sampling).
 
 The same machinery trains any text classifier: two labels (quality: ``hq`` against ``lq``, the
-default) or more (topic, domain). Examples come from files (JSONL, Parquet, text with one document a
-line, a corpus folder: positive and negative sets, or one set with a label column) or from a DuckDB
-query returning ``text`` and ``label``; every source is read through DuckDB (a corpus folder through
-its manifest check). Exact duplicate texts are kept once, so no held-out text is also a training text.
+default) or more (topic, domain). Examples come from files (positive and negative sets, or one set
+with a label column), read by the corpus readers as a run's inputs are (JSONL, Parquet, CSV; text
+files one document a line), from a corpus folder (checked against its manifest), or from a DuckDB
+query returning ``text`` and ``label``. Exact duplicate texts are kept once, so no held-out text is
+also a training text.
 
 The model folder holds ``model.bin`` and ``metrics.json`` (labels, parameters, counts, held-out
 precision, recall, F1 and ROC AUC, and the model's sha256, which the scorer checks before use).
@@ -23,6 +24,7 @@ import hashlib
 import json
 import logging
 import tempfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,8 @@ import polars as pl
 from corpus.integrity import file_sha256
 from corpus.operators import Columns, FilterOperator, MapOperator, Verdict
 from corpus.owner import refuse_managed
+from corpus.readers import InputSpec, plan_tasks, read_task, whole_file_problem
+from corpus.readers.check import QuarantineShare
 from corpus.schema import ROW_ID, TEXT
 from corpus.stages.langid import load_model, one_line
 from corpus.stages.rules import RULE_VALUE, Rule, RuleReport, evaluate
@@ -47,51 +51,57 @@ log = logging.getLogger(__name__)
 # ---------------------------------------------------------------- reading examples
 
 
-def _relation(path: Path, text_key: str) -> str:
-    """A DuckDB relation over a file or a folder of files (JSONL, Parquet, text: one document a line)."""
-    p = str(path)
-    if path.is_dir():
-        parquet, jsonl = sorted(path.glob("*.parquet")), sorted(path.glob("*.json*"))
-        if not parquet and not jsonl:
-            raise ValueError(f"{path}: no .parquet or .jsonl files in this folder")
-        p = str(path / ("*.parquet" if parquet else "*.json*"))
-    name = path.name if not path.is_dir() else p
-    if name.endswith(".parquet"):
-        return f"read_parquet({_q(p)})"
-    if ".json" in name:
-        return f"read_json_auto({_q(p)}, format = 'newline_delimited')"
-    if name.endswith(".txt"):
-        return f"(SELECT column0 AS {_ident(text_key)} FROM read_csv({_q(p)}, header = false, columns = " \
-               f"{{'column0': 'VARCHAR'}}, delim = '\\x1f', quote = '', escape = ''))"
-    raise ValueError(f"{path}: read .jsonl(.gz/.zst), .parquet, .txt files, a folder of them, or a corpus folder")
-
-
-def _q(s: str) -> str:
-    return "'" + s.replace("'", "''") + "'"
-
-
-def _ident(s: str) -> str:
-    return '"' + s.replace('"', '""') + '"'
-
-
-def read_texts(path: str | Path, text_key: str = TEXT, label_key: str | None = None) -> pl.DataFrame:
-    """``text`` (and ``label``) of every record of a file, folder or corpus folder (checked)."""
+def read_texts(path: str | Path, text_key: str = TEXT, label_key: str | None = None,
+               role: str = "examples") -> pl.DataFrame:
+    """``text`` (and ``label``) of every record of a file, folder or glob, read by the corpus readers as a
+    run reads its inputs (JSONL plain or compressed, Parquet, CSV; text files one document a line), or of
+    a corpus folder (checked against its manifest). Records the readers would quarantine are left out and
+    counted in a warning; a file without the text field, or mostly such records (a wrong --text-key), is
+    an error. ``role`` names the files in messages (positive, negative, labelled)."""
     path = Path(path)
-    if not path.exists():
-        raise ValueError(f"{path}: no such file or folder")
-    cols = [text_key] + ([label_key] if label_key else [])
     if (path / "manifest.json").is_file():
         from corpus.export import shard_frames
 
+        cols = [text_key] + ([label_key] if label_key else [])
         df = pl.concat([f for _, f in shard_frames(path, columns=cols)])
-    else:
-        sql = f"SELECT {', '.join(_ident(c) for c in cols)} FROM {_relation(path, text_key)}"
-        try:
-            df = duckdb.sql(sql).pl()
-        except duckdb.Error as exc:
-            raise ValueError(f"{path}: cannot read {cols} ({str(exc).splitlines()[0]})") from exc
-    df = df.rename({text_key: "text"} | ({label_key: "label"} if label_key else {}))
-    return df.with_columns(pl.col("text").cast(pl.String), *([pl.col("label").cast(pl.String)] if label_key else []))
+        df = df.rename({text_key: "text"} | ({label_key: "label"} if label_key else {}))
+        return df.with_columns(pl.col("text").cast(pl.String),
+                               *([pl.col("label").cast(pl.String)] if label_key else []))
+    spec = InputSpec(source=role, path=str(path), text_key=text_key, text_mode="line",
+                     meta_keys=[label_key] if label_key else [])
+    texts: list[pl.Series] = []
+    labels: list[str | None] = []
+    bad: Counter[str] = Counter()
+    tasks = plan_tasks([spec])
+    share = QuarantineShare(tasks)  # a wrong text_key is an error, as in a run
+    for task in tasks:
+        problem = whole_file_problem(task)
+        if problem:
+            raise ValueError(f"{role} examples {task.path}: {problem} (--text-key names the text field)")
+        for chunk in read_task(task):
+            texts.append(chunk.docs["text"])
+            if label_key:
+                labels += [_label(json.loads(m).get(label_key)) for m in chunk.docs["meta"].to_list()]
+            kinds = Counter(chunk.bad["kind"].to_list())
+            bad.update(kinds)
+            share.add(role, chunk.docs.height + chunk.bad.height, kinds)
+            share.check(role)
+    if tasks:
+        share.check(role, final=True)
+    text = pl.concat(texts) if texts else pl.Series("text", [], pl.String)
+    if bad:
+        kinds = ", ".join(f"{k} {v:,}" for k, v in sorted(bad.items()))
+        log.warning("%s: %s of %s records left out, as a run would quarantine them (%s)", path,
+                    f"{bad.total():,}", f"{bad.total() + len(text):,}", kinds)
+    if label_key and len(text) and all(v is None for v in labels):
+        raise ValueError(f"{path}: no record has the label field {label_key!r} (--label-column)")
+    df = pl.DataFrame({"text": text.cast(pl.String)})
+    return df.with_columns(pl.Series("label", labels, pl.String)) if label_key else df
+
+
+def _label(value: Any) -> str | None:
+    """A label as text: a string as it is, a number or boolean as JSON writes it (1, true)."""
+    return value if value is None or isinstance(value, str) else json.dumps(value)
 
 
 def load_examples(positive: list[str] = (), negative: list[str] = (), labelled: list[str] = (),
@@ -99,9 +109,11 @@ def load_examples(positive: list[str] = (), negative: list[str] = (), labelled: 
                   positive_label: str = "hq", negative_label: str = "lq") -> pl.DataFrame:
     """Examples as ``text``, ``label``: positive and negative files, files with a label column, or a
     DuckDB query (its columns ``text`` and ``label``)."""
-    parts = [read_texts(p, text_key).with_columns(pl.lit(positive_label).alias("label")) for p in positive]
-    parts += [read_texts(p, text_key).with_columns(pl.lit(negative_label).alias("label")) for p in negative]
-    parts += [read_texts(p, text_key, label_key) for p in labelled]
+    parts = [read_texts(p, text_key, role="positive").with_columns(pl.lit(positive_label).alias("label"))
+             for p in positive]
+    parts += [read_texts(p, text_key, role="negative").with_columns(pl.lit(negative_label).alias("label"))
+              for p in negative]
+    parts += [read_texts(p, text_key, label_key, role="labelled") for p in labelled]
     if query:
         try:
             q = duckdb.sql(query).pl()

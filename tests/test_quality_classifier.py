@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 from helpers import run_cli
 
+from corpus.readers import InputError
 from corpus.stages.classifier import (
     QualityScore,
     QualityScoreFilter,
@@ -142,3 +143,32 @@ def test_cli_trains_a_topic_classifier_from_a_query_and_a_label_column(tmp_path:
     # bad input: one error line
     res = run_cli("quality", "train", "--positive", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "x"))
     assert res.returncode == 2 and res.stderr.startswith("error:") and "missing.jsonl" in res.stderr
+
+
+def test_examples_are_read_as_a_run_reads_its_inputs(tmp_path: Path, caplog):
+    """Examples go through the corpus readers: CSV and compressed JSONL as in a pipeline (a CSV folder was
+    refused: 'no .parquet or .jsonl files'), a bad record left out with a warning (it failed the whole
+    file), a wrong --text-key or a CSV without the column named, numeric labels as JSON writes them."""
+    import gzip
+
+    good, bad = labelled_set(40, 5)
+    (tmp_path / "pos").mkdir()
+    pl.DataFrame({"post": good, "n": range(40)}).write_csv(tmp_path / "pos" / "posts.csv")
+    lines = [json.dumps({"post": t}) for t in bad] + ["{not json"]
+    (tmp_path / "neg.jsonl.gz").write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    with caplog.at_level("WARNING"):
+        df = load_examples([str(tmp_path / "pos")], [str(tmp_path / "neg.jsonl.gz")], text_key="post")
+    assert sorted(df.filter(pl.col("label") == "hq")["text"].to_list()) == sorted(good)
+    assert sorted(df.filter(pl.col("label") == "lq")["text"].to_list()) == sorted(bad)
+    assert "neg.jsonl.gz: 1 of 41 records left out, as a run would quarantine them (invalid_json 1)" in caplog.text
+    with pytest.raises(ValueError, match=r"positive examples .*posts\.csv: .*no column 'text' .*--text-key"):
+        load_examples([str(tmp_path / "pos")], [], text_key="text")
+    with pytest.raises(InputError, match=r"input 'negative': 41 of its 41 records quarantined .*"
+                                         r"no field 'body'.*fields seen: post"):
+        load_examples([], [str(tmp_path / "neg.jsonl.gz")], text_key="body")
+    (tmp_path / "lab.jsonl").write_text("".join(json.dumps({"text": t, "y": i % 2}) for i, t in enumerate(good[:4]))
+                                        .replace("}{", "}\n{") + "\n")
+    assert load_examples(labelled=[str(tmp_path / "lab.jsonl")], label_key="y")["label"].to_list() == \
+        ["0", "1", "0", "1"]
+    with pytest.raises(ValueError, match=r"lab\.jsonl: no record has the label field 'topic'"):
+        load_examples(labelled=[str(tmp_path / "lab.jsonl")], label_key="topic")
