@@ -446,6 +446,7 @@ def _cmd_quarantine(args: argparse.Namespace, console: Console) -> int:
     from rich.table import Table
 
     from corpus import quarantine
+    from corpus.report.html import plural
 
     if args.action == "list":
         df = quarantine.summary(Path(args.output))
@@ -455,15 +456,16 @@ def _cmd_quarantine(args: argparse.Namespace, console: Console) -> int:
         for src, file, kind, n, nbytes, side in df.iter_rows():
             t.add_row(src, file, kind, f"{n:,}", f"{nbytes:,}", f"{side:,}")
         console.print(t)
-        console.print(f"{df['records'].sum():,} quarantined records in {df['file'].n_unique():,} files")
+        console.print(f"{plural(int(df['records'].sum()), 'quarantined record')} in "
+                      f"{plural(df['file'].n_unique(), 'file')}")
         return 0
     done = quarantine.export(Path(args.output), Path(args.dest), source=args.source, kind=args.kind)
     for e in done:
         where = str(e.path) if e.path else "-"
-        console.print(f"{e.source}/{e.file}: {e.records:,} records, {e.bytes:,} bytes -> {where}"
+        console.print(f"{e.source}/{e.file}: {plural(e.records, 'record')}, {plural(e.bytes, 'byte')} -> {where}"
                       + (f" ({e.note})" if e.note else ""), highlight=False)
-    console.print(f"[green]exported[/] {sum(e.records for e in done):,} quarantined records "
-                  f"from {sum(1 for e in done if e.path):,} files to {args.dest}")
+    console.print(f"[green]exported[/] {plural(sum(e.records for e in done), 'quarantined record')} "
+                  f"from {plural(sum(1 for e in done if e.path), 'file')} to {args.dest}")
     return 0
 def _cmd_verify(args: argparse.Namespace, console: Console) -> int:
     from corpus.manifest import check_corpus, read_manifest

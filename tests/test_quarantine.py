@@ -124,6 +124,7 @@ def test_export_gives_back_the_exact_bytes_of_every_reader(run, tmp_path):
         assert hashlib.sha256(written[name]).digest() == hashlib.sha256(data).digest(), name
     assert "tab/nokey.parquet: 0 records, 0 bytes -> - (quarantined as a whole (unreadable_file): read the " \
            "original)" in res.stdout
+    assert "notes/big.txt: 1 record, 2,000 bytes -> " in res.stdout  # not "1 records"
     # Filters: one source, one kind. The big line came back through its side file.
     assert len(written["web/a.jsonl"]) == HUGE + 4 + 13
     done = export(out, tmp_path / "only", source="forum", kind="malformed_row")
