@@ -14,6 +14,7 @@ from pathlib import Path
 
 import duckdb
 
+from corpus.errors import duckdb_os_error
 from corpus.integrity import CorruptFileError
 
 SCHEMA = """
@@ -119,6 +120,9 @@ class Catalog:
                 con = duckdb.connect(str(self.path), read_only=read_only)
                 break
             except duckdb.IOException as exc:
+                as_os = duckdb_os_error(exc)
+                if as_os is not None:  # a full disk, a read-only folder: not damage
+                    raise as_os from None
                 if "could not set lock" not in str(exc).lower():  # not held by another process: damaged
                     raise CatalogDamagedError(damaged(self.path, exc)) from None
                 if attempt == retries - 1:

@@ -685,7 +685,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, ConfigError):
             msg = "\n  ".join(exc.errors)
         elif isinstance(exc, OSError):
-            msg = describe_os_error(exc)
+            msg = describe_os_error(exc, getattr(args, "resumes", False))
         elif isinstance(exc, duckdb.Error):
             msg = describe_duckdb_error(exc)
         elif isinstance(exc, KeyError) and exc.args:

@@ -32,23 +32,35 @@ class SpawnedImportError(RuntimeError):
     """A run started by a worker process while it imported the script that started the parent run."""
 
 
-def describe_os_error(exc: OSError) -> str:
-    """`[Errno 28] No space left on device: 'x'` as `no space left on device writing x; free some space...`."""
+def describe_os_error(exc: OSError, resumes: bool = True) -> str:
+    """`[Errno 28] No space left on device: 'x'` as `no space left on device writing x; free some space...`.
+    ``resumes``: whether the command keeps its finished work (else a rerun starts over, and says so)."""
     cause = _CAUSES.get(exc.errno) if exc.errno is not None else None
     if cause is None or exc.filename is None:
         return str(exc)
     what, todo = cause
+    if not resumes:
+        todo = todo.replace(RESUME, "rerun the command")
     return f"{what.format(file=exc.filename)}; {todo}"
 
 
-def describe_duckdb_error(exc: Exception) -> str:
-    """DuckDB says which file it could not write but not as an errno: word it like the OSError it was."""
-    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+def duckdb_os_error(exc: Exception) -> OSError | None:
+    """The OSError a DuckDB error stands for ('Could not write file "x": No space left on device'), or None:
+    DuckDB says which file it could not write, but not as an errno."""
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     for code in _CAUSES:
         m = re.search(r'file "([^"]+)": ' + re.escape(os.strerror(code)), msg)
         if m:
-            return describe_os_error(OSError(code, os.strerror(code), m.group(1)))
-    return msg
+            return OSError(code, os.strerror(code), m.group(1))
+    return None
+
+
+def describe_duckdb_error(exc: Exception) -> str:
+    """A DuckDB error in one line, worded like the OSError it was when it was one."""
+    as_os = duckdb_os_error(exc)
+    if as_os is not None:
+        return describe_os_error(as_os)
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def worker_death(pid: int | None, exitcode: int | None, unit: str | None) -> str:

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from corpus.manifest import file_sha256
-from corpus.writers import atomic_path, write_bytes_atomic
+from corpus.writers import atomic_path, naming, write_bytes_atomic
 
 MAGIC = b"MMIDIDX\x00\x00"
 VERSION = 1
@@ -78,17 +78,20 @@ def paths(prefix: str | Path) -> dict[str, Path]:
 class _Hashed:
     """A binary file being written, with the sha256 and size of what went into it."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, shown: Path | None = None):
         self.fh = open(path, "wb")  # noqa: SIM115 - closed by close() or the with block
+        self.shown = shown or path  # the name an error gives (the final one, not the temp file's)
         self.sha, self.bytes = hashlib.sha256(), 0
 
     def write(self, data: bytes) -> None:
-        self.fh.write(data)
+        with naming(self.shown):
+            self.fh.write(data)
         self.sha.update(data)
         self.bytes += len(data)
 
     def close(self) -> None:
-        self.fh.close()
+        with naming(self.shown):  # buffered bytes are written now
+            self.fh.close()
 
     def record(self) -> dict[str, Any]:
         return {"bytes": self.bytes, "sha256": self.sha.hexdigest()}
@@ -147,8 +150,8 @@ class IndexedWriter:
         self.prefix.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = {k: _tmp(self.files[k]) for k in ("bin", "mask")}
         self._len_tmp = _tmp(self.files["idx"]).with_name(_tmp(self.files["idx"]).name + ".len")
-        self._bin = _Hashed(self._tmp["bin"])
-        self._mask = _Hashed(self._tmp["mask"]) if with_mask else None
+        self._bin = _Hashed(self._tmp["bin"], self.files["bin"])
+        self._mask = _Hashed(self._tmp["mask"], self.files["mask"]) if with_mask else None
         self._lens = open(self._len_tmp, "wb")  # noqa: SIM115 - closed by finalize/abort
         self._hi = np.iinfo(self.dtype).max if self.dtype.kind in "iu" else None
         self.documents = self.tokens = 0
@@ -173,16 +176,19 @@ class IndexedWriter:
                 raise ValueError(f"loss mask has {mask.size} values for {flat.size} tokens")
             self._mask.write(np.asarray(mask, dtype=np.uint8).tobytes())  # type: ignore[union-attr]
         self._bin.write(flat.astype(self.dtype.newbyteorder("<"), copy=False).tobytes())
-        self._lens.write(lengths.astype("<i4").tobytes())
+        with naming(self.files["idx"]):
+            self._lens.write(lengths.astype("<i4").tobytes())
         self.documents += int(lengths.size)
         self.tokens += int(flat.size)
 
     def finalize(self, meta: dict[str, Any] | None = None) -> dict[str, Any]:
         """Close, write the index and the sidecar (``meta`` plus counts and each file's size and sha256,
         hashed as it was written), rename into place."""
-        for fh in (self._bin, self._mask, self._lens):
+        for fh in (self._bin, self._mask):
             if fh is not None:
                 fh.close()
+        with naming(self.files["idx"]):
+            self._lens.close()
         self._closed = True
         n = self.documents
 

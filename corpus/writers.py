@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import re
 import shutil
 import stat
 from collections.abc import Iterator
@@ -38,7 +39,7 @@ def atomic_path(final: Path) -> Iterator[Path]:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".tmp-{os.getpid()}-{final.name}")
     try:
-        with _naming(final):
+        with naming(final):
             yield tmp
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
@@ -62,14 +63,21 @@ def _check_destination(final: Path) -> None:
 
 
 @contextmanager
-def _naming(path: Path) -> Iterator[None]:
-    """pyarrow's write errors carry no file name: give them the file being written (for `error:` lines)."""
+def naming(path: Path) -> Iterator[None]:
+    """pyarrow's and numpy's write errors carry no file name, and polars' are not OSErrors ("underlying IO
+    error: No space left on device (os error 28)"): give them the file being written, as OSErrors (for
+    `error:` lines: "no space left on device writing PATH")."""
     try:
         yield
     except OSError as exc:
         if exc.filename is not None or exc.errno is None:
             raise
         raise OSError(exc.errno, os.strerror(exc.errno), str(path)) from exc
+    except pl.exceptions.PolarsError as exc:
+        code = re.search(r"\(os error (\d+)\)", str(exc))
+        if code is None:
+            raise
+        raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(path)) from exc
 
 
 def link_or_copy(src: Path, dst: Path) -> None:
@@ -123,7 +131,7 @@ class ShardWriter:
         self._ctx = atomic_path(self.folder / name)
         self._tmp = self._ctx.__enter__()
         try:
-            with _naming(self.folder / name):
+            with naming(self.folder / name):
                 self._writer = pq.ParquetWriter(self._tmp, self._schema, **PARQUET_OPTS)
         except BaseException:
             self._tmp.unlink(missing_ok=True)
@@ -133,7 +141,7 @@ class ShardWriter:
     def _close(self) -> None:
         if self._writer is None:
             return
-        with _naming(self.folder / self._name):
+        with naming(self.folder / self._name):
             self._writer.close()
         rec = record(self._tmp, self._docs)
         self._ctx.__exit__(None, None, None)  # type: ignore[union-attr]
@@ -167,7 +175,7 @@ class ShardWriter:
             table = table.cast(self._schema)
         if self._writer is None:
             self._open()
-        with _naming(self.folder / self._name):
+        with naming(self.folder / self._name):
             self._writer.write_table(table)  # type: ignore[union-attr]
         self._docs += df.height
         self._bytes += text_bytes

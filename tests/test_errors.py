@@ -94,6 +94,50 @@ def test_disk_full_names_the_first_failure(tmp_path: Path):
     assert res.stdout.startswith(f"no space left on device writing {mnt}/catalog.duckdb"), res.stdout + res.stderr
 
 
+
+@needs_mount
+def test_disk_full_in_profile_and_token_shards_names_the_file(tmp_path: Path):
+    """`corpus profile` said "[Errno 28] Error writing bytes to file" or ended in a polars ComputeError
+    traceback, and a token shard's write "[Errno 28] No space left on device": no file named. A profile
+    starts over when rerun, so it does not promise to resume."""
+    rng = random.Random(1)
+    (tmp_path / "in").mkdir()
+    with open(tmp_path / "in" / "big.jsonl", "w") as fh:
+        for i in range(3000):
+            fh.write(json.dumps({"text": rng.randbytes(1000).hex(), "n": i}) + "\n")
+    mnt = tmp_path / "mnt"
+    res = _on_tmpfs(mnt, "size=2m", f"$CORPUS profile {tmp_path / 'in'} -o {mnt}/prof -w 1")
+    assert res.returncode == 2
+    line = _one_error_line(res.stderr)
+    assert line.startswith(f"error: no space left on device writing {mnt}/prof/"), line
+    assert line.endswith("then rerun the command"), line
+    probe = tmp_path / "probe.py"
+    probe.write_text(textwrap.dedent(f"""
+        from corpus.errors import describe_os_error
+        from corpus.shards import write_documents
+        try:
+            write_documents("{mnt}/tok/train", [list(range(1000))] * 200, vocab_size=50000)
+        except OSError as exc:
+            print(describe_os_error(exc))
+    """))
+    res = _on_tmpfs(mnt, "size=64k", f"{sys.executable} {probe}")
+    assert res.stdout.startswith(f"no space left on device writing {mnt}/tok/train.bin;"), res.stdout + res.stderr
+    # A DuckDB file that cannot be made on a full disk is not "damaged" (the catalog, an annotation project)
+    probe.write_text(textwrap.dedent(f"""
+        from pathlib import Path
+        from corpus.catalog import Catalog
+        from corpus.plugins.annotate.store import Store
+        for make in (lambda: Catalog(Path("{mnt}/out/catalog.duckdb")), lambda: Store(Path("{mnt}/proj"))):
+            try:
+                make()
+            except OSError as exc:
+                print(type(exc).__name__, exc.filename)
+    """))
+    res = _on_tmpfs(mnt, "size=64k", f"mkdir {mnt}/out && head -c 60000 /dev/zero > {mnt}/fill && "
+                                     f"{sys.executable} {probe}")
+    assert res.stdout.splitlines() == [f"OSError {mnt}/out/catalog.duckdb", f"OSError {mnt}/proj/annotate.duckdb"], \
+        res.stdout + res.stderr
+
 PLUGIN = '''
 import os
 import signal

@@ -31,6 +31,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from corpus.errors import duckdb_os_error
 from corpus.integrity import CorruptFileError
 from corpus.plugins.annotate.assign import DONE, OPEN, SKIPPED, Pool
 from corpus.plugins.preferences import Preference
@@ -111,6 +112,9 @@ class Store:
         try:
             self.con = duckdb.connect(str(self.path))
         except duckdb.IOException as exc:  # truncated or overwritten (another process is kept out by RunLock)
+            as_os = duckdb_os_error(exc)
+            if as_os is not None:  # a full disk, a read-only folder: not damage
+                raise as_os from None
             why = str(exc).strip().splitlines()[0]
             raise CorruptFileError(f"{self.path}: the annotation project's database is damaged ({why}); it holds "
                                    "the labels, so nothing was changed: restore it from a copy, or load the tasks "

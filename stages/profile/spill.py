@@ -21,6 +21,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from corpus.writers import naming
+
 from .features import Chunk
 
 SPILL = "_spill"
@@ -40,6 +42,10 @@ class Spill:
     def write(self, ch: Chunk) -> None:
         if ch.docs.height == 0:
             return
+        with naming(self.folder):  # polars and pyarrow say "Error writing bytes to file" and no more
+            self._write(ch)
+
+    def _write(self, ch: Chunk) -> None:
         # No dictionary pages, no statistics: they cost more than they save for a file read once.
         ch.docs.write_parquet(self.name("feat", "parquet"), compression="uncompressed", statistics=False,
                               use_pyarrow=False)
