@@ -8,6 +8,7 @@ page checksums so any pyarrow reader can detect a damaged page.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import io
 import os
@@ -73,11 +74,26 @@ def naming(path: Path) -> Iterator[None]:
         if exc.filename is not None or exc.errno is None:
             raise
         raise OSError(exc.errno, os.strerror(exc.errno), str(path)) from exc
-    except pl.exceptions.PolarsError as exc:
+    except Exception as exc:
+        # Rust libraries (polars, safetensors) end their messages with "(os error 28)"; torch.save says
+        # "file write failed" and no more: on a disk with no room left, that is the cause.
         code = re.search(r"\(os error (\d+)\)", str(exc))
-        if code is None:
-            raise
-        raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(path)) from exc
+        if code is not None:
+            raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(path)) from exc
+        if "writ" in str(exc).lower() and _full(path):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from exc
+        raise
+
+
+def _full(path: Path) -> bool:
+    """Whether the file system holding ``path`` (or its nearest existing folder) has under 1 MB free."""
+    where = Path(path)
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    try:
+        return shutil.disk_usage(where).free < (1 << 20)
+    except OSError:
+        return False
 
 
 def link_or_copy(src: Path, dst: Path) -> None:

@@ -31,7 +31,7 @@ import torch
 from safetensors.torch import load_model, save_model
 
 from corpus.manifest import file_sha256
-from corpus.writers import write_bytes_atomic
+from corpus.writers import naming, write_bytes_atomic
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "corpusforge.files/1"
@@ -172,6 +172,15 @@ def save_checkpoint(ckpt_root: Path, step: int, *, model: torch.nn.Module, optim
     """Write a checkpoint collectively (rank 0 writes shared state, every rank its RNG)."""
     name = f"step-{step:08d}"
     tmp, final = ckpt_root / f".tmp-{name}", ckpt_root / name
+    with naming(final):  # a full disk: "no space left on device writing .../step-N", not a torch traceback
+        _save_checkpoint(tmp, final, ckpt_root, name, step, model=model, optimizer=optimizer, scheduler=scheduler,
+                         trainer_state=trainer_state, rank=rank, world=world, keep=keep, barrier=barrier)
+    return final
+
+
+def _save_checkpoint(tmp: Path, final: Path, ckpt_root: Path, name: str, step: int, *, model: torch.nn.Module,
+                     optimizer: torch.optim.Optimizer, scheduler: Any, trainer_state: dict[str, Any], rank: int,
+                     world: int, keep: int, barrier: Any) -> None:
     if rank == 0:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -190,7 +199,6 @@ def save_checkpoint(ckpt_root: Path, step: int, *, model: torch.nn.Module, optim
         write_bytes_atomic(ckpt_root / "latest", name.encode())
         prune(ckpt_root, keep, step)
     barrier()
-    return final
 
 
 def load_checkpoint(path: Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
@@ -220,7 +228,11 @@ def export_pretrained(model: torch.nn.Module, folder: Path, tokenizer: Any = Non
     ``AutoModelFor*.from_pretrained(folder)`` loads it. A LoRA model is saved merged (its adapter too,
     under ``adapter/``). Written beside the target, with a manifest of its files last, and swapped in, so
     a reader never sees half a model."""
-    model = unwrap(model)
+    with naming(folder):  # a full disk: "no space left on device writing FOLDER", not a safetensors traceback
+        return _export(unwrap(model), folder, tokenizer, extra)
+
+
+def _export(model: torch.nn.Module, folder: Path, tokenizer: Any, extra: dict[str, Any] | None) -> Path:
     tmp = folder.with_name(f".tmp-{folder.name}")
     shutil.rmtree(tmp, ignore_errors=True)
     if hasattr(model, "merge_and_unload"):  # a peft model: keep the adapter, export the merged weights

@@ -138,6 +138,38 @@ def test_disk_full_in_profile_and_token_shards_names_the_file(tmp_path: Path):
     assert res.stdout.splitlines() == [f"OSError {mnt}/out/catalog.duckdb", f"OSError {mnt}/proj/annotate.duckdb"], \
         res.stdout + res.stderr
 
+
+@needs_mount
+def test_disk_full_while_training_names_the_checkpoint(tmp_path: Path):
+    """A checkpoint or an exported model on a full disk ended in a torch ("file write failed") or
+    safetensors ("(os error 28)") traceback."""
+    pytest.importorskip("torch")
+    mnt = tmp_path / "mnt"
+    probe = tmp_path / "probe.py"
+    probe.write_text(textwrap.dedent(f"""
+        from pathlib import Path
+        import torch
+        from transformers import GPT2Config, GPT2LMHeadModel
+        from corpus.errors import describe_os_error
+        from corpus.plugins.checkpoint import export_pretrained, save_checkpoint
+        model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=64, n_head=2, vocab_size=4000, n_positions=64))
+        opt = torch.optim.AdamW(model.parameters())
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+        for save in (lambda: save_checkpoint(Path("{mnt}/ckpt"), 5, model=model, optimizer=opt, scheduler=sched,
+                                             trainer_state={{}}, rank=0, world=1, keep=2, barrier=lambda: None),
+                     lambda: export_pretrained(model, Path("{mnt}/final"))):
+            try:
+                save()
+            except OSError as exc:
+                print(describe_os_error(exc))
+    """))
+    res = _on_tmpfs(mnt, "size=512k", f"{sys.executable} {probe}")
+    assert res.stdout.splitlines() == [
+        f"no space left on device writing {mnt}/ckpt/step-00000005; free some space (or use a bigger disk), then "
+        "rerun the same command to resume (finished work is kept)",
+        f"no space left on device writing {mnt}/final; free some space (or use a bigger disk), then rerun the same "
+        "command to resume (finished work is kept)"], res.stdout + res.stderr
+
 PLUGIN = '''
 import os
 import signal
