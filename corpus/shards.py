@@ -225,7 +225,8 @@ class IndexedWriter:
 
     def _cleanup(self) -> None:
         for p in (*self._tmp.values(), self._len_tmp):
-            p.unlink(missing_ok=True)
+            if p.exists():  # unlink(missing_ok) raises EROFS on a read-only disk, hiding the first error
+                p.unlink()
 
     def __enter__(self) -> IndexedWriter:
         return self

@@ -46,7 +46,8 @@ def atomic_path(final: Path) -> Iterator[Path]:
                 os.fsync(fh.fileno())
             os.replace(tmp, final)
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp.exists():  # not unlink(missing_ok): on a read-only disk it raises EROFS and hides the first error
+            tmp.unlink()
 
 
 def _check_destination(final: Path) -> None:
@@ -71,7 +72,7 @@ def naming(path: Path) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        if exc.filename is not None or exc.errno is None:
+        if exc.errno is None or (exc.filename is not None and not _temp_of(str(exc.filename), Path(path))):
             raise
         raise OSError(exc.errno, os.strerror(exc.errno), str(path)) from exc
     except Exception as exc:
@@ -83,6 +84,12 @@ def naming(path: Path) -> Iterator[None]:
         if "writ" in str(exc).lower() and _full(path):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from exc
         raise
+
+
+def _temp_of(name: str, path: Path) -> bool:
+    """Whether ``name`` is a temp file written for ``path`` (.tmp-PID-NAME beside it): an error names
+    the file the user asked for."""
+    return name.startswith(str(path.parent / ".tmp-")) and name.endswith(path.name)
 
 
 def _full(path: Path) -> bool:

@@ -61,6 +61,12 @@ def test_read_only_output_folder(tmp_path: Path):
     line = _one_error_line(second)
     assert "read-only file system" in line and f"{mnt}/new" in line, line
     assert res.returncode == 2
+    # A file written whole, then renamed into place, is named as asked: the temp file's cleanup raised EROFS
+    # too, and that error ("{mnt}/.tmp-PID-s.json") hid the first one.
+    res = _on_tmpfs(mnt, "size=8m", f"$CORPUS run {cfg} -o {mnt}/out -q && mount -o remount,ro {mnt} && "
+                                    f"$CORPUS validate suggest {mnt}/out --out {mnt}/s.json")
+    assert _one_error_line(res.stderr) == f"error: {mnt}/s.json is on a read-only file system; choose a writable " \
+                                          "output folder"
 
 
 @needs_mount
