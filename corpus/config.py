@@ -183,7 +183,10 @@ def build_dataclass(cls: type, params: dict, where: str, lines: dict, path: tupl
     try:
         return cls(**params)
     except (ValueError, TypeError) as exc:  # the operator's own __post_init__ checks
-        errors.append(f"{lines.get(path, 0)}: {where}: {exc}")
+        # A message that starts with a parameter given here ("max_words (5) is below ...") points at its line.
+        first = re.match(r"['\"]?(\w+)", str(exc))
+        key = first.group(1) if first and first.group(1) in params else None
+        errors.append(f"{lines.get(path + (key,), lines.get(path, 0)) if key else lines.get(path, 0)}: {where}: {exc}")
         return None
 
 

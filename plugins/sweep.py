@@ -56,8 +56,10 @@ class SweepConfig:
     def __post_init__(self) -> None:
         if self.method not in ("grid", "random"):
             raise ValueError(f"method must be 'grid' or 'random', got {self.method!r}")
-        if self.trials < 1 or self.parallel < 1:
-            raise ValueError("trials and parallel must be >= 1")
+        for name in ("trials", "parallel"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
         for name in ("plugin", "base", "output"):
             if not getattr(self, name):
                 raise ValueError(f"'{name}' is required")

@@ -49,8 +49,9 @@ def test_good_config_loads(tmp_path: Path):
         ("    path: in", "    path: in\n    format: xml", "c.yaml:6: inputs[0].format: 'xml' is not one of"),
         ("    path: in", "    path: in\n    txt_key: body", "c.yaml:6: inputs[0].txt_key: unknown parameter "
                                                              "(did you mean 'text_key'?)"),
-        ("    min_chars: 10", "    min_chars: 10\n    max_chars: 5", "pipeline[1] (length_filter): max_chars (5) "
-                                                                    "is below min_chars (10)"),
+        # an operator's own check that names a parameter points at that parameter's line (it gave the op's)
+        ("    min_chars: 10", "    min_chars: 10\n    max_chars: 5", "c.yaml:10: pipeline[1] (length_filter): "
+                                                                    "max_chars (5) is below min_chars (10)"),
         ("workers: 1", "workers: 1\nshard_max_bytes: lots", "shard_max_bytes: expected a size like '128MB'"),
         ("    min_chars: 10", "    min_chars: 10\n  - op: sample\n    weights: {wbe: 0.5}",
          "c.yaml:10: pipeline[2] 'sample': weights names the source 'wbe', which no input has (did you mean 'web'?); "

@@ -77,6 +77,10 @@ def test_random_space_is_seeded_and_checked(tmp_path: Path, shards):  # noqa: F8
     assert exc.value.errors == [f"{sweep}:6: space.train.lr: log_uniform needs [low, high] with 0 < low <= high, got "
                                 "[0, 0.001]", f"{sweep}:7: space.train.epochs: int_uniform needs whole numbers, got "
                                 "[1.5, 3]"]
+    sweep.write_text("plugin: pretrain\nbase: base.yaml\noutput: o\nparallel: 0\nspace:\n  train.lr: [1]\n")
+    with pytest.raises(ConfigError) as exc:  # was "s.yaml:1: sweep: trials and parallel must be >= 1"
+        load_sweep(sweep)
+    assert exc.value.errors == [f"{sweep}:4: sweep: parallel must be a whole number >= 1, got 0"]
     sweep.write_text("plugin: pretrain\nbase: base.yaml\noutput: o\nspace:\n  train.batch_size: [0]\n")
     with pytest.raises(ConfigError, match="trial 0.*batch_size and grad_accum must be >= 1"):
         load_sweep(sweep)  # every trial's config is validated before any runs

@@ -222,7 +222,7 @@ def test_config_errors_name_line_and_key(tmp_path: Path):
     text = "\n".join(exc.value.errors)
     assert "p.yaml:3: model.hiden_size: unknown parameter (did you mean 'hidden_size'?)" in text
     assert "p.yaml:4: model.layers: expected int, got str 'two'" in text
-    assert "p.yaml:5: train: batch_size and grad_accum must be >= 1" in text
+    assert "p.yaml:7: train: batch_size and grad_accum must be >= 1" in text  # the line of batch_size
     assert "objective must be one of" in text
     # Out-of-range values are refused before anything runs (negative max_steps trained a whole epoch, a
     # model with no layers trained, dropout 1.5 ended in torch's traceback)
@@ -237,7 +237,9 @@ def test_config_errors_name_line_and_key(tmp_path: Path):
         path.write_text("output: out\n" + body)
         with pytest.raises(ConfigError) as exc:
             load_plugin_config(PretrainConfig, path, plugin="pretrain")
-        assert f"p.yaml:2: {msg}" in "\n".join(exc.value.errors)
+        # the line of the parameter the message starts with, else the section's
+        key, first = body.split("\n")[1].split(":")[0].strip(), msg.split(": ", 1)[1].split()[0].rstrip(",")
+        assert f"p.yaml:{3 if first == key else 2}: {msg}" in "\n".join(exc.value.errors)
     # A failed section is said once: its parent's checks do not judge the stand-in's defaults (an SFT data
     # section that failed left "give at least one dataset" beside its real error), other problems still show
     from corpus.plugins.sft import SFTConfig
