@@ -247,8 +247,8 @@ def test_config_errors_name_line_and_key(tmp_path: Path):
     path.write_text("output: out\ndata:\n  datasets:\n    - path: d.jsonl\n      weight: -1\ntrain:\n  lr: 0\n")
     with pytest.raises(ConfigError) as exc:
         load_plugin_config(SFTConfig, path, plugin="sft")
-    assert sorted(exc.value.errors) == [f"{path}:4: data.datasets[0]: weight and few_shot must be >= 0",
-                                        f"{path}:6: train: lr must be > 0, got 0"]
+    assert sorted(exc.value.errors) == [f"{path}:5: data.datasets[0]: weight and few_shot must be >= 0",
+                                        f"{path}:7: train: lr must be > 0, got 0"]  # the parameters' lines
     path.write_text("output: out\ntrain:\n  lr: 3e-4\n")  # YAML reads 3e-4 as a string: accepted as a float
     cfg = load_plugin_config(PretrainConfig, path, overrides=["train.warmup_steps=7"])
     assert cfg.train.lr == 3e-4 and cfg.train.warmup_steps == 7 and cfg.output == str(tmp_path / "out")
