@@ -273,7 +273,7 @@ def _cmd_shards(args: argparse.Namespace, console: Console) -> int:
         for prefix in args.prefix:
             errors += [f"{prefix}: {e}" for e in shards.verify(prefix, tokenizer=args.tokenizer)]
         for e in errors:
-            console.print(f"[red]{e}[/]")
+            console.print(f"[red]{escape(e)}[/]", highlight=False, soft_wrap=True)  # one line each, however long
         if not errors:
             console.print(f"[green]ok[/]: {len(args.prefix)} shard set(s) verified")
         return 1 if errors else 0
@@ -479,7 +479,7 @@ def _cmd_verify(args: argparse.Namespace, console: Console) -> int:
                                  "problems": [{"path": p, "problem": w} for p, w in problems]})
     else:
         for path, why in problems:
-            console.print(f"[red]bad[/] {out / path}: {why}", highlight=False)
+            console.print(f"[red]bad[/] {escape(str(out / path))}: {escape(why)}", highlight=False, soft_wrap=True)
         if not problems:
             console.print(f"[green]ok[/]: {files} files of {out} match manifest.json", highlight=False)
     return 1 if problems else 0

@@ -317,3 +317,15 @@ def test_merge_refuses_an_output_that_is_an_input(tmp_path):
     with pytest.raises(ValueError, match="is one of the shard sets to merge"):
         merge([tmp_path / "a", tmp_path / "b"], tmp_path / "sub" / ".." / "a")
     assert Path(f"{tmp_path}/a.bin").read_bytes() == before and verify(tmp_path / "a") == []
+
+
+def test_verify_prints_each_error_on_one_line(tmp_path):
+    """Rich wrapped a long error at the console's width, splitting a path (grep, and this suite's own
+    checks on a long temp path, missed it)."""
+    deep = tmp_path / ("d" * 150)
+    write_documents(deep / "s", [[1, 2, 3]], vocab_size=10)
+    flip_low_bits(deep / "s.bin", 1)
+    res = run_cli("shards", "verify", str(deep / "s"))
+    assert res.returncode == 1
+    assert any(str(deep / "s.bin") in line and "sha256 differs" in line for line in res.stdout.splitlines()), \
+        res.stdout
