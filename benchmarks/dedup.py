@@ -18,8 +18,8 @@ normalisation) is the ground truth. Each contender runs in a fresh subprocess, a
     punctuation and digits as the textbook loop), 1,000 documents a call, then
     ``RMinHashDeduplicator`` (LSH, candidates checked on the signatures): query, then add. One thread.
 (d) gaoya (Rust): ``MinHashStringIndex`` with its own analyzer (lowercased whitespace words,
-    5-grams; 128 hashes, bands from its S-curve): query, then insert. One thread. (c) and (d) come with
-    ``pip install -e '.[bench]'`` (skipped when absent).
+    5-grams; 128 hashes, bands from its S-curve): query, then insert. One thread. (c) and (d) are contenders, not
+    dependencies: ``pip install rensa gaoya`` into .venv (skipped when absent).
 (e) ours: ``corpus.Pipeline([MinHashDedup(threshold=0.8)])`` with 2 workers: JSONL in, Parquet out,
     everything included (reading, markers, catalog, the accounting check); and the minhash stage
     alone: its fit (signatures to clusters, wall time) plus its per-shard apply (worker seconds / 2).
@@ -465,7 +465,7 @@ def _contenders(n: int, folder: Path, result: Path, truth: Truth, meta: dict, sk
             except RuntimeError as exc:
                 if f"No module named '{key}'" not in str(exc):
                     raise
-                print(f"{key} skipped: not installed (pip install -e '.[bench]')")
+                print(f"{key} skipped: not installed (pip install {key})")
                 continue
             ev = evaluate(truth, meta["planted"], components([tuple(p) for p in json.loads(result.read_text())]))
             rows.append(_row(LIBRARIES[key], 1, r, meta, ev))
