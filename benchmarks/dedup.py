@@ -11,7 +11,8 @@ normalisation) is the ground truth. Each contender runs in a fresh subprocess, a
 (b) datatrove: ``MinhashDedupSignature -> Buckets -> Cluster -> Filter`` with its defaults
     (``MinhashConfig()``: 5-grams, 14 x 8 hashes), JSONL in and out, ``LocalPipelineExecutor`` with
     2 workers, installed in its own venv (``benchmarks/_work/dt-venv``: ``pip install datatrove tokenizers
-    orjson "xxhash<3.5"``, datatrove 0.10 hashes str, which xxhash 4 refuses; skipped when absent). Only
+    orjson regex spacy "xxhash<3.5"``: its word tokenizer needs regex and spacy, and datatrove 0.10 hashes
+    str, which xxhash 4 refuses; skipped when absent). Only
     ``start_method="fork"`` differs from its defaults (forkserver): so its workers are our children
     and their CPU time and memory are measured.
 (c) rensa (Rust): ``RMinHash.from_token_sets`` over word 5-grams made in Python (lowercase,
