@@ -279,6 +279,40 @@ def test_fast_and_per_line_paths_agree(tmp_path):
     assert fast["meta"].to_list() == slow["meta"].to_list()
 
 
+
+def test_dotted_keys_name_nested_fields_on_every_path(tmp_path):
+    """`text_key: doc.body`, `id_key: m.url`: the nested fields, in JSONL (both paths) and Parquet struct
+    columns; a field named with the dots itself wins; the text is not kept again in meta; a record
+    without the nested field, or with a non-string one, is quarantined as a top-level one would be."""
+    recs = [{"doc": {"body": f"text {i}", "title": f"t{i}"}, "m": {"url": f"u{i}"}, "n": i} for i in range(3)]
+    recs.append({"doc": {"body": "only body"}, "m": {"url": "u3"}, "n": 3})
+    bad = [{"doc": {"title": "no body"}, "m": {"url": "x"}}, {"doc": "not an object"}, {"doc": {"body": 5}}]
+    kw = {"text_key": "doc.body", "id_key": "m.url"}
+    fast = read_path(write(tmp_path / "fast.jsonl", jsonl(recs)), **kw)[0]
+    slow, quarantined, _ = read_path(write(tmp_path / "slow.jsonl", jsonl(recs + bad) + b"{bad\n"), **kw)
+    expect_text = ["text 0", "text 1", "text 2", "only body"]
+    for docs in (fast, slow):
+        assert docs["text"].to_list() == expect_text and docs["id"].to_list() == ["u0", "u1", "u2", "u3"]
+    assert [json.loads(m) for m in fast["meta"]] == [{"doc": {"title": f"t{i}"}, "n": i} for i in range(3)] + \
+        [{"doc": {"title": None}, "n": 3}]  # polars' struct: a key other records have is null (module doc)
+    assert [json.loads(m) for m in slow["meta"]] == [{"doc": {"title": f"t{i}"}, "n": i} for i in range(3)] + \
+        [{"n": 3}]  # per record: the object left empty goes
+    assert quarantined.select("kind", "error").rows() == [
+        ("missing_text", "no field 'doc.body'"), ("missing_text", "no field 'doc.body'"),
+        ("non_string_text", "text field 'doc.body' is int, expected string"),
+        ("invalid_json", "Expecting property name enclosed in double quotes: line 1 column 2")]
+    (tmp_path / "p").mkdir()
+    pq.write_table(pa.Table.from_pylist(recs), tmp_path / "p" / "n.parquet")
+    docs, none, _ = read_path(tmp_path / "p" / "n.parquet", **kw)
+    assert none.height == 0 and docs["text"].to_list() == expect_text and docs["id"].to_list()[0] == "u0"
+    assert json.loads(docs["meta"][0]) == {"doc": {"title": "t0"}, "n": 0}
+    docs, _, _ = read_path(tmp_path / "p" / "n.parquet", meta_keys=["n"], **kw)  # the struct column still read
+    assert docs["text"].to_list() == expect_text and docs["meta"][0] == '{"n":0}'
+    literal = write(tmp_path / "lit.jsonl", jsonl([{"doc.body": "the field itself", "doc": {"body": "nested"}}]))
+    docs = read_path(literal, text_key="doc.body")[0]
+    assert docs["text"].to_list() == ["the field itself"] and json.loads(docs["meta"][0]) == {"doc": {"body": "nested"}}
+
+
 # ----- chunking ----------------------------------------------------------------------------
 def _mixed_file(tmp_path: Path) -> Path:
     lines = []

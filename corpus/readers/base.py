@@ -31,8 +31,8 @@ class InputSpec:
     source: str
     path: str | list[str] | None = None  # file, folder (all files below), glob, or a list of these
     format: str | None = None  # inferred from the extension when None
-    text_key: str = "text"
-    id_key: str | None = None  # None: id = "<source>:<relative path>:<row>"
+    text_key: str = "text"  # dotted (doc.body): a nested field, unless a field has that very name
+    id_key: str | None = None  # None: id = "<source>:<relative path>:<row>"; may be dotted as text_key
     meta_keys: list[str] | None = None  # None: every other field goes to meta
     meta_rename: dict[str, str] = field(default_factory=dict)  # input field -> its name in meta
     # May the text field hold a JSON array or object (chat `messages`)? It is then kept as its JSON text

@@ -39,6 +39,7 @@ class FieldSample:
     file: str
     path: str = ""  # the file itself (file: as the input names it)
     fields: list[str] = field(default_factory=list)
+    nested: set[str] = field(default_factory=set)  # dotted paths to the fields of nested objects (a dotted key's)
     records: int = 0  # records sampled (JSONL objects); 0 for a schema (Parquet, CSV header, DuckDB columns)
     lines: int = 0  # JSONL: non-blank lines read
 
@@ -55,10 +56,13 @@ def sample_fields(task: ReadTask, records: int = SAMPLE_RECORDS) -> FieldSample 
     if task.format == "jsonl":
         _jsonl_fields(task, records, sample)
     elif task.format == "parquet":
+        from corpus.readers.parquet import schema_paths
+
         try:
-            sample.fields = pq.read_schema(task.path).names
+            schema = pq.read_schema(task.path)
         except (OSError, pa.ArrowException):
             return None
+        sample.fields, sample.nested = schema.names, set(schema_paths(schema))
     elif task.format == "csv":
         from corpus.readers.csv import csv_header
 
@@ -94,6 +98,7 @@ def _jsonl_fields(task: ReadTask, records: int, sample: FieldSample) -> None:
             if isinstance(rec, dict):
                 sample.records += 1
                 seen.update(dict.fromkeys(rec))
+                sample.nested |= _paths(rec)
             if sample.lines >= records:
                 break
         if sample.lines >= records or size >= _SAMPLE_BYTES:
@@ -108,7 +113,17 @@ def _jsonl_fields(task: ReadTask, records: int, sample: FieldSample) -> None:
             if isinstance(rec, dict):
                 sample.records += 1
                 seen.update(dict.fromkeys(rec))
+                sample.nested |= _paths(rec)
     sample.fields = list(seen)
+
+
+def _paths(rec: dict, depth: int = 4) -> set[str]:
+    """The dotted paths to the fields of a record's nested objects (a few levels deep)."""
+    out: set[str] = set()
+    for k, v in rec.items():
+        if isinstance(v, dict) and depth > 1:
+            out |= {f"{k}.{p}" for p in v} | {f"{k}.{p}" for p in _paths(v, depth - 1)}
+    return out
 
 
 def _duckdb_columns(task: ReadTask) -> list[str] | None:
@@ -149,17 +164,16 @@ def field_problems(tasks: Sequence[ReadTask], files: int = SAMPLE_FILES) -> list
         wanted.append(("id_key", spec.id_key))
     wanted += [("meta_keys", k) for k in spec.meta_keys or []]
     for setting, key in wanted:
-        lacking = [s for s in samples if key not in s.fields]
+        nested_ok = setting != "meta_keys"  # text_key and id_key may name a nested field (doc.body)
+        lacking = [s for s in samples if key not in s.fields and not (nested_ok and key in s.nested)]
         if not lacking:
             continue
         s = lacking[0]
         more = f" (and {len(lacking) - 1} more of the {len(samples)} files read)" if len(lacking) > 1 else ""
         fix = f"set {setting}" if setting != "meta_keys" else "check meta_keys"
         head = key.split(".")[0]
-        if "." in key and head in s.fields:  # a path into nested objects: keys are top-level fields
-            alias = {"text_key": "text", "id_key": "id"}.get(setting, key.split(".")[-1])
-            fix += (f" to a top-level field; to read a nested one, select it with a DuckDB input (format: duckdb, "
-                    f"query: SELECT {key} AS {alias}, ... FROM read_json_auto('{s.path}'))")
+        if "." in key and head in s.fields and not nested_ok:  # meta_keys are top-level fields
+            fix += f" to top-level fields; {head!r} is kept in meta whole when meta_keys names it"
         problems.append(f"no field {key!r} in {s.where}{more}; fields seen: {_shown(s.fields)} — {fix}")
     return problems
 

@@ -5,6 +5,10 @@ expressions; only the rows those checks flag (or every line of a piece polars re
 re-parsed one by one with ``json.loads``, which decides their exact fate. The vectorised checks
 are a *superset* of the per-record rules, so both paths agree on every record's fate, id and text.
 
+A dotted ``text_key`` or ``id_key`` (``doc.body``) names a nested field (``lookup``; a field with that
+very name wins): the hot path reads it from the struct column polars made (``DocBuilder.lift``), and
+meta leaves it out of its object (an object left empty goes too, per record).
+
 ``meta`` holds the record's other fields as a JSON object (top-level keys sorted, null or absent
 fields left out). It is the same JSON value on both paths, with one caveat from polars' schema
 unification: a field whose numbers mix ints and floats within a piece is written as floats
@@ -85,6 +89,65 @@ def json_default(value: Any) -> Any:
     return str(value)
 
 
+MISSING = object()  # lookup: the record has no such field
+
+
+def path_of(key: str | None) -> list[str] | None:
+    """A dotted key's parts ("doc.body" -> ["doc", "body"]), None for a plain one."""
+    return key.split(".") if key and "." in key else None
+
+
+def lookup(rec: dict[str, Any], key: str) -> Any:
+    """A record's value for ``key``: its field of that very name, else, for a dotted key, the nested
+    field the dots name (``doc.body``: the ``body`` of the object in ``doc``); MISSING when neither."""
+    if key in rec:
+        return rec[key]
+    parts = path_of(key)
+    if parts is None:
+        return MISSING
+    value: Any = rec
+    for part in parts:
+        if not isinstance(value, dict) or part not in value:
+            return MISSING
+        value = value[part]
+    return value
+
+
+def without(rec: dict[str, Any], parts: list[str]) -> dict[str, Any]:
+    """The record without the nested field ``parts`` names (for meta: the text is not kept twice); an
+    object left empty goes too."""
+    head = parts[0]
+    if head not in rec:
+        return rec
+    out = dict(rec)
+    if len(parts) == 1:
+        del out[head]
+    elif isinstance(out[head], dict):
+        inner = without(out[head], parts[1:])
+        if inner:
+            out[head] = inner
+        else:
+            del out[head]
+    return out
+
+
+def _without_expr(expr: pl.Expr, dtype: pl.Struct, paths: list[list[str]]) -> pl.Expr | None:
+    """A struct column without the nested fields ``paths`` name (each relative to it), as ``without``
+    leaves a record; None when no field is left."""
+    fields = []
+    for f in dtype.fields:
+        inner = [p[1:] for p in paths if p[0] == f.name]
+        if not inner:
+            fields.append(expr.struct.field(f.name))
+        elif all(inner) and isinstance(f.dtype, pl.Struct):  # a path into this field: keep the rest of it
+            rest = _without_expr(expr.struct.field(f.name), f.dtype, inner)
+            if rest is not None:
+                fields.append(rest.alias(f.name))
+    if not fields:
+        return None
+    return pl.when(expr.is_not_null()).then(pl.struct(fields))
+
+
 def _encode_meta(items: dict[str, Any]) -> str:
     text = json.dumps(items, ensure_ascii=False, separators=(",", ":"), default=json_default, allow_nan=False)
     try:
@@ -114,6 +177,9 @@ class DocBuilder:
         # a field named like a rename target (and not renamed itself) -> the field renamed to it: a record
         # with both would have two values for one meta key
         self.clashes = {new: old for old, new in self.rename.items() if new not in self.rename}
+        # Dotted keys: a field of that very name, else the nested field they name (``lookup``)
+        self.paths = {k: p for k in (self.text_key, self.id_key) if (p := path_of(k)) is not None}
+        self.lifted: dict[str, list[str]] = {}  # the dotted keys ``lift`` made columns of, in this frame
         self.fields = FieldCounter()  # the file's fields and their types (schema drift, corpus/readers/fields.py)
         self.max_bytes = spec.max_doc_bytes
         self.frames: list[pl.DataFrame] = []
@@ -167,10 +233,10 @@ class DocBuilder:
         """A parsed record: becomes a document or one quarantine row."""
         self.fields.record(rec)
         key = self.text_key
-        if key not in rec:
+        text = lookup(rec, key)
+        if text is MISSING:
             self.add_bad(row, "missing_text", f"no field {key!r}", raw)
             return
-        text = rec[key]
         if text is None:
             self.add_bad(row, "null_text", f"text field {key!r} is null", raw)
             return
@@ -198,8 +264,8 @@ class DocBuilder:
             self.add_bad(row, "empty_text", f"text field {key!r} is {what}", raw)
             return
         doc_id = self.derived_id(row)
-        if self.id_key is not None and rec.get(self.id_key) is not None:
-            value = rec[self.id_key]
+        value = lookup(rec, self.id_key) if self.id_key is not None else None
+        if value is not None and value is not MISSING:
             if isinstance(value, dict | list):
                 msg = f"id field {self.id_key!r} is {type_name(value)}, expected a scalar"
                 self.add_bad(row, "malformed_row", msg, raw)
@@ -210,6 +276,9 @@ class DocBuilder:
             except UnicodeEncodeError:
                 self.add_bad(row, "invalid_utf8", f"id field {self.id_key!r} contains an unpaired surrogate", raw)
                 return
+        for k, parts in self.paths.items():  # a nested text or id is not kept again in meta
+            if k not in rec:
+                rec = without(rec, parts)
         keys = self.meta_keys if self.meta_keys is not None else sorted(rec)
         skip = (key, self.id_key)
         meta = {self.rename.get(k, k): rec[k] for k in keys if k not in skip and rec.get(k) is not None}
@@ -224,6 +293,26 @@ class DocBuilder:
         self.rows.append((doc_id, text, _encode_meta(meta), row))
 
     # ----- vectorised path -------------------------------------------------------------
+    def lift(self, df: pl.DataFrame) -> pl.DataFrame:
+        """The frame with a column for each dotted key whose nested field its struct columns hold (a
+        column of that very name is used as it is); a key they do not hold stays absent, so every row
+        takes the per-record path, which says which records lack it."""
+        self.lifted = {}
+        cols = []
+        for k, parts in self.paths.items():
+            if k in df.columns:
+                continue
+            expr, dtype = pl.col(parts[0]), df.schema.get(parts[0])
+            for part in parts[1:]:
+                inner = {f.name: f.dtype for f in dtype.fields} if isinstance(dtype, pl.Struct) else {}
+                if part not in inner:
+                    break
+                expr, dtype = expr.struct.field(part), inner[part]
+            else:
+                cols.append(expr.alias(k))
+                self.lifted[k] = parts
+        return df.with_columns(cols) if cols else df
+
     def flags(self, df: pl.DataFrame, coerced: bool) -> pl.Series | None:
         """Rows that need the per-record path (None: none). ``coerced``: df came from polars'
         JSON reader, whose string columns may hold converted non-string values."""
@@ -270,7 +359,7 @@ class DocBuilder:
             (row + self.row_base).alias("row_id"),
         )
         self.frames.append(docs)
-        self.fields.frame(df, {_ROW})
+        self.fields.frame(df, {_ROW, *self.lifted})
 
     def _meta_columns(self, df: pl.DataFrame) -> list[str]:
         skip = {self.text_key, self.id_key, _ROW}
@@ -287,7 +376,16 @@ class DocBuilder:
         for c in sorted(cols, key=lambda c: self.rename.get(c, c)):  # meta's keys sorted as named there
             # polars cannot write Binary as JSON; hex keeps it lossless and readable.
             e = pl.col(c).bin.encode("hex") if df.schema[c] == pl.Binary else pl.col(c)
+            inside = [p[1:] for p in self.lifted.values() if p[0] == c]
+            if inside:  # a nested text or id is not kept again in meta
+                rest = _without_expr(pl.col(c), df.schema[c], inside)  # type: ignore[arg-type]
+                if rest is None:
+                    continue
+                e = rest
             exprs[c] = e.alias(self.rename.get(c, c))
+        if not exprs:
+            return pl.lit("{}", dtype=pl.String)
+        cols = list(exprs)
         if all(df[c].null_count() == 0 for c in cols):
             return pl.struct(list(exprs.values())).struct.json_encode()
         # A null (or absent) field is left out, as the per-record path does, so a record's meta
@@ -403,6 +501,7 @@ def _parse(b: DocBuilder, buf: bytes, first_line: int, n_lines: int | None = Non
         return
     b.seen += df.height
     b.blank += n_lines - df.height
+    df = b.lift(df)
     flags = b.flags(df, coerced=True)
     if flags is None:
         b.add_frame(df, rows)

@@ -24,14 +24,29 @@ if TYPE_CHECKING:
     from corpus.quarantine import RawStore
 
 
-def missing_column(task: ReadTask, names: list[str], what: str) -> str | None:
+def missing_column(task: ReadTask, names: list[str], what: str, schema: pa.Schema | None = None) -> str | None:
     """Why `what` cannot give documents, when it lacks the text column (else None). A file without
-    it is quarantined whole, not thousands of bad rows; a query without it is a config error."""
+    it is quarantined whole, not thousands of bad rows; a query without it is a config error. With
+    ``schema``, a dotted text_key may name a field of its struct columns (``doc.body``)."""
     key = task.spec.text_key
-    if key in names:
+    if key in names or (schema is not None and key in schema_paths(schema)):
         return None
     shown = ", ".join(names[:30]) + (", ..." if len(names) > 30 else "")
     return f"{what} has no column {key!r} (columns: {shown or 'none'})"
+
+
+def schema_paths(schema: pa.Schema) -> list[str]:
+    """Every field of a schema, nested ones as dotted paths into their struct columns."""
+    out: list[str] = []
+
+    def walk(fields: Iterable[pa.Field], prefix: str) -> None:
+        for f in fields:
+            out.append(prefix + f.name)
+            if pa.types.is_struct(f.type):
+                walk(f.type, prefix + f.name + ".")
+
+    walk(schema, "")
+    return out
 
 
 def check_columns(task: ReadTask, names: list[str], what: str) -> None:
@@ -55,12 +70,13 @@ def arrow_batch_chunk(task: ReadTask, batch: pa.RecordBatch, first_row: int, byt
         df = df.with_columns(pl.col(key).cast(pl.String))
     b.seen = df.height
     rows = pl.int_range(first_row, first_row + df.height, dtype=pl.Int64, eager=True)
-    flags = b.flags(df, coerced=False)
+    lifted = b.lift(df)  # dotted keys as columns; the per-record path reads the rows as they are
+    flags = b.flags(lifted, coerced=False)
     try:
         if flags is None:
-            b.add_frame(df, rows)
+            b.add_frame(lifted, rows)
         else:
-            b.add_frame(df.filter(~flags), rows.filter(~flags))
+            b.add_frame(lifted.filter(~flags), rows.filter(~flags))
     except (Exception, pl.exceptions.PanicException):
         # A column type polars cannot write as JSON (e.g. nested binary): per-record path.
         b.frames.clear()
@@ -100,10 +116,10 @@ def read_batches(
 def parquet_problem(task: ReadTask) -> str | None:
     """Why this Parquet file would be quarantined whole (unreadable, no text column), from its footer."""
     try:
-        names = pq.read_schema(task.path).names
+        schema = pq.read_schema(task.path)
     except (OSError, pa.ArrowException) as exc:
         return f"not a readable Parquet file: {exc}"
-    return missing_column(task, names, f"Parquet file {task.rel_path!r}")
+    return missing_column(task, schema.names, f"Parquet file {task.rel_path!r}", schema)
 
 
 def read_parquet(task: ReadTask, chunk_bytes: int, sink: RawStore | None = None) -> Iterator[ReadChunk]:
@@ -113,7 +129,7 @@ def read_parquet(task: ReadTask, chunk_bytes: int, sink: RawStore | None = None)
         yield unreadable_chunk(task, 1, f"not a readable Parquet file: {exc}")
         return
     names = pf.schema_arrow.names
-    if (problem := missing_column(task, names, f"Parquet file {task.rel_path!r}")) is not None:
+    if (problem := missing_column(task, names, f"Parquet file {task.rel_path!r}", pf.schema_arrow)) is not None:
         pf.close()
         yield unreadable_chunk(task, 1, problem, os.path.getsize(task.path))
         return
@@ -121,6 +137,7 @@ def read_parquet(task: ReadTask, chunk_bytes: int, sink: RawStore | None = None)
     columns = None
     if spec.meta_keys is not None:  # read only what ends up in the document
         wanted = {spec.text_key, spec.id_key, *spec.meta_keys}
+        wanted |= {k.split(".")[0] for k in (spec.text_key, spec.id_key) if k and "." in k}  # nested: its column
         columns = [n for n in names if n in wanted]
     md = pf.metadata
     # A part of a big file (corpus/readers/plan.py) reads its run of row groups, numbering from its first row.
