@@ -329,3 +329,22 @@ def test_verify_prints_each_error_on_one_line(tmp_path):
     assert res.returncode == 1
     assert any(str(deep / "s.bin") in line and "sha256 differs" in line for line in res.stdout.splitlines()), \
         res.stdout
+
+
+def test_reader_takes_megatron_layouts_with_more_documents_than_sequences(tmp_path):
+    """Megatron's document index may hold more entries than sequences + 1; the reader loads such a set by
+    its header's counts (verify still holds ours to N + 1). A truncated index is still refused."""
+    from corpus.shards import HEADER
+
+    write_documents(tmp_path / "s", [[1, 2], [3]], vocab_size=10)
+    idx = Path(f"{tmp_path}/s.idx")
+    raw = bytearray(idx.read_bytes())
+    magic, version, code, n, docs = HEADER.unpack(raw[:HEADER.size])
+    raw[:HEADER.size] = HEADER.pack(magic, version, code, n, docs + 1)
+    idx.write_bytes(bytes(raw) + (3).to_bytes(8, "little"))
+    ds = IndexedDataset(tmp_path / "s")
+    assert [d.tolist() for d in ds] == [[1, 2], [3]] and ds.document_count == 4
+    assert verify(tmp_path / "s")  # not ours: verify says so
+    idx.write_bytes(bytes(raw))  # the extra entry missing: truncated
+    with pytest.raises(ShardError, match=r"s\.idx: .* bytes for the 2 sequences"):
+        IndexedDataset(tmp_path / "s")
