@@ -95,7 +95,10 @@ class Catalog:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._read_only = not create
         if not create and not path.exists():
-            raise FileNotFoundError(f"no run catalog at {path}: is this a corpusforge output folder?")
+            from corpus.owner import folder_hint
+
+            raise FileNotFoundError(f"no run catalog at {path}"
+                                    + (folder_hint(path.parent) or ": is this a corpusforge output folder?"))
         if create:
             with self.connect() as con:
                 con.execute(SCHEMA)

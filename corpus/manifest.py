@@ -66,7 +66,10 @@ def read_manifest(root: Path) -> dict:
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
-        raise FileNotFoundError(f"{root} has no manifest.json: not a corpusforge corpus folder") from None
+        from corpus.owner import folder_hint
+
+        raise FileNotFoundError(f"{root} has no manifest.json"
+                                + (folder_hint(root) or ": not a corpusforge corpus folder")) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise CorruptFileError(f"{path}: not valid JSON ({exc})") from None
 

@@ -35,6 +35,26 @@ MANAGED = ("data", "rejected", "quarantine", "work", ".publish", "catalog.duckdb
 SHOW = 12
 
 
+# What other commands leave in a folder, and what to run on it: the hint when a command is given the
+# wrong kind of folder (`corpus verify` on token shards).
+_KINDS = (
+    ("tokenize.json", "token shards (`corpus tokenize`): check them with `corpus shards verify {p}/train`"),
+    ("profile.json", "a profile (`corpus profile`): its figures are {p}/profile.json"),
+    ("tokenizer.json", "a tokenizer (`corpus tokenizer train`): give it to `corpus tokenize --tokenizer {p}`"),
+    ("annotate.duckdb", "an annotation project: `corpus annotate status {p}`"),
+    ("embeddings.json", "embeddings: `corpus search {p} QUERY`"),
+    ("metrics.jsonl", "a training run (`corpus train`): its model is {p}/final"),
+)
+
+
+def folder_hint(folder: Path) -> str:
+    """"; FOLDER holds ...: run ..." when ``folder`` is another command's output, else ""."""
+    for marker, what in _KINDS:
+        if (Path(folder) / marker).is_file():
+            return f"; {folder} holds {what.format(p=folder)}"
+    return ""
+
+
 def managed_by(folder: Path) -> tuple[Path, str] | None:
     """(output folder, its folder) when ``folder`` lies in one of the MANAGED folders of a run's output, where
     anything a run did not write stops the next run (and a file in data/ fails the corpus's verification)."""

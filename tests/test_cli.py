@@ -51,6 +51,16 @@ def test_run_stats_status_export(tmp_path: Path):
 def test_status_of_a_folder_that_is_not_an_output(tmp_path: Path):
     res = run_cli("status", str(tmp_path))
     assert res.returncode == 2 and "no run catalog" in res.stderr and "Traceback" not in res.stderr
+    # Another command's output says what it is and what to run on it (it said only "not a corpus folder")
+    from corpus.shards import write_documents
+
+    write_documents(tmp_path / "tokens" / "train", [[1, 2]], vocab_size=10)
+    (tmp_path / "tokens" / "tokenize.json").write_text("{}")
+    for cmd in ("verify", "stats"):
+        res = run_cli(cmd, str(tmp_path / "tokens"))
+        err = " ".join(res.stderr.split())
+        assert res.returncode == 2 and f"{tmp_path / 'tokens'} holds token shards (`corpus tokenize`): check them " \
+            f"with `corpus shards verify {tmp_path / 'tokens'}/train`" in err, err
 
 
 def test_third_party_operator_from_entry_point(tmp_path: Path):
