@@ -211,6 +211,39 @@ class PluginInputError(ValueError):
     ``corpus train`` says it in one line, never with a traceback."""
 
 
+# Config keys that name an input (a file, folder, glob or shard prefix): `corpus train --check` looks for them.
+INPUT_KEYS = ("from_pretrained", "tokenizer", "reference", "reward_model", "prompts", "path", "train", "validation")
+
+
+def missing_inputs(cfg: PluginConfig) -> list[str]:
+    """"KEY: PATH does not exist" for each input a config names that is not there (a glob matching nothing,
+    a shard prefix without its .idx), so that `--check` says it rather than the run, once PyTorch has loaded."""
+    import glob
+
+    out: list[str] = []
+
+    def there(value: str) -> bool:
+        p = cfg.path(value)
+        return p.exists() or p.with_name(p.name + ".idx").is_file() or (
+            any(c in str(p) for c in "*?[") and bool(glob.glob(str(p), recursive=True)))
+
+    def walk(obj: Any, where: str) -> None:
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if dataclasses.is_dataclass(value):
+                walk(value, f"{where}{f.name}.")
+            elif isinstance(value, list) and value and all(dataclasses.is_dataclass(v) for v in value):
+                for i, v in enumerate(value):
+                    walk(v, f"{where}{f.name}[{i}].")
+            elif f.name in INPUT_KEYS:
+                values = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+                out.extend(f"{where}{f.name}: {shown(cfg.path(v))} does not exist" for v in values
+                           if isinstance(v, str) and v and not there(v))
+
+    walk(cfg, "")
+    return out
+
+
 def shown(path: str | Path) -> str:
     """A path as a user typed it: relative to the working folder when inside it."""
     p = Path(os.path.abspath(path))

@@ -22,7 +22,7 @@ from typing import Any
 
 from corpus import plugins
 from corpus.config import ConfigError
-from corpus.plugins.base import MissingInputError, PluginInputError, shown
+from corpus.plugins.base import MissingInputError, PluginInputError, missing_inputs, shown
 
 HELP = "train a model: `train PLUGIN config.yaml` (plugins: pretrain, sft, ...) or `train sweep sweep.yaml`"
 
@@ -105,6 +105,9 @@ def cmd_train(args: argparse.Namespace, console: Any) -> int:
             sets.append(f"train.max_steps={args.max_steps}")
         cfg = plugins.load_config(args.plugin, args.config, args.output, sets)
         if args.check:
+            missing = missing_inputs(cfg)
+            if missing:
+                raise ConfigError([f"{args.config}: {m}" for m in missing])
             console.print(f"ok: {args.plugin} config {args.config} -> {cfg.output}")
             return 0
         if args.quiet:

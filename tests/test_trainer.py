@@ -310,6 +310,13 @@ def test_cli_check_and_errors(tmp_path: Path, shards):  # noqa: F811
             printed.append(" ".join(map(str, a)))
 
     assert args.fn(args, Console()) == 0 and printed[0].startswith("ok: pretrain")
+    # An input the config names that is not there: --check said ok, and the run failed once torch had loaded
+    cfg.write_text(f"output: out\ndata:\n  train: {tokens}\n  tokenizer: {tmp_path / 'no-tok'}\n"
+                   f"model: {{from_pretrained: {tmp_path / 'no-model'}}}\n")
+    with pytest.raises(ConfigError) as exc:
+        args.fn(parser.parse_args(["train", "pretrain", str(cfg), "--check"]), Console())
+    assert exc.value.errors == [f"{cfg}: model.from_pretrained: {tmp_path / 'no-model'} does not exist",
+                                f"{cfg}: data.tokenizer: {tmp_path / 'no-tok'} does not exist"]
     with pytest.raises(ConfigError, match="unknown training plugin 'pretrian'"):
         args = parser.parse_args(["train", "pretrian", str(cfg)])
         args.fn(args, Console())
