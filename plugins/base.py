@@ -212,7 +212,8 @@ class PluginInputError(ValueError):
 
 
 # Config keys that name an input (a file, folder, glob or shard prefix): `corpus train --check` looks for them.
-INPUT_KEYS = ("from_pretrained", "tokenizer", "reference", "reward_model", "prompts", "path", "train", "validation")
+INPUT_KEYS = ("from_pretrained", "tokenizer", "reference", "reward_model", "prompts", "path", "train", "validation",
+              "policy")
 
 
 def missing_inputs(cfg: PluginConfig) -> list[str]:

@@ -24,13 +24,16 @@ def add_rlhf_parser(subparsers: Any) -> Any:
 def cmd_rlhf(args: Any, console: Any) -> int:
     from corpus.config import ConfigError
     from corpus.lock import LockedError
-    from corpus.plugins.base import MissingInputError, PluginInputError, shown
+    from corpus.plugins.base import MissingInputError, PluginInputError, missing_inputs, shown
     from corpus.plugins.checkpoint import CheckpointError
     from corpus.plugins.rlhf import load_cycle_config, run_cycle
     from corpus.plugins.trainer import ResumeMismatchError
 
     cfg = load_cycle_config(args.config, args.output, args.set)
     if args.check:
+        missing = missing_inputs(cfg)
+        if missing:
+            raise ConfigError([f"{args.config}: {m}" for m in missing])
         console.print(f"ok: rlhf config {args.config} -> {cfg.output}")
         return 0
     if args.quiet:  # the rounds' runs take the cycle's train section

@@ -130,6 +130,8 @@ def test_the_command(tmp_path: Path, start):
     assert f"ok: rlhf config {cfg}" in res.stdout and "out" in res.stdout
     res = run_cli("rlhf", str(cfg), "--check", "--set", "rounds=many", env=judge)
     assert res.returncode == 2 and res.stderr.strip().startswith("error:") and "rounds" in res.stderr, res.stderr
+    res = run_cli("rlhf", str(cfg), "--check", "--set", f"policy={tmp_path / 'gone'}", env=judge)  # it said ok
+    assert res.returncode == 2 and f"policy: {tmp_path / 'gone'} does not exist" in res.stderr, res.stderr
     assert not (tmp_path / "out").exists()
 
 
