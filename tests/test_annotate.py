@@ -247,6 +247,8 @@ def test_cli_load_add_status_export(tmp_path: Path):
     assert r.returncode == 0 and (tmp_path / "out.jsonl").read_text() == ""
     r = run_cli("annotate", "status", str(tmp_path / "nothing"))
     assert r.returncode == 2 and "error: no annotation project in" in r.stderr
+    r = run_cli("annotate", "add-annotator", str(tmp_path / "projj"), "bob")  # a typo made an empty project
+    assert r.returncode == 2 and "error: no annotation project in" in r.stderr and not (tmp_path / "projj").exists()
     (tmp_path / "prompts.jsonl").write_text('{"prompt": "a"}\n{"prompt": "b"}\n')  # prompts alone: nothing to rank
     r = run_cli("annotate", "load", proj, str(tmp_path / "prompts.jsonl"))
     assert r.returncode == 2 and "prompts.jsonl: none of its 2 records could be loaded" in r.stderr

@@ -83,7 +83,9 @@ def _cmd_add(args: argparse.Namespace, console: Any) -> int:
     if args.admin == bool(args.name):
         raise ValueError("corpus annotate add-annotator: give a NAME, or --admin for the admin token")
     token = new_token()
-    with project(args.project, create=True) as store:
+    # Not create=True: a mistyped folder made a new, empty project holding the token, and the real
+    # project's app then refused it. `load` makes a project.
+    with project(args.project) as store:
         if args.admin:
             store.set_setting("admin_token_hash", token_hash(token))
             who = "admin (any earlier admin token stops working)"
