@@ -63,11 +63,30 @@ def load_config(name: str | type, config: str | Path, output: str | Path | None 
 
 
 def run(name: str | type, config: Any, output: str | Path | None = None, overrides: Iterable[str] = ()) -> Any:
-    """Run plugin ``name`` (a registered name, or a TrainPlugin subclass itself) with a YAML path or an
-    already-built config object; returns its TrainResult.
+    """Run plugin ``name`` (a registered name, or a TrainPlugin subclass itself) with a YAML path, a dict of
+    the same keys (relative paths against the working folder), or an already-built config object; returns
+    its TrainResult.
 
     The run folder is locked for the whole run (``TrainPlugin.run``, as ``corpus run`` locks its own):
     a second run into the same folder fails at once with LockedError."""
+    from corpus.config import ConfigError
+    from corpus.plugins.base import parse_config, parse_override
+
     cls = _plugin(name)
-    cfg = load_config(cls, config, output, overrides) if isinstance(config, str | Path) else config
+    if isinstance(config, str | Path):
+        cfg = load_config(cls, config, output, overrides)
+    elif isinstance(config, dict):  # a notebook's config: checked as a YAML file's is (a dict has no lines)
+        source = f"{cls.name} config"
+        try:
+            cfg = parse_config(cls.config_class, config, source=source, plugin=cls.name, output=output,
+                               overrides=[parse_override(o) for o in overrides])
+        except ConfigError as exc:
+            raise ConfigError([e.replace(f"{source}:0: ", f"{source}: ") for e in exc.errors]) from None
+    elif isinstance(config, cls.config_class):
+        if output is not None or list(overrides):
+            raise ValueError("output and overrides apply to a YAML path or a dict; set them on the config object")
+        cfg = config
+    else:
+        raise TypeError(f"{cls.name}: config must be a YAML path, a dict or a {cls.config_class.__name__}, "
+                        f"got {type(config).__name__}")
     return cls().run(cfg)

@@ -178,6 +178,14 @@ def test_a_plugin_of_ones_own_runs_from_its_class(tmp_path: Path, shards):  # no
         plugins.run("pretrain", cfg)
     with pytest.raises(TypeError, match="dict is not a TrainPlugin subclass"):
         plugins.run(dict, cfg)
+    # A dict of the YAML's keys, as a notebook writes it (it ended in "'dict' object has no attribute 'output'")
+    data = json.loads(cfg.read_text()) | {"output": str(tmp_path / "run2")}
+    assert plugins.run(Warmed, data, overrides=["train.max_steps=1"]).steps == 1
+    with pytest.raises(ConfigError) as exc:
+        plugins.run("pretrain", {"output": str(tmp_path / "run3"), "trian": {}})
+    assert exc.value.errors[0].startswith("pretrain config: pretrain.trian: unknown parameter (did you mean 'train'?)")
+    with pytest.raises(TypeError, match="config must be a YAML path, a dict or a PretrainConfig, got int"):
+        plugins.run("pretrain", 5)
 
 
 def test_early_stopping_and_run_outputs(tmp_path: Path, shards):  # noqa: F811
