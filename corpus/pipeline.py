@@ -25,8 +25,10 @@ class Pipeline:
         if not isinstance(ops, list | tuple):
             raise TypeError(f"Pipeline takes a list of operators, as in Pipeline([ExactDedup()]); got "
                             f"{type(ops).__name__}")
-        bad = [f"{o.__name__} (a class: write {o.__name__}())" if isinstance(o, type) else type(o).__name__
-               for o in ops if not isinstance(o, Operator)]
+        bad = [f"{o.__name__} (a class: write {o.__name__}())" if isinstance(o, type)
+               else f"dict (a YAML pipeline entry: corpus.registry.get({o['op']!r})(...) makes that operator, "
+                    "Pipeline.from_yaml reads a whole config)" if isinstance(o, dict) and isinstance(o.get("op"), str)
+               else type(o).__name__ for o in ops if not isinstance(o, Operator)]
         if bad:
             raise TypeError(f"Pipeline takes Operator instances, got {', '.join(bad)}")
         problems = [p for o in ops for p in param_problems(o)]  # what a config's loader would refuse

@@ -237,6 +237,8 @@ def test_python_built_pipelines_are_checked_like_a_configs(tmp_path: Path):
         LocalExecutor(workers=1, quiet=True).run([LengthFilter(min_words="5")], [], tmp_path / "out")
     with pytest.raises(TypeError, match=r"ExactDedup \(a class: write ExactDedup\(\)\)"):
         Pipeline([ExactDedup])
+    with pytest.raises(TypeError, match=r"dict \(a YAML pipeline entry: corpus.registry.get\('exact_dedup'\)\(...\)"):
+        Pipeline([{"op": "exact_dedup"}])  # it said only "got dict"
     with pytest.raises(TypeError, match=r"a list of operators.*got ExactDedup"):
         Pipeline(ExactDedup())  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="workers must be 0 .* got -1"):
