@@ -549,6 +549,11 @@ def build_parser() -> argparse.ArgumentParser:
     tt.add_argument("--max-docs", type=int, help="train on at most this many documents")
     tt.add_argument("--from", dest="from_path", help="import tokenizer.json or a tokenizer folder instead")
     tt.set_defaults(fn=_cmd_tokenizer_train)
+    ti = tks.add_parser("import", help="import a local tokenizer (tokenizer.json or an HF tokenizer folder): "
+                                       "the same as train --from")
+    ti.add_argument("from_path", metavar="PATH", help="tokenizer.json, or a folder holding one")
+    ti.add_argument("-o", "--out", required=True, help="tokenizer folder to write (HF format)")
+    ti.set_defaults(fn=_cmd_tokenizer_train, corpus=None)
 
     tz = sub.add_parser("tokenize", help="tokenize a corpus into Megatron .bin/.idx shards per split")
     tz.add_argument("corpus", help="a corpus folder (manifest.json + data/)")

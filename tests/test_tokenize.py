@@ -99,6 +99,12 @@ def test_import_bare_tokenizer_json(bpe, tmp_path):
     out = import_tokenizer(bare, tmp_path / "imported")
     assert tokenizer_hash(out) == tokenizer_hash(bpe)
     assert (out / "tokenizer_config.json").exists()
+    # the command the top-level help promises: `corpus tokenizer import` (there was only `train --from`)
+    from helpers import run_cli
+
+    res = run_cli("tokenizer", "import", str(bare), "-o", str(tmp_path / "by-cli"))
+    assert res.returncode == 0, res.stderr
+    assert tokenizer_hash(tmp_path / "by-cli") == tokenizer_hash(bpe)
 
 
 def test_round_trip_in_order(corpus, bpe, tmp_path):
