@@ -37,7 +37,7 @@ import yaml
 
 from corpus import plugins
 from corpus.lock import RunLock
-from corpus.plugins.base import ConfigError, build_section, parse_config, read_yaml
+from corpus.plugins.base import ConfigError, build_section, missing_inputs, parse_config, read_yaml
 
 DISTRIBUTIONS = ("uniform", "log_uniform", "int_uniform")
 
@@ -155,9 +155,13 @@ def load_sweep(path: str | Path) -> tuple[SweepConfig, Path, dict, list[dict[str
     base = (path.parent / cfg.base).resolve()
     base_data, base_lines = read_yaml(base)
     params = trial_params(cfg)
-    for i, p in enumerate(params):  # every trial's config must be valid before anything runs
-        parse_config(cls.config_class, base_data, source=f"{base} (trial {i}: {p})", lines=base_lines,
-                     base_dir=base.parent, plugin=cfg.plugin, output="trial", overrides=list(p.items()))
+    missing: list[str] = []
+    for i, p in enumerate(params):  # every trial's config must be valid, its inputs there, before anything runs
+        trial = parse_config(cls.config_class, base_data, source=f"{base} (trial {i}: {p})", lines=base_lines,
+                             base_dir=base.parent, plugin=cfg.plugin, output="trial", overrides=list(p.items()))
+        missing += [f"{base} (trial {i}: {p}): {m}" for m in missing_inputs(trial) if not any(m in e for e in missing)]
+    if missing:
+        raise ConfigError(missing)
     cfg.output = str((path.parent / cfg.output).resolve())
     return cfg, base, base_data, params
 

@@ -84,6 +84,13 @@ def test_random_space_is_seeded_and_checked(tmp_path: Path, shards):  # noqa: F8
     sweep.write_text("plugin: pretrain\nbase: base.yaml\noutput: o\nspace:\n  train.batch_size: [0]\n")
     with pytest.raises(ConfigError, match="trial 0.*batch_size and grad_accum must be >= 1"):
         load_sweep(sweep)  # every trial's config is validated before any runs
+    # and the inputs it names are there (a missing one said "ok: 2 trials" to --check): said once
+    sweep.write_text("plugin: pretrain\nbase: base.yaml\noutput: o\nspace:\n  train.lr: [1.0e-3, 2.0e-3]\n"
+                     "  data.tokenizer: [nowhere]\n")
+    with pytest.raises(ConfigError) as exc:
+        load_sweep(sweep)
+    assert len(exc.value.errors) == 1 and exc.value.errors[0].endswith(
+        f"data.tokenizer: {tmp_path / 'nowhere'} does not exist"), exc.value.errors
 
 
 def test_parallel_trials_run_as_processes(tmp_path: Path, shards, monkeypatch):  # noqa: F811
