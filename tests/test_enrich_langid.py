@@ -6,6 +6,7 @@ for mixed documents, and the stage's report section."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -86,7 +87,12 @@ def test_bad_parameters_and_model():
     with pytest.raises(ValueError, match="mode"):
         LangId(mode="sentence")
     with pytest.raises(ValueError, match="does not exist"):
-        LangId(model="/nonexistent/lid.bin").setup()
+        from corpus.stages.langid import load_model
+
+        load_model(Path("/nonexistent/lid.bin"))
+    # refused when made, so `corpus check` says it (it said ok, and the run's workers failed in setup)
+    with pytest.raises(ValueError, match="model /nonexistent/lid.bin is not a file"):
+        LangId(model="/nonexistent/lid.bin")
 
 
 def test_loading_the_model_prints_nothing(capfd):
