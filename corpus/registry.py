@@ -32,6 +32,9 @@ class UnknownName(KeyError):
 
 def suggest(name: str, known: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest known name, or ""."""
+    if isinstance(name, bool):  # `on: id` in YAML: the key is True
+        return (" (YAML reads an unquoted key on, off, yes or no as true or false: write it in quotes, "
+                "as in 'on': ...)")
     close = difflib.get_close_matches(str(name), list(known), n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
 

@@ -45,6 +45,9 @@ def test_good_config_loads(tmp_path: Path):
         ("  - op: normalize_text", "  - op: normalise_text", "c.yaml:7: pipeline[0].op: unknown operator "
                                                              "'normalise_text' (did you mean 'normalize_text'?)"),
         ("workers: 1", "worker: 1", "c.yaml:2: worker: unknown key (did you mean 'workers'?)"),
+        # YAML 1.1 reads an unquoted `on` as true: the key was shown as True, with no word on why
+        ("    min_chars: 10", "    on: 10", "(length_filter).True: unknown parameter (YAML reads an unquoted key on, "
+                                          "off, yes or no as true or false: write it in quotes, as in 'on': ...)"),
         ("workers: 1", "workers: -3", "c.yaml:2: workers: expected an integer >= 0"),
         ("    path: in", "    path: in\n    format: xml", "c.yaml:6: inputs[0].format: 'xml' is not one of"),
         ("    path: in", "    path: in\n    txt_key: body", "c.yaml:6: inputs[0].txt_key: unknown parameter "
