@@ -232,7 +232,7 @@ def load_config(path: str | Path, output: str | Path | None = None) -> RunConfig
                           f"known: {sorted(TOP_KEYS)}")
 
     inputs = _inputs(data.get("inputs"), lines, errors)
-    ops = _pipeline(data.get("pipeline", []), lines, errors)
+    ops = _pipeline(data.get("pipeline", []), lines, errors, config_dir(path))
 
     out = output if output is not None else data.get("output")
     if not isinstance(out, str | Path) or not str(out):
@@ -356,7 +356,21 @@ def _inputs(raw: Any, lines: dict, errors: list[str]) -> list[InputSpec]:
     return specs
 
 
-def _pipeline(raw: Any, lines: dict, errors: list[str]) -> list[Operator]:
+def _beside_config(params: dict, base: Path | None) -> str:
+    """A hint for an operator whose relative path parameter is missing from the working folder but there
+    beside the config: operator parameters are taken as given (inputs and output resolve against the
+    config's folder)."""
+    if base is None or Path.cwd().resolve() == base.resolve():
+        return ""
+    values = [v for p in params.values() for v in (p if isinstance(p, list) else [p])]
+    for v in values:
+        if isinstance(v, str) and v and not Path(v).is_absolute() and not Path(v).exists() and (base / v).exists():
+            return (f" (an operator's paths are taken from the working folder, {Path.cwd()}; {v} is beside the "
+                    f"config: write {base / v})")
+    return ""
+
+
+def _pipeline(raw: Any, lines: dict, errors: list[str], base: Path | None = None) -> list[Operator]:
     if raw is None:
         return []
     if not isinstance(raw, list):
@@ -374,7 +388,10 @@ def _pipeline(raw: Any, lines: dict, errors: list[str]) -> list[Operator]:
         except registry.UnknownOperator as exc:
             errors.append(f"{lines.get(path + ('op',), 0)}: {where}.op: {exc.args[0]}")
             continue
+        before = len(errors)
         op = build_dataclass(cls, params, f"{where} ({item['op']})", lines, path, errors)
         if op is not None:
             ops.append(op)
+        elif len(errors) > before:
+            errors[-1] += _beside_config(params, base)
     return ops

@@ -226,3 +226,22 @@ def test_dedup_settings_a_fit_would_fail_on_are_refused_when_made(op: str, param
     with pytest.raises(ValueError) as exc:
         get(op)(**params)
     assert says in str(exc.value)
+
+
+def test_an_operator_path_beside_the_config_is_pointed_to(tmp_path: Path, monkeypatch):
+    """Inputs and output resolve against the config's folder, an operator's paths against the working
+    folder (as documented): a file beside the config, named relative to it, said only "does not exist"."""
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "evals.jsonl").write_text('{"q": "what is the capital of France and why is it known"}\n')
+    (tmp_path / "conf" / "in").mkdir()
+    cfg = tmp_path / "conf" / "c.yaml"
+    cfg.write_text("output: out\ninputs:\n  - source: web\n    path: in\npipeline:\n  - op: decontaminate\n"
+                   "    eval_sets: [evals.jsonl]\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as exc:
+        load_config(cfg)
+    assert exc.value.errors[0].endswith(f"evaluation set evals.jsonl does not exist (an operator's paths are taken "
+                                        f"from the working folder, {tmp_path}; evals.jsonl is beside the config: "
+                                        f"write {tmp_path / 'conf' / 'evals.jsonl'})"), exc.value.errors
+    monkeypatch.chdir(tmp_path / "conf")  # from the config's own folder it is found
+    assert [o.name for o in load_config(cfg).pipeline] == ["decontaminate"]
