@@ -364,7 +364,12 @@ def _beside_config(params: dict, base: Path | None) -> str:
         return ""
     values = [v for p in params.values() for v in (p if isinstance(p, list) else [p])]
     for v in values:
-        if isinstance(v, str) and v and not Path(v).is_absolute() and not Path(v).exists() and (base / v).exists():
+        try:  # any string parameter: a long pattern is no file name (ENAMETOOLONG), nor one with a NUL
+            beside = isinstance(v, str) and v and not Path(v).is_absolute() and not Path(v).exists() \
+                and (base / v).exists()
+        except (OSError, ValueError):
+            beside = False
+        if beside:
             return (f" (an operator's paths are taken from the working folder, {Path.cwd()}; {v} is beside the "
                     f"config: write {base / v})")
     return ""

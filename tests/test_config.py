@@ -245,3 +245,9 @@ def test_an_operator_path_beside_the_config_is_pointed_to(tmp_path: Path, monkey
                                         f"write {tmp_path / 'conf' / 'evals.jsonl'})"), exc.value.errors
     monkeypatch.chdir(tmp_path / "conf")  # from the config's own folder it is found
     assert [o.name for o in load_config(cfg).pipeline] == ["decontaminate"]
+    # a long string parameter is no file name to look for (os.stat raises ENAMETOOLONG): its error is said
+    monkeypatch.chdir(tmp_path)
+    cfg.write_text("output: out\ninputs:\n  - source: web\n    path: in\npipeline:\n  - op: exact_dedup\n"
+                   f"    normalise: {'x' * 300}\n")
+    with pytest.raises(ConfigError, match="normalise: expected one of"):
+        load_config(cfg)
