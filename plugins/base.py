@@ -225,8 +225,11 @@ def missing_inputs(cfg: PluginConfig) -> list[str]:
 
     def there(value: str) -> bool:
         p = cfg.path(value)
-        return p.exists() or p.with_name(p.name + ".idx").is_file() or (
-            any(c in str(p) for c in "*?[") and bool(glob.glob(str(p), recursive=True)))
+        try:
+            return p.exists() or p.with_name(p.name + ".idx").is_file() or (
+                any(c in str(p) for c in "*?[") and bool(glob.glob(str(p), recursive=True)))
+        except (OSError, ValueError):  # a name too long for the file system, a NUL: not there
+            return False
 
     def walk(obj: Any, where: str) -> None:
         for f in dataclasses.fields(obj):

@@ -325,6 +325,9 @@ def test_cli_check_and_errors(tmp_path: Path, shards):  # noqa: F811
         args.fn(parser.parse_args(["train", "pretrain", str(cfg), "--check"]), Console())
     assert exc.value.errors == [f"{cfg}: model.from_pretrained: {tmp_path / 'no-model'} does not exist",
                                 f"{cfg}: data.tokenizer: {tmp_path / 'no-tok'} does not exist"]
+    cfg.write_text(f"output: out\ndata:\n  train: {tokens}\n  tokenizer: {'t' * 300}\n")  # too long a name
+    with pytest.raises(ConfigError, match=r"data.tokenizer: .*t{300} does not exist"):
+        args.fn(parser.parse_args(["train", "pretrain", str(cfg), "--check"]), Console())
     with pytest.raises(ConfigError, match="unknown training plugin 'pretrian'"):
         args = parser.parse_args(["train", "pretrian", str(cfg)])
         args.fn(args, Console())
