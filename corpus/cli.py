@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from corpus.config import ConfigError, load_config
+from corpus.units import plural
 
 EXAMPLES = """examples:
   corpus run examples/quickstart.yaml            run a pipeline (resumes if interrupted)
@@ -67,10 +68,9 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         print_stats(result.output, console, result.run_id)
     m = result.manifest
     text = final_text_bytes(result.output, result.run_id)
-    docs, shards = m["docs"], len(m["shards"])
-    console.print(f"[green]done[/]: {docs:,} document{'s' * (docs != 1)} ({mb(text)} MB of text, UTF-8) in {shards:,} "
-                  f"shard{'s' * (shards != 1)} ({mb(m['bytes'])} MB of Parquet on disk) -> {result.output}/data",
-                  highlight=False)
+    console.print(f"[green]done[/]: {plural(m['docs'], 'document')} ({mb(text)} MB of text, UTF-8) in "
+                  f"{plural(len(m['shards']), 'shard')} ({mb(m['bytes'])} MB of Parquet on disk) "
+                  f"-> {result.output}/data", highlight=False)
     return 0
 
 
@@ -85,11 +85,10 @@ def _cmd_check(args: argparse.Namespace, console: Console) -> int:
     files, problems = check_inputs(cfg)
     if problems:
         raise InputError("\n  ".join(problems))
-    n_in, n_ops = len(cfg.inputs), len(cfg.pipeline)
-    ops = f"{n_ops} operator{'s' * (n_ops != 1)}"
-    if n_ops:
+    ops = plural(len(cfg.pipeline), "operator")
+    if cfg.pipeline:
         ops += ": " + " -> ".join(op.name for op in cfg.pipeline)
-    console.print(f"[green]ok[/]: {n_in} input{'s' * (n_in != 1)} ({files} file{'s' * (files != 1)}), {ops}",
+    console.print(f"[green]ok[/]: {plural(len(cfg.inputs), 'input')} ({plural(files, 'file')}), {ops}",
                   highlight=False)
     return 0
 
@@ -446,7 +445,6 @@ def _cmd_quarantine(args: argparse.Namespace, console: Console) -> int:
     from rich.table import Table
 
     from corpus import quarantine
-    from corpus.report.html import plural
 
     if args.action == "list":
         df = quarantine.summary(Path(args.output))

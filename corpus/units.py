@@ -27,3 +27,8 @@ def est_tokens(text_bytes: int | None) -> int:
 def mb(nbytes: int | float | None) -> str:
     """Bytes as MB (10^6) with two decimals: 1,234.57."""
     return f"{(nbytes or 0) / 1e6:,.2f}"
+
+
+def plural(n: int, noun: str) -> str:
+    """A count with its noun: "1 shard", "2,000 shards"."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"

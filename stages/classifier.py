@@ -71,7 +71,6 @@ def read_texts(path: str | Path, text_key: str = TEXT, label_key: str | None = N
                      meta_keys=[label_key] if label_key else [])
     texts: list[pl.Series] = []
     labels: list[str | None] = []
-    bad: Counter[str] = Counter()
     tasks = plan_tasks([spec])
     share = QuarantineShare(tasks)  # a wrong text_key is an error, as in a run
     for task in tasks:
@@ -82,17 +81,16 @@ def read_texts(path: str | Path, text_key: str = TEXT, label_key: str | None = N
             texts.append(chunk.docs["text"])
             if label_key:
                 labels += [_label(json.loads(m).get(label_key)) for m in chunk.docs["meta"].to_list()]
-            kinds = Counter(chunk.bad["kind"].to_list())
-            bad.update(kinds)
-            share.add(role, chunk.docs.height + chunk.bad.height, kinds)
+            share.add(role, chunk.docs.height + chunk.bad.height, Counter(chunk.bad["kind"].to_list()))
             share.check(role)
     if tasks:
         share.check(role, final=True)
     text = pl.concat(texts) if texts else pl.Series("text", [], pl.String)
+    bad = share.kinds.get(role, {})  # the records the share counted as quarantined, by kind
     if bad:
         kinds = ", ".join(f"{k} {v:,}" for k, v in sorted(bad.items()))
         log.warning("%s: %s of %s records left out, as a run would quarantine them (%s)", path,
-                    f"{bad.total():,}", f"{bad.total() + len(text):,}", kinds)
+                    f"{sum(bad.values()):,}", f"{share.seen[role]:,}", kinds)
     if label_key and len(text) and all(v is None for v in labels):
         raise ValueError(f"{path}: no record has the label field {label_key!r} (--label-column)")
     df = pl.DataFrame({"text": text.cast(pl.String)})

@@ -37,7 +37,6 @@ class FieldSample:
     """The fields of a file's first records, in the order first seen."""
 
     file: str
-    path: str = ""  # the file itself (file: as the input names it)
     fields: list[str] = field(default_factory=list)
     nested: set[str] = field(default_factory=set)  # dotted paths to the fields of nested objects (a dotted key's)
     records: int = 0  # records sampled (JSONL objects); 0 for a schema (Parquet, CSV header, DuckDB columns)
@@ -52,7 +51,7 @@ class FieldSample:
 
 def sample_fields(task: ReadTask, records: int = SAMPLE_RECORDS) -> FieldSample | None:
     """The fields of a task's first records (None: the file cannot be sampled: the run reports that itself)."""
-    sample = FieldSample(task.rel_path, str(task.path))
+    sample = FieldSample(task.rel_path)
     if task.format == "jsonl":
         _jsonl_fields(task, records, sample)
     elif task.format == "parquet":

@@ -28,13 +28,12 @@ from corpus.report.html import (
     needs_log_counts,
     num_cell,
     pct_cell,
-    plural,
     snippet,
     table,
     truncate,
 )
 from corpus.report.sections import Rendered, section
-from corpus.units import est_tokens
+from corpus.units import est_tokens, plural
 
 # The documented features, in the doc's order; features a newer profile adds follow, sorted.
 FEATURES = ("n_chars", "n_words", "n_lines", "est_tokens", "mean_word_len", "frac_alpha", "frac_digit", "frac_upper",

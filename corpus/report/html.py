@@ -67,10 +67,6 @@ def fmt_pct(x: float | None, digits: int = 1) -> str:
     return "—" if x is None else f"{100 * x:.{digits}f}%"
 
 
-def plural(n: int, noun: str) -> str:
-    return f"{n:,} {noun}{'' if n == 1 else 's'}"
-
-
 def truncate(text: str | None, n: int) -> str:
     if text is None:
         return ""

@@ -36,13 +36,12 @@ from corpus.report.html import (
     kpis,
     num_cell,
     pct_cell,
-    plural,
     snippet,
     stacked_hbar_chart,
     table,
 )
 from corpus.stats import READ_STAGE
-from corpus.units import est_tokens
+from corpus.units import est_tokens, plural
 
 log = logging.getLogger(__name__)
 
