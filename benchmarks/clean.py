@@ -72,7 +72,7 @@ def c4_plain(text: str, terminal_punct: bool = False, min_words: int = 0) -> tup
         elif len(line.split()) < min_words:
             counts["c4_short_lines"] += 1
         elif boilerplate.LOREM in lower:
-            counts["c4_lorem_ipsum"] = 1
+            counts["c4_lorem_ipsum_lines"] += 1
             kept.append(out)
         elif boilerplate.JAVASCRIPT in lower:
             counts["c4_javascript_lines"] += 1

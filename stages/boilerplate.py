@@ -44,7 +44,8 @@ _ANY_RULE = f"{_PHRASES}|{CITATION}"
 
 C4_COUNTERS = {"c4_citations_removed": "citation markers removed", "c4_no_punct_lines": "lines without end punctuation",
                "c4_short_lines": "short lines", "c4_javascript_lines": "javascript lines",
-               "c4_policy_lines": "policy and cookie lines", "c4_lorem_ipsum": "documents with lorem ipsum"}
+               "c4_policy_lines": "policy and cookie lines",
+               "c4_lorem_ipsum_lines": "lorem ipsum lines (kept: c4_lines_filter drops their page)"}
 
 
 @dataclass
@@ -81,8 +82,7 @@ class C4Lines(MapOperator):
         lines = split_spans(text.gather(rows), "line")
         per_row = self._judge(lines).group_by("row", maintain_order=True).agg(
             pl.col("out").filter(pl.col("keep")).str.join("\n").alias("text"),
-            *(pl.col(c).sum().cast(pl.Int64) for c in C4_COUNTERS if c != "c4_lorem_ipsum"),
-            pl.col("c4_lorem_ipsum").any().cast(pl.Int64)).sort("row")
+            *(pl.col(c).sum().cast(pl.Int64) for c in C4_COUNTERS)).sort("row")
         out = df.with_columns(zeros)
         cols = ["text", *C4_COUNTERS]
         return out.with_columns(*(out[c].clone().scatter(rows, per_row[c]) for c in cols))
@@ -111,7 +111,7 @@ class C4Lines(MapOperator):
         rules = [  # in C4's order: the first rule that applies to a line counts it
             ("c4_no_punct_lines", no_punct),
             ("c4_short_lines", short),
-            ("c4_lorem_ipsum", phrase(lower.str.contains(LOREM, literal=True))),
+            ("c4_lorem_ipsum_lines", phrase(lower.str.contains(LOREM, literal=True))),
             ("c4_javascript_lines", phrase(lower.str.contains(JAVASCRIPT, literal=True)) if self.javascript else no),
             ("c4_policy_lines", phrase(lower.str.contains_any(list(POLICY))) if self.policy else no),
         ]
@@ -119,7 +119,7 @@ class C4Lines(MapOperator):
         for name, hit in rules:
             flags[name] = (hit & ~earlier).cast(pl.Int64)
             earlier = earlier | hit
-        removed = earlier & ~(flags["c4_lorem_ipsum"] > 0)  # a lorem ipsum line stays: the filter drops its page
+        removed = earlier & ~(flags["c4_lorem_ipsum_lines"] > 0)  # a lorem ipsum line stays: the filter drops its page
         return lines.with_columns(out.alias("out"), cites.cast(pl.Int64).alias("c4_citations_removed"),
                                   *(v.alias(k) for k, v in flags.items()), (~removed).alias("keep"))
 
@@ -140,13 +140,13 @@ class C4LinesFilter(FilterOperator):
     Reasons ``lorem_ipsum`` and ``no_lines_left``."""
 
     name = "c4_lines_filter"
-    needs = {"text": pl.String, "c4_lorem_ipsum": pl.Int64}
+    needs = {"text": pl.String, "c4_lorem_ipsum_lines": pl.Int64}
 
     lorem_ipsum: bool = True
     drop_empty: bool = True
 
     def filter(self, df: pl.DataFrame) -> Verdict:
-        lorem = (df["c4_lorem_ipsum"] > 0) & self.lorem_ipsum
+        lorem = (df["c4_lorem_ipsum_lines"] > 0) & self.lorem_ipsum
         empty = (df["text"].str.strip_chars().str.len_chars() == 0) & self.drop_empty
         reason = pl.select(pl.when(lorem).then(pl.lit("lorem_ipsum")).when(empty).then(pl.lit("no_lines_left"))
                            .otherwise(pl.lit(None, pl.String))).to_series()

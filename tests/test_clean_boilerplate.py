@@ -29,7 +29,7 @@ def test_c4_rules_on_one_page():
                                      "  Tides  follow the moon.  ", "Nothing to remove here."]
     counts = {c: out[c].to_list() for c in C4_COUNTERS}
     assert counts == {"c4_citations_removed": [3, 0], "c4_no_punct_lines": [0, 0], "c4_short_lines": [0, 0],
-                      "c4_javascript_lines": [1, 0], "c4_policy_lines": [2, 0], "c4_lorem_ipsum": [0, 0]}
+                      "c4_javascript_lines": [1, 0], "c4_policy_lines": [2, 0], "c4_lorem_ipsum_lines": [0, 0]}
     strict = C4Lines(terminal_punct=True, min_words_per_line=3).map(pl.DataFrame({"text": [PAGE]}))
     # C4's order: a line without end punctuation counts there, before javascript or policy
     assert strict["text"][0] == out["text"][0]

@@ -142,3 +142,34 @@ def test_a_foreign_folder_where_a_sink_publishes_is_refused(tmp_path):
     with pytest.raises(ForeignFilesError, match="counts/theirs.csv"):
         Pipeline([Count()]).run(_input(tmp_path), out, workers=1, quiet=True)
     assert (out / "counts" / "theirs.csv").exists()
+
+
+def test_built_in_operators_give_a_column_one_type():
+    """A column name two operators add means one thing: the same type in both (c4_lines' lorem ipsum
+    counter and quality_signals' flag once shared a name, so the documented cleaning pipeline followed
+    by quality signals failed its wiring check). Operators are taken with their defaults, or as
+    declared by their class where a parameter is required."""
+    import dataclasses
+
+    from corpus import registry
+    from corpus.operators import _dtype
+
+    seen: dict[str, tuple[object, str]] = {}
+    clashes = []
+    for name in registry.names():
+        cls = registry.get(name)
+        try:
+            adds = cls().columns()[1]
+        except (TypeError, ValueError):  # a required parameter: the class's own declaration
+            adds = cls.adds if isinstance(cls.adds, dict) else dict.fromkeys(cls.adds)
+        assert dataclasses.is_dataclass(cls), name
+        for col, dtype in adds.items():
+            dtype = _dtype(dtype)
+            if col in seen and dtype is not None and seen[col][0] is not None and seen[col][0] != dtype:
+                clashes.append(f"{col}: {seen[col][1]} {seen[col][0]}, {name} {dtype}")
+            seen.setdefault(col, (dtype, name))
+    assert not clashes
+    assert "c4_lorem_ipsum" in seen  # the check saw quality_signals' columns
+    pipeline = [registry.get("c4_lines")(), registry.get("c4_lines_filter")(), registry.get("quality_signals")(),
+                registry.get("c4_filter")()]
+    assert ensure_columns(pipeline, DOC_SCHEMA) == []
