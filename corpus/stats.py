@@ -78,12 +78,11 @@ def funnel_rows(out: Path, run_id: str | None = None, cat: Catalog | None = None
     ]
     quarantine = cat.query(
         "SELECT source, kind, sum(docs) FROM quarantine WHERE run_id = ? GROUP BY ALL ORDER BY source, kind", [run_id])
-    # Catalogs written before blank lines were counted have no `blank` column (read-only here: no ALTER).
-    has_blank = cat.query("SELECT count(*) FROM information_schema.columns WHERE table_name = 'balance' "
-                          "AND column_name = 'blank'")[0][0]
+    # Catalogs written before blank lines and copies were counted lack those columns (read-only here: no ALTER).
+    has = {c for (c,) in cat.query("SELECT column_name FROM information_schema.columns WHERE table_name = 'balance'")}
     balance = cat.query(
-        f"SELECT source, input, kept, rejected, quarantined, ok, {'blank' if has_blank else '0'} FROM balance "
-        "WHERE run_id = ? ORDER BY source", [run_id])
+        f"SELECT source, input, kept, rejected, quarantined, ok, {'blank' if 'blank' in has else '0'}, "
+        f"{'coalesce(copies, 0)' if 'copies' in has else '0'} FROM balance WHERE run_id = ? ORDER BY source", [run_id])
     runs = cat.query("SELECT status, error FROM runs WHERE run_id = ?", [run_id])
     return run_id, funnel, quarantine, balance, runs
 
@@ -112,11 +111,15 @@ def print_status(out: Path, console: Console) -> None:
 
 
 def print_balance(balance: list[tuple], console: Console) -> None:
+    copies = any(row[7] for row in balance)  # only runs that up-sample have copies to show
     t = Table("source", "input", "kept", "rejected", "quarantined", "blank lines", "adds up",
-              title="Nothing lost: input = kept + rejected + quarantined + blank lines")
-    for src, inp, kept, rej, quar, ok, blank in balance:
+              *(["copies (beside)"] if copies else []),
+              title="Nothing lost: input = kept + rejected + quarantined + blank lines",
+              caption="kept: originals; sampling's copies are kept beside them" if copies else None,
+              caption_justify="left")
+    for src, inp, kept, rej, quar, ok, blank, n_copies in balance:
         t.add_row(src, f"{inp:,}", f"{kept:,}", f"{rej:,}", f"{quar:,}", f"{blank:,}",
-                  "[green]yes[/]" if ok else "[red]NO[/]")
+                  "[green]yes[/]" if ok else "[red]NO[/]", *([f"{n_copies:,}"] if copies else []))
     console.print(t)
 
 

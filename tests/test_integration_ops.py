@@ -13,6 +13,7 @@ import duckdb
 import polars as pl
 import pytest
 from helpers import ROOT, read_all, run_cli, tree_digest, write_config
+from rich.console import Console
 
 from corpus import InputSpec, Pipeline
 from corpus.operators import FilterOperator, Verdict
@@ -21,6 +22,7 @@ from corpus.schema import COPY_OF, CORE_COLUMNS, DOC_SCHEMA
 from corpus.stages.filter import LengthFilter
 from corpus.stages.join import Join, JoinError
 from corpus.stages.sample import Sample
+from corpus.stats import print_stats
 from corpus.work import OperatorError, apply_op
 
 sys.path.insert(0, str(ROOT))
@@ -122,6 +124,17 @@ def test_sampling_weights_are_seeded_accounted_and_copies_marked(tmp_path, two_s
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     fig = report["sections"]["stage-sample"]["figures"]["01-sample"]["sources"]
     assert fig["a"]["sampled_out"] == 400 - a_kept and fig["b"]["copies"] == copies.height
+    # The overview and the funnel tell originals from copies: the sample stage dropped what it rejected
+    # (not in - out, which copies made negative), and the kept share is of originals.
+    assert report["sections"]["overview"]["figures"]["output"]["copies"] == copies.height
+    stage = {f["stage"]: f for f in report["sections"]["funnel"]["figures"]}["01-sample"]
+    assert (stage["dropped"], stage["copies"], stage["docs_out"]) == (400 - a_kept, copies.height, data.height)
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert f"{originals.height:,} of 500 input records" in html and f"{copies.height:,} copies from sampling" in html
+    console = Console(record=True, width=200)
+    print_stats(tmp_path / "out", console)
+    balance_rows = [ln for ln in console.export_text().splitlines() if ln.startswith("│ b ")]
+    assert balance_rows[-1].split("│")[1:-1][-1].strip() == f"{copies.height:,}"  # the copies column
 
 
 def test_copies_rejected_later_keep_the_balance(tmp_path, two_sources):

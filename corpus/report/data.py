@@ -78,7 +78,8 @@ class ReportContext:
     funnel: list[dict]  # per stage and source: stage, source, docs_in/out, bytes_in/out, seconds
     drops: list[dict]  # stage_idx, stage, source, reason, docs
     quarantine: list[dict]  # source, kind, docs
-    balance: list[dict]  # source, input (records + blank lines), kept, rejected, quarantined, blank, ok
+    balance: list[dict]  # source, input (records + blank lines), kept (originals), rejected, quarantined, blank,
+    #                      copies (sampling's, kept beside the originals), ok
     manifest: dict | None
     profiles: list[Profile]
     examples_current: bool
@@ -223,7 +224,7 @@ def _gather(out: Path, run_id: str | None, cat: Catalog) -> ReportContext:
         drops=drops,
         quarantine=[{"source": s, "kind": k, "docs": int(n)} for s, k, n in quarantine],
         balance=[{"source": s, "input": i, "kept": k, "rejected": r, "quarantined": q, "blank": int(b or 0),
-                  "ok": bool(ok)} for s, i, k, r, q, ok, b in balance],
+                  "copies": int(c or 0), "ok": bool(ok)} for s, i, k, r, q, ok, b, c in balance],
         manifest=manifest,
         profiles=profiles,
         examples_current=latest == run_id,

@@ -170,10 +170,15 @@ def overview(ctx: ReportContext) -> Rendered:
     if ctx.run.error:
         parts.append(f'<div class="error"><b>The run failed:</b> {esc(ctx.run.error)}</div>')
     records = read["docs_in"]
+    copies = sum(b["copies"] for b in ctx.balance)
+    originals = final["docs_out"] - copies  # what is kept of the input records; copies come beside them
+    kept_note = f"of {records:,} input records ({fmt_pct(_ratio(originals, records))})"
+    if copies:
+        kept_note = f"{originals:,} {kept_note} and {copies:,} copies from sampling"
+    figures["output"]["copies"] = copies
     parts.append(kpis([
         ("Run status", ctx.run.status, f"finished {ctx.run.finished}" if ctx.run.finished else "not finished"),
-        ("Documents kept", fmt_int(final["docs_out"]),
-         f"of {records:,} input records ({fmt_pct(_ratio(final['docs_out'], records))})"),
+        ("Documents kept", fmt_int(final["docs_out"]), kept_note),
         ("Text kept (UTF-8)", fmt_bytes(final["bytes_out"]),
          f"of {fmt_bytes(read['bytes_out'])} read; {fmt_bytes(m.get('bytes'))} of Parquet on disk"),
         ("Est. tokens kept", fmt_int(est_tokens(final["bytes_out"])),
@@ -190,16 +195,21 @@ def overview(ctx: ReportContext) -> Rendered:
                        + f". Input files: {fmt_bytes(read['bytes_in'])} as stored (compressed files count "
                          "compressed); text sizes are UTF-8 bytes."))
     if ctx.balance:
+        extra = ["copies"] if copies else []  # only runs that up-sample have copies to show
         cols = [Col("source"), Col("input", True), Col("kept", True), Col("rejected", True),
-                Col("quarantined", True), Col("blank lines", True), Col("adds up")]
+                Col("quarantined", True), Col("blank lines", True), Col("adds up"), *(Col(c, True) for c in extra)]
         rows = [[b["source"], b["input"], b["kept"], b["rejected"], b["quarantined"], b["blank"],
-                 Cell("yes" if b["ok"] else "NO", markup=badge("yes" if b["ok"] else "NO", b["ok"]))]
-                for b in ctx.balance]
+                 Cell("yes" if b["ok"] else "NO", markup=badge("yes" if b["ok"] else "NO", b["ok"])),
+                 *(b[c] for c in extra)] for b in ctx.balance]
         foot = [["total"] + [sum(b[k] for b in ctx.balance)
                              for k in ("input", "kept", "rejected", "quarantined", "blank")]
-                + [Cell(markup=badge("yes" if balanced else "NO", balanced))]]
+                + [Cell(markup=badge("yes" if balanced else "NO", balanced))]
+                + [sum(b[c] for b in ctx.balance) for c in extra]]
+        caption = "Counted on disk at the end of the run"
+        if copies:
+            caption += "; kept counts originals, and sampling's copies are kept beside them"
         parts.append("<h3>Nothing lost: every input record is accounted for</h3>"
-                     + table(cols, rows, foot, caption="Counted on disk at the end of the run"))
+                     + table(cols, rows, foot, caption=caption))
     return Rendered("".join(parts), figures)
 
 
@@ -257,6 +267,9 @@ def funnel(ctx: ReportContext) -> Rendered | None:
     if not totals:
         return None
     kinds = {s["stage"]: s["kind"] for s in ctx.stages}
+    rejected: dict[str, int] = {}
+    for d in ctx.drops:
+        rejected[d["stage"]] = rejected.get(d["stage"], 0) + d["docs"]
     figures = []
     for t in totals:
         by_source = {}
@@ -265,7 +278,11 @@ def funnel(ctx: ReportContext) -> Rendered | None:
             if r:
                 by_source[src] = {"docs_in": r["docs_in"], "docs_out": r["docs_out"], "bytes_in": r["bytes_in"],
                                   "bytes_out": r["bytes_out"], "est_tokens_out": est_tokens(r["bytes_out"])}
-        figures.append({**t, "kind": kinds.get(t["stage"]), "dropped": t["docs_in"] - t["docs_out"],
+        # Read: the records not read as documents (quarantined). Later stages: the rows they rejected, and
+        # beside them the copies a stage appended (sampling), so that out = in - dropped + copies.
+        dropped = t["docs_in"] - t["docs_out"] if t["stage"] == READ_STAGE else rejected.get(t["stage"], 0)
+        figures.append({**t, "kind": kinds.get(t["stage"]), "dropped": dropped,
+                        "copies": t["docs_out"] - t["docs_in"] + dropped,
                         "kept_frac": _ratio(t["docs_out"], t["docs_in"]), "est_tokens_out": est_tokens(t["bytes_out"]),
                         "by_source": by_source})
     srcs = ctx.sources
@@ -275,10 +292,13 @@ def funnel(ctx: ReportContext) -> Rendered | None:
     tok_chart = stacked_hbar_chart(
         [(f["stage"], [f["by_source"].get(s, {}).get("est_tokens_out", 0) for s in srcs]) for f in figures], srcs,
         "Estimated tokens kept after each stage, by source")
+    copies = any(f["copies"] for f in figures)  # only runs that up-sample have copies to show
     cols = [Col("stage"), Col("kind"), Col("docs in", True), Col("docs out", True), Col("dropped", True),
-            Col("kept %", True), Col("text out", True), Col("est. tokens out", True), Col("unit seconds", True)]
-    rows = [[f["stage"], f["kind"] or "", f["docs_in"], f["docs_out"], f["dropped"], pct_cell(f["kept_frac"]),
-             bytes_cell(f["bytes_out"]), f["est_tokens_out"], num_cell(f["seconds"])] for f in figures]
+            *([Col("copies", True)] if copies else []), Col("kept %", True), Col("text out", True),
+            Col("est. tokens out", True), Col("unit seconds", True)]
+    rows = [[f["stage"], f["kind"] or "", f["docs_in"], f["docs_out"], f["dropped"], *([f["copies"]] if copies else []),
+             pct_cell(f["kept_frac"]), bytes_cell(f["bytes_out"]), f["est_tokens_out"], num_cell(f["seconds"])]
+            for f in figures]
     reasons: dict[tuple[str, str], list[str]] = {}
     for d in sorted(ctx.drops, key=lambda d: -d["docs"]):
         reasons.setdefault((d["stage"], d["source"]), []).append(f"{d['reason']}: {d['docs']:,}")
