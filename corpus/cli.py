@@ -514,7 +514,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--json", action="store_true", help="print the results document (for CI)")
     v.add_argument("-o", "--out", help="suggest: the suite file to write (default: <input name>.suite.json)")
     v.add_argument("--examples", type=count_arg, default=5, help="example rows per failed expectation")
-    v.add_argument("-w", "--workers", type=workers_arg, default=2, help="workers (default 2; 0: one per core)")
+    v.add_argument("-w", "--workers", type=workers_arg, default=2,
+                   help="workers at most (default 2; 0: one per core): one per 128 MB of files, since each "
+                        "worker's start costs seconds; a smaller input is checked in this process")
     v.set_defaults(fn=_cmd_validate)
 
     s = sub.add_parser("status", help="progress of the latest run in an output folder")

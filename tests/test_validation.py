@@ -187,6 +187,28 @@ def test_counts_added_over_parts_decide_mostly_as_gx_does_on_the_whole(tmp_path)
     assert [r["success"] for r in doc["expectations"]] == [True, False, True, False, True, False, True]
 
 
+def test_the_pool_grows_with_the_data_on_disk(corpus):
+    """A worker's start (importing GX) costs seconds, so a command checks a small input in its own process
+    and takes a worker per WORKER_BYTES of files, up to the workers asked for; sizes unknown (token parts):
+    the workers asked for."""
+    from corpus.validation import WORKER_BYTES, input_tables, pool_size
+
+    tables = input_tables(corpus, "documents")
+    assert all(p.bytes == sum((corpus / f).stat().st_size for f in _part_files(p)) for p in tables[0].parts)
+    assert pool_size(2, tables) == 1  # a small corpus
+
+    def sized(*sizes: int) -> list[Table]:
+        return [Table("documents", {}, tuple(Part(k, "p", _slices, (), b) for k, b in enumerate(sizes)))]
+
+    assert pool_size(4, sized(WORKER_BYTES, WORKER_BYTES, WORKER_BYTES - 1)) == 2
+    assert pool_size(2, sized(*[WORKER_BYTES] * 5)) == 2
+    assert pool_size(3, sized(WORKER_BYTES * 9, 0)) == 3  # one size unknown
+
+
+def _part_files(part: Part) -> list[str]:
+    return [f[1] for f in part.args[0]]
+
+
 def test_corpus_figures_are_the_whole_corpus_not_a_shard(tmp_path):
     """Each shard alone has no duplicate; together half the documents are copies."""
     (tmp_path / "in").mkdir()

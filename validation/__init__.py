@@ -20,6 +20,24 @@ from pathlib import Path
 
 __all__ = ["input_tables", "suggest_suite", "validate_input"]
 
+# Data on disk per worker process of a command: each one's start (importing Great Expectations, about 5 s
+# here) outweighs the work it takes over below that (docs/benchmarks.md): a small corpus is checked in
+# this process.
+WORKER_BYTES = 128 << 20
+
+
+def pool_size(workers: int, tables: list) -> int:
+    """The worker processes for checking these tables: at most ``workers`` (0: one per core), one per
+    WORKER_BYTES of their files (at least one, which runs in this process); ``workers`` where the
+    files' sizes are not known."""
+    from corpus.work import resolve_workers
+
+    workers = resolve_workers(workers)
+    sizes = [p.bytes for t in tables for p in t.parts]
+    if not sizes or not all(sizes):
+        return workers
+    return max(1, min(workers, sum(sizes) // WORKER_BYTES))
+
 
 def input_tables(target: str | Path, kind: str) -> list:
     """The tables a ``kind`` suite runs on for ``target``: token shard sets (a prefix or a folder of
@@ -49,7 +67,8 @@ def validate_input(target: str | Path, suite: str | Path, workers: int = 2, exam
 
     s = load_suite(suite)
     tables = input_tables(target, s.kind)
-    with tempfile.TemporaryDirectory(prefix="corpusforge-validate-") as tmp, worker_pool(workers) as pool_map:
+    with (tempfile.TemporaryDirectory(prefix="corpusforge-validate-") as tmp,
+          worker_pool(pool_size(workers, tables)) as pool_map):
         doc = validate(s, tables, pool_map, Path(tmp), examples=examples)  # type: ignore[arg-type]
     doc["input"] = str(target)
     return doc
@@ -69,6 +88,6 @@ def suggest_suite(target: str | Path, out: str | Path, workers: int = 2, name: s
         tokens.prefixes(path)  # the shard sets exist
         return write_suite(Path(out), name, "tokens", tokens.default_entries(), note)
     table = input_tables(target, "documents")[0]
-    with worker_pool(workers) as pool_map:
+    with worker_pool(pool_size(workers, [table])) as pool_map:
         entries = suggest_documents(table, pool_map, str(target))  # type: ignore[arg-type]
     return write_suite(Path(out), name, "documents", entries, note)

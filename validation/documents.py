@@ -77,16 +77,16 @@ def _table(files: list[File], columns: dict, where: str) -> Table:
         group.append(f)
         size += Path(f[1]).stat().st_size
         if size >= GROUP_BYTES:
-            parts.append(_part(len(parts), group))
+            parts.append(_part(len(parts), group, size))
             group, size = [], 0
     if group:
-        parts.append(_part(len(parts), group))
+        parts.append(_part(len(parts), group, size))
     return Table("documents", columns, tuple(parts), derived_columns(), derive, ID if ID in columns else None, where)
 
 
-def _part(k: int, files: list[File]) -> Part:
+def _part(k: int, files: list[File], size: int) -> Part:
     name = files[0][4] if len(files) == 1 else f"{files[0][4]} .. {files[-1][4]}"
-    return Part(k, name, file_frames, (tuple(files),))
+    return Part(k, name, file_frames, (tuple(files),), size)
 
 
 def file_frames(files: tuple[File, ...]) -> Iterator[pl.DataFrame]:
