@@ -125,6 +125,8 @@ def _type_ok(value: Any, tp: Any) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if isinstance(tp, type):
         return isinstance(value, tp)
+    if isinstance(origin, type):  # another generic class, such as os.PathLike[str]
+        return isinstance(value, origin)
     return True
 
 
@@ -147,10 +149,18 @@ def hint_name(tp: Any) -> str:
     if typing.get_origin(tp) is None and isinstance(tp, type):
         return tp.__name__
     return str(tp).replace("typing.", "")
+
+
 def _type_name(tp: Any) -> str:
-    """What an error message says was expected: the choices of a Literal, else the annotation."""
-    if typing.get_origin(tp) is typing.Literal:
+    """What an error message says was expected: the choices of a Literal, a union's members (its
+    Literals as their values: bool | 'auto', not Union[bool, Literal['auto']]), else the annotation."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Literal:
         return "one of " + ", ".join(map(repr, typing.get_args(tp)))
+    if origin in (typing.Union, types.UnionType) and any(typing.get_origin(a) is typing.Literal
+                                                          for a in typing.get_args(tp)):
+        return " | ".join(" | ".join(map(repr, typing.get_args(a))) if typing.get_origin(a) is typing.Literal
+                          else hint_name(a) for a in typing.get_args(tp))
     return hint_name(tp)
 
 

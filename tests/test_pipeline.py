@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,6 +75,19 @@ def test_inputs_may_be_paths_or_one_spec(tmp_path: Path):
                            tmp_path / "mixed", workers=1, quiet=True)
     assert [(b["source"], b["kept"]) for b in res.balance] == [("extra", 10), ("in", n)]
     assert profile_input([tmp_path / "in"], tmp_path / "prof", workers=1)["overall"]["docs"] == n
+    # An InputSpec's path may be a pathlib path (or a list holding some), as a path input may; its other
+    # fields are checked as a config's: text_key=5 failed deep in a reader ("argument of type 'int' is not
+    # iterable"), meta_keys="url" was read letter by letter.
+    res = Pipeline([]).run([InputSpec(source="in", path=tmp_path / "in"),
+                            InputSpec(source="extra", path=[str(tmp_path / "more" / "part-000.jsonl")])],
+                           tmp_path / "pathlib", workers=1, quiet=True)
+    assert [(b["source"], b["kept"]) for b in res.balance] == [("extra", 10), ("in", n)]
+    for spec_bad, says in ((InputSpec(source="in", path=str(tmp_path / "in"), text_key=5),  # type: ignore[arg-type]
+                            "inputs[0] (source 'in'): InputSpec.text_key: expected str, got int 5"),
+                           (InputSpec(source="in", path=str(tmp_path / "in"), meta_keys="url"),  # type: ignore[arg-type]
+                            "InputSpec.meta_keys: expected list[str] | None, got str 'url'")):
+        with pytest.raises(InputError, match=re.escape(says)):
+            Pipeline([]).run([spec_bad], tmp_path / "bad", workers=1, quiet=True)
     frame = pl.DataFrame({"text": ["a document in memory"]})  # says how to read one (it listed what it takes)
     for bad, says in ((5, "got int"), ([spec, None], "inputs[1]: expected an InputSpec or a path, got NoneType"),
                       (frame, "a DataFrame in memory is not read directly: write it as Parquet"),

@@ -659,7 +659,7 @@ def test_csv_multiline_option_true_and_false(tmp_path):
     assert bad.select("line", "error", "raw").rows() == [
         (1, "quote still open at the end of the line, and csv_multiline is false (file line 2)", b'"one')]
     assert seen == 3
-    with pytest.raises(InputError, match="csv_multiline must be true, false or 'auto', got 'yes'"):
+    with pytest.raises(InputError, match=r"InputSpec.csv_multiline: expected bool \| 'auto', got str 'yes'"):
         one_task(two, csv_multiline="yes")
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, TypeAlias
 
@@ -65,15 +65,31 @@ def as_specs(inputs: Inputs) -> list[InputSpec]:
                          "account for its every record")
     if not isinstance(items, Sequence):
         raise InputError(f"inputs: expected an InputSpec, a path or a list of them, got {type(inputs).__name__}")
+    from corpus.config import param_problems  # config reads InputSpecs from YAML: imported here, not at the top
+
     specs = []
     for i, x in enumerate(items):
         if isinstance(x, InputSpec):
+            x = _fspaths(x)
+            problems = param_problems(x)  # what a config's loader would refuse (text_key=5 failed deep in a reader)
+            if problems:
+                raise InputError(f"inputs[{i}] (source {x.source!r}): " + "; ".join(problems))
             specs.append(x)
         elif isinstance(x, str | os.PathLike):
             specs.append(InputSpec(source=Path(x).name or "input", path=os.fspath(x)))
         else:
             raise InputError(f"inputs[{i}]: expected an InputSpec or a path, got {type(x).__name__} ({x!r:.60})")
     return specs
+
+
+def _fspaths(spec: InputSpec) -> InputSpec:
+    """The spec with pathlib paths as strings, as a config gives them."""
+    p = spec.path
+    if isinstance(p, os.PathLike):
+        return replace(spec, path=os.fspath(p))
+    if isinstance(p, list | tuple) and any(isinstance(q, os.PathLike) for q in p):
+        return replace(spec, path=[os.fspath(q) if isinstance(q, os.PathLike) else q for q in p])
+    return spec
 
 
 @dataclass(frozen=True)

@@ -103,8 +103,6 @@ def _expand(spec: InputSpec, base: Path, output: Path | None = None) -> list[tup
         return [_duckdb(spec, base, where)]
     if spec.format == "csv" and len(spec.csv_delimiter) != 1:
         raise InputError(f"{where}: csv_delimiter must be one character, got {spec.csv_delimiter!r}")
-    if not (isinstance(spec.csv_multiline, bool) or spec.csv_multiline == "auto"):
-        raise InputError(f"{where}: csv_multiline must be true, false or 'auto', got {spec.csv_multiline!r}")
     if not spec.path:
         raise InputError(f"{where}: no path given")
     patterns = [spec.path] if isinstance(spec.path, str | os.PathLike) else list(spec.path)
