@@ -360,3 +360,19 @@ def test_numbers_read_with_about_three_significant_digits():
 
     got = [fmt_num(x) for x in (9.0, 98.0, 568.04, 1518.4, 0.5, 0.125, 0.0, 0.0001, 5, -2.5, float("nan"), None)]
     assert got == ["9.00", "98.0", "568", "1,518", "0.500", "0.125", "0", "1.00e-04", "5", "-2.50", "—", "—"]
+
+
+def test_a_counts_quantiles_read_as_whole_numbers():
+    """The quantile row of a count (min 24 chars, p01 1 line) read "24.0" and "1.00"; a feature with a
+    fractional value keeps its digits, and the mean always does."""
+    from corpus.report.distributions import _quantile_row
+
+    def cells(f: dict) -> list[str]:
+        return [c.text for c in _quantile_row("x", f)[1:]]
+
+    count = {"mean": 12.8, "min": 1.0, "max": 746.0,
+             "quantiles": {"p01": 1.0, "p05": 1.0, "p25": 7.0, "p50": 12.0, "p75": 15.0, "p95": 19.0, "p99": 36.0}}
+    assert cells(count) == ["12.8", "1", "1", "1", "7", "12", "15", "19", "36", "746"]
+    share = {"mean": 0.5, "min": 0.0, "max": 1.0,
+             "quantiles": {"p01": 0.0, "p05": 0.25, "p25": 0.5, "p50": 0.5, "p75": 0.75, "p95": 1.0, "p99": 1.0}}
+    assert cells(share) == ["0.500", "0", "0", "0.250", "0.500", "0.500", "0.750", "1.00", "1.00", "1.00"]

@@ -124,10 +124,18 @@ def profile_summary(ctx: ReportContext) -> Rendered | None:
 # ---------------------------------------------------------------- features
 
 
+def _counts(values: list) -> list:
+    """A count's values (chars, words, lines: all whole) as ints, which read as counts (24, not 24.0;
+    1, not 1.00); a feature with a fractional value keeps them as they are."""
+    if all(isinstance(v, int | float) and float(v).is_integer() for v in values):
+        return [int(v) for v in values]
+    return values
+
+
 def _quantile_row(name: str, f: dict) -> list[object]:
     q = f.get("quantiles") or {}
-    return [name, num_cell(f.get("mean")), num_cell(f.get("min"))] + [num_cell(q.get(k)) for k in QUANTILES] + [
-        num_cell(f.get("max"))]
+    values = _counts([f.get("min"), *(q.get(k) for k in QUANTILES), f.get("max")])
+    return [name, num_cell(f.get("mean")), *(num_cell(v) for v in values)]  # the mean keeps its digits
 
 
 def _hist(f: dict, title: str, x_label: str = "", **kw: Any) -> str:
@@ -156,8 +164,8 @@ def features(ctx: ReportContext) -> Rendered | None:
             + f'<h3>Histograms</h3><div class="charts">{charts}</div>')
     if len(srcs) > 1:
         mcols = [Col("feature"), Col("all", True)] + [Col(s, True) for s in srcs]
-        mrows = [[n, num_cell((feats[n].get("quantiles") or {}).get("p50")),
-                  *(num_cell(medians[s].get(n)) for s in srcs)] for n in names]
+        mrows = [[n, *(num_cell(v) for v in _counts([(feats[n].get("quantiles") or {}).get("p50"),
+                                                      *(medians[s].get(n) for s in srcs)]))] for n in names]
         body += "<h3>Medians per source</h3>" + table(mcols, mrows)
     return Rendered(body, {"profile": p.label, "features": {n: feats[n] for n in names}, "median_by_source": medians})
 
@@ -309,9 +317,8 @@ def compare(ctx: ReportContext) -> Rendered | None:
     for n in feats:
         fa, fb = a["features"][n], b["features"][n]
         qa, qb = fa.get("quantiles") or {}, fb.get("quantiles") or {}
-        qrows.append([n, num_cell(fa.get("mean")), num_cell(fb.get("mean")), num_cell(qa.get("p05")),
-                      num_cell(qb.get("p05")), num_cell(qa.get("p50")), num_cell(qb.get("p50")),
-                      num_cell(qa.get("p95")), num_cell(qb.get("p95"))])
+        values = _counts([q.get(k) for k in ("p05", "p50", "p95") for q in (qa, qb)])
+        qrows.append([n, num_cell(fa.get("mean")), num_cell(fb.get("mean")), *(num_cell(v) for v in values)])
         counts = [(f.get("histogram") or {}).get("counts") or [] for f in (fa, fb)]
         # one scale, linear or log for both: the bars compare directly
         same = {"ymax": _hist_max(fa, fb), "width": 236, "log_counts": needs_log_counts(*counts)}
