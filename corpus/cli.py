@@ -153,6 +153,7 @@ def _cmd_profile(args: argparse.Namespace, console: Console) -> int:
     from corpus.progress import Progress
     from corpus.readers import InputSpec
     from corpus.stages.profile import OUTLIER_RULE, profile_input
+    from corpus.units import flagged_when
 
     target = Path(args.input)
     if (target / "manifest.json").is_file():
@@ -183,7 +184,8 @@ def _cmd_profile(args: argparse.Namespace, console: Console) -> int:
     ot = Table("feature", "outliers", "% of docs", "flagged when", title="Outliers", caption=f"rule: {OUTLIER_RULE}")
     for f, v in o["outliers"].items():
         if v["count"]:
-            ot.add_row(f, f"{v['count']:,}", _pct(v["count"] / o["docs"]), f"< {v['low']:,.4g} or > {v['high']:,.4g}")
+            ot.add_row(f, f"{v['count']:,}", _pct(v["count"] / o["docs"]),
+                       flagged_when(v["low"], v["high"], "{:,.4g}".format))
     if ot.row_count:
         console.print(ot)
     console.print(f"[green]profile[/]: {out / 'profile.json'}")

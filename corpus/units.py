@@ -1,4 +1,4 @@
-"""Sizes and token estimates as every command and the report show them: one definition each.
+"""Sizes, token estimates and counts as every command and the report show them: one definition each.
 
 A run meets three kinds of bytes, and each figure says which it is:
 
@@ -10,6 +10,8 @@ MB is 10^6 bytes.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 INPUT = "input MB (files as stored)"
 TEXT = "text MB (UTF-8)"
@@ -32,3 +34,9 @@ def mb(nbytes: int | float | None) -> str:
 def plural(n: int, noun: str) -> str:
     """A count with its noun: "1 shard", "2,000 shards"."""
     return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def flagged_when(low: float, high: float, fmt: Callable[[float], str]) -> str:
+    """A profile feature's outlier bounds as the rule a reader applies. Every profile feature is a count
+    or a share, so a low bound at or below 0 flags nothing and is left out."""
+    return f"> {fmt(high)}" if low <= 0 else f"< {fmt(low)} or > {fmt(high)}"

@@ -376,3 +376,13 @@ def test_a_counts_quantiles_read_as_whole_numbers():
     share = {"mean": 0.5, "min": 0.0, "max": 1.0,
              "quantiles": {"p01": 0.0, "p05": 0.25, "p25": 0.5, "p50": 0.5, "p75": 0.75, "p95": 1.0, "p99": 1.0}}
     assert cells(share) == ["0.500", "0", "0", "0.250", "0.500", "0.500", "0.750", "1.00", "1.00", "1.00"]
+
+
+def test_an_outlier_rule_leaves_out_a_bound_nothing_can_cross():
+    """Profile features are counts and shares: "< 0 or > 0.370" read as if documents below 0 existed."""
+    from corpus.report.html import fmt_num
+    from corpus.units import flagged_when
+
+    assert flagged_when(0.0, 0.37, fmt_num) == "> 0.370"
+    assert flagged_when(-1.0, 0.0, fmt_num) == "> 0"
+    assert flagged_when(98.0, 8989.0, fmt_num) == "< 98.0 or > 8,989"

@@ -33,7 +33,7 @@ from corpus.report.html import (
     truncate,
 )
 from corpus.report.sections import Rendered, section
-from corpus.units import est_tokens, plural
+from corpus.units import est_tokens, flagged_when, plural
 
 # The documented features, in the doc's order; features a newer profile adds follow, sorted.
 FEATURES = ("n_chars", "n_words", "n_lines", "est_tokens", "mean_word_len", "frac_alpha", "frac_digit", "frac_upper",
@@ -251,7 +251,7 @@ def _flagged_when(v: dict) -> str:
     lo, hi = v.get("low"), v.get("high")
     if lo is None or hi is None:
         return "—"
-    return f"< {fmt_num(lo)} or > {fmt_num(hi)}"
+    return flagged_when(lo, hi, fmt_num)
 
 
 # ---------------------------------------------------------------- meta fields
