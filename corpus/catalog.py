@@ -17,6 +17,10 @@ import duckdb
 from corpus.errors import duckdb_os_error
 from corpus.integrity import CorruptFileError
 
+# A run's status when it ran its stages and published nothing (a dry run): the latest run of a folder
+# is the latest that was not one, since the folder's corpus, manifest and report are that run's.
+DRY_RUN = "dry-run"
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
   run_id VARCHAR PRIMARY KEY, started TIMESTAMP, finished TIMESTAMP, status VARCHAR,
@@ -265,5 +269,7 @@ class Catalog:
             return con.execute(sql, params or []).fetchall()
 
     def latest_run(self) -> str | None:
-        rows = self.query("SELECT run_id FROM runs ORDER BY started DESC LIMIT 1")
+        """The latest run that published (not a DRY_RUN)."""
+        rows = self.query("SELECT run_id FROM runs WHERE status IS DISTINCT FROM ? ORDER BY started DESC LIMIT 1",
+                          [DRY_RUN])
         return rows[0][0] if rows else None

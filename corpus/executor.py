@@ -50,7 +50,7 @@ from typing import Any, Protocol
 
 import duckdb
 
-from corpus.catalog import Catalog
+from corpus.catalog import DRY_RUN, Catalog
 from corpus.config import param_problems
 from corpus.errors import MAIN_GUARD, SpawnedImportError, WorkerDiedError, worker_death
 from corpus.ids import SUMMARY, DuplicateIdError, RepeatedIds, check_policy, derived_unique, describe, located
@@ -110,6 +110,7 @@ class RunResult:
     manifest: dict
     balance: list[dict]
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per phase, in run order
+    shards: list[Path] = field(default_factory=list)  # a stages-only run: the last stage's shards, in work/
 
 
 class _Laps:
@@ -341,7 +342,12 @@ class Executor:
         output: Path,
         shard_max_bytes: int = 128 << 20,
         base_dir: Path | None = None,
+        stages_only: bool = False,
     ) -> RunResult:
+        """Run the pipeline into ``output``. stages_only: run its stages (resuming finished ones) and stop
+        there, publishing nothing: the corpus, manifest, rejected/, report and the work of stages it does
+        not have stay as they are, for a dry run before the full pipeline (`corpus quality outliers
+        --dry-run`); its catalog record is a DRY_RUN, which commands reading the latest run pass over."""
         if getattr(mp.current_process(), "_inheriting", False):  # multiprocessing's own test of this
             raise SpawnedImportError(f"a worker process started a run while importing its run's script; {MAIN_GUARD}")
         inputs = as_specs(inputs)
@@ -360,18 +366,17 @@ class Executor:
         check_output(out, tuple(_sink_folders(ops)))  # before the lock: the folder may not be ours
         with RunLock(out):
             claim(out)
-            return self._run_locked(ops, inputs, tasks, out, shard_max_bytes)
+            return self._run_locked(ops, inputs, tasks, out, shard_max_bytes, stages_only)
 
     def _runner(self, shard_max_bytes: int) -> Runner:
         """What runs this run's units (started here, closed when the run ends)."""
         raise NotImplementedError
 
-    def _run_locked(
-        self, ops: list[Operator], inputs: list[InputSpec], tasks: list[ReadTask], out: Path, shard_max_bytes: int
-    ) -> RunResult:
+    def _run_locked(self, ops: list[Operator], inputs: list[InputSpec], tasks: list[ReadTask], out: Path,
+                    shard_max_bytes: int, stages_only: bool = False) -> RunResult:
         pool = self._runner(shard_max_bytes)  # first: its workers start up while the run is planned
         try:
-            return self._run_on(pool, ops, inputs, tasks, out, shard_max_bytes)
+            return self._run_on(pool, ops, inputs, tasks, out, shard_max_bytes, stages_only)
         except KeyboardInterrupt:
             pool.close(stop=True)  # out now, not once the units running have ended (minutes, with slow ones)
             raise
@@ -379,7 +384,7 @@ class Executor:
             pool.close()
 
     def _run_on(self, pool: Runner, ops: list[Operator], inputs: list[InputSpec], tasks: list[ReadTask], out: Path,
-                shard_max_bytes: int) -> RunResult:
+                shard_max_bytes: int, stages_only: bool = False) -> RunResult:
         work = out / "work"
         for tmp in work.rglob(".tmp-*") if work.exists() else []:
             tmp.unlink(missing_ok=True)  # left by a killed run; never a finished file
@@ -455,6 +460,9 @@ class Executor:
                             files.update(_files(stage.dir, [m]))
                     prev = segment[-1].dir / "shards"
                     laps.lap(" ".join(st.label for st in segment))
+            if stages_only:
+                catalog.finish_run(run_id, DRY_RUN)
+                return RunResult(out, run_id, {}, [], laps.seconds, [prev / f"{s}.parquet" for s in shards])
             manifest = _publish(out, read_dir, markers, stages, shards, run_id, files)
             laps.lap("publish")
             balance = _balance(out, markers)

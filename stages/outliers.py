@@ -26,6 +26,7 @@ import polars as pl
 from corpus.operators import Columns, GlobalFilterOperator, StageContext, StageView, Verdict
 from corpus.schema import SOURCE
 from corpus.stages.rules import RULE_VALUE, fmt
+from corpus.units import plural
 
 THRESHOLDS = "thresholds.json"
 ALL = "(all sources)"
@@ -224,15 +225,17 @@ def review(config: str, workers: int, console: Any, as_json: bool = False) -> in
     if at is None:
         raise ValueError(f"{config}: no outlier_filter stage in its pipeline")
     op: OutlierFilter = cfg.pipeline[at]  # type: ignore[assignment]
+    # The stages before it, into the config's own work/ (a later `corpus run` resumes them), publishing
+    # nothing: a dry run after a full run once replaced its corpus with theirs.
     result = LocalExecutor(workers=workers, quiet=True).run(cfg.pipeline[:at], cfg.inputs, cfg.output,
-                                                            cfg.shard_max_bytes, cfg.base_dir)
-    shards = sorted((result.output / "data").glob("*.parquet"))
+                                                            cfg.shard_max_bytes, cfg.base_dir, stages_only=True)
+    shards = result.shards
     review_result = op.compute(shards)
     if as_json:
         console.print_json(json.dumps(review_result))
         return 0
     table = Table(title=f"outlier_filter (pipeline[{at}]): {op.method}, k = {fmt(op.k_value)}, "
-                        f"fitted on {sum(1 for _ in shards)} shards of {result.output}/data")
+                        f"fitted on the {plural(len(shards), 'shard')} its stage reads")
     for c in ("source", "feature", "median" if op.method == "mad" else "Q1", "spread", "low", "high", "docs",
               "below", "above"):
         table.add_column(c, justify="left" if c in ("source", "feature") else "right")

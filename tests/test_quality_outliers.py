@@ -61,8 +61,8 @@ def test_dry_run_prints_thresholds_then_the_run_applies_them(tmp_path: Path):
     res = run_cli("quality", "outliers", str(cfg), "--dry-run")
     assert res.returncode == 0, res.stderr
     assert "n_words" in res.stdout and "2 documents would be dropped" in res.stdout
-    # nothing dropped: the corpus so far holds every document
-    assert pl.read_parquet(tmp_path / "out" / "data" / "*.parquet").height == 62
+    # nothing dropped, nothing published: the stages before the filter are in work/ for the run
+    assert not (tmp_path / "out" / "data").exists() and not (tmp_path / "out" / "manifest.json").exists()
     assert not list((tmp_path / "out" / "rejected").glob("*/*.parquet"))
     res = run_cli("run", str(cfg), "--quiet")
     assert res.returncode == 0, res.stderr
@@ -79,6 +79,31 @@ def test_dry_run_prints_thresholds_then_the_run_applies_them(tmp_path: Path):
     resumed = dict(cat.query("SELECT stage, bool_and(resumed) FROM unit_stats WHERE run_id = ? GROUP BY stage",
                              [cat.latest_run()]))
     assert resumed["01-quality_signals"] is True
+
+
+def test_a_dry_run_after_a_run_leaves_its_corpus_as_it_was(tmp_path: Path):
+    """The dry run ran the stages before the filter as a run into the config's folder: after a full run
+    it replaced the corpus, manifest and report with the shorter pipeline's (no filter: 62 documents
+    where the run kept 60) and deleted the filter's work."""
+    from corpus.catalog import Catalog
+
+    cfg = _setup(tmp_path)
+    assert run_cli("run", str(cfg), "--quiet").returncode == 0
+    out = tmp_path / "out"
+    kept = {p.relative_to(out): p.read_bytes() for p in out.rglob("*")
+            if p.is_file() and p.name != "catalog.duckdb" and ".lock" not in p.name}
+    res = run_cli("quality", "outliers", str(cfg), "--dry-run")
+    assert res.returncode == 0, res.stderr
+    assert "2 documents would be dropped" in res.stdout
+    now = {p.relative_to(out): p.read_bytes() for p in out.rglob("*")
+           if p.is_file() and p.name != "catalog.duckdb" and ".lock" not in p.name}
+    assert now == kept  # the corpus, manifest, rejected/, report and every stage's work
+    cat = Catalog(out / "catalog.duckdb", create=False)
+    statuses = [s for (s,) in cat.query("SELECT status FROM runs ORDER BY started")]
+    assert statuses == ["ok", "dry-run"]
+    res = run_cli("stats", str(out))
+    assert res.returncode == 0 and "02-outlier_filter" in res.stdout  # the full run's funnel, not the dry run's
+    assert pl.read_parquet(out / "data" / "*.parquet").height == 60
 
 
 def test_report_only_marks_and_keeps(tmp_path: Path):
