@@ -75,6 +75,7 @@ from corpus.readers.check import QuarantineShare
 from corpus.readers.plan import SPLIT_BYTES, largest_first, number_lines, split_tasks
 from corpus.resume import check_finished_work
 from corpus.schema import COPY_OF, DOC_SCHEMA
+from corpus.stats import emptied_stages, funnel_rows
 from corpus.work import (
     IngestJob,
     SegmentJob,
@@ -469,6 +470,8 @@ class Executor:
             with catalog.session():
                 catalog.record_balance(run_id, balance)
                 catalog.finish_run(run_id, "ok" if all(b["ok"] for b in balance) else "failed")
+                for line in emptied_stages(funnel_rows(out, run_id, catalog)[1]):
+                    _warn(line)
             laps.lap("balance")
             if self.report:
                 _write_report(out, run_id, progress)

@@ -87,6 +87,24 @@ def funnel_rows(out: Path, run_id: str | None = None, cat: Catalog | None = None
     return run_id, funnel, quarantine, balance, runs
 
 
+def emptied_stages(funnel: list[dict]) -> list[str]:
+    """A line for each stage (after reading) that received documents and passed none on (``funnel``: the
+    rows of funnel_rows): almost always a parameter that does not fit the data, such as a language code in
+    the wrong case or an HTML extractor given plain text."""
+    totals: dict[str, list] = {}
+    for r in funnel:
+        if r["stage"] == READ_STAGE:
+            continue
+        t = totals.setdefault(r["stage"], [0, 0, 0, []])
+        t[0] += r["docs_in"]
+        t[1] += r["docs_out"]
+        if r["docs_in"] > t[2]:  # the reasons of its largest source
+            t[2], t[3] = r["docs_in"], r["drops"]
+    return [f"{stage} passed on none of the {docs_in:,} documents it received"
+            + (f" (e.g. {'; '.join(drops[:3])})" if drops else "") + ": check its parameters against the data"
+            for stage, (docs_in, docs_out, _, drops) in totals.items() if docs_in and not docs_out]
+
+
 def final_text_bytes(out: Path, run_id: str) -> int:
     """Text bytes (UTF-8) of the documents the run kept: the last stage's output, from the catalog."""
     cat = _catalog(out)

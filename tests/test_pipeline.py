@@ -179,6 +179,25 @@ def test_an_id_key_or_meta_key_no_record_has_is_said(tmp_path: Path, caplog):
     assert not [r for r in caplog.records if "no record has" in r.getMessage()]
 
 
+def test_a_stage_that_passes_on_nothing_is_said(tmp_path: Path, caplog):
+    """A run whose filter dropped every document (a language code in the wrong case, html_to_text given
+    plain text) ended "done: 0 documents" without a word; the later stages, given nothing, are not named."""
+    make_jsonl_corpus(tmp_path / "in", files=2, docs_per_file=10)
+    with caplog.at_level("WARNING"):
+        res = Pipeline([LengthFilter(min_words=10_000), ExactDedup()]).run(
+            [InputSpec(source="web", path=str(tmp_path / "in"))], tmp_path / "out", workers=1, quiet=True)
+    assert res.balance[0]["kept"] == 0 and res.balance[0]["ok"]
+    line = ("01-length_filter passed on none of the 20 documents it received (e.g. too_few_words: 20): check its "
+            "parameters against the data")
+    assert [r.getMessage() for r in caplog.records if "passed on none" in r.getMessage()] == [line]
+    assert line in json.loads((tmp_path / "out" / "report.json").read_text())["warnings"]
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        Pipeline([LengthFilter(min_words=1)]).run([InputSpec(source="web", path=str(tmp_path / "in"))],
+                                                  tmp_path / "out2", workers=1, quiet=True)
+    assert not [r for r in caplog.records if "passed on none" in r.getMessage()]
+
+
 def test_manifest_describes_the_shards(tmp_path: Path):
     make_jsonl_corpus(tmp_path / "in", files=2, docs_per_file=100)
     res = _run(tmp_path, [LengthFilter(min_chars=10)])

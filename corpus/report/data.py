@@ -22,7 +22,7 @@ from corpus.manifest import read_manifest
 from corpus.operators import StageView
 from corpus.quarantine import raw_blocks
 from corpus.schema import CORE_COLUMNS, REJECT_REASON, REJECT_STAGE
-from corpus.stats import funnel_rows
+from corpus.stats import emptied_stages, funnel_rows
 from corpus.work import stage_dir as stage_folder
 
 log = logging.getLogger(__name__)
@@ -213,6 +213,7 @@ def _gather(out: Path, run_id: str | None, cat: Catalog) -> ReportContext:
     if latest != run_id:
         warnings.append(f"this report is for run {run_id}, not the latest ({latest}): the example documents and "
                         "profiles come from the files on disk, which belong to the latest run")
+    warnings += emptied_stages(funnel)
     profiles = find_profiles(out, stages, warnings)
     damaged = damaged_files(out, manifest, warnings)
     return ReportContext(
