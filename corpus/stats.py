@@ -52,7 +52,10 @@ def funnel_rows(out: Path, run_id: str | None = None, cat: Catalog | None = None
     cat = cat or _catalog(out)
     latest = cat.latest_run()
     if latest is None:
-        raise FileNotFoundError(f"{out}: the catalog has no runs yet")
+        dry = cat.query("SELECT count(*) FROM runs")[0][0]  # latest_run passes over dry runs
+        only = "a dry run, which publishes" if dry == 1 else f"{dry} dry runs, which publish"
+        raise FileNotFoundError(f"{out}: the catalog has no runs yet" + (
+            f" (only {only} nothing: `corpus run CONFIG` makes the corpus)" if dry else ""))
     if run_id is not None and not cat.query("SELECT 1 FROM runs WHERE run_id = ?", [run_id]):
         # An empty funnel "of run nope (?)" read like a run that did nothing.
         known = [r for (r,) in cat.query("SELECT run_id FROM runs ORDER BY started DESC LIMIT 5")]

@@ -64,6 +64,9 @@ def test_dry_run_prints_thresholds_then_the_run_applies_them(tmp_path: Path):
     # nothing dropped, nothing published: the stages before the filter are in work/ for the run
     assert not (tmp_path / "out" / "data").exists() and not (tmp_path / "out" / "manifest.json").exists()
     assert not list((tmp_path / "out" / "rejected").glob("*/*.parquet"))
+    res = run_cli("stats", str(tmp_path / "out"))
+    assert res.returncode == 2 and res.stderr.strip().endswith(
+        "the catalog has no runs yet (only a dry run, which publishes nothing: `corpus run CONFIG` makes the corpus)")
     res = run_cli("run", str(cfg), "--quiet")
     assert res.returncode == 0, res.stderr
     rejected = pl.read_parquet(tmp_path / "out" / "rejected" / "*" / "*.parquet")
