@@ -96,6 +96,7 @@ def _cmd_check(args: argparse.Namespace, console: Console) -> int:
 def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
     """`corpus validate INPUT --suite FILE` (exit 1 when a critical expectation fails) and
     `corpus validate suggest INPUT [--out FILE]`."""
+    from corpus.progress import Progress
     from corpus.validation import suggest_suite, validate_input
     from corpus.validation.results import text_summary
 
@@ -105,7 +106,7 @@ def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
                              "shards) and write a suite to review")
         target = args.input[1]
         out = Path(args.out or f"{Path(target).name or 'corpus'}.suite.json")
-        suite = suggest_suite(target, out, workers=args.workers)
+        suite = suggest_suite(target, out, workers=args.workers, progress=Progress())
         console.print(f"[green]suite[/]: {out} ({len(suite['expectations'])} expectations proposed from {target}; "
                       "review every bound, then check data with `corpus validate INPUT --suite "
                       f"{out}`)", highlight=False, soft_wrap=True)
@@ -119,7 +120,7 @@ def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
                              f"run `corpus check {target}`")
         raise ValueError("corpus validate INPUT needs --suite FILE (a Great Expectations suite; "
                          "`corpus validate suggest INPUT` proposes one)")
-    doc = validate_input(target, args.suite, workers=args.workers, examples=args.examples)
+    doc = validate_input(target, args.suite, workers=args.workers, examples=args.examples, progress=Progress())
     if args.json:
         import json
 

@@ -274,8 +274,10 @@ def test_cli_suggest_then_validate_exit_codes_and_json(corpus, tmp_path):
     r = run_cli("validate", "suggest", str(corpus), "--out", str(proposed), "-w", "1")
     assert r.returncode == 0, r.stderr
     assert f"suite: {proposed}" in r.stdout and load_suite(proposed).entries
+    assert "suggest ━" in r.stderr and "60 docs" in r.stderr  # a bar per command, by parts: rows and bytes read
     ok = run_cli("validate", str(corpus), "--suite", str(proposed), "--json", "-w", "1")
     assert ok.returncode == 0, ok.stderr
+    assert "validate documents ━" in ok.stderr and "60 docs" in ok.stderr
     doc = json.loads(ok.stdout)
     assert doc["success"] is True and doc["rows"] == 60 and doc["input"] == str(corpus)
     strict = write_suite(tmp_path / "strict.json", [

@@ -16,7 +16,13 @@ Great Expectations is imported only when a suite is loaded (it takes seconds): `
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from corpus.progress import Progress
 
 __all__ = ["input_tables", "suggest_suite", "validate_input"]
 
@@ -58,9 +64,11 @@ def input_tables(target: str | Path, kind: str) -> list:
     return [documents.files_table(str(target))]
 
 
-def validate_input(target: str | Path, suite: str | Path, workers: int = 2, examples: int = 5) -> dict:
+def validate_input(target: str | Path, suite: str | Path, workers: int = 2, examples: int = 5,
+                   progress: Progress | None = None) -> dict:
     """Check ``target`` against the suite file; the results document (``success`` says whether every
-    critical expectation held). Reads only; writes nothing beside a temporary folder."""
+    critical expectation held). Reads only; writes nothing beside a temporary folder. ``progress``: a bar
+    advanced as each part is checked (`corpus validate`), closed at the end."""
     from corpus.executor import worker_pool
     from corpus.validation.engine import validate
     from corpus.validation.suites import load_suite
@@ -68,14 +76,16 @@ def validate_input(target: str | Path, suite: str | Path, workers: int = 2, exam
     s = load_suite(suite)
     tables = input_tables(target, s.kind)
     with (tempfile.TemporaryDirectory(prefix="corpusforge-validate-") as tmp,
-          worker_pool(pool_size(workers, tables)) as pool_map):
-        doc = validate(s, tables, pool_map, Path(tmp), examples=examples)  # type: ignore[arg-type]
+          worker_pool(pool_size(workers, tables)) as pool_map, _shown(progress) as show):
+        doc = validate(s, tables, show(pool_map, "validate"), Path(tmp), examples=examples)  # type: ignore[arg-type]
     doc["input"] = str(target)
     return doc
 
 
-def suggest_suite(target: str | Path, out: str | Path, workers: int = 2, name: str | None = None) -> dict:
-    """Profile a trusted corpus (or token shard sets) and write a proposed suite to ``out``; returns it."""
+def suggest_suite(target: str | Path, out: str | Path, workers: int = 2, name: str | None = None,
+                  progress: Progress | None = None) -> dict:
+    """Profile a trusted corpus (or token shard sets) and write a proposed suite to ``out``; returns it.
+    ``progress``: as validate_input's."""
     from corpus.executor import worker_pool
     from corpus.validation import tokens
     from corpus.validation.suggest import suggest_documents
@@ -88,6 +98,38 @@ def suggest_suite(target: str | Path, out: str | Path, workers: int = 2, name: s
         tokens.prefixes(path)  # the shard sets exist
         return write_suite(Path(out), name, "tokens", tokens.default_entries(), note)
     table = input_tables(target, "documents")[0]
-    with worker_pool(pool_size(workers, [table])) as pool_map:
-        entries = suggest_documents(table, pool_map, str(target))  # type: ignore[arg-type]
+    with worker_pool(pool_size(workers, [table])) as pool_map, _shown(progress) as show:
+        entries = suggest_documents(table, show(pool_map, "suggest"), str(target))  # type: ignore[arg-type]
     return write_suite(Path(out), name, "documents", entries, note)
+
+
+@contextmanager
+def _shown(progress: Progress | None) -> Iterator[Callable[[Callable, str], Callable]]:
+    """``show(pool_map, label)``: the pool's map with a bar per call, advanced by each part's rows and
+    bytes on disk as it is done (the pool itself when there is no progress to show)."""
+    if progress is None:
+        yield lambda pool_map, label: pool_map
+        return
+
+    def show(pool_map: Callable, label: str) -> Callable:
+        def shown(fn: Callable, items: Sequence) -> list:
+            parts = [x.part if hasattr(x, "part") else x[0] for x in items]  # PartJobs, or (part, ...) tuples
+            size = {p.index: p.bytes for p in parts}
+            mean = sum(size.values()) // max(len(parts), 1)
+            table = getattr(items[0], "table", None) if items else None  # token shards: documents, then files
+            bar = progress.add(f"{label} {table}" if table else label, total=len(items), unit="MB/s of files")
+
+            def each(result: Any) -> None:
+                part = result.get("part") if isinstance(result, dict) else None
+                rows = result.get("rows", 0) if isinstance(result, dict) else getattr(result, "height", 0)
+                progress.advance(bar, docs=rows, nbytes=size.get(part, mean))
+
+            return pool_map(fn, items, each=each)
+
+        return shown
+
+    progress.start()
+    try:
+        yield show
+    finally:
+        progress.close()

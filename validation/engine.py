@@ -47,7 +47,7 @@ class Part:
     name: str  # for messages and examples: the file, or "train.bin documents 0-99,999"
     read: Callable[..., Iterator[pl.DataFrame]]
     args: tuple = ()
-    bytes: int = 0  # its files' bytes on disk, which size the pool of a command (0: not known)
+    bytes: int = 0  # its files' bytes on disk (or its share of them), which size a command's pool (0: not known)
 
 
 @dataclass(frozen=True)

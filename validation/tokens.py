@@ -67,13 +67,14 @@ def is_token_input(target: str | Path) -> bool:
 def tables(target: str | Path) -> list[Table]:
     sets = prefixes(target)
     doc_parts: list[Part] = []
+    sizes = [paths(prefix)["bin"].stat().st_size + paths(prefix)["idx"].stat().st_size for prefix in sets]
     for k, prefix in enumerate(sets):
         n = _document_count(prefix)
         for lo in range(0, n, DOC_BATCH):
             hi = min(lo + DOC_BATCH, n)
             doc_parts.append(Part(len(doc_parts), f"{prefix.name} documents {lo:,}-{hi - 1:,}", document_frames,
-                                  (str(prefix), k, lo, hi)))
-    file_parts = [Part(k, prefix.name, file_frames, (str(prefix), k)) for k, prefix in enumerate(sets)]
+                                  (str(prefix), k, lo, hi), max(1, sizes[k] * (hi - lo) // n)))  # its share
+    file_parts = [Part(k, prefix.name, file_frames, (str(prefix), k), sizes[k]) for k, prefix in enumerate(sets)]
     where = f"the token shard sets of {target}"
     return [Table("documents", dict(DOCS_SCHEMA), tuple(doc_parts), where=f"{where} (documents table)"),
             Table("files", dict(FILES_SCHEMA), tuple(file_parts), where=f"{where} (files table)")]
