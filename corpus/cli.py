@@ -434,11 +434,12 @@ def _cmd_ops(args: argparse.Namespace, console: Console) -> int:
 
 def _cmd_export(args: argparse.Namespace, console: Console) -> int:
     from corpus.export import export
+    from corpus.progress import Progress
 
     columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns is not None else None
     if columns == []:
         raise ValueError("--columns: name at least one column (e.g. --columns id,text), or leave it out for all")
-    done = export(Path(args.output), Path(args.dest), args.format, columns, args.compression)
+    done = export(Path(args.output), Path(args.dest), args.format, columns, args.compression, progress=Progress())
     console.print(f"[green]exported[/] {done.docs:,} documents ({', '.join(done.columns)}) as {done.format} "
                   f"to {done.dest}", highlight=False)
     return 0
@@ -470,11 +471,15 @@ def _cmd_quarantine(args: argparse.Namespace, console: Console) -> int:
     return 0
 def _cmd_verify(args: argparse.Namespace, console: Console) -> int:
     from corpus.manifest import check_corpus, read_manifest
+    from corpus.progress import Progress
 
     out = Path(args.output)
     manifest = read_manifest(out)
-    problems = check_corpus(out, manifest, level="full")
     files = sum(len(manifest.get(k, [])) for k in ("shards", "rejected", "quarantine"))
+    with (progress := Progress()):
+        bar = progress.add("verify", total=files, unit="MB/s")
+        problems = check_corpus(out, manifest, level="full", each=lambda e: progress.advance(
+            bar, docs=e.get("docs", e.get("rows", 0)) or 0, nbytes=e.get("bytes", 0)))
     if args.json:
         console.print_json(data={"ok": not problems, "files": files,
                                  "problems": [{"path": p, "problem": w} for p, w in problems]})

@@ -18,6 +18,8 @@ import io
 import os
 import shutil
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +27,7 @@ import polars as pl
 
 from corpus.integrity import read_verified
 from corpus.manifest import read_manifest, require_intact
+from corpus.progress import Progress
 from corpus.writers import write_jsonl, write_parquet
 
 FORMATS = ("jsonl", "parquet", "hf")
@@ -61,8 +64,9 @@ def shard_frames(corpus: Path, columns: list[str] | None = None,  # type: ignore
 
 
 def export(corpus: Path, dest: Path, fmt: str = "jsonl", columns: list[str] | None = None,
-           compression: str = ".zst") -> Exported:
-    """Write the corpus at ``corpus`` to ``dest`` in ``fmt`` (see the module docstring)."""
+           compression: str = ".zst", progress: Progress | None = None) -> Exported:
+    """Write the corpus at ``corpus`` to ``dest`` in ``fmt`` (see the module docstring). ``progress``: a
+    bar advanced as each shard is written (`corpus export`), closed at the end."""
     if fmt not in FORMATS:
         raise ExportError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if compression not in COMPRESSIONS:
@@ -73,17 +77,32 @@ def export(corpus: Path, dest: Path, fmt: str = "jsonl", columns: list[str] | No
     own = ({Path(s["path"]).name.removesuffix(".parquet") + suffix for s in manifest["shards"]}
            if suffix is not None else None)  # hf: a datasets folder is written whole
     check_dest(Path(corpus), dest, own)
-    if fmt == "hf":
-        return _export_hf(Path(corpus), dest, columns, manifest)
-    docs = files = 0
-    names: list[str] = []
-    for name, df in shard_frames(corpus, columns, manifest):
-        if fmt == "jsonl":
-            write_jsonl(df, dest / f"{name}.jsonl{compression}")
-        else:
-            write_parquet(df, dest / f"{name}.parquet")
-        docs, files, names = docs + df.height, files + 1, df.columns
-    return Exported(dest, fmt, docs, files, names)
+    require_intact(Path(corpus), manifest)  # a damaged corpus: its error line alone, before any bar
+    with _bar(progress, f"export {fmt}", manifest["shards"]) as done:
+        if fmt == "hf":
+            return _export_hf(Path(corpus), dest, columns, manifest, done)
+        docs = files = 0
+        names: list[str] = []
+        for shard, (name, df) in zip(manifest["shards"], shard_frames(corpus, columns, manifest), strict=True):
+            if fmt == "jsonl":
+                write_jsonl(df, dest / f"{name}.jsonl{compression}")
+            else:
+                write_parquet(df, dest / f"{name}.parquet")
+            docs, files, names = docs + df.height, files + 1, df.columns
+            done(shard)
+        return Exported(dest, fmt, docs, files, names)
+
+
+@contextmanager
+def _bar(progress: Progress | None, label: str, shards: list[dict]) -> Iterator[Callable[[dict], None]]:
+    """``done(shard)``: one shard of the manifest written, on a bar of them (its documents and Parquet
+    bytes); nothing without progress."""
+    if progress is None:
+        yield lambda shard: None
+        return
+    with progress:
+        bar = progress.add(label, total=len(shards), unit="MB/s of Parquet")
+        yield lambda shard: progress.advance(bar, docs=shard.get("docs", 0), nbytes=shard.get("bytes", 0))
 
 
 def check_dest(corpus: Path, dest: Path, own: set[str] | None = None) -> None:
@@ -105,7 +124,8 @@ def check_dest(corpus: Path, dest: Path, own: set[str] | None = None) -> None:
                           f"new or empty folder")
 
 
-def _export_hf(corpus: Path, dest: Path, columns: list[str] | None, manifest: dict) -> Exported:
+def _export_hf(corpus: Path, dest: Path, columns: list[str] | None, manifest: dict,
+               done: Callable[[dict], None]) -> Exported:
     try:
         import datasets
         import pyarrow as pa
@@ -116,7 +136,8 @@ def _export_hf(corpus: Path, dest: Path, columns: list[str] | None, manifest: di
     work.mkdir(parents=True)
     try:
         parts, docs, names = [], 0, []
-        for i, (_, df) in enumerate(shard_frames(corpus, columns, manifest)):
+        for i, (shard, (_, df)) in enumerate(zip(manifest["shards"], shard_frames(corpus, columns, manifest),
+                                                 strict=True)):
             # Each shard becomes an Arrow stream file that datasets memory-maps: the corpus is never
             # all in memory at once.
             path = work / "arrow" / f"{i:05d}.arrow"
@@ -126,6 +147,7 @@ def _export_hf(corpus: Path, dest: Path, columns: list[str] | None, manifest: di
                 writer.write_table(table)
             parts.append(datasets.Dataset.from_file(str(path)))
             docs, names = docs + df.height, df.columns
+            done(shard)
         ds = datasets.concatenate_datasets(parts) if parts else datasets.Dataset.from_dict({})
         out = work / "dataset"
         ds.save_to_disk(str(out), num_shards=max(1, len(parts)))

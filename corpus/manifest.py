@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -77,8 +78,10 @@ def read_manifest(root: Path) -> dict:
 LEVELS = ("cheap", "hash", "full")
 
 
-def check_corpus(root: Path, manifest: dict | None = None, level: str = "cheap") -> list[tuple[str, str]]:
-    """(file, problem) for every file of the corpus that does not match its manifest entry.
+def check_corpus(root: Path, manifest: dict | None = None, level: str = "cheap",
+                 each: Callable[[dict], None] | None = None) -> list[tuple[str, str]]:
+    """(file, problem) for every file of the corpus that does not match its manifest entry; ``each(entry)``
+    after each file is checked (progress).
 
     cheap: the shards' sizes, and a hash of those whose mtime changed since they were written.
     hash: every shard hashed. full: every file the manifest lists (shards, rejected, quarantine) hashed,
@@ -104,6 +107,8 @@ def check_corpus(root: Path, manifest: dict | None = None, level: str = "cheap")
                     why = f"{found_rows:,} rows, manifest says {rows:,}"
             if why:
                 found.append((entry["path"], why))
+            if each is not None:
+                each(entry)
     if full:
         listed = {e["path"] for e in shards}
         found += [(p.relative_to(root).as_posix(), "not listed in manifest.json")

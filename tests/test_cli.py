@@ -36,6 +36,13 @@ def test_run_stats_status_export(tmp_path: Path):
     assert status.returncode == 0 and "ok" in status.stdout and "00-read" in status.stdout
     exp = run_cli("export", str(tmp_path / "out"), str(tmp_path / "jsonl"), "--compression", ".gz")
     assert exp.returncode == 0, exp.stderr
+    shards = len(json.loads((tmp_path / "out" / "manifest.json").read_text())["shards"])
+    # Long commands show a bar, as a run does: a shard (or file) a step, with the documents and MB/s
+    bar = next(line for line in exp.stderr.splitlines() if line.startswith("export jsonl"))
+    assert f"{shards}/{shards}" in bar and "docs" in bar and bar.endswith("ETA 0:00:00"), exp.stderr
+    ver = run_cli("verify", str(tmp_path / "out"))
+    assert ver.returncode == 0 and "match manifest.json" in ver.stdout, ver.stderr
+    assert any(line.startswith("verify") and "ETA 0:00:00" in line for line in ver.stderr.splitlines()), ver.stderr
     exported = pl.concat([pl.read_ndjson(p) for p in sorted((tmp_path / "jsonl").glob("*.jsonl.gz"))])
     kept = pl.read_parquet(tmp_path / "out" / "data" / "*.parquet")
     assert exported["id"].to_list() == kept["id"].to_list()
