@@ -205,6 +205,7 @@ def _near(sec: dict) -> str:
 
 
 def _cmd_tokenizer_train(args: argparse.Namespace, console: Console) -> int:
+    from corpus.progress import Progress
     from corpus.stages.tokenizer import import_tokenizer, train_tokenizer
 
     if args.from_path:
@@ -213,7 +214,7 @@ def _cmd_tokenizer_train(args: argparse.Namespace, console: Console) -> int:
         raise ValueError("corpus tokenizer train: give a corpus folder (or --from a tokenizer to import)")
     else:
         out = train_tokenizer(Path(args.corpus), Path(args.out), kind=args.kind, vocab_size=args.vocab_size,
-                              min_frequency=args.min_frequency, max_docs=args.max_docs)
+                              min_frequency=args.min_frequency, max_docs=args.max_docs, progress=Progress())
     console.print(f"[green]tokenizer[/]: {out} (loads with PreTrainedTokenizerFast.from_pretrained)")
     return 0
 

@@ -15,16 +15,22 @@ import hashlib
 import json
 import logging
 import shutil
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from corpus import frames
 from corpus.manifest import read_manifest, require_intact
 from corpus.owner import refuse_managed
 from corpus.writers import write_bytes_atomic
+
+if TYPE_CHECKING:
+    from corpus.progress import Progress
 
 EOD, PAD = "<|endoftext|>", "<|pad|>"
 ROLE_TOKENS = ("<|system|>", "<|user|>", "<|assistant|>", "<|end|>")
@@ -102,13 +108,15 @@ def _trainer(kind: str, vocab_size: int, special_tokens: Sequence[str], min_freq
 def train_tokenizer(corpus: Path, out: Path, kind: str = "bpe", vocab_size: int = 32000,
                     special_tokens: Sequence[str] = SPECIAL_TOKENS, min_frequency: int = 2,
                     text_column: str = "text", max_docs: int | None = None, batch_rows: int = 2048,
-                    model_max_length: int = 2048, show_progress: bool = False) -> Path:
+                    model_max_length: int = 2048, show_progress: bool = False,
+                    progress: Progress | None = None) -> Path:
     """Train a byte-level ``kind`` ("bpe" or "unigram") tokenizer on a corpus folder; save it in HF format.
 
     corpus: a prepared corpus folder (``data/*.parquet`` + ``manifest.json``) or a Parquet file.
     special_tokens: added first, so they get ids 0.. in order (``<|endoftext|>`` = 0 by default); the
     first is the end-of-document token, ``<|pad|>`` (if listed) the padding token.
-    max_docs: train on the first N documents only (a sample is usually enough). Returns ``out``.
+    max_docs: train on the first N documents only (a sample is usually enough). ``progress``: a bar of the
+    documents read, the longest part of training (`corpus tokenizer train`). Returns ``out``.
     """
     if EOD not in special_tokens:
         raise ValueError(f"special_tokens must include the end-of-document token {EOD!r}")
@@ -124,23 +132,57 @@ def train_tokenizer(corpus: Path, out: Path, kind: str = "bpe", vocab_size: int 
     tok = _new_tokenizer(kind)
     trainer = _trainer(kind, vocab_size, special_tokens, min_frequency, show_progress)
     seen = [0]
+    texts = corpus_texts(Path(corpus), text_column, batch_rows, max_docs)
+    shown = _reading(progress, Path(corpus), max_docs)
 
     def counted() -> Iterator[list[str]]:
-        for batch in corpus_texts(Path(corpus), text_column, batch_rows, max_docs):
+        for batch in texts:
             seen[0] += len(batch)
+            shown(seen[0])
             yield batch
 
-    tok.train_from_iterator(counted(), trainer=trainer)
+    try:
+        tok.train_from_iterator(counted(), trainer=trainer)
+    finally:
+        if progress is not None:
+            progress.close()
     if not seen[0]:
         raise ValueError(f"{corpus} has no documents with text in column {text_column!r}: nothing to train on")
     got = tok.get_vocab_size()
     if got < vocab_size:
-        log.warning("the trained vocabulary has %d tokens, fewer than the %d asked: %d documents are too few "
-                    "(or min_frequency=%d too high) for more merges", got, vocab_size, seen[0], min_frequency)
+        log.warning("the trained vocabulary has %s tokens, fewer than the %s asked: the %s documents hold no more "
+                    "pairs seen at least min_frequency=%d times to merge (a small or repetitive corpus: lower "
+                    "vocab_size or min_frequency, or train on more text)", f"{got:,}", f"{vocab_size:,}",
+                    f"{seen[0]:,}", min_frequency)
     return save_tokenizer(tok, Path(out), special_tokens=special_tokens, model_max_length=model_max_length,
                           extra={"corpusforge": {"kind": kind, "vocab_size": vocab_size, "trained_vocab_size": got,
                                                  "documents": seen[0], "min_frequency": min_frequency,
                                                  "corpus": str(corpus), "corpus_hash": _corpus_hash(Path(corpus))}})
+
+
+def _reading(progress: Progress | None, corpus: Path, max_docs: int | None) -> Callable[[int], None]:
+    """``shown(docs read)``: the documents read so far on a bar (at most once a second: off a terminal
+    each update is a line); its total from the manifest or the Parquet file's metadata."""
+    if progress is None:
+        return lambda docs: None
+    try:
+        total = read_manifest(corpus)["docs"] if corpus.is_dir() else pq.ParquetFile(corpus).metadata.num_rows
+    except (FileNotFoundError, KeyError, OSError, pa.ArrowException):
+        total = None
+    if total is not None and max_docs is not None:
+        total = min(total, max_docs)
+    bar: list[int] = []  # started with the first batch: a corpus that cannot be read gets its error alone
+    last = [0.0]
+
+    def shown(docs: int) -> None:
+        if not bar:
+            bar.append(progress.start().add("tokenizer train: reading", total=total))
+        now = time.monotonic()
+        if now - last[0] >= 1.0 or docs == total:
+            last[0] = now
+            progress.update(bar[0], docs, f"{docs:,} docs")
+
+    return shown
 
 
 def _corpus_hash(corpus: Path) -> str | None:
