@@ -294,11 +294,12 @@ def _cmd_shards(args: argparse.Namespace, console: Console) -> int:
 def _shards_leakage(args: argparse.Namespace, console: Console) -> int:
     import json
 
+    from corpus.progress import Progress
     from corpus.stages.decontam import leakage
 
     if len(args.prefix) < 2:
         raise ValueError("shards leakage needs the training set and at least one held-out set: TRAIN VALID [TEST]")
-    result = leakage(args.prefix[0], args.prefix[1:], n=args.ngram)
+    result = leakage(args.prefix[0], args.prefix[1:], n=args.ngram, progress=Progress())
     if args.json:
         console.print(json.dumps(result), highlight=False, soft_wrap=True)
     leaked = False

@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import duckdb
 import numpy as np
@@ -36,6 +38,9 @@ from corpus.operators import Columns, GlobalFilterOperator, StageContext, StageV
 from corpus.schema import TEXT
 from corpus.stages.normalise import Normalisation
 from corpus.stages.rules import RULE_VALUE
+
+if TYPE_CHECKING:
+    from corpus.progress import Progress
 
 INDEX = "ngrams.parquet"
 SUMMARY = "summary.json"
@@ -233,9 +238,10 @@ def _doc_hashes(ds: Any) -> np.ndarray:
 
 
 def leakage(train_prefix: str | Path, held_out: list[str | Path], n: int = 13, chunk_tokens: int = 1 << 23,
-            examples: int = 5) -> dict:
+            examples: int = 5, progress: Progress | None = None) -> dict:
     """Per held-out split: its documents, those sharing a token n-gram with the training split, those
-    equal to a training document, and examples (held-out document, a training document it shares with)."""
+    equal to a training document, and examples (held-out document, a training document it shares with).
+    ``progress``: a bar per held-out split over the training tokens compared (`corpus shards leakage`)."""
     from corpus.shards import IndexedDataset, check_content
 
     for p in [train_prefix, *held_out]:
@@ -243,32 +249,51 @@ def leakage(train_prefix: str | Path, held_out: list[str | Path], n: int = 13, c
     train = IndexedDataset(train_prefix)
     train_docs = _doc_hashes(train)
     result: dict[str, Any] = {"train": str(train_prefix), "ngram": n, "splits": {}}
-    for prefix in held_out:
-        ds = IndexedDataset(prefix)
-        h, d = _token_ngrams(ds, n, 0, len(ds))
-        order = np.argsort(h, kind="stable")
-        hs, ds_of = h[order], d[order]
-        leaked_doc: dict[int, int] = {}  # held-out document -> a training document sharing an n-gram
-        first = 0
-        while first < len(train):
-            last, tokens = first, 0
-            while last < len(train) and (tokens == 0 or tokens + int(train.lengths[last]) <= chunk_tokens):
-                tokens += int(train.lengths[last])
-                last += 1
-            th, td = _token_ngrams(train, n, first, last)
-            if len(hs):
-                at = np.clip(np.searchsorted(hs, th), 0, len(hs) - 1)
-                hit = hs[at] == th
-                for t_doc, j in zip(td[hit].tolist(), at[hit].tolist(), strict=True):
-                    # every held-out document with this n-gram (equal hashes sit together)
-                    k = j
-                    while k < len(hs) and hs[k] == hs[j]:
-                        leaked_doc.setdefault(int(ds_of[k]), t_doc)
-                        k += 1
-            first = last
-        dup = np.isin(_doc_hashes(ds), train_docs)
-        result["splits"][str(prefix)] = {
-            "documents": len(ds), "sharing_ngrams": len(leaked_doc), "identical_to_train": int(dup.sum()),
-            "examples": [{"document": k, "train_document": v} for k, v in sorted(leaked_doc.items())[:examples]],
-        }
+    total = int(train.lengths.sum())
+    with progress if progress is not None else nullcontext():
+        for prefix in held_out:
+            result["splits"][str(prefix)] = _leaked(train, train_docs, IndexedDataset(prefix), n, chunk_tokens,
+                                                    examples, _tokens_bar(progress, f"leakage {Path(prefix).name}",
+                                                                          total))
     return result
+
+
+def _tokens_bar(progress: Progress | None, label: str, total: int) -> Callable[[int], object]:
+    """``shown(tokens done)`` on a bar of ``total`` training tokens; nothing without progress."""
+    if progress is None:
+        return lambda done: None
+    bar = progress.add(label, total=total)
+    return lambda done: progress.update(bar, done, f"{done / 1e6:,.1f}M of {total / 1e6:,.1f}M training tokens")
+
+
+def _leaked(train: Any, train_docs: np.ndarray, ds: Any, n: int, chunk_tokens: int, examples: int,
+            shown: Callable[[int], object]) -> dict:
+    """One held-out split against the training split, chunk by chunk; ``shown(training tokens done)``."""
+    h, d = _token_ngrams(ds, n, 0, len(ds))
+    order = np.argsort(h, kind="stable")
+    hs, ds_of = h[order], d[order]
+    leaked_doc: dict[int, int] = {}  # held-out document -> a training document sharing an n-gram
+    first = done = 0
+    while first < len(train):
+        last, tokens = first, 0
+        while last < len(train) and (tokens == 0 or tokens + int(train.lengths[last]) <= chunk_tokens):
+            tokens += int(train.lengths[last])
+            last += 1
+        th, td = _token_ngrams(train, n, first, last)
+        if len(hs):
+            at = np.clip(np.searchsorted(hs, th), 0, len(hs) - 1)
+            hit = hs[at] == th
+            for t_doc, j in zip(td[hit].tolist(), at[hit].tolist(), strict=True):
+                # every held-out document with this n-gram (equal hashes sit together)
+                k = j
+                while k < len(hs) and hs[k] == hs[j]:
+                    leaked_doc.setdefault(int(ds_of[k]), t_doc)
+                    k += 1
+        done += tokens
+        shown(done)
+        first = last
+    dup = np.isin(_doc_hashes(ds), train_docs)
+    return {
+        "documents": len(ds), "sharing_ngrams": len(leaked_doc), "identical_to_train": int(dup.sum()),
+        "examples": [{"document": k, "train_document": v} for k, v in sorted(leaked_doc.items())[:examples]],
+    }

@@ -99,6 +99,9 @@ def test_leakage_between_token_splits(tmp_path: Path):
     assert (t["sharing_ngrams"], t["identical_to_train"]) == (1, 1)
     res = run_cli("shards", "leakage", str(train), str(valid), str(test))
     assert res.returncode == 1 and "1 of 10 documents share a 13-token n-gram" in res.stdout
+    bars = [ln for ln in res.stderr.splitlines() if ln.startswith("leakage ")]  # a bar per held-out split
+    assert list(dict.fromkeys(b.split()[1] for b in bars)) == [valid.name, test.name]
+    assert all("training tokens" in b for b in bars)
     clean = tmp_path / "clean"
     clean.mkdir()
     train, valid, test = _splits(clean, leak=False)
