@@ -278,7 +278,7 @@ def _cmd_shards(args: argparse.Namespace, console: Console) -> int:
         for e in errors:
             console.print(f"[red]{escape(e)}[/]", highlight=False, soft_wrap=True)  # one line each, however long
         if not errors:
-            console.print(f"[green]ok[/]: {len(args.prefix)} shard set(s) verified")
+            console.print(f"[green]ok[/]: {plural(len(args.prefix), 'shard set')} verified")
         return 1 if errors else 0
     if args.action == "leakage":
         return _shards_leakage(args, console)

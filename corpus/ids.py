@@ -34,6 +34,7 @@ from corpus.readers import ReadTask
 from corpus.schema import ROW_BITS
 from corpus.stages.dedup import find_copies
 from corpus.stages.dedup_index import KEPT_COLUMNS, RESULTS, RESULTS_JSON, ResultLookup, write_json
+from corpus.units import plural
 
 POLICIES = ("keep", "reject", "fail")
 SUMMARY = "summary.json"
@@ -127,8 +128,9 @@ def located(summary: dict, markers: list[dict]) -> list[dict]:
 def describe(summary: dict, examples: list[dict], policy: str, one_line: bool = False) -> str:
     """What was found and what happens to it, with examples: on one line (a warning: three of them),
     or one example per line after the first."""
-    head = (f"{summary['ids']:,} id(s) occur more than once ({summary['rows']:,} later occurrence(s) among "
-            f"{summary['docs']:,} documents)")
+    occur = "occurs" if summary["ids"] == 1 else "occur"
+    head = (f"{plural(summary['ids'], 'id')} {occur} more than once ({plural(summary['rows'], 'later occurrence')} "
+            f"among {plural(summary['docs'], 'document')})")
     what = {"keep": "kept (on_duplicate_id: keep; 'reject' drops the later occurrences, 'fail' stops the run)",
             "reject": "the later occurrences are rejected (on_duplicate_id: reject)",
             "fail": "on_duplicate_id: fail stops the run before any stage (set keep or reject to go on)"}[policy]

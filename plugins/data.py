@@ -41,6 +41,7 @@ from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from corpus.shards import IndexedDataset, ShardError, blend_indices, check_content, epoch_permuted, paths
+from corpus.units import plural
 
 IGNORE_INDEX = -100
 log = logging.getLogger("corpusforge.train")
@@ -56,8 +57,8 @@ def split_key(key: Key) -> tuple[int, int]:
 def check_sets(prefixes: Sequence[str | Path]) -> list[tuple[int, int]]:
     """``check_content`` of each shard set, timed and logged: (smallest id, largest id) per set."""
     size = sum(f.stat().st_size for p in prefixes for k, f in paths(p).items() if k != "json" and f.exists())
-    log.info("checking %d token shard set(s), %.2f GB: sizes, sha256 and token ids against the sidecars "
-             "(one read of each file)", len(prefixes), size / 1e9)
+    log.info("checking %s, %.2f GB: sizes, sha256 and token ids against the sidecars (one read of each file)",
+             plural(len(prefixes), "token shard set"), size / 1e9)
     t0 = time.perf_counter()
     ranges = [check_content(p) for p in prefixes]
     log.info("token shards intact (%.1f s)", time.perf_counter() - t0)

@@ -32,6 +32,7 @@ import polars as pl
 from corpus.integrity import file_sha256
 from corpus.operators import Columns, GlobalFilterOperator, StageContext, StageView, Verdict
 from corpus.schema import META
+from corpus.units import plural
 
 MISSING, AMBIGUOUS = "join_missing_key", "join_ambiguous_key"
 ON_MISSING = ("reject", "keep", "fail")
@@ -132,8 +133,8 @@ class Join(GlobalFilterOperator):
         counts = pl.DataFrame({"k": keys}).group_by("k").len()
         ambiguous = counts.filter(pl.col("len") > 1).sort("k")["k"]
         if ambiguous.len() and self.on_duplicate == "fail":
-            raise JoinError(f"join: table {self.table!r} has {ambiguous.len():,} key(s) in more than one row, e.g. "
-                            f"{ambiguous.head(EXAMPLES).to_list()} (on_duplicate: reject rejects their documents)")
+            raise JoinError(f"join: table {self.table!r} has {plural(ambiguous.len(), 'key')} in more than one row, "
+                            f"e.g. {ambiguous.head(EXAMPLES).to_list()} (on_duplicate: reject rejects their documents)")
         lookup = table.with_columns(keys.alias(_KEY)).filter(~pl.col(_KEY).is_in(ambiguous.implode())
                                                             & pl.col(_KEY).is_not_null())
         lookup = lookup.select(pl.col(_KEY), *[pl.col(c[len(self.prefix):]).alias(c) for c in schema])
@@ -145,7 +146,8 @@ class Join(GlobalFilterOperator):
         amb_docs = docs.filter(pl.col("k").is_in(ambiguous.implode()))
         if missing.height and self.on_missing == "fail":
             examples = missing["k"].unique(maintain_order=True).head(EXAMPLES).to_list()
-            raise JoinError(f"join: {missing.height:,} document(s) have a key ({self.doc_key}) that table "
+            have = "has" if missing.height == 1 else "have"
+            raise JoinError(f"join: {plural(missing.height, 'document')} {have} a key ({self.doc_key}) that table "
                             f"{self.table!r} lacks, e.g. {examples} (on_missing: reject or keep lets the run go on)")
         summary = {"table": self.table, "table_rows": table.height, "keys": counts.height,
                    "ambiguous_keys": ambiguous.len(), "ambiguous_examples": ambiguous.head(EXAMPLES).to_list(),

@@ -175,7 +175,7 @@ def test_tokenizer_tokenize_and_shard_tools(tmp_path: Path):
     res = run_cli("tokenize", str(tmp_path / "out"), "--tokenizer", str(tok), "--out", str(tokens), "-w", "1")
     assert res.returncode == 0, res.stderr
     res = run_cli("shards", "verify", str(tokens / "train"), str(tokens / "test"), "--tokenizer", str(tok))
-    assert res.returncode == 0 and "2 shard set(s) verified" in res.stdout, res.stdout + res.stderr
+    assert res.returncode == 0 and "2 shard sets verified" in res.stdout, res.stdout + res.stderr
     res = run_cli("shards", "merge", str(tokens / "train"), str(tokens / "test"), "--out", str(tokens / "all"))
     assert res.returncode == 0, res.stderr
     (tokens / "all.idx").write_bytes((tokens / "all.idx").read_bytes()[:-8])  # corrupt the index

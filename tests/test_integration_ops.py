@@ -267,7 +267,7 @@ def test_join_missing_keys_keep_or_fail(tmp_path, web):
         web, tmp_path / "keep", workers=1)
     data = read_all(tmp_path / "keep" / "data").sort("id")
     assert data["licence"].to_list() == ["cc-by", "mit", None, None, "cc-by"]
-    with pytest.raises(JoinError, match=r"2 document\(s\) have a key .*'zzz.net'"):
+    with pytest.raises(JoinError, match=r"2 documents have a key .*'zzz.net'"):
         Pipeline([Join(table=str(tmp_path / "t.csv"), key="domain", doc_key="meta.domain", on_missing="fail")]).run(
             web, tmp_path / "fail", workers=1)
     assert not (tmp_path / "fail" / "data").exists()

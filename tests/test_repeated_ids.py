@@ -43,7 +43,7 @@ def test_keep_is_the_default_with_a_warning_catalog_and_report(tmp_path, caplog)
         res = Pipeline([LengthFilter(min_words=1)]).run(_inputs(tmp_path), tmp_path / "out", workers=1, quiet=True)
     assert res.manifest["docs"] == 9 and all(b["ok"] for b in res.balance)  # nothing dropped
     (warning,) = [r.getMessage() for r in caplog.records if "more than once" in r.getMessage()]
-    assert "\n" not in warning and warning.startswith("3 id(s) occur more than once (4 later occurrence(s)")
+    assert "\n" not in warning and warning.startswith("3 ids occur more than once (4 later occurrences")
     assert "id 'r0' 3 times: a f0.jsonl:1, a f1.jsonl:1, b f0.jsonl:2" in warning and "on_duplicate_id" in warning
     assert _catalog(res.output, "SELECT policy, docs, repeated_ids, later_rows FROM id_check") == [("keep", 9, 3, 4)]
     rows = _catalog(res.output, "SELECT id, occurrences, occurrence, source, file, row FROM repeated_ids "
@@ -86,7 +86,7 @@ def test_fail_stops_before_any_stage_listing_examples(tmp_path):
         Pipeline([LengthFilter(min_words=1)]).run(_inputs(tmp_path), tmp_path / "out", workers=1, quiet=True,
                                                   on_duplicate_id="fail")
     msg = str(err.value)
-    assert msg.splitlines()[0].startswith("3 id(s) occur more than once") and "on_duplicate_id: fail" in msg
+    assert msg.splitlines()[0].startswith("3 ids occur more than once") and "on_duplicate_id: fail" in msg
     assert "  id 'r1' 2 times: a f0.jsonl:2, a f0.jsonl:3" in msg.splitlines()
     out = tmp_path / "out"
     assert not (out / "data").exists() and not list((out / "work").glob("01-*"))  # no stage ran

@@ -288,7 +288,7 @@ def test_cli_suggest_then_validate_exit_codes_and_json(corpus, tmp_path):
     too_long = sum(len(t) > 70 for t in CLEAN)
     assert "  ok   expect_column_values_to_be_unique(id): 0 of 60 rows unexpected" in bad.stdout
     assert f"  FAIL expect_column_value_lengths_to_be_between(text): {too_long} of 60 rows unexpected" in bad.stdout
-    assert "FAILED: 1 critical expectation(s): expect_column_value_lengths_to_be_between(text)" in bad.stdout
+    assert "FAILED: 1 critical expectation: expect_column_value_lengths_to_be_between(text)" in bad.stdout
 
 
 def test_cli_errors_and_the_config_check_under_its_own_name(corpus, tmp_path):

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from corpus.units import plural
+
 DOMAIN_KWARGS = ("column", "column_A", "column_B", "column_list", "batch_id")
 SHOWN = 120  # characters of a value in a line of text
 
@@ -63,8 +65,8 @@ def text_summary(doc: dict) -> str:
         out.append(line)
     n_bad = len(doc["failed"])
     out.append(f"passed: {len(doc['expectations']) - n_bad - len(doc['warnings'])} of {len(doc['expectations'])}"
-               + (f" ({len(doc['warnings'])} warning(s))" if doc["warnings"] else "")
-               if doc["success"] else f"FAILED: {n_bad} critical expectation(s): {', '.join(doc['failed'])}")
+               + (f" ({plural(len(doc['warnings']), 'warning')})" if doc["warnings"] else "")
+               if doc["success"] else f"FAILED: {plural(n_bad, 'critical expectation')}: {', '.join(doc['failed'])}")
     return "\n".join(out)
 
 
