@@ -52,6 +52,7 @@ def add_quality_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_train(args: argparse.Namespace, console: Console) -> int:
+    from corpus.progress import Progress
     from corpus.stages.classifier import TrainConfig, load_examples, train
 
     df = load_examples(args.positive, args.negative, args.labelled, args.query, args.text_key, args.label_column,
@@ -59,7 +60,7 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
     cfg = TrainConfig(epoch=args.epoch, lr=args.lr, word_ngrams=args.word_ngrams, dim=args.dim, bucket=args.bucket,
                       holdout=args.holdout, seed=args.seed, lowercase=not args.keep_case,
                       positive_label=args.positive_label)
-    card = train(df, Path(args.out), cfg)
+    card = train(df, Path(args.out), cfg, progress=Progress(bars=False))
     if args.json:
         console.print_json(json.dumps(card))
         return 0

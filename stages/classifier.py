@@ -23,11 +23,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import sys
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import numpy as np
@@ -42,6 +43,9 @@ from corpus.schema import ROW_ID, TEXT
 from corpus.stages.langid import load_model, one_line
 from corpus.stages.rules import RULE_VALUE, Rule, RuleReport, evaluate
 from corpus.writers import atomic_path, write_bytes_atomic
+
+if TYPE_CHECKING:
+    from corpus.progress import Progress
 
 MODEL_FILE, METRICS_FILE = "model.bin", "metrics.json"
 _LABEL = "__label__"
@@ -172,9 +176,11 @@ def split_holdout(df: pl.DataFrame, fraction: float, seed: int) -> tuple[pl.Data
     return df.filter(~pl.col("held")).drop("held"), df.filter(pl.col("held")).drop("held")
 
 
-def train(df: pl.DataFrame, out: Path, cfg: TrainConfig) -> dict:
+def train(df: pl.DataFrame, out: Path, cfg: TrainConfig, progress: Progress | None = None) -> dict:
     """Train on ``df`` (text, label) less a held-out share, evaluate on that share, write
-    ``out/model.bin`` and ``out/metrics.json``; returns the metrics."""
+    ``out/model.bin`` and ``out/metrics.json``; returns the metrics. ``progress``: says what it does
+    (`corpus quality train`; the training, on one thread, takes minutes on a large set), with fastText's own
+    progress line and ETA on a terminal."""
     refuse_managed(out)
     try:
         import fasttext
@@ -203,11 +209,20 @@ def train(df: pl.DataFrame, out: Path, cfg: TrainConfig) -> dict:
         path = Path(tmp) / "train.txt"
         train_lines.filter(pl.col("line") != "").select(lines).write_csv(path, include_header=False,
                                                                           quote_style="never")
+        if progress is not None:
+            progress.log(f"quality train: fastText on {train_df.height:,} examples, {cfg.epoch} epochs, one thread "
+                         "(so that the same examples and seed give the same model)")
+        # fastText's line redraws itself: only where a terminal shows it in place
+        verbose = 2 if progress is not None and not progress.quiet and sys.stderr.isatty() else 0
         model = fasttext.train_supervised(input=str(path), epoch=cfg.epoch, lr=cfg.lr, wordNgrams=cfg.word_ngrams,
                                           dim=cfg.dim, minCount=cfg.min_count, bucket=cfg.bucket, thread=1,
-                                          seed=cfg.seed, verbose=0)
+                                          seed=cfg.seed, verbose=verbose)
+        if verbose:
+            print(file=sys.stderr)  # past its last redraw
     with atomic_path(out / MODEL_FILE) as tmp_model:
         model.save_model(str(tmp_model))
+    if progress is not None:
+        progress.log(f"quality train: evaluating on the {held.height:,} held out")
     top, prob = predict_top(model, fasttext_lines(held["text"], cfg.lowercase))
     metrics = evaluate_predictions(held["label"], top, prob, labels, cfg.positive_label)
     report = {

@@ -129,6 +129,12 @@ def test_cli_trains_a_topic_classifier_from_a_query_and_a_label_column(tmp_path:
                   "--text-key", "body", "--out", str(tmp_path / "topic"), "--epoch", "5", "--bucket", "10000")
     assert res.returncode == 0, res.stderr
     assert "held-out metrics" in res.stdout and "macro F1" in res.stdout
+    # what it is doing, before the one-thread training that takes minutes on a large set (off a terminal:
+    # without fastText's redrawn line)
+    held = json.loads((tmp_path / "topic" / "metrics.json").read_text())["examples"]
+    assert res.stderr.splitlines() == [
+        f"quality train: fastText on {held['train']:,} examples, 5 epochs, one thread (so that the same examples and "
+        "seed give the same model)", f"quality train: evaluating on the {held['held_out']:,} held out"], res.stderr
     card = json.loads((tmp_path / "topic" / "metrics.json").read_text())
     assert card["labels"] == ["cooking", "music", "sport"] and card["held_out"]["macro_f1"] >= 0.9
     # the same examples through a DuckDB query
