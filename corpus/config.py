@@ -20,7 +20,7 @@ import yaml
 from corpus import registry
 from corpus.ids import POLICIES
 from corpus.operators import Operator, source_problems
-from corpus.readers.base import FORMATS, InputSpec
+from corpus.readers.base import FORMATS, InputError, InputSpec
 from corpus.registry import suggest
 from corpus.writers import check_shard_max
 
@@ -332,7 +332,28 @@ def check_inputs(cfg: RunConfig) -> tuple[int, list[str]]:
         problems += [f"input {spec.source!r}: {p}" for p in whole.values()]
         # A file quarantined whole is reported above; the others show what the settings meet.
         problems += [f"input {spec.source!r}: {p}" for p in field_problems([t for t in mine if t.index not in whole])]
+        problems += _sample_problems(cfg.pipeline, spec.source, [t for t in mine if t.index not in whole])
     return len(tasks), problems
+
+
+def _sample_problems(ops: list, source: str, tasks: list) -> list[str]:
+    """What an input's first documents say against the operators that judge them (Operator.sample_problem),
+    read through the readers from its first file; nothing is read when no operator judges them."""
+    from corpus.readers import read_task
+    from corpus.readers.check import SAMPLE_RECORDS
+
+    judges = [(i, op) for i, op in enumerate(ops) if type(op).sample_problem is not Operator.sample_problem]
+    if not judges or not tasks:
+        return []
+    try:
+        first = next(iter(read_task(tasks[0], chunk_bytes=1 << 20)), None)
+    except InputError:
+        return []  # the run reports an unreadable file itself
+    if first is None:
+        return []
+    text = first.docs["text"].head(SAMPLE_RECORDS)
+    return [f"pipeline[{i}] '{op.name}': input {source!r}: {p}" for i, op in judges
+            if (p := op.sample_problem(source, text)) is not None]
 
 
 def _inputs(raw: Any, lines: dict, errors: list[str]) -> list[InputSpec]:

@@ -138,6 +138,11 @@ class Operator:
     def setup(self) -> None:
         """Called once per worker before the first batch (load models, compile regexes)."""
 
+    def sample_problem(self, source: str, text: pl.Series) -> str | None:
+        """What an input's first documents (``text``, as the readers read them) say against this operator,
+        before a run (`corpus check`): a line naming the problem, or None."""
+        return None
+
     @classmethod
     def figures(cls, artifacts: Path) -> dict[str, float]:
         """Numbers from this stage's artifacts for the run catalog (``stage_figures``)."""

@@ -35,6 +35,8 @@ import polars as pl
 from corpus.operators import FilterOperator, MapOperator, StageView, Verdict
 from corpus.stages.html_child import LENGTH, frame
 
+_TAG = r"<(?:[A-Za-z][A-Za-z0-9-]*|/[A-Za-z]|!--|!DOCTYPE)[\s>/]?"  # an HTML tag, comment or doctype opening
+
 CHILD = Path(__file__).with_name("html_child.py")
 
 OK, EMPTY, TIMEOUT, ERROR, SKIPPED = "ok", "empty", "timeout", "error", "skipped"
@@ -239,6 +241,12 @@ class HtmlToText(MapOperator):
             if not callable(fn):
                 raise ValueError(f"extractor {self.extractor!r} is not a function")
 
+    def sample_problem(self, source: str, text: pl.Series) -> str | None:
+        if (self.sources and source not in self.sources) or text.len() == 0 or text.str.contains(_TAG).any():
+            return None
+        return (f"none of the first {text.len():,} documents holds an HTML tag: html_to_text keeps the main text "
+                "of HTML pages and finds none in plain text, so html_filter would drop them all (`sources:` "
+                "limits it to the inputs that hold HTML)")
     def __getstate__(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k != "_child"}  # a worker starts its own child
 

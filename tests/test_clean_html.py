@@ -111,3 +111,26 @@ def test_an_extractor_that_cannot_start_is_one_clear_error(tmp_path):
     assert not (tmp_path / "out").exists()
     with pytest.raises(ValueError, match="timeout_s"):
         HtmlToText(timeout_s=0)
+
+
+def test_corpus_check_says_when_an_input_holds_no_html(tmp_path: Path):
+    """html_to_text on plain text gives no text for any page, so html_filter dropped the whole input; the
+    config check now says so from the input's first documents, for the inputs the operator applies to."""
+    (tmp_path / "pages.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in (
+        "<!DOCTYPE html><html><body><p>A page about rivers.</p></body></html>", "plain words")))
+    (tmp_path / "notes.jsonl").write_text("".join(json.dumps({"text": f"note {i}: a < b and c > d"}) + "\n"
+                                                  for i in range(5)))
+
+    def check(sources: str) -> str:
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text(f"output: {tmp_path / 'out'}\ninputs:\n  - {{source: pages, path: {tmp_path / 'pages.jsonl'}}}\n"
+                       f"  - {{source: notes, path: {tmp_path / 'notes.jsonl'}}}\npipeline:\n"
+                       f"  - {{op: html_to_text{sources}}}\n  - {{op: html_filter}}\n")
+        res = run_cli("check", str(cfg))
+        return " ".join((res.stdout + res.stderr).split())
+
+    said = check("")
+    assert ("pipeline[0] 'html_to_text': input 'notes': none of the first 5 documents holds an HTML tag" in said
+            and "input 'pages'" not in said), said
+    said = check(", sources: [pages]")
+    assert said.startswith("ok:") and "HTML tag" not in said, said
