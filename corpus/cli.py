@@ -473,15 +473,14 @@ def _cmd_quarantine(args: argparse.Namespace, console: Console) -> int:
     return 0
 def _cmd_verify(args: argparse.Namespace, console: Console) -> int:
     from corpus.manifest import check_corpus, read_manifest
-    from corpus.progress import Progress
+    from corpus.progress import Progress, entries_bar
 
     out = Path(args.output)
     manifest = read_manifest(out)
-    files = sum(len(manifest.get(k, [])) for k in ("shards", "rejected", "quarantine"))
-    with (progress := Progress()):
-        bar = progress.add("verify", total=files, unit="MB/s")
-        problems = check_corpus(out, manifest, level="full", each=lambda e: progress.advance(
-            bar, docs=e.get("docs", e.get("rows", 0)) or 0, nbytes=e.get("bytes", 0)))
+    listed = [e for k in ("shards", "rejected", "quarantine") for e in manifest.get(k, [])]
+    with entries_bar(Progress(), "verify", listed) as done:
+        problems = check_corpus(out, manifest, level="full", each=done)
+    files = len(listed)
     if args.json:
         console.print_json(data={"ok": not problems, "files": files,
                                  "problems": [{"path": p, "problem": w} for p, w in problems]})

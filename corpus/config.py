@@ -125,8 +125,6 @@ def _type_ok(value: Any, tp: Any) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if isinstance(tp, type):
         return isinstance(value, tp)
-    if isinstance(origin, type):  # another generic class, such as os.PathLike[str]
-        return isinstance(value, origin)
     return True
 
 

@@ -19,7 +19,6 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import polars as pl
 
 from corpus.integrity import read_verified
 from corpus.manifest import read_manifest, require_intact
-from corpus.progress import Progress
+from corpus.progress import Progress, entries_bar
 from corpus.writers import write_jsonl, write_parquet
 
 FORMATS = ("jsonl", "parquet", "hf")
@@ -47,20 +46,25 @@ class Exported:
     columns: list[str]
 
 
-def shard_frames(corpus: Path, columns: list[str] | None = None,  # type: ignore[no-untyped-def]
-                 manifest: dict | None = None):
-    """(shard name, frame) for every shard of a corpus folder, each hashed against the manifest as read."""
+def shard_frames(corpus: Path, columns: list[str] | None = None,
+                 manifest: dict | None = None) -> Iterator[tuple[str, pl.DataFrame]]:
+    """(shard name, frame) for every shard of a corpus folder, each hashed against the manifest as read.
+    The corpus (sizes) and the columns are checked at the call, before a frame is asked for: a damaged
+    corpus or a wrong column stops before anything is written or shown."""
     corpus = Path(corpus)
-    manifest = require_intact(corpus, manifest)  # sizes first: a missing or cut shard stops before anything is written
+    manifest = require_intact(corpus, manifest)
     available = list(manifest.get("schema", {}))
     if columns is not None:
         unknown = [c for c in columns if c not in available]
         if unknown or not columns:
             raise ExportError(f"{corpus}: no column(s) {unknown} in this corpus; it has {', '.join(available)}")
-    for shard in manifest["shards"]:
+    return _frames(corpus, manifest["shards"], columns)
+
+
+def _frames(corpus: Path, shards: list[dict], columns: list[str] | None) -> Iterator[tuple[str, pl.DataFrame]]:
+    for shard in shards:
         data = read_verified(corpus / shard["path"], shard)
-        df = pl.read_parquet(io.BytesIO(data), columns=columns)
-        yield Path(shard["path"]).name.removesuffix(".parquet"), df
+        yield Path(shard["path"]).name.removesuffix(".parquet"), pl.read_parquet(io.BytesIO(data), columns=columns)
 
 
 def export(corpus: Path, dest: Path, fmt: str = "jsonl", columns: list[str] | None = None,
@@ -77,13 +81,13 @@ def export(corpus: Path, dest: Path, fmt: str = "jsonl", columns: list[str] | No
     own = ({Path(s["path"]).name.removesuffix(".parquet") + suffix for s in manifest["shards"]}
            if suffix is not None else None)  # hf: a datasets folder is written whole
     check_dest(Path(corpus), dest, own)
-    require_intact(Path(corpus), manifest)  # a damaged corpus: its error line alone, before any bar
-    with _bar(progress, f"export {fmt}", manifest["shards"]) as done:
+    frames = shard_frames(corpus, columns, manifest)
+    with entries_bar(progress, f"export {fmt}", manifest["shards"], unit="MB/s of Parquet") as done:
         if fmt == "hf":
-            return _export_hf(Path(corpus), dest, columns, manifest, done)
+            return _export_hf(dest, frames, manifest, done)
         docs = files = 0
         names: list[str] = []
-        for shard, (name, df) in zip(manifest["shards"], shard_frames(corpus, columns, manifest), strict=True):
+        for shard, (name, df) in zip(manifest["shards"], frames, strict=True):
             if fmt == "jsonl":
                 write_jsonl(df, dest / f"{name}.jsonl{compression}")
             else:
@@ -91,18 +95,6 @@ def export(corpus: Path, dest: Path, fmt: str = "jsonl", columns: list[str] | No
             docs, files, names = docs + df.height, files + 1, df.columns
             done(shard)
         return Exported(dest, fmt, docs, files, names)
-
-
-@contextmanager
-def _bar(progress: Progress | None, label: str, shards: list[dict]) -> Iterator[Callable[[dict], None]]:
-    """``done(shard)``: one shard of the manifest written, on a bar of them (its documents and Parquet
-    bytes); nothing without progress."""
-    if progress is None:
-        yield lambda shard: None
-        return
-    with progress:
-        bar = progress.add(label, total=len(shards), unit="MB/s of Parquet")
-        yield lambda shard: progress.advance(bar, docs=shard.get("docs", 0), nbytes=shard.get("bytes", 0))
 
 
 def check_dest(corpus: Path, dest: Path, own: set[str] | None = None) -> None:
@@ -124,7 +116,7 @@ def check_dest(corpus: Path, dest: Path, own: set[str] | None = None) -> None:
                           f"new or empty folder")
 
 
-def _export_hf(corpus: Path, dest: Path, columns: list[str] | None, manifest: dict,
+def _export_hf(dest: Path, frames: Iterator[tuple[str, pl.DataFrame]], manifest: dict,
                done: Callable[[dict], None]) -> Exported:
     try:
         import datasets
@@ -136,8 +128,7 @@ def _export_hf(corpus: Path, dest: Path, columns: list[str] | None, manifest: di
     work.mkdir(parents=True)
     try:
         parts, docs, names = [], 0, []
-        for i, (shard, (_, df)) in enumerate(zip(manifest["shards"], shard_frames(corpus, columns, manifest),
-                                                 strict=True)):
+        for i, (shard, (_, df)) in enumerate(zip(manifest["shards"], frames, strict=True)):
             # Each shard becomes an Arrow stream file that datasets memory-maps: the corpus is never
             # all in memory at once.
             path = work / "arrow" / f"{i:05d}.arrow"

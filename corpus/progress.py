@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from rich.console import Console
@@ -121,3 +123,16 @@ class Progress:
     def finish(self, tid: int) -> None:
         if self._bar is not None:
             self._bar.update(tid, total=1, completed=1)
+
+
+@contextmanager
+def entries_bar(progress: Progress | None, label: str, entries: list[dict],
+                unit: str = "MB/s") -> Iterator[Callable[[dict], None]]:
+    """``done(entry)``: one file of a manifest list done (its ``docs`` or ``rows`` and ``bytes``), on a bar
+    of them that ``progress`` shows and closes; nothing without progress (`corpus export`, `corpus verify`)."""
+    if progress is None:
+        yield lambda entry: None
+        return
+    with progress:
+        bar = progress.add(label, total=len(entries), unit=unit)
+        yield lambda e: progress.advance(bar, docs=e.get("docs", e.get("rows")) or 0, nbytes=e.get("bytes", 0))
