@@ -75,6 +75,22 @@ def refuse_managed(path: Path) -> None:
                          "(anything else there stops them); write into a folder outside it")
 
 
+def refuse_foreign_file(path: Path) -> None:
+    """Refuse a command's output file where it would replace another output's own file: a run's own files
+    (its catalog, manifest, report) or an existing file in a folder another command wrote (an annotation
+    project's database, a training run's model, a tokenizer...). A new file beside them is fine."""
+    refuse_managed(path)
+    path = Path(os.path.abspath(path))
+    exists = path.exists() or path.is_symlink()
+    for parent in path.parents:
+        if (parent / MARKER).is_file() and is_own(path.relative_to(parent).as_posix()):
+            raise ValueError(f"{path} is a file of the run output {parent}; write it outside that folder")
+        for marker, what in _KINDS if exists else ():
+            if (parent / marker).is_file():
+                raise ValueError(f"{path} would replace a file of {what.split(':')[0]} in {parent}; "
+                                 "write it outside that folder")
+
+
 class ForeignFilesError(ValueError):
     """The output folder holds files no corpusforge run wrote, where a run would write or delete."""
 

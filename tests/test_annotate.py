@@ -264,6 +264,32 @@ def test_cli_load_add_status_export(tmp_path: Path):
     assert (tmp_path / "proj" / "annotate.duckdb").stat().st_size == 2000
 
 
+def test_export_never_replaces_another_outputs_file(project, tmp_path: Path):
+    """An export named like the project's database (or a run's catalog, or a model) would replace it."""
+    store, tokens, app = project
+    Annotator(app, tokens["ann"]).rank(Annotator(app, tokens["ann"]).next())
+    store.close()
+    db = tmp_path / "proj" / "annotate.duckdb"
+    before = db.read_bytes()
+    run = tmp_path / "run"
+    (run / "final").mkdir(parents=True)
+    (run / "metrics.jsonl").write_text("")
+    (run / "final" / "model.safetensors").write_bytes(b"weights")
+    for dest in (db, tmp_path / "proj" / ".lock", run / "final" / "model.safetensors"):
+        if dest.name == ".lock":
+            dest.write_text("")
+        r = run_cli("annotate", "export", str(tmp_path / "proj"), str(dest))
+        assert r.returncode == 2 and "would replace a file of" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert db.read_bytes() == before and (run / "final" / "model.safetensors").read_bytes() == b"weights"
+    r = run_cli("annotate", "export", str(tmp_path / "proj"), str(tmp_path / "proj" / "labels.jsonl"))
+    assert r.returncode == 0 and len(read_preferences(tmp_path / "proj" / "labels.jsonl")[0]) == 1  # a new file
+    out = tmp_path / "corpus-out"
+    out.mkdir()
+    (out / ".corpusforge").write_text("{}")
+    r = run_cli("annotate", "export", str(tmp_path / "proj"), str(out / "catalog.duckdb"))
+    assert r.returncode == 2 and "is a file of the run output" in r.stderr
+
+
 def test_a_restarted_store_rebuilds_assignment_from_the_database(tmp_path: Path):
     store, tokens = make_project(tmp_path / "p", write_tasks(tmp_path / "t.jsonl", 6), ["ann", "bea"], per_item=2)
     ann, bea = Annotator(create_app(store), tokens["ann"]), Annotator(create_app(store), tokens["bea"])

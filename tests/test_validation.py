@@ -275,6 +275,8 @@ def test_cli_suggest_then_validate_exit_codes_and_json(corpus, tmp_path):
     assert r.returncode == 0, r.stderr
     assert f"suite: {proposed}" in r.stdout and load_suite(proposed).entries
     assert "suggest ━" in r.stderr and "60 docs" in r.stderr  # a bar per command, by parts: rows and bytes read
+    over = run_cli("validate", "suggest", str(corpus), "--out", str(corpus / "manifest.json"), "-w", "1")
+    assert over.returncode == 2 and "is a file of the run output" in over.stderr  # never the run's own files
     ok = run_cli("validate", str(corpus), "--suite", str(proposed), "--json", "-w", "1")
     assert ok.returncode == 0, ok.stderr
     assert "validate documents ━" in ok.stderr and "60 docs" in ok.stderr

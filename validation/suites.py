@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from corpus.owner import refuse_managed
+from corpus.owner import refuse_foreign_file
 from corpus.validation import gx
 from corpus.writers import write_bytes_atomic
 
@@ -179,7 +179,7 @@ def missing(suite: Suite, indexes: list[int], columns: set[str] | frozenset[str]
 
 def write_suite(path: Path, name: str, kind: str, entries: list[dict], notes: str = "") -> dict:
     """Write a suite in GX's JSON format (checked by building it, as load_suite would)."""
-    refuse_managed(Path(path))
+    refuse_foreign_file(Path(path))
     suite = gx.library().ExpectationSuite(name=name, expectations=[gx.build(e) for e in entries],
                                      meta={"kind": kind}, notes=notes or None)
     data = suite.to_json_dict()

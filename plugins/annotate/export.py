@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from corpus.owner import refuse_managed
+from corpus.owner import refuse_foreign_file
 from corpus.plugins.annotate.store import Store
 from corpus.plugins.preferences import Preference, ranking_json
 from corpus.writers import write_bytes_atomic
@@ -32,7 +32,7 @@ def export(store: Store, dest: Path, fmt: str = "rankings") -> int:
     """Write the labels to ``dest``; returns the number of records written."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
-    refuse_managed(Path(dest))
+    refuse_foreign_file(Path(dest))
     prefs = store.preferences()
     records = [ranking_json(p) for p in prefs] if fmt == "rankings" else [r for p in prefs for r in pair_json(p)]
     write_bytes_atomic(Path(dest), jsonl_bytes(records))
