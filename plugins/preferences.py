@@ -277,25 +277,30 @@ def _read(path: str | Path, need_ranking: bool) -> tuple[list[Any], pl.DataFrame
                      max_quarantine_fraction=1.0)
     records: list[Any] = []
     bad: list[pl.DataFrame] = []
+    # Labels are checked across the whole input (its files, and the parts of a big one): an item is one
+    # item wherever its labels are. Tasks per file: a task in two files of a folder is what loading the
+    # files one by one gives (the annotation app: already there, or an item conflict).
+    seen: dict[tuple[str, str, str], tuple[str, int]] = {}  # (scope, item, annotator) -> first (file, line)
+    items: dict[tuple[str, str], tuple[str, frozenset[str]]] = {}  # (scope, item) -> prompt, responses
     for task in plan_tasks([spec]):
         found: list[tuple[int, str, str]] = []  # line, kind, error
-        seen: dict[tuple[str, str], int] = {}  # (item, annotator) -> line of its first label
-        items: dict[str, tuple[str, frozenset[str]]] = {}
+        scope = "" if need_ranking else task.rel_path
         for chunk in read_task(task):
             bad.append(chunk.bad)
             for doc_id, prompt, meta_text, line in chunk.docs.select("id", "text", "meta", "src_row").iter_rows():
                 try:
                     rec = _record(doc_id, prompt, json.loads(meta_text), task.rel_path, line, need_ranking)
                     shape = (rec.prompt, frozenset(rec.responses))
-                    if items.setdefault(rec.item_id, shape) != shape:
+                    if items.setdefault((scope, rec.item_id), shape) != shape:
                         raise _Bad("item_mismatch", f"item {rec.item_id!r} was read before with another prompt "
                                    "or other responses")
-                    key = (rec.item_id, rec.annotator if need_ranking else "")
+                    key = (scope, rec.item_id, rec.annotator if need_ranking else "")
                     if key in seen:
                         who = f" by {rec.annotator!r}" if need_ranking else ""
-                        raise _Bad("duplicate_label", f"item {rec.item_id!r} was labelled{who} before, "
-                                   f"at line {seen[key]}")
-                    seen[key] = line
+                        file, first = seen[key]
+                        where = f"at line {first}" if file == task.rel_path else f"in {file} at line {first}"
+                        raise _Bad("duplicate_label", f"item {rec.item_id!r} was labelled{who} before, {where}")
+                    seen[key] = (task.rel_path, line)
                     records.append(rec)
                 except _Bad as exc:
                     found.append((line, exc.kind, str(exc)))

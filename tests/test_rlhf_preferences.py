@@ -87,6 +87,24 @@ def test_reader_keeps_good_records_and_quarantines_each_bad_one_with_its_reason(
     assert mismatch.startswith("labels.jsonl.gz:17:") and "line 1" in mismatch
 
 
+def test_items_and_labels_are_checked_across_the_files_of_a_folder(tmp_path):
+    def label(ann, responses, ranking):
+        return json.dumps({"item_id": "a", "annotator": ann, "prompt": "p", "responses": responses,
+                           "ranking": ranking}) + "\n"
+    folder = tmp_path / "prefs"
+    folder.mkdir()
+    (folder / "a.jsonl").write_text(label("ann1", ["x", "y"], [1, 2]))
+    (folder / "b.jsonl").write_text(label("ann2", ["y", "x"], [1, 2]) + label("ann1", ["x", "y"], [2, 1])
+                                    + label("ann3", ["x", "z"], [1, 2]))
+    records, bad = read_preferences(folder)
+    assert [(r.file, r.annotator) for r in records] == [("a.jsonl", "ann1"), ("b.jsonl", "ann2")]
+    assert [(f, line, kind) for f, line, kind in bad.select("file", "line", "kind").iter_rows()] == [
+        ("b.jsonl", 2, "duplicate_label"), ("b.jsonl", 3, "item_mismatch")]
+    assert "in a.jsonl at line 1" in bad["error"][0]
+    agg = aggregate(read_preferences(folder)[0])  # one item, two labels (the mismatch no longer breaks it)
+    assert agg.consensus["a"].n_labels == 2
+
+
 def test_tasks_round_trip_through_the_reader(tmp_path):
     tasks = [Task("t1", "prompt", ("a", "b", "c"), ("r1", "r2", "r3"), {"round": 1}), Task("t2", "q", ("x", "y"))]
     path = tmp_path / "tasks.jsonl"
