@@ -148,6 +148,10 @@ def _cmd_stats(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _bound_text(x: float) -> str:
+    return f"{x:,}" if isinstance(x, int) else f"{x:,.4g}"  # a count's bound whole (.4g wrote 48211 as 4.821e+04)
+
+
 def _cmd_profile(args: argparse.Namespace, console: Console) -> int:
     from rich.table import Table
 
@@ -186,7 +190,7 @@ def _cmd_profile(args: argparse.Namespace, console: Console) -> int:
     for f, v in o["outliers"].items():
         if v["count"]:
             ot.add_row(f, f"{v['count']:,}", _pct(v["count"] / o["docs"]),
-                       flagged_when(v["low"], v["high"], "{:,.4g}".format))
+                       flagged_when(v["low"], v["high"], _bound_text))
     if ot.row_count:
         console.print(ot)
     console.print(f"[green]profile[/]: {out / 'profile.json'}")

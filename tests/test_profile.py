@@ -881,6 +881,19 @@ def test_profile_command(tmp_path):
     for kind, n in prof["overall"]["quarantined"].items():
         assert re.search(rf"{kind}\s+│\s+{n}\s", table), kind
     assert "robust z" in res.stdout and "flagged when" in res.stdout
+    # A count's bounds are the whole numbers that flag the same documents, written out in full.
+    outliers = prof["overall"]["outliers"]
+    for f in ("n_chars", "n_words", "n_lines", "est_tokens"):
+        assert all(isinstance(outliers[f][side], int) for side in ("low", "high")), outliers[f]
+    rng = random.Random(3)  # long documents: bounds of five digits and more
+    (tmp_path / "long").mkdir()
+    (tmp_path / "long" / "a.jsonl").write_text("".join(
+        json.dumps({"text": " ".join(rng.choice(WORDS) for _ in range(rng.randint(2000, 6000)))}) + "\n"
+        for _ in range(200)) + json.dumps({"text": "w " * 60_000}) + "\n")
+    res = run_cli("profile", str(tmp_path / "long"), "-w", "1", cwd=tmp_path)
+    long = json.loads((tmp_path / "long-profile" / "profile.json").read_text())["overall"]
+    high = long["outliers"]["n_chars"]["high"]
+    assert high >= 10_000 and f"> {high:,}" in res.stdout and "e+0" not in res.stdout, res.stdout
     bad = run_cli("profile", str(tmp_path / "missing"), cwd=tmp_path)
     assert bad.returncode == 2 and bad.stderr.startswith("error:") and "does not exist" in bad.stderr
     assert "Traceback" not in bad.stderr and not (tmp_path / "missing-profile").exists()

@@ -28,6 +28,7 @@ import polars as pl
 from .aggregate import Acc, SourceAcc
 from .constants import (
     FEATURES,
+    INT_FEATURES,
     LOG_FEATURES,
     LOGIT_EPS,
     OUTLIER_EXAMPLES,
@@ -133,10 +134,15 @@ def outliers(files: list[Path], acc: Acc, overall: SourceAcc) -> dict[str, dict[
     return out
 
 
-def _bound(f: str, bd: Bounds | None, side: str) -> float | None:
+def _bound(f: str, bd: Bounds | None, side: str) -> float | int | None:
+    """A bound as profile.json gives it: a count's as the whole number that flags the same documents (x < 97.6
+    is x < 98, x > 51.3 is x > 51), so no one reads of a document with 51.3 lines."""
     if bd is None:
         return None
-    return num(getattr(bd, side))
+    x = getattr(bd, side)
+    if f in INT_FEATURES and math.isfinite(x):
+        return math.ceil(x) if side == "low" else math.floor(x)
+    return num(x)
 
 
 def _examples(f: str, entries: list[Entry], bd: Bounds | None) -> list[dict]:
