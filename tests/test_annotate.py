@@ -10,6 +10,7 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
+import duckdb
 import pytest
 from helpers import run_cli
 from starlette.testclient import TestClient
@@ -97,6 +98,31 @@ def test_load_accounts_for_every_record_and_never_overwrites(tmp_path: Path):
     assert store.known_items(["item-0"])["item-0"][0] == "prompt 0"  # the first content stays
     assert store.overview()["load_problems"] == {"invalid_json": 1, "item_conflict": 1, "missing_responses": 1,
                                                  "missing_text": 1}  # a reload replaces its file's problems
+    store.close()
+
+
+def test_a_folder_loads_as_its_files_would_one_by_one(tmp_path: Path):
+    folder = tmp_path / "tdir"
+    folder.mkdir()
+    write_tasks(folder / "a.jsonl", 2)
+    write_tasks(folder / "b.jsonl", 1, extra=[json.dumps({"item_id": "item-1", "prompt": "other",
+                                                          "responses": ["a", "b"]})])
+    store = Store(tmp_path / "p")
+    r = load_tasks(store, folder)  # item-0 again (the same): already there; item-1 with other content: a conflict
+    assert (r.records, r.loaded, r.already, r.problems) == (4, 2, 1, {"item_conflict": 1}) and r.balanced
+    assert store.known_items(["item-1"])["item-1"][0] == "prompt 1"
+    store.close()
+
+
+def test_a_database_error_while_loading_is_the_one_reported(tmp_path: Path, monkeypatch):
+    store = Store(tmp_path / "p")
+    tasks = write_tasks(tmp_path / "t.jsonl", 2)
+    monkeypatch.setattr(store, "known_items", lambda ids: {})  # as if nothing were there: the insert repeats a key
+    load_tasks(store, tasks)
+    with pytest.raises(duckdb.ConstraintException, match="item-0"):
+        load_tasks(store, tasks)
+    monkeypatch.undo()
+    assert load_tasks(store, tasks).already == 2  # the connection is usable after the rollback
     store.close()
 
 

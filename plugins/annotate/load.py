@@ -4,7 +4,8 @@ The shared reader quarantines lines that are not tasks (broken JSON, no prompt, 
 responses, a task repeated in the file) with their bytes and a reason. The app adds its own page
 limits (at most MAX_RESPONSES responses, MAX_ITEM_BYTES per item) and checks each task against the
 project: the same item again is counted as already there, an item id reloaded with other content is a
-problem, never an overwrite (labels may refer to it). Every record ends loaded, already there, or a
+problem, never an overwrite (labels may refer to it); so is an item in two files of a folder or glob, as
+if its files were loaded one by one. Every record ends loaded, already there, or a
 problem recorded in the project (``load_problems``) with its reason and bytes: the counts add up.
 """
 
@@ -77,6 +78,7 @@ def load_tasks(store: Store, path: Path) -> LoadResult:
                              "raw": json.dumps(t.to_json(), ensure_ascii=False).encode()})
             result.add_problem(why[0], error)
             continue
+        known[t.item_id] = content  # a later file of a folder repeats it: as if the files were loaded one by one
         rows.append({"item_id": t.item_id, "prompt": t.prompt, "responses": content[1], "response_ids": content[2],
                      "meta": json.dumps(t.meta, ensure_ascii=False) if t.meta else None,
                      "source_file": str(path), "source_line": None})

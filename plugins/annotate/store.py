@@ -22,7 +22,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -327,9 +327,10 @@ class Store:
                             [at])
                 con.execute("INSERT INTO load_problems SELECT load_path, file, line, kind, error, raw, recorded_at "
                             "FROM new_problems")
-            finally:
-                con.unregister("new_items")
-                con.unregister("new_problems")
+            finally:  # on an aborted transaction unregister fails too: the error that aborted it is the one to see
+                for view in ("new_items", "new_problems"):
+                    with suppress(duckdb.Error):
+                        con.unregister(view)
             self.pool.add_items({r["item_id"]: len(json.loads(r["responses"])) for r in rows})
             self._dirty = True
 
