@@ -253,6 +253,23 @@ def test_export_is_read_back_by_the_shared_reader(project, tmp_path: Path):
     assert pairs_n == 16 and bad.height == 0 and all(p.ranking == (1, 2) for p in pairs)  # (0,1), (0,2) per label
 
 
+def test_pairs_export_keeps_annotators_disagreement_on_one_item(tmp_path: Path):
+    from corpus.plugins.preferences import aggregate
+
+    store, tokens = make_project(tmp_path / "proj", write_tasks(tmp_path / "t.jsonl", 1, k=2), ["ann", "bea"])
+    app = create_app(store)
+    for name, ranking in (("ann", [1, 2]), ("bea", [2, 1])):  # opposite orders of the same two responses
+        a = Annotator(app, tokens[name])
+        a.rank(a.next(), ranking)
+    export(store, tmp_path / "p.jsonl", "pairs")
+    pairs, bad = read_preferences(tmp_path / "p.jsonl")
+    assert bad.height == 0 and {p.item_id for p in pairs} == {"item-0/0-1"}
+    assert {(p.annotator, p.responses[0]) for p in pairs} == {("ann", "response 0.0"), ("bea", "response 0.1 word")}
+    agg = aggregate(pairs)
+    assert agg.consensus["item-0/0-1"].n_labels == 2 and agg.agreement["kendalls_w"] == pytest.approx(0.0)
+    store.close()
+
+
 def test_cli_load_add_status_export(tmp_path: Path):
     tasks = write_tasks(tmp_path / "t.jsonl", 3, extra=["[1, 2]"])
     proj = str(tmp_path / "proj")

@@ -19,9 +19,11 @@ FORMATS = ("rankings", "pairs")
 
 def pair_json(p: Preference) -> list[dict[str, Any]]:
     """The label's (better, worse) pairs as Pair JSONL objects. Each pair is an item of its own to the
-    shared reader, so its id names the ranked item and the two response indices: ``ITEM/i-j``."""
+    shared reader, so its id names the ranked item and the two response indices, lower first:
+    ``ITEM/i-j`` whichever won, so annotators who disagree label one item (their disagreement is measured,
+    not split into two items of one label each)."""
     return [{"prompt": p.prompt, "chosen": p.responses[i], "rejected": p.responses[j], "annotator": p.annotator,
-             "item_id": f"{p.item_id}/{i}-{j}"} for i, j in p.pairs()]
+             "item_id": f"{p.item_id}/{min(i, j)}-{max(i, j)}"} for i, j in p.pairs()]
 
 
 def jsonl_bytes(records: Iterable[dict[str, Any]]) -> bytes:
