@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import gzip
 import io
+import math
 import os
 import re
 import shutil
@@ -18,6 +19,7 @@ import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
@@ -25,6 +27,18 @@ import pyarrow.parquet as pq
 import zstandard
 
 from corpus.integrity import record
+
+
+def finite_json(x: Any) -> Any:
+    """NaN/inf become null, recursively: a JSON file stays strict JSON that any parser reads."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {str(k): finite_json(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [finite_json(v) for v in x]
+    return x
+
 
 PARQUET_OPTS = {"compression": "zstd", "compression_level": 3, "write_statistics": True, "write_page_checksum": True}
 

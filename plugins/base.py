@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import yaml
 
 from corpus.config import ConfigError, build_dataclass, config_dir, read_yaml
-from corpus.writers import write_bytes_atomic
+from corpus.writers import finite_json, write_bytes_atomic
 
 if TYPE_CHECKING:
     from corpus.plugins.runtime import Runtime
@@ -159,7 +159,7 @@ class TrainResult:
         d = dataclasses.asdict(self)
         for k in ("out_dir", "final_dir", "best_dir"):
             d[k] = None if d[k] is None else str(d[k])
-        return d
+        return finite_json(d)  # NaN metrics become null: result.json stays valid JSON
 
 
 class TrainPlugin(ABC):

@@ -96,7 +96,7 @@ def cmd_train(args: argparse.Namespace, console: Any) -> int:
         return 0 if summary.get("best") else 1
     from corpus.lock import LockedError
     from corpus.plugins.checkpoint import CheckpointError
-    from corpus.plugins.trainer import EmptyTargetsError, ResumeMismatchError
+    from corpus.plugins.trainer import DivergedError, EmptyTargetsError, ResumeMismatchError
     from corpus.shards import ShardError
 
     try:
@@ -114,7 +114,7 @@ def cmd_train(args: argparse.Namespace, console: Any) -> int:
             cfg.train.progress = False
         result = plugins.run(args.plugin, cfg)
     except (plugins.UnknownPlugin, PluginInputError, MissingInputError, EmptyTargetsError, ResumeMismatchError,
-            LockedError, CheckpointError, ShardError) as exc:
+            LockedError, CheckpointError, ShardError, DivergedError) as exc:
         raise ConfigError([str(exc)]) from exc  # the user's to fix: a message, not a traceback
     best = f", best val_loss {result.best_val_loss:.4f} (that model: {shown(result.best_dir)})" \
         if result.best_val_loss is not None and result.best_dir is not None else ""

@@ -38,6 +38,7 @@ import yaml
 from corpus import plugins
 from corpus.lock import RunLock
 from corpus.plugins.base import ConfigError, build_section, missing_inputs, parse_config, read_yaml
+from corpus.writers import finite_json
 
 DISTRIBUTIONS = ("uniform", "log_uniform", "int_uniform")
 
@@ -229,6 +230,9 @@ def _run_sweep(cfg: SweepConfig, base: Path, base_data: dict, params: list[dict[
         res = json.loads(res_path.read_text()) if errors.get(i) is None and res_path.exists() else {}
         trials.append({"trial": i, "params": p, "out": str(trial_out), "best_val_loss": res.get("best_val_loss"),
                        "steps": res.get("steps"), "error": errors.get(i)})
+    for t in trials:  # a diverged trial's loss (NaN, from an older result.json) ranks as a failed one
+        if t["best_val_loss"] is not None and not math.isfinite(t["best_val_loss"]):
+            t["best_val_loss"] = None
     trials.sort(key=lambda t: (t["best_val_loss"] is None, t["best_val_loss"] or 0.0, t["trial"]))
     summary: dict[str, Any] = {"plugin": cfg.plugin, "base": str(base), "method": cfg.method, "trials": trials}
     best = trials[0] if trials and trials[0]["best_val_loss"] is not None else None
@@ -244,5 +248,5 @@ def _run_sweep(cfg: SweepConfig, base: Path, base_data: dict, params: list[dict[
                   f"best validation loss {best['best_val_loss']:.6g}\n# {json.dumps(best['params'])}\n")
         (out / "best.yaml").write_text(header + yaml.safe_dump(best_data, sort_keys=False))
         summary["best_config"] = str(out / "best.yaml")
-    (out / "sweep.json").write_text(json.dumps(summary, indent=2))
+    (out / "sweep.json").write_text(json.dumps(finite_json(summary), indent=2, allow_nan=False))
     return summary

@@ -43,6 +43,10 @@ class EmptyTargetsError(RuntimeError):
     """A micro-batch with nothing to learn from (every label -100): training on it would learn nothing."""
 
 
+class DivergedError(RuntimeError):
+    """The training loss became NaN or infinite: every later step (and checkpoint) would be garbage."""
+
+
 class ResumeMismatchError(ValueError):
     """The run folder's checkpoint was written with another config."""
 
@@ -188,6 +192,12 @@ class Trainer:
                     loss = task.loss(self.model, rt.to_device(b))
                 (loss * scale).backward()
             loss_sum += loss.detach().float()
+        # Checked every step, before the update and on every process alike (one sync per step): a
+        # diverged run must stop, not finish with NaN weights and get ranked by a sweep.
+        loss_val = rt.all_sum(loss_sum.double()).item() / n_global
+        if not math.isfinite(loss_val):
+            raise DivergedError(f"step {self.global_step + 1}: the training loss is {loss_val} (the run diverged: "
+                                "lower train.lr or raise train.warmup_steps)")
         grad_norm = (torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), cfg.grad_clip)
                      if cfg.grad_clip > 0 else None)
         lr = self.optimizer.param_groups[0]["lr"]  # the rate this step used
@@ -200,7 +210,6 @@ class Trainer:
         if not (self.global_step == 1 or self.due(cfg.log_every)):
             self._window[1] += time.perf_counter() - t0
             return {}
-        loss_val = rt.all_sum(loss_sum.double()).item() / n_global  # waits for the device: time it after
         self._window[1] += time.perf_counter() - t0
         (tokens, seconds), self._window = self._window, [0, 0.0]
         tok_s = tokens / max(seconds, 1e-9)
@@ -240,8 +249,11 @@ class Trainer:
         self.logs.write("eval", self.global_step, {**metrics, **extra})
         self.progress.log(f"step {self.global_step}: " + " ".join(
             f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float)))
-        if self.best is None or metrics["val_loss"] < self.best - self.cfg.early_stopping_min_delta:
-            self.best, self.best_step, self.bad_evals = metrics["val_loss"], self.global_step, 0
+        val = metrics["val_loss"]
+        if not math.isfinite(val):  # never the best model; counts as an evaluation without improvement
+            log.warning("step %d: val_loss is %s", self.global_step, val)
+        if math.isfinite(val) and (self.best is None or val < self.best - self.cfg.early_stopping_min_delta):
+            self.best, self.best_step, self.bad_evals = val, self.global_step, 0
             if rt.is_main:
                 task.export(model, self.out_dir / "best", {"step": self.global_step, **metrics, "plugin": self.name})
         else:

@@ -28,13 +28,18 @@ train: {{lr: 1.0e-3, max_steps: 4, batch_size: 4, eval_every: 4, log_every: 2, p
     return base
 
 
-def test_grid_sweep_ranks_and_writes_best(tmp_path: Path, shards):  # noqa: F811
-    _, tokens = shards
+def _sweep(tmp_path: Path, tokens: Path, body: str) -> dict:
+    """Run a pretrain sweep of ``body`` (output, method, space) on the base config."""
     _base(tmp_path, tokens)
     sweep = tmp_path / "sweep.yaml"
-    sweep.write_text("plugin: pretrain\nbase: base.yaml\noutput: out/sweep\nmethod: grid\n"
+    sweep.write_text("plugin: pretrain\nbase: base.yaml\n" + body)
+    return run_sweep(sweep)
+
+
+def test_grid_sweep_ranks_and_writes_best(tmp_path: Path, shards):  # noqa: F811
+    _, tokens = shards
+    summary = _sweep(tmp_path, tokens, "output: out/sweep\nmethod: grid\n"
                      "space:\n  train.lr: [1.0e-5, 5.0e-3]\n  train.warmup_steps: [0]\n")
-    summary = run_sweep(sweep)
     trials = summary["trials"]
     assert [t["params"]["train.lr"] for t in trials] == [5e-3, 1e-5]  # ranked: the higher lr learns more in 4 steps
     assert trials[0]["best_val_loss"] < trials[1]["best_val_loss"]
@@ -49,6 +54,19 @@ def test_grid_sweep_ranks_and_writes_best(tmp_path: Path, shards):  # noqa: F811
     short.write_text("plugin: pretrain\nbase: base.yaml\noutput: out/short\nspace:\n  train.lr: [1.0e-3]\n")
     assert [t["steps"] for t in run_sweep(short, max_steps=1)["trials"]] == [1]
     assert yaml.safe_load((tmp_path / "out/short/best.yaml").read_text())["train"]["max_steps"] == 4  # the base's
+
+
+def test_a_diverged_trial_is_never_best(tmp_path: Path, shards):  # noqa: F811
+    """A NaN trial came first (nan sorts as a number), best.yaml said "best validation loss nan" and
+    sweep.json held a bare NaN."""
+    _, tokens = shards
+    summary = _sweep(tmp_path, tokens, "output: out/nan\n"
+                     "space: {train.lr: [1.0e+4, 3.0e-3], train.max_steps: [6], train.eval_every: [3]}\n")
+    assert summary["best"]["trial"] == 1 and summary["trials"][1]["best_val_loss"] is None
+    assert "DivergedError: step" in summary["trials"][1]["error"]
+    text = (tmp_path / "out/nan/sweep.json").read_text()
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(f"sweep.json holds {c}"))["best"]["trial"] == 1
+    assert "trial 1, best validation loss" in (tmp_path / "out/nan/best.yaml").read_text()
 
 
 def test_random_space_is_seeded_and_checked(tmp_path: Path, shards):  # noqa: F811

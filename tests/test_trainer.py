@@ -210,6 +210,24 @@ def test_early_stopping_and_run_outputs(tmp_path: Path, shards):  # noqa: F811
     assert (r.best_dir / "config.json").is_file()
 
 
+def test_a_diverged_run_stops_naming_the_step(tmp_path: Path, shards, monkeypatch):  # noqa: F811
+    """A NaN training loss finished as a success with NaN weights (and a NaN best model, NaN in result.json)."""
+    from corpus.plugins.trainer import DivergedError
+
+    _, tokens = shards
+    with pytest.raises(DivergedError, match=r"step \d+: the training loss is nan.*lower train.lr"):
+        plugins.run("pretrain", pretrain_config(tmp_path / "nan", tokens, train={"lr": 1e4}))
+    assert not (tmp_path / "nan/final").exists() and not (tmp_path / "nan/result.json").exists()
+
+    # A NaN validation loss is never the best model, and result.json stays valid JSON (null, not NaN).
+    monkeypatch.setattr(CausalLM, "metrics", lambda self, sums: {"val_loss": math.nan})
+    r = plugins.run("pretrain", pretrain_config(tmp_path / "val", tokens))
+    assert r.best_val_loss is None and r.best_dir is None and not (tmp_path / "val/best").exists()
+    saved = json.loads((tmp_path / "val/result.json").read_text(),
+                       parse_constant=lambda c: pytest.fail(f"result.json holds {c}"))
+    assert saved["final_metrics"] == {"val_loss": None}
+
+
 def test_curves_and_diagnosis():
     train = [(s, 3.0 - 0.1 * s) for s in range(1, 11)]
     over = [(2, 2.9), (4, 2.7), (6, 2.8), (8, 3.0)]

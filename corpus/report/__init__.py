@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from pathlib import Path
-from typing import Any
 
 from corpus.operators import Operator
 from corpus.report import distributions as _distributions  # noqa: F401  (registers the profile sections)
@@ -23,7 +21,7 @@ from corpus.report import ids as _ids  # noqa: F401  (registers the repeated-id 
 from corpus.report.data import ReportContext, gather
 from corpus.report.html import esc, page
 from corpus.report.sections import Rendered, Section, register, registered, section, unregister
-from corpus.writers import write_bytes_atomic
+from corpus.writers import finite_json, write_bytes_atomic
 
 __all__ = ["REPORT_FORMAT", "Rendered", "ReportContext", "Section", "build_report", "register", "registered",
            "section", "unregister", "write_report"]
@@ -69,7 +67,7 @@ def build_report(out: Path, run_id: str | None = None) -> tuple[str, dict]:
     }
     title = f"Data quality report — {ctx.out.name}"
     subtitle = f"run {ctx.run.run_id} · {ctx.run.status} · {ctx.run.started or ''} · {ctx.out}"
-    return page(title, subtitle, nav, "".join(parts)), _finite(figures)
+    return page(title, subtitle, nav, "".join(parts)), finite_json(figures)
 
 
 def _stage_sections(ctx: ReportContext) -> list[Section]:
@@ -103,14 +101,3 @@ def write_report(out: Path, run_id: str | None = None) -> tuple[Path, Path]:
                                              default=str).encode())
     write_bytes_atomic(html_path, html_text.encode())
     return html_path, json_path
-
-
-def _finite(x: Any) -> Any:
-    """NaN/inf become null: report.json stays strict JSON that any parser reads."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {str(k): _finite(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_finite(v) for v in x]
-    return x
