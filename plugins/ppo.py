@@ -108,6 +108,12 @@ class PPOConfig(PluginConfig):
     data: PPOData = field(default_factory=PPOData)
     ppo: PPOSettings = field(default_factory=PPOSettings)
 
+    def __post_init__(self) -> None:
+        b, r = self.train.batch_size, self.ppo.rollout_batch
+        if r and r % b:  # fewer: no micro-batch to train on; more, not a multiple: the rest never trained on
+            raise ValueError(f"ppo.rollout_batch ({r}) must be a multiple of train.batch_size ({b}): each rollout "
+                             "is cut into micro-batches of batch_size responses (0: batch_size x grad_accum)")
+
     def late_problems(self) -> list[str]:
         if not self.ppo.reward_fn:
             return []

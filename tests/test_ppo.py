@@ -131,6 +131,16 @@ def test_ppo_config_refuses_a_temperature_sampling_cannot_divide_by(tmp_path: Pa
         ppo_config(tmp_path, prompts, tok, ppo={"temperature": temperature})
 
 
+@pytest.mark.parametrize("rollout_batch", [4, 12])
+def test_ppo_config_needs_a_rollout_of_whole_micro_batches(tmp_path: Path, shards, prompts, rollout_batch):  # noqa: F811
+    """A rollout smaller than a micro-batch crashed the run (pop from empty list); one not a multiple of
+    it trained on part of each rollout, silently."""
+    tok, _ = shards
+    with pytest.raises(ConfigError, match=rf"ppo.rollout_batch \({rollout_batch}\) must be a multiple of "
+                                          r"train.batch_size \(8\)"):
+        ppo_config(tmp_path, prompts, tok, ppo={"rollout_batch": rollout_batch})
+
+
 def tiny_policy(vocab: int = 50):
     from corpus.plugins.models import ModelConfig, SpecialIds, build_model
 
