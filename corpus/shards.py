@@ -471,6 +471,18 @@ def _tokenizer_path(tokenizer: Any) -> Path | None:
     return p / "tokenizer.json" if p.is_dir() else p
 
 
+def tokenizer_mismatch(meta: dict[str, Any], tokenizer: str | Path) -> str | None:
+    """Why shards whose sidecar is ``meta`` were not made by ``tokenizer`` (a tokenizer folder or its
+    tokenizer.json): the file's sha256 against the sidecar's ``tokenizer_hash``. None when it matches or
+    the sidecar records no hash. A tokenizer retrained in place keeps its path and often its size."""
+    if not meta.get("tokenizer_hash"):
+        return None
+    path = _tokenizer_path(tokenizer)
+    if path is None or hashlib.sha256(path.read_bytes()).hexdigest() == meta["tokenizer_hash"]:
+        return None
+    return "tokenizer hash differs from the sidecar's: shards made by another tokenizer"
+
+
 def inspect(prefix: str | Path, tokenizer: Any = None, samples: int = 1, max_tokens: int = 64) -> dict[str, Any]:
     """Counts, length statistics and the first ``samples`` documents (decoded when a tokenizer, a path
     to one, or the sidecar's recorded tokenizer path is available)."""
@@ -559,10 +571,9 @@ def verify(prefix: str | Path, tokenizer: Any = None) -> list[str]:
             if meta.get("vocab_size") not in (None, tok.get_vocab_size()):
                 errors.append(f"sidecar vocab_size {meta['vocab_size']} != tokenizer's {tok.get_vocab_size()}")
             tpath = _tokenizer_path(tokenizer)
-            if tpath is not None and meta.get("tokenizer_hash"):
-                digest = hashlib.sha256(tpath.read_bytes()).hexdigest()
-                if digest != meta["tokenizer_hash"]:
-                    errors.append("tokenizer hash differs from the sidecar's: shards made by another tokenizer")
+            why = tokenizer_mismatch(meta, tpath) if tpath is not None else None
+            if why:
+                errors.append(why)
         if meta.get("eod_appended") and n:
             eod = meta.get("eod_id")
             ends = (ds.pointers // dtype.itemsize + lens - 1)[lens > 0]

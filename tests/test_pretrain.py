@@ -167,26 +167,54 @@ def test_out_of_vocab_ids_are_a_clear_error_not_an_index_error(tmp_path: Path, s
 
 def test_shards_of_another_tokenizer_are_refused(tmp_path: Path, shards):  # noqa: F811
     """data.tokenizer naming another tokenizer than the shards were made with trained without a word when
-    its vocabulary held every id: each id then names another token. Compared by vocabulary while the
-    shards' tokenizer is where their sidecar says, else by size."""
+    its vocabulary held every id: each id then names another token. Compared by the sidecar's
+    tokenizer_hash (as `corpus shards verify --tokenizer`), for shards without one by size."""
     from trainkit import make_tokenizer
 
     tok, tokens = shards
     other = make_tokenizer(tmp_path / "other", vocab_size=400)
-    with pytest.raises(ValueError, match=r"the shards were tokenized with .*tokenizer, not data.tokenizer .*other "
-                                         r"\(their vocabularies differ\): their ids would name other tokens"):
+    with pytest.raises(ValueError, match=r"tokens.train: the shards were tokenized with .*tokenizer, not the "
+                                         r"tokenizer .*other \(tokenizer hash differs from the sidecar's: shards "
+                                         r"made by another tokenizer\): their ids would name other tokens"):
         plugins.run("pretrain", pretrain_config(tmp_path / "run", tokens, data={"tokenizer": str(other)}))
     moved = tmp_path / "moved"
-    for name in ("train", "validation"):  # the same shards, their sidecar naming a tokenizer no longer there
+    for name in ("train", "validation"):  # older shards without a hash, their tokenizer no longer there
         for ext in ("bin", "idx"):
             (moved / f"{name}.{ext}").parent.mkdir(exist_ok=True)
             (moved / f"{name}.{ext}").write_bytes((tokens / f"{name}.{ext}").read_bytes())
         meta = json.loads((tokens / f"{name}.json").read_text())
+        del meta["tokenizer_hash"]
         (moved / f"{name}.json").write_text(json.dumps({**meta, "tokenizer": str(tmp_path / "gone")}))
     with pytest.raises(ValueError, match=r"\(320 tokens against \d+\)"):
         plugins.run("pretrain", pretrain_config(tmp_path / "run2", moved, data={"tokenizer": str(other)}))
     assert plugins.run("pretrain", pretrain_config(tmp_path / "run3", tokens, data={"tokenizer": str(tok)},
                                                    train={"max_steps": 1}))
+
+
+def test_a_tokenizer_retrained_in_place_or_mixed_shard_sets_are_refused(tmp_path: Path, shards):  # noqa: F811
+    """A tokenizer retrained in place (same path, same size, another vocabulary), a list of train sets
+    from two tokenizers, or validation shards of another tokenizer trained without a word."""
+    from trainkit import make_shards, make_tokenizer
+
+    _, tokens = shards
+    mine = make_tokenizer(tmp_path / "mine")
+    made = make_shards(tmp_path / "made", mine, n_train=40, n_val=8)
+    spec = json.loads((mine / "tokenizer.json").read_text())  # retrained: two tokens swap ids, size the same
+    vocab = spec["model"]["vocab"]
+    a, b = sorted(vocab)[100:102]
+    vocab[a], vocab[b] = vocab[b], vocab[a]
+    (mine / "tokenizer.json").write_text(json.dumps(spec))
+    for data in ({"tokenizer": str(mine)}, {}):  # given, or taken from the sidecar
+        with pytest.raises(ValueError, match=r"made.train: .*not the tokenizer .*mine \(tokenizer hash differs"):
+            plugins.run("pretrain", pretrain_config(tmp_path / "run", made, data=data))
+    other = make_shards(tmp_path / "other", make_tokenizer(tmp_path / "tok400", vocab_size=400), n_train=40, n_val=8)
+    with pytest.raises(ValueError, match=r"other.train: .*not the tokenizer .*tokenizer \(tokenizer hash differs"):
+        plugins.run("pretrain", pretrain_config(tmp_path / "run", tokens, data={
+            "train": [str(tokens / "train"), str(other / "train")]}))
+    with pytest.raises(ValueError, match=r"other.validation: .*not the tokenizer .*tokenizer \(tokenizer hash"):
+        plugins.run("pretrain", pretrain_config(tmp_path / "run", tokens, data={
+            "train": str(tokens / "train"), "validation": str(other / "validation")}))
+    assert not (tmp_path / "run/checkpoints").exists()
 
 
 def test_data_train_naming_a_corpus_or_a_bin_file_says_what_to_give(tmp_path: Path, shards):  # noqa: F811

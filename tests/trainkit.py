@@ -9,7 +9,7 @@ import pytest
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from corpus.shards import write_documents
-from corpus.stages.tokenizer import SPECIAL_TOKENS, save_tokenizer, special_token_ids
+from corpus.stages.tokenizer import SPECIAL_TOKENS, save_tokenizer, special_token_ids, tokenizer_hash
 
 SUBJECTS = ["the cat", "a dog", "the bird", "my friend", "the teacher", "a child"]
 VERBS = ["sees", "likes", "finds", "follows", "draws", "hears"]
@@ -42,7 +42,8 @@ def make_shards(folder: Path, tokenizer: Path, n_train: int = 120, n_val: int = 
     tok = Tokenizer.from_file(str(tokenizer / "tokenizer.json"))
     specials = special_token_ids(tok)
     eod = specials["<|endoftext|>"]
-    meta = {"tokenizer": str(tokenizer), "special_token_ids": specials, "eod_id": eod, "eod_appended": True}
+    meta = {"tokenizer": str(tokenizer), "tokenizer_hash": tokenizer_hash(tokenizer), "special_token_ids": specials,
+            "eod_id": eod, "eod_appended": True}
     for split, n, seed in (("train", n_train, 1), ("validation", n_val, 2)):
         docs = [tok.encode(t, add_special_tokens=False).ids + [eod] for t in documents(n, seed)]
         write_documents(folder / split, docs, tok.get_vocab_size(), meta={**meta, "split": split})
