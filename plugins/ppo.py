@@ -38,6 +38,7 @@ from corpus.plugins.rlhf_data import (
     read_prompts,
     response_texts,
     sample,
+    score_function,
 )
 from corpus.plugins.runtime import Runtime
 from corpus.plugins.tasks import Task
@@ -364,7 +365,7 @@ class PPO(TrainPlugin):
             scorer = RewardScorer(folder, runtime.device)
             score: Callable[[list[str], list[str]], Any] = scorer.score
         else:
-            score = load_function(s.reward_fn, "ppo.reward_fn", base)
+            score = score_function(s.reward_fn, "ppo.reward_fn", base)
         stats = {"prompts": len(prompts), "validation_prompts": len(val_p)}
         train, val = PromptDataset(prompts, enc, d.max_prompt_len), PromptDataset(val_p, enc, d.max_prompt_len)
         return PPOTask(PolicyWithValue(policy), train, val if val_p else None,

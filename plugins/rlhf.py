@@ -178,13 +178,13 @@ class Policy:
 
 def scripted_rankings(tasks: list[Task], judge: Judge, seed: int, base: Path | None = None) -> list[Preference]:
     """Each simulated annotator ranks each task by the judge's scores plus its own seeded noise."""
-    from corpus.plugins.rlhf_data import load_function
+    from corpus.plugins.rlhf_data import score_function
 
-    fn = load_function(judge.function, "judge.function", base)
+    fn = score_function(judge.function, "judge.function", base)
     rng = random.Random(seed)
     labels = []
     for t in tasks:
-        scores = [float(x) for x in fn([t.prompt] * len(t.responses), list(t.responses))]
+        scores = fn([t.prompt] * len(t.responses), list(t.responses))
         for a in judge.annotators:
             noisy = [s + rng.gauss(0, judge.noise) if judge.noise else s for s in scores]
             ranking = tuple(1 + sum(o > v for o in noisy) for v in noisy)

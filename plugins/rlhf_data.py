@@ -371,3 +371,38 @@ def load_function(spec: str, key: str, base: Path | None = None) -> Any:
     if not callable(fn):
         raise PluginInputError(f"{key} {spec!r} is not a function")
     return fn
+
+
+def score_function(spec: str, key: str, base: Path | None = None) -> Any:
+    """``load_function`` for a function that scores responses, ``fn(prompts, responses) -> scores``, its
+    output checked at each call (one finite number per response: a wrong one was a torch traceback, or
+    NaN losses), and given as a list of floats."""
+    fn = load_function(spec, key, base)
+
+    def score(prompts: list[str], responses: list[str]) -> list[float]:
+        return checked_scores(fn(prompts, responses), len(responses), f"{key} {spec!r}")
+
+    return score
+
+
+def checked_scores(out: Any, n: int, what: str) -> list[float]:
+    """``out`` as n finite floats, else a PluginInputError naming ``what`` returned it."""
+    import numbers
+
+    if isinstance(out, torch.Tensor | np.ndarray):
+        out = out.tolist()
+    if isinstance(out, str | bytes | dict) or not hasattr(out, "__len__"):
+        raise PluginInputError(f"{what} returned {_brief(out)}, expected a list of {n} numbers, one per response")
+    if len(out) != n:
+        raise PluginInputError(f"{what} returned {len(out)} scores for {n} responses, expected one per response")
+    for i, v in enumerate(out):
+        if not isinstance(v, numbers.Real) or isinstance(v, bool):
+            raise PluginInputError(f"{what} returned {_brief(v)} as the score of response {i}, expected a number")
+        if not np.isfinite(float(v)):
+            raise PluginInputError(f"{what} returned {v} as the score of response {i}, expected a finite number")
+    return [float(v) for v in out]
+
+
+def _brief(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text[:60]}{'...' if len(text) > 60 else ''}"

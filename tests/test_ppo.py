@@ -141,6 +141,40 @@ def test_ppo_config_needs_a_rollout_of_whole_micro_batches(tmp_path: Path, shard
         ppo_config(tmp_path, prompts, tok, ppo={"rollout_batch": rollout_batch})
 
 
+BAD_REWARDS = '''
+def nan(prompts, responses):
+    return [float("nan")] * len(responses)
+
+def few(prompts, responses):
+    return [1.0] * (len(responses) - 1)
+
+def nothing(prompts, responses):
+    return None
+
+def words(prompts, responses):
+    return ["good"] * len(responses)
+'''
+
+
+@pytest.mark.parametrize("fn,says", [
+    ("nan", "returned nan as the score of response 0, expected a finite number"),
+    ("few", "returned 15 scores for 16 responses, expected one per response"),
+    ("nothing", "returned NoneType None, expected a list of 16 numbers"),
+    ("words", "returned str 'good' as the score of response 0, expected a number")])
+def test_ppo_refuses_what_its_reward_function_returns_before_any_update(tmp_path: Path, shards, prompts, fn,  # noqa: F811
+                                                                          says):
+    """Too few scores, None or strings were torch tracebacks; NaN trained with loss nan."""
+    from corpus.plugins.base import PluginInputError
+
+    tok, _ = shards
+    (tmp_path / "rewards.py").write_text(BAD_REWARDS)
+    spec = f"{tmp_path / 'rewards.py'}:{fn}"
+    cfg = ppo_config(tmp_path / "run", prompts, tok, ppo={"reward_fn": spec})
+    with pytest.raises(PluginInputError, match=f"ppo.reward_fn '{spec}' {says}"):
+        plugins.run("ppo", cfg)
+    assert not (tmp_path / "run/metrics.jsonl").exists() or not read_metrics(tmp_path / "run")
+
+
 def tiny_policy(vocab: int = 50):
     from corpus.plugins.models import ModelConfig, SpecialIds, build_model
 
