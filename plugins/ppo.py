@@ -125,6 +125,15 @@ class PPOConfig(PluginConfig):
         return []
 
 
+def split_prompts(prompts: list[str], fraction: float) -> tuple[list[str], list[str]]:
+    """(train, validation): the first ``fraction`` of the distinct prompts, in file order, held out with
+    every repeat of them (a split by position put a prompt that repeats on both sides: val_reward was
+    partly measured on training prompts). Training keeps the others' repeats, as the file weighs them."""
+    distinct = list(dict.fromkeys(prompts))
+    held = set(distinct[:int(len(distinct) * fraction)])
+    return [p for p in prompts if p not in held], [p for p in distinct if p in held]
+
+
 class PolicyWithValue(torch.nn.Module):
     """A causal LM and a scalar value head on its last hidden state: one pass gives both."""
 
@@ -350,8 +359,7 @@ class PPO(TrainPlugin):
         if d.validation:
             val_p = read_prompts(config.path(d.validation))
         else:
-            n_val = int(len(prompts) * d.validation_fraction)
-            prompts, val_p = prompts[n_val:], prompts[:n_val]
+            prompts, val_p = split_prompts(prompts, d.validation_fraction)
         if not prompts:
             raise PluginInputError(f"{shown(config.path(d.prompts))}: no prompt (records need a 'prompt' field)")
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id

@@ -175,6 +175,22 @@ def test_ppo_refuses_what_its_reward_function_returns_before_any_update(tmp_path
     assert not (tmp_path / "run/metrics.jsonl").exists() or not read_metrics(tmp_path / "run")
 
 
+def test_ppo_holds_out_distinct_prompts_never_trained_on(tmp_path: Path, shards):  # noqa: F811
+    """The bundled prompts repeat (200 lines, 156 distinct): a split by position put 8 of the 20
+    validation prompts among the training prompts."""
+    from corpus.plugins.rlhf_data import read_prompts
+    from corpus.plugins.runtime import Runtime
+
+    tok, _ = shards
+    bundled = Path(__file__).parents[1] / "examples/four_stages/prompts.jsonl"
+    prompts = read_prompts(bundled)
+    cfg = ppo_config(tmp_path, bundled, tok, data={"validation_fraction": 0.1})
+    task = plugins.get("ppo")().build(cfg, Runtime(torch.device("cpu")))
+    train, val = task.train.texts, task.val.texts
+    assert len(val) == len(set(val)) == int(len(set(prompts)) * 0.1) and not set(val) & set(train)
+    assert len(train) + sum(prompts.count(p) for p in val) == len(prompts)  # every line on one side
+
+
 def tiny_policy(vocab: int = 50):
     from corpus.plugins.models import ModelConfig, SpecialIds, build_model
 
