@@ -10,8 +10,9 @@ token; beta from the adaptive KL controller) -> GAE -> whitened advantages. The 
 optimizer step (``grad_accum`` micro-batches) of the clipped policy loss plus ``vf_coef`` x the
 clipped value loss, averaged over response tokens. The maths is ``plugins/rl_math.py``.
 
-The checkpoint keeps the prompt loader's position, the rollout buffer, the queue of micro-batches and
-the KL coefficient, so a killed run resumes exactly. The export is the policy alone (an HF causal LM).
+The checkpoint keeps the prompt loader's position, the rollout buffer, the queue of micro-batches, the
+KL coefficient and the clip fractions of the steps since the last log line, so a killed run resumes
+exactly, its metrics too. The export is the policy alone (an HF causal LM).
 """
 
 from __future__ import annotations
@@ -285,14 +286,18 @@ class PPOTask(Task):
         self.rollouts += 1
 
     def state_dict(self) -> dict[str, Any]:
+        # clipped: the clip fractions since the last log line, which averages them (a resumed run logged
+        # the mean of its own steps alone)
         return {"loader": self.loader.state_dict(), "buffer": {k: v.cpu() for k, v in self.buffer.items()},
-                "queue": self.queue, "kl_coef": self.kl.value, "rollouts": self.rollouts, "last": self.last}
+                "queue": self.queue, "kl_coef": self.kl.value, "rollouts": self.rollouts, "last": self.last,
+                "clipped": list(self.clipped)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.loader.load_state_dict(state["loader"])
         self.buffer = {k: v.to(self.rt.device) for k, v in state["buffer"].items()}
         self.queue, self.kl.value = [list(q) for q in state["queue"]], float(state["kl_coef"])
         self.rollouts, self.last = int(state["rollouts"]), dict(state["last"])
+        self.clipped = [float(c) for c in state.get("clipped", [])]  # a checkpoint from before it was kept
 
     @property
     def epochs_done(self) -> float:

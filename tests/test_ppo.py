@@ -55,6 +55,18 @@ def test_ppo_resumes_exactly_in_the_middle_of_a_rollout(tmp_path: Path, shards, 
         [r["val_reward"] for r in read_metrics(tmp_path / "b", "eval")]
 
 
+def test_ppo_resumed_between_log_lines_logs_the_same_clip_fraction(tmp_path: Path, shards, prompts):  # noqa: F811
+    """A log line averages the clip fraction of the steps since the last one; killed after the checkpoint
+    at step 6 and resumed, step 8 logged the mean of steps 7 and 8 alone."""
+    tok, _ = shards
+    over = {"train": {"max_steps": 8, "save_every": 2, "eval_every": 8, "log_every": 4, "lr": 1e-2}}
+    assert_resumes_exactly("ppo", lambda out: ppo_config(out, prompts, tok, **over), tmp_path, kill_at=7,
+                           resumed_from=6)
+    a, b = read_metrics(tmp_path / "a"), read_metrics(tmp_path / "b")
+    assert a[-1]["step"] == 8 and a[-1]["clipfrac"] > 0
+    assert [(x["step"], x["clipfrac"]) for x in a] == [(y["step"], y["clipfrac"]) for y in b]
+
+
 def test_ppo_exports_the_policy_and_checkpoints_the_value_head(tmp_path: Path, shards, prompts):  # noqa: F811
     tok, _ = shards
     plugins.run("ppo", ppo_config(tmp_path, prompts, tok, train={"max_steps": 2, "eval_every": 2},
