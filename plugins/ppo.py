@@ -34,8 +34,10 @@ from corpus.plugins.models import ModelConfig, SpecialIds, build_model, plugin_t
 from corpus.plugins.rlhf_data import (
     PairEncoder,
     RewardScorer,
+    held_out,
     left_pad,
     load_function,
+    no_validation_note,
     read_prompts,
     response_texts,
     sample,
@@ -131,7 +133,7 @@ def split_prompts(prompts: list[str], fraction: float) -> tuple[list[str], list[
     every repeat of them (a split by position put a prompt that repeats on both sides: val_reward was
     partly measured on training prompts). Training keeps the others' repeats, as the file weighs them."""
     distinct = list(dict.fromkeys(prompts))
-    held = set(distinct[:int(len(distinct) * fraction)])
+    held = set(distinct[:held_out(len(distinct), fraction)])
     return [p for p in prompts if p not in held], [p for p in distinct if p in held]
 
 
@@ -379,7 +381,8 @@ class PPO(TrainPlugin):
             score: Callable[[list[str], list[str]], Any] = scorer.score
         else:
             score = score_function(s.reward_fn, "ppo.reward_fn", base)
-        stats = {"prompts": len(prompts), "validation_prompts": len(val_p)}
+        note = no_validation_note(len(val_p), None if d.validation else d.validation_fraction, "prompt")
+        stats = {"prompts": len(prompts), "validation_prompts": len(val_p), **({"no_validation": note} if note else {})}
         train, val = PromptDataset(prompts, enc, d.max_prompt_len), PromptDataset(val_p, enc, d.max_prompt_len)
         return PPOTask(PolicyWithValue(policy), train, val if val_p else None,
                        reference=reference, score=score, settings=s, stops=stop_ids(tokenizer),

@@ -100,16 +100,18 @@ def load_items(cfg: PreferenceData, resolve: Any, seed: int, out: Path | None) -
     else:  # split by item, so every label of an item falls on one side
         ids = sorted({it.item_id for it in items})
         order = np.random.default_rng([seed, 18]).permutation(len(ids))
-        held = {ids[i] for i in order[:int(len(ids) * cfg.validation_fraction)]}
+        held = {ids[i] for i in order[:held_out(len(ids), cfg.validation_fraction)]}
         train = [it for it in items if it.item_id not in held]
         val = [it for it in items if it.item_id in held]
     if not train:
         raise PluginInputError(f"{shown(resolve(cfg.train))}: no training item left (all excluded or held out)")
+    note = no_validation_note(len(val), cfg.validation_fraction if not cfg.validation else None, "item")
     stats = {"labels": len(labels), "quarantined": bad.height,
              "quarantined_by_kind": dict(Counter(bad["kind"].to_list())), "items": len(agg.consensus),
              "excluded_items": len(agg.excluded_items), "annotators": len(agg.annotators),
              "kendalls_w": agg.agreement["kendalls_w"], "krippendorff_alpha": agg.agreement["krippendorff_alpha"],
-             "train_items": len(train), "validation_items": len(val), "use": cfg.use}
+             "train_items": len(train), "validation_items": len(val), "use": cfg.use,
+             **({"no_validation": note} if note else {})}
     if out is not None and cfg.report:
         out.mkdir(parents=True, exist_ok=True)
         write_preference_report(agg, out / "preferences.html")
@@ -117,6 +119,24 @@ def load_items(cfg: PreferenceData, resolve: Any, seed: int, out: Path | None) -
         if bad.height:
             write_parquet(bad, out / "quarantine.parquet")
     return train, val, stats
+
+
+def held_out(n: int, fraction: float) -> int:
+    """How many of n items (or prompts) a validation_fraction holds out: at least one when the fraction
+    is above 0 and one is left to train on (int() rounded 0.05 of 12 items to none: no evaluation)."""
+    return max(int(n * fraction), 1 if fraction > 0 and n >= 2 else 0)
+
+
+def no_validation_note(n_val: int, fraction: float | None, unit: str) -> str | None:
+    """Why a run has nothing to evaluate on, logged as a warning (None: it has, or was asked for none;
+    ``fraction`` None: a validation file was given)."""
+    if n_val or fraction == 0:
+        return None
+    why = ("nothing of the validation data is left" if fraction is None
+           else f"validation_fraction {fraction:g} holds out none of the one {unit} there is")
+    note = f"no validation {unit}: {why}; the run reports no val_* metrics and keeps no best model"
+    log.warning(note)
+    return note
 
 
 def _concat(a: Any, b: Any) -> Any:

@@ -203,6 +203,13 @@ def test_ppo_holds_out_distinct_prompts_never_trained_on(tmp_path: Path, shards)
     assert len(train) + sum(prompts.count(p) for p in val) == len(prompts)  # every line on one side
 
 
+def test_a_small_validation_fraction_still_holds_out_a_prompt():
+    from corpus.plugins.ppo import split_prompts
+
+    assert split_prompts(["a", "b", "a", "c"], 0.1) == (["b", "c"], ["a"])  # int(0.3) held out none
+    assert split_prompts(["a", "a"], 0.1) == (["a", "a"], [])  # one prompt: it trains
+
+
 def tiny_policy(vocab: int = 50):
     from corpus.plugins.models import ModelConfig, SpecialIds, build_model
 

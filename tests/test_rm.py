@@ -100,3 +100,18 @@ def test_missing_preference_data_is_one_clear_error(tmp_path: Path, shards):  # 
     for name, cls in (("reward", RewardConfig), ("dpo", DPOConfig)):
         with pytest.raises(PluginInputError, match=r"ties.jsonl: every training item's ranking is a tie \(\d+ items\)"):
             plugins.run(name, pref_config(cls, tmp_path / f"run-{name}", {"train": str(ties)}, tok))
+
+
+def test_a_small_validation_fraction_still_holds_out_an_item(tmp_path: Path, caplog):
+    """0.05 of 12 items was int(0.6) = 0: the run finished without an evaluation, and nothing said so."""
+    from corpus.plugins.rlhf_data import PreferenceData, load_items
+
+    path = write_jsonl(tmp_path / "r.jsonl", ranking_records(12))
+    train, val, stats = load_items(PreferenceData(train=str(path), validation_fraction=0.05), Path, 0, None)
+    assert (len(train), len(val), stats["validation_items"]) == (11, 1, 1) and "no_validation" not in stats
+    one = write_jsonl(tmp_path / "one.jsonl", ranking_records(1))
+    with caplog.at_level("WARNING"):
+        train, val, stats = load_items(PreferenceData(train=str(one), validation_fraction=0.05), Path, 0, None)
+    assert (len(train), len(val)) == (1, 0)
+    assert stats["no_validation"].startswith("no validation item: validation_fraction 0.05 holds out none")
+    assert stats["no_validation"] in caplog.text
