@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from corpus.plugins.base import model_hint, require
+from corpus.plugins.base import PluginInputError, model_hint, require, shown
 from corpus.plugins.checkpoint import check_export
 
 ARCHS = {"llama": "causal", "gpt2": "causal", "bert": "mlm", "t5": "span"}
@@ -182,11 +182,34 @@ def load_tokenizer(path: str | Path) -> Any:
     return load_hf_tokenizer(path)
 
 
+def model_tokenizer(tokenizer: Any, where: Path, model: Path) -> None:
+    """Raise PluginInputError when ``tokenizer`` (from ``where``) is not the one the ``model`` folder was
+    trained with (its own tokenizer, saved beside it in an export): its ids would name other tokens, the
+    embedding rows other words. The vocabularies must be the same but for added tokens (MLM's mask, new
+    chat tokens: one tokenizer may have more), and a token both have must have the same id."""
+    if not (model / "tokenizer.json").is_file() or Path(where).resolve() == model.resolve():
+        return  # a model from elsewhere without its tokenizer: nothing to compare with
+    own = load_tokenizer(model)
+    ours, theirs = tokenizer.get_vocab(), own.get_vocab()
+    added = set(tokenizer.get_added_vocab()) | set(own.get_added_vocab())
+    differ = sorted(t for t in set(ours) | set(theirs)
+                    if ours.get(t) != theirs.get(t) and (t not in added or t in ours and t in theirs))
+    if differ:
+        raise PluginInputError(
+            f"the tokenizer {shown(where)} ({len(ours):,} tokens) is not the one the model {shown(model)} was trained "
+            f"with ({len(theirs):,} tokens, saved beside it): {len(differ):,} tokens differ (first: {differ[0]!r}). "
+            "Leave the tokenizer out to use the model's, or give the one it was trained with")
+
+
 def plugin_tokenizer(config: Any) -> Any:
     """A plugin config's tokenizer: its ``tokenizer`` folder, else the ``model.from_pretrained`` folder's
     (MissingInputError naming the command that makes it)."""
     if config.tokenizer:
-        return load_tokenizer(config.path(config.tokenizer))
+        tokenizer = load_tokenizer(config.path(config.tokenizer))
+        if config.model.from_pretrained:
+            model_tokenizer(tokenizer, config.path(config.tokenizer),
+                            pretrained_folder(config.model, Path(config.base_dir)))
+        return tokenizer
     if config.model.from_pretrained:
         return load_tokenizer(pretrained_folder(config.model, Path(config.base_dir)))
     raise FileNotFoundError("tokenizer: required (or model.from_pretrained, whose folder has one)")

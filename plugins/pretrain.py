@@ -27,7 +27,15 @@ import numpy as np
 
 from corpus.plugins.base import MissingInputError, PluginConfig, SampleConfig, TrainPlugin, require, shown
 from corpus.plugins.data import PackedDataset
-from corpus.plugins.models import ModelConfig, SpecialIds, add_tokens, build_model, load_tokenizer
+from corpus.plugins.models import (
+    ModelConfig,
+    SpecialIds,
+    add_tokens,
+    build_model,
+    load_tokenizer,
+    model_tokenizer,
+    pretrained_folder,
+)
 from corpus.plugins.runtime import Runtime
 from corpus.plugins.tasks import CausalLM, MaskedLM, MaskRows, SpanCorruption, SpanRows, Task, span_lengths
 from corpus.shards import tokenizer_mismatch
@@ -201,6 +209,8 @@ class Pretrain(TrainPlugin):
         if tok_path is not None:
             require(tok_path, "tokenizer", f"train one with `corpus tokenizer train CORPUS --out {shown(tok_path)}`")
             tokenizer = load_tokenizer(tok_path)
+            if config.model.from_pretrained:
+                model_tokenizer(tokenizer, tok_path, pretrained_folder(config.model, Path(config.base_dir)))
         # every set, train and validation, against the tokenizer in use (the sidecar's too: retrained in place?)
         same_tokenizer([(s.prefix, s.meta) for ds in (train, val) if ds is not None for s in ds.sets], tokenizer,
                        tok_path)

@@ -181,7 +181,7 @@ def _sft_config(tmp_path: Path, pretrained: Path, **over) -> SFTConfig:
             "train": {"lr": 3e-3, "max_steps": 10, "batch_size": 4, "eval_every": 5, "log_every": 1, **QUIET},
             "samples": {"count": 0}}
     for k, v in over.items():
-        data[k] = {**data.get(k, {}), **v}
+        data[k] = {**data.get(k, {}), **v} if isinstance(v, dict) else v
     return parse_config(SFTConfig, data, source="test")
 
 
@@ -234,6 +234,26 @@ def test_sft_data_errors_name_the_line(tmp_path: Path, pretrained: Path):
     cfg = _sft_config(tmp_path, pretrained, data={"datasets": [{"path": str(bad)}]})
     with pytest.raises(SFTDataError, match=r"bad.jsonl:2: needs string fields 'prompt' and 'response'"):
         plugins.run("sft", cfg)
+
+
+def test_a_tokenizer_other_than_the_models_own_is_refused(tmp_path: Path, pretrained: Path, shards):  # noqa: F811
+    """A model trained with one tokenizer was fine-tuned (and shipped) with another: every id then names
+    another token. Its own tokenizer sits beside it in final/; the same one, or one extending it, is fine."""
+    from trainkit import make_shards, make_tokenizer, pretrain_config
+
+    from corpus.plugins.base import PluginInputError
+
+    tok, _ = shards
+    other = make_tokenizer(tmp_path / "other", vocab_size=300)
+    says = r"the tokenizer .*other \(300 tokens\) is not the one the model .*final was trained with \(320 tokens"
+    with pytest.raises(PluginInputError, match=says):
+        plugins.run("sft", _sft_config(tmp_path, pretrained, tokenizer=str(other)))
+    with pytest.raises(PluginInputError, match=says):  # pretraining on from a checkpoint too
+        plugins.run("pretrain", pretrain_config(
+            tmp_path / "pre", make_shards(tmp_path / "tokens", other, n_train=40, n_val=8),
+            model={"from_pretrained": str(pretrained)}, data={"tokenizer": str(other), "seq_len": 96}))
+    assert not (tmp_path / "sft/final").exists() and not (tmp_path / "pre/final").exists()
+    assert plugins.run("sft", _sft_config(tmp_path, pretrained, tokenizer=str(tok), train={"max_steps": 1})).steps == 1
 
 
 def test_missing_inputs_name_the_command_that_makes_them(tmp_path: Path, monkeypatch, capsys, shards):  # noqa: F811
