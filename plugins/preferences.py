@@ -419,6 +419,13 @@ def _consensus_ranking(labels: Sequence[Preference], k: int) -> tuple[list[float
     return [float(s) for s in scores], ranks_from_scores(scores)
 
 
+def check_min_agreement(value: float | None) -> None:
+    """The one range check of a ``min_agreement`` (every config that takes one: reward, DPO, the cycle):
+    a Kendall's W lies in [0, 1], so 2 excluded every item (found only after loading) and -1 none."""
+    if value is not None and not 0 <= value <= 1:
+        raise ValueError(f"min_agreement is a Kendall's W, in [0, 1]: got {value:g}")
+
+
 def aggregate(records: Iterable[Preference], min_agreement: float | None = None,
               thresholds: Thresholds | None = None) -> Aggregate:
     """Consensus, agreement and annotator profiles of labels (from ``read_preferences`` or the app).

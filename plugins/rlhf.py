@@ -25,7 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from corpus.plugins.base import ConfigError, PluginConfig, PluginInputError, load_plugin_config, parse_config, shown
-from corpus.plugins.preferences import Preference, Task, item_id_for, ranking_json, write_records
+from corpus.plugins.preferences import (
+    Preference,
+    Task,
+    check_min_agreement,
+    item_id_for,
+    ranking_json,
+    write_records,
+)
 from corpus.writers import write_bytes_atomic
 
 log = logging.getLogger("corpusforge.train")
@@ -88,8 +95,7 @@ class RLHFConfig(PluginConfig):
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         if self.rounds < 1 or self.sampling.responses < 2:
             raise ValueError("rounds must be >= 1 and sampling.responses >= 2")
-        if self.min_agreement is not None and not 0 <= self.min_agreement <= 1:
-            raise ValueError(f"min_agreement is a Kendall's W, in [0, 1]: got {self.min_agreement}")
+        check_min_agreement(self.min_agreement)
 
 
 def load_cycle_config(path: str | Path, output: str | None = None, overrides: list[str] = ()) -> RLHFConfig:

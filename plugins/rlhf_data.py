@@ -21,7 +21,13 @@ from torch.utils.data import Dataset
 
 from corpus.plugins.base import PluginInputError, shown
 from corpus.plugins.chat import ChatEncoder
-from corpus.plugins.preferences import Aggregate, aggregate, read_preferences, write_preference_report
+from corpus.plugins.preferences import (
+    Aggregate,
+    aggregate,
+    check_min_agreement,
+    read_preferences,
+    write_preference_report,
+)
 from corpus.readers import InputSpec, plan_tasks, read_task
 from corpus.writers import write_bytes_atomic, write_parquet
 
@@ -52,6 +58,7 @@ class PreferenceData:
             raise ValueError("validation_fraction must be in [0, 1)")
         if self.max_len < 8:
             raise ValueError("max_len must be >= 8")
+        check_min_agreement(self.min_agreement)
 
 
 @dataclass

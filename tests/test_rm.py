@@ -115,3 +115,15 @@ def test_a_small_validation_fraction_still_holds_out_an_item(tmp_path: Path, cap
     assert (len(train), len(val)) == (1, 0)
     assert stats["no_validation"].startswith("no validation item: validation_fraction 0.05 holds out none")
     assert stats["no_validation"] in caplog.text
+
+
+@pytest.mark.parametrize("plugin", ["reward", "dpo"])
+@pytest.mark.parametrize("value", [2, -1])
+def test_reward_and_dpo_configs_check_min_agreement_as_the_cycle_does(tmp_path: Path, plugin: str, value: float):
+    """--check passed 2 and -1 (corpus rlhf refused them); 2 then failed the run after loading, with
+    'no training item left'."""
+    from corpus.config import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"data: min_agreement is a Kendall's W, in \[0, 1\]: got {value}"):
+        pref_config(plugins.get(plugin).config_class, tmp_path, {"train": "r.jsonl", "min_agreement": value},
+                    tmp_path / "tok")
