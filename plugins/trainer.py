@@ -276,6 +276,8 @@ class Trainer:
     def state(self) -> dict[str, Any]:
         return {"step": self.global_step, "tokens": self.tokens, "best": self.best, "best_step": self.best_step,
                 "bad_evals": self.bad_evals, "data": self.task.state_dict(), "total": self.total,
+                # a rerun of a finished run must neither train on past an early stop nor forget its metrics
+                "stopped_early": self.stopped_early, "last_eval": self.last_eval,
                 "config": flatten(self.run_config)}
 
     def resume(self) -> int | None:
@@ -307,6 +309,7 @@ class Trainer:
                                   rank=self.rt.rank)
         self.global_step, self.tokens, self.best, self.best_step = st["step"], st["tokens"], st["best"], st["best_step"]
         self.bad_evals = st["bad_evals"]
+        self.stopped_early, self.last_eval = st.get("stopped_early", False), st.get("last_eval", {})
         self.task.load_state_dict(st["data"])
         return self.global_step
 

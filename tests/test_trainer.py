@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -208,6 +209,23 @@ def test_early_stopping_and_run_outputs(tmp_path: Path, shards):  # noqa: F811
     assert json.loads((tmp_path / "result.json").read_text())["stopped_early"] is True
     assert (r.final_dir / "model.safetensors").is_file() and (r.final_dir / "tokenizer.json").is_file()
     assert (r.best_dir / "config.json").is_file()
+
+    # A rerun of the finished run does nothing: it trained on past the early stop (steps 7-12, other final
+    # weights) and wrote its final metrics as {} (result.json, final/corpusforge.json, report.md).
+    def outputs() -> tuple:
+        return ((tmp_path / "final/model.safetensors").read_bytes(),
+                (tmp_path / "final/corpusforge.json").read_text(),
+                json.loads((tmp_path / "result.json").read_text())["final_metrics"],
+                (tmp_path / "report.md").read_text())
+
+    first = outputs()
+    assert first[2]["val_loss"] == r.final_metrics["val_loss"] and "val_loss" in first[1]
+    again = plugins.run("pretrain", cfg)
+    assert again.steps == 6 and again.stopped_early and again.resumed_from == 6 and outputs() == first
+    for name in ("final", "result.json", "report.md"):  # killed between its last checkpoint and its end
+        path = tmp_path / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    assert plugins.run("pretrain", cfg).final_metrics == r.final_metrics and outputs() == first
 
 
 def test_a_diverged_run_stops_naming_the_step(tmp_path: Path, shards, monkeypatch):  # noqa: F811
