@@ -206,6 +206,26 @@ def test_a_small_input_with_a_wrong_key_stops_once_it_is_read(tmp_path):
     assert res.returncode == 0, res.stderr
 
 
+def test_an_empty_or_unreadable_file_says_nothing_about_the_settings(tmp_path):
+    """A file with nothing to read (empty, or not the gzip its name says) is no text_key problem: the check
+    passes and the run quarantines the bad file and goes on (it stopped, blaming text_key)."""
+    web = _content_records(tmp_path / "web", 30)
+    (tmp_path / "mixed").mkdir()
+    (tmp_path / "mixed" / "a.jsonl").write_text((web / "crawl-0.jsonl").read_text().replace('"content"', '"text"'))
+    (tmp_path / "mixed" / "b.jsonl").write_text("")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.jsonl.gz").write_text("this is not gzip\n")
+    config = _config(tmp_path, f"  - source: mixed\n    path: {tmp_path / 'mixed'}\n"
+                               f"  - source: gz\n    path: {tmp_path / 'bad' / 'x.jsonl.gz'}\n")
+    res = run_cli("check", str(config))
+    assert res.returncode == 0, res.stderr
+    res = run_cli("run", str(config), "--quiet")
+    assert res.returncode == 0, res.stderr
+    balance = {b["source"]: b for b in json.loads((tmp_path / "out" / "report.json").read_text())
+               ["sections"]["overview"]["figures"]["balance"]}
+    assert (balance["mixed"]["kept"], balance["gz"]["quarantined"]) == (30, 1), balance
+
+
 def test_quarantine_fraction_is_checked_and_does_not_change_what_a_run_resumes(tmp_path):
     import dataclasses
 

@@ -151,7 +151,9 @@ def field_problems(tasks: Sequence[ReadTask], files: int = SAMPLE_FILES) -> list
     if not tasks:
         return []
     spec = tasks[0].spec
-    samples = [s for t in tasks[:files] if (s := sample_fields(t)) is not None]
+    # A file with nothing to read (empty, or not the compression its name says: the run quarantines it as
+    # unreadable) says nothing about the settings.
+    samples = [s for t in tasks[:files] if (s := sample_fields(t)) is not None and (s.fields or s.lines)]
     problems = []
     not_json = [s for s in samples if s.lines and not s.records]
     if not_json:
