@@ -135,6 +135,13 @@ class Operator:
         A plain sequence of names declares columns of any type."""
         return _as_columns(self.needs), _as_columns(self.adds), tuple(self.modifies)
 
+    def column_problems(self, have: Columns) -> list[str]:
+        """What this operator's parameters say against the columns' types at its place in the pipeline
+        (``have``: name -> polars type, None where unknown): lines naming each problem. The wiring check
+        calls it, so a parameter that cannot apply to a column (a numeric bound on a string) is refused
+        before a run rather than failing inside one."""
+        return []
+
     def setup(self) -> None:
         """Called once per worker before the first batch (load models, compile regexes)."""
 
@@ -273,6 +280,7 @@ def ensure_columns(ops: Iterable[Operator], available: Columns) -> list[str]:
                               f"earlier operator provides (available: {sorted(have)})")
             elif not _compatible(have[col], _dtype(want)):
                 errors.append(f"{where} needs column {col!r} as {type_name(want)}, but it is {type_name(have[col])}")
+        errors += [f"{where}: {p}" for p in op.column_problems(dict(have))]
         for col in modifies:
             if col not in have:
                 errors.append(f"{where} modifies column {col!r}, which does not exist at that point")

@@ -182,6 +182,11 @@ def evaluate(df: pl.DataFrame, prefix: str, items: list[Rule | tuple[str, Condit
     value: pl.Expr = pl.lit(None, pl.Float64)
     chain_r: Any = None
     chain_v: Any = None
+    # Columns of a type unknown before the run (declared as any type) are checked on the batch itself:
+    # polars would fail on the comparison with a message naming neither the rule nor the column.
+    problems = type_problems(items, df.schema)
+    if problems:
+        raise ValueError(f"{prefix}: " + "; ".join(problems))
     for item in items:
         if isinstance(item, Rule):
             numeric = _numeric(df, item.column)
@@ -207,6 +212,71 @@ def evaluate(df: pl.DataFrame, prefix: str, items: list[Rule | tuple[str, Condit
 
 def _numeric(df: pl.DataFrame, column: str) -> bool:
     return column in df.columns and df.schema[column].is_numeric()
+
+
+# ---------------------------------------------------------------- bounds against column types
+
+
+def _kind(dtype: Any) -> str | None:
+    """What a rule can compare a column of this type with: numbers, strings, booleans, or nothing."""
+    if dtype.is_numeric():
+        return "number"
+    if dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum):
+        return "string"
+    if dtype == pl.Boolean:
+        return "boolean"
+    return None
+
+
+def _value_kind(v: Any) -> str:
+    if isinstance(v, bool):
+        return "boolean"
+    return "number" if isinstance(v, int | float) else "string" if isinstance(v, str) else type(v).__name__
+
+
+def rule_type_problem(name: str, rule: Rule, dtype: Any) -> str | None:
+    """Why ``rule`` (of the rule called ``name``) cannot apply to its column of type ``dtype``, or None.
+    polars refuses to compare a string column with a number (or a number column with a string) only
+    when a batch is evaluated: checked here, the config is refused before a run."""
+    if dtype is None:
+        return None
+    where = f"rule {name!r}: column {rule.column!r} is {dtype}"
+    kind = _kind(dtype)
+    for key, bound in (("min", rule.min), ("max", rule.max)):
+        if bound is not None and kind != "number":
+            return f"{where}, but {key} {fmt(bound)} is a number (min/max need a numeric column)"
+    for key, values in (("in", rule.isin), ("not_in", rule.not_in)):
+        for v in values:
+            if v is not None and _value_kind(v) != kind:
+                return (f"{where}, but {key} holds {v!r} (a {_value_kind(v)})" + (
+                    f"; give {kind}s" if kind else "; rules compare numbers, strings or booleans"))
+    return None
+
+
+def _leaves(item: Rule | tuple[str, Condition]) -> list[tuple[str, Rule]]:
+    """(the rule's name, leaf) for each column check of a rule or a named condition."""
+    if isinstance(item, Rule):
+        return [(item.name, item)]
+    name, cond = item
+    out: list[tuple[str, Rule]] = []
+    stack = [cond]
+    while stack:
+        c = stack.pop()
+        if c.leaf is not None:
+            out.append((name, c.leaf))
+        stack.extend(reversed(c.parts))
+    return out
+
+
+def type_problems(items: list[Rule | tuple[str, Condition]], have: Mapping[str, Any]) -> list[str]:
+    """Each rule checked against the types of the columns it names (those ``have`` knows)."""
+    out = []
+    for item in items:
+        for name, leaf in _leaves(item):
+            p = rule_type_problem(name, leaf, have.get(leaf.column))
+            if p and p not in out:
+                out.append(p)
+    return out
 
 
 # ---------------------------------------------------------------- the generic operator
@@ -255,6 +325,9 @@ class RuleFilter(RuleReport, FilterOperator):
 
     def prefix(self) -> str:
         return self.label
+
+    def column_problems(self, have: Columns) -> list[str]:
+        return type_problems(self._items, have)
 
     def active_rules(self) -> list[Rule | tuple[str, Condition]]:
         return list(self._items)

@@ -30,7 +30,7 @@ import polars as pl
 from corpus.operators import Columns, FilterOperator, Verdict
 from corpus.registry import suggest
 from corpus.schema import TEXT
-from corpus.stages.rules import RULE_VALUE, Rule, RuleReport, evaluate, rule_from_mapping
+from corpus.stages.rules import RULE_VALUE, Rule, RuleReport, evaluate, rule_from_mapping, type_problems
 from corpus.stages.signals import GROUPS, PY_WS, Batch, c4_line_rules
 
 SIGNAL_TYPES = {c: t for g in GROUPS.values() for c, t in g.items()}
@@ -130,6 +130,9 @@ class RuleSetFilter(RuleReport, FilterOperator):
 
     def columns(self) -> tuple[Columns, Columns, tuple[str, ...]]:
         return {r.column: SIGNAL_TYPES.get(r.column) for r in self._rules}, dict(self.adds), ()
+
+    def column_problems(self, have: Columns) -> list[str]:
+        return type_problems(list(self._rules), have)
 
     def filter(self, df: pl.DataFrame) -> Verdict:
         return evaluate(df, self.PRESET, list(self._rules))

@@ -430,3 +430,35 @@ def test_datatrove_words_split_punctuation_and_match_the_plain_version():
     # "end." is two words, the full stop a word without a letter: datatrove's alpha share
     row = op.map(pl.DataFrame({"text": ["The cat sat."], "meta": ["{}"]})).row(0, named=True)
     assert row["n_words"] == 4 and row["gopher_alpha_words"] == 0.75
+
+
+def test_rule_bounds_of_the_wrong_type_for_their_column_are_wiring_errors():
+    """A numeric bound on a string column (or a string in a numeric set) made polars fail mid-run
+    ("cannot compare string with numeric type") while `corpus check` said ok: the wiring check knows
+    each column's type at the filter's place and names the rule, the column, its type and the bound."""
+    from corpus.operators import ensure_columns
+    from corpus.schema import DOC_SCHEMA
+    from corpus.stages.filter import LengthFilter
+
+    upstream = [LengthFilter(), QualitySignals(groups=["gopher_quality"])]
+    errors = ensure_columns(upstream + [RuleFilter(rules=[
+        {"name": "a", "column": "meta", "max": 3},
+        {"name": "b", "column": "n_words", "in": [1, "x"]},
+        {"name": "c", "any": [{"column": "n_words", "min": 1}, {"column": "source", "not_in": [7]}]},
+        {"name": "ok", "column": "source", "in": ["web"]},
+    ])], DOC_SCHEMA)
+    assert errors == [
+        "pipeline[2] 'rule_filter': rule 'a': column 'meta' is String, but max 3 is a number "
+        "(min/max need a numeric column)",
+        "pipeline[2] 'rule_filter': rule 'b': column 'n_words' is Int64, but in holds 'x' (a string); give numbers",
+        "pipeline[2] 'rule_filter': rule 'c': column 'source' is String, but not_in holds 7 (a number); give strings",
+    ]
+    # a preset rule changed to a set of the wrong kind, likewise
+    errors = ensure_columns(upstream + [GopherQualityFilter(rules={"words": {"min": None, "max": None,
+                                                                              "in": ["many"]}})], DOC_SCHEMA)
+    assert errors == ["pipeline[2] 'gopher_quality_filter': rule 'words': column 'gopher_words' is Int64, "
+                      "but in holds 'many' (a string); give numbers"]
+    assert ensure_columns(upstream + [RuleFilter(rules=[{"column": "n_words", "min": 1}])], DOC_SCHEMA) == []
+    # a column whose type was unknown before the run: the batch's own type is checked, the same words
+    with pytest.raises(ValueError, match="rules: rule 'a': column 'lang' is String, but min 1 is a number"):
+        RuleFilter(rules=[{"name": "a", "column": "lang", "min": 1}]).filter(pl.DataFrame({"lang": ["en"]}))
