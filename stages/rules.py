@@ -101,6 +101,17 @@ def _as_text(c: pl.Expr) -> pl.Expr:
     return pl.when(c.is_null()).then(pl.lit("null")).otherwise(c.cast(pl.String))
 
 
+def check_switch(spec: Mapping[str, Any], key: str, where: str) -> None:
+    """A true/false key must be a YAML boolean: "false" or 0 would read as true (or be taken as on)."""
+    if key in spec and not isinstance(spec[key], bool):
+        raise ValueError(f"{where}: {key} must be true or false, got {type(spec[key]).__name__} {spec[key]!r}")
+
+
+def rule_enabled(spec: Mapping[str, Any], where: str) -> bool:
+    check_switch(spec, "enabled", where)
+    return spec.get("enabled", True)
+
+
 def rule_from_mapping(name: str, spec: Mapping[str, Any], where: str) -> Rule:
     """A Rule from YAML keys (column, min, max, min_exclusive, max_exclusive, in, not_in, on_null)."""
     unknown = sorted(set(spec) - _LEAF_KEYS - {"name", "enabled"})
@@ -115,12 +126,14 @@ def rule_from_mapping(name: str, spec: Mapping[str, Any], where: str) -> Rule:
     for key in ("in", "not_in"):
         if key in spec and not isinstance(spec[key], list):
             raise ValueError(f"{where}: {key} must be a list of values, got {spec[key]!r}")
+    for key in ("min_exclusive", "max_exclusive"):
+        check_switch(spec, key, where)
     if spec.get("on_null", "keep") not in ("keep", "drop"):
         raise ValueError(f"{where}: on_null must be 'keep' or 'drop', got {spec['on_null']!r}")
     if spec.get("min") is not None and spec.get("max") is not None and spec["max"] < spec["min"]:
         raise ValueError(f"{where}: max ({spec['max']}) is below min ({spec['min']})")
-    return Rule(name, spec["column"], spec.get("min"), spec.get("max"), bool(spec.get("min_exclusive", False)),
-                bool(spec.get("max_exclusive", False)), tuple(spec.get("in", ())), tuple(spec.get("not_in", ())),
+    return Rule(name, spec["column"], spec.get("min"), spec.get("max"), spec.get("min_exclusive", False),
+                spec.get("max_exclusive", False), tuple(spec.get("in", ())), tuple(spec.get("not_in", ())),
                 spec.get("on_null", "keep"))
 
 
@@ -161,6 +174,8 @@ def condition_from_mapping(spec: Any, where: str) -> Condition:
     if len(combos) > 1 or (combos and "column" in spec):
         raise ValueError(f"{where}: use one of column, all, any, not per condition")
     if not combos:
+        if "enabled" in spec:  # it would be ignored here: only a whole rule can be switched off
+            raise ValueError(f"{where}: enabled switches a whole rule, not a condition inside one")
         return Condition(leaf=rule_from_mapping(str(spec.get("name", spec.get("column"))), spec, where))
     key = combos[0]
     body = spec[key]
@@ -348,7 +363,9 @@ def parse_rules(specs: list[Any], where: str) -> list[Rule | tuple[str, Conditio
         unknown = sorted(set(spec) - _RULE_KEYS)
         if unknown:
             raise ValueError(f"{w}: unknown key(s) {unknown}; known: {sorted(_RULE_KEYS)}")
-        if spec.get("enabled", True) is False:
+        if "name" in spec and (not isinstance(spec["name"], str) or not spec["name"]):
+            raise ValueError(f"{w}: name must be a string, got {spec['name']!r}")
+        if not rule_enabled(spec, w):
             continue
         name = str(spec.get("name") or spec.get("column") or f"rule{i}")
         if name in names:

@@ -30,7 +30,15 @@ import polars as pl
 from corpus.operators import Columns, FilterOperator, Verdict
 from corpus.registry import suggest
 from corpus.schema import TEXT
-from corpus.stages.rules import RULE_VALUE, Rule, RuleReport, evaluate, rule_from_mapping, type_problems
+from corpus.stages.rules import (
+    RULE_VALUE,
+    Rule,
+    RuleReport,
+    evaluate,
+    rule_enabled,
+    rule_from_mapping,
+    type_problems,
+)
 from corpus.stages.signals import GROUPS, PY_WS, Batch, c4_line_rules
 
 SIGNAL_TYPES = {c: t for g in GROUPS.values() for c, t in g.items()}
@@ -95,7 +103,7 @@ def preset_rules(preset: str, version: str, overrides: dict[str, dict], where: s
                              f"rules: {', '.join(rules)}")
         if not isinstance(spec, dict):
             raise ValueError(f"{where}: rules.{name}: a mapping of min/max/... or enabled, got {spec!r}")
-        if spec.get("enabled", True) is False:
+        if not rule_enabled(spec, f"{where}: rules.{name}"):
             del rules[name]
             continue
         base = rules[name]

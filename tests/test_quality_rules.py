@@ -462,3 +462,30 @@ def test_rule_bounds_of_the_wrong_type_for_their_column_are_wiring_errors():
     # a column whose type was unknown before the run: the batch's own type is checked, the same words
     with pytest.raises(ValueError, match="rules: rule 'a': column 'lang' is String, but min 1 is a number"):
         RuleFilter(rules=[{"name": "a", "column": "lang", "min": 1}]).filter(pl.DataFrame({"lang": ["en"]}))
+
+
+@pytest.mark.parametrize("rules, message", [
+    # "false" and 0 were taken as on: the rule ran and dropped everything
+    ([{"name": "a", "column": "n_words", "min": 1000, "enabled": "false"}],
+     r"rules\[0\]: enabled must be true or false, got str 'false'"),
+    ([{"name": "a", "column": "n_words", "min": 1000, "enabled": 0}], "enabled must be true or false, got int 0"),
+    ([{"name": "a", "any": [{"column": "n_words", "min": 1}], "enabled": "no"}], "enabled must be true or false"),
+    # bool("false") is True: an exclusive bound nobody asked for
+    ([{"column": "n_words", "min": 5, "min_exclusive": "false"}], "min_exclusive must be true or false"),
+    ([{"column": "n_words", "max": 5, "max_exclusive": 1}], "max_exclusive must be true or false"),
+    ([{"name": 3, "column": "n_words", "min": 5}], "name must be a string"),
+    # a switch inside a condition would be ignored: only whole rules are switched
+    ([{"name": "a", "any": [{"column": "n_words", "min": 1, "enabled": False}]}], "enabled switches a whole rule"),
+])
+def test_rule_switches_of_the_wrong_type_are_refused(rules, message):
+    with pytest.raises(ValueError, match=message):
+        RuleFilter(rules=rules)
+
+
+@pytest.mark.parametrize("spec", [{"enabled": "false"}, {"enabled": 0}, {"max_exclusive": "true"}])
+def test_preset_rule_switches_of_the_wrong_type_are_refused(spec):
+    key = next(iter(spec))
+    with pytest.raises(ValueError, match=rf"gopher_quality_filter: rules.words: {key} must be true or false"):
+        GopherQualityFilter(rules={"words": spec})
+    # a boolean still switches
+    assert "gopher_words" not in GopherQualityFilter(rules={"words": {"enabled": False}}).columns()[0]
