@@ -27,6 +27,7 @@ import polars as pl
 from corpus.integrity import read_verified
 from corpus.manifest import read_manifest, require_intact
 from corpus.progress import Progress, entries_bar
+from corpus.schema import CORE_COLUMNS, empty_docs
 from corpus.writers import write_jsonl, write_parquet
 
 FORMATS = ("jsonl", "parquet", "hf")
@@ -53,11 +54,14 @@ def shard_frames(corpus: Path, columns: list[str] | None = None,
     corpus or a wrong column stops before anything is written or shown."""
     corpus = Path(corpus)
     manifest = require_intact(corpus, manifest)
-    available = list(manifest.get("schema", {}))
+    available = list(manifest.get("schema") or CORE_COLUMNS)  # an empty corpus: the document columns
     if columns is not None:
         unknown = [c for c in columns if c not in available]
         if unknown or not columns:
             raise ExportError(f"{corpus}: no column(s) {unknown} in this corpus; it has {', '.join(available)}")
+        twice = sorted({c for c in columns if columns.count(c) > 1})
+        if twice:
+            raise ExportError(f"column(s) {', '.join(twice)} named more than once in the columns to export")
     return _frames(corpus, manifest["shards"], columns)
 
 
@@ -84,9 +88,10 @@ def export(corpus: Path, dest: Path, fmt: str = "jsonl", columns: list[str] | No
     frames = shard_frames(corpus, columns, manifest)
     with entries_bar(progress, f"export {fmt}", manifest["shards"], unit="MB/s of Parquet") as done:
         if fmt == "hf":
-            return _export_hf(dest, frames, manifest, done)
+            return _export_hf(dest, frames, manifest, done, columns)
         docs = files = 0
-        names: list[str] = []
+        names: list[str] = [] if manifest["shards"] else columns or list(CORE_COLUMNS)
+        dest.mkdir(parents=True, exist_ok=True)  # an empty corpus exports an empty folder
         for shard, (name, df) in zip(manifest["shards"], frames, strict=True):
             if fmt == "jsonl":
                 write_jsonl(df, dest / f"{name}.jsonl{compression}")
@@ -117,7 +122,7 @@ def check_dest(corpus: Path, dest: Path, own: set[str] | None = None) -> None:
 
 
 def _export_hf(dest: Path, frames: Iterator[tuple[str, pl.DataFrame]], manifest: dict,
-               done: Callable[[dict], None]) -> Exported:
+               done: Callable[[dict], None], columns: list[str] | None) -> Exported:
     try:
         import datasets
         import pyarrow as pa
@@ -139,7 +144,10 @@ def _export_hf(dest: Path, frames: Iterator[tuple[str, pl.DataFrame]], manifest:
             parts.append(datasets.Dataset.from_file(str(path)))
             docs, names = docs + df.height, df.columns
             done(shard)
-        ds = datasets.concatenate_datasets(parts) if parts else datasets.Dataset.from_dict({})
+        if not parts:  # an empty corpus: an empty dataset with the document columns' features
+            names = columns or list(CORE_COLUMNS)
+            parts = [datasets.Dataset(empty_docs().select(names).to_arrow())]
+        ds = datasets.concatenate_datasets(parts)
         out = work / "dataset"
         ds.save_to_disk(str(out), num_shards=max(1, len(parts)))
         del ds, parts

@@ -56,6 +56,28 @@ def test_hf_folder_opens_with_load_from_disk(corpus_dir, tmp_path):
     assert again.returncode == 2 and "export into a new or empty folder" in again.stderr
 
 
+def test_an_empty_corpus_exports_empty_and_columns_named_twice_are_an_error(corpus_dir, tmp_path):
+    """A corpus every document was dropped from exports an empty folder (hf: an empty dataset with the
+    document columns), where jsonl and parquet wrote no folder and hf failed inside datasets."""
+    datasets = pytest.importorskip("datasets")
+    from corpus.stages.filter import LengthFilter
+
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"text": "too short"}) + "\n")
+    Pipeline([LengthFilter(min_words=50)]).run([InputSpec(source="s", path=str(src))], tmp_path / "empty",
+                                               workers=1, quiet=True)
+    for fmt in ("jsonl", "parquet"):
+        done = export(tmp_path / "empty", tmp_path / fmt, fmt, ["id", "text"])
+        assert done.docs == 0 and done.columns == ["id", "text"] and (tmp_path / fmt).is_dir()
+    proc = run_cli("export", str(tmp_path / "empty"), str(tmp_path / "hf"), "--format", "hf")
+    assert proc.returncode == 0, proc.stderr
+    ds = datasets.load_from_disk(str(tmp_path / "hf"))
+    assert ds.num_rows == 0 and "text" in ds.column_names and "id" in ds.column_names
+    twice = run_cli("export", str(corpus_dir), str(tmp_path / "t"), "--columns", "id,text,id")
+    assert twice.returncode == 2 and "column(s) id named more than once" in twice.stderr
+    assert "Traceback" not in twice.stderr and not (tmp_path / "t").exists()
+
+
 def test_an_export_writes_only_into_a_folder_of_its_own(corpus_dir, tmp_path):
     """Never into the corpus folder (into data/ it overwrote the shards), never over files it does not write;
     an earlier export of the same corpus to the same folder is written again."""
