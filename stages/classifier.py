@@ -23,6 +23,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import shutil
 import sys
 import tempfile
 from collections import Counter
@@ -162,6 +164,32 @@ class TrainConfig:
             got = (self.epoch, self.word_ngrams, self.dim, self.min_count, self.bucket, self.lr)
             raise ValueError("epoch, word_ngrams, dim and min_count must be >= 1, bucket >= 0 and lr > 0, got "
                              + ", ".join(map(str, got)))
+        if self.bucket == 0 and self.word_ngrams > 1:
+            # fastText hashes word n-grams modulo bucket: 0 buckets is a division by zero that kills the
+            # process (SIGFPE) with no message; only unigrams (word_ngrams 1) need no buckets
+            raise ValueError(f"bucket must be >= 1 with word_ngrams {self.word_ngrams} (fastText hashes the word "
+                             "n-grams into the buckets); bucket 0 only with word_ngrams 1")
+
+
+_TMP_PREFIX = ".train-tmp-"
+
+
+def _remove_stale_tmp(out: Path) -> None:
+    """Remove the training-text folders of trainings into ``out`` that were killed (their process is gone)."""
+    for d in out.glob(f"{_TMP_PREFIX}*"):
+        pid = d.name.removeprefix(_TMP_PREFIX).split("-")[0]
+        if d.is_dir() and not d.is_symlink() and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def split_holdout(df: pl.DataFrame, fraction: float, seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -202,10 +230,12 @@ def train(df: pl.DataFrame, out: Path, cfg: TrainConfig, progress: Progress | No
     if held.height == 0 or train_df.height == 0:
         raise ValueError(f"too few examples ({df.height}) to hold {cfg.holdout:.0%} out")
     out.mkdir(parents=True, exist_ok=True)
+    _remove_stale_tmp(out)
     lines = (pl.lit(_LABEL) + pl.col("label").str.replace_all(r"\s", "_") + " "
              + pl.col("line").str.strip_suffix("\n")).alias("x")
     train_lines = train_df.with_columns(fasttext_lines(train_df["text"], cfg.lowercase).alias("line"))
-    with tempfile.TemporaryDirectory(dir=out) as tmp:
+    # removed on any error the process lives through; a killed process's by the next training here
+    with tempfile.TemporaryDirectory(dir=out, prefix=f"{_TMP_PREFIX}{os.getpid()}-") as tmp:
         path = Path(tmp) / "train.txt"
         train_lines.filter(pl.col("line") != "").select(lines).write_csv(path, include_header=False,
                                                                           quote_style="never")

@@ -117,6 +117,27 @@ def test_texts_under_two_labels_and_bad_settings_are_said(tmp_path: Path, caplog
             TrainConfig(**bad_setting)
 
 
+def test_zero_buckets_with_word_ngrams_are_refused_before_training(tmp_path: Path, monkeypatch):
+    """`--bucket 0` with the default word_ngrams 2 went to fastText, which divides by the bucket count:
+    the process died of SIGFPE (rc 136, no message) and left its training folder in the output."""
+    with pytest.raises(ValueError, match="bucket must be >= 1 with word_ngrams 2"):
+        TrainConfig(bucket=0)
+    assert TrainConfig(bucket=0, word_ngrams=1).bucket == 0  # unigrams use no buckets
+    # an error fastText raises leaves no training folder behind; a killed training's is removed next time
+    import fasttext
+
+    def fail(**_):
+        raise RuntimeError("fastText failed")
+
+    monkeypatch.setattr(fasttext, "train_supervised", fail)
+    (tmp_path / "m" / ".train-tmp-999999999-x").mkdir(parents=True)
+    good, bad = labelled_set(10, 3)
+    with pytest.raises(RuntimeError, match="fastText failed"):
+        train(pl.DataFrame({"text": good + bad, "label": ["hq"] * 10 + ["lq"] * 10}), tmp_path / "m",
+              TrainConfig(bucket=1000))
+    assert list((tmp_path / "m").iterdir()) == []
+
+
 def test_cli_trains_a_topic_classifier_from_a_query_and_a_label_column(tmp_path: Path):
     rng = random.Random(3)
     topics = {"sport": "match goal team player score league coach season win".split(),
