@@ -179,10 +179,13 @@ class TrainPlugin(ABC):
         (``corpus.lock``; under torchrun by rank 0 only): a second run into it fails at once with LockedError.
         ``hooks``: ``hook(step, metrics_row)`` after every step (tests use them to interrupt a run)."""
         from corpus.lock import main_process_lock
+        from corpus.plugins.checkpoint import check_run_folder
         from corpus.plugins.runtime import Runtime
         from corpus.plugins.trainer import Trainer
 
         out = Path(config.output if out_dir is None else out_dir)
+        if int(os.environ.get("RANK", "0")) == 0:  # before the lock: no .lock left in another command's folder
+            check_run_folder(out)
         with main_process_lock(out):
             rt = Runtime.create(config.train)
             try:

@@ -21,7 +21,9 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import os
 import random
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ import torch
 from safetensors.torch import load_model, save_model
 
 from corpus.manifest import file_sha256
+from corpus.owner import MARKER, ForeignFilesError, folder_hint, refuse_managed
 from corpus.writers import naming, write_bytes_atomic
 
 MANIFEST = "manifest.json"
@@ -247,3 +250,78 @@ def _export(model: torch.nn.Module, folder: Path, tokenizer: Any, extra: dict[st
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
     return folder
+
+
+# ---------------------------------------------------------------- the run folder's own files
+
+# What a training run writes at the top of its folder (trainer, report, data stats, the preference
+# plugins' report and quarantine, a parallel sweep trial's log); folders are judged below.
+RUN_FILES = frozenset({".lock", "metrics.jsonl", "curves.svg", "report.md", "config.json", "result.json",
+                       "data_stats.json", "log.txt", "preferences.html", "preferences.json", "quarantine.parquet"})
+RUN_MARKS = ("config.json", "metrics.jsonl", "data_stats.json", "result.json", "preferences.json")  # a run began
+_STEP = re.compile(r"(\.tmp-)?step-\d{8}")
+_CKPT_FILE = re.compile(r"model\.safetensors|optimizer\.pt|scheduler\.pt|trainer\.pt|rng-rank\d+\.pt|manifest\.json")
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if not p.is_dir() or p.is_symlink())
+
+
+def _not_listed(folder: Path, fallback: re.Pattern[str] | None = None) -> list[Path]:
+    """Files of an export or checkpoint folder its manifest does not list (without a manifest, an
+    unfinished save: those ``fallback`` does not name)."""
+    m = read_manifest(folder)
+    listed = set(m["files"]) | {MANIFEST} if m is not None else None
+    return [p for p in _files(folder) if (p.relative_to(folder).as_posix() not in listed if listed is not None
+                                           else fallback is None or not fallback.fullmatch(p.name))]
+
+
+def foreign_run_files(out: Path) -> list[str]:
+    """Files in a training run's folder that no run wrote, relative to it: a run replaces or deletes its
+    checkpoints/, tensorboard/, best/ and final/ (and its reports), so anything else there would be lost."""
+    found: list[Path] = []
+    if not any((out / name).is_file() for name in RUN_MARKS) and not (out / "checkpoints").is_dir():
+        # no run has started here: a report.md or a best/ of someone else's is not the run's to replace
+        return [p.relative_to(out).as_posix() for p in _files(out)
+                if p.name not in (".lock", "log.txt") and not p.name.startswith(".tmp-")]
+    for entry in sorted(out.iterdir()):
+        name = entry.name
+        if entry.is_symlink() or entry.is_file():
+            if name not in RUN_FILES and not name.startswith(".tmp-"):  # write_bytes_atomic's temp files
+                found.append(entry)
+        elif name == "tensorboard":
+            found += [p for p in _files(entry) if not p.name.startswith("events.out.tfevents.")]
+        elif name == "checkpoints":
+            for sub in sorted(entry.iterdir()):
+                if sub.is_dir() and not sub.is_symlink() and _STEP.fullmatch(sub.name):
+                    found += _not_listed(sub, _CKPT_FILE)
+                elif sub.name != "latest" and not sub.name.startswith(".tmp-"):
+                    found += _files(sub) if sub.is_dir() and not sub.is_symlink() else [sub]
+        elif name in ("best", "final", ".tmp-best", ".tmp-final"):
+            found += _not_listed(entry)
+        else:
+            found += _files(entry) or [entry]
+    return [p.relative_to(out).as_posix() for p in found]
+
+
+def check_run_folder(out: Path) -> None:
+    """Refuse (ForeignFilesError) an output folder a training run may not write into: inside a corpus
+    output or another command's folder (token shards, a tokenizer, a profile...), or holding files no run
+    wrote, which its checkpoints, exports and reports would replace or delete (corpus/owner.py's rule)."""
+    out = Path(os.path.abspath(out))
+    refuse_managed(out)
+    for folder in (out, *out.parents):
+        hint = folder_hint(folder)
+        if (folder / MARKER).is_file() or hint and not (folder / "metrics.jsonl").is_file():
+            raise ForeignFilesError(f"output folder {out}: {folder} is another command's output"
+                                    f"{hint or ' (a corpus: corpus run)'}; train into a folder of its own")
+    if not out.is_dir():
+        if out.exists():
+            raise ForeignFilesError(f"output {out} is a file, not a folder; name a new or empty folder")
+        return
+    foreign = foreign_run_files(out)
+    if foreign:
+        more = f" and {len(foreign) - 12} more" if len(foreign) > 12 else ""
+        raise ForeignFilesError(f"output folder {out} holds files no training run wrote, which a run would replace "
+                                f"or delete: {', '.join(foreign[:12])}{more}; move them out, or train into another "
+                                "folder")

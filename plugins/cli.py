@@ -95,6 +95,7 @@ def cmd_train(args: argparse.Namespace, console: Any) -> int:
             console.print(f"best: trial {summary['best']['trial']} -> {summary['best_config']}")
         return 0 if summary.get("best") else 1
     from corpus.lock import LockedError
+    from corpus.owner import ForeignFilesError
     from corpus.plugins.checkpoint import CheckpointError
     from corpus.plugins.trainer import DivergedError, EmptyTargetsError, ResumeMismatchError
     from corpus.shards import ShardError
@@ -114,7 +115,7 @@ def cmd_train(args: argparse.Namespace, console: Any) -> int:
             cfg.train.progress = False
         result = plugins.run(args.plugin, cfg)
     except (plugins.UnknownPlugin, PluginInputError, MissingInputError, EmptyTargetsError, ResumeMismatchError,
-            LockedError, CheckpointError, ShardError, DivergedError) as exc:
+            LockedError, CheckpointError, ShardError, DivergedError, ForeignFilesError) as exc:
         raise ConfigError([str(exc)]) from exc  # the user's to fix: a message, not a traceback
     best = f", best val_loss {result.best_val_loss:.4f} (that model: {shown(result.best_dir)})" \
         if result.best_val_loss is not None and result.best_dir is not None else ""

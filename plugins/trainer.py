@@ -292,9 +292,12 @@ class Trainer:
                 f"no usable checkpoint in {self.ckpt_root}: {' | '.join(self.skipped)}. Nothing was deleted: "
                 "restore one, or start over with --fresh (train.resume: false), which deletes them")
         if found is None:
-            if self.rt.is_main:  # a fresh run: nothing of an earlier one may leak into it
-                shutil.rmtree(self.ckpt_root, ignore_errors=True)
-                shutil.rmtree(self.out_dir / "tensorboard", ignore_errors=True)
+            if self.rt.is_main:  # a fresh run: nothing of an earlier one may leak into it (all of it the
+                # run's own: TrainPlugin.run refused a folder holding anything else); a run without
+                # validation data never rewrites best/, so the old run's must go too
+                for name in ("checkpoints", "tensorboard", "best", "final"):
+                    shutil.rmtree(self.out_dir / name, ignore_errors=True)
+                (self.out_dir / "result.json").unlink(missing_ok=True)
             self.rt.barrier()
             torch.manual_seed(self.cfg.seed + 1000 * self.rt.rank)  # distinct dropout per process
             return None

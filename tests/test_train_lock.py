@@ -79,3 +79,52 @@ def test_sweeps_lock_their_folder_and_each_trial(tmp_path: Path, shards):  # noq
     assert by_trial[1]["error"].startswith(f"LockedError: another run (pid {os.getpid()}) is writing "
                                            f"{out / 'trial-001'}")
     assert sorted(p.name for p in (out / "trial-001").iterdir()) == [".lock"]
+
+
+def test_a_run_never_replaces_files_it_did_not_write(tmp_path: Path, shards):  # noqa: F811
+    """`corpus train` deleted or overwrote what it found in its output folder (a checkpoint of one's own,
+    TensorBoard events, notes in final/, a report.md) and trained into token shards or a corpus folder."""
+    from corpus.owner import ForeignFilesError
+    from corpus.plugins.base import load_plugin_config
+
+    tok, tokens = shards
+
+    def run(out: Path, *sets: str):
+        return plugins.run("pretrain", load_plugin_config(plugins.get("pretrain").config_class,
+                                                          _config(tmp_path, tokens, out), overrides=list(sets)))
+
+    for rel in ("checkpoints/my_model.pt", "tensorboard/events.out", "report.md"):
+        out = tmp_path / rel.replace("/", "_")
+        (out / rel).parent.mkdir(parents=True)
+        (out / rel).write_text("mine")
+        with pytest.raises(ForeignFilesError, match=f"holds files no training run wrote.*: {rel}; move them out"):
+            run(out)
+        assert (out / rel).read_text() == "mine"
+    out = tmp_path / "run"
+    run(out)
+    (out / "final/notes.txt").write_text("mine")
+    (out / "checkpoints/step-00000002/extra.bin").write_text("mine")
+    with pytest.raises(ForeignFilesError, match="checkpoints/step-00000002/extra.bin, final/notes.txt; move"):
+        run(out, "train.resume=false")
+    assert (out / "final/notes.txt").is_file()
+    (out / "final/notes.txt").unlink()
+    (out / "checkpoints/step-00000002/extra.bin").unlink()
+    run(out, "train.max_steps=3")  # the run's own files are its to replace
+    corpus, made = tmp_path / "corpus", tmp_path / "tokens"
+    for folder, marker in ((corpus, ".corpusforge"), (made, "tokenize.json")):  # as `corpus run`, `tokenize` do
+        folder.mkdir()
+        (folder / marker).write_text("{}")
+    for bad, says in ((made, "holds token shards"), (tok, "holds a tokenizer"), (corpus / "sft", "a corpus")):
+        with pytest.raises(ForeignFilesError, match=f"is another command's output.*{says}"):
+            run(bad)
+    assert not (tok / ".lock").exists()
+
+
+def test_a_fresh_run_without_validation_drops_the_old_best(tmp_path: Path, shards):  # noqa: F811
+    _, tokens = shards
+    out = tmp_path / "run"
+    cfg = _config(tmp_path, tokens, out)
+    conf = plugins.load_config("pretrain", cfg, overrides=["train.eval_every=1"])
+    assert plugins.run("pretrain", conf).best_dir is not None and (out / "best").is_dir()
+    conf = plugins.load_config("pretrain", cfg, overrides=[f"data.train={tokens / 'train'}", "train.resume=false"])
+    assert plugins.run("pretrain", conf).best_dir is None and not (out / "best").exists()
