@@ -136,6 +136,26 @@ def test_a_stopped_run_goes_on_once_the_suite_is_fixed(data, tmp_path):
         (False, "warning", "passed")]
 
 
+def test_the_report_of_a_stopped_run_never_shows_the_previous_runs_corpus(data, tmp_path):
+    """A run stopped by its gate publishes nothing: its report said "kept 40 of 40" beside the shards and
+    Parquet bytes of the corpus an earlier run had published in the same folder."""
+    path = suite(tmp_path, english(), name="lang")
+    run(data, "again", Validate(suite=path, on_fail="quarantine"))
+    out = data / "again"
+    before = json.loads((out / "manifest.json").read_text())
+    with pytest.raises(StopRun):
+        run(data, "again", Validate(suite=path, on_fail="stop"))
+    report = json.loads((out / "report.json").read_text())
+    output = report["sections"]["overview"]["figures"]["output"]
+    assert report["status"] == "failed" and output["published"] is False
+    assert output["shards"] == 0 and output["parquet_bytes"] is None
+    assert any("published nothing (failed): data/ still holds the corpus of run " + before["run_id"] in w
+               for w in report["warnings"]), report["warnings"]
+    html = (out / "report.html").read_text()
+    assert "nothing published" in html and "not published" in html
+    assert json.loads((out / "manifest.json").read_text()) == before  # the earlier corpus, untouched
+
+
 def test_wrong_language_warns_and_passes_documents_on(data, tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         res = run(data, "warn", Validate(suite=suite(tmp_path, english()), on_fail="warn"))

@@ -216,6 +216,11 @@ def _gather(out: Path, run_id: str | None, cat: Catalog) -> ReportContext:
     warnings += emptied_stages(funnel)
     profiles = find_profiles(out, stages, warnings)
     damaged = damaged_files(out, manifest, warnings)
+    if manifest is not None and manifest.get("run_id") != run_id:  # data/ holds another run's corpus
+        if latest == run_id:
+            warnings.append(f"run {run_id} published nothing ({run.status}): data/ still holds the corpus of run "
+                            f"{manifest.get('run_id')}")
+        manifest = None
     return ReportContext(
         out=out,
         run=run,

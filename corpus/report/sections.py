@@ -159,7 +159,7 @@ def overview(ctx: ReportContext) -> Rendered:
         "input": {"records": read["docs_in"], "docs": read["docs_out"], "bytes": read["bytes_out"],
                   "est_tokens": est_tokens(read["bytes_out"]), "file_bytes": read["bytes_in"]},
         "output": {"docs": final["docs_out"], "bytes": final["bytes_out"], "est_tokens": est_tokens(final["bytes_out"]),
-                   "shards": len(m.get("shards", [])), "parquet_bytes": m.get("bytes")},
+                   "shards": len(m.get("shards", [])), "parquet_bytes": m.get("bytes"), "published": bool(m)},
         "rejected": rejected,
         "quarantined": quarantined,
         "blank_lines": blank,
@@ -175,12 +175,16 @@ def overview(ctx: ReportContext) -> Rendered:
     kept_note = f"of {records:,} input records ({fmt_pct(_ratio(originals, records))})"
     if copies:
         kept_note = f"{originals:,} {kept_note} and {copies:,} copies from sampling"
+    on_disk = f"{fmt_bytes(m.get('bytes'))} of Parquet on disk"
+    if not m:  # a failed run: its last stage's output, never published
+        kept_note += "; not published"
+        on_disk = "nothing published"
     figures["output"]["copies"] = copies
     parts.append(kpis([
         ("Run status", ctx.run.status, f"finished {ctx.run.finished}" if ctx.run.finished else "not finished"),
         ("Documents kept", fmt_int(final["docs_out"]), kept_note),
         ("Text kept (UTF-8)", fmt_bytes(final["bytes_out"]),
-         f"of {fmt_bytes(read['bytes_out'])} read; {fmt_bytes(m.get('bytes'))} of Parquet on disk"),
+         f"of {fmt_bytes(read['bytes_out'])} read; {on_disk}"),
         ("Est. tokens kept", fmt_int(est_tokens(final["bytes_out"])),
          f"of {fmt_int(est_tokens(read['bytes_out']))} read (text bytes / 4)"),
         ("Sources", fmt_int(len(ctx.sources)), ", ".join(ctx.sources)),
