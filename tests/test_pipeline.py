@@ -177,6 +177,16 @@ def test_an_id_key_or_meta_key_no_record_has_is_said(tmp_path: Path, caplog):
         Pipeline([]).run(inputs=[InputSpec(source="web", path=str(tmp_path / "in"), id_key="n")],
                          output=tmp_path / "out2", workers=1, quiet=True)
     assert not [r for r in caplog.records if "no record has" in r.getMessage()]
+    (tmp_path / "nested").mkdir()  # a dotted id_key: the nested field is there, and the ids are the records'
+    (tmp_path / "nested" / "a.jsonl").write_text("".join(
+        json.dumps({"doc": {"body": f"text {i}"}, "meta": {"url": f"http://ex.com/{i}"}}) + "\n" for i in range(3)))
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        Pipeline([]).run(inputs=[InputSpec(source="n", path=str(tmp_path / "nested"), text_key="doc.body",
+                                           id_key="meta.url")], output=tmp_path / "out3", workers=1, quiet=True)
+    assert not [r for r in caplog.records if "no record has" in r.getMessage()]
+    assert sorted(pl.read_parquet(tmp_path / "out3" / "data" / "*.parquet")["id"]) == [
+        f"http://ex.com/{i}" for i in range(3)]
 
 
 def test_a_stage_that_passes_on_nothing_is_said(tmp_path: Path, caplog):
