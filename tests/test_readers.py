@@ -824,6 +824,11 @@ def test_plan_input_errors(tmp_path):
     _raises([S("a", path="ok.jsonl"), S("b", path="*.jsonl")], tmp_path,
             r"ok.jsonl is read by inputs 'a' and 'b': a file belongs to one input")
     assert len(plan_tasks([S("a", path=["ok.jsonl", "*.jsonl"])], tmp_path)) == 1  # within one input: once
+    (tmp_path / "linked").mkdir()
+    (tmp_path / "linked" / "ok.jsonl").symlink_to(tmp_path / "ok.jsonl")  # the same file through a link
+    _raises([S("a", path="ok.jsonl"), S("b", path="linked")], tmp_path,
+            r"linked/ok.jsonl is read by inputs 'a' \(as .*/ok.jsonl\) and 'b': a file belongs to one input")
+    assert len(plan_tasks([S("a", path=["ok.jsonl", "linked"])], tmp_path)) == 1
     _raises([S("a", path="ok.jsonl", text_mode="para")], tmp_path, r"input 'a': invalid text_mode 'para'")
     _raises([S("a")], tmp_path, r"input 'a': no path given")
 

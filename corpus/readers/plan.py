@@ -71,7 +71,7 @@ def plan_tasks(specs: Inputs, base_dir: Path | None = None, output: Path | None 
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     output = Path(os.path.abspath(output)) if output is not None else None
     seen: set[str] = set()
-    read_by: dict[str, str] = {}  # file -> the input that reads it
+    read_by: dict[str, tuple[str, str]] = {}  # the file itself (links resolved) -> (input, path) that reads it
     tasks: list[ReadTask] = []
     for spec in specs:
         if not spec.source:
@@ -80,9 +80,14 @@ def plan_tasks(specs: Inputs, base_dir: Path | None = None, output: Path | None 
             raise InputError(f"input {spec.source!r} is defined more than once (source names must be unique)")
         seen.add(spec.source)
         for path, rel, fmt in _expand(spec, base, output):
-            if read_by.setdefault(path, spec.source) != spec.source:  # every record of it would come in twice
-                raise InputError(f"{path} is read by inputs {read_by[path]!r} and {spec.source!r}: a file belongs "
-                                 f"to one input (to weigh a source up or down, use the sample operator)")
+            real = os.path.realpath(path) if os.path.exists(path) else path  # a link reads its target
+            first, first_path = read_by.setdefault(real, (spec.source, path))
+            if first != spec.source:  # every record of it would come in twice
+                also = f" (as {first_path})" if first_path != path else ""
+                raise InputError(f"{path} is read by inputs {first!r}{also} and {spec.source!r}: a file belongs to "
+                                 f"one input (to weigh a source up or down, use the sample operator)")
+            if first_path != path:
+                continue  # one input naming a file twice (through a link) reads it once
             tasks.append(ReadTask(spec=spec, path=path, rel_path=rel, format=fmt, index=len(tasks)))
     return tasks
 
