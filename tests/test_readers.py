@@ -763,6 +763,14 @@ def test_duckdb_errors_are_input_errors(tmp_path):
     (task,) = plan_tasks([InputSpec(source="q", format="duckdb", query="SELECT 1 AS body")])
     with pytest.raises(InputError, match="no column 'text'"):
         read(task)
+    # corpus check names a query that cannot run (it said ok, and the run failed)
+    from corpus.readers.check import field_problems
+
+    for query, said in (("SELEC id FROM nowhere", "DuckDB query failed: Parser Error: syntax error"),
+                        ("SELECT * FROM 'nope.parquet'", "DuckDB query failed: IO Error: No files found")):
+        problems = field_problems(plan_tasks([InputSpec(source="q", format="duckdb", query=query)]))
+        assert len(problems) == 1 and problems[0].startswith(said), problems
+    assert field_problems(plan_tasks([InputSpec(source="q", format="duckdb", query="SELECT 'a' AS text")])) == []
 
 
 # ----- planning ----------------------------------------------------------------------------

@@ -41,6 +41,7 @@ class FieldSample:
     nested: set[str] = field(default_factory=set)  # dotted paths to the fields of nested objects (a dotted key's)
     records: int = 0  # records sampled (JSONL objects); 0 for a schema (Parquet, CSV header, DuckDB columns)
     lines: int = 0  # JSONL: non-blank lines read
+    error: str | None = None  # why the input cannot be read at all (a DuckDB query that fails)
 
     @property
     def where(self) -> str:
@@ -71,10 +72,12 @@ def sample_fields(task: ReadTask, records: int = SAMPLE_RECORDS) -> FieldSample 
         sample.fields = [task.spec.text_key]  # the reader makes each file or line this one field
         sample.file = f"{task.rel_path} (plain text: one field, the text)"
     elif task.format == "duckdb":
+        sample.file = "the DuckDB query result"
         columns = _duckdb_columns(task)
-        if columns is None:
-            return None
-        sample.fields, sample.file = columns, "the DuckDB query result"
+        if isinstance(columns, str):
+            sample.error = columns
+        else:
+            sample.fields = columns
     return sample
 
 
@@ -125,20 +128,24 @@ def _paths(rec: dict, depth: int = 4) -> set[str]:
     return out
 
 
-def _duckdb_columns(task: ReadTask) -> list[str] | None:
+def _duckdb_columns(task: ReadTask) -> list[str] | str:
+    """The query result's columns, or why there are none (the words the run would stop with)."""
     import duckdb
 
-    from corpus.readers.duckdb import MEMORY, PREFIX
+    from corpus.readers.duckdb import MEMORY, PREFIX, one_line
 
     database = task.path.removeprefix(PREFIX)
     try:
         con = duckdb.connect(database, read_only=database != MEMORY)
-        try:
-            return list(con.sql(task.spec.query or "").columns)
-        finally:
-            con.close()
-    except (duckdb.Error, AttributeError):  # a broken query, or no result set: the run says which
-        return None
+    except duckdb.Error as exc:
+        return f"cannot open DuckDB database {database}: {one_line(exc)}"
+    try:
+        rel = con.sql(task.spec.query or "")
+        return list(rel.columns) if rel is not None else "DuckDB query returns no result set (is it a SELECT?)"
+    except duckdb.Error as exc:
+        return f"DuckDB query failed: {one_line(exc)}"
+    finally:
+        con.close()
 
 
 def _shown(fields: Sequence[str], limit: int = 20) -> str:
@@ -153,8 +160,9 @@ def field_problems(tasks: Sequence[ReadTask], files: int = SAMPLE_FILES) -> list
     spec = tasks[0].spec
     # A file with nothing to read (empty, or not the compression its name says: the run quarantines it as
     # unreadable) says nothing about the settings.
-    samples = [s for t in tasks[:files] if (s := sample_fields(t)) is not None and (s.fields or s.lines)]
-    problems = []
+    samples = [s for t in tasks[:files] if (s := sample_fields(t)) is not None and (s.fields or s.lines or s.error)]
+    problems = [s.error for s in samples if s.error]
+    samples = [s for s in samples if not s.error]
     not_json = [s for s in samples if s.lines and not s.records]
     if not_json:
         s = not_json[0]
