@@ -108,6 +108,18 @@ class Decontaminate(GlobalFilterOperator):
         if self.n < 1 or not 1 <= self.min_words <= self.n:
             raise ValueError("need n >= 1 and 1 <= min_words <= n")
         self._index: pl.DataFrame | None = None
+        # A set that indexes nothing (an empty file, every text under min_words) matches no document: the
+        # stage would run as a no-op that looks like a clean corpus. Said when the config is read.
+        empty = []
+        for path in map(Path, self.eval_sets):
+            items, cols, texts = self._eval_texts(path)
+            if not (self.words(texts).list.len() >= self.min_words).any():
+                empty.append(f"evaluation set {path} indexes nothing: " + (
+                    "it holds no items" if not items else
+                    f"none of its {texts.len():,} texts (fields {', '.join(cols)}) has min_words "
+                    f"({self.min_words}) words or more after normalisation ({self.normalise})"))
+        if empty:
+            raise ValueError("decontaminate: " + "; ".join(empty))
 
     def config_key(self) -> str:
         """Parameters and the evaluation sets' bytes: an edited set reruns the stage."""
@@ -121,20 +133,25 @@ class Decontaminate(GlobalFilterOperator):
         norm = Normalisation(self.normalise).apply(text)
         return norm.str.split(" ").list.eval(pl.element().filter(pl.element() != ""))
 
+    def _eval_texts(self, path: Path) -> tuple[int, list[str], pl.Series]:
+        """(items, the fields indexed, their non-null texts) of one evaluation set."""
+        try:
+            items = duckdb.sql(f"SELECT * FROM {_relation(path)}").pl()
+        except duckdb.Error as exc:
+            raise ValueError(f"{path}: cannot read the evaluation set ({str(exc).splitlines()[0]})") from exc
+        cols = self.fields or [c for c, t in items.schema.items() if t == pl.String]
+        if not items.height:  # an empty file: duckdb makes up a column
+            return 0, cols, pl.Series("text", [], pl.String)
+        missing = [c for c in cols if c not in items.columns]
+        if missing or not cols:
+            raise ValueError(f"{path}: no field(s) {missing or cols}; it has {items.columns}")
+        return items.height, cols, pl.concat([items[c].cast(pl.String) for c in cols]).drop_nulls()
+
     def build_index(self) -> tuple[pl.DataFrame, dict]:
         """The evaluation n-grams: hash, length k, their words and the set they come from."""
         parts, summary = [], {}
         for path in map(Path, self.eval_sets):
-            try:
-                rel = duckdb.sql(f"SELECT * FROM {_relation(path)}")
-                items = rel.pl()
-            except duckdb.Error as exc:
-                raise ValueError(f"{path}: cannot read the evaluation set ({str(exc).splitlines()[0]})") from exc
-            cols = self.fields or [c for c, t in items.schema.items() if t == pl.String]
-            missing = [c for c in cols if c not in items.columns]
-            if missing or not cols:
-                raise ValueError(f"{path}: no field(s) {missing or cols}; it has {items.columns}")
-            texts = pl.concat([items[c].cast(pl.String) for c in cols]).drop_nulls()
+            items, cols, texts = self._eval_texts(path)
             words = self.words(texts)
             lens = words.list.len()
             name = path.stem
@@ -147,7 +164,7 @@ class Decontaminate(GlobalFilterOperator):
                 parts.append(pl.DataFrame({"hash": h, "k": np.full(len(h), k, np.int32), "ngram": grams,
                                            "set": [name] * len(h)}))
                 counted += len(h)
-            summary[name] = {"items": items.height, "fields": cols, "texts": texts.len(),
+            summary[name] = {"items": items, "fields": cols, "texts": texts.len(),
                              "indexed_texts": int((lens >= self.min_words).sum()), "ngrams": counted}
         index = pl.concat(parts).unique("hash", keep="first", maintain_order=True) if parts else pl.DataFrame()
         return index, summary

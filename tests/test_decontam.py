@@ -74,6 +74,22 @@ def test_bad_evaluation_sets_are_named(tmp_path: Path, eval_set: Path):
         Decontaminate(eval_sets=[str(eval_set)], fields=["prompt"]).build_index()
 
 
+def test_an_evaluation_set_that_indexes_nothing_is_refused(tmp_path: Path, eval_set: Path):
+    """An empty set, or one whose every text is under min_words, indexed nothing: the stage ran as a silent
+    no-op, as if the corpus were clean. It is refused when the config is read, naming each such set."""
+    (tmp_path / "empty.jsonl").write_text("")
+    (tmp_path / "short.jsonl").write_text(json.dumps({"q": "What is two plus two", "a": "Four"}) + "\n")
+    pl.DataFrame({"q": []}, schema={"q": pl.String}).write_parquet(tmp_path / "none.parquet")
+    with pytest.raises(ValueError, match=r"^decontaminate: evaluation set \S*empty.jsonl indexes nothing: it holds "
+                                         r"no items; evaluation set \S*short.jsonl indexes nothing: none of its 2 "
+                                         r"texts \(fields q, a\) has min_words \(8\) words or more"):
+        Decontaminate(eval_sets=[str(eval_set), str(tmp_path / "empty.jsonl"), str(tmp_path / "short.jsonl")])
+    with pytest.raises(ValueError, match="none.parquet indexes nothing: it holds no items"):
+        Decontaminate(eval_sets=[str(tmp_path / "none.parquet")])
+    # a lower min_words indexes the short question whole
+    assert Decontaminate(eval_sets=[str(tmp_path / "short.jsonl")], min_words=5).build_index()[0].height == 1
+
+
 def _splits(tmp_path: Path, leak: bool) -> list[Path]:
     rng = random.Random(0)
     train = [[rng.randrange(1000) for _ in range(rng.randint(20, 60))] for _ in range(50)]
