@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 import os
 import re
 import types
@@ -96,6 +97,11 @@ class TrainConfig:
             (self.log_every >= 1, "log_every must be >= 1"),
             (self.data_workers >= 0, "data_workers must be >= 0"),
             (self.epochs >= 0, f"epochs must be >= 0, got {self.epochs}"),
+            # inf or nan passed every range check above and ended in an OverflowError as the run started
+            (all(math.isfinite(x) for x in (self.lr, self.min_lr_ratio, self.weight_decay, self.eps, self.grad_clip,
+                                             self.epochs, self.early_stopping_min_delta, *self.betas)),
+             "lr, min_lr_ratio, weight_decay, eps, grad_clip, epochs, early_stopping_min_delta and betas must be "
+             "finite numbers"),
             # numpy's range: -1 was a bare "expected non-negative integer" as the run started
             (0 <= self.seed < 2**32, f"seed must lie in [0, 2**32), got {self.seed}"),
             (re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device) is not None,
@@ -394,7 +400,12 @@ def parse_override(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError([f"--set {text!r}: expected KEY=VALUE, e.g. train.lr=3e-4"])
-    return key.strip(), _coerce_float(yaml.safe_load(raw)) if raw.strip() else None
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:  # `--set 'train.lr=[1'` was a yaml ParserError traceback
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError([f"--set {text!r}: the value is not valid YAML ({problem})"]) from exc
+    return key.strip(), _coerce_float(value)
 
 
 def parse_config(cls: type[PluginConfig], data: Any, *, source: str, lines: dict | None = None,

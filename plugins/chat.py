@@ -14,6 +14,34 @@ class ChatTemplateError(PluginInputError):
     pass
 
 
+# A conversation every template must render with its text: one that leaves it out (a file path given as
+# the template renders as itself) makes every example the same string, and training learns nothing.
+_PROBE = [{"role": "user", "content": "corpusforge probe question"},
+          {"role": "assistant", "content": "corpusforge probe answer"}]
+
+
+def template_problem(template: str) -> str | None:
+    """Why ``template`` cannot serve as a chat template (None: it can): a Jinja syntax error, or a render
+    of a user/assistant exchange without the messages' text. Compiled as transformers compiles it."""
+    from jinja2 import TemplateError, TemplateSyntaxError
+    from transformers.utils.chat_template_utils import _compile_jinja_template
+
+    try:
+        compiled = _compile_jinja_template(template)
+    except TemplateSyntaxError as exc:
+        return f"not a valid Jinja template: line {exc.lineno}: {exc.message}"
+    try:
+        text = compiled.render(messages=_PROBE, add_generation_prompt=False, bos_token="", eos_token="")
+    except (TemplateError, TypeError, ValueError, KeyError, AttributeError):
+        return None  # it refuses this exchange (or wants more): judged on the data's conversations
+    if all(m["content"] in text for m in _PROBE):
+        return None
+    looks_like_a_path = "{" not in template and ("/" in template or template.endswith(".jinja"))
+    return ("renders a conversation without its messages' text, so every example would be the same"
+            + (": it is a file name, give the template's text (e.g. `chat_template: |` and the template below)"
+               if looks_like_a_path else ": render each message's content (e.g. {{ message['content'] }})"))
+
+
 def chat_template(tokenizer: Any, configured: str = "") -> str | None:
     """The template to render with: the configured one, else the tokenizer's own (None), else the
     project's (``<|role|>content<|end|>``) when the tokenizer has its role tokens."""
@@ -33,11 +61,21 @@ class ChatEncoder:
 
     def __init__(self, tokenizer: Any, template: str | None = None, train_on: str = "assistant"):
         self.tok, self.template, self.train_on = tokenizer, template, train_on
+        used = template or getattr(tokenizer, "chat_template", None)
+        problem = template_problem(used) if isinstance(used, str) and used else None
+        if problem:  # every plugin's (reward, DPO, PPO too): a constant render trained to done at log 2
+            raise ChatTemplateError(f"the chat template {problem}")
 
     def render(self, messages: list[dict[str, Any]], generation_prompt: bool = False) -> list[int]:
+        from jinja2 import TemplateError
+
         plain = [{"role": m["role"], "content": m["content"]} for m in messages]
-        text = self.tok.apply_chat_template(plain, tokenize=False, add_generation_prompt=generation_prompt,
-                                            chat_template=self.template)
+        try:
+            text = self.tok.apply_chat_template(plain, tokenize=False, add_generation_prompt=generation_prompt,
+                                                chat_template=self.template)
+        except TemplateError as exc:  # a syntax error, or the template's raise_exception on this conversation
+            raise ChatTemplateError(f"the chat template failed on a conversation of roles "
+                                    f"{[m['role'] for m in plain]}: {exc}") from exc
         return list(self.tok(text, add_special_tokens=False)["input_ids"])
 
     def encode(self, messages: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:

@@ -118,9 +118,16 @@ def build_model(m: ModelConfig, objective: str, vocab: int, positions: int, ids:
         if not (folder / "config.json").is_file():
             raise FileNotFoundError(f"model.from_pretrained: no HF model folder (config.json) at {folder}")
         check_export(folder)  # an export of ours (final/, best/) must match its manifest
-        with _quiet_load(bool(head)):  # a language model's folder has no reward head yet: a new one is expected
-            model = cls.from_pretrained(str(folder), attn_implementation=m.attn_implementation, dtype=torch.float32,
-                                        **head)
+        from safetensors import SafetensorError
+
+        try:
+            with _quiet_load(bool(head)):  # a language model's folder has no reward head yet: a new one is expected
+                model = cls.from_pretrained(str(folder), attn_implementation=m.attn_implementation,
+                                            dtype=torch.float32, **head)
+        except (SafetensorError, OSError, ValueError) as exc:  # a folder without a manifest is not checked first
+            raise PluginInputError(f"model.from_pretrained: cannot load the model in {shown(folder)} "
+                                   f"(damaged or incomplete?): {str(exc).splitlines()[0] if str(exc) else exc!r}"
+                                   ) from exc
         if model.get_input_embeddings().num_embeddings < vocab:
             model.resize_token_embeddings(vocab)
         check_positions(model, positions)

@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from corpus.plugins.base import PluginConfig, PluginInputError, SampleConfig, TrainPlugin
-from corpus.plugins.chat import ChatEncoder, ChatTemplateError, chat_template  # noqa: F401 (sft API)
+from corpus.plugins.chat import ChatEncoder, ChatTemplateError, chat_template, template_problem  # noqa: F401 (sft API)
 from corpus.plugins.data import BlendedDataset, PackedExamples, check_sets
 from corpus.plugins.models import (
     LoraSettings,
@@ -100,6 +100,9 @@ class SFTData:
             raise ValueError(f"truncation must be 'right' or 'drop', got {self.truncation!r}")
         if not 0 <= self.validation_fraction < 1:
             raise ValueError("validation_fraction must be in [0, 1)")
+        problem = template_problem(self.chat_template) if self.chat_template else None
+        if problem:
+            raise ValueError(f"chat_template {problem}")
         if self.seq_len < 8 or self.mixture_size < 0:
             raise ValueError(f"seq_len must be >= 8 and mixture_size >= 0, got {self.seq_len} and {self.mixture_size}")
 
@@ -172,8 +175,13 @@ def with_few_shot(msgs: list[dict[str, Any]], exemplars: list[list[dict[str, Any
 def read_jsonl(path: Path, limit: int = 0) -> list[tuple[int, dict[str, Any]]]:
     """(line number, record) pairs; a line that is not a JSON object is an error naming it."""
     out = []
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
+    with open(path, "rb") as fh:
+        for n, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:  # said "'utf-8' codec can't decode ..." without the file
+                raise SFTDataError(f"{path}:{n}: not UTF-8 text (byte {exc.start}: {raw[exc.start:exc.start + 1]!r})"
+                                   ) from exc
             if not line.strip():
                 continue
             try:
@@ -261,6 +269,8 @@ def encode_dataset(k: int, ds: SFTDataset, cfg: SFTConfig, enc: ChatEncoder) -> 
                 raise SFTDataError(f"{p}:{line}: {exc}") from exc
         return out
 
+    if path.is_dir():
+        raise SFTDataError(f"SFT dataset {path} is a folder: give a JSONL file (or a token shard prefix)")
     if not path.is_file():
         raise FileNotFoundError(f"SFT dataset {path} does not exist")
     records = convs(path, ds.limit)

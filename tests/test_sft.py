@@ -256,6 +256,47 @@ def test_a_tokenizer_other_than_the_models_own_is_refused(tmp_path: Path, pretra
     assert plugins.run("sft", _sft_config(tmp_path, pretrained, tokenizer=str(tok), train={"max_steps": 1})).steps == 1
 
 
+def test_bad_inputs_are_named_errors_not_tracebacks(tmp_path: Path, pretrained: Path):
+    """A chat template with a Jinja syntax error passed --check, then a TemplateSyntaxError traceback; a
+    template's raise_exception was a TemplateError traceback; a file path given as the template rendered
+    every example as that path (trained to done on constant text); JSONL that is not UTF-8 did not name its
+    file; a dataset path that is a folder "did not exist"; a truncated model.safetensors without a
+    manifest was a SafetensorError traceback."""
+    from corpus.config import ConfigError
+    from corpus.plugins.base import PluginInputError
+
+    def config_error(template: str) -> str:
+        with pytest.raises(ConfigError) as exc:
+            _sft_config(tmp_path, pretrained, data={"chat_template": template})
+        return "\n".join(exc.value.errors)
+
+    assert "data: chat_template not a valid Jinja template: line 1: Unexpected end of template" in \
+        config_error("{% for m in messages %}{{ m.content }}")
+    assert "renders a conversation without its messages' text, so every example would be the same: it is a file " \
+        "name" in config_error("templates/chat.jinja")
+    assert "render each message's content" in config_error("{% for m in messages %}{{ m.role }}{% endfor %}")
+    refuses = ("{% for m in messages %}{% if m.content == 'x' %}{{ raise_exception('no x here') }}{% endif %}"
+               "<|{{ m.role }}|>{{ m.content }}<|end|>{% endfor %}{% if add_generation_prompt %}<|assistant|>"
+               "{% endif %}")
+    bad = tmp_path / "x.jsonl"
+    bad.write_text('{"prompt": "x", "response": "y"}\n')
+    with pytest.raises(ChatTemplateError, match="the chat template failed on a conversation of roles .*no x here"):
+        plugins.run("sft", _sft_config(tmp_path, pretrained, data={"chat_template": refuses, "datasets": [
+            {"path": str(bad)}]}))
+    bad.write_bytes(b'{"prompt": "hi", "response": "yo"}\n{"prompt": "caf\xe9", "response": "ok"}\n')
+    with pytest.raises(SFTDataError, match=r"x.jsonl:2: not UTF-8 text \(byte 15"):
+        plugins.run("sft", _sft_config(tmp_path, pretrained, data={"datasets": [{"path": str(bad)}]}))
+    with pytest.raises(SFTDataError, match=r"SFT dataset .* is a folder: give a JSONL file"):
+        plugins.run("sft", _sft_config(tmp_path, pretrained, data={"datasets": [{"path": str(tmp_path)}]}))
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for f in pretrained.iterdir():
+        if f.name != "manifest.json":  # a model from elsewhere: not checked against a manifest first
+            (broken / f.name).write_bytes(f.read_bytes()[:100] if f.name == "model.safetensors" else f.read_bytes())
+    with pytest.raises(PluginInputError, match=r"model.from_pretrained: cannot load the model in .*broken \(damaged"):
+        plugins.run("sft", _sft_config(tmp_path, broken))
+
+
 def test_missing_inputs_name_the_command_that_makes_them(tmp_path: Path, monkeypatch, capsys, shards):  # noqa: F811
     """`corpus train sft` before the pretraining it starts from has finished says which command makes the
     model (found among the configs beside it); pretraining without token shards says how to make them."""

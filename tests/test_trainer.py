@@ -311,6 +311,8 @@ def test_config_errors_name_line_and_key(tmp_path: Path):
     ("train.seed=-1", "seed must lie in [0, 2**32), got -1"),  # "expected non-negative integer", nothing more
     ("train.epochs=-1", "epochs must be >= 0, got -1"),
     ("samples.count=-1", "count, prompt_tokens and max_new_tokens must be >= 0, got -1, 8, 24"),
+    ("train.epochs=inf", "epochs, early_stopping_min_delta and betas must be finite numbers"),  # OverflowError
+    ("train.lr=[1", "--set 'train.lr=[1': the value is not valid YAML (expected ',' or ']'"),  # a yaml traceback
 ])
 def test_training_settings_out_of_range_are_config_errors(tmp_path: Path, override: str, says: str):
     path = tmp_path / "p.yaml"
