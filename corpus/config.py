@@ -218,7 +218,29 @@ def read_yaml(path: str | Path) -> tuple[Any, dict]:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError([f"{path}: not valid YAML: {exc}"]) from exc
+    twice = _repeated_keys(node) if node is not None else []
+    if twice:  # YAML keeps the last silently: `output:` given twice wrote where the reader did not look
+        raise ConfigError([f"{path}: {e}" for e in twice])
     return data, (_line_map(node) if node is not None else {})
+
+
+def _repeated_keys(node: yaml.Node, where: str = "") -> list[str]:
+    """A key given twice in one mapping, with both lines."""
+    out = []
+    if isinstance(node, yaml.MappingNode):
+        first: dict[str, int] = {}
+        for k, v in node.value:
+            name = f"{where}.{k.value}" if where else str(k.value)
+            if isinstance(k, yaml.ScalarNode) and k.value != "<<":
+                line = k.start_mark.line + 1
+                if k.value in first:
+                    out.append(f"{line}: {name}: given twice (also on line {first[k.value]}); YAML keeps the last")
+                first.setdefault(k.value, line)
+            out += _repeated_keys(v, name)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            out += _repeated_keys(v, f"{where}[{i}]")
+    return out
 
 
 def config_dir(path: Path) -> Path:

@@ -120,6 +120,14 @@ def test_yaml_syntax_error(tmp_path: Path):
     assert "not valid YAML" in errors[0] and "line" in errors[0]
 
 
+def test_a_key_given_twice_is_an_error(tmp_path: Path):
+    """YAML keeps the last of two equal keys without a word: `output:` twice wrote where the reader did not look."""
+    body = "output: out/a\noutput: out/b\ninputs:\n  - source: web\n    path: x\n    source: web2\n"
+    assert _errors(tmp_path, body) == [f"{tmp_path / 'c.yaml'}: 2: output: given twice (also on line 1); YAML keeps "
+                                       "the last", f"{tmp_path / 'c.yaml'}: 6: inputs[0].source: given twice (also on "
+                                       "line 4); YAML keeps the last"]
+
+
 def test_unsafe_yaml_tags_are_refused(tmp_path: Path):
     errors = _errors(tmp_path, "output: !!python/object/apply:os.system ['echo hi']\n")
     assert "not valid YAML" in errors[0]
