@@ -330,6 +330,13 @@ class SFT(TrainPlugin):
         encoder = ChatEncoder(tokenizer, _template(tokenizer, config), d.train_on)
         parts = [encode_dataset(k, ds, config, encoder) for k, ds in enumerate(d.datasets)]
         sizes = [len(p.train) for p in parts]
+        if not any(sizes) and any(p.stats["dropped"] for p in parts):  # not "every dataset is empty"
+            counts = "; ".join(f"{p.stats['name']}: {p.stats['dropped']:,} of {p.stats['records']:,} records dropped, "
+                               f"{p.stats['truncated']:,} longer than seq_len" for p in parts)
+            how = ("cut to seq_len, none kept a reply token" if d.truncation == "right"
+                   else "longer than seq_len, skipped (truncation: drop)")
+            raise SFTDataError(f"no training examples left: every example was dropped ({how}; {counts}): raise "
+                               f"data.seq_len ({d.seq_len}) or shorten the conversations (few_shot adds exemplars)")
         picks = mixture(sizes, [ds.weight for ds in d.datasets], d.mixture_size or sum(sizes), t.seed)
         train_ex = [parts[k].train[i] for k, i in picks]
         val_ex = [ex for p in parts for ex in p.validation]

@@ -297,6 +297,15 @@ def test_bad_inputs_are_named_errors_not_tracebacks(tmp_path: Path, pretrained: 
         plugins.run("sft", _sft_config(tmp_path, broken))
 
 
+def test_examples_dropped_for_seq_len_say_so(tmp_path: Path, pretrained: Path):
+    """Every example cut to a short seq_len without a reply token said "every dataset is empty or has
+    weight 0"."""
+    with pytest.raises(SFTDataError, match=r"every example was dropped \(cut to seq_len, none kept a reply token; "
+                                           r"a: 60 of 60 records dropped, 60 longer than seq_len; b: .*raise "
+                                           r"data.seq_len \(8\)"):
+        plugins.run("sft", _sft_config(tmp_path, pretrained, data={"seq_len": 8}))
+
+
 def test_missing_inputs_name_the_command_that_makes_them(tmp_path: Path, monkeypatch, capsys, shards):  # noqa: F811
     """`corpus train sft` before the pretraining it starts from has finished says which command makes the
     model (found among the configs beside it); pretraining without token shards says how to make them."""
