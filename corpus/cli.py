@@ -231,8 +231,9 @@ def _cmd_tokenize(args: argparse.Namespace, console: Console) -> int:
         split = tuple(float(x) for x in args.split.split(","))
     except ValueError:
         split = ()
-    if len(split) != 3 or abs(sum(split) - 1.0) > 1e-6 or min(split) < 0:
-        raise ValueError(f"--split must be three non-negative fractions adding up to 1, got {args.split}")
+    # nan passed every comparison (abs(nan - 1) > 1e-6 is False) and reached tokenize.json
+    if len(split) != 3 or not all(0 <= x <= 1 for x in split) or abs(sum(split) - 1.0) > 1e-6:
+        raise ValueError(f"--split must be three fractions in [0, 1] adding up to 1, got {args.split}")
     start = time.perf_counter()
     with worker_pool(args.workers) as pool_map:
         summary = tokenize_corpus(Path(args.corpus), Path(args.tokenizer), Path(args.out), workers=args.workers,

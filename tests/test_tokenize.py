@@ -276,3 +276,14 @@ def test_tokenize_operator_in_a_pipeline(tmp_path, bpe):
         "SELECT name, value FROM stage_figures WHERE stage = '01-tokenize'"))
     sidecars = [json.loads((tok / f"{s}.json").read_text()) for s in SPLITS]
     assert sum(figures[f"{s}_tokens"] for s in SPLITS) == sum(side["tokens"] for side in sidecars)
+
+
+@pytest.mark.parametrize("split", ["nan,0.5,0.5", "1.5,-0.5,0", "inf,0,0"])
+def test_split_fractions_must_be_finite_and_in_range(tmp_path, capsys, split):
+    """`--split nan,0.5,0.5` passed (nan fails no comparison) and tokenize.json held NaN."""
+    from corpus.cli import main
+
+    assert main(["tokenize", str(tmp_path / "c"), "--tokenizer", str(tmp_path / "t"), "--out", str(tmp_path / "o"),
+                 "--split", split]) == 2
+    assert f"--split must be three fractions in [0, 1] adding up to 1, got {split}" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
