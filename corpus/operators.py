@@ -135,11 +135,11 @@ class Operator:
         A plain sequence of names declares columns of any type."""
         return _as_columns(self.needs), _as_columns(self.adds), tuple(self.modifies)
 
-    def column_problems(self, have: Columns) -> list[str]:
-        """What this operator's parameters say against the columns' types at its place in the pipeline
-        (``have``: name -> polars type, None where unknown): lines naming each problem. The wiring check
-        calls it, so a parameter that cannot apply to a column (a numeric bound on a string) is refused
-        before a run rather than failing inside one."""
+    def column_problems(self, have: Columns, earlier: Sequence[Operator] = ()) -> list[str]:
+        """What this operator's parameters say against the columns at its place in the pipeline (``have``:
+        name -> polars type, None where unknown; ``earlier``: the operators before it, which made them):
+        lines naming each problem. The wiring check calls it, so a parameter that cannot apply to a column
+        (a numeric bound on a string, a language its langid stage cannot label) is refused before a run."""
         return []
 
     def setup(self) -> None:
@@ -264,6 +264,7 @@ def ensure_columns(ops: Iterable[Operator], available: Columns) -> list[str]:
     errors: list[str] = []
     published: dict[str, tuple[str, set[str]]] = {}  # side output -> (its sink, the columns it read)
     stale: dict[str, str] = {}  # side output -> the later stage that rewrites a column it was made from
+    ops = list(ops)
     for i, op in enumerate(ops):
         needs, adds, modifies = op.columns()
         where = f"pipeline[{i}] '{op.name}'"
@@ -280,7 +281,7 @@ def ensure_columns(ops: Iterable[Operator], available: Columns) -> list[str]:
                               f"earlier operator provides (available: {sorted(have)})")
             elif not _compatible(have[col], _dtype(want)):
                 errors.append(f"{where} needs column {col!r} as {type_name(want)}, but it is {type_name(have[col])}")
-        errors += [f"{where}: {p}" for p in op.column_problems(dict(have))]
+        errors += [f"{where}: {p}" for p in op.column_problems(dict(have), ops[:i])]
         for col in modifies:
             if col not in have:
                 errors.append(f"{where} modifies column {col!r}, which does not exist at that point")

@@ -248,5 +248,7 @@ def _run_sweep(cfg: SweepConfig, base: Path, base_data: dict, params: list[dict[
                   f"best validation loss {best['best_val_loss']:.6g}\n# {json.dumps(best['params'])}\n")
         (out / "best.yaml").write_text(header + yaml.safe_dump(best_data, sort_keys=False))
         summary["best_config"] = str(out / "best.yaml")
+    else:  # an earlier sweep's best.yaml would pass for this one's
+        (out / "best.yaml").unlink(missing_ok=True)
     (out / "sweep.json").write_text(json.dumps(finite_json(summary), indent=2, allow_nan=False))
     return summary

@@ -69,6 +69,17 @@ def test_a_diverged_trial_is_never_best(tmp_path: Path, shards):  # noqa: F811
     assert "trial 1, best validation loss" in (tmp_path / "out/nan/best.yaml").read_text()
 
 
+def test_a_sweep_without_a_best_leaves_no_best_yaml(tmp_path: Path, shards):  # noqa: F811
+    """A sweep rerun into another sweep's folder failed every trial (a checkpoint of another config) and
+    left the old sweep's best.yaml, naming a best this sweep never had."""
+    _, tokens = shards
+    assert _sweep(tmp_path, tokens, "output: out/s\nspace: {train.lr: [1.0e-3], train.max_steps: [1]}\n")["best"]
+    assert (tmp_path / "out/s/best.yaml").is_file()
+    summary = _sweep(tmp_path, tokens, "output: out/s\nspace: {train.lr: [2.0e-3], train.max_steps: [1]}\n")
+    assert summary["best"] is None and "ResumeMismatchError" in summary["trials"][0]["error"]
+    assert not (tmp_path / "out/s/best.yaml").exists()
+
+
 def test_random_space_is_seeded_and_checked(tmp_path: Path, shards):  # noqa: F811
     cfg = SweepConfig(plugin="sft", base="b.yaml", output="o", method="random", trials=5, seed=3,
                       space={"train.lr": {"log_uniform": [1e-5, 1e-2]}, "train.batch_size": [4, 8],
