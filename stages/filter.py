@@ -25,6 +25,10 @@ class LengthFilter(FilterOperator):
     max_words: int | None = None
 
     def __post_init__(self) -> None:
+        for key in ("min_chars", "min_words", "max_chars", "max_words"):
+            value = getattr(self, key)
+            if value is not None and value < 0:  # a length is never negative: the bound would mean nothing
+                raise ValueError(f"{key} must be >= 0, got {value}")
         if self.max_chars is not None and self.max_chars < self.min_chars:
             raise ValueError(f"max_chars ({self.max_chars}) is below min_chars ({self.min_chars})")
         if self.max_words is not None and self.max_words < self.min_words:

@@ -26,13 +26,13 @@ Evaluation is one polars expression per rule over the batch.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import polars as pl
 
-from corpus.operators import Columns, FilterOperator, StageView, Verdict
+from corpus.operators import Columns, FilterOperator, Operator, StageView, Verdict
 
 RULE_VALUE = "rule_value"
 _LEAF_KEYS = {"column", "min", "max", "min_exclusive", "max_exclusive", "in", "not_in", "on_null"}
@@ -341,7 +341,7 @@ class RuleFilter(RuleReport, FilterOperator):
     def prefix(self) -> str:
         return self.label
 
-    def column_problems(self, have: Columns) -> list[str]:
+    def column_problems(self, have: Columns, earlier: Sequence[Operator] = ()) -> list[str]:
         return type_problems(self._items, have)
 
     def active_rules(self) -> list[Rule | tuple[str, Condition]]:

@@ -22,12 +22,13 @@ rules and rewrites each kept document to its kept lines (recomputing the c4 colu
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import ClassVar, Literal
 
 import polars as pl
 
-from corpus.operators import Columns, FilterOperator, Verdict
+from corpus.operators import Columns, FilterOperator, Operator, Verdict
 from corpus.registry import suggest
 from corpus.schema import TEXT
 from corpus.stages.rules import (
@@ -139,7 +140,7 @@ class RuleSetFilter(RuleReport, FilterOperator):
     def columns(self) -> tuple[Columns, Columns, tuple[str, ...]]:
         return {r.column: SIGNAL_TYPES.get(r.column) for r in self._rules}, dict(self.adds), ()
 
-    def column_problems(self, have: Columns) -> list[str]:
+    def column_problems(self, have: Columns, earlier: Sequence[Operator] = ()) -> list[str]:
         return type_problems(list(self._rules), have)
 
     def filter(self, df: pl.DataFrame) -> Verdict:

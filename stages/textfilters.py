@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
 from corpus.integrity import file_sha256
-from corpus.operators import FilterOperator, Verdict
+from corpus.operators import Columns, FilterOperator, Operator, Verdict
+from corpus.registry import suggest
 from corpus.schema import TEXT
+from corpus.stages.langid import _LABEL, LangId, load_model, shipped_model
 from corpus.stages.rules import RULE_VALUE, Rule, RuleReport, evaluate
 from corpus.stages.signals import WORD_RE
 
@@ -34,16 +37,52 @@ class LanguageFilter(RuleReport, FilterOperator):
     def __post_init__(self) -> None:
         if not 0 <= self.min_score <= 1:
             raise ValueError(f"min_score must lie in [0, 1], got {self.min_score}")
+        blank = [x for x in self.languages if not x.strip()]
+        if blank:
+            raise ValueError(f"languages: a language code cannot be blank, got {self.languages}")
         self._rules = [Rule("lang", "lang", isin=tuple(self.languages), on_null="drop"),
                        Rule("lang_score", "lang_score", min=self.min_score, min_exclusive=True, on_null="drop")]
 
     def active_rules(self) -> list[Rule]:
         return list(self._rules)
 
+    def column_problems(self, have: Columns, earlier: Sequence[Operator] = ()) -> list[str]:
+        """Languages the ``langid`` stage before it cannot label: every document would be dropped."""
+        lid = next((op for op in reversed(earlier) if isinstance(op, LangId)), None)
+        if lid is None or not self.languages:
+            return []  # lang made by another operator: its labels are its own
+        path = Path(lid.model) if lid.model else None
+        known = model_labels(path)
+        if known is None:
+            return []  # a model that does not load is langid's own error, at its setup
+        unknown = [x for x in self.languages if x not in known]
+        if not unknown:
+            return []
+        examples = [c for c in ("en", "de", "fr", "zh") if c in known] or sorted(known)[:4]
+        return [f"languages: {', '.join(f'{x!r}{suggest(x, known)}' for x in unknown)} "
+                f"{'is not a language code' if len(unknown) == 1 else 'are not language codes'} that the "
+                f"language-ID model ({path.name if path else 'lid.176'}) labels; give codes as langid writes "
+                f"them in lang, e.g. {', '.join(examples)}"]
+
     def filter(self, df: pl.DataFrame) -> Verdict:
         return evaluate(df, "language", self._rules)
 
     report_title = "Language filter"
+
+
+_LABELS: dict[Path | None, frozenset[str] | None] = {}
+
+
+def model_labels(path: Path | None) -> frozenset[str] | None:
+    """The labels of a fastText language-ID model (None: the lid.176 model langid ships with), without the
+    ``__label__`` prefix; None when it cannot be loaded (no quality extra, not a model)."""
+    if path not in _LABELS:
+        try:
+            model = load_model(path if path is not None else shipped_model(), "language_filter")
+            _LABELS[path] = frozenset(x.removeprefix(_LABEL) for x in model.get_labels())
+        except ValueError:
+            _LABELS[path] = None
+    return _LABELS[path]
 
 
 
@@ -72,7 +111,9 @@ class BadWordsFilter(RuleReport, FilterOperator):
             if not Path(f).is_file():
                 raise ValueError(f"badwords_filter: word list {f} does not exist")
         if self.max_count < 0:
-            raise ValueError("max_count must be >= 0")
+            raise ValueError(f"max_count must be >= 0, got {self.max_count}")
+        if self.max_ratio is not None and not 0 <= self.max_ratio <= 1:  # a share of the words
+            raise ValueError(f"max_ratio must lie in [0, 1] (bad words per word), got {self.max_ratio}")
         if not self.word_list():
             raise ValueError("badwords_filter: no words (give words or files)")
 

