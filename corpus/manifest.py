@@ -113,6 +113,24 @@ def check_corpus(root: Path, manifest: dict | None = None, level: str = "cheap",
         listed = {e["path"] for e in shards}
         found += [(p.relative_to(root).as_posix(), "not listed in manifest.json")
                   for p in sorted((root / "data").glob("*")) if p.relative_to(root).as_posix() not in listed]
+        found += published_problems(root, manifest)
+    return found
+
+
+def published_problems(root: Path, manifest: dict) -> list[tuple[str, str]]:
+    """(file, problem) for the side outputs the run's sinks published (OUT/embeddings/, OUT/tokens/), each
+    checked by its sink against the records it keeps."""
+    from corpus import registry
+    from corpus.operators import SinkOperator
+
+    found = []
+    for stage in manifest.get("pipeline", []):
+        try:
+            op = registry.get(str(stage.get("stage", "")).partition("-")[2])
+        except KeyError:  # an operator no longer installed, or one from a script: nothing to ask
+            continue
+        if issubclass(op, SinkOperator) and op.publish and (root / op.publish).is_dir():
+            found += [(f"{op.publish}/{rel}", why) for rel, why in op.published_problems(root / op.publish)]
     return found
 
 

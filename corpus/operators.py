@@ -212,6 +212,12 @@ class SinkOperator(Operator):
         """Read ``ctx.shards``, write into ``ctx.artifacts``; returns a JSON-able summary."""
         raise NotImplementedError
 
+    @classmethod
+    def published_problems(cls, folder: Path) -> list[tuple[str, str]]:
+        """(file relative to ``folder``, problem) for what the sink published into ``folder``, checked against
+        its own records (sizes, sha256): `corpus verify` checks a run's side outputs with it."""
+        return []
+
 
 FITTED = (GlobalMapOperator, GlobalFilterOperator)
 

@@ -430,6 +430,14 @@ class Embed(SinkOperator):
             raise ValueError("max_tokens, map_sample must be >= 0; batch_size, piece_bytes >= 1")
         model_path(self.model)
 
+    @classmethod
+    def published_problems(cls, folder: Path) -> list[tuple[str, str]]:
+        try:
+            store = Embeddings.open(folder)
+        except (ValueError, CorruptFileError) as exc:
+            return [(LISTING, str(exc))]
+        return [(f["file"], why) for f in store.files if (why := problem(folder / f["file"], f)) is not None]
+
     def columns(self) -> tuple[Columns, Columns, tuple[str, ...]]:
         needs, adds, modifies = super().columns()
         extra = {c: None for c in self.map_color if c != "cluster" and c not in needs}

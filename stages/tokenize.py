@@ -381,6 +381,18 @@ class Tokenize(SinkOperator):
         return {s: v["tokens"] for s, v in summary["splits"].items()}
 
     @classmethod
+    def published_problems(cls, folder: Path) -> list[tuple[str, str]]:
+        from corpus.shards import check_content
+
+        out = []
+        for idx in sorted(folder.glob("*.idx")):  # a shard set per split: PREFIX.bin, .idx and .json
+            try:
+                check_content(idx.with_suffix(""))
+            except ValueError as exc:  # ShardError, naming the file
+                out.append((idx.with_suffix(".bin").name, str(exc)))
+        return out
+
+    @classmethod
     def figures(cls, artifacts: Path) -> dict[str, float]:
         path = artifacts / "tokenize.json"
         if not path.exists():

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from helpers import tree_digest
+from helpers import run_cli, tree_digest
 
 from corpus import InputSpec, Pipeline
 from corpus.cli import main
@@ -167,6 +167,12 @@ def test_resumes_after_a_failure_and_redoes_a_damaged_piece(runs, tmp_path, monk
     assert again["embedded"] == listing["files"][1]["rows"]
     assert vectors(tmp_path / "out").equals(vectors(tmp / "out1"))
     Embeddings.open(tmp_path / "out").read(1)  # hashed as read: intact
+    # corpus verify checks the published vectors too (it said ok over a damaged one)
+    assert run_cli("verify", str(tmp_path / "out")).returncode == 0
+    published = tmp_path / "out" / "embeddings" / again["files"][0]["file"]
+    published.write_bytes(published.read_bytes()[:-10] + b"0123456789")
+    bad = run_cli("verify", str(tmp_path / "out"))
+    assert bad.returncode == 1 and f"embeddings/{again['files'][0]['file']}: content changed" in bad.stdout
 
 
 def test_float16_vectors_of_the_first_tokens(tmp_path):

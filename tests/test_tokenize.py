@@ -276,6 +276,14 @@ def test_tokenize_operator_in_a_pipeline(tmp_path, bpe):
         "SELECT name, value FROM stage_figures WHERE stage = '01-tokenize'"))
     sidecars = [json.loads((tok / f"{s}.json").read_text()) for s in SPLITS]
     assert sum(figures[f"{s}_tokens"] for s in SPLITS) == sum(side["tokens"] for side in sidecars)
+    from helpers import run_cli  # corpus verify checks the published token shards too
+
+    assert run_cli("verify", str(tmp_path / "out")).returncode == 0
+    data = bytearray((tok / "train.bin").read_bytes())
+    data[0] ^= 1
+    (tok / "train.bin").write_bytes(bytes(data))
+    bad = run_cli("verify", str(tmp_path / "out"))
+    assert bad.returncode == 1 and "tokens/train.bin:" in bad.stdout and "sha256" in bad.stdout, bad.stdout
 
 
 @pytest.mark.parametrize("split", ["nan,0.5,0.5", "1.5,-0.5,0", "inf,0,0"])
