@@ -62,7 +62,13 @@ def start_worker(running: str, parent: int | None = None) -> None:
     """A pool worker's initializer (``parent``: the driver's pid)."""
     global _RUNNING
     _RUNNING = Path(running)
-    # A SIGKILLed run must not leave workers writing into a folder the next run will lock.
+    die_with_parent(parent)
+
+
+def die_with_parent(parent: int | None = None) -> None:
+    """Make this worker process die with its parent (``parent``: the parent's pid, checked once)."""
+    # A SIGKILLed run must not leave workers writing into a folder the next run will lock (or holding
+    # the folder's lock: a forked worker shares the run's lock file).
     try:
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except OSError:

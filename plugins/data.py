@@ -28,7 +28,9 @@ set takes seconds); ``check_vocab`` then refuses ids the model cannot embed, nam
 from __future__ import annotations
 
 import bisect
+import functools
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -42,6 +44,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from corpus.shards import IndexedDataset, ShardError, blend_indices, check_content, epoch_permuted, paths
 from corpus.units import plural
+from corpus.work import die_with_parent
 
 IGNORE_INDEX = -100
 log = logging.getLogger("corpusforge.train")
@@ -375,6 +378,12 @@ class _EpochBatches(Sampler[list[tuple[int, int]]]):
             yield [(epoch, next(it)) for _ in range(self.batch_size)]
 
 
+def _worker_start(parent: int, worker_id: int) -> None:
+    # A forked worker inherits the run folder's lock: orphaned by a SIGKILL it held it for seconds, and an
+    # immediate rerun was refused naming the dead run's pid. It now dies with the training process.
+    die_with_parent(parent)
+
+
 class TrainLoader:
     """This process's micro-batches, epoch after epoch, from a ``DataLoader``; resumable exactly.
 
@@ -399,7 +408,8 @@ class TrainLoader:
         # global torch RNG (dropout), or a resumed run would differ from an uninterrupted one.
         self.loader = DataLoader(dataset, batch_sampler=_EpochBatches(self.sampler, batch_size, self.per_epoch),
                                  collate_fn=collate_fn, num_workers=workers, pin_memory=pin_memory,
-                                 generator=torch.Generator().manual_seed(seed))
+                                 generator=torch.Generator().manual_seed(seed),
+                                 worker_init_fn=functools.partial(_worker_start, os.getpid()) if workers else None)
         self.epoch, self.consumed = 0, 0
         self._it: Iterator[Row] | None = None
 

@@ -128,3 +128,30 @@ def test_a_fresh_run_without_validation_drops_the_old_best(tmp_path: Path, shard
     assert plugins.run("pretrain", conf).best_dir is not None and (out / "best").is_dir()
     conf = plugins.load_config("pretrain", cfg, overrides=[f"data.train={tokens / 'train'}", "train.resume=false"])
     assert plugins.run("pretrain", conf).best_dir is None and not (out / "best").exists()
+
+
+def test_a_sigkilled_run_with_data_workers_frees_its_lock(tmp_path: Path, shards):  # noqa: F811
+    """Forked DataLoader workers inherit the run's lock: orphaned by a SIGKILL they held it for about 5 s
+    (until their watchdog noticed) and an immediate rerun was refused, naming the dead run's pid."""
+    import signal
+
+    _, tokens = shards
+    out = tmp_path / "run"
+    cfg = _config(tmp_path, tokens, out, steps=100_000)
+    first = subprocess.Popen([sys.executable, "-m", "corpus", "train", "pretrain", str(cfg), "--quiet", "--set",
+                              "train.data_workers=1"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not ((out / "metrics.jsonl").is_file() and (out / "metrics.jsonl").stat().st_size):  # workers started
+        assert first.poll() is None, first.communicate()[1][-2000:]
+        assert time.monotonic() < deadline, "the run did not start training in 120 s"
+        time.sleep(0.1)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=30)
+    deadline = time.monotonic() + 1.5  # the worker's watchdog alone took 5 s
+    while True:
+        try:
+            with RunLock(out):
+                break
+        except LockedError:
+            assert time.monotonic() < deadline, "a worker of the killed run still holds the lock"
+            time.sleep(0.05)
