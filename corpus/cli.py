@@ -446,7 +446,10 @@ def _cmd_export(args: argparse.Namespace, console: Console) -> int:
     columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns is not None else None
     if columns == []:
         raise ValueError("--columns: name at least one column (e.g. --columns id,text), or leave it out for all")
-    done = export(Path(args.output), Path(args.dest), args.format, columns, args.compression, progress=Progress())
+    if args.compression is not None and args.format != "jsonl":  # parquet shards are zstd inside; hf is Arrow
+        raise ValueError(f"--compression applies to --format jsonl only, not {args.format}")
+    compression = ".zst" if args.compression is None else args.compression
+    done = export(Path(args.output), Path(args.dest), args.format, columns, compression, progress=Progress())
     console.print(f"[green]exported[/] {done.docs:,} documents ({', '.join(done.columns)}) as {done.format} "
                   f"to {done.dest}", highlight=False)
     return 0
@@ -662,7 +665,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--format", choices=["jsonl", "parquet", "hf"], default="jsonl",
                    help="jsonl (default), parquet, or hf: a folder datasets.load_from_disk opens")
     e.add_argument("--columns", help="comma-separated columns to export, in order (default: all)")
-    e.add_argument("--compression", choices=["", ".gz", ".zst"], default=".zst", help="JSONL only")
+    e.add_argument("--compression", choices=["", ".gz", ".zst"],
+                   help="--format jsonl: '' (none), .gz or .zst (default .zst)")
     e.set_defaults(fn=_cmd_export)
 
     vf = sub.add_parser("verify", help="check every file of a corpus folder against manifest.json (full hashes)")

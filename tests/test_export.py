@@ -73,6 +73,8 @@ def test_an_empty_corpus_exports_empty_and_columns_named_twice_are_an_error(corp
     assert proc.returncode == 0, proc.stderr
     ds = datasets.load_from_disk(str(tmp_path / "hf"))
     assert ds.num_rows == 0 and "text" in ds.column_names and "id" in ds.column_names
+    parquet = run_cli("export", str(corpus_dir), str(tmp_path / "t"), "--format", "parquet", "--compression", ".gz")
+    assert parquet.returncode == 2 and "--compression applies to --format jsonl only, not parquet" in parquet.stderr
     twice = run_cli("export", str(corpus_dir), str(tmp_path / "t"), "--columns", "id,text,id")
     assert twice.returncode == 2 and "column(s) id named more than once" in twice.stderr
     assert "Traceback" not in twice.stderr and not (tmp_path / "t").exists()
