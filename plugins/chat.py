@@ -42,6 +42,14 @@ def template_problem(template: str) -> str | None:
                if looks_like_a_path else ": render each message's content (e.g. {{ message['content'] }})"))
 
 
+def check_configured_template(template: str) -> None:
+    """The config-time check of a ``data.chat_template`` (every chat plugin's: SFT, reward, DPO, PPO), so
+    ``corpus train PLUGIN CONFIG --check`` refuses what the run would: a ValueError naming the problem."""
+    problem = template_problem(template) if template else None
+    if problem:
+        raise ValueError(f"chat_template {problem}")
+
+
 def chat_template(tokenizer: Any, configured: str = "") -> str | None:
     """The template to render with: the configured one, else the tokenizer's own (None), else the
     project's (``<|role|>content<|end|>``) when the tokenizer has its role tokens."""

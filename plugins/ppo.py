@@ -27,7 +27,7 @@ from torch.utils.data import Dataset
 
 from corpus.plugins import rl_math as M
 from corpus.plugins.base import PluginConfig, PluginInputError, TrainConfig, TrainPlugin, model_hint, require, shown
-from corpus.plugins.chat import chat_template
+from corpus.plugins.chat import chat_template, check_configured_template
 from corpus.plugins.checkpoint import export_pretrained, unwrap
 from corpus.plugins.data import TrainLoader, eval_loader
 from corpus.plugins.models import ModelConfig, SpecialIds, build_model, plugin_tokenizer, reference_model, stop_ids
@@ -58,6 +58,7 @@ class PPOData:
     def __post_init__(self) -> None:
         if not self.prompts:
             raise ValueError("prompts is required (a JSONL with a prompt field)")
+        check_configured_template(self.chat_template)
 
 
 @dataclass

@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import Dataset
 
 from corpus.plugins.base import PluginInputError, shown
-from corpus.plugins.chat import ChatEncoder
+from corpus.plugins.chat import ChatEncoder, check_configured_template
 from corpus.plugins.preferences import (
     Aggregate,
     aggregate,
@@ -59,6 +59,7 @@ class PreferenceData:
         if self.max_len < 8:
             raise ValueError("max_len must be >= 8")
         check_min_agreement(self.min_agreement)
+        check_configured_template(self.chat_template)
 
 
 @dataclass

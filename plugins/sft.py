@@ -27,7 +27,13 @@ from typing import Any, ClassVar
 import numpy as np
 
 from corpus.plugins.base import PluginConfig, PluginInputError, SampleConfig, TrainPlugin
-from corpus.plugins.chat import ChatEncoder, ChatTemplateError, chat_template, template_problem  # noqa: F401 (sft API)
+from corpus.plugins.chat import (  # noqa: F401 (sft API)
+    ChatEncoder,
+    ChatTemplateError,
+    chat_template,
+    check_configured_template,
+    template_problem,
+)
 from corpus.plugins.data import BlendedDataset, PackedExamples, check_sets
 from corpus.plugins.models import (
     LoraSettings,
@@ -100,9 +106,7 @@ class SFTData:
             raise ValueError(f"truncation must be 'right' or 'drop', got {self.truncation!r}")
         if not 0 <= self.validation_fraction < 1:
             raise ValueError("validation_fraction must be in [0, 1)")
-        problem = template_problem(self.chat_template) if self.chat_template else None
-        if problem:
-            raise ValueError(f"chat_template {problem}")
+        check_configured_template(self.chat_template)
         if self.seq_len < 8 or self.mixture_size < 0:
             raise ValueError(f"seq_len must be >= 8 and mixture_size >= 0, got {self.seq_len} and {self.mixture_size}")
 

@@ -127,3 +127,30 @@ def test_reward_and_dpo_configs_check_min_agreement_as_the_cycle_does(tmp_path: 
     with pytest.raises(ConfigError, match=rf"data: min_agreement is a Kendall's W, in \[0, 1\]: got {value}"):
         pref_config(plugins.get(plugin).config_class, tmp_path, {"train": "r.jsonl", "min_agreement": value},
                     tmp_path / "tok")
+
+
+@pytest.mark.parametrize("plugin", ["reward", "dpo", "ppo"])
+def test_chat_template_is_checked_by_corpus_train_check(tmp_path: Path, shards, capsys, plugin: str):  # noqa: F811
+    """A file path given as data.chat_template (every example rendered as that path) passed
+    `corpus train reward|dpo|ppo --check`, and only the run refused it: SFT's config check now applies."""
+    from corpus.cli import main
+
+    tok, _ = shards
+    train = write_jsonl(tmp_path / "r.jsonl", ranking_records(4))
+    data = {"prompts": str(train)} if plugin == "ppo" else {"train": str(train)}
+    extra = {"ppo": {"reward_fn": "rlhfkit:vowel_share"}} if plugin == "ppo" else {}
+    cfg = tmp_path / "c.yaml"
+
+    def check(template: str) -> int:
+        cfg.write_text(json.dumps({"output": str(tmp_path / "out"), "tokenizer": str(tok),
+                                   "data": {**data, "chat_template": template}, **extra}))
+        return main(["train", plugin, str(cfg), "--check"])
+
+    assert check("templates/chat.jinja") == 2
+    err = capsys.readouterr().err
+    assert "data: chat_template renders a conversation without its messages' text" in err and "file name" in err
+    assert "Traceback" not in err
+    assert check("{% for m in messages %}{{ m.content }}") == 2
+    assert "chat_template not a valid Jinja template: line 1" in capsys.readouterr().err
+    assert check("{% for m in messages %}<|{{ m.role }}|>{{ m.content }}<|end|>{% endfor %}") == 0
+    assert f"ok: {plugin} config" in capsys.readouterr().out
