@@ -208,18 +208,70 @@ def model_tokenizer(tokenizer: Any, where: Path, model: Path) -> None:
             "Leave the tokenizer out to use the model's, or give the one it was trained with")
 
 
-def plugin_tokenizer(config: Any) -> Any:
-    """A plugin config's tokenizer: its ``tokenizer`` folder, else the ``model.from_pretrained`` folder's
-    (MissingInputError naming the command that makes it)."""
+def plugin_tokenizer_path(config: Any) -> Path:
+    """Where a plugin config's tokenizer is: its ``tokenizer`` folder, else the ``model.from_pretrained``
+    folder (MissingInputError naming the command that makes it)."""
     if config.tokenizer:
-        tokenizer = load_tokenizer(config.path(config.tokenizer))
-        if config.model.from_pretrained:
-            model_tokenizer(tokenizer, config.path(config.tokenizer),
-                            pretrained_folder(config.model, Path(config.base_dir)))
-        return tokenizer
+        return config.path(config.tokenizer)
     if config.model.from_pretrained:
-        return load_tokenizer(pretrained_folder(config.model, Path(config.base_dir)))
+        return pretrained_folder(config.model, Path(config.base_dir))
     raise FileNotFoundError("tokenizer: required (or model.from_pretrained, whose folder has one)")
+
+
+def plugin_tokenizer(config: Any) -> Any:
+    """A plugin config's tokenizer (``plugin_tokenizer_path``), checked against the model's own."""
+    path = plugin_tokenizer_path(config)
+    tokenizer = load_tokenizer(path)
+    if config.tokenizer and config.model.from_pretrained:
+        model_tokenizer(tokenizer, path, pretrained_folder(config.model, Path(config.base_dir)))
+    return tokenizer
+
+
+def same_tokenizer(sets: list[tuple[Path, dict[str, Any]]], tokenizer: Any, path: Path | None,
+                   key: str = "data.tokenizer") -> None:
+    """Raise ValueError when a token shard set was tokenized by another tokenizer than the one training
+    uses (``path``, the config's ``key``): its ids would name other tokens (a vocabulary that fits in the
+    model's trains without an error). Every plugin that reads token shards (pretraining, SFT) checks them
+    here. Compared by the sidecar's tokenizer_hash, as `corpus shards verify --tokenizer` does; a tokenizer
+    whose file differs from the hash passes only when the shards' own tokenizer is still where they say,
+    unchanged (its hash), with the same vocabulary (the tokenizer re-saved, as a model export holds it);
+    shards without a hash by vocabulary while their tokenizer is where they say, else by size. Without
+    any tokenizer the sets' hashes must agree."""
+    from corpus.shards import tokenizer_mismatch
+
+    if path is None:
+        hashes = {m.get("tokenizer_hash") for _, m in sets} - {None}
+        if len(hashes) > 1:
+            raise ValueError(f"the shard sets {', '.join(shown(p) for p, _ in sets)} were made by different "
+                             "tokenizers (their sidecars' tokenizer_hash differ): tokenize them with one tokenizer")
+        return
+
+    def vocab_differs(theirs: Path) -> bool:
+        if theirs.resolve() == Path(path).resolve():
+            return False
+        try:
+            other = load_tokenizer(theirs)
+        except (OSError, ValueError):
+            return False
+        return other.get_vocab() != tokenizer.get_vocab()
+
+    for prefix, meta in sets:
+        theirs = Path(meta["tokenizer"]) if meta.get("tokenizer") else None
+        differ = ""
+        if meta.get("tokenizer_hash"):  # the hash decides: a retrained tokenizer keeps its path and often its size
+            differ = tokenizer_mismatch(meta, path) or ""
+            if differ and theirs is not None and theirs.exists() and not tokenizer_mismatch(meta, theirs) \
+                    and theirs.resolve() != Path(path).resolve():
+                differ = differ if vocab_differs(theirs) else ""  # the same tokenizer, re-saved
+        elif theirs is not None and theirs.exists():
+            differ = "their vocabularies differ" if vocab_differs(theirs) else ""
+        elif meta.get("vocab_size") and int(meta["vocab_size"]) != len(tokenizer):
+            differ = f"{int(meta['vocab_size']):,} tokens against {len(tokenizer):,}"
+        if differ:
+            raise ValueError(f"{shown(prefix)}: the shards were tokenized with "
+                             f"{shown(theirs) if theirs else 'another tokenizer'}, not the tokenizer {shown(path)} "
+                             f"({differ}): their ids would name other tokens; point {key} at the shards' "
+                             "tokenizer, or tokenize the corpus again with this one")
 
 
 def reference_model(config: Any, path: str, policy: torch.nn.Module) -> torch.nn.Module:

@@ -35,10 +35,10 @@ from corpus.plugins.models import (
     load_tokenizer,
     model_tokenizer,
     pretrained_folder,
+    same_tokenizer,
 )
 from corpus.plugins.runtime import Runtime
 from corpus.plugins.tasks import CausalLM, MaskedLM, MaskRows, SpanCorruption, SpanRows, Task, span_lengths
-from corpus.shards import tokenizer_mismatch
 
 OBJECTIVES = ("causal", "mlm", "span")
 
@@ -155,41 +155,6 @@ def sample_prompts(val: PackedDataset | None, samples: SampleConfig) -> list[lis
 
 
 # ---------------------------------------------------------------- the plugin
-
-
-def same_tokenizer(sets: list[tuple[Path, dict[str, Any]]], tokenizer: Any, path: Path | None) -> None:
-    """Raise ValueError when a train or validation shard set was tokenized by another tokenizer than the
-    one training uses (``path``: data.tokenizer or the first train set's): its ids would name other tokens
-    (a vocabulary that fits in the model's trains without an error). Compared by the sidecar's
-    tokenizer_hash, as `corpus shards verify --tokenizer` does; shards without one by vocabulary while
-    their tokenizer is where they say, else by size. Without any tokenizer the sets' hashes must agree."""
-    if path is None:
-        hashes = {m.get("tokenizer_hash") for _, m in sets} - {None}
-        if len(hashes) > 1:
-            raise ValueError(f"the shard sets {', '.join(shown(p) for p, _ in sets)} were made by different "
-                             "tokenizers (their sidecars' tokenizer_hash differ): tokenize them with one tokenizer")
-        return
-    for prefix, meta in sets:
-        theirs = Path(meta["tokenizer"]) if meta.get("tokenizer") else None
-        differ = ""
-        if meta.get("tokenizer_hash"):  # the hash decides: a retrained tokenizer keeps its path and often its size
-            differ = tokenizer_mismatch(meta, path) or ""
-        elif theirs is not None and theirs.exists():
-            other = None
-            if theirs.resolve() != Path(path).resolve():
-                try:
-                    other = load_tokenizer(theirs)
-                except (OSError, ValueError):
-                    pass
-            if other is not None and other.get_vocab() != tokenizer.get_vocab():
-                differ = "their vocabularies differ"
-        elif meta.get("vocab_size") and int(meta["vocab_size"]) != len(tokenizer):
-            differ = f"{int(meta['vocab_size']):,} tokens against {len(tokenizer):,}"
-        if differ:
-            raise ValueError(f"{shown(prefix)}: the shards were tokenized with "
-                             f"{shown(theirs) if theirs else 'another tokenizer'}, not the tokenizer {shown(path)} "
-                             f"({differ}): their ids would name other tokens; point data.tokenizer at the shards' "
-                             "tokenizer, or tokenize the corpus again with this one")
 
 
 class Pretrain(TrainPlugin):

@@ -42,6 +42,8 @@ from corpus.plugins.models import (
     apply_lora,
     build_model,
     plugin_tokenizer,
+    plugin_tokenizer_path,
+    same_tokenizer,
     stop_ids,
 )
 from corpus.plugins.runtime import Runtime
@@ -226,11 +228,16 @@ class Encoded:
     stats: dict[str, Any]
 
 
-def _shard_examples(prefix: Path, vocab: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The documents of a token shard set with a loss mask, checked against their sidecar first and
-    against the tokenizer's ``vocab`` (the model embeds exactly those ids)."""
+def _shard_examples(prefix: Path, tokenizer: Any = None, tokenizer_path: Path | None = None
+                    ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The documents of a token shard set with a loss mask, checked against their sidecar first, then
+    against the tokenizer in use (``tokenizer_path``, the sidecar's tokenizer_hash, as pretraining does)
+    and its vocabulary (the model embeds exactly those ids)."""
     (lo, hi), = check_sets([prefix])
     ds = IndexedDataset(prefix)
+    if tokenizer is not None and tokenizer_path is not None:
+        same_tokenizer([(prefix, ds.meta)], tokenizer, tokenizer_path, key="tokenizer")
+    vocab = len(tokenizer) if tokenizer is not None else None
     if vocab is not None and (lo < 0 or hi >= vocab):
         raise ShardError(ds.describe_token(vocab, "the tokenizer's vocabulary"))
     if ds.loss_mask is None:
@@ -256,7 +263,7 @@ def encode_dataset(k: int, ds: SFTDataset, cfg: SFTConfig, enc: ChatEncoder) -> 
         return out
 
     if path.with_name(path.name + ".idx").is_file():  # pre-tokenized shards with a loss mask
-        examples = _shard_examples(path, len(enc.tok))
+        examples = _shard_examples(path, enc.tok, plugin_tokenizer_path(cfg))
         stats["records"] = len(examples)
         order = np.random.default_rng([seed, 6, k]).permutation(len(examples))
         n_val = int(len(examples) * d.validation_fraction)

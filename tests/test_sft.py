@@ -256,6 +256,52 @@ def test_a_tokenizer_other_than_the_models_own_is_refused(tmp_path: Path, pretra
     assert plugins.run("sft", _sft_config(tmp_path, pretrained, tokenizer=str(tok), train={"max_steps": 1})).steps == 1
 
 
+def test_token_shards_of_another_tokenizer_are_refused(tmp_path: Path, pretrained: Path, shards):  # noqa: F811
+    """SFT's pre-tokenized shard sets were not compared with the tokenizer's hash (pretraining's were): shards
+    made by another tokenizer of the same size trained to done, every id naming another token. The model
+    export's tokenizer (the shards' own, re-saved) still passes; the shards' tokenizer retrained in place fails."""
+    import shutil
+
+    from corpus.plugins.chat import ChatEncoder
+    from corpus.plugins.models import load_tokenizer
+    from corpus.shards import write_documents
+    from corpus.stages.tokenizer import tokenizer_hash
+
+    tok, _ = shards
+    swapped = tmp_path / "swapped"  # the same size, two tokens' ids exchanged: every id range check passes
+    shutil.copytree(tok, swapped)
+    spec = json.loads((tok / "tokenizer.json").read_text())
+    vocab = spec["model"]["vocab"]
+    a, b = sorted(vocab, key=vocab.get)[-2:]
+    vocab[a], vocab[b] = vocab[b], vocab[a]
+    (swapped / "tokenizer.json").write_text(json.dumps(spec))
+    enc = ChatEncoder(load_tokenizer(pretrained), train_on="assistant")
+    convs = [[{"role": "user", "content": f"say {i}", "train": True},
+              {"role": "assistant", "content": f"{i} and {i + 1}.", "train": True}] for i in range(12)]
+    examples = [enc.encode(c) for c in convs]
+
+    def chat_shards(made_by: Path) -> Path:
+        prefix = tmp_path / "tokens" / made_by.name / "chat"
+        write_documents(prefix, [i.tolist() for i, _ in examples], len(enc.tok),
+                        masks=[m.tolist() for _, m in examples],
+                        meta={"tokenizer": str(made_by), "tokenizer_hash": tokenizer_hash(made_by)})
+        return prefix
+
+    def run(prefix: Path, **over):
+        return plugins.run("sft", _sft_config(tmp_path, pretrained, data={"datasets": [{"path": str(prefix)}]},
+                                              train={"max_steps": 1, "eval_every": 0, "batch_size": 1}, **over))
+
+    assert run(chat_shards(tok)).steps == 1  # the model export's tokenizer: the shards' own, re-saved
+    other = chat_shards(swapped)
+    says = r"chat: the shards were tokenized with .*swapped, not the tokenizer .*final \(tokenizer hash differs"
+    with pytest.raises(ValueError, match=says + ".*point tokenizer at the shards' tokenizer"):
+        run(other, output=str(tmp_path / "b"))
+    shutil.copy(tok / "tokenizer.json", swapped / "tokenizer.json")  # retrained in place: the same path and size
+    with pytest.raises(ValueError, match=r"swapped, not the tokenizer .*swapped \(tokenizer hash differs"):
+        run(other, output=str(tmp_path / "c"), tokenizer=str(swapped))
+    assert not (tmp_path / "b/final").exists() and not (tmp_path / "c/final").exists()
+
+
 def test_bad_inputs_are_named_errors_not_tracebacks(tmp_path: Path, pretrained: Path):
     """A chat template with a Jinja syntax error passed --check, then a TemplateSyntaxError traceback; a
     template's raise_exception was a TemplateError traceback; a file path given as the template rendered
