@@ -14,7 +14,8 @@
 Each trial runs in ``<output>/trial-NNN/``. Trials are ranked by their best validation loss;
 ``<output>/sweep.json`` lists them all, ``<output>/best.yaml`` is the base config with the winning
 values, ready for ``corpus train PLUGIN best.yaml``. Every trial config is validated before the
-first one starts.
+first one starts, and so is every trial folder: a rerun resumes its trials, and a folder holding
+another sweep's (checkpoints of other configs) is refused.
 """
 
 from __future__ import annotations
@@ -206,9 +207,48 @@ def run_sweep(path: str | Path, max_steps: int | None = None) -> dict[str, Any]:
     ``max_steps``: every trial trains that many steps (a quick look; best.yaml keeps the base's length)."""
     cfg, base, base_data, params = load_sweep(path)
     out = Path(cfg.output)
+    fixed = {"train.max_steps": max_steps} if max_steps else {}
     with RunLock(out):  # one sweep per folder; each trial locks its own folder too
-        return _run_sweep(cfg, base, base_data, params, out, Path(path),
-                          {"train.max_steps": max_steps} if max_steps else {})
+        check_trial_folders(cfg, base, base_data, params, out, fixed)
+        return _run_sweep(cfg, base, base_data, params, out, Path(path), fixed)
+
+
+def _checkpoint_config(step: Path) -> dict[str, Any] | None:
+    """The run config a checkpoint was saved with; None when unreadable (a damaged checkpoint: the trial's
+    resume names it, or takes an older one)."""
+    from corpus.plugins.checkpoint import read_trainer_state
+
+    try:
+        return read_trainer_state(step).get("config")
+    except Exception:  # noqa: BLE001 (torch.load fails in many ways on a damaged file)
+        return None
+
+
+def check_trial_folders(cfg: SweepConfig, base: Path, base_data: dict, params: list[dict[str, Any]], out: Path,
+                        fixed: dict[str, Any]) -> None:
+    """Raise ConfigError, before any trial starts, when a trial folder holds a checkpoint of a config other
+    than that trial's (another sweep's run: a different space or base), which the trial would refuse to
+    resume (ResumeMismatchError), every trial failing the same way. The same sweep rerun resumes."""
+    from corpus.plugins.trainer import RESUMABLE_CHANGES, config_changes, flatten
+
+    cls = plugins.get(cfg.plugin)
+    stale = []
+    for i, p in enumerate(params):
+        trial_out = out / f"trial-{i:03d}"
+        old = next((c for c in map(_checkpoint_config, sorted((trial_out / "checkpoints").glob("step-*"),
+                                                               reverse=True)) if c), None)  # the newest readable
+        if not old:
+            continue
+        conf = parse_config(cls.config_class, base_data, source=str(base), base_dir=base.parent, plugin=cfg.plugin,
+                            output=trial_out, overrides=list({**p, **fixed}.items()))
+        changed = config_changes(old, flatten(dataclasses.asdict(conf)), RESUMABLE_CHANGES + tuple(cls.resumable))
+        if changed:
+            stale.append(f"{trial_out.name} ({', '.join(changed[:4])}{', ...' if len(changed) > 4 else ''})")
+    if stale:
+        raise ConfigError([f"{out} holds another sweep's trials, checkpoints of other configs that these trials "
+                           f"cannot resume (changed: {'; '.join(stale[:3])}{'; ...' if len(stale) > 3 else ''}): give "
+                           "this sweep another `output`, or delete that folder to start over there (sweeps take no "
+                           "--fresh)"])
 
 
 def _run_sweep(cfg: SweepConfig, base: Path, base_data: dict, params: list[dict[str, Any]], out: Path,

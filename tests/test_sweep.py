@@ -69,14 +69,34 @@ def test_a_diverged_trial_is_never_best(tmp_path: Path, shards):  # noqa: F811
     assert "trial 1, best validation loss" in (tmp_path / "out/nan/best.yaml").read_text()
 
 
-def test_a_sweep_without_a_best_leaves_no_best_yaml(tmp_path: Path, shards):  # noqa: F811
-    """A sweep rerun into another sweep's folder failed every trial (a checkpoint of another config) and
-    left the old sweep's best.yaml, naming a best this sweep never had."""
+def test_a_sweep_into_another_sweeps_folder_is_refused_before_any_trial(tmp_path: Path, shards, capsys,  # noqa: F811
+                                                                         monkeypatch):
+    """A sweep run into another sweep's folder (another space) failed every trial on the old checkpoints
+    (ResumeMismatchError, exit 1) and only then said so; it is now refused before any trial starts, naming
+    the folder and what to do. The same sweep rerun still resumes its trials."""
+    import corpus.plugins.sweep as sweep_mod
+    from corpus.cli import main
+
     _, tokens = shards
     assert _sweep(tmp_path, tokens, "output: out/s\nspace: {train.lr: [1.0e-3], train.max_steps: [1]}\n")["best"]
-    assert (tmp_path / "out/s/best.yaml").is_file()
-    summary = _sweep(tmp_path, tokens, "output: out/s\nspace: {train.lr: [2.0e-3], train.max_steps: [1]}\n")
-    assert summary["best"] is None and "ResumeMismatchError" in summary["trials"][0]["error"]
+    metrics = (tmp_path / "out/s/trial-000/metrics.jsonl").read_text()
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text("plugin: pretrain\nbase: base.yaml\noutput: out/s\n"
+                     "space: {train.lr: [2.0e-3], train.max_steps: [1]}\n")
+    assert main(["train", "sweep", str(sweep), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {tmp_path / 'out/s'} holds another sweep's trials" in err and "trial-000 (train.lr)" in err
+    assert "give this sweep another `output`, or delete that folder" in err and "Traceback" not in err
+    assert (tmp_path / "out/s/trial-000/metrics.jsonl").read_text() == metrics  # no trial ran
+    assert (tmp_path / "out/s/best.yaml").is_file()  # the folder's own sweep's, left as it was
+    # the same sweep again: resumed (finished: nothing trained), the same best
+    again = _sweep(tmp_path, tokens, "output: out/s\nspace: {train.lr: [1.0e-3], train.max_steps: [1]}\n")
+    assert again["best"]["trial"] == 0 and again["trials"][0]["error"] is None
+    assert (tmp_path / "out/s/trial-000/metrics.jsonl").read_text() == metrics
+    # a sweep that finds no best removes its folder's best.yaml (an earlier run's would pass for this one's)
+    monkeypatch.setattr(sweep_mod, "_run_inline", lambda *a: (_ for _ in ()).throw(RuntimeError("failed")))
+    summary = _sweep(tmp_path, tokens, "output: out/s\nspace: {train.lr: [1.0e-3], train.max_steps: [1]}\n")
+    assert summary["best"] is None and summary["trials"][0]["error"] == "RuntimeError: failed"
     assert not (tmp_path / "out/s/best.yaml").exists()
 
 
@@ -143,3 +163,4 @@ def test_parallel_trials_run_as_processes(tmp_path: Path, shards, monkeypatch): 
     assert [t["params"]["train.lr"] for t in summary["trials"]] == [0.1, 0.3, 5.0]
     assert summary["trials"][-1]["error"].startswith("exit 3") and summary["best"]["trial"] == 2
     assert yaml.safe_load((tmp_path / "out/par/best.yaml").read_text())["train"]["lr"] == 0.1
+
