@@ -7,6 +7,7 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -681,11 +682,19 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(stderr=False)
     if not console.is_terminal:  # piped or captured: don't squeeze tables into 80 columns
         console = Console(stderr=False, width=160)
+    logging.basicConfig(level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
+                        format="%(levelname)s %(message)s")
+    return run_command(args.fn, args, console)
+
+
+def run_command(fn: Any, args: argparse.Namespace, console: Any) -> int:
+    """``fn(args, console)``, with the errors a user fixes said in one line on stderr, ``error: ...``
+    (exit 2), never a traceback (``args.debug``: raised as they are). The one error-printing path of
+    ``corpus`` and of ``python -m corpus.plugins.cli`` (torchrun, parallel sweep trials)."""
     err = Console(stderr=True)
     if not err.is_terminal:
         err = Console(stderr=True, width=160)
-    logging.basicConfig(level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
-                        format="%(levelname)s %(message)s")
+    debug = getattr(args, "debug", False)
     import duckdb
 
     from corpus.errors import WorkerDiedError, describe_duckdb_error, describe_os_error
@@ -701,9 +710,9 @@ def main(argv: list[str] | None = None) -> int:
     expected = (ValueError, ConfigError, PipelineError, LockedError, InputError, UnknownOperator, OSError,
                 LostRecordsError, OperatorError, CorruptFileError, WorkerDiedError, duckdb.Error, StopRun)
     try:
-        return args.fn(args, console)
+        return fn(args, console)
     except expected as exc:
-        if args.debug:
+        if debug:
             raise
         if isinstance(exc, ConfigError):
             msg = "\n  ".join(exc.errors)
@@ -723,7 +732,7 @@ def main(argv: list[str] | None = None) -> int:
                                               else ""))
         return 130
     except Exception as exc:
-        hint = None if args.debug else _missing_extra(exc)
+        hint = None if debug else _missing_extra(exc)
         if hint is None:
             raise
         err.print(f"[bold red]error:[/] {escape(hint)}", highlight=False, soft_wrap=True)

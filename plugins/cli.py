@@ -125,15 +125,15 @@ def cmd_train(args: argparse.Namespace, console: Any) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Standalone entry (``python -m corpus.plugins.cli``), used by torchrun and by parallel sweeps."""
+    from corpus.cli import run_command
+
     p = argparse.ArgumentParser(prog="python -m corpus.plugins.cli", description=HELP)
     _arguments(p)
+    p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    p.set_defaults(resumes=True)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        return cmd_train(args, _Out())
-    except ConfigError as exc:
-        print("error: " + "\n  ".join(exc.errors), file=sys.stderr)
-        return 2
+    return run_command(cmd_train, args, _Out())  # the errors `corpus train` says in one line, said so here
 
 
 if __name__ == "__main__":

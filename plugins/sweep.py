@@ -180,6 +180,15 @@ def _command(cfg: SweepConfig, base: Path, params: dict, out: Path) -> list[str]
     return [sys.executable, "-m", "corpus.plugins.cli", cfg.plugin, str(base), "--output", str(out), "--quiet", *sets]
 
 
+def _trial_error(code: int, log_file: Path) -> str:
+    """What a failed trial process said: its ``error: ...`` (the one-line error `corpus train` prints),
+    else the end of its log (a crash's traceback)."""
+    text = log_file.read_text(errors="replace").strip()
+    lines = text.splitlines()
+    said = [k for k, line in enumerate(lines) if line.startswith("error:")]
+    return f"exit {code}: " + ("\n".join(lines[said[-1]:])[:2000] if said else text[-500:])
+
+
 def _run_parallel(cfg: SweepConfig, base: Path, jobs: list[tuple[int, dict, Path]]) -> dict[int, str | None]:
     """Run trials as processes, ``cfg.parallel`` at a time; returns an error text per failed trial."""
     env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_PORT")}
@@ -195,8 +204,7 @@ def _run_parallel(cfg: SweepConfig, base: Path, jobs: list[tuple[int, dict, Path
         for i, (proc, log, out) in list(running.items()):
             if proc.poll() is not None:
                 log.close()
-                errors[i] = None if proc.returncode == 0 else \
-                    f"exit {proc.returncode}: " + (out / "log.txt").read_text()[-500:].strip()
+                errors[i] = None if proc.returncode == 0 else _trial_error(proc.returncode, out / "log.txt")
                 del running[i]
         time.sleep(0.2)
     return errors

@@ -164,3 +164,30 @@ def test_parallel_trials_run_as_processes(tmp_path: Path, shards, monkeypatch): 
     assert summary["trials"][-1]["error"].startswith("exit 3") and summary["best"]["trial"] == 2
     assert yaml.safe_load((tmp_path / "out/par/best.yaml").read_text())["train"]["lr"] == 0.1
 
+
+def test_trial_processes_say_errors_in_one_line(tmp_path: Path, shards):  # noqa: F811
+    """`python -m corpus.plugins.cli` (each trial of a parallel sweep, torchrun's ranks) printed a plain
+    ValueError as a full traceback where `corpus train` says `error: ...`; a parallel sweep's failed trial
+    then showed the traceback's last 500 characters. Both say the one-line error now."""
+    import subprocess
+    import sys
+
+    from trainkit import make_tokenizer
+
+    _, tokens = shards
+    base = _base(tmp_path, tokens)
+    other = make_tokenizer(tmp_path / "other", vocab_size=400)
+    base.write_text(base.read_text().replace(f"  train: {tokens}\n", f"  train: {tokens}\n  tokenizer: {other}\n"))
+    says = "the shards were tokenized with"
+    proc = subprocess.run([sys.executable, "-m", "corpus.plugins.cli", "pretrain", str(base), "-q",
+                           "--output", str(tmp_path / "one")], capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and says in errors[0] and "point data.tokenizer at the shards' tokenizer" in errors[0]
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text("plugin: pretrain\nbase: base.yaml\noutput: out/par\nparallel: 2\n"
+                     "space: {train.lr: [1.0e-3, 2.0e-3]}\n")
+    summary = run_sweep(sweep)
+    assert summary["best"] is None
+    for t in summary["trials"]:
+        assert t["error"].startswith(f"exit 2: error: {tokens / 'train'}: {says}") and "Traceback" not in t["error"]
