@@ -28,6 +28,7 @@ earlier sink publishes, or whose sink read a column that a stage in between rewr
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import inspect
 import json
@@ -117,6 +118,21 @@ class Operator:
     source_params: ClassVar[tuple[str, ...]] = ()
     # Bump when the operator's behaviour changes, so old cached outputs are not reused.
     version: ClassVar[str] = "1"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("__post_init__")
+        if own is not None:  # the parameters' types first: a range check comparing "5" with 0 was a bare TypeError
+            @functools.wraps(own)
+            def checked(self: Operator, *args: Any) -> None:
+                from corpus.config import param_problems
+
+                problems = param_problems(self)
+                if problems:
+                    raise TypeError("; ".join(problems))
+                own(self, *args)
+
+            cls.__post_init__ = checked  # type: ignore[attr-defined]
 
     def params(self) -> dict[str, Any]:
         if dataclasses.is_dataclass(self):

@@ -276,8 +276,14 @@ def test_python_built_pipelines_are_checked_like_a_configs(tmp_path: Path):
 
     with pytest.raises(TypeError, match=r"LengthFilter.min_words: expected int, got str '5'"):
         Pipeline([LengthFilter(min_words="5")])
+    changed = LengthFilter(min_words=5)
+    changed.min_words = "5"  # type: ignore[assignment]  # changed after it was built
     with pytest.raises(PipelineError, match=r"LengthFilter.min_words: expected int"):  # the executor, directly
-        LocalExecutor(workers=1, quiet=True).run([LengthFilter(min_words="5")], [], tmp_path / "out")
+        LocalExecutor(workers=1, quiet=True).run([changed], [], tmp_path / "out")
+    from corpus.stages.textfilters import BadWordsFilter
+
+    with pytest.raises(TypeError, match=r"BadWordsFilter.max_count: expected int, got str '3'"):
+        BadWordsFilter(words=["spam"], max_count="3")  # the types before its own range checks (a bare TypeError)
     with pytest.raises(TypeError, match=r"ExactDedup \(a class: write ExactDedup\(\)\)"):
         Pipeline([ExactDedup])
     with pytest.raises(TypeError, match=r"dict \(a YAML pipeline entry: corpus.registry.get\('exact_dedup'\)\(...\)"):
@@ -288,8 +294,6 @@ def test_python_built_pipelines_are_checked_like_a_configs(tmp_path: Path):
         _run(tmp_path, [], workers=-1)
     assert not (tmp_path / "out").exists()
     # a tuple where a list is declared passes, as do right types
-    from corpus.stages.textfilters import BadWordsFilter
-
     Pipeline([LengthFilter(min_words=5), ExactDedup(), NormalizeText(), BadWordsFilter(words=("spam", "eggs"))])
     with pytest.raises(TypeError, match=r"BadWordsFilter.max_ratio: expected float \| None, got str '0.1'"):
         Pipeline([BadWordsFilter(words=["spam"], max_ratio="0.1")])
