@@ -86,6 +86,8 @@ def naming(path: Path) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
+        if exc.errno is None and "writ" in str(exc).lower() and _full(path):  # numpy: "N requested and M written"
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from exc
         if exc.errno is None or (exc.filename is not None and not _temp_of(str(exc.filename), Path(path))):
             raise
         raise OSError(exc.errno, os.strerror(exc.errno), str(path)) from exc

@@ -35,7 +35,7 @@ from corpus import frames
 from corpus.operators import PoolMap
 from corpus.schema import ID, ROW_ID
 from corpus.stages.dedup_text import ranges, utf8_buffers
-from corpus.writers import atomic_path, write_bytes_atomic, write_parquet
+from corpus.writers import atomic_path, naming, write_bytes_atomic, write_parquet
 
 
 def save_npy(path: Path, arr: np.ndarray, durable: bool = False) -> None:
@@ -47,8 +47,12 @@ def save_npy(path: Path, arr: np.ndarray, durable: bool = False) -> None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    with open(tmp, "wb") as fh:
-        np.save(fh, np.ascontiguousarray(arr), allow_pickle=False)
+    try:
+        with naming(path), open(tmp, "wb") as fh:  # a full disk names the file, as every writer's error does
+            np.save(fh, np.ascontiguousarray(arr), allow_pickle=False)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
 
 

@@ -102,6 +102,24 @@ def test_disk_full_names_the_first_failure(tmp_path: Path):
 
 
 @needs_mount
+def test_disk_full_in_a_dedup_fit_names_the_file(tmp_path: Path):
+    """The minhash and exact dedup fits keep their intermediate arrays in .npy files: a full disk there said
+    "error: 20224 requested and 2016 written" (numpy's words, no file, no cause), and left the temp file."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(textwrap.dedent(f"""
+        import numpy as np
+        from pathlib import Path
+        from corpus.stages.dedup_index import save_npy
+        try:
+            save_npy(Path("{tmp_path / 'mnt'}") / "sig" / "a.npy", np.arange(200_000, dtype=np.uint64))
+        except OSError as exc:
+            print(exc.errno, exc.filename, sorted(p.name for p in Path(exc.filename).parent.iterdir()))
+    """))
+    res = _on_tmpfs(tmp_path / "mnt", "size=512k", f"{sys.executable} {probe}")
+    assert res.stdout.strip() == f"28 {tmp_path / 'mnt' / 'sig' / 'a.npy'} []", res.stdout + res.stderr
+
+
+@needs_mount
 def test_disk_full_in_profile_and_token_shards_names_the_file(tmp_path: Path):
     """`corpus profile` said "[Errno 28] Error writing bytes to file" or ended in a polars ComputeError
     traceback, and a token shard's write "[Errno 28] No space left on device": no file named. A profile
