@@ -92,7 +92,8 @@ class Sample(GlobalFilterOperator):
         self._base = json.loads((artifacts / STATE).read_text())["base"]
 
     def filter(self, df: pl.DataFrame) -> Verdict:
-        w = pl.col(SOURCE).replace_strict(self.weights, default=self.default, return_dtype=pl.Float64)
+        weights = {k: float(v) for k, v in self.weights.items()}  # polars types the mapping by its first value
+        w = pl.col(SOURCE).replace_strict(weights, default=float(self.default), return_dtype=pl.Float64)
         times = (w.floor() + (uniform(pl.col(ROW_ID), self.seed) < w - w.floor()).cast(pl.Float64)).cast(pl.Int64)
         n = df.select(times.alias("n")).to_series()
         keep = n > 0

@@ -156,6 +156,11 @@ def test_sample_draw_equals_the_plain_reference():
     times = (verdict.scores["sample_copies"] + verdict.keep.cast(pl.Int64)).to_list()
     want = [sample_times(r, {"a": 0.3, "b": 2.75}.get(s, 1.5), 11) for s, r in rows.iter_rows()]
     assert times == want
+    # whole numbers beside fractions, as YAML gives them ({forum: 1, wiki: 0.5}): polars typed the mapping
+    # by its first value and the run failed with a traceback
+    mixed = Sample(weights={"a": 1, "b": 0.5, "c": 2}, default=1, seed=11).filter(rows)
+    times = (mixed.scores["sample_copies"] + mixed.keep.cast(pl.Int64)).to_list()
+    assert times == [sample_times(r, {"a": 1.0, "b": 0.5, "c": 2.0}[s], 11) for s, r in rows.iter_rows()]
 
 
 def test_sample_parameters():
