@@ -386,3 +386,35 @@ def test_an_outlier_rule_leaves_out_a_bound_nothing_can_cross():
     assert flagged_when(0.0, 0.37, fmt_num) == "> 0.370"
     assert flagged_when(-1.0, 0.0, fmt_num) == "> 0"
     assert flagged_when(98.0, 8989.0, fmt_num) == "< 98.0 or > 8,989"
+
+
+# ---------------------------------------------------------------- a failed run that up-samples
+
+
+def test_a_failed_run_that_up_samples_counts_its_copies_beside_the_originals(tmp_path: Path):
+    """A run stopped after `sample` (weights 2.0) has no balance: its report took the last stage's output,
+    copies included, as kept ("1,709 of 1,208 input records (141.5%)"; a source's kept twice its input).
+    Kept counts originals now, and the copies are shown beside them, as for a finished run."""
+    from corpus.operators import SinkOperator, StageContext, StopRun
+    from corpus.stages.sample import Sample
+
+    class Stop(SinkOperator):
+        name = "stop_here"
+
+        def consume(self, ctx: StageContext) -> dict:
+            raise StopRun("stopped on purpose")
+
+    inp = tmp_path / "in"
+    inp.mkdir()
+    (inp / "a.jsonl").write_text("".join(json.dumps({"text": f"document number {i} with words"}) + "\n"
+                                         for i in range(20)))
+    with pytest.raises(StopRun):
+        Pipeline([Sample(weights={"web": 2.0}), Stop()]).run(
+            inputs=[InputSpec(source="web", path=str(inp))], output=tmp_path / "out", workers=1, quiet=True)
+    html, data = build_report(tmp_path / "out")
+    assert data["status"] == "failed"
+    out = data["sections"]["overview"]["figures"]["output"]
+    assert out["docs"] == 40 and out["copies"] == 20 and out["published"] is False
+    (web,) = data["sections"]["sources"]["figures"]
+    assert web["input"] == 20 and web["kept"] == 20
+    assert "20 of 20 input records (100.0%) and 20 copies from sampling; not published" in html

@@ -22,7 +22,7 @@ from corpus.manifest import read_manifest
 from corpus.operators import StageView
 from corpus.quarantine import raw_blocks
 from corpus.schema import CORE_COLUMNS, REJECT_REASON, REJECT_STAGE
-from corpus.stats import emptied_stages, funnel_rows
+from corpus.stats import READ_STAGE, emptied_stages, funnel_rows
 from corpus.work import stage_dir as stage_folder
 
 log = logging.getLogger(__name__)
@@ -137,6 +137,26 @@ class ReportContext:
             out.append((name, StageView(s["stage"], s["params"] or {}, folder / "artifacts",
                                         self.counters.get(s["stage"], {}), drops, examples)))
         return out
+
+    @property
+    def copies(self) -> dict[str, int]:
+        """Per source, the copies up-sampling (`sample`) put beside the originals in the output. A finished
+        run counted them on disk (balance); a failed one has no balance, so they come from the funnel: what
+        each stage passed on beyond what it received and kept (out - in + rejected). Without this, a failed
+        run that up-samples counted its copies as kept originals (kept > input)."""
+        if self.balance:
+            return {b["source"]: b["copies"] for b in self.balance if b["copies"]}
+        rejected: dict[tuple[str, str], int] = {}
+        for d in self.drops:
+            rejected[(d["stage"], d["source"])] = rejected.get((d["stage"], d["source"]), 0) + d["docs"]
+        made: dict[str, int] = {}
+        for r in self.funnel:
+            if r["stage"] == READ_STAGE:
+                continue
+            n = int(r["docs_out"] or 0) - int(r["docs_in"] or 0) + rejected.get((r["stage"], r["source"]), 0)
+            if n > 0:
+                made[r["source"]] = made.get(r["source"], 0) + n
+        return made
 
     def funnel_row(self, stage: str, source: str) -> dict | None:
         for r in self.funnel:

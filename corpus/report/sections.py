@@ -170,7 +170,7 @@ def overview(ctx: ReportContext) -> Rendered:
     if ctx.run.error:
         parts.append(f'<div class="error"><b>The run failed:</b> {esc(ctx.run.error)}</div>')
     records = read["docs_in"]
-    copies = sum(b["copies"] for b in ctx.balance)
+    copies = sum(ctx.copies.values())
     originals = final["docs_out"] - copies  # what is kept of the input records; copies come beside them
     kept_note = f"of {records:,} input records ({fmt_pct(_ratio(originals, records))})"
     if copies:
@@ -232,6 +232,7 @@ def sources(ctx: ReportContext) -> Rendered | None:
     quarantined: dict[str, int] = {}
     for q in ctx.quarantine:
         quarantined[q["source"]] = quarantined.get(q["source"], 0) + q["docs"]
+    copies = ctx.copies
     figures = []
     for src in ctx.sources:
         read = ctx.funnel_row(READ_STAGE, src) or {}
@@ -240,7 +241,8 @@ def sources(ctx: ReportContext) -> Rendered | None:
         figures.append({
             "source": src, "input": b.get("input", read.get("docs_in", 0)) - b.get("blank", 0),
             "quarantined": quarantined.get(src, 0), "rejected": rejected.get(src, 0),
-            "kept": b.get("kept", last.get("docs_out", 0)), "bytes_read": read.get("bytes_out", 0),
+            # originals, as the overview counts them: a failed run's last output holds sampling's copies too
+            "kept": b.get("kept", last.get("docs_out", 0) - copies.get(src, 0)), "bytes_read": read.get("bytes_out", 0),
             "bytes_kept": last.get("bytes_out", 0), "est_tokens_kept": est_tokens(last.get("bytes_out", 0)),
         })
     total_tokens = est_tokens(sum(f["bytes_kept"] for f in figures))  # of the total, like the overview
