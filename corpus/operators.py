@@ -3,7 +3,8 @@
 Five kinds, all working on polars DataFrames (one shard at a time, except ``fit`` and ``consume``):
 
 * ``MapOperator.map(df) -> df``: same rows; it may add the columns it declares in ``adds`` and
-  rewrite those it declares in ``modifies``, nothing else.
+  rewrite those it declares in ``modifies``, nothing else (a document's own columns, corpus/schema.py,
+  are never added, and ``row_id`` and ``source`` never rewritten).
 * ``FilterOperator.filter(df) -> Verdict``: a keep mask and a reason per dropped row; the executor
   routes dropped rows to ``rejected/`` with the operator's name and the reason.
 * ``GlobalMapOperator`` / ``GlobalFilterOperator``: need a pass over the whole corpus first (dedup):
@@ -39,6 +40,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import polars as pl
+
+from corpus.schema import CORE_COLUMNS, ROW_ID, SOURCE
 
 Columns = Mapping[str, Any]  # column name -> polars type (None: any type)
 PoolMap = Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]
@@ -271,6 +274,12 @@ def chain_key(parent: str, op: Operator) -> str:
 # ---------------------------------------------------------------- column checks
 
 
+# Columns of the document schema that no operator may add or rewrite (the others, ``CORE_COLUMNS``, only
+# by declaring them in ``modifies``: every row has them, so none is ever added).
+FIXED: dict[str, str] = {ROW_ID: "the row's identity (dedup results, rejected rows and copies are keyed by it)",
+                         SOURCE: "the input the row came from (every record is accounted for per source)"}
+
+
 def _as_columns(cols: Columns | Sequence[str]) -> Columns:
     return cols if isinstance(cols, Mapping) else dict.fromkeys(cols)
 
@@ -305,15 +314,25 @@ def ensure_columns(ops: Iterable[Operator], available: Columns) -> list[str]:
                 errors.append(f"{where} needs column {col!r} as {type_name(want)}, but it is {type_name(have[col])}")
         errors += [f"{where}: {p}" for p in op.column_problems(dict(have), ops[:i])]
         for col in modifies:
-            if col not in have:
+            if col in FIXED:
+                errors.append(f"{where} modifies column {col!r}, {FIXED[col]}: no operator may rewrite it")
+            elif col not in have:
                 errors.append(f"{where} modifies column {col!r}, which does not exist at that point")
+        rewrites = set(modifies)
         for col, dtype in adds.items():
-            if col in have and not _compatible(have[col], _dtype(dtype)):
+            if col in FIXED:
+                errors.append(f"{where} adds column {col!r}, {FIXED[col]}: no operator may add or rewrite it")
+            elif col in CORE_COLUMNS:
+                errors.append(f"{where} adds column {col!r}, a column every document has: an operator that "
+                              f"rewrites it declares it in `modifies`")
+            elif col in have and not _compatible(have[col], _dtype(dtype)):
                 errors.append(f"{where} adds column {col!r} as {type_name(dtype)}, but an earlier stage made it "
                               f"{type_name(have[col])}")
+            if col in have:
+                rewrites.add(col)  # the same operator run twice adds its columns again: it rewrites them
             have[col] = _dtype(dtype)
         for name, (_, read) in published.items():
-            if read & set(modifies) and name not in stale:
+            if read & rewrites and name not in stale:
                 stale[name] = where
         publish = getattr(op, "publish", None)
         if publish:
@@ -350,7 +369,7 @@ def output_problem(op: Operator, before: pl.DataFrame, after: pl.DataFrame) -> s
 
     The output has the input's columns plus the declared adds; added columns have their declared
     types; untouched columns keep theirs (a modified one too), and their values unless declared in
-    ``modifies``."""
+    ``modifies`` (``row_id`` and ``source`` always, whatever the declaration says)."""
     _, adds, modifies = op.columns()
     missing = [c for c in before.columns if c not in after.columns]
     if missing:
@@ -365,14 +384,18 @@ def output_problem(op: Operator, before: pl.DataFrame, after: pl.DataFrame) -> s
         want = _dtype(t)
         if want is not None and after.schema[c] != want:
             return f"operator '{op.name}' adds {c!r} as {after.schema[c]}, declared {want}"
+    added = {c for c in adds if c not in CORE_COLUMNS}  # a document's own columns are never added: checked
     for c in before.columns:
-        if c not in adds and after.schema[c] != before.schema[c]:
+        if c not in added and after.schema[c] != before.schema[c]:
             return f"operator '{op.name}' changed the type of {c!r} from {before.schema[c]} to {after.schema[c]}"
     # Values too: the wiring check trusts `modifies` (a sink's `uses`), so an undeclared rewrite is a
     # broken contract. Unchanged columns share their buffers: about 10 ms per 100 MB of text.
-    changed = [c for c in before.columns if c not in adds and c not in modifies and not after[c].equals(before[c])]
-    if "row_id" in changed:
+    free = (added | set(modifies)) - set(FIXED)
+    changed = [c for c in before.columns if c not in free and not after[c].equals(before[c])]
+    if ROW_ID in changed:
         return f"operator '{op.name}' reordered or replaced rows (their row_id changed): a map keeps its rows, in order"
+    if SOURCE in changed:
+        return f"operator '{op.name}' rewrote column {SOURCE!r}, {FIXED[SOURCE]}: no operator may rewrite it"
     if changed:
         return f"operator '{op.name}' rewrote column(s) {changed} without declaring them in `modifies`"
     return None

@@ -173,3 +173,36 @@ def test_built_in_operators_give_a_column_one_type():
     pipeline = [registry.get("c4_lines")(), registry.get("c4_lines_filter")(), registry.get("quality_signals")(),
                 registry.get("c4_filter")()]
     assert ensure_columns(pipeline, DOC_SCHEMA) == []
+
+
+def _map(name: str, fn, **columns) -> MapOperator:
+    """A map operator ``name`` running ``fn(df)``, with its column declarations (adds, modifies)."""
+    return dataclass(type(name.title().replace("_", ""), (MapOperator,),
+                          {"name": name, "map": lambda self, df: fn(df), **columns}))()
+
+
+def test_a_document_s_own_columns_are_never_added_and_row_id_and_source_never_rewritten(tmp_path):
+    """`adds` re-declaring a document column was accepted: a map rewrote every row_id (the run succeeded,
+    every identity scrambled), a source rewritten failed only at the end's balance, naming no operator,
+    and `text` rewritten through `adds` slipped past the check that an embedding is stale."""
+    from corpus import registry
+    from corpus.operators import output_problem
+
+    scramble = _map("scramble", lambda df: df.with_columns(pl.col("row_id").reverse()), adds={"row_id": pl.Int64})
+    rename = _map("rename", lambda df: df.with_columns(pl.lit("zzz").alias("source")), adds={"source": pl.String})
+    shout = _map("shout_text", lambda df: df.with_columns(pl.col("text").str.to_uppercase()), adds={"text": pl.String})
+    declared = _map("own_source", lambda df: df, modifies=("source",))
+    with pytest.raises(PipelineError, match=r"pipeline\[0\] 'scramble' adds column 'row_id', the row's identity"):
+        Pipeline([scramble]).run(_input(tmp_path), tmp_path / "a", workers=1, quiet=True)
+    assert not (tmp_path / "a").exists()  # refused before anything ran
+    assert "'rename' adds column 'source'" in ensure_columns([rename], DOC_SCHEMA)[0]
+    assert "'own_source' modifies column 'source'" in ensure_columns([declared], DOC_SCHEMA)[0]
+    errors = ensure_columns([registry.get("embed")(), shout, registry.get("semantic_dedup")()], DOC_SCHEMA)
+    assert "'shout_text' adds column 'text', a column every document has" in errors[0]
+    assert "'shout_text' rewrites a column it was made from" in errors[1]
+    # whatever an operator declares, its output keeps every row's identity and source
+    df = pl.DataFrame({"text": ["a", "b"], "source": ["s", "s"], "row_id": [1, 2]})
+    assert "reordered or replaced rows" in output_problem(scramble, df, df.with_columns(pl.col("row_id").reverse()))
+    assert "rewrote column 'source'" in output_problem(declared, df, df.with_columns(pl.lit("z").alias("source")))
+    # a column an earlier operator added may be added again (the same operator twice)
+    assert ensure_columns([LengthFilter(min_words=2), LengthFilter(min_words=3)], DOC_SCHEMA) == []
