@@ -13,12 +13,25 @@ from corpus.lock import holder_alive
 from corpus.units import mb
 
 READ_STAGE = "00-read"
+STOPPED = "stopped"  # a run the catalog calls running whose process is gone (shown_status)
 SIZES = ("MB = 10^6 bytes. input: the files as stored (.gz/.zst count compressed); "
          "text: UTF-8 bytes of the documents' texts.")
 
 
 def _catalog(out: Path) -> Catalog:
     return Catalog(Path(out) / "catalog.duckdb", create=False)
+
+
+def shown_status(out: Path, cat: Catalog, run_id: str, status: str) -> str:
+    """The status a run is shown with, the same in `corpus status`, `corpus stats` and the report: the
+    catalog's, except that a run it still calls running is "stopped" once its process is gone (SIGKILL,
+    OOM, a crash leave no one to record the end). It is gone when a later run has started in the folder
+    (one run at a time holds it) or when the process that holds the folder's lock is dead."""
+    if status != "running":
+        return status
+    later = cat.query("SELECT 1 FROM runs WHERE started > (SELECT started FROM runs WHERE run_id = ?) LIMIT 1",
+                      [run_id])
+    return STOPPED if later or holder_alive(out) is False else status
 
 
 def status_rows(out: Path) -> tuple[tuple, list[tuple]]:
@@ -31,6 +44,7 @@ def status_rows(out: Path) -> tuple[tuple, list[tuple]]:
             raise FileNotFoundError(f"{out}: the catalog has no runs yet")
         stages = cat.query("SELECT stage_idx, stage, kind, key, units FROM stages WHERE run_id = ? ORDER BY stage_idx",
                            [run[0][0]])
+        run[0] = (run[0][0], shown_status(out, cat, run[0][0], run[0][1]), *run[0][2:])
     rows = []
     for idx, stage, kind, key, units in stages:
         folder = Path(out) / "work" / ("00-read" if idx == 0 else f"{stage}-{key[:12]}")
@@ -86,7 +100,8 @@ def funnel_rows(out: Path, run_id: str | None = None, cat: Catalog | None = None
     balance = cat.query(
         f"SELECT source, input, kept, rejected, quarantined, ok, {'blank' if 'blank' in has else '0'}, "
         f"{'coalesce(copies, 0)' if 'copies' in has else '0'} FROM balance WHERE run_id = ? ORDER BY source", [run_id])
-    runs = cat.query("SELECT status, error FROM runs WHERE run_id = ?", [run_id])
+    runs = [(shown_status(out, cat, run_id, status), error)
+            for status, error in cat.query("SELECT status, error FROM runs WHERE run_id = ?", [run_id])]
     return run_id, funnel, quarantine, balance, runs
 
 
@@ -119,7 +134,7 @@ def final_text_bytes(out: Path, run_id: str) -> int:
 
 def print_status(out: Path, console: Console) -> None:
     (run_id, status, started, finished, error), stages = status_rows(out)
-    if status == "running" and holder_alive(out) is False:  # SIGKILL, OOM: no process left to finish it
+    if status == STOPPED:
         status = "stopped (its process is gone: killed or crashed; rerun the same command to resume)"
     console.print(f"run [bold]{run_id}[/] — {status}, started {started:%Y-%m-%d %H:%M:%S}"
                   + (f", finished {finished:%H:%M:%S}" if finished else ""))

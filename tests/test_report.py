@@ -418,3 +418,50 @@ def test_a_failed_run_that_up_samples_counts_its_copies_beside_the_originals(tmp
     (web,) = data["sections"]["sources"]["figures"]
     assert web["input"] == 20 and web["kept"] == 20
     assert "20 of 20 input records (100.0%) and 20 copies from sampling; not published" in html
+
+
+# ---------------------------------------------------------------- a killed run
+
+
+def test_a_killed_run_is_stopped_as_corpus_status_says_and_shows_only_the_stages_it_reached(run_out: Path,
+                                                                                            tmp_path: Path):
+    """The report called a SIGKILLed run "running" (header, Run status card, report.json) where `corpus
+    status` said stopped, and a report of it rebuilt after a later run showed the later run's sections
+    of stages it never reached (a profile here). Both now use one status (corpus.stats.shown_status), and
+    only the stages a run got to have sections."""
+    import subprocess
+    import sys
+
+    from corpus.stats import funnel_rows, status_rows
+
+    out = tmp_path / "out"
+    shutil.copytree(run_out, out)
+    add_profile(out, 3, make_profile("03-profile", 240, seed=1))
+    cat = _catalog(out)
+    latest = cat.latest_run()
+    killed = "20000101T000000-dead00"  # an earlier run, killed while reading: it never recorded more
+    with cat.connect() as con:
+        con.execute("INSERT INTO runs SELECT ?, started - INTERVAL 1 HOUR, NULL, 'running', config, workers, NULL "
+                    "FROM runs WHERE run_id = ?", [killed, latest])
+        con.execute("INSERT INTO stages SELECT ? AS run_id, * EXCLUDE (run_id) FROM stages WHERE run_id = ?",
+                    [killed, latest])
+        con.execute("INSERT INTO unit_stats SELECT ? AS run_id, * EXCLUDE (run_id) FROM unit_stats "
+                    "WHERE run_id = ? AND stage_idx = 0", [killed, latest])
+    html, data = build_report(out, killed)
+    assert data["status"] == "stopped" and data["sections"]["overview"]["figures"]["run"]["status"] == "stopped"
+    assert "profile" not in data["sections"] and "running" not in html
+    assert any("did not reach 01-length_filter, 02-exact_dedup, 03-profile" in w for w in data["warnings"])
+    assert funnel_rows(out, killed)[4][0][0] == "stopped"
+
+    # the latest run killed: its process, the lock's holder, is gone
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (out / ".lock").write_text(str(dead.pid))
+    with cat.connect() as con:
+        con.execute("UPDATE runs SET status = 'running', finished = NULL WHERE run_id = ?", [latest])
+    _, data = build_report(out)
+    assert data["status"] == "stopped" and status_rows(out)[0][1] == "stopped"
+    assert "profile" not in data["sections"]  # killed before its last stage ended...
+    key = f"{3:012x}"
+    (stage_dir(out / "work", 3, "profile", key) / "_done.json").write_text(json.dumps({"key": key}))
+    assert "profile" in build_report(out)[1]["sections"]  # ... or after: the sink's marker says so

@@ -22,7 +22,8 @@ from corpus.manifest import read_manifest
 from corpus.operators import StageView
 from corpus.quarantine import raw_blocks
 from corpus.schema import CORE_COLUMNS, REJECT_REASON, REJECT_STAGE
-from corpus.stats import READ_STAGE, emptied_stages, funnel_rows
+from corpus.stats import READ_STAGE, emptied_stages, funnel_rows, shown_status
+from corpus.work import read_marker
 from corpus.work import stage_dir as stage_folder
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ class ReportContext:
     warnings: list[str] = field(default_factory=list)
     counters: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)  # stage -> source -> counter
     damaged: frozenset[str] = frozenset()  # rejected/quarantine files unlike the manifest: no examples read
+    reached: frozenset[str] | None = None  # stages the run got to (None: all); the others' artifacts are not its own
 
     # ------------------------------------------------------------ derived figures
 
@@ -124,7 +126,7 @@ class ReportContext:
         operator's own report section gets (its artifacts folder, never another stage's)."""
         out = []
         for s in self.stages:
-            if s["idx"] == 0:
+            if s["idx"] == 0 or (self.reached is not None and s["stage"] not in self.reached):
                 continue
             name = s["stage"].split("-", 1)[1]
             folder = stage_folder(self.out / "work", s["idx"], name, s["key"] or "")
@@ -199,7 +201,9 @@ def _gather(out: Path, run_id: str | None, cat: Catalog) -> ReportContext:
     if not runs:
         raise FileNotFoundError(f"{out}: no run {run_id!r} in the catalog")
     rid, status, started, finished, error, workers, config = runs[0]
-    run = RunInfo(rid, status, _ts(started), _ts(finished), error, workers, _json(config))
+    # "stopped", not "running", for a run whose process is gone: as `corpus status` says
+    run = RunInfo(rid, shown_status(out, cat, rid, status), _ts(started), _ts(finished), error, workers,
+                  _json(config))
     stages = [{"idx": i, "stage": s, "kind": k, "key": key, "params": _json(p), "units": u}
               for i, s, k, key, p, u in cat.query(
         "SELECT stage_idx, stage, kind, key, params, units FROM stages WHERE run_id = ? ORDER BY stage_idx", [run_id])]
@@ -225,16 +229,21 @@ def _gather(out: Path, run_id: str | None, cat: Catalog) -> ReportContext:
             [run_id]):
         counters.setdefault(stage, {}).setdefault(source, {})[counter] = int(total)
     latest = cat.latest_run()
+    reached = _reached(out, cat, run, stages, latest == run_id)
     try:
         manifest = read_manifest(out)
     except (FileNotFoundError, json.JSONDecodeError):
         manifest = None
     warnings: list[str] = []
     if latest != run_id:
-        warnings.append(f"this report is for run {run_id}, not the latest ({latest}): the example documents and "
-                        "profiles come from the files on disk, which belong to the latest run")
+        warnings.append(f"this report is for run {run_id}, not the latest ({latest}): the example documents, "
+                        "profiles and stage sections come from the files on disk, which belong to the latest run")
+    if len(reached) < len(stages):
+        left = [s["stage"] for s in stages if s["stage"] not in reached]
+        warnings.append(f"run {run_id} ({run.status}) did not reach {', '.join(left)}: "
+                        f"{'its' if len(left) == 1 else 'their'} sections are left out")
     warnings += emptied_stages(funnel)
-    profiles = find_profiles(out, stages, warnings)
+    profiles = find_profiles(out, [s for s in stages if s["stage"] in reached], warnings)
     damaged = damaged_files(out, manifest, warnings)
     if manifest is not None and manifest.get("run_id") != run_id:  # data/ holds another run's corpus
         if latest == run_id:
@@ -245,6 +254,7 @@ def _gather(out: Path, run_id: str | None, cat: Catalog) -> ReportContext:
         out=out,
         run=run,
         stages=stages,
+        reached=reached,
         funnel=[{k: r[k] for k in ("stage", "source", "docs_in", "docs_out", "bytes_in", "bytes_out", "seconds")}
                 for r in funnel],
         drops=drops,
@@ -259,6 +269,25 @@ def _gather(out: Path, run_id: str | None, cat: Catalog) -> ReportContext:
         counters=counters,
         damaged=damaged,
     )
+
+
+def _reached(out: Path, cat: Catalog, run: RunInfo, stages: list[dict], latest: bool) -> frozenset[str]:
+    """The stages a run got to. A finished run got to all; one that stopped, failed or is still running,
+    to each stage up to the last one it recorded work for, and (the latest run, whose files are on disk)
+    each whole-corpus stage whose done marker is there. The others never ran in this run, so what their
+    folders hold (an earlier or a later run's clusters, profile...) is not this run's."""
+    if run.status == "ok":
+        return frozenset(s["stage"] for s in stages)
+    last = max((int(i) for (i,) in cat.query(
+        """SELECT stage_idx FROM unit_stats WHERE run_id = ? UNION SELECT stage_idx FROM stage_figures WHERE run_id = ?
+           UNION SELECT stage_idx FROM drops WHERE run_id = ? UNION SELECT stage_idx FROM stage_counters
+           WHERE run_id = ?""", [run.run_id] * 4)), default=-1)
+
+    def done(s: dict) -> bool:  # a sink records no work of its own: its marker tells (written when it ends)
+        folder = stage_folder(out / "work", s["idx"], s["stage"].split("-", 1)[-1], s["key"] or "")
+        return s["idx"] > 0 and read_marker(folder / "_done.json", s["key"] or "") is not None
+
+    return frozenset(s["stage"] for s in stages if s["idx"] <= last or (latest and done(s)))
 
 
 def damaged_files(out: Path, manifest: dict | None, warnings: list[str] | None = None) -> frozenset[str]:
