@@ -1,7 +1,7 @@
 """The executor: runs a pipeline resumably and accounts for every record.
 
 ``Executor`` holds the phases every executor shares (plan, ingest, check ids, segments, fits and sinks,
-publish, balance, report); only *how units run* differs, behind the ``Runner`` interface: ``LocalExecutor``
+balance, publish, report); only *how units run* differs, behind the ``Runner`` interface: ``LocalExecutor``
 runs them on a process pool (``Pool``), ``RayExecutor`` (corpus/ray_executor.py) as Ray tasks. Units of
 work are plain functions of frozen jobs (corpus/work.py), so both call the same code.
 
@@ -464,26 +464,30 @@ class Executor:
             if stages_only:
                 catalog.finish_run(run_id, DRY_RUN)
                 return RunResult(out, run_id, {}, [], laps.seconds, [prev / f"{s}.parquet" for s in shards])
-            manifest = _publish(out, read_dir, markers, stages, shards, run_id, files)
-            laps.lap("publish")
-            balance = _balance(out, markers)
-            with catalog.session():
-                catalog.record_balance(run_id, balance)
-                catalog.finish_run(run_id, "ok" if all(b["ok"] for b in balance) else "failed")
-                for line in emptied_stages(funnel_rows(out, run_id, catalog)[1]):
-                    _warn(line)
-            laps.lap("balance")
-            if self.report:
-                _write_report(out, run_id, progress)
-                laps.lap("report")
+            # Every record is accounted for before anything is published: a run that lost some publishes
+            # nothing, and the corpus an earlier run published stays as it was.
+            final = _final_files(read_dir, markers, stages, shards, files)
+            balance = _balance(markers, final)
             bad = [b for b in balance if not b["ok"]]
             if bad:
+                catalog.record_balance(run_id, balance)
                 raise LostRecordsError(
-                    "records unaccounted for: "
+                    "records unaccounted for (nothing was published): "
                     + "; ".join(f"{b['source']}: input {b['input']} != kept {b['kept']} + rejected "
                                 f"{b['rejected']} + quarantined {b['quarantined']} + blank lines {b['blank']}"
                                 for b in bad)
                 )
+            laps.lap("balance")
+            manifest = _publish(out, final, stages, run_id, files)
+            with catalog.session():
+                catalog.record_balance(run_id, balance)
+                catalog.finish_run(run_id, "ok")
+                for line in emptied_stages(funnel_rows(out, run_id, catalog)[1]):
+                    _warn(line)
+            laps.lap("publish")
+            if self.report:
+                _write_report(out, run_id, progress)
+                laps.lap("report")
             _collect_garbage(work, {read_dir.name, id_stage.dir.name} | {s.dir.name for s in stages})
             return RunResult(out, run_id, manifest, balance, laps.seconds)
         except BaseException as exc:
@@ -716,33 +720,41 @@ def _drop_stale_reads(read_dir: Path, current: set[str]) -> None:
             marker.unlink()
 
 
-def _publish(out: Path, read_dir: Path, markers: list[dict], stages: list[Stage], shards: list[str],
-             run_id: str, files: dict[Path, dict]) -> dict:
-    """Expose the final corpus, rejected rows and quarantine as plain folders (hard links into work/),
-    described in the manifest by the records their writers took (never by hashing them again here)."""
-    staging = out / ".publish"
-    remove_own(out, staging)
+def _final_files(read_dir: Path, markers: list[dict], stages: list[Stage], shards: list[str],
+                 files: dict[Path, dict]) -> dict[str, list[tuple[Path, str]]]:
+    """What a run publishes, as (file in work/, path in the output): the final stage's shards that hold rows
+    (data/), each per-shard stage's rejected rows (rejected/<label>/) and the quarantine (quarantine/)."""
     per_shard = [s for s in stages if not isinstance(s.op, SinkOperator)]
     final_dir = per_shard[-1].dir / "shards" if per_shard else read_dir / "shards"
-    published: dict[str, list[tuple[Path, dict]]] = {"data": [], "rejected": [], "quarantine": []}
-
-    def put(src: Path, rel: str) -> None:
-        link_or_copy(src, staging / rel)
-        published[rel.split("/")[0]].append((out / rel, files[src]))
-
+    final: dict[str, list[tuple[Path, str]]] = {"data": [], "rejected": [], "quarantine": []}
     for s in shards:
         src = final_dir / f"{s}.parquet"
         if files[src]["rows"]:
-            put(src, f"data/{src.name}")
+            final["data"].append((src, f"data/{src.name}"))
     for st in per_shard:
         for s in shards:
             rej = st.dir / "rejected" / f"{s}.parquet"
             if rej in files:
-                put(rej, f"rejected/{st.label}/{rej.name}")
+                final["rejected"].append((rej, f"rejected/{st.label}/{rej.name}"))
     for m in markers:
         for rel in sorted(m["files"]):
             if rel.startswith("quarantine/"):
-                put(read_dir / rel, rel)
+                final["quarantine"].append((read_dir / rel, rel))
+    return final
+
+
+def _publish(out: Path, final: dict[str, list[tuple[Path, str]]], stages: list[Stage], run_id: str,
+             files: dict[Path, dict]) -> dict:
+    """Expose the final corpus, rejected rows and quarantine (``_final_files``) as plain folders (hard links
+    into work/), described in the manifest by the records their writers took (never by hashing them again
+    here)."""
+    staging = out / ".publish"
+    remove_own(out, staging)
+    published: dict[str, list[tuple[Path, dict]]] = {name: [] for name in final}
+    for name, pairs in final.items():
+        for src, rel in pairs:
+            link_or_copy(src, staging / rel)
+            published[name].append((out / rel, files[src]))
     sinks = {s.op.publish: s for s in stages if isinstance(s.op, SinkOperator) and s.op.publish}
     for name, st in sinks.items():  # a sink's artifacts, exposed as OUT/<name>/ (its own files listed there)
         rels = sorted(p.relative_to(st.artifacts).as_posix() for p in st.artifacts.rglob("*") if p.is_file())
@@ -778,17 +790,19 @@ def _count_by_source(files: list[Path], copies: bool = False) -> dict[str, int]:
     return {s: int(n) for s, n in rows}
 
 
-def _balance(out: Path, markers: list[dict]) -> list[dict]:
-    """Per source: what the readers met (records and blank lines) == rows in data/ + rejected/ +
-    quarantine/ (counted on disk) + the blank lines they skipped."""
+def _balance(markers: list[dict], final: dict[str, list[tuple[Path, str]]]) -> list[dict]:
+    """Per source: what the readers met (records and blank lines) == rows in the files the run is about to
+    publish (``_final_files``: data/, rejected/, quarantine/'s Parquet, counted on disk in work/) + the
+    blank lines they skipped."""
     seen: dict[str, int] = {}
     blank: dict[str, int] = {}
     for m in markers:
         seen[m["source"]] = seen.get(m["source"], 0) + m["seen"]
         blank[m["source"]] = blank.get(m["source"], 0) + m.get("blank", 0)
-    data, rejected = sorted((out / "data").glob("*.parquet")), sorted((out / "rejected").glob("*/*.parquet"))
+    data, rejected = [src for src, _ in final["data"]], [src for src, _ in final["rejected"]]
     kept, rej = _count_by_source(data), _count_by_source(rejected)
-    quar = _count_by_source(sorted((out / "quarantine").glob("*.parquet")))
+    quar = _count_by_source([src for src, rel in final["quarantine"] if rel.count("/") == 1
+                             and rel.endswith(".parquet")])  # not the side files of big records, raw/
     copies = _count_by_source(data, copies=True)  # upsampled copies: not input, kept beside it
     rows = []
     for src in sorted(set(seen) | set(kept) | set(rej) | set(quar)):

@@ -249,9 +249,33 @@ def test_balance_detects_a_missing_file(tmp_path: Path):
     make_jsonl_corpus(tmp_path / "in", files=2, docs_per_file=100)
     res = _run(tmp_path, [LengthFilter(min_chars=10)])
     markers = [json.loads(p.read_text()) for p in sorted((res.output / "work" / "00-read" / "done").glob("*.json"))]
-    assert all(r["ok"] for r in _balance(res.output, markers))
-    next((res.output / "rejected").rglob("*.parquet")).unlink()
-    assert not _balance(res.output, markers)[0]["ok"]
+    final = {name: [(p, p.relative_to(res.output).as_posix()) for p in sorted((res.output / name).rglob("*.parquet"))]
+             for name in ("data", "rejected", "quarantine")}
+    assert all(r["ok"] for r in _balance(markers, final))
+    del final["rejected"][0]
+    assert not _balance(markers, final)[0]["ok"]
+
+
+def test_a_run_that_loses_records_publishes_nothing(tmp_path: Path, monkeypatch):
+    """The balance was checked only after data/ and manifest.json were published: a run that failed it
+    left its corpus in place, and `corpus verify`, export and tokenize used it. It is checked on the
+    files in work/ first, and the corpus an earlier run published stays as it was."""
+    import corpus.executor as executor
+
+    make_jsonl_corpus(tmp_path / "in", files=2, docs_per_file=100)
+    first = _run(tmp_path, [LengthFilter(min_chars=10)])
+    out = first.output
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()
+              and p.parts[len(out.parts)] in ("data", "rejected", "quarantine", "manifest.json")}
+    balance = executor._balance
+    monkeypatch.setattr(executor, "_balance", lambda *a: [dict(r, ok=False) for r in balance(*a)])
+    with pytest.raises(executor.LostRecordsError, match=r"records unaccounted for.*web: input 200"):
+        _run(tmp_path, [LengthFilter(min_chars=40)])
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()
+             and p.parts[len(out.parts)] in ("data", "rejected", "quarantine", "manifest.json")}
+    assert after == before
+    runs = Catalog(out / "catalog.duckdb", create=False).query("SELECT status FROM runs ORDER BY started")
+    assert [r[0] for r in runs] == ["ok", "failed"]
 
 
 def test_wiring_is_checked_before_running(tmp_path: Path):
