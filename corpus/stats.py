@@ -11,6 +11,7 @@ from rich.table import Table
 from corpus.catalog import Catalog
 from corpus.lock import holder_alive
 from corpus.units import mb
+from corpus.work import read_marker
 
 READ_STAGE = "00-read"
 STOPPED = "stopped"  # a run the catalog calls running whose process is gone (shown_status)
@@ -46,9 +47,16 @@ def status_rows(out: Path) -> tuple[tuple, list[tuple]]:
                            [run[0][0]])
         run[0] = (run[0][0], shown_status(out, cat, run[0][0], run[0][1]), *run[0][2:])
     rows = []
+    passed = 0  # docs the stage before passed on (out of its finished units)
     for idx, stage, kind, key, units in stages:
         folder = Path(out) / "work" / ("00-read" if idx == 0 else f"{stage}-{key[:12]}")
-        done = docs = 0
+        if kind == "sink":
+            # A sink consumes the whole corpus at once and marks only its end (_done.json), passing every
+            # document on: done, all of its units are, and its docs in are what the stage before passed on.
+            finished = read_marker(folder / "_done.json", key) is not None
+            rows.append((idx, stage, kind, units, units if finished else 0, passed if finished else 0))
+            continue
+        done = docs = passed = 0
         for marker in (folder / "done").glob("*.json"):
             try:
                 m = json.loads(marker.read_bytes())
@@ -56,6 +64,7 @@ def status_rows(out: Path) -> tuple[tuple, list[tuple]]:
                 continue
             done += 1
             docs += m["seen"] if idx == 0 else sum(v["docs"] for v in m["in"].values())
+            passed += m["docs"] if idx == 0 else sum(v["docs"] for v in m["out"].values())
         rows.append((idx, stage, kind, units, done, docs))
     return run[0], rows
 

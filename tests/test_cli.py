@@ -228,3 +228,22 @@ def test_empty_columns_and_negative_counts_are_refused(tmp_path: Path):
     assert res.returncode == 2 and "error: --columns: name at least one column" in res.stderr, res.stderr
     res = run_cli("validate", str(tmp_path), "--suite", "s.json", "--examples", "-1")
     assert res.returncode == 2 and "argument --examples: expected 0 or more, got '-1'" in res.stderr, res.stderr
+
+
+def test_status_counts_a_finished_sinks_units(tmp_path: Path):
+    """`corpus status` showed a finished run's sink as never run ("05-profile │ sink │ 0/44 │ 0"): it counted
+    done/*.json, and a sink marks only its end, in _done.json. All its units are done now, and its docs in
+    are what the stage before passed on."""
+    from corpus import InputSpec, Pipeline
+    from corpus.stages.filter import LengthFilter
+    from corpus.stages.profile.operator import Profile
+    from corpus.stats import status_rows
+
+    make_jsonl_corpus(tmp_path / "in", files=2, docs_per_file=40)
+    res = Pipeline([LengthFilter(min_words=4), Profile()]).run(
+        inputs=[InputSpec(source="web", path=str(tmp_path / "in"))], output=tmp_path / "out", workers=1, quiet=True)
+    (_, status, *_), rows = status_rows(res.output)
+    assert status == "ok"
+    (_, _, _, units, done, docs_in), (*_, sink_units, sink_done, sink_docs) = rows[1:]
+    assert rows[2][1:3] == ("02-profile", "sink") and sink_units > 0
+    assert (sink_done, sink_docs) == (sink_units, sum(b["kept"] for b in res.balance)) and done == units
