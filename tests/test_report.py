@@ -465,3 +465,21 @@ def test_a_killed_run_is_stopped_as_corpus_status_says_and_shows_only_the_stages
     key = f"{3:012x}"
     (stage_dir(out / "work", 3, "profile", key) / "_done.json").write_text(json.dumps({"key": key}))
     assert "profile" in build_report(out)[1]["sections"]  # ... or after: the sink's marker says so
+
+
+def test_the_token_chart_labels_each_stage_with_the_figure_the_tables_show(tmp_path: Path):
+    """The funnel's est.-tokens chart labelled each stage with the sum of its per-source estimates (each
+    rounded up: 1,256,003 beside the tables' 1,256,001). Its labels are the stage's own figure now,
+    est_tokens of the stage's total bytes, as docs/report.md promises."""
+    inputs = []
+    for src in ("a", "b", "c"):
+        (tmp_path / src).mkdir()
+        (tmp_path / src / "x.jsonl").write_text(json.dumps({"text": "twenty-one bytes, yes"}) + "\n")  # 21 bytes
+        inputs.append(InputSpec(source=src, path=str(tmp_path / src)))
+    Pipeline([LengthFilter(min_words=1)]).run(inputs=inputs, output=tmp_path / "out", workers=1, quiet=True)
+    html, data = build_report(tmp_path / "out")
+    funnel = data["sections"]["funnel"]["figures"]
+    assert [f["est_tokens_out"] for f in funnel] == [16, 16]  # 63 bytes / 4, rounded up once
+    chart = re.search(r'<svg[^>]*aria-label="Estimated tokens kept after each stage, by source".*?</svg>', html).group()
+    assert re.findall(r'class="val">([^<]*)<', chart) == ["16", "16"]
+    assert "00-read: 16<" in chart and "00-read: 18<" not in chart

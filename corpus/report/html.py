@@ -213,10 +213,14 @@ def hbar_chart(items: Sequence[tuple[str, float]], title: str, fmt: Callable[[fl
 
 
 def stacked_hbar_chart(rows: Sequence[tuple[str, Sequence[float]]], series: Sequence[str], title: str,
-                       fmt: Callable[[float], str] = fmt_int, width: int = 720, label_w: int = 200) -> str:
-    """One horizontal bar per row, split into `series` segments (e.g. kept/rejected/quarantined)."""
+                       fmt: Callable[[float], str] = fmt_int, width: int = 720, label_w: int = 200,
+                       totals: Sequence[float] | None = None) -> str:
+    """One horizontal bar per row, split into `series` segments (e.g. kept/rejected/quarantined).
+    `totals`: each row's figure as shown beside its bar, where it is not the sum of its segments (an
+    estimate made of the total, such as est. tokens, differs from the sum of per-segment estimates)."""
     if not rows:
         return ""
+    shown = list(totals) if totals is not None else [sum(vals) for _, vals in rows]
     row, top = 24, 44
     height = top + row * len(rows) + 8
     vmax = max((sum(vals) for _, vals in rows), default=0) or 1
@@ -226,7 +230,7 @@ def stacked_hbar_chart(rows: Sequence[tuple[str, Sequence[float]]], series: Sequ
     for i, (label, vals) in enumerate(rows):
         y = top + i * row
         x = float(label_w)
-        parts.append(f'<g><title>{esc(label)}: {esc(fmt(sum(vals)))}</title>'
+        parts.append(f'<g><title>{esc(label)}: {esc(fmt(shown[i]))}</title>'
                      + _text(label_w - 6, y + 16, _label(label, label_w), "end") + "</g>")
         for name, v, color in zip(series, vals, colors, strict=True):
             w = plot * v / vmax
@@ -234,7 +238,7 @@ def stacked_hbar_chart(rows: Sequence[tuple[str, Sequence[float]]], series: Sequ
                 parts.append(f'<rect x="{x:.1f}" y="{y + 3}" width="{w:.1f}" height="{row - 6}" fill="{color}">'
                              f"<title>{esc(label)} · {esc(name)}: {esc(fmt(v))}</title></rect>")
             x += w
-        parts.append(_text(x + 4, y + 16, fmt(sum(vals)), cls="val"))
+        parts.append(_text(x + 4, y + 16, fmt(shown[i]), cls="val"))
     return _svg(width, height, title, "".join(parts))
 
 

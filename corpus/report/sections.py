@@ -297,7 +297,8 @@ def funnel(ctx: ReportContext) -> Rendered | None:
         "Documents kept after each stage, by source")
     tok_chart = stacked_hbar_chart(
         [(f["stage"], [f["by_source"].get(s, {}).get("est_tokens_out", 0) for s in srcs]) for f in figures], srcs,
-        "Estimated tokens kept after each stage, by source")
+        "Estimated tokens kept after each stage, by source",
+        totals=[f["est_tokens_out"] for f in figures])  # of the stage's total bytes, as the tables say
     copies = any(f["copies"] for f in figures)  # only runs that up-sample have copies to show
     cols = [Col("stage"), Col("kind"), Col("docs in", True), Col("docs out", True), Col("dropped", True),
             *([Col("copies", True)] if copies else []), Col("kept %", True), Col("text out", True),
