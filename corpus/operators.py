@@ -34,6 +34,7 @@ import hashlib
 import inspect
 import json
 import marshal
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -297,6 +298,7 @@ def ensure_columns(ops: Iterable[Operator], available: Columns) -> list[str]:
     stale: dict[str, str] = {}  # side output -> the later stage that rewrites a column it was made from
     ops = list(ops)
     for i, op in enumerate(ops):
+        errors += [f"pipeline[{i}] {type(op).__name__}: {p}" for p in name_problems(op)]
         needs, adds, modifies = op.columns()
         where = f"pipeline[{i}] '{op.name}'"
         for name in op.uses:
@@ -339,6 +341,21 @@ def ensure_columns(ops: Iterable[Operator], available: Columns) -> list[str]:
             published[publish] = (where, set(needs))
             stale.pop(publish, None)
     return errors
+
+
+def name_problems(op: Operator) -> list[str]:
+    """What is wrong with an operator's ``name``: it labels its stage (``01-<name>``) and names its folders
+    (work/, rejected/) and its rows' reject_stage, so it is a plain name, as the registry's are."""
+    from corpus.owner import _NAME
+
+    name = op.name
+    if not isinstance(name, str) or not name:
+        return ["the operator has no name: set one on the class (name = \"my_filter\"), letters, digits, "
+                "'_', '.' and '-'; it labels the stage, its folders and its rejected rows"]
+    if not re.fullmatch(_NAME, name):
+        return [f"name {name!r} is not an operator name: use letters, digits, '_', '.' and '-' (it names the "
+                f"stage's folders, work/NN-<name>-.../ and rejected/NN-<name>/)"]
+    return []
 
 
 def source_problems(ops: Iterable[Operator], sources: Sequence[str]) -> list[tuple[int, str]]:

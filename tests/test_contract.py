@@ -177,7 +177,7 @@ def test_built_in_operators_give_a_column_one_type():
 
 def _map(name: str, fn, **columns) -> MapOperator:
     """A map operator ``name`` running ``fn(df)``, with its column declarations (adds, modifies)."""
-    return dataclass(type(name.title().replace("_", ""), (MapOperator,),
+    return dataclass(type("".join(c for c in name.title() if c.isalnum()) or "Nameless", (MapOperator,),
                           {"name": name, "map": lambda self, df: fn(df), **columns}))()
 
 
@@ -206,3 +206,17 @@ def test_a_document_s_own_columns_are_never_added_and_row_id_and_source_never_re
     assert "rewrote column 'source'" in output_problem(declared, df, df.with_columns(pl.lit("z").alias("source")))
     # a column an earlier operator added may be added again (the same operator twice)
     assert ensure_columns([LengthFilter(min_words=2), LengthFilter(min_words=3)], DOC_SCHEMA) == []
+
+
+def test_an_operator_name_is_checked_before_a_run(tmp_path):
+    """An operator without a name ran as stage `01-` with reject_stage ""; `my/filter` made nested
+    rejected/01-my/filter/ folders, whose rows the balance then missed. Both are refused before the run,
+    naming the class."""
+    nameless = _map("", lambda df: df)
+    with pytest.raises(PipelineError, match=r"pipeline\[0\] Nameless: the operator has no name"):
+        Pipeline([nameless]).run(_input(tmp_path), tmp_path / "a", workers=1, quiet=True)
+    assert not (tmp_path / "a").exists()
+    slash = _map("my/filter", lambda df: df)
+    with pytest.raises(PipelineError, match=r"pipeline\[1\] MyFilter: name 'my/filter' is not an operator name"):
+        Pipeline([LengthFilter(), slash]).check()
+    assert ensure_columns([_map("my-filter.v2", lambda df: df)], DOC_SCHEMA) == []
