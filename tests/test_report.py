@@ -483,3 +483,23 @@ def test_the_token_chart_labels_each_stage_with_the_figure_the_tables_show(tmp_p
     chart = re.search(r'<svg[^>]*aria-label="Estimated tokens kept after each stage, by source".*?</svg>', html).group()
     assert re.findall(r'class="val">([^<]*)<', chart) == ["16", "16"]
     assert "00-read: 16<" in chart and "00-read: 18<" not in chart
+
+
+def test_the_drop_reasons_chart_shows_each_bars_reason(tmp_path: Path):
+    """The chart labelled each bar "stage · reason" cut to 37 characters: all four bars of a Gopher
+    stage read "04-gopher_quality_filter · gopher_qu…". The stage is a heading above its reasons now,
+    each bar is labelled with its whole reason, and its tooltip gives both."""
+    from corpus.report.data import RunInfo
+    from corpus.report.sections import drops
+
+    stage = "04-gopher_quality_filter"
+    reasons = ["gopher_quality:alpha_words<0.8", "gopher_quality:mean_word_length>10", "gopher_quality:stop_words<2",
+               "gopher_quality:words<50"]
+    ctx = ReportContext(out=tmp_path, run=RunInfo("r", "ok", None, None, None, 1, {}), stages=[], funnel=[],
+                        drops=[{"stage_idx": 4, "stage": stage, "source": "web", "reason": r, "docs": i + 1}
+                               for i, r in enumerate(reasons)],
+                        quarantine=[], balance=[], manifest=None, profiles=[], examples_current=True)
+    chart = re.search(r'<svg[^>]*aria-label="Dropped documents by reason".*?</svg>', drops(ctx).html).group()
+    shown = re.findall(r"<text[^>]*>([^<]*)</text>", chart)
+    assert shown[1] == stage and [t.replace("&lt;", "<").replace("&gt;", ">") for t in shown[2::2]] == reasons
+    assert f"<title>{stage} · gopher_quality:words&lt;50: 4</title>" in chart

@@ -192,23 +192,32 @@ def _legend(series: Sequence[str], colors: Sequence[str], x: float, y: float) ->
 
 
 def hbar_chart(items: Sequence[tuple[str, float]], title: str, fmt: Callable[[float], str] = fmt_int,
-               width: int = 720, color: str = BAR, label_w: int = 200) -> str:
-    """Horizontal bars, one per (label, value), longest scale = largest value."""
+               width: int = 720, color: str = BAR, label_w: int = 200, groups: Sequence[str] | None = None) -> str:
+    """Horizontal bars, one per (label, value), longest scale = largest value. `groups` (one per item, e.g.
+    its stage) draws a heading above each run of items sharing one, so that the labels keep only what
+    tells the bars apart (a drop reason), instead of a shared prefix cut short; tooltips give both."""
     if not items:
         return ""
     row, top = 22, 26
-    height = top + row * len(items) + 8
+    heads = [g if groups is not None and (i == 0 or g != groups[i - 1]) else None
+             for i, g in enumerate(groups or [None] * len(items))]
+    height = top + row * (len(items) + sum(h is not None for h in heads)) + 8
     vmax = max((v for _, v in items), default=0) or 1
     plot = width - label_w - 90
     parts = [_text(4, 15, title, cls="ctitle")]
+    y = top
     for i, (label, v) in enumerate(items):
-        y = top + i * row
+        if heads[i] is not None:
+            parts.append(_text(4, y + 15, _label(str(heads[i]), width - 8), cls="group"))
+            y += row
         w = max(0.0, plot * v / vmax)
+        full = f"{groups[i]} · {label}" if groups is not None else label
         parts.append(
-            f'<g><title>{esc(label)}: {esc(fmt(v))}</title>'
+            f'<g><title>{esc(full)}: {esc(fmt(v))}</title>'
             + _text(label_w - 6, y + 15, _label(label, label_w), "end")
             + f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{row - 6}" fill="{color}"/>'
             + _text(label_w + w + 4, y + 15, fmt(v), cls="val") + "</g>")
+        y += row
     return _svg(width, height, title, "".join(parts))
 
 
@@ -436,6 +445,7 @@ svg.chart { max-width: 100%; height: auto; font-size: 12px; fill: var(--fg); }
 svg.chart .val, svg.chart .tick { fill: var(--muted); font-size: 11px; }
 svg.chart .small { font-size: 9px; }
 svg.chart .ctitle { font-weight: 600; }
+svg.chart .group { font-weight: 600; fill: var(--muted); }
 svg.chart .axis-label { fill: var(--muted); font-size: 11px; }
 svg.chart line.axis { stroke: #9aa4ae; stroke-width: 1; }
 svg.chart .frame { stroke: var(--line); }

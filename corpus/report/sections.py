@@ -341,8 +341,9 @@ def drops(ctx: ReportContext) -> Rendered | None:
                         "frac_of_stage_input": _ratio(n, stage_in.get(stage, 0)), "by_source": by_src,
                         "examples": ctx.rejected_examples.get((stage, reason), [])})
     srcs = ctx.sources
-    chart = hbar_chart([(f"{f['stage']} · {f['reason']}", f["docs"]) for f in figures], "Dropped documents by reason",
-                       label_w=260)
+    # The stage as a heading above its reasons: "stage · reason" labels were cut to the stage alone.
+    chart = hbar_chart([(f["reason"], f["docs"]) for f in figures], "Dropped documents by reason", width=780,
+                       label_w=330, groups=[f["stage"] for f in figures])
     cols = ([Col("stage"), Col("reason"), Col("docs", True), Col("% of stage input", True)]
             + [Col(s, True) for s in srcs])
     rows = [[f["stage"], f["reason"], f["docs"], pct_cell(f["frac_of_stage_input"])]
