@@ -503,3 +503,22 @@ def test_the_drop_reasons_chart_shows_each_bars_reason(tmp_path: Path):
     shown = re.findall(r"<text[^>]*>([^<]*)</text>", chart)
     assert shown[1] == stage and [t.replace("&lt;", "<").replace("&gt;", ">") for t in shown[2::2]] == reasons
     assert f"<title>{stage} · gopher_quality:words&lt;50: 4</title>" in chart
+
+
+def test_bidi_controls_in_data_text_are_shown_not_obeyed(run_out: Path, tmp_path: Path):
+    """A record with id "rtl-\\u202eevil" read "rtl-live" in the Outliers table: only the quarantine
+    preview showed bidirectional controls. Every piece of data text goes through esc, which now shows
+    them as \\uXXXX escapes: ids, snippets, tooltips, chart labels."""
+    out = tmp_path / "out"
+    shutil.copytree(run_out, out)
+    profile = make_profile("01-profile", 240, seed=1)
+    example = profile["overall"]["outliers"]["n_chars"]["examples"][0]
+    example.update(id="rtl-\u202eevil", snippet="a \u2066isolate\u2069, \u200emarks\u200f and \u061c\u202a\u202b")
+    profile["overall"]["top_lines"][0]["line"] = "\u202dline\u202c"
+    add_profile(out, 1, profile)
+    html, data = build_report(out)
+    assert data["sections"]["outliers"]["figures"]["outliers"]["n_chars"]["examples"][0]["id"] == "rtl-\u202eevil"
+    assert not re.search("[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]", html)
+    assert "rtl-\\u202eevil" in html
+    assert "a \\u2066isolate\\u2069, \\u200emarks\\u200f and \\u061c\\u202a\\u202b" in html
+    assert 'title="\\u202dline\\u202c"' in html

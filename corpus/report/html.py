@@ -12,6 +12,7 @@ import base64
 import hashlib
 import html
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -21,8 +22,19 @@ BAR = PALETTE[0]
 BEFORE, AFTER = "#999999", PALETTE[0]
 
 
+# Bidirectional controls (LRE..RLO, LRI..PDI, LRM/RLM, ALM) reorder the text around them: an id
+# "rtl-\u202eevil" reads "rtl-live". Data text shows them as \uXXXX, as the quarantine preview does.
+BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]")
+
+
+def visible(text: str) -> str:
+    """Data text with its bidirectional controls shown as \\uXXXX escapes, so it reads as it is."""
+    return BIDI_CONTROLS.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 def esc(x: object) -> str:
-    return html.escape("" if x is None else str(x), quote=True)
+    """The one escaping path for text on the page: HTML-escaped, bidi controls made visible."""
+    return html.escape(visible("" if x is None else str(x)), quote=True)
 
 
 # ---------------------------------------------------------------- numbers
