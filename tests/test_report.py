@@ -522,3 +522,15 @@ def test_bidi_controls_in_data_text_are_shown_not_obeyed(run_out: Path, tmp_path
     assert "rtl-\\u202eevil" in html
     assert "a \\u2066isolate\\u2069, \\u200emarks\\u200f and \\u061c\\u202a\\u202b" in html
     assert 'title="\\u202dline\\u202c"' in html
+
+
+def test_a_new_figure_sorts_with_the_largest_changes():
+    """In Before and after, a change from 0 read "new" with no sort value, so the page sorted it as
+    -Infinity, below every decrease. It sorts as +Infinity now: first when sorting largest first."""
+    from corpus.report.distributions import _change
+    from corpus.report.html import Col, table
+
+    cells = [_change(0, 5), _change(10, 5), _change(10, 40), _change(0, 0)]
+    html = table([Col("change", True)], [[c] for c in cells])
+    assert re.findall(r'<td class="num"(?: data-v="([^"]*)")?>([^<]*)</td>', html) == [
+        ("Infinity", "new"), ("-0.5", "-50.0%"), ("3.0", "+300.0%"), ("", "—")]

@@ -279,7 +279,9 @@ def _change(a: float | None, b: float | None) -> Cell:
     if a is None or b is None:
         return Cell("—")
     if not a:
-        return Cell("—" if not b else "new", None)
+        # "new" (from nothing) is the largest change: the page's sort reads "Infinity" as such (no data-v
+        # sorted it as -Infinity, below every decrease)
+        return Cell("—") if not b else Cell("new", "Infinity")
     r = (b - a) / a
     return Cell(f"{r:+.1%}", r)
 
