@@ -313,32 +313,76 @@ def apply_op(op: Operator, df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame
     verdict = op.filter(df)
     if not isinstance(verdict, Verdict):
         raise OperatorError(f"filter operator '{op.name}' must return a Verdict, got {type(verdict).__name__}")
-    keep = verdict.keep
-    if keep.len() != df.height or keep.dtype != pl.Boolean or keep.null_count():
-        raise OperatorError(
-            f"filter operator '{op.name}' returned a keep mask of {keep.len()} {keep.dtype} values "
-            f"({keep.null_count()} null) for {df.height} rows; it must be one non-null bool per row"
-        )
-    _, adds, modifies = op.columns()
-    undeclared = [name for name in verdict.scores if name not in adds and name not in modifies]
-    if undeclared:
-        raise OperatorError(f"filter operator '{op.name}' returned score(s) {undeclared} it declares neither in "
-                            "`adds` nor in `modifies`")
-    if not verdict.scores and verdict.copies is None and keep.all():  # changes nothing: passes on (hard-linked)
+    keep, reason, scores = _verdict(op, verdict, df.height)
+    if not scores and verdict.copies is None and keep.all():  # changes nothing: passes on (hard-linked)
         _check(op, df, df)
         return df, None
-    scored = df.with_columns([s.alias(name) for name, s in verdict.scores.items()]) if verdict.scores else df
+    scored = df.with_columns([s.alias(name) for name, s in scores.items()]) if scores else df
     _check(op, df, scored)
-    reason = verdict.reason
-    reason_s = pl.Series(REJECT_REASON, [reason] * df.height, pl.String) if isinstance(reason, str) else reason
-    rejected = scored.filter(~keep).with_columns(
-        pl.lit(op.name).alias(REJECT_STAGE), reason_s.filter(~keep).cast(pl.String).alias(REJECT_REASON)
-    )
+    rejected = scored.filter(~keep).with_columns(pl.lit(op.name).alias(REJECT_STAGE),
+                                                 reason.filter(~keep).alias(REJECT_REASON))
     kept = scored.filter(keep)
     if verdict.copies is not None and verdict.copies.height:
         _check_copies(op, kept, verdict.copies)
         kept = pl.concat([kept, verdict.copies])
     return kept, rejected
+
+
+def _series(value: Any, name: str) -> pl.Series | None:
+    """A Verdict's per-row values as a Series: a Series, or a list, tuple or numpy array of them; else None."""
+    if isinstance(value, pl.Series):
+        return value
+    if isinstance(value, list | tuple) or type(value).__module__ == "numpy":
+        try:
+            return pl.Series(name, value)
+        except (TypeError, ValueError, pl.exceptions.PolarsError):
+            return None
+    return None
+
+
+def _verdict(op: Operator, verdict: Verdict, height: int) -> tuple[pl.Series, pl.Series, dict[str, pl.Series]]:
+    """A filter's Verdict checked against the frame it judged (``height`` rows): its keep mask, a reason per
+    row (String; every dropped row has one) and its score columns."""
+    where = f"filter operator '{op.name}' returned"
+    keep = _series(verdict.keep, "keep")
+    if keep is None:
+        raise OperatorError(f"{where} a keep mask of type {type(verdict.keep).__name__}: give a polars Series of "
+                            "booleans (a list or numpy array of them will do), one per row")
+    if keep.len() != height or keep.dtype != pl.Boolean or keep.null_count():
+        raise OperatorError(
+            f"{where} a keep mask of {keep.len()} {keep.dtype} values ({keep.null_count()} null) for {height} rows; "
+            "it must be one non-null bool per row"
+        )
+    if isinstance(verdict.reason, str):
+        reason = pl.Series(REJECT_REASON, [verdict.reason] * height, pl.String)
+    else:
+        given = _series(verdict.reason, REJECT_REASON)
+        if given is None:
+            raise OperatorError(f"{where} a reason of type {type(verdict.reason).__name__}: give one string, or a "
+                                "Series of strings with one per row")
+        if given.len() != height:
+            raise OperatorError(f"{where} a reason Series of {given.len()} values for {height} rows: give one per "
+                                "row (or one string for all)")
+        reason = given.cast(pl.String, strict=False)
+    missing = int(((reason.is_null() | (reason == "")) & ~keep).sum())
+    if missing:
+        raise OperatorError(f"{where} no reason (null or \"\") for {missing} of the {int((~keep).sum())} rows it "
+                            "dropped: every dropped row needs a reason, which rejected/ and the catalog record")
+    if verdict.copies is not None and not isinstance(verdict.copies, pl.DataFrame):
+        raise OperatorError(f"{where} copies of type {type(verdict.copies).__name__}: give a DataFrame (or None)")
+    _, adds, modifies = op.columns()
+    undeclared = [name for name in verdict.scores if name not in adds and name not in modifies]
+    if undeclared:
+        raise OperatorError(f"{where} score(s) {undeclared} it declares neither in `adds` nor in `modifies`")
+    scores = {}
+    for name, value in verdict.scores.items():
+        score = _series(value, name)
+        if score is None or score.len() != height:
+            got = f"{score.len()} values" if score is not None else f"a {type(value).__name__}"
+            raise OperatorError(f"{where} score {name!r} as {got} for {height} rows: give a Series (or a list or "
+                                "numpy array) with one value per row")
+        scores[name] = score
+    return keep, reason.alias(REJECT_REASON), scores
 
 
 def _check_copies(op: Operator, kept: pl.DataFrame, copies: pl.DataFrame) -> None:
@@ -393,7 +437,11 @@ def run_segment(job: SegmentJob) -> list[dict]:
         start = time.perf_counter()
         if df is None:
             df = pl.read_parquet(prev_output)
-        kept, rejected = apply_op(_prepare(stage), df)
+        try:
+            kept, rejected = apply_op(_prepare(stage), df)
+        except OperatorError as exc:  # the stage, as the catalog and the report label it
+            exc.args = (f"stage {stage.label}: {exc}", *exc.args[1:])
+            raise
         rej_path = stage.dir / "rejected" / f"{shard}.parquet"
         rej_path.unlink(missing_ok=True)
         files = {}

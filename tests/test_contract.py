@@ -17,7 +17,7 @@ from corpus.operators import FilterOperator, Verdict, ensure_columns
 from corpus.owner import ForeignFilesError
 from corpus.schema import DOC_SCHEMA
 from corpus.stages.filter import LengthFilter
-from corpus.work import OperatorError
+from corpus.work import OperatorError, apply_op
 
 
 def _input(tmp_path: Path, n: int = 30) -> list[InputSpec]:
@@ -220,3 +220,54 @@ def test_an_operator_name_is_checked_before_a_run(tmp_path):
     with pytest.raises(PipelineError, match=r"pipeline\[1\] MyFilter: name 'my/filter' is not an operator name"):
         Pipeline([LengthFilter(), slash]).check()
     assert ensure_columns([_map("my-filter.v2", lambda df: df)], DOC_SCHEMA) == []
+
+
+def _filter(name: str, verdict, **columns) -> FilterOperator:
+    """A filter operator ``name`` returning ``verdict(df)``."""
+    return dataclass(type("".join(c for c in name.title() if c.isalnum()), (FilterOperator,),
+                          {"name": name, "filter": lambda self, df: verdict(df), **columns}))()
+
+
+def test_every_dropped_row_needs_a_reason(tmp_path):
+    """A null or empty reason was accepted: rejected/ held reject_reason null and `corpus stats` showed
+    `drops: None: 13`. The run fails naming the stage."""
+    short = pl.col("text").str.len_chars() > 12
+    nulls = _filter("null_reason", lambda df: Verdict(keep=df.select(short).to_series(),
+                                                      reason=pl.Series([None] * df.height, dtype=pl.String)))
+    with pytest.raises(OperatorError, match=r"stage 01-null_reason: .* no reason \(null or \"\"\) for \d+ of the "
+                                            r"\d+ rows it dropped: every dropped row needs a reason"):
+        Pipeline([nulls]).run(_input(tmp_path), tmp_path / "a", workers=1, quiet=True)
+    empty = _filter("empty_reason", lambda df: Verdict(keep=df.select(short).to_series(), reason=""))
+    with pytest.raises(OperatorError, match="every dropped row needs a reason"):
+        apply_op(empty, _docs(5))
+    # a reason only where a row is dropped is enough
+    some = _filter("some", lambda df: Verdict(keep=pl.Series([True, False] * 2 + [True]),
+                                              reason=pl.Series([None, "odd"] * 2 + [None], dtype=pl.String)))
+    assert apply_op(some, _docs(5))[1]["reject_reason"].to_list() == ["odd", "odd"]
+
+
+@pytest.mark.parametrize(("verdict", "message"), [
+    (lambda df: Verdict(keep=pl.Series([True] * df.height), reason=pl.Series(["x"] * 2)),
+     "a reason Series of 2 values for 5 rows"),
+    (lambda df: Verdict(keep=pl.Series([True] * df.height), scores={"sc": pl.Series([1, 2])}),
+     "score 'sc' as 2 values for 5 rows"),
+    (lambda df: Verdict(keep={"a": True}), "a keep mask of type dict: give a polars Series of booleans"),
+    (lambda df: Verdict(keep=pl.Series([True] * df.height), reason=3), "a reason of type int"),
+])
+def test_a_verdict_s_contents_are_checked(verdict, message):
+    """A wrong-length reason or score was a bare polars ShapeError, a keep given as a list an
+    AttributeError; each now says what was wrong (a list or numpy array of bools is taken as a mask)."""
+    op = _filter("judge", verdict, adds={"sc": pl.Int64})
+    with pytest.raises(OperatorError, match=rf"filter operator 'judge' returned {message}"):
+        apply_op(op, _docs(5))
+    import numpy as np
+
+    for keep in ([True, False] * 2 + [True], np.array([True, False] * 2 + [True])):
+        listed = _filter("listed", lambda df, keep=keep: Verdict(keep=keep, reason="odd"))
+        kept, rejected = apply_op(listed, _docs(5))
+        assert kept.height == 3 and rejected["reject_reason"].to_list() == ["odd", "odd"]
+
+
+def _docs(n: int) -> pl.DataFrame:
+    return pl.DataFrame({"id": [str(i) for i in range(n)], "text": ["t"] * n, "source": ["s"] * n, "meta": ["{}"] * n,
+                         "src_file": ["f"] * n, "src_row": list(range(n)), "row_id": list(range(n))}, schema=DOC_SCHEMA)
