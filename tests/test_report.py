@@ -17,6 +17,7 @@ from corpus.catalog import Catalog
 from corpus.report import ReportContext, build_report, section, unregister, write_report
 from corpus.stages.dedup import ExactDedup
 from corpus.stages.filter import LengthFilter
+from corpus.stages.profile.constants import FORMAT as PROFILE
 from corpus.work import stage_dir
 
 XSS = "<script>alert(1)</script>"
@@ -79,7 +80,7 @@ def profile_section(docs: int, sources: dict[str, int], seed: int, xss: bool = F
 def make_profile(label: str, docs: int, seed: int, xss: bool = False) -> dict:
     sources = {"web": docs * 3 // 4, "wiki": docs - docs * 3 // 4}
     return {
-        "format": "corpusforge.profile/1",
+        "format": PROFILE,
         "label": label,
         "overall": profile_section(docs, sources, seed, xss),
         "by_source": {s: profile_section(n, {s: n}, seed + i + 1) for i, (s, n) in enumerate(sources.items())},
@@ -284,8 +285,8 @@ def test_sparse_profile_renders(run_out: Path, tmp_path: Path):
              "quantiles": {}, "histogram": {"edges": [], "counts": [], "log": True}}, "n_words": None},
              "scripts": {}, "languages": None, "sources": {}, "meta_fields": {}, "top_lines": [], "outliers": {},
              "exact_dup_rate": None, "near_dup_rate": None}
-    add_profile(out, 1, {"format": "corpusforge.profile/1", "label": "01-profile", "overall": empty, "by_source": {}})
-    add_profile(out, 3, {"format": "corpusforge.profile/1", "label": "03-profile", "overall": None})
+    add_profile(out, 1, {"format": PROFILE, "label": "01-profile", "overall": empty, "by_source": {}})
+    add_profile(out, 3, {"format": PROFILE, "label": "03-profile", "overall": None})
     html, data = build_report(out)
     assert data["errors"] == []
     assert {"profile", "compare"} <= set(data["sections"])
@@ -299,6 +300,19 @@ def test_bad_profile_is_skipped_with_a_warning(run_out: Path, tmp_path: Path):
     _, data = build_report(out)
     assert "profile" not in data["sections"]
     assert any(str(path.relative_to(out)) in w for w in data["warnings"])
+
+
+@pytest.mark.parametrize("version", ["corpusforge.profile/1", "corpusforge.profile/9"])
+def test_a_profile_of_another_format_version_is_skipped_with_a_warning(run_out: Path, tmp_path: Path, version: str):
+    """Any corpusforge.profile/* passed (a prefix match): a /1 profile, which has no features, silently lost
+    the Document features section, and report.json had no warning. The format must be the one the profile
+    operator writes; another is skipped, with a warning naming the file and both formats."""
+    out = tmp_path / "out"
+    shutil.copytree(run_out, out)
+    path = add_profile(out, 2, {**make_profile("02-profile", 240, seed=1), "format": version})
+    _, data = build_report(out)
+    assert not {"profile", "features"} & set(data["sections"])
+    assert f"{path.relative_to(out)}: profile format {version!r}, not {PROFILE!r}" in "\n".join(data["warnings"])
 
 
 def test_a_damaged_rejected_or_quarantine_file_is_named_and_the_others_still_give_examples(run_out: Path,

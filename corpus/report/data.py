@@ -28,7 +28,6 @@ from corpus.work import stage_dir as stage_folder
 
 log = logging.getLogger(__name__)
 
-PROFILE_FORMAT = "corpusforge.profile/"
 EXAMPLES_PER_REASON = 3
 SNIPPET_CHARS = 300
 RAW_PREVIEW_BYTES = 240
@@ -305,6 +304,14 @@ def damaged_files(out: Path, manifest: dict | None, warnings: list[str] | None =
     return frozenset(bad)
 
 
+def profile_format() -> str:
+    """The profile.json format this report reads: the one the profile operator writes (imported only when
+    a run has a profile stage; the profiling package is heavy)."""
+    from corpus.stages.profile.constants import FORMAT
+
+    return FORMAT
+
+
 def find_profiles(out: Path, stages: list[dict], warnings: list[str] | None = None) -> list[Profile]:
     """The profile.json of each `profile` stage of the run (its artifacts folder, found from the
     catalog's stages like every stage's view), in pipeline order."""
@@ -322,8 +329,10 @@ def find_profiles(out: Path, stages: list[dict], warnings: list[str] | None = No
         except (OSError, ValueError) as exc:
             _warn(warnings, f"{path.relative_to(out)}: unreadable profile ({exc}); skipped")
             continue
-        if not isinstance(data, dict) or not str(data.get("format", "")).startswith(PROFILE_FORMAT):
-            _warn(warnings, f"{path.relative_to(out)}: not a {PROFILE_FORMAT}* profile; skipped")
+        got = data.get("format") if isinstance(data, dict) else None
+        if got != profile_format():  # another version's fields differ (a /1 has no features): never half-read
+            _warn(warnings, f"{path.relative_to(out)}: profile format {got!r}, not {profile_format()!r} (the one "
+                            "this report reads); skipped")
             continue
         found.append(Profile(int(s["idx"]), folder.name, path, data))
     return found
