@@ -195,24 +195,24 @@ class MapOperator(Operator):
     kind = "map"
 
     def map(self, df: pl.DataFrame) -> pl.DataFrame:
-        raise NotImplementedError
+        raise NotImplementedError(_missing(self, "map"))
 
 
 class FilterOperator(Operator):
     kind = "filter"
 
     def filter(self, df: pl.DataFrame) -> Verdict:
-        raise NotImplementedError
+        raise NotImplementedError(_missing(self, "filter"))
 
 
 class _Fitted:
     """What the two global kinds add: a fit over the corpus, then its state loaded in each worker."""
 
     def fit(self, ctx: StageContext) -> None:
-        raise NotImplementedError
+        raise NotImplementedError(_missing(self, "fit"))
 
     def load(self, artifacts: Path) -> None:
-        raise NotImplementedError
+        raise NotImplementedError(_missing(self, "load"))
 
 
 class GlobalMapOperator(_Fitted, MapOperator):
@@ -230,7 +230,7 @@ class SinkOperator(Operator):
 
     def consume(self, ctx: StageContext) -> dict:
         """Read ``ctx.shards``, write into ``ctx.artifacts``; returns a JSON-able summary."""
-        raise NotImplementedError
+        raise NotImplementedError(_missing(self, "consume"))
 
     @classmethod
     def published_problems(cls, folder: Path) -> list[tuple[str, str]]:
@@ -240,6 +240,25 @@ class SinkOperator(Operator):
 
 
 FITTED = (GlobalMapOperator, GlobalFilterOperator)
+
+# What each kind must define: method -> (the base holding its stub, what the method does).
+_REQUIRED: dict[str, tuple[type, str]] = {
+    "map": (MapOperator, "map(df) returns the frame with its declared columns added or rewritten"),
+    "filter": (FilterOperator, "filter(df) returns a Verdict: a keep mask and a reason per dropped row"),
+    "fit": (_Fitted, "fit(ctx) reads the whole corpus and writes its state into ctx.artifacts"),
+    "load": (_Fitted, "load(artifacts) reads that state back in each worker, before map or filter"),
+    "consume": (SinkOperator, "consume(ctx) reads the whole corpus and writes its side output"),
+}
+
+
+def _missing(op: Any, method: str) -> str:
+    return f"{type(op).__name__} defines no {method}(), which a {op.kind} operator must: {_REQUIRED[method][1]}"
+
+
+def method_problems(op: Operator) -> list[str]:
+    """The methods its kind needs that an operator's class does not define (each a line)."""
+    return [_missing(op, m) for m, (base, _) in _REQUIRED.items()
+            if isinstance(op, base) and getattr(type(op), m) is getattr(base, m)]
 
 
 def main_code(cls: type) -> str | None:
@@ -333,6 +352,7 @@ def ensure_columns(ops: Iterable[Operator], available: Columns) -> list[str]:
             if col in have:
                 rewrites.add(col)  # the same operator run twice adds its columns again: it rewrites them
             have[col] = _dtype(dtype)
+        errors += [f"{where}: {p}" for p in method_problems(op)]
         for name, (_, read) in published.items():
             if read & rewrites and name not in stale:
                 stale[name] = where

@@ -271,3 +271,35 @@ def test_a_verdict_s_contents_are_checked(verdict, message):
 def _docs(n: int) -> pl.DataFrame:
     return pl.DataFrame({"id": [str(i) for i in range(n)], "text": ["t"] * n, "source": ["s"] * n, "meta": ["{}"] * n,
                          "src_file": ["f"] * n, "src_row": list(range(n)), "row_id": list(range(n))}, schema=DOC_SCHEMA)
+
+
+def test_a_missing_method_is_named_before_a_run(tmp_path):
+    """A map defining no map(), or a global filter no load(), failed mid-run with a bare
+    NotImplementedError; the check names the class and the method, and the stub says it too."""
+    from corpus import GlobalFilterOperator
+
+    @dataclass
+    class NoMap(MapOperator):
+        name = "no_map"
+
+        def transform(self, df: pl.DataFrame) -> pl.DataFrame:
+            return df
+
+    @dataclass
+    class NoLoad(GlobalFilterOperator):
+        name = "no_load"
+
+        def fit(self, ctx: StageContext) -> None:
+            pass
+
+        def filter(self, df: pl.DataFrame) -> Verdict:
+            return Verdict(keep=pl.Series([True] * df.height))
+
+    with pytest.raises(PipelineError, match=r"pipeline\[0\] 'no_map': NoMap defines no map\(\), which a map operator"):
+        Pipeline([NoMap()]).run(_input(tmp_path), tmp_path / "a", workers=1, quiet=True)
+    assert not (tmp_path / "a").exists()
+    assert ensure_columns([NoLoad()], DOC_SCHEMA) == [
+        "pipeline[0] 'no_load': NoLoad defines no load(), which a global_filter operator must: load(artifacts) "
+        "reads that state back in each worker, before map or filter"]
+    with pytest.raises(NotImplementedError, match=r"NoMap defines no map\(\)"):
+        NoMap().map(pl.DataFrame())
