@@ -724,6 +724,7 @@ def run_command(fn: Any, args: argparse.Namespace, console: Any) -> int:
             msg = str(exc.args[0])  # str() of a KeyError is its repr, in quotes
         else:
             msg = str(exc)
+        msg = " ".join([msg, *getattr(exc, "__notes__", ())])  # where a run's error was raised: its stage, its unit
         err.print(f"[bold red]error:[/] {escape(msg)}", highlight=False, soft_wrap=True)  # one line, however long
         return 2
     except KeyboardInterrupt:

@@ -204,11 +204,11 @@ class Pool:
 
     def unordered(self, fn: Callable[[Any], Any], jobs: Sequence[Any], labels: Sequence[str] | None = None
                   ) -> Iterator[Any]:
-        if self._pool is None:
-            for job in jobs:
-                yield fn(job)
-            return
         labels = labels or [f"{fn.__name__} {job!r:.80}" for job in jobs]
+        if self._pool is None:
+            for label, job in zip(labels, jobs, strict=True):
+                yield _labelled(fn, label, job)
+            return
         pending = {self._submit(fn, label, job) for label, job in zip(labels, jobs, strict=True)}
         try:
             while pending:
@@ -229,10 +229,11 @@ class Pool:
                 each(result)
             return result
 
-        if self._pool is None:
-            return [seen(fn(x)) for x in items]
         what = label or fn.__name__
-        futures = [self._submit(fn, f"{what} (part {i + 1} of {len(items)})", x) for i, x in enumerate(items)]
+        labels = [f"{what} (part {i + 1} of {len(items)})" for i in range(len(items))]
+        if self._pool is None:
+            return [seen(_labelled(fn, part, x)) for part, x in zip(labels, items, strict=True)]
+        futures = [self._submit(fn, part, x) for part, x in zip(labels, items, strict=True)]
         try:
             return [seen(_result(f)) for f in futures]
         except BrokenProcessPool:
@@ -261,6 +262,21 @@ class Pool:
 # interrupt a wait without a timeout: a notebook's interrupt (SIGINT to the driver alone) surfaced only
 # once the units running had ended, minutes with slow ones.
 _WAKE = 0.25
+
+
+def _labelled(fn: Callable[[Any], Any], label: str, job: Any) -> Any:
+    """fn(job) in this process, an error it raises noted with the unit's label (as a worker's: job_in_worker)."""
+    try:
+        return fn(job)
+    except Exception as exc:
+        exc.add_note(f"(running {label})")
+        raise
+
+
+def described(exc: BaseException) -> str:
+    """An error in one line, as the catalog records a failed run: its type, message and notes (the stage
+    and the unit it was raised in)."""
+    return " ".join([f"{type(exc).__name__}: {exc}", *getattr(exc, "__notes__", ())])
 
 
 def _result(fut: Future) -> Any:
@@ -492,7 +508,7 @@ class Executor:
             return RunResult(out, run_id, manifest, balance, laps.seconds)
         except BaseException as exc:
             try:
-                catalog.finish_run(run_id, "failed", f"{type(exc).__name__}: {exc}")
+                catalog.finish_run(run_id, "failed", described(exc))
             except Exception:  # noqa: BLE001 - e.g. the catalog's disk is the full one: report the first error
                 logging.getLogger(__name__).debug("could not record the failure in the catalog", exc_info=True)
             if isinstance(exc, StopRun) and self.report:  # a gate stopped it: the report shows why
@@ -581,13 +597,16 @@ class Executor:
             verb = "write" if isinstance(stage.op, SinkOperator) else "fit"
             bar = progress.add(f"{verb} {stage.label}", total=None)
             start = time.perf_counter()
-            stage.op.setup()
             ctx = StageContext(stage.label, stage.artifacts, shards, pool.workers,
                                _tracked(pool, progress, f"{verb} {stage.label}"), side_inputs or {})
             try:
+                stage.op.setup()
                 summary = stage.op.consume(ctx) if isinstance(stage.op, SinkOperator) else stage.op.fit(ctx)  # type: ignore[attr-defined]
             except StopRun:
                 self._record_whole(catalog, run_id, stage)  # a gate that stopped the run: its results count
+                raise
+            except Exception as exc:  # the operator's own error: which stage, doing what
+                exc.add_note(f"(in stage {stage.label})")
                 raise
             write_marker(marker, {"key": stage.key, "seconds": time.perf_counter() - start, "summary": summary or {}})
             progress.finish(bar)

@@ -100,7 +100,33 @@ def pack_job(fn: Callable[[Any], Any], label: str, job: Any) -> bytes:
     """A unit for job_in_worker. By cloudpickle: an operator defined in a notebook, `python -c` or a
     script read from stdin lives in a ``__main__`` that a spawned worker cannot import, so its class
     travels by value (as Ray's and Dask's tasks do); everything importable still goes by reference."""
-    return cloudpickle.dumps((fn, label, job))
+    try:
+        return cloudpickle.dumps((fn, label, job))
+    except Exception as exc:  # noqa: BLE001 - pickling raises TypeError, PicklingError, AttributeError...
+        raise OperatorError(_unpicklable(label, job, exc)) from exc
+
+
+def _unpicklable(label: str, job: Any, exc: Exception) -> str:
+    """Why a unit cannot travel to a worker process: the stage whose operator holds what cannot be pickled
+    (and which attribute), where one is to blame."""
+    why = f"{type(exc).__name__}: {exc}"
+    for stage in getattr(job, "stages", ()):
+        try:
+            cloudpickle.dumps(stage.op)
+        except Exception:  # noqa: BLE001
+            bad = []
+            for attr, value in vars(stage.op).items():
+                try:
+                    cloudpickle.dumps(value)
+                except Exception:  # noqa: BLE001
+                    bad.append(f"{attr} ({type(value).__name__})")
+            held = f", in its attribute(s) {', '.join(bad)}" if bad else ""
+            return (f"stage {stage.label}: operator {type(stage.op).__name__} cannot be sent to a worker process "
+                    f"({why}{held}): an operator's attributes must be picklable to run on worker processes "
+                    f"(workers > 1); make what cannot be (locks, open files, clients, models) in setup(), which "
+                    f"runs in each worker, or run with workers: 1")
+    return (f"cannot send {label} to a worker process ({why}): what a stage hands to its pool_map (the function "
+            f"and each item) must be picklable")
 
 
 class OperatorError(RuntimeError):
@@ -441,6 +467,9 @@ def run_segment(job: SegmentJob) -> list[dict]:
             kept, rejected = apply_op(_prepare(stage), df)
         except OperatorError as exc:  # the stage, as the catalog and the report label it
             exc.args = (f"stage {stage.label}: {exc}", *exc.args[1:])
+            raise
+        except Exception as exc:  # the operator's own error (its setup, load, map or filter): which stage
+            exc.add_note(f"(in stage {stage.label})")
             raise
         rej_path = stage.dir / "rejected" / f"{shard}.parquet"
         rej_path.unlink(missing_ok=True)

@@ -491,3 +491,72 @@ def test_an_interrupt_of_the_driver_alone_stops_the_run_at_once(tmp_path: Path):
     res = subprocess.run([sys.executable, str(script), "0"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["docs"] == 20
+
+
+def _raising_ops():
+    """A map that raises, a global filter whose fit raises, and a map holding a lock (not picklable)."""
+    import threading
+    from dataclasses import dataclass
+
+    import polars as pl
+
+    from corpus import GlobalFilterOperator, MapOperator, StageContext, Verdict
+
+    @dataclass
+    class Boom(MapOperator):
+        name = "boom"
+
+        def map(self, df: pl.DataFrame) -> pl.DataFrame:
+            raise ValueError("boom in my operator")
+
+    @dataclass
+    class FitBoom(GlobalFilterOperator):
+        name = "fit_boom"
+
+        def fit(self, ctx: StageContext) -> None:
+            raise RuntimeError("fit exploded")
+
+        def load(self, artifacts: Path) -> None:
+            pass
+
+        def filter(self, df: pl.DataFrame) -> Verdict:
+            return Verdict(keep=pl.Series([True] * df.height))
+
+    @dataclass
+    class Locky(MapOperator):
+        name = "locky"
+
+        def __post_init__(self) -> None:
+            self.lock = threading.Lock()
+
+        def map(self, df: pl.DataFrame) -> pl.DataFrame:
+            return df
+
+    return Boom(), FitBoom(), Locky()
+
+
+def test_an_operator_s_error_names_its_stage(tmp_path: Path):
+    """With workers: 1 a unit's error carried no label, a fit's or a sink's never did, so the catalog and
+    `corpus status` said `ValueError: boom in my operator` and no more; an operator holding something
+    that cannot be pickled failed `cannot pickle '_thread.lock' object` on a pool, naming no operator."""
+    from corpus import InputSpec, Pipeline
+    from corpus.catalog import Catalog
+    from corpus.work import OperatorError
+
+    make_jsonl_corpus(tmp_path / "in", files=1, docs_per_file=20)
+    inputs = [InputSpec(source="s", path=str(tmp_path / "in"))]
+    boom, fit_boom, locky = _raising_ops()
+    with pytest.raises(ValueError, match="boom in my operator") as raised:
+        Pipeline([boom]).run(inputs, tmp_path / "a", workers=1, quiet=True)
+    assert "(in stage 01-boom)" in raised.value.__notes__
+    error = Catalog(tmp_path / "a" / "catalog.duckdb", create=False).query("SELECT error FROM runs")[0][0]
+    assert error.startswith("ValueError: boom in my operator (in stage 01-boom) (running shard s-"), error
+    status = run_cli("status", str(tmp_path / "a"))
+    assert "boom in my operator (in stage 01-boom)" in status.stdout, status.stdout + status.stderr
+    with pytest.raises(RuntimeError, match="fit exploded") as raised:
+        Pipeline([fit_boom]).run(inputs, tmp_path / "b", workers=1, quiet=True)
+    assert raised.value.__notes__ == ["(in stage 01-fit_boom)"]
+    with pytest.raises(OperatorError, match=r"stage 01-locky: operator Locky cannot be sent to a worker process "
+                                            r"\(TypeError: .*_thread.lock.*attribute\(s\) lock \(lock\)\): an "
+                                            "operator's attributes must be picklable"):
+        Pipeline([locky]).run(inputs, tmp_path / "c", workers=2, quiet=True)

@@ -429,7 +429,8 @@ def test_an_operator_defined_where_workers_cannot_import_it_runs_on_them(tmp_pat
     res = run("bad", True)
     assert res.returncode == 1
     tail = res.stderr.strip().splitlines()
-    assert tail[-2] == "KeyError: 'no such thing'", res.stderr
+    assert tail[-3] == "KeyError: 'no such thing'", res.stderr
+    assert tail[-2] == "(in stage 01-shout)", res.stderr
     assert tail[-1].startswith("(in a worker process, running shard s-") and "through 01-shout" in tail[-1], res.stderr
 
 
