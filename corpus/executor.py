@@ -23,7 +23,9 @@ Layout of an output folder:
 A unit of work (an input file, or a shard through a stage) is done when its marker exists with the
 current key; a rerun skips it, after checking the files it takes from it against the sizes and hashes
 the marker recorded (corpus/resume.py). Keys chain, so a changed operator invalidates only itself and
-what follows it.
+what follows it; "changed" is what its key sees (its parameters, its ``version``, and its code only for a
+class defined in ``__main__``: operators.main_code), so a library operator whose behaviour changes bumps
+its ``version``.
 """
 
 from __future__ import annotations

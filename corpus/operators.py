@@ -120,7 +120,9 @@ class Operator:
     # Parameters that name input sources (a list of names, or a mapping keyed by them): each name is
     # checked against the run's inputs before it starts (a misspelt source would match no document).
     source_params: ClassVar[tuple[str, ...]] = ()
-    # Bump when the operator's behaviour changes, so old cached outputs are not reused.
+    # Bump when the operator's behaviour changes, so old cached outputs are not reused: its key is its name,
+    # parameters and version (its code only when defined in __main__, main_code), so editing an imported
+    # operator's code alone reruns nothing.
     version: ClassVar[str] = "1"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
