@@ -368,13 +368,13 @@ def ensure_columns(ops: Iterable[Operator], available: Columns) -> list[str]:
 def name_problems(op: Operator) -> list[str]:
     """What is wrong with an operator's ``name``: it labels its stage (``01-<name>``) and names its folders
     (work/, rejected/) and its rows' reject_stage, so it is a plain name, as the registry's are."""
-    from corpus.owner import _NAME
+    from corpus.owner import NAME
 
     name = op.name
     if not isinstance(name, str) or not name:
         return ["the operator has no name: set one on the class (name = \"my_filter\"), letters, digits, "
                 "'_', '.' and '-'; it labels the stage, its folders and its rejected rows"]
-    if not re.fullmatch(_NAME, name):
+    if not re.fullmatch(NAME, name):
         return [f"name {name!r} is not an operator name: use letters, digits, '_', '.' and '-' (it names the "
                 f"stage's folders, work/NN-<name>-.../ and rejected/NN-<name>/)"]
     return []

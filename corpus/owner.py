@@ -16,18 +16,18 @@ from corpus.writers import write_bytes_atomic
 MARKER = ".corpusforge"
 FORMAT = "corpusforge.output/1"
 
-_NAME = r"[A-Za-z0-9_.-]+"
+NAME = r"[A-Za-z0-9_.-]+"  # a name in the folders a run writes (stage, source): operators.name_problems
 _UNIT = r"\d{5,}(-p\d{4,})?"  # a unit of reading: an input file's number, with -p<part> for a part of a big one
-_SHARD = rf"{_NAME}-{_UNIT}-\d{{5,}}\.parquet"  # <source>-<unit>-<n>, corpus/work.py
-_QUAR = rf"({_NAME}-{_UNIT}\.parquet|raw/{_NAME}-{_UNIT}/\d+(-\d+)?\.zst)"  # per unit, and its big records
-_PUBLISHED = rf"(data/{_SHARD}|rejected/\d{{2,}}-{_NAME}/{_SHARD}|quarantine/{_QUAR})"
+_SHARD = rf"{NAME}-{_UNIT}-\d{{5,}}\.parquet"  # <source>-<unit>-<n>, corpus/work.py
+_QUAR = rf"({NAME}-{_UNIT}\.parquet|raw/{NAME}-{_UNIT}/\d+(-\d+)?\.zst)"  # per unit, and its big records
+_PUBLISHED = rf"(data/{_SHARD}|rejected/\d{{2,}}-{NAME}/{_SHARD}|quarantine/{_QUAR})"
 _OWN = re.compile("|".join([
     rf"{re.escape(MARKER)}|\.lock|manifest\.json|report\.html|report\.json",
     r"catalog\.duckdb(\.wal)?|catalog\.duckdb\.tmp/.+",
     _PUBLISHED,
     rf"\.publish/{_PUBLISHED}",
     rf"work/00-read/(shards/{_SHARD}|quarantine/{_QUAR}|done/{_UNIT}\.json)",
-    rf"work/\d{{2,}}-{_NAME}-[0-9a-f]{{12}}/((shards|rejected)/{_SHARD}|done/{_NAME}\.json|artifacts/.+|_done\.json)",
+    rf"work/\d{{2,}}-{NAME}-[0-9a-f]{{12}}/((shards|rejected)/{_SHARD}|done/{NAME}\.json|artifacts/.+|_done\.json)",
 ]))
 PUBLISHED = ".published.json"  # in a folder a sink published (OUT/tokens/): the files that are the run's
 _TMP = re.compile(r"\.tmp-\d+-")  # corpus.writers.atomic_path's temp names
