@@ -290,9 +290,11 @@ def _cmd_shards(args: argparse.Namespace, console: Console) -> int:
         return _shards_leakage(args, console)
     if not args.out:
         raise ValueError("shards merge needs --out PREFIX")
-    from corpus.owner import refuse_managed
+    from corpus.owner import refuse_foreign_file, refuse_managed
 
     refuse_managed(Path(args.out))  # the tokenize sink merges into its own artifacts: checked here, not in merge
+    for suffix in (".bin", ".idx", ".json"):  # never over a split `corpus tokenize` wrote (its tokenize.json holds
+        refuse_foreign_file(Path(f"{args.out}{suffix}"))  # the figures a rerun trusts)
     console.print_json(data=shards.merge(args.prefix, args.out))
     return 0
 

@@ -460,8 +460,14 @@ def _as_tokenizer(tokenizer: Any) -> Any:
         return tokenizer
     from tokenizers import Tokenizer
 
-    p = Path(tokenizer)
-    return Tokenizer.from_file(str(p / "tokenizer.json" if p.is_dir() else p))
+    path = _tokenizer_path(tokenizer)
+    assert path is not None
+    if not path.is_file():  # the tokenizers library's own words: "No such file or directory (os error 2)"
+        raise ValueError(f"no tokenizer.json at {tokenizer} (train one with `corpus tokenizer train`)")
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as exc:  # the library raises a bare Exception for a file it cannot parse
+        raise ValueError(f"{path}: not a tokenizer.json the tokenizers library reads ({exc})") from None
 
 
 def _tokenizer_path(tokenizer: Any) -> Path | None:

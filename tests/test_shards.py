@@ -319,6 +319,25 @@ def test_merge_refuses_an_output_that_is_an_input(tmp_path):
     assert Path(f"{tmp_path}/a.bin").read_bytes() == before and verify(tmp_path / "a") == []
 
 
+def test_merge_never_replaces_a_tokenize_split_and_a_bad_tokenizer_path_is_named(tmp_path):
+    """A merge over a split `corpus tokenize` wrote replaced it, and the next tokenize rerun trusted its
+    tokenize.json ("already tokenized") over the new files; --tokenizer with no tokenizer.json was a
+    traceback from the tokenizers library."""
+    write_documents(tmp_path / "a", [[1, 2]], vocab_size=10)
+    (tmp_path / "toks").mkdir()
+    write_documents(tmp_path / "toks" / "train", [[3, 4]], vocab_size=10)
+    (tmp_path / "toks" / "tokenize.json").write_text("{}")
+    before = (tmp_path / "toks" / "train.bin").read_bytes()
+    res = run_cli("shards", "merge", str(tmp_path / "a"), "--out", str(tmp_path / "toks" / "train"))
+    assert res.returncode == 2 and "would replace a file of token shards" in res.stderr, res.stderr
+    assert (tmp_path / "toks" / "train.bin").read_bytes() == before
+    res = run_cli("shards", "merge", str(tmp_path / "a"), "--out", str(tmp_path / "toks" / "extra"))
+    assert res.returncode == 0, res.stderr  # a new set beside them is fine
+    for action in ("inspect", "verify"):
+        res = run_cli("shards", action, str(tmp_path / "a"), "--tokenizer", str(tmp_path / "nope"))
+        assert res.returncode == 2 and f"no tokenizer.json at {tmp_path / 'nope'}" in res.stderr, res.stderr
+
+
 def test_verify_prints_each_error_on_one_line(tmp_path):
     """Rich wrapped a long error at the console's width, splitting a path (grep, and this suite's own
     checks on a long temp path, missed it)."""
