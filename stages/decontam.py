@@ -238,6 +238,8 @@ class Decontaminate(GlobalFilterOperator):
 
 def _token_ngrams(ds: Any, n: int, first: int, last: int) -> tuple[np.ndarray, np.ndarray]:
     """(hash, document) of every token n-gram of documents first..last-1 that fits in its document."""
+    if last <= first:  # an empty split (--split 1,0,0): nothing to hash
+        return np.zeros(0, np.uint64), np.zeros(0, np.int64)
     lengths = ds.lengths[first:last].astype(np.int64)
     start = ds.start(first)
     tokens = np.asarray(ds.tokens[start:start + int(lengths.sum())]).astype(np.uint64) + np.uint64(1)
@@ -261,6 +263,8 @@ def leakage(train_prefix: str | Path, held_out: list[str | Path], n: int = 13, c
     ``progress``: a bar per held-out split over the training tokens compared (`corpus shards leakage`)."""
     from corpus.shards import IndexedDataset, check_content
 
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"--ngram must be a whole number of tokens, 1 or more, got {n}")
     for p in [train_prefix, *held_out]:
         check_content(p)
     train = IndexedDataset(train_prefix)

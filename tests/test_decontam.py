@@ -127,3 +127,10 @@ def test_leakage_between_token_splits(tmp_path: Path):
     (clean / "valid.bin").write_bytes((clean / "valid.bin").read_bytes()[:-2])
     res = run_cli("shards", "leakage", str(train), str(valid))
     assert res.returncode == 2 and res.stderr.startswith("error:") and "valid.bin" in res.stderr
+
+    # an empty held-out split (--split 1,0,0) has nothing to leak (an IndexError); --ngram 0 is an error
+    write_documents(clean / "empty", [], vocab_size=1000)
+    assert leakage(train, [clean / "empty"])["splits"][str(clean / "empty")]["documents"] == 0
+    for bad in ("0", "-3"):
+        res = run_cli("shards", "leakage", str(train), str(test), "--ngram", bad)
+        assert res.returncode == 2 and f"--ngram must be a whole number of tokens, 1 or more, got {bad}" in res.stderr
