@@ -248,6 +248,8 @@ def tokenize_shards(shards: Sequence[Path], tokenizer: Path, out: Path, *, worke
     fractions = _check_split(split)
     if loss_mask not in LOSS_MASKS:
         raise ValueError(f"loss_mask must be one of {LOSS_MASKS}, got {loss_mask!r}")
+    if not shards:  # said "merge needs at least one shard set"
+        raise ValueError("no documents to tokenize: the corpus holds none (every record was dropped or quarantined)")
     out = Path(out)
     tfile = tokenizer_file(Path(tokenizer)).resolve()
     tok = load_tokenizer(tfile)

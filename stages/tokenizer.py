@@ -128,6 +128,9 @@ def train_tokenizer(corpus: Path, out: Path, kind: str = "bpe", vocab_size: int 
     if vocab_size <= base:
         raise ValueError(f"vocab_size {vocab_size} leaves no room for learned tokens: the byte alphabet and the "
                          f"{len(special_tokens)} special tokens take {base}; ask for more (8000 to 64000 is usual)")
+    if vocab_size >= 1 << 31:  # token shards hold ids as int32 (the library's own limit, u32, was a traceback)
+        raise ValueError(f"vocab_size {vocab_size:,} is more than token ids can hold (at most {(1 << 31) - 1:,}; "
+                         "8000 to 64000 is usual)")
     refuse_managed(out)
     tok = _new_tokenizer(kind)
     trainer = _trainer(kind, vocab_size, special_tokens, min_frequency, show_progress)

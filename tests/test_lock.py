@@ -89,6 +89,12 @@ def test_commands_that_write_without_a_lock_refuse_a_folder_a_run_rewrites(tmp_p
     with pytest.raises(ValueError, match="vocab_size 262 leaves no room for learned tokens: the byte alphabet and "
                                          "the 6 special tokens take 262"):
         train_tokenizer(out, tmp_path / "tok", vocab_size=262)
+    with pytest.raises(ValueError, match="vocab_size 99,999,999,999 is more than token ids can hold"):
+        train_tokenizer(out, tmp_path / "tok", vocab_size=99_999_999_999)  # was an OverflowError traceback
+    from corpus.stages.tokenize import tokenize_shards
+
+    with pytest.raises(ValueError, match="no documents to tokenize: the corpus holds none"):
+        tokenize_shards([], tmp_path / "tok", tmp_path / "tokens")  # said "merge needs at least one shard set"
 
 
 def _cli_error(res) -> None:  # noqa: ANN001
