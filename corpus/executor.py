@@ -79,6 +79,7 @@ from corpus.resume import check_finished_work
 from corpus.schema import COPY_OF, DOC_SCHEMA
 from corpus.stats import emptied_stages, funnel_rows
 from corpus.work import (
+    STAGE_DONE,
     IngestJob,
     SegmentJob,
     Stage,
@@ -588,7 +589,7 @@ class Executor:
                shards: tuple[Path, ...], side_inputs: dict[str, Path] | None = None) -> None:
         """A global operator's fit, or a sink's consume, over the whole corpus into the stage's artifacts
         folder; its figures go to the catalog."""
-        marker = stage.dir / "_done.json"
+        marker = stage.dir / STAGE_DONE
         itself = stage.op.resumes_itself  # it checks its own units: called again, its artifacts kept
         if read_marker(marker, stage.key) is not None and not itself:
             progress.log(f"resuming: {stage.label} already done")

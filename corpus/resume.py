@@ -17,7 +17,7 @@ from pathlib import Path
 from corpus.integrity import cheap_problem, file_sha256
 from corpus.operators import SinkOperator, is_global
 from corpus.readers import ReadTask
-from corpus.work import Stage, read_marker
+from corpus.work import Stage, read_marker, whole_stage_done
 
 Key = tuple[int, str]  # (stage index, unit): (0, ReadTask.unit) for reading, (j, shard) for stage j
 
@@ -92,8 +92,7 @@ def check_finished_work(read_dir: Path, tasks: Sequence[ReadTask], task_keys: di
             j -= 1
         return ((0, task_of.get(shard, "")) if j == 0 else (j, shard)), f"shards/{shard}.parquet"
 
-    fitted = {st.idx for st in stages if is_global(st.op)
-              and read_marker(st.dir / "_done.json", st.key) is not None}
+    fitted = {st.idx for st in stages if is_global(st.op) and whole_stage_done(st.dir, st.key)}
 
     def needed() -> dict[Path, tuple[Key, str]]:
         """Files the run will take from finished units without rewriting them."""

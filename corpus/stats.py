@@ -11,7 +11,7 @@ from rich.table import Table
 from corpus.catalog import Catalog
 from corpus.lock import holder_alive
 from corpus.units import mb
-from corpus.work import read_marker
+from corpus.work import whole_stage_done
 
 READ_STAGE = "00-read"
 STOPPED = "stopped"  # a run the catalog calls running whose process is gone (shown_status)
@@ -53,7 +53,7 @@ def status_rows(out: Path) -> tuple[tuple, list[tuple]]:
         if kind == "sink":
             # A sink consumes the whole corpus at once and marks only its end (_done.json), passing every
             # document on: done, all of its units are, and its docs in are what the stage before passed on.
-            finished = read_marker(folder / "_done.json", key) is not None
+            finished = whole_stage_done(folder, key)
             rows.append((idx, stage, kind, units, units if finished else 0, passed if finished else 0))
             continue
         done = docs = passed = 0

@@ -177,6 +177,14 @@ class SegmentJob:
     stages: tuple[Stage, ...]
 
 
+STAGE_DONE = "_done.json"  # a whole-corpus stage's (fit or sink) marker in its folder, written when it ends
+
+
+def whole_stage_done(folder: Path, key: str) -> bool:
+    """Whether the whole-corpus stage in ``folder`` (chain key ``key``) finished."""
+    return read_marker(folder / STAGE_DONE, key) is not None
+
+
 def read_marker(path: Path, key: str) -> dict | None:
     try:
         marker = json.loads(path.read_bytes())

@@ -130,20 +130,14 @@ def _paths(rec: dict, depth: int = 4) -> set[str]:
 
 def _duckdb_columns(task: ReadTask) -> list[str] | str:
     """The query result's columns, or why there are none (the words the run would stop with)."""
-    import duckdb
+    from corpus.readers.duckdb import open_query
 
-    from corpus.readers.duckdb import MEMORY, PREFIX, one_line
-
-    database = task.path.removeprefix(PREFIX)
     try:
-        con = duckdb.connect(database, read_only=database != MEMORY)
-    except duckdb.Error as exc:
-        return f"cannot open DuckDB database {database}: {one_line(exc)}"
+        con, rel = open_query(task)
+    except InputError as exc:
+        return str(exc)
     try:
-        rel = con.sql(task.spec.query or "")
-        return list(rel.columns) if rel is not None else "DuckDB query returns no result set (is it a SELECT?)"
-    except duckdb.Error as exc:
-        return f"DuckDB query failed: {one_line(exc)}"
+        return list(rel.columns)
     finally:
         con.close()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from corpus.readers.base import InputError, ReadChunk, ReadTask
 from corpus.readers.parquet import check_columns, read_batches
@@ -27,25 +27,38 @@ def one_line(exc: BaseException) -> str:
     return " ".join(ln for ln in lines if ln and not ln.startswith("LINE ") and set(ln) != {"^"})
 
 
-def read_duckdb(task: ReadTask, chunk_bytes: int, sink: RawStore | None = None) -> Iterator[ReadChunk]:
+def open_query(task: ReadTask) -> tuple[Any, Any]:
+    """The input's DuckDB connection and its query's relation (bound, not run): InputError saying what
+    failed, without the input's name (a run and `corpus check` both word it so)."""
     import duckdb  # here: a worker reading files never needs it
 
-    spec = task.spec
     database = task.path[len(PREFIX) :] if task.path.startswith(PREFIX) else task.path
-    where = f"input {spec.source!r}"
-    if not spec.query:
-        raise InputError(f"{where}: format duckdb needs a query")
+    if not task.spec.query:
+        raise InputError("format duckdb needs a query")
     try:
         con = duckdb.connect(database, read_only=database != MEMORY)
     except duckdb.Error as exc:
-        raise InputError(f"{where}: cannot open DuckDB database {database}: {one_line(exc)}") from None
+        raise InputError(f"cannot open DuckDB database {database}: {one_line(exc)}") from None
     try:
-        try:
-            rel = con.sql(spec.query)
-        except duckdb.Error as exc:
-            raise InputError(f"{where}: DuckDB query failed: {one_line(exc)}") from None
-        if rel is None:
-            raise InputError(f"{where}: DuckDB query returns no result set (is it a SELECT?)")
+        rel = con.sql(task.spec.query)
+    except duckdb.Error as exc:
+        con.close()
+        raise InputError(f"DuckDB query failed: {one_line(exc)}") from None
+    if rel is None:
+        con.close()
+        raise InputError("DuckDB query returns no result set (is it a SELECT?)")
+    return con, rel
+
+
+def read_duckdb(task: ReadTask, chunk_bytes: int, sink: RawStore | None = None) -> Iterator[ReadChunk]:
+    import duckdb
+
+    where = f"input {task.spec.source!r}"
+    try:
+        con, rel = open_query(task)
+    except InputError as exc:
+        raise InputError(f"{where}: {exc}") from None
+    try:
         check_columns(task, list(rel.columns), "the DuckDB query result")
         # Row width is unknown before the first batch; ~2 KB per row is a typical document.
         batch_rows = max(1, min(chunk_bytes // 2048, 1 << 20))

@@ -23,8 +23,8 @@ from corpus.operators import StageView
 from corpus.quarantine import raw_blocks
 from corpus.schema import CORE_COLUMNS, REJECT_REASON, REJECT_STAGE
 from corpus.stats import READ_STAGE, emptied_stages, funnel_rows, shown_status
-from corpus.work import read_marker
 from corpus.work import stage_dir as stage_folder
+from corpus.work import whole_stage_done
 
 log = logging.getLogger(__name__)
 
@@ -284,7 +284,7 @@ def _reached(out: Path, cat: Catalog, run: RunInfo, stages: list[dict], latest: 
 
     def done(s: dict) -> bool:  # a sink records no work of its own: its marker tells (written when it ends)
         folder = stage_folder(out / "work", s["idx"], s["stage"].split("-", 1)[-1], s["key"] or "")
-        return s["idx"] > 0 and read_marker(folder / "_done.json", s["key"] or "") is not None
+        return s["idx"] > 0 and whole_stage_done(folder, s["key"] or "")
 
     return frozenset(s["stage"] for s in stages if s["idx"] <= last or (latest and done(s)))
 
