@@ -141,13 +141,18 @@ def test_kernel_equals_its_plain_python_definition_and_unicode():
         assert [int(v) for v in got.sketch[i] if v != kernel.NONE] == sketch, i
         mine = np.flatnonzero(lines.doc == i)
         spans = [bytes(got.data[lines.lo[j]:lines.hi[j]]).decode() for j in mine]
-        assert list(zip(spans, lines.chars[mine].tolist(), lines.odd[mine].tolist(), lines.terminal[mine].tolist(),
-                        strict=True)) == want, i
-        for j, (line, *_) in zip(mine, want, strict=True):
-            if not lines.odd[j]:
-                assert int(lines.hash[j]) == kernel.hash_ref(line)
-    clean = [ln for t in texts for ln, _, odd, _ in kernel.scan_ref(t)[3] if not odd]
-    assert LINE_NORM.apply(pl.Series(clean, dtype=pl.String)).to_list() == clean
+        assert list(zip(spans, lines.odd[mine].tolist(), lines.terminal[mine].tolist(), strict=True)) == [
+            (line, odd, term) for line, _, odd, term in want], i
+        for j, (line, norm, odd, _) in zip(mine, want, strict=True):
+            # The normal form's hash, characters and bytes (the raw line's figures where odd).
+            form = line if odd else norm
+            assert (lines.chars[j], lines.size[j]) == (len(form), len(form.encode())), i
+            if not odd:
+                assert int(lines.hash[j]) == kernel.hash_ref(norm), i
+    pairs = [(ln, norm) for t in texts for ln, norm, odd, _ in kernel.scan_ref(t)[3] if not odd]
+    assert any(ln != norm for ln, norm in pairs)  # stray whitespace, hashed in its normal form
+    raw, norms = zip(*pairs, strict=True)
+    assert LINE_NORM.apply(pl.Series(raw, dtype=pl.String)).to_list() == list(norms)
     oracle = {"alpha": r"\p{L}", "digit": r"\p{Nd}", "upper": r"\p{Lu}", "punct": r"\p{P}",
               "space": r"\p{White_Space}", "nonprint": r"(?V1)[\p{C}--[\t\n\r]]", "words": r"[^\p{White_Space}]+"}
     for name, rx in oracle.items():
@@ -164,13 +169,15 @@ def test_kernel_equals_its_plain_python_definition_and_unicode():
 
 def test_kernel_vouches_lines_in_nfc_whatever_their_script():
     """A line of non-ASCII characters NFC leaves alone (most text) is not odd (not normalised and hashed
-    again); one holding a character NFC changes or composes is."""
+    again), whatever its whitespace (hashed in its normal form in the pass); one holding a character NFC
+    changes or composes is."""
     from corpus.stages.profile import kernel
 
-    docs = ["café naïve straße\nпривет мир 東京 γλώσσα", "cafe\u0301\n\u1100\u1161 x\n\u212b"]
+    docs = ["café naïve straße\n привет\u00a0 мир\t東京 γλώσσα\r", "cafe\u0301\n\u1100\u1161 x\n\u212b"]
     lines = kernel.scan(pl.Series(docs).to_arrow(), 3).lines
     assert lines.odd.tolist() == [False, False, True, True, True]
     assert lines.hash[:2].tolist() == [kernel.hash_ref("café naïve straße"), kernel.hash_ref("привет мир 東京 γλώσσα")]
+    assert lines.chars[:2].tolist() == [17, 20] and lines.size[:2].tolist() == [20, 39]
 
 
 def test_kernel_checks_its_bounds():

@@ -10,12 +10,11 @@ The pass reads each document's UTF-8 bytes once with numba's bounds checking on 
 buffer raises instead of reading on); ``scan_ref`` is its plain-Python definition, which the tests
 hold it equal to.
 
-Lines: the pass splits at "\\n" and hashes each line (a polynomial hash of its bytes, so a document's
-hash composes from its lines', see ``join_hashes``). It does not normalise: a line whose whitespace is
-anything but single spaces between words (a "\\r" before the line end dropped first), or that holds a
-character NFC might change or compose (``chars.UNSTABLE``), so that the ``exact`` level of
-``stages/normalise.py`` might change it, is marked ``odd``; lines.py normalises those with
-Normalisation and hashes them again (``hash_strings``). Blank lines are left out.
+Lines: the pass splits at "\\n" and hashes each line in the whitespace normal form of the ``exact``
+level of ``stages/normalise.py`` (its words joined by one space: a polynomial hash of those bytes, so a
+document's hash composes from its lines', see ``join_hashes``). A line that holds a character NFC might
+change or compose (``chars.UNSTABLE``) is marked ``odd`` and not hashed: lines.py normalises those
+with Normalisation and hashes them (``hash_strings``). Blank lines are left out.
 
 The sketch (``SKETCH`` values per document, for neardup.py) only picks which documents get
 compared: the smallest hashes of the document's windows of ``WINDOW`` bytes once whitespace and
@@ -56,9 +55,10 @@ class Lines:
     doc: np.ndarray  # int64: the line's document
     lo: np.ndarray  # int64: its bytes in the chunk's buffer (without "\n" or a "\r" before it)
     hi: np.ndarray
-    hash: np.ndarray  # uint64: hash_strings of the line (0 where odd)
-    chars: np.ndarray  # int64: characters (of the raw line where odd)
-    odd: np.ndarray  # bool: maybe not in normal form
+    hash: np.ndarray  # uint64: hash_strings of the line's normal form (0 where odd)
+    chars: np.ndarray  # int64: characters of its normal form (of the raw line where odd)
+    size: np.ndarray  # int64: bytes of its normal form (of the raw line where odd)
+    odd: np.ndarray  # bool: holds a character NFC might change (left to Normalisation)
     terminal: np.ndarray  # bool: its last non-whitespace character is in TERMINAL_PUNCT
 
 
@@ -270,11 +270,39 @@ def _scan(data, offs, cap, lanes, ascii_lanes, flags, script, gear, ascii_shift,
     return counts, scripts, sk, li, lh
 
 
+@njit(inline="always")
+def _words_hash(data, lo, hi, flags, base):  # noqa: ANN001, ANN202
+    """hash_strings, characters and bytes of data[lo:hi] in the whitespace normal form: its words (runs
+    of characters not SPACE) joined by one " "."""
+    h = np.uint64(0)
+    chars = size = 0
+    gap = False  # whitespace since the last word
+    i = lo
+    while i < hi:
+        b = data[i]
+        n = 1 if b < 0x80 else (2 if b < 0xE0 else (3 if b < 0xF0 else 4))
+        cp = np.int64(b) if b < 0x80 else _decode(data, i)
+        if flags[cp] & SPACE:
+            gap = True
+        else:
+            if gap and size:
+                h = h * base + np.uint64(32)
+                chars += 1
+                size += 1
+            gap = False
+            for k in range(i, i + n):
+                h = h * base + np.uint64(data[k])
+            chars += 1
+            size += n
+        i += n
+    return h, chars, size
+
+
 @njit(nogil=True, boundscheck=True, cache=True)
 def _lines(data, raw, flags):  # noqa: ANN001, ANN202
-    """The lines' (doc, lo, hi, chars, odd, terminal) and hashes, from the walk's raw counts."""
+    """The lines' (doc, lo, hi, chars, odd, terminal, size) and hashes, from the walk's raw counts."""
     n = raw.shape[1]
-    li = np.zeros((6, n), np.int64)
+    li = np.zeros((7, n), np.int64)
     lh = np.zeros(n, np.uint64)
     base = np.uint64(BASE)
     for j in range(n):
@@ -282,14 +310,16 @@ def _lines(data, raw, flags):  # noqa: ANN001, ANN202
         cr = np.int64(data[end - 1] == 13)  # a "\r" before the line end is not part of the line
         end -= cr
         n_ws = raw[4, j] - cr
-        # In normal form (odd = 0): its whitespace all " ", one between each two words, and no
-        # UNSTABLE character (then NFC leaves it as it is).
         chars = raw[6, j] - cr
-        odd = np.int64(n_ws != raw[5, j] or n_ws != raw[3, j] - 1 or raw[7, j] > 0)
+        odd = np.int64(raw[7, j] > 0)  # an UNSTABLE character: NFC might change it (lines.py)
         li[0, j], li[1, j], li[2, j], li[3, j] = raw[0, j], start, end, chars
-        li[4, j], li[5, j] = odd, _terminal(data, start, end, flags)
-        if not odd:  # an odd line is hashed again once normalised
+        li[4, j], li[5, j], li[6, j] = odd, _terminal(data, start, end, flags), end - start
+        if odd:
+            continue
+        if n_ws == raw[5, j] and n_ws == raw[3, j] - 1:  # its whitespace all " ", one between words
             lh[j] = _span_hash(data, start, end, base)
+        else:  # stray whitespace (most such lines are ASCII): the normal form's hash, in place
+            lh[j], li[3, j], li[6, j] = _words_hash(data, start, end, flags, base)
     return li, lh
 
 
@@ -394,7 +424,7 @@ def scan(texts: pa.Array | pa.ChunkedArray, newlines: int) -> Scan:
                                             len(SCRIPTS) + 1, SKETCH, WINDOW)
     # ASCII letters were not looked up per script in the loop: they are Latin.
     scripts[:, 1 + SCRIPTS.index("Latin")] += counts[:, 0] - scripts.sum(axis=1)
-    lines = Lines(li[0], li[1], li[2], lh, li[3], li[4].astype(bool), li[5].astype(bool))
+    lines = Lines(li[0], li[1], li[2], lh, li[3], li[6], li[4].astype(bool), li[5].astype(bool))
     return Scan({c: counts[:, i] for i, c in enumerate((*CLASSES, "words"))}, scripts, sketch, lines, data,
                 np.asarray(offs, np.int64))
 
@@ -416,7 +446,8 @@ def hash_ref(s: str) -> int:
 
 def scan_ref(text: str) -> tuple[dict[str, int], list[int], list[int], list[tuple[str, int, bool, bool]]]:
     """One document, a character at a time: (counts by CLASSES and "words", letters per script as in
-    Scan.scripts, sketch ascending, non-blank lines as (line, characters, odd, terminal))."""
+    Scan.scripts, sketch ascending, non-blank lines as (line, its words joined by " " or None where odd,
+    odd, terminal))."""
     t = tables()
     counts = dict.fromkeys((*CLASSES, "words"), 0)
     scripts = [0] * (len(SCRIPTS) + 1)
@@ -445,9 +476,8 @@ def scan_ref(text: str) -> tuple[dict[str, int], list[int], list[int], list[tupl
         space = [bool(t.flags[ord(ch)] & SPACE) for ch in line]
         if all(space):
             continue
-        odd = (any(t.flags[ord(ch)] & UNSTABLE for ch in line) or space[0] or space[-1]
-               or any(s and ch != " " for s, ch in zip(space, line, strict=True))
-               or any(a and b for a, b in zip(space, space[1:], strict=False)))
+        odd = any(t.flags[ord(ch)] & UNSTABLE for ch in line)
+        words = "".join(" " if s else ch for s, ch in zip(space, line, strict=True)).split()
         last = next(ch for ch, s in zip(reversed(line), reversed(space), strict=True) if not s)
-        lines.append((line, len(line), odd, last in TERMINAL_PUNCT))
+        lines.append((line, None if odd else " ".join(words), odd, last in TERMINAL_PUNCT))
     return counts, scripts, sorted(hashes)[:SKETCH], lines

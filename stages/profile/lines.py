@@ -3,8 +3,8 @@
 A document's lines are its "\\n"-separated parts in the whitespace normal form of
 the ``exact`` level of ``stages/normalise.py`` (exact_dedup's default: NFC, stripped, whitespace runs
 made one space); blank ones are dropped. Joined by " ", they are the document's own normal form, whose hash is
-the exact-duplicate key. The kernel splits and hashes the lines; those it cannot vouch are in normal
-form already are normalised here by Normalisation. Per chunk, polars counts for each source the
+the exact-duplicate key. The kernel splits the lines and hashes their whitespace normal form; those
+holding a character NFC might change are normalised here by Normalisation. Per chunk, polars counts for each source the
 documents holding each line of >= MIN_LINE_CHARS characters (once per document); a Misra-Gries
 table per source keeps the frequent ones in bounded memory, and the per-chunk counts are spilled, so
 the final counts of the candidates are exact (spill.line_counts). The tables hold hashes and where
@@ -42,10 +42,11 @@ class ChunkLines:
 
 
 def chunk_lines(scan: kernel.Scan, source: pl.Series, order: np.ndarray) -> ChunkLines:
-    """The lines the kernel split (odd ones normalised by LINE_NORM here), per document and counted;
+    """The lines the kernel split (odd ones, which NFC might change, normalised by LINE_NORM here), per
+    document and counted;
     order: the documents' places in the corpus."""
     lines, n = scan.lines, len(scan.sketch)
-    h, chars, size = lines.hash.copy(), lines.chars.copy(), lines.hi - lines.lo
+    h, chars, size = lines.hash.copy(), lines.chars.copy(), lines.size.copy()
     odd = np.flatnonzero(lines.odd)
     fixed = pl.Series(dtype=pl.String)
     if len(odd):
