@@ -123,6 +123,10 @@ def rule_from_mapping(name: str, spec: Mapping[str, Any], where: str) -> Rule:
         v = spec.get(key)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
             raise ValueError(f"{where}: {key} must be a number, got {v!r}")
+        # polars orders NaN above every number: min .nan would drop every document, max .nan none
+        if isinstance(v, float) and math.isnan(v):
+            raise ValueError(f"{where}: {key} is NaN, not a bound (as min it would drop every document, as max "
+                             f"it would drop none); give a number")
     for key in ("in", "not_in"):
         if key in spec and not isinstance(spec[key], list):
             raise ValueError(f"{where}: {key} must be a list of values, got {spec[key]!r}")
@@ -132,6 +136,10 @@ def rule_from_mapping(name: str, spec: Mapping[str, Any], where: str) -> Rule:
         raise ValueError(f"{where}: on_null must be 'keep' or 'drop', got {spec['on_null']!r}")
     if spec.get("min") is not None and spec.get("max") is not None and spec["max"] < spec["min"]:
         raise ValueError(f"{where}: max ({spec['max']}) is below min ({spec['min']})")
+    if (spec.get("min") is None and spec.get("max") is None and not spec.get("in") and not spec.get("not_in")
+            and spec.get("on_null", "keep") == "keep"):  # it would keep every document: a mistake, not a rule
+        raise ValueError(f"{where}: checks nothing (column {spec['column']!r} with no min, max, in or not_in, "
+                         f"nulls kept); give min, max, in, not_in or on_null: drop")
     return Rule(name, spec["column"], spec.get("min"), spec.get("max"), spec.get("min_exclusive", False),
                 spec.get("max_exclusive", False), tuple(spec.get("in", ())), tuple(spec.get("not_in", ())),
                 spec.get("on_null", "keep"))
@@ -371,6 +379,7 @@ def parse_rules(specs: list[Any], where: str) -> list[Rule | tuple[str, Conditio
         if name in names:
             raise ValueError(f"{w}: two rules named {name!r}")
         names.add(name)
+        w = f"{w} (rule {name!r})"  # the errors below name the rule, not only its place in the list
         if any(k in spec for k in ("all", "any", "not")):
             items.append((name, condition_from_mapping({k: v for k, v in spec.items()
                                                         if k not in ("name", "enabled")}, w)))

@@ -403,11 +403,36 @@ def test_rule_filter_bounds_sets_and_conditions():
     ([{"column": "n", "between": [1, 2]}], "unknown key"),
     ([{"name": "a", "any": []}], "non-empty list"),
     ([{"column": "n", "min": 5, "max": 1}], "below min"),
-    ([{"name": "a", "column": "n"}, {"name": "a", "column": "m"}], "two rules named"),
+    ([{"name": "a", "column": "n", "min": 1}, {"name": "a", "column": "m", "min": 1}], "two rules named"),
 ])
 def test_rule_filter_refuses_bad_rules(rules, message):
     with pytest.raises(ValueError, match=message):
         RuleFilter(rules=rules)
+
+
+@pytest.mark.parametrize("rules, message", [
+    # a rule with no check kept every document while corpus check said ok
+    ([{"name": "a", "column": "n_words"}], r"rules\[0\] \(rule 'a'\): checks nothing \(column 'n_words'"),
+    ([{"name": "a", "column": "lang", "in": []}], r"\(rule 'a'\): checks nothing"),
+    ([{"name": "c", "any": [{"column": "n_words", "min": 1}, {"column": "n_words"}]}],
+     r"rules\[0\] \(rule 'c'\)\.any\[1\]: checks nothing"),
+    # polars orders NaN above every number: min .nan dropped every document, max .nan none
+    ([{"name": "a", "column": "n_words", "min": float("nan")}], r"\(rule 'a'\): min is NaN, not a bound"),
+    ([{"name": "a", "column": "n_words", "max": float("nan")}], r"\(rule 'a'\): max is NaN, not a bound"),
+])
+def test_rules_that_check_nothing_or_have_a_nan_bound_are_refused(rules, message):
+    with pytest.raises(ValueError, match=message):
+        RuleFilter(rules=rules)
+
+
+def test_preset_rules_that_check_nothing_or_have_a_nan_bound_are_refused():
+    with pytest.raises(ValueError, match=r"fineweb_filter: rules.line_punct_frac: min is NaN, not a bound"):
+        FineWebFilter(rules={"line_punct_frac": {"min": float("nan")}})
+    with pytest.raises(ValueError, match=r"gopher_quality_filter: rules.words: checks nothing"):
+        GopherQualityFilter(rules={"words": {"min": None, "max": None}})
+    # what is left of a check still counts: nulls dropped, or a set
+    assert FineWebFilter(rules={"line_punct_frac": {"min": None}}).active_rules()[0].on_null == "drop"
+    assert RuleFilter(rules=[{"column": "lang", "on_null": "drop"}, {"column": "n", "min": float("-inf")}])
 
 
 def test_datatrove_words_split_punctuation_and_match_the_plain_version():
