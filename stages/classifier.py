@@ -429,7 +429,10 @@ class QualityScoreFilter(RuleReport, FilterOperator):
     drop_missing: bool = True  # a document without a score (empty text)
 
     def __post_init__(self) -> None:
-        if self.pareto_alpha is not None and self.pareto_alpha <= 0:
+        # a score is a probability: a min_score past 1 (or NaN) drops every document
+        if not 0 <= self.min_score <= 1:
+            raise ValueError(f"min_score must lie in [0, 1], got {self.min_score}")
+        if self.pareto_alpha is not None and not self.pareto_alpha > 0:
             raise ValueError("pareto_alpha must be positive (GPT-3 used 9)")
 
     def columns(self) -> tuple[Columns, Columns, tuple[str, ...]]:
