@@ -88,8 +88,9 @@ def model_labels(path: Path | None) -> frozenset[str] | None:
 
 @dataclass
 class BadWordsFilter(RuleReport, FilterOperator):
-    """Drop documents with more than ``max_count`` bad words (C4: any, ``max_count: 0``) or, with
-    ``max_ratio``, more than that share of their words. Words come from ``words`` and from ``files``
+    """Drop documents with more than ``max_count`` bad words (C4: any, ``max_count: 0``, the default when
+    ``max_ratio`` is not given) or with more than ``max_ratio`` of their words bad. With only ``max_ratio``
+    the share alone decides; with both, a document must pass both. Words come from ``words`` and from ``files``
     (one word or phrase a line, ``#`` comments; the stage key covers their bytes). Matching is on the
     lower-cased text, whole words only (C4: flanked by non-word characters or the ends; an edge of a
     word that is itself punctuation, as in ``@$$``, matches anywhere), or anywhere with
@@ -102,7 +103,7 @@ class BadWordsFilter(RuleReport, FilterOperator):
 
     words: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
-    max_count: int = 0
+    max_count: int | None = None  # None: 0 unless max_ratio is given
     max_ratio: float | None = None  # badwords_count / words
     substring: bool = False
 
@@ -110,7 +111,7 @@ class BadWordsFilter(RuleReport, FilterOperator):
         for f in self.files:
             if not Path(f).is_file():
                 raise ValueError(f"badwords_filter: word list {f} does not exist")
-        if self.max_count < 0:
+        if self.max_count is not None and self.max_count < 0:
             raise ValueError(f"max_count must be >= 0, got {self.max_count}")
         if self.max_ratio is not None and not 0 <= self.max_ratio <= 1:  # a share of the words
             raise ValueError(f"max_ratio must lie in [0, 1] (bad words per word), got {self.max_ratio}")
@@ -147,13 +148,18 @@ class BadWordsFilter(RuleReport, FilterOperator):
         count = df[TEXT].str.to_lowercase().str.count_matches(self._pattern)
         frame = pl.DataFrame({"badwords_count": count.cast(pl.Int64),
                               "n": df[TEXT].str.count_matches(WORD_RE).cast(pl.Int64)})
-        frame = frame.with_columns((pl.col("badwords_count") / pl.col("n")).alias("badwords_ratio"))
+        # A text without words has no bad words: 0/0 is NaN, which polars orders above any max_ratio
+        frame = frame.with_columns(pl.when(pl.col("n") > 0).then(pl.col("badwords_count") / pl.col("n"))
+                                   .otherwise(0.0).alias("badwords_ratio"))
         v = evaluate(frame, "badwords", self.active_rules())
         v.scores["badwords_count"] = frame["badwords_count"]
         return v
 
     def active_rules(self) -> list[Rule]:
-        rules = [Rule("count", "badwords_count", max=self.max_count)]
+        # A count of 0 by default would drop every document with a bad word before a max_ratio could keep it
+        rules = []
+        if self.max_count is not None or self.max_ratio is None:
+            rules.append(Rule("count", "badwords_count", max=self.max_count or 0))
         if self.max_ratio is not None:
             rules.append(Rule("ratio", "badwords_ratio", max=self.max_ratio))
         return rules

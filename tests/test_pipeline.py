@@ -306,7 +306,7 @@ def test_python_built_pipelines_are_checked_like_a_configs(tmp_path: Path):
         LocalExecutor(workers=1, quiet=True).run([changed], [], tmp_path / "out")
     from corpus.stages.textfilters import BadWordsFilter
 
-    with pytest.raises(TypeError, match=r"BadWordsFilter.max_count: expected int, got str '3'"):
+    with pytest.raises(TypeError, match=r"BadWordsFilter.max_count: expected int \| None, got str '3'"):
         BadWordsFilter(words=["spam"], max_count="3")  # the types before its own range checks (a bare TypeError)
     with pytest.raises(TypeError, match=r"ExactDedup \(a class: write ExactDedup\(\)\)"):
         Pipeline([ExactDedup])

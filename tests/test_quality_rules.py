@@ -351,6 +351,25 @@ def test_badwords_filter_boundaries(tmp_path):
     assert v.keep.to_list() == [False]
 
 
+def test_badwords_max_ratio_alone_decides_and_both_limits_apply_together():
+    """max_ratio had no effect unless max_count was raised too: the count rule (default 0) dropped every
+    document with one bad word first (badwords:count>0 on 1 bad word in 4 = 0.25 under max_ratio 0.3)."""
+    df = pl.DataFrame({"text": ["this is damn good", "damn damn it", "clean text", "   "]})
+    v = BadWordsFilter(words=["damn"], max_ratio=0.3).filter(df)
+    assert v.reason.to_list() == [None, "badwords:ratio>0.3", None, None]  # 0.25 kept, 2/3 dropped
+    assert [r.name for r in BadWordsFilter(words=["damn"], max_ratio=0.3).active_rules()] == ["ratio"]
+    # no limit given: C4's, any bad word drops
+    assert BadWordsFilter(words=["damn"]).filter(df).reason.to_list() == ["badwords:count>0"] * 2 + [None, None]
+    # both given: a document must pass both
+    v = BadWordsFilter(words=["damn"], max_count=0, max_ratio=0.3).filter(df)
+    assert v.reason.to_list() == ["badwords:count>0", "badwords:count>0", None, None]
+    v = BadWordsFilter(words=["damn"], max_count=5, max_ratio=0.3).filter(df)
+    assert v.reason.to_list() == [None, "badwords:ratio>0.3", None, None]
+    # a text without words has no bad words (0/0 was NaN, which polars orders above any max_ratio: dropped)
+    v = BadWordsFilter(words=["damn"], max_count=5, max_ratio=0.3).filter(pl.DataFrame({"text": ["  ", ""]}))
+    assert v.keep.to_list() == [True, True]
+
+
 def test_boundary_documents_are_at_least_sixty():
     n = len(GOPHER_QUALITY) + len(GOPHER_REPETITION) + len(C4) + len(C4_PARAGRAPHS) + len(FINEWEB) + len(BADWORDS)
     assert n + 5 >= 60  # + the language filter's five rows
