@@ -55,12 +55,18 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
     from corpus.progress import Progress
     from corpus.stages.classifier import TrainConfig, load_examples, train
 
+    out = Path(args.out)
+    # a file there (or above it) is an OSError from mkdir that does not name the flag
+    file = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
+    if file is not None:
+        where = "" if file == out else f" is under {file}, which"
+        raise ValueError(f"--out {args.out}{where} is a file; give a folder")
     df = load_examples(args.positive, args.negative, args.labelled, args.query, args.text_key, args.label_column,
                        args.positive_label, args.negative_label)
     cfg = TrainConfig(epoch=args.epoch, lr=args.lr, word_ngrams=args.word_ngrams, dim=args.dim, bucket=args.bucket,
                       holdout=args.holdout, seed=args.seed, lowercase=not args.keep_case,
                       positive_label=args.positive_label)
-    card = train(df, Path(args.out), cfg, progress=Progress(bars=False))
+    card = train(df, out, cfg, progress=Progress(bars=False))
     if args.json:
         console.print_json(json.dumps(card))
         return 0

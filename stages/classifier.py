@@ -336,10 +336,16 @@ def roc_auc(y: np.ndarray, score: np.ndarray) -> float | None:
 def read_model_card(folder: Path) -> dict:
     """metrics.json of a model folder, after checking model.bin against its sha256."""
     card_path = folder / METRICS_FILE
+    if folder.is_file():  # model.bin itself, say: reading metrics.json under it is "Not a directory"
+        hint = f"; give its folder, {folder.parent}" if folder.name == MODEL_FILE else ""
+        raise ValueError(f"{folder} is a file: model is the folder `corpus quality train` wrote (its {MODEL_FILE} "
+                         f"and {METRICS_FILE}){hint}")
     try:
         card = json.loads(card_path.read_text())
     except FileNotFoundError as exc:
         raise ValueError(f"{folder}: no {METRICS_FILE} (train the model with `corpus quality train`)") from exc
+    except OSError as exc:
+        raise ValueError(f"{card_path}: cannot read it ({exc.strerror})") from exc
     except ValueError as exc:
         raise ValueError(f"{card_path}: not valid JSON ({exc})") from exc
     model = folder / MODEL_FILE
