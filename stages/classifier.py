@@ -13,9 +13,11 @@ The model folder holds ``model.bin`` and ``metrics.json`` (labels, parameters, c
 precision, recall, F1 and ROC AUC, and the model's sha256, which the scorer checks before use).
 
 fastText reads one line per text: newlines and whitespace runs become one space, lower-cased by
-default (``langid.one_line``). Scores come from the binding's batch call with k=1 (its batch
-probabilities beyond the top label are wrong in fasttext-wheel 0.9.2): with two labels the positive
-label's probability is the top one's or its complement.
+default (``langid.one_line``). A label is one fastText token: its whitespace (and ``%``) is written
+percent-escaped (``sports news``: ``__label__sports%20news``) and read back as the user's label. Scores
+come from the binding's batch call with k=1 (its batch probabilities beyond the top label are wrong in
+fasttext-wheel 0.9.2): with two labels the positive label's probability is the top one's or its
+complement.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -231,7 +234,8 @@ def train(df: pl.DataFrame, out: Path, cfg: TrainConfig, progress: Progress | No
         raise ValueError(f"too few examples ({df.height}) to hold {cfg.holdout:.0%} out")
     out.mkdir(parents=True, exist_ok=True)
     _remove_stale_tmp(out)
-    lines = (pl.lit(_LABEL) + pl.col("label").str.replace_all(r"\s", "_") + " "
+    tokens = {lab: label_token(lab) for lab in labels}
+    lines = (pl.col("label").replace_strict(tokens, return_dtype=pl.String) + " "
              + pl.col("line").str.strip_suffix("\n")).alias("x")
     train_lines = train_df.with_columns(fasttext_lines(train_df["text"], cfg.lowercase).alias("line"))
     # removed on any error the process lives through; a killed process's by the next training here
@@ -253,7 +257,7 @@ def train(df: pl.DataFrame, out: Path, cfg: TrainConfig, progress: Progress | No
         model.save_model(str(tmp_model))
     if progress is not None:
         progress.log(f"quality train: evaluating on the {held.height:,} held out")
-    top, prob = predict_top(model, fasttext_lines(held["text"], cfg.lowercase))
+    top, prob = predict_top(model, fasttext_lines(held["text"], cfg.lowercase), label_names(labels))
     metrics = evaluate_predictions(held["label"], top, prob, labels, cfg.positive_label)
     report = {
         "format": "corpusforge.classifier/1",
@@ -270,8 +274,28 @@ def train(df: pl.DataFrame, out: Path, cfg: TrainConfig, progress: Progress | No
     return report
 
 
-def predict_top(model: Any, lines: pl.Series) -> tuple[list[str | None], np.ndarray]:
-    """The top label and its probability for each line (one batch call; "" lines get None and NaN)."""
+def label_token(label: str) -> str:
+    """A label as the one token fastText reads: fastText splits its lines on whitespace, so each whitespace
+    character, and % to keep the escape reversible, is written as its UTF-8 percent-escapes."""
+    return _LABEL + re.sub(r"[%\s]", lambda m: "".join(f"%{b:02X}" for b in m[0].encode()), label)
+
+
+def label_names(labels: list[str]) -> dict[str, str]:
+    """fastText's label token -> the label it stands for; also the tokens of models trained when whitespace
+    was written as "_" (their metrics.json kept the labels as given), so such a model scores as its labels."""
+    names = {label_token(lab): lab for lab in labels}
+    for lab in labels:
+        names.setdefault(_LABEL + re.sub(r"\s", "_", lab), lab)
+    return names
+
+
+def _name(token: str, names: dict[str, str]) -> str:
+    return names.get(token, token.removeprefix(_LABEL))
+
+
+def predict_top(model: Any, lines: pl.Series, names: dict[str, str]) -> tuple[list[str | None], np.ndarray]:
+    """The top label (``names``: its token's label, label_names) and its probability for each line (one batch
+    call; "" lines get None and NaN)."""
     todo = [ln for ln in lines.to_list() if ln]
     got_labels, got_probs = model.f.multilinePredict(todo, 1, 0.0, "replace") if todo else ([], [])
     it = iter(zip(got_labels, got_probs, strict=True))
@@ -282,7 +306,7 @@ def predict_top(model: Any, lines: pl.Series) -> tuple[list[str | None], np.ndar
             top.append(None)
             continue
         lab, p = next(it)
-        top.append(lab[0].removeprefix(_LABEL) if lab else None)
+        top.append(_name(lab[0], names) if lab else None)
         prob[i] = min(float(p[0]), 1.0) if len(p) else np.nan
     return top, prob
 
@@ -365,6 +389,7 @@ class QualityScore(MapOperator):
     top label (a topic or domain classifier)."""
 
     name = "quality_score"
+    version = "2"  # 2: labels with whitespace
     adds = {"quality_score": pl.Float64}
 
     model: str = ""
@@ -378,6 +403,7 @@ class QualityScore(MapOperator):
         card = read_model_card(Path(self.model))
         self._labels = card["labels"]
         self._lowercase = card["params"].get("lowercase", True)
+        self._names = label_names(self._labels)
         self._label = self.label or card.get("positive_label")
         if self._label is not None and self._label not in self._labels:
             raise ValueError(f"label {self._label!r} is not one of the model's labels {self._labels}")
@@ -403,7 +429,7 @@ class QualityScore(MapOperator):
     def map(self, df: pl.DataFrame) -> pl.DataFrame:
         if self._model is None:
             self.setup()
-        top, prob = predict_top(self._model, fasttext_lines(df[TEXT], self._lowercase))
+        top, prob = predict_top(self._model, fasttext_lines(df[TEXT], self._lowercase), self._names)
         if self._label is not None and len(self._labels) == 2:
             score = positive_probability(top, prob, self._label)
         elif self._label is not None:

@@ -1,5 +1,6 @@
-"""Classifier labels and settings as the user wrote them: bad settings (min_score past 1, the model
-file for its folder, --out naming a file) are one clear error."""
+"""Classifier labels as the user wrote them: labels with whitespace train, evaluate and score as given,
+and bad settings (min_score past 1, the model file for its folder, --out naming a file) are one clear
+error."""
 
 from __future__ import annotations
 
@@ -33,6 +34,57 @@ def topic_model(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("topic") / "model"
     train(pl.DataFrame(topic_rows(100, 1)).rename({"topic": "label"}), out, TrainConfig(epoch=5, bucket=10_000))
     return out
+
+
+def test_labels_with_whitespace_round_trip(tmp_path: Path):
+    """fastText reads a label as one token: training wrote "sports news" as sports_news, and the metrics
+    and the scorer compared that with "sports news": metrics 0.000, every score null. Labels that differ
+    only in a space, an underscore or a percent-escape stay three labels."""
+    names = {"sport": "sports news", "cooking": "sports_news", "music": "sports%20news"}
+    with open(tmp_path / "topics.jsonl", "w") as fh:
+        fh.writelines(json.dumps(r) + "\n" for r in topic_rows(100, 2, names))
+    res = run_cli("quality", "train", "--labelled", str(tmp_path / "topics.jsonl"), "--label-column", "topic",
+                  "--out", str(tmp_path / "m"), "--epoch", "5", "--bucket", "10000", "--json")
+    assert res.returncode == 0, res.stderr
+    card = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    assert card["labels"] == ["sports news", "sports%20news", "sports_news"]
+    assert set(card["held_out"]["per_label"]) == set(card["labels"]) and card["held_out"]["macro_f1"] >= 0.9
+    texts = pl.DataFrame({"text": [r["text"] for r in topic_rows(1, 3)]})  # sport, cooking, music
+    op = QualityScore(model=str(tmp_path / "m"), label="sports news", label_column="topic")
+    out = op.map(texts)
+    assert out["topic"].to_list() == ["sports news", "sports_news", "sports%20news"]
+    assert out["quality_score"][0] > 0.5
+
+    # two labels: the positive label with a space, its metrics and its scores
+    rows = topic_rows(100, 4)
+    df = pl.DataFrame({"text": [r["text"] for r in rows if r["topic"] != "music"],
+                       "label": ["good text" if r["topic"] == "sport" else "bad text" for r in rows
+                                 if r["topic"] != "music"]})
+    card = train(df, tmp_path / "m2", TrainConfig(epoch=5, bucket=10_000, positive_label="good text"))
+    assert card["positive_label"] == "good text" and card["held_out"]["f1"] >= 0.9
+    assert card["held_out"]["roc_auc"] >= 0.9
+    s = QualityScore(model=str(tmp_path / "m2")).map(texts[:2])["quality_score"].to_list()
+    assert s[0] > 0.5 > s[1]
+    s_bad = QualityScore(model=str(tmp_path / "m2"), label="bad text").map(texts[:2])["quality_score"].to_list()
+    assert s_bad == pytest.approx([1 - s[0], 1 - s[1]])
+
+
+def test_a_model_trained_with_underscored_labels_scores_as_its_labels(tmp_path: Path, monkeypatch):
+    """A model trained before labels were escaped holds "sports news" as __label__sports_news while its
+    metrics.json says "sports news": it scores under the label metrics.json names."""
+    import re
+
+    from corpus.stages import classifier
+
+    df = pl.DataFrame(topic_rows(100, 6, {"sport": "sports news"})).rename({"topic": "label"})
+    with monkeypatch.context() as m:
+        m.setattr(classifier, "label_token", lambda lab: "__label__" + re.sub(r"\s", "_", lab),
+                  raising=False)  # before the fix: no label_token, "_" written by train itself
+        train(df, tmp_path / "old", TrainConfig(epoch=5, bucket=10_000))
+    assert b"__label__sports_news" in (tmp_path / "old" / "model.bin").read_bytes()
+    texts = pl.DataFrame({"text": [r["text"] for r in topic_rows(1, 7)]})  # sport, cooking, music
+    out = QualityScore(model=str(tmp_path / "old"), label="sports news", label_column="topic").map(texts)
+    assert out["topic"].to_list() == ["sports news", "cooking", "music"] and out["quality_score"][0] > 0.5
 
 
 def test_min_score_outside_0_1_is_refused():
