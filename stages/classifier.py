@@ -17,7 +17,8 @@ default (``langid.one_line``). A label is one fastText token: its whitespace (an
 percent-escaped (``sports news``: ``__label__sports%20news``) and read back as the user's label. Scores
 come from the binding's batch call with k=1 (its batch probabilities beyond the top label are wrong in
 fasttext-wheel 0.9.2): with two labels the positive label's probability is the top one's or its
-complement.
+complement; the probability of a label of a model of more labels comes from the one-line call with all
+labels (per line, as fast as the batch call).
 """
 
 from __future__ import annotations
@@ -311,6 +312,25 @@ def predict_top(model: Any, lines: pl.Series, names: dict[str, str]) -> tuple[li
     return top, prob
 
 
+def predict_label(model: Any, lines: pl.Series, label: str, names: dict[str, str]
+                  ) -> tuple[list[str | None], np.ndarray]:
+    """The top label of each line and the probability of ``label``, whichever label is on top: the
+    one-line call with all labels (the batch call's probabilities past the top one are the top one's in
+    fasttext-wheel 0.9.2); "" lines get None and NaN."""
+    f = model.f
+    top: list[str | None] = []
+    prob = np.full(len(lines), np.nan)
+    for i, ln in enumerate(lines.to_list()):
+        got = f.predict(ln, -1, 0.0, "replace") if ln else None
+        if not got:
+            top.append(None)
+            continue
+        top.append(_name(got[0][1], names))
+        # a label fastText leaves out has a probability too small to list
+        prob[i] = next((min(float(p), 1.0) for p, t in got if _name(t, names) == label), 0.0)
+    return top, prob
+
+
 def evaluate_predictions(truth: pl.Series, top: list[str | None], prob: np.ndarray, labels: list[str],
                          positive: str) -> dict:
     """Precision, recall, F1 per label (and macro), accuracy; with two labels also those of the positive
@@ -389,7 +409,7 @@ class QualityScore(MapOperator):
     top label (a topic or domain classifier)."""
 
     name = "quality_score"
-    version = "2"  # 2: labels with whitespace
+    version = "2"  # 2: label's probability in every document (3+ labels), labels with whitespace
     adds = {"quality_score": pl.Float64}
 
     model: str = ""
@@ -429,13 +449,12 @@ class QualityScore(MapOperator):
     def map(self, df: pl.DataFrame) -> pl.DataFrame:
         if self._model is None:
             self.setup()
-        top, prob = predict_top(self._model, fasttext_lines(df[TEXT], self._lowercase), self._names)
-        if self._label is not None and len(self._labels) == 2:
-            score = positive_probability(top, prob, self._label)
-        elif self._label is not None:
-            score = np.where(np.array([t == self._label for t in top]), prob, np.nan)  # not the top: unknown
+        lines = fasttext_lines(df[TEXT], self._lowercase)
+        if self._label is not None and len(self._labels) > 2:
+            top, score = predict_label(self._model, lines, self._label, self._names)
         else:
-            score = prob
+            top, prob = predict_top(self._model, lines, self._names)
+            score = prob if self._label is None else positive_probability(top, prob, self._label)
         cols = [pl.Series(self.score_column, score, pl.Float64).fill_nan(None)]
         if self.label_column:
             cols.append(pl.Series(self.label_column, top, pl.String))

@@ -1,6 +1,6 @@
 """Classifier labels as the user wrote them: labels with whitespace train, evaluate and score as given,
-and bad settings (min_score past 1, the model file for its folder, --out naming a file) are one clear
-error."""
+``label:`` of a model of three labels scores every document, and bad settings (min_score past 1, the
+model file for its folder, --out naming a file) are one clear error."""
 
 from __future__ import annotations
 
@@ -85,6 +85,21 @@ def test_a_model_trained_with_underscored_labels_scores_as_its_labels(tmp_path: 
     texts = pl.DataFrame({"text": [r["text"] for r in topic_rows(1, 7)]})  # sport, cooking, music
     out = QualityScore(model=str(tmp_path / "old"), label="sports news", label_column="topic").map(texts)
     assert out["topic"].to_list() == ["sports news", "cooking", "music"] and out["quality_score"][0] > 0.5
+
+
+def test_label_of_a_three_label_model_scores_every_document(topic_model: Path):
+    """score_column got the probability of ``label`` only where it was the top label, null elsewhere."""
+    texts = pl.DataFrame({"text": [r["text"] for r in topic_rows(3, 5)] + [""]})  # 3 each of sport, cooking, music
+    top = QualityScore(model=str(topic_model), label_column="top").map(texts)
+    by_label = {lab: QualityScore(model=str(topic_model), label=lab).map(texts)["quality_score"].to_list()
+                for lab in TOPICS}
+    for i in range(9):
+        probs = [by_label[lab][i] for lab in TOPICS]
+        assert None not in probs and sum(probs) == pytest.approx(1, abs=1e-3)
+        # the top label's probability is the one the batch call gives
+        assert by_label[top["top"][i]][i] == pytest.approx(top["quality_score"][i], abs=1e-6)
+    assert [round(by_label["music"][i]) for i in range(9)] == [0] * 6 + [1] * 3
+    assert all(by_label[lab][9] is None for lab in TOPICS)  # an empty text has no score
 
 
 def test_min_score_outside_0_1_is_refused():
