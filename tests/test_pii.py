@@ -52,6 +52,28 @@ def test_each_type_and_its_near_misses():
     assert [sum(c) for c in zip(*(counts[k] for k in KINDS), strict=True)] == [1, 2, 1, 1, 1, 2, 1, 1, 0]
 
 
+def test_whole_email_address_with_underscore_unicode_local_part_or_idn_domain():
+    """A dot-atom local part may start with "_" and hold letters of any script (RFC 6531), a domain may be
+    internationalised: the whole address is replaced, where "_john@" was left alone (the "_" before the
+    ASCII-only pattern's hit glued it) and "jöhn@" lost only "hn@..." ("ö" did not glue)."""
+    cases = {
+        "mail _john@example.com now": "mail <EMAIL> now",
+        "mail jöhn@example.com now": "mail <EMAIL> now",
+        "mail john@bücher.de now": "mail <EMAIL> now",
+        "Почта: иван.петров@почта.рф.": "Почта: <EMAIL>.",
+        "Ünïcödé.ñame+tag@exämple.org, x-y@example.com": "<EMAIL>, <EMAIL>",
+        "請聯繫jöhn@bücher.de了解": "請聯繫<EMAIL>了解",  # Chinese around it is the sentence, not the address
+        "**a_b@example.com** or 'x@example.org'": "**<EMAIL>** or '<EMAIL>'",
+        # not addresses: dots doubled or last, a file name, a local part over 64 bytes, a label over 63
+        "jö..hn@example.com jöhn.@example.com _ö@2x.png": "jö..hn@example.com jöhn.@example.com _ö@2x.png",
+        "öö" + "a" * 61 + "@example.com": "öö" + "a" * 61 + "@example.com",
+        "x@" + "ü" * 64 + ".de": "x@" + "ü" * 64 + ".de",
+    }
+    out, counts = redact(pl.Series(list(cases)))
+    assert out.to_list() == list(cases.values())
+    assert counts["email"].to_list() == [1, 1, 1, 1, 2, 1, 2, 0, 0, 0]
+
+
 def test_hits_touching_words_of_other_scripts():
     """Chinese and Japanese put no space between words: a hit touching them is still a hit (only ASCII
     letters and digits glue a hit into a longer token)."""
