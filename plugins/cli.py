@@ -18,6 +18,7 @@ import argparse
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from corpus import plugins
@@ -93,7 +94,13 @@ def cmd_train(args: argparse.Namespace, console: Any) -> int:
                                                                                        else ""))
         if summary.get("best_config"):
             console.print(f"best: trial {summary['best']['trial']} -> {summary['best_config']}")
-        return 0 if summary.get("best") else 1
+            return 0
+        # Exit 1 says only that something failed: say what, and where the trials' errors are.
+        out = Path(summary["trials"][0]["out"]).parent if summary["trials"] else None
+        where = f" ({shown(out / 'sweep.json')} lists them)" if out is not None else ""
+        print(f"error: no trial of the sweep finished with a validation loss: each one's error is above{where}; "
+              "no best.yaml was written", file=sys.stderr)
+        return 1
     from corpus.lock import LockedError
     from corpus.owner import ForeignFilesError
     from corpus.plugins.checkpoint import CheckpointError

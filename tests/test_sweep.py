@@ -98,6 +98,13 @@ def test_a_sweep_into_another_sweeps_folder_is_refused_before_any_trial(tmp_path
     summary = _sweep(tmp_path, tokens, "output: out/s\nspace: {train.lr: [1.0e-3], train.max_steps: [1]}\n")
     assert summary["best"] is None and summary["trials"][0]["error"] == "RuntimeError: failed"
     assert not (tmp_path / "out/s/best.yaml").exists()
+    # the command says why it exits 1 (it printed the trial's line and stopped)
+    capsys.readouterr()
+    assert main(["train", "sweep", str(tmp_path / "sweep.yaml"), "-q"]) == 1
+    out, err = capsys.readouterr()
+    assert "trial   0  val_loss failed" in out and "RuntimeError: failed" in out
+    assert err.strip() == (f"error: no trial of the sweep finished with a validation loss: each one's error is above "
+                           f"({tmp_path / 'out/s/sweep.json'} lists them); no best.yaml was written")
 
 
 def test_random_space_is_seeded_and_checked(tmp_path: Path, shards):  # noqa: F811
