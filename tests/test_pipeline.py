@@ -189,6 +189,66 @@ def test_an_id_key_or_meta_key_no_record_has_is_said(tmp_path: Path, caplog):
         f"http://ex.com/{i}" for i in range(3)]
 
 
+def test_a_dotted_id_key_no_record_has_is_said(tmp_path: Path, caplog):
+    """id_key: doc.nope where every record's doc holds body and u: the run said nothing and every id was
+    derived, as the read's field figures were top-level only and 'doc' was there. The fields inside objects
+    are noted too, so the run warns as for a plain key, and not when some record has the nested field."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.jsonl").write_text("".join(
+        json.dumps({"doc": {"body": f"text {i}", "u": f"u{i}"}}) + "\n" for i in range(3)))
+
+    def warned(out: str, **keys) -> list[str]:
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            Pipeline([]).run(inputs=[InputSpec(source="a", path=str(tmp_path / "in"), text_key="doc.body", **keys)],
+                             output=tmp_path / out, workers=1, quiet=True)
+        return [r.getMessage() for r in caplog.records if "no record has" in r.getMessage()]
+
+    assert warned("out1", id_key="doc.nope") == [
+        "input 'a': no record has the field 'doc.nope' that id_key names, so every document got a derived id "
+        "(a:FILE:LINE); fields: doc — check id_key"]
+    assert pl.read_parquet(tmp_path / "out1" / "data" / "*.parquet")["id"].to_list() == [
+        "a:a.jsonl:1", "a:a.jsonl:2", "a:a.jsonl:3"]
+    assert warned("out2", id_key="doc.u") == []
+    # meta_keys name top-level fields: a dotted one is said, with the way to keep it
+    assert warned("out3", meta_keys=["doc.u"]) == [
+        "input 'a': no record has the field 'doc.u' that meta_keys names; fields: doc — check meta_keys to "
+        "top-level fields; 'doc' is kept in meta whole when meta_keys names it"]
+    # one record of another file has the nested field: no warning, and that record's id is its own
+    (tmp_path / "in" / "b.jsonl").write_text(json.dumps({"doc": {"body": "more", "nope": "mine"}}) + "\n")
+    assert warned("out4", id_key="doc.nope") == []
+    assert "mine" in pl.read_parquet(tmp_path / "out4" / "data" / "*.parquet")["id"].to_list()
+
+
+def test_nested_fields_are_noted_on_both_read_paths_and_unknown_ones_warn_nothing():
+    """The per-record path (decoded objects) and the frame path (struct columns) note the same nested
+    paths; a marker without them (written before they were noted) or a path deeper than they go cannot
+    rule a key out, so nothing is said for it."""
+    from corpus.readers.fields import FieldCounter, has_field, merge, unused_keys
+
+    recs = [{"doc": {"body": "x", "u": None, "m": {"k": 1, "*": 2}}}, {"doc": None}, {"doc": "text", "n": 1}]
+    by_record = FieldCounter()
+    for r in recs:
+        by_record.record(r)
+    by_frame = FieldCounter()
+    by_frame.frame(pl.DataFrame(recs[:2]), set())  # a '*' field is a name here, not a wildcard
+    assert by_record.stats()["doc"]["nested"] == by_frame.stats()["doc"]["nested"] == {"body": 1, "m": 1,
+                                                                                       "m.*": 1, "m.k": 1}
+    seen = merge(merge({}, by_record.stats()), by_frame.stats())
+    assert seen["doc"]["nested"]["body"] == 2 and seen["doc"]["types"] == ["object", "string"]
+    assert [has_field(seen, k) for k in ("doc.body", "doc.m.k", "doc.u", "doc.x.y", "n.x", "z.x")] == [
+        True, True, False, False, False, False]
+    deep = FieldCounter()
+    deep.record({"a": {"b": {"c": {"d": {"e": 1}}}}})
+    assert has_field(deep.stats(), "a.b.c.d") is True and has_field(deep.stats(), "a.b.c.d.e") is None
+    assert has_field(deep.stats(), "a.b.x.d.e") is False
+    old = {"doc": {"types": ["object"], "rows": 2}}  # a marker from before nested paths were noted
+    assert has_field(merge(old, by_record.stats()), "doc.nope") is None
+    spec = InputSpec(source="a", path="x", text_key="doc.body", id_key="doc.nope")
+    assert unused_keys([spec], [{"source": "a", "fields": {"doc": {"types": ["object"], "rows": 2}}}]) == []
+    assert len(unused_keys([spec], [{"source": "a", "fields": by_record.stats()}])) == 1
+
+
 def test_a_stage_that_passes_on_nothing_is_said(tmp_path: Path, caplog):
     """A run whose filter dropped every document (a language code in the wrong case, html_to_text given
     plain text) ended "done: 0 documents" without a word; the later stages, given nothing, are not named."""
