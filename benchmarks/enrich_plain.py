@@ -172,8 +172,8 @@ def signals(text: str, meta: str = "{}", url_field: str = "url", terminal_punct:
 
 def langid(model, text: str) -> tuple[str | None, float | None]:  # noqa: ANN001 - a fastText model
     """Language and probability of one document, as the langid operator's document mode defines them."""
-    line = text.replace("\n", " ")
-    if not line.strip():
+    line = re.sub(r"\s", " ", text)  # every whitespace character as a space, one for one
+    if not any(unicodedata.category(c)[0] not in "ZC" for c in line):  # nothing visible
         return None, None
     (prob, label), = model.f.predict(line + "\n", 1, 0.0, "replace")
     return label.removeprefix("__label__"), min(float(prob), 1.0)

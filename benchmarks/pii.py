@@ -59,9 +59,11 @@ def _check(kind: str, rule: pii.Rule, hit: str, before: str, after: str, context
     if rule.check is pii._token:
         return not re.match(r"[0-9A-Za-z_-]", after)
     if kind == "email":
-        local, tld = hit.split("@")[0], hit.rsplit(".", 1)[-1].lower()
+        local, domain = hit.split("@", 1)
+        tld = domain.rsplit(".", 1)[-1].lower()
+        too_long = len(local.encode()) > 64 or any(len(label) > 63 for label in domain.split("."))
         return (_isolated(before, after, f"{W}.%+-", f"{W}@-") and ".." not in local and not local.endswith(".")
-                and tld not in pii.FILE_EXTENSIONS)
+                and not too_long and tld not in pii.FILE_EXTENSIONS)
     if kind == "iban":
         compact = hit.replace(" ", "")
         numeric = "".join(str(int(c, 36)) for c in compact[4:] + compact[:4])

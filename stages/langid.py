@@ -102,7 +102,7 @@ class LangId(MapOperator):
     ``mode: paragraph`` also ``lang_paragraphs`` (each language's share of the characters, by line)."""
 
     name = "langid"
-    version = "1"
+    version = "2"  # 2: Unicode spaces read as spaces, invisible-only texts get nulls
     adds = {"lang": pl.String, "lang_score": pl.Float64}  # document mode; columns() adds lang_paragraphs
     report_title: ClassVar[str] = "Languages"
     report_order: ClassVar[int] = 62

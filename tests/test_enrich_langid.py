@@ -88,6 +88,19 @@ def test_unicode_spaces_read_as_plain_spaces_and_invisible_text_gets_nulls(op):
     assert {s["lang"] for s in out["lang_paragraphs"][0]} == {"en", "fr"}
 
 
+def test_the_benchmarks_plain_langid_is_the_operators(op):
+    """benchmarks/enrich_plain.langid (the per-document baseline the enrich benchmark times ours against)
+    gives the operator's label and score, Unicode spaces and invisible texts included."""
+    from benchmarks.enrich_plain import langid as plain
+
+    texts = [EN, FR + "\n" + DE, RU, JA, "12345 !!!", EN.replace(" ", "\xa0"), FR.replace(" ", "\u3000"),
+             "\u200b", "\u00ad\u200d \u2028", ""]
+    out = op.map(_df(texts))
+    got = [plain(op._model, t) for t in texts]
+    assert [g[0] for g in got] == out["lang"].to_list()
+    assert [g[1] for g in got] == pytest.approx(out["lang_score"].to_list(), abs=1e-6)
+
+
 def test_paragraph_mode_shares_by_characters():
     op = LangId(mode="paragraph")
     op.setup()

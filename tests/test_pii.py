@@ -93,6 +93,9 @@ def test_vectorised_rules_equal_the_plain_per_document_rules():
     glue = ["", " ", ".", "-", "\n", ",", "x", "5", "é", "日"]
     docs += [rng.choice(glue).join(rng.sample(texts, 3)) for _ in range(600)]
     docs += ["1.2.3.4.5.6.7.8", "8.8.8.8.9.9.9.9", "4111111111111111 4111111111111111", "a@b.com,c@d.org", "", "x"]
+    # the length limits (a local part of at most 64 bytes, labels of at most 63 characters), Unicode parts
+    docs += ["x" * 65 + "@example.com", "é" * 33 + "@example.com", "x" * 64 + "@example.com",
+             "a@" + "b" * 64 + ".com", "a@" + "b" * 63 + ".com", "_jöhn@bücher.de now"]
     out, counts = redact(pl.Series(docs))
     for i, doc in enumerate(docs):
         text, want = redact_plain(doc)
