@@ -362,6 +362,7 @@ class PiiRedact(MapOperator):
     """Replace personal data and secrets with typed placeholders; counts per type (``pii_<kind>``)."""
 
     name = "pii_redact"
+    version = "2"  # 2: whole addresses with "_" or Unicode letters, internationalised domains
     needs = {"text": pl.String}
     modifies = ("text",)
     adds = {f"pii_{k}": pl.Int64 for k in KINDS}
