@@ -699,8 +699,8 @@ def run_command(fn: Any, args: argparse.Namespace, console: Any) -> int:
     debug = getattr(args, "debug", False)
     import duckdb
 
-    from corpus.errors import WorkerDiedError, describe_duckdb_error, describe_os_error
-    from corpus.executor import LostRecordsError, PipelineError
+    from corpus.errors import WorkerDiedError, describe_duckdb_error, describe_os_error, raised_in_stage
+    from corpus.executor import LostRecordsError, PipelineError, described
     from corpus.integrity import CorruptFileError
     from corpus.lock import LockedError
     from corpus.operators import StopRun
@@ -735,7 +735,13 @@ def run_command(fn: Any, args: argparse.Namespace, console: Any) -> int:
                                               else ""))
         return 130
     except Exception as exc:
-        hint = None if debug else _missing_extra(exc)
+        if debug:
+            raise
+        hint = _missing_extra(exc)
+        if hint is None and raised_in_stage(exc):
+            # An operator's own error of a type not expected above (a plugin's RuntimeError, a polars
+            # error): the catalog's one line (type, message, stage, unit), the traceback on request.
+            hint = f"{described(exc)}; --debug shows the traceback"
         if hint is None:
             raise
         err.print(f"[bold red]error:[/] {escape(hint)}", highlight=False, soft_wrap=True)

@@ -24,6 +24,24 @@ MAIN_GUARD = ('put the run under `if __name__ == "__main__":` in the script that
               "spawned, and each one imports that script")
 
 
+_IN_STAGE = "(in stage "
+
+
+def note_stage(exc: BaseException, label: str) -> None:
+    """Note on an operator's own error (any type: its setup, map, filter, fit...) the stage it was raised
+    in; the CLI then says it in one line (``raised_in_stage``), as it says the errors it expects."""
+    exc.add_note(f"{_IN_STAGE}{label})")
+
+
+def raised_in_stage(exc: BaseException) -> bool:
+    return any(n.startswith(_IN_STAGE) for n in getattr(exc, "__notes__", ()))
+
+
+def note_worker(exc: BaseException, label: str) -> None:
+    """Note the unit a worker (a pool process or a Ray task) was running when exc was raised."""
+    exc.add_note(f"(in a worker process, running {label})")
+
+
 class WorkerDiedError(RuntimeError):
     """A worker process ended abruptly (killed by a signal, most often the out-of-memory killer)."""
 

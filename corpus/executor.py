@@ -54,7 +54,7 @@ import duckdb
 
 from corpus.catalog import DRY_RUN, Catalog
 from corpus.config import param_problems
-from corpus.errors import MAIN_GUARD, SpawnedImportError, WorkerDiedError, worker_death
+from corpus.errors import MAIN_GUARD, SpawnedImportError, WorkerDiedError, note_stage, worker_death
 from corpus.ids import SUMMARY, DuplicateIdError, RepeatedIds, check_policy, derived_unique, describe, located
 from corpus.lock import RunLock
 from corpus.manifest import build_manifest
@@ -609,7 +609,7 @@ class Executor:
                 self._record_whole(catalog, run_id, stage)  # a gate that stopped the run: its results count
                 raise
             except Exception as exc:  # the operator's own error: which stage, doing what
-                exc.add_note(f"(in stage {stage.label})")
+                note_stage(exc, stage.label)
                 raise
             write_marker(marker, {"key": stage.key, "seconds": time.perf_counter() - start, "summary": summary or {}})
             progress.finish(bar)

@@ -21,7 +21,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from corpus.errors import WorkerDiedError, worker_death
+from corpus.errors import WorkerDiedError, note_worker, worker_death
 from corpus.executor import Executor, Runner
 from corpus.work import worker_env
 
@@ -104,6 +104,7 @@ class RayPool:
             # so callers and the CLI treat it as they do under the process pool.
             cause = getattr(exc, "cause", None)
             if isinstance(cause, BaseException) and not isinstance(cause, exc_types.RayError):
+                note_worker(cause, label)  # which unit, as the process pool's job_in_worker says it
                 raise cause from None
             raise
         except (exc_types.WorkerCrashedError, exc_types.OutOfMemoryError, exc_types.NodeDiedError,

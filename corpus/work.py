@@ -28,6 +28,7 @@ import cloudpickle
 import polars as pl
 import pyarrow.parquet as pq
 
+from corpus.errors import note_stage, note_worker
 from corpus.integrity import record
 from corpus.operators import FITTED, FilterOperator, MapOperator, Operator, Verdict, output_problem
 from corpus.quarantine import RawStore
@@ -92,7 +93,7 @@ def job_in_worker(payload: bytes) -> Any:
     try:
         return fn(job)
     except Exception as exc:
-        exc.add_note(f"(in a worker process, running {label})")
+        note_worker(exc, label)
         raise
 
 
@@ -477,7 +478,7 @@ def run_segment(job: SegmentJob) -> list[dict]:
             exc.args = (f"stage {stage.label}: {exc}", *exc.args[1:])
             raise
         except Exception as exc:  # the operator's own error (its setup, load, map or filter): which stage
-            exc.add_note(f"(in stage {stage.label})")
+            note_stage(exc, stage.label)
             raise
         rej_path = stage.dir / "rejected" / f"{shard}.parquet"
         rej_path.unlink(missing_ok=True)

@@ -237,6 +237,52 @@ def test_a_worker_killed_like_the_oom_killer_does(tmp_path: Path):
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["docs"] == n  # resumed, nothing lost
 
 
+RAISER = """
+from dataclasses import dataclass
+import builtins
+from corpus.operators import MapOperator
+
+
+@dataclass
+class Raiser(MapOperator):
+    name = "raiser"
+    kind: str = "RuntimeError"
+
+    def map(self, df):
+        if df["text"].str.contains("BOOM").any():
+            raise getattr(builtins, self.kind)("row contains BOOM")
+        return df
+"""
+
+
+def test_an_operator_error_of_any_type_is_one_line(tmp_path: Path):
+    """An operator's own error was one `error:` line only for the types the CLI expects (ValueError,
+    OSError...): a plugin's RuntimeError or TypeError, or a polars error from a built-in, printed a
+    traceback and exited 1. Any error raised in a stage is now said in one line, with its type, stage and
+    unit, and --debug still shows the traceback."""
+    plug = tmp_path / "plug"
+    (plug / "raiser_op").mkdir(parents=True)
+    (plug / "raiser_op" / "__init__.py").write_text(RAISER)
+    dist = plug / "raiser_op-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: raiser-op\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[corpusforge.operators]\nraiser = raiser_op:Raiser\n")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.jsonl").write_text('{"text": "fine"}\n{"text": "a BOOM here"}\n')
+    env = {"PYTHONPATH": os.pathsep.join([str(plug), os.environ.get("PYTHONPATH", "")])}
+    for kind, workers in (("RuntimeError", 2), ("TypeError", 1)):
+        cfg = write_config(tmp_path / "c.yaml", f"workers: {workers}\ninputs:\n  - source: s\n"
+                                                f"    path: {tmp_path / 'in'}\npipeline:\n  - op: raiser\n"
+                                                f"    kind: {kind}\n")
+        res = run_cli("run", str(cfg), "-o", str(tmp_path / f"out-{kind}"), "--quiet", env=env)
+        assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+        line = _one_error_line(res.stderr)
+        assert line.startswith(f"error: {kind}: row contains BOOM (in stage 01-raiser)"), line
+        assert "running shard s-00000-00000" in line and line.endswith("--debug shows the traceback"), line
+    res = run_cli("--debug", "run", str(cfg), "-o", str(tmp_path / "out-debug"), "--quiet", env=env)
+    assert res.returncode == 1 and "Traceback" in res.stderr and "TypeError: row contains BOOM" in res.stderr
+
+
 def test_a_script_without_the_main_guard_is_told_so(tmp_path: Path):
     """Spawned workers import the script that started the run. Without `if __name__ == "__main__":` each
     would start the run again (and meet its lock): each refuses with the reason instead, and the run's

@@ -107,8 +107,12 @@ def test_ray_run_resumes_and_surfaces_the_units_own_error(ray_cluster, corpus_in
     flag = tmp_path / "flag"
     ops = _ops(FailOnce(flag=str(flag)))
     out = tmp_path / "out"
-    with pytest.raises(ValueError, match="stopped on purpose"):  # the operator's error, not Ray's wrapping
+    with pytest.raises(ValueError, match="stopped on purpose") as raised:  # the operator's error, not Ray's wrapping
         RayExecutor(quiet=True).run(ops, _inputs(corpus_in), out, shard_max_bytes=16 << 10)
+    # which stage and which unit, as under the process pool (the unit was left out on Ray)
+    notes = raised.value.__notes__
+    assert any(n.startswith("(in stage ") for n in notes), notes
+    assert any(n.startswith("(in a worker process, running shard ") for n in notes), notes
     reads = sorted((out / "work").glob("00-read/done/*.json"))
     assert reads  # reading finished before the failure: kept
     before = {p: p.stat().st_mtime_ns for p in reads}
