@@ -91,7 +91,7 @@ def funnel_rows(out: Path, run_id: str | None = None, cat: Catalog | None = None
     )
     drops = cat.query(
         """SELECT stage_idx, source, reason, sum(docs) AS n FROM drops WHERE run_id = ?
-           GROUP BY ALL ORDER BY stage_idx, source, n DESC""",
+           GROUP BY ALL ORDER BY stage_idx, source, n DESC, reason""",  # ties: the same order every time
         [run_id],
     )
     reasons: dict[tuple, list[str]] = {}

@@ -247,3 +247,28 @@ def test_status_counts_a_finished_sinks_units(tmp_path: Path):
     (_, _, _, units, done, docs_in), (*_, sink_units, sink_done, sink_docs) = rows[1:]
     assert rows[2][1:3] == ("02-profile", "sink") and sink_units > 0
     assert (sink_done, sink_docs) == (sink_units, sum(b["kept"] for b in res.balance)) and done == units
+
+
+def test_stats_lists_tied_drop_reasons_in_one_order(tmp_path: Path):
+    """Reasons dropping as many documents each (lang=et: 1; lang=el: 1) came out in the hash
+    aggregate's order, which changed from one `corpus stats` to the next; ties are by reason now."""
+    import random
+
+    from corpus import InputSpec, Pipeline
+    from corpus.catalog import Catalog
+    from corpus.stages.filter import LengthFilter
+    from corpus.stats import funnel_rows
+
+    make_jsonl_corpus(tmp_path / "in", files=1, docs_per_file=5)
+    res = Pipeline([LengthFilter(min_words=1)]).run(inputs=[InputSpec(source="web", path=str(tmp_path / "in"))],
+                                                    output=tmp_path / "out", workers=1, quiet=True)
+    cat = Catalog(res.output / "catalog.duckdb", create=False)
+    run_id = cat.latest_run()
+    reasons = [f"language:lang={i:03d}" for i in range(60)]
+    random.Random(3).shuffle(reasons)
+    with cat.connect() as con:
+        con.executemany("INSERT INTO drops VALUES (?, 1, '01-x', ?, 'web', ?, ?)",
+                        [[run_id, f"u{i}", r, 2 if i == 7 else 1] for i, r in enumerate(reasons)])
+    _, funnel, *_ = funnel_rows(res.output)
+    drops = next(r["drops"] for r in funnel if r["drops"])
+    assert drops == [f"{reasons[7]}: 2"] + [f"{r}: 1" for r in sorted(set(reasons) - {reasons[7]})]
