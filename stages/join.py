@@ -170,7 +170,8 @@ class Join(GlobalFilterOperator):
         missing = joined[_HIT].is_null() & ~ambiguous
         reason = pl.DataFrame({"a": ambiguous, "m": missing}).select(
             pl.when("a").then(pl.lit(AMBIGUOUS)).when("m").then(pl.lit(MISSING)).otherwise(None)).to_series()
-        keep = ~ambiguous & (~missing if self.on_missing == "reject" else pl.Series([True] * df.height))
+        # Derived from the masks, not a Python list: an empty shard's [True] * 0 is a null-typed Series.
+        keep = ~ambiguous & ~missing if self.on_missing == "reject" else ~ambiguous
         scores = {c: joined[c].cast(t) for c, t in self.schema().items()}
         return Verdict(keep=keep, reason=reason, scores=scores)
 

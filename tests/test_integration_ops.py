@@ -278,6 +278,29 @@ def test_join_missing_keys_keep_or_fail(tmp_path, web):
     assert not (tmp_path / "fail" / "data").exists()
 
 
+@pytest.mark.parametrize("on_missing", ["reject", "keep", "fail"])
+def test_join_on_an_emptied_shard(tmp_path, web, on_missing):
+    # length_filter empties the second input's shard: the join gets a frame with no rows
+    short = _jsonl(tmp_path / "short.jsonl", [{"text": "short", "domain": "a.org", "id": "s1"}])
+    inputs = [*web, InputSpec(source="short", path=str(short), id_key="id")]
+    (tmp_path / "t.csv").write_text("domain,licence\na.org,cc-by\nb.org,mit\nzzz.net,x\n")
+    op = Join(table=str(tmp_path / "t.csv"), key="domain", doc_key="meta.domain", on_missing=on_missing)
+    (tmp_path / "art").mkdir()
+    from corpus.operators import StageContext
+
+    op.fit(StageContext("j", tmp_path / "art", (), 1, lambda f, xs: [f(x) for x in xs]))
+    op.load(tmp_path / "art")
+    v = op.filter(pl.DataFrame({"meta": []}, schema={"meta": pl.String}))
+    assert v.keep.dtype == pl.Boolean and v.keep.len() == 0 and v.scores["licence"].len() == 0
+    if on_missing == "fail":  # every key of the kept documents is in the table (p4 has none: dropped first)
+        inputs = [InputSpec(source="web", path=str(_jsonl(tmp_path / "w2.jsonl", [
+            {"text": "page one two", "domain": "a.org", "id": "p1"}])), id_key="id"), inputs[1]]
+    Pipeline([LengthFilter(min_words=2), Join(table=str(tmp_path / "t.csv"), key="domain", doc_key="meta.domain",
+                                              on_missing=on_missing)]).run(inputs, tmp_path / "out", workers=1)
+    data = read_all(tmp_path / "out" / "data")
+    assert data.height and set(data["source"]) == {"web"}
+
+
 def test_join_ambiguous_keys_fail_or_reject(tmp_path, web):
     (tmp_path / "t.csv").write_text("domain,licence\na.org,cc-by\na.org,gpl\nb.org,mit\nzzz.net,x\n")
     cfg = write_config(tmp_path / "run.yaml", f"""
