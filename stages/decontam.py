@@ -105,8 +105,15 @@ class Decontaminate(GlobalFilterOperator):
         for p in self.eval_sets:
             if not Path(p).is_file():
                 raise ValueError(f"decontaminate: evaluation set {p} does not exist")
-        if self.n < 1 or not 1 <= self.min_words <= self.n:
-            raise ValueError("need n >= 1 and 1 <= min_words <= n")
+        # Each message starts with its parameter, so `corpus check` points at its line. A negative record
+        # passed here once and stopped the run in polars (head(-1)) at the first matching document.
+        if self.n < 1:
+            raise ValueError(f"n must be 1 or more (words per n-gram), got {self.n}")
+        if not 1 <= self.min_words <= self.n:
+            raise ValueError(f"min_words must be between 1 and n ({self.n}), got {self.min_words}")
+        if self.record < 0:
+            raise ValueError(f"record must be 0 or more (matching n-grams recorded per document; 0 records "
+                             f"none), got {self.record}")
         self._index: pl.DataFrame | None = None
         # A set that indexes nothing (an empty file, every text under min_words) matches no document: the
         # stage would run as a no-op that looks like a clean corpus. Said when the config is read.
@@ -201,7 +208,8 @@ class Decontaminate(GlobalFilterOperator):
         ngrams = full["decontam_ngrams"].fill_null(pl.lit([], pl.List(pl.String))).cast(pl.List(pl.String))
         reason = pl.select(pl.when(matches > 0).then(pl.lit("decontam:") + full["set"])
                            .otherwise(pl.lit(None, pl.String))).to_series()
-        keep = pl.Series([True] * df.height) if self.mode == "flag" else matches == 0
+        # Typed: [True] * 0 alone is a null-typed Series, which an empty shard's verdict cannot use.
+        keep = pl.Series([True] * df.height, dtype=pl.Boolean) if self.mode == "flag" else matches == 0
         value = pl.select(pl.when(matches > 0).then(matches.cast(pl.Float64))).to_series()
         return Verdict(keep=keep, reason=reason, scores={"decontam_matches": matches, "decontam_ngrams": ngrams,
                                                          RULE_VALUE: value})

@@ -14,6 +14,7 @@ from helpers import run_cli
 from corpus import InputSpec, Pipeline
 from corpus.shards import write_documents
 from corpus.stages.decontam import Decontaminate, leakage
+from corpus.stages.filter import LengthFilter
 
 QUESTION = ("Which river flows through the ancient city that hosted the first modern Olympic games in "
             "eighteen ninety six")  # 19 words
@@ -88,6 +89,43 @@ def test_an_evaluation_set_that_indexes_nothing_is_refused(tmp_path: Path, eval_
         Decontaminate(eval_sets=[str(tmp_path / "none.parquet")])
     # a lower min_words indexes the short question whole
     assert Decontaminate(eval_sets=[str(tmp_path / "short.jsonl")], min_words=5).build_index()[0].height == 1
+
+
+def test_numeric_parameters_are_checked_when_the_config_is_read(tmp_path: Path, eval_set: Path):
+    """record: -1 passed the check and stopped the run in polars (head(-1)) at the first matching document."""
+    for params, message in (({"record": -1}, r"^record must be 0 or more .*got -1$"),
+                            ({"n": 0}, r"^n must be 1 or more .*got 0$"),
+                            ({"min_words": 0}, r"^min_words must be between 1 and n \(13\), got 0$"),
+                            ({"min_words": 14}, r"^min_words must be between 1 and n \(13\), got 14$")):
+        with pytest.raises(ValueError, match=message):
+            Decontaminate(eval_sets=[str(eval_set)], **params)
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(f"inputs: [{{source: web, path: {eval_set}}}]\noutput: {tmp_path / 'out'}\npipeline:\n"
+                   f"  - {{op: decontaminate, eval_sets: [{eval_set}], record: -1}}\n")
+    proc = run_cli("check", str(cfg))
+    assert proc.returncode == 2 and "run.yaml:4: pipeline[0] (decontaminate): record must be 0 or more" in proc.stderr
+    # 0 records no n-gram, 1 the first; the verdict is the same
+    for record, ngrams in ((0, []), (1, [" ".join(QUESTION.lower().split()[2:15])])):
+        v = Decontaminate(eval_sets=[str(eval_set)], record=record).filter(pl.DataFrame({"text": docs()}))
+        assert v.keep.to_list() == [False, True, False, True, True]
+        assert v.scores["decontam_ngrams"][0].to_list() == ngrams
+
+
+@pytest.mark.parametrize("mode", ["remove", "flag"])
+def test_an_empty_shard_gets_an_empty_verdict(tmp_path: Path, eval_set: Path, mode: str):
+    """A shard an earlier filter emptied: [True] * 0 made a null-typed keep in flag mode, which the
+    executor refused ('a keep mask of 0 Null values')."""
+    empty = pl.DataFrame({"text": []}, schema={"text": pl.String})
+    v = Decontaminate(eval_sets=[str(eval_set)], mode=mode).filter(empty)
+    assert v.keep.dtype == pl.Boolean and v.keep.len() == 0 and v.reason.len() == 0
+    assert v.scores["decontam_matches"].len() == 0 and v.scores["decontam_ngrams"].dtype == pl.List(pl.String)
+    for name, texts in (("long", docs()), ("short", ["tiny"])):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "d.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    Pipeline([LengthFilter(min_words=2), Decontaminate(eval_sets=[str(eval_set)], mode=mode)]).run(
+        [InputSpec(source=n, path=str(tmp_path / n)) for n in ("long", "short")], tmp_path / "out", workers=1,
+        quiet=True)
+    assert pl.read_parquet(tmp_path / "out" / "data" / "*.parquet").height == (5 if mode == "flag" else 3)
 
 
 def _splits(tmp_path: Path, leak: bool) -> list[Path]:
