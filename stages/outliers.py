@@ -17,14 +17,15 @@ A document is dropped by the first feature (in the order given) that it passes, 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import polars as pl
 
-from corpus.operators import Columns, GlobalFilterOperator, StageContext, StageView, Verdict
-from corpus.schema import SOURCE
+from corpus.operators import Columns, GlobalFilterOperator, Operator, StageContext, StageView, Verdict
+from corpus.schema import DOC_SCHEMA, SOURCE
 from corpus.stages.rules import RULE_VALUE, fmt
 from corpus.units import plural
 
@@ -124,6 +125,16 @@ class OutlierFilter(GlobalFilterOperator):
     def __post_init__(self) -> None:
         if not self.features:
             raise ValueError("features: name at least one numeric column (e.g. n_words from quality_signals)")
+        # A document's own columns are its identity and provenance, not measurements (source was also
+        # selected twice with the source key: a polars DuplicateError in the fit).
+        core = [f"{f!r} ({DOC_SCHEMA[f]})" for f in self.features if f in DOC_SCHEMA]
+        if core:
+            raise ValueError(f"features: {', '.join(core)} {'is a column' if len(core) == 1 else 'are columns'} every "
+                             f"document has, not a numeric feature; name columns an earlier stage adds (e.g. n_words "
+                             f"from quality_signals)")
+        twice = sorted({f for f in self.features if self.features.count(f) > 1})
+        if twice:
+            raise ValueError(f"features: {', '.join(map(repr, twice))} named more than once")
         if self.k is not None and self.k <= 0:
             raise ValueError("k must be positive")
         self._thresholds: dict | None = None
@@ -133,7 +144,20 @@ class OutlierFilter(GlobalFilterOperator):
         return self.k if self.k is not None else (3.5 if self.method == "mad" else 1.5)
 
     def columns(self) -> tuple[Columns, Columns, tuple[str, ...]]:
+        # Features are any numeric type (Int64, Float64, UInt32...): needs compare one exact type, so the
+        # numeric check is column_problems'.
         return {SOURCE: pl.String, **dict.fromkeys(self.features)}, dict(self.adds), ()
+
+    def column_problems(self, have: Columns, earlier: Sequence[Operator] = ()) -> list[str]:
+        """Features that are not numeric columns at the stage's place: refused before a run, where the fit
+        stopped with a polars error (or this operator's own) after the stages before it had run."""
+        out = []
+        for f in self.features:
+            dtype = have.get(f)
+            if dtype is not None and not dtype.is_numeric():
+                out.append(f"features: {f!r} is {dtype}, not a numeric column (thresholds are fitted on numbers; "
+                           f"e.g. n_words from quality_signals)")
+        return out
 
     def compute(self, shards: list[Path]) -> dict:
         frame = pl.scan_parquet([str(s) for s in shards]).select(SOURCE, *self.features)
@@ -164,7 +188,8 @@ class OutlierFilter(GlobalFilterOperator):
         if self._thresholds is None:
             raise ValueError("outlier_filter: not fitted")
         reason, value = flag(df, self.features, self._thresholds, self.per_source)
-        keep = pl.Series([True] * df.height) if self.report_only else reason.is_null()
+        # Typed: [True] * 0 alone is a null-typed Series, which an empty shard's verdict cannot use.
+        keep = pl.Series([True] * df.height, dtype=pl.Boolean) if self.report_only else reason.is_null()
         return Verdict(keep=keep, reason=reason, scores={"outlier": reason.alias("outlier"),
                                                          RULE_VALUE: value.alias(RULE_VALUE)})
 

@@ -121,3 +121,53 @@ def test_dry_run_needs_an_outlier_stage(tmp_path: Path):
     cfg.write_text(cfg.read_text().replace("  - {op: outlier_filter, features: [n_words], report_only: false}\n", ""))
     res = run_cli("quality", "outliers", str(cfg), "--dry-run")
     assert res.returncode == 2 and res.stderr.startswith("error:") and "no outlier_filter" in res.stderr
+
+
+@pytest.mark.parametrize("feature", ["source", "text", "id", "row_id"])
+def test_a_core_column_is_not_a_feature(tmp_path: Path, feature: str):
+    """features: [source] passed corpus check, then the fit selected source twice (a polars DuplicateError)."""
+    from corpus.schema import DOC_SCHEMA
+    from corpus.stages.outliers import OutlierFilter
+
+    with pytest.raises(ValueError, match=rf"^features: '{feature}' \({DOC_SCHEMA[feature]}\) is a column every "
+                                         r"document has, not a numeric feature"):
+        OutlierFilter(features=["n_words", feature])
+    cfg = _setup(tmp_path)
+    cfg.write_text(cfg.read_text().replace("features: [n_words]", f"features: [{feature}]"))
+    res = run_cli("check", str(cfg))
+    assert res.returncode == 2 and f"(outlier_filter): features: '{feature}' ({DOC_SCHEMA[feature]})" in res.stderr
+
+
+def test_features_are_numeric_columns_named_once(tmp_path: Path):
+    from corpus.stages.outliers import OutlierFilter
+
+    with pytest.raises(ValueError, match=r"^features: 'n_words' named more than once$"):
+        OutlierFilter(features=["n_words", "n_chars", "n_words"])
+    # a string column an earlier stage adds: refused by the wiring check, naming the feature and its type
+    cfg = _setup(tmp_path)
+    cfg.write_text(cfg.read_text().replace("groups: [counts]}", "groups: [counts]}\n  - {op: langid}")
+                   .replace("features: [n_words]", "features: [n_words, lang]"))
+    res = run_cli("check", str(cfg))
+    assert res.returncode == 2
+    assert "pipeline[2] 'outlier_filter': features: 'lang' is String, not a numeric column" in res.stderr
+    assert "'n_words' is" not in res.stderr  # the numeric feature is fine
+    op = OutlierFilter(features=["n_words", "score"])
+    assert op.column_problems({"n_words": pl.Int64(), "score": pl.Float32()}) == []
+    assert op.column_problems({"n_words": pl.Int64(), "score": None}) == []  # type unknown: the fit checks it
+    assert op.column_problems({"n_words": pl.Boolean(), "score": pl.Float32()}) == [
+        "features: 'n_words' is Boolean, not a numeric column (thresholds are fitted on numbers; e.g. n_words "
+        "from quality_signals)"]
+
+
+def test_report_only_on_an_emptied_shard(tmp_path: Path):
+    """A shard an earlier filter emptied: report_only's keep was [True] * 0, a null-typed Series the
+    executor refused ('a keep mask of 0 Null values')."""
+    cfg = _setup(tmp_path, report_only=True)
+    (tmp_path / "in2").mkdir()
+    (tmp_path / "in2" / "s.jsonl").write_text(json.dumps({"text": "tiny"}) + "\n")
+    cfg.write_text(cfg.read_text().replace("inputs: [", f"inputs: [{{source: short, path: {tmp_path / 'in2'}}}, ")
+                   .replace("  - {op: outlier", "  - {op: length_filter, min_words: 2}\n  - {op: outlier"))
+    res = run_cli("run", str(cfg), "--quiet")
+    assert res.returncode == 0, res.stderr
+    data = pl.read_parquet(tmp_path / "out" / "data" / "*.parquet")
+    assert data.height == 61 and set(data["source"]) == {"web"}
