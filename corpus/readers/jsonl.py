@@ -9,11 +9,12 @@ A dotted ``text_key`` or ``id_key`` (``doc.body``) names a nested field (``looku
 very name wins): the hot path reads it from the struct column polars made (``DocBuilder.lift``), and
 meta leaves it out of its object (an object left empty goes too, per record).
 
-``meta`` holds the record's other fields as a JSON object (top-level keys sorted, null or absent
-fields left out). It is the same JSON value on both paths, with one caveat from polars' schema
-unification: a field whose numbers mix ints and floats within a piece is written as floats
-(1 -> 1.0), a field mixing strings with other types is written as strings, and objects nested in
-a field carry null members for keys that only other records of the piece have.
+``meta`` holds the record's other fields as a JSON object (keys sorted at every level, null or
+absent top-level fields left out): each value as the record wrote it (same JSON value and type on
+both paths, whatever records share its piece; a float's digits may be spelt 1.5e-05 or 0.000015).
+polars unifies a field's type across a piece (1 -> 1.0 beside a float, [1, 2] -> "[1, 2]" beside a
+string, null members for keys other records' objects have), so the hot path flags every value such a
+unification could have made (``_changed``) and those records take the per-record path.
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ BLANK_TEXT_RE = rf"^{_WS_CLASS}*$"
 # polars silently turns a non-string value in a string column into text (5 -> "5", {"a":1} ->
 # '{"a": 1}'); any text that could be such a conversion is re-checked from the original line.
 RECHECK_TEXT_RE = rf"(?s)^(?:{_WS_CLASS}*|-?[0-9][0-9.eE+\-]*|-?inf|NaN|nan|true|false|\{{.*\}}|\[.*\])$"
+# A meta value polars may have made from a non-string one of another type in the piece (a number as
+# it writes numbers, a bool, an object or array as its text); a string column's others are as written.
+STRINGIFIED_RE = r"(?s)^(?:-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|-?inf|NaN|nan|true|false|\{.*\}|\[.*\])$"
 
 # Below this size a piece polars refuses is read line by line instead of split further.
 _SPLIT_MIN = 256 << 10
@@ -131,14 +135,71 @@ def without(rec: dict[str, Any], parts: list[str]) -> dict[str, Any]:
     return out
 
 
+def _wildcard(name: str) -> bool:
+    """pl.col() and struct.field() read these names as wildcards (a nested one makes polars panic)."""
+    return name == "*" or (name.startswith("^") and name.endswith("$"))
+
+
+def _wildcard_inside(dtype: pl.DataType) -> bool:
+    if isinstance(dtype, pl.Struct):
+        return any(_wildcard(f.name) or _wildcard_inside(f.dtype) for f in dtype.fields)
+    return isinstance(dtype, pl.List | pl.Array) and _wildcard_inside(dtype.inner)
+
+
+def _has_struct(dtype: pl.DataType) -> bool:
+    if isinstance(dtype, pl.Struct):
+        return True
+    return isinstance(dtype, pl.List | pl.Array) and _has_struct(dtype.inner)
+
+
+def _sorted_expr(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """The value with the keys of its objects sorted at every level, as the per-record path writes them
+    (json.dumps sort_keys): polars' struct fields come in the piece's order of first appearance."""
+    if isinstance(dtype, pl.Struct):
+        fields = sorted(dtype.fields, key=lambda f: f.name)
+        if not fields:
+            return expr
+        inner = [_sorted_expr(expr.struct.field(f.name), f.dtype).alias(f.name) for f in fields]
+        return pl.when(expr.is_not_null()).then(pl.struct(inner))
+    if isinstance(dtype, pl.List | pl.Array) and _has_struct(dtype.inner):
+        as_list = expr.cast(pl.List(dtype.inner)) if isinstance(dtype, pl.Array) else expr
+        return as_list.list.eval(_sorted_expr(pl.element(), dtype.inner))
+    return expr
+
+
+def _changed(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr | None:
+    """Where a (non-null) value of a column polars' JSON reader made may differ from what the record
+    wrote, because polars unified the field's type across the piece (None: nowhere): a float that is
+    integral (an int beside floats), a string that could be another value's text, and inside objects
+    and arrays those and any null (a key only other records' objects have). Other types are exact."""
+    if dtype == pl.String:
+        return expr.str.contains(STRINGIFIED_RE)
+    if dtype.is_float():
+        return expr.floor() == expr
+    if dtype.is_integer() or dtype in (pl.Boolean, pl.Null):
+        return None
+    if isinstance(dtype, pl.Struct):
+        parts = []
+        for f in dtype.fields:
+            member = expr.struct.field(f.name)
+            inner = _changed(member, f.dtype)
+            parts.append(member.is_null() if inner is None else member.is_null() | inner)
+        return pl.any_horizontal(parts) if parts else None
+    if isinstance(dtype, pl.List):
+        inner = _changed(pl.element(), dtype.inner)
+        each = pl.element().is_null() if inner is None else pl.element().is_null() | inner
+        return expr.list.eval(each).list.any()
+    return pl.lit(True)
+
+
 def _without_expr(expr: pl.Expr, dtype: pl.Struct, paths: list[list[str]]) -> pl.Expr | None:
     """A struct column without the nested fields ``paths`` name (each relative to it), as ``without``
-    leaves a record; None when no field is left."""
+    leaves a record, keys sorted (``_sorted_expr``); None when no field is left."""
     fields = []
-    for f in dtype.fields:
+    for f in sorted(dtype.fields, key=lambda f: f.name):
         inner = [p[1:] for p in paths if p[0] == f.name]
         if not inner:
-            fields.append(expr.struct.field(f.name))
+            fields.append(_sorted_expr(expr.struct.field(f.name), f.dtype).alias(f.name))
         elif all(inner) and isinstance(f.dtype, pl.Struct):  # a path into this field: keep the rest of it
             rest = _without_expr(expr.struct.field(f.name), f.dtype, inner)
             if rest is not None:
@@ -149,11 +210,12 @@ def _without_expr(expr: pl.Expr, dtype: pl.Struct, paths: list[list[str]]) -> pl
 
 
 def _encode_meta(items: dict[str, Any]) -> str:
-    text = json.dumps(items, ensure_ascii=False, separators=(",", ":"), default=json_default, allow_nan=False)
+    kw: dict[str, Any] = {"separators": (",", ":"), "default": json_default, "allow_nan": False, "sort_keys": True}
+    text = json.dumps(items, ensure_ascii=False, **kw)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:  # unpaired surrogate escapes: keep them escaped
-        text = json.dumps(items, separators=(",", ":"), default=json_default, allow_nan=False)
+        text = json.dumps(items, **kw)
     return text
 
 
@@ -317,8 +379,8 @@ class DocBuilder:
         """Rows that need the per-record path (None: none). ``coerced``: df came from polars'
         JSON reader, whose string columns may hold converted non-string values."""
         key = self.text_key
-        # pl.col() reads "*" and "^...$" as wildcards: such keys take the per-record path.
-        odd = any(c == "*" or (c.startswith("^") and c.endswith("$")) for c in df.columns)
+        # Wildcard names (top-level or nested in objects) take the per-record path.
+        odd = any(_wildcard(c) or _wildcard_inside(t) for c, t in df.schema.items())
         odd = odd or any(c in self.clashes for c in df.columns)  # a possible rename clash: checked per record
         if odd or key not in df.columns or df.schema[key] != pl.String:
             return pl.Series([True] * df.height, dtype=pl.Boolean)
@@ -336,6 +398,11 @@ class DocBuilder:
             if coerced and dtype == pl.String:
                 c = pl.col(self.id_key).str
                 expr = expr | (c.starts_with("{") & c.ends_with("}")) | (c.starts_with("[") & c.ends_with("]"))
+        if coerced:  # values polars' type unification may have changed: taken from the line
+            for c in self._meta_columns(df):
+                changed = _changed(pl.col(c), df.schema[c])
+                if changed is not None:  # (a null field is left out of meta: nothing to change)
+                    expr = expr | (pl.col(c).is_not_null() & changed)
         flags = df.select(expr.fill_null(False)).to_series()
         return flags if flags.any() else None
 
@@ -375,7 +442,7 @@ class DocBuilder:
         exprs = {}
         for c in sorted(cols, key=lambda c: self.rename.get(c, c)):  # meta's keys sorted as named there
             # polars cannot write Binary as JSON; hex keeps it lossless and readable.
-            e = pl.col(c).bin.encode("hex") if df.schema[c] == pl.Binary else pl.col(c)
+            e = pl.col(c).bin.encode("hex") if df.schema[c] == pl.Binary else _sorted_expr(pl.col(c), df.schema[c])
             inside = [p[1:] for p in self.lifted.values() if p[0] == c]
             if inside:  # a nested text or id is not kept again in meta
                 rest = _without_expr(pl.col(c), df.schema[c], inside)  # type: ignore[arg-type]
@@ -430,8 +497,9 @@ class DocBuilder:
 
 # ----- JSONL ----------------------------------------------------------------------------
 def jsonl_piece_bytes(chunk_bytes: int) -> int:
-    """The size of the pieces polars parses: a part of a big file starts where a piece would (polars
-    unifies a field's types within a piece, so the same pieces give the same meta)."""
+    """The size of the pieces polars parses: a part of a big file starts where a piece would (a piece
+    decides which of its records take the per-record path, and so how a float in their meta is spelt:
+    the same pieces give the same meta, byte for byte)."""
     return min(chunk_bytes, _PIECE)
 
 
