@@ -15,6 +15,10 @@ A field holding objects (JSON objects, struct columns) also notes the fields ins
 relative to it with their non-null row counts (``nested``; a few levels deep, as ``corpus check`` samples),
 so a dotted ``id_key`` no record has is warned about (``unused_keys``). Where they are unknown (a marker
 written before they were noted, too many of them) the key is given the benefit of the doubt.
+
+Only parsed records are counted: a file that noted no field (every record quarantined before it was
+parsed, invalid UTF-8 or JSON, or records without a non-null field) has no schema to compare and is left
+out of ``drift``, so it is neither reported as missing every field nor taken as its source's reference.
 """
 
 from __future__ import annotations
@@ -169,11 +173,12 @@ def merge(into: FieldStats, more: FieldStats) -> FieldStats:
 
 def drift(markers: list[dict]) -> list[dict]:
     """Per source with more than one file: each later file's missing, extra and retyped fields against
-    the source's first file (read markers in corpus order; files read before fields were noted are
-    left out). Only files that differ are listed."""
+    the source's first file (read markers in corpus order; files read before fields were noted, and
+    files that noted none, are left out). Only files that differ are listed."""
     by_source: dict[str, list[dict]] = {}
     for m in markers:
-        if m.get("fields") is not None and m.get("docs", 0) + m.get("quarantined", 0) > 0:
+        # No field noted: no record was parsed (all quarantined before), so no schema to compare.
+        if m.get("fields"):
             by_source.setdefault(m["source"], []).append(m)
     out = []
     for source, files in by_source.items():
