@@ -16,6 +16,7 @@ import duckdb
 
 from corpus.errors import duckdb_os_error
 from corpus.integrity import CorruptFileError
+from corpus.readers.fields import shown_name
 
 # A run's status when it ran its stages and published nothing (a dry run): the latest run of a folder
 # is the latest that was not one, since the folder's corpus, manifest and report are that run's.
@@ -249,15 +250,17 @@ class Catalog:
 
     def record_fields(self, run_id: str, markers: list[dict], drift: list[dict]) -> None:
         """Each input file's fields with their types and row counts, and the schema drift between the
-        files of a source (corpus/readers/fields.py): kind missing, extra or retyped."""
-        rows = [[run_id, m["source"], m["file"], f, ",".join(s["types"]), s["rows"]]
+        files of a source (corpus/readers/fields.py): kind missing, extra or retyped. Field names go in as
+        ``shown_name`` writes them: a JSON key that is a lone surrogate is no UTF-8, which DuckDB refuses."""
+        rows = [[run_id, m["source"], m["file"], shown_name(f), ",".join(s["types"]), s["rows"]]
                 for m in markers for f, s in (m.get("fields") or {}).items()]
         found = []
         for d in drift:
-            found += [[run_id, d["source"], d["reference"], d["file"], f, "missing", None, None] for f in d["missing"]]
-            found += [[run_id, d["source"], d["reference"], d["file"], f, "extra", None, None] for f in d["extra"]]
-            found += [[run_id, d["source"], d["reference"], d["file"], f, "retyped", ",".join(t["reference"]),
-                       ",".join(t["file"])] for f, t in d["retyped"].items()]
+            head = [run_id, d["source"], d["reference"], d["file"]]
+            found += [[*head, shown_name(f), "missing", None, None] for f in d["missing"]]
+            found += [[*head, shown_name(f), "extra", None, None] for f in d["extra"]]
+            found += [[*head, shown_name(f), "retyped", ",".join(t["reference"]), ",".join(t["file"])]
+                      for f, t in d["retyped"].items()]
         with self.connect() as con:
             if rows:
                 con.executemany("INSERT INTO source_fields VALUES (?,?,?,?,?,?)", rows)

@@ -1,5 +1,6 @@
-"""Fields as the readers note them: schema drift counts only files with parsed records
-(corpus/readers/fields.py)."""
+"""Field names that must not stop a run or lose a value: a JSON key that is a lone surrogate (catalog,
+warnings), a CSV header with a byte that is not UTF-8 (corpus/readers/csv.py), and schema drift
+counting only files with parsed records (corpus/readers/fields.py)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ import logging
 from pathlib import Path
 
 import duckdb
+import polars as pl
 import pytest
-from test_readers import write
+from test_readers import one_task, read_path, write
 
 from corpus.pipeline import Pipeline
-from corpus.readers import InputSpec
+from corpus.readers import InputSpec, whole_file_problem
 from corpus.readers import fields as fields_mod
 
 
@@ -28,6 +30,48 @@ def _catalog(tmp_path: Path, sql: str) -> list[tuple]:
         return con.execute(sql).fetchall()
     finally:
         con.close()
+
+
+# ----- a JSON key that is a lone surrogate --------------------------------------------------
+def test_lone_surrogate_key_is_recorded_escaped_and_the_run_goes_on(tmp_path, caplog):
+    src = tmp_path / "src"
+    write(src / "a.jsonl", b'{"text":"plain"}\n')
+    write(src / "k.jsonl", b'{"text":"ok key","\\udc00":"v"}\n{"text":"second"}\n')
+    balance, warned = _run(tmp_path, caplog, InputSpec(source="s", path=str(src)))
+    assert (balance[0]["kept"], balance[0]["quarantined"]) == (3, 0)
+    # the document keeps its key as it was written (JSON escapes the surrogate)
+    data = pl.read_parquet(next((tmp_path / "out" / "data").rglob("*.parquet")))
+    assert '"\\udc00":"v"' in data.filter(pl.col("text") == "ok key")["meta"][0]
+    assert _catalog(tmp_path, "SELECT file, field FROM source_fields ORDER BY file, field") == [
+        ("a.jsonl", "text"), ("k.jsonl", "\\udc00"), ("k.jsonl", "text")]
+    assert _catalog(tmp_path, "SELECT file, field, kind FROM schema_drift") == [("k.jsonl", "\\udc00", "extra")]
+    drift = [w for w in warned if "schema drift" in w]
+    assert len(drift) == 1 and "extra \\udc00 in 1 file(s)" in drift[0]
+
+
+def test_shown_name_escapes_only_what_is_not_utf8():
+    assert fields_mod.shown_name("caf\u00e9 \U0001f600") == "caf\u00e9 \U0001f600"
+    assert fields_mod.shown_name("a\udc00b") == "a\\udc00b"
+    lines = fields_mod.unused_keys([InputSpec(source="s", path="x", id_key="id")],
+                                   [{"source": "s", "fields": {"\ud800": {"types": ["string"], "rows": 1}}}])
+    assert lines and "fields: \\ud800 " in lines[0]
+    lines[0].encode("utf-8")  # a terminal or log file takes it
+
+
+# ----- CSV header with a byte that is not UTF-8 ----------------------------------------------
+def test_csv_header_with_invalid_utf8_quarantines_every_record_with_its_bytes(tmp_path, caplog):
+    path = write(tmp_path / "x.csv", b"text,t\xffag\nhello,a\n\nworld,b\n")
+    docs, bad, seen = read_path(path)
+    assert (docs.height, seen) == (0, 2)
+    error = ("CSV file 'x.csv' header has an invalid UTF-8 byte 0xff at byte 7, in column 2 ('t\\xffag'): its "
+             "field names are not text, so every record is quarantined with it — fix the header's encoding and "
+             "read the file again")
+    assert bad.select("line", "kind", "error", "raw", "header").rows() == [
+        (1, "invalid_utf8", error + " (file line 2)", b"hello,a", b"text,t\xffag"),
+        (2, "invalid_utf8", error + " (file line 4)", b"world,b", b"text,t\xffag")]
+    assert whole_file_problem(one_task(path)) == error  # corpus check says it before a run
+    balance, _ = _run(tmp_path, caplog, InputSpec(source="s", path=str(path)))
+    assert (balance[0]["kept"], balance[0]["quarantined"], balance[0]["blank"]) == (0, 2, 1)
 
 
 # ----- schema drift counts parsed records only -----------------------------------------------

@@ -22,6 +22,18 @@ quarantined as ``malformed_row``, and reading resumes at the next line: the line
 read again as records of their own. What stays ambiguous: a broken quote that a later stray quote
 closes cleanly, with the right number of fields, reads as one record (with ``true`` always; with
 ``"auto"`` when the lines it swallowed are not well-formed records, e.g. a second mistake).
+
+The header row maps each value to a field, so a header that cannot do that is not guessed at:
+
+* no ``text_key`` column: the file is quarantined whole (one ``unreadable_file`` record naming its
+  columns);
+* a byte that is not UTF-8 in the header: its names are not text, and would reach ``meta``, the
+  catalog and the report as escapes nobody wrote. Every record of the file is quarantined as
+  ``invalid_utf8`` with its own bytes, the header kept with them (``corpus quarantine export`` gives
+  the file back): fix the header's encoding and read it again. A file whose header is wrong like this
+  usually has no UTF-8 records either (a Latin-1 export), which are quarantined as such anyway.
+
+``corpus check`` reports both before a run.
 """
 
 from __future__ import annotations
@@ -160,6 +172,7 @@ class _CsvReader:
         self.reader = csv.reader(self.lines, delimiter=self.delimiter, strict=True)
         self.header: list[str] | None = None
         self.header_raw: bytes | None = None
+        self.header_bad: str | None = None  # why every record is quarantined (a header that is no UTF-8)
         self.record = 0
         self.stopped = False  # the file was quarantined whole
         self.b = self._builder()
@@ -208,7 +221,10 @@ class _CsvReader:
             size += len(raw) + 1
             self.record += 1
             self.b.seen += 1
-            _add_row(self.b, self.task, self.header, fields, self.record, _span(lines), raw)
+            if self.header_bad is not None:
+                self.b.add_bad(self.record, "invalid_utf8", f"{self.header_bad} ({_span(lines)})", raw)
+            else:
+                _add_row(self.b, self.task, self.header, fields, self.record, _span(lines), raw)
             if size >= self.chunk_bytes:
                 yield self.b.finish(src.consumed - reported)
                 reported = src.consumed
@@ -251,11 +267,14 @@ class _CsvReader:
         self.b.add_bad(self.record, "malformed_row", f"{why} (file line {first.no}{again})", _record_bytes([first]))
 
     def _set_header(self, fields: list[str], raw: bytes) -> bool:
-        problem = missing_column(self.task, fields, f"CSV file {self.task.rel_path!r} header")
-        if problem is not None:
-            self._whole_file(problem)
-            return False
-        self.header, self.header_raw = fields, raw
+        """Take the header row; False when the file is quarantined whole for it (see the docstring)."""
+        bad = _undecodable_header(self.task, fields, raw)  # then every record goes to quarantine, with its bytes
+        if bad is None:
+            problem = missing_column(self.task, fields, f"CSV file {self.task.rel_path!r} header")
+            if problem is not None:
+                self._whole_file(problem)
+                return False
+        self.header, self.header_raw, self.header_bad = fields, raw, bad
         self.b.header = raw
         return True
 
@@ -264,18 +283,38 @@ class _CsvReader:
         self.b.add_bad(1, "unreadable_file", why, b"", unit=RAW_FILE)
 
 
+def _undecodable_header(task: ReadTask, fields: list[str], raw: bytes) -> str | None:
+    """Why a header with a byte that is not UTF-8 quarantines every record (None when it is UTF-8)."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        where = ""
+        for i, name in enumerate(fields, 1):
+            try:
+                name.encode("utf-8")
+            except UnicodeEncodeError:
+                # the bytes as the user gave them (t\xffag), not the surrogates decoding made of them
+                shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+                where = f", in column {i} ('{shown}')"
+                break
+        return (f"CSV file {task.rel_path!r} header has an invalid UTF-8 byte 0x{raw[exc.start]:02x} at byte "
+                f"{exc.start + 1}{where}: its field names are not text, so every record is quarantined with it "
+                "— fix the header's encoding and read the file again")
+    return None
+
+
 def read_csv(task: ReadTask, chunk_bytes: int, sink: RawStore | None = None) -> Iterator[ReadChunk]:
     return _CsvReader(task, chunk_bytes, sink).chunks()
 
 
 def csv_problem(task: ReadTask) -> str | None:
-    """Why this CSV file would be quarantined whole (broken header, no text column), from its first
-    lines (for `corpus check`)."""
+    """Why this CSV file would be quarantined whole (broken header, no text column), or every record
+    of it (a header that is no UTF-8), from its first lines (for `corpus check`)."""
     r = _CsvReader(task, 1 << 16, None)
     for fields, lines in r.records():
         r._set_header(fields, _record_bytes(lines))
         break
-    return r.b.bad[-1]["error"] if r.b.bad else None
+    return r.b.bad[-1]["error"] if r.b.bad else r.header_bad
 
 
 def csv_header(task: ReadTask) -> list[str]:

@@ -19,6 +19,8 @@ written before they were noted, too many of them) the key is given the benefit o
 Only parsed records are counted: a file that noted no field (every record quarantined before it was
 parsed, invalid UTF-8 or JSON, or records without a non-null field) has no schema to compare and is left
 out of ``drift``, so it is neither reported as missing every field nor taken as its source's reference.
+Field names are written to the catalog and to warnings through ``shown_name``: a JSON key may be a lone
+surrogate (``"\\udc00"``), which is no UTF-8 text: DuckDB refuses it, and the run would stop there.
 """
 
 from __future__ import annotations
@@ -30,6 +32,12 @@ import polars as pl
 FieldStats = dict[str, dict[str, Any]]  # field -> {"types": [..], "rows": n[, "nested": {path: n}]}
 NESTED_DEPTH = 4  # the parts of a dotted path noted, the top-level field's included (corpus check's depth)
 NESTED_MAX = 256  # nested paths noted per field and file: past it they are left unknown (an object keyed by ids, say)
+
+
+def shown_name(name: str) -> str:
+    """A field name as the catalog and warnings hold it: a lone surrogate (not UTF-8 text) as its escape
+    (``\\udc00``, as JSON writes it), every other character as it is."""
+    return name.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def value_type(value: Any) -> str:
@@ -203,16 +211,16 @@ def describe(found: list[dict]) -> list[str]:
         mine = [d for d in found if d["source"] == source]
         parts = []
         for kind in ("missing", "extra"):
-            names = sorted({f for d in mine for f in d[kind]})
+            names = sorted({shown_name(f) for d in mine for f in d[kind]})
             if names:
                 n = sum(1 for d in mine if d[kind])
                 parts.append(f"{kind} {', '.join(names[:5])}{' ...' if len(names) > 5 else ''} in {n} file(s)")
-        retyped = sorted({f for d in mine for f in d["retyped"]})
+        retyped = sorted({shown_name(f) for d in mine for f in d["retyped"]})
         if retyped:
             ex = next(d for d in mine if d["retyped"])
             k = next(iter(ex["retyped"]))
             t = ex["retyped"][k]
-            parts.append(f"retyped {', '.join(retyped[:5])} (e.g. {k}: {'/'.join(t['reference'])} in "
+            parts.append(f"retyped {', '.join(retyped[:5])} (e.g. {shown_name(k)}: {'/'.join(t['reference'])} in "
                          f"{ex['reference']}, {'/'.join(t['file'])} in {ex['file']})")
         lines.append(f"schema drift in source {source!r} against its first file {mine[0]['reference']}: "
                      + "; ".join(parts) + " (nothing was coerced or dropped; see the report)")
@@ -230,7 +238,7 @@ def unused_keys(specs: list[Any], markers: list[dict]) -> list[str]:
             merge(seen, f)
         if not read or not seen:
             continue
-        shown = ", ".join(sorted(seen)[:12]) + (" ..." if len(seen) > 12 else "")
+        shown = ", ".join(shown_name(k) for k in sorted(seen)[:12]) + (" ..." if len(seen) > 12 else "")
         if spec.id_key is not None and has_field(seen, spec.id_key) is False:
             lines.append(f"input {spec.source!r}: no record has the field {spec.id_key!r} that id_key names, so every "
                          f"document got a derived id ({spec.source}:FILE:LINE); fields: {shown} — check id_key")
