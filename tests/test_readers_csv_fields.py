@@ -1,6 +1,6 @@
 """Field names that must not stop a run or lose a value: a JSON key that is a lone surrogate (catalog,
-warnings), a CSV header with a byte that is not UTF-8 (corpus/readers/csv.py), and schema drift
-counting only files with parsed records (corpus/readers/fields.py)."""
+warnings), CSV headers with a byte that is not UTF-8 or a repeated column (corpus/readers/csv.py), and
+schema drift counting only files with parsed records (corpus/readers/fields.py)."""
 
 from __future__ import annotations
 
@@ -72,6 +72,22 @@ def test_csv_header_with_invalid_utf8_quarantines_every_record_with_its_bytes(tm
     assert whole_file_problem(one_task(path)) == error  # corpus check says it before a run
     balance, _ = _run(tmp_path, caplog, InputSpec(source="s", path=str(path)))
     assert (balance[0]["kept"], balance[0]["quarantined"], balance[0]["blank"]) == (0, 2, 1)
+
+
+# ----- CSV header naming a column twice ------------------------------------------------------
+@pytest.mark.parametrize(("data", "named"), [
+    ("text,tag,tag\nhello,a,b\n", "'tag' 2 times (columns 2, 3)"),
+    ("text,text,id\nfirst,second,1\n", "'text' 2 times (columns 1, 2)"),
+    ("id,text,a,id,a,a\n1,x,2,3,4,5\n", "'id' 2 times (columns 1, 4); 'a' 3 times (columns 3, 5, 6)"),
+])
+def test_csv_repeated_column_quarantines_the_file_naming_it(tmp_path, data, named):
+    path = write(tmp_path / "d.csv", data)
+    docs, bad, seen = read_path(path)
+    error = (f"CSV file 'd.csv' header names {named}: which value is the field's is unknown, so the file is not "
+             "read (a record would keep one and lose the other) — rename one in the header")
+    assert (docs.height, seen) == (0, 1)
+    assert bad.select("line", "kind", "error").rows() == [(1, "unreadable_file", error)]
+    assert whole_file_problem(one_task(path)) == error
 
 
 # ----- schema drift counts parsed records only -----------------------------------------------

@@ -27,18 +27,22 @@ The header row maps each value to a field, so a header that cannot do that is no
 
 * no ``text_key`` column: the file is quarantined whole (one ``unreadable_file`` record naming its
   columns);
+* a column name given twice (``text,tag,tag``): the file is quarantined whole, the error naming the
+  repeated names and their columns. Which value is the field's (the text, the id, a meta key) is the
+  user's to say; keeping one would drop the other's values, so rename one in the header;
 * a byte that is not UTF-8 in the header: its names are not text, and would reach ``meta``, the
   catalog and the report as escapes nobody wrote. Every record of the file is quarantined as
   ``invalid_utf8`` with its own bytes, the header kept with them (``corpus quarantine export`` gives
   the file back): fix the header's encoding and read it again. A file whose header is wrong like this
   usually has no UTF-8 records either (a Latin-1 export), which are quarantined as such anyway.
 
-``corpus check`` reports both before a run.
+``corpus check`` reports all three before a run.
 """
 
 from __future__ import annotations
 
 import csv
+from collections import Counter
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -270,9 +274,15 @@ class _CsvReader:
         """Take the header row; False when the file is quarantined whole for it (see the docstring)."""
         bad = _undecodable_header(self.task, fields, raw)  # then every record goes to quarantine, with its bytes
         if bad is None:
-            problem = missing_column(self.task, fields, f"CSV file {self.task.rel_path!r} header")
+            what = f"CSV file {self.task.rel_path!r} header"
+            problem = missing_column(self.task, fields, what)
             if problem is not None:
                 self._whole_file(problem)
+                return False
+            repeated = _repeated(fields)
+            if repeated:
+                self._whole_file(f"{what} names {repeated}: which value is the field's is unknown, so the file is "
+                                 "not read (a record would keep one and lose the other) — rename one in the header")
                 return False
         self.header, self.header_raw, self.header_bad = fields, raw, bad
         self.b.header = raw
@@ -303,13 +313,22 @@ def _undecodable_header(task: ReadTask, fields: list[str], raw: bytes) -> str | 
     return None
 
 
+def _repeated(fields: list[str]) -> str:
+    """The column names the header gives more than once, with their columns ('' when none)."""
+    counts = Counter(fields)
+    parts = [f"{name!r} {len(cols)} times (columns {', '.join(map(str, cols))})"
+             for name in dict.fromkeys(f for f in fields if counts[f] > 1)
+             for cols in [[i for i, f in enumerate(fields, 1) if f == name]]]
+    return "; ".join(parts)
+
+
 def read_csv(task: ReadTask, chunk_bytes: int, sink: RawStore | None = None) -> Iterator[ReadChunk]:
     return _CsvReader(task, chunk_bytes, sink).chunks()
 
 
 def csv_problem(task: ReadTask) -> str | None:
-    """Why this CSV file would be quarantined whole (broken header, no text column), or every record
-    of it (a header that is no UTF-8), from its first lines (for `corpus check`)."""
+    """Why this CSV file would be quarantined whole (broken header, no text column, a repeated column),
+    or every record of it (a header that is no UTF-8), from its first lines (for `corpus check`)."""
     r = _CsvReader(task, 1 << 16, None)
     for fields, lines in r.records():
         r._set_header(fields, _record_bytes(lines))
@@ -337,9 +356,8 @@ def _add_row(
         msg = f"expected {len(header)} fields, got {len(fields)} ({where})"
         b.add_bad(record, "malformed_row", msg, raw)
         return
-    rec: dict[str, str | None] = {}
-    for name, value in zip(header, fields, strict=True):
-        rec.setdefault(name, value)
+    # The names are distinct: a header repeating one is refused (_set_header), as a dict would keep one value.
+    rec: dict[str, str | None] = dict(zip(header, fields, strict=True))
     id_key = task.spec.id_key
     if id_key is not None and rec.get(id_key) == "":
         rec[id_key] = None  # an empty id cell means "no id": derive one
