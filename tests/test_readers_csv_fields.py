@@ -1,6 +1,7 @@
 """Field names that must not stop a run or lose a value: a JSON key that is a lone surrogate (catalog,
-warnings), CSV headers with a byte that is not UTF-8 or a repeated column (corpus/readers/csv.py), and
-schema drift counting only files with parsed records (corpus/readers/fields.py)."""
+warnings), CSV headers with a byte that is not UTF-8, a repeated column or the wrong delimiter
+(corpus/readers/csv.py), and schema drift counting only files with parsed records
+(corpus/readers/fields.py)."""
 
 from __future__ import annotations
 
@@ -88,6 +89,31 @@ def test_csv_repeated_column_quarantines_the_file_naming_it(tmp_path, data, name
     assert (docs.height, seen) == (0, 1)
     assert bad.select("line", "kind", "error").rows() == [(1, "unreadable_file", error)]
     assert whole_file_problem(one_task(path)) == error
+
+
+# ----- CSV header read as one column: the wrong delimiter -------------------------------------
+@pytest.mark.parametrize(("name", "data", "kw", "hint"), [
+    ("w.csv", "text;id\nhello;1\n", {}, 'looks semicolon-separated (";" in it) while the file is read with '
+     'csv_delimiter "," — set csv_delimiter: ";" for this input'),
+    ("t.csv", "text\tid\nhello\t1\n", {}, 'looks tab-separated ("\\t" in it) while the file is read with '
+     'csv_delimiter "," — set csv_delimiter: "\\t" for this input'),
+    ("p.csv", "text|id|n\nhello|1|2\n", {"csv_delimiter": ";"}, 'looks pipe-separated ("|" in it) while the file '
+     'is read with csv_delimiter ";" — set csv_delimiter: "|" for this input'),
+    ("c.tsv", "text,id\nhello,1\n", {}, "looks comma-separated (\",\" in it) while the file is read with a tab (a "
+     ".tsv file's delimiter while csv_delimiter is left at ',') — rename the file to .csv"),
+])
+def test_csv_one_column_header_says_which_delimiter_it_looks_like(tmp_path, name, data, kw, hint):
+    path = write(tmp_path / name, data)
+    _, bad, _ = read_path(path, **kw)
+    columns = data.split("\n")[0]
+    assert bad["error"].to_list() == [f"CSV file {name!r} header has no column 'text' (columns: {columns}); the "
+                                      f"header reads as one column, which {hint}"]
+    assert whole_file_problem(one_task(path, **kw)) == bad["error"][0]
+
+
+def test_csv_missing_column_without_another_delimiter_has_no_hint(tmp_path):
+    _, bad, _ = read_path(write(tmp_path / "z.csv", "body\nx\n"))
+    assert bad["error"].to_list() == ["CSV file 'z.csv' header has no column 'text' (columns: body)"]
 
 
 # ----- schema drift counts parsed records only -----------------------------------------------

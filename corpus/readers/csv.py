@@ -26,7 +26,10 @@ closes cleanly, with the right number of fields, reads as one record (with ``tru
 The header row maps each value to a field, so a header that cannot do that is not guessed at:
 
 * no ``text_key`` column: the file is quarantined whole (one ``unreadable_file`` record naming its
-  columns);
+  columns). A header read as one column that holds another delimiter (``text;id`` read with ``,``)
+  says which delimiter it looks like and how to set ``csv_delimiter``. A ``.tsv`` file is read with a
+  tab while ``csv_delimiter`` is left at its default ``,``, so a comma-separated one is told to be
+  renamed ``.csv`` (``,`` cannot be asked for: it is the default);
 * a column name given twice (``text,tag,tag``): the file is quarantined whole, the error naming the
   repeated names and their columns. Which value is the field's (the text, the id, a meta key) is the
   user's to say; keeping one would drop the other's values, so rename one in the header;
@@ -42,6 +45,7 @@ The header row maps each value to a field, so a header that cannot do that is no
 from __future__ import annotations
 
 import csv
+import json
 from collections import Counter
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, NamedTuple
@@ -277,7 +281,7 @@ class _CsvReader:
             what = f"CSV file {self.task.rel_path!r} header"
             problem = missing_column(self.task, fields, what)
             if problem is not None:
-                self._whole_file(problem)
+                self._whole_file(problem + _delimiter_hint(self.task, fields, self.delimiter))
                 return False
             repeated = _repeated(fields)
             if repeated:
@@ -320,6 +324,28 @@ def _repeated(fields: list[str]) -> str:
              for name in dict.fromkeys(f for f in fields if counts[f] > 1)
              for cols in [[i for i, f in enumerate(fields, 1) if f == name]]]
     return "; ".join(parts)
+
+
+_DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+
+
+def _delimiter_hint(task: ReadTask, fields: list[str], delimiter: str) -> str:
+    """When the header read as one column holding another delimiter: which it looks like, and what to set."""
+    if len(fields) != 1:
+        return ""
+    found = [(fields[0].count(d), d) for d in _DELIMITERS if d != delimiter and d in fields[0]]
+    if not found:
+        return ""
+    d = max(found)[1]
+    read_as = f"read with csv_delimiter {json.dumps(delimiter)}"
+    if delimiter == "\t" and task.spec.csv_delimiter == ",":
+        # csv_delimiter "," is the default, which a .tsv name turns into a tab: "," cannot be asked for here
+        read_as = "read with a tab (a .tsv file's delimiter while csv_delimiter is left at ',')"
+        fix = "rename the file to .csv" if d == "," else f"set csv_delimiter: {json.dumps(d)} for this input"
+    else:
+        fix = f"set csv_delimiter: {json.dumps(d)} for this input"
+    return (f"; the header reads as one column, which looks {_DELIMITERS[d]}-separated ({json.dumps(d)} in it) while "
+            f"the file is {read_as} — {fix}")
 
 
 def read_csv(task: ReadTask, chunk_bytes: int, sink: RawStore | None = None) -> Iterator[ReadChunk]:
