@@ -29,6 +29,17 @@ _NEWLINE = ord("\n")
 # Compressed input is fed in small slices so one slice cannot expand into a huge output block.
 _ZSTD_SLICE = 128 << 10
 _COMPRESSED_READ = 1 << 20
+# After a decompression error, the failed input is fed again this many bytes at a time (then one).
+_SALVAGE_STEP = 256
+# Bytes that are not a compressed stream (a mislabelled file, trailing garbage) are quarantined, this much.
+_REST_MAX = 16 << 20
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_MAGICS = ((_GZIP_MAGIC, "gzip data"), (_ZSTD_MAGIC, "zstd data"), (b"BZh", "bzip2 data"),
+           (b"\xfd7zXZ\x00", "xz data"), (b"PK\x03\x04", "a zip archive"), (b"PAR1", "Parquet"))
+_UNREAD = "only .gz and .zst are decompressed: decompress it first"
+_FIXES = {"gzip data": "name it .gz", "zstd data": "name it .zst", "bzip2 data": _UNREAD, "xz data": _UNREAD,
+          "a zip archive": "unpack it first", "Parquet": "name it .parquet"}
 T = TypeVar("T")
 
 
@@ -67,6 +78,9 @@ class ByteSource:
         self.consumed = 0
         self.truncated = False
         self.error: str | None = None
+        # File bytes that are no compressed stream (a mislabelled file, bytes after the last stream), kept
+        # for the quarantined record that reports them; only set with ``error``.
+        self.rest = b""
 
     def blocks(self) -> Iterator[bytes]:
         """The decompressed bytes, a leading byte order mark dropped."""
@@ -116,31 +130,50 @@ class ByteSource:
 
     def _gzip(self, f: BinaryIO) -> Iterator[bytes]:
         # Multi-member gzip (e.g. `cat a.gz b.gz`): each member ends with eof and the next member
-        # starts in unused_data. max_length bounds each output block.
+        # starts in unused_data. max_length bounds each output block. `data` is always the end of
+        # the last read, so the file offset of data[0] is self.consumed - len(data).
         d = zlib.decompressobj(wbits=31)
         cap = max(self.block_size, 1 << 20)  # a small cap makes zlib re-copy its unconsumed tail
         in_member = False
+        members = produced = 0  # produced: the current member's output, to compare with its trailer
         while data := self._read(f, _COMPRESSED_READ):
             while data:
                 if not in_member:
                     # Zero padding after a member is tolerated, as gzip(1) does; a member
-                    # never starts with a zero byte.
-                    data = data.lstrip(b"\0")
+                    # never starts with a zero byte (and a file of zeros is no gzip file).
+                    if members:
+                        data = data.lstrip(b"\0")
+                    if len(data) == 1:  # a magic number cut by the read
+                        data += self._read(f, _COMPRESSED_READ)
                     if not data:
                         break
+                    if not data.startswith(_GZIP_MAGIC):
+                        self._not_compressed(f, data, members, "gzip", ".gz")
+                        return
                 in_member = True
-                out = d.decompress(data, cap)
+                # A zlib.error drops the output of the whole call: keep the state before it, to
+                # decompress that input again in small steps and keep what precedes the damage.
+                before = d.copy()
+                try:
+                    out = d.decompress(data, cap)
+                except zlib.error as exc:
+                    yield from self._gzip_salvage(f, before, data, exc, produced)
+                    return
                 if out:
+                    produced += len(out)
                     yield out
                 # Output was capped: more may be pending inside zlib with no input left.
                 while not d.eof and not d.unconsumed_tail and len(out) == cap:
                     out = d.decompress(b"", cap)
                     if out:
+                        produced += len(out)
                         yield out
                 if d.eof:
                     data = d.unused_data
                     d = zlib.decompressobj(wbits=31)
                     in_member = False
+                    members += 1
+                    produced = 0
                 else:
                     data = d.unconsumed_tail
         if in_member:
@@ -148,28 +181,158 @@ class ByteSource:
                 yield tail
             self.truncated = True
 
+    def _gzip_salvage(self, f: BinaryIO, d: zlib._Decompress, data: bytes, exc: zlib.error,
+                      produced: int) -> Iterator[bytes]:
+        """Decompress ``data`` again from state ``d`` (taken before the call that failed), a few bytes
+        at a time, yielding all it gives before the damage; then record where the damage lies."""
+        at = self.consumed - len(data)
+        step = _SALVAGE_STEP
+        i = 0
+        while i < len(data):
+            before = d.copy() if step > 1 else d
+            try:
+                out = d.decompress(data[i : i + step])
+            except zlib.error as err:
+                exc = err
+                if step == 1:
+                    break
+                d, step = before, 1  # the same bytes once more, one at a time
+                continue
+            if out:
+                produced += len(out)
+                yield out
+            if d.eof:  # cannot happen (the failed call stopped at the same member's end), but never loop
+                break
+            i += step
+        self._damaged(f, at + i, "gzip", exc, produced)
+
     def _zstd(self, f: BinaryIO) -> Iterator[bytes]:
         # One decompressobj per frame (its eof marks a complete frame), so a file that stops
         # mid-frame is detected as truncated instead of silently ending early.
         dctx = zstandard.ZstdDecompressor()
         d = dctx.decompressobj()
         in_frame = False
+        frame_start = frames = 0
         while data := self._read(f, _COMPRESSED_READ):
-            for at in range(0, len(data), _ZSTD_SLICE):
-                piece = data[at : at + _ZSTD_SLICE]
-                while piece:
-                    out = d.decompress(piece)
+            i = 0  # data[i:] is still to decompress; it starts at file byte self.consumed - len(data) + i
+            while i < len(data):
+                if not in_frame:
+                    if len(data) - i < 4:  # a magic number cut by the read
+                        data, i = data[i:] + self._read(f, _COMPRESSED_READ), 0
+                    if not _is_zstd_frame(data[i:i + 4]):
+                        self._not_compressed(f, data[i:], frames, "zstd", ".zst")
+                        return
+                    frame_start = self.consumed - len(data) + i
                     in_frame = True
-                    if out:
-                        yield out
-                    if d.eof:
-                        piece = d.unused_data
-                        d = dctx.decompressobj()
-                        in_frame = False
-                    else:
-                        piece = b""
+                part = data[i : i + _ZSTD_SLICE]
+                try:
+                    out = d.decompress(part)
+                except zstandard.ZstdError as exc:
+                    # The failed call's output is lost and the object has no copy(): decompress the
+                    # frame again up to this slice, then the slice a byte at a time.
+                    at = self.consumed - len(data) + i
+                    yield from self._zstd_salvage(f, dctx, frame_start, at, part, exc)
+                    return
+                if out:
+                    yield out
+                i += len(part)
+                if d.eof:
+                    i -= len(d.unused_data)  # the next frame starts inside this slice
+                    d = dctx.decompressobj()
+                    in_frame = False
+                    frames += 1
         if in_frame:
             self.truncated = True
+
+    def _zstd_salvage(self, f: BinaryIO, dctx: zstandard.ZstdDecompressor, frame_start: int, at: int,
+                      part: bytes, exc: zstandard.ZstdError) -> Iterator[bytes]:
+        d = dctx.decompressobj()
+        f.seek(frame_start)
+        left = at - frame_start
+        while left > 0:  # output already yielded: decompressed again only to reach the failed slice
+            data = f.read(min(left, _ZSTD_SLICE))
+            if not data:
+                break
+            d.decompress(data)
+            left -= len(data)
+        i = 0
+        for i in range(len(part)):
+            try:
+                out = d.decompress(part[i : i + 1])
+            except zstandard.ZstdError as err:
+                exc = err
+                break
+            if out:
+                yield out
+            if d.eof:
+                break
+        self._damaged(f, at + i, "zstd", exc)
+
+    def _size(self, f: BinaryIO) -> int:
+        return os.fstat(f.fileno()).st_size
+
+    def _damaged(self, f: BinaryIO, at: int, kind: str, exc: Exception, produced: int | None = None) -> None:
+        """Record a damaged stream: where, and what of the file is lost."""
+        size = self._size(f)
+        if "incorrect data check" in str(exc) and produced is not None:
+            # zlib fails on the checksum's last byte; the member's length (mod 2**32) follows it. Damage
+            # in deflate data can go unnoticed up to the checksum: then the lengths differ too.
+            f.seek(at + 1)
+            trailer = f.read(4)
+            recorded = int.from_bytes(trailer, "little") if len(trailer) == 4 else -1
+            if recorded == produced % (1 << 32):
+                self.error = (f"the {kind} trailer's checksum does not match the data ({exc}), though its length "
+                              "does: every line was read, but some may hold damaged bytes (or only the checksum "
+                              "is damaged)")
+            else:
+                self.error = (f"the {kind} data is damaged, unnoticed until the trailer's checksum at byte {at:,} "
+                              f"({exc}): it decompressed to {produced:,} bytes where the trailer records "
+                              f"{recorded:,}; the lines read from the damage on hold garbled text (this file's "
+                              "documents should be checked or dropped)")
+            return
+        # Deflate notices damage only where the bytes stop making sense: what comes just before may be garbled.
+        self.error = (f"{kind} data is damaged at about byte {at:,} of {size:,} ({exc}): the lines before it "
+                      "were read (the last of them may hold damaged bytes); this record and the "
+                      f"{size - at:,} compressed bytes from there on cannot be decompressed and are lost")
+
+    def _not_compressed(self, f: BinaryIO, data: bytes, members: int, kind: str, suffix: str) -> None:
+        """The bytes at ``data`` (the end of the last read) are not a compressed stream: the whole file
+        when nothing came before them, else trailing bytes after complete streams. They are kept (up to
+        _REST_MAX) for the reader's quarantined record, in ``rest``."""
+        at = self.consumed - len(data)
+        size = self._size(f)
+        what = _looks_like(data)
+        if len(data) < _REST_MAX:
+            data += self._read(f, _REST_MAX - len(data))
+        self.rest = data[:_REST_MAX]
+        kept = "" if len(self.rest) == size - at else f" (its first {len(self.rest):,} bytes are kept with this record)"
+        if members == 0:
+            fix = _FIXES.get(what, f"rename it without the {suffix} suffix" if what == "plain text"
+                             else "check what it holds")
+            self.error = f"not {kind} data (it starts like {what}): {fix}{kept}"
+        else:
+            self.error = (f"{size - at:,} bytes after the end of the {kind} data (at byte {at:,} of {size:,}) are "
+                          f"not {kind} data (they start like {what}); everything before them was read{kept}")
+
+
+def _is_zstd_frame(data: bytes) -> bool:
+    # A zstd frame or a skippable frame (magic 0x184D2A50 to 0x184D2A5F, little-endian).
+    return data.startswith(_ZSTD_MAGIC) or (len(data) >= 4 and data[1:4] == b"\x2a\x4d\x18" and data[0] & 0xF0 == 0x50)
+
+
+def _looks_like(data: bytes) -> str:
+    """What the first bytes of a mislabelled file look like, for the error message."""
+    for magic, name in _MAGICS:
+        if data.startswith(magic):
+            return name
+    head = data[:512]
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        text = head[: exc.start].decode("utf-8") if exc.start > len(head) - 4 else None
+    if text is not None and all(c.isprintable() or c in "\t\r\n" for c in text):
+        return "plain text"
+    return "binary data: " + head[:4].hex(" ")
 
 
 class LineChunker:
@@ -227,6 +390,9 @@ class LineChunker:
             yield tail[: cut + 1], ends
         else:
             self.tail = tail
+        # Bytes that are no compressed stream (set with the source's error) are quarantined with the
+        # record the error cut, so the reader keeps them.
+        self.tail += self.source.rest
 
 
 class FilePieces:
