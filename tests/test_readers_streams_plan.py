@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import random
 import zlib
 from pathlib import Path
@@ -16,7 +17,7 @@ import polars as pl
 import pytest
 import zstandard
 
-from corpus.readers import InputSpec, ReadTask, plan_tasks, read_task
+from corpus.readers import InputError, InputSpec, ReadTask, plan_tasks, read_task
 from corpus.readers.streams import ByteSource
 
 
@@ -171,3 +172,61 @@ def test_zstd_with_trailing_garbage_and_mislabelled(tmp_path):
     assert bad["error"][0].startswith("4 bytes after the end of the zstd data")
     docs, bad, _ = read_path(write(tmp_path / "y.jsonl.zst", gzip.compress(plain)))
     assert docs.height == 0 and bad["error"][0] == "not zstd data (it starts like gzip data): name it .gz"
+
+
+# ----- finding files: links and skipped names -----------------------------------------------
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    d = tmp_path / "d"
+    write(d / "a.txt", b"x\n")
+    write(d / "sub" / "n.md", b"md doc\n")
+    write(d / "_under.txt", b"under\n")
+    write(d / ".hidden.txt", b"hidden\n")
+    write(d / "_parts" / "p.txt", b"part\n")
+    (d / "sub" / "loop").symlink_to("..")  # a link back up: a loop
+    return tmp_path
+
+
+def rels(base: Path, path: str) -> list[str]:
+    return [t.rel_path for t in plan_tasks([InputSpec(source="s", path=path, format="text")], base_dir=base)]
+
+
+def test_a_glob_and_a_folder_find_the_same_files_and_follow_no_linked_folder(tree):
+    assert rels(tree, "d/**") == ["a.txt", "sub/n.md"]
+    assert rels(tree, "d") == ["a.txt", "sub/n.md"]
+    assert rels(tree, "d/**/*.md") == ["sub/n.md"]
+    assert rels(tree, "d/*") == ["a.txt"]
+
+
+def test_a_glob_reads_skipped_names_only_when_it_names_them(tree):
+    assert rels(tree, "d/_*.txt") == ["_under.txt"]
+    assert rels(tree, "d/.*") == [".hidden.txt"]
+    assert rels(tree, "d/_parts/*") == ["p.txt"]
+    assert rels(tree, "d/_under.txt") == ["_under.txt"]  # a file named by its path is read
+
+
+def test_a_path_through_a_link_given_literally_is_read(tree):
+    assert rels(tree, "d/sub/loop/*.txt") == ["a.txt"]
+
+
+def test_a_broken_link_is_named_as_one(tree):
+    (tree / "d" / "dangling.txt").symlink_to("nowhere.txt")
+    for path in ["d", "d/*.txt", "d/dangling.txt"]:
+        with pytest.raises(InputError, match=r"dangling.txt is a broken link \(to nowhere.txt, which does not exist\)"):
+            rels(tree, path)
+
+
+@pytest.mark.parametrize("suffix", [".bz2", ".xz"])
+@pytest.mark.parametrize("fmt", [None, "jsonl", "text"])
+def test_compressions_that_are_not_read_are_refused_with_the_way_out(tmp_path, suffix, fmt):
+    write(tmp_path / f"x.jsonl{suffix}", b"\xfd7zXZ\x00 or BZh, compressed bytes")
+    with pytest.raises(InputError, match=rf"x.jsonl\{suffix} is \w+-compressed \(\{suffix}\), which is not read "
+                                         r"\(only .gz and .zst are decompressed\): decompress it first"):
+        plan_tasks([InputSpec(source="s", path=str(tmp_path), format=fmt)])
+
+
+def test_symlinked_file_in_a_folder_is_still_read(tmp_path):
+    write(tmp_path / "elsewhere" / "x.jsonl", b'{"text": "a"}\n')
+    (tmp_path / "d").mkdir()
+    os.symlink(tmp_path / "elsewhere" / "x.jsonl", tmp_path / "d" / "x.jsonl")
+    assert rels(tmp_path, "d") == ["x.jsonl"]

@@ -1,7 +1,14 @@
 """Expand configured inputs into read tasks: one per file, in a stable order; split big files into parts.
 
 Everything that would make an input unreadable as a whole (missing path, empty glob, unknown
-format, unreadable file, bad option) is raised here as InputError, before any work starts.
+format, a compression that is not read, unreadable file or broken link, bad option) is raised here as
+InputError, before any work starts.
+
+A folder and a glob find files by the same rules (``_find``): symlinked folders below the folder or the
+glob's literal start are not followed (a link back up would loop: ``d/sub/loop -> ..`` read every file
+again 40 levels deep), and files and folders whose name starts with ``.`` or ``_`` (hidden files,
+markers like ``_SUCCESS``) are skipped unless a glob names them by a part that starts so itself
+(``_parts/*.jsonl``). A file given by its own path is always read; a link to a file is read.
 
 A big file is read in parts, so that several workers share it (``split_tasks``): uncompressed JSONL and
 text read by line as byte ranges of whole lines, Parquet as runs of row groups. Each part numbers its
@@ -21,12 +28,12 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-import glob
 import mmap
 import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +62,9 @@ TEXT_MODES = ("file", "line")
 SPLIT_BYTES = 64 << 20
 _GLOB_CHARS = frozenset("*?[")
 _COUNT_BLOCK = 4 << 20  # bytes compared at a time when counting line ends
+# Compressions no reader decompresses: named before the run, or their bytes would be read as text.
+UNREAD_COMPRESSIONS = {".bz2": "bzip2", ".xz": "xz", ".lzma": "lzma", ".lz4": "lz4", ".br": "brotli",
+                       ".zip": "zip", ".7z": "7z"}
 
 
 def infer_format(path: str) -> str | None:
@@ -126,6 +136,7 @@ def _expand(spec: InputSpec, base: Path, output: Path | None = None) -> list[tup
     out = []
     for abs_path in found:
         rel = Path(abs_path).relative_to(root).as_posix()
+        _check_compression(abs_path, where)
         fmt = spec.format or infer_format(abs_path)
         if fmt is None:
             raise InputError(f"{where}: cannot infer the format of {abs_path} from its extension; set `format:`")
@@ -199,14 +210,13 @@ def _match(pattern: str, base: Path, where: str) -> tuple[Path, list[Path], bool
         parts = given.parts
         i = next(i for i, part in enumerate(parts) if any(c in _GLOB_CHARS for c in part))
         root = (given if given.is_absolute() else base / given).parents[len(parts) - i - 1]
-        hits = sorted(glob.glob(os.path.join(glob.escape(str(root)), *parts[i:]), recursive=True))
-        files = [Path(h) for h in hits if os.path.isfile(h)]
+        files = _find(Path(os.path.abspath(root)), parts[i:])
         if not files:
             raise InputError(f"{where}: glob {pattern!r} matches no files (under {root})")
         return Path(os.path.abspath(root)), [Path(os.path.abspath(f)) for f in files], "**" in parts[i:]
     p = Path(os.path.abspath(p))
     if p.is_dir():
-        files = sorted(f for f in _walk(p))
+        files = _find(p, ("**", "*"))
         if not files:
             raise InputError(f"{where}: folder {p} holds no readable files")
         return p, files, True
@@ -214,20 +224,60 @@ def _match(pattern: str, base: Path, where: str) -> tuple[Path, list[Path], bool
         if not p.is_file():
             raise InputError(f"{where}: {p} is not a regular file")
         return p.parent, [p], False
+    if p.is_symlink():
+        raise InputError(f"{where}: {p} is a broken link (to {os.readlink(p)}, which does not exist)")
     raise InputError(f"{where}: path {pattern!r} does not exist (looked for {p})")
 
 
-def _walk(folder: Path) -> list[Path]:
-    # Hidden files and markers like _SUCCESS are not data; neither are hidden folders.
-    # Symlinked sub-folders are not followed (a link cycle would never end).
+def _find(root: Path, pattern: Sequence[str]) -> list[Path]:
+    """The files below ``root`` whose relative path matches ``pattern`` (glob parts; ``**``: any number of
+    folders), by the module's rules: symlinked folders not followed, names starting with ``.`` or ``_``
+    skipped unless a pattern part starting so matches them. A folder read whole is ``("**", "*")``."""
+    pattern = tuple(pattern)
+    named = [part for part in pattern if part.startswith((".", "_"))]
+
+    def skipped(name: str) -> bool:
+        return name.startswith((".", "_")) and not any(fnmatchcase(name, part) for part in named)
+
     out = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "_")))
-        out.extend(Path(dirpath) / f for f in filenames if not f.startswith((".", "_")))
-    return out
+    for dirpath, dirnames, filenames in os.walk(root):  # followlinks=False: a symlinked folder is a leaf
+        rel = Path(dirpath).relative_to(root).parts
+        dirnames[:] = [d for d in dirnames if not skipped(d) and _may_match(pattern, (*rel, d))]
+        out.extend(Path(dirpath) / f for f in filenames
+                   if not skipped(f) and _matches(pattern, (*rel, f)))
+    return sorted(out)
+
+
+def _matches(pattern: tuple[str, ...], parts: tuple[str, ...]) -> bool:
+    if not pattern:
+        return not parts
+    if pattern[0] == "**":
+        return any(_matches(pattern[1:], parts[k:]) for k in range(len(parts) + 1))
+    return bool(parts) and fnmatchcase(parts[0], pattern[0]) and _matches(pattern[1:], parts[1:])
+
+
+def _may_match(pattern: tuple[str, ...], parts: tuple[str, ...]) -> bool:
+    """Whether a folder's relative path can start a match (else the walk does not enter it)."""
+    if not parts:
+        return True
+    if not pattern:
+        return False
+    if pattern[0] == "**":
+        return _may_match(pattern[1:], parts) or _may_match(pattern, parts[1:])
+    return fnmatchcase(parts[0], pattern[0]) and _may_match(pattern[1:], parts[1:])
+
+
+def _check_compression(path: str, where: str) -> None:
+    lower = path.lower()
+    for suffix, kind in UNREAD_COMPRESSIONS.items():
+        if lower.endswith(suffix):
+            raise InputError(f"{where}: {path} is {kind}-compressed ({suffix}), which is not read (only .gz and "
+                             f".zst are decompressed): decompress it first, or recompress it with gzip or zstd")
 
 
 def _check_readable(path: str, where: str) -> None:
+    if os.path.islink(path) and not os.path.exists(path):  # os.access says only "no"
+        raise InputError(f"{where}: {path} is a broken link (to {os.readlink(path)}, which does not exist)")
     if not os.access(path, os.R_OK):
         raise InputError(f"{where}: {path} is not readable (permission denied)")
     try:
