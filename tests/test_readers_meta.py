@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -125,3 +126,73 @@ def test_meta_is_each_records_own_fields_property(tmp_path, monkeypatch, seeds):
         total += len(lines)
     assert 0 < per_record < total  # some records took the per-record path, not all
 
+
+# ----- a corpusforge document read back ---------------------------------------------------------
+_DOC_META = [
+    ('{"text": "a", "meta": "{\\"x\\": 1, \\"y\\": [1, 2.5]}", "z": 2}', '{"x":1,"y":[1,2.5],"z":2}'),
+    ('{"text": "b", "meta": "{\\"x\\": 1, \\"w\\": 0}", "x": 5}', '{"w":0,"x":5}'),  # its own field wins
+    ('{"text": "c", "meta": "not json {"}', '{"meta":"not json {"}'),  # not an object: a field as any other
+    ('{"text": "d", "meta": "[1, 2]"}', '{"meta":"[1, 2]"}'),
+    ('{"text": "e", "meta": " {\\"a\\": null, \\"b\\": {\\"d\\": 1, \\"c\\": null}} "}', '{"b":{"c":null,"d":1}}'),
+    # a field named like a document column stays, unless the record has them all (a document)
+    ('{"text": "f", "meta": "{\\"x\\": 1}", "source": "web"}', '{"source":"web","x":1}'),
+    ('{"text": "g", "meta": "{\\"x\\": 1}", "source": "s", "src_file": "f.jsonl", "src_row": 1, "row_id": 7, '
+     '"copy_of_row": 3}', '{"x":1}'),
+    ('{"text": "h", "source": "s", "src_file": "f.jsonl", "src_row": 1, "row_id": 7}',
+     '{"row_id":7,"source":"s","src_file":"f.jsonl","src_row":1}'),
+]
+
+
+def test_a_documents_meta_field_is_its_meta_on_every_path(tmp_path):
+    """A `meta` field holding JSON text of an object (a corpusforge document) gives its members to meta;
+    the document columns go when the record has them all; anything else is a field as before. Same on
+    the hot path, the per-record path and Parquet."""
+    lines = [line for line, _ in _DOC_META]
+    want = [meta for _, meta in _DOC_META]
+    fast = read_path(write(tmp_path / "fast.jsonl", "\n".join(lines) + "\n"))[0]
+    slow = read_path(write(tmp_path / "slow.jsonl", "\n".join(lines) + "\n{bad\n"))[0]
+    assert fast["meta"].to_list() == want and slow["meta"].to_list() == want
+    (tmp_path / "p").mkdir()
+    pl.DataFrame([json.loads(line) for line in lines]).write_parquet(tmp_path / "p" / "d.parquet")
+    assert read_path(tmp_path / "p" / "d.parquet")[0]["meta"].to_list() == want
+    # a typed NaN beside a document's meta is null, as the hot path writes it beside any other meta
+    nan = pl.DataFrame({"text": ["a", "b"], "meta": ['{"x":1}', None], "q": [float("nan"), float("nan")]})
+    nan.write_parquet(tmp_path / "p" / "nan.parquet")
+    assert read_path(tmp_path / "p" / "nan.parquet")[0]["meta"].to_list() == ['{"q":null,"x":1}', '{"q":null}']
+    # an object (not JSON text) is a field as before; so is a meta renamed or left out by meta_keys
+    obj = write(tmp_path / "obj.jsonl", '{"text": "o", "meta": {"x": 1}, "source": "s"}\n')
+    assert read_path(obj)[0]["meta"].to_list() == ['{"meta":{"x":1},"source":"s"}']
+    renamed = read_path(tmp_path / "fast.jsonl", meta_rename={"meta": "orig"})[0]
+    assert renamed["meta"][0] == '{"orig":"{\\"x\\": 1, \\"y\\": [1, 2.5]}","z":2}'
+    assert read_path(tmp_path / "fast.jsonl", meta_keys=["z"])[0]["meta"][0] == '{"z":2}'
+
+
+@pytest.mark.parametrize("form", ["jsonl", "parquet", "data"])
+def test_a_corpus_read_back_keeps_ids_texts_and_meta(tmp_path, form):
+    """`corpus export` (JSONL, Parquet) or the output's data/ read by another run, twice over: the same
+    ids, texts and meta, where meta nested one level deeper each time, with the old run's row_id, source,
+    src_file and src_row in it."""
+    from corpus import InputSpec, Pipeline
+    from corpus.export import export
+
+    recs = [{"id": f"d{i}", "text": f"Document {i} has words.", "n": i, "score": [0.5, 1.0][i % 2],
+             "tags": {"b": [1, 2.5], "a": None if i % 3 else "x"}, "source": "crawl"} for i in range(12)]
+    write(tmp_path / "in" / "a.jsonl", jsonl(recs))
+
+    def run(path: Path, out: Path) -> pl.DataFrame:
+        Pipeline([]).run([InputSpec(source="rt", path=str(path), id_key="id")], out, workers=1, quiet=True)
+        return pl.read_parquet(out / "data" / "*.parquet").sort("id")
+
+    first = run(tmp_path / "in", tmp_path / "out0")
+    assert json.loads(first["meta"][0]) == {"n": 0, "score": 0.5, "source": "crawl", "tags": {"a": "x", "b": [1, 2.5]}}
+    out = tmp_path / "out0"
+    for i in (1, 2):
+        if form == "data":
+            back = out / "data"
+        else:
+            back = tmp_path / f"export{i}"
+            export(out, back, form)
+        out = tmp_path / f"out{i}"
+        again = run(back, out)
+        assert again.select("id", "text", "meta").equals(first.select("id", "text", "meta"))
+        assert (again["source"] == "rt").all() and not (again["src_file"] == "a.jsonl").any()  # the new run's own

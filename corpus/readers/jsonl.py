@@ -15,6 +15,11 @@ both paths, whatever records share its piece; a float's digits may be spelt 1.5e
 polars unifies a field's type across a piece (1 -> 1.0 beside a float, [1, 2] -> "[1, 2]" beside a
 string, null members for keys other records' objects have), so the hot path flags every value such a
 unification could have made (``_changed``) and those records take the per-record path.
+
+A corpusforge document read back (another run's output or export) keeps its meta: a ``meta`` field
+holding a string that is a JSON object gives its members to meta (a record's own field of the same
+name wins), and when the record also has the document columns source, src_file, src_row and row_id,
+those (and copy_of_row) are dropped: the new run sets its own. ``merged_meta`` holds the rule.
 """
 
 from __future__ import annotations
@@ -29,7 +34,22 @@ import polars as pl
 from corpus.readers.base import ReadChunk, ReadTask
 from corpus.readers.fields import FieldCounter
 from corpus.readers.streams import ByteSource, FilePieces, LineChunker, newlines, prefetch
-from corpus.schema import DOC_SCHEMA, RAW_FILE, RAW_LINE, RAW_ROW, ROW_BITS, empty_docs, quarantine_frame
+from corpus.schema import (
+    COPY_OF,
+    DOC_SCHEMA,
+    META,
+    RAW_FILE,
+    RAW_LINE,
+    RAW_ROW,
+    ROW_BITS,
+    ROW_ID,
+    SOURCE,
+    SRC_FILE,
+    SRC_ROW,
+    empty_docs,
+    quarantine_frame,
+)
+from corpus.writers import finite_json
 
 if TYPE_CHECKING:
     from corpus.quarantine import RawStore
@@ -50,6 +70,10 @@ RECHECK_TEXT_RE = rf"(?s)^(?:{_WS_CLASS}*|-?[0-9][0-9.eE+\-]*|-?inf|NaN|nan|true
 # A meta value polars may have made from a non-string one of another type in the piece (a number as
 # it writes numbers, a bool, an object or array as its text); a string column's others are as written.
 STRINGIFIED_RE = r"(?s)^(?:-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|-?inf|NaN|nan|true|false|\{.*\}|\[.*\])$"
+# A document's meta as a field: JSON text that may hold an object (merged_meta decides).
+OBJECT_TEXT_RE = r"^[ \t\n\r]*\{"
+# The document columns a corpusforge document read back drops (merged_meta): the new run sets its own.
+BOOKKEEPING = (SOURCE, SRC_FILE, SRC_ROW, ROW_ID)
 
 # Below this size a piece polars refuses is read line by line instead of split further.
 _SPLIT_MIN = 256 << 10
@@ -209,14 +233,36 @@ def _without_expr(expr: pl.Expr, dtype: pl.Struct, paths: list[list[str]]) -> pl
     return pl.when(expr.is_not_null()).then(pl.struct(fields))
 
 
+# Made once: json.dumps and json.loads with options build a new encoder or decoder on every call.
+_META_KW: dict[str, Any] = {"separators": (",", ":"), "default": json_default, "allow_nan": False, "sort_keys": True}
+_META_TEXT = json.JSONEncoder(ensure_ascii=False, **_META_KW)
+_META_ASCII = json.JSONEncoder(**_META_KW)
+# A document's meta text was written by json (no repeated keys): no first-wins hook, which doubles the time.
+_OBJECT_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+
+
 def _encode_meta(items: dict[str, Any]) -> str:
-    kw: dict[str, Any] = {"separators": (",", ":"), "default": json_default, "allow_nan": False, "sort_keys": True}
-    text = json.dumps(items, ensure_ascii=False, **kw)
+    try:
+        text = _META_TEXT.encode(items)
+    except ValueError:  # NaN or infinity in a typed column: null, as polars writes them on the hot path
+        items = finite_json(items)
+        text = _META_TEXT.encode(items)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:  # unpaired surrogate escapes: keep them escaped
-        text = json.dumps(items, **kw)
+        text = _META_ASCII.encode(items)
     return text
+
+
+def _object_of(text: str) -> dict[str, Any] | None:
+    """The JSON object a string holds (NaN, Infinity and out-of-range numbers refused), else None."""
+    if not text.lstrip(" \t\n\r").startswith("{"):
+        return None
+    try:
+        value = _OBJECT_DECODER.decode(text)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 class DocBuilder:
@@ -338,21 +384,53 @@ class DocBuilder:
             except UnicodeEncodeError:
                 self.add_bad(row, "invalid_utf8", f"id field {self.id_key!r} contains an unpaired surrogate", raw)
                 return
-        for k, parts in self.paths.items():  # a nested text or id is not kept again in meta
-            if k not in rec:
-                rec = without(rec, parts)
+        meta, clash = self.meta_of(rec, [parts for k, parts in self.paths.items() if k not in rec])
+        if clash is not None:
+            self.add_bad(row, "malformed_row", clash, raw)
+            return
+        self.rows.append((doc_id, text, meta, row))
+
+    def meta_of(self, rec: dict[str, Any], nested: list[list[str]]) -> tuple[str, str | None]:
+        """A record's meta as JSON text, and why the record is malformed (a rename clash) else None.
+        ``nested``: the paths of a nested text or id, not kept again in meta."""
+        for parts in nested:
+            rec = without(rec, parts)
         keys = self.meta_keys if self.meta_keys is not None else sorted(rec)
-        skip = (key, self.id_key)
+        skip = (self.text_key, self.id_key)
+        inner, gone = self.merged_meta(rec, keys)
+        if gone:
+            keys = [k for k in keys if k not in gone]
         meta = {self.rename.get(k, k): rec[k] for k in keys if k not in skip and rec.get(k) is not None}
         if self.rename:
             clash = [k for k in keys if k in self.clashes and k not in skip and rec.get(k) is not None
                      and rec.get(self.clashes[k]) is not None and self.clashes[k] in keys]
             if clash:
-                msg = f"field {self.clashes[clash[0]]!r} is renamed to {clash[0]!r}, which the record has too"
-                self.add_bad(row, "malformed_row", msg, raw)
-                return
-            meta = dict(sorted(meta.items()))
-        self.rows.append((doc_id, text, _encode_meta(meta), row))
+                return "", f"field {self.clashes[clash[0]]!r} is renamed to {clash[0]!r}, which the record has too"
+        if inner:  # the record's own fields win over its document meta's members
+            meta = {**{k: v for k, v in inner.items() if v is not None}, **meta}
+        return _encode_meta(meta), None
+
+    def merged_meta(self, rec: dict[str, Any], keys: list[str]) -> tuple[dict[str, Any] | None, set[str]]:
+        """A corpusforge document read back: the members of its meta, from a ``meta`` field that goes to
+        meta under its own name and holds a string that is a JSON object, and the fields it leaves out of
+        meta: ``meta`` itself, and when the record has every document column in BOOKKEEPING (but the text
+        and id fields), those and copy_of_row (unless renamed: asked for). A ``meta`` holding anything else
+        is a field as any other (None, no fields). On the hot path ``add_frame`` applies it to the rows
+        ``_merge_rows`` picks."""
+        value = rec.get(META)
+        if not isinstance(value, str) or not self._meta_merges(keys):
+            return None, set()
+        inner = _object_of(value)
+        if inner is None:
+            return None, set()
+        gone = {META}
+        if all(rec.get(k) is not None for k in BOOKKEEPING if k not in (self.text_key, self.id_key)):
+            gone |= {k for k in (*BOOKKEEPING, COPY_OF) if k not in self.rename}
+        return inner, gone
+
+    def _meta_merges(self, fields: list[str]) -> bool:
+        """Whether a ``meta`` field among ``fields`` goes to meta under its own name (merged_meta)."""
+        return META in fields and META not in (self.text_key, self.id_key) and META not in self.rename
 
     # ----- vectorised path -------------------------------------------------------------
     def lift(self, df: pl.DataFrame) -> pl.DataFrame:
@@ -425,8 +503,21 @@ class DocBuilder:
             row.alias("src_row"),
             (row + self.row_base).alias("row_id"),
         )
+        merge = self._merge_rows(df)
+        if merge is not None:  # corpusforge documents: their meta, from the frame's values (exact here)
+            cols = [c for c in df.columns if c not in (_ROW, self.text_key, *self.lifted)]
+            nested = list(self.lifted.values())
+            metas = [self.meta_of(rec, nested)[0] for rec in df.filter(merge).select(cols).to_dicts()]
+            docs = docs.with_columns(docs["meta"].scatter(merge.arg_true(), metas))
         self.frames.append(docs)
         self.fields.frame(df, {_ROW, *self.lifted})
+
+    def _merge_rows(self, df: pl.DataFrame) -> pl.Series | None:
+        """The rows whose meta field may be a document's (``merged_meta`` decides), None when none."""
+        if not self._meta_merges(self._meta_columns(df)) or df.schema[META] not in (pl.String, pl.Categorical, pl.Enum):
+            return None
+        rows = df.select(pl.col(META).cast(pl.String).str.contains(OBJECT_TEXT_RE).fill_null(False)).to_series()
+        return rows if rows.any() else None
 
     def _meta_columns(self, df: pl.DataFrame) -> list[str]:
         skip = {self.text_key, self.id_key, _ROW}
