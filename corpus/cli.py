@@ -161,17 +161,30 @@ def _cmd_profile(args: argparse.Namespace, console: Console) -> int:
     from corpus.stages.profile import OUTLIER_RULE, profile_input
     from corpus.units import flagged_when
 
-    target = Path(args.input)
-    if (target / "manifest.json").is_file():
-        inputs: list[InputSpec] | Path = target
+    base_dir = None
+    if args.config is not None:
+        given = [f for f, v in (("INPUT", args.input), ("--format", args.format), ("--id-key", args.id_key),
+                                ("--source", args.source), ("--text-key", args.text_key != "text" or None)) if v]
+        if given:
+            raise ConfigError([f"corpus profile --config takes its inputs from the config: drop {', '.join(given)}"])
+        out = Path(args.out) if args.out else Path.cwd() / f"{Path(args.config).stem}-profile"
+        cfg = load_config(args.config, output=out)  # checked as `corpus run` checks it (its output is not ours)
+        inputs: list[InputSpec] | Path = cfg.inputs
+        base_dir, what = cfg.base_dir, f"the inputs of {args.config}"
+    elif args.input is None:
+        raise ConfigError(["corpus profile: give an INPUT (file, folder, glob or corpus folder) or --config"])
     else:
-        inputs = [InputSpec(source=args.source or target.name or "input", path=args.input, format=args.format,
-                            text_key=args.text_key, id_key=args.id_key)]
-    out = Path(args.out) if args.out else Path.cwd() / f"{target.resolve().name or 'input'}-profile"
-    console.print(f"profiling {args.input} into {out}")
-    prof = profile_input(inputs, out, workers=args.workers, progress=Progress())
+        target, what = Path(args.input), args.input
+        if (target / "manifest.json").is_file():
+            inputs = target
+        else:
+            inputs = [InputSpec(source=args.source or target.name or "input", path=args.input, format=args.format,
+                                text_key=args.text_key, id_key=args.id_key)]
+        out = Path(args.out) if args.out else Path.cwd() / f"{target.resolve().name or 'input'}-profile"
+    console.print(f"profiling {what} into {out}")
+    prof = profile_input(inputs, out, workers=args.workers, base_dir=base_dir, progress=Progress())
     t = Table("source", "docs", "quarantined", "MB", "est. tokens", "median chars", "exact dup",
-              "near dup (95% CI)", "enc. errors", title=f"Profile of {args.input}")
+              "near dup (95% CI)", "enc. errors", title=f"Profile of {what}")
     for name, sec in [("all", prof["overall"]), *prof["by_source"].items()]:
         med = sec["features"]["n_chars"]["quantiles"]["p50"] if sec["docs"] else 0
         quarantined = sum((sec.get("quarantined") or {}).values())
@@ -549,7 +562,9 @@ def build_parser() -> argparse.ArgumentParser:
     st.set_defaults(fn=_cmd_stats)
 
     pf = sub.add_parser("profile", help="profile an input (file, folder, glob) or a corpus folder")
-    pf.add_argument("input", help="reader input (JSONL/Parquet/CSV/text/glob/folder) or a corpus folder")
+    pf.add_argument("input", nargs="?", help="reader input (JSONL/Parquet/CSV/text/glob/folder) or a corpus folder")
+    pf.add_argument("--config", help="profile a run config's inputs, read exactly as `corpus run` reads them "
+                                     "(every input setting: text_mode, csv_delimiter, meta_keys...)")
     pf.add_argument("-o", "--out", help="folder for profile.json (default: ./<input name>-profile)")
     pf.add_argument("--format", choices=["jsonl", "parquet", "csv", "text"], help="input format (default: by ext.)")
     pf.add_argument("--text-key", default="text", help="field holding the text (default: text)")

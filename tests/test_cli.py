@@ -120,6 +120,39 @@ def test_profile_command(tmp_path: Path):
     assert "profile: finishing" in res.stderr and f"{n:,} docs" in res.stderr  # the progress bar, as files finish
 
 
+def test_profile_of_a_configs_inputs_reads_them_as_the_run_does(tmp_path: Path):
+    """corpus profile took a path and four settings, so an input read with others (a text file by line, a
+    ';' CSV, meta_keys) could not be profiled as the run reads it. --config profiles the config's inputs
+    with every setting: the same documents and quarantine as the run's balance."""
+    import json
+
+    (tmp_path / "lines.txt").write_text("first line\nsecond line\n\nthird\n")
+    (tmp_path / "t.csv").write_text('text;id\nhello there;1\n"two; parts";2\n')
+    (tmp_path / "a.jsonl").write_text('{"text": "kept", "k": 1, "drop": 2}\n{not json\n')
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("inputs:\n  - {source: lines, path: lines.txt, format: text, text_mode: line}\n"
+                   "  - {source: csv, path: t.csv, csv_delimiter: ';', id_key: id}\n"
+                   "  - {source: js, path: a.jsonl, meta_keys: [k]}\npipeline: []\nworkers: 1\n")
+    res = run_cli("profile", "--config", str(cfg), "-o", str(tmp_path / "prof"), "-w", "1")
+    assert res.returncode == 0, res.stderr
+    prof = json.loads((tmp_path / "prof" / "profile.json").read_text())
+    run = run_cli("run", str(cfg), "-o", str(tmp_path / "out"), "--quiet")
+    assert run.returncode == 0, run.stderr
+    from corpus.stats import funnel_rows
+
+    *_, balance, _ = funnel_rows(tmp_path / "out")
+    assert {s: v["docs"] for s, v in prof["by_source"].items()} == {b[0]: b[2] for b in balance}  # kept
+    assert {s: sum((v.get("quarantined") or {}).values()) for s, v in prof["by_source"].items()} == {
+        b[0]: b[4] for b in balance}  # quarantined
+    assert prof["by_source"]["lines"]["docs"] == 3 and prof["by_source"]["csv"]["docs"] == 2
+    assert prof["by_source"]["js"]["meta_fields"] == {"k": {"present": 1, "types": {"integer": 1}}}
+    # the config's inputs or a path, not both; neither is an error
+    both = run_cli("profile", str(tmp_path / "a.jsonl"), "--config", str(cfg))
+    assert both.returncode == 2 and "takes its inputs from the config: drop INPUT" in both.stderr
+    none = run_cli("profile")
+    assert none.returncode == 2 and "give an INPUT" in none.stderr
+
+
 def test_every_command_that_writes_an_output_takes_dash_o():
     """`corpus run -o` names the output; the commands that wrote theirs with --out alone refused -o."""
     import argparse
