@@ -140,7 +140,7 @@ def test_workers_get_the_largest_units_first(jsonl_dir: Path, tmp_path: Path):
 def test_jsonl_parts_give_the_rows_of_the_file_read_whole(whole: Path, parts: Path):
     assert any("-p0001-" in p for p in _hashes(parts))  # read in parts
     assert not any("-p0" in p for p in _hashes(whole))
-    _same_rows(parts, whole)  # ids, row_ids, meta (floats where a piece mixes), quarantine lines
+    _same_rows(parts, whole)  # ids, row_ids, meta (each record's own values), quarantine lines
     q = _rows(parts, "quarantine").filter(pl.col("file") == "big.jsonl")
     assert q["line"].to_list() == BAD  # the file's own line numbers, in every part
 

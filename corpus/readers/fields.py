@@ -3,8 +3,9 @@
 Readers note, per file, every top-level field of its records with the JSON-ish type of its values
 (``int``, ``float``, ``string``, ``bool``, ``object``, ``array``, or a typed column's own type such as
 ``binary`` or ``datetime``) and how many records have it non-null: typed frames by their column types
-(JSONL pieces as polars reads them, so one piece mixing numbers and strings in a field reads as
-``string``), records on the per-record path by their values. The executor keeps them in each read
+(JSONL pieces by the types polars gives their columns, so one piece mixing numbers and strings in a
+field notes ``string``, though each record's meta keeps its own values), records on the per-record path
+by their values. The executor keeps them in each read
 marker and compares the files of a source with its first file (``drift``): a field that file has
 and a later one lacks is *missing*, one a later file adds is *extra*, one whose types differ is
 *retyped*. Nothing is coerced or dropped for it: a missing field is absent from ``meta``, an extra one
