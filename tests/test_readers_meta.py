@@ -196,3 +196,40 @@ def test_a_corpus_read_back_keeps_ids_texts_and_meta(tmp_path, form):
         again = run(back, out)
         assert again.select("id", "text", "meta").equals(first.select("id", "text", "meta"))
         assert (again["source"] == "rt").all() and not (again["src_file"] == "a.jsonl").any()  # the new run's own
+
+
+def _count_per_record(monkeypatch) -> list[int]:
+    calls = [0]
+    add_line = jsonl_reader.DocBuilder.add_line
+
+    def counted(self, line: bytes, row: int) -> None:
+        calls[0] += 1
+        add_line(self, line, row)
+
+    monkeypatch.setattr(jsonl_reader.DocBuilder, "add_line", counted)
+    return calls
+
+
+def test_numeric_strings_stay_on_the_hot_path_unless_the_piece_mixes_types(tmp_path, monkeypatch):
+    """A field of numeric-looking strings in every record ("zip": "12345") stays on polars: only a piece
+    that writes the key with a non-string value somewhere (at any depth) sends such strings to the
+    per-record path, and then each record's meta is its own."""
+    calls = _count_per_record(monkeypatch)
+    recs = [{"id": f"r{i}", "text": f"doc {i}", "zip": f"{12345 + i}", "year": "2020", "o": {"z": "1e5"},
+             "n": None if i % 2 else "true", "l": [{"z": "7"}]} for i in range(50)]
+    docs = read_path(write(tmp_path / "strings.jsonl", jsonl(recs)), id_key="id")[0]
+    assert calls[0] == 0
+    assert json.loads(docs["meta"][0]) == {"zip": "12345", "year": "2020", "o": {"z": "1e5"}, "n": "true",
+                                           "l": [{"z": "7"}]}
+    # "zip" a number in one record, a numeric string in another; a nested key; a key written with an escape
+    cases = [
+        ['{"text":"a","zip":12345}', '{"text":"b","zip":"12345"}', '{"text":"c","zip":"x"}'],
+        ['{"text":"a","o":{"z":5}}', '{"text":"b","o":{"z":"5"}}', '{"text":"c","o":{"z":"x"}}'],
+        ['{"text":"a","\\u007aip":12345}', '{"text":"b","zip":"12345"}', '{"text":"c","zip":"x"}'],
+        ['{"text":"a","zip": true}', '{"text":"b","zip":"true"}', '{"text":"c","zip":"x"}'],
+    ]
+    for n, lines in enumerate(cases):
+        calls[0] = 0
+        docs = read_path(write(tmp_path / f"mixed{n}.jsonl", "\n".join(lines) + "\n"))[0]
+        assert [json.loads(m) for m in docs["meta"]] == [_expected_meta(line) for line in lines], lines
+        assert calls[0] == 2, lines  # the number and the numeric string; "x" is as written

@@ -14,7 +14,8 @@ absent top-level fields left out): each value as the record wrote it (same JSON 
 both paths, whatever records share its piece; a float's digits may be spelt 1.5e-05 or 0.000015).
 polars unifies a field's type across a piece (1 -> 1.0 beside a float, [1, 2] -> "[1, 2]" beside a
 string, null members for keys other records' objects have), so the hot path flags every value such a
-unification could have made (``_changed``) and those records take the per-record path.
+unification could have made (``_changed``; a string only where the piece writes its key with another
+type somewhere, ``_mixed_keys``) and those records take the per-record path.
 
 A corpusforge document read back (another run's output or export) keeps its meta: a ``meta`` field
 holding a string that is a JSON object gives its members to meta (a record's own field of the same
@@ -70,6 +71,9 @@ RECHECK_TEXT_RE = rf"(?s)^(?:{_WS_CLASS}*|-?[0-9][0-9.eE+\-]*|-?inf|NaN|nan|true
 # A meta value polars may have made from a non-string one of another type in the piece (a number as
 # it writes numbers, a bool, an object or array as its text); a string column's others are as written.
 STRINGIFIED_RE = r"(?s)^(?:-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|-?inf|NaN|nan|true|false|\{.*\}|\[.*\])$"
+# The end of a key written with an escape (any key holding one: after its last escape no quote or
+# backslash comes before the closing quote, and only a key's closing quote is followed by a colon).
+_ESCAPED_KEY_RE = r'\\(?:u[0-9a-fA-F]{4}|["\\/bfnrt])[^"\\]*"\s*:'
 # A document's meta as a field: JSON text that may hold an object (merged_meta decides).
 OBJECT_TEXT_RE = r"^[ \t\n\r]*\{"
 # The document columns a corpusforge document read back drops (merged_meta): the new run sets its own.
@@ -191,12 +195,18 @@ def _sorted_expr(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     return expr
 
 
-def _changed(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr | None:
+def _changed(
+    expr: pl.Expr, dtype: pl.DataType, mixed: set[str] | None = None, name: str | None = None
+) -> pl.Expr | None:
     """Where a (non-null) value of a column polars' JSON reader made may differ from what the record
     wrote, because polars unified the field's type across the piece (None: nowhere): a float that is
     integral (an int beside floats), a string that could be another value's text, and inside objects
-    and arrays those and any null (a key only other records' objects have). Other types are exact."""
+    and arrays those and any null (a key only other records' objects have). Other types are exact.
+    ``mixed``: the keys the piece writes with a non-string value somewhere (``_mixed_keys``; None: any
+    key may be); a string field ``name`` not among them is as written. A list's strings have no key."""
     if dtype == pl.String:
+        if mixed is not None and name is not None and name not in mixed:
+            return None
         return expr.str.contains(STRINGIFIED_RE)
     if dtype.is_float():
         return expr.floor() == expr
@@ -206,14 +216,49 @@ def _changed(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr | None:
         parts = []
         for f in dtype.fields:
             member = expr.struct.field(f.name)
-            inner = _changed(member, f.dtype)
+            inner = _changed(member, f.dtype, mixed, f.name)
             parts.append(member.is_null() if inner is None else member.is_null() | inner)
         return pl.any_horizontal(parts) if parts else None
     if isinstance(dtype, pl.List):
-        inner = _changed(pl.element(), dtype.inner)
+        inner = _changed(pl.element(), dtype.inner, mixed)
         each = pl.element().is_null() if inner is None else pl.element().is_null() | inner
         return expr.list.eval(each).list.any()
     return pl.lit(True)
+
+
+def _string_keys(name: str, dtype: pl.DataType, out: set[str]) -> None:
+    """The keys of ``name``'s value, itself included, whose values polars read as strings (in objects,
+    also objects in arrays)."""
+    if dtype == pl.String:
+        out.add(name)
+    elif isinstance(dtype, pl.Struct):
+        for f in dtype.fields:
+            _string_keys(f.name, f.dtype, out)
+    elif isinstance(dtype, pl.List | pl.Array) and _has_struct(dtype.inner):  # (a list's strings have no key)
+        _string_keys(name, dtype.inner, out)
+
+
+def _mixed_keys(raw: bytes, keys: set[str]) -> set[str] | None:
+    """Those of ``keys`` the piece ``raw`` writes with a non-string, non-null value somewhere (at any
+    depth): only their string values can be another type's text. None when a key in the piece is
+    written with an escape (its name in the bytes is not the one polars reads: every key counts)."""
+    if not keys:
+        return set()
+    alternation = "|".join(pl.escape_regex(k) for k in sorted(keys))
+    pattern = rf'"({alternation})"\s*:\s*[^"\sn]|{_ESCAPED_KEY_RE}'
+    text = pl.Series([raw], dtype=pl.Binary).cast(pl.String, strict=False)
+    if text.null_count():
+        return None
+    try:
+        hits = text.str.extract_all(pattern).explode().drop_nulls().unique().to_list()
+    except pl.exceptions.ComputeError:  # too many keys for one regex: every key counts
+        return None
+    found = set()
+    for hit in hits:
+        if hit.startswith("\\"):
+            return None
+        found.add(hit[1 : hit.rindex('"')])
+    return found
 
 
 def _without_expr(expr: pl.Expr, dtype: pl.Struct, paths: list[list[str]]) -> pl.Expr | None:
@@ -453,9 +498,10 @@ class DocBuilder:
                 self.lifted[k] = parts
         return df.with_columns(cols) if cols else df
 
-    def flags(self, df: pl.DataFrame, coerced: bool) -> pl.Series | None:
+    def flags(self, df: pl.DataFrame, coerced: bool, raw: bytes | None = None) -> pl.Series | None:
         """Rows that need the per-record path (None: none). ``coerced``: df came from polars'
-        JSON reader, whose string columns may hold converted non-string values."""
+        JSON reader, whose string columns may hold converted non-string values; ``raw``: the piece
+        it read (its keys tell which string fields can hold such values)."""
         key = self.text_key
         # Wildcard names (top-level or nested in objects) take the per-record path.
         odd = any(_wildcard(c) or _wildcard_inside(t) for c, t in df.schema.items())
@@ -477,8 +523,15 @@ class DocBuilder:
                 c = pl.col(self.id_key).str
                 expr = expr | (c.starts_with("{") & c.ends_with("}")) | (c.starts_with("[") & c.ends_with("]"))
         if coerced:  # values polars' type unification may have changed: taken from the line
-            for c in self._meta_columns(df):
-                changed = _changed(pl.col(c), df.schema[c])
+            cols = self._meta_columns(df)
+            mixed = None
+            if raw is not None:
+                keys: set[str] = set()
+                for c in cols:
+                    _string_keys(c, df.schema[c], keys)
+                mixed = _mixed_keys(raw, keys)
+            for c in cols:
+                changed = _changed(pl.col(c), df.schema[c], mixed, c)
                 if changed is not None:  # (a null field is left out of meta: nothing to change)
                     expr = expr | (pl.col(c).is_not_null() & changed)
         flags = df.select(expr.fill_null(False)).to_series()
@@ -661,7 +714,7 @@ def _parse(b: DocBuilder, buf: bytes, first_line: int, n_lines: int | None = Non
     b.seen += df.height
     b.blank += n_lines - df.height
     df = b.lift(df)
-    flags = b.flags(df, coerced=True)
+    flags = b.flags(df, coerced=True, raw=buf)
     if flags is None:
         b.add_frame(df, rows)
         return
