@@ -515,23 +515,24 @@ class DocBuilder:
             | (t.str.len_bytes() > self.max_bytes)
             | t.str.contains(RECHECK_TEXT_RE if coerced else BLANK_TEXT_RE)
         )
-        if self.id_key is not None and self.id_key in df.columns:
-            dtype = df.schema[self.id_key]
-            if dtype.is_nested() or dtype == pl.Object:
-                return pl.Series([True] * df.height, dtype=pl.Boolean)
-            if coerced and dtype == pl.String:
-                c = pl.col(self.id_key).str
-                expr = expr | (c.starts_with("{") & c.ends_with("}")) | (c.starts_with("[") & c.ends_with("]"))
+        id_key = self.id_key if self.id_key is not None and self.id_key in df.columns else None
+        if id_key is not None and (df.schema[id_key].is_nested() or df.schema[id_key] == pl.Object):
+            return pl.Series([True] * df.height, dtype=pl.Boolean)
         if coerced:  # values polars' type unification may have changed: taken from the line
             cols = self._meta_columns(df)
+            # a nested id's key in the piece is its last part
+            named = {c: c for c in cols} | ({id_key: self.lifted.get(id_key, [id_key])[-1]} if id_key else {})
             mixed = None
             if raw is not None:
                 keys: set[str] = set()
-                for c in cols:
-                    _string_keys(c, df.schema[c], keys)
+                for c, name in named.items():
+                    _string_keys(name, df.schema[c], keys)
                 mixed = _mixed_keys(raw, keys)
-            for c in cols:
-                changed = _changed(pl.col(c), df.schema[c], mixed, c)
+            for c, name in named.items():
+                dtype = df.schema[c]
+                # An id as the record wrote it: a float column may hold ints (1 -> 1.0, 2**64 -> 1.8e+19);
+                # polars' integer columns (up to Int128) are exact.
+                changed = pl.lit(True) if c == id_key and dtype.is_float() else _changed(pl.col(c), dtype, mixed, name)
                 if changed is not None:  # (a null field is left out of meta: nothing to change)
                     expr = expr | (pl.col(c).is_not_null() & changed)
         flags = df.select(expr.fill_null(False)).to_series()
