@@ -233,3 +233,21 @@ def test_numeric_strings_stay_on_the_hot_path_unless_the_piece_mixes_types(tmp_p
         docs = read_path(write(tmp_path / f"mixed{n}.jsonl", "\n".join(lines) + "\n"))[0]
         assert [json.loads(m) for m in docs["meta"]] == [_expected_meta(line) for line in lines], lines
         assert calls[0] == 2, lines  # the number and the numeric string; "x" is as written
+
+
+def test_a_lone_surrogate_escape_in_an_id_or_meta_is_read_alike_on_every_path(tmp_path):
+    """polars reads a lone high surrogate escape (\\ud800-\\udbff) as NUL: an id, a meta value or key
+    ("x\\ud800") came out "x\\u0000" on the hot path, where the per-record path quarantines the id and
+    keeps the escape in meta."""
+    lines = ['{"text":"a","id":"x\\ud800"}', '{"text":"b","id":"b","m":"x\\udbff"}',
+             '{"text":"c","id":"c","o":{"k":"\\ud800y"}}', '{"text":"d","id":"d","l":["\\ud801"]}',
+             '{"text":"e","id":"e","k\\ud800":1}', '{"text":"f","id":"f","o":{"k\\ud800":2}}',
+             '{"text":"g","id":"g","m":"nul \\u0000 as written"}', '{"text":"h","id":"h","m":"plain"}']
+    data = "\n".join(lines) + "\n"
+    fast, fast_bad, _ = read_path(write(tmp_path / "fast.jsonl", data), id_key="id")
+    slow, slow_bad, _ = read_path(write(tmp_path / "slow.jsonl", data + "{bad\n"), id_key="id")
+    assert fast.select("id", "meta").rows() == slow.select("id", "meta").rows()
+    assert fast_bad["kind"].to_list() == ["invalid_utf8"]
+    assert slow_bad["kind"].to_list() == ["invalid_utf8", "invalid_json"]
+    assert "\x00" not in "".join(fast["meta"].to_list()[:-2])
+    assert fast["meta"].to_list()[0] == '{"m":"x\\udbff"}'

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
@@ -168,10 +168,15 @@ def _wildcard(name: str) -> bool:
     return name == "*" or (name.startswith("^") and name.endswith("$"))
 
 
-def _wildcard_inside(dtype: pl.DataType) -> bool:
+def _name_inside(dtype: pl.DataType, test: Callable[[str], bool]) -> bool:
+    """Whether a key of an object inside values of this type passes ``test``."""
     if isinstance(dtype, pl.Struct):
-        return any(_wildcard(f.name) or _wildcard_inside(f.dtype) for f in dtype.fields)
-    return isinstance(dtype, pl.List | pl.Array) and _wildcard_inside(dtype.inner)
+        return any(test(f.name) or _name_inside(f.dtype, test) for f in dtype.fields)
+    return isinstance(dtype, pl.List | pl.Array) and _name_inside(dtype.inner, test)
+
+
+def _has_nul(name: str) -> bool:
+    return "\x00" in name
 
 
 def _has_struct(dtype: pl.DataType) -> bool:
@@ -201,13 +206,16 @@ def _changed(
     """Where a (non-null) value of a column polars' JSON reader made may differ from what the record
     wrote, because polars unified the field's type across the piece (None: nowhere): a float that is
     integral (an int beside floats), a string that could be another value's text, and inside objects
-    and arrays those and any null (a key only other records' objects have). Other types are exact.
+    and arrays those and any null (a key only other records' objects have), and a string holding NUL
+    (polars' reading of a lone surrogate escape, which the per-record path keeps). Other types are exact.
     ``mixed``: the keys the piece writes with a non-string value somewhere (``_mixed_keys``; None: any
     key may be); a string field ``name`` not among them is as written. A list's strings have no key."""
     if dtype == pl.String:
+        # polars reads a lone high surrogate escape as NUL (the per-record path keeps the escape)
+        nul = expr.str.contains("\x00", literal=True)
         if mixed is not None and name is not None and name not in mixed:
-            return None
-        return expr.str.contains(STRINGIFIED_RE)
+            return nul
+        return nul | expr.str.contains(STRINGIFIED_RE)
     if dtype.is_float():
         return expr.floor() == expr
     if dtype.is_integer() or dtype in (pl.Boolean, pl.Null):
@@ -504,7 +512,7 @@ class DocBuilder:
         it read (its keys tell which string fields can hold such values)."""
         key = self.text_key
         # Wildcard names (top-level or nested in objects) take the per-record path.
-        odd = any(_wildcard(c) or _wildcard_inside(t) for c, t in df.schema.items())
+        odd = any(_wildcard(c) or _name_inside(t, _wildcard) for c, t in df.schema.items())
         odd = odd or any(c in self.clashes for c in df.columns)  # a possible rename clash: checked per record
         if odd or key not in df.columns or df.schema[key] != pl.String:
             return pl.Series([True] * df.height, dtype=pl.Boolean)
@@ -530,6 +538,9 @@ class DocBuilder:
                 mixed = _mixed_keys(raw, keys)
             for c, name in named.items():
                 dtype = df.schema[c]
+                if _has_nul(c) or _name_inside(dtype, _has_nul):  # a key with a lone surrogate escape (_changed)
+                    expr = expr | pl.col(c).is_not_null()
+                    continue
                 # An id as the record wrote it: a float column may hold ints (1 -> 1.0, 2**64 -> 1.8e+19);
                 # polars' integer columns (up to Int128) are exact.
                 changed = pl.lit(True) if c == id_key and dtype.is_float() else _changed(pl.col(c), dtype, mixed, name)
