@@ -251,3 +251,27 @@ def test_a_lone_surrogate_escape_in_an_id_or_meta_is_read_alike_on_every_path(tm
     assert slow_bad["kind"].to_list() == ["invalid_utf8", "invalid_json"]
     assert "\x00" not in "".join(fast["meta"].to_list()[:-2])
     assert fast["meta"].to_list()[0] == '{"m":"x\\udbff"}'
+
+
+def test_nan_and_infinity_in_typed_columns_are_null_on_every_path(tmp_path):
+    """JSON has no NaN or infinity: a typed Parquet or DuckDB float is null in meta on the hot path
+    (polars) and on the per-record path, and in a text_json text (which was '[NaN, 2.5]')."""
+    from test_readers import read
+
+    from corpus.readers import InputSpec, plan_tasks
+
+    nan, inf = float("nan"), float("inf")
+    (tmp_path / "p").mkdir()
+    hot_df = pl.DataFrame({"text": ["a", "b"], "f": [nan, 2.5], "g": [[inf], [1.5]]})
+    hot_df.write_parquet(tmp_path / "p" / "hot.parquet")
+    hot = read_path(tmp_path / "p" / "hot.parquet")[0]
+    assert hot["meta"].to_list() == ['{"f":null,"g":[null]}', '{"f":2.5,"g":[1.5]}']
+    # a list text takes the per-record path
+    pl.DataFrame({"text": [[1.0], [nan, 2.5]], "f": [nan, 2.5], "g": [[inf], [1.5]]}).write_parquet(
+        tmp_path / "p" / "rec.parquet")
+    rec = read_path(tmp_path / "p" / "rec.parquet", text_json=True)[0]
+    assert rec.select("text", "meta").rows() == [("[1.0]", '{"f":null,"g":[null]}'),
+                                                 ("[null, 2.5]", '{"f":2.5,"g":[1.5]}')]
+    (task,) = plan_tasks([InputSpec(source="q", format="duckdb", text_json=True,
+                                    query="SELECT ['nan'::DOUBLE, 1.5] AS text, 'inf'::DOUBLE AS f")])
+    assert read(task)[0].select("text", "meta").rows() == [("[null, 1.5]", '{"f":null}')]

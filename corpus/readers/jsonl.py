@@ -290,6 +290,7 @@ def _without_expr(expr: pl.Expr, dtype: pl.Struct, paths: list[list[str]]) -> pl
 _META_KW: dict[str, Any] = {"separators": (",", ":"), "default": json_default, "allow_nan": False, "sort_keys": True}
 _META_TEXT = json.JSONEncoder(ensure_ascii=False, **_META_KW)
 _META_ASCII = json.JSONEncoder(**_META_KW)
+_TEXT_JSON = json.JSONEncoder(ensure_ascii=False, default=json_default, allow_nan=False)
 # A document's meta text was written by json (no repeated keys): no first-wins hook, which doubles the time.
 _OBJECT_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 
@@ -305,6 +306,15 @@ def _encode_meta(items: dict[str, Any]) -> str:
     except UnicodeEncodeError:  # unpaired surrogate escapes: keep them escaped
         text = _META_ASCII.encode(items)
     return text
+
+
+def _encode_text(value: list | dict) -> str:
+    """A text_json list or object as its JSON text; NaN and infinity (typed Parquet or DuckDB columns)
+    as null, as in meta: JSON has neither."""
+    try:
+        return _TEXT_JSON.encode(value)
+    except ValueError:
+        return _TEXT_JSON.encode(finite_json(value))
 
 
 def _object_of(text: str) -> dict[str, Any] | None:
@@ -405,7 +415,7 @@ class DocBuilder:
             if not text:
                 self.add_bad(row, "empty_text", f"text field {key!r} is an empty {type_name(text)}", raw)
                 return
-            text = json.dumps(text, ensure_ascii=False, default=json_default)
+            text = _encode_text(text)
         if not isinstance(text, str):
             self.add_bad(row, "non_string_text", f"text field {key!r} is {type_name(text)}, expected string", raw)
             return

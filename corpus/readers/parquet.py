@@ -2,7 +2,8 @@
 
 Columns are typed, so no value was converted behind our back: the vectorised checks only flag
 null, empty, NUL-bearing or oversized texts and non-scalar ids; those rows get the per-record
-rules (with the row serialized as JSON for ``raw``).
+rules (with the row serialized as JSON for ``raw``). JSON has no NaN or infinity: a float column's
+are null in meta and in a ``text_json`` text, on both paths (``raw`` keeps them as Python writes them).
 """
 
 from __future__ import annotations
