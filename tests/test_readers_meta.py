@@ -275,3 +275,45 @@ def test_nan_and_infinity_in_typed_columns_are_null_on_every_path(tmp_path):
     (task,) = plan_tasks([InputSpec(source="q", format="duckdb", text_json=True,
                                     query="SELECT ['nan'::DOUBLE, 1.5] AS text, 'inf'::DOUBLE AS f")])
     assert read(task)[0].select("text", "meta").rows() == [("[null, 1.5]", '{"f":null}')]
+
+
+# ----- columns a frame cannot hold ---------------------------------------------------------------
+def test_repeated_or_unreadable_columns_quarantine_a_parquet_file_and_stop_a_duckdb_query(tmp_path):
+    """A column name given twice (which value is meta's?) or a type polars cannot import was a polars
+    traceback (DuplicateError, ComputeError, a panic); a Parquet file is now quarantined whole naming the
+    column, as README promises for unreadable files, and a DuckDB query is a one-line error saying what
+    to do."""
+    import decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from test_readers import read
+
+    from corpus.readers import InputError, InputSpec, plan_tasks
+    from corpus.readers.parquet import parquet_problem
+
+    (tmp_path / "p").mkdir()
+    dup = pa.Table.from_arrays([pa.array(["doc a"]), pa.array([1]), pa.array([2])], names=["text", "x", "x"])
+    pq.write_table(dup, tmp_path / "p" / "dup.parquet")
+    docs, bad, seen = read_path(tmp_path / "p" / "dup.parquet")
+    assert (docs.height, seen, bad["kind"].to_list()) == (0, 1, ["unreadable_file"])
+    assert "'x' 2 times (columns 2, 3)" in bad["error"][0] and "rename one" in bad["error"][0]
+    (task,) = plan_tasks([InputSpec(source="s", path=str(tmp_path / "p" / "dup.parquet"))])
+    assert parquet_problem(task) == bad["error"][0]  # corpus check says so before a run
+    # the columns read with meta_keys do not repeat a name: the file is read
+    assert read_path(tmp_path / "p" / "dup.parquet", meta_keys=[])[0]["text"].to_list() == ["doc a"]
+    wide = pa.table({"text": ["doc a"], "d": pa.array([decimal.Decimal("1.5")], pa.decimal256(60, 2))})
+    pq.write_table(wide, tmp_path / "p" / "d256.parquet")
+    docs, bad, _ = read_path(tmp_path / "p" / "d256.parquet")
+    assert (docs.height, bad["kind"].to_list()) == (0, ["unreadable_file"])
+    assert "column 'd' (type decimal256(60, 2)) cannot be read" in bad["error"][0]
+
+    for query, said in (("SELECT 'doc a' AS text, 1 AS x, 2 AS x", "names 'x' 2 times (columns 2, 3): give each its "
+                         "own name in the query (… AS x_2)"),
+                        ("SELECT 'doc a' AS text, INTERVAL 1 DAY AS iv", "column 'iv' (type month_day_nano_interval) "
+                         "cannot be read")):
+        (task,) = plan_tasks([InputSpec(source="q", format="duckdb", query=query)])
+        with pytest.raises(InputError) as exc:
+            read(task)
+        assert said in str(exc.value) and str(exc.value).startswith("input 'q': ") and "\n" not in str(exc.value)
+    assert "cast it in the query (iv::VARCHAR)" in str(exc.value)

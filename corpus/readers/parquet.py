@@ -56,6 +56,43 @@ def check_columns(task: ReadTask, names: list[str], what: str) -> None:
         raise InputError(f"input {task.spec.source!r}: {problem}")
 
 
+class UnreadableColumns(InputError):
+    """Arrow data polars cannot take as a frame (a column name given twice, a type it cannot import): a
+    Parquet file is quarantined whole from there, a DuckDB query is a config error."""
+
+
+def _repeated_names(task: ReadTask, names: list[str]) -> str | None:
+    """What to say when ``names`` (a Parquet file's or a query result's columns) repeats one, else None."""
+    from corpus.readers.csv import _repeated  # (csv imports this module)
+
+    repeated = _repeated(names)
+    if not repeated:
+        return None
+    if task.format == "duckdb":
+        name = next(n for n in names if names.count(n) > 1)
+        return (f"input {task.spec.source!r}: the DuckDB query result names {repeated}: give each its own "
+                f"name in the query (… AS {name}_2)")
+    return (f"Parquet file {task.rel_path!r} names {repeated}: which value is the field's is unknown, so the "
+            "file is not read (a record would keep one and lose the other) — rename one")
+
+
+def _unreadable_column(task: ReadTask, batch: pa.RecordBatch, exc: BaseException) -> str:
+    """Which column of a batch polars cannot import, and what to do (``exc``: the batch's own error)."""
+    name, where = "", "a column"
+    for i, field in enumerate(batch.schema):
+        try:
+            pl.from_arrow(batch.column(i))
+        except (Exception, pl.exceptions.PanicException) as col_exc:
+            name, where, exc = field.name, f"column {field.name!r} (type {field.type})", col_exc
+            break
+    # polars' first sentence (its hints name unstable settings)
+    why = (str(exc).splitlines() or [type(exc).__name__])[0].split(". Hint:")[0]
+    if task.format == "duckdb":
+        return (f"input {task.spec.source!r}: the DuckDB query result's {where} cannot be read ({why}): cast it "
+                f"in the query ({name or 'the column'}::VARCHAR) or leave it out")
+    return f"Parquet file {task.rel_path!r}: {where} cannot be read ({why}), so the file is not read"
+
+
 def _raw_json(rec: dict) -> bytes:
     return json.dumps(rec, ensure_ascii=False, default=json_default).encode("utf-8", "surrogatepass")
 
@@ -63,9 +100,15 @@ def _raw_json(rec: dict) -> bytes:
 def arrow_batch_chunk(task: ReadTask, batch: pa.RecordBatch, first_row: int, bytes_read: int,
                       sink: RawStore | None = None) -> ReadChunk:
     """One Arrow batch (rows numbered from first_row) as a ReadChunk."""
-    b = DocBuilder(task, sink)
-    df = pl.from_arrow(batch)
+    repeated = _repeated_names(task, batch.schema.names)
+    if repeated is not None:
+        raise UnreadableColumns(repeated)
+    try:
+        df = pl.from_arrow(batch)
+    except (Exception, pl.exceptions.PanicException) as exc:
+        raise UnreadableColumns(_unreadable_column(task, batch, exc)) from None
     assert isinstance(df, pl.DataFrame)
+    b = DocBuilder(task, sink)
     key = task.spec.text_key
     if isinstance(df.schema.get(key), pl.Categorical | pl.Enum):  # dictionary-encoded strings
         df = df.with_columns(pl.col(key).cast(pl.String))
@@ -115,12 +158,25 @@ def read_batches(
 
 
 def parquet_problem(task: ReadTask) -> str | None:
-    """Why this Parquet file would be quarantined whole (unreadable, no text column), from its footer."""
+    """Why this Parquet file would be quarantined whole (unreadable, no text column, a column name given
+    twice), from its footer."""
     try:
         schema = pq.read_schema(task.path)
     except (OSError, pa.ArrowException) as exc:
         return f"not a readable Parquet file: {exc}"
-    return missing_column(task, schema.names, f"Parquet file {task.rel_path!r}", schema)
+    problem = missing_column(task, schema.names, f"Parquet file {task.rel_path!r}", schema)
+    columns = _read_columns(task, schema.names)
+    return problem or _repeated_names(task, schema.names if columns is None else columns)
+
+
+def _read_columns(task: ReadTask, names: list[str]) -> list[str] | None:
+    """The columns of a file to read (None: all): with meta_keys, only what ends up in the document."""
+    spec = task.spec
+    if spec.meta_keys is None:
+        return None
+    wanted = {spec.text_key, spec.id_key, *spec.meta_keys}
+    wanted |= {k.split(".")[0] for k in (spec.text_key, spec.id_key) if k and "." in k}  # nested: its column
+    return [n for n in names if n in wanted]
 
 
 def read_parquet(task: ReadTask, chunk_bytes: int, sink: RawStore | None = None) -> Iterator[ReadChunk]:
@@ -134,12 +190,11 @@ def read_parquet(task: ReadTask, chunk_bytes: int, sink: RawStore | None = None)
         pf.close()
         yield unreadable_chunk(task, 1, problem, os.path.getsize(task.path))
         return
-    spec = task.spec
-    columns = None
-    if spec.meta_keys is not None:  # read only what ends up in the document
-        wanted = {spec.text_key, spec.id_key, *spec.meta_keys}
-        wanted |= {k.split(".")[0] for k in (spec.text_key, spec.id_key) if k and "." in k}  # nested: its column
-        columns = [n for n in names if n in wanted]
+    columns = _read_columns(task, names)
+    if (problem := _repeated_names(task, names if columns is None else columns)) is not None:
+        pf.close()
+        yield unreadable_chunk(task, 1, problem, os.path.getsize(task.path))
+        return
     md = pf.metadata
     # A part of a big file (corpus/readers/plan.py) reads its run of row groups, numbering from its first row.
     groups = range(task.start, md.num_row_groups if task.end is None else task.end)
@@ -155,6 +210,8 @@ def read_parquet(task: ReadTask, chunk_bytes: int, sink: RawStore | None = None)
         for chunk in it:
             row += chunk.seen
             yield chunk
+    except UnreadableColumns as exc:
+        yield unreadable_chunk(task, row, str(exc) + (f" (from row {row} on)" if row > task.first_row else ""))
     except (OSError, pa.ArrowException) as exc:
         yield unreadable_chunk(task, row, f"Parquet read failed after {row - 1} rows: {exc}")
     finally:
