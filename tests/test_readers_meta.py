@@ -3,6 +3,7 @@ unifies a field's type across a piece; corpus/readers/jsonl.py)."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import random
 from pathlib import Path
@@ -317,3 +318,14 @@ def test_repeated_or_unreadable_columns_quarantine_a_parquet_file_and_stop_a_duc
             read(task)
         assert said in str(exc.value) and str(exc.value).startswith("input 'q': ") and "\n" not in str(exc.value)
     assert "cast it in the query (iv::VARCHAR)" in str(exc.value)
+
+
+def test_a_mislabelled_gz_read_as_one_document_keeps_its_bytes_in_quarantine(tmp_path):
+    """A .gz that is plain text, read one document per file, was quarantined with 0 bytes where the line
+    reader and JSONL keep the bytes the source kept (not gzip data); bytes after the last stream too."""
+    plain = b"hello plain text\nsecond line\n"
+    for mode in ("file", "line"):
+        docs, bad, _ = read_path(write(tmp_path / mode / "mis.txt.gz", plain), text_mode=mode)
+        assert (docs.height, bad["kind"].to_list(), bad["raw"].to_list()) == (0, ["unreadable_file"], [plain])
+    docs, bad, _ = read_path(write(tmp_path / "after.txt.gz", gzip.compress(plain) + b"junk"))
+    assert (docs.height, bad["raw"].to_list()) == (0, [plain + b"junk"])

@@ -30,7 +30,7 @@ def _read_file(task: ReadTask, sink: RawStore | None) -> ReadChunk:
     limit = task.spec.max_doc_bytes
     parts: list[bytes] = []
     size = 0
-    blocks = src.blocks()
+    blocks = _with_rest(src)
     for block in blocks:
         size += len(block)
         parts.append(block)
@@ -63,6 +63,14 @@ def _read_file(task: ReadTask, sink: RawStore | None) -> ReadChunk:
         else:
             b.add_record({task.spec.text_key: text}, 1, data)
     return b.finish(src.consumed)
+
+
+def _with_rest(src: ByteSource) -> Iterator[bytes]:
+    """The source's blocks, then the file bytes it kept that are no compressed stream (a mislabelled
+    .gz): the quarantined record holds them."""
+    yield from src.blocks()
+    if src.rest:
+        yield src.rest
 
 
 def _read_lines(task: ReadTask, chunk_bytes: int, sink: RawStore | None) -> Iterator[ReadChunk]:
