@@ -536,27 +536,44 @@ class DocBuilder:
         id_key = self.id_key if self.id_key is not None and self.id_key in df.columns else None
         if id_key is not None and (df.schema[id_key].is_nested() or df.schema[id_key] == pl.Object):
             return pl.Series([True] * df.height, dtype=pl.Boolean)
-        if coerced:  # values polars' type unification may have changed: taken from the line
-            cols = self._meta_columns(df)
-            # a nested id's key in the piece is its last part
-            named = {c: c for c in cols} | ({id_key: self.lifted.get(id_key, [id_key])[-1]} if id_key else {})
-            mixed = None
-            if raw is not None:
-                keys: set[str] = set()
-                for c, name in named.items():
-                    _string_keys(name, df.schema[c], keys)
-                mixed = _mixed_keys(raw, keys)
-            for c, name in named.items():
-                dtype = df.schema[c]
-                if _has_nul(c) or _name_inside(dtype, _has_nul):  # a key with a lone surrogate escape (_changed)
-                    expr = expr | pl.col(c).is_not_null()
-                    continue
-                # An id as the record wrote it: a float column may hold ints (1 -> 1.0, 2**64 -> 1.8e+19);
-                # polars' integer columns (up to Int128) are exact.
-                changed = pl.lit(True) if c == id_key and dtype.is_float() else _changed(pl.col(c), dtype, mixed, name)
-                if changed is not None:  # (a null field is left out of meta: nothing to change)
-                    expr = expr | (pl.col(c).is_not_null() & changed)
-        flags = df.select(expr.fill_null(False)).to_series()
+        if not coerced:
+            flags = df.select(expr.fill_null(False)).to_series()
+            return flags if flags.any() else None
+        # Values polars' type unification may have changed, taken from the line: each field's check,
+        # kept apart so that a field whose strings look like another type's text is checked again
+        # against the piece's bytes (_mixed_keys), which only then are searched.
+        cols = self._meta_columns(df)
+        # a nested id's key in the piece is its last part
+        named = {c: c for c in cols} | ({id_key: self.lifted.get(id_key, [id_key])[-1]} if id_key else {})
+
+        def check(c: str, mixed: set[str] | None) -> pl.Expr | None:
+            dtype = df.schema[c]
+            if _has_nul(c) or _name_inside(dtype, _has_nul):  # a key with a lone surrogate escape (_changed)
+                return pl.col(c).is_not_null()
+            # An id as the record wrote it: a float column may hold ints (1 -> 1.0, 2**64 -> 1.8e+19);
+            # polars' integer columns (up to Int128) are exact.
+            changed = pl.lit(True) if c == id_key and dtype.is_float() else _changed(pl.col(c), dtype, mixed, named[c])
+            # (a null field is left out of meta: nothing to change)
+            return None if changed is None else (pl.col(c).is_not_null() & changed).fill_null(False)
+
+        checks = {c: e for c in named if (e := check(c, None)) is not None}
+        out = df.select(expr.fill_null(False).alias("text"), *[e.alias(str(i)) for i, e in enumerate(checks.values())])
+        parts = dict(zip(checks, out.get_columns()[1:], strict=True))
+        suspect = [c for c, hit in parts.items() if hit.any()]
+        keys: set[str] = set()
+        for c in suspect:
+            _string_keys(named[c], df.schema[c], keys)
+        mixed = _mixed_keys(raw, keys) if raw is not None and keys else None
+        if mixed is not None:
+            again = {c: e for c in suspect if (e := check(c, mixed)) is not None}
+            for c in suspect:
+                parts.pop(c)
+            if again:
+                found = df.select(*[e.alias(str(i)) for i, e in enumerate(again.values())])
+                parts.update(zip(again, found.get_columns(), strict=True))
+        flags = out.get_column("text")
+        for part in parts.values():
+            flags = flags | part
         return flags if flags.any() else None
 
     def add_frame(self, df: pl.DataFrame, rows: pl.Series) -> None:
