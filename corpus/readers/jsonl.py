@@ -15,7 +15,9 @@ both paths, whatever records share its piece; a float's digits may be spelt 1.5e
 polars unifies a field's type across a piece (1 -> 1.0 beside a float, [1, 2] -> "[1, 2]" beside a
 string, null members for keys other records' objects have), so the hot path flags every value such a
 unification could have made (``_changed``; a string only where the piece writes its key with another
-type somewhere, ``_mixed_keys``) and those records take the per-record path.
+type somewhere, ``_mixed_keys``) and those records take the per-record path. The id field is checked
+alike (its number's text as json.loads and str give it): every id polars read as a float, too. A lone
+high surrogate escape, which polars reads as NUL, sends its record there too.
 
 A corpusforge document read back (another run's output or export) keeps its meta: a ``meta`` field
 holding a string that is a JSON object gives its members to meta (a record's own field of the same
