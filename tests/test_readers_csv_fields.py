@@ -92,15 +92,25 @@ def test_csv_repeated_column_quarantines_the_file_naming_it(tmp_path, data, name
 
 
 # ----- CSV header read as one column: the wrong delimiter -------------------------------------
+def test_a_comma_separated_tsv_file_is_read_with_csv_delimiter_comma(tmp_path):
+    """csv_delimiter defaulted to ",", which a .tsv name turned into a tab, so "," could not be asked for
+    and a comma-separated .tsv could not be read at all; unset now means by the extension."""
+    path = write(tmp_path / "c.tsv", "text,id\nhello,1\n")
+    docs, bad, _ = read_path(path, csv_delimiter=",")
+    assert docs["text"].to_list() == ["hello"] and bad.height == 0
+    docs, _, _ = read_path(write(tmp_path / "t.tsv", "text\tid\nhi there\t2\n"))
+    assert docs["text"].to_list() == ["hi there"]
+
+
 @pytest.mark.parametrize(("name", "data", "kw", "hint"), [
-    ("w.csv", "text;id\nhello;1\n", {}, 'looks semicolon-separated (";" in it) while the file is read with '
-     'csv_delimiter "," — set csv_delimiter: ";" for this input'),
-    ("t.csv", "text\tid\nhello\t1\n", {}, 'looks tab-separated ("\\t" in it) while the file is read with '
-     'csv_delimiter "," — set csv_delimiter: "\\t" for this input'),
+    ("w.csv", "text;id\nhello;1\n", {}, 'looks semicolon-separated (";" in it) while the file is read with "," '
+     '(a .csv file\'s delimiter while csv_delimiter is unset) — set csv_delimiter: ";" for this input'),
+    ("t.csv", "text\tid\nhello\t1\n", {"csv_delimiter": ","}, 'looks tab-separated ("\\t" in it) while the file '
+     'is read with csv_delimiter "," — set csv_delimiter: "\\t" for this input'),
     ("p.csv", "text|id|n\nhello|1|2\n", {"csv_delimiter": ";"}, 'looks pipe-separated ("|" in it) while the file '
      'is read with csv_delimiter ";" — set csv_delimiter: "|" for this input'),
-    ("c.tsv", "text,id\nhello,1\n", {}, "looks comma-separated (\",\" in it) while the file is read with a tab (a "
-     ".tsv file's delimiter while csv_delimiter is left at ',') — rename the file to .csv"),
+    ("c.tsv", "text,id\nhello,1\n", {}, "looks comma-separated (\",\" in it) while the file is read with \"\\t\" (a "
+     ".tsv file's delimiter while csv_delimiter is unset) — set csv_delimiter: \",\" for this input"),
 ])
 def test_csv_one_column_header_says_which_delimiter_it_looks_like(tmp_path, name, data, kw, hint):
     path = write(tmp_path / name, data)

@@ -41,7 +41,7 @@ class InputSpec:
     text_mode: str = "file"  # text format: "file" (one doc per file) or "line" (one doc per line)
     query: str | None = None  # duckdb: the SQL query
     database: str | None = None  # duckdb: database file (None: in-memory, query may read files)
-    csv_delimiter: str = ","
+    csv_delimiter: str | None = None  # None: a tab for a .tsv file, else ","
     # May a quoted CSV value span lines? true: yes (RFC 4180); false: no, a quote still open at the end
     # of a line makes that line malformed; "auto": yes, unless the lines after the first read as
     # records of their own (see corpus/readers/csv.py).

@@ -27,9 +27,8 @@ The header row maps each value to a field, so a header that cannot do that is no
 
 * no ``text_key`` column: the file is quarantined whole (one ``unreadable_file`` record naming its
   columns). A header read as one column that holds another delimiter (``text;id`` read with ``,``)
-  says which delimiter it looks like and how to set ``csv_delimiter``. A ``.tsv`` file is read with a
-  tab while ``csv_delimiter`` is left at its default ``,``, so a comma-separated one is told to be
-  renamed ``.csv`` (``,`` cannot be asked for: it is the default);
+  says which delimiter it looks like and how to set ``csv_delimiter`` (left unset, a ``.tsv`` file is
+  read with a tab and any other with ``,``);
 * a column name given twice (``text,tag,tag``): the file is quarantined whole, the error naming the
   repeated names and their columns. Which value is the field's (the text, the id, a meta key) is the
   user's to say; keeping one would drop the other's values, so rename one in the header;
@@ -66,9 +65,10 @@ _SLACK = 1 << 20  # a record's other fields, beyond twice its text (every quote 
 
 
 def delimiter_for(task: ReadTask) -> str:
-    if task.spec.csv_delimiter == "," and strip_compression(task.path).lower().endswith(".tsv"):
-        return "\t"
-    return task.spec.csv_delimiter
+    """The input's csv_delimiter; unset, a tab for a .tsv file and "," for any other."""
+    if task.spec.csv_delimiter is not None:
+        return task.spec.csv_delimiter
+    return "\t" if strip_compression(task.path).lower().endswith(".tsv") else ","
 
 
 class _Line(NamedTuple):
@@ -338,12 +338,10 @@ def _delimiter_hint(task: ReadTask, fields: list[str], delimiter: str) -> str:
         return ""
     d = max(found)[1]
     read_as = f"read with csv_delimiter {json.dumps(delimiter)}"
-    if delimiter == "\t" and task.spec.csv_delimiter == ",":
-        # csv_delimiter "," is the default, which a .tsv name turns into a tab: "," cannot be asked for here
-        read_as = "read with a tab (a .tsv file's delimiter while csv_delimiter is left at ',')"
-        fix = "rename the file to .csv" if d == "," else f"set csv_delimiter: {json.dumps(d)} for this input"
-    else:
-        fix = f"set csv_delimiter: {json.dumps(d)} for this input"
+    if task.spec.csv_delimiter is None:
+        read_as = f"read with {json.dumps(delimiter)} (a {'.tsv' if delimiter == chr(9) else '.csv'} file's " \
+                  "delimiter while csv_delimiter is unset)"
+    fix = f"set csv_delimiter: {json.dumps(d)} for this input"
     return (f"; the header reads as one column, which looks {_DELIMITERS[d]}-separated ({json.dumps(d)} in it) while "
             f"the file is {read_as} — {fix}")
 

@@ -116,7 +116,7 @@ def _expand(spec: InputSpec, base: Path, output: Path | None = None) -> list[tup
     _check_rename(spec, where)
     if spec.format == "duckdb":
         return [_duckdb(spec, base, where)]
-    if spec.format == "csv" and len(spec.csv_delimiter) != 1:
+    if spec.format == "csv" and spec.csv_delimiter is not None and len(spec.csv_delimiter) != 1:
         raise InputError(f"{where}: csv_delimiter must be one character, got {spec.csv_delimiter!r}")
     if not spec.path:
         raise InputError(f"{where}: no path given")
