@@ -69,16 +69,18 @@ BAD_LINES = [
     ("invalid_json", b'{"text": "a", "x": NaN}', "NaN is not valid JSON"),
     ("invalid_json", b'{"text": "a"} {"text": "b"}', "Extra data"),
     ("not_an_object", b"[1, 2]", "got array"),
-    ("not_an_object", b'"just a string"', "got str"),
-    ("not_an_object", b"42", "got int"),
+    ("not_an_object", b'"just a string"', "got string"),
+    ("not_an_object", b"42", "got number"),
+    ("not_an_object", b"null", "got null"),
+    ("not_an_object", b"true", "got boolean"),
     ("invalid_utf8", b'{"text": "caf\xe9"}', "invalid UTF-8 byte 0xe9 at byte 14"),
     ("invalid_utf8", b'{"text": "lone \\ud800 surrogate"}', "unpaired surrogate"),
     ("invalid_utf8", b'{"text": "ok", "id": "x\\udc00"}', "id field 'id' contains an unpaired surrogate"),
     ("missing_text", b'{"body": "no text key"}', "no field 'text'"),
     ("null_text", b'{"text": null}', "text field 'text' is null"),
-    ("non_string_text", b'{"text": 5}', "text field 'text' is int, expected string"),
-    ("non_string_text", b'{"text": 1.5}', "is float"),
-    ("non_string_text", b'{"text": true}', "is bool"),
+    ("non_string_text", b'{"text": 5}', "text field 'text' is number, expected string"),
+    ("non_string_text", b'{"text": 1.5}', "is number"),
+    ("non_string_text", b'{"text": true}', "is boolean"),
     ("non_string_text", b'{"text": {"a": 1}}', "is object"),
     ("non_string_text", b'{"text": ["a"]}', "is array"),
     ("empty_text", b'{"text": ""}', "is empty"),
@@ -298,7 +300,7 @@ def test_dotted_keys_name_nested_fields_on_every_path(tmp_path):
             [{"n": 3}]
     assert quarantined.select("kind", "error").rows() == [
         ("missing_text", "no field 'doc.body'"), ("missing_text", "no field 'doc.body'"),
-        ("non_string_text", "text field 'doc.body' is int, expected string"),
+        ("non_string_text", "text field 'doc.body' is number, expected string"),
         ("invalid_json", "Expecting property name enclosed in double quotes: line 1 column 2")]
     (tmp_path / "p").mkdir()
     pq.write_table(pa.Table.from_pylist(recs), tmp_path / "p" / "n.parquet")
@@ -518,7 +520,7 @@ def test_parquet_non_string_text_column(tmp_path):
     docs, bad, _ = read_path(path)
     assert docs.height == 0
     assert bad.select("line", "kind").rows() == [(1, "non_string_text"), (2, "null_text"), (3, "non_string_text")]
-    assert bad["error"][0] == "text field 'text' is int, expected string"
+    assert bad["error"][0] == "text field 'text' is number, expected string"
 
 
 def test_parquet_missing_text_column_and_corrupt_file(tmp_path):

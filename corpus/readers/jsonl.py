@@ -88,13 +88,18 @@ _ROW = "\x00row"  # scratch column name no JSON key can collide with in practice
 
 
 def type_name(value: Any) -> str:
+    """A parsed JSON value's type as JSON names it (a user reads "got null", not "got NoneType")."""
     if isinstance(value, dict):
         return "object"
     if isinstance(value, list | tuple):
         return "array"
+    if value is None:
+        return "null"
     if isinstance(value, bool):
-        return "bool"
-    return type(value).__name__
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return "string" if isinstance(value, str) else type(value).__name__
 
 
 def _first_wins(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
