@@ -230,16 +230,3 @@ def test_symlinked_file_in_a_folder_is_still_read(tmp_path):
     (tmp_path / "d").mkdir()
     os.symlink(tmp_path / "elsewhere" / "x.jsonl", tmp_path / "d" / "x.jsonl")
     assert rels(tmp_path, "d") == ["x.jsonl"]
-
-
-def test_corpus_check_names_a_file_that_is_not_the_compression_its_name_says(tmp_path):
-    """The run quarantines it whole (above); corpus check said ok, as a file with nothing to read."""
-    from corpus.readers.check import field_problems
-
-    write(tmp_path / "in" / "good.jsonl", lines(3))
-    write(tmp_path / "in" / "x.jsonl.gz", lines(3))
-    tasks = plan_tasks([InputSpec(source="s", path=str(tmp_path / "in"))])
-    assert field_problems(tasks) == [
-        "x.jsonl.gz: not gzip data (it starts like plain text): rename it without the .gz suffix"]
-    write(tmp_path / "in" / "x.jsonl.gz", gzip.compress(lines(3)))
-    assert field_problems(plan_tasks([InputSpec(source="s", path=str(tmp_path / "in"))])) == []
