@@ -159,6 +159,29 @@ class ReportContext:
                 made[r["source"]] = made.get(r["source"], 0) + n
         return made
 
+    @property
+    def dropped_copies(self) -> dict[str, int]:
+        """Per source, sampling's copies that a later stage dropped (exact_dedup after up-sampling). The drops
+        table counts every rejected row, copies too; the balance counts only originals (rows without
+        copy_of_row) as rejected, so the difference is the copies. A failed run has no balance: {}."""
+        if not self.balance:
+            return {}
+        dropped: dict[str, int] = {}
+        for d in self.drops:
+            dropped[d["source"]] = dropped.get(d["source"], 0) + d["docs"]
+        out = {b["source"]: dropped.get(b["source"], 0) - b["rejected"] for b in self.balance}
+        return {s: n for s, n in out.items() if n > 0}
+
+    def rejected_records(self) -> dict[str, int]:
+        """Per source, the input records an operator rejected: the balance's count (originals only) for a
+        finished run, else every drop (a failed run has no balance to tell copies apart)."""
+        if self.balance:
+            return {b["source"]: b["rejected"] for b in self.balance}
+        rejected: dict[str, int] = {}
+        for d in self.drops:
+            rejected[d["source"]] = rejected.get(d["source"], 0) + d["docs"]
+        return rejected
+
     def funnel_row(self, stage: str, source: str) -> dict | None:
         for r in self.funnel:
             if r["stage"] == stage and r["source"] == source:

@@ -146,7 +146,9 @@ def _loc(file: object, line: object) -> str:
 @section("overview", title="Overview", order=10)
 def overview(ctx: ReportContext) -> Rendered:
     read, final = _read_totals(ctx), _final_totals(ctx)
-    rejected = sum(d["docs"] for d in ctx.drops)
+    # Input records only, as the balance counts them: sampling's copies a later stage dropped are no input.
+    rejected = sum(ctx.rejected_records().values())
+    copies_dropped = sum(ctx.dropped_copies.values())
     quarantined = sum(q["docs"] for q in ctx.quarantine)
     blank = sum(b["blank"] for b in ctx.balance)
     balanced = bool(ctx.balance) and all(b["ok"] for b in ctx.balance)
@@ -161,6 +163,7 @@ def overview(ctx: ReportContext) -> Rendered:
         "output": {"docs": final["docs_out"], "bytes": final["bytes_out"], "est_tokens": est_tokens(final["bytes_out"]),
                    "shards": len(m.get("shards", [])), "parquet_bytes": m.get("bytes"), "published": bool(m)},
         "rejected": rejected,
+        "copies_dropped": copies_dropped,
         "quarantined": quarantined,
         "blank_lines": blank,
         "balance": ctx.balance,
@@ -188,7 +191,8 @@ def overview(ctx: ReportContext) -> Rendered:
         ("Est. tokens kept", fmt_int(est_tokens(final["bytes_out"])),
          f"of {fmt_int(est_tokens(read['bytes_out']))} read (text bytes / 4)"),
         ("Sources", fmt_int(len(ctx.sources)), ", ".join(ctx.sources)),
-        ("Rejected", fmt_int(rejected), "dropped by an operator, with a reason"),
+        ("Rejected", fmt_int(rejected), "input records dropped by an operator, with a reason"
+         + (f"; and {copies_dropped:,} copies from sampling dropped" if copies_dropped else "")),
         ("Quarantined", fmt_int(quarantined), "could not be read as documents"),
         ("Nothing lost", "yes" if balanced else ("no" if ctx.balance else "not checked"),
          "input = kept + rejected + quarantined + blank lines"),
@@ -226,9 +230,8 @@ def sources(ctx: ReportContext) -> Rendered | None:
         return None
     final = ctx.final_stage
     balance = {b["source"]: b for b in ctx.balance}
-    rejected: dict[str, int] = {}
-    for d in ctx.drops:
-        rejected[d["source"]] = rejected.get(d["source"], 0) + d["docs"]
+    rejected = ctx.rejected_records()  # input records: copies dropped are counted beside them
+    copies_dropped = ctx.dropped_copies
     quarantined: dict[str, int] = {}
     for q in ctx.quarantine:
         quarantined[q["source"]] = quarantined.get(q["source"], 0) + q["docs"]
@@ -244,21 +247,26 @@ def sources(ctx: ReportContext) -> Rendered | None:
             # originals, as the overview counts them: a failed run's last output holds sampling's copies too
             "kept": b.get("kept", last.get("docs_out", 0) - copies.get(src, 0)), "bytes_read": read.get("bytes_out", 0),
             "bytes_kept": last.get("bytes_out", 0), "est_tokens_kept": est_tokens(last.get("bytes_out", 0)),
+            "copies_dropped": copies_dropped.get(src, 0),
         })
     total_tokens = est_tokens(sum(f["bytes_kept"] for f in figures))  # of the total, like the overview
     for f in figures:
         f["token_share"] = _ratio(f["est_tokens_kept"], total_tokens)
+    extra = bool(copies_dropped)  # only runs that drop sampling's copies have them to show
     cols = [Col("source"), Col("input records", True), Col("quarantined", True), Col("rejected", True),
-            Col("kept", True), Col("kept %", True), Col("text read", True), Col("text kept", True),
-            Col("est. tokens kept", True), Col("share of tokens", True)]
+            Col("kept", True), Col("kept %", True), *([Col("copies dropped", True)] if extra else []),
+            Col("text read", True), Col("text kept", True), Col("est. tokens kept", True),
+            Col("share of tokens", True)]
     rows = [[f["source"], f["input"], f["quarantined"], f["rejected"], f["kept"],
-             pct_cell(_ratio(f["kept"], f["input"])), bytes_cell(f["bytes_read"]), bytes_cell(f["bytes_kept"]),
-             f["est_tokens_kept"], pct_cell(f["token_share"])] for f in figures]
+             pct_cell(_ratio(f["kept"], f["input"])), *([f["copies_dropped"]] if extra else []),
+             bytes_cell(f["bytes_read"]), bytes_cell(f["bytes_kept"]), f["est_tokens_kept"],
+             pct_cell(f["token_share"])] for f in figures]
     tot = {k: sum(f[k] for f in figures) for k in ("input", "quarantined", "rejected", "kept", "bytes_read",
-                                                    "bytes_kept")}
+                                                    "bytes_kept", "copies_dropped")}
     foot = [["total", tot["input"], tot["quarantined"], tot["rejected"], tot["kept"],
-             pct_cell(_ratio(tot["kept"], tot["input"])), bytes_cell(tot["bytes_read"]), bytes_cell(tot["bytes_kept"]),
-             total_tokens, pct_cell(1.0 if total_tokens else None)]]
+             pct_cell(_ratio(tot["kept"], tot["input"])), *([tot["copies_dropped"]] if extra else []),
+             bytes_cell(tot["bytes_read"]), bytes_cell(tot["bytes_kept"]), total_tokens,
+             pct_cell(1.0 if total_tokens else None)]]
     chart = stacked_hbar_chart([(f["source"], [f["kept"], f["rejected"], f["quarantined"]]) for f in figures],
                                ["kept", "rejected", "quarantined"], "Input records per source, by outcome")
     return Rendered(f'<div class="charts">{chart}</div>' + table(cols, rows, foot), figures)

@@ -1,0 +1,60 @@
+"""The report's counts agree with the nothing-lost balance when sampling's copies are dropped later."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from corpus import InputSpec, Pipeline
+from corpus.report import build_report
+from corpus.stages.dedup import ExactDedup
+from corpus.stages.sample import Sample
+
+
+def _run(tmp_path: Path, weights: dict[str, float], docs: dict[str, int]) -> tuple[str, dict]:
+    inputs = []
+    for src, n in docs.items():
+        (tmp_path / src).mkdir()
+        (tmp_path / src / "x.jsonl").write_text("".join(
+            json.dumps({"text": f"{src} document number {i} has some words"}) + "\n" for i in range(n)))
+        inputs.append(InputSpec(source=src, path=str(tmp_path / src)))
+    Pipeline([Sample(weights=weights), ExactDedup()]).run(inputs=inputs, output=tmp_path / "out", workers=1,
+                                                           quiet=True)
+    return build_report(tmp_path / "out")
+
+
+def _chart_totals(html: str) -> list[str]:
+    chart = re.search(r'<svg[^>]*aria-label="Input records per source, by outcome".*?</svg>', html).group()
+    return re.findall(r'class="val">([^<]*)<', chart)
+
+
+def test_dropped_copies_are_not_rejected_input_records(tmp_path: Path):
+    """sample (weight 3.0) then exact_dedup, which drops the 20 copies: the overview said 20 rejected beside
+    a balance of 0, and the source's row and bar 30 outcomes for 10 records."""
+    html, data = _run(tmp_path, {"s": 3.0}, {"s": 10})
+    ov = data["sections"]["overview"]["figures"]
+    (bal,) = ov["balance"]
+    assert bal["input"] == 10 and bal["rejected"] == 0 and ov["balanced"]
+    assert ov["rejected"] == 0 and ov["copies_dropped"] == 20
+    (src,) = data["sections"]["sources"]["figures"]
+    assert (src["input"], src["rejected"], src["kept"], src["copies_dropped"]) == (10, 0, 10, 20)
+    assert _chart_totals(html) == ["10"]
+    assert "and 20 copies from sampling dropped" in html
+
+
+def test_overview_and_sources_agree_with_the_balance_when_a_source_is_down_sampled(tmp_path: Path):
+    """sample {a: 0.5, b: 2.5} then exact_dedup: a loses originals (rejected), b's copies are dropped."""
+    html, data = _run(tmp_path, {"a": 0.5, "b": 2.5}, {"a": 20, "b": 8})
+    ov = data["sections"]["overview"]["figures"]
+    assert ov["balanced"]
+    bal = {b["source"]: b for b in ov["balance"]}
+    assert ov["rejected"] == sum(b["rejected"] for b in bal.values())
+    assert bal["a"]["rejected"] > 0
+    dropped = sum(f["docs"] for f in data["sections"]["drops"]["figures"])
+    assert ov["copies_dropped"] == dropped - ov["rejected"] > 0
+    for f in data["sections"]["sources"]["figures"]:
+        b = bal[f["source"]]
+        assert (f["input"], f["rejected"], f["kept"]) == (b["input"], b["rejected"], b["kept"])
+        assert f["input"] == f["kept"] + f["rejected"] + f["quarantined"]
+    assert _chart_totals(html) == ["20", "8"]
