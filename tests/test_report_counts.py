@@ -58,3 +58,25 @@ def test_overview_and_sources_agree_with_the_balance_when_a_source_is_down_sampl
         assert (f["input"], f["rejected"], f["kept"]) == (b["input"], b["rejected"], b["kept"])
         assert f["input"] == f["kept"] + f["rejected"] + f["quarantined"]
     assert _chart_totals(html) == ["20", "8"]
+
+
+def test_an_outliers_bound_and_its_flagged_values_print_apart():
+    """The HTML rounded bound and value alike: "> 0.007" flagged a document shown as 0.007 (bound
+    0.00658681, value 0.00676983). Both show 3 significant digits now, more when they would print equal."""
+    from types import SimpleNamespace
+
+    from corpus.report.data import Profile
+    from corpus.report.distributions import outliers
+
+    def render(high: float, values: list[float]) -> str:
+        found = {"count": len(values), "low": 0.0, "high": high,
+                 "examples": [{"id": f"d{i}", "source": "s", "value": v, "robust_z": 4.0, "snippet": "x"}
+                              for i, v in enumerate(values)]}
+        prof = Profile(1, "01-profile-k", Path("p.json"),
+                       {"label": "01-profile", "overall": {"docs": 100, "outliers": {"frac_upper": found}}})
+        return outliers(SimpleNamespace(profiles=[prof])).html
+
+    html = render(0.00658681, [0.00676983])
+    assert "&gt; 0.00659" in html and ">0.00677<" in html
+    html = render(0.0065868, [0.0065871])  # equal at 3 digits: more decimals, until they differ
+    assert "&gt; 0.0065868" in html and ">0.0065871<" in html

@@ -8,6 +8,8 @@ profile lacks leaves its part out rather than failing the report.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import Any
 
 from corpus.report.data import Profile, ReportContext
@@ -230,15 +232,16 @@ def outliers(ctx: ReportContext) -> Rendered | None:
     if p is None or not found:
         return None
     docs = p.overall.get("docs") or 0
+    fmts = {k: _fmt_apart(v) for k, v in found.items()}
     summary = table([Col("feature"), Col("outlier docs", True), Col("% of docs", True), Col("flagged when")],
-                    [[k, v["count"], pct_cell(v["count"] / docs if docs else None), _flagged_when(v)]
+                    [[k, v["count"], pct_cell(v["count"] / docs if docs else None), _flagged_when(v, fmts[k])]
                      for k, v in found.items()])
     rule = p.overall.get("outlier_rule") or "more than 3.5 robust z-scores (median / MAD) from the median"
     parts = [_source_note(p, ctx), f'<p class="note">Outliers: {esc(rule)}.</p>', summary]
     ex_cols = [Col("id", cls="wrap"), Col("source"), Col("value", True), Col("robust z", True),
                Col("text", cls="snip")]
     for k, v in found.items():
-        rows = [[e.get("id"), e.get("source"), num_cell(e.get("value")), num_cell(e.get("robust_z")),
+        rows = [[e.get("id"), e.get("source"), num_cell(e.get("value"), fmts[k]), num_cell(e.get("robust_z")),
                  Cell(markup=snippet(e.get("snippet")))] for e in v.get("examples") or []]
         if rows:
             parts.append(f'<details class="examples"><summary><b>{esc(k)}</b> — '
@@ -247,11 +250,35 @@ def outliers(ctx: ReportContext) -> Rendered | None:
     return Rendered("".join(parts), {"profile": p.label, "rule": rule, "outliers": found})
 
 
-def _flagged_when(v: dict) -> str:
+def _flagged_when(v: dict, fmt: Callable[[float | None], str] = fmt_num) -> str:
     lo, hi = v.get("low"), v.get("high")
     if lo is None or hi is None:
         return "—"
-    return flagged_when(lo, hi, fmt_num)
+    return flagged_when(lo, hi, fmt)
+
+
+def _sig(x: float | None, decimals: int = 0) -> str:
+    """`x` with 3 significant digits, or `decimals` decimals where that is more (fmt_num's look otherwise:
+    thousands separated, very small values in e-notation)."""
+    if x is None or isinstance(x, int) or not math.isfinite(x) or x == 0:
+        return fmt_num(x)
+    e = math.floor(math.log10(abs(x)))
+    places = max(2 - e, decimals)
+    return f"{x:.{places + e}e}" if e < -4 else f"{x:,.{places}f}"
+
+
+def _fmt_apart(v: dict) -> Callable[[float | None], str]:
+    """A formatter for one feature's bounds and flagged values, with 3 significant digits or more decimals
+    where a value would print equal to a bound it is not: fmt_num's "> 0.007" beside a flagged 0.007
+    (bound 0.00659, value 0.00677) read as a document inside the bound."""
+    bounds = [b for b in (v.get("low"), v.get("high")) if isinstance(b, int | float)]
+    values = [e["value"] for e in v.get("examples") or [] if isinstance(e.get("value"), int | float)]
+    decimals = 0
+    for decimals in range(20):
+        shown = {b: _sig(b, decimals) for b in bounds}
+        if all(_sig(x, decimals) != t for b, t in shown.items() for x in [*values, *bounds] if x != b):
+            break
+    return lambda x: _sig(x, decimals)
 
 
 # ---------------------------------------------------------------- meta fields
