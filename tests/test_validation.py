@@ -325,3 +325,20 @@ def test_a_suggested_suite_passes_on_the_corpus_it_was_proposed_from(n, tmp_path
     doc = validate_input(tmp_path / "docs.parquet", tmp_path / "s.json", workers=1)
     assert doc["success"], [(e["type"], e.get("kwargs"), e.get("unexpected_count")) for e in doc["expectations"]
                             if not e["success"]]
+
+
+def test_a_column_typed_differently_per_file_is_unified_for_corpus_expectations(tmp_path):
+    """ratio is 0.5 in a.jsonl and 1 in b.jsonl: polars read the projection with the first file's type
+    and raised SchemaError (a traceback); the mean is over both. A string beside numbers is an error."""
+    (tmp_path / "in").mkdir()
+    for name, value, n in (("a", 0.5, 10), ("b", 1, 5)):
+        (tmp_path / "in" / f"{name}.jsonl").write_text(
+            "".join(json.dumps({"id": f"{name}{i}", "text": "x y z", "ratio": value}) + "\n" for i in range(n)))
+    suite = write_suite(tmp_path / "s.json", [
+        {"type": "expect_column_mean_to_be_between", "kwargs": {"column": "ratio", "min_value": 0.6,
+                                                                "max_value": 0.7}}])
+    doc = validate_input(tmp_path / "in", suite, workers=1)
+    assert doc["success"] and doc["expectations"][0]["observed"] == pytest.approx(2 / 3)
+    (tmp_path / "in" / "b.jsonl").write_text(json.dumps({"id": "b0", "text": "x y z", "ratio": "high"}) + "\n")
+    with pytest.raises(SuiteError, match=r"column 'ratio' of documents is Float64 in some files, String in others"):
+        validate_input(tmp_path / "in", suite, workers=1)

@@ -139,7 +139,7 @@ def _table(suite: Suite, table: Table, own: list[int], pool_map: Callable, workd
     todo = whole if done else own  # no parts at all: everything runs on an empty frame of the table's columns
     if todo:
         written = [p for d in done for p in d["projection"]]
-        frame = _projection(table, project, written)
+        frame = _projection(table, project, written, {d["part"]: d["projection"] for d in done})
         for path in written:  # read: the whole pass holds them in memory now
             Path(path).unlink()
         if written:
@@ -347,15 +347,52 @@ def _record(suite: Suite, i: int, ok: bool, observed: Any, n: int | None = None,
     return rec
 
 
-def _projection(table: Table, project: Sequence[str], paths: list[str]) -> pl.DataFrame:
+def _projection(table: Table, project: Sequence[str], paths: list[str],
+                by_part: dict[int, list[str]] | None = None) -> pl.DataFrame:
     """The columns the corpus-level expectations read, over the whole table (an empty frame of the
-    table's columns when it has no rows)."""
+    table's columns when it has no rows). Parts may type a column differently (JSONL: 1 in one file,
+    0.5 in another): they are unified to a supertype; SuiteError naming the column when there is none."""
     if paths:
-        return pl.read_parquet(paths)
+        frames = [pl.read_parquet(p) for p in paths]
+        clash = _type_clash(table, frames, paths, by_part or {})
+        if clash:
+            raise SuiteError(clash)
+        return pl.concat(frames, how="vertical_relaxed")
     cols = dict(table.columns) | {c: pl.Float64() for c in table.derived if c not in table.columns}
     schema = {c: cols.get(c, pl.Float64()) for c in project} if project else cols
     schema.setdefault(ROW_ID, pl.Int64())
     return pl.DataFrame(schema=schema)
+
+
+def _type_clash(table: Table, frames: list[pl.DataFrame], paths: list[str], by_part: dict[int, list[str]]) -> str:
+    """'' when the parts' columns unify (Int64 and Float64 -> Float64; an all-null part takes any type),
+    else a message naming the column and the files with each type. polars would make a number column
+    with a string part all strings: that is a clash too, not a silent change of the column."""
+    names = {path: p.name for p in table.parts for path in by_part.get(p.index, [])}
+    for col in frames[0].columns:
+        kinds: dict[str, list[str]] = {}
+        for f, path in zip(frames, paths, strict=True):
+            dtype = f.schema[col]
+            if dtype == pl.Null:
+                continue
+            where = names.get(path, Path(path).name)
+            if where not in kinds.setdefault(str(dtype), []):
+                kinds[str(dtype)].append(where)
+        if len(kinds) < 2:
+            continue
+        # An id shown in examples may be a string in one file and a number in another; it only names rows.
+        clash = "String" in kinds and col not in (ROW_ID, table.id_column)
+        if not clash:
+            try:
+                pl.concat([f.select(col) for f in frames], how="vertical_relaxed")
+            except (pl.exceptions.SchemaError, pl.exceptions.ComputeError, pl.exceptions.InvalidOperationError):
+                clash = True
+        if clash:
+            where = list(dict.fromkeys(w for ws in kinds.values() for w in ws))
+            return (f"column {col!r} of {table.name} is {' in some files, '.join(kinds)} in others, types that "
+                    f"cannot be combined for the corpus-level expectations (in {', '.join(where[:3])}"
+                    f"{' ..' if len(where) > 3 else ''}): make it one type in every file")
+    return ""
 
 
 def rejected_rows(workdir: Path, failed: set[int]) -> pl.DataFrame:
