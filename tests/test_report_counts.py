@@ -80,3 +80,37 @@ def test_an_outliers_bound_and_its_flagged_values_print_apart():
     assert "&gt; 0.00659" in html and ">0.00677<" in html
     html = render(0.0065868, [0.0065871])  # equal at 3 digits: more decimals, until they differ
     assert "&gt; 0.0065868" in html and ">0.0065871<" in html
+
+
+def test_a_failed_run_tells_dropped_copies_from_rejected_records(tmp_path: Path):
+    """A run stopped after sample {a: 0.5, b: 3.0} then exact_dedup has no balance: its report counted b's 16
+    dropped copies as rejected and took them off its kept originals too (kept -8 for 8 records)."""
+    import pytest
+
+    from corpus.operators import SinkOperator, StageContext, StopRun
+
+    class Stop(SinkOperator):
+        name = "stop_here"
+
+        def consume(self, ctx: StageContext) -> dict:
+            raise StopRun("stopped on purpose")
+
+    inputs = []
+    for src, n in {"a": 20, "b": 8}.items():
+        (tmp_path / src).mkdir()
+        (tmp_path / src / "x.jsonl").write_text("".join(
+            json.dumps({"text": f"{src} document number {i} has some words"}) + "\n" for i in range(n)))
+        inputs.append(InputSpec(source=src, path=str(tmp_path / src)))
+    with pytest.raises(StopRun):
+        Pipeline([Sample(weights={"a": 0.5, "b": 3.0}), ExactDedup(), Stop()]).run(
+            inputs=inputs, output=tmp_path / "out", workers=1, quiet=True)
+    html, data = build_report(tmp_path / "out")
+    ov = data["sections"]["overview"]["figures"]
+    assert data["status"] == "failed" and not ov["balance"]
+    assert ov["copies_dropped"] == 16 and ov["output"]["copies"] == 0
+    src = {f["source"]: f for f in data["sections"]["sources"]["figures"]}
+    assert (src["b"]["input"], src["b"]["rejected"], src["b"]["kept"], src["b"]["copies_dropped"]) == (8, 0, 8, 16)
+    a = src["a"]
+    assert a["rejected"] > 0 and a["input"] == a["kept"] + a["rejected"] and a["copies_dropped"] == 0
+    assert ov["rejected"] == a["rejected"]
+    assert _chart_totals(html) == ["20", "8"]

@@ -21,7 +21,7 @@ from corpus.integrity import problem
 from corpus.manifest import read_manifest
 from corpus.operators import StageView
 from corpus.quarantine import raw_blocks
-from corpus.schema import CORE_COLUMNS, REJECT_REASON, REJECT_STAGE
+from corpus.schema import COPY_OF, CORE_COLUMNS, REJECT_REASON, REJECT_STAGE, SOURCE
 from corpus.stats import READ_STAGE, emptied_stages, funnel_rows, shown_status
 from corpus.work import stage_dir as stage_folder
 from corpus.work import whole_stage_done
@@ -147,6 +147,7 @@ class ReportContext:
         run that up-samples counted its copies as kept originals (kept > input)."""
         if self.balance:
             return {b["source"]: b["copies"] for b in self.balance if b["copies"]}
+        gone = self.dropped_copies  # made, then dropped by a later stage: not beside the originals any more
         rejected: dict[tuple[str, str], int] = {}
         for d in self.drops:
             rejected[(d["stage"], d["source"])] = rejected.get((d["stage"], d["source"]), 0) + d["docs"]
@@ -157,15 +158,17 @@ class ReportContext:
             n = int(r["docs_out"] or 0) - int(r["docs_in"] or 0) + rejected.get((r["stage"], r["source"]), 0)
             if n > 0:
                 made[r["source"]] = made.get(r["source"], 0) + n
-        return made
+        left = {s: n - gone.get(s, 0) for s, n in made.items()}
+        return {s: n for s, n in left.items() if n > 0}
 
     @property
     def dropped_copies(self) -> dict[str, int]:
         """Per source, sampling's copies that a later stage dropped (exact_dedup after up-sampling). The drops
         table counts every rejected row, copies too; the balance counts only originals (rows without
-        copy_of_row) as rejected, so the difference is the copies. A failed run has no balance: {}."""
+        copy_of_row) as rejected, so the difference is the copies. A failed run has no balance: its stages'
+        rejected rows in work/ are counted instead."""
         if not self.balance:
-            return {}
+            return self._rejected_copies_on_disk
         dropped: dict[str, int] = {}
         for d in self.drops:
             dropped[d["source"]] = dropped.get(d["source"], 0) + d["docs"]
@@ -180,7 +183,32 @@ class ReportContext:
         rejected: dict[str, int] = {}
         for d in self.drops:
             rejected[d["source"]] = rejected.get(d["source"], 0) + d["docs"]
-        return rejected
+        copies = self.dropped_copies
+        return {s: n - copies.get(s, 0) for s, n in rejected.items()}
+
+    @cached_property
+    def _rejected_copies_on_disk(self) -> dict[str, int]:
+        """Per source, the rows with copy_of_row in the rejected/ files of the stages the run reached (work/)."""
+        files = []
+        for s in self.stages:
+            if s["idx"] == 0 or (self.reached is not None and s["stage"] not in self.reached):
+                continue
+            folder = stage_folder(self.out / "work", s["idx"], s["stage"].split("-", 1)[-1], s["key"] or "")
+            files += sorted((folder / "rejected").glob("*.parquet"))
+        out: dict[str, int] = {}
+        for f in files:
+            try:
+                if COPY_OF not in [d[0] for d in duckdb.execute(
+                        "SELECT * FROM read_parquet(?) LIMIT 0", [str(f)]).description]:
+                    continue
+                rows = duckdb.execute(f"SELECT {SOURCE}, count(*) FROM read_parquet(?) WHERE {COPY_OF} IS NOT NULL "
+                                      "GROUP BY ALL", [str(f)]).fetchall()
+            except duckdb.Error as exc:  # a damaged file: its copies are not told apart, as before
+                log.warning("report: cannot read %s: %s", f, exc)
+                continue
+            for src, n in rows:
+                out[src] = out.get(src, 0) + int(n)
+        return out
 
     def funnel_row(self, stage: str, source: str) -> dict | None:
         for r in self.funnel:
