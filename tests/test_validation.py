@@ -342,3 +342,17 @@ def test_a_column_typed_differently_per_file_is_unified_for_corpus_expectations(
     (tmp_path / "in" / "b.jsonl").write_text(json.dumps({"id": "b0", "text": "x y z", "ratio": "high"}) + "\n")
     with pytest.raises(SuiteError, match=r"column 'ratio' of documents is Float64 in some files, String in others"):
         validate_input(tmp_path / "in", suite, workers=1)
+
+
+def test_a_suggested_suite_passes_on_its_source_with_null_and_blank_texts(tmp_path):
+    """One null and one blank text of 100: text was proposed non-null ("no nulls in 100 documents") and
+    not blank with no mostly, and the suite failed on the file it was proposed from."""
+    texts: list[str | None] = [f"hello world number {i}" for i in range(100)]
+    texts[10], texts[20] = None, "   "
+    pl.DataFrame({"id": [f"i{i}" for i in range(100)], "text": texts}).write_parquet(tmp_path / "w.parquet")
+    suite = suggest_suite(tmp_path / "w.parquet", tmp_path / "s.json", workers=1)
+    on_text = {e["type"]: e for e in suite["expectations"] if e["kwargs"].get("column") == "text"}
+    assert "no nulls" not in on_text["expect_column_values_to_not_be_null"]["notes"]
+    assert on_text["expect_column_values_to_match_regex"]["kwargs"]["mostly"] < 1
+    doc = validate_input(tmp_path / "w.parquet", tmp_path / "s.json", workers=1)
+    assert doc["success"], [e["label"] for e in doc["expectations"] if not e["success"]]
