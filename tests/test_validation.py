@@ -356,3 +356,23 @@ def test_a_suggested_suite_passes_on_its_source_with_null_and_blank_texts(tmp_pa
     assert on_text["expect_column_values_to_match_regex"]["kwargs"]["mostly"] < 1
     doc = validate_input(tmp_path / "w.parquet", tmp_path / "s.json", workers=1)
     assert doc["success"], [e["label"] for e in doc["expectations"] if not e["success"]]
+
+
+def test_a_suite_suggested_from_files_that_differ_passes_on_them(tmp_path):
+    """Types and columns came from the first file: score int64 (3.5 in b.jsonl) failed, and bounds on
+    onlya (not in b.jsonl) were an error. Schema expectations are what every file has."""
+    rows = {"a": lambda i: {"id": f"a{i}", "text": "alpha beta gamma", "score": i, "onlya": i},
+            "b": lambda i: {"id": f"b{i}", "text": "delta eps zeta", "score": 3.5, "onlyb": i}}
+    (tmp_path / "in").mkdir()
+    for name, row in rows.items():
+        (tmp_path / "in" / f"{name}.jsonl").write_text("".join(json.dumps(row(i)) + "\n" for i in range(20)))
+    suite = suggest_suite(tmp_path / "in", tmp_path / "s.json", workers=1)
+    named = {e["kwargs"].get("column") for e in suite["expectations"]}
+    assert not named & {"onlya", "onlyb"} and "score" in named
+    columns = suite["expectations"][0]
+    assert columns["kwargs"]["column_set"] == ["id", "text", "score"]
+    assert "onlya, onlyb not in every file" in columns["notes"] and "score typed differently" in columns["notes"]
+    assert not [e for e in suite["expectations"] if e["type"] == "expect_column_values_to_be_of_type"
+                and e["kwargs"]["column"] == "score"]
+    doc = validate_input(tmp_path / "in", tmp_path / "s.json", workers=1)
+    assert doc["success"], [e["label"] for e in doc["expectations"] if not e["success"]]

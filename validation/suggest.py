@@ -4,8 +4,8 @@ Bounds come from the corpus's own quantiles (polars, over every document; the pe
 the profiler's, see documents.py), with room to spare, and each proposed expectation says in ``notes``
 where its numbers came from. What is proposed, for documents:
 
-* the schema: the columns (others allowed) and each one's type; non-null for columns without nulls;
-  unique ids when they are;
+* the schema: the columns every file has (others allowed) and each one's type where the files agree;
+  non-null for columns without nulls; unique ids when they are;
 * text: non-null and not blank (for the share found so, when some are not), length (characters) within
   [p0.1, p99.9] for 99% of documents;
 * encoding damage (``frac_replacement``) at most max(p99.9, 0.001) for 99% of documents;
@@ -49,14 +49,17 @@ TYPE_NAMES = {pl.String: "str", pl.Int64: "int64", pl.Int32: "int32", pl.Int16: 
               pl.Boolean: "bool"}
 
 
-def _profile_part(args: tuple[Part, tuple[str, ...], tuple[str, ...]]) -> pl.DataFrame:
-    """One part's per-document figures: its own columns ``keep``, text length, the derived ``features``
-    and a flag per PII pattern (the text itself stays behind)."""
+def _profile_part(args: tuple[Part, tuple[str, ...], tuple[str, ...]]) -> dict:
+    """One part's per-document figures (``frame``): its own columns but ``drop``, text length, the derived
+    ``features`` and a flag per PII pattern (the text itself stays behind); and the columns and types of
+    each of its batches (``schemas``: a batch is files of one schema, which schema expectations judge)."""
     from corpus.validation.documents import derive
 
-    part, keep, features = args
+    part, drop, features = args
     frames = []
+    schemas = []
     for df in part.read(*part.args):
+        schemas.append(dict(df.schema))
         if TEXT in df.columns and df.schema[TEXT] == pl.String:
             df = derive(df, features)
             text = df[TEXT].to_pandas()  # the patterns run as GX will run them (pandas, RE2 through pyarrow)
@@ -64,8 +67,30 @@ def _profile_part(args: tuple[Part, tuple[str, ...], tuple[str, ...]]) -> pl.Dat
                                  (pl.col(TEXT).str.strip_chars() == "").alias("_blank"),
                                  *[pl.Series(f"_pii_{k}", text.str.contains(p).fillna(False).to_numpy(), pl.Boolean)
                                    for k, p in PII_PATTERNS.items()])
-        frames.append(df.select([c for c in df.columns if c in keep or c.startswith("_") or c in features]))
-    return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
+        frames.append(df.select([c for c in df.columns if c not in drop]))
+    df = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
+    return {"part": part.index, "rows": df.height, "frame": df, "schemas": schemas}
+
+
+def _common_columns(table: Table, schemas: list[dict]) -> tuple[dict, dict]:
+    """(the columns every batch has -> their type, or None where batches type them differently; the
+    columns only some batches have -> how many of them). Files of a folder may differ (JSONL: a field
+    only some records have, 1 in one file and 3.5 in another), and a schema expectation must hold in each;
+    ``table.columns`` are the first file's."""
+    # row_id is added to each batch when the data has none: it is not a column of the files
+    seen = [{c: t for c, t in sch.items() if c != ROW_ID or ROW_ID in table.columns}
+            for sch in (schemas or [dict(table.columns)])]
+    order = list(dict.fromkeys(c for sch in seen for c in sch))
+    common: dict = {}
+    partial: dict[str, int] = {}
+    for col in order:
+        types = {sch[col] for sch in seen if col in sch}
+        have = sum(col in sch for sch in seen)
+        if have < len(seen):
+            partial[col] = have
+        else:
+            common[col] = types.pop() if len(types) == 1 else None
+    return common, partial
 
 
 def entry(expectation: str, notes: str, meta: dict | None = None, **kwargs: object) -> dict:
@@ -75,25 +100,28 @@ def entry(expectation: str, notes: str, meta: dict | None = None, **kwargs: obje
 
 def suggest_documents(table: Table, pool_map: Callable[[Callable, Sequence], list], source: str) -> list[dict]:
     """Proposed expectations (suite entries) for a trusted documents table."""
-    has_text = table.columns.get(TEXT) == pl.String
-    features = ("frac_replacement", TEXT_KEY) if has_text else ()
-    keep = tuple(c for c in table.columns if c not in (TEXT, META))
-    parts = pool_map(_profile_part, [(p, keep, features) for p in table.parts])
-    df = pl.concat([p for p in parts if p.width], how="diagonal_relaxed") if parts else pl.DataFrame()
+    parts = pool_map(_profile_part, [(p, (TEXT, META), ("frac_replacement", TEXT_KEY)) for p in table.parts])
+    columns, partial = _common_columns(table, [sch for p in parts for sch in p["schemas"]])
+    has_text = columns.get(TEXT) == pl.String
+    frames = [p["frame"] for p in parts if p["frame"].width]
+    df = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
     n = df.height
     where = f"{n:,} documents of {source}"
-    out = [entry("expect_table_columns_to_match_set", f"the columns of {source} (others allowed)",
-                 column_set=list(table.columns), exact_match=False),
+    mixed = [c for c, t in columns.items() if t is None]
+    only = (f"; {', '.join(partial)} not in every file: left out" if partial else "") + (
+        f"; {', '.join(mixed)} typed differently by the files: no type proposed" if mixed else "")
+    out = [entry("expect_table_columns_to_match_set", f"the columns of {source} (others allowed){only}",
+                 column_set=list(columns), exact_match=False),
            entry("expect_table_row_count_to_be_between", "a corpus with documents in it", min_value=1)]
-    for col, dtype in table.columns.items():
+    for col, dtype in columns.items():
         name = TYPE_NAMES.get(type(dtype))
         if name:
             out.append(entry("expect_column_values_to_be_of_type", f"{col} is {dtype} in {source}", column=col,
                              type_=name))
-    for col in table.columns:
-        if col == TEXT and has_text and n:
+    for col in columns:
+        if col == TEXT and "_chars" in df.columns and n:
             out.append(_text_not_null(df, where))
-        elif col == TEXT or (n and col in df.columns and df[col].null_count() == 0):
+        elif n and col != TEXT and col in df.columns and df[col].null_count() == 0:
             out.append(entry("expect_column_values_to_not_be_null", f"no nulls in {where}", column=col))
     if ID in df.columns and n and df[ID].n_unique() == n:
         out.append(entry("expect_column_values_to_be_unique", f"unique in {where}", column=ID))
@@ -103,11 +131,12 @@ def suggest_documents(table: Table, pool_map: Callable[[Callable, Sequence], lis
         out += _sources(df, where)
     if "lang" in df.columns and n:
         out += _languages(df, where)
-    for col, dtype in table.columns.items():
+    for col in columns:
         if col in NOT_PROFILED or col in (SOURCE, "lang") or col not in df.columns or not n:
             continue
         if col == "lang_score" and "lang" in df.columns:
             continue
+        dtype = df[col].dtype  # the files' common type (Int64 and Float64: Float64)
         if dtype.is_numeric() and df[col].drop_nulls().len():
             lo, hi = _q(df[col], 0.001), _q(df[col], 0.999)
             out.append(entry("expect_column_values_to_be_between", f"p0.1 = {lo:g}, p99.9 = {hi:g} over {where}",
