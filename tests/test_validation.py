@@ -376,3 +376,14 @@ def test_a_suite_suggested_from_files_that_differ_passes_on_them(tmp_path):
                 and e["kwargs"]["column"] == "score"]
     doc = validate_input(tmp_path / "in", tmp_path / "s.json", workers=1)
     assert doc["success"], [e["label"] for e in doc["expectations"] if not e["success"]]
+
+
+def test_suggested_pii_bound_is_the_one_the_docs_state(tmp_path):
+    """The docs said residual PII 'at most twice the share found'; the suite allows twice plus 1 point."""
+    texts = [f"plain words here {i}" for i in range(9)] + ["write to someone@example.com today"]
+    pl.DataFrame({"id": [f"i{i}" for i in range(10)], "text": texts}).write_parquet(tmp_path / "p.parquet")
+    suite = suggest_suite(tmp_path / "p.parquet", tmp_path / "s.json", workers=1)
+    pii = next(e for e in suite["expectations"] if e["type"] == "expect_column_values_to_not_match_regex_list")
+    assert pii["kwargs"]["mostly"] == pytest.approx(1 - 2 * 0.1 - 0.01)
+    docs = " ".join((Path(__file__).parents[1] / "docs" / "validation.md").read_text().split())
+    assert "residual PII in at most twice the share of documents found plus 1 point" in docs

@@ -9,8 +9,8 @@ where its numbers came from. What is proposed, for documents:
 * text: non-null and not blank (for the share found so, when some are not), length (characters) within
   [p0.1, p99.9] for 99% of documents;
 * encoding damage (``frac_replacement``) at most max(p99.9, 0.001) for 99% of documents;
-* residual PII (``PII_PATTERNS``): no more documents matching than twice the share found, at least 1%
-  allowed to go unremarked only if the corpus already had some;
+* residual PII (``PII_PATTERNS``): no more documents matching than twice the share found plus 1 point
+  (that 1 point only if the corpus already had some: none found, none allowed);
 * the exact-duplicate rate (``text_key``, as the profile counts it): at most max(2 x found, found + 1%);
 * languages (``lang``) seen in at least 0.1% of documents, for 99% of documents (less when rarer ones
   add up to more); ``lang_score`` at least its p1 (the lower rank: at most 1% below) for 99%;
