@@ -45,13 +45,12 @@ from __future__ import annotations
 
 import csv
 import json
-from collections import Counter
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, NamedTuple
 
 from corpus.readers.base import ReadChunk, ReadTask
 from corpus.readers.jsonl import DocBuilder
-from corpus.readers.parquet import missing_column
+from corpus.readers.parquet import missing_column, repeated_columns
 from corpus.readers.streams import ByteSource, LineChunker, strip_compression
 from corpus.schema import RAW_FILE
 
@@ -283,7 +282,7 @@ class _CsvReader:
             if problem is not None:
                 self._whole_file(problem + _delimiter_hint(self.task, fields, self.delimiter))
                 return False
-            repeated = _repeated(fields)
+            repeated = repeated_columns(fields)
             if repeated:
                 self._whole_file(f"{what} names {repeated}: which value is the field's is unknown, so the file is "
                                  "not read (a record would keep one and lose the other) — rename one in the header")
@@ -315,15 +314,6 @@ def _undecodable_header(task: ReadTask, fields: list[str], raw: bytes) -> str | 
                 f"{exc.start + 1}{where}: its field names are not text, so every record is quarantined with it "
                 "— fix the header's encoding and read the file again")
     return None
-
-
-def _repeated(fields: list[str]) -> str:
-    """The column names the header gives more than once, with their columns ('' when none)."""
-    counts = Counter(fields)
-    parts = [f"{name!r} {len(cols)} times (columns {', '.join(map(str, cols))})"
-             for name in dict.fromkeys(f for f in fields if counts[f] > 1)
-             for cols in [[i for i, f in enumerate(fields, 1) if f == name]]]
-    return "; ".join(parts)
 
 
 _DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
@@ -56,6 +57,16 @@ def check_columns(task: ReadTask, names: list[str], what: str) -> None:
         raise InputError(f"input {task.spec.source!r}: {problem}")
 
 
+def repeated_columns(names: list[str]) -> str:
+    """The column names given more than once, with their places ('' when none): a file's header or
+    schema, whose repeated name leaves unknown which value is the field's (CSV and Parquet alike)."""
+    counts = Counter(names)
+    parts = [f"{name!r} {len(cols)} times (columns {', '.join(map(str, cols))})"
+             for name in dict.fromkeys(n for n in names if counts[n] > 1)
+             for cols in [[i for i, n in enumerate(names, 1) if n == name]]]
+    return "; ".join(parts)
+
+
 class UnreadableColumns(InputError):
     """Arrow data polars cannot take as a frame (a column name given twice, a type it cannot import): a
     Parquet file is quarantined whole from there, a DuckDB query is a config error."""
@@ -63,9 +74,7 @@ class UnreadableColumns(InputError):
 
 def _repeated_names(task: ReadTask, names: list[str]) -> str | None:
     """What to say when ``names`` (a Parquet file's or a query result's columns) repeats one, else None."""
-    from corpus.readers.csv import _repeated  # (csv imports this module)
-
-    repeated = _repeated(names)
+    repeated = repeated_columns(names)
     if not repeated:
         return None
     if task.format == "duckdb":
