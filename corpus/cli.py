@@ -714,8 +714,15 @@ def run_command(fn: Any, args: argparse.Namespace, console: Any) -> int:
     debug = getattr(args, "debug", False)
     import duckdb
 
-    from corpus.errors import WorkerDiedError, describe_duckdb_error, describe_os_error, raised_in_stage
-    from corpus.executor import LostRecordsError, PipelineError, described
+    from corpus.errors import (
+        WorkerDiedError,
+        describe_duckdb_error,
+        describe_os_error,
+        described,
+        raised_in_stage,
+        with_notes,
+    )
+    from corpus.executor import LostRecordsError, PipelineError
     from corpus.integrity import CorruptFileError
     from corpus.lock import LockedError
     from corpus.operators import StopRun
@@ -741,7 +748,7 @@ def run_command(fn: Any, args: argparse.Namespace, console: Any) -> int:
             msg = str(exc.args[0])  # str() of a KeyError is its repr, in quotes
         else:
             msg = str(exc)
-        msg = " ".join([msg, *getattr(exc, "__notes__", ())])  # where a run's error was raised: its stage, its unit
+        msg = with_notes(msg, exc)
         err.print(f"[bold red]error:[/] {escape(msg)}", highlight=False, soft_wrap=True)  # one line, however long
         return 2
     except KeyboardInterrupt:

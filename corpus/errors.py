@@ -42,6 +42,21 @@ def note_worker(exc: BaseException, label: str) -> None:
     exc.add_note(f"(in a worker process, running {label})")
 
 
+def note_unit(exc: BaseException, label: str) -> None:
+    """Note the unit this process was running when exc was raised (workers: 1)."""
+    exc.add_note(f"(running {label})")
+
+
+def with_notes(msg: str, exc: BaseException) -> str:
+    """msg and the error's notes (where it was raised: its stage, its unit), in one line."""
+    return " ".join([msg, *getattr(exc, "__notes__", ())])
+
+
+def described(exc: BaseException) -> str:
+    """An error in one line, as the catalog records a failed run: its type, message and notes."""
+    return with_notes(f"{type(exc).__name__}: {exc}", exc)
+
+
 class WorkerDiedError(RuntimeError):
     """A worker process ended abruptly (killed by a signal, most often the out-of-memory killer)."""
 

@@ -50,11 +50,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import duckdb
-
 from corpus.catalog import DRY_RUN, Catalog
 from corpus.config import param_problems
-from corpus.errors import MAIN_GUARD, SpawnedImportError, WorkerDiedError, note_stage, worker_death
+from corpus.errors import (
+    MAIN_GUARD,
+    SpawnedImportError,
+    WorkerDiedError,
+    described,
+    note_stage,
+    note_unit,
+    worker_death,
+)
 from corpus.ids import SUMMARY, DuplicateIdError, RepeatedIds, check_policy, derived_unique, describe, located
 from corpus.lock import RunLock
 from corpus.manifest import build_manifest
@@ -76,8 +82,8 @@ from corpus.readers import Inputs, InputSpec, ReadTask, as_specs, fields, plan_t
 from corpus.readers.check import QuarantineShare
 from corpus.readers.plan import SPLIT_BYTES, largest_first, number_lines, split_tasks
 from corpus.resume import check_finished_work
-from corpus.schema import COPY_OF, DOC_SCHEMA
-from corpus.stats import emptied_stages, funnel_rows
+from corpus.schema import DOC_SCHEMA
+from corpus.stats import count_by_source, emptied_stages, funnel_rows
 from corpus.work import (
     STAGE_DONE,
     IngestJob,
@@ -272,14 +278,8 @@ def _labelled(fn: Callable[[Any], Any], label: str, job: Any) -> Any:
     try:
         return fn(job)
     except Exception as exc:
-        exc.add_note(f"(running {label})")
+        note_unit(exc, label)
         raise
-
-
-def described(exc: BaseException) -> str:
-    """An error in one line, as the catalog records a failed run: its type, message and notes (the stage
-    and the unit it was raised in)."""
-    return " ".join([f"{type(exc).__name__}: {exc}", *getattr(exc, "__notes__", ())])
 
 
 def _result(fut: Future) -> Any:
@@ -793,25 +793,6 @@ def _publish(out: Path, final: dict[str, list[tuple[Path, str]]], stages: list[S
                           {"run_id": run_id, "pipeline": pipeline})
 
 
-def _count_by_source(files: list[Path], copies: bool = False) -> dict[str, int]:
-    """Rows per source in these Parquet files: originals, or (copies=True) the copies upsampling made."""
-    if not files:
-        return {}
-    rel = [str(f) for f in files]
-    cols = [d[0] for d in duckdb.execute("SELECT * FROM read_parquet(?, union_by_name = true) LIMIT 0",
-                                         [rel]).description]
-    if COPY_OF not in cols:
-        if copies:
-            return {}
-        where = ""
-    else:
-        where = f"WHERE {COPY_OF} IS {'NOT ' if copies else ''}NULL"
-    rows = duckdb.execute(
-        f"SELECT source, count(*) FROM read_parquet(?, union_by_name = true) {where} GROUP BY source", [rel]
-    ).fetchall()
-    return {s: int(n) for s, n in rows}
-
-
 def _balance(markers: list[dict], final: dict[str, list[tuple[Path, str]]]) -> list[dict]:
     """Per source: what the readers met (records and blank lines) == rows in the files the run is about to
     publish (``_final_files``: data/, rejected/, quarantine/'s Parquet, counted on disk in work/) + the
@@ -822,10 +803,10 @@ def _balance(markers: list[dict], final: dict[str, list[tuple[Path, str]]]) -> l
         seen[m["source"]] = seen.get(m["source"], 0) + m["seen"]
         blank[m["source"]] = blank.get(m["source"], 0) + m.get("blank", 0)
     data, rejected = [src for src, _ in final["data"]], [src for src, _ in final["rejected"]]
-    kept, rej = _count_by_source(data), _count_by_source(rejected)
-    quar = _count_by_source([src for src, rel in final["quarantine"] if rel.count("/") == 1
+    kept, rej = count_by_source(data), count_by_source(rejected)
+    quar = count_by_source([src for src, rel in final["quarantine"] if rel.count("/") == 1
                              and rel.endswith(".parquet")])  # not the side files of big records, raw/
-    copies = _count_by_source(data, copies=True)  # upsampled copies: not input, kept beside it
+    copies = count_by_source(data, copies=True)  # upsampled copies: not input, kept beside it
     rows = []
     for src in sorted(set(seen) | set(kept) | set(rej) | set(quar)):
         k, r, q, b = kept.get(src, 0), rej.get(src, 0), quar.get(src, 0), blank.get(src, 0)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import duckdb
 from rich.console import Console
 from rich.table import Table
 
 from corpus.catalog import Catalog
 from corpus.lock import holder_alive
+from corpus.schema import COPY_OF
 from corpus.units import mb
 from corpus.work import whole_stage_done
 
@@ -188,3 +190,22 @@ def print_stats(out: Path, console: Console, run_id: str | None = None) -> None:
         console.print(q)
     if balance:
         print_balance(balance, console)
+
+
+def count_by_source(files: list[Path], copies: bool = False) -> dict[str, int]:
+    """Rows per source in these Parquet files: originals, or (copies=True) the copies upsampling made."""
+    if not files:
+        return {}
+    rel = [str(f) for f in files]
+    cols = [d[0] for d in duckdb.execute("SELECT * FROM read_parquet(?, union_by_name = true) LIMIT 0",
+                                         [rel]).description]
+    if COPY_OF not in cols:
+        if copies:
+            return {}
+        where = ""
+    else:
+        where = f"WHERE {COPY_OF} IS {'NOT ' if copies else ''}NULL"
+    rows = duckdb.execute(
+        f"SELECT source, count(*) FROM read_parquet(?, union_by_name = true) {where} GROUP BY source", [rel]
+    ).fetchall()
+    return {s: int(n) for s, n in rows}

@@ -383,6 +383,8 @@ def _verdict(op: Operator, verdict: Verdict, height: int) -> tuple[pl.Series, pl
     if keep is None:
         raise OperatorError(f"{where} a keep mask of type {type(verdict.keep).__name__}: give a polars Series of "
                             "booleans (a list or numpy array of them will do), one per row")
+    if keep.len() == 0 and keep.dtype == pl.Null:  # [True] * 0 of an emptied shard: no values, no type
+        keep = keep.cast(pl.Boolean)
     if keep.len() != height or keep.dtype != pl.Boolean or keep.null_count():
         raise OperatorError(
             f"{where} a keep mask of {keep.len()} {keep.dtype} values ({keep.null_count()} null) for {height} rows; "

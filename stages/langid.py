@@ -80,8 +80,7 @@ def predict(model: Any, lines: list[str]) -> tuple[list[str | None], list[float 
 
 # fastText splits words on ASCII whitespace only: NBSP, thin, ideographic and the other Unicode spaces,
 # and the line and paragraph separators, would glue words together ("the\xa0cat" one unknown word).
-# Whitespace as str.isspace's (signals.PY_WS), less the space itself: replacing it with itself made
-# one_line 3x slower.
+# Whitespace as str.isspace's (signals.PY_WS), less the space itself (replacing it with itself is work).
 SPACES = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in PY_WS if c != " ") + "]"
 # No visible character: nothing but separators (Z), controls, format characters such as U+200B,
 # private-use ones (C)

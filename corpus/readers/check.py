@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from corpus.readers.base import InputError, ReadTask
+from corpus.readers.fields import NESTED_DEPTH
 from corpus.readers.jsonl import JSON_BLANK
 from corpus.readers.streams import ByteSource
 
@@ -119,7 +120,7 @@ def _jsonl_fields(task: ReadTask, records: int, sample: FieldSample) -> None:
     sample.fields = list(seen)
 
 
-def _paths(rec: dict, depth: int = 4) -> set[str]:
+def _paths(rec: dict, depth: int = NESTED_DEPTH) -> set[str]:
     """The dotted paths to the fields of a record's nested objects (a few levels deep)."""
     out: set[str] = set()
     for k, v in rec.items():

@@ -31,7 +31,7 @@ from typing import Any
 import polars as pl
 
 FieldStats = dict[str, dict[str, Any]]  # field -> {"types": [..], "rows": n[, "nested": {path: n}]}
-NESTED_DEPTH = 4  # the parts of a dotted path noted, the top-level field's included (corpus check's depth)
+NESTED_DEPTH = 4  # the parts of a dotted path noted, the top-level field's included (corpus check's too)
 NESTED_MAX = 256  # nested paths noted per field and file: past it they are left unknown (an object keyed by ids, say)
 
 

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from corpus.readers.base import ReadChunk, ReadTask
-from corpus.readers.fields import FieldCounter
+from corpus.readers.fields import FieldCounter, value_type
 from corpus.readers.streams import ByteSource, FilePieces, LineChunker, newlines, prefetch
 from corpus.schema import (
     COPY_OF,
@@ -87,19 +87,16 @@ _PIECE = 8 << 20
 _ROW = "\x00row"  # scratch column name no JSON key can collide with in practice
 
 
+# fields.value_type's names of JSON's types, as JSON says them (a user reads "got null", not "got NoneType").
+_JSON_NAMES = {"bool": "boolean", "int": "number", "float": "number", "string": "string", "object": "object",
+               "array": "array"}
+
+
 def type_name(value: Any) -> str:
-    """A parsed JSON value's type as JSON names it (a user reads "got null", not "got NoneType")."""
-    if isinstance(value, dict):
-        return "object"
-    if isinstance(value, list | tuple):
-        return "array"
+    """A parsed value's type as JSON names it (a typed column's other types by their class)."""
     if value is None:
         return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    return "string" if isinstance(value, str) else type(value).__name__
+    return _JSON_NAMES.get(value_type(value)) or type(value).__name__
 
 
 def _first_wins(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -173,6 +173,11 @@ def parquet_problem(task: ReadTask) -> str | None:
         schema = pq.read_schema(task.path)
     except (OSError, pa.ArrowException) as exc:
         return f"not a readable Parquet file: {exc}"
+    return _schema_problem(task, schema)
+
+
+def _schema_problem(task: ReadTask, schema: pa.Schema) -> str | None:
+    """What in a Parquet file's schema keeps it from being read: no text column, a column read named twice."""
     problem = missing_column(task, schema.names, f"Parquet file {task.rel_path!r}", schema)
     columns = _read_columns(task, schema.names)
     return problem or _repeated_names(task, schema.names if columns is None else columns)
@@ -194,16 +199,11 @@ def read_parquet(task: ReadTask, chunk_bytes: int, sink: RawStore | None = None)
     except (OSError, pa.ArrowException) as exc:
         yield unreadable_chunk(task, 1, f"not a readable Parquet file: {exc}")
         return
-    names = pf.schema_arrow.names
-    if (problem := missing_column(task, names, f"Parquet file {task.rel_path!r}", pf.schema_arrow)) is not None:
+    if (problem := _schema_problem(task, pf.schema_arrow)) is not None:
         pf.close()
         yield unreadable_chunk(task, 1, problem, os.path.getsize(task.path))
         return
-    columns = _read_columns(task, names)
-    if (problem := _repeated_names(task, names if columns is None else columns)) is not None:
-        pf.close()
-        yield unreadable_chunk(task, 1, problem, os.path.getsize(task.path))
-        return
+    columns = _read_columns(task, pf.schema_arrow.names)
     md = pf.metadata
     # A part of a big file (corpus/readers/plan.py) reads its run of row groups, numbering from its first row.
     groups = range(task.start, md.num_row_groups if task.end is None else task.end)

@@ -45,7 +45,7 @@ from corpus.owner import MARKER as OUTPUT_MARKER
 from corpus.readers.base import FORMATS, InputError, Inputs, InputSpec, ReadTask, as_specs
 from corpus.readers.duckdb import MEMORY, PREFIX, query_label
 from corpus.readers.jsonl import jsonl_piece_bytes
-from corpus.readers.streams import BOM, compression_of, newlines, strip_compression
+from corpus.readers.streams import BOM, UNREAD_COMPRESSIONS, compression_of, newlines, strip_compression
 
 EXTENSIONS = {
     ".jsonl": "jsonl",
@@ -62,9 +62,6 @@ TEXT_MODES = ("file", "line")
 SPLIT_BYTES = 64 << 20
 _GLOB_CHARS = frozenset("*?[")
 _COUNT_BLOCK = 4 << 20  # bytes compared at a time when counting line ends
-# Compressions no reader decompresses: named before the run, or their bytes would be read as text.
-UNREAD_COMPRESSIONS = {".bz2": "bzip2", ".xz": "xz", ".lzma": "lzma", ".lz4": "lz4", ".br": "brotli",
-                       ".zip": "zip", ".7z": "7z"}
 
 
 def infer_format(path: str) -> str | None:
@@ -225,7 +222,7 @@ def _match(pattern: str, base: Path, where: str) -> tuple[Path, list[Path], bool
             raise InputError(f"{where}: {p} is not a regular file")
         return p.parent, [p], False
     if p.is_symlink():
-        raise InputError(f"{where}: {p} is a broken link (to {os.readlink(p)}, which does not exist)")
+        raise _broken_link(p, where)
     raise InputError(f"{where}: path {pattern!r} does not exist (looked for {p})")
 
 
@@ -268,16 +265,20 @@ def _may_match(pattern: tuple[str, ...], parts: tuple[str, ...]) -> bool:
 
 
 def _check_compression(path: str, where: str) -> None:
-    lower = path.lower()
-    for suffix, kind in UNREAD_COMPRESSIONS.items():
-        if lower.endswith(suffix):
-            raise InputError(f"{where}: {path} is {kind}-compressed ({suffix}), which is not read (only .gz and "
-                             f".zst are decompressed): decompress it first, or recompress it with gzip or zstd")
+    kind = compression_of(path, UNREAD_COMPRESSIONS)
+    if kind is not None:
+        suffix = next(s for s, k in UNREAD_COMPRESSIONS.items() if k == kind)
+        raise InputError(f"{where}: {path} is {kind}-compressed ({suffix}), which is not read (only .gz and "
+                         f".zst are decompressed): decompress it first, or recompress it with gzip or zstd")
+
+
+def _broken_link(path: str | Path, where: str) -> InputError:
+    return InputError(f"{where}: {path} is a broken link (to {os.readlink(path)}, which does not exist)")
 
 
 def _check_readable(path: str, where: str) -> None:
     if os.path.islink(path) and not os.path.exists(path):  # os.access says only "no"
-        raise InputError(f"{where}: {path} is a broken link (to {os.readlink(path)}, which does not exist)")
+        raise _broken_link(path, where)
     if not os.access(path, os.R_OK):
         raise InputError(f"{where}: {path} is not readable (permission denied)")
     try:

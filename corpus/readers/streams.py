@@ -23,6 +23,9 @@ import numpy as np
 import zstandard
 
 COMPRESSIONS = {".gz": "gzip", ".zst": "zstd"}
+# Compressions no reader decompresses: named before the run (plan.py), or their bytes would be read as text.
+UNREAD_COMPRESSIONS = {".bz2": "bzip2", ".xz": "xz", ".lzma": "lzma", ".lz4": "lz4", ".br": "brotli",
+                       ".zip": "zip", ".7z": "7z"}
 BOM = b"\xef\xbb\xbf"
 _NEWLINE = ord("\n")
 
@@ -43,9 +46,10 @@ _FIXES = {"gzip data": "name it .gz", "zstd data": "name it .zst", "bzip2 data":
 T = TypeVar("T")
 
 
-def compression_of(name: str) -> str | None:
+def compression_of(name: str, table: dict[str, str] = COMPRESSIONS) -> str | None:
+    """The compression a file's name says (``table``: suffix -> kind), None for none of them."""
     lower = name.lower()
-    for suffix, kind in COMPRESSIONS.items():
+    for suffix, kind in table.items():
         if lower.endswith(suffix):
             return kind
     return None
@@ -201,8 +205,6 @@ class ByteSource:
             if out:
                 produced += len(out)
                 yield out
-            if d.eof:  # cannot happen (the failed call stopped at the same member's end), but never loop
-                break
             i += step
         self._damaged(f, at + i, "gzip", exc, produced)
 

@@ -21,8 +21,8 @@ from corpus.integrity import problem
 from corpus.manifest import read_manifest
 from corpus.operators import StageView
 from corpus.quarantine import raw_blocks
-from corpus.schema import COPY_OF, CORE_COLUMNS, REJECT_REASON, REJECT_STAGE, SOURCE
-from corpus.stats import READ_STAGE, emptied_stages, funnel_rows, shown_status
+from corpus.schema import CORE_COLUMNS, REJECT_REASON, REJECT_STAGE
+from corpus.stats import READ_STAGE, count_by_source, emptied_stages, funnel_rows
 from corpus.work import stage_dir as stage_folder
 from corpus.work import whole_stage_done
 
@@ -196,18 +196,14 @@ class ReportContext:
             folder = stage_folder(self.out / "work", s["idx"], s["stage"].split("-", 1)[-1], s["key"] or "")
             files += sorted((folder / "rejected").glob("*.parquet"))
         out: dict[str, int] = {}
-        for f in files:
+        for f in files:  # one at a time: a damaged file is passed over, the others still counted
             try:
-                if COPY_OF not in [d[0] for d in duckdb.execute(
-                        "SELECT * FROM read_parquet(?) LIMIT 0", [str(f)]).description]:
-                    continue
-                rows = duckdb.execute(f"SELECT {SOURCE}, count(*) FROM read_parquet(?) WHERE {COPY_OF} IS NOT NULL "
-                                      "GROUP BY ALL", [str(f)]).fetchall()
+                rows = count_by_source([f], copies=True)
             except duckdb.Error as exc:  # a damaged file: its copies are not told apart, as before
                 log.warning("report: cannot read %s: %s", f, exc)
                 continue
-            for src, n in rows:
-                out[src] = out.get(src, 0) + int(n)
+            for src, n in rows.items():
+                out[src] = out.get(src, 0) + n
         return out
 
     def funnel_row(self, stage: str, source: str) -> dict | None:
@@ -245,15 +241,14 @@ def gather(out: Path, run_id: str | None = None) -> ReportContext:
 
 
 def _gather(out: Path, run_id: str | None, cat: Catalog) -> ReportContext:
-    run_id, funnel, quarantine, balance, _ = funnel_rows(out, run_id, cat)
+    run_id, funnel, quarantine, balance, shown = funnel_rows(out, run_id, cat)
     runs = cat.query("SELECT run_id, status, started, finished, error, workers, config FROM runs WHERE run_id = ?",
                      [run_id])
     if not runs:
         raise FileNotFoundError(f"{out}: no run {run_id!r} in the catalog")
-    rid, status, started, finished, error, workers, config = runs[0]
-    # "stopped", not "running", for a run whose process is gone: as `corpus status` says
-    run = RunInfo(rid, shown_status(out, cat, rid, status), _ts(started), _ts(finished), error, workers,
-                  _json(config))
+    rid, _, started, finished, error, workers, config = runs[0]
+    # "stopped", not "running", for a run whose process is gone: as `corpus status` says (funnel_rows' status)
+    run = RunInfo(rid, shown[0][0], _ts(started), _ts(finished), error, workers, _json(config))
     stages = [{"idx": i, "stage": s, "kind": k, "key": key, "params": _json(p), "units": u}
               for i, s, k, key, p, u in cat.query(
         "SELECT stage_idx, stage, kind, key, params, units FROM stages WHERE run_id = ? ORDER BY stage_idx", [run_id])]
