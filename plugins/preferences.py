@@ -96,6 +96,8 @@ class Task:
     responses: tuple[str, ...]
     response_ids: tuple[str, ...] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    file: str = field(default="", compare=False)  # where it was read (as Preference), not part of the task
+    line: int = field(default=0, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"item_id": self.item_id, "prompt": self.prompt, "responses": list(self.responses)}
@@ -107,19 +109,14 @@ class Task:
 
 
 def ranking_json(p: Preference) -> dict[str, Any]:
-    """A label as a ranking JSONL object (what the annotation app exports)."""
-    out: dict[str, Any] = {"item_id": p.item_id, "annotator": p.annotator, "prompt": p.prompt,
-                           "responses": list(p.responses), "ranking": list(p.ranking)}
-    if p.aspects:
-        out["aspects"] = {a: {str(i): v for i, v in s.items()} for a, s in p.aspects.items()}
-    for key in ("comment", "created_at"):
-        if getattr(p, key) is not None:
-            out[key] = getattr(p, key)
-    if p.shown_order is not None:
-        out["shown_order"] = list(p.shown_order)
-    if p.response_ids is not None:
-        out["response_ids"] = list(p.response_ids)
-    return out
+    """A label as a ranking JSONL object (what the annotation app exports). Every object has the same
+    keys: ``aspects`` ({} for none) and ``comment`` ("" for none); ``shown_order``, ``created_at`` and
+    ``response_ids`` are null when unknown (the reader takes either)."""
+    return {"item_id": p.item_id, "annotator": p.annotator, "prompt": p.prompt, "responses": list(p.responses),
+            "ranking": list(p.ranking), "aspects": {a: {str(i): v for i, v in s.items()} for a, s in p.aspects.items()},
+            "comment": p.comment or "", "shown_order": None if p.shown_order is None else list(p.shown_order),
+            "created_at": p.created_at,
+            "response_ids": None if p.response_ids is None else list(p.response_ids)}
 
 
 def write_records(path: Path, records: Iterable[dict[str, Any]]) -> None:
@@ -241,7 +238,8 @@ def _record(item_id: str, prompt: str, meta: dict[str, Any], file: str, line: in
         raise _Bad("bad_field", "response_ids must be strings, one per response")
     if not need_ranking:
         extra = meta.get("meta")
-        return Task(item_id, prompt, responses, tuple(ids) if ids else None, extra if isinstance(extra, dict) else {})
+        return Task(item_id, prompt, responses, tuple(ids) if ids else None, extra if isinstance(extra, dict) else {},
+                    file=file, line=line)
     if ranking is None:
         raise _Bad("bad_ranking", "no 'ranking'")
     annotator = meta.get("annotator", ANONYMOUS)

@@ -202,6 +202,9 @@ def test_an_annotator_changes_their_label(project):
     ({"ranking": [True, 2, 3]}, "whole number from 1"),
     ({"ranking": [1, 2, 3], "aspects": {"nope": {"0": 1}}}, "unknown aspect"),
     ({"ranking": [1, 2, 3], "aspects": {"helpful": {"7": 1}}}, "response index"),
+    ({"ranking": [1, 2, 3], "aspects": {"helpful": {"²": 3}}}, "response index"),  # isdigit(), not int()
+    ({"ranking": [1, 2, 3], "aspects": {"helpful": {"٠": 3, "0": 4}}}, "response index"),  # two ratings of one
+    ({"ranking": [1, 2, 3], "aspects": {"helpful": {"00": 3}}}, "response index"),
     ({"ranking": [1, 2, 3], "aspects": {"helpful": {"0": 9}}}, "from 1 to 5"),
     ({"ranking": [1, 2, 3], "comment": "x" * 2001}, "at most 2000"),
     ({"ranking": [1, 2, 3], "submission_id": "short"}, "submission_id"),
@@ -632,3 +635,94 @@ def test_serve_listens_before_it_says_so(tmp_path: Path):
         assert proc.wait(timeout=30) == 0
     finally:
         proc.kill()
+
+
+def test_a_reload_adds_aspects_but_never_removes_them_once_labels_exist(tmp_path: Path):
+    tasks = write_tasks(tmp_path / "t.jsonl", 2)
+    proj = str(tmp_path / "proj")
+    assert run_cli("annotate", "load", proj, str(tasks), "--aspects", "foo").returncode == 0
+    r = run_cli("annotate", "load", proj, str(tasks), "--aspects", "helpful")  # no label yet: free to change
+    assert r.returncode == 0 and "aspects helpful (1..5)" in r.stdout
+    token = run_cli("annotate", "add-annotator", proj, "ann").stdout.strip().splitlines()[-1]
+    store = Store(tmp_path / "proj")
+    ann = Annotator(create_app(store), token)
+    item = ann.next()
+    rating = {"helpful": {"0": 4}}
+    assert ann.rank(item, aspects=rating).status_code == 200
+    store.close()
+    for flag, why in (("--aspects", "error: --aspects: the project's 1 labels may rate helpful, so its aspects can "
+                                    "only be added to: --aspects helpful,quality"),
+                      ("--scale", "error: --scale 3: the project's 1 labels are rated on 1..5")):
+        args = ["--aspects", "quality"] if flag == "--aspects" else ["--scale", "3"]
+        r = run_cli("annotate", "load", proj, str(tasks), *args)
+        assert r.returncode == 2 and why in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    r = run_cli("annotate", "load", proj, str(tasks), "--aspects", "quality,helpful")  # adding is fine
+    assert r.returncode == 0 and "aspects helpful, quality (1..5)" in r.stdout, r.stderr
+    store = Store(tmp_path / "proj")
+    ann = Annotator(create_app(store), token)
+    assert ann.http.get("/api/me").json()["aspects"] == ["helpful", "quality"]
+    assert ann.rank(item, aspects=rating).status_code == 200  # the old label is sent again as it was
+    store.close()
+
+
+def test_an_annotator_cannot_label_an_item_they_skipped(project):
+    store, tokens, app = project
+    store.set_setting("per_item", "1")  # bea's label makes the item full: a second one would put it over
+    ann = Annotator(app, tokens["ann"])
+    item = ann.next()
+    assert ann.post("/api/skip", {"item_id": item["item_id"], "submission_id": "skip-a-0001"}).status_code == 200
+    bea = Annotator(app, tokens["bea"])
+    assert bea.next()["item_id"] == item["item_id"] and bea.rank(item).status_code == 200
+    r = ann.rank(item, [2, 1, 3], sid="lab-a-0001")
+    assert r.status_code == 409 and "you skipped this item" in r.json()["error"]
+    assert store._one("SELECT count(*) FROM labels WHERE item_id = ?", [item["item_id"]])[0] == 1
+    assert ann.http.get("/api/me").json()["progress"]["skipped"] == 1
+
+
+def test_skipping_an_item_already_labelled_is_refused(project):
+    store, tokens, app = project
+    ann = Annotator(app, tokens["ann"])
+    item = ann.next()
+    assert ann.rank(item).status_code == 200
+    r = ann.post("/api/skip", {"item_id": item["item_id"], "submission_id": uuid.uuid4().hex})
+    assert r.status_code == 409 and "already labelled" in r.json()["error"]
+    assert ann.http.get("/api/me").json()["progress"] == {"labelled": 1, "skipped": 0, "available": 3}
+    assert store._one("SELECT count(*) FROM submissions WHERE kind = 'skip'")[0] == 0
+
+
+def test_every_exported_ranking_has_the_documented_keys(project, tmp_path: Path):
+    store, tokens, app = project
+    ann = Annotator(app, tokens["ann"])
+    ann.rank(ann.next())  # no aspects, no comment
+    ann.rank(ann.next(), aspects={"helpful": {"2": 5}}, comment="fine")
+    export(store, tmp_path / "r.jsonl")
+    records = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    keys = ["item_id", "annotator", "prompt", "responses", "ranking", "aspects", "comment", "shown_order",
+            "created_at", "response_ids"]  # docs/annotate.md, Labels out
+    assert [sorted(r) for r in records] == [sorted(keys)] * 2
+    assert [(r["aspects"], r["comment"], r["response_ids"]) for r in records] == [
+        ({}, "", None), ({"helpful": {"2": 5.0}}, "fine", None)]
+    prefs, bad = read_preferences(tmp_path / "r.jsonl")
+    assert bad.height == 0 and [p.aspects for p in prefs] == [{}, {"helpful": {2: 5.0}}]
+
+
+def test_load_problems_found_against_the_project_name_their_file_and_line(tmp_path: Path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_tasks(folder / "a.jsonl", 2)
+    write_tasks(folder / "b.jsonl", 0, extra=[
+        json.dumps({"item_id": "new", "prompt": "p", "responses": ["a", "b"]}),
+        json.dumps({"item_id": "item-1", "prompt": "other", "responses": ["a", "b"]}),
+        json.dumps({"item_id": "many", "prompt": "p", "responses": [str(i) for i in range(17)]}),
+        json.dumps({"item_id": "big", "prompt": "p" * (1 << 20), "responses": ["a", "b"]})])
+    proj = str(tmp_path / "proj")
+    r = run_cli("annotate", "load", proj, str(folder / "*.jsonl"))
+    assert r.returncode == 0, r.stderr
+    for line in ("b.jsonl:2: item 'item-1': item_id 'item-1' was loaded before", "b.jsonl:3: item 'many': 17",
+                 "b.jsonl:4: item 'big': the item is"):
+        assert line in r.stdout, r.stdout
+    store = Store(tmp_path / "proj")
+    assert store._all("SELECT file, line, kind FROM load_problems ORDER BY line") == [
+        ("b.jsonl", 2, "item_conflict"), ("b.jsonl", 3, "too_many_responses"), ("b.jsonl", 4, "too_large")]
+    assert store._one("SELECT source_file, source_line FROM items WHERE item_id = 'new'") == ("b.jsonl", 1)
+    store.close()

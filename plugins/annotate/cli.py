@@ -49,14 +49,11 @@ def _cmd_load(args: argparse.Namespace, console: Any) -> int:
         raise ValueError(f"--per-item {args.per_item}: give at least 1 annotator per item")
     if args.scale is not None and not 2 <= args.scale <= 10:
         raise ValueError(f"--scale {args.scale}: give a rating scale from 2 to 10")
+    names = None if args.aspects is None else [a.strip() for a in args.aspects.split(",") if a.strip()]
     with project(args.project, create=True) as store:
+        store.set_ratings(names, args.scale)  # before anything changes: a refusal leaves the project as it was
         if args.per_item is not None:
             store.set_setting("per_item", str(args.per_item))
-        if args.aspects is not None:
-            names = [a.strip() for a in args.aspects.split(",") if a.strip()]
-            store.set_setting("aspects", json.dumps(names))
-        if args.scale is not None:
-            store.set_setting("scale", str(args.scale))
         total, useless = 0, []
         for tasks in args.tasks:
             r = load_tasks(store, Path(tasks))

@@ -38,13 +38,14 @@ def check_label(body: dict[str, Any], k: int, settings: Settings) -> dict[str, A
     if not isinstance(aspects, dict):
         raise BadLabel("aspects: expected an object")
     clean: dict[str, dict[str, float]] = {}
+    indices = {str(i) for i in range(k)}  # the only spellings: ASCII '0' to 'k-1', no sign, no leading zero
     for name, ratings in aspects.items():
         if name not in settings.aspects:
             raise BadLabel(f"aspects: unknown aspect {str(name)[:40]!r}")
         if not isinstance(ratings, dict):
             raise BadLabel(f"aspects.{name}: expected an object of response index -> rating")
         for idx, value in ratings.items():
-            if not (isinstance(idx, str) and idx.isdigit() and int(idx) < k):
+            if idx not in indices:  # not str.isdigit(): it takes '²' and '٠', and '00' is '0' again
                 raise BadLabel(f"aspects.{name}: response index must be '0' to '{k - 1}'")
             if isinstance(value, bool) or not isinstance(value, int | float) or not 1 <= value <= settings.scale:
                 raise BadLabel(f"aspects.{name}: a rating is a number from 1 to {settings.scale}")

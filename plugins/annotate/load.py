@@ -72,16 +72,16 @@ def load_tasks(store: Store, path: Path) -> LoadResult:
                 result.already += 1
                 continue
             why = ("item_conflict", f"item_id {t.item_id!r} was loaded before with another prompt or responses")
-        if why is not None:
-            error = f"{path}: item {t.item_id!r}: {why[1]}"
-            problems.append({"file": str(path), "line": None, "kind": why[0], "error": error,
+        if why is not None:  # file:line as the reader's own problems: the file itself, also in a folder or glob
+            error = f"{t.file}:{t.line}: item {t.item_id!r}: {why[1]}"
+            problems.append({"file": t.file, "line": t.line, "kind": why[0], "error": error,
                              "raw": json.dumps(t.to_json(), ensure_ascii=False).encode()})
             result.add_problem(why[0], error)
             continue
         known[t.item_id] = content  # a later file of a folder repeats it: as if the files were loaded one by one
         rows.append({"item_id": t.item_id, "prompt": t.prompt, "responses": content[1], "response_ids": content[2],
                      "meta": json.dumps(t.meta, ensure_ascii=False) if t.meta else None,
-                     "source_file": str(path), "source_line": None})
+                     "source_file": t.file, "source_line": t.line})
     store.add_items(rows, problems, str(path))
     result.loaded = len(rows)
     return result

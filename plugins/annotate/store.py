@@ -74,7 +74,8 @@ class NotFound(LookupError):
 
 
 class Conflict(ValueError):
-    """A submission id reused for another item."""
+    """A submission that cannot be taken as it stands (409): a submission id reused for another item, a
+    label of an item the annotator skipped, a skip of an item they labelled."""
 
 
 def annotator_name_ok(name: str) -> bool:
@@ -282,6 +283,28 @@ class Store:
             self.pool.per_item = self._settings.per_item
             self.pool.lease = self._settings.lease_minutes * 60
 
+    def set_ratings(self, aspects: list[str] | None, scale: int | None) -> None:
+        """Set the aspects and their scale. Once labels exist, aspects are only added (a label rating a
+        removed aspect could not be sent again, nor shown) and the scale stays: ValueError otherwise."""
+        s = self.settings()
+        new_aspects = s.aspects if aspects is None else list(dict.fromkeys(aspects))
+        new_scale = s.scale if scale is None else scale
+        if (new_aspects, new_scale) == (s.aspects, s.scale):
+            return
+        n = self._one("SELECT count(*) FROM labels")[0]
+        if n:
+            added = [a for a in new_aspects if a not in s.aspects]
+            gone = [a for a in s.aspects if a not in new_aspects]
+            if gone:
+                raise ValueError(f"--aspects: the project's {n:,} labels may rate {', '.join(gone)}, so its aspects "
+                                 f"can only be added to: --aspects {','.join(s.aspects + added)}")
+            if new_scale != s.scale:
+                raise ValueError(f"--scale {new_scale}: the project's {n:,} labels are rated on 1..{s.scale}, "
+                                 "so its scale stays")
+            new_aspects = s.aspects + added
+        self.set_setting("aspects", json.dumps(new_aspects))
+        self.set_setting("scale", str(new_scale))
+
     def admin_hash(self) -> str | None:
         row = self._one("SELECT value FROM settings WHERE key = 'admin_token_hash'")
         return row[0] if row else None
@@ -389,6 +412,8 @@ class Store:
             state = self.pool.state.get((item_id, annotator))
             if state is None:
                 raise NotFound(item_id)
+            if state == SKIPPED:  # it went back to the others: a label now would put it over its annotators
+                raise Conflict("you skipped this item: it went to other annotators and cannot be labelled now")
             label = check(self.pool.k[item_id])
             at = now_iso()
             aspects = json.dumps(label["aspects"]) if label.get("aspects") else None
@@ -413,6 +438,8 @@ class Store:
             state = self.pool.state.get((item_id, annotator))
             if state is None:
                 raise NotFound(item_id)
+            if state == DONE:  # a skip would change nothing: say so rather than answer "stored"
+                raise Conflict("already labelled: change the label instead (My labels)")
             self._insert("submissions", [annotator, submission_id, item_id, "skip", None, now_iso()])
             self.submitted[(annotator, submission_id)] = item_id
             self._dirty = True
