@@ -247,6 +247,23 @@ def test_wrong_type_and_nulls_in_files_name_their_expectations(tmp_path):
         validate_input(tmp_path / "broken.jsonl", suite, workers=1)
 
 
+@pytest.mark.parametrize("first", ["a", "c"])
+def test_a_column_only_some_jsonl_files_have_is_checked_in_every_file(tmp_path, first):
+    """The table's columns came from the first file: a suite on a field of later files was an error
+    ("column 'score' is not in ...") whichever file came first. Records of a file without the field hold
+    null there, as records without the key in one file do."""
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / f"{first}.jsonl").write_text('{"id": "a", "text": "hello world"}\n')
+    (tmp_path / "d" / "b.jsonl").write_text('{"id": "b", "text": "hi", "score": 0.5}\n'
+                                            '{"id": "c", "text": "x", "score": 3}\n')
+    suite = write_suite(tmp_path / "s.json", [
+        {"type": "expect_column_values_to_be_between", "kwargs": {"column": "score", "min_value": 0, "max_value": 1}}])
+    doc = validate_input(tmp_path / "d", suite, workers=1)
+    (between,) = doc["expectations"]
+    assert doc["rows"] == 3 and not doc["success"]
+    assert between["unexpected_count"] == 1 and between["examples"][0]["id"] == "c"
+
+
 # ---------------------------------------------------------------- suggest
 
 
@@ -360,18 +377,23 @@ def test_a_suggested_suite_passes_on_its_source_with_null_and_blank_texts(tmp_pa
 
 def test_a_suite_suggested_from_files_that_differ_passes_on_them(tmp_path):
     """Types and columns came from the first file: score int64 (3.5 in b.jsonl) failed, and bounds on
-    onlya (not in b.jsonl) were an error. Schema expectations are what every file has."""
+    onlya (not in b.jsonl) were an error. A type is proposed only where every file has it; a field only
+    some JSONL files have is a column with nulls in the others, as in one file of the same records."""
     rows = {"a": lambda i: {"id": f"a{i}", "text": "alpha beta gamma", "score": i, "onlya": i},
             "b": lambda i: {"id": f"b{i}", "text": "delta eps zeta", "score": 3.5, "onlyb": i}}
     (tmp_path / "in").mkdir()
     for name, row in rows.items():
         (tmp_path / "in" / f"{name}.jsonl").write_text("".join(json.dumps(row(i)) + "\n" for i in range(20)))
     suite = suggest_suite(tmp_path / "in", tmp_path / "s.json", workers=1)
-    named = {e["kwargs"].get("column") for e in suite["expectations"]}
-    assert not named & {"onlya", "onlyb"} and "score" in named
+    (tmp_path / "one.jsonl").write_text("".join((tmp_path / "in" / f"{n}.jsonl").read_text() for n in rows))
+    whole = suggest_suite(tmp_path / "one.jsonl", tmp_path / "s1.json", workers=1)
+    kinds = {e["type"] for e in suite["expectations"]}
+    assert [e["kwargs"] for e in suite["expectations"] if e["type"] != "expect_column_values_to_be_of_type"] == \
+        [e["kwargs"] for e in whole["expectations"] if e["type"] != "expect_column_values_to_be_of_type"]
+    assert "expect_column_values_to_be_between" in kinds
     columns = suite["expectations"][0]
-    assert columns["kwargs"]["column_set"] == ["id", "text", "score"]
-    assert "onlya, onlyb not in every file" in columns["notes"] and "score typed differently" in columns["notes"]
+    assert columns["kwargs"]["column_set"] == ["id", "text", "score", "onlya", "onlyb"]
+    assert "score typed differently" in columns["notes"]
     assert not [e for e in suite["expectations"] if e["type"] == "expect_column_values_to_be_of_type"
                 and e["kwargs"]["column"] == "score"]
     doc = validate_input(tmp_path / "in", tmp_path / "s.json", workers=1)

@@ -77,26 +77,27 @@ def _table(files: list[File], columns: dict, where: str) -> Table:
         group.append(f)
         size += Path(f[1]).stat().st_size
         if size >= GROUP_BYTES:
-            parts.append(_part(len(parts), group, size))
+            parts.append(_part(len(parts), group, size, columns))
             group, size = [], 0
     if group:
-        parts.append(_part(len(parts), group, size))
+        parts.append(_part(len(parts), group, size, columns))
     return Table("documents", columns, tuple(parts), derived_columns(), derive, ID if ID in columns else None, where)
 
 
-def _part(k: int, files: list[File], size: int) -> Part:
+def _part(k: int, files: list[File], size: int, columns: dict) -> Part:
     name = files[0][4] if len(files) == 1 else f"{files[0][4]} .. {files[-1][4]}"
-    return Part(k, name, file_frames, (tuple(files),), size)
+    return Part(k, name, file_frames, (tuple(files), columns), size)
 
 
-def file_frames(files: tuple[File, ...]) -> Iterator[pl.DataFrame]:
+def file_frames(files: tuple[File, ...], columns: dict | None = None) -> Iterator[pl.DataFrame]:
     """The frames of a part's files, small ones together up to about BATCH_BYTES (files of one schema
     only: the schema expectations judge each batch), each row named by its file's number when the data
-    has no row_id."""
+    has no row_id. A JSONL file has the table's ``columns`` it lacks as nulls: a record without a key
+    holds null there, whichever file it is in (a Parquet file's schema is its own)."""
     buf: list[pl.DataFrame] = []
     size = 0
     for number, path, fmt, record, _ in files:
-        frames = parquet_frames(path, record) if fmt == "parquet" else jsonl_frames(path)
+        frames = parquet_frames(path, record) if fmt == "parquet" else _filled(jsonl_frames(path), columns or {})
         for start, df in _numbered(frames):
             if ROW_ID not in df.columns:
                 df = df.with_columns(((pl.int_range(1, df.height + 1, dtype=pl.Int64) + start)
@@ -108,6 +109,12 @@ def file_frames(files: tuple[File, ...]) -> Iterator[pl.DataFrame]:
             size += df.estimated_size()
     if buf:
         yield pl.concat(buf)
+
+
+def _filled(frames: Iterator[pl.DataFrame], columns: dict) -> Iterator[pl.DataFrame]:
+    for df in frames:
+        gone = [pl.lit(None, dtype).alias(c) for c, dtype in columns.items() if c not in df.columns]
+        yield df.with_columns(gone) if gone else df
 
 
 def _numbered(frames: Iterator[pl.DataFrame]) -> Iterator[tuple[int, pl.DataFrame]]:
@@ -149,12 +156,16 @@ def files_table(target: str) -> Table:
                          f"{', '.join(other)}; run a pipeline over them and validate its output folder")
     if not tasks:
         raise ValueError(f"{target}: no Parquet or JSONL files there")
-    first = tasks[0]
-    try:
-        columns = dict(pl.read_parquet_schema(first.path) if first.format == "parquet"
-                       else next(jsonl_frames(first.path)).schema)
-    except pl.exceptions.PolarsError as exc:
-        raise ValueError(f"{first.path}: not a readable {first.format} file ({exc})") from None
+    # The columns of every file, in order of first appearance: a column only later files have is still
+    # the table's (a JSONL file without it holds nulls there, file_frames).
+    columns: dict = {}
+    for t in tasks if len(tasks) > 1 else tasks[:1]:
+        try:
+            schema = (pl.read_parquet_schema(t.path) if t.format == "parquet" else
+                      jsonl_schema(t.path) if len(tasks) > 1 else next(jsonl_frames(t.path)).schema)
+        except pl.exceptions.PolarsError as exc:
+            raise ValueError(f"{t.path}: not a readable {t.format} file ({exc})") from None
+        columns.update((c, dtype) for c, dtype in schema.items() if c not in columns)
     return _table([(t.index, t.path, t.format, None, t.rel_path) for t in tasks], columns, target)
 
 
@@ -194,20 +205,38 @@ def _first_bad_line(path: str) -> str | None:
     return None
 
 
-def jsonl_frames(path: str) -> Iterator[pl.DataFrame]:
-    """A JSONL file (plain, .gz or .zst) with the types polars infers, in slices of about BATCH_BYTES."""
+def _jsonl_bytes(path: str) -> bytes:
     from corpus.readers.streams import ByteSource
 
     src = ByteSource(path)
     data = b"".join(src.blocks())
     if src.error or src.truncated:
         raise ValueError(f"{path}: {src.error or 'truncated compressed file'}")
+    return data
+
+
+def _not_json(path: str, exc: Exception) -> ValueError:
+    return ValueError(f"{path}: not readable as JSON lines ({_first_bad_line(path) or exc}); files are validated "
+                      "as they are: run a pipeline over them (bad records go to quarantine) and validate its output")
+
+
+def jsonl_schema(path: str) -> dict:
+    """The columns and types polars infers for a JSONL file (every record seen; no frame built)."""
+    data = _jsonl_bytes(path)
+    try:
+        return dict(pl.scan_ndjson(io.BytesIO(data), infer_schema_length=None).collect_schema()) \
+            if data.strip() else {}
+    except pl.exceptions.PolarsError as exc:
+        raise _not_json(path, exc) from None
+
+
+def jsonl_frames(path: str) -> Iterator[pl.DataFrame]:
+    """A JSONL file (plain, .gz or .zst) with the types polars infers, in slices of about BATCH_BYTES."""
+    data = _jsonl_bytes(path)
     try:
         df = pl.read_ndjson(io.BytesIO(data), infer_schema_length=None) if data.strip() else pl.DataFrame()
     except pl.exceptions.PolarsError as exc:
-        raise ValueError(f"{path}: not readable as JSON lines ({_first_bad_line(path) or exc}); files are validated "
-                         "as they are: run a pipeline over them (bad records go to quarantine) and validate its "
-                         "output") from None
+        raise _not_json(path, exc) from None
     rows = max(1, int(df.height * BATCH_BYTES / max(len(data), 1)))
     for start in range(0, max(df.height, 1), rows):
         yield df.slice(start, rows)

@@ -76,7 +76,7 @@ def _common_columns(table: Table, schemas: list[dict]) -> tuple[dict, dict]:
     """(the columns every batch has -> their type, or None where batches type them differently; the
     columns only some batches have -> how many of them). Files of a folder may differ (JSONL: a field
     only some records have, 1 in one file and 3.5 in another), and a schema expectation must hold in each;
-    ``table.columns`` are the first file's."""
+    ``table.columns`` are every file's (a JSONL file's batches have them all, null where it lacks one)."""
     # row_id is added to each batch when the data has none: it is not a column of the files
     seen = [{c: t for c, t in sch.items() if c != ROW_ID or ROW_ID in table.columns}
             for sch in (schemas or [dict(table.columns)])]
