@@ -12,6 +12,9 @@ Formats (JSONL, one object per line; extra fields are allowed and kept in ``meta
 - **pair**: ``{"prompt", "chosen", "rejected", "margin"?, "annotator"?, "item_id"?}`` (a ranking of
   two with ``[1, 2]``).
 
+A record without ``item_id`` (any format) gets the content id ``item_id_for(prompt, responses)``, which
+ignores the order of the responses: labels of one prompt and response set are one item wherever they are.
+
 ``read_preferences`` reads through ``corpus.readers`` (so broken JSON, bad UTF-8 and a missing prompt
 are quarantined exactly as for documents), then checks each record's preference fields; a record
 failing them is quarantined with its raw line and one of ``PREFERENCE_KINDS``.
@@ -230,8 +233,10 @@ def _optional_str(meta: dict[str, Any], key: str) -> str | None:
     raise _Bad("bad_field", f"{key} is {value!r}, expected a string")
 
 
-def _record(item_id: str, prompt: str, meta: dict[str, Any], file: str, line: int, need_ranking: bool) -> Any:
+def _record(item_id: str | None, prompt: str, meta: dict[str, Any], file: str, line: int, need_ranking: bool) -> Any:
     responses, ranking, margin = _responses(meta)
+    if item_id is None:  # no item_id: the content id, so every label of one item is one item (order ignored)
+        item_id = item_id_for(prompt, responses)
     ids = meta.get("response_ids")
     if ids is not None and (not isinstance(ids, list) or len(ids) != len(responses)
                             or not all(isinstance(i, str) for i in ids)):
@@ -286,8 +291,9 @@ def _read(path: str | Path, need_ranking: bool) -> tuple[list[Any], pl.DataFrame
         for chunk in read_task(task):
             bad.append(chunk.bad)
             for doc_id, prompt, meta_text, line in chunk.docs.select("id", "text", "meta", "src_row").iter_rows():
+                given = None if doc_id == f"{spec.source}:{task.rel_path}:{line}" else doc_id  # else derived
                 try:
-                    rec = _record(doc_id, prompt, json.loads(meta_text), task.rel_path, line, need_ranking)
+                    rec = _record(given, prompt, json.loads(meta_text), task.rel_path, line, need_ranking)
                     shape = (rec.prompt, frozenset(rec.responses))
                     if items.setdefault((scope, rec.item_id), shape) != shape:
                         raise _Bad("item_mismatch", f"item {rec.item_id!r} was read before with another prompt "
@@ -356,7 +362,7 @@ class ItemConsensus:
     annotators: list[str]
     agreement: float | None  # Kendall's W over this item's labels (None: one label)
     aspects: dict[str, list[float | None]] = field(default_factory=dict)  # name -> mean score per response
-    margin: float | None = None  # mean margin of pair labels
+    margin: float | None = None  # pairs: consensus_margin of the labels' margins (None: none given or it disagrees)
     excluded: bool = False
 
 
@@ -417,6 +423,21 @@ def _consensus_ranking(labels: Sequence[Preference], k: int) -> tuple[list[float
     return [float(s) for s in scores], ranks_from_scores(scores)
 
 
+def consensus_margin(ranking: Sequence[int], labels: Iterable[tuple[Sequence[int], float | None]]) -> float | None:
+    """The margin a pair's consensus order carries, from its labels' (ranking, margin) in the same response
+    order. A margin counts only in the direction it was given: +m from a label ordering the pair as the
+    consensus does, -m from one ordering it the other way. The result is the mean of these signed margins
+    over the labels that gave one (labels without a margin take no part); None when no label gave one, the
+    consensus is not a strict order of two responses, or the mean is not positive (the margins say the
+    consensus order is not better by any amount)."""
+    if len(ranking) != 2 or ranking[0] == ranking[1]:
+        return None
+    signed = [m if (r[0] < r[1]) == (ranking[0] < ranking[1]) else -m for r, m in labels
+              if m is not None and len(r) == 2 and r[0] != r[1]]
+    mean = sum(signed) / len(signed) if signed else 0.0
+    return float(mean) if mean > 0 else None
+
+
 def check_min_agreement(value: float | None) -> None:
     """The one range check of a ``min_agreement`` (every config that takes one: reward, DPO, the cycle):
     a Kendall's W lies in [0, 1], so 2 excluded every item (found only after loading) and -1 none."""
@@ -446,11 +467,10 @@ def aggregate(records: Iterable[Preference], min_agreement: float | None = None,
         w = kendalls_w([p.ranking for p in labels])
         aspects = {a: [_mean([p.aspects.get(a, {}).get(i) for p in labels]) for i in range(k)]
                    for a in sorted({a for p in labels for a in p.aspects})}
-        margins = [p.margin for p in labels if p.margin is not None]
         consensus[item] = ItemConsensus(
             item_id=item, prompt=labels[0].prompt, responses=labels[0].responses, scores=scores, ranking=ranking,
             n_labels=len(labels), annotators=[p.annotator for p in labels], agreement=w, aspects=aspects,
-            margin=float(np.mean(margins)) if margins else None,
+            margin=consensus_margin(ranking, [(p.ranking, p.margin) for p in labels]),
             excluded=min_agreement is not None and w is not None and w < min_agreement)
         for i in range(k):
             units.append([float(tie_ranks(p.ranking)[i]) for p in labels])

@@ -151,7 +151,12 @@ def to_messages(rec: dict[str, Any], ds: SFTDataset, system_prompt: str = "") ->
             if role not in ROLES:
                 raise SFTDataError(f"message {i}: role {m[ds.role_key]!r} is not one of {ROLES} "
                                    f"(map it with role_map)")
-            msgs.append({"role": role, "content": str(m[ds.content_key]), "train": bool(m.get("train", True))})
+            content, train = m[ds.content_key], m.get("train", True)
+            if not isinstance(content, str):  # str() made null the text "None", and trained on it
+                raise SFTDataError(f"message {i}: '{ds.content_key}' is {json.dumps(content)[:60]}, expected a string")
+            if not isinstance(train, bool):  # bool("false") is True
+                raise SFTDataError(f"message {i}: 'train' is {json.dumps(train)[:60]}, expected true or false")
+            msgs.append({"role": role, "content": content, "train": train})
     else:
         prompt = _fill(ds.prompt_template, rec) if ds.prompt_template else rec.get(ds.prompt_key)
         response = rec.get(ds.response_key)

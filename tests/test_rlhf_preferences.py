@@ -15,7 +15,9 @@ from corpus.plugins.preferences import (
     Task,
     aggregate,
     bradley_terry,
+    consensus_margin,
     is_ranking,
+    item_id_for,
     kendall_distance,
     kendalls_w,
     krippendorff_alpha,
@@ -71,7 +73,7 @@ def test_reader_keeps_good_records_and_quarantines_each_bad_one_with_its_reason(
     path, lines = mixed
     records, bad = read_preferences(path)
     assert len(records) + bad.height == len(lines)  # nothing lost
-    assert [r.item_id for r in records] == ["a", "a", "preferences:labels.jsonl.gz:3", "7"]
+    assert [r.item_id for r in records] == ["a", "a", item_id_for("q", ["bad", "good"]), "7"]  # no id: content id
     first = records[0]
     assert first.ranking == (1, 2, 2) and first.shown_order == (2, 0, 1) and first.comment == "ok"
     assert first.aspects == {"helpfulness": {0: 5.0, 1: 3.5}}
@@ -103,6 +105,52 @@ def test_items_and_labels_are_checked_across_the_files_of_a_folder(tmp_path):
     assert "in a.jsonl at line 1" in bad["error"][0]
     agg = aggregate(read_preferences(folder)[0])  # one item, two labels (the mismatch no longer breaks it)
     assert agg.consensus["a"].n_labels == 2
+
+
+def test_records_without_item_id_are_grouped_by_their_content(tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    rows = [{"prompt": "Q1", "chosen": "A", "rejected": "B"}, {"prompt": "Q1", "chosen": "A", "rejected": "B"},
+            {"prompt": "Q2", "chosen": "C", "rejected": "D", "annotator": "x"},
+            {"prompt": "Q2", "chosen": "D", "rejected": "C", "annotator": "y"},
+            {"prompt": "Q2", "responses": ["D", "C"], "ranking": [1, 2], "annotator": "z"},  # a ranking too
+            {"prompt": "Q3", "chosen": "C", "rejected": "D", "item_id": "given"}]  # a given id is kept
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    records, bad = read_preferences(path)
+    q2 = item_id_for("Q2", ["C", "D"])
+    assert [r.item_id for r in records] == [item_id_for("Q1", ["A", "B"]), q2, q2, q2, "given"]
+    assert bad.select("line", "kind").rows() == [(2, "duplicate_label")]  # the same pair labelled twice
+    agg = aggregate(records)
+    assert list(agg.consensus) == [item_id_for("Q1", ["A", "B"]), q2, "given"]
+    c = agg.consensus[q2]
+    assert c.n_labels == 3 and c.responses == ("C", "D") and c.ranking == (2, 1)  # two of three prefer D
+    assert c.agreement == pytest.approx(1 / 9)  # one item, the opposed labels measured against each other
+    tasks, bad = read_tasks(path)  # tasks: the same content id, duplicates within a file caught
+    assert [t.item_id for t in tasks] == [item_id_for("Q1", ["A", "B"]), q2, "given"] and bad.height == 3
+
+
+def test_consensus_margin_counts_a_margin_only_in_the_direction_it_was_given():
+    assert consensus_margin((1, 2), [((1, 2), 3.0), ((1, 2), 1.0), ((1, 2), None)]) == 2.0  # mean of those given
+    assert consensus_margin((2, 1), [((1, 2), 5.0), ((2, 1), None), ((2, 1), None)]) is None  # given the other way
+    assert consensus_margin((2, 1), [((1, 2), 1.0), ((2, 1), 4.0)]) == 1.5  # (-1 + 4) / 2
+    assert consensus_margin((2, 1), [((1, 2), 4.0), ((2, 1), 4.0)]) is None  # cancels: not positive
+    assert consensus_margin((1, 2), [((1, 2), None)]) is None  # none given
+    assert consensus_margin((1, 1), [((1, 2), 2.0)]) is None  # a tied consensus carries no margin
+    assert consensus_margin((1, 2, 3), [((1, 2, 3), 2.0)]) is None  # pairs only
+
+
+def test_aggregate_margin_follows_the_consensus_order(tmp_path):
+    path = tmp_path / "m.jsonl"
+    rows = [{"item_id": "p1", "annotator": "x", "prompt": "Q", "chosen": "A", "rejected": "B", "margin": 5},
+            {"item_id": "p1", "annotator": "y", "prompt": "Q", "chosen": "B", "rejected": "A"},
+            {"item_id": "p1", "annotator": "z", "prompt": "Q", "chosen": "B", "rejected": "A"},
+            {"item_id": "p2", "annotator": "x", "prompt": "Q", "chosen": "A", "rejected": "C", "margin": 1},
+            {"item_id": "p2", "annotator": "y", "prompt": "Q", "chosen": "C", "rejected": "A", "margin": 2},
+            {"item_id": "p2", "annotator": "z", "prompt": "Q", "chosen": "C", "rejected": "A", "margin": 5}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    agg = aggregate(read_preferences(path)[0])
+    p1, p2 = agg.consensus["p1"], agg.consensus["p2"]
+    assert p1.responses == ("A", "B") and p1.ranking == (2, 1) and p1.margin is None  # x's 5 was for A > B
+    assert p2.responses == ("A", "C") and p2.ranking == (2, 1) and p2.margin == pytest.approx(2.0)  # (-1+2+5)/3
 
 
 def test_tasks_round_trip_through_the_reader(tmp_path):

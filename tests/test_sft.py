@@ -113,6 +113,17 @@ def test_records_field_mapping_and_few_shot(wordtok):
     with pytest.raises(SFTDataError, match="opens with an assistant message"):  # was the template's own error
         to_messages(opening, SFTDataset(path="x"))
     assert to_messages(opening, SFTDataset(path="x"), system_prompt="be nice")[0]["role"] == "system"
+    for bad, why in (({"content": None}, r"'content' is null, expected a string"),  # was the text "None"
+                     ({"content": {"type": "text"}}, r"'content' is \{\"type\": \"text\"\}, expected a string"),
+                     ({"content": 4}, "'content' is 4, expected a string"),
+                     ({"content": "yo", "train": "false"}, r"'train' is \"false\", expected true or false"),
+                     ({"content": "yo", "train": 0}, "'train' is 0, expected true or false")):
+        with pytest.raises(SFTDataError, match=f"message 1: {why}"):
+            to_messages({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", **bad}]},
+                        SFTDataset(path="x"))
+    kept = to_messages({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo",
+                                                                         "train": False}]}, SFTDataset(path="x"))
+    assert kept[1] == {"role": "assistant", "content": "yo", "train": False}
 
     shots = [[m("user", "hi"), m("assistant", "hello")]]
     conv = with_few_shot([m("system", "be nice"), m("user", "two plus two"), m("assistant", "four")], shots)
@@ -234,6 +245,10 @@ def test_sft_data_errors_name_the_line(tmp_path: Path, pretrained: Path):
     cfg = _sft_config(tmp_path, pretrained, data={"datasets": [{"path": str(bad)}]})
     with pytest.raises(SFTDataError, match=r"bad.jsonl:2: needs string fields 'prompt' and 'response'"):
         plugins.run("sft", cfg)
+    bad.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n'
+                   '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": null}]}\n')
+    with pytest.raises(SFTDataError, match=r"bad.jsonl:2: message 1: 'content' is null, expected a string"):
+        plugins.run("sft", cfg)  # was trained on as the text "None"
 
 
 def test_a_tokenizer_other_than_the_models_own_is_refused(tmp_path: Path, pretrained: Path, shards):  # noqa: F811
