@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 import time
 from pathlib import Path
@@ -238,7 +239,6 @@ def _cmd_tokenizer_train(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_tokenize(args: argparse.Namespace, console: Console) -> int:
-    from corpus.executor import worker_pool
     from corpus.stages.tokenize import tokenize_corpus
 
     try:
@@ -249,9 +249,9 @@ def _cmd_tokenize(args: argparse.Namespace, console: Console) -> int:
     if len(split) != 3 or not all(0 <= x <= 1 for x in split) or abs(sum(split) - 1.0) > 1e-6:
         raise ValueError(f"--split must be three fractions in [0, 1] adding up to 1, got {args.split}")
     start = time.perf_counter()
-    with worker_pool(args.workers) as pool_map:
-        summary = tokenize_corpus(Path(args.corpus), Path(args.tokenizer), Path(args.out), workers=args.workers,
-                                  split=split, seed=args.seed, pool_map=pool_map)  # type: ignore[arg-type]
+    # pool_map=None: its pool starts after the corpus and tokenizer are checked, with at most a worker a piece
+    summary = tokenize_corpus(Path(args.corpus), Path(args.tokenizer), Path(args.out), workers=args.workers,
+                              split=split, seed=args.seed, pool_map=None)
     seconds = time.perf_counter() - start
     if args.json:
         console.print_json(data={**summary, "seconds": seconds})
@@ -304,8 +304,10 @@ def _cmd_shards(args: argparse.Namespace, console: Console) -> int:
     if not args.out:
         raise ValueError("shards merge needs --out PREFIX")
     from corpus.owner import refuse_foreign_file, refuse_managed
+    from corpus.stages.tokenize import refuse_published
 
     refuse_managed(Path(args.out))  # the tokenize sink merges into its own artifacts: checked here, not in merge
+    refuse_published(Path(args.out).parent)  # nor into a run's OUT/tokens/: its next run stops at a foreign file
     for suffix in (".bin", ".idx", ".json"):  # never over a split `corpus tokenize` wrote (its tokenize.json holds
         refuse_foreign_file(Path(f"{args.out}{suffix}"))  # the figures a rerun trusts)
     console.print_json(data=shards.merge(args.prefix, args.out))
@@ -599,6 +601,10 @@ def build_parser() -> argparse.ArgumentParser:
     tz.add_argument("-w", "--workers", type=workers_arg, default=2, help="workers (default 2; 0: one per core)")
     tz.add_argument("--json", action="store_true", help="print the summary as JSON (tokenize.json + seconds)")
     tz.set_defaults(fn=_cmd_tokenize, resumes=True)
+    # `--split -0.5,1,0.5` was "expected one argument": a value starting with a number (or .5, inf, nan) after a
+    # minus sign is a value, not an option (argparse's own test only takes plain negative numbers), so
+    # _cmd_tokenize gives its range message
+    tz._negative_number_matcher = re.compile(r"^-(\d|\.\d|inf|nan)", re.IGNORECASE)
 
     sh = sub.add_parser("shards", help="inspect, verify, merge tokenized .bin/.idx shard sets, or check "
                                                "them for leakage between splits")

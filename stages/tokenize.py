@@ -24,11 +24,12 @@ which keeps the assignment a per-document decision: no global pass, any number o
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
 import os
-import shutil
+import re
 import struct
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ from corpus import frames
 from corpus.lock import RunLock
 from corpus.manifest import file_sha256, require_intact
 from corpus.operators import PoolMap, SinkOperator, StageContext
+from corpus.owner import MARKER, PUBLISHED
 from corpus.shards import IndexedWriter, check_content, dtype_for_vocab, merge
 from corpus.stages.dedup_text import digests128
 from corpus.stages.normalise import Normalisation
@@ -50,6 +52,7 @@ from corpus.stages.tokenizer import (
     ROLE_TOKENS,
     eod_id,
     load_tokenizer,
+    require_folder,
     special_token_ids,
     tokenizer_file,
     tokenizer_hash,
@@ -123,16 +126,18 @@ class PieceJob:
     threads: int = 0  # tokenizer threads in a worker process (0: leave the default)
 
 
-_TOKENIZERS: dict[str, Any] = {}
+_TOKENIZERS: dict[tuple[str, str], Any] = {}
 
 
-def _tokenizer(path: str, threads: int) -> Any:
-    if path not in _TOKENIZERS:
+def _tokenizer(path: str, thash: str, threads: int) -> Any:
+    """The tokenizer at ``path`` with sha256 ``thash``, loaded once per process (by content: a tokenizer
+    retrained at the same path is another one)."""
+    if (path, thash) not in _TOKENIZERS:
         if threads:
             # Rayon sizes its pool on first use: give each worker process its share of the cores.
             os.environ.setdefault("RAYON_NUM_THREADS", str(threads))
-        _TOKENIZERS[path] = load_tokenizer(Path(path))
-    return _TOKENIZERS[path]
+        _TOKENIZERS[(path, thash)] = load_tokenizer(Path(path))
+    return _TOKENIZERS[(path, thash)]
 
 
 def assistant_mask(flat: np.ndarray, lengths: np.ndarray, assistant: int, end: int) -> np.ndarray:
@@ -182,7 +187,7 @@ def tokenize_piece(job: PieceJob) -> dict[str, Any]:
     marker = read_marker(marker_path, job.key)
     if marker is not None and intact(marker["prefixes"].values()):
         return marker | {"resumed": True}
-    tok = _tokenizer(job.tokenizer, job.threads)
+    tok = _tokenizer(job.tokenizer, job.meta["tokenizer_hash"], job.threads)
     eod = job.meta["eod_id"] if job.append_eod else None
     roles = job.meta.get("special_token_ids", {})
     if job.loss_mask == "assistant" and not all(t in roles for t in ROLE_TOKENS[2:]):
@@ -232,6 +237,18 @@ def intact(prefixes: Iterable[str | Path]) -> bool:
 # ---------------------------------------------------------------- the whole corpus
 
 
+GROUP_DEFAULT = "cluster_id"  # near-dup clusters: absent when the pipeline has no near-dup stage
+
+
+def _group_problem(group_column: str | None, have: Iterable[str]) -> str | None:
+    """The problem with a ``group_column`` the documents lack, unless it is the default (then documents are
+    grouped by their text)."""
+    if group_column is None or group_column == GROUP_DEFAULT or group_column in have:
+        return None
+    return (f"group_column {group_column!r} is not a column of the documents (they have: "
+            f"{', '.join(sorted(have))}); name one, or leave it out to group copies by near-dup cluster_id or text")
+
+
 def _in_process(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
     return [fn(x) for x in items]
 
@@ -242,7 +259,7 @@ def tokenize_shards(shards: Sequence[Path], tokenizer: Path, out: Path, *, worke
                     loss_mask: str | None = None, batch_rows: int = 1024, piece_bytes: int = 16 << 20,
                     corpus_hash: str | None = None,
                     shard_hashes: Sequence[str] | None = None, keep_parts: bool = False,
-                    pool_map: PoolMap = _in_process) -> dict[str, Any]:
+                    pool_map: PoolMap | None = _in_process) -> dict[str, Any]:
     """Tokenize Parquet ``shards`` into ``out/<split>.{bin,idx,json[,mask]}``; returns the summary that
     is also written to ``out/tokenize.json``. See tokenize_corpus for the parameters."""
     fractions = _check_split(split)
@@ -251,6 +268,9 @@ def tokenize_shards(shards: Sequence[Path], tokenizer: Path, out: Path, *, worke
     if not shards:  # said "merge needs at least one shard set"
         raise ValueError("no documents to tokenize: the corpus holds none (every record was dropped or quarantined)")
     out = Path(out)
+    problem = _group_problem(group_column, set(pq.read_schema(shards[0]).names))
+    if problem:
+        raise ValueError(problem)
     tfile = tokenizer_file(Path(tokenizer)).resolve()
     tok = load_tokenizer(tfile)
     thash = tokenizer_hash(tfile)
@@ -274,15 +294,23 @@ def tokenize_shards(shards: Sequence[Path], tokenizer: Path, out: Path, *, worke
     if done is not None and intact(out / s for s in SPLITS):
         return done | {"resumed": True}
     parts = out / "parts"
+    plan = corpus_pieces(shards, text_column, piece_bytes)
+    if pool_map is None:  # a pool of its own: no more workers than pieces, started once the inputs are known good
+        workers = max(1, min(workers, sum(map(len, plan))))
     # One tokenizer thread per worker process: oversubscribing the cores measured slower.
     threads = max(1, (os.cpu_count() or 1) // max(workers, 1)) if workers > 1 else 0
     jobs = [PieceJob(str(Path(s).resolve()), f"{i:05d}-{k:04d}-{Path(s).stem}", a, b, str(parts), str(tfile),
                      _key({**params, "shard": h, "rows": [a, b]}), text_column, group_column, fractions, seed,
                      append_eod, loss_mask, batch_rows, meta, threads)
-            for i, (s, h, pieces) in enumerate(zip(shards, hashes, corpus_pieces(shards, text_column, piece_bytes),
-                                                   strict=True))
+            for i, (s, h, pieces) in enumerate(zip(shards, hashes, plan, strict=True))
             for k, (a, b) in enumerate(pieces)]
-    markers = pool_map(tokenize_piece, jobs)
+    if pool_map is None:
+        from corpus.executor import worker_pool
+
+        with worker_pool(workers) as own_map:
+            markers = own_map(tokenize_piece, jobs)
+    else:
+        markers = pool_map(tokenize_piece, jobs)
     result: dict[str, Any] = {"key": run_key, "params": params, "corpus_hash": corpus_hash,
                               "tokenizer": meta["tokenizer"], "vocab_size": vocab, "dtype": meta["dtype"],
                               "shards": len(shards), "pieces": len(jobs),
@@ -294,8 +322,32 @@ def tokenize_shards(shards: Sequence[Path], tokenizer: Path, out: Path, *, worke
     # The summary is the run's marker: written after every split is in place.
     write_bytes_atomic(summary_path, json.dumps(result, indent=2, sort_keys=True).encode())
     if not keep_parts:
-        shutil.rmtree(parts, ignore_errors=True)
+        remove_parts(parts)
     return result
+
+
+# A piece's name (``<shard no>-<piece no>-<shard stem>``) and what tokenize_piece writes under parts/: its
+# marker, and its shard sets (with their writers' temp files, should a piece have died half way).
+_PIECE = r"\d{5}-\d{4}-[^/]+"
+_PART_FILE = re.compile(rf"(\.tmp-\d+-)?{_PIECE}\.done\.json|"
+                        rf"{_PIECE}/(\.tmp-\d+-)?({'|'.join(SPLITS)})\.(bin|idx|json|mask|idx\.len)")
+
+
+def remove_parts(parts: Path) -> None:
+    """Delete the piece files tokenize wrote under ``parts`` (markers and part sets), then the folders they
+    leave empty: anything else found there (a user's own files) stays, and so does its folder."""
+    if not parts.is_dir() or parts.is_symlink():
+        return
+    for path in sorted(parts.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        rel = path.relative_to(parts).as_posix()
+        if path.is_symlink() or not (path.is_file() or path.is_dir()):
+            continue
+        if path.is_file() and _PART_FILE.fullmatch(rel):
+            path.unlink()
+        elif path.is_dir() and re.fullmatch(_PIECE, rel) and not any(path.iterdir()):
+            path.rmdir()
+    if not any(parts.iterdir()):
+        parts.rmdir()
 
 
 def corpus_pieces(shards: Sequence[Path], text_column: str, piece_bytes: int) -> list[list[tuple[int, int]]]:
@@ -311,7 +363,7 @@ def tokenize_corpus(corpus: Path, tokenizer: Path, out: Path, *, workers: int = 
                     split: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0,
                     group_column: str | None = "cluster_id", text_column: str = "text", append_eod: bool = True,
                     loss_mask: str | None = None, batch_rows: int = 1024, piece_bytes: int = 16 << 20,
-                    keep_parts: bool = False, pool_map: PoolMap = _in_process) -> dict[str, Any]:
+                    keep_parts: bool = False, pool_map: PoolMap | None = _in_process) -> dict[str, Any]:
     """Tokenize a prepared corpus folder (``data/*.parquet`` + ``manifest.json``) into Megatron shards.
 
     corpus: the corpus folder; its manifest's ``content_hash`` is recorded in every sidecar.
@@ -319,7 +371,8 @@ def tokenize_corpus(corpus: Path, tokenizer: Path, out: Path, *, workers: int = 
     out: gets ``train`` / ``validation`` / ``test`` ``.bin/.idx/.json`` (+ ``.mask`` with a loss mask)
       and ``tokenize.json`` (the summary, also the resume marker).
     workers: worker processes sharing the cores (sizes each one's tokenizer threads).
-    pool_map: runs the pieces (``corpus.executor.worker_pool(workers)`` gives a process pool; default: here).
+    pool_map: runs the pieces (default: here); None: a spawn pool of ``workers`` processes, at most one per
+      piece, started once the inputs are checked (``corpus tokenize``).
     split: fractions for train / validation / test (normalised), decided per duplicate group.
     seed: salts the split hash: same seed, same assignment.
     group_column: column holding the duplicate-group id (near-dup ``cluster_id``, a row_id); documents where it
@@ -330,6 +383,8 @@ def tokenize_corpus(corpus: Path, tokenizer: Path, out: Path, *, workers: int = 
     keep_parts: keep the per-piece sets under ``out/parts`` (deleted after a successful merge otherwise).
     """
     corpus, out = Path(corpus), Path(out)
+    require_folder(out)
+    refuse_published(out)
     with RunLock(out):  # one writer per output folder, as for `corpus run`: a second fails at once
         # Every shard hashed against the manifest first: a damaged shard is named, never tokenized.
         manifest = require_intact(corpus, level="hash")
@@ -340,6 +395,31 @@ def tokenize_corpus(corpus: Path, tokenizer: Path, out: Path, *, workers: int = 
                                corpus_hash=manifest["content_hash"],
                                shard_hashes=[s["sha256"] for s in manifest["shards"]], keep_parts=keep_parts,
                                pool_map=pool_map)
+
+
+def refuse_published(out: Path) -> None:
+    """Refuse an output folder inside a folder a run's sink publishes (``OUT/tokens/``, ``OUT/embeddings/``):
+    its files are the run's (verify checks them against the run, the next run replaces them and stops at
+    anything else there). The run's data/ and work/ folders are refused by RunLock (owner.refuse_managed)."""
+    from corpus import registry
+
+    folder = Path(os.path.abspath(out))
+    for parent in (folder, *folder.parents):
+        if (parent / MARKER).is_file():
+            parts = folder.relative_to(parent).parts
+            if not parts:
+                return
+            sinks = set()
+            for name in registry.names():
+                with contextlib.suppress(Exception):  # a plugin that does not load publishes nothing here
+                    op = registry.get(name)
+                    if isinstance(op, type) and issubclass(op, SinkOperator) and op.publish:
+                        sinks.add(op.publish)
+            if parts[0] in sinks or (parent / parts[0] / PUBLISHED).is_file():
+                raise ValueError(f"{out}: the runs of the output folder {parent} publish their {parts[0]}/ folder "
+                                 "(verify checks it against the run, the next run replaces it); write into a "
+                                 "folder outside it")
+            return
 
 
 def _key(obj: dict) -> str:
@@ -369,12 +449,30 @@ class Tokenize(SinkOperator):
         if not self.tokenizer:
             raise ValueError("tokenize needs 'tokenizer': a tokenizer folder or tokenizer.json")
         try:  # before the run reads anything, not when its last stage starts
-            load_tokenizer(Path(self.tokenizer))
+            tok = load_tokenizer(Path(self.tokenizer))
         except FileNotFoundError as exc:
             raise ValueError(f"{exc} (train one with `corpus tokenizer train`)") from None
+        # Every shard set records the end-of-document id: a tokenizer without one fails here (`corpus check`),
+        # not once the run reaches this stage.
+        tfile = tokenizer_file(Path(self.tokenizer))
+        try:
+            eod_id(tok, tfile.parent)
+        except ValueError as exc:
+            raise ValueError(f"{tfile}: {exc}") from None
         _check_split(self.split)
         if self.loss_mask not in LOSS_MASKS:
             raise ValueError(f"loss_mask must be one of {LOSS_MASKS}")
+
+    def config_key(self) -> str:
+        # The same path with another tokenizer.json (retrained) is another tokenizer: tokenize again.
+        thash = tokenizer_hash(Path(self.tokenizer))
+        return hashlib.sha256(f"{super().config_key()}|{thash}".encode()).hexdigest()
+
+    def column_problems(self, have: dict, earlier: Sequence[Any] = ()) -> list[str]:
+        """A group_column the documents lack: a typo would silently group by text instead. The default,
+        cluster_id, may be absent (no near-dup stage): documents are then grouped by their text."""
+        problem = _group_problem(self.group_column, have)
+        return [problem] if problem else []
 
     def consume(self, ctx: StageContext) -> dict:
         summary = tokenize_shards(ctx.shards, Path(self.tokenizer), ctx.artifacts, workers=ctx.workers,
@@ -384,14 +482,28 @@ class Tokenize(SinkOperator):
 
     @classmethod
     def published_problems(cls, folder: Path) -> list[tuple[str, str]]:
-        from corpus.shards import check_content
-
+        """Each split's shard set against its sidecar; files the run did not publish (its listing); and the
+        sidecars' split settings against the run's own tokenize stage (manifest.json), so a set written there
+        by another command (`corpus tokenize -o OUT/tokens --seed 7`) is not taken for the run's."""
         out = []
         for idx in sorted(folder.glob("*.idx")):  # a shard set per split: PREFIX.bin, .idx and .json
             try:
                 check_content(idx.with_suffix(""))
             except ValueError as exc:  # ShardError, naming the file
                 out.append((idx.with_suffix(".bin").name, str(exc)))
+        listing = folder / PUBLISHED
+        if listing.is_file():
+            try:
+                listed = set(json.loads(listing.read_text())["files"])
+            except (OSError, ValueError, KeyError, TypeError):
+                return [*out, (PUBLISHED, "not the list of files the run published (unreadable)")]
+            out += [(rel, "not a file the run published here (another command wrote into this folder)")
+                    for rel in sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                                      if (p.is_file() or p.is_symlink()) and p != listing)
+                    if rel not in listed]
+            out += [(rel, "listed as published by the run, but missing") for rel in sorted(listed)
+                    if not (folder / rel).is_file()]
+        out += _settings_problems(folder)
         return out
 
     @classmethod
@@ -401,6 +513,34 @@ class Tokenize(SinkOperator):
             return {}
         summary = json.loads(path.read_text())
         return {f"{s}_tokens": v["tokens"] for s, v in summary.get("splits", {}).items()}
+
+
+# A sidecar's record of a setting -> the tokenize stage's parameter it comes from.
+_SETTINGS = (("split_seed", "seed"), ("group_column", "group_column"), ("eod_appended", "append_eod"),
+             ("loss_mask", "loss_mask"))
+
+
+def _settings_problems(folder: Path) -> list[tuple[str, str]]:
+    """Sidecars whose split settings are not those of the run's tokenize stage (manifest.json's pipeline)."""
+    try:
+        manifest = json.loads((folder.parent / "manifest.json").read_text())
+        stage = next(st for st in manifest.get("pipeline", [])
+                     if str(st.get("stage", "")).partition("-")[2] == Tokenize.name)
+    except (OSError, ValueError, StopIteration, AttributeError, TypeError):
+        return []
+    found = []
+    for s in SPLITS:
+        try:
+            side = json.loads((folder / f"{s}.json").read_text())
+        except (OSError, ValueError):
+            continue  # a missing or broken sidecar: check_content named it
+        want = {**{k: stage[p] for k, p in _SETTINGS if p in stage}}
+        if "split" in stage:
+            want["split_fractions"] = list(_check_split(stage["split"]))
+        diff = [f"{k} {side.get(k)!r} (the run's tokenize stage: {v!r})" for k, v in want.items() if side.get(k) != v]
+        if diff:
+            found.append((f"{s}.json", "written with " + ", ".join(diff) + ": not the shard set the run published"))
+    return found
 
 
 __all__ = ["SPLITS", "PieceJob", "Tokenize", "assign_splits", "group_keys", "tokenize_corpus", "tokenize_piece",

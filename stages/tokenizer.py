@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -80,6 +81,18 @@ def corpus_texts(corpus: Path, text_column: str = "text", batch_rows: int = 2048
                 return
 
 
+# The longest run of non-whitespace characters the trainer is given: HF tokenizers' trainers are superlinear in
+# a pre-token's length (one 300,000-character word took minutes), so longer runs are cut into pieces of this
+# length for training only (what tokenize encodes is never cut). Words, URLs and hashes are far shorter.
+MAX_RUN = 1000
+_LONG_RUN = re.compile(rf"\S{{{MAX_RUN + 1},}}")
+
+
+def _cut_runs(text: str) -> str:
+    """``text`` with each run of non-whitespace longer than MAX_RUN cut into MAX_RUN-character pieces."""
+    return _LONG_RUN.sub(lambda m: "\n".join(m[0][i:i + MAX_RUN] for i in range(0, len(m[0]), MAX_RUN)), text)
+
+
 def _new_tokenizer(kind: str) -> Tokenizer:
     if kind == "bpe":
         tok = Tokenizer(models.BPE())
@@ -131,10 +144,11 @@ def train_tokenizer(corpus: Path, out: Path, kind: str = "bpe", vocab_size: int 
     if vocab_size >= 1 << 31:  # token shards hold ids as int32 (the library's own limit, u32, was a traceback)
         raise ValueError(f"vocab_size {vocab_size:,} is more than token ids can hold (at most {(1 << 31) - 1:,}; "
                          "8000 to 64000 is usual)")
+    require_folder(Path(out))
     refuse_managed(out)
     tok = _new_tokenizer(kind)
     trainer = _trainer(kind, vocab_size, special_tokens, min_frequency, show_progress)
-    seen = [0]
+    seen, cut = [0], [0]
     texts = corpus_texts(Path(corpus), text_column, batch_rows, max_docs)
     shown = _reading(progress, Path(corpus), max_docs)
 
@@ -142,15 +156,25 @@ def train_tokenizer(corpus: Path, out: Path, kind: str = "bpe", vocab_size: int 
         for batch in texts:
             seen[0] += len(batch)
             shown(seen[0])
+            long = [i for i, t in enumerate(batch) if len(t) > MAX_RUN and _LONG_RUN.search(t)]
+            for i in long:
+                batch[i] = _cut_runs(batch[i])
+            cut[0] += len(long)
             yield batch
 
     try:
         tok.train_from_iterator(counted(), trainer=trainer)
+        if seen[0]:  # the bar's last word is every document read (without a total it showed a count of a second ago)
+            shown(seen[0], True)
     finally:
         if progress is not None:
             progress.close()
     if not seen[0]:
         raise ValueError(f"{corpus} has no documents with text in column {text_column!r}: nothing to train on")
+    if cut[0]:
+        log.warning("%s of the %s documents have runs of more than %s characters without whitespace: cut into "
+                    "pieces of %s for training (the trainer slows down steeply on long pieces); tokenize encodes "
+                    "them whole", f"{cut[0]:,}", f"{seen[0]:,}", f"{MAX_RUN:,}", f"{MAX_RUN:,}")
     got = tok.get_vocab_size()
     if got < vocab_size:
         log.warning("the trained vocabulary has %s tokens, fewer than the %s asked: the %s documents hold no more "
@@ -163,11 +187,12 @@ def train_tokenizer(corpus: Path, out: Path, kind: str = "bpe", vocab_size: int 
                                                  "corpus": str(corpus), "corpus_hash": _corpus_hash(Path(corpus))}})
 
 
-def _reading(progress: Progress | None, corpus: Path, max_docs: int | None) -> Callable[[int], None]:
-    """``shown(docs read)``: the documents read so far on a bar (at most once a second: off a terminal
-    each update is a line); its total from the manifest or the Parquet file's metadata."""
+def _reading(progress: Progress | None, corpus: Path, max_docs: int | None) -> Callable[..., None]:
+    """``shown(docs read, last=False)``: the documents read so far on a bar (at most once a second, and the
+    last count always: off a terminal each update is a line); its total from the manifest or the Parquet
+    file's metadata."""
     if progress is None:
-        return lambda docs: None
+        return lambda docs, last=False: None
     try:
         total = read_manifest(corpus)["docs"] if corpus.is_dir() else pq.ParquetFile(corpus).metadata.num_rows
     except (FileNotFoundError, KeyError, OSError, pa.ArrowException):
@@ -177,11 +202,13 @@ def _reading(progress: Progress | None, corpus: Path, max_docs: int | None) -> C
     bar: list[int] = []  # started with the first batch: a corpus that cannot be read gets its error alone
     last = [0.0]
 
-    def shown(docs: int) -> None:
+    def shown(docs: int, final: bool = False) -> None:
         if not bar:
             bar.append(progress.start().add("tokenizer train: reading", total=total))
         now = time.monotonic()
-        if now - last[0] >= 1.0 or docs == total:
+        if final and total is not None and docs == total:
+            return  # shown when it was read
+        if now - last[0] >= 1.0 or docs == total or final:
             last[0] = now
             progress.update(bar[0], docs, f"{docs:,} docs")
 
@@ -229,6 +256,13 @@ def save_tokenizer(tok: Tokenizer, out: Path, special_tokens: Sequence[str] = SP
     return out
 
 
+def require_folder(out: Path) -> None:
+    """Refuse an output folder that is an existing file, before any work (it failed at the end, on a raw
+    `[Errno 17] File exists`)."""
+    if (out.exists() or out.is_symlink()) and not out.is_dir():
+        raise ValueError(f"{out} exists and is not a folder")
+
+
 def tokenizer_file(path: Path) -> Path:
     """The ``tokenizer.json`` of a tokenizer folder, or ``path`` itself when it is the file."""
     path = Path(path)
@@ -270,6 +304,7 @@ def import_tokenizer(src: Path, out: Path, special_tokens: Sequence[str] = SPECI
     An HF folder's own config files are kept as they are; a bare ``tokenizer.json`` gets configs
     written for whichever of ``special_tokens`` it already has."""
     src = Path(src)
+    require_folder(Path(out))
     refuse_managed(out)
     if src.is_dir() and (src / "tokenizer_config.json").is_file():
         out.mkdir(parents=True, exist_ok=True)

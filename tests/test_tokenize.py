@@ -286,12 +286,165 @@ def test_tokenize_operator_in_a_pipeline(tmp_path, bpe):
     assert bad.returncode == 1 and "tokens/train.bin:" in bad.stdout and "sha256" in bad.stdout, bad.stdout
 
 
-@pytest.mark.parametrize("split", ["nan,0.5,0.5", "1.5,-0.5,0", "inf,0,0"])
+@pytest.mark.parametrize("split", ["nan,0.5,0.5", "1.5,-0.5,0", "inf,0,0", "-0.5,1,0.5"])
 def test_split_fractions_must_be_finite_and_in_range(tmp_path, capsys, split):
-    """`--split nan,0.5,0.5` passed (nan fails no comparison) and tokenize.json held NaN."""
+    """`--split nan,0.5,0.5` passed (nan fails no comparison) and tokenize.json held NaN; `--split -0.5,1,0.5`
+    was argparse's "expected one argument" (a value starting with '-' was taken for an option)."""
     from corpus.cli import main
 
     assert main(["tokenize", str(tmp_path / "c"), "--tokenizer", str(tmp_path / "t"), "--out", str(tmp_path / "o"),
                  "--split", split]) == 2
     assert f"--split must be three fractions in [0, 1] adding up to 1, got {split}" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_tokenize_deletes_only_its_own_piece_files(tmp_path, capsys, corpus, bpe):
+    """A user's own parts/ folder in the output folder was deleted with the piece files (rmtree)."""
+    from corpus.cli import main
+
+    out = tmp_path / "proj"
+    (out / "parts").mkdir(parents=True)
+    (out / "parts" / "notes.txt").write_text("important")
+    assert main(["tokenize", str(corpus[0]), "--tokenizer", str(bpe), "-o", str(out), "-w", "1"]) == 0
+    assert [p.name for p in (out / "parts").rglob("*")] == ["notes.txt"]  # its pieces gone, the user's file kept
+    assert (out / "parts" / "notes.txt").read_text() == "important"
+    assert main(["tokenize", str(corpus[0]), "--tokenizer", str(bpe), "-o", str(tmp_path / "new"), "-w", "1"]) == 0
+    assert not (tmp_path / "new" / "parts").exists()  # its own parts/ still removed whole
+
+
+def test_pipeline_tokenize_reruns_for_a_retrained_tokenizer_and_verify_checks_the_published_set(
+        tmp_path, capsys, corpus, bpe):
+    """A retrained tokenizer at the same path was not a new stage key (the stage resumed over the old tokens);
+    `corpus tokenize -o OUT/tokens` overwrote a run's published set, which verify then passed."""
+    import shutil
+
+    from corpus import InputSpec, Pipeline
+    from corpus.cli import main
+    from corpus.stages.tokenize import Tokenize
+
+    tok = tmp_path / "tok"
+    shutil.copytree(bpe, tok)
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a.jsonl").write_text("".join(f'{{"text": "document number {i} here"}}\n' for i in range(20)))
+    out = tmp_path / "out"
+
+    def run() -> dict:
+        Pipeline([Tokenize(tokenizer=str(tok))]).run(inputs=[InputSpec(source="s", path=str(src))], output=out,
+                                                      workers=1, quiet=True)
+        return json.loads((out / "tokens" / "train.json").read_text())
+
+    assert run()["tokenizer_hash"] == tokenizer_hash(bpe)
+    train_tokenizer(corpus[0], tok, vocab_size=300)  # retrained in place
+    side = run()
+    assert side["tokenizer_hash"] == tokenizer_hash(tok) != tokenizer_hash(bpe) and side["vocab_size"] == 300
+    assert main(["verify", str(out)]) == 0
+
+    for inside in ("tokens", "tokens/sub"):  # refused before anything is written, as data/ and work/ are
+        assert main(["tokenize", str(out), "--tokenizer", str(tok), "-o", str(out / inside), "--seed", "7"]) == 2
+        assert "publish their tokens/ folder" in capsys.readouterr().err
+    assert main(["shards", "merge", str(out / "tokens" / "train"), "-o", str(out / "tokens" / "all")]) == 2
+    assert "publish their tokens/ folder" in capsys.readouterr().err
+    assert not (out / "tokens" / ".lock").exists() and not (out / "tokens" / "sub").exists()
+    assert main(["verify", str(out)]) == 0
+    # written there anyway (by hand): verify compares the set with the run's own tokenize stage and listing
+    assert main(["tokenize", str(out), "--tokenizer", str(tok), "-o", str(tmp_path / "s7"), "--seed", "7",
+                 "-w", "1"]) == 0
+    for f in (tmp_path / "s7").iterdir():
+        shutil.copy(f, out / "tokens" / f.name)
+    capsys.readouterr()
+    assert main(["verify", str(out)]) == 1
+    said = capsys.readouterr().out
+    assert "tokens/train.json: written with split_seed 7 (the run's tokenize stage: 0)" in said
+    assert "tokens/.lock: not a file the run published here" in said
+
+
+def test_a_tokenizer_without_eod_or_a_missing_group_column_is_refused_by_check(tmp_path, capsys, bpe):
+    """`corpus check` passed both; the run failed only when the stage was reached (eod), or grouped by text
+    without a word (a group_column typo)."""
+    from corpus.cli import main
+    from corpus.stages.tokenize import Tokenize
+
+    wl = Tokenizer(models.WordLevel({"[UNK]": 0, "alpha": 1}, unk_token="[UNK]"))
+    wl.pre_tokenizer = pre_tokenizers.Whitespace()
+    (tmp_path / "tokwl").mkdir()
+    wl.save(str(tmp_path / "tokwl" / "tokenizer.json"))
+    with pytest.raises(ValueError, match="tokenizer.json: the tokenizer has no end-of-document token"):
+        Tokenize(tokenizer=str(tmp_path / "tokwl"))
+    (tmp_path / "a.jsonl").write_text('{"id": "a", "text": "alpha"}\n')
+    config = ("output: {out}\ninputs:\n  - source: s\n    path: {inp}\n    id_key: id\n"
+              "pipeline:\n  - op: tokenize\n    tokenizer: {tok}\n")
+    for name, tok, extra in (("eod", tmp_path / "tokwl", ""), ("group", bpe, "    group_column: nope\n"),
+                             ("ok", bpe, "    group_column: id\n")):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(config.format(out=tmp_path / name, inp=tmp_path / "a.jsonl", tok=tok) + extra)
+        assert main(["check", str(path)]) == (0 if name == "ok" else 2)
+    err = capsys.readouterr().err
+    assert "no end-of-document token" in err and "group_column 'nope' is not a column of the documents" in err
+    assert not (tmp_path / "eod").exists()
+
+
+def test_an_out_that_is_a_file_is_refused_before_any_work(tmp_path, capsys, corpus, bpe):
+    """Training ran to the end, then `[Errno 17] File exists`; tokenize said the same raw errno."""
+    from corpus.cli import main
+
+    (tmp_path / "f.jsonl").write_text("mine")
+    for cmd in (["tokenizer", "train", str(corpus[0]), "--vocab-size", "300"], ["tokenizer", "import", str(bpe)],
+                ["tokenize", str(corpus[0]), "--tokenizer", str(bpe)]):
+        assert main([*cmd, "-o", str(tmp_path / "f.jsonl")]) == 2
+        assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'f.jsonl'} exists and is not a folder"
+    assert (tmp_path / "f.jsonl").read_text() == "mine"
+
+
+def test_tokenize_starts_workers_after_its_checks_and_no_more_than_pieces(tmp_path, capsys, monkeypatch, bpe):
+    """-w 16 started 16 processes before a missing manifest was found (26 s), and -w 64 on a one-piece corpus
+    started 64."""
+    from corpus import executor
+    from corpus.cli import main
+
+    started: list[int] = []
+    real = executor.Pool.__init__
+
+    def pool(self, workers):
+        started.append(workers)
+        real(self, 1)  # the pieces run here: what is tested is how many were asked for
+
+    monkeypatch.setattr(executor.Pool, "__init__", pool)
+    assert main(["tokenize", str(tmp_path / "nonexist"), "--tokenizer", str(bpe), "-o", str(tmp_path / "a"),
+                 "-w", "16"]) == 2
+    assert "no manifest.json" in capsys.readouterr().err and started == []
+    root = tmp_path / "one"
+    write_parquet(pl.DataFrame({"id": ["a", "b"], "text": ["one doc", "another"]}), root / "data" / "p.parquet")
+    write_manifest(root, [root / "data" / "p.parquet"])
+    assert main(["tokenize", str(root), "--tokenizer", str(bpe), "-o", str(tmp_path / "b"), "-w", "64"]) == 0
+    assert started == [1]
+
+
+def test_training_cuts_long_runs_without_whitespace(tmp_path, caplog):
+    """One 300,000-character word kept the BPE trainer busy for minutes (superlinear in a piece's length)."""
+    from corpus.stages.tokenizer import MAX_RUN, _cut_runs
+
+    text = "x" * (5 * MAX_RUN + 7) + " hello " + "y" * MAX_RUN
+    cut = _cut_runs(text)
+    assert cut.replace("\n", "") == text and max(map(len, cut.split())) == MAX_RUN
+    assert _cut_runs("plain words") == "plain words"
+    root = tmp_path / "c"
+    write_parquet(pl.DataFrame({"text": ["ab" * 20_000, "hello world", "hello there"]}), root / "data" / "p.parquet")
+    write_manifest(root, [root / "data" / "p.parquet"])
+    with caplog.at_level("WARNING"):
+        train_tokenizer(root, tmp_path / "tok", vocab_size=300)
+    said = [r.getMessage() for r in caplog.records if "without whitespace" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("1 of the 3 documents have runs of more than 1,000 characters")
+    enc = load_tokenizer(tmp_path / "tok").encode("ab" * 20_000)  # tokenize itself is unchanged: whole, lossless
+    assert load_tokenizer(tmp_path / "tok").decode(enc.ids) == "ab" * 20_000
+
+
+def test_tokenizer_train_progress_ends_with_every_document_read(tmp_path, capsys):
+    """Without a manifest (no total) the last line was a count from a second before the end: 'reading 82'."""
+    from corpus.progress import Progress
+
+    root = tmp_path / "c"
+    write_parquet(pl.DataFrame({"text": [f"doc {i} words here" for i in range(30)]}), root / "data" / "p.parquet")
+    train_tokenizer(root, tmp_path / "tok", vocab_size=300, batch_rows=10, progress=Progress(bars=False))
+    lines = [x for x in capsys.readouterr().err.splitlines() if "tokenizer train: reading" in x]
+    assert lines[-1].split()[-2:] == ["30", "docs"], lines
