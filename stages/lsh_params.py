@@ -10,12 +10,18 @@ while a false negative is a duplicate kept: hence the default weights favour rec
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import numpy as np
 
 DEFAULT_FP_WEIGHT = 0.1
 DEFAULT_FN_WEIGHT = 0.9
+# num_perm's range, for the minhash_dedup stage and `corpus dedup explain` alike. The optimiser's work grows
+# as num_perm**2 log num_perm (1024: about 2 s, 2048: 7 s and growing, 2,000,000: terabytes), and more than a
+# few hundred hashes buys little precision: the estimate's error falls as 1 / sqrt(num_perm).
+MIN_NUM_PERM = 2
+MAX_NUM_PERM = 1024
 
 
 def _optimal_param(threshold: float, num_perm: int, fp_weight: float, fn_weight: float) -> tuple[int, int]:
@@ -42,19 +48,29 @@ def optimal_bands_rows(threshold: float, num_perm: int, fp_weight: float = DEFAU
                        fn_weight: float = DEFAULT_FN_WEIGHT) -> tuple[int, int]:
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must be in (0, 1), got {threshold}")
-    if num_perm < 2:
-        raise ValueError(f"num_perm must be at least 2, got {num_perm}")
+    check_num_perm(num_perm)
     check_weights(fp_weight, fn_weight)
     return _optimal_param(threshold, num_perm, fp_weight, fn_weight)
 
 
+def check_num_perm(num_perm: int) -> None:
+    """num_perm within [MIN_NUM_PERM, MAX_NUM_PERM]: the one bound of the stage and of `dedup explain`."""
+    if isinstance(num_perm, bool) or not isinstance(num_perm, int) or not MIN_NUM_PERM <= num_perm <= MAX_NUM_PERM:
+        raise ValueError(f"num_perm must be a whole number from {MIN_NUM_PERM} to {MAX_NUM_PERM}, got {num_perm!r}")
+
+
 def check_weights(fp_weight: float, fn_weight: float) -> None:
-    if fp_weight < 0 or fn_weight < 0 or fp_weight + fn_weight == 0:
-        raise ValueError(f"fp_weight and fn_weight must be >= 0 and not both 0, got {fp_weight}, {fn_weight}")
+    """The optimiser's weights: finite, each in [0, 1], not both 0 (NaN compared false everywhere and
+    picked a 1 x 1 band plan)."""
+    if not all(isinstance(w, (int, float)) and math.isfinite(w) and 0 <= w <= 1 for w in (fp_weight, fn_weight)) \
+            or fp_weight + fn_weight == 0:
+        raise ValueError(f"fp_weight and fn_weight must be >= 0 and not both 0, got {fp_weight}, {fn_weight} "
+                         "(each a finite number from 0 to 1)")
 
 
 def check_bands(num_perm: int, bands: int, rows: int) -> None:
-    """Given bands and rows (0 and 0: the optimiser's), they must fit in num_perm hashes."""
+    """num_perm in range, and given bands and rows (0 and 0: the optimiser's) fitting in num_perm hashes."""
+    check_num_perm(num_perm)
     if bool(bands) != bool(rows) or bands < 0 or rows < 0:
         raise ValueError("give both bands and rows (>= 1), or neither (then they are derived from threshold)")
     if bands * rows > num_perm:

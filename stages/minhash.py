@@ -397,7 +397,7 @@ class MinHashDedup(GlobalFilterOperator):
     version = "3"  # 3: normalisation levels (fuzzy adds NFKC)
 
     threshold: float = 0.8  # target Jaccard similarity of shingle sets
-    num_perm: int = 128
+    num_perm: int = 128  # from 2 to 1024 (lsh_params.MAX_NUM_PERM)
     ngram: int = 5  # shingle length, in words (unit: word) or characters (unit: char)
     unit: Literal["word", "char"] = "word"
     fp_weight: float = DEFAULT_FP_WEIGHT  # datasketch optimiser weights for bands x rows
@@ -417,9 +417,9 @@ class MinHashDedup(GlobalFilterOperator):
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
-        if self.num_perm < 2 or self.ngram < 1 or self.bucket_all_pairs < 2:
-            raise ValueError("num_perm must be >= 2, ngram >= 1 and bucket_all_pairs >= 2")
-        check_bands(self.num_perm, self.bands, self.rows)
+        if self.ngram < 1 or self.bucket_all_pairs < 2:
+            raise ValueError("ngram must be >= 1 and bucket_all_pairs >= 2")
+        check_bands(self.num_perm, self.bands, self.rows)  # num_perm's range (lsh_params.MAX_NUM_PERM) too
         if not (self.bands and self.rows):  # the weights pick bands x rows: a bad one failed only in the fit
             check_weights(self.fp_weight, self.fn_weight)
         if not 0 <= self.seed < 2**32:  # numpy's seed range: -1 failed in the fit

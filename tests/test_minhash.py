@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -201,6 +202,31 @@ def test_s_curve_and_explain():
         explain(0.8, bands=7, rows=30)
     with pytest.raises(ValueError, match="bands x rows = 210 exceeds num_perm = 128"):
         MinHashDedup(bands=7, rows=30)
+
+
+@pytest.mark.parametrize("args,says", [
+    (["--num-perm", "2000000"], "num_perm must be a whole number from 2 to 1024, got 2000000"),  # 7.28 TiB
+    (["--num-perm", "20000"], "num_perm must be a whole number from 2 to 1024, got 20000"),  # ran past 100 s
+    (["--num-perm", "-5"], "num_perm must be a whole number from 2 to 1024, got -5"),  # "bands x rows = 0 ..."
+    (["--num-perm", "1"], "num_perm must be a whole number from 2 to 1024, got 1"),
+    (["--fn-weight", "nan"], "fp_weight and fn_weight must be >= 0 and not both 0, got 0.1, nan (each a finite"),
+    (["--fp-weight", "inf"], "fp_weight and fn_weight must be >= 0 and not both 0, got inf, 0.9"),
+    (["--fp-weight", "2"], "got 2.0, 0.9 (each a finite number from 0 to 1)"),
+])
+def test_dedup_explain_and_the_stage_refuse_the_same_out_of_range_settings(args: list[str], says: str, capsys):
+    """`dedup explain --num-perm 2000000` died of a numpy ArrayMemoryError, --fn-weight nan drew a 1 x 1 band
+    plan; the stage and the command share lsh_params' one bound."""
+    from corpus.cli import main
+    from corpus.stages.lsh_params import MAX_NUM_PERM
+
+    assert main(["dedup", "explain", "--threshold", "0.8", *args]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert err.startswith("error: ") and says in err, err
+    params = {a.removeprefix("--").replace("-", "_"): float(v) if "weight" in a else int(v)
+              for a, v in zip(args[::2], args[1::2], strict=True)}
+    with pytest.raises(ValueError, match=re.escape(says)):
+        MinHashDedup(**params)
+    assert MinHashDedup(num_perm=MAX_NUM_PERM).num_perm == 1024 and MAX_NUM_PERM == 1024  # the documented bound
 
 
 def test_optimiser_equals_datasketch():
