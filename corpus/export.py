@@ -9,7 +9,7 @@ Every shard is checked against ``manifest.json`` first (sizes, the cheap check) 
 read, so the bytes exported are the bytes checked; a damaged shard stops the export naming the file.
 ``columns`` picks the columns (in that order); unknown names are an error listing the ones there are.
 DEST is a folder of the export's own (``check_dest``): outside the corpus folder, and new, empty or holding
-only an earlier export of the same corpus (hf: new or empty), so an export never writes over other files.
+only an earlier export of the same corpus (hf: replaced whole), so an export never writes over other files.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from corpus.writers import write_jsonl, write_parquet
 
 FORMATS = ("jsonl", "parquet", "hf")
 COMPRESSIONS = ("", ".gz", ".zst")
+HF_FILES = ("dataset_info.json", "state.json")  # beside the Arrow files, in a datasets folder
 
 
 class ExportError(ValueError):
@@ -81,9 +82,12 @@ def export(corpus: Path, dest: Path, fmt: str = "jsonl", columns: list[str] | No
         raise ExportError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
     dest = Path(dest)
     manifest = read_manifest(Path(corpus))
-    suffix = {"hf": None, "parquet": ".parquet", "jsonl": f".jsonl{compression}"}[fmt]
-    own = ({Path(s["path"]).name.removesuffix(".parquet") + suffix for s in manifest["shards"]}
-           if suffix is not None else None)  # hf: a datasets folder is written whole
+    if fmt == "hf":  # the files datasets' save_to_disk writes, one Arrow file per shard (at least one)
+        n = max(1, len(manifest["shards"]))
+        own = {f"data-{i:05d}-of-{n:05d}.arrow" for i in range(n)} | set(HF_FILES)
+    else:
+        suffix = ".parquet" if fmt == "parquet" else f".jsonl{compression}"
+        own = {Path(s["path"]).name.removesuffix(".parquet") + suffix for s in manifest["shards"]}
     check_dest(Path(corpus), dest, own)
     frames = shard_frames(corpus, columns, manifest)
     with entries_bar(progress, f"export {fmt}", manifest["shards"], unit="MB/s of Parquet") as done:
@@ -151,9 +155,16 @@ def _export_hf(dest: Path, frames: Iterator[tuple[str, pl.DataFrame]], manifest:
         out = work / "dataset"
         ds.save_to_disk(str(out), num_shards=max(1, len(parts)))
         del ds, parts
-        if dest.exists():
-            dest.rmdir()  # empty (checked above): replaced by the finished folder
-        os.replace(out, dest)
+        old = None
+        if dest.exists():  # empty, or an earlier export of this corpus (checked above): replaced whole
+            old = work / "old"
+            os.replace(dest, old)
+        try:
+            os.replace(out, dest)
+        except BaseException:
+            if old is not None:
+                os.replace(old, dest)
+            raise
         return Exported(dest, "hf", docs, sum(1 for p in dest.glob("*.arrow")), names)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -52,8 +52,18 @@ def test_hf_folder_opens_with_load_from_disk(corpus_dir, tmp_path):
     assert ds.column_names == ["text", "id", "n_chars"] and ds.num_rows == want.height
     assert ds["id"] == want["id"].to_list() and ds["n_chars"] == want["n_chars"].to_list()
     assert not list(tmp_path.glob(".hf.tmp-*"))  # the temporary folder is gone
+    # Exported again into its own folder: replaced whole (it was refused, "holds files this export would not
+    # write (data-00000-of-00001.arrow and 2 more)", where jsonl and parquet re-exports were accepted).
+    again = run_cli("export", str(corpus_dir), str(tmp_path / "hf"), "--format", "hf", "--columns", "id,text")
+    assert again.returncode == 0, again.stderr
+    ds = datasets.load_from_disk(str(tmp_path / "hf"))
+    assert ds.column_names == ["id", "text"] and ds.num_rows == want.height
+    assert not list(tmp_path.glob(".hf.tmp-*"))
+    (tmp_path / "hf" / "notes.txt").write_text("mine")  # a file it does not write: still refused, and kept
     again = run_cli("export", str(corpus_dir), str(tmp_path / "hf"), "--format", "hf")
-    assert again.returncode == 2 and "export into a new or empty folder" in again.stderr
+    assert again.returncode == 2 and "holds files this export would not write (notes.txt)" in again.stderr
+    assert (tmp_path / "hf" / "notes.txt").read_text() == "mine"
+    assert datasets.load_from_disk(str(tmp_path / "hf")).num_rows == want.height
 
 
 def test_an_empty_corpus_exports_empty_and_columns_named_twice_are_an_error(corpus_dir, tmp_path):
