@@ -14,7 +14,7 @@ from pathlib import Path
 
 import duckdb
 
-from corpus.errors import duckdb_os_error
+from corpus.errors import check_path_name, duckdb_os_error
 from corpus.integrity import CorruptFileError
 from corpus.readers.fields import shown_name
 
@@ -99,6 +99,7 @@ class Catalog:
         self._flushed = time.monotonic()
         self._con: duckdb.DuckDBPyConnection | None = None
         self._read_only = not create
+        check_path_name(path)  # DuckDB fails on a name that is not UTF-8 with std::bad_cast
         if not create and not path.exists():
             from corpus.owner import folder_hint
 

@@ -57,6 +57,40 @@ def described(exc: BaseException) -> str:
     return with_notes(f"{type(exc).__name__}: {exc}", exc)
 
 
+class PathNameError(ValueError):
+    """A file or folder name that is not valid UTF-8: Python holds its undecodable bytes as surrogates, which
+    no UTF-8 text (DuckDB, JSON, Parquet, the catalog) can hold."""
+
+
+def shown_path(path: str | os.PathLike) -> str:
+    """A path as text, undecodable bytes written as \\xNN (its str() holds surrogates that print as errors)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def check_path_name(path: str | os.PathLike, where: str = "", error: type[Exception] = PathNameError) -> None:
+    """Refuse a path whose name is not valid UTF-8, in one line naming it (escaped) and saying to rename it:
+    the one check and message for input files, output folders and every folder a command is given.
+    ``where``: what the path is, said first ("input 'web'"); ``error``: the type raised (InputError when
+    planning inputs)."""
+    text = os.fspath(path)
+    try:
+        text.encode() if isinstance(text, str) else text.decode()
+    except UnicodeError:
+        prefix = f"{where}: " if where else ""
+        raise error(f"{prefix}{shown_path(path)}: the name is not valid UTF-8 (the bytes shown as \\xNN): rename "
+                    "it to a UTF-8 name (corpusforge records every path as UTF-8 text)") from None
+
+
+def check_path_args(values: dict) -> None:
+    """check_path_name for every str or path (or list of them) among a command's arguments (``vars(args)``):
+    the CLI's one check before a command runs (an argument with bytes that are not UTF-8 is, in practice, a
+    file or folder name from the shell)."""
+    for value in values.values():
+        for item in value if isinstance(value, list | tuple) else [value]:
+            if isinstance(item, str | os.PathLike):
+                check_path_name(item)
+
+
 class WorkerDiedError(RuntimeError):
     """A worker process ended abruptly (killed by a signal, most often the out-of-memory killer)."""
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from corpus.errors import check_path_name
 from corpus.integrity import CorruptFileError, file_sha256, parquet_problem, problem, record
 from corpus.writers import write_bytes_atomic
 
@@ -60,19 +61,78 @@ def write_manifest(root: Path, shard_paths: list[Path], extra: dict | None = Non
 
 
 def read_manifest(root: Path) -> dict:
+    """root/manifest.json, checked to have the shape every reader relies on (shape_problem); a clear
+    error for a folder without one or a name that is not UTF-8 (the shards' paths could not be said)."""
+    root = Path(root)
+    check_path_name(root)
     path = root / "manifest.json"
     if root.is_file():
         raise NotADirectoryError(f"{root} is a file, not a corpus folder (a `corpus run` output: manifest.json "
                                  "and data/)")
     try:
-        return json.loads(path.read_text())
+        manifest = json.loads(path.read_text())
     except FileNotFoundError:
-        from corpus.owner import folder_hint
+        from corpus.owner import MARKER, folder_hint
 
+        if (root / MARKER).is_file() and not (root / "data").exists():  # its run stopped (or runs) before publishing
+            raise FileNotFoundError(f"{root} has no manifest.json: it is a run's output folder with nothing "
+                                    "published yet (its run was interrupted before publishing, or is still running): "
+                                    "run it again to finish") from None
         raise FileNotFoundError(f"{root} has no manifest.json"
                                 + (folder_hint(root) or ": not a corpusforge corpus folder")) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise CorruptFileError(f"{path}: not valid JSON ({exc})") from None
+    why = shape_problem(manifest)
+    if why:
+        raise CorruptFileError(f"{path}: {why}: not a manifest as corpusforge writes it (was it edited?); "
+                               "rerunning the pipeline on this folder writes it again")
+    return manifest
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _entry_problem(where: str, entry: object, rows_key: str) -> str | None:
+    if not isinstance(entry, dict):
+        return f"{where} is {type(entry).__name__}, not an object"
+    if not isinstance(entry.get("path"), str) or not entry["path"]:
+        return f"{where} has no \"path\" (a relative file name)"
+    if not _is_int(entry.get("bytes")) or entry["bytes"] < 0:
+        return f"{where} ({entry['path']}) has no \"bytes\" (a whole number)"
+    if not isinstance(entry.get("sha256"), str):
+        return f"{where} ({entry['path']}) has no \"sha256\" (a hex digest)"
+    for key in ("mtime_ns", rows_key):
+        if entry.get(key) is not None and not _is_int(entry[key]):
+            return f"{where} ({entry['path']}): \"{key}\" is {entry[key]!r}, not a whole number"
+    return None
+
+
+def shape_problem(manifest: object) -> str | None:
+    """What keeps ``manifest`` (a parsed manifest.json) from having the shape every reader of a corpus relies
+    on (the keys and types build_manifest writes), or None: checked once, where it is read."""
+    if not isinstance(manifest, dict):
+        return f"a JSON {type(manifest).__name__}, not an object"
+    if not isinstance(manifest.get("shards"), list):
+        return "no \"shards\" list"
+    for key in ("rejected", "quarantine"):
+        if not isinstance(manifest.get(key, []), list):
+            return f"\"{key}\" is not a list"
+    for key in LISTS:
+        for i, entry in enumerate(manifest.get(key, [])):
+            why = _entry_problem(f"{key}[{i}]", entry, "docs" if key == "shards" else "rows")
+            if why:
+                return why
+    if not _is_int(manifest.get("docs")):
+        return "no \"docs\" count (a whole number)"
+    if not isinstance(manifest.get("content_hash"), str):
+        return "no \"content_hash\""
+    if not isinstance(manifest.get("schema", {}), dict):
+        return "\"schema\" is not an object"
+    pipeline = manifest.get("pipeline", [])
+    if not isinstance(pipeline, list) or not all(isinstance(s, dict) for s in pipeline):
+        return "\"pipeline\" is not a list of objects"
+    return None
 
 
 LEVELS = ("cheap", "hash", "full")

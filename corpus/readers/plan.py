@@ -40,6 +40,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from corpus.errors import check_path_name
 from corpus.owner import MANAGED
 from corpus.owner import MARKER as OUTPUT_MARKER
 from corpus.readers.base import FORMATS, InputError, Inputs, InputSpec, ReadTask, as_specs
@@ -77,6 +78,8 @@ def plan_tasks(specs: Inputs, base_dir: Path | None = None, output: Path | None 
     specs = as_specs(specs)
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     output = Path(os.path.abspath(output)) if output is not None else None
+    if output is not None:
+        check_path_name(output, "output folder", InputError)
     seen: set[str] = set()
     read_by: dict[str, tuple[str, str]] = {}  # the file itself (links resolved) -> (input, path) that reads it
     tasks: list[ReadTask] = []
@@ -132,6 +135,7 @@ def _expand(spec: InputSpec, base: Path, output: Path | None = None) -> list[tup
     root = Path(os.path.commonpath([str(r) for r in roots])) if len(roots) > 1 else roots[0]
     out = []
     for abs_path in found:
+        check_path_name(abs_path, where, InputError)  # else the run fails reading it, or the catalog recording it
         rel = Path(abs_path).relative_to(root).as_posix()
         _check_compression(abs_path, where)
         fmt = spec.format or infer_format(abs_path)
@@ -299,6 +303,7 @@ def _duckdb(spec: InputSpec, base: Path, where: str) -> tuple[str, str, str]:
             raise InputError(f"{where}: DuckDB database {p} does not exist")
         if p.is_dir():
             raise InputError(f"{where}: DuckDB database {p} is a directory, expected a file")
+        check_path_name(p, where, InputError)
         _check_readable(str(p), where)
         db = str(p)
     return PREFIX + db, query_label(spec.query), "duckdb"
