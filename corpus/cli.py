@@ -722,6 +722,7 @@ def run_command(fn: Any, args: argparse.Namespace, console: Any) -> int:
 
     from corpus.errors import (
         WorkerDiedError,
+        check_path_args,
         describe_duckdb_error,
         describe_os_error,
         described,
@@ -740,6 +741,7 @@ def run_command(fn: Any, args: argparse.Namespace, console: Any) -> int:
     expected = (ValueError, ConfigError, PipelineError, LockedError, InputError, UnknownOperator, OSError,
                 LostRecordsError, OperatorError, CorruptFileError, WorkerDiedError, duckdb.Error, StopRun)
     try:
+        check_path_args(vars(args))  # a name in bytes that are not UTF-8, before any command reads it
         return fn(args, console)
     except expected as exc:
         if debug:

@@ -155,7 +155,6 @@ def test_check_path_name_is_one_message_for_every_path():
         check_path_name(Path(BAD), error=InputError)
 
 
-@pytest.mark.xfail(reason="needs cli hook", strict=True)
 def test_every_path_argument_named_in_bytes_that_are_not_utf8_is_refused(small, tmp_path: Path, capsys):
     """A tokenizer folder so named was "not a tokenizer.json the tokenizers library reads"; quarantine list
     read nothing. Needs corpus.errors.check_path_args(vars(args)) in cli.run_command before the command."""
