@@ -40,6 +40,9 @@ SHOW = 12
 _KINDS = (
     ("tokenize.json", "token shards (`corpus tokenize`): check them with `corpus shards verify {p}/train`"),
     ("profile.json", "a profile (`corpus profile`): its figures are {p}/profile.json"),
+    # before the tokenizer: a model export holds its tokenizer too
+    ("model.safetensors", "a model export (the final/ or best/ of a training run, `corpus train`): train from it "
+                          "with model.from_pretrained: {p}"),
     ("tokenizer.json", "a tokenizer (`corpus tokenizer train`): give it to `corpus tokenize --tokenizer {p}`"),
     ("annotate.duckdb", "an annotation project: `corpus annotate status {p}`"),
     ("embeddings.json", "embeddings: `corpus search {p} QUERY`"),
@@ -51,6 +54,9 @@ def folder_hint(folder: Path) -> str:
     """"; FOLDER holds ...: run ..." when ``folder`` is another command's output, else ""."""
     for marker, what in _KINDS:
         if (Path(folder) / marker).is_file():
+            run = Path(folder).parent
+            if marker == "model.safetensors" and (run / "metrics.jsonl").is_file():  # name the run it came from
+                what = what.replace("a training run", f"the training run {run}")
             return f"; {folder} holds {what.format(p=folder)}"
     return ""
 

@@ -79,29 +79,32 @@ class TrainConfig:
     data_workers: int = 0  # DataLoader worker processes reading rows (0: in the training process)
 
     def __post_init__(self) -> None:
+        # Each message starts with the key it rejects: the config loader points at that key's line, or
+        # at `--set KEY` when the value came from the command line (a message naming several keys was
+        # blamed on the first one's line in the file, whatever key was wrong).
+        finite = ("lr", "min_lr_ratio", "weight_decay", "eps", "grad_clip", "epochs", "early_stopping_min_delta")
         checks = [
+            *[(math.isfinite(getattr(self, k)), f"{k} must be a finite number, got {getattr(self, k)}")
+              for k in finite],
+            (all(isinstance(b, int | float) and math.isfinite(b) for b in self.betas),
+             f"betas must be finite numbers, got {self.betas}"),
             (self.lr > 0, f"lr must be > 0, got {self.lr}"),
-            (0 <= self.min_lr_ratio <= 1, "min_lr_ratio must be in [0, 1]"),
-            (self.batch_size >= 1 and self.grad_accum >= 1, "batch_size and grad_accum must be >= 1"),
+            (0 <= self.min_lr_ratio <= 1, f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}"),
+            *[(getattr(self, k) >= 1, f"{k} must be >= 1, got {getattr(self, k)}")
+              for k in ("batch_size", "grad_accum", "keep_checkpoints", "log_every")],
             (self.max_steps >= 0, f"max_steps must be >= 0 (0: from epochs), got {self.max_steps}"),
-            (self.max_steps > 0 or self.epochs > 0, "set max_steps or epochs (> 0)"),
-            (self.weight_decay >= 0 and self.eps > 0, "weight_decay must be >= 0 and eps > 0"),
+            (self.epochs >= 0, f"epochs must be >= 0, got {self.epochs}"),
+            (self.max_steps > 0 or self.epochs > 0, "max_steps: set max_steps or epochs (> 0)"),
+            (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
+            (self.eps > 0, f"eps must be > 0, got {self.eps}"),
+            (len(self.betas) == 2, f"betas must be two numbers, got {self.betas}"),
             (len(self.betas) != 2 or all(0 <= b < 1 for b in self.betas),
              f"betas must lie in [0, 1), got {self.betas}"),
-            (min(self.eval_every, self.eval_batches, self.save_every, self.early_stopping_patience) >= 0,
-             "eval_every, eval_batches, save_every and early_stopping_patience must be >= 0 (0: see each key)"),
-            (self.warmup_steps >= 0 and self.grad_clip >= 0, "warmup_steps and grad_clip must be >= 0"),
-            (len(self.betas) == 2, f"betas must be two numbers, got {self.betas}"),
+            *[(getattr(self, k) >= 0, f"{k} must be >= 0 (0: {zero}), got {getattr(self, k)}")
+              for k, zero in (("eval_every", "only at the end"), ("eval_batches", "the whole validation set"),
+                              ("save_every", "at each evaluation"), ("early_stopping_patience", "never stop"),
+                              ("warmup_steps", "none"), ("grad_clip", "off"), ("data_workers", "none"))],
             (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}"),
-            (self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1"),
-            (self.log_every >= 1, "log_every must be >= 1"),
-            (self.data_workers >= 0, "data_workers must be >= 0"),
-            (self.epochs >= 0, f"epochs must be >= 0, got {self.epochs}"),
-            # inf or nan passed every range check above and ended in an OverflowError as the run started
-            (all(math.isfinite(x) for x in (self.lr, self.min_lr_ratio, self.weight_decay, self.eps, self.grad_clip,
-                                             self.epochs, self.early_stopping_min_delta, *self.betas)),
-             "lr, min_lr_ratio, weight_decay, eps, grad_clip, epochs, early_stopping_min_delta and betas must be "
-             "finite numbers"),
             # numpy's range: -1 was a bare "expected non-negative integer" as the run started
             (0 <= self.seed < 2**32, f"seed must lie in [0, 2**32), got {self.seed}"),
             (re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device) is not None,
@@ -141,9 +144,9 @@ class SampleConfig:
     max_new_tokens: int = 24
 
     def __post_init__(self) -> None:
-        if min(self.count, self.prompt_tokens, self.max_new_tokens) < 0:
-            raise ValueError(f"count, prompt_tokens and max_new_tokens must be >= 0, got {self.count}, "
-                             f"{self.prompt_tokens}, {self.max_new_tokens}")
+        for key in ("count", "prompt_tokens", "max_new_tokens"):  # the key first: its line, or `--set samples.KEY`
+            if getattr(self, key) < 0:
+                raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
 
 
 @dataclass
@@ -190,12 +193,19 @@ class TrainPlugin(ABC):
         from corpus.plugins.trainer import Trainer
 
         out = Path(config.output if out_dir is None else out_dir)
+        overlap = output_overlap(config, out, inside=False)
+        if overlap:  # before anything: a --fresh run deleted the model it was to fine-tune
+            raise PluginInputError(overlap)
         if int(os.environ.get("RANK", "0")) == 0:  # before the lock: no .lock left in another command's folder
             check_run_folder(out)
         with main_process_lock(out):
             rt = Runtime.create(config.train)
             try:
                 task = self.build(config, rt)
+                # once the plugin has said what is wrong with its inputs (a folder where it reads a file)
+                overlap = output_overlap(config, out)
+                if overlap:
+                    raise PluginInputError(overlap)
                 if task.stats and rt.is_main:
                     out.mkdir(parents=True, exist_ok=True)
                     write_bytes_atomic(out / "data_stats.json", json.dumps(task.stats, indent=2).encode())
@@ -230,8 +240,6 @@ def missing_inputs(cfg: PluginConfig) -> list[str]:
     a shard prefix without its .idx), so that `--check` says it rather than the run, once PyTorch has loaded."""
     import glob
 
-    out: list[str] = []
-
     def there(value: str) -> bool:
         p = cfg.path(value)
         try:
@@ -239,6 +247,13 @@ def missing_inputs(cfg: PluginConfig) -> list[str]:
                 any(c in str(p) for c in "*?[") and bool(glob.glob(str(p), recursive=True)))
         except (OSError, ValueError):  # a name too long for the file system, a NUL: not there
             return False
+
+    return [f"{key}: {shown(cfg.path(v))} does not exist" for key, v in input_values(cfg) if not there(v)]
+
+
+def input_values(cfg: PluginConfig) -> list[tuple[str, str]]:
+    """(KEY, value as given) for every input the config names (``INPUT_KEYS``, in every section)."""
+    out: list[tuple[str, str]] = []
 
     def walk(obj: Any, where: str) -> None:
         for f in dataclasses.fields(obj):
@@ -250,11 +265,41 @@ def missing_inputs(cfg: PluginConfig) -> list[str]:
                     walk(v, f"{where}{f.name}[{i}].")
             elif f.name in INPUT_KEYS:
                 values = [value] if isinstance(value, str) else value if isinstance(value, list) else []
-                out.extend(f"{where}{f.name}: {shown(cfg.path(v))} does not exist" for v in values
-                           if isinstance(v, str) and v and not there(v))
+                out.extend((f"{where}{f.name}", v) for v in values if isinstance(v, str) and v)
 
     walk(cfg, "")
     return out
+
+
+def input_paths(cfg: PluginConfig) -> list[tuple[str, Path]]:
+    """(KEY, folder or file) for every input the config names, resolved; for a glob, the folder it searches."""
+    out: list[tuple[str, Path]] = []
+    for key, value in input_values(cfg):
+        p = cfg.path(value)
+        glob_at = next((i for i, part in enumerate(p.parts) if any(c in part for c in "*?[")), None)
+        if glob_at is not None:
+            p = Path(*p.parts[:glob_at]) if glob_at else Path(".")
+        try:
+            out.append((key, Path(os.path.realpath(p))))
+        except ValueError:  # a NUL in the name: not a path anything can be written to or read from
+            continue
+    return out
+
+
+def output_overlap(cfg: PluginConfig, out: str | Path | None = None, inside: bool = True) -> str | None:
+    """Why the run folder ``out`` (default: ``config.output``) may not be used with this config's inputs,
+    or None: a run folder that is an input or holds one (a ``model.from_pretrained`` that is its own
+    ``final/``) would have its checkpoints, exports and ``--fresh`` delete or overwrite what the run
+    reads; one inside an input folder (``inside``) would add its files to what the next run reads."""
+    run = Path(os.path.realpath(cfg.output if out is None else out))
+    for key, p in input_paths(cfg):
+        if p == run or run in p.parents:
+            return (f"output folder {shown(run)} holds {key} {shown(p)}, which the run reads: its checkpoints, "
+                    f"exports and --fresh would replace or delete it; train into another folder")
+        if inside and p in run.parents:
+            return (f"output folder {shown(run)} lies inside {key} {shown(p)}, which the run reads: "
+                    "train into a folder outside it")
+    return None
 
 
 def shown(path: str | Path) -> str:
@@ -357,13 +402,41 @@ def build_section(cls: type, data: Any, where: str, lines: dict, path: tuple, er
         else:
             params[f.name] = built
     if not failed:
-        return build_dataclass(cls, params, where or root or cls.__name__, lines, path, errors)
+        before = len(errors)
+        built = build_dataclass(cls, params, where or root or cls.__name__, lines, path, errors)
+        errors[before:] = [_locate(e, lines, path) for e in errors[before:]]
+        return built
     own: list[str] = []
     build_dataclass(cls, params, where or root or cls.__name__, lines, path, own)
+    own = [_locate(e, lines, path) for e in own]
     # A check that names a failed section would judge its stand-in's defaults, not the config: left out.
     named = re.compile(r"\b(" + "|".join(map(re.escape, failed)) + r")\b")
     errors += [e for e in own if not named.search(e.split(": ", 2)[-1])]
     return None
+
+
+_DOTTED = re.compile(r"\b([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)\b")
+
+
+def _locate(error: str, lines: dict, path: tuple) -> str:
+    """Where a section's own check (``__post_init__``) goes wrong: the key its message names that came from
+    --set (``--set train.grad_accum: grad_accum must be >= 1``), else the line of the first dotted key it
+    names (``data.seq_len 64 is longer than model.max_positions 32``: data.seq_len's line), else the
+    loader's choice (the line of the message's first word when it is a key of the section). The loader
+    alone blamed a value from --set on the file's line of the first key the message names."""
+    line, sep, rest = error.partition(": ")
+    where, sep2, msg = rest.partition(": ")
+    if not (sep and sep2):
+        return error
+    first = re.match(r"['\"]?(\w+)", msg)
+    keys = ([first.group(1)] if first else []) + [k for k in _DOTTED.findall(msg) if "." in k]
+    named = [path + tuple(k.split(".")) for k in keys]
+    named = [k for k in dict.fromkeys(named) if k in lines]
+    given = next((k for k in named if lines[k] == _SET), None)
+    if given is not None:
+        return f"{_SET}: {'.'.join(map(str, given))}: {msg}"
+    dotted = next((k for k in named if len(k) > len(path) + 1), None)
+    return f"{lines[dotted]}: {where}: {msg}" if dotted is not None else error
 
 
 def _stand_in(cls: type) -> Any:

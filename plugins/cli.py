@@ -23,7 +23,7 @@ from typing import Any
 
 from corpus import plugins
 from corpus.config import ConfigError
-from corpus.plugins.base import MissingInputError, PluginInputError, missing_inputs, shown
+from corpus.plugins.base import MissingInputError, PluginInputError, missing_inputs, output_overlap, shown
 
 HELP = "train a model: `train PLUGIN config.yaml` (plugins: pretrain, sft, ...) or `train sweep sweep.yaml`"
 
@@ -104,7 +104,7 @@ def cmd_train(args: argparse.Namespace, console: Any) -> int:
     from corpus.lock import LockedError
     from corpus.owner import ForeignFilesError
     from corpus.plugins.checkpoint import CheckpointError
-    from corpus.plugins.trainer import DivergedError, EmptyTargetsError, ResumeMismatchError
+    from corpus.plugins.trainer import DivergedError, EmptyTargetsError, OutOfMemoryError, ResumeMismatchError
     from corpus.shards import ShardError
 
     try:
@@ -116,13 +116,16 @@ def cmd_train(args: argparse.Namespace, console: Any) -> int:
             missing = missing_inputs(cfg)
             if missing:
                 raise ConfigError([f"{args.config}: {m}" for m in missing])
+            overlap = output_overlap(cfg)
+            if overlap:
+                raise ConfigError([overlap])
             console.print(f"ok: {args.plugin} config {args.config} -> {cfg.output}")
             return 0
         if args.quiet:
             cfg.train.progress = False
         result = plugins.run(args.plugin, cfg)
     except (plugins.UnknownPlugin, PluginInputError, MissingInputError, EmptyTargetsError, ResumeMismatchError,
-            LockedError, CheckpointError, ShardError, DivergedError, ForeignFilesError) as exc:
+            LockedError, CheckpointError, ShardError, DivergedError, ForeignFilesError, OutOfMemoryError) as exc:
         raise ConfigError([str(exc)]) from exc  # the user's to fix: a message, not a traceback
     best = f", best val_loss {result.best_val_loss:.4f} (that model: {shown(result.best_dir)})" \
         if result.best_val_loss is not None and result.best_dir is not None else ""

@@ -47,8 +47,10 @@ class DPOSettings:
             raise ValueError(f"loss must be one of {M.DPO_LOSSES}, got {self.loss!r}")
         if self.pairs not in PAIRS:
             raise ValueError(f"pairs must be one of {PAIRS}, got {self.pairs!r}")
-        if self.beta <= 0 or not 0 <= self.label_smoothing < 0.5:
-            raise ValueError("beta must be > 0 and label_smoothing in [0, 0.5)")
+        if not self.beta > 0:  # each message starts with the key it rejects: its line, or `--set dpo.KEY`
+            raise ValueError(f"beta must be > 0, got {self.beta}")
+        if not 0 <= self.label_smoothing < 0.5:
+            raise ValueError(f"label_smoothing must lie in [0, 0.5), got {self.label_smoothing}")
 
 
 @dataclass

@@ -90,18 +90,28 @@ class PPOSettings:
             raise ValueError("give exactly one of reward_model (a reward plugin's export) and reward_fn")
         if self.kl_estimator not in M.KL_ESTIMATORS:
             raise ValueError(f"kl_estimator must be one of {M.KL_ESTIMATORS}, got {self.kl_estimator!r}")
-        if self.epochs < 1 or self.max_new_tokens < 1 or self.rollout_batch < 0:
-            raise ValueError("epochs and max_new_tokens must be >= 1, rollout_batch >= 0")
-        if not self.temperature > 0 or self.top_k < 0:  # the sampling loop divides by the temperature
-            raise ValueError(f"temperature must be > 0 and top_k >= 0, got {self.temperature} and {self.top_k}")
+        # each message starts with the key it rejects: its line in the file, or `--set ppo.KEY`
+        for key in ("epochs", "max_new_tokens"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.rollout_batch < 0:
+            raise ValueError(f"rollout_batch must be >= 0 (0: batch_size x grad_accum), got {self.rollout_batch}")
+        if not self.temperature > 0:  # the sampling loop divides by the temperature
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0 (0: the whole distribution), got {self.top_k}")
         nonneg = {k: getattr(self, k) for k in ("kl_coef", "value_clip", "vf_coef", "missing_eos_penalty",
                                                   "overlong_buffer", "overlong_penalty")}
         bad = {k: v for k, v in nonneg.items() if not v >= 0}
         if bad:  # a negative KL coefficient rewards drifting from the reference; a negative penalty is a bonus
             raise ValueError(f"{', '.join(bad)} must be >= 0, got {', '.join(str(v) for v in bad.values())}")
-        if not (0 <= self.gamma <= 1 and 0 <= self.lam <= 1 and self.clip > 0 and self.kl_horizon >= 1):
-            raise ValueError(f"gamma and lam must lie in [0, 1], clip be > 0 and kl_horizon >= 1, got {self.gamma}, "
-                             f"{self.lam}, {self.clip}, {self.kl_horizon}")
+        for key in ("gamma", "lam"):
+            if not 0 <= getattr(self, key) <= 1:
+                raise ValueError(f"{key} must lie in [0, 1], got {getattr(self, key)}")
+        if not self.clip > 0:
+            raise ValueError(f"clip must be > 0, got {self.clip}")
+        if self.kl_horizon < 1:
+            raise ValueError(f"kl_horizon must be >= 1, got {self.kl_horizon}")
         if self.kl_target is not None and not self.kl_target > 0:
             raise ValueError(f"kl_target must be > 0 (or null for a fixed kl_coef), got {self.kl_target}")
 

@@ -67,12 +67,14 @@ class Sampling:
     eval_prompts: int = 16  # prompts for the win rate (one sample per policy each)
 
     def __post_init__(self) -> None:
-        if not self.temperature > 0 or self.max_new_tokens < 1:  # the sampling loop divides by the temperature
-            raise ValueError(f"sampling needs temperature > 0 and max_new_tokens >= 1, got {self.temperature} "
-                             f"and {self.max_new_tokens}")
-        if self.prompts_per_round < 1 or self.eval_prompts < 1:
-            raise ValueError(f"prompts_per_round and eval_prompts must be >= 1, got {self.prompts_per_round} and "
-                             f"{self.eval_prompts}")
+        # each message starts with the key it rejects: its line in the file, or `--set sampling.KEY`
+        if not self.temperature > 0:  # the sampling loop divides by the temperature
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.responses < 2:
+            raise ValueError(f"responses must be >= 2 (responses to rank per prompt), got {self.responses}")
+        for key in ("max_new_tokens", "prompts_per_round", "eval_prompts"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
 
 
 @dataclass
@@ -93,8 +95,8 @@ class RLHFConfig(PluginConfig):
             raise ValueError("policy (an SFT export) and prompts (a JSONL) are required")
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
-        if self.rounds < 1 or self.sampling.responses < 2:
-            raise ValueError("rounds must be >= 1 and sampling.responses >= 2")
+        if self.rounds < 1:
+            raise ValueError(f"rounds must be >= 1, got {self.rounds}")
         check_min_agreement(self.min_agreement)
 
 

@@ -27,7 +27,7 @@ def cmd_rlhf(args: Any, console: Any) -> int:
     from corpus.plugins.base import MissingInputError, PluginInputError, missing_inputs, shown
     from corpus.plugins.checkpoint import CheckpointError
     from corpus.plugins.rlhf import load_cycle_config, run_cycle
-    from corpus.plugins.trainer import ResumeMismatchError
+    from corpus.plugins.trainer import OutOfMemoryError, ResumeMismatchError
 
     cfg = load_cycle_config(args.config, args.output, args.set)
     if args.check:
@@ -44,7 +44,8 @@ def cmd_rlhf(args: Any, console: Any) -> int:
     console.print(f"corpus rlhf {args.config}: {cfg.rounds} rounds of {cfg.method} into {shown(cfg.output)}")
     try:
         summary = run_cycle(cfg)
-    except (PluginInputError, MissingInputError, LockedError, CheckpointError, ResumeMismatchError) as exc:
+    except (PluginInputError, MissingInputError, LockedError, CheckpointError, ResumeMismatchError,
+            OutOfMemoryError) as exc:
         raise ConfigError([str(exc)]) from exc
     for r in summary["rounds"]:
         console.print(f"round {r['round']}: win rate {r['win_rate']:.2f} against the previous policy "

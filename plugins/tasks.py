@@ -160,6 +160,23 @@ def _perplexity(loss: float) -> float:
     return math.exp(min(loss, 50.0))
 
 
+def model_positions(model: torch.nn.Module) -> int | None:
+    """The positions the model was built for (``max_position_embeddings``, GPT-2's ``n_positions``), or None."""
+    cfg = getattr(ckpt.unwrap(model), "config", None)
+    limit = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
+    return int(limit) if isinstance(limit, int) and limit > 0 else None
+
+
+def fit_positions(prompt: list[int], max_new_tokens: int, limit: int | None) -> tuple[list[int], int]:
+    """(prompt, new tokens) within ``limit`` positions: the new tokens first cut to leave the prompt's
+    last token (at most half the positions when the prompt is long), then the prompt keeps its end.
+    A sample past GPT-2's position table was an IndexError at the first evaluation, no checkpoint kept."""
+    if limit is None or len(prompt) + max_new_tokens <= limit:
+        return prompt, max_new_tokens
+    new = min(max_new_tokens, max(limit - len(prompt), limit // 2))
+    return prompt[len(prompt) - (limit - new):] if len(prompt) > limit - new else prompt, new
+
+
 class CausalLM(Task):
     """Next-token prediction. Rows come packed with positions restarting per document and no target
     across a boundary (``causal_row``); given no attention mask, HF decoders derive the block-causal
@@ -184,11 +201,15 @@ class CausalLM(Task):
 
     def samples(self, model: torch.nn.Module) -> dict[str, Any]:
         texts = []
+        limit = model_positions(model)
         for ids in self.prompts:
-            prompt = torch.tensor([list(ids)], dtype=torch.long, device=self.rt.device)
+            ids, new_tokens = fit_positions(list(ids), self.max_new_tokens, limit)
+            if new_tokens < 1:
+                continue
+            prompt = torch.tensor([ids], dtype=torch.long, device=self.rt.device)
             stop = {"eos_token_id": self.stop_ids} if self.stop_ids else {}
             out = model.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False,
-                                 max_new_tokens=self.max_new_tokens, pad_token_id=self.pad_id, **stop)
+                                 max_new_tokens=new_tokens, pad_token_id=self.pad_id, **stop)
             new = out[0, prompt.shape[1] if self.reply_only else 0:].tolist()
             texts.append(self.tokenizer.decode(new) if self.tokenizer is not None else " ".join(map(str, new)))
         return {"samples": texts} if texts else {}

@@ -51,6 +51,18 @@ class ResumeMismatchError(ValueError):
     """The run folder's checkpoint was written with another config."""
 
 
+class OutOfMemoryError(RuntimeError):
+    """A step or an evaluation needed more memory than the device has: the sizes the user chose, said in
+    one line (not torch's allocator traceback)."""
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is torch failing to allocate (CUDA's OutOfMemoryError, the CPU allocator's error)."""
+    text = str(exc)
+    return isinstance(exc, torch.OutOfMemoryError) or isinstance(exc, RuntimeError) and (
+        "can't allocate memory" in text or "out of memory" in text.lower())
+
+
 def check_targets(task: Task, batch: dict[str, torch.Tensor], where: str) -> int:
     n = task.count(batch)
     if n == 0:
@@ -157,10 +169,15 @@ class Trainer:
         self.begin(resumed)
         try:
             while self.global_step < self.total and not self.stopped_early:
-                row = self.step()
-                evaluating = self.due(self.cfg.eval_every)
-                if evaluating:
-                    self.evaluate()
+                try:
+                    row = self.step()
+                    evaluating = self.due(self.cfg.eval_every)
+                    if evaluating:
+                        self.evaluate()
+                except RuntimeError as exc:
+                    if out_of_memory(exc):
+                        raise self.memory_error(exc) from exc
+                    raise
                 if (self.due(self.cfg.save_every) if self.cfg.save_every else evaluating) or self.stopped_early:
                     self.save()
                 for hook in self.hooks:
@@ -168,6 +185,15 @@ class Trainer:
         finally:
             self.progress.close()
         return self.finish(resumed)
+
+    def memory_error(self, exc: BaseException) -> OutOfMemoryError:
+        """What to change when a step ran out of memory: the micro-batch's rows and their length."""
+        cfg = self.cfg
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return OutOfMemoryError(
+            f"step {self.global_step + 1}: out of memory on {self.rt.device} with micro-batches of {cfg.batch_size} "
+            f"rows of {self.row_tokens:,} tokens (attention grows with the square of the row length): lower "
+            f"train.batch_size (raise train.grad_accum to keep the batch) or data.seq_len ({first[:200]})")
 
     def due(self, every: int) -> bool:
         """Every ``every`` steps (0: never), and at the last step."""
@@ -302,12 +328,24 @@ class Trainer:
             torch.manual_seed(self.cfg.seed + 1000 * self.rt.rank)  # distinct dropout per process
             return None
         path = self.ckpt_root / found
-        changed = config_changes(ckpt.read_trainer_state(path).get("config", {}), flatten(self.run_config),
-                                 self.resumable)
+        saved = ckpt.read_trainer_state(path)
+        old_config = saved.get("config", {})
+        theirs, ours = old_config.get("plugin"), flatten(self.run_config).get("plugin")
+        if theirs and ours and theirs != ours:  # not "a different config": every key of another plugin differs
+            raise ResumeMismatchError(f"{shown(self.out_dir)} holds another plugin's run, {theirs} (checkpoints of "
+                                      f"`corpus train {theirs}`), not {ours}: use another output folder, or --fresh "
+                                      "(train.resume: false) to delete that run and start over there")
+        changed = config_changes(old_config, flatten(self.run_config), self.resumable)
         if changed:
             raise ResumeMismatchError(f"{self.out_dir} holds a checkpoint of a different config (changed: "
                                       f"{', '.join(changed[:8])}): use another output folder, or train.resume: "
                                       "false to start over there")
+        done = int(saved.get("step", 0))
+        if done > self.total:  # it trained nothing, showed 30/10 steps and said "done: 30 steps"
+            raise ResumeMismatchError(
+                f"{shown(self.out_dir)} holds a run already at step {done}, past the {self.total} steps asked "
+                f"(train.max_steps, --max-steps): its model is {shown(self.out_dir / 'final')}. Ask for more steps "
+                "to train on, or use another output folder (or --fresh, which deletes that run) for a shorter run")
         st = ckpt.load_checkpoint(path, model=self.raw_model, optimizer=self.optimizer, scheduler=self.scheduler,
                                   rank=self.rt.rank)
         self.global_step, self.tokens, self.best, self.best_step = st["step"], st["tokens"], st["best"], st["best_step"]
@@ -322,6 +360,7 @@ class Trainer:
         """Metrics log, progress display and the start banner."""
         main, cfg = self.rt.is_main, self.cfg
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.row_tokens = self.task.tokens_in(self.task.collate_fn([self.task.train[(0, 0)]]))  # one row's
         self.logs = MetricsLog(self.out_dir, enabled=main, tensorboard=cfg.tensorboard, resume_step=resumed)
         if main:
             write_bytes_atomic(self.out_dir / "config.json",
@@ -346,7 +385,7 @@ class Trainer:
         kind = getattr(getattr(model, "config", None), "model_type", type(model).__name__)
         size = f"{n:,} parameters" + (f" ({trainable:,} trained)" if trainable != n else "")
         where = f"{rt.device}" + (" bf16" if rt.bf16 else "") + (f" x {rt.world} processes" if rt.world > 1 else "")
-        row = task.tokens_in(task.collate_fn([task.train[(0, 0)]]))
+        row = self.row_tokens
         rows = cfg.batch_size * cfg.grad_accum * rt.world
         epochs = self.total * cfg.grad_accum / task.batches_per_epoch
         every = cfg.save_every or cfg.eval_every

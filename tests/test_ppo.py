@@ -273,5 +273,5 @@ def test_rollout_logprobs_and_values_are_those_of_a_full_pass():
 def test_rlhf_cycle_sampling_refuses_a_zero_temperature():
     from corpus.plugins.rlhf import Sampling
 
-    with pytest.raises(ValueError, match="temperature > 0"):
+    with pytest.raises(ValueError, match="temperature must be > 0, got 0"):
         Sampling(temperature=0.0)

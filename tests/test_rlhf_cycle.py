@@ -138,11 +138,11 @@ def test_the_command(tmp_path: Path, start):
 @pytest.mark.parametrize("key,value,error", [
     ("judge.noise", -1, "c.yaml:1: judge: noise must be >= 0 (a score's standard deviation), got -1"),
     ("judge.annotators", [], "judge: annotators must be one or more distinct names, got []"),
-    ("sampling.prompts_per_round", 0, "sampling: prompts_per_round and eval_prompts must be >= 1, got 0 and 8"),
+    ("sampling.prompts_per_round", 0, "sampling: prompts_per_round must be >= 1, got 0"),
     ("min_agreement", 2, "rlhf: min_agreement is a Kendall's W, in [0, 1]: got 2"),
     ("judge.function", "rlhfkit:nope", "judge.function 'rlhfkit:nope': module 'rlhfkit' has no attribute 'nope'"),
     ("ppo.ppo.kl_coef", -1, "c.yaml: ppo (each round's ppo run): ppo: kl_coef must be >= 0, got -1"),
-    ("ppo.ppo.epochs", 0, "c.yaml: ppo (each round's ppo run): ppo: epochs and max_new_tokens must be >= 1"),
+    ("ppo.ppo.epochs", 0, "c.yaml: ppo (each round's ppo run): ppo: epochs must be >= 1, got 0"),
     ("ppo.data.max_prompt_lne", 8, "ppo (each round's ppo run): data.max_prompt_lne: unknown parameter (did you "
                                    "mean 'max_prompt_len'?)"),
     ("reward.data.validation_fraction", 1.5, "reward (each round's reward run): data: validation_fraction must be "

@@ -138,7 +138,7 @@ def test_random_space_is_seeded_and_checked(tmp_path: Path, shards):  # noqa: F8
         load_sweep(sweep)
     assert exc.value.errors == [f"{sweep}:4: sweep: parallel must be a whole number >= 1, got 0"]
     sweep.write_text("plugin: pretrain\nbase: base.yaml\noutput: o\nspace:\n  train.batch_size: [0]\n")
-    with pytest.raises(ConfigError, match="trial 0.*batch_size and grad_accum must be >= 1"):
+    with pytest.raises(ConfigError, match="trial 0.*batch_size must be >= 1, got 0"):
         load_sweep(sweep)  # every trial's config is validated before any runs
     # and the inputs it names are there (a missing one said "ok: 2 trials" to --check): said once
     sweep.write_text("plugin: pretrain\nbase: base.yaml\noutput: o\nspace:\n  train.lr: [1.0e-3, 2.0e-3]\n"

@@ -266,14 +266,14 @@ def test_config_errors_name_line_and_key(tmp_path: Path):
     text = "\n".join(exc.value.errors)
     assert "p.yaml:3: model.hiden_size: unknown parameter (did you mean 'hidden_size'?)" in text
     assert "p.yaml:4: model.layers: expected int, got str 'two'" in text
-    assert "p.yaml:7: train: batch_size and grad_accum must be >= 1" in text  # the line of batch_size
+    assert "p.yaml:7: train: batch_size must be >= 1, got 0" in text  # the line of batch_size
     assert "objective must be one of" in text
     # Out-of-range values are refused before anything runs (negative max_steps trained a whole epoch, a
     # model with no layers trained, dropout 1.5 ended in torch's traceback)
     bad = {"train:\n  max_steps: -5\n": "train: max_steps must be >= 0 (0: from epochs), got -5",
            "train:\n  weight_decay: -1\n": "train: weight_decay must be >= 0",
            "train:\n  betas: [0.9, 1.5]\n": "train: betas must lie in [0, 1), got [0.9, 1.5]",
-           "train:\n  eval_every: -1\n": "train: eval_every, eval_batches, save_every and early_stopping_patience",
+           "train:\n  eval_every: -1\n": "train: eval_every must be >= 0 (0: only at the end), got -1",
            "model:\n  layers: 0\n": "model: hidden_size, layers and heads must be >= 1, got 256, 0, 4",
            "model:\n  dropout: 1.5\n": "model: dropout must lie in [0, 1), got 1.5",
            "model:\n  kv_heads: 3\n": "model: heads 4 is not a multiple of kv_heads 3"}
@@ -310,8 +310,8 @@ def test_config_errors_name_line_and_key(tmp_path: Path):
     ("train.device=tpu", "device must be auto, cpu, cuda, cuda:N or mps, got 'tpu'"),  # a traceback as it started
     ("train.seed=-1", "seed must lie in [0, 2**32), got -1"),  # "expected non-negative integer", nothing more
     ("train.epochs=-1", "epochs must be >= 0, got -1"),
-    ("samples.count=-1", "count, prompt_tokens and max_new_tokens must be >= 0, got -1, 8, 24"),
-    ("train.epochs=inf", "epochs, early_stopping_min_delta and betas must be finite numbers"),  # OverflowError
+    ("samples.count=-1", "--set samples.count: count must be >= 0, got -1"),
+    ("train.epochs=inf", "--set train.epochs: epochs must be a finite number, got inf"),  # OverflowError
     ("train.lr=[1", "--set 'train.lr=[1': the value is not valid YAML (expected ',' or ']'"),  # a yaml traceback
 ])
 def test_training_settings_out_of_range_are_config_errors(tmp_path: Path, override: str, says: str):
