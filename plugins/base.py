@@ -401,38 +401,38 @@ def build_section(cls: type, data: Any, where: str, lines: dict, path: tuple, er
             params[f.name] = _stand_in(tp) if _is_dataclass_type(tp) else []
         else:
             params[f.name] = built
+    name = where or root or cls.__name__
     if not failed:
         before = len(errors)
-        built = build_dataclass(cls, params, where or root or cls.__name__, lines, path, errors)
-        errors[before:] = [_locate(e, lines, path) for e in errors[before:]]
+        built = build_dataclass(cls, params, name, lines, path, errors)
+        errors[before:] = [_locate(e, lines, path, name) for e in errors[before:]]
         return built
     own: list[str] = []
-    build_dataclass(cls, params, where or root or cls.__name__, lines, path, own)
-    own = [_locate(e, lines, path) for e in own]
+    build_dataclass(cls, params, name, lines, path, own)
+    own = [_locate(e, lines, path, name) for e in own]
     # A check that names a failed section would judge its stand-in's defaults, not the config: left out.
     named = re.compile(r"\b(" + "|".join(map(re.escape, failed)) + r")\b")
     errors += [e for e in own if not named.search(e.split(": ", 2)[-1])]
     return None
 
 
-_DOTTED = re.compile(r"\b([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)\b")
+_NAMES = re.compile(r"\b([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\b")  # keys, dotted or not, a message may name
 
 
-def _locate(error: str, lines: dict, path: tuple) -> str:
-    """Where a section's own check (``__post_init__``) goes wrong: the key its message names that came from
-    --set (``--set train.grad_accum: grad_accum must be >= 1``), else the line of the first dotted key it
-    names (``data.seq_len 64 is longer than model.max_positions 32``: data.seq_len's line), else the
-    loader's choice (the line of the message's first word when it is a key of the section). The loader
-    alone blamed a value from --set on the file's line of the first key the message names."""
+def _locate(error: str, lines: dict, path: tuple, section: str) -> str:
+    """Where a section's own check (``__post_init__``) goes wrong: a key its message names that came from
+    --set (``--set train.grad_accum: grad_accum must be >= 1``; of a check of two keys, the one given
+    there), else the line of the first key of a subsection it names (``data.seq_len 64 is longer than
+    model.max_positions 32``: data.seq_len's line), else the loader's choice (the line of the message's
+    first word when it is a key of the section). Checks start their message with the key they reject.
+    The loader alone blamed a value from --set on the file's line of the first key the message names."""
     line, sep, rest = error.partition(": ")
     where, sep2, msg = rest.partition(": ")
-    if not (sep and sep2):
+    if not (sep and sep2) or where != section:  # a key's own error (unknown, wrong type) is placed already
         return error
-    first = re.match(r"['\"]?(\w+)", msg)
-    keys = ([first.group(1)] if first else []) + [k for k in _DOTTED.findall(msg) if "." in k]
-    named = [path + tuple(k.split(".")) for k in keys]
+    named = [path + tuple(k.split(".")) for k in _NAMES.findall(msg)]
     named = [k for k in dict.fromkeys(named) if k in lines]
-    given = next((k for k in named if lines[k] == _SET), None)
+    given = next((k for k in named if lines[k] == _SET), None)  # a check of two keys: the one changed here
     if given is not None:
         return f"{_SET}: {'.'.join(map(str, given))}: {msg}"
     dotted = next((k for k in named if len(k) > len(path) + 1), None)

@@ -41,13 +41,15 @@ class ModelConfig:
             raise ValueError(f"arch must be one of {sorted(ARCHS)}, got {self.arch!r}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
-        if min(self.kv_heads, self.intermediate_size, self.max_positions) < 0:
-            raise ValueError("kv_heads, intermediate_size and max_positions must be >= 0 (0: the default)")
+        # each message starts with the key it rejects: its line in the file, or `--set model.KEY`
+        for key in ("kv_heads", "intermediate_size", "max_positions"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{key} must be >= 0 (0: the default), got {getattr(self, key)}")
         if self.from_pretrained:
             return
-        if min(self.hidden_size, self.layers, self.heads) < 1:
-            raise ValueError(f"hidden_size, layers and heads must be >= 1, got {self.hidden_size}, {self.layers}, "
-                             f"{self.heads}")
+        for key in ("hidden_size", "layers", "heads"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
         if self.kv_heads and self.heads % self.kv_heads:
             raise ValueError(f"heads {self.heads} is not a multiple of kv_heads {self.kv_heads}")
         if self.hidden_size % self.heads:

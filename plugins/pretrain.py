@@ -64,9 +64,14 @@ class MLMConfig:
     replace_random: float = 0.1  # of the selected: replaced by a random token (the rest stay)
 
     def __post_init__(self) -> None:
-        if not (0 < self.mask_rate < 1 and self.replace_mask >= 0 and self.replace_random >= 0
-                and self.replace_mask + self.replace_random <= 1):
-            raise ValueError("need 0 < mask_rate < 1 and replace_mask + replace_random <= 1")
+        if not 0 < self.mask_rate < 1:  # each message starts with the key it rejects (its line, or --set's)
+            raise ValueError(f"mask_rate must lie in (0, 1), got {self.mask_rate}")
+        for key in ("replace_mask", "replace_random"):
+            if not 0 <= getattr(self, key) <= 1:
+                raise ValueError(f"{key} must lie in [0, 1], got {getattr(self, key)}")
+        if self.replace_mask + self.replace_random > 1:
+            raise ValueError(f"replace_mask + replace_random must be <= 1, got {self.replace_mask} + "
+                             f"{self.replace_random}")
 
 
 @dataclass
@@ -75,8 +80,10 @@ class SpanConfig:
     mean_span_length: float = 3.0
 
     def __post_init__(self) -> None:
-        if not (0 < self.noise_density < 1 and self.mean_span_length >= 1):
-            raise ValueError("need 0 < noise_density < 1 and mean_span_length >= 1")
+        if not 0 < self.noise_density < 1:  # each message starts with the key it rejects
+            raise ValueError(f"noise_density must lie in (0, 1), got {self.noise_density}")
+        if not self.mean_span_length >= 1:
+            raise ValueError(f"mean_span_length must be >= 1, got {self.mean_span_length}")
 
 
 @dataclass

@@ -274,7 +274,7 @@ def test_config_errors_name_line_and_key(tmp_path: Path):
            "train:\n  weight_decay: -1\n": "train: weight_decay must be >= 0",
            "train:\n  betas: [0.9, 1.5]\n": "train: betas must lie in [0, 1), got [0.9, 1.5]",
            "train:\n  eval_every: -1\n": "train: eval_every must be >= 0 (0: only at the end), got -1",
-           "model:\n  layers: 0\n": "model: hidden_size, layers and heads must be >= 1, got 256, 0, 4",
+           "model:\n  layers: 0\n": "model: layers must be >= 1, got 0",
            "model:\n  dropout: 1.5\n": "model: dropout must lie in [0, 1), got 1.5",
            "model:\n  kv_heads: 3\n": "model: heads 4 is not a multiple of kv_heads 3"}
     for body, msg in bad.items():
