@@ -304,10 +304,9 @@ def _cmd_shards(args: argparse.Namespace, console: Console) -> int:
     if not args.out:
         raise ValueError("shards merge needs --out PREFIX")
     from corpus.owner import refuse_foreign_file, refuse_managed
-    from corpus.stages.tokenize import refuse_published
 
-    refuse_managed(Path(args.out))  # the tokenize sink merges into its own artifacts: checked here, not in merge
-    refuse_published(Path(args.out).parent)  # nor into a run's OUT/tokens/: its next run stops at a foreign file
+    # the tokenize sink merges into its own artifacts: checked here, not in merge (nor into a run's OUT/tokens/)
+    refuse_managed(Path(args.out))
     for suffix in (".bin", ".idx", ".json"):  # never over a split `corpus tokenize` wrote (its tokenize.json holds
         refuse_foreign_file(Path(f"{args.out}{suffix}"))  # the figures a rerun trusts)
     console.print_json(data=shards.merge(args.prefix, args.out))

@@ -62,14 +62,34 @@ def folder_hint(folder: Path) -> str:
 
 
 def managed_by(folder: Path) -> tuple[Path, str] | None:
-    """(output folder, its folder) when ``folder`` lies in one of the MANAGED folders of a run's output, where
-    anything a run did not write stops the next run (and a file in data/ fails the corpus's verification)."""
+    """(output folder, its folder) when ``folder`` lies in one of the MANAGED folders of a run's output, or in
+    a folder its sinks publish (``OUT/tokens/``: verify checks it against the run), where anything a run did
+    not write stops the next run (and a file in data/ fails the corpus's verification)."""
     folder = Path(os.path.abspath(folder))
     for parent in (folder, *folder.parents):
         if (parent / MARKER).is_file():
             parts = folder.relative_to(parent).parts
-            return (parent, parts[0]) if parts and parts[0] in MANAGED else None
+            if parts and (parts[0] in MANAGED or (parent / parts[0] / PUBLISHED).is_file()
+                          or parts[0] in _sink_folders()):
+                return parent, parts[0]
+            return None
     return None
+
+
+def _sink_folders() -> set[str]:
+    """The folders sinks publish into a run's output (``Tokenize.publish``: "tokens"), published yet or not."""
+    import contextlib
+
+    from corpus import registry
+    from corpus.operators import SinkOperator
+
+    out = set()
+    for name in registry.names():
+        with contextlib.suppress(Exception):  # a plugin that does not load publishes nothing here
+            op = registry.get(name)
+            if isinstance(op, type) and issubclass(op, SinkOperator) and op.publish:
+                out.add(op.publish)
+    return out
 
 
 def refuse_managed(path: Path) -> None:

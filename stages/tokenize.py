@@ -24,7 +24,6 @@ which keeps the assignment a per-document decision: no global pass, any number o
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import itertools
 import json
@@ -44,7 +43,7 @@ from corpus import frames
 from corpus.lock import RunLock
 from corpus.manifest import file_sha256, require_intact
 from corpus.operators import PoolMap, SinkOperator, StageContext
-from corpus.owner import MARKER, PUBLISHED
+from corpus.owner import PUBLISHED
 from corpus.shards import IndexedWriter, check_content, dtype_for_vocab, merge
 from corpus.stages.dedup_text import digests128
 from corpus.stages.normalise import Normalisation
@@ -384,7 +383,6 @@ def tokenize_corpus(corpus: Path, tokenizer: Path, out: Path, *, workers: int = 
     """
     corpus, out = Path(corpus), Path(out)
     require_folder(out)
-    refuse_published(out)
     with RunLock(out):  # one writer per output folder, as for `corpus run`: a second fails at once
         # Every shard hashed against the manifest first: a damaged shard is named, never tokenized.
         manifest = require_intact(corpus, level="hash")
@@ -395,31 +393,6 @@ def tokenize_corpus(corpus: Path, tokenizer: Path, out: Path, *, workers: int = 
                                corpus_hash=manifest["content_hash"],
                                shard_hashes=[s["sha256"] for s in manifest["shards"]], keep_parts=keep_parts,
                                pool_map=pool_map)
-
-
-def refuse_published(out: Path) -> None:
-    """Refuse an output folder inside a folder a run's sink publishes (``OUT/tokens/``, ``OUT/embeddings/``):
-    its files are the run's (verify checks them against the run, the next run replaces them and stops at
-    anything else there). The run's data/ and work/ folders are refused by RunLock (owner.refuse_managed)."""
-    from corpus import registry
-
-    folder = Path(os.path.abspath(out))
-    for parent in (folder, *folder.parents):
-        if (parent / MARKER).is_file():
-            parts = folder.relative_to(parent).parts
-            if not parts:
-                return
-            sinks = set()
-            for name in registry.names():
-                with contextlib.suppress(Exception):  # a plugin that does not load publishes nothing here
-                    op = registry.get(name)
-                    if isinstance(op, type) and issubclass(op, SinkOperator) and op.publish:
-                        sinks.add(op.publish)
-            if parts[0] in sinks or (parent / parts[0] / PUBLISHED).is_file():
-                raise ValueError(f"{out}: the runs of the output folder {parent} publish their {parts[0]}/ folder "
-                                 "(verify checks it against the run, the next run replaces it); write into a "
-                                 "folder outside it")
-            return
 
 
 def _key(obj: dict) -> str:

@@ -342,9 +342,9 @@ def test_pipeline_tokenize_reruns_for_a_retrained_tokenizer_and_verify_checks_th
 
     for inside in ("tokens", "tokens/sub"):  # refused before anything is written, as data/ and work/ are
         assert main(["tokenize", str(out), "--tokenizer", str(tok), "-o", str(out / inside), "--seed", "7"]) == 2
-        assert "publish their tokens/ folder" in capsys.readouterr().err
+        assert "rewrite its tokens/ folder" in capsys.readouterr().err
     assert main(["shards", "merge", str(out / "tokens" / "train"), "-o", str(out / "tokens" / "all")]) == 2
-    assert "publish their tokens/ folder" in capsys.readouterr().err
+    assert "rewrite its tokens/ folder" in capsys.readouterr().err
     assert not (out / "tokens" / ".lock").exists() and not (out / "tokens" / "sub").exists()
     assert main(["verify", str(out)]) == 0
     # written there anyway (by hand): verify compares the set with the run's own tokenize stage and listing
