@@ -33,7 +33,6 @@ import functools
 import hashlib
 import inspect
 import json
-import marshal
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,7 +41,7 @@ from typing import Any, ClassVar
 
 import polars as pl
 
-from corpus.schema import CORE_COLUMNS, ROW_ID, SOURCE
+from corpus.schema import COPY_OF, CORE_COLUMNS, ID, REJECT_REASON, REJECT_STAGE, ROW_ID, SOURCE, TEXT
 
 Columns = Mapping[str, Any]  # column name -> polars type (None: any type)
 PoolMap = Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]
@@ -264,23 +263,99 @@ def method_problems(op: Operator) -> list[str]:
 
 
 def main_code(cls: type) -> str | None:
-    """A hash of the code of an operator class defined in ``__main__`` (a notebook, a script), or None.
-    Resuming keys a stage by its parameters and ``version``; an operator being written in a notebook
-    changes its code between runs, and a rerun into the same folder kept the old output. Its source
-    (or, where there is none, as in `python -c`, its methods' bytecode) joins the key instead."""
+    """A key of the code of an operator class defined in ``__main__`` (a notebook, a script), or None.
+
+    Resuming keys a stage by its parameters and ``version``; an operator being written in a notebook changes
+    its code between runs, and a rerun into the same folder kept the old output. So the class joins the key,
+    source or not (a notebook cell, ``python -``, ``python -c`` have none): every attribute in the ``__dict__``
+    of the class and of its bases defined in ``__main__`` (functions by their code objects, nested code and
+    defaults included; staticmethod, classmethod and property unwrapped; other values by a stable repr),
+    and the module-level names its functions read (``co_names`` found in ``__main__``'s globals: a constant
+    by value, a function defined in ``__main__`` by its code, in turn). A value with no stable repr (one
+    showing its memory address) keys by its type only: changing it alone reruns nothing; bump ``version``."""
     own = [c for c in cls.__mro__ if c.__module__ == "__main__"]
     if not own:
         return None
+    import sys
+
+    module = sys.modules.get("__main__")
+    globs = vars(module) if module is not None else {}
     h = hashlib.sha256()
+    seen: set[int] = set()
+    names: dict[str, None] = {}  # module-level names the class's functions read, in the order met
     for c in own:
-        try:
-            h.update(inspect.getsource(c).encode())
-        except (OSError, TypeError):
-            for name, value in sorted(vars(c).items()):
-                code = getattr(value, "__code__", None)
-                if code is not None:
-                    h.update(name.encode() + marshal.dumps(code))
+        h.update(f"class {c.__qualname__}".encode())
+        for name, value in sorted(vars(c).items()):
+            if name in ("__dict__", "__weakref__", "__module__", "__doc__", "__annotations__"):
+                continue
+            h.update(name.encode() + b"=" + _value_key(value, names, seen))
+        h.update(repr(getattr(c, "__annotations__", {})).encode())
+        h.update(repr([b.__qualname__ + "@" + b.__module__ for b in c.__bases__]).encode())
+    done: set[str] = set()
+    while names:  # the module-level names read, and those their own functions read
+        name = next(iter(names))
+        names.pop(name)
+        if name in done or name not in globs:
+            continue
+        done.add(name)
+        value = globs[name]
+        if isinstance(value, type) or inspect.ismodule(value):
+            if getattr(value, "__module__", None) == "__main__" and isinstance(value, type) and value is not cls:
+                h.update(f"global {name}=class {value.__qualname__}".encode())  # a helper class: its methods
+                for k, v in sorted(vars(value).items()):
+                    if k not in ("__dict__", "__weakref__", "__module__", "__doc__"):
+                        h.update(k.encode() + b"=" + _value_key(v, names, seen))
+            continue  # an imported module or class is keyed by its `version`, not here
+        if callable(value) and getattr(value, "__module__", "__main__") != "__main__":
+            continue  # an imported function
+        h.update(f"global {name}=".encode() + _value_key(value, names, seen))
     return h.hexdigest()
+
+
+def _code_key(code: Any, names: dict[str, None], seen: set[int]) -> bytes:
+    """A code object's bytes, names and constants (nested code in turn); names it reads are noted."""
+    parts = [code.co_code, repr(code.co_names).encode(), repr(code.co_varnames).encode()]
+    names.update(dict.fromkeys(code.co_names))
+    for const in code.co_consts:  # a frozenset constant (x in {"a", "b"}) by its sorted items
+        parts.append(_code_key(const, names, seen) if inspect.iscode(const) else _value_key(const, names, seen))
+    return b"\x00".join(parts)
+
+
+def _value_key(value: Any, names: dict[str, None], seen: set[int]) -> bytes:
+    """A deterministic key of one class attribute or module-level value (see main_code)."""
+    if id(value) in seen:
+        return b"<seen>"
+    if isinstance(value, staticmethod | classmethod):
+        return b"method:" + _value_key(value.__func__, names, seen)
+    if isinstance(value, property):
+        return b"property:" + b"|".join(_value_key(f, names, seen) for f in (value.fget, value.fset, value.fdel))
+    if isinstance(value, functools.partial):
+        return b"partial:" + _value_key(value.func, names, seen) + repr((value.args, value.keywords)).encode()
+    code = getattr(value, "__code__", None)
+    if inspect.iscode(code):
+        seen.add(id(value))
+        defaults = (getattr(value, "__defaults__", None), getattr(value, "__kwdefaults__", None))
+        cells = []  # a closure's values (Operator wraps a __post_init__: the user's own is in a cell)
+        for cell in getattr(value, "__closure__", None) or ():
+            try:
+                cells.append(cell.cell_contents)
+            except ValueError:  # an empty cell
+                cells.append(None)
+        return (b"code:" + _code_key(code, names, seen) + _value_key(defaults, names, seen)
+                + _value_key(cells, names, seen))
+    if isinstance(value, list | tuple | set | frozenset):
+        items = sorted(value, key=repr) if isinstance(value, set | frozenset) else value
+        return type(value).__name__.encode() + b"[" + b",".join(_value_key(v, names, seen) for v in items) + b"]"
+    if isinstance(value, dict):
+        return b"dict{" + b",".join(repr(k).encode() + b":" + _value_key(v, names, seen)
+                                   for k, v in sorted(value.items(), key=lambda kv: repr(kv[0]))) + b"}"
+    try:
+        text = repr(value)
+    except Exception:  # a repr that fails: its type only, as below
+        text = " at 0x0"
+    if re.search(r" at 0x[0-9a-fA-F]+", text):  # no stable repr: its type only (document says so)
+        return f"<{type(value).__module__}.{type(value).__qualname__}>".encode()
+    return text.encode()
 
 
 def is_global(op: Operator) -> bool:
@@ -300,6 +375,15 @@ def chain_key(parent: str, op: Operator) -> str:
 # by declaring them in ``modifies``: every row has them, so none is ever added).
 FIXED: dict[str, str] = {ROW_ID: "the row's identity (dedup results, rejected rows and copies are keyed by it)",
                          SOURCE: "the input the row came from (every record is accounted for per source)"}
+# Columns the executor owns beside the document's: no operator may add or rewrite them (a map's own
+# ``copy_of_row`` made every row a copy and the balance lost them all; its ``reject_reason`` was
+# overwritten in rejected/). The one exception: a filter that makes copies (upsampling, ``Verdict.copies``)
+# adds ``copy_of_row`` as Int64, and the executor checks it names a kept row.
+INTERNAL: dict[str, str] = {
+    REJECT_STAGE: "the executor's record of the stage that dropped a row (rejected/)",
+    REJECT_REASON: "the executor's record of why a row was dropped (rejected/)",
+    COPY_OF: "the executor's mark of an upsampled copy (only a filter returning Verdict.copies adds it, as Int64)",
+}
 
 
 def _as_columns(cols: Columns | Sequence[str]) -> Columns:
@@ -339,12 +423,22 @@ def ensure_columns(ops: Iterable[Operator], available: Columns) -> list[str]:
         for col in modifies:
             if col in FIXED:
                 errors.append(f"{where} modifies column {col!r}, {FIXED[col]}: no operator may rewrite it")
+            elif col in INTERNAL:
+                errors.append(f"{where} modifies column {col!r}, {INTERNAL[col]}: no operator may rewrite it "
+                              f"(name the column otherwise)")
             elif col not in have:
                 errors.append(f"{where} modifies column {col!r}, which does not exist at that point")
         rewrites = set(modifies)
         for col, dtype in adds.items():
             if col in FIXED:
                 errors.append(f"{where} adds column {col!r}, {FIXED[col]}: no operator may add or rewrite it")
+            elif col in INTERNAL and not (col == COPY_OF and isinstance(op, FilterOperator)
+                                          and _dtype(dtype) == pl.Int64()):
+                errors.append(f"{where} adds column {col!r}, {INTERNAL[col]}: no operator may add or rewrite it "
+                              f"(name the column otherwise)")
+            elif _has_object(_dtype(dtype)):
+                errors.append(f"{where} adds column {col!r} as {type_name(_dtype(dtype))}: Python objects cannot "
+                              f"be written to Parquet (give it a polars type: String, a number, List, Struct)")
             elif col in CORE_COLUMNS:
                 errors.append(f"{where} adds column {col!r}, a column every document has: an operator that "
                               f"rewrites it declares it in `modifies`")
@@ -399,6 +493,18 @@ def _dtype(t: Any) -> Any:
     return t() if isinstance(t, type) else t
 
 
+def _has_object(dtype: Any) -> bool:
+    """Is ``dtype`` pl.Object, or a List, Array or Struct holding one (at any depth)?"""
+    if dtype is None:
+        return False
+    if dtype == pl.Object or isinstance(dtype, pl.Object):
+        return True
+    inner = getattr(dtype, "inner", None)
+    if inner is not None and _has_object(_dtype(inner)):
+        return True
+    return any(_has_object(_dtype(f.dtype)) for f in getattr(dtype, "fields", None) or ())
+
+
 def _compatible(have: Any, want: Any) -> bool:
     return have is None or want is None or have == want
 
@@ -423,6 +529,11 @@ def output_problem(op: Operator, before: pl.DataFrame, after: pl.DataFrame) -> s
         want = _dtype(t)
         if want is not None and after.schema[c] != want:
             return f"operator '{op.name}' adds {c!r} as {after.schema[c]}, declared {want}"
+    objects = [c for c in after.columns if _has_object(after.schema[c])]
+    if objects:  # to_arrow() makes them fixed_size_binary[8]: memory addresses, different every run
+        return (f"operator '{op.name}' returned column(s) {objects} holding Python objects "
+                f"({', '.join(str(after.schema[c]) for c in objects)}), which cannot be written to Parquet: "
+                "give them a polars type (String, a number, List, Struct)")
     added = {c for c in adds if c not in CORE_COLUMNS}  # a document's own columns are never added: checked
     for c in before.columns:
         if c not in added and after.schema[c] != before.schema[c]:
@@ -430,6 +541,12 @@ def output_problem(op: Operator, before: pl.DataFrame, after: pl.DataFrame) -> s
     # Values too: the wiring check trusts `modifies` (a sink's `uses`), so an undeclared rewrite is a
     # broken contract. Unchanged columns share their buffers: about 10 ms per 100 MB of text.
     free = (added | set(modifies)) - set(FIXED)
+    for c in (TEXT, ID):  # readers quarantine a null text; dedup took every null one for one document
+        if c in free and c in after.columns and after[c].null_count() > before[c].null_count():
+            n = after[c].null_count() - before[c].null_count()
+            return (f"operator '{op.name}' set {c!r} to null in {n} of {after.height} rows: every document has "
+                    f"{'a text' if c == TEXT else 'an id'} (an empty string \"\" is a text; a filter drops a "
+                    "document)")
     changed = [c for c in before.columns if c not in free and not after[c].equals(before[c])]
     if ROW_ID in changed:
         return f"operator '{op.name}' reordered or replaced rows (their row_id changed): a map keeps its rows, in order"

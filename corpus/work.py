@@ -339,8 +339,14 @@ def apply_op(op: Operator, df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame
     if isinstance(op, MapOperator):
         out = op.map(df)
         if not isinstance(out, pl.DataFrame) or out.height != df.height:
-            got = out.height if isinstance(out, pl.DataFrame) else type(out).__name__
-            raise OperatorError(f"map operator '{op.name}' must return a DataFrame of {df.height} rows, got {got}")
+            if isinstance(out, pl.DataFrame):
+                got = f"{out.height} rows"
+            else:  # a pandas frame, a LazyFrame, None: say which, by its module
+                kind = type(out)
+                got = kind.__name__ if out is None else f"a {kind.__module__.split('.')[0]}.{kind.__name__}"
+            raise OperatorError(f"map operator '{op.name}' must return a DataFrame of {df.height} rows (a "
+                                f"polars.DataFrame: the frame it was given, its declared columns added or "
+                                f"rewritten), got {got}")
         _check(op, df, out)
         return out, None
     if not isinstance(op, FilterOperator):

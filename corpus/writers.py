@@ -133,10 +133,22 @@ def write_bytes_atomic(final: Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
+def _arrow(df: pl.DataFrame) -> Any:
+    """The frame as Arrow, refusing Python objects: to_arrow() makes a pl.Object column fixed_size_binary[8],
+    memory addresses that differ every run (polars' own write_parquet refuses them)."""
+    from corpus.operators import _has_object
+
+    objects = [c for c, t in df.schema.items() if _has_object(t)]
+    if objects:
+        raise TypeError(f"column(s) {objects} hold Python objects ({', '.join(str(df.schema[c]) for c in objects)}), "
+                        "which cannot be written to Parquet: give them a polars type")
+    return df.to_arrow()
+
+
 def write_parquet(df: pl.DataFrame, final: Path) -> dict:
     """Write one frame to one Parquet file atomically; returns its integrity record."""
     with atomic_path(final) as tmp:
-        pq.write_table(df.to_arrow(), tmp, **PARQUET_OPTS)
+        pq.write_table(_arrow(df), tmp, **PARQUET_OPTS)
         rec = record(tmp, df.height)
     return rec
 
@@ -207,7 +219,7 @@ class ShardWriter:
             df, sizes = df.slice(n), sizes.slice(n)
 
     def _append(self, df: pl.DataFrame, text_bytes: int) -> None:
-        table = df.to_arrow()
+        table = _arrow(df)
         if self._schema is None:
             self._schema = table.schema
         elif table.schema != self._schema:

@@ -303,3 +303,148 @@ def test_a_missing_method_is_named_before_a_run(tmp_path):
         "reads that state back in each worker, before map or filter"]
     with pytest.raises(NotImplementedError, match=r"NoMap defines no map\(\)"):
         NoMap().map(pl.DataFrame())
+
+
+class _Thing:
+    pass
+
+
+def test_a_column_of_python_objects_is_refused_naming_the_operator_and_column(tmp_path):
+    """A map adding a pl.Object column was published as fixed_size_binary[8] (df.to_arrow() writes the
+    objects' memory addresses): the run and verify passed, the output differed every run."""
+    from corpus.operators import _has_object, output_problem
+    from corpus.writers import write_parquet
+
+    obj = _map("obj_col", lambda df: df.with_columns(
+        pl.Series("obj", [_Thing() for _ in range(df.height)], dtype=pl.Object)), adds=["obj"])
+    with pytest.raises(OperatorError, match=r"operator 'obj_col' returned column\(s\) \['obj'\] holding Python "
+                                            r"objects"):
+        Pipeline([obj]).run(_input(tmp_path, 5), tmp_path / "a", workers=1, quiet=True)
+    df = pl.DataFrame({"text": ["a"], "source": ["s"], "row_id": [1]})
+    assert "holding Python objects" in output_problem(obj, df, obj.map(df))
+    # nested in a List, Array or Struct too (the wiring check refuses a declared one before a run)
+    assert all(_has_object(t) for t in (pl.Object(), pl.List(pl.Object), pl.Struct({"a": pl.List(pl.Object)}),
+                                        pl.Array(pl.Object, 2)))
+    assert not _has_object(pl.Struct({"a": pl.List(pl.String)}))
+    declared = _map("obj_decl", lambda df: df, adds={"o": pl.List(pl.Object)})
+    assert "'obj_decl' adds column 'o' as List(Object): Python objects" in ensure_columns([declared], DOC_SCHEMA)[0]
+    with pytest.raises(TypeError, match=r"column\(s\) \['obj'\] hold Python objects"):
+        write_parquet(obj.map(df), tmp_path / "x.parquet")
+    assert not (tmp_path / "x.parquet").exists()
+
+
+def test_a_map_may_not_make_text_or_id_null(tmp_path):
+    """A map declaring `modifies = ("text", "id")` set them null: the run published documents without a
+    text, and exact dedup then merged every one of them into one. An empty text stays a text."""
+    from corpus.operators import output_problem
+
+    blank = _map("blank", lambda df: df.with_columns(pl.lit(None, pl.String).alias("text"),
+                                                     pl.lit(None, pl.String).alias("id")), modifies=("text", "id"))
+    with pytest.raises(OperatorError, match=r"operator 'blank' set 'text' to null in 5 of 5 rows"):
+        Pipeline([blank]).run(_input(tmp_path, 5), tmp_path / "a", workers=1, quiet=True)
+    df = pl.DataFrame({"id": ["1", "2"], "text": ["a", "b"], "source": ["s", "s"], "row_id": [1, 2]})
+    no_id = _map("no_id", lambda d: d, modifies=("id",))
+    assert "operator 'no_id' set 'id' to null in 1 of 2 rows" in output_problem(
+        no_id, df, df.with_columns(pl.Series("id", ["1", None])))
+    emptied = _map("emptied", lambda d: d, modifies=("text",))
+    assert output_problem(emptied, df, df.with_columns(pl.lit("").alias("text"))) is None
+
+
+@pytest.mark.parametrize("column", ["copy_of_row", "reject_reason", "reject_stage"])
+def test_the_executor_s_own_columns_are_refused_in_adds_and_modifies(tmp_path, column):
+    """A map adding `copy_of_row` made every row a copy: the run failed with 'records unaccounted for',
+    naming no operator. A `reject_reason` or `reject_stage` of its own was overwritten in rejected/."""
+    from corpus import registry
+
+    adder = _map("tag", lambda df: df.with_columns(pl.lit("mine").alias(column)), adds={column: pl.String})
+    with pytest.raises(PipelineError, match=rf"pipeline\[0\] 'tag' adds column '{column}', the executor's"):
+        Pipeline([adder]).run(_input(tmp_path, 5), tmp_path / "a", workers=1, quiet=True)
+    assert not (tmp_path / "a").exists()  # refused before anything ran
+    errors = ensure_columns([adder, _map("rewrite", lambda df: df, modifies=(column,))], DOC_SCHEMA)
+    assert len(errors) == 2 and f"pipeline[1] 'rewrite' modifies column '{column}', the executor's" in errors[1]
+    # upsampling, a filter returning copies, adds copy_of_row as Int64
+    assert ensure_columns([registry.get("sample")(weights={"s": 2.0})], DOC_SCHEMA) == []
+    int_map = _map("int_copy", lambda df: df, adds={"copy_of_row": pl.Int64})
+    assert "'int_copy' adds column 'copy_of_row'" in ensure_columns([int_map], DOC_SCHEMA)[0]
+
+
+def test_a_map_returning_another_kind_of_frame_is_named():
+    df = pl.DataFrame({"text": ["a", "b"], "source": ["s", "s"], "row_id": [1, 2]})
+    with pytest.raises(OperatorError, match=r"of 2 rows \(a polars\.DataFrame.*got a pandas\.DataFrame"):
+        apply_op(_map("pandas_out", lambda d: d.to_pandas()), df)
+    with pytest.raises(OperatorError, match=r"got a polars\.LazyFrame"):
+        apply_op(_map("lazy", lambda d: d.lazy()), df)
+    with pytest.raises(OperatorError, match=r"of 2 rows .*got 1 rows"):
+        apply_op(_map("short", lambda d: d.head(1)), df)
+
+
+def test_two_plain_paths_of_one_file_name_say_how_to_name_them(tmp_path):
+    """Plain paths are sources named after their file name: d2/f0.jsonl and d7/f0.jsonl were 'input
+    'f0.jsonl' is defined more than once', naming neither path nor InputSpec(source=...)."""
+    from corpus.readers import InputError
+
+    for d in ("d2", "d7"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "f0.jsonl").write_text('{"text": "hello"}\n')
+    paths = [str(tmp_path / "d2" / "f0.jsonl"), str(tmp_path / "d7" / "f0.jsonl")]
+    with pytest.raises(InputError, match=r"would all be the source 'f0.jsonl'.*InputSpec\(source=") as e:
+        Pipeline([LengthFilter()]).run(paths, tmp_path / "out", workers=1, quiet=True)
+    assert paths[0] in str(e.value) and paths[1] in str(e.value)
+    assert not (tmp_path / "out").exists()
+
+
+_NOTEBOOK = '''
+from dataclasses import dataclass
+import polars as pl
+from corpus.operators import FilterOperator, Verdict
+
+MIN = 300
+
+def long_enough(s):
+    return s.str.len_chars() >= MIN
+
+@dataclass
+class LenC(FilterOperator):
+    name = "lenc"
+    LIMIT = 300
+    @staticmethod
+    def ok(s):
+        return s.str.len_chars() >= 300
+    @classmethod
+    def make(cls):
+        return cls()
+    @property
+    def size(self):
+        return 300
+    def filter(self, df):
+        return Verdict(keep=self.ok(df["text"]) & long_enough(df["text"]), reason="short")
+'''
+
+
+@pytest.mark.parametrize("edit", [("LIMIT = 300", "LIMIT = 400"), (">= 300\n", ">= 400\n"),
+                                  ("return cls()", "return [cls()]"), ("return 300", "return 400"),
+                                  ("MIN = 300", "MIN = 400"),
+                                  ("def long_enough(s):\n    return",
+                                   "def long_enough(s):\n    s = s.str.strip_chars()\n    return")])
+def test_an_operator_class_without_source_is_keyed_by_all_of_it(monkeypatch, edit):
+    """A notebook, `python -` or `python -c` has no source to read: the key hashed only the functions among
+    the class's attributes, so an edited class attribute, staticmethod, classmethod or property kept the old
+    output; a script's module-level constant or helper its methods read did too. Unchanged, the key is the
+    same (it resumes)."""
+    import sys
+    import types
+
+    from corpus.operators import main_code
+
+    def key(code: str) -> str:
+        module = types.ModuleType("__main__")
+        monkeypatch.setitem(sys.modules, "__main__", module)
+        exec(compile(code, "<stdin>", "exec"), module.__dict__)
+        return main_code(module.LenC)
+
+    first = key(_NOTEBOOK)
+    assert first is not None and key(_NOTEBOOK) == first
+    edited = _NOTEBOOK.replace(*edit)
+    assert edited != _NOTEBOOK and key(edited) != first
+    # a comment or a blank line moves code, not changes it
+    assert key(_NOTEBOOK.replace("LenC(FilterOperator):", "LenC(FilterOperator):\n    # a comment\n")) == first
