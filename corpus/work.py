@@ -355,6 +355,12 @@ def apply_op(op: Operator, df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame
     if not isinstance(verdict, Verdict):
         raise OperatorError(f"filter operator '{op.name}' must return a Verdict, got {type(verdict).__name__}")
     keep, reason, scores = _verdict(op, verdict, df.height)
+    if COPY_OF in scores:  # only copies name an original: a score may carry an earlier stage's marks, not make some
+        earlier = df[COPY_OF] if COPY_OF in df.columns else pl.Series(COPY_OF, [None] * df.height, pl.Int64)
+        if not scores[COPY_OF].equals(earlier):
+            raise OperatorError(f"filter operator '{op.name}' returned a {COPY_OF!r} score that marks rows as copies: "
+                                f"it names originals only on the copies it returns (Verdict.copies); a score "
+                                f"keeps the column as it came in")
     if not scores and verdict.copies is None and keep.all():  # changes nothing: passes on (hard-linked)
         _check(op, df, df)
         return df, None

@@ -448,3 +448,16 @@ def test_an_operator_class_without_source_is_keyed_by_all_of_it(monkeypatch, edi
     assert edited != _NOTEBOOK and key(edited) != first
     # a comment or a blank line moves code, not changes it
     assert key(_NOTEBOOK.replace("LenC(FilterOperator):", "LenC(FilterOperator):\n    # a comment\n")) == first
+
+
+def test_a_filter_s_copy_of_row_score_may_not_mark_rows_as_copies():
+    """copy_of_row is the executor's mark of a copy: a filter (the one kind allowed to declare it, for
+    Verdict.copies) that set it on the rows it judged made them copies the balance no longer counted."""
+    df = pl.DataFrame({"text": ["a", "b"], "source": ["s", "s"], "row_id": [1, 2]})
+    marks = dataclass(type("Marks", (FilterOperator,), {
+        "name": "marks", "adds": {"copy_of_row": pl.Int64},
+        "filter": lambda self, d: Verdict(keep=pl.Series([True] * d.height),
+                                          scores={"copy_of_row": pl.Series([1] * d.height, dtype=pl.Int64)})}))()
+    assert ensure_columns([marks], DOC_SCHEMA) == []
+    with pytest.raises(OperatorError, match="'marks' returned a 'copy_of_row' score that marks rows as copies"):
+        apply_op(marks, df)
