@@ -15,6 +15,15 @@ Formats (JSONL, one object per line; extra fields are allowed and kept in ``meta
 A record without ``item_id`` (any format) gets the content id ``item_id_for(prompt, responses)``, which
 ignores the order of the responses: labels of one prompt and response set are one item wherever they are.
 
+A label without ``annotator`` (or with the reserved name ``"anonymous"``, which is what such a label is
+exported as) is a separate label of its own unknown annotator: public pair sets name none, and three lines
+A>B, B>A, B>A of one pair are three labels with the consensus B>A. ``duplicate_label`` is only for a
+*named* annotator labelling an item twice. Anonymous labels count in the consensus and in the agreement
+figures as if each came from a different annotator (Kendall's W over an item's labels and Krippendorff's
+alpha need only the rankings, not who gave them; an anonymous crowd that is really one person agreeing
+with itself would read as agreement), and they are left out of the per-annotator profiles (position and
+length bias, distance from the consensus), which describe one known person each.
+
 ``read_preferences`` reads through ``corpus.readers`` (so broken JSON, bad UTF-8 and a missing prompt
 are quarantined exactly as for documents), then checks each record's preference fields; a record
 failing them is quarantined with its raw line and one of ``PREFERENCE_KINDS``.
@@ -60,10 +69,10 @@ PREFERENCE_KINDS = (
     "duplicate_response",  # the same response text twice in one record
     "bad_ranking",  # missing, wrong length, not integers, or not a ranking (1..n with ties)
     "bad_field",  # margin, aspects, shown_order or annotator of the wrong shape
-    "duplicate_label",  # a second label of one item by one annotator (the first is kept)
+    "duplicate_label",  # a second label of one item by one named annotator (the first is kept)
     "item_mismatch",  # an item_id seen before with another prompt or another set of responses
 )
-ANONYMOUS = "anonymous"
+ANONYMOUS = "anonymous"  # a label with no annotator: each is a separate label, in no annotator's profile
 
 
 @dataclass(frozen=True)
@@ -299,7 +308,7 @@ def _read(path: str | Path, need_ranking: bool) -> tuple[list[Any], pl.DataFrame
                         raise _Bad("item_mismatch", f"item {rec.item_id!r} was read before with another prompt "
                                    "or other responses")
                     key = (scope, rec.item_id, rec.annotator if need_ranking else "")
-                    if key in seen:
+                    if key in seen and not (need_ranking and rec.annotator == ANONYMOUS):  # anonymous: each its own
                         who = f" by {rec.annotator!r}" if need_ranking else ""
                         file, first = seen[key]
                         where = f"at line {first}" if file == task.rel_path else f"in {file} at line {first}"
@@ -477,6 +486,8 @@ def aggregate(records: Iterable[Preference], min_agreement: float | None = None,
         lengths = [float(len(r)) for r in labels[0].responses]
         cons_len = spearman(lengths, [-float(r) for r in ranking])
         for p in labels:
+            if p.annotator == ANONYMOUS:  # an unknown annotator per label: no profile to add it to
+                continue
             stats = per_annot[p.annotator]
             stats["n"].append(1.0)
             if p.shown_order is not None:

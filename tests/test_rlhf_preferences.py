@@ -117,8 +117,9 @@ def test_records_without_item_id_are_grouped_by_their_content(tmp_path):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     records, bad = read_preferences(path)
     q2 = item_id_for("Q2", ["C", "D"])
-    assert [r.item_id for r in records] == [item_id_for("Q1", ["A", "B"]), q2, q2, q2, "given"]
-    assert bad.select("line", "kind").rows() == [(2, "duplicate_label")]  # the same pair labelled twice
+    q1 = item_id_for("Q1", ["A", "B"])
+    assert [r.item_id for r in records] == [q1, q1, q2, q2, q2, "given"]  # no annotator: two separate labels
+    assert bad.height == 0
     agg = aggregate(records)
     assert list(agg.consensus) == [item_id_for("Q1", ["A", "B"]), q2, "given"]
     c = agg.consensus[q2]
@@ -126,6 +127,24 @@ def test_records_without_item_id_are_grouped_by_their_content(tmp_path):
     assert c.agreement == pytest.approx(1 / 9)  # one item, the opposed labels measured against each other
     tasks, bad = read_tasks(path)  # tasks: the same content id, duplicates within a file caught
     assert [t.item_id for t in tasks] == [item_id_for("Q1", ["A", "B"]), q2, "given"] and bad.height == 3
+
+
+def test_pairs_without_annotator_are_separate_labels_and_the_majority_wins(tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    rows = [{"prompt": "Q", "chosen": "A", "rejected": "B"}, {"prompt": "Q", "chosen": "B", "rejected": "A"},
+            {"prompt": "Q", "chosen": "B", "rejected": "A"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    records, bad = read_preferences(path)
+    assert len(records) == 3 and bad.height == 0  # nothing quarantined as duplicate_label
+    agg = aggregate(records)
+    (c,) = agg.consensus.values()
+    assert c.n_labels == 3 and c.ranking[c.responses.index("B")] == 1  # B>A, two of three
+    assert agg.annotators == {}  # no per-annotator profile for unknown annotators
+    assert agg.agreement["items_with_agreement"] == 1  # each label a rater of its own
+    named = [dict(r, annotator="x") for r in rows]  # a named annotator twice is still a duplicate
+    path.write_text("".join(json.dumps(r) + "\n" for r in named))
+    records, bad = read_preferences(path)
+    assert len(records) == 1 and bad["kind"].to_list() == ["duplicate_label", "duplicate_label"]
 
 
 def test_consensus_margin_counts_a_margin_only_in_the_direction_it_was_given():
