@@ -159,10 +159,9 @@ def files_table(target: str) -> Table:
     # The columns of every file, in order of first appearance: a column only later files have is still
     # the table's (a JSONL file without it holds nulls there, file_frames).
     columns: dict = {}
-    for t in tasks if len(tasks) > 1 else tasks[:1]:
+    for t in tasks:
         try:
-            schema = (pl.read_parquet_schema(t.path) if t.format == "parquet" else
-                      jsonl_schema(t.path) if len(tasks) > 1 else next(jsonl_frames(t.path)).schema)
+            schema = pl.read_parquet_schema(t.path) if t.format == "parquet" else jsonl_schema(t.path)
         except pl.exceptions.PolarsError as exc:
             raise ValueError(f"{t.path}: not a readable {t.format} file ({exc})") from None
         columns.update((c, dtype) for c, dtype in schema.items() if c not in columns)
