@@ -9,12 +9,16 @@ Every shard is checked against ``manifest.json`` first (sizes, the cheap check) 
 read, so the bytes exported are the bytes checked; a damaged shard stops the export naming the file.
 ``columns`` picks the columns (in that order); unknown names are an error listing the ones there are.
 DEST is a folder of the export's own (``check_dest``): outside the corpus folder, and new, empty or holding
-only an earlier export of the same corpus (hf: replaced whole), so an export never writes over other files.
+only an earlier export: every export writes ``.corpusforge-export.json`` (the corpus content_hash, the format
+and the files it writes), and only the files that marker lists are replaced (hf: the folder whole; jsonl and
+parquet: the listed files are deleted first). A folder without the marker (a ``save_to_disk`` folder of the
+user's own, say) is never written into unless it is empty.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import uuid
@@ -28,11 +32,11 @@ from corpus.integrity import read_verified
 from corpus.manifest import read_manifest, require_intact
 from corpus.progress import Progress, entries_bar
 from corpus.schema import CORE_COLUMNS, empty_docs
-from corpus.writers import write_jsonl, write_parquet
+from corpus.writers import write_bytes_atomic, write_jsonl, write_parquet
 
 FORMATS = ("jsonl", "parquet", "hf")
 COMPRESSIONS = ("", ".gz", ".zst")
-HF_FILES = ("dataset_info.json", "state.json")  # beside the Arrow files, in a datasets folder
+EXPORT_MARKER = ".corpusforge-export.json"
 
 
 class ExportError(ValueError):
@@ -82,20 +86,20 @@ def export(corpus: Path, dest: Path, fmt: str = "jsonl", columns: list[str] | No
         raise ExportError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
     dest = Path(dest)
     manifest = read_manifest(Path(corpus))
-    if fmt == "hf":  # the files datasets' save_to_disk writes, one Arrow file per shard (at least one)
-        n = max(1, len(manifest["shards"]))
-        own = {f"data-{i:05d}-of-{n:05d}.arrow" for i in range(n)} | set(HF_FILES)
-    else:
-        suffix = ".parquet" if fmt == "parquet" else f".jsonl{compression}"
-        own = {Path(s["path"]).name.removesuffix(".parquet") + suffix for s in manifest["shards"]}
-    check_dest(Path(corpus), dest, own)
+    earlier = check_dest(Path(corpus), dest)
     frames = shard_frames(corpus, columns, manifest)
     with entries_bar(progress, f"export {fmt}", manifest["shards"], unit="MB/s of Parquet") as done:
         if fmt == "hf":
             return _export_hf(dest, frames, manifest, done, columns)
+        suffix = ".parquet" if fmt == "parquet" else f".jsonl{compression}"
+        own = sorted(Path(s["path"]).name.removesuffix(".parquet") + suffix for s in manifest["shards"])
+        # The earlier export's files go first, so that a folder stopped halfway holds only files its marker lists.
+        for name in earlier:
+            (dest / name).unlink(missing_ok=True)
+        dest.mkdir(parents=True, exist_ok=True)  # an empty corpus exports an empty folder (with its marker)
+        _write_marker(dest, manifest, fmt, own)
         docs = files = 0
         names: list[str] = [] if manifest["shards"] else columns or list(CORE_COLUMNS)
-        dest.mkdir(parents=True, exist_ok=True)  # an empty corpus exports an empty folder
         for shard, (name, df) in zip(manifest["shards"], frames, strict=True):
             if fmt == "jsonl":
                 write_jsonl(df, dest / f"{name}.jsonl{compression}")
@@ -106,23 +110,45 @@ def export(corpus: Path, dest: Path, fmt: str = "jsonl", columns: list[str] | No
         return Exported(dest, fmt, docs, files, names)
 
 
-def check_dest(corpus: Path, dest: Path, own: set[str] | None = None) -> None:
+def check_dest(corpus: Path, dest: Path) -> list[str]:
     """An export writes only into a folder of its own: never into the corpus folder (its shards would be
-    overwritten, or its manifest no longer list its data/), and never over files it does not write. A folder
-    holding only names in ``own`` (an earlier or interrupted export of the same corpus) is fine; without
-    ``own`` the folder must be new or empty."""
+    overwritten, or its manifest no longer list its data/), and never over files it did not write. Returns
+    the files of an earlier export in ``dest`` (those its marker lists), which the export may replace; a
+    folder without the marker must be new or empty."""
     if dest.resolve().is_relative_to(corpus.resolve()):
         raise ExportError(f"{dest} lies inside the corpus folder {corpus}: export into a folder outside it")
     if not dest.exists():
-        return
+        return []
     if not dest.is_dir():
         raise ExportError(f"{dest} exists and is not a folder")
-    foreign = sorted(p.name for p in dest.iterdir() if own is None or (p.name not in own and not
-                                                                      p.name.startswith(".tmp-")))
+    listed = _marker_files(dest)
+    # .tmp-* files are an interrupted atomic write of one of the listed files
+    foreign = sorted(p.name for p in dest.iterdir() if p.name != EXPORT_MARKER and p.name not in listed
+                     and not (listed and p.name.startswith(".tmp-") and p.is_file()))
     if foreign:
         more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
-        raise ExportError(f"{dest} holds files this export would not write ({foreign[0]}{more}): export into a "
-                          f"new or empty folder")
+        what = "" if (dest / EXPORT_MARKER).exists() else ", and it is no earlier corpus export"
+        raise ExportError(f"{dest} holds files this export would not replace ({foreign[0]}{more}){what}: export "
+                          f"into a new or empty folder")
+    return sorted(listed | {p.name for p in dest.iterdir() if p.name.startswith(".tmp-") and p.is_file()})
+
+
+def _marker_files(dest: Path) -> set[str]:
+    """The file names an earlier export's marker in ``dest`` lists (none without a readable marker)."""
+    try:
+        files = json.loads((dest / EXPORT_MARKER).read_text()).get("files")
+    except (OSError, ValueError, AttributeError):
+        return set()
+    if not isinstance(files, list):
+        return set()
+    # plain names only: a listed "../x" or "a/b" must not let an export delete outside its folder
+    return {f for f in files if isinstance(f, str) and f and "/" not in f and "\\" not in f and f not in (".", "..")}
+
+
+def _write_marker(folder: Path, manifest: dict, fmt: str, files: list[str]) -> None:
+    write_bytes_atomic(folder / EXPORT_MARKER, json.dumps({
+        "note": "written by corpus export: the files listed are replaced by the next export into this folder",
+        "content_hash": manifest.get("content_hash"), "format": fmt, "files": sorted(files)}, indent=1).encode())
 
 
 def _export_hf(dest: Path, frames: Iterator[tuple[str, pl.DataFrame]], manifest: dict,
@@ -155,8 +181,9 @@ def _export_hf(dest: Path, frames: Iterator[tuple[str, pl.DataFrame]], manifest:
         out = work / "dataset"
         ds.save_to_disk(str(out), num_shards=max(1, len(parts)))
         del ds, parts
+        _write_marker(out, manifest, "hf", [p.name for p in out.iterdir()])
         old = None
-        if dest.exists():  # empty, or an earlier export of this corpus (checked above): replaced whole
+        if dest.exists():  # empty, or holding only an earlier export's files (check_dest): replaced whole
             old = work / "old"
             os.replace(dest, old)
         try:

@@ -52,8 +52,7 @@ def test_hf_folder_opens_with_load_from_disk(corpus_dir, tmp_path):
     assert ds.column_names == ["text", "id", "n_chars"] and ds.num_rows == want.height
     assert ds["id"] == want["id"].to_list() and ds["n_chars"] == want["n_chars"].to_list()
     assert not list(tmp_path.glob(".hf.tmp-*"))  # the temporary folder is gone
-    # Exported again into its own folder: replaced whole (it was refused, "holds files this export would not
-    # write (data-00000-of-00001.arrow and 2 more)", where jsonl and parquet re-exports were accepted).
+    # Exported again into its own folder (its marker lists the files): replaced whole.
     again = run_cli("export", str(corpus_dir), str(tmp_path / "hf"), "--format", "hf", "--columns", "id,text")
     assert again.returncode == 0, again.stderr
     ds = datasets.load_from_disk(str(tmp_path / "hf"))
@@ -61,7 +60,7 @@ def test_hf_folder_opens_with_load_from_disk(corpus_dir, tmp_path):
     assert not list(tmp_path.glob(".hf.tmp-*"))
     (tmp_path / "hf" / "notes.txt").write_text("mine")  # a file it does not write: still refused, and kept
     again = run_cli("export", str(corpus_dir), str(tmp_path / "hf"), "--format", "hf")
-    assert again.returncode == 2 and "holds files this export would not write (notes.txt)" in again.stderr
+    assert again.returncode == 2 and "holds files this export would not replace (notes.txt)" in again.stderr
     assert (tmp_path / "hf" / "notes.txt").read_text() == "mine"
     assert datasets.load_from_disk(str(tmp_path / "hf")).num_rows == want.height
 
@@ -105,12 +104,44 @@ def test_an_export_writes_only_into_a_folder_of_its_own(corpus_dir, tmp_path):
     assert sorted(p for p in corpus.rglob("*") if p.is_file()) == files and [p.read_bytes() for p in files] == before
     first = export(corpus, tmp_path / "j", "jsonl")
     assert export(corpus, tmp_path / "j", "jsonl").files == first.files  # its own files, again
-    with pytest.raises(ExportError, match=r"would not write \(.*\.jsonl\.zst and \d+ more\)"):
-        export(corpus, tmp_path / "j", "parquet")  # other names than the jsonl ones
+    export(corpus, tmp_path / "j", "parquet")  # another format: the jsonl files it listed are replaced
+    assert sorted(p.suffix for p in (tmp_path / "j").iterdir()) == [".json"] + [".parquet"] * first.files
     (tmp_path / "j" / "notes.txt").write_text("mine")
-    with pytest.raises(ExportError, match=r"would not write \(notes\.txt\)"):
+    with pytest.raises(ExportError, match=r"would not replace \(notes\.txt\)"):
         export(corpus, tmp_path / "j", "jsonl")
     assert (tmp_path / "j" / "notes.txt").read_text() == "mine"
+
+
+def test_a_folder_no_export_wrote_is_never_replaced(corpus_dir, tmp_path):
+    """A datasets save_to_disk folder of the user's own has the names an hf export writes: only the marker
+    an export writes makes a folder replaceable, so it is refused for every format and left as it was."""
+    datasets = pytest.importorskip("datasets")
+    mine = tmp_path / "mine"
+    datasets.Dataset.from_dict({"text": ["my own data"]}).save_to_disk(str(mine))
+    assert (mine / "data-00000-of-00001.arrow").is_file()
+    before = {p.name: p.read_bytes() for p in mine.iterdir()}
+    for fmt in ("hf", "jsonl", "parquet"):
+        with pytest.raises(ExportError, match=r"would not replace .*no earlier corpus export"):
+            export(corpus_dir, mine, fmt)
+    assert {p.name: p.read_bytes() for p in mine.iterdir()} == before
+
+
+def test_an_earlier_export_is_replaced_with_another_shard_count(corpus_dir, tmp_path):
+    """An export folder (marker) of a corpus with several shards takes an export of a one-shard corpus, hf
+    and jsonl: the earlier files all go, none left beside the new ones."""
+    datasets = pytest.importorskip("datasets")
+    src = tmp_path / "one.jsonl"
+    src.write_text(json.dumps({"text": "A single short document here."}) + "\n")
+    Pipeline([]).run([InputSpec(source="s", path=str(src))], tmp_path / "one", workers=1, quiet=True)
+    many = len(list((corpus_dir / "data").glob("*.parquet")))
+    for fmt, pattern in (("hf", "*.arrow"), ("jsonl", "*.jsonl.zst")):
+        dest = tmp_path / f"x-{fmt}"
+        assert export(corpus_dir, dest, fmt).files == many
+        assert export(tmp_path / "one", dest, fmt).files == 1
+        assert len(list(dest.glob(pattern))) == 1 and (dest / ".corpusforge-export.json").is_file()
+        assert export(corpus_dir, dest, fmt).files == many  # and back
+        assert len(list(dest.glob(pattern))) == many
+    assert datasets.load_from_disk(str(tmp_path / "x-hf")).num_rows == _corpus(corpus_dir).height
 
 
 def test_every_format_checks_the_shards(corpus_dir, tmp_path):
