@@ -58,6 +58,7 @@ from corpus.plugins.rank_stats import (  # noqa: F401 (part of this module's API
     wins_matrix,
 )
 from corpus.readers import InputSpec, plan_tasks, read_task
+from corpus.readers.base import derived_id
 from corpus.readers.streams import ByteSource
 from corpus.report import html as H
 from corpus.schema import RAW_LINE, empty_quarantine, quarantine_frame
@@ -300,7 +301,7 @@ def _read(path: str | Path, need_ranking: bool) -> tuple[list[Any], pl.DataFrame
         for chunk in read_task(task):
             bad.append(chunk.bad)
             for doc_id, prompt, meta_text, line in chunk.docs.select("id", "text", "meta", "src_row").iter_rows():
-                given = None if doc_id == f"{spec.source}:{task.rel_path}:{line}" else doc_id  # else derived
+                given = None if doc_id == derived_id(spec.source, task.rel_path, line) else doc_id  # else derived
                 try:
                     rec = _record(given, prompt, json.loads(meta_text), task.rel_path, line, need_ranking)
                     shape = (rec.prompt, frozenset(rec.responses))

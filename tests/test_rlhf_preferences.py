@@ -346,3 +346,18 @@ def test_aggregate_to_dict_is_json_and_the_report_escapes(tmp_path, panel_agg):
     write_preference_report(panel_agg, out)
     html = out.read_text()
     assert html.startswith("<!doctype html>") and "contrarian" in html and "far_from_consensus" in html
+
+
+def test_the_readers_derived_id_is_the_one_shared_function(tmp_path):
+    from corpus.readers import InputSpec, plan_tasks, read_task
+    from corpus.readers.base import derived_id
+
+    path = tmp_path / "p.jsonl"
+    path.write_text(json.dumps({"prompt": "Q", "chosen": "A", "rejected": "B"}) + "\n"
+                    + json.dumps({"prompt": "Q", "chosen": "A", "rejected": "B", "item_id": "p:p.jsonl:9"}) + "\n")
+    spec = InputSpec(source="p", path=str(path), format="jsonl", text_key="prompt", id_key="item_id")
+    (task,) = plan_tasks([spec])
+    ids = [i for chunk in read_task(task) for i in chunk.docs["id"]]
+    assert ids == [derived_id("p", "p.jsonl", 1), "p:p.jsonl:9"]  # the reader's id for a record without one
+    records, _ = read_preferences(path)  # the derived id is recognised (content id); a given id is kept
+    assert [r.item_id for r in records] == [item_id_for("Q", ["A", "B"]), "p:p.jsonl:9"]

@@ -92,6 +92,12 @@ def _fspaths(spec: InputSpec) -> InputSpec:
     return spec
 
 
+def derived_id(source: str, rel_path: str, row: int | str) -> str:
+    """The id a record without one gets: ``SOURCE:FILE:ROW`` (FILE relative to the input's root, ROW its
+    1-based line or row). ``row=""`` gives the prefix the row number is appended to (a column expression)."""
+    return f"{source}:{rel_path}:{row}"
+
+
 @dataclass(frozen=True)
 class ReadTask:
     """One unit of reading: one file of an input (or the whole DuckDB query), or one part of a big file

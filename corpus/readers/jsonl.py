@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from corpus.readers.base import ReadChunk, ReadTask
+from corpus.readers.base import ReadChunk, ReadTask, derived_id
 from corpus.readers.fields import FieldCounter, value_type
 from corpus.readers.streams import ByteSource, FilePieces, LineChunker, newlines, prefetch
 from corpus.schema import (
@@ -369,7 +369,7 @@ class DocBuilder:
 
     # ----- per-record path -------------------------------------------------------------
     def derived_id(self, row: int) -> str:
-        return f"{self.source}:{self.rel}:{row}"
+        return derived_id(self.source, self.rel, row)
 
     def add_bad(self, row: int, kind: str, error: str, raw: bytes, unit: str | None = None,
                 stored: dict | None = None) -> None:
@@ -586,7 +586,7 @@ class DocBuilder:
             return
         df = df.with_columns(rows.cast(pl.Int64).alias(_ROW))
         row = pl.col(_ROW)
-        derived = pl.concat_str([pl.lit(f"{self.source}:{self.rel}:"), row.cast(pl.String)])
+        derived = pl.concat_str([pl.lit(derived_id(self.source, self.rel, "")), row.cast(pl.String)])
         doc_id = derived
         if self.id_key is not None and self.id_key in df.columns:
             doc_id = pl.coalesce(pl.col(self.id_key).cast(pl.String), derived)
