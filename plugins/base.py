@@ -187,10 +187,7 @@ class TrainPlugin(ABC):
         """Train ``config`` into ``out_dir`` (default: ``config.output``), which is locked for the whole run
         (``corpus.lock``; under torchrun by rank 0 only): a second run into it fails at once with LockedError.
         ``hooks``: ``hook(step, metrics_row)`` after every step (tests use them to interrupt a run)."""
-        from corpus.lock import main_process_lock
         from corpus.plugins.checkpoint import check_run_folder
-        from corpus.plugins.runtime import Runtime
-        from corpus.plugins.trainer import Trainer
 
         out = Path(config.output if out_dir is None else out_dir)
         overlap = output_overlap(config, out, inside=False)
@@ -198,6 +195,21 @@ class TrainPlugin(ABC):
             raise PluginInputError(overlap)
         if int(os.environ.get("RANK", "0")) == 0:  # before the lock: no .lock left in another command's folder
             check_run_folder(out)
+        existed = out.exists()
+        try:
+            return self._run_locked(config, out, hooks)
+        except _InsideInput:
+            if not existed and int(os.environ.get("RANK", "0")) == 0 and out.is_dir() and \
+                    [p.name for p in out.iterdir()] in ([], [".lock"]):  # the lock made it: no folder left inside
+                (out / ".lock").unlink(missing_ok=True)
+                out.rmdir()
+            raise
+
+    def _run_locked(self, config: Any, out: Path, hooks: tuple) -> TrainResult:
+        from corpus.lock import main_process_lock
+        from corpus.plugins.runtime import Runtime
+        from corpus.plugins.trainer import Trainer
+
         with main_process_lock(out):
             rt = Runtime.create(config.train)
             try:
@@ -205,7 +217,7 @@ class TrainPlugin(ABC):
                 # once the plugin has said what is wrong with its inputs (a folder where it reads a file)
                 overlap = output_overlap(config, out)
                 if overlap:
-                    raise PluginInputError(overlap)
+                    raise _InsideInput(overlap)
                 if task.stats and rt.is_main:
                     out.mkdir(parents=True, exist_ok=True)
                     write_bytes_atomic(out / "data_stats.json", json.dumps(task.stats, indent=2).encode())
@@ -228,6 +240,11 @@ class MissingInputError(FileNotFoundError):
 class PluginInputError(ValueError):
     """The user's data or config is wrong in a way only the plugin sees (a record, a chat template):
     ``corpus train`` says it in one line, never with a traceback."""
+
+
+class _InsideInput(PluginInputError):
+    """The run folder lies inside an input (found once the plugin has built): ``run`` removes the folder its
+    lock made."""
 
 
 # Config keys that name an input (a file, folder, glob or shard prefix): `corpus train --check` looks for them.
@@ -272,15 +289,14 @@ def input_values(cfg: PluginConfig) -> list[tuple[str, str]]:
 
 
 def input_paths(cfg: PluginConfig) -> list[tuple[str, Path]]:
-    """(KEY, folder or file) for every input the config names, resolved; for a glob, the folder it searches."""
+    """(KEY, folder or file) for every input the config names that is no glob, resolved (globs:
+    ``output_overlap`` asks the readers which files they match)."""
     out: list[tuple[str, Path]] = []
     for key, value in input_values(cfg):
-        p = cfg.path(value)
-        glob_at = next((i for i, part in enumerate(p.parts) if any(c in part for c in "*?[")), None)
-        if glob_at is not None:
-            p = Path(*p.parts[:glob_at]) if glob_at else Path(".")
+        if any(c in value for c in "*?["):
+            continue
         try:
-            out.append((key, Path(os.path.realpath(p))))
+            out.append((key, Path(os.path.realpath(cfg.path(value)))))
         except ValueError:  # a NUL in the name: not a path anything can be written to or read from
             continue
     return out
@@ -289,8 +305,12 @@ def input_paths(cfg: PluginConfig) -> list[tuple[str, Path]]:
 def output_overlap(cfg: PluginConfig, out: str | Path | None = None, inside: bool = True) -> str | None:
     """Why the run folder ``out`` (default: ``config.output``) may not be used with this config's inputs,
     or None: a run folder that is an input or holds one (a ``model.from_pretrained`` that is its own
-    ``final/``) would have its checkpoints, exports and ``--fresh`` delete or overwrite what the run
-    reads; one inside an input folder (``inside``) would add its files to what the next run reads."""
+    ``final/``; for a glob, a file it matches) would have its checkpoints, exports and ``--fresh`` delete or
+    overwrite what the run reads; one inside an input read whole (``inside``: a folder, or a ``**`` glob)
+    would add its files to what the next run reads. Globs are matched by the readers' rule
+    (``corpus.readers.plan.output_read``): ``*.jsonl`` never reads a run folder ``out``."""
+    from corpus.readers.plan import output_read
+
     run = Path(os.path.realpath(cfg.output if out is None else out))
     for key, p in input_paths(cfg):
         if p == run or run in p.parents:
@@ -299,6 +319,14 @@ def output_overlap(cfg: PluginConfig, out: str | Path | None = None, inside: boo
         if inside and p in run.parents:
             return (f"output folder {shown(run)} lies inside {key} {shown(p)}, which the run reads: "
                     "train into a folder outside it")
+    for key, value in input_values(cfg):
+        if any(c in value for c in "*?["):
+            try:
+                why = output_read(value, Path(cfg.base_dir or Path.cwd()), run, inside)
+            except ValueError:  # a NUL in the name
+                continue
+            if why:
+                return f"{key} {value!r}: {why}"
     return None
 
 

@@ -60,10 +60,43 @@ def test_an_output_folder_holding_an_input_of_the_run_is_refused(tmp_path: Path,
     assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
     # an output inside an input (the token shards' parent folder holds the train set)
     _, tokens = shards
-    rc, err = _train(capsys, "pretrain", str(cfg), "-o", str(tokens / "train" / "run"), "--check")
-    assert rc == 2 and ("lies inside data.train" in err or "holds token shards" in err), err
+    for extra in (["--check"], []):  # without --check: refused by TrainPlugin.run once the plugin built
+        rc, err = _train(capsys, "pretrain", str(cfg), "-o", str(tokens / "train" / "run"), *extra)
+        assert rc == 2 and err.startswith(f"error: output folder {tokens / 'train' / 'run'} lies inside data.train "
+                                          f"{tokens}, which the run reads"), (extra, err)
+        assert not (tokens / "train" / "run").exists()
+    # an output symlinked into the input folder
+    (tmp_path / "link").symlink_to(tokens / "train", target_is_directory=True)
+    rc, err = _train(capsys, "pretrain", str(cfg), "-o", str(tmp_path / "link" / "run"), "--check")
+    assert rc == 2 and f"lies inside data.train {tokens}" in err, err
     rc, err = _train(capsys, "pretrain", str(cfg), "-o", str(tokens.parent), "--check")
     assert rc == 2 and f"output folder {tokens.parent} holds data.train {tokens}" in err, err
+
+
+def test_a_glob_input_refuses_only_an_output_it_would_read(tmp_path: Path):
+    """A glob was taken as its whole top folder: `*.jsonl` refused the output `out` ("lies inside data.train"),
+    `runs/*/rankings.jsonl` refused `runs/dpo`, though neither could match a file of the run."""
+    from corpus.plugins.base import output_overlap
+    from corpus.plugins.dpo import DPOConfig
+
+    (tmp_path / "r.jsonl").write_text("{}\n")
+    for d in ("a", "dpo"):
+        (tmp_path / "runs" / d).mkdir(parents=True)
+    (tmp_path / "runs" / "a" / "rankings.jsonl").write_text("{}\n")
+
+    def overlap(train: str, out: str, inside: bool = True) -> str | None:
+        path = tmp_path / "c.yaml"
+        path.write_text(f"output: {out}\ndata: {{train: '{train}'}}\n")
+        return output_overlap(load_plugin_config(DPOConfig, path, plugin="dpo"), inside=inside)
+
+    assert overlap("*.jsonl", "out") is None
+    assert overlap("runs/*/rankings.jsonl", "runs/dpo") is None
+    (tmp_path / "runs" / "dpo" / "rankings.jsonl").write_text("{}\n")  # now the glob reads the run's file
+    assert "runs/dpo/rankings.jsonl lies inside the output folder" in overlap("runs/*/rankings.jsonl", "runs/dpo")
+    # a ** glob reads its folder whole: an output inside it is refused, once the plugin checked its inputs
+    why = overlap("runs/**/*.jsonl", "runs/new")
+    assert why and why.startswith("data.train 'runs/**/*.jsonl': it reads ") and "holds the output folder" in why
+    assert overlap("runs/**/*.jsonl", "runs/new", inside=False) is None
 
 
 def test_another_plugins_run_is_named_as_such(tmp_path: Path, base, capsys):

@@ -161,6 +161,24 @@ def _refuse_output(root: Path, files: list[Path], whole: bool, output: Path, whe
                          f"become input; choose an output folder outside it, or a narrower path or glob")
 
 
+def output_read(pattern: str, base: Path, output: Path, inside: bool = True) -> str | None:
+    """Why the input ``pattern`` (a path, folder or glob, relative to ``base``) would read the output folder
+    ``output``, by the readers' own rule (a file it matches lies in ``output``, or it reads a folder holding
+    ``output`` whole), or None, also when it matches nothing (the caller says that). Paths are compared with
+    symlinks resolved. ``inside=False``: only a file it matches, not a folder it reads whole."""
+    try:
+        root, files, whole = _match(pattern, base, "input")
+    except InputError:
+        return None
+    real = Path(os.path.realpath(root))
+    found = [Path(os.path.realpath(f)) for f in files]
+    try:
+        _refuse_output(real, found, whole and inside, Path(os.path.realpath(output)), "input")
+    except InputError as e:
+        return str(e).removeprefix("input: ")
+    return None
+
+
 def _refuse_work_files(files: list[Path], where: str) -> None:
     """Of a run's own files in its output folder, only its published documents (``data/``) are input: its
     work shards, rejected and quarantine files would bring documents twice, or records that are not
