@@ -153,7 +153,10 @@ def to_messages(rec: dict[str, Any], ds: SFTDataset, system_prompt: str = "") ->
                                    f"(map it with role_map)")
             content, train = m[ds.content_key], m.get("train", True)
             if not isinstance(content, str):  # str() made null the text "None", and trained on it
-                raise SFTDataError(f"message {i}: '{ds.content_key}' is {json.dumps(content)[:60]}, expected a string")
+                hint = ("; a list of parts ([{\"type\": \"text\", \"text\": ...}]) is not read: join the parts' "
+                        "text into one string" if isinstance(content, list) else "")
+                raise SFTDataError(f"message {i}: '{ds.content_key}' is {json.dumps(content)[:60]}, "
+                                   f"expected a string{hint}")
             if not isinstance(train, bool):  # bool("false") is True
                 raise SFTDataError(f"message {i}: 'train' is {json.dumps(train)[:60]}, expected true or false")
             msgs.append({"role": role, "content": content, "train": train})

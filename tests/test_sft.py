@@ -116,6 +116,8 @@ def test_records_field_mapping_and_few_shot(wordtok):
     for bad, why in (({"content": None}, r"'content' is null, expected a string"),  # was the text "None"
                      ({"content": {"type": "text"}}, r"'content' is \{\"type\": \"text\"\}, expected a string"),
                      ({"content": 4}, "'content' is 4, expected a string"),
+                     ({"content": [{"type": "text", "text": "yo"}]},  # OpenAI-style parts: refused, with a hint
+                      r"'content' is \[\{.*expected a string; a list of parts .* join the parts' text into one string"),
                      ({"content": "yo", "train": "false"}, r"'train' is \"false\", expected true or false"),
                      ({"content": "yo", "train": 0}, "'train' is 0, expected true or false")):
         with pytest.raises(SFTDataError, match=f"message 1: {why}"):
