@@ -221,37 +221,47 @@ def run_sweep(path: str | Path, max_steps: int | None = None) -> dict[str, Any]:
         return _run_sweep(cfg, base, base_data, params, out, Path(path), fixed)
 
 
-def _checkpoint_config(step: Path) -> dict[str, Any] | None:
-    """The run config a checkpoint was saved with; None when unreadable (a damaged checkpoint: the trial's
-    resume names it, or takes an older one)."""
+def _checkpoint_state(step: Path) -> dict[str, Any] | None:
+    """The trainer state a checkpoint was saved with (its run ``config``, its ``step``); None when unreadable
+    (a damaged checkpoint: the trial's resume names it, or takes an older one)."""
     from corpus.plugins.checkpoint import read_trainer_state
 
     try:
-        return read_trainer_state(step).get("config")
+        state = read_trainer_state(step)
     except Exception:  # noqa: BLE001 (torch.load fails in many ways on a damaged file)
         return None
+    return state if state.get("config") else None
 
 
 def check_trial_folders(cfg: SweepConfig, base: Path, base_data: dict, params: list[dict[str, Any]], out: Path,
                         fixed: dict[str, Any]) -> None:
     """Raise ConfigError, before any trial starts, when a trial folder holds a checkpoint of a config other
     than that trial's (another sweep's run: a different space or base), which the trial would refuse to
-    resume (ResumeMismatchError), every trial failing the same way. The same sweep rerun resumes."""
+    resume (ResumeMismatchError), every trial failing the same way; or when a trial's checkpoint is already
+    past the steps the trial asks for (``train.max_steps``, changed by ``--max-steps``), which its resume
+    refuses. The same sweep rerun resumes."""
     from corpus.plugins.trainer import RESUMABLE_CHANGES, config_changes, flatten
 
     cls = plugins.get(cfg.plugin)
-    stale = []
+    stale, past = [], []
     for i, p in enumerate(params):
         trial_out = out / f"trial-{i:03d}"
-        old = next((c for c in map(_checkpoint_config, sorted((trial_out / "checkpoints").glob("step-*"),
-                                                               reverse=True)) if c), None)  # the newest readable
-        if not old:
+        state = next((c for c in map(_checkpoint_state, sorted((trial_out / "checkpoints").glob("step-*"),
+                                                                reverse=True)) if c), None)  # the newest readable
+        if not state:
             continue
         conf = parse_config(cls.config_class, base_data, source=str(base), base_dir=base.parent, plugin=cfg.plugin,
                             output=trial_out, overrides=list({**p, **fixed}.items()))
-        changed = config_changes(old, flatten(dataclasses.asdict(conf)), RESUMABLE_CHANGES + tuple(cls.resumable))
+        changed = config_changes(state["config"], flatten(dataclasses.asdict(conf)),
+                                 RESUMABLE_CHANGES + tuple(cls.resumable))
         if changed:
             stale.append(f"{trial_out.name} ({', '.join(changed[:4])}{', ...' if len(changed) > 4 else ''})")
+        elif 0 < conf.train.max_steps < int(state.get("step", 0)):  # max_steps 0: from epochs, known at the run
+            past.append(f"{trial_out.name} at step {int(state['step'])} of {conf.train.max_steps}")
+    if past and not stale:
+        raise ConfigError([f"{out} holds trials already past the steps asked (train.max_steps, --max-steps): "
+                           f"{'; '.join(past[:3])}{'; ...' if len(past) > 3 else ''}: ask for at least as many "
+                           "steps, or give this sweep another `output` for a shorter look"])
     if stale:
         raise ConfigError([f"{out} holds another sweep's trials, checkpoints of other configs that these trials "
                            f"cannot resume (changed: {'; '.join(stale[:3])}{'; ...' if len(stale) > 3 else ''}): give "
@@ -296,7 +306,5 @@ def _run_sweep(cfg: SweepConfig, base: Path, base_data: dict, params: list[dict[
                   f"best validation loss {best['best_val_loss']:.6g}\n# {json.dumps(best['params'])}\n")
         (out / "best.yaml").write_text(header + yaml.safe_dump(best_data, sort_keys=False))
         summary["best_config"] = str(out / "best.yaml")
-    else:  # an earlier sweep's best.yaml would pass for this one's
-        (out / "best.yaml").unlink(missing_ok=True)
     (out / "sweep.json").write_text(json.dumps(finite_json(summary), indent=2, allow_nan=False))
     return summary

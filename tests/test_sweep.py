@@ -54,6 +54,15 @@ def test_grid_sweep_ranks_and_writes_best(tmp_path: Path, shards):  # noqa: F811
     short.write_text("plugin: pretrain\nbase: base.yaml\noutput: out/short\nspace:\n  train.lr: [1.0e-3]\n")
     assert [t["steps"] for t in run_sweep(short, max_steps=1)["trials"]] == [1]
     assert yaml.safe_load((tmp_path / "out/short/best.yaml").read_text())["train"]["max_steps"] == 4  # the base's
+    # a quick look over finished trials: their resume refused (already past), every trial failed and the sweep
+    # deleted best.yaml; now refused before any trial, naming them
+    written = (out / "best.yaml").read_text()
+    with pytest.raises(ConfigError) as exc:
+        run_sweep(tmp_path / "sweep.yaml", max_steps=2)
+    assert exc.value.errors == [f"{out} holds trials already past the steps asked (train.max_steps, --max-steps): "
+                                "trial-000 at step 4 of 2; trial-001 at step 4 of 2: ask for at least as many steps, "
+                                "or give this sweep another `output` for a shorter look"]
+    assert (out / "best.yaml").read_text() == written
 
 
 def test_a_diverged_trial_is_never_best(tmp_path: Path, shards):  # noqa: F811
@@ -93,11 +102,13 @@ def test_a_sweep_into_another_sweeps_folder_is_refused_before_any_trial(tmp_path
     again = _sweep(tmp_path, tokens, "output: out/s\nspace: {train.lr: [1.0e-3], train.max_steps: [1]}\n")
     assert again["best"]["trial"] == 0 and again["trials"][0]["error"] is None
     assert (tmp_path / "out/s/trial-000/metrics.jsonl").read_text() == metrics
-    # a sweep that finds no best removes its folder's best.yaml (an earlier run's would pass for this one's)
+    # a sweep whose trials all fail finds no best and deletes none: the earlier best.yaml stays (sweep.json says
+    # this run found none)
+    written = (tmp_path / "out/s/best.yaml").read_text()
     monkeypatch.setattr(sweep_mod, "_run_inline", lambda *a: (_ for _ in ()).throw(RuntimeError("failed")))
     summary = _sweep(tmp_path, tokens, "output: out/s\nspace: {train.lr: [1.0e-3], train.max_steps: [1]}\n")
     assert summary["best"] is None and summary["trials"][0]["error"] == "RuntimeError: failed"
-    assert not (tmp_path / "out/s/best.yaml").exists()
+    assert (tmp_path / "out/s/best.yaml").read_text() == written
     # the command says why it exits 1 (it printed the trial's line and stopped)
     capsys.readouterr()
     assert main(["train", "sweep", str(tmp_path / "sweep.yaml"), "-q"]) == 1
