@@ -86,7 +86,7 @@ def export(corpus: Path, dest: Path, fmt: str = "jsonl", columns: list[str] | No
         raise ExportError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
     dest = Path(dest)
     manifest = read_manifest(Path(corpus))
-    earlier = check_dest(Path(corpus), dest)
+    earlier = check_dest(Path(corpus), dest, replace=True)
     frames = shard_frames(corpus, columns, manifest)
     with entries_bar(progress, f"export {fmt}", manifest["shards"], unit="MB/s of Parquet") as done:
         if fmt == "hf":
@@ -110,37 +110,41 @@ def export(corpus: Path, dest: Path, fmt: str = "jsonl", columns: list[str] | No
         return Exported(dest, fmt, docs, files, names)
 
 
-def check_dest(corpus: Path, dest: Path) -> list[str]:
+def check_dest(corpus: Path, dest: Path, replace: bool = False) -> list[str]:
     """An export writes only into a folder of its own: never into the corpus folder (its shards would be
-    overwritten, or its manifest no longer list its data/), and never over files it did not write. Returns
-    the files of an earlier export in ``dest`` (those its marker lists), which the export may replace; a
-    folder without the marker must be new or empty."""
+    overwritten, or its manifest no longer list its data/), and never over files it did not write. With
+    ``replace`` (`corpus export`), returns the files of an earlier export in ``dest`` (those its marker
+    lists), which the export may replace; a folder without the marker, or any folder without ``replace``,
+    must be new or empty."""
     if dest.resolve().is_relative_to(corpus.resolve()):
         raise ExportError(f"{dest} lies inside the corpus folder {corpus}: export into a folder outside it")
     if not dest.exists():
         return []
     if not dest.is_dir():
         raise ExportError(f"{dest} exists and is not a folder")
-    listed = _marker_files(dest)
+    listed = _marker_files(dest) if replace else None
     # .tmp-* files are an interrupted atomic write of one of the listed files
-    foreign = sorted(p.name for p in dest.iterdir() if p.name != EXPORT_MARKER and p.name not in listed
-                     and not (listed and p.name.startswith(".tmp-") and p.is_file()))
+    foreign = sorted(p.name for p in dest.iterdir() if listed is None or not (
+        p.name == EXPORT_MARKER or p.name in listed or (p.name.startswith(".tmp-") and p.is_file())))
     if foreign:
         more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
-        what = "" if (dest / EXPORT_MARKER).exists() else ", and it is no earlier corpus export"
+        if not replace:
+            raise ExportError(f"{dest} holds files this export would not write ({foreign[0]}{more}): export into "
+                              f"a new or empty folder")
+        what = "" if listed is not None else ", and it is no earlier corpus export"
         raise ExportError(f"{dest} holds files this export would not replace ({foreign[0]}{more}){what}: export "
                           f"into a new or empty folder")
-    return sorted(listed | {p.name for p in dest.iterdir() if p.name.startswith(".tmp-") and p.is_file()})
+    return sorted((listed or set()) | {p.name for p in dest.iterdir() if p.name.startswith(".tmp-") and p.is_file()})
 
 
-def _marker_files(dest: Path) -> set[str]:
-    """The file names an earlier export's marker in ``dest`` lists (none without a readable marker)."""
+def _marker_files(dest: Path) -> set[str] | None:
+    """The file names an earlier export's marker in ``dest`` lists (None without a readable marker)."""
     try:
         files = json.loads((dest / EXPORT_MARKER).read_text()).get("files")
     except (OSError, ValueError, AttributeError):
-        return set()
+        return None
     if not isinstance(files, list):
-        return set()
+        return None
     # plain names only: a listed "../x" or "a/b" must not let an export delete outside its folder
     return {f for f in files if isinstance(f, str) and f and "/" not in f and "\\" not in f and f not in (".", "..")}
 
