@@ -9,6 +9,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 BROWSER_HINT = "browser test skipped"  # the skip reason of every browser test (helpers.require_browser)
 
 
+# The test files that take longest (`pytest --durations`), longest first: `make test` hands whole files to
+# two workers (--dist loadfile --no-loadscope-reorder), and a long file handed out last kept one worker
+# busy while the other had nothing left (xdist's own order is by the number of tests in a file).
+LONGEST_FIRST = ("test_readme.py", "test_rlhf_four_stages.py", "test_ray.py", "test_errors.py", "test_resume.py",
+                 "test_validation.py", "test_embed.py", "test_cli.py", "test_annotate.py", "test_integrity.py",
+                 "test_train_lock.py", "test_sweep.py", "test_trainer.py", "test_rlhf_cycle.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+
+
 def pytest_unconfigure(config):
     """A skipped browser test is easy to miss in `-q` output: say so in one line, last."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
