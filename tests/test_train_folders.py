@@ -214,6 +214,18 @@ def test_a_bad_value_from_set_is_blamed_on_set(tmp_path: Path, plugin: str, body
     assert len(exc.value.errors) == 1 and exc.value.errors[0].startswith(error), exc.value.errors
 
 
+def test_a_bad_value_in_the_file_is_not_blamed_on_a_set_key_it_mentions(tmp_path: Path):
+    """`--set ppo.kl_coef=0.1` with `kl_target: -1` in the file said "--set ppo.kl_coef: kl_target must be > 0
+    (or null for a fixed kl_coef), got -1": the message's advice named kl_coef."""
+    from corpus.plugins.ppo import PPOConfig
+
+    path = tmp_path / "c.yaml"
+    path.write_text("output: o\ndata: {prompts: p.jsonl}\nppo:\n  reward_fn: 'm:f'\n  kl_target: -1\n")
+    with pytest.raises(ConfigError) as exc:
+        load_plugin_config(PPOConfig, path, plugin="ppo", overrides=["ppo.kl_coef=0.1"])
+    assert exc.value.errors == [f"{path}:5: ppo: kl_target must be > 0 (or null for a fixed kl_coef), got -1"]
+
+
 def test_a_bad_value_from_set_is_blamed_on_set_by_the_cli(tmp_path: Path, shards, capsys):  # noqa: F811
     _, tokens = shards
     cfg = _pretrain_yaml(tmp_path / "p.yaml", tokens)
