@@ -29,6 +29,7 @@ earlier sink publishes, or whose sink read a column that a stage in between rewr
 from __future__ import annotations
 
 import dataclasses
+import dis
 import functools
 import hashlib
 import inspect
@@ -41,7 +42,7 @@ from typing import Any, ClassVar
 
 import polars as pl
 
-from corpus.schema import COPY_OF, CORE_COLUMNS, ID, REJECT_REASON, REJECT_STAGE, ROW_ID, SOURCE, TEXT
+from corpus.schema import COPY_OF, CORE_COLUMNS, ID, REJECT_REASON, REJECT_STAGE, ROW_ID, SOURCE, TEXT, has_object
 
 Columns = Mapping[str, Any]  # column name -> polars type (None: any type)
 PoolMap = Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]
@@ -149,7 +150,7 @@ class Operator:
         code = main_code(type(self))
         if code is not None:
             key["code"] = code
-        return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+        return hashlib.sha256(json.dumps(key, sort_keys=True, default=_json_value).encode()).hexdigest()
 
     def columns(self) -> tuple[Columns, Columns, tuple[str, ...]]:
         """(needs, adds, modifies) of this instance: the class's, unless its parameters change them.
@@ -252,6 +253,14 @@ _REQUIRED: dict[str, tuple[type, str]] = {
 }
 
 
+def _json_value(value: Any) -> Any:
+    """A parameter json cannot write: a set by its sorted items (its order changes with PYTHONHASHSEED),
+    anything else by its str."""
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=lambda v: json.dumps(v, sort_keys=True, default=_json_value))
+    return str(value)
+
+
 def _missing(op: Any, method: str) -> str:
     return f"{type(op).__name__} defines no {method}(), which a {op.kind} operator must: {_REQUIRED[method][1]}"
 
@@ -269,10 +278,14 @@ def main_code(cls: type) -> str | None:
     its code between runs, and a rerun into the same folder kept the old output. So the class joins the key,
     source or not (a notebook cell, ``python -``, ``python -c`` have none): every attribute in the ``__dict__``
     of the class and of its bases defined in ``__main__`` (functions by their code objects, nested code and
-    defaults included; staticmethod, classmethod and property unwrapped; other values by a stable repr),
-    and the module-level names its functions read (``co_names`` found in ``__main__``'s globals: a constant
-    by value, a function defined in ``__main__`` by its code, in turn). A value with no stable repr (one
-    showing its memory address) keys by its type only: changing it alone reruns nothing; bump ``version``."""
+    defaults included; staticmethod, classmethod, property, cached_property, lru_cache and partial unwrapped;
+    other values by a stable repr, dataclass instances field by field, sets sorted), and the module-level
+    names its functions read (the names of their ``LOAD_GLOBAL``/``LOAD_NAME`` instructions, not attribute
+    names, found in ``__main__``'s globals: a constant by value, a function defined in ``__main__`` by its
+    code, in turn). Only the user's code is walked: a library wrapper (Operator's ``checked``, a decorator)
+    or a method dataclasses generate is keyed by name and by what it wraps, not by the names it reads. A
+    value with no stable repr or str (one showing its memory address) keys by its type only: changing it
+    alone reruns nothing; bump ``version``."""
     own = [c for c in cls.__mro__ if c.__module__ == "__main__"]
     if not own:
         return None
@@ -280,21 +293,20 @@ def main_code(cls: type) -> str | None:
 
     module = sys.modules.get("__main__")
     globs = vars(module) if module is not None else {}
+    walk = _Walk({getattr(m, "__file__", None) for m in list(sys.modules.values()) if m is not module} - {None})
     h = hashlib.sha256()
-    seen: set[int] = set()
-    names: dict[str, None] = {}  # module-level names the class's functions read, in the order met
     for c in own:
         h.update(f"class {c.__qualname__}".encode())
         for name, value in sorted(vars(c).items()):
             if name in ("__dict__", "__weakref__", "__module__", "__doc__", "__annotations__"):
                 continue
-            h.update(name.encode() + b"=" + _value_key(value, names, seen))
+            h.update(name.encode() + b"=" + walk.key(value))
         h.update(repr(getattr(c, "__annotations__", {})).encode())
         h.update(repr([b.__qualname__ + "@" + b.__module__ for b in c.__bases__]).encode())
     done: set[str] = set()
-    while names:  # the module-level names read, and those their own functions read
-        name = next(iter(names))
-        names.pop(name)
+    while walk.names:  # the module-level names read, and those their own functions read
+        name = next(iter(walk.names))
+        walk.names.pop(name)
         if name in done or name not in globs:
             continue
         done.add(name)
@@ -304,58 +316,106 @@ def main_code(cls: type) -> str | None:
                 h.update(f"global {name}=class {value.__qualname__}".encode())  # a helper class: its methods
                 for k, v in sorted(vars(value).items()):
                     if k not in ("__dict__", "__weakref__", "__module__", "__doc__"):
-                        h.update(k.encode() + b"=" + _value_key(v, names, seen))
+                        h.update(k.encode() + b"=" + walk.key(v))
             continue  # an imported module or class is keyed by its `version`, not here
         if callable(value) and getattr(value, "__module__", "__main__") != "__main__":
             continue  # an imported function
-        h.update(f"global {name}=".encode() + _value_key(value, names, seen))
+        h.update(f"global {name}=".encode() + walk.key(value))
     return h.hexdigest()
 
 
-def _code_key(code: Any, names: dict[str, None], seen: set[int]) -> bytes:
-    """A code object's bytes, names and constants (nested code in turn); names it reads are noted."""
-    parts = [code.co_code, repr(code.co_names).encode(), repr(code.co_varnames).encode()]
-    names.update(dict.fromkeys(code.co_names))
-    for const in code.co_consts:  # a frozenset constant (x in {"a", "b"}) by its sorted items
-        parts.append(_code_key(const, names, seen) if inspect.iscode(const) else _value_key(const, names, seen))
-    return b"\x00".join(parts)
+_READS = frozenset({"LOAD_GLOBAL", "LOAD_NAME"})
 
 
-def _value_key(value: Any, names: dict[str, None], seen: set[int]) -> bytes:
-    """A deterministic key of one class attribute or module-level value (see main_code)."""
-    if id(value) in seen:
-        return b"<seen>"
-    if isinstance(value, staticmethod | classmethod):
-        return b"method:" + _value_key(value.__func__, names, seen)
-    if isinstance(value, property):
-        return b"property:" + b"|".join(_value_key(f, names, seen) for f in (value.fget, value.fset, value.fdel))
-    if isinstance(value, functools.partial):
-        return b"partial:" + _value_key(value.func, names, seen) + repr((value.args, value.keywords)).encode()
-    code = getattr(value, "__code__", None)
-    if inspect.iscode(code):
-        seen.add(id(value))
-        defaults = (getattr(value, "__defaults__", None), getattr(value, "__kwdefaults__", None))
-        cells = []  # a closure's values (Operator wraps a __post_init__: the user's own is in a cell)
-        for cell in getattr(value, "__closure__", None) or ():
+class _Walk:
+    """One main_code walk: the keys of values, the module-level names the user's code reads (``names``, in
+    the order met), and the functions and containers on the way (a value met again, or inside itself)."""
+
+    def __init__(self, library_files: set[str]) -> None:
+        self.library = library_files  # the files of imported modules: their code is not the user's
+        self.names: dict[str, None] = {}
+        self.done: set[int] = set()  # functions keyed already (they live as long as the walk)
+        self.open: set[int] = set()  # containers being keyed (a list holding itself)
+
+    def code(self, code: Any) -> bytes:
+        """A code object's bytes, names and constants (nested code in turn); the global names it reads are
+        noted (``co_names`` also holds attribute and method names: ``m.start()`` is not a global ``start``)."""
+        parts = [code.co_code, repr(code.co_names).encode(), repr(code.co_varnames).encode()]
+        self.names.update(dict.fromkeys(i.argval for i in dis.get_instructions(code) if i.opname in _READS))
+        for const in code.co_consts:  # a frozenset constant (x in {"a", "b"}) by its sorted items
+            parts.append(self.code(const) if inspect.iscode(const) else self.key(const))
+        return b"\x00".join(parts)
+
+    def users(self, code: Any) -> bool:
+        """Is this the user's code, not a library's or one dataclasses generated (its __init__, __repr__)?"""
+        return code.co_filename not in self.library and not code.co_qualname.startswith("__create_fn__.")
+
+    def key(self, value: Any) -> bytes:
+        """A deterministic key of one class attribute or module-level value (see main_code)."""
+        if id(value) in self.done or id(value) in self.open:
+            return b"<seen>"
+        if isinstance(value, staticmethod | classmethod):
+            return b"method:" + self.key(value.__func__)
+        if isinstance(value, property):
+            return b"property:" + b"|".join(self.key(f) for f in (value.fget, value.fset, value.fdel))
+        if isinstance(value, functools.cached_property):
+            return b"cached_property:" + self.key(value.func)
+        if isinstance(value, functools.partial):
+            return b"partial:" + self.key(value.func) + self.key((value.args, value.keywords))
+        code = getattr(value, "__code__", None)
+        if inspect.iscode(code):
+            self.done.add(id(value))
+            cells = []  # a closure's values (Operator wraps a __post_init__: the user's own is in a cell)
+            for cell in getattr(value, "__closure__", None) or ():
+                try:
+                    cells.append(cell.cell_contents)
+                except ValueError:  # an empty cell
+                    cells.append(None)
+            if not self.users(code):  # a wrapper: what it wraps (the user's function in a cell), not its names
+                return (f"wraps:{code.co_qualname}@{code.co_filename}".encode() + self.key(cells)
+                        + self.key(getattr(value, "__wrapped__", None)))
+            defaults = (getattr(value, "__defaults__", None), getattr(value, "__kwdefaults__", None))
+            return b"code:" + self.code(code) + self.key(defaults) + self.key(cells)
+        wrapped = getattr(value, "__wrapped__", None)
+        if callable(value) and callable(wrapped) and not isinstance(value, type):  # functools.lru_cache, cache
+            self.done.add(id(value))
+            return f"wrapped:{type(value).__qualname__}:".encode() + self.key(wrapped)
+        if isinstance(value, list | tuple | set | frozenset | dict) or _instance(value):
+            self.open.add(id(value))
             try:
-                cells.append(cell.cell_contents)
-            except ValueError:  # an empty cell
-                cells.append(None)
-        return (b"code:" + _code_key(code, names, seen) + _value_key(defaults, names, seen)
-                + _value_key(cells, names, seen))
-    if isinstance(value, list | tuple | set | frozenset):
-        items = sorted(value, key=repr) if isinstance(value, set | frozenset) else value
-        return type(value).__name__.encode() + b"[" + b",".join(_value_key(v, names, seen) for v in items) + b"]"
-    if isinstance(value, dict):
-        return b"dict{" + b",".join(repr(k).encode() + b":" + _value_key(v, names, seen)
-                                   for k, v in sorted(value.items(), key=lambda kv: repr(kv[0]))) + b"}"
-    try:
-        text = repr(value)
-    except Exception:  # a repr that fails: its type only, as below
-        text = " at 0x0"
-    if re.search(r" at 0x[0-9a-fA-F]+", text):  # no stable repr: its type only (document says so)
-        return f"<{type(value).__module__}.{type(value).__qualname__}>".encode()
-    return text.encode()
+                return self._container(value)
+            finally:
+                self.open.discard(id(value))
+        try:
+            text = repr(value)
+            if _ADDRESS.search(text):  # pl.Expr: an address and a cut-short text; its str is whole
+                text = str(value)
+        except Exception:  # a repr that fails: its type only, as below
+            text = " at 0x0"
+        if _ADDRESS.search(text):  # no stable repr: its type only (document says so)
+            return f"<{type(value).__module__}.{type(value).__qualname__}>".encode()
+        return text.encode()
+
+    def _container(self, value: Any) -> bytes:
+        if isinstance(value, set | frozenset):  # by sorted keys: a set's order changes with PYTHONHASHSEED
+            return type(value).__name__.encode() + b"{" + b",".join(sorted(self.key(v) for v in value)) + b"}"
+        if isinstance(value, list | tuple):
+            return type(value).__name__.encode() + b"[" + b",".join(self.key(v) for v in value) + b"]"
+        if isinstance(value, dict):
+            return b"dict{" + b",".join(sorted(self.key(k) + b":" + self.key(v) for k, v in value.items())) + b"}"
+        if isinstance(value, dataclasses.Field):  # its default and factory (its repr shows addresses)
+            return b"field:" + self.key((value.name, repr(value.type), value.default, value.default_factory,
+                                         value.init, value.repr, value.compare, value.kw_only))
+        fields = [(f.name, getattr(value, f.name, None)) for f in dataclasses.fields(value)]
+        return f"{type(value).__module__}.{type(value).__qualname__}(".encode() + self.key(fields) + b")"
+
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+def _instance(value: Any) -> bool:
+    """A dataclass instance (walked field by field: its repr holds sets in hash order) or a Field."""
+    return isinstance(value, dataclasses.Field) or (dataclasses.is_dataclass(value) and not isinstance(value, type))
 
 
 def is_global(op: Operator) -> bool:
@@ -375,10 +435,11 @@ def chain_key(parent: str, op: Operator) -> str:
 # by declaring them in ``modifies``: every row has them, so none is ever added).
 FIXED: dict[str, str] = {ROW_ID: "the row's identity (dedup results, rejected rows and copies are keyed by it)",
                          SOURCE: "the input the row came from (every record is accounted for per source)"}
-# Columns the executor owns beside the document's: no operator may add or rewrite them (a map's own
-# ``copy_of_row`` made every row a copy and the balance lost them all; its ``reject_reason`` was
-# overwritten in rejected/). The one exception: a filter that makes copies (upsampling, ``Verdict.copies``)
-# adds ``copy_of_row`` as Int64, and the executor checks it names a kept row.
+# Columns the executor owns beside the document's: it writes them and reads them back, so no operator may
+# add or rewrite them. ``reject_stage`` and ``reject_reason`` say in rejected/ which stage dropped a row and
+# why; ``copy_of_row`` tells an upsampled copy from its original (the balance counts originals only). The one
+# exception: a filter that makes copies (upsampling, ``Verdict.copies``) adds ``copy_of_row`` as Int64, and
+# the executor checks it names a kept row.
 INTERNAL: dict[str, str] = {
     REJECT_STAGE: "the executor's record of the stage that dropped a row (rejected/)",
     REJECT_REASON: "the executor's record of why a row was dropped (rejected/)",
@@ -436,7 +497,7 @@ def ensure_columns(ops: Iterable[Operator], available: Columns) -> list[str]:
                                           and _dtype(dtype) == pl.Int64()):
                 errors.append(f"{where} adds column {col!r}, {INTERNAL[col]}: no operator may add or rewrite it "
                               f"(name the column otherwise)")
-            elif _has_object(_dtype(dtype)):
+            elif has_object(_dtype(dtype)):
                 errors.append(f"{where} adds column {col!r} as {type_name(_dtype(dtype))}: Python objects cannot "
                               f"be written to Parquet (give it a polars type: String, a number, List, Struct)")
             elif col in CORE_COLUMNS:
@@ -493,18 +554,6 @@ def _dtype(t: Any) -> Any:
     return t() if isinstance(t, type) else t
 
 
-def _has_object(dtype: Any) -> bool:
-    """Is ``dtype`` pl.Object, or a List, Array or Struct holding one (at any depth)?"""
-    if dtype is None:
-        return False
-    if dtype == pl.Object or isinstance(dtype, pl.Object):
-        return True
-    inner = getattr(dtype, "inner", None)
-    if inner is not None and _has_object(_dtype(inner)):
-        return True
-    return any(_has_object(_dtype(f.dtype)) for f in getattr(dtype, "fields", None) or ())
-
-
 def _compatible(have: Any, want: Any) -> bool:
     return have is None or want is None or have == want
 
@@ -529,7 +578,7 @@ def output_problem(op: Operator, before: pl.DataFrame, after: pl.DataFrame) -> s
         want = _dtype(t)
         if want is not None and after.schema[c] != want:
             return f"operator '{op.name}' adds {c!r} as {after.schema[c]}, declared {want}"
-    objects = [c for c in after.columns if _has_object(after.schema[c])]
+    objects = [c for c in after.columns if has_object(after.schema[c])]
     if objects:  # to_arrow() makes them fixed_size_binary[8]: memory addresses, different every run
         return (f"operator '{op.name}' returned column(s) {objects} holding Python objects "
                 f"({', '.join(str(after.schema[c]) for c in objects)}), which cannot be written to Parquet: "

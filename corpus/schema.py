@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import polars as pl
 
@@ -64,6 +65,26 @@ REJECT_STAGE, REJECT_REASON = "reject_stage", "reject_reason"
 # An extra copy of a document made by upsampling (stages/sample.py) names its original's row_id here
 # (null on originals); it has a row_id of its own. The balance counts originals only.
 COPY_OF = "copy_of_row"
+
+
+def has_object(dtype: Any) -> bool:
+    """Is ``dtype`` pl.Object, or a List, Array or Struct holding one (at any depth)? Such a column holds
+    Python objects, which polars writes to Arrow as memory addresses."""
+    if dtype is None:
+        return False
+    if isinstance(dtype, type):
+        dtype = dtype()
+    if dtype == pl.Object or isinstance(dtype, pl.Object):
+        return True
+    inner = getattr(dtype, "inner", None)
+    if inner is not None and has_object(inner):
+        return True
+    return any(has_object(f.dtype) for f in getattr(dtype, "fields", None) or ())
+
+
+def copy_marks(df: pl.DataFrame) -> pl.Series:
+    """The frame's ``copy_of_row`` as it came in: all null (Int64) where no earlier stage made copies."""
+    return df[COPY_OF] if COPY_OF in df.columns else pl.Series(COPY_OF, [None] * df.height, pl.Int64)
 
 
 def row_id(task_index: int, row: int) -> int:

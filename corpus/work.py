@@ -37,7 +37,7 @@ from corpus.readers.check import QuarantineShare
 from corpus.readers.fields import FieldStats
 from corpus.readers.fields import merge as merge_fields
 from corpus.readers.plan import CountJob, count_lines
-from corpus.schema import COPY_OF, REJECT_REASON, REJECT_STAGE, ROW_ID, SOURCE, TEXT
+from corpus.schema import COPY_OF, REJECT_REASON, REJECT_STAGE, ROW_ID, SOURCE, TEXT, copy_marks
 from corpus.writers import ShardWriter, link_or_copy, write_bytes_atomic, write_parquet
 
 _RUNNING: Path | None = None  # in a worker: where it notes the unit it is running (see Pool._died)
@@ -356,7 +356,7 @@ def apply_op(op: Operator, df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame
         raise OperatorError(f"filter operator '{op.name}' must return a Verdict, got {type(verdict).__name__}")
     keep, reason, scores = _verdict(op, verdict, df.height)
     if COPY_OF in scores:  # only copies name an original: a score may carry an earlier stage's marks, not make some
-        earlier = df[COPY_OF] if COPY_OF in df.columns else pl.Series(COPY_OF, [None] * df.height, pl.Int64)
+        earlier = copy_marks(df)
         if not scores[COPY_OF].equals(earlier):
             raise OperatorError(f"filter operator '{op.name}' returned a {COPY_OF!r} score that marks rows as copies: "
                                 f"it names originals only on the copies it returns (Verdict.copies); a score "

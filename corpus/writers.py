@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 import zstandard
 
 from corpus.integrity import record
+from corpus.schema import has_object
 
 
 def finite_json(x: Any) -> Any:
@@ -136,9 +137,7 @@ def write_bytes_atomic(final: Path, data: bytes) -> None:
 def _arrow(df: pl.DataFrame) -> Any:
     """The frame as Arrow, refusing Python objects: to_arrow() makes a pl.Object column fixed_size_binary[8],
     memory addresses that differ every run (polars' own write_parquet refuses them)."""
-    from corpus.operators import _has_object
-
-    objects = [c for c, t in df.schema.items() if _has_object(t)]
+    objects = [c for c, t in df.schema.items() if has_object(t)]
     if objects:
         raise TypeError(f"column(s) {objects} hold Python objects ({', '.join(str(df.schema[c]) for c in objects)}), "
                         "which cannot be written to Parquet: give them a polars type")

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import polars as pl
 
 from corpus.operators import GlobalFilterOperator, StageContext, StageView, Verdict
-from corpus.schema import COPY_OF, ROW_BITS, ROW_ID, SOURCE
+from corpus.schema import COPY_OF, ROW_BITS, ROW_ID, SOURCE, copy_marks
 
 REASON = "sampled_out"
 STATE = "sample.json"
@@ -98,7 +98,7 @@ class Sample(GlobalFilterOperator):
         n = df.select(times.alias("n")).to_series()
         keep = n > 0
         # a copy made by an earlier sample stage stays one (and its copies name the same original)
-        earlier = df[COPY_OF] if COPY_OF in df.columns else pl.Series(COPY_OF, [None] * df.height, pl.Int64)
+        earlier = copy_marks(df)
         scores = {COPY_OF: earlier, "sample_copies": (n - 1).clip(lower_bound=0).alias("sample_copies")}
         return Verdict(keep=keep, reason=REASON, scores=scores, copies=self._copies(df, n, scores))
 

@@ -312,7 +312,8 @@ class _Thing:
 def test_a_column_of_python_objects_is_refused_naming_the_operator_and_column(tmp_path):
     """A map adding a pl.Object column was published as fixed_size_binary[8] (df.to_arrow() writes the
     objects' memory addresses): the run and verify passed, the output differed every run."""
-    from corpus.operators import _has_object, output_problem
+    from corpus.operators import output_problem
+    from corpus.schema import has_object
     from corpus.writers import write_parquet
 
     obj = _map("obj_col", lambda df: df.with_columns(
@@ -323,9 +324,9 @@ def test_a_column_of_python_objects_is_refused_naming_the_operator_and_column(tm
     df = pl.DataFrame({"text": ["a"], "source": ["s"], "row_id": [1]})
     assert "holding Python objects" in output_problem(obj, df, obj.map(df))
     # nested in a List, Array or Struct too (the wiring check refuses a declared one before a run)
-    assert all(_has_object(t) for t in (pl.Object(), pl.List(pl.Object), pl.Struct({"a": pl.List(pl.Object)}),
+    assert all(has_object(t) for t in (pl.Object(), pl.List(pl.Object), pl.Struct({"a": pl.List(pl.Object)}),
                                         pl.Array(pl.Object, 2)))
-    assert not _has_object(pl.Struct({"a": pl.List(pl.String)}))
+    assert not has_object(pl.Struct({"a": pl.List(pl.String)}))
     declared = _map("obj_decl", lambda df: df, adds={"o": pl.List(pl.Object)})
     assert "'obj_decl' adds column 'o' as List(Object): Python objects" in ensure_columns([declared], DOC_SCHEMA)[0]
     with pytest.raises(TypeError, match=r"column\(s\) \['obj'\] hold Python objects"):
@@ -461,3 +462,150 @@ def test_a_filter_s_copy_of_row_score_may_not_mark_rows_as_copies():
     assert ensure_columns([marks], DOC_SCHEMA) == []
     with pytest.raises(OperatorError, match="'marks' returned a 'copy_of_row' score that marks rows as copies"):
         apply_op(marks, df)
+
+
+def _main_key(monkeypatch, code: str, cls: str = "Op") -> str:
+    """main_code of class ``cls`` defined by ``code`` run as ``__main__`` (as a notebook or python -c)."""
+    import sys
+    import types
+
+    from corpus.operators import main_code
+
+    module = types.ModuleType("__main__")
+    monkeypatch.setitem(sys.modules, "__main__", module)
+    exec(compile(code, "<stdin>", "exec"), module.__dict__)
+    return main_code(getattr(module, cls))
+
+
+def _keys_across_runs(code: str, seeds=("1", "2", "3", "4")) -> set[str]:
+    """The keys ``code`` (a script ending in a print of a key) prints in separate interpreters, one per
+    PYTHONHASHSEED."""
+    import os
+    import subprocess
+    import sys
+
+    keys = set()
+    for seed in seeds:
+        out = subprocess.run([sys.executable, "-"], input=code, text=True, capture_output=True, check=True,
+                             env={**os.environ, "PYTHONHASHSEED": seed}, cwd=Path(__file__).parent.parent)
+        keys.add(out.stdout.strip())
+    return keys
+
+
+_READS_ATTRIBUTES = '''
+import time, re
+from dataclasses import dataclass
+import polars as pl
+from corpus.operators import MapOperator
+
+start = STAMP
+limit = STAMP
+param_problems = STAMP
+MIN = 3
+
+@dataclass
+class Op(MapOperator):
+    name = "op"
+    limit: int = 3
+    def __post_init__(self):
+        assert self.limit >= MIN
+    def map(self, df):
+        m = re.match("a", "a")
+        m.start()
+        return df.head(self.limit)
+'''
+
+
+@pytest.mark.parametrize("stamp", ["1.5", "2.5"])
+def test_a_main_operator_is_not_keyed_by_globals_it_never_reads(monkeypatch, stamp):
+    """co_names holds attribute and method names too: a script's `start = time.time()` keyed an operator
+    calling m.start(), a global named like a dataclass field (walked through the generated __init__) or read
+    by Operator's own __post_init__ wrapper did too, so the stage reran every time. Globals the user's code
+    reads still count, in a __post_init__ behind that wrapper too."""
+    base = _main_key(monkeypatch, _READS_ATTRIBUTES.replace("STAMP", "0.5"))
+    assert _main_key(monkeypatch, _READS_ATTRIBUTES.replace("STAMP", stamp)) == base
+    assert _main_key(monkeypatch, _READS_ATTRIBUTES.replace("STAMP", stamp).replace("MIN = 3", "MIN = 2")) != base
+
+
+_HASH_ORDER = '''
+from dataclasses import dataclass, field
+from corpus.operators import MapOperator, main_code
+
+@dataclass
+class Cfg:
+    tags: set
+
+CFG = Cfg(tags={"alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"})
+
+@dataclass
+class Op(MapOperator):
+    name = "op"
+    words: frozenset = frozenset({"alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"})
+    def map(self, df):
+        return df.filter(df["text"].is_in(list(CFG.tags)))
+
+print(main_code(Op), Op().config_key())
+'''
+
+
+def test_a_main_operator_s_key_does_not_change_with_the_hash_seed():
+    """A set inside a dataclass instance (repr in hash order) and a set parameter (json default=str) keyed
+    differently in every interpreter: the stage reran each time."""
+    keys = [k.split() for k in _keys_across_runs(_HASH_ORDER)]
+    assert len({k[0] for k in keys}) == 1  # main_code: the dataclass instance's set
+    assert len({k[1] for k in keys}) == 1  # config_key: the frozenset parameter
+
+
+def test_a_main_operator_reading_a_list_that_holds_itself_is_keyed(monkeypatch):
+    code = _READS_ATTRIBUTES.replace("STAMP", "1").replace("MIN = 3", "MIN = 3\nL = [1]\nL.append(L)\n"
+                                                           "D = {}\nD['d'] = D").replace(
+        "return df.head", "print(L, D)\n        return df.head")
+    assert _main_key(monkeypatch, code) == _main_key(monkeypatch, code)
+
+
+_CACHED = '''
+import functools
+from dataclasses import dataclass
+import polars as pl
+from corpus.operators import MapOperator
+
+EXPR = pl.col("text").str.contains("PATTERN" * 40 + "END")
+
+@functools.lru_cache
+def norm(s):
+    return s.lower()
+
+@dataclass
+class Op(MapOperator):
+    name = "op"
+    @functools.cached_property
+    def width(self):
+        return 10
+    def map(self, df):
+        return df.filter(EXPR).with_columns(pl.col("text").map_elements(norm)).head(self.width)
+'''
+
+
+@pytest.mark.parametrize("edit", [("s.lower()", "s.upper()"), ("return 10", "return 20"), ('"END"', '"FIN"')])
+def test_a_main_operator_s_cached_helpers_and_expressions_are_keyed_by_their_code(monkeypatch, edit):
+    """An lru_cache function, a cached_property and a pl.Expr constant (its repr shows an address and is cut
+    short) were keyed by their type only: editing them reran nothing."""
+    assert _main_key(monkeypatch, _CACHED.replace(*edit)) != _main_key(monkeypatch, _CACHED)
+
+
+def test_the_object_column_check_and_copy_marks_are_the_schema_s():
+    """The writers used the operators module's private check; the executor and the sample stage each built
+    the incoming copy_of_row series."""
+    import inspect
+
+    import corpus.work
+    import corpus.writers
+    import stages.sample
+    from corpus.schema import copy_marks, has_object
+
+    assert has_object(pl.List(pl.Object)) and not has_object(pl.Int64)
+    marks = copy_marks(pl.DataFrame({"text": ["a", "b"]}))
+    assert marks.dtype == pl.Int64 and marks.null_count() == 2 and marks.name == "copy_of_row"
+    assert "corpus.operators import _" not in inspect.getsource(corpus.writers)
+    for module in (corpus.work, stages.sample):
+        assert "[None] * df.height" not in inspect.getsource(module)
