@@ -342,8 +342,6 @@ def _cmd_dedup_explain(args: argparse.Namespace, console: Console) -> int:
 
     if args.semantic:
         return _semantic_explain(args, console)
-    if not 0.0 < args.threshold < 1.0:
-        raise ValueError(f"--threshold must lie strictly between 0 and 1, got {args.threshold}")
     console.print(explain(args.threshold, num_perm=args.num_perm, fp_weight=args.fp_weight,
                           fn_weight=args.fn_weight, bands=args.bands, rows=args.rows), highlight=False)
     return 0

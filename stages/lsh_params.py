@@ -11,17 +11,18 @@ while a false negative is a duplicate kept: hence the default weights favour rec
 from __future__ import annotations
 
 import math
+import numbers
 from functools import lru_cache
 
 import numpy as np
 
 DEFAULT_FP_WEIGHT = 0.1
 DEFAULT_FN_WEIGHT = 0.9
-# num_perm's range, for the minhash_dedup stage and `corpus dedup explain` alike. The optimiser's work grows
-# as num_perm**2 log num_perm (1024: about 2 s, 2048: 7 s and growing, 2,000,000: terabytes), and more than a
-# few hundred hashes buys little precision: the estimate's error falls as 1 / sqrt(num_perm).
+# Fewer than 2 hashes give no band plan. The optimiser's work grows as num_perm**2 log num_perm (1024: about
+# 2 s, 2048: 7 s and growing, 2,000,000: terabytes), so above MAX_OPTIMISED_NUM_PERM bands and rows must be
+# given; more than a few hundred hashes buys little precision (the estimate's error falls as 1 / sqrt(num_perm)).
 MIN_NUM_PERM = 2
-MAX_NUM_PERM = 1024
+MAX_OPTIMISED_NUM_PERM = 1024
 
 
 def _optimal_param(threshold: float, num_perm: int, fp_weight: float, fn_weight: float) -> tuple[int, int]:
@@ -46,35 +47,46 @@ def _optimal_param(threshold: float, num_perm: int, fp_weight: float, fn_weight:
 @lru_cache(maxsize=64)
 def optimal_bands_rows(threshold: float, num_perm: int, fp_weight: float = DEFAULT_FP_WEIGHT,
                        fn_weight: float = DEFAULT_FN_WEIGHT) -> tuple[int, int]:
-    if not 0.0 < threshold < 1.0:
-        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
-    check_num_perm(num_perm)
-    check_weights(fp_weight, fn_weight)
+    check_params(threshold, num_perm, fp_weight=fp_weight, fn_weight=fn_weight)
     return _optimal_param(threshold, num_perm, fp_weight, fn_weight)
 
 
-def check_num_perm(num_perm: int) -> None:
-    """num_perm within [MIN_NUM_PERM, MAX_NUM_PERM]: the one bound of the stage and of `dedup explain`."""
-    if isinstance(num_perm, bool) or not isinstance(num_perm, int) or not MIN_NUM_PERM <= num_perm <= MAX_NUM_PERM:
-        raise ValueError(f"num_perm must be a whole number from {MIN_NUM_PERM} to {MAX_NUM_PERM}, got {num_perm!r}")
-
-
-def check_weights(fp_weight: float, fn_weight: float) -> None:
-    """The optimiser's weights: finite, each in [0, 1], not both 0 (NaN compared false everywhere and
-    picked a 1 x 1 band plan)."""
-    if not all(isinstance(w, (int, float)) and math.isfinite(w) and 0 <= w <= 1 for w in (fp_weight, fn_weight)) \
-            or fp_weight + fn_weight == 0:
-        raise ValueError(f"fp_weight and fn_weight must be >= 0 and not both 0, got {fp_weight}, {fn_weight} "
-                         "(each a finite number from 0 to 1)")
-
-
-def check_bands(num_perm: int, bands: int, rows: int) -> None:
-    """num_perm in range, and given bands and rows (0 and 0: the optimiser's) fitting in num_perm hashes."""
+def check_params(threshold: float, num_perm: int, bands: int = 0, rows: int = 0,
+                 fp_weight: float = DEFAULT_FP_WEIGHT, fn_weight: float = DEFAULT_FN_WEIGHT) -> None:
+    """The one check of the minhash_dedup stage's LSH settings and of `corpus dedup explain`'s: the threshold,
+    num_perm, given bands and rows (0 and 0: the optimiser's) fitting in num_perm hashes, and where the
+    optimiser picks them, its weights and num_perm's bound."""
+    check_threshold(threshold)
     check_num_perm(num_perm)
     if bool(bands) != bool(rows) or bands < 0 or rows < 0:
         raise ValueError("give both bands and rows (>= 1), or neither (then they are derived from threshold)")
     if bands * rows > num_perm:
         raise ValueError(f"bands x rows = {bands * rows} exceeds num_perm = {num_perm}")
+    if bands and rows:
+        return
+    if num_perm > MAX_OPTIMISED_NUM_PERM:
+        raise ValueError(f"num_perm = {num_perm} is too many hashes for the bands x rows optimiser (at most "
+                         f"{MAX_OPTIMISED_NUM_PERM}): give bands and rows, or a smaller num_perm")
+    check_weights(fp_weight, fn_weight)
+
+
+def check_threshold(threshold: float) -> None:
+    if not (isinstance(threshold, numbers.Real) and not isinstance(threshold, bool) and 0.0 < threshold < 1.0):
+        raise ValueError(f"threshold must lie strictly between 0 and 1, got {threshold}")
+
+
+def check_num_perm(num_perm: int) -> None:
+    """Checked before the optimiser's bound, which applies only where it runs (check_params)."""
+    if isinstance(num_perm, bool) or not isinstance(num_perm, numbers.Integral) or num_perm < MIN_NUM_PERM:
+        raise ValueError(f"num_perm must be a whole number >= {MIN_NUM_PERM}, got {num_perm!r}")
+
+
+def check_weights(fp_weight: float, fn_weight: float) -> None:
+    """Only the weights' ratio matters to the optimiser; a NaN would compare false everywhere."""
+    if not all(isinstance(w, numbers.Real) and not isinstance(w, bool) and math.isfinite(w) and w >= 0
+               for w in (fp_weight, fn_weight)) or fp_weight + fn_weight == 0:
+        raise ValueError(f"fp_weight and fn_weight must be finite, >= 0 and not both 0, got {fp_weight}, "
+                         f"{fn_weight}")
 
 
 def p_candidate(j: float, bands: int, rows: int) -> float:
@@ -86,7 +98,7 @@ def s_curve(threshold: float, num_perm: int = 128, fp_weight: float = DEFAULT_FP
             step: float = 0.05) -> tuple[int, int, list[tuple[float, float]]]:
     """(bands, rows, [(J, P(candidate)) for J in 0, step, ..., 1]). Given bands and rows win over
     the optimiser."""
-    check_bands(num_perm, bands, rows)
+    check_params(threshold, num_perm, bands, rows, fp_weight, fn_weight)
     if not (bands and rows):
         bands, rows = optimal_bands_rows(threshold, num_perm, fp_weight, fn_weight)
     n = round(1 / step)

@@ -76,8 +76,7 @@ from corpus.stages.dedup_text import (
 from corpus.stages.lsh_params import (
     DEFAULT_FN_WEIGHT,
     DEFAULT_FP_WEIGHT,
-    check_bands,
-    check_weights,
+    check_params,
     explain,
     optimal_bands_rows,
     s_curve,
@@ -397,7 +396,7 @@ class MinHashDedup(GlobalFilterOperator):
     version = "3"  # 3: normalisation levels (fuzzy adds NFKC)
 
     threshold: float = 0.8  # target Jaccard similarity of shingle sets
-    num_perm: int = 128  # from 2 to 1024 (lsh_params.MAX_NUM_PERM)
+    num_perm: int = 128  # >= 2; at most 1024 (lsh_params.MAX_OPTIMISED_NUM_PERM) unless bands and rows are given
     ngram: int = 5  # shingle length, in words (unit: word) or characters (unit: char)
     unit: Literal["word", "char"] = "word"
     fp_weight: float = DEFAULT_FP_WEIGHT  # datasketch optimiser weights for bands x rows
@@ -415,13 +414,9 @@ class MinHashDedup(GlobalFilterOperator):
     index_out: str | None = None  # save this run's kept documents (+ the given index) as an index
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.threshold < 1.0:
-            raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
         if self.ngram < 1 or self.bucket_all_pairs < 2:
             raise ValueError("ngram must be >= 1 and bucket_all_pairs >= 2")
-        check_bands(self.num_perm, self.bands, self.rows)  # num_perm's range (lsh_params.MAX_NUM_PERM) too
-        if not (self.bands and self.rows):  # the weights pick bands x rows: a bad one failed only in the fit
-            check_weights(self.fp_weight, self.fn_weight)
+        check_params(self.threshold, self.num_perm, self.bands, self.rows, self.fp_weight, self.fn_weight)
         if not 0 <= self.seed < 2**32:  # numpy's seed range: -1 failed in the fit
             raise ValueError(f"seed must lie in [0, 2**32), got {self.seed}")
         check_partitions(self.partitions)

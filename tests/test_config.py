@@ -224,7 +224,8 @@ def test_one_discovery_for_every_kind_of_entry_point(fake_plugins):
     ("boilerplate_lines", {"partitions": -1}, "partitions must be 0"),
     ("minhash_dedup", {"partitions": -1}, "partitions must be 0"),
     ("minhash_dedup", {"seed": -1}, "seed must lie in [0, 2**32), got -1"),
-    ("minhash_dedup", {"fp_weight": -1.0}, "fp_weight and fn_weight must be >= 0 and not both 0, got -1.0, 0.9"),
+    ("minhash_dedup", {"fp_weight": -1.0}, "must be finite, >= 0 and not both 0, got -1.0, 0.9"),
+    ("minhash_dedup", {"num_perm": 2048}, "num_perm = 2048 is too many hashes for the bands x rows optimiser"),
 ])
 def test_dedup_settings_a_fit_would_fail_on_are_refused_when_made(op: str, params: dict, says: str):
     """They passed `corpus check` and failed in the fit, after the whole corpus was read (partitions -1:
@@ -234,6 +235,15 @@ def test_dedup_settings_a_fit_would_fail_on_are_refused_when_made(op: str, param
     with pytest.raises(ValueError) as exc:
         get(op)(**params)
     assert says in str(exc.value)
+
+
+def test_minhash_settings_the_optimiser_never_sees_are_not_bounded_by_it():
+    """num_perm 2048 with bands and rows given, and weights above 1 (only their ratio matters), were
+    refused by bounds that belong to the optimiser."""
+    from corpus.registry import get
+
+    assert get("minhash_dedup")(num_perm=2048, bands=256, rows=8).band_rows() == (256, 8)
+    assert get("minhash_dedup")(fp_weight=1.0, fn_weight=9.0).fn_weight == 9.0
 
 
 def test_an_operator_path_beside_the_config_is_pointed_to(tmp_path: Path, monkeypatch):
