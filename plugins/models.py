@@ -168,12 +168,31 @@ def _quiet_load(quiet: bool) -> Iterator[None]:
 _LEARNED_POSITIONS = ("gpt2", "bert")
 
 
-def check_positions(model: torch.nn.Module, seq_len: int) -> None:
-    cfg = model.config
+def model_positions(model: torch.nn.Module) -> int | None:
+    """The positions the model was built for (``max_position_embeddings``, GPT-2's ``n_positions``), or None."""
+    from corpus.plugins.checkpoint import unwrap
+
+    cfg = getattr(unwrap(model), "config", None)
     limit = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
+    return int(limit) if isinstance(limit, int) and limit > 0 else None
+
+
+def check_seq_len(m: ModelConfig, seq_len: int) -> None:
+    """A config's ``data.seq_len`` against the positions of a model it builds from scratch
+    (``model.max_positions``; 0: seq_len): a longer row was GPT-2's and BERT's IndexError, and Llama trained
+    on and exported a config claiming fewer positions than it was trained on. Every config that builds a
+    model for rows of seq_len (pretrain, SFT) checks it here; a pretrained model: ``check_positions``."""
+    if m.max_positions and not m.from_pretrained and seq_len > m.max_positions:
+        raise ValueError(f"data.seq_len {seq_len} is longer than the model's {m.max_positions} positions "
+                         "(model.max_positions): lower data.seq_len or raise model.max_positions")
+
+
+def check_positions(model: torch.nn.Module, seq_len: int) -> None:
+    """A pretrained model's positions against the rows it is given (``check_seq_len``: one from scratch)."""
+    limit = model_positions(model)
     if limit is not None and seq_len > limit:
         msg = f"seq_len {seq_len} is longer than the model's {limit} positions"
-        if cfg.model_type in _LEARNED_POSITIONS:
+        if model.config.model_type in _LEARNED_POSITIONS:
             raise ValueError(msg + ": lower data.seq_len")
         import logging
 

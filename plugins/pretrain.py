@@ -32,6 +32,7 @@ from corpus.plugins.models import (
     SpecialIds,
     add_tokens,
     build_model,
+    check_seq_len,
     load_tokenizer,
     model_tokenizer,
     pretrained_folder,
@@ -98,12 +99,7 @@ class PretrainConfig(PluginConfig):
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
-        m = self.model
-        # A row longer than the model's positions: GPT-2 and BERT ended in an IndexError traceback, Llama
-        # trained on and exported a config claiming fewer positions than it was trained on.
-        if m.max_positions and not m.from_pretrained and self.data.seq_len > m.max_positions:
-            raise ValueError(f"data.seq_len {self.data.seq_len} is longer than the model's {m.max_positions} "
-                             "positions (model.max_positions): lower data.seq_len or raise model.max_positions")
+        check_seq_len(self.model, self.data.seq_len)
 
 
 # ---------------------------------------------------------------- data

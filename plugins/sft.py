@@ -41,6 +41,7 @@ from corpus.plugins.models import (
     SpecialIds,
     apply_lora,
     build_model,
+    check_seq_len,
     plugin_tokenizer,
     plugin_tokenizer_path,
     same_tokenizer,
@@ -124,6 +125,7 @@ class SFTConfig(PluginConfig):
     def __post_init__(self) -> None:
         if not self.data.datasets:
             raise ValueError("data.datasets: give at least one dataset")
+        check_seq_len(self.model, self.data.seq_len)
 
 
 # ---------------------------------------------------------------- records -> messages

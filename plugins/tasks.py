@@ -35,6 +35,7 @@ from torch.utils.data import Dataset
 
 from corpus.plugins import checkpoint as ckpt
 from corpus.plugins.data import IGNORE_INDEX, Row, TrainLoader, Window, collate, count_targets, eval_loader
+from corpus.plugins.models import model_positions
 
 if TYPE_CHECKING:
     from corpus.plugins.base import TrainConfig
@@ -158,13 +159,6 @@ class Task:
 
 def _perplexity(loss: float) -> float:
     return math.exp(min(loss, 50.0))
-
-
-def model_positions(model: torch.nn.Module) -> int | None:
-    """The positions the model was built for (``max_position_embeddings``, GPT-2's ``n_positions``), or None."""
-    cfg = getattr(ckpt.unwrap(model), "config", None)
-    limit = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
-    return int(limit) if isinstance(limit, int) and limit > 0 else None
 
 
 def fit_positions(prompt: list[int], max_new_tokens: int, limit: int | None) -> tuple[list[int], int]:

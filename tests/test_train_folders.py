@@ -160,6 +160,19 @@ def test_rows_longer_than_the_models_positions_are_refused(tmp_path: Path, shard
     assert not (tmp_path / "run").exists()
 
 
+def test_an_sft_model_from_scratch_shorter_than_its_rows_is_refused(tmp_path: Path):
+    """SFT built its model with model.max_positions and fed it rows of data.seq_len: GPT-2's IndexError."""
+    from corpus.plugins.sft import SFTConfig
+
+    path = tmp_path / "s.yaml"
+    path.write_text("output: o\nmodel: {arch: gpt2, max_positions: 16}\n"
+                    "data: {seq_len: 32, datasets: [{path: x.jsonl}]}\n")
+    with pytest.raises(ConfigError) as exc:
+        load_plugin_config(SFTConfig, path, plugin="sft")
+    assert exc.value.errors == [f"{path}:3: sft: data.seq_len 32 is longer than the model's 16 positions "
+                                "(model.max_positions): lower data.seq_len or raise model.max_positions"]
+
+
 def test_a_step_out_of_memory_is_one_line_naming_the_sizes(tmp_path: Path, shards, capsys, monkeypatch):  # noqa: F811
     """A data.seq_len of 100000 was torch's allocator traceback ("can't allocate 40000000000 bytes")."""
     from corpus.plugins import trainer
