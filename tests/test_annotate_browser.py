@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -36,14 +37,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, object, dict, Path]]:
-    root = tmp_path_factory.mktemp("annotate-browser")
-    tasks = write_tasks(root / "tasks.jsonl", 3)
-    with open(tasks, "a") as fh:
-        fh.write(json.dumps({"item_id": "xss", "prompt": f"Summarise {XSS}",
-                             "responses": [f"Sure: {XSS}", "A summary.", "No."]}) + "\n")
-    store, tokens = make_project(root / "proj", tasks, ["ann", "bea"], per_item=2, aspects=["helpful"])
+@contextmanager
+def serving(store) -> Iterator[str]:
+    """The app over ``store`` on a loopback port, in a thread; yields its base URL."""
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(store), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -53,10 +49,24 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, obje
         assert time.monotonic() < deadline and thread.is_alive(), "the app did not start"
         time.sleep(0.05)
     try:
-        yield f"http://127.0.0.1:{port}", store, tokens, root
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, object, dict, Path]]:
+    root = tmp_path_factory.mktemp("annotate-browser")
+    tasks = write_tasks(root / "tasks.jsonl", 3)
+    with open(tasks, "a") as fh:
+        fh.write(json.dumps({"item_id": "xss", "prompt": f"Summarise {XSS}",
+                             "responses": [f"Sure: {XSS}", "A summary.", "No."]}) + "\n")
+    store, tokens = make_project(root / "proj", tasks, ["ann", "bea"], per_item=2, aspects=["helpful"])
+    try:
+        with serving(store) as base:
+            yield base, store, tokens, root
+    finally:
         store.close()
 
 
@@ -212,3 +222,28 @@ def test_two_annotators_rank_in_a_browser_and_the_reward_model_trains_on_the_exp
     assert result.steps == 2 and (tmp_path / "rm" / "final").is_dir()
     stats = json.loads((tmp_path / "rm" / "data_stats.json").read_text())
     assert stats["labels"] == 8 and stats["annotators"] == 2 and stats["quarantined"] == 0
+
+
+@pytest.mark.slow
+def test_a_label_refused_with_409_shows_why_and_moves_on_to_the_next_item(tmp_path: Path, browser):
+    tasks = write_tasks(tmp_path / "tasks.jsonl", 2)
+    store, tokens = make_project(tmp_path / "proj", tasks, ["ann"], per_item=1)
+    problems: list[str] = []
+    try:
+        with serving(store) as base:
+            page = open_page(browser, base, problems)
+            sign_in(page, base, tokens["ann"])
+            page.wait_for_selector("#task:not([hidden])")
+            first = page.text_content("#item-id")
+            store.skip("ann", first, "other-tab")  # skipped in another tab: a label of it is now a 409
+            bea_keys(page)
+            deadline = time.monotonic() + 30
+            while page.text_content("#item-id") == first:  # it went on (it stayed, showing "Not saved")
+                assert time.monotonic() < deadline, f"stayed on {first}: {page.text_content('#status')}"
+                page.wait_for_timeout(50)
+            assert page.text_content("#status").startswith("Not saved: you skipped this item")
+            assert page.get_attribute("#status", "class") == "error"
+            page.context.close()
+    finally:
+        store.close()
+    assert [p for p in problems if "409" not in p] == []  # (the browser logs the refused request)

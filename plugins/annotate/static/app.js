@@ -41,7 +41,7 @@
         const r = await fetch(path, opts);
         if (r.status === 401) { window.location.href = "/login"; throw new Error("signed out"); }
         const data = await r.json().catch(() => ({}));
-        if (!r.ok) throw Object.assign(new Error(data.error || r.statusText), { final: true });
+        if (!r.ok) throw Object.assign(new Error(data.error || r.statusText), { final: true, status: r.status });
         return data;
       } catch (e) {
         if (e.final) throw e;
@@ -189,6 +189,10 @@
       await next("Saved.");
     } catch (e) {
       say(`Not saved: ${e.message}`, true);
+      if (e.status === 409) {  // refused for good (e.g. skipped in another tab): this item cannot be saved, go on
+        try { await next(); } catch (_) { /* the message above stays; the next key press tries again */ }
+        say(`Not saved: ${e.message}`, true);  // still shown, over the next item
+      }
     } finally {
       state.busy = false;
     }
