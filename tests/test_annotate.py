@@ -80,6 +80,23 @@ def project(tmp_path: Path):
     store.close()
 
 
+def test_tasks_without_item_id_reload_harmlessly_into_a_project_holding_their_old_derived_ids(tmp_path: Path):
+    tasks = tmp_path / "t.jsonl"
+    rows = [{"prompt": "P1", "responses": ["a", "b"]}, {"prompt": "P2", "responses": ["c", "d"]}]
+    tasks.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    store = Store(tmp_path / "p")
+    # what a load before the content ids made: the reader's derived id "preferences:FILE:LINE"
+    store.add_items([{"item_id": "preferences:t.jsonl:1", "prompt": "P1", "responses": json.dumps(["b", "a"]),
+                      "response_ids": None, "meta": None, "source_file": "t.jsonl", "source_line": 1}],
+                    [], str(tasks))
+    r = load_tasks(store, tasks)  # P1 is there (its responses in another order): not added again
+    assert (r.records, r.loaded, r.already) == (2, 1, 1) and r.balanced
+    again = load_tasks(store, tasks)
+    assert (again.loaded, again.already) == (0, 2)
+    assert store.overview()["items"] == 2
+    store.close()
+
+
 def test_load_accounts_for_every_record_and_never_overwrites(tmp_path: Path):
     bad = ['{"item_id": "x", "prompt": "p", "responses": ["one"]}', "{not json",
            '{"item_id": "y", "responses": ["a", "b"]}']

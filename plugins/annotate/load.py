@@ -5,7 +5,11 @@ responses, a task repeated in the file) with their bytes and a reason. The app a
 limits (at most MAX_RESPONSES responses, MAX_ITEM_BYTES per item) and checks each task against the
 project: the same item again is counted as already there, an item id reloaded with other content is a
 problem, never an overwrite (labels may refer to it); so is an item in two files of a folder or glob, as
-if its files were loaded one by one. Every record ends loaded, already there, or a
+if its files were loaded one by one. A task without ``item_id`` gets the content id
+(``item_id_for(prompt, responses)``); before it is added it is matched by content (the same prompt and
+set of responses) against the items there, so a project loaded when such tasks got the reader's derived
+id (``preferences:FILE:LINE``) counts them as already there on a reload, not as new items. Every record
+ends loaded, already there, or a
 problem recorded in the project (``load_problems``) with its reason and bytes: the counts add up.
 """
 
@@ -16,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from corpus.plugins.annotate.store import Store
-from corpus.plugins.preferences import Task, read_tasks
+from corpus.plugins.preferences import Task, item_id_for, read_tasks
 
 MAX_RESPONSES = 16
 MAX_ITEM_BYTES = 1 << 20  # what one page shows at once
@@ -62,11 +66,18 @@ def load_tasks(store: Store, path: Path) -> LoadResult:
     for p in problems:
         result.add_problem(p["kind"], p["error"])
     known = store.known_items([t.item_id for t in tasks])
+    # tasks without an item_id (their id is the content id): any item there with the same content is them
+    unnamed = [t for t in tasks if t.item_id not in known and t.item_id == item_id_for(t.prompt, t.responses)]
+    by_content = store.items_by_content([t.prompt for t in unnamed])
     rows = []
     for t in tasks:
         content = (t.prompt, json.dumps(list(t.responses), ensure_ascii=False),
                    json.dumps(list(t.response_ids), ensure_ascii=False) if t.response_ids else None)
         why = page_problem(t)
+        if why is None and t.item_id not in known and (t.prompt, frozenset(t.responses)) in by_content \
+                and t.item_id == item_id_for(t.prompt, t.responses):  # loaded before under another id
+            result.already += 1
+            continue
         if why is None and t.item_id in known:
             if known[t.item_id] == content:
                 result.already += 1

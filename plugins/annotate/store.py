@@ -333,6 +333,18 @@ class Store:
                          "(SELECT unnest(?))", [ids])
         return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
+    def items_by_content(self, prompts: list[str]) -> dict[tuple[str, frozenset[str]], str]:
+        """(prompt, set of responses) -> item_id, for the items loaded with one of these prompts (the first
+        loaded where two share their content)."""
+        if not prompts:
+            return {}
+        rows = self._all("SELECT item_id, prompt, responses FROM items WHERE prompt IN (SELECT unnest(?)) "
+                         "ORDER BY seq", [sorted(set(prompts))])
+        out: dict[tuple[str, frozenset[str]], str] = {}
+        for item_id, prompt, responses in rows:
+            out.setdefault((prompt, frozenset(json.loads(responses))), item_id)
+        return out
+
     def add_items(self, rows: list[dict], problems: list[dict], load_path: str) -> None:
         """Insert new items (dicts with the items columns but seq) and record the load's problems, in
         place of those of an earlier load of the same path (status counts each record once)."""
