@@ -11,13 +11,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from corpus.config import load_config, param_problems
 from corpus.executor import SPLIT_BYTES, Executor, LocalExecutor, PipelineError, RunResult
 from corpus.operators import Operator, ensure_columns
-from corpus.readers import InputError, Inputs
+from corpus.readers import Inputs
 from corpus.schema import DOC_SCHEMA
 
 
@@ -63,7 +62,6 @@ class Pipeline:
         settings apply). split_bytes: input files over this are read in parts, several workers sharing a
         file (0: never; corpus/readers/plan.py)."""
         self.check()
-        _check_path_names(inputs)
         if executor is None:
             executor = LocalExecutor(workers=workers, quiet=quiet, on_duplicate_id=on_duplicate_id,
                                      split_bytes=split_bytes)
@@ -79,20 +77,3 @@ class Pipeline:
         if cfg.executor != "local":
             kwargs["executor"] = cfg.make_executor()
         return cls(cfg.pipeline), kwargs
-
-
-def _check_path_names(inputs: Inputs) -> None:
-    """Plain paths are sources named after their file or folder name (as_specs): two of one name, from two
-    folders, were 'input 'f0.jsonl' is defined more than once', naming neither path nor the way out."""
-    if not isinstance(inputs, list | tuple):
-        return
-    paths: dict[str, list[str]] = {}
-    for x in inputs:
-        if isinstance(x, str | os.PathLike):
-            paths.setdefault(Path(x).name or "input", []).append(os.fspath(x))
-    for name, given in paths.items():
-        if len(given) > 1 and len(set(given)) > 1:
-            raise InputError(f"inputs {', '.join(map(repr, given))} would all be the source {name!r}: a plain path "
-                             f"is named after its file or folder name, and source names must be unique; name each "
-                             f"one with InputSpec(source=..., path=...), e.g. InputSpec(source='{name}-1', "
-                             f"path={given[0]!r})")

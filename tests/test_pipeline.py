@@ -541,3 +541,27 @@ def test_an_operator_whose_code_changed_in_main_is_run_again(tmp_path: Path, how
     assert lower == [t.lower() for t in upper]
     marker = next((tmp_path / "out" / "work").glob("01-case-*"))
     assert run("to_lowercase") == lower and next((tmp_path / "out" / "work").glob("01-case-*")) == marker
+
+
+def test_two_plain_globs_of_one_name_are_told_a_valid_source_name(tmp_path: Path):
+    """The duplicate-source error of plan_tasks (every caller: Pipeline.run, profile, configs) names both
+    plain paths and a source name that works: for globs it suggested InputSpec(source='*.jsonl-1')."""
+    from corpus.readers import InputError
+    from corpus.readers.plan import plan_tasks
+
+    for d in ("d2", "d7"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "f0.jsonl").write_text('{"text": "hello there"}\n')
+    globs = [str(tmp_path / "d2" / "*.jsonl"), str(tmp_path / "d7" / "*.jsonl")]
+    with pytest.raises(InputError, match=r"would all be the source '\*\.jsonl'") as e:
+        plan_tasks(globs)
+    assert globs[0] in str(e.value) and globs[1] in str(e.value)
+    suggested = re.search(r"InputSpec\(source='([^']+)', path='([^']+)'\)", str(e.value))
+    assert suggested and suggested[1] == "d7" and suggested[2] == globs[1]
+    with pytest.raises(InputError, match=r"InputSpec\(source='d7'"):
+        Pipeline([LengthFilter()]).run(globs, tmp_path / "out", workers=1, quiet=True)
+    fixed = [globs[0], InputSpec(source=suggested[1], path=suggested[2])]
+    assert len(plan_tasks(fixed)) == 2
+    # explicitly named specs keep the plain message: they were not named after their path
+    with pytest.raises(InputError, match=r"^input 'a' is defined more than once \(source names must be unique\)$"):
+        plan_tasks([InputSpec(source="a", path=globs[0]), InputSpec(source="a", path=globs[1])])

@@ -76,10 +76,20 @@ def as_specs(inputs: Inputs) -> list[InputSpec]:
                 raise InputError(f"inputs[{i}] (source {x.source!r}): " + "; ".join(problems))
             specs.append(x)
         elif isinstance(x, str | os.PathLike):
-            specs.append(InputSpec(source=Path(x).name or "input", path=os.fspath(x)))
+            spec = InputSpec(source=Path(x).name or "input", path=os.fspath(x))
+            object.__setattr__(spec, _PATH_NAMED, True)
+            specs.append(spec)
         else:
             raise InputError(f"inputs[{i}]: expected an InputSpec or a path, got {type(x).__name__} ({x!r:.60})")
     return specs
+
+
+_PATH_NAMED = "_named_after_path"  # as_specs made this spec of a plain path, and named it after it
+
+
+def is_path_named(spec: InputSpec) -> bool:
+    """Whether as_specs made ``spec`` of a plain path (its source is the file or folder name)."""
+    return getattr(spec, _PATH_NAMED, False)
 
 
 def _fspaths(spec: InputSpec) -> InputSpec:

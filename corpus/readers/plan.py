@@ -30,6 +30,7 @@ import bisect
 import dataclasses
 import mmap
 import os
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ import pyarrow.parquet as pq
 from corpus.errors import check_path_name
 from corpus.owner import MANAGED
 from corpus.owner import MARKER as OUTPUT_MARKER
-from corpus.readers.base import FORMATS, InputError, Inputs, InputSpec, ReadTask, as_specs
+from corpus.readers.base import FORMATS, InputError, Inputs, InputSpec, ReadTask, as_specs, is_path_named
 from corpus.readers.duckdb import MEMORY, PREFIX, query_label
 from corpus.readers.jsonl import jsonl_piece_bytes
 from corpus.readers.streams import BOM, UNREAD_COMPRESSIONS, compression_of, newlines, strip_compression
@@ -73,6 +74,30 @@ def infer_format(path: str) -> str | None:
     return None
 
 
+def _twice(first: InputSpec, spec: InputSpec, seen: dict[str, InputSpec]) -> str:
+    """The error for two inputs of one source name; for plain paths (named after their file or folder name
+    by as_specs), which paths they are and a unique name to give one."""
+    says = f"input {spec.source!r} is defined more than once (source names must be unique)"
+    if first.path == spec.path:
+        return f"{says}: {spec.path!r} is given twice"
+    if not (is_path_named(first) and is_path_named(spec)):
+        return says
+    taken = set(seen)
+    # the nearest folder without glob characters, and the file's stem unless a glob: d7/f0.jsonl is d7-f0
+    path = Path(spec.path)
+    parts = [p for p in path.parent.parts if not any(c in p for c in "*?[") and p not in ("/", ".", "..")]
+    stem = "" if any(c in path.name for c in "*?[") else path.name.split(".")[0]
+    stem = "-".join(p for p in (parts[-1] if parts else "", stem) if p)
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-") or "input"
+    suggest, i = name, 1
+    while suggest in taken:
+        i += 1
+        suggest = f"{name}-{i}"
+    return (f"inputs {first.path!r} and {spec.path!r} would all be the source {spec.source!r}: a plain path is "
+            f"named after its file or folder name, and source names must be unique; name each one with "
+            f"InputSpec(source=..., path=...), e.g. InputSpec(source={suggest!r}, path={spec.path!r})")
+
+
 def plan_tasks(specs: Inputs, base_dir: Path | None = None, output: Path | None = None) -> list[ReadTask]:
     """output: the folder the run writes, which no input may read (its files would be input next time)."""
     specs = as_specs(specs)
@@ -80,15 +105,15 @@ def plan_tasks(specs: Inputs, base_dir: Path | None = None, output: Path | None 
     output = Path(os.path.abspath(output)) if output is not None else None
     if output is not None:
         check_path_name(output, "output folder", InputError)
-    seen: set[str] = set()
+    seen: dict[str, InputSpec] = {}
     read_by: dict[str, tuple[str, str]] = {}  # the file itself (links resolved) -> (input, path) that reads it
     tasks: list[ReadTask] = []
     for spec in specs:
         if not spec.source:
             raise InputError("an input has no source name")
         if spec.source in seen:
-            raise InputError(f"input {spec.source!r} is defined more than once (source names must be unique)")
-        seen.add(spec.source)
+            raise InputError(_twice(seen[spec.source], spec, seen))
+        seen[spec.source] = spec
         for path, rel, fmt in _expand(spec, base, output):
             real = os.path.realpath(path) if os.path.exists(path) else path  # a link reads its target
             first, first_path = read_by.setdefault(real, (spec.source, path))
