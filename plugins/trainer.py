@@ -342,10 +342,13 @@ class Trainer:
                                       "false to start over there")
         done = int(saved.get("step", 0))
         if done > self.total:  # it trained nothing, showed 30/10 steps and said "done: 30 steps"
+            asked = ("train.max_steps, --max-steps" if self.cfg.max_steps > 0 else
+                     f"train.epochs {self.cfg.epochs:g} of this data, as train.max_steps is 0")
+            more = "more steps" if self.cfg.max_steps > 0 else "more epochs (or train.max_steps)"
             raise ResumeMismatchError(
                 f"{shown(self.out_dir)} holds a run already at step {done}, past the {self.total} steps asked "
-                f"(train.max_steps, --max-steps): its model is {shown(self.out_dir / 'final')}. Ask for more steps "
-                "to train on, or use another output folder (or --fresh, which deletes that run) for a shorter run")
+                f"({asked}): its model is {shown(self.out_dir / 'final')}. Ask for {more} to train on, or use "
+                "another output folder (or --fresh, which deletes that run) for a shorter run")
         st = ckpt.load_checkpoint(path, model=self.raw_model, optimizer=self.optimizer, scheduler=self.scheduler,
                                   rank=self.rt.rank)
         self.global_step, self.tokens, self.best, self.best_step = st["step"], st["tokens"], st["best"], st["best_step"]

@@ -119,7 +119,12 @@ def test_a_rerun_asked_for_fewer_steps_than_its_checkpoint_says_so(tmp_path: Pat
     cfg, run = base
     run = _copy(run, tmp_path / "run")
     rc, err = _train(capsys, "pretrain", str(cfg), "-o", str(run), "--max-steps", "1")
-    assert rc == 2 and f"{run} holds a run already at step 2, past the 1 steps asked" in err, err
+    assert rc == 2 and f"{run} holds a run already at step 2, past the 1 steps asked (train.max_steps" in err, err
+    # max_steps 0: the steps come from train.epochs and the data, which the message names (not --max-steps)
+    rc, err = _train(capsys, "pretrain", str(cfg), "-o", str(run), "--set", "train.max_steps=0", "--set",
+                     "train.epochs=0.001")
+    assert rc == 2 and (f"{run} holds a run already at step 2, past the 1 steps asked (train.epochs 0.001 of this "
+                        "data, as train.max_steps is 0)") in err and "Ask for more epochs" in err, err
     assert _train(capsys, "pretrain", str(cfg), "-o", str(run))[0] == 0  # the same steps: as before, nothing to do
 
 
