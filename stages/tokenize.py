@@ -56,7 +56,7 @@ from corpus.stages.tokenizer import (
     tokenizer_file,
     tokenizer_hash,
 )
-from corpus.work import read_marker, write_marker
+from corpus.work import read_marker, resolve_workers, write_marker
 from corpus.writers import write_bytes_atomic
 
 SPLITS = ("train", "validation", "test")
@@ -295,7 +295,7 @@ def tokenize_shards(shards: Sequence[Path], tokenizer: Path, out: Path, *, worke
     parts = out / "parts"
     plan = corpus_pieces(shards, text_column, piece_bytes)
     if pool_map is None:  # a pool of its own: no more workers than pieces, started once the inputs are known good
-        workers = max(1, min(workers, sum(map(len, plan))))
+        workers = max(1, min(resolve_workers(workers), sum(map(len, plan))))
     # One tokenizer thread per worker process: oversubscribing the cores measured slower.
     threads = max(1, (os.cpu_count() or 1) // max(workers, 1)) if workers > 1 else 0
     jobs = [PieceJob(str(Path(s).resolve()), f"{i:05d}-{k:04d}-{Path(s).stem}", a, b, str(parts), str(tfile),

@@ -448,3 +448,23 @@ def test_tokenizer_train_progress_ends_with_every_document_read(tmp_path, capsys
     train_tokenizer(root, tmp_path / "tok", vocab_size=300, batch_rows=10, progress=Progress(bars=False))
     lines = [x for x in capsys.readouterr().err.splitlines() if "tokenizer train: reading" in x]
     assert lines[-1].split()[-2:] == ["30", "docs"], lines
+
+
+def test_workers_0_is_one_per_core_up_to_the_pieces(corpus, bpe, tmp_path, monkeypatch):
+    """workers=0 (documented: one per core) started a pool of one worker."""
+    import contextlib
+
+    import corpus.executor as executor
+
+    started = []
+
+    @contextlib.contextmanager
+    def pool(n, *args, **kwargs):  # the pool's size, its work done here
+        started.append(n)
+        yield lambda fn, items: [fn(x) for x in items]
+
+    monkeypatch.setattr(executor, "worker_pool", pool)
+    monkeypatch.setattr("os.cpu_count", lambda: 64)
+    root, _ = corpus
+    res = tokenize_corpus(root, bpe, tmp_path / "tok", workers=0, piece_bytes=300, pool_map=None)
+    assert started == [min(64, res["pieces"])] and res["pieces"] > 1
