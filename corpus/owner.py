@@ -6,6 +6,7 @@ there is refused before any work, with the foreign paths listed: a run never del
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -76,8 +77,10 @@ def managed_by(folder: Path) -> tuple[Path, str] | None:
     return None
 
 
-def _sink_folders() -> set[str]:
-    """The folders sinks publish into a run's output (``Tokenize.publish``: "tokens"), published yet or not."""
+@functools.cache
+def _sink_folders() -> frozenset[str]:
+    """The folders sinks publish into a run's output (``Tokenize.publish``: "tokens"), published yet or not.
+    Cached: it imports every registered operator (about a second), and the registry is the same all run."""
     import contextlib
 
     from corpus import registry
@@ -89,7 +92,7 @@ def _sink_folders() -> set[str]:
             op = registry.get(name)
             if isinstance(op, type) and issubclass(op, SinkOperator) and op.publish:
                 out.add(op.publish)
-    return out
+    return frozenset(out)
 
 
 def refuse_managed(path: Path) -> None:

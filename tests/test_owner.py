@@ -111,3 +111,20 @@ def test_own_name_patterns():
                "data/sub/web-00000-00000.parquet", "work/01-exact_dedup-xyz/done/a.json"]
     assert [p for p in own if not is_own(p)] == []
     assert [p for p in foreign if is_own(p)] == []
+
+
+def test_the_sink_folders_are_looked_up_once(tmp_path: Path, monkeypatch):
+    """managed_by under a run's output imported every registered operator (about a second) on each call."""
+    from corpus import owner, registry
+
+    (tmp_path / MARKER).write_text("{}")
+    calls = []
+    names = registry.names
+    monkeypatch.setattr(registry, "names", lambda *a, **k: calls.append(1) or names(*a, **k))
+    owner._sink_folders.cache_clear()
+    try:
+        assert owner.managed_by(tmp_path / "tokens" / "x") == (tmp_path, "tokens")
+        assert owner.managed_by(tmp_path / "mine") is None and owner.managed_by(tmp_path / "other" / "y") is None
+        assert len(calls) == 1
+    finally:
+        owner._sink_folders.cache_clear()
