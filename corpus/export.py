@@ -30,6 +30,7 @@ import polars as pl
 
 from corpus.integrity import read_verified
 from corpus.manifest import read_manifest, require_intact
+from corpus.owner import require_folder
 from corpus.progress import Progress, entries_bar
 from corpus.schema import CORE_COLUMNS, empty_docs
 from corpus.writers import write_bytes_atomic, write_jsonl, write_parquet
@@ -118,10 +119,9 @@ def check_dest(corpus: Path, dest: Path, replace: bool = False) -> list[str]:
     must be new or empty."""
     if dest.resolve().is_relative_to(corpus.resolve()):
         raise ExportError(f"{dest} lies inside the corpus folder {corpus}: export into a folder outside it")
+    require_folder(dest, ExportError)
     if not dest.exists():
         return []
-    if not dest.is_dir():
-        raise ExportError(f"{dest} exists and is not a folder")
     listed = _marker_files(dest) if replace else None
     # .tmp-* files are an interrupted atomic write of one of the listed files
     foreign = sorted(p.name for p in dest.iterdir() if listed is None or not (

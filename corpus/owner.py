@@ -177,13 +177,20 @@ def _listing(paths: list[str]) -> str:
     return ", ".join(paths[:SHOW]) + more
 
 
+def require_folder(path: Path, error: type[Exception] = ValueError) -> None:
+    """Refuse an output folder that is an existing file (or a link to one, or a broken link) before any
+    work is done, rather than when the first file is written into it."""
+    path = Path(path)
+    if (path.exists() or path.is_symlink()) and not path.is_dir():
+        raise error(f"{path} exists and is not a folder")
+
+
 def check_output(out: Path, published: tuple[str, ...] = ()) -> None:
     """Raise ForeignFilesError unless a run may use `out`: absent, empty, or marked by a run and holding
     nothing foreign where a run writes. Reads only; `claim` marks the folder once the run holds its lock."""
-    if not out.exists() and not out.is_symlink():
+    require_folder(out, ForeignFilesError)
+    if not out.exists():
         return
-    if not out.is_dir():
-        raise ForeignFilesError(f"output {out} is a file, not a folder; name a new or empty folder")
     entries = sorted(p.name for p in out.iterdir())
     if (out / MARKER).is_file():
         foreign = foreign_paths(out, published)

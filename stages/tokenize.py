@@ -43,7 +43,7 @@ from corpus import frames
 from corpus.lock import RunLock
 from corpus.manifest import file_sha256, require_intact
 from corpus.operators import PoolMap, SinkOperator, StageContext
-from corpus.owner import PUBLISHED
+from corpus.owner import PUBLISHED, require_folder
 from corpus.shards import IndexedWriter, check_content, dtype_for_vocab, merge
 from corpus.stages.dedup_text import digests128
 from corpus.stages.normalise import Normalisation
@@ -51,7 +51,6 @@ from corpus.stages.tokenizer import (
     ROLE_TOKENS,
     eod_id,
     load_tokenizer,
-    require_folder,
     special_token_ids,
     tokenizer_file,
     tokenizer_hash,

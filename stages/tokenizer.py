@@ -27,7 +27,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from corpus import frames
 from corpus.manifest import read_manifest, require_intact
-from corpus.owner import refuse_managed
+from corpus.owner import refuse_managed, require_folder
 from corpus.writers import write_bytes_atomic
 
 if TYPE_CHECKING:
@@ -254,13 +254,6 @@ def save_tokenizer(tok: Tokenizer, out: Path, special_tokens: Sequence[str] = SP
     write_bytes_atomic(out / "tokenizer_config.json", json.dumps(config, indent=2).encode())
     write_bytes_atomic(out / "special_tokens_map.json", json.dumps(smap, indent=2).encode())
     return out
-
-
-def require_folder(out: Path) -> None:
-    """Refuse an output folder that is an existing file, before any work (it failed at the end, on a raw
-    `[Errno 17] File exists`)."""
-    if (out.exists() or out.is_symlink()) and not out.is_dir():
-        raise ValueError(f"{out} exists and is not a folder")
 
 
 def tokenizer_file(path: Path) -> Path:

@@ -78,7 +78,7 @@ def test_new_empty_and_earlier_output_folders_are_accepted(tmp_path: Path):
     (killed / f".tmp-123-{MARKER}").write_text("{")
     _run(tmp_path, killed)
     (tmp_path / "file").write_text("not a folder")
-    with pytest.raises(ForeignFilesError, match="is a file"):
+    with pytest.raises(ForeignFilesError, match="exists and is not a folder"):
         _run(tmp_path, tmp_path / "file")
 
 
@@ -128,3 +128,23 @@ def test_the_sink_folders_are_looked_up_once(tmp_path: Path, monkeypatch):
         assert len(calls) == 1
     finally:
         owner._sink_folders.cache_clear()
+
+
+def test_an_output_that_is_a_file_is_refused_alike_everywhere(tmp_path: Path):
+    """export, a run's output check and the tokenizer commands share owner.require_folder."""
+    from corpus.export import ExportError, check_dest
+    from corpus.owner import require_folder
+
+    (tmp_path / "f.jsonl").write_text("mine")
+    (tmp_path / "gone").symlink_to(tmp_path / "nowhere")
+    for path in (tmp_path / "f.jsonl", tmp_path / "gone"):
+        says = f"{path} exists and is not a folder"
+        with pytest.raises(ForeignFilesError, match=f"^{says}$"):
+            check_output(path)
+        with pytest.raises(ExportError, match=f"^{says}$"):
+            check_dest(tmp_path / "corpus", path)
+        with pytest.raises(ValueError, match=f"^{says}$"):
+            require_folder(path)
+    assert (tmp_path / "f.jsonl").read_text() == "mine"
+    require_folder(tmp_path / "new")
+    require_folder(tmp_path)
