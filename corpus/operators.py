@@ -372,7 +372,7 @@ class _Walk:
                 except ValueError:  # an empty cell
                     cells.append(None)
             if not self.users(code):  # a wrapper: what it wraps (the user's function in a cell), not its names
-                return (f"wraps:{code.co_qualname}@{code.co_filename}".encode() + self.key(cells)
+                return (f"wraps:{code.co_qualname}@{getattr(value, '__module__', '')}".encode() + self.key(cells)
                         + self.key(getattr(value, "__wrapped__", None)))
             defaults = (getattr(value, "__defaults__", None), getattr(value, "__kwdefaults__", None))
             return b"code:" + self.code(code) + self.key(defaults) + self.key(cells)

@@ -77,17 +77,24 @@ def managed_by(folder: Path) -> tuple[Path, str] | None:
     return None
 
 
-@functools.cache
 def _sink_folders() -> frozenset[str]:
-    """The folders sinks publish into a run's output (``Tokenize.publish``: "tokens"), published yet or not.
-    Cached: it imports every registered operator (about a second), and the registry is the same all run."""
+    """The folders sinks publish into a run's output (``Tokenize.publish``: "tokens"), published yet or not."""
+    from corpus import registry
+
+    return _publish_folders(tuple(registry.names()))
+
+
+@functools.cache
+def _publish_folders(names: tuple[str, ...]) -> frozenset[str]:
+    """Cached by the registered names: it imports every operator (about a second); a sink registered later
+    (a notebook's) makes a new entry."""
     import contextlib
 
     from corpus import registry
     from corpus.operators import SinkOperator
 
     out = set()
-    for name in registry.names():
+    for name in names:
         with contextlib.suppress(Exception):  # a plugin that does not load publishes nothing here
             op = registry.get(name)
             if isinstance(op, type) and issubclass(op, SinkOperator) and op.publish:

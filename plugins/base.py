@@ -449,20 +449,18 @@ _NAMES = re.compile(r"\b([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\b")  # keys, dotted or
 
 def _locate(error: str, lines: dict, path: tuple, section: str) -> str:
     """Where a section's own check (``__post_init__``) goes wrong: the key it rejects, given by --set
-    (``--set train.grad_accum: grad_accum must be >= 1``; of a check of two keys, the one given there; a key
-    named only as advice after ``KEY must`` is not blamed), else the line of the first key of a subsection
-    it names (``data.seq_len 64 is longer than
-    model.max_positions 32``: data.seq_len's line), else the loader's choice (the line of the message's
-    first word when it is a key of the section). Checks start their message with the key they reject.
-    The loader alone blamed a value from --set on the file's line of the first key the message names."""
+    (``--set train.grad_accum: grad_accum must be >= 1``; of a check of several keys, the one given there; a
+    key named only in brackets, as advice, is not blamed), else the line of the first key of a subsection it
+    names (``data.seq_len 64 is longer than model.max_positions 32``: data.seq_len's line), else the
+    loader's choice (the line of the message's first word when it is a key of the section). Checks start
+    their message with the key they reject."""
     line, sep, rest = error.partition(": ")
     where, sep2, msg = rest.partition(": ")
     if not (sep and sep2) or where != section:  # a key's own error (unknown, wrong type) is placed already
         return error
-    # "KEY must ...": a check of KEY (another key it names is advice: "kl_target must be > 0 (or null for a
-    # fixed kl_coef)"), of two only when they lead ("replace_mask + replace_random must be <= 1"); any other
-    # message relates the keys it names ("data.seq_len 64 is longer than ... (model.max_positions)")
-    subject = msg.split(" must ", 1)[0]
+    # A key named in brackets is advice ("kl_target must be > 0 (or null for a fixed kl_coef)"); every other
+    # key the message names is one it checks ("r must be >= 1, alpha > 0 and dropout in [0, 1)").
+    subject = re.sub(r"\([^()]*\)", "", msg)
     named = [path + tuple(k.split(".")) for k in _NAMES.findall(subject)]
     named = [k for k in dict.fromkeys(named) if k in lines]
     given = next((k for k in named if lines[k] == _SET), None)  # of two keys, the one changed there

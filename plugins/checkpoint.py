@@ -33,7 +33,7 @@ import torch
 from safetensors.torch import load_model, save_model
 
 from corpus.manifest import file_sha256
-from corpus.owner import MARKER, ForeignFilesError, folder_hint, refuse_managed
+from corpus.owner import MARKER, ForeignFilesError, folder_hint, refuse_managed, require_folder
 from corpus.writers import naming, write_bytes_atomic
 
 MANIFEST = "manifest.json"
@@ -315,9 +315,8 @@ def check_run_folder(out: Path) -> None:
         if (folder / MARKER).is_file() or hint and not (folder / "metrics.jsonl").is_file():
             raise ForeignFilesError(f"output folder {out}: {folder} is another command's output"
                                     f"{hint or ' (a corpus: corpus run)'}; train into a folder of its own")
+    require_folder(out, ForeignFilesError)
     if not out.is_dir():
-        if out.exists():
-            raise ForeignFilesError(f"output {out} is a file, not a folder; name a new or empty folder")
         return
     foreign = foreign_run_files(out)
     if foreign:

@@ -23,6 +23,7 @@ DEFAULT_FN_WEIGHT = 0.9
 # given; more than a few hundred hashes buys little precision (the estimate's error falls as 1 / sqrt(num_perm)).
 MIN_NUM_PERM = 2
 MAX_OPTIMISED_NUM_PERM = 1024
+MAX_NUM_PERM = 1 << 14  # any path: 16,384 hashes, 128 KB of signature per document
 
 
 def _optimal_param(threshold: float, num_perm: int, fp_weight: float, fn_weight: float) -> tuple[int, int]:
@@ -76,9 +77,13 @@ def check_threshold(threshold: float) -> None:
 
 
 def check_num_perm(num_perm: int) -> None:
-    """Checked before the optimiser's bound, which applies only where it runs (check_params)."""
+    """Checked before the optimiser's bound, which applies only where it runs (check_params). MAX_NUM_PERM
+    holds on every path: each document's signature is num_perm hashes, so a typo such as 100000 would run
+    out of memory part way through a run."""
     if isinstance(num_perm, bool) or not isinstance(num_perm, numbers.Integral) or num_perm < MIN_NUM_PERM:
         raise ValueError(f"num_perm must be a whole number >= {MIN_NUM_PERM}, got {num_perm!r}")
+    if num_perm > MAX_NUM_PERM:
+        raise ValueError(f"num_perm must be at most {MAX_NUM_PERM} (hashes per document), got {num_perm}")
 
 
 def check_weights(fp_weight: float, fn_weight: float) -> None:

@@ -94,6 +94,14 @@ def test_tasks_without_item_id_reload_harmlessly_into_a_project_holding_their_ol
     again = load_tasks(store, tasks)
     assert (again.loaded, again.already) == (0, 2)
     assert store.overview()["items"] == 2
+    # only those old ids are matched by content: an item its file named ("q1") is never taken for another
+    named = tmp_path / "n.jsonl"
+    named.write_text(json.dumps({"item_id": "q1", "prompt": "P3", "responses": ["e", "f"]}) + "\n")
+    load_tasks(store, named)
+    unnamed = tmp_path / "u.jsonl"
+    unnamed.write_text(json.dumps({"prompt": "P3", "responses": ["f", "e"]}) + "\n")
+    assert load_tasks(store, unnamed).loaded == 1
+    assert store.overview()["items"] == 4
     store.close()
 
 

@@ -192,7 +192,7 @@ def test_workers_mean_the_same_everywhere(tmp_path: Path):
     for cmd in (["profile", str(tmp_path / "in")], ["run", str(tmp_path / "c.yaml")]):
         res = run_cli(*cmd, "-w", "-3")
         assert res.returncode == 2 and "-w/--workers: expected 0 (one per core) or more, got '-3'" in res.stderr
-    with pytest.raises(ValueError, match="is a file, not a folder"):
+    with pytest.raises(ValueError, match="exists and is not a folder"):
         profile_input(tmp_path / "in", tmp_path / "in" / "part-000.jsonl", workers=0)
     assert profile_input(tmp_path / "in", tmp_path / "prof", workers=0)["overall"]["docs"] == 5
 

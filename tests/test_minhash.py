@@ -205,8 +205,9 @@ def test_s_curve_and_explain():
 
 
 @pytest.mark.parametrize("args,says", [
-    (["--num-perm", "2000000"], "num_perm = 2000000 is too many hashes for the bands x rows optimiser (at most 1024): "
-                                "give bands and rows"),  # 7.28 TiB
+    (["--num-perm", "2000"], "num_perm = 2000 is too many hashes for the bands x rows optimiser (at most 1024): "
+                             "give bands and rows"),  # 2,000,000: 7.28 TiB
+    (["--num-perm", "2000000", "--bands", "2", "--rows", "2"], "num_perm must be at most 16384"),
     (["--num-perm", "-5"], "num_perm must be a whole number >= 2, got -5"),  # "bands x rows = 0 ..."
     (["--num-perm", "1"], "num_perm must be a whole number >= 2, got 1"),
     (["--num-perm", "1", "--bands", "1", "--rows", "1"], "num_perm must be a whole number >= 2, got 1"),
@@ -239,6 +240,8 @@ def test_the_num_perm_bound_applies_only_where_the_optimiser_runs(capsys):
     from corpus.stages.lsh_params import optimal_bands_rows
 
     stage = MinHashDedup(num_perm=2048, bands=256, rows=8)
+    with pytest.raises(ValueError, match="num_perm must be at most 16384"):  # a typo ran out of memory mid-run
+        MinHashDedup(num_perm=10**9, bands=2, rows=2)
     assert stage.band_rows() == (256, 8)
     assert main(["dedup", "explain", "--threshold", "0.8", "--num-perm", "2048", "--bands", "256",
                  "--rows", "8"]) == 0

@@ -119,15 +119,15 @@ def test_the_sink_folders_are_looked_up_once(tmp_path: Path, monkeypatch):
 
     (tmp_path / MARKER).write_text("{}")
     calls = []
-    names = registry.names
-    monkeypatch.setattr(registry, "names", lambda *a, **k: calls.append(1) or names(*a, **k))
-    owner._sink_folders.cache_clear()
+    get = registry.get
+    monkeypatch.setattr(registry, "get", lambda *a, **k: calls.append(1) or get(*a, **k))
+    owner._publish_folders.cache_clear()
     try:
         assert owner.managed_by(tmp_path / "tokens" / "x") == (tmp_path, "tokens")
         assert owner.managed_by(tmp_path / "mine") is None and owner.managed_by(tmp_path / "other" / "y") is None
-        assert len(calls) == 1
+        assert len(calls) == len(registry.names())  # each operator imported once, not once per call
     finally:
-        owner._sink_folders.cache_clear()
+        owner._publish_folders.cache_clear()
 
 
 def test_an_output_that_is_a_file_is_refused_alike_everywhere(tmp_path: Path):

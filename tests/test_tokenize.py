@@ -454,6 +454,9 @@ def test_workers_0_is_one_per_core_up_to_the_pieces(corpus, bpe, tmp_path, monke
     """workers=0 (documented: one per core) started a pool of one worker."""
     import contextlib
 
+    # the faked core count sets RAYON_NUM_THREADS where the tokenizer loads: restored after the test
+    monkeypatch.delenv("RAYON_NUM_THREADS", raising=False)
+
     import corpus.executor as executor
 
     started = []

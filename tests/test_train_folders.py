@@ -244,6 +244,18 @@ def test_a_bad_value_in_the_file_is_not_blamed_on_a_set_key_it_mentions(tmp_path
     assert exc.value.errors == [f"{path}:5: ppo: kl_target must be > 0 (or null for a fixed kl_coef), got -1"]
 
 
+def test_a_check_of_several_keys_is_blamed_on_the_one_given_by_set(tmp_path: Path):
+    """Cutting the message at " must " lost the keys after it: "seq_len must be >= 8 and mixture_size >= 0"
+    with `--set data.mixture_size=-1` was blamed on the file's line."""
+    from corpus.plugins.sft import SFTConfig
+
+    path = tmp_path / "s.yaml"
+    path.write_text("output: o\nmodel: {from_pretrained: m}\ndata:\n  seq_len: 32\n  datasets: [{path: d.jsonl}]\n")
+    with pytest.raises(ConfigError) as exc:
+        load_plugin_config(SFTConfig, path, plugin="sft", overrides=["data.mixture_size=-1"])
+    assert exc.value.errors[0].startswith("--set data.mixture_size: seq_len must be >= 8 and mixture_size >= 0")
+
+
 def test_a_bad_value_from_set_is_blamed_on_set_by_the_cli(tmp_path: Path, shards, capsys):  # noqa: F811
     _, tokens = shards
     cfg = _pretrain_yaml(tmp_path / "p.yaml", tokens)

@@ -334,12 +334,13 @@ class Store:
         return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
     def items_by_content(self, prompts: list[str]) -> dict[tuple[str, frozenset[str]], str]:
-        """(prompt, set of responses) -> item_id, for the items loaded with one of these prompts (the first
-        loaded where two share their content)."""
+        """(prompt, set of responses) -> item_id, for the items loaded before tasks without item_id took their
+        content id (their ids are the reader's line ids, ``preferences:FILE:LINE``) with one of these prompts
+        (the first loaded where two share their content). An item given its own id is never matched."""
         if not prompts:
             return {}
         rows = self._all("SELECT item_id, prompt, responses FROM items WHERE prompt IN (SELECT unnest(?)) "
-                         "ORDER BY seq", [sorted(set(prompts))])
+                         "AND item_id LIKE 'preferences:%' ORDER BY seq", [sorted(set(prompts))])
         out: dict[tuple[str, frozenset[str]], str] = {}
         for item_id, prompt, responses in rows:
             out.setdefault((prompt, frozenset(json.loads(responses))), item_id)

@@ -12,7 +12,7 @@ import polars as pl
 
 from corpus.lock import RunLock
 from corpus.manifest import require_intact
-from corpus.owner import refuse_managed
+from corpus.owner import refuse_managed, require_folder
 from corpus.progress import Progress
 from corpus.readers import Inputs, InputSpec, plan_tasks
 from corpus.readers.plan import SPLIT_BYTES, number_lines, split_tasks
@@ -66,8 +66,7 @@ def profile_input(inputs: Inputs, out: Path, workers: int = 2,
     refuse_managed(out)
     workers = resolve_workers(workers)
     check_sample(sample_size)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"profile: the output {out} is a file, not a folder")
+    require_folder(out)
     units, quarantine = _units(inputs, base_dir, out, split_bytes)
     made = not out.exists()
     with RunLock(out):  # one writer per folder: a second profile into it would delete this one's spill
