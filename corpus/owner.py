@@ -135,14 +135,26 @@ def _listed(out: Path, rel: str) -> bool:
     """Whether `rel` lies in a folder a run published for a sink and is named in its file list."""
     parts = rel.split("/")
     for i in range(1, len(parts)):
-        listing = out.joinpath(*parts[:i]) / PUBLISHED
-        if listing.is_file():
+        folder = out.joinpath(*parts[:i])
+        if (folder / PUBLISHED).is_file():
             inner = "/".join(parts[i:])
             try:
-                return inner == PUBLISHED or inner in json.loads(listing.read_text())["files"]
-            except (OSError, ValueError, KeyError, TypeError):
+                return inner == PUBLISHED or inner in (read_listing(folder) or set())
+            except ValueError:
                 return False
     return False
+
+
+def read_listing(folder: Path) -> set[str] | None:
+    """The files a run published into ``folder`` for a sink (write_listing), None where it has no listing;
+    ValueError when the listing cannot be read."""
+    listing = folder / PUBLISHED
+    if not listing.is_file():
+        return None
+    try:
+        return set(json.loads(listing.read_text())["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ValueError(f"{listing}: not the list of files the run published (unreadable)") from None
 
 
 def write_listing(folder: Path, files: list[str]) -> None:

@@ -40,10 +40,11 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from corpus import frames
+from corpus.integrity import CorruptFileError
 from corpus.lock import RunLock
-from corpus.manifest import file_sha256, require_intact
+from corpus.manifest import file_sha256, read_manifest, require_intact
 from corpus.operators import PoolMap, SinkOperator, StageContext
-from corpus.owner import PUBLISHED, require_folder
+from corpus.owner import PUBLISHED, read_listing, require_folder
 from corpus.shards import IndexedWriter, check_content, dtype_for_vocab, merge
 from corpus.stages.dedup_text import digests128
 from corpus.stages.normalise import Normalisation
@@ -463,15 +464,14 @@ class Tokenize(SinkOperator):
                 check_content(idx.with_suffix(""))
             except ValueError as exc:  # ShardError, naming the file
                 out.append((idx.with_suffix(".bin").name, str(exc)))
-        listing = folder / PUBLISHED
-        if listing.is_file():
-            try:
-                listed = set(json.loads(listing.read_text())["files"])
-            except (OSError, ValueError, KeyError, TypeError):
-                return [*out, (PUBLISHED, "not the list of files the run published (unreadable)")]
+        try:
+            listed = read_listing(folder)
+        except ValueError:
+            return [*out, (PUBLISHED, "not the list of files the run published (unreadable)")]
+        if listed is not None:
             out += [(rel, "not a file the run published here (another command wrote into this folder)")
                     for rel in sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
-                                      if (p.is_file() or p.is_symlink()) and p != listing)
+                                      if (p.is_file() or p.is_symlink()) and p.name != PUBLISHED)
                     if rel not in listed]
             out += [(rel, "listed as published by the run, but missing") for rel in sorted(listed)
                     if not (folder / rel).is_file()]
@@ -495,10 +495,9 @@ _SETTINGS = (("split_seed", "seed"), ("group_column", "group_column"), ("eod_app
 def _settings_problems(folder: Path) -> list[tuple[str, str]]:
     """Sidecars whose split settings are not those of the run's tokenize stage (manifest.json's pipeline)."""
     try:
-        manifest = json.loads((folder.parent / "manifest.json").read_text())
-        stage = next(st for st in manifest.get("pipeline", [])
+        stage = next(st for st in read_manifest(folder.parent).get("pipeline", [])
                      if str(st.get("stage", "")).partition("-")[2] == Tokenize.name)
-    except (OSError, ValueError, StopIteration, AttributeError, TypeError):
+    except (OSError, ValueError, CorruptFileError, StopIteration):  # verify names a bad manifest itself
         return []
     found = []
     for s in SPLITS:
@@ -506,7 +505,7 @@ def _settings_problems(folder: Path) -> list[tuple[str, str]]:
             side = json.loads((folder / f"{s}.json").read_text())
         except (OSError, ValueError):
             continue  # a missing or broken sidecar: check_content named it
-        want = {**{k: stage[p] for k, p in _SETTINGS if p in stage}}
+        want = {k: stage[p] for k, p in _SETTINGS if p in stage}
         if "split" in stage:
             want["split_fractions"] = list(_check_split(stage["split"]))
         diff = [f"{k} {side.get(k)!r} (the run's tokenize stage: {v!r})" for k, v in want.items() if side.get(k) != v]
