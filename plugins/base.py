@@ -257,11 +257,13 @@ def missing_inputs(cfg: PluginConfig) -> list[str]:
     a shard prefix without its .idx), so that `--check` says it rather than the run, once PyTorch has loaded."""
     import glob
 
+    from corpus.readers.plan import is_glob
+
     def there(value: str) -> bool:
         p = cfg.path(value)
         try:
             return p.exists() or p.with_name(p.name + ".idx").is_file() or (
-                any(c in str(p) for c in "*?[") and bool(glob.glob(str(p), recursive=True)))
+                is_glob(str(p)) and bool(glob.glob(str(p), recursive=True)))
         except (OSError, ValueError):  # a name too long for the file system, a NUL: not there
             return False
 
@@ -291,9 +293,11 @@ def input_values(cfg: PluginConfig) -> list[tuple[str, str]]:
 def input_paths(cfg: PluginConfig) -> list[tuple[str, Path]]:
     """(KEY, folder or file) for every input the config names that is no glob, resolved (globs:
     ``output_overlap`` asks the readers which files they match)."""
+    from corpus.readers.plan import is_glob
+
     out: list[tuple[str, Path]] = []
     for key, value in input_values(cfg):
-        if any(c in value for c in "*?["):
+        if is_glob(value):
             continue
         try:
             out.append((key, Path(os.path.realpath(cfg.path(value)))))
@@ -309,7 +313,7 @@ def output_overlap(cfg: PluginConfig, out: str | Path | None = None, inside: boo
     overwrite what the run reads; one inside an input read whole (``inside``: a folder, or a ``**`` glob)
     would add its files to what the next run reads. Globs are matched by the readers' rule
     (``corpus.readers.plan.output_read``): ``*.jsonl`` never reads a run folder ``out``."""
-    from corpus.readers.plan import output_read
+    from corpus.readers.plan import is_glob, output_read
 
     run = Path(os.path.realpath(cfg.output if out is None else out))
     for key, p in input_paths(cfg):
@@ -320,7 +324,7 @@ def output_overlap(cfg: PluginConfig, out: str | Path | None = None, inside: boo
             return (f"output folder {shown(run)} lies inside {key} {shown(p)}, which the run reads: "
                     "train into a folder outside it")
     for key, value in input_values(cfg):
-        if any(c in value for c in "*?["):
+        if is_glob(value):
             try:
                 why = output_read(value, Path(cfg.base_dir or Path.cwd()), run, inside)
             except ValueError:  # a NUL in the name

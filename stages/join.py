@@ -31,6 +31,7 @@ import polars as pl
 
 from corpus.integrity import file_sha256
 from corpus.operators import Columns, GlobalFilterOperator, StageContext, StageView, Verdict
+from corpus.readers.plan import is_glob
 from corpus.schema import META
 from corpus.units import plural
 
@@ -78,7 +79,7 @@ class Join(GlobalFilterOperator):
     # ------------------------------------------------------------ the table
 
     def files(self) -> list[Path]:
-        found = sorted(glob.glob(self.table)) if any(c in self.table for c in "*?[") else [self.table]
+        found = sorted(glob.glob(self.table)) if is_glob(self.table) else [self.table]
         paths = [Path(p) for p in found if Path(p).is_file()]
         if not paths:
             raise JoinError(f"join: table {self.table!r} does not exist (or matches no file)")

@@ -63,6 +63,13 @@ TEXT_MODES = ("file", "line")
 # Input files over this many bytes are read in parts of about this size, one unit of work each.
 SPLIT_BYTES = 64 << 20
 _GLOB_CHARS = frozenset("*?[")
+
+
+def is_glob(text: str) -> bool:
+    """Whether a path as given is a glob pattern (a character of ``*?[`` in it)."""
+    return any(c in _GLOB_CHARS for c in str(text))
+
+
 _COUNT_BLOCK = 4 << 20  # bytes compared at a time when counting line ends
 
 
@@ -85,8 +92,8 @@ def _twice(first: InputSpec, spec: InputSpec, seen: dict[str, InputSpec]) -> str
     taken = set(seen)
     # the nearest folder without glob characters, and the file's stem unless a glob: d7/f0.jsonl is d7-f0
     path = Path(spec.path)
-    parts = [p for p in path.parent.parts if not any(c in p for c in "*?[") and p not in ("/", ".", "..")]
-    stem = "" if any(c in path.name for c in "*?[") else path.name.split(".")[0]
+    parts = [p for p in path.parent.parts if not is_glob(p) and p not in ("/", ".", "..")]
+    stem = "" if is_glob(path.name) else path.name.split(".")[0]
     stem = "-".join(p for p in (parts[-1] if parts else "", stem) if p)
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-") or "input"
     suggest, i = name, 1
@@ -250,9 +257,9 @@ def _match(pattern: str, base: Path, where: str) -> tuple[Path, list[Path], bool
     given = Path(os.path.expanduser(pattern))
     p = given if given.is_absolute() else base / given
     # Only the configured pattern can hold wildcards; the base folder's name is taken literally.
-    if any(c in _GLOB_CHARS for c in str(given)):
+    if is_glob(given):
         parts = given.parts
-        i = next(i for i, part in enumerate(parts) if any(c in _GLOB_CHARS for c in part))
+        i = next(i for i, part in enumerate(parts) if is_glob(part))
         root = (given if given.is_absolute() else base / given).parents[len(parts) - i - 1]
         files = _find(Path(os.path.abspath(root)), parts[i:])
         if not files:
